@@ -1,0 +1,584 @@
+"""What a suspended task is waiting for, in facts and plain words.
+
+The task's coroutine chain (frames, outermost first) and `task._fut_waiter` are matched against
+asyncio's own functions: the outermost frame of a known asyncio API (Queue.get, Lock.acquire,
+TaskGroup.__aexit__...) names the wait; the awaited Future says the rest. Everything is read
+from the agent's thread without calling application code: no user `__repr__`, no properties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import sys
+from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
+from collections.abc import Callable
+from types import CodeType, FrameType, FunctionType, MethodType
+from typing import Any
+
+from taskscope.agent.summary import safe_repr
+from taskscope.protocol import WireAwaiting
+
+Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
+
+
+class AwaitContext:
+    """Per-snapshot facts shared by all tasks: timers by future, names found for objects."""
+
+    __slots__ = ("_executor_threads", "loop_time", "names", "name_of_task", "timers", "timeouts")
+
+    def __init__(self, name_of_task: Callable[[Any], str]) -> None:
+        #: id(future) -> loop time at which a timer resolves it (sleep, 3.11 wait_for)
+        self.timers: dict[int, float] = {}
+        #: id(task) -> loop time of its innermost asyncio.timeout deadline
+        self.timeouts: dict[int, float] = {}
+        self.loop_time = 0.0
+        self.names: dict[int, str | None] = {}
+        self.name_of_task = name_of_task
+        self._executor_threads: dict[int, tuple[str, str]] | None = None
+
+    def index_timers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Read the loop's timer heap once: which future each sleep resolves, which task each
+        timeout cancels. Selector loops only; uvloop hides its timers."""
+        scheduled = getattr(loop, "_scheduled", None)
+        if scheduled is None:
+            return
+        try:
+            self.loop_time = loop.time()
+            handles = list(scheduled)
+        except Exception:
+            return
+        timers, deadlines = self.timers, self.timeouts
+        for handle in handles:
+            if handle._cancelled:
+                continue
+            callback = handle._callback
+            args = handle._args
+            if args and isinstance(args[0], asyncio.Future):
+                timers[id(args[0])] = handle._when
+            elif type(callback) is MethodType and isinstance(callback.__self__, timeouts.Timeout):
+                timer_task = callback.__self__._task
+                if timer_task is not None:
+                    known = deadlines.get(id(timer_task))
+                    if known is None or handle._when < known:
+                        deadlines[id(timer_task)] = handle._when
+
+    def executor_threads(self) -> dict[int, tuple[str, str]]:
+        """id(concurrent future) -> (thread name, function) for executor work in progress."""
+        if self._executor_threads is None:
+            found: dict[int, tuple[str, str]] = {}
+            import threading
+
+            # Only present once the program used a thread pool; importing it is not ours to do.
+            pool_module = sys.modules.get("concurrent.futures.thread")
+            work_item = getattr(pool_module, "_WorkItem", None)
+            run_code = _code(getattr(work_item, "run", None))
+            if run_code is None:
+                self._executor_threads = found
+                return found
+
+            names = {thread.ident: thread.name for thread in threading.enumerate()}
+            for thread_id, frame in sys._current_frames().items():
+                walker: FrameType | None = frame
+                while walker is not None:
+                    if walker.f_code is run_code:
+                        item = walker.f_locals.get("self")
+                        future = getattr(item, "future", None)
+                        if future is not None:
+                            found[id(future)] = (
+                                names.get(thread_id, str(thread_id)),
+                                callable_name(getattr(item, "fn", None)),
+                            )
+                        break
+                    walker = walker.f_back
+            self._executor_threads = found
+        return self._executor_threads
+
+
+def callable_name(func: Any) -> str:
+    """A function's qualified name, read without triggering user attribute hooks."""
+    kind = type(func)
+    if kind is FunctionType or kind is MethodType or kind.__name__ == "builtin_function_or_method":
+        return str(getattr(func, "__qualname__", kind.__name__))
+    if kind.__name__ == "partial":
+        return f"partial({callable_name(getattr(func, 'func', None))})"
+    return f"<{kind.__qualname__}>"
+
+
+def _object_facts(obj: Any) -> dict[str, Any]:
+    return {"type": type(obj).__qualname__, "id": hex(id(obj))}
+
+
+def _local(frame: FrameType, name: str) -> Any:
+    try:
+        return frame.f_locals.get(name)
+    except Exception:
+        return None
+
+
+def object_name(ctx: AwaitContext, obj: Any, caller: FrameType | None) -> str | None:
+    """The variable or attribute name the awaiting code uses for `obj` (`jobs`, `self.lock`)."""
+    key = id(obj)
+    if key in ctx.names:
+        return ctx.names[key]
+    name: str | None = None
+    if caller is not None:
+        try:
+            local_items = list(caller.f_locals.items())
+        except Exception:
+            local_items = []
+        for local_name, value in local_items:
+            if value is obj:
+                name = local_name
+                break
+        if name is None:
+            for local_name, value in local_items:
+                attrs = _instance_dict(value)
+                if attrs:
+                    for attr, attr_value in list(attrs.items())[:200]:
+                        if attr_value is obj:
+                            name = f"{local_name}.{attr}"
+                            break
+                if name is not None:
+                    break
+        if name is None:
+            try:
+                global_items = list(caller.f_globals.items())[:500]
+            except Exception:
+                global_items = []
+            for global_name, value in global_items:
+                if value is obj:
+                    name = global_name
+                    break
+    ctx.names[key] = name
+    return name
+
+
+def _instance_dict(value: Any) -> dict[str, Any] | None:
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return None
+    try:
+        attrs = object.__getattribute__(value, "__dict__")
+    except Exception:
+        return None
+    return attrs if type(attrs) is dict else None
+
+
+def _named(base: str, name: str | None) -> str:
+    return f"{base} on {name}" if name else base
+
+
+def _waiters(obj: Any) -> int:
+    waiters = getattr(obj, "_waiters", None)
+    try:
+        return len(waiters) if waiters is not None else 0
+    except Exception:
+        return 0
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
+# --- handlers, one per asyncio API --------------------------------------------------------------
+
+
+def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    when = ctx.timers.get(id(fut))
+    if when is None:
+        return {"kind": "sleep", "text": "sleep", "tasks": [], "seconds_left": None}
+    left = max(0.0, when - ctx.loop_time)
+    return {
+        "kind": "sleep",
+        "text": f"sleep, {_seconds(left)} left",
+        "tasks": [],
+        "seconds_left": round(left, 3),
+    }
+
+
+def _queue(verb: str) -> Handler:
+    def handler(
+        ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+    ) -> WireAwaiting:
+        queue = _local(frame, "self")
+        items = getattr(queue, "_queue", None)
+        size = len(items) if items is not None else None
+        maxsize = getattr(queue, "_maxsize", 0)
+        name = object_name(ctx, queue, caller)
+        kind_name = type(queue).__qualname__
+        if verb == "get":
+            detail = f"{size} item{'s' if size != 1 else ''}" if size is not None else "?"
+        else:
+            detail = f"full, {size}/{maxsize}" if maxsize else f"{size} items"
+        facts = _object_facts(queue) | {"size": size, "maxsize": maxsize, "name": name}
+        return {
+            "kind": f"queue_{verb}",
+            "text": f"{_named(f'{kind_name}.{verb}', name)} ({detail})",
+            "tasks": [],
+            "object": facts,
+        }
+
+    return handler
+
+
+def _primitive(kind: str, method: str) -> Handler:
+    def handler(
+        ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+    ) -> WireAwaiting:
+        obj = _local(frame, "self")
+        name = object_name(ctx, obj, caller)
+        type_name = type(obj).__qualname__
+        facts = _object_facts(obj) | {"name": name}
+        details: list[str] = []
+        if kind == "lock":
+            details.append("locked" if getattr(obj, "_locked", False) else "unlocked")
+        elif kind == "semaphore":
+            value = getattr(obj, "_value", None)
+            facts["value"] = value
+            details.append(f"value {value}")
+        elif kind == "barrier":
+            parties, count = getattr(obj, "_parties", None), getattr(obj, "_count", None)
+            facts |= {"parties": parties, "waiting": count}
+            details.append(f"{count}/{parties} arrived")
+        elif kind == "event":
+            details.append("set" if getattr(obj, "_value", False) else "not set")
+        waiting = _waiters(obj)
+        facts["waiters"] = waiting
+        details.append(f"{waiting} waiting")
+        return {
+            "kind": kind,
+            "text": f"{_named(f'{type_name}.{method}', name)} ({', '.join(details)})",
+            "tasks": [],
+            "object": facts,
+        }
+
+    return handler
+
+
+def _peer_of_transport(transport: Any) -> str | None:
+    extra = getattr(transport, "_extra", None)
+    if type(extra) is not dict:
+        return None
+    return _address(extra.get("peername"))
+
+
+def _address(address: Any) -> str | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, str | bytes) and address:
+        return address if isinstance(address, str) else address.decode(errors="replace")
+    return None
+
+
+def _stream(verb: str) -> Handler:
+    def handler(
+        ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+    ) -> WireAwaiting:
+        owner = _local(frame, "self")
+        method = frame.f_code.co_name
+        peer = _peer_of_transport(getattr(owner, "_transport", None))
+        if verb == "read":
+            base = f"StreamReader.{method}"
+            text = f"{base} from {peer}" if peer else base
+            buffered = getattr(owner, "_buffer", None)
+            facts = _object_facts(owner) | {"buffered": len(buffered) if buffered else 0}
+        else:
+            text = f"StreamWriter.drain to {peer}" if peer else "StreamWriter.drain"
+            facts = _object_facts(owner)
+        return {
+            "kind": f"stream_{verb}",
+            "text": text,
+            "tasks": [],
+            "peer": peer,
+            "object": facts,
+        }
+
+    return handler
+
+
+def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    sock = _local(frame, "sock")
+    method = frame.f_code.co_name
+    fd: int | None = None
+    peer: str | None = None
+    if isinstance(sock, socket.socket):
+        try:
+            fd = socket.socket.fileno(sock)
+            peer = _address(socket.socket.getpeername(sock))
+        except OSError:
+            pass
+        if peer is None and method in ("sock_connect",):
+            peer = _address(_local(frame, "address"))
+    where = f" fd {fd}" if fd is not None and fd >= 0 else ""
+    text = f"loop.{method} on{where}" if where else f"loop.{method}"
+    if peer:
+        text += f" ({peer})"
+    return {"kind": "socket", "text": text, "tasks": [], "peer": peer, "object": {"fd": fd}}
+
+
+def _to_thread(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    func = callable_name(_local(frame, "func"))
+    thread = _executor_thread(ctx, fut)
+    text = f"to_thread {func}" + (f" in {thread[0]}" if thread else "")
+    return {"kind": "executor", "text": text, "tasks": [], "object": {"function": func}}
+
+
+def _executor_thread(ctx: AwaitContext, fut: Any) -> tuple[str, str] | None:
+    source = _chained_source(fut)
+    if source is None:
+        return None
+    return ctx.executor_threads().get(id(source))
+
+
+def _chained_source(fut: Any) -> concurrent.futures.Future[Any] | None:
+    """The concurrent.futures.Future that `fut` mirrors (run_in_executor, wrap_future)."""
+    for callback, _context in getattr(fut, "_callbacks", None) or ():
+        if type(callback) is FunctionType and callback.__code__ is _CHAIN_CANCEL_CODE:
+            for cell in callback.__closure__ or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:
+                    continue
+                if isinstance(value, concurrent.futures.Future):
+                    return value
+    return None
+
+
+def _subprocess(verb: str) -> Handler:
+    def handler(
+        ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+    ) -> WireAwaiting:
+        process = _local(frame, "self")
+        pid = getattr(process, "pid", None)
+        args = getattr(getattr(getattr(process, "_transport", None), "_proc", None), "args", None)
+        program = ""
+        if isinstance(args, list | tuple) and args:
+            program = " " + safe_repr(args[0], 60).strip("'")
+        elif isinstance(args, str | bytes):
+            program = " " + safe_repr(args, 60).strip("'")
+        return {
+            "kind": "subprocess",
+            "text": f"subprocess {pid}{program} {verb}",
+            "tasks": [],
+            "object": {"pid": pid},
+        }
+
+    return handler
+
+
+def _server(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    server = _local(frame, "self")
+    addresses = []
+    for sock in getattr(server, "_sockets", None) or ():
+        try:
+            address = _address(socket.socket.getsockname(sock))
+        except (OSError, TypeError):
+            address = None
+        if address:
+            addresses.append(address)
+    text = "Server.serve_forever" + (f" on {', '.join(addresses)}" if addresses else "")
+    return {"kind": "server", "text": text, "tasks": [], "object": {"addresses": addresses}}
+
+
+def _task_group(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    group = _local(frame, "self")
+    members = getattr(group, "_tasks", None)
+    count = len(members) if members is not None else 0
+    return {
+        "kind": "taskgroup",
+        "text": f"TaskGroup ({count} task{'s' if count != 1 else ''})",
+        "tasks": [],
+        "object": _object_facts(group) | {"size": count},
+    }
+
+
+def _wait(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    return_when = _local(frame, "return_when")
+    fs = _local(frame, "fs")
+    count = len(fs) if isinstance(fs, set | list | tuple | frozenset) else None
+    mode = return_when if isinstance(return_when, str) else ""
+    detail = ", ".join(part for part in (f"{count} awaitables" if count else "", mode) if part)
+    return {"kind": "wait", "text": f"asyncio.wait ({detail})" if detail else "asyncio.wait",
+            "tasks": []}
+
+
+def _as_completed(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    return {"kind": "as_completed", "text": "as_completed", "tasks": []}
+
+
+def _wait_for(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    inner = describe_future(ctx, fut)
+    inner_text = inner["text"] if inner else "future"
+    return {"kind": "wait_for", "text": f"wait_for {inner_text}", "tasks": []}
+
+
+def _condition(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    return _primitive("condition", frame.f_code.co_name)(ctx, frame, caller, fut)
+
+
+def describe_future(ctx: AwaitContext, fut: Any) -> WireAwaiting | None:
+    """What a task awaiting `fut` directly (no known asyncio frame on its chain) waits for."""
+    if fut is None:
+        return None
+    if isinstance(fut, asyncio.Task):
+        return {"kind": "task", "text": f"task {ctx.name_of_task(fut)}", "tasks": []}
+    if isinstance(fut, tasks._GatheringFuture):
+        children = getattr(fut, "_children", None) or []
+        done = sum(1 for child in children if child.done())
+        return {
+            "kind": "gather",
+            "text": f"gather ({len(children)} awaitables, {done} done)",
+            "tasks": [],
+        }
+    callbacks = getattr(fut, "_callbacks", None) or ()
+    for callback, _context in callbacks:
+        code = getattr(callback, "__code__", None)
+        if code is _SHIELD_OUTER_CODE:
+            return {"kind": "shield", "text": "shield", "tasks": []}
+        if code is _CHAIN_CANCEL_CODE:
+            thread = _executor_thread(ctx, fut)
+            text = "run_in_executor"
+            facts: dict[str, Any] = {}
+            if thread:
+                text += f" {thread[1]} in {thread[0]}"
+                facts = {"thread": thread[0], "function": thread[1]}
+            return {"kind": "executor", "text": text, "tasks": [], "object": facts}
+    kind = type(fut)
+    if kind is asyncio.Future or kind is futures._PyFuture:
+        text = "Future"
+        source = getattr(fut, "_source_traceback", None)
+        awaiting: WireAwaiting = {"kind": "future", "text": text, "tasks": []}
+        if source:
+            where = source[-1]
+            awaiting["text"] = f"Future created at {where[0]}:{where[1]}"
+            awaiting["object"] = {"created_at": f"{where[0]}:{where[1]}"}
+        return awaiting
+    return {
+        "kind": "future",
+        "text": f"<{kind.__module__}.{kind.__qualname__} at {hex(id(fut))}>",
+        "tasks": [],
+    }
+
+
+def _code(obj: Any) -> CodeType | None:
+    func = getattr(obj, "__func__", obj)
+    return getattr(func, "__code__", None)
+
+
+def _nested_code(outer: Any, name: str) -> CodeType | None:
+    code = _code(outer)
+    if code is None:
+        return None
+    for const in code.co_consts:
+        if isinstance(const, CodeType) and const.co_name == name:
+            return const
+    return None
+
+
+def _build_handlers() -> dict[CodeType, Handler]:
+    table: list[tuple[Any, Handler]] = [
+        (tasks.sleep, _sleep),
+        (queues.Queue.get, _queue("get")),
+        (queues.Queue.put, _queue("put")),
+        (locks.Lock.acquire, _primitive("lock", "acquire")),
+        (locks.Semaphore.acquire, _primitive("semaphore", "acquire")),
+        (locks.Event.wait, _primitive("event", "wait")),
+        (locks.Condition.wait, _condition),
+        (locks.Condition.wait_for, _condition),
+        (getattr(locks, "Barrier", None) and locks.Barrier.wait, _primitive("barrier", "wait")),
+        (streams.StreamReader.read, _stream("read")),
+        (streams.StreamReader.readline, _stream("read")),
+        (streams.StreamReader.readexactly, _stream("read")),
+        (streams.StreamReader.readuntil, _stream("read")),
+        (streams.StreamReader._wait_for_data, _stream("read")),
+        (streams.StreamWriter.drain, _stream("drain")),
+        (streams.FlowControlMixin._drain_helper, _stream("drain")),
+        (tasks.wait, _wait),
+        (tasks.wait_for, _wait_for),
+        (taskgroups.TaskGroup.__aexit__, _task_group),
+        (getattr(taskgroups.TaskGroup, "_aexit", None), _task_group),
+        (base_events.Server.serve_forever, _server),
+    ]
+    from asyncio import selector_events, subprocess, threads
+
+    for name in (
+        "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into", "sock_sendall",
+        "sock_sendto", "sock_connect", "sock_accept",
+    ):
+        table.append((getattr(selector_events.BaseSelectorEventLoop, name, None), _sock))
+    table.append((getattr(base_events.BaseEventLoop, "sock_sendfile", None), _sock))
+    table.append((threads.to_thread, _to_thread))
+    table.append((subprocess.Process.wait, _subprocess("wait")))
+    table.append((subprocess.Process.communicate, _subprocess("communicate")))
+    as_completed_inner = _nested_code(tasks.as_completed, "_wait_for_one")
+    iterator = getattr(tasks, "_AsCompletedIterator", None)
+    if iterator is not None:
+        as_completed_inner = _code(getattr(iterator, "_wait_for_one", None))
+    handlers: dict[CodeType, Handler] = {}
+    for func, handler in table:
+        code = _code(func) if func is not None else None
+        if code is not None:
+            handlers[code] = handler
+    if as_completed_inner is not None:
+        handlers[as_completed_inner] = _as_completed
+    return handlers
+
+
+_SHIELD_OUTER_CODE = _nested_code(tasks.shield, "_outer_done_callback")
+_CHAIN_CANCEL_CODE = _nested_code(futures._chain_future, "_call_check_cancel")
+#: Frames of these functions only modify what is inside them (a deadline): keep looking deeper.
+_PASS_THROUGH = {code for code in (_code(tasks.wait_for),) if code is not None}
+HANDLERS = _build_handlers()
+
+
+def classify(
+    ctx: AwaitContext, frames: list[FrameType], fut: Any, task: Any
+) -> WireAwaiting | None:
+    """Describe what a suspended task waits for; None when it waits for nothing (runnable)."""
+    if fut is None and not frames:
+        return None
+    handlers = HANDLERS
+    awaiting: WireAwaiting | None = None
+    last = len(frames) - 1
+    for index, frame in enumerate(frames):
+        handler = handlers.get(frame.f_code)
+        if handler is None:
+            continue
+        if frame.f_code in _PASS_THROUGH and index < last and sys.version_info >= (3, 12):
+            continue
+        caller = frames[index - 1] if index else None
+        try:
+            awaiting = handler(ctx, frame, caller, fut)
+        except Exception:
+            awaiting = None
+        if awaiting is not None:
+            break
+    if awaiting is None:
+        if fut is None:
+            return None
+        awaiting = describe_future(ctx, fut)
+        if awaiting is None:
+            return None
+    deadline = ctx.timeouts.get(id(task))
+    if deadline is None and awaiting["kind"] == "wait_for":
+        deadline = ctx.timers.get(id(fut))
+    if deadline is not None:
+        left = max(0.0, deadline - ctx.loop_time)
+        awaiting["deadline_in"] = round(left, 3)
+        awaiting["text"] += f", timeout in {_seconds(left)}"
+    return awaiting

@@ -1,0 +1,410 @@
+"""Builds snapshots of every task from the agent's thread: state, stack, awaits, awaited by.
+
+Reads asyncio's objects while the loop runs on another thread. Every read is of a plain
+attribute or a C-level method (the GIL keeps each one consistent); no application code runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import sys
+import threading
+import time
+from asyncio import queues, taskgroups
+from collections.abc import Iterable
+from types import (
+    AsyncGeneratorType,
+    CodeType,
+    CoroutineType,
+    FrameType,
+    FunctionType,
+    GeneratorType,
+    MethodType,
+)
+from typing import Any
+
+from taskscope.agent.awaiting import AwaitContext, classify
+from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks
+from taskscope.protocol import SNAPSHOT_SCHEMA, WireFrame, WireLoop, WireSnapshot, WireTask
+
+MAX_STACK_DEPTH = 200
+MAX_RESOLVE_DEPTH = 50
+
+
+def _asend_types() -> tuple[type, ...]:
+    async def probe() -> Any:
+        yield None
+
+    # Creating asend() calls this thread's async generator hooks: a running loop would adopt
+    # the probe and later schedule its finalisation as a task. Switch them off meanwhile.
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(None, None)
+    try:
+        agen = probe()
+        asend = agen.asend(None)
+        athrow = agen.athrow(GeneratorExit)
+        kinds = (type(asend), type(athrow))
+        asend.close()
+        athrow.close()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    return kinds
+
+
+_ASEND_TYPES = _asend_types()
+_TASK_GROUP_DONE = taskgroups.TaskGroup._on_task_done
+_TASK_TYPES = (asyncio.Task,)
+
+
+def _asend_generator(obj: Any) -> Any:
+    """The async generator behind an `asend`/`athrow` awaitable: it exposes no attribute for
+    it, but holds a reference the collector can list."""
+    for referent in gc.get_referents(obj):
+        if type(referent) is AsyncGeneratorType:
+            return referent
+    return None
+
+
+def walk_frames(coro: Any) -> tuple[list[FrameType], Any]:
+    """The frames of a coroutine chain, outermost first, and the object at its end."""
+    frames: list[FrameType] = []
+    obj = coro
+    for _ in range(MAX_STACK_DEPTH):
+        kind = type(obj)
+        if kind is CoroutineType:
+            frame, nxt = obj.cr_frame, obj.cr_await
+        elif kind is GeneratorType:
+            frame, nxt = obj.gi_frame, obj.gi_yieldfrom
+        elif kind is AsyncGeneratorType:
+            frame, nxt = obj.ag_frame, obj.ag_await
+        elif kind in _ASEND_TYPES:
+            obj = _asend_generator(obj)
+            continue
+        elif obj is None:
+            break
+        else:
+            # Coroutines compiled by Cython and friends quack the same way, or end the chain.
+            frame = getattr(obj, "cr_frame", None)
+            if frame is None:
+                break
+            nxt = getattr(obj, "cr_await", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        obj = nxt
+    return frames, obj
+
+
+def frame_record(code: CodeType, line: int | None) -> WireFrame:
+    return {"function": code.co_qualname, "file": code.co_filename, "line": line}
+
+
+def _resolve_waiters(fut: Any, depth: int = 0, seen: set[int] | None = None) -> list[Any]:
+    """The tasks that wait for `fut`: directly (their wake-up is one of its callbacks), as
+    owner of a TaskGroup, or through futures chained on it (gather, shield, wait, wait_for)."""
+    callbacks = getattr(fut, "_callbacks", None)
+    if not callbacks or depth > MAX_RESOLVE_DEPTH:
+        return []
+    waiters: list[Any] = []
+    for entry in callbacks:
+        callback = entry[0] if type(entry) is tuple else entry
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, asyncio.Task) and type(callback) is not MethodType:
+            waiters.append(owner)  # the C task's wake-up method
+            continue
+        kind = type(callback)
+        if kind is MethodType:
+            if callback.__func__ is _TASK_GROUP_DONE:
+                parent = getattr(owner, "_parent_task", None)
+                on_completed = getattr(owner, "_on_completed_fut", None)
+                if parent is not None and on_completed is not None and (
+                    getattr(parent, "_fut_waiter", None) is on_completed
+                ):
+                    waiters.append(parent)
+            continue
+        if kind.__name__ == "partial":
+            values: Iterable[Any] = getattr(callback, "args", ())
+        elif kind is FunctionType:
+            if callback.__code__ in _BACKWARD_CODES:
+                continue
+            values = []
+            for cell in callback.__closure__ or ():
+                try:
+                    values.append(cell.cell_contents)  # type: ignore[attr-defined]
+                except ValueError:
+                    pass
+        else:
+            continue
+        for value in values:
+            if value is fut:
+                continue
+            if isinstance(value, asyncio.Future) and not isinstance(value, asyncio.Task):
+                seen = seen if seen is not None else {id(fut)}
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    waiters.extend(_resolve_waiters(value, depth + 1, seen))
+            elif isinstance(value, queues.Queue):
+                for getter in list(getattr(value, "_getters", ()) or ()):
+                    waiters.extend(_resolve_waiters(getter, depth + 1, seen))
+    return waiters
+
+
+def _backward_codes() -> frozenset[CodeType]:
+    from asyncio import tasks
+
+    codes = set()
+    shield_code = tasks.shield.__code__
+    for const in shield_code.co_consts:
+        if isinstance(const, CodeType) and const.co_name == "_outer_done_callback":
+            codes.add(const)
+    return frozenset(codes)
+
+
+_BACKWARD_CODES = _backward_codes()
+
+
+def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
+    """Strongly connected components of more than one task (Tarjan, iterative)."""
+    index_of: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    cycles: list[list[int]] = []
+    counter = 0
+    for root in edges:
+        if root in index_of:
+            continue
+        work: list[tuple[int, int]] = [(root, 0)]
+        while work:
+            node, child_index = work.pop()
+            if child_index == 0:
+                index_of[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = edges.get(node, ())
+            recurse = False
+            for position in range(child_index, len(children)):
+                child = children[position]
+                if child not in index_of:
+                    work.append((node, position + 1))
+                    work.append((child, 0))
+                    recurse = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index_of[child])
+            if recurse:
+                continue
+            if low[node] == index_of[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return sorted(cycles)
+
+
+def _loop_record(tracker: Tracker, loop_info: tuple[Any, asyncio.AbstractEventLoop]) -> WireLoop:
+    record, loop = loop_info
+    thread_id = record.thread_id
+    thread = threading._active.get(thread_id) if thread_id else None  # type: ignore[attr-defined]
+    blocked_for = tracker.blocked_for(record, loop)
+    blocking: list[WireFrame] = []
+    if blocked_for is not None and thread_id is not None:
+        frame = sys._current_frames().get(thread_id)
+        chain = []
+        while frame is not None and len(chain) < MAX_STACK_DEPTH:
+            chain.append(frame_record(frame.f_code, frame.f_lineno))
+            frame = frame.f_back
+        blocking = chain[::-1]
+    return {
+        "id": record.loop_id,
+        "thread_id": thread_id,
+        "thread_name": thread.name if thread is not None else None,
+        "running": loop.is_running(),
+        "closed": loop.is_closed(),
+        "blocked_for": round(blocked_for, 3) if blocked_for is not None else None,
+        "lag": round(record.lag, 4) if record.lag is not None else None,
+        "blocking_stack": blocking,
+        "type": type(loop).__qualname__,
+        "tasks": 0,
+    }
+
+
+def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
+    record: WireTask = {
+        "id": str(finished.task_id),
+        "loop": finished.loop_id,
+        "name": finished.name,
+        "state": finished.state,  # type: ignore[typeddict-item]
+        "coro": finished.coro,
+        "stack": [],
+        "awaiting": None,
+        "awaited_by": [],
+        "parent": str(finished.parent_id) if finished.parent_id is not None else None,
+        "created_at": finished.created_at,
+        "finished_at": finished.finished_at,
+    }
+    if finished.summary is not None:
+        if finished.state == "failed":
+            record["exception"] = finished.summary
+        else:
+            record["result"] = finished.summary
+    if finished.created_from:
+        record["created_from"] = [frame_record(code, line) for code, line in finished.created_from]
+    return record
+
+
+class SnapshotBuilder:
+    """Makes one consistent-enough picture of all tasks; one instance per snapshot."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def build(self, include_finished: bool = True) -> WireSnapshot:
+        tracker = self.tracker
+        taken_at = time.time()
+        loops = tracker.live_loops()
+        tasks = pending_tasks(tracker)
+        tracker.watch_existing(tasks)
+        for task in tasks:
+            loop = task.get_loop()
+            if tracker.loop_record(loop) is None and not loop.is_closed():
+                loops.append((tracker.register_loop(loop), loop))
+        loop_records = [_loop_record(tracker, info) for info in loops]
+        loop_ids = {id(loop): record.loop_id for record, loop in loops}
+        ctx = AwaitContext(self._task_name)
+        current: set[int] = set()
+        current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
+        for _record, loop in loops:
+            ctx.index_timers(loop)
+            if current_tasks is not None:
+                running = current_tasks.get(loop)
+                if running is not None:
+                    current.add(id(running))
+        records: list[WireTask] = []
+        edges: dict[int, list[int]] = {}
+        awaited_by: dict[int, list[int]] = {}
+        by_number: dict[int, WireTask] = {}
+        counts: dict[str, int] = {}
+        meta_of = tracker.ensure_meta
+        for task in tasks:
+            meta = meta_of(task)
+            number = meta.task_id
+            try:
+                coro = task.get_coro()
+            except Exception:
+                coro = None
+            frames, _leaf = walk_frames(coro)
+            fut = getattr(task, "_fut_waiter", None)
+            running = id(task) in current
+            awaiting = None if running else classify(ctx, frames, fut, task)
+            loop_id = loop_ids.get(id(task.get_loop()), "?")
+            counts[loop_id] = counts.get(loop_id, 0) + 1
+            record: WireTask = {
+                "id": str(number),
+                "loop": loop_id,
+                "name": task.get_name(),
+                "state": "pending",
+                "coro": coro_name(coro),
+                "stack": [frame_record(frame.f_code, frame.f_lineno) for frame in frames],
+                "awaiting": awaiting,
+                "awaited_by": [],
+                "parent": str(meta.parent_id) if meta.parent_id is not None else None,
+                "created_at": meta.created_at,
+                "finished_at": None,
+            }
+            if running:
+                record["running"] = True
+            if meta.created_from:
+                record["created_from"] = [
+                    frame_record(code, line) for code, line in meta.created_from
+                ]
+            records.append(record)
+            by_number[number] = record
+            waiters = _resolve_waiters(task)
+            if waiters:
+                waiter_ids = []
+                for waiter in waiters:
+                    waiter_number = meta_of(waiter).task_id
+                    if waiter_number not in waiter_ids:
+                        waiter_ids.append(waiter_number)
+                        edges.setdefault(waiter_number, []).append(number)
+                awaited_by[number] = waiter_ids
+        for number, waiter_ids in awaited_by.items():
+            by_number[number]["awaited_by"] = [str(waiter) for waiter in waiter_ids]
+        for waiter_number, awaited in edges.items():
+            waiter_record = by_number.get(waiter_number)
+            if waiter_record is not None and waiter_record["awaiting"] is not None:
+                waiter_record["awaiting"]["tasks"] = [str(number) for number in awaited]
+        cycles = find_cycles(edges)
+        for cycle in cycles:
+            for number in cycle:
+                record = by_number[number]
+                aw = record["awaiting"]
+                if aw is not None and "await cycle" not in aw["text"]:
+                    aw["text"] += " (await cycle)"
+        for loop_record in loop_records:
+            loop_record["tasks"] = counts.get(loop_record["id"], 0)
+        if include_finished:
+            pending_ids = set(by_number)
+            for finished in list(tracker.history):
+                if finished.task_id not in pending_ids:
+                    records.append(finished_record(tracker, finished))
+        return {
+            "schema": SNAPSHOT_SCHEMA,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "taken_at": taken_at,
+            "loops": loop_records,
+            "tasks": records,
+            "cycles": [[str(number) for number in cycle] for cycle in cycles],
+            "history_limit": tracker.history_limit,
+        }
+
+    def _task_name(self, task: Any) -> str:
+        try:
+            return str(task.get_name())
+        except Exception:
+            return f"#{self.tracker.id_of(task)}"
+
+
+def find_task(tracker: Tracker, task_number: int) -> Any:
+    """The pending task with this id, or None."""
+    for task in pending_tasks(tracker):
+        meta = tracker.meta_of(task)
+        if meta is not None and meta.task_id == task_number:
+            return task
+    return None
+
+
+def in_await_cycle(task: Any) -> bool:
+    """Whether cancelling `task` would come back to it through what it awaits (which makes
+    asyncio's Task.cancel recurse until RecursionError)."""
+    seen: set[int] = set()
+    pending: list[Any] = [getattr(task, "_fut_waiter", None)]
+    while pending:
+        fut = pending.pop()
+        if fut is None or id(fut) in seen:
+            continue
+        if fut is task:
+            return True
+        seen.add(id(fut))
+        if isinstance(fut, asyncio.Task):
+            pending.append(getattr(fut, "_fut_waiter", None))
+        else:
+            pending.extend(getattr(fut, "_children", None) or ())
+    return False
+
+
+def sys_frames_of(thread_id: int) -> FrameType | None:
+    return sys._current_frames().get(thread_id)

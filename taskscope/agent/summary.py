@@ -1,0 +1,42 @@
+"""Short, safe text for task results and exceptions.
+
+These run inside the monitored process, on its loop thread, so they never call code of the
+application: no user `__repr__` or `__str__`, only values of built-in types are shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TEXT = 200
+_PLAIN_TYPES = (bool, int, float, complex, type(None))
+_SIZED_TYPES = (list, tuple, dict, set, frozenset, bytearray)
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def safe_repr(value: Any, limit: int = MAX_TEXT) -> str:
+    """repr() for built-in scalar types, a type-and-size description for anything else."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return _clip(repr(value), limit)
+    if kind is str or kind is bytes:
+        return _clip(repr(value[: limit + 1]), limit)
+    if kind in _SIZED_TYPES:
+        return f"<{kind.__name__} of {len(value)}>"
+    return f"<{kind.__module__}.{kind.__qualname__} object>"
+
+
+def exception_summary(exc: BaseException) -> str:
+    """`ValueError('bad row')`, reading only built-in argument values."""
+    kind = type(exc)
+    if kind.__str__ is BaseException.__str__ or kind.__module__ == "builtins":
+        args = ", ".join(safe_repr(arg, 80) for arg in exc.args[:3])
+        return _clip(f"{kind.__qualname__}({args})")
+    return f"{kind.__qualname__}(…)"
+
+
+def result_summary(value: Any) -> str:
+    return safe_repr(value)

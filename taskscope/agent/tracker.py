@@ -1,0 +1,450 @@
+"""Bookkeeping inside the monitored process: event loops, stable task ids, creators, history.
+
+Everything here runs in somebody else's program, so it does as little as possible on their
+threads: a task factory wrapper that records who created a task, a done callback that records
+how it finished, and a heartbeat timer per loop (4 per second) that tells a blocked loop from a
+busy one. Reading all of it happens on the agent's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import sys
+import threading
+import time
+import weakref
+from asyncio import tasks as asyncio_tasks
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import CodeType, FrameType
+from typing import Any
+
+from taskscope.agent.summary import exception_summary, result_summary
+
+HEARTBEAT_INTERVAL = 0.25
+#: A loop whose heartbeat is this late is reported as blocked.
+BLOCKED_THRESHOLD = 0.25
+CREATION_FRAMES = 4
+
+_ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
+_monotonic = time.monotonic
+_wall = time.time
+
+
+@dataclass(slots=True)
+class TaskMeta:
+    """What the agent knows about a task beyond the task object itself."""
+
+    task_id: int
+    parent_id: int | None = None
+    created_at: float | None = None
+    #: (code, line) pairs, innermost first: where `create_task` was called.
+    created_from: tuple[tuple[CodeType, int], ...] = ()
+    #: Whether the history callback is on the task.
+    watched: bool = False
+
+
+@dataclass(slots=True)
+class FinishedTask:
+    """A finished task as remembered by the bounded history."""
+
+    task_id: int
+    loop_id: str
+    name: str
+    coro: str
+    state: str
+    finished_at: float
+    created_at: float | None
+    parent_id: int | None
+    summary: str | None
+    created_from: tuple[tuple[CodeType, int], ...]
+
+
+@dataclass(slots=True)
+class LoopRecord:
+    """One event loop the agent has seen, and its heartbeat."""
+
+    loop_id: str
+    loop_ref: weakref.ref[asyncio.AbstractEventLoop]
+    thread_id: int | None = None
+    #: Monotonic time by which the next heartbeat should have run; None until the loop
+    #: picked up the agent on its own thread.
+    beat_due: float | None = None
+    lag: float | None = None
+    adopted: bool = False
+    adopt_requested_at: float | None = None
+    heartbeat: asyncio.TimerHandle | None = None
+    app_factory: Any = None
+    patched_methods: bool = False
+    factory_installed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _TaskRef(weakref.ref):  # type: ignore[type-arg]
+    __slots__ = ("key",)
+    key: int
+
+
+class Tracker:
+    """Knows every loop and every task the agent has seen; safe to read from any thread."""
+
+    def __init__(self, history_limit: int = 1000) -> None:
+        self.history_limit = history_limit
+        self.history: deque[FinishedTask] = deque(maxlen=history_limit)
+        self._ids = itertools.count(1)
+        self._loop_ids = itertools.count(1)
+        # id(task) -> (weak reference, meta): cheaper than a WeakKeyDictionary on lookups.
+        self._meta: dict[int, tuple[_TaskRef, TaskMeta]] = {}
+        self.loops: dict[int, LoopRecord] = {}
+        self._loops_lock = threading.Lock()
+        self._original_set_running_loop: Callable[[Any], None] | None = None
+        self._our_set_running_loop: Callable[[Any], None] | None = None
+        self._installed = False
+        # The same bound method object is added to every task, so it can be recognised.
+        self.done_callback = self._on_task_done
+        self._forget = self._forget_task
+
+    # --- task ids and metadata -----------------------------------------------------------------
+
+    def _forget_task(self, ref: _TaskRef) -> None:
+        entry = self._meta.get(ref.key)
+        if entry is not None and entry[0] is ref:
+            del self._meta[ref.key]
+
+    def meta_of(self, task: asyncio.Future[Any]) -> TaskMeta | None:
+        entry = self._meta.get(id(task))
+        if entry is not None and entry[0]() is task:
+            return entry[1]
+        return None
+
+    def ensure_meta(self, task: asyncio.Future[Any]) -> TaskMeta:
+        """The task's metadata, giving it a new id if the agent has not seen it before."""
+        entry = self._meta.get(id(task))
+        if entry is not None and entry[0]() is task:
+            return entry[1]
+        meta = TaskMeta(next(self._ids))
+        ref = _TaskRef(task, self._forget)
+        ref.key = id(task)
+        self._meta[id(task)] = (ref, meta)
+        return meta
+
+    def id_of(self, task: asyncio.Future[Any]) -> int:
+        return self.ensure_meta(task).task_id
+
+    def on_task_created(self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None) -> None:
+        """Runs on the loop thread for every task made through a loop's task factory."""
+        try:
+            meta = self.ensure_meta(task)
+            if parent is not None:
+                meta.parent_id = self.ensure_meta(parent).task_id
+            meta.created_at = _wall()
+            meta.created_from = _creation_site(sys._getframe(2))
+            meta.watched = True
+            task.add_done_callback(self.done_callback)
+        except Exception:  # the agent never breaks task creation
+            pass
+
+    def _on_task_done(self, task: asyncio.Future[Any]) -> None:
+        """Done callback: remember how the task ended, without keeping it alive."""
+        try:
+            meta = self.ensure_meta(task)
+            if task.cancelled():
+                state, summary = "cancelled", None
+            else:
+                exc = task._exception  # type: ignore[attr-defined]
+                if exc is not None:
+                    state, summary = "failed", exception_summary(exc)
+                else:
+                    state, summary = "done", result_summary(task._result)  # type: ignore[attr-defined]
+            record = self.loop_record(task.get_loop())
+            coro = task.get_coro() if hasattr(task, "get_coro") else None
+            self.history.append(
+                FinishedTask(
+                    task_id=meta.task_id,
+                    loop_id=record.loop_id if record else "?",
+                    name=task.get_name() if hasattr(task, "get_name") else "",
+                    coro=coro_name(coro),
+                    state=state,
+                    finished_at=_wall(),
+                    created_at=meta.created_at,
+                    parent_id=meta.parent_id,
+                    summary=summary,
+                    created_from=meta.created_from,
+                )
+            )
+        except Exception:
+            pass
+
+    def watch_existing(self, tasks: Iterable[asyncio.Future[Any]]) -> None:
+        """Adds the history callback to tasks that existed before the agent (on their loop)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
+        for task in tasks:
+            meta = self.ensure_meta(task)
+            if not meta.watched:
+                meta.watched = True
+                by_loop.setdefault(task.get_loop(), []).append(task)
+        for loop, pending in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._add_callbacks, pending)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _add_callbacks(self, tasks: list[asyncio.Future[Any]]) -> None:
+        callback = self.done_callback
+        for task in tasks:
+            try:
+                callbacks = task._callbacks  # type: ignore[attr-defined]
+                if not task.done() and not any(cb[0] is callback for cb in callbacks or ()):
+                    task.add_done_callback(callback)
+            except Exception:
+                pass
+
+    # --- loops ---------------------------------------------------------------------------------
+
+    def loop_record(self, loop: asyncio.AbstractEventLoop) -> LoopRecord | None:
+        record = self.loops.get(id(loop))
+        if record is not None and record.loop_ref() is loop:
+            return record
+        return None
+
+    def register_loop(self, loop: asyncio.AbstractEventLoop) -> LoopRecord:
+        with self._loops_lock:
+            record = self.loop_record(loop)
+            if record is None:
+                key = id(loop)
+                record = LoopRecord(
+                    loop_id=f"L{next(self._loop_ids)}",
+                    loop_ref=weakref.ref(loop, lambda _ref: self.loops.pop(key, None)),
+                    thread_id=getattr(loop, "_thread_id", None),
+                )
+                self.loops[key] = record
+            return record
+
+    def live_loops(self) -> list[tuple[LoopRecord, asyncio.AbstractEventLoop]]:
+        result = []
+        for record in list(self.loops.values()):
+            loop = record.loop_ref()
+            if loop is not None and not loop.is_closed():
+                result.append((record, loop))
+        return result
+
+    def install(self) -> None:
+        """Hook loop start-up and adopt the loops that already exist."""
+        if self._installed:
+            return
+        self._installed = True
+        original = asyncio.events._set_running_loop
+        self._original_set_running_loop = original
+        tracker = self
+
+        def _set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+            original(loop)
+            if loop is not None:
+                try:
+                    tracker.on_loop_started(loop)
+                except Exception:
+                    pass
+
+        _set_running_loop.__wrapped__ = original  # type: ignore[attr-defined]
+        asyncio.events._set_running_loop = _set_running_loop
+        self._our_set_running_loop = _set_running_loop
+        self.discover_loops()
+
+    def discover_loops(self) -> None:
+        """Find loops created before the agent: the running loop of this thread, then a scan
+        of the garbage collector's objects (once, at install)."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is not None:
+            self.on_loop_started(current)
+        for obj in gc.get_objects():
+            if isinstance(obj, asyncio.AbstractEventLoop) and obj is not current:
+                try:
+                    if obj.is_closed():
+                        continue
+                except Exception:
+                    continue
+                record = self.register_loop(obj)
+                if obj.is_running() and not record.adopted:
+                    record.adopt_requested_at = _monotonic()
+                    try:
+                        obj.call_soon_threadsafe(self.on_loop_started, obj)
+                    except RuntimeError:
+                        pass
+
+    def on_loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs on the loop's own thread when it starts (or when the agent reaches it)."""
+        record = self.loop_record(loop)
+        if record is not None and record.adopted and record.thread_id == threading.get_ident():
+            record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
+            return
+        record = record or self.register_loop(loop)
+        record.thread_id = threading.get_ident()
+        record.adopted = True
+        self._install_factory(record, loop)
+        if record.heartbeat is not None:
+            record.heartbeat.cancel()
+        record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
+        record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+
+    def _beat(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        now = _monotonic()
+        if record.beat_due is not None:
+            record.lag = max(0.0, now - record.beat_due)
+        record.beat_due = now + HEARTBEAT_INTERVAL
+        record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+
+    def blocked_for(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> float | None:
+        """How long the loop has failed to run its callbacks (a lower bound), or None."""
+        if not loop.is_running():
+            return None
+        now = _monotonic()
+        due = record.beat_due if record.adopted else record.adopt_requested_at
+        if due is None:
+            return None
+        late = now - due
+        return late if late > BLOCKED_THRESHOLD else None
+
+    def _install_factory(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        if record.factory_installed:
+            return
+        record.app_factory = loop.get_task_factory()
+        tracker = self
+        make_task = asyncio.Task
+        current_task = asyncio.current_task
+        loop_type = type(loop)
+
+        def taskscope_task_factory(
+            loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+        ) -> asyncio.Future[Any]:
+            parent = current_task(loop)
+            app_factory = record.app_factory
+            if app_factory is None:
+                task: asyncio.Future[Any] = make_task(coro, loop=loop, **kwargs)
+            else:
+                task = app_factory(loop, coro, **kwargs)
+            tracker.on_task_created(task, parent)
+            return task
+
+        def set_task_factory(factory: Any) -> None:
+            if factory is not None and not callable(factory):
+                raise TypeError("task factory must be a callable or None")
+            record.app_factory = factory
+
+        def get_task_factory() -> Any:
+            return record.app_factory
+
+        loop_type.set_task_factory(loop, taskscope_task_factory)
+        record.factory_installed = True
+        # Shadow the two methods on this loop object so an application that sets its own
+        # factory later (eager tasks, say) still gets it, and we still see creations.
+        try:
+            loop.set_task_factory = set_task_factory  # type: ignore[method-assign]
+            loop.get_task_factory = get_task_factory  # type: ignore[method-assign]
+            record.patched_methods = True
+        except (AttributeError, TypeError):
+            pass
+
+    def _restore_loop(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        if record.heartbeat is not None:
+            record.heartbeat.cancel()
+            record.heartbeat = None
+        if record.patched_methods:
+            for name in ("set_task_factory", "get_task_factory"):
+                loop.__dict__.pop(name, None)
+            record.patched_methods = False
+        if record.factory_installed:
+            type(loop).set_task_factory(loop, record.app_factory)
+            record.factory_installed = False
+        record.adopted = False
+
+    def uninstall(self) -> None:
+        """Undo every change: the loop hook, task factories, heartbeats and task callbacks."""
+        if not self._installed:
+            return
+        self._installed = False
+        if asyncio.events._set_running_loop is self._our_set_running_loop:
+            asyncio.events._set_running_loop = self._original_set_running_loop  # type: ignore[assignment]
+        for record, loop in self.live_loops():
+            try:
+                if record.thread_id == threading.get_ident() or not loop.is_running():
+                    self._restore_loop(record, loop)
+                else:
+                    loop.call_soon_threadsafe(self._restore_loop, record, loop)
+            except Exception:
+                pass
+        callback = self.done_callback
+        for task in pending_tasks(self):
+            try:
+                loop = task.get_loop()
+                if loop.is_running():
+                    loop.call_soon_threadsafe(task.remove_done_callback, callback)
+                else:
+                    task.remove_done_callback(callback)
+            except Exception:
+                pass
+
+
+def coro_name(coro: Any) -> str:
+    """The qualified name of a coroutine (or whatever a task wraps), without running its code."""
+    if coro is None:
+        return ""
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    if code is not None:
+        return str(code.co_qualname)
+    return type(coro).__qualname__
+
+
+def _creation_site(frame: FrameType | None) -> tuple[tuple[CodeType, int], ...]:
+    """Up to CREATION_FRAMES (code, line) pairs of the code that asked for a task, skipping
+    asyncio's own frames (create_task, TaskGroup.create_task, the loop's machinery)."""
+    site: list[tuple[CodeType, int]] = []
+    while frame is not None and len(site) < CREATION_FRAMES:
+        code = frame.f_code
+        if not code.co_filename.startswith(_ASYNCIO_DIR):
+            site.append((code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(site)
+
+
+def _registry_sources() -> tuple[Any, ...] | None:
+    scheduled = getattr(asyncio_tasks, "_scheduled_tasks", None)
+    if scheduled is not None:
+        return (scheduled, getattr(asyncio_tasks, "_eager_tasks", ()))
+    all_tasks = getattr(asyncio_tasks, "_all_tasks", None)
+    if all_tasks is not None:
+        return (all_tasks,)
+    return None
+
+
+def pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
+    """Every pending task of the process, read safely from a thread that is not the loop's."""
+    sources = _registry_sources()
+    found: list[asyncio.Future[Any]] = []
+    if sources is None:  # 3.14+: the registry lives in C; all_tasks(loop) is the public way
+        for _record, loop in tracker.live_loops():
+            try:
+                found.extend(asyncio.all_tasks(loop))
+            except Exception:
+                pass
+        return found
+    for source in sources:
+        for _attempt in range(1000):
+            try:
+                items = list(source)
+            except RuntimeError:  # the set changed size while we copied it: retry
+                continue
+            found.extend(items)
+            break
+    seen: set[int] = set()
+    result = []
+    for task in found:
+        if id(task) not in seen and not task.done():
+            seen.add(id(task))
+            result.append(task)
+    return result
