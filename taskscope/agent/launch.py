@@ -1,0 +1,68 @@
+"""`python -m taskscope.agent.launch script.py args` / `-m module args`: run a program with the
+agent installed before its first line, the way `python -m cProfile` runs one.
+
+`taskscope run` execs this module, so the program runs in a fresh interpreter that has loaded
+nothing but the standard library and the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import types
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m taskscope.agent.launch (script.py | -m module) [args...]",
+              file=sys.stderr)
+        return 2
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print("taskscope run: -m needs a module name", file=sys.stderr)
+            return 2
+        module, args = argv[1], argv[2:]
+        sys.argv = [module, *args]
+        sys.path[0] = os.getcwd()
+        target = ("module", module)
+    else:
+        script, args = argv[0], argv[1:]
+        if not os.path.exists(script):
+            print(f"taskscope run: no such file: {script}", file=sys.stderr)
+            return 2
+        sys.argv = [script, *args]
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        target = ("path", script)
+
+    from taskscope.agent import install
+
+    install()
+    # Leave no trace of the launcher in what the program sees as __main__.
+    if target[0] == "module":
+        runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target[1], run_name="__main__")
+    return 0
+
+
+def _program_traceback(exc: BaseException) -> types.TracebackType | None:
+    """The traceback from the program's first frame on, as plain `python` would print it."""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename != __file__ and filename != runpy.__file__:
+            break
+        tb = tb.tb_next
+    return tb
+
+
+if __name__ == "__main__":
+    try:
+        status = main(sys.argv[1:])
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as error:
+        sys.excepthook(type(error), error, _program_traceback(error))
+        status = 1
+    sys.exit(status)

@@ -1,0 +1,275 @@
+"""The `taskscope` command: list, ps, tree, dump, cancel, stack, run, attach and demo.
+
+Every error a user can meet is printed as one line on stderr with a non-zero exit status;
+tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from taskscope import __version__
+from taskscope.client import AgentClient, ClientError, NoAgent, live_agents
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _pid(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return int(text)
+
+
+def _task_id(text: str) -> str:
+    if not text.isdigit() or len(text) > 20:
+        raise argparse.ArgumentTypeError(f"not a task id (digits, see `taskscope ps`): {text!r}")
+    return str(int(text))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="taskscope",
+        description="See, understand and cancel the asyncio tasks of a running Python process.",
+    )
+    parser.add_argument("--version", action="version", version=f"taskscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_pid(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("pid", type=_pid, help="process id")
+        command.add_argument("--no-inject", action="store_true",
+                             help="fail instead of loading the agent into the process")
+        command.add_argument("--timeout", type=float, default=10.0,
+                             help="seconds to wait for the agent (default 10)")
+        return command
+
+    sub.add_parser("list", help="processes with a live agent, and Python processes to attach")
+    ps = with_pid("ps", "a table of the process's tasks")
+    ps.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    tree = with_pid("tree", "the task tree, with what each task awaits")
+    tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    dump = with_pid("dump", "the full snapshot as JSON (schema 1)")
+    dump.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
+    stack = with_pid("stack", "the stack of one task, with source lines")
+    stack.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
+    cancel = with_pid("cancel", "cancel one task (answers at once; check with `ps`)")
+    cancel.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
+    cancel.add_argument("-m", "--message", default=None, help="cancellation message")
+    attach = with_pid("attach", "open the live dashboard on a process")
+    attach.add_argument("--interval", type=float, default=0.5,
+                        help="seconds between updates (default 0.5)")
+    run = sub.add_parser(
+        "run", help="run a Python program with the agent installed",
+        description="Run `script.py [args]` or `-m module [args]` with the agent installed "
+                    "before its first line.",
+    )
+    run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args] | -m module [args]")
+    sub.add_parser("demo", help="start the bundled example program and open the dashboard on it")
+    return parser
+
+
+def connect(args: argparse.Namespace) -> AgentClient:
+    """A connected client for args.pid, loading the agent into the process when needed."""
+    client = AgentClient(args.pid, timeout=args.timeout)
+    try:
+        client.connect()
+        return client
+    except NoAgent:
+        if args.no_inject:
+            raise
+    from taskscope.attach import load_agent
+
+    load_agent(args.pid, timeout=args.timeout)
+    client = AgentClient(args.pid, timeout=args.timeout)
+    client.connect()
+    return client
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    agents = set(live_agents())
+    try:
+        from taskscope.discovery import python_processes
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        python_processes = None
+    rows: list[tuple[str, str, str, str]] = []
+    listed: set[int] = set()
+    if python_processes is not None:
+        for proc in python_processes():
+            listed.add(proc.pid)
+            rows.append((str(proc.pid), proc.version or "?",
+                         "agent" if proc.pid in agents else "-", proc.command))
+    for pid in sorted(agents - listed):
+        rows.append((str(pid), "?", "agent", _command_line(pid)))
+    if not rows:
+        print("no Python processes found")
+        return 0
+    rows.sort(key=lambda row: (row[2] != "agent", int(row[0])))
+    print(f"{'PID':>7}  {'PYTHON':7}  {'AGENT':5}  COMMAND")
+    from taskscope.report import safe_text
+
+    for pid, version, agent, command in rows:
+        print(f"{pid:>7}  {version:7}  {agent:5}  {safe_text(command, 100)}")
+    return 0
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from taskscope.model import TaskModel
+    from taskscope.report import blocked_lines, header, ps_table
+
+    with connect(args) as client:
+        model = TaskModel.from_snapshot(client.snapshot())
+        argv = client.hello.get("argv")
+    print(header(model, argv))
+    for line in blocked_lines(model):
+        print(line)
+    print(ps_table(model, include_finished=args.all))
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from taskscope.model import TaskModel
+    from taskscope.report import tree_text
+
+    with connect(args) as client:
+        model = TaskModel.from_snapshot(client.snapshot())
+        argv = client.hello.get("argv")
+    width = os.get_terminal_size().columns if sys.stdout.isatty() else 120
+    print(tree_text(model, argv, include_finished=args.all, width=width))
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        snapshot = client.snapshot()
+    json.dump(snapshot, sys.stdout, indent=args.indent, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from taskscope.report import safe_text
+
+    with connect(args) as client:
+        reply = client.stack(args.task)
+    if not reply.get("found"):
+        print(f"taskscope: no task {args.task} in process {args.pid}", file=sys.stderr)
+        return EXIT_ERROR
+    record = reply.get("record")
+    if record is not None:
+        outcome = record.get("exception") or record.get("result") or ""
+        print(f"task {args.task} ({safe_text(record['name'])}) finished: {record['state']} "
+              f"{safe_text(outcome)}".rstrip())
+        return 0
+    for frame in reply["stack"]:
+        print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
+        if frame.get("source"):
+            print(f"      {safe_text(frame['source'])}")
+    if reply.get("created_from"):
+        print("created from:")
+        for frame in reply["created_from"]:
+            print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
+    return 0
+
+
+CANCEL_TEXT = {
+    "requested": "cancel requested for task {task}; `taskscope ps {pid}` shows the outcome",
+    "already_finished": "task {task} had already finished",
+    "no_such_task": "no task {task} in process {pid} (see `taskscope ps {pid}`)",
+}
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        outcome = client.cancel(args.task, args.message)
+    text = CANCEL_TEXT.get(outcome, outcome).format(task=args.task, pid=args.pid)
+    if outcome == "no_such_task":
+        print(f"taskscope: {text}", file=sys.stderr)
+        return EXIT_ERROR
+    print(text)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    target = list(args.target)
+    if target and target[0] == "--":
+        target = target[1:]
+    if not target:
+        print("taskscope: run needs a script or -m module, e.g. `taskscope run app.py`",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if target[0] != "-m" and not os.path.isfile(target[0]):
+        print(f"taskscope: no such file: {target[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    # A fresh interpreter that loaded nothing of the CLI (no textual, no psutil); same pid.
+    os.execv(sys.executable, [sys.executable, "-m", "taskscope.agent.launch", *target])
+    return 0  # pragma: no cover
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from taskscope.ui.app import run_dashboard
+
+    client = connect(args)
+    client.close()
+    return run_dashboard(args.pid, interval=args.interval, timeout=args.timeout)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from taskscope.demo import run_demo
+
+    return run_demo()
+
+
+COMMANDS = {
+    "list": cmd_list, "ps": cmd_ps, "tree": cmd_tree, "dump": cmd_dump, "stack": cmd_stack,
+    "cancel": cmd_cancel, "run": cmd_run, "attach": cmd_attach, "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except ClientError as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except _attach_errors() as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _attach_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from taskscope.injection import InjectionError
+    except ImportError:
+        return ()
+    return (InjectionError,)
+
+
+def entry() -> None:  # pragma: no cover
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Talks to the agent of one process over its Unix socket: hello, snapshot, subscribe, stack,
+cancel. Every failure a user can meet becomes a `ClientError` whose message is one line that
+says what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any, cast
+
+from taskscope.protocol import (
+    MAX_REPLY_BYTES,
+    PROTOCOL_VERSION,
+    LineBuffer,
+    ProtocolError,
+    Request,
+    WireDelta,
+    WireSnapshot,
+    encode,
+    request_to_wire,
+    socket_directory,
+    socket_path,
+)
+
+
+class ClientError(Exception):
+    """A problem the user can act on; str() is the one line to show."""
+
+
+class NoSuchProcess(ClientError):
+    pass
+
+
+class NoAgent(ClientError):
+    pass
+
+
+class AgentGone(ClientError):
+    pass
+
+
+class PermissionDenied(ClientError):
+    pass
+
+
+class VersionMismatch(ClientError):
+    pass
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def no_agent_message(pid: int) -> str:
+    return (
+        f"process {pid} has no taskscope agent: run `taskscope attach {pid}` to load one, "
+        "or start the program with `taskscope run` or call taskscope.install()"
+    )
+
+
+class AgentClient:
+    """One connection to one agent. Not thread-safe: use one per thread."""
+
+    def __init__(self, pid: int, *, timeout: float = 10.0, socket_dir: str | None = None) -> None:
+        self.pid = pid
+        self.timeout = timeout
+        self.path = socket_path(pid, socket_dir or socket_directory())
+        self._sock: socket.socket | None = None
+        self._buffer = LineBuffer(MAX_REPLY_BYTES)
+        self._lines: deque[bytes] = deque()
+        self._next_id = 1
+        self._pushed: deque[dict[str, Any]] = deque()
+        self.hello: dict[str, Any] = {}
+
+    # --- connection ----------------------------------------------------------------------------
+
+    def connect(self) -> dict[str, Any]:
+        if not process_exists(self.pid):
+            raise NoSuchProcess(f"no process with pid {self.pid}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except FileNotFoundError:
+            sock.close()
+            raise NoAgent(no_agent_message(self.pid)) from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise NoAgent(no_agent_message(self.pid)) from None
+        except PermissionError:
+            sock.close()
+            raise PermissionDenied(
+                f"permission denied on {self.path}: run taskscope as the user who owns "
+                f"process {self.pid}"
+            ) from None
+        except OSError as error:
+            sock.close()
+            raise NoAgent(f"cannot reach the agent of process {self.pid}: {error.strerror}") from None
+        self._sock = sock
+        reply = self._request(Request("hello", protocol=PROTOCOL_VERSION))
+        self.hello = reply
+        return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def __enter__(self) -> AgentClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def snapshot(self, include_finished: bool = True) -> WireSnapshot:
+        reply = self._request(Request("snapshot", include_finished=include_finished))
+        return cast(WireSnapshot, reply["snapshot"])
+
+    def stack(self, task_id: str) -> dict[str, Any]:
+        return self._request(Request("stack", task_id=task_id))
+
+    def cancel(self, task_id: str, message: str | None = None) -> str:
+        reply = self._request(Request("cancel", task_id=task_id, message=message))
+        return str(reply["outcome"])
+
+    def subscribe(
+        self, interval: float = 0.5
+    ) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
+        """The first snapshot, then deltas as the agent sends them, until the agent goes."""
+        reply = self._request(Request("subscribe", interval=interval), timeout=None)
+        yield "snapshot", cast(WireSnapshot, reply["snapshot"])
+        while True:
+            message = self._pushed.popleft() if self._pushed else self._read_message(None)
+            if message.get("type") == "delta":
+                yield "delta", cast(WireDelta, message["delta"])
+            elif message.get("type") == "error":
+                raise ClientError(f"agent error: {message.get('message')}")
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _request(self, request: Request, timeout: float | None = -1.0) -> dict[str, Any]:
+        if self._sock is None:
+            raise ClientError("not connected")
+        request_id = self._next_id
+        self._next_id += 1
+        wire = request_to_wire(Request(
+            request.type, request_id, request.protocol, request.interval, request.task_id,
+            request.message, request.include_finished,
+        ))
+        try:
+            self._sock.settimeout(self.timeout)
+            self._sock.sendall(encode(wire))
+        except OSError as error:
+            raise self._gone(error) from None
+        while True:
+            message = self._read_message(self.timeout if timeout == -1.0 else timeout)
+            if message.get("re") == request_id or (
+                message.get("type") == "error" and message.get("re") is None
+            ):
+                if message.get("type") == "error":
+                    if message.get("code") == "version_mismatch":
+                        raise VersionMismatch(
+                            f"protocol version mismatch: the agent in process {self.pid} "
+                            f"speaks {message.get('protocol')}, this taskscope speaks "
+                            f"{PROTOCOL_VERSION}; use the same taskscope version on both sides"
+                        )
+                    raise ClientError(f"the agent refused the request: {message.get('message')}")
+                return message
+            self._pushed.append(message)
+
+    def _read_message(self, timeout: float | None) -> dict[str, Any]:
+        assert self._sock is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._lines:
+            remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
+            self._sock.settimeout(remaining)
+            try:
+                data = self._sock.recv(1 << 20)
+            except TimeoutError:
+                raise AgentGone(
+                    f"the agent of process {self.pid} did not answer within {timeout:.0f} s"
+                ) from None
+            except OSError as error:
+                raise self._gone(error) from None
+            if not data:
+                raise self._gone(None)
+            try:
+                self._lines.extend(self._buffer.feed(data))
+            except ProtocolError as error:
+                raise ClientError(f"bad reply from the agent: {error}") from None
+        line = self._lines.popleft()
+        try:
+            import json
+
+            message = json.loads(line)
+        except ValueError:
+            raise ClientError("bad reply from the agent: not JSON") from None
+        if not isinstance(message, dict):
+            raise ClientError("bad reply from the agent: not an object")
+        return message
+
+    def _gone(self, error: OSError | None) -> ClientError:
+        if not process_exists(self.pid):
+            return AgentGone(f"process {self.pid} exited")
+        if error is not None and error.errno == errno.EPIPE:
+            return AgentGone(f"the agent of process {self.pid} closed the connection")
+        return AgentGone(f"the agent of process {self.pid} closed the connection")
+
+
+def live_agents(socket_dir: str | None = None, clean: bool = True) -> list[int]:
+    """Pids whose agent socket answers; stale sockets (dead process, nobody listening) are
+    removed when `clean`."""
+    directory = socket_dir or socket_directory()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    pids = []
+    for name in names:
+        if not name.endswith(".sock") or not name[:-5].isdigit():
+            continue
+        pid = int(name[:-5])
+        path = os.path.join(directory, name)
+        alive = process_exists(pid)
+        if alive:
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(path)
+            except OSError:
+                alive = False
+            finally:
+                probe.close()
+        if alive:
+            pids.append(pid)
+        elif clean:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    return sorted(pids)

@@ -1,0 +1,384 @@
+"""The client's picture of a process: typed task and loop records, kept current by applying
+snapshots and deltas, plus the queries the CLI and the dashboard share (tree, groups, counts).
+
+Pure state: no I/O, no terminal. Records come from the wire (`taskscope.protocol`) and are
+immutable; a delta replaces whole records by task id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskscope.protocol import WireAwaiting, WireDelta, WireFrame, WireLoop, WireSnapshot, WireTask
+
+FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    function: str
+    file: str
+    line: int | None
+
+    @classmethod
+    def from_wire(cls, raw: WireFrame) -> Frame:
+        return cls(str(raw["function"]), str(raw["file"]), raw.get("line"))
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    kind: str
+    text: str
+    tasks: tuple[str, ...]
+    seconds_left: float | None = None
+    deadline_in: float | None = None
+    peer: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def from_wire(cls, raw: WireAwaiting | None) -> Awaiting | None:
+        if raw is None:
+            return None
+        return cls(
+            kind=str(raw["kind"]),
+            text=str(raw["text"]),
+            tasks=tuple(raw.get("tasks", ())),
+            seconds_left=raw.get("seconds_left"),
+            deadline_in=raw.get("deadline_in"),
+            peer=raw.get("peer"),
+            facts=dict(raw.get("object", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    id: str
+    loop: str
+    name: str
+    state: str
+    coro: str
+    stack: tuple[Frame, ...]
+    awaiting: Awaiting | None
+    awaited_by: tuple[str, ...]
+    parent: str | None
+    created_at: float | None
+    finished_at: float | None
+    running: bool = False
+    created_from: tuple[Frame, ...] = ()
+    result: str | None = None
+    exception: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: WireTask) -> TaskInfo:
+        return cls(
+            id=str(raw["id"]),
+            loop=str(raw["loop"]),
+            name=str(raw["name"]),
+            state=str(raw["state"]),
+            coro=str(raw["coro"]),
+            stack=tuple(Frame.from_wire(frame) for frame in raw["stack"]),
+            awaiting=Awaiting.from_wire(raw["awaiting"]),
+            awaited_by=tuple(raw["awaited_by"]),
+            parent=raw["parent"],
+            created_at=raw["created_at"],
+            finished_at=raw["finished_at"],
+            running=bool(raw.get("running", False)),
+            created_from=tuple(Frame.from_wire(frame) for frame in raw.get("created_from", ())),
+            result=raw.get("result"),
+            exception=raw.get("exception"),
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def number(self) -> int:
+        return int(self.id)
+
+    def age(self, now: float) -> float | None:
+        if self.created_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else now
+        return max(0.0, end - self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopInfo:
+    id: str
+    thread_id: int | None
+    thread_name: str | None
+    running: bool
+    closed: bool
+    blocked_for: float | None
+    lag: float | None
+    blocking_stack: tuple[Frame, ...]
+    type: str
+    tasks: int
+
+    @classmethod
+    def from_wire(cls, raw: WireLoop) -> LoopInfo:
+        return cls(
+            id=str(raw["id"]),
+            thread_id=raw.get("thread_id"),
+            thread_name=raw.get("thread_name"),
+            running=bool(raw.get("running")),
+            closed=bool(raw.get("closed")),
+            blocked_for=raw.get("blocked_for"),
+            lag=raw.get("lag"),
+            blocking_stack=tuple(Frame.from_wire(f) for f in raw.get("blocking_stack", ())),
+            type=str(raw.get("type", "")),
+            tasks=int(raw.get("tasks", 0)),
+        )
+
+    @property
+    def label(self) -> str:
+        return self.thread_name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class TreeRow:
+    """One line of a task tree: the task, its depth, and how it hangs under its parent."""
+
+    task: TaskInfo
+    depth: int
+    #: For each ancestor level, whether more siblings follow (draws the tree's guide lines).
+    guides: tuple[bool, ...]
+    is_last: bool
+    in_cycle: bool
+    #: The task appears elsewhere in the tree already (a second waiter): not expanded again.
+    repeated: bool = False
+
+
+@dataclass(slots=True)
+class TaskModel:
+    """Every task of one process as last reported, updated in place by snapshots and deltas."""
+
+    pid: int = 0
+    python: str = ""
+    taken_at: float = 0.0
+    received_at: float = 0.0
+    loops: dict[str, LoopInfo] = field(default_factory=dict)
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    cycles: list[tuple[str, ...]] = field(default_factory=list)
+    history_limit: int = 0
+    #: ids of tasks whose record changed in the last update (for widgets that update by key)
+    last_changed: set[str] = field(default_factory=set)
+    last_removed: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: WireSnapshot) -> TaskModel:
+        model = cls()
+        model.apply_snapshot(snapshot)
+        return model
+
+    def apply_snapshot(self, snapshot: WireSnapshot) -> None:
+        self.pid = int(snapshot["pid"])
+        self.python = str(snapshot["python"])
+        self.taken_at = float(snapshot["taken_at"])
+        self.received_at = time.time()
+        self.history_limit = int(snapshot.get("history_limit", 0))
+        self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
+        new_tasks = {str(raw["id"]): TaskInfo.from_wire(raw) for raw in snapshot["tasks"]}
+        self.last_removed = set(self.tasks) - set(new_tasks)
+        self.last_changed = {
+            task_id for task_id, task in new_tasks.items() if self.tasks.get(task_id) != task
+        }
+        self.tasks = new_tasks
+        self.cycles = [tuple(cycle) for cycle in snapshot["cycles"]]
+
+    def apply_delta(self, delta: WireDelta) -> None:
+        self.taken_at = float(delta["taken_at"])
+        self.received_at = time.time()
+        self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in delta["loops"]}
+        changed = set()
+        for raw in delta["changed"]:
+            task = TaskInfo.from_wire(raw)
+            self.tasks[task.id] = task
+            changed.add(task.id)
+        removed = set()
+        for task_id in delta["removed"]:
+            if self.tasks.pop(task_id, None) is not None:
+                removed.add(task_id)
+        self.last_changed = changed
+        self.last_removed = removed
+        self.cycles = [tuple(cycle) for cycle in delta["cycles"]]
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def data_age(self, now: float | None = None) -> float:
+        return max(0.0, (now or time.time()) - self.received_at)
+
+    def pending(self) -> list[TaskInfo]:
+        return [task for task in self.tasks.values() if not task.finished]
+
+    def finished(self) -> list[TaskInfo]:
+        done = [task for task in self.tasks.values() if task.finished]
+        return sorted(done, key=lambda task: task.finished_at or 0.0)
+
+    def counts(self, loop_id: str | None = None) -> dict[str, int]:
+        counts = {"pending": 0, "done": 0, "cancelled": 0, "failed": 0}
+        for task in self.tasks.values():
+            if loop_id is None or task.loop == loop_id:
+                counts[task.state] = counts.get(task.state, 0) + 1
+        return counts
+
+    def cycle_members(self) -> set[str]:
+        return {task_id for cycle in self.cycles for task_id in cycle}
+
+    def tree_parent(self, task: TaskInfo) -> str | None:
+        """Where a task hangs in the tree: under the task awaiting it (gather, TaskGroup and
+        plain awaits all show up in awaited_by), else under the task that created it."""
+        for waiter in task.awaited_by:
+            if waiter in self.tasks and waiter != task.id:
+                return waiter
+        if task.parent is not None and task.parent in self.tasks and task.parent != task.id:
+            return task.parent
+        return None
+
+    def children_map(self, include_finished: bool = True) -> dict[str | None, list[TaskInfo]]:
+        visible = [
+            task for task in self.tasks.values() if include_finished or not task.finished
+        ]
+        visible_ids = {task.id for task in visible}
+        children: dict[str | None, list[TaskInfo]] = {}
+        for task in visible:
+            parent = self.tree_parent(task)
+            if parent not in visible_ids:
+                parent = None
+            children.setdefault(parent, []).append(task)
+        for siblings in children.values():
+            siblings.sort(key=_sibling_order)
+        return children
+
+    def tree(self, include_finished: bool = False) -> Iterator[TreeRow]:
+        """Depth-first rows of the task tree. A task reachable twice (a cycle, or nested
+        under two waiters) is shown once expanded and then marked as repeated."""
+        children = self.children_map(include_finished)
+        in_cycle = self.cycle_members()
+        emitted: set[str] = set()
+        roots = list(children.get(None, []))
+        # Tasks in a cycle have no root above them: start from the cycle's lowest id.
+        reachable = _reachable(children, roots)
+        orphans = [
+            task for parent, kids in children.items() if parent is not None
+            for task in kids if task.id not in reachable
+        ]
+        for task in sorted(orphans, key=lambda t: t.number):
+            if task.id not in reachable:
+                roots.append(task)
+                reachable |= _reachable(children, [task])
+        stack: list[tuple[TaskInfo, int, tuple[bool, ...], bool]] = [
+            (task, 0, (), index == len(roots) - 1) for index, task in enumerate(roots)
+        ][::-1]
+        while stack:
+            task, depth, guides, is_last = stack.pop()
+            repeated = task.id in emitted
+            yield TreeRow(task, depth, guides, is_last, task.id in in_cycle, repeated)
+            if repeated:
+                continue
+            emitted.add(task.id)
+            kids = children.get(task.id, [])
+            for index in range(len(kids) - 1, -1, -1):
+                stack.append((kids[index], depth + 1, (*guides, not is_last),
+                              index == len(kids) - 1))
+
+    def groups(self, include_finished: bool = False) -> list[tuple[str, str, int, list[str]]]:
+        """Tasks grouped by coroutine and await site: (coro, awaiting kind/text, count, ids),
+        biggest first. `10,000 x handle() awaiting StreamReader.read` at a glance."""
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for task in self.tasks.values():
+            if task.finished and not include_finished:
+                continue
+            if task.finished:
+                what = task.state
+            elif task.awaiting is not None:
+                what = _group_label(task.awaiting)
+            else:
+                what = "running" if task.running else "ready"
+            grouped.setdefault((task.coro, what), []).append(task.id)
+        rows = [(coro, what, len(ids), ids) for (coro, what), ids in grouped.items()]
+        rows.sort(key=lambda row: (-row[2], row[0], row[1]))
+        return rows
+
+    def subtree(self, task_id: str) -> list[str]:
+        """The task and everything under it in the tree, parents first."""
+        children = self.children_map(include_finished=False)
+        result: list[str] = []
+        seen: set[str] = set()
+        pending = [task_id]
+        while pending:
+            current = pending.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            result.append(current)
+            pending.extend(kid.id for kid in children.get(current, []))
+        return result
+
+
+def _group_label(awaiting: Awaiting) -> str:
+    """The await text without what differs from task to task (countdowns, peers)."""
+    if awaiting.kind == "sleep":
+        return "sleep"
+    if awaiting.kind == "task":
+        return "another task"
+    if awaiting.kind in ("stream_read", "stream_drain"):
+        return awaiting.text.split(" from ")[0].split(" to ")[0]
+    if awaiting.kind == "socket":
+        return awaiting.text.split(" on fd")[0]
+    return awaiting.text.split(", timeout in")[0]
+
+
+def _sibling_order(task: TaskInfo) -> tuple[int, float, int]:
+    state_rank = 0 if not task.finished else 1
+    return (state_rank, task.created_at or 0.0, task.number)
+
+
+def _reachable(children: dict[str | None, list[TaskInfo]], roots: Iterable[TaskInfo]) -> set[str]:
+    seen: set[str] = set()
+    pending = [task.id for task in roots]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        pending.extend(kid.id for kid in children.get(current, []))
+    return seen
+
+
+def format_duration(seconds: float | None) -> str:
+    """`850ms`, `3.1s`, `12m04s`, `3h02m`: short and of constant shape."""
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def describe_awaiting(task: TaskInfo, model: TaskModel | None = None) -> str:
+    """Plain words for what a task waits on; task ids are replaced by task names."""
+    if task.finished:
+        if task.state == "failed":
+            return f"failed: {task.exception or '?'}"
+        if task.state == "cancelled":
+            return "cancelled"
+        return f"done: {task.result}" if task.result is not None else "done"
+    if task.running:
+        return "running"
+    if task.awaiting is None:
+        return "ready to run"
+    return task.awaiting.text
