@@ -26,9 +26,21 @@ Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwait
 class AwaitContext:
     """Per-snapshot facts shared by all tasks: timers by future, names found for objects."""
 
-    __slots__ = ("_executor_threads", "loop_time", "names", "name_of_task", "timers", "timeouts")
+    __slots__ = (
+        "_executor_threads",
+        "frames_of",
+        "loop_time",
+        "name_of_task",
+        "names",
+        "timeouts",
+        "timers",
+    )
 
-    def __init__(self, name_of_task: Callable[[Any], str]) -> None:
+    def __init__(
+        self,
+        name_of_task: Callable[[Any], str],
+        frames_of: Callable[[Any], list[FrameType]] | None = None,
+    ) -> None:
         #: id(future) -> loop time at which a timer resolves it (sleep, 3.11 wait_for)
         self.timers: dict[int, float] = {}
         #: id(task) -> loop time of its innermost asyncio.timeout deadline
@@ -36,6 +48,8 @@ class AwaitContext:
         self.loop_time = 0.0
         self.names: dict[int, str | None] = {}
         self.name_of_task = name_of_task
+        #: A task's coroutine frames, outermost first (to describe 3.11 wait_for's inner task).
+        self.frames_of = frames_of
         self._executor_threads: dict[int, tuple[str, str]] | None = None
 
     def index_timers(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -58,7 +72,7 @@ class AwaitContext:
             if args and isinstance(args[0], asyncio.Future):
                 timers[id(args[0])] = handle._when
             elif type(callback) is MethodType and isinstance(callback.__self__, timeouts.Timeout):
-                timer_task = callback.__self__._task
+                timer_task = getattr(callback.__self__, "_task", None)
                 if timer_task is not None:
                     known = deadlines.get(id(timer_task))
                     if known is None or handle._when < known:
@@ -244,9 +258,10 @@ def _primitive(kind: str, method: str) -> Handler:
             details.append(f"{count}/{parties} arrived")
         elif kind == "event":
             details.append("set" if getattr(obj, "_value", False) else "not set")
-        waiting = _waiters(obj)
-        facts["waiters"] = waiting
-        details.append(f"{waiting} waiting")
+        if kind != "barrier":  # a Barrier keeps its waiters in its Condition
+            waiting = _waiters(obj)
+            facts["waiters"] = waiting
+            details.append(f"{waiting} waiting")
         return {
             "kind": kind,
             "text": f"{_named(f'{type_name}.{method}', name)} ({', '.join(details)})",
@@ -407,8 +422,11 @@ def _wait(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
     count = len(fs) if isinstance(fs, set | list | tuple | frozenset) else None
     mode = return_when if isinstance(return_when, str) else ""
     detail = ", ".join(part for part in (f"{count} awaitables" if count else "", mode) if part)
-    return {"kind": "wait", "text": f"asyncio.wait ({detail})" if detail else "asyncio.wait",
-            "tasks": []}
+    return {
+        "kind": "wait",
+        "text": f"asyncio.wait ({detail})" if detail else "asyncio.wait",
+        "tasks": [],
+    }
 
 
 def _as_completed(
@@ -420,9 +438,44 @@ def _as_completed(
 def _wait_for(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
-    inner = describe_future(ctx, fut)
-    inner_text = inner["text"] if inner else "future"
-    return {"kind": "wait_for", "text": f"wait_for {inner_text}", "tasks": []}
+    # Placeholder for the handler table; `_classify_chain` describes wait_for itself because
+    # it needs the frames below this one (3.12+) or the inner task's frames (3.11).
+    return {"kind": "wait_for", "text": "wait_for", "tasks": []}
+
+
+def _describe_wait_for(
+    ctx: AwaitContext, frames: list[FrameType], index: int, fut: Any, depth: int
+) -> WireAwaiting:
+    """wait_for(aw, timeout): says what `aw` is and what it waits for, on every version.
+
+    3.12+ awaits `aw` inline: its frames follow wait_for's on the chain. 3.11 wraps it in an
+    inner task and waits on a private future: the inner task is wait_for's local `fut`."""
+    inner_frames = frames[index + 1 :]
+    inner_fut = fut
+    if not inner_frames:
+        wrapped = _local(frames[index], "fut")
+        if _is_task(wrapped) and wrapped is not fut and ctx.frames_of is not None:
+            try:
+                inner_frames = ctx.frames_of(wrapped)
+            except Exception:
+                inner_frames = []
+            inner_fut = getattr(wrapped, "_fut_waiter", None)
+            if not inner_frames:
+                inner_fut = wrapped
+    inner = _classify_chain(ctx, inner_frames, inner_fut, depth + 1) if depth < 8 else None
+    what = inner_frames[0].f_code.co_qualname if inner_frames else None
+    if inner is None:
+        text = f"wait_for {what}" if what else "wait_for"
+    else:
+        text = f"wait_for {what}: {inner['text']}" if what else f"wait_for {inner['text']}"
+    awaiting: WireAwaiting = {"kind": "wait_for", "text": text, "tasks": []}
+    if inner is not None:
+        awaiting["object"] = {"inner_kind": inner["kind"]}
+        if inner.get("seconds_left") is not None:
+            awaiting["seconds_left"] = inner["seconds_left"]
+        if inner.get("peer"):
+            awaiting["peer"] = inner["peer"]
+    return awaiting
 
 
 def _condition(
@@ -431,13 +484,26 @@ def _condition(
     return _primitive("condition", frame.f_code.co_name)(ctx, frame, caller, fut)
 
 
-def describe_future(ctx: AwaitContext, fut: Any) -> WireAwaiting | None:
-    """What a task awaiting `fut` directly (no known asyncio frame on its chain) waits for."""
+def _is_task(obj: Any) -> bool:
+    # issubclass on the type: isinstance() would fall back to a user `__class__` property.
+    return issubclass(type(obj), asyncio.Task)
+
+
+def _is_future(obj: Any) -> bool:
+    return issubclass(type(obj), asyncio.Future)
+
+
+def describe_future(
+    ctx: AwaitContext, fut: Any, frame: FrameType | None = None
+) -> WireAwaiting | None:
+    """What a task awaiting `fut` directly (no known asyncio frame on its chain) waits for.
+    `frame` is the innermost frame of the awaiting chain: where to look for the future's name."""
     if fut is None:
         return None
-    if isinstance(fut, asyncio.Task):
+    if _is_task(fut):
         return {"kind": "task", "text": f"task {ctx.name_of_task(fut)}", "tasks": []}
-    if isinstance(fut, tasks._GatheringFuture):
+    kind = type(fut)
+    if kind is _GATHERING_FUTURE:
         children = getattr(fut, "_children", None) or []
         done = sum(1 for child in children if child.done())
         return {
@@ -447,8 +513,17 @@ def describe_future(ctx: AwaitContext, fut: Any) -> WireAwaiting | None:
         }
     callbacks = getattr(fut, "_callbacks", None) or ()
     for callback, _context in callbacks:
-        code = getattr(callback, "__code__", None)
+        if type(callback) is not FunctionType:
+            continue
+        code = callback.__code__
         if code is _SHIELD_OUTER_CODE:
+            inner = _closure_value(callback, "inner")
+            if _is_task(inner):
+                return {
+                    "kind": "shield",
+                    "text": f"shield task {ctx.name_of_task(inner)}",
+                    "tasks": [],
+                }
             return {"kind": "shield", "text": "shield", "tasks": []}
         if code is _CHAIN_CANCEL_CODE:
             thread = _executor_thread(ctx, fut)
@@ -458,21 +533,32 @@ def describe_future(ctx: AwaitContext, fut: Any) -> WireAwaiting | None:
                 text += f" {thread[1]} in {thread[0]}"
                 facts = {"thread": thread[0], "function": thread[1]}
             return {"kind": "executor", "text": text, "tasks": [], "object": facts}
-    kind = type(fut)
-    if kind is asyncio.Future or kind is futures._PyFuture:
-        text = "Future"
+    if kind is asyncio.Future or kind is _PY_FUTURE:
+        # A bare Future: say which variable holds it and, in debug mode, where it was made.
+        name = object_name(ctx, fut, frame) if frame is not None else None
+        facts = _object_facts(fut) | {"name": name}
+        text = f"Future {name}" if name else "Future"
         source = getattr(fut, "_source_traceback", None)
-        awaiting: WireAwaiting = {"kind": "future", "text": text, "tasks": []}
         if source:
             where = source[-1]
-            awaiting["text"] = f"Future created at {where[0]}:{where[1]}"
-            awaiting["object"] = {"created_at": f"{where[0]}:{where[1]}"}
-        return awaiting
+            created = f"{getattr(where, 'filename', '?')}:{getattr(where, 'lineno', '?')}"
+            facts["created_at"] = created
+            text += f" created at {created}"
+        return {"kind": "future", "text": text, "tasks": [], "object": facts}
     return {
         "kind": "future",
         "text": f"<{kind.__module__}.{kind.__qualname__} at {hex(id(fut))}>",
         "tasks": [],
+        "object": _object_facts(fut),
     }
+
+
+def _closure_value(func: FunctionType, name: str) -> Any:
+    try:
+        position = func.__code__.co_freevars.index(name)
+        return (func.__closure__ or ())[position].cell_contents
+    except (ValueError, IndexError):
+        return None
 
 
 def _code(obj: Any) -> CodeType | None:
@@ -505,9 +591,9 @@ def _build_handlers() -> dict[CodeType, Handler]:
         (streams.StreamReader.readline, _stream("read")),
         (streams.StreamReader.readexactly, _stream("read")),
         (streams.StreamReader.readuntil, _stream("read")),
-        (streams.StreamReader._wait_for_data, _stream("read")),
+        (getattr(streams.StreamReader, "_wait_for_data", None), _stream("read")),
         (streams.StreamWriter.drain, _stream("drain")),
-        (streams.FlowControlMixin._drain_helper, _stream("drain")),
+        (getattr(streams.FlowControlMixin, "_drain_helper", None), _stream("drain")),
         (tasks.wait, _wait),
         (tasks.wait_for, _wait_for),
         (taskgroups.TaskGroup.__aexit__, _task_group),
@@ -516,11 +602,19 @@ def _build_handlers() -> dict[CodeType, Handler]:
     ]
     from asyncio import selector_events, subprocess, threads
 
-    for name in (
-        "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into", "sock_sendall",
-        "sock_sendto", "sock_connect", "sock_accept",
-    ):
-        table.append((getattr(selector_events.BaseSelectorEventLoop, name, None), _sock))
+    sock_methods = (
+        "sock_recv",
+        "sock_recv_into",
+        "sock_recvfrom",
+        "sock_recvfrom_into",
+        "sock_sendall",
+        "sock_sendto",
+        "sock_connect",
+        "sock_accept",
+    )
+    table.extend(
+        (getattr(selector_events.BaseSelectorEventLoop, name, None), _sock) for name in sock_methods
+    )
     table.append((getattr(base_events.BaseEventLoop, "sock_sendfile", None), _sock))
     table.append((threads.to_thread, _to_thread))
     table.append((subprocess.Process.wait, _subprocess("wait")))
@@ -540,10 +634,48 @@ def _build_handlers() -> dict[CodeType, Handler]:
 
 
 _SHIELD_OUTER_CODE = _nested_code(tasks.shield, "_outer_done_callback")
-_CHAIN_CANCEL_CODE = _nested_code(futures._chain_future, "_call_check_cancel")
-#: Frames of these functions only modify what is inside them (a deadline): keep looking deeper.
-_PASS_THROUGH = {code for code in (_code(tasks.wait_for),) if code is not None}
+_CHAIN_CANCEL_CODE = _nested_code(getattr(futures, "_chain_future", None), "_call_check_cancel")
+_GATHERING_FUTURE = getattr(tasks, "_GatheringFuture", None)
+_PY_FUTURE = getattr(futures, "_PyFuture", None)
 HANDLERS = _build_handlers()
+
+
+_ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
+
+
+def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
+    """The nearest frame above `index` outside asyncio: whose variable names the object
+    (`async with lock` puts asyncio's `__aenter__`, where the lock is `self`, in between)."""
+    for back in range(index - 1, -1, -1):
+        if not frames[back].f_code.co_filename.startswith(_ASYNCIO_DIR):
+            return frames[back]
+    return frames[index - 1] if index else None
+
+
+def _classify_chain(
+    ctx: AwaitContext, frames: list[FrameType], fut: Any, depth: int = 0
+) -> WireAwaiting | None:
+    handlers = HANDLERS
+    for index, frame in enumerate(frames):
+        code = frame.f_code
+        handler = handlers.get(code)
+        if handler is None:
+            continue
+        try:
+            if handler is _wait_for:
+                return _describe_wait_for(ctx, frames, index, fut, depth)
+            awaiting = handler(ctx, frame, _user_caller(frames, index), fut)
+        except Exception:
+            awaiting = None
+        if awaiting is not None:
+            return awaiting
+    if fut is None:
+        return None
+    try:
+        return describe_future(ctx, fut, frames[-1] if frames else None)
+    except Exception:
+        kind = type(fut)
+        return {"kind": "future", "text": f"<{kind.__module__}.{kind.__qualname__}>", "tasks": []}
 
 
 def classify(
@@ -552,31 +684,12 @@ def classify(
     """Describe what a suspended task waits for; None when it waits for nothing (runnable)."""
     if fut is None and not frames:
         return None
-    handlers = HANDLERS
-    awaiting: WireAwaiting | None = None
-    last = len(frames) - 1
-    for index, frame in enumerate(frames):
-        handler = handlers.get(frame.f_code)
-        if handler is None:
-            continue
-        if frame.f_code in _PASS_THROUGH and index < last and sys.version_info >= (3, 12):
-            continue
-        caller = frames[index - 1] if index else None
-        try:
-            awaiting = handler(ctx, frame, caller, fut)
-        except Exception:
-            awaiting = None
-        if awaiting is not None:
-            break
+    awaiting = _classify_chain(ctx, frames, fut)
     if awaiting is None:
-        if fut is None:
-            return None
-        awaiting = describe_future(ctx, fut)
-        if awaiting is None:
-            return None
+        return None
     deadline = ctx.timeouts.get(id(task))
     if deadline is None and awaiting["kind"] == "wait_for":
-        deadline = ctx.timers.get(id(fut))
+        deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
     if deadline is not None:
         left = max(0.0, deadline - ctx.loop_time)
         awaiting["deadline_in"] = round(left, 3)

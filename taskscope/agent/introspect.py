@@ -7,6 +7,7 @@ attribute or a C-level method (the GIL keeps each one consistent); no applicatio
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import sys
@@ -55,7 +56,11 @@ def _asend_types() -> tuple[type, ...]:
 
 _ASEND_TYPES = _asend_types()
 _TASK_GROUP_DONE = taskgroups.TaskGroup._on_task_done
-_TASK_TYPES = (asyncio.Task,)
+#: The pure-Python Task's wake-up is a bound method (the C Task's is a builtin method).
+_PY_TASK_WAKEUP = getattr(getattr(asyncio.tasks, "_PyTask", None), "_Task__wakeup", None)
+#: 3.13+: as_completed is a class; its done-callback is a bound method feeding `_done`.
+_AS_COMPLETED_ITERATOR = getattr(asyncio.tasks, "_AsCompletedIterator", None)
+_BUILTIN_METHOD: type[Any] = type([].append)
 
 
 def _asend_generator(obj: Any) -> Any:
@@ -97,6 +102,10 @@ def walk_frames(coro: Any) -> tuple[list[FrameType], Any]:
     return frames, obj
 
 
+def _task_frames(task: Any) -> list[FrameType]:
+    return walk_frames(task.get_coro())[0]
+
+
 def frame_record(code: CodeType, line: int | None) -> WireFrame:
     return {"function": code.co_qualname, "file": code.co_filename, "line": line}
 
@@ -110,42 +119,58 @@ def _resolve_waiters(fut: Any, depth: int = 0, seen: set[int] | None = None) -> 
     waiters: list[Any] = []
     for entry in callbacks:
         callback = entry[0] if type(entry) is tuple else entry
-        owner = getattr(callback, "__self__", None)
-        if isinstance(owner, asyncio.Task) and type(callback) is not MethodType:
-            waiters.append(owner)  # the C task's wake-up method
-            continue
+        # Only look inside callables of known types: attributes of anything else could run
+        # application code (__getattr__, properties).
         kind = type(callback)
+        values: Iterable[Any]
+        if kind is _BUILTIN_METHOD:
+            owner = callback.__self__
+            if issubclass(type(owner), asyncio.Task):
+                waiters.append(owner)  # the C task's wake-up method
+            continue
         if kind is MethodType:
-            if callback.__func__ is _TASK_GROUP_DONE:
+            owner, func = callback.__self__, callback.__func__
+            if func is _TASK_GROUP_DONE:
                 parent = getattr(owner, "_parent_task", None)
                 on_completed = getattr(owner, "_on_completed_fut", None)
-                if parent is not None and on_completed is not None and (
-                    getattr(parent, "_fut_waiter", None) is on_completed
+                if (
+                    parent is not None
+                    and on_completed is not None
+                    and (getattr(parent, "_fut_waiter", None) is on_completed)
                 ):
                     waiters.append(parent)
-            continue
-        if kind.__name__ == "partial":
-            values: Iterable[Any] = getattr(callback, "args", ())
+                continue
+            if func is _PY_TASK_WAKEUP:
+                waiters.append(owner)
+                continue
+            if _AS_COMPLETED_ITERATOR is not None and type(owner) is _AS_COMPLETED_ITERATOR:
+                values = (getattr(owner, "_done", None),)
+            else:
+                continue
+        elif kind is functools.partial:
+            values = callback.args
         elif kind is FunctionType:
             if callback.__code__ in _BACKWARD_CODES:
                 continue
-            values = []
+            cells: list[Any] = []
             for cell in callback.__closure__ or ():
                 try:
-                    values.append(cell.cell_contents)  # type: ignore[attr-defined]
+                    cells.append(cell.cell_contents)
                 except ValueError:
                     pass
+            values = cells
         else:
             continue
         for value in values:
             if value is fut:
                 continue
-            if isinstance(value, asyncio.Future) and not isinstance(value, asyncio.Task):
+            value_type = type(value)
+            if issubclass(value_type, asyncio.Future) and not issubclass(value_type, asyncio.Task):
                 seen = seen if seen is not None else {id(fut)}
                 if id(value) not in seen:
                     seen.add(id(value))
                     waiters.extend(_resolve_waiters(value, depth + 1, seen))
-            elif isinstance(value, queues.Queue):
+            elif issubclass(value_type, queues.Queue):
                 for getter in list(getattr(value, "_getters", ()) or ()):
                     waiters.extend(_resolve_waiters(getter, depth + 1, seen))
     return waiters
@@ -221,7 +246,7 @@ def _loop_record(tracker: Tracker, loop_info: tuple[Any, asyncio.AbstractEventLo
     blocking: list[WireFrame] = []
     if blocked_for is not None and thread_id is not None:
         frame = sys._current_frames().get(thread_id)
-        chain = []
+        chain: list[WireFrame] = []
         while frame is not None and len(chain) < MAX_STACK_DEPTH:
             chain.append(frame_record(frame.f_code, frame.f_lineno))
             frame = frame.f_back
@@ -274,7 +299,7 @@ class SnapshotBuilder:
         tracker = self.tracker
         taken_at = time.time()
         loops = tracker.live_loops()
-        tasks = pending_tasks(tracker)
+        tasks: list[Any] = pending_tasks(tracker)
         tracker.watch_existing(tasks)
         for task in tasks:
             loop = task.get_loop()
@@ -282,7 +307,7 @@ class SnapshotBuilder:
                 loops.append((tracker.register_loop(loop), loop))
         loop_records = [_loop_record(tracker, info) for info in loops]
         loop_ids = {id(loop): record.loop_id for record, loop in loops}
-        ctx = AwaitContext(self._task_name)
+        ctx = AwaitContext(self._task_name, _task_frames)
         current: set[int] = set()
         current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
         for _record, loop in loops:
@@ -357,9 +382,11 @@ class SnapshotBuilder:
             loop_record["tasks"] = counts.get(loop_record["id"], 0)
         if include_finished:
             pending_ids = set(by_number)
-            for finished in list(tracker.history):
-                if finished.task_id not in pending_ids:
-                    records.append(finished_record(tracker, finished))
+            records.extend(
+                finished_record(tracker, finished)
+                for finished in list(tracker.history)
+                if finished.task_id not in pending_ids
+            )
         return {
             "schema": SNAPSHOT_SCHEMA,
             "pid": os.getpid(),
