@@ -1,0 +1,179 @@
+"""The detail pane for the selected task: state and age, what it awaits and who awaits it
+(each a link that jumps to that task), its stack with file:line and source lines, where it
+was created, and how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from taskscope.model import Frame, TaskInfo, TaskModel
+from taskscope.report import safe_text
+from taskscope.ui.task_display import (
+    STATE_STYLES,
+    awaiting_text,
+    marker,
+    state_words,
+    task_name,
+)
+
+
+class DetailPane(Vertical):
+    """Everything known about one task. Links are an OptionList: Enter jumps to the task."""
+
+    class TaskLinkChosen(Message):
+        """The user chose a related task (awaited, awaiting, creator) to jump to."""
+
+        def __init__(self, task_id: str) -> None:
+            super().__init__()
+            self.task_id = task_id
+
+    def __init__(self, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.task_id: str | None = None
+        self.stack_reply: dict[str, Any] | None = None
+        self.cancel_status: dict[str, str] = {}
+        self._links: list[tuple[str, str]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-summary")
+        yield OptionList(id="detail-links")
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(id="detail-body")
+
+    def show(self, model: TaskModel, task_id: str | None) -> None:
+        """Show `task_id` as the model has it now (also called on every update)."""
+        if task_id != self.task_id:
+            self.stack_reply = None
+        self.task_id = task_id
+        task = model.tasks.get(task_id) if task_id is not None else None
+        summary = self.query_one("#detail-summary", Static)
+        body = self.query_one("#detail-body", Static)
+        if task is None:
+            self.border_title = "no task selected"
+            summary.update(
+                Text("Select a task to see its stack and what it waits for.", style="dim")
+            )
+            body.update("")
+            self._set_links(model, [])
+            return
+        self.border_title = safe_text(task.name, 40)
+        summary.update(self._summary(model, task))
+        self._set_links(model, self._related(model, task))
+        body.update(self._body(task))
+
+    def set_stack(self, task_id: str, reply: dict[str, Any]) -> None:
+        """The agent's stack reply (with source lines) for the shown task."""
+        if task_id == self.task_id:
+            self.stack_reply = reply
+
+    def _summary(self, model: TaskModel, task: TaskInfo) -> Text:
+        now = self.clock()
+        text = Text()
+        text.append_text(marker(task, task.id in model.cycle_members()))
+        text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
+        text.append(f"  · task {task.id} · ")
+        text.append(safe_text(task.coro) + "()", style="cyan")
+        text.append("\n")
+        if task.finished:
+            if task.state == "failed":
+                text.append("raised   ", style="bold")
+                text.append(safe_text(task.exception or "?"), style="red")
+            elif task.state == "done":
+                text.append("result   ", style="bold")
+                text.append(safe_text(task.result) if task.result is not None else "None")
+            else:
+                text.append("cancelled", style="yellow")
+        else:
+            text.append("awaits   ", style="bold")
+            text.append(awaiting_text(task, model))
+            if task.id in model.cycle_members():
+                text.append("  ⟳ await cycle", style="bold magenta")
+        status = self.cancel_status.get(task.id)
+        if status:
+            text.append("\n")
+            text.append(status, style="bold yellow")
+        return text
+
+    def _related(self, model: TaskModel, task: TaskInfo) -> list[tuple[str, str]]:
+        links: list[tuple[str, str]] = []
+        if task.awaiting is not None and not task.finished:
+            links.extend(
+                ("→ awaits", other) for other in task.awaiting.tasks if other in model.tasks
+            )
+        links.extend(
+            ("← awaited by", waiter) for waiter in task.awaited_by if waiter in model.tasks
+        )
+        if task.parent is not None and task.parent in model.tasks:
+            links.append(("↑ created by", task.parent))
+        return links
+
+    def _set_links(self, model: TaskModel, links: list[tuple[str, str]]) -> None:
+        options = self.query_one("#detail-links", OptionList)
+        if links == self._links:
+            return
+        self._links = links
+        options.clear_options()
+        for index, (words, other) in enumerate(links):
+            name = task_name(model, other)
+            label = Text.assemble((words, "bold"), f" {name}")
+            options.add_option(Option(label, id=f"{index}:{other}"))
+        options.display = bool(links)
+
+    def _body(self, task: TaskInfo) -> Text:
+        text = Text()
+        reply = self.stack_reply
+        if task.finished:
+            text.append("finished tasks have no stack\n", style="dim")
+        else:
+            text.append("stack\n", style="bold")
+            frames: list[dict[str, Any]]
+            if reply is not None and reply.get("found") and reply.get("stack") is not None:
+                frames = list(reply["stack"])
+            else:
+                frames = [_frame_dict(frame) for frame in task.stack]
+            for frame in frames:
+                _append_frame(text, frame)
+            if not frames:
+                text.append("  (no frames: the task has not started)\n", style="dim")
+        created = (
+            list(reply["created_from"])
+            if reply is not None and reply.get("created_from")
+            else [_frame_dict(frame) for frame in task.created_from]
+        )
+        if created:
+            text.append("created from\n", style="bold")
+            for frame in created:
+                _append_frame(text, frame)
+        return text
+
+    @on(OptionList.OptionSelected, "#detail-links")
+    def _link_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id is not None:
+            self.post_message(self.TaskLinkChosen(event.option.id.partition(":")[2]))
+
+
+def _frame_dict(frame: Frame) -> dict[str, Any]:
+    return {"function": frame.function, "file": frame.file, "line": frame.line, "source": None}
+
+
+def _append_frame(text: Text, frame: dict[str, Any]) -> None:
+    location = safe_text(str(frame.get("file", "?")))
+    if frame.get("line") is not None:
+        location += f":{frame['line']}"
+    text.append("  ")
+    text.append(safe_text(str(frame.get("function", "?"))) + "()", style="cyan")
+    text.append(f"  {location}\n", style="dim")
+    source = frame.get("source")
+    if source:
+        text.append(f"      {safe_text(str(source).strip())}\n")

@@ -1,0 +1,79 @@
+"""The hand-over between the subscription thread and the UI: updates are merged as they
+arrive, and the UI takes the merged result when it is ready for it.
+
+Deltas cannot be dropped (each one says only what changed), so instead of queueing every
+update the buffer folds them into one: later task records replace earlier ones, removals win
+over earlier changes, a new snapshot replaces everything before it. The UI is told "there is
+something" by a message that replaces any pending one of its kind, so a fast producer never
+floods the message queue, and a paused UI simply leaves the buffer to grow by task id only.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from taskscope.protocol import WireDelta, WireLoop, WireSnapshot, WireTask
+
+
+@dataclass(slots=True)
+class MergedUpdate:
+    """Everything received since the UI last looked: maybe a snapshot, then one folded delta."""
+
+    snapshot: WireSnapshot | None = None
+    changed: dict[str, WireTask] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    loops: list[WireLoop] | None = None
+    cycles: list[list[str]] | None = None
+    taken_at: float = 0.0
+    received: int = 0
+
+    def delta(self) -> WireDelta | None:
+        """The folded delta, or None when only a snapshot arrived."""
+        if self.loops is None or self.cycles is None:
+            return None
+        return {
+            "taken_at": self.taken_at,
+            "loops": self.loops,
+            "changed": list(self.changed.values()),
+            "removed": sorted(self.removed),
+            "cycles": self.cycles,
+        }
+
+
+class UpdateBuffer:
+    """Thread-safe fold of updates: `put` from the feed thread, `take` from the UI thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: MergedUpdate | None = None
+
+    def put_snapshot(self, snapshot: WireSnapshot) -> None:
+        with self._lock:
+            received = self._pending.received if self._pending else 0
+            self._pending = MergedUpdate(snapshot=snapshot, received=received + 1)
+
+    def put_delta(self, delta: WireDelta) -> None:
+        with self._lock:
+            pending = self._pending if self._pending is not None else MergedUpdate()
+            for task in delta["changed"]:
+                task_id = str(task["id"])
+                pending.changed[task_id] = task
+                pending.removed.discard(task_id)
+            for task_id in delta["removed"]:
+                pending.changed.pop(task_id, None)
+                pending.removed.add(task_id)
+            pending.loops = delta["loops"]
+            pending.cycles = delta["cycles"]
+            pending.taken_at = delta["taken_at"]
+            pending.received += 1
+            self._pending = pending
+
+    def take(self) -> MergedUpdate | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            return pending
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return self._pending is not None

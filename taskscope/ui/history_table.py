@@ -1,0 +1,63 @@
+"""The history: recently finished tasks (done, cancelled, failed), newest first, with how
+they ended."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+
+from taskscope.model import TaskModel, format_duration
+from taskscope.report import safe_text
+from taskscope.ui.row_list import RowList
+from taskscope.ui.task_display import ViewOptions, marker, matches
+
+
+class HistoryTable(RowList):
+    """Finished tasks kept by the agent's history, newest first."""
+
+    def __init__(self, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.model = TaskModel()
+        self.empty_text = "no task has finished yet"
+
+    def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
+        self.model = model
+        finished = [
+            task for task in model.finished() if not options.filter or matches(task, options.filter)
+        ]
+        self.set_rows([task.id for task in reversed(finished)])
+
+    def header(self) -> Text:
+        return Text(f"   {'ENDED':>9} {'NAME':24} {'COROUTINE':24} {'LIVED':>7}  OUTCOME")
+
+    def render_row(self, key: str) -> Text:
+        task = self.model.tasks.get(key)
+        if task is None:
+            return Text(f"   {key} (gone)", style="dim")
+        ago = (
+            format_duration(max(0.0, self.clock() - task.finished_at)) + " ago"
+            if task.finished_at is not None
+            else "?"
+        )
+        if task.state == "failed":
+            outcome = Text(safe_text(task.exception or "failed", 120), style="red")
+        elif task.state == "cancelled":
+            outcome = Text("cancelled", style="yellow")
+        else:
+            result = task.result
+            outcome = Text("done" + (f": {safe_text(result, 100)}" if result else ""))
+        return Text.assemble(
+            marker(task),
+            " ",
+            ago.rjust(9),
+            " ",
+            safe_text(task.name, 24).ljust(24),
+            " ",
+            (safe_text(task.coro + "()", 24).ljust(24), "cyan"),
+            " ",
+            format_duration(task.age(self.clock())).rjust(7),
+            "  ",
+            outcome,
+        )

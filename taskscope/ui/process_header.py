@@ -1,0 +1,105 @@
+"""The header: the process (pid, command, Python, CPU, memory, threads, open files), each event
+loop (running, or blocked and for how long; tasks by state), how old the data is, and whether
+updates are paused or the process has exited."""
+
+from __future__ import annotations
+
+import os
+
+from rich.text import Text
+from textual.widgets import Static
+
+from taskscope.model import TaskModel, format_duration
+from taskscope.report import safe_text
+from taskscope.ui.source import ProcessInfo
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MB"
+
+
+def _program(command: str) -> str:
+    words = command.split()
+    if not words:
+        return "?"
+    # `python -m taskscope.agent.launch app.py` reads better as `app.py`.
+    if len(words) > 3 and words[1:3] == ["-m", "taskscope.agent.launch"]:
+        words = words[3:]
+    elif os.path.basename(words[0]).startswith("python") and len(words) > 1:
+        words = words[1:]
+    return " ".join(words)
+
+
+class ProcessHeader(Static):
+    """Two or more lines of facts; rebuilt from the model and process facts on each tick."""
+
+    def show(
+        self,
+        model: TaskModel | None,
+        info: ProcessInfo,
+        data_age: float | None,
+        *,
+        paused: bool,
+        gone: str | None,
+        notice: str = "",
+    ) -> None:
+        text = Text()
+        pid = info.get("pid", model.pid if model else 0)
+        text.append("taskscope", style="bold")
+        text.append(f" · pid {pid}")
+        if "command" in info:
+            text.append(" · ")
+            text.append(safe_text(_program(info["command"]), 60), style="bold cyan")
+        python = info.get("python") or (model.python if model else "")
+        if python:
+            text.append(f" · Python {safe_text(python)}")
+        if "cpu_percent" in info:
+            text.append(f" · CPU {info['cpu_percent']:.0f}%")
+        if "rss" in info:
+            text.append(f" · RSS {_megabytes(info['rss'])}")
+        if "threads" in info:
+            text.append(f" · {info['threads']} threads")
+        if "fds" in info:
+            text.append(f" · {info['fds']} fds")
+        if model is not None:
+            for loop in model.loops.values():
+                text.append("\n")
+                text.append(f"loop {safe_text(loop.label)}: ")
+                if loop.blocked_for is not None:
+                    text.append(
+                        f"⏸ BLOCKED for {format_duration(loop.blocked_for)}", style="bold red"
+                    )
+                    if loop.blocking_stack:
+                        frame = loop.blocking_stack[-1]
+                        text.append(
+                            f" in {safe_text(frame.function)} {safe_text(frame.location)}",
+                            style="red",
+                        )
+                elif loop.running:
+                    text.append("running", style="green")
+                    if loop.lag is not None:
+                        text.append(f", lag {loop.lag * 1000:.1f} ms")
+                else:
+                    text.append("closed" if loop.closed else "not running", style="yellow")
+                counts = model.counts(loop.id)
+                text.append(f" · {counts.get('pending', 0):,} pending")
+                text.append(f" · {counts.get('done', 0):,} done", style="dim")
+                text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
+                text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+        text.append("\n")
+        if gone is not None:
+            text.append(
+                f"✗ {safe_text(gone)}: showing the last data received; q quits",
+                style="bold white on red",
+            )
+        elif data_age is None:
+            text.append("waiting for the first snapshot…", style="italic")
+        else:
+            style = "bold red" if data_age > 5 else ("yellow" if data_age > 2 else "dim")
+            text.append(f"data {data_age:.1f} s old", style=style)
+        if paused:
+            text.append("  ⏸ PAUSED (space resumes)", style="bold black on yellow")
+        if notice:
+            text.append("  ")
+            text.append(notice, style="italic")
+        self.update(text)

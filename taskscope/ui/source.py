@@ -1,0 +1,177 @@
+"""Where the dashboard's data comes from: the `TaskSource` protocol the app is written against,
+`AgentSource` (the real one, over the agent's socket) and `ProcessFacts` (psutil facts for the
+header).
+
+The app never talks to a socket itself. Tests pass a fake source; a recorded session or an
+aiomonitor-backed source could plug in the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol, TypedDict
+
+import psutil  # type: ignore[import-untyped]
+
+from taskscope.client import AgentClient
+from taskscope.protocol import WireDelta, WireSnapshot
+
+#: What `subscribe` yields: ("snapshot", WireSnapshot) first, then ("delta", WireDelta)...
+Update = tuple[str, WireSnapshot | WireDelta]
+
+
+class ProcessInfo(TypedDict, total=False):
+    """Facts about the process for the header; any of them may be missing."""
+
+    pid: int
+    command: str
+    python: str
+    cpu_percent: float
+    rss: int
+    threads: int
+    fds: int
+    alive: bool
+
+
+class TaskSource(Protocol):
+    """The dashboard's view of a monitored process. Every method may block (it is called
+    from worker threads, never from the UI thread) and may raise `ClientError`."""
+
+    pid: int
+
+    def subscribe(self, interval: float) -> Iterator[Update]:
+        """A snapshot, then deltas every `interval` seconds, until the process goes away."""
+        ...
+
+    def cancel(self, task_id: str) -> str:
+        """Request cancellation: "requested", "already_finished" or "no_such_task"."""
+        ...
+
+    def stack(self, task_id: str) -> dict[str, Any]:
+        """The task's stack with source lines: {"found", "stack", "created_from", "record"}."""
+        ...
+
+    def snapshot(self) -> WireSnapshot:
+        """A full snapshot, finished tasks included (for export)."""
+        ...
+
+    def process_info(self) -> ProcessInfo:
+        """Facts for the header: command line, CPU, memory, threads, open files."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; unblocks a running `subscribe`."""
+        ...
+
+
+class ProcessFacts:
+    """psutil facts about one process. CPU % is measured between two calls, as top does."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._process: psutil.Process | None = None
+
+    def read(self) -> ProcessInfo:
+        info: ProcessInfo = {"pid": self.pid}
+        try:
+            if self._process is None:
+                self._process = psutil.Process(self.pid)
+                self._process.cpu_percent(None)
+            process = self._process
+            with process.oneshot():
+                info["alive"] = process.is_running()
+                info["command"] = " ".join(process.cmdline())
+                info["cpu_percent"] = process.cpu_percent(None)
+                info["rss"] = process.memory_info().rss
+                info["threads"] = process.num_threads()
+                try:
+                    info["fds"] = process.num_fds()
+                except (psutil.AccessDenied, AttributeError):
+                    pass
+        except psutil.NoSuchProcess:
+            info["alive"] = False
+        except psutil.AccessDenied:
+            pass
+        return info
+
+
+class AgentSource:
+    """The real source: one `AgentClient` for the subscription (its own thread) and another,
+    behind a lock, for commands (cancel, stack, snapshot) from any worker thread."""
+
+    def __init__(self, pid: int, *, timeout: float = 10.0) -> None:
+        self.pid = pid
+        self.timeout = timeout
+        self._feed: AgentClient | None = None
+        self._commands: AgentClient | None = None
+        self._lock = threading.Lock()
+        self._facts = ProcessFacts(pid)
+        self._python = ""
+
+    def subscribe(self, interval: float) -> Iterator[Update]:
+        client = AgentClient(self.pid, timeout=self.timeout)
+        hello = client.connect()
+        self._python = str(hello.get("python", ""))
+        self._feed = client
+        try:
+            yield from client.subscribe(interval)
+        finally:
+            client.close()
+
+    def _command_client(self) -> AgentClient:
+        if self._commands is None:
+            client = AgentClient(self.pid, timeout=self.timeout)
+            hello = client.connect()
+            self._python = self._python or str(hello.get("python", ""))
+            self._commands = client
+        return self._commands
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            client = self._command_client()
+            try:
+                return getattr(client, method)(*args)
+            except Exception:
+                # A broken connection is not reused: the next command reconnects.
+                client.close()
+                self._commands = None
+                raise
+
+    def cancel(self, task_id: str) -> str:
+        return str(self._call("cancel", task_id, "cancelled from the taskscope dashboard"))
+
+    def stack(self, task_id: str) -> dict[str, Any]:
+        reply: dict[str, Any] = self._call("stack", task_id)
+        return reply
+
+    def snapshot(self) -> WireSnapshot:
+        snapshot: WireSnapshot = self._call("snapshot")
+        return snapshot
+
+    def process_info(self) -> ProcessInfo:
+        info = self._facts.read()
+        if self._python:
+            info["python"] = self._python
+        return info
+
+    def close(self) -> None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            # close() alone does not wake a thread blocked in recv(); shutdown() does.
+            sock = getattr(feed, "_sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            feed.close()
+        with self._lock:
+            if self._commands is not None:
+                self._commands.close()
+                self._commands = None
+
+
+def default_export_dir() -> str:
+    return os.getcwd()

@@ -1,0 +1,54 @@
+"""The flat task table: one row per shown task, sorted by name, age or state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+
+from taskscope.model import TaskModel
+from taskscope.report import safe_text
+from taskscope.ui.row_list import RowList
+from taskscope.ui.task_display import ViewOptions, age_text, awaiting_text, marker, sort_key
+
+
+class TaskTable(RowList):
+    """Every shown task as a row; rows are task ids, drawn from the model when on screen."""
+
+    def __init__(self, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.model = TaskModel()
+        self.options = ViewOptions()
+        self.empty_text = "no tasks match"
+
+    def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
+        self.model = model
+        self.options = options
+        now = self.clock()
+        shown = [task for task in model.tasks.values() if options.shows(task, now)]
+        shown.sort(key=sort_key(options.sort))
+        self.set_rows([task.id for task in shown])
+
+    def header(self) -> Text:
+        return Text(f"   {'ID':>6} {'NAME':24} {'COROUTINE':24} {'STATE':9} {'AGE':>7}  AWAITING")
+
+    def render_row(self, key: str) -> Text:
+        task = self.model.tasks.get(key)
+        if task is None:
+            return Text(f"   {key:>6} (gone)", style="dim")
+        in_cycle = task.id in self.model.cycle_members() if self.model.cycles else False
+        what = awaiting_text(task, self.model) + ("  ⟳ await cycle" if in_cycle else "")
+        return Text.assemble(
+            marker(task, in_cycle),
+            " ",
+            f"{task.id:>6} ",
+            (safe_text(task.name, 24).ljust(24), "bold" if not task.finished else "dim"),
+            " ",
+            (safe_text(task.coro + "()", 24).ljust(24), "cyan"),
+            " ",
+            f"{task.state:9} ",
+            age_text(task, self.clock()).rjust(7),
+            "  ",
+            what,
+        )

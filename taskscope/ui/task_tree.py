@@ -1,0 +1,368 @@
+"""The task tree: tasks nested under what they belong to (their waiter, TaskGroup or gather,
+else their creator), updated in place by task id.
+
+Nodes hold only a task id; each line is rendered from the model when it is drawn, so a changed
+task costs one line refresh, and ages tick by refreshing only the lines on screen. New tasks
+are added, gone ones removed, and a task is moved only when its tree parent changed. An await
+cycle hangs under its lowest-numbered member, which is marked ⟳ instead of nesting forever.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual import on
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from taskscope.model import TaskInfo, TaskModel
+from taskscope.report import safe_text
+from taskscope.ui.task_display import ViewOptions, age_text, awaiting_text, marker, sort_key
+
+#: Above this many shown tasks the tree stays empty and points to the grouped view.
+TREE_LIMIT = 20_000
+NAME_WIDTH = 30
+CORO_WIDTH = 24
+AGE_WIDTH = 7
+
+TaskNode = TreeNode[str]
+
+
+class TaskTree(Tree[str]):
+    """Every shown task as a tree node keyed by task id."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "collapse", "Collapse", show=False),
+        Binding("right", "expand", "Expand", show=False),
+    ]
+
+    class TaskHighlighted(Message):
+        """The cursor moved onto a task."""
+
+        def __init__(self, task_id: str | None) -> None:
+            super().__init__()
+            self.task_id = task_id
+
+    def __init__(
+        self, clock: Callable[[], float], *, limit: int = TREE_LIMIT, id: str | None = None
+    ) -> None:
+        super().__init__("tasks", id=id)
+        self.show_root = False
+        self.guide_depth = 3
+        self.clock = clock
+        self.limit = limit
+        self.model = TaskModel()
+        self.options = ViewOptions()
+        self.overflow = False
+        self._task_nodes: dict[str, TaskNode] = {}
+        self._parent_of: dict[str, str | None] = {}
+        self._cycle_members: set[str] = set()
+        self._cycle_roots: set[str] = set()
+        self._loop_blocked: set[str] = set()
+        self._sibling_keys: dict[int, list[tuple[object, ...]]] = {}
+
+    # --- queries -------------------------------------------------------------------------------
+
+    @property
+    def task_ids(self) -> set[str]:
+        return set(self._task_nodes)
+
+    def node_for(self, task_id: str) -> TaskNode | None:
+        return self._task_nodes.get(task_id)
+
+    @property
+    def selected_task(self) -> str | None:
+        node = self.cursor_node
+        return node.data if node is not None else None
+
+    # --- building and updating -----------------------------------------------------------------
+
+    def _prepare(self, model: TaskModel) -> None:
+        self.model = model
+        self._cycle_members = model.cycle_members()
+        self._cycle_roots = {min(cycle, key=int) for cycle in model.cycles if cycle}
+        self._loop_blocked = {
+            loop.id for loop in model.loops.values() if loop.blocked_for is not None
+        }
+        self._sibling_keys = {}
+
+    def _shown_count(self, now: float) -> int:
+        shows = self.options.shows
+        return sum(1 for task in self.model.tasks.values() if shows(task, now))
+
+    def rebuild(self, model: TaskModel, options: ViewOptions) -> None:
+        """Build every node afresh: for a new snapshot or new view options, never per delta."""
+        self._prepare(model)
+        self.options = options
+        selected = self.selected_task
+        self.clear()
+        self._task_nodes.clear()
+        self._parent_of.clear()
+        now = self.clock()
+        shown = [task for task in model.tasks.values() if options.shows(task, now)]
+        if len(shown) > self.limit:
+            self._show_overflow(len(shown))
+            return
+        self.overflow = False
+        key = sort_key(options.sort)
+        shown.sort(key=key)
+        for task in shown:
+            self._place(task.id, set())
+        if selected is not None:
+            self.select_task(selected)
+        elif self.cursor_line < 0 and self._task_nodes:
+            self.cursor_line = 0
+
+    def _show_overflow(self, count: int) -> None:
+        self.overflow = True
+        self.root.add_leaf(
+            Text(
+                f"{count:,} tasks: too many for the tree (limit {self.limit:,}). "
+                "Press g for the grouped view, or / to filter.",
+                style="bold yellow",
+            )
+        )
+
+    def apply_changes(
+        self, model: TaskModel, changed: Iterable[str], removed: Iterable[str]
+    ) -> None:
+        """Bring the nodes up to date with the tasks that changed or went in the last update."""
+        self._prepare(model)
+        now = self.clock()
+        if self.overflow:
+            if self._shown_count(now) <= self.limit:
+                self.rebuild(model, self.options)
+            return
+        for task_id in removed:
+            self._drop(task_id)
+        shows = self.options.shows
+        for task_id in sorted(changed, key=_number):
+            task = model.tasks.get(task_id)
+            if task is None:
+                continue
+            node = self._task_nodes.get(task_id)
+            if not shows(task, now):
+                if node is not None and not node.children:
+                    self._drop(task_id)
+                elif node is not None:
+                    node.refresh()
+                continue
+            if node is None:
+                self._place(task_id, set())
+                continue
+            if self._parent_for(task) != self._parent_of.get(task_id):
+                self._move(task_id)
+            else:
+                node.refresh()
+        if len(self._task_nodes) > self.limit:
+            self.rebuild(model, self.options)
+
+    def expire(self) -> None:
+        """Drop finished tasks whose time in the live view is over (no delta says so)."""
+        now = self.clock()
+        shows = self.options.shows
+        stale = [
+            task_id
+            for task_id, node in self._task_nodes.items()
+            if (task := self.model.tasks.get(task_id)) is not None
+            and task.finished
+            and not node.children
+            and not shows(task, now)
+        ]
+        for task_id in stale:
+            self._drop(task_id)
+
+    def tick(self) -> None:
+        """Repaint the lines on screen (ages move on even when no task changed)."""
+        top = self.scroll_offset.y
+        for line in range(top, top + self.size.height):
+            node = self.get_node_at_line(line)
+            if node is None:
+                break
+            node.refresh()
+
+    def _parent_for(self, task: TaskInfo) -> str | None:
+        if task.id in self._cycle_roots:
+            return None
+        parent = self.model.tree_parent(task)
+        if parent is None:
+            return None
+        parent_task = self.model.tasks[parent]
+        if parent_task.finished and not self.options.shows(parent_task, self.clock()):
+            return None
+        return parent
+
+    def _place(self, task_id: str, placing: set[str]) -> TaskNode | None:
+        """Add the node for `task_id`, placing its ancestors first when they have no node."""
+        node = self._task_nodes.get(task_id)
+        if node is not None:
+            return node
+        task = self.model.tasks.get(task_id)
+        if task is None:
+            return None
+        parent_id = self._parent_for(task)
+        parent_node: TaskNode = self.root
+        if parent_id is not None and parent_id not in placing:
+            placing.add(task_id)
+            placed = self._place(parent_id, placing)
+            placing.discard(task_id)
+            if placed is not None:
+                parent_node = placed
+            else:
+                parent_id = None
+        elif parent_id is not None:
+            parent_id = None  # an undetected loop: hang it at the top rather than recurse
+        node = self._insert(parent_node, task)
+        self._task_nodes[task_id] = node
+        self._parent_of[task_id] = parent_id
+        return node
+
+    def _insert(self, parent: TaskNode, task: TaskInfo) -> TaskNode:
+        label = task.name
+        if self.options.sort == "age" or not parent.children:
+            node = parent.add(label, data=task.id, expand=True, allow_expand=False)
+        else:
+            key = sort_key(self.options.sort)
+            keys = self._sibling_keys.get(parent.id)
+            if keys is None:
+                keys = [
+                    key(self.model.tasks[child.data]) if child.data in self.model.tasks else ()
+                    for child in parent.children
+                ]
+                self._sibling_keys[parent.id] = keys
+            mine = key(task)
+            index = bisect.bisect_right(keys, mine)
+            keys.insert(index, mine)
+            if index < len(parent.children):
+                node = parent.add(
+                    label, data=task.id, expand=True, allow_expand=False, before=index
+                )
+            else:
+                node = parent.add(label, data=task.id, expand=True, allow_expand=False)
+        if not parent.is_root and not parent.allow_expand:
+            parent.allow_expand = True
+        return node
+
+    def _subtree_ids(self, node: TaskNode) -> list[str]:
+        ids: list[str] = []
+        pending = [node]
+        while pending:
+            current = pending.pop()
+            if current.data is not None:
+                ids.append(current.data)
+            pending.extend(reversed(current.children))
+        return ids
+
+    def _detach_subtree(self, task_id: str) -> list[str]:
+        """Remove a node and its descendants; return the descendants' ids (to re-place)."""
+        node = self._task_nodes.get(task_id)
+        if node is None:
+            return []
+        ids = self._subtree_ids(node)
+        parent = node.parent
+        self._sibling_keys.pop(parent.id if parent is not None else -1, None)
+        node.remove()
+        if parent is not None and not parent.is_root and not parent.children:
+            parent.allow_expand = False
+        for gone in ids:
+            self._task_nodes.pop(gone, None)
+            self._parent_of.pop(gone, None)
+        return ids[1:]
+
+    def _drop(self, task_id: str) -> None:
+        for descendant in self._detach_subtree(task_id):
+            if descendant in self.model.tasks:
+                self._place(descendant, set())
+
+    def _move(self, task_id: str) -> None:
+        for moved in [task_id, *self._detach_subtree(task_id)]:
+            if moved in self.model.tasks:
+                self._place(moved, set())
+
+    def select_task(self, task_id: str) -> bool:
+        """Put the cursor on a task's node, expanding its ancestors. False if not shown."""
+        node = self._task_nodes.get(task_id)
+        if node is None:
+            return False
+        parent = node.parent
+        while parent is not None and not parent.is_root:
+            parent.expand()
+            parent = parent.parent
+        self.move_cursor(node)
+        return True
+
+    # --- rendering -----------------------------------------------------------------------------
+
+    def render_label(self, node: TaskNode, base_style: Style, style: Style) -> Text:
+        task = self.model.tasks.get(node.data) if node.data is not None else None
+        if task is None:
+            label = node.label.copy() if isinstance(node.label, Text) else Text(str(node.label))
+            label.stylize(style)
+            return label
+        depth = 0
+        parent = node.parent
+        while parent is not None and not parent.is_root:
+            depth += 1
+            parent = parent.parent
+        toggle = ("▼ " if node.is_expanded else "▶ ") if node.children else "  "
+        name_width = max(8, NAME_WIDTH - depth * self.guide_depth)
+        name = safe_text(task.name, name_width)
+        coro = safe_text(task.coro + "()", CORO_WIDTH)
+        in_cycle = task.id in self._cycle_members
+        what = awaiting_text(task, self.model)
+        if in_cycle:
+            what += "  ⟳ await cycle"
+        text = Text.assemble(
+            (toggle, base_style),
+            marker(task, in_cycle, task.loop in self._loop_blocked),
+            " ",
+            (name.ljust(name_width), "bold" if not task.finished else "dim"),
+            " ",
+            (coro.ljust(CORO_WIDTH), "cyan" if not task.finished else "dim"),
+            " ",
+            age_text(task, self.clock()).rjust(AGE_WIDTH),
+            "  ",
+            (what, "dim" if task.finished else ""),
+        )
+        text.stylize(style)
+        return text
+
+    def get_label_width(self, node: TaskNode) -> int:
+        task = self.model.tasks.get(node.data) if node.data is not None else None
+        if task is None:
+            return len(str(node.label))
+        width = NAME_WIDTH + CORO_WIDTH + AGE_WIDTH + 8
+        return width + (len(task.awaiting.text) + 16 if task.awaiting is not None else 24)
+
+    def action_expand(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.children:
+            node.expand()
+
+    def action_collapse(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.children and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and not node.parent.is_root:
+            self.move_cursor(node.parent)
+
+    @on(Tree.NodeHighlighted)
+    def _highlighted(self, event: Tree.NodeHighlighted[str]) -> None:
+        event.stop()
+        self.post_message(self.TaskHighlighted(event.node.data))
+
+    @on(Tree.NodeSelected)
+    def _selected(self, event: Tree.NodeSelected[str]) -> None:
+        event.stop()
+
+
+def _number(task_id: str) -> int:
+    return int(task_id) if task_id.isdigit() else 0
