@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 JOB_FAILURE_RATE = 0.2
 
@@ -27,11 +29,21 @@ async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         writer.close()
 
 
+#: Tasks nobody awaits are kept here, so the garbage collector cannot take them.
+background: set[asyncio.Task[None]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coro, name=name)
+    background.add(task)
+    return task
+
+
 async def api_server(ready: asyncio.Event) -> None:
     """A TCP echo server on a free local port, with one client connected to it."""
     server = await asyncio.start_server(handle_client, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    asyncio.create_task(idle_client(port), name="client-1")
+    spawn(idle_client(port), "client-1")
     ready.set()
     async with server:
         await server.serve_forever()
@@ -76,16 +88,19 @@ async def worker(jobs: asyncio.Queue[int]) -> None:
             jobs.task_done()
 
 
-async def reporter() -> None:
+async def reporter(jobs: asyncio.Queue[int]) -> None:
     """Wakes up every few seconds to report, like a metrics exporter."""
+    reports = 0
     while True:
         await asyncio.sleep(5)
+        reports += 1
+        print(f"report {reports}: {jobs.qsize()} jobs queued", flush=True)
 
 
-async def slow_query() -> None:
+async def slow_query() -> str:
     """A task that takes far longer than anyone expects."""
-    while True:
-        await asyncio.sleep(600)
+    await asyncio.sleep(600)
+    return "600 rows"
 
 
 async def transfer(first: asyncio.Lock, second: asyncio.Lock) -> None:
@@ -122,11 +137,11 @@ async def main() -> None:
         group.create_task(producer(jobs), name="producer")
         for index in range(1, 4):
             group.create_task(worker(jobs), name=f"worker-{index}")
-        group.create_task(reporter(), name="reporter")
+        group.create_task(reporter(jobs), name="reporter")
         group.create_task(slow_query(), name="slow-query")
         group.create_task(stubborn(), name="stubborn")
-        asyncio.create_task(transfer(lock_a, lock_b), name="transfer-a")
-        asyncio.create_task(transfer(lock_b, lock_a), name="transfer-b")
+        spawn(transfer(lock_a, lock_b), "transfer-a")
+        spawn(transfer(lock_b, lock_a), "transfer-b")
         fetches["fetch-7"] = asyncio.create_task(fetch(fetches, "fetch-8", started), name="fetch-7")
         fetches["fetch-8"] = asyncio.create_task(fetch(fetches, "fetch-7", started), name="fetch-8")
         started.set()
