@@ -27,7 +27,7 @@ from types import (
 from typing import Any
 
 from taskscope.agent.awaiting import AwaitContext, classify
-from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks
+from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
 from taskscope.protocol import SNAPSHOT_SCHEMA, WireFrame, WireLoop, WireSnapshot, WireTask
 
 MAX_STACK_DEPTH = 200
@@ -103,7 +103,7 @@ def walk_frames(coro: Any) -> tuple[list[FrameType], Any]:
 
 
 def _task_frames(task: Any) -> list[FrameType]:
-    return walk_frames(task.get_coro())[0]
+    return walk_frames(task_coro(task))[0]
 
 
 def frame_record(code: CodeType, line: int | None) -> WireFrame:
@@ -326,7 +326,7 @@ class SnapshotBuilder:
             meta = meta_of(task)
             number = meta.task_id
             try:
-                coro = task.get_coro()
+                coro = task_coro(task)
             except Exception:
                 coro = None
             frames, _leaf = walk_frames(coro)

@@ -21,7 +21,7 @@ from taskscope import __version__
 from taskscope.agent.cancel import request_cancel
 from taskscope.agent.introspect import SnapshotBuilder, finished_record, frame_record
 from taskscope.agent.introspect import find_task, walk_frames
-from taskscope.agent.tracker import Tracker
+from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
@@ -266,7 +266,7 @@ class _ClientSession:
             reply["found"] = False
             reply["stack"] = []
             return reply
-        frames, _ = walk_frames(task.get_coro())
+        frames, _ = walk_frames(task_coro(task))
         stack = []
         for frame in frames:
             entry: dict[str, Any] = dict(frame_record(frame.f_code, frame.f_lineno))

@@ -45,6 +45,9 @@ class TaskMeta:
     created_from: tuple[tuple[CodeType, int], ...] = ()
     #: Whether the history callback is on the task.
     watched: bool = False
+    #: The coroutine's name, kept only for tasks that finished inside create_task (eager
+    #: tasks), whose coroutine is gone by the time anyone looks.
+    coro: str = ""
 
 
 @dataclass(slots=True)
@@ -154,19 +157,19 @@ class Tracker:
             if task.cancelled():
                 state, summary = "cancelled", None
             else:
-                exc = task._exception  # type: ignore[attr-defined]
+                exc = task._exception
                 if exc is not None:
                     state, summary = "failed", exception_summary(exc)
                 else:
                     state, summary = "done", result_summary(task._result)  # type: ignore[attr-defined]
             record = self.loop_record(task.get_loop())
-            coro = task.get_coro() if hasattr(task, "get_coro") else None
+            coro = task_coro(task)
             self.history.append(
                 FinishedTask(
                     task_id=meta.task_id,
                     loop_id=record.loop_id if record else "?",
                     name=task.get_name() if hasattr(task, "get_name") else "",
-                    coro=coro_name(coro),
+                    coro=coro_name(coro) if coro is not None else meta.coro,
                     state=state,
                     finished_at=_wall(),
                     created_at=meta.created_at,
@@ -196,7 +199,7 @@ class Tracker:
         callback = self.done_callback
         for task in tasks:
             try:
-                callbacks = task._callbacks  # type: ignore[attr-defined]
+                callbacks = task._callbacks
                 if not task.done() and not any(cb[0] is callback for cb in callbacks or ()):
                     task.add_done_callback(callback)
             except Exception:
@@ -311,19 +314,42 @@ class Tracker:
         return late if late > BLOCKED_THRESHOLD else None
 
     def _install_factory(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        """See every task this loop creates, with who created it.
+
+        The loop object's `create_task` is shadowed by a wrapper that calls the original and
+        records the task: the application's task factory (eager tasks included) is neither
+        replaced nor wrapped, and `get_task_factory()` answers as before. Loops whose objects
+        take no attributes (compiled loops) get a wrapping task factory instead.
+        """
         if record.factory_installed:
             return
-        record.app_factory = loop.get_task_factory()
         tracker = self
-        make_task = asyncio.Task
         current_task = asyncio.current_task
-        loop_type = type(loop)
+        original_create_task = loop.create_task
+
+        def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            parent = current_task(loop)
+            task = original_create_task(coro, **kwargs)
+            tracker.on_task_created(task, parent)
+            if task.done():
+                tracker.ensure_meta(task).coro = coro_name(coro)
+            return task
+
+        try:
+            loop.create_task = create_task  # type: ignore[method-assign]
+            record.patched_methods = True
+            record.factory_installed = True
+            return
+        except (AttributeError, TypeError):
+            pass
+        record.app_factory = loop.get_task_factory()
+        app_factory = record.app_factory
+        make_task = asyncio.Task
 
         def taskscope_task_factory(
             loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
         ) -> asyncio.Future[Any]:
             parent = current_task(loop)
-            app_factory = record.app_factory
             if app_factory is None:
                 task: asyncio.Future[Any] = make_task(coro, loop=loop, **kwargs)
             else:
@@ -331,36 +357,19 @@ class Tracker:
             tracker.on_task_created(task, parent)
             return task
 
-        def set_task_factory(factory: Any) -> None:
-            if factory is not None and not callable(factory):
-                raise TypeError("task factory must be a callable or None")
-            record.app_factory = factory
-
-        def get_task_factory() -> Any:
-            return record.app_factory
-
-        loop_type.set_task_factory(loop, taskscope_task_factory)
+        loop.set_task_factory(taskscope_task_factory)
         record.factory_installed = True
-        # Shadow the two methods on this loop object so an application that sets its own
-        # factory later (eager tasks, say) still gets it, and we still see creations.
-        try:
-            loop.set_task_factory = set_task_factory  # type: ignore[method-assign]
-            loop.get_task_factory = get_task_factory  # type: ignore[method-assign]
-            record.patched_methods = True
-        except (AttributeError, TypeError):
-            pass
 
     def _restore_loop(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
         if record.heartbeat is not None:
             record.heartbeat.cancel()
             record.heartbeat = None
         if record.patched_methods:
-            for name in ("set_task_factory", "get_task_factory"):
-                loop.__dict__.pop(name, None)
+            loop.__dict__.pop("create_task", None)
             record.patched_methods = False
-        if record.factory_installed:
-            type(loop).set_task_factory(loop, record.app_factory)
-            record.factory_installed = False
+        elif record.factory_installed:
+            loop.set_task_factory(record.app_factory)
+        record.factory_installed = False
         record.adopted = False
 
     def uninstall(self) -> None:
@@ -388,6 +397,15 @@ class Tracker:
                     task.remove_done_callback(callback)
             except Exception:
                 pass
+
+
+def task_coro(task: Any) -> Any:
+    """A task's coroutine, or None. Never `get_coro()`: on 3.12.0-3.12.x it crashes the
+    process for an eager task that finished in its first step (its coroutine is cleared)."""
+    try:
+        return task._coro
+    except AttributeError:
+        return None
 
 
 def coro_name(coro: Any) -> str:

@@ -1,0 +1,98 @@
+"""Starting real target programs for the tests and waiting for them without sleeping blind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskscope.protocol import socket_path
+
+TARGETS = Path(__file__).parent / "targets"
+REPO = Path(__file__).parent.parent
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Target:
+    """A running target program: its process, its files, and its agent socket."""
+
+    process: subprocess.Popen[str]
+    workdir: Path
+    agent: bool
+    output: tuple[str, str] | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def ready_file(self) -> Path:
+        return self.workdir / f"ready-{self.pid}"
+
+    def file(self, name: str) -> Path:
+        return self.workdir / name
+
+    def wait_ready(self, timeout: float = 20.0) -> Target:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                out, err = self.process.communicate()
+                raise AssertionError(f"target exited early ({self.process.returncode}): {err}")
+            if not self.ready_file.exists():
+                return False
+            return not self.agent or os.path.exists(socket_path(self.pid))
+
+        wait_for(ready, timeout, "the target's ready signal")
+        return self
+
+    def stop(self, timeout: float = 20.0) -> tuple[int, str, str]:
+        """Ask the target to finish (it watches for a stop file) and collect its output."""
+        (self.workdir / f"stop-{self.pid}").write_text("stop")
+        out, err = self.process.communicate(timeout=timeout)
+        self.output = (out, err)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def spawn(script: str, *args: str, agent: bool = True, workdir: str, env: dict[str, str] | None = None,
+          python: str | None = None) -> Target:
+    path = str(TARGETS / script) if not os.path.isabs(script) else script
+    command = [python or sys.executable]
+    if agent:
+        command += ["-m", "taskscope.agent.launch"]
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [*command, path, workdir, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=workdir,
+    )
+    return Target(process, Path(workdir), agent)
+
+
+def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run the real `taskscope` command line in a subprocess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "taskscope", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)

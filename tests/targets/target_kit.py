@@ -1,0 +1,30 @@
+"""What every test target shares: the ready signal and the stop request, both as files in the
+working directory the test gives as the first argument."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+WORKDIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
+
+
+def signal_ready() -> None:
+    (WORKDIR / f"ready-{os.getpid()}").write_text("ready")
+
+
+def stop_requested() -> bool:
+    return (WORKDIR / f"stop-{os.getpid()}").exists()
+
+
+def note(text: str) -> None:
+    """Append a line to the target's notes file, which tests read to see effects."""
+    with open(WORKDIR / f"notes-{os.getpid()}", "a") as notes:
+        notes.write(text + "\n")
+
+
+async def until_stopped() -> None:
+    while not stop_requested():
+        await asyncio.sleep(0.05)
