@@ -224,7 +224,7 @@ class TaskTree(Tree[str]):
         return node
 
     def _insert(self, parent: TaskNode, task: TaskInfo) -> TaskNode:
-        label = task.name
+        label = Text(safe_text(task.name))  # a Text: a str label would be parsed as markup
         if self.options.sort == "age" or not parent.children:
             node = parent.add(label, data=task.id, expand=True, allow_expand=False)
         else:

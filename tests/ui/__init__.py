@@ -1,0 +1,1 @@
+"""Dashboard tests: pilot tests with a fake source, SVG snapshots, tmux end-to-end."""

@@ -1,0 +1,278 @@
+"""A fake `TaskSource` driven by the test, and builders for wire records: the dashboard runs
+against scripted snapshots and deltas without any process or socket."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from taskscope.client import ClientError
+from taskscope.protocol import WireAwaiting, WireDelta, WireLoop, WireSnapshot, WireTask
+from taskscope.ui.source import ProcessInfo, Update
+
+#: The frozen "now" of every test: ages are computed against it.
+NOW = 1_800_000_000.0
+
+
+def wire_task(
+    task_id: str,
+    name: str,
+    coro: str,
+    *,
+    state: str = "pending",
+    awaiting: WireAwaiting | None = None,
+    awaited_by: Sequence[str] = (),
+    parent: str | None = None,
+    age: float = 60.0,
+    finished_ago: float | None = None,
+    result: str | None = None,
+    exception: str | None = None,
+) -> WireTask:
+    task: dict[str, Any] = {
+        "id": task_id,
+        "loop": "L1",
+        "name": name,
+        "state": state,
+        "coro": coro,
+        "stack": [{"function": coro, "file": "app/service.py", "line": 10 + int(task_id)}]
+        if state == "pending"
+        else [],
+        "awaiting": awaiting,
+        "awaited_by": list(awaited_by),
+        "parent": parent,
+        "created_at": NOW - age,
+        "finished_at": None if finished_ago is None else NOW - finished_ago,
+        "created_from": [{"function": "main", "file": "app/service.py", "line": 40}],
+    }
+    if result is not None:
+        task["result"] = result
+    if exception is not None:
+        task["exception"] = exception
+    return task  # type: ignore[return-value]
+
+
+def awaiting(kind: str, text: str, tasks: Sequence[str] = ()) -> WireAwaiting:
+    return {"kind": kind, "text": text, "tasks": list(tasks)}
+
+
+def wire_loop(tasks: int, blocked_for: float | None = None) -> WireLoop:
+    return {
+        "id": "L1",
+        "thread_id": 1,
+        "thread_name": "MainThread",
+        "running": True,
+        "closed": False,
+        "blocked_for": blocked_for,
+        "lag": 0.0003,
+        "blocking_stack": [],
+        "type": "_UnixSelectorEventLoop",
+        "tasks": tasks,
+    }
+
+
+def service_tasks() -> list[WireTask]:
+    """The UX sketch: a TaskGroup with a server, a dispatcher and a reporter, an await cycle,
+    a task that ignores cancellation, and some finished tasks."""
+    return [
+        wire_task(
+            "1",
+            "main",
+            "main",
+            awaiting=awaiting("taskgroup", "TaskGroup (4 tasks)", ["2", "3", "4", "9"]),
+            age=724,
+        ),
+        wire_task(
+            "2",
+            "api-server",
+            "serve",
+            awaiting=awaiting("server", "Server.serve_forever"),
+            awaited_by=["1"],
+            parent="1",
+            age=724,
+        ),
+        wire_task(
+            "5",
+            "conn-51234",
+            "handle",
+            awaiting=awaiting("stream_read", "StreamReader.read from 10.0.0.7:51234"),
+            parent="2",
+            age=3.1,
+        ),
+        wire_task(
+            "3",
+            "dispatcher",
+            "dispatch",
+            awaiting=awaiting("queue_get", "Queue.get on jobs (0 items)"),
+            awaited_by=["1"],
+            parent="1",
+            age=724,
+        ),
+        wire_task(
+            "4",
+            "reporter",
+            "report_loop",
+            awaiting=awaiting("sleep", "sleep, 4.2 s left"),
+            awaited_by=["1"],
+            parent="1",
+            age=724,
+        ),
+        wire_task(
+            "9",
+            "stubborn",
+            "stubborn",
+            awaiting=awaiting("sleep", "sleep, 3599 s left"),
+            awaited_by=["1"],
+            parent="1",
+            age=700,
+        ),
+        wire_task(
+            "7",
+            "fetch-7",
+            "fetch",
+            awaiting=awaiting("task", "task 8", ["8"]),
+            awaited_by=["8"],
+            parent="1",
+            age=41,
+        ),
+        wire_task(
+            "8",
+            "fetch-8",
+            "fetch",
+            awaiting=awaiting("task", "task 7", ["7"]),
+            awaited_by=["7"],
+            parent="1",
+            age=41,
+        ),
+        wire_task(
+            "33",
+            "parse-33",
+            "parse",
+            state="failed",
+            parent="3",
+            age=5,
+            finished_ago=3,
+            exception="ValueError('bad row')",
+        ),
+        wire_task(
+            "34",
+            "job-34",
+            "process",
+            state="done",
+            parent="3",
+            age=4,
+            finished_ago=2,
+            result="'ok'",
+        ),
+    ]
+
+
+def snapshot(
+    tasks: list[WireTask], cycles: list[list[str]] | None = None, blocked_for: float | None = None
+) -> WireSnapshot:
+    return {
+        "schema": 1,
+        "pid": 4242,
+        "python": "3.12.1",
+        "taken_at": NOW,
+        "loops": [wire_loop(len(tasks), blocked_for)],
+        "tasks": tasks,
+        "cycles": [["7", "8"]] if cycles is None else cycles,
+        "history_limit": 1000,
+    }
+
+
+def delta(
+    changed: list[WireTask],
+    removed: Sequence[str] = (),
+    cycles: list[list[str]] | None = None,
+    tasks: int = 10,
+) -> WireDelta:
+    return {
+        "taken_at": NOW,
+        "loops": [wire_loop(tasks)],
+        "changed": changed,
+        "removed": list(removed),
+        "cycles": [["7", "8"]] if cycles is None else cycles,
+    }
+
+
+class FakeSource:
+    """Yields what the test pushes; records cancels. Thread-safe like the real one."""
+
+    def __init__(self, first: WireSnapshot | None = None, pid: int = 4242) -> None:
+        self.pid = pid
+        self.updates: queue.Queue[Update | BaseException | None] = queue.Queue()
+        self.latest = first if first is not None else snapshot(service_tasks())
+        self.updates.put(("snapshot", self.latest))
+        self.cancelled: list[str] = []
+        self.cancel_outcome = "requested"
+        self.stack_requests: list[str] = []
+        self.closed = threading.Event()
+        self.info: ProcessInfo = {
+            "pid": pid,
+            "command": "python app.py --port 8080",
+            "python": "3.12.1",
+            "cpu_percent": 12.0,
+            "rss": 84 * 1024 * 1024,
+            "threads": 9,
+            "fds": 23,
+            "alive": True,
+        }
+
+    def push(self, update: WireDelta) -> None:
+        self.updates.put(("delta", update))
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.updates.put(error)
+
+    def subscribe(self, interval: float) -> Iterator[Update]:
+        while not self.closed.is_set():
+            try:
+                item = self.updates.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def cancel(self, task_id: str) -> str:
+        self.cancelled.append(task_id)
+        return self.cancel_outcome
+
+    def stack(self, task_id: str) -> dict[str, Any]:
+        self.stack_requests.append(task_id)
+        return {
+            "found": True,
+            "stack": [
+                {
+                    "function": "fetch",
+                    "file": "app/net.py",
+                    "line": 88,
+                    "source": "    await other\n",
+                }
+            ],
+            "created_from": [
+                {
+                    "function": "main",
+                    "file": "app/service.py",
+                    "line": 40,
+                    "source": "tg.create_task(fetch())",
+                }
+            ],
+            "record": None,
+        }
+
+    def snapshot(self) -> WireSnapshot:
+        if self.closed.is_set():
+            raise ClientError("closed")
+        return self.latest
+
+    def process_info(self) -> ProcessInfo:
+        return dict(self.info)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.closed.set()
