@@ -55,6 +55,25 @@ CANCEL_GRACE = 3.0
 TICK_SECONDS = 1.0
 
 
+#: The help screen's longer words for each binding's action (the footer shows the short ones).
+HELP = {
+    "quit": "quit (the target keeps running)",
+    "help": "this help",
+    "filter": "filter by name, coroutine, id or what a task awaits",
+    "clear_filter": "clear the filter or the opened group",
+    "cycle_sort": "sort by age, then name, then state",
+    "view('tree')": "tree view: tasks under their waiter, TaskGroup, gather or creator",
+    "view('table')": "flat table of all tasks",
+    "view('groups')": "grouped view: counts by coroutine and await site",
+    "view('history')": "history: recently finished tasks and how they ended",
+    "toggle_finished": "show or hide finished tasks in the live views",
+    "cancel_task": "cancel the selected task (asks first)",
+    "cancel_subtree": "cancel the selected task and everything under it (asks first)",
+    "export": "write the current snapshot as JSON to a file",
+    "toggle_pause": "pause or resume live updates",
+}
+
+
 class FeedUpdated(Message):
     """New data is waiting in the update buffer. At most one is ever pending."""
 
@@ -486,7 +505,7 @@ class TaskscopeApp(App[int]):
 
     def action_help(self) -> None:
         keys = [
-            (binding.key_display or binding.key, binding.description)
+            (binding.key_display or binding.key, HELP.get(binding.action, binding.description))
             for binding in self.BINDINGS
             if isinstance(binding, Binding)
         ]

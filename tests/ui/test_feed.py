@@ -1,0 +1,59 @@
+"""The update buffer between the feed thread and the UI: deltas are folded, never dropped."""
+
+from __future__ import annotations
+
+from taskscope.model import TaskModel
+from taskscope.ui.feed import UpdateBuffer
+from tests.ui.fakes import delta, service_tasks, snapshot, wire_task
+
+
+def test_folded_deltas_give_the_same_model_as_applying_each() -> None:
+    # GIVEN a snapshot and three deltas: a change, an add, then a removal of the added task
+    first = snapshot(service_tasks())
+    deltas = [
+        delta([wire_task("4", "reporter", "report_loop", parent="1", age=70)]),
+        delta([wire_task("40", "job-40", "process", parent="3")], removed=["34"]),
+        delta([wire_task("41", "job-41", "process", parent="3")], removed=["40"]),
+    ]
+    one_by_one = TaskModel.from_snapshot(first)
+    for each in deltas:
+        one_by_one.apply_delta(each)
+    # WHEN they pass through the buffer before the UI looks
+    buffer = UpdateBuffer()
+    buffer.put_snapshot(first)
+    for each in deltas:
+        buffer.put_delta(each)
+    update = buffer.take()
+    # THEN one folded update, applied, gives the same tasks
+    assert update is not None
+    assert update.received == 4
+    folded = TaskModel()
+    assert update.snapshot is not None
+    folded.apply_snapshot(update.snapshot)
+    folded_delta = update.delta()
+    assert folded_delta is not None
+    folded.apply_delta(folded_delta)
+    assert folded.tasks == one_by_one.tasks
+    assert buffer.take() is None
+
+
+def test_a_new_snapshot_replaces_everything_pending() -> None:
+    buffer = UpdateBuffer()
+    buffer.put_delta(delta([wire_task("4", "reporter", "report_loop")]))
+    second = snapshot(service_tasks()[:3])
+    buffer.put_snapshot(second)
+    update = buffer.take()
+    assert update is not None
+    assert update.snapshot is second
+    assert update.delta() is None
+    assert not update.changed
+
+
+def test_a_task_changed_then_removed_is_only_removed() -> None:
+    buffer = UpdateBuffer()
+    buffer.put_delta(delta([wire_task("4", "reporter", "report_loop")]))
+    buffer.put_delta(delta([], removed=["4"]))
+    update = buffer.take()
+    assert update is not None
+    assert update.changed == {}
+    assert update.removed == {"4"}
