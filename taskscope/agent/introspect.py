@@ -110,9 +110,14 @@ def frame_record(code: CodeType, line: int | None) -> WireFrame:
     return {"function": code.co_qualname, "file": code.co_filename, "line": line}
 
 
-def _resolve_waiters(fut: Any, depth: int = 0, seen: set[int] | None = None) -> list[Any]:
+def _resolve_waiters(
+    fut: Any, depth: int = 0, seen: set[int] | None = None, owners: list[Any] | None = None
+) -> list[Any]:
     """The tasks that wait for `fut`: directly (their wake-up is one of its callbacks), as
-    owner of a TaskGroup, or through futures chained on it (gather, shield, wait, wait_for)."""
+    owner of a TaskGroup, or through futures chained on it (gather, shield, wait, wait_for).
+
+    A TaskGroup's owner still in the body of its `async with` is not waiting yet; it is
+    collected in `owners` (it will wait on leaving the block, as 3.14's call graph says)."""
     callbacks = getattr(fut, "_callbacks", None)
     if not callbacks or depth > MAX_RESOLVE_DEPTH:
         return []
@@ -139,6 +144,8 @@ def _resolve_waiters(fut: Any, depth: int = 0, seen: set[int] | None = None) -> 
                     and (getattr(parent, "_fut_waiter", None) is on_completed)
                 ):
                     waiters.append(parent)
+                elif parent is not None and owners is not None:
+                    owners.append(parent)
                 continue
             if func is _PY_TASK_WAKEUP:
                 waiters.append(owner)
@@ -356,14 +363,19 @@ class SnapshotBuilder:
                 ]
             records.append(record)
             by_number[number] = record
-            waiters = _resolve_waiters(task)
-            if waiters:
+            owners: list[Any] = []
+            waiters = _resolve_waiters(task, owners=owners)
+            if waiters or owners:
                 waiter_ids = []
                 for waiter in waiters:
                     waiter_number = meta_of(waiter).task_id
                     if waiter_number not in waiter_ids:
                         waiter_ids.append(waiter_number)
                         edges.setdefault(waiter_number, []).append(number)
+                for owner in owners:
+                    owner_number = meta_of(owner).task_id
+                    if owner_number not in waiter_ids:
+                        waiter_ids.append(owner_number)
                 awaited_by[number] = waiter_ids
         for number, waiter_ids in awaited_by.items():
             by_number[number]["awaited_by"] = [str(waiter) for waiter in waiter_ids]

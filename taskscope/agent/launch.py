@@ -48,11 +48,9 @@ def main(argv: list[str]) -> int:
 
 def _program_traceback(exc: BaseException) -> types.TracebackType | None:
     """The traceback from the program's first frame on, as plain `python` would print it."""
+    ours = {main.__code__.co_filename, runpy.run_path.__code__.co_filename}
     tb = exc.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename != __file__ and filename != runpy.__file__:
-            break
+    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
         tb = tb.tb_next
     return tb
 
@@ -63,6 +61,7 @@ if __name__ == "__main__":
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as error:
-        sys.excepthook(type(error), error, _program_traceback(error))
+        trimmed = _program_traceback(error)
+        sys.excepthook(type(error), error.with_traceback(trimmed), trimmed)
         status = 1
     sys.exit(status)

@@ -56,12 +56,15 @@ async def main() -> int:
         failed = asyncio.create_task(failing(), name="failing")
         await asyncio.wait([done, failed])
         failed.exception()  # retrieved: no "never retrieved" noise in the output
+        workers = list(group._tasks)
+
+        async def stopper() -> None:
+            await until_stopped()
+            for task in (sleeper, victim_task, stubborn_task, *workers):
+                task.cancel()
+
+        group.create_task(stopper(), name="stopper")
         signal_ready()
-        await until_stopped()
-        for task in (sleeper, victim_task, stubborn_task):
-            task.cancel()
-        for task in group._tasks:  # the workers
-            task.cancel()
     print("service stopped", file=sys.stderr)
     return 3
 

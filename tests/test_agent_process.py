@@ -1,0 +1,289 @@
+"""The agent and the CLI against real target processes: snapshots, cancel, blocked loops,
+threads, eager tasks, history, and the promise that the program behaves as without us."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from taskscope.client import AgentClient
+from tests.helpers import Target, run_cli, wait_for
+
+CONTRACT_TASK_KEYS = {
+    "id", "loop", "name", "state", "coro", "stack", "awaiting", "awaited_by", "parent",
+    "created_at", "finished_at",
+}
+
+
+def snapshot(pid: int) -> dict[str, Any]:
+    with AgentClient(pid) as client:
+        return dict(client.snapshot())
+
+
+def by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in snap["tasks"]}
+
+
+def notes(target: Target) -> str:
+    path = target.file(f"notes-{target.pid}")
+    return path.read_text() if path.exists() else ""
+
+
+def test_dump_follows_the_json_contract(start: Any) -> None:
+    # GIVEN a service with workers in a TaskGroup and some finished tasks
+    target = start("service.py").wait_ready()
+    # WHEN the CLI dumps it
+    result = run_cli("dump", str(target.pid))
+    # THEN the JSON is the documented schema, with every task's facts
+    assert result.returncode == 0, result.stderr
+    snap = json.loads(result.stdout)
+    assert snap["schema"] == 1
+    assert snap["pid"] == target.pid
+    assert snap["python"] == sys.version.split()[0]
+    assert abs(snap["taken_at"] - time.time()) < 60
+    assert snap["cycles"] == []
+    [loop] = snap["loops"]
+    assert {"id", "thread_id", "thread_name", "running"} <= set(loop)
+    assert loop["thread_name"] == "MainThread" and loop["running"] is True
+    for task in snap["tasks"]:
+        assert CONTRACT_TASK_KEYS <= set(task), task
+        assert isinstance(task["id"], str) and task["id"].isdigit()
+        assert task["loop"] == loop["id"]
+        assert task["state"] in ("pending", "done", "cancelled", "failed")
+        for frame in task["stack"]:
+            assert set(frame) == {"function", "file", "line"}
+    tasks = by_name(snap)
+    main = tasks["Task-1"]
+    worker = tasks["worker-0"]
+    assert worker["coro"] == "worker"
+    assert worker["awaiting"]["kind"] == "queue_get"
+    assert worker["awaiting"]["text"] == "Queue.get on jobs (0 items)"
+    assert worker["stack"][0]["function"] == "worker"
+    assert worker["stack"][-1]["function"] == "Queue.get"
+    assert worker["awaited_by"] == [main["id"]]
+    assert worker["parent"] == main["id"]
+    assert worker["created_at"] is not None and worker["finished_at"] is None
+    assert main["awaiting"]["kind"] == "taskgroup"
+    assert sorted(main["awaiting"]["tasks"]) == sorted(
+        [tasks[f"worker-{i}"]["id"] for i in range(3)] + [tasks["stopper"]["id"]]
+    )
+    assert tasks["sleeper"]["awaiting"]["kind"] == "sleep"
+    assert 3500 < tasks["sleeper"]["awaiting"]["seconds_left"] <= 3600
+    assert tasks["answer"]["state"] == "done" and tasks["answer"]["result"] == "42"
+    assert tasks["answer"]["finished_at"] is not None
+    assert tasks["failing"]["state"] == "failed"
+    assert tasks["failing"]["exception"] == "ValueError('bad row')"
+
+
+def test_ps_and_tree_show_the_tasks(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    ps = run_cli("ps", str(target.pid))
+    assert ps.returncode == 0, ps.stderr
+    assert "worker-1" in ps.stdout and "Queue.get on jobs (0 items)" in ps.stdout
+    assert "answer" not in ps.stdout  # finished tasks only with --all
+    assert "answer" in run_cli("ps", "--all", str(target.pid)).stdout
+    tree = run_cli("tree", str(target.pid))
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    assert lines[0].startswith(f"pid {target.pid} · python ")
+    main_line = next(line for line in lines if line.startswith("Task-1"))
+    assert "awaiting TaskGroup (4 tasks)" in main_line
+    assert any(line.startswith(("├─ worker-0", "└─ worker-0")) for line in lines)
+    assert lines[-1].startswith("finished: 1 done · 0 cancelled · 1 failed")
+
+
+def test_stack_command_shows_source_lines(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    worker_id = by_name(snapshot(target.pid))["worker-0"]["id"]
+    result = run_cli("stack", str(target.pid), worker_id)
+    assert result.returncode == 0, result.stderr
+    assert "job = await jobs.get()" in result.stdout
+    assert "created from:" in result.stdout
+
+
+def test_cancel_reaches_the_task(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    victim = by_name(snapshot(target.pid))["victim"]
+    result = run_cli("cancel", str(target.pid), victim["id"])
+    assert result.returncode == 0, result.stderr
+    assert "cancel requested" in result.stdout
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
+    after = wait_for(
+        lambda: by_name(snapshot(target.pid))["victim"]["state"] == "cancelled"
+        and by_name(snapshot(target.pid))["victim"],
+        what="the cancelled state in the snapshot",
+    )
+    assert after["id"] == victim["id"]
+    again = run_cli("cancel", str(target.pid), victim["id"])
+    assert again.returncode == 0 and "already finished" in again.stdout
+    missing = run_cli("cancel", str(target.pid), "99999")
+    assert missing.returncode == 1 and "no task 99999" in missing.stderr
+    assert target.process.poll() is None
+
+
+def test_a_task_that_swallows_cancel_stays_pending(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    stubborn = by_name(snapshot(target.pid))["stubborn"]
+    assert run_cli("cancel", str(target.pid), stubborn["id"]).returncode == 0
+    wait_for(lambda: "stubborn ignored a cancel" in notes(target), what="the ignored cancel")
+    assert by_name(snapshot(target.pid))["stubborn"]["state"] == "pending"
+
+
+def test_program_output_and_exit_code_are_unchanged(start: Any) -> None:
+    # GIVEN the same program run plainly and with the agent
+    plain = start("service.py", agent=False).wait_ready()
+    watched = start("service.py").wait_ready()
+    # WHEN both are looked at (the watched one) and then asked to stop
+    assert run_cli("tree", str(watched.pid)).returncode == 0
+    plain_result = plain.stop()
+    watched_result = watched.stop()
+    # THEN they print the same and exit the same way
+    assert plain_result == watched_result
+    assert plain_result[0] == 3
+    assert "processed 10 jobs, total 90" in plain_result[1]
+
+
+def test_blocked_loop_is_reported_while_the_agent_answers(start: Any) -> None:
+    target = start("blocked.py", "6").wait_ready()
+
+    def blocked_loop() -> dict[str, Any] | None:
+        snap = snapshot(target.pid)
+        loop = snap["loops"][0]
+        return snap if loop["blocked_for"] is not None and loop["blocked_for"] > 0.5 else None
+
+    snap = wait_for(blocked_loop, timeout=5, what="the loop to be reported blocked")
+    started = time.monotonic()
+    snapshot(target.pid)
+    assert time.monotonic() - started < 1.0, "the agent must answer while the loop is blocked"
+    loop = snap["loops"][0]
+    assert loop["running"] is True
+    assert any(frame["function"] == "hog" for frame in loop["blocking_stack"])
+    tree = run_cli("tree", str(target.pid))
+    assert "BLOCKED for" in tree.stdout and "hog" in tree.stdout
+
+
+def test_loops_in_threads_started_after_install(start: Any) -> None:
+    target = start("threads.py", agent=False).wait_ready()
+    snap = snapshot(target.pid)
+    loops = {loop["thread_name"]: loop for loop in snap["loops"]}
+    assert {"loop-0", "loop-1", "loop-2"} <= set(loops)
+    tasks = by_name(snap)
+    for index in range(3):
+        child = tasks[f"child-{index}"]
+        assert child["loop"] == loops[f"loop-{index}"]["id"]
+        parent = next(t for t in snap["tasks"] if t["id"] == child["parent"])
+        assert parent["coro"] == "idle"
+    code, out, _err = target.stop()
+    assert code == 0 and out == "all loops finished\n"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks exist from Python 3.12")
+def test_eager_task_factory_keeps_working(start: Any) -> None:
+    plain = start("eager.py", agent=False).wait_ready()
+    watched = start("eager.py").wait_ready()
+    tasks = by_name(snapshot(watched.pid))
+    assert tasks["eager-quick"]["state"] == "done"
+    assert tasks["eager-quick"]["result"] == "'quick'"
+    assert tasks["eager-quick"]["coro"] == "quick"
+    assert tasks["eager-sleeper"]["state"] == "pending"
+    assert plain.stop() == watched.stop()
+    assert watched.output is not None and "factory kept: True" in watched.output[0]
+
+
+def test_await_cycle_is_listed_and_cancel_does_not_recurse(start: Any) -> None:
+    target = start("cycle.py").wait_ready()
+    snap = snapshot(target.pid)
+    tasks = by_name(snap)
+    pair = sorted([tasks["cycle-a"]["id"], tasks["cycle-b"]["id"]])
+    assert snap["cycles"] == [pair]
+    assert tasks["cycle-a"]["awaiting"]["tasks"] == [tasks["cycle-b"]["id"]]
+    assert tasks["cycle-a"]["awaited_by"] == [tasks["cycle-b"]["id"]]
+    assert "await cycle" in run_cli("tree", str(target.pid)).stdout
+    assert run_cli("cancel", str(target.pid), tasks["cycle-a"]["id"]).returncode == 0
+    wait_for(lambda: "cycle-a cancelled" in notes(target), what="cycle-a's CancelledError")
+    # cycle-b awaited cycle-a, so it wakes up with cycle-a's CancelledError
+    wait_for(lambda: "cycle-b cancelled" in notes(target), what="cycle-b to wake up")
+    code, _out, err = target.stop()
+    assert "RecursionError" not in err
+    assert code == 0 and "main still healthy" in notes(target)
+
+
+def test_history_is_bounded_and_ids_are_stable(start: Any) -> None:
+    target = start("churn.py", "30", env={"TASKSCOPE_HISTORY": "5"}).wait_ready()
+    first = snapshot(target.pid)
+    finished = [task for task in first["tasks"] if task["state"] != "pending"]
+    assert first["history_limit"] == 5
+    assert len(finished) == 5
+    assert {task["name"] for task in finished} <= {f"short-{i}" for i in range(30)} | {"Task-1"}
+    ids_before = {task["name"]: task["id"] for task in first["tasks"] if task["state"] == "pending"}
+    target.file(f"spawn-{target.pid}").write_text("go")
+    wait_for(lambda: target.file(f"spawned-{target.pid}-1").exists(), what="a new task")
+    second = by_name(snapshot(target.pid))
+    for name, task_id in ids_before.items():
+        assert second[name]["id"] == task_id
+    all_ids = [int(task["id"]) for task in first["tasks"]]
+    assert int(second["long-1"]["id"]) > max(all_ids)
+
+
+def test_list_shows_agents_and_removes_stale_sockets(start: Any, socket_dir: str) -> None:
+    target = start("service.py").wait_ready()
+    stale = os.path.join(socket_dir, "999999.sock")
+    with open(stale, "w"):
+        pass
+    result = run_cli("list")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.split()[0] == str(target.pid))
+    assert "agent" in line and "service.py" in line
+    assert not os.path.exists(stale)
+
+
+def test_errors_are_one_line_without_traceback(start: Any) -> None:
+    plain = start("service.py", agent=False).wait_ready()
+    cases = [
+        (["ps", "999999"], "no process with pid 999999"),
+        (["tree", "--no-inject", str(plain.pid)], f"process {plain.pid} has no taskscope agent"),
+        (["cancel", str(plain.pid), "abc"], "not a task id"),
+    ]
+    for args, expected in cases:
+        result = run_cli(*args)
+        assert result.returncode != 0
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3  # argparse adds a usage line
+
+
+def test_run_with_a_module(tmp_path: Any) -> None:
+    package = tmp_path / "demo_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "import sys, taskscope.agent\n"
+        "print('agent:', taskscope.agent.is_installed(), sys.argv[1:])\n"
+        "sys.exit(4)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "taskscope", "run", "-m", "demo_pkg", "x", "--y"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30,
+    )
+    assert result.returncode == 4
+    assert result.stdout == "agent: True ['x', '--y']\n"
+
+
+def test_run_keeps_the_traceback_of_a_failing_script(tmp_path: Any) -> None:
+    script = tmp_path / "boom.py"
+    script.write_text("def f():\n    raise KeyError('k')\nf()\n")
+    import subprocess
+
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    watched = subprocess.run([sys.executable, "-m", "taskscope", "run", str(script)],
+                             capture_output=True, text=True)
+    assert watched.returncode == plain.returncode == 1
+    assert watched.stderr == plain.stderr
