@@ -206,7 +206,8 @@ class _ClientSession:
             request = parse_request(line)
         except ProtocolError as error:
             self.send({"type": "error", "code": error.code, "message": str(error)})
-            return error.code != "too_large"
+            # Garbage before a successful hello is not a client of ours: hang up.
+            return self.greeted and error.code != "too_large"
         reply: dict[str, Any]
         if request.type == "hello":
             if request.protocol != PROTOCOL_VERSION:

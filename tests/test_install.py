@@ -1,0 +1,116 @@
+"""install() and uninstall() inside a process: idempotent, from any thread, before or inside a
+loop, and uninstall restores everything it changed. Each case runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import REPO
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_importing_the_agent_loads_no_ui_or_third_party_modules() -> None:
+    result = run_python("""
+        import sys
+        import taskscope, taskscope.agent, taskscope.protocol
+        taskscope.install()
+        banned = [m for m in ("textual", "rich", "psutil", "aiomonitor") if m in sys.modules]
+        print(banned)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("where", ["before-run", "inside-loop", "other-thread"])
+def test_install_works_from_anywhere_and_sees_tasks(where: str) -> None:
+    result = run_python(f"""
+        import asyncio, threading, taskscope
+        from taskscope.agent import socket_file
+        from taskscope.client import AgentClient
+        import os
+
+        where = {where!r}
+        if where == "before-run":
+            taskscope.install(); taskscope.install()
+        elif where == "other-thread":
+            thread = threading.Thread(target=taskscope.install); thread.start(); thread.join()
+
+        async def sleeper():
+            await asyncio.sleep(60)
+
+        async def main():
+            if where == "inside-loop":
+                taskscope.install()
+            task = asyncio.create_task(sleeper(), name="the-sleeper")
+            await asyncio.sleep(0.05)
+            def look():
+                with AgentClient(os.getpid()) as client:
+                    return client.snapshot()
+            snap = await asyncio.to_thread(look)
+            names = {{t["name"]: t for t in snap["tasks"]}}
+            print(names["the-sleeper"]["awaiting"]["kind"], names["the-sleeper"]["parent"] is not None)
+            task.cancel()
+
+        asyncio.run(main())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["sleep", "True"]
+
+
+def test_uninstall_restores_everything() -> None:
+    result = run_python("""
+        import asyncio, os, taskscope
+        import asyncio.events as events
+        from taskscope.agent import socket_file
+
+        original = events._set_running_loop
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            factory = loop.get_task_factory()
+            taskscope.install()
+            path = socket_file()
+            patched = "create_task" in vars(loop) and events._set_running_loop is not original
+            await asyncio.sleep(0.3)  # a heartbeat runs
+            taskscope.uninstall()
+            await asyncio.sleep(0)
+            restored = (
+                "create_task" not in vars(loop)
+                and events._set_running_loop is original
+                and loop.get_task_factory() is factory
+                and not os.path.exists(path)
+                and not [h for h in loop._scheduled if not h.cancelled()]
+            )
+            print(patched, restored)
+
+        asyncio.run(main())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
+
+
+def test_forked_child_does_not_inherit_the_agent() -> None:
+    result = run_python("""
+        import os, taskscope
+        from taskscope.agent import is_installed, socket_file
+        taskscope.install()
+        path = socket_file()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if not is_installed() else 1)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), os.path.exists(path))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
