@@ -190,40 +190,53 @@ class TaskscopeApp(App[int]):
         self._dirty: set[ViewName] = set(VIEWS)
         self._stack_timer: Timer | None = None
         self._filter_timer: Timer | None = None
+        # Widgets are made here, not looked up: timers and workers may still fire while the
+        # app shuts down, when a query would find nothing.
+        self._tree = TaskTree(self.clock, limit=self.tree_limit, id="tree")
+        self._table = TaskTable(self.clock, id="table")
+        self._groups = GroupTable(id="groups")
+        self._history = HistoryTable(self.clock, id="history")
+        self._views: dict[ViewName, TaskTree | RowList] = {
+            "tree": self._tree,
+            "table": self._table,
+            "groups": self._groups,
+            "history": self._history,
+        }
+        self._switcher = ContentSwitcher(initial="tree", id="views")
+        self._detail = DetailPane(self.clock, id="detail")
+        self._header = ProcessHeader(id="header")
+        self._filter_box = Input(
+            placeholder="filter by name, coroutine or what a task awaits; Enter keeps it, "
+            "Esc clears it",
+            id="filter",
+        )
 
     # --- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield ProcessHeader(id="header")
+        yield self._header
         with Horizontal(id="main"):
-            with ContentSwitcher(initial="tree", id="views"):
-                yield TaskTree(self.clock, limit=self.tree_limit, id="tree")
-                yield TaskTable(self.clock, id="table")
-                yield GroupTable(id="groups")
-                yield HistoryTable(self.clock, id="history")
-            yield DetailPane(self.clock, id="detail")
-        yield Input(
-            placeholder="filter by name, coroutine or what a task awaits; Enter keeps "
-            "it, Esc clears it",
-            id="filter",
-        )
+            with self._switcher:
+                yield from self._views.values()
+            yield self._detail
+        yield self._filter_box
         yield Footer()
 
     @property
     def task_tree(self) -> TaskTree:
-        return self.query_one("#tree", TaskTree)
+        return self._tree
 
     @property
     def detail(self) -> DetailPane:
-        return self.query_one("#detail", DetailPane)
+        return self._detail
 
     @property
     def header(self) -> ProcessHeader:
-        return self.query_one("#header", ProcessHeader)
+        return self._header
 
     def on_mount(self) -> None:
-        self.query_one("#filter", Input).display = False
-        self.query_one("#views", ContentSwitcher).border_title = VIEW_TITLES["tree"]
+        self._filter_box.display = False
+        self._switcher.border_title = VIEW_TITLES["tree"]
         self.task_tree.focus()
         self.detail.show(self.model, None)
         self._refresh_header()
@@ -329,11 +342,11 @@ class TaskscopeApp(App[int]):
         if view == "tree":
             self.task_tree.rebuild(self.model, self.options)
         elif view == "table":
-            self.query_one("#table", TaskTable).update_rows(self.model, self.options)
+            self._table.update_rows(self.model, self.options)
         elif view == "groups":
-            self.query_one("#groups", GroupTable).update_rows(self.model, self.options)
+            self._groups.update_rows(self.model, self.options)
         else:
-            self.query_one("#history", HistoryTable).update_rows(self.model, self.options)
+            self._history.update_rows(self.model, self.options)
         self._dirty.discard(view)
 
     def _rebuild_all(self) -> None:
@@ -347,7 +360,7 @@ class TaskscopeApp(App[int]):
                 self.task_tree.expire()
                 self.task_tree.tick()
             else:
-                self.query_one(f"#{self.view}").refresh()
+                self._views[self.view].refresh()
             if not self.paused:
                 self._check_cancels()
             self._refresh_detail()
@@ -401,7 +414,7 @@ class TaskscopeApp(App[int]):
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:
-        groups = self.query_one("#groups", GroupTable)
+        groups = self._groups
         coro, what, count, ids = groups.groups[message.key]
         self.options = ViewOptions(
             filter="",
@@ -428,7 +441,7 @@ class TaskscopeApp(App[int]):
         found = (
             self.task_tree.select_task(task_id)
             if target == "tree"
-            else self.query_one("#table", TaskTable).select_key(task_id)
+            else self._table.select_key(task_id)
         )
         if not found:
             name = (
@@ -442,7 +455,7 @@ class TaskscopeApp(App[int]):
             )
             return False
         self._select(task_id)
-        self.query_one(f"#{target}").focus()
+        self._views[target].focus()
         return True
 
     def _select(self, task_id: str | None) -> None:
@@ -495,9 +508,7 @@ class TaskscopeApp(App[int]):
                 return None
         if action == "clear_filter":
             return bool(
-                self.options.filter
-                or self.options.only_ids is not None
-                or self.query_one("#filter", Input).display
+                self.options.filter or self.options.only_ids is not None or self._filter_box.display
             )
         if action == "export" and self.gone is not None:
             return None
@@ -527,18 +538,19 @@ class TaskscopeApp(App[int]):
 
     def _switch_view(self, view: ViewName) -> None:
         self.view = view
-        switcher = self.query_one("#views", ContentSwitcher)
+        switcher = self._switcher
         switcher.current = view
         switcher.border_title = VIEW_TITLES[view]
         if view in self._dirty:
             self._rebuild_view(view)
-        widget = self.query_one(f"#{view}")
+        widget = self._views[view]
         widget.focus()
         if view == "tree":
             self._select(self.task_tree.selected_task)
-        elif view in ("table", "history"):
-            rows = self.query_one(f"#{view}", RowList)
-            self._select(rows.cursor_key)
+        elif view == "table":
+            self._select(self._table.cursor_key)
+        elif view == "history":
+            self._select(self._history.cursor_key)
         else:
             self._select(None)
 
@@ -564,7 +576,7 @@ class TaskscopeApp(App[int]):
         self._refresh_header()
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self._filter_box
         box.display = True
         box.focus()
         self.refresh_bindings()
@@ -587,16 +599,16 @@ class TaskscopeApp(App[int]):
         self._apply_filter(event.value)
         if not event.value:
             event.input.display = False
-        self.query_one(f"#{self.view}").focus()
+        self._views[self.view].focus()
 
     def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self._filter_box
         if self._filter_timer is not None:
             self._filter_timer.stop()
         box.value = ""
         box.display = False
         self._set_options(filter="", only_ids=None, only_label="")
-        self.query_one(f"#{self.view}").focus()
+        self._views[self.view].focus()
 
     # --- cancelling ----------------------------------------------------------------------------
 

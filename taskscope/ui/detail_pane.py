@@ -43,12 +43,15 @@ class DetailPane(Vertical):
         self.stack_reply: dict[str, Any] | None = None
         self.cancel_status: dict[str, str] = {}
         self._links: list[tuple[str, str]] = []
+        self._summary_view = Static(id="detail-summary")
+        self._link_list = OptionList(id="detail-links")
+        self._body_view = Static(id="detail-body")
 
     def compose(self) -> ComposeResult:
-        yield Static(id="detail-summary")
-        yield OptionList(id="detail-links")
+        yield self._summary_view
+        yield self._link_list
         with VerticalScroll(id="detail-scroll"):
-            yield Static(id="detail-body")
+            yield self._body_view
 
     def show(self, model: TaskModel, task_id: str | None) -> None:
         """Show `task_id` as the model has it now (also called on every update)."""
@@ -56,8 +59,8 @@ class DetailPane(Vertical):
             self.stack_reply = None
         self.task_id = task_id
         task = model.tasks.get(task_id) if task_id is not None else None
-        summary = self.query_one("#detail-summary", Static)
-        body = self.query_one("#detail-body", Static)
+        summary = self._summary_view
+        body = self._body_view
         if task is None:
             self.border_title = "no task selected"
             summary.update(
@@ -118,7 +121,7 @@ class DetailPane(Vertical):
         return links
 
     def _set_links(self, model: TaskModel, links: list[tuple[str, str]]) -> None:
-        options = self.query_one("#detail-links", OptionList)
+        options = self._link_list
         if links == self._links:
             return
         self._links = links
