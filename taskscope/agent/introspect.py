@@ -195,6 +195,8 @@ def _backward_codes() -> frozenset[CodeType]:
 
 
 _BACKWARD_CODES = _backward_codes()
+#: (code, line) -> frame record, shared by every task suspended at the same place.
+_FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
@@ -307,12 +309,6 @@ class SnapshotBuilder:
         taken_at = time.time()
         loops = tracker.live_loops()
         tasks: list[Any] = pending_tasks(tracker)
-        tracker.watch_existing(tasks)
-        for task in tasks:
-            loop = task.get_loop()
-            if tracker.loop_record(loop) is None and not loop.is_closed():
-                loops.append((tracker.register_loop(loop), loop))
-        loop_records = [_loop_record(tracker, info) for info in loops]
         loop_ids = {id(loop): record.loop_id for record, loop in loops}
         ctx = AwaitContext(self._task_name, _task_frames)
         current: set[int] = set()
@@ -328,39 +324,59 @@ class SnapshotBuilder:
         awaited_by: dict[int, list[int]] = {}
         by_number: dict[int, WireTask] = {}
         counts: dict[str, int] = {}
+        unwatched: list[Any] = []
         meta_of = tracker.ensure_meta
+        frame_cache = _FRAME_CACHE
+        if len(frame_cache) > 100_000:
+            frame_cache.clear()
         for task in tasks:
             meta = meta_of(task)
             number = meta.task_id
-            try:
-                coro = task_coro(task)
-            except Exception:
-                coro = None
+            if not meta.watched:
+                unwatched.append(task)
+            coro = task_coro(task)
             frames, _leaf = walk_frames(coro)
             fut = getattr(task, "_fut_waiter", None)
             running = id(task) in current
             awaiting = None if running else classify(ctx, frames, fut, task)
-            loop_id = loop_ids.get(id(task.get_loop()), "?")
+            task_loop = task.get_loop()
+            loop_id = loop_ids.get(id(task_loop))
+            if loop_id is None:
+                loop_record = tracker.register_loop(task_loop)
+                loops.append((loop_record, task_loop))
+                loop_id = loop_ids[id(task_loop)] = loop_record.loop_id
             counts[loop_id] = counts.get(loop_id, 0) + 1
+            stack = []
+            for frame in frames:
+                key = (frame.f_code, frame.f_lineno)
+                entry = frame_cache.get(key)
+                if entry is None:
+                    entry = frame_cache[key] = frame_record(*key)
+                stack.append(entry)
+            wire = meta.wire
+            if wire is None:
+                wire = meta.wire = (
+                    str(number),
+                    str(meta.parent_id) if meta.parent_id is not None else None,
+                    [frame_record(code, line) for code, line in meta.created_from],
+                )
             record: WireTask = {
-                "id": str(number),
+                "id": wire[0],
                 "loop": loop_id,
                 "name": task.get_name(),
                 "state": "pending",
                 "coro": coro_name(coro),
-                "stack": [frame_record(frame.f_code, frame.f_lineno) for frame in frames],
+                "stack": stack,
                 "awaiting": awaiting,
                 "awaited_by": [],
-                "parent": str(meta.parent_id) if meta.parent_id is not None else None,
+                "parent": wire[1],
                 "created_at": meta.created_at,
                 "finished_at": None,
             }
             if running:
                 record["running"] = True
-            if meta.created_from:
-                record["created_from"] = [
-                    frame_record(code, line) for code, line in meta.created_from
-                ]
+            if wire[2]:
+                record["created_from"] = wire[2]
             records.append(record)
             by_number[number] = record
             owners: list[Any] = []
@@ -390,6 +406,9 @@ class SnapshotBuilder:
                 aw = record["awaiting"]
                 if aw is not None and "await cycle" not in aw["text"]:
                     aw["text"] += " (await cycle)"
+        if unwatched:
+            tracker.watch_existing(unwatched)
+        loop_records = [_loop_record(tracker, info) for info in loops]
         for loop_record in loop_records:
             loop_record["tasks"] = counts.get(loop_record["id"], 0)
         if include_finished:

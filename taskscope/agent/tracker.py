@@ -48,6 +48,8 @@ class TaskMeta:
     #: The coroutine's name, kept only for tasks that finished inside create_task (eager
     #: tasks), whose coroutine is gone by the time anyone looks.
     coro: str = ""
+    #: Wire forms that never change: (id, parent id, creation frames), made on first use.
+    wire: tuple[str, str | None, list[Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -145,6 +147,7 @@ class Tracker:
                 meta.parent_id = self.ensure_meta(parent).task_id
             meta.created_at = _wall()
             meta.created_from = _creation_site(sys._getframe(2))
+            meta.wire = None
             meta.watched = True
             task.add_done_callback(self.done_callback)
         except Exception:  # the agent never breaks task creation
