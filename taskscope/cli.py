@@ -85,25 +85,22 @@ def connect(args: argparse.Namespace) -> AgentClient:
             raise
     from taskscope.attach import load_agent
 
-    load_agent(args.pid, timeout=args.timeout)
-    client = AgentClient(args.pid, timeout=args.timeout)
+    path = load_agent(args.pid, timeout=args.timeout)
+    client = AgentClient(args.pid, timeout=args.timeout, socket_dir=os.path.dirname(path))
     client.connect()
     return client
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from taskscope.discovery import python_processes
+
     agents = set(live_agents())
-    try:
-        from taskscope.discovery import python_processes
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        python_processes = None
     rows: list[tuple[str, str, str, str]] = []
     listed: set[int] = set()
-    if python_processes is not None:
-        for proc in python_processes():
-            listed.add(proc.pid)
-            rows.append((str(proc.pid), proc.version or "?",
-                         "agent" if proc.pid in agents else "-", proc.command))
+    for proc in python_processes():
+        listed.add(proc.pid)
+        rows.append((str(proc.pid), proc.version or "?",
+                     "agent" if proc.pid in agents else "-", proc.command))
     for pid in sorted(agents - listed):
         rows.append((str(pid), "?", "agent", _command_line(pid)))
     if not rows:
@@ -113,8 +110,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'PID':>7}  {'PYTHON':7}  {'AGENT':5}  COMMAND")
     from taskscope.report import safe_text
 
-    for pid, version, agent, command in rows:
-        print(f"{pid:>7}  {version:7}  {agent:5}  {safe_text(command, 100)}")
+    for pid_text, version, agent, command in rows:
+        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(command, 100)}")
     return 0
 
 
