@@ -100,7 +100,8 @@ def tree_text(model: TaskModel, argv: list[str] | None = None, include_finished:
         if row.in_cycle and CYCLE_MARK not in what:
             what += f"   {CYCLE_MARK}"
         if row.repeated:
-            what = "(shown above)"
+            what = (f"⟲ back to {safe_text(task.name)} above   {CYCLE_MARK}" if row.in_cycle
+                    else "(shown above)")
         age = format_duration(task.age(now)) if task.created_at else ""
         marker = STATE_MARKERS.get(task.state, "?") if task.finished else ""
         line = (f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
