@@ -188,6 +188,7 @@ class TaskscopeApp(App[int]):
         self.auto_grouped = False
         self.cancels: list[CancelRequest] = []
         self._dirty: set[ViewName] = set(VIEWS)
+        self._can_cancel = False
         self._stack_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
@@ -308,6 +309,7 @@ class TaskscopeApp(App[int]):
             self._check_cancels()
             self._refresh_detail()
             self._refresh_header()
+            self._update_bindings()
             if self.selected is not None and self.selected in self.model.last_changed:
                 self._schedule_stack(self.selected)
         self.last_apply_seconds = time.perf_counter() - started
@@ -463,9 +465,17 @@ class TaskscopeApp(App[int]):
             return
         self.selected = task_id
         self._refresh_detail()
-        self.refresh_bindings()
+        self._update_bindings()
         if task_id is not None:
             self._schedule_stack(task_id)
+
+    def _update_bindings(self) -> None:
+        """Refresh the footer only when the cancel keys change state: the footer rebuilds
+        all its keys on every refresh, which would cost more than the cursor move itself."""
+        can_cancel = self.check_action("cancel_task", ()) is True
+        if can_cancel != self._can_cancel:
+            self._can_cancel = can_cancel
+            self.refresh_bindings()
 
     def _refresh_detail(self) -> None:
         self.detail.show(self.model, self.selected)

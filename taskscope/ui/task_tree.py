@@ -132,7 +132,11 @@ class TaskTree(Tree[str]):
     def apply_changes(
         self, model: TaskModel, changed: Iterable[str], removed: Iterable[str]
     ) -> None:
-        """Bring the nodes up to date with the tasks that changed or went in the last update."""
+        """Bring the nodes up to date with the tasks that changed or went in the last update.
+
+        Labels are drawn from the model, so a changed task whose node stays put costs
+        nothing here: the lines on screen are repainted once at the end (off-screen lines
+        are drawn when scrolled to, and any cached one is repainted by the next tick)."""
         self._prepare(model)
         now = self.clock()
         if self.overflow:
@@ -150,18 +154,15 @@ class TaskTree(Tree[str]):
             if not shows(task, now):
                 if node is not None and not node.children:
                     self._drop(task_id)
-                elif node is not None:
-                    node.refresh()
                 continue
             if node is None:
                 self._place(task_id, set())
-                continue
-            if self._parent_for(task) != self._parent_of.get(task_id):
+            elif self._parent_for(task) != self._parent_of.get(task_id):
                 self._move(task_id)
-            else:
-                node.refresh()
         if len(self._task_nodes) > self.limit:
             self.rebuild(model, self.options)
+            return
+        self.tick()
 
     def expire(self) -> None:
         """Drop finished tasks whose time in the live view is over (no delta says so)."""
