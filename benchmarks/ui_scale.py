@@ -197,7 +197,7 @@ async def key_latency(
         while state() == before and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.0005)
         handled = time.perf_counter()
-        while not any(write > handled for write in writes):  # noqa: ASYNC110
+        while not any(write > handled for write in writes):
             if time.perf_counter() > deadline:
                 break
             await asyncio.sleep(0.0005)
@@ -239,8 +239,9 @@ async def bench_tree(total: int) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait(pilot, lambda: app.updates_applied >= 1)
         await pilot.pause()
+        elapsed = (time.perf_counter() - started) * 1000
         print(
-            f"app start to first snapshot on screen: {(time.perf_counter() - started) * 1000:.0f} ms "
+            f"app start to first snapshot on screen: {elapsed:.0f} ms "
             f"({len(app.task_tree.task_ids):,} nodes)"
         )
         idle = await key_latency(app, pilot, "down", 30, writes, selected)

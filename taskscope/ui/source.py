@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, Protocol, TypedDict
 
-import psutil  # type: ignore[import-untyped]
+import psutil  # type: ignore[import-untyped, unused-ignore]
 
 from taskscope.client import AgentClient
 from taskscope.protocol import WireDelta, WireSnapshot
