@@ -718,15 +718,18 @@ class TaskscopeApp(App[int]):
         for task_id, result in request.results.items():
             status = {
                 "cancelled": "⊘ cancelled",
-                "still running": "! still running: it ignored the cancellation",
+                "still running": "! still running after the cancel: it ignored the "
+                "cancellation or is still cleaning up",
             }
             self.detail.cancel_status[task_id] = status.get(result, result)
         if len(request.ids) == 1:
             result = request.results[request.root]
             if result == "still running":
                 self.notify(
-                    f"{request.name} is still running: it caught the cancellation and carried on",
-                    title="Cancel ignored",
+                    f"{request.name} is still running {self.cancel_grace:.0f} s after the cancel: "
+                    "it caught CancelledError and carried on, or is still cleaning up "
+                    "(a TaskGroup waits for its tasks)",
+                    title="Still running",
                     severity="warning",
                     timeout=8,
                 )
