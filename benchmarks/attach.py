@@ -25,8 +25,9 @@ TARGET = REPO / "tests" / "targets" / "injection_target.py"
 
 def timed_dump(pid: int) -> float:
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "taskscope", "dump", str(pid)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "taskscope", "dump", str(pid)], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or not result.stdout.startswith("{"):
         raise SystemExit(f"dump failed: {result.stderr.strip()}")
@@ -36,8 +37,12 @@ def timed_dump(pid: int) -> float:
 def one_run(mode: str, workdir: str) -> tuple[float, float]:
     ready = os.path.join(workdir, f"ready-{time.monotonic_ns()}")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    target = subprocess.Popen([sys.executable, str(TARGET), mode, ready], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = subprocess.Popen(
+        [sys.executable, str(TARGET), mode, ready],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not os.path.exists(ready):
@@ -67,10 +72,14 @@ def main() -> None:
             firsts.append(first)
             seconds.append(second)
     print(f"Python {sys.version.split()[0]}, target mode {args.mode}, {args.runs} fresh processes")
-    print(f"first dump (injects the agent): median {statistics.median(firsts):.3f} s, "
-          f"max {max(firsts):.3f} s")
-    print(f"second dump (agent already there): median {statistics.median(seconds):.3f} s, "
-          f"max {max(seconds):.3f} s")
+    print(
+        f"first dump (injects the agent): median {statistics.median(firsts):.3f} s, "
+        f"max {max(firsts):.3f} s"
+    )
+    print(
+        f"second dump (agent already there): median {statistics.median(seconds):.3f} s, "
+        f"max {max(seconds):.3f} s"
+    )
 
 
 if __name__ == "__main__":

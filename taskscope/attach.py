@@ -174,16 +174,20 @@ def load_agent(pid: int, timeout: float = 10.0) -> str:
     stage = stage_agent(_target_uid(pid))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(status_path)
-    run_in_process(pid, bootstrap_code(stage, socket_dir, status_path),
-                   timeout=max(1.0, deadline - time.monotonic()))
+    run_in_process(
+        pid,
+        bootstrap_code(stage, socket_dir, status_path),
+        timeout=max(1.0, deadline - time.monotonic()),
+    )
     while time.monotonic() < deadline:
         if os.path.exists(status_path):
             with open(status_path) as handle:
                 outcome = json.load(handle)
             os.unlink(status_path)
             if not outcome.get("ok"):
-                raise AttachError(f"the agent failed to start in process {pid}: "
-                                  f"{outcome.get('error')}")
+                raise AttachError(
+                    f"the agent failed to start in process {pid}: {outcome.get('error')}"
+                )
             return str(outcome.get("socket") or expected)
         if not process_exists(pid):
             raise AttachError(f"process {pid} exited during the attach")

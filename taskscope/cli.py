@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents
@@ -43,10 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     def with_pid(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         command.add_argument("pid", type=_pid, help="process id")
-        command.add_argument("--no-inject", action="store_true",
-                             help="fail instead of loading the agent into the process")
-        command.add_argument("--timeout", type=float, default=10.0,
-                             help="seconds to wait for the agent (default 10)")
+        command.add_argument(
+            "--no-inject",
+            action="store_true",
+            help="fail instead of loading the agent into the process",
+        )
+        command.add_argument(
+            "--timeout", type=float, default=10.0, help="seconds to wait for the agent (default 10)"
+        )
         return command
 
     sub.add_parser("list", help="processes with a live agent, and Python processes to attach")
@@ -62,12 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
     cancel.add_argument("-m", "--message", default=None, help="cancellation message")
     attach = with_pid("attach", "open the live dashboard on a process")
-    attach.add_argument("--interval", type=float, default=0.5,
-                        help="seconds between updates (default 0.5)")
+    attach.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
+    )
     run = sub.add_parser(
-        "run", help="run a Python program with the agent installed",
+        "run",
+        help="run a Python program with the agent installed",
         description="Run `script.py [args]` or `-m module [args]` with the agent installed "
-                    "before its first line.",
+        "before its first line.",
     )
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args] | -m module [args]")
     sub.add_parser("demo", help="start the bundled example program and open the dashboard on it")
@@ -99,10 +104,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     listed: set[int] = set()
     for proc in python_processes():
         listed.add(proc.pid)
-        rows.append((str(proc.pid), proc.version or "?",
-                     "agent" if proc.pid in agents else "-", proc.command))
-    for pid in sorted(agents - listed):
-        rows.append((str(pid), "?", "agent", _command_line(pid)))
+        rows.append(
+            (
+                str(proc.pid),
+                proc.version or "?",
+                "agent" if proc.pid in agents else "-",
+                proc.command,
+            )
+        )
+    rows.extend((str(pid), "?", "agent", _command_line(pid)) for pid in sorted(agents - listed))
     if not rows:
         print("no Python processes found")
         return 0
@@ -168,8 +178,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
     record = reply.get("record")
     if record is not None:
         outcome = record.get("exception") or record.get("result") or ""
-        print(f"task {args.task} ({safe_text(record['name'])}) finished: {record['state']} "
-              f"{safe_text(outcome)}".rstrip())
+        print(
+            f"task {args.task} ({safe_text(record['name'])}) finished: {record['state']} "
+            f"{safe_text(outcome)}".rstrip()
+        )
         return 0
     for frame in reply["stack"]:
         print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
@@ -205,8 +217,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if target and target[0] == "--":
         target = target[1:]
     if not target:
-        print("taskscope: run needs a script or -m module, e.g. `taskscope run app.py`",
-              file=sys.stderr)
+        print(
+            "taskscope: run needs a script or -m module, e.g. `taskscope run app.py`",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if target[0] != "-m" and not os.path.isfile(target[0]):
         print(f"taskscope: no such file: {target[0]}", file=sys.stderr)
@@ -231,8 +245,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "list": cmd_list, "ps": cmd_ps, "tree": cmd_tree, "dump": cmd_dump, "stack": cmd_stack,
-    "cancel": cmd_cancel, "run": cmd_run, "attach": cmd_attach, "demo": cmd_demo,
+    "list": cmd_list,
+    "ps": cmd_ps,
+    "tree": cmd_tree,
+    "dump": cmd_dump,
+    "stack": cmd_stack,
+    "cancel": cmd_cancel,
+    "run": cmd_run,
+    "attach": cmd_attach,
+    "demo": cmd_demo,
 }
 
 

@@ -106,7 +106,9 @@ class AgentClient:
             ) from None
         except OSError as error:
             sock.close()
-            raise NoAgent(f"cannot reach the agent of process {self.pid}: {error.strerror}") from None
+            raise NoAgent(
+                f"cannot reach the agent of process {self.pid}: {error.strerror}"
+            ) from None
         self._sock = sock
         reply = self._request(Request("hello", protocol=PROTOCOL_VERSION))
         self.hello = reply
@@ -139,9 +141,7 @@ class AgentClient:
         reply = self._request(Request("cancel", task_id=task_id, message=message))
         return str(reply["outcome"])
 
-    def subscribe(
-        self, interval: float = 0.5
-    ) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
+    def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""
         reply = self._request(Request("subscribe", interval=interval), timeout=None)
         yield "snapshot", cast(WireSnapshot, reply["snapshot"])
@@ -159,10 +159,17 @@ class AgentClient:
             raise ClientError("not connected")
         request_id = self._next_id
         self._next_id += 1
-        wire = request_to_wire(Request(
-            request.type, request_id, request.protocol, request.interval, request.task_id,
-            request.message, request.include_finished,
-        ))
+        wire = request_to_wire(
+            Request(
+                request.type,
+                request_id,
+                request.protocol,
+                request.interval,
+                request.task_id,
+                request.message,
+                request.include_finished,
+            )
+        )
         try:
             self._sock.settimeout(self.timeout)
             self._sock.sendall(encode(wire))

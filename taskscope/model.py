@@ -244,9 +244,7 @@ class TaskModel:
         return None
 
     def children_map(self, include_finished: bool = True) -> dict[str | None, list[TaskInfo]]:
-        visible = [
-            task for task in self.tasks.values() if include_finished or not task.finished
-        ]
+        visible = [task for task in self.tasks.values() if include_finished or not task.finished]
         visible_ids = {task.id for task in visible}
         children: dict[str | None, list[TaskInfo]] = {}
         for task in visible:
@@ -268,15 +266,19 @@ class TaskModel:
         # Tasks in a cycle have no root above them: start from the cycle's lowest id.
         reachable = _reachable(children, roots)
         orphans = [
-            task for parent, kids in children.items() if parent is not None
-            for task in kids if task.id not in reachable
+            task
+            for parent, kids in children.items()
+            if parent is not None
+            for task in kids
+            if task.id not in reachable
         ]
         for task in sorted(orphans, key=lambda t: t.number):
             if task.id not in reachable:
                 roots.append(task)
                 reachable |= _reachable(children, [task])
-        stack: list[tuple[TaskInfo, int, tuple[bool, ...], bool]] = [
-            (task, 0, (), index == len(roots) - 1) for index, task in enumerate(roots)
+        no_guides: tuple[bool, ...] = ()
+        stack = [
+            (task, 0, no_guides, index == len(roots) - 1) for index, task in enumerate(roots)
         ][::-1]
         while stack:
             task, depth, guides, is_last = stack.pop()
@@ -286,9 +288,10 @@ class TaskModel:
                 continue
             emitted.add(task.id)
             kids = children.get(task.id, [])
-            for index in range(len(kids) - 1, -1, -1):
-                stack.append((kids[index], depth + 1, (*guides, not is_last),
-                              index == len(kids) - 1))
+            stack.extend(
+                (kids[index], depth + 1, (*guides, not is_last), index == len(kids) - 1)
+                for index in range(len(kids) - 1, -1, -1)
+            )
 
     def groups(self, include_finished: bool = False) -> list[tuple[str, str, int, list[str]]]:
         """Tasks grouped by coroutine and await site: (coro, awaiting kind/text, count, ids),

@@ -32,8 +32,10 @@ def _fit(text: str, width: int) -> str:
 
 
 def header(model: TaskModel, argv: list[str] | None = None) -> str:
-    program = " ".join(os.path.basename(arg) if i == 0 else arg
-                       for i, arg in enumerate(argv or [])) or "?"
+    program = (
+        " ".join(os.path.basename(arg) if i == 0 else arg for i, arg in enumerate(argv or []))
+        or "?"
+    )
     parts = [f"pid {model.pid}", f"python {model.python}", safe_text(program, 60)]
     for loop in model.loops.values():
         state = "running" if loop.running else ("closed" if loop.closed else "stopped")
@@ -54,8 +56,10 @@ def blocked_lines(model: TaskModel) -> list[str]:
             f"loop {safe_text(loop.label)} has not run its callbacks for "
             f"{format_duration(loop.blocked_for)}; it is busy in:"
         )
-        for frame in loop.blocking_stack[-6:]:
-            lines.append(f"    {safe_text(frame.function)}  {safe_text(frame.location)}")
+        lines.extend(
+            f"    {safe_text(frame.function)}  {safe_text(frame.location)}"
+            for frame in loop.blocking_stack[-6:]
+        )
     return lines
 
 
@@ -67,24 +71,45 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
         if task.finished and not include_finished:
             continue
         state = task.state + (" (running)" if task.running else "")
-        rows.append((
-            task.id, state, safe_text(task.name, 30), safe_text(task.coro + "()", 40),
-            format_duration(task.age(now)), safe_text(describe_awaiting(task, model), 80),
-        ))
+        rows.append(
+            (
+                task.id,
+                state,
+                safe_text(task.name, 30),
+                safe_text(task.coro + "()", 40),
+                format_duration(task.age(now)),
+                safe_text(describe_awaiting(task, model), 80),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
+        for row in rows
+    ]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def tree_text(model: TaskModel, argv: list[str] | None = None, include_finished: bool = False,
-              now: float | None = None, width: int = 120) -> str:
+def tree_text(
+    model: TaskModel,
+    argv: list[str] | None = None,
+    include_finished: bool = False,
+    now: float | None = None,
+    width: int = 120,
+) -> str:
     now = now or time.time()
     lines = [header(model, argv)]
     lines.extend(blocked_lines(model))
     rows = list(model.tree(include_finished=include_finished))
-    name_width = min(36, max([len(_prefix(row.guides, row.is_last, row.depth))
-                              + len(safe_text(row.task.name)) for row in rows] + [4]))
+    name_width = min(
+        36,
+        max(
+            [
+                len(_prefix(row.guides, row.is_last, row.depth)) + len(safe_text(row.task.name))
+                for row in rows
+            ]
+            + [4]
+        ),
+    )
     coro_width = min(32, max([len(safe_text(row.task.coro)) + 2 for row in rows] + [4]))
     for row in rows:
         task = row.task
@@ -92,20 +117,27 @@ def tree_text(model: TaskModel, argv: list[str] | None = None, include_finished:
         label = prefix + safe_text(task.name)
         what = describe_awaiting(task, model)
         if task.awaiting is not None and task.awaiting.kind == "task" and task.awaiting.tasks:
-            names = [safe_text(model.tasks[t].name) if t in model.tasks else t
-                     for t in task.awaiting.tasks]
+            names = [
+                safe_text(model.tasks[t].name) if t in model.tasks else t
+                for t in task.awaiting.tasks
+            ]
             what = "task " + ", ".join(names)
         if not task.finished and task.awaiting is not None:
             what = "awaiting " + what
         if row.in_cycle and CYCLE_MARK not in what:
             what += f"   {CYCLE_MARK}"
         if row.repeated:
-            what = (f"⟲ back to {safe_text(task.name)} above   {CYCLE_MARK}" if row.in_cycle
-                    else "(shown above)")
+            what = (
+                f"⟲ back to {safe_text(task.name)} above   {CYCLE_MARK}"
+                if row.in_cycle
+                else "(shown above)"
+            )
         age = format_duration(task.age(now)) if task.created_at else ""
         marker = STATE_MARKERS.get(task.state, "?") if task.finished else ""
-        line = (f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
-                f"{marker + ' ' if marker else ''}{safe_text(what)}")
+        line = (
+            f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
+            f"{marker + ' ' if marker else ''}{safe_text(what)}"
+        )
         if age:
             pad = max(1, width - len(line) - len(age))
             line = line + " " * pad + age
@@ -124,12 +156,16 @@ def _prefix(guides: tuple[bool, ...], is_last: bool, depth: int) -> str:
 
 def finished_summary(model: TaskModel, now: float) -> str:
     counts = model.counts()
-    text = (f"finished: {counts['done']} done · {counts['cancelled']} cancelled · "
-            f"{counts['failed']} failed (last {model.history_limit} kept)")
+    text = (
+        f"finished: {counts['done']} done · {counts['cancelled']} cancelled · "
+        f"{counts['failed']} failed (last {model.history_limit} kept)"
+    )
     failed = [task for task in model.finished() if task.state == "failed"]
     if failed:
         latest: TaskInfo = failed[-1]
         ago = format_duration(now - latest.finished_at) if latest.finished_at else "?"
-        text += (f" · latest failure: {safe_text(latest.exception or '?', 60)} in "
-                 f"{safe_text(latest.name)}, {ago} ago")
+        text += (
+            f" · latest failure: {safe_text(latest.exception or '?', 60)} in "
+            f"{safe_text(latest.name)}, {ago} ago"
+        )
     return text

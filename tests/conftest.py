@@ -33,8 +33,13 @@ def targets(tmp_path: os.PathLike[str]) -> Iterator[list[Target]]:
 
 @pytest.fixture
 def start(targets: list[Target], tmp_path: os.PathLike[str]):  # type: ignore[no-untyped-def]
-    def _start(script: str, *args: str, agent: bool = True, env: dict[str, str] | None = None,
-               python: str | None = None) -> Target:
+    def _start(
+        script: str,
+        *args: str,
+        agent: bool = True,
+        env: dict[str, str] | None = None,
+        python: str | None = None,
+    ) -> Target:
         target = spawn(script, *args, agent=agent, workdir=str(tmp_path), env=env, python=python)
         targets.append(target)
         return target

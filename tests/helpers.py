@@ -52,7 +52,7 @@ class Target:
     def wait_ready(self, timeout: float = 20.0) -> Target:
         def ready() -> bool:
             if self.process.poll() is not None:
-                out, err = self.process.communicate()
+                _out, err = self.process.communicate()
                 raise AssertionError(f"target exited early ({self.process.returncode}): {err}")
             if not self.ready_file.exists():
                 return False
@@ -74,8 +74,14 @@ class Target:
             self.process.communicate()
 
 
-def spawn(script: str, *args: str, agent: bool = True, workdir: str, env: dict[str, str] | None = None,
-          python: str | None = None) -> Target:
+def spawn(
+    script: str,
+    *args: str,
+    agent: bool = True,
+    workdir: str,
+    env: dict[str, str] | None = None,
+    python: str | None = None,
+) -> Target:
     path = str(TARGETS / script) if not os.path.isabs(script) else script
     command = [python or sys.executable]
     if agent:
@@ -85,7 +91,11 @@ def spawn(script: str, *args: str, agent: bool = True, workdir: str, env: dict[s
     full_env.update(env or {})
     process = subprocess.Popen(
         [*command, path, workdir, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        cwd=workdir,
     )
     return Target(process, Path(workdir), agent)
 
@@ -94,5 +104,10 @@ def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[st
     """Run the real `taskscope` command line in a subprocess."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "taskscope", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "taskscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -15,8 +15,17 @@ from taskscope.client import AgentClient
 from tests.helpers import Target, run_cli, wait_for
 
 CONTRACT_TASK_KEYS = {
-    "id", "loop", "name", "state", "coro", "stack", "awaiting", "awaited_by", "parent",
-    "created_at", "finished_at",
+    "id",
+    "loop",
+    "name",
+    "state",
+    "coro",
+    "stack",
+    "awaiting",
+    "awaited_by",
+    "parent",
+    "created_at",
+    "finished_at",
 }
 
 
@@ -114,8 +123,10 @@ def test_cancel_reaches_the_task(start: Any) -> None:
     assert "cancel requested" in result.stdout
     wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
     after = wait_for(
-        lambda: by_name(snapshot(target.pid))["victim"]["state"] == "cancelled"
-        and by_name(snapshot(target.pid))["victim"],
+        lambda: (
+            by_name(snapshot(target.pid))["victim"]["state"] == "cancelled"
+            and by_name(snapshot(target.pid))["victim"]
+        ),
         what="the cancelled state in the snapshot",
     )
     assert after["id"] == victim["id"]
@@ -271,7 +282,11 @@ def test_run_with_a_module(tmp_path: Any) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "taskscope", "run", "-m", "demo_pkg", "x", "--y"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=30,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=30,
     )
     assert result.returncode == 4
     assert result.stdout == "agent: True ['x', '--y']\n"
@@ -283,7 +298,8 @@ def test_run_keeps_the_traceback_of_a_failing_script(tmp_path: Any) -> None:
     import subprocess
 
     plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
-    watched = subprocess.run([sys.executable, "-m", "taskscope", "run", str(script)],
-                             capture_output=True, text=True)
+    watched = subprocess.run(
+        [sys.executable, "-m", "taskscope", "run", str(script)], capture_output=True, text=True
+    )
     assert watched.returncode == plain.returncode == 1
     assert watched.stderr == plain.stderr

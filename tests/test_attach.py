@@ -39,8 +39,12 @@ class Plain:
     def __init__(self, mode: str, workdir: Path, python: str = sys.executable) -> None:
         self.ready_file = workdir / f"ready-{mode}-{id(self)}"
         self.process = subprocess.Popen(
-            [python, TARGET, mode, str(self.ready_file)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=workdir,
+            [python, TARGET, mode, str(self.ready_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            cwd=workdir,
         )
         self.mode = mode
 
@@ -49,8 +53,10 @@ class Plain:
         return self.process.pid
 
     def wait_ready(self) -> Plain:
-        wait_for(lambda: self.ready_file.exists() or self.process.poll() is not None,
-                 what=f"the {self.mode} target")
+        wait_for(
+            lambda: self.ready_file.exists() or self.process.poll() is not None,
+            what=f"the {self.mode} target",
+        )
         assert self.process.poll() is None, self.process.communicate()
         return self
 
@@ -99,8 +105,11 @@ def test_dump_attaches_to_a_plain_process(plain: Any, mode: str) -> None:
     if mode == "threads":
         assert len([loop for loop in snap["loops"] if loop["running"]]) == 4
     if mode == "sleep":
-        wait_for(lambda: dump(target.pid)["loops"][0]["blocked_for"], timeout=10,
-                 what="the blocked loop to be reported")
+        wait_for(
+            lambda: dump(target.pid)["loops"][0]["blocked_for"],
+            timeout=10,
+            what="the blocked loop to be reported",
+        )
     # AND a second look reuses the same agent
     inode = os.stat(socket_path(target.pid)).st_ino
     assert run_cli("ps", str(target.pid)).returncode == 0
@@ -125,8 +134,9 @@ def test_attach_to_a_target_in_another_virtualenv(plain: Any, tmp_path: Path) ->
     env_dir = tmp_path / "other-venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = str(env_dir / "bin" / "python")
-    check = subprocess.run([python, "-c", "import taskscope"], capture_output=True,
-                           env=clean_env(), cwd=tmp_path)
+    check = subprocess.run(
+        [python, "-c", "import taskscope"], capture_output=True, env=clean_env(), cwd=tmp_path
+    )
     assert check.returncode != 0, "the other virtualenv must not see taskscope"
     target = plain("idle", python)
     # WHEN taskscope attaches
@@ -155,8 +165,13 @@ def test_a_failed_attach_says_why_in_one_line(plain: Any, tmp_path: Path) -> Non
     open_dir.chmod(0o777)
     target = plain("idle")
     env = dict(os.environ, TASKSCOPE_SOCKET_DIR=str(open_dir))
-    result = subprocess.run([sys.executable, "-m", "taskscope", "dump", str(target.pid)],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "taskscope", "dump", str(target.pid)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     # THEN the user gets one line, and the target lives on unharmed
     assert result.returncode == 1
     assert "the agent failed to start" in result.stderr

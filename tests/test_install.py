@@ -16,8 +16,13 @@ from tests.helpers import REPO
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_importing_the_agent_loads_no_ui_or_third_party_modules() -> None:
@@ -59,7 +64,8 @@ def test_install_works_from_anywhere_and_sees_tasks(where: str) -> None:
                     return client.snapshot()
             snap = await asyncio.to_thread(look)
             names = {{t["name"]: t for t in snap["tasks"]}}
-            print(names["the-sleeper"]["awaiting"]["kind"], names["the-sleeper"]["parent"] is not None)
+            sleeper_record = names["the-sleeper"]
+            print(sleeper_record["awaiting"]["kind"], sleeper_record["parent"] is not None)
             task.cancel()
 
         asyncio.run(main())

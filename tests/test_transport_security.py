@@ -56,8 +56,10 @@ HOSTILE = [
     (b'{"type": "hello", "protocol": 1}\n{"type": "exec", "code": "1"}\n', "unknown_type"),
     (b'{"type": "hello", "protocol": 1}\n{"type": "cancel", "task": "1; rm"}\n', "bad_request"),
     (b'{"type": "hello", "protocol": 1}\n{"type": "subscribe", "interval": 0}\n', "bad_request"),
-    (b'{"type": "hello", "protocol": 1}\n{"type": "cancel", "task": "1", "message": 5}\n',
-     "bad_request"),
+    (
+        b'{"type": "hello", "protocol": 1}\n{"type": "cancel", "task": "1", "message": 5}\n',
+        "bad_request",
+    ),
     (b'{"type": "snapshot"}\n', "bad_request"),  # before hello
     (b'{"type": "hello", "protocol": 99}\n', "version_mismatch"),
     (b"[" * 100000 + b"\n", "too_large"),

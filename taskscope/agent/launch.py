@@ -15,8 +15,10 @@ import types
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m taskscope.agent.launch (script.py | -m module) [args...]",
-              file=sys.stderr)
+        print(
+            "usage: python -m taskscope.agent.launch (script.py | -m module) [args...]",
+            file=sys.stderr,
+        )
         return 2
     if argv[0] == "-m":
         if len(argv) < 2:

@@ -19,8 +19,13 @@ from typing import Any
 
 from taskscope import __version__
 from taskscope.agent.cancel import request_cancel
-from taskscope.agent.introspect import SnapshotBuilder, finished_record, frame_record
-from taskscope.agent.introspect import find_task, walk_frames
+from taskscope.agent.introspect import (
+    SnapshotBuilder,
+    find_task,
+    finished_record,
+    frame_record,
+    walk_frames,
+)
 from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
     MAX_REQUEST_BYTES,
@@ -122,8 +127,9 @@ class AgentServer:
                 continue
             with self._clients_lock:
                 if len(self._clients) >= MAX_CLIENTS:
-                    self._send_quietly(conn, {"type": "error", "code": "busy",
-                                              "message": "too many clients"})
+                    self._send_quietly(
+                        conn, {"type": "error", "code": "busy", "message": "too many clients"}
+                    )
                     conn.close()
                     continue
                 self._clients.add(conn)
@@ -157,8 +163,11 @@ def _stable(record: WireTask) -> Any:
     awaiting = record["awaiting"]
     if awaiting is None or ("seconds_left" not in awaiting and "deadline_in" not in awaiting):
         return record
-    kept = {key: value for key, value in awaiting.items()
-            if key not in ("seconds_left", "deadline_in", "text")}
+    kept = {
+        key: value
+        for key, value in awaiting.items()
+        if key not in ("seconds_left", "deadline_in", "text")
+    }
     return {**record, "awaiting": kept}
 
 
@@ -211,12 +220,16 @@ class _ClientSession:
         reply: dict[str, Any]
         if request.type == "hello":
             if request.protocol != PROTOCOL_VERSION:
-                self.send({
-                    "type": "error", "re": request.request_id, "code": "version_mismatch",
-                    "message": f"agent speaks protocol {PROTOCOL_VERSION}, "
-                               f"client speaks {request.protocol}",
-                    "protocol": PROTOCOL_VERSION,
-                })
+                self.send(
+                    {
+                        "type": "error",
+                        "re": request.request_id,
+                        "code": "version_mismatch",
+                        "message": f"agent speaks protocol {PROTOCOL_VERSION}, "
+                        f"client speaks {request.protocol}",
+                        "protocol": PROTOCOL_VERSION,
+                    }
+                )
                 return False
             self.greeted = True
             reply = {
@@ -230,12 +243,17 @@ class _ClientSession:
                 "started_at": self.server.started_at,
             }
         elif not self.greeted:
-            self.send({"type": "error", "re": request.request_id, "code": "bad_request",
-                       "message": "say hello first"})
+            self.send(
+                {
+                    "type": "error",
+                    "re": request.request_id,
+                    "code": "bad_request",
+                    "message": "say hello first",
+                }
+            )
             return False
         elif request.type == "snapshot":
-            reply = {"type": "snapshot",
-                     "snapshot": self.server.snapshot(request.include_finished)}
+            reply = {"type": "snapshot", "snapshot": self.server.snapshot(request.include_finished)}
         elif request.type == "subscribe":
             self.interval = request.interval
             self.previous = {}
@@ -244,9 +262,13 @@ class _ClientSession:
         elif request.type == "stack":
             reply = self.stack(request)
         else:
-            reply = {"type": "cancel", "task": request.task_id,
-                     "outcome": request_cancel(self.server.tracker, request.task_id or "",
-                                               request.message)}
+            reply = {
+                "type": "cancel",
+                "task": request.task_id,
+                "outcome": request_cancel(
+                    self.server.tracker, request.task_id or "", request.message
+                ),
+            }
         if request.request_id is not None:
             reply["re"] = request.request_id
         self.send(reply)
@@ -306,17 +328,19 @@ class _ClientSession:
                 changed.append(record)
         removed = [task_id for task_id in previous if task_id not in current]
         self.previous = stable_now
-        self.send({
-            "type": "delta",
-            "delta": {
-                "taken_at": snapshot["taken_at"],
-                "loops": snapshot["loops"],
-                "changed": changed,
-                "removed": removed,
-                "cycles": snapshot["cycles"],
-                "build_seconds": round(cost, 4),
-            },
-        })
+        self.send(
+            {
+                "type": "delta",
+                "delta": {
+                    "taken_at": snapshot["taken_at"],
+                    "loops": snapshot["loops"],
+                    "changed": changed,
+                    "removed": removed,
+                    "cycles": snapshot["cycles"],
+                    "build_seconds": round(cost, 4),
+                },
+            }
+        )
 
 
 _source_cache: dict[str, list[str] | None] = {}

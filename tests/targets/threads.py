@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import taskscope
 from target_kit import signal_ready, stop_requested
+
+import taskscope
 
 taskscope.install()
 started = threading.Barrier(4)
