@@ -303,3 +303,29 @@ def test_run_keeps_the_traceback_of_a_failing_script(tmp_path: Any) -> None:
     )
     assert watched.returncode == plain.returncode == 1
     assert watched.stderr == plain.stderr
+
+
+def test_subscription_sends_a_snapshot_then_deltas(start: Any) -> None:
+    from taskscope.model import TaskModel
+
+    target = start("churn.py", "3").wait_ready()
+    with AgentClient(target.pid) as client:
+        feed = client.subscribe(interval=0.1)
+        kind, first = next(feed)
+        assert kind == "snapshot"
+        model = TaskModel.from_snapshot(first)  # type: ignore[arg-type]
+        assert "long-0" in {task.name for task in model.tasks.values()}
+        # A quiet process sends empty deltas: sleeping tasks do not change every tick.
+        kind, quiet = next(feed)
+        assert kind == "delta"
+        assert quiet["changed"] == [] and quiet["removed"] == []  # type: ignore[typeddict-item]
+        # A new task arrives as a change, which the model applies by id.
+        target.file(f"spawn-{target.pid}").write_text("go")
+        for _ in range(50):
+            kind, delta = next(feed)
+            model.apply_delta(delta)  # type: ignore[arg-type]
+            if any(task.name == "long-1" for task in model.tasks.values()):
+                break
+        new = next(task for task in model.tasks.values() if task.name == "long-1")
+        assert new.id in model.last_changed
+        assert new.awaiting is not None and new.awaiting.kind == "sleep"
