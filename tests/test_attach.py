@@ -194,3 +194,15 @@ def test_errors_for_processes_that_cannot_be_attached() -> None:
         sleeper.wait()
     gone = run_cli("dump", "999999")
     assert gone.returncode == 1 and "no process with pid 999999" in gone.stderr
+
+
+def test_list_shows_attachable_python_processes(plain: Any) -> None:
+    target = plain("idle")
+    before = run_cli("list")
+    line = next(line for line in before.stdout.splitlines() if line.split()[0] == str(target.pid))
+    assert line.split()[1] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert line.split()[2] == "-"  # no agent yet
+    dump(target.pid)
+    after = run_cli("list")
+    line = next(line for line in after.stdout.splitlines() if line.split()[0] == str(target.pid))
+    assert line.split()[2] == "agent"
