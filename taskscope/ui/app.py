@@ -265,13 +265,21 @@ class TaskscopeApp(App[int]):
                 self.post_message(FeedUpdated())
         except ClientError as error:
             if not worker.is_cancelled:
-                self.post_message(FeedEnded(str(error)))
+                self.post_message(FeedEnded(self._end_reason(str(error))))
         except Exception as error:  # a bug or a broken source: say so, keep the last picture
             if not worker.is_cancelled:
                 self.post_message(FeedEnded(f"the update feed failed: {error!r}"))
         else:
             if not worker.is_cancelled:
                 self.post_message(FeedEnded("the agent stopped sending updates"))
+
+    def _end_reason(self, error: str) -> str:
+        """Say "process N exited" when it did: the socket error alone can race the exit."""
+        try:
+            alive = self.source.process_info().get("alive")
+        except Exception:  # the facts are a nicety here
+            return error
+        return f"process {self.source.pid} exited" if alive is False else error
 
     @on(FeedUpdated)
     def _feed_updated(self) -> None:
@@ -378,7 +386,8 @@ class TaskscopeApp(App[int]):
 
     @on(FactsRead)
     def _facts_read(self, message: FactsRead) -> None:
-        self.facts = message.info
+        # Keep what was known (command line, memory) once the process is gone.
+        self.facts = {**self.facts, **message.info}
         self._refresh_header()
 
     def _refresh_header(self) -> None:

@@ -83,7 +83,7 @@ class ProcessFacts:
                 self._process.cpu_percent(None)
             process = self._process
             with process.oneshot():
-                info["alive"] = process.is_running()
+                info["alive"] = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
                 info["command"] = " ".join(process.cmdline())
                 info["cpu_percent"] = process.cpu_percent(None)
                 info["rss"] = process.memory_info().rss

@@ -524,3 +524,18 @@ def test_blocked_loop_is_marked_in_the_header() -> None:
         assert "⏸ BLOCKED for 2.5s" in str(app.header.render())
 
     run_app(scenario, source)
+
+
+def test_a_dead_process_is_called_exited_even_if_the_socket_said_otherwise() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await until(pilot, lambda: "command" in app.facts)
+        source.info = {"pid": 4242, "alive": False}
+        source.end(AgentGone("the agent of process 4242 closed the connection"))
+        await until(pilot, lambda: app.gone is not None)
+        assert app.gone == "process 4242 exited"
+        # what was known about the process stays in the header
+        app._read_facts()
+        await pilot.pause(0.1)
+        assert "app.py --port 8080" in str(app.header.render())
+
+    run_app(scenario)
