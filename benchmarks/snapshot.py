@@ -105,14 +105,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}; best of {args.repeat}")
-    print(f"{'tasks':>8}  {'build us/task':>13}  {'encode us/task':>14}  {'total ms':>9}  "
-          f"{'all_tasks us/task':>17}  {'JSON MB':>7}")
+    print(
+        f"{'tasks':>8}  {'build us/task':>13}  {'encode us/task':>14}  {'total ms':>9}  "
+        f"{'all_tasks us/task':>17}  {'JSON MB':>7}"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         r = asyncio.run(measure(size, args.repeat))
         live = r["live"]
-        print(f"{int(live):>8}  {r['build'] / live * 1e6:>13.2f}  {r['encode'] / live * 1e6:>14.2f}  "
-              f"{(r['build'] + r['encode']) * 1e3:>9.1f}  {r['all_tasks'] / live * 1e6:>17.2f}  "
-              f"{r['bytes'] / 1e6:>7.1f}")
+        print(
+            f"{int(live):>8}  {r['build'] / live * 1e6:>13.2f}  {r['encode'] / live * 1e6:>14.2f}  "
+            f"{(r['build'] + r['encode']) * 1e3:>9.1f}  {r['all_tasks'] / live * 1e6:>17.2f}  "
+            f"{r['bytes'] / 1e6:>7.1f}"
+        )
 
 
 if __name__ == "__main__":

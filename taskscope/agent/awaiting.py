@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import socket
 import sys
 from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
@@ -30,8 +31,12 @@ class AwaitContext:
         "_executor_threads",
         "frames_of",
         "loop_time",
+        "memo",
         "name_of_task",
         "names",
+        "self_frame",
+        "self_obj",
+        "sleeps",
         "timeouts",
         "timers",
     )
@@ -51,6 +56,14 @@ class AwaitContext:
         #: A task's coroutine frames, outermost first (to describe 3.11 wait_for's inner task).
         self.frames_of = frames_of
         self._executor_threads: dict[int, tuple[str, str]] | None = None
+        #: (code, id(object)) -> (object, awaiting): one description per object waited on,
+        #: shared by every task waiting on it in this snapshot (never mutated: copy first).
+        self.memo: dict[tuple[int, int], tuple[Any, WireAwaiting]] = {}
+        #: seconds left (rounded as on the wire) -> shared description of a sleep.
+        self.sleeps: dict[float, WireAwaiting] = {}
+        #: The `self` of the frame a handler is about to read, found without f_locals.
+        self.self_frame: FrameType | None = None
+        self.self_obj: Any = None
 
     def index_timers(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read the loop's timer heap once: which future each sleep resolves, which task each
@@ -131,6 +144,30 @@ def _local(frame: FrameType, name: str) -> Any:
         return None
 
 
+def _self(ctx: AwaitContext, frame: FrameType) -> Any:
+    """The frame's `self`: as found by the caller in the coroutine's references when it could
+    (cheap), else through f_locals (which on 3.11/3.12 copies every local into a dict)."""
+    if ctx.self_frame is frame:
+        return ctx.self_obj
+    return _local(frame, "self")
+
+
+def first_local(owner: Any, code: CodeType) -> Any:
+    """Local variable 0 of the frame that `owner` (a coroutine or generator) runs, or None.
+
+    The collector's view of a suspended coroutine lists its name, qualname, maybe its frame
+    object and locals dict, then its function, its code, and then its local variables in
+    order (unset ones are skipped: callers check the type of what they get)."""
+    try:
+        refs = gc.get_referents(owner)
+    except Exception:
+        return None
+    for index in range(1, len(refs) - 1):
+        if refs[index] is code and type(refs[index - 1]) is FunctionType:
+            return refs[index + 1]
+    return None
+
+
 def object_name(ctx: AwaitContext, obj: Any, caller: FrameType | None) -> str | None:
     """The variable or attribute name the awaiting code uses for `obj` (`jobs`, `self.lock`)."""
     key = id(obj)
@@ -203,20 +240,23 @@ def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: A
     when = ctx.timers.get(id(fut))
     if when is None:
         return {"kind": "sleep", "text": "sleep", "tasks": [], "seconds_left": None}
-    left = max(0.0, when - ctx.loop_time)
-    return {
-        "kind": "sleep",
-        "text": f"sleep, {_seconds(left)} left",
-        "tasks": [],
-        "seconds_left": round(left, 3),
-    }
+    left = round(max(0.0, when - ctx.loop_time), 3)
+    awaiting = ctx.sleeps.get(left)
+    if awaiting is None:
+        awaiting = ctx.sleeps[left] = {
+            "kind": "sleep",
+            "text": f"sleep, {_seconds(left)} left",
+            "tasks": [],
+            "seconds_left": left,
+        }
+    return awaiting
 
 
 def _queue(verb: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
     ) -> WireAwaiting:
-        queue = _local(frame, "self")
+        queue = _self(ctx, frame)
         items = getattr(queue, "_queue", None)
         size = len(items) if items is not None else None
         maxsize = getattr(queue, "_maxsize", 0)
@@ -241,7 +281,7 @@ def _primitive(kind: str, method: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
     ) -> WireAwaiting:
-        obj = _local(frame, "self")
+        obj = _self(ctx, frame)
         name = object_name(ctx, obj, caller)
         type_name = type(obj).__qualname__
         facts = _object_facts(obj) | {"name": name}
@@ -292,7 +332,7 @@ def _stream(verb: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
     ) -> WireAwaiting:
-        owner = _local(frame, "self")
+        owner = _self(ctx, frame)
         method = frame.f_code.co_name
         peer = _peer_of_transport(getattr(owner, "_transport", None))
         if verb == "read":
@@ -368,7 +408,7 @@ def _subprocess(verb: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
     ) -> WireAwaiting:
-        process = _local(frame, "self")
+        process = _self(ctx, frame)
         pid = getattr(process, "pid", None)
         args = getattr(getattr(getattr(process, "_transport", None), "_proc", None), "args", None)
         program = ""
@@ -389,7 +429,7 @@ def _subprocess(verb: str) -> Handler:
 def _server(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
-    server = _local(frame, "self")
+    server = _self(ctx, frame)
     addresses = []
     for sock in getattr(server, "_sockets", None) or ():
         try:
@@ -405,7 +445,7 @@ def _server(
 def _task_group(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
-    group = _local(frame, "self")
+    group = _self(ctx, frame)
     members = getattr(group, "_tasks", None)
     count = len(members) if members is not None else 0
     return {
@@ -692,6 +732,139 @@ def classify(
         deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
     if deadline is not None:
         left = max(0.0, deadline - ctx.loop_time)
+        awaiting = awaiting.copy()  # descriptions may be shared between tasks
+        awaiting["deadline_in"] = round(left, 3)
+        awaiting["text"] += f", timeout in {_seconds(left)}"
+    return awaiting
+
+
+def _build_self_classes() -> dict[CodeType, type]:
+    """Handler frames whose description depends only on their `self` (and the code), with
+    the class `self` must have: these descriptions are shared by all waiters of an object."""
+    from asyncio import subprocess
+
+    methods: list[tuple[type, str]] = [
+        (queues.Queue, "get"),
+        (queues.Queue, "put"),
+        (locks.Lock, "acquire"),
+        (locks.Semaphore, "acquire"),
+        (locks.Event, "wait"),
+        (locks.Condition, "wait"),
+        (locks.Condition, "wait_for"),
+        (streams.StreamReader, "read"),
+        (streams.StreamReader, "readline"),
+        (streams.StreamReader, "readexactly"),
+        (streams.StreamReader, "readuntil"),
+        (streams.StreamReader, "_wait_for_data"),
+        (streams.StreamWriter, "drain"),
+        (streams.FlowControlMixin, "_drain_helper"),
+        (taskgroups.TaskGroup, "__aexit__"),
+        (taskgroups.TaskGroup, "_aexit"),
+        (base_events.Server, "serve_forever"),
+        (subprocess.Process, "wait"),
+        (subprocess.Process, "communicate"),
+    ]
+    barrier = getattr(locks, "Barrier", None)
+    if barrier is not None:
+        methods.append((barrier, "wait"))
+    classes: dict[CodeType, type] = {}
+    for cls, name in methods:
+        code = _code(cls.__dict__.get(name))
+        if code is not None and code in HANDLERS and code.co_varnames[:1] == ("self",):
+            classes[code] = cls
+    return classes
+
+
+SELF_CLASSES = _build_self_classes()
+
+#: One step of a chain's classification plan: (frame index, handler, index of the frame
+#: whose variables name the object or -1, the class of the frame's `self` when the
+#: description depends only on it, else None).
+PlanStep = tuple[int, Handler, int, type | None]
+
+
+def plan_chain(frames: list[FrameType]) -> tuple[PlanStep, ...]:
+    """Which frames of a chain have a handler, outermost first. Depends only on the frames'
+    code objects, so it is computed once per distinct suspension point and cached."""
+    steps: list[PlanStep] = []
+    for index, frame in enumerate(frames):
+        handler = HANDLERS.get(frame.f_code)
+        if handler is not None:
+            caller = _user_caller(frames, index)
+            steps.append(
+                (
+                    index,
+                    handler,
+                    frames.index(caller) if caller is not None else -1,
+                    SELF_CLASSES.get(frame.f_code),
+                )
+            )
+    return tuple(steps)
+
+
+def classify_planned(
+    ctx: AwaitContext,
+    frames: list[FrameType],
+    owners: list[Any],
+    fut: Any,
+    task: Any,
+    plan: tuple[PlanStep, ...],
+) -> WireAwaiting | None:
+    """`classify` for a chain whose plan is known; `owners[i]` is the coroutine (or
+    generator) running `frames[i]`. The result may be shared with other tasks: copy it
+    before changing it."""
+    if fut is None and not frames:
+        return None
+    awaiting: WireAwaiting | None = None
+    for index, handler, caller_index, cls in plan:
+        frame = frames[index]
+        try:
+            if handler is _wait_for:
+                awaiting = _describe_wait_for(ctx, frames, index, fut, 0)
+                break
+            caller = frames[caller_index] if caller_index >= 0 else None
+            if cls is None:
+                awaiting = handler(ctx, frame, caller, fut)
+            else:
+                code = frame.f_code
+                obj = first_local(owners[index], code)
+                if not issubclass(type(obj), cls):
+                    obj = _local(frame, "self")
+                key = (id(code), id(obj))  # the code is a handler's: alive for good
+                hit = ctx.memo.get(key)
+                if hit is not None and hit[0] is obj:
+                    awaiting = hit[1]
+                else:
+                    ctx.self_frame, ctx.self_obj = frame, obj
+                    try:
+                        awaiting = handler(ctx, frame, caller, fut)
+                    finally:
+                        ctx.self_frame = ctx.self_obj = None
+                    ctx.memo[key] = (obj, awaiting)
+        except Exception:
+            awaiting = None
+        if awaiting is not None:
+            break
+    if awaiting is None:
+        if fut is None:
+            return None
+        try:
+            awaiting = describe_future(ctx, fut, frames[-1] if frames else None)
+        except Exception:
+            kind = type(fut)
+            awaiting = {
+                "kind": "future",
+                "text": f"<{kind.__module__}.{kind.__qualname__}>",
+                "tasks": [],
+            }
+        if awaiting is None:
+            return None
+    deadline = ctx.timeouts.get(id(task))
+    if deadline is None and awaiting["kind"] == "wait_for":
+        deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
+    if deadline is not None:
+        left = max(0.0, deadline - ctx.loop_time)
+        awaiting = awaiting.copy()
         awaiting["deadline_in"] = round(left, 3)
         awaiting["text"] += f", timeout in {_seconds(left)}"
     return awaiting

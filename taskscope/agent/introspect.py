@@ -26,7 +26,7 @@ from types import (
 )
 from typing import Any
 
-from taskscope.agent.awaiting import AwaitContext, classify
+from taskscope.agent.awaiting import AwaitContext, PlanStep, classify_planned, plan_chain
 from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
 from taskscope.protocol import SNAPSHOT_SCHEMA, WireFrame, WireLoop, WireSnapshot, WireTask
 
@@ -100,6 +100,86 @@ def walk_frames(coro: Any) -> tuple[list[FrameType], Any]:
         frames.append(frame)
         obj = nxt
     return frames, obj
+
+
+def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[Any, ...]]:
+    """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
+    a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
+    same stack and same classification plan (the cache entry keeps the code objects alive,
+    so their ids cannot be reused while it exists)."""
+    frames: list[FrameType] = []
+    owners: list[Any] = []
+    key: list[Any] = []
+    obj = coro
+    # Fast path: native coroutines awaiting native coroutines, the common chain.
+    while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
+        frame = obj.cr_frame
+        if frame is None:
+            return frames, owners, tuple(key)
+        frames.append(frame)
+        owners.append(obj)
+        key += (id(frame.f_code), frame.f_lasti)
+        obj = obj.cr_await
+    if obj is None:
+        return frames, owners, tuple(key)
+    for _ in range(MAX_STACK_DEPTH - len(frames)):
+        kind = type(obj)
+        if kind is CoroutineType:
+            frame, nxt = obj.cr_frame, obj.cr_await
+        elif obj is None:
+            break
+        elif kind is GeneratorType:
+            frame, nxt = obj.gi_frame, obj.gi_yieldfrom
+        elif kind is AsyncGeneratorType:
+            frame, nxt = obj.ag_frame, obj.ag_await
+        elif kind in _ASEND_TYPES:
+            obj = _asend_generator(obj)
+            continue
+        else:
+            frame = getattr(obj, "cr_frame", None)
+            if frame is None:
+                break
+            nxt = getattr(obj, "cr_await", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        owners.append(obj)
+        key.append(id(frame.f_code))  # hashing a code object hashes its bytecode and consts
+        key.append(frame.f_lasti)
+        obj = nxt
+    return frames, owners, tuple(key)
+
+
+def line_at(code: CodeType, lasti: int) -> int | None:
+    """The line a frame of `code` suspended at byte offset `lasti` reports as f_lineno."""
+    if lasti < 0:
+        return code.co_firstlineno
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line
+    return None
+
+
+def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
+    """The wire stack and classification plan of a suspension point, cached by its key. The
+    stack list is shared by every task suspended there, in every snapshot: never mutated."""
+    frame_cache = _FRAME_CACHE
+    if len(frame_cache) > 100_000:
+        frame_cache.clear()
+    stack: list[WireFrame] = []
+    for index, frame in enumerate(frames):
+        # The line from the key's own f_lasti, not from the frame: it may have moved since.
+        code = frame.f_code
+        frame_key = (code, line_at(code, key[2 * index + 1]))
+        entry = frame_cache.get(frame_key)
+        if entry is None:
+            entry = frame_cache[frame_key] = frame_record(*frame_key)
+        stack.append(entry)
+    result = (stack, plan_chain(frames), tuple(frame.f_code for frame in frames))
+    if len(_STACK_CACHE) > 50_000:
+        _STACK_CACHE.clear()
+    _STACK_CACHE[key] = result
+    return result
 
 
 def _task_frames(task: Any) -> list[FrameType]:
@@ -197,6 +277,14 @@ def _backward_codes() -> frozenset[CodeType]:
 _BACKWARD_CODES = _backward_codes()
 #: (code, line) -> frame record, shared by every task suspended at the same place.
 _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
+#: A suspension point: its wire stack, classification plan, and the code objects its key
+#: names by id (kept alive so that the ids stay theirs).
+StackEntry = tuple[list[WireFrame], tuple[PlanStep, ...], tuple[CodeType, ...]]
+#: `_chain` key -> StackEntry: see `_stack_entry`.
+_STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
+#: The empty list of every record that has nothing to list: shared, never mutated (records
+#: get a new list when they have something).
+_NONE: list[Any] = []
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
@@ -275,6 +363,11 @@ def _loop_record(tracker: Tracker, loop_info: tuple[Any, asyncio.AbstractEventLo
 
 
 def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
+    """A finished task's record. It never changes: made once and shared by every snapshot
+    (whose readers never mutate records)."""
+    cached: WireTask | None = finished.wire
+    if cached is not None:
+        return cached
     record: WireTask = {
         "id": str(finished.task_id),
         "loop": finished.loop_id,
@@ -295,6 +388,7 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
             record["result"] = finished.summary
     if finished.created_from:
         record["created_from"] = [frame_record(code, line) for code, line in finished.created_from]
+    finished.wire = record
     return record
 
 
@@ -323,52 +417,55 @@ class SnapshotBuilder:
         edges: dict[int, list[int]] = {}
         awaited_by: dict[int, list[int]] = {}
         by_number: dict[int, WireTask] = {}
-        counts: dict[str, int] = {}
+        counts: dict[int, int] = {}
         unwatched: list[Any] = []
         meta_of = tracker.ensure_meta
-        frame_cache = _FRAME_CACHE
-        if len(frame_cache) > 100_000:
-            frame_cache.clear()
+        metas = tracker._meta
+        done_callback = tracker.done_callback
+        stack_cache = _STACK_CACHE
+        none = _NONE
+        tracker_loop = None
+        loop_id = ""
         for task in tasks:
-            meta = meta_of(task)
+            entry = metas.get(id(task))
+            meta = entry[1] if entry is not None and entry[0]() is task else meta_of(task)
             number = meta.task_id
             if not meta.watched:
                 unwatched.append(task)
             coro = task_coro(task)
-            frames, _leaf = walk_frames(coro)
-            fut = getattr(task, "_fut_waiter", None)
-            running = id(task) in current
-            awaiting = None if running else classify(ctx, frames, fut, task)
-            task_loop = task.get_loop()
-            loop_id = loop_ids.get(id(task_loop))
-            if loop_id is None:
-                loop_record = tracker.register_loop(task_loop)
-                loops.append((loop_record, task_loop))
-                loop_id = loop_ids[id(task_loop)] = loop_record.loop_id
-            counts[loop_id] = counts.get(loop_id, 0) + 1
-            stack = []
-            for frame in frames:
-                key = (frame.f_code, frame.f_lineno)
-                entry = frame_cache.get(key)
-                if entry is None:
-                    entry = frame_cache[key] = frame_record(*key)
-                stack.append(entry)
             wire = meta.wire
             if wire is None:
                 wire = meta.wire = (
                     str(number),
                     str(meta.parent_id) if meta.parent_id is not None else None,
                     [frame_record(code, line) for code, line in meta.created_from],
+                    coro_name(coro),
                 )
+            frames, owners, key = _chain(coro)
+            cached = stack_cache.get(key)
+            stack, plan, _codes = cached if cached is not None else _stack_entry(frames, key)
+            fut = getattr(task, "_fut_waiter", None)
+            running = id(task) in current
+            awaiting = None if running else classify_planned(ctx, frames, owners, fut, task, plan)
+            task_loop = task.get_loop()
+            if task_loop is not tracker_loop:
+                tracker_loop = task_loop
+                known = loop_ids.get(id(task_loop))
+                if known is None:
+                    loop_record = tracker.register_loop(task_loop)
+                    loops.append((loop_record, task_loop))
+                    known = loop_ids[id(task_loop)] = loop_record.loop_id
+                loop_id = known
+            counts[id(task_loop)] = counts.get(id(task_loop), 0) + 1
             record: WireTask = {
                 "id": wire[0],
                 "loop": loop_id,
                 "name": task.get_name(),
                 "state": "pending",
-                "coro": coro_name(coro),
+                "coro": wire[3],
                 "stack": stack,
                 "awaiting": awaiting,
-                "awaited_by": [],
+                "awaited_by": none,
                 "parent": wire[1],
                 "created_at": meta.created_at,
                 "finished_at": None,
@@ -379,38 +476,49 @@ class SnapshotBuilder:
                 record["created_from"] = wire[2]
             records.append(record)
             by_number[number] = record
-            owners: list[Any] = []
-            waiters = _resolve_waiters(task, owners=owners)
-            if waiters or owners:
-                waiter_ids = []
-                for waiter in waiters:
-                    waiter_number = meta_of(waiter).task_id
-                    if waiter_number not in waiter_ids:
-                        waiter_ids.append(waiter_number)
-                        edges.setdefault(waiter_number, []).append(number)
-                for owner in owners:
-                    owner_number = meta_of(owner).task_id
-                    if owner_number not in waiter_ids:
-                        waiter_ids.append(owner_number)
-                awaited_by[number] = waiter_ids
+            # Who waits for this task: its done callbacks. Most tasks have only ours.
+            callbacks = getattr(task, "_callbacks", None)
+            if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
+                owners_of: list[Any] = []
+                waiters = _resolve_waiters(task, owners=owners_of)
+                if waiters or owners_of:
+                    waiter_ids = []
+                    for waiter in waiters:
+                        waiter_number = meta_of(waiter).task_id
+                        if waiter_number not in waiter_ids:
+                            waiter_ids.append(waiter_number)
+                            edges.setdefault(waiter_number, []).append(number)
+                    for owner in owners_of:
+                        owner_number = meta_of(owner).task_id
+                        if owner_number not in waiter_ids:
+                            waiter_ids.append(owner_number)
+                    awaited_by[number] = waiter_ids
         for number, waiter_ids in awaited_by.items():
             by_number[number]["awaited_by"] = [str(waiter) for waiter in waiter_ids]
+        # Descriptions may be shared between tasks (and the loop may be described by a shared
+        # one): what is particular to a task goes into its own copy.
         for waiter_number, awaited in edges.items():
             waiter_record = by_number.get(waiter_number)
-            if waiter_record is not None and waiter_record["awaiting"] is not None:
-                waiter_record["awaiting"]["tasks"] = [str(number) for number in awaited]
+            if waiter_record is not None:
+                aw = waiter_record["awaiting"]
+                if aw is not None:
+                    aw = waiter_record["awaiting"] = aw.copy()
+                    aw["tasks"] = [str(number) for number in awaited]
         cycles = find_cycles(edges)
         for cycle in cycles:
             for number in cycle:
                 record = by_number[number]
                 aw = record["awaiting"]
                 if aw is not None and "await cycle" not in aw["text"]:
+                    aw = record["awaiting"] = aw.copy()
                     aw["text"] += " (await cycle)"
         if unwatched:
             tracker.watch_existing(unwatched)
-        loop_records = [_loop_record(tracker, info) for info in loops]
-        for loop_record in loop_records:
-            loop_record["tasks"] = counts.get(loop_record["id"], 0)
+        loop_records: list[WireLoop] = []
+        for info in loops:
+            wire_loop = _loop_record(tracker, info)
+            wire_loop["tasks"] = counts.get(id(info[1]), 0)
+            loop_records.append(wire_loop)
         if include_finished:
             pending_ids = set(by_number)
             records.extend(

@@ -48,8 +48,9 @@ class TaskMeta:
     #: The coroutine's name, kept only for tasks that finished inside create_task (eager
     #: tasks), whose coroutine is gone by the time anyone looks.
     coro: str = ""
-    #: Wire forms that never change: (id, parent id, creation frames), made on first use.
-    wire: tuple[str, str | None, list[Any]] | None = None
+    #: Wire forms that never change while the task is pending: (id, parent id, creation
+    #: frames, coroutine name), made by the snapshot builder on first use.
+    wire: tuple[str, str | None, list[Any], str] | None = None
 
 
 @dataclass(slots=True)
@@ -66,6 +67,8 @@ class FinishedTask:
     parent_id: int | None
     summary: str | None
     created_from: tuple[tuple[CodeType, int], ...]
+    #: Its snapshot record (it never changes), made by the snapshot builder on first use.
+    wire: Any = None
 
 
 @dataclass(slots=True)
@@ -139,7 +142,9 @@ class Tracker:
     def id_of(self, task: asyncio.Future[Any]) -> int:
         return self.ensure_meta(task).task_id
 
-    def on_task_created(self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None) -> None:
+    def on_task_created(
+        self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None
+    ) -> None:
         """Runs on the loop thread for every task made through a loop's task factory."""
         try:
             meta = self.ensure_meta(task)
