@@ -77,6 +77,7 @@ def test_dump_follows_the_json_contract(start: Any) -> None:
     assert worker["awaited_by"] == [main["id"]]
     assert worker["parent"] == main["id"]
     assert worker["created_at"] is not None and worker["finished_at"] is None
+    assert main["created_at"] is not None  # made by asyncio.run before its loop ran
     assert main["awaiting"]["kind"] == "taskgroup"
     assert sorted(main["awaiting"]["tasks"]) == sorted(
         [tasks[f"worker-{i}"]["id"] for i in range(3)] + [tasks["stopper"]["id"]]

@@ -81,6 +81,7 @@ def test_uninstall_restores_everything() -> None:
         from taskscope.agent import socket_file
 
         original = events._set_running_loop
+        original_new_event_loop = events.new_event_loop
 
         async def main():
             loop = asyncio.get_running_loop()
@@ -94,6 +95,7 @@ def test_uninstall_restores_everything() -> None:
             restored = (
                 "create_task" not in vars(loop)
                 and events._set_running_loop is original
+                and events.new_event_loop is original_new_event_loop
                 and loop.get_task_factory() is factory
                 and not os.path.exists(path)
                 and not [h for h in loop._scheduled if not h.cancelled()]

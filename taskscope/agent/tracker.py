@@ -110,6 +110,8 @@ class Tracker:
         self._loops_lock = threading.Lock()
         self._original_set_running_loop: Callable[[Any], None] | None = None
         self._our_set_running_loop: Callable[[Any], None] | None = None
+        self._original_new_event_loop: Callable[[], Any] | None = None
+        self._our_new_event_loop: Callable[[], Any] | None = None
         self._installed = False
         # The same bound method object is added to every task, so it can be recognised.
         self.done_callback = self._on_task_done
@@ -262,6 +264,23 @@ class Tracker:
         _set_running_loop.__wrapped__ = original  # type: ignore[attr-defined]
         asyncio.events._set_running_loop = _set_running_loop
         self._our_set_running_loop = _set_running_loop
+
+        # asyncio.run() creates its main task before the loop runs: see loops at birth too,
+        # so that task's creation time and site are known.
+        original_new_event_loop = asyncio.events.new_event_loop
+        self._original_new_event_loop = original_new_event_loop
+
+        def new_event_loop() -> asyncio.AbstractEventLoop:
+            loop = original_new_event_loop()
+            try:
+                tracker._install_factory(tracker.register_loop(loop), loop)
+            except Exception:
+                pass
+            return loop
+
+        new_event_loop.__wrapped__ = original_new_event_loop  # type: ignore[attr-defined]
+        asyncio.events.new_event_loop = new_event_loop
+        self._our_new_event_loop = new_event_loop
         self.discover_loops()
 
     def discover_loops(self) -> None:
@@ -387,6 +406,8 @@ class Tracker:
         self._installed = False
         if asyncio.events._set_running_loop is self._our_set_running_loop:
             asyncio.events._set_running_loop = self._original_set_running_loop  # type: ignore[assignment]
+        if asyncio.events.new_event_loop is self._our_new_event_loop:
+            asyncio.events.new_event_loop = self._original_new_event_loop  # type: ignore[assignment]
         for record, loop in self.live_loops():
             try:
                 if record.thread_id == threading.get_ident() or not loop.is_running():
