@@ -105,9 +105,10 @@ class StackFetched(Message):
 class CancelFinished(Message):
     """The agent answered every cancel request of one confirmation."""
 
-    def __init__(self, request: CancelRequest) -> None:
+    def __init__(self, request: CancelRequest, outcomes: dict[str, str]) -> None:
         super().__init__()
         self.request = request
+        self.outcomes = outcomes
 
 
 class ExportFinished(Message):
@@ -674,17 +675,20 @@ class TaskscopeApp(App[int]):
     @work(thread=True, group="commands")
     def _send_cancel(self, request: CancelRequest) -> None:
         # Innermost tasks first: a parent's own cleanup then sees its children already gone.
+        # The request itself belongs to the UI thread: answers travel in the message.
+        outcomes: dict[str, str] = {}
         for task_id in reversed(request.ids):
             try:
-                request.outcomes[task_id] = self.source.cancel(task_id)
+                outcomes[task_id] = self.source.cancel(task_id)
             except ClientError as error:
-                request.outcomes[task_id] = f"error: {error}"
-        self.post_message(CancelFinished(request))
+                outcomes[task_id] = f"error: {error}"
+        self.post_message(CancelFinished(request, outcomes))
 
     @on(CancelFinished)
     def _cancel_finished(self, message: CancelFinished) -> None:
         request = message.request
         request.deadline = self.clock() + self.cancel_grace
+        request.outcomes = message.outcomes
         for task_id, outcome in request.outcomes.items():
             if outcome == "requested":
                 self.detail.cancel_status[task_id] = "cancel requested…"
