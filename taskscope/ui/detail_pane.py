@@ -46,6 +46,7 @@ class DetailPane(Vertical):
         self._summary_view = Static(id="detail-summary")
         self._link_list = OptionList(id="detail-links")
         self._body_view = Static(id="detail-body")
+        self._shown: dict[int, Text] = {}
 
     def compose(self) -> ComposeResult:
         yield self._summary_view
@@ -59,20 +60,25 @@ class DetailPane(Vertical):
             self.stack_reply = None
         self.task_id = task_id
         task = model.tasks.get(task_id) if task_id is not None else None
-        summary = self._summary_view
-        body = self._body_view
         if task is None:
             self.border_title = "no task selected"
-            summary.update(
-                Text("Select a task to see its stack and what it waits for.", style="dim")
+            self._update(
+                self._summary_view,
+                Text("Select a task to see its stack and what it waits for.", style="dim"),
             )
-            body.update("")
+            self._update(self._body_view, Text())
             self._set_links(model, [])
             return
         self.border_title = safe_text(task.name, 40)
-        summary.update(self._summary(model, task))
+        self._update(self._summary_view, self._summary(model, task))
         self._set_links(model, self._related(model, task))
-        body.update(self._body(task))
+        self._update(self._body_view, self._body(task))
+
+    def _update(self, view: Static, text: Text) -> None:
+        """Update only what changed: each update of a Static lays the screen out again."""
+        if self._shown.get(id(view)) != text:
+            self._shown[id(view)] = text
+            view.update(text)
 
     def set_stack(self, task_id: str, reply: dict[str, Any]) -> None:
         """The agent's stack reply (with source lines) for the shown task."""

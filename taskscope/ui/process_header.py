@@ -33,6 +33,8 @@ def _program(command: str) -> str:
 class ProcessHeader(Static):
     """Two or more lines of facts; rebuilt from the model and process facts on each tick."""
 
+    _last_text: Text | None = None
+
     def show(
         self,
         model: TaskModel | None,
@@ -102,4 +104,6 @@ class ProcessHeader(Static):
         if notice:
             text.append("  ")
             text.append(notice, style="italic")
-        self.update(text)
+        if text != self._last_text:  # each update lays the screen out again: skip no-ops
+            self._last_text = text
+            self.update(text)
