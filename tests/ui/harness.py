@@ -29,7 +29,7 @@ class Clock:
 async def until(
     pilot: Pilot[Any],
     condition: Callable[[], object],
-    within: float = 5.0,
+    within: float = 15.0,
     what: str = "condition",
 ) -> None:
     deadline = time.monotonic() + within
