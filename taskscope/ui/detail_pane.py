@@ -176,8 +176,19 @@ def _frame_dict(frame: Frame) -> dict[str, Any]:
     return {"function": frame.function, "file": frame.file, "line": frame.line, "source": None}
 
 
+def short_path(path: str) -> str:
+    """Library paths from where the import system starts (`asyncio/tasks.py`); others whole."""
+    for packages in ("/site-packages/", "/dist-packages/"):
+        if packages in path:
+            return path.rsplit(packages, 1)[1]
+    _, found, tail = path.rpartition("/lib/python")
+    if found and "/" in tail:
+        return tail.split("/", 1)[1]
+    return path
+
+
 def _append_frame(text: Text, frame: dict[str, Any]) -> None:
-    location = safe_text(str(frame.get("file", "?")))
+    location = safe_text(short_path(str(frame.get("file", "?"))))
     if frame.get("line") is not None:
         location += f":{frame['line']}"
     text.append("  ")

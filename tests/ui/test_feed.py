@@ -57,3 +57,11 @@ def test_a_task_changed_then_removed_is_only_removed() -> None:
     assert update is not None
     assert update.changed == {}
     assert update.removed == {"4"}
+
+
+def test_library_paths_are_shortened_in_the_detail_pane() -> None:
+    from taskscope.ui.detail_pane import short_path
+
+    assert short_path("/usr/lib/python3.12/asyncio/tasks.py") == "asyncio/tasks.py"
+    assert short_path("/venv/lib/python3.12/site-packages/aiohttp/web.py") == "aiohttp/web.py"
+    assert short_path("/home/me/app/service.py") == "/home/me/app/service.py"
