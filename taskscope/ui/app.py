@@ -325,7 +325,7 @@ class TaskscopeApp(App[int]):
         return True
 
     def _maybe_auto_group(self) -> None:
-        if self.auto_grouped or self.view != "tree":
+        if self.auto_grouped or self.view != "tree" or len(self.model.tasks) <= self.tree_limit:
             return
         pending = sum(1 for task in self.model.tasks.values() if not task.finished)
         if pending > self.tree_limit:
