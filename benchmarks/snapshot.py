@@ -4,23 +4,33 @@ Run: python benchmarks/snapshot.py [--sizes 1000,10000,100000] [--repeat 5]
 
 Tasks are a realistic mix (sleeping, waiting on a queue, on a lock, on another task, in a
 TaskGroup). The snapshot is built on another thread, as the agent does, while the loop idles.
-Printed per size: the build (what the host pays, GIL held), JSON encoding (the agent's thread),
-and for scale the bare cost of iterating asyncio.all_tasks().
+Printed per size: the build (what the host pays, GIL held), then the encoding of the snapshot
+message (the agent's thread, GIL held too) in both wire encodings:
+
+- plain: the schema-1 JSON (clients that do not ask for an encoding);
+- compact cold: the first message of a connection (its tables are sent along: a `dump`);
+- compact warm: a later message of the same connection (tables already sent: what a
+  subscription's messages cost per task they carry);
+
+with the bytes per task of each, what the client pays to decode (json.loads, plus expanding
+rows back to schema-1 records for compact), and for scale the bare cost of iterating
+asyncio.all_tasks().
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import encode
+from taskscope.protocol import CompactDecoder, CompactEncoder, encode
 
 
 def best_of(repeat: int, func: Callable[[], Any]) -> float:
@@ -60,7 +70,10 @@ async def population(size: int) -> list[asyncio.Task[Any]]:
             for _ in range(9):
                 group.create_task(sleeper())
 
-    makers = [sleeper, consumer, locker, lambda: nested(3)]
+    def nested3() -> Coroutine[Any, Any, None]:
+        return nested(3)
+
+    makers = [sleeper, consumer, locker, nested3]
     tasks: list[asyncio.Task[Any]] = []
     while len(tasks) < size:
         if len(tasks) % 100 == 0:
@@ -82,10 +95,23 @@ async def measure(size: int, repeat: int) -> dict[str, float]:
     def work() -> None:
         builder.build()  # warm up: ids given to tasks made before the tracker
         results["build"] = best_of(repeat, builder.build)
-        snapshot = builder.build()
-        results["encode"] = best_of(repeat, lambda: encode(snapshot))
+        message = {"type": "snapshot", "snapshot": builder.build()}
+        results["plain"] = best_of(repeat, lambda: encode(message))
+        results["cold"] = best_of(repeat, lambda: encode(CompactEncoder().message(message)))
+        warm = CompactEncoder()
+        cold_line = encode(warm.message(message))
+        results["warm"] = best_of(repeat, lambda: encode(warm.message(message)))
+        plain_line = encode(message)
+        warm_line = encode(warm.message(message))
+        results["plain_bytes"] = len(plain_line)
+        results["cold_bytes"] = len(cold_line)
+        results["warm_bytes"] = len(warm_line)
+        results["plain_decode"] = best_of(repeat, lambda: json.loads(plain_line))
+        results["compact_decode"] = best_of(
+            repeat, lambda: CompactDecoder().message(json.loads(cold_line))
+        )
+        assert CompactDecoder().message(json.loads(cold_line)) == json.loads(plain_line)
         results["all_tasks"] = best_of(repeat, lambda: list(asyncio.all_tasks(loop)))
-        results["bytes"] = len(encode(snapshot))
 
     loop = asyncio.get_running_loop()
     thread = threading.Thread(target=work)
@@ -104,18 +130,41 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}; best of {args.repeat}")
-    print(
-        f"{'tasks':>8}  {'build us/task':>13}  {'encode us/task':>14}  {'total ms':>9}  "
-        f"{'all_tasks us/task':>17}  {'JSON MB':>7}"
+    print(f"Python {sys.version.split()[0]}; best of {args.repeat}; per task: us (CPU), B")
+    columns = (
+        ("tasks", 7),
+        ("build us", 8),
+        ("plain us", 8),
+        ("cold us", 7),
+        ("warm us", 7),
+        ("plain B", 7),
+        ("cold B", 6),
+        ("warm B", 6),
+        ("decode plain/compact us", 23),
+        ("all_tasks us", 12),
     )
+    print("  ".join(f"{name:>{width}}" for name, width in columns))
     for size in (int(s) for s in args.sizes.split(",")):
         r = asyncio.run(measure(size, args.repeat))
-        live = r["live"]
+
+        def per(key: str, scale: float = 1e6, r: dict[str, float] = r) -> float:
+            return r[key] / r["live"] * scale
+
+        decode = f"{per('plain_decode'):.2f} / {per('compact_decode'):.2f}"
+        cells = (
+            f"{int(r['live'])}",
+            f"{per('build'):.2f}",
+            f"{per('plain'):.2f}",
+            f"{per('cold'):.2f}",
+            f"{per('warm'):.2f}",
+            f"{per('plain_bytes', 1):.0f}",
+            f"{per('cold_bytes', 1):.0f}",
+            f"{per('warm_bytes', 1):.0f}",
+            decode,
+            f"{per('all_tasks'):.2f}",
+        )
         print(
-            f"{int(live):>8}  {r['build'] / live * 1e6:>13.2f}  {r['encode'] / live * 1e6:>14.2f}  "
-            f"{(r['build'] + r['encode']) * 1e3:>9.1f}  {r['all_tasks'] / live * 1e6:>17.2f}  "
-            f"{r['bytes'] / 1e6:>7.1f}"
+            "  ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, columns, strict=True))
         )
 
 

@@ -5,7 +5,9 @@ says what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import os
 import socket
 import time
@@ -14,8 +16,11 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from taskscope.protocol import (
+    COMPACT,
     MAX_REPLY_BYTES,
+    PLAIN,
     PROTOCOL_VERSION,
+    CompactDecoder,
     LineBuffer,
     ProtocolError,
     Request,
@@ -69,10 +74,26 @@ def no_agent_message(pid: int) -> str:
     )
 
 
-class AgentClient:
-    """One connection to one agent. Not thread-safe: use one per thread."""
+#: Overrides the encoding clients ask for (`plain` to see the schema-1 JSON on the wire).
+ENCODING_ENV = "TASKSCOPE_ENCODING"
 
-    def __init__(self, pid: int, *, timeout: float = 10.0, socket_dir: str | None = None) -> None:
+
+class AgentClient:
+    """One connection to one agent. Not thread-safe: use one per thread.
+
+    Asks for the compact wire encoding (`encoding`, else $TASKSCOPE_ENCODING, else compact)
+    and expands it: `snapshot()` and `subscribe()` give the schema-1 records either way. An
+    agent that does not know encodings sends plain JSON. Records of one connection may share
+    lists (stacks): treat them as read-only."""
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        timeout: float = 10.0,
+        socket_dir: str | None = None,
+        encoding: str | None = None,
+    ) -> None:
         self.pid = pid
         self.timeout = timeout
         self.path = socket_path(pid, socket_dir or socket_directory())
@@ -82,6 +103,10 @@ class AgentClient:
         self._next_id = 1
         self._pushed: deque[dict[str, Any]] = deque()
         self.hello: dict[str, Any] = {}
+        #: What to ask for in hello, then what the agent chose.
+        self.requested_encoding = encoding or os.environ.get(ENCODING_ENV) or COMPACT
+        self.encoding = PLAIN
+        self._decoder: CompactDecoder | None = None
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -110,7 +135,13 @@ class AgentClient:
                 f"cannot reach the agent of process {self.pid}: {error.strerror}"
             ) from None
         self._sock = sock
-        reply = self._request(Request("hello", protocol=PROTOCOL_VERSION))
+        self._decoder = None
+        reply = self._request(
+            Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
+        )
+        self.encoding = COMPACT if reply.get("encoding") == COMPACT else PLAIN
+        if self.encoding == COMPACT:
+            self._decoder = CompactDecoder()
         self.hello = reply
         return reply
 
@@ -159,17 +190,7 @@ class AgentClient:
             raise ClientError("not connected")
         request_id = self._next_id
         self._next_id += 1
-        wire = request_to_wire(
-            Request(
-                request.type,
-                request_id,
-                request.protocol,
-                request.interval,
-                request.task_id,
-                request.message,
-                request.include_finished,
-            )
-        )
+        wire = request_to_wire(dataclasses.replace(request, request_id=request_id))
         try:
             self._sock.settimeout(self.timeout)
             self._sock.sendall(encode(wire))
@@ -213,13 +234,18 @@ class AgentClient:
                 raise ClientError(f"bad reply from the agent: {error}") from None
         line = self._lines.popleft()
         try:
-            import json
-
             message = json.loads(line)
         except ValueError:
             raise ClientError("bad reply from the agent: not JSON") from None
         if not isinstance(message, dict):
             raise ClientError("bad reply from the agent: not an object")
+        message = cast(dict[str, Any], message)
+        if self._decoder is not None:
+            # Every message, in the order received: the tables grow with them.
+            try:
+                message = self._decoder.message(message)
+            except ValueError as error:
+                raise ClientError(f"bad reply from the agent: {error}") from None
         return message
 
     def _gone(self, error: OSError | None) -> ClientError:

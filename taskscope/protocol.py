@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION: Final = 1
@@ -27,6 +28,13 @@ MIN_SUBSCRIBE_INTERVAL: Final = 0.05
 MAX_SUBSCRIBE_INTERVAL: Final = 60.0
 MAX_CANCEL_MESSAGE: Final = 200
 MAX_TASK_ID_LENGTH: Final = 20
+MAX_ENCODING_NAME: Final = 64
+
+#: Wire encodings of snapshots and deltas a client may ask for in `hello` (see "Compact
+#: encoding" in docs/protocol.md). "plain" is the schema-1 JSON itself, and the default.
+PLAIN: Final = "plain"
+COMPACT: Final = "compact"
+ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
 RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel"]
 REQUEST_TYPES: Final[frozenset[str]] = frozenset(
@@ -134,6 +142,8 @@ class Request:
     task_id: str | None = None
     message: str | None = None
     include_finished: bool = True
+    #: hello only: the encoding the client asks for (None: it did not ask, plain it is).
+    encoding: str | None = None
 
 
 def _optional_int(raw: dict[str, Any], key: str) -> int | None:
@@ -176,7 +186,12 @@ def parse_request(line: bytes) -> Request:
         protocol = _optional_int(raw, "protocol")
         if protocol is None:
             raise ProtocolError("bad_request", "hello needs 'protocol'")
-        return Request("hello", request_id, protocol=protocol)
+        encoding = raw.get("encoding")
+        if encoding is not None and (
+            not isinstance(encoding, str) or len(encoding) > MAX_ENCODING_NAME
+        ):
+            raise ProtocolError("bad_request", "'encoding' must be the name of an encoding")
+        return Request("hello", request_id, protocol=protocol, encoding=encoding)
     if kind == "snapshot":
         include = raw.get("include_finished", True)
         if not isinstance(include, bool):
@@ -209,6 +224,8 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         wire["id"] = request.request_id
     if request.type == "hello":
         wire["protocol"] = request.protocol
+        if request.encoding is not None:
+            wire["encoding"] = request.encoding
     elif request.type == "snapshot":
         wire["include_finished"] = request.include_finished
     elif request.type == "subscribe":
@@ -230,6 +247,299 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_cir
 def encode(message: dict[str, Any] | Any) -> bytes:
     """One message as a line of UTF-8 JSON. JSON escapes newlines inside strings."""
     return _encoder.encode(message).encode("utf-8", "surrogatepass") + b"\n"
+
+
+# --- The compact encoding ------------------------------------------------------------------
+#
+# Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
+# a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
+# live as long as the connection: each message sends only the entries it adds (`intern`).
+# Everything else is the schema-1 JSON unchanged. docs/protocol.md, "Compact encoding".
+
+#: The first eleven positions of a compact task row; then `created_from` (a stack index or
+#: null when the record has none) and, only when the record has other keys, an object of them.
+TASK_ROW_KEYS: Final = (
+    "id",
+    "loop",
+    "name",
+    "state",
+    "coro",
+    "stack",
+    "awaiting",
+    "awaited_by",
+    "parent",
+    "created_at",
+    "finished_at",
+)
+#: `state` codes in rows (a state missing here travels as its string).
+TASK_STATES: Final[tuple[str, ...]] = ("pending", "done", "cancelled", "failed")
+_STATE_CODES: Final = {state: code for code, state in enumerate(TASK_STATES)}
+_ROW_VALUES = itemgetter(*TASK_ROW_KEYS)
+_NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
+_FRAME_VALUES = itemgetter("function", "file", "line")
+#: Table entries (strings, frames or stacks) after which the agent starts the tables over.
+MAX_TABLE_ENTRIES: Final = 1 << 16
+#: Lists remembered by identity (see `CompactEncoder`) before that memory is dropped.
+MAX_PINNED: Final = 1 << 18
+
+_StackKey = tuple[tuple[str, str, int | None], ...]
+
+
+class CompactEncoder:
+    """The agent's side of one compact connection: its interning tables, and what the next
+    message must add to the client's copy of them.
+
+    Cheap per task: a coroutine name is found by its string (whose hash is cached), a stack or
+    `created_from` list by `id()`. The snapshot builder shares stack lists between tasks
+    suspended at the same place and keeps each task's `created_from` list for its life, so an
+    `id()` hit is the common case. The lists are pinned (referenced here) so that an id cannot
+    be reused by another list while remembered; on a miss the list is interned by content.
+    Records are never mutated after they are built, which makes this sound."""
+
+    def __init__(self) -> None:
+        self._reset_pending = False
+        self._clear()
+
+    def _clear(self) -> None:
+        self._strings: dict[str, int] = {}
+        self._frames: dict[tuple[str, str], int] = {}
+        self._stacks: dict[_StackKey, int] = {}
+        self._by_id: dict[int, int] = {}
+        self._pinned: list[Any] = []
+        self._new_strings: list[str] = []
+        self._new_frames: list[list[str]] = []
+        self._new_stacks: list[list[list[int | None]]] = []
+
+    def message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The compact form of a plain `snapshot` or `delta` message; any other message as it
+        is. Must be sent, in order, on the connection this encoder belongs to."""
+        kind = message.get("type")
+        if kind == "snapshot":
+            rows_key = "tasks"
+        elif kind == "delta":
+            rows_key = "changed"
+        else:
+            return message
+        self._check_limits()
+        body = dict(message[kind])
+        rows, awaits = self.rows(body[rows_key])
+        body[rows_key] = rows
+        body["awaits"] = awaits
+        out: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == kind:
+                intern = self.take_intern()
+                if intern is not None:
+                    out["intern"] = intern
+                out[key] = body
+            else:
+                out[key] = value
+        return out
+
+    def rows(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[Any]]:
+        """Task records as rows, and the message's table of `awaiting` objects they index
+        (an object shared by several records is sent once)."""
+        rows: list[list[Any]] = []
+        awaits: list[Any] = []
+        await_index: dict[int, int] = {}
+        strings = self._strings
+        by_id = self._by_id
+        values = _ROW_VALUES
+        states = _STATE_CODES
+        for record in records:
+            (
+                task_id,
+                loop,
+                name,
+                state,
+                coro,
+                stack,
+                awaiting,
+                awaited_by,
+                parent,
+                created_at,
+                finished_at,
+            ) = values(record)
+            coro_index = strings.get(coro)
+            if coro_index is None:
+                coro_index = self._string(coro)
+            stack_index = by_id.get(id(stack))
+            if stack_index is None:
+                stack_index = self._list(stack)
+            await_ref = None
+            if awaiting is not None:
+                await_ref = await_index.get(id(awaiting))
+                if await_ref is None:
+                    await_ref = await_index[id(awaiting)] = len(awaits)
+                    awaits.append(awaiting)
+            origin = record.get("created_from")
+            origin_index = None
+            if origin is not None:
+                origin_index = by_id.get(id(origin))
+                if origin_index is None:
+                    origin_index = self._list(origin)
+            row = [
+                task_id,
+                loop,
+                name,
+                states.get(state, state),
+                coro_index,
+                stack_index,
+                await_ref,
+                awaited_by,
+                parent,
+                created_at,
+                finished_at,
+                origin_index,
+            ]
+            if len(record) > 11 + (origin is not None):
+                row.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
+            rows.append(row)
+        return rows, awaits
+
+    def take_intern(self) -> dict[str, Any] | None:
+        """The table entries added since the last call (and whether the tables restarted)."""
+        intern: dict[str, Any] = {}
+        if self._reset_pending:
+            intern["reset"] = True
+            self._reset_pending = False
+        if self._new_strings:
+            intern["strings"], self._new_strings = self._new_strings, []
+        if self._new_frames:
+            intern["frames"], self._new_frames = self._new_frames, []
+        if self._new_stacks:
+            intern["stacks"], self._new_stacks = self._new_stacks, []
+        return intern or None
+
+    def _check_limits(self) -> None:
+        if max(len(self._strings), len(self._frames), len(self._stacks)) > MAX_TABLE_ENTRIES:
+            self._clear()
+            self._reset_pending = True
+        elif len(self._pinned) > MAX_PINNED:
+            self._by_id.clear()
+            self._pinned.clear()
+
+    def _string(self, value: str) -> int:
+        index = self._strings[value] = len(self._strings)
+        self._new_strings.append(value)
+        return index
+
+    def _list(self, frames: list[Any]) -> int:
+        key: _StackKey = tuple(map(_FRAME_VALUES, frames))
+        index = self._stacks.get(key)
+        if index is None:
+            entries: list[list[int | None]] = []
+            for function, file, line in key:
+                frame_index = self._frames.get((function, file))
+                if frame_index is None:
+                    frame_index = self._frames[function, file] = len(self._frames)
+                    self._new_frames.append([function, file])
+                entries.append([frame_index, line])
+            index = self._stacks[key] = len(self._stacks)
+            self._new_stacks.append(entries)
+        self._by_id[id(frames)] = index
+        self._pinned.append(frames)
+        return index
+
+
+class CompactDecoder:
+    """The client's side of one compact connection: applies each message's `intern` to its
+    tables and expands rows back to the schema-1 records (`WireTask`), key order included.
+    Records of one connection share their stack lists and frame objects, as the agent's do:
+    treat them as read-only. Raises ValueError on a message that does not decode."""
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self._strings: list[str] = []
+        self._frames: list[list[str]] = []
+        self._stacks: list[list[list[Any]]] = []
+        self._expanded: list[list[WireFrame] | None] = []
+
+    def message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The plain form of a compact message (in place). Every message of the connection
+        must go through here, in order."""
+        intern = message.pop("intern", None)
+        try:
+            if intern is not None:
+                self._apply(intern)
+            kind = message.get("type")
+            if kind == "snapshot":
+                rows_key = "tasks"
+            elif kind == "delta":
+                rows_key = "changed"
+            else:
+                return message
+            body = message[kind]
+            awaits = body.get("awaits", ())
+            task = self._task
+            plain: dict[str, Any] = {}
+            for key, value in body.items():
+                if key == rows_key:
+                    plain[key] = [task(row, awaits) for row in value]
+                elif key != "awaits":
+                    plain[key] = value
+            message[kind] = plain
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"bad compact message: {error!r}") from None
+        return message
+
+    def _apply(self, intern: dict[str, Any]) -> None:
+        if intern.get("reset"):
+            self._clear()
+        self._strings.extend(intern.get("strings", ()))
+        self._frames.extend(intern.get("frames", ()))
+        stacks = intern.get("stacks", ())
+        self._stacks.extend(stacks)
+        self._expanded.extend([None] * len(stacks))
+
+    def _stack(self, index: int) -> list[WireFrame]:
+        if index < 0:
+            raise IndexError(index)
+        stack = self._expanded[index]
+        if stack is None:
+            frames = self._frames
+            stack = self._expanded[index] = [
+                {"function": frames[frame][0], "file": frames[frame][1], "line": line}
+                for frame, line in self._stacks[index]
+            ]
+        return stack
+
+    def _task(self, row: list[Any], awaits: Sequence[Any]) -> WireTask:
+        (
+            task_id,
+            loop,
+            name,
+            state,
+            coro,
+            stack,
+            await_ref,
+            awaited_by,
+            parent,
+            created_at,
+            finished_at,
+            origin,
+            *extra,
+        ) = row
+        record: WireTask = {
+            "id": task_id,
+            "loop": loop,
+            "name": name,
+            "state": TASK_STATES[state] if type(state) is int else state,  # type: ignore[typeddict-item]
+            "coro": self._strings[coro],
+            "stack": self._stack(stack),
+            "awaiting": None if await_ref is None else awaits[await_ref],
+            "awaited_by": awaited_by,
+            "parent": parent,
+            "created_at": created_at,
+            "finished_at": finished_at,
+        }
+        if extra:
+            record.update(extra[0])
+        if origin is not None:
+            record["created_from"] = self._stack(origin)
+        return record
 
 
 class LineBuffer:

@@ -28,8 +28,11 @@ from taskscope.agent.introspect import (
 )
 from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
+    COMPACT,
     MAX_REQUEST_BYTES,
+    PLAIN,
     PROTOCOL_VERSION,
+    CompactEncoder,
     LineBuffer,
     ProtocolError,
     Request,
@@ -179,8 +182,12 @@ class _ClientSession:
         self.interval: float | None = None
         self.next_tick = 0.0
         self.previous: dict[str, Any] = {}
+        #: Set by a hello that asked for the compact encoding: this connection's tables.
+        self.encoder: CompactEncoder | None = None
 
     def send(self, message: Any) -> None:
+        if self.encoder is not None:
+            message = self.encoder.message(message)
         self.conn.settimeout(SEND_TIMEOUT)
         self.conn.sendall(encode(message))
 
@@ -242,6 +249,13 @@ class _ClientSession:
                 "argv": list(sys.argv),
                 "started_at": self.server.started_at,
             }
+            # Only a client that asks hears about encodings. A new hello starts over.
+            self.encoder = None
+            if request.encoding is not None:
+                encoding = COMPACT if request.encoding == COMPACT else PLAIN
+                if encoding == COMPACT:
+                    self.encoder = CompactEncoder()
+                reply["encoding"] = encoding
         elif not self.greeted:
             self.send(
                 {

@@ -1,0 +1,337 @@
+"""The compact wire encoding: negotiated in hello, expanded by the client to exactly the
+schema-1 records, and never seen by clients that do not ask for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from taskscope import protocol
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.tracker import Tracker
+from taskscope.client import ENCODING_ENV, AgentClient
+from taskscope.protocol import (
+    CompactDecoder,
+    CompactEncoder,
+    ProtocolError,
+    Request,
+    encode,
+    parse_request,
+    request_to_wire,
+    socket_path,
+)
+from tests.helpers import run_cli
+
+# --- In-process: encoder and decoder ---------------------------------------------------------
+
+
+def _roundtrip(
+    encoder: CompactEncoder, decoder: CompactDecoder, message: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
+    line = encoder.message(message)
+    wire = encode(line)
+    return wire, decoder.message(json.loads(wire))
+
+
+def _same(decoded: dict[str, Any], message: dict[str, Any]) -> None:
+    """Equal to what the plain encoding gives, key order included."""
+    plain = json.loads(encode(message))
+    assert decoded == plain
+    assert json.dumps(decoded) == json.dumps(plain)
+
+
+async def _population() -> tuple[Tracker, list[asyncio.Task[Any]], asyncio.Event]:
+    tracker = Tracker()
+    tracker.install()
+    gate = asyncio.Event()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+
+    async def sleeper(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def waiter() -> None:
+        await gate.wait()
+
+    async def consumer() -> None:
+        await queue.get()
+
+    async def nested(depth: int) -> None:
+        if depth:
+            await nested(depth - 1)
+        else:
+            await gate.wait()
+
+    async def fails() -> None:
+        raise ValueError("bad row")
+
+    async def returns() -> int:
+        return 42
+
+    async def owner() -> None:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(3):
+                group.create_task(waiter())
+
+    tasks = [asyncio.create_task(sleeper(100 + i)) for i in range(5)]
+    tasks += [asyncio.create_task(waiter(), name=f"waiter-{i}") for i in range(5)]
+    tasks += [asyncio.create_task(consumer()) for _ in range(3)]
+    tasks += [asyncio.create_task(nested(i)) for i in range(4)]
+    tasks.append(asyncio.create_task(owner()))
+
+    async def gatherer() -> None:
+        await asyncio.gather(waiter(), waiter())
+
+    tasks.append(asyncio.create_task(gatherer()))
+    finished = [asyncio.create_task(fails()), asyncio.create_task(returns())]
+    cancelled = asyncio.create_task(sleeper(100))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.gather(*finished, cancelled, return_exceptions=True)
+    return tracker, tasks, gate
+
+
+async def _teardown(tracker: Tracker, tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tracker.uninstall()
+
+
+def test_compact_snapshot_expands_to_the_plain_records() -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        # Built from inside a task: that task is the running one (its record says so).
+        snapshot = SnapshotBuilder(tracker).build()
+        message = {"type": "snapshot", "snapshot": snapshot, "re": 7}
+        wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
+        _same(decoded, message)
+        records = snapshot["tasks"]
+        states = {record["state"] for record in records}
+        assert {"pending", "done", "failed", "cancelled"} <= states
+        assert any(record.get("running") for record in records)
+        assert any("exception" in record for record in records)
+        assert any("result" in record for record in records)
+        assert any("created_from" in record for record in records)
+        assert len(wire) * 3 < len(encode(message))
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_tables_persist_across_messages_and_only_new_entries_are_sent() -> None:
+    async def main() -> None:
+        tracker, tasks, gate = await _population()
+        encoder, decoder = CompactEncoder(), CompactDecoder()
+        builder = SnapshotBuilder(tracker)
+        first = {"type": "snapshot", "snapshot": builder.build()}
+        wire, decoded = _roundtrip(encoder, decoder, first)
+        _same(decoded, first)
+        assert b'"intern"' in wire
+        # Same places again: nothing new to intern but the stack of the running task (this
+        # one, on another line now).
+        again = {"type": "snapshot", "snapshot": builder.build(), "re": 3}
+        wire, decoded = _roundtrip(encoder, decoder, again)
+        _same(decoded, again)
+        assert json.loads(wire).get("intern", {}).keys() <= {"stacks"}
+        assert len(json.loads(wire).get("intern", {}).get("stacks", ())) <= 1
+        # Tasks move on (new stacks, finished ones): a delta adds only what is new.
+        gate.set()
+        await asyncio.sleep(0.01)
+        snapshot = builder.build()
+        delta = {
+            "type": "delta",
+            "delta": {
+                "taken_at": snapshot["taken_at"],
+                "loops": snapshot["loops"],
+                "changed": snapshot["tasks"],
+                "removed": ["123"],
+                "cycles": snapshot["cycles"],
+                "build_seconds": 0.001,
+            },
+        }
+        wire, decoded = _roundtrip(encoder, decoder, delta)
+        _same(decoded, delta)
+        intern = json.loads(wire)["intern"]
+        assert set(intern) <= {"strings", "frames", "stacks"}
+        # Other messages go through untouched, in both directions.
+        other = {"type": "cancel", "re": 4, "task": "1", "outcome": "requested"}
+        assert decoder.message(json.loads(encode(encoder.message(other)))) == other
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_tables_restart_when_full_and_pins_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        encoder, decoder = CompactEncoder(), CompactDecoder()
+        builder = SnapshotBuilder(tracker)
+        monkeypatch.setattr(protocol, "MAX_TABLE_ENTRIES", 2)
+        for _ in range(2):
+            message = {"type": "snapshot", "snapshot": builder.build()}
+            wire, decoded = _roundtrip(encoder, decoder, message)
+            _same(decoded, message)
+        assert json.loads(wire)["intern"]["reset"] is True
+        monkeypatch.setattr(protocol, "MAX_TABLE_ENTRIES", 1 << 16)
+        monkeypatch.setattr(protocol, "MAX_PINNED", 1)
+        for _ in range(2):
+            message = {"type": "snapshot", "snapshot": builder.build()}
+            _wire, decoded = _roundtrip(encoder, decoder, message)
+            _same(decoded, message)
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_unknown_states_and_keys_travel_as_they_are() -> None:
+    frame = {"function": "f", "file": "/a.py", "line": 3}
+    record: dict[str, Any] = {
+        "id": "1",
+        "loop": "L1",
+        "name": "x",
+        "state": "zombie",
+        "coro": "f",
+        "stack": [frame, {"function": "g", "file": "<string>", "line": None}],
+        "awaiting": {"kind": "future", "text": "a future", "tasks": ["2"], "seconds_left": 1.5},
+        "awaited_by": ["3"],
+        "parent": None,
+        "created_at": 1795600000.123456,
+        "finished_at": None,
+        "running": True,
+        "future_key": {"a": [1, "é\n"]},
+        "created_from": [],
+    }
+    message = {"type": "snapshot", "snapshot": {"tasks": [record, dict(record, id="2")]}}
+    _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
+    _same(decoded, message)
+
+
+def test_a_broken_compact_message_is_an_error() -> None:
+    decoder = CompactDecoder()
+    with pytest.raises(ValueError, match="bad compact message"):
+        decoder.message({"type": "snapshot", "snapshot": {"tasks": [["1", "L1", "x", 0, 5]]}})
+    with pytest.raises(ValueError, match="bad compact message"):
+        decoder.message({"type": "delta", "intern": {"stacks": 3}, "delta": {"changed": []}})
+
+
+def test_hello_carries_the_encoding_as_an_optional_key() -> None:
+    request = parse_request(b'{"type": "hello", "protocol": 1, "encoding": "compact"}')
+    assert request.encoding == "compact"
+    assert parse_request(b'{"type": "hello", "protocol": 1}').encoding is None
+    with pytest.raises(ProtocolError):
+        parse_request(b'{"type": "hello", "protocol": 1, "encoding": 5}')
+    with pytest.raises(ProtocolError):
+        parse_request(b'{"type": "hello", "protocol": 1, "encoding": "' + b"x" * 100 + b'"}')
+    wire = request_to_wire(Request("hello", 1, protocol=1, encoding="compact"))
+    assert wire == {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact"}
+    assert "encoding" not in request_to_wire(Request("hello", 1, protocol=1))
+
+
+# --- Against a real agent --------------------------------------------------------------------
+
+
+def _talk(pid: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send requests as a client of our own would, one reply each."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(socket_path(pid))
+        replies: list[dict[str, Any]] = []
+        buffer = b""
+        for request in requests:
+            sock.sendall(encode(request))
+            while b"\n" not in buffer:
+                chunk = sock.recv(1 << 20)
+                assert chunk, "the agent hung up"
+                buffer += chunk
+            line, buffer = buffer.split(b"\n", 1)
+            replies.append(json.loads(line))
+        return replies
+
+
+def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    hello, reply = _talk(
+        target.pid, {"type": "hello", "id": 1, "protocol": 1}, {"type": "snapshot", "id": 2}
+    )
+    assert "encoding" not in hello
+    assert set(reply) == {"type", "snapshot", "re"}
+    snapshot = reply["snapshot"]
+    assert "awaits" not in snapshot
+    assert all(isinstance(task, dict) for task in snapshot["tasks"])
+    assert all(isinstance(frame, dict) for task in snapshot["tasks"] for frame in task["stack"])
+
+
+def test_the_agent_answers_which_encoding_it_uses(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    hello, reply = _talk(
+        target.pid,
+        {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact"},
+        {"type": "snapshot", "id": 2},
+    )
+    assert hello["encoding"] == "compact"
+    assert "intern" in reply and isinstance(reply["snapshot"]["tasks"][0], list)
+    hello, reply = _talk(
+        target.pid,
+        {"type": "hello", "id": 1, "protocol": 1, "encoding": "zstd-dreams"},
+        {"type": "snapshot", "id": 2},
+    )
+    assert hello["encoding"] == "plain"
+    assert "intern" not in reply and isinstance(reply["snapshot"]["tasks"][0], dict)
+
+
+VOLATILE = ("taken_at", "seconds_left", "deadline_in", "lag", "blocked_for")
+
+
+def _normalise(value: Any) -> Any:
+    """Without what changes from one look to the next (countdowns, clocks, their texts)."""
+    if isinstance(value, dict):
+        out = {key: _normalise(item) for key, item in value.items() if key not in VOLATILE}
+        if "seconds_left" in value or "deadline_in" in value:
+            out.pop("text", None)
+        return out
+    if isinstance(value, list):
+        return [_normalise(item) for item in value]
+    return value
+
+
+def test_dump_is_the_same_in_both_encodings(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = start("service.py").wait_ready()
+    compact = run_cli("dump", str(target.pid))
+    monkeypatch.setenv(ENCODING_ENV, "plain")
+    plain = run_cli("dump", str(target.pid))
+    assert compact.returncode == plain.returncode == 0, compact.stderr + plain.stderr
+    compact_snapshot, plain_snapshot = json.loads(compact.stdout), json.loads(plain.stdout)
+    assert len(plain_snapshot["tasks"]) > 3
+    assert json.dumps(_normalise(compact_snapshot)) == json.dumps(_normalise(plain_snapshot))
+
+
+def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
+    from taskscope.model import TaskModel
+
+    target = start("churn.py", "3").wait_ready()
+    with AgentClient(target.pid, encoding="plain") as client:
+        assert client.encoding == "plain"
+        plain = client.snapshot()
+    with AgentClient(target.pid) as client:
+        assert client.encoding == "compact"
+        assert json.dumps(_normalise(client.snapshot())) == json.dumps(_normalise(plain))
+        feed = client.subscribe(interval=0.1)
+        kind, first = next(feed)
+        assert kind == "snapshot"
+        model = TaskModel.from_snapshot(first)  # type: ignore[arg-type]
+        target.file(f"spawn-{target.pid}").write_text("go")
+        for _ in range(50):
+            kind, delta = next(feed)
+            assert kind == "delta"
+            model.apply_delta(delta)  # type: ignore[arg-type]
+            if any(task.name == "long-1" for task in model.tasks.values()):
+                break
+        new = next(task for task in model.tasks.values() if task.name == "long-1")
+        assert new.awaiting is not None and new.awaiting.kind == "sleep"
+        assert new.stack and new.stack[-1].function == "sleep"
+        # A request on the subscribed connection still works between pushes.
+        assert client.stack(new.id)["found"] is True
