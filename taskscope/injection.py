@@ -1,0 +1,1043 @@
+"""Run a small piece of Python code inside another, unmodified Python process.
+
+`run_in_process(pid, code)` executes `code` once in the target's main interpreter, on its main
+thread, with the GIL held the ordinary way, and returns once it has run.  Two mechanisms:
+
+Python 3.14 and newer: `sys.remote_exec` (PEP 768), called by an interpreter of the target's own
+major.minor on a private file.  It runs the file at the main thread's next eval-breaker check, which
+an asyncio loop parked in `epoll_wait` never reaches; for that case the gdb mechanism below runs
+`pass` on the parked thread, and the very first eval-breaker check of that `pass` runs the file.
+
+Python 3.11 to 3.13 (and 3.14+ when no matching interpreter is found): gdb in batch mode, used only
+as a ptrace driver.  gdb stops the process; the main thread is then in one of two states:
+
+* Parked in a blocking system call that CPython makes with the GIL released (`epoll_wait`,
+  `select`, `poll`, `clock_nanosleep`, `read`, ...), and `PyGILState_Check()` says it doesn't hold
+  the GIL.  This is exactly where CPython itself runs Python signal handlers (PEP 475: on EINTR the
+  C code calls `PyErr_CheckSignals` and retries), so running Python code there is as safe as a
+  signal handler: the thread holds no interpreter lock and no libc lock.  We call
+  `PyGILState_Ensure(); PyRun_SimpleString(code); PyGILState_Release()` on it right away.  The
+  interrupted call then either restarts or returns EINTR, which CPython retries transparently.
+* Anywhere else (running bytecode, waiting for the GIL or a lock, inside malloc ...).  Running
+  Python there is not safe, so we only queue `Py_AddPendingCall(PyRun_SimpleString, code)` followed
+  by `Py_AddPendingCall(shmdt, region)`: the interpreter runs them on the main thread at its next
+  eval-breaker check, which is the designed safe point.  If the thread is waiting on a futex (a
+  `threading.Lock`, `Thread.join`, ...) we make the wait return EINTR, which glibc and CPython
+  treat as a spurious wakeup or, for Python locks, as "run pending calls now".  The code and its
+  header live in a private System V shared memory segment that the second pending call detaches,
+  which frees it; we know the code has run when the segment is gone from the target.
+
+Function calls are made by hand, not with gdb's `call`: gdb 13 can't write the x86 extended
+register state on CPUs with AMX (the kernel expects a larger XSAVE buffer), so every `call` fails
+there after it has already run.  We only ever write general-purpose registers and memory: the
+thread is pointed at a 16-byte trampoline written over the executable's entry point (`_start`
+never runs again), which does `cld; fxsave [rbx]; call rax; fxrstor [rbx]; int3`.  The fxsave
+keeps the SSE/x87 state of an interrupted thread intact; the general registers, including
+`orig_rax` (so an interrupted system call restarts as the kernel intended), are restored by gdb
+afterwards, and the entry bytes are put back before gdb detaches.  Only x86-64 is supported.
+
+If gdb has started changing the target and then runs out of time (say `PyGILState_Ensure` waits
+for a thread that never releases the GIL), it is not killed: killing it mid-call would leave the
+thread on the trampoline.  It finishes, restores and detaches on its own; we report a timeout.
+
+Why not simply `call strdup(...)` and `call Py_AddPendingCall(...)` from gdb: strdup is malloc,
+unsafe on a thread stopped at an arbitrary instruction; the pending call alone never runs in an
+idle loop; and gdb's `call` is broken on the machines described above.  An interrupted
+`ERESTART_RESTARTBLOCK` call (relative nanosleep, poll with timeout) is turned into EINTR rather
+than a `restart_syscall`, so the next injection still recognises the call it is parked in.
+
+Limits: `Py_AddPendingCall` takes a lock; if the main thread is stopped while it holds that lock
+(only while it is itself adding or running pending calls) the injection waits for our timeout and
+gdb is left to finish.  The fxsave covers SSE and x87 registers, which is all that the functions we
+call on an interrupted thread use.  Python's main thread is assumed to be the process's first
+thread, which it is for the `python` executable.  If the target dies between `shmget` and
+`IPC_RMID` (two consecutive calls), an empty 4 KiB segment stays in the system.  One injection takes
+about 0.17 s, almost all of it gdb's own start-up.
+
+Code passed to `run_in_process` should not wait for the target's main thread (it is running it).
+It runs with `__name__ == "__taskscope_injection__"` in a fresh namespace; whatever it raises is
+swallowed, except KeyboardInterrupt, which is re-raised in the main thread as a normal Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DebuggerMissing",
+    "InjectionError",
+    "InjectionTimeout",
+    "NoSuchProcess",
+    "NotPython",
+    "PtraceNotPermitted",
+    "RemoteDebugDisabled",
+    "TargetExited",
+    "TargetInfo",
+    "UnsupportedPython",
+    "inspect_target",
+    "run_in_process",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_VERSION = (3, 11)
+REMOTE_EXEC_VERSION = (3, 14)
+
+
+class InjectionError(Exception):
+    """Running code in the target failed; the message is one line telling the user what to do."""
+
+
+class NoSuchProcess(InjectionError):
+    pass
+
+
+class NotPython(InjectionError):
+    pass
+
+
+class UnsupportedPython(InjectionError):
+    pass
+
+
+class DebuggerMissing(InjectionError):
+    pass
+
+
+class PtraceNotPermitted(InjectionError):
+    pass
+
+
+class RemoteDebugDisabled(InjectionError):
+    pass
+
+
+class TargetExited(InjectionError):
+    pass
+
+
+class InjectionTimeout(InjectionError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInfo:
+    pid: int
+    version: tuple[int, int]
+    executable: str
+    libpython: str | None
+
+
+# --------------------------------------------------------------------------------------------------
+# Looking at the target without touching it
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+_LIBPYTHON = re.compile(r"libpython(\d+)\.(\d+)[a-z]*\.so")
+_PYTHON_EXE = re.compile(r"python(\d+)\.(\d+)[a-z]*$")
+
+
+def _proc(pid: int, name: str) -> str:
+    return f"/proc/{pid}/{name}"
+
+
+def _check_pid(pid: int) -> None:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise NoSuchProcess(f"{pid!r} is not a process id: pass the pid of a Python process")
+    if not os.path.exists(_proc(pid, "stat")):
+        raise NoSuchProcess(f"no process with pid {pid}: check the pid (it may have exited)")
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(_proc(pid, "stat")).read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in (None, "Z", "X")
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(_proc(pid, "comm")).read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _read_maps(pid: int) -> list[_Mapping]:
+    maps = []
+    for line in Path(_proc(pid, "maps")).read_text().splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 6 or not fields[5].startswith("/"):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        maps.append(_Mapping(start, end, int(fields[2], 16), fields[5]))
+    return maps
+
+
+def _open_target_file(pid: int, path: str) -> str:
+    """A path under which we can read a file the target has mapped, even from another mount
+    namespace; the plain path if the target's root isn't accessible."""
+    path = path.removesuffix(" (deleted)")
+    rooted = _proc(pid, "root") + path
+    try:
+        os.stat(rooted)
+    except OSError:
+        return path
+    return rooted
+
+
+def _elf_dynamic_symbol(path: str, name: str) -> bytes | None:
+    """The bytes of a data symbol exported by an ELF file (read from the file, not the process),
+    or None if it isn't there."""
+    try:
+        with open(path, "rb") as file:
+            return _read_dynamic_symbol(file.fileno(), name.encode())
+    except (OSError, struct.error, IndexError):
+        return None
+
+
+def _read_dynamic_symbol(fd: int, name: bytes) -> bytes | None:
+    header = os.pread(fd, 64, 0)
+    if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:  # 64-bit little endian only
+        return None
+    (shoff,) = struct.unpack_from("<Q", header, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", header, 0x3A)
+    table = os.pread(fd, shentsize * shnum, shoff)
+    # (type, addr, offset, size, link, entsize) of each section
+    sections = [struct.unpack_from("<4xI8xQQQI12xQ", table, i * shentsize) for i in range(shnum)]
+    for sh_type, _addr, sh_offset, sh_size, sh_link, sh_entsize in sections:
+        if sh_type != 11 or not sh_entsize:  # SHT_DYNSYM
+            continue
+        strtab = os.pread(fd, sections[sh_link][3], sections[sh_link][2])
+        at = strtab.find(b"\0" + name + b"\0")
+        if at < 0:
+            return None
+        symbols = os.pread(fd, sh_size, sh_offset)
+        for offset in range(0, len(symbols) - sh_entsize + 1, sh_entsize):
+            st_name, _info, _other, st_shndx, st_value, st_size = struct.unpack_from(
+                "<IBBHQQ", symbols, offset
+            )
+            if st_name != at + 1 or not 0 < st_shndx < shnum:
+                continue
+            section_type, section_addr, section_offset = sections[st_shndx][:3]
+            if section_type == 8:  # SHT_NOBITS: no bytes in the file
+                return None
+            return os.pread(fd, st_size, section_offset + st_value - section_addr)
+    return None
+
+
+def _version_from_name(path: str) -> tuple[int, int] | None:
+    base = os.path.basename(path.removesuffix(" (deleted)"))
+    match = _LIBPYTHON.search(base) or _PYTHON_EXE.search(base)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def inspect_target(pid: int) -> TargetInfo:
+    """Identify the Python running in `pid`: version, executable and libpython, read from the
+    process itself (its mappings and the `Py_Version` constant of the mapped interpreter)."""
+    _check_pid(pid)
+    if _state(pid) in ("Z", "X"):
+        raise TargetExited(f"process {pid} has exited (zombie): nothing left to inspect")
+    try:
+        executable = os.readlink(_proc(pid, "exe"))
+        maps = _read_maps(pid)
+    except FileNotFoundError as exc:
+        if not os.path.exists(_proc(pid, "stat")):
+            raise NoSuchProcess(f"no process with pid {pid}: it has exited") from exc
+        raise NotPython(
+            f"process {pid} ({_process_name(pid)}) has no executable (kernel thread?): "
+            "pass the pid of a Python process"
+        ) from exc
+    except PermissionError as exc:
+        raise PtraceNotPermitted(_ptrace_advice(pid)) from exc
+    libpython = next((m.path for m in maps if _LIBPYTHON.search(os.path.basename(m.path))), None)
+    interpreter = _open_target_file(pid, libpython) if libpython is not None else _proc(pid, "exe")
+    raw = _elf_dynamic_symbol(interpreter, "Py_Version")
+    if raw is not None and len(raw) >= 4:
+        hexversion = int.from_bytes(raw[:4], "little")
+        version = ((hexversion >> 24) & 0xFF, (hexversion >> 16) & 0xFF)
+    else:
+        # Py_Version exists since 3.11: an older Python is recognised by its file names.
+        named = _version_from_name(libpython or "") or _version_from_name(executable)
+        if named is None:
+            raise NotPython(
+                f"process {pid} ({_process_name(pid)}, {executable}) is not a "
+                "Python process: pass the pid of a running Python 3.11+ program"
+            )
+        if named >= MIN_VERSION:
+            raise NotPython(
+                f"process {pid} ({executable}) looks like Python but exports no "
+                "Python C-API symbols (stripped or statically embedded?)"
+            )
+        version = named
+    if version < MIN_VERSION:
+        raise UnsupportedPython(
+            f"process {pid} runs Python {version[0]}.{version[1]}; "
+            "taskscope needs Python 3.11 or newer in the target"
+        )
+    return TargetInfo(pid=pid, version=version, executable=executable, libpython=libpython)
+
+
+def _status_field(pid: int, field: str) -> str | None:
+    try:
+        for line in Path(_proc(pid, "status")).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _ptrace_advice(pid: int) -> str:
+    """One line explaining why we may not trace `pid`, and what to do about it."""
+    tracer = _status_field(pid, "TracerPid")
+    if tracer and tracer != "0":
+        return (
+            f"process {pid} is already being traced by pid {tracer} "
+            f"({_process_name(int(tracer))}): detach that debugger first"
+        )
+    uid_field = _status_field(pid, "Uid")
+    target_uid = int(uid_field.split()[1]) if uid_field else None
+    euid = os.geteuid()
+    if euid != 0 and target_uid is not None and target_uid != euid:
+        return (
+            f"process {pid} belongs to uid {target_uid}, not to you (uid {euid}): "
+            "run taskscope as that user or as root"
+        )
+    cap_eff = _status_field(os.getpid(), "CapEff")
+    if euid == 0 and cap_eff is not None and not int(cap_eff, 16) & (1 << 19):
+        return (
+            "root here lacks CAP_SYS_PTRACE (a container?): start the container with "
+            "--cap-add=SYS_PTRACE, or run taskscope inside the target's container"
+        )
+    try:
+        scope = Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip()
+    except OSError:
+        scope = None
+    if scope == "1":
+        return (
+            f"ptrace of process {pid} is restricted to its parent "
+            "(kernel.yama.ptrace_scope=1): run taskscope with sudo, or "
+            "`sudo sysctl kernel.yama.ptrace_scope=0`"
+        )
+    if scope == "2":
+        return "ptrace is restricted to root (kernel.yama.ptrace_scope=2): run taskscope with sudo"
+    if scope == "3":
+        return (
+            "ptrace is disabled on this machine until reboot (kernel.yama.ptrace_scope=3): "
+            "it can't be attached to"
+        )
+    return (
+        f"not permitted to trace process {pid} (a security module, seccomp or no_new_privs "
+        "may forbid it): run taskscope as root or as the target's user"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The code that runs in the target
+
+
+def _wrap(code: str, done_marker: str | None = None) -> str:
+    """Source that runs `code` in a fresh namespace and never raises, so neither
+    PyRun_SimpleString nor a pending call ever returns an error in the target."""
+    inner = (
+        "try:\n"
+        f"    exec(compile({code!r}, '<taskscope-injection>', 'exec'),"
+        " {'__name__': '__taskscope_injection__'})\n"
+        "except KeyboardInterrupt:\n"
+        "    __import__('_thread').interrupt_main()\n"
+        "except BaseException:\n"
+        "    pass\n"
+    )
+    if done_marker is not None:
+        inner += f"try:\n    open({done_marker!r}, 'x').close()\nexcept BaseException:\n    pass\n"
+    # The outer statement binds no name, so __main__'s namespace is left as it was.
+    return f"try:\n    exec({inner!r}, {{}})\nexcept BaseException:\n    pass\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# gdb
+
+
+# x86-64 system calls in which CPython blocks with the GIL released and retries on EINTR, and which
+# libc never issues while holding one of its own locks.  futex is deliberately absent: a thread
+# waiting for the GIL or for malloc's lock is also in futex.
+_SAFE_SYSCALLS = {
+    "read": 0, "write": 1, "poll": 7, "pread64": 17, "pwrite64": 18, "readv": 19, "writev": 20,
+    "select": 23, "pause": 34, "nanosleep": 35, "connect": 42, "accept": 43, "sendto": 44,
+    "recvfrom": 45, "sendmsg": 46, "recvmsg": 47, "wait4": 61, "flock": 73,
+    "rt_sigtimedwait": 128, "rt_sigsuspend": 130, "clock_nanosleep": 230, "epoll_wait": 232,
+    "waitid": 247, "pselect6": 270, "ppoll": 271, "epoll_pwait": 281, "accept4": 288,
+    "recvmmsg": 299, "sendmmsg": 307, "epoll_pwait2": 441,
+}  # fmt: skip
+_SYS_FUTEX = 202
+_ERESTARTSYS, _ERESTARTNOINTR, _ERESTARTNOHAND, _ERESTART_RESTARTBLOCK = -512, -513, -514, -516
+_EINTR = -4
+
+# cld; fxsave64 [rbx]; call rax; fxrstor64 [rbx]; int3  (+ padding)
+_TRAMPOLINE = bytes.fromhex("fc 48 0f ae 03 ff d0 48 0f ae 0b cc cc cc cc cc")
+_TRAMPOLINE_RETURN = 12  # rip after the int3
+
+_MAGIC_SIZE = 16
+_GDB_REGISTERS = (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
+    "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _GdbResult:
+    mode: str  # "direct" (has run), "queued" (will run), "busy" (nothing done, nudge only)
+    syscall: int  # what the main thread was doing: a system call number, or -1 (running)
+    region: int = 0
+    magic: bytes = b""  # the first bytes of the region, while it is there
+
+
+def _entry_point(pid: int) -> int:
+    auxv = Path(_proc(pid, "auxv")).read_bytes()
+    for offset in range(0, len(auxv) - 15, 16):
+        key, value = struct.unpack_from("<QQ", auxv, offset)
+        if key == 9:  # AT_ENTRY
+            return int(value)
+    raise InjectionError(f"process {pid} has no entry point in its auxv: can't inject into it")
+
+
+def _gdb_script(info: TargetInfo, payload_path: str, payload_size: int, *, queue: bool) -> str:
+    """The gdb command file: save registers, install the trampoline, decide, run or queue."""
+    entry = _entry_point(info.pid)
+    tramp_lo, tramp_hi = struct.unpack("<QQ", _TRAMPOLINE)
+    finalizing = "Py_IsFinalizing" if info.version >= (3, 13) else "_Py_IsFinalizing"
+    safe = " || ".join(f"$ts_s_orig_rax == {n}" for n in sorted(_SAFE_SYSCALLS.values()))
+    map_size = (payload_size + 4095) & ~4095
+    lines = [
+        "set confirm off",
+        "set pagination off",
+        "set width 0",
+        "set height 0",
+        "handle all nostop noprint pass",
+        "handle SIGINT nostop noprint pass",
+        "set $ts_pc = $pc",  # fails (and ends the script) when nothing is attached
+        'printf "TS-ATTACHED\\n"',
+        "set $ts_saved = 0",
+        "set $ts_tramp = 0",
+        "set $ts_mode = 0",
+        "set $ts_f_isinit = (long)&Py_IsInitialized",
+        f"set $ts_f_finalizing = (long)&{finalizing}",
+        "set $ts_f_gilcheck = (long)&PyGILState_Check",
+        "set $ts_f_ensure = (long)&PyGILState_Ensure",
+        "set $ts_f_release = (long)&PyGILState_Release",
+        "set $ts_f_run = (long)&PyRun_SimpleString",
+        "set $ts_f_pending = (long)&Py_AddPendingCall",
+        "set $ts_f_mmap = (long)&mmap",
+        "set $ts_f_munmap = (long)&munmap",
+        "set $ts_f_errno = (long)&__errno_location",
+        "set $ts_f_shmget = (long)&shmget",
+        "set $ts_f_shmat = (long)&shmat",
+        "set $ts_f_shmctl = (long)&shmctl",
+        "set $ts_f_shmdt = (long)&shmdt",
+        'printf "TS-SYMBOLS\\n"',
+        f"set $ts_entry = {entry:#x}",
+        "define ts_call",
+        "  if $ts_ok",
+        "    set $rax = $arg0",
+        "    set $rdi = $arg1",
+        "    set $rsi = $arg2",
+        "    set $rdx = $arg3",
+        "    set $rcx = $arg4",
+        "    set $r8 = $arg5",
+        "    set $r9 = $arg6",
+        "    set $rbx = $ts_fx",
+        "    set $rsp = $ts_sp",
+        "    set $rip = $ts_entry",
+        "    set $orig_rax = -1",
+        "    continue",
+        "    set $ts_ret = (long)$rax",
+        f"    if (long)$rip != $ts_entry + {_TRAMPOLINE_RETURN}",
+        "      set $ts_ok = 0",
+        '      printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
+        "    end",
+        "  else",
+        "    set $ts_ret = -1",
+        "  end",
+        "end",
+    ]
+    lines += [f"set $ts_s_{reg} = (long)${reg}" for reg in _GDB_REGISTERS]
+    lines += [
+        "set $ts_s_rip = (long)$rip",
+        "set $ts_s_eflags = $eflags",
+        "set $ts_s_orig_rax = (long)$orig_rax",
+        "set $ts_saved = 1",
+        'printf "TS-STATE %ld %ld\\n", $ts_s_orig_rax, $ts_s_rax',
+        # Below the red zone, 64-byte aligned fxsave area, then the stack for our calls.
+        "set $ts_fx = ($ts_s_rsp - 1280) & ~63",
+        "set $ts_sp = $ts_fx - 64",
+        "set $ts_o0 = *(long*)$ts_entry",
+        "set $ts_o1 = *(long*)($ts_entry + 8)",
+        'printf "TS-MODIFYING\\n"',
+        "set $ts_tramp = 1",
+        f"set var *(long*)$ts_entry = {tramp_lo:#x}",
+        f"set var *(long*)($ts_entry + 8) = {tramp_hi:#x}",
+        "set $ts_ok = 1",
+        "set $ts_mode = 0",
+        "ts_call $ts_f_isinit 0 0 0 0 0 0",
+        "if $ts_ok && (int)$ts_ret == 0",
+        '  printf "TS-NOTINIT\\n"',
+        "  set $ts_ok = 0",
+        "end",
+        "ts_call $ts_f_finalizing 0 0 0 0 0 0",
+        "if $ts_ok && (int)$ts_ret != 0",
+        '  printf "TS-FINALIZING\\n"',
+        "  set $ts_ok = 0",
+        "end",
+        f"if $ts_ok && ({safe})",
+        "  ts_call $ts_f_gilcheck 0 0 0 0 0 0",
+        "  if $ts_ok && (int)$ts_ret == 0",
+        "    set $ts_mode = 1",
+        "  end",
+        "end",
+    ]
+    if queue:
+        lines += ["if $ts_ok && $ts_mode == 0", "  set $ts_mode = 2", "end"]
+    lines += [
+        # Run it now, on this parked thread.
+        "if $ts_mode == 1",
+        f"  ts_call $ts_f_mmap 0 {map_size} 3 0x22 -1 0",
+        "  set $ts_region = $ts_ret",
+        "  if $ts_ok && ($ts_region == -1 || $ts_region == 0)",
+        '    printf "TS-ERROR mmap failed\\n"',
+        "    set $ts_ok = 0",
+        "  end",
+        "  if $ts_ok",
+        f"    restore {payload_path} binary $ts_region",
+        "    ts_call $ts_f_errno 0 0 0 0 0 0",
+        "    set $ts_errno_ptr = $ts_ret",
+        "    set $ts_errno = *(int*)$ts_errno_ptr",
+        "    ts_call $ts_f_ensure 0 0 0 0 0 0",
+        "    set $ts_gstate = $ts_ret",
+        f"    ts_call $ts_f_run $ts_region+{_MAGIC_SIZE} 0 0 0 0 0",
+        '    printf "TS-RAN %d\\n", (int)$ts_ret',
+        "    ts_call $ts_f_release $ts_gstate 0 0 0 0 0",
+        "    set var *(int*)$ts_errno_ptr = $ts_errno",
+        f"    ts_call $ts_f_munmap $ts_region {map_size} 0 0 0 0",
+        "  end",
+        "end",
+        # Queue it for the main thread's next eval-breaker check.
+        "if $ts_mode == 2",
+        f"  ts_call $ts_f_shmget 0 {map_size} 0x380 0 0 0",
+        "  set $ts_shmid = (int)$ts_ret",
+        "  if $ts_ok && $ts_shmid < 0",
+        '    printf "TS-ERROR shmget failed\\n"',
+        "    set $ts_ok = 0",
+        "  end",
+        "  ts_call $ts_f_shmat $ts_shmid 0 0 0 0 0",
+        "  set $ts_region = $ts_ret",
+        "  ts_call $ts_f_shmctl $ts_shmid 0 0 0 0 0",  # IPC_RMID: gone once detached
+        "  if $ts_ok && $ts_region == -1",
+        '    printf "TS-ERROR shmat failed\\n"',
+        "    set $ts_ok = 0",
+        "  end",
+        "  if $ts_ok",
+        f"    restore {payload_path} binary $ts_region",
+        f"    ts_call $ts_f_pending $ts_f_run $ts_region+{_MAGIC_SIZE} 0 0 0 0",
+        "    if $ts_ok && (int)$ts_ret != 0",
+        '      printf "TS-ERROR pending call queue full\\n"',
+        "      ts_call $ts_f_shmdt $ts_region 0 0 0 0 0",
+        "      set $ts_ok = 0",
+        "    end",
+        "    ts_call $ts_f_pending $ts_f_shmdt $ts_region 0 0 0 0",
+        "    if $ts_ok",
+        '      printf "TS-QUEUED %#lx %d\\n", $ts_region, (int)$ts_ret',
+        "    end",
+        "  end",
+        "end",
+        "if $ts_mode == 0 && $ts_ok",
+        '  printf "TS-BUSY\\n"',
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _gdb_restore_script() -> str:
+    """Run after the main script even if it stopped on an error: put everything back."""
+    lines = [
+        "if $ts_tramp",
+        "  set var *(long*)$ts_entry = $ts_o0",
+        "  set var *(long*)($ts_entry + 8) = $ts_o1",
+        "end",
+        "if $ts_saved",
+        "  set $rip = $ts_s_rip",
+    ]
+    lines += [f"  set ${reg} = $ts_s_{reg}" for reg in _GDB_REGISTERS]
+    lines += [
+        "  set $eflags = $ts_s_eflags",
+        "  set $orig_rax = $ts_s_orig_rax",
+        # A restart through restart_syscall would hide the system call from the next injection
+        # (and from the whitelist); EINTR is retried by CPython with the remaining timeout.
+        f"  if $ts_s_rax == {_ERESTART_RESTARTBLOCK}",
+        f"    set $rax = {_EINTR}",
+        "  end",
+        # A futex wait that returns EINTR makes a Python lock acquire run pending calls.
+        f"  if $ts_mode == 2 && $ts_s_orig_rax == {_SYS_FUTEX}"
+        f" && ($ts_s_rax == {_ERESTARTSYS} || $ts_s_rax == {_ERESTARTNOHAND}"
+        f" || $ts_s_rax == {_ERESTARTNOINTR})",
+        f"    set $rax = {_EINTR}",
+        "  end",
+        '  printf "TS-RESTORED\\n"',
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _find_gdb() -> str:
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        raise DebuggerMissing(
+            "gdb is not installed: install it (`apt-get install gdb`, "
+            "`dnf install gdb`, ...) so taskscope can attach to Python < 3.14"
+        )
+    return gdb
+
+
+def _check_arch(pid: int) -> None:
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise InjectionError(
+            f"attaching with gdb is only supported on x86-64, not on "
+            f"{platform.machine()}: run the target on Python 3.14+ instead"
+        )
+    with open(_proc(pid, "exe"), "rb") as exe:
+        header = exe.read(20)
+    if len(header) < 20 or struct.unpack_from("<H", header, 18)[0] != 62:  # EM_X86_64
+        raise InjectionError(f"process {pid} is not a 64-bit x86 program: can't attach to it")
+
+
+def _gdb_failure(pid: int, output: str) -> InjectionError:
+    if not _alive(pid):
+        return TargetExited(f"process {pid} exited while taskscope was attaching to it")
+    if "ptrace: Operation not permitted" in output:
+        return PtraceNotPermitted(_ptrace_advice(pid))
+    if "ptrace: No such process" in output:
+        return TargetExited(f"process {pid} exited while taskscope was attaching to it")
+    if re.search(r"exited (normally|with code)|terminated with signal|no longer exists", output):
+        return TargetExited(f"process {pid} exited while taskscope was attached to it")
+    if "TS-NOTINIT" in output:
+        return NotPython(
+            f"process {pid} has libpython loaded but no initialized interpreter: "
+            "attach to a process running Python code"
+        )
+    if "TS-FINALIZING" in output:
+        return TargetExited(f"process {pid} is shutting its interpreter down: nothing to attach to")
+    missing = re.search(r'No symbol "(\w+)" in current context', output)
+    if missing:
+        return NotPython(
+            f"process {pid} lacks the symbol {missing[1]}, which taskscope needs: "
+            "is it a stripped or statically embedded Python?"
+        )
+    error = re.search(r"TS-ERROR (.*)", output)
+    detail = error[1] if error else (output.strip().splitlines() or ["no output"])[-1]
+    return InjectionError(
+        f"gdb could not run code in process {pid} ({detail}); run with a newer gdb or report this"
+    )
+
+
+def _private_dir() -> str:
+    """A fresh 0700 directory; never one whose path has blanks, which gdb's `restore` can't take."""
+    base = None if not any(c.isspace() for c in tempfile.gettempdir()) else "/tmp"
+    return tempfile.mkdtemp(prefix="taskscope-inject-", dir=base)
+
+
+def _run_gdb(info: TargetInfo, source: str, deadline: float, *, queue: bool) -> _GdbResult:
+    gdb = _find_gdb()
+    _check_arch(info.pid)
+    workdir = _private_dir()
+    try:
+        return _run_gdb_in(gdb, info, source, deadline, queue, workdir)
+    except _GdbStillRunning as running:
+        process = running.process
+
+        # gdb still has to read restore.gdb: the directory goes when gdb is done.
+        def reap() -> None:
+            process.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        threading.Thread(target=reap, name="taskscope-gdb-reaper", daemon=True).start()
+        raise InjectionTimeout(
+            f"process {info.pid} did not finish running the code in time (its main thread "
+            "may be waiting for the GIL); gdb detaches on its own once it does"
+        ) from None
+    finally:
+        if not os.path.exists(os.path.join(workdir, "gdb.running")):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _GdbStillRunning(Exception):
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+
+def _run_gdb_in(
+    gdb: str, info: TargetInfo, source: str, deadline: float, queue: bool, workdir: str
+) -> _GdbResult:
+    magic = secrets.token_bytes(_MAGIC_SIZE)
+    payload = magic + source.encode() + b"\0"
+    payload_path = os.path.join(workdir, "payload.bin")
+    script_path = os.path.join(workdir, "inject.gdb")
+    restore_path = os.path.join(workdir, "restore.gdb")
+    output_path = os.path.join(workdir, "gdb.out")
+    for path, content in (
+        (payload_path, payload),
+        (script_path, _gdb_script(info, payload_path, len(payload), queue=queue).encode()),
+        (restore_path, _gdb_restore_script().encode()),
+    ):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+    command = [
+        gdb, "-nx", "-batch", "-readnever",
+        "-iex", "set debuginfod enabled off",
+        "-iex", "set auto-load off",
+        "-iex", "set libthread-db-search-path /nonexistent",
+        "-p", str(info.pid), "-x", script_path, "-x", restore_path,
+    ]  # fmt: skip
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    # Output goes to a file, not a pipe: if we give up waiting, gdb must still be able to write
+    # while it finishes restoring the target.
+    with open(output_path, "wb") as output_file:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        output = Path(output_path).read_text(errors="replace")
+        if "TS-MODIFYING" in output:
+            # Killing gdb now would leave a thread on the trampoline: let it finish.
+            Path(workdir, "gdb.running").touch()
+            raise _GdbStillRunning(process) from None
+        process.kill()
+        process.wait()
+        if _state(info.pid) == "T":
+            os.kill(info.pid, signal.SIGCONT)  # a stop gdb left pending when it was killed
+        raise InjectionTimeout(
+            f"gdb did not attach to process {info.pid} in time: "
+            "is the process stopped or in uninterruptible sleep?"
+        ) from None
+    output = Path(output_path).read_text(errors="replace")
+    state = re.search(r"TS-STATE (-?\d+)", output)
+    syscall = int(state[1]) if state else -1
+    ran = re.search(r"TS-RAN (-?\d+)", output)
+    if ran and "TS-RESTORED" in output:
+        if ran[1] != "0":
+            raise InjectionError(
+                f"the injected code failed to start in process {info.pid}; see the target's stderr"
+            )
+        return _GdbResult("direct", syscall)
+    queued = re.search(r"TS-QUEUED (0x[0-9a-f]+) (-?\d+)", output)
+    if queued and "TS-RESTORED" in output:
+        if queued[2] != "0":
+            raise InjectionError(
+                f"the code is queued in process {info.pid} but its memory "
+                "can't be tracked (pending call queue full): try again later"
+            )
+        return _GdbResult("queued", syscall, int(queued[1], 16), magic)
+    if "TS-BUSY" in output and "TS-RESTORED" in output:
+        return _GdbResult("busy", syscall)
+    raise _gdb_failure(info.pid, output)
+
+
+def _wait_region_gone(pid: int, region: int, magic: bytes, deadline: float) -> None:
+    """Wait until the queued pending calls have run: the last one detaches the region."""
+    pause = 0.001
+    try:
+        mem = os.open(_proc(pid, "mem"), os.O_RDONLY)
+    except FileNotFoundError:
+        raise TargetExited(f"process {pid} exited before the queued code ran") from None
+    except PermissionError as exc:
+        raise PtraceNotPermitted(_ptrace_advice(pid)) from exc
+    try:
+        while True:
+            try:
+                if os.pread(mem, len(magic), region) != magic:
+                    return
+            except OSError:
+                if not _alive(pid):
+                    raise TargetExited(f"process {pid} exited before the queued code ran") from None
+                return  # EIO: the region is unmapped
+            if time.monotonic() > deadline:
+                raise InjectionTimeout(
+                    f"the main thread of process {pid} did not reach a point where it can run "
+                    "Python code in time (busy in C code, or blocked?); the code stays queued "
+                    "and runs when it does"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+    finally:
+        os.close(mem)
+
+
+def _syscall_name(number: int) -> str:
+    if number < 0:
+        return "user space"
+    names = {n: name for name, n in _SAFE_SYSCALLS.items()} | {_SYS_FUTEX: "futex"}
+    return names.get(number, f"system call {number}")
+
+
+def _inject_with_gdb(info: TargetInfo, code: str, deadline: float) -> None:
+    if info.pid == os.getpid():
+        raise InjectionError("taskscope can't attach to its own process: run the code directly")
+    started = time.monotonic()
+    result = _run_gdb(info, _wrap(code), deadline, queue=True)
+    log.debug(
+        "process %d: %s (main thread in %s) after %.3f s",
+        info.pid,
+        result.mode,
+        _syscall_name(result.syscall),
+        time.monotonic() - started,
+    )
+    if result.mode == "queued":
+        _wait_region_gone(info.pid, result.region, result.magic, deadline)
+
+
+# --------------------------------------------------------------------------------------------------
+# Python 3.14+: sys.remote_exec
+
+
+def _python_options(argv: list[str]) -> list[str]:
+    """The interpreter options of a Python command line (what comes before the script,
+    `-c` or `-m`), one option per entry, `-X` values joined as `-Xvalue`."""
+    options: list[str] = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or arg == "-" or not arg.startswith("-"):
+            break
+        if arg.startswith("--"):
+            options.append(arg)
+            i += 2 if arg == "--check-hash-based-pycs" else 1
+            continue
+        j = 1
+        while j < len(arg):
+            flag = arg[j]
+            if flag in "XW":
+                value = arg[j + 1 :]
+                if not value and i + 1 < len(argv):
+                    i += 1
+                    value = argv[i]
+                options.append(f"-{flag}{value}")
+                break
+            if flag in "cm":
+                return options
+            options.append(f"-{flag}")
+            j += 1
+        i += 1
+    return options
+
+
+def _remote_debug_disabled(environ: dict[str, str], argv: list[str]) -> str | None:
+    """Why the target's interpreter refuses remote debugging, or None if it doesn't."""
+    options = _python_options(argv)
+    if "-Xdisable-remote-debug" in options or any(
+        o.startswith("-Xdisable-remote-debug=") for o in options
+    ):
+        return "-X disable-remote-debug"
+    ignores_env = "-E" in options or "-I" in options
+    if not ignores_env and environ.get("PYTHON_DISABLE_REMOTE_DEBUG"):
+        return "PYTHON_DISABLE_REMOTE_DEBUG"
+    return None
+
+
+def _target_environ(pid: int) -> tuple[dict[str, str], list[str]] | None:
+    try:
+        raw_env = Path(_proc(pid, "environ")).read_bytes()
+        raw_argv = Path(_proc(pid, "cmdline")).read_bytes()
+    except OSError:
+        return None
+    environ = {}
+    for item in raw_env.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            environ[key.decode(errors="replace")] = value.decode(errors="replace")
+    argv = [a.decode(errors="replace") for a in raw_argv.split(b"\0")[:-1]]
+    return environ, argv
+
+
+def _matching_interpreter(info: TargetInfo) -> str | None:
+    """An interpreter of the target's major.minor that we can run."""
+    name = f"python{info.version[0]}.{info.version[1]}"
+    candidates = []
+    if re.fullmatch(r"python[\d.]*[a-z]*", os.path.basename(info.executable)):
+        candidates.append(info.executable)
+    if info.libpython:
+        prefix = os.path.dirname(os.path.dirname(info.libpython))
+        candidates.append(os.path.join(prefix, "bin", name))
+    found = shutil.which(name)
+    if found:
+        candidates.append(found)
+    for candidate in candidates:
+        version = _version_from_name(os.path.realpath(candidate))
+        if os.access(candidate, os.X_OK) and version in (None, info.version):
+            return candidate
+    return None
+
+
+_REMOTE_EXEC_RUNNER = """\
+import sys
+if sys.version_info[:2] != ({major}, {minor}):
+    sys.exit(3)
+try:
+    sys.remote_exec(int(sys.argv[1]), sys.argv[2])
+except PermissionError as exc:
+    print("EPERM", exc, file=sys.stderr)
+    sys.exit(4)
+except ProcessLookupError as exc:
+    print("ESRCH", exc, file=sys.stderr)
+    sys.exit(5)
+except AttributeError as exc:
+    print("ENOSYS", exc, file=sys.stderr)
+    sys.exit(7)
+except Exception as exc:
+    print(type(exc).__name__, exc, file=sys.stderr)
+    sys.exit(6)
+"""
+
+
+def _remote_exec_failure(pid: int, returncode: int, stderr: str) -> InjectionError:
+    detail = (stderr.strip().splitlines() or ["no output"])[-1]
+    if returncode == 4:
+        return PtraceNotPermitted(_ptrace_advice(pid))
+    if returncode == 5:
+        return TargetExited(f"process {pid} exited before the code could be sent to it")
+    if re.search(r"remote debug\w* (is )?(not enabled|disabled)", stderr, re.IGNORECASE):
+        return RemoteDebugDisabled(
+            f"process {pid} has remote debugging turned off ({detail}): "
+            "restart it without -X disable-remote-debug"
+        )
+    return InjectionError(f"sys.remote_exec into process {pid} failed: {detail}")
+
+
+def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bool:
+    """Run `code` through sys.remote_exec; False if no matching interpreter can be found."""
+    interpreter = _matching_interpreter(info)
+    if interpreter is None:
+        return False
+    workdir = _private_dir()
+    finished = False
+    try:
+        done = os.path.join(workdir, "done")
+        script = os.path.join(workdir, "inject.py")
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(_wrap(code, done_marker=done))
+        _give_to_target_user(info.pid, workdir, script)
+        runner = _REMOTE_EXEC_RUNNER.format(major=info.version[0], minor=info.version[1])
+        try:
+            result = subprocess.run(
+                [interpreter, "-I", "-S", "-c", runner, str(info.pid), script],
+                capture_output=True,
+                text=True,
+                timeout=max(deadline - time.monotonic(), 0.1),
+            )
+        except subprocess.TimeoutExpired:
+            raise InjectionTimeout(
+                f"sys.remote_exec into process {info.pid} did not return in time"
+            ) from None
+        if result.returncode in (3, 7):  # another version, or built without remote debugging
+            return False
+        if result.returncode != 0:
+            raise _remote_exec_failure(info.pid, result.returncode, result.stderr)
+        nudge_at = time.monotonic() + 0.1
+        while not os.path.exists(done):
+            if not _alive(info.pid):
+                raise TargetExited(f"process {info.pid} exited before running the code")
+            now = time.monotonic()
+            if now > deadline:
+                raise InjectionTimeout(
+                    f"process {info.pid} did not run the code in time; its main thread may be "
+                    "blocked (install gdb so taskscope can reach a parked thread)"
+                )
+            if now > nudge_at:
+                nudge_at = now + 1.0
+                _nudge(info, deadline)
+            time.sleep(0.005)
+        finished = True
+        return True
+    finally:
+        # If the code hasn't run, the target will still read the file: leave it for it.
+        if finished:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _nudge(info: TargetInfo, deadline: float) -> None:
+    """Run `pass` on a main thread parked in a system call, so that it reaches an eval-breaker
+    check and picks up the code queued by sys.remote_exec."""
+    if shutil.which("gdb") is None or platform.machine() not in ("x86_64", "AMD64"):
+        return
+    try:
+        _run_gdb(info, "pass\n", deadline, queue=False)
+    except InjectionError:
+        pass  # the remote_exec request stands; the caller keeps waiting for it
+
+
+def _give_to_target_user(pid: int, *paths: str) -> None:
+    """As root, hand our private files to the target's user so it can read them (still 0700)."""
+    if os.geteuid() != 0:
+        return
+    uid_field, gid_field = _status_field(pid, "Uid"), _status_field(pid, "Gid")
+    if not uid_field or not gid_field:
+        return
+    uid, gid = int(uid_field.split()[1]), int(gid_field.split()[1])
+    if uid != 0:
+        for path in paths:
+            os.chown(path, uid, gid)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def run_in_process(pid: int, code: str, *, timeout: float = 10.0) -> None:
+    """Run `code` once on the main thread of Python process `pid`, with the GIL held, and return
+    after it ran.  `code` must not raise (wrap it in try/except) nor wait for the main thread."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str of Python source, not {type(code).__name__}")
+    deadline = time.monotonic() + timeout
+    info = inspect_target(pid)
+    if info.version >= REMOTE_EXEC_VERSION:
+        settings = _target_environ(pid)
+        if settings is not None:
+            reason = _remote_debug_disabled(*settings)
+            if reason is not None:
+                raise RemoteDebugDisabled(
+                    f"process {pid} was started with {reason}, which "
+                    "forbids attaching: restart it without that"
+                )
+        if _inject_with_remote_exec(info, code, deadline):
+            return
+    _inject_with_gdb(info, code, deadline)
