@@ -19,7 +19,7 @@ def request_cancel(tracker: Tracker, task_id: str, message: str | None) -> Cance
     number = int(task_id)
     task = find_task(tracker, number)
     if task is None:
-        if any(finished.task_id == number for finished in list(tracker.history)):
+        if any(finished.task_id == number for finished in tracker.finished_tasks()):
             return "already_finished"
         return "no_such_task"
     try:

@@ -523,7 +523,7 @@ class SnapshotBuilder:
             pending_ids = set(by_number)
             records.extend(
                 finished_record(tracker, finished)
-                for finished in list(tracker.history)
+                for finished in tracker.finished_tasks()
                 if finished.task_id not in pending_ids
             )
         return {

@@ -45,6 +45,7 @@ from taskscope.protocol import (
 )
 
 MAX_CLIENTS = 16
+PRUNE_INTERVAL = 10.0
 SEND_TIMEOUT = 10.0
 #: A subscription spends at most this share of wall time building snapshots.
 MAX_DUTY = 0.1
@@ -83,6 +84,7 @@ class AgentServer:
         listener.bind(self.path)
         os.chmod(self.path, 0o600)
         listener.listen(8)
+        listener.settimeout(PRUNE_INTERVAL)  # wake now and then to tidy the tracker
         self._listener = listener
         self._thread = threading.Thread(
             target=self._accept_loop, name="taskscope-agent", daemon=True
@@ -119,6 +121,9 @@ class AgentServer:
                 return
             try:
                 conn, _ = listener.accept()
+            except TimeoutError:
+                self.tracker.prune()
+                continue
             except OSError:
                 if self._stopping.is_set():
                     return
@@ -294,7 +299,7 @@ class _ClientSession:
         task = find_task(tracker, number)
         reply: dict[str, Any] = {"type": "stack", "task": request.task_id}
         if task is None:
-            for finished in list(tracker.history):
+            for finished in tracker.finished_tasks():
                 if finished.task_id == number:
                     reply["found"] = True
                     reply["record"] = finished_record(tracker, finished)

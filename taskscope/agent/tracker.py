@@ -27,11 +27,11 @@ from taskscope.agent.summary import exception_summary, result_summary
 HEARTBEAT_INTERVAL = 0.25
 #: A loop whose heartbeat is this late is reported as blocked.
 BLOCKED_THRESHOLD = 0.25
-CREATION_FRAMES = 4
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 _monotonic = time.monotonic
 _wall = time.time
+_weakref = weakref.ref
 
 
 @dataclass(slots=True)
@@ -101,7 +101,13 @@ class Tracker:
 
     def __init__(self, history_limit: int = 1000) -> None:
         self.history_limit = history_limit
-        self.history: deque[FinishedTask] = deque(maxlen=history_limit)
+        # How tasks ended, as plain tuples (cheap to make on the loop thread); turned into
+        # FinishedTask records by finished_tasks() on the agent's thread.
+        self._history: deque[tuple[Any, ...]] = deque(maxlen=history_limit)
+        self._finished_cache: dict[int, tuple[tuple[Any, ...], FinishedTask]] = {}
+        # id(task) -> (weak reference, parent id, created at, creation site) for tasks made
+        # since install and not looked at yet: the cheapest record the loop thread can make.
+        self._born: dict[int, tuple[Any, int | None, float, tuple[tuple[CodeType, int], ...]]] = {}
         self._ids = itertools.count(1)
         self._loop_ids = itertools.count(1)
         # id(task) -> (weak reference, meta): cheaper than a WeakKeyDictionary on lookups.
@@ -136,6 +142,11 @@ class Tracker:
         if entry is not None and entry[0]() is task:
             return entry[1]
         meta = TaskMeta(next(self._ids))
+        born = self._born.pop(id(task), None)
+        if born is not None and born[0]() is task:
+            meta.parent_id, meta.created_at = born[1], born[2]
+            meta.created_from = _site_lines(born[3])
+            meta.watched = True
         ref = _TaskRef(task, self._forget)
         ref.key = id(task)
         self._meta[id(task)] = (ref, meta)
@@ -147,15 +158,24 @@ class Tracker:
     def on_task_created(
         self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None
     ) -> None:
-        """Runs on the loop thread for every task made through a loop's task factory."""
+        """Runs on the loop thread for every task made through `loop.create_task`: note who
+        made it, when and where, as cheaply as possible (an id is given on first look)."""
         try:
-            meta = self.ensure_meta(task)
+            parent_id = None
             if parent is not None:
-                meta.parent_id = self.ensure_meta(parent).task_id
-            meta.created_at = _wall()
-            meta.created_from = _creation_site(sys._getframe(2))
-            meta.wire = None
-            meta.watched = True
+                entry = self._meta.get(id(parent))
+                if entry is not None and entry[0]() is parent:
+                    parent_id = entry[1].task_id
+                else:
+                    parent_id = self.ensure_meta(parent).task_id
+            site = _creation_site(sys._getframe(2))
+            entry = self._meta.get(id(task))
+            if entry is not None and entry[0]() is task:  # the agent looked at it already
+                meta = entry[1]
+                meta.parent_id, meta.created_at = parent_id, _wall()
+                meta.created_from, meta.wire, meta.watched = _site_lines(site), None, True
+            else:
+                self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
             task.add_done_callback(self.done_callback)
         except Exception:  # the agent never breaks task creation
             pass
@@ -163,7 +183,21 @@ class Tracker:
     def _on_task_done(self, task: asyncio.Future[Any]) -> None:
         """Done callback: remember how the task ended, without keeping it alive."""
         try:
-            meta = self.ensure_meta(task)
+            key = id(task)
+            entry = self._meta.get(key)
+            if entry is not None and entry[0]() is task:
+                meta = entry[1]
+                task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
+                site: tuple[Any, ...] = meta.created_from
+                coro_fallback = meta.coro
+            else:
+                born = self._born.pop(key, None)
+                task_id = next(self._ids)
+                if born is not None and born[0]() is task:
+                    parent_id, created_at, site = born[1], born[2], born[3]
+                else:
+                    parent_id, created_at, site = None, None, ()
+                coro_fallback = ""
             if task.cancelled():
                 state, summary = "cancelled", None
             else:
@@ -172,24 +206,63 @@ class Tracker:
                     state, summary = "failed", exception_summary(exc)
                 else:
                     state, summary = "done", result_summary(task._result)  # type: ignore[attr-defined]
-            record = self.loop_record(task.get_loop())
-            coro = task_coro(task)
-            self.history.append(
-                FinishedTask(
-                    task_id=meta.task_id,
-                    loop_id=record.loop_id if record else "?",
-                    name=task.get_name() if hasattr(task, "get_name") else "",
-                    coro=coro_name(coro) if coro is not None else meta.coro,
-                    state=state,
-                    finished_at=_wall(),
-                    created_at=meta.created_at,
-                    parent_id=meta.parent_id,
-                    summary=summary,
-                    created_from=meta.created_from,
+            finished: Any = task  # a Task; read through its C attributes
+            loop_record = self.loops.get(id(finished._loop))
+            self._history.append(
+                (
+                    task_id,
+                    loop_record.loop_id if loop_record else "?",
+                    finished.get_name(),
+                    coro_name(finished._coro) or coro_fallback,
+                    state,
+                    _wall(),
+                    created_at,
+                    parent_id,
+                    summary,
+                    site,
                 )
             )
         except Exception:
             pass
+
+    def finished_tasks(self) -> list[FinishedTask]:
+        """The history, oldest first, as records (made once per finished task)."""
+        raw = list(self._history)
+        cache = self._finished_cache
+        result = []
+        for item in raw:
+            cached = cache.get(id(item))
+            if cached is not None and cached[0] is item:
+                result.append(cached[1])
+                continue
+            task_id, loop_id, name, coro, state, finished_at, created_at, parent, summary, site = (
+                item
+            )
+            finished = FinishedTask(
+                task_id=task_id,
+                loop_id=loop_id,
+                name=name,
+                coro=coro,
+                state=state,
+                finished_at=finished_at,
+                created_at=created_at,
+                parent_id=parent,
+                summary=summary,
+                created_from=_site_lines(site),
+            )
+            cache[id(item)] = (item, finished)
+            result.append(finished)
+        if len(cache) > 2 * len(raw) + 64:
+            alive = {id(item) for item in raw}
+            for key in [key for key in cache if key not in alive]:
+                del cache[key]
+        return result
+
+    def prune(self) -> None:
+        """Drop creation notes of tasks that died without finishing (agent thread)."""
+        for key, born in list(self._born.items()):
+            if born[0]() is None and self._born.get(key) is born:
+                self._born.pop(key, None)
 
     def watch_existing(self, tasks: Iterable[asyncio.Future[Any]]) -> None:
         """Adds the history callback to tasks that existed before the agent (on their loop)."""
@@ -448,15 +521,28 @@ def coro_name(coro: Any) -> str:
 
 
 def _creation_site(frame: FrameType | None) -> tuple[tuple[CodeType, int], ...]:
-    """Up to CREATION_FRAMES (code, line) pairs of the code that asked for a task, skipping
-    asyncio's own frames (create_task, TaskGroup.create_task, the loop's machinery)."""
-    site: list[tuple[CodeType, int]] = []
-    while frame is not None and len(site) < CREATION_FRAMES:
+    """Where a task was asked for: the (code, instruction offset) of the first frame outside
+    asyncio (past asyncio.create_task or TaskGroup.create_task). One frame only, and an offset
+    rather than a line number: each further frame, and each line-table walk, would cost the
+    host's loop thread on every task it creates."""
+    while frame is not None:
         code = frame.f_code
         if not code.co_filename.startswith(_ASYNCIO_DIR):
-            site.append((code, frame.f_lineno))
+            return ((code, frame.f_lasti),)
         frame = frame.f_back
-    return tuple(site)
+    return ()
+
+
+def _line_at(code: CodeType, offset: int) -> int | None:
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
+def _site_lines(site: tuple[tuple[CodeType, int], ...]) -> tuple[tuple[CodeType, int], ...]:
+    """Creation sites with line numbers instead of instruction offsets."""
+    return tuple((code, _line_at(code, offset) or 0) for code, offset in site)
 
 
 def _registry_sources() -> tuple[Any, ...] | None:
