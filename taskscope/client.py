@@ -146,11 +146,14 @@ class AgentClient:
         return reply
 
     def close(self) -> None:
-        if self._sock is not None:
+        """Close the connection; a thread blocked reading it (a subscription) wakes up."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
             try:
-                self._sock.close()
-            finally:
-                self._sock = None
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
 
     def __enter__(self) -> AgentClient:
         self.connect()

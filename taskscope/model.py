@@ -7,7 +7,9 @@ immutable; a delta replaces whole records by task id.
 
 from __future__ import annotations
 
+import re
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,9 +76,11 @@ class TaskInfo:
     created_from: tuple[Frame, ...] = ()
     result: str | None = None
     exception: str | None = None
+    #: When the agent took the record (its message's taken_at): countdowns run from there.
+    observed_at: float = field(default=0.0, compare=False)
 
     @classmethod
-    def from_wire(cls, raw: WireTask) -> TaskInfo:
+    def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
         return cls(
             id=str(raw["id"]),
             loop=str(raw["loop"]),
@@ -93,6 +97,7 @@ class TaskInfo:
             created_from=tuple(Frame.from_wire(frame) for frame in raw.get("created_from", ())),
             result=raw.get("result"),
             exception=raw.get("exception"),
+            observed_at=observed_at,
         )
 
     @property
@@ -186,7 +191,8 @@ class TaskModel:
         self.received_at = time.time()
         self.history_limit = int(snapshot.get("history_limit", 0))
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
-        new_tasks = {str(raw["id"]): TaskInfo.from_wire(raw) for raw in snapshot["tasks"]}
+        taken_at = self.taken_at
+        new_tasks = {str(raw["id"]): TaskInfo.from_wire(raw, taken_at) for raw in snapshot["tasks"]}
         self.last_removed = set(self.tasks) - set(new_tasks)
         self.last_changed = {
             task_id for task_id, task in new_tasks.items() if self.tasks.get(task_id) != task
@@ -200,7 +206,7 @@ class TaskModel:
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in delta["loops"]}
         changed = set()
         for raw in delta["changed"]:
-            task = TaskInfo.from_wire(raw)
+            task = TaskInfo.from_wire(raw, self.taken_at)
             self.tasks[task.id] = task
             changed.add(task.id)
         removed = set()
@@ -277,9 +283,9 @@ class TaskModel:
                 roots.append(task)
                 reachable |= _reachable(children, [task])
         no_guides: tuple[bool, ...] = ()
-        stack = [
-            (task, 0, no_guides, index == len(roots) - 1) for index, task in enumerate(roots)
-        ][::-1]
+        stack = [(task, 0, no_guides, index == len(roots) - 1) for index, task in enumerate(roots)][
+            ::-1
+        ]
         while stack:
             task, depth, guides, is_last = stack.pop()
             repeated = task.id in emitted
@@ -316,9 +322,9 @@ class TaskModel:
         children = self.children_map(include_finished=False)
         result: list[str] = []
         seen: set[str] = set()
-        pending = [task_id]
+        pending = deque([task_id])
         while pending:
-            current = pending.pop(0)
+            current = pending.popleft()
             if current in seen:
                 continue
             seen.add(current)
@@ -372,8 +378,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def describe_awaiting(task: TaskInfo, model: TaskModel | None = None) -> str:
-    """Plain words for what a task waits on; task ids are replaced by task names."""
+def describe_awaiting(
+    task: TaskInfo, model: TaskModel | None = None, now: float | None = None
+) -> str:
+    """Plain words for what a task waits on, with countdowns (sleep, timeout) brought up to
+    `now` from when the agent observed them."""
     if task.finished:
         if task.state == "failed":
             return f"failed: {task.exception or '?'}"
@@ -382,6 +391,29 @@ def describe_awaiting(task: TaskInfo, model: TaskModel | None = None) -> str:
         return f"done: {task.result}" if task.result is not None else "done"
     if task.running:
         return "running"
-    if task.awaiting is None:
+    awaiting = task.awaiting
+    if awaiting is None:
         return "ready to run"
-    return task.awaiting.text
+    text = awaiting.text
+    if (awaiting.seconds_left is not None or awaiting.deadline_in is not None) and (
+        task.observed_at
+    ):
+        # The agent does not resend a task just because its countdown moved: count down here.
+        elapsed = max(0.0, (now if now is not None else time.time()) - task.observed_at)
+        if awaiting.seconds_left is not None:
+            left = _countdown(awaiting.seconds_left - elapsed)
+            text = _SLEEP_LEFT.sub(f"sleep, {left} left", text, count=1)
+        if awaiting.deadline_in is not None:
+            left = _countdown(awaiting.deadline_in - elapsed)
+            text = _TIMEOUT_IN.sub(f"timeout in {left}", text, count=1)
+    return text
+
+
+_SLEEP_LEFT = re.compile(r"sleep, [0-9.]+ s left")
+_TIMEOUT_IN = re.compile(r"timeout in [0-9.]+ s")
+
+
+def _countdown(seconds: float) -> str:
+    """Seconds as the agent writes them in awaiting texts."""
+    seconds = max(0.0, seconds)
+    return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"

@@ -8,9 +8,7 @@ aiomonitor-backed source could plug in the same way.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol, TypedDict
@@ -161,12 +159,7 @@ class AgentSource:
     def close(self) -> None:
         feed, self._feed = self._feed, None
         if feed is not None:
-            # close() alone does not wake a thread blocked in recv(); shutdown() does.
-            sock = getattr(feed, "_sock", None)
-            if isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            feed.close()
+            feed.close()  # also wakes the worker blocked reading the subscription
         with self._lock:
             if self._commands is not None:
                 self._commands.close()

@@ -1,0 +1,160 @@
+"""The client-side model: applying snapshots and deltas by id, the tree, groups, countdowns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskscope.model import TaskModel, describe_awaiting, format_duration
+
+
+def task(task_id: str, name: str, **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": task_id,
+        "loop": "L1",
+        "name": name,
+        "state": "pending",
+        "coro": name,
+        "stack": [],
+        "awaiting": None,
+        "awaited_by": [],
+        "parent": None,
+        "created_at": 1000.0,
+        "finished_at": None,
+    }
+    record.update(extra)
+    return record
+
+
+def snapshot(*tasks: dict[str, Any], cycles: list[list[str]] | None = None) -> Any:
+    return {
+        "schema": 1,
+        "pid": 42,
+        "python": "3.12.1",
+        "taken_at": 2000.0,
+        "history_limit": 1000,
+        "loops": [
+            {
+                "id": "L1",
+                "thread_id": 1,
+                "thread_name": "MainThread",
+                "running": True,
+                "closed": False,
+                "blocked_for": None,
+                "lag": 0.001,
+                "blocking_stack": [],
+                "type": "_UnixSelectorEventLoop",
+                "tasks": len(tasks),
+            }
+        ],
+        "tasks": list(tasks),
+        "cycles": cycles or [],
+    }
+
+
+def awaiting(kind: str, text: str, tasks: list[str] | None = None, **extra: Any) -> Any:
+    return {"kind": kind, "text": text, "tasks": tasks or [], **extra}
+
+
+def test_delta_updates_tasks_by_id() -> None:
+    # GIVEN a model of two tasks
+    model = TaskModel.from_snapshot(snapshot(task("1", "a"), task("2", "b")))
+    # WHEN a delta changes one, adds one and removes one
+    model.apply_delta(
+        {
+            "taken_at": 2001.0,
+            "loops": [],
+            "removed": ["2"],
+            "cycles": [],
+            "changed": [
+                task("1", "a", state="done", finished_at=2000.5, result="42"),
+                task("3", "c"),
+            ],
+        }
+    )
+    # THEN the model has exactly the new picture, and says what changed
+    assert set(model.tasks) == {"1", "3"}
+    assert model.tasks["1"].state == "done" and model.tasks["1"].result == "42"
+    assert model.last_changed == {"1", "3"} and model.last_removed == {"2"}
+    assert model.counts() == {"pending": 1, "done": 1, "cancelled": 0, "failed": 0}
+
+
+def test_tree_nests_under_waiters_then_creators_and_stops_at_cycles() -> None:
+    model = TaskModel.from_snapshot(
+        snapshot(
+            task("1", "main", awaiting=awaiting("taskgroup", "TaskGroup (2 tasks)", ["2", "3"])),
+            task("2", "worker", awaited_by=["1"], parent="1"),
+            task("3", "helper", parent="1"),
+            task("4", "child-of-helper", parent="3"),
+            task(
+                "7", "fetch-7", awaiting=awaiting("task", "task fetch-8", ["8"]), awaited_by=["8"]
+            ),
+            task(
+                "8", "fetch-8", awaiting=awaiting("task", "task fetch-7", ["7"]), awaited_by=["7"]
+            ),
+            cycles=[["7", "8"]],
+        )
+    )
+    rows = [(row.depth, row.task.name, row.in_cycle, row.repeated) for row in model.tree()]
+    assert rows == [
+        (0, "main", False, False),
+        (1, "worker", False, False),
+        (1, "helper", False, False),
+        (2, "child-of-helper", False, False),
+        (0, "fetch-7", True, False),
+        (1, "fetch-8", True, False),
+        (2, "fetch-7", True, True),
+    ]
+    assert model.subtree("1") == ["1", "2", "3", "4"]
+
+
+def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
+    queue_wait = awaiting("queue_get", "Queue.get on jobs (0 items)")
+    model = TaskModel.from_snapshot(
+        snapshot(
+            *(task(str(i), f"w{i}", coro="worker", awaiting=queue_wait) for i in range(1, 4)),
+            *(
+                task(
+                    str(i),
+                    f"s{i}",
+                    coro="sleeper",
+                    awaiting=awaiting("sleep", f"sleep, {i}.0 s left", seconds_left=float(i)),
+                )
+                for i in range(4, 6)
+            ),
+        )
+    )
+    assert [(coro, what, count) for coro, what, count, _ids in model.groups()] == [
+        ("worker", "Queue.get on jobs (0 items)", 3),
+        ("sleeper", "sleep", 2),
+    ]
+
+
+def test_countdowns_run_from_when_the_agent_observed_them() -> None:
+    # GIVEN a sleep with 10 s left and a 5 s timeout, observed at taken_at = 2000
+    model = TaskModel.from_snapshot(
+        snapshot(
+            task(
+                "1",
+                "s",
+                awaiting=awaiting(
+                    "sleep",
+                    "sleep, 10.0 s left, timeout in 5.0 s",
+                    seconds_left=10.0,
+                    deadline_in=5.0,
+                ),
+            )
+        )
+    )
+    sleeper = model.tasks["1"]
+    # WHEN we look 2.5 s later, and again after both expired
+    assert describe_awaiting(sleeper, model, now=2002.5) == "sleep, 7.5 s left, timeout in 2.5 s"
+    assert describe_awaiting(sleeper, model, now=2100.0) == "sleep, 0.0 s left, timeout in 0.0 s"
+
+
+def test_durations_have_a_constant_shape() -> None:
+    assert [format_duration(s) for s in (0.25, 3.14, 724, 10920)] == [
+        "250ms",
+        "3.1s",
+        "12m04s",
+        "3h02m",
+    ]
