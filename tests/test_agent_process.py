@@ -250,7 +250,7 @@ def test_list_shows_agents_and_removes_stale_sockets(start: Any, socket_dir: str
     result = run_cli("list")
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.split()[0] == str(target.pid))
-    assert "agent" in line and "service.py" in line
+    assert line.split()[2] == "agent" and "targets/serv" in line
     assert not os.path.exists(stale)
 
 
