@@ -166,16 +166,22 @@ class AgentServer:
             return dict(SnapshotBuilder(self.tracker).build(include_finished))
 
 
-def _stable(record: WireTask) -> Any:
-    """A task record without what changes on every look (countdowns), for diffing."""
+def _stable(record: WireTask, taken_at: float) -> Any:
+    """A task record as compared between two looks: a countdown counts as a change only when
+    it ends at another time (a new sleep, a new deadline), not because time passed. Clients
+    count down themselves from the record's taken_at."""
     awaiting = record["awaiting"]
     if awaiting is None or ("seconds_left" not in awaiting and "deadline_in" not in awaiting):
         return record
-    kept = {
+    kept: dict[str, Any] = {
         key: value
         for key, value in awaiting.items()
         if key not in ("seconds_left", "deadline_in", "text")
     }
+    for key in ("seconds_left", "deadline_in"):
+        value = awaiting.get(key)
+        if isinstance(value, int | float):
+            kept[key] = round(taken_at + value, 1)  # when it ends, in wall-clock seconds
     return {**record, "awaiting": kept}
 
 
@@ -331,7 +337,8 @@ class _ClientSession:
         self.next_tick = time.monotonic() + max(interval, cost / MAX_DUTY)
         current = {record["id"]: record for record in snapshot["tasks"]}
         if first:
-            self.previous = {task_id: _stable(rec) for task_id, rec in current.items()}
+            taken_at = snapshot["taken_at"]
+            self.previous = {task_id: _stable(rec, taken_at) for task_id, rec in current.items()}
             message: dict[str, Any] = {"type": "snapshot", "snapshot": snapshot}
             if request_id is not None:
                 message["re"] = request_id
@@ -340,8 +347,9 @@ class _ClientSession:
         previous = self.previous
         changed = []
         stable_now = {}
+        taken_at = snapshot["taken_at"]
         for task_id, record in current.items():
-            stable = _stable(record)
+            stable = _stable(record, taken_at)
             stable_now[task_id] = stable
             if previous.get(task_id) != stable:
                 changed.append(record)
