@@ -9,8 +9,8 @@ MODE is one of
   spin     a coroutine blocks the loop in a pure-Python loop that makes no calls
   lock     the main thread waits on a threading.Event (a futex) while a thread runs the loop
   threads  three threads each run their own idle loop, and the main thread runs one too
-  hash     a coroutine blocks the loop in long C calls (pbkdf2, ~4 s each, GIL released)
-  gil      the main loop is idle while a thread holds the GIL in long C calls (sum, ~4 s each)
+  hash     a coroutine blocks the loop in one long C call (pbkdf2, ~4 s, GIL released)
+  gil      the main loop is idle while a thread holds the GIL in one C call (sum, ~4 s)
 
 It writes "ready" to READY_FILE once it is in that state, and finishes cleanly on SIGUSR1.  Its
 stdout is the same with or without anything injected into it.
@@ -91,13 +91,14 @@ async def spin(ready_file: str) -> None:
 
 
 async def hashing(ready_file: str) -> None:
-    signal.signal(signal.SIGUSR1, request_stop)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
     began = time.perf_counter()
     hashlib.pbkdf2_hmac("sha256", b"taskscope", b"salt", 20_000)
     rounds = int(20_000 * 4.0 / (time.perf_counter() - began))
     ready(ready_file)
-    while not stop_spinning:
-        hashlib.pbkdf2_hmac("sha256", b"taskscope", b"salt", rounds)
+    hashlib.pbkdf2_hmac("sha256", b"taskscope", b"salt", rounds)
+    await stop.wait()
 
 
 def main_thread_in_epoll() -> bool:
@@ -109,20 +110,20 @@ async def gil(ready_file: str) -> None:
     began = time.perf_counter()
     sum(range(1_000_000))
     count = int(1_000_000 * 4.0 / (time.perf_counter() - began))
-    stopped = False
+    stopped = threading.Event()
 
     def hog() -> None:
-        # Only once the main loop is parked in epoll_wait does the hog take the GIL for good.
+        # Once the main loop is parked in epoll_wait, hold the GIL for one long C call.
         while not main_thread_in_epoll():
             time.sleep(0.01)
         ready(ready_file)
-        while not stopped:
-            sum(range(count))
+        sum(range(count))
+        stopped.wait()
 
     thread = threading.Thread(target=hog, name="hog")
     thread.start()
     await idle(None)
-    stopped = True
+    stopped.set()
     thread.join()
 
 
