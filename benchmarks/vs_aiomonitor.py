@@ -52,10 +52,18 @@ from taskscope.client import AgentClient, ClientError
 HERE = Path(__file__).resolve().parent
 TARGET = HERE / "targets" / "vs_aiomonitor_target.py"
 HAS_EAGER = sys.version_info >= (3, 12)
-CHURN_TOOLS = ["none", "taskscope", "aiomonitor-import", "aiomonitor", "aiomonitor-hook"]
+CHURN_TOOLS = [
+    "none",
+    "taskscope",
+    "taskscope-light",
+    "aiomonitor-import",
+    "aiomonitor",
+    "aiomonitor-hook",
+]
 TOOL_LABEL = {
     "none": "no tool",
     "taskscope": "taskscope.install()",
+    "taskscope-light": "taskscope.install(track_tasks=False)",
     "aiomonitor-import": "import aiomonitor (not started)",
     "aiomonitor": "aiomonitor start_monitor()",
     "aiomonitor-hook": "aiomonitor hook_task_factory=True",

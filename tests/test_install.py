@@ -122,3 +122,30 @@ def test_forked_child_does_not_inherit_the_agent() -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "True"]
+
+
+def test_light_mode_runs_nothing_per_task_and_still_sees_every_task() -> None:
+    result = run_python("""
+        import asyncio, os, taskscope
+        from taskscope.client import AgentClient
+
+        async def main():
+            taskscope.install(track_tasks=False)
+            loop = asyncio.get_running_loop()
+            task = asyncio.create_task(asyncio.sleep(60), name="the-sleeper")
+            done = asyncio.create_task(asyncio.sleep(0), name="quick")
+            await done
+            await asyncio.sleep(0.05)
+            def look():
+                with AgentClient(os.getpid()) as client:
+                    return client.snapshot()
+            snap = await asyncio.to_thread(look)
+            names = {t["name"]: t for t in snap["tasks"]}
+            print("create_task" in vars(loop), names["the-sleeper"]["awaiting"]["kind"],
+                  names["the-sleeper"]["parent"], "quick" in names)
+            task.cancel()
+
+        asyncio.run(main())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "sleep", "None", "False"]

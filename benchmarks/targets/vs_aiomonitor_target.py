@@ -54,6 +54,11 @@ def start_tool(tool: str, loop: asyncio.AbstractEventLoop, ports: list[int]) -> 
 
         taskscope.install()
         return None
+    if tool == "taskscope-light":
+        import taskscope
+
+        taskscope.install(track_tasks=False)
+        return None
     if tool.startswith("aiomonitor"):
         import aiomonitor
 

@@ -22,10 +22,15 @@ _state: dict[str, Any] = {}
 _fork_hook_registered = False
 
 
-def install(*, history: int | None = None, socket_dir: str | None = None) -> None:
+def install(
+    *, history: int | None = None, track_tasks: bool | None = None, socket_dir: str | None = None
+) -> None:
     """Start the agent in this process (a second call does nothing).
 
     history: how many finished tasks to remember (default 1000, or $TASKSCOPE_HISTORY).
+    track_tasks: note each task's creator and how it ended (default on; $TASKSCOPE_TRACK=0
+        turns it off). Off, nothing of the agent runs per task: snapshots still show every
+        pending task and what it awaits, but no parents, creation sites or finished tasks.
     socket_dir: where to put the socket (default: a private per-user directory).
     """
     global _fork_hook_registered
@@ -39,7 +44,14 @@ def install(*, history: int | None = None, socket_dir: str | None = None) -> Non
                 history = DEFAULT_HISTORY
         if history < 0:
             raise ValueError("history must be >= 0")
-        tracker = Tracker(history_limit=history)
+        if track_tasks is None:
+            track_tasks = os.environ.get("TASKSCOPE_TRACK", "1").strip().lower() not in (
+                "0",
+                "no",
+                "off",
+                "false",
+            )
+        tracker = Tracker(history_limit=history, track_tasks=track_tasks)
         server = AgentServer(tracker, socket_dir)
         tracker.install()
         try:
