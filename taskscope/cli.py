@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser(
         "run",
-        help="run a Python program with the agent installed",
+        help="run a Python program with the agent installed ([--history N] [--no-track])",
         description="Run `script.py [args]` or `-m module [args]` with the agent installed "
         "before its first line.",
     )
@@ -222,9 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if target[0] != "-m" and not os.path.isfile(target[0]):
-        print(f"taskscope: no such file: {target[0]}", file=sys.stderr)
-        return EXIT_USAGE
+    # The launcher checks the options and the script, and says what is wrong in one line.
     # A fresh interpreter that loaded nothing of the CLI (no textual, no psutil); same pid.
     os.execv(sys.executable, [sys.executable, "-m", "taskscope.agent.launch", *target])
     return 0  # pragma: no cover

@@ -334,3 +334,34 @@ def test_subscription_sends_a_snapshot_then_deltas(start: Any) -> None:
         new = next(task for task in model.tasks.values() if task.name == "long-1")
         assert new.id in model.last_changed
         assert new.awaiting is not None and new.awaiting.kind == "sleep"
+
+
+def test_run_options_reach_the_agent(tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.helpers import TARGETS, Target
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "taskscope",
+            "run",
+            "--history",
+            "2",
+            str(TARGETS / "churn.py"),
+            str(tmp_path),
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    target = Target(process, tmp_path, agent=True)
+    try:
+        target.wait_ready()
+        snap = snapshot(target.pid)
+        assert snap["history_limit"] == 2
+        assert len([task for task in snap["tasks"] if task["state"] != "pending"]) == 2
+    finally:
+        target.kill()

@@ -12,13 +12,29 @@ import runpy
 import sys
 import types
 
+USAGE = (
+    "usage: taskscope run [--history N] [--no-track] (script.py | -m module) [args...]\n"
+    "  --history N   remember the last N finished tasks (default 1000)\n"
+    "  --no-track    note nothing per task: no creators, no history, no per-task cost"
+)
+
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(
-            "usage: python -m taskscope.agent.launch (script.py | -m module) [args...]",
-            file=sys.stderr,
-        )
+    options: dict[str, object] = {}
+    while argv and argv[0].startswith("--"):
+        option, argv = argv[0], argv[1:]
+        if option == "--no-track":
+            options["track_tasks"] = False
+        elif option == "--history" and argv and argv[0].isdigit():
+            options["history"], argv = int(argv[0]), argv[1:]
+        elif option == "--help":
+            print(USAGE)
+            return 0
+        else:
+            print(f"taskscope run: bad option {option!r}\n{USAGE}", file=sys.stderr)
+            return 2
+    if not argv or argv[0] == "-h":
+        print(USAGE, file=sys.stderr)
         return 2
     if argv[0] == "-m":
         if len(argv) < 2:
@@ -39,7 +55,7 @@ def main(argv: list[str]) -> int:
 
     from taskscope.agent import install
 
-    install()
+    install(**options)  # type: ignore[arg-type]
     # Leave no trace of the launcher in what the program sees as __main__.
     if target[0] == "module":
         runpy.run_module(target[1], run_name="__main__", alter_sys=True)
