@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_readable_demo_is_the_packaged_one() -> None:
-    # The wheel ships taskscope/examples_data/demo_service.py; examples/ must not drift from it.
+    # The wheel ships taskscope/examples_data/demo_service.py; examples/ links to it.
     readable = REPO / "examples" / "demo_service.py"
     assert readable.read_text() == taskscope.demo.DEMO_PROGRAM.read_text()
 
