@@ -237,6 +237,10 @@ def _seconds(value: float) -> str:
 
 
 def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    return _sleep_of(ctx, fut)
+
+
+def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     when = ctx.timers.get(id(fut))
     if when is None:
         return {"kind": "sleep", "text": "sleep", "tasks": [], "seconds_left": None}
@@ -802,6 +806,58 @@ def plan_chain(frames: list[FrameType]) -> tuple[PlanStep, ...]:
     return tuple(steps)
 
 
+def plan_cacheable(plan: tuple[PlanStep, ...]) -> bool:
+    """Whether what a chain with this plan waits on is told by its own frames and future:
+    not wait_for's (on 3.11 it reads another task's frames, which move on their own)."""
+    return all(step[1] is not _wait_for for step in plan)
+
+
+def classify_unmoved(
+    ctx: AwaitContext,
+    plan: tuple[PlanStep, ...],
+    code: CodeType | None,
+    first_self: Any,
+    fut: Any,
+    task: Any,
+) -> WireAwaiting | None:
+    """The fast way to describe a chain that has not moved since it was planned, without its
+    frames: a sleep (read from the timers), or an object whose shared description was already
+    made in this snapshot (`code` and `first_self`: the first plan step's frame code and
+    `self`). None when it cannot tell: then `classify_planned` must."""
+    if fut is None:
+        return None
+    if not plan:
+        return _describe_unplanned(ctx, fut, task)
+    handler, cls = plan[0][1], plan[0][3]
+    awaiting: WireAwaiting | None
+    if handler is _sleep:
+        awaiting = _sleep_of(ctx, fut)
+    elif cls is not None and code is not None and first_self is not None:
+        hit = ctx.memo.get((id(code), id(first_self)))
+        if hit is None or hit[0] is not first_self:
+            return None
+        awaiting = hit[1]
+    else:
+        return None
+    # Never wait_for (not cached): only an asyncio.timeout deadline can apply.
+    return _with_deadline(ctx, awaiting, fut, task) if ctx.timeouts else awaiting
+
+
+def _describe_unplanned(ctx: AwaitContext, fut: Any, task: Any) -> WireAwaiting | None:
+    """A chain with no asyncio API frame that awaits a task or a gather: described from
+    the future alone (only a bare Future's description reads a frame, for its name)."""
+    kind = type(fut)
+    if not (kind is _GATHERING_FUTURE or issubclass(kind, asyncio.Task)):
+        return None
+    try:
+        awaiting = describe_future(ctx, fut)
+    except Exception:
+        return None
+    if awaiting is None:
+        return None
+    return _with_deadline(ctx, awaiting, fut, task)
+
+
 def classify_planned(
     ctx: AwaitContext,
     frames: list[FrameType],
@@ -809,10 +865,15 @@ def classify_planned(
     fut: Any,
     task: Any,
     plan: tuple[PlanStep, ...],
+    found: list[Any] | None = None,
 ) -> WireAwaiting | None:
     """`classify` for a chain whose plan is known; `owners[i]` is the coroutine (or
     generator) running `frames[i]`. The result may be shared with other tasks: copy it
-    before changing it."""
+    before changing it.
+
+    `found`, when given, gets the `self` of the first step with a `self` class appended when
+    that step was looked at, for the caller to keep (weakly) for `classify_unmoved` next
+    snapshot."""
     if fut is None and not frames:
         return None
     awaiting: WireAwaiting | None = None
@@ -830,6 +891,9 @@ def classify_planned(
                 obj = first_local(owners[index], code)
                 if not issubclass(type(obj), cls):
                     obj = _local(frame, "self")
+                if found is not None:
+                    found.append(obj)
+                    found = None
                 key = (id(code), id(obj))  # the code is a handler's: alive for good
                 hit = ctx.memo.get(key)
                 if hit is not None and hit[0] is obj:
@@ -859,6 +923,12 @@ def classify_planned(
             }
         if awaiting is None:
             return None
+    if ctx.timeouts or awaiting["kind"] == "wait_for":
+        return _with_deadline(ctx, awaiting, fut, task)
+    return awaiting
+
+
+def _with_deadline(ctx: AwaitContext, awaiting: WireAwaiting, fut: Any, task: Any) -> WireAwaiting:
     deadline = ctx.timeouts.get(id(task))
     if deadline is None and awaiting["kind"] == "wait_for":
         deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter

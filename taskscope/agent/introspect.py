@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from asyncio import queues, taskgroups
 from collections.abc import Iterable
 from types import (
@@ -26,7 +27,14 @@ from types import (
 )
 from typing import Any
 
-from taskscope.agent.awaiting import AwaitContext, PlanStep, classify_planned, plan_chain
+from taskscope.agent.awaiting import (
+    AwaitContext,
+    PlanStep,
+    classify_planned,
+    classify_unmoved,
+    plan_cacheable,
+    plan_chain,
+)
 from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
 from taskscope.protocol import SNAPSHOT_SCHEMA, WireFrame, WireLoop, WireSnapshot, WireTask
 
@@ -175,7 +183,10 @@ def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
         if entry is None:
             entry = frame_cache[frame_key] = frame_record(*frame_key)
         stack.append(entry)
-    result = (stack, plan_chain(frames), tuple(frame.f_code for frame in frames))
+    plan = plan_chain(frames)
+    codes = tuple(frame.f_code for frame in frames)
+    first_code = codes[plan[0][0]] if plan else None
+    result = (stack, plan, codes, plan_cacheable(plan), first_code)
     if len(_STACK_CACHE) > 50_000:
         _STACK_CACHE.clear()
     _STACK_CACHE[key] = result
@@ -277,11 +288,30 @@ def _backward_codes() -> frozenset[CodeType]:
 _BACKWARD_CODES = _backward_codes()
 #: (code, line) -> frame record, shared by every task suspended at the same place.
 _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
-#: A suspension point: its wire stack, classification plan, and the code objects its key
-#: names by id (kept alive so that the ids stay theirs).
-StackEntry = tuple[list[WireFrame], tuple[PlanStep, ...], tuple[CodeType, ...]]
+#: A suspension point: its wire stack, classification plan, the code objects its key names
+#: by id (kept alive so that the ids stay theirs), whether tasks suspended there may be
+#: cached (`plan_cacheable`) and the code of the plan's first step.
+StackEntry = tuple[
+    list[WireFrame], tuple[PlanStep, ...], tuple[CodeType, ...], bool, CodeType | None
+]
 #: `_chain` key -> StackEntry: see `_stack_entry`.
 _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
+#: What a pending task's last snapshot found about its chain, reusable while the task has not
+#: been stepped since: a weak reference to its `_fut_waiter` then, its wire stack, its plan,
+#: a weak reference to the `self` of the plan's first step (or None) and that step's code.
+#: Only weak references: the host's futures and objects are never kept alive by it.
+TaskEntry = tuple[
+    "weakref.ref[Any]",
+    list[WireFrame],
+    tuple[PlanStep, ...],
+    "weakref.ref[Any] | None",
+    CodeType | None,
+]
+#: Tracker -> task number -> TaskEntry, for the tasks pending at its last snapshot (each
+#: build replaces the table: tasks gone or moved leave it).
+_TASK_CACHE: weakref.WeakKeyDictionary[Tracker, dict[int, TaskEntry]] = weakref.WeakKeyDictionary()
+
+
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).
 _NONE: list[Any] = []
@@ -426,27 +456,68 @@ class SnapshotBuilder:
         none = _NONE
         tracker_loop = None
         loop_id = ""
+        previous = _TASK_CACHE.get(tracker) or {}
+        fresh: dict[int, TaskEntry] = {}
+        weak = weakref.ref
         for task in tasks:
             entry = metas.get(id(task))
             meta = entry[1] if entry is not None and entry[0]() is task else meta_of(task)
             number = meta.task_id
             if not meta.watched:
                 unwatched.append(task)
-            coro = task_coro(task)
             wire = meta.wire
             if wire is None:
                 wire = meta.wire = (
                     str(number),
                     str(meta.parent_id) if meta.parent_id is not None else None,
                     [frame_record(code, line) for code, line in meta.created_from],
-                    coro_name(coro),
+                    coro_name(task_coro(task)),
                 )
-            frames, owners, key = _chain(coro)
-            cached = stack_cache.get(key)
-            stack, plan, _codes = cached if cached is not None else _stack_entry(frames, key)
             fut = getattr(task, "_fut_waiter", None)
             running = id(task) in current
-            awaiting = None if running else classify_planned(ctx, frames, owners, fut, task, plan)
+            # A task still suspended on the very same future has not been stepped since the
+            # last snapshot: same frames at the same places, same plan. Only what they wait
+            # on is described again.
+            hit = previous.get(number) if fut is not None else None
+            if hit is not None and hit[0]() is fut:
+                stack, plan = hit[1], hit[2]
+                fresh[number] = hit
+                if running:
+                    awaiting = None
+                else:
+                    self_ref = hit[3]
+                    first_self = self_ref() if self_ref is not None else None
+                    awaiting = classify_unmoved(ctx, plan, hit[4], first_self, fut, task)
+                    if awaiting is None:  # needs the frames after all
+                        frames, owners, _key = _chain(task_coro(task))
+                        awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
+            else:
+                frames, owners, key = _chain(task_coro(task))
+                cached = stack_cache.get(key)
+                stack, plan, _codes, cacheable, first_code = (
+                    cached if cached is not None else _stack_entry(frames, key)
+                )
+                if running:
+                    awaiting = None
+                elif fut is None or not cacheable:
+                    awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
+                else:
+                    # The `self` of the plan's first step, for `classify_unmoved` next time.
+                    found: list[Any] | None = [] if plan and plan[0][3] is not None else None
+                    awaiting = classify_planned(ctx, frames, owners, fut, task, plan, found)
+                    try:
+                        fut_ref = weak(fut)
+                    except TypeError:
+                        pass
+                    else:
+                        self_ref = None
+                        if found and found[0] is not None:
+                            try:
+                                # No callback: CPython shares one such reference per object.
+                                self_ref = weak(found[0])
+                            except TypeError:
+                                pass
+                        fresh[number] = (fut_ref, stack, plan, self_ref, first_code)
             task_loop = task.get_loop()
             if task_loop is not tracker_loop:
                 tracker_loop = task_loop
@@ -504,6 +575,7 @@ class SnapshotBuilder:
                 if aw is not None:
                     aw = waiter_record["awaiting"] = aw.copy()
                     aw["tasks"] = [str(number) for number in awaited]
+        _TASK_CACHE[tracker] = fresh
         cycles = find_cycles(edges)
         for cycle in cycles:
             for number in cycle:

@@ -1,0 +1,311 @@
+"""The snapshot builder reuses what it found about tasks that have not moved since the last
+snapshot (same `_fut_waiter`): these tests fail if a stale entry were served."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from taskscope.agent import introspect
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.tracker import Tracker
+from taskscope.protocol import WireSnapshot, WireTask
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _record(snapshot: WireSnapshot, name: str) -> WireTask:
+    for record in snapshot["tasks"]:
+        if record["name"] == name and record["state"] == "pending":
+            return record
+    raise AssertionError(f"no pending task {name}")
+
+
+def _with_tracker(scenario: Callable[[Tracker], Awaitable[None]]) -> None:
+    async def main() -> None:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            await scenario(tracker)
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())
+
+
+def _build(tracker: Tracker) -> WireSnapshot:
+    return SnapshotBuilder(tracker).build()
+
+
+def _cached_numbers(tracker: Tracker) -> set[int]:
+    return set(introspect._TASK_CACHE.get(tracker, {}))
+
+
+def test_unmoved_task_is_served_from_the_cache() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        event = asyncio.Event()
+        task = asyncio.create_task(event.wait(), name="waiter")
+        await _settle()
+        first = _record(_build(tracker), "waiter")
+        number = int(first["id"])
+        assert number in _cached_numbers(tracker)
+        entry = introspect._TASK_CACHE[tracker][number]
+        second = _record(_build(tracker), "waiter")
+        # THEN the same entry is kept, and the record says the same
+        assert introspect._TASK_CACHE[tracker][number] is entry
+        assert second["stack"] == first["stack"]
+        assert second["awaiting"] == first["awaiting"]
+        event.set()
+        await task
+
+    _with_tracker(scenario)
+
+
+def test_task_moving_to_another_await_gets_a_new_stack_and_description() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        first_event, second_event = asyncio.Event(), asyncio.Event()
+        lock = asyncio.Lock()
+
+        async def mover() -> None:
+            await first_event.wait()
+            async with lock:
+                await second_event.wait()
+
+        task = asyncio.create_task(mover(), name="mover")
+        await _settle()
+        before = _record(_build(tracker), "mover")
+        assert before["awaiting"] is not None and before["awaiting"]["kind"] == "event"
+        await lock.acquire()
+        first_event.set()
+        await _settle()
+        after = _record(_build(tracker), "mover")
+        assert after["awaiting"] is not None and after["awaiting"]["kind"] == "lock"
+        assert after["stack"] != before["stack"]
+        assert after["stack"][-1]["function"] == "Lock.acquire"
+        lock.release()
+        await _settle()
+        last = _record(_build(tracker), "mover")
+        assert last["awaiting"] is not None and last["awaiting"]["kind"] == "event"
+        assert last["stack"][0]["line"] != before["stack"][0]["line"]
+        second_event.set()
+        await task
+
+    _with_tracker(scenario)
+
+
+def test_queue_size_change_without_the_getter_moving_is_seen() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
+        getter_queue: asyncio.Queue[int] = asyncio.Queue()
+        full: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        full.put_nowait(0)
+        putter = asyncio.create_task(full.put(1), name="putter")
+        getter = asyncio.create_task(getter_queue.get(), name="getter")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        before = _record(_build(tracker), "putter")
+        assert before["awaiting"] is not None
+        assert "full, 1/1" in before["awaiting"]["text"]
+        # the putter does not move when another item is squeezed in behind its back
+        full._queue.append(2)  # type: ignore[attr-defined]
+        after = _record(_build(tracker), "putter")
+        assert after["awaiting"] is not None
+        assert "full, 2/1" in after["awaiting"]["text"]
+        assert after["awaiting"]["object"]["size"] == 2
+        # a getter whose queue gains an item stays suspended until the loop runs it
+        get_before = _record(_build(tracker), "getter")
+        assert get_before["awaiting"] is not None and "(0 items)" in get_before["awaiting"]["text"]
+        getter_queue._queue.append(7)  # type: ignore[attr-defined]
+        get_after = _record(_build(tracker), "getter")
+        assert get_after["awaiting"] is not None and "(1 item)" in get_after["awaiting"]["text"]
+        putter.cancel()
+        getter.cancel()
+        await asyncio.gather(putter, getter, return_exceptions=True)
+        del queue
+
+    _with_tracker(scenario)
+
+
+def test_lock_state_and_waiter_count_are_read_again() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        lock = asyncio.Lock()
+        await lock.acquire()
+        first = asyncio.create_task(lock.acquire(), name="first")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        before = _record(_build(tracker), "first")
+        assert before["awaiting"] is not None and "1 waiting" in before["awaiting"]["text"]
+        second = asyncio.create_task(lock.acquire(), name="second")
+        await _settle()
+        after = _record(_build(tracker), "first")
+        assert after["awaiting"] is not None and "2 waiting" in after["awaiting"]["text"]
+        first.cancel()
+        second.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+
+    _with_tracker(scenario)
+
+
+def test_sleep_countdown_decreases() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        sleeper = asyncio.create_task(asyncio.sleep(60), name="sleeper")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        before = _record(_build(tracker), "sleeper")
+        await asyncio.sleep(0.2)
+        after = _record(_build(tracker), "sleeper")
+        assert before["awaiting"] is not None and after["awaiting"] is not None
+        left_before = before["awaiting"]["seconds_left"]
+        left_after = after["awaiting"]["seconds_left"]
+        assert left_before is not None and left_after is not None
+        assert left_after <= left_before - 0.15
+        sleeper.cancel()
+        await asyncio.gather(sleeper, return_exceptions=True)
+
+    _with_tracker(scenario)
+
+
+def test_timeout_deadline_counts_down() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        event = asyncio.Event()
+
+        async def bounded() -> None:
+            async with asyncio.timeout(60):
+                await event.wait()
+
+        task = asyncio.create_task(bounded(), name="bounded")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        before = _record(_build(tracker), "bounded")
+        await asyncio.sleep(0.2)
+        after = _record(_build(tracker), "bounded")
+        assert before["awaiting"] is not None and after["awaiting"] is not None
+        assert after["awaiting"]["deadline_in"] <= before["awaiting"]["deadline_in"] - 0.15
+        event.set()
+        await task
+
+    _with_tracker(scenario)
+
+
+def test_renamed_task_shows_its_new_name() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        event = asyncio.Event()
+        task = asyncio.create_task(event.wait(), name="old name")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        _record(_build(tracker), "old name")
+        task.set_name("new name")
+        snapshot = _build(tracker)
+        assert _record(snapshot, "new name")["awaiting"] is not None
+        assert all(record["name"] != "old name" for record in snapshot["tasks"])
+        event.set()
+        await task
+
+    _with_tracker(scenario)
+
+
+def test_gather_child_finishing_changes_awaiting_tasks() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        first_event, second_event = asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(first_event.wait(), name="child one")
+        second = asyncio.create_task(second_event.wait(), name="child two")
+
+        async def parent() -> None:
+            await asyncio.gather(first, second)
+
+        task = asyncio.create_task(parent(), name="parent")
+        await _settle()
+        _build(tracker)  # fills the cache: the builds below are served from it
+        before = _build(tracker)
+        parent_before = _record(before, "parent")
+        ids = {_record(before, "child one")["id"], _record(before, "child two")["id"]}
+        assert parent_before["awaiting"] is not None
+        assert set(parent_before["awaiting"]["tasks"]) == ids
+        assert "0 done" in parent_before["awaiting"]["text"]
+        first_event.set()
+        await _settle()
+        after = _build(tracker)
+        parent_after = _record(after, "parent")
+        assert parent_after["awaiting"] is not None
+        assert parent_after["awaiting"]["tasks"] == [_record(after, "child two")["id"]]
+        assert "1 done" in parent_after["awaiting"]["text"]
+        second_event.set()
+        await task
+
+    _with_tracker(scenario)
+
+
+def test_awaited_by_follows_new_waiters() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        event = asyncio.Event()
+        target = asyncio.create_task(event.wait(), name="target")
+        await _settle()
+        assert _record(_build(tracker), "target")["awaited_by"] == []
+
+        async def waiter() -> None:
+            await target
+
+        waiting = asyncio.create_task(waiter(), name="waiting")
+        await _settle()
+        snapshot = _build(tracker)
+        assert _record(snapshot, "target")["awaited_by"] == [_record(snapshot, "waiting")["id"]]
+        event.set()
+        await waiting
+
+    _with_tracker(scenario)
+
+
+def test_cache_drops_finished_tasks_and_keeps_nothing_alive() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut_ref = weakref.ref(fut)
+
+        async def holder(waited: asyncio.Future[None]) -> None:
+            await waited
+
+        task = asyncio.create_task(holder(fut), name="holder")
+        await _settle()
+        number = int(_record(_build(tracker), "holder")["id"])
+        assert number in _cached_numbers(tracker)
+        fut.set_result(None)
+        await task
+        del fut, task
+        gc.collect()
+        # THEN the cache kept no strong reference to the future
+        assert fut_ref() is None
+        _build(tracker)
+        assert number not in _cached_numbers(tracker)
+
+    _with_tracker(scenario)
+
+
+def test_cancelled_then_resuspended_task_is_described_again() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        event = asyncio.Event()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def stubborn() -> None:
+            try:
+                await event.wait()
+            except asyncio.CancelledError:
+                await queue.get()
+
+        task = asyncio.create_task(stubborn(), name="stubborn")
+        await _settle()
+        before = _record(_build(tracker), "stubborn")
+        assert before["awaiting"] is not None and before["awaiting"]["kind"] == "event"
+        task.cancel()
+        await _settle()
+        after = _record(_build(tracker), "stubborn")
+        assert after["awaiting"] is not None and after["awaiting"]["kind"] == "queue_get"
+        assert after["stack"] != before["stack"]
+        queue.put_nowait(None)
+        await task
+
+    _with_tracker(scenario)
