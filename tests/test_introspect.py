@@ -165,7 +165,7 @@ def test_walk_frames_through_async_generator_and_generator() -> None:
 
         task = asyncio.create_task(consumer())
         await _settle()
-        frames, _end = walk_frames(task.get_coro())
+        frames = walk_frames(task.get_coro())
         assert [frame.f_code.co_name for frame in frames] == ["consumer", "ticks", "__await__"]
         task.cancel()
 

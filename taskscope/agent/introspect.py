@@ -80,34 +80,10 @@ def _asend_generator(obj: Any) -> Any:
     return None
 
 
-def walk_frames(coro: Any) -> tuple[list[FrameType], Any]:
-    """The frames of a coroutine chain, outermost first, and the object at its end."""
-    frames: list[FrameType] = []
-    obj = coro
-    for _ in range(MAX_STACK_DEPTH):
-        kind = type(obj)
-        if kind is CoroutineType:
-            frame, nxt = obj.cr_frame, obj.cr_await
-        elif kind is GeneratorType:
-            frame, nxt = obj.gi_frame, obj.gi_yieldfrom
-        elif kind is AsyncGeneratorType:
-            frame, nxt = obj.ag_frame, obj.ag_await
-        elif kind in _ASEND_TYPES:
-            obj = _asend_generator(obj)
-            continue
-        elif obj is None:
-            break
-        else:
-            # Coroutines compiled by Cython and friends quack the same way, or end the chain.
-            frame = getattr(obj, "cr_frame", None)
-            if frame is None:
-                break
-            nxt = getattr(obj, "cr_await", None)
-        if frame is None:
-            break
-        frames.append(frame)
-        obj = nxt
-    return frames, obj
+def walk_frames(coro: Any) -> list[FrameType]:
+    """The frames of a coroutine chain, outermost first: through nested coroutines, async
+    generators (their `asend` hides the generator) and generator-based awaits."""
+    return _chain(coro)[0]
 
 
 def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[Any, ...]]:
@@ -194,7 +170,7 @@ def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
 
 
 def _task_frames(task: Any) -> list[FrameType]:
-    return walk_frames(task_coro(task))[0]
+    return walk_frames(task_coro(task))
 
 
 def frame_record(code: CodeType, line: int | None) -> WireFrame:

@@ -314,7 +314,7 @@ class _ClientSession:
             reply["found"] = False
             reply["stack"] = []
             return reply
-        frames, _ = walk_frames(task_coro(task))
+        frames = walk_frames(task_coro(task))
         stack = []
         for frame in frames:
             entry: dict[str, Any] = dict(frame_record(frame.f_code, frame.f_lineno))
