@@ -164,13 +164,7 @@ class Tracker:
         """Runs on the loop thread for every task made through `loop.create_task`: note who
         made it, when and where, as cheaply as possible (an id is given on first look)."""
         try:
-            parent_id = None
-            if parent is not None:
-                entry = self._meta.get(id(parent))
-                if entry is not None and entry[0]() is parent:
-                    parent_id = entry[1].task_id
-                else:
-                    parent_id = self.ensure_meta(parent).task_id
+            parent_id = self.ensure_meta(parent).task_id if parent is not None else None
             site = _creation_site(sys._getframe(2))
             entry = self._meta.get(id(task))
             if entry is not None and entry[0]() is task:  # the agent looked at it already
