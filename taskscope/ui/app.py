@@ -514,7 +514,17 @@ class TaskscopeApp(App[int]):
         self._refresh_detail()
 
     def selected_task(self) -> TaskInfo | None:
-        return self.model.tasks.get(self.selected) if self.selected is not None else None
+        """The task under the active view's cursor, read from the view itself: the highlight
+        message that updates `selected` may still wait in the queue behind the key asking
+        (a fast `down` then `c` must cancel the task the cursor is on, not the one before)."""
+        task_id = self.selected
+        if self.view == "tree":
+            task_id = self.task_tree.selected_task
+        elif self.view in ("table", "history"):
+            view = self._views[self.view]
+            if isinstance(view, RowList):
+                task_id = view.cursor_key
+        return self.model.tasks.get(task_id) if task_id is not None else None
 
     # --- actions -------------------------------------------------------------------------------
 

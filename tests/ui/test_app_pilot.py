@@ -407,6 +407,24 @@ def test_c_asks_naming_the_task_and_y_cancels_it() -> None:
     run_app(scenario)
 
 
+def test_c_right_after_a_move_cancels_the_task_under_the_cursor() -> None:
+    # The highlight message of `down` may still be queued when `c` is handled: the dialog
+    # must name the task the cursor is on now, not the one it was on.
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        assert app.jump_to("7")
+        await pilot.pause()
+        # Move and ask in one go, before the highlight message is handled (as typed keys can).
+        app.task_tree.action_cursor_down()
+        app.action_cancel_task()
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
+        under_cursor = app.task_tree.selected_task
+        assert under_cursor is not None and under_cursor != "7"
+        expected = app.model.tasks[under_cursor].name
+        assert dialog_text(app).startswith(f"Cancel {expected} (")
+
+    run_app(scenario)
+
+
 def test_any_other_key_keeps_the_task_running() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         assert app.jump_to("4")
