@@ -120,8 +120,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"{'PID':>7}  {'PYTHON':7}  {'AGENT':5}  COMMAND")
     from taskscope.report import safe_text
 
+    # A terminal gets one line per process; a pipe or file gets whole command
+    # lines, since scripts grep them and the checkout path may be long.
+    command_width = max(20, os.get_terminal_size().columns - 25) if sys.stdout.isatty() else 4096
     for pid_text, version, agent, command in rows:
-        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(command, 100)}")
+        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(command, command_width)}")
     return 0
 
 
