@@ -166,23 +166,40 @@ class AgentServer:
             return dict(SnapshotBuilder(self.tracker).build(include_finished))
 
 
-def _stable(record: WireTask, taken_at: float) -> Any:
-    """A task record as compared between two looks: a countdown counts as a change only when
-    it ends at another time (a new sleep, a new deadline), not because time passed. Clients
-    count down themselves from the record's taken_at."""
+#: How far apart two readings of one countdown's end may be and still be the same countdown:
+#: the loop's clock and the wall clock are read a moment apart, and left times are rounded.
+COUNTDOWN_TOLERANCE = 0.05
+
+Countdowns = tuple[tuple[str, float | None], ...]
+
+
+def _stable(record: WireTask, taken_at: float) -> tuple[Any, Countdowns]:
+    """A task record as compared between two looks (see `_same`): the record without its
+    countdowns, and when each countdown ends in wall-clock seconds. A countdown counts as a
+    change only when it ends at another time (a new sleep, a new deadline), not because time
+    passed: clients count down themselves from the record's taken_at."""
     awaiting = record["awaiting"]
     if awaiting is None or ("seconds_left" not in awaiting and "deadline_in" not in awaiting):
-        return record
-    kept: dict[str, Any] = {
-        key: value
-        for key, value in awaiting.items()
-        if key not in ("seconds_left", "deadline_in", "text")
-    }
-    for key in ("seconds_left", "deadline_in"):
-        value = awaiting.get(key)
-        if isinstance(value, int | float):
-            kept[key] = round(taken_at + value, 1)  # when it ends, in wall-clock seconds
-    return {**record, "awaiting": kept}
+        return record, ()
+    kept: dict[str, Any] = {}
+    ends: list[tuple[str, float | None]] = []
+    for key, value in awaiting.items():
+        if key in ("seconds_left", "deadline_in"):
+            ends.append((key, taken_at + value if isinstance(value, int | float) else None))
+        elif key != "text":
+            kept[key] = value
+    return {**record, "awaiting": kept}, tuple(ends)
+
+
+def _same(before: tuple[Any, Countdowns] | None, now: tuple[Any, Countdowns]) -> bool:
+    if before is None or before[0] != now[0] or len(before[1]) != len(now[1]):
+        return False
+    for (key, end), (key_now, end_now) in zip(before[1], now[1], strict=True):
+        if key != key_now or (end is None) != (end_now is None):
+            return False
+        if end is not None and end_now is not None and abs(end - end_now) > COUNTDOWN_TOLERANCE:
+            return False
+    return True
 
 
 class _ClientSession:
@@ -192,7 +209,7 @@ class _ClientSession:
         self.greeted = False
         self.interval: float | None = None
         self.next_tick = 0.0
-        self.previous: dict[str, Any] = {}
+        self.previous: dict[str, tuple[Any, Countdowns]] = {}
         #: Set by a hello that asked for the compact encoding: this connection's tables.
         self.encoder: CompactEncoder | None = None
 
@@ -351,7 +368,7 @@ class _ClientSession:
         for task_id, record in current.items():
             stable = _stable(record, taken_at)
             stable_now[task_id] = stable
-            if previous.get(task_id) != stable:
+            if not _same(previous.get(task_id), stable):
                 changed.append(record)
         removed = [task_id for task_id in previous if task_id not in current]
         self.previous = stable_now
