@@ -66,6 +66,9 @@ class TaskTree(Tree[str]):
         self._cycle_roots: set[str] = set()
         self._loop_blocked: set[str] = set()
         self._sibling_keys: dict[int, list[tuple[object, ...]]] = {}
+        #: The sort key each node was placed by (name or state sort only): a task whose key
+        #: changes (renamed, finished) is moved to its new place among its siblings.
+        self._placed_key: dict[str, tuple[object, ...]] = {}
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ class TaskTree(Tree[str]):
         self.clear()
         self._task_nodes.clear()
         self._parent_of.clear()
+        self._placed_key.clear()
         now = self.clock()
         shown = [task for task in model.tasks.values() if options.shows(task, now)]
         if len(shown) > self.limit:
@@ -146,6 +150,8 @@ class TaskTree(Tree[str]):
         for task_id in removed:
             self._drop(task_id)
         shows = self.options.shows
+        selected = self.selected_task
+        placed_by = sort_key(self.options.sort) if self.options.sort != "age" else None
         for task_id in sorted(changed, key=_number):
             task = model.tasks.get(task_id)
             if task is None:
@@ -157,11 +163,21 @@ class TaskTree(Tree[str]):
                 continue
             if node is None:
                 self._place(task_id, set())
-            elif self._parent_for(task) != self._parent_of.get(task_id):
-                self._move(task_id)
+            else:
+                new_parent = self._parent_for(task) != self._parent_of.get(task_id)
+                placed_key = self._placed_key.get(task_id)
+                new_place = placed_by is not None and placed_by(task) != placed_key
+                if new_parent or new_place:
+                    self._move(task_id)
         if len(self._task_nodes) > self.limit:
             self.rebuild(model, self.options)
             return
+        node = self._task_nodes.get(selected) if selected is not None else None
+        if node is not None and node is not self.cursor_node:
+            # The selected task was moved, which makes its node anew: the cursor follows it
+            # once the lines are laid out again (asking for a line lays them out).
+            self.get_node_at_line(0)
+            self.select_task(node.data)
         self.tick()
 
     def expire(self) -> None:
@@ -227,6 +243,8 @@ class TaskTree(Tree[str]):
     def _insert(self, parent: TaskNode, task: TaskInfo) -> TaskNode:
         label = Text(safe_text(task.name))  # a Text: a str label would be parsed as markup
         if self.options.sort == "age" or not parent.children:
+            if self.options.sort != "age":
+                self._placed_key[task.id] = sort_key(self.options.sort)(task)
             node = parent.add(label, data=task.id, expand=True, allow_expand=False)
         else:
             key = sort_key(self.options.sort)
@@ -238,6 +256,7 @@ class TaskTree(Tree[str]):
                 ]
                 self._sibling_keys[parent.id] = keys
             mine = key(task)
+            self._placed_key[task.id] = mine
             index = bisect.bisect_right(keys, mine)
             keys.insert(index, mine)
             if index < len(parent.children):
@@ -274,6 +293,7 @@ class TaskTree(Tree[str]):
         for gone in ids:
             self._task_nodes.pop(gone, None)
             self._parent_of.pop(gone, None)
+            self._placed_key.pop(gone, None)
         return ids[1:]
 
     def _drop(self, task_id: str) -> None:

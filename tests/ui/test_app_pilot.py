@@ -100,6 +100,7 @@ def test_task_moves_when_its_tree_parent_changes() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
         assert parent_of(tree, "5") == "2"
+        assert tree.select_task("5")
         applied = app.updates_applied
         # WHEN conn-51234 becomes awaited by the dispatcher
         moved = wire_task(
@@ -116,6 +117,7 @@ def test_task_moves_when_its_tree_parent_changes() -> None:
         # THEN it hangs under the dispatcher now, and only once
         assert parent_of(tree, "5") == "3"
         assert sum(1 for node in tree.root.children if node.data == "5") == 0
+        assert tree.selected_task == "5"  # the cursor went with it
 
     run_app(scenario)
 
@@ -280,6 +282,33 @@ def test_s_cycles_sort_by_name_and_state() -> None:
         assert [child.data for child in dispatcher.children] == ["33", "34"]  # failed first
         await pilot.press("s")
         assert app.options.sort == "age"
+
+    run_app(scenario)
+
+
+def test_sorted_by_state_a_task_that_fails_moves_among_its_siblings() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        tree = app.task_tree
+        await pilot.press("s", "s")
+        assert app.options.sort == "state"
+        applied = app.updates_applied
+        source.push(delta([wire_task("36", "job-36", "process", parent="3", age=1)]))
+        await until(pilot, lambda: app.updates_applied > applied)
+        dispatcher = tree.node_for("3")
+        assert dispatcher is not None
+        assert [child.data for child in dispatcher.children] == ["36", "33", "34"]  # pending first
+        assert tree.select_task("36")
+        # WHEN the pending job fails
+        applied = app.updates_applied
+        failed = wire_task(
+            "36", "job-36", "process", state="failed", parent="3", age=1, finished_ago=0.1
+        )
+        source.push(delta([failed]))
+        await until(pilot, lambda: app.updates_applied > applied)
+        # THEN it moves up among the failed, without a rebuild of the tree
+        assert [child.data for child in dispatcher.children] == ["33", "36", "34"]
+        assert tree.node_for("3") is dispatcher
+        assert tree.selected_task == "36"  # the cursor went with it
 
     run_app(scenario)
 
