@@ -173,11 +173,11 @@ class TaskTree(Tree[str]):
             self.rebuild(model, self.options)
             return
         node = self._task_nodes.get(selected) if selected is not None else None
-        if node is not None and node is not self.cursor_node:
+        if selected is not None and node is not None and node is not self.cursor_node:
             # The selected task was moved, which makes its node anew: the cursor follows it
             # once the lines are laid out again (asking for a line lays them out).
             self.get_node_at_line(0)
-            self.select_task(node.data)
+            self.select_task(selected)
         self.tick()
 
     def expire(self) -> None:
