@@ -4,17 +4,23 @@ Run: python benchmarks/snapshot.py [--sizes 1000,10000,100000] [--repeat 5]
 
 Tasks are a realistic mix (sleeping, waiting on a queue, on a lock, on another task, in a
 TaskGroup). The snapshot is built on another thread, as the agent does, while the loop idles.
-Printed per size: the build (what the host pays, GIL held), then the encoding of the snapshot
-message (the agent's thread, GIL held too) in both wire encodings:
+All figures are CPU time of the agent's thread, which holds the GIL: what the host pays.
+Printed per size:
 
-- plain: the schema-1 JSON (clients that do not ask for an encoding);
-- compact cold: the first message of a connection (its tables are sent along: a `dump`);
-- compact warm: a later message of the same connection (tables already sent: what a
-  subscription's messages cost per task they carry);
+- first: the agent's first look at these tasks (ids given, stacks walked and described);
+- build: a later look, tasks unmoved since (the usual case between two looks): the records of
+  tasks that did not change are the objects of the last look again;
+- compact: the compact encoding of the snapshot message, as the first message of an agent's
+  first connection (`cold`, every row encoded) and as a later one (`warm`, rows of unchanged
+  records reused: a second `dump`, a client reconnecting);
+- full: build + warm compact, a whole snapshot on the wire, the figure the aim is about;
+- tick: one subscription tick of a dashboard when nothing moved (build, compare with the
+  last look, encode the empty delta);
+- plain: the schema-1 JSON (clients that do not ask for an encoding), countdowns counted;
 
-with the bytes per task of each, what the client pays to decode (json.loads, plus expanding
-rows back to schema-1 records for compact), and for scale the bare cost of iterating
-asyncio.all_tasks().
+with the bytes per task of each encoding, what the client pays to decode (json.loads, plus
+expanding rows back to schema-1 records for compact), and for scale the bare cost of
+iterating asyncio.all_tasks().
 """
 
 from __future__ import annotations
@@ -30,7 +36,13 @@ from typing import Any
 
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import CompactDecoder, CompactEncoder, encode
+from taskscope.protocol import (
+    CompactDecoder,
+    CompactEncoder,
+    CompactTables,
+    encode,
+    materialize_body,
+)
 
 
 def best_of(repeat: int, func: Callable[[], Any]) -> float:
@@ -93,24 +105,46 @@ async def measure(size: int, repeat: int) -> dict[str, float]:
     results: dict[str, float] = {}
 
     def work() -> None:
-        builder.build()  # warm up: ids given to tasks made before the tracker
-        results["build"] = best_of(repeat, builder.build)
-        message = {"type": "snapshot", "snapshot": builder.build()}
-        results["plain"] = best_of(repeat, lambda: encode(message))
-        results["cold"] = best_of(repeat, lambda: encode(CompactEncoder().message(message)))
-        warm = CompactEncoder()
-        cold_line = encode(warm.message(message))
-        results["warm"] = best_of(repeat, lambda: encode(warm.message(message)))
-        plain_line = encode(message)
-        warm_line = encode(warm.message(message))
+        started = time.thread_time()
+        builder.build_raw()  # ids given to tasks made before the tracker, stacks described
+        results["first"] = time.thread_time() - started
+        results["build"] = best_of(repeat, builder.build_raw)
+        snapshot = builder.build_raw()
+        message = {"type": "snapshot", "snapshot": snapshot}
+        results["cold"] = best_of(repeat, lambda: CompactEncoder().encode(message))
+        tables = CompactTables()
+        cold_line = CompactEncoder(tables).encode(message)
+        results["warm"] = best_of(repeat, lambda: CompactEncoder(tables).encode(message))
+        encoder = CompactEncoder(tables)
+        encoder.encode(message)
+
+        def tick() -> None:
+            now = builder.build_raw()
+            last = {record["id"]: record for record in snapshot["tasks"]}
+            changed = []
+            for record in now["tasks"]:
+                before = last.get(record["id"])
+                if before is not record and before != record:
+                    changed.append(record)
+            delta = {"taken_at": now["taken_at"], "loops": now["loops"], "changed": changed}
+            encoder.encode({"type": "delta", "delta": delta})
+
+        results["tick"] = best_of(repeat, tick)
+
+        def plain() -> bytes:
+            return encode({"type": "snapshot", "snapshot": materialize_body(snapshot, "tasks")})
+
+        results["plain"] = best_of(repeat, plain)
+        plain_line = plain()
         results["plain_bytes"] = len(plain_line)
         results["cold_bytes"] = len(cold_line)
-        results["warm_bytes"] = len(warm_line)
+        results["warm_bytes"] = len(encoder.encode(message))
         results["plain_decode"] = best_of(repeat, lambda: json.loads(plain_line))
         results["compact_decode"] = best_of(
             repeat, lambda: CompactDecoder().message(json.loads(cold_line))
         )
-        assert CompactDecoder().message(json.loads(cold_line)) == json.loads(plain_line)
+        decoded = CompactDecoder().message(json.loads(cold_line))
+        assert decoded == json.loads(plain_line)
         results["all_tasks"] = best_of(repeat, lambda: list(asyncio.all_tasks(loop)))
 
     loop = asyncio.get_running_loop()
@@ -133,13 +167,15 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}; best of {args.repeat}; per task: us (CPU), B")
     columns = (
         ("tasks", 7),
+        ("first us", 8),
         ("build us", 8),
-        ("plain us", 8),
         ("cold us", 7),
         ("warm us", 7),
+        ("full us", 7),
+        ("tick us", 7),
+        ("plain us", 8),
         ("plain B", 7),
-        ("cold B", 6),
-        ("warm B", 6),
+        ("compact B", 9),
         ("decode plain/compact us", 23),
         ("all_tasks us", 12),
     )
@@ -153,13 +189,15 @@ def main() -> None:
         decode = f"{per('plain_decode'):.2f} / {per('compact_decode'):.2f}"
         cells = (
             f"{int(r['live'])}",
+            f"{per('first'):.2f}",
             f"{per('build'):.2f}",
-            f"{per('plain'):.2f}",
             f"{per('cold'):.2f}",
             f"{per('warm'):.2f}",
+            f"{per('build') + per('warm'):.2f}",
+            f"{per('tick'):.2f}",
+            f"{per('plain'):.2f}",
             f"{per('plain_bytes', 1):.0f}",
             f"{per('cold_bytes', 1):.0f}",
-            f"{per('warm_bytes', 1):.0f}",
             decode,
             f"{per('all_tasks'):.2f}",
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -33,7 +34,9 @@ MAX_ENCODING_NAME: Final = 64
 #: Wire encodings of snapshots and deltas a client may ask for in `hello` (see "Compact
 #: encoding" in docs/protocol.md). "plain" is the schema-1 JSON itself, and the default.
 PLAIN: Final = "plain"
-COMPACT: Final = "compact"
+#: The second compact encoding (countdowns travel as the times they end at). An agent asked
+#: for a name it does not know, such as the first one's "compact", answers in plain JSON.
+COMPACT: Final = "compact2"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
 RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel"]
@@ -68,6 +71,8 @@ class WireAwaiting(TypedDict):
     deadline_in: NotRequired[float | None]
     object: NotRequired[dict[str, Any]]
     peer: NotRequired[str | None]
+    # Inside the agent and in the compact encoding only (never in schema 1): see "Countdowns".
+    countdown: NotRequired[list[Any]]
 
 
 class WireTask(TypedDict):
@@ -110,6 +115,8 @@ class WireSnapshot(TypedDict):
     tasks: list[WireTask]
     cycles: list[list[str]]
     history_limit: int
+    # Inside the agent and in the compact encoding only: the loop clock at `taken_at`.
+    loop_time: NotRequired[float]
 
 
 class WireDelta(TypedDict):
@@ -118,6 +125,65 @@ class WireDelta(TypedDict):
     changed: list[WireTask]
     removed: list[str]
     cycles: list[list[str]]
+    loop_time: NotRequired[float]
+
+
+# --- Countdowns ------------------------------------------------------------------------------
+#
+# A sleep's seconds left and a timeout's deadline change as time passes while the task does
+# not move. Inside the agent, and in the compact encoding, an `awaiting` description holds
+# them as the loop-clock times they end at, `countdown`: [sleep end or null, deadline or null,
+# text after them], its `text` being the words before them; the snapshot carries the loop
+# clock (`loop_time`). So the description of a task that did not move stays the same object,
+# and comparing two snapshots, or caching what was encoded, needs no tolerance.
+# `materialize_awaiting` turns it into the schema-1 form: `seconds_left`, `deadline_in` and
+# the whole text. Both sides call it, so both get the same words.
+
+
+def seconds_text(value: float) -> str:
+    """A duration as a countdown says it: one decimal below 100 s."""
+    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
+def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> WireAwaiting:
+    """The schema-1 form of a description (itself when it has no countdown). Raises
+    TypeError or ValueError on a malformed countdown."""
+    countdown = awaiting.get("countdown")
+    if countdown is None:
+        return awaiting
+    sleep_end, deadline, after = countdown
+    if loop_time is None:
+        raise ValueError("a countdown without the loop time")
+    result: dict[str, Any] = {key: value for key, value in awaiting.items() if key != "countdown"}
+    text = str(awaiting["text"])
+    if sleep_end is not None:
+        left = round(max(0.0, float(sleep_end) - loop_time), 3)
+        result["seconds_left"] = left
+        text += f"{seconds_text(left)} left"
+    if deadline is not None:
+        left = max(0.0, float(deadline) - loop_time)
+        result["deadline_in"] = round(left, 3)
+        text += f", timeout in {seconds_text(left)}"
+    result["text"] = text + str(after)
+    return result  # type: ignore[return-value]
+
+
+def materialize_record(record: WireTask, loop_time: float | None) -> WireTask:
+    """The schema-1 form of a task record (itself when it has no countdown)."""
+    awaiting = record["awaiting"]
+    if awaiting is None or "countdown" not in awaiting:
+        return record
+    result = record.copy()
+    result["awaiting"] = materialize_awaiting(awaiting, loop_time)
+    return result
+
+
+def materialize_body(body: dict[str, Any], rows_key: str) -> dict[str, Any]:
+    """The schema-1 form of a snapshot or delta body: countdowns counted, `loop_time` gone."""
+    loop_time = body.get("loop_time")
+    result = {key: value for key, value in body.items() if key != "loop_time"}
+    result[rows_key] = [materialize_record(record, loop_time) for record in body[rows_key]]
+    return result
 
 
 # --- Requests --------------------------------------------------------------------------------
@@ -253,8 +319,10 @@ def encode(message: dict[str, Any] | Any) -> bytes:
 #
 # Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
 # a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
-# live as long as the connection: each message sends only the entries it adds (`intern`).
-# Everything else is the schema-1 JSON unchanged. docs/protocol.md, "Compact encoding".
+# grow for as long as the connection lives: each message sends only the entries the client
+# lacks (`intern`). Their `awaiting` objects are indexes into the message's `awaits`, with
+# countdowns as end times (see "Countdowns"). Everything else is the schema-1 JSON
+# unchanged. docs/protocol.md, "Compact encoding".
 
 #: The first eleven positions of a compact task row; then `created_from` (a stack index or
 #: null when the record has none) and, only when the record has other keys, an object of them.
@@ -285,143 +353,119 @@ MAX_PINNED: Final = 1 << 18
 _StackKey = tuple[tuple[str, str, int | None], ...]
 
 
-class CompactEncoder:
-    """The agent's side of one compact connection: its interning tables, and what the next
-    message must add to the client's copy of them.
+class CompactTables:
+    """The interning tables and the encoded rows of one agent, shared by all its compact
+    connections (each remembers how much of the tables it was sent: `CompactEncoder`).
 
-    Cheap per task: a coroutine name is found by its string (whose hash is cached), a stack or
-    `created_from` list by `id()`. The snapshot builder shares stack lists between tasks
-    suspended at the same place and keeps each task's `created_from` list for its life, so an
-    `id()` hit is the common case. The lists are pinned (referenced here) so that an id cannot
-    be reused by another list while remembered; on a miss the list is interned by content.
-    Records are never mutated after they are built, which makes this sound."""
+    Cheap per task: a record that is the same object as in an earlier message (the snapshot
+    builder reuses the record of a task that did not change) costs a dictionary look-up, its
+    row being kept as text with a hole for its `awaiting` index. For a new record, a coroutine
+    name is found by its string, a stack or `created_from` list by `id()` (the builder shares
+    stack lists between tasks suspended at the same place), and only on a miss by content.
+    Lists and records are pinned (referenced here) so that an id is not reused while
+    remembered; records are never mutated once built, which makes this sound. Thread-safe:
+    `lock` is held while encoding."""
 
     def __init__(self) -> None:
-        self._reset_pending = False
+        self.lock = threading.Lock()
+        self.generation = 0
         self._clear()
 
     def _clear(self) -> None:
+        self.generation += 1
         self._strings: dict[str, int] = {}
+        self.string_list: list[str] = []
         self._frames: dict[tuple[str, str], int] = {}
+        self.frame_list: list[list[str]] = []
         self._stacks: dict[_StackKey, int] = {}
+        self.stack_list: list[list[list[int | None]]] = []
         self._by_id: dict[int, int] = {}
         self._pinned: list[Any] = []
-        self._new_strings: list[str] = []
-        self._new_frames: list[list[str]] = []
-        self._new_stacks: list[list[list[int | None]]] = []
+        #: id(record) -> (record, row text before the `awaiting` index, row text after it)
+        self._rows: dict[int, tuple[Any, str, str]] = {}
+        #: id(awaiting) -> (awaiting, its JSON text)
+        self._awaits: dict[int, tuple[Any, str]] = {}
 
-    def message(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The compact form of a plain `snapshot` or `delta` message; any other message as it
-        is. Must be sent, in order, on the connection this encoder belongs to."""
-        kind = message.get("type")
-        if kind == "snapshot":
-            rows_key = "tasks"
-        elif kind == "delta":
-            rows_key = "changed"
-        else:
-            return message
+    def rows(self, records: Sequence[Any]) -> tuple[str, str]:
+        """The records as a JSON array of rows, and the JSON array of the `awaiting` objects
+        the rows index (an object shared by several records is there once). Hold `lock`."""
         self._check_limits()
-        body = dict(message[kind])
-        rows, awaits = self.rows(body[rows_key])
-        body[rows_key] = rows
-        body["awaits"] = awaits
-        out: dict[str, Any] = {}
-        for key, value in message.items():
-            if key == kind:
-                intern = self.take_intern()
-                if intern is not None:
-                    out["intern"] = intern
-                out[key] = body
-            else:
-                out[key] = value
-        return out
-
-    def rows(self, records: Sequence[Any]) -> tuple[list[list[Any]], list[Any]]:
-        """Task records as rows, and the message's table of `awaiting` objects they index
-        (an object shared by several records is sent once)."""
-        rows: list[list[Any]] = []
-        awaits: list[Any] = []
+        cached = self._rows
+        parts: list[str] = []
+        awaits: list[str] = []
         await_index: dict[int, int] = {}
-        strings = self._strings
-        by_id = self._by_id
-        values = _ROW_VALUES
-        states = _STATE_CODES
         for record in records:
-            (
-                task_id,
-                loop,
-                name,
-                state,
-                coro,
-                stack,
-                awaiting,
-                awaited_by,
-                parent,
-                created_at,
-                finished_at,
-            ) = values(record)
-            coro_index = strings.get(coro)
-            if coro_index is None:
-                coro_index = self._string(coro)
-            stack_index = by_id.get(id(stack))
-            if stack_index is None:
-                stack_index = self._list(stack)
-            await_ref = None
-            if awaiting is not None:
-                await_ref = await_index.get(id(awaiting))
-                if await_ref is None:
-                    await_ref = await_index[id(awaiting)] = len(awaits)
-                    awaits.append(awaiting)
-            origin = record.get("created_from")
-            origin_index = None
-            if origin is not None:
-                origin_index = by_id.get(id(origin))
-                if origin_index is None:
-                    origin_index = self._list(origin)
-            row = [
-                task_id,
-                loop,
-                name,
-                states.get(state, state),
-                coro_index,
-                stack_index,
-                await_ref,
-                awaited_by,
-                parent,
-                created_at,
-                finished_at,
-                origin_index,
-            ]
-            if len(record) > 11 + (origin is not None):
-                row.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-            rows.append(row)
-        return rows, awaits
+            row = cached.get(id(record))
+            if row is None or row[0] is not record:
+                row = self._row(record)
+            awaiting = record["awaiting"]
+            if awaiting is None:
+                parts.append(row[1] + "null" + row[2])
+                continue
+            ref = await_index.get(id(awaiting))
+            if ref is None:
+                ref = await_index[id(awaiting)] = len(awaits)
+                awaits.append(self._await_text(awaiting))
+            parts.append(f"{row[1]}{ref}{row[2]}")
+        if len(cached) > 2 * len(records) + 4096:  # drop the rows of records gone since
+            keep = {id(record) for record in records}
+            self._rows = {key: row for key, row in cached.items() if key in keep}
+            self._awaits.clear()
+        return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
 
-    def take_intern(self) -> dict[str, Any] | None:
-        """The table entries added since the last call (and whether the tables restarted)."""
-        intern: dict[str, Any] = {}
-        if self._reset_pending:
-            intern["reset"] = True
-            self._reset_pending = False
-        if self._new_strings:
-            intern["strings"], self._new_strings = self._new_strings, []
-        if self._new_frames:
-            intern["frames"], self._new_frames = self._new_frames, []
-        if self._new_stacks:
-            intern["stacks"], self._new_stacks = self._new_stacks, []
-        return intern or None
+    def _row(self, record: Any) -> tuple[Any, str, str]:
+        (
+            task_id,
+            loop,
+            name,
+            state,
+            coro,
+            stack,
+            _awaiting,
+            awaited_by,
+            parent,
+            created_at,
+            finished_at,
+        ) = _ROW_VALUES(record)
+        coro_index = self._strings.get(coro)
+        if coro_index is None:
+            coro_index = self._string(coro)
+        stack_index = self._by_id.get(id(stack))
+        if stack_index is None:
+            stack_index = self._list(stack)
+        origin = record.get("created_from")
+        origin_index = None
+        if origin is not None:
+            origin_index = self._by_id.get(id(origin))
+            if origin_index is None:
+                origin_index = self._list(origin)
+        head = [task_id, loop, name, _STATE_CODES.get(state, state), coro_index, stack_index]
+        tail: list[Any] = [awaited_by, parent, created_at, finished_at, origin_index]
+        if len(record) > 11 + (origin is not None):
+            tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
+        row = (record, _encoder.encode(head)[:-1] + ",", "," + _encoder.encode(tail)[1:])
+        self._rows[id(record)] = row
+        return row
+
+    def _await_text(self, awaiting: Any) -> str:
+        known = self._awaits.get(id(awaiting))
+        if known is not None and known[0] is awaiting:
+            return known[1]
+        text = _encoder.encode(awaiting)
+        self._awaits[id(awaiting)] = (awaiting, text)
+        return text
 
     def _check_limits(self) -> None:
-        if max(len(self._strings), len(self._frames), len(self._stacks)) > MAX_TABLE_ENTRIES:
+        sizes = (len(self.string_list), len(self.frame_list), len(self.stack_list))
+        if max(sizes) > MAX_TABLE_ENTRIES:
             self._clear()
-            self._reset_pending = True
         elif len(self._pinned) > MAX_PINNED:
             self._by_id.clear()
             self._pinned.clear()
 
     def _string(self, value: str) -> int:
-        index = self._strings[value] = len(self._strings)
-        self._new_strings.append(value)
+        index = self._strings[value] = len(self.string_list)
+        self.string_list.append(value)
         return index
 
     def _list(self, frames: list[Any]) -> int:
@@ -432,14 +476,86 @@ class CompactEncoder:
             for function, file, line in key:
                 frame_index = self._frames.get((function, file))
                 if frame_index is None:
-                    frame_index = self._frames[function, file] = len(self._frames)
-                    self._new_frames.append([function, file])
+                    frame_index = self._frames[function, file] = len(self.frame_list)
+                    self.frame_list.append([function, file])
                 entries.append([frame_index, line])
-            index = self._stacks[key] = len(self._stacks)
-            self._new_stacks.append(entries)
+            index = self._stacks[key] = len(self.stack_list)
+            self.stack_list.append(entries)
         self._by_id[id(frames)] = index
         self._pinned.append(frames)
         return index
+
+
+#: Stand-ins for the rows and the awaits of a message while the rest of it is encoded; the
+#: encoded rows replace them. A message whose own strings happen to encode the same way is
+#: encoded the slow way instead.
+_ROWS_MARK: Final = "\x00taskscope rows\x00"
+_AWAITS_MARK: Final = "\x00taskscope awaits\x00"
+_ROWS_TEXT: Final = json.dumps(_ROWS_MARK)
+_AWAITS_TEXT: Final = json.dumps(_AWAITS_MARK)
+
+
+class CompactEncoder:
+    """The agent's side of one compact connection: which part of the shared tables the
+    client has, and the encoding of each message for it."""
+
+    def __init__(self, tables: CompactTables | None = None) -> None:
+        self.tables = tables if tables is not None else CompactTables()
+        self._generation = 0
+        self._sent = (0, 0, 0)
+
+    def encode(self, message: dict[str, Any]) -> bytes:
+        """The line for a `snapshot` or `delta` message in the compact encoding; any other
+        message as `encode` makes it. Must be sent, in order, on this encoder's connection."""
+        kind = message.get("type")
+        if kind == "snapshot":
+            rows_key = "tasks"
+        elif kind == "delta":
+            rows_key = "changed"
+        else:
+            return encode(message)
+        tables = self.tables
+        with tables.lock:
+            rows, awaits = tables.rows(message[kind][rows_key])
+            intern = self._take_intern()
+        body = dict(message[kind])
+        body[rows_key] = _ROWS_MARK
+        body["awaits"] = _AWAITS_MARK
+        out: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == kind:
+                if intern is not None:
+                    out["intern"] = intern
+                out[key] = body
+            else:
+                out[key] = value
+        text = _encoder.encode(out)
+        if text.count(_ROWS_TEXT) != 1 or text.count(_AWAITS_TEXT) != 1:
+            body[rows_key] = json.loads(rows)
+            body["awaits"] = json.loads(awaits)
+            return encode(out)
+        text = text.replace(_ROWS_TEXT, rows).replace(_AWAITS_TEXT, awaits)
+        return text.encode("utf-8", "surrogatepass") + b"\n"
+
+    def _take_intern(self) -> dict[str, Any] | None:
+        """The table entries the client lacks (all of them, after `reset`, when the tables
+        started over since its last message)."""
+        tables = self.tables
+        intern: dict[str, Any] = {}
+        strings, frames, stacks = self._sent
+        if self._generation != tables.generation:
+            if self._generation:
+                intern["reset"] = True
+            self._generation = tables.generation
+            strings = frames = stacks = 0
+        if len(tables.string_list) > strings:
+            intern["strings"] = tables.string_list[strings:]
+        if len(tables.frame_list) > frames:
+            intern["frames"] = tables.frame_list[frames:]
+        if len(tables.stack_list) > stacks:
+            intern["stacks"] = tables.stack_list[stacks:]
+        self._sent = (len(tables.string_list), len(tables.frame_list), len(tables.stack_list))
+        return intern or None
 
 
 class CompactDecoder:
@@ -472,13 +588,14 @@ class CompactDecoder:
             else:
                 return message
             body = message[kind]
-            awaits = body.get("awaits", ())
+            loop_time = body.get("loop_time")
+            awaits = [materialize_awaiting(item, loop_time) for item in body.get("awaits", ())]
             task = self._task
             plain: dict[str, Any] = {}
             for key, value in body.items():
                 if key == rows_key:
                     plain[key] = [task(row, awaits) for row in value]
-                elif key != "awaits":
+                elif key not in ("awaits", "loop_time"):
                     plain[key] = value
             message[kind] = plain
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:

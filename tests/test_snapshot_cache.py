@@ -44,7 +44,15 @@ def _build(tracker: Tracker) -> WireSnapshot:
 
 
 def _cached_numbers(tracker: Tracker) -> set[int]:
-    return set(introspect._TASK_CACHE.get(tracker, {}))
+    """The tasks whose chain the builder noted (in their metadata) for its next look."""
+    return {meta.task_id for _ref, meta in tracker._meta.values() if meta.chain is not None}
+
+
+def _cached_entry(tracker: Tracker, number: int) -> introspect.TaskEntry:
+    for _ref, meta in tracker._meta.values():
+        if meta.task_id == number and meta.chain is not None:
+            return meta.chain  # type: ignore[no-any-return]
+    raise AssertionError(f"no cache entry for task {number}")
 
 
 def test_unmoved_task_is_served_from_the_cache() -> None:
@@ -55,10 +63,10 @@ def test_unmoved_task_is_served_from_the_cache() -> None:
         first = _record(_build(tracker), "waiter")
         number = int(first["id"])
         assert number in _cached_numbers(tracker)
-        entry = introspect._TASK_CACHE[tracker][number]
+        entry = _cached_entry(tracker, number)
         second = _record(_build(tracker), "waiter")
         # THEN the same entry is kept, and the record says the same
-        assert introspect._TASK_CACHE[tracker][number] is entry
+        assert _cached_entry(tracker, number) is entry
         assert second["stack"] == first["stack"]
         assert second["awaiting"] == first["awaiting"]
         event.set()

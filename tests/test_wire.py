@@ -32,8 +32,7 @@ from tests.helpers import run_cli
 def _roundtrip(
     encoder: CompactEncoder, decoder: CompactDecoder, message: dict[str, Any]
 ) -> tuple[bytes, dict[str, Any]]:
-    line = encoder.message(message)
-    wire = encode(line)
+    wire = encoder.encode(message)
     return wire, decoder.message(json.loads(wire))
 
 
@@ -95,8 +94,10 @@ async def _population() -> tuple[Tracker, list[asyncio.Task[Any]], asyncio.Event
 
 
 async def _teardown(tracker: Tracker, tasks: list[asyncio.Task[Any]]) -> None:
+    from taskscope.agent.cancel import _cancel_on_loop
+
     for task in tasks:
-        task.cancel()
+        _cancel_on_loop(task, None)  # safe for tasks in an await cycle, unlike task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     tracker.uninstall()
 
@@ -159,7 +160,7 @@ def test_tables_persist_across_messages_and_only_new_entries_are_sent() -> None:
         assert set(intern) <= {"strings", "frames", "stacks"}
         # Other messages go through untouched, in both directions.
         other = {"type": "cancel", "re": 4, "task": "1", "outcome": "requested"}
-        assert decoder.message(json.loads(encode(encoder.message(other)))) == other
+        assert decoder.message(json.loads(encoder.encode(other))) == other
         await _teardown(tracker, tasks)
 
     asyncio.run(main())
@@ -185,6 +186,145 @@ def test_tables_restart_when_full_and_pins_are_dropped(monkeypatch: pytest.Monke
         await _teardown(tracker, tasks)
 
     asyncio.run(main())
+
+
+async def _countdowns() -> list[asyncio.Task[Any]]:
+    """Tasks whose descriptions count down: a sleep, a sleep under asyncio.timeout, wait_for
+    on a sleep, and two tasks awaiting each other under a timeout (a cycle)."""
+
+    async def timed_sleep() -> None:
+        async with asyncio.timeout(300):
+            await asyncio.sleep(3000)
+
+    async def waits_for() -> None:
+        await asyncio.wait_for(asyncio.sleep(3000), 200)
+
+    peers: dict[str, asyncio.Task[Any]] = {}
+
+    async def partner(other: str) -> None:
+        await asyncio.sleep(0.001)
+        async with asyncio.timeout(400):
+            await peers[other]
+
+    tasks = [
+        asyncio.create_task(asyncio.sleep(1000)),
+        asyncio.create_task(timed_sleep()),
+        asyncio.create_task(waits_for()),
+    ]
+    peers["a"] = asyncio.create_task(partner("b"))
+    peers["b"] = asyncio.create_task(partner("a"))
+    tasks += peers.values()
+    await asyncio.sleep(0.05)
+    return tasks
+
+
+def test_countdowns_travel_as_end_times_and_expand_to_the_plain_words() -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        tasks += await _countdowns()
+        builder = SnapshotBuilder(tracker)
+        raw = builder.build_raw()
+        plain = protocol.materialize_body(dict(raw), "tasks")
+        message = {"type": "snapshot", "snapshot": raw}
+        _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
+        _same(decoded, {"type": "snapshot", "snapshot": plain})
+        texts = [record["awaiting"]["text"] for record in plain["tasks"] if record["awaiting"]]
+        assert any(text.startswith("sleep, ") and text.endswith(" s left") for text in texts)
+        assert any("sleep, " in text and ", timeout in " in text for text in texts)
+        assert any(
+            text.startswith("wait_for ") and " s left, timeout in " in text for text in texts
+        )
+        cycle = [text for text in texts if text.endswith(" (await cycle)")]
+        assert len(cycle) == 2 and all(", timeout in " in text for text in cycle)
+        # No countdown reaches schema 1 raw; the plain records say seconds.
+        assert not any("countdown" in (record["awaiting"] or {}) for record in plain["tasks"])
+        assert "loop_time" not in plain
+        assert any(
+            300 - 5 < (record["awaiting"] or {}).get("deadline_in", 0) <= 300
+            for record in plain["tasks"]
+        )
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_a_task_that_did_not_move_keeps_its_record_object() -> None:
+    async def main() -> None:
+        tracker, tasks, gate = await _population()
+        tasks += await _countdowns()
+        builder = SnapshotBuilder(tracker)
+        first = {record["id"]: record for record in builder.build_raw()["tasks"]}
+        await asyncio.sleep(0.02)  # countdowns move on, tasks do not
+        second = {record["id"]: record for record in builder.build_raw()["tasks"]}
+        unmoved = [task_id for task_id in second if second[task_id] is first.get(task_id)]
+        sleepers = [
+            record
+            for record in second.values()
+            if record["awaiting"] is not None and "countdown" in record["awaiting"]
+        ]
+        assert len(sleepers) >= 10
+        assert all(second[record["id"]] is first[record["id"]] for record in sleepers)
+        # Everything pending but the task building the snapshot (this one) stayed put.
+        pending = [task_id for task_id, record in second.items() if record["state"] == "pending"]
+        assert len(unmoved) >= len(pending) - 1
+        # A task that moves gets a new record; so does the one awaiting it.
+        gate.set()
+        await asyncio.sleep(0.01)
+        third = {record["id"]: record for record in builder.build_raw()["tasks"]}
+        waiters = [
+            task_id for task_id, record in second.items() if record["name"].startswith("waiter-")
+        ]
+        assert waiters and all(third[task_id] is not second[task_id] for task_id in waiters)
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_connections_share_tables_and_a_late_one_gets_them_all() -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        tables = protocol.CompactTables()
+        builder = SnapshotBuilder(tracker)
+        early, late = CompactEncoder(tables), CompactEncoder(tables)
+        early_decoder = CompactDecoder()
+        message = {"type": "snapshot", "snapshot": builder.build_raw()}
+        _roundtrip(early, early_decoder, message)
+        message = {"type": "snapshot", "snapshot": builder.build_raw()}
+        wire, decoded = _roundtrip(early, early_decoder, message)
+        plain = {
+            "type": "snapshot",
+            "snapshot": protocol.materialize_body(dict(message["snapshot"]), "tasks"),
+        }
+        _same(decoded, plain)
+        assert len(json.loads(wire).get("intern", {}).get("stacks", ())) <= 1
+        # A second connection starts with nothing: it is sent every entry it needs.
+        wire, decoded = _roundtrip(late, CompactDecoder(), message)
+        _same(decoded, plain)
+        assert json.loads(wire)["intern"]["strings"]
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_strings_that_look_like_the_encoders_stand_ins_change_nothing() -> None:
+    frame = {"function": "f", "file": "/a.py", "line": 3}
+    record: dict[str, Any] = {
+        "id": "1",
+        "loop": "L1",
+        "name": "\x00taskscope rows\x00",
+        "state": "pending",
+        "coro": "\x00taskscope awaits\x00",
+        "stack": [frame],
+        "awaiting": {"kind": "future", "text": "\x00taskscope rows\x00", "tasks": []},
+        "awaited_by": [],
+        "parent": None,
+        "created_at": 1.5,
+        "finished_at": None,
+    }
+    loops = [{"id": "L1", "thread_name": "\x00taskscope rows\x00"}]
+    message = {"type": "snapshot", "snapshot": {"loops": loops, "tasks": [record]}}
+    _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
+    _same(decoded, message)
 
 
 def test_unknown_states_and_keys_travel_as_they_are() -> None:
@@ -219,15 +359,15 @@ def test_a_broken_compact_message_is_an_error() -> None:
 
 
 def test_hello_carries_the_encoding_as_an_optional_key() -> None:
-    request = parse_request(b'{"type": "hello", "protocol": 1, "encoding": "compact"}')
-    assert request.encoding == "compact"
+    request = parse_request(b'{"type": "hello", "protocol": 1, "encoding": "compact2"}')
+    assert request.encoding == "compact2"
     assert parse_request(b'{"type": "hello", "protocol": 1}').encoding is None
     with pytest.raises(ProtocolError):
         parse_request(b'{"type": "hello", "protocol": 1, "encoding": 5}')
     with pytest.raises(ProtocolError):
         parse_request(b'{"type": "hello", "protocol": 1, "encoding": "' + b"x" * 100 + b'"}')
-    wire = request_to_wire(Request("hello", 1, protocol=1, encoding="compact"))
-    assert wire == {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact"}
+    wire = request_to_wire(Request("hello", 1, protocol=1, encoding="compact2"))
+    assert wire == {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact2"}
     assert "encoding" not in request_to_wire(Request("hello", 1, protocol=1))
 
 
@@ -260,19 +400,35 @@ def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
     assert "encoding" not in hello
     assert set(reply) == {"type", "snapshot", "re"}
     snapshot = reply["snapshot"]
-    assert "awaits" not in snapshot
+    assert "awaits" not in snapshot and "loop_time" not in snapshot
     assert all(isinstance(task, dict) for task in snapshot["tasks"])
     assert all(isinstance(frame, dict) for task in snapshot["tasks"] for frame in task["stack"])
+    assert not any("countdown" in (task["awaiting"] or {}) for task in snapshot["tasks"])
+    sleeps = [
+        task["awaiting"]
+        for task in snapshot["tasks"]
+        if task["awaiting"] and task["awaiting"]["kind"] == "sleep"
+    ]
+    assert sleeps and all(sleep["text"].endswith(" s left") for sleep in sleeps)
+    assert all(isinstance(sleep["seconds_left"], float) for sleep in sleeps)
+    # A client of the first compact encoding is answered in plain JSON, which it reads.
+    hello, reply = _talk(
+        target.pid,
+        {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact"},
+        {"type": "snapshot", "id": 2},
+    )
+    assert hello["encoding"] == "plain"
+    assert isinstance(reply["snapshot"]["tasks"][0], dict)
 
 
 def test_the_agent_answers_which_encoding_it_uses(start: Any) -> None:
     target = start("service.py").wait_ready()
     hello, reply = _talk(
         target.pid,
-        {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact"},
+        {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact2"},
         {"type": "snapshot", "id": 2},
     )
-    assert hello["encoding"] == "compact"
+    assert hello["encoding"] == "compact2"
     assert "intern" in reply and isinstance(reply["snapshot"]["tasks"][0], list)
     hello, reply = _talk(
         target.pid,
@@ -317,7 +473,7 @@ def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
         assert client.encoding == "plain"
         plain = client.snapshot()
     with AgentClient(target.pid) as client:
-        assert client.encoding == "compact"
+        assert client.encoding == "compact2"
         assert json.dumps(_normalise(client.snapshot())) == json.dumps(_normalise(plain))
         feed = client.subscribe(interval=0.1)
         kind, first = next(feed)

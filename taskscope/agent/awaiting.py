@@ -30,6 +30,8 @@ class AwaitContext:
     __slots__ = (
         "_executor_threads",
         "frames_of",
+        "last_memo",
+        "last_sleeps",
         "loop_time",
         "memo",
         "name_of_task",
@@ -59,8 +61,13 @@ class AwaitContext:
         #: (code, id(object)) -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
         self.memo: dict[tuple[int, int], tuple[Any, WireAwaiting]] = {}
-        #: seconds left (rounded as on the wire) -> shared description of a sleep.
+        #: loop time a sleep ends at -> its shared description.
         self.sleeps: dict[float, WireAwaiting] = {}
+        #: The descriptions of the last snapshot, by the same keys (without the objects: they
+        #: must not be kept alive). A description equal to the last one is that object
+        #: again, so that a task whose wait did not change has the same description.
+        self.last_memo: dict[tuple[int, int], WireAwaiting] = {}
+        self.last_sleeps: dict[float, WireAwaiting] = {}
         #: The `self` of the frame a handler is about to read, found without f_locals.
         self.self_frame: FrameType | None = None
         self.self_obj: Any = None
@@ -229,10 +236,6 @@ def _waiters(obj: Any) -> int:
         return 0
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
-
-
 # --- handlers, one per asyncio API --------------------------------------------------------------
 
 
@@ -244,15 +247,18 @@ def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     when = ctx.timers.get(id(fut))
     if when is None:
         return {"kind": "sleep", "text": "sleep", "tasks": [], "seconds_left": None}
-    left = round(max(0.0, when - ctx.loop_time), 3)
-    awaiting = ctx.sleeps.get(left)
+    awaiting = ctx.sleeps.get(when)
     if awaiting is None:
-        awaiting = ctx.sleeps[left] = {
-            "kind": "sleep",
-            "text": f"sleep, {_seconds(left)} left",
-            "tasks": [],
-            "seconds_left": left,
-        }
+        awaiting = ctx.last_sleeps.get(when)
+        if awaiting is None:
+            # "sleep, 3.2 s left" once materialized (see "Countdowns" in taskscope.protocol).
+            awaiting = {
+                "kind": "sleep",
+                "text": "sleep, ",
+                "tasks": [],
+                "countdown": [when, None, ""],
+            }
+        ctx.sleeps[when] = awaiting
     return awaiting
 
 
@@ -515,8 +521,9 @@ def _describe_wait_for(
     awaiting: WireAwaiting = {"kind": "wait_for", "text": text, "tasks": []}
     if inner is not None:
         awaiting["object"] = {"inner_kind": inner["kind"]}
-        if inner.get("seconds_left") is not None:
-            awaiting["seconds_left"] = inner["seconds_left"]
+        countdown = inner.get("countdown")
+        if countdown is not None:  # the inner text ends where its countdown goes
+            awaiting["countdown"] = list(countdown)
         if inner.get("peer"):
             awaiting["peer"] = inner["peer"]
     return awaiting
@@ -735,10 +742,7 @@ def classify(
     if deadline is None and awaiting["kind"] == "wait_for":
         deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
     if deadline is not None:
-        left = max(0.0, deadline - ctx.loop_time)
-        awaiting = awaiting.copy()  # descriptions may be shared between tasks
-        awaiting["deadline_in"] = round(left, 3)
-        awaiting["text"] += f", timeout in {_seconds(left)}"
+        awaiting = with_deadline(awaiting, deadline)
     return awaiting
 
 
@@ -904,6 +908,9 @@ def classify_planned(
                         awaiting = handler(ctx, frame, caller, fut)
                     finally:
                         ctx.self_frame = ctx.self_obj = None
+                    last = ctx.last_memo.get(key)
+                    if last is not None and last == awaiting:
+                        awaiting = last
                     ctx.memo[key] = (obj, awaiting)
         except Exception:
             awaiting = None
@@ -933,8 +940,28 @@ def _with_deadline(ctx: AwaitContext, awaiting: WireAwaiting, fut: Any, task: An
     if deadline is None and awaiting["kind"] == "wait_for":
         deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
     if deadline is not None:
-        left = max(0.0, deadline - ctx.loop_time)
-        awaiting = awaiting.copy()
-        awaiting["deadline_in"] = round(left, 3)
-        awaiting["text"] += f", timeout in {_seconds(left)}"
+        awaiting = with_deadline(awaiting, deadline)
     return awaiting
+
+
+def with_deadline(awaiting: WireAwaiting, deadline: float) -> WireAwaiting:
+    """A copy of a description (they may be shared between tasks) with a timeout deadline,
+    in loop time, in its countdown: ", timeout in 4.2 s" once materialized."""
+    result = awaiting.copy()
+    countdown = awaiting.get("countdown")
+    if countdown is None:
+        result["countdown"] = [None, deadline, ""]
+    else:
+        result["countdown"] = [countdown[0], deadline, countdown[2]]
+    return result
+
+
+def with_suffix(awaiting: WireAwaiting, suffix: str) -> WireAwaiting:
+    """A copy of a description whose text ends with `suffix`, after any countdown."""
+    result = awaiting.copy()
+    countdown = awaiting.get("countdown")
+    if countdown is None:
+        result["text"] = awaiting["text"] + suffix
+    else:
+        result["countdown"] = [countdown[0], countdown[1], countdown[2] + suffix]
+    return result

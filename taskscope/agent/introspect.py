@@ -34,9 +34,18 @@ from taskscope.agent.awaiting import (
     classify_unmoved,
     plan_cacheable,
     plan_chain,
+    with_suffix,
 )
 from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
-from taskscope.protocol import SNAPSHOT_SCHEMA, WireFrame, WireLoop, WireSnapshot, WireTask
+from taskscope.protocol import (
+    SNAPSHOT_SCHEMA,
+    WireAwaiting,
+    WireFrame,
+    WireLoop,
+    WireSnapshot,
+    WireTask,
+    materialize_body,
+)
 
 MAX_STACK_DEPTH = 200
 MAX_RESOLVE_DEPTH = 50
@@ -275,7 +284,8 @@ _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
 #: What a pending task's last snapshot found about its chain, reusable while the task has not
 #: been stepped since: a weak reference to its `_fut_waiter` then, its wire stack, its plan,
 #: a weak reference to the `self` of the plan's first step (or None) and that step's code.
-#: Only weak references: the host's futures and objects are never kept alive by it.
+#: Only weak references: the host's futures and objects are never kept alive by it. Kept in
+#: the task's `TaskMeta.chain`.
 TaskEntry = tuple[
     "weakref.ref[Any]",
     list[WireFrame],
@@ -283,9 +293,19 @@ TaskEntry = tuple[
     "weakref.ref[Any] | None",
     CodeType | None,
 ]
-#: Tracker -> task number -> TaskEntry, for the tasks pending at its last snapshot (each
-#: build replaces the table: tasks gone or moved leave it).
-_TASK_CACHE: weakref.WeakKeyDictionary[Tracker, dict[int, TaskEntry]] = weakref.WeakKeyDictionary()
+#: What a pending task's record was made of at its last snapshot (`_Parts`: number, wire
+#: forms, loop id, name, stack, awaiting, running, created at; then the ids of the tasks it
+#: awaited, of those awaiting it, whether it was in an await cycle) and the record, kept in
+#: its `TaskMeta.record`. A task whose parts come out equal gets that same record object
+#: again, so that the server's comparison with the previous look and the compact encoding's
+#: row cache see it unchanged at once.
+_Parts = tuple[int, Any, str, str, list[WireFrame], Any, bool, Any]
+RecordEntry = tuple[_Parts, list[int] | None, list[int] | None, bool, WireTask]
+#: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
+_DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
+    Tracker, tuple[dict[tuple[int, int], WireAwaiting], dict[float, WireAwaiting]]
+] = weakref.WeakKeyDictionary()
+CYCLE_SUFFIX = " (await cycle)"
 
 
 #: The empty list of every record that has nothing to list: shared, never mutated (records
@@ -405,12 +425,24 @@ class SnapshotBuilder:
         self.tracker = tracker
 
     def build(self, include_finished: bool = True) -> WireSnapshot:
+        """A snapshot in schema 1, countdowns counted (what `taskscope dump` prints). Records
+        and descriptions may be shared with other snapshots: treat them as read-only."""
+        raw = self.build_raw(include_finished)
+        return materialize_body(dict(raw), "tasks")  # type: ignore[return-value]
+
+    def build_raw(self, include_finished: bool = True) -> WireSnapshot:
+        """A snapshot as the agent keeps and sends it: countdowns as the loop-clock times they
+        end at (see "Countdowns" in taskscope.protocol) and `loop_time`; the record of a task
+        that did not change is the very object the last snapshot gave it."""
         tracker = self.tracker
         taken_at = time.time()
         loops = tracker.live_loops()
         tasks: list[Any] = pending_tasks(tracker)
         loop_ids = {id(loop): record.loop_id for record, loop in loops}
         ctx = AwaitContext(self._task_name, _task_frames)
+        last_descriptions = _DESCRIPTION_CACHE.get(tracker)
+        if last_descriptions is not None:
+            ctx.last_memo, ctx.last_sleeps = last_descriptions
         current: set[int] = set()
         current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
         for _record, loop in loops:
@@ -419,21 +451,20 @@ class SnapshotBuilder:
                 running = current_tasks.get(loop)
                 if running is not None:
                     current.add(id(running))
-        records: list[WireTask] = []
+        # Per task, what its record is made of: (number, wire, loop id, name, stack,
+        # awaiting, running, created at).
+        parts: list[_Parts] = []
+        part_metas: list[Any] = []
         edges: dict[int, list[int]] = {}
         awaited_by: dict[int, list[int]] = {}
-        by_number: dict[int, WireTask] = {}
         counts: dict[int, int] = {}
         unwatched: list[Any] = []
         meta_of = tracker.ensure_meta
         metas = tracker._meta
         done_callback = tracker.done_callback
         stack_cache = _STACK_CACHE
-        none = _NONE
         tracker_loop = None
         loop_id = ""
-        previous = _TASK_CACHE.get(tracker) or {}
-        fresh: dict[int, TaskEntry] = {}
         weak = weakref.ref
         for task in tasks:
             entry = metas.get(id(task))
@@ -454,10 +485,9 @@ class SnapshotBuilder:
             # A task still suspended on the very same future has not been stepped since the
             # last snapshot: same frames at the same places, same plan. Only what they wait
             # on is described again.
-            hit = previous.get(number) if fut is not None else None
+            hit: TaskEntry | None = meta.chain if fut is not None else None
             if hit is not None and hit[0]() is fut:
                 stack, plan = hit[1], hit[2]
-                fresh[number] = hit
                 if running:
                     awaiting = None
                 else:
@@ -473,6 +503,7 @@ class SnapshotBuilder:
                 stack, plan, _codes, cacheable, first_code = (
                     cached if cached is not None else _stack_entry(frames, key)
                 )
+                meta.chain = None
                 if running:
                     awaiting = None
                 elif fut is None or not cacheable:
@@ -493,7 +524,7 @@ class SnapshotBuilder:
                                 self_ref = weak(found[0])
                             except TypeError:
                                 pass
-                        fresh[number] = (fut_ref, stack, plan, self_ref, first_code)
+                        meta.chain = (fut_ref, stack, plan, self_ref, first_code)
             task_loop = task.get_loop()
             if task_loop is not tracker_loop:
                 tracker_loop = task_loop
@@ -504,25 +535,10 @@ class SnapshotBuilder:
                     known = loop_ids[id(task_loop)] = loop_record.loop_id
                 loop_id = known
             counts[id(task_loop)] = counts.get(id(task_loop), 0) + 1
-            record: WireTask = {
-                "id": wire[0],
-                "loop": loop_id,
-                "name": task.get_name(),
-                "state": "pending",
-                "coro": wire[3],
-                "stack": stack,
-                "awaiting": awaiting,
-                "awaited_by": none,
-                "parent": wire[1],
-                "created_at": meta.created_at,
-                "finished_at": None,
-            }
-            if running:
-                record["running"] = True
-            if wire[2]:
-                record["created_from"] = wire[2]
-            records.append(record)
-            by_number[number] = record
+            parts.append(
+                (number, wire, loop_id, task.get_name(), stack, awaiting, running, meta.created_at)
+            )
+            part_metas.append(meta)
             # Who waits for this task: its done callbacks. Most tasks have only ours.
             callbacks = getattr(task, "_callbacks", None)
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
@@ -540,26 +556,31 @@ class SnapshotBuilder:
                         if owner_number not in waiter_ids:
                             waiter_ids.append(owner_number)
                     awaited_by[number] = waiter_ids
-        for number, waiter_ids in awaited_by.items():
-            by_number[number]["awaited_by"] = [str(waiter) for waiter in waiter_ids]
-        # Descriptions may be shared between tasks (and the loop may be described by a shared
-        # one): what is particular to a task goes into its own copy.
-        for waiter_number, awaited in edges.items():
-            waiter_record = by_number.get(waiter_number)
-            if waiter_record is not None:
-                aw = waiter_record["awaiting"]
-                if aw is not None:
-                    aw = waiter_record["awaiting"] = aw.copy()
-                    aw["tasks"] = [str(number) for number in awaited]
-        _TASK_CACHE[tracker] = fresh
+        _DESCRIPTION_CACHE[tracker] = (
+            {key: entry[1] for key, entry in ctx.memo.items()},
+            ctx.sleeps,
+        )
         cycles = find_cycles(edges)
-        for cycle in cycles:
-            for number in cycle:
-                record = by_number[number]
-                aw = record["awaiting"]
-                if aw is not None and "await cycle" not in aw["text"]:
-                    aw = record["awaiting"] = aw.copy()
-                    aw["text"] += " (await cycle)"
+        in_cycle = {number for cycle in cycles for number in cycle}
+        records: list[WireTask] = []
+        for part, meta in zip(parts, part_metas, strict=True):
+            number = part[0]
+            awaited = edges.get(number)
+            waiter_numbers = awaited_by.get(number)
+            cycled = number in in_cycle
+            last: RecordEntry | None = meta.record
+            if (
+                last is not None
+                and last[0] == part
+                and last[1] == awaited
+                and last[2] == waiter_numbers
+                and last[3] == cycled
+            ):
+                record = last[4]
+            else:
+                record = _task_record(part, awaited, waiter_numbers, cycled)
+                meta.record = (part, awaited, waiter_numbers, cycled, record)
+            records.append(record)
         if unwatched:
             tracker.watch_existing(unwatched)
         loop_records: list[WireLoop] = []
@@ -568,11 +589,11 @@ class SnapshotBuilder:
             wire_loop["tasks"] = counts.get(id(info[1]), 0)
             loop_records.append(wire_loop)
         if include_finished:
-            pending_ids = set(by_number)
+            pending_numbers = {part[0] for part in parts}
             records.extend(
                 finished_record(tracker, finished)
                 for finished in tracker.finished_tasks()
-                if finished.task_id not in pending_ids
+                if finished.task_id not in pending_numbers
             )
         return {
             "schema": SNAPSHOT_SCHEMA,
@@ -583,6 +604,7 @@ class SnapshotBuilder:
             "tasks": records,
             "cycles": [[str(number) for number in cycle] for cycle in cycles],
             "history_limit": tracker.history_limit,
+            "loop_time": ctx.loop_time,
         }
 
     def _task_name(self, task: Any) -> str:
@@ -590,6 +612,44 @@ class SnapshotBuilder:
             return str(task.get_name())
         except Exception:
             return f"#{self.tracker.id_of(task)}"
+
+
+def _task_record(
+    part: _Parts, awaited: list[int] | None, waiter_numbers: list[int] | None, cycled: bool
+) -> WireTask:
+    _number, wire, loop_id, name, stack, awaiting, running, created_at = part
+    # Descriptions may be shared between tasks: what is particular to a task goes into its
+    # own copy.
+    if awaiting is not None:
+        if awaited is not None:
+            awaiting = awaiting.copy()
+            awaiting["tasks"] = [str(other) for other in awaited]
+        if cycled and not _marked(awaiting):
+            awaiting = with_suffix(awaiting, CYCLE_SUFFIX)
+    record: WireTask = {
+        "id": wire[0],
+        "loop": loop_id,
+        "name": name,
+        "state": "pending",
+        "coro": wire[3],
+        "stack": stack,
+        "awaiting": awaiting,
+        "awaited_by": [str(waiter) for waiter in waiter_numbers] if waiter_numbers else _NONE,
+        "parent": wire[1],
+        "created_at": created_at,
+        "finished_at": None,
+    }
+    if running:
+        record["running"] = True
+    if wire[2]:
+        record["created_from"] = wire[2]
+    return record
+
+
+def _marked(awaiting: WireAwaiting) -> bool:
+    countdown = awaiting.get("countdown")
+    after = countdown[2] if countdown is not None else ""
+    return "await cycle" in awaiting["text"] or "await cycle" in after
 
 
 def find_task(tracker: Tracker, task_number: int) -> Any:

@@ -33,12 +33,14 @@ from taskscope.protocol import (
     PLAIN,
     PROTOCOL_VERSION,
     CompactEncoder,
+    CompactTables,
     LineBuffer,
     ProtocolError,
     Request,
     WireTask,
     encode,
     ensure_private_directory,
+    materialize_body,
     parse_request,
     socket_directory,
     socket_path,
@@ -73,6 +75,8 @@ class AgentServer:
         self._clients: set[socket.socket] = set()
         self._clients_lock = threading.Lock()
         self._snapshot_lock = threading.Lock()
+        #: The compact encoding's tables and encoded rows, shared by all connections.
+        self.tables = CompactTables()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
 
@@ -162,44 +166,9 @@ class AgentServer:
                 conn.close()
 
     def snapshot(self, include_finished: bool = True) -> dict[str, Any]:
+        """A snapshot as the agent sends it: countdowns as end times, records reused."""
         with self._snapshot_lock:
-            return dict(SnapshotBuilder(self.tracker).build(include_finished))
-
-
-#: How far apart two readings of one countdown's end may be and still be the same countdown:
-#: the loop's clock and the wall clock are read a moment apart, and left times are rounded.
-COUNTDOWN_TOLERANCE = 0.05
-
-Countdowns = tuple[tuple[str, float | None], ...]
-
-
-def _stable(record: WireTask, taken_at: float) -> tuple[Any, Countdowns]:
-    """A task record as compared between two looks (see `_same`): the record without its
-    countdowns, and when each countdown ends in wall-clock seconds. A countdown counts as a
-    change only when it ends at another time (a new sleep, a new deadline), not because time
-    passed: clients count down themselves from the record's taken_at."""
-    awaiting = record["awaiting"]
-    if awaiting is None or ("seconds_left" not in awaiting and "deadline_in" not in awaiting):
-        return record, ()
-    kept: dict[str, Any] = {}
-    ends: list[tuple[str, float | None]] = []
-    for key, value in awaiting.items():
-        if key in ("seconds_left", "deadline_in"):
-            ends.append((key, taken_at + value if isinstance(value, int | float) else None))
-        elif key != "text":
-            kept[key] = value
-    return {**record, "awaiting": kept}, tuple(ends)
-
-
-def _same(before: tuple[Any, Countdowns] | None, now: tuple[Any, Countdowns]) -> bool:
-    if before is None or before[0] != now[0] or len(before[1]) != len(now[1]):
-        return False
-    for (key, end), (key_now, end_now) in zip(before[1], now[1], strict=True):
-        if key != key_now or (end is None) != (end_now is None):
-            return False
-        if end is not None and end_now is not None and abs(end - end_now) > COUNTDOWN_TOLERANCE:
-            return False
-    return True
+            return dict(SnapshotBuilder(self.tracker).build_raw(include_finished))
 
 
 class _ClientSession:
@@ -209,15 +178,16 @@ class _ClientSession:
         self.greeted = False
         self.interval: float | None = None
         self.next_tick = 0.0
-        self.previous: dict[str, tuple[Any, Countdowns]] = {}
-        #: Set by a hello that asked for the compact encoding: this connection's tables.
+        #: The records the last message of the subscription described, by task id.
+        self.previous: dict[str, WireTask] = {}
+        #: Set by a hello that asked for the compact encoding: what this client was sent.
         self.encoder: CompactEncoder | None = None
 
     def send(self, message: Any) -> None:
-        if self.encoder is not None:
-            message = self.encoder.message(message)
+        encoder = self.encoder
+        line = encoder.encode(message) if encoder is not None else encode(_plain(message))
         self.conn.settimeout(SEND_TIMEOUT)
-        self.conn.sendall(encode(message))
+        self.conn.sendall(line)
 
     def run(self) -> None:
         buffer = LineBuffer(MAX_REQUEST_BYTES)
@@ -282,7 +252,7 @@ class _ClientSession:
             if request.encoding is not None:
                 encoding = COMPACT if request.encoding == COMPACT else PLAIN
                 if encoding == COMPACT:
-                    self.encoder = CompactEncoder()
+                    self.encoder = CompactEncoder(self.server.tables)
                 reply["encoding"] = encoding
         elif not self.greeted:
             self.send(
@@ -354,24 +324,22 @@ class _ClientSession:
         self.next_tick = time.monotonic() + max(interval, cost / MAX_DUTY)
         current = {record["id"]: record for record in snapshot["tasks"]}
         if first:
-            taken_at = snapshot["taken_at"]
-            self.previous = {task_id: _stable(rec, taken_at) for task_id, rec in current.items()}
+            self.previous = current
             message: dict[str, Any] = {"type": "snapshot", "snapshot": snapshot}
             if request_id is not None:
                 message["re"] = request_id
             self.send(message)
             return
+        # A record that did not change is the same object as last time (or at least equal:
+        # countdowns are end times, which stay put while the task does).
         previous = self.previous
         changed = []
-        stable_now = {}
-        taken_at = snapshot["taken_at"]
         for task_id, record in current.items():
-            stable = _stable(record, taken_at)
-            stable_now[task_id] = stable
-            if not _same(previous.get(task_id), stable):
+            before = previous.get(task_id)
+            if before is not record and before != record:
                 changed.append(record)
         removed = [task_id for task_id in previous if task_id not in current]
-        self.previous = stable_now
+        self.previous = current
         self.send(
             {
                 "type": "delta",
@@ -382,9 +350,20 @@ class _ClientSession:
                     "removed": removed,
                     "cycles": snapshot["cycles"],
                     "build_seconds": round(cost, 4),
+                    "loop_time": snapshot["loop_time"],
                 },
             }
         )
+
+
+def _plain(message: dict[str, Any]) -> dict[str, Any]:
+    """A message in schema 1: the countdowns of its snapshot or delta counted."""
+    kind = message.get("type")
+    if kind == "snapshot":
+        return {**message, "snapshot": materialize_body(message["snapshot"], "tasks")}
+    if kind == "delta":
+        return {**message, "delta": materialize_body(message["delta"], "changed")}
+    return message
 
 
 _source_cache: dict[str, list[str] | None] = {}

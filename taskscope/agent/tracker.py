@@ -51,6 +51,11 @@ class TaskMeta:
     #: Wire forms that never change while the task is pending: (id, parent id, creation
     #: frames, coroutine name), made by the snapshot builder on first use.
     wire: tuple[str, str | None, list[Any], str] | None = None
+    #: The snapshot builder's notes from its last look, while the task stays pending: where
+    #: its chain was suspended (`introspect.TaskEntry`) and what its record was made of
+    #: (`introspect.RecordEntry`). Kept here to spare a table look-up per task and look.
+    chain: Any = None
+    record: Any = None
 
 
 @dataclass(slots=True)
@@ -184,6 +189,7 @@ class Tracker:
             entry = self._meta.get(key)
             if entry is not None and entry[0]() is task:
                 meta = entry[1]
+                meta.chain = meta.record = None  # the snapshot builder's notes: pending only
                 task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
                 site: tuple[Any, ...] = meta.created_from
                 coro_fallback = meta.coro
