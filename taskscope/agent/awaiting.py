@@ -819,15 +819,16 @@ def plan_cacheable(plan: tuple[PlanStep, ...]) -> bool:
 def classify_unmoved(
     ctx: AwaitContext,
     plan: tuple[PlanStep, ...],
-    code: CodeType | None,
+    memo_key: tuple[int, int] | None,
     first_self: Any,
     fut: Any,
     task: Any,
 ) -> WireAwaiting | None:
     """The fast way to describe a chain that has not moved since it was planned, without its
     frames: a sleep (read from the timers), or an object whose shared description was already
-    made in this snapshot (`code` and `first_self`: the first plan step's frame code and
-    `self`). None when it cannot tell: then `classify_planned` must."""
+    made in this snapshot (`first_self`: the `self` of the first plan step; `memo_key`: its
+    key in `ctx.memo`, kept from the planning to spare making one). None when it cannot
+    tell: then `classify_planned` must."""
     if fut is None:
         return None
     if not plan:
@@ -836,8 +837,8 @@ def classify_unmoved(
     awaiting: WireAwaiting | None
     if handler is _sleep:
         awaiting = _sleep_of(ctx, fut)
-    elif cls is not None and code is not None and first_self is not None:
-        hit = ctx.memo.get((id(code), id(first_self)))
+    elif cls is not None and memo_key is not None and first_self is not None:
+        hit = ctx.memo.get(memo_key)
         if hit is None or hit[0] is not first_self:
             return None
         awaiting = hit[1]

@@ -283,7 +283,8 @@ StackEntry = tuple[
 _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
 #: What a pending task's last snapshot found about its chain, reusable while the task has not
 #: been stepped since: a weak reference to its `_fut_waiter` then, its wire stack, its plan,
-#: a weak reference to the `self` of the plan's first step (or None) and that step's code.
+#: a weak reference to the `self` of the plan's first step (or None) and its key in the
+#: descriptions memo (`AwaitContext.memo`: the ids of that step's code and `self`).
 #: Only weak references: the host's futures and objects are never kept alive by it. Kept in
 #: the task's `TaskMeta.chain`.
 TaskEntry = tuple[
@@ -291,7 +292,7 @@ TaskEntry = tuple[
     list[WireFrame],
     tuple[PlanStep, ...],
     "weakref.ref[Any] | None",
-    CodeType | None,
+    tuple[int, int] | None,
 ]
 #: What a pending task's record was made of at its last snapshot (`_Parts`: number, wire
 #: forms, loop id, name, stack, awaiting, running, created at; then the ids of the tasks it
@@ -453,10 +454,14 @@ class SnapshotBuilder:
                     current.add(id(running))
         # Per task, what its record is made of: (number, wire, loop id, name, stack,
         # awaiting, running, created at).
-        parts: list[_Parts] = []
+        records: list[WireTask] = []
+        #: The metadata of each task in `records`, in the same order.
         part_metas: list[Any] = []
+        #: The metadata of each task waiting on another task, by number.
+        waiter_metas: dict[int, Any] = {}
+        #: The record entries of the last look that this one replaced, by task number.
+        changed: dict[int, RecordEntry] = {}
         edges: dict[int, list[int]] = {}
-        awaited_by: dict[int, list[int]] = {}
         counts: dict[int, int] = {}
         unwatched: list[Any] = []
         meta_of = tracker.ensure_meta
@@ -465,6 +470,7 @@ class SnapshotBuilder:
         stack_cache = _STACK_CACHE
         tracker_loop = None
         loop_id = ""
+        run = 0
         weak = weakref.ref
         for task in tasks:
             entry = metas.get(id(task))
@@ -518,57 +524,96 @@ class SnapshotBuilder:
                         pass
                     else:
                         self_ref = None
+                        memo_key = None
                         if found and found[0] is not None:
                             try:
                                 # No callback: CPython shares one such reference per object.
                                 self_ref = weak(found[0])
                             except TypeError:
                                 pass
-                        meta.chain = (fut_ref, stack, plan, self_ref, first_code)
+                            if first_code is not None:
+                                memo_key = (id(first_code), id(found[0]))
+                        meta.chain = (fut_ref, stack, plan, self_ref, memo_key)
             task_loop = task.get_loop()
             if task_loop is not tracker_loop:
-                tracker_loop = task_loop
+                if tracker_loop is not None:
+                    counts[id(tracker_loop)] = counts.get(id(tracker_loop), 0) + run
+                tracker_loop, run = task_loop, 0
                 known = loop_ids.get(id(task_loop))
                 if known is None:
                     loop_record = tracker.register_loop(task_loop)
                     loops.append((loop_record, task_loop))
                     known = loop_ids[id(task_loop)] = loop_record.loop_id
                 loop_id = known
-            counts[id(task_loop)] = counts.get(id(task_loop), 0) + 1
-            parts.append(
-                (number, wire, loop_id, task.get_name(), stack, awaiting, running, meta.created_at)
-            )
-            part_metas.append(meta)
+            run += 1  # tasks of `tracker_loop` in a row, added to `counts` when it changes
+            name = task.get_name()
+            created_at = meta.created_at
             # Who waits for this task: its done callbacks. Most tasks have only ours.
+            waiter_numbers: list[int] | None = None
             callbacks = getattr(task, "_callbacks", None)
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
                 owners_of: list[Any] = []
                 waiters = _resolve_waiters(task, owners=owners_of)
                 if waiters or owners_of:
-                    waiter_ids = []
+                    waiter_numbers = []
                     for waiter in waiters:
-                        waiter_number = meta_of(waiter).task_id
-                        if waiter_number not in waiter_ids:
-                            waiter_ids.append(waiter_number)
+                        waiter_meta = meta_of(waiter)
+                        waiter_number = waiter_meta.task_id
+                        if waiter_number not in waiter_numbers:
+                            waiter_numbers.append(waiter_number)
                             edges.setdefault(waiter_number, []).append(number)
+                            waiter_metas[waiter_number] = waiter_meta
                     for owner in owners_of:
                         owner_number = meta_of(owner).task_id
-                        if owner_number not in waiter_ids:
-                            waiter_ids.append(owner_number)
-                    awaited_by[number] = waiter_ids
+                        if owner_number not in waiter_numbers:
+                            waiter_numbers.append(owner_number)
+            # The record, as if this task waited on no task (most do not): the waiters among
+            # them get theirs again below, once every edge is known. A task whose parts are
+            # those of the last look gets the same record without anything being made: at
+            # 100,000 tasks, allocations alone would set off the host's garbage collector.
+            last = meta.record
+            if (
+                last is not None
+                and (last_part := last[0])[4] is stack
+                and (last_part[5] is awaiting or last_part[5] == awaiting)
+                and last_part[1] is wire
+                and last_part[2] is loop_id
+                and last_part[6] is running
+                and last_part[7] is created_at
+                and last_part[3] == name
+            ):
+                if last[1] is None and not last[3] and last[2] == waiter_numbers:
+                    record = last[4]
+                else:
+                    changed[number] = last
+                    record = _task_record(last_part, None, waiter_numbers, False)
+                    meta.record = (last_part, None, waiter_numbers, False, record)
+            else:
+                if last is not None:
+                    changed[number] = last
+                part = (number, wire, loop_id, name, stack, awaiting, running, created_at)
+                record = _task_record(part, None, waiter_numbers, False)
+                meta.record = (part, None, waiter_numbers, False, record)
+            meta.slot = len(records)
+            records.append(record)
+            part_metas.append(meta)
+        if tracker_loop is not None:
+            counts[id(tracker_loop)] = counts.get(id(tracker_loop), 0) + run
         _DESCRIPTION_CACHE[tracker] = (
             {key: entry[1] for key, entry in ctx.memo.items()},
             ctx.sleeps,
         )
         cycles = find_cycles(edges)
         in_cycle = {number for cycle in cycles for number in cycle}
-        records: list[WireTask] = []
-        for part, meta in zip(parts, part_metas, strict=True):
-            number = part[0]
-            awaited = edges.get(number)
-            waiter_numbers = awaited_by.get(number)
+        # The waiters: their records say which tasks they wait on, and whether in a cycle.
+        for number, awaited in edges.items():
+            meta = waiter_metas[number]
+            slot = meta.slot
+            if slot is None or slot >= len(part_metas) or part_metas[slot] is not meta:
+                continue  # not pending in this look (created or finished meanwhile)
+            part, _none, waiter_numbers, _false, _record = meta.record
             cycled = number in in_cycle
-            last: RecordEntry | None = meta.record
+            last = changed.get(number)
             if (
                 last is not None
                 and last[0] == part
@@ -576,11 +621,11 @@ class SnapshotBuilder:
                 and last[2] == waiter_numbers
                 and last[3] == cycled
             ):
-                record = last[4]
+                meta.record = last
             else:
                 record = _task_record(part, awaited, waiter_numbers, cycled)
                 meta.record = (part, awaited, waiter_numbers, cycled, record)
-            records.append(record)
+            records[slot] = meta.record[4]
         if unwatched:
             tracker.watch_existing(unwatched)
         loop_records: list[WireLoop] = []
@@ -589,7 +634,7 @@ class SnapshotBuilder:
             wire_loop["tasks"] = counts.get(id(info[1]), 0)
             loop_records.append(wire_loop)
         if include_finished:
-            pending_numbers = {part[0] for part in parts}
+            pending_numbers = {meta.task_id for meta in part_metas}
             records.extend(
                 finished_record(tracker, finished)
                 for finished in tracker.finished_tasks()

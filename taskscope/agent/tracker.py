@@ -56,6 +56,8 @@ class TaskMeta:
     #: (`introspect.RecordEntry`). Kept here to spare a table look-up per task and look.
     chain: Any = None
     record: Any = None
+    #: The task's position in the snapshot being built (valid during that build only).
+    slot: int | None = None
 
 
 @dataclass(slots=True)
@@ -571,18 +573,33 @@ def pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
             except Exception:
                 pass
         return found
-    for source in sources:
-        for _attempt in range(1000):
-            try:
-                items = list(source)
-            except RuntimeError:  # the set changed size while we copied it: retry
-                continue
-            found.extend(items)
-            break
-    seen: set[int] = set()
-    result = []
-    for task in found:
-        if id(task) not in seen and not task.done():
-            seen.add(id(task))
-            result.append(task)
+    result: list[asyncio.Future[Any]] = []
+    weak_set = sources[0]
+    references = getattr(weak_set, "data", None)
+    if isinstance(references, set):
+        # The WeakSet's own set of references, copied in one C call (no other thread runs
+        # meanwhile): far cheaper than iterating the WeakSet, a generator in Python.
+        for reference in list(references):
+            task = reference()
+            if task is not None and not task.done():
+                result.append(task)
+    else:
+        found.extend(_copy(weak_set))
+    for source in sources[1:]:
+        found.extend(_copy(source))  # eager tasks: few, and possibly also in the first set
+    if found:
+        seen = {id(task) for task in result}
+        for task in found:
+            if id(task) not in seen and not task.done():
+                seen.add(id(task))
+                result.append(task)
     return result
+
+
+def _copy(source: Any) -> list[Any]:
+    for _attempt in range(1000):
+        try:
+            return list(source)
+        except RuntimeError:  # the set changed size while we copied it: retry
+            continue
+    return []
