@@ -182,6 +182,23 @@ def _task_frames(task: Any) -> list[FrameType]:
     return walk_frames(task_coro(task))
 
 
+#: id(creation site) -> (site, its wire form): tasks made at one place share both.
+_ORIGINS: dict[int, tuple[Any, list[WireFrame]]] = {}
+
+
+def _origin(site: tuple[tuple[CodeType, int], ...]) -> list[WireFrame]:
+    if not site:
+        return _NONE
+    known = _ORIGINS.get(id(site))
+    if known is not None and known[0] is site:
+        return known[1]
+    frames = [frame_record(code, line) for code, line in site]
+    if len(_ORIGINS) > 10_000:
+        _ORIGINS.clear()
+    _ORIGINS[id(site)] = (site, frames)
+    return frames
+
+
 def frame_record(code: CodeType, line: int | None) -> WireFrame:
     return {"function": code.co_qualname, "file": code.co_filename, "line": line}
 
@@ -483,7 +500,7 @@ class SnapshotBuilder:
                 wire = meta.wire = (
                     str(number),
                     str(meta.parent_id) if meta.parent_id is not None else None,
-                    [frame_record(code, line) for code, line in meta.created_from],
+                    _origin(meta.created_from),
                     coro_name(task_coro(task)),
                 )
             fut = getattr(task, "_fut_waiter", None)

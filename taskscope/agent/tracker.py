@@ -547,9 +547,25 @@ def _line_at(code: CodeType, offset: int) -> int | None:
     return None
 
 
+#: (id(code), offset) -> (code, its creation site with a line number), for one-frame sites:
+#: tasks made at one place share one tuple (and the snapshot builder, its wire form).
+_SITE_LINES: dict[tuple[int, int], tuple[CodeType, tuple[tuple[CodeType, int], ...]]] = {}
+
+
 def _site_lines(site: tuple[tuple[CodeType, int], ...]) -> tuple[tuple[CodeType, int], ...]:
     """Creation sites with line numbers instead of instruction offsets."""
-    return tuple((code, _line_at(code, offset) or 0) for code, offset in site)
+    if len(site) != 1:
+        return tuple((code, _line_at(code, offset) or 0) for code, offset in site)
+    code, offset = site[0]
+    key = (id(code), offset)
+    known = _SITE_LINES.get(key)
+    if known is not None and known[0] is code:
+        return known[1]
+    lines = ((code, _line_at(code, offset) or 0),)
+    if len(_SITE_LINES) > 10_000:
+        _SITE_LINES.clear()
+    _SITE_LINES[key] = (code, lines)
+    return lines
 
 
 def _registry_sources() -> tuple[Any, ...] | None:
