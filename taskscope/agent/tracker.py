@@ -19,7 +19,7 @@ from asyncio import tasks as asyncio_tasks
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
+from types import CodeType, CoroutineType, FrameType
 from typing import Any
 
 from taskscope.agent.summary import exception_summary, result_summary
@@ -173,16 +173,28 @@ class Tracker:
         try:
             parent_id = self.ensure_meta(parent).task_id if parent is not None else None
             site = _creation_site(sys._getframe(2))
-            entry = self._meta.get(id(task))
-            if entry is not None and entry[0]() is task:  # the agent looked at it already
-                meta = entry[1]
-                meta.parent_id, meta.created_at = parent_id, _wall()
-                meta.created_from, meta.wire, meta.watched = _site_lines(site), None, True
+            if id(task) in self._meta:
+                self.note_creation(task, parent_id, site)
             else:
                 self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
             task.add_done_callback(self.done_callback)
         except Exception:  # the agent never breaks task creation
             pass
+
+    def note_creation(
+        self,
+        task: asyncio.Future[Any],
+        parent_id: int | None,
+        site: tuple[tuple[CodeType, int], ...],
+    ) -> None:
+        """A creation note for a task the agent has already looked at (and given an id)."""
+        entry = self._meta.get(id(task))
+        if entry is not None and entry[0]() is task:
+            meta = entry[1]
+            meta.parent_id, meta.created_at = parent_id, _wall()
+            meta.created_from, meta.wire, meta.watched = _site_lines(site), None, True
+        else:
+            self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
 
     def _on_task_done(self, task: asyncio.Future[Any]) -> None:
         """Done callback: remember how the task ended, without keeping it alive."""
@@ -203,22 +215,27 @@ class Tracker:
                 else:
                     parent_id, created_at, site = None, None, ()
                 coro_fallback = ""
-            if task.cancelled():
+            finished: Any = task  # a Task; read through its C attributes
+            if finished.cancelled():
                 state, summary = "cancelled", None
             else:
-                exc = task._exception
+                exc = finished._exception
                 if exc is not None:
                     state, summary = "failed", exception_summary(exc)
                 else:
-                    state, summary = "done", result_summary(task._result)  # type: ignore[attr-defined]
-            finished: Any = task  # a Task; read through its C attributes
+                    result = finished._result
+                    state = "done"
+                    summary = "None" if result is None else result_summary(result)
             loop_record = self.loops.get(id(finished._loop))
+            coro = finished._coro
+            # A coroutine's code object: its name is read later, on the agent's thread.
+            what = coro.cr_code if type(coro) is CoroutineType else coro_name(coro)
             self._history.append(
                 (
                     task_id,
                     loop_record.loop_id if loop_record else "?",
                     finished.get_name(),
-                    coro_name(finished._coro) or coro_fallback,
+                    what or coro_fallback,
                     state,
                     _wall(),
                     created_at,
@@ -247,7 +264,7 @@ class Tracker:
                 task_id=task_id,
                 loop_id=loop_id,
                 name=name,
-                coro=coro,
+                coro=coro.co_qualname if type(coro) is CodeType else coro,
                 state=state,
                 finished_at=finished_at,
                 created_at=created_at,
@@ -433,11 +450,36 @@ class Tracker:
         tracker = self
         current_task = asyncio.current_task
         original_create_task = loop.create_task
+        metas, born, done_callback = self._meta, self._born, self.done_callback
+        get_frame, asyncio_dir = sys._getframe, _ASYNCIO_DIR
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            # `on_task_created`, inlined: this runs on the host's loop thread for every task.
             parent = current_task(loop)
             task = original_create_task(coro, **kwargs)
-            tracker.on_task_created(task, parent)
+            try:
+                parent_id = None
+                if parent is not None:
+                    entry = metas.get(id(parent))
+                    if entry is not None and entry[0]() is parent:
+                        parent_id = entry[1].task_id
+                    else:
+                        parent_id = tracker.ensure_meta(parent).task_id
+                frame: FrameType | None = get_frame(1)
+                site: tuple[tuple[CodeType, int], ...] = ()
+                while frame is not None:
+                    code = frame.f_code
+                    if not code.co_filename.startswith(asyncio_dir):
+                        site = ((code, frame.f_lasti),)
+                        break
+                    frame = frame.f_back
+                if id(task) in metas:  # the agent looked at it already (another thread)
+                    tracker.note_creation(task, parent_id, site)
+                else:
+                    born[id(task)] = (_weakref(task), parent_id, _wall(), site)
+                task.add_done_callback(done_callback)
+            except Exception:  # the agent never breaks task creation
+                pass
             if task.done():
                 tracker.ensure_meta(task).coro = coro_name(coro)
             return task
