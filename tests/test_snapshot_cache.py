@@ -9,7 +9,6 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import WireSnapshot, WireTask
@@ -45,13 +44,15 @@ def _build(tracker: Tracker) -> WireSnapshot:
 
 def _cached_numbers(tracker: Tracker) -> set[int]:
     """The tasks whose chain the builder noted (in their metadata) for its next look."""
-    return {meta.task_id for _ref, meta in tracker._meta.values() if meta.chain is not None}
+    return {meta.task_id for _ref, meta in tracker._meta.values() if meta.chain_fut is not None}
 
 
-def _cached_entry(tracker: Tracker, number: int) -> introspect.TaskEntry:
+def _cached_entry(tracker: Tracker, number: int) -> Any:
+    """The note's weak reference to the task's awaited future: the same object while the
+    note is reused."""
     for _ref, meta in tracker._meta.values():
-        if meta.task_id == number and meta.chain is not None:
-            return meta.chain  # type: ignore[no-any-return]
+        if meta.task_id == number and meta.chain_fut is not None:
+            return meta.chain_fut
     raise AssertionError(f"no cache entry for task {number}")
 
 

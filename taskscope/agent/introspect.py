@@ -298,27 +298,8 @@ StackEntry = tuple[
 ]
 #: `_chain` key -> StackEntry: see `_stack_entry`.
 _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
-#: What a pending task's last snapshot found about its chain, reusable while the task has not
-#: been stepped since: a weak reference to its `_fut_waiter` then, its wire stack, its plan,
-#: a weak reference to the `self` of the plan's first step (or None) and its key in the
-#: descriptions memo (`AwaitContext.memo`: the ids of that step's code and `self`).
-#: Only weak references: the host's futures and objects are never kept alive by it. Kept in
-#: the task's `TaskMeta.chain`.
-TaskEntry = tuple[
-    "weakref.ref[Any]",
-    list[WireFrame],
-    tuple[PlanStep, ...],
-    "weakref.ref[Any] | None",
-    tuple[int, int] | None,
-]
-#: What a pending task's record was made of at its last snapshot (`_Parts`: number, wire
-#: forms, loop id, name, stack, awaiting, running, created at; then the ids of the tasks it
-#: awaited, of those awaiting it, whether it was in an await cycle) and the record, kept in
-#: its `TaskMeta.record`. A task whose parts come out equal gets that same record object
-#: again, so that the server's comparison with the previous look and the compact encoding's
-#: row cache see it unchanged at once.
-_Parts = tuple[int, Any, str, str, list[WireFrame], Any, bool, Any]
-RecordEntry = tuple[_Parts, list[int] | None, list[int] | None, bool, WireTask]
+#: What the builder notes of each pending task for its next look lives in the task's
+#: `TaskMeta` (`chain_*` and `rec_*` fields): only weak references to the host's objects.
 #: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
 _DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
     Tracker, tuple[dict[tuple[int, int], WireAwaiting], dict[float, WireAwaiting]]
@@ -469,15 +450,15 @@ class SnapshotBuilder:
                 running = current_tasks.get(loop)
                 if running is not None:
                     current.add(id(running))
-        # Per task, what its record is made of: (number, wire, loop id, name, stack,
-        # awaiting, running, created at).
         records: list[WireTask] = []
         #: The metadata of each task in `records`, in the same order.
         part_metas: list[Any] = []
         #: The metadata of each task waiting on another task, by number.
         waiter_metas: dict[int, Any] = {}
-        #: The record entries of the last look that this one replaced, by task number.
-        changed: dict[int, RecordEntry] = {}
+        #: For the tasks whose last record this look replaced, by number: whether what it was
+        #: made of is the same, and the tasks it awaited, those awaiting it, whether in a
+        #: cycle, and the record itself (a waiter whose record comes out the same gets it).
+        replaced: dict[int, tuple[bool, Any, Any, Any, WireTask]] = {}
         edges: dict[int, list[int]] = {}
         counts: dict[int, int] = {}
         unwatched: list[Any] = []
@@ -508,15 +489,15 @@ class SnapshotBuilder:
             # A task still suspended on the very same future has not been stepped since the
             # last snapshot: same frames at the same places, same plan. Only what they wait
             # on is described again.
-            hit: TaskEntry | None = meta.chain if fut is not None else None
-            if hit is not None and hit[0]() is fut:
-                stack, plan = hit[1], hit[2]
+            fut_ref = meta.chain_fut if fut is not None else None
+            if fut_ref is not None and fut_ref() is fut:
+                stack, plan = meta.chain_stack, meta.chain_plan
                 if running:
                     awaiting = None
                 else:
-                    self_ref = hit[3]
+                    self_ref = meta.chain_self
                     first_self = self_ref() if self_ref is not None else None
-                    awaiting = classify_unmoved(ctx, plan, hit[4], first_self, fut, task)
+                    awaiting = classify_unmoved(ctx, plan, meta.chain_key, first_self, fut, task)
                     if awaiting is None:  # needs the frames after all
                         frames, owners, _key = _chain(task_coro(task))
                         awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
@@ -526,7 +507,7 @@ class SnapshotBuilder:
                 stack, plan, _codes, cacheable, first_code = (
                     cached if cached is not None else _stack_entry(frames, key)
                 )
-                meta.chain = None
+                meta.chain_fut = None
                 if running:
                     awaiting = None
                 elif fut is None or not cacheable:
@@ -536,21 +517,20 @@ class SnapshotBuilder:
                     found: list[Any] | None = [] if plan and plan[0][3] is not None else None
                     awaiting = classify_planned(ctx, frames, owners, fut, task, plan, found)
                     try:
-                        fut_ref = weak(fut)
+                        meta.chain_fut = weak(fut)
                     except TypeError:
                         pass
                     else:
-                        self_ref = None
-                        memo_key = None
+                        meta.chain_stack, meta.chain_plan = stack, plan
+                        meta.chain_self = meta.chain_key = None
                         if found and found[0] is not None:
                             try:
                                 # No callback: CPython shares one such reference per object.
-                                self_ref = weak(found[0])
+                                meta.chain_self = weak(found[0])
                             except TypeError:
                                 pass
                             if first_code is not None:
-                                memo_key = (id(first_code), id(found[0]))
-                        meta.chain = (fut_ref, stack, plan, self_ref, memo_key)
+                                meta.chain_key = (id(first_code), id(found[0]))
             task_loop = task.get_loop()
             if task_loop is not tracker_loop:
                 if tracker_loop is not None:
@@ -585,32 +565,41 @@ class SnapshotBuilder:
                         if owner_number not in waiter_numbers:
                             waiter_numbers.append(owner_number)
             # The record, as if this task waited on no task (most do not): the waiters among
-            # them get theirs again below, once every edge is known. A task whose parts are
-            # those of the last look gets the same record without anything being made: at
-            # 100,000 tasks, allocations alone would set off the host's garbage collector.
-            last = meta.record
+            # them get theirs again below, once every edge is known. A task made of what it
+            # was made of last time gets the same record, without anything being allocated:
+            # at 100,000 tasks, allocations alone set off the host's garbage collector.
+            record = meta.record
+            same = (
+                record is not None
+                and meta.rec_stack is stack
+                and (meta.rec_awaiting is awaiting or meta.rec_awaiting == awaiting)
+                and meta.rec_wire is wire
+                and meta.rec_loop is loop_id
+                and meta.rec_running is running
+                and meta.rec_created_at is created_at
+                and meta.rec_name == name
+            )
             if (
-                last is not None
-                and (last_part := last[0])[4] is stack
-                and (last_part[5] is awaiting or last_part[5] == awaiting)
-                and last_part[1] is wire
-                and last_part[2] is loop_id
-                and last_part[6] is running
-                and last_part[7] is created_at
-                and last_part[3] == name
+                not same
+                or meta.rec_awaited is not None
+                or meta.rec_cycled
+                or meta.rec_waiters != waiter_numbers
             ):
-                if last[1] is None and not last[3] and last[2] == waiter_numbers:
-                    record = last[4]
-                else:
-                    changed[number] = last
-                    record = _task_record(last_part, None, waiter_numbers, False)
-                    meta.record = (last_part, None, waiter_numbers, False, record)
-            else:
-                if last is not None:
-                    changed[number] = last
-                part = (number, wire, loop_id, name, stack, awaiting, running, created_at)
-                record = _task_record(part, None, waiter_numbers, False)
-                meta.record = (part, None, waiter_numbers, False, record)
+                if record is not None:
+                    replaced[number] = (
+                        same,
+                        meta.rec_awaited,
+                        meta.rec_waiters,
+                        meta.rec_cycled,
+                        record,
+                    )
+                record = meta.record = _task_record(
+                    wire, loop_id, name, stack, awaiting, running, created_at, None, waiter_numbers
+                )
+                meta.rec_wire, meta.rec_loop, meta.rec_name = wire, loop_id, name
+                meta.rec_stack, meta.rec_awaiting, meta.rec_running = stack, awaiting, running
+                meta.rec_created_at, meta.rec_awaited = created_at, None
+                meta.rec_waiters, meta.rec_cycled = waiter_numbers, False
             meta.slot = len(records)
             records.append(record)
             part_metas.append(meta)
@@ -628,21 +617,31 @@ class SnapshotBuilder:
             slot = meta.slot
             if slot is None or slot >= len(part_metas) or part_metas[slot] is not meta:
                 continue  # not pending in this look (created or finished meanwhile)
-            part, _none, waiter_numbers, _false, _record = meta.record
             cycled = number in in_cycle
-            last = changed.get(number)
+            last = replaced.get(number)
             if (
                 last is not None
-                and last[0] == part
+                and last[0]
                 and last[1] == awaited
-                and last[2] == waiter_numbers
+                and last[2] == meta.rec_waiters
                 and last[3] == cycled
             ):
-                meta.record = last
+                record = last[4]
             else:
-                record = _task_record(part, awaited, waiter_numbers, cycled)
-                meta.record = (part, awaited, waiter_numbers, cycled, record)
-            records[slot] = meta.record[4]
+                record = _task_record(
+                    meta.rec_wire,
+                    meta.rec_loop,
+                    meta.rec_name,
+                    meta.rec_stack,
+                    meta.rec_awaiting,
+                    meta.rec_running,
+                    meta.rec_created_at,
+                    awaited,
+                    meta.rec_waiters,
+                    cycled,
+                )
+            meta.record, meta.rec_awaited, meta.rec_cycled = record, awaited, cycled
+            records[slot] = record
         if unwatched:
             tracker.watch_existing(unwatched)
         loop_records: list[WireLoop] = []
@@ -677,9 +676,17 @@ class SnapshotBuilder:
 
 
 def _task_record(
-    part: _Parts, awaited: list[int] | None, waiter_numbers: list[int] | None, cycled: bool
+    wire: Any,
+    loop_id: str,
+    name: str,
+    stack: list[WireFrame],
+    awaiting: Any,
+    running: bool,
+    created_at: float | None,
+    awaited: list[int] | None,
+    waiter_numbers: list[int] | None,
+    cycled: bool = False,
 ) -> WireTask:
-    _number, wire, loop_id, name, stack, awaiting, running, created_at = part
     # Descriptions may be shared between tasks: what is particular to a task goes into its
     # own copy.
     if awaiting is not None:

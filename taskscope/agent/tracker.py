@@ -51,11 +51,31 @@ class TaskMeta:
     #: Wire forms that never change while the task is pending: (id, parent id, creation
     #: frames, coroutine name), made by the snapshot builder on first use.
     wire: tuple[str, str | None, list[Any], str] | None = None
-    #: The snapshot builder's notes from its last look, while the task stays pending: where
-    #: its chain was suspended (`introspect.TaskEntry`) and what its record was made of
-    #: (`introspect.RecordEntry`). Kept here to spare a table look-up per task and look.
-    chain: Any = None
+    # The snapshot builder's notes from its last look, while the task stays pending. They are
+    # fields rather than a tuple or two so that a look at 100,000 tasks neither allocates nor
+    # keeps more objects for the host's garbage collector to count and walk.
+    #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None: no
+    #: note), its wire stack and classification plan, a weak reference to the `self` of the
+    #: plan's first step and that step's key in the descriptions memo.
+    chain_fut: Any = None
+    chain_stack: Any = None
+    chain_plan: Any = None
+    chain_self: Any = None
+    chain_key: Any = None
+    #: Its last record (None: no note) and what it was made of: wire forms, loop id, name,
+    #: stack, description before the tasks it awaits were added, running, created at, the
+    #: ids of the tasks it awaited and of those awaiting it, whether in an await cycle.
     record: Any = None
+    rec_wire: Any = None
+    rec_loop: Any = None
+    rec_name: Any = None
+    rec_stack: Any = None
+    rec_awaiting: Any = None
+    rec_running: Any = None
+    rec_created_at: Any = None
+    rec_awaited: Any = None
+    rec_waiters: Any = None
+    rec_cycled: Any = None
     #: The task's position in the snapshot being built (valid during that build only).
     slot: int | None = None
 
@@ -203,7 +223,7 @@ class Tracker:
             entry = self._meta.get(key)
             if entry is not None and entry[0]() is task:
                 meta = entry[1]
-                meta.chain = meta.record = None  # the snapshot builder's notes: pending only
+                meta.chain_fut = meta.record = None  # the builder's notes: pending tasks only
                 task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
                 site: tuple[Any, ...] = meta.created_from
                 coro_fallback = meta.coro
