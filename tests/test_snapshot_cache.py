@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import WireSnapshot, WireTask
@@ -316,5 +317,105 @@ def test_cancelled_then_resuspended_task_is_described_again() -> None:
         assert after["stack"] != before["stack"]
         queue.put_nowait(None)
         await task
+
+    _with_tracker(scenario)
+
+
+def _forget_notes(tracker: Tracker) -> None:
+    """What the builder noted for its next look, dropped: the next look starts afresh."""
+    for _ref, meta in tracker._meta.values():
+        meta.chain_fut = meta.record = None
+    introspect._DESCRIPTION_CACHE.pop(tracker, None)
+
+
+def _comparable(snapshot: WireSnapshot) -> list[Any]:
+    """The pending records, without the task taking the snapshot (its line moves)."""
+    return sorted(
+        (
+            record
+            for record in snapshot["tasks"]
+            if record["state"] == "pending" and not record.get("running")
+        ),
+        key=lambda record: int(record["id"]),
+    )
+
+
+def test_a_look_with_notes_says_what_a_look_afresh_says() -> None:
+    """Whatever moved or not, the records a look reuses or rebuilds from its notes are the
+    records a look without notes makes, waiters, cycles and countdowns included."""
+
+    async def scenario(tracker: Tracker) -> None:
+        gate, queue, lock = asyncio.Event(), asyncio.Queue[int](), asyncio.Lock()
+        await lock.acquire()
+        peers: dict[str, asyncio.Task[Any]] = {}
+
+        async def waiter() -> None:
+            await gate.wait()
+            await queue.get()
+
+        async def sleeper(seconds: float) -> None:
+            async with asyncio.timeout(seconds * 2):
+                await asyncio.sleep(seconds)
+
+        async def awaits(name: str) -> None:
+            await gate.wait()
+            await peers[name]
+
+        async def locker() -> None:
+            async with lock:
+                pass
+
+        relay_gate = asyncio.Event()
+
+        async def owner() -> None:
+            async with asyncio.TaskGroup() as group:
+
+                async def relay() -> None:  # ends by handing over to a new child
+                    await relay_gate.wait()
+                    group.create_task(sleeper(150))
+
+                for index in range(3):
+                    group.create_task(sleeper(100 + index))
+                group.create_task(relay())
+
+        child_gate = asyncio.Event()
+
+        async def gatherer() -> None:
+            children = [asyncio.create_task(sleeper(200)), asyncio.create_task(child_gate.wait())]
+            await asyncio.gather(*children, return_exceptions=True)
+
+        tasks = [asyncio.create_task(waiter(), name=f"waiter-{index}") for index in range(4)]
+        tasks += [asyncio.create_task(sleeper(300 + index)) for index in range(4)]
+        tasks += [asyncio.create_task(locker()), asyncio.create_task(owner())]
+        tasks.append(asyncio.create_task(gatherer()))
+        peers["a"] = asyncio.create_task(asyncio.sleep(500), name="target")
+        tasks += [peers["a"], asyncio.create_task(awaits("a"), name="late-waiter")]
+
+        def steps() -> list[Callable[[], None]]:
+            return [
+                lambda: None,
+                gate.set,
+                lambda: queue.put_nowait(1),
+                child_gate.set,  # a gather child ends: its owner now waits on one task
+                relay_gate.set,  # a group's child ends and another starts: as many as before
+                lambda: tasks[0].set_name("renamed"),
+                lambda: tasks[4].cancel(),
+                lambda: lock.release(),
+            ]
+
+        for step in steps():
+            step()
+            await _settle()
+            with_notes = SnapshotBuilder(tracker).build_raw()
+            _forget_notes(tracker)
+            afresh = SnapshotBuilder(tracker).build_raw()
+            assert _comparable(with_notes) == _comparable(afresh)
+            assert with_notes["cycles"] == afresh["cycles"]
+            # And a second look with the notes just made agrees too.
+            again = SnapshotBuilder(tracker).build_raw()
+            assert _comparable(again) == _comparable(afresh)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     _with_tracker(scenario)
