@@ -1,4 +1,5 @@
-"""Plain-text views of a TaskModel for the command line: the `ps` table and the `tree`.
+"""Plain-text views of a TaskModel: the `ps` table and the `tree` of the command line, and one
+task as text (what the dashboard copies).
 
 Task names, reprs and paths come from the monitored program: they are untrusted text, so
 control characters are escaped before anything reaches the terminal.
@@ -169,3 +170,38 @@ def finished_summary(model: TaskModel, now: float) -> str:
             f"{safe_text(latest.name)}, {ago} ago"
         )
     return text
+
+
+def task_text(task: TaskInfo, model: TaskModel, pid: int | None = None) -> str:
+    """One task as plain text to paste into a bug report: who it is, what it awaits, who
+    awaits it, its stack and where it was created."""
+    names = {other.id: other.name for other in model.tasks.values()}
+
+    def named(task_id: str) -> str:
+        name = names.get(task_id)
+        return f"{task_id} ({safe_text(name)})" if name is not None else task_id
+
+    where = f" in process {pid}" if pid is not None else ""
+    lines = [f"task {task.id} {safe_text(task.name)}{where}: {task.state}, {task.coro}()"]
+    if task.awaiting is not None:
+        lines.append(f"awaiting: {safe_text(describe_awaiting(task, model))}")
+    if task.awaited_by:
+        lines.append("awaited by: " + ", ".join(named(other) for other in task.awaited_by))
+    if task.parent is not None:
+        lines.append(f"created by: {named(task.parent)}")
+    if task.exception is not None:
+        lines.append(f"exception: {safe_text(task.exception)}")
+    elif task.result is not None:
+        lines.append(f"result: {safe_text(task.result)}")
+    if task.stack:
+        lines.append("stack (outermost first):")
+        lines += [
+            f"  {safe_text(frame.function)}  {safe_text(frame.location)}" for frame in task.stack
+        ]
+    if task.created_from:
+        lines.append("created at:")
+        lines += [
+            f"  {safe_text(frame.function)}  {safe_text(frame.location)}"
+            for frame in task.created_from
+        ]
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 
 from taskscope.client import ClientError
 from taskscope.model import TaskInfo, TaskModel
-from taskscope.report import safe_text
+from taskscope.report import safe_text, task_text
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.feed import UpdateBuffer
@@ -70,6 +70,7 @@ HELP = {
     "cancel_task": "cancel the selected task (asks first)",
     "cancel_subtree": "cancel the selected task and everything under it (asks first)",
     "export": "write the current snapshot as JSON to a file",
+    "copy_task": "copy the selected task (awaits, stack, creator) as text to the clipboard",
     "toggle_pause": "pause or resume live updates",
 }
 
@@ -153,6 +154,7 @@ class TaskscopeApp(App[int]):
         Binding("c", "cancel_task", "Cancel"),
         Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
         Binding("e", "export", "Export JSON"),
+        Binding("y", "copy_task", "Copy task"),
         Binding("space", "toggle_pause", "Pause", priority=True, key_display="space"),
     ]
 
@@ -779,6 +781,15 @@ class TaskscopeApp(App[int]):
         self._refresh_detail()
 
     # --- export --------------------------------------------------------------------------------
+
+    def action_copy_task(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            self.notify("No task selected", severity="warning", timeout=3)
+            return
+        # OSC 52: the terminal puts it on the system clipboard (most terminals, over ssh too).
+        self.copy_to_clipboard(task_text(task, self.model, self.source.pid))
+        self.notify(f"Task {task.id} ({safe_text(task.name, 40)}) copied", timeout=3)
 
     def action_export(self) -> None:
         self._export()

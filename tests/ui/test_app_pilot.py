@@ -527,6 +527,24 @@ def test_e_exports_the_snapshot_as_json(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == source.latest
 
 
+def test_y_copies_the_selected_task_as_text() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        assert app.task_tree.select_task("3")
+        await pilot.press("y")
+        text = app.clipboard
+        assert text.splitlines()[0] == "task 3 dispatcher in process 4242: pending, dispatch()"
+        assert "awaiting: Queue.get on jobs (0 items)" in text
+        assert "awaited by: 1 (main)" in text
+        assert "  dispatch  app/service.py:13" in text  # its stack
+        assert "  main  app/service.py:40" in text  # where it was created
+        # A finished task says how it ended.
+        assert app.task_tree.select_task("33")
+        await pilot.press("y")
+        assert "exception: ValueError('bad row')" in app.clipboard
+
+    run_app(scenario)
+
+
 def test_target_exit_keeps_the_last_picture_and_says_so() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         source.end(AgentGone("process 4242 exited"))
