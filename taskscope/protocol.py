@@ -416,9 +416,11 @@ class CompactTables:
         #: id(awaiting) -> (awaiting, its JSON text)
         self._awaits: dict[int, tuple[Any, str]] = {}
 
-    def rows(self, records: Sequence[Any]) -> tuple[str, str]:
+    def rows(self, records: Sequence[Any], remember: bool = True) -> tuple[str, str]:
         """The records as a JSON array of rows, and the JSON array of the `awaiting` objects
-        the rows index (an object shared by several records is there once). Hold `lock`."""
+        the rows index (an object shared by several records is there once). Rows are kept
+        for the next message when `remember` (whole snapshots: a delta's records are those
+        that changed, which the next delta does not carry again). Hold `lock`."""
         self._check_limits()
         cached = self._rows
         parts: list[str] = []
@@ -427,7 +429,7 @@ class CompactTables:
         for record in records:
             row = cached.get(id(record))
             if row is None or row[0] is not record:
-                row = self._row(record)
+                row = self._row(record, remember)
             awaiting = record["awaiting"]
             if awaiting is None:
                 parts.append(row[1] + "null" + row[2])
@@ -435,15 +437,15 @@ class CompactTables:
             ref = await_index.get(id(awaiting))
             if ref is None:
                 ref = await_index[id(awaiting)] = len(awaits)
-                awaits.append(self._await_text(awaiting))
+                awaits.append(self._await_text(awaiting, remember))
             parts.append(f"{row[1]}{ref}{row[2]}")
-        if len(cached) > 2 * len(records) + 4096:  # drop the rows of records gone since
+        if remember and len(cached) > 2 * len(records) + 4096:  # drop records gone since
             keep = {id(record) for record in records}
             self._rows = {key: row for key, row in cached.items() if key in keep}
             self._awaits.clear()
         return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
 
-    def _row(self, record: Any) -> tuple[Any, str, str]:
+    def _row(self, record: Any, remember: bool) -> tuple[Any, str, str]:
         (
             task_id,
             loop,
@@ -474,15 +476,17 @@ class CompactTables:
         if len(record) > 11 + (origin is not None):
             tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
         row = (record, _encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
-        self._rows[id(record)] = row
+        if remember:
+            self._rows[id(record)] = row
         return row
 
-    def _await_text(self, awaiting: Any) -> str:
+    def _await_text(self, awaiting: Any, remember: bool) -> str:
         known = self._awaits.get(id(awaiting))
         if known is not None and known[0] is awaiting:
             return known[1]
         text = _encode_small(awaiting)
-        self._awaits[id(awaiting)] = (awaiting, text)
+        if remember:
+            self._awaits[id(awaiting)] = (awaiting, text)
         return text
 
     def _check_limits(self) -> None:
@@ -546,7 +550,7 @@ class CompactEncoder:
             return encode(message)
         tables = self.tables
         with tables.lock:
-            rows, awaits = tables.rows(message[kind][rows_key])
+            rows, awaits = tables.rows(message[kind][rows_key], remember=kind == "snapshot")
             intern = self._take_intern()
         body = dict(message[kind])
         body[rows_key] = _ROWS_MARK

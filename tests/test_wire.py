@@ -306,6 +306,29 @@ def test_connections_share_tables_and_a_late_one_gets_them_all() -> None:
     asyncio.run(main())
 
 
+def test_rows_of_a_snapshot_stay_encoded_while_deltas_go_by() -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        tables = protocol.CompactTables()
+        encoder, decoder = CompactEncoder(tables), CompactDecoder()
+        snapshot = SnapshotBuilder(tracker).build_raw()
+        message = {"type": "snapshot", "snapshot": snapshot}
+        _wire, first = _roundtrip(encoder, decoder, message)
+        kept = dict(tables._rows)
+        assert len(kept) == len(snapshot["tasks"])
+        changed = [dict(snapshot["tasks"][0], name="renamed")]
+        for _ in range(3):
+            delta = {"taken_at": 1.0, "loops": [], "changed": changed, "removed": []}
+            _roundtrip(encoder, decoder, {"type": "delta", "delta": delta})
+        # The delta's record is not kept, and the snapshot's rows are all still there.
+        assert tables._rows.keys() == kept.keys()
+        _wire, again = _roundtrip(encoder, decoder, message)
+        assert again == first
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
 def test_strings_that_look_like_the_encoders_stand_ins_change_nothing() -> None:
     frame = {"function": "f", "file": "/a.py", "line": 3}
     record: dict[str, Any] = {
