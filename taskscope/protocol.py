@@ -64,7 +64,8 @@ class WireFrame(TypedDict):
 class WireAwaiting(TypedDict):
     kind: str
     text: str
-    tasks: list[str]
+    # Sequences are lists on the wire; the agent keeps tuples (see `_stack_entry`).
+    tasks: Sequence[str]
     # Optional facts, present when known: seconds to a sleep's end or to a timeout deadline,
     # the object waited on (type, id, size...), a peer address, a callee.
     seconds_left: NotRequired[float | None]
@@ -72,7 +73,7 @@ class WireAwaiting(TypedDict):
     object: NotRequired[dict[str, Any]]
     peer: NotRequired[str | None]
     # Inside the agent and in the compact encoding only (never in schema 1): see "Countdowns".
-    countdown: NotRequired[list[Any]]
+    countdown: NotRequired[Sequence[Any]]
 
 
 class WireTask(TypedDict):
@@ -81,14 +82,14 @@ class WireTask(TypedDict):
     name: str
     state: TaskState
     coro: str
-    stack: list[WireFrame]
+    stack: Sequence[WireFrame]
     awaiting: WireAwaiting | None
-    awaited_by: list[str]
+    awaited_by: Sequence[str]
     parent: str | None
     created_at: float | None
     finished_at: float | None
     running: NotRequired[bool]
-    created_from: NotRequired[list[WireFrame]]
+    created_from: NotRequired[Sequence[WireFrame]]
     result: NotRequired[str]
     exception: NotRequired[str]
 

@@ -243,7 +243,7 @@ def test_gather_child_finishing_changes_awaiting_tasks() -> None:
         after = _build(tracker)
         parent_after = _record(after, "parent")
         assert parent_after["awaiting"] is not None
-        assert parent_after["awaiting"]["tasks"] == [_record(after, "child two")["id"]]
+        assert list(parent_after["awaiting"]["tasks"]) == [_record(after, "child two")["id"]]
         assert "1 done" in parent_after["awaiting"]["text"]
         second_event.set()
         await task
@@ -256,7 +256,7 @@ def test_awaited_by_follows_new_waiters() -> None:
         event = asyncio.Event()
         target = asyncio.create_task(event.wait(), name="target")
         await _settle()
-        assert _record(_build(tracker), "target")["awaited_by"] == []
+        assert list(_record(_build(tracker), "target")["awaited_by"]) == []
 
         async def waiter() -> None:
             await target
@@ -264,7 +264,8 @@ def test_awaited_by_follows_new_waiters() -> None:
         waiting = asyncio.create_task(waiter(), name="waiting")
         await _settle()
         snapshot = _build(tracker)
-        assert _record(snapshot, "target")["awaited_by"] == [_record(snapshot, "waiting")["id"]]
+        waiting_id = _record(snapshot, "waiting")["id"]
+        assert list(_record(snapshot, "target")["awaited_by"]) == [waiting_id]
         event.set()
         await waiting
 

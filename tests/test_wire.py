@@ -318,7 +318,13 @@ def test_rows_of_a_snapshot_stay_encoded_while_deltas_go_by() -> None:
         assert len(kept) == len(snapshot["tasks"])
         changed = [dict(snapshot["tasks"][0], name="renamed")]
         for _ in range(3):
-            delta = {"taken_at": 1.0, "loops": [], "changed": changed, "removed": []}
+            delta = {
+                "taken_at": 1.0,
+                "loops": [],
+                "changed": changed,
+                "removed": [],
+                "loop_time": snapshot["loop_time"],
+            }
             _roundtrip(encoder, decoder, {"type": "delta", "delta": delta})
         # The delta's record is not kept, and the snapshot's rows are all still there.
         assert tables._rows.keys() == kept.keys()

@@ -246,7 +246,7 @@ def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: A
 def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     when = ctx.timers.get(id(fut))
     if when is None:
-        return {"kind": "sleep", "text": "sleep", "tasks": [], "seconds_left": None}
+        return {"kind": "sleep", "text": "sleep", "tasks": (), "seconds_left": None}
     awaiting = ctx.sleeps.get(when)
     if awaiting is None:
         awaiting = ctx.last_sleeps.get(when)
@@ -255,8 +255,8 @@ def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
             awaiting = {
                 "kind": "sleep",
                 "text": "sleep, ",
-                "tasks": [],
-                "countdown": [when, None, ""],
+                "tasks": (),
+                "countdown": (when, None, ""),
             }
         ctx.sleeps[when] = awaiting
     return awaiting
@@ -280,7 +280,7 @@ def _queue(verb: str) -> Handler:
         return {
             "kind": f"queue_{verb}",
             "text": f"{_named(f'{kind_name}.{verb}', name)} ({detail})",
-            "tasks": [],
+            "tasks": (),
             "object": facts,
         }
 
@@ -315,7 +315,7 @@ def _primitive(kind: str, method: str) -> Handler:
         return {
             "kind": kind,
             "text": f"{_named(f'{type_name}.{method}', name)} ({', '.join(details)})",
-            "tasks": [],
+            "tasks": (),
             "object": facts,
         }
 
@@ -356,7 +356,7 @@ def _stream(verb: str) -> Handler:
         return {
             "kind": f"stream_{verb}",
             "text": text,
-            "tasks": [],
+            "tasks": (),
             "peer": peer,
             "object": facts,
         }
@@ -381,7 +381,7 @@ def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
     text = f"loop.{method} on{where}" if where else f"loop.{method}"
     if peer:
         text += f" ({peer})"
-    return {"kind": "socket", "text": text, "tasks": [], "peer": peer, "object": {"fd": fd}}
+    return {"kind": "socket", "text": text, "tasks": (), "peer": peer, "object": {"fd": fd}}
 
 
 def _to_thread(
@@ -390,7 +390,7 @@ def _to_thread(
     func = callable_name(_local(frame, "func"))
     thread = _executor_thread(ctx, fut)
     text = f"to_thread {func}" + (f" in {thread[0]}" if thread else "")
-    return {"kind": "executor", "text": text, "tasks": [], "object": {"function": func}}
+    return {"kind": "executor", "text": text, "tasks": (), "object": {"function": func}}
 
 
 def _executor_thread(ctx: AwaitContext, fut: Any) -> tuple[str, str] | None:
@@ -429,7 +429,7 @@ def _subprocess(verb: str) -> Handler:
         return {
             "kind": "subprocess",
             "text": f"subprocess {pid}{program} {verb}",
-            "tasks": [],
+            "tasks": (),
             "object": {"pid": pid},
         }
 
@@ -449,7 +449,7 @@ def _server(
         if address:
             addresses.append(address)
     text = "Server.serve_forever" + (f" on {', '.join(addresses)}" if addresses else "")
-    return {"kind": "server", "text": text, "tasks": [], "object": {"addresses": addresses}}
+    return {"kind": "server", "text": text, "tasks": (), "object": {"addresses": tuple(addresses)}}
 
 
 def _task_group(
@@ -461,7 +461,7 @@ def _task_group(
     return {
         "kind": "taskgroup",
         "text": f"TaskGroup ({count} task{'s' if count != 1 else ''})",
-        "tasks": [],
+        "tasks": (),
         "object": _object_facts(group) | {"size": count},
     }
 
@@ -475,14 +475,14 @@ def _wait(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
     return {
         "kind": "wait",
         "text": f"asyncio.wait ({detail})" if detail else "asyncio.wait",
-        "tasks": [],
+        "tasks": (),
     }
 
 
 def _as_completed(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
-    return {"kind": "as_completed", "text": "as_completed", "tasks": []}
+    return {"kind": "as_completed", "text": "as_completed", "tasks": ()}
 
 
 def _wait_for(
@@ -490,7 +490,7 @@ def _wait_for(
 ) -> WireAwaiting:
     # Placeholder for the handler table; `_classify_chain` describes wait_for itself because
     # it needs the frames below this one (3.12+) or the inner task's frames (3.11).
-    return {"kind": "wait_for", "text": "wait_for", "tasks": []}
+    return {"kind": "wait_for", "text": "wait_for", "tasks": ()}
 
 
 def _describe_wait_for(
@@ -518,12 +518,12 @@ def _describe_wait_for(
         text = f"wait_for {what}" if what else "wait_for"
     else:
         text = f"wait_for {what}: {inner['text']}" if what else f"wait_for {inner['text']}"
-    awaiting: WireAwaiting = {"kind": "wait_for", "text": text, "tasks": []}
+    awaiting: WireAwaiting = {"kind": "wait_for", "text": text, "tasks": ()}
     if inner is not None:
         awaiting["object"] = {"inner_kind": inner["kind"]}
         countdown = inner.get("countdown")
         if countdown is not None:  # the inner text ends where its countdown goes
-            awaiting["countdown"] = list(countdown)
+            awaiting["countdown"] = tuple(countdown)
         if inner.get("peer"):
             awaiting["peer"] = inner["peer"]
     return awaiting
@@ -552,7 +552,7 @@ def describe_future(
     if fut is None:
         return None
     if _is_task(fut):
-        return {"kind": "task", "text": f"task {ctx.name_of_task(fut)}", "tasks": []}
+        return {"kind": "task", "text": f"task {ctx.name_of_task(fut)}", "tasks": ()}
     kind = type(fut)
     if kind is _GATHERING_FUTURE:
         children = getattr(fut, "_children", None) or []
@@ -560,7 +560,7 @@ def describe_future(
         return {
             "kind": "gather",
             "text": f"gather ({len(children)} awaitables, {done} done)",
-            "tasks": [],
+            "tasks": (),
         }
     callbacks = getattr(fut, "_callbacks", None) or ()
     for callback, _context in callbacks:
@@ -573,9 +573,9 @@ def describe_future(
                 return {
                     "kind": "shield",
                     "text": f"shield task {ctx.name_of_task(inner)}",
-                    "tasks": [],
+                    "tasks": (),
                 }
-            return {"kind": "shield", "text": "shield", "tasks": []}
+            return {"kind": "shield", "text": "shield", "tasks": ()}
         if code is _CHAIN_CANCEL_CODE:
             thread = _executor_thread(ctx, fut)
             text = "run_in_executor"
@@ -583,7 +583,7 @@ def describe_future(
             if thread:
                 text += f" {thread[1]} in {thread[0]}"
                 facts = {"thread": thread[0], "function": thread[1]}
-            return {"kind": "executor", "text": text, "tasks": [], "object": facts}
+            return {"kind": "executor", "text": text, "tasks": (), "object": facts}
     if kind is asyncio.Future or kind is _PY_FUTURE:
         # A bare Future: say which variable holds it and, in debug mode, where it was made.
         name = object_name(ctx, fut, frame) if frame is not None else None
@@ -595,11 +595,11 @@ def describe_future(
             created = f"{getattr(where, 'filename', '?')}:{getattr(where, 'lineno', '?')}"
             facts["created_at"] = created
             text += f" created at {created}"
-        return {"kind": "future", "text": text, "tasks": [], "object": facts}
+        return {"kind": "future", "text": text, "tasks": (), "object": facts}
     return {
         "kind": "future",
         "text": f"<{kind.__module__}.{kind.__qualname__} at {hex(id(fut))}>",
-        "tasks": [],
+        "tasks": (),
         "object": _object_facts(fut),
     }
 
@@ -726,7 +726,7 @@ def _classify_chain(
         return describe_future(ctx, fut, frames[-1] if frames else None)
     except Exception:
         kind = type(fut)
-        return {"kind": "future", "text": f"<{kind.__module__}.{kind.__qualname__}>", "tasks": []}
+        return {"kind": "future", "text": f"<{kind.__module__}.{kind.__qualname__}>", "tasks": ()}
 
 
 def classify(
@@ -927,7 +927,7 @@ def classify_planned(
             awaiting = {
                 "kind": "future",
                 "text": f"<{kind.__module__}.{kind.__qualname__}>",
-                "tasks": [],
+                "tasks": (),
             }
         if awaiting is None:
             return None
@@ -951,9 +951,9 @@ def with_deadline(awaiting: WireAwaiting, deadline: float) -> WireAwaiting:
     result = awaiting.copy()
     countdown = awaiting.get("countdown")
     if countdown is None:
-        result["countdown"] = [None, deadline, ""]
+        result["countdown"] = (None, deadline, "")
     else:
-        result["countdown"] = [countdown[0], deadline, countdown[2]]
+        result["countdown"] = (countdown[0], deadline, countdown[2])
     return result
 
 
@@ -964,5 +964,5 @@ def with_suffix(awaiting: WireAwaiting, suffix: str) -> WireAwaiting:
     if countdown is None:
         result["text"] = awaiting["text"] + suffix
     else:
-        result["countdown"] = [countdown[0], countdown[1], countdown[2] + suffix]
+        result["countdown"] = (countdown[0], countdown[1], countdown[2] + suffix)
     return result

@@ -155,11 +155,14 @@ def line_at(code: CodeType, lasti: int) -> int | None:
 
 def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
     """The wire stack and classification plan of a suspension point, cached by its key. The
-    stack list is shared by every task suspended there, in every snapshot: never mutated."""
+    stack is shared by every task suspended there, in every snapshot. A tuple, as every
+    sequence in the records the agent keeps (they never change): a list is one more object
+    for the host's garbage collector to track, where a tuple of strings is dropped from its
+    lists."""
     frame_cache = _FRAME_CACHE
     if len(frame_cache) > 100_000:
         frame_cache.clear()
-    stack: list[WireFrame] = []
+    frame_records: list[WireFrame] = []
     for index, frame in enumerate(frames):
         # The line from the key's own f_lasti, not from the frame: it may have moved since.
         code = frame.f_code
@@ -167,7 +170,8 @@ def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
         entry = frame_cache.get(frame_key)
         if entry is None:
             entry = frame_cache[frame_key] = frame_record(*frame_key)
-        stack.append(entry)
+        frame_records.append(entry)
+    stack = tuple(frame_records)
     plan = plan_chain(frames)
     codes = tuple(frame.f_code for frame in frames)
     first_code = codes[plan[0][0]] if plan else None
@@ -183,16 +187,16 @@ def _task_frames(task: Any) -> list[FrameType]:
 
 
 #: id(creation site) -> (site, its wire form): tasks made at one place share both.
-_ORIGINS: dict[int, tuple[Any, list[WireFrame]]] = {}
+_ORIGINS: dict[int, tuple[Any, tuple[WireFrame, ...]]] = {}
 
 
-def _origin(site: tuple[tuple[CodeType, int], ...]) -> list[WireFrame]:
+def _origin(site: tuple[tuple[CodeType, int], ...]) -> tuple[WireFrame, ...]:
     if not site:
         return _NONE
     known = _ORIGINS.get(id(site))
     if known is not None and known[0] is site:
         return known[1]
-    frames = [frame_record(code, line) for code, line in site]
+    frames = tuple(frame_record(code, line) for code, line in site)
     if len(_ORIGINS) > 10_000:
         _ORIGINS.clear()
     _ORIGINS[id(site)] = (site, frames)
@@ -294,7 +298,7 @@ _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
 #: by id (kept alive so that the ids stay theirs), whether tasks suspended there may be
 #: cached (`plan_cacheable`) and the code of the plan's first step.
 StackEntry = tuple[
-    list[WireFrame], tuple[PlanStep, ...], tuple[CodeType, ...], bool, CodeType | None
+    tuple[WireFrame, ...], tuple[PlanStep, ...], tuple[CodeType, ...], bool, CodeType | None
 ]
 #: `_chain` key -> StackEntry: see `_stack_entry`.
 _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
@@ -309,7 +313,7 @@ CYCLE_SUFFIX = " (await cycle)"
 
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).
-_NONE: list[Any] = []
+_NONE: tuple[Any, ...] = ()
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
@@ -399,9 +403,9 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
         "name": finished.name,
         "state": finished.state,  # type: ignore[typeddict-item]
         "coro": finished.coro,
-        "stack": [],
+        "stack": _NONE,
         "awaiting": None,
-        "awaited_by": [],
+        "awaited_by": _NONE,
         "parent": str(finished.parent_id) if finished.parent_id is not None else None,
         "created_at": finished.created_at,
         "finished_at": finished.finished_at,
@@ -412,7 +416,7 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
         else:
             record["result"] = finished.summary
     if finished.created_from:
-        record["created_from"] = [frame_record(code, line) for code, line in finished.created_from]
+        record["created_from"] = _origin(finished.created_from)
     finished.wire = record
     return record
 
@@ -692,7 +696,7 @@ def _task_record(
     if awaiting is not None:
         if awaited is not None:
             awaiting = awaiting.copy()
-            awaiting["tasks"] = [str(other) for other in awaited]
+            awaiting["tasks"] = tuple([str(other) for other in awaited])
         if cycled and not _marked(awaiting):
             awaiting = with_suffix(awaiting, CYCLE_SUFFIX)
     record: WireTask = {
@@ -703,7 +707,9 @@ def _task_record(
         "coro": wire[3],
         "stack": stack,
         "awaiting": awaiting,
-        "awaited_by": [str(waiter) for waiter in waiter_numbers] if waiter_numbers else _NONE,
+        "awaited_by": tuple([str(waiter) for waiter in waiter_numbers])
+        if waiter_numbers
+        else _NONE,
         "parent": wire[1],
         "created_at": created_at,
         "finished_at": None,

@@ -50,7 +50,7 @@ class TaskMeta:
     coro: str = ""
     #: Wire forms that never change while the task is pending: (id, parent id, creation
     #: frames, coroutine name), made by the snapshot builder on first use.
-    wire: tuple[str, str | None, list[Any], str] | None = None
+    wire: tuple[str, str | None, tuple[Any, ...], str] | None = None
     # The snapshot builder's notes from its last look, while the task stays pending. They are
     # fields rather than a tuple or two so that a look at 100,000 tasks neither allocates nor
     # keeps more objects for the host's garbage collector to count and walk.
