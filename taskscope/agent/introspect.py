@@ -475,8 +475,9 @@ class SnapshotBuilder:
         run = 0
         weak = weakref.ref
         for task in tasks:
-            entry = metas.get(id(task))
-            meta = entry[1] if entry is not None and entry[0]() is task else meta_of(task)
+            meta = metas.get(id(task))
+            if meta is None or meta() is not task:
+                meta = meta_of(task)
             number = meta.task_id
             if not meta.watched:
                 unwatched.append(task)

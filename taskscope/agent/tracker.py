@@ -34,50 +34,91 @@ _wall = time.time
 _weakref = weakref.ref
 
 
-@dataclass(slots=True)
-class TaskMeta:
-    """What the agent knows about a task beyond the task object itself."""
+class TaskMeta(weakref.ref):  # type: ignore[type-arg]
+    """What the agent knows about a task beyond the task object itself. It is also the
+    agent's weak reference to the task (calling it gives the task, or None once gone): one
+    object per task, where a reference, a record and a pair of them were three for the host's
+    garbage collector to track."""
 
-    task_id: int
-    parent_id: int | None = None
-    created_at: float | None = None
-    #: (code, line) pairs, innermost first: where `create_task` was called.
-    created_from: tuple[tuple[CodeType, int], ...] = ()
-    #: Whether the history callback is on the task.
-    watched: bool = False
-    #: The coroutine's name, kept only for tasks that finished inside create_task (eager
-    #: tasks), whose coroutine is gone by the time anyone looks.
-    coro: str = ""
-    #: Wire forms that never change while the task is pending: (id, parent id, creation
-    #: frames, coroutine name), made by the snapshot builder on first use.
-    wire: tuple[str, str | None, tuple[Any, ...], str] | None = None
-    # The snapshot builder's notes from its last look, while the task stays pending. They are
-    # fields rather than a tuple or two so that a look at 100,000 tasks neither allocates nor
-    # keeps more objects for the host's garbage collector to count and walk.
-    #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None: no
-    #: note), its wire stack and classification plan, a weak reference to the `self` of the
-    #: plan's first step and that step's key in the descriptions memo.
-    chain_fut: Any = None
-    chain_stack: Any = None
-    chain_plan: Any = None
-    chain_self: Any = None
-    chain_key: Any = None
-    #: Its last record (None: no note) and what it was made of: wire forms, loop id, name,
-    #: stack, description before the tasks it awaits were added, running, created at, the
-    #: ids of the tasks it awaited and of those awaiting it, whether in an await cycle.
-    record: Any = None
-    rec_wire: Any = None
-    rec_loop: Any = None
-    rec_name: Any = None
-    rec_stack: Any = None
-    rec_awaiting: Any = None
-    rec_running: Any = None
-    rec_created_at: Any = None
-    rec_awaited: Any = None
-    rec_waiters: Any = None
-    rec_cycled: Any = None
-    #: The task's position in the snapshot being built (valid during that build only).
-    slot: int | None = None
+    __slots__ = (
+        "chain_fut",
+        "chain_key",
+        "chain_plan",
+        "chain_self",
+        "chain_stack",
+        "coro",
+        "created_at",
+        "created_from",
+        "key",
+        "parent_id",
+        "rec_awaited",
+        "rec_awaiting",
+        "rec_created_at",
+        "rec_cycled",
+        "rec_loop",
+        "rec_name",
+        "rec_running",
+        "rec_stack",
+        "rec_waiters",
+        "rec_wire",
+        "record",
+        "slot",
+        "task_id",
+        "watched",
+        "wire",
+    )
+
+    def __new__(
+        cls, task: Any, callback: Callable[[TaskMeta], None] | None, task_id: int
+    ) -> TaskMeta:
+        return super().__new__(cls, task, callback)
+
+    def __init__(
+        self, task: Any, callback: Callable[[TaskMeta], None] | None, task_id: int
+    ) -> None:
+        # The reference itself was made by __new__ (weakref's own __init__ only checks).
+        #: id() of the task: its key in `Tracker._meta`.
+        self.key: int = id(task)
+        self.task_id = task_id
+        self.parent_id: int | None = None
+        self.created_at: float | None = None
+        #: (code, line) pairs, innermost first: where `create_task` was called.
+        self.created_from: tuple[tuple[CodeType, int], ...] = ()
+        #: Whether the history callback is on the task.
+        self.watched = False
+        #: The coroutine's name, kept only for tasks that finished inside create_task (eager
+        #: tasks), whose coroutine is gone by the time anyone looks.
+        self.coro = ""
+        #: Wire forms that never change while the task is pending: (id, parent id, creation
+        #: frames, coroutine name), made by the snapshot builder on first use.
+        self.wire: tuple[str, str | None, tuple[Any, ...], str] | None = None
+        # The snapshot builder's notes from its last look, while the task stays pending:
+        # fields rather than a tuple or two, so that a look at 100,000 tasks neither
+        # allocates nor keeps more objects for the host's garbage collector.
+        #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None:
+        #: no note), its wire stack and classification plan, a weak reference to the `self`
+        #: of the plan's first step and that step's key in the descriptions memo.
+        self.chain_fut: Any = None
+        self.chain_stack: Any = None
+        self.chain_plan: Any = None
+        self.chain_self: Any = None
+        self.chain_key: Any = None
+        #: Its last record (None: no note) and what it was made of: wire forms, loop id,
+        #: name, stack, description before the tasks it awaits were added, running, created
+        #: at, the ids of the tasks it awaited and of those awaiting it, whether in a cycle.
+        self.record: Any = None
+        self.rec_wire: Any = None
+        self.rec_loop: Any = None
+        self.rec_name: Any = None
+        self.rec_stack: Any = None
+        self.rec_awaiting: Any = None
+        self.rec_running: Any = None
+        self.rec_created_at: Any = None
+        self.rec_awaited: Any = None
+        self.rec_waiters: Any = None
+        self.rec_cycled: Any = None
+        #: The task's position in the snapshot being built (valid during that build only).
+        self.slot: int | None = None
 
 
 @dataclass(slots=True)
@@ -118,11 +159,6 @@ class LoopRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class _TaskRef(weakref.ref):  # type: ignore[type-arg]
-    __slots__ = ("key",)
-    key: int
-
-
 class Tracker:
     """Knows every loop and every task the agent has seen; safe to read from any thread."""
 
@@ -140,8 +176,9 @@ class Tracker:
         self._born: dict[int, tuple[Any, int | None, float, tuple[tuple[CodeType, int], ...]]] = {}
         self._ids = itertools.count(1)
         self._loop_ids = itertools.count(1)
-        # id(task) -> (weak reference, meta): cheaper than a WeakKeyDictionary on lookups.
-        self._meta: dict[int, tuple[_TaskRef, TaskMeta]] = {}
+        # id(task) -> its metadata (a weak reference to it): cheaper than a
+        # WeakKeyDictionary on lookups.
+        self._meta: dict[int, TaskMeta] = {}
         self.loops: dict[int, LoopRecord] = {}
         self._loops_lock = threading.Lock()
         self._original_set_running_loop: Callable[[Any], None] | None = None
@@ -155,31 +192,28 @@ class Tracker:
 
     # --- task ids and metadata -----------------------------------------------------------------
 
-    def _forget_task(self, ref: _TaskRef) -> None:
-        entry = self._meta.get(ref.key)
-        if entry is not None and entry[0] is ref:
-            del self._meta[ref.key]
+    def _forget_task(self, meta: TaskMeta) -> None:
+        if self._meta.get(meta.key) is meta:
+            del self._meta[meta.key]
 
     def meta_of(self, task: asyncio.Future[Any]) -> TaskMeta | None:
-        entry = self._meta.get(id(task))
-        if entry is not None and entry[0]() is task:
-            return entry[1]
+        meta = self._meta.get(id(task))
+        if meta is not None and meta() is task:
+            return meta
         return None
 
     def ensure_meta(self, task: asyncio.Future[Any]) -> TaskMeta:
         """The task's metadata, giving it a new id if the agent has not seen it before."""
-        entry = self._meta.get(id(task))
-        if entry is not None and entry[0]() is task:
-            return entry[1]
-        meta = TaskMeta(next(self._ids))
+        meta = self._meta.get(id(task))
+        if meta is not None and meta() is task:
+            return meta
+        meta = TaskMeta(task, self._forget, next(self._ids))
         born = self._born.pop(id(task), None)
         if born is not None and born[0]() is task:
             meta.parent_id, meta.created_at = born[1], born[2]
             meta.created_from = _site_lines(born[3])
             meta.watched = True
-        ref = _TaskRef(task, self._forget)
-        ref.key = id(task)
-        self._meta[id(task)] = (ref, meta)
+        self._meta[id(task)] = meta
         return meta
 
     def id_of(self, task: asyncio.Future[Any]) -> int:
@@ -208,9 +242,8 @@ class Tracker:
         site: tuple[tuple[CodeType, int], ...],
     ) -> None:
         """A creation note for a task the agent has already looked at (and given an id)."""
-        entry = self._meta.get(id(task))
-        if entry is not None and entry[0]() is task:
-            meta = entry[1]
+        meta = self._meta.get(id(task))
+        if meta is not None and meta() is task:
             meta.parent_id, meta.created_at = parent_id, _wall()
             meta.created_from, meta.wire, meta.watched = _site_lines(site), None, True
         else:
@@ -220,9 +253,8 @@ class Tracker:
         """Done callback: remember how the task ended, without keeping it alive."""
         try:
             key = id(task)
-            entry = self._meta.get(key)
-            if entry is not None and entry[0]() is task:
-                meta = entry[1]
+            meta = self._meta.get(key)
+            if meta is not None and meta() is task:
                 meta.chain_fut = meta.record = None  # the builder's notes: pending tasks only
                 task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
                 site: tuple[Any, ...] = meta.created_from
@@ -480,9 +512,9 @@ class Tracker:
             try:
                 parent_id = None
                 if parent is not None:
-                    entry = metas.get(id(parent))
-                    if entry is not None and entry[0]() is parent:
-                        parent_id = entry[1].task_id
+                    parent_meta = metas.get(id(parent))
+                    if parent_meta is not None and parent_meta() is parent:
+                        parent_id = parent_meta.task_id
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
                 frame: FrameType | None = get_frame(1)
