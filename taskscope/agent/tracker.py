@@ -9,6 +9,7 @@ busy one. Reading all of it happens on the agent's own thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import itertools
 import sys
@@ -29,6 +30,28 @@ HEARTBEAT_INTERVAL = 0.25
 BLOCKED_THRESHOLD = 0.25
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
+#: The context the history callback runs in. Without one, add_done_callback copies the
+#: caller's context for every task: an object made, and tracked by the garbage collector,
+#: per task, for a callback that reads no context variable.
+_CALLBACK_CONTEXT = contextvars.Context()
+#: id(code) -> offset -> a creation site: tasks made at one place share one site tuple
+#: instead of two new tuples each (checked against the code object, whose id could be reused).
+_SITES: dict[int, dict[int, tuple[tuple[CodeType, int], ...]]] = {}
+
+
+def _site(code: CodeType, offset: int) -> tuple[tuple[CodeType, int], ...]:
+    by_offset = _SITES.get(id(code))
+    if by_offset is not None:
+        site = by_offset.get(offset)
+        if site is not None and site[0][0] is code:
+            return site
+    elif len(_SITES) > 10_000:
+        _SITES.clear()
+    site = ((code, offset),)
+    _SITES.setdefault(id(code), {})[offset] = site
+    return site
+
+
 _monotonic = time.monotonic
 _wall = time.time
 _weakref = weakref.ref
@@ -231,7 +254,7 @@ class Tracker:
                 self.note_creation(task, parent_id, site)
             else:
                 self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-            task.add_done_callback(self.done_callback)
+            task.add_done_callback(self.done_callback, context=_CALLBACK_CONTEXT)
         except Exception:  # the agent never breaks task creation
             pass
 
@@ -360,7 +383,7 @@ class Tracker:
             try:
                 callbacks = task._callbacks
                 if not task.done() and not any(cb[0] is callback for cb in callbacks or ()):
-                    task.add_done_callback(callback)
+                    task.add_done_callback(callback, context=_CALLBACK_CONTEXT)
             except Exception:
                 pass
 
@@ -522,14 +545,14 @@ class Tracker:
                 while frame is not None:
                     code = frame.f_code
                     if not code.co_filename.startswith(asyncio_dir):
-                        site = ((code, frame.f_lasti),)
+                        site = _site(code, frame.f_lasti)
                         break
                     frame = frame.f_back
                 if id(task) in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
                 else:
                     born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-                task.add_done_callback(done_callback)
+                task.add_done_callback(done_callback, context=_CALLBACK_CONTEXT)
             except Exception:  # the agent never breaks task creation
                 pass
             if task.done():
@@ -629,7 +652,7 @@ def _creation_site(frame: FrameType | None) -> tuple[tuple[CodeType, int], ...]:
     while frame is not None:
         code = frame.f_code
         if not code.co_filename.startswith(_ASYNCIO_DIR):
-            return ((code, frame.f_lasti),)
+            return _site(code, frame.f_lasti)
         frame = frame.f_back
     return ()
 
