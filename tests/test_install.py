@@ -149,3 +149,38 @@ def test_light_mode_runs_nothing_per_task_and_still_sees_every_task() -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "sleep", "None", "False"]
+
+
+def test_loops_on_several_threads_finish_tasks_without_a_callback_error() -> None:
+    """The history callback runs in a context of the agent's, one per loop: a context shared
+    by loops on several threads could be entered twice at once, which asyncio reports as an
+    error in the host's callbacks (a tiny switch interval makes that happen at once)."""
+    result = run_python(
+        """
+        import asyncio, sys, threading
+        import taskscope
+
+        sys.setswitchinterval(1e-6)
+        taskscope.install(history=100)
+        errors = []
+
+        async def churn():
+            asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+
+            async def noop():
+                pass
+
+            for _ in range(100):
+                await asyncio.gather(*[asyncio.create_task(noop()) for _ in range(100)])
+
+        threads = [threading.Thread(target=asyncio.run, args=(churn(),)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        print("errors", len(errors))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["errors", "0"]
+    assert result.stderr == ""

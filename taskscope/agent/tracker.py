@@ -30,10 +30,6 @@ HEARTBEAT_INTERVAL = 0.25
 BLOCKED_THRESHOLD = 0.25
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
-#: The context the history callback runs in. Without one, add_done_callback copies the
-#: caller's context for every task: an object made, and tracked by the garbage collector,
-#: per task, for a callback that reads no context variable.
-_CALLBACK_CONTEXT = contextvars.Context()
 #: id(code) -> offset -> a creation site: tasks made at one place share one site tuple
 #: instead of two new tuples each (checked against the code object, whose id could be reused).
 _SITES: dict[int, dict[int, tuple[tuple[CodeType, int], ...]]] = {}
@@ -180,6 +176,12 @@ class LoopRecord:
     patched_methods: bool = False
     factory_installed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The context the history callback of this loop's tasks runs in. Without one,
+    #: add_done_callback copies the caller's context for every task: an object made, and
+    #: tracked by the garbage collector, per task, for a callback that reads no context
+    #: variable. One per loop: a context is entered by one thread at a time, and each loop
+    #: runs its callbacks on its own thread, one after the other.
+    callback_context: contextvars.Context = field(default_factory=contextvars.Context)
 
 
 class Tracker:
@@ -254,7 +256,9 @@ class Tracker:
                 self.note_creation(task, parent_id, site)
             else:
                 self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-            task.add_done_callback(self.done_callback, context=_CALLBACK_CONTEXT)
+            record = self.loops.get(id(task.get_loop()))
+            context = record.callback_context if record is not None else None
+            task.add_done_callback(self.done_callback, context=context)
         except Exception:  # the agent never breaks task creation
             pass
 
@@ -383,7 +387,9 @@ class Tracker:
             try:
                 callbacks = task._callbacks
                 if not task.done() and not any(cb[0] is callback for cb in callbacks or ()):
-                    task.add_done_callback(callback, context=_CALLBACK_CONTEXT)
+                    record = self.loops.get(id(task.get_loop()))
+                    context = record.callback_context if record is not None else None
+                    task.add_done_callback(callback, context=context)
             except Exception:
                 pass
 
@@ -526,6 +532,7 @@ class Tracker:
         current_task = asyncio.current_task
         original_create_task = loop.create_task
         metas, born, done_callback = self._meta, self._born, self.done_callback
+        callback_context = record.callback_context
         get_frame, asyncio_dir = sys._getframe, _ASYNCIO_DIR
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
@@ -552,7 +559,7 @@ class Tracker:
                     tracker.note_creation(task, parent_id, site)
                 else:
                     born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-                task.add_done_callback(done_callback, context=_CALLBACK_CONTEXT)
+                task.add_done_callback(done_callback, context=callback_context)
             except Exception:  # the agent never breaks task creation
                 pass
             if task.done():
