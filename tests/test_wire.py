@@ -520,3 +520,27 @@ def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
         assert new.stack and new.stack[-1].function == "sleep"
         # A request on the subscribed connection still works between pushes.
         assert client.stack(new.id)["found"] is True
+
+
+@pytest.mark.parametrize("encoding", ["plain", "compact2"])
+def test_subscription_deltas_count_down_in_both_encodings(start: Any, encoding: str) -> None:
+    """A delta's new sleeper says its seconds left and the words for them, in schema 1,
+    whichever the encoding: end times stay inside the agent and the compact encoding."""
+    target = start("churn.py", "3").wait_ready()
+    with AgentClient(target.pid, encoding=encoding) as client:
+        assert client.encoding == encoding
+        feed = client.subscribe(interval=0.1)
+        kind, first = next(feed)
+        assert "loop_time" not in first
+        target.file(f"spawn-{target.pid}").write_text("go")
+        for _ in range(50):
+            kind, delta = next(feed)
+            assert kind == "delta" and "loop_time" not in delta
+            records = [r for r in delta["changed"] if r["name"] == "long-1"]  # type: ignore[typeddict-item]
+            if records:
+                break
+        (record,) = records
+        awaiting = record["awaiting"]
+        assert awaiting is not None and "countdown" not in awaiting
+        assert 3590 < awaiting["seconds_left"] <= 3600  # type: ignore[operator]
+        assert awaiting["text"] == f"sleep, {awaiting['seconds_left']:.0f} s left"
