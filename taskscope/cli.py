@@ -165,8 +165,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
 def cmd_dump(args: argparse.Namespace) -> int:
     with connect(args) as client:
         snapshot = client.snapshot()
-    json.dump(snapshot, sys.stdout, indent=args.indent, ensure_ascii=False)
-    sys.stdout.write("\n")
+    # One string, not json.dump: dump streams through json's pure-Python encoder, which
+    # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
+    sys.stdout.write(json.dumps(snapshot, indent=args.indent, ensure_ascii=False) + "\n")
     return 0
 
 
