@@ -391,9 +391,10 @@ class CompactTables:
     Cheap per task: a record that is the same object as in an earlier message (the snapshot
     builder reuses the record of a task that did not change) costs a dictionary look-up, its
     row being kept as text with a hole for its `awaiting` index. For a new record, a coroutine
-    name is found by its string, a stack or `created_from` list by `id()` (the builder shares
-    stack lists between tasks suspended at the same place), and only on a miss by content.
-    Lists and records are pinned (referenced here) so that an id is not reused while
+    name is found by its string, a stack or `created_from` sequence by `id()` (the builder
+    shares one stack between the tasks suspended at one place, and one `created_from` between
+    the tasks made at one place), and only on a miss by content.
+    Sequences and records are pinned (referenced here) so that an id is not reused while
     remembered; records are never mutated once built, which makes this sound. Thread-safe:
     `lock` is held while encoding."""
 
