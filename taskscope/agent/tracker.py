@@ -20,7 +20,7 @@ from asyncio import tasks as asyncio_tasks
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import CodeType, CoroutineType, FrameType
+from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
 from typing import Any
 
 from taskscope.agent.summary import exception_summary, result_summary
@@ -693,6 +693,14 @@ def _site_lines(site: tuple[tuple[CodeType, int], ...]) -> tuple[tuple[CodeType,
 
 
 def _registry_sources() -> tuple[Any, ...] | None:
+    """The Python-level sets that hold every task, or None where the registry lives in C.
+
+    From 3.14 native tasks sit in per-thread lists inside ``_asyncio`` and
+    ``_scheduled_tasks`` stays empty for them; ``all_tasks`` is then a C function, which is the
+    feature checked here rather than a version number.
+    """
+    if isinstance(asyncio_tasks.all_tasks, BuiltinFunctionType):
+        return None
     scheduled = getattr(asyncio_tasks, "_scheduled_tasks", None)
     if scheduled is not None:
         return (scheduled, getattr(asyncio_tasks, "_eager_tasks", ()))
