@@ -61,6 +61,7 @@ swallowed, except KeyboardInterrupt, which is re-raised in the main thread as a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -361,10 +362,15 @@ def _ptrace_advice(pid: int) -> str:
 # The code that runs in the target
 
 
-def _wrap(code: str, done_marker: str | None = None) -> str:
+def _wrap(code: str, done_marker: str | None = None, claim_marker: str | None = None) -> str:
     """Source that runs `code` in a fresh namespace and never raises, so neither
-    PyRun_SimpleString nor a pending call ever returns an error in the target."""
-    inner = (
+    PyRun_SimpleString nor a pending call ever returns an error in the target.
+
+    With `claim_marker`, the code runs only if this copy creates that file first: two routes
+    into one process (sys.remote_exec, then gdb when the main thread stays parked) run it once.
+    A copy that loses removes the claim's directory, which only the two copies still use.
+    """
+    body = (
         "try:\n"
         f"    exec(compile({code!r}, '<taskscope-injection>', 'exec'),"
         " {'__name__': '__taskscope_injection__'})\n"
@@ -374,7 +380,33 @@ def _wrap(code: str, done_marker: str | None = None) -> str:
         "    pass\n"
     )
     if done_marker is not None:
-        inner += f"try:\n    open({done_marker!r}, 'x').close()\nexcept BaseException:\n    pass\n"
+        body += (
+            "try:\n"
+            f"    __import__('os').makedirs({os.path.dirname(done_marker)!r}, 0o700, True)\n"
+            f"    open({done_marker!r}, 'x').close()\n"
+            "except BaseException:\n"
+            "    pass\n"
+        )
+    if claim_marker is None:
+        inner = body
+    else:
+        directory = os.path.dirname(claim_marker)
+        inner = (
+            "try:\n"
+            f"    open({claim_marker!r}, 'x').close()\n"
+            "    won = True\n"
+            "except BaseException:\n"
+            "    won = False\n"
+            "if won:\n"
+            f"    exec({body!r}, {{}})\n"
+            "else:\n"
+            "    import os\n"
+            f"    for name in ('inject.py', 'claim', ''):\n"
+            "        try:\n"
+            f"            (os.unlink if name else os.rmdir)(os.path.join({directory!r}, name))\n"
+            "        except BaseException:\n"
+            "            pass\n"
+        )
     # The outer statement binds no name, so __main__'s namespace is left as it was.
     return f"try:\n    exec({inner!r}, {{}})\nexcept BaseException:\n    pass\n"
 
@@ -810,11 +842,14 @@ def _syscall_name(number: int) -> str:
     return names.get(number, f"system call {number}")
 
 
-def _inject_with_gdb(info: TargetInfo, code: str, deadline: float) -> None:
+def _inject_with_gdb(
+    info: TargetInfo, code: str, deadline: float, *, wrapped: str | None = None
+) -> None:
+    """Run `code` (or the already `wrapped` source) on a parked thread, or queue it."""
     if info.pid == os.getpid():
         raise InjectionError("taskscope can't attach to its own process: run the code directly")
     started = time.monotonic()
-    result = _run_gdb(info, _wrap(code), deadline, queue=True)
+    result = _run_gdb(info, wrapped or _wrap(code), deadline, queue=True)
     log.debug(
         "process %d: %s (main thread in %s) after %.3f s",
         info.pid,
@@ -943,19 +978,32 @@ def _remote_exec_failure(pid: int, returncode: int, stderr: str) -> InjectionErr
     return InjectionError(f"sys.remote_exec into process {pid} failed: {detail}")
 
 
+#: How long the main thread may take to pick up sys.remote_exec's request before a main
+#: thread parked in a lock or a C call is reached through gdb instead.
+_REMOTE_EXEC_PATIENCE = 0.4
+
+
 def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bool:
-    """Run `code` through sys.remote_exec; False if no matching interpreter can be found."""
+    """Run `code` through sys.remote_exec; False if no matching interpreter can be found.
+
+    sys.remote_exec runs the script on the main thread at its next eval-breaker check. A main
+    thread parked in a system call is nudged; one parked for good (waiting on a lock while
+    another thread runs the loop) never gets there, so after a short wait gdb, when present,
+    runs the same code from another thread, and a claim file makes sure it runs only once.
+    """
     interpreter = _matching_interpreter(info)
     if interpreter is None:
         return False
     workdir = _private_dir()
-    finished = False
+    remove_workdir = False
     try:
         done = os.path.join(workdir, "done")
+        done_by_gdb = os.path.join(workdir, "done-gdb")
+        claim = os.path.join(workdir, "claim")
         script = os.path.join(workdir, "inject.py")
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(_wrap(code, done_marker=done))
+            file.write(_wrap(code, done_marker=done, claim_marker=claim))
         _give_to_target_user(info.pid, workdir, script)
         runner = _REMOTE_EXEC_RUNNER.format(major=info.version[0], minor=info.version[1])
         try:
@@ -970,11 +1018,22 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                 f"sys.remote_exec into process {info.pid} did not return in time"
             ) from None
         if result.returncode in (3, 7):  # another version, or built without remote debugging
+            remove_workdir = True
             return False
         if result.returncode != 0:
+            remove_workdir = True
             raise _remote_exec_failure(info.pid, result.returncode, result.stderr)
-        nudge_at = time.monotonic() + 0.1
+        sent_at = time.monotonic()
+        nudge_at = sent_at + 0.1
+        tried_gdb = False
         while not os.path.exists(done):
+            if os.path.exists(done_by_gdb):
+                # The queued script runs one day, finds the claim taken and removes its files;
+                # whichever of the two comes last removes the directory.
+                for path in (done_by_gdb, workdir):
+                    with contextlib.suppress(OSError):
+                        (os.unlink if path is done_by_gdb else os.rmdir)(path)
+                return True
             if not _alive(info.pid):
                 raise TargetExited(f"process {info.pid} exited before running the code")
             now = time.monotonic()
@@ -983,22 +1042,37 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                     f"process {info.pid} did not run the code in time; its main thread may be "
                     "blocked (install gdb so taskscope can reach a parked thread)"
                 )
+            if not tried_gdb and now > sent_at + _REMOTE_EXEC_PATIENCE and _gdb_usable():
+                tried_gdb = True
+                log.debug("process %d: main thread parked; reaching it with gdb", info.pid)
+                wrapped = _wrap(code, done_marker=done_by_gdb, claim_marker=claim)
+                try:
+                    _inject_with_gdb(info, code, deadline, wrapped=wrapped)
+                except PtraceNotPermitted:
+                    raise  # says why (another tracer, ptrace_scope) better than a timeout
+                except InjectionError as error:
+                    log.debug("process %d: gdb could not help: %s", info.pid, error)
+                continue
             if now > nudge_at:
                 nudge_at = now + 1.0
                 _nudge(info, deadline)
             time.sleep(0.005)
-        finished = True
+        remove_workdir = True
         return True
     finally:
         # If the code hasn't run, the target will still read the file: leave it for it.
-        if finished:
+        if remove_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _gdb_usable() -> bool:
+    return shutil.which("gdb") is not None and platform.machine() in ("x86_64", "AMD64")
 
 
 def _nudge(info: TargetInfo, deadline: float) -> None:
     """Run `pass` on a main thread parked in a system call, so that it reaches an eval-breaker
     check and picks up the code queued by sys.remote_exec."""
-    if shutil.which("gdb") is None or platform.machine() not in ("x86_64", "AMD64"):
+    if not _gdb_usable():
         return
     try:
         _run_gdb(info, "pass\n", deadline, queue=False)

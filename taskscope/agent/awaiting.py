@@ -122,12 +122,26 @@ class AwaitContext:
                         if future is not None:
                             found[id(future)] = (
                                 names.get(thread_id, str(thread_id)),
-                                callable_name(getattr(item, "fn", None)),
+                                callable_name(_work_item_function(item)),
                             )
                         break
                     walker = walker.f_back
             self._executor_threads = found
         return self._executor_threads
+
+
+def _work_item_function(item: Any) -> Any:
+    """The function a thread pool's work item runs: `fn` up to 3.13, `task[0]` from 3.14.
+
+    3.14 made the work item hold a task resolved by a `WorkerContext`, which for threads is the
+    tuple `(fn, args, kwargs)`; both shapes are checked, not the version.
+    """
+    function = getattr(item, "fn", None)
+    if function is None:
+        task = getattr(item, "task", None)
+        if type(task) is tuple and len(task) == 3:
+            function = task[0]
+    return function
 
 
 def callable_name(func: Any) -> str:

@@ -447,13 +447,16 @@ class SnapshotBuilder:
         if last_descriptions is not None:
             ctx.last_memo, ctx.last_sleeps = last_descriptions
         current: set[int] = set()
-        current_tasks = getattr(asyncio.tasks, "_current_tasks", None)
         for _record, loop in loops:
             ctx.index_timers(loop)
-            if current_tasks is not None:
-                running = current_tasks.get(loop)
-                if running is not None:
-                    current.add(id(running))
+            # current_task(loop) answers for a loop of another thread on every version (from
+            # 3.14 by searching the threads' states, where `_current_tasks` stays empty).
+            try:
+                running = asyncio.current_task(loop)
+            except Exception:
+                running = None
+            if running is not None:
+                current.add(id(running))
         records: list[WireTask] = []
         #: The metadata of each task in `records`, in the same order.
         part_metas: list[Any] = []
