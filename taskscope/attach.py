@@ -13,13 +13,20 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
 
 from taskscope import __version__
 from taskscope.client import ClientError, process_exists
-from taskscope.injection import InjectionError, inspect_target, run_in_process
+from taskscope.injection import (
+    InjectionError,
+    inspect_target,
+    path_inside,
+    run_in_process,
+    target_root,
+)
 from taskscope.protocol import socket_path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -52,10 +59,12 @@ def _target_environ(pid: int) -> dict[str, str]:
 
 
 def target_socket_directory(pid: int) -> str:
-    """Where the target's agent will listen: where this client looks when both agree on
-    TASKSCOPE_SOCKET_DIR, else the target user's own default."""
+    """Where the target's agent will listen, as the target names it: where this client looks
+    when both agree on TASKSCOPE_SOCKET_DIR, else the target user's own default. A target in
+    another root (a chroot, a container) decides alone; `seen_from_here` reaches the path."""
+    root = target_root(pid)
     override = os.environ.get("TASKSCOPE_SOCKET_DIR")
-    if override:
+    if override and root is None:
         return override
     uid = _target_uid(pid)
     environ = _target_environ(pid)
@@ -64,9 +73,29 @@ def target_socket_directory(pid: int) -> str:
     runtime = environ.get("XDG_RUNTIME_DIR")
     if runtime:
         with contextlib.suppress(OSError):
-            if os.stat(runtime).st_uid == uid:
+            if os.stat(seen_from_here(root, runtime)).st_uid == uid:
                 return os.path.join(runtime, "taskscope")
     return os.path.join("/tmp", f"taskscope-{uid}")
+
+
+def seen_from_here(root: str | None, path: str) -> str:
+    """A path of a process whose root is `root` (None: ours), as we reach it."""
+    return path if root is None else root + path
+
+
+def agent_socket(pid: int) -> str | None:
+    """The socket of a live agent in `pid` where the target itself put it, seen from here; None
+    if there is none (or it does not answer)."""
+    path = seen_from_here(target_root(pid), socket_path(pid, target_socket_directory(pid)))
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return path
 
 
 def _agent_digest() -> str:
@@ -88,11 +117,13 @@ def _agent_sources() -> list[Path]:
     return sources
 
 
-def stage_agent(uid: int) -> Path:
-    """A read-only copy of the agent's files that a process of `uid` can import.
+def stage_agent(uid: int, root: str | None = None) -> Path:
+    """A read-only copy of the agent's files that a process of `uid` can import (in `root`, the
+    target's root seen from here, when it is not ours).
 
     Staged once per agent version under a directory only its owner can write to."""
-    base = Path(tempfile.gettempdir()) / f"taskscope-agent-{os.getuid()}"
+    temporary = tempfile.gettempdir() if root is None else os.path.join(root, "tmp")
+    base = Path(temporary) / f"taskscope-agent-{os.getuid()}"
     with contextlib.suppress(FileExistsError):
         base.mkdir(mode=0o755)
     info = base.lstat()
@@ -167,28 +198,32 @@ def load_agent(pid: int, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     info = inspect_target(pid)
     del info  # inspect_target raises the clear errors (not Python, too old...)
+    root = target_root(pid)
     socket_dir = target_socket_directory(pid)
     expected = socket_path(pid, socket_dir)
-    # Written by the target itself, so in a directory the target owns.
+    # Written by the target itself, so in a directory the target owns; every path handed to
+    # the target is one of its own, read from here through its root.
     status_path = os.path.join(socket_dir, f"{pid}.attach.json")
-    stage = stage_agent(_target_uid(pid))
+    status_here = seen_from_here(root, status_path)
+    stage = stage_agent(_target_uid(pid), root)
+    stage_inside = Path(stage if root is None else path_inside(root, str(stage)))
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(status_path)
+        os.unlink(status_here)
     run_in_process(
         pid,
-        bootstrap_code(stage, socket_dir, status_path),
+        bootstrap_code(stage_inside, socket_dir, status_path),
         timeout=max(1.0, deadline - time.monotonic()),
     )
     while time.monotonic() < deadline:
-        if os.path.exists(status_path):
-            with open(status_path) as handle:
+        if os.path.exists(status_here):
+            with open(status_here) as handle:
                 outcome = json.load(handle)
-            os.unlink(status_path)
+            os.unlink(status_here)
             if not outcome.get("ok"):
                 raise AttachError(
                     f"the agent failed to start in process {pid}: {outcome.get('error')}"
                 )
-            return str(outcome.get("socket") or expected)
+            return seen_from_here(root, str(outcome.get("socket") or expected))
         if not process_exists(pid):
             raise AttachError(f"process {pid} exited during the attach")
         time.sleep(0.01)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from taskscope import __version__
-from taskscope.client import AgentClient, ClientError, NoAgent, live_agents
+from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -86,11 +86,16 @@ def connect(args: argparse.Namespace) -> AgentClient:
         client.connect()
         return client
     except NoAgent:
-        if args.no_inject:
-            raise
-    from taskscope.attach import load_agent
+        pass
+    from taskscope.attach import agent_socket, load_agent
 
-    path = load_agent(args.pid, timeout=args.timeout)
+    # An agent may listen where the target put it rather than where we look (another user's
+    # directory, a chroot or container): use it before loading one.
+    path = agent_socket(args.pid)
+    if path is None:
+        if args.no_inject:
+            raise NoAgent(no_agent_message(args.pid))
+        path = load_agent(args.pid, timeout=args.timeout)
     client = AgentClient(args.pid, timeout=args.timeout, socket_dir=os.path.dirname(path))
     client.connect()
     return client

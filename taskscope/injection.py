@@ -74,6 +74,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +210,34 @@ def _open_target_file(pid: int, path: str) -> str:
     except OSError:
         return path
     return rooted
+
+
+def target_root(pid: int) -> str | None:
+    """`/proc/PID/root` when process `pid` runs in another root (a chroot, a container's mount
+    namespace), a path through which we reach its files; None when its root is ours."""
+    root = _proc(pid, "root")
+    try:
+        theirs, ours = os.stat(root), os.stat("/")
+    except OSError:
+        return None
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        return None
+    return root
+
+
+def path_inside(root: str, host_path: str) -> str:
+    """The path that a process whose root is `root` uses for `host_path` (a path under root)."""
+    return "/" + os.path.relpath(host_path, root).lstrip("/")
+
+
+def _enter_root(root: str) -> Callable[[], None]:
+    """A pre-exec hook that moves the child into `root`, as py-spy runs tools in a container."""
+
+    def enter() -> None:
+        os.chroot(root)
+        os.chdir("/")
+
+    return enter
 
 
 def _elf_dynamic_symbol(path: str, name: str) -> bytes | None:
@@ -695,9 +724,11 @@ def _gdb_failure(pid: int, output: str) -> InjectionError:
     )
 
 
-def _private_dir() -> str:
-    """A fresh 0700 directory; never one whose path has blanks, which gdb's `restore` can't take."""
-    base = None if not any(c.isspace() for c in tempfile.gettempdir()) else "/tmp"
+def _private_dir(base: str | None = None) -> str:
+    """A fresh 0700 directory (in `base`, else the temporary directory); never one whose path
+    has blanks, which gdb's `restore` can't take."""
+    if base is None and any(c.isspace() for c in tempfile.gettempdir()):
+        base = "/tmp"
     return tempfile.mkdtemp(prefix="taskscope-inject-", dir=base)
 
 
@@ -752,8 +783,13 @@ def _run_gdb_in(
         "-iex", "set debuginfod enabled off",
         "-iex", "set auto-load off",
         "-iex", "set libthread-db-search-path /nonexistent",
-        "-p", str(info.pid), "-x", script_path, "-x", restore_path,
     ]  # fmt: skip
+    root = target_root(info.pid)
+    if root is not None:
+        # The target's libraries are its own (a chroot's, a container's): gdb must read their
+        # symbols there, or it would call our libc's addresses in the target.
+        command += ["-iex", f"set sysroot {root}"]
+    command += ["-p", str(info.pid), "-x", script_path, "-x", restore_path]
     env = dict(os.environ, LC_ALL="C", LANG="C")
     # Output goes to a file, not a pipe: if we give up waiting, gdb must still be able to write
     # while it finishes restoring the target.
@@ -924,23 +960,49 @@ def _target_environ(pid: int) -> tuple[dict[str, str], list[str]] | None:
     return environ, argv
 
 
-def _matching_interpreter(info: TargetInfo) -> str | None:
-    """An interpreter of the target's major.minor that we can run."""
+def _matching_interpreter(info: TargetInfo, root: str | None = None) -> str | None:
+    """An interpreter of the target's major.minor that we can run; with `root`, one inside the
+    target's root, as a path there (it will run there: its libc may not be ours)."""
     name = f"python{info.version[0]}.{info.version[1]}"
     candidates = []
-    if re.fullmatch(r"python[\d.]*[a-z]*", os.path.basename(info.executable)):
-        candidates.append(info.executable)
-    if info.libpython:
-        prefix = os.path.dirname(os.path.dirname(info.libpython))
+    executable, libpython = info.executable, info.libpython
+    if root is not None:
+        real_root = os.path.realpath(root)
+        executable = _strip_root(real_root, executable)
+        libpython = _strip_root(real_root, libpython) if libpython else None
+    if re.fullmatch(r"python[\d.]*[a-z]*", os.path.basename(executable)):
+        candidates.append(executable)
+    if libpython:
+        prefix = os.path.dirname(os.path.dirname(libpython))
         candidates.append(os.path.join(prefix, "bin", name))
-    found = shutil.which(name)
+    if root is None:
+        found = shutil.which(name)
+    else:
+        found = next(
+            (
+                os.path.join(folder, name)
+                for folder in ("/usr/local/bin", "/usr/bin", "/bin")
+                if os.path.exists(root + os.path.join(folder, name))
+            ),
+            None,
+        )
     if found:
         candidates.append(found)
     for candidate in candidates:
-        version = _version_from_name(os.path.realpath(candidate))
-        if os.access(candidate, os.X_OK) and version in (None, info.version):
+        seen_from_here = candidate if root is None else root + candidate
+        version = _version_from_name(os.path.realpath(seen_from_here))
+        if root is not None and version is None:
+            version = _version_from_name(candidate)
+        if os.access(seen_from_here, os.X_OK) and version in (None, info.version):
             return candidate
     return None
+
+
+def _strip_root(real_root: str, path: str) -> str:
+    """A path the kernel showed us from our root, as the target names it in its own."""
+    if real_root != "/" and (path == real_root or path.startswith(real_root + "/")):
+        return "/" + path[len(real_root) :].lstrip("/")
+    return path
 
 
 _REMOTE_EXEC_RUNNER = """\
@@ -991,10 +1053,22 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
     another thread runs the loop) never gets there, so after a short wait gdb, when present,
     runs the same code from another thread, and a claim file makes sure it runs only once.
     """
-    interpreter = _matching_interpreter(info)
+    root = target_root(info.pid)
+    if root is not None and os.geteuid() != 0:
+        raise PtraceNotPermitted(
+            f"process {info.pid} runs in another root (a container or chroot): "
+            "run taskscope as root to attach to it"
+        )
+    interpreter = _matching_interpreter(info, root)
     if interpreter is None:
         return False
-    workdir = _private_dir()
+    # The target reads the script, and writes its markers, in its own root: every path given
+    # to it is one of its own (`inside`), and we read the same files through /proc/PID/root.
+    workdir = _private_dir(None if root is None else os.path.join(root, "tmp"))
+
+    def inside(path: str) -> str:
+        return path if root is None else path_inside(root, path)
+
     remove_workdir = False
     try:
         done = os.path.join(workdir, "done")
@@ -1003,15 +1077,16 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
         script = os.path.join(workdir, "inject.py")
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(_wrap(code, done_marker=done, claim_marker=claim))
+            file.write(_wrap(code, done_marker=inside(done), claim_marker=inside(claim)))
         _give_to_target_user(info.pid, workdir, script)
         runner = _REMOTE_EXEC_RUNNER.format(major=info.version[0], minor=info.version[1])
         try:
             result = subprocess.run(
-                [interpreter, "-I", "-S", "-c", runner, str(info.pid), script],
+                [interpreter, "-I", "-S", "-c", runner, str(info.pid), inside(script)],
                 capture_output=True,
                 text=True,
                 timeout=max(deadline - time.monotonic(), 0.1),
+                preexec_fn=None if root is None else _enter_root(root),
             )
         except subprocess.TimeoutExpired:
             raise InjectionTimeout(
@@ -1024,7 +1099,7 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
             remove_workdir = True
             raise _remote_exec_failure(info.pid, result.returncode, result.stderr)
         sent_at = time.monotonic()
-        nudge_at = sent_at + 0.1
+        nudge_at = sent_at + 0.03  # a main thread running Python picks it up in far less
         tried_gdb = False
         while not os.path.exists(done):
             if os.path.exists(done_by_gdb):
@@ -1045,7 +1120,7 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
             if not tried_gdb and now > sent_at + _REMOTE_EXEC_PATIENCE and _gdb_usable():
                 tried_gdb = True
                 log.debug("process %d: main thread parked; reaching it with gdb", info.pid)
-                wrapped = _wrap(code, done_marker=done_by_gdb, claim_marker=claim)
+                wrapped = _wrap(code, done_marker=inside(done_by_gdb), claim_marker=inside(claim))
                 try:
                     _inject_with_gdb(info, code, deadline, wrapped=wrapped)
                 except PtraceNotPermitted:

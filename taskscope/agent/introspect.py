@@ -452,11 +452,11 @@ class SnapshotBuilder:
             # current_task(loop) answers for a loop of another thread on every version (from
             # 3.14 by searching the threads' states, where `_current_tasks` stays empty).
             try:
-                running = asyncio.current_task(loop)
+                current_task = asyncio.current_task(loop)
             except Exception:
-                running = None
-            if running is not None:
-                current.add(id(running))
+                current_task = None
+            if current_task is not None:
+                current.add(id(current_task))
         records: list[WireTask] = []
         #: The metadata of each task in `records`, in the same order.
         part_metas: list[Any] = []
