@@ -1113,9 +1113,15 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                 raise TargetExited(f"process {info.pid} exited before running the code")
             now = time.monotonic()
             if now > deadline:
+                if not _gdb_usable():
+                    raise DebuggerMissing(
+                        f"process {info.pid} did not run the code in time: its main thread is "
+                        "parked (an idle loop, a lock); install gdb (apt-get install gdb) so "
+                        "taskscope can wake it"
+                    )
                 raise InjectionTimeout(
-                    f"process {info.pid} did not run the code in time; its main thread may be "
-                    "blocked (install gdb so taskscope can reach a parked thread)"
+                    f"process {info.pid} did not run the code in time: its main thread has not "
+                    "reached Python (a long C call, or another thread holding the GIL?)"
                 )
             if not tried_gdb and now > sent_at + _REMOTE_EXEC_PATIENCE and _gdb_usable():
                 tried_gdb = True
@@ -1123,8 +1129,8 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                 wrapped = _wrap(code, done_marker=inside(done_by_gdb), claim_marker=inside(claim))
                 try:
                     _inject_with_gdb(info, code, deadline, wrapped=wrapped)
-                except PtraceNotPermitted:
-                    raise  # says why (another tracer, ptrace_scope) better than a timeout
+                except (PtraceNotPermitted, InjectionTimeout):
+                    raise  # says why (another tracer, a held GIL) better than a plain timeout
                 except InjectionError as error:
                     log.debug("process %d: gdb could not help: %s", info.pid, error)
                 continue
@@ -1151,6 +1157,8 @@ def _nudge(info: TargetInfo, deadline: float) -> None:
         return
     try:
         _run_gdb(info, "pass\n", deadline, queue=False)
+    except InjectionTimeout:
+        raise  # gdb is still at it (waiting for the GIL): it says so, and finishes on its own
     except InjectionError:
         pass  # the remote_exec request stands; the caller keeps waiting for it
 
