@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
+from taskscope.protocol import WireSnapshot
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -53,11 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     sub.add_parser("list", help="processes with a live agent, and Python processes to attach")
-    ps = with_pid("ps", "a table of the process's tasks")
+
+    def looking(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = with_pid(name, help_text)
+        command.add_argument(
+            "--read-only",
+            action="store_true",
+            help="read the tasks from the process's memory, running no code in it (3.14+; "
+            "also what happens when code cannot run there)",
+        )
+        return command
+
+    ps = looking("ps", "a table of the process's tasks")
     ps.add_argument("-a", "--all", action="store_true", help="include finished tasks")
-    tree = with_pid("tree", "the task tree, with what each task awaits")
+    tree = looking("tree", "the task tree, with what each task awaits")
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
-    dump = with_pid("dump", "the full snapshot as JSON (schema 1)")
+    dump = looking("dump", "the full snapshot as JSON (schema 1)")
     dump.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
     stack = with_pid("stack", "the stack of one task, with source lines")
     stack.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
@@ -99,6 +111,38 @@ def connect(args: argparse.Namespace) -> AgentClient:
     client = AgentClient(args.pid, timeout=args.timeout, socket_dir=os.path.dirname(path))
     client.connect()
     return client
+
+
+def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
+    """A snapshot of args.pid and its command line: from the agent, or read from the process's
+    memory with --read-only, or when the agent cannot be loaded there (3.14+)."""
+    if not args.read_only:
+        try:
+            with connect(args) as client:
+                return client.snapshot(), client.hello.get("argv")
+        except _refusals() as error:
+            if not _can_read_only(args.pid):
+                raise
+            print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
+    from taskscope.readonly import command_line, read_snapshot
+
+    return read_snapshot(args.pid, timeout=args.timeout), command_line(args.pid)
+
+
+def _refusals() -> tuple[type[BaseException], ...]:
+    """Why an agent could not be had, where a read-only look still can be."""
+    from taskscope.injection import InjectionTimeout, RemoteDebugDisabled
+
+    return (NoAgent, RemoteDebugDisabled, InjectionTimeout)
+
+
+def _can_read_only(pid: int) -> bool:
+    from taskscope.injection import REMOTE_EXEC_VERSION, InjectionError, inspect_target
+
+    try:
+        return inspect_target(pid).version >= REMOTE_EXEC_VERSION
+    except InjectionError:
+        return False
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -143,12 +187,13 @@ def _command_line(pid: int) -> str:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from taskscope.model import TaskModel
-    from taskscope.report import blocked_lines, header, ps_table
+    from taskscope.report import blocked_lines, header, ps_table, read_only_lines
 
-    with connect(args) as client:
-        model = TaskModel.from_snapshot(client.snapshot())
-        argv = client.hello.get("argv")
+    snapshot, argv = take_snapshot(args)
+    model = TaskModel.from_snapshot(snapshot)
     print(header(model, argv))
+    for line in read_only_lines(snapshot):
+        print(line)
     for line in blocked_lines(model):
         print(line)
     print(ps_table(model, include_finished=args.all))
@@ -157,19 +202,24 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 def cmd_tree(args: argparse.Namespace) -> int:
     from taskscope.model import TaskModel
-    from taskscope.report import tree_text
+    from taskscope.report import read_only_lines, tree_text
 
-    with connect(args) as client:
-        model = TaskModel.from_snapshot(client.snapshot())
-        argv = client.hello.get("argv")
+    snapshot, argv = take_snapshot(args)
+    model = TaskModel.from_snapshot(snapshot)
     width = os.get_terminal_size().columns if sys.stdout.isatty() else 120
-    print(tree_text(model, argv, include_finished=args.all, width=width))
+    text = tree_text(
+        model,
+        argv,
+        include_finished=args.all,
+        width=width,
+        notes=read_only_lines(snapshot),
+    )
+    print(text)
     return 0
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    with connect(args) as client:
-        snapshot = client.snapshot()
+    snapshot, _argv = take_snapshot(args)
     # One string, not json.dump: dump streams through json's pure-Python encoder, which
     # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
     sys.stdout.write(json.dumps(snapshot, indent=args.indent, ensure_ascii=False) + "\n")

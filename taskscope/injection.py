@@ -230,7 +230,7 @@ def path_inside(root: str, host_path: str) -> str:
     return "/" + os.path.relpath(host_path, root).lstrip("/")
 
 
-def _enter_root(root: str) -> Callable[[], None]:
+def enter_root(root: str) -> Callable[[], None]:
     """A pre-exec hook that moves the child into `root`, as py-spy runs tools in a container."""
 
     def enter() -> None:
@@ -960,7 +960,7 @@ def _target_environ(pid: int) -> tuple[dict[str, str], list[str]] | None:
     return environ, argv
 
 
-def _matching_interpreter(info: TargetInfo, root: str | None = None) -> str | None:
+def matching_interpreter(info: TargetInfo, root: str | None = None) -> str | None:
     """An interpreter of the target's major.minor that we can run; with `root`, one inside the
     target's root, as a path there (it will run there: its libc may not be ours)."""
     name = f"python{info.version[0]}.{info.version[1]}"
@@ -1059,7 +1059,7 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
             f"process {info.pid} runs in another root (a container or chroot): "
             "run taskscope as root to attach to it"
         )
-    interpreter = _matching_interpreter(info, root)
+    interpreter = matching_interpreter(info, root)
     if interpreter is None:
         return False
     # The target reads the script, and writes its markers, in its own root: every path given
@@ -1086,7 +1086,7 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                 capture_output=True,
                 text=True,
                 timeout=max(deadline - time.monotonic(), 0.1),
-                preexec_fn=None if root is None else _enter_root(root),
+                preexec_fn=None if root is None else enter_root(root),
             )
         except subprocess.TimeoutExpired:
             raise InjectionTimeout(

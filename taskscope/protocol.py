@@ -118,6 +118,8 @@ class WireSnapshot(TypedDict):
     history_limit: int
     # Inside the agent and in the compact encoding only: the loop clock at `taken_at`.
     loop_time: NotRequired[float]
+    # A look read from the process's memory (3.14+, no agent): what it could not know.
+    read_only: NotRequired[list[str]]
 
 
 class WireDelta(TypedDict):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from taskscope.model import TaskInfo, TaskModel, describe_awaiting, format_duration
 
@@ -46,6 +48,25 @@ def header(model: TaskModel, argv: list[str] | None = None) -> str:
             state += f", lag {loop.lag * 1000:.1f} ms"
         parts.append(f"loop {safe_text(loop.label)} {state}")
     return " · ".join(parts)
+
+
+#: What each entry of a snapshot's `read_only` list means, for the line that says so.
+_NOT_KNOWN_WORDS = {
+    "leaf_awaiting": "what a leaf task awaits",
+    "creators": "creators",
+    "history": "finished tasks",
+    "loop_state": "loop lag",
+    "cancel": "cancel",
+}
+
+
+def read_only_lines(snapshot: Mapping[str, Any]) -> list[str]:
+    """The lines that say a look was read from memory, and what it therefore cannot show."""
+    missing = snapshot.get("read_only")
+    if missing is None:
+        return []
+    words = ", ".join(_NOT_KNOWN_WORDS.get(str(item), str(item)) for item in missing)
+    return [f"read-only look (from memory, no agent); not shown: {words}"]
 
 
 def blocked_lines(model: TaskModel) -> list[str]:
@@ -96,9 +117,11 @@ def tree_text(
     include_finished: bool = False,
     now: float | None = None,
     width: int = 120,
+    notes: Sequence[str] = (),
 ) -> str:
+    """The task tree as text: a header, `notes` (lines about the look itself), then the tasks."""
     now = now or time.time()
-    lines = [header(model, argv)]
+    lines = [header(model, argv), *notes]
     lines.extend(blocked_lines(model))
     rows = list(model.tree(include_finished=include_finished))
     name_width = min(
@@ -143,7 +166,8 @@ def tree_text(
             pad = max(1, width - len(line) - len(age))
             line = line + " " * pad + age
         lines.append(line.rstrip())
-    lines.append(finished_summary(model, now))
+    if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
+        lines.append(finished_summary(model, now))
     return "\n".join(lines)
 
 

@@ -502,9 +502,9 @@ def test_remote_exec_declines_an_interpreter_of_another_version() -> None:
 
 def test_matching_interpreter(tmp_path: Path) -> None:
     info = TargetInfo(1, (3, 14), "/opt/app/bin/server", "/nonexistent/lib/libpython3.14.so.1.0")
-    assert injection._matching_interpreter(info) in (None, shutil.which("python3.14"))
+    assert injection.matching_interpreter(info) in (None, shutil.which("python3.14"))
     own = TargetInfo(1, VERSION, sys.executable, None)
-    assert injection._matching_interpreter(own) == sys.executable
+    assert injection.matching_interpreter(own) == sys.executable
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,164 @@
+"""`--read-only`: a 3.14+ process's tasks read from its memory with `_remote_debugging`, no
+code run in it; and the same look as the fallback when the agent cannot be loaded there
+(`-X disable-remote-debug`). On 3.11-3.13 the target runs in the sid chroot (the reader must
+run under the target's own version, which is the point of these tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, wait_for
+
+CHROOT = Path(os.environ.get("TASKSCOPE_SID_CHROOT", "/var/cache/taskscope-ci/sid"))
+NATIVE = sys.version_info >= (3, 14)
+
+PROGRAM = """\
+import asyncio, sys
+
+async def leaf():
+    await asyncio.sleep(3600)
+
+async def child():
+    await asyncio.gather(leaf(), leaf())
+
+async def main():
+    child_task = asyncio.create_task(child(), name="child")
+    async with asyncio.TaskGroup() as group:
+        group.create_task(leaf(), name="member")
+        open(sys.argv[1], "w").write("ready")
+        await child_task
+
+asyncio.run(main())
+"""
+
+if not NATIVE and not (CHROOT / "usr/bin/python3.14").exists():
+    pytest.skip(
+        f"on {sys.version_info.major}.{sys.version_info.minor} the 3.14 target runs in the sid "
+        f"chroot at {CHROOT}, made by .ci/run",
+        allow_module_level=True,
+    )
+
+
+def taskscope(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TASKSCOPE_SOCKET_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "taskscope", *args],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO,
+    )  # fmt: skip
+
+
+Start = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def start_314() -> Iterator[Start]:
+    """Starts PROGRAM under Python 3.14+ (this interpreter, or the chroot's python3.14)."""
+    started: list[tuple[subprocess.Popen[str], Path]] = []
+
+    def _start(*options: str) -> subprocess.Popen[str]:
+        base = None if NATIVE else CHROOT / "tmp"
+        workdir = Path(tempfile.mkdtemp(prefix="taskscope-ro-", dir=base))
+        inside = str(workdir) if NATIVE else "/tmp/" + workdir.name
+        (workdir / "app.py").write_text(PROGRAM)
+        if NATIVE:
+            command = [sys.executable, *options, f"{inside}/app.py", f"{inside}/ready"]
+        else:
+            chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+            python = "/usr/bin/python3.14"
+            command = [chroot, str(CHROOT), python, *options, f"{inside}/app.py", f"{inside}/ready"]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        started.append((process, workdir))
+        wait_for(lambda: (workdir / "ready").exists() or process.poll() is not None, what="ready")
+        assert process.poll() is None, process.communicate()
+        return process
+
+    yield _start
+    for process, workdir in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.communicate()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def threads_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def test_tree_read_only_runs_no_code(start_314: Start) -> None:
+    process = start_314()
+    threads = threads_of(process.pid)
+    # WHEN the tree is read from memory
+    tree = taskscope("tree", "--read-only", str(process.pid))
+    # THEN every pending task is there, nested under the task awaiting it
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    assert "read-only look" in lines[1] and "cancel" in lines[1]
+    body = "\n".join(lines[2:])
+    assert "Task-1" in body and "main()" in body
+    assert "├─ child" in body or "└─ child" in body
+    assert body.count("leaf()") == 3
+    assert "member" in body
+    # AND nothing was loaded into the process: no agent thread
+    assert threads_of(process.pid) == threads
+    assert process.poll() is None
+
+
+def test_dump_read_only_has_the_awaited_by_graph(start_314: Start) -> None:
+    process = start_314()
+    dump = taskscope("dump", "--read-only", str(process.pid))
+    assert dump.returncode == 0, dump.stderr
+    snapshot = json.loads(dump.stdout)
+    assert snapshot["schema"] == 1 and snapshot["pid"] == process.pid
+    assert set(snapshot["read_only"]) >= {"leaf_awaiting", "creators", "history", "cancel"}
+    by_name = {task["name"]: task for task in snapshot["tasks"]}
+    main, child, member = by_name["Task-1"], by_name["child"], by_name["member"]
+    assert main["id"] in child["awaited_by"] and main["id"] in member["awaited_by"]
+    leaves = [task for task in snapshot["tasks"] if task["coro"] == "leaf"]
+    assert len(leaves) == 3
+    gathered = [task for task in leaves if child["id"] in task["awaited_by"]]
+    assert len(gathered) == 2
+    assert child["awaiting"]["kind"] == "tasks"
+    assert sorted(child["awaiting"]["tasks"]) == sorted(task["id"] for task in gathered)
+    assert member["stack"][0]["function"] == "leaf"
+    assert member["stack"][-1]["function"] == "sleep"
+
+
+def test_remote_debugging_disabled_falls_back_to_a_read_only_look(start_314: Start) -> None:
+    process = start_314("-X", "disable-remote-debug")
+    tree = taskscope("tree", str(process.pid))
+    assert tree.returncode == 0, tree.stderr
+    assert "disable-remote-debug" in tree.stderr and "read-only" in tree.stderr
+    assert tree.stderr.count("\n") == 1  # one line, no traceback
+    assert "read-only look" in tree.stdout and "member" in tree.stdout
+
+
+@pytest.mark.skipif(NATIVE, reason="needs a target older than 3.14; this interpreter is 3.14+")
+def test_read_only_on_an_older_python_says_why(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    target = subprocess.Popen(
+        [sys.executable, str(REPO / "tests/targets/injection_target.py"), "idle", str(ready)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(ready.exists, what="ready")
+        result = taskscope("ps", "--read-only", str(target.pid))
+        assert result.returncode != 0
+        assert "needs Python 3.14 or newer" in result.stderr
+        assert result.stderr.count("\n") == 1
+    finally:
+        target.kill()
+        target.wait()
