@@ -292,7 +292,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     client = connect(args)
     client.close()
-    return run_dashboard(args.pid, interval=args.interval, timeout=args.timeout)
+    socket_dir = os.path.dirname(client.path)
+    return run_dashboard(
+        args.pid, interval=args.interval, timeout=args.timeout, socket_dir=socket_dir
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -820,9 +820,11 @@ class TaskscopeApp(App[int]):
         self.exit(0)
 
 
-def run_dashboard(pid: int, interval: float = 0.5, timeout: float = 10.0) -> int:
+def run_dashboard(
+    pid: int, interval: float = 0.5, timeout: float = 10.0, socket_dir: str | None = None
+) -> int:
     """`taskscope attach PID`: run the dashboard on the real process until the user quits."""
-    source = AgentSource(pid, timeout=timeout)
+    source = AgentSource(pid, timeout=timeout, socket_dir=socket_dir)
     app = TaskscopeApp(source, interval=interval)
     try:
         result = app.run()

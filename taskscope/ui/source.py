@@ -101,9 +101,11 @@ class AgentSource:
     """The real source: one `AgentClient` for the subscription (its own thread) and another,
     behind a lock, for commands (cancel, stack, snapshot) from any worker thread."""
 
-    def __init__(self, pid: int, *, timeout: float = 10.0) -> None:
+    def __init__(self, pid: int, *, timeout: float = 10.0, socket_dir: str | None = None) -> None:
         self.pid = pid
         self.timeout = timeout
+        #: Where the agent listens when not where we look (another user's, a chroot's).
+        self.socket_dir = socket_dir
         self._feed: AgentClient | None = None
         self._commands: AgentClient | None = None
         self._lock = threading.Lock()
@@ -111,7 +113,7 @@ class AgentSource:
         self._python = ""
 
     def subscribe(self, interval: float) -> Iterator[Update]:
-        client = AgentClient(self.pid, timeout=self.timeout)
+        client = AgentClient(self.pid, timeout=self.timeout, socket_dir=self.socket_dir)
         hello = client.connect()
         self._python = str(hello.get("python", ""))
         self._feed = client
@@ -122,7 +124,7 @@ class AgentSource:
 
     def _command_client(self) -> AgentClient:
         if self._commands is None:
-            client = AgentClient(self.pid, timeout=self.timeout)
+            client = AgentClient(self.pid, timeout=self.timeout, socket_dir=self.socket_dir)
             hello = client.connect()
             self._python = self._python or str(hello.get("python", ""))
             self._commands = client
