@@ -258,7 +258,10 @@ def test_errors_are_one_line_without_traceback(start: Any) -> None:
     plain = start("service.py", agent=False).wait_ready()
     cases = [
         (["ps", "999999"], "no process with pid 999999"),
-        (["tree", "--no-inject", str(plain.pid)], f"process {plain.pid} has no taskscope agent"),
+        (
+            ["stack", "--no-inject", str(plain.pid), "1"],
+            f"process {plain.pid} has no taskscope agent",
+        ),
         (["cancel", str(plain.pid), "abc"], "not a task id"),
     ]
     for args, expected in cases:

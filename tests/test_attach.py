@@ -124,9 +124,14 @@ def test_dump_attaches_to_a_plain_process(plain: Any, mode: str) -> None:
 def test_no_inject_refuses(plain: Any) -> None:
     target = plain("idle")
     result = run_cli("ps", "--no-inject", str(target.pid))
-    assert result.returncode == 1
     assert f"process {target.pid} has no taskscope agent" in result.stderr
     assert not os.path.exists(socket_path(target.pid))
+    if sys.version_info >= (3, 14):
+        # No code may run there, but its memory can still be read: a read-only look.
+        assert result.returncode == 0, result.stderr
+        assert "read-only look" in result.stdout
+    else:
+        assert result.returncode == 1
 
 
 def test_attach_to_a_target_in_another_virtualenv(plain: Any, tmp_path: Path) -> None:
