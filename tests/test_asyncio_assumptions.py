@@ -51,9 +51,14 @@ from taskscope.agent.introspect import SnapshotBuilder, walk_frames
 from taskscope.agent.tracker import Tracker, _registry_sources, pending_tasks, task_coro
 
 #: What a C Task's wake-up callback is (a method of a builtin type).
-BUILTIN_METHOD = type([].append)
+BUILTIN_METHOD: type[Any] = type([].append)
 #: The longest any condition here may take to come true (a subprocess starting, a thread).
 DEADLINE = 10.0
+
+
+def _spawn(coro: Any, name: str | None = None) -> Any:
+    """`asyncio.create_task`, typed Any: these tests read the task's private attributes."""
+    return asyncio.create_task(coro, name=name)
 
 
 def _run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -73,6 +78,10 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"never happened: {what}")
+
+
+def _waiting_on(task: Any) -> Any:
+    return task._fut_waiter
 
 
 async def _suspended(task: Any) -> Any:
@@ -141,13 +150,13 @@ def test_fut_waiter_is_the_future_or_task_a_suspended_task_awaits() -> None:
         async def on_future() -> None:
             await future
 
-        inner = asyncio.create_task(on_future(), name="inner")
+        inner = _spawn(on_future(), name="inner")
 
         async def on_task() -> None:
             await inner
 
-        outer = asyncio.create_task(on_task(), name="outer")
-        fresh = asyncio.create_task(on_future(), name="fresh")
+        outer = _spawn(on_task(), name="outer")
+        fresh = _spawn(on_future(), name="fresh")
         assert fresh._fut_waiter is None  # not started: it waits on nothing
         await _suspended(outer)
         assert inner._fut_waiter is future
@@ -162,13 +171,13 @@ def test_fut_waiter_is_the_future_or_task_a_suspended_task_awaits() -> None:
 def test_callbacks_are_callback_context_pairs_and_a_waiting_tasks_wakeup_has_it_as_self() -> None:
     # introspect._resolve_waiters (the C task's wake-up), cancel._cancel_in_cycle
     async def scenario() -> None:
-        future = asyncio.get_running_loop().create_future()
+        future: Any = asyncio.get_running_loop().create_future()
         assert not future._callbacks  # None or empty: "no callbacks" either way
 
         async def on_future() -> None:
             await future
 
-        task = asyncio.create_task(on_future())
+        task = _spawn(on_future())
         await _suspended(task)
         (entry,) = future._callbacks
         assert type(entry) is tuple and len(entry) == 2
@@ -202,7 +211,7 @@ def test_a_wakeup_called_with_a_cancelled_future_raises_cancelled_error_at_the_a
     # cancel._cancel_in_cycle: how a task in an await cycle is cancelled without Task.cancel
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        both: dict[str, asyncio.Task[None]] = {}
+        both: dict[str, Any] = {}
         caught: list[BaseException] = []
 
         async def first() -> None:
@@ -215,8 +224,8 @@ def test_a_wakeup_called_with_a_cancelled_future_raises_cancelled_error_at_the_a
         async def second() -> None:
             await both["first"]
 
-        both["first"] = asyncio.create_task(first())
-        both["second"] = asyncio.create_task(second())
+        both["first"] = _spawn(first())
+        both["second"] = _spawn(second())
         await _suspended(both["second"])
         assert both["first"]._fut_waiter is both["second"]
         assert both["second"]._fut_waiter is both["first"]
@@ -245,15 +254,15 @@ def test_a_python_tasks_wakeup_is_its_bound_method_task___wakeup() -> None:
         async def on_future() -> None:
             await future
 
-        python_task = tasks._PyTask(on_future(), loop=loop)  # type: ignore[attr-defined]
+        python_task: Any = tasks._PyTask(on_future(), loop=loop)  # type: ignore[attr-defined]
         await _suspended(python_task)
         assert introspect._PY_TASK_WAKEUP is tasks._PyTask._Task__wakeup  # type: ignore[attr-defined]
         (entry,) = future._callbacks
         wakeup = entry[0]
-        assert type(wakeup) is MethodType
-        assert wakeup.__func__ is introspect._PY_TASK_WAKEUP and wakeup.__self__ is python_task
         future.set_result(None)
         await python_task
+        assert type(wakeup) is MethodType
+        assert wakeup.__func__ is introspect._PY_TASK_WAKEUP and wakeup.__self__ is python_task
 
     _run(scenario)
 
@@ -276,8 +285,8 @@ def test_a_finished_tasks_result_exception_loop_and_coro_are_readable_in_its_don
             raise ValueError("no")
 
         returning_coro, failing_coro = returns(), fails()
-        returning = asyncio.create_task(returning_coro, name="returns")
-        failing = asyncio.create_task(failing_coro, name="fails")
+        returning = _spawn(returning_coro, name="returns")
+        failing = _spawn(failing_coro, name="fails")
         for task in (returning, failing):
             task.add_done_callback(note)
         await asyncio.gather(returning, failing, return_exceptions=True)
@@ -306,19 +315,19 @@ def test_an_eager_task_finished_in_create_task_gives_none_or_its_coroutine_as_co
         if factory is None:
             # 3.11: no eager tasks; a task made by create_task has not run and keeps its coroutine
             coro = quick()
-            task = loop.create_task(coro)
+            task: Any = loop.create_task(coro)
             assert not task.done() and task_coro(task) is coro
             await task
             return
         loop.set_task_factory(factory)
         try:
             coro = quick()
-            task = loop.create_task(coro)
+            eager: Any = loop.create_task(coro)
         finally:
             loop.set_task_factory(None)
-        assert task.done() and task.result() == 1
-        assert task._coro is None or task._coro is coro
-        assert task_coro(task) is None or task_coro(task) is coro
+        assert eager.done() and eager.result() == 1
+        assert eager._coro is None or eager._coro is coro
+        assert task_coro(eager) is None or task_coro(eager) is coro
 
     _run(scenario)
 
@@ -327,14 +336,15 @@ def test_a_debug_mode_future_made_by_asyncio_future_names_its_creating_line_last
     # awaiting.describe_future ("Future ... created at FILE:LINE")
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        assert asyncio.Future()._source_traceback is None  # not in debug mode: nothing said
+        plain: Any = asyncio.Future()
+        assert plain._source_traceback is None  # not in debug mode: nothing said
         loop.set_debug(True)
         try:
             line = sys._getframe().f_lineno + 1
-            future: asyncio.Future[None] = asyncio.Future()
+            future: Any = asyncio.Future()
         finally:
             loop.set_debug(False)
-        source = future._source_traceback  # type: ignore[attr-defined]
+        source = future._source_traceback
         assert source, source
         where = source[-1]
         assert (where.filename, where.lineno) == (__file__, line)
@@ -363,12 +373,14 @@ def test_cr_await_links_a_coroutine_to_the_coroutine_it_awaits_down_to_a_framele
         async def middle() -> None:
             await leaf()
 
-        task = asyncio.create_task(middle())
+        task = _spawn(middle())
         await _suspended(task)
         outer = task._coro
-        assert type(outer) is CoroutineType and outer.cr_frame.f_code is middle.__code__
+        assert type(outer) is CoroutineType
+        assert outer.cr_frame is not None and outer.cr_frame.f_code is middle.__code__
         inner = outer.cr_await
-        assert type(inner) is CoroutineType and inner.cr_frame.f_code is leaf.__code__
+        assert type(inner) is CoroutineType
+        assert inner.cr_frame is not None and inner.cr_frame.f_code is leaf.__code__
         end = inner.cr_await
         assert end is not None and type(end) is not CoroutineType
         assert getattr(end, "cr_frame", None) is None  # the walk stops at the future's iterator
@@ -394,7 +406,7 @@ def test_an_async_generators_asend_hides_it_but_gc_get_referents_lists_it() -> N
             async for _number in generator:
                 pass
 
-        task = asyncio.create_task(consumer())
+        task = _spawn(consumer())
         await _suspended(task)
         asend = task._coro.cr_await
         assert type(asend) is introspect._ASEND_TYPES[0]
@@ -428,7 +440,7 @@ def test_an_async_generators_athrow_hides_it_but_gc_get_referents_lists_it() -> 
             await generator.__anext__()
             await generator.athrow(ValueError("in"))
 
-        task = asyncio.create_task(thrower())
+        task = _spawn(thrower())
         await _suspended(task)
         athrow = task._coro.cr_await
         assert type(athrow) is introspect._ASEND_TYPES[1]
@@ -453,11 +465,11 @@ def test_a_generator_based_await_links_through_gi_frame_and_gi_yieldfrom() -> No
         async def modern() -> None:
             await legacy()
 
-        task = asyncio.create_task(modern())
+        task = _spawn(modern())
         await _suspended(task)
         generator = task._coro.cr_await
         assert type(generator) is types.GeneratorType
-        assert generator.gi_frame.f_code is legacy.__code__
+        assert generator.gi_frame is not None and generator.gi_frame.f_code is legacy.__code__
         assert generator.gi_yieldfrom is not None
         assert getattr(generator.gi_yieldfrom, "cr_frame", None) is None
         assert _codes(task) == [modern.__code__, legacy.__code__]
@@ -471,7 +483,7 @@ def test_gc_get_referents_of_a_suspended_coroutine_lists_function_code_then_firs
     # awaiting.first_local: a handler frame's `self` read without f_locals
     async def scenario() -> None:
         queue: asyncio.Queue[int] = asyncio.Queue()
-        task = asyncio.create_task(queue.get())
+        task = _spawn(queue.get())
         await _suspended(task)
         coro = task._coro
         code = queues.Queue.get.__code__
@@ -497,7 +509,7 @@ def test_queue_get_and_put_frames_have_the_queue_as_self_with_queue_maxsize_and_
     # awaiting._queue ("get", "put"), introspect._resolve_waiters (a queue's _getters)
     async def scenario() -> None:
         empty: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
-        getter = asyncio.create_task(empty.get())
+        getter = _spawn(empty.get())
         waited = await _suspended(getter)
         get_code = queues.Queue.get.__code__
         assert get_code in awaiting.HANDLERS and awaiting.SELF_CLASSES[get_code] is queues.Queue
@@ -510,7 +522,7 @@ def test_queue_get_and_put_frames_have_the_queue_as_self_with_queue_maxsize_and_
 
         full: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
         full.put_nowait(1)
-        putter = asyncio.create_task(full.put(2))
+        putter = _spawn(full.put(2))
         await _suspended(putter)
         put_code = queues.Queue.put.__code__
         owner, _frame = _owner_running(putter, put_code)
@@ -524,10 +536,10 @@ def test_queue_get_and_put_frames_have_the_queue_as_self_with_queue_maxsize_and_
 def test_lock_acquire_frame_has_the_lock_as_self_with_locked_and_waiters() -> None:
     # awaiting._primitive("lock"), awaiting._waiters
     async def scenario() -> None:
-        lock = asyncio.Lock()
+        lock: Any = asyncio.Lock()
         assert lock._locked is False and not lock._waiters  # None until someone waits
         await lock.acquire()
-        waiter = asyncio.create_task(lock.acquire())
+        waiter = _spawn(lock.acquire())
         waited = await _suspended(waiter)
         code = locks.Lock.acquire.__code__
         owner, _frame = _owner_running(waiter, code)
@@ -545,16 +557,16 @@ def test_lock_acquire_frame_has_the_lock_as_self_with_locked_and_waiters() -> No
 def test_semaphore_acquire_frame_has_the_semaphore_as_self_with_value_and_waiters() -> None:
     # awaiting._primitive("semaphore")
     async def scenario() -> None:
-        semaphore = asyncio.Semaphore(1)
+        semaphore: Any = asyncio.Semaphore(1)
         assert semaphore._value == 1
         await semaphore.acquire()
-        waiter = asyncio.create_task(semaphore.acquire())
+        waiter = _spawn(semaphore.acquire())
         waited = await _suspended(waiter)
         code = locks.Semaphore.acquire.__code__
         owner, _frame = _owner_running(waiter, code)
         assert first_local(owner, code) is semaphore
         assert semaphore._value == 0
-        assert list(semaphore._waiters) == [waited]  # type: ignore[arg-type]
+        assert list(semaphore._waiters) == [waited]
         semaphore.release()
         await waiter
 
@@ -564,8 +576,8 @@ def test_semaphore_acquire_frame_has_the_semaphore_as_self_with_value_and_waiter
 def test_event_wait_frame_has_the_event_as_self_with_value_and_waiters() -> None:
     # awaiting._primitive("event")
     async def scenario() -> None:
-        event = asyncio.Event()
-        waiter = asyncio.create_task(event.wait())
+        event: Any = asyncio.Event()
+        waiter = _spawn(event.wait())
         waited = await _suspended(waiter)
         code = locks.Event.wait.__code__
         owner, _frame = _owner_running(waiter, code)
@@ -593,8 +605,8 @@ def test_condition_wait_and_wait_for_frames_have_the_condition_as_self_with_wait
             async with condition:
                 await condition.wait_for(lambda: ready)
 
-        plain = asyncio.create_task(waits())
-        predicate = asyncio.create_task(waits_for())
+        plain = _spawn(waits())
+        predicate = _spawn(waits_for())
         plain_waited = await _suspended(plain)
         predicate_waited = await _suspended(predicate)
         for task, code in (
@@ -621,8 +633,8 @@ def test_condition_wait_and_wait_for_frames_have_the_condition_as_self_with_wait
 def test_barrier_wait_frame_has_the_barrier_as_self_with_parties_and_count() -> None:
     # awaiting._primitive("barrier")
     async def scenario() -> None:
-        barrier = asyncio.Barrier(3)
-        waiters = [asyncio.create_task(barrier.wait()) for _ in range(2)]
+        barrier: Any = asyncio.Barrier(3)
+        waiters = [_spawn(barrier.wait()) for _ in range(2)]
         for waiter in waiters:
             await _suspended(waiter)
         code = locks.Barrier.wait.__code__
@@ -642,7 +654,7 @@ def test_a_sleeps_timer_in_loop_scheduled_has_its_future_as_first_arg_and_its_en
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         before = loop.time()
-        sleeper = asyncio.create_task(asyncio.sleep(100))
+        sleeper = _spawn(asyncio.sleep(100))
         waited = await _suspended(sleeper)
         after = loop.time()
         assert tasks.sleep.__code__ in _codes(sleeper)
@@ -651,13 +663,13 @@ def test_a_sleeps_timer_in_loop_scheduled_has_its_future_as_first_arg_and_its_en
         handles = [handle for handle in scheduled if handle._args and handle._args[0] is waited]
         assert len(handles) == 1
         handle = handles[0]
-        assert type(handle) is asyncio.TimerHandle
         assert handle._cancelled is False and callable(handle._callback)
         assert type(handle._when) is float and handle._when == handle.when()
         assert before + 100 <= handle._when <= after + 100
-        other = loop.call_later(50, print)
+        assert type(handle) is asyncio.TimerHandle
+        other: Any = loop.call_later(50, print)
         other.cancel()
-        assert other._cancelled is True  # type: ignore[attr-defined]
+        assert other._cancelled is True
         await _finish(sleeper)
 
     _run(scenario)
@@ -674,7 +686,7 @@ def test_a_timeouts_timer_calls_a_bound_method_of_the_timeout_whose_task_is_the_
                 holder["scope"] = scope
                 await asyncio.Event().wait()
 
-        task = asyncio.create_task(guarded())
+        task = _spawn(guarded())
         await _suspended(task)
         scope = holder["scope"]
         handles = [
@@ -683,8 +695,8 @@ def test_a_timeouts_timer_calls_a_bound_method_of_the_timeout_whose_task_is_the_
             if type(handle._callback) is MethodType and handle._callback.__self__ is scope
         ]
         assert len(handles) == 1
-        assert isinstance(scope, timeouts.Timeout) and scope._task is task
-        assert handles[0]._when == scope.when()
+        assert scope._task is task and handles[0]._when == scope.when()
+        assert isinstance(scope, timeouts.Timeout)
         await _finish(task)
 
     _run(scenario)
@@ -699,7 +711,7 @@ def test_wait_for_runs_its_awaitable_inline_or_in_an_inner_task_held_in_its_loca
         async def waits() -> None:
             await asyncio.wait_for(event.wait(), 100)
 
-        task = asyncio.create_task(waits())
+        task = _spawn(waits())
         waited = await _suspended(task)
         frames = walk_frames(task._coro)
         codes = [frame.f_code for frame in frames]
@@ -742,7 +754,7 @@ def test_a_task_group_lists_its_members_whose_done_callback_leads_to_its_parent(
                 holder["members"] = [group.create_task(event.wait()) for _ in range(2)]
                 await leave_body.wait()
 
-        parent = asyncio.create_task(owner())
+        parent = _spawn(owner())
         await _suspended(parent)
         group, members = holder["group"], holder["members"]
         assert group._parent_task is parent
@@ -777,12 +789,12 @@ def test_gather_awaits_a_gathering_future_whose_children_are_its_awaitables() ->
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
-        first, second = asyncio.create_task(event.wait()), loop.create_future()
+        first, second = _spawn(event.wait()), loop.create_future()
 
         async def gatherer() -> None:
             await asyncio.gather(first, second)
 
-        waiter = asyncio.create_task(gatherer())
+        waiter = _spawn(gatherer())
         outer = await _suspended(waiter)
         assert type(outer) is tasks._GatheringFuture is awaiting._GATHERING_FUTURE  # type: ignore[attr-defined]
         assert type(outer._children) is list
@@ -804,12 +816,12 @@ def test_shield_callbacks_name_the_inner_task_and_lead_from_it_to_the_outer_futu
     # awaiting.describe_future (shield's _outer_done_callback), introspect._BACKWARD_CODES
     async def scenario() -> None:
         event = asyncio.Event()
-        inner = asyncio.create_task(event.wait())
+        inner = _spawn(event.wait())
 
         async def shielding() -> None:
             await asyncio.shield(inner)
 
-        waiter = asyncio.create_task(shielding())
+        waiter = _spawn(shielding())
         outer = await _suspended(waiter)
         assert issubclass(type(outer), asyncio.Future) and not issubclass(type(outer), asyncio.Task)
         (outer_done,) = _closures(outer)
@@ -835,7 +847,7 @@ def test_asyncio_wait_keeps_fs_and_return_when_and_registers_a_closure_holding_i
         async def waits() -> None:
             await asyncio.wait([watched], return_when=asyncio.FIRST_COMPLETED)
 
-        task = asyncio.create_task(waits())
+        task = _spawn(waits())
         waited = await _suspended(task)
         _owner, frame = _owner_running(task, tasks.wait.__code__)
         fs = frame.f_locals["fs"]
@@ -860,15 +872,16 @@ def test_as_completed_waits_in_wait_for_one_and_its_callbacks_lead_through_a_que
             for next_one in asyncio.as_completed([watched]):
                 await next_one
 
-        task = asyncio.create_task(consumer())
+        task = _spawn(consumer())
         waited = await _suspended(task)
         iterator_type = getattr(tasks, "_AsCompletedIterator", None)
         assert introspect._AS_COMPLETED_ITERATOR is iterator_type
         if iterator_type is not None:  # 3.13+: a class, its done-callback a bound method
             expected = iterator_type._wait_for_one.__code__
             (method,) = [cb for cb, _ in watched._callbacks if type(cb) is MethodType]
-            assert type(method.__self__) is iterator_type
-            done = method.__self__._done
+            iterator: Any = method.__self__
+            assert type(iterator) is iterator_type
+            done = iterator._done
         else:  # 3.11-3.12: a generator; its nested _wait_for_one and a closure over `done`
             (expected,) = [
                 const
@@ -922,14 +935,16 @@ def test_run_in_executor_chains_a_concurrent_future_held_by_the_worker_threads_w
                 return frames[0] is not None
 
             await _until(found, "the worker thread runs the work item")
-            item = frames[0].f_locals["self"]  # type: ignore[union-attr]
-            assert type(item) is concurrent.futures.thread._WorkItem
+            frame = frames[0]
+            assert frame is not None
+            item: Any = frame.f_locals["self"]
             assert item.future is sources[0]
             function = getattr(item, "fn", None)
             if function is None:  # 3.14+: the work item holds (fn, args, kwargs)
                 assert type(item.task) is tuple and len(item.task) == 3
                 function = item.task[0]
             assert function == release.wait
+            assert type(item) is concurrent.futures.thread._WorkItem
             assert awaiting._work_item_function(item) == release.wait
             release.set()
             assert await mirrored is True
@@ -941,7 +956,7 @@ def test_to_thread_keeps_the_function_in_its_local_func() -> None:
     # awaiting._to_thread
     async def scenario() -> None:
         release = threading.Event()
-        task = asyncio.create_task(asyncio.to_thread(release.wait))
+        task = _spawn(asyncio.to_thread(release.wait))
         await _suspended(task)
         _owner, frame = _owner_running(task, asyncio_threads.to_thread.__code__)
         assert frame.f_locals["func"] == release.wait
@@ -980,7 +995,7 @@ def test_a_reading_stream_reader_has_a_buffer_and_a_transport_whose_extra_names_
     # awaiting._stream("read"), awaiting._peer_of_transport
     async def scenario() -> None:
         server, reader, writer, server_writer, _server_reader = await _connected_pair()
-        task = asyncio.create_task(reader.readexactly(10))
+        task = _spawn(reader.readexactly(10))
         await _suspended(task)
         server_writer.write(b"abc")
         await server_writer.drain()
@@ -988,12 +1003,12 @@ def test_a_reading_stream_reader_has_a_buffer_and_a_transport_whose_extra_names_
         await _suspended(task)
         codes = _codes(task)
         assert streams.StreamReader.readexactly.__code__ in codes
-        assert streams.StreamReader._wait_for_data.__code__ in codes
+        assert vars(streams.StreamReader)["_wait_for_data"].__code__ in codes
         code = streams.StreamReader.readexactly.__code__
         owner, _frame = _owner_running(task, code)
         assert first_local(owner, code) is reader
         assert type(reader._buffer) is bytearray and bytes(reader._buffer) == b"abc"
-        extra = reader._transport._extra  # type: ignore[attr-defined]
+        extra = reader._transport._extra
         assert type(extra) is dict
         assert extra["peername"] == server.sockets[0].getsockname()
         await _finish(task)
@@ -1008,11 +1023,14 @@ def test_a_draining_stream_writer_waits_in_drain_helper_and_its_transport_names_
         server, _reader, writer, server_writer, server_reader = await _connected_pair()
         payload = b"x" * (32 << 20)  # more than the kernel buffers: drain has to wait
         writer.write(payload)
-        task = asyncio.create_task(writer.drain())
+        task = _spawn(writer.drain())
         await _suspended(task)
         codes = _codes(task)
         drain_code = streams.StreamWriter.drain.__code__
-        assert drain_code in codes and streams.FlowControlMixin._drain_helper.__code__ in codes
+        assert (
+            drain_code in codes
+            and vars(streams.FlowControlMixin)["_drain_helper"].__code__ in codes
+        )
         assert codes.index(drain_code) == 0  # the handler table meets drain first
         owner, _frame = _owner_running(task, drain_code)
         assert first_local(owner, drain_code) is writer
@@ -1033,12 +1051,12 @@ def test_serve_forever_frame_has_the_server_as_self_and_its_sockets_in_sockets()
             writer.close()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        task = asyncio.create_task(server.serve_forever())
+        task = _spawn(server.serve_forever())
         await _suspended(task)
         code = base_events.Server.serve_forever.__code__
         owner, _frame = _owner_running(task, code)
         assert first_local(owner, code) is server
-        sockets = server._sockets  # type: ignore[attr-defined]
+        sockets = server._sockets
         assert sockets and all(isinstance(sock, socket.socket) for sock in sockets)
         assert [socket.socket.getsockname(sock) for sock in sockets] == [
             sock.getsockname() for sock in server.sockets
@@ -1057,7 +1075,7 @@ def test_sock_recv_frame_keeps_the_socket_in_its_local_sock() -> None:
         left, right = socket.socketpair()
         left.setblocking(False)
         try:
-            task = asyncio.create_task(loop.sock_recv(left, 10))
+            task = _spawn(loop.sock_recv(left, 10))
             await _suspended(task)
             code = selector_events.BaseSelectorEventLoop.sock_recv.__code__
             assert code in awaiting.HANDLERS
@@ -1077,12 +1095,12 @@ def test_process_wait_frame_has_the_process_as_self_and_its_transports_proc_has_
     async def scenario() -> None:
         program = (sys.executable, "-c", "import sys; sys.stdin.read()")
         process = await asyncio.create_subprocess_exec(*program, stdin=subprocess.PIPE)
-        task = asyncio.create_task(process.wait())
+        task = _spawn(process.wait())
         await _suspended(task)
         code = asyncio_subprocess.Process.wait.__code__
         owner, _frame = _owner_running(task, code)
         assert first_local(owner, code) is process
-        args = process._transport._proc.args  # type: ignore[attr-defined]
+        args = process._transport._proc.args
         assert isinstance(args, list | tuple) and tuple(args) == program
         assert process.stdin is not None
         process.stdin.close()
@@ -1133,7 +1151,7 @@ def test_a_create_task_set_on_the_loop_object_sees_every_task_asyncio_makes() ->
                 event.set()
             await asyncio.gather(direct, ensured, gathering)
         finally:
-            del loop.create_task  # type: ignore[method-assign]
+            del loop.create_task
         made = [direct, ensured, gathering._children[0], member]  # type: ignore[attr-defined]
         assert all(any(task is other for other in seen) for task in made)
         assert loop.create_task == original
@@ -1182,9 +1200,11 @@ def test_registry_sources_are_none_exactly_where_all_tasks_is_c_and_else_hold_ne
             assert task in asyncio.all_tasks(loop)
         else:
             assert sources is not None
-            registry = sources[0]
-            assert type(registry) is weakref.WeakSet and type(registry.data) is set
-            assert any(reference() is task for reference in registry.data)
+            registry: Any = sources[0]
+            references = registry.data
+            assert type(references) is set
+            assert any(reference() is task for reference in references)
+            assert type(registry) is weakref.WeakSet
             eager_factory = getattr(asyncio, "eager_task_factory", None)
             if eager_factory is None:  # 3.11: one set of all tasks
                 assert sources == (tasks._all_tasks,)  # type: ignore[attr-defined]
@@ -1224,7 +1244,7 @@ def test_current_task_and_all_tasks_of_a_loop_answer_from_another_thread() -> No
         shared["loop"] = asyncio.get_running_loop()
         shared["stop"] = shared["loop"].create_future()
         shared["idle"] = asyncio.create_task(asyncio.Event().wait(), name="idle")
-        shared["blocker"] = asyncio.create_task(blocker(), name="blocker")
+        shared["blocker"] = _spawn(blocker(), name="blocker")
         await shared["blocker"]
         await shared["stop"]
         await _finish(shared["idle"])
@@ -1233,16 +1253,17 @@ def test_current_task_and_all_tasks_of_a_loop_answer_from_another_thread() -> No
     thread.start()
     try:
         assert inside.wait(DEADLINE)
-        loop = shared["loop"]
-        assert asyncio.current_task(loop) is shared["blocker"]
-        assert {shared["idle"], shared["blocker"]} <= asyncio.all_tasks(loop)
+        loop, blocking, idle = shared["loop"], shared["blocker"], shared["idle"]
+        current = asyncio.current_task(loop)
+        assert current is not None and current is blocking
+        assert {idle, blocking} <= asyncio.all_tasks(loop)
         release.set()
         deadline = time.monotonic() + DEADLINE
-        while not shared["blocker"].done() or asyncio.current_task(loop) is not None:
+        while not blocking.done() or asyncio.current_task(loop) is not None:
             assert time.monotonic() < deadline, "the loop never went idle"
             time.sleep(0.005)
-        assert shared["idle"] in asyncio.all_tasks(loop)
-        assert shared["blocker"] not in asyncio.all_tasks(loop)
+        assert idle in asyncio.all_tasks(loop)
+        assert blocking not in asyncio.all_tasks(loop)
     finally:
         release.set()
         if "stop" in shared:
@@ -1266,10 +1287,10 @@ def test_the_snapshots_awaited_by_graph_agrees_with_capture_call_graph() -> None
         tracker = Tracker()
         tracker.install()
         event, leave_body = asyncio.Event(), asyncio.Event()
-        made: list[asyncio.Task[Any]] = []
+        made: list[Any] = []
 
-        def spawn(coro: Any, name: str) -> asyncio.Task[Any]:
-            task = asyncio.create_task(coro, name=name)
+        def spawn(coro: Any, name: str) -> Any:
+            task = _spawn(coro, name=name)
             made.append(task)
             return task
 
@@ -1310,7 +1331,7 @@ def test_the_snapshots_awaited_by_graph_agrees_with_capture_call_graph() -> None
             spawn(takes_first(spawn(leaf(), "completed-1")), "as-completed")
             await _until(
                 lambda: all(
-                    task._fut_waiter is not None
+                    _waiting_on(task) is not None
                     for task in asyncio.all_tasks()
                     if task is not asyncio.current_task()
                 ),
