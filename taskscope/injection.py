@@ -1099,8 +1099,12 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
             remove_workdir = True
             raise _remote_exec_failure(info.pid, result.returncode, result.stderr)
         sent_at = time.monotonic()
-        nudge_at = sent_at + 0.03  # a main thread running Python picks it up in far less
+        nudge_at = sent_at + 0.2
         tried_gdb = False
+        # A main thread running Python picks the script up at once; one blocked in a system
+        # call (an idle loop) is interrupted for a moment; gdb only if that is not enough.
+        if not os.path.exists(done) and _interrupt_main_thread(info.pid):
+            log.debug("process %d: main thread interrupted to pick up the script", info.pid)
         while not os.path.exists(done):
             if os.path.exists(done_by_gdb):
                 # The queued script runs one day, finds the claim taken and removes its files;
@@ -1148,6 +1152,54 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
 
 def _gdb_usable() -> bool:
     return shutil.which("gdb") is not None and platform.machine() in ("x86_64", "AMD64")
+
+
+_PTRACE_DETACH, _PTRACE_SEIZE, _PTRACE_INTERRUPT = 0x11, 0x4206, 0x4207
+_PTRACE_EVENT_STOP = 128
+_WALL = 0x40000000
+
+
+def _main_thread_syscall(pid: int) -> int | None:
+    """The system call the main thread is blocked in, or None (running, or unreadable)."""
+    try:
+        with open(_proc(pid, f"task/{pid}/syscall")) as file:
+            first = file.read().split(maxsplit=1)[0]
+    except (OSError, IndexError):
+        return None
+    return int(first) if first.lstrip("-").isdigit() and int(first) >= 0 else None
+
+
+def _interrupt_main_thread(pid: int) -> bool:
+    """Stop the main thread for a moment with ptrace and let it go: a blocking system call it
+    sits in (epoll_wait of an idle loop, select, poll...) returns EINTR, CPython retries it
+    after checking for signals, and that check runs the script sys.remote_exec queued. Only
+    when the thread is in one of the system calls that may be interrupted safely (the same
+    list as gdb's direct mode); no signal is sent, nothing is written. False if not done."""
+    if _main_thread_syscall(pid) not in _SAFE_SYSCALLS.values():
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ptrace = libc.ptrace
+    ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    ptrace.restype = ctypes.c_long
+    if ptrace(_PTRACE_SEIZE, pid, None, None) != 0:
+        return False  # another tracer, ptrace_scope...: gdb's nudge says why
+    pending_signal = 0
+    try:
+        if ptrace(_PTRACE_INTERRUPT, pid, None, None) != 0:
+            return False
+        status = ctypes.c_int()
+        if libc.waitpid(pid, ctypes.byref(status), _WALL) != pid:
+            return False
+        raw = status.value
+        stopped = (raw & 0xFF) == 0x7F
+        if stopped and (raw >> 16) != _PTRACE_EVENT_STOP:
+            # A signal arrived while we held the thread: hand it back on detach.
+            pending_signal = (raw >> 8) & 0xFF
+        return True
+    finally:
+        ptrace(_PTRACE_DETACH, pid, None, ctypes.c_void_p(pending_signal or None))
 
 
 def _nudge(info: TargetInfo, deadline: float) -> None:

@@ -294,13 +294,31 @@ def test_python_older_than_311(sleeper) -> None:
 
 
 def test_gdb_missing(start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # 3.11-3.13 need gdb for any attach; 3.14+ only to wake a main thread parked in an idle
-    # loop, which sys.remote_exec alone cannot reach. Either way the error says what to do.
-    target = start("idle")
+    # 3.11-3.13 need gdb for any attach; 3.14+ only for a main thread parked in a lock while
+    # another thread runs the loop (sys.remote_exec and a ptrace interrupt cannot reach it).
+    # Either way the error says what to do.
+    target = start("idle" if USES_GDB else "lock")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DebuggerMissing, match="apt-get install gdb"):
         run_in_process(target.pid, "pass", timeout=2.0)
     assert target.finish()[0] == 0
+
+
+@pytest.mark.skipif(USES_GDB, reason="3.11-3.13 have no sys.remote_exec: gdb is the only way in")
+def test_idle_loop_reached_without_gdb(
+    start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An idle loop's main thread sits in epoll_wait: a ptrace interrupt makes it check for
+    # pending work, which runs the script sys.remote_exec queued, on the main thread, fast.
+    target = start("idle")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gdb to fall back on
+    marker = tmp_path / "ran.json"
+    started = time.monotonic()
+    run_in_process(target.pid, marker_code(marker), timeout=5.0)
+    assert time.monotonic() - started < 1.0
+    assert read_marker(marker)["thread"] == "MainThread"
+    assert "TracerPid:\t0" in Path(f"/proc/{target.pid}/status").read_text()
+    assert target.finish() == (0, expected_output("idle"), "")
 
 
 @needs_gdb
@@ -387,7 +405,10 @@ def test_timeout_while_waiting_for_the_gil_leaves_gdb_to_finish(start, tmp_path:
     target = start("gil")
     before = entry_bytes(target.pid)
     marker = tmp_path / "late.json"
-    with pytest.raises(InjectionTimeout, match="gdb detaches on its own"):
+    # 3.14+ interrupts the main thread's epoll_wait first: it then waits for the GIL, and
+    # gdb's queued code as well as sys.remote_exec's wait with it (a claim runs it once).
+    expected = "gdb detaches on its own" if USES_GDB else "did not reach a point"
+    with pytest.raises(InjectionTimeout, match=expected):
         run_in_process(target.pid, marker_code(marker), timeout=1.5)
     deadline = time.monotonic() + 30
     while (
