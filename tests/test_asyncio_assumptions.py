@@ -20,6 +20,7 @@ import concurrent.futures
 import concurrent.futures.thread
 import contextvars
 import gc
+import os
 import socket
 import subprocess
 import sys
@@ -46,7 +47,7 @@ from typing import Any
 import pytest
 
 from taskscope.agent import awaiting, introspect
-from taskscope.agent.awaiting import first_local
+from taskscope.agent.awaiting import _outside_asyncio, first_local
 from taskscope.agent.introspect import SnapshotBuilder, walk_frames
 from taskscope.agent.tracker import Tracker, _registry_sources, pending_tasks, task_coro
 
@@ -350,9 +351,17 @@ def test_a_debug_mode_future_made_by_asyncio_future_names_its_creating_line_last
         assert (where.filename, where.lineno) == (__file__, line)
         # describe_future reads `_source_traceback` of bare futures only: of this exact type
         assert type(future) is asyncio.Future and type(loop.create_future()) is asyncio.Future
-        # Not asserted, because it is false on 3.11-3.15: for a future made by
-        # `loop.create_future()` the last entry is asyncio's own `create_future`
-        # (base_events.py), not the line that asked for it.
+        # For a future made by `loop.create_future()` the last entry is asyncio's own
+        # `create_future` (base_events.py) on 3.11-3.15: the agent skips asyncio's entries.
+        loop.set_debug(True)
+        try:
+            made_line = sys._getframe().f_lineno + 1
+            made: Any = loop.create_future()
+        finally:
+            loop.set_debug(False)
+        assert made._source_traceback[-1].filename.startswith(os.path.dirname(asyncio.__file__))
+        where = _outside_asyncio(made._source_traceback)
+        assert (where.filename, where.lineno) == (__file__, made_line)
 
     _run(scenario)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import os
 import socket
 import sys
 from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
@@ -128,6 +129,18 @@ class AwaitContext:
                     walker = walker.f_back
             self._executor_threads = found
         return self._executor_threads
+
+
+_ASYNCIO_DIRECTORY = os.path.dirname(asyncio.__file__) + os.sep
+
+
+def _outside_asyncio(source: Any) -> Any:
+    """The innermost entry of a debug-mode creation traceback that is not asyncio's own: a
+    future made by `loop.create_future()` was made by the line that called it."""
+    for entry in reversed(source):
+        if not str(getattr(entry, "filename", "")).startswith(_ASYNCIO_DIRECTORY):
+            return entry
+    return source[-1]
 
 
 def _work_item_function(item: Any) -> Any:
@@ -605,7 +618,7 @@ def describe_future(
         text = f"Future {name}" if name else "Future"
         source = getattr(fut, "_source_traceback", None)
         if source:
-            where = source[-1]
+            where = _outside_asyncio(source)
             created = f"{getattr(where, 'filename', '?')}:{getattr(where, 'lineno', '?')}"
             facts["created_at"] = created
             text += f" created at {created}"
