@@ -162,7 +162,12 @@ def _bootstrap(stage, socket_dir, status_path):
             sys.path.insert(0, stage)
             added = True
             from taskscope import agent
-        agent.install(socket_dir=socket_dir)
+        if hasattr(agent, "failure"):
+            agent.install(socket_dir=socket_dir, report=False)
+            if agent.socket_file() is None:
+                raise RuntimeError(agent.failure() or "the agent could not listen")
+        else:
+            agent.install(socket_dir=socket_dir)
         outcome = {"ok": True, "socket": agent.socket_file()}
     except BaseException as error:
         outcome = {"ok": False, "error": type(error).__name__ + ": " + str(error)[:300]}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
-from taskscope.protocol import WireSnapshot
+from taskscope.protocol import WireSnapshot, terminal_safe_json
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -222,7 +222,10 @@ def cmd_dump(args: argparse.Namespace) -> int:
     snapshot, _argv = take_snapshot(args)
     # One string, not json.dump: dump streams through json's pure-Python encoder, which
     # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
-    sys.stdout.write(json.dumps(snapshot, indent=args.indent, ensure_ascii=False) + "\n")
+    # Control, bidi and zero-width characters of task names escaped: the same JSON, inert
+    # in a terminal.
+    text = json.dumps(snapshot, indent=args.indent, ensure_ascii=False)
+    sys.stdout.write(terminal_safe_json(text) + "\n")
     return 0
 
 
@@ -257,14 +260,19 @@ CANCEL_TEXT = {
     "requested": "cancel requested for task {task}; `taskscope ps {pid}` shows the outcome",
     "already_finished": "task {task} had already finished",
     "no_such_task": "no task {task} in process {pid} (see `taskscope ps {pid}`)",
+    "queued": "the loop of task {task} is blocked: the cancel is delivered when it runs "
+    "again; `taskscope ps {pid}` shows the outcome",
+    "failed": "could not cancel task {task}: {error}",
 }
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        outcome = client.cancel(args.task, args.message)
-    text = CANCEL_TEXT.get(outcome, outcome).format(task=args.task, pid=args.pid)
-    if outcome == "no_such_task":
+        reply = client.cancel_reply(args.task, args.message)
+    outcome = str(reply.get("outcome"))
+    error = str(reply.get("error") or "the agent did not say why")
+    text = CANCEL_TEXT.get(outcome, outcome).format(task=args.task, pid=args.pid, error=error)
+    if outcome in ("no_such_task", "failed"):
         print(f"taskscope: {text}", file=sys.stderr)
         return EXIT_ERROR
     print(text)

@@ -5,11 +5,13 @@ says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,9 +28,10 @@ from taskscope.protocol import (
     Request,
     WireDelta,
     WireSnapshot,
+    directory_is_private,
     encode,
     request_to_wire,
-    socket_directory,
+    socket_directories,
     socket_path,
 )
 
@@ -67,7 +70,35 @@ def process_exists(pid: int) -> bool:
     return True
 
 
+def process_uid(pid: int) -> int | None:
+    """The uid a process runs as (None if it cannot be read)."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def other_user_message(pid: int, uid: int) -> str:
+    name = user_name(uid)
+    return (
+        f"process {pid} runs as {name}: only that user or root may connect to its agent; "
+        f"run taskscope as that user (sudo -u {name.split()[0]} taskscope ...)"
+    )
+
+
 def no_agent_message(pid: int) -> str:
+    owner = process_uid(pid)
+    if owner is not None and owner != os.getuid() and os.getuid() != 0:
+        return other_user_message(pid, owner)
     return (
         f"process {pid} has no taskscope agent: run `taskscope attach {pid}` to load one, "
         "or start the program with `taskscope run` or call taskscope.install()"
@@ -96,7 +127,7 @@ class AgentClient:
     ) -> None:
         self.pid = pid
         self.timeout = timeout
-        self.path = socket_path(pid, socket_dir or socket_directory())
+        self.path = socket_path(pid, socket_dir or _directory_of(pid))
         self._sock: socket.socket | None = None
         self._buffer = LineBuffer(MAX_REPLY_BYTES)
         self._lines: deque[bytes] = deque()
@@ -116,7 +147,7 @@ class AgentClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(self.path)
+            self._connect(sock)
         except FileNotFoundError:
             sock.close()
             raise NoAgent(no_agent_message(self.pid)) from None
@@ -125,6 +156,9 @@ class AgentClient:
             raise NoAgent(no_agent_message(self.pid)) from None
         except PermissionError:
             sock.close()
+            owner = process_uid(self.pid)
+            if owner is not None and owner != os.getuid():
+                raise PermissionDenied(other_user_message(self.pid, owner)) from None
             raise PermissionDenied(
                 f"permission denied on {self.path}: run taskscope as the user who owns "
                 f"process {self.pid}"
@@ -134,6 +168,13 @@ class AgentClient:
             raise NoAgent(
                 f"cannot reach the agent of process {self.pid}: {error.strerror}"
             ) from None
+        served_by = _peer_pid(sock)
+        if served_by not in (None, 0, self.pid):
+            sock.close()
+            raise NoAgent(
+                f"{self.path} is served by process {served_by}, not {self.pid}: "
+                f"{no_agent_message(self.pid)}"
+            )
         self._sock = sock
         self._decoder = None
         reply = self._request(
@@ -144,6 +185,19 @@ class AgentClient:
             self._decoder = CompactDecoder()
         self.hello = reply
         return reply
+
+    def _connect(self, sock: socket.socket) -> None:
+        """connect(), waiting while the agent's listen queue is full (EAGAIN: the agent is
+        taking connections and will have room in a moment)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                sock.connect(self.path)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def close(self) -> None:
         """Close the connection; a thread blocked reading it (a subscription) wakes up."""
@@ -172,8 +226,11 @@ class AgentClient:
         return self._request(Request("stack", task_id=task_id))
 
     def cancel(self, task_id: str, message: str | None = None) -> str:
-        reply = self._request(Request("cancel", task_id=task_id, message=message))
-        return str(reply["outcome"])
+        return str(self.cancel_reply(task_id, message)["outcome"])
+
+    def cancel_reply(self, task_id: str, message: str | None = None) -> dict[str, Any]:
+        """The agent's whole answer: `outcome`, and `error` when the cancel failed."""
+        return self._request(Request("cancel", task_id=task_id, message=message))
 
     def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""
@@ -205,6 +262,9 @@ class AgentClient:
                 message.get("type") == "error" and message.get("re") is None
             ):
                 if message.get("type") == "error":
+                    refusal = self._refusal(message)
+                    if refusal is not None:
+                        raise refusal
                     if message.get("code") == "version_mismatch":
                         raise VersionMismatch(
                             f"protocol version mismatch: the agent in process {self.pid} "
@@ -251,6 +311,27 @@ class AgentClient:
                 raise ClientError(f"bad reply from the agent: {error}") from None
         return message
 
+    def _refusal(self, message: dict[str, Any]) -> ClientError | None:
+        """The one line for an agent that will not serve this client, by its error code."""
+        code = message.get("code")
+        if code == "busy":
+            holders = [str(pid) for pid in message.get("clients") or () if isinstance(pid, int)]
+            return ClientError(
+                f"the agent of process {self.pid} is busy with other clients"
+                + (f" (processes {', '.join(holders)})" if holders else "")
+                + "; close one of them, or retry in a few seconds"
+            )
+        if code == "forbidden":
+            uid = message.get("uid")
+            if isinstance(uid, int):
+                return PermissionDenied(other_user_message(self.pid, uid))
+            return PermissionDenied(f"the agent of process {self.pid} refused this user")
+        if code in ("timeout", "evicted"):
+            return AgentGone(
+                f"the agent of process {self.pid} closed the connection: {message.get('message')}"
+            )
+        return None
+
     def _gone(self, error: OSError | None) -> ClientError:
         if not process_exists(self.pid):
             return AgentGone(f"process {self.pid} exited")
@@ -259,35 +340,70 @@ class AgentClient:
         return AgentGone(f"the agent of process {self.pid} closed the connection")
 
 
-def live_agents(socket_dir: str | None = None, clean: bool = True) -> list[int]:
-    """Pids whose agent socket answers; stale sockets (dead process, nobody listening) are
-    removed when `clean`."""
-    directory = socket_dir or socket_directory()
+def _peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process serving a connected Unix socket (SO_PEERCRED)."""
     try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    pids = []
-    for name in names:
-        if not name.endswith(".sock") or not name[:-5].isdigit():
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except (OSError, AttributeError):
+        return None
+    return int(_PEERCRED.unpack(raw)[0])
+
+
+_PEERCRED = struct.Struct("3i")
+
+
+def _directory_of(pid: int) -> str:
+    """The first directory holding `pid`'s socket, else the usual one."""
+    directories = socket_directories()
+    for directory in directories:
+        if os.path.exists(socket_path(pid, directory)):
+            return directory
+    return directories[0]
+
+
+def live_agents(socket_dir: str | None = None, clean: bool = True) -> list[int]:
+    """Pids whose agent socket exists in a private directory and whose process runs.
+
+    A socket is removed (when `clean`) only when its process is proven gone: no such pid,
+    or a pid now used by a process started after the socket was made. A failed connect
+    proves nothing (an agent's queue can be full for a moment) and is never a reason."""
+    directories = [socket_dir] if socket_dir else socket_directories()
+    pids: set[int] = set()
+    for directory in directories:
+        if not directory_is_private(directory):
+            continue  # someone else's directory: nothing in it is ours to trust or delete
+        try:
+            names = os.listdir(directory)
+        except OSError:
             continue
-        pid = int(name[:-5])
-        path = os.path.join(directory, name)
-        alive = process_exists(pid)
-        if alive:
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            probe.settimeout(1.0)
-            try:
-                probe.connect(path)
-            except OSError:
-                alive = False
-            finally:
-                probe.close()
-        if alive:
-            pids.append(pid)
-        elif clean:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        for name in names:
+            if not name.endswith(".sock") or not name[:-5].isdigit():
+                continue
+            pid = int(name[:-5])
+            path = os.path.join(directory, name)
+            if not _proven_gone(pid, path):
+                pids.add(pid)
+            elif clean:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
     return sorted(pids)
+
+
+def _proven_gone(pid: int, path: str) -> bool:
+    """Whether the process that made the socket at `path` no longer runs."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a dependency of the client
+        return not process_exists(pid)
+    try:
+        made = os.lstat(path).st_mtime
+    except OSError:
+        return False
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    # The pid was reused: its process started after the socket was made.
+    return started > made + 1.0

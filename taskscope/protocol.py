@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -45,10 +46,22 @@ REQUEST_TYPES: Final[frozenset[str]] = frozenset(
 )
 
 TaskState = Literal["pending", "done", "cancelled", "failed"]
-CancelOutcome = Literal["requested", "already_finished", "no_such_task"]
+#: `requested`: the task's loop delivered the cancel; `queued`: its loop did not run within
+#: a second (blocked) and will deliver it when it runs again; `failed`: it could not be
+#: delivered (the reply's `error` says why).
+CancelOutcome = Literal["requested", "already_finished", "no_such_task", "queued", "failed"]
 
 ErrorCode = Literal[
-    "bad_request", "unknown_type", "too_large", "version_mismatch", "no_such_task", "internal"
+    "bad_request",
+    "unknown_type",
+    "too_large",
+    "version_mismatch",
+    "no_such_task",
+    "internal",
+    "busy",
+    "timeout",
+    "evicted",
+    "forbidden",
 ]
 
 
@@ -241,15 +254,24 @@ def parse_request(line: bytes) -> Request:
     """Validate one request line; raise ProtocolError for anything malformed."""
     if len(line) > MAX_REQUEST_BYTES:
         raise ProtocolError("too_large", f"requests are limited to {MAX_REQUEST_BYTES} bytes")
+    # UTF-8 only: json.loads would also take UTF-16, UTF-32 and a byte-order mark.
+    if line.startswith(b"\xef\xbb\xbf"):
+        raise ProtocolError("bad_request", "requests are UTF-8 without a byte-order mark")
     try:
-        raw = json.loads(line)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_request", "requests are UTF-8") from None
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
         raise ProtocolError("bad_request", "a request must be one JSON object per line") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_request", "a request must be a JSON object")
     kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_request", "'type' must be a string")
     if kind not in REQUEST_TYPES:
-        raise ProtocolError("unknown_type", f"unknown request type {kind!r}")
+        raise ProtocolError("unknown_type", f"unknown request type {kind[:40]!r}")
     request_id = _optional_int(raw, "id")
     if kind == "hello":
         protocol = _optional_int(raw, "protocol")
@@ -341,6 +363,22 @@ def _small_value_encoder() -> Callable[[Any], str]:
 
 
 _encode_small = _small_value_encoder()
+
+
+#: Characters JSON may carry raw that a terminal acts on or hides: DEL and the C1 controls
+#: (U+009B starts an escape sequence in many terminals), zero-width characters, line and
+#: paragraph separators, bidi embeddings, overrides and isolates, the byte-order mark, and
+#: lone surrogates (not UTF-8 at all).
+_TERMINAL_UNSAFE = re.compile(
+    "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def terminal_safe_json(text: str) -> str:
+    """JSON text with every terminal-unsafe character written as a \\uXXXX escape: the same
+    JSON value, inert when printed. Such characters only ever occur inside JSON strings,
+    where the escape means the character itself."""
+    return _TERMINAL_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def encode(message: dict[str, Any] | Any) -> bytes:
@@ -755,6 +793,40 @@ def socket_directory() -> str:
         if info is not None and info.st_uid == os.getuid():
             return os.path.join(runtime, "taskscope")
     return os.path.join("/tmp", f"taskscope-{os.getuid()}")
+
+
+def fallback_socket_directory() -> str | None:
+    """Where agents listen when the usual directory is not private (another user made
+    `/tmp/taskscope-UID` first): a directory in the user's home, which nobody else can
+    create. None when there is no home, or its path is too long for a socket."""
+    try:
+        home = os.path.expanduser("~")
+    except Exception:
+        return None
+    if not home or home == "~" or not os.path.isabs(home):
+        return None
+    path = os.path.join(home, ".taskscope-sockets")
+    # A socket path is limited to 107 bytes; the longest pid has 7 digits.
+    return path if len(os.fsencode(path)) + len("/4194304.sock") <= 107 else None
+
+
+def socket_directories() -> list[str]:
+    """Where a client looks for agents: the usual directory, then the fallback (unless the
+    user chose one with $TASKSCOPE_SOCKET_DIR)."""
+    primary = socket_directory()
+    if os.environ.get("TASKSCOPE_SOCKET_DIR"):
+        return [primary]
+    fallback = fallback_socket_directory()
+    return [primary] if fallback is None or fallback == primary else [primary, fallback]
+
+
+def directory_is_private(path: str) -> bool:
+    """Whether `path` is a directory of ours that nobody else can read or write."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
 def ensure_private_directory(path: str) -> None:

@@ -7,35 +7,54 @@ Standard library only: it is loaded into programs that never asked for textual o
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import sys
 import threading
 from typing import Any
 
 from taskscope.agent.server import AgentServer
 from taskscope.agent.tracker import Tracker
+from taskscope.protocol import InsecureDirectory, socket_directories
 
-__all__ = ["install", "is_installed", "socket_file", "uninstall"]
+__all__ = ["failure", "install", "is_installed", "socket_file", "uninstall"]
 
 DEFAULT_HISTORY = 1000
+#: Seconds after a fork before the agent's thread starts again in the parent.
+RESUME_DELAY = 0.05
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
-_fork_hook_registered = False
+_fork_hooks_registered = False
+_failure: list[str] = []
 
 
 def install(
-    *, history: int | None = None, track_tasks: bool | None = None, socket_dir: str | None = None
+    *,
+    history: int | None = None,
+    track_tasks: bool | None = None,
+    socket_dir: str | None = None,
+    report: bool = True,
 ) -> None:
-    """Start the agent in this process (a second call does nothing).
+    """Start the agent in this process (a second call does nothing, except to make a new
+    socket if someone deleted the agent's).
 
     history: how many finished tasks to remember (default 1000, or $TASKSCOPE_HISTORY).
     track_tasks: note each task's creator and how it ended (default on; $TASKSCOPE_TRACK=0
         turns it off). Off, nothing of the agent runs per task: snapshots still show every
         pending task and what it awaits, but no parents, creation sites or finished tasks.
-    socket_dir: where to put the socket (default: a private per-user directory).
+    socket_dir: where to put the socket (default: a private per-user directory; when another
+        user made that one first, ~/.taskscope-sockets).
+    report: when the agent cannot listen anywhere, say so in one line on stderr. Either way
+        install() returns and the program goes on without the agent (see `failure()`).
     """
-    global _fork_hook_registered
+    global _fork_hooks_registered
     with _lock:
         if _state:
+            running: AgentServer = _state["server"]
+            if _state.get("pid") == os.getpid():
+                with contextlib.suppress(OSError, InsecureDirectory):
+                    running.ensure_listening()
+                running.resume()
             return
         if history is None:
             try:
@@ -51,19 +70,59 @@ def install(
                 "off",
                 "false",
             )
+        _failure.clear()
         tracker = Tracker(history_limit=history, track_tasks=track_tasks)
-        server = AgentServer(tracker, socket_dir)
+        server = _start_server(tracker, socket_dir)
+        if server is None:
+            if report:
+                _say(f"taskscope: agent not started: {_failure[0]}")
+            return
         tracker.install()
-        try:
-            server.start()
-        except BaseException:
-            tracker.uninstall()
-            raise
+        tracker.loop_start_listeners.append(server.resume)
         _state.update(tracker=tracker, server=server, pid=os.getpid())
         atexit.register(_remove_socket_at_exit)
-        if not _fork_hook_registered:
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _fork_hook_registered = True
+        if not _fork_hooks_registered:
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_after_fork_in_parent,
+                after_in_child=_after_fork_in_child,
+            )
+            _fork_hooks_registered = True
+
+
+def _start_server(tracker: Tracker, socket_dir: str | None) -> AgentServer | None:
+    """A listening server in `socket_dir`, else the usual directory, else the fallback."""
+    candidates = [socket_dir] if socket_dir is not None else socket_directories()
+    for directory in candidates:
+        server = AgentServer(tracker, directory)
+        try:
+            server.start()
+        except (OSError, InsecureDirectory) as error:
+            _failure.append(_reason(directory, error))
+            continue
+        _failure.clear()
+        return server
+    if len(_failure) > 1:
+        _failure[:] = ["; ".join(_failure)]
+    return None
+
+
+def _reason(directory: str, error: BaseException) -> str:
+    if isinstance(error, InsecureDirectory):
+        return f"{error}; remove it or set TASKSCOPE_SOCKET_DIR to a private directory"
+    text = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return f"cannot listen in {directory}: {text}"
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def failure() -> str | None:
+    """Why the last install() could not start the agent, if it could not."""
+    return _failure[0] if _failure else None
 
 
 def uninstall() -> None:
@@ -95,15 +154,38 @@ def _remove_socket_at_exit() -> None:
         server.stop()
 
 
+def _before_fork() -> None:
+    # Fork with the agent's thread stopped: Python 3.12+ warns on stderr about forking a
+    # process with threads, and a lock held by that thread would stay locked in the child.
+    server = _state.get("server")
+    if server is not None and _state.get("pid") == os.getpid():
+        with contextlib.suppress(Exception):
+            server.pause_for_fork()
+
+
+def _after_fork_in_parent() -> None:
+    # Not now: Python counts the threads for its warning after these hooks. The thread
+    # starts again at the next turn of a loop (or when a loop starts, or at install()).
+    server = _state.get("server")
+    tracker = _state.get("tracker")
+    if server is None or tracker is None or not server.paused():
+        return
+    with contextlib.suppress(Exception):
+        for _record, loop in tracker.live_loops():
+            if loop.is_running():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(loop.call_later, RESUME_DELAY, server.resume)
+
+
 def _after_fork_in_child() -> None:
-    # The agent's threads did not survive the fork; forget the parent's agent entirely.
+    # The agent's thread did not survive the fork: forget the parent's agent entirely, and
+    # close its sockets here so that its clients hear EOF as soon as the parent goes.
     server = _state.get("server")
     tracker = _state.get("tracker")
     _state.clear()
     if server is not None:
-        server.close_inherited()
+        with contextlib.suppress(Exception):
+            server.close_inherited()
     if tracker is not None:
-        try:
+        with contextlib.suppress(Exception):
             tracker.uninstall()
-        except Exception:
-            pass

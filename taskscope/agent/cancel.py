@@ -1,21 +1,33 @@
-"""Cancelling a task from the agent's thread: hand it to the task's loop, answer at once.
+"""Cancelling a task from the agent's thread: hand it to the task's loop, report what happened.
 
-`Task.cancel()` on a task in an await cycle (A awaits B, B awaits A) recurses through the
-cycle until RecursionError inside the host program; such a task is woken with a cancelled
-future instead, which delivers the same CancelledError at its `await`.
+`Task.cancel()` passes the cancel on to what the task awaits (a task, a gather's children...).
+When that chain reaches an await cycle (A awaits B, B awaits A), the cancel goes round the
+cycle until RecursionError inside the host program, leaving counters raised and nothing
+cancelled. Such a task is woken with a cancelled future instead, which delivers the same
+CancelledError at its `await` and touches nothing it awaits.
+
+The outcome comes back through a callback run on the loop's thread: `requested` once the
+cancel was delivered, `failed` with the error's type when it could not be.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from taskscope.agent.introspect import find_task, in_await_cycle
+from taskscope.agent.introspect import find_task
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import CancelOutcome
 
+#: Called on the task's loop thread with the outcome and, for `failed`, the error's name.
+CancelDone = Callable[[CancelOutcome, str | None], Any]
 
-def request_cancel(tracker: Tracker, task_id: str, message: str | None) -> CancelOutcome:
+
+def request_cancel(
+    tracker: Tracker, task_id: str, message: str | None, done: CancelDone
+) -> CancelOutcome | None:
+    """The outcome, when known at once; else None, and `done` will be called from the loop."""
     number = int(task_id)
     task = find_task(tracker, number)
     if task is None:
@@ -23,26 +35,75 @@ def request_cancel(tracker: Tracker, task_id: str, message: str | None) -> Cance
             return "already_finished"
         return "no_such_task"
     try:
-        task.get_loop().call_soon_threadsafe(_cancel_on_loop, task, message)
+        task.get_loop().call_soon_threadsafe(_cancel_on_loop, task, message, done)
     except RuntimeError:  # the loop was closed under us
         return "already_finished"
-    return "requested"
+    return None
 
 
-def _cancel_on_loop(task: Any, message: str | None) -> None:
+def _cancel_on_loop(task: Any, message: str | None, done: CancelDone | None = None) -> None:
     """Runs on the task's loop thread; never lets an exception reach the loop."""
+    outcome: CancelOutcome = "requested"
+    error: str | None = None
     try:
         if task.done():
-            return
-        if in_await_cycle(task):
-            _cancel_in_cycle(task, message)
-        else:
-            task.cancel(message)
+            outcome = "already_finished"
+        elif cancel_reaches_cycle(task):
+            if not _wake_cancelled(task, message):
+                outcome, error = "failed", "the task waits on nothing the agent can wake"
+        elif not task.cancel(message):
+            outcome = "already_finished"
+    except BaseException as exception:
+        outcome, error = "failed", type(exception).__name__
+    if done is None:
+        return
+    try:
+        done(outcome, error)
     except BaseException:
         pass
 
 
-def _cancel_in_cycle(task: Any, message: str | None) -> None:
+def cancel_reaches_cycle(task: Any) -> bool:
+    """Whether `task.cancel()` would pass through an await cycle: what it awaits, followed
+    the way Task.cancel follows it (a task's `_fut_waiter`, a gather's children), comes back
+    to something already on the way."""
+    on_path: set[int] = set()
+    finished: set[int] = set()
+    # Depth first, without recursion: (future, whether its successors were pushed).
+    stack: list[tuple[Any, bool]] = [(task, False)]
+    while stack:
+        fut, expanded = stack.pop()
+        key = id(fut)
+        if expanded:
+            on_path.discard(key)
+            finished.add(key)
+            continue
+        if key in on_path:
+            return True
+        if key in finished:
+            continue
+        on_path.add(key)
+        stack.append((fut, True))
+        for successor in _cancel_successors(fut):
+            if id(successor) in on_path:
+                return True
+            if id(successor) not in finished:
+                stack.append((successor, False))
+    return False
+
+
+def _cancel_successors(fut: Any) -> list[Any]:
+    if isinstance(fut, asyncio.Task):
+        waiter = getattr(fut, "_fut_waiter", None)
+        return [waiter] if waiter is not None and not waiter.done() else []
+    children = getattr(fut, "_children", None)
+    if fut.done() or not children:
+        return []
+    return [child for child in children if not child.done()]
+
+
+def _wake_cancelled(task: Any, message: str | None) -> bool:
+    """Resume `task` with a cancelled future in place of what it awaits."""
     waited = task._fut_waiter
     wakeup = None
     for entry in list(getattr(waited, "_callbacks", None) or ()):
@@ -51,8 +112,9 @@ def _cancel_in_cycle(task: Any, message: str | None) -> None:
             wakeup = callback
             break
     if wakeup is None:
-        return
+        return False
     waited.remove_done_callback(wakeup)
     cancelled: asyncio.Future[Any] = task.get_loop().create_future()
     cancelled.cancel(message)
     task.get_loop().call_soon(wakeup, cancelled)
+    return True

@@ -1,20 +1,32 @@
-"""The agent's socket server: a private Unix socket, one daemon thread per client.
+"""The agent's socket server: a private Unix socket served by one daemon thread.
 
 Only the user who runs the process (or root) may connect: the directory is 0700, the socket
 0600, and the peer's uid is checked with SO_PEERCRED. Requests are parsed by
 `taskscope.protocol.parse_request`; none of them runs code sent by the client.
+
+One thread serves every connection with non-blocking sockets and a selector, so that no
+client can hold a thread, and so that the thread can be stopped before the host forks and
+started again afterwards: a process with a second thread makes Python 3.12+ warn on every
+`os.fork()`, and a thread holding a lock at the fork would leave it locked in the child.
+
+A connection that has not said hello within `HELLO_TIMEOUT` is told so and closed; when the
+slots for greeted clients are full, one that has been idle for `IDLE_EVICTABLE` seconds makes
+room for a newcomer; a client that stops reading its replies is dropped after
+`SEND_STALL_TIMEOUT`. No careless or hostile client of the same user can lock the others out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import select
+import selectors
 import socket
 import struct
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from taskscope import __version__
@@ -46,173 +58,612 @@ from taskscope.protocol import (
     socket_path,
 )
 
+#: Greeted clients served at once.
 MAX_CLIENTS = 16
+#: Connections that have not said hello yet; the oldest makes room for a new one.
+MAX_UNGREETED = 32
+#: Seconds a new connection has to say hello (blank lines do not count).
+HELLO_TIMEOUT = 3.0
+#: A greeted client without a subscription, silent this long, gives its slot to a newcomer.
+IDLE_EVICTABLE = 5.0
+#: A client that reads nothing of a pending reply for this long is dropped.
+SEND_STALL_TIMEOUT = 10.0
+#: How long a cancel reply waits for the task's loop to deliver the cancel.
+CANCEL_WAIT = 1.0
+#: After a last error reply, how long what the client still sends is read and dropped.
+DRAIN_SECONDS = 1.0
 PRUNE_INTERVAL = 10.0
-SEND_TIMEOUT = 10.0
+LISTEN_BACKLOG = 64
+READ_CHUNK = 65536
+#: Requests answered per connection per turn, so that one client cannot starve the others.
+LINES_PER_TURN = 32
 #: A subscription spends at most this share of wall time building snapshots.
 MAX_DUTY = 0.1
+#: A snapshot younger than this (and than its cost allows) is reused for the next request.
+MAX_SNAPSHOT_REUSE = 1.0
 _PEERCRED = struct.Struct("3i")
 
 
-def peer_uid(conn: socket.socket) -> int | None:
+def peer_credentials(conn: socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end of a Unix socket."""
     try:
         raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     except (OSError, AttributeError):
         return None
-    _pid, uid, _gid = _PEERCRED.unpack(raw)
-    return int(uid)
+    pid, uid, _gid = _PEERCRED.unpack(raw)
+    return int(pid), int(uid)
+
+
+def peer_uid(conn: socket.socket) -> int | None:
+    credentials = peer_credentials(conn)
+    return credentials[1] if credentials is not None else None
+
+
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
 
 
 class AgentServer:
-    """Listens on the process's socket and answers clients on daemon threads."""
+    """Listens on the process's socket and answers every client on one daemon thread."""
 
     def __init__(self, tracker: Tracker, directory: str | None = None) -> None:
         self.tracker = tracker
         self.directory = directory or socket_directory()
-        self.path = socket_path(os.getpid(), self.directory)
+        self._pid = os.getpid()
+        self.path = socket_path(self._pid, self.directory)
         self._listener: socket.socket | None = None
+        #: The inode of the socket file we bound: a file at our path with another is not ours.
+        self._inode: int | None = None
         self._stopping = threading.Event()
-        self._clients: set[socket.socket] = set()
-        self._clients_lock = threading.Lock()
+        self._pausing = False
+        self._control = threading.Lock()
+        self._wake_read = -1
+        self._wake_write = -1
+        self._connections: dict[int, _Connection] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._registered_listener: socket.socket | None = None
         self._snapshot_lock = threading.Lock()
+        self._snapshots: dict[bool, tuple[float, float, dict[str, Any]]] = {}
         #: The compact encoding's tables and encoded rows, shared by all connections.
         self.tables = CompactTables()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
+        self._next_prune = 0.0
+
+    # --- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         ensure_private_directory(self.directory)
+        self._listener = self._bind()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._start_thread()
+
+    def _bind(self) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        os.chmod(self.path, 0o600)
-        listener.listen(8)
-        listener.settimeout(PRUNE_INTERVAL)  # wake now and then to tidy the tracker
-        self._listener = listener
-        self._thread = threading.Thread(
-            target=self._accept_loop, name="taskscope-agent", daemon=True
-        )
-        self._thread.start()
+        try:
+            listener.bind(self.path)
+            os.chmod(self.path, 0o600)
+            listener.listen(LISTEN_BACKLOG)
+            listener.setblocking(False)
+            self._inode = os.stat(self.path).st_ino
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="taskscope-agent", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def listening(self) -> bool:
+        """Whether our socket file is still there (someone may have deleted it)."""
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except OSError:
+            return False
+
+    def ensure_listening(self) -> None:
+        """Make a new socket when ours vanished (deleted by hand or by a careless tool)."""
+        with self._control:
+            if self._stopping.is_set() or self.listening():
+                return
+            ensure_private_directory(self.directory)
+            self._listener = self._bind()
+        self.wake()
 
     def stop(self) -> None:
+        self._stopping.set()
+        self.wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if self.listening():
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        for connection in list(self._connections.values()):
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+            connection.sock.close()
+        self._connections.clear()
+        self._close_wake_pipe()
+
+    def pause_for_fork(self) -> None:
+        """Before a fork: stop the thread (connections stay open) so the process forks with
+        one thread less: no warning from Python, no lock of ours held in the child."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._stopping.is_set():
+            return
+        before = _thread_count()
+        self._pausing = True
+        self.wake()
+        thread.join(timeout=2.0)
+        if thread.is_alive():  # busy for longer than a fork should wait: carry on
+            self._pausing = False
+            return
+        self._thread = None
+        # join() can return a moment before the OS thread is gone, which is what Python counts.
+        deadline = time.monotonic() + 0.1
+        while before and _thread_count() >= before and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def resume(self) -> None:
+        """Start the thread again after a fork (from a loop callback or a loop starting)."""
+        with self._control:
+            if not self._pausing or self._stopping.is_set() or os.getpid() != self._pid:
+                return
+            self._pausing = False
+            self._start_thread()
+
+    def paused(self) -> bool:
+        return self._pausing
+
+    def close_inherited(self) -> None:
+        """In a forked child: close every socket of the parent's agent (its listener and its
+        clients' connections) without touching its socket file or shutting anything down,
+        so that the parent's clients hear EOF as soon as the parent goes."""
         self._stopping.set()
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with contextlib.suppress(FileNotFoundError, OSError):
-            os.unlink(self.path)
-        with self._clients_lock:
-            clients = list(self._clients)
-        for conn in clients:
+                listener.close()
+        for connection in list(self._connections.values()):
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+                connection.sock.close()
+        self._connections.clear()
+        selector, self._selector = self._selector, None
+        if selector is not None:
+            with contextlib.suppress(Exception):
+                selector.close()
+        self._close_wake_pipe()
 
-    def close_inherited(self) -> None:
-        """In a forked child: drop the parent's sockets without touching its socket file."""
-        self._stopping.set()
-        if self._listener is not None:
+    def _close_wake_pipe(self) -> None:
+        for fd in (self._wake_read, self._wake_write):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_read = self._wake_write = -1
+
+    def wake(self) -> None:
+        """Make the thread look at its work now (safe from any thread)."""
+        if self._wake_write >= 0:
             with contextlib.suppress(OSError):
-                self._listener.close()
-            self._listener = None
+                os.write(self._wake_write, b"\0")
 
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
-            listener = self._listener
-            if listener is None:
-                return
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                self.tracker.prune()
-                continue
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            uid = peer_uid(conn)
-            if uid is None or (uid != os.getuid() and uid != 0):
-                conn.close()
-                continue
-            with self._clients_lock:
-                if len(self._clients) >= MAX_CLIENTS:
-                    self._send_quietly(
-                        conn, {"type": "error", "code": "busy", "message": "too many clients"}
-                    )
-                    conn.close()
-                    continue
-                self._clients.add(conn)
-            threading.Thread(
-                target=self._serve_client, args=(conn,), name="taskscope-client", daemon=True
-            ).start()
+    # --- the thread ----------------------------------------------------------------------------
 
-    def _send_quietly(self, conn: socket.socket, message: Any) -> None:
-        with contextlib.suppress(OSError):
-            conn.settimeout(1.0)
-            conn.sendall(encode(message))
-
-    def _serve_client(self, conn: socket.socket) -> None:
+    def _run(self) -> None:
         try:
-            _ClientSession(self, conn).run()
+            selector = selectors.DefaultSelector()
         except Exception:
-            pass  # a broken client never reaches the host program
+            return
+        self._selector = selector
+        self._registered_listener = None
+        try:
+            selector.register(self._wake_read, selectors.EVENT_READ, None)
+            for connection in self._connections.values():
+                connection.mask = 0
+                self._update_interest(connection)
+            while not self._stopping.is_set() and not self._pausing:
+                self._sync_listener(selector)
+                events = selector.select(self._timeout())
+                for key, mask in events:
+                    if key.data is None:
+                        with contextlib.suppress(OSError):
+                            os.read(self._wake_read, 4096)
+                    elif key.data == "listen":
+                        self._accept_all()
+                    else:
+                        self._ready(key.data, mask)
+                self._tick()
+        except BaseException:
+            pass  # the agent never raises into its host; a broken thread just stops serving
         finally:
-            with self._clients_lock:
-                self._clients.discard(conn)
-            with contextlib.suppress(OSError):
-                conn.close()
+            self._selector = None
+            self._registered_listener = None
+            with contextlib.suppress(Exception):
+                selector.close()
 
-    def snapshot(self, include_finished: bool = True) -> dict[str, Any]:
-        """A snapshot as the agent sends it: countdowns as end times, records reused."""
+    def _sync_listener(self, selector: selectors.BaseSelector) -> None:
+        listener = self._listener
+        if listener is self._registered_listener:
+            return
+        old = self._registered_listener
+        if old is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(old)
+            old.close()
+        if listener is not None:
+            selector.register(listener, selectors.EVENT_READ, "listen")
+        self._registered_listener = listener
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        soonest = self._next_prune
+        for connection in self._connections.values():
+            due = connection.next_due()
+            if due is not None and due < soonest:
+                soonest = due
+        return max(0.0, min(soonest - now, PRUNE_INTERVAL))
+
+    def _accept_all(self) -> None:
+        listener = self._registered_listener
+        while listener is not None:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._shed_ungreeted()  # out of descriptors: the silent ones go first
+                return
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        credentials = peer_credentials(sock)
+        if credentials is None or credentials[1] not in (os.getuid(), 0):
+            pid = credentials[0] if credentials is not None else 0
+        else:
+            pid = credentials[0]
+        ungreeted = [c for c in self._connections.values() if not c.greeted]
+        if len(ungreeted) >= MAX_UNGREETED:
+            oldest = min(ungreeted, key=lambda c: c.accepted_at)
+            self._fail(oldest, "timeout", "connection closed: no hello, and others waiting")
+        sock.setblocking(False)
+        connection = _Connection(self, sock, pid)
+        self._connections[sock.fileno()] = connection
+        self._update_interest(connection)
+        if credentials is None or credentials[1] not in (os.getuid(), 0):
+            # Say who may connect (the uid is no secret: /proc shows it), then hang up.
+            self._fail(
+                connection,
+                "forbidden",
+                "only the process's own user or root may connect",
+                uid=os.getuid(),
+            )
+
+    def _shed_ungreeted(self) -> None:
+        for connection in list(self._connections.values()):
+            if not connection.greeted:
+                self._close(connection)
+
+    def _ready(self, connection: _Connection, mask: int) -> None:
+        if connection.closed:
+            return
+        try:
+            if mask & selectors.EVENT_WRITE:
+                connection.flush()
+            if mask & selectors.EVENT_READ and not connection.closed:
+                connection.receive()
+            if not connection.closed:
+                connection.work()
+        except Exception:
+            self._close(connection)  # a broken client never reaches the host program
+            return
+        if not connection.closed:
+            self._update_interest(connection)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL
+            with contextlib.suppress(Exception):
+                self.tracker.prune()
+        for connection in list(self._connections.values()):
+            if connection.closed:
+                continue
+            try:
+                connection.on_time(now)
+                if not connection.closed:
+                    connection.work()
+            except Exception:
+                self._close(connection)
+                continue
+            if not connection.closed:
+                self._update_interest(connection)
+
+    def _update_interest(self, connection: _Connection) -> None:
+        selector = self._selector
+        if selector is None or connection.closed:
+            return
+        mask = connection.interest()
+        if mask == connection.mask:
+            return
+        try:
+            if connection.mask == 0:
+                selector.register(connection.sock, mask, connection)
+            elif mask == 0:
+                selector.unregister(connection.sock)
+            else:
+                selector.modify(connection.sock, mask, connection)
+        except (KeyError, ValueError, OSError):
+            self._close(connection)
+            return
+        connection.mask = mask
+
+    def _close(self, connection: _Connection) -> None:
+        if connection.closed:
+            return
+        connection.closed = True
+        selector = self._selector
+        if selector is not None and connection.mask:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(connection.sock)
+        connection.mask = 0
+        self._connections.pop(connection.fd, None)
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+
+    def _fail(self, connection: _Connection, code: str, message: str, **extra: Any) -> None:
+        """A last error reply, then hang up (the client reads it before EOF)."""
+        if connection.closing or connection.closed:
+            self._close(connection)
+            return
+        connection.lines.clear()
+        connection.waiting = None
+        connection.interval = None
+        connection.send({"type": "error", "code": code, "message": message, **extra})
+        connection.closing = True
+        if not connection.out:
+            self._hang_up(connection)
+        self._update_interest(connection)
+
+    def _hang_up(self, connection: _Connection) -> None:
+        """Our side is finished: shut down writing, then read and discard what the client
+        still sends, for a moment. Closing with its requests unread would make the kernel
+        reset the connection, and the client would lose our last reply."""
+        if connection.closed or connection.draining_until is not None:
+            return
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_WR)
+        connection.lines.clear()
+        connection.draining_until = time.monotonic() + DRAIN_SECONDS
+        self._update_interest(connection)
+
+    def take_slot(self, newcomer: _Connection) -> bool:
+        """Room for one more greeted client: free, or given up by one idle for long enough."""
+        greeted = [
+            c
+            for c in self._connections.values()
+            if c.greeted and not c.closing and c is not newcomer
+        ]
+        if len(greeted) < MAX_CLIENTS:
+            return True
+        now = time.monotonic()
+        idle = [
+            c
+            for c in greeted
+            if c.interval is None
+            and not c.out
+            and c.waiting is None
+            and now - c.last_active >= IDLE_EVICTABLE
+        ]
+        if not idle:
+            return False
+        longest = min(idle, key=lambda c: c.last_active)
+        self._fail(longest, "evicted", "connection closed: idle while other clients waited")
+        return True
+
+    def holders(self) -> list[int]:
+        """The pids of the processes holding the greeted slots, for a `busy` reply."""
+        return sorted(
+            {c.peer_pid for c in self._connections.values() if c.greeted and not c.closing}
+        )
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self, include_finished: bool = True) -> tuple[dict[str, Any], float]:
+        """A snapshot as the agent sends it (countdowns as end times, records reused) and what
+        it cost. One built a moment ago is handed out again rather than built anew: building
+        takes at most `MAX_DUTY` of the time, however many clients ask."""
         with self._snapshot_lock:
-            return dict(SnapshotBuilder(self.tracker).build_raw(include_finished))
+            now = time.monotonic()
+            cached = self._snapshots.get(include_finished)
+            if cached is not None:
+                built_at, cost, snapshot = cached
+                if now - built_at < min(MAX_SNAPSHOT_REUSE, cost / MAX_DUTY):
+                    return snapshot, cost
+            snapshot = dict(SnapshotBuilder(self.tracker).build_raw(include_finished))
+            cost = time.monotonic() - now
+            self._snapshots[include_finished] = (time.monotonic(), cost, snapshot)
+            return snapshot, cost
 
 
-class _ClientSession:
-    def __init__(self, server: AgentServer, conn: socket.socket) -> None:
+class _Connection:
+    """One client: its buffers, its subscription and its place in the protocol."""
+
+    def __init__(self, server: AgentServer, sock: socket.socket, peer_pid: int) -> None:
         self.server = server
-        self.conn = conn
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer_pid = peer_pid
+        self.mask = 0
+        self.closed = False
+        self.accepted_at = time.monotonic()
+        self.last_active = self.accepted_at
         self.greeted = False
+        self.buffer = LineBuffer(MAX_REQUEST_BYTES)
+        self.lines: deque[bytes] = deque()
+        self.out: deque[memoryview] = deque()
+        #: When the client last took some of what we had to send (monotonic).
+        self.last_drained = self.accepted_at
+        #: Hang up once everything queued is sent (after an error that ends the connection).
+        self.closing = False
+        #: Hung up: what the client still sends is read and dropped until then (monotonic).
+        self.draining_until: float | None = None
         self.interval: float | None = None
         self.next_tick = 0.0
         #: The records the last message of the subscription described, by task id.
         self.previous: dict[str, WireTask] = {}
         #: Set by a hello that asked for the compact encoding: what this client was sent.
         self.encoder: CompactEncoder | None = None
+        #: A cancel reply waiting for the task's loop: (reply, deadline, outcome box).
+        self.waiting: tuple[dict[str, Any], float, list[tuple[str, str | None]]] | None = None
+
+    # --- what the thread asks --------------------------------------------------------------------
+
+    def interest(self) -> int:
+        if self.draining_until is not None:
+            return selectors.EVENT_READ
+        if self.out:
+            return selectors.EVENT_WRITE
+        if self.closing or self.lines or self.waiting is not None:
+            return 0
+        return selectors.EVENT_READ
+
+    def next_due(self) -> float | None:
+        if self.draining_until is not None:
+            return self.draining_until
+        if self.out and self.closing:
+            return self.last_drained + SEND_STALL_TIMEOUT
+        if not self.greeted:
+            return self.accepted_at + HELLO_TIMEOUT
+        due: float | None = None
+        if self.waiting is not None:
+            due = self.waiting[1]
+        if self.interval is not None and not self.out:
+            due = self.next_tick if due is None else min(due, self.next_tick)
+        if self.out:
+            stall = self.last_drained + SEND_STALL_TIMEOUT
+            due = stall if due is None else min(due, stall)
+        if self.lines and not self.out and self.waiting is None:
+            due = time.monotonic()  # more requests to answer: come back at once
+        return due
+
+    def on_time(self, now: float) -> None:
+        if self.draining_until is not None:
+            if now >= self.draining_until:
+                self.server._close(self)
+            return
+        if not self.greeted and not self.closing and now >= self.accepted_at + HELLO_TIMEOUT:
+            self.server._fail(self, "timeout", f"no hello within {HELLO_TIMEOUT:g} s")
+            return
+        if self.out and now - self.last_drained >= SEND_STALL_TIMEOUT:
+            self.server._close(self)  # it stopped reading: nothing more can reach it
+            return
+        if self.waiting is not None:
+            reply, deadline, box = self.waiting
+            if box or now >= deadline:
+                self.waiting = None
+                if box:
+                    reply["outcome"], error = box[0]
+                    if error is not None:
+                        reply["error"] = error
+                else:
+                    # Not run by the loop in time: it is blocked, and will run it later.
+                    reply["outcome"] = "queued"
+                self.send(reply)
+        if (
+            self.interval is not None
+            and not self.out
+            and self.waiting is None
+            and now >= self.next_tick
+        ):
+            self.send_delta()
+
+    def receive(self) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.server._close(self)
+            return
+        if not data:
+            self.server._close(self)
+            return
+        if self.closing:
+            return  # hung up: dropped unread
+        try:
+            self.lines.extend(self.buffer.feed(data))
+        except ProtocolError as error:
+            self.lines.clear()
+            self.send({"type": "error", "code": error.code, "message": str(error)})
+            self.closing = True
+
+    def work(self) -> None:
+        """Answer the requests read so far, a few at a time, in order."""
+        answered = 0
+        while (
+            self.lines
+            and not self.out
+            and not self.closing
+            and self.waiting is None
+            and answered < LINES_PER_TURN
+        ):
+            line = self.lines.popleft()
+            if not line.strip():
+                continue  # blank lines are allowed, and keep nothing alive
+            answered += 1
+            self.last_active = time.monotonic()
+            try:
+                keep = self.handle(line)
+            except Exception:
+                self.send({"type": "error", "code": "internal", "message": "the agent failed"})
+                keep = False
+            if not keep:
+                self.lines.clear()
+                self.closing = True
+        if self.closing and not self.out:
+            self.server._hang_up(self)
+
+    # --- sending ---------------------------------------------------------------------------------
 
     def send(self, message: Any) -> None:
         encoder = self.encoder
         line = encoder.encode(message) if encoder is not None else encode(_plain(message))
-        self.conn.settimeout(SEND_TIMEOUT)
-        self.conn.sendall(line)
+        self.out.append(memoryview(line))
+        self.flush()
 
-    def run(self) -> None:
-        buffer = LineBuffer(MAX_REQUEST_BYTES)
-        conn = self.conn
-        while not self.server._stopping.is_set():
-            timeout = None
-            if self.interval is not None:
-                timeout = max(0.0, self.next_tick - time.monotonic())
-            readable, _, _ = select.select([conn], [], [], timeout)
-            if readable:
-                try:
-                    data = conn.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                try:
-                    for line in buffer.feed(data):
-                        if line.strip() and not self.handle(line):
-                            return
-                except ProtocolError as error:
-                    self.send({"type": "error", "code": error.code, "message": str(error)})
-                    return
-            if self.interval is not None and time.monotonic() >= self.next_tick:
-                self.send_delta()
+    def flush(self) -> None:
+        while self.out:
+            view = self.out[0]
+            try:
+                sent = self.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.server._close(self)
+                return
+            self.last_drained = time.monotonic()
+            if sent == len(view):
+                self.out.popleft()
+            else:
+                self.out[0] = view[sent:]
+        if self.closing:
+            self.server._hang_up(self)
+
+    # --- requests --------------------------------------------------------------------------------
 
     def handle(self, line: bytes) -> bool:
         """Answer one request; False closes the connection."""
@@ -233,6 +684,19 @@ class _ClientSession:
                         "message": f"agent speaks protocol {PROTOCOL_VERSION}, "
                         f"client speaks {request.protocol}",
                         "protocol": PROTOCOL_VERSION,
+                    }
+                )
+                return False
+            if not self.greeted and not self.server.take_slot(self):
+                holders = self.server.holders()
+                self.send(
+                    {
+                        "type": "error",
+                        "re": request.request_id,
+                        "code": "busy",
+                        "message": f"too many clients ({len(holders)} processes hold "
+                        f"{MAX_CLIENTS} connections)",
+                        "clients": holders,
                     }
                 )
                 return False
@@ -265,7 +729,8 @@ class _ClientSession:
             )
             return False
         elif request.type == "snapshot":
-            reply = {"type": "snapshot", "snapshot": self.server.snapshot(request.include_finished)}
+            snapshot, _cost = self.server.snapshot(request.include_finished)
+            reply = {"type": "snapshot", "snapshot": snapshot}
         elif request.type == "subscribe":
             self.interval = request.interval
             self.previous = {}
@@ -274,13 +739,25 @@ class _ClientSession:
         elif request.type == "stack":
             reply = self.stack(request)
         else:
-            reply = {
-                "type": "cancel",
-                "task": request.task_id,
-                "outcome": request_cancel(
-                    self.server.tracker, request.task_id or "", request.message
-                ),
-            }
+            reply = {"type": "cancel", "task": request.task_id}
+            if request.request_id is not None:
+                reply["re"] = request.request_id
+            box: list[tuple[str, str | None]] = []
+            server = self.server
+
+            def delivered(outcome: str, error: str | None) -> None:  # on the loop's thread
+                box.append((outcome, error))
+                server.wake()
+
+            outcome = request_cancel(
+                self.server.tracker, request.task_id or "", request.message, delivered
+            )
+            if outcome is not None:
+                reply["outcome"] = outcome
+                self.send(reply)
+            else:
+                self.waiting = (reply, time.monotonic() + CANCEL_WAIT, box)
+            return True
         if request.request_id is not None:
             reply["re"] = request.request_id
         self.send(reply)
@@ -317,9 +794,7 @@ class _ClientSession:
         return reply
 
     def send_delta(self, first: bool = False, request_id: int | None = None) -> None:
-        started = time.monotonic()
-        snapshot = self.server.snapshot(True)
-        cost = time.monotonic() - started
+        snapshot, cost = self.server.snapshot(True)
         interval = self.interval or 0.5
         self.next_tick = time.monotonic() + max(interval, cost / MAX_DUTY)
         current = {record["id"]: record for record in snapshot["tasks"]}

@@ -207,6 +207,9 @@ class Tracker:
         self.loops: dict[int, LoopRecord] = {}
         self._loops_lock = threading.Lock()
         self._original_set_running_loop: Callable[[Any], None] | None = None
+        #: Called (on the loop's thread) whenever a loop starts: the server restarts its
+        #: thread there after a fork.
+        self.loop_start_listeners: list[Callable[[], None]] = []
         self._our_set_running_loop: Callable[[Any], None] | None = None
         self._original_new_event_loop: Callable[[], Any] | None = None
         self._our_new_event_loop: Callable[[], Any] | None = None
@@ -487,6 +490,11 @@ class Tracker:
 
     def on_loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on the loop's own thread when it starts (or when the agent reaches it)."""
+        for listener in self.loop_start_listeners:
+            try:
+                listener()
+            except Exception:
+                pass
         record = self.loop_record(loop)
         if record is not None and record.adopted and record.thread_id == threading.get_ident():
             record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
