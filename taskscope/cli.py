@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def connect(args: argparse.Namespace) -> AgentClient:
     """A connected client for args.pid, loading the agent into the process when needed."""
-    client = AgentClient(args.pid, timeout=args.timeout)
+    client = AgentClient(args.pid, timeout=args.timeout, on_slow=_slow_note(args))
     try:
         client.connect()
         return client
@@ -108,9 +108,29 @@ def connect(args: argparse.Namespace) -> AgentClient:
         if args.no_inject:
             raise NoAgent(no_agent_message(args.pid))
         path = load_agent(args.pid, timeout=args.timeout)
-    client = AgentClient(args.pid, timeout=args.timeout, socket_dir=os.path.dirname(path))
+    client = AgentClient(
+        args.pid,
+        timeout=args.timeout,
+        socket_dir=os.path.dirname(path),
+        on_slow=_slow_note(args),
+    )
     client.connect()
     return client
+
+
+def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
+    """What to say when the agent has not answered for a second: while a call holds the
+    GIL, nothing of Python runs in the process, the agent included."""
+
+    def note(seconds: float) -> None:
+        print(
+            f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: a call that "
+            f"holds the GIL keeps its agent from running; waiting up to {args.timeout:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return note
 
 
 def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:

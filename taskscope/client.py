@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from taskscope.protocol import (
@@ -105,6 +105,11 @@ def no_agent_message(pid: int) -> str:
     )
 
 
+#: A reply slower than this (seconds) means the process is keeping its agent from running.
+SLOW_REPLY = 1.0
+#: How much shorter than the wait a loop's heartbeat lag may be and still explain it.
+BLOCK_MARGIN = 0.5
+
 #: Overrides the encoding clients ask for (`plain` to see the schema-1 JSON on the wire).
 ENCODING_ENV = "TASKSCOPE_ENCODING"
 
@@ -124,9 +129,15 @@ class AgentClient:
         timeout: float = 10.0,
         socket_dir: str | None = None,
         encoding: str | None = None,
+        on_slow: Callable[[float], None] | None = None,
     ) -> None:
         self.pid = pid
         self.timeout = timeout
+        #: Called once per request whose reply takes longer than `SLOW_REPLY` seconds (the
+        #: process is keeping its agent from running), with that many seconds.
+        self.on_slow = on_slow
+        #: The longest wait for a reply on this connection so far, in seconds.
+        self.longest_wait = 0.0
         self.path = socket_path(pid, socket_dir or _directory_of(pid))
         self._sock: socket.socket | None = None
         self._buffer = LineBuffer(MAX_REPLY_BYTES)
@@ -219,8 +230,23 @@ class AgentClient:
     # --- requests ------------------------------------------------------------------------------
 
     def snapshot(self, include_finished: bool = True) -> WireSnapshot:
+        """A snapshot. When the agent could not answer for more than `SLOW_REPLY` seconds
+        and a loop's last heartbeat came that late too, the loop was blocked (a call that held
+        the GIL kept the agent from running as well): it is reported blocked for as long as
+        that heartbeat was late, though it ran again just before the answer."""
         reply = self._request(Request("snapshot", include_finished=include_finished))
-        return cast(WireSnapshot, reply["snapshot"])
+        snapshot = cast(WireSnapshot, reply["snapshot"])
+        if self.longest_wait >= SLOW_REPLY:
+            for loop in snapshot.get("loops", ()):
+                lag = loop.get("lag")
+                if (
+                    loop.get("blocked_for") is None
+                    and isinstance(lag, int | float)
+                    and lag >= self.longest_wait - BLOCK_MARGIN
+                ):
+                    loop["blocked_for"] = lag
+                    loop["blocked_ended"] = True  # type: ignore[typeddict-unknown-key]
+        return snapshot
 
     def stack(self, task_id: str) -> dict[str, Any]:
         return self._request(Request("stack", task_id=task_id))
@@ -251,13 +277,17 @@ class AgentClient:
         request_id = self._next_id
         self._next_id += 1
         wire = request_to_wire(dataclasses.replace(request, request_id=request_id))
+        sent = time.monotonic()
         try:
             self._sock.settimeout(self.timeout)
             self._sock.sendall(encode(wire))
         except OSError as error:
             raise self._gone(error) from None
         while True:
-            message = self._read_message(self.timeout if timeout == -1.0 else timeout)
+            message = self._read_message(
+                self.timeout if timeout == -1.0 else timeout, slow_from=sent
+            )
+            self.longest_wait = max(self.longest_wait, time.monotonic() - sent)
             if message.get("re") == request_id or (
                 message.get("type") == "error" and message.get("re") is None
             ):
@@ -275,15 +305,31 @@ class AgentClient:
                 return message
             self._pushed.append(message)
 
-    def _read_message(self, timeout: float | None) -> dict[str, Any]:
+    def _read_message(
+        self, timeout: float | None, slow_from: float | None = None
+    ) -> dict[str, Any]:
         assert self._sock is not None
         deadline = None if timeout is None else time.monotonic() + timeout
+        slow_at = None
+        if slow_from is not None and self.on_slow is not None:
+            slow_at = slow_from + SLOW_REPLY
         while not self._lines:
-            remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
+            now = time.monotonic()
+            remaining = None if deadline is None else max(0.01, deadline - now)
+            if slow_at is not None:
+                remaining = (
+                    max(0.01, slow_at - now)
+                    if remaining is None
+                    else min(remaining, max(0.01, slow_at - now))
+                )
             self._sock.settimeout(remaining)
             try:
                 data = self._sock.recv(1 << 20)
             except TimeoutError:
+                if slow_at is not None and time.monotonic() >= slow_at and self.on_slow:
+                    self.on_slow(time.monotonic() - slow_at + SLOW_REPLY)
+                    slow_at = None
+                    continue
                 raise AgentGone(
                     f"the agent of process {self.pid} did not answer within {timeout:.0f} s"
                 ) from None

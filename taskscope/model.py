@@ -140,6 +140,8 @@ class LoopInfo:
     blocking_stack: tuple[Frame, ...]
     type: str
     tasks: int
+    #: Blocked until just before the answer: the client waited as long for it (the GIL held).
+    blocked_ended: bool = False
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -154,6 +156,7 @@ class LoopInfo:
             blocking_stack=tuple(Frame.from_wire(f) for f in raw.get("blocking_stack", ())),
             type=str(raw.get("type", "")),
             tasks=int(raw.get("tasks", 0)),
+            blocked_ended=bool(raw.get("blocked_ended")),
         )
 
     @property

@@ -74,6 +74,13 @@ def blocked_lines(model: TaskModel) -> list[str]:
     for loop in model.loops.values():
         if loop.blocked_for is None:
             continue
+        if loop.blocked_ended:
+            lines.append(
+                f"loop {safe_text(loop.label)} did not run its callbacks for "
+                f"{format_duration(loop.blocked_for)}, until just before this answer: a call "
+                "that held the GIL kept the agent from answering sooner"
+            )
+            continue
         lines.append(
             f"loop {safe_text(loop.label)} has not run its callbacks for "
             f"{format_duration(loop.blocked_for)}; it is busy in:"

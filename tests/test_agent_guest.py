@@ -450,3 +450,25 @@ def test_no_inject_on_another_users_process_says_who_may_connect(tmp_path: Path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"taskscope: process {other.pid} runs as nobody (uid 65534)")
     assert "only that user or root may connect" in result.stderr
+
+
+# --- 8. a call that holds the GIL --------------------------------------------------------------
+
+
+def test_ps_says_blocked_when_a_call_holds_the_gil(start: Any) -> None:
+    # GIVEN a loop thread about to hold the GIL for 4 s in one C call
+    target = start("gil_hog.py", "4").wait_ready()
+    notes = target.file(f"notes-{target.pid}")
+    target.file(f"hog-{target.pid}").write_text("hog")
+    wait_for(lambda: notes.exists() and "hogging" in notes.read_text(), 10, "the call")
+    # WHEN the user asks for the tasks meanwhile
+    result = run_cli("ps", "--no-inject", str(target.pid))
+    # THEN a note says at once why there is no answer yet, and the answer says BLOCKED
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"taskscope: process {target.pid} has not answered for 1 s")
+    # (blocked still, when the agent ran before the loop's heartbeat; else, blocked until
+    # just before the answer)
+    assert "BLOCKED for 3." in result.stdout.splitlines()[0] or (
+        "BLOCKED for 4." in result.stdout.splitlines()[0]
+    )
+    assert "released" in notes.read_text()
