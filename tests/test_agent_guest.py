@@ -472,3 +472,22 @@ def test_ps_says_blocked_when_a_call_holds_the_gil(start: Any) -> None:
         "BLOCKED for 4." in result.stdout.splitlines()[0]
     )
     assert "released" in notes.read_text()
+
+
+def test_an_agent_loaded_into_a_forked_child_shows_only_the_childs_loop(start: Any) -> None:
+    # GIVEN a child forked inside a coroutine, running a loop of its own
+    parent = start("fork_in_loop.py", agent=False).wait_ready()
+    child = wait_for(lambda: _forked_pids(parent), 10, "the fork")[0]
+    wait_for(parent.file(f"ready-{child}").exists, 10, "the child's loop")
+    try:
+        # WHEN the agent is loaded into the child
+        result = run_cli("dump", str(child), timeout=60)
+        assert result.returncode == 0, result.stderr
+        snapshot = json.loads(result.stdout)
+        # THEN it shows the child's loop and tasks, not the parent's frozen copy
+        assert len(snapshot["loops"]) == 1
+        names = {task["name"] for task in snapshot["tasks"]}
+        assert "child-worker" in names and "parent-worker" not in names
+    finally:
+        parent.file(f"stop-{child}").write_text("stop")
+        parent.stop()

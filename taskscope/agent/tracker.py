@@ -210,6 +210,9 @@ class Tracker:
         #: Called (on the loop's thread) whenever a loop starts: the server restarts its
         #: thread there after a fork.
         self.loop_start_listeners: list[Callable[[], None]] = []
+        #: Loops that say they run but never will (see `loop_is_frozen`), by id.
+        self.frozen_loop_ids: set[int] = set()
+        self._frozen_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._our_set_running_loop: Callable[[Any], None] | None = None
         self._original_new_event_loop: Callable[[], Any] | None = None
         self._our_new_event_loop: Callable[[], Any] | None = None
@@ -418,11 +421,21 @@ class Tracker:
             return record
 
     def live_loops(self) -> list[tuple[LoopRecord, asyncio.AbstractEventLoop]]:
+        """The loops of this process, less frozen copies inherited through fork (whose ids
+        `pending_tasks` then leaves out until the next call)."""
         result = []
+        frozen: set[int] = set()
         for record in list(self.loops.values()):
             loop = record.loop_ref()
             if loop is not None and not loop.is_closed():
+                if loop_is_frozen(loop):
+                    frozen.add(id(loop))
+                    continue
                 result.append((record, loop))
+        for loop in list(self._frozen_seen):
+            if loop_is_frozen(loop):
+                frozen.add(id(loop))
+        self.frozen_loop_ids = frozen
         return result
 
     def install(self) -> None:
@@ -477,6 +490,10 @@ class Tracker:
             if isinstance(obj, asyncio.AbstractEventLoop) and obj is not current:
                 try:
                     if obj.is_closed():
+                        continue
+                    if loop_is_frozen(obj):
+                        # A copy inherited through fork: its self-pipe is the parent's.
+                        self._frozen_seen.add(obj)
                         continue
                 except Exception:
                     continue
@@ -718,8 +735,35 @@ def _registry_sources() -> tuple[Any, ...] | None:
     return None
 
 
+def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` says it runs but never will: a copy inherited through fork. Its thread
+    is gone from this process, or that thread now runs another loop inside the call that ran
+    this one (a child that forked inside a coroutine and started a loop of its own)."""
+    thread_id = getattr(loop, "_thread_id", None)
+    if thread_id is None or not loop.is_running():
+        return False
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    if frame is None:
+        return True
+    while frame is not None:
+        if frame.f_code.co_name == "run_forever":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, asyncio.AbstractEventLoop):
+                return owner is not loop
+        frame = frame.f_back
+    return False
+
+
 def pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
     """Every pending task of the process, read safely from a thread that is not the loop's."""
+    found = _pending_tasks(tracker)
+    frozen = tracker.frozen_loop_ids
+    if frozen:
+        found = [task for task in found if id(task.get_loop()) not in frozen]
+    return found
+
+
+def _pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
     sources = _registry_sources()
     found: list[asyncio.Future[Any]] = []
     if sources is None:  # 3.14+: the registry lives in C; all_tasks(loop) is the public way
