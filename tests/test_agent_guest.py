@@ -294,6 +294,27 @@ def test_killing_a_forked_parent_ends_its_subscriptions_within_a_second(start: A
                 pass
 
 
+def test_an_exec_ends_the_subscriptions_within_a_second(start: Any) -> None:
+    target = start("forker.py", "loop", "exit").wait_ready()
+    client = AgentClient(target.pid, timeout=5)
+    client.connect()
+    updates = client.subscribe(interval=0.1)
+    next(updates)
+    # WHEN the program execs another one (same pid, none of the agent's sockets inherited)
+    target.file(f"exec-{target.pid}").write_text("exec")
+    asked = time.monotonic()
+    ended = False
+    try:
+        for _ in updates:
+            assert time.monotonic() - asked < 2.0
+    except ClientError:
+        ended = True
+    # THEN the subscriber hears the end at once (the 0.05 s the program takes to notice)
+    assert ended and time.monotonic() - asked < 1.0
+    client.close()
+    assert target.process.poll() is None
+
+
 # --- 6. cancel through an await cycle -----------------------------------------------------------
 
 

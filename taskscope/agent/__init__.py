@@ -20,8 +20,11 @@ from taskscope.protocol import InsecureDirectory, socket_directories
 __all__ = ["failure", "install", "is_installed", "socket_file", "uninstall"]
 
 DEFAULT_HISTORY = 1000
-#: Seconds after a fork before the agent's thread starts again in the parent.
+#: Seconds after a fork before the agent's thread starts again in the parent (3.12, 3.13).
 RESUME_DELAY = 0.05
+#: From this version on, os.fork() counts threads for its warning before the at-fork hooks
+#: that run in the parent, so the agent's thread can start again in one of them.
+FORK_WARNING_BEFORE_HOOKS = (3, 14)
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 _fork_hooks_registered = False
@@ -164,12 +167,16 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    # Not now: Python counts the threads for its warning after these hooks. The thread
-    # starts again at the next turn of a loop (or when a loop starts, or at install()).
     server = _state.get("server")
     tracker = _state.get("tracker")
     if server is None or tracker is None or not server.paused():
         return
+    if sys.version_info >= FORK_WARNING_BEFORE_HOOKS:
+        with contextlib.suppress(Exception):
+            server.resume()
+        return
+    # Not now: 3.12 and 3.13 count the threads for their warning after these hooks. The
+    # thread starts again at the next turn of a loop (or when a loop starts, or install()).
     with contextlib.suppress(Exception):
         for _record, loop in tracker.live_loops():
             if loop.is_running():

@@ -1,5 +1,6 @@
 """A program that forks, as servers do: once before any loop runs, then from inside its loop
-(argv[2] == "loop"), and again whenever a `fork-PID` file appears in its working directory.
+(argv[2] == "loop"), and again whenever a `fork-PID` file appears in its working directory;
+an `exec-PID` file makes it exec another program.
 The forks' pids are noted; each child sleeps, holding the parent's descriptors, until killed
 (or exits at once with argv[3] == "exit")."""
 
@@ -34,6 +35,8 @@ async def ticker() -> None:
         if request.exists():
             request.unlink()
             fork_child()
+        if (WORKDIR / f"exec-{os.getpid()}").exists():  # become another program, same pid
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(30)"])
 
 
 async def main() -> None:
