@@ -442,7 +442,19 @@ def test_run_goes_on_without_the_agent_when_it_cannot_listen(start: Any, tmp_pat
     ]
 
 
-SYSTEM_PYTHON = "/usr/bin/python3"  # one that other users can run (ours lives under /root)
+#: One that other users can run (ours lives under /root): the system's python3, or in the
+#: sid chroot, its python3.X of this version.
+SYSTEM_PYTHON = next(
+    (
+        path
+        for path in (
+            "/usr/bin/python3",
+            f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",
+        )
+        if os.path.exists(path)
+    ),
+    "/usr/bin/python3",
+)
 
 
 @pytest.mark.skipif(
