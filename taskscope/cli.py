@@ -11,10 +11,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
 from taskscope.protocol import WireSnapshot, terminal_safe_json
+
+if TYPE_CHECKING:
+    from taskscope.model import TaskInfo, TaskModel
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -26,10 +30,76 @@ def _pid(text: str) -> int:
     return int(text)
 
 
-def _task_id(text: str) -> str:
-    if not text.isdigit() or len(text) > 20:
-        raise argparse.ArgumentTypeError(f"not a task id (digits, see `taskscope ps`): {text!r}")
-    return str(int(text))
+TASK_HELP = (
+    "the task: its name (`transfer-a`, `Task-18`), its number in asyncio's default name "
+    "(`18` for Task-18), or its taskscope id (`id:16`); see `taskscope ps`"
+)
+
+
+class TaskNotFound(Exception):
+    """No task answers to what the user typed; str() is the line to show."""
+
+
+class AmbiguousTask(Exception):
+    """Several tasks answer to what the user typed; str() lists them in one line."""
+
+
+def _candidates(model: TaskModel, text: str) -> list[TaskInfo]:
+    """The tasks `text` may name: `id:N` is the id alone; digits N are the id N and the task
+    named `Task-N` (asyncio's default name, which is what the user sees first); anything else
+    is a name, matched exactly (`Task-18` never stands for id 18)."""
+    tasks = model.tasks
+    if text.startswith("id:"):
+        number = text[3:]
+        return [tasks[number]] if number.isascii() and number.isdigit() and number in tasks else []
+    found: dict[str, TaskInfo] = {}
+    if text.isascii() and text.isdigit() and len(text) <= 20:
+        by_id = tasks.get(str(int(text)))
+        if by_id is not None:
+            found[by_id.id] = by_id
+        default_name = f"Task-{int(text)}"
+        for task in tasks.values():
+            if task.name in (default_name, text):
+                found[task.id] = task
+    else:
+        for task in tasks.values():
+            if task.name == text:
+                found[task.id] = task
+    return sorted(found.values(), key=lambda task: (task.finished, task.number))
+
+
+def resolve_task(model: TaskModel, text: str, pid: int, command: str) -> TaskInfo:
+    """The one task `text` names in the snapshot, else TaskNotFound or AmbiguousTask."""
+    from taskscope.report import safe_text
+
+    matches = _candidates(model, text)
+    if len(matches) == 1:
+        return matches[0]
+    shown = safe_text(text, 40)
+    if not matches:
+        lowered = text.lower()
+        near = sorted(
+            (task for task in model.tasks.values() if lowered in task.name.lower()),
+            key=lambda task: (task.finished, task.number),
+        )
+        hint = f"; did you mean {_list_tasks(near)}?" if near else ""
+        raise TaskNotFound(f"no task {shown} in process {pid}{hint} (see `taskscope ps {pid}`)")
+    raise AmbiguousTask(
+        f"{shown} may name {len(matches)} tasks in process {pid}: {_list_tasks(matches)}; "
+        f"name one, e.g. `taskscope {command} {pid} id:{matches[0].id}`"
+    )
+
+
+def _list_tasks(tasks: list[TaskInfo], limit: int = 6) -> str:
+    from taskscope.report import safe_text
+
+    items = [
+        f"id:{task.id} {safe_text(task.name, 30)} ({task.coro}(), {task.state})"
+        for task in tasks[:limit]
+    ]
+    if len(tasks) > limit:
+        items.append(f"{len(tasks) - limit} more")
+    return ", ".join(items)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,9 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump = looking("dump", "the full snapshot as JSON (schema 1)")
     dump.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
     stack = with_pid("stack", "the stack of one task, with source lines")
-    stack.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
+    stack.add_argument("task", help=TASK_HELP)
     cancel = with_pid("cancel", "cancel one task (answers at once; check with `ps`)")
-    cancel.add_argument("task", type=_task_id, help="task id (see `taskscope ps`)")
+    cancel.add_argument("task", help=TASK_HELP)
     cancel.add_argument("-m", "--message", default=None, help="cancellation message")
     attach = with_pid("attach", "open the live dashboard on a process")
     attach.add_argument(
@@ -249,22 +319,29 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve(client: AgentClient, args: argparse.Namespace) -> TaskInfo:
+    from taskscope.model import TaskModel
+
+    model = TaskModel.from_snapshot(client.snapshot(include_finished=True))
+    return resolve_task(model, args.task, args.pid, args.command)
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from taskscope.report import safe_text
 
     with connect(args) as client:
-        reply = client.stack(args.task)
+        task = _resolve(client, args)
+        reply = client.stack(task.id)
+    title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
     if not reply.get("found"):
-        print(f"taskscope: no task {args.task} in process {args.pid}", file=sys.stderr)
+        print(f"taskscope: {title} has gone from process {args.pid}", file=sys.stderr)
         return EXIT_ERROR
     record = reply.get("record")
     if record is not None:
         outcome = record.get("exception") or record.get("result") or ""
-        print(
-            f"task {args.task} ({safe_text(record['name'])}) finished: {record['state']} "
-            f"{safe_text(outcome)}".rstrip()
-        )
+        print(f"{title} finished: {record['state']} {safe_text(outcome)}".rstrip())
         return 0
+    print(f"{title}, {task.state}, stack outermost first:")
     for frame in reply["stack"]:
         print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
         if frame.get("source"):
@@ -277,21 +354,25 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 CANCEL_TEXT = {
-    "requested": "cancel requested for task {task}; `taskscope ps {pid}` shows the outcome",
-    "already_finished": "task {task} had already finished",
-    "no_such_task": "no task {task} in process {pid} (see `taskscope ps {pid}`)",
-    "queued": "the loop of task {task} is blocked: the cancel is delivered when it runs "
+    "requested": "cancel requested for {task}; `taskscope ps {pid}` shows the outcome",
+    "already_finished": "{task} had already finished",
+    "no_such_task": "{task} has gone from process {pid} (see `taskscope ps {pid}`)",
+    "queued": "the loop of {task} is blocked: the cancel is delivered when it runs "
     "again; `taskscope ps {pid}` shows the outcome",
-    "failed": "could not cancel task {task}: {error}",
+    "failed": "could not cancel {task}: {error}",
 }
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from taskscope.report import safe_text
+
     with connect(args) as client:
-        reply = client.cancel_reply(args.task, args.message)
+        task = _resolve(client, args)
+        reply = client.cancel_reply(task.id, args.message)
     outcome = str(reply.get("outcome"))
     error = str(reply.get("error") or "the agent did not say why")
-    text = CANCEL_TEXT.get(outcome, outcome).format(task=args.task, pid=args.pid, error=error)
+    title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
+    text = CANCEL_TEXT.get(outcome, outcome).format(task=title, pid=args.pid, error=error)
     if outcome in ("no_such_task", "failed"):
         print(f"taskscope: {text}", file=sys.stderr)
         return EXIT_ERROR
@@ -361,6 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClientError as error:
         print(f"taskscope: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except TaskNotFound as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except AmbiguousTask as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except _attach_errors() as error:
         print(f"taskscope: {error}", file=sys.stderr)
         return EXIT_ERROR

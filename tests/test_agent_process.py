@@ -262,7 +262,7 @@ def test_errors_are_one_line_without_traceback(start: Any) -> None:
             ["stack", "--no-inject", str(plain.pid), "1"],
             f"process {plain.pid} has no taskscope agent",
         ),
-        (["cancel", str(plain.pid), "abc"], "not a task id"),
+        (["cancel", str(plain.pid), "abc"], "no task abc in process"),
     ]
     for args, expected in cases:
         result = run_cli(*args)

@@ -1,0 +1,102 @@
+"""What a new user meets in the first twenty minutes (issue 9), against real processes: tasks
+named by name, awaited and created children told apart, several loops, what an attach could
+not see, a cancel pending on a blocked loop, a process without asyncio, and detach."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import TARGETS, Target, run_cli, wait_for
+
+needs_attach = pytest.mark.skipif(
+    shutil.which("gdb") is None and sys.version_info < (3, 14),
+    reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
+)
+
+
+def snapshot(pid: int, *extra: str) -> dict[str, Any]:
+    result = run_cli("dump", *extra, str(pid), timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def tasks_by_name(pid: int) -> dict[str, list[dict[str, Any]]]:
+    named: dict[str, list[dict[str, Any]]] = {}
+    for task in snapshot(pid)["tasks"]:
+        named.setdefault(task["name"], []).append(task)
+    return named
+
+
+def notes(target: Target) -> str:
+    path = target.file(f"notes-{target.pid}")
+    return path.read_text() if path.exists() else ""
+
+
+# --- 3. tasks addressed by name ------------------------------------------------------------
+
+
+@needs_attach
+def test_tasks_are_addressed_by_name_after_an_attach(start: Any) -> None:
+    # GIVEN a program that never loaded taskscope (ids come from the attach)
+    target = start("newcomer.py", agent=False).wait_ready()
+    named = tasks_by_name(target.pid)
+    transfer_a = named["transfer-a"][0]
+    # WHEN a task is named by its name THEN that very task is shown (its id on the title line)
+    stack = run_cli("stack", str(target.pid), "transfer-a")
+    assert stack.returncode == 0, stack.stderr
+    assert stack.stdout.splitlines()[0].startswith(f"task {transfer_a['id']} transfer-a ")
+    assert "await asyncio.sleep(3600)" in stack.stdout
+    # AND asyncio's default names, `Task-N`, name only the task called so, never the id N
+    defaults = {
+        int(name[5:]): tasks[0] for name, tasks in named.items() if re.fullmatch(r"Task-\d+", name)
+    }
+    assert len(defaults) >= 3
+    by_id = {task["id"]: task for tasks in named.values() for task in tasks}
+    for number, task in defaults.items():
+        result = run_cli("stack", str(target.pid), f"Task-{number}")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"task {task['id']} Task-{number} ")
+        # AND the bare number N names Task-N too: when the id N is another task, the user is
+        # shown both and asked to choose (exit status 2), nothing is done
+        bare = run_cli("cancel", str(target.pid), str(number))
+        other = by_id.get(str(number))
+        if other is None or other["id"] == task["id"]:
+            assert bare.returncode == 0, bare.stderr
+            assert f"task {task['id']} Task-{number} " in bare.stdout
+        else:
+            assert bare.returncode == 2
+            line = bare.stderr.strip()
+            assert len(line.splitlines()) == 1
+            assert f"id:{other['id']} {other['name']}" in line
+            assert f"id:{task['id']} Task-{number}" in line
+    # AND `id:N` is the id alone
+    first = sorted(by_id.values(), key=lambda task: int(task["id"]))[0]
+    by_id_only = run_cli("stack", str(target.pid), f"id:{first['id']}")
+    assert by_id_only.returncode == 0
+    assert by_id_only.stdout.startswith(f"task {first['id']} {first['name']} ")
+    # AND two tasks of one name are listed, not guessed
+    dup = run_cli("cancel", str(target.pid), "retry")
+    assert dup.returncode == 2
+    assert dup.stderr.count("retry (transfer(), pending)") == 2
+    # AND a name nobody has says so, with the near misses
+    missing = run_cli("stack", str(target.pid), "transfer")
+    assert missing.returncode == 1
+    assert "no task transfer in process" in missing.stderr
+    assert "transfer-a" in missing.stderr and "transfer-b" in missing.stderr
+    # AND a cancel by name reaches that task and no other
+    cancel = run_cli("cancel", str(target.pid), "victim")
+    assert cancel.returncode == 0, cancel.stderr
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
+    assert target.process.poll() is None
+    after = tasks_by_name(target.pid)
+    assert after["transfer-a"][0]["state"] == "pending"
+    assert after["Task-1"][0]["state"] == "pending"
