@@ -168,6 +168,9 @@ def _bootstrap(stage, socket_dir, status_path):
                 raise RuntimeError(agent.failure() or "the agent could not listen")
         else:
             agent.install(socket_dir=socket_dir)
+        agent._attach_modules = frozenset(
+            name for name in set(sys.modules) - before if name.split(".")[0] == "taskscope"
+        )
         outcome = {"ok": True, "socket": agent.socket_file()}
     except BaseException as error:
         outcome = {"ok": False, "error": type(error).__name__ + ": " + str(error)[:300]}

@@ -1,4 +1,4 @@
-"""The `taskscope` command: list, ps, tree, dump, cancel, stack, run, attach and demo.
+"""The `taskscope` command: list, ps, tree, dump, cancel, stack, detach, run, attach and demo.
 
 Every error a user can meet is printed as one line on stderr with a non-zero exit status;
 tracebacks are for bugs only.
@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -19,9 +20,12 @@ from taskscope.protocol import WireSnapshot, terminal_safe_json
 
 if TYPE_CHECKING:
     from taskscope.model import TaskInfo, TaskModel
+    from taskscope.protocol import WireSnapshot
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+#: ps, tree and dump on a process that runs no asyncio event loop.
+EXIT_NO_LOOP = 3
 
 
 def _pid(text: str) -> int:
@@ -146,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = with_pid("cancel", "cancel one task (answers at once; check with `ps`)")
     cancel.add_argument("task", help=TASK_HELP)
     cancel.add_argument("-m", "--message", default=None, help="cancellation message")
+    with_pid("detach", "stop the agent in a process and undo what it changed")
     attach = with_pid("attach", "open the live dashboard on a process")
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def connect(args: argparse.Namespace) -> AgentClient:
     """A connected client for args.pid, loading the agent into the process when needed."""
+    args.injected = False
     client = AgentClient(args.pid, timeout=args.timeout, on_slow=_slow_note(args))
     try:
         client.connect()
@@ -178,6 +184,7 @@ def connect(args: argparse.Namespace) -> AgentClient:
         if args.no_inject:
             raise NoAgent(no_agent_message(args.pid))
         path = load_agent(args.pid, timeout=args.timeout)
+        args.injected = True
     client = AgentClient(
         args.pid,
         timeout=args.timeout,
@@ -209,7 +216,9 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
     if not args.read_only:
         try:
             with connect(args) as client:
-                return client.snapshot(), client.hello.get("argv")
+                snapshot = client.snapshot()
+                _check_loops(client, args, snapshot)
+                return snapshot, client.hello.get("argv")
         except _refusals() as error:
             if not _can_read_only(args.pid):
                 raise
@@ -233,6 +242,32 @@ def _can_read_only(pid: int) -> bool:
         return inspect_target(pid).version >= REMOTE_EXEC_VERSION
     except InjectionError:
         return False
+
+
+class NoEventLoop(Exception):
+    """The process runs no asyncio event loop (and has no task to show)."""
+
+
+def _check_loops(client: AgentClient, args: argparse.Namespace, snapshot: WireSnapshot) -> None:
+    """Raise NoEventLoop for a process without asyncio; an agent loaded only to find that is
+    unloaded again."""
+    if snapshot["loops"] or snapshot["tasks"]:
+        return
+    message = f"no event loop in process {args.pid}: it runs no asyncio (yet)"
+    if getattr(args, "injected", False):
+        client.detach()
+        _wait_socket_gone(client.path)
+        message += "; the agent loaded to look was unloaded again"
+    raise NoEventLoop(message)
+
+
+def _wait_socket_gone(path: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -380,6 +415,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detach(args: argparse.Namespace) -> int:
+    client = AgentClient(args.pid, timeout=args.timeout)
+    client.connect()  # no agent: NoAgent says so, nothing is loaded to be unloaded
+    with client:
+        client.detach()
+    if not _wait_socket_gone(client.path, args.timeout):
+        print(f"taskscope: the agent of process {args.pid} did not stop", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"agent stopped in process {args.pid}: its hooks are undone and its socket is gone")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     target = list(args.target)
     if target and target[0] == "--":
@@ -421,6 +468,7 @@ COMMANDS = {
     "stack": cmd_stack,
     "cancel": cmd_cancel,
     "run": cmd_run,
+    "detach": cmd_detach,
     "attach": cmd_attach,
     "demo": cmd_demo,
 }
@@ -445,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskNotFound as error:
         print(f"taskscope: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except NoEventLoop as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_NO_LOOP
     except AmbiguousTask as error:
         print(f"taskscope: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -258,6 +258,12 @@ class AgentClient:
         """The agent's whole answer: `outcome`, and `error` when the cancel failed."""
         return self._request(Request("cancel", task_id=task_id, message=message))
 
+    def detach(self) -> str:
+        """Ask the agent to stop and undo what it changed in the process; it hangs up after
+        answering (`detaching`)."""
+        reply = self._request(Request("detach"))
+        return str(reply.get("outcome"))
+
     def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""
         reply = self._request(Request("subscribe", interval=interval), timeout=None)

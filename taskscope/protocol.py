@@ -40,9 +40,9 @@ PLAIN: Final = "plain"
 COMPACT: Final = "compact2"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
-RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel"]
+RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel", "detach"]
 REQUEST_TYPES: Final[frozenset[str]] = frozenset(
-    {"hello", "snapshot", "subscribe", "stack", "cancel"}
+    {"hello", "snapshot", "subscribe", "stack", "cancel", "detach"}
 )
 
 TaskState = Literal["pending", "done", "cancelled", "failed"]
@@ -300,6 +300,8 @@ def parse_request(line: bytes) -> Request:
         return Request("subscribe", request_id, interval=float(interval))
     if kind == "stack":
         return Request("stack", request_id, task_id=_task_id(raw))
+    if kind == "detach":
+        return Request("detach", request_id)
     message = raw.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > MAX_CANCEL_MESSAGE):
         raise ProtocolError(

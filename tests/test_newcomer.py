@@ -8,14 +8,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import TARGETS, Target, run_cli, wait_for
+from tests.helpers import Target, run_cli, wait_for
 
 needs_attach = pytest.mark.skipif(
     shutil.which("gdb") is None and sys.version_info < (3, 14),
@@ -100,3 +98,64 @@ def test_tasks_are_addressed_by_name_after_an_attach(start: Any) -> None:
     after = tasks_by_name(target.pid)
     assert after["transfer-a"][0]["state"] == "pending"
     assert after["Task-1"][0]["state"] == "pending"
+
+
+# --- 7. a process without asyncio; detach -----------------------------------------------------
+
+
+def report(target: Target) -> str:
+    """Ask the target what it holds (threads, modules, hooks); the line it notes."""
+    before = notes(target).count("report ")
+    target.file(f"report-{target.pid}").write_text("")
+    wait_for(lambda: notes(target).count("report ") > before, what="the target's report")
+    return notes(target).strip().splitlines()[-1]
+
+
+@needs_attach
+def test_a_process_without_asyncio_says_so_and_keeps_no_agent(start: Any, socket_dir: str) -> None:
+    # GIVEN a Python program that runs no event loop
+    target = start("no_asyncio.py", agent=False).wait_ready()
+    before = report(target)
+    for command in ("ps", "tree", "dump"):
+        # WHEN a command looks at it
+        result = run_cli(command, str(target.pid), timeout=60)
+        # THEN it says so in one line, with the documented exit status 3
+        assert result.returncode == 3, (result.stdout, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.strip() == (
+            f"taskscope: no event loop in process {target.pid}: it runs no asyncio (yet); "
+            "the agent loaded to look was unloaded again"
+        )
+        # AND the agent it loaded to look is gone again: no socket, no thread, no module
+        assert not os.path.exists(os.path.join(socket_dir, f"{target.pid}.sock"))
+        wait_for(lambda: report(target) == before, what="the target as it was before")
+    assert target.stop()[0] == 0
+
+
+@needs_attach
+def test_detach_stops_the_agent_and_restores_the_process(start: Any, socket_dir: str) -> None:
+    # GIVEN an asyncio program that never loaded taskscope
+    target = start("newcomer.py", agent=False).wait_ready()
+    before = report(target)
+    assert "taskscope" not in before
+    snapshot(target.pid)  # loads the agent
+    loaded = report(target)
+    assert "taskscope-agent" in loaded and "taskscope.agent" in loaded
+    assert "hooks=[True, 'taskscope.agent.tracker', 'taskscope.agent.tracker', 1]" in loaded
+    # WHEN the user detaches
+    result = run_cli("detach", str(target.pid))
+    # THEN the agent stops: socket gone, hooks and callbacks undone, threads and modules gone
+    assert result.returncode == 0, result.stderr
+    assert f"agent stopped in process {target.pid}" in result.stdout
+    assert not os.path.exists(os.path.join(socket_dir, f"{target.pid}.sock"))
+    wait_for(lambda: report(target) == before, what="the target as it was before the attach")
+    # AND --no-inject finds no agent, while the program runs on
+    refused = run_cli("ps", "--no-inject", str(target.pid))
+    assert refused.returncode == 1
+    assert f"process {target.pid} has no taskscope agent" in refused.stderr
+    assert target.process.poll() is None
+    # AND detaching again says there is nothing to detach; a new attach works
+    again = run_cli("detach", str(target.pid))
+    assert again.returncode == 1 and "has no taskscope agent" in again.stderr
+    assert any(task["name"] == "victim" for task in snapshot(target.pid)["tasks"])
+    assert target.stop()[0] == 0

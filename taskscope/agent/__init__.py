@@ -17,7 +17,7 @@ from taskscope.agent.server import AgentServer
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import InsecureDirectory, socket_directories
 
-__all__ = ["failure", "install", "is_installed", "socket_file", "uninstall"]
+__all__ = ["detach", "failure", "install", "is_installed", "socket_file", "uninstall"]
 
 DEFAULT_HISTORY = 1000
 #: Seconds after a fork before the agent's thread starts again in the parent (3.12, 3.13).
@@ -29,6 +29,8 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {}
 _fork_hooks_registered = False
 _failure: list[str] = []
+#: Set by the attach bootstrap: the modules it imported for the agent (the program did not).
+_attach_modules: frozenset[str] = frozenset()
 
 
 def install(
@@ -139,6 +141,16 @@ def uninstall() -> None:
         server.stop()
         tracker.uninstall()
         atexit.unregister(_remove_socket_at_exit)
+
+
+def detach() -> None:
+    """`uninstall()`, and when the agent was loaded by an attach (not imported by the program),
+    forget its modules too: the process is left as it was before the attach."""
+    global _attach_modules
+    imported, _attach_modules = _attach_modules, frozenset()
+    uninstall()
+    for name in imported:
+        sys.modules.pop(name, None)
 
 
 def is_installed() -> bool:

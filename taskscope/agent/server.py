@@ -738,6 +738,14 @@ class _Connection:
             return True
         elif request.type == "stack":
             reply = self.stack(request)
+        elif request.type == "detach":
+            reply = {"type": "detach", "outcome": "detaching"}
+            if request.request_id is not None:
+                reply["re"] = request.request_id
+            self.send(reply)
+            # On a thread of its own: stopping the server hangs up on this very session.
+            threading.Thread(target=_detach_agent, name="taskscope-detach", daemon=True).start()
+            return False
         else:
             reply = {"type": "cancel", "task": request.task_id}
             if request.request_id is not None:
@@ -829,6 +837,16 @@ class _Connection:
                 },
             }
         )
+
+
+def _detach_agent() -> None:
+    """Stop the agent and restore what it changed (`taskscope detach PID`)."""
+    try:
+        from taskscope import agent
+
+        agent.detach()
+    except Exception:
+        pass
 
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,25 @@ async def blocker() -> None:
     await asyncio.sleep(3600)
 
 
+async def reporter() -> None:
+    """On a file `report-PID`, notes what an agent may have changed in the process."""
+    request = WORKDIR / f"report-{os.getpid()}"
+    while True:
+        while not request.exists():
+            await asyncio.sleep(0.02)
+        request.unlink()
+        loop = asyncio.get_running_loop()
+        threads = sorted(thread.name for thread in threading.enumerate())
+        modules = sorted(name for name in sys.modules if name.startswith("taskscope"))
+        hooks = [
+            "create_task" in vars(loop),
+            asyncio.events._set_running_loop.__module__,
+            asyncio.events.new_event_loop.__module__,
+            len(asyncio.current_task()._callbacks or ()),  # type: ignore[union-attr]
+        ]
+        note(f"report threads={threads} modules={modules} hooks={hooks}")
+
+
 def side_loop(ready: threading.Event) -> None:
     async def side_main() -> None:
         asyncio.create_task(transfer(), name="side-worker")
@@ -97,7 +116,15 @@ async def main() -> None:
     asyncio.create_task(flush_loop(), name="flusher")  # fire and forget: nobody awaits it
     asyncio.create_task(ticker(), name="ticker")
     asyncio.create_task(blocker(), name="blocker")
+    asyncio.create_task(reporter(), name="reporter")
     victim_task = asyncio.create_task(victim(), name="victim")
+
+    async def stopper() -> None:
+        while not stop_requested():
+            await asyncio.sleep(0.05)
+        victim_task.cancel()
+
+    asyncio.create_task(stopper(), name="stopper")
     signal_ready()
     try:
         await victim_task
