@@ -303,6 +303,15 @@ def inspect_target(pid: int) -> TargetInfo:
             "pass the pid of a Python process"
         ) from exc
     except PermissionError as exc:
+        # Its memory map is closed to us; what anyone may read still tells a program that is
+        # plainly not Python (pid 1 of a container, a daemon of root) from one we may not trace.
+        command = _command_line(pid)
+        if not _looks_like_python(pid, command):
+            shown = " ".join(command)[:80] or _process_name(pid)
+            raise NotPython(
+                f"process {pid} ({_process_name(pid)}: {shown}) is not a Python process, by its "
+                "command line: pass the pid of a running Python 3.11+ program"
+            ) from exc
         raise PtraceNotPermitted(_ptrace_advice(pid)) from exc
     libpython = next((m.path for m in maps if _LIBPYTHON.search(os.path.basename(m.path))), None)
     interpreter = _open_target_file(pid, libpython) if libpython is not None else _proc(pid, "exe")
@@ -330,6 +339,29 @@ def inspect_target(pid: int) -> TargetInfo:
             "taskscope needs Python 3.11 or newer in the target"
         )
     return TargetInfo(pid=pid, version=version, executable=executable, libpython=libpython)
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(_proc(pid, "cmdline")).read_bytes()
+    except OSError:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+
+
+_PYTHON_NAME = re.compile(r"python|^py(thon)?\d", re.IGNORECASE)
+
+
+def _looks_like_python(pid: int, command: list[str]) -> bool:
+    """Whether what anyone may read of a process (its name, the program its command line
+    starts with, which for a `#!` script is the interpreter) could be Python. When in doubt,
+    yes: the caller then gives the ptrace reason."""
+    if not command:
+        return True  # a kernel thread has no cmdline, but no exe either: not this path
+    # An interpreter embedded in another program (uwsgi...) is not told by its name: that
+    # rare case gets a wrong "not Python" only when its memory is also closed to us.
+    names = [_process_name(pid), os.path.basename(command[0])]
+    return any(_PYTHON_NAME.search(name) for name in names)
 
 
 def _status_field(pid: int, field: str) -> str | None:
@@ -380,6 +412,11 @@ def _ptrace_advice(pid: int) -> str:
         return (
             "ptrace is disabled on this machine until reboot (kernel.yama.ptrace_scope=3): "
             "it can't be attached to"
+        )
+    if euid == 0:
+        return (
+            f"not permitted to trace process {pid}, even as root (a security module, seccomp, "
+            "no_new_privs or a process with privileges this one lacks may forbid it)"
         )
     return (
         f"not permitted to trace process {pid} (a security module, seccomp or no_new_privs "

@@ -8,12 +8,13 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from typing import Any
 
 import pytest
 
-from tests.helpers import Target, run_cli, wait_for
+from tests.helpers import REPO, Target, run_cli, wait_for
 
 needs_attach = pytest.mark.skipif(
     shutil.which("gdb") is None and sys.version_info < (3, 14),
@@ -159,3 +160,49 @@ def test_detach_stops_the_agent_and_restores_the_process(start: Any, socket_dir:
     assert again.returncode == 1 and "has no taskscope agent" in again.stderr
     assert any(task["name"] == "victim" for task in snapshot(target.pid)["tasks"])
     assert target.stop()[0] == 0
+
+
+# --- 12. the true reason on a process whose memory is closed even to root ------------------
+
+
+def run_cli_without_ptrace(*args: str) -> subprocess.CompletedProcess[str]:
+    """`taskscope` as root without CAP_SYS_PTRACE: processes holding privileges it lacks (as a
+    container's pid 1 may) have their memory map closed to it, as to an ordinary user."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        ["setpriv", "--bounding-set=-sys_ptrace", "--", sys.executable, "-m", "taskscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_a_closed_process_that_is_not_python_is_said_to_be_not_python(start: Any) -> None:
+    # GIVEN a program that is not Python, whose memory map root-without-ptrace may not read
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        closed_map = subprocess.run(
+            ["setpriv", "--bounding-set=-sys_ptrace", "--", "readlink", f"/proc/{sleeper.pid}/exe"],
+            capture_output=True,
+        )
+        assert closed_map.returncode != 0
+        # WHEN `ps` is pointed at it
+        result = run_cli_without_ptrace("ps", str(sleeper.pid))
+        # THEN it says what is true: not Python; not a ptrace permission to ask for
+        assert result.returncode == 1
+        line = result.stderr.strip()
+        assert line.startswith(f"taskscope: process {sleeper.pid} (sleep: sleep 60) is not a ")
+        assert "not a Python process" in line and "ptrace" not in line.lower()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # AND a Python program closed the same way still gets the permission reason
+    target = start("no_asyncio.py", agent=False).wait_ready()
+    closed = run_cli_without_ptrace("ps", str(target.pid))
+    assert closed.returncode == 1
+    assert "CAP_SYS_PTRACE" in closed.stderr and "not a Python process" not in closed.stderr
