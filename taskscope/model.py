@@ -53,6 +53,9 @@ class Awaiting:
     deadline_in: float | None = None
     peer: str | None = None
     facts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: How long ago the sleep's end / the deadline passed, the loop not having acted on it.
+    seconds_overdue: float | None = None
+    deadline_overdue: float | None = None
 
     @classmethod
     def from_wire(cls, raw: WireAwaiting | None) -> Awaiting | None:
@@ -66,6 +69,8 @@ class Awaiting:
             deadline_in=raw.get("deadline_in"),
             peer=raw.get("peer"),
             facts=raw.get("object") or {},
+            seconds_overdue=raw.get("seconds_overdue"),
+            deadline_overdue=raw.get("deadline_overdue"),
         )
 
 
@@ -91,6 +96,10 @@ class TaskInfo:
     exception: str | None = None
     #: When the agent took the record (its message's taken_at): countdowns run from there.
     observed_at: float = field(default=0.0, compare=False)
+    #: When the agent first saw a task whose creation it did not see (after an attach).
+    first_seen_at: float | None = None
+    #: When a cancel was handed to the task's loop, which has not delivered it yet.
+    cancel_requested_at: float | None = None
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -111,6 +120,8 @@ class TaskInfo:
             result=raw.get("result"),
             exception=raw.get("exception"),
             observed_at=observed_at,
+            first_seen_at=raw.get("first_seen_at"),
+            cancel_requested_at=raw.get("cancel_requested_at"),
         )
 
     @property
@@ -126,6 +137,15 @@ class TaskInfo:
             return None
         end = self.finished_at if self.finished_at is not None else now
         return max(0.0, end - self.created_at)
+
+    def known_age(self, now: float) -> tuple[float | None, bool]:
+        """(age, whether it is only a lower bound): from its creation when the agent saw it,
+        else from when the agent first saw the task."""
+        age = self.age(now)
+        if age is not None or self.first_seen_at is None:
+            return age, False
+        end = self.finished_at if self.finished_at is not None else now
+        return max(0.0, end - self.first_seen_at), True
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +210,9 @@ class TaskModel:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     cycles: list[tuple[str, ...]] = field(default_factory=list)
     history_limit: int = 0
+    #: Unix time from which finished tasks are known (the agent came in by an attach then),
+    #: or None: since the program's start.
+    history_since: float | None = None
     #: ids of tasks whose record changed in the last update (for widgets that update by key)
     last_changed: set[str] = field(default_factory=set)
     last_removed: set[str] = field(default_factory=set)
@@ -206,6 +229,7 @@ class TaskModel:
         self.taken_at = float(snapshot["taken_at"])
         self.received_at = time.time()
         self.history_limit = int(snapshot.get("history_limit", 0))
+        self.history_since = snapshot.get("history_since")
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
         taken_at = self.taken_at
         new_tasks = {str(raw["id"]): TaskInfo.from_wire(raw, taken_at) for raw in snapshot["tasks"]}
@@ -417,12 +441,25 @@ def describe_awaiting(
         # The agent does not resend a task just because its countdown moved: count down here.
         elapsed = max(0.0, (now if now is not None else time.time()) - task.observed_at)
         if awaiting.seconds_left is not None:
-            left = _countdown(awaiting.seconds_left - elapsed)
-            text = _SLEEP_LEFT.sub(f"sleep, {left} left", text, count=1)
+            if (awaiting.seconds_overdue or 0.0) >= OVERDUE_SHOWN:
+                # Not resent while it stays put: late by more since the agent's look.
+                late = _countdown((awaiting.seconds_overdue or 0.0) + elapsed)
+                text = _SLEEP_LEFT.sub(f"sleep, overdue {late}", text, count=1)
+            else:
+                left = _countdown(awaiting.seconds_left - elapsed)
+                text = _SLEEP_LEFT.sub(f"sleep, {left} left", text, count=1)
         if awaiting.deadline_in is not None:
-            left = _countdown(awaiting.deadline_in - elapsed)
-            text = _TIMEOUT_IN.sub(f"timeout in {left}", text, count=1)
+            if (awaiting.deadline_overdue or 0.0) >= OVERDUE_SHOWN:
+                late = _countdown((awaiting.deadline_overdue or 0.0) + elapsed)
+                text = _TIMEOUT_IN.sub(f"timeout overdue {late}", text, count=1)
+            else:
+                left = _countdown(awaiting.deadline_in - elapsed)
+                text = _TIMEOUT_IN.sub(f"timeout in {left}", text, count=1)
     return text
+
+
+#: A timer this late is said to be overdue (a busy loop is late by a few milliseconds).
+OVERDUE_SHOWN = 0.1
 
 
 _SLEEP_LEFT = re.compile(r"sleep, [0-9.]+ s left")

@@ -83,6 +83,9 @@ class WireAwaiting(TypedDict):
     # the object waited on (type, id, size...), a peer address, a callee.
     seconds_left: NotRequired[float | None]
     deadline_in: NotRequired[float | None]
+    # How long ago a sleep's end or a deadline passed while the loop has not acted on it.
+    seconds_overdue: NotRequired[float]
+    deadline_overdue: NotRequired[float]
     object: NotRequired[dict[str, Any]]
     peer: NotRequired[str | None]
     # Inside the agent and in the compact encoding only (never in schema 1): see "Countdowns".
@@ -105,6 +108,8 @@ class WireTask(TypedDict):
     created_from: NotRequired[Sequence[WireFrame]]
     result: NotRequired[str]
     exception: NotRequired[str]
+    first_seen_at: NotRequired[float]
+    cancel_requested_at: NotRequired[float]
 
 
 class WireLoop(TypedDict):
@@ -129,6 +134,7 @@ class WireSnapshot(TypedDict):
     tasks: list[WireTask]
     cycles: list[list[str]]
     history_limit: int
+    history_since: NotRequired[float]
     # Inside the agent and in the compact encoding only: the loop clock at `taken_at`.
     loop_time: NotRequired[float]
     # A look read from the process's memory (3.14+, no agent): what it could not know.
@@ -176,10 +182,14 @@ def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> Wir
         left = round(max(0.0, float(sleep_end) - loop_time), 3)
         result["seconds_left"] = left
         text += f"{seconds_text(left)} left"
+        if float(sleep_end) < loop_time:  # the loop has not woken it: blocked, or busy
+            result["seconds_overdue"] = round(loop_time - float(sleep_end), 3)
     if deadline is not None:
         left = max(0.0, float(deadline) - loop_time)
         result["deadline_in"] = round(left, 3)
         text += f", timeout in {seconds_text(left)}"
+        if float(deadline) < loop_time:
+            result["deadline_overdue"] = round(loop_time - float(deadline), 3)
     result["text"] = text + str(after)
     return result  # type: ignore[return-value]
 

@@ -13,6 +13,7 @@ cancel was delivered, `failed` with the error's type when it could not be.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,15 +35,25 @@ def request_cancel(
         if any(finished.task_id == number for finished in tracker.finished_tasks()):
             return "already_finished"
         return "no_such_task"
+    tracker.cancel_requests[number] = time.time()
     try:
-        task.get_loop().call_soon_threadsafe(_cancel_on_loop, task, message, done)
+        task.get_loop().call_soon_threadsafe(_cancel_on_loop, task, message, done, tracker, number)
     except RuntimeError:  # the loop was closed under us
+        tracker.cancel_requests.pop(number, None)
         return "already_finished"
     return None
 
 
-def _cancel_on_loop(task: Any, message: str | None, done: CancelDone | None = None) -> None:
+def _cancel_on_loop(
+    task: Any,
+    message: str | None,
+    done: CancelDone | None = None,
+    tracker: Tracker | None = None,
+    number: int = 0,
+) -> None:
     """Runs on the task's loop thread; never lets an exception reach the loop."""
+    if tracker is not None:  # delivered: snapshots stop saying "cancel requested"
+        tracker.cancel_requests.pop(number, None)
     outcome: CancelOutcome = "requested"
     error: str | None = None
     try:

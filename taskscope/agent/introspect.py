@@ -415,6 +415,8 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
             record["exception"] = finished.summary
         else:
             record["result"] = finished.summary
+    if finished.first_seen_at is not None:
+        record["first_seen_at"] = finished.first_seen_at
     if finished.created_from:
         record["created_from"] = _origin(finished.created_from)
     finished.wire = record
@@ -491,6 +493,7 @@ class SnapshotBuilder:
                     str(meta.parent_id) if meta.parent_id is not None else None,
                     _origin(meta.created_from),
                     coro_name(task_coro(task)),
+                    meta.seen_at if meta.created_at is None else None,
                 )
             fut = getattr(task, "_fut_waiter", None)
             running = id(task) in current
@@ -650,6 +653,8 @@ class SnapshotBuilder:
                 )
             meta.record, meta.rec_awaited, meta.rec_cycled = record, awaited, cycled
             records[slot] = record
+        if tracker.cancel_requests or tracker.cancel_marked:
+            _mark_cancel_requests(tracker, records, part_metas)
         if unwatched:
             tracker.watch_existing(unwatched)
         loop_records: list[WireLoop] = []
@@ -664,7 +669,7 @@ class SnapshotBuilder:
                 for finished in tracker.finished_tasks()
                 if finished.task_id not in pending_numbers
             )
-        return {
+        snapshot: WireSnapshot = {
             "schema": SNAPSHOT_SCHEMA,
             "pid": os.getpid(),
             "python": sys.version.split()[0],
@@ -675,6 +680,9 @@ class SnapshotBuilder:
             "history_limit": tracker.history_limit,
             "loop_time": ctx.loop_time,
         }
+        if tracker.history_since is not None:
+            snapshot["history_since"] = tracker.history_since
+        return snapshot
 
     def _task_name(self, task: Any) -> str:
         try:
@@ -720,9 +728,42 @@ def _task_record(
     }
     if running:
         record["running"] = True
+    if wire[4] is not None:
+        record["first_seen_at"] = wire[4]
     if wire[2]:
         record["created_from"] = wire[2]
     return record
+
+
+def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list[Any]) -> None:
+    """Give the records of tasks whose cancel waits for their loop `cancel_requested_at`, and
+    take it off again once the loop delivered it. Runs only while some cancel is outstanding
+    or marked: a cancel is delivered at the loop's next turn, unless the loop is blocked."""
+    requests = tracker.cancel_requests
+    marked = tracker.cancel_marked
+    slots = {meta.task_id: slot for slot, meta in enumerate(metas)}
+    for number in list(requests.keys() | marked):
+        slot = slots.get(number)
+        requested_at = requests.get(number)
+        if slot is None:  # finished, or gone
+            requests.pop(number, None)
+            marked.discard(number)
+            continue
+        record = records[slot]
+        if record.get("cancel_requested_at") != requested_at:
+            # The copy becomes the task's record: kept while the task stays as it is.
+            record = record.copy()
+            record.pop("cancel_requested_at", None)
+            if requested_at is not None:
+                origin = record.pop("created_from", None)
+                record["cancel_requested_at"] = requested_at
+                if origin is not None:  # last, as in every record
+                    record["created_from"] = origin
+            records[slot] = metas[slot].record = record
+        if requested_at is None:
+            marked.discard(number)
+        else:
+            marked.add(number)
 
 
 def _marked(awaiting: WireAwaiting) -> bool:

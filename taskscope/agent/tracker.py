@@ -81,6 +81,7 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         "rec_waiters",
         "rec_wire",
         "record",
+        "seen_at",
         "slot",
         "task_id",
         "watched",
@@ -101,6 +102,8 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         self.task_id = task_id
         self.parent_id: int | None = None
         self.created_at: float | None = None
+        #: When the agent first saw a task whose creation it did not see (else None).
+        self.seen_at: float | None = None
         #: (code, line) pairs, innermost first: where `create_task` was called.
         self.created_from: tuple[tuple[CodeType, int], ...] = ()
         #: Whether the history callback is on the task.
@@ -109,8 +112,9 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         #: tasks), whose coroutine is gone by the time anyone looks.
         self.coro = ""
         #: Wire forms that never change while the task is pending: (id, parent id, creation
-        #: frames, coroutine name), made by the snapshot builder on first use.
-        self.wire: tuple[str, str | None, tuple[Any, ...], str] | None = None
+        #: frames, coroutine name, first seen at or None), made by the snapshot builder on
+        #: first use.
+        self.wire: tuple[str, str | None, tuple[Any, ...], str, float | None] | None = None
         # The snapshot builder's notes from its last look, while the task stays pending:
         # fields rather than a tuple or two, so that a look at 100,000 tasks neither
         # allocates nor keeps more objects for the host's garbage collector.
@@ -154,6 +158,8 @@ class FinishedTask:
     parent_id: int | None
     summary: str | None
     created_from: tuple[tuple[CodeType, int], ...]
+    #: When the agent first saw it, for a task whose creation it did not see.
+    first_seen_at: float | None = None
     #: Its snapshot record (it never changes), made by the snapshot builder on first use.
     wire: Any = None
 
@@ -217,6 +223,13 @@ class Tracker:
         self._original_new_event_loop: Callable[[], Any] | None = None
         self._our_new_event_loop: Callable[[], Any] | None = None
         self._installed = False
+        #: Unix time from which finished tasks are known, when the agent started in a process
+        #: whose loops were already running (an attach): earlier finishes it never saw.
+        self.history_since: float | None = None
+        #: Task id -> when a cancel was handed to its loop, until the loop delivers it.
+        self.cancel_requests: dict[int, float] = {}
+        #: Ids whose last record carries a `cancel_requested_at` (agent thread only).
+        self.cancel_marked: set[int] = set()
         # The same bound method object is added to every task, so it can be recognised.
         self.done_callback = self._on_task_done
         self._forget = self._forget_task
@@ -244,6 +257,8 @@ class Tracker:
             meta.parent_id, meta.created_at = born[1], born[2]
             meta.created_from = _site_lines(born[3])
             meta.watched = True
+        else:
+            meta.seen_at = _wall()
         self._meta[id(task)] = meta
         return meta
 
@@ -292,6 +307,7 @@ class Tracker:
                 task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
                 site: tuple[Any, ...] = meta.created_from
                 coro_fallback = meta.coro
+                seen_at = meta.seen_at if created_at is None else None
             else:
                 born = self._born.pop(key, None)
                 task_id = next(self._ids)
@@ -300,6 +316,7 @@ class Tracker:
                 else:
                     parent_id, created_at, site = None, None, ()
                 coro_fallback = ""
+                seen_at = None
             finished: Any = task  # a Task; read through its C attributes
             if finished.cancelled():
                 state, summary = "cancelled", None
@@ -327,6 +344,7 @@ class Tracker:
                     parent_id,
                     summary,
                     site,
+                    seen_at,
                 )
             )
         except Exception:
@@ -342,9 +360,19 @@ class Tracker:
             if cached is not None and cached[0] is item:
                 result.append(cached[1])
                 continue
-            task_id, loop_id, name, coro, state, finished_at, created_at, parent, summary, site = (
-                item
-            )
+            (
+                task_id,
+                loop_id,
+                name,
+                coro,
+                state,
+                finished_at,
+                created_at,
+                parent,
+                summary,
+                site,
+                seen_at,
+            ) = item
             finished = FinishedTask(
                 task_id=task_id,
                 loop_id=loop_id,
@@ -356,6 +384,7 @@ class Tracker:
                 parent_id=parent,
                 summary=summary,
                 created_from=_site_lines(site),
+                first_seen_at=seen_at,
             )
             cache[id(item)] = (item, finished)
             result.append(finished)
@@ -475,7 +504,10 @@ class Tracker:
         new_event_loop.__wrapped__ = original_new_event_loop  # type: ignore[attr-defined]
         asyncio.events.new_event_loop = new_event_loop
         self._our_new_event_loop = new_event_loop
+        started = _wall()
         self.discover_loops()
+        if self.loops:
+            self.history_since = started
 
     def discover_loops(self) -> None:
         """Find loops created before the agent: the running loop of this thread, then a scan
