@@ -12,7 +12,23 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskscope.model import TaskInfo, TaskModel, describe_awaiting, format_duration
+from taskscope.model import (
+    LoopInfo,
+    TaskInfo,
+    TaskModel,
+    TreeRow,
+    describe_awaiting,
+    format_duration,
+)
+from taskscope.relations import (
+    CREATED,
+    CREATED_STROKE,
+    GUIDE,
+    LEGEND,
+    NO_GUIDE,
+    branch,
+    relation,
+)
 
 STATE_MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 CYCLE_MARK = "⟳ await cycle"
@@ -92,30 +108,78 @@ def blocked_lines(model: TaskModel) -> list[str]:
     return lines
 
 
+def clock(timestamp: float) -> str:
+    """A Unix time as the local wall clock, `14:02:11`."""
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def age_text(task: TaskInfo, now: float) -> str:
+    """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task (its creation
+    came before an attach); `?` when neither is known."""
+    age, lower_bound = task.known_age(now)
+    return ("≥" if lower_bound else "") + format_duration(age)
+
+
+def cancel_note(task: TaskInfo, now: float) -> str:
+    """`cancel requested 2.1 s ago` while the task's loop has not delivered a cancel."""
+    if task.cancel_requested_at is None or task.finished:
+        return ""
+    ago = max(0.0, now - task.cancel_requested_at)
+    return f"cancel requested {ago:.1f} s ago"
+
+
+def loop_names(model: TaskModel) -> dict[str, str]:
+    """How each loop is named in tables and trees: its thread's name, made unique."""
+    names: dict[str, str] = {}
+    for loop in model.loops.values():
+        label = safe_text(loop.label, 24)
+        names[loop.id] = label if label not in names.values() else f"{label} ({loop.id})"
+    return names
+
+
 def ps_table(model: TaskModel, include_finished: bool = False, now: float | None = None) -> str:
     now = now or time.time()
-    rows = [("ID", "STATE", "NAME", "CORO", "AGE", "AWAITING")]
+    several_loops = len(model.loops) > 1
+    loops = loop_names(model)
+    heads = ["ID", "STATE", "NAME", "CORO", "AGE"]
+    if several_loops:
+        heads.insert(1, "LOOP")
+    rows = [heads]
     tasks = sorted(model.tasks.values(), key=lambda task: (task.finished, task.number))
     for task in tasks:
         if task.finished and not include_finished:
             continue
         state = task.state + (" (running)" if task.running else "")
-        rows.append(
-            (
-                task.id,
-                state,
-                safe_text(task.name, 30),
-                safe_text(task.coro + "()", 40),
-                format_duration(task.age(now)),
-                safe_text(describe_awaiting(task, model), 80),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        note = cancel_note(task, now)
+        if note:
+            state += f", {note}"
+        cells = [
+            task.id,
+            state,
+            safe_text(task.name, 30),
+            safe_text(task.coro + "()", 40),
+            age_text(task, now),
+        ]
+        if several_loops:
+            cells.insert(1, loops.get(task.loop, safe_text(task.loop)))
+        cells.append(safe_text(describe_awaiting(task, model, now), 80))
+        rows.append(cells)
+    heads.append("AWAITING")
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5]
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:columns])) + "  " + row[-1]
         for row in rows
     ]
-    return "\n".join(line.rstrip() for line in lines)
+    footnotes = []
+    if any(task.first_seen_at is not None and task.created_at is None for task in tasks):
+        footnotes.append(_first_seen_note(model))
+    return "\n".join([*(line.rstrip() for line in lines), *footnotes])
+
+
+def _first_seen_note(model: TaskModel) -> str:
+    since = f" at {clock(model.history_since)}" if model.history_since is not None else ""
+    return f"≥ ages count from the agent's first look{since}: the task was made before it came"
 
 
 def tree_text(
@@ -126,70 +190,128 @@ def tree_text(
     width: int = 120,
     notes: Sequence[str] = (),
 ) -> str:
-    """The task tree as text: a header, `notes` (lines about the look itself), then the tasks."""
+    """The task tree: each task under the task awaiting it (a solid branch), else under the
+    task that created it (a dashed one), grouped by loop when there are several;
+    `notes` (lines about the look itself) come after the header."""
     now = now or time.time()
     lines = [header(model, argv), *notes]
     lines.extend(blocked_lines(model))
     rows = list(model.tree(include_finished=include_finished))
+    prefixes = [_prefix(model, row) for row in rows]
     name_width = min(
         36,
         max(
             [
-                len(_prefix(row.guides, row.is_last, row.depth)) + len(safe_text(row.task.name))
-                for row in rows
+                len(prefix) + len(safe_text(row.task.name))
+                for prefix, row in zip(prefixes, rows, strict=True)
             ]
             + [4]
         ),
     )
     coro_width = min(32, max([len(safe_text(row.task.coro)) + 2 for row in rows] + [4]))
-    for row in rows:
-        task = row.task
-        prefix = _prefix(row.guides, row.is_last, row.depth)
-        label = prefix + safe_text(task.name)
-        what = describe_awaiting(task, model)
-        if task.awaiting is not None and task.awaiting.kind == "task" and task.awaiting.tasks:
-            names = [
-                safe_text(model.tasks[t].name) if t in model.tasks else t
-                for t in task.awaiting.tasks
-            ]
-            what = "task " + ", ".join(names)
-        if not task.finished and task.awaiting is not None:
-            what = "awaiting " + what
-        if row.in_cycle and CYCLE_MARK not in what:
-            what += f"   {CYCLE_MARK}"
-        if row.repeated:
-            what = (
-                f"⟲ back to {safe_text(task.name)} above   {CYCLE_MARK}"
-                if row.in_cycle
-                else "(shown above)"
-            )
-        age = format_duration(task.age(now)) if task.created_at else ""
-        marker = STATE_MARKERS.get(task.state, "?") if task.finished else ""
-        line = (
-            f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
-            f"{marker + ' ' if marker else ''}{safe_text(what)}"
+    # Each root and everything under it, under the loop the root runs on.
+    by_loop: dict[str, list[str]] = {}
+    current: list[str] = []
+    for prefix, row in zip(prefixes, rows, strict=True):
+        if row.depth == 0:
+            current = by_loop.setdefault(row.task.loop, [])
+        current.append(_tree_line(model, row, prefix, name_width, coro_width, width, now))
+    if len(model.loops) > 1:
+        names = loop_names(model)
+        for loop in model.loops.values():
+            lines.append(_loop_title(loop, names[loop.id], model))
+            lines.extend(by_loop.pop(loop.id, []) or ["(no task)"])
+        for loop_id, loop_lines in by_loop.items():  # a loop gone since, with finished tasks
+            lines.append(f"── loop {safe_text(loop_id)} (closed) ──")
+            lines.extend(loop_lines)
+    else:
+        for loop_lines in by_loop.values():
+            lines.extend(loop_lines)
+    if any(CREATED_STROKE in prefix for prefix in prefixes):
+        lines.append(f"legend: {LEGEND}")
+    unseen = [
+        row.task
+        for row in rows
+        if row.depth == 0 and row.task.parent is None and row.task.first_seen_at is not None
+    ]
+    if unseen:
+        since = f" at {clock(model.history_since)}" if model.history_since is not None else ""
+        lines.append(
+            f"{len(unseen)} task{'s' if len(unseen) != 1 else ''} made before the agent came"
+            f"{since}: who created {'them' if len(unseen) != 1 else 'it'} is unknown (shown "
+            "as roots); their ages, marked ≥, count from the agent's first look"
         )
-        if age:
-            pad = max(1, width - len(line) - len(age))
-            line = line + " " * pad + age
-        lines.append(line.rstrip())
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))
     return "\n".join(lines)
 
 
-def _prefix(guides: tuple[bool, ...], is_last: bool, depth: int) -> str:
-    if depth == 0:
+def _loop_title(loop: LoopInfo, name: str, model: TaskModel) -> str:
+    pending = sum(1 for task in model.tasks.values() if task.loop == loop.id and not task.finished)
+    return f"── loop {name} ({loop.id}) · {pending} pending ──"
+
+
+def _tree_line(
+    model: TaskModel,
+    row: TreeRow,
+    prefix: str,
+    name_width: int,
+    coro_width: int,
+    width: int,
+    now: float,
+) -> str:
+    task = row.task
+    label = prefix + safe_text(task.name)
+    what = describe_awaiting(task, model, now)
+    if task.awaiting is not None and task.awaiting.kind == "task" and task.awaiting.tasks:
+        names = [
+            safe_text(model.tasks[t].name) if t in model.tasks else t for t in task.awaiting.tasks
+        ]
+        what = "task " + ", ".join(names)
+    if not task.finished and task.awaiting is not None:
+        what = "awaiting " + what
+    note = cancel_note(task, now)
+    if note:
+        what += f" · {note}"
+    if row.in_cycle and CYCLE_MARK not in what:
+        what += f"   {CYCLE_MARK}"
+    if row.repeated:
+        what = (
+            f"⟲ back to {safe_text(task.name)} above   {CYCLE_MARK}"
+            if row.in_cycle
+            else "(shown above)"
+        )
+    age = age_text(task, now) if (task.created_at or task.first_seen_at) else ""
+    marker = STATE_MARKERS.get(task.state, "?") if task.finished else ""
+    line = (
+        f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
+        f"{marker + ' ' if marker else ''}{safe_text(what)}"
+    )
+    if age:
+        pad = max(1, width - len(line) - len(age))
+        line = line + " " * pad + age
+    return line.rstrip()
+
+
+def _prefix(model: TaskModel, row: TreeRow) -> str:
+    if row.depth == 0:
         return ""
-    parts = ["│  " if more else "   " for more in guides[1:]]
-    parts.append("└─ " if is_last else "├─ ")
+    parts = [GUIDE if more else NO_GUIDE for more in row.guides[1:]]
+    parent = model.tree_parent(row.task)
+    kind = relation(row.task, parent) if parent is not None else CREATED
+    parts.append(branch(kind, row.is_last))
     return "".join(parts)
 
 
 def finished_summary(model: TaskModel, now: float) -> str:
     counts = model.counts()
+    since = (
+        f" since the attach at {clock(model.history_since)}"
+        if model.history_since is not None
+        else ""
+    )
     text = (
-        f"finished: {counts['done']} done · {counts['cancelled']} cancelled · "
+        f"finished{since}: {counts['done']} done · {counts['cancelled']} cancelled · "
         f"{counts['failed']} failed (last {model.history_limit} kept)"
     )
     failed = [task for task in model.finished() if task.state == "failed"]
