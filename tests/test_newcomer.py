@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -99,6 +100,149 @@ def test_tasks_are_addressed_by_name_after_an_attach(start: Any) -> None:
     after = tasks_by_name(target.pid)
     assert after["transfer-a"][0]["state"] == "pending"
     assert after["Task-1"][0]["state"] == "pending"
+
+
+def clock(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def tree_lines(pid: int, *extra: str) -> list[str]:
+    result = run_cli("tree", *extra, str(pid), timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def line_of(lines: list[str], name: str) -> str:
+    """The tree line of the task called `name` (its name after the branch glyphs)."""
+    return next(line for line in lines if re.match(rf"[│├└─┄ ]*{re.escape(name)}\s", line))
+
+
+def row_of(table: list[str], name: str) -> str:
+    """The `ps` row of the task called `name`."""
+    return next(line for line in table if line[:1].isdigit() and name in line.split()[1:5])
+
+
+# --- 2. awaited and created, told apart -----------------------------------------------------
+
+
+def test_tree_tells_a_created_child_from_an_awaited_one(start: Any) -> None:
+    # GIVEN a program run with the agent from its start: creators are known
+    target = start("newcomer.py").wait_ready()
+    lines = tree_lines(target.pid)
+    # THEN the task main awaits hangs on a solid branch, the one it only created (fire and
+    # forget) on a dashed one, and a legend says which is which
+    assert re.match(r"[├└]─ victim ", line_of(lines, "victim"))
+    assert re.match(r"[├└]┄ flusher ", line_of(lines, "flusher"))
+    assert "legend: ├─ awaited by   ├┄ created by, nobody awaits it" in lines
+    assert not any("made before the agent came" in line for line in lines)
+
+
+@needs_attach
+def test_tree_after_an_attach_says_creators_are_unknown(start: Any) -> None:
+    # GIVEN the same program, attached to: the agent never saw its tasks being created
+    target = start("newcomer.py", agent=False).wait_ready()
+    lines = tree_lines(target.pid)
+    # THEN the awaited child still hangs under its waiter, the others are roots, and the tree
+    # says why: their creators are unknown
+    assert re.match(r"[├└]─ victim ", line_of(lines, "victim"))
+    assert line_of(lines, "flusher").startswith("flusher ")
+    since = snapshot(target.pid)["history_since"]
+    note = next(line for line in lines if "made before the agent came" in line)
+    assert note.startswith(f"13 tasks made before the agent came at {clock(since)}: ")
+    assert "who created them is unknown" in note
+
+
+# --- 4. several loops -----------------------------------------------------------------------
+
+
+def test_ps_and_tree_say_which_loop_a_task_runs_on(start: Any) -> None:
+    # GIVEN two loops, the main one and one in a thread named side-loop
+    target = start("newcomer.py", "--thread").wait_ready()
+    # THEN ps has a LOOP column naming each task's loop
+    ps = run_cli("ps", str(target.pid))
+    assert ps.returncode == 0, ps.stderr
+    table = ps.stdout.splitlines()
+    heading = next(line for line in table if line.startswith("ID"))
+    assert heading.split()[:3] == ["ID", "LOOP", "STATE"]
+    assert row_of(table, "side-worker").split()[1] == "side-loop"
+    assert row_of(table, "victim").split()[1] == "MainThread"
+    # AND tree groups the tasks under a title per loop
+    lines = tree_lines(target.pid)
+    main_title = next(i for i, line in enumerate(lines) if line.startswith("── loop MainThread"))
+    side_title = next(i for i, line in enumerate(lines) if line.startswith("── loop side-loop"))
+    victim = lines.index(line_of(lines, "victim"))
+    worker = lines.index(line_of(lines, "side-worker"))
+    assert main_title < victim < side_title < worker
+    assert "· 2 pending ──" in lines[side_title]
+
+
+# --- 5. what an attach could not see --------------------------------------------------------
+
+
+@needs_attach
+def test_after_an_attach_history_and_ages_say_what_the_agent_could_not_see(start: Any) -> None:
+    # GIVEN a program whose early tasks finished before the attach
+    target = start("newcomer.py", agent=False).wait_ready()
+    dumped = snapshot(target.pid)
+    since = dumped["history_since"]
+    assert all(task["created_at"] is None for task in dumped["tasks"])
+    assert all(task["first_seen_at"] >= since for task in dumped["tasks"])
+    # WHEN a task finishes after the attach
+    assert run_cli("cancel", str(target.pid), "victim").returncode == 0
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
+    lines = tree_lines(target.pid, "-a")
+    # THEN the history says from when it counts, and ages are lower bounds, not `?`
+    assert lines[-1].startswith(
+        f"finished since the attach at {clock(since)}: 0 done · 1 cancelled · 0 failed"
+    )
+    assert re.search(r" ≥\d+(\.\d)?m?s$", line_of(lines, "transfer-a"))
+    assert re.search(r" ≥\d+(\.\d)?m?s$", line_of(lines, "victim"))
+    ps = run_cli("ps", "-a", str(target.pid)).stdout
+    assert "?" not in "".join(line.split()[4] for line in ps.splitlines()[2:] if line[:1].isdigit())
+    assert "≥ ages count from the agent's first look" in ps
+
+
+def test_with_the_agent_from_the_start_history_and_ages_are_whole(start: Any) -> None:
+    target = start("newcomer.py").wait_ready()
+    assert "history_since" not in snapshot(target.pid)
+    lines = tree_lines(target.pid, "-a")
+    assert lines[-1].startswith("finished: 3 done · 1 cancelled · 1 failed")
+    assert "≥" not in "\n".join(lines)
+
+
+# --- 6. a cancel on a blocked loop, overdue timers ------------------------------------------
+
+
+def test_a_cancel_waiting_for_a_blocked_loop_shows_until_it_takes_effect(start: Any) -> None:
+    # GIVEN a program whose loop blocks itself for a few seconds
+    target = start("newcomer.py").wait_ready()
+    target.file(f"block-{target.pid}").write_text("6")
+    wait_for(lambda: "blocking" in notes(target), what="the loop to block")
+    # WHEN the user cancels a task meanwhile
+    assert run_cli("cancel", str(target.pid), "victim").returncode == 0
+    # THEN ps says the cancel is requested, and how long ago; the snapshot has the fact
+    victim = tasks_by_name(target.pid)["victim"][0]
+    assert victim["state"] == "pending" and victim["cancel_requested_at"] > 0
+    ps = run_cli("ps", str(target.pid)).stdout
+    assert re.search(r"pending, cancel requested \d+\.\d s ago  victim ", ps)
+    # AND a ticker whose 0.2 s sleep ends while the loop is blocked reads overdue
+    wait_for(
+        lambda: re.search(
+            r"ticker .* sleep, overdue \d+\.\d s", run_cli("ps", str(target.pid)).stdout
+        ),
+        timeout=5,
+        what="the ticker's timer to be overdue",
+    )
+    tree = "\n".join(tree_lines(target.pid))
+    assert re.search(r"victim .*· cancel requested \d+\.\d s ago", tree)
+    assert "notes: unblocked" not in notes(target)  # all of it seen while blocked
+    # AND once the loop runs again, the cancel takes effect and the words go
+    wait_for(lambda: "victim cancelled" in notes(target), timeout=30, what="the cancel")
+    assert "unblocked" in notes(target)
+    after = tasks_by_name(target.pid)
+    assert after["victim"][0]["state"] == "cancelled"
+    assert "cancel requested" not in run_cli("ps", "-a", str(target.pid)).stdout
+    assert "overdue" not in run_cli("ps", str(target.pid)).stdout
 
 
 # --- 7. a process without asyncio; detach -----------------------------------------------------
