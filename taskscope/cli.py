@@ -416,8 +416,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
-    client = AgentClient(args.pid, timeout=args.timeout)
-    client.connect()  # no agent: NoAgent says so, nothing is loaded to be unloaded
+    args.no_inject = True  # no agent: NoAgent says so, nothing is loaded to be unloaded
+    client = connect(args)
     with client:
         client.detach()
     if not _wait_socket_gone(client.path, args.timeout):
