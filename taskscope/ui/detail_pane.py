@@ -16,7 +16,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from taskscope.model import Frame, TaskInfo, TaskModel
-from taskscope.report import safe_text
+from taskscope.report import cancel_note, safe_text
 from taskscope.ui.task_display import (
     STATE_STYLES,
     awaiting_text,
@@ -92,6 +92,9 @@ class DetailPane(Vertical):
         text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
         text.append(f"  · task {task.id} · ")
         text.append(safe_text(task.coro) + "()", style="cyan")
+        if len(model.loops) > 1:
+            loop = model.loops.get(task.loop)
+            text.append(f" · loop {safe_text(loop.label if loop else task.loop)}")
         text.append("\n")
         if task.finished:
             if task.state == "failed":
@@ -107,6 +110,10 @@ class DetailPane(Vertical):
             text.append(awaiting_text(task, model))
             if task.id in model.cycle_members():
                 text.append("  ⟳ await cycle", style="bold magenta")
+        requested = cancel_note(task, now)
+        if requested:
+            text.append("\n")
+            text.append(f"{requested}: its loop has not run it yet", style="bold yellow")
         status = self.cancel_status.get(task.id)
         if status:
             text.append("\n")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.text import Text
 
 from taskscope.model import TaskModel, format_duration
-from taskscope.report import safe_text
+from taskscope.report import age_text, clock, safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ViewOptions, marker, matches
 
@@ -24,6 +24,12 @@ class HistoryTable(RowList):
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
+        if model.history_since is not None:
+            # The agent came by an attach: what finished before it is beyond its sight.
+            self.empty_text = (
+                f"no task has finished since the attach at {clock(model.history_since)} "
+                "(earlier finishes were not seen)"
+            )
         finished = [
             task for task in model.finished() if not options.filter or matches(task, options.filter)
         ]
@@ -57,7 +63,7 @@ class HistoryTable(RowList):
             " ",
             (safe_text(task.coro + "()", 24).ljust(24), "cyan"),
             " ",
-            format_duration(task.age(self.clock())).rjust(7),
+            age_text(task, self.clock()).rjust(7),
             "  ",
             outcome,
         )

@@ -61,7 +61,9 @@ def task_name(model: TaskModel, task_id: str) -> str:
 
 
 def age_text(task: TaskInfo, now: float) -> str:
-    return format_duration(task.age(now)) if task.created_at is not None else ""
+    """`3.0s`, or `≥3.0s` counted from the agent's first look (the task predates an attach)."""
+    age, lower_bound = task.known_age(now)
+    return ("≥" if lower_bound else "") + format_duration(age) if age is not None else ""
 
 
 def state_words(task: TaskInfo, now: float) -> str:
@@ -70,8 +72,10 @@ def state_words(task: TaskInfo, now: float) -> str:
         if task.finished_at is None:
             return task.state
         return f"{task.state} {format_duration(max(0.0, now - task.finished_at))} ago"
-    age = task.age(now)
-    return f"pending {format_duration(age)}" if age is not None else "pending"
+    age, lower_bound = task.known_age(now)
+    if age is None:
+        return "pending"
+    return f"pending {'≥' if lower_bound else ''}{format_duration(age)}"
 
 
 def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
