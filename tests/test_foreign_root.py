@@ -108,7 +108,8 @@ def test_tree_and_cancel_from_the_host(chrooted: tuple[subprocess.Popen[str], Pa
     ps = taskscope("ps", "--no-inject", str(process.pid))
     assert ps.returncode == 0, ps.stderr
     victim_id = next(line.split()[0] for line in ps.stdout.splitlines() if " victim " in line)
-    cancel = taskscope("cancel", "--no-inject", str(process.pid), victim_id)
+    # (`id:N`: a bare N also names the task called Task-N, here main's, and would be refused)
+    cancel = taskscope("cancel", "--no-inject", str(process.pid), f"id:{victim_id}")
     assert cancel.returncode == 0, cancel.stderr
     # THEN the target sees the cancellation, and keeps running
     assert process.stdout is not None
