@@ -296,8 +296,10 @@ def test_detach_stops_the_agent_and_restores_the_process(start: Any, socket_dir:
     wait_for(lambda: report(target) == before, what="the target as it was before the attach")
     # AND --no-inject finds no agent, while the program runs on
     refused = run_cli("ps", "--no-inject", str(target.pid))
-    assert refused.returncode == 1
     assert f"process {target.pid} has no taskscope agent" in refused.stderr
+    # (3.14+ then reads the process's memory instead, read-only, and says so)
+    read_only = "reading its memory instead (read-only)" in refused.stderr
+    assert refused.returncode == (0 if read_only else 1)
     assert target.process.poll() is None
     # AND detaching again says there is nothing to detach; a new attach works
     again = run_cli("detach", str(target.pid))
