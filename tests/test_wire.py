@@ -468,7 +468,15 @@ def test_the_agent_answers_which_encoding_it_uses(start: Any) -> None:
     assert "intern" not in reply and isinstance(reply["snapshot"]["tasks"][0], dict)
 
 
-VOLATILE = ("taken_at", "seconds_left", "deadline_in", "lag", "blocked_for")
+VOLATILE = (
+    "taken_at",
+    "seconds_left",
+    "deadline_in",
+    "seconds_overdue",
+    "deadline_overdue",
+    "lag",
+    "blocked_for",
+)
 
 
 def _normalise(value: Any) -> Any:
