@@ -182,14 +182,16 @@ def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> Wir
         left = round(max(0.0, float(sleep_end) - loop_time), 3)
         result["seconds_left"] = left
         text += f"{seconds_text(left)} left"
-        if float(sleep_end) < loop_time:  # the loop has not woken it: blocked, or busy
-            result["seconds_overdue"] = round(loop_time - float(sleep_end), 3)
+        late = round(loop_time - float(sleep_end), 3)
+        if late > 0:  # the loop has not woken it: blocked, or busy
+            result["seconds_overdue"] = late
     if deadline is not None:
         left = max(0.0, float(deadline) - loop_time)
         result["deadline_in"] = round(left, 3)
         text += f", timeout in {seconds_text(left)}"
-        if float(deadline) < loop_time:
-            result["deadline_overdue"] = round(loop_time - float(deadline), 3)
+        late = round(loop_time - float(deadline), 3)
+        if late > 0:
+            result["deadline_overdue"] = late
     result["text"] = text + str(after)
     return result  # type: ignore[return-value]
 
