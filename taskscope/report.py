@@ -179,7 +179,9 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
 
 def _first_seen_note(model: TaskModel) -> str:
     since = f" at {clock(model.history_since)}" if model.history_since is not None else ""
-    return f"≥ ages count from the agent's first look{since}: the task was made before it came"
+    return (
+        f"≥: an age counted from the agent's first look{since} (the task is older than the agent)"
+    )
 
 
 def tree_text(
@@ -306,7 +308,7 @@ def _prefix(model: TaskModel, row: TreeRow) -> str:
 def finished_summary(model: TaskModel, now: float) -> str:
     counts = model.counts()
     since = (
-        f" since the attach at {clock(model.history_since)}"
+        f" since the agent started at {clock(model.history_since)}"
         if model.history_since is not None
         else ""
     )

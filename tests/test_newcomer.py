@@ -193,13 +193,13 @@ def test_after_an_attach_history_and_ages_say_what_the_agent_could_not_see(start
     lines = tree_lines(target.pid, "-a")
     # THEN the history says from when it counts, and ages are lower bounds, not `?`
     assert lines[-1].startswith(
-        f"finished since the attach at {clock(since)}: 0 done · 1 cancelled · 0 failed"
+        f"finished since the agent started at {clock(since)}: 0 done · 1 cancelled · 0 failed"
     )
     assert re.search(r" ≥\d+(\.\d)?m?s$", line_of(lines, "transfer-a"))
     assert re.search(r" ≥\d+(\.\d)?m?s$", line_of(lines, "victim"))
     ps = run_cli("ps", "-a", str(target.pid)).stdout
     assert "?" not in "".join(line.split()[4] for line in ps.splitlines()[2:] if line[:1].isdigit())
-    assert "≥ ages count from the agent's first look" in ps
+    assert "≥: an age counted from the agent's first look" in ps
 
 
 def test_with_the_agent_from_the_start_history_and_ages_are_whole(start: Any) -> None:

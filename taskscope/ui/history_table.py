@@ -27,7 +27,7 @@ class HistoryTable(RowList):
         if model.history_since is not None:
             # The agent came by an attach: what finished before it is beyond its sight.
             self.empty_text = (
-                f"no task has finished since the attach at {clock(model.history_since)} "
+                f"no task has finished since the agent started at {clock(model.history_since)} "
                 "(earlier finishes were not seen)"
             )
         finished = [

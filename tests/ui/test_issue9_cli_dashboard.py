@@ -94,7 +94,8 @@ def test_after_an_attach_ages_are_lower_bounds_and_history_says_since_when(start
         await until(
             pilot,
             lambda: (
-                f"no task has finished since the attach at {since}" in history.render_line(1).text
+                f"no task has finished since the agent started at {since}"
+                in history.render_line(1).text
             ),
             what="the history's empty line",
         )
