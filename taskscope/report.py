@@ -178,9 +178,11 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
 
 
 def _first_seen_note(model: TaskModel) -> str:
-    since = f" at {clock(model.history_since)}" if model.history_since is not None else ""
+    if model.history_since is None:  # the agent was there from the start: creators untracked
+        return "≥: an age counted from the agent's first look (creations are not tracked)"
     return (
-        f"≥: an age counted from the agent's first look{since} (the task is older than the agent)"
+        f"≥: an age counted from the agent's first look at {clock(model.history_since)} "
+        "(the task is older than the agent)"
     )
 
 
@@ -236,12 +238,17 @@ def tree_text(
         for row in rows
         if row.depth == 0 and row.task.parent is None and row.task.first_seen_at is not None
     ]
-    if unseen:
-        since = f" at {clock(model.history_since)}" if model.history_since is not None else ""
+    if unseen and model.history_since is not None:
         lines.append(
             f"{len(unseen)} task{'s' if len(unseen) != 1 else ''} made before the agent came"
-            f"{since}: who created {'them' if len(unseen) != 1 else 'it'} is unknown (shown "
-            "as roots); their ages, marked ≥, count from the agent's first look"
+            f" at {clock(model.history_since)}: who created "
+            f"{'them' if len(unseen) != 1 else 'it'} is unknown (shown as roots); their ages, "
+            "marked ≥, count from the agent's first look"
+        )
+    elif unseen:
+        lines.append(
+            "creations are not tracked (track_tasks off): no task shows its creator, and "
+            "ages, marked ≥, count from the agent's first look"
         )
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))

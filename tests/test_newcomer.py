@@ -152,6 +152,18 @@ def test_tree_after_an_attach_says_creators_are_unknown(start: Any) -> None:
     assert "who created them is unknown" in note
 
 
+def test_with_creations_untracked_the_tree_says_so_not_that_tasks_predate_the_agent(
+    start: Any,
+) -> None:
+    # GIVEN the agent from the start, creations not tracked (track_tasks=False)
+    target = start("newcomer.py", env={"TASKSCOPE_TRACK": "0"}).wait_ready()
+    lines = tree_lines(target.pid)
+    # THEN no task is said to predate the agent; the tree says creators are not tracked
+    assert not any("made before the agent came" in line for line in lines)
+    assert any(line.startswith("creations are not tracked (track_tasks off)") for line in lines)
+    assert re.search(r" ≥\d+(\.\d)?m?s$", line_of(lines, "flusher"))
+
+
 # --- 4. several loops -----------------------------------------------------------------------
 
 
