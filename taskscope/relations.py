@@ -29,8 +29,12 @@ LEGEND: Final = "├─ awaited by   ├┄ created by, nobody awaits it"
 
 
 def relation(task: TaskInfo, parent_id: str) -> Relation:
-    """How `task` hangs under `parent_id`: awaited when the parent is among its waiters."""
-    return AWAITED if parent_id in task.awaited_by else CREATED
+    """How `task` hangs under `parent_id`: created when it is pending and its parent (nor
+    anyone) does not await it. A finished task has no waiters left; what the dashed branch
+    is for is the pending task nobody will collect, so a finished one hangs on a solid one."""
+    if task.finished or parent_id in task.awaited_by:
+        return AWAITED
+    return CREATED
 
 
 def branch(kind: Relation, is_last: bool) -> str:
