@@ -92,9 +92,6 @@ class DetailPane(Vertical):
         text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
         text.append(f"  · task {task.id} · ")
         text.append(safe_text(task.coro) + "()", style="cyan")
-        if len(model.loops) > 1:
-            loop = model.loops.get(task.loop)
-            text.append(f" · loop {safe_text(loop.label if loop else task.loop)}")
         text.append("\n")
         if task.finished:
             if task.state == "failed":
@@ -110,6 +107,11 @@ class DetailPane(Vertical):
             text.append(awaiting_text(task, model))
             if task.id in model.cycle_members():
                 text.append("  ⟳ await cycle", style="bold magenta")
+        if len(model.loops) > 1:
+            loop = model.loops.get(task.loop)
+            text.append("\nruns on  ", style="bold")
+            text.append(f"loop {safe_text(loop.label if loop else task.loop)}")
+            text.append(f" (one of {len(model.loops)})", style="dim")
         requested = cancel_note(task, now)
         if requested:
             text.append("\n")
