@@ -303,10 +303,17 @@ def inspect_target(pid: int) -> TargetInfo:
             "pass the pid of a Python process"
         ) from exc
     except PermissionError as exc:
-        # Its memory map is closed to us; what anyone may read still tells a program that is
-        # plainly not Python (pid 1 of a container, a daemon of root) from one we may not trace.
+        # Its memory map is closed to us even though we are root or its owner; what anyone
+        # may read still tells a program that is plainly not Python (pid 1 of a container)
+        # from one we may not trace. Someone else's process gets the ownership reason, which
+        # is true and says what to do (a renamed Python, gunicorn's workers, would be
+        # misnamed here).
         command = _command_line(pid)
-        if not _looks_like_python(pid, command):
+        uid_field = _status_field(pid, "Uid")
+        ours = os.geteuid() == 0 or (
+            uid_field is not None and int(uid_field.split()[1]) == os.geteuid()
+        )
+        if ours and not _looks_like_python(pid, command):
             shown = " ".join(command)[:80] or _process_name(pid)
             raise NotPython(
                 f"process {pid} ({_process_name(pid)}: {shown}) is not a Python process, by its "
