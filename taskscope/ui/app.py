@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 
 from taskscope.client import ClientError
 from taskscope.model import TaskInfo, TaskModel
+from taskscope.relations import LEGEND
 from taskscope.report import safe_text, task_text
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.detail_pane import DetailPane
@@ -50,6 +51,8 @@ VIEW_TITLES = {
     "groups": "Grouped",
     "history": "Recently finished",
 }
+#: A line under each view that explains its marks.
+VIEW_LEGENDS = {"tree": LEGEND}
 #: How long a cancelled task may keep running before we say it ignored the cancellation.
 CANCEL_GRACE = 3.0
 TICK_SECONDS = 1.0
@@ -241,6 +244,7 @@ class TaskscopeApp(App[int]):
     def on_mount(self) -> None:
         self._filter_box.display = False
         self._switcher.border_title = VIEW_TITLES["tree"]
+        self._switcher.border_subtitle = VIEW_LEGENDS["tree"]
         self.task_tree.focus()
         self.detail.show(self.model, None)
         self._refresh_header()
@@ -573,6 +577,7 @@ class TaskscopeApp(App[int]):
         switcher = self._switcher
         switcher.current = view
         switcher.border_title = VIEW_TITLES[view]
+        switcher.border_subtitle = VIEW_LEGENDS.get(view, "")
         if view in self._dirty:
             self._rebuild_view(view)
         widget = self._views[view]

@@ -13,15 +13,18 @@ import bisect
 from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from taskscope.model import TaskInfo, TaskModel
+from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
 from taskscope.report import safe_text
 from taskscope.ui.task_display import ViewOptions, age_text, awaiting_text, marker, sort_key
 
@@ -319,6 +322,36 @@ class TaskTree(Tree[str]):
         return True
 
     # --- rendering -----------------------------------------------------------------------------
+
+    def relation_of(self, task_id: str) -> str | None:
+        """How the task hangs under its parent node: awaited, created, or None at the top."""
+        parent = self._parent_of.get(task_id)
+        task = self.model.tasks.get(task_id)
+        if parent is None or task is None:
+            return None
+        return relation(task, parent)
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """Textual draws every branch alike; a child its parent only created (nobody awaits
+        it) gets the dashed branch of `taskscope.relations` instead."""
+        strip = super()._render_line(y, x1, x2, base_style)
+        lines = self._tree_lines
+        if y >= len(lines):
+            return strip
+        path = lines[y].path
+        task_id = path[-1].data
+        if len(path) < 2 or task_id is None or self.relation_of(task_id) != CREATED:
+            return strip
+        start = (len(path) - 2) * self.guide_depth - x1
+        end = start + 2
+        if start < 0 or end > strip.cell_length:
+            return strip
+        before, branch, after = strip.divide([start, end, strip.cell_length])
+        dashed = [
+            Segment(segment.text.replace(AWAITED_STROKE, CREATED_STROKE), segment.style)
+            for segment in branch
+        ]
+        return Strip.join([before, Strip(dashed, 2), after])
 
     def render_label(self, node: TaskNode, base_style: Style, style: Style) -> Text:
         task = self.model.tasks.get(node.data) if node.data is not None else None

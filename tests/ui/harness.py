@@ -63,3 +63,9 @@ def run_app(
 
     asyncio.run(main())
     return app
+
+
+def screen_text(app: TaskscopeApp) -> str:
+    """What the terminal shows now, as plain text lines (the screen the user reads)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
