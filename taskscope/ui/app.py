@@ -142,7 +142,9 @@ class TaskscopeApp(App[int]):
     TITLE = "taskscope"
     ENABLE_COMMAND_PALETTE = False
 
+    # Pause comes first: the footer lists keys in this order and cuts off what does not fit.
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_pause", "Pause", priority=True, key_display="space"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -158,7 +160,6 @@ class TaskscopeApp(App[int]):
         Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
         Binding("e", "export", "Export JSON"),
         Binding("y", "copy_task", "Copy task"),
-        Binding("space", "toggle_pause", "Pause", priority=True, key_display="space"),
     ]
 
     def __init__(

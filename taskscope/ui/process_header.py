@@ -5,6 +5,7 @@ updates are paused or the process has exited."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -30,10 +31,56 @@ def _program(command: str) -> str:
     return " ".join(words)
 
 
+def _fitted(command: str, width: int) -> str:
+    """The command in `width` cells: paths lose their directories before anything is cut."""
+    command = safe_text(command)
+    if len(command) <= width:
+        return command
+    words = [os.path.basename(word) if "/" in word else word for word in command.split()]
+    return safe_text(" ".join(words), width)
+
+
 class ProcessHeader(Static):
     """Two or more lines of facts; rebuilt from the model and process facts on each tick."""
 
     _last_text: Text | None = None
+    _shown_args: tuple[Any, ...] | None = None
+
+    def on_resize(self) -> None:
+        # The process line is fitted to the width: fit it again.
+        if self._shown_args is not None:
+            model, info, data_age, paused, gone, notice = self._shown_args
+            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice)
+
+    def _process_line(self, model: TaskModel | None, info: ProcessInfo) -> Text:
+        """`taskscope · pid · command · Python · CPU · RSS · threads · fds` on one line: the
+        command gives up what does not fit (its directories first), never the facts after it."""
+        pid = info.get("pid", model.pid if model else 0)
+        facts: list[str] = []
+        python = info.get("python") or (model.python if model else "")
+        if python:
+            facts.append(f"Python {safe_text(python)}")
+        if "cpu_percent" in info:
+            facts.append(f"CPU {info['cpu_percent']:.0f}%")
+        if "rss" in info:
+            facts.append(f"RSS {_megabytes(info['rss'])}")
+        if "threads" in info:
+            facts.append(f"{info['threads']} threads")
+        if "fds" in info:
+            facts.append(f"{info['fds']} fds")
+        head = f" · pid {pid}"
+        tail = "".join(f" · {fact}" for fact in facts)
+        text = Text()
+        text.append("taskscope", style="bold")
+        text.append(head)
+        if "command" in info:
+            width = self.content_region.width or self.size.width or 1000
+            room = width - len("taskscope") - len(head) - len(tail) - len(" · ")
+            command = _fitted(_program(info["command"]), max(12, min(60, room)))
+            text.append(" · ")
+            text.append(command, style="bold cyan")
+        text.append(tail)
+        return text
 
     def show(
         self,
@@ -45,24 +92,8 @@ class ProcessHeader(Static):
         gone: str | None,
         notice: str = "",
     ) -> None:
-        text = Text()
-        pid = info.get("pid", model.pid if model else 0)
-        text.append("taskscope", style="bold")
-        text.append(f" · pid {pid}")
-        if "command" in info:
-            text.append(" · ")
-            text.append(safe_text(_program(info["command"]), 60), style="bold cyan")
-        python = info.get("python") or (model.python if model else "")
-        if python:
-            text.append(f" · Python {safe_text(python)}")
-        if "cpu_percent" in info:
-            text.append(f" · CPU {info['cpu_percent']:.0f}%")
-        if "rss" in info:
-            text.append(f" · RSS {_megabytes(info['rss'])}")
-        if "threads" in info:
-            text.append(f" · {info['threads']} threads")
-        if "fds" in info:
-            text.append(f" · {info['fds']} fds")
+        self._shown_args = (model, info, data_age, paused, gone, notice)
+        text = self._process_line(model, info)
         if model is not None:
             for loop in model.loops.values():
                 text.append("\n")

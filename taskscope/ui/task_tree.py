@@ -154,7 +154,7 @@ class TaskTree(Tree[str]):
             self._drop(task_id)
         shows = self.options.shows
         selected = self.selected_task
-        placed_by = sort_key(self.options.sort) if self.options.sort != "age" else None
+        placed_by = sort_key(self.options.sort)
         for task_id in sorted(changed, key=_number):
             task = model.tasks.get(task_id)
             if task is None:
@@ -168,8 +168,7 @@ class TaskTree(Tree[str]):
                 self._place(task_id, set())
             else:
                 new_parent = self._parent_for(task) != self._parent_of.get(task_id)
-                placed_key = self._placed_key.get(task_id)
-                new_place = placed_by is not None and placed_by(task) != placed_key
+                new_place = placed_by(task) != self._placed_key.get(task_id)
                 if new_parent or new_place:
                     self._move(task_id)
         if len(self._task_nodes) > self.limit:
@@ -244,13 +243,16 @@ class TaskTree(Tree[str]):
         return node
 
     def _insert(self, parent: TaskNode, task: TaskInfo) -> TaskNode:
+        """Add a task's node among its siblings in sort order (for the age order, the CLI's:
+        pending first, then by creation), so that siblings never shift as updates arrive."""
         label = Text(safe_text(task.name))  # a Text: a str label would be parsed as markup
-        if self.options.sort == "age" or not parent.children:
-            if self.options.sort != "age":
-                self._placed_key[task.id] = sort_key(self.options.sort)(task)
+        key = sort_key(self.options.sort)
+        mine = key(task)
+        self._placed_key[task.id] = mine
+        if not parent.children:
+            self._sibling_keys[parent.id] = [mine]
             node = parent.add(label, data=task.id, expand=True, allow_expand=False)
         else:
-            key = sort_key(self.options.sort)
             keys = self._sibling_keys.get(parent.id)
             if keys is None:
                 keys = [
@@ -258,8 +260,6 @@ class TaskTree(Tree[str]):
                     for child in parent.children
                 ]
                 self._sibling_keys[parent.id] = keys
-            mine = key(task)
-            self._placed_key[task.id] = mine
             index = bisect.bisect_right(keys, mine)
             keys.insert(index, mine)
             if index < len(parent.children):

@@ -76,7 +76,7 @@ def test_delta_updates_nodes_by_task_id_without_rebuilding() -> None:
             awaiting=awaiting("sleep", "sleep, 1.0 s left"),
             awaited_by=["1"],
             parent="1",
-            age=725,
+            age=724,  # created when it was: a record's creation time never changes
         )
         new = wire_task(
             "35", "job-35", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=0.5

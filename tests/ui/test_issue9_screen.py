@@ -14,8 +14,8 @@ from textual.pilot import Pilot
 
 from taskscope.relations import LEGEND
 from taskscope.ui.app import TaskscopeApp
-from tests.ui.fakes import FakeSource
-from tests.ui.harness import run_app, screen_text
+from tests.ui.fakes import FakeSource, awaiting, delta, wire_task
+from tests.ui.harness import run_app, screen_text, until
 
 
 def line_with(screen: str, needle: str) -> str:
@@ -35,5 +35,81 @@ def test_created_child_is_drawn_dashed_and_awaited_child_solid_with_a_legend() -
         assert "└┄ " in conn and "─" not in conn.split("conn-51234")[0]
         # and the legend under the tree says which is which
         assert LEGEND in screen
+
+    run_app(scenario)
+
+
+def test_header_fits_140_columns_without_leaving_fds_alone() -> None:
+    source = FakeSource()
+    source.info["command"] = (
+        "/usr/bin/python3 /work/main/taskscope/examples_data/demo_service.py --port 8080 -v"
+    )
+    source.info["rss"] = 1234 * 1024 * 1024
+    source.info["threads"] = 123
+    source.info["fds"] = 1024
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await until(pilot, lambda: "rss" in app.facts, what="the process facts")
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        # THEN the process line keeps every fact up to the fds, in one line of 140 cells
+        assert lines[0].strip().startswith("taskscope · pid 4242 · ")
+        assert lines[0].rstrip().endswith("· 123 threads · 1024 fds"), lines[0]
+        assert "demo_service.py" in lines[0]
+        # and the next line is the loop's, not the rest of the process line
+        assert lines[1].strip().startswith("loop MainThread: running"), lines[1]
+
+    run_app(scenario, source)
+
+
+def test_space_pause_stays_in_the_footer_in_every_view() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        for key in ("g", "h", "l", "t"):
+            await pilot.press(key)
+            await pilot.pause()
+            # THEN the footer (the last line) still offers space Pause
+            assert "space Pause" in screen_text(app).splitlines()[-1], key
+
+    run_app(scenario)
+
+
+def test_finished_children_keep_the_cli_order_as_updates_arrive() -> None:
+    def tree_children(app: TaskscopeApp, task_id: str) -> list[str]:
+        node = app.task_tree.node_for(task_id)
+        assert node is not None
+        return [str(child.data) for child in node.children]
+
+    def cli_children(app: TaskscopeApp, task_id: str) -> list[str]:
+        return [task.id for task in app.model.children_map()[task_id]]
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # WHEN two jobs start under the dispatcher, the later-numbered one created first
+        early = wire_task(
+            "36", "job-36", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=10
+        )
+        late = wire_task(
+            "35", "job-35", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=0.5
+        )
+        applied = app.updates_applied
+        source.push(delta([late, early]))
+        await until(pilot, lambda: app.updates_applied > applied, what="the new jobs")
+        # THEN they sit where `taskscope tree` puts them: pending first, by creation
+        assert tree_children(app, "3") == cli_children(app, "3") == ["36", "35", "33", "34"]
+        # WHEN the first of them finishes
+        done = wire_task(
+            "36",
+            "job-36",
+            "process",
+            state="done",
+            parent="3",
+            age=10,
+            finished_ago=0.1,
+            result="'ok'",
+        )
+        applied = app.updates_applied
+        source.push(delta([done]))
+        await until(pilot, lambda: app.updates_applied > applied, what="the finish")
+        # THEN it moves among the finished ones, in creation order, as the CLI lists them
+        assert tree_children(app, "3") == cli_children(app, "3") == ["35", "36", "33", "34"]
 
     run_app(scenario)
