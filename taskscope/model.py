@@ -198,6 +198,22 @@ class TreeRow:
     repeated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """Tasks of one coroutine waiting at one place: the grouped view's line."""
+
+    coro: str
+    #: What they await, in the words they share (`wait_for shield task …`).
+    what: str
+    #: `file:line` where their coroutine is suspended, "" when it is not.
+    site: str
+    ids: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
 @dataclass(slots=True)
 class TaskModel:
     """Every task of one process as last reported, updated in place by snapshots and deltas."""
@@ -339,22 +355,29 @@ class TaskModel:
                 for index in range(len(kids) - 1, -1, -1)
             )
 
-    def groups(self, include_finished: bool = False) -> list[tuple[str, str, int, list[str]]]:
-        """Tasks grouped by coroutine and await site: (coro, awaiting kind/text, count, ids),
-        biggest first. `10,000 x handle() awaiting StreamReader.read` at a glance."""
-        grouped: dict[tuple[str, str], list[str]] = {}
+    def groups(self, include_finished: bool = False) -> list[GroupRow]:
+        """Tasks grouped by coroutine and await site (what kind of thing they await, at which
+        line of their coroutine), biggest first: `3 x worker() awaiting wait_for shield task …`
+        however many different tasks the three workers wait for."""
+        grouped: dict[tuple[str, str, Frame | None], list[TaskInfo]] = {}
+        key: tuple[str, str, Frame | None]
         for task in self.tasks.values():
-            if task.finished and not include_finished:
-                continue
             if task.finished:
-                what = task.state
+                if not include_finished:
+                    continue
+                key = (task.coro, task.state, None)
             elif task.awaiting is not None:
-                what = _group_label(task.awaiting)
+                key = (task.coro, task.awaiting.kind, task.stack[0] if task.stack else None)
             else:
-                what = "running" if task.running else "ready"
-            grouped.setdefault((task.coro, what), []).append(task.id)
-        rows = [(coro, what, len(ids), ids) for (coro, what), ids in grouped.items()]
-        rows.sort(key=lambda row: (-row[2], row[0], row[1]))
+                key = (task.coro, "running" if task.running else "ready", None)
+            grouped.setdefault(key, []).append(task)
+        rows = []
+        for (coro, kind, frame), members in grouped.items():
+            awaitings = [task.awaiting for task in members if task.awaiting is not None]
+            what = _shared_words([_group_label(a) for a in awaitings]) if awaitings else kind
+            site = frame.location if frame is not None else ""
+            rows.append(GroupRow(coro, what, site, [task.id for task in members]))
+        rows.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
         return rows
 
     def subtree(self, task_id: str) -> list[str]:
@@ -371,6 +394,21 @@ class TaskModel:
             result.append(current)
             pending.extend(kid.id for kid in children.get(current, []))
         return result
+
+
+def _shared_words(texts: list[str]) -> str:
+    """What the texts say alike, in whole words, `…` where they differ."""
+    first, last = min(texts), max(texts)
+    if first == last:
+        return first
+    same = next(
+        (i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first)
+    )
+    common = first[:same]
+    if first[same : same + 1].strip() or last[same : same + 1].strip():
+        common = common[: max(0, common.rfind(" "))]  # the last word is cut: drop it
+    shared = common.rstrip(" ,:")
+    return f"{shared} …" if shared else "…"
 
 
 def _group_label(awaiting: Awaiting) -> str:

@@ -123,7 +123,7 @@ def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
             ),
         )
     )
-    assert [(coro, what, count) for coro, what, count, _ids in model.groups()] == [
+    assert [(row.coro, row.what, row.count) for row in model.groups()] == [
         ("worker", "Queue.get on jobs (0 items)", 3),
         ("sleeper", "sleep", 2),
     ]

@@ -434,13 +434,13 @@ class TaskscopeApp(App[int]):
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:
         groups = self._groups
-        coro, what, count, ids = groups.groups[message.key]
+        row = groups.groups[message.key]
         self.options = ViewOptions(
             filter="",
             show_finished=self.options.show_finished,
             sort=self.options.sort,
-            only_ids=frozenset(ids),
-            only_label=f"{count:,} x {safe_text(coro)}() {what}",
+            only_ids=frozenset(row.ids),
+            only_label=f"{row.count:,} x {safe_text(row.coro)}() {safe_text(row.what)}",
         )
         self._rebuild_all()
         self._switch_view("table")

@@ -1,16 +1,18 @@
 """The grouped view: tasks grouped by coroutine and await site with counts, biggest first
-(`10,000 x handle() awaiting StreamReader.read`), for processes with many tasks."""
+(`10,000 x handle() awaiting StreamReader.read`), for processes with many tasks. Tasks of one
+coroutine parked at the same line are one group, whatever task or peer each one waits for."""
 
 from __future__ import annotations
 
+import os
+
 from rich.text import Text
 
-from taskscope.model import TaskModel
+from taskscope.model import GroupRow, TaskModel
 from taskscope.report import safe_text
+from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ViewOptions, matches
-
-Group = tuple[str, str, int, list[str]]
 
 
 class GroupTable(RowList):
@@ -18,40 +20,48 @@ class GroupTable(RowList):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.groups: dict[str, Group] = {}
+        self.groups: dict[str, GroupRow] = {}
         self.empty_text = "no tasks"
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         groups = model.groups(include_finished=False)
         if options.filter:
             groups = _filtered(model, groups, options.filter)
-        self.groups = {
-            f"{coro}\x00{what}": (coro, what, count, ids) for coro, what, count, ids in groups
-        }
+        self.groups = {f"{row.coro}\x00{row.what}\x00{row.site}": row for row in groups}
         self.set_rows(list(self.groups))
 
     def header(self) -> Text:
-        return Text(f"{'TASKS':>9}    COROUTINE AND WHAT IT AWAITS")
+        return Text(f"{'TASKS':>9}    COROUTINE AND WHAT IT AWAITS, WHERE")
 
     def render_row(self, key: str) -> Text:
-        coro, what, count, _ids = self.groups[key]
-        return Text.assemble(
-            (f"{count:>9,}", "bold"),
+        row = self.groups[key]
+        text = Text.assemble(
+            (f"{row.count:>9,}", "bold"),
             " x ",
-            (safe_text(coro + "()", 40), "cyan"),
-            "  awaiting " if what not in ("running", "ready") else "  ",
-            safe_text(what, 80),
+            (safe_text(row.coro + "()", 40), "cyan"),
+            "  awaiting " if row.what not in ("running", "ready") else "  ",
+            safe_text(row.what, 80),
         )
+        if row.site:
+            text.append(f"  at {safe_text(_short_site(row.site), 60)}", style="dim")
+        return text
 
 
-def _filtered(model: TaskModel, groups: list[Group], needle: str) -> list[Group]:
-    result: list[Group] = []
-    for coro, what, _count, ids in groups:
-        if needle.lower() in coro.lower() or needle.lower() in what.lower():
-            result.append((coro, what, len(ids), ids))
+def _short_site(site: str) -> str:
+    """`demo_service.py:84`, `asyncio/tasks.py:520`: enough to tell two sites apart."""
+    short = short_path(site)
+    return os.path.basename(short) if short == site else short
+
+
+def _filtered(model: TaskModel, groups: list[GroupRow], needle: str) -> list[GroupRow]:
+    result: list[GroupRow] = []
+    lowered = needle.lower()
+    for row in groups:
+        if lowered in row.coro.lower() or lowered in row.what.lower():
+            result.append(row)
             continue
-        kept = [task_id for task_id in ids if matches(model.tasks[task_id], needle)]
+        kept = [task_id for task_id in row.ids if matches(model.tasks[task_id], needle)]
         if kept:
-            result.append((coro, what, len(kept), kept))
-    result.sort(key=lambda row: (-row[2], row[0], row[1]))
+            result.append(GroupRow(row.coro, row.what, row.site, kept))
+    result.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
     return result

@@ -29,6 +29,7 @@ def wire_task(
     finished_ago: float | None = None,
     result: str | None = None,
     exception: str | None = None,
+    line: int | None = None,
 ) -> WireTask:
     task: dict[str, Any] = {
         "id": task_id,
@@ -36,7 +37,8 @@ def wire_task(
         "name": name,
         "state": state,
         "coro": coro,
-        "stack": [{"function": coro, "file": "app/service.py", "line": 10 + int(task_id)}]
+        # Tasks of one coroutine are parked at one line of it (its await site), unless told.
+        "stack": [{"function": coro, "file": "app/service.py", "line": line or 10 + len(coro)}]
         if state == "pending"
         else [],
         "awaiting": awaiting,

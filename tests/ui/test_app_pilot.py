@@ -194,15 +194,15 @@ def test_view_keys_switch_between_tree_table_groups_and_history() -> None:
         await pilot.press("g")
         groups = app.query_one("#groups", GroupTable)
         assert app.view == "groups"
-        fetch = [group for group in groups.groups.values() if group[0] == "fetch"]
+        fetch = [group for group in groups.groups.values() if group.coro == "fetch"]
         assert fetch
-        assert fetch[0][2] == 2
+        assert fetch[0].count == 2
         assert (
             "2 x fetch()"
             in groups.render_row(
                 groups.keys[
                     groups.keys.index(
-                        next(key for key, group in groups.groups.items() if group[0] == "fetch")
+                        next(key for key, group in groups.groups.items() if group.coro == "fetch")
                     )
                 ]
             ).plain
@@ -223,7 +223,7 @@ def test_enter_on_a_group_lists_its_tasks_and_escape_shows_all() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await pilot.press("g")
         groups = app.query_one("#groups", GroupTable)
-        key = next(key for key, group in groups.groups.items() if group[0] == "fetch")
+        key = next(key for key, group in groups.groups.items() if group.coro == "fetch")
         groups.select_key(key)
         await pilot.press("enter")
         table = app.query_one("#table", TaskTable)
@@ -535,7 +535,7 @@ def test_y_copies_the_selected_task_as_text() -> None:
         assert text.splitlines()[0] == "task 3 dispatcher in process 4242: pending, dispatch()"
         assert "awaiting: Queue.get on jobs (0 items)" in text
         assert "awaited by: 1 (main)" in text
-        assert "  dispatch  app/service.py:13" in text  # its stack
+        assert "  dispatch  app/service.py:18" in text  # its stack: where dispatch() is parked
         assert "  main  app/service.py:40" in text  # where it was created
         # A finished task says how it ended.
         assert app.task_tree.select_task("33")

@@ -12,9 +12,10 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from taskscope.protocol import WireTask
 from taskscope.relations import LEGEND
 from taskscope.ui.app import TaskscopeApp
-from tests.ui.fakes import FakeSource, awaiting, delta, wire_task
+from tests.ui.fakes import FakeSource, awaiting, delta, service_tasks, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
 
 
@@ -113,3 +114,38 @@ def test_finished_children_keep_the_cli_order_as_updates_arrive() -> None:
         assert tree_children(app, "3") == cli_children(app, "3") == ["35", "36", "33", "34"]
 
     run_app(scenario)
+
+
+def test_grouped_view_joins_workers_parked_at_one_line_whatever_they_await() -> None:
+    def worker(task_id: str, job: str, line: int) -> WireTask:
+        return wire_task(
+            task_id,
+            f"worker-{task_id}",
+            "worker",
+            awaiting=awaiting(
+                "wait_for", f"wait_for shield task {job}, timeout in 1.{task_id} s", [job]
+            ),
+            awaited_by=["1"],
+            parent="1",
+            line=line,
+        )
+
+    tasks = [
+        *service_tasks(),
+        worker("41", "job-32", 84),
+        worker("42", "job-33", 84),
+        worker("43", "job-34", 84),
+        worker("44", "job-35", 99),  # the same coroutine, parked at another line
+    ]
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await pilot.press("g")
+        await pilot.pause()
+        screen = screen_text(app)
+        # THEN the three workers at line 84 are one group, named by what they share
+        assert "3 x worker()  awaiting wait_for shield task …  at service.py:84" in screen
+        # and the one parked elsewhere is its own group, with its own words
+        assert "1 x worker()  awaiting wait_for shield task job-35  at service.py:99" in screen
+        assert "job-32" not in screen
+
+    run_app(scenario, FakeSource(snapshot(tasks)))
