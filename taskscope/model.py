@@ -162,6 +162,8 @@ class LoopInfo:
     tasks: int
     #: Blocked until just before the answer: the client waited as long for it (the GIL held).
     blocked_ended: bool = False
+    #: The task the loop's `run_until_complete` waits for: when it ends, the loop stops.
+    main_task: str | None = None
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -177,6 +179,7 @@ class LoopInfo:
             type=str(raw.get("type", "")),
             tasks=int(raw.get("tasks", 0)),
             blocked_ended=bool(raw.get("blocked_ended")),
+            main_task=raw.get("main_task"),
         )
 
     @property

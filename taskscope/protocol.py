@@ -123,6 +123,8 @@ class WireLoop(TypedDict):
     blocking_stack: list[WireFrame]
     type: str
     tasks: int
+    # The task the loop's `run_until_complete` waits for (the main task of `asyncio.run`).
+    main_task: NotRequired[str | None]
 
 
 class WireSnapshot(TypedDict):

@@ -74,6 +74,8 @@ def _asend_types() -> tuple[type, ...]:
 _ASEND_TYPES = _asend_types()
 _TASK_GROUP_DONE = taskgroups.TaskGroup._on_task_done
 #: The pure-Python Task's wake-up is a bound method (the C Task's is a builtin method).
+#: The done callback `run_until_complete` (so `asyncio.run`) puts on the task it drives.
+_RUN_UNTIL_COMPLETE_CB = getattr(asyncio.base_events, "_run_until_complete_cb", None)
 _PY_TASK_WAKEUP = getattr(getattr(asyncio.tasks, "_PyTask", None), "_Task__wakeup", None)
 #: 3.13+: as_completed is a class; its done-callback is a bound method feeding `_done`.
 _AS_COMPLETED_ITERATOR = getattr(asyncio.tasks, "_AsCompletedIterator", None)
@@ -477,6 +479,8 @@ class SnapshotBuilder:
         stack_cache = _STACK_CACHE
         tracker_loop = None
         loop_id = ""
+        #: loop id -> the task its `run_until_complete` (`asyncio.run`) waits for.
+        main_tasks: dict[str, str] = {}
         run = 0
         weak = weakref.ref
         for task in tasks:
@@ -560,6 +564,9 @@ class SnapshotBuilder:
             waiter_numbers: list[int] | None = None
             callbacks = getattr(task, "_callbacks", None)
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
+                for entry in callbacks:
+                    if (entry[0] if type(entry) is tuple else entry) is _RUN_UNTIL_COMPLETE_CB:
+                        main_tasks[loop_id] = wire[0]
                 owners_of: list[Any] = []
                 waiters = _resolve_waiters(task, owners=owners_of)
                 if waiters or owners_of:
@@ -661,6 +668,7 @@ class SnapshotBuilder:
         for info in loops:
             wire_loop = _loop_record(tracker, info)
             wire_loop["tasks"] = counts.get(id(info[1]), 0)
+            wire_loop["main_task"] = main_tasks.get(wire_loop["id"])
             loop_records.append(wire_loop)
         if include_finished:
             pending_numbers = {meta.task_id for meta in part_metas}
