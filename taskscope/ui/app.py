@@ -680,6 +680,8 @@ class TaskscopeApp(App[int]):
             question = f"Cancel {name} ({what})?"
             detail = ""
 
+        warning = self._ends_program(task, name)
+
         def answered(yes: bool | None) -> None:
             if yes:
                 request = CancelRequest(root=task.id, name=name, ids=ids)
@@ -688,7 +690,25 @@ class TaskscopeApp(App[int]):
             else:
                 self.notify(f"{name} not cancelled", timeout=2)
 
-        self.push_screen(CancelDialog(question, detail), answered)
+        self.push_screen(CancelDialog(question, detail, warning), answered)
+
+    def _ends_program(self, task: TaskInfo, name: str) -> str:
+        """A plain warning when cancelling `task` ends the program (or its thread's loop):
+        it is the task `asyncio.run` drives, or every other task runs under it."""
+        for loop in self.model.loops.values():
+            if loop.main_task == task.id:
+                if loop.thread_name in (None, "MainThread"):
+                    ends = f"the program (process {self.source.pid})"
+                else:
+                    ends = f"the event loop of thread {safe_text(loop.thread_name, 30)}"
+                return f"⚠ This ends {ends}: {name} is the main task, the one asyncio.run drives."
+        others = {other.id for other in self.model.pending()} - {task.id}
+        if others and others <= set(self.model.subtree(task.id)):
+            return (
+                f"⚠ This will likely end the program (process {self.source.pid}): every other "
+                f"task runs under {name}."
+            )
+        return ""
 
     @work(thread=True, group="commands")
     def _send_cancel(self, request: CancelRequest) -> None:

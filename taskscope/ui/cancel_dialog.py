@@ -1,5 +1,6 @@
 """The confirmation before cancelling: it names the task (and, for a subtree, how many tasks)
-and only `y` confirms; any other key, Escape included, keeps the task running."""
+and only `y` confirms (any other key, Escape included, keeps the task running); a warning
+comes first when the cancel would end the program."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from textual.widgets import Static
 class CancelDialog(ModalScreen[bool]):
     """Dismisses with True only when the user presses y."""
 
-    def __init__(self, question: str, detail: str = "") -> None:
+    def __init__(self, question: str, detail: str = "", warning: str = "") -> None:
         super().__init__()
         self.question = question
         self.detail = detail
+        self.warning = warning
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cancel-box"):
+            if self.warning:
+                yield Static(Text(self.warning, style="bold red"), id="cancel-warning")
             yield Static(Text(self.question + " [y/N]", style="bold"), id="cancel-question")
             if self.detail:
                 yield Static(Text(self.detail), id="cancel-detail")

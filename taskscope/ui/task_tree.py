@@ -121,10 +121,32 @@ class TaskTree(Tree[str]):
         shown.sort(key=key)
         for task in shown:
             self._place(task.id, set())
-        if selected is not None:
+        self.get_node_at_line(0)  # lays the new lines out, for the cursor to find its node
+        if selected is not None and self._is_shown_for_itself(selected, now):
             self.select_task(selected)
-        elif self.cursor_line < 0 and self._task_nodes:
-            self.cursor_line = 0
+        elif self._task_nodes:
+            # Not on a task shown only as the context of a match: on the first match.
+            first = self._first_shown()
+            if first is not None:
+                self.select_task(first)
+            elif selected is None or not self.select_task(selected):
+                self.cursor_line = 0
+
+    def _is_shown_for_itself(self, task_id: str, now: float) -> bool:
+        """The task passes the view's filter (not only shown as an ancestor of one that does)."""
+        task = self.model.tasks.get(task_id)
+        return task is not None and task_id in self._task_nodes and self.options.shows(task, now)
+
+    def _first_shown(self) -> str | None:
+        """The first task from the top that is shown for itself, not as context."""
+        now = self.clock()
+        pending = list(reversed(self.root.children))
+        while pending:
+            node = pending.pop()
+            if node.data is not None and self._is_shown_for_itself(node.data, now):
+                return node.data
+            pending.extend(reversed(node.children))
+        return None
 
     def _show_overflow(self, count: int) -> None:
         self.overflow = True
@@ -372,11 +394,12 @@ class TaskTree(Tree[str]):
         what = awaiting_text(task, self.model)
         if in_cycle:
             what += "  ⟳ await cycle"
+        context = bool(self.options.filter) and not self.options.shows(task, self.clock())
         text = Text.assemble(
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked),
             " ",
-            (name.ljust(name_width), "bold" if not task.finished else "dim"),
+            (name.ljust(name_width), "bold" if not (task.finished or context) else "dim"),
             " ",
             (coro.ljust(CORO_WIDTH), "cyan" if not task.finished else "dim"),
             " ",

@@ -59,7 +59,7 @@ def awaiting(kind: str, text: str, tasks: Sequence[str] = ()) -> WireAwaiting:
     return {"kind": kind, "text": text, "tasks": list(tasks)}
 
 
-def wire_loop(tasks: int, blocked_for: float | None = None) -> WireLoop:
+def wire_loop(tasks: int, blocked_for: float | None = None, main_task: str = "1") -> WireLoop:
     return {
         "id": "L1",
         "thread_id": 1,
@@ -71,6 +71,7 @@ def wire_loop(tasks: int, blocked_for: float | None = None) -> WireLoop:
         "blocking_stack": [],
         "type": "_UnixSelectorEventLoop",
         "tasks": tasks,
+        "main_task": main_task,
     }
 
 

@@ -15,8 +15,15 @@ from textual.pilot import Pilot
 from taskscope.protocol import WireTask
 from taskscope.relations import LEGEND
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.cancel_dialog import CancelDialog
 from tests.ui.fakes import FakeSource, awaiting, delta, service_tasks, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
+
+
+def dialog(app: TaskscopeApp) -> CancelDialog:
+    screen = app.screen
+    assert isinstance(screen, CancelDialog)
+    return screen
 
 
 def line_with(screen: str, needle: str) -> str:
@@ -149,3 +156,81 @@ def test_grouped_view_joins_workers_parked_at_one_line_whatever_they_await() -> 
         assert "job-32" not in screen
 
     run_app(scenario, FakeSource(snapshot(tasks)))
+
+
+def test_after_a_filter_the_cursor_is_on_the_first_match_not_its_ancestor() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN the cursor on main, at the top
+        assert app.task_tree.selected_task == "1"
+        # WHEN the user filters for conn and presses Enter
+        await pilot.press("slash", *"conn", "enter")
+        await until(pilot, lambda: app.options.filter == "conn", what="the filter")
+        await pilot.pause()
+        # THEN main and api-server are shown above it as context, but the cursor is on the
+        # match, and c asks about it
+        assert {"1", "2", "5"} <= app.task_tree.task_ids
+        assert app.task_tree.selected_task == "5"
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+        assert "Cancel conn-51234 (handle()" in dialog(app).question
+        assert dialog(app).warning == ""
+
+    run_app(scenario)
+
+
+def test_cancelling_the_main_task_or_all_under_it_warns_that_the_program_ends() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # WHEN c is pressed on main, the task asyncio.run drives (the loop says so)
+        assert app.task_tree.select_task("1")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+        # THEN the dialog says plainly that this ends the program, above the question
+        assert dialog(app).warning.startswith("⚠ This ends the program (process 4242): main ")
+        assert "the main task, the one asyncio.run drives" in dialog(app).warning
+        await pilot.pause()
+        assert "⚠ This ends the program (process 4242)" in screen_text(app)
+        await pilot.press("n")
+        assert source.cancelled == []
+        # WHEN c is pressed on a task that is not the main one and holds only part
+        assert app.task_tree.select_task("2")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+        # THEN no warning
+        assert dialog(app).warning == ""
+        await pilot.press("n")
+
+    run_app(scenario)
+
+
+def test_a_task_whose_subtree_holds_every_other_task_warns_too() -> None:
+    tasks = [
+        wire_task("1", "main", "main", awaiting=awaiting("task", "task 2", ["2"])),
+        wire_task(
+            "2",
+            "supervisor",
+            "supervise",
+            awaiting=awaiting("taskgroup", "TaskGroup (1 tasks)", ["3"]),
+            awaited_by=["1"],
+            parent="1",
+        ),
+        wire_task(
+            "3", "job", "job", awaiting=awaiting("sleep", "sleep"), awaited_by=["2"], parent="2"
+        ),
+    ]
+    # GIVEN a loop that names no main task (run_forever) and one task holding all others
+    first = snapshot(tasks, cycles=[])
+    first["loops"][0]["main_task"] = None
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        assert app.task_tree.select_task("1")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+        assert dialog(app).warning.startswith("⚠ This will likely end the program")
+        assert "every other task runs under main" in dialog(app).warning
+        await pilot.press("n")
+        assert app.task_tree.select_task("2")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+        assert dialog(app).warning == ""
+
+    run_app(scenario, FakeSource(first))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from taskscope.client import AgentClient
+from taskscope.model import TaskModel
 from taskscope.protocol import socket_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,3 +168,55 @@ def test_attach_cancel_a_task_with_keys_and_quit(
     terminal.keys("q")
     wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
     assert process.poll() is None, "quitting the dashboard must not stop the target"
+
+
+def screen_line(terminal: Terminal, needle: str) -> str | None:
+    return next((line for line in terminal.screen().splitlines() if needle in line), None)
+
+
+def test_filter_then_cancel_hits_the_match_and_the_main_task_warns(
+    target: tuple[subprocess.Popen[bytes], Path], terminal: Terminal
+) -> None:
+    process, workdir = target
+    env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color"}
+    if "TASKSCOPE_SOCKET_DIR" in os.environ:
+        env["TASKSCOPE_SOCKET_DIR"] = os.environ["TASKSCOPE_SOCKET_DIR"]
+    terminal.start(
+        [sys.executable, "-m", "taskscope", "attach", str(process.pid), "--no-inject"], env
+    )
+    wait_for(lambda: "victim" in terminal.screen(), 30, "the task tree on screen")
+    wait_for(lambda: detail_title(terminal.screen()) == "Task-1", 10, "Task-1 selected")
+
+    # c on the main task (the one asyncio.run drives) warns that the program ends; n keeps it.
+    terminal.keys("c")
+    warning = wait_for(
+        lambda: screen_line(terminal, "⚠ This ends the program"), 10, "the main task warning"
+    )
+    assert f"(process {process.pid})" in str(warning)
+    terminal.keys("n")
+    wait_for(lambda: screen_line(terminal, "⚠ This ends") is None, 10, "the dialog to close")
+
+    # /, victim, Enter: Task-1 stays on screen as context, the cursor goes to the victim.
+    terminal.keys("/")
+    wait_for(lambda: screen_line(terminal, "filter by name"), 10, "the filter box")
+    terminal.keys("victim", "Enter")
+    wait_for(lambda: detail_title(terminal.screen()) == "victim", 10, "the victim selected")
+    assert screen_line(terminal, "Task-1") is not None
+
+    # c asks about the victim, without a warning; y cancels it, and only it.
+    terminal.keys("c")
+    wait_for(lambda: screen_line(terminal, "Cancel victim (victim(), pending"), 10, "the question")
+    assert screen_line(terminal, "⚠") is None
+    terminal.keys("y")
+    wait_for((workdir / f"cancelled-{process.pid}").exists, 15, "the victim's cancelled file")
+
+    # The target itself: alive, its main task still pending in main().
+    with AgentClient(process.pid) as client:
+        model = TaskModel.from_snapshot(client.snapshot())
+    [loop] = model.loops.values()
+    assert loop.main_task is not None
+    main_task = model.tasks[loop.main_task]
+    assert (main_task.name, main_task.coro, main_task.state) == ("Task-1", "main", "pending")
+    assert process.poll() is None
+    terminal.keys("q")
+    wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
