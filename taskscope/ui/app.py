@@ -39,7 +39,7 @@ from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.row_list import RowList
 from taskscope.ui.source import AgentSource, ProcessInfo, TaskSource
-from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
+from taskscope.ui.task_display import ASYNCIO_LEGEND, SORT_ORDER, ViewOptions, state_words
 from taskscope.ui.task_table import TaskTable
 from taskscope.ui.task_tree import TREE_LIMIT, TaskTree
 
@@ -52,7 +52,11 @@ VIEW_TITLES = {
     "history": "Recently finished",
 }
 #: A line under each view that explains its marks.
-VIEW_LEGENDS = {"tree": LEGEND}
+VIEW_LEGENDS = {
+    "tree": f"{LEGEND}   {ASYNCIO_LEGEND}",
+    "table": ASYNCIO_LEGEND,
+    "history": ASYNCIO_LEGEND,
+}
 #: How long a cancelled task may keep running before we say it ignored the cancellation.
 CANCEL_GRACE = 3.0
 TICK_SECONDS = 1.0

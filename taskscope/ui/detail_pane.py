@@ -18,8 +18,10 @@ from textual.widgets.option_list import Option
 from taskscope.model import Frame, TaskInfo, TaskModel
 from taskscope.report import cancel_note, safe_text
 from taskscope.ui.task_display import (
+    ASYNCIO_LEGEND,
     STATE_STYLES,
     awaiting_text,
+    made_by_asyncio,
     marker,
     state_words,
     task_name,
@@ -92,6 +94,8 @@ class DetailPane(Vertical):
         text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
         text.append(f"  · task {task.id} · ")
         text.append(safe_text(task.coro) + "()", style="cyan")
+        if made_by_asyncio(task):
+            text.append(f" · {ASYNCIO_LEGEND}", style="dim")
         text.append("\n")
         if task.finished:
             if task.state == "failed":

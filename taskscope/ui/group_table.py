@@ -12,7 +12,7 @@ from taskscope.model import GroupRow, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ViewOptions, matches
+from taskscope.ui.task_display import ASYNCIO_MARK, ViewOptions, made_by_asyncio, matches
 
 
 class GroupTable(RowList):
@@ -21,9 +21,11 @@ class GroupTable(RowList):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.groups: dict[str, GroupRow] = {}
+        self.model = TaskModel()
         self.empty_text = "no tasks"
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
+        self.model = model
         groups = model.groups(include_finished=False)
         if options.filter:
             groups = _filtered(model, groups, options.filter)
@@ -35,10 +37,15 @@ class GroupTable(RowList):
 
     def render_row(self, key: str) -> Text:
         row = self.groups[key]
+        first = self.model.tasks.get(row.ids[0]) if row.ids else None
+        asyncio_made = first is not None and made_by_asyncio(first)
         text = Text.assemble(
             (f"{row.count:>9,}", "bold"),
             " x ",
-            (safe_text(row.coro + "()", 40), "cyan"),
+            (
+                (ASYNCIO_MARK if asyncio_made else "") + safe_text(row.coro + "()", 40),
+                "dim" if asyncio_made else "cyan",
+            ),
             "  awaiting " if row.what not in ("running", "ready") else "  ",
             safe_text(row.what, 80),
         )

@@ -10,7 +10,7 @@ from rich.text import Text
 from taskscope.model import TaskModel, format_duration
 from taskscope.report import age_text, clock, safe_text
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ViewOptions, marker, matches
+from taskscope.ui.task_display import ViewOptions, coro_text, made_by_asyncio, marker, matches
 
 
 class HistoryTable(RowList):
@@ -61,7 +61,7 @@ class HistoryTable(RowList):
             " ",
             safe_text(task.name, 24).ljust(24),
             " ",
-            (safe_text(task.coro + "()", 24).ljust(24), "cyan"),
+            (coro_text(task, 24).ljust(24), "dim" if made_by_asyncio(task) else "cyan"),
             " ",
             age_text(task, self.clock()).rjust(7),
             "  ",

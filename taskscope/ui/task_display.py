@@ -7,8 +7,14 @@ as plain text: never parsed as markup, never sent as terminal control sequences.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType, FunctionType
 from typing import Literal
 
 from rich.text import Text
@@ -44,6 +50,70 @@ def marker(task: TaskInfo, in_cycle: bool = False, loop_blocked: bool = False) -
     elif loop_blocked and task.running:
         first = Text(BLOCKED_MARKER, style=BLOCKED_STYLE)
     return Text.assemble(first, (MARKERS.get(task.state, "?"), STATE_STYLES.get(task.state, "")))
+
+
+#: Marks a task that asyncio made for itself (a server's accept loop, a connection attempt).
+ASYNCIO_MARK = "⚙ "
+ASYNCIO_LEGEND = "⚙ made by asyncio itself"
+_DEFAULT_NAME = re.compile(r"Task-\d+\Z")
+_COROUTINE_FLAGS = inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def made_by_asyncio(task: TaskInfo) -> bool:
+    """Whether asyncio made this task for its own work, not the program: its coroutine's code
+    is in asyncio's package (the file of its outermost frame; for a task with no stack, a
+    finished one, its coroutine's name among asyncio's own coroutines), and nobody named it."""
+    if not _DEFAULT_NAME.match(task.name):
+        return False
+    if task.stack:
+        return in_asyncio_package(task.stack[0].file)
+    return task.coro in asyncio_coroutines()
+
+
+@functools.lru_cache(maxsize=4096)
+def in_asyncio_package(path: str) -> bool:
+    """`…/lib/python3.12/asyncio/base_events.py`: a module of asyncio's own package."""
+    return os.path.basename(os.path.dirname(path)) == "asyncio"
+
+
+@functools.cache
+def asyncio_coroutines() -> frozenset[str]:
+    """The qualified names of the coroutine functions defined in asyncio's package (as this
+    Python has them), found from their code objects' files."""
+    import asyncio  # noqa: F401  (loads every module of the package)
+
+    codes: list[CodeType] = []
+    seen: set[int] = set()
+    modules = [
+        module
+        for name, module in list(sys.modules.items())
+        if (name == "asyncio" or name.startswith("asyncio.")) and module is not None
+    ]
+    pending: list[object] = [value for module in modules for value in vars(module).values()]
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, type) and value.__module__.startswith("asyncio"):
+            pending.extend(vars(value).values())
+        elif isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, FunctionType):
+            codes.append(value.__code__)
+    names: set[str] = set()
+    while codes:
+        code = codes.pop()
+        codes.extend(const for const in code.co_consts if isinstance(const, CodeType))
+        if code.co_flags & _COROUTINE_FLAGS and in_asyncio_package(code.co_filename):
+            names.add(code.co_qualname)
+    return frozenset(names)
+
+
+def coro_text(task: TaskInfo, width: int) -> str:
+    """The coroutine column: `worker()`, or `⚙ BaseEventLoop._create_se…` for asyncio's own."""
+    mark = ASYNCIO_MARK if made_by_asyncio(task) else ""
+    return mark + safe_text(task.coro + "()", width - len(mark))
 
 
 def awaiting_text(task: TaskInfo, model: TaskModel) -> str:

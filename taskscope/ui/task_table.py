@@ -9,7 +9,15 @@ from rich.text import Text
 from taskscope.model import TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ViewOptions, age_text, awaiting_text, marker, sort_key
+from taskscope.ui.task_display import (
+    ViewOptions,
+    age_text,
+    awaiting_text,
+    coro_text,
+    made_by_asyncio,
+    marker,
+    sort_key,
+)
 
 
 class TaskTable(RowList):
@@ -39,13 +47,14 @@ class TaskTable(RowList):
             return Text(f"   {key:>6} (gone)", style="dim")
         in_cycle = task.id in self.model.cycle_members() if self.model.cycles else False
         what = awaiting_text(task, self.model) + ("  ⟳ await cycle" if in_cycle else "")
+        quiet = task.finished or made_by_asyncio(task)
         return Text.assemble(
             marker(task, in_cycle),
             " ",
             f"{task.id:>6} ",
-            (safe_text(task.name, 24).ljust(24), "bold" if not task.finished else "dim"),
+            (safe_text(task.name, 24).ljust(24), "dim" if quiet else "bold"),
             " ",
-            (safe_text(task.coro + "()", 24).ljust(24), "cyan"),
+            (coro_text(task, 24).ljust(24), "dim" if quiet else "cyan"),
             " ",
             f"{task.state:9} ",
             age_text(task, self.clock()).rjust(7),

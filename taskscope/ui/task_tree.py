@@ -26,7 +26,15 @@ from textual.widgets.tree import TreeNode
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
 from taskscope.report import safe_text
-from taskscope.ui.task_display import ViewOptions, age_text, awaiting_text, marker, sort_key
+from taskscope.ui.task_display import (
+    ViewOptions,
+    age_text,
+    awaiting_text,
+    coro_text,
+    made_by_asyncio,
+    marker,
+    sort_key,
+)
 
 #: Above this many shown tasks the tree stays empty and points to the grouped view.
 TREE_LIMIT = 20_000
@@ -389,19 +397,21 @@ class TaskTree(Tree[str]):
         toggle = ("▼ " if node.is_expanded else "▶ ") if node.children else "  "
         name_width = max(8, NAME_WIDTH - depth * self.guide_depth)
         name = safe_text(task.name, name_width)
-        coro = safe_text(task.coro + "()", CORO_WIDTH)
+        coro = coro_text(task, CORO_WIDTH)
         in_cycle = task.id in self._cycle_members
+        # Shown only as the context of a filter's match, or made by asyncio: in the background.
+        context = bool(self.options.filter) and not self.options.shows(task, self.clock())
+        quiet = task.finished or context or made_by_asyncio(task)
         what = awaiting_text(task, self.model)
         if in_cycle:
             what += "  ⟳ await cycle"
-        context = bool(self.options.filter) and not self.options.shows(task, self.clock())
         text = Text.assemble(
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked),
             " ",
-            (name.ljust(name_width), "bold" if not (task.finished or context) else "dim"),
+            (name.ljust(name_width), "dim" if quiet else "bold"),
             " ",
-            (coro.ljust(CORO_WIDTH), "cyan" if not task.finished else "dim"),
+            (coro.ljust(CORO_WIDTH), "dim" if quiet else "cyan"),
             " ",
             age_text(task, self.clock()).rjust(AGE_WIDTH),
             "  ",

@@ -46,7 +46,7 @@ def run_app(
     scenario: Scenario,
     source: FakeSource | None = None,
     *,
-    clock: Clock | None = None,
+    clock: Callable[[], float] | None = None,
     messages: list[object] | None = None,
     **options: Any,
 ) -> TaskscopeApp:

@@ -8,6 +8,7 @@ screen text says what the issue asks for.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from textual.pilot import Pilot
@@ -16,6 +17,8 @@ from taskscope.protocol import WireTask
 from taskscope.relations import LEGEND
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.cancel_dialog import CancelDialog
+from taskscope.ui.source import AgentSource
+from taskscope.ui.task_display import ASYNCIO_LEGEND, made_by_asyncio
 from tests.ui.fakes import FakeSource, awaiting, delta, service_tasks, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
 
@@ -234,3 +237,36 @@ def test_a_task_whose_subtree_holds_every_other_task_warns_too() -> None:
         assert dialog(app).warning == ""
 
     run_app(scenario, FakeSource(first))
+
+
+def test_tasks_asyncio_made_for_itself_are_marked_on_a_real_server(start: Any) -> None:
+    # GIVEN a real server that accepted a connection: asyncio ran tasks of its own for it
+    target = start("asyncio_made.py").wait_ready()
+    source = AgentSource(target.pid)
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], _source: Any) -> None:
+        await until(
+            pilot,
+            lambda: any(made_by_asyncio(task) for task in app.model.tasks.values()),
+            what="a task made by asyncio",
+        )
+        await pilot.pause()
+        screen = screen_text(app)
+        # THEN each task whose coroutine is asyncio's own is marked ⚙ on screen
+        for task in app.model.tasks.values():
+            if made_by_asyncio(task):
+                assert "asyncio" in task.stack[0].file if task.stack else True
+                assert f"⚙ {task.coro[:12]}" in line_with(screen, f" {task.name} ")
+        # and the program's own stand out unmarked: its handler (which asyncio started), its
+        # named tasks, even one running asyncio.sleep
+        for name in ("client-1", "sleeper"):
+            assert "⚙" not in line_with(screen, f" {name} ")
+        handler = next(t for t in app.model.tasks.values() if t.coro == "handle_client")
+        assert not made_by_asyncio(handler)
+        assert "⚙" not in line_with(screen, "handle_client()")
+        assert ASYNCIO_LEGEND in screen
+
+    try:
+        run_app(scenario, source, clock=time.time)  # type: ignore[arg-type]
+    finally:
+        source.close()
