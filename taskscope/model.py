@@ -260,21 +260,34 @@ class TaskModel:
         self.cycles = [tuple(cycle) for cycle in snapshot["cycles"]]
 
     def apply_delta(self, delta: WireDelta) -> None:
-        self.taken_at = float(delta["taken_at"])
+        taken_at = float(delta["taken_at"])
+        changed = [TaskInfo.from_wire(raw, taken_at) for raw in delta["changed"]]
+        self.apply_records(taken_at, delta["loops"], changed, delta["removed"], delta["cycles"])
+
+    def apply_records(
+        self,
+        taken_at: float,
+        loops: list[WireLoop],
+        changed: Iterable[TaskInfo],
+        removed: Iterable[str],
+        cycles: list[list[str]],
+    ) -> None:
+        """A delta whose task records were already made (on another thread: the dashboard's
+        feed makes them there, so that its screen thread only files them)."""
+        self.taken_at = taken_at
         self.received_at = time.time()
-        self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in delta["loops"]}
-        changed = set()
-        for raw in delta["changed"]:
-            task = TaskInfo.from_wire(raw, self.taken_at)
+        self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in loops}
+        changed_ids = set()
+        for task in changed:
             self.tasks[task.id] = task
-            changed.add(task.id)
-        removed = set()
-        for task_id in delta["removed"]:
+            changed_ids.add(task.id)
+        removed_ids = set()
+        for task_id in removed:
             if self.tasks.pop(task_id, None) is not None:
-                removed.add(task_id)
-        self.last_changed = changed
-        self.last_removed = removed
-        self.cycles = [tuple(cycle) for cycle in delta["cycles"]]
+                removed_ids.add(task_id)
+        self.last_changed = changed_ids
+        self.last_removed = removed_ids
+        self.cycles = [tuple(cycle) for cycle in cycles]
 
     # --- queries -----------------------------------------------------------------------------
 
