@@ -6,6 +6,9 @@ update the buffer folds them into one: later task records replace earlier ones, 
 over earlier changes, a new snapshot replaces everything before it. The UI is told "there is
 something" by a message that replaces any pending one of its kind, so a fast producer never
 floods the message queue, and a paused UI simply leaves the buffer to grow by task id only.
+
+A delta's task records are made into model objects here, on the feed's thread: the screen's
+thread only files them, and so answers a key that lands during a large update sooner.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from taskscope.protocol import WireDelta, WireLoop, WireSnapshot, WireTask
+from taskscope.model import TaskInfo, TaskModel
+from taskscope.protocol import WireDelta, WireLoop, WireSnapshot
 
 
 @dataclass(slots=True)
@@ -21,24 +25,21 @@ class MergedUpdate:
     """Everything received since the UI last looked: maybe a snapshot, then one folded delta."""
 
     snapshot: WireSnapshot | None = None
-    changed: dict[str, WireTask] = field(default_factory=dict)
+    changed: dict[str, TaskInfo] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     loops: list[WireLoop] | None = None
     cycles: list[list[str]] | None = None
     taken_at: float = 0.0
     received: int = 0
 
-    def delta(self) -> WireDelta | None:
-        """The folded delta, or None when only a snapshot arrived."""
-        if self.loops is None or self.cycles is None:
-            return None
-        return {
-            "taken_at": self.taken_at,
-            "loops": self.loops,
-            "changed": list(self.changed.values()),
-            "removed": sorted(self.removed),
-            "cycles": self.cycles,
-        }
+    def apply_to(self, model: TaskModel) -> None:
+        """Apply the snapshot, then the folded delta, to `model`."""
+        if self.snapshot is not None:
+            model.apply_snapshot(self.snapshot)
+        if self.loops is not None and self.cycles is not None:
+            model.apply_records(
+                self.taken_at, self.loops, self.changed.values(), sorted(self.removed), self.cycles
+            )
 
 
 class UpdateBuffer:
@@ -54,18 +55,19 @@ class UpdateBuffer:
             self._pending = MergedUpdate(snapshot=snapshot, received=received + 1)
 
     def put_delta(self, delta: WireDelta) -> None:
+        taken_at = float(delta["taken_at"])
+        records = [TaskInfo.from_wire(raw, taken_at) for raw in delta["changed"]]
         with self._lock:
             pending = self._pending if self._pending is not None else MergedUpdate()
-            for task in delta["changed"]:
-                task_id = str(task["id"])
-                pending.changed[task_id] = task
-                pending.removed.discard(task_id)
+            for task in records:
+                pending.changed[task.id] = task
+                pending.removed.discard(task.id)
             for task_id in delta["removed"]:
                 pending.changed.pop(task_id, None)
                 pending.removed.add(task_id)
             pending.loops = delta["loops"]
             pending.cycles = delta["cycles"]
-            pending.taken_at = delta["taken_at"]
+            pending.taken_at = taken_at
             pending.received += 1
             self._pending = pending
 

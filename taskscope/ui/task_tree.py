@@ -18,9 +18,11 @@ from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Tree
+from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 
 from taskscope.model import TaskInfo, TaskModel
@@ -210,7 +212,54 @@ class TaskTree(Tree[str]):
             # once the lines are laid out again (asking for a line lays them out).
             self.get_node_at_line(0)
             self.select_task(selected)
-        self.tick()
+        self._repaint()
+
+    # --- cheaper bookkeeping than Textual's, for 10,000 nodes ---------------------------------
+
+    def _invalidate(self) -> None:
+        """Textual's, without asking for a layout of the whole screen on every node added or
+        removed: the tree's size is all that can change, and its `virtual_size` (a layout
+        reactive) asks for one when it does."""
+        self._clear_line_cache()
+        self._updates += 1
+        self.root._reset()
+        self.refresh()
+
+    def _build(self) -> None:
+        """Textual's line list, made without a recursive closure (whose reference cycle left
+        each old list of 10,000 lines for the garbage collector's full passes to find) and
+        without measuring every label for a width: the view does not scroll sideways
+        (overflow-x is hidden), so the width is the widget's."""
+        lines: list[_TreeLine[str]] = []
+        add_line = lines.append
+        line_type = _TreeLine
+        top: list[TaskNode] = []
+        tops = [self.root] if self.show_root else list(self.root._children)
+        pending = [(top, node, True) for node in reversed(tops)]
+        while pending:
+            path, node, last = pending.pop()
+            child_path = [*path, node]
+            node._line = len(lines)
+            add_line(line_type(child_path, last))
+            children = node._children
+            if node._expanded and children:
+                final = len(children) - 1
+                pending.extend(
+                    (child_path, children[index], index == final) for index in range(final, -1, -1)
+                )
+        self._tree_lines_cached = lines
+        self.virtual_size = Size(self.size.width, len(lines))
+        if self.cursor_line != -1:
+            if self.cursor_node is not None:
+                self.cursor_line = self.cursor_node._line
+            if self.cursor_line >= len(lines):
+                self.cursor_line = -1
+
+    def _repaint(self) -> None:
+        """Draw the lines on screen again (their labels come from the model) without laying
+        out the tree's lines now: that waits for the next frame, like a key's own redraw."""
+        self._line_cache.clear()
+        self.refresh()
 
     def expire(self) -> None:
         """Drop finished tasks whose time in the live view is over (no delta says so)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskscope.model import TaskModel
+from taskscope.model import TaskInfo, TaskModel
 from taskscope.ui.feed import UpdateBuffer
 from tests.ui.fakes import delta, service_tasks, snapshot, wire_task
 
@@ -29,11 +29,9 @@ def test_folded_deltas_give_the_same_model_as_applying_each() -> None:
     assert update.received == 4
     folded = TaskModel()
     assert update.snapshot is not None
-    folded.apply_snapshot(update.snapshot)
-    folded_delta = update.delta()
-    assert folded_delta is not None
-    folded.apply_delta(folded_delta)
+    update.apply_to(folded)
     assert folded.tasks == one_by_one.tasks
+    assert folded.last_removed == {"34"}
     assert buffer.take() is None
 
 
@@ -45,7 +43,7 @@ def test_a_new_snapshot_replaces_everything_pending() -> None:
     update = buffer.take()
     assert update is not None
     assert update.snapshot is second
-    assert update.delta() is None
+    assert update.loops is None
     assert not update.changed
 
 
@@ -57,6 +55,26 @@ def test_a_task_changed_then_removed_is_only_removed() -> None:
     assert update is not None
     assert update.changed == {}
     assert update.removed == {"4"}
+
+
+def test_delta_records_are_made_on_the_feeds_thread() -> None:
+    # GIVEN a delta put into the buffer (on the feed's thread, in the app)
+    buffer = UpdateBuffer()
+    buffer.put_delta(delta([wire_task("4", "reporter", "report_loop", parent="1")]))
+    update = buffer.take()
+    # THEN its records are already model objects: the screen's thread only files them
+    assert update is not None
+    assert isinstance(update.changed["4"], TaskInfo)
+    model = TaskModel.from_snapshot(snapshot(service_tasks()))
+    calls: list[object] = []
+    original = TaskInfo.from_wire
+    try:
+        TaskInfo.from_wire = lambda *args: calls.append(args) or original(*args)  # type: ignore[assignment, method-assign, func-returns-value]
+        update.apply_to(model)
+    finally:
+        TaskInfo.from_wire = original  # type: ignore[method-assign]
+    assert calls == []
+    assert model.tasks["4"] is update.changed["4"]
 
 
 def test_library_paths_are_shortened_in_the_detail_pane() -> None:
