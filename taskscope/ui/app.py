@@ -9,6 +9,7 @@ facts) run in their own thread workers, so a slow or blocked target never freeze
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import json
@@ -60,6 +61,8 @@ VIEW_LEGENDS = {
 }
 #: How long a cancelled task may keep running before we say it ignored the cancellation.
 CANCEL_GRACE = 3.0
+#: Tasks of an update applied to the tree per slice (a few milliseconds of work).
+SLICE_TASKS = 250
 TICK_SECONDS = 1.0
 
 
@@ -88,6 +91,10 @@ class FeedUpdated(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, FeedUpdated)
+
+
+class UpdateSliceDue(Message):
+    """The next slice of an update being applied is due (keys that came meanwhile go first)."""
 
 
 class FeedEnded(Message):
@@ -201,6 +208,9 @@ class TaskscopeApp(App[int]):
         self.cancels: list[CancelRequest] = []
         self._dirty: set[ViewName] = set(VIEWS)
         self._can_cancel = False
+        #: The slices of an update still to apply to the tree: (changed, removed) task ids.
+        self._slices: list[tuple[list[str], list[str]]] = []
+        self._slices_started = 0.0
         self._stack_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
@@ -297,12 +307,12 @@ class TaskscopeApp(App[int]):
 
     @on(FeedUpdated)
     def _feed_updated(self) -> None:
-        if not self.paused:
-            self.apply_pending()
+        if not self.paused and not self._slices:
+            self._apply_in_slices()
 
     @on(FeedEnded)
     def _feed_ended(self, message: FeedEnded) -> None:
-        if self.buffer:
+        if self.buffer or self._slices:
             self.apply_pending()
         self.gone = message.reason
         self.notify(
@@ -312,31 +322,97 @@ class TaskscopeApp(App[int]):
         self.refresh_bindings()
 
     def apply_pending(self) -> bool:
-        """Apply whatever the feed folded since the last time. False if there was nothing."""
+        """Apply whatever the feed folded since the last time, all at once (an update being
+        applied in slices is finished first). False if there was nothing."""
+        finished = self._finish_slices()
         update = self.buffer.take()
         if update is None:
-            return False
+            return finished
         started = time.perf_counter()
         with self.batch_update():
             full = update.snapshot is not None
             update.apply_to(self.model)
-            self.received_at = self.clock()
-            self.updates_applied += 1
-            self._maybe_auto_group()
             self._sync_views(full)
-            self._check_cancels()
-            self._refresh_detail()
-            self._refresh_header()
-            self._update_bindings()
-            if self.selected is not None and self.selected in self.model.last_changed:
-                self._schedule_stack(self.selected)
+            self._after_update(full, started)
+        return True
+
+    def _apply_in_slices(self) -> None:
+        """Apply the feed's update to the tree a slice of tasks at a time, each slice its own
+        message: a key that lands meanwhile is answered after the slice under way, not after
+        the whole update. (Snapshots, and views rebuilt whole, go at once.)"""
+        update = self.buffer.take()
+        if update is None:
+            return
+        started = time.perf_counter()
+        full = update.snapshot is not None
+        if full or self.view != "tree" or "tree" in self._dirty or self.task_tree.overflow:
+            with self.batch_update():
+                update.apply_to(self.model)
+                self._sync_views(full)
+                self._after_update(full, started)
+            return
+        update.apply_to(self.model)
+        self._dirty = set(VIEWS) - {"tree"}
+        nodes = self.task_tree.node_for
+        changed = sorted(
+            self.model.last_changed, key=lambda task_id: (nodes(task_id) is None, _number(task_id))
+        )
+        removed = list(self.model.last_removed)
+        # Tasks whose line only changed cost a check each; what adds or removes lines (and so
+        # lays the tree out again: new tasks are sorted last) comes in the last slice, with the
+        # one repaint.
+        last = max(0, len(changed) - SLICE_TASKS)
+        self._slices = [
+            (changed[start : start + SLICE_TASKS], removed if start >= last else [])
+            for start in range(0, max(1, len(changed)), SLICE_TASKS)
+        ]
+        self._slices_started = started
+        self._apply_slice()
+
+    @on(UpdateSliceDue)
+    def _apply_slice(self) -> None:
+        if not self._slices:
+            return
+        changed, removed = self._slices.pop(0)
+        with self.batch_update():
+            self.task_tree.apply_changes(self.model, changed, removed, repaint=not self._slices)
+            if not self._slices:
+                self._after_update(False, self._slices_started)
+        if self._slices:
+            # Posted from the event loop, not from here: the app's queue then runs dry, and
+            # the widgets' own tasks (the key forwarded to the tree) run before the next slice.
+            asyncio.get_running_loop().call_soon(self.post_message, UpdateSliceDue())
+        elif self.buffer and not self.paused:
+            self.post_message(FeedUpdated())  # more arrived while this one was applied
+
+    def _finish_slices(self) -> bool:
+        """Apply what is left of an update under way at once. False if none was."""
+        if not self._slices:
+            return False
+        with self.batch_update():
+            while self._slices:
+                changed, removed = self._slices.pop(0)
+                self.task_tree.apply_changes(self.model, changed, removed)
+            self._after_update(False, self._slices_started)
+        return True
+
+    def _after_update(self, full: bool, started: float) -> None:
+        """What follows an update once the views have it: counts, detail, header, cancels."""
+        self.received_at = self.clock()
+        self.updates_applied += 1
+        self._maybe_auto_group()
+        self._check_cancels()
+        self._refresh_detail()
+        self._refresh_header()
+        self._update_bindings()
+        if self.selected is not None and self.selected in self.model.last_changed:
+            self._schedule_stack(self.selected)
         if full:
             # What a full picture made (records, nodes, Textual's own widgets) lives long: out
             # of the garbage collector's full passes, which otherwise walk it all, 250 ms at
             # 10,000 tasks, and hold up a key. Objects still go when no longer referenced.
             gc.freeze()
         self.last_apply_seconds = time.perf_counter() - started
-        return True
 
     def _maybe_auto_group(self) -> None:
         if self.auto_grouped or self.view != "tree" or len(self.model.tasks) <= self.tree_limit:
@@ -375,6 +451,7 @@ class TaskscopeApp(App[int]):
         self._dirty.discard(view)
 
     def _rebuild_all(self) -> None:
+        self._finish_slices()
         self._dirty = set(VIEWS)
         self._rebuild_view(self.view)
 
@@ -581,6 +658,7 @@ class TaskscopeApp(App[int]):
             self._switch_view(view)
 
     def _switch_view(self, view: ViewName) -> None:
+        self._finish_slices()
         self.view = view
         switcher = self._switcher
         switcher.current = view
@@ -866,3 +944,7 @@ def run_dashboard(
     finally:
         source.close()
     return result if result is not None else 0
+
+
+def _number(task_id: str) -> int:
+    return int(task_id) if task_id.isdigit() else 0

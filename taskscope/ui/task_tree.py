@@ -18,7 +18,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import Tree
@@ -65,6 +65,10 @@ class TaskTree(Tree[str]):
     def __init__(
         self, clock: Callable[[], float], *, limit: int = TREE_LIMIT, id: str | None = None
     ) -> None:
+        #: node id -> (its parent's line, its line) from the last layout, to reuse (set first:
+        #: Textual's constructor lays the lines out).
+        self._line_by_node: dict[int, tuple[object, _TreeLine[str]]] = {}
+        self._frame_style: Style | None = None
         super().__init__("tasks", id=id)
         self.show_root = False
         self.guide_depth = 3
@@ -169,7 +173,12 @@ class TaskTree(Tree[str]):
         )
 
     def apply_changes(
-        self, model: TaskModel, changed: Iterable[str], removed: Iterable[str]
+        self,
+        model: TaskModel,
+        changed: Iterable[str],
+        removed: Iterable[str],
+        *,
+        repaint: bool = True,
     ) -> None:
         """Bring the nodes up to date with the tasks that changed or went in the last update.
 
@@ -212,7 +221,8 @@ class TaskTree(Tree[str]):
             # once the lines are laid out again (asking for a line lays them out).
             self.get_node_at_line(0)
             self.select_task(selected)
-        self._repaint()
+        if repaint:
+            self._repaint()
 
     # --- cheaper bookkeeping than Textual's, for 10,000 nodes ---------------------------------
 
@@ -226,27 +236,42 @@ class TaskTree(Tree[str]):
         self.refresh()
 
     def _build(self) -> None:
-        """Textual's line list, made without a recursive closure (whose reference cycle left
-        each old list of 10,000 lines for the garbage collector's full passes to find) and
-        without measuring every label for a width: the view does not scroll sideways
-        (overflow-x is hidden), so the width is the widget's."""
+        """Textual's list of lines, made without its recursive closure (whose reference cycle
+        left each old list of 10,000 lines to the garbage collector's full passes), without
+        measuring every label for a width (the view does not scroll sideways: overflow-x is
+        hidden), and reusing the line of every node whose place did not change (a line is
+        its path from the top, so it can be kept while its parent's line is)."""
         lines: list[_TreeLine[str]] = []
         add_line = lines.append
         line_type = _TreeLine
-        top: list[TaskNode] = []
+        old_lines = self._line_by_node
+        new_lines: dict[int, tuple[object, _TreeLine[str]]] = {}
         tops = [self.root] if self.show_root else list(self.root._children)
-        pending = [(top, node, True) for node in reversed(tops)]
+        final = len(tops) - 1
+        pending: list[tuple[_TreeLine[str] | None, TaskNode, bool]] = [
+            (None, tops[index], True) for index in range(final, -1, -1)
+        ]
+        pop = pending.pop
+        push = pending.append
         while pending:
-            path, node, last = pending.pop()
-            child_path = [*path, node]
+            parent_line, node, last = pop()
+            kept = old_lines.get(node._id)
+            if kept is not None and kept[0] is parent_line and kept[1].last is last:
+                line = kept[1]
+                new_lines[node._id] = kept
+            else:
+                path = [node] if parent_line is None else [*parent_line.path, node]
+                line = line_type(path, last)
+                new_lines[node._id] = (parent_line, line)
             node._line = len(lines)
-            add_line(line_type(child_path, last))
+            add_line(line)
             children = node._children
             if node._expanded and children:
                 final = len(children) - 1
-                pending.extend(
-                    (child_path, children[index], index == final) for index in range(final, -1, -1)
-                )
+                push((line, children[final], True))
+                for index in range(final - 1, -1, -1):
+                    push((line, children[index], False))
+        self._line_by_node = new_lines
         self._tree_lines_cached = lines
         self.virtual_size = Size(self.size.width, len(lines))
         if self.cursor_line != -1:
@@ -409,6 +434,19 @@ class TaskTree(Tree[str]):
         if parent is None or task is None:
             return None
         return relation(task, parent)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The widget's style, worked out from its ancestors: once a frame, not once a line.
+        self._frame_style = self.rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_style = None
+
+    def render_line(self, y: int) -> Strip:
+        style = self._frame_style if self._frame_style is not None else self.rich_style
+        scroll_x, scroll_y = self.scroll_offset
+        return self._render_line(y + scroll_y, scroll_x, scroll_x + self.size.width, style)
 
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         """Textual draws every branch alike; a child its parent only created (nobody awaits

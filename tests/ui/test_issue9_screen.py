@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from textual import events
 from textual.pilot import Pilot
 
 from taskscope.protocol import WireTask
@@ -270,3 +271,39 @@ def test_tasks_asyncio_made_for_itself_are_marked_on_a_real_server(start: Any) -
         run_app(scenario, source, clock=time.time)  # type: ignore[arg-type]
     finally:
         source.close()
+
+
+def test_a_key_during_a_large_update_is_answered_between_its_slices() -> None:
+    def job(number: int, text: str) -> WireTask:
+        return wire_task(
+            str(number),
+            f"job-{number}",
+            "process",
+            awaiting=awaiting("sleep", text),
+            parent="1",
+            age=100 - number / 100,
+        )
+
+    # Enough tasks for many slices: a key travels through a few widgets' queues (a turn of
+    # the event loop each, as a slice is) before it is answered.
+    many = [wire_task("1", "main", "main"), *(job(n, "sleep") for n in range(2, 4002))]
+    answered: list[int] = []
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        tree = app.task_tree
+        original = tree.action_cursor_down
+        tree.action_cursor_down = lambda: answered.append(len(app._slices)) or original()  # type: ignore[method-assign, func-returns-value]
+        applied = app.updates_applied
+        # WHEN an update changing 4,000 tasks arrives and a key lands right after it
+        app.buffer.put_delta(delta([job(n, "sleep, 1.0 s left") for n in range(2, 4002)]))
+        app._apply_in_slices()  # what FeedUpdated does: the first slice, the next one posted
+        assert app._slices
+        app.post_message(events.Key("down", None))
+        await until(pilot, lambda: app.updates_applied > applied, what="the whole update")
+        await until(pilot, lambda: answered, what="the key")
+        # THEN the key was answered while slices of the update were still to come
+        assert answered[0] > 0
+        # and the update, once through, is all there
+        assert "sleep, 1.0 s left" in screen_text(app)
+
+    run_app(scenario, FakeSource(snapshot(many, cycles=[])))
