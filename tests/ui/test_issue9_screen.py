@@ -45,6 +45,8 @@ def test_created_child_is_drawn_dashed_and_awaited_child_solid_with_a_legend() -
         # and conn-51234, created by api-server and awaited by nobody, on a dashed one
         conn = line_with(screen, "conn-51234")
         assert "└┄ " in conn and "─" not in conn.split("conn-51234")[0]
+        # and a finished child, which nobody awaits any more, does not pass for a leak
+        assert "├─ " in line_with(screen, "parse-33")
         # and the legend under the tree says which is which
         assert LEGEND in screen
 
