@@ -23,6 +23,7 @@ from taskscope.ui.task_display import (
     awaiting_text,
     made_by_asyncio,
     marker,
+    same_height,
     state_words,
     task_name,
 )
@@ -45,6 +46,7 @@ class DetailPane(Vertical):
         self.stack_reply: dict[str, Any] | None = None
         self.cancel_status: dict[str, str] = {}
         self._links: list[tuple[str, str]] = []
+        self._link_labels: list[Text] = []
         self._summary_view = Static(id="detail-summary")
         self._link_list = OptionList(id="detail-links")
         self._body_view = Static(id="detail-body")
@@ -77,10 +79,12 @@ class DetailPane(Vertical):
         self._update(self._body_view, self._body(task))
 
     def _update(self, view: Static, text: Text) -> None:
-        """Update only what changed: each update of a Static lays the screen out again."""
-        if self._shown.get(id(view)) != text:
+        """Update only what changed, and lay the screen out again (which redraws all of it)
+        only when the text's height may have changed."""
+        old = self._shown.get(id(view))
+        if old != text:
             self._shown[id(view)] = text
-            view.update(text)
+            view.update(text, layout=not same_height(old, text, view.content_region.width))
 
     def set_stack(self, task_id: str, reply: dict[str, Any]) -> None:
         """The agent's stack reply (with source lines) for the shown task."""
@@ -143,13 +147,24 @@ class DetailPane(Vertical):
         options = self._link_list
         if links == self._links:
             return
+        labels = [
+            Text.assemble((words, "bold"), f" {task_name(model, other)}") for words, other in links
+        ]
+        width = options.content_region.width
+        if (
+            len(links) == len(self._links)
+            and links
+            and all(label.cell_len <= width for label in [*labels, *self._link_labels])
+        ):
+            # As many one-line links as before: new words in place, no new layout.
+            for index, label in enumerate(labels):
+                options.replace_option_prompt_at_index(index, label)
+        else:
+            options.clear_options()
+            options.add_options([Option(label) for label in labels])
+            options.display = bool(links)
         self._links = links
-        options.clear_options()
-        for index, (words, other) in enumerate(links):
-            name = task_name(model, other)
-            label = Text.assemble((words, "bold"), f" {name}")
-            options.add_option(Option(label, id=f"{index}:{other}"))
-        options.display = bool(links)
+        self._link_labels = labels
 
     def _body(self, task: TaskInfo) -> Text:
         text = Text()
@@ -181,8 +196,8 @@ class DetailPane(Vertical):
     @on(OptionList.OptionSelected, "#detail-links")
     def _link_chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        if event.option.id is not None:
-            self.post_message(self.TaskLinkChosen(event.option.id.partition(":")[2]))
+        if 0 <= event.option_index < len(self._links):
+            self.post_message(self.TaskLinkChosen(self._links[event.option_index][1]))
 
 
 def _frame_dict(frame: Frame) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from textual.widgets import Static
 from taskscope.model import TaskModel, format_duration
 from taskscope.report import safe_text
 from taskscope.ui.source import ProcessInfo
+from taskscope.ui.task_display import same_height
 
 
 def _megabytes(size: int) -> str:
@@ -135,6 +136,6 @@ class ProcessHeader(Static):
         if notice:
             text.append("  ")
             text.append(notice, style="italic")
-        if text != self._last_text:  # each update lays the screen out again: skip no-ops
-            self._last_text = text
-            self.update(text)
+        if text != self._last_text:  # skip no-ops; lay the screen out only for a new height
+            old, self._last_text = self._last_text, text
+            self.update(text, layout=not same_height(old, text, self.content_region.width))

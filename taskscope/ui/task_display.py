@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Literal
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from taskscope.model import TaskInfo, TaskModel, describe_awaiting, format_duration
@@ -114,6 +115,26 @@ def coro_text(task: TaskInfo, width: int) -> str:
     """The coroutine column: `worker()`, or `⚙ BaseEventLoop._create_se…` for asyncio's own."""
     mark = ASYNCIO_MARK if made_by_asyncio(task) else ""
     return mark + safe_text(task.coro + "()", width - len(mark))
+
+
+def unwrapped_height(text: Text, width: int) -> int | None:
+    """How many lines `text` takes at `width` cells when none of its lines is longer than
+    that (no wrapping to guess at), else None."""
+    if width <= 0:
+        return None
+    lines = text.plain.split("\n")
+    if any(cell_len(line) > width for line in lines):
+        return None
+    return len(lines)
+
+
+def same_height(old: Text | None, new: Text, width: int) -> bool:
+    """Whether `new` surely takes as many lines as `old` did: then showing it needs no new
+    layout of the screen (which redraws all of it), only a repaint of its own lines."""
+    if old is None:
+        return False
+    height = unwrapped_height(new, width)
+    return height is not None and height == unwrapped_height(old, width)
 
 
 def awaiting_text(task: TaskInfo, model: TaskModel) -> str:
