@@ -55,6 +55,16 @@ def test_cancel_confirmation(snap_compare: SnapCompare) -> None:
     assert snap_compare(dashboard(), terminal_size=SIZE, run_before=before)
 
 
+def test_cancel_main_task_warns(snap_compare: SnapCompare) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await ready(pilot, select="1")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, CancelDialog))
+        await pilot.pause()
+
+    assert snap_compare(dashboard(), terminal_size=SIZE, run_before=before)
+
+
 def test_grouped_view(snap_compare: SnapCompare) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await ready(pilot, select=None)
