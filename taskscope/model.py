@@ -375,24 +375,33 @@ class TaskModel:
         """Tasks grouped by coroutine and await site (what kind of thing they await, at which
         line of their coroutine), biggest first: `3 x worker() awaiting wait_for shield task …`
         however many different tasks the three workers wait for."""
-        grouped: dict[tuple[str, str, Frame | None], list[TaskInfo]] = {}
-        key: tuple[str, str, Frame | None]
+        # Keyed by the frame object itself (frames are made once per place): hashing it by
+        # value for each of 100,000 tasks would double the cost.
+        grouped: dict[tuple[str, str, int], tuple[list[str], list[str], TaskInfo]] = {}
         for task in self.tasks.values():
+            awaiting = task.awaiting
             if task.finished:
                 if not include_finished:
                     continue
-                key = (task.coro, task.state, None)
-            elif task.awaiting is not None:
-                key = (task.coro, task.awaiting.kind, task.stack[0] if task.stack else None)
+                key = (task.coro, task.state, 0)
+            elif awaiting is not None:
+                key = (task.coro, awaiting.kind, id(task.stack[0]) if task.stack else 0)
             else:
-                key = (task.coro, "running" if task.running else "ready", None)
-            grouped.setdefault(key, []).append(task)
+                key = (task.coro, "running" if task.running else "ready", 0)
+            entry = grouped.get(key)
+            if entry is None:
+                entry = grouped[key] = ([], [], task)
+            entry[0].append(task.id)
+            if awaiting is not None and not task.finished:
+                entry[1].append(awaiting.text)
         rows = []
-        for (coro, kind, frame), members in grouped.items():
-            awaitings = [task.awaiting for task in members if task.awaiting is not None]
-            what = _shared_words([_group_label(a) for a in awaitings]) if awaitings else kind
-            site = frame.location if frame is not None else ""
-            rows.append(GroupRow(coro, what, site, [task.id for task in members]))
+        for (coro, kind, _site), (ids, texts, first) in grouped.items():
+            if texts:
+                what = _shared_words([_group_label(kind, text) for text in set(texts)])
+            else:
+                what = kind
+            site = first.stack[0].location if first.stack and texts else ""
+            rows.append(GroupRow(coro, what, site, ids))
         rows.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
         return rows
 
@@ -427,17 +436,17 @@ def _shared_words(texts: list[str]) -> str:
     return f"{shared} …" if shared else "…"
 
 
-def _group_label(awaiting: Awaiting) -> str:
-    """The await text without what differs from task to task (countdowns, peers)."""
-    if awaiting.kind == "sleep":
+def _group_label(kind: str, text: str) -> str:
+    """An await text without what differs from task to task (countdowns, peers)."""
+    if kind == "sleep":
         return "sleep"
-    if awaiting.kind == "task":
+    if kind == "task":
         return "another task"
-    if awaiting.kind in ("stream_read", "stream_drain"):
-        return awaiting.text.split(" from ")[0].split(" to ")[0]
-    if awaiting.kind == "socket":
-        return awaiting.text.split(" on fd")[0]
-    return awaiting.text.split(", timeout in")[0]
+    if kind in ("stream_read", "stream_drain"):
+        return text.split(" from ")[0].split(" to ")[0]
+    if kind == "socket":
+        return text.split(" on fd")[0]
+    return text.split(", timeout in")[0]
 
 
 def _sibling_order(task: TaskInfo) -> tuple[int, float, int]:
