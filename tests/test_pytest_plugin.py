@@ -100,6 +100,15 @@ def test_run_clean():
     asyncio.run(main())
 
 
+def test_run_fails():
+    async def main():
+        asyncio.create_task(forever(), name="left-by-a-failure")
+        await asyncio.sleep(0)
+        raise ValueError("the test's own failure")
+
+    asyncio.run(main())
+
+
 @pytest_asyncio.fixture
 async def background():
     task = asyncio.create_task(forever(), name="fixture-task")
@@ -348,7 +357,12 @@ def test_leaked_tasks_fail_the_test_that_left_them(tmp_path: Path) -> None:
     # that created it
     failed = set(re.findall(r"^FAILED test_leaking\.py::(\w+)", output, re.MULTILINE))
     passed = set(re.findall(r"^PASSED test_leaking\.py::(\w+)", output, re.MULTILINE))
-    assert failed == {"test_run_leaks", "test_asyncio_leaks", "test_anyio_leaks"}, output
+    assert failed == {
+        "test_run_leaks",
+        "test_asyncio_leaks",
+        "test_anyio_leaks",
+        "test_run_fails",
+    }, output
     assert passed == {"test_run_clean", "test_asyncio_clean", "test_anyio_clean"}, output
     for test, task in (
         ("test_run_leaks", "run-left"),
@@ -362,27 +376,40 @@ def test_leaked_tasks_fail_the_test_that_left_them(tmp_path: Path) -> None:
             rf"awaiting sleep, 3600 s left.*\n +created at {test}\S*  {suite}:{created}\n",
             section,
         ), section
+    # Not leaks: a fixture's task, tasks the test cancelled, and what asyncio.run cleans up
+    # after a test that failed on its own (its failure says enough)
     assert "fixture-task" not in output
     assert "cleaned" not in output
+    assert "ValueError: the test's own failure" in output
+    assert "left-by-a-failure  forever()" not in output
+    assert "tasks left pending" not in output
     assert result.returncode == 1
 
-    # Without the option the same suite passes: the failures above are the plugin's.
-    unchecked = run_pytest(tmp_path, "test_leaking.py")
+    # Without the option the same tests pass: the failures above are the plugin's.
+    unchecked = run_pytest(
+        tmp_path, "test_leaking.py", "--deselect=test_leaking.py::test_run_fails"
+    )
     assert unchecked.returncode == 0, unchecked.stdout
+    assert "6 passed, 1 deselected" in unchecked.stdout
 
 
 @pytest.mark.parametrize(
-    ("args", "expect"),
-    [((), "off"), (("-p", "taskscope"), "on"), (("--taskscope",), "on")],
-    ids=["installed-not-asked", "p-taskscope", "--taskscope"],
+    ("args", "env", "expect"),
+    [
+        ((), {}, "off"),
+        (("-p", "taskscope"), {}, "on"),
+        (("--taskscope",), {}, "on"),
+        (("-p", "taskscope"), {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, "on"),
+    ],
+    ids=["installed-not-asked", "p-taskscope", "--taskscope", "no-autoload-p-taskscope"],
 )
 def test_the_plugin_is_off_until_asked_for(
-    tmp_path: Path, args: tuple[str, ...], expect: str
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], expect: str
 ) -> None:
     # GIVEN a plain suite, with the plugin installed (pytest loads its entry point)
     write_suite(tmp_path, PLAIN_SUITE, "test_plain.py")
     # WHEN pytest runs it with or without asking for taskscope
-    result = run_pytest(tmp_path, *args, "test_plain.py", EXPECT_TASKSCOPE=expect)
+    result = run_pytest(tmp_path, *args, "test_plain.py", EXPECT_TASKSCOPE=expect, **env)
     # THEN the test sees the agent (its module and its threads) only when asked for
     assert "taskscope-0.1.0" in result.stdout  # the entry point was loaded either way
     assert result.returncode == 0, result.stdout + result.stderr
