@@ -170,11 +170,13 @@ class TaskscopeSession:
 
     # --- hang reports --------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+    # Old-style wrappers (hookwrapper): the plugin is loaded by every pytest run of anyone
+    # who installed taskscope, so it must import under older pytests too.
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, None]:
         self._current_test = item.nodeid
         try:
-            return (yield)
+            yield
         finally:
             self._current_test = ""
 
@@ -237,11 +239,16 @@ class TaskscopeSession:
                 )
 
     def _print_report(self, title: str) -> None:
+        # On the reporter thread: nothing here may end it, or break the test run.
         try:
             text = hang_report(self._terminal_width())
-        except Exception as error:  # the report never breaks the test run
+        except Exception as error:
             text = f"taskscope: no task tree: {type(error).__name__}: {error}"
-        self._write(title, text)
+        try:
+            self._write(title, text)
+        except Exception:
+            with contextlib.suppress(Exception):
+                print(f"{title}\n{text}", file=sys.__stderr__, flush=True)
 
     def _terminal_width(self) -> int:
         try:
@@ -264,15 +271,16 @@ class TaskscopeSession:
 
     # --- leaks ---------------------------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
         if not self.check_leaks:
-            return (yield)
+            yield
+            return
         self._pending_before = _pending_ids()
         self._cancelled_by_run = []
         self._in_call = True
         try:
-            return (yield)
+            yield
         finally:
             self._in_call = False
             leaks = list(self._cancelled_by_run)
@@ -282,12 +290,13 @@ class TaskscopeSession:
             if leaks:
                 item.stash[_LEAKS_KEY] = leaks
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when == "call":
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        if call.when == "call" and outcome.excinfo is None:
+            report: pytest.TestReport = outcome.get_result()
             leaks = item.stash.get(_LEAKS_KEY, None)
             if leaks:
                 del item.stash[_LEAKS_KEY]
@@ -297,7 +306,6 @@ class TaskscopeSession:
                     report.longrepr = text
                 else:
                     report.sections.append(("taskscope: tasks left pending", text))
-        return report
 
     def _still_pending(self) -> list[str]:
         """Tasks made by the test body and still pending on a loop that outlives it."""
