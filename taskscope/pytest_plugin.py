@@ -123,6 +123,7 @@ class TaskscopeSession:
         self._current_test = ""
         self._wake_read, self._wake_write = -1, -1
         self._reporter: threading.Thread | None = None
+        #: The handler the signal had before ours (None: ours is not installed).
         self._previous_handler: Any = None
         self._installed_agent = False
         # The leak check: the tasks pending when the test body started (by number), whether
@@ -138,17 +139,24 @@ class TaskscopeSession:
     def start(self) -> None:
         from taskscope import agent
 
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        if self.signum is not None and threading.current_thread() is threading.main_thread():
+            try:
+                previous = signal.signal(self.signum, self._on_signal)
+            except (OSError, ValueError) as error:
+                raise pytest.UsageError(
+                    f"--taskscope-signal: {self.signum.name} cannot be caught ({error}); "
+                    "use another, such as SIGUSR1, or none"
+                ) from None
+            self._previous_handler = signal.SIG_DFL if previous is None else previous
         if not agent.is_installed():
             agent.install()  # when it cannot start, it says why in one line; reports say so
             self._installed_agent = agent.is_installed()
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_write, False)
         self._reporter = threading.Thread(
             target=self._report_loop, name="taskscope-pytest-reporter", daemon=True
         )
         self._reporter.start()
-        if self.signum is not None and threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(self.signum, self._on_signal)
         if self.check_leaks:
             self._wrap_cancel_all()
 
@@ -163,6 +171,7 @@ class TaskscopeSession:
         for fd in (self._wake_read, self._wake_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._wake_read = self._wake_write = -1  # a late signal writes nowhere
         if self._installed_agent:
             from taskscope import agent
 
@@ -204,8 +213,9 @@ class TaskscopeSession:
         self._wake(b"s")
 
     def _wake(self, what: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self._wake_write, what)
+        if self._wake_write >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_write, what)
 
     def _report_loop(self) -> None:
         while True:

@@ -414,3 +414,15 @@ def test_the_plugin_is_off_until_asked_for(
     assert "taskscope-0.1.0" in result.stdout  # the entry point was loaded either way
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["SIGFOO", "SIGKILL"])
+def test_a_signal_that_cannot_be_used_is_one_line(tmp_path: Path, name: str) -> None:
+    write_suite(tmp_path, PLAIN_SUITE, "test_plain.py")
+    result = run_pytest(
+        tmp_path, "--taskscope", f"--taskscope-signal={name}", EXPECT_TASKSCOPE="on"
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: --taskscope-signal: "), errors
+    assert "Traceback" not in result.stdout + result.stderr
