@@ -13,11 +13,25 @@ import sys
 import threading
 from typing import Any
 
+from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.server import AgentServer
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import InsecureDirectory, socket_directories
+from taskscope.protocol import (
+    InsecureDirectory,
+    WireSnapshot,
+    socket_directories,
+)
 
-__all__ = ["detach", "failure", "install", "is_installed", "socket_file", "uninstall"]
+__all__ = [
+    "detach",
+    "failure",
+    "install",
+    "is_installed",
+    "snapshot",
+    "socket_file",
+    "task_number",
+    "uninstall",
+]
 
 DEFAULT_HISTORY = 1000
 #: Seconds after a fork before the agent's thread starts again in the parent (3.12, 3.13).
@@ -161,6 +175,26 @@ def socket_file() -> str | None:
     """The path of this process's agent socket, when the agent runs."""
     server = _state.get("server")
     return server.path if server is not None else None
+
+
+def snapshot(include_finished: bool = True) -> WireSnapshot | None:
+    """A schema-1 snapshot of this process (what `taskscope dump` prints), built here and now
+    on the calling thread, never one a client was handed a moment ago; None when the agent is
+    not installed. For in-process clients such as the pytest plugin, which show it without a
+    socket between."""
+    server: AgentServer | None = _state.get("server")
+    tracker: Tracker | None = _state.get("tracker")
+    if server is None or tracker is None:
+        return None
+    with server._snapshot_lock:  # one builder at a time: they share the tracker's notes
+        return SnapshotBuilder(tracker).build(include_finished)
+
+
+def task_number(task: Any) -> int | None:
+    """The number the agent's snapshots give `task` (its record's `id`), or None when the
+    agent is not installed."""
+    tracker: Tracker | None = _state.get("tracker")
+    return tracker.id_of(task) if tracker is not None else None
 
 
 def _remove_socket_at_exit() -> None:
