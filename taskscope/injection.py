@@ -1213,13 +1213,23 @@ def _main_thread_syscall(pid: int) -> int | None:
     return int(first) if first.lstrip("-").isdigit() and int(first) >= 0 else None
 
 
+#: x86-64 `struct user_regs_struct`: 27 registers; where rax and orig_rax are.
+_USER_REGS, _RAX, _ORIG_RAX = 27, 10, 15
+_PTRACE_GETREGS, _PTRACE_SETREGS = 12, 13
+
+
 def _interrupt_main_thread(pid: int) -> bool:
     """Stop the main thread for a moment with ptrace and let it go: a blocking system call it
-    sits in (epoll_wait of an idle loop, select, poll...) returns EINTR, CPython retries it
-    after checking for signals, and that check runs the script sys.remote_exec queued. Only
-    when the thread is in one of the system calls that may be interrupted safely (the same
-    list as gdb's direct mode); no signal is sent, nothing is written. False if not done."""
-    if _main_thread_syscall(pid) not in _SAFE_SYSCALLS.values():
+    sits in (epoll_wait of an idle loop, select, a sleep) returns EINTR, and
+    CPython, which retries such calls, first checks for pending work, which runs the script
+    sys.remote_exec queued. A call the kernel would restart on its own is made to return
+    EINTR instead, as the gdb route does. Only for the system calls that CPython retries on
+    EINTR (the same list as gdb's direct mode: not futex, where a lock's wait would only run
+    pending calls); no signal is sent, no memory written. False if not done."""
+    syscall = _main_thread_syscall(pid)
+    if syscall not in _SAFE_SYSCALLS.values():
+        return False
+    if platform.machine() not in ("x86_64", "AMD64"):
         return False
     import ctypes
 
@@ -1237,10 +1247,18 @@ def _interrupt_main_thread(pid: int) -> bool:
         if libc.waitpid(pid, ctypes.byref(status), _WALL) != pid:
             return False
         raw = status.value
-        stopped = (raw & 0xFF) == 0x7F
-        if stopped and (raw >> 16) != _PTRACE_EVENT_STOP:
+        if (raw & 0xFF) == 0x7F and (raw >> 16) != _PTRACE_EVENT_STOP:
             # A signal arrived while we held the thread: hand it back on detach.
             pending_signal = (raw >> 8) & 0xFF
+            return True
+        registers = (ctypes.c_ulong * _USER_REGS)()
+        if ptrace(_PTRACE_GETREGS, pid, None, ctypes.byref(registers)) != 0:
+            return True
+        result = ctypes.c_long(registers[_RAX]).value
+        restarts = (_ERESTART_RESTARTBLOCK, _ERESTARTSYS, _ERESTARTNOHAND)
+        if ctypes.c_long(registers[_ORIG_RAX]).value == syscall and result in restarts:
+            registers[_RAX] = ctypes.c_ulong(_EINTR).value
+            ptrace(_PTRACE_SETREGS, pid, None, ctypes.byref(registers))
         return True
     finally:
         ptrace(_PTRACE_DETACH, pid, None, ctypes.c_void_p(pending_signal or None))

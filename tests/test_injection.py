@@ -305,12 +305,14 @@ def test_gdb_missing(start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(USES_GDB, reason="3.11-3.13 have no sys.remote_exec: gdb is the only way in")
-def test_idle_loop_reached_without_gdb(
-    start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+@pytest.mark.parametrize("mode", ["idle", "sleep"])
+def test_parked_main_thread_reached_without_gdb(
+    start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str
 ) -> None:
-    # An idle loop's main thread sits in epoll_wait: a ptrace interrupt makes it check for
-    # pending work, which runs the script sys.remote_exec queued, on the main thread, fast.
-    target = start("idle")
+    # An idle loop's main thread sits in epoll_wait, a blocked one in time.sleep's
+    # clock_nanosleep: a ptrace interrupt (the sleep's restart turned into EINTR) makes it
+    # check for pending work, which runs sys.remote_exec's script, on the main thread, fast.
+    target = start(mode)
     monkeypatch.setenv("PATH", str(tmp_path))  # no gdb to fall back on
     marker = tmp_path / "ran.json"
     started = time.monotonic()
@@ -318,7 +320,7 @@ def test_idle_loop_reached_without_gdb(
     assert time.monotonic() - started < 1.0
     assert read_marker(marker)["thread"] == "MainThread"
     assert "TracerPid:\t0" in Path(f"/proc/{target.pid}/status").read_text()
-    assert target.finish() == (0, expected_output("idle"), "")
+    assert target.finish() == (0, expected_output(mode), "")
 
 
 @needs_gdb
