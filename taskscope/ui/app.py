@@ -98,11 +98,14 @@ class UpdateSliceDue(Message):
 
 
 class FeedEnded(Message):
-    """The subscription ended: the process exited or the connection broke."""
+    """The subscription ended: the process exited or the connection broke. `exit_unconfirmed`:
+    the connection was lost while the process still looked alive, which it may not be for long
+    (a process killed with SIGKILL closes its descriptors a moment before it is gone)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, exit_unconfirmed: bool = False) -> None:
         super().__init__()
         self.reason = reason
+        self.exit_unconfirmed = exit_unconfirmed
 
 
 class FactsRead(Message):
@@ -199,6 +202,8 @@ class TaskscopeApp(App[int]):
         self.view: ViewName = "tree"
         self.paused = False
         self.gone: str | None = None
+        #: The feed ended on a lost connection while the process still looked alive.
+        self._exit_unconfirmed = False
         self.received_at: float | None = None
         self.facts: ProcessInfo = {"pid": source.pid}
         self.selected: str | None = None
@@ -289,7 +294,9 @@ class TaskscopeApp(App[int]):
                 self.post_message(FeedUpdated())
         except ClientError as error:
             if not worker.is_cancelled:
-                self.post_message(FeedEnded(self._end_reason(str(error))))
+                reason = self._end_reason(str(error))
+                exited = reason == self._exited_reason()
+                self.post_message(FeedEnded(reason, exit_unconfirmed=not exited))
         except Exception as error:  # a bug or a broken source: say so, keep the last picture
             if not worker.is_cancelled:
                 self.post_message(FeedEnded(f"the update feed failed: {error!r}"))
@@ -303,7 +310,10 @@ class TaskscopeApp(App[int]):
             alive = self.source.process_info().get("alive")
         except Exception:  # the facts are a nicety here
             return error
-        return f"process {self.source.pid} exited" if alive is False else error
+        return self._exited_reason() if alive is False else error
+
+    def _exited_reason(self) -> str:
+        return f"process {self.source.pid} exited"
 
     @on(FeedUpdated)
     def _feed_updated(self) -> None:
@@ -315,6 +325,7 @@ class TaskscopeApp(App[int]):
         if self.buffer or self._slices:
             self.apply_pending()
         self.gone = message.reason
+        self._exit_unconfirmed = message.exit_unconfirmed
         self.notify(
             safe_text(message.reason), title="Updates stopped", severity="error", timeout=10
         )
@@ -481,6 +492,11 @@ class TaskscopeApp(App[int]):
     def _facts_read(self, message: FactsRead) -> None:
         # Keep what was known (command line, memory) once the process is gone.
         self.facts = {**self.facts, **message.info}
+        if self._exit_unconfirmed and message.info.get("alive") is False:
+            # The connection ended before the process was seen gone: now it is, say so.
+            self._exit_unconfirmed = False
+            self.gone = self._exited_reason()
+            self.notify(self.gone, title="Updates stopped", severity="error", timeout=10)
         self._refresh_header()
 
     def _refresh_header(self) -> None:
