@@ -138,12 +138,16 @@ def same_height(old: Text | None, new: Text, width: int) -> bool:
 
 
 def awaiting_text(task: TaskInfo, model: TaskModel) -> str:
-    """What the task waits on in plain words, with task ids replaced by task names."""
+    """What the task waits on in plain words, with task ids replaced by task names; led by
+    `cancel requested ·` while a cancel waits for the task's loop (the detail pane says since
+    when: a row is redrawn only when its task changes)."""
     awaiting = task.awaiting
+    pending_cancel = task.cancel_requested_at is not None and not task.finished
+    lead = "cancel requested · " if pending_cancel else ""
     if not task.finished and awaiting is not None and awaiting.kind == "task" and awaiting.tasks:
         names = [task_name(model, other) for other in awaiting.tasks]
-        return "task " + ", ".join(names)
-    return safe_text(describe_awaiting(task, model))
+        return lead + "task " + ", ".join(names)
+    return lead + safe_text(describe_awaiting(task, model))
 
 
 def task_name(model: TaskModel, task_id: str) -> str:

@@ -96,6 +96,39 @@ def test_delta_updates_nodes_by_task_id_without_rebuilding() -> None:
     run_app(scenario)
 
 
+def test_a_cancel_waiting_for_a_blocked_loop_shows_on_the_row() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        tree = app.task_tree
+        applied = app.updates_applied
+        # WHEN the agent says a cancel of reporter waits for its loop
+        record = wire_task(
+            "4",
+            "reporter",
+            "report_loop",
+            awaiting=awaiting("sleep", "sleep, 1.0 s left"),
+            awaited_by=["1"],
+            parent="1",
+            age=724,
+        )
+        record["cancel_requested_at"] = 1_800_000_000.0 - 2.0  # type: ignore[typeddict-unknown-key]
+        source.push(delta([record]))
+        await until(pilot, lambda: app.updates_applied > applied, what="the delta")
+        # THEN its row in the tree and in the table says so before what it awaits
+        node = tree.node_for("4")
+        assert node is not None
+        label = tree.render_label(node, tree.rich_style, tree.rich_style).plain  # type: ignore[arg-type]
+        assert "cancel requested · sleep, 1.0 s left" in label
+        await pilot.press("l")
+        table = app.query_one(TaskTable)
+        await until(
+            pilot,
+            lambda: "cancel requested · sleep" in table.render_row("4").plain,
+            what="the table's row",
+        )
+
+    run_app(scenario)
+
+
 def test_task_moves_when_its_tree_parent_changes() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
