@@ -26,6 +26,11 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 url=$(mirror)
 echo "ci: making the sid chroot at $dir (takes a few minutes, once)"
+# Never remove a tree with something mounted in it (in-sid.sh binds /dev and /proc there).
+if [ -d "$dir" ] && awk -v d="$dir/" 'index($2 "/", d) == 1 {found=1} END {exit !found}' /proc/mounts; then
+  echo "ci: $dir has mounts inside: unmount them (umount -R $dir/dev $dir/proc) first" >&2
+  exit 1
+fi
 rm -rf "$dir"
 mkdir -p "$(dirname "$dir")"
 tmp="$dir.partial"
