@@ -1049,25 +1049,51 @@ def _strip_root(real_root: str, path: str) -> str:
     return path
 
 
-_REMOTE_EXEC_RUNNER = """\
+#: A script run under the target's own interpreter: `{body}` (indented) runs with the target's
+#: pid in `pid` and the other arguments in `sys.argv[2:]`; what it raises becomes an exit
+#: status the caller reads: 3 another version, 4 not permitted, 5 no such process, 6 other,
+#: 7 the feature is missing (no sys.remote_exec, no _remote_debugging).
+_AS_TARGET = """\
 import sys
 if sys.version_info[:2] != ({major}, {minor}):
     sys.exit(3)
+pid = int(sys.argv[1])
 try:
-    sys.remote_exec(int(sys.argv[1]), sys.argv[2])
+{body}
 except PermissionError as exc:
     print("EPERM", exc, file=sys.stderr)
     sys.exit(4)
 except ProcessLookupError as exc:
     print("ESRCH", exc, file=sys.stderr)
     sys.exit(5)
-except AttributeError as exc:
+except (AttributeError, ImportError) as exc:
     print("ENOSYS", exc, file=sys.stderr)
     sys.exit(7)
 except Exception as exc:
     print(type(exc).__name__, exc, file=sys.stderr)
     sys.exit(6)
 """
+
+
+def run_as_target(
+    info: TargetInfo,
+    interpreter: str,
+    body: str,
+    *arguments: str,
+    timeout: float,
+) -> subprocess.CompletedProcess[str]:
+    """Run `body` (Python source, see `_AS_TARGET`) under `interpreter`, an interpreter of the
+    target's own version, inside the target's root when that is not ours."""
+    root = target_root(info.pid)
+    indented = "".join(f"    {line}\n" for line in body.splitlines())
+    script = _AS_TARGET.format(major=info.version[0], minor=info.version[1], body=indented)
+    return subprocess.run(
+        [interpreter, "-I", "-S", "-c", script, str(info.pid), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=None if root is None else enter_root(root),
+    )
 
 
 def _remote_exec_failure(pid: int, returncode: int, stderr: str) -> InjectionError:
@@ -1123,14 +1149,13 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
         with os.fdopen(fd, "w") as file:
             file.write(_wrap(code, done_marker=inside(done), claim_marker=inside(claim)))
         _give_to_target_user(info.pid, workdir, script)
-        runner = _REMOTE_EXEC_RUNNER.format(major=info.version[0], minor=info.version[1])
         try:
-            result = subprocess.run(
-                [interpreter, "-I", "-S", "-c", runner, str(info.pid), inside(script)],
-                capture_output=True,
-                text=True,
+            result = run_as_target(
+                info,
+                interpreter,
+                "sys.remote_exec(pid, sys.argv[2])",
+                inside(script),
                 timeout=max(deadline - time.monotonic(), 0.1),
-                preexec_fn=None if root is None else enter_root(root),
             )
         except subprocess.TimeoutExpired:
             raise InjectionTimeout(

@@ -21,9 +21,9 @@ from taskscope.client import ClientError
 from taskscope.injection import (
     REMOTE_EXEC_VERSION,
     TargetInfo,
-    enter_root,
     inspect_target,
     matching_interpreter,
+    run_as_target,
     target_root,
 )
 from taskscope.protocol import (
@@ -38,62 +38,40 @@ from taskscope.protocol import (
 #: What a read-only look cannot know, as listed in the snapshot's `read_only` field.
 NOT_KNOWN = ("leaf_awaiting", "creators", "history", "loop_state", "cancel")
 
-#: Runs under the target's own interpreter: reads the task graph and prints it as JSON.
-#: It imports only the standard library and `_remote_debugging`; frames come innermost first.
+#: Run under the target's own interpreter (`injection.run_as_target`): reads the task graph
+#: and prints it as JSON, with the reader's exact version. Frames come innermost first.
 _READER = """\
-import json, sys
-if sys.version_info[:2] != ({major}, {minor}):
-    sys.exit(3)
-try:
-    import _remote_debugging
-except ImportError as error:
-    print("no _remote_debugging:", error, file=sys.stderr)
-    sys.exit(7)
+import json, _remote_debugging
 
 def frames(call_stack):
     out = []
     for frame in call_stack:
         line = getattr(frame, "lineno", None)
         if line is None:
-            location = getattr(frame, "location", None)
-            line = getattr(location, "lineno", None)
+            line = getattr(getattr(frame, "location", None), "lineno", None)
         out.append([str(frame.funcname), str(frame.filename), line])
     return out
 
 def coroutine_frames(coroutine_stack):
-    out = []
-    for coroutine in coroutine_stack:
-        out.extend(frames(coroutine.call_stack))
-    return out
+    return [entry for coroutine in coroutine_stack for entry in frames(coroutine.call_stack)]
 
-try:
-    unwinder = _remote_debugging.RemoteUnwinder(int(sys.argv[1]))
-    threads = unwinder.get_all_awaited_by()
-except PermissionError as error:
-    print("EPERM", error, file=sys.stderr)
-    sys.exit(4)
-except ProcessLookupError as error:
-    print("ESRCH", error, file=sys.stderr)
-    sys.exit(5)
-except Exception as error:
-    print(type(error).__name__, error, file=sys.stderr)
-    sys.exit(6)
 result = []
-for thread in threads:
-    tasks = []
-    for task in thread.awaited_by:
-        tasks.append({{
+for thread in _remote_debugging.RemoteUnwinder(pid).get_all_awaited_by():
+    tasks = [
+        {
             "address": task.task_id,
             "name": str(task.task_name),
             "stack": coroutine_frames(task.coroutine_stack),
             "awaited_by": [
-                {{"address": awaiter.task_name, "stack": frames(awaiter.call_stack)}}
+                {"address": awaiter.task_name, "stack": frames(awaiter.call_stack)}
                 for awaiter in task.awaited_by
             ],
-        }})
+        }
+        for task in thread.awaited_by
+    ]
     if tasks or thread.thread_id:
-        result.append({{"thread_id": thread.thread_id, "tasks": tasks}})
-json.dump({{"python": sys.version.split()[0], "threads": result}}, sys.stdout)
+        result.append({"thread_id": thread.thread_id, "tasks": tasks})
+json.dump({"python": sys.version.split()[0], "threads": result}, sys.stdout)
 """
 
 
@@ -126,15 +104,8 @@ def _run_reader(info: TargetInfo, timeout: float) -> tuple[str, list[dict[str, A
             f"a read-only look at process {info.pid} needs python{info.version[0]}."
             f"{info.version[1]} (its own version) installed where taskscope can run it"
         )
-    reader = _READER.format(major=info.version[0], minor=info.version[1])
     try:
-        result = subprocess.run(
-            [interpreter, "-I", "-S", "-c", reader, str(info.pid)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            preexec_fn=None if root is None else enter_root(root),
-        )
+        result = run_as_target(info, interpreter, _READER, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ReadOnlyUnavailable(
             f"reading process {info.pid}'s memory took more than {timeout:.0f} s"
