@@ -4,6 +4,7 @@ started in subprocesses that signal readiness through a file."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -15,6 +16,12 @@ _SOCKET_DIR = tempfile.mkdtemp(prefix="taskscope-test-")
 os.chmod(_SOCKET_DIR, 0o700)
 # Children inherit it, so agents started by the tests never touch the user's real directory.
 os.environ["TASKSCOPE_SOCKET_DIR"] = _SOCKET_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's private socket directory goes with it (agents of killed targets leave
+    their sockets behind)."""
+    shutil.rmtree(_SOCKET_DIR, ignore_errors=True)
 
 
 @pytest.fixture
