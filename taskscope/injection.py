@@ -919,6 +919,15 @@ class _GdbStillRunning(Exception):
         self.process = process
 
 
+#: gdb options that keep it from opening the target's shared libraries at attach (their
+#: symbols, the dynamic linker's probes): for a script that names no symbol.
+_NO_LIBRARIES = [
+    "-iex", "set auto-solib-add off",
+    "-iex", "set sysroot /nonexistent",
+    "-iex", "set exec-file-mismatch off",
+]  # fmt: skip
+
+
 def _run_gdb_in(
     gdb: str, info: TargetInfo, source: str, deadline: float, queue: bool, workdir: str
 ) -> _GdbResult:
@@ -948,7 +957,7 @@ def _run_gdb_in(
         "-iex", "set libthread-db-search-path /nonexistent",
     ]  # fmt: skip
     if addresses is not None:
-        command += ["-iex", "set auto-solib-add off"]
+        command += _NO_LIBRARIES
     else:
         root = target_root(info.pid)
         if root is not None:
