@@ -475,8 +475,12 @@ class CompactTables:
         self.stack_list: list[list[list[int | None]]] = []
         self._by_id: dict[int, int] = {}
         self._pinned: list[Any] = []
-        #: id(record) -> (record, row text before the `awaiting` index, row text after it)
-        self._rows: dict[int, tuple[Any, str, str]] = {}
+        #: id(record) -> (row text before the `awaiting` index, row text after it): a tuple
+        #: of strings, which the host's garbage collector stops tracking, where one holding
+        #: the record would be one more object per task in every full collection.
+        self._rows: dict[int, tuple[str, str]] = {}
+        #: id(record) -> record, for the rows in `_rows` (so that an id is not reused).
+        self._row_records: dict[int, Any] = {}
         #: id(awaiting) -> (awaiting, its JSON text)
         self._awaits: dict[int, tuple[Any, str]] = {}
 
@@ -494,7 +498,7 @@ class CompactTables:
         """`rows`, as the JSON text of each row and of each `awaiting` object. Gives the GIL
         away between slices of `SLICE_SECONDS`. Hold `lock`."""
         self._check_limits()
-        cached = self._rows
+        cached, pinned = self._rows, self._row_records
         parts: list[str] = []
         awaits: list[str] = []
         await_index: dict[int, int] = {}
@@ -507,24 +511,25 @@ class CompactTables:
                 give_way(0)
                 give_way_at = clock() + SLICE_SECONDS
             row = cached.get(id(record))
-            if row is None or row[0] is not record:
+            if row is None or pinned.get(id(record)) is not record:
                 row = self._row(record, remember)
             awaiting = record["awaiting"]
             if awaiting is None:
-                parts.append(row[1] + "null" + row[2])
+                parts.append(row[0] + "null" + row[1])
                 continue
             ref = await_index.get(id(awaiting))
             if ref is None:
                 ref = await_index[id(awaiting)] = len(awaits)
                 awaits.append(self._await_text(awaiting, remember))
-            parts.append(f"{row[1]}{ref}{row[2]}")
+            parts.append(f"{row[0]}{ref}{row[1]}")
         if remember and len(cached) > 2 * len(records) + 4096:  # drop records gone since
             keep = {id(record) for record in records}
             self._rows = {key: row for key, row in cached.items() if key in keep}
+            self._row_records = {key: row for key, row in pinned.items() if key in keep}
             self._awaits.clear()
         return parts, awaits
 
-    def _row(self, record: Any, remember: bool) -> tuple[Any, str, str]:
+    def _row(self, record: Any, remember: bool) -> tuple[str, str]:
         (
             task_id,
             loop,
@@ -554,9 +559,10 @@ class CompactTables:
         tail: list[Any] = [awaited_by, parent, created_at, finished_at, origin_index]
         if len(record) > 11 + (origin is not None):
             tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-        row = (record, _encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
+        row = (_encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
         if remember:
             self._rows[id(record)] = row
+            self._row_records[id(record)] = record
         return row
 
     def _await_text(self, awaiting: Any, remember: bool) -> str:
