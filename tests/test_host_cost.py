@@ -106,3 +106,24 @@ def test_a_large_snapshot_goes_in_pieces_that_make_the_same_line() -> None:
 
 def protocol_plain(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "snapshot": protocol.materialize_body(message["snapshot"], "tasks")}
+
+
+def test_the_lists_a_look_reuses_keep_no_task_and_no_snapshot_changes() -> None:
+    async def main() -> None:
+        tracker, tasks, _gate = await _many_tasks(300)
+        builder = SnapshotBuilder(tracker)
+        # WHEN two looks are made, and the tasks then finish and are dropped
+        first = builder.build_raw()
+        first_ids = [record["id"] for record in first["tasks"]]
+        extra = asyncio.create_task(asyncio.sleep(100), name="extra")
+        await asyncio.sleep(0)
+        second = builder.build_raw()
+        # THEN the first snapshot is as it was (the second look did not reuse its list)
+        assert [record["id"] for record in first["tasks"]] == first_ids
+        assert first["tasks"] is not second["tasks"]
+        assert len(second["tasks"]) == len(first["tasks"]) + 1
+        # AND the lists it reuses hold no task between looks
+        assert all(not scratch for scratch in introspect._SCRATCH._lists)
+        await _finish(tracker, [*tasks, extra])
+
+    asyncio.run(main())
