@@ -463,6 +463,11 @@ class CompactTables:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.generation = 0
+        #: The row texts of the message being encoded: lists kept from one message to the
+        #: next (emptied after each), old for the host's garbage collector, whose young
+        #: collections would otherwise walk their 100,000 entries (see introspect's
+        #: `_ScratchLists`). Used under `lock`.
+        self.scratch: tuple[list[str], list[str]] = ([], [])
         self._clear()
 
     def _clear(self) -> None:
@@ -493,14 +498,17 @@ class CompactTables:
         return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
 
     def row_texts(
-        self, records: Sequence[Any], remember: bool = True
+        self,
+        records: Sequence[Any],
+        remember: bool = True,
+        into: tuple[list[str], list[str]] | None = None,
     ) -> tuple[list[str], list[str]]:
-        """`rows`, as the JSON text of each row and of each `awaiting` object. Gives the GIL
-        away between slices of `SLICE_SECONDS`. Hold `lock`."""
+        """`rows`, as the JSON text of each row and of each `awaiting` object, appended to
+        the empty lists `into` when given. Gives the GIL away between slices of
+        `SLICE_SECONDS`. Hold `lock`."""
         self._check_limits()
         cached, pinned = self._rows, self._row_records
-        parts: list[str] = []
-        awaits: list[str] = []
+        parts, awaits = into if into is not None else ([], [])
         await_index: dict[int, int] = {}
         clock, give_way = time.perf_counter, time.sleep
         give_way_at = clock() + SLICE_SECONDS
@@ -641,8 +649,19 @@ class CompactEncoder:
             return [encode(message)]
         tables = self.tables
         with tables.lock:
-            rows, awaits = tables.row_texts(message[kind][rows_key], remember=kind == "snapshot")
-            intern = self._take_intern()
+            rows, awaits = tables.row_texts(
+                message[kind][rows_key], remember=kind == "snapshot", into=tables.scratch
+            )
+            try:
+                return self._pieces(message, kind, rows_key, rows, awaits)
+            finally:
+                rows.clear()
+                awaits.clear()
+
+    def _pieces(
+        self, message: dict[str, Any], kind: str, rows_key: str, rows: list[str], awaits: list[str]
+    ) -> list[bytes]:
+        intern = self._take_intern()
         body = dict(message[kind])
         body[rows_key] = _ROWS_MARK
         body["awaits"] = _AWAITS_MARK
