@@ -17,8 +17,9 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
 - attach: a program of 50 tasks that never loaded taskscope; its longest pause while the first
   `taskscope dump PID` injects the agent, against a window as long just before.
 - memory: bytes per live task the agent keeps between two looks (after two compact dumps),
-  by tracemalloc and by resident size, and the agent thread's CPU time of a full snapshot
-  (build and compact encoding, a look after the first) per task.
+  by tracemalloc and by resident size, the agent thread's CPU time of a full snapshot
+  (build and compact encoding, a look after the first) per task, and the time the garbage
+  collector ran during such a look (`gc.callbacks`).
 - churn: no-op tasks created and awaited in batches, per task, with the agent's tracking on
   (creators and history) against none.
 """
@@ -288,7 +289,7 @@ def run_json(command: list[str]) -> dict[str, Any]:
 
 
 def section_memory(python: str, args: argparse.Namespace) -> None:
-    traced_bytes, rss_bytes, look_us, first_us = [], [], [], []
+    traced_bytes, rss_bytes, look_us, first_us, look_gc = [], [], [], [], []
     for _ in range(max(1, args.rounds - 1)):
         results = {}
         for how in ("traced", "rss"):
@@ -304,6 +305,7 @@ def section_memory(python: str, args: argparse.Namespace) -> None:
         tasks = results["rss", "agent"]["tasks"]
         look_us.append(results["rss", "agent"]["look_cpu"] / tasks * 1e6)
         first_us.append(results["rss", "agent"]["first_look_cpu"] / tasks * 1e6)
+        look_gc.append(results["rss", "agent"]["look_gc"] * 1e3)
     print(f"\nMemory the agent keeps between looks, {args.tasks:,} tasks, after two dumps")
     print(
         f"  {spread(traced_bytes, '{:.0f}')} bytes per live task by tracemalloc, "
@@ -315,6 +317,10 @@ def section_memory(python: str, args: argparse.Namespace) -> None:
         f"{spread(look_us, '{:.2f}')} us per task (goal <= {GOAL_SNAPSHOT_US}: "
         f"{verdict(max(look_us) <= GOAL_SNAPSHOT_US)}); the first look "
         f"{spread(first_us, '{:.2f}')} us per task"
+    )
+    print(
+        f"  the garbage collector's time during a look after the first (any generation, any "
+        f"thread): {spread(look_gc, '{:.0f}')} ms"
     )
 
 

@@ -102,7 +102,12 @@ class GcLog:
 
     def __init__(self) -> None:
         self.events: list[tuple[float, int, float]] = []
+        #: len(events) after each look (see run_memory).
+        self.marks: list[int] = []
         self._started = 0.0
+
+    def first_after(self, look: int) -> int:
+        return self.marks[look - 1] if len(self.marks) >= look else len(self.events)
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -165,14 +170,21 @@ async def run_memory(size: int, agent: str, traced: bool) -> dict[str, Any]:
             CompactEncoder(server.tables).encode({"type": "snapshot", "snapshot": snapshot})
             return time.thread_time() - started
 
-        times = []
+        times: list[float] = []
+        log = GcLog()
+        gc.callbacks.append(log)
         for _ in range(2 if traced else 4):
             # On a thread of its own, as the agent's, while the loop goes on.
             thread = threading.Thread(target=lambda: times.append(look()))
             thread.start()
             await asyncio.to_thread(thread.join)
+            log.marks.append(len(log.events))
+        gc.callbacks.remove(log)
         result["first_look_cpu"] = times[0]
         result["look_cpu"] = min(times[1:])
+        # The collector's time during the looks after the first, per look (any thread).
+        later = log.events[log.first_after(1) :] if not traced else []
+        result["look_gc"] = sum(duration for _t, _gen, duration in later) / max(1, len(times) - 1)
     gc.collect()
     if traced:
         import tracemalloc
