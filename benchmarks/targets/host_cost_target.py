@@ -160,14 +160,18 @@ async def run_memory(size: int, agent: str, traced: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"tasks": len(asyncio.all_tasks()), "rss_before_look": rss_bytes()}
     if agent == "agent":
         from taskscope.agent import _state
+        from taskscope.agent.introspect import SnapshotBuilder
         from taskscope.protocol import CompactEncoder
 
         server = _state["server"]
 
         def look() -> float:
+            # What the server does for a compact `snapshot` request (without its reuse of a
+            # snapshot built a moment ago, which would hide the cost).
             started = time.thread_time()
-            snapshot = server.snapshot(True)
-            CompactEncoder(server.tables).encode({"type": "snapshot", "snapshot": snapshot})
+            snapshot = SnapshotBuilder(server.tracker).build_raw(True)
+            message = {"type": "snapshot", "snapshot": snapshot}
+            CompactEncoder(server.tables).encode_chunks(message)
             return time.thread_time() - started
 
         times: list[float] = []
