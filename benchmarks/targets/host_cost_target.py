@@ -171,7 +171,7 @@ async def run_memory(size: int, agent: str, traced: bool) -> dict[str, Any]:
             started = time.thread_time()
             snapshot = SnapshotBuilder(server.tracker).build_raw(True)
             message = {"type": "snapshot", "snapshot": snapshot}
-            CompactEncoder(server.tables).encode_chunks(message)
+            CompactEncoder(server.tables).encode(message)
             return time.thread_time() - started
 
         times: list[float] = []
