@@ -54,6 +54,11 @@ thread, which it is for the `python` executable.  If the target dies between `sh
 `IPC_RMID` (two consecutive calls), an empty 4 KiB segment stays in the system.  One injection takes
 about 0.17 s, almost all of it gdb's own start-up.
 
+The process is stopped only from gdb's `attach` to its detach.  gdb reads the executable's symbols
+before attaching (`file`, then `attach`), and none of the shared libraries': the functions are
+called at addresses taskscope reads from the dynamic symbol tables of the target's mapped files
+(`_function_addresses`), which spares the freeze of reading libpython's and libc's symbols.
+
 Code passed to `run_in_process` should not wait for the target's main thread (it is running it).
 It runs with `__name__ == "__taskscope_injection__"` in a fresh namespace; whatever it raises is
 swallowed, except KeyboardInterrupt, which is re-raised in the main thread as a normal Ctrl-C.
@@ -522,6 +527,97 @@ class _GdbResult:
     magic: bytes = b""  # the first bytes of the region, while it is there
 
 
+#: The functions the gdb script calls, by the name the script gives them.
+_GDB_FUNCTIONS = (
+    "Py_IsInitialized", "PyGILState_Check", "PyGILState_Ensure", "PyGILState_Release",
+    "PyRun_SimpleString", "Py_AddPendingCall", "mmap", "munmap", "__errno_location",
+    "shmget", "shmat", "shmctl", "shmdt",
+)  # fmt: skip
+_STT_FUNC = 2
+
+
+def _elf_functions(path: str, names: set[bytes]) -> tuple[int, dict[bytes, int]] | None:
+    """The virtual address of the first loaded segment of an ELF file and the addresses of the
+    exported functions among `names` it defines (plain functions only: an IFUNC's address is
+    its resolver's), read from the file; None if it is not a 64-bit little-endian ELF."""
+    try:
+        with open(path, "rb") as file:
+            fd = file.fileno()
+            header = os.pread(fd, 64, 0)
+            if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+                return None
+            (phoff, shoff) = struct.unpack_from("<QQ", header, 0x20)
+            phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", header, 0x36)
+            base = None
+            programs = os.pread(fd, phentsize * phnum, phoff)
+            for index in range(phnum):
+                p_type, _flags, p_offset, p_vaddr = struct.unpack_from(
+                    "<IIQQ", programs, index * phentsize
+                )
+                if p_type == 1 and p_offset == 0:  # PT_LOAD of the file's first page
+                    base = p_vaddr
+                    break
+            if base is None:
+                return None
+            table = os.pread(fd, shentsize * shnum, shoff)
+            sections = [
+                struct.unpack_from("<4xI8xQQQI12xQ", table, i * shentsize) for i in range(shnum)
+            ]
+            found: dict[bytes, int] = {}
+            for sh_type, _addr, sh_offset, sh_size, sh_link, sh_entsize in sections:
+                if sh_type != 11 or not sh_entsize:  # SHT_DYNSYM
+                    continue
+                strtab = os.pread(fd, sections[sh_link][3], sections[sh_link][2])
+                symbols = os.pread(fd, sh_size, sh_offset)
+                for offset in range(0, len(symbols) - sh_entsize + 1, sh_entsize):
+                    st_name, st_info, _other, st_shndx, st_value = struct.unpack_from(
+                        "<IBBHQ", symbols, offset
+                    )
+                    if st_info & 0xF != _STT_FUNC or not st_shndx or not st_value:
+                        continue
+                    end = strtab.find(b"\0", st_name)
+                    name = strtab[st_name:end]
+                    if name in names and name not in found:
+                        found[name] = st_value
+            return base, found
+    except (OSError, struct.error, IndexError):
+        return None
+
+
+def _function_addresses(info: TargetInfo) -> dict[str, int] | None:
+    """Where the functions the gdb script calls are in the target, from the dynamic symbol
+    tables of its mapped files (the executable, libpython, libc): gdb then needs no symbols
+    and reads none while the process is stopped. None when one can't be found this way."""
+    finalizing = "Py_IsFinalizing" if info.version >= (3, 13) else "_Py_IsFinalizing"
+    wanted = {name.encode() for name in (*_GDB_FUNCTIONS, finalizing)}
+    try:
+        maps = _read_maps(info.pid)
+    except OSError:
+        return None
+    starts: dict[str, int] = {}
+    for mapping in maps:
+        if mapping.offset == 0 and mapping.path not in starts:
+            starts[mapping.path] = mapping.start
+    addresses: dict[bytes, int] = {}
+    for path, start in starts.items():
+        if path.endswith(" (deleted)") or not wanted - addresses.keys():
+            continue
+        name = os.path.basename(path)
+        if not (path == info.executable or _LIBPYTHON.search(name) or name.startswith("libc.")):
+            continue
+        read = _elf_functions(_open_target_file(info.pid, path), wanted - addresses.keys())
+        if read is None:
+            continue
+        base, found = read
+        for symbol, value in found.items():
+            addresses[symbol] = start - base + value
+    if wanted - addresses.keys():
+        return None
+    named = {symbol.decode(): address for symbol, address in addresses.items()}
+    named["finalizing"] = named.pop(finalizing)
+    return named
+
+
 def _entry_point(pid: int) -> int:
     auxv = Path(_proc(pid, "auxv")).read_bytes()
     for offset in range(0, len(auxv) - 15, 16):
@@ -531,8 +627,16 @@ def _entry_point(pid: int) -> int:
     raise InjectionError(f"process {pid} has no entry point in its auxv: can't inject into it")
 
 
-def _gdb_script(info: TargetInfo, payload_path: str, payload_size: int, *, queue: bool) -> str:
-    """The gdb command file: save registers, install the trampoline, decide, run or queue."""
+def _gdb_script(
+    info: TargetInfo,
+    payload_path: str,
+    payload_size: int,
+    *,
+    queue: bool,
+    addresses: dict[str, int] | None = None,
+) -> str:
+    """The gdb command file: save registers, install the trampoline, decide, run or queue.
+    With `addresses` (see `_function_addresses`) it names no symbol."""
     entry = _entry_point(info.pid)
     tramp_lo, tramp_hi = struct.unpack("<QQ", _TRAMPOLINE)
     finalizing = "Py_IsFinalizing" if info.version >= (3, 13) else "_Py_IsFinalizing"
@@ -550,20 +654,30 @@ def _gdb_script(info: TargetInfo, payload_path: str, payload_size: int, *, queue
         "set $ts_saved = 0",
         "set $ts_tramp = 0",
         "set $ts_mode = 0",
-        "set $ts_f_isinit = (long)&Py_IsInitialized",
-        f"set $ts_f_finalizing = (long)&{finalizing}",
-        "set $ts_f_gilcheck = (long)&PyGILState_Check",
-        "set $ts_f_ensure = (long)&PyGILState_Ensure",
-        "set $ts_f_release = (long)&PyGILState_Release",
-        "set $ts_f_run = (long)&PyRun_SimpleString",
-        "set $ts_f_pending = (long)&Py_AddPendingCall",
-        "set $ts_f_mmap = (long)&mmap",
-        "set $ts_f_munmap = (long)&munmap",
-        "set $ts_f_errno = (long)&__errno_location",
-        "set $ts_f_shmget = (long)&shmget",
-        "set $ts_f_shmat = (long)&shmat",
-        "set $ts_f_shmctl = (long)&shmctl",
-        "set $ts_f_shmdt = (long)&shmdt",
+    ]
+    functions = {
+        "isinit": "Py_IsInitialized",
+        "finalizing": finalizing,
+        "gilcheck": "PyGILState_Check",
+        "ensure": "PyGILState_Ensure",
+        "release": "PyGILState_Release",
+        "run": "PyRun_SimpleString",
+        "pending": "Py_AddPendingCall",
+        "mmap": "mmap",
+        "munmap": "munmap",
+        "errno": "__errno_location",
+        "shmget": "shmget",
+        "shmat": "shmat",
+        "shmctl": "shmctl",
+        "shmdt": "shmdt",
+    }
+    for variable, symbol in functions.items():
+        if addresses is not None:
+            known = addresses["finalizing" if variable == "finalizing" else symbol]
+            lines.append(f"set $ts_f_{variable} = {known:#x}")
+        else:
+            lines.append(f"set $ts_f_{variable} = (long)&{symbol}")
+    lines += [
         'printf "TS-SYMBOLS\\n"',
         f"set $ts_entry = {entry:#x}",
         "define ts_call",
@@ -805,6 +919,15 @@ class _GdbStillRunning(Exception):
         self.process = process
 
 
+#: gdb options that keep it from opening the target's shared libraries at attach (their
+#: symbols, the dynamic linker's probes): for a script that names no symbol.
+_NO_LIBRARIES = [
+    "-iex", "set auto-solib-add off",
+    "-iex", "set sysroot /nonexistent",
+    "-iex", "set exec-file-mismatch off",
+]  # fmt: skip
+
+
 def _run_gdb_in(
     gdb: str, info: TargetInfo, source: str, deadline: float, queue: bool, workdir: str
 ) -> _GdbResult:
@@ -814,26 +937,38 @@ def _run_gdb_in(
     script_path = os.path.join(workdir, "inject.gdb")
     restore_path = os.path.join(workdir, "restore.gdb")
     output_path = os.path.join(workdir, "gdb.out")
+    addresses = _function_addresses(info)
+    script = _gdb_script(info, payload_path, len(payload), queue=queue, addresses=addresses)
     for path, content in (
         (payload_path, payload),
-        (script_path, _gdb_script(info, payload_path, len(payload), queue=queue).encode()),
+        (script_path, script.encode()),
         (restore_path, _gdb_restore_script().encode()),
     ):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as file:
             file.write(content)
+    # The process is stopped from `attach` until gdb detaches: gdb reads the executable's
+    # symbols before (`file` first), and those of the shared libraries not at all when the
+    # script calls functions by address.
     command = [
         gdb, "-nx", "-batch", "-readnever",
         "-iex", "set debuginfod enabled off",
         "-iex", "set auto-load off",
         "-iex", "set libthread-db-search-path /nonexistent",
     ]  # fmt: skip
-    root = target_root(info.pid)
-    if root is not None:
-        # The target's libraries are its own (a chroot's, a container's): gdb must read their
-        # symbols there, or it would call our libc's addresses in the target.
-        command += ["-iex", f"set sysroot {root}"]
-    command += ["-p", str(info.pid), "-x", script_path, "-x", restore_path]
+    if addresses is not None:
+        command += _NO_LIBRARIES
+    else:
+        root = target_root(info.pid)
+        if root is not None:
+            # The target's libraries are its own (a chroot's, a container's): gdb must read
+            # their symbols there, or it would call our libc's addresses in the target.
+            command += ["-iex", f"set sysroot {root}"]
+    command += [
+        "-ex", f"file {_proc(info.pid, 'exe')}",
+        "-ex", f"attach {info.pid}",
+        "-x", script_path, "-x", restore_path,
+    ]  # fmt: skip
     env = dict(os.environ, LC_ALL="C", LANG="C")
     # Output goes to a file, not a pipe: if we give up waiting, gdb must still be able to write
     # while it finishes restoring the target.

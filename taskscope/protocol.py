@@ -12,6 +12,7 @@ import os
 import re
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -432,6 +433,11 @@ _STATE_CODES: Final = {state: code for code, state in enumerate(TASK_STATES)}
 _ROW_VALUES = itemgetter(*TASK_ROW_KEYS)
 _NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
 _FRAME_VALUES = itemgetter("function", "file", "line")
+#: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
+CHUNK_ROWS: Final = 2000
+#: While encoding, the agent's thread gives the GIL away (`time.sleep(0)`) this often, so
+#: that the host's loop thread never waits for it longer (the switch interval is 5 ms).
+SLICE_SECONDS: Final = 0.001
 #: Table entries (strings, frames or stacks) after which the agent starts the tables over.
 MAX_TABLE_ENTRIES: Final = 1 << 16
 #: Lists remembered by identity (see `CompactEncoder`) before that memory is dropped.
@@ -457,6 +463,11 @@ class CompactTables:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.generation = 0
+        #: The row texts of the message being encoded: lists kept from one message to the
+        #: next (emptied after each), old for the host's garbage collector, whose young
+        #: collections would otherwise walk their 100,000 entries (see introspect's
+        #: `_ScratchLists`). Used under `lock`.
+        self.scratch: tuple[list[str], list[str]] = ([], [])
         self._clear()
 
     def _clear(self) -> None:
@@ -469,8 +480,12 @@ class CompactTables:
         self.stack_list: list[list[list[int | None]]] = []
         self._by_id: dict[int, int] = {}
         self._pinned: list[Any] = []
-        #: id(record) -> (record, row text before the `awaiting` index, row text after it)
-        self._rows: dict[int, tuple[Any, str, str]] = {}
+        #: id(record) -> (row text before the `awaiting` index, row text after it): a tuple
+        #: of strings, which the host's garbage collector stops tracking, where one holding
+        #: the record would be one more object per task in every full collection.
+        self._rows: dict[int, tuple[str, str]] = {}
+        #: id(record) -> record, for the rows in `_rows` (so that an id is not reused).
+        self._row_records: dict[int, Any] = {}
         #: id(awaiting) -> (awaiting, its JSON text)
         self._awaits: dict[int, tuple[Any, str]] = {}
 
@@ -479,31 +494,50 @@ class CompactTables:
         the rows index (an object shared by several records is there once). Rows are kept
         for the next message when `remember` (whole snapshots: a delta's records are those
         that changed, which the next delta does not carry again). Hold `lock`."""
+        parts, awaits = self.row_texts(records, remember)
+        return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
+
+    def row_texts(
+        self,
+        records: Sequence[Any],
+        remember: bool = True,
+        into: tuple[list[str], list[str]] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """`rows`, as the JSON text of each row and of each `awaiting` object, appended to
+        the empty lists `into` when given. Gives the GIL away between slices of
+        `SLICE_SECONDS`. Hold `lock`."""
         self._check_limits()
-        cached = self._rows
-        parts: list[str] = []
-        awaits: list[str] = []
+        cached, pinned = self._rows, self._row_records
+        parts, awaits = into if into is not None else ([], [])
         await_index: dict[int, int] = {}
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        count = 0
         for record in records:
+            count += 1
+            if not count & 127 and clock() >= give_way_at:
+                give_way(0)
+                give_way_at = clock() + SLICE_SECONDS
             row = cached.get(id(record))
-            if row is None or row[0] is not record:
+            if row is None or pinned.get(id(record)) is not record:
                 row = self._row(record, remember)
             awaiting = record["awaiting"]
             if awaiting is None:
-                parts.append(row[1] + "null" + row[2])
+                parts.append(row[0] + "null" + row[1])
                 continue
             ref = await_index.get(id(awaiting))
             if ref is None:
                 ref = await_index[id(awaiting)] = len(awaits)
                 awaits.append(self._await_text(awaiting, remember))
-            parts.append(f"{row[1]}{ref}{row[2]}")
+            parts.append(f"{row[0]}{ref}{row[1]}")
         if remember and len(cached) > 2 * len(records) + 4096:  # drop records gone since
             keep = {id(record) for record in records}
             self._rows = {key: row for key, row in cached.items() if key in keep}
+            self._row_records = {key: row for key, row in pinned.items() if key in keep}
             self._awaits.clear()
-        return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
+        return parts, awaits
 
-    def _row(self, record: Any, remember: bool) -> tuple[Any, str, str]:
+    def _row(self, record: Any, remember: bool) -> tuple[str, str]:
         (
             task_id,
             loop,
@@ -533,9 +567,10 @@ class CompactTables:
         tail: list[Any] = [awaited_by, parent, created_at, finished_at, origin_index]
         if len(record) > 11 + (origin is not None):
             tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-        row = (record, _encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
+        row = (_encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
         if remember:
             self._rows[id(record)] = row
+            self._row_records[id(record)] = record
         return row
 
     def _await_text(self, awaiting: Any, remember: bool) -> str:
@@ -599,17 +634,34 @@ class CompactEncoder:
     def encode(self, message: dict[str, Any]) -> bytes:
         """The line for a `snapshot` or `delta` message in the compact encoding; any other
         message as `encode` makes it. Must be sent, in order, on this encoder's connection."""
+        return b"".join(self.encode_chunks(message))
+
+    def encode_chunks(self, message: dict[str, Any]) -> list[bytes]:
+        """`encode`, in pieces of at most `CHUNK_ROWS` rows each: no single call holds the
+        GIL for long (a join, a replace and an encode of 10 MB would, at 100,000 tasks), and
+        the GIL is given away between pieces every `SLICE_SECONDS`."""
         kind = message.get("type")
         if kind == "snapshot":
             rows_key = "tasks"
         elif kind == "delta":
             rows_key = "changed"
         else:
-            return encode(message)
+            return [encode(message)]
         tables = self.tables
         with tables.lock:
-            rows, awaits = tables.rows(message[kind][rows_key], remember=kind == "snapshot")
-            intern = self._take_intern()
+            rows, awaits = tables.row_texts(
+                message[kind][rows_key], remember=kind == "snapshot", into=tables.scratch
+            )
+            try:
+                return self._pieces(message, kind, rows_key, rows, awaits)
+            finally:
+                rows.clear()
+                awaits.clear()
+
+    def _pieces(
+        self, message: dict[str, Any], kind: str, rows_key: str, rows: list[str], awaits: list[str]
+    ) -> list[bytes]:
+        intern = self._take_intern()
         body = dict(message[kind])
         body[rows_key] = _ROWS_MARK
         body["awaits"] = _AWAITS_MARK
@@ -623,11 +675,29 @@ class CompactEncoder:
                 out[key] = value
         text = _encoder.encode(out)
         if text.count(_ROWS_TEXT) != 1 or text.count(_AWAITS_TEXT) != 1:
-            body[rows_key] = json.loads(rows)
-            body["awaits"] = json.loads(awaits)
-            return encode(out)
-        text = text.replace(_ROWS_TEXT, rows).replace(_AWAITS_TEXT, awaits)
-        return text.encode("utf-8", "surrogatepass") + b"\n"
+            body[rows_key] = json.loads("[" + ",".join(rows) + "]")
+            body["awaits"] = json.loads("[" + ",".join(awaits) + "]")
+            return [encode(out)]
+        # The rows come before the awaits: the body keeps its keys' order, "awaits" is last.
+        head, rest = text.split(_ROWS_TEXT)
+        middle, tail = rest.split(_AWAITS_TEXT)
+        chunks: list[bytes] = []
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        for opening, texts, closing in ((head, rows, middle), ("", awaits, tail + "\n")):
+            pieces = [opening + "["]
+            for start in range(0, len(texts), CHUNK_ROWS):
+                if clock() >= give_way_at:
+                    give_way(0)
+                    give_way_at = clock() + SLICE_SECONDS
+                piece = ",".join(texts[start : start + CHUNK_ROWS])
+                pieces.append("," + piece if start else piece)
+                if len(pieces) > 1 or start:
+                    chunks.append("".join(pieces).encode("utf-8", "surrogatepass"))
+                    pieces = []
+            pieces.append("]" + closing)
+            chunks.append("".join(pieces).encode("utf-8", "surrogatepass"))
+        return chunks
 
     def _take_intern(self) -> dict[str, Any] | None:
         """The table entries the client lacks (all of them, after `reset`, when the tables

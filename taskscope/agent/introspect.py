@@ -48,6 +48,10 @@ from taskscope.protocol import (
 )
 
 MAX_STACK_DEPTH = 200
+#: The agent's thread gives the GIL to whoever waits for it (the host's loop) at least this
+#: often while it builds a snapshot: `time.sleep(0)` between slices, the process-wide switch
+#: interval (5 ms) being the host's to set, not ours.
+SLICE_SECONDS = 0.001
 MAX_RESOLVE_DEPTH = 50
 
 
@@ -313,6 +317,31 @@ _DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
 CYCLE_SUFFIX = " (await cycle)"
 
 
+class _ScratchLists:
+    """The lists a look fills with 100,000 entries (the tasks, their records and metadata),
+    kept from one look to the next. A list made afresh for each look is young for the host's
+    garbage collector: every collection of the young generations during the look (the host's
+    allocations set them off too) walks all its entries, tens of milliseconds each at 100,000
+    tasks with the GIL held. A list kept is soon in the old generation, which those
+    collections do not walk. Emptied after each look; one look at a time uses them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lists: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+
+    def take(self) -> tuple[list[Any], list[Any], list[Any]]:
+        if self._lock.acquire(blocking=False):
+            return self._lists
+        return ([], [], [])  # another look is under way: lists of its own
+
+    def give_back(self, lists: tuple[list[Any], list[Any], list[Any]]) -> None:
+        if lists is self._lists:
+            self._lock.release()
+
+
+_SCRATCH = _ScratchLists()
+
+
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).
 _NONE: tuple[Any, ...] = ()
@@ -441,10 +470,25 @@ class SnapshotBuilder:
         """A snapshot as the agent keeps and sends it: countdowns as the loop-clock times they
         end at (see "Countdowns" in taskscope.protocol) and `loop_time`; the record of a task
         that did not change is the very object the last snapshot gave it."""
+        lists = _SCRATCH.take()
+        try:
+            return self._build_raw(include_finished, *lists)
+        finally:
+            for scratch in lists:
+                scratch.clear()  # they hold no task after the look
+            _SCRATCH.give_back(lists)
+
+    def _build_raw(
+        self,
+        include_finished: bool,
+        tasks: list[Any],
+        records: list[WireTask],
+        part_metas: list[Any],
+    ) -> WireSnapshot:
         tracker = self.tracker
         taken_at = time.time()
         loops = tracker.live_loops()
-        tasks: list[Any] = pending_tasks(tracker)
+        pending_tasks(tracker, tasks)
         loop_ids = {id(loop): record.loop_id for record, loop in loops}
         ctx = AwaitContext(self._task_name, _task_frames)
         last_descriptions = _DESCRIPTION_CACHE.get(tracker)
@@ -461,9 +505,6 @@ class SnapshotBuilder:
                 current_task = None
             if current_task is not None:
                 current.add(id(current_task))
-        records: list[WireTask] = []
-        #: The metadata of each task in `records`, in the same order.
-        part_metas: list[Any] = []
         #: The metadata of each task waiting on another task, by number.
         waiter_metas: dict[int, Any] = {}
         #: For the tasks whose last record this look replaced, by number: whether what it was
@@ -483,7 +524,14 @@ class SnapshotBuilder:
         main_tasks: dict[str, str] = {}
         run = 0
         weak = weakref.ref
-        for task in tasks:
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        for count, task in enumerate(tasks):
+            if not count & 63 and clock() >= give_way_at:
+                # The host's loop thread may be waiting for the GIL: let it have it now
+                # rather than at the interpreter's next switch (5 ms).
+                give_way(0)
+                give_way_at = clock() + SLICE_SECONDS
             meta = metas.get(id(task))
             if meta is None or meta() is not task:
                 meta = meta_of(task)
@@ -683,7 +731,7 @@ class SnapshotBuilder:
             "python": sys.version.split()[0],
             "taken_at": taken_at,
             "loops": loop_records,
-            "tasks": records,
+            "tasks": records[:],  # `records` is the builder's, reused
             "cycles": [[str(number) for number in cycle] for cycle in cycles],
             "history_limit": tracker.history_limit,
             "loop_time": ctx.loop_time,

@@ -641,8 +641,11 @@ class _Connection:
 
     def send(self, message: Any) -> None:
         encoder = self.encoder
-        line = encoder.encode(message) if encoder is not None else encode(_plain(message))
-        self.out.append(memoryview(line))
+        if encoder is None:
+            self.out.append(memoryview(encode(_plain(message))))
+        else:
+            # In pieces: no 10 MB string is made in one call holding the GIL (encode_chunks).
+            self.out.extend(memoryview(chunk) for chunk in encoder.encode_chunks(message))
         self.flush()
 
     def flush(self) -> None:

@@ -786,35 +786,47 @@ def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
     return False
 
 
-def pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
-    """Every pending task of the process, read safely from a thread that is not the loop's."""
-    found = _pending_tasks(tracker)
+def pending_tasks(
+    tracker: Tracker, into: list[asyncio.Future[Any]] | None = None
+) -> list[asyncio.Future[Any]]:
+    """Every pending task of the process, read safely from a thread that is not the loop's;
+    appended to `into` (an empty list) when given, which is returned."""
+    found = _pending_tasks(tracker, into)
     frozen = tracker.frozen_loop_ids
     if frozen:
-        found = [task for task in found if id(task.get_loop()) not in frozen]
+        found[:] = [task for task in found if id(task.get_loop()) not in frozen]
     return found
 
 
-def _pending_tasks(tracker: Tracker) -> list[asyncio.Future[Any]]:
+def _pending_tasks(
+    tracker: Tracker, into: list[asyncio.Future[Any]] | None
+) -> list[asyncio.Future[Any]]:
     sources = _registry_sources()
+    result: list[asyncio.Future[Any]] = [] if into is None else into
     found: list[asyncio.Future[Any]] = []
     if sources is None:  # 3.14+: the registry lives in C; all_tasks(loop) is the public way
         for _record, loop in tracker.live_loops():
             try:
-                found.extend(asyncio.all_tasks(loop))
+                result.extend(asyncio.all_tasks(loop))
             except Exception:
                 pass
-        return found
-    result: list[asyncio.Future[Any]] = []
+        return result
     weak_set = sources[0]
     references = getattr(weak_set, "data", None)
     if isinstance(references, set):
         # The WeakSet's own set of references, copied in one C call (no other thread runs
-        # meanwhile): far cheaper than iterating the WeakSet, a generator in Python.
-        for reference in list(references):
-            task = reference()
+        # meanwhile): far cheaper than iterating the WeakSet, a generator in Python. Into
+        # `result` itself, which is about to hold the tasks: no second list of 100,000.
+        start = len(result)
+        slots: list[Any] = result
+        slots.extend(references)
+        kept = start
+        for index in range(start, len(slots)):
+            task = slots[index]()  # a reference, replaced by its task in place
             if task is not None and not task.done():
-                result.append(task)
+                result[kept] = task
+                kept += 1
+        del result[kept:]
     else:
         found.extend(_copy(weak_set))
     for source in sources[1:]:

@@ -1,0 +1,377 @@
+"""What the host program pays for the agent, each figure next to its goal (issue 10).
+
+Run: python benchmarks/host_cost.py [--python PATH] [--tasks 100000] [--rounds 3] [--quick]
+     [--only stall,attach,memory,churn]
+
+Every figure is measured against the same program without an agent, in the same run, the
+configurations interleaved (round after round, each in a fresh process), and printed with its
+spread (lowest-highest over the rounds). Targets run on --python (default: this interpreter),
+with this checkout on their path; `taskscope dump` runs on this interpreter, as a user's would.
+
+- stall: a program with --tasks tasks (one in a hundred waking twice a second) and a probe task
+  timing a 2 ms `asyncio.sleep` over and over. Its longest pause and its 99th percentile over a
+  window of --seconds: with no agent; while `taskscope dump PID` runs once a second; while a
+  subscription ticks at the dashboard's rate (0.5 s). Also the full collections (generation 2)
+  the garbage collector ran meanwhile, and how long `dump` took end to end. The agent's first
+  look at the tasks happens before the window; its pause is printed apart.
+- attach: a program of 50 tasks that never loaded taskscope; its longest pause while the first
+  `taskscope dump PID` injects the agent, against a window as long just before.
+- memory: bytes per live task the agent keeps between two looks (after two compact dumps),
+  by tracemalloc and by resident size, the agent thread's CPU time of a full snapshot
+  (build and compact encoding, a look after the first) per task, and the time the garbage
+  collector ran during such a look (`gc.callbacks`).
+- churn: no-op tasks created and awaited in batches, per task, with the agent's tracking on
+  (creators and history) against none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = REPO / "benchmarks" / "targets" / "host_cost_target.py"
+sys.path.insert(0, str(REPO))
+
+GOAL_PAUSE_MS = 5.0
+GOAL_BYTES = 300
+GOAL_DUMP_S = 0.5
+GOAL_ATTACH_MS = 20.0
+GOAL_CHURN = 1.3
+GOAL_SNAPSHOT_US = 2.0
+
+
+def target_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    if fmt.format(low) == fmt.format(high):
+        return fmt.format(low)
+    return f"{fmt.format(low)}-{fmt.format(high)}"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+@contextmanager
+def loop_target(python: str, tasks: int, agent: str, workdir: str) -> Iterator[LoopRun]:
+    stamp = time.monotonic_ns()
+    ready, out = f"{workdir}/ready-{stamp}", f"{workdir}/out-{stamp}"
+    process = subprocess.Popen(
+        [python, str(TARGET), "loop", str(tasks), agent, ready, out],
+        env=target_env(),
+        stdout=subprocess.DEVNULL,
+    )
+    run = LoopRun(process, out)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ready) or not Path(ready).read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the target did not start")
+            time.sleep(0.02)
+        yield run
+    finally:
+        if process.poll() is None and run.result is None:
+            process.kill()
+        process.wait()
+
+
+class LoopRun:
+    """A running `loop` target: stop it to get its pauses and collections."""
+
+    def __init__(self, process: subprocess.Popen[bytes], out: str) -> None:
+        self.process = process
+        self.out = out
+        self.result: dict[str, Any] | None = None
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGUSR1)
+        self.process.wait(timeout=120)
+        self.result = json.loads(Path(self.out).read_text())
+        return self.result
+
+
+def window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    """The probe pauses and collections of one window, in milliseconds."""
+    # A pause counts in every window it overlaps.
+    inside = [(p, t) for t, p in result["pauses"] if t <= end and t + p >= start]
+    pauses = sorted(p * 1e3 for p, _t in inside)
+    full = [d * 1e3 for t, gen, d in result["gc"] if start <= t <= end and gen == 2]
+    if not pauses:
+        return {"max": 0.0, "p99": 0.0, "full_gc": len(full), "full_gc_ms": max(full, default=0)}
+    # Of the longest pause, how much the collector took (collections of any generation).
+    longest, at = max(inside)
+    collecting = sum(d for t, _gen, d in result["gc"] if at <= t and t + d <= at + longest)
+    return {
+        "max": pauses[-1],
+        "p99": pauses[min(len(pauses) - 1, int(len(pauses) * 0.99))],
+        "full_gc": len(full),
+        "full_gc_ms": max(full, default=0.0),
+        "gc_in_max": collecting * 1e3,
+    }
+
+
+def timed_dump(pid: int) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "taskscope", "dump", str(pid)],
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0 or not result.stdout.startswith("{"):
+        raise SystemExit(f"dump failed: {result.stderr.strip()}")
+    return elapsed
+
+
+def stall_round(python: str, tasks: int, mode: str, seconds: float, workdir: str) -> dict[str, Any]:
+    agent = "none" if mode == "none" else "agent"
+    with loop_target(python, tasks, agent, workdir) as run:
+        pid = run.process.pid
+        first: tuple[float, float] | None = None
+        dumps: list[float] = []
+        stop_subscription = threading.Event()
+        subscription: threading.Thread | None = None
+        if mode == "dump":
+            started = time.monotonic()
+            timed_dump(pid)  # the agent's first look at the tasks, before the window
+            first = (started, time.monotonic())
+        elif mode == "subscribe":
+            first_message = threading.Event()
+            marks: list[float] = [time.monotonic()]
+
+            def follow() -> None:
+                from taskscope.client import AgentClient, ClientError
+
+                try:
+                    with AgentClient(pid, timeout=60) as client:
+                        for _kind, _body in client.subscribe(interval=0.5):
+                            if not first_message.is_set():
+                                marks.append(time.monotonic())
+                                first_message.set()
+                            if stop_subscription.is_set():
+                                return
+                except ClientError:  # the target stopped first
+                    pass
+
+            subscription = threading.Thread(target=follow, daemon=True)
+            subscription.start()
+            if not first_message.wait(120):
+                raise SystemExit("the subscription sent nothing")
+            first = (marks[0], marks[1])
+        time.sleep(1.0)
+        start = time.monotonic()
+        end = start + seconds
+        if mode == "dump":
+            while time.monotonic() < end:
+                began = time.monotonic()
+                dumps.append(timed_dump(pid))
+                time.sleep(max(0.0, began + 1.0 - time.monotonic()))
+            end = time.monotonic()
+        else:
+            time.sleep(seconds)
+            end = time.monotonic()
+        stop_subscription.set()
+        result = run.stop()
+        if subscription is not None:
+            subscription.join(5)
+    figures = window(result, start, end)
+    figures["dumps"] = dumps
+    figures["tasks"] = result["tasks"]
+    if first is not None:
+        figures["first_look_max"] = window(result, *first)["max"]
+    return figures
+
+
+def section_stall(python: str, args: argparse.Namespace, workdir: str) -> None:
+    modes = ("none", "dump", "subscribe")
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for _ in range(args.rounds):
+        for mode in modes:
+            rounds[mode].append(stall_round(python, args.tasks, mode, args.seconds, workdir))
+    tasks = rounds["none"][0]["tasks"]
+    print(
+        f"\nThe host loop's pauses, {tasks:,} tasks, a probe timing a 2 ms sleep, "
+        f"{args.seconds:.0f} s windows, {args.rounds} rounds (each a fresh process)"
+    )
+    print(
+        f"{'':<30} {'longest pause':>14} {'(GC in it)':>11} {'p99':>11} {'full GCs':>9}"
+        f" {'longest GC':>11}"
+    )
+    for mode, label in (
+        ("none", "no agent"),
+        ("dump", "dump once a second"),
+        ("subscribe", "subscription, 0.5 s ticks"),
+    ):
+        runs = rounds[mode]
+        print(
+            f"{label:<30} {spread([r['max'] for r in runs]):>11} ms"
+            f" {spread([r['gc_in_max'] for r in runs]):>8} ms"
+            f" {spread([r['p99'] for r in runs]):>8} ms"
+            f" {spread([float(r['full_gc']) for r in runs], '{:.0f}'):>9}"
+            f" {spread([r['full_gc_ms'] for r in runs]):>8} ms"
+        )
+    for mode, label in (("dump", "a dump"), ("subscribe", "a subscription")):
+        added = [r["max"] - n["max"] for r, n in zip(rounds[mode], rounds["none"], strict=True)]
+        extra_gc = [
+            float(r["full_gc"] - n["full_gc"])
+            for r, n in zip(rounds[mode], rounds["none"], strict=True)
+        ]
+        worst = max(added)
+        print(
+            f"  {label} adds {spread(added)} ms to the longest pause (goal <= {GOAL_PAUSE_MS:.0f}"
+            f" ms: {verdict(worst <= GOAL_PAUSE_MS)}), {spread(extra_gc, '{:+.0f}')} full"
+            f" collections (goal 0: {verdict(max(extra_gc) <= 0)})"
+        )
+    firsts = [r["first_look_max"] for mode in ("dump", "subscribe") for r in rounds[mode]]
+    print(
+        f"  the agent's first look at the tasks (before the windows): longest pause "
+        f"{spread(firsts)} ms"
+    )
+    dumps = [d for r in rounds["dump"] for d in r["dumps"]]
+    print(
+        f"`taskscope dump PID` end to end at {tasks:,} tasks: median "
+        f"{statistics.median(dumps):.2f} s, {spread(dumps, '{:.2f}')} s over {len(dumps)} dumps "
+        f"(goal <= {GOAL_DUMP_S} s: {verdict(statistics.median(dumps) <= GOAL_DUMP_S)})"
+    )
+
+
+def section_attach(python: str, args: argparse.Namespace, workdir: str) -> None:
+    added, before_max, during_max, took = [], [], [], []
+    for _ in range(args.rounds):
+        with loop_target(python, 50, "none", workdir) as run:
+            time.sleep(1.0)
+            started = time.monotonic()
+            took.append(timed_dump(run.process.pid))
+            ended = time.monotonic()
+            result = run.stop()
+        # The baseline: a window as long, just before (capped at the second waited).
+        base = window(result, started - min(ended - started, 0.9), started - 0.005)
+        during = window(result, started, ended)
+        before_max.append(base["max"])
+        during_max.append(during["max"])
+        added.append(during["max"] - base["max"])
+    print(
+        f"\nFirst attach (`taskscope dump PID` injecting the agent), 50 tasks, {args.rounds} "
+        "fresh processes"
+    )
+    print(
+        f"  longest pause {spread(during_max)} ms during it, {spread(before_max)} ms just "
+        f"before: adds {spread(added)} ms (goal <= {GOAL_ATTACH_MS:.0f} ms: "
+        f"{verdict(max(added) <= GOAL_ATTACH_MS)}); the command took {spread(took, '{:.2f}')} s"
+    )
+
+
+def run_json(command: list[str]) -> dict[str, Any]:
+    output = subprocess.run(
+        command, env=target_env(), capture_output=True, text=True, check=True
+    ).stdout
+    return dict(json.loads(output.splitlines()[-1]))
+
+
+def section_memory(python: str, args: argparse.Namespace) -> None:
+    traced_bytes, rss_bytes, look_us, first_us, look_gc = [], [], [], [], []
+    for _ in range(max(1, args.rounds - 1)):
+        results = {}
+        for how in ("traced", "rss"):
+            for agent in ("none", "agent"):
+                results[how, agent] = run_json(
+                    [python, str(TARGET), "memory", str(args.tasks), agent, how]
+                )
+        live = results["traced", "agent"]["live"]
+        traced_bytes.append(
+            (results["traced", "agent"]["traced"] - results["traced", "none"]["traced"]) / live
+        )
+        rss_bytes.append((results["rss", "agent"]["rss"] - results["rss", "none"]["rss"]) / live)
+        tasks = results["rss", "agent"]["tasks"]
+        look_us.append(results["rss", "agent"]["look_cpu"] / tasks * 1e6)
+        first_us.append(results["rss", "agent"]["first_look_cpu"] / tasks * 1e6)
+        look_gc.append(results["rss", "agent"]["look_gc"] * 1e3)
+    print(f"\nMemory the agent keeps between looks, {args.tasks:,} tasks, after two dumps")
+    print(
+        f"  {spread(traced_bytes, '{:.0f}')} bytes per live task by tracemalloc, "
+        f"{spread(rss_bytes, '{:.0f}')} by resident size (goal <= {GOAL_BYTES}: "
+        f"{verdict(max(traced_bytes) <= GOAL_BYTES)})"
+    )
+    print(
+        f"  a full snapshot (build + compact encoding, agent thread CPU): "
+        f"{spread(look_us, '{:.2f}')} us per task (goal <= {GOAL_SNAPSHOT_US}: "
+        f"{verdict(max(look_us) <= GOAL_SNAPSHOT_US)}); the first look "
+        f"{spread(first_us, '{:.2f}')} us per task"
+    )
+    print(
+        f"  the garbage collector's time during a look after the first (any generation, any "
+        f"thread): {spread(look_gc, '{:.0f}')} ms"
+    )
+
+
+def section_churn(python: str, args: argparse.Namespace) -> None:
+    ratios, bare, tracked = [], [], []
+    count = 20_000
+    for _ in range(args.rounds + 2):
+        none = run_json([python, str(TARGET), "churn", str(count), "none", "5"])["per_task"]
+        agent = run_json([python, str(TARGET), "churn", str(count), "agent", "5"])["per_task"]
+        bare.append(none * 1e6)
+        tracked.append(agent * 1e6)
+        ratios.append(agent / none)
+    print(f"\nTask churn, {count:,} no-op tasks per batch (gather), best of 5 batches per process")
+    print(
+        f"  {spread(bare, '{:.2f}')} us per task without an agent, {spread(tracked, '{:.2f}')} us"
+        f" with creators and history tracked: {spread(ratios, '{:.2f}')}x (median "
+        f"{statistics.median(ratios):.2f}x; goal <= {GOAL_CHURN}x: "
+        f"{verdict(statistics.median(ratios) <= GOAL_CHURN)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 2 rounds, 3 s")
+    parser.add_argument("--only", default="stall,attach,memory,churn")
+    args = parser.parse_args()
+    if args.quick:
+        args.tasks, args.rounds, args.seconds = 10_000, 2, 3.0
+    version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(f"Python {version} ({args.python}); {os.cpu_count()} CPUs")
+    sections: dict[str, Callable[[], None]] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        sections = {
+            "stall": lambda: section_stall(args.python, args, workdir),
+            "attach": lambda: section_attach(args.python, args, workdir),
+            "memory": lambda: section_memory(args.python, args),
+            "churn": lambda: section_churn(args.python, args),
+        }
+        for name in args.only.split(","):
+            sections[name]()
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
