@@ -186,13 +186,23 @@ def _bootstrap(stage, socket_dir, status_path):
     with open(tmp, "w") as handle:
         json.dump(outcome, handle)
     os.replace(tmp, status_path)
-_bootstrap(STAGE, SOCKET_DIR, STATUS)
+def _quietly(*args):
+    try:
+        _bootstrap(*args)
+    except BaseException:
+        pass
+import threading
+threading.Thread(
+    target=_quietly, args=(STAGE, SOCKET_DIR, STATUS), name="taskscope-attach", daemon=True
+).start()
 """
 
 
 def bootstrap_code(stage: Path, socket_dir: str, status_path: str) -> str:
     """Code run in the target: a single `exec` in a fresh namespace, so nothing is added to
-    the target's `__main__`."""
+    the target's `__main__`. It only starts a thread that imports and starts the agent and
+    writes the status file: the thread it runs on (the main thread, often the loop's) is
+    held for the start of a thread, not for the agent's imports."""
     body = (
         BOOTSTRAP.replace("STAGE", repr(str(stage)))
         .replace("SOCKET_DIR", repr(socket_dir))
