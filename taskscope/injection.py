@@ -1220,6 +1220,12 @@ def run_as_target(
     """Run `body` (Python source, see `_AS_TARGET`) under `interpreter`, an interpreter of the
     target's own version, inside the target's root when that is not ours."""
     root = target_root(info.pid)
+    if root is not None and not os.path.exists(os.path.join(root, "proc", "self")):
+        # sys.remote_exec and _remote_debugging find the target through /proc.
+        raise InjectionError(
+            f"process {info.pid} runs in a root with no /proc mounted, where its own Python "
+            f"cannot look at it: mount it (mount -t proc proc {os.path.realpath(root)}/proc)"
+        )
     indented = "".join(f"    {line}\n" for line in body.splitlines())
     script = _AS_TARGET.format(major=info.version[0], minor=info.version[1], body=indented)
     return subprocess.run(

@@ -111,3 +111,9 @@ def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env=env,
     )
+
+
+def mount_proc_in(root: Path) -> None:
+    """A chroot's /proc, as a container has one: the target's own Python looks at it there."""
+    if not (root / "proc" / "self").exists():
+        subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, mount_proc_in, wait_for
 
 CHROOT = Path(os.environ.get("TASKSCOPE_SID_CHROOT", "/var/cache/taskscope-ci/sid"))
 
@@ -64,6 +64,7 @@ def taskscope(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(params=["3.14", "3.15"])
 def chrooted(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     version: str = request.param
+    mount_proc_in(CHROOT)
     workdir = Path(tempfile.mkdtemp(prefix="taskscope-chroot-test-", dir=CHROOT / "tmp"))
     inside = "/tmp/" + workdir.name
     (workdir / "app.py").write_text(TARGET)

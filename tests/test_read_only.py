@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, mount_proc_in, wait_for
 
 CHROOT = Path(os.environ.get("TASKSCOPE_SID_CHROOT", "/var/cache/taskscope-ci/sid"))
 NATIVE = sys.version_info >= (3, 14)
@@ -66,6 +66,8 @@ def start_314() -> Iterator[Start]:
     started: list[tuple[subprocess.Popen[str], Path]] = []
 
     def _start(*options: str) -> subprocess.Popen[str]:
+        if not NATIVE:
+            mount_proc_in(CHROOT)
         base = None if NATIVE else CHROOT / "tmp"
         workdir = Path(tempfile.mkdtemp(prefix="taskscope-ro-", dir=base))
         inside = str(workdir) if NATIVE else "/tmp/" + workdir.name
