@@ -1,4 +1,5 @@
-"""The `taskscope` command: list, ps, tree, dump, cancel, stack, detach, run, attach and demo.
+"""The `taskscope` command: list, ps, tree, dump, metrics, exporter, cancel, stack, detach, run,
+attach and demo.
 
 Every error a user can meet is printed as one line on stderr with a non-zero exit status;
 tracebacks are for bugs only.
@@ -145,6 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
     dump = looking("dump", "the full snapshot as JSON (schema 1)")
     dump.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
+    metrics = sub.add_parser(
+        "metrics",
+        help="Prometheus metrics of processes' tasks and loops, printed once",
+        description="Print Prometheus text (or OpenMetrics) counting the tasks and loops of "
+        "each process, from a fresh snapshot of each.",
+    )
+    _metrics_options(metrics)
+    metrics.add_argument(
+        "--openmetrics", action="store_true", help="OpenMetrics text instead of Prometheus text"
+    )
+    exporter = sub.add_parser(
+        "exporter",
+        help="serve the metrics over HTTP for Prometheus to scrape (--port N)",
+        description="Serve the metrics of `taskscope metrics` at http://HOST:PORT/metrics; "
+        "each scrape takes a fresh snapshot of each process. Ctrl-C stops.",
+    )
+    exporter.add_argument(
+        "--port", type=_port, required=True, help="TCP port to listen on (0: any free one)"
+    )
+    exporter.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    _metrics_options(exporter)
     stack = with_pid("stack", "the stack of one task, with source lines")
     stack.add_argument("task", help=TASK_HELP)
     cancel = with_pid("cancel", "cancel one task (answers at once; check with `ps`)")
@@ -164,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args] | -m module [args]")
     sub.add_parser("demo", help="start the bundled example program and open the dashboard on it")
     return parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return int(text)
+
+
+def _metrics_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("pids", type=_pid, nargs="+", metavar="PID", help="process ids")
+    command.add_argument(
+        "--no-inject",
+        action="store_true",
+        help="fail instead of loading the agent into a process",
+    )
+    command.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for an agent (default 10)"
+    )
 
 
 def connect(args: argparse.Namespace) -> AgentClient:
@@ -354,6 +396,80 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def _snapshot_taker(args: argparse.Namespace) -> Callable[[int], WireSnapshot]:
+    """Takes a snapshot of one pid as `ps` does, with the options of `args`."""
+
+    def take(pid: int) -> WireSnapshot:
+        one = argparse.Namespace(
+            pid=pid, timeout=args.timeout, no_inject=args.no_inject, read_only=False
+        )
+        return take_snapshot(one)[0]
+
+    return take
+
+
+def _failure_reporter(once: bool) -> Callable[[int, BaseException], None]:
+    """Says on stderr, in one line, why a pid could not be read; with `once`, says it again
+    only when the reason changes (an exporter is scraped every few seconds)."""
+    said: dict[int, str] = {}
+
+    def report(pid: int, error: BaseException) -> None:
+        text = str(error) or type(error).__name__
+        if once and said.get(pid) == text:
+            return
+        said[pid] = text
+        about = "" if f"process {pid}" in text else f"process {pid}: "
+        print(f"taskscope: {about}{text}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from taskscope.metrics import SnapshotCollector, exposition, registry_for
+
+    failed: list[int] = []
+    report = _failure_reporter(once=False)
+
+    def on_failure(pid: int, error: BaseException) -> None:
+        failed.append(pid)
+        report(pid, error)
+
+    collector = SnapshotCollector(args.pids, _snapshot_taker(args), on_failure)
+    sys.stdout.write(exposition(registry_for([collector]), openmetrics=args.openmetrics))
+    return EXIT_ERROR if failed else 0
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from taskscope.metrics import SnapshotCollector, registry_for
+
+    collector = SnapshotCollector(args.pids, _snapshot_taker(args), _failure_reporter(once=True))
+    try:
+        server, thread = start_http_server(
+            args.port, addr=args.host, registry=registry_for([collector])
+        )
+    except OSError as error:
+        print(
+            f"taskscope: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    host, port = args.host, server.server_address[1]
+    pids = " ".join(str(pid) for pid in collector.pids)
+    print(
+        f"serving the metrics of {pids} at http://{host}:{port}/metrics; Ctrl-C stops",
+        flush=True,
+    )
+    try:
+        while thread.is_alive():
+            thread.join(3600)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
 def _resolve(client: AgentClient, args: argparse.Namespace) -> TaskInfo:
     from taskscope.model import TaskModel
 
@@ -465,6 +581,8 @@ COMMANDS = {
     "ps": cmd_ps,
     "tree": cmd_tree,
     "dump": cmd_dump,
+    "metrics": cmd_metrics,
+    "exporter": cmd_exporter,
     "stack": cmd_stack,
     "cancel": cmd_cancel,
     "run": cmd_run,
