@@ -1,0 +1,184 @@
+"""`taskscope metrics` and `taskscope exporter` against real processes: the text parses with
+prometheus_client's own parser and its counts agree with `taskscope dump` taken right after."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import REPO, run_cli, wait_for
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def parse(text: str) -> Samples:
+    """Every sample of the text, by metric name, through the real Prometheus parser."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    found = [v for got, v in samples.get(name, []) if labels.items() <= got.items()]
+    assert len(found) == 1, (name, labels, samples.get(name))
+    return found[0]
+
+
+def dump(pid: int) -> dict:  # type: ignore[type-arg]
+    result = run_cli("dump", str(pid))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def assert_agrees_with_dump(samples: Samples, pid: int) -> None:
+    snapshot = dump(pid)
+    states = Counter(task["state"] for task in snapshot["tasks"])
+    (loop,) = {task["loop"] for task in snapshot["tasks"]}
+    for state in ("pending", "done", "failed", "cancelled"):
+        assert value(samples, "taskscope_tasks", pid=str(pid), state=state) == states[state]
+    pending = [task for task in snapshot["tasks"] if task["state"] == "pending"]
+    by_coroutine = {
+        labels["coroutine"]: count
+        for labels, count in samples["taskscope_tasks_by_coroutine"]
+        if labels["pid"] == str(pid) and labels["loop"] == loop
+    }
+    assert by_coroutine == dict(Counter(task["coro"] for task in pending))
+    by_kind = {
+        labels["kind"]: count
+        for labels, count in samples["taskscope_tasks_by_await_kind"]
+        if labels["pid"] == str(pid)
+    }
+    kinds = Counter(task["awaiting"]["kind"] for task in pending if task["awaiting"])
+    assert by_kind == dict(kinds)
+    assert value(samples, "taskscope_up", pid=str(pid)) == 1
+    assert value(samples, "taskscope_await_cycles", pid=str(pid)) == len(snapshot["cycles"])
+
+
+@pytest.fixture
+def not_python() -> Iterator[int]:
+    """A live process that is not Python."""
+    process = subprocess.Popen(["sleep", "600"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_metrics_parse_and_agree_with_dump(start, not_python: int) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN the service at rest (workers waiting on an empty queue, sleepers, one task done
+    # and one failed in the history) and a second pid that is not Python
+    target = start("service.py").wait_ready()
+
+    # WHEN its metrics are printed
+    result = run_cli("metrics", str(target.pid), str(not_python))
+
+    # THEN the text parses, agrees with dump, and the other pid is `up` 0 with one line said
+    samples = parse(result.stdout)
+    assert value(samples, "taskscope_tasks", pid=str(target.pid), state="pending") == 8
+    assert_agrees_with_dump(samples, target.pid)
+    assert value(samples, "taskscope_up", pid=str(not_python)) == 0
+    assert not [
+        labels for labels, _ in samples["taskscope_tasks"] if labels["pid"] == str(not_python)
+    ]
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and str(not_python) in lines[0] and "Python" in lines[0], lines
+
+
+def test_metrics_say_a_blocked_loop(start) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a loop blocked in time.sleep for a while
+    target = start("blocked.py", "30").wait_ready()
+
+    # WHEN the metrics are read once the block has been seen
+    def blocked_samples() -> Samples | None:
+        result = run_cli("metrics", str(target.pid))
+        assert result.returncode == 0, result.stderr
+        samples = parse(result.stdout)
+        return samples if value(samples, "taskscope_loop_blocked_seconds") > 0.5 else None
+
+    samples = wait_for(blocked_samples, 20, "the loop blocked")
+
+    # THEN the blocked seconds are there, and lag is counted per loop
+    assert value(samples, "taskscope_loop_blocked_seconds", pid=str(target.pid)) > 0.5
+
+
+def scrape(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200
+        return parse(response.read().decode())
+
+
+def test_exporter_scrapes_fresh_snapshots_and_ends_on_ctrl_c(start, not_python: int) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN two services and a pid that is not Python, served by the exporter on a free port
+    first = start("service.py").wait_ready()
+    second = start("service.py").wait_ready()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    pids = [str(first.pid), str(second.pid), str(not_python)]
+    exporter = subprocess.Popen(
+        [sys.executable, "-m", "taskscope", "exporter", "--port", "0", *pids],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert exporter.stdout is not None
+        ready = exporter.stdout.readline()
+        assert "http://127.0.0.1:" in ready, (ready, exporter.stderr and exporter.stderr.read())
+        url = ready.split()[ready.split().index("at") + 1].rstrip(";")
+
+        # WHEN Prometheus scrapes it
+        samples = scrape(url)
+
+        # THEN each service agrees with dump, the other pid is `up` 0
+        assert_agrees_with_dump(samples, first.pid)
+        assert_agrees_with_dump(samples, second.pid)
+        assert value(samples, "taskscope_up", pid=str(not_python)) == 0
+
+        # WHEN one service goes away, THEN the next scrape drops it with `up` 0, no crash
+        first.kill()
+        samples = scrape(url)
+        assert value(samples, "taskscope_up", pid=str(first.pid)) == 0
+        assert not [got for got, _ in samples["taskscope_tasks"] if got["pid"] == str(first.pid)]
+        assert_agrees_with_dump(samples, second.pid)
+
+        # WHEN Ctrl-C, THEN it ends cleanly: 130, no traceback, one line per unreadable pid
+        exporter.send_signal(signal.SIGINT)
+        _out, err = exporter.communicate(timeout=20)
+        assert exporter.returncode == 130, err
+        assert "Traceback" not in err
+        lines = err.splitlines()
+        assert len(lines) == 2, lines
+        assert str(not_python) in lines[0] and str(first.pid) in lines[1], lines
+    finally:
+        if exporter.poll() is None:
+            exporter.kill()
+            exporter.communicate()
+
+
+def test_exporter_port_in_use_is_one_line(start) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a port something already listens on
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        # WHEN the exporter is asked to listen there
+        result = run_cli("exporter", "--port", str(port), str(os.getpid()))
+
+    # THEN one line says so
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
