@@ -95,6 +95,34 @@ def test_metrics_parse_and_agree_with_dump(start, not_python: int) -> None:  # t
     assert len(lines) == 1 and str(not_python) in lines[0] and "Python" in lines[0], lines
 
 
+def test_metrics_count_each_loop_apart(start) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN three threads, each running its own loop with a task and its sleeping child
+    target = start("threads.py", agent=False).wait_ready()
+
+    # WHEN the metrics are printed
+    result = run_cli("metrics", str(target.pid))
+    samples = parse(result.stdout)
+
+    # THEN each loop of the snapshot has its own counts, as dump has them
+    assert result.returncode == 0, result.stderr
+    snapshot = dump(target.pid)
+    loops = [loop["id"] for loop in snapshot["loops"]]
+    assert len(loops) == 3
+    for loop in loops:
+        pending = Counter(
+            task["coro"]
+            for task in snapshot["tasks"]
+            if task["loop"] == loop and task["state"] == "pending"
+        )
+        assert sum(pending.values()) == 2
+        assert value(samples, "taskscope_tasks", loop=loop, state="pending") == 2
+        for coro, count in pending.items():
+            assert (
+                value(samples, "taskscope_tasks_by_coroutine", loop=loop, coroutine=coro) == count
+            )
+        assert value(samples, "taskscope_loop_blocked_seconds", loop=loop) == 0
+
+
 def test_metrics_say_a_blocked_loop(start) -> None:  # type: ignore[no-untyped-def]
     # GIVEN a loop blocked in time.sleep for a while
     target = start("blocked.py", "30").wait_ready()
@@ -108,7 +136,7 @@ def test_metrics_say_a_blocked_loop(start) -> None:  # type: ignore[no-untyped-d
 
     samples = wait_for(blocked_samples, 20, "the loop blocked")
 
-    # THEN the blocked seconds are there, and lag is counted per loop
+    # THEN the loop reads blocked for more than half a second
     assert value(samples, "taskscope_loop_blocked_seconds", pid=str(target.pid)) > 0.5
 
 
