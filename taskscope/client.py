@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from taskscope.protocol import (
+    CANCEL_WAIT,
     COMPACT,
     MAX_REPLY_BYTES,
     PLAIN,
@@ -289,9 +290,11 @@ class AgentClient:
             self._sock.sendall(encode(wire))
         except OSError as error:
             raise self._gone(error) from None
+        # A cancel's reply waits for a blocked loop by design: slow only after that wait.
+        slow_from = sent + CANCEL_WAIT if request.type == "cancel" else sent
         while True:
             message = self._read_message(
-                self.timeout if timeout == -1.0 else timeout, slow_from=sent
+                self.timeout if timeout == -1.0 else timeout, slow_from=slow_from
             )
             self.longest_wait = max(self.longest_wait, time.monotonic() - sent)
             if message.get("re") == request_id or (

@@ -19,6 +19,9 @@ from operator import itemgetter
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 PROTOCOL_VERSION: Final = 1
+#: How long the agent's reply to a cancel waits for the task's loop to deliver it: a client
+#: expects a cancel to take that long on a blocked loop.
+CANCEL_WAIT: Final = 1.0
 #: The JSON schema version of a snapshot (`taskscope dump`), independent of the protocol.
 SNAPSHOT_SCHEMA: Final = 1
 

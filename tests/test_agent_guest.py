@@ -341,6 +341,19 @@ def test_a_cancel_the_loop_cannot_run_yet_is_reported_as_queued(start: Any) -> N
         assert client.cancel(ids["bystander"]) == "queued"
 
 
+def test_a_cancel_on_a_blocked_loop_does_not_blame_the_gil(start: Any) -> None:
+    # A cancel's reply waits up to a second for the loop by design: the CLI must not take
+    # that wait for a call holding the GIL.
+    target = start("blocked.py", "4").wait_ready()
+    with AgentClient(target.pid) as client:
+        ids = {task["name"]: task["id"] for task in client.snapshot()["tasks"]}
+        wait_for(lambda: client.snapshot()["loops"][0]["blocked_for"], 5, "the loop to block")
+    result = run_cli("cancel", str(target.pid), f"id:{ids['bystander']}")
+    assert result.returncode == 0, result.stderr
+    assert "GIL" not in result.stderr and "GIL" not in result.stdout
+    assert "blocked" in result.stdout
+
+
 # --- 7. dump is inert in a terminal ----------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from taskscope.agent.introspect import (
 )
 from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
+    CANCEL_WAIT,
     COMPACT,
     MAX_REQUEST_BYTES,
     PLAIN,
@@ -68,8 +69,6 @@ HELLO_TIMEOUT = 3.0
 IDLE_EVICTABLE = 5.0
 #: A client that reads nothing of a pending reply for this long is dropped.
 SEND_STALL_TIMEOUT = 10.0
-#: How long a cancel reply waits for the task's loop to deliver the cancel.
-CANCEL_WAIT = 1.0
 #: After a last error reply, how long what the client still sends is read and dropped.
 DRAIN_SECONDS = 1.0
 PRUNE_INTERVAL = 10.0
