@@ -291,3 +291,36 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
     while chunks and chunks[0].flags != KEYFRAME:
         chunks.pop(0)
     return Recording(name, facts, chunks, cut_short)
+
+
+def parse_at(text: str, recording: Recording) -> float:
+    """The moment `--at` names, as a time since the epoch: seconds from the start (`90`,
+    `1:30`), from the end when negative (`-10`), or a wall-clock time of the recording's day
+    (`14:02:11`). Raises ValueError with one line."""
+    spoken = text.strip()
+    if spoken.count(":") == 2:
+        start = time.localtime(recording.start)
+        try:
+            clock = time.strptime(spoken, "%H:%M:%S")
+        except ValueError:
+            raise ValueError(f"not a time: {text!r} (use seconds, M:SS or HH:MM:SS)") from None
+        at = time.mktime(
+            (start.tm_year, start.tm_mon, start.tm_mday, clock.tm_hour, clock.tm_min,
+             clock.tm_sec, 0, 0, start.tm_isdst)
+        )  # fmt: skip
+        if at < recording.start - 1:  # a recording past midnight: the next day's clock
+            at += 86400
+        return float(at)
+    negative = spoken.startswith("-")
+    body = spoken[1:] if negative else spoken
+    try:
+        if ":" in body:
+            minutes, seconds = body.split(":")
+            offset = int(minutes) * 60 + float(seconds)
+        else:
+            offset = float(body)
+    except ValueError:
+        raise ValueError(f"not a time: {text!r} (use seconds, M:SS or HH:MM:SS)") from None
+    if offset != offset or offset in (float("inf"), float("-inf")):
+        raise ValueError(f"not a time: {text!r}")
+    return recording.end - offset if negative else recording.start + offset

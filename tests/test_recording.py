@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from taskscope.recording import (
     RecordingError,
     RecordingWriter,
     open_recording,
+    parse_at,
 )
 
 
@@ -198,3 +200,18 @@ def test_the_file_is_flushed_after_each_message(tmp_path: Path) -> None:
     assert len(open_recording(path).chunks) == 2
     writer.close()
     assert os.path.getsize(path) > len(MAGIC)
+
+
+def test_at_names_a_moment_from_the_start_the_end_or_the_clock(tmp_path: Path) -> None:
+    path = tmp_path / "session.tsrec"
+    _write(path)
+    recording = open_recording(path)
+    assert parse_at("0", recording) == recording.start
+    assert parse_at("1.5", recording) == recording.start + 1.5
+    assert parse_at("0:02", recording) == recording.start + 2
+    assert parse_at("-3", recording) == recording.end - 3
+    clock = time.strftime("%H:%M:%S", time.localtime(recording.start + 5))
+    assert abs(parse_at(clock, recording) - (recording.start + 5)) < 1
+    for wrong in ("soon", "1:xx", "nan", "25:00:00"):
+        with pytest.raises(ValueError, match="not a time"):
+            parse_at(wrong, recording)

@@ -1,0 +1,143 @@
+"""How big a recording gets and how fast it reads back (issue 13's goals): a recording of
+10,000 tasks for 10 minutes under 50 MB; the state at any time read back in under 1 s.
+
+Run: python benchmarks/recording.py [--tasks 10000] [--churn 50] [--seconds 600]
+     [--interval 1.0] [--reads 20] [--python PATH]
+
+A target (benchmarks/targets/recording_target.py, started with the agent installed, as
+`taskscope run` does) holds --tasks long-lived tasks and starts --churn short requests a
+second, each going through a sleep and a queue round trip, so the recording holds tasks that
+appear, move, finish and leave. `taskscope record PID -o FILE --duration S --interval I` records
+it as a user would. Then: the file's size (and, when --seconds is under 600, the size of ten
+minutes at the same rate, marked as projected); the time to open it (read its index), and to
+read the state at --reads random times and at its end (`snapshot_at`), lowest, median and
+highest; and `taskscope dump --from FILE --at T` end to end at the slowest of those times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = REPO / "benchmarks" / "targets" / "recording_target.py"
+sys.path.insert(0, str(REPO))
+
+from taskscope.recording import open_recording  # noqa: E402
+
+GOAL_MB_PER_10_MIN = 50.0
+GOAL_READ_S = 1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--churn", type=int, default=50, help="short requests started a second")
+    parser.add_argument("--seconds", type=float, default=600.0, help="how long to record")
+    parser.add_argument("--interval", type=float, default=1.0, help="record's --interval")
+    parser.add_argument("--reads", type=int, default=20, help="random times read back")
+    parser.add_argument("--python", default=sys.executable, help="the target's interpreter")
+    args = parser.parse_args()
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with tempfile.TemporaryDirectory(prefix="taskscope-rec-bench-") as workdir:
+        ready = Path(workdir) / "ready"
+        path = Path(workdir) / "run.tsrec"
+        target = subprocess.Popen(
+            [args.python, str(TARGET), str(args.tasks), str(args.churn), str(ready)], env=env
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (ready.exists() and ready.read_text()):
+                if target.poll() is not None or time.monotonic() > deadline:
+                    print("the target did not start", file=sys.stderr)
+                    return 1
+                time.sleep(0.05)
+            print(
+                f"target pid {target.pid}: {args.tasks} tasks, {args.churn} requests/s; "
+                f"recording {args.seconds:g} s at --interval {args.interval:g}",
+                flush=True,
+            )
+            started = time.monotonic()
+            subprocess.run(
+                [
+                    sys.executable, "-m", "taskscope", "record", str(target.pid),
+                    "-o", str(path), "--duration", str(args.seconds),
+                    "--interval", str(args.interval),
+                ],
+                env=env,
+                check=True,
+            )  # fmt: skip
+            recorded = time.monotonic() - started
+        finally:
+            target.kill()
+            target.wait()
+
+        size = path.stat().st_size
+        opened = time.perf_counter()
+        recording = open_recording(path)
+        open_s = time.perf_counter() - opened
+        span = recording.end - recording.start
+        messages = len(recording.chunks)
+        mb = size / 1e6
+        print(
+            f"\nrecording: {mb:.1f} MB, {messages} messages over {span:.0f} s "
+            f"({recorded:.0f} s wall)"
+        )
+        if span >= 599:
+            verdict = "met" if mb <= GOAL_MB_PER_10_MIN else "MISSED"
+            print(
+                f"  10 minutes of {args.tasks} tasks: {mb:.1f} MB "
+                f"(goal <= {GOAL_MB_PER_10_MIN:g}): {verdict}"
+            )
+        elif span > 0:
+            projected = mb * 600 / span
+            verdict = "met" if projected <= GOAL_MB_PER_10_MIN else "MISSED"
+            print(
+                f"  10 minutes projected from {span:.0f} s: {projected:.1f} MB "
+                f"(goal <= {GOAL_MB_PER_10_MIN:g}): {verdict} (projected)"
+            )
+
+        rng = random.Random(13)
+        times = [rng.uniform(recording.start, recording.end) for _ in range(args.reads)]
+        times.append(recording.end)
+        timings = []
+        for at in times:
+            begun = time.perf_counter()
+            snapshot = recording.snapshot_at(at)
+            timings.append((time.perf_counter() - begun, at, len(snapshot["tasks"])))
+        seconds = sorted(t for t, _, _ in timings)
+        worst, worst_at, worst_tasks = max(timings)
+        print(f"  open (index of {messages} chunks): {open_s * 1000:.0f} ms")
+        verdict = "met" if worst + open_s <= GOAL_READ_S else "MISSED"
+        print(
+            f"  state at a time ({len(times)} reads): lowest {seconds[0] * 1000:.0f} ms, median "
+            f"{statistics.median(seconds) * 1000:.0f} ms, highest {worst * 1000:.0f} ms "
+            f"({worst_tasks} tasks); with the open: {(worst + open_s) * 1000:.0f} ms "
+            f"(goal <= {GOAL_READ_S * 1000:.0f} ms): {verdict}"
+        )
+        at_arg = f"{worst_at - recording.start:.3f}"
+        begun = time.perf_counter()
+        dumped = subprocess.run(
+            [sys.executable, "-m", "taskscope", "dump", "--from", str(path), "--at", at_arg],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        whole = time.perf_counter() - begun
+        print(
+            f"  `taskscope dump --from FILE --at {at_arg}` end to end: {whole:.2f} s "
+            f"({len(dumped.stdout) / 1e6:.1f} MB of JSON, interpreter start included)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
