@@ -175,6 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("task", help=TASK_HELP)
     cancel.add_argument("-m", "--message", default=None, help="cancellation message")
     with_pid("detach", "stop the agent in a process and undo what it changed")
+    record = with_pid(
+        "record", "record the process's tasks to a file, to look at later with --from"
+    )
+    record.add_argument("-o", "--output", required=True, help="the recording file to write")
+    record.add_argument(
+        "--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)"
+    )
+    record.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between updates (default 1)"
+    )
     attach = with_pid("attach", "open the live dashboard on a process")
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
@@ -543,6 +553,75 @@ def cmd_detach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from taskscope.client import AgentGone
+    from taskscope.recording import RecordingWriter
+
+    if not 0.05 <= args.interval <= 60:
+        raise ClientError("--interval is in seconds, from 0.05 to 60")
+    if args.duration is not None and args.duration <= 0:
+        raise ClientError("--duration is in seconds, more than 0")
+    with connect(args) as client:
+        hello = client.hello
+        facts = {key: hello.get(key) for key in ("pid", "python", "argv", "executable")}
+        facts["started_at"] = hello.get("started_at")
+        facts["interval"] = args.interval
+        try:
+            writer = RecordingWriter.create(args.output, facts)
+        except OSError as error:
+            raise ClientError(f"cannot write {args.output}: {error.strerror or error}") from None
+        until = f"for {args.duration:g} s" if args.duration else "until Ctrl-C"
+        print(
+            f"taskscope: recording process {args.pid} to {args.output} every "
+            f"{args.interval:g} s, {until}",
+            file=sys.stderr,
+            flush=True,
+        )
+        deadline = time.monotonic() + args.duration if args.duration else None
+        why = ""
+        first = last = 0.0
+        try:
+            for kind, body in client.subscribe(args.interval):
+                if kind == "snapshot":
+                    writer.add_snapshot(body)
+                else:
+                    writer.add_delta(body)
+                last = float(body["taken_at"])
+                first = first or last
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+        except KeyboardInterrupt:
+            pass
+        except AgentGone:
+            why = f"process {args.pid} ended; "
+        except OSError as error:
+            # The disk is full, or the file went: what was written before stays readable.
+            writer_error = error.strerror or str(error)
+            print(
+                f"taskscope: writing {args.output} failed ({writer_error}); the recording "
+                f"stops there and reads up to its last whole update",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        finally:
+            try:
+                writer.close()
+            except OSError:
+                pass
+    size = os.path.getsize(args.output)
+    print(
+        f"taskscope: {why}recorded {writer.messages} updates over {last - first:.0f} s to "
+        f"{args.output} ({_size_text(size)}); look with `taskscope tree --from "
+        f"{args.output}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     target = list(args.target)
     if target and target[0] == "--":
@@ -587,6 +666,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "run": cmd_run,
     "detach": cmd_detach,
+    "record": cmd_record,
     "attach": cmd_attach,
     "demo": cmd_demo,
 }
