@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from taskscope import __version__
-from taskscope.client import ClientError, process_exists
+from taskscope.client import ClientError
 from taskscope.injection import (
     InjectionError,
     inspect_target,
@@ -27,6 +27,7 @@ from taskscope.injection import (
     run_in_process,
     target_root,
 )
+from taskscope.process_facts import environment, process_exists, process_uid
 from taskscope.protocol import socket_path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -39,23 +40,8 @@ class AttachError(ClientError):
 
 
 def _target_uid(pid: int) -> int:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return os.getuid()
-
-
-def _target_environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    environ = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            environ[key.decode(errors="replace")] = value.decode(errors="replace")
-    return environ
+    uid = process_uid(pid)
+    return os.getuid() if uid is None else uid
 
 
 def target_socket_directory(pid: int) -> str:
@@ -67,7 +53,7 @@ def target_socket_directory(pid: int) -> str:
     if override and root is None:
         return override
     uid = _target_uid(pid)
-    environ = _target_environ(pid)
+    environ = environment(pid) or {}
     if environ.get("TASKSCOPE_SOCKET_DIR"):
         return environ["TASKSCOPE_SOCKET_DIR"]
     runtime = environ.get("XDG_RUNTIME_DIR")

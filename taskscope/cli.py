@@ -323,7 +323,7 @@ def _wait_socket_gone(path: str, timeout: float = 5.0) -> bool:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from taskscope.discovery import python_processes
+    from taskscope.process_facts import python_processes
 
     agents = set(live_agents())
     rows: list[tuple[str, str, str, str]] = []
@@ -355,11 +355,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _command_line(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "?"
+    from taskscope.process_facts import command_line
+
+    argv = command_line(pid)
+    return "?" if argv is None else " ".join(argv).strip()
 
 
 def cmd_ps(args: argparse.Namespace) -> int:

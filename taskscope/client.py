@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from taskscope.process_facts import gone_since, process_exists, process_uid, user_name
 from taskscope.protocol import (
     CANCEL_WAIT,
     COMPACT,
@@ -59,33 +60,6 @@ class PermissionDenied(ClientError):
 
 class VersionMismatch(ClientError):
     pass
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def process_uid(pid: int) -> int | None:
-    """The uid a process runs as (None if it cannot be read)."""
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-
-
-def user_name(uid: int) -> str:
-    try:
-        import pwd
-
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
-        return f"uid {uid}"
 
 
 def other_user_message(pid: int, uid: int) -> str:
@@ -447,18 +421,7 @@ def live_agents(socket_dir: str | None = None, clean: bool = True) -> list[int]:
 def _proven_gone(pid: int, path: str) -> bool:
     """Whether the process that made the socket at `path` no longer runs."""
     try:
-        import psutil
-    except ImportError:  # pragma: no cover - a dependency of the client
-        return not process_exists(pid)
-    try:
         made = os.lstat(path).st_mtime
     except OSError:
         return False
-    try:
-        started = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
-    # The pid was reused: its process started after the socket was made.
-    return started > made + 1.0
+    return gone_since(pid, made)

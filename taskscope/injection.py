@@ -83,6 +83,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskscope.process_facts import (
+    command_line,
+    environment,
+    process_alive,
+    process_name,
+    process_state,
+    status_field,
+)
+
 __all__ = [
     "DebuggerMissing",
     "InjectionError",
@@ -173,25 +182,6 @@ def _check_pid(pid: int) -> None:
         raise NoSuchProcess(f"{pid!r} is not a process id: pass the pid of a Python process")
     if not os.path.exists(_proc(pid, "stat")):
         raise NoSuchProcess(f"no process with pid {pid}: check the pid (it may have exited)")
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(_proc(pid, "stat")).read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    return _state(pid) not in (None, "Z", "X")
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(_proc(pid, "comm")).read_text().strip()
-    except OSError:
-        return "?"
 
 
 def _read_maps(pid: int) -> list[_Mapping]:
@@ -295,7 +285,7 @@ def inspect_target(pid: int) -> TargetInfo:
     """Identify the Python running in `pid`: version, executable and libpython, read from the
     process itself (its mappings and the `Py_Version` constant of the mapped interpreter)."""
     _check_pid(pid)
-    if _state(pid) in ("Z", "X"):
+    if process_state(pid) in ("Z", "X"):
         raise TargetExited(f"process {pid} has exited (zombie): nothing left to inspect")
     try:
         executable = os.readlink(_proc(pid, "exe"))
@@ -304,7 +294,7 @@ def inspect_target(pid: int) -> TargetInfo:
         if not os.path.exists(_proc(pid, "stat")):
             raise NoSuchProcess(f"no process with pid {pid}: it has exited") from exc
         raise NotPython(
-            f"process {pid} ({_process_name(pid)}) has no executable (kernel thread?): "
+            f"process {pid} ({process_name(pid)}) has no executable (kernel thread?): "
             "pass the pid of a Python process"
         ) from exc
     except PermissionError as exc:
@@ -313,15 +303,15 @@ def inspect_target(pid: int) -> TargetInfo:
         # from one we may not trace. Someone else's process gets the ownership reason, which
         # is true and says what to do (a renamed Python, gunicorn's workers, would be
         # misnamed here).
-        command = _command_line(pid)
-        uid_field = _status_field(pid, "Uid")
+        command = [arg for arg in command_line(pid) or [] if arg]
+        uid_field = status_field(pid, "Uid")
         ours = os.geteuid() == 0 or (
             uid_field is not None and int(uid_field.split()[1]) == os.geteuid()
         )
         if ours and not _looks_like_python(pid, command):
-            shown = " ".join(command)[:80] or _process_name(pid)
+            shown = " ".join(command)[:80] or process_name(pid)
             raise NotPython(
-                f"process {pid} ({_process_name(pid)}: {shown}) is not a Python process, by its "
+                f"process {pid} ({process_name(pid)}: {shown}) is not a Python process, by its "
                 "command line: pass the pid of a running Python 3.11+ program"
             ) from exc
         raise PtraceNotPermitted(_ptrace_advice(pid)) from exc
@@ -336,7 +326,7 @@ def inspect_target(pid: int) -> TargetInfo:
         named = _version_from_name(libpython or "") or _version_from_name(executable)
         if named is None:
             raise NotPython(
-                f"process {pid} ({_process_name(pid)}, {executable}) is not a "
+                f"process {pid} ({process_name(pid)}, {executable}) is not a "
                 "Python process: pass the pid of a running Python 3.11+ program"
             )
         if named >= MIN_VERSION:
@@ -353,14 +343,6 @@ def inspect_target(pid: int) -> TargetInfo:
     return TargetInfo(pid=pid, version=version, executable=executable, libpython=libpython)
 
 
-def _command_line(pid: int) -> list[str]:
-    try:
-        raw = Path(_proc(pid, "cmdline")).read_bytes()
-    except OSError:
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
-
-
 _PYTHON_NAME = re.compile(r"python|^py(thon)?\d", re.IGNORECASE)
 
 
@@ -372,29 +354,19 @@ def _looks_like_python(pid: int, command: list[str]) -> bool:
         return True  # a kernel thread has no cmdline, but no exe either: not this path
     # An interpreter embedded in another program (uwsgi...) is not told by its name: that
     # rare case gets a wrong "not Python" only when its memory is also closed to us.
-    names = [_process_name(pid), os.path.basename(command[0])]
+    names = [process_name(pid), os.path.basename(command[0])]
     return any(_PYTHON_NAME.search(name) for name in names)
-
-
-def _status_field(pid: int, field: str) -> str | None:
-    try:
-        for line in Path(_proc(pid, "status")).read_text().splitlines():
-            if line.startswith(field + ":"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def _ptrace_advice(pid: int) -> str:
     """One line explaining why we may not trace `pid`, and what to do about it."""
-    tracer = _status_field(pid, "TracerPid")
+    tracer = status_field(pid, "TracerPid")
     if tracer and tracer != "0":
         return (
             f"process {pid} is already being traced by pid {tracer} "
-            f"({_process_name(int(tracer))}): detach that debugger first"
+            f"({process_name(int(tracer))}): detach that debugger first"
         )
-    uid_field = _status_field(pid, "Uid")
+    uid_field = status_field(pid, "Uid")
     target_uid = int(uid_field.split()[1]) if uid_field else None
     euid = os.geteuid()
     if euid != 0 and target_uid is not None and target_uid != euid:
@@ -402,7 +374,7 @@ def _ptrace_advice(pid: int) -> str:
             f"process {pid} belongs to uid {target_uid}, not to you (uid {euid}): "
             "run taskscope as that user or as root"
         )
-    cap_eff = _status_field(os.getpid(), "CapEff")
+    cap_eff = status_field(os.getpid(), "CapEff")
     if euid == 0 and cap_eff is not None and not int(cap_eff, 16) & (1 << 19):
         return (
             "root here lacks CAP_SYS_PTRACE (a container?): start the container with "
@@ -854,7 +826,7 @@ def _check_arch(pid: int) -> None:
 
 
 def _gdb_failure(pid: int, output: str) -> InjectionError:
-    if not _alive(pid):
+    if not process_alive(pid):
         return TargetExited(f"process {pid} exited while taskscope was attaching to it")
     if "ptrace: Operation not permitted" in output:
         return PtraceNotPermitted(_ptrace_advice(pid))
@@ -991,7 +963,7 @@ def _run_gdb_in(
             raise _GdbStillRunning(process) from None
         process.kill()
         process.wait()
-        if _state(info.pid) == "T":
+        if process_state(info.pid) == "T":
             os.kill(info.pid, signal.SIGCONT)  # a stop gdb left pending when it was killed
         raise InjectionTimeout(
             f"gdb did not attach to process {info.pid} in time: "
@@ -1035,7 +1007,7 @@ def _wait_region_gone(pid: int, region: int, magic: bytes, deadline: float) -> N
                 if os.pread(mem, len(magic), region) != magic:
                     return
             except OSError:
-                if not _alive(pid):
+                if not process_alive(pid):
                     raise TargetExited(f"process {pid} exited before the queued code ran") from None
                 return  # EIO: the region is unmapped
             if time.monotonic() > deadline:
@@ -1122,21 +1094,6 @@ def _remote_debug_disabled(environ: dict[str, str], argv: list[str]) -> str | No
     if not ignores_env and environ.get("PYTHON_DISABLE_REMOTE_DEBUG"):
         return "PYTHON_DISABLE_REMOTE_DEBUG"
     return None
-
-
-def _target_environ(pid: int) -> tuple[dict[str, str], list[str]] | None:
-    try:
-        raw_env = Path(_proc(pid, "environ")).read_bytes()
-        raw_argv = Path(_proc(pid, "cmdline")).read_bytes()
-    except OSError:
-        return None
-    environ = {}
-    for item in raw_env.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            environ[key.decode(errors="replace")] = value.decode(errors="replace")
-    argv = [a.decode(errors="replace") for a in raw_argv.split(b"\0")[:-1]]
-    return environ, argv
 
 
 def matching_interpreter(info: TargetInfo, root: str | None = None) -> str | None:
@@ -1323,7 +1280,7 @@ def _inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> bo
                     with contextlib.suppress(OSError):
                         (os.unlink if path is done_by_gdb else os.rmdir)(path)
                 return True
-            if not _alive(info.pid):
+            if not process_alive(info.pid):
                 raise TargetExited(f"process {info.pid} exited before running the code")
             now = time.monotonic()
             if now > deadline:
@@ -1447,7 +1404,7 @@ def _give_to_target_user(pid: int, *paths: str) -> None:
     """As root, hand our private files to the target's user so it can read them (still 0700)."""
     if os.geteuid() != 0:
         return
-    uid_field, gid_field = _status_field(pid, "Uid"), _status_field(pid, "Gid")
+    uid_field, gid_field = status_field(pid, "Uid"), status_field(pid, "Gid")
     if not uid_field or not gid_field:
         return
     uid, gid = int(uid_field.split()[1]), int(gid_field.split()[1])
@@ -1467,9 +1424,9 @@ def run_in_process(pid: int, code: str, *, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     info = inspect_target(pid)
     if info.version >= REMOTE_EXEC_VERSION:
-        settings = _target_environ(pid)
-        if settings is not None:
-            reason = _remote_debug_disabled(*settings)
+        environ, argv = environment(pid), command_line(pid)
+        if environ is not None and argv is not None:
+            reason = _remote_debug_disabled(environ, argv)
             if reason is not None:
                 raise RemoteDebugDisabled(
                     f"process {pid} was started with {reason}, which "

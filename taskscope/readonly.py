@@ -26,6 +26,7 @@ from taskscope.injection import (
     run_as_target,
     target_root,
 )
+from taskscope.process_facts import command_line as _command_line
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
     WireAwaiting,
@@ -225,9 +226,4 @@ def _cycles(awaits: dict[str, list[str]]) -> list[list[str]]:
 
 def command_line(pid: int) -> list[str]:
     """The target's argv, as the agent's hello gives it."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+    return _command_line(pid) or []

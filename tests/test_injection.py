@@ -467,11 +467,8 @@ def fake_314(pid: int) -> TargetInfo:
 
 def test_remote_debug_disabled_is_respected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(injection, "inspect_target", fake_314)
-    monkeypatch.setattr(
-        injection,
-        "_target_environ",
-        lambda pid: ({"PYTHON_DISABLE_REMOTE_DEBUG": "1"}, ["python3.14", "app.py"]),
-    )
+    monkeypatch.setattr(injection, "environment", lambda pid: {"PYTHON_DISABLE_REMOTE_DEBUG": "1"})
+    monkeypatch.setattr(injection, "command_line", lambda pid: ["python3.14", "app.py"])
 
     def no_injection(*args: object) -> bool:
         raise AssertionError("must not try to inject")
@@ -485,7 +482,8 @@ def test_remote_debug_disabled_is_respected(monkeypatch: pytest.MonkeyPatch) -> 
 def test_314_target_uses_remote_exec_then_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(injection, "inspect_target", fake_314)
-    monkeypatch.setattr(injection, "_target_environ", lambda pid: ({}, ["python3.14", "a.py"]))
+    monkeypatch.setattr(injection, "environment", lambda pid: {})
+    monkeypatch.setattr(injection, "command_line", lambda pid: ["python3.14", "a.py"])
     monkeypatch.setattr(
         injection,
         "_inject_with_remote_exec",

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from taskscope.client import AgentClient, user_name
+from taskscope.client import AgentClient
+from taskscope.process_facts import user_name
 from taskscope.protocol import MAX_REQUEST_BYTES, REQUEST_TYPES, socket_path
 from tests.helpers import wait_for
 

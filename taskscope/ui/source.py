@@ -11,28 +11,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any, Protocol, TypedDict
-
-import psutil  # type: ignore[import-untyped, unused-ignore]
+from typing import Any, Protocol
 
 from taskscope.client import AgentClient
+from taskscope.process_facts import ProcessFacts
+from taskscope.process_facts import ProcessInfo as ProcessInfo  # the TaskSource protocol's
 from taskscope.protocol import WireDelta, WireSnapshot
 
 #: What `subscribe` yields: ("snapshot", WireSnapshot) first, then ("delta", WireDelta)...
 Update = tuple[str, WireSnapshot | WireDelta]
-
-
-class ProcessInfo(TypedDict, total=False):
-    """Facts about the process for the header; any of them may be missing."""
-
-    pid: int
-    command: str
-    python: str
-    cpu_percent: float
-    rss: int
-    threads: int
-    fds: int
-    alive: bool
 
 
 class TaskSource(Protocol):
@@ -64,37 +51,6 @@ class TaskSource(Protocol):
     def close(self) -> None:
         """Release connections; unblocks a running `subscribe`."""
         ...
-
-
-class ProcessFacts:
-    """psutil facts about one process. CPU % is measured between two calls, as top does."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._process: psutil.Process | None = None
-
-    def read(self) -> ProcessInfo:
-        info: ProcessInfo = {"pid": self.pid}
-        try:
-            if self._process is None:
-                self._process = psutil.Process(self.pid)
-                self._process.cpu_percent(None)
-            process = self._process
-            with process.oneshot():
-                info["alive"] = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-                info["command"] = " ".join(process.cmdline())
-                info["cpu_percent"] = process.cpu_percent(None)
-                info["rss"] = process.memory_info().rss
-                info["threads"] = process.num_threads()
-                try:
-                    info["fds"] = process.num_fds()
-                except (psutil.AccessDenied, AttributeError):
-                    pass
-        except psutil.NoSuchProcess:
-            info["alive"] = False
-        except psutil.AccessDenied:
-            pass
-        return info
 
 
 class AgentSource:

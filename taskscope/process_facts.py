@@ -1,0 +1,259 @@
+"""Facts about running processes, read in one place for every part of taskscope: whether a
+process exists and still runs, who owns it, its name, command line, environment and status
+fields, when it started, what the dashboard's header shows (CPU, memory, threads, open files),
+and which processes of this machine are Pythons.
+
+Nothing here changes a process, and nothing raises for a process that is gone or closed to
+us: a fact that cannot be read is None (or the documented stand-in). psutil is imported only
+by the facts it serves (resources, start time, the process list), so that attaching works
+under an interpreter without it (the target user's own, when we run as them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    import psutil
+
+
+def _proc(pid: int, name: str) -> str:
+    return f"/proc/{pid}/{name}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Existence, state and owner
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie does; one of another user too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, D, T, Z, X...), None if there is no such
+    process."""
+    try:
+        with open(_proc(pid, "stat")) as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def process_alive(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    return process_state(pid) not in (None, "Z", "X")
+
+
+def process_uid(pid: int) -> int | None:
+    """The uid a process runs as (None if it cannot be read)."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def user_name(uid: int) -> str:
+    """`name (uid N)`, or `uid N` for a uid with no name."""
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def status_field(pid: int, field: str) -> str | None:
+    """One field of /proc/PID/status (`Uid`, `Gid`, `TracerPid`, `CapEff`...), as written
+    there; None if the process or the field is missing."""
+    try:
+        with open(_proc(pid, "status")) as status:
+            for line in status.read().splitlines():
+                if line.startswith(field + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def gone_since(pid: int, moment: float) -> bool:
+    """Whether the process that had `pid` at `moment` (seconds since the epoch) is proven
+    gone: no process has that pid, or the one that has it started after `moment` (the pid
+    was reused). Not knowing is not gone."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a dependency of the client
+        return not process_exists(pid)
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+    return bool(started > moment + 1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# What it runs
+
+
+def process_name(pid: int) -> str:
+    """The short name the kernel keeps for a process (/proc/PID/comm), `?` if unreadable."""
+    try:
+        with open(_proc(pid, "comm")) as comm:
+            return comm.read().strip()
+    except OSError:
+        return "?"
+
+
+def command_line(pid: int) -> list[str] | None:
+    """The process's argv, empty arguments included; None if it cannot be read. A process
+    that rewrote its command line without a final NUL gives that text as one argument."""
+    try:
+        with open(_proc(pid, "cmdline"), "rb") as cmdline:
+            raw = cmdline.read()
+    except OSError:
+        return None
+    if not raw:
+        return []
+    return [arg.decode(errors="replace") for arg in raw.removesuffix(b"\0").split(b"\0")]
+
+
+def environment(pid: int) -> dict[str, str] | None:
+    """The environment the process started with; None if it cannot be read (another user's
+    process, when we are not root)."""
+    try:
+        with open(_proc(pid, "environ"), "rb") as environ:
+            raw = environ.read()
+    except OSError:
+        return None
+    variables = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            variables[key.decode(errors="replace")] = value.decode(errors="replace")
+    return variables
+
+
+# --------------------------------------------------------------------------------------------------
+# The dashboard's header
+
+
+class ProcessInfo(TypedDict, total=False):
+    """Facts about the process for the header; any of them may be missing."""
+
+    pid: int
+    command: str
+    python: str
+    cpu_percent: float
+    rss: int
+    threads: int
+    fds: int
+    alive: bool
+
+
+class ProcessFacts:
+    """psutil facts about one process. CPU % is measured between two calls, as top does."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._process: psutil.Process | None = None
+
+    def read(self) -> ProcessInfo:
+        import psutil
+
+        info: ProcessInfo = {"pid": self.pid}
+        try:
+            if self._process is None:
+                self._process = psutil.Process(self.pid)
+                self._process.cpu_percent(None)
+            process = self._process
+            with process.oneshot():
+                info["alive"] = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+                info["command"] = " ".join(process.cmdline())
+                info["cpu_percent"] = process.cpu_percent(None)
+                info["rss"] = process.memory_info().rss
+                info["threads"] = process.num_threads()
+                try:
+                    info["fds"] = process.num_fds()
+                except (psutil.AccessDenied, AttributeError):
+                    pass
+        except psutil.NoSuchProcess:
+            info["alive"] = False
+        except psutil.AccessDenied:
+            pass
+        return info
+
+
+# --------------------------------------------------------------------------------------------------
+# The Pythons of this machine
+
+_VERSION_IN_NAME = re.compile(r"python(\d+\.\d+)")
+_LIBPYTHON = re.compile(r"libpython(\d+\.\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class PythonProcess:
+    pid: int
+    version: str | None
+    command: str
+
+
+def python_version_of(proc: psutil.Process) -> str | None:
+    """major.minor of a process's interpreter, from its executable or its mapped libpython."""
+    import psutil
+
+    try:
+        exe = proc.exe()
+    except (psutil.Error, OSError):
+        exe = ""
+    match = _VERSION_IN_NAME.search(os.path.basename(exe))
+    if match:
+        return match.group(1)
+    try:
+        with open(_proc(proc.pid, "maps")) as maps:
+            for line in maps:
+                found = _LIBPYTHON.search(line)
+                if found:
+                    return found.group(1)
+    except OSError:
+        pass
+    try:
+        resolved = os.path.realpath(exe)
+    except OSError:
+        return None
+    match = _VERSION_IN_NAME.search(os.path.basename(resolved))
+    return match.group(1) if match else None
+
+
+def python_processes() -> Iterator[PythonProcess]:
+    """Running processes of this user (all, for root) whose executable is a Python."""
+    import psutil
+
+    me = os.getpid()
+    uid = os.getuid()
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "uids"]):
+        try:
+            info = proc.info
+            if info["pid"] == me or (uid != 0 and info["uids"] and info["uids"].real != uid):
+                continue
+            name = (info["name"] or "").lower()
+            cmdline = info["cmdline"] or []
+            first = os.path.basename(cmdline[0]).lower() if cmdline else ""
+            if "python" not in name and "python" not in first:
+                continue
+            version = python_version_of(proc)
+            yield PythonProcess(info["pid"], version, " ".join(cmdline) or name)
+        except (psutil.Error, OSError):
+            continue
