@@ -282,13 +282,14 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
 
 def _refusals() -> tuple[type[BaseException], ...]:
     """Why an agent could not be had, where a read-only look still can be."""
-    from taskscope.injection import InjectionTimeout, RemoteDebugDisabled
+    from taskscope.attach.errors import InjectionTimeout, RemoteDebugDisabled
 
     return (NoAgent, RemoteDebugDisabled, InjectionTimeout)
 
 
 def _can_read_only(pid: int) -> bool:
-    from taskscope.injection import REMOTE_EXEC_VERSION, InjectionError, inspect_target
+    from taskscope.attach.errors import InjectionError
+    from taskscope.attach.target import REMOTE_EXEC_VERSION, inspect_target
 
     try:
         return inspect_target(pid).version >= REMOTE_EXEC_VERSION
@@ -707,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _attach_errors() -> tuple[type[BaseException], ...]:
     try:
-        from taskscope.injection import InjectionError
+        from taskscope.attach.errors import InjectionError
     except ImportError:
         return ()
     return (InjectionError,)

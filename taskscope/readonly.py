@@ -17,15 +17,10 @@ import subprocess
 import time
 from typing import Any
 
+from taskscope.attach.interpreter import matching_interpreter, run_as_target
+from taskscope.attach.roots import target_root
+from taskscope.attach.target import REMOTE_EXEC_VERSION, TargetInfo, inspect_target
 from taskscope.client import ClientError
-from taskscope.injection import (
-    REMOTE_EXEC_VERSION,
-    TargetInfo,
-    inspect_target,
-    matching_interpreter,
-    run_as_target,
-    target_root,
-)
 from taskscope.process_facts import command_line as _command_line
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
@@ -39,7 +34,7 @@ from taskscope.protocol import (
 #: What a read-only look cannot know, as listed in the snapshot's `read_only` field.
 NOT_KNOWN = ("leaf_awaiting", "creators", "history", "loop_state", "cancel")
 
-#: Run under the target's own interpreter (`injection.run_as_target`): reads the task graph
+#: Run under the target's own interpreter (`attach.interpreter.run_as_target`): reads the task graph
 #: and prints it as JSON, with the reader's exact version. Frames come innermost first.
 _READER = """\
 import json, _remote_debugging

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from taskscope import injection
+from taskscope.attach import gdb_script
+from taskscope.attach.target import inspect_target
 
 TARGET = Path(__file__).parent / "targets" / "injection_target.py"
 
@@ -57,26 +58,26 @@ def gdb_addresses(pid: int, symbols: list[str]) -> dict[str, int]:
 
 def test_function_addresses_are_where_gdb_finds_the_symbols(idle_target: int) -> None:
     # GIVEN a running Python process
-    info = injection.inspect_target(idle_target)
+    info = inspect_target(idle_target)
     # WHEN taskscope reads the addresses of the functions its gdb script calls
-    addresses = injection._function_addresses(info)
+    addresses = gdb_script.function_addresses(info)
     # THEN every one is found, at the address gdb gives the symbol
     assert addresses is not None
     finalizing = "Py_IsFinalizing" if info.version >= (3, 13) else "_Py_IsFinalizing"
     by_symbol = {
         (finalizing if name == "finalizing" else name): at for name, at in addresses.items()
     }
-    assert set(by_symbol) == {*injection._GDB_FUNCTIONS, finalizing}
+    assert set(by_symbol) == {*gdb_script.GDB_FUNCTIONS, finalizing}
     assert gdb_addresses(idle_target, sorted(by_symbol)) == by_symbol
 
 
 def test_script_with_addresses_names_no_symbol(idle_target: int, tmp_path: Path) -> None:
     # GIVEN the addresses of the functions in a real target
-    info = injection.inspect_target(idle_target)
-    addresses = injection._function_addresses(info)
+    info = inspect_target(idle_target)
+    addresses = gdb_script.function_addresses(info)
     assert addresses is not None
     # WHEN the gdb script is made with them
-    script = injection._gdb_script(
+    script = gdb_script.gdb_script(
         info, str(tmp_path / "payload"), 100, queue=True, addresses=addresses
     )
     # THEN it takes no symbol's address (gdb has none loaded for the shared libraries)

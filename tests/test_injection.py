@@ -1,6 +1,6 @@
-"""taskscope.injection against real processes: each target mode, repeated injections, and every
-error the user can meet.  Targets run on `sys.executable`, so the suite checks the Python running
-it."""
+"""taskscope.attach.injection against real processes: each target mode, repeated injections,
+and every error the user can meet.  Targets run on `sys.executable`, so the suite checks the
+Python running it."""
 
 from __future__ import annotations
 
@@ -18,20 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from taskscope import injection
-from taskscope.injection import (
+from taskscope.attach import injection, payload, remote_exec
+from taskscope.attach.errors import (
     DebuggerMissing,
+    InjectionError,
     InjectionTimeout,
     NoSuchProcess,
     NotPython,
     PtraceNotPermitted,
     RemoteDebugDisabled,
     TargetExited,
-    TargetInfo,
     UnsupportedPython,
-    inspect_target,
-    run_in_process,
 )
+from taskscope.attach.injection import run_in_process
+from taskscope.attach.interpreter import matching_interpreter
+from taskscope.attach.target import TargetInfo, inspect_target
 
 REPO = Path(__file__).parent.parent
 TARGET = Path(__file__).parent / "targets" / "injection_target.py"
@@ -144,7 +145,7 @@ GDB_MODE = {
 def test_inject_each_mode(
     start, tmp_path: Path, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="taskscope.injection")
+    caplog.set_level(logging.DEBUG, logger="taskscope.attach")
     target = start(mode)
     before = entry_bytes(target.pid)
     marker = tmp_path / "marker.json"
@@ -360,12 +361,12 @@ def test_other_users_process(start) -> None:
     target = start("idle")
     check = subprocess.run(
         [python, "-c",
-         "import sys, taskscope.injection as i\n"
+         "import sys, taskscope.attach.injection as i, taskscope.attach.errors as e\n"
          "assert sys.version_info >= (3, 10)\n"
          "try:\n"
          f"    i.run_in_process({target.pid}, 'pass')\n"
-         "except i.PtraceNotPermitted as e:\n"
-         "    print(e)\n"],
+         "except e.PtraceNotPermitted as error:\n"
+         "    print(error)\n"],
         user=65534, group=65534, cwd="/", env={"PYTHONPATH": str(REPO)},
         capture_output=True, text=True,
     )  # fmt: skip
@@ -440,7 +441,7 @@ def test_timeout_while_waiting_for_the_gil_leaves_gdb_to_finish(start, tmp_path:
     ],
 )  # fmt: skip
 def test_python_options(argv: list[str], options: list[str]) -> None:
-    assert injection._python_options(argv) == options
+    assert remote_exec.python_options(argv) == options
 
 
 @pytest.mark.parametrize(
@@ -458,7 +459,7 @@ def test_python_options(argv: list[str], options: list[str]) -> None:
 def test_remote_debug_disabled(
     environ: dict[str, str], argv: list[str], reason: str | None
 ) -> None:
-    assert injection._remote_debug_disabled(environ, argv) == reason
+    assert remote_exec.remote_debug_disabled(environ, argv) == reason
 
 
 def fake_314(pid: int) -> TargetInfo:
@@ -473,8 +474,8 @@ def test_remote_debug_disabled_is_respected(monkeypatch: pytest.MonkeyPatch) -> 
     def no_injection(*args: object) -> bool:
         raise AssertionError("must not try to inject")
 
-    monkeypatch.setattr(injection, "_inject_with_remote_exec", no_injection)
-    monkeypatch.setattr(injection, "_inject_with_gdb", no_injection)
+    monkeypatch.setattr(injection, "inject_with_remote_exec", no_injection)
+    monkeypatch.setattr(injection, "inject_with_gdb", no_injection)
     with pytest.raises(RemoteDebugDisabled, match=r"PYTHON_DISABLE_REMOTE_DEBUG.*restart it"):
         run_in_process(os.getpid(), "pass")
 
@@ -486,11 +487,11 @@ def test_314_target_uses_remote_exec_then_falls_back(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(injection, "command_line", lambda pid: ["python3.14", "a.py"])
     monkeypatch.setattr(
         injection,
-        "_inject_with_remote_exec",
+        "inject_with_remote_exec",
         lambda info, code, deadline: calls.append("remote_exec") or False,
     )
     monkeypatch.setattr(
-        injection, "_inject_with_gdb", lambda info, code, deadline: calls.append("gdb")
+        injection, "inject_with_gdb", lambda info, code, deadline: calls.append("gdb")
     )
     run_in_process(os.getpid(), "pass")
     assert calls == ["remote_exec", "gdb"]
@@ -503,11 +504,11 @@ def test_313_target_goes_straight_to_gdb(monkeypatch: pytest.MonkeyPatch) -> Non
     )
     monkeypatch.setattr(
         injection,
-        "_inject_with_remote_exec",
+        "inject_with_remote_exec",
         lambda info, code, deadline: calls.append("remote_exec") or True,
     )
     monkeypatch.setattr(
-        injection, "_inject_with_gdb", lambda info, code, deadline: calls.append("gdb")
+        injection, "inject_with_gdb", lambda info, code, deadline: calls.append("gdb")
     )
     run_in_process(os.getpid(), "pass")
     assert calls == ["gdb"]
@@ -516,16 +517,16 @@ def test_313_target_goes_straight_to_gdb(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.skipif(VERSION >= (3, 14), reason="the running interpreter really is 3.14+")
 def test_remote_exec_declines_an_interpreter_of_another_version() -> None:
     # The runner, run by this (older) interpreter, notices it isn't 3.14 and steps aside.
-    assert not injection._inject_with_remote_exec(
+    assert not remote_exec.inject_with_remote_exec(
         fake_314(os.getpid()), "pass", time.monotonic() + 10
     )
 
 
 def test_matching_interpreter(tmp_path: Path) -> None:
     info = TargetInfo(1, (3, 14), "/opt/app/bin/server", "/nonexistent/lib/libpython3.14.so.1.0")
-    assert injection.matching_interpreter(info) in (None, shutil.which("python3.14"))
+    assert matching_interpreter(info) in (None, shutil.which("python3.14"))
     own = TargetInfo(1, VERSION, sys.executable, None)
-    assert injection.matching_interpreter(own) == sys.executable
+    assert matching_interpreter(own) == sys.executable
 
 
 @pytest.mark.parametrize(
@@ -535,11 +536,11 @@ def test_matching_interpreter(tmp_path: Path) -> None:
         (5, "ESRCH [Errno 3] No such process", TargetExited),
         (6, "RuntimeError Remote debugging is not enabled in the remote process",
          RemoteDebugDisabled),
-        (6, "RuntimeError something else", injection.InjectionError),
+        (6, "RuntimeError something else", InjectionError),
     ],
 )  # fmt: skip
 def test_remote_exec_failures(returncode: int, stderr: str, error: type[Exception]) -> None:
-    failure = injection._remote_exec_failure(os.getpid(), returncode, stderr)
+    failure = remote_exec.remote_exec_failure(os.getpid(), returncode, stderr)
     assert type(failure) is error
     assert "\n" not in str(failure)
 
@@ -547,5 +548,5 @@ def test_remote_exec_failures(returncode: int, stderr: str, error: type[Exceptio
 def test_wrapped_code_never_raises_and_leaves_namespace_alone() -> None:
     namespace: dict[str, object] = {"__name__": "__main__", "keep": 1}
     for code in ("raise ValueError", "import sys; sys.exit(2)", "def (", "x = 1", "e = 5"):
-        exec(injection._wrap(code), namespace)
+        exec(payload.guarded(code), namespace)
     assert namespace.keys() == {"__name__", "keep", "__builtins__"}

@@ -1,0 +1,108 @@
+"""Loading the agent into a process that never imported taskscope (`load_agent`), and finding
+an agent that already listens where the target put it (`agent_socket`).
+
+The injected code only bootstraps: it imports the agent from a private, read-only copy of
+taskscope's standard-library-only files (`staging`), starts it, removes the copy's path from
+`sys.path`, and reports how it went in a status file next to the socket (`payload`). The agent
+then finds the loops and tasks that already exist. How the code gets into the target is
+`injection.run_in_process`: `sys.remote_exec` on 3.14+ (`remote_exec`, `ptrace`), gdb on
+3.11-3.13 (`gdb`, `gdb_script`); a target in another root is reached through `roots`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from taskscope.attach.errors import AttachError, InjectionError
+from taskscope.attach.injection import run_in_process
+from taskscope.attach.payload import bootstrap_code
+from taskscope.attach.roots import path_inside, seen_from_here, target_root
+from taskscope.attach.staging import stage_agent
+from taskscope.attach.target import inspect_target
+from taskscope.process_facts import environment, process_exists, process_uid
+from taskscope.protocol import socket_path
+
+
+def _target_uid(pid: int) -> int:
+    uid = process_uid(pid)
+    return os.getuid() if uid is None else uid
+
+
+def target_socket_directory(pid: int) -> str:
+    """Where the target's agent will listen, as the target names it: where this client looks
+    when both agree on TASKSCOPE_SOCKET_DIR, else the target user's own default. A target in
+    another root (a chroot, a container) decides alone; `seen_from_here` reaches the path."""
+    root = target_root(pid)
+    override = os.environ.get("TASKSCOPE_SOCKET_DIR")
+    if override and root is None:
+        return override
+    uid = _target_uid(pid)
+    environ = environment(pid) or {}
+    if environ.get("TASKSCOPE_SOCKET_DIR"):
+        return environ["TASKSCOPE_SOCKET_DIR"]
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        with contextlib.suppress(OSError):
+            if os.stat(seen_from_here(root, runtime)).st_uid == uid:
+                return os.path.join(runtime, "taskscope")
+    return os.path.join("/tmp", f"taskscope-{uid}")
+
+
+def agent_socket(pid: int) -> str | None:
+    """The socket of a live agent in `pid` where the target itself put it, seen from here; None
+    if there is none (or it does not answer)."""
+    path = seen_from_here(target_root(pid), socket_path(pid, target_socket_directory(pid)))
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return path
+
+
+def load_agent(pid: int, timeout: float = 10.0) -> str:
+    """Start the agent in process `pid` and return its socket path once it listens."""
+    deadline = time.monotonic() + timeout
+    info = inspect_target(pid)
+    del info  # inspect_target raises the clear errors (not Python, too old...)
+    root = target_root(pid)
+    socket_dir = target_socket_directory(pid)
+    expected = socket_path(pid, socket_dir)
+    # Written by the target itself, so in a directory the target owns; every path handed to
+    # the target is one of its own, read from here through its root.
+    status_path = os.path.join(socket_dir, f"{pid}.attach.json")
+    status_here = seen_from_here(root, status_path)
+    stage = stage_agent(_target_uid(pid), root)
+    stage_inside = Path(stage if root is None else path_inside(root, str(stage)))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(status_here)
+    run_in_process(
+        pid,
+        bootstrap_code(stage_inside, socket_dir, status_path),
+        timeout=max(1.0, deadline - time.monotonic()),
+    )
+    while time.monotonic() < deadline:
+        if os.path.exists(status_here):
+            with open(status_here) as handle:
+                outcome = json.load(handle)
+            os.unlink(status_here)
+            if not outcome.get("ok"):
+                raise AttachError(
+                    f"the agent failed to start in process {pid}: {outcome.get('error')}"
+                )
+            return seen_from_here(root, str(outcome.get("socket") or expected))
+        if not process_exists(pid):
+            raise AttachError(f"process {pid} exited during the attach")
+        time.sleep(0.01)
+    raise AttachError(f"the agent did not start in process {pid} within {timeout:.0f} s")
+
+
+__all__ = ["AttachError", "InjectionError", "load_agent", "stage_agent"]

@@ -1,0 +1,119 @@
+"""The Python source taskscope runs inside a target: the guard around any code it injects (runs
+once, never raises, leaves `__main__` alone), and the bootstrap that starts the agent from its
+staged copy and reports how that went.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def guarded(code: str, done_marker: str | None = None, claim_marker: str | None = None) -> str:
+    """Source that runs `code` in a fresh namespace and never raises, so neither
+    PyRun_SimpleString nor a pending call ever returns an error in the target.
+
+    With `claim_marker`, the code runs only if this copy creates that file first: two routes
+    into one process (sys.remote_exec, then gdb when the main thread stays parked) run it once.
+    A copy that loses removes the claim's directory, which only the two copies still use.
+    """
+    body = (
+        "try:\n"
+        f"    exec(compile({code!r}, '<taskscope-injection>', 'exec'),"
+        " {'__name__': '__taskscope_injection__'})\n"
+        "except KeyboardInterrupt:\n"
+        "    __import__('_thread').interrupt_main()\n"
+        "except BaseException:\n"
+        "    pass\n"
+    )
+    if done_marker is not None:
+        body += (
+            "try:\n"
+            f"    __import__('os').makedirs({os.path.dirname(done_marker)!r}, 0o700, True)\n"
+            f"    open({done_marker!r}, 'x').close()\n"
+            "except BaseException:\n"
+            "    pass\n"
+        )
+    if claim_marker is None:
+        inner = body
+    else:
+        directory = os.path.dirname(claim_marker)
+        inner = (
+            "try:\n"
+            f"    open({claim_marker!r}, 'x').close()\n"
+            "    won = True\n"
+            "except BaseException:\n"
+            "    won = False\n"
+            "if won:\n"
+            f"    exec({body!r}, {{}})\n"
+            "else:\n"
+            "    import os\n"
+            f"    for name in ('inject.py', 'claim', ''):\n"
+            "        try:\n"
+            f"            (os.unlink if name else os.rmdir)(os.path.join({directory!r}, name))\n"
+            "        except BaseException:\n"
+            "            pass\n"
+        )
+    # The outer statement binds no name, so __main__'s namespace is left as it was.
+    return f"try:\n    exec({inner!r}, {{}})\nexcept BaseException:\n    pass\n"
+
+
+BOOTSTRAP = """
+import os, sys
+def _bootstrap(stage, socket_dir, status_path):
+    added = False
+    before = set(sys.modules)
+    try:
+        try:
+            from taskscope import agent
+        except ImportError:
+            sys.path.insert(0, stage)
+            added = True
+            from taskscope import agent
+        if hasattr(agent, "failure"):
+            agent.install(socket_dir=socket_dir, report=False)
+            if agent.socket_file() is None:
+                raise RuntimeError(agent.failure() or "the agent could not listen")
+        else:
+            agent.install(socket_dir=socket_dir)
+        agent._attach_modules = frozenset(
+            name for name in set(sys.modules) - before if name.split(".")[0] == "taskscope"
+        )
+        outcome = {"ok": True, "socket": agent.socket_file()}
+    except BaseException as error:
+        outcome = {"ok": False, "error": type(error).__name__ + ": " + str(error)[:300]}
+        for name in set(sys.modules) - before:
+            if name == "taskscope" or name.startswith("taskscope."):
+                del sys.modules[name]
+    finally:
+        if added and stage in sys.path:
+            sys.path.remove(stage)
+    import json
+    os.makedirs(socket_dir, mode=0o700, exist_ok=True)
+    tmp = status_path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(outcome, handle)
+    os.replace(tmp, status_path)
+def _quietly(*args):
+    try:
+        _bootstrap(*args)
+    except BaseException:
+        pass
+import threading
+threading.Thread(
+    target=_quietly, args=(STAGE, SOCKET_DIR, STATUS), name="taskscope-attach", daemon=True
+).start()
+"""
+
+
+def bootstrap_code(stage: Path, socket_dir: str, status_path: str) -> str:
+    """Code run in the target: a single `exec` in a fresh namespace, so nothing is added to
+    the target's `__main__`. It only starts a thread that imports and starts the agent and
+    writes the status file: the thread it runs on (the main thread, often the loop's) is
+    held for the start of a thread, not for the agent's imports."""
+    body = (
+        BOOTSTRAP.replace("STAGE", repr(str(stage)))
+        .replace("SOCKET_DIR", repr(socket_dir))
+        .replace("STATUS", repr(status_path))
+    )
+    return f"exec({body!r}, {{'__name__': 'taskscope_bootstrap'}})"
