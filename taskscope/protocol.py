@@ -13,7 +13,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final, Literal, NotRequired, TypedDict
@@ -868,20 +868,27 @@ class InsecureDirectory(Exception):
     """The socket directory exists but could be read or written by someone else."""
 
 
-def socket_directory() -> str:
-    """The per-user directory holding agent sockets (not created here)."""
-    override = os.environ.get("TASKSCOPE_SOCKET_DIR")
+def socket_directory(
+    environ: Mapping[str, str] | None = None, uid: int | None = None, root: str | None = None
+) -> str:
+    """The per-user directory holding agent sockets (not created here): ours, or that of a
+    process with environment `environ` and owner `uid` whose root, when not ours, we reach
+    through `root` (the path returned is as that process names it)."""
+    environ = os.environ if environ is None else environ
+    uid = os.getuid() if uid is None else uid
+    override = environ.get("TASKSCOPE_SOCKET_DIR")
     if override:
         return override
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        seen = runtime if root is None else root + runtime
         try:
-            info = os.stat(runtime)
+            info = os.stat(seen)
         except OSError:
             info = None
-        if info is not None and info.st_uid == os.getuid():
+        if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid == uid:
             return os.path.join(runtime, "taskscope")
-    return os.path.join("/tmp", f"taskscope-{os.getuid()}")
+    return os.path.join("/tmp", f"taskscope-{uid}")
 
 
 def fallback_socket_directory() -> str | None:

@@ -211,3 +211,46 @@ def test_list_shows_attachable_python_processes(plain: Any) -> None:
     after = run_cli("list")
     line = next(line for line in after.stdout.splitlines() if line.split()[0] == str(target.pid))
     assert line.split()[2] == "agent"
+
+
+@pytest.mark.parametrize("runtime_kind", ["directory", "file", "unset"])
+def test_the_targets_socket_directory_is_the_one_its_agent_would_choose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_kind: str
+) -> None:
+    # GIVEN a process whose XDG_RUNTIME_DIR is a directory of its user, a file, or unset,
+    # and a client that names no socket directory of its own
+    from taskscope.attach import target_socket_directory
+
+    runtime = tmp_path / "runtime"
+    if runtime_kind == "directory":
+        runtime.mkdir()
+    elif runtime_kind == "file":
+        runtime.write_text("not a directory")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TASKSCOPE_SOCKET_DIR", "XDG_RUNTIME_DIR")
+    }
+    if runtime_kind != "unset":
+        env["XDG_RUNTIME_DIR"] = str(runtime)
+    code = "import sys; from taskscope.protocol import socket_directory; "
+    code += "print(socket_directory(), flush=True); sys.stdin.read()"
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None
+        chosen_by_the_target = child.stdout.readline().strip()
+        monkeypatch.delenv("TASKSCOPE_SOCKET_DIR")
+        # THEN taskscope looks where the target's own agent would listen
+        expected = (
+            str(runtime / "taskscope")
+            if runtime_kind == "directory"
+            else f"/tmp/taskscope-{os.getuid()}"
+        )
+        assert chosen_by_the_target == expected
+        assert target_socket_directory(child.pid) == expected
+    finally:
+        child.communicate(timeout=10)

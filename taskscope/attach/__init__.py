@@ -25,7 +25,7 @@ from taskscope.attach.roots import path_inside, seen_from_here, target_root
 from taskscope.attach.staging import stage_agent
 from taskscope.attach.target import inspect_target
 from taskscope.process_facts import environment, process_exists, process_uid
-from taskscope.protocol import socket_path
+from taskscope.protocol import socket_directory, socket_path
 
 
 def _target_uid(pid: int) -> int:
@@ -41,16 +41,7 @@ def target_socket_directory(pid: int) -> str:
     override = os.environ.get("TASKSCOPE_SOCKET_DIR")
     if override and root is None:
         return override
-    uid = _target_uid(pid)
-    environ = environment(pid) or {}
-    if environ.get("TASKSCOPE_SOCKET_DIR"):
-        return environ["TASKSCOPE_SOCKET_DIR"]
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        with contextlib.suppress(OSError):
-            if os.stat(seen_from_here(root, runtime)).st_uid == uid:
-                return os.path.join(runtime, "taskscope")
-    return os.path.join("/tmp", f"taskscope-{uid}")
+    return socket_directory(environment(pid) or {}, _target_uid(pid), root)
 
 
 def agent_socket(pid: int) -> str | None:
