@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
 from taskscope.protocol import WireSnapshot, terminal_safe_json
+from taskscope.words import fill_texts
 
 if TYPE_CHECKING:
     from taskscope.model import TaskInfo, TaskModel
@@ -397,6 +398,8 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     snapshot, _argv = take_snapshot(args)
+    if "read_only" in snapshot:  # the client gave the agent's snapshots their words
+        fill_texts(snapshot, "tasks")
     # One string, not json.dump: dump streams through json's pure-Python encoder, which
     # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
     # Control, bidi and zero-width characters of task names escaped: the same JSON, inert

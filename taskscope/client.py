@@ -36,6 +36,7 @@ from taskscope.protocol import (
     socket_directories,
     socket_path,
 )
+from taskscope.words import fill_texts
 
 
 class ClientError(Exception):
@@ -338,6 +339,10 @@ class AgentClient:
                 message = self._decoder.message(message)
             except ValueError as error:
                 raise ClientError(f"bad reply from the agent: {error}") from None
+        kind = message.get("type")
+        if kind == "snapshot" or kind == "delta":
+            # Schema 1 says what each task awaits in words too: made here, from the facts.
+            fill_texts(message[kind], "tasks" if kind == "snapshot" else "changed")
         return message
 
     def _refusal(self, message: dict[str, Any]) -> ClientError | None:

@@ -1,19 +1,20 @@
 """The client's picture of a process: typed task and loop records, kept current by applying
 snapshots and deltas, plus the queries the CLI and the dashboard share (tree, groups, counts).
 
-Pure state: no I/O, no terminal. Records come from the wire (`taskscope.protocol`) and are
-immutable; a delta replaces whole records by task id.
+Pure state: no I/O, no terminal, no words (`taskscope.words` makes those from these records).
+Records come from the wire (`taskscope.protocol`) and are immutable; a delta replaces whole
+records by task id.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskscope import words
 from taskscope.protocol import WireAwaiting, WireDelta, WireFrame, WireLoop, WireSnapshot, WireTask
 
 FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
@@ -44,10 +45,11 @@ class Frame:
 
 @dataclass(slots=True)
 class Awaiting:
-    """What a task waits on (read-only by convention: not frozen, which is 3x faster to make)."""
+    """What a task waits on (read-only by convention: not frozen, which is 3x faster to make).
+    `raw` is the wire description, every fact of it (`taskscope.words` reads them)."""
 
     kind: str
-    text: str
+    raw: WireAwaiting
     tasks: tuple[str, ...]
     seconds_left: float | None = None
     deadline_in: float | None = None
@@ -63,7 +65,7 @@ class Awaiting:
             return None
         return cls(
             kind=str(raw["kind"]),
-            text=str(raw["text"]),
+            raw=raw,
             tasks=tuple(raw.get("tasks", ())),
             seconds_left=raw.get("seconds_left"),
             deadline_in=raw.get("deadline_in"),
@@ -377,7 +379,7 @@ class TaskModel:
         however many different tasks the three workers wait for."""
         # Keyed by the frame object itself (frames are made once per place): hashing it by
         # value for each of 100,000 tasks would double the cost.
-        grouped: dict[tuple[str, str, int], tuple[list[str], list[str], TaskInfo]] = {}
+        grouped: dict[tuple[str, str, int], tuple[list[str], list[WireAwaiting], TaskInfo]] = {}
         for task in self.tasks.values():
             awaiting = task.awaiting
             if task.finished:
@@ -393,14 +395,11 @@ class TaskModel:
                 entry = grouped[key] = ([], [], task)
             entry[0].append(task.id)
             if awaiting is not None and not task.finished:
-                entry[1].append(awaiting.text)
+                entry[1].append(awaiting.raw)
         rows = []
-        for (coro, kind, _site), (ids, texts, first) in grouped.items():
-            if texts:
-                what = _shared_words([_group_label(kind, text) for text in set(texts)])
-            else:
-                what = kind
-            site = first.stack[0].location if first.stack and texts else ""
+        for (coro, kind, _site), (ids, awaitings, first) in grouped.items():
+            what = words.group_what(kind, awaitings)
+            site = first.stack[0].location if first.stack and awaitings else ""
             rows.append(GroupRow(coro, what, site, ids))
         rows.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
         return rows
@@ -421,34 +420,6 @@ class TaskModel:
         return result
 
 
-def _shared_words(texts: list[str]) -> str:
-    """What the texts say alike, in whole words, `…` where they differ."""
-    first, last = min(texts), max(texts)
-    if first == last:
-        return first
-    same = next(
-        (i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first)
-    )
-    common = first[:same]
-    if first[same : same + 1].strip() or last[same : same + 1].strip():
-        common = common[: max(0, common.rfind(" "))]  # the last word is cut: drop it
-    shared = common.rstrip(" ,:")
-    return f"{shared} …" if shared else "…"
-
-
-def _group_label(kind: str, text: str) -> str:
-    """An await text without what differs from task to task (countdowns, peers)."""
-    if kind == "sleep":
-        return "sleep"
-    if kind == "task":
-        return "another task"
-    if kind in ("stream_read", "stream_drain"):
-        return text.split(" from ")[0].split(" to ")[0]
-    if kind == "socket":
-        return text.split(" on fd")[0]
-    return text.split(", timeout in")[0]
-
-
 def _sibling_order(task: TaskInfo) -> tuple[int, float, int]:
     state_rank = 0 if not task.finished else 1
     return (state_rank, task.created_at or 0.0, task.number)
@@ -464,72 +435,3 @@ def _reachable(children: dict[str | None, list[TaskInfo]], roots: Iterable[TaskI
         seen.add(current)
         pending.extend(kid.id for kid in children.get(current, []))
     return seen
-
-
-def format_duration(seconds: float | None) -> str:
-    """`850ms`, `3.1s`, `12m04s`, `3h02m`: short and of constant shape."""
-    if seconds is None:
-        return "?"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def describe_awaiting(
-    task: TaskInfo, model: TaskModel | None = None, now: float | None = None
-) -> str:
-    """Plain words for what a task waits on, with countdowns (sleep, timeout) brought up to
-    `now` from when the agent observed them."""
-    if task.finished:
-        if task.state == "failed":
-            return f"failed: {task.exception or '?'}"
-        if task.state == "cancelled":
-            return "cancelled"
-        return f"done: {task.result}" if task.result is not None else "done"
-    if task.running:
-        return "running"
-    awaiting = task.awaiting
-    if awaiting is None:
-        return "ready to run"
-    text = awaiting.text
-    if (awaiting.seconds_left is not None or awaiting.deadline_in is not None) and (
-        task.observed_at
-    ):
-        # The agent does not resend a task just because its countdown moved: count down here.
-        elapsed = max(0.0, (now if now is not None else time.time()) - task.observed_at)
-        if awaiting.seconds_left is not None:
-            if (awaiting.seconds_overdue or 0.0) >= OVERDUE_SHOWN:
-                # Not resent while it stays put: late by more since the agent's look.
-                late = _countdown((awaiting.seconds_overdue or 0.0) + elapsed)
-                text = _SLEEP_LEFT.sub(f"sleep, overdue {late}", text, count=1)
-            else:
-                left = _countdown(awaiting.seconds_left - elapsed)
-                text = _SLEEP_LEFT.sub(f"sleep, {left} left", text, count=1)
-        if awaiting.deadline_in is not None:
-            if (awaiting.deadline_overdue or 0.0) >= OVERDUE_SHOWN:
-                late = _countdown((awaiting.deadline_overdue or 0.0) + elapsed)
-                text = _TIMEOUT_IN.sub(f"timeout overdue {late}", text, count=1)
-            else:
-                left = _countdown(awaiting.deadline_in - elapsed)
-                text = _TIMEOUT_IN.sub(f"timeout in {left}", text, count=1)
-    return text
-
-
-#: A timer this late is said to be overdue (a busy loop is late by a few milliseconds).
-OVERDUE_SHOWN = 0.1
-
-
-_SLEEP_LEFT = re.compile(r"sleep, [0-9.]+ s left")
-_TIMEOUT_IN = re.compile(r"timeout in [0-9.]+ s")
-
-
-def _countdown(seconds: float) -> str:
-    """Seconds as the agent writes them in awaiting texts."""
-    seconds = max(0.0, seconds)
-    return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"

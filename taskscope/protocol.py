@@ -79,10 +79,17 @@ class WireFrame(TypedDict):
 
 
 class WireAwaiting(TypedDict):
+    """What a suspended task waits for, as facts: no words (`taskscope.words` makes them)."""
+
     kind: str
-    text: str
     # Sequences are lists on the wire; the agent keeps tuples (see `_stack_entry`).
     tasks: Sequence[str]
+    # The sentence for it, in schema 1 only: filled in on the client side by
+    # `taskscope.words.fill_texts` (the agent never sends words).
+    text: NotRequired[str]
+    # The asyncio call it is suspended in, as `Class.method` of the object's own class
+    # (`Queue.get`, `BoundedSemaphore.acquire`, `loop.sock_recv`, `to_thread`...).
+    call: NotRequired[str]
     # Optional facts, present when known: seconds to a sleep's end or to a timeout deadline,
     # the object waited on (type, id, size...), a peer address, a callee.
     seconds_left: NotRequired[float | None]
@@ -92,6 +99,9 @@ class WireAwaiting(TypedDict):
     deadline_overdue: NotRequired[float]
     object: NotRequired[dict[str, Any]]
     peer: NotRequired[str | None]
+    # wait_for: what its awaitable waits for (a description without countdown: the inner
+    # sleep's end is this description's own countdown).
+    inner: NotRequired[WireAwaiting]
     # Inside the agent and in the compact encoding only (never in schema 1): see "Countdowns".
     countdown: NotRequired[Sequence[Any]]
 
@@ -160,17 +170,12 @@ class WireDelta(TypedDict):
 #
 # A sleep's seconds left and a timeout's deadline change as time passes while the task does
 # not move. Inside the agent, and in the compact encoding, an `awaiting` description holds
-# them as the loop-clock times they end at, `countdown`: [sleep end or null, deadline or null,
-# text after them], its `text` being the words before them; the snapshot carries the loop
-# clock (`loop_time`). So the description of a task that did not move stays the same object,
-# and comparing two snapshots, or caching what was encoded, needs no tolerance.
-# `materialize_awaiting` turns it into the schema-1 form: `seconds_left`, `deadline_in` and
-# the whole text. Both sides call it, so both get the same words.
-
-
-def seconds_text(value: float) -> str:
-    """A duration as a countdown says it: one decimal below 100 s."""
-    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+# them as the loop-clock times they end at, `countdown`: [sleep end or null, deadline or
+# null]; the snapshot carries the loop clock (`loop_time`). So the description of a task that
+# did not move stays the same object, and comparing two snapshots, or caching what was
+# encoded, needs no tolerance. `materialize_awaiting` turns it into the schema-1 numbers:
+# `seconds_left`, `deadline_in` and how overdue they are. Both sides call it, so both get the
+# same numbers; the words for them are made on the client side (`taskscope.words`).
 
 
 def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> WireAwaiting:
@@ -179,26 +184,20 @@ def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> Wir
     countdown = awaiting.get("countdown")
     if countdown is None:
         return awaiting
-    sleep_end, deadline, after = countdown
+    sleep_end, deadline = countdown[0], countdown[1]
     if loop_time is None:
         raise ValueError("a countdown without the loop time")
     result: dict[str, Any] = {key: value for key, value in awaiting.items() if key != "countdown"}
-    text = str(awaiting["text"])
     if sleep_end is not None:
-        left = round(max(0.0, float(sleep_end) - loop_time), 3)
-        result["seconds_left"] = left
-        text += f"{seconds_text(left)} left"
+        result["seconds_left"] = round(max(0.0, float(sleep_end) - loop_time), 3)
         late = round(loop_time - float(sleep_end), 3)
         if late > 0:  # the loop has not woken it: blocked, or busy
             result["seconds_overdue"] = late
     if deadline is not None:
-        left = max(0.0, float(deadline) - loop_time)
-        result["deadline_in"] = round(left, 3)
-        text += f", timeout in {seconds_text(left)}"
+        result["deadline_in"] = round(max(0.0, float(deadline) - loop_time), 3)
         late = round(loop_time - float(deadline), 3)
         if late > 0:
             result["deadline_overdue"] = late
-    result["text"] = text + str(after)
     return result  # type: ignore[return-value]
 
 

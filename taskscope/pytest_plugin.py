@@ -418,12 +418,13 @@ def hang_report(width: int = 120) -> str:
 
 def leak_line(task: Any, model: Any, note: str = "") -> str:
     """One task left behind: its name and coroutine, what it awaits, where it was created."""
-    from taskscope.model import describe_awaiting
     from taskscope.report import safe_text
+    from taskscope.words import task_doing
 
     line = f"{safe_text(task.name)}  {safe_text(task.coro)}()"
     if task.awaiting is not None:
-        line += f"  awaiting {safe_text(describe_awaiting(task, model))}"
+        in_cycle = task.id in model.cycle_members()
+        line += f"  awaiting {safe_text(task_doing(task, in_cycle=in_cycle))}"
     if note:
         line += f"  ({note})"
     frames: Iterable[Any] = task.created_from

@@ -205,11 +205,12 @@ def snapshot_from_threads(pid: int, python: str, threads: list[dict[str, Any]]) 
 
 def _awaiting(record: WireTask, awaited: list[str], names: dict[str, str]) -> WireAwaiting:
     if len(awaited) == 1:
-        return {"kind": "task", "text": f"task {names[awaited[0]]}", "tasks": awaited}
+        return {"kind": "task", "tasks": awaited, "object": {"task": names[awaited[0]]}}
     if awaited:
-        return {"kind": "tasks", "text": f"{len(awaited)} tasks", "tasks": awaited}
+        return {"kind": "tasks", "tasks": awaited}
     innermost = record["stack"][-1]["function"] if record["stack"] else "?"
-    return {"kind": "unknown", "text": f"? in {innermost}() (read-only look)", "tasks": []}
+    # What it waits on cannot be read from memory alone: only where it is suspended.
+    return {"kind": "unknown", "tasks": [], "object": {"function": innermost, "read_only": True}}
 
 
 def _cycles(awaits: dict[str, list[str]]) -> list[list[str]]:

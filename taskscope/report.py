@@ -12,14 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskscope.model import (
-    LoopInfo,
-    TaskInfo,
-    TaskModel,
-    TreeRow,
-    describe_awaiting,
-    format_duration,
-)
+from taskscope.model import LoopInfo, TaskInfo, TaskModel, TreeRow
 from taskscope.relations import (
     CREATED,
     CREATED_STROKE,
@@ -29,9 +22,9 @@ from taskscope.relations import (
     branch,
     relation,
 )
+from taskscope.words import CYCLE_MARK, format_duration, task_doing, tasks_awaited
 
 STATE_MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
-CYCLE_MARK = "⟳ await cycle"
 
 
 def safe_text(text: str, limit: int | None = None) -> str:
@@ -146,6 +139,7 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
         heads.insert(1, "LOOP")
     rows = [heads]
     tasks = sorted(model.tasks.values(), key=lambda task: (task.finished, task.number))
+    in_cycle = model.cycle_members()
     for task in tasks:
         if task.finished and not include_finished:
             continue
@@ -162,7 +156,7 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
         ]
         if several_loops:
             cells.insert(1, loops.get(task.loop, safe_text(task.loop)))
-        cells.append(safe_text(describe_awaiting(task, model, now), 80))
+        cells.append(safe_text(task_doing(task, now, task.id in in_cycle), 80))
         rows.append(cells)
     heads.append("AWAITING")
     columns = len(rows[0]) - 1
@@ -271,12 +265,11 @@ def _tree_line(
 ) -> str:
     task = row.task
     label = prefix + safe_text(task.name)
-    what = describe_awaiting(task, model, now)
+    what = task_doing(task, now, row.in_cycle)
     if task.awaiting is not None and task.awaiting.kind == "task" and task.awaiting.tasks:
-        names = [
+        what = tasks_awaited(
             safe_text(model.tasks[t].name) if t in model.tasks else t for t in task.awaiting.tasks
-        ]
-        what = "task " + ", ".join(names)
+        )
     if not task.finished and task.awaiting is not None:
         what = "awaiting " + what
     note = cancel_note(task, now)
@@ -346,7 +339,8 @@ def task_text(task: TaskInfo, model: TaskModel, pid: int | None = None) -> str:
     where = f" in process {pid}" if pid is not None else ""
     lines = [f"task {task.id} {safe_text(task.name)}{where}: {task.state}, {task.coro}()"]
     if task.awaiting is not None:
-        lines.append(f"awaiting: {safe_text(describe_awaiting(task, model))}")
+        in_cycle = task.id in model.cycle_members()
+        lines.append(f"awaiting: {safe_text(task_doing(task, in_cycle=in_cycle))}")
     if task.awaited_by:
         lines.append("awaited by: " + ", ".join(named(other) for other in task.awaited_by))
     if task.parent is not None:

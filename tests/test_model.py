@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskscope.model import TaskModel, describe_awaiting, format_duration
+from taskscope.model import TaskModel
+from taskscope.words import format_duration, task_doing
 
 
 def task(task_id: str, name: str, **extra: Any) -> dict[str, Any]:
@@ -51,8 +52,9 @@ def snapshot(*tasks: dict[str, Any], cycles: list[list[str]] | None = None) -> A
     }
 
 
-def awaiting(kind: str, text: str, tasks: list[str] | None = None, **extra: Any) -> Any:
-    return {"kind": kind, "text": text, "tasks": tasks or [], **extra}
+def awaiting(kind: str, tasks: list[str] | None = None, **extra: Any) -> Any:
+    """A schema-1 description: facts only, as the agent sends them."""
+    return {"kind": kind, "tasks": tasks or [], **extra}
 
 
 def test_delta_updates_tasks_by_id() -> None:
@@ -81,15 +83,21 @@ def test_delta_updates_tasks_by_id() -> None:
 def test_tree_nests_under_waiters_then_creators_and_stops_at_cycles() -> None:
     model = TaskModel.from_snapshot(
         snapshot(
-            task("1", "main", awaiting=awaiting("taskgroup", "TaskGroup (2 tasks)", ["2", "3"])),
+            task("1", "main", awaiting=awaiting("taskgroup", ["2", "3"], object={"size": 2})),
             task("2", "worker", awaited_by=["1"], parent="1"),
             task("3", "helper", parent="1"),
             task("4", "child-of-helper", parent="3"),
             task(
-                "7", "fetch-7", awaiting=awaiting("task", "task fetch-8", ["8"]), awaited_by=["8"]
+                "7",
+                "fetch-7",
+                awaiting=awaiting("task", ["8"], object={"task": "fetch-8"}),
+                awaited_by=["8"],
             ),
             task(
-                "8", "fetch-8", awaiting=awaiting("task", "task fetch-7", ["7"]), awaited_by=["7"]
+                "8",
+                "fetch-8",
+                awaiting=awaiting("task", ["7"], object={"task": "fetch-7"}),
+                awaited_by=["7"],
             ),
             cycles=[["7", "8"]],
         )
@@ -108,7 +116,9 @@ def test_tree_nests_under_waiters_then_creators_and_stops_at_cycles() -> None:
 
 
 def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
-    queue_wait = awaiting("queue_get", "Queue.get on jobs (0 items)")
+    queue_wait = awaiting(
+        "queue_get", call="Queue.get", object={"name": "jobs", "size": 0, "maxsize": 0}
+    )
     model = TaskModel.from_snapshot(
         snapshot(
             *(task(str(i), f"w{i}", coro="worker", awaiting=queue_wait) for i in range(1, 4)),
@@ -117,7 +127,7 @@ def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
                     str(i),
                     f"s{i}",
                     coro="sleeper",
-                    awaiting=awaiting("sleep", f"sleep, {i}.0 s left", seconds_left=float(i)),
+                    awaiting=awaiting("sleep", seconds_left=float(i)),
                 )
                 for i in range(4, 6)
             ),
@@ -136,19 +146,14 @@ def test_countdowns_run_from_when_the_agent_observed_them() -> None:
             task(
                 "1",
                 "s",
-                awaiting=awaiting(
-                    "sleep",
-                    "sleep, 10.0 s left, timeout in 5.0 s",
-                    seconds_left=10.0,
-                    deadline_in=5.0,
-                ),
+                awaiting=awaiting("sleep", seconds_left=10.0, deadline_in=5.0),
             )
         )
     )
     sleeper = model.tasks["1"]
     # WHEN we look 2.5 s later, and again after both expired
-    assert describe_awaiting(sleeper, model, now=2002.5) == "sleep, 7.5 s left, timeout in 2.5 s"
-    assert describe_awaiting(sleeper, model, now=2100.0) == "sleep, 0.0 s left, timeout in 0.0 s"
+    assert task_doing(sleeper, now=2002.5) == "sleep, 7.5 s left, timeout in 2.5 s"
+    assert task_doing(sleeper, now=2100.0) == "sleep, 0.0 s left, timeout in 0.0 s"
 
 
 def test_durations_have_a_constant_shape() -> None:

@@ -13,6 +13,7 @@ from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import WireSnapshot, WireTask
+from taskscope.words import schema_text
 
 
 async def _settle() -> None:
@@ -121,19 +122,23 @@ def test_queue_size_change_without_the_getter_moving_is_seen() -> None:
         _build(tracker)  # fills the cache: the builds below are served from it
         before = _record(_build(tracker), "putter")
         assert before["awaiting"] is not None
-        assert "full, 1/1" in before["awaiting"]["text"]
+        assert "full, 1/1" in schema_text(before["awaiting"])
         # the putter does not move when another item is squeezed in behind its back
         full._queue.append(2)  # type: ignore[attr-defined]
         after = _record(_build(tracker), "putter")
         assert after["awaiting"] is not None
-        assert "full, 2/1" in after["awaiting"]["text"]
+        assert "full, 2/1" in schema_text(after["awaiting"])
         assert after["awaiting"]["object"]["size"] == 2
         # a getter whose queue gains an item stays suspended until the loop runs it
         get_before = _record(_build(tracker), "getter")
-        assert get_before["awaiting"] is not None and "(0 items)" in get_before["awaiting"]["text"]
+        assert get_before["awaiting"] is not None and "(0 items)" in schema_text(
+            get_before["awaiting"]
+        )
         getter_queue._queue.append(7)  # type: ignore[attr-defined]
         get_after = _record(_build(tracker), "getter")
-        assert get_after["awaiting"] is not None and "(1 item)" in get_after["awaiting"]["text"]
+        assert get_after["awaiting"] is not None and "(1 item)" in schema_text(
+            get_after["awaiting"]
+        )
         putter.cancel()
         getter.cancel()
         await asyncio.gather(putter, getter, return_exceptions=True)
@@ -150,11 +155,11 @@ def test_lock_state_and_waiter_count_are_read_again() -> None:
         await _settle()
         _build(tracker)  # fills the cache: the builds below are served from it
         before = _record(_build(tracker), "first")
-        assert before["awaiting"] is not None and "1 waiting" in before["awaiting"]["text"]
+        assert before["awaiting"] is not None and "1 waiting" in schema_text(before["awaiting"])
         second = asyncio.create_task(lock.acquire(), name="second")
         await _settle()
         after = _record(_build(tracker), "first")
-        assert after["awaiting"] is not None and "2 waiting" in after["awaiting"]["text"]
+        assert after["awaiting"] is not None and "2 waiting" in schema_text(after["awaiting"])
         first.cancel()
         second.cancel()
         await asyncio.gather(first, second, return_exceptions=True)
@@ -237,14 +242,14 @@ def test_gather_child_finishing_changes_awaiting_tasks() -> None:
         ids = {_record(before, "child one")["id"], _record(before, "child two")["id"]}
         assert parent_before["awaiting"] is not None
         assert set(parent_before["awaiting"]["tasks"]) == ids
-        assert "0 done" in parent_before["awaiting"]["text"]
+        assert "0 done" in schema_text(parent_before["awaiting"])
         first_event.set()
         await _settle()
         after = _build(tracker)
         parent_after = _record(after, "parent")
         assert parent_after["awaiting"] is not None
         assert list(parent_after["awaiting"]["tasks"]) == [_record(after, "child two")["id"]]
-        assert "1 done" in parent_after["awaiting"]["text"]
+        assert "1 done" in schema_text(parent_after["awaiting"])
         second_event.set()
         await task
 

@@ -24,6 +24,7 @@ from taskscope.protocol import (
     request_to_wire,
     socket_path,
 )
+from taskscope.words import fill_texts, schema_text
 from tests.helpers import run_cli
 
 # --- In-process: encoder and decoder ---------------------------------------------------------
@@ -228,6 +229,9 @@ def test_countdowns_travel_as_end_times_and_expand_to_the_plain_words() -> None:
         message = {"type": "snapshot", "snapshot": raw}
         _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
         _same(decoded, {"type": "snapshot", "snapshot": plain})
+        # The agent sends facts; the words are the client's, made from them.
+        assert not any("text" in (record["awaiting"] or {}) for record in plain["tasks"])
+        fill_texts(plain, "tasks")
         texts = [record["awaiting"]["text"] for record in plain["tasks"] if record["awaiting"]]
         assert any(text.startswith("sleep, ") and text.endswith(" s left") for text in texts)
         assert any("sleep, " in text and ", timeout in " in text for text in texts)
@@ -438,7 +442,9 @@ def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
         for task in snapshot["tasks"]
         if task["awaiting"] and task["awaiting"]["kind"] == "sleep"
     ]
-    assert sleeps and all(sleep["text"].endswith(" s left") for sleep in sleeps)
+    # Facts only: the words are made on the client side, from the seconds.
+    assert sleeps and not any("text" in sleep for sleep in sleeps)
+    assert all(schema_text(sleep).endswith(" s left") for sleep in sleeps)
     assert all(isinstance(sleep["seconds_left"], float) for sleep in sleeps)
     # A client of the first compact encoding is answered in plain JSON, which it reads.
     hello, reply = _talk(

@@ -1,4 +1,4 @@
-"""What a suspended task is waiting for, in facts and plain words.
+"""What a suspended task is waiting for, as facts (no words: `taskscope.words` makes them).
 
 The task's coroutine chain (frames, outermost first) and `task._fut_waiter` are matched against
 asyncio's own functions: the outermost frame of a known asyncio API (Queue.get, Lock.acquire,
@@ -251,10 +251,6 @@ def _instance_dict(value: Any) -> dict[str, Any] | None:
     return attrs if type(attrs) is dict else None
 
 
-def _named(base: str, name: str | None) -> str:
-    return f"{base} on {name}" if name else base
-
-
 def _waiters(obj: Any) -> int:
     waiters = getattr(obj, "_waiters", None)
     try:
@@ -273,18 +269,13 @@ def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: A
 def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     when = ctx.timers.get(id(fut))
     if when is None:
-        return {"kind": "sleep", "text": "sleep", "tasks": (), "seconds_left": None}
+        return {"kind": "sleep", "tasks": (), "seconds_left": None}
     awaiting = ctx.sleeps.get(when)
     if awaiting is None:
         awaiting = ctx.last_sleeps.get(when)
         if awaiting is None:
-            # "sleep, 3.2 s left" once materialized (see "Countdowns" in taskscope.protocol).
-            awaiting = {
-                "kind": "sleep",
-                "text": "sleep, ",
-                "tasks": (),
-                "countdown": (when, None, ""),
-            }
+            # Seconds left once materialized (see "Countdowns" in taskscope.protocol).
+            awaiting = {"kind": "sleep", "tasks": (), "countdown": (when, None)}
         ctx.sleeps[when] = awaiting
     return awaiting
 
@@ -298,16 +289,11 @@ def _queue(verb: str) -> Handler:
         size = len(items) if items is not None else None
         maxsize = getattr(queue, "_maxsize", 0)
         name = object_name(ctx, queue, caller)
-        kind_name = type(queue).__qualname__
-        if verb == "get":
-            detail = f"{size} item{'s' if size != 1 else ''}" if size is not None else "?"
-        else:
-            detail = f"full, {size}/{maxsize}" if maxsize else f"{size} items"
         facts = _object_facts(queue) | {"size": size, "maxsize": maxsize, "name": name}
         return {
             "kind": f"queue_{verb}",
-            "text": f"{_named(f'{kind_name}.{verb}', name)} ({detail})",
             "tasks": (),
+            "call": f"{type(queue).__qualname__}.{verb}",
             "object": facts,
         }
 
@@ -322,29 +308,18 @@ def _primitive(kind: str, method: str) -> Handler:
         name = object_name(ctx, obj, caller)
         type_name = type(obj).__qualname__
         facts = _object_facts(obj) | {"name": name}
-        details: list[str] = []
         if kind == "lock":
-            details.append("locked" if getattr(obj, "_locked", False) else "unlocked")
+            facts["locked"] = bool(getattr(obj, "_locked", False))
         elif kind == "semaphore":
-            value = getattr(obj, "_value", None)
-            facts["value"] = value
-            details.append(f"value {value}")
+            facts["value"] = getattr(obj, "_value", None)
         elif kind == "barrier":
             parties, count = getattr(obj, "_parties", None), getattr(obj, "_count", None)
             facts |= {"parties": parties, "waiting": count}
-            details.append(f"{count}/{parties} arrived")
         elif kind == "event":
-            details.append("set" if getattr(obj, "_value", False) else "not set")
+            facts["set"] = bool(getattr(obj, "_value", False))
         if kind != "barrier":  # a Barrier keeps its waiters in its Condition
-            waiting = _waiters(obj)
-            facts["waiters"] = waiting
-            details.append(f"{waiting} waiting")
-        return {
-            "kind": kind,
-            "text": f"{_named(f'{type_name}.{method}', name)} ({', '.join(details)})",
-            "tasks": (),
-            "object": facts,
-        }
+            facts["waiters"] = _waiters(obj)
+        return {"kind": kind, "tasks": (), "call": f"{type_name}.{method}", "object": facts}
 
     return handler
 
@@ -373,20 +348,13 @@ def _stream(verb: str) -> Handler:
         method = frame.f_code.co_name
         peer = _peer_of_transport(getattr(owner, "_transport", None))
         if verb == "read":
-            base = f"StreamReader.{method}"
-            text = f"{base} from {peer}" if peer else base
+            call = f"StreamReader.{method}"
             buffered = getattr(owner, "_buffer", None)
             facts = _object_facts(owner) | {"buffered": len(buffered) if buffered else 0}
         else:
-            text = f"StreamWriter.drain to {peer}" if peer else "StreamWriter.drain"
+            call = "StreamWriter.drain"
             facts = _object_facts(owner)
-        return {
-            "kind": f"stream_{verb}",
-            "text": text,
-            "tasks": (),
-            "peer": peer,
-            "object": facts,
-        }
+        return {"kind": f"stream_{verb}", "tasks": (), "call": call, "peer": peer, "object": facts}
 
     return handler
 
@@ -404,11 +372,13 @@ def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
             pass
         if peer is None and method in ("sock_connect",):
             peer = _address(_local(frame, "address"))
-    where = f" fd {fd}" if fd is not None and fd >= 0 else ""
-    text = f"loop.{method} on{where}" if where else f"loop.{method}"
-    if peer:
-        text += f" ({peer})"
-    return {"kind": "socket", "text": text, "tasks": (), "peer": peer, "object": {"fd": fd}}
+    return {
+        "kind": "socket",
+        "tasks": (),
+        "call": f"loop.{method}",
+        "peer": peer,
+        "object": {"fd": fd},
+    }
 
 
 def _to_thread(
@@ -416,8 +386,10 @@ def _to_thread(
 ) -> WireAwaiting:
     func = callable_name(_local(frame, "func"))
     thread = _executor_thread(ctx, fut)
-    text = f"to_thread {func}" + (f" in {thread[0]}" if thread else "")
-    return {"kind": "executor", "text": text, "tasks": (), "object": {"function": func}}
+    facts: dict[str, Any] = {"function": func}
+    if thread:
+        facts["thread"] = thread[0]
+    return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
 
 
 def _executor_thread(ctx: AwaitContext, fut: Any) -> tuple[str, str] | None:
@@ -448,16 +420,16 @@ def _subprocess(verb: str) -> Handler:
         process = _self(ctx, frame)
         pid = getattr(process, "pid", None)
         args = getattr(getattr(getattr(process, "_transport", None), "_proc", None), "args", None)
-        program = ""
+        program: str | None = None
         if isinstance(args, list | tuple) and args:
-            program = " " + safe_repr(args[0], 60).strip("'")
+            program = safe_repr(args[0], 60).strip("'")
         elif isinstance(args, str | bytes):
-            program = " " + safe_repr(args, 60).strip("'")
+            program = safe_repr(args, 60).strip("'")
         return {
             "kind": "subprocess",
-            "text": f"subprocess {pid}{program} {verb}",
             "tasks": (),
-            "object": {"pid": pid},
+            "call": f"Process.{verb}",
+            "object": {"pid": pid, "program": program, "verb": verb},
         }
 
     return handler
@@ -475,8 +447,12 @@ def _server(
             address = None
         if address:
             addresses.append(address)
-    text = "Server.serve_forever" + (f" on {', '.join(addresses)}" if addresses else "")
-    return {"kind": "server", "text": text, "tasks": (), "object": {"addresses": tuple(addresses)}}
+    return {
+        "kind": "server",
+        "tasks": (),
+        "call": "Server.serve_forever",
+        "object": {"addresses": tuple(addresses)},
+    }
 
 
 def _task_group(
@@ -485,31 +461,21 @@ def _task_group(
     group = _self(ctx, frame)
     members = getattr(group, "_tasks", None)
     count = len(members) if members is not None else 0
-    return {
-        "kind": "taskgroup",
-        "text": f"TaskGroup ({count} task{'s' if count != 1 else ''})",
-        "tasks": (),
-        "object": _object_facts(group) | {"size": count},
-    }
+    return {"kind": "taskgroup", "tasks": (), "object": _object_facts(group) | {"size": count}}
 
 
 def _wait(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
     return_when = _local(frame, "return_when")
     fs = _local(frame, "fs")
     count = len(fs) if isinstance(fs, set | list | tuple | frozenset) else None
-    mode = return_when if isinstance(return_when, str) else ""
-    detail = ", ".join(part for part in (f"{count} awaitables" if count else "", mode) if part)
-    return {
-        "kind": "wait",
-        "text": f"asyncio.wait ({detail})" if detail else "asyncio.wait",
-        "tasks": (),
-    }
+    mode = return_when if isinstance(return_when, str) else None
+    return {"kind": "wait", "tasks": (), "object": {"count": count, "return_when": mode}}
 
 
 def _as_completed(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
-    return {"kind": "as_completed", "text": "as_completed", "tasks": ()}
+    return {"kind": "as_completed", "tasks": ()}
 
 
 def _wait_for(
@@ -517,7 +483,7 @@ def _wait_for(
 ) -> WireAwaiting:
     # Placeholder for the handler table; `_classify_chain` describes wait_for itself because
     # it needs the frames below this one (3.12+) or the inner task's frames (3.11).
-    return {"kind": "wait_for", "text": "wait_for", "tasks": ()}
+    return {"kind": "wait_for", "tasks": ()}
 
 
 def _describe_wait_for(
@@ -541,16 +507,14 @@ def _describe_wait_for(
                 inner_fut = wrapped
     inner = _classify_chain(ctx, inner_frames, inner_fut, depth + 1) if depth < 8 else None
     what = inner_frames[0].f_code.co_qualname if inner_frames else None
-    if inner is None:
-        text = f"wait_for {what}" if what else "wait_for"
-    else:
-        text = f"wait_for {what}: {inner['text']}" if what else f"wait_for {inner['text']}"
-    awaiting: WireAwaiting = {"kind": "wait_for", "text": text, "tasks": ()}
+    awaiting: WireAwaiting = {"kind": "wait_for", "tasks": (), "object": {"awaitable": what}}
     if inner is not None:
-        awaiting["object"] = {"inner_kind": inner["kind"]}
+        awaiting["object"]["inner_kind"] = inner["kind"]
         countdown = inner.get("countdown")
-        if countdown is not None:  # the inner text ends where its countdown goes
+        if countdown is not None:  # the inner sleep's end is this description's countdown
             awaiting["countdown"] = tuple(countdown)
+            inner = {key: value for key, value in inner.items() if key != "countdown"}  # type: ignore[assignment]
+        awaiting["inner"] = inner
         if inner.get("peer"):
             awaiting["peer"] = inner["peer"]
     return awaiting
@@ -579,16 +543,12 @@ def describe_future(
     if fut is None:
         return None
     if _is_task(fut):
-        return {"kind": "task", "text": f"task {ctx.name_of_task(fut)}", "tasks": ()}
+        return {"kind": "task", "tasks": (), "object": {"task": ctx.name_of_task(fut)}}
     kind = type(fut)
     if kind is _GATHERING_FUTURE:
         children = getattr(fut, "_children", None) or []
         done = sum(1 for child in children if child.done())
-        return {
-            "kind": "gather",
-            "text": f"gather ({len(children)} awaitables, {done} done)",
-            "tasks": (),
-        }
+        return {"kind": "gather", "tasks": (), "object": {"count": len(children), "done": done}}
     callbacks = getattr(fut, "_callbacks", None) or ()
     for callback, _context in callbacks:
         if type(callback) is not FunctionType:
@@ -597,38 +557,30 @@ def describe_future(
         if code is _SHIELD_OUTER_CODE:
             inner = _closure_value(callback, "inner")
             if _is_task(inner):
-                return {
-                    "kind": "shield",
-                    "text": f"shield task {ctx.name_of_task(inner)}",
-                    "tasks": (),
-                }
-            return {"kind": "shield", "text": "shield", "tasks": ()}
+                return {"kind": "shield", "tasks": (), "object": {"task": ctx.name_of_task(inner)}}
+            return {"kind": "shield", "tasks": ()}
         if code is _CHAIN_CANCEL_CODE:
             thread = _executor_thread(ctx, fut)
-            text = "run_in_executor"
             facts: dict[str, Any] = {}
             if thread:
-                text += f" {thread[1]} in {thread[0]}"
                 facts = {"thread": thread[0], "function": thread[1]}
-            return {"kind": "executor", "text": text, "tasks": (), "object": facts}
+            return {"kind": "executor", "tasks": (), "call": "run_in_executor", "object": facts}
     if kind is asyncio.Future or kind is _PY_FUTURE:
         # A bare Future: say which variable holds it and, in debug mode, where it was made.
         name = object_name(ctx, fut, frame) if frame is not None else None
         facts = _object_facts(fut) | {"name": name}
-        text = f"Future {name}" if name else "Future"
         source = getattr(fut, "_source_traceback", None)
         if source:
             where = _outside_asyncio(source)
             created = f"{getattr(where, 'filename', '?')}:{getattr(where, 'lineno', '?')}"
             facts["created_at"] = created
-            text += f" created at {created}"
-        return {"kind": "future", "text": text, "tasks": (), "object": facts}
-    return {
-        "kind": "future",
-        "text": f"<{kind.__module__}.{kind.__qualname__} at {hex(id(fut))}>",
-        "tasks": (),
-        "object": _object_facts(fut),
-    }
+        return {"kind": "future", "tasks": (), "call": "Future", "object": facts}
+    return {"kind": "future", "tasks": (), "object": _unknown_future_facts(kind, hex(id(fut)))}
+
+
+def _unknown_future_facts(kind: type, object_id: str | None) -> dict[str, Any]:
+    """A future of a class asyncio does not know: its class, named without its code."""
+    return {"type": kind.__qualname__, "module": kind.__module__, "id": object_id}
 
 
 def _closure_value(func: FunctionType, name: str) -> Any:
@@ -752,8 +704,7 @@ def _classify_chain(
     try:
         return describe_future(ctx, fut, frames[-1] if frames else None)
     except Exception:
-        kind = type(fut)
-        return {"kind": "future", "text": f"<{kind.__module__}.{kind.__qualname__}>", "tasks": ()}
+        return {"kind": "future", "tasks": (), "object": _unknown_future_facts(type(fut), None)}
 
 
 def classify(
@@ -950,11 +901,10 @@ def classify_planned(
         try:
             awaiting = describe_future(ctx, fut, frames[-1] if frames else None)
         except Exception:
-            kind = type(fut)
             awaiting = {
                 "kind": "future",
-                "text": f"<{kind.__module__}.{kind.__qualname__}>",
                 "tasks": (),
+                "object": _unknown_future_facts(type(fut), None),
             }
         if awaiting is None:
             return None
@@ -974,22 +924,8 @@ def _with_deadline(ctx: AwaitContext, awaiting: WireAwaiting, fut: Any, task: An
 
 def with_deadline(awaiting: WireAwaiting, deadline: float) -> WireAwaiting:
     """A copy of a description (they may be shared between tasks) with a timeout deadline,
-    in loop time, in its countdown: ", timeout in 4.2 s" once materialized."""
+    in loop time, in its countdown (`deadline_in` once materialized)."""
     result = awaiting.copy()
     countdown = awaiting.get("countdown")
-    if countdown is None:
-        result["countdown"] = (None, deadline, "")
-    else:
-        result["countdown"] = (countdown[0], deadline, countdown[2])
-    return result
-
-
-def with_suffix(awaiting: WireAwaiting, suffix: str) -> WireAwaiting:
-    """A copy of a description whose text ends with `suffix`, after any countdown."""
-    result = awaiting.copy()
-    countdown = awaiting.get("countdown")
-    if countdown is None:
-        result["text"] = awaiting["text"] + suffix
-    else:
-        result["countdown"] = (countdown[0], countdown[1], countdown[2] + suffix)
+    result["countdown"] = (None if countdown is None else countdown[0], deadline)
     return result

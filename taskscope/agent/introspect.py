@@ -34,7 +34,6 @@ from taskscope.agent.awaiting import (
     classify_unmoved,
     plan_cacheable,
     plan_chain,
-    with_suffix,
 )
 from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
 from taskscope.protocol import (
@@ -314,7 +313,6 @@ _STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
 _DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
     Tracker, tuple[dict[tuple[int, int], WireAwaiting], dict[float, WireAwaiting]]
 ] = weakref.WeakKeyDictionary()
-CYCLE_SUFFIX = " (await cycle)"
 
 
 class _ScratchLists:
@@ -761,12 +759,9 @@ def _task_record(
 ) -> WireTask:
     # Descriptions may be shared between tasks: what is particular to a task goes into its
     # own copy.
-    if awaiting is not None:
-        if awaited is not None:
-            awaiting = awaiting.copy()
-            awaiting["tasks"] = tuple([str(other) for other in awaited])
-        if cycled and not _marked(awaiting):
-            awaiting = with_suffix(awaiting, CYCLE_SUFFIX)
+    if awaiting is not None and awaited is not None:
+        awaiting = awaiting.copy()
+        awaiting["tasks"] = tuple([str(other) for other in awaited])
     record: WireTask = {
         "id": wire[0],
         "loop": loop_id,
@@ -820,12 +815,6 @@ def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list
             marked.discard(number)
         else:
             marked.add(number)
-
-
-def _marked(awaiting: WireAwaiting) -> bool:
-    countdown = awaiting.get("countdown")
-    after = countdown[2] if countdown is not None else ""
-    return "await cycle" in awaiting["text"] or "await cycle" in after
 
 
 def find_task(tracker: Tracker, task_number: int) -> Any:

@@ -27,6 +27,7 @@ from taskscope.ui.task_display import (
     state_words,
     task_name,
 )
+from taskscope.words import cycle_note
 
 
 class DetailPane(Vertical):
@@ -113,8 +114,7 @@ class DetailPane(Vertical):
         else:
             text.append("awaits   ", style="bold")
             text.append(awaiting_text(task, model))
-            if task.id in model.cycle_members():
-                text.append("  ⟳ await cycle", style="bold magenta")
+            text.append(cycle_note(task.id in model.cycle_members()), style="bold magenta")
         if len(model.loops) > 1:
             loop = model.loops.get(task.loop)
             text.append("\nruns on  ", style="bold")

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from rich.text import Text
 
-from taskscope.model import TaskModel, format_duration
+from taskscope.model import TaskModel
 from taskscope.report import age_text, clock, safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ViewOptions, coro_text, made_by_asyncio, marker, matches
+from taskscope.words import format_duration
 
 
 class HistoryTable(RowList):

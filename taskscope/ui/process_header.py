@@ -10,10 +10,11 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from taskscope.model import TaskModel, format_duration
+from taskscope.model import TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
+from taskscope.words import format_duration
 
 
 def _megabytes(size: int) -> str:

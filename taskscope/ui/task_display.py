@@ -20,8 +20,9 @@ from typing import Literal
 from rich.cells import cell_len
 from rich.text import Text
 
-from taskscope.model import TaskInfo, TaskModel, describe_awaiting, format_duration
+from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
+from taskscope.words import awaiting_label, format_duration, task_doing, tasks_awaited
 
 SortKey = Literal["age", "name", "state"]
 SORT_ORDER: tuple[SortKey, ...] = ("age", "name", "state")
@@ -145,9 +146,9 @@ def awaiting_text(task: TaskInfo, model: TaskModel) -> str:
     pending_cancel = task.cancel_requested_at is not None and not task.finished
     lead = "cancel requested · " if pending_cancel else ""
     if not task.finished and awaiting is not None and awaiting.kind == "task" and awaiting.tasks:
-        names = [task_name(model, other) for other in awaiting.tasks]
-        return lead + "task " + ", ".join(names)
-    return lead + safe_text(describe_awaiting(task, model))
+        return lead + tasks_awaited(task_name(model, other) for other in awaiting.tasks)
+    in_cycle = bool(model.cycles) and task.id in model.cycle_members()
+    return lead + safe_text(task_doing(task, in_cycle=in_cycle))
 
 
 def task_name(model: TaskModel, task_id: str) -> str:
@@ -208,4 +209,4 @@ def matches(task: TaskInfo, needle: str) -> bool:
     needle = needle.lower()
     if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
         return True
-    return task.awaiting is not None and needle in task.awaiting.text.lower()
+    return task.awaiting is not None and needle in awaiting_label(task.awaiting).lower()

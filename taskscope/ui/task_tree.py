@@ -37,6 +37,7 @@ from taskscope.ui.task_display import (
     marker,
     sort_key,
 )
+from taskscope.words import awaiting_label, cycle_note
 
 #: Above this many shown tasks the tree stays empty and points to the grouped view.
 TREE_LIMIT = 20_000
@@ -489,9 +490,7 @@ class TaskTree(Tree[str]):
         # Shown only as the context of a filter's match, or made by asyncio: in the background.
         context = bool(self.options.filter) and not self.options.shows(task, self.clock())
         quiet = task.finished or context or made_by_asyncio(task)
-        what = awaiting_text(task, self.model)
-        if in_cycle:
-            what += "  ⟳ await cycle"
+        what = awaiting_text(task, self.model) + cycle_note(in_cycle)
         text = Text.assemble(
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked),
@@ -512,7 +511,9 @@ class TaskTree(Tree[str]):
         if task is None:
             return len(str(node.label))
         width = NAME_WIDTH + CORO_WIDTH + AGE_WIDTH + 8
-        return width + (len(task.awaiting.text) + 16 if task.awaiting is not None else 24)
+        return width + (
+            len(awaiting_label(task.awaiting)) + 16 if task.awaiting is not None else 24
+        )
 
     def action_expand(self) -> None:
         node = self.cursor_node

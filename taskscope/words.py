@@ -1,0 +1,346 @@
+"""Where facts become words: the one module that says what a task waits on, in English.
+
+The agent and the protocol carry facts only (an `awaiting` description's kind, the asyncio
+call, the object's name and sizes, peers, countdown numbers, the snapshot's await cycles).
+Everything a person reads about a task is made here, from those facts: the awaiting sentence
+(schema 1's `text`, which `fill_texts` adds to a snapshot or delta for `taskscope dump` and
+other readers of the JSON), countdowns brought up to now, overdue timers, the labels of the
+grouped view, the await-cycle mark and durations. No code anywhere reads these words back.
+
+Standard library and the protocol's types only: the client, the model, the CLI and the
+dashboard all call it. Task records are read through `TaskFacts`, which `model.TaskInfo`
+satisfies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+#: The mark shown beside a task that is part of an await cycle (CLI and dashboard).
+CYCLE_MARK: Final = "⟳ await cycle"
+#: What ends the awaiting sentence of a task in an await cycle.
+CYCLE_WORDS: Final = " (await cycle)"
+#: A timer this late is said to be overdue (a busy loop is late by a few milliseconds).
+OVERDUE_SHOWN: Final = 0.1
+
+
+class AwaitingFacts(Protocol):
+    """What a task waits on, as the model keeps it (`model.Awaiting`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def raw(self) -> Mapping[str, Any]: ...
+    @property
+    def seconds_left(self) -> float | None: ...
+    @property
+    def deadline_in(self) -> float | None: ...
+    @property
+    def seconds_overdue(self) -> float | None: ...
+    @property
+    def deadline_overdue(self) -> float | None: ...
+
+
+class TaskFacts(Protocol):
+    """A task as the model keeps it (`model.TaskInfo`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def result(self) -> str | None: ...
+    @property
+    def exception(self) -> str | None: ...
+    @property
+    def awaiting(self) -> AwaitingFacts | None: ...
+    @property
+    def observed_at(self) -> float: ...
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+def seconds_text(value: float) -> str:
+    """A duration as a countdown says it: one decimal below 100 s."""
+    value = max(0.0, value)
+    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
+def format_duration(seconds: float | None) -> str:
+    """`850ms`, `3.1s`, `12m04s`, `3h02m`: short and of constant shape."""
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# --- the awaiting sentence ------------------------------------------------------------------
+
+
+def awaiting_text(
+    awaiting: Mapping[str, Any],
+    *,
+    seconds_left: float | None = None,
+    deadline_in: float | None = None,
+    sleep_overdue: float | None = None,
+    deadline_overdue: float | None = None,
+    in_cycle: bool = False,
+) -> str:
+    """The sentence for a description: `Queue.get on jobs (0 items)`, `sleep, 3.2 s left,
+    timeout in 1.0 s`. Countdowns are the numbers given (a sleep's end is said overdue when
+    `sleep_overdue` is given, a deadline when `deadline_overdue` is)."""
+    if sleep_overdue is not None:
+        sleep_words: str | None = f"overdue {seconds_text(sleep_overdue)}"
+    elif seconds_left is not None:
+        sleep_words = f"{seconds_text(seconds_left)} left"
+    else:
+        sleep_words = None
+    text = _sentence(awaiting, sleep_words)
+    if deadline_overdue is not None:
+        text += f", timeout overdue {seconds_text(deadline_overdue)}"
+    elif deadline_in is not None:
+        text += f", timeout in {seconds_text(deadline_in)}"
+    return text + CYCLE_WORDS if in_cycle else text
+
+
+def schema_text(awaiting: Mapping[str, Any], in_cycle: bool = False) -> str:
+    """Schema 1's `text` of a description: its countdowns as observed, never said overdue."""
+    return awaiting_text(
+        awaiting,
+        seconds_left=awaiting.get("seconds_left"),
+        deadline_in=awaiting.get("deadline_in"),
+        in_cycle=in_cycle,
+    )
+
+
+def _named(call: str, name: Any) -> str:
+    return f"{call} on {name}" if name else call
+
+
+def _plural(count: Any, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
+    """The words for a description before its timeout; `sleep_words` go after its sleep (a
+    wait_for's sleep is that of the description it nests)."""
+    kind = str(awaiting.get("kind", "?"))
+    facts: Mapping[str, Any] = awaiting.get("object") or {}
+    call = str(awaiting.get("call") or kind)
+    peer = awaiting.get("peer")
+    if kind == "sleep":
+        return f"sleep, {sleep_words}" if sleep_words is not None else "sleep"
+    if kind == "queue_get":
+        size = facts.get("size")
+        detail = _plural(size, "item") if size is not None else "?"
+        return f"{_named(call, facts.get('name'))} ({detail})"
+    if kind == "queue_put":
+        size, maxsize = facts.get("size"), facts.get("maxsize")
+        detail = f"full, {size}/{maxsize}" if maxsize else f"{size} items"
+        return f"{_named(call, facts.get('name'))} ({detail})"
+    if kind in ("lock", "semaphore", "barrier", "event", "condition"):
+        details = []
+        if kind == "lock":
+            details.append("locked" if facts.get("locked") else "unlocked")
+        elif kind == "semaphore":
+            details.append(f"value {facts.get('value')}")
+        elif kind == "barrier":
+            details.append(f"{facts.get('waiting')}/{facts.get('parties')} arrived")
+        elif kind == "event":
+            details.append("set" if facts.get("set") else "not set")
+        if "waiters" in facts:
+            details.append(f"{facts['waiters']} waiting")
+        return f"{_named(call, facts.get('name'))} ({', '.join(details)})"
+    if kind == "stream_read":
+        return f"{call} from {peer}" if peer else call
+    if kind == "stream_drain":
+        return f"{call} to {peer}" if peer else call
+    if kind == "socket":
+        fd = facts.get("fd")
+        text = f"{call} on fd {fd}" if fd is not None and fd >= 0 else call
+        return f"{text} ({peer})" if peer else text
+    if kind == "executor":
+        function, thread = facts.get("function"), facts.get("thread")
+        if call == "to_thread":
+            return f"to_thread {function}" + (f" in {thread}" if thread else "")
+        return f"{call} {function} in {thread}" if thread else call
+    if kind == "subprocess":
+        program = facts.get("program")
+        program_words = f" {program}" if program is not None else ""
+        return f"subprocess {facts.get('pid')}{program_words} {facts.get('verb', '?')}"
+    if kind == "server":
+        addresses = facts.get("addresses") or ()
+        return call + (f" on {', '.join(addresses)}" if addresses else "")
+    if kind == "taskgroup":
+        return f"TaskGroup ({_plural(facts.get('size', 0), 'task')})"
+    if kind == "wait":
+        count, mode = facts.get("count"), facts.get("return_when")
+        detail = ", ".join(part for part in (f"{count} awaitables" if count else "", mode) if part)
+        return f"asyncio.wait ({detail})" if detail else "asyncio.wait"
+    if kind == "wait_for":
+        what, inner = facts.get("awaitable"), awaiting.get("inner")
+        if inner is None:
+            return f"wait_for {what}" if what else "wait_for"
+        inner_text = _sentence(inner, sleep_words)
+        return f"wait_for {what}: {inner_text}" if what else f"wait_for {inner_text}"
+    if kind == "task":
+        return f"task {facts.get('task')}"
+    if kind == "tasks":
+        return _plural(len(awaiting.get("tasks") or ()), "task")
+    if kind == "gather":
+        return f"gather ({facts.get('count')} awaitables, {facts.get('done')} done)"
+    if kind == "shield":
+        return f"shield task {facts['task']}" if "task" in facts else "shield"
+    if kind == "future":
+        if call == "Future":
+            name = facts.get("name")
+            text = f"Future {name}" if name else "Future"
+            created = facts.get("created_at")
+            return f"{text} created at {created}" if created else text
+        where = f"{facts.get('module')}.{facts.get('type')}"
+        object_id = facts.get("id")
+        return f"<{where} at {object_id}>" if object_id else f"<{where}>"
+    if kind == "unknown" and facts.get("read_only"):
+        return f"? in {facts.get('function')}() (read-only look)"
+    return call
+
+
+def fill_texts(body: Mapping[str, Any], rows_key: str) -> None:
+    """Give every `awaiting` of a schema-1 snapshot (`rows_key` "tasks") or delta ("changed")
+    its `text`, in place: the words `taskscope dump` prints. A description shared by several
+    records gets its words once; a task in one of the body's await cycles gets its own copy
+    ending in `(await cycle)`."""
+    in_cycle = {task_id for cycle in body.get("cycles") or () for task_id in cycle}
+    done: dict[int, str] = {}
+    for record in body[rows_key]:
+        awaiting = record.get("awaiting")
+        if awaiting is None:
+            continue
+        if record.get("id") in in_cycle:
+            record["awaiting"] = {**awaiting, "text": schema_text(awaiting, in_cycle=True)}
+            continue
+        text = done.get(id(awaiting))
+        if text is None:
+            text = done[id(awaiting)] = schema_text(awaiting)
+        awaiting["text"] = text
+
+
+# --- a task in words ------------------------------------------------------------------------
+
+
+def task_doing(task: TaskFacts, now: float | None = None, in_cycle: bool = False) -> str:
+    """What a task does, in words: how it ended, `running`, `ready to run`, or what it waits
+    on, with its countdowns (sleep, timeout) brought up to `now` from when the agent observed
+    them (the agent does not resend a task because its countdown moved)."""
+    if task.state == "failed":
+        return f"failed: {task.exception or '?'}"
+    if task.state == "cancelled":
+        return "cancelled"
+    if task.state == "done":
+        return f"done: {task.result}" if task.result is not None else "done"
+    if task.running:
+        return "running"
+    awaiting = task.awaiting
+    if awaiting is None:
+        return "ready to run"
+    seconds_left, deadline_in = awaiting.seconds_left, awaiting.deadline_in
+    sleep_late = deadline_late = None
+    if (seconds_left is not None or deadline_in is not None) and task.observed_at:
+        elapsed = max(0.0, (now if now is not None else time.time()) - task.observed_at)
+        if seconds_left is not None:
+            if (awaiting.seconds_overdue or 0.0) >= OVERDUE_SHOWN:
+                # Not resent while it stays put: late by more since the agent's look.
+                sleep_late = (awaiting.seconds_overdue or 0.0) + elapsed
+            else:
+                seconds_left -= elapsed
+        if deadline_in is not None:
+            if (awaiting.deadline_overdue or 0.0) >= OVERDUE_SHOWN:
+                deadline_late = (awaiting.deadline_overdue or 0.0) + elapsed
+            else:
+                deadline_in -= elapsed
+    return awaiting_text(
+        awaiting.raw,
+        seconds_left=seconds_left,
+        deadline_in=deadline_in,
+        sleep_overdue=sleep_late,
+        deadline_overdue=deadline_late,
+        in_cycle=in_cycle,
+    )
+
+
+def awaiting_label(awaiting: AwaitingFacts, in_cycle: bool = False) -> str:
+    """What a task waits on as last observed (no countdown brought forward): for searching
+    and measuring, not for showing a live countdown."""
+    return awaiting_text(
+        awaiting.raw,
+        seconds_left=awaiting.seconds_left,
+        deadline_in=awaiting.deadline_in,
+        in_cycle=in_cycle,
+    )
+
+
+def cycle_note(in_cycle: bool) -> str:
+    """What follows a task's words in the dashboard when it is part of an await cycle."""
+    return f"  {CYCLE_MARK}" if in_cycle else ""
+
+
+def tasks_awaited(names: Iterable[str]) -> str:
+    """The tasks a task awaits, by name (the tree names them as it draws them)."""
+    return "task " + ", ".join(names)
+
+
+# --- the grouped view -----------------------------------------------------------------------
+
+
+def group_label(awaiting: Mapping[str, Any]) -> str:
+    """What tasks waiting alike share: the sentence without what differs from task to task
+    (countdowns, peers, file descriptors, the task awaited)."""
+    kind = str(awaiting.get("kind", "?"))
+    if kind == "sleep":
+        return "sleep"
+    if kind == "task":
+        return "another task"
+    if kind in ("stream_read", "stream_drain", "socket"):
+        return str(awaiting.get("call") or kind)
+    return _sentence(awaiting, None) if kind != "wait_for" else _wait_for_label(awaiting)
+
+
+def _wait_for_label(awaiting: Mapping[str, Any]) -> str:
+    # The inner sleep's seconds go (a wait_for's text minus its timeout kept them).
+    if awaiting.get("seconds_left") is None:
+        return _sentence(awaiting, None)
+    return _sentence(awaiting, f"{seconds_text(float(awaiting['seconds_left']))} left")
+
+
+def shared_words(texts: Sequence[str]) -> str:
+    """What the texts say alike, in whole words, `…` where they differ."""
+    first, last = min(texts), max(texts)
+    if first == last:
+        return first
+    same = next(
+        (i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first)
+    )
+    common = first[:same]
+    if first[same : same + 1].strip() or last[same : same + 1].strip():
+        common = common[: max(0, common.rfind(" "))]  # the last word is cut: drop it
+    shared = common.rstrip(" ,:")
+    return f"{shared} …" if shared else "…"
+
+
+def group_what(kind: str, awaitings: Iterable[Mapping[str, Any]]) -> str:
+    """The grouped view's words for tasks of one coroutine at one await site: what their
+    descriptions share, or the group's kind (`running`, `done`...) when they await nothing."""
+    labels = {group_label(awaiting) for awaiting in awaitings}
+    return shared_words(sorted(labels)) if labels else kind
