@@ -113,7 +113,7 @@ class DetailPane(Vertical):
                 text.append("cancelled", style="yellow")
         else:
             text.append("awaits   ", style="bold")
-            text.append(awaiting_text(task, model))
+            text.append(awaiting_text(task, model, now))
             text.append(cycle_note(task.id in model.cycle_members()), style="bold magenta")
         if len(model.loops) > 1:
             loop = model.loops.get(task.loop)

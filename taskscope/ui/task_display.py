@@ -138,8 +138,9 @@ def same_height(old: Text | None, new: Text, width: int) -> bool:
     return height is not None and height == unwrapped_height(old, width)
 
 
-def awaiting_text(task: TaskInfo, model: TaskModel) -> str:
-    """What the task waits on in plain words, with task ids replaced by task names; led by
+def awaiting_text(task: TaskInfo, model: TaskModel, now: float | None = None) -> str:
+    """What the task waits on in plain words (countdowns brought up to `now`), with task ids
+    replaced by task names; led by
     `cancel requested ·` while a cancel waits for the task's loop (the detail pane says since
     when: a row is redrawn only when its task changes)."""
     awaiting = task.awaiting
@@ -148,7 +149,7 @@ def awaiting_text(task: TaskInfo, model: TaskModel) -> str:
     if not task.finished and awaiting is not None and awaiting.kind == "task" and awaiting.tasks:
         return lead + tasks_awaited(task_name(model, other) for other in awaiting.tasks)
     in_cycle = bool(model.cycles) and task.id in model.cycle_members()
-    return lead + safe_text(task_doing(task, in_cycle=in_cycle))
+    return lead + safe_text(task_doing(task, now, in_cycle))
 
 
 def task_name(model: TaskModel, task_id: str) -> str:

@@ -47,7 +47,7 @@ class TaskTable(RowList):
         if task is None:
             return Text(f"   {key:>6} (gone)", style="dim")
         in_cycle = task.id in self.model.cycle_members() if self.model.cycles else False
-        what = awaiting_text(task, self.model) + cycle_note(in_cycle)
+        what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         quiet = task.finished or made_by_asyncio(task)
         return Text.assemble(
             marker(task, in_cycle),

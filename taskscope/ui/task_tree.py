@@ -490,7 +490,7 @@ class TaskTree(Tree[str]):
         # Shown only as the context of a filter's match, or made by asyncio: in the background.
         context = bool(self.options.filter) and not self.options.shows(task, self.clock())
         quiet = task.finished or context or made_by_asyncio(task)
-        what = awaiting_text(task, self.model) + cycle_note(in_cycle)
+        what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         text = Text.assemble(
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked),

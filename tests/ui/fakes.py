@@ -55,8 +55,9 @@ def wire_task(
     return task  # type: ignore[return-value]
 
 
-def awaiting(kind: str, text: str, tasks: Sequence[str] = ()) -> WireAwaiting:
-    return {"kind": kind, "text": text, "tasks": list(tasks)}
+def awaiting(kind: str, tasks: Sequence[str] = (), **facts: Any) -> WireAwaiting:
+    """A description as the agent sends it: facts only (`taskscope.words` says them)."""
+    return {"kind": kind, "tasks": list(tasks), **facts}  # type: ignore[typeddict-item]
 
 
 def wire_loop(tasks: int, blocked_for: float | None = None, main_task: str = "1") -> WireLoop:
@@ -83,14 +84,14 @@ def service_tasks() -> list[WireTask]:
             "1",
             "main",
             "main",
-            awaiting=awaiting("taskgroup", "TaskGroup (4 tasks)", ["2", "3", "4", "9"]),
+            awaiting=awaiting("taskgroup", ["2", "3", "4", "9"], object={"size": 4}),
             age=724,
         ),
         wire_task(
             "2",
             "api-server",
             "serve",
-            awaiting=awaiting("server", "Server.serve_forever"),
+            awaiting=awaiting("server", call="Server.serve_forever"),
             awaited_by=["1"],
             parent="1",
             age=724,
@@ -99,7 +100,7 @@ def service_tasks() -> list[WireTask]:
             "5",
             "conn-51234",
             "handle",
-            awaiting=awaiting("stream_read", "StreamReader.read from 10.0.0.7:51234"),
+            awaiting=awaiting("stream_read", call="StreamReader.read", peer="10.0.0.7:51234"),
             parent="2",
             age=3.1,
         ),
@@ -107,7 +108,9 @@ def service_tasks() -> list[WireTask]:
             "3",
             "dispatcher",
             "dispatch",
-            awaiting=awaiting("queue_get", "Queue.get on jobs (0 items)"),
+            awaiting=awaiting(
+                "queue_get", call="Queue.get", object={"name": "jobs", "size": 0, "maxsize": 0}
+            ),
             awaited_by=["1"],
             parent="1",
             age=724,
@@ -116,7 +119,7 @@ def service_tasks() -> list[WireTask]:
             "4",
             "reporter",
             "report_loop",
-            awaiting=awaiting("sleep", "sleep, 4.2 s left"),
+            awaiting=awaiting("sleep", seconds_left=4.2),
             awaited_by=["1"],
             parent="1",
             age=724,
@@ -125,7 +128,7 @@ def service_tasks() -> list[WireTask]:
             "9",
             "stubborn",
             "stubborn",
-            awaiting=awaiting("sleep", "sleep, 3599 s left"),
+            awaiting=awaiting("sleep", seconds_left=3599.0),
             awaited_by=["1"],
             parent="1",
             age=700,
@@ -134,7 +137,7 @@ def service_tasks() -> list[WireTask]:
             "7",
             "fetch-7",
             "fetch",
-            awaiting=awaiting("task", "task 8", ["8"]),
+            awaiting=awaiting("task", ["8"], object={"task": "fetch-8"}),
             awaited_by=["8"],
             parent="1",
             age=41,
@@ -143,7 +146,7 @@ def service_tasks() -> list[WireTask]:
             "8",
             "fetch-8",
             "fetch",
-            awaiting=awaiting("task", "task 7", ["7"]),
+            awaiting=awaiting("task", ["7"], object={"task": "fetch-7"}),
             awaited_by=["7"],
             parent="1",
             age=41,

@@ -73,14 +73,12 @@ def test_delta_updates_nodes_by_task_id_without_rebuilding() -> None:
             "4",
             "reporter",
             "report_loop",
-            awaiting=awaiting("sleep", "sleep, 1.0 s left"),
+            awaiting=awaiting("sleep", seconds_left=1.0),
             awaited_by=["1"],
             parent="1",
             age=724,  # created when it was: a record's creation time never changes
         )
-        new = wire_task(
-            "35", "job-35", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=0.5
-        )
+        new = wire_task("35", "job-35", "process", awaiting=awaiting("sleep"), parent="3", age=0.5)
         source.push(delta([changed, new], removed=["34"]))
         await until(pilot, lambda: app.updates_applied > applied, what="the delta")
         # THEN the changed task keeps its node, the new one is added, the gone one removed
@@ -105,7 +103,7 @@ def test_a_cancel_waiting_for_a_blocked_loop_shows_on_the_row() -> None:
             "4",
             "reporter",
             "report_loop",
-            awaiting=awaiting("sleep", "sleep, 1.0 s left"),
+            awaiting=awaiting("sleep", seconds_left=1.0),
             awaited_by=["1"],
             parent="1",
             age=724,
@@ -140,7 +138,7 @@ def test_task_moves_when_its_tree_parent_changes() -> None:
             "5",
             "conn-51234",
             "handle",
-            awaiting=awaiting("stream_read", "StreamReader.read"),
+            awaiting=awaiting("stream_read", call="StreamReader.read"),
             awaited_by=["3"],
             parent="2",
             age=4,

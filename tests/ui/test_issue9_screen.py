@@ -98,12 +98,8 @@ def test_finished_children_keep_the_cli_order_as_updates_arrive() -> None:
 
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         # WHEN two jobs start under the dispatcher, the later-numbered one created first
-        early = wire_task(
-            "36", "job-36", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=10
-        )
-        late = wire_task(
-            "35", "job-35", "process", awaiting=awaiting("sleep", "sleep"), parent="3", age=0.5
-        )
+        early = wire_task("36", "job-36", "process", awaiting=awaiting("sleep"), parent="3", age=10)
+        late = wire_task("35", "job-35", "process", awaiting=awaiting("sleep"), parent="3", age=0.5)
         applied = app.updates_applied
         source.push(delta([late, early]))
         await until(pilot, lambda: app.updates_applied > applied, what="the new jobs")
@@ -136,7 +132,11 @@ def test_grouped_view_joins_workers_parked_at_one_line_whatever_they_await() -> 
             f"worker-{task_id}",
             "worker",
             awaiting=awaiting(
-                "wait_for", f"wait_for shield task {job}, timeout in 1.{task_id} s", [job]
+                "wait_for",
+                [job],
+                object={"awaitable": None},
+                inner={"kind": "shield", "tasks": [], "object": {"task": job}},
+                deadline_in=float(f"1.{task_id}"),
             ),
             awaited_by=["1"],
             parent="1",
@@ -210,18 +210,18 @@ def test_cancelling_the_main_task_or_all_under_it_warns_that_the_program_ends() 
 
 def test_a_task_whose_subtree_holds_every_other_task_warns_too() -> None:
     tasks = [
-        wire_task("1", "main", "main", awaiting=awaiting("task", "task 2", ["2"])),
+        wire_task(
+            "1", "main", "main", awaiting=awaiting("task", ["2"], object={"task": "supervisor"})
+        ),
         wire_task(
             "2",
             "supervisor",
             "supervise",
-            awaiting=awaiting("taskgroup", "TaskGroup (1 tasks)", ["3"]),
+            awaiting=awaiting("taskgroup", ["3"], object={"size": 1}),
             awaited_by=["1"],
             parent="1",
         ),
-        wire_task(
-            "3", "job", "job", awaiting=awaiting("sleep", "sleep"), awaited_by=["2"], parent="2"
-        ),
+        wire_task("3", "job", "job", awaiting=awaiting("sleep"), awaited_by=["2"], parent="2"),
     ]
     # GIVEN a loop that names no main task (run_forever) and one task holding all others
     first = snapshot(tasks, cycles=[])
@@ -276,19 +276,19 @@ def test_tasks_asyncio_made_for_itself_are_marked_on_a_real_server(start: Any) -
 
 
 def test_a_key_during_a_large_update_is_answered_between_its_slices() -> None:
-    def job(number: int, text: str) -> WireTask:
+    def job(number: int, seconds_left: float | None) -> WireTask:
         return wire_task(
             str(number),
             f"job-{number}",
             "process",
-            awaiting=awaiting("sleep", text),
+            awaiting=awaiting("sleep", seconds_left=seconds_left),
             parent="1",
             age=100 - number / 100,
         )
 
     # Enough tasks for many slices: a key travels through a few widgets' queues (a turn of
     # the event loop each, as a slice is) before it is answered.
-    many = [wire_task("1", "main", "main"), *(job(n, "sleep") for n in range(2, 4002))]
+    many = [wire_task("1", "main", "main"), *(job(n, None) for n in range(2, 4002))]
     answered: list[int] = []
 
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
@@ -297,7 +297,7 @@ def test_a_key_during_a_large_update_is_answered_between_its_slices() -> None:
         tree.action_cursor_down = lambda: answered.append(len(app._slices)) or original()  # type: ignore[method-assign, func-returns-value]
         applied = app.updates_applied
         # WHEN an update changing 4,000 tasks arrives and a key lands right after it
-        app.buffer.put_delta(delta([job(n, "sleep, 1.0 s left") for n in range(2, 4002)]))
+        app.buffer.put_delta(delta([job(n, 1.0) for n in range(2, 4002)]))
         app._apply_in_slices()  # what FeedUpdated does: the first slice, the next one posted
         assert app._slices
         app.post_message(events.Key("down", None))
