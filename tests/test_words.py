@@ -1,0 +1,410 @@
+"""Facts become words in one place: `taskscope.words` says each await kind from its facts,
+counts down from numbers, marks await cycles from the snapshot's `cycles`; `report`'s tables
+and trees are pure functions of a model; and nothing else in taskscope/ makes or reads the
+words (the agent's records carry no text, the model no regular expression)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.model import TaskModel
+from taskscope.protocol import CompactEncoder, materialize_body
+from taskscope.report import ps_table, task_text, tree_text
+from taskscope.words import (
+    awaiting_text,
+    fill_texts,
+    format_duration,
+    group_label,
+    schema_text,
+    shared_words,
+    task_doing,
+)
+from tests.test_wire import _countdowns, _population, _teardown
+
+PACKAGE = Path(__file__).resolve().parent.parent / "taskscope"
+
+
+def aw(kind: str, tasks: list[str] | None = None, **facts: Any) -> dict[str, Any]:
+    return {"kind": kind, "tasks": tasks or [], **facts}
+
+
+# Every kind the agent describes (and the read-only look's), as facts, and its sentence.
+SENTENCES = [
+    (aw("sleep", seconds_left=None), "sleep"),
+    (aw("sleep", seconds_left=3.25), "sleep, 3.2 s left"),
+    (aw("sleep", seconds_left=4000.0), "sleep, 4000 s left"),
+    (aw("sleep", seconds_left=9.0, deadline_in=2.0), "sleep, 9.0 s left, timeout in 2.0 s"),
+    (aw("sleep", deadline_in=2.0), "sleep, timeout in 2.0 s"),
+    (
+        aw("queue_get", call="Queue.get", object={"name": "jobs", "size": 0, "maxsize": 0}),
+        "Queue.get on jobs (0 items)",
+    ),
+    (
+        aw("queue_get", call="LifoQueue.get", object={"name": None, "size": 1, "maxsize": 0}),
+        "LifoQueue.get (1 item)",
+    ),
+    (aw("queue_get", call="Queue.get", object={"size": None}), "Queue.get (?)"),
+    (
+        aw("queue_put", call="Queue.put", object={"name": "results", "size": 1, "maxsize": 1}),
+        "Queue.put on results (full, 1/1)",
+    ),
+    (
+        aw("lock", call="Lock.acquire", object={"name": "lock", "locked": True, "waiters": 1}),
+        "Lock.acquire on lock (locked, 1 waiting)",
+    ),
+    (
+        aw("lock", call="Lock.acquire", object={"name": None, "locked": False, "waiters": 0}),
+        "Lock.acquire (unlocked, 0 waiting)",
+    ),
+    (
+        aw(
+            "semaphore",
+            call="BoundedSemaphore.acquire",
+            object={"name": "bsem", "value": 0, "waiters": 1},
+        ),
+        "BoundedSemaphore.acquire on bsem (value 0, 1 waiting)",
+    ),
+    (
+        aw("condition", call="Condition.wait_for", object={"name": "cond", "waiters": 2}),
+        "Condition.wait_for on cond (2 waiting)",
+    ),
+    (
+        aw("event", call="Event.wait", object={"name": "event", "set": False, "waiters": 1}),
+        "Event.wait on event (not set, 1 waiting)",
+    ),
+    (
+        aw("barrier", call="Barrier.wait", object={"name": "b", "parties": 3, "waiting": 1}),
+        "Barrier.wait on b (1/3 arrived)",
+    ),
+    (
+        aw("stream_read", call="StreamReader.readline", peer="127.0.0.1:80"),
+        "StreamReader.readline from 127.0.0.1:80",
+    ),
+    (aw("stream_read", call="StreamReader.read", peer=None), "StreamReader.read"),
+    (
+        aw("stream_drain", call="StreamWriter.drain", peer="[::1]:8080"),
+        "StreamWriter.drain to [::1]:8080",
+    ),
+    (
+        aw("socket", call="loop.sock_recv", peer="10.0.0.1:5", object={"fd": 7}),
+        "loop.sock_recv on fd 7 (10.0.0.1:5)",
+    ),
+    (aw("socket", call="loop.sock_accept", peer=None, object={"fd": -1}), "loop.sock_accept"),
+    (
+        aw("executor", call="to_thread", object={"function": "work", "thread": "asyncio_0"}),
+        "to_thread work in asyncio_0",
+    ),
+    (aw("executor", call="to_thread", object={"function": "work"}), "to_thread work"),
+    (
+        aw("executor", call="run_in_executor", object={"function": "f", "thread": "pool_1"}),
+        "run_in_executor f in pool_1",
+    ),
+    (aw("executor", call="run_in_executor", object={}), "run_in_executor"),
+    (
+        aw(
+            "subprocess",
+            call="Process.wait",
+            object={"pid": 12, "program": "sleep", "verb": "wait"},
+        ),
+        "subprocess 12 sleep wait",
+    ),
+    (
+        aw("subprocess", object={"pid": 12, "program": None, "verb": "communicate"}),
+        "subprocess 12 communicate",
+    ),
+    (
+        aw(
+            "server",
+            call="Server.serve_forever",
+            object={"addresses": ["127.0.0.1:80", "[::1]:80"]},
+        ),
+        "Server.serve_forever on 127.0.0.1:80, [::1]:80",
+    ),
+    (aw("server", call="Server.serve_forever", object={"addresses": []}), "Server.serve_forever"),
+    (aw("taskgroup", object={"size": 1}), "TaskGroup (1 task)"),
+    (aw("taskgroup", object={"size": 3}), "TaskGroup (3 tasks)"),
+    (
+        aw("wait", object={"count": 2, "return_when": "ALL_COMPLETED"}),
+        "asyncio.wait (2 awaitables, ALL_COMPLETED)",
+    ),
+    (aw("wait", object={"count": None, "return_when": None}), "asyncio.wait"),
+    (aw("as_completed"), "as_completed"),
+    (aw("wait_for", object={"awaitable": "step"}), "wait_for step"),
+    (
+        aw(
+            "wait_for",
+            object={"awaitable": "slow_step", "inner_kind": "sleep"},
+            inner=aw("sleep"),
+            seconds_left=5.0,
+            deadline_in=1.5,
+        ),
+        "wait_for slow_step: sleep, 5.0 s left, timeout in 1.5 s",
+    ),
+    (
+        aw(
+            "wait_for",
+            object={"awaitable": None},
+            inner=aw("shield", object={"task": "job-3"}),
+            deadline_in=0.5,
+        ),
+        "wait_for shield task job-3, timeout in 0.5 s",
+    ),
+    (aw("task", ["2"], object={"task": "waited-task"}), "task waited-task"),
+    (aw("tasks", ["2", "3"]), "2 tasks"),
+    (aw("gather", object={"count": 2, "done": 0}), "gather (2 awaitables, 0 done)"),
+    (aw("shield", object={"task": "shielded"}), "shield task shielded"),
+    (aw("shield"), "shield"),
+    (aw("future", call="Future", object={"name": "parked"}), "Future parked"),
+    (
+        aw("future", call="Future", object={"name": None, "created_at": "app.py:3"}),
+        "Future created at app.py:3",
+    ),
+    (
+        aw("future", object={"module": "__main__", "type": "Ticket", "id": "0x7f"}),
+        "<__main__.Ticket at 0x7f>",
+    ),
+    (aw("future", object={"module": "m", "type": "Odd", "id": None}), "<m.Odd>"),
+    (
+        aw("unknown", object={"function": "handler", "read_only": True}),
+        "? in handler() (read-only look)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("facts", "sentence"), SENTENCES, ids=[s for _f, s in SENTENCES])
+def test_each_kind_is_said_from_its_facts(facts: dict[str, Any], sentence: str) -> None:
+    assert schema_text(facts) == sentence
+
+
+def test_a_task_in_an_await_cycle_says_so_after_its_countdown() -> None:
+    facts = aw("task", ["2"], object={"task": "b"}, deadline_in=3.0)
+    assert schema_text(facts, in_cycle=True) == "task b, timeout in 3.0 s (await cycle)"
+
+
+def test_overdue_timers_are_said_overdue() -> None:
+    assert (
+        awaiting_text(aw("sleep"), sleep_overdue=0.5, deadline_overdue=2.0)
+        == "sleep, overdue 0.5 s, timeout overdue 2.0 s"
+    )
+
+
+def test_fill_texts_gives_every_awaiting_its_words_and_cycle_members_their_own() -> None:
+    shared = aw("task", ["1"], object={"task": "a"})
+    body: dict[str, Any] = {
+        "tasks": [
+            {"id": "1", "awaiting": aw("sleep", seconds_left=2.0)},
+            {"id": "2", "awaiting": shared},
+            {"id": "3", "awaiting": shared},
+            {"id": "4", "awaiting": None},
+        ],
+        "cycles": [["1", "2"]],
+    }
+    fill_texts(body, "tasks")
+    texts = [(record["awaiting"] or {}).get("text") for record in body["tasks"]]
+    assert texts == ["sleep, 2.0 s left (await cycle)", "task a (await cycle)", "task a", None]
+    # the description task 3 shares was not changed by task 2's mark
+    assert shared["text"] == "task a"
+
+
+def snapshot(*tasks: dict[str, Any], cycles: list[list[str]] | None = None) -> Any:
+    return {
+        "schema": 1,
+        "pid": 42,
+        "python": "3.12.1",
+        "taken_at": 2000.0,
+        "history_limit": 0,
+        "loops": [
+            {
+                "id": "L1",
+                "thread_id": 1,
+                "thread_name": "MainThread",
+                "running": True,
+                "closed": False,
+                "blocked_for": None,
+                "lag": 0.0012,
+                "blocking_stack": [],
+                "type": "_UnixSelectorEventLoop",
+                "tasks": len(tasks),
+            }
+        ],
+        "tasks": list(tasks),
+        "cycles": cycles or [],
+    }
+
+
+def task(task_id: str, name: str, **extra: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": task_id,
+        "loop": "L1",
+        "name": name,
+        "state": "pending",
+        "coro": name,
+        "stack": [{"function": name, "file": "app.py", "line": int(task_id) * 10}],
+        "awaiting": None,
+        "awaited_by": [],
+        "parent": None,
+        "created_at": 1990.0,
+        "finished_at": None,
+    }
+    record.update(extra)
+    return record
+
+
+def service() -> TaskModel:
+    return TaskModel.from_snapshot(
+        snapshot(
+            task("1", "main", awaiting=aw("taskgroup", ["2", "3"], object={"size": 2})),
+            task(
+                "2",
+                "worker",
+                awaiting=aw(
+                    "queue_get", call="Queue.get", object={"name": "jobs", "size": 0, "maxsize": 0}
+                ),
+                awaited_by=["1"],
+                parent="1",
+            ),
+            task(
+                "3",
+                "ticker",
+                awaiting=aw("sleep", seconds_left=10.0, deadline_in=4.0),
+                awaited_by=["1"],
+                parent="1",
+                created_at=1999.0,
+            ),
+            task("4", "a", awaiting=aw("task", ["5"], object={"task": "b"}), awaited_by=["5"]),
+            task("5", "b", awaiting=aw("task", ["4"], object={"task": "a"}), awaited_by=["4"]),
+            cycles=[["4", "5"]],
+        )
+    )
+
+
+def test_task_words_count_down_to_now_and_mark_cycles() -> None:
+    model = service()
+    ticker, member = model.tasks["3"], model.tasks["4"]
+    assert task_doing(ticker, now=2003.0) == "sleep, 7.0 s left, timeout in 1.0 s"
+    assert task_doing(member, now=2003.0, in_cycle=True) == "task b (await cycle)"
+
+
+def test_ps_table_lines() -> None:
+    lines = ps_table(service(), now=2003.0).splitlines()
+    assert lines == [
+        "ID  STATE    NAME    CORO      AGE    AWAITING",
+        "1   pending  main    main()    13.0s  TaskGroup (2 tasks)",
+        "2   pending  worker  worker()  13.0s  Queue.get on jobs (0 items)",
+        "3   pending  ticker  ticker()  4.0s   sleep, 7.0 s left, timeout in 1.0 s",
+        "4   pending  a       a()       13.0s  task b (await cycle)",
+        "5   pending  b       b()       13.0s  task a (await cycle)",
+    ]
+
+
+def test_tree_lines() -> None:
+    lines = tree_text(service(), ["app.py"], now=2003.0, width=80).splitlines()
+    assert lines == [
+        "pid 42 · python 3.12.1 · app.py · loop MainThread running, lag 1.2 ms",
+        "main       main()    awaiting TaskGroup (2 tasks)                          13.0s",
+        "├─ worker  worker()  awaiting Queue.get on jobs (0 items)                  13.0s",
+        "└─ ticker  ticker()  awaiting sleep, 7.0 s left, timeout in 1.0 s           4.0s",
+        "a          a()       awaiting task b   ⟳ await cycle                       13.0s",
+        "└─ b       b()       awaiting task a   ⟳ await cycle                       13.0s",
+        "   └─ a    a()       ⟲ back to a above   ⟳ await cycle                     13.0s",
+    ]
+
+
+def test_task_text_says_what_it_awaits() -> None:
+    text = task_text(service().tasks["2"], service(), pid=42)
+    assert text.splitlines()[:4] == [
+        "task 2 worker in process 42: pending, worker()",
+        "awaiting: Queue.get on jobs (0 items)",
+        "awaited by: 1 (main)",
+        "created by: 1 (main)",
+    ]
+
+
+def test_group_labels_drop_what_differs_between_tasks() -> None:
+    reader = aw("stream_read", call="StreamReader.read", peer="10.0.0.1:5")
+    assert group_label(reader) == "StreamReader.read"
+    assert group_label(aw("task", ["3"], object={"task": "x"})) == "another task"
+    assert group_label(aw("sleep", seconds_left=3.0)) == "sleep"
+    timed = aw("lock", call="Lock.acquire", object={"name": "l", "locked": True, "waiters": 2})
+    assert group_label({**timed, "deadline_in": 3.0}) == "Lock.acquire on l (locked, 2 waiting)"
+    assert shared_words(["wait_for shield task job-1", "wait_for shield task job-2"]) == (
+        "wait_for shield task …"
+    )
+    assert format_duration(724) == "12m04s"
+
+
+def test_the_agent_sends_facts_without_words() -> None:
+    """The agent's records, raw and in the compact encoding, and the plain schema-1 form it
+    serves, have no `text`: only `taskscope.words` (on the client) says them."""
+
+    async def main() -> None:
+        tracker, tasks, _gate = await _population()
+        tasks += await _countdowns()
+        raw = SnapshotBuilder(tracker).build_raw()
+        awaitings = [record["awaiting"] for record in raw["tasks"] if record["awaiting"]]
+        assert len(awaitings) > 10
+        assert not any("text" in awaiting for awaiting in awaitings)
+        wire = json.loads(CompactEncoder().encode({"type": "snapshot", "snapshot": raw}))
+        awaits = wire["snapshot"]["awaits"]
+        assert awaits and not any("text" in item for item in awaits)
+        plain = materialize_body(dict(raw), "tasks")
+        assert not any("text" in (record["awaiting"] or {}) for record in plain["tasks"])
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_model_keeps_data_without_parsing_words() -> None:
+    assert "re" not in _imports(PACKAGE / "model.py")
+    assert "re" not in _imports(PACKAGE / "report.py")
+
+
+#: Pieces of awaiting sentences: only words.py may hold them (docstrings aside).
+SENTENCE_PIECES = ("await cycle", " s left", "timeout in", " awaitables", " items")
+
+
+def _string_constants(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def test_no_module_but_words_makes_await_sentences() -> None:
+    offenders = [
+        f"{path.relative_to(PACKAGE)}: {text!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "words.py"
+        for text in _string_constants(path)
+        if any(piece in text for piece in SENTENCE_PIECES)
+    ]
+    assert offenders == []
