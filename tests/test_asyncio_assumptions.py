@@ -712,7 +712,7 @@ def test_a_timeouts_timer_calls_a_bound_method_of_the_timeout_whose_task_is_the_
 
 
 def test_wait_for_runs_its_awaitable_inline_or_in_an_inner_task_held_in_its_local_fut() -> None:
-    # awaiting._describe_wait_for, awaiting.classify (3.11: the timer releases the waiter)
+    # awaiting._describe_wait_for, awaiting._with_deadline (3.11: the timer releases the waiter)
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()

@@ -707,23 +707,6 @@ def _classify_chain(
         return {"kind": "future", "tasks": (), "object": _unknown_future_facts(type(fut), None)}
 
 
-def classify(
-    ctx: AwaitContext, frames: list[FrameType], fut: Any, task: Any
-) -> WireAwaiting | None:
-    """Describe what a suspended task waits for; None when it waits for nothing (runnable)."""
-    if fut is None and not frames:
-        return None
-    awaiting = _classify_chain(ctx, frames, fut)
-    if awaiting is None:
-        return None
-    deadline = ctx.timeouts.get(id(task))
-    if deadline is None and awaiting["kind"] == "wait_for":
-        deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
-    if deadline is not None:
-        awaiting = with_deadline(awaiting, deadline)
-    return awaiting
-
-
 def _build_self_classes() -> dict[CodeType, type]:
     """Handler frames whose description depends only on their `self` (and the code), with
     the class `self` must have: these descriptions are shared by all waiters of an object."""
@@ -850,9 +833,9 @@ def classify_planned(
     plan: tuple[PlanStep, ...],
     found: list[Any] | None = None,
 ) -> WireAwaiting | None:
-    """`classify` for a chain whose plan is known; `owners[i]` is the coroutine (or
-    generator) running `frames[i]`. The result may be shared with other tasks: copy it
-    before changing it.
+    """What a suspended task waits for, None when nothing (runnable), for a chain whose
+    plan is known; `owners[i]` is the coroutine (or generator) running `frames[i]`. The
+    result may be shared with other tasks: copy it before changing it.
 
     `found`, when given, gets the `self` of the first step with a `self` class appended when
     that step was looked at, for the caller to keep (weakly) for `classify_unmoved` next
