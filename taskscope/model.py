@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskscope import words
 from taskscope.protocol import WireAwaiting, WireDelta, WireFrame, WireLoop, WireSnapshot, WireTask
 
 FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
@@ -204,19 +203,18 @@ class TreeRow:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupRow:
-    """Tasks of one coroutine waiting at one place: the grouped view's line."""
+class AwaitSite:
+    """Tasks of one coroutine waiting at one place (`words.group_rows` names them)."""
 
     coro: str
-    #: What they await, in the words they share (`wait_for shield task …`).
-    what: str
+    #: What they await (an await kind), or for tasks awaiting nothing their state,
+    #: `running` or `ready`.
+    kind: str
     #: `file:line` where their coroutine is suspended, "" when it is not.
     site: str
     ids: list[str]
-
-    @property
-    def count(self) -> int:
-        return len(self.ids)
+    #: The descriptions of what they await (none for tasks awaiting nothing).
+    awaitings: list[WireAwaiting]
 
 
 @dataclass(slots=True)
@@ -373,10 +371,10 @@ class TaskModel:
                 for index in range(len(kids) - 1, -1, -1)
             )
 
-    def groups(self, include_finished: bool = False) -> list[GroupRow]:
+    def await_sites(self, include_finished: bool = False) -> list[AwaitSite]:
         """Tasks grouped by coroutine and await site (what kind of thing they await, at which
-        line of their coroutine), biggest first: `3 x worker() awaiting wait_for shield task …`
-        however many different tasks the three workers wait for."""
+        line of their coroutine), however many different tasks or peers each one awaits;
+        finished tasks by coroutine and state, tasks awaiting nothing by coroutine."""
         # Keyed by the frame object itself (frames are made once per place): hashing it by
         # value for each of 100,000 tasks would double the cost.
         grouped: dict[tuple[str, str, int], tuple[list[str], list[WireAwaiting], TaskInfo]] = {}
@@ -396,13 +394,16 @@ class TaskModel:
             entry[0].append(task.id)
             if awaiting is not None and not task.finished:
                 entry[1].append(awaiting.raw)
-        rows = []
-        for (coro, kind, _site), (ids, awaitings, first) in grouped.items():
-            what = words.group_what(kind, awaitings)
-            site = first.stack[0].location if first.stack and awaitings else ""
-            rows.append(GroupRow(coro, what, site, ids))
-        rows.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
-        return rows
+        return [
+            AwaitSite(
+                coro,
+                kind,
+                first.stack[0].location if first.stack and awaitings else "",
+                ids,
+                awaitings,
+            )
+            for (coro, kind, _site), (ids, awaitings, first) in grouped.items()
+        ]
 
     def subtree(self, task_id: str) -> list[str]:
         """The task and everything under it in the tree, parents first."""

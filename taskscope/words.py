@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 #: The mark shown beside a task that is part of an await cycle (CLI and dashboard).
@@ -337,6 +338,53 @@ def shared_words(texts: Sequence[str]) -> str:
         common = common[: max(0, common.rfind(" "))]  # the last word is cut: drop it
     shared = common.rstrip(" ,:")
     return f"{shared} …" if shared else "…"
+
+
+class SiteFacts(Protocol):
+    """Tasks of one coroutine at one await site, as the model finds them (`AwaitSite`)."""
+
+    @property
+    def coro(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def ids(self) -> list[str]: ...
+    @property
+    def awaitings(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """Tasks of one coroutine waiting at one place: the grouped view's line."""
+
+    coro: str
+    #: What they await, in the words they share (`wait_for shield task …`).
+    what: str
+    #: `file:line` where their coroutine is suspended, "" when it is not.
+    site: str
+    ids: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+def group_order(row: GroupRow) -> tuple[int, str, str, str]:
+    """Biggest groups first, then by coroutine, words and site."""
+    return (-row.count, row.coro, row.what, row.site)
+
+
+def group_rows(sites: Iterable[SiteFacts]) -> list[GroupRow]:
+    """The grouped view's lines (`3 x worker() awaiting wait_for shield task …`), biggest
+    first, each named by what its tasks' descriptions share."""
+    rows = [
+        GroupRow(site.coro, group_what(site.kind, site.awaitings), site.site, site.ids)
+        for site in sites
+    ]
+    rows.sort(key=group_order)
+    return rows
 
 
 def group_what(kind: str, awaitings: Iterable[Mapping[str, Any]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskscope.model import TaskModel
-from taskscope.words import format_duration, task_doing
+from taskscope.words import format_duration, group_rows, task_doing
 
 
 def task(task_id: str, name: str, **extra: Any) -> dict[str, Any]:
@@ -133,7 +133,8 @@ def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
             ),
         )
     )
-    assert [(row.coro, row.what, row.count) for row in model.groups()] == [
+    rows = group_rows(model.await_sites())
+    assert [(row.coro, row.what, row.count) for row in rows] == [
         ("worker", "Queue.get on jobs (0 items)", 3),
         ("sleeper", "sleep", 2),
     ]

@@ -22,6 +22,7 @@ from taskscope.words import (
     fill_texts,
     format_duration,
     group_label,
+    group_rows,
     schema_text,
     shared_words,
     task_doing,
@@ -408,3 +409,29 @@ def test_no_module_but_words_makes_await_sentences() -> None:
         if any(piece in text for piece in SENTENCE_PIECES)
     ]
     assert offenders == []
+
+
+def test_grouped_rows_name_each_await_site_by_the_words_its_tasks_share() -> None:
+    def worker(task_id: str, job: str, line: int) -> dict[str, Any]:
+        return task(
+            task_id,
+            f"worker-{task_id}",
+            coro="worker",
+            stack=[{"function": "worker", "file": "app.py", "line": line}],
+            awaiting=aw(
+                "wait_for",
+                [job],
+                object={"awaitable": None},
+                inner=aw("shield", object={"task": f"job-{job}"}),
+                deadline_in=float(task_id),
+            ),
+        )
+
+    model = TaskModel.from_snapshot(
+        snapshot(worker("1", "7", 84), worker("2", "8", 84), worker("3", "9", 99))
+    )
+    rows = [(row.count, row.coro, row.what, row.site) for row in group_rows(model.await_sites())]
+    assert rows == [
+        (2, "worker", "wait_for shield task …", "app.py:84"),
+        (1, "worker", "wait_for shield task job-9", "app.py:99"),
+    ]

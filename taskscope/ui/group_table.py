@@ -8,11 +8,12 @@ import os
 
 from rich.text import Text
 
-from taskscope.model import GroupRow, TaskModel
+from taskscope.model import TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ASYNCIO_MARK, ViewOptions, made_by_asyncio, matches
+from taskscope.words import GroupRow, group_order, group_rows
 
 
 class GroupTable(RowList):
@@ -26,7 +27,7 @@ class GroupTable(RowList):
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
-        groups = model.groups(include_finished=False)
+        groups = group_rows(model.await_sites(include_finished=False))
         if options.filter:
             groups = _filtered(model, groups, options.filter)
         self.groups = {f"{row.coro}\x00{row.what}\x00{row.site}": row for row in groups}
@@ -70,5 +71,5 @@ def _filtered(model: TaskModel, groups: list[GroupRow], needle: str) -> list[Gro
         kept = [task_id for task_id in row.ids if matches(model.tasks[task_id], needle)]
         if kept:
             result.append(GroupRow(row.coro, row.what, row.site, kept))
-    result.sort(key=lambda row: (-row.count, row.coro, row.what, row.site))
+    result.sort(key=group_order)
     return result
