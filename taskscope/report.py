@@ -22,7 +22,14 @@ from taskscope.relations import (
     branch,
     relation,
 )
-from taskscope.words import CYCLE_MARK, format_duration, task_doing, tasks_awaited
+from taskscope.words import (
+    CYCLE_MARK,
+    age_words,
+    cancel_note,
+    format_duration,
+    task_doing,
+    tasks_awaited,
+)
 
 STATE_MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 
@@ -107,18 +114,8 @@ def clock(timestamp: float) -> str:
 
 
 def age_text(task: TaskInfo, now: float) -> str:
-    """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task (its creation
-    came before an attach); `?` when neither is known."""
-    age, lower_bound = task.known_age(now)
-    return ("≥" if lower_bound else "") + format_duration(age)
-
-
-def cancel_note(task: TaskInfo, now: float) -> str:
-    """`cancel requested 2.1 s ago` while the task's loop has not delivered a cancel."""
-    if task.cancel_requested_at is None or task.finished:
-        return ""
-    ago = max(0.0, now - task.cancel_requested_at)
-    return f"cancel requested {ago:.1f} s ago"
+    """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task; `?`."""
+    return age_words(*task.known_age(now))
 
 
 def loop_names(model: TaskModel) -> dict[str, str]:

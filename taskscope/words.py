@@ -61,6 +61,10 @@ class TaskFacts(Protocol):
     def awaiting(self) -> AwaitingFacts | None: ...
     @property
     def observed_at(self) -> float: ...
+    @property
+    def cancel_requested_at(self) -> float | None: ...
+    @property
+    def finished(self) -> bool: ...
 
 
 # --- numbers ------------------------------------------------------------------------------
@@ -85,6 +89,22 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
+    """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task (its creation
+    came before an attach); `unknown` when neither is known."""
+    if age is None:
+        return unknown
+    return ("≥" if lower_bound else "") + format_duration(age)
+
+
+def cancel_note(task: TaskFacts, now: float) -> str:
+    """`cancel requested 2.1 s ago` while the task's loop has not delivered a cancel."""
+    if task.cancel_requested_at is None or task.finished:
+        return ""
+    ago = max(0.0, now - task.cancel_requested_at)
+    return f"cancel requested {ago:.1f} s ago"
 
 
 # --- the awaiting sentence ------------------------------------------------------------------

@@ -18,7 +18,9 @@ from taskscope.model import TaskModel
 from taskscope.protocol import CompactEncoder, materialize_body
 from taskscope.report import ps_table, task_text, tree_text
 from taskscope.words import (
+    age_words,
     awaiting_text,
+    cancel_note,
     fill_texts,
     format_duration,
     group_label,
@@ -435,3 +437,16 @@ def test_grouped_rows_name_each_await_site_by_the_words_its_tasks_share() -> Non
         (2, "worker", "wait_for shield task …", "app.py:84"),
         (1, "worker", "wait_for shield task job-9", "app.py:99"),
     ]
+
+
+def test_ages_and_pending_cancels_in_words() -> None:
+    model = TaskModel.from_snapshot(
+        snapshot(
+            task("1", "old", created_at=None, first_seen_at=1990.0),
+            task("2", "asked", cancel_requested_at=2001.0),
+        )
+    )
+    assert age_words(*model.tasks["1"].known_age(2003.0)) == "≥13.0s"
+    assert age_words(None, False) == "?" and age_words(None, False, unknown="") == ""
+    assert cancel_note(model.tasks["2"], 2003.5) == "cancel requested 2.5 s ago"
+    assert cancel_note(model.tasks["1"], 2003.5) == ""

@@ -16,7 +16,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from taskscope.model import Frame, TaskInfo, TaskModel
-from taskscope.report import cancel_note, safe_text
+from taskscope.report import safe_text
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
     STATE_STYLES,
@@ -27,7 +27,7 @@ from taskscope.ui.task_display import (
     state_words,
     task_name,
 )
-from taskscope.words import cycle_note
+from taskscope.words import cancel_note, cycle_note
 
 
 class DetailPane(Vertical):

@@ -22,7 +22,13 @@ from rich.text import Text
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
-from taskscope.words import awaiting_label, format_duration, task_doing, tasks_awaited
+from taskscope.words import (
+    age_words,
+    awaiting_label,
+    format_duration,
+    task_doing,
+    tasks_awaited,
+)
 
 SortKey = Literal["age", "name", "state"]
 SORT_ORDER: tuple[SortKey, ...] = ("age", "name", "state")
@@ -159,8 +165,7 @@ def task_name(model: TaskModel, task_id: str) -> str:
 
 def age_text(task: TaskInfo, now: float) -> str:
     """`3.0s`, or `≥3.0s` counted from the agent's first look (the task predates an attach)."""
-    age, lower_bound = task.known_age(now)
-    return ("≥" if lower_bound else "") + format_duration(age) if age is not None else ""
+    return age_words(*task.known_age(now), unknown="")
 
 
 def state_words(task: TaskInfo, now: float) -> str:
