@@ -301,15 +301,24 @@ def task_doing(task: TaskFacts, now: float | None = None, in_cycle: bool = False
     )
 
 
-def awaiting_label(awaiting: AwaitingFacts, in_cycle: bool = False) -> str:
+#: id(description) -> (the description, its label): the dashboard's filter asks for the
+#: label of every task at each key, and tasks waiting alike share one description.
+_LABELS: dict[int, tuple[Mapping[str, Any], str]] = {}
+_MAX_LABELS: Final = 1 << 17
+
+
+def awaiting_label(awaiting: AwaitingFacts) -> str:
     """What a task waits on as last observed (no countdown brought forward): for searching
     and measuring, not for showing a live countdown."""
-    return awaiting_text(
-        awaiting.raw,
-        seconds_left=awaiting.seconds_left,
-        deadline_in=awaiting.deadline_in,
-        in_cycle=in_cycle,
-    )
+    raw = awaiting.raw
+    known = _LABELS.get(id(raw))
+    if known is not None and known[0] is raw:
+        return known[1]
+    label = awaiting_text(raw, seconds_left=awaiting.seconds_left, deadline_in=awaiting.deadline_in)
+    if len(_LABELS) >= _MAX_LABELS:
+        _LABELS.clear()
+    _LABELS[id(raw)] = (raw, label)
+    return label
 
 
 def cycle_note(in_cycle: bool) -> str:

@@ -450,3 +450,12 @@ def test_ages_and_pending_cancels_in_words() -> None:
     assert age_words(None, False) == "?" and age_words(None, False, unknown="") == ""
     assert cancel_note(model.tasks["2"], 2003.5) == "cancel requested 2.5 s ago"
     assert cancel_note(model.tasks["1"], 2003.5) == ""
+
+
+def test_the_dashboard_filter_matches_the_words_of_what_a_task_awaits() -> None:
+    from taskscope.ui.task_display import matches
+
+    model = service()
+    worker, ticker = model.tasks["2"], model.tasks["3"]
+    assert matches(worker, "on JOBS") and not matches(ticker, "jobs")
+    assert matches(ticker, "timeout in 4.0") and matches(ticker, "timeout in 4.0")  # cached
