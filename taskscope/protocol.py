@@ -39,9 +39,10 @@ MAX_ENCODING_NAME: Final = 64
 #: Wire encodings of snapshots and deltas a client may ask for in `hello` (see "Compact
 #: encoding" in docs/protocol.md). "plain" is the schema-1 JSON itself, and the default.
 PLAIN: Final = "plain"
-#: The second compact encoding (countdowns travel as the times they end at). An agent asked
-#: for a name it does not know, such as the first one's "compact", answers in plain JSON.
-COMPACT: Final = "compact2"
+#: The third compact encoding (awaiting descriptions are facts without words; countdowns
+#: travel as the times they end at). An agent asked for a name it does not know, such as the
+#: earlier "compact" and "compact2", answers in plain JSON, which a client of theirs reads.
+COMPACT: Final = "compact3"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
 RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel", "detach"]
