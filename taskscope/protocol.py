@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 #: How long the agent's reply to a cancel waits for the task's loop to deliver it: a client
 #: expects a cancel to take that long on a blocked loop.
 CANCEL_WAIT: Final = 1.0

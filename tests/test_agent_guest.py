@@ -57,7 +57,7 @@ class RawClient:
         self.sock.close()
 
 
-HELLO = b'{"type": "hello", "id": 1, "protocol": 1}\n'
+HELLO = b'{"type": "hello", "id": 1, "protocol": 2}\n'
 
 
 # --- 1. a request whose type is not a string ------------------------------------------------

@@ -53,12 +53,12 @@ def test_socket_and_directory_are_private(start: Any, socket_dir: str) -> None:
 
 HOSTILE = [
     (b"not json\n", "bad_request"),
-    (b'{"type": "hello", "protocol": 1}\n[1, 2, 3]\n', "bad_request"),
-    (b'{"type": "hello", "protocol": 1}\n{"type": "exec", "code": "1"}\n', "unknown_type"),
-    (b'{"type": "hello", "protocol": 1}\n{"type": "cancel", "task": "1; rm"}\n', "bad_request"),
-    (b'{"type": "hello", "protocol": 1}\n{"type": "subscribe", "interval": 0}\n', "bad_request"),
+    (b'{"type": "hello", "protocol": 2}\n[1, 2, 3]\n', "bad_request"),
+    (b'{"type": "hello", "protocol": 2}\n{"type": "exec", "code": "1"}\n', "unknown_type"),
+    (b'{"type": "hello", "protocol": 2}\n{"type": "cancel", "task": "1; rm"}\n', "bad_request"),
+    (b'{"type": "hello", "protocol": 2}\n{"type": "subscribe", "interval": 0}\n', "bad_request"),
     (
-        b'{"type": "hello", "protocol": 1}\n{"type": "cancel", "task": "1", "message": 5}\n',
+        b'{"type": "hello", "protocol": 2}\n{"type": "cancel", "task": "1", "message": 5}\n',
         "bad_request",
     ),
     (b'{"type": "snapshot"}\n', "bad_request"),  # before hello

@@ -392,16 +392,16 @@ def test_a_broken_compact_message_is_an_error() -> None:
 
 
 def test_hello_carries_the_encoding_as_an_optional_key() -> None:
-    request = parse_request(b'{"type": "hello", "protocol": 1, "encoding": "compact3"}')
+    request = parse_request(b'{"type": "hello", "protocol": 2, "encoding": "compact3"}')
     assert request.encoding == "compact3"
-    assert parse_request(b'{"type": "hello", "protocol": 1}').encoding is None
+    assert parse_request(b'{"type": "hello", "protocol": 2}').encoding is None
     with pytest.raises(ProtocolError):
-        parse_request(b'{"type": "hello", "protocol": 1, "encoding": 5}')
+        parse_request(b'{"type": "hello", "protocol": 2, "encoding": 5}')
     with pytest.raises(ProtocolError):
-        parse_request(b'{"type": "hello", "protocol": 1, "encoding": "' + b"x" * 100 + b'"}')
-    wire = request_to_wire(Request("hello", 1, protocol=1, encoding="compact3"))
-    assert wire == {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact3"}
-    assert "encoding" not in request_to_wire(Request("hello", 1, protocol=1))
+        parse_request(b'{"type": "hello", "protocol": 2, "encoding": "' + b"x" * 100 + b'"}')
+    wire = request_to_wire(Request("hello", 1, protocol=2, encoding="compact3"))
+    assert wire == {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact3"}
+    assert "encoding" not in request_to_wire(Request("hello", 1, protocol=2))
 
 
 # --- Against a real agent --------------------------------------------------------------------
@@ -428,7 +428,7 @@ def _talk(pid: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
 def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
     target = start("service.py").wait_ready()
     hello, reply = _talk(
-        target.pid, {"type": "hello", "id": 1, "protocol": 1}, {"type": "snapshot", "id": 2}
+        target.pid, {"type": "hello", "id": 1, "protocol": 2}, {"type": "snapshot", "id": 2}
     )
     assert "encoding" not in hello
     assert set(reply) == {"type", "snapshot", "re"}
@@ -450,7 +450,7 @@ def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
     for earlier in ("compact", "compact2"):
         hello, reply = _talk(
             target.pid,
-            {"type": "hello", "id": 1, "protocol": 1, "encoding": earlier},
+            {"type": "hello", "id": 1, "protocol": 2, "encoding": earlier},
             {"type": "snapshot", "id": 2},
         )
         assert hello["encoding"] == "plain"
@@ -461,14 +461,14 @@ def test_the_agent_answers_which_encoding_it_uses(start: Any) -> None:
     target = start("service.py").wait_ready()
     hello, reply = _talk(
         target.pid,
-        {"type": "hello", "id": 1, "protocol": 1, "encoding": "compact3"},
+        {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact3"},
         {"type": "snapshot", "id": 2},
     )
     assert hello["encoding"] == "compact3"
     assert "intern" in reply and isinstance(reply["snapshot"]["tasks"][0], list)
     hello, reply = _talk(
         target.pid,
-        {"type": "hello", "id": 1, "protocol": 1, "encoding": "zstd-dreams"},
+        {"type": "hello", "id": 1, "protocol": 2, "encoding": "zstd-dreams"},
         {"type": "snapshot", "id": 2},
     )
     assert hello["encoding"] == "plain"
