@@ -299,7 +299,9 @@ async def bench_big(total: int) -> None:
         )
         group_keys = []
         for key in ("down", "up") * 10:
-            group_keys += await key_latency(app, pilot, key, 1, writes, lambda: app._groups.cursor)
+            group_keys += await key_latency(
+                app, pilot, key, 1, writes, lambda: app.main._groups.cursor
+            )
         print(f"key press (down/up) in grouped view: {summary(group_keys)}")
         applies = []
         for round_ in range(1, 4):
@@ -307,18 +309,18 @@ async def bench_big(total: int) -> None:
             applies.append(apply_ms)
         print(f"delta (1,000 changed, 100 new/gone), grouped: apply {summary(applies)}")
         started = time.perf_counter()
-        app._set_options(filter="worker")
+        app.main._set_options(filter="worker")
         await pilot.pause()
         print(
-            f"filter 'worker' ({len(app._groups.keys)} groups): "
+            f"filter 'worker' ({len(app.main._groups.keys)} groups): "
             f"{(time.perf_counter() - started) * 1000:.0f} ms"
         )
-        app._set_options(filter="")
+        app.main._set_options(filter="")
         started = time.perf_counter()
         await pilot.press("l")
         await pilot.pause()
         print(
-            f"switch to the flat table ({len(app._table.keys):,} rows): "
+            f"switch to the flat table ({len(app.main._table.keys):,} rows): "
             f"{(time.perf_counter() - started) * 1000:.0f} ms"
         )
         table_keys = await key_latency(app, pilot, "down", 20, writes, lambda: app.selected)
@@ -329,7 +331,7 @@ async def bench_big(total: int) -> None:
             applies.append(apply_ms)
         print(f"delta (1,000 changed, 100 new/gone), table: apply {summary(applies)}")
         started = time.perf_counter()
-        app._set_options(filter="conn-4242")
+        app.main._set_options(filter="conn-4242")
         await pilot.press("t")
         await pilot.pause()
         print(

@@ -362,7 +362,7 @@ def test_finished_tasks_leave_the_live_view_after_a_while() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         assert "34" in app.task_tree.task_ids
         clock.now += 60
-        app._tick()
+        app.main._tick()
         assert "34" not in app.task_tree.task_ids
         await pilot.press("h")
         assert "34" in app.query_one("#history", HistoryTable).keys
@@ -394,7 +394,7 @@ def test_question_mark_lists_every_key() -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         listed = dict(app.screen.keys)
-        for binding in app.BINDINGS:
+        for binding in app.main.BINDINGS:
             assert isinstance(binding, Binding)
             assert (binding.key_display or binding.key) in listed
         assert "cancel the selected task (asks first)" in listed.values()
@@ -475,7 +475,7 @@ def test_c_right_after_a_move_cancels_the_task_under_the_cursor() -> None:
         await pilot.pause()
         # Move and ask in one go, before the highlight message is handled (as typed keys can).
         app.task_tree.action_cursor_down()
-        app.action_cancel_task()
+        app.main.action_cancel_task()
         await until(pilot, lambda: isinstance(app.screen, CancelDialog))
         under_cursor = app.task_tree.selected_task
         assert under_cursor is not None and under_cursor != "7"
@@ -512,7 +512,7 @@ def test_a_task_that_ignores_cancellation_is_reported_still_running() -> None:
         assert app.cancels[0].results == {}
         # WHEN the grace period passes and the task is still pending
         clock.now += 5
-        app._tick()
+        app.main._tick()
         assert app.cancels[0].results == {"9": "still running"}
         assert "ignored" in app.detail.cancel_status["9"]
 
@@ -536,7 +536,7 @@ def test_shift_c_cancels_the_subtree_after_naming_the_count() -> None:
 def test_cancel_is_disabled_for_a_finished_task() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         assert app.jump_to("33")
-        assert app.check_action("cancel_task", ()) is None
+        assert app.main.check_action("cancel_task", ()) is None
         await pilot.press("c")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, CancelDialog)
@@ -582,7 +582,7 @@ def test_target_exit_keeps_the_last_picture_and_says_so() -> None:
         await until(pilot, lambda: app.gone is not None, what="the end of the feed")
         assert "process 4242 exited" in str(app.header.render())
         assert len(app.task_tree.task_ids) == len(service_tasks())
-        assert app.check_action("cancel_task", ()) is None
+        assert app.main.check_action("cancel_task", ()) is None
 
     run_app(scenario)
 
@@ -593,7 +593,8 @@ def test_header_shows_process_facts_loop_state_and_data_age() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await until(pilot, lambda: "cpu_percent" in app.facts, what="process facts")
         clock.now += 3
-        app._tick()
+        app.main._tick()
+        await pilot.pause()  # the header follows the tick's ModelChanged
         text = str(app.header.render())
         for expected in (
             "pid 4242",

@@ -1,0 +1,242 @@
+"""The dashboard's cancel flow as a small state machine, apart from the screen (no Textual here).
+
+A cancellation goes: asked (the question and its "this ends the program" warning are shown),
+sent (the user said yes; the agent is asked for each task, innermost first), answered (the
+agent said requested, already finished, no such task, or a request failed), then reported once
+every task has a result: it took effect (cancelled, or finished otherwise) or it timed out (the
+task still runs `grace` seconds after, because it caught CancelledError or is cleaning up).
+
+The screen shows what `CancelFlow` returns: `Notice`s to pop up and per-task status lines for
+the detail pane. Tests drive it with a `TaskModel` and a clock, without the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from taskscope.model import TaskInfo, TaskModel
+from taskscope.report import safe_text
+
+#: How long a cancelled task may keep running before we say it ignored the cancellation.
+CANCEL_GRACE = 3.0
+
+Stage = Literal["sent", "answered", "reported"]
+Severity = Literal["information", "warning", "error"]
+
+#: The agent's answers to one cancel request (anything else is "error: ...").
+REQUESTED = "requested"
+ALREADY_FINISHED = "already_finished"
+NO_SUCH_TASK = "no_such_task"
+#: What a task whose cancel was requested became, when it is not a finished state.
+GONE = "gone"
+STILL_RUNNING = "still running"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelQuestion:
+    """What the user is asked before anything is sent: the stage "asked"."""
+
+    root: str
+    name: str
+    ids: list[str]
+    question: str
+    detail: str
+    warning: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notification for the user."""
+
+    text: str
+    title: str = ""
+    severity: Severity = "information"
+    #: Seconds on screen; None: the app's default.
+    timeout: float | None = None
+
+
+@dataclass(slots=True)
+class CancelRequest:
+    """One confirmed cancellation (a task, or a subtree) and what became of each task."""
+
+    root: str
+    name: str
+    ids: list[str]
+    #: The agent's answer per task id, once it answered them all.
+    outcomes: dict[str, str] = field(default_factory=dict)
+    #: What became of each task: cancelled, a finished state, gone, still running, an error.
+    results: dict[str, str] = field(default_factory=dict)
+    deadline: float = 0.0
+    reported: bool = False
+
+    @property
+    def stage(self) -> Stage:
+        if self.reported:
+            return "reported"
+        return "answered" if self.outcomes else "sent"
+
+
+def ask(
+    model: TaskModel,
+    task: TaskInfo,
+    *,
+    subtree: bool,
+    pid: int,
+    state_words: Callable[[TaskInfo], str],
+) -> CancelQuestion:
+    """The question for cancelling `task` (and, for `subtree`, every unfinished task under it)."""
+    name = safe_text(task.name, 40)
+    what = f"{safe_text(task.coro, 40)}(), {state_words(task)}"
+    if subtree:
+        ids = [task_id for task_id in model.subtree(task.id) if not model.tasks[task_id].finished]
+        count = len(ids)
+        question = (
+            f"Cancel {name} and everything under it: {count} "
+            f"task{'s' if count != 1 else ''} ({what})?"
+        )
+        names = [safe_text(model.tasks[task_id].name, 30) for task_id in ids[1:9]]
+        detail = ("also: " + ", ".join(names) + (" …" if count > 9 else "")) if names else ""
+    else:
+        ids = [task.id]
+        question = f"Cancel {name} ({what})?"
+        detail = ""
+    warning = ends_program(model, task, name, pid)
+    return CancelQuestion(task.id, name, ids, question, detail, warning)
+
+
+def ends_program(model: TaskModel, task: TaskInfo, name: str, pid: int) -> str:
+    """A plain warning when cancelling `task` ends the program (or its thread's loop):
+    it is the task `asyncio.run` drives, or every other task runs under it. "" otherwise."""
+    for loop in model.loops.values():
+        if loop.main_task == task.id:
+            if loop.thread_name in (None, "MainThread"):
+                ends = f"the program (process {pid})"
+            else:
+                ends = f"the event loop of thread {safe_text(loop.thread_name, 30)}"
+            return f"⚠ This ends {ends}: {name} is the main task, the one asyncio.run drives."
+    others = {other.id for other in model.pending()} - {task.id}
+    if others and others <= set(model.subtree(task.id)):
+        return (
+            f"⚠ This will likely end the program (process {pid}): every other "
+            f"task runs under {name}."
+        )
+    return ""
+
+
+@dataclass(slots=True)
+class Progress:
+    """What changed for the user after a step: status lines per task id, and notices."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
+
+    def merge(self, other: Progress) -> None:
+        self.status.update(other.status)
+        self.notices.extend(other.notices)
+
+
+class CancelFlow:
+    """Every cancellation of one dashboard session, from confirmation to report."""
+
+    def __init__(self, grace: float = CANCEL_GRACE) -> None:
+        self.grace = grace
+        self.requests: list[CancelRequest] = []
+
+    def confirmed(self, question: CancelQuestion) -> CancelRequest:
+        """The user said yes: the request is to be sent (the stage "sent")."""
+        request = CancelRequest(root=question.root, name=question.name, ids=list(question.ids))
+        self.requests.append(request)
+        return request
+
+    def answered(
+        self, request: CancelRequest, outcomes: dict[str, str], model: TaskModel, now: float
+    ) -> Progress:
+        """The agent answered every task of `request`: start the grace period."""
+        progress = Progress()
+        request.deadline = now + self.grace
+        request.outcomes = outcomes
+        for task_id, outcome in outcomes.items():
+            if outcome == REQUESTED:
+                progress.status[task_id] = "cancel requested…"
+            elif outcome == ALREADY_FINISHED:
+                request.results[task_id] = "already finished"
+            elif outcome == NO_SUCH_TASK:
+                request.results[task_id] = GONE
+            else:
+                request.results[task_id] = outcome
+        errors = [outcome for outcome in outcomes.values() if outcome.startswith("error")]
+        if errors:
+            progress.notices.append(
+                Notice(safe_text(errors[0]), title="Cancel failed", severity="error")
+            )
+        progress.merge(self.check(model, now))
+        return progress
+
+    def check(self, model: TaskModel, now: float) -> Progress:
+        """Turn each answered cancellation into results from the model (cancelled, finished
+        otherwise, gone, or still running after the grace period), and report the complete."""
+        progress = Progress()
+        for request in self.requests:
+            if request.reported or not request.outcomes:
+                continue
+            for task_id in request.ids:
+                if task_id in request.results:
+                    continue
+                task = model.tasks.get(task_id)
+                if task is None:
+                    request.results[task_id] = GONE
+                elif task.state == "cancelled":
+                    request.results[task_id] = "cancelled"
+                elif task.finished:
+                    request.results[task_id] = task.state
+                elif now >= request.deadline:
+                    request.results[task_id] = STILL_RUNNING
+            if len(request.results) == len(request.ids):
+                progress.merge(self._report(request, model))
+        return progress
+
+    def _report(self, request: CancelRequest, model: TaskModel) -> Progress:
+        request.reported = True
+        progress = Progress()
+        for task_id, result in request.results.items():
+            status = {
+                "cancelled": "⊘ cancelled",
+                STILL_RUNNING: "! still running after the cancel: it ignored the "
+                "cancellation or is still cleaning up",
+            }
+            progress.status[task_id] = status.get(result, result)
+        if len(request.ids) == 1:
+            result = request.results[request.root]
+            if result == STILL_RUNNING:
+                notice = Notice(
+                    f"{request.name} is still running {self.grace:.0f} s after the cancel: "
+                    "it caught CancelledError and carried on, or is still cleaning up "
+                    "(a TaskGroup waits for its tasks)",
+                    title="Still running",
+                    severity="warning",
+                    timeout=8,
+                )
+            else:
+                notice = Notice(f"{request.name}: {result}", title="Cancelled", timeout=5)
+        else:
+            tally: dict[str, int] = {}
+            for result in request.results.values():
+                tally[result] = tally.get(result, 0) + 1
+            stubborn = [
+                safe_text(model.tasks[task_id].name, 20)
+                for task_id, result in request.results.items()
+                if result == STILL_RUNNING and task_id in model.tasks
+            ]
+            text = ", ".join(f"{count} {result}" for result, count in sorted(tally.items()))
+            if stubborn:
+                text += f" ({', '.join(stubborn[:5])})"
+            notice = Notice(
+                f"{request.name} and its subtree: {text}",
+                title="Cancelled",
+                severity="warning" if stubborn else "information",
+                timeout=8,
+            )
+        progress.notices.append(notice)
+        return progress

@@ -1,0 +1,663 @@
+"""The dashboard's main screen: the header, the task views (tree, flat table, grouped,
+history) and their switching, the detail pane, the filter box and the footer.
+
+It applies the feed's updates to the model and the active view (the tree a slice of tasks at a
+time, so that a key landing meanwhile is answered soon), follows the selection (fetching its
+stack), and asks and reports cancellations through `CancelFlow`. The header and the detail
+pane follow one signal, `ModelChanged`, posted whenever what they show may have changed: the
+model, the selection, the options, the process facts, a cancellation's progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Footer, Input
+
+from taskscope.client import ClientError
+from taskscope.model import TaskInfo, TaskModel
+from taskscope.relations import LEGEND
+from taskscope.report import safe_text, task_text
+from taskscope.ui.cancel_dialog import CancelDialog
+from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
+from taskscope.ui.detail_pane import DetailPane
+from taskscope.ui.group_table import GroupTable
+from taskscope.ui.history_table import HistoryTable
+from taskscope.ui.process_header import ProcessHeader
+from taskscope.ui.row_list import RowList
+from taskscope.ui.task_display import ASYNCIO_LEGEND, SORT_ORDER, ViewOptions, state_words
+from taskscope.ui.task_table import TaskTable
+from taskscope.ui.task_tree import TaskTree
+
+if TYPE_CHECKING:
+    from taskscope.ui.app import TaskscopeApp
+
+ViewName = Literal["tree", "table", "groups", "history"]
+VIEWS: tuple[ViewName, ...] = ("tree", "table", "groups", "history")
+VIEW_TITLES = {
+    "tree": "Task tree",
+    "table": "All tasks",
+    "groups": "Grouped",
+    "history": "Recently finished",
+}
+#: A line under each view that explains its marks.
+VIEW_LEGENDS = {
+    "tree": f"{LEGEND}   {ASYNCIO_LEGEND}",
+    "table": ASYNCIO_LEGEND,
+    "history": ASYNCIO_LEGEND,
+}
+#: Tasks of an update applied to the tree per slice (a few milliseconds of work).
+SLICE_TASKS = 250
+
+
+class FeedUpdated(Message):
+    """New data is waiting in the update buffer. At most one is ever pending."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, FeedUpdated)
+
+
+class UpdateSliceDue(Message):
+    """The next slice of an update being applied is due (keys that came meanwhile go first)."""
+
+
+class ModelChanged(Message):
+    """What the header or the detail pane shows may have changed. At most one is pending:
+    however many changes came meanwhile, they are shown once."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ModelChanged)
+
+
+class StackFetched(Message):
+    def __init__(self, task_id: str, reply: dict[str, Any]) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.reply = reply
+
+
+class CancelFinished(Message):
+    """The agent answered every cancel request of one confirmation."""
+
+    def __init__(self, request: CancelRequest, outcomes: dict[str, str]) -> None:
+        super().__init__()
+        self.request = request
+        self.outcomes = outcomes
+
+
+class MainScreen(Screen[None]):
+    """The views of one process's tasks, with the header, the detail pane and the footer."""
+
+    # Pause comes first: the footer lists keys in this order and cuts off what does not fit.
+    # The keys that work on every screen are the app's actions (and the app's bindings too).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "app.toggle_pause", "Pause", priority=True, key_display="space"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("t", "view('tree')", "Tree"),
+        Binding("l", "view('table')", "List"),
+        Binding("g", "view('groups')", "Grouped"),
+        Binding("h", "view('history')", "History"),
+        Binding("f", "toggle_finished", "Finished"),
+        Binding("c", "cancel_task", "Cancel"),
+        Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
+        Binding("e", "app.export", "Export JSON"),
+        Binding("y", "copy_task", "Copy task"),
+    ]
+
+    def __init__(self, dashboard: TaskscopeApp) -> None:
+        super().__init__()
+        self.dashboard = dashboard
+        self.clock = dashboard.clock
+        self.model: TaskModel = dashboard.model
+        self.options = ViewOptions()
+        self.view: ViewName = "tree"
+        self.selected: str | None = None
+        self.received_at: float | None = None
+        self.updates_applied = 0
+        self.last_apply_seconds = 0.0
+        self.auto_grouped = False
+        self.cancel_flow = CancelFlow(dashboard.cancel_grace)
+        self._dirty: set[ViewName] = set(VIEWS)
+        self._can_cancel = False
+        #: The slices of an update still to apply to the tree: (changed, removed) task ids.
+        self._slices: list[tuple[list[str], list[str]]] = []
+        self._slices_started = 0.0
+        self._stack_timer: Timer | None = None
+        self._filter_timer: Timer | None = None
+        # Widgets are made here, not looked up: timers and workers may still fire while the
+        # app shuts down, when a query would find nothing.
+        self._tree = TaskTree(self.clock, limit=dashboard.tree_limit, id="tree")
+        self._table = TaskTable(self.clock, id="table")
+        self._groups = GroupTable(id="groups")
+        self._history = HistoryTable(self.clock, id="history")
+        self._views: dict[ViewName, TaskTree | RowList] = {
+            "tree": self._tree,
+            "table": self._table,
+            "groups": self._groups,
+            "history": self._history,
+        }
+        self._switcher = ContentSwitcher(initial="tree", id="views")
+        self._detail = DetailPane(self.clock, id="detail")
+        self._header = ProcessHeader(id="header")
+        self._filter_box = Input(
+            placeholder="filter by name, coroutine or what a task awaits; Enter keeps it, "
+            "Esc clears it",
+            id="filter",
+        )
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield self._header
+        with Horizontal(id="main"):
+            with self._switcher:
+                yield from self._views.values()
+            yield self._detail
+        yield self._filter_box
+        yield Footer()
+
+    @property
+    def task_tree(self) -> TaskTree:
+        return self._tree
+
+    @property
+    def detail(self) -> DetailPane:
+        return self._detail
+
+    @property
+    def header(self) -> ProcessHeader:
+        return self._header
+
+    @property
+    def cancels(self) -> list[CancelRequest]:
+        return self.cancel_flow.requests
+
+    def on_mount(self) -> None:
+        self._filter_box.display = False
+        self._switcher.border_title = VIEW_TITLES["tree"]
+        self._switcher.border_subtitle = VIEW_LEGENDS["tree"]
+        self.task_tree.focus()
+        self._show_changes()
+        self.set_interval(self.dashboard.tick_seconds, self._tick)
+
+    # --- the one signal the header and the detail pane follow ----------------------------------
+
+    def changed(self) -> None:
+        """Say that what the header or the detail pane shows may have changed."""
+        self.post_message(ModelChanged())
+
+    @on(ModelChanged)
+    def _show_changes(self) -> None:
+        self._show_header()
+        self.detail.show(self.model, self.selected)
+
+    def _show_header(self) -> None:
+        age = None if self.received_at is None else max(0.0, self.clock() - self.received_at)
+        notice = ""
+        if self.options.only_ids is not None:
+            notice = f"group: {self.options.only_label} (Esc shows all)"
+        elif self.options.filter:
+            notice = f"filter: {safe_text(self.options.filter)} (Esc clears)"
+        if self.options.sort != "age":
+            notice = (notice + " · " if notice else "") + f"sorted by {self.options.sort}"
+        if not self.options.show_finished:
+            notice = (notice + " · " if notice else "") + "finished tasks hidden"
+        self.header.show(
+            self.model if self.received_at is not None else None,
+            self.dashboard.facts,
+            age,
+            paused=self.dashboard.paused,
+            gone=self.dashboard.gone,
+            notice=notice,
+        )
+
+    # --- applying updates ----------------------------------------------------------------------
+
+    @on(FeedUpdated)
+    def _feed_updated(self) -> None:
+        if not self.dashboard.paused and not self._slices:
+            self._apply_in_slices()
+
+    def apply_pending(self) -> bool:
+        """Apply whatever the feed folded since the last time, all at once (an update being
+        applied in slices is finished first). False if there was nothing."""
+        finished = self._finish_slices()
+        update = self.dashboard.buffer.take()
+        if update is None:
+            return finished
+        started = time.perf_counter()
+        with self.app.batch_update():
+            full = update.snapshot is not None
+            update.apply_to(self.model)
+            self._sync_views(full)
+            self._after_update(full, started)
+        return True
+
+    def _apply_in_slices(self) -> None:
+        """Apply the feed's update to the tree a slice of tasks at a time, each slice its own
+        message: a key that lands meanwhile is answered after the slice under way, not after
+        the whole update. (Snapshots, and views rebuilt whole, go at once.)"""
+        update = self.dashboard.buffer.take()
+        if update is None:
+            return
+        started = time.perf_counter()
+        full = update.snapshot is not None
+        if full or self.view != "tree" or "tree" in self._dirty or self.task_tree.overflow:
+            with self.app.batch_update():
+                update.apply_to(self.model)
+                self._sync_views(full)
+                self._after_update(full, started)
+            return
+        update.apply_to(self.model)
+        self._dirty = set(VIEWS) - {"tree"}
+        nodes = self.task_tree.node_for
+        changed = sorted(
+            self.model.last_changed, key=lambda task_id: (nodes(task_id) is None, _number(task_id))
+        )
+        removed = list(self.model.last_removed)
+        # Tasks whose line only changed cost a check each; what adds or removes lines (and so
+        # lays the tree out again: new tasks are sorted last) comes in the last slice, with the
+        # one repaint.
+        last = max(0, len(changed) - SLICE_TASKS)
+        self._slices = [
+            (changed[start : start + SLICE_TASKS], removed if start >= last else [])
+            for start in range(0, max(1, len(changed)), SLICE_TASKS)
+        ]
+        self._slices_started = started
+        self._apply_slice()
+
+    @on(UpdateSliceDue)
+    def _apply_slice(self) -> None:
+        if not self._slices:
+            return
+        changed, removed = self._slices.pop(0)
+        with self.app.batch_update():
+            self.task_tree.apply_changes(self.model, changed, removed, repaint=not self._slices)
+            if not self._slices:
+                self._after_update(False, self._slices_started)
+        if self._slices:
+            # Posted from the event loop, not from here: the app's queue then runs dry, and
+            # the widgets' own tasks (the key forwarded to the tree) run before the next slice.
+            asyncio.get_running_loop().call_soon(self.post_message, UpdateSliceDue())
+        elif self.dashboard.buffer and not self.dashboard.paused:
+            self.post_message(FeedUpdated())  # more arrived while this one was applied
+
+    def _finish_slices(self) -> bool:
+        """Apply what is left of an update under way at once. False if none was."""
+        if not self._slices:
+            return False
+        with self.app.batch_update():
+            while self._slices:
+                changed, removed = self._slices.pop(0)
+                self.task_tree.apply_changes(self.model, changed, removed)
+            self._after_update(False, self._slices_started)
+        return True
+
+    def _after_update(self, full: bool, started: float) -> None:
+        """What follows an update once the views have it: counts, detail, header, cancels."""
+        self.received_at = self.clock()
+        self.updates_applied += 1
+        self._maybe_auto_group()
+        self._check_cancels()
+        self.changed()
+        self._update_bindings()
+        if self.selected is not None and self.selected in self.model.last_changed:
+            self._schedule_stack(self.selected)
+        if full:
+            # What a full picture made (records, nodes, Textual's own widgets) lives long: out
+            # of the garbage collector's full passes, which otherwise walk all of it (30-250 ms
+            # at 10,000 tasks here) and hold up a key. Objects still go when no longer
+            # referenced; on_unmount gives them back to the collector.
+            gc.freeze()
+        self.last_apply_seconds = time.perf_counter() - started
+
+    def _maybe_auto_group(self) -> None:
+        limit = self.dashboard.tree_limit
+        if self.auto_grouped or self.view != "tree" or len(self.model.tasks) <= limit:
+            return
+        pending = sum(1 for task in self.model.tasks.values() if not task.finished)
+        if pending > limit:
+            self.auto_grouped = True
+            self._switch_view("groups")
+            self.notify(
+                f"{pending:,} tasks: showing the grouped view (the tree takes up to "
+                f"{limit:,}; / filters, t forces the tree)",
+                title="Many tasks",
+                timeout=8,
+            )
+
+    def _sync_views(self, full: bool) -> None:
+        """Update the active view by task id; the others are rebuilt when next shown."""
+        view = self.view
+        if view == "tree" and not full and "tree" not in self._dirty:
+            self.task_tree.apply_changes(
+                self.model, self.model.last_changed, self.model.last_removed
+            )
+        else:
+            self._rebuild_view(view)
+        self._dirty = set(VIEWS) - {view}
+
+    def _rebuild_view(self, view: ViewName) -> None:
+        if view == "tree":
+            self.task_tree.rebuild(self.model, self.options)
+        elif view == "table":
+            self._table.update_rows(self.model, self.options)
+        elif view == "groups":
+            self._groups.update_rows(self.model, self.options)
+        else:
+            self._history.update_rows(self.model, self.options)
+        self._dirty.discard(view)
+
+    def _rebuild_all(self) -> None:
+        self._finish_slices()
+        self._dirty = set(VIEWS)
+        self._rebuild_view(self.view)
+
+    def _tick(self) -> None:
+        """Once a second: ages and data age move on even without updates."""
+        with self.app.batch_update():
+            if self.view == "tree":
+                self.task_tree.expire()
+                self.task_tree.tick()
+            else:
+                self._views[self.view].refresh()
+            if not self.dashboard.paused:
+                self._check_cancels()
+            self.changed()
+
+    # --- views and options ---------------------------------------------------------------------
+
+    def action_view(self, view: ViewName) -> None:
+        if view in VIEWS:
+            self._switch_view(view)
+
+    def _switch_view(self, view: ViewName) -> None:
+        self._finish_slices()
+        self.view = view
+        switcher = self._switcher
+        switcher.current = view
+        switcher.border_title = VIEW_TITLES[view]
+        switcher.border_subtitle = VIEW_LEGENDS.get(view, "")
+        if view in self._dirty:
+            self._rebuild_view(view)
+        widget = self._views[view]
+        widget.focus()
+        if view == "tree":
+            self._select(self.task_tree.selected_task)
+        elif view == "table":
+            self._select(self._table.cursor_key)
+        elif view == "history":
+            self._select(self._history.cursor_key)
+        else:
+            self._select(None)
+
+    def action_cycle_sort(self) -> None:
+        index = SORT_ORDER.index(self.options.sort)
+        sort = SORT_ORDER[(index + 1) % len(SORT_ORDER)]
+        self._set_options(sort=sort)
+        self.notify(f"Sorted by {sort}", timeout=2)
+
+    def action_toggle_finished(self) -> None:
+        show = not self.options.show_finished
+        self._set_options(show_finished=show)
+        self.notify(
+            "Showing recently finished tasks"
+            if show
+            else "Hiding finished tasks (h shows the history)",
+            timeout=2,
+        )
+
+    def _set_options(self, **changes: Any) -> None:
+        self.options = dataclasses.replace(self.options, **changes)
+        self._rebuild_all()
+        self.changed()
+
+    def action_filter(self) -> None:
+        box = self._filter_box
+        box.display = True
+        box.focus()
+        self.app.refresh_bindings()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        value = event.value
+        self._filter_timer = self.set_timer(0.15, lambda: self._apply_filter(value))
+
+    def _apply_filter(self, value: str) -> None:
+        if value != self.options.filter:
+            self._set_options(filter=value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._apply_filter(event.value)
+        if not event.value:
+            event.input.display = False
+        self._views[self.view].focus()
+
+    def action_clear_filter(self) -> None:
+        box = self._filter_box
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        box.value = ""
+        box.display = False
+        self._set_options(filter="", only_ids=None, only_label="")
+        self._views[self.view].focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("cancel_task", "cancel_subtree"):
+            task = self.selected_task()
+            if self.dashboard.gone is not None or task is None or task.finished:
+                return None
+        if action == "clear_filter":
+            return bool(
+                self.options.filter or self.options.only_ids is not None or self._filter_box.display
+            )
+        return True
+
+    # --- selection and the detail pane ---------------------------------------------------------
+
+    @on(TaskTree.TaskHighlighted)
+    def _tree_highlighted(self, message: TaskTree.TaskHighlighted) -> None:
+        if self.view == "tree":
+            self._select(message.task_id)
+
+    @on(RowList.RowHighlighted)
+    def _row_highlighted(self, message: RowList.RowHighlighted) -> None:
+        if message.row_list.id != self.view:
+            return
+        self._select(message.key if self.view in ("table", "history") else None)
+
+    @on(RowList.RowChosen, "#groups")
+    def _group_chosen(self, message: RowList.RowChosen) -> None:
+        groups = self._groups
+        row = groups.groups[message.key]
+        self.options = ViewOptions(
+            filter="",
+            show_finished=self.options.show_finished,
+            sort=self.options.sort,
+            only_ids=frozenset(row.ids),
+            only_label=f"{row.count:,} x {safe_text(row.coro)}() {safe_text(row.what)}",
+        )
+        self._rebuild_all()
+        self._switch_view("table")
+        self.changed()
+
+    @on(DetailPane.TaskLinkChosen)
+    def _link_chosen(self, message: DetailPane.TaskLinkChosen) -> None:
+        self.jump_to(message.task_id)
+
+    def jump_to(self, task_id: str) -> bool:
+        """Select a task in the tree (or the table when the tree is not usable)."""
+        target: ViewName = "table" if self.task_tree.overflow else "tree"
+        if self.view in ("tree", "table"):
+            target = self.view
+        if self.view != target:
+            self._switch_view(target)
+        found = (
+            self.task_tree.select_task(task_id)
+            if target == "tree"
+            else self._table.select_key(task_id)
+        )
+        if not found:
+            name = (
+                safe_text(self.model.tasks[task_id].name)
+                if task_id in self.model.tasks
+                else task_id
+            )
+            self.notify(
+                f"{name} is not shown (filter or finished tasks hidden); Esc clears the filter",
+                severity="warning",
+            )
+            return False
+        self._select(task_id)
+        self._views[target].focus()
+        return True
+
+    def _select(self, task_id: str | None) -> None:
+        if task_id == self.selected:
+            return
+        self.selected = task_id
+        self.changed()
+        self._update_bindings()
+        if task_id is not None:
+            self._schedule_stack(task_id)
+
+    def _update_bindings(self) -> None:
+        """Refresh the footer only when the cancel keys change state: the footer rebuilds
+        all its keys on every refresh, which would cost more than the cursor move itself."""
+        can_cancel = self.check_action("cancel_task", ()) is True
+        if can_cancel != self._can_cancel:
+            self._can_cancel = can_cancel
+            self.app.refresh_bindings()
+
+    def _schedule_stack(self, task_id: str) -> None:
+        if self._stack_timer is not None:
+            self._stack_timer.stop()
+        self._stack_timer = self.set_timer(0.2, lambda: self._fetch_stack(task_id))
+
+    @work(thread=True, exclusive=True, group="stack")
+    def _fetch_stack(self, task_id: str) -> None:
+        if self.dashboard.gone is not None:
+            return
+        task = self.model.tasks.get(task_id)
+        if task is None or task.finished:
+            return
+        try:
+            reply = self.dashboard.source.stack(task_id)
+        except ClientError:
+            return
+        self.post_message(StackFetched(task_id, reply))
+
+    @on(StackFetched)
+    def _stack_fetched(self, message: StackFetched) -> None:
+        self.detail.set_stack(message.task_id, message.reply)
+        self.changed()
+
+    def selected_task(self) -> TaskInfo | None:
+        """The task under the active view's cursor, read from the view itself: the highlight
+        message that updates `selected` may still wait in the queue behind the key asking
+        (a fast `down` then `c` must cancel the task the cursor is on, not the one before)."""
+        task_id = self.selected
+        if self.view == "tree":
+            task_id = self.task_tree.selected_task
+        elif self.view in ("table", "history"):
+            view = self._views[self.view]
+            if isinstance(view, RowList):
+                task_id = view.cursor_key
+        return self.model.tasks.get(task_id) if task_id is not None else None
+
+    def action_copy_task(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            self.notify("No task selected", severity="warning", timeout=3)
+            return
+        # OSC 52: the terminal puts it on the system clipboard (most terminals, over ssh too).
+        self.app.copy_to_clipboard(task_text(task, self.model, self.dashboard.source.pid))
+        self.notify(f"Task {task.id} ({safe_text(task.name, 40)}) copied", timeout=3)
+
+    # --- cancelling (the flow itself is `CancelFlow`) ------------------------------------------
+
+    def action_cancel_task(self) -> None:
+        self._confirm_cancel(subtree=False)
+
+    def action_cancel_subtree(self) -> None:
+        self._confirm_cancel(subtree=True)
+
+    def _confirm_cancel(self, subtree: bool) -> None:
+        task = self.selected_task()
+        if task is None or task.finished or self.dashboard.gone is not None:
+            return
+        now = self.clock()
+        question = ask(
+            self.model,
+            task,
+            subtree=subtree,
+            pid=self.dashboard.source.pid,
+            state_words=lambda shown: state_words(shown, now),
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._send_cancel(self.cancel_flow.confirmed(question))
+            else:
+                self.notify(f"{question.name} not cancelled", timeout=2)
+
+        self.app.push_screen(
+            CancelDialog(question.question, question.detail, question.warning), answered
+        )
+
+    @work(thread=True, group="commands")
+    def _send_cancel(self, request: CancelRequest) -> None:
+        # Innermost tasks first: a parent's own cleanup then sees its children already gone.
+        # The request itself belongs to the UI thread: answers travel in the message.
+        outcomes: dict[str, str] = {}
+        for task_id in reversed(request.ids):
+            try:
+                outcomes[task_id] = self.dashboard.source.cancel(task_id)
+            except ClientError as error:
+                outcomes[task_id] = f"error: {error}"
+        self.post_message(CancelFinished(request, outcomes))
+
+    @on(CancelFinished)
+    def _cancel_finished(self, message: CancelFinished) -> None:
+        progress = self.cancel_flow.answered(
+            message.request, message.outcomes, self.model, self.clock()
+        )
+        self._show_progress(progress)
+        self.changed()
+
+    def _check_cancels(self) -> None:
+        self._show_progress(self.cancel_flow.check(self.model, self.clock()))
+
+    def _show_progress(self, progress: Progress) -> None:
+        self.detail.cancel_status.update(progress.status)
+        for notice in progress.notices:
+            self.notify(
+                notice.text, title=notice.title, severity=notice.severity, timeout=notice.timeout
+            )
+        if progress.status:
+            self.changed()
+
+
+def _number(task_id: str) -> int:
+    return int(task_id) if task_id.isdigit() else 0
