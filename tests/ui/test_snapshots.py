@@ -1,4 +1,5 @@
-"""SVG snapshots of the dashboard at 140x40 with a frozen clock and a fake source.
+"""SVG snapshots of the dashboard at 140x40, and its main screens at a narrow 80x24, with a
+frozen clock and a fake source.
 
 Regenerate with `pytest tests/ui/test_snapshots.py --snapshot-update` using Textual 8.2.8
 (the version pinned for these images); review the SVGs in __snapshots__ before committing.
@@ -96,3 +97,67 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
         await pilot.pause()
 
     assert snap_compare(dashboard(), terminal_size=SIZE, run_before=before)
+
+
+# --- a narrow terminal (80x24): the same screens must still read -------------------------------
+
+NARROW = (80, 24)
+
+
+async def narrow_tree(pilot: Pilot[Any]) -> None:
+    await ready(pilot)
+
+
+async def narrow_cancel(pilot: Pilot[Any]) -> None:
+    await ready(pilot, select="1")
+    await pilot.press("c")
+    await until(pilot, lambda: isinstance(pilot.app.screen, CancelDialog))
+    await pilot.pause()
+
+
+async def narrow_table(pilot: Pilot[Any]) -> None:
+    await ready(pilot, select=None)
+    await pilot.press("l")
+    await pilot.pause()
+
+
+async def narrow_groups(pilot: Pilot[Any]) -> None:
+    await ready(pilot, select=None)
+    await pilot.press("g")
+    await pilot.pause()
+
+
+async def narrow_history(pilot: Pilot[Any]) -> None:
+    await ready(pilot, select=None)
+    await pilot.press("h")
+    await pilot.pause()
+
+
+async def narrow_help(pilot: Pilot[Any]) -> None:
+    await ready(pilot, select=None)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize(
+    "before",
+    [narrow_tree, narrow_cancel, narrow_table, narrow_groups, narrow_history, narrow_help],
+    ids=["tree", "cancel_main_task", "table", "groups", "history", "help"],
+)
+def test_narrow_80x24(snap_compare: SnapCompare, before: Callable[[Pilot[Any]], Any]) -> None:
+    assert snap_compare(dashboard(), terminal_size=NARROW, run_before=before)
+
+
+def test_narrow_80x24_target_exited(snap_compare: SnapCompare) -> None:
+    source = FakeSource()
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        source.end(AgentGone("process 4242 exited"))
+        app = pilot.app
+        assert isinstance(app, TaskscopeApp)
+        await until(pilot, lambda: app.gone is not None)
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(dashboard(source), terminal_size=NARROW, run_before=before)
