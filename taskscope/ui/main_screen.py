@@ -120,6 +120,12 @@ class MainScreen(Screen[None]):
         Binding("y", "copy_task", "Copy task"),
     ]
 
+    #: Below 100 columns the views take more of the width from the detail pane (app.tcss).
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
+
     def __init__(self, dashboard: TaskscopeApp) -> None:
         super().__init__()
         self.dashboard = dashboard

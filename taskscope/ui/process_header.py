@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from taskscope.model import TaskModel
+from taskscope.model import LoopInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
@@ -40,6 +40,27 @@ def _fitted(command: str, width: int) -> str:
         return command
     words = [os.path.basename(word) if "/" in word else word for word in command.split()]
     return safe_text(" ".join(words), width)
+
+
+SEPARATOR = " · "
+
+
+def _folded(line: Text, width: int) -> Text:
+    """`line` broken where a fact ends (at a " · ") so that no fact is split across lines
+    (a narrow terminal); unchanged when it fits."""
+    if width <= 0 or line.cell_len <= width:
+        return line
+    plain = line.plain
+    parts: list[Text] = []
+    start = 0
+    while line.cell_len - start > width:
+        cut = plain.rfind(SEPARATOR, start, start + width)
+        if cut <= start:
+            break  # one fact wider than the line: let it wrap
+        parts.append(line[start:cut])
+        start = cut + len(SEPARATOR)
+    parts.append(line[start:])
+    return Text("\n").join(parts)
 
 
 class ProcessHeader(Static):
@@ -82,7 +103,31 @@ class ProcessHeader(Static):
             text.append(" · ")
             text.append(command, style="bold cyan")
         text.append(tail)
-        return text
+        return _folded(text, self.content_region.width)
+
+    def _loop_line(self, model: TaskModel, loop: LoopInfo) -> Text:
+        """`loop NAME: running, lag · N pending · done · cancelled · failed` (or blocked)."""
+        text = Text(f"loop {safe_text(loop.label)}: ")
+        if loop.blocked_for is not None:
+            text.append(f"⏸ BLOCKED for {format_duration(loop.blocked_for)}", style="bold red")
+            if loop.blocking_stack:
+                frame = loop.blocking_stack[-1]
+                text.append(
+                    f" in {safe_text(frame.function)} {safe_text(frame.location)}",
+                    style="red",
+                )
+        elif loop.running:
+            text.append("running", style="green")
+            if loop.lag is not None:
+                text.append(f", lag {loop.lag * 1000:.1f} ms")
+        else:
+            text.append("closed" if loop.closed else "not running", style="yellow")
+        counts = model.counts(loop.id)
+        text.append(f" · {counts.get('pending', 0):,} pending")
+        text.append(f" · {counts.get('done', 0):,} done", style="dim")
+        text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
+        text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+        return _folded(text, self.content_region.width)
 
     def show(
         self,
@@ -99,28 +144,7 @@ class ProcessHeader(Static):
         if model is not None:
             for loop in model.loops.values():
                 text.append("\n")
-                text.append(f"loop {safe_text(loop.label)}: ")
-                if loop.blocked_for is not None:
-                    text.append(
-                        f"⏸ BLOCKED for {format_duration(loop.blocked_for)}", style="bold red"
-                    )
-                    if loop.blocking_stack:
-                        frame = loop.blocking_stack[-1]
-                        text.append(
-                            f" in {safe_text(frame.function)} {safe_text(frame.location)}",
-                            style="red",
-                        )
-                elif loop.running:
-                    text.append("running", style="green")
-                    if loop.lag is not None:
-                        text.append(f", lag {loop.lag * 1000:.1f} ms")
-                else:
-                    text.append("closed" if loop.closed else "not running", style="yellow")
-                counts = model.counts(loop.id)
-                text.append(f" · {counts.get('pending', 0):,} pending")
-                text.append(f" · {counts.get('done', 0):,} done", style="dim")
-                text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
-                text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+                text.append(self._loop_line(model, loop))
         text.append("\n")
         if gone is not None:
             text.append(
