@@ -120,14 +120,10 @@ class MainScreen(Screen[None]):
         Binding("y", "copy_task", "Copy task"),
     ]
 
-    #: Below 100 columns the views take more of the width from the detail pane (app.tcss).
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
-        (0, "-narrow"),
-        (100, "-wide"),
-    ]
-
     def __init__(self, dashboard: TaskscopeApp) -> None:
         super().__init__()
+        #: Below 100 columns the views take more of the width from the detail pane (app.tcss).
+        self.HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
         self.dashboard = dashboard
         self.clock = dashboard.clock
         self.model: TaskModel = dashboard.model
