@@ -242,7 +242,10 @@ class TaskModel:
         model.apply_snapshot(snapshot)
         return model
 
-    def apply_snapshot(self, snapshot: WireSnapshot) -> None:
+    def apply_snapshot(
+        self, snapshot: WireSnapshot, tasks: dict[str, TaskInfo] | None = None
+    ) -> None:
+        """`tasks`: the snapshot's records already made (by the dashboard's feed thread)."""
         self.pid = int(snapshot["pid"])
         self.python = str(snapshot["python"])
         self.taken_at = float(snapshot["taken_at"])
@@ -251,7 +254,11 @@ class TaskModel:
         self.history_since = snapshot.get("history_since")
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
         taken_at = self.taken_at
-        new_tasks = {str(raw["id"]): TaskInfo.from_wire(raw, taken_at) for raw in snapshot["tasks"]}
+        new_tasks = (
+            tasks
+            if tasks is not None
+            else {str(raw["id"]): TaskInfo.from_wire(raw, taken_at) for raw in snapshot["tasks"]}
+        )
         self.last_removed = set(self.tasks) - set(new_tasks)
         self.last_changed = {
             task_id for task_id, task in new_tasks.items() if self.tasks.get(task_id) != task

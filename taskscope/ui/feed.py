@@ -7,8 +7,9 @@ over earlier changes, a new snapshot replaces everything before it. The UI is to
 something" by a message that replaces any pending one of its kind, so a fast producer never
 floods the message queue, and a paused UI simply leaves the buffer to grow by task id only.
 
-A delta's task records are made into model objects here, on the feed's thread: the screen's
-thread only files them, and so answers a key that lands during a large update sooner.
+The task records of snapshots and deltas are made into model objects here, on the feed's
+thread: the screen's thread only files them, and so answers a key that lands during a large
+update sooner (and shows the first picture of 10,000 tasks sooner).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class MergedUpdate:
     """Everything received since the UI last looked: maybe a snapshot, then one folded delta."""
 
     snapshot: WireSnapshot | None = None
+    #: The snapshot's task records, made on the feed's thread.
+    snapshot_tasks: dict[str, TaskInfo] | None = None
     changed: dict[str, TaskInfo] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     loops: list[WireLoop] | None = None
@@ -35,7 +38,7 @@ class MergedUpdate:
     def apply_to(self, model: TaskModel) -> None:
         """Apply the snapshot, then the folded delta, to `model`."""
         if self.snapshot is not None:
-            model.apply_snapshot(self.snapshot)
+            model.apply_snapshot(self.snapshot, self.snapshot_tasks)
         if self.loops is not None and self.cycles is not None:
             model.apply_records(
                 self.taken_at, self.loops, self.changed.values(), sorted(self.removed), self.cycles
@@ -50,9 +53,13 @@ class UpdateBuffer:
         self._pending: MergedUpdate | None = None
 
     def put_snapshot(self, snapshot: WireSnapshot) -> None:
+        taken_at = float(snapshot["taken_at"])
+        tasks = {str(raw["id"]): TaskInfo.from_wire(raw, taken_at) for raw in snapshot["tasks"]}
         with self._lock:
             received = self._pending.received if self._pending else 0
-            self._pending = MergedUpdate(snapshot=snapshot, received=received + 1)
+            self._pending = MergedUpdate(
+                snapshot=snapshot, snapshot_tasks=tasks, received=received + 1
+            )
 
     def put_delta(self, delta: WireDelta) -> None:
         taken_at = float(delta["taken_at"])

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
+from textual.pilot import Pilot
+
 from taskscope.model import TaskInfo, TaskModel
+from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.feed import UpdateBuffer
-from tests.ui.fakes import delta, service_tasks, snapshot, wire_task
+from tests.ui.fakes import FakeSource, delta, service_tasks, snapshot, wire_task
+from tests.ui.harness import run_app, until
 
 
 def test_folded_deltas_give_the_same_model_as_applying_each() -> None:
@@ -75,6 +82,29 @@ def test_delta_records_are_made_on_the_feeds_thread() -> None:
         TaskInfo.from_wire = original  # type: ignore[method-assign]
     assert calls == []
     assert model.tasks["4"] is update.changed["4"]
+
+
+def test_the_dashboard_makes_no_task_record_on_its_screen_thread(monkeypatch: Any) -> None:
+    # GIVEN a dashboard that receives a snapshot, a delta, then a second snapshot
+    made_on: list[str] = []
+    original = TaskInfo.from_wire
+
+    def recording(raw: Any, observed_at: float = 0.0) -> TaskInfo:
+        made_on.append(threading.current_thread().name)
+        return original(raw, observed_at)
+
+    monkeypatch.setattr(TaskInfo, "from_wire", staticmethod(recording))
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        source.push(delta([wire_task("40", "job-40", "process", parent="3")]))
+        await until(pilot, lambda: "40" in app.model.tasks, what="the delta")
+        source.updates.put(("snapshot", snapshot(service_tasks()[:4])))
+        await until(pilot, lambda: len(app.model.tasks) == 4, what="the second snapshot")
+
+    run_app(scenario)
+    # THEN every record was made on the feed's thread, none on the screen's (main) thread
+    assert len(made_on) >= len(service_tasks()) + 1 + 4
+    assert set(made_on) and threading.main_thread().name not in made_on
 
 
 def test_library_paths_are_shortened_in_the_detail_pane() -> None:
