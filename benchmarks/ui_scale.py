@@ -300,7 +300,7 @@ async def bench_big(total: int) -> None:
         group_keys = []
         for key in ("down", "up") * 10:
             group_keys += await key_latency(
-                app, pilot, key, 1, writes, lambda: app.main._groups.cursor
+                app, pilot, key, 1, writes, lambda: app.main.views.groups.cursor
             )
         print(f"key press (down/up) in grouped view: {summary(group_keys)}")
         applies = []
@@ -312,7 +312,7 @@ async def bench_big(total: int) -> None:
         app.main._set_options(filter="worker")
         await pilot.pause()
         print(
-            f"filter 'worker' ({len(app.main._groups.keys)} groups): "
+            f"filter 'worker' ({len(app.main.views.groups.keys)} groups): "
             f"{(time.perf_counter() - started) * 1000:.0f} ms"
         )
         app.main._set_options(filter="")
@@ -320,7 +320,7 @@ async def bench_big(total: int) -> None:
         await pilot.press("l")
         await pilot.pause()
         print(
-            f"switch to the flat table ({len(app.main._table.keys):,} rows): "
+            f"switch to the flat table ({len(app.main.views.table.keys):,} rows): "
             f"{(time.perf_counter() - started) * 1000:.0f} ms"
         )
         table_keys = await key_latency(app, pilot, "down", 20, writes, lambda: app.selected)

@@ -34,11 +34,12 @@ from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.feed import UpdateBuffer
 from taskscope.ui.help_screen import HelpScreen
-from taskscope.ui.main_screen import FeedUpdated, MainScreen, ViewName
+from taskscope.ui.main_screen import FeedUpdated, MainScreen
 from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.source import AgentSource, ProcessInfo, TaskSource
 from taskscope.ui.task_display import ViewOptions
 from taskscope.ui.task_tree import TREE_LIMIT, TaskTree
+from taskscope.ui.views import ViewName
 
 TICK_SECONDS = 1.0
 
@@ -230,7 +231,7 @@ class TaskscopeApp(App[int]):
 
     @on(FeedEnded)
     def _feed_ended(self, message: FeedEnded) -> None:
-        if self.buffer or self.main._slices:
+        if self.buffer or self.main.views.slices:
             self.main.apply_pending()
         self.gone = message.reason
         self._exit_unconfirmed = message.exit_unconfirmed

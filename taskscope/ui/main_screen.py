@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import gc
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -23,42 +23,22 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer, Input
+from textual.widgets import Footer, Input
 
 from taskscope.client import ClientError
 from taskscope.model import TaskInfo, TaskModel
-from taskscope.relations import LEGEND
 from taskscope.report import safe_text, task_text
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
-from taskscope.ui.group_table import GroupTable
-from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ASYNCIO_LEGEND, SORT_ORDER, ViewOptions, state_words
-from taskscope.ui.task_table import TaskTable
+from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
 from taskscope.ui.task_tree import TaskTree
+from taskscope.ui.views import VIEWS, TaskViews, ViewName
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
-
-ViewName = Literal["tree", "table", "groups", "history"]
-VIEWS: tuple[ViewName, ...] = ("tree", "table", "groups", "history")
-VIEW_TITLES = {
-    "tree": "Task tree",
-    "table": "All tasks",
-    "groups": "Grouped",
-    "history": "Recently finished",
-}
-#: A line under each view that explains its marks.
-VIEW_LEGENDS = {
-    "tree": f"{LEGEND}   {ASYNCIO_LEGEND}",
-    "table": ASYNCIO_LEGEND,
-    "history": ASYNCIO_LEGEND,
-}
-#: Tasks of an update applied to the tree per slice (a few milliseconds of work).
-SLICE_TASKS = 250
 
 
 class FeedUpdated(Message):
@@ -128,33 +108,18 @@ class MainScreen(Screen[None]):
         self.clock = dashboard.clock
         self.model: TaskModel = dashboard.model
         self.options = ViewOptions()
-        self.view: ViewName = "tree"
         self.selected: str | None = None
         self.received_at: float | None = None
         self.updates_applied = 0
         self.last_apply_seconds = 0.0
         self.auto_grouped = False
         self.cancel_flow = CancelFlow(dashboard.cancel_grace)
-        self._dirty: set[ViewName] = set(VIEWS)
         self._can_cancel = False
-        #: The slices of an update still to apply to the tree: (changed, removed) task ids.
-        self._slices: list[tuple[list[str], list[str]]] = []
-        self._slices_started = 0.0
         self._stack_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
         # app shuts down, when a query would find nothing.
-        self._tree = TaskTree(self.clock, limit=dashboard.tree_limit, id="tree")
-        self._table = TaskTable(self.clock, id="table")
-        self._groups = GroupTable(id="groups")
-        self._history = HistoryTable(self.clock, id="history")
-        self._views: dict[ViewName, TaskTree | RowList] = {
-            "tree": self._tree,
-            "table": self._table,
-            "groups": self._groups,
-            "history": self._history,
-        }
-        self._switcher = ContentSwitcher(initial="tree", id="views")
+        self.views = TaskViews(self.clock, dashboard.tree_limit)
         self._detail = DetailPane(self.clock, id="detail")
         self._header = ProcessHeader(id="header")
         self._filter_box = Input(
@@ -168,15 +133,19 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield self._header
         with Horizontal(id="main"):
-            with self._switcher:
-                yield from self._views.values()
+            with self.views.switcher:
+                yield from self.views.widgets.values()
             yield self._detail
         yield self._filter_box
         yield Footer()
 
     @property
+    def view(self) -> ViewName:
+        return self.views.current
+
+    @property
     def task_tree(self) -> TaskTree:
-        return self._tree
+        return self.views.tree
 
     @property
     def detail(self) -> DetailPane:
@@ -192,8 +161,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._filter_box.display = False
-        self._switcher.border_title = VIEW_TITLES["tree"]
-        self._switcher.border_subtitle = VIEW_LEGENDS["tree"]
+        self.views.label()
         self.task_tree.focus()
         self._show_changes()
         self.set_interval(self.dashboard.tick_seconds, self._tick)
@@ -233,13 +201,13 @@ class MainScreen(Screen[None]):
 
     @on(FeedUpdated)
     def _feed_updated(self) -> None:
-        if not self.dashboard.paused and not self._slices:
+        if not self.dashboard.paused and not self.views.slices:
             self._apply_in_slices()
 
     def apply_pending(self) -> bool:
         """Apply whatever the feed folded since the last time, all at once (an update being
         applied in slices is finished first). False if there was nothing."""
-        finished = self._finish_slices()
+        finished = self.finish_slices()
         update = self.dashboard.buffer.take()
         if update is None:
             return finished
@@ -247,7 +215,7 @@ class MainScreen(Screen[None]):
         with self.app.batch_update():
             full = update.snapshot is not None
             update.apply_to(self.model)
-            self._sync_views(full)
+            self.views.sync(self.model, self.options, full)
             self._after_update(full, started)
         return True
 
@@ -260,55 +228,37 @@ class MainScreen(Screen[None]):
             return
         started = time.perf_counter()
         full = update.snapshot is not None
-        if full or self.view != "tree" or "tree" in self._dirty or self.task_tree.overflow:
+        if not self.views.can_slice(full):
             with self.app.batch_update():
                 update.apply_to(self.model)
-                self._sync_views(full)
+                self.views.sync(self.model, self.options, full)
                 self._after_update(full, started)
             return
         update.apply_to(self.model)
-        self._dirty = set(VIEWS) - {"tree"}
-        nodes = self.task_tree.node_for
-        changed = sorted(
-            self.model.last_changed, key=lambda task_id: (nodes(task_id) is None, _number(task_id))
-        )
-        removed = list(self.model.last_removed)
-        # Tasks whose line only changed cost a check each; what adds or removes lines (and so
-        # lays the tree out again: new tasks are sorted last) comes in the last slice, with the
-        # one repaint.
-        last = max(0, len(changed) - SLICE_TASKS)
-        self._slices = [
-            (changed[start : start + SLICE_TASKS], removed if start >= last else [])
-            for start in range(0, max(1, len(changed)), SLICE_TASKS)
-        ]
-        self._slices_started = started
+        self.views.plan_slices(self.model, started)
         self._apply_slice()
 
     @on(UpdateSliceDue)
     def _apply_slice(self) -> None:
-        if not self._slices:
+        if not self.views.slices:
             return
-        changed, removed = self._slices.pop(0)
         with self.app.batch_update():
-            self.task_tree.apply_changes(self.model, changed, removed, repaint=not self._slices)
-            if not self._slices:
-                self._after_update(False, self._slices_started)
-        if self._slices:
+            if self.views.apply_slice(self.model):
+                self._after_update(False, self.views.slices_started)
+        if self.views.slices:
             # Posted from the event loop, not from here: the app's queue then runs dry, and
             # the widgets' own tasks (the key forwarded to the tree) run before the next slice.
             asyncio.get_running_loop().call_soon(self.post_message, UpdateSliceDue())
         elif self.dashboard.buffer and not self.dashboard.paused:
             self.post_message(FeedUpdated())  # more arrived while this one was applied
 
-    def _finish_slices(self) -> bool:
+    def finish_slices(self) -> bool:
         """Apply what is left of an update under way at once. False if none was."""
-        if not self._slices:
+        if not self.views.slices:
             return False
         with self.app.batch_update():
-            while self._slices:
-                changed, removed = self._slices.pop(0)
-                self.task_tree.apply_changes(self.model, changed, removed)
-            self._after_update(False, self._slices_started)
+            self.views.apply_all_slices(self.model)
+            self._after_update(False, self.views.slices_started)
         return True
 
     def _after_update(self, full: bool, started: float) -> None:
@@ -344,32 +294,9 @@ class MainScreen(Screen[None]):
                 timeout=8,
             )
 
-    def _sync_views(self, full: bool) -> None:
-        """Update the active view by task id; the others are rebuilt when next shown."""
-        view = self.view
-        if view == "tree" and not full and "tree" not in self._dirty:
-            self.task_tree.apply_changes(
-                self.model, self.model.last_changed, self.model.last_removed
-            )
-        else:
-            self._rebuild_view(view)
-        self._dirty = set(VIEWS) - {view}
-
-    def _rebuild_view(self, view: ViewName) -> None:
-        if view == "tree":
-            self.task_tree.rebuild(self.model, self.options)
-        elif view == "table":
-            self._table.update_rows(self.model, self.options)
-        elif view == "groups":
-            self._groups.update_rows(self.model, self.options)
-        else:
-            self._history.update_rows(self.model, self.options)
-        self._dirty.discard(view)
-
     def _rebuild_all(self) -> None:
-        self._finish_slices()
-        self._dirty = set(VIEWS)
-        self._rebuild_view(self.view)
+        self.finish_slices()
+        self.views.rebuild_all(self.model, self.options)
 
     def _tick(self) -> None:
         """Once a second: ages and data age move on even without updates."""
@@ -378,7 +305,7 @@ class MainScreen(Screen[None]):
                 self.task_tree.expire()
                 self.task_tree.tick()
             else:
-                self._views[self.view].refresh()
+                self.views.shown.refresh()
             if not self.dashboard.paused:
                 self._check_cancels()
             self.changed()
@@ -390,24 +317,9 @@ class MainScreen(Screen[None]):
             self._switch_view(view)
 
     def _switch_view(self, view: ViewName) -> None:
-        self._finish_slices()
-        self.view = view
-        switcher = self._switcher
-        switcher.current = view
-        switcher.border_title = VIEW_TITLES[view]
-        switcher.border_subtitle = VIEW_LEGENDS.get(view, "")
-        if view in self._dirty:
-            self._rebuild_view(view)
-        widget = self._views[view]
-        widget.focus()
-        if view == "tree":
-            self._select(self.task_tree.selected_task)
-        elif view == "table":
-            self._select(self._table.cursor_key)
-        elif view == "history":
-            self._select(self._history.cursor_key)
-        else:
-            self._select(None)
+        self.finish_slices()
+        self.views.show(view, self.model, self.options)
+        self._select(self.views.cursor_task())
 
     def action_cycle_sort(self) -> None:
         index = SORT_ORDER.index(self.options.sort)
@@ -454,7 +366,7 @@ class MainScreen(Screen[None]):
         self._apply_filter(event.value)
         if not event.value:
             event.input.display = False
-        self._views[self.view].focus()
+        self.views.shown.focus()
 
     def action_clear_filter(self) -> None:
         box = self._filter_box
@@ -463,7 +375,7 @@ class MainScreen(Screen[None]):
         box.value = ""
         box.display = False
         self._set_options(filter="", only_ids=None, only_label="")
-        self._views[self.view].focus()
+        self.views.shown.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("cancel_task", "cancel_subtree"):
@@ -491,8 +403,7 @@ class MainScreen(Screen[None]):
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:
-        groups = self._groups
-        row = groups.groups[message.key]
+        row = self.views.groups.groups[message.key]
         self.options = ViewOptions(
             filter="",
             show_finished=self.options.show_finished,
@@ -518,7 +429,7 @@ class MainScreen(Screen[None]):
         found = (
             self.task_tree.select_task(task_id)
             if target == "tree"
-            else self._table.select_key(task_id)
+            else self.views.table.select_key(task_id)
         )
         if not found:
             name = (
@@ -532,7 +443,7 @@ class MainScreen(Screen[None]):
             )
             return False
         self._select(task_id)
-        self._views[target].focus()
+        self.views.widgets[target].focus()
         return True
 
     def _select(self, task_id: str | None) -> None:
@@ -579,13 +490,7 @@ class MainScreen(Screen[None]):
         """The task under the active view's cursor, read from the view itself: the highlight
         message that updates `selected` may still wait in the queue behind the key asking
         (a fast `down` then `c` must cancel the task the cursor is on, not the one before)."""
-        task_id = self.selected
-        if self.view == "tree":
-            task_id = self.task_tree.selected_task
-        elif self.view in ("table", "history"):
-            view = self._views[self.view]
-            if isinstance(view, RowList):
-                task_id = view.cursor_key
+        task_id = self.views.cursor_task() if self.view != "groups" else self.selected
         return self.model.tasks.get(task_id) if task_id is not None else None
 
     def action_copy_task(self) -> None:
@@ -659,7 +564,3 @@ class MainScreen(Screen[None]):
             )
         if progress.status:
             self.changed()
-
-
-def _number(task_id: str) -> int:
-    return int(task_id) if task_id.isdigit() else 0

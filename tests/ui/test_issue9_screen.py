@@ -294,12 +294,12 @@ def test_a_key_during_a_large_update_is_answered_between_its_slices() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
         original = tree.action_cursor_down
-        tree.action_cursor_down = lambda: answered.append(len(app.main._slices)) or original()  # type: ignore[method-assign, func-returns-value]
+        tree.action_cursor_down = lambda: answered.append(len(app.main.views.slices)) or original()  # type: ignore[method-assign, func-returns-value]
         applied = app.updates_applied
         # WHEN an update changing 4,000 tasks arrives and a key lands right after it
         app.buffer.put_delta(delta([job(n, 1.0) for n in range(2, 4002)]))
         app.main._apply_in_slices()  # what FeedUpdated does: the first slice, the next one posted
-        assert app.main._slices
+        assert app.main.views.slices
         app.post_message(events.Key("down", None))
         await until(pilot, lambda: app.updates_applied > applied, what="the whole update")
         await until(pilot, lambda: answered, what="the key")

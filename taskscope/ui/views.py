@@ -1,0 +1,159 @@
+"""The four views of the tasks (tree, flat table, grouped, history) in one `ContentSwitcher`:
+which one is shown, which are stale, and an update being applied to the tree a slice at a time.
+
+Only the shown view follows each update (by task id); the others are rebuilt when next shown.
+The main screen decides when (it owns the messages and the timing); this module knows how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from textual.widgets import ContentSwitcher
+
+from taskscope.model import TaskModel
+from taskscope.relations import LEGEND
+from taskscope.ui.group_table import GroupTable
+from taskscope.ui.history_table import HistoryTable
+from taskscope.ui.row_list import RowList
+from taskscope.ui.task_display import ASYNCIO_LEGEND, ViewOptions
+from taskscope.ui.task_table import TaskTable
+from taskscope.ui.task_tree import TaskTree
+
+ViewName = Literal["tree", "table", "groups", "history"]
+VIEWS: tuple[ViewName, ...] = ("tree", "table", "groups", "history")
+VIEW_TITLES = {
+    "tree": "Task tree",
+    "table": "All tasks",
+    "groups": "Grouped",
+    "history": "Recently finished",
+}
+#: A line under each view that explains its marks.
+VIEW_LEGENDS = {
+    "tree": f"{LEGEND}   {ASYNCIO_LEGEND}",
+    "table": ASYNCIO_LEGEND,
+    "history": ASYNCIO_LEGEND,
+}
+#: Tasks of an update applied to the tree per slice (a few milliseconds of work).
+SLICE_TASKS = 250
+
+
+class TaskViews:
+    """The views' widgets (made here, not looked up: timers and workers may still fire while
+    the app shuts down, when a query would find nothing) and what each one shows."""
+
+    def __init__(self, clock: Callable[[], float], tree_limit: int) -> None:
+        self.tree = TaskTree(clock, limit=tree_limit, id="tree")
+        self.table = TaskTable(clock, id="table")
+        self.groups = GroupTable(id="groups")
+        self.history = HistoryTable(clock, id="history")
+        self.widgets: dict[ViewName, TaskTree | RowList] = {
+            "tree": self.tree,
+            "table": self.table,
+            "groups": self.groups,
+            "history": self.history,
+        }
+        self.switcher = ContentSwitcher(initial="tree", id="views")
+        self.current: ViewName = "tree"
+        #: Views that missed updates: rebuilt when next shown.
+        self.dirty: set[ViewName] = set(VIEWS)
+        #: The slices of an update still to apply to the tree: (changed, removed) task ids.
+        self.slices: list[tuple[list[str], list[str]]] = []
+        self.slices_started = 0.0
+
+    @property
+    def shown(self) -> TaskTree | RowList:
+        return self.widgets[self.current]
+
+    def label(self) -> None:
+        self.switcher.border_title = VIEW_TITLES[self.current]
+        self.switcher.border_subtitle = VIEW_LEGENDS.get(self.current, "")
+
+    def show(self, view: ViewName, model: TaskModel, options: ViewOptions) -> None:
+        """Show `view` (rebuilt if it missed updates) and focus it. Slices left of an update
+        must be applied first (`finish_slices`)."""
+        self.current = view
+        self.switcher.current = view
+        self.label()
+        if view in self.dirty:
+            self.rebuild(view, model, options)
+        self.shown.focus()
+
+    def cursor_task(self) -> str | None:
+        """The task under the shown view's cursor (the grouped view has none)."""
+        if self.current == "tree":
+            return self.tree.selected_task
+        if self.current in ("table", "history"):
+            return self.shown.cursor_key if isinstance(self.shown, RowList) else None
+        return None
+
+    # --- following the model -------------------------------------------------------------------
+
+    def sync(self, model: TaskModel, options: ViewOptions, full: bool) -> None:
+        """Update the shown view by task id; the others are rebuilt when next shown."""
+        view = self.current
+        if view == "tree" and not full and "tree" not in self.dirty:
+            self.tree.apply_changes(model, model.last_changed, model.last_removed)
+        else:
+            self.rebuild(view, model, options)
+        self.dirty = set(VIEWS) - {view}
+
+    def rebuild(self, view: ViewName, model: TaskModel, options: ViewOptions) -> None:
+        if view == "tree":
+            self.tree.rebuild(model, options)
+        elif view == "table":
+            self.table.update_rows(model, options)
+        elif view == "groups":
+            self.groups.update_rows(model, options)
+        else:
+            self.history.update_rows(model, options)
+        self.dirty.discard(view)
+
+    def rebuild_all(self, model: TaskModel, options: ViewOptions) -> None:
+        """The options changed: every view is stale, the shown one is rebuilt now."""
+        self.dirty = set(VIEWS)
+        self.rebuild(self.current, model, options)
+
+    def can_slice(self, full: bool) -> bool:
+        """Whether an update can go to the tree in slices: not a snapshot, the tree shown,
+        up to date and not over its limit. (Anything else is rebuilt whole, at once.)"""
+        return (
+            not full
+            and self.current == "tree"
+            and "tree" not in self.dirty
+            and (not self.tree.overflow)
+        )
+
+    def plan_slices(self, model: TaskModel, started: float) -> None:
+        """Cut the update just applied to `model` into slices for the tree."""
+        self.dirty = set(VIEWS) - {"tree"}
+        nodes = self.tree.node_for
+        changed = sorted(
+            model.last_changed, key=lambda task_id: (nodes(task_id) is None, _number(task_id))
+        )
+        removed = list(model.last_removed)
+        # Tasks whose line only changed cost a check each; what adds or removes lines (and so
+        # lays the tree out again: new tasks are sorted last) comes in the last slice, with the
+        # one repaint.
+        last = max(0, len(changed) - SLICE_TASKS)
+        self.slices = [
+            (changed[start : start + SLICE_TASKS], removed if start >= last else [])
+            for start in range(0, max(1, len(changed)), SLICE_TASKS)
+        ]
+        self.slices_started = started
+
+    def apply_slice(self, model: TaskModel) -> bool:
+        """Apply the next slice to the tree (repainted with the last). True if it was the last."""
+        changed, removed = self.slices.pop(0)
+        self.tree.apply_changes(model, changed, removed, repaint=not self.slices)
+        return not self.slices
+
+    def apply_all_slices(self, model: TaskModel) -> None:
+        while self.slices:
+            changed, removed = self.slices.pop(0)
+            self.tree.apply_changes(model, changed, removed)
+
+
+def _number(task_id: str) -> int:
+    return int(task_id) if task_id.isdigit() else 0
