@@ -115,6 +115,8 @@ class MainScreen(Screen[None]):
         self.auto_grouped = False
         self.cancel_flow = CancelFlow(dashboard.cancel_grace)
         self._can_cancel = False
+        #: The header waits for the next ModelChanged to be shown again.
+        self._header_stale = True
         self._stack_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
@@ -168,13 +170,18 @@ class MainScreen(Screen[None]):
 
     # --- the one signal the header and the detail pane follow ----------------------------------
 
-    def changed(self) -> None:
-        """Say that what the header or the detail pane shows may have changed."""
+    def changed(self, *, header: bool = True) -> None:
+        """Say that what the detail pane shows may have changed, and unless `header` is
+        False (the selection, a stack, a cancel's progress) what the header shows too: the
+        header counts every task, which a cursor move must not pay for."""
+        self._header_stale = self._header_stale or header
         self.post_message(ModelChanged())
 
     @on(ModelChanged)
     def _show_changes(self) -> None:
-        self._show_header()
+        if self._header_stale:
+            self._header_stale = False
+            self._show_header()
         self.detail.show(self.model, self.selected)
 
     def _show_header(self) -> None:
@@ -450,7 +457,7 @@ class MainScreen(Screen[None]):
         if task_id == self.selected:
             return
         self.selected = task_id
-        self.changed()
+        self.changed(header=False)
         self._update_bindings()
         if task_id is not None:
             self._schedule_stack(task_id)
@@ -484,7 +491,7 @@ class MainScreen(Screen[None]):
     @on(StackFetched)
     def _stack_fetched(self, message: StackFetched) -> None:
         self.detail.set_stack(message.task_id, message.reply)
-        self.changed()
+        self.changed(header=False)
 
     def selected_task(self) -> TaskInfo | None:
         """The task under the active view's cursor, read from the view itself: the highlight
@@ -551,7 +558,7 @@ class MainScreen(Screen[None]):
             message.request, message.outcomes, self.model, self.clock()
         )
         self._show_progress(progress)
-        self.changed()
+        self.changed(header=False)
 
     def _check_cancels(self) -> None:
         self._show_progress(self.cancel_flow.check(self.model, self.clock()))
@@ -563,4 +570,4 @@ class MainScreen(Screen[None]):
                 notice.text, title=notice.title, severity=notice.severity, timeout=notice.timeout
             )
         if progress.status:
-            self.changed()
+            self.changed(header=False)
