@@ -4,7 +4,7 @@ every screen (pause, quit, help, export). The views live on `MainScreen` (main_s
 cancel flow is `CancelFlow` (cancel_flow.py).
 
 Data flow: the feed worker folds updates into an `UpdateBuffer` (making the model's records on
-its own thread) and posts `FeedUpdated` to the main screen (at most one pending); the screen
+its own thread) and posts `FeedUpdated` (at most one pending); the main screen
 applies the folded update to the `TaskModel` and then to the active view by task id, inside
 `batch_update()`. Commands (cancel, stack, export, process facts) run in their own thread
 workers, so a slow or blocked target never freezes the screen.
@@ -34,7 +34,7 @@ from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.feed import UpdateBuffer
 from taskscope.ui.help_screen import HelpScreen
-from taskscope.ui.main_screen import FeedUpdated, MainScreen
+from taskscope.ui.main_screen import FeedUpdated, MainScreen, UpdateSliceDue
 from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.source import AgentSource, ProcessInfo, TaskSource
 from taskscope.ui.task_display import ViewOptions
@@ -185,7 +185,9 @@ class TaskscopeApp(App[int]):
 
     # --- the feed and the process facts --------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def start_feed(self) -> None:
+        """Start the feed and the facts reader: called by the main screen once its widgets
+        are mounted (the first update may come at once, and may switch views)."""
         self._feed()
         self._read_facts()
         self.set_interval(max(1.0, self.tick_seconds), self._read_facts)
@@ -205,7 +207,7 @@ class TaskscopeApp(App[int]):
                     self.buffer.put_snapshot(payload)  # type: ignore[arg-type]
                 else:
                     self.buffer.put_delta(payload)  # type: ignore[arg-type]
-                self.main.post_message(FeedUpdated())
+                self.post_message(FeedUpdated())
         except ClientError as error:
             if not worker.is_cancelled:
                 reason = self._end_reason(str(error))
@@ -228,6 +230,16 @@ class TaskscopeApp(App[int]):
 
     def _exited_reason(self) -> str:
         return f"process {self.source.pid} exited"
+
+    # The app's queue carries the feed's messages (the key that lands meanwhile is forwarded
+    # to the focused view while it runs dry between two slices).
+    @on(FeedUpdated)
+    def _feed_updated(self) -> None:
+        self.main.feed_updated()
+
+    @on(UpdateSliceDue)
+    def _slice_due(self) -> None:
+        self.main.apply_slice()
 
     @on(FeedEnded)
     def _feed_ended(self, message: FeedEnded) -> None:

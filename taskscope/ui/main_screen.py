@@ -167,6 +167,7 @@ class MainScreen(Screen[None]):
         self.task_tree.focus()
         self._show_changes()
         self.set_interval(self.dashboard.tick_seconds, self._tick)
+        self.dashboard.start_feed()
 
     # --- the one signal the header and the detail pane follow ----------------------------------
 
@@ -206,8 +207,8 @@ class MainScreen(Screen[None]):
 
     # --- applying updates ----------------------------------------------------------------------
 
-    @on(FeedUpdated)
-    def _feed_updated(self) -> None:
+    def feed_updated(self) -> None:
+        """The app's `FeedUpdated`: apply what came, unless paused or an update is under way."""
         if not self.dashboard.paused and not self.views.slices:
             self._apply_in_slices()
 
@@ -243,21 +244,22 @@ class MainScreen(Screen[None]):
             return
         update.apply_to(self.model)
         self.views.plan_slices(self.model, started)
-        self._apply_slice()
+        self.apply_slice()
 
-    @on(UpdateSliceDue)
-    def _apply_slice(self) -> None:
+    def apply_slice(self) -> None:
+        """The app's `UpdateSliceDue`: the next slice of the update under way."""
         if not self.views.slices:
             return
         with self.app.batch_update():
             if self.views.apply_slice(self.model):
                 self._after_update(False, self.views.slices_started)
         if self.views.slices:
-            # Posted from the event loop, not from here: the app's queue then runs dry, and
-            # the widgets' own tasks (the key forwarded to the tree) run before the next slice.
-            asyncio.get_running_loop().call_soon(self.post_message, UpdateSliceDue())
+            # Posted to the app, from the event loop, not from here: the app's queue then runs
+            # dry, and the widgets' own tasks (the key forwarded to the tree) run before the
+            # next slice.
+            asyncio.get_running_loop().call_soon(self.app.post_message, UpdateSliceDue())
         elif self.dashboard.buffer and not self.dashboard.paused:
-            self.post_message(FeedUpdated())  # more arrived while this one was applied
+            self.app.post_message(FeedUpdated())  # more arrived while this one was applied
 
     def finish_slices(self) -> bool:
         """Apply what is left of an update under way at once. False if none was."""
