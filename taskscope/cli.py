@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 from taskscope import __version__
 from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
 from taskscope.protocol import WireSnapshot, terminal_safe_json
+from taskscope.remote import BadTarget, RemoteHost, is_remote, parse_target
 from taskscope.words import fill_texts
 
 if TYPE_CHECKING:
     from taskscope.model import TaskInfo, TaskModel
     from taskscope.protocol import WireSnapshot
+    from taskscope.remote import RemoteClient
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -34,6 +36,32 @@ def _pid(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
     return int(text)
+
+
+def _pid_or_host(text: str) -> int | RemoteHost:
+    """A PID, or the `ssh://[user@]host[:port]` that comes before one."""
+    if is_remote(text):
+        try:
+            return parse_target(text)
+        except BadTarget as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return _pid(text)
+
+
+def _split_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`ssh://HOST PID` becomes args.remote = HOST, args.pid = PID; a plain PID leaves
+    args.remote None (everything as before)."""
+    if not hasattr(args, "remote_pid"):
+        return
+    first, second = args.pid, args.remote_pid
+    del args.remote_pid
+    args.remote = None
+    if isinstance(first, RemoteHost):
+        if second is None:
+            parser.error(f"{first} needs the process id after it: {args.command} {first} PID")
+        args.remote, args.pid = first, second
+    elif second is not None:
+        parser.error(f"unrecognized arguments: {second}")
 
 
 TASK_HELP = (
@@ -118,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_pid(name: str, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("pid", type=_pid, help="process id")
+        command.add_argument(
+            "pid",
+            type=_pid_or_host,
+            metavar="[ssh://[USER@]HOST[:PORT]] PID",
+            help="process id, on this host or (after ssh://HOST) on another one, reached "
+            "with ssh; see --remote-command",
+        )
+        # The PID after an ssh:// target (argparse fills it only when there are two).
+        command.add_argument("remote_pid", type=_pid, nargs="?", help=argparse.SUPPRESS)
         command.add_argument(
             "--no-inject",
             action="store_true",
@@ -126,6 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument(
             "--timeout", type=float, default=10.0, help="seconds to wait for the agent (default 10)"
+        )
+        command.add_argument(
+            "--remote-command",
+            default=None,
+            metavar="COMMAND",
+            help="with ssh://HOST: what runs taskscope there (default: "
+            "$TASKSCOPE_REMOTE_COMMAND, else `python3 -m taskscope`)",
+        )
+        command.add_argument(
+            "--ssh-option",
+            action="append",
+            default=[],
+            metavar="OPTION",
+            help="with ssh://HOST: an ssh -o option (e.g. IdentityFile=~/.ssh/k); repeatable; "
+            "~/.ssh/config applies as usual",
         )
         return command
 
@@ -186,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--interval", type=float, default=1.0, help="seconds between updates (default 1)"
     )
+    with_pid(
+        "bridge",
+        "internal, run by ssh for `ssh://HOST PID`: relays the agent's protocol between "
+        "stdin/stdout and the agent of PID on this host",
+    )
     attach = with_pid("attach", "open the live dashboard on a process")
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
@@ -222,6 +278,8 @@ def _metrics_options(command: argparse.ArgumentParser) -> None:
 def connect(args: argparse.Namespace) -> AgentClient:
     """A connected client for args.pid, loading the agent into the process when needed."""
     args.injected = False
+    if getattr(args, "remote", None) is not None:
+        return connect_remote(args)
     client = AgentClient(args.pid, timeout=args.timeout, on_slow=_slow_note(args))
     try:
         client.connect()
@@ -248,6 +306,29 @@ def connect(args: argparse.Namespace) -> AgentClient:
     return client
 
 
+def remote_client(args: argparse.Namespace, batch: bool = False) -> RemoteClient:
+    """A client, not yet connected, for args.pid on args.remote, through ssh."""
+    from taskscope.remote import RemoteClient, SshSettings
+
+    settings = SshSettings.from_user(args.remote_command, args.ssh_option, batch=batch)
+    return RemoteClient(
+        args.remote,
+        args.pid,
+        settings=settings,
+        timeout=args.timeout,
+        no_inject=args.no_inject,
+        on_slow=_slow_note(args),
+    )
+
+
+def connect_remote(args: argparse.Namespace) -> AgentClient:
+    """A connected client for args.pid on args.remote: ssh runs `taskscope bridge PID` there,
+    which loads the agent when needed, as `connect` does here."""
+    client = remote_client(args)
+    client.connect()
+    return client
+
+
 def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
     """What to say when the agent has not answered for a second: while a call holds the
     GIL, nothing of Python runs in the process, the agent included."""
@@ -266,6 +347,12 @@ def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
 def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
     """A snapshot of args.pid and its command line: from the agent, or read from the process's
     memory with --read-only, or when the agent cannot be loaded there (3.14+)."""
+    remote = getattr(args, "remote", None)
+    if remote is not None and args.read_only:
+        raise ClientError(
+            f"--read-only reads the memory of a process on this host: for {remote}, run "
+            f"`taskscope ps --read-only {args.pid}` there"
+        )
     if not args.read_only:
         try:
             with connect(args) as client:
@@ -273,7 +360,7 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
                 _check_loops(client, args, snapshot)
                 return snapshot, client.hello.get("argv")
         except _refusals() as error:
-            if not _can_read_only(args.pid):
+            if remote is not None or not _can_read_only(args.pid):
                 raise
             print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
     from taskscope.readonly import command_line, read_snapshot
@@ -546,6 +633,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_detach(args: argparse.Namespace) -> int:
     args.no_inject = True  # no agent: NoAgent says so, nothing is loaded to be unloaded
+    if args.remote is not None:
+        return _detach_remote(args)
     client = connect(args)
     with client:
         client.detach()
@@ -553,6 +642,21 @@ def cmd_detach(args: argparse.Namespace) -> int:
         print(f"taskscope: the agent of process {args.pid} did not stop", file=sys.stderr)
         return EXIT_ERROR
     print(f"agent stopped in process {args.pid}: its hooks are undone and its socket is gone")
+    return 0
+
+
+def _detach_remote(args: argparse.Namespace) -> int:
+    """Detach over ssh: the agent hangs up after answering, which ends the bridge and ssh."""
+    client = remote_client(args)
+    with client:
+        client.detach()
+        if not client.wait_hangup(args.timeout):
+            print(
+                f"taskscope: the agent of process {args.pid} on {args.remote} did not stop",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+    print(f"agent stopped in process {args.pid} on {args.remote}: its hooks are undone")
     return 0
 
 
@@ -644,12 +748,58 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from taskscope.ui.app import run_dashboard
 
+    if args.remote is not None:
+        # Connect once here, where ssh may still ask for a password or a host key; the
+        # dashboard's own connections then ask nothing (BatchMode).
+        connect(args).close()
+        return run_dashboard(
+            args.pid,
+            interval=args.interval,
+            timeout=args.timeout,
+            client_factory=lambda: remote_client(args, batch=True),
+            remote=str(args.remote),
+        )
     client = connect(args)
     client.close()
     socket_dir = os.path.dirname(client.path)
     return run_dashboard(
         args.pid, interval=args.interval, timeout=args.timeout, socket_dir=socket_dir
     )
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    """The remote end of `ssh://HOST PID`: connect to the agent of args.pid here (loading it
+    when needed, as `ps` does), then relay bytes between stdin/stdout and its socket until
+    either side closes. Nothing else reaches stdout: the protocol's stream is the only thing
+    there; errors go to stderr as one line."""
+    from taskscope.process_facts import process_exists
+    from taskscope.remote import relay
+
+    if args.remote is not None:
+        raise ClientError("bridge runs on the host of the process: give it a plain PID")
+    # The stream keeps private copies of stdin and stdout; the process's own fds 0 and 1
+    # become /dev/null and stderr, so nothing printed (here, or by a debugger loading the
+    # agent) can mix into the protocol.
+    incoming, outgoing = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    args.read_only = False
+    client = connect(args)
+    client.close()
+    raw = AgentClient(
+        args.pid, timeout=args.timeout, socket_dir=os.path.dirname(client.path)
+    ).open_socket()
+    try:
+        relay(raw, incoming, outgoing)
+    except OSError as error:
+        raise ClientError(f"relaying for process {args.pid} failed: {error.strerror}") from None
+    finally:
+        raw.close()
+    if not process_exists(args.pid):
+        raise ClientError(f"process {args.pid} exited")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -671,6 +821,7 @@ COMMANDS = {
     "detach": cmd_detach,
     "record": cmd_record,
     "attach": cmd_attach,
+    "bridge": cmd_bridge,
     "demo": cmd_demo,
 }
 
@@ -683,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = argparse.Namespace(command="run", target=arguments[1:])
     else:
         args = parser.parse_args(arguments)
+        _split_target(parser, args)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -106,6 +106,7 @@ class AgentClient:
         socket_dir: str | None = None,
         encoding: str | None = None,
         on_slow: Callable[[float], None] | None = None,
+        connected: socket.socket | None = None,
     ) -> None:
         self.pid = pid
         self.timeout = timeout
@@ -114,7 +115,13 @@ class AgentClient:
         self.on_slow = on_slow
         #: The longest wait for a reply on this connection so far, in seconds.
         self.longest_wait = 0.0
-        self.path = socket_path(pid, socket_dir or _directory_of(pid))
+        #: A socket already connected to the agent through a relay (ssh's standard streams,
+        #: see taskscope.remote): used instead of the Unix socket, with no peer check, since
+        #: the peer is the relay, not the agent. `path` is then empty.
+        self._connected = connected
+        self.path = (
+            "" if connected is not None else socket_path(pid, socket_dir or _directory_of(pid))
+        )
         self._sock: socket.socket | None = None
         self._buffer = LineBuffer(MAX_REPLY_BYTES)
         self._lines: deque[bytes] = deque()
@@ -129,6 +136,25 @@ class AgentClient:
     # --- connection ----------------------------------------------------------------------------
 
     def connect(self) -> dict[str, Any]:
+        if self._connected is not None:
+            sock, self._connected = self._connected, None
+            sock.settimeout(self.timeout)
+        else:
+            sock = self.open_socket()
+        self._sock = sock
+        self._decoder = None
+        reply = self._request(
+            Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
+        )
+        self.encoding = COMPACT if reply.get("encoding") == COMPACT else PLAIN
+        if self.encoding == COMPACT:
+            self._decoder = CompactDecoder()
+        self.hello = reply
+        return reply
+
+    def open_socket(self) -> socket.socket:
+        """A socket connected to the agent's Unix socket and checked to be served by the
+        process itself, before any request (the relay of `taskscope bridge` uses it raw)."""
         if not process_exists(self.pid):
             raise NoSuchProcess(f"no process with pid {self.pid}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -162,16 +188,7 @@ class AgentClient:
                 f"{self.path} is served by process {served_by}, not {self.pid}: "
                 f"{no_agent_message(self.pid)}"
             )
-        self._sock = sock
-        self._decoder = None
-        reply = self._request(
-            Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
-        )
-        self.encoding = COMPACT if reply.get("encoding") == COMPACT else PLAIN
-        if self.encoding == COMPACT:
-            self._decoder = CompactDecoder()
-        self.hello = reply
-        return reply
+        return sock
 
     def _connect(self, sock: socket.socket) -> None:
         """connect(), waiting while the agent's listen queue is full (EAGAIN: the agent is

@@ -161,6 +161,9 @@ class ProcessInfo(TypedDict, total=False):
     threads: int
     fds: int
     alive: bool
+    #: Where the process runs when not on this host (`ssh://host`, taskscope.remote): its
+    #: CPU, memory and the rest are the remote's, not read here.
+    host: str
 
 
 class ProcessFacts:

@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
-from taskscope.client import ClientError
+from taskscope.client import AgentClient, ClientError
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
@@ -335,10 +335,18 @@ class TaskscopeApp(App[int]):
 
 
 def run_dashboard(
-    pid: int, interval: float = 0.5, timeout: float = 10.0, socket_dir: str | None = None
+    pid: int,
+    interval: float = 0.5,
+    timeout: float = 10.0,
+    socket_dir: str | None = None,
+    client_factory: Callable[[], AgentClient] | None = None,
+    remote: str | None = None,
 ) -> int:
-    """`taskscope attach PID`: run the dashboard on the real process until the user quits."""
-    source = AgentSource(pid, timeout=timeout, socket_dir=socket_dir)
+    """`taskscope attach PID`: run the dashboard on the real process until the user quits
+    (on another host: `client_factory` makes its clients, `remote` names the host)."""
+    source = AgentSource(
+        pid, timeout=timeout, socket_dir=socket_dir, client_factory=client_factory, remote=remote
+    )
     app = TaskscopeApp(source, interval=interval)
     try:
         result = app.run()

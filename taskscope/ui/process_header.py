@@ -83,6 +83,8 @@ class ProcessHeader(Static):
         python = info.get("python") or (model.python if model else "")
         if python:
             facts.append(f"Python {safe_text(python)}")
+        if "host" in info:
+            facts.append(f"remote {safe_text(info['host'])}")
         if "cpu_percent" in info:
             facts.append(f"CPU {info['cpu_percent']:.0f}%")
         if "rss" in info:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from taskscope.client import AgentClient
@@ -57,7 +57,15 @@ class AgentSource:
     """The real source: one `AgentClient` for the subscription (its own thread) and another,
     behind a lock, for commands (cancel, stack, snapshot) from any worker thread."""
 
-    def __init__(self, pid: int, *, timeout: float = 10.0, socket_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        *,
+        timeout: float = 10.0,
+        socket_dir: str | None = None,
+        client_factory: Callable[[], AgentClient] | None = None,
+        remote: str | None = None,
+    ) -> None:
         self.pid = pid
         self.timeout = timeout
         #: Where the agent listens when not where we look (another user's, a chroot's).
@@ -67,11 +75,22 @@ class AgentSource:
         self._lock = threading.Lock()
         self._facts = ProcessFacts(pid)
         self._python = ""
+        #: Remote processes (taskscope.remote): clients made by `client_factory`, and the
+        #: host named in the header instead of this host's psutil facts of a pid not here.
+        self._client_factory = client_factory
+        self.remote = remote
+        self._command_line = ""
+
+    def _new_client(self) -> AgentClient:
+        if self._client_factory is not None:
+            return self._client_factory()
+        return AgentClient(self.pid, timeout=self.timeout, socket_dir=self.socket_dir)
 
     def subscribe(self, interval: float) -> Iterator[Update]:
-        client = AgentClient(self.pid, timeout=self.timeout, socket_dir=self.socket_dir)
+        client = self._new_client()
         hello = client.connect()
         self._python = str(hello.get("python", ""))
+        self._command_line = " ".join(str(arg) for arg in hello.get("argv") or ())
         self._feed = client
         try:
             yield from client.subscribe(interval)
@@ -80,7 +99,7 @@ class AgentSource:
 
     def _command_client(self) -> AgentClient:
         if self._commands is None:
-            client = AgentClient(self.pid, timeout=self.timeout, socket_dir=self.socket_dir)
+            client = self._new_client()
             hello = client.connect()
             self._python = self._python or str(hello.get("python", ""))
             self._commands = client
@@ -109,6 +128,13 @@ class AgentSource:
         return snapshot
 
     def process_info(self) -> ProcessInfo:
+        if self.remote is not None:
+            remote: ProcessInfo = {"pid": self.pid, "host": self.remote}
+            if self._command_line:
+                remote["command"] = self._command_line
+            if self._python:
+                remote["python"] = self._python
+            return remote
         info = self._facts.read()
         if self._python:
             info["python"] = self._python
