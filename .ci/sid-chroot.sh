@@ -3,7 +3,7 @@
 # Usage: .ci/sid-chroot.sh DIR. The mirror is read from apt's own sources: no host name here.
 set -euo pipefail
 dir=${1:?usage: sid-chroot.sh DIR}
-packages=python3.14,python3.14-venv,python3.15,python3.15-venv,gdb,tmux,procps,ca-certificates
+packages=python3.14,python3.14-venv,python3.15,python3.15-venv,gdb,tmux,procps,ca-certificates,openssh-server,openssh-client
 
 if [ -x "$dir/usr/bin/python3.14" ] && [ -x "$dir/usr/bin/python3.15" ] && [ -f "$dir/.taskscope-ready" ]; then
   echo "ci: reusing the sid chroot at $dir"

@@ -623,7 +623,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     outcome = str(reply.get("outcome"))
     error = str(reply.get("error") or "the agent did not say why")
     title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
-    text = CANCEL_TEXT.get(outcome, outcome).format(task=title, pid=args.pid, error=error)
+    # On another host, the `ps` to run names it: `taskscope ps ssh://HOST PID`.
+    where = args.pid if args.remote is None else f"{args.remote} {args.pid}"
+    text = CANCEL_TEXT.get(outcome, outcome).format(task=title, pid=where, error=error)
     if outcome in ("no_such_task", "failed"):
         print(f"taskscope: {text}", file=sys.stderr)
         return EXIT_ERROR

@@ -127,6 +127,7 @@ def test_cancel_through_ssh_reaches_the_task(sshd: LoopbackSshd, start: Any) -> 
     result = remote(sshd, "cancel", target.pid, "victim")
     assert result.returncode == 0, result.stderr
     assert "cancel requested for task" in result.stdout
+    assert f"`taskscope ps {sshd.target} {target.pid}` shows the outcome" in result.stdout
     wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
 
 
