@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
             "with ssh; see --remote-command",
         )
         # The PID after an ssh:// target (argparse fills it only when there are two).
-        command.add_argument("remote_pid", type=_pid, nargs="?", help=argparse.SUPPRESS)
+        command.add_argument(
+            "remote_pid", type=_pid, nargs="?", metavar="PID", help=argparse.SUPPRESS
+        )
         command.add_argument(
             "--no-inject",
             action="store_true",
