@@ -257,7 +257,7 @@ def test_the_bridge_writes_only_the_protocol_to_stdout(start: Any) -> None:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_the_dashboard_over_ssh_shows_the_remote_tasks(sshd: LoopbackSshd, start: Any) -> None:
-    from tests.ui.test_tmux_e2e import Terminal
+    from tests.ui.test_tmux_e2e import Terminal, detail_title
 
     target = start("service.py").wait_ready()
     terminal = Terminal("remote-attach")
@@ -280,6 +280,15 @@ def test_the_dashboard_over_ssh_shows_the_remote_tasks(sshd: LoopbackSshd, start
         # The header names the host instead of this host's facts of a pid that is not here.
         assert f"remote {sshd.target}" in screen
         assert "RSS" not in screen and "CPU" not in screen
+        # A cancel from the dashboard goes through ssh too: find the victim, c, y.
+        terminal.keys("/")
+        wait_for(lambda: "filter by name" in terminal.screen(), 10, "the filter box")
+        terminal.keys("victim", "Enter")
+        wait_for(lambda: detail_title(terminal.screen()) == "victim", 10, "the victim selected")
+        terminal.keys("c")
+        wait_for(lambda: "[y/N]" in terminal.screen(), 10, "the cancel confirmation")
+        terminal.keys("y")
+        wait_for(lambda: "victim cancelled" in notes(target), 15, "the victim's CancelledError")
         terminal.keys("q")
         wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
         assert target.process.poll() is None
