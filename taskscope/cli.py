@@ -397,7 +397,15 @@ def _check_loops(client: AgentClient, args: argparse.Namespace, snapshot: WireSn
     if snapshot["loops"] or snapshot["tasks"]:
         return
     message = f"no event loop in process {args.pid}: it runs no asyncio (yet)"
-    if getattr(args, "injected", False):
+    if getattr(args, "remote", None) is not None:
+        from taskscope.remote import RemoteClient
+
+        # The bridge loaded it there if it started after this connection began.
+        if isinstance(client, RemoteClient) and client.loaded_for_us(snapshot["taken_at"]):
+            client.detach()
+            client.wait_hangup(args.timeout)
+            message += "; the agent loaded to look was unloaded again"
+    elif getattr(args, "injected", False):
         client.detach()
         _wait_socket_gone(client.path)
         message += "; the agent loaded to look was unloaded again"

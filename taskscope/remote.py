@@ -133,6 +133,8 @@ class RemoteClient(AgentClient):
         self.settings = settings
         self.no_inject = no_inject
         self._ssh: subprocess.Popen[bytes] | None = None
+        #: When ssh was started (this host's monotonic clock).
+        self._began: float | None = None
         self._ssh_stderr: IO[bytes] | None = None
         ours, theirs = socket.socketpair()
         self._theirs: socket.socket | None = theirs
@@ -148,6 +150,7 @@ class RemoteClient(AgentClient):
         assert theirs is not None, "a RemoteClient connects once"
         # Kept for the life of the connection (read when it ends), closed by close().
         self._ssh_stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self._began = time.monotonic()
         try:
             self._ssh = subprocess.Popen(
                 command,
@@ -182,6 +185,15 @@ class RemoteClient(AgentClient):
             raise
         finally:
             self.on_slow, self.timeout = on_slow, timeout
+
+    def loaded_for_us(self, taken_at: float) -> bool:
+        """Whether the agent started after this connection began: the bridge loaded it for
+        this look. Judged on the remote's clock alone (its start, and a snapshot's `taken_at`
+        just received) against the time passed here, so the two clocks may disagree."""
+        started_at = self.hello.get("started_at")
+        if self._began is None or not isinstance(started_at, int | float):
+            return False
+        return taken_at - started_at <= time.monotonic() - self._began
 
     def wait_hangup(self, timeout: float) -> bool:
         """Whether the remote end closes the connection within `timeout` seconds (after a

@@ -146,6 +146,27 @@ def test_an_agent_is_loaded_over_ssh_and_detached_over_ssh(sshd: LoopbackSshd, s
     assert target.process.poll() is None
 
 
+def test_no_event_loop_over_ssh_says_so_and_unloads_what_it_loaded(
+    sshd: LoopbackSshd, start: Any, socket_dir: str
+) -> None:
+    # GIVEN a Python program that runs no asyncio, without an agent
+    target = start("no_asyncio.py", agent=False).wait_ready()
+    # WHEN tree looks at it through ssh (the remote end loads the agent to look)
+    result = remote(sshd, "tree", target.pid)
+    # THEN it says so as the local command does, exit status 3
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert result.stderr.strip() == (
+        f"taskscope: no event loop in process {target.pid}: it runs no asyncio (yet); "
+        "the agent loaded to look was unloaded again"
+    )
+    # AND the agent it loaded is gone again
+    wait_for(
+        lambda: not os.path.exists(os.path.join(socket_dir, f"{target.pid}.sock")),
+        what="the agent's socket to go",
+    )
+    assert target.stop()[0] == 0
+
+
 def test_record_through_ssh_writes_the_remote_tasks(
     sshd: LoopbackSshd, start: Any, tmp_path: Path
 ) -> None:
