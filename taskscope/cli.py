@@ -809,9 +809,19 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         raise ClientError(f"relaying for process {args.pid} failed: {error.strerror}") from None
     finally:
         raw.close()
-    if not process_exists(args.pid):
+    if not process_exists(args.pid) or _zombie(args.pid):
         raise ClientError(f"process {args.pid} exited")
     return 0
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited and waits for its parent to collect its status."""
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -181,6 +181,38 @@ def test_record_through_ssh_writes_the_remote_tasks(
     assert "victim" in {task["name"] for task in snapshot["tasks"]}
 
 
+def test_a_remote_recording_ends_with_the_process(
+    sshd: LoopbackSshd, start: Any, tmp_path: Path
+) -> None:
+    # GIVEN a recording through ssh, with no duration
+    target = start("service.py").wait_ready()
+    output = tmp_path / "until-exit.tsrec"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    recording = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "taskscope", "record", sshd.target, str(target.pid)),
+            *("-o", str(output), "--interval", "0.2", *sshd.remote_args()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for(lambda: output.exists() and output.stat().st_size > 0, 30, "the first update")
+        # WHEN the process ends (service.py's status is 3)
+        assert target.stop()[0] == 3
+        # THEN the recording ends by itself, saying why, and what it wrote reads back
+        _out, err = recording.communicate(timeout=30)
+    finally:
+        if recording.poll() is None:
+            recording.kill()
+            recording.communicate()
+    assert recording.returncode == 0, err
+    assert f"process {target.pid} ended; recorded" in err
+    assert "victim" in {task["name"] for task in open_recording(output).snapshot_at(None)["tasks"]}
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
