@@ -784,7 +784,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     when needed, as `ps` does), then relay bytes between stdin/stdout and its socket until
     either side closes. Nothing else reaches stdout: the protocol's stream is the only thing
     there; errors go to stderr as one line."""
-    from taskscope.process_facts import process_exists
+    from taskscope.process_facts import process_alive
     from taskscope.remote import relay
 
     if args.remote is not None:
@@ -809,19 +809,9 @@ def cmd_bridge(args: argparse.Namespace) -> int:
         raise ClientError(f"relaying for process {args.pid} failed: {error.strerror}") from None
     finally:
         raw.close()
-    if not process_exists(args.pid) or _zombie(args.pid):
+    if not process_alive(args.pid):  # gone, or a zombie waiting for its parent
         raise ClientError(f"process {args.pid} exited")
     return 0
-
-
-def _zombie(pid: int) -> bool:
-    """A process that has exited and waits for its parent to collect its status."""
-    import psutil
-
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
