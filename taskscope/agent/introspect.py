@@ -38,6 +38,7 @@ from taskscope.agent.awaiting import (
 from taskscope.agent.tracker import (
     FinishedTask,
     LoopRecord,
+    Site,
     TaskMeta,
     TaskWire,
     Tracker,
@@ -109,14 +110,14 @@ def walk_frames(coro: Any) -> list[FrameType]:
     return _chain(coro)[0]
 
 
-def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[Any, ...]]:
+def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
     a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
     same stack and same classification plan (the cache entry keeps the code objects alive,
     so their ids cannot be reused while it exists)."""
     frames: list[FrameType] = []
     owners: list[Any] = []
-    key: list[Any] = []
+    key: list[int] = []
     obj = coro
     # Fast path: native coroutines awaiting native coroutines, the common chain.
     while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
@@ -167,7 +168,7 @@ def line_at(code: CodeType, lasti: int) -> int | None:
     return None
 
 
-def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
+def _stack_entry(frames: list[FrameType], key: tuple[int, ...]) -> StackEntry:
     """The wire stack and classification plan of a suspension point, cached by its key. The
     stack is shared by every task suspended there, in every snapshot. A tuple, as every
     sequence in the records the agent keeps (they never change): a list is one more object
@@ -196,15 +197,15 @@ def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
     return result
 
 
-def _task_frames(task: Any) -> list[FrameType]:
+def _task_frames(task: asyncio.Future[Any]) -> list[FrameType]:
     return walk_frames(task_coro(task))
 
 
 #: id(creation site) -> (site, its wire form): tasks made at one place share both.
-_ORIGINS: dict[int, tuple[Any, tuple[WireFrame, ...]]] = {}
+_ORIGINS: dict[int, tuple[Site, tuple[WireFrame, ...]]] = {}
 
 
-def _origin(site: tuple[tuple[CodeType, int], ...]) -> tuple[WireFrame, ...]:
+def _origin(site: Site) -> tuple[WireFrame, ...]:
     if not site:
         return _NONE
     known = _ORIGINS.get(id(site))
@@ -325,7 +326,7 @@ class StackEntry(NamedTuple):
 #: (code, line) -> frame record, shared by every task suspended at the same place.
 _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
 #: `_chain` key -> StackEntry: see `_stack_entry`.
-_STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
+_STACK_CACHE: dict[tuple[int, ...], StackEntry] = {}
 #: What the builder notes of each pending task for its next look lives in the task's
 #: `TaskMeta` (`chain_*` and `rec_*` fields): only weak references to the host's objects.
 #: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
@@ -365,7 +366,7 @@ _SCRATCH = _ScratchLists()
 
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).
-_NONE: tuple[Any, ...] = ()
+_NONE: tuple[()] = ()
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:

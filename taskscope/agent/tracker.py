@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.protocol import WireAwaiting, WireFrame, WireTask
@@ -79,6 +79,7 @@ def _site(code: CodeType, offset: int) -> Site:
     return site
 
 
+_T = TypeVar("_T")
 _monotonic = time.monotonic
 _wall = time.time
 _weakref = weakref.ref
@@ -881,7 +882,7 @@ def _pending_tasks(
     return result
 
 
-def _copy(source: Any) -> list[Any]:
+def _copy(source: Iterable[_T]) -> list[_T]:
     for _attempt in range(1000):
         try:
             return list(source)
