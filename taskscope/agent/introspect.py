@@ -605,6 +605,7 @@ class SnapshotBuilder:
         main_tasks: dict[str, str] = {}
         unwatched: list[asyncio.Task[Any]] = []
         stack_and_awaiting, pending_record = _stack_and_awaiting, _pending_record
+        replaced = graph.replaced
         task_loop: asyncio.AbstractEventLoop | None = None
         loop_id = ""
         run = 0  # tasks of `task_loop` in a row, added to `counts` when it changes
@@ -656,7 +657,7 @@ class SnapshotBuilder:
                     awaiting,
                     is_running,
                     waiters,
-                    graph.replaced,
+                    replaced,
                 )
             )
             metas.append(meta)

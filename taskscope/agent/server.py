@@ -543,7 +543,6 @@ class _Connection:
         self.previous: dict[str, WireTask] = {}
         #: Set by a hello that asked for the compact encoding: what this client was sent.
         self.encoder: CompactEncoder | None = None
-        #: A cancel reply waiting for the task's loop: (reply, deadline, outcome box).
         #: A cancel reply waiting for the task's loop: the reply, until when it waits, and the
         #: box the loop puts the outcome (and error) in.
         self.waiting: tuple[CancelReply, float, list[tuple[CancelOutcome, str | None]]] | None = (
