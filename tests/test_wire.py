@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from taskscope import protocol
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.client import ENCODING_ENV, AgentClient
+from taskscope.client import ENCODING_ENV, AgentClient, ClientError
 from taskscope.protocol import (
     CompactDecoder,
     CompactEncoder,
@@ -664,3 +666,48 @@ def test_subscription_deltas_count_down_in_both_encodings(start: Any, encoding: 
         assert awaiting is not None and "countdown" not in awaiting
         assert 3590 < awaiting["seconds_left"] <= 3600  # type: ignore[operator]
         assert awaiting["text"] == f"sleep, {awaiting['seconds_left']:.0f} s left"
+
+
+def test_a_reply_of_another_type_is_a_bad_reply(tmp_path: Any) -> None:
+    # GIVEN an agent (a stand-in on a real socket) that answers a stack request with a cancel
+    # reply
+    directory = tmp_path / "sockets"
+    directory.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path(os.getpid(), str(directory)))
+    listener.listen(1)
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            hello = json.loads(lines.readline())
+            connection.sendall(
+                encode(
+                    {
+                        "type": "hello",
+                        "re": hello["id"],
+                        "protocol": 1,
+                        "agent": "0",
+                        "pid": os.getpid(),
+                        "python": "3",
+                        "executable": "python3",
+                        "argv": [],
+                        "started_at": 0.0,
+                    }
+                )
+            )
+            request = json.loads(lines.readline())
+            reply = {"type": "cancel", "re": request["id"], "task": "1", "outcome": "requested"}
+            connection.sendall(encode(reply))
+            lines.readline()  # until the client hangs up
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    # WHEN the client asks for a stack
+    with AgentClient(os.getpid(), socket_dir=str(directory), encoding="plain") as client:
+        assert client.hello["python"] == "3"
+        # THEN it says the reply is bad, in one line, rather than handing on the wrong shape
+        with pytest.raises(ClientError, match="bad reply from the agent: 'cancel' to a 'stack'"):
+            client.stack("1")
+    server.join(timeout=10)
+    listener.close()
