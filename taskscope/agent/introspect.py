@@ -641,7 +641,7 @@ class SnapshotBuilder:
             run += 1
             # Who waits for this task: its done callbacks. Most tasks have only ours.
             waiters: list[int] | None = None
-            callbacks = task._callbacks
+            callbacks = getattr(task, "_callbacks", None)  # a task-like object may have none
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
                 if _driven_by_run_until_complete(callbacks):
                     main_tasks[loop_id] = wire[0]
@@ -746,7 +746,7 @@ def _stack_and_awaiting(
     (None while it runs). A task still suspended on the very same future as at the last look
     has not been stepped since: same frames at the same places, same plan (noted in
     `meta.chain_*`); only what they wait on is described again, from the memo when it can."""
-    fut = task._fut_waiter  # type: ignore[attr-defined]
+    fut = getattr(task, "_fut_waiter", None)
     fut_ref = meta.chain_fut if fut is not None else None
     if fut_ref is not None and fut_ref() is fut:
         plan = meta.chain_plan
