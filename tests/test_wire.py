@@ -686,7 +686,7 @@ def test_a_reply_of_another_type_is_a_bad_reply(tmp_path: Any) -> None:
                     {
                         "type": "hello",
                         "re": hello["id"],
-                        "protocol": 1,
+                        "protocol": protocol.PROTOCOL_VERSION,
                         "agent": "0",
                         "pid": os.getpid(),
                         "python": "3",
