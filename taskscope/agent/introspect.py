@@ -702,6 +702,13 @@ class SnapshotBuilder:
 LiveLoop = tuple[LoopRecord, asyncio.AbstractEventLoop]
 
 
+#: A task's last record, replaced in this look, and what it was made of: whether the look
+#: found the task made of the same (`_pending_record`), the ids of the tasks it awaited and of
+#: those awaiting it, the record. A plain tuple: one is made per task that moved, and a named
+#: tuple costs a Python-level call to make.
+_Replaced = tuple[bool, list[int] | None, list[int] | None, WireTask]
+
+
 class _AwaitGraph:
     """Who awaits whom in one look, found task by task (`SnapshotBuilder._waiters_of`)."""
 
@@ -715,17 +722,6 @@ class _AwaitGraph:
         #: For the tasks whose last record this look replaced, by id: what `_add_awaited_tasks`
         #: needs to give a waiter its last record again when it comes out the same.
         self.replaced: dict[int, _Replaced] = {}
-
-
-class _Replaced(NamedTuple):
-    """A task's last record, replaced in this look, and what it was made of."""
-
-    #: Whether the look found the task made of the same (`_pending_record`).
-    same: bool
-    #: The ids of the tasks it awaited, and of those awaiting it.
-    awaited: list[int] | None
-    waiters: list[int] | None
-    record: WireTask
 
 
 def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
@@ -829,7 +825,7 @@ def _pending_record(
     if record is not None and same and meta.rec_awaited is None and meta.rec_waiters == waiters:
         return record
     if record is not None:
-        replaced[meta.task_id] = _Replaced(same, meta.rec_awaited, meta.rec_waiters, record)
+        replaced[meta.task_id] = (same, meta.rec_awaited, meta.rec_waiters, record)
     record = meta.record = _task_record(
         wire, loop_id, name, stack, awaiting, running, created_at, waiters
     )
@@ -851,11 +847,11 @@ def _add_awaited_tasks(graph: _AwaitGraph, records: list[WireTask], metas: list[
         last = graph.replaced.get(number)
         if (
             last is not None
-            and last.same
-            and last.awaited == awaited
-            and last.waiters == meta.rec_waiters
+            and last[0]  # made of the same
+            and last[1] == awaited
+            and last[2] == meta.rec_waiters
         ):
-            record = last.record
+            record = last[3]
         else:
             record = _with_awaited(records[slot], awaited)
         meta.record, meta.rec_awaited = record, awaited
