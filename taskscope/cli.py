@@ -605,8 +605,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
     print(f"{title}, {task.state}, stack outermost first:")
     for frame in reply["stack"]:
         print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
-        if frame.get("source"):
-            print(f"      {safe_text(frame['source'])}")
+        source = frame.get("source")
+        if source:
+            print(f"      {safe_text(source)}")
     if reply.get("created_from"):
         print("created from:")
         for frame in reply["created_from"]:

@@ -15,7 +15,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import cast
 
 from taskscope.process_facts import gone_since, process_exists, process_uid, user_name
 from taskscope.protocol import (
@@ -24,10 +24,18 @@ from taskscope.protocol import (
     MAX_REPLY_BYTES,
     PLAIN,
     PROTOCOL_VERSION,
+    CancelOutcome,
+    CancelReply,
     CompactDecoder,
+    DetachReply,
+    ErrorReply,
+    HelloReply,
     LineBuffer,
     ProtocolError,
+    Reply,
     Request,
+    SnapshotReply,
+    StackReply,
     WireDelta,
     WireSnapshot,
     directory_is_private,
@@ -126,8 +134,8 @@ class AgentClient:
         self._buffer = LineBuffer(MAX_REPLY_BYTES)
         self._lines: deque[bytes] = deque()
         self._next_id = 1
-        self._pushed: deque[dict[str, Any]] = deque()
-        self.hello: dict[str, Any] = {}
+        self._pushed: deque[Reply] = deque()
+        self._hello: HelloReply | None = None
         #: What to ask for in hello, then what the agent chose.
         self.requested_encoding = encoding or os.environ.get(ENCODING_ENV) or COMPACT
         self.encoding = PLAIN
@@ -135,7 +143,7 @@ class AgentClient:
 
     # --- connection ----------------------------------------------------------------------------
 
-    def connect(self) -> dict[str, Any]:
+    def connect(self) -> HelloReply:
         if self._connected is not None:
             sock, self._connected = self._connected, None
             sock.settimeout(self.timeout)
@@ -143,13 +151,16 @@ class AgentClient:
             sock = self.open_socket()
         self._sock = sock
         self._decoder = None
-        reply = self._request(
-            Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
+        reply = cast(
+            HelloReply,
+            self._request(
+                Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
+            ),
         )
         self.encoding = COMPACT if reply.get("encoding") == COMPACT else PLAIN
         if self.encoding == COMPACT:
             self._decoder = CompactDecoder()
-        self.hello = reply
+        self._hello = reply
         return reply
 
     def open_socket(self) -> socket.socket:
@@ -190,6 +201,13 @@ class AgentClient:
             )
         return sock
 
+    @property
+    def hello(self) -> HelloReply:
+        """The agent's hello (ClientError before `connect`)."""
+        if self._hello is None:
+            raise ClientError("not connected")
+        return self._hello
+
     def _connect(self, sock: socket.socket) -> None:
         """connect(), waiting while the agent's listen queue is full (EAGAIN: the agent is
         taking connections and will have room in a moment)."""
@@ -227,8 +245,10 @@ class AgentClient:
         and a loop's last heartbeat came that late too, the loop was blocked (a call that held
         the GIL kept the agent from running as well): it is reported blocked for as long as
         that heartbeat was late, though it ran again just before the answer."""
-        reply = self._request(Request("snapshot", include_finished=include_finished))
-        snapshot = cast(WireSnapshot, reply["snapshot"])
+        reply = cast(
+            SnapshotReply, self._request(Request("snapshot", include_finished=include_finished))
+        )
+        snapshot = reply["snapshot"]
         if self.longest_wait >= SLOW_REPLY:
             for loop in snapshot.get("loops", ()):
                 lag = loop.get("lag")
@@ -241,36 +261,39 @@ class AgentClient:
                     loop["blocked_ended"] = True  # type: ignore[typeddict-unknown-key]
         return snapshot
 
-    def stack(self, task_id: str) -> dict[str, Any]:
-        return self._request(Request("stack", task_id=task_id))
+    def stack(self, task_id: str) -> StackReply:
+        return cast(StackReply, self._request(Request("stack", task_id=task_id)))
 
-    def cancel(self, task_id: str, message: str | None = None) -> str:
-        return str(self.cancel_reply(task_id, message)["outcome"])
+    def cancel(self, task_id: str, message: str | None = None) -> CancelOutcome:
+        return self.cancel_reply(task_id, message)["outcome"]
 
-    def cancel_reply(self, task_id: str, message: str | None = None) -> dict[str, Any]:
+    def cancel_reply(self, task_id: str, message: str | None = None) -> CancelReply:
         """The agent's whole answer: `outcome`, and `error` when the cancel failed."""
-        return self._request(Request("cancel", task_id=task_id, message=message))
+        return cast(CancelReply, self._request(Request("cancel", task_id=task_id, message=message)))
 
     def detach(self) -> str:
         """Ask the agent to stop and undo what it changed in the process; it hangs up after
         answering (`detaching`)."""
-        reply = self._request(Request("detach"))
-        return str(reply.get("outcome"))
+        reply = cast(DetachReply, self._request(Request("detach")))
+        return reply["outcome"]
 
     def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""
-        reply = self._request(Request("subscribe", interval=interval), timeout=None)
-        yield "snapshot", cast(WireSnapshot, reply["snapshot"])
+        reply = cast(
+            SnapshotReply, self._request(Request("subscribe", interval=interval), timeout=None)
+        )
+        yield "snapshot", reply["snapshot"]
         while True:
             message = self._pushed.popleft() if self._pushed else self._read_message(None)
-            if message.get("type") == "delta":
-                yield "delta", cast(WireDelta, message["delta"])
-            elif message.get("type") == "error":
-                raise ClientError(f"agent error: {message.get('message')}")
+            if message["type"] == "delta":
+                yield "delta", message["delta"]
+            elif message["type"] == "error":
+                raise ClientError(f"agent error: {message['message']}")
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _request(self, request: Request, timeout: float | None = -1.0) -> dict[str, Any]:
+    def _request(self, request: Request, timeout: float | None = -1.0) -> Reply:
+        """The agent's reply to `request`, of the request's type (an error reply raises)."""
         if self._sock is None:
             raise ClientError("not connected")
         request_id = self._next_id
@@ -290,25 +313,33 @@ class AgentClient:
             )
             self.longest_wait = max(self.longest_wait, time.monotonic() - sent)
             if message.get("re") == request_id or (
-                message.get("type") == "error" and message.get("re") is None
+                message["type"] == "error" and message.get("re") is None
             ):
-                if message.get("type") == "error":
-                    refusal = self._refusal(message)
-                    if refusal is not None:
-                        raise refusal
-                    if message.get("code") == "version_mismatch":
-                        raise VersionMismatch(
-                            f"protocol version mismatch: the agent in process {self.pid} "
-                            f"speaks {message.get('protocol')}, this taskscope speaks "
-                            f"{PROTOCOL_VERSION}; use the same taskscope version on both sides"
-                        )
-                    raise ClientError(f"the agent refused the request: {message.get('message')}")
+                if message["type"] == "error":
+                    raise self._error(message)
+                if message["type"] != request.type and request.type != "subscribe":
+                    raise ClientError(
+                        f"bad reply from the agent: {message['type']!r} to a {request.type!r}"
+                    )
                 return message
             self._pushed.append(message)
 
-    def _read_message(
-        self, timeout: float | None, slow_from: float | None = None
-    ) -> dict[str, Any]:
+    def _error(self, message: ErrorReply) -> ClientError:
+        """The one line for an error reply."""
+        refusal = self._refusal(message)
+        if refusal is not None:
+            return refusal
+        if message.get("code") == "version_mismatch":
+            return VersionMismatch(
+                f"protocol version mismatch: the agent in process {self.pid} "
+                f"speaks {message.get('protocol')}, this taskscope speaks "
+                f"{PROTOCOL_VERSION}; use the same taskscope version on both sides"
+            )
+        return ClientError(f"the agent refused the request: {message.get('message')}")
+
+    def _read_message(self, timeout: float | None, slow_from: float | None = None) -> Reply:
+        """The next message, expanded from the compact encoding; one that is not an object
+        with a string `type` raises."""
         assert self._sock is not None
         deadline = None if timeout is None else time.monotonic() + timeout
         slow_at = None
@@ -347,9 +378,8 @@ class AgentClient:
             message = json.loads(line)
         except ValueError:
             raise ClientError("bad reply from the agent: not JSON") from None
-        if not isinstance(message, dict):
-            raise ClientError("bad reply from the agent: not an object")
-        message = cast(dict[str, Any], message)
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            raise ClientError("bad reply from the agent: not an object with a type")
         if self._decoder is not None:
             # Every message, in the order received: the tables grow with them.
             try:
@@ -360,9 +390,9 @@ class AgentClient:
         if kind == "snapshot" or kind == "delta":
             # Schema 1 says what each task awaits in words too: made here, from the facts.
             fill_texts(message[kind], "tasks" if kind == "snapshot" else "changed")
-        return message
+        return cast(Reply, message)
 
-    def _refusal(self, message: dict[str, Any]) -> ClientError | None:
+    def _refusal(self, message: ErrorReply) -> ClientError | None:
         """The one line for an agent that will not serve this client, by its error code."""
         code = message.get("code")
         if code == "busy":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from taskscope.client import AgentClient, AgentGone, ClientError
+from taskscope.protocol import HelloReply
 
 SCHEME = "ssh://"
 #: The remote end's command line, up to `bridge`: run by the remote user's shell.
@@ -141,7 +142,7 @@ class RemoteClient(AgentClient):
         super().__init__(pid, timeout=timeout, connected=ours, **options)
         self.path = f"{host} process {pid}"
 
-    def connect(self) -> dict[str, Any]:
+    def connect(self) -> HelloReply:
         if self._sock is not None:
             return self.hello  # `with connect(args) as client:` enters a connected client
         args = ["--timeout", f"{self.timeout:g}", *(["--no-inject"] if self.no_inject else [])]

@@ -48,6 +48,7 @@ import pytest
 
 from taskscope.agent import awaiting, introspect
 from taskscope.agent.awaiting import _outside_asyncio, first_local
+from taskscope.agent.cancel import cancel_reaches_cycle
 from taskscope.agent.introspect import SnapshotBuilder, walk_frames
 from taskscope.agent.tracker import Tracker, _registry_sources, pending_tasks, task_coro
 
@@ -144,7 +145,7 @@ async def _finish(*pending: asyncio.Future[Any]) -> None:
 
 
 def test_fut_waiter_is_the_future_or_task_a_suspended_task_awaits() -> None:
-    # introspect.SnapshotBuilder.build_raw, introspect.in_await_cycle
+    # introspect.SnapshotBuilder.build_raw, cancel.cancel_reaches_cycle
     async def scenario() -> None:
         future = asyncio.get_running_loop().create_future()
 
@@ -230,7 +231,7 @@ def test_a_wakeup_called_with_a_cancelled_future_raises_cancelled_error_at_the_a
         await _suspended(both["second"])
         assert both["first"]._fut_waiter is both["second"]
         assert both["second"]._fut_waiter is both["first"]
-        assert introspect.in_await_cycle(both["first"])
+        assert cancel_reaches_cycle(both["first"])
         waited = both["first"]._fut_waiter
         (wakeup,) = [
             cb for cb, _ in waited._callbacks if getattr(cb, "__self__", None) is both["first"]
@@ -794,7 +795,8 @@ def test_a_task_group_lists_its_members_whose_done_callback_leads_to_its_parent(
 
 
 def test_gather_awaits_a_gathering_future_whose_children_are_its_awaitables() -> None:
-    # awaiting.describe_future, introspect._resolve_waiters (gather's closure), in_await_cycle
+    # awaiting.describe_future, introspect._resolve_waiters (gather's closure),
+    # cancel.cancel_reaches_cycle (a gather's `_children`)
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()

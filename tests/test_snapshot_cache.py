@@ -46,13 +46,13 @@ def _build(tracker: Tracker) -> WireSnapshot:
 
 def _cached_numbers(tracker: Tracker) -> set[int]:
     """The tasks whose chain the builder noted (in their metadata) for its next look."""
-    return {meta.task_id for meta in tracker._meta.values() if meta.chain_fut is not None}
+    return {meta.task_id for meta in tracker.task_metas().values() if meta.chain_fut is not None}
 
 
 def _cached_entry(tracker: Tracker, number: int) -> Any:
     """The note's weak reference to the task's awaited future: the same object while the
     note is reused."""
-    for meta in tracker._meta.values():
+    for meta in tracker.task_metas().values():
         if meta.task_id == number and meta.chain_fut is not None:
             return meta.chain_fut
     raise AssertionError(f"no cache entry for task {number}")
@@ -329,7 +329,7 @@ def test_cancelled_then_resuspended_task_is_described_again() -> None:
 
 def _forget_notes(tracker: Tracker) -> None:
     """What the builder noted for its next look, dropped: the next look starts afresh."""
-    for meta in tracker._meta.values():
+    for meta in tracker.task_metas().values():
         meta.chain_fut = meta.record = None
     introspect._DESCRIPTION_CACHE.pop(tracker, None)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from taskscope import protocol
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.client import ENCODING_ENV, AgentClient
+from taskscope.client import ENCODING_ENV, AgentClient, ClientError
 from taskscope.protocol import (
     CompactDecoder,
     CompactEncoder,
@@ -122,6 +124,62 @@ def test_compact_snapshot_expands_to_the_plain_records() -> None:
         await _teardown(tracker, tasks)
 
     asyncio.run(main())
+
+
+def test_records_have_the_declared_keys_in_the_declared_order() -> None:
+    async def main() -> None:
+        # GIVEN pending, running, finished, failed and cancelled tasks
+        tracker, tasks, _gate = await _population()
+        snapshot = SnapshotBuilder(tracker).build()
+        message = {"type": "snapshot", "snapshot": snapshot}
+        _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
+        # THEN every record, as the agent makes it and as the decoder expands it, has the
+        # row keys of the declaration in their order, then optional keys in theirs
+        declared = list(protocol.TASK_ROW_KEYS) + list(protocol.TASK_OPTIONAL_KEYS)
+        for records in (snapshot["tasks"], decoded["snapshot"]["tasks"]):
+            for record in records:
+                keys = list(record)
+                assert keys[: len(protocol.TASK_ROW_KEYS)] == list(protocol.TASK_ROW_KEYS)
+                assert keys == [key for key in declared if key in record], keys
+        await _teardown(tracker, tasks)
+
+    asyncio.run(main())
+
+
+def test_the_declared_task_keys_are_the_documented_schema_1_keys() -> None:
+    # The contract with users' scripts (docs/protocol.md): spelled out here on purpose.
+    assert protocol.TASK_ROW_KEYS == (
+        "id",
+        "loop",
+        "name",
+        "state",
+        "coro",
+        "stack",
+        "awaiting",
+        "awaited_by",
+        "parent",
+        "created_at",
+        "finished_at",
+    )
+    assert set(protocol.TASK_OPTIONAL_KEYS) == {
+        "running",
+        "result",
+        "exception",
+        "first_seen_at",
+        "cancel_requested_at",
+        "created_from",
+    }
+    assert protocol.TASK_OPTIONAL_KEYS[-1] == "created_from"  # last in every record
+
+
+def test_the_model_has_a_field_for_every_declared_task_key() -> None:
+    # TaskInfo.from_wire reads each key of the declaration into the field of its name
+    from dataclasses import fields
+
+    from taskscope.model import TaskInfo
+
+    names = {field.name for field in fields(TaskInfo)}
+    assert set(protocol.TASK_ROW_KEYS) | set(protocol.TASK_OPTIONAL_KEYS) <= names
 
 
 def test_tables_persist_across_messages_and_only_new_entries_are_sent() -> None:
@@ -238,7 +296,8 @@ def test_countdowns_travel_as_end_times_and_expand_to_the_plain_words() -> None:
         assert any(
             text.startswith("wait_for ") and " s left, timeout in " in text for text in texts
         )
-        cycle = [text for text in texts if text.endswith(" (await cycle)")]
+        members = {task_id for cycle in plain["cycles"] for task_id in cycle}
+        cycle = [r["awaiting"]["text"] for r in plain["tasks"] if r["id"] in members]
         assert len(cycle) == 2 and all(", timeout in " in text for text in cycle)
         # No countdown reaches schema 1 raw; the plain records say seconds.
         assert not any("countdown" in (record["awaiting"] or {}) for record in plain["tasks"])
@@ -425,6 +484,54 @@ def _talk(pid: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
         return replies
 
 
+def _declared(reply: dict[str, Any], kind: type) -> None:
+    """`reply` has only keys its TypedDict declares, and its type tag."""
+    assert set(reply) <= set(kind.__annotations__), (set(reply), kind.__annotations__)
+    assert reply["type"] in str(kind.__annotations__["type"])
+
+
+def test_every_reply_has_the_keys_its_type_declares(start: Any) -> None:
+    # GIVEN a service with pending and finished tasks
+    target = start("service.py").wait_ready()
+    # WHEN a client asks for each kind of reply
+    hello, snapshot, bad, wrong_task, unknown = _talk(
+        target.pid,
+        {"type": "hello", "id": 1, "protocol": protocol.PROTOCOL_VERSION, "encoding": "plain"},
+        {"type": "snapshot", "id": 2},
+        {"type": "stack", "id": 3},
+        {"type": "cancel", "id": 4, "task": "999999"},
+        {"type": "stack", "id": 5, "task": "999999"},
+    )
+    tasks = snapshot["snapshot"]["tasks"]
+    pending = next(task for task in tasks if task["state"] == "pending")
+    finished = next(task for task in tasks if task["state"] != "pending")
+    stack, finished_stack, mismatch = _talk(
+        target.pid,
+        {"type": "hello", "id": 1, "protocol": protocol.PROTOCOL_VERSION},
+        {"type": "stack", "id": 6, "task": pending["id"]},
+        {"type": "stack", "id": 7, "task": finished["id"]},
+    )[1:] + _talk(target.pid, {"type": "hello", "id": 8, "protocol": 99})
+    # THEN each has the keys of its declaration in taskscope.protocol, and no other
+    _declared(hello, protocol.HelloReply)
+    assert hello["encoding"] == "plain" and hello["pid"] == target.pid
+    _declared(snapshot, protocol.SnapshotReply)
+    _declared(bad, protocol.ErrorReply)
+    assert bad["code"] == "bad_request" and "re" not in bad  # it could not be read
+    _declared(wrong_task, protocol.CancelReply)
+    assert wrong_task["outcome"] == "no_such_task" and wrong_task["re"] == 4
+    _declared(unknown, protocol.StackReply)
+    assert unknown["found"] is False and unknown["stack"] == []
+    _declared(stack, protocol.StackReply)
+    assert stack["found"] is True and stack["stack"]
+    for frame in stack["stack"] + stack["created_from"]:
+        assert set(frame) == set(protocol.StackFrame.__annotations__)
+    _declared(finished_stack, protocol.StackReply)
+    assert finished_stack["record"]["id"] == finished["id"]
+    _declared(mismatch, protocol.ErrorReply)
+    assert mismatch["code"] == "version_mismatch" and mismatch["re"] == 8
+    assert mismatch["protocol"] == protocol.PROTOCOL_VERSION
+
+
 def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
     target = start("service.py").wait_ready()
     hello, reply = _talk(
@@ -559,3 +666,48 @@ def test_subscription_deltas_count_down_in_both_encodings(start: Any, encoding: 
         assert awaiting is not None and "countdown" not in awaiting
         assert 3590 < awaiting["seconds_left"] <= 3600  # type: ignore[operator]
         assert awaiting["text"] == f"sleep, {awaiting['seconds_left']:.0f} s left"
+
+
+def test_a_reply_of_another_type_is_a_bad_reply(tmp_path: Any) -> None:
+    # GIVEN an agent (a stand-in on a real socket) that answers a stack request with a cancel
+    # reply
+    directory = tmp_path / "sockets"
+    directory.mkdir(mode=0o700)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path(os.getpid(), str(directory)))
+    listener.listen(1)
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, connection.makefile("rb") as lines:
+            hello = json.loads(lines.readline())
+            connection.sendall(
+                encode(
+                    {
+                        "type": "hello",
+                        "re": hello["id"],
+                        "protocol": protocol.PROTOCOL_VERSION,
+                        "agent": "0",
+                        "pid": os.getpid(),
+                        "python": "3",
+                        "executable": "python3",
+                        "argv": [],
+                        "started_at": 0.0,
+                    }
+                )
+            )
+            request = json.loads(lines.readline())
+            reply = {"type": "cancel", "re": request["id"], "task": "1", "outcome": "requested"}
+            connection.sendall(encode(reply))
+            lines.readline()  # until the client hangs up
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    # WHEN the client asks for a stack
+    with AgentClient(os.getpid(), socket_dir=str(directory), encoding="plain") as client:
+        assert client.hello["python"] == "3"
+        # THEN it says the reply is bad, in one line, rather than handing on the wrong shape
+        with pytest.raises(ClientError, match="bad reply from the agent: 'cancel' to a 'stack'"):
+            client.stack("1")
+    server.join(timeout=10)
+    listener.close()

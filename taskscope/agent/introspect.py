@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from asyncio import queues, taskgroups
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import (
     AsyncGeneratorType,
     CodeType,
@@ -25,7 +25,7 @@ from types import (
     GeneratorType,
     MethodType,
 )
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskscope.agent.awaiting import (
     AwaitContext,
@@ -35,7 +35,17 @@ from taskscope.agent.awaiting import (
     plan_cacheable,
     plan_chain,
 )
-from taskscope.agent.tracker import FinishedTask, Tracker, coro_name, pending_tasks, task_coro
+from taskscope.agent.tracker import (
+    FinishedTask,
+    LoopRecord,
+    Site,
+    TaskMeta,
+    TaskWire,
+    Tracker,
+    coro_name,
+    pending_tasks,
+    task_coro,
+)
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
     WireAwaiting,
@@ -100,14 +110,14 @@ def walk_frames(coro: Any) -> list[FrameType]:
     return _chain(coro)[0]
 
 
-def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[Any, ...]]:
+def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
     a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
     same stack and same classification plan (the cache entry keeps the code objects alive,
     so their ids cannot be reused while it exists)."""
     frames: list[FrameType] = []
     owners: list[Any] = []
-    key: list[Any] = []
+    key: list[int] = []
     obj = coro
     # Fast path: native coroutines awaiting native coroutines, the common chain.
     while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
@@ -158,7 +168,7 @@ def line_at(code: CodeType, lasti: int) -> int | None:
     return None
 
 
-def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
+def _stack_entry(frames: list[FrameType], key: tuple[int, ...]) -> StackEntry:
     """The wire stack and classification plan of a suspension point, cached by its key. The
     stack is shared by every task suspended there, in every snapshot. A tuple, as every
     sequence in the records the agent keeps (they never change): a list is one more object
@@ -180,22 +190,22 @@ def _stack_entry(frames: list[FrameType], key: tuple[Any, ...]) -> StackEntry:
     plan = plan_chain(frames)
     codes = tuple(frame.f_code for frame in frames)
     first_code = codes[plan[0][0]] if plan else None
-    result = (stack, plan, codes, plan_cacheable(plan), first_code)
+    result = StackEntry(stack, plan, codes, plan_cacheable(plan), first_code)
     if len(_STACK_CACHE) > 50_000:
         _STACK_CACHE.clear()
     _STACK_CACHE[key] = result
     return result
 
 
-def _task_frames(task: Any) -> list[FrameType]:
+def _task_frames(task: asyncio.Future[Any]) -> list[FrameType]:
     return walk_frames(task_coro(task))
 
 
 #: id(creation site) -> (site, its wire form): tasks made at one place share both.
-_ORIGINS: dict[int, tuple[Any, tuple[WireFrame, ...]]] = {}
+_ORIGINS: dict[int, tuple[Site, tuple[WireFrame, ...]]] = {}
 
 
-def _origin(site: tuple[tuple[CodeType, int], ...]) -> tuple[WireFrame, ...]:
+def _origin(site: Site) -> tuple[WireFrame, ...]:
     if not site:
         return _NONE
     known = _ORIGINS.get(id(site))
@@ -297,22 +307,36 @@ def _backward_codes() -> frozenset[CodeType]:
 
 
 _BACKWARD_CODES = _backward_codes()
+
+
+class StackEntry(NamedTuple):
+    """What the agent knows of a suspension point (a `_chain` key), shared by every task
+    suspended there."""
+
+    stack: tuple[WireFrame, ...]
+    plan: tuple[PlanStep, ...]
+    #: The code objects the key names by id, kept alive so that the ids stay theirs.
+    codes: tuple[CodeType, ...]
+    #: Whether tasks suspended there may be described from their notes (`plan_cacheable`).
+    cacheable: bool
+    #: The code of the plan's first step (None: no plan).
+    first_code: CodeType | None
+
+
 #: (code, line) -> frame record, shared by every task suspended at the same place.
 _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
-#: A suspension point: its wire stack, classification plan, the code objects its key names
-#: by id (kept alive so that the ids stay theirs), whether tasks suspended there may be
-#: cached (`plan_cacheable`) and the code of the plan's first step.
-StackEntry = tuple[
-    tuple[WireFrame, ...], tuple[PlanStep, ...], tuple[CodeType, ...], bool, CodeType | None
-]
 #: `_chain` key -> StackEntry: see `_stack_entry`.
-_STACK_CACHE: dict[tuple[Any, ...], StackEntry] = {}
+_STACK_CACHE: dict[tuple[int, ...], StackEntry] = {}
 #: What the builder notes of each pending task for its next look lives in the task's
 #: `TaskMeta` (`chain_*` and `rec_*` fields): only weak references to the host's objects.
 #: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
 _DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
     Tracker, tuple[dict[tuple[int, int], WireAwaiting], dict[float, WireAwaiting]]
 ] = weakref.WeakKeyDictionary()
+
+
+#: The pending tasks of a look, their records and their metadata.
+_Lists = tuple[list["asyncio.Task[Any]"], list[WireTask], list[TaskMeta]]
 
 
 class _ScratchLists:
@@ -325,14 +349,14 @@ class _ScratchLists:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lists: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+        self._lists: _Lists = ([], [], [])
 
-    def take(self) -> tuple[list[Any], list[Any], list[Any]]:
+    def take(self) -> _Lists:
         if self._lock.acquire(blocking=False):
             return self._lists
         return ([], [], [])  # another look is under way: lists of its own
 
-    def give_back(self, lists: tuple[list[Any], list[Any], list[Any]]) -> None:
+    def give_back(self, lists: _Lists) -> None:
         if lists is self._lists:
             self._lock.release()
 
@@ -342,7 +366,7 @@ _SCRATCH = _ScratchLists()
 
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).
-_NONE: tuple[Any, ...] = ()
+_NONE: tuple[()] = ()
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
@@ -393,7 +417,7 @@ def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
     return sorted(cycles)
 
 
-def _loop_record(tracker: Tracker, loop_info: tuple[Any, asyncio.AbstractEventLoop]) -> WireLoop:
+def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:
     record, loop = loop_info
     thread_id = record.thread_id
     thread = threading._active.get(thread_id) if thread_id else None  # type: ignore[attr-defined]
@@ -453,7 +477,14 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
 
 
 class SnapshotBuilder:
-    """Makes one consistent-enough picture of all tasks; one instance per snapshot."""
+    """Makes one consistent-enough picture of all tasks; one instance per snapshot.
+
+    A look goes in named steps: `_read_registry` (the live loops, their pending tasks, the
+    task each loop runs now, its timers), then for each task `_stack_and_awaiting` (the chain
+    walk and classification), `_waiters_of` (who awaits it: the edges of the await graph) and
+    `_pending_record`; then `_add_awaited_tasks` (the records of the tasks that await tasks,
+    once every edge is known), `_mark_cancel_requests`, the await cycles (`find_cycles`),
+    the loops' records and the finished tasks' records."""
 
     def __init__(self, tracker: Tracker) -> None:
         self.tracker = tracker
@@ -479,237 +510,23 @@ class SnapshotBuilder:
     def _build_raw(
         self,
         include_finished: bool,
-        tasks: list[Any],
+        tasks: list[asyncio.Task[Any]],
         records: list[WireTask],
-        part_metas: list[Any],
+        metas: list[TaskMeta],
     ) -> WireSnapshot:
         tracker = self.tracker
         taken_at = time.time()
-        loops = tracker.live_loops()
-        pending_tasks(tracker, tasks)
-        loop_ids = {id(loop): record.loop_id for record, loop in loops}
-        ctx = AwaitContext(self._task_name, _task_frames)
-        last_descriptions = _DESCRIPTION_CACHE.get(tracker)
-        if last_descriptions is not None:
-            ctx.last_memo, ctx.last_sleeps = last_descriptions
-        current: set[int] = set()
-        for _record, loop in loops:
-            ctx.index_timers(loop)
-            # current_task(loop) answers for a loop of another thread on every version (from
-            # 3.14 by searching the threads' states, where `_current_tasks` stays empty).
-            try:
-                current_task = asyncio.current_task(loop)
-            except Exception:
-                current_task = None
-            if current_task is not None:
-                current.add(id(current_task))
-        #: The metadata of each task waiting on another task, by number.
-        waiter_metas: dict[int, Any] = {}
-        #: For the tasks whose last record this look replaced, by number: whether what it was
-        #: made of is the same, and the tasks it awaited, those awaiting it, whether in a
-        #: cycle, and the record itself (a waiter whose record comes out the same gets it).
-        replaced: dict[int, tuple[bool, Any, Any, Any, WireTask]] = {}
-        edges: dict[int, list[int]] = {}
-        counts: dict[int, int] = {}
-        unwatched: list[Any] = []
-        meta_of = tracker.ensure_meta
-        metas = tracker._meta
-        done_callback = tracker.done_callback
-        stack_cache = _STACK_CACHE
-        tracker_loop = None
-        loop_id = ""
-        #: loop id -> the task its `run_until_complete` (`asyncio.run`) waits for.
-        main_tasks: dict[str, str] = {}
-        run = 0
-        weak = weakref.ref
-        clock, give_way = time.perf_counter, time.sleep
-        give_way_at = clock() + SLICE_SECONDS
-        for count, task in enumerate(tasks):
-            if not count & 63 and clock() >= give_way_at:
-                # The host's loop thread may be waiting for the GIL: let it have it now
-                # rather than at the interpreter's next switch (5 ms).
-                give_way(0)
-                give_way_at = clock() + SLICE_SECONDS
-            meta = metas.get(id(task))
-            if meta is None or meta() is not task:
-                meta = meta_of(task)
-            number = meta.task_id
-            if not meta.watched:
-                unwatched.append(task)
-            wire = meta.wire
-            if wire is None:
-                wire = meta.wire = (
-                    str(number),
-                    str(meta.parent_id) if meta.parent_id is not None else None,
-                    _origin(meta.created_from),
-                    coro_name(task_coro(task)),
-                    meta.seen_at if meta.created_at is None else None,
-                )
-            fut = getattr(task, "_fut_waiter", None)
-            running = id(task) in current
-            # A task still suspended on the very same future has not been stepped since the
-            # last snapshot: same frames at the same places, same plan. Only what they wait
-            # on is described again.
-            fut_ref = meta.chain_fut if fut is not None else None
-            if fut_ref is not None and fut_ref() is fut:
-                stack, plan = meta.chain_stack, meta.chain_plan
-                if running:
-                    awaiting = None
-                else:
-                    self_ref = meta.chain_self
-                    first_self = self_ref() if self_ref is not None else None
-                    awaiting = classify_unmoved(ctx, plan, meta.chain_key, first_self, fut, task)
-                    if awaiting is None:  # needs the frames after all
-                        frames, owners, _key = _chain(task_coro(task))
-                        awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
-            else:
-                frames, owners, key = _chain(task_coro(task))
-                cached = stack_cache.get(key)
-                stack, plan, _codes, cacheable, first_code = (
-                    cached if cached is not None else _stack_entry(frames, key)
-                )
-                meta.chain_fut = None
-                if running:
-                    awaiting = None
-                elif fut is None or not cacheable:
-                    awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
-                else:
-                    # The `self` of the plan's first step, for `classify_unmoved` next time.
-                    found: list[Any] | None = [] if plan and plan[0][3] is not None else None
-                    awaiting = classify_planned(ctx, frames, owners, fut, task, plan, found)
-                    try:
-                        meta.chain_fut = weak(fut)
-                    except TypeError:
-                        pass
-                    else:
-                        meta.chain_stack, meta.chain_plan = stack, plan
-                        meta.chain_self = meta.chain_key = None
-                        if found and found[0] is not None:
-                            try:
-                                # No callback: CPython shares one such reference per object.
-                                meta.chain_self = weak(found[0])
-                            except TypeError:
-                                pass
-                            if first_code is not None:
-                                meta.chain_key = (id(first_code), id(found[0]))
-            task_loop = task.get_loop()
-            if task_loop is not tracker_loop:
-                if tracker_loop is not None:
-                    counts[id(tracker_loop)] = counts.get(id(tracker_loop), 0) + run
-                tracker_loop, run = task_loop, 0
-                known = loop_ids.get(id(task_loop))
-                if known is None:
-                    loop_record = tracker.register_loop(task_loop)
-                    loops.append((loop_record, task_loop))
-                    known = loop_ids[id(task_loop)] = loop_record.loop_id
-                loop_id = known
-            run += 1  # tasks of `tracker_loop` in a row, added to `counts` when it changes
-            name = task.get_name()
-            created_at = meta.created_at
-            # Who waits for this task: its done callbacks. Most tasks have only ours.
-            waiter_numbers: list[int] | None = None
-            callbacks = getattr(task, "_callbacks", None)
-            if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
-                for entry in callbacks:
-                    if (entry[0] if type(entry) is tuple else entry) is _RUN_UNTIL_COMPLETE_CB:
-                        main_tasks[loop_id] = wire[0]
-                owners_of: list[Any] = []
-                waiters = _resolve_waiters(task, owners=owners_of)
-                if waiters or owners_of:
-                    waiter_numbers = []
-                    for waiter in waiters:
-                        waiter_meta = meta_of(waiter)
-                        waiter_number = waiter_meta.task_id
-                        if waiter_number not in waiter_numbers:
-                            waiter_numbers.append(waiter_number)
-                            edges.setdefault(waiter_number, []).append(number)
-                            waiter_metas[waiter_number] = waiter_meta
-                    for owner in owners_of:
-                        owner_number = meta_of(owner).task_id
-                        if owner_number not in waiter_numbers:
-                            waiter_numbers.append(owner_number)
-            # The record, as if this task waited on no task (most do not): the waiters among
-            # them get theirs again below, once every edge is known. A task made of what it
-            # was made of last time gets the same record, without anything being allocated:
-            # at 100,000 tasks, allocations alone set off the host's garbage collector.
-            record = meta.record
-            same = (
-                record is not None
-                and meta.rec_stack is stack
-                and (meta.rec_awaiting is awaiting or meta.rec_awaiting == awaiting)
-                and meta.rec_wire is wire
-                and meta.rec_loop is loop_id
-                and meta.rec_running is running
-                and meta.rec_created_at is created_at
-                and meta.rec_name == name
-            )
-            if (
-                not same
-                or meta.rec_awaited is not None
-                or meta.rec_cycled
-                or meta.rec_waiters != waiter_numbers
-            ):
-                if record is not None:
-                    replaced[number] = (
-                        same,
-                        meta.rec_awaited,
-                        meta.rec_waiters,
-                        meta.rec_cycled,
-                        record,
-                    )
-                record = meta.record = _task_record(
-                    wire, loop_id, name, stack, awaiting, running, created_at, None, waiter_numbers
-                )
-                meta.rec_wire, meta.rec_loop, meta.rec_name = wire, loop_id, name
-                meta.rec_stack, meta.rec_awaiting, meta.rec_running = stack, awaiting, running
-                meta.rec_created_at, meta.rec_awaited = created_at, None
-                meta.rec_waiters, meta.rec_cycled = waiter_numbers, False
-            meta.slot = len(records)
-            records.append(record)
-            part_metas.append(meta)
-        if tracker_loop is not None:
-            counts[id(tracker_loop)] = counts.get(id(tracker_loop), 0) + run
+        loops, running, ctx = self._read_registry(tasks)
+        graph = _AwaitGraph()
+        counts, main_tasks = self._look_at_tasks(tasks, loops, running, ctx, graph, records, metas)
         _DESCRIPTION_CACHE[tracker] = (
             {key: entry[1] for key, entry in ctx.memo.items()},
             ctx.sleeps,
         )
-        cycles = find_cycles(edges)
-        in_cycle = {number for cycle in cycles for number in cycle}
-        # The waiters: their records say which tasks they wait on, and whether in a cycle.
-        for number, awaited in edges.items():
-            meta = waiter_metas[number]
-            slot = meta.slot
-            if slot is None or slot >= len(part_metas) or part_metas[slot] is not meta:
-                continue  # not pending in this look (created or finished meanwhile)
-            cycled = number in in_cycle
-            last = replaced.get(number)
-            if (
-                last is not None
-                and last[0]
-                and last[1] == awaited
-                and last[2] == meta.rec_waiters
-                and last[3] == cycled
-            ):
-                record = last[4]
-            else:
-                record = _task_record(
-                    meta.rec_wire,
-                    meta.rec_loop,
-                    meta.rec_name,
-                    meta.rec_stack,
-                    meta.rec_awaiting,
-                    meta.rec_running,
-                    meta.rec_created_at,
-                    awaited,
-                    meta.rec_waiters,
-                    cycled,
-                )
-            meta.record, meta.rec_awaited, meta.rec_cycled = record, awaited, cycled
-            records[slot] = record
+        _add_awaited_tasks(graph, records, metas)
         if tracker.cancel_requests or tracker.cancel_marked:
-            _mark_cancel_requests(tracker, records, part_metas)
-        if unwatched:
-            tracker.watch_existing(unwatched)
+            _mark_cancel_requests(tracker, records, metas)
+        cycles = find_cycles(graph.edges)
         loop_records: list[WireLoop] = []
         for info in loops:
             wire_loop = _loop_record(tracker, info)
@@ -717,7 +534,7 @@ class SnapshotBuilder:
             wire_loop["main_task"] = main_tasks.get(wire_loop["id"])
             loop_records.append(wire_loop)
         if include_finished:
-            pending_numbers = {meta.task_id for meta in part_metas}
+            pending_numbers = {meta.task_id for meta in metas}
             records.extend(
                 finished_record(tracker, finished)
                 for finished in tracker.finished_tasks()
@@ -738,30 +555,334 @@ class SnapshotBuilder:
             snapshot["history_since"] = tracker.history_since
         return snapshot
 
-    def _task_name(self, task: Any) -> str:
+    def _read_registry(
+        self, tasks: list[asyncio.Task[Any]]
+    ) -> tuple[list[LiveLoop], set[int], AwaitContext]:
+        """Step 1: the live loops and their pending tasks (into `tasks`), the ids of the tasks
+        the loops run at this moment, and a classification context with every loop's timers
+        indexed and the last look's descriptions to share."""
+        tracker = self.tracker
+        loops = tracker.live_loops()
+        pending_tasks(tracker, tasks)
+        ctx = AwaitContext(self._task_name, _task_frames)
+        last_descriptions = _DESCRIPTION_CACHE.get(tracker)
+        if last_descriptions is not None:
+            ctx.last_memo, ctx.last_sleeps = last_descriptions
+        running: set[int] = set()
+        for _record, loop in loops:
+            ctx.index_timers(loop)
+            # current_task(loop) answers for a loop of another thread on every version (from
+            # 3.14 by searching the threads' states, where `_current_tasks` stays empty).
+            try:
+                current_task = asyncio.current_task(loop)
+            except Exception:
+                current_task = None
+            if current_task is not None:
+                running.add(id(current_task))
+        return loops, running, ctx
+
+    def _look_at_tasks(
+        self,
+        tasks: list[asyncio.Task[Any]],
+        loops: list[LiveLoop],
+        running: set[int],
+        ctx: AwaitContext,
+        graph: _AwaitGraph,
+        records: list[WireTask],
+        metas: list[TaskMeta],
+    ) -> tuple[dict[int, int], dict[str, str]]:
+        """Steps 2 to 4 for every pending task: its record, as if it awaited no task (most do
+        not), into `records`, its metadata at the same place in `metas`, and who awaits it
+        into `graph`. Gives the GIL away every `SLICE_SECONDS`. Returns the number of tasks
+        per loop (by id(loop)) and, by loop id, the task its `run_until_complete` (so
+        `asyncio.run`) waits for."""
+        tracker = self.tracker
+        known_metas = tracker.task_metas()
+        ensure_meta = tracker.ensure_meta
+        done_callback = tracker.done_callback
+        loop_ids = {id(loop): record.loop_id for record, loop in loops}
+        counts: dict[int, int] = {}
+        main_tasks: dict[str, str] = {}
+        unwatched: list[asyncio.Task[Any]] = []
+        stack_and_awaiting, pending_record = _stack_and_awaiting, _pending_record
+        replaced = graph.replaced
+        task_loop: asyncio.AbstractEventLoop | None = None
+        loop_id = ""
+        run = 0  # tasks of `task_loop` in a row, added to `counts` when it changes
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        for count, task in enumerate(tasks):
+            if not count & 63 and clock() >= give_way_at:
+                # The host's loop thread may be waiting for the GIL: let it have it now
+                # rather than at the interpreter's next switch (5 ms).
+                give_way(0)
+                give_way_at = clock() + SLICE_SECONDS
+            meta = known_metas.get(id(task))
+            if meta is None or meta() is not task:
+                meta = ensure_meta(task)
+            if not meta.watched:
+                unwatched.append(task)
+            wire = meta.wire
+            if wire is None:
+                wire = meta.wire = _task_wire(meta, task)
+            is_running = id(task) in running
+            stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
+            this_loop = task.get_loop()
+            if this_loop is not task_loop:
+                if task_loop is not None:
+                    counts[id(task_loop)] = counts.get(id(task_loop), 0) + run
+                task_loop, run = this_loop, 0
+                known = loop_ids.get(id(this_loop))
+                if known is None:
+                    loop_record = tracker.register_loop(this_loop)
+                    loops.append((loop_record, this_loop))
+                    known = loop_ids[id(this_loop)] = loop_record.loop_id
+                loop_id = known
+            run += 1
+            # Who waits for this task: its done callbacks. Most tasks have only ours.
+            waiters: list[int] | None = None
+            callbacks = getattr(task, "_callbacks", None)  # a task-like object may have none
+            if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
+                if _driven_by_run_until_complete(callbacks):
+                    main_tasks[loop_id] = wire[0]
+                waiters = self._waiters_of(task, meta.task_id, graph)
+            meta.slot = len(records)
+            records.append(
+                pending_record(
+                    meta,
+                    wire,
+                    loop_id,
+                    task.get_name(),
+                    stack,
+                    awaiting,
+                    is_running,
+                    waiters,
+                    replaced,
+                )
+            )
+            metas.append(meta)
+        if task_loop is not None:
+            counts[id(task_loop)] = counts.get(id(task_loop), 0) + run
+        if unwatched:
+            tracker.watch_existing(unwatched)
+        return counts, main_tasks
+
+    def _waiters_of(
+        self, task: asyncio.Task[Any], number: int, graph: _AwaitGraph
+    ) -> list[int] | None:
+        """Step 3: the ids of the tasks that await `task` (or own its TaskGroup), each
+        added to `graph` as an edge waiter -> task (an owner not waiting yet is no edge)."""
+        owners: list[asyncio.Task[Any]] = []
+        waiters = _resolve_waiters(task, owners=owners)
+        if not waiters and not owners:
+            return None
+        meta_of = self.tracker.ensure_meta
+        numbers: list[int] = []
+        for waiter in waiters:
+            waiter_meta = meta_of(waiter)
+            waiter_number = waiter_meta.task_id
+            if waiter_number not in numbers:
+                numbers.append(waiter_number)
+                graph.edges.setdefault(waiter_number, []).append(number)
+                graph.waiter_metas[waiter_number] = waiter_meta
+        for owner in owners:
+            owner_number = meta_of(owner).task_id
+            if owner_number not in numbers:
+                numbers.append(owner_number)
+        return numbers
+
+    def _task_name(self, task: asyncio.Task[Any]) -> str:
         try:
             return str(task.get_name())
         except Exception:
             return f"#{self.tracker.id_of(task)}"
 
 
-def _task_record(
-    wire: Any,
+#: A live loop as `Tracker.live_loops` gives it: its record and the loop itself.
+LiveLoop = tuple[LoopRecord, asyncio.AbstractEventLoop]
+
+
+#: A task's last record, replaced in this look, and what it was made of: whether the look
+#: found the task made of the same (`_pending_record`), the ids of the tasks it awaited and of
+#: those awaiting it, the record. A plain tuple: one is made per task that moved, and a named
+#: tuple costs a Python-level call to make.
+_Replaced = tuple[bool, list[int] | None, list[int] | None, WireTask]
+
+
+class _AwaitGraph:
+    """Who awaits whom in one look, found task by task (`SnapshotBuilder._waiters_of`)."""
+
+    __slots__ = ("edges", "replaced", "waiter_metas")
+
+    def __init__(self) -> None:
+        #: waiter id -> the ids of the tasks it awaits.
+        self.edges: dict[int, list[int]] = {}
+        #: waiter id -> its metadata.
+        self.waiter_metas: dict[int, TaskMeta] = {}
+        #: For the tasks whose last record this look replaced, by id: what `_add_awaited_tasks`
+        #: needs to give a waiter its last record again when it comes out the same.
+        self.replaced: dict[int, _Replaced] = {}
+
+
+def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
+    """What never changes in a pending task's record (kept in `meta.wire`)."""
+    return (
+        str(meta.task_id),
+        str(meta.parent_id) if meta.parent_id is not None else None,
+        _origin(meta.created_from),
+        coro_name(task_coro(task)),
+        meta.seen_at if meta.created_at is None else None,
+    )
+
+
+def _stack_and_awaiting(
+    ctx: AwaitContext, meta: TaskMeta, task: asyncio.Task[Any], running: bool
+) -> tuple[tuple[WireFrame, ...], WireAwaiting | None]:
+    """Step 2, the chain walk and classification: a task's wire stack and what it awaits
+    (None while it runs). A task still suspended on the very same future as at the last look
+    has not been stepped since: same frames at the same places, same plan (noted in
+    `meta.chain_*`); only what they wait on is described again, from the memo when it can."""
+    fut = getattr(task, "_fut_waiter", None)
+    fut_ref = meta.chain_fut if fut is not None else None
+    if fut_ref is not None and fut_ref() is fut:
+        plan = meta.chain_plan
+        if running:
+            return meta.chain_stack, None
+        self_ref = meta.chain_self
+        first_self = self_ref() if self_ref is not None else None
+        awaiting = classify_unmoved(ctx, plan, meta.chain_key, first_self, fut, task)
+        if awaiting is None:  # needs the frames after all
+            frames, owners, _key = _chain(task_coro(task))
+            awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
+        return meta.chain_stack, awaiting
+    frames, owners, key = _chain(task_coro(task))
+    cached = _STACK_CACHE.get(key)
+    entry = cached if cached is not None else _stack_entry(frames, key)
+    stack, plan = entry.stack, entry.plan
+    meta.chain_fut = None
+    if running:
+        return stack, None
+    if fut is None or not entry.cacheable:
+        return stack, classify_planned(ctx, frames, owners, fut, task, plan)
+    # The `self` of the plan's first step, for `classify_unmoved` next time.
+    found: list[Any] | None = [] if plan and plan[0][3] is not None else None
+    awaiting = classify_planned(ctx, frames, owners, fut, task, plan, found)
+    try:
+        meta.chain_fut = weakref.ref(fut)
+    except TypeError:
+        return stack, awaiting
+    meta.chain_stack, meta.chain_plan = stack, plan
+    meta.chain_self = meta.chain_key = None
+    if found and found[0] is not None:
+        try:
+            # No callback: CPython shares one such reference per object.
+            meta.chain_self = weakref.ref(found[0])
+        except TypeError:
+            pass
+        if entry.first_code is not None:
+            meta.chain_key = (id(entry.first_code), id(found[0]))
+    return stack, awaiting
+
+
+def _driven_by_run_until_complete(
+    callbacks: Sequence[tuple[Callable[..., object], object]],
+) -> bool:
+    """Whether a task's done callbacks include the one `run_until_complete` (so
+    `asyncio.run`) puts on the task it drives: the loop's main task."""
+    for entry in callbacks:
+        if (entry[0] if type(entry) is tuple else entry) is _RUN_UNTIL_COMPLETE_CB:
+            return True
+    return False
+
+
+def _pending_record(
+    meta: TaskMeta,
+    wire: TaskWire,
     loop_id: str,
     name: str,
-    stack: list[WireFrame],
-    awaiting: Any,
+    stack: tuple[WireFrame, ...],
+    awaiting: WireAwaiting | None,
+    running: bool,
+    waiters: list[int] | None,
+    replaced: dict[int, _Replaced],
+) -> WireTask:
+    """Step 4: a pending task's record, as if it awaited no task (the waiters among them get
+    theirs again in `_add_awaited_tasks`, once every edge is known). A task made of what it
+    was made of last time gets the same record, without anything being allocated: at 100,000
+    tasks, allocations alone set off the host's garbage collector."""
+    record = meta.record
+    created_at = meta.created_at
+    same = (
+        record is not None
+        and meta.rec_stack is stack
+        and (meta.rec_awaiting is awaiting or meta.rec_awaiting == awaiting)
+        and meta.rec_wire is wire
+        and meta.rec_loop is loop_id
+        and meta.rec_running is running
+        and meta.rec_created_at is created_at
+        and meta.rec_name == name
+    )
+    if record is not None and same and meta.rec_awaited is None and meta.rec_waiters == waiters:
+        return record
+    if record is not None:
+        replaced[meta.task_id] = (same, meta.rec_awaited, meta.rec_waiters, record)
+    record = meta.record = _task_record(
+        wire, loop_id, name, stack, awaiting, running, created_at, waiters
+    )
+    meta.rec_wire, meta.rec_loop, meta.rec_name = wire, loop_id, name
+    meta.rec_stack, meta.rec_awaiting, meta.rec_running = stack, awaiting, running
+    meta.rec_created_at, meta.rec_awaited, meta.rec_waiters = created_at, None, waiters
+    return record
+
+
+def _add_awaited_tasks(graph: _AwaitGraph, records: list[WireTask], metas: list[TaskMeta]) -> None:
+    """Step 5: the records of the tasks that await tasks say which (in their description's
+    `tasks`), now that every edge is known; a waiter whose record comes out as it was last
+    time gets that very record again."""
+    for number, awaited in graph.edges.items():
+        meta = graph.waiter_metas[number]
+        slot = meta.slot
+        if slot is None or slot >= len(metas) or metas[slot] is not meta:
+            continue  # not pending in this look (created or finished meanwhile)
+        last = graph.replaced.get(number)
+        if (
+            last is not None
+            and last[0]  # made of the same
+            and last[1] == awaited
+            and last[2] == meta.rec_waiters
+        ):
+            record = last[3]
+        else:
+            record = _with_awaited(records[slot], awaited)
+        meta.record, meta.rec_awaited = record, awaited
+        records[slot] = record
+
+
+def _with_awaited(record: WireTask, awaited: list[int]) -> WireTask:
+    """A copy of a pending task's record whose description lists the tasks it awaits
+    (descriptions may be shared between tasks: what is particular to one goes into its own
+    copy)."""
+    awaiting = record["awaiting"]
+    if awaiting is None:
+        return record
+    awaiting = awaiting.copy()
+    awaiting["tasks"] = tuple([str(other) for other in awaited])
+    result = record.copy()
+    result["awaiting"] = awaiting
+    return result
+
+
+def _task_record(
+    wire: TaskWire,
+    loop_id: str,
+    name: str,
+    stack: tuple[WireFrame, ...],
+    awaiting: WireAwaiting | None,
     running: bool,
     created_at: float | None,
-    awaited: list[int] | None,
-    waiter_numbers: list[int] | None,
-    cycled: bool = False,
+    waiters: list[int] | None,
 ) -> WireTask:
-    # Descriptions may be shared between tasks: what is particular to a task goes into its
-    # own copy.
-    if awaiting is not None and awaited is not None:
-        awaiting = awaiting.copy()
-        awaiting["tasks"] = tuple([str(other) for other in awaited])
+    """A pending task's record, its keys in the order `WireTask` declares them."""
     record: WireTask = {
         "id": wire[0],
         "loop": loop_id,
@@ -770,9 +891,7 @@ def _task_record(
         "coro": wire[3],
         "stack": stack,
         "awaiting": awaiting,
-        "awaited_by": tuple([str(waiter) for waiter in waiter_numbers])
-        if waiter_numbers
-        else _NONE,
+        "awaited_by": tuple([str(waiter) for waiter in waiters]) if waiters else _NONE,
         "parent": wire[1],
         "created_at": created_at,
         "finished_at": None,
@@ -786,10 +905,11 @@ def _task_record(
     return record
 
 
-def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list[Any]) -> None:
-    """Give the records of tasks whose cancel waits for their loop `cancel_requested_at`, and
-    take it off again once the loop delivered it. Runs only while some cancel is outstanding
-    or marked: a cancel is delivered at the loop's next turn, unless the loop is blocked."""
+def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list[TaskMeta]) -> None:
+    """Step 6: give the records of tasks whose cancel waits for their loop
+    `cancel_requested_at`, and take it off again once the loop delivered it. Runs only while
+    some cancel is outstanding or marked: a cancel is delivered at the loop's next turn,
+    unless the loop is blocked."""
     requests = tracker.cancel_requests
     marked = tracker.cancel_marked
     slots = {meta.task_id: slot for slot, meta in enumerate(metas)}
@@ -817,32 +937,13 @@ def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list
             marked.add(number)
 
 
-def find_task(tracker: Tracker, task_number: int) -> Any:
+def find_task(tracker: Tracker, task_number: int) -> asyncio.Task[Any] | None:
     """The pending task with this id, or None."""
     for task in pending_tasks(tracker):
         meta = tracker.meta_of(task)
         if meta is not None and meta.task_id == task_number:
             return task
     return None
-
-
-def in_await_cycle(task: Any) -> bool:
-    """Whether cancelling `task` would come back to it through what it awaits (which makes
-    asyncio's Task.cancel recurse until RecursionError)."""
-    seen: set[int] = set()
-    pending: list[Any] = [getattr(task, "_fut_waiter", None)]
-    while pending:
-        fut = pending.pop()
-        if fut is None or id(fut) in seen:
-            continue
-        if fut is task:
-            return True
-        seen.add(id(fut))
-        if isinstance(fut, asyncio.Task):
-            pending.append(getattr(fut, "_fut_waiter", None))
-        else:
-            pending.extend(getattr(fut, "_children", None) or ())
-    return False
 
 
 def sys_frames_of(thread_id: int) -> FrameType | None:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any
+from types import CodeType
 
 from taskscope import __version__
 from taskscope.agent.cancel import request_cancel
@@ -45,11 +45,23 @@ from taskscope.protocol import (
     MAX_REQUEST_BYTES,
     PLAIN,
     PROTOCOL_VERSION,
+    CancelOutcome,
+    CancelReply,
     CompactEncoder,
     CompactTables,
+    DetachReply,
+    ErrorCode,
+    ErrorReply,
+    HelloReply,
     LineBuffer,
     ProtocolError,
+    Reply,
     Request,
+    SnapshotReply,
+    StackFrame,
+    StackReply,
+    WireDelta,
+    WireSnapshot,
     WireTask,
     encode,
     ensure_private_directory,
@@ -125,7 +137,7 @@ class AgentServer:
         self._selector: selectors.BaseSelector | None = None
         self._registered_listener: socket.socket | None = None
         self._snapshot_lock = threading.Lock()
-        self._snapshots: dict[bool, tuple[float, float, dict[str, Any]]] = {}
+        self._snapshots: dict[bool, tuple[float, float, WireSnapshot]] = {}
         #: The compact encoding's tables and encoded rows, shared by all connections.
         self.tables = CompactTables()
         self._thread: threading.Thread | None = None
@@ -423,7 +435,9 @@ class AgentServer:
         with contextlib.suppress(OSError):
             connection.sock.close()
 
-    def _fail(self, connection: _Connection, code: str, message: str, **extra: Any) -> None:
+    def _fail(
+        self, connection: _Connection, code: ErrorCode, message: str, uid: int | None = None
+    ) -> None:
         """A last error reply, then hang up (the client reads it before EOF)."""
         if connection.closing or connection.closed:
             self._close(connection)
@@ -431,7 +445,10 @@ class AgentServer:
         connection.lines.clear()
         connection.waiting = None
         connection.interval = None
-        connection.send({"type": "error", "code": code, "message": message, **extra})
+        reply: ErrorReply = {"type": "error", "code": code, "message": message}
+        if uid is not None:
+            reply["uid"] = uid
+        connection.send(reply)
         connection.closing = True
         if not connection.out:
             self._hang_up(connection)
@@ -481,7 +498,7 @@ class AgentServer:
 
     # --- snapshots -----------------------------------------------------------------------------
 
-    def snapshot(self, include_finished: bool = True) -> tuple[dict[str, Any], float]:
+    def snapshot(self, include_finished: bool = True) -> tuple[WireSnapshot, float]:
         """A snapshot as the agent sends it (countdowns as end times, records reused) and what
         it cost. One built a moment ago is handed out again rather than built anew: building
         takes at most `MAX_DUTY` of the time, however many clients ask."""
@@ -492,7 +509,7 @@ class AgentServer:
                 built_at, cost, snapshot = cached
                 if now - built_at < min(MAX_SNAPSHOT_REUSE, cost / MAX_DUTY):
                     return snapshot, cost
-            snapshot = dict(SnapshotBuilder(self.tracker).build_raw(include_finished))
+            snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
             cost = time.monotonic() - now
             self._snapshots[include_finished] = (time.monotonic(), cost, snapshot)
             return snapshot, cost
@@ -526,8 +543,11 @@ class _Connection:
         self.previous: dict[str, WireTask] = {}
         #: Set by a hello that asked for the compact encoding: what this client was sent.
         self.encoder: CompactEncoder | None = None
-        #: A cancel reply waiting for the task's loop: (reply, deadline, outcome box).
-        self.waiting: tuple[dict[str, Any], float, list[tuple[str, str | None]]] | None = None
+        #: A cancel reply waiting for the task's loop: the reply, until when it waits, and the
+        #: box the loop puts the outcome (and error) in.
+        self.waiting: tuple[CancelReply, float, list[tuple[CancelOutcome, str | None]]] | None = (
+            None
+        )
 
     # --- what the thread asks --------------------------------------------------------------------
 
@@ -607,7 +627,7 @@ class _Connection:
             self.lines.extend(self.buffer.feed(data))
         except ProtocolError as error:
             self.lines.clear()
-            self.send({"type": "error", "code": error.code, "message": str(error)})
+            self.send(_error(error.code, str(error)))
             self.closing = True
 
     def work(self) -> None:
@@ -628,7 +648,7 @@ class _Connection:
             try:
                 keep = self.handle(line)
             except Exception:
-                self.send({"type": "error", "code": "internal", "message": "the agent failed"})
+                self.send(_error("internal", "the agent failed"))
                 keep = False
             if not keep:
                 self.lines.clear()
@@ -638,7 +658,7 @@ class _Connection:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Reply) -> None:
         encoder = self.encoder
         if encoder is None:
             self.out.append(memoryview(encode(_plain(message))))
@@ -672,38 +692,32 @@ class _Connection:
         try:
             request = parse_request(line)
         except ProtocolError as error:
-            self.send({"type": "error", "code": error.code, "message": str(error)})
+            self.send(_error(error.code, str(error)))
             # Garbage before a successful hello is not a client of ours: hang up.
             return self.greeted and error.code != "too_large"
-        reply: dict[str, Any]
+        reply: HelloReply | SnapshotReply | StackReply
         if request.type == "hello":
             if request.protocol != PROTOCOL_VERSION:
-                self.send(
-                    {
-                        "type": "error",
-                        "re": request.request_id,
-                        "code": "version_mismatch",
-                        "message": f"agent speaks protocol {PROTOCOL_VERSION}, "
-                        f"client speaks {request.protocol}",
-                        "protocol": PROTOCOL_VERSION,
-                    }
+                refusal = _error(
+                    "version_mismatch",
+                    f"agent speaks protocol {PROTOCOL_VERSION}, client speaks {request.protocol}",
+                    request,
                 )
+                refusal["protocol"] = PROTOCOL_VERSION
+                self.send(refusal)
                 return False
             if not self.greeted and not self.server.take_slot(self):
                 holders = self.server.holders()
-                self.send(
-                    {
-                        "type": "error",
-                        "re": request.request_id,
-                        "code": "busy",
-                        "message": f"too many clients ({len(holders)} processes hold "
-                        f"{MAX_CLIENTS} connections)",
-                        "clients": holders,
-                    }
+                refusal = _error(
+                    "busy",
+                    f"too many clients ({len(holders)} processes hold {MAX_CLIENTS} connections)",
+                    request,
                 )
+                refusal["clients"] = holders
+                self.send(refusal)
                 return False
             self.greeted = True
-            reply = {
+            hello: HelloReply = {
                 "type": "hello",
                 "protocol": PROTOCOL_VERSION,
                 "agent": __version__,
@@ -719,16 +733,10 @@ class _Connection:
                 encoding = COMPACT if request.encoding == COMPACT else PLAIN
                 if encoding == COMPACT:
                     self.encoder = CompactEncoder(self.server.tables)
-                reply["encoding"] = encoding
+                hello["encoding"] = encoding
+            reply = hello
         elif not self.greeted:
-            self.send(
-                {
-                    "type": "error",
-                    "re": request.request_id,
-                    "code": "bad_request",
-                    "message": "say hello first",
-                }
-            )
+            self.send(_error("bad_request", "say hello first", request))
             return False
         elif request.type == "snapshot":
             snapshot, _cost = self.server.snapshot(request.include_finished)
@@ -741,65 +749,65 @@ class _Connection:
         elif request.type == "stack":
             reply = self.stack(request)
         elif request.type == "detach":
-            reply = {"type": "detach", "outcome": "detaching"}
+            detach: DetachReply = {"type": "detach", "outcome": "detaching"}
             if request.request_id is not None:
-                reply["re"] = request.request_id
-            self.send(reply)
+                detach["re"] = request.request_id
+            self.send(detach)
             # On a thread of its own: stopping the server hangs up on this very session.
             threading.Thread(target=_detach_agent, name="taskscope-detach", daemon=True).start()
             return False
         else:
-            reply = {"type": "cancel", "task": request.task_id}
-            if request.request_id is not None:
-                reply["re"] = request.request_id
-            box: list[tuple[str, str | None]] = []
+            task_id = request.task_id or ""
+            box: list[tuple[CancelOutcome, str | None]] = []
             server = self.server
 
-            def delivered(outcome: str, error: str | None) -> None:  # on the loop's thread
+            def delivered(outcome: CancelOutcome, error: str | None) -> None:  # loop's thread
                 box.append((outcome, error))
                 server.wake()
 
-            outcome = request_cancel(
-                self.server.tracker, request.task_id or "", request.message, delivered
-            )
-            if outcome is not None:
-                reply["outcome"] = outcome
-                self.send(reply)
+            outcome = request_cancel(self.server.tracker, task_id, request.message, delivered)
+            # "queued" until the loop says otherwise (see `on_time`).
+            cancel: CancelReply
+            if request.request_id is None:
+                cancel = {"type": "cancel", "task": task_id, "outcome": "queued"}
             else:
-                self.waiting = (reply, time.monotonic() + CANCEL_WAIT, box)
+                re = request.request_id
+                cancel = {"type": "cancel", "task": task_id, "re": re, "outcome": "queued"}
+            if outcome is not None:
+                cancel["outcome"] = outcome
+                self.send(cancel)
+            else:
+                self.waiting = (cancel, time.monotonic() + CANCEL_WAIT, box)
             return True
         if request.request_id is not None:
             reply["re"] = request.request_id
         self.send(reply)
         return True
 
-    def stack(self, request: Request) -> dict[str, Any]:
+    def stack(self, request: Request) -> StackReply:
         tracker = self.server.tracker
-        number = int(request.task_id or 0)
+        task_id = request.task_id or "0"
+        number = int(task_id)
         task = find_task(tracker, number)
-        reply: dict[str, Any] = {"type": "stack", "task": request.task_id}
         if task is None:
             for finished in tracker.finished_tasks():
                 if finished.task_id == number:
-                    reply["found"] = True
-                    reply["record"] = finished_record(tracker, finished)
-                    reply["stack"] = []
-                    return reply
-            reply["found"] = False
-            reply["stack"] = []
-            return reply
-        frames = walk_frames(task_coro(task))
-        stack = []
-        for frame in frames:
-            entry: dict[str, Any] = dict(frame_record(frame.f_code, frame.f_lineno))
-            entry["source"] = _source_line(frame.f_code.co_filename, frame.f_lineno)
-            stack.append(entry)
+                    record = finished_record(tracker, finished)
+                    return {
+                        "type": "stack",
+                        "task": task_id,
+                        "found": True,
+                        "record": record,
+                        "stack": [],
+                    }
+            return {"type": "stack", "task": task_id, "found": False, "stack": []}
+        reply: StackReply = {"type": "stack", "task": task_id, "found": True, "stack": []}
         meta = tracker.meta_of(task)
-        reply["found"] = True
-        reply["stack"] = stack
+        reply["stack"] = [
+            _stack_frame(frame.f_code, frame.f_lineno) for frame in walk_frames(task_coro(task))
+        ]
         reply["created_from"] = [
-            {**frame_record(code, line), "source": _source_line(code.co_filename, line)}
-            for code, line in (meta.created_from if meta else ())
+            _stack_frame(code, line) for code, line in (meta.created_from if meta else ())
         ]
         return reply
 
@@ -810,7 +818,7 @@ class _Connection:
         current = {record["id"]: record for record in snapshot["tasks"]}
         if first:
             self.previous = current
-            message: dict[str, Any] = {"type": "snapshot", "snapshot": snapshot}
+            message: SnapshotReply = {"type": "snapshot", "snapshot": snapshot}
             if request_id is not None:
                 message["re"] = request_id
             self.send(message)
@@ -825,20 +833,17 @@ class _Connection:
                 changed.append(record)
         removed = [task_id for task_id in previous if task_id not in current]
         self.previous = current
-        self.send(
-            {
-                "type": "delta",
-                "delta": {
-                    "taken_at": snapshot["taken_at"],
-                    "loops": snapshot["loops"],
-                    "changed": changed,
-                    "removed": removed,
-                    "cycles": snapshot["cycles"],
-                    "build_seconds": round(cost, 4),
-                    "loop_time": snapshot["loop_time"],
-                },
-            }
-        )
+        delta: WireDelta = {
+            "taken_at": snapshot["taken_at"],
+            "loops": snapshot["loops"],
+            "changed": changed,
+            "removed": removed,
+            "cycles": snapshot["cycles"],
+            "build_seconds": round(cost, 4),
+        }
+        if "loop_time" in snapshot:
+            delta["loop_time"] = snapshot["loop_time"]
+        self.send({"type": "delta", "delta": delta})
 
 
 def _detach_agent() -> None:
@@ -851,13 +856,32 @@ def _detach_agent() -> None:
         pass
 
 
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
+def _error(code: ErrorCode, message: str, request: Request | None = None) -> ErrorReply:
+    """An error reply, to `request` when given (`re`: its id, or null)."""
+    if request is None:
+        return {"type": "error", "code": code, "message": message}
+    return {"type": "error", "re": request.request_id, "code": code, "message": message}
+
+
+def _stack_frame(code: CodeType, line: int | None) -> StackFrame:
+    """A frame of a `stack` reply, its line of source read by the agent."""
+    frame = frame_record(code, line)
+    return {
+        "function": frame["function"],
+        "file": frame["file"],
+        "line": frame["line"],
+        "source": _source_line(code.co_filename, line),
+    }
+
+
+def _plain(message: Reply) -> Reply:
     """A message in schema 1: the countdowns of its snapshot or delta counted."""
-    kind = message.get("type")
-    if kind == "snapshot":
-        return {**message, "snapshot": materialize_body(message["snapshot"], "tasks")}
-    if kind == "delta":
-        return {**message, "delta": materialize_body(message["delta"], "changed")}
+    if message["type"] == "snapshot":
+        snapshot = materialize_body(dict(message["snapshot"]), "tasks")
+        return {**message, "snapshot": snapshot}  # type: ignore[typeddict-item]
+    if message["type"] == "delta":
+        delta = materialize_body(dict(message["delta"]), "changed")
+        return {**message, "delta": delta}  # type: ignore[typeddict-item]
     return message
 
 

@@ -18,12 +18,43 @@ import time
 import weakref
 from asyncio import tasks as asyncio_tasks
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskscope.agent.summary import exception_summary, result_summary
+from taskscope.protocol import WireAwaiting, WireFrame, WireTask
+
+if TYPE_CHECKING:
+    from taskscope.agent.awaiting import PlanStep
+
+#: What never changes in a pending task's record: its id, its parent's id, where it was
+#: created (wire frames), its coroutine's name, and when the agent first saw it (for a task
+#: whose creation it did not see; else None).
+TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None]
+#: Where a task was created: (code, line or instruction offset) pairs, innermost first.
+Site = tuple[tuple[CodeType, int], ...]
+#: How a task ended, as the loop thread notes it (cheap to make there): id, loop id, name,
+#: its coroutine's code (or the name of what it ran), state, finished at, created at, parent
+#: id, result or exception summary, creation site (offsets), first seen at.
+HistoryEntry = tuple[
+    int,
+    str,
+    str,
+    CodeType | str,
+    str,
+    float,
+    float | None,
+    int | None,
+    str | None,
+    Site,
+    float | None,
+]
+#: A creation note of a task not looked at yet: a weak reference to it, its parent's id,
+#: when and where (offsets) it was created.
+BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site]
+RunningLoopSetter = Callable[[asyncio.AbstractEventLoop | None], None]
 
 HEARTBEAT_INTERVAL = 0.25
 #: A loop whose heartbeat is this late is reported as blocked.
@@ -32,10 +63,10 @@ BLOCKED_THRESHOLD = 0.25
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 #: id(code) -> offset -> a creation site: tasks made at one place share one site tuple
 #: instead of two new tuples each (checked against the code object, whose id could be reused).
-_SITES: dict[int, dict[int, tuple[tuple[CodeType, int], ...]]] = {}
+_SITES: dict[int, dict[int, Site]] = {}
 
 
-def _site(code: CodeType, offset: int) -> tuple[tuple[CodeType, int], ...]:
+def _site(code: CodeType, offset: int) -> Site:
     by_offset = _SITES.get(id(code))
     if by_offset is not None:
         site = by_offset.get(offset)
@@ -48,6 +79,7 @@ def _site(code: CodeType, offset: int) -> tuple[tuple[CodeType, int], ...]:
     return site
 
 
+_T = TypeVar("_T")
 _monotonic = time.monotonic
 _wall = time.time
 _weakref = weakref.ref
@@ -73,7 +105,6 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         "rec_awaited",
         "rec_awaiting",
         "rec_created_at",
-        "rec_cycled",
         "rec_loop",
         "rec_name",
         "rec_running",
@@ -89,12 +120,18 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
     )
 
     def __new__(
-        cls, task: Any, callback: Callable[[TaskMeta], None] | None, task_id: int
+        cls,
+        task: asyncio.Future[Any],
+        callback: Callable[[TaskMeta], None] | None,
+        task_id: int,
     ) -> TaskMeta:
         return super().__new__(cls, task, callback)
 
     def __init__(
-        self, task: Any, callback: Callable[[TaskMeta], None] | None, task_id: int
+        self,
+        task: asyncio.Future[Any],
+        callback: Callable[[TaskMeta], None] | None,
+        task_id: int,
     ) -> None:
         # The reference itself was made by __new__ (weakref's own __init__ only checks).
         #: id() of the task: its key in `Tracker._meta`.
@@ -105,41 +142,41 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         #: When the agent first saw a task whose creation it did not see (else None).
         self.seen_at: float | None = None
         #: (code, line) pairs, innermost first: where `create_task` was called.
-        self.created_from: tuple[tuple[CodeType, int], ...] = ()
+        self.created_from: Site = ()
         #: Whether the history callback is on the task.
         self.watched = False
         #: The coroutine's name, kept only for tasks that finished inside create_task (eager
         #: tasks), whose coroutine is gone by the time anyone looks.
         self.coro = ""
-        #: Wire forms that never change while the task is pending: (id, parent id, creation
-        #: frames, coroutine name, first seen at or None), made by the snapshot builder on
-        #: first use.
-        self.wire: tuple[str, str | None, tuple[Any, ...], str, float | None] | None = None
+        #: What never changes in its record while the task is pending (see `TaskWire`), made
+        #: by the snapshot builder on first use.
+        self.wire: TaskWire | None = None
         # The snapshot builder's notes from its last look, while the task stays pending:
-        # fields rather than a tuple or two, so that a look at 100,000 tasks neither
-        # allocates nor keeps more objects for the host's garbage collector.
+        # fields rather than a tuple or an object of their own, so that a look at 100,000
+        # tasks neither allocates nor keeps more objects for the host's garbage collector.
         #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None:
-        #: no note), its wire stack and classification plan, a weak reference to the `self`
-        #: of the plan's first step and that step's key in the descriptions memo.
-        self.chain_fut: Any = None
-        self.chain_stack: Any = None
-        self.chain_plan: Any = None
-        self.chain_self: Any = None
-        self.chain_key: Any = None
-        #: Its last record (None: no note) and what it was made of: wire forms, loop id,
-        #: name, stack, description before the tasks it awaits were added, running, created
-        #: at, the ids of the tasks it awaited and of those awaiting it, whether in a cycle.
-        self.record: Any = None
-        self.rec_wire: Any = None
-        self.rec_loop: Any = None
-        self.rec_name: Any = None
-        self.rec_stack: Any = None
-        self.rec_awaiting: Any = None
-        self.rec_running: Any = None
-        self.rec_created_at: Any = None
-        self.rec_awaited: Any = None
-        self.rec_waiters: Any = None
-        self.rec_cycled: Any = None
+        #: no note, and the other `chain_` fields mean nothing), its wire stack and
+        #: classification plan, a weak reference to the `self` of the plan's first step and
+        #: that step's key in the descriptions memo.
+        self.chain_fut: weakref.ref[asyncio.Future[Any]] | None = None
+        self.chain_stack: tuple[WireFrame, ...] = ()
+        self.chain_plan: tuple[PlanStep, ...] = ()
+        self.chain_self: weakref.ref[Any] | None = None
+        self.chain_key: tuple[int, int] | None = None
+        #: Its last record (None: no note, and the other `rec_` fields mean nothing) and what
+        #: that was made of: wire forms, loop id, name, stack, description before the tasks
+        #: it awaits were added, running, created at, the ids of the tasks it awaited (None:
+        #: none) and of those awaiting it.
+        self.record: WireTask | None = None
+        self.rec_wire: TaskWire | None = None
+        self.rec_loop = ""
+        self.rec_name = ""
+        self.rec_stack: tuple[WireFrame, ...] = ()
+        self.rec_awaiting: WireAwaiting | None = None
+        self.rec_running = False
+        self.rec_created_at: float | None = None
+        self.rec_awaited: list[int] | None = None
+        self.rec_waiters: list[int] | None = None
         #: The task's position in the snapshot being built (valid during that build only).
         self.slot: int | None = None
 
@@ -157,11 +194,11 @@ class FinishedTask:
     created_at: float | None
     parent_id: int | None
     summary: str | None
-    created_from: tuple[tuple[CodeType, int], ...]
+    created_from: Site
     #: When the agent first saw it, for a task whose creation it did not see.
     first_seen_at: float | None = None
     #: Its snapshot record (it never changes), made by the snapshot builder on first use.
-    wire: Any = None
+    wire: WireTask | None = None
 
 
 @dataclass(slots=True)
@@ -178,10 +215,10 @@ class LoopRecord:
     adopted: bool = False
     adopt_requested_at: float | None = None
     heartbeat: asyncio.TimerHandle | None = None
-    app_factory: Any = None
+    #: The application's task factory, when the agent had to wrap it (see `_install_factory`).
+    app_factory: Callable[..., asyncio.Future[Any]] | None = None
     patched_methods: bool = False
     factory_installed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     #: The context the history callback of this loop's tasks runs in. Without one,
     #: add_done_callback copies the caller's context for every task: an object made, and
     #: tracked by the garbage collector, per task, for a callback that reads no context
@@ -200,11 +237,11 @@ class Tracker:
         self.track_tasks = track_tasks
         # How tasks ended, as plain tuples (cheap to make on the loop thread); turned into
         # FinishedTask records by finished_tasks() on the agent's thread.
-        self._history: deque[tuple[Any, ...]] = deque(maxlen=history_limit)
-        self._finished_cache: dict[int, tuple[tuple[Any, ...], FinishedTask]] = {}
+        self._history: deque[HistoryEntry] = deque(maxlen=history_limit)
+        self._finished_cache: dict[int, tuple[HistoryEntry, FinishedTask]] = {}
         # id(task) -> (weak reference, parent id, created at, creation site) for tasks made
         # since install and not looked at yet: the cheapest record the loop thread can make.
-        self._born: dict[int, tuple[Any, int | None, float, tuple[tuple[CodeType, int], ...]]] = {}
+        self._born: dict[int, BirthNote] = {}
         self._ids = itertools.count(1)
         self._loop_ids = itertools.count(1)
         # id(task) -> its metadata (a weak reference to it): cheaper than a
@@ -212,16 +249,16 @@ class Tracker:
         self._meta: dict[int, TaskMeta] = {}
         self.loops: dict[int, LoopRecord] = {}
         self._loops_lock = threading.Lock()
-        self._original_set_running_loop: Callable[[Any], None] | None = None
+        self._original_set_running_loop: RunningLoopSetter | None = None
         #: Called (on the loop's thread) whenever a loop starts: the server restarts its
         #: thread there after a fork.
         self.loop_start_listeners: list[Callable[[], None]] = []
         #: Loops that say they run but never will (see `loop_is_frozen`), by id.
         self.frozen_loop_ids: set[int] = set()
         self._frozen_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-        self._our_set_running_loop: Callable[[Any], None] | None = None
-        self._original_new_event_loop: Callable[[], Any] | None = None
-        self._our_new_event_loop: Callable[[], Any] | None = None
+        self._our_set_running_loop: RunningLoopSetter | None = None
+        self._original_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+        self._our_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
         self._installed = False
         #: Unix time from which finished tasks are known, when the agent started in a process
         #: whose loops were already running (an attach): earlier finishes it never saw.
@@ -239,6 +276,11 @@ class Tracker:
     def _forget_task(self, meta: TaskMeta) -> None:
         if self._meta.get(meta.key) is meta:
             del self._meta[meta.key]
+
+    def task_metas(self) -> Mapping[int, TaskMeta]:
+        """The metadata of the tasks the agent has looked at, by id(task): live, to read only.
+        An entry is a task's only when calling it gives that task (ids are reused)."""
+        return self._meta
 
     def meta_of(self, task: asyncio.Future[Any]) -> TaskMeta | None:
         meta = self._meta.get(id(task))
@@ -287,7 +329,7 @@ class Tracker:
         self,
         task: asyncio.Future[Any],
         parent_id: int | None,
-        site: tuple[tuple[CodeType, int], ...],
+        site: Site,
     ) -> None:
         """A creation note for a task the agent has already looked at (and given an id)."""
         meta = self._meta.get(id(task))
@@ -305,7 +347,7 @@ class Tracker:
             if meta is not None and meta() is task:
                 meta.chain_fut = meta.record = None  # the builder's notes: pending tasks only
                 task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
-                site: tuple[Any, ...] = meta.created_from
+                site: Site = meta.created_from
                 coro_fallback = meta.coro
                 seen_at = meta.seen_at if created_at is None else None
             else:
@@ -605,7 +647,7 @@ class Tracker:
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
                 frame: FrameType | None = get_frame(1)
-                site: tuple[tuple[CodeType, int], ...] = ()
+                site: Site = ()
                 while frame is not None:
                     code = frame.f_code
                     if not code.co_filename.startswith(asyncio_dir):
@@ -708,7 +750,7 @@ def coro_name(coro: Any) -> str:
     return type(coro).__qualname__
 
 
-def _creation_site(frame: FrameType | None) -> tuple[tuple[CodeType, int], ...]:
+def _creation_site(frame: FrameType | None) -> Site:
     """Where a task was asked for: the (code, instruction offset) of the first frame outside
     asyncio (past asyncio.create_task or TaskGroup.create_task). One frame only, and an offset
     rather than a line number: each further frame, and each line-table walk, would cost the
@@ -730,10 +772,10 @@ def _line_at(code: CodeType, offset: int) -> int | None:
 
 #: (id(code), offset) -> (code, its creation site with a line number), for one-frame sites:
 #: tasks made at one place share one tuple (and the snapshot builder, its wire form).
-_SITE_LINES: dict[tuple[int, int], tuple[CodeType, tuple[tuple[CodeType, int], ...]]] = {}
+_SITE_LINES: dict[tuple[int, int], tuple[CodeType, Site]] = {}
 
 
-def _site_lines(site: tuple[tuple[CodeType, int], ...]) -> tuple[tuple[CodeType, int], ...]:
+def _site_lines(site: Site) -> Site:
     """Creation sites with line numbers instead of instruction offsets."""
     if len(site) != 1:
         return tuple((code, _line_at(code, offset) or 0) for code, offset in site)
@@ -787,8 +829,8 @@ def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 def pending_tasks(
-    tracker: Tracker, into: list[asyncio.Future[Any]] | None = None
-) -> list[asyncio.Future[Any]]:
+    tracker: Tracker, into: list[asyncio.Task[Any]] | None = None
+) -> list[asyncio.Task[Any]]:
     """Every pending task of the process, read safely from a thread that is not the loop's;
     appended to `into` (an empty list) when given, which is returned."""
     found = _pending_tasks(tracker, into)
@@ -799,11 +841,11 @@ def pending_tasks(
 
 
 def _pending_tasks(
-    tracker: Tracker, into: list[asyncio.Future[Any]] | None
-) -> list[asyncio.Future[Any]]:
+    tracker: Tracker, into: list[asyncio.Task[Any]] | None
+) -> list[asyncio.Task[Any]]:
     sources = _registry_sources()
-    result: list[asyncio.Future[Any]] = [] if into is None else into
-    found: list[asyncio.Future[Any]] = []
+    result: list[asyncio.Task[Any]] = [] if into is None else into
+    found: list[asyncio.Task[Any]] = []
     if sources is None:  # 3.14+: the registry lives in C; all_tasks(loop) is the public way
         for _record, loop in tracker.live_loops():
             try:
@@ -840,7 +882,7 @@ def _pending_tasks(
     return result
 
 
-def _copy(source: Any) -> list[Any]:
+def _copy(source: Iterable[_T]) -> list[_T]:
     for _attempt in range(1000):
         try:
             return list(source)

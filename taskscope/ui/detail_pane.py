@@ -5,7 +5,6 @@ was created, and how it ended."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -16,6 +15,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from taskscope.model import Frame, TaskInfo, TaskModel
+from taskscope.protocol import StackFrame, StackReply
 from taskscope.report import safe_text
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
@@ -44,7 +44,7 @@ class DetailPane(Vertical):
         super().__init__(id=id)
         self.clock = clock
         self.task_id: str | None = None
-        self.stack_reply: dict[str, Any] | None = None
+        self.stack_reply: StackReply | None = None
         self.cancel_status: dict[str, str] = {}
         self._links: list[tuple[str, str]] = []
         self._link_labels: list[Text] = []
@@ -87,7 +87,7 @@ class DetailPane(Vertical):
             self._shown[id(view)] = text
             view.update(text, layout=not same_height(old, text, view.content_region.width))
 
-    def set_stack(self, task_id: str, reply: dict[str, Any]) -> None:
+    def set_stack(self, task_id: str, reply: StackReply) -> None:
         """The agent's stack reply (with source lines) for the shown task."""
         if task_id == self.task_id:
             self.stack_reply = reply
@@ -173,7 +173,7 @@ class DetailPane(Vertical):
             text.append("finished tasks have no stack\n", style="dim")
         else:
             text.append("stack\n", style="bold")
-            frames: list[dict[str, Any]]
+            frames: list[StackFrame]
             if reply is not None and reply.get("found") and reply.get("stack") is not None:
                 frames = list(reply["stack"])
             else:
@@ -200,7 +200,7 @@ class DetailPane(Vertical):
             self.post_message(self.TaskLinkChosen(self._links[event.option_index][1]))
 
 
-def _frame_dict(frame: Frame) -> dict[str, Any]:
+def _frame_dict(frame: Frame) -> StackFrame:
     return {"function": frame.function, "file": frame.file, "line": frame.line, "source": None}
 
 
@@ -215,12 +215,12 @@ def short_path(path: str) -> str:
     return path
 
 
-def _append_frame(text: Text, frame: dict[str, Any]) -> None:
-    location = safe_text(short_path(str(frame.get("file", "?"))))
-    if frame.get("line") is not None:
+def _append_frame(text: Text, frame: StackFrame) -> None:
+    location = safe_text(short_path(str(frame["file"])))
+    if frame["line"] is not None:
         location += f":{frame['line']}"
     text.append("  ")
-    text.append(safe_text(str(frame.get("function", "?"))) + "()", style="cyan")
+    text.append(safe_text(str(frame["function"])) + "()", style="cyan")
     text.append(f"  {location}\n", style="dim")
     source = frame.get("source")
     if source:

@@ -27,6 +27,7 @@ from textual.widgets import Footer, Input
 
 from taskscope.client import ClientError
 from taskscope.model import TaskInfo, TaskModel
+from taskscope.protocol import StackReply
 from taskscope.report import safe_text, task_text
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
@@ -61,7 +62,7 @@ class ModelChanged(Message):
 
 
 class StackFetched(Message):
-    def __init__(self, task_id: str, reply: dict[str, Any]) -> None:
+    def __init__(self, task_id: str, reply: StackReply) -> None:
         super().__init__()
         self.task_id = task_id
         self.reply = reply

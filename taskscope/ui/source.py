@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from taskscope.client import AgentClient
 from taskscope.process_facts import ProcessFacts
 from taskscope.process_facts import ProcessInfo as ProcessInfo  # the TaskSource protocol's
-from taskscope.protocol import WireDelta, WireSnapshot
+from taskscope.protocol import StackReply, WireDelta, WireSnapshot
 
 #: What `subscribe` yields: ("snapshot", WireSnapshot) first, then ("delta", WireDelta)...
 Update = tuple[str, WireSnapshot | WireDelta]
@@ -36,8 +36,8 @@ class TaskSource(Protocol):
         """Request cancellation: "requested", "already_finished" or "no_such_task"."""
         ...
 
-    def stack(self, task_id: str) -> dict[str, Any]:
-        """The task's stack with source lines: {"found", "stack", "created_from", "record"}."""
+    def stack(self, task_id: str) -> StackReply:
+        """The task's stack with source lines (`found`, `stack`, `created_from`, `record`)."""
         ...
 
     def snapshot(self) -> WireSnapshot:
@@ -89,7 +89,7 @@ class AgentSource:
     def subscribe(self, interval: float) -> Iterator[Update]:
         client = self._new_client()
         hello = client.connect()
-        self._python = str(hello.get("python", ""))
+        self._python = hello["python"]
         self._command_line = " ".join(str(arg) for arg in hello.get("argv") or ())
         self._feed = client
         try:
@@ -101,7 +101,7 @@ class AgentSource:
         if self._commands is None:
             client = self._new_client()
             hello = client.connect()
-            self._python = self._python or str(hello.get("python", ""))
+            self._python = self._python or hello["python"]
             self._commands = client
         return self._commands
 
@@ -119,8 +119,8 @@ class AgentSource:
     def cancel(self, task_id: str) -> str:
         return str(self._call("cancel", task_id, "cancelled from the taskscope dashboard"))
 
-    def stack(self, task_id: str) -> dict[str, Any]:
-        reply: dict[str, Any] = self._call("stack", task_id)
+    def stack(self, task_id: str) -> StackReply:
+        reply: StackReply = self._call("stack", task_id)
         return reply
 
     def snapshot(self) -> WireSnapshot:

@@ -9,7 +9,14 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from taskscope.client import ClientError
-from taskscope.protocol import WireAwaiting, WireDelta, WireLoop, WireSnapshot, WireTask
+from taskscope.protocol import (
+    StackReply,
+    WireAwaiting,
+    WireDelta,
+    WireLoop,
+    WireSnapshot,
+    WireTask,
+)
 from taskscope.ui.source import ProcessInfo, Update
 
 #: The frozen "now" of every test: ages are computed against it.
@@ -249,9 +256,11 @@ class FakeSource:
         self.cancelled.append(task_id)
         return self.cancel_outcome
 
-    def stack(self, task_id: str) -> dict[str, Any]:
+    def stack(self, task_id: str) -> StackReply:
         self.stack_requests.append(task_id)
         return {
+            "type": "stack",
+            "task": task_id,
             "found": True,
             "stack": [
                 {
@@ -269,7 +278,6 @@ class FakeSource:
                     "source": "tg.create_task(fetch())",
                 }
             ],
-            "record": None,
         }
 
     def snapshot(self) -> WireSnapshot:
