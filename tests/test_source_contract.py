@@ -28,6 +28,7 @@ from taskscope.sources import (
     Unsupported,
     Update,
 )
+from taskscope.sources.choose import open_source
 from taskscope.sources.live import LiveSource
 from taskscope.sources.readonly import ReadOnlySource
 from tests.helpers import Target, wait_for
@@ -278,3 +279,14 @@ def test_the_fake_of_the_dashboard_tests_answers_for_the_tasks_it_shows() -> Non
     known = {task["id"] for task in service_tasks()}
     assert source.cancel(sorted(known)[0]).outcome == "requested"
     assert source.cancel(MISSING).outcome == "no_such_task"
+
+
+def test_a_command_that_needs_the_agent_gets_no_read_only_look() -> None:
+    # GIVEN a command that cancels WHEN it asks for a read-only look THEN it is told in one
+    # line what a read-only look cannot do, before anything is read
+    with pytest.raises(Unsupported) as raised:
+        open_source(os.getpid(), read_only=True, needs=Capability.CANCEL | Capability.DETACH)
+    assert str(raised.value) == (
+        f"a read-only look at process {os.getpid()} cannot cancel a task or detach an agent: "
+        "leave out --read-only"
+    )

@@ -40,9 +40,9 @@ def open_source(
     missing = needs & ~source.capabilities
     if missing:
         source.close()
+        actions = " or ".join(text for flag, text in _ACTIONS.items() if flag in missing)
         raise Unsupported(
-            f"a read-only look at process {pid} cannot "
-            f"{_ACTIONS.get(missing, 'do that')}: leave out --read-only"
+            f"a read-only look at process {pid} cannot {actions}: leave out --read-only"
         )
     return source
 

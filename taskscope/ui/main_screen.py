@@ -27,7 +27,7 @@ from textual.widgets import Footer, Input
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text, task_text
-from taskscope.sources import ClientError
+from taskscope.sources import Capability, ClientError
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
@@ -526,6 +526,15 @@ class MainScreen(Screen[None]):
     def _confirm_cancel(self, subtree: bool) -> None:
         task = self.selected_task()
         if task is None or task.finished or self.dashboard.gone is not None:
+            return
+        source = self.dashboard.source
+        if Capability.CANCEL not in source.capabilities:
+            self.notify(
+                f"{safe_text(source.label)} cannot cancel tasks: that needs the "
+                "taskscope agent in the process",
+                title="Cannot cancel",
+                severity="warning",
+            )
             return
         now = self.clock()
         question = ask(
