@@ -12,8 +12,10 @@ tests/test_source_contract.py holds every one to this protocol.
 
 Where a new source goes: a module of this package with a class that follows `Source`, run
 through the contract suite (add it to its `SOURCES`), and chosen in `choose.open_source`.
-  - a recording file: replays its snapshots and deltas from `subscribe` at their recorded
-    pace; `snapshot` is the latest one read; capabilities none (no cancel, no detach).
+  - a recording file (`taskscope.recording.open_recording`): `snapshot` is the state at the
+    chosen time (`Recording.snapshot_at`), `subscribe` replays `Recording.states()` at their
+    recorded pace as a snapshot then deltas (`delta_between`); capabilities none;
+    `identity` is the recording's facts.
   - a remote host over ssh: `ssh HOST taskscope serve PID` relays the agent's NDJSON, so a
     `client.AgentClient` over that pipe instead of the Unix socket is `LiveSource` again;
     `process_info` comes from the remote side.
