@@ -28,8 +28,17 @@ from textual import events
 from textual.pilot import Pilot
 
 from taskscope.protocol import WireDelta, WireSnapshot, WireTask
+from taskscope.sources import (
+    CancelResult,
+    Capability,
+    DeltaUpdate,
+    ProcessIdentity,
+    ProcessInfo,
+    SnapshotUpdate,
+    Unsupported,
+    Update,
+)
 from taskscope.ui.app import TaskscopeApp
-from taskscope.ui.source import ProcessInfo, Update
 
 NOW = 1_800_000_000.0
 SIZE = (160, 45)
@@ -122,6 +131,9 @@ def make_delta(total: int, changed: int, churn: int, round_: int) -> WireDelta:
 class BenchSource:
     """A source that serves one snapshot, then whatever deltas the benchmark queues."""
 
+    capabilities = Capability.PUSH | Capability.CANCEL | Capability.STACK_SOURCE
+    label = "process 1 (benchmark)"
+
     def __init__(self, first: WireSnapshot) -> None:
         self.pid = 1
         self.first = first
@@ -129,7 +141,7 @@ class BenchSource:
         self.closed = False
 
     def subscribe(self, interval: float) -> Iterator[Update]:
-        yield "snapshot", self.first
+        yield SnapshotUpdate(self.first)
         while not self.closed:
             try:
                 item = self.updates.get(timeout=0.05)
@@ -139,14 +151,20 @@ class BenchSource:
                 return
             yield item
 
-    def cancel(self, task_id: str) -> str:
-        return "requested"
+    def cancel(self, task_id: str, message: str | None = None) -> CancelResult:
+        return CancelResult("requested")
 
     def stack(self, task_id: str) -> dict[str, Any]:
         return {"found": True, "stack": [], "created_from": [], "record": None}
 
-    def snapshot(self) -> WireSnapshot:
+    def snapshot(self, include_finished: bool = True) -> WireSnapshot:
         return self.first
+
+    def detach(self) -> None:
+        raise Unsupported("the benchmark's source has no agent to detach")
+
+    def identity(self) -> ProcessIdentity:
+        return {"pid": 1, "argv": ["python", "service.py"]}
 
     def process_info(self) -> ProcessInfo:
         return {"pid": 1, "command": "python service.py"}
@@ -268,7 +286,7 @@ async def bench_tree(total: int) -> None:
         async def feed() -> None:
             round_ = 100
             while streaming:
-                source.updates.put(("delta", make_delta(total, 1000, 20, round_)))
+                source.updates.put(DeltaUpdate(make_delta(total, 1000, 20, round_)))
                 round_ += 1
                 await asyncio.sleep(0.5)
 

@@ -8,6 +8,7 @@ tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,9 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from taskscope import __version__
-from taskscope.client import AgentClient, ClientError, NoAgent, live_agents, no_agent_message
+from taskscope.client import ClientError, live_agents
 from taskscope.protocol import WireSnapshot, terminal_safe_json
 from taskscope.remote import BadTarget, RemoteHost, is_remote, parse_target
+from taskscope.sources import Capability, SnapshotUpdate, Source
 from taskscope.words import fill_texts
 
 if TYPE_CHECKING:
@@ -277,35 +279,27 @@ def _metrics_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def connect(args: argparse.Namespace) -> AgentClient:
-    """A connected client for args.pid, loading the agent into the process when needed."""
-    args.injected = False
-    if getattr(args, "remote", None) is not None:
-        return connect_remote(args)
-    client = AgentClient(args.pid, timeout=args.timeout, on_slow=_slow_note(args))
-    try:
-        client.connect()
-        return client
-    except NoAgent:
-        pass
-    from taskscope.attach import agent_socket, load_agent
+def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -> Source:
+    """The source every command reads args.pid through: its agent (loaded into the process
+    unless --no-inject), or a read-only look with --read-only, or when the agent cannot be
+    had and a read-only look can do what the command `needs` (3.14+)."""
+    from taskscope.sources.choose import open_source as choose
 
-    # An agent may listen where the target put it rather than where we look (another user's
-    # directory, a chroot or container): use it before loading one.
-    path = agent_socket(args.pid)
-    if path is None:
-        if args.no_inject:
-            raise NoAgent(no_agent_message(args.pid))
-        path = load_agent(args.pid, timeout=args.timeout)
-        args.injected = True
-    client = AgentClient(
+    if getattr(args, "remote", None) is not None:
+        return _open_remote(args)
+
+    def fall_back(error: BaseException) -> None:
+        print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
+
+    return choose(
         args.pid,
         timeout=args.timeout,
-        socket_dir=os.path.dirname(path),
+        inject=not args.no_inject,
+        read_only=getattr(args, "read_only", False),
+        needs=needs,
         on_slow=_slow_note(args),
+        on_read_only=fall_back,
     )
-    client.connect()
-    return client
 
 
 def remote_client(args: argparse.Namespace, batch: bool = False) -> RemoteClient:
@@ -323,12 +317,29 @@ def remote_client(args: argparse.Namespace, batch: bool = False) -> RemoteClient
     )
 
 
-def connect_remote(args: argparse.Namespace) -> AgentClient:
-    """A connected client for args.pid on args.remote: ssh runs `taskscope bridge PID` there,
-    which loads the agent when needed, as `connect` does here."""
-    client = remote_client(args)
-    client.connect()
-    return client
+def _open_remote(args: argparse.Namespace) -> Source:
+    """The live source of args.pid on args.remote: each of its connections is ssh running
+    `taskscope bridge PID` there, which loads the agent when needed, as a local look does.
+    The first connects now, where ssh may still ask for a password or a host key; later ones
+    (the dashboard's subscription) ask nothing (BatchMode)."""
+    from taskscope.sources.live import LiveSource
+
+    if getattr(args, "read_only", False):
+        raise ClientError(
+            f"--read-only reads the memory of a process on this host: for {args.remote}, run "
+            f"`taskscope ps --read-only {args.pid}` there"
+        )
+    made: list[RemoteClient] = []
+
+    def client() -> RemoteClient:
+        made.append(remote_client(args, batch=bool(made)))
+        return made[-1]
+
+    source = LiveSource(
+        args.pid, timeout=args.timeout, client_factory=client, remote=str(args.remote)
+    )
+    source.connect()
+    return source
 
 
 def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
@@ -349,76 +360,42 @@ def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
 def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
     """A snapshot of args.pid and its command line: from the agent, or read from the process's
     memory with --read-only, or when the agent cannot be loaded there (3.14+)."""
-    remote = getattr(args, "remote", None)
-    if remote is not None and args.read_only:
-        raise ClientError(
-            f"--read-only reads the memory of a process on this host: for {remote}, run "
-            f"`taskscope ps --read-only {args.pid}` there"
-        )
-    if not args.read_only:
-        try:
-            with connect(args) as client:
-                snapshot = client.snapshot()
-                _check_loops(client, args, snapshot)
-                return snapshot, client.hello.get("argv")
-        except _refusals() as error:
-            if remote is not None or not _can_read_only(args.pid):
-                raise
-            print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
-    from taskscope.readonly import command_line, read_snapshot
-
-    return read_snapshot(args.pid, timeout=args.timeout), command_line(args.pid)
-
-
-def _refusals() -> tuple[type[BaseException], ...]:
-    """Why an agent could not be had, where a read-only look still can be."""
-    from taskscope.attach.errors import InjectionTimeout, RemoteDebugDisabled
-
-    return (NoAgent, RemoteDebugDisabled, InjectionTimeout)
-
-
-def _can_read_only(pid: int) -> bool:
-    from taskscope.attach.errors import InjectionError
-    from taskscope.attach.target import REMOTE_EXEC_VERSION, inspect_target
-
+    source = open_source(args)
     try:
-        return inspect_target(pid).version >= REMOTE_EXEC_VERSION
-    except InjectionError:
-        return False
+        snapshot = source.snapshot()
+        _check_loops(source, snapshot)
+        return snapshot, source.identity().get("argv")
+    finally:
+        source.close()
 
 
 class NoEventLoop(Exception):
     """The process runs no asyncio event loop (and has no task to show)."""
 
 
-def _check_loops(client: AgentClient, args: argparse.Namespace, snapshot: WireSnapshot) -> None:
+def _check_loops(source: Source, snapshot: WireSnapshot) -> None:
     """Raise NoEventLoop for a process without asyncio; an agent loaded only to find that is
     unloaded again."""
     if snapshot["loops"] or snapshot["tasks"]:
         return
-    message = f"no event loop in process {args.pid}: it runs no asyncio (yet)"
-    if getattr(args, "remote", None) is not None:
-        from taskscope.remote import RemoteClient
+    message = f"no event loop in process {source.pid}: it runs no asyncio (yet)"
+    from taskscope.remote import RemoteClient
+    from taskscope.sources.live import DetachFailed, LiveSource
 
+    if isinstance(source, LiveSource) and source.remote is not None:
+        client = source.command_client()
         # The bridge loaded it there if it started after this connection began.
         if isinstance(client, RemoteClient) and client.loaded_for_us(snapshot["taken_at"]):
             client.detach()
-            client.wait_hangup(args.timeout)
+            client.wait_hangup(source.timeout)
             message += "; the agent loaded to look was unloaded again"
-    elif getattr(args, "injected", False):
-        client.detach()
-        _wait_socket_gone(client.path)
+    elif isinstance(source, LiveSource) and source.injected:
+        try:
+            source.detach()
+        except DetachFailed:
+            pass  # it was asked to go; the missing loop is the news
         message += "; the agent loaded to look was unloaded again"
     raise NoEventLoop(message)
-
-
-def _wait_socket_gone(path: str, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while os.path.exists(path):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -512,7 +489,7 @@ def _snapshot_taker(args: argparse.Namespace) -> Callable[[int], WireSnapshot]:
     def take(pid: int) -> WireSnapshot:
         one = argparse.Namespace(
             pid=pid, timeout=args.timeout, no_inject=args.no_inject, read_only=False
-        )
+        )  # read-only only as the fallback, as `ps` does
         return take_snapshot(one)[0]
 
     return take
@@ -580,19 +557,22 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(client: AgentClient, args: argparse.Namespace) -> TaskInfo:
+def _resolve(source: Source, args: argparse.Namespace) -> TaskInfo:
     from taskscope.model import TaskModel
 
-    model = TaskModel.from_snapshot(client.snapshot(include_finished=True))
+    model = TaskModel.from_snapshot(source.snapshot(include_finished=True))
     return resolve_task(model, args.task, args.pid, args.command)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
     from taskscope.report import safe_text
 
-    with connect(args) as client:
-        task = _resolve(client, args)
-        reply = client.stack(task.id)
+    source = open_source(args, needs=Capability.STACK_SOURCE)
+    try:
+        task = _resolve(source, args)
+        reply = source.stack(task.id)
+    finally:
+        source.close()
     title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
     if not reply.get("found"):
         print(f"taskscope: {title} has gone from process {args.pid}", file=sys.stderr)
@@ -605,9 +585,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
     print(f"{title}, {task.state}, stack outermost first:")
     for frame in reply["stack"]:
         print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
-        source = frame.get("source")
-        if source:
-            print(f"      {safe_text(source)}")
+        line = frame.get("source")
+        if line:
+            print(f"      {safe_text(line)}")
     if reply.get("created_from"):
         print("created from:")
         for frame in reply["created_from"]:
@@ -628,11 +608,14 @@ CANCEL_TEXT = {
 def cmd_cancel(args: argparse.Namespace) -> int:
     from taskscope.report import safe_text
 
-    with connect(args) as client:
-        task = _resolve(client, args)
-        reply = client.cancel_reply(task.id, args.message)
-    outcome = str(reply.get("outcome"))
-    error = str(reply.get("error") or "the agent did not say why")
+    source = open_source(args, needs=Capability.CANCEL)
+    try:
+        task = _resolve(source, args)
+        result = source.cancel(task.id, args.message)
+    finally:
+        source.close()
+    outcome = result.outcome
+    error = result.error or "the agent did not say why"
     title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
     # On another host, the `ps` to run names it: `taskscope ps ssh://HOST PID`.
     where = args.pid if args.remote is None else f"{args.remote} {args.pid}"
@@ -648,12 +631,11 @@ def cmd_detach(args: argparse.Namespace) -> int:
     args.no_inject = True  # no agent: NoAgent says so, nothing is loaded to be unloaded
     if args.remote is not None:
         return _detach_remote(args)
-    client = connect(args)
-    with client:
-        client.detach()
-    if not _wait_socket_gone(client.path, args.timeout):
-        print(f"taskscope: the agent of process {args.pid} did not stop", file=sys.stderr)
-        return EXIT_ERROR
+    source = open_source(args, needs=Capability.DETACH)
+    try:
+        source.detach()  # ClientError when its socket stays: "... did not stop"
+    finally:
+        source.close()
     print(f"agent stopped in process {args.pid}: its hooks are undone and its socket is gone")
     return 0
 
@@ -681,10 +663,13 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise ClientError("--interval is in seconds, from 0.05 to 60")
     if args.duration is not None and args.duration <= 0:
         raise ClientError("--duration is in seconds, more than 0")
-    with connect(args) as client:
-        hello = client.hello
-        facts = {key: hello.get(key) for key in ("pid", "python", "argv", "executable")}
-        facts["started_at"] = hello.get("started_at")
+    source = open_source(args, needs=Capability.PUSH)
+    with contextlib.closing(source):
+        identity = source.identity()
+        facts: dict[str, object] = {
+            key: identity.get(key) for key in ("pid", "python", "argv", "executable")
+        }
+        facts["started_at"] = identity.get("started_at")
         facts["interval"] = args.interval
         try:
             writer = RecordingWriter.create(args.output, facts)
@@ -701,12 +686,13 @@ def cmd_record(args: argparse.Namespace) -> int:
         why = ""
         first = last = 0.0
         try:
-            for kind, body in client.subscribe(args.interval):
-                if kind == "snapshot":
-                    writer.add_snapshot(body)
+            for update in source.subscribe(args.interval):
+                if isinstance(update, SnapshotUpdate):
+                    writer.add_snapshot(update.snapshot)
+                    last = float(update.snapshot["taken_at"])
                 else:
-                    writer.add_delta(body)
-                last = float(body["taken_at"])
+                    writer.add_delta(update.delta)
+                    last = float(update.delta["taken_at"])
                 first = first or last
                 if deadline is not None and time.monotonic() >= deadline:
                     break
@@ -761,23 +747,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from taskscope.ui.app import run_dashboard
 
-    if args.remote is not None:
-        # Connect once here, where ssh may still ask for a password or a host key; the
-        # dashboard's own connections then ask nothing (BatchMode).
-        connect(args).close()
-        return run_dashboard(
-            args.pid,
-            interval=args.interval,
-            timeout=args.timeout,
-            client_factory=lambda: remote_client(args, batch=True),
-            remote=str(args.remote),
-        )
-    client = connect(args)
-    client.close()
-    socket_dir = os.path.dirname(client.path)
-    return run_dashboard(
-        args.pid, interval=args.interval, timeout=args.timeout, socket_dir=socket_dir
-    )
+    # The dashboard follows pushed updates and cancels: the live agent only, no fallback.
+    source = open_source(args, needs=Capability.PUSH | Capability.CANCEL)
+    return run_dashboard(source, interval=args.interval)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -799,10 +771,15 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     os.close(devnull)
     os.dup2(2, 1)
     args.read_only = False
-    client = connect(args)
-    client.close()
+    from taskscope.client import AgentClient
+
+    source = open_source(args, needs=Capability.PUSH)  # the live agent, loaded if needed
+    try:
+        path = source.path  # type: ignore[attr-defined]
+    finally:
+        source.close()
     raw = AgentClient(
-        args.pid, timeout=args.timeout, socket_dir=os.path.dirname(client.path)
+        args.pid, timeout=args.timeout, socket_dir=os.path.dirname(path)
     ).open_socket()
     try:
         relay(raw, incoming, outgoing)

@@ -340,12 +340,16 @@ class AgentClient:
     def _read_message(self, timeout: float | None, slow_from: float | None = None) -> Reply:
         """The next message, expanded from the compact encoding; one that is not an object
         with a string `type` raises."""
-        assert self._sock is not None
+        # Read through this socket even when another thread closes the client meanwhile
+        # (`close` unblocks a subscription): that ends in AgentGone, never in a stray OSError.
+        sock = self._sock
         deadline = None if timeout is None else time.monotonic() + timeout
         slow_at = None
         if slow_from is not None and self.on_slow is not None:
             slow_at = slow_from + SLOW_REPLY
         while not self._lines:
+            if sock is None:
+                raise AgentGone(f"the connection to the agent of process {self.pid} was closed")
             now = time.monotonic()
             remaining = None if deadline is None else max(0.01, deadline - now)
             if slow_at is not None:
@@ -354,9 +358,9 @@ class AgentClient:
                     if remaining is None
                     else min(remaining, max(0.01, slow_at - now))
                 )
-            self._sock.settimeout(remaining)
             try:
-                data = self._sock.recv(1 << 20)
+                sock.settimeout(remaining)
+                data = sock.recv(1 << 20)
             except TimeoutError:
                 if slow_at is not None and time.monotonic() >= slow_at and self.on_slow:
                     self.on_slow(time.monotonic() - slow_at + SLOW_REPLY)

@@ -56,6 +56,7 @@ def stop_demo_service(process: subprocess.Popen[bytes]) -> None:
 
 def run_demo() -> int:
     """Run the demo: the README's first command."""
+    from taskscope.sources.live import LiveSource
     from taskscope.ui.app import run_dashboard
 
     try:
@@ -64,6 +65,6 @@ def run_demo() -> int:
         print(f"taskscope: {error}", file=sys.stderr)
         return 1
     try:
-        return run_dashboard(process.pid)
+        return run_dashboard(LiveSource(process.pid))
     finally:
         stop_demo_service(process)

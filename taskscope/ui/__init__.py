@@ -1,5 +1,5 @@
-"""The live dashboard (`taskscope attach PID`): a Textual app over an injected task source.
+"""The live dashboard (`taskscope attach PID`): a Textual app over a task source.
 
-`TaskscopeApp(source)` takes anything that follows `taskscope.ui.source.TaskSource`;
-`run_dashboard(pid)` builds the real `AgentSource` and runs the app.
+`TaskscopeApp(source)` takes any `taskscope.sources.Source`; `run_dashboard(source)` runs the
+app on one until the user quits.
 """

@@ -1,4 +1,4 @@
-"""The dashboard app: what is app-wide. It holds the `TaskSource`, the model and the update
+"""The dashboard app: what is app-wide. It holds the `Source`, the model and the update
 buffer, runs the feed worker and the process facts reader, and answers the keys that work on
 every screen (pause, quit, help, export). The views live on `MainScreen` (main_screen.py); the
 cancel flow is `CancelFlow` (cancel_flow.py).
@@ -27,16 +27,15 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
-from taskscope.client import AgentClient, ClientError
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
+from taskscope.sources import ClientError, ProcessInfo, SnapshotUpdate, Source
 from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.feed import UpdateBuffer
 from taskscope.ui.help_screen import HelpScreen
 from taskscope.ui.main_screen import FeedUpdated, MainScreen, UpdateSliceDue
 from taskscope.ui.process_header import ProcessHeader
-from taskscope.ui.source import AgentSource, ProcessInfo, TaskSource
 from taskscope.ui.task_display import ViewOptions
 from taskscope.ui.task_tree import TREE_LIMIT, TaskTree
 from taskscope.ui.views import ViewName
@@ -105,7 +104,7 @@ class TaskscopeApp(App[int]):
 
     def __init__(
         self,
-        source: TaskSource,
+        source: Source,
         *,
         interval: float = 0.5,
         clock: Callable[[], float] = time.time,
@@ -200,13 +199,13 @@ class TaskscopeApp(App[int]):
     def _feed(self) -> None:
         worker = get_current_worker()
         try:
-            for kind, payload in self.source.subscribe(self.interval):
+            for update in self.source.subscribe(self.interval):
                 if worker.is_cancelled:
                     return
-                if kind == "snapshot":
-                    self.buffer.put_snapshot(payload)  # type: ignore[arg-type]
+                if isinstance(update, SnapshotUpdate):
+                    self.buffer.put_snapshot(update.snapshot)
                 else:
-                    self.buffer.put_delta(payload)  # type: ignore[arg-type]
+                    self.buffer.put_delta(update.delta)
                 self.post_message(FeedUpdated())
         except ClientError as error:
             if not worker.is_cancelled:
@@ -334,19 +333,9 @@ class TaskscopeApp(App[int]):
         self.exit(0)
 
 
-def run_dashboard(
-    pid: int,
-    interval: float = 0.5,
-    timeout: float = 10.0,
-    socket_dir: str | None = None,
-    client_factory: Callable[[], AgentClient] | None = None,
-    remote: str | None = None,
-) -> int:
-    """`taskscope attach PID`: run the dashboard on the real process until the user quits
-    (on another host: `client_factory` makes its clients, `remote` names the host)."""
-    source = AgentSource(
-        pid, timeout=timeout, socket_dir=socket_dir, client_factory=client_factory, remote=remote
-    )
+def run_dashboard(source: Source, interval: float = 0.5) -> int:
+    """`taskscope attach PID`: run the dashboard on `source` until the user quits; the
+    source is closed after."""
     app = TaskscopeApp(source, interval=interval)
     try:
         result = app.run()

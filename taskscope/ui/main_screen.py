@@ -25,10 +25,10 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
-from taskscope.client import ClientError
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.protocol import StackReply
 from taskscope.report import safe_text, task_text
+from taskscope.sources import Capability, ClientError
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
@@ -40,6 +40,10 @@ from taskscope.ui.views import VIEWS, TaskViews, ViewName
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
+
+
+#: The cancellation message of a cancel from the dashboard (the task sees it).
+CANCEL_MESSAGE = "cancelled from the taskscope dashboard"
 
 
 class FeedUpdated(Message):
@@ -524,6 +528,15 @@ class MainScreen(Screen[None]):
         task = self.selected_task()
         if task is None or task.finished or self.dashboard.gone is not None:
             return
+        source = self.dashboard.source
+        if Capability.CANCEL not in source.capabilities:
+            self.notify(
+                f"{safe_text(source.label)} cannot cancel tasks: that needs the "
+                "taskscope agent in the process",
+                title="Cannot cancel",
+                severity="warning",
+            )
+            return
         now = self.clock()
         question = ask(
             self.model,
@@ -550,7 +563,7 @@ class MainScreen(Screen[None]):
         outcomes: dict[str, str] = {}
         for task_id in reversed(request.ids):
             try:
-                outcomes[task_id] = self.dashboard.source.cancel(task_id)
+                outcomes[task_id] = self.dashboard.source.cancel(task_id, CANCEL_MESSAGE).outcome
             except ClientError as error:
                 outcomes[task_id] = f"error: {error}"
         self.post_message(CancelFinished(request, outcomes))

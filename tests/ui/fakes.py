@@ -1,5 +1,6 @@
-"""A fake `TaskSource` driven by the test, and builders for wire records: the dashboard runs
-against scripted snapshots and deltas without any process or socket."""
+"""A fake `Source` driven by the test, and builders for wire records: the dashboard runs
+against scripted snapshots and deltas without any process or socket. The fake follows the
+Source protocol: tests/test_source_contract.py holds it to it as it does the real ones."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from taskscope.client import ClientError
-from taskscope.protocol import (
+from taskscope.protocol import WireAwaiting, WireDelta, WireLoop, WireSnapshot, WireTask
+from taskscope.sources import (
+    CancelResult,
+    Capability,
+    DeltaUpdate,
+    ProcessIdentity,
+    ProcessInfo,
+    SnapshotUpdate,
     StackReply,
-    WireAwaiting,
-    WireDelta,
-    WireLoop,
-    WireSnapshot,
-    WireTask,
+    Unsupported,
+    Update,
 )
-from taskscope.ui.source import ProcessInfo, Update
 
 #: The frozen "now" of every test: ages are computed against it.
 NOW = 1_800_000_000.0
@@ -212,14 +216,21 @@ def delta(
 
 
 class FakeSource:
-    """Yields what the test pushes; records cancels. Thread-safe like the real one."""
+    """Yields what the test pushes; records cancels. Thread-safe like the real one. It can
+    do what the live agent can, except detach (it has no agent to unload)."""
+
+    capabilities = Capability.PUSH | Capability.CANCEL | Capability.STACK_SOURCE
 
     def __init__(self, first: WireSnapshot | None = None, pid: int = 4242) -> None:
         self.pid = pid
         self.updates: queue.Queue[Update | BaseException | None] = queue.Queue()
         self.latest = first if first is not None else snapshot(service_tasks())
-        self.updates.put(("snapshot", self.latest))
+        self.updates.put(SnapshotUpdate(self.latest))
+        #: The tasks the process has as far as the pushed updates tell.
+        self.task_ids = {task["id"] for task in self.latest["tasks"]}
         self.cancelled: list[str] = []
+        self.cancel_messages: list[str | None] = []
+        #: What `cancel` answers for a task the snapshot has (a missing one: no_such_task).
         self.cancel_outcome = "requested"
         self.stack_requests: list[str] = []
         self.closed = threading.Event()
@@ -234,8 +245,14 @@ class FakeSource:
             "alive": True,
         }
 
+    @property
+    def label(self) -> str:
+        return f"process {self.pid} (fake)"
+
     def push(self, update: WireDelta) -> None:
-        self.updates.put(("delta", update))
+        self.task_ids.update(task["id"] for task in update["changed"])
+        self.task_ids.difference_update(update["removed"])
+        self.updates.put(DeltaUpdate(update))
 
     def end(self, error: BaseException | None = None) -> None:
         self.updates.put(error)
@@ -252,12 +269,17 @@ class FakeSource:
                 raise item
             yield item
 
-    def cancel(self, task_id: str) -> str:
+    def cancel(self, task_id: str, message: str | None = None) -> CancelResult:
         self.cancelled.append(task_id)
-        return self.cancel_outcome
+        self.cancel_messages.append(message)
+        if task_id not in self.task_ids:
+            return CancelResult("no_such_task")
+        return CancelResult(self.cancel_outcome)
 
     def stack(self, task_id: str) -> StackReply:
         self.stack_requests.append(task_id)
+        if task_id not in self.task_ids:
+            return {"type": "stack", "task": task_id, "found": False, "stack": []}
         return {
             "type": "stack",
             "task": task_id,
@@ -280,10 +302,23 @@ class FakeSource:
             ],
         }
 
-    def snapshot(self) -> WireSnapshot:
+    def snapshot(self, include_finished: bool = True) -> WireSnapshot:
         if self.closed.is_set():
             raise ClientError("closed")
-        return self.latest
+        if include_finished:
+            return self.latest
+        pending = [task for task in self.latest["tasks"] if task["state"] == "pending"]
+        return {**self.latest, "tasks": pending}
+
+    def detach(self) -> None:
+        raise Unsupported(f"{self.label} has no agent to detach")
+
+    def identity(self) -> ProcessIdentity:
+        return {
+            "pid": self.pid,
+            "python": self.info.get("python", "?"),
+            "argv": self.info.get("command", "").split(),
+        }
 
     def process_info(self) -> ProcessInfo:
         return dict(self.info)  # type: ignore[return-value]

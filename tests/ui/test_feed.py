@@ -8,6 +8,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from taskscope.model import TaskInfo, TaskModel
+from taskscope.sources import SnapshotUpdate
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.feed import UpdateBuffer
 from tests.ui.fakes import FakeSource, delta, service_tasks, snapshot, wire_task
@@ -98,7 +99,7 @@ def test_the_dashboard_makes_no_task_record_on_its_screen_thread(monkeypatch: An
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         source.push(delta([wire_task("40", "job-40", "process", parent="3")]))
         await until(pilot, lambda: "40" in app.model.tasks, what="the delta")
-        source.updates.put(("snapshot", snapshot(service_tasks()[:4])))
+        source.updates.put(SnapshotUpdate(snapshot(service_tasks()[:4])))
         await until(pilot, lambda: len(app.model.tasks) == 4, what="the second snapshot")
 
     run_app(scenario)

@@ -1,0 +1,74 @@
+"""Which source to read a process through: the one place the CLI (and, later, the
+dashboard) picks between the live agent and a read-only look, with today's fallback rules.
+
+A new kind of source (a recording file, a remote host) is chosen here too, from what the
+user named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from taskscope.sources.base import Capability, Source, Unsupported
+from taskscope.sources.live import open_live
+from taskscope.sources.readonly import ReadOnlySource
+
+
+def open_source(
+    pid: int,
+    *,
+    timeout: float = 10.0,
+    inject: bool = True,
+    read_only: bool = False,
+    needs: Capability = Capability.NONE,
+    on_slow: Callable[[float], None] | None = None,
+    on_read_only: Callable[[BaseException], None] | None = None,
+) -> Source:
+    """A source for `pid`: the live agent (loaded when needed and `inject`), or a read-only
+    look when asked (`read_only`) or when the agent cannot be had and the target is 3.14+.
+    The fallback is taken only when a read-only look can do what the caller `needs`; it is
+    announced to `on_read_only` with the reason the agent could not be had."""
+    if not read_only:
+        try:
+            return open_live(pid, timeout=timeout, inject=inject, on_slow=on_slow)
+        except _refusals() as error:
+            if needs & ~ReadOnlySource.capabilities or not _can_read_only(pid):
+                raise
+            if on_read_only is not None:
+                on_read_only(error)
+    source = ReadOnlySource(pid, timeout=timeout)
+    missing = needs & ~source.capabilities
+    if missing:
+        source.close()
+        actions = " or ".join(text for flag, text in _ACTIONS.items() if flag in missing)
+        raise Unsupported(
+            f"a read-only look at process {pid} cannot {actions}: leave out --read-only"
+        )
+    return source
+
+
+_ACTIONS = {
+    Capability.CANCEL: "cancel a task",
+    Capability.DETACH: "detach an agent",
+    Capability.STACK_SOURCE: "show source lines",
+    Capability.PUSH: "push updates",
+    Capability.HISTORY: "show finished tasks",
+}
+
+
+def _refusals() -> tuple[type[BaseException], ...]:
+    """Why an agent could not be had, where a read-only look still can be."""
+    from taskscope.attach.errors import InjectionTimeout, RemoteDebugDisabled
+    from taskscope.client import NoAgent
+
+    return (NoAgent, RemoteDebugDisabled, InjectionTimeout)
+
+
+def _can_read_only(pid: int) -> bool:
+    from taskscope.attach.errors import InjectionError
+    from taskscope.attach.target import REMOTE_EXEC_VERSION, inspect_target
+
+    try:
+        return inspect_target(pid).version >= REMOTE_EXEC_VERSION
+    except InjectionError:
+        return False
