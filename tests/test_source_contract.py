@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, get_args, get_origin, get_type_hints
+from typing import Any, get_args
 
 import pytest
 
-from taskscope.protocol import CancelOutcome, WireTask
+from taskscope.protocol import TASK_ROW_KEYS, CancelOutcome
 from taskscope.sources import (
     CancelResult,
     Capability,
@@ -35,11 +35,7 @@ from tests.helpers import Target, wait_for
 from tests.ui.fakes import FakeSource, delta, service_tasks, wire_task
 
 #: The keys every task record of schema 1 has (docs/protocol.md).
-TASK_KEYS = {
-    key
-    for key, hint in get_type_hints(WireTask, include_extras=True).items()
-    if get_origin(hint) is not NotRequired
-}
+TASK_KEYS = set(TASK_ROW_KEYS)
 #: An id no source has a task for.
 MISSING = "987654321"
 
