@@ -34,12 +34,12 @@ from asyncio import (
     queues,
     selector_events,
     streams,
+    subprocess as asyncio_subprocess,
     taskgroups,
     tasks,
+    threads as asyncio_threads,
     timeouts,
 )
-from asyncio import subprocess as asyncio_subprocess
-from asyncio import threads as asyncio_threads
 from collections.abc import Awaitable, Callable
 from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType, FunctionType, MethodType
 from typing import Any

@@ -15,7 +15,7 @@ from taskscope import protocol
 from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import CompactDecoder, CompactEncoder, encode
+from taskscope.protocol import CompactDecoder, CompactEncoder, compact, encode
 
 
 async def _many_tasks(count: int) -> tuple[Tracker, list[asyncio.Task[Any]], asyncio.Event]:
@@ -59,7 +59,7 @@ def _count_give_ways(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         real_sleep(seconds)
 
     monkeypatch.setattr(introspect, "SLICE_SECONDS", 0.0)
-    monkeypatch.setattr(protocol, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(compact, "SLICE_SECONDS", 0.0)
     monkeypatch.setattr(time, "sleep", recording_sleep)
     return calls
 

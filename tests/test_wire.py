@@ -21,6 +21,7 @@ from taskscope.protocol import (
     CompactEncoder,
     ProtocolError,
     Request,
+    compact,
     encode,
     parse_request,
     request_to_wire,
@@ -230,14 +231,14 @@ def test_tables_restart_when_full_and_pins_are_dropped(monkeypatch: pytest.Monke
         tracker, tasks, _gate = await _population()
         encoder, decoder = CompactEncoder(), CompactDecoder()
         builder = SnapshotBuilder(tracker)
-        monkeypatch.setattr(protocol, "MAX_TABLE_ENTRIES", 2)
+        monkeypatch.setattr(compact, "MAX_TABLE_ENTRIES", 2)
         for _ in range(2):
             message = {"type": "snapshot", "snapshot": builder.build()}
             wire, decoded = _roundtrip(encoder, decoder, message)
             _same(decoded, message)
         assert json.loads(wire)["intern"]["reset"] is True
-        monkeypatch.setattr(protocol, "MAX_TABLE_ENTRIES", 1 << 16)
-        monkeypatch.setattr(protocol, "MAX_PINNED", 1)
+        monkeypatch.setattr(compact, "MAX_TABLE_ENTRIES", 1 << 16)
+        monkeypatch.setattr(compact, "MAX_PINNED", 1)
         for _ in range(2):
             message = {"type": "snapshot", "snapshot": builder.build()}
             _wire, decoded = _roundtrip(encoder, decoder, message)

@@ -6,7 +6,7 @@ subscriber and bounded in how much time it takes) at its own pace, and keeps wha
 subscription would have sent: a base state (the oldest moment it still holds) and the deltas
 after it. A delta older than the window is folded into the base, so memory is the base's
 records (shared with the agent's own cache: the same objects), plus the deltas' changed
-records. Everything is kept as the agent holds it (countdowns as end times, see protocol.py)
+records. Everything is kept as the agent holds it (countdowns as end times, see taskscope/protocol)
 and made schema 1 when it is asked for.
 
 Off unless turned on (`taskscope.install(flight_recorder=60)`, `taskscope run

@@ -19,7 +19,7 @@ from taskscope.attach.errors import AttachError
 #: The taskscope package, whose files are staged.
 PACKAGE = Path(__file__).resolve().parent.parent
 #: The files the agent needs, relative to the package: standard library only.
-AGENT_FILES = ("__init__.py", "protocol.py", "agent")
+AGENT_FILES = ("__init__.py", "protocol", "agent")
 
 
 def _agent_digest() -> str:

@@ -1,0 +1,439 @@
+"""The compact encoding of snapshots and deltas (negotiated in hello): task rows whose
+stacks, origins and coroutine names are indexes into tables that live as long as the
+connection, so a subscription sends each stack once. docs/protocol.md, "Compact encoding".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Final
+
+from taskscope.protocol import (
+    TASK_ROW_KEYS,
+    WireFrame,
+    WireTask,
+    _encode_small,
+    _encoder,
+    encode,
+    materialize_awaiting,
+)
+
+# Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
+# a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
+# grow for as long as the connection lives: each message sends only the entries the client
+# lacks (`intern`). Their `awaiting` objects are indexes into the message's `awaits`, with
+# countdowns as end times (see "Countdowns"). Everything else is the schema-1 JSON
+# unchanged. docs/protocol.md, "Compact encoding".
+
+#: Where the row keys whose values a row encodes (rather than carries as they are) sit.
+_STATE_AT: Final = TASK_ROW_KEYS.index("state")
+_CORO_AT: Final = TASK_ROW_KEYS.index("coro")
+_STACK_AT: Final = TASK_ROW_KEYS.index("stack")
+_AWAITING_AT: Final = TASK_ROW_KEYS.index("awaiting")
+#: Where a row's `created_from` index sits, after the row keys.
+_ORIGIN_AT: Final = len(TASK_ROW_KEYS)
+#: `state` codes in rows (a state missing here travels as its string).
+TASK_STATES: Final[tuple[str, ...]] = ("pending", "done", "cancelled", "failed")
+_STATE_CODES: Final = {state: code for code, state in enumerate(TASK_STATES)}
+_ROW_VALUES = itemgetter(*TASK_ROW_KEYS)
+_NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
+_FRAME_VALUES = itemgetter("function", "file", "line")
+#: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
+CHUNK_ROWS: Final = 2000
+#: While encoding, the agent's thread gives the GIL away (`time.sleep(0)`) this often, so
+#: that the host's loop thread never waits for it longer (the switch interval is 5 ms).
+SLICE_SECONDS: Final = 0.001
+#: Table entries (strings, frames or stacks) after which the agent starts the tables over.
+MAX_TABLE_ENTRIES: Final = 1 << 16
+#: Lists remembered by identity (see `CompactEncoder`) before that memory is dropped.
+MAX_PINNED: Final = 1 << 18
+
+_StackKey = tuple[tuple[str, str, int | None], ...]
+
+
+class CompactTables:
+    """The interning tables and the encoded rows of one agent, shared by all its compact
+    connections (each remembers how much of the tables it was sent: `CompactEncoder`).
+
+    Cheap per task: a record that is the same object as in an earlier message (the snapshot
+    builder reuses the record of a task that did not change) costs a dictionary look-up, its
+    row being kept as text with a hole for its `awaiting` index. For a new record, a coroutine
+    name is found by its string, a stack or `created_from` sequence by `id()` (the builder
+    shares one stack between the tasks suspended at one place, and one `created_from` between
+    the tasks made at one place), and only on a miss by content.
+    Sequences and records are pinned (referenced here) so that an id is not reused while
+    remembered; records are never mutated once built, which makes this sound. Thread-safe:
+    `lock` is held while encoding."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0
+        #: The row texts of the message being encoded: lists kept from one message to the
+        #: next (emptied after each), old for the host's garbage collector, whose young
+        #: collections would otherwise walk their 100,000 entries (see introspect's
+        #: `_ScratchLists`). Used under `lock`.
+        self.scratch: tuple[list[str], list[str]] = ([], [])
+        self._clear()
+
+    def _clear(self) -> None:
+        self.generation += 1
+        self._strings: dict[str, int] = {}
+        self.string_list: list[str] = []
+        self._frames: dict[tuple[str, str], int] = {}
+        self.frame_list: list[list[str]] = []
+        self._stacks: dict[_StackKey, int] = {}
+        self.stack_list: list[list[list[int | None]]] = []
+        self._by_id: dict[int, int] = {}
+        self._pinned: list[Any] = []
+        #: id(record) -> (row text before the `awaiting` index, row text after it): a tuple
+        #: of strings, which the host's garbage collector stops tracking, where one holding
+        #: the record would be one more object per task in every full collection.
+        self._rows: dict[int, tuple[str, str]] = {}
+        #: id(record) -> record, for the rows in `_rows` (so that an id is not reused).
+        self._row_records: dict[int, Any] = {}
+        #: id(awaiting) -> (awaiting, its JSON text)
+        self._awaits: dict[int, tuple[Any, str]] = {}
+
+    def rows(self, records: Sequence[Any], remember: bool = True) -> tuple[str, str]:
+        """The records as a JSON array of rows, and the JSON array of the `awaiting` objects
+        the rows index (an object shared by several records is there once). Rows are kept
+        for the next message when `remember` (whole snapshots: a delta's records are those
+        that changed, which the next delta does not carry again). Hold `lock`."""
+        parts, awaits = self.row_texts(records, remember)
+        return "[" + ",".join(parts) + "]", "[" + ",".join(awaits) + "]"
+
+    def row_texts(
+        self,
+        records: Sequence[Any],
+        remember: bool = True,
+        into: tuple[list[str], list[str]] | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """`rows`, as the JSON text of each row and of each `awaiting` object, appended to
+        the empty lists `into` when given. Gives the GIL away between slices of
+        `SLICE_SECONDS`. Hold `lock`."""
+        self._check_limits()
+        cached, pinned = self._rows, self._row_records
+        parts, awaits = into if into is not None else ([], [])
+        await_index: dict[int, int] = {}
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        count = 0
+        for record in records:
+            count += 1
+            if not count & 127 and clock() >= give_way_at:
+                give_way(0)
+                give_way_at = clock() + SLICE_SECONDS
+            row = cached.get(id(record))
+            if row is None or pinned.get(id(record)) is not record:
+                row = self._row(record, remember)
+            awaiting = record["awaiting"]
+            if awaiting is None:
+                parts.append(row[0] + "null" + row[1])
+                continue
+            ref = await_index.get(id(awaiting))
+            if ref is None:
+                ref = await_index[id(awaiting)] = len(awaits)
+                awaits.append(self._await_text(awaiting, remember))
+            parts.append(f"{row[0]}{ref}{row[1]}")
+        if remember and len(cached) > 2 * len(records) + 4096:  # drop records gone since
+            keep = {id(record) for record in records}
+            self._rows = {key: row for key, row in cached.items() if key in keep}
+            self._row_records = {key: row for key, row in pinned.items() if key in keep}
+            self._awaits.clear()
+        return parts, awaits
+
+    def _row(self, record: WireTask, remember: bool) -> tuple[str, str]:
+        """A record's row as the text before its `awaiting` index and the text after it."""
+        values: list[Any] = list(_ROW_VALUES(record))
+        state = values[_STATE_AT]
+        values[_STATE_AT] = _STATE_CODES.get(state, state)
+        coro = values[_CORO_AT]
+        coro_index = self._strings.get(coro)
+        values[_CORO_AT] = coro_index if coro_index is not None else self._string(coro)
+        stack = values[_STACK_AT]
+        stack_index = self._by_id.get(id(stack))
+        values[_STACK_AT] = stack_index if stack_index is not None else self._list(stack)
+        origin = record.get("created_from")
+        origin_index = None
+        if origin is not None:
+            origin_index = self._by_id.get(id(origin))
+            if origin_index is None:
+                origin_index = self._list(origin)
+        head = values[:_AWAITING_AT]
+        tail = values[_AWAITING_AT + 1 :]
+        tail.append(origin_index)
+        if len(record) > _ORIGIN_AT + (origin is not None):
+            tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
+        row = (_encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
+        if remember:
+            self._rows[id(record)] = row
+            self._row_records[id(record)] = record
+        return row
+
+    def _await_text(self, awaiting: Any, remember: bool) -> str:
+        known = self._awaits.get(id(awaiting))
+        if known is not None and known[0] is awaiting:
+            return known[1]
+        text = _encode_small(awaiting)
+        if remember:
+            self._awaits[id(awaiting)] = (awaiting, text)
+        return text
+
+    def _check_limits(self) -> None:
+        sizes = (len(self.string_list), len(self.frame_list), len(self.stack_list))
+        if max(sizes) > MAX_TABLE_ENTRIES:
+            self._clear()
+        elif len(self._pinned) > MAX_PINNED:
+            self._by_id.clear()
+            self._pinned.clear()
+
+    def _string(self, value: str) -> int:
+        index = self._strings[value] = len(self.string_list)
+        self.string_list.append(value)
+        return index
+
+    def _list(self, frames: Sequence[Any]) -> int:
+        key: _StackKey = tuple(map(_FRAME_VALUES, frames))
+        index = self._stacks.get(key)
+        if index is None:
+            entries: list[list[int | None]] = []
+            for function, file, line in key:
+                frame_index = self._frames.get((function, file))
+                if frame_index is None:
+                    frame_index = self._frames[function, file] = len(self.frame_list)
+                    self.frame_list.append([function, file])
+                entries.append([frame_index, line])
+            index = self._stacks[key] = len(self.stack_list)
+            self.stack_list.append(entries)
+        self._by_id[id(frames)] = index
+        self._pinned.append(frames)
+        return index
+
+
+#: Stand-ins for the rows and the awaits of a message while the rest of it is encoded; the
+#: encoded rows replace them. A message whose own strings happen to encode the same way is
+#: encoded the slow way instead.
+_ROWS_MARK: Final = "\x00taskscope rows\x00"
+_AWAITS_MARK: Final = "\x00taskscope awaits\x00"
+_ROWS_TEXT: Final = json.dumps(_ROWS_MARK)
+_AWAITS_TEXT: Final = json.dumps(_AWAITS_MARK)
+
+
+class CompactEncoder:
+    """The agent's side of one compact connection: which part of the shared tables the
+    client has, and the encoding of each message for it."""
+
+    def __init__(self, tables: CompactTables | None = None) -> None:
+        self.tables = tables if tables is not None else CompactTables()
+        self._generation = 0
+        self._sent = (0, 0, 0)
+
+    def encode(self, message: Mapping[str, Any]) -> bytes:
+        """The line for a `snapshot` or `delta` message in the compact encoding; any other
+        message as `encode` makes it. Must be sent, in order, on this encoder's connection."""
+        return b"".join(self.encode_chunks(message))
+
+    def encode_chunks(self, message: Mapping[str, Any]) -> list[bytes]:
+        """`encode`, in pieces of at most `CHUNK_ROWS` rows each: no single call holds the
+        GIL for long (a join, a replace and an encode of 10 MB would, at 100,000 tasks), and
+        the GIL is given away between pieces every `SLICE_SECONDS`."""
+        kind = message.get("type")
+        if kind == "snapshot":
+            rows_key = "tasks"
+        elif kind == "delta":
+            rows_key = "changed"
+        else:
+            return [encode(message)]
+        tables = self.tables
+        with tables.lock:
+            rows, awaits = tables.row_texts(
+                message[kind][rows_key], remember=kind == "snapshot", into=tables.scratch
+            )
+            try:
+                return self._pieces(message, kind, rows_key, rows, awaits)
+            finally:
+                rows.clear()
+                awaits.clear()
+
+    def _pieces(
+        self,
+        message: Mapping[str, Any],
+        kind: str,
+        rows_key: str,
+        rows: list[str],
+        awaits: list[str],
+    ) -> list[bytes]:
+        intern = self._take_intern()
+        body = dict(message[kind])
+        body[rows_key] = _ROWS_MARK
+        body["awaits"] = _AWAITS_MARK
+        out: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == kind:
+                if intern is not None:
+                    out["intern"] = intern
+                out[key] = body
+            else:
+                out[key] = value
+        text = _encoder.encode(out)
+        if text.count(_ROWS_TEXT) != 1 or text.count(_AWAITS_TEXT) != 1:
+            body[rows_key] = json.loads("[" + ",".join(rows) + "]")
+            body["awaits"] = json.loads("[" + ",".join(awaits) + "]")
+            return [encode(out)]
+        # The rows come before the awaits: the body keeps its keys' order, "awaits" is last.
+        head, rest = text.split(_ROWS_TEXT)
+        middle, tail = rest.split(_AWAITS_TEXT)
+        chunks: list[bytes] = []
+        clock, give_way = time.perf_counter, time.sleep
+        give_way_at = clock() + SLICE_SECONDS
+        for opening, texts, closing in ((head, rows, middle), ("", awaits, tail + "\n")):
+            pieces = [opening + "["]
+            for start in range(0, len(texts), CHUNK_ROWS):
+                if clock() >= give_way_at:
+                    give_way(0)
+                    give_way_at = clock() + SLICE_SECONDS
+                piece = ",".join(texts[start : start + CHUNK_ROWS])
+                pieces.append("," + piece if start else piece)
+                if len(pieces) > 1 or start:
+                    chunks.append("".join(pieces).encode("utf-8", "surrogatepass"))
+                    pieces = []
+            pieces.append("]" + closing)
+            chunks.append("".join(pieces).encode("utf-8", "surrogatepass"))
+        return chunks
+
+    def _take_intern(self) -> dict[str, Any] | None:
+        """The table entries the client lacks (all of them, after `reset`, when the tables
+        started over since its last message)."""
+        tables = self.tables
+        intern: dict[str, Any] = {}
+        strings, frames, stacks = self._sent
+        if self._generation != tables.generation:
+            if self._generation:
+                intern["reset"] = True
+            self._generation = tables.generation
+            strings = frames = stacks = 0
+        if len(tables.string_list) > strings:
+            intern["strings"] = tables.string_list[strings:]
+        if len(tables.frame_list) > frames:
+            intern["frames"] = tables.frame_list[frames:]
+        if len(tables.stack_list) > stacks:
+            intern["stacks"] = tables.stack_list[stacks:]
+        self._sent = (len(tables.string_list), len(tables.frame_list), len(tables.stack_list))
+        return intern or None
+
+
+#: How the decoder expands the row values that are not the record's values as they are
+#: (`{}` is the value in the row); every other key of `TASK_ROW_KEYS` is taken as it is.
+_ROW_EXPANSIONS: Final = {
+    "state": "STATES[{}] if type({}) is int else {}",
+    "coro": "strings[{}]",
+    "stack": "expand_stack({})",
+    "awaiting": "None if {} is None else awaits[{}]",
+}
+
+
+def _row_reader() -> Callable[..., tuple[WireTask, list[Any]]]:
+    """`read_row(row, strings, expand_stack, awaits)`: a row's first values as a record under
+    `TASK_ROW_KEYS`, expanded by `_ROW_EXPANSIONS`, and the rest of the row. Made from the
+    keys, as `dataclasses` makes an `__init__` from the fields: a dict display, five times
+    faster than `dict(zip())` and its fix-ups, which matters at 100,000 rows."""
+    if not all(key.isidentifier() for key in TASK_ROW_KEYS):  # pragma: no cover
+        raise TypeError("task row keys must be identifiers")
+    items = ", ".join(
+        f"{key!r}: " + _ROW_EXPANSIONS.get(key, "{}").replace("{}", f"row_{key}")
+        for key in TASK_ROW_KEYS
+    )
+    source = (
+        "def read_row(row, strings, expand_stack, awaits):\n"
+        f"    {', '.join(f'row_{key}' for key in TASK_ROW_KEYS)}, *rest = row\n"
+        f"    return {{{items}}}, rest\n"
+    )
+    namespace: dict[str, Any] = {"STATES": TASK_STATES}
+    exec(source, namespace)  # made of our own keys only: nothing from the wire
+    reader: Callable[..., tuple[WireTask, list[Any]]] = namespace["read_row"]
+    return reader
+
+
+_read_row = _row_reader()
+
+
+class CompactDecoder:
+    """The client's side of one compact connection: applies each message's `intern` to its
+    tables and expands rows back to the schema-1 records (`WireTask`), key order included.
+    Records of one connection share their stack lists and frame objects, as the agent's do:
+    treat them as read-only. Raises ValueError on a message that does not decode."""
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self._strings: list[str] = []
+        self._frames: list[list[str]] = []
+        self._stacks: list[list[list[Any]]] = []
+        self._expanded: list[list[WireFrame] | None] = []
+
+    def message(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The plain form of a compact message (in place). Every message of the connection
+        must go through here, in order."""
+        intern = message.pop("intern", None)
+        try:
+            if intern is not None:
+                self._apply(intern)
+            kind = message.get("type")
+            if kind == "snapshot":
+                rows_key = "tasks"
+            elif kind == "delta":
+                rows_key = "changed"
+            else:
+                return message
+            body = message[kind]
+            loop_time = body.get("loop_time")
+            awaits = [materialize_awaiting(item, loop_time) for item in body.get("awaits", ())]
+            task = self._task
+            plain: dict[str, Any] = {}
+            for key, value in body.items():
+                if key == rows_key:
+                    plain[key] = [task(row, awaits) for row in value]
+                elif key not in ("awaits", "loop_time"):
+                    plain[key] = value
+            message[kind] = plain
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"bad compact message: {error!r}") from None
+        return message
+
+    def _apply(self, intern: dict[str, Any]) -> None:
+        if intern.get("reset"):
+            self._clear()
+        self._strings.extend(intern.get("strings", ()))
+        self._frames.extend(intern.get("frames", ()))
+        stacks = intern.get("stacks", ())
+        self._stacks.extend(stacks)
+        self._expanded.extend([None] * len(stacks))
+
+    def _stack(self, index: int) -> list[WireFrame]:
+        if index < 0:
+            raise IndexError(index)
+        stack = self._expanded[index]
+        if stack is None:
+            frames = self._frames
+            stack = self._expanded[index] = [
+                {"function": frames[frame][0], "file": frames[frame][1], "line": line}
+                for frame, line in self._stacks[index]
+            ]
+        return stack
+
+    def _task(self, row: list[Any], awaits: Sequence[Any]) -> WireTask:
+        """A row back to its record: `TASK_ROW_KEYS` from the row's first positions, the
+        other keys (if any) from its object, `created_from` last."""
+        record, rest = _read_row(row, self._strings, self._stack, awaits)
+        if len(rest) > 1:  # the record's other keys
+            (others,) = rest[1:]
+            record.update(others)
+        origin = rest[0]
+        if origin is not None:
+            record["created_from"] = self._stack(origin)
+        return record
