@@ -49,7 +49,7 @@ def test_the_agent_side_loads_only_the_standard_library(module: str) -> None:
         name
         for name in loaded
         if name.split(".")[0] not in sys.stdlib_module_names
-        and name not in ("taskscope", "taskscope.protocol")
-        and not name.startswith("taskscope.agent")
+        and name != "taskscope"
+        and not name.startswith(("taskscope.agent", "taskscope.protocol"))
     ]
     assert foreign == []
