@@ -225,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     _metrics_options(exporter)
+    otel = sub.add_parser(
+        "otel",
+        help="export the metrics with OpenTelemetry (the otel extra), every --interval",
+        description="Export the gauges of `taskscope metrics` with OpenTelemetry every "
+        "interval: over OTLP/HTTP with --endpoint URL or --otlp (the endpoint of "
+        "OTEL_EXPORTER_OTLP_ENDPOINT), else printed. Needs pip install 'taskscope[otel]'.",
+    )
+    otel.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between exports (default 10)"
+    )
+    otel.add_argument("--endpoint", default=None, help="OTLP/HTTP metrics endpoint URL")
+    otel.add_argument(
+        "--otlp", action="store_true", help="export over OTLP to the environment's endpoint"
+    )
+    _metrics_options(otel)
     stack = with_pid("stack", "the stack of one task, with source lines")
     stack.add_argument("task", help=TASK_HELP)
     cancel = with_pid("cancel", "cancel one task (answers at once; check with `ps`)")
@@ -557,6 +572,36 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_otel(args: argparse.Namespace) -> int:
+    from taskscope.metrics import SnapshotCollector
+    from taskscope.otel import OtelUnavailable, meter_provider
+
+    if not 1 <= args.interval <= 3600:
+        raise ClientError("--interval is in seconds, from 1 to 3600")
+    endpoint = args.endpoint if args.endpoint is not None else ("" if args.otlp else None)
+    collector = SnapshotCollector(args.pids, _snapshot_taker(args), _failure_reporter(once=True))
+    try:
+        provider = meter_provider(collector, interval=args.interval, endpoint=endpoint)
+    except OtelUnavailable as error:
+        print(f"taskscope: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    where = (
+        "the terminal" if endpoint is None else (endpoint or "the OTLP endpoint of the environment")
+    )
+    pids = " ".join(str(pid) for pid in collector.pids)
+    print(
+        f"taskscope: exporting the metrics of {pids} to {where} every {args.interval:g} s; "
+        f"Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        provider.shutdown()
+
+
 def _resolve(source: Source, args: argparse.Namespace) -> TaskInfo:
     from taskscope.model import TaskModel
 
@@ -809,6 +854,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "run": cmd_run,
     "detach": cmd_detach,
+    "otel": cmd_otel,
     "record": cmd_record,
     "attach": cmd_attach,
     "bridge": cmd_bridge,
