@@ -770,7 +770,9 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _size_text(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    if size >= 1e6:
+        return f"{size / 1e6:.1f} MB"
+    return f"{size / 1e3:.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
