@@ -68,7 +68,8 @@ def _split_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 TASK_HELP = (
     "the task: its name (`transfer-a`, `Task-18`), its number in asyncio's default name "
-    "(`18` for Task-18), or its taskscope id (`id:16`); see `taskscope ps`"
+    "(`18` for Task-18), or its taskscope id (`id:16`; `4243:16` on a parent of workers); "
+    "see `taskscope ps`"
 )
 
 
@@ -85,6 +86,8 @@ def _candidates(model: TaskModel, text: str) -> list[TaskInfo]:
     named `Task-N` (asyncio's default name, which is what the user sees first); anything else
     is a name, matched exactly (`Task-18` never stands for id 18)."""
     tasks = model.tasks
+    if ":" in text.removeprefix("id:") and text.removeprefix("id:") in tasks:
+        return [tasks[text.removeprefix("id:")]]  # a worker's task on its parent: `4243:16`
     if text.startswith("id:"):
         number = text[3:]
         return [tasks[number]] if number.isascii() and number.isdigit() and number in tasks else []
@@ -122,15 +125,20 @@ def resolve_task(model: TaskModel, text: str, pid: int, command: str) -> TaskInf
         raise TaskNotFound(f"no task {shown} in process {pid}{hint} (see `taskscope ps {pid}`)")
     raise AmbiguousTask(
         f"{shown} may name {len(matches)} tasks in process {pid}: {_list_tasks(matches)}; "
-        f"name one, e.g. `taskscope {command} {pid} id:{matches[0].id}`"
+        f"name one, e.g. `taskscope {command} {pid} {_id_text(matches[0].id)}`"
     )
+
+
+def _id_text(task_id: str) -> str:
+    """How the user names a task by id: `id:16`, or `4243:16` for a worker's task."""
+    return task_id if ":" in task_id else f"id:{task_id}"
 
 
 def _list_tasks(tasks: list[TaskInfo], limit: int = 6) -> str:
     from taskscope.report import safe_text
 
     items = [
-        f"id:{task.id} {safe_text(task.name, 30)} ({task.coro}(), {task.state})"
+        f"{_id_text(task.id)} {safe_text(task.name, 30)} ({task.coro}(), {task.state})"
         for task in tasks[:limit]
     ]
     if len(tasks) > limit:
@@ -302,6 +310,8 @@ def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -
 
     if getattr(args, "remote", None) is not None:
         return _open_remote(args)
+    if not getattr(args, "read_only", False) and _has_python_children(args.pid):
+        return _open_fleet(args)
 
     def fall_back(error: BaseException) -> None:
         print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
@@ -315,6 +325,40 @@ def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -
         on_slow=_slow_note(args),
         on_read_only=fall_back,
     )
+
+
+def _has_python_children(pid: int) -> bool:
+    from taskscope.process_facts import python_children
+
+    return bool(python_children(pid))
+
+
+def _say_problem(line: str) -> None:
+    print(f"taskscope: {line}", file=sys.stderr, flush=True)
+
+
+def _open_fleet(args: argparse.Namespace) -> Source:
+    """A parent of Python workers (uvicorn --workers, gunicorn, multiprocessing): one source
+    over all of them (taskscope/fleet.py), their agents loaded in parallel; each process that
+    refuses is one line on stderr. NoEventLoop when none runs asyncio."""
+    from taskscope.fleet import FleetSource, NoAsyncio
+
+    follow = args.command == "attach"
+    fleet = FleetSource(
+        args.pid,
+        timeout=args.timeout,
+        no_inject=args.no_inject,
+        on_problem=_say_problem,
+        follow=follow,
+    )
+    try:
+        fleet.snapshot(include_finished=False)  # loads the agents; says who refused
+    except NoAsyncio as error:
+        fleet.close()
+        raise NoEventLoop(str(error)) from None
+    if follow:
+        fleet.on_problem = None  # stderr is the dashboard's screen from here on
+    return fleet
 
 
 def remote_client(args: argparse.Namespace, batch: bool = False) -> RemoteClient:
@@ -440,9 +484,46 @@ def cmd_list(args: argparse.Namespace) -> int:
     # A terminal gets one line per process; a pipe or file gets whole command
     # lines, since scripts grep them and the checkout path may be long.
     command_width = max(20, os.get_terminal_size().columns - 25) if sys.stdout.isatty() else 4096
-    for pid_text, version, agent, command in rows:
-        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(command, command_width)}")
+    for depth, (pid_text, version, agent, command) in _as_process_tree(rows):
+        shown = ("  " * (depth - 1) + "└ " if depth else "") + command
+        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(shown, command_width)}")
     return 0
+
+
+def _as_process_tree(
+    rows: list[tuple[str, str, str, str]],
+) -> list[tuple[int, tuple[str, str, str, str]]]:
+    """The rows in their order, each listed process's Python children right under it
+    (indented by depth: worker processes under their uvicorn, gunicorn or multiprocessing
+    parent)."""
+    from taskscope.process_facts import parent_pid
+
+    by_pid = {int(row[0]): row for row in rows}
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for row in rows:
+        pid = int(row[0])
+        parent = parent_pid(pid)
+        if parent in by_pid and parent != pid:
+            children.setdefault(parent, []).append(pid)
+        else:
+            roots.append(pid)
+    ordered: list[tuple[int, tuple[str, str, str, str]]] = []
+    seen: set[int] = set()
+
+    def visit(pid: int, depth: int) -> None:
+        if pid in seen:
+            return
+        seen.add(pid)
+        ordered.append((depth, by_pid[pid]))
+        for child in sorted(children.get(pid, [])):
+            visit(child, depth + 1)
+
+    for pid in roots:
+        visit(pid, 0)
+    for pid in by_pid:  # a loop of parents (cannot happen, but never drop a process)
+        visit(pid, 0)
+    return ordered
 
 
 def _command_line(pid: int) -> str:

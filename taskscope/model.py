@@ -131,7 +131,8 @@ class TaskInfo:
 
     @property
     def number(self) -> int:
-        return int(self.id)
+        # A look at several processes prefixes the id with the pid: `4242:17` is task 17.
+        return int(self.id.rpartition(":")[2])
 
     def age(self, now: float) -> float | None:
         if self.created_at is None:
@@ -165,6 +166,8 @@ class LoopInfo:
     blocked_ended: bool = False
     #: The task the loop's `run_until_complete` waits for: when it ends, the loop stops.
     main_task: str | None = None
+    #: The process the loop runs in, when the look is at several (a parent and its workers).
+    pid: int | None = None
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -181,11 +184,13 @@ class LoopInfo:
             tasks=int(raw.get("tasks", 0)),
             blocked_ended=bool(raw.get("blocked_ended")),
             main_task=raw.get("main_task"),
+            pid=raw.get("pid"),
         )
 
     @property
     def label(self) -> str:
-        return self.thread_name or self.id
+        name = self.thread_name or self.id
+        return name if self.pid is None else f"pid {self.pid} {name}"
 
 
 @dataclass(frozen=True, slots=True)

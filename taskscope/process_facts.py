@@ -240,6 +240,59 @@ def python_version_of(proc: psutil.Process) -> str | None:
     return match.group(1) if match else None
 
 
+#: Helper processes multiprocessing starts next to its workers: Pythons that never run asyncio.
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _looks_python(name: str, cmdline: list[str]) -> bool:
+    first = os.path.basename(cmdline[0]).lower() if cmdline else ""
+    return "python" in name.lower() or "python" in first
+
+
+def python_children(pid: int) -> list[PythonProcess]:
+    """The Python processes under `pid` (its children, theirs, and so on), oldest first;
+    multiprocessing's own helpers (resource tracker, fork server) left out. Empty for a
+    process that is gone or has none, or under an interpreter without psutil (the target
+    user's own, when we run as them: each process is then looked at alone)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found: list[tuple[float, PythonProcess]] = []
+    for proc in descendants:
+        try:
+            with proc.oneshot():
+                cmdline = proc.cmdline()
+                name = proc.name()
+                started = proc.create_time()
+                zombie = proc.status() == psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            continue
+        command = " ".join(cmdline)
+        if zombie or any(helper in command for helper in _HELPERS):
+            continue
+        if not _looks_python(name, cmdline):
+            continue
+        found.append((started, PythonProcess(proc.pid, python_version_of(proc), command or name)))
+    found.sort(key=lambda item: (item[0], item[1].pid))
+    return [proc for _started, proc in found]
+
+
+def parent_pid(pid: int) -> int | None:
+    """The pid of the process's parent (from /proc/PID/stat), None if unreadable."""
+    try:
+        with open(_proc(pid, "stat")) as stat_file:
+            stat = stat_file.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
 def python_processes() -> Iterator[PythonProcess]:
     """Running processes of this user (all, for root) whose executable is a Python."""
     import psutil
@@ -253,8 +306,7 @@ def python_processes() -> Iterator[PythonProcess]:
                 continue
             name = (info["name"] or "").lower()
             cmdline = info["cmdline"] or []
-            first = os.path.basename(cmdline[0]).lower() if cmdline else ""
-            if "python" not in name and "python" not in first:
+            if not _looks_python(name, cmdline):
                 continue
             version = python_version_of(proc)
             yield PythonProcess(info["pid"], version, " ".join(cmdline) or name)

@@ -79,8 +79,10 @@ def test_otel_exports_over_otlp_what_dump_counts(start, receiver: Receiver) -> N
     target = start("service.py").wait_ready()
     # WHEN `taskscope otel` exports its metrics to the receiver every second
     exporter = subprocess.Popen(
-        [sys.executable, "-m", "taskscope", "otel", str(target.pid)]
-        + ["--endpoint", receiver.url, "--interval", "1"],
+        [
+            *(sys.executable, "-m", "taskscope", "otel", str(target.pid)),
+            *("--endpoint", receiver.url, "--interval", "1"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

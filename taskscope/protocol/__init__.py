@@ -149,6 +149,18 @@ class WireLoop(TypedDict):
     tasks: int
     # The task the loop's `run_until_complete` waits for (the main task of `asyncio.run`).
     main_task: NotRequired[str | None]
+    # A look at several processes (taskscope/fleet.py): the process the loop runs in.
+    pid: NotRequired[int]
+
+
+class WireProcess(TypedDict):
+    """One process of a look at several (a parent and its workers), in `processes`."""
+
+    pid: int
+    role: str
+    python: str
+    loops: int
+    tasks: int
 
 
 class WireSnapshot(TypedDict):
@@ -165,6 +177,8 @@ class WireSnapshot(TypedDict):
     loop_time: NotRequired[float]
     # A look read from the process's memory (3.14+, no agent): what it could not know.
     read_only: NotRequired[list[str]]
+    # A look at several processes (taskscope/fleet.py): which ones, the parent (`pid`) first.
+    processes: NotRequired[list[WireProcess]]
 
 
 class WireDelta(TypedDict):

@@ -49,6 +49,7 @@ HELP = {
     "help": "this help",
     "filter": "filter by name, coroutine, id or what a task awaits",
     "clear_filter": "clear the filter or the opened group",
+    "next_worker": "several processes (a parent and its workers): show one worker, the next, all",
     "cycle_sort": "sort by age, then name, then state",
     "view('tree')": "tree view: tasks under their waiter, TaskGroup, gather or creator",
     "view('table')": "flat table of all tasks",
@@ -289,6 +290,7 @@ class TaskscopeApp(App[int]):
             )
             for binding in self.main.BINDINGS
             if isinstance(binding, Binding)
+            and (binding.action != "next_worker" or self.main.worker_pids())
         ]
         self.push_screen(HelpScreen(keys))
 

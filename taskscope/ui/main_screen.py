@@ -93,6 +93,7 @@ class MainScreen(Screen[None]):
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("w", "next_worker", "Worker", show=False),
         Binding("s", "cycle_sort", "Sort"),
         Binding("t", "view('tree')", "Tree"),
         Binding("l", "view('table')", "List"),
@@ -195,6 +196,8 @@ class MainScreen(Screen[None]):
         notice = ""
         if self.options.only_ids is not None:
             notice = f"group: {self.options.only_label} (Esc shows all)"
+        elif self.options.only_pid is not None:
+            notice = f"worker {self.options.only_pid} only (w: next, Esc shows all)"
         elif self.options.filter:
             notice = f"filter: {safe_text(self.options.filter)} (Esc clears)"
         if self.options.sort != "age":
@@ -388,7 +391,7 @@ class MainScreen(Screen[None]):
             self._filter_timer.stop()
         box.value = ""
         box.display = False
-        self._set_options(filter="", only_ids=None, only_label="")
+        self._set_options(filter="", only_ids=None, only_label="", only_pid=None)
         self.views.shown.focus()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -398,9 +401,27 @@ class MainScreen(Screen[None]):
                 return None
         if action == "clear_filter":
             return bool(
-                self.options.filter or self.options.only_ids is not None or self._filter_box.display
+                self.options.filter
+                or self.options.only_ids is not None
+                or self.options.only_pid is not None
+                or self._filter_box.display
             )
+        if action == "next_worker":
+            return bool(self.worker_pids())
         return True
+
+    def worker_pids(self) -> list[int]:
+        """The processes of a look at several (a parent and its workers), by pid; empty for
+        one process."""
+        return sorted({loop.pid for loop in self.model.loops.values() if loop.pid is not None})
+
+    def action_next_worker(self) -> None:
+        """Show one worker's tasks, then the next worker's, then all of them again."""
+        current = self.options.only_pid
+        following = [pid for pid in self.worker_pids() if current is None or pid > current]
+        chosen = following[0] if following else None
+        self._set_options(only_pid=chosen)
+        self.notify(f"Worker {chosen} only" if chosen is not None else "All workers", timeout=2)
 
     # --- selection and the detail pane ---------------------------------------------------------
 

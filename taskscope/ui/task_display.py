@@ -198,6 +198,8 @@ class ViewOptions:
     sort: SortKey = "age"
     only_ids: frozenset[str] | None = None
     only_label: str = ""
+    #: One worker of a look at several processes (ids `PID:ID`): only its tasks.
+    only_pid: int | None = None
 
     def shows(self, task: TaskInfo, now: float) -> bool:
         if task.finished:
@@ -206,6 +208,8 @@ class ViewOptions:
             if task.finished_at is not None and now - task.finished_at > FINISHED_LINGER:
                 return False
         if self.only_ids is not None and task.id not in self.only_ids:
+            return False
+        if self.only_pid is not None and not task.id.startswith(f"{self.only_pid}:"):
             return False
         return not self.filter or matches(task, self.filter)
 

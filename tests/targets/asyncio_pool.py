@@ -1,0 +1,44 @@
+"""A multiprocessing pool of two asyncio workers: each worker runs `asyncio.run` with a task
+named `pool-job-PID` and writes `ready-worker-PID`, then waits until the parent's stop file
+appears; the parent runs no asyncio itself and signals ready once both workers have."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+WORKDIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
+
+
+async def pool_job(parent: int) -> None:
+    while not (WORKDIR / f"stop-{parent}").exists():
+        await asyncio.sleep(0.05)
+
+
+async def worker_main(parent: int) -> None:
+    job = asyncio.create_task(pool_job(parent), name=f"pool-job-{os.getpid()}")
+    (WORKDIR / f"ready-worker-{os.getpid()}").write_text("ready")
+    await job
+
+
+def run_worker(parent: int) -> int:
+    asyncio.run(worker_main(parent))
+    return os.getpid()
+
+
+def main() -> None:
+    parent = os.getpid()
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pending = pool.map_async(run_worker, [parent, parent], chunksize=1)
+        while len(list(WORKDIR.glob("ready-worker-*"))) < 2:
+            time.sleep(0.02)
+        (WORKDIR / f"ready-{parent}").write_text("ready")
+        pending.get(timeout=600)
+
+
+if __name__ == "__main__":
+    main()
