@@ -214,7 +214,7 @@ def _awaiting(record: WireTask, awaited: list[str], names: dict[str, str]) -> Wi
 
 
 def _cycles(awaits: dict[str, list[str]]) -> list[list[str]]:
-    from taskscope.agent.introspect import find_cycles
+    from taskscope.agent.cycles import find_cycles
 
     edges = {int(task): [int(other) for other in others] for task, others in awaits.items()}
     return [[str(number) for number in cycle] for cycle in find_cycles(edges)]

@@ -46,10 +46,11 @@ from typing import Any
 
 import pytest
 
-from taskscope.agent import awaiting, introspect
+from taskscope.agent import awaiting, chains, waiters
 from taskscope.agent.awaiting import _outside_asyncio, first_local
 from taskscope.agent.cancel import cancel_reaches_cycle
-from taskscope.agent.introspect import SnapshotBuilder, walk_frames
+from taskscope.agent.chains import walk_frames
+from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker, _registry_sources, pending_tasks, task_coro
 
 #: What a C Task's wake-up callback is (a method of a builtin type).
@@ -98,7 +99,7 @@ def _codes(task: Any) -> list[CodeType]:
 
 def _owner_running(task: Any, code: CodeType) -> tuple[Any, FrameType]:
     """The coroutine of `task`'s chain that runs `code`, and its frame."""
-    frames, owners, _key = introspect._chain(task._coro)
+    frames, owners, _key = chains._chain(task._coro)
     for frame, owner in zip(frames, owners, strict=True):
         if frame.f_code is code:
             return owner, frame
@@ -171,7 +172,7 @@ def test_fut_waiter_is_the_future_or_task_a_suspended_task_awaits() -> None:
 
 
 def test_callbacks_are_callback_context_pairs_and_a_waiting_tasks_wakeup_has_it_as_self() -> None:
-    # introspect._resolve_waiters (the C task's wake-up), cancel._cancel_in_cycle
+    # waiters._resolve_waiters (the C task's wake-up), cancel._cancel_in_cycle
     async def scenario() -> None:
         future: Any = asyncio.get_running_loop().create_future()
         assert not future._callbacks  # None or empty: "no callbacks" either way
@@ -184,7 +185,7 @@ def test_callbacks_are_callback_context_pairs_and_a_waiting_tasks_wakeup_has_it_
         (entry,) = future._callbacks
         assert type(entry) is tuple and len(entry) == 2
         wakeup, context = entry
-        assert type(wakeup) is BUILTIN_METHOD is introspect._BUILTIN_METHOD
+        assert type(wakeup) is BUILTIN_METHOD is waiters._BUILTIN_METHOD
         assert wakeup.__self__ is task
         assert type(context) is contextvars.Context
         future.set_result(None)
@@ -248,7 +249,7 @@ def test_a_wakeup_called_with_a_cancelled_future_raises_cancelled_error_at_the_a
 
 
 def test_a_python_tasks_wakeup_is_its_bound_method_task___wakeup() -> None:
-    # introspect._resolve_waiters (_PY_TASK_WAKEUP: the pure-Python Task)
+    # waiters._resolve_waiters (_PY_TASK_WAKEUP: the pure-Python Task)
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -258,13 +259,13 @@ def test_a_python_tasks_wakeup_is_its_bound_method_task___wakeup() -> None:
 
         python_task: Any = tasks._PyTask(on_future(), loop=loop)  # type: ignore[attr-defined]
         await _suspended(python_task)
-        assert introspect._PY_TASK_WAKEUP is tasks._PyTask._Task__wakeup  # type: ignore[attr-defined]
+        assert waiters._PY_TASK_WAKEUP is tasks._PyTask._Task__wakeup  # type: ignore[attr-defined]
         (entry,) = future._callbacks
         wakeup = entry[0]
         future.set_result(None)
         await python_task
         assert type(wakeup) is MethodType
-        assert wakeup.__func__ is introspect._PY_TASK_WAKEUP and wakeup.__self__ is python_task
+        assert wakeup.__func__ is waiters._PY_TASK_WAKEUP and wakeup.__self__ is python_task
 
     _run(scenario)
 
@@ -373,7 +374,7 @@ def test_a_debug_mode_future_made_by_asyncio_future_names_its_creating_line_last
 def test_cr_await_links_a_coroutine_to_the_coroutine_it_awaits_down_to_a_frameless_iterator() -> (
     None
 ):
-    # introspect._chain
+    # chains._chain
     async def scenario() -> None:
         future = asyncio.get_running_loop().create_future()
 
@@ -402,7 +403,7 @@ def test_cr_await_links_a_coroutine_to_the_coroutine_it_awaits_down_to_a_framele
 
 
 def test_an_async_generators_asend_hides_it_but_gc_get_referents_lists_it() -> None:
-    # introspect._asend_generator, introspect._chain (ag_frame, ag_await)
+    # chains._asend_generator, chains._chain (ag_frame, ag_await)
     async def scenario() -> None:
         future = asyncio.get_running_loop().create_future()
 
@@ -419,10 +420,10 @@ def test_an_async_generators_asend_hides_it_but_gc_get_referents_lists_it() -> N
         task = _spawn(consumer())
         await _suspended(task)
         asend = task._coro.cr_await
-        assert type(asend) is introspect._ASEND_TYPES[0]
+        assert type(asend) is chains._ASEND_TYPES[0]
         assert getattr(asend, "cr_frame", None) is None and getattr(asend, "ag_frame", None) is None
         assert any(referent is generator for referent in gc.get_referents(asend))
-        assert introspect._asend_generator(asend) is generator
+        assert chains._asend_generator(asend) is generator
         assert generator.ag_frame.f_code is numbers.__code__
         assert generator.ag_await is not None and type(generator.ag_await) is not CoroutineType
         assert _codes(task) == [consumer.__code__, numbers.__code__]
@@ -433,7 +434,7 @@ def test_an_async_generators_asend_hides_it_but_gc_get_referents_lists_it() -> N
 
 
 def test_an_async_generators_athrow_hides_it_but_gc_get_referents_lists_it() -> None:
-    # introspect._asend_generator (its athrow kind), introspect._chain
+    # chains._asend_generator (its athrow kind), chains._chain
     async def scenario() -> None:
         future = asyncio.get_running_loop().create_future()
 
@@ -453,8 +454,8 @@ def test_an_async_generators_athrow_hides_it_but_gc_get_referents_lists_it() -> 
         task = _spawn(thrower())
         await _suspended(task)
         athrow = task._coro.cr_await
-        assert type(athrow) is introspect._ASEND_TYPES[1]
-        assert introspect._asend_generator(athrow) is generator
+        assert type(athrow) is chains._ASEND_TYPES[1]
+        assert chains._asend_generator(athrow) is generator
         assert _codes(task) == [thrower.__code__, guarded.__code__]
         future.set_result(None)
         await task
@@ -464,7 +465,7 @@ def test_an_async_generators_athrow_hides_it_but_gc_get_referents_lists_it() -> 
 
 
 def test_a_generator_based_await_links_through_gi_frame_and_gi_yieldfrom() -> None:
-    # introspect._chain (GeneratorType: gi_frame, gi_yieldfrom)
+    # chains._chain (GeneratorType: gi_frame, gi_yieldfrom)
     async def scenario() -> None:
         future = asyncio.get_running_loop().create_future()
 
@@ -516,7 +517,7 @@ def test_gc_get_referents_of_a_suspended_coroutine_lists_function_code_then_firs
 
 
 def test_queue_get_and_put_frames_have_the_queue_as_self_with_queue_maxsize_and_getters() -> None:
-    # awaiting._queue ("get", "put"), introspect._resolve_waiters (a queue's _getters)
+    # awaiting._queue ("get", "put"), waiters._resolve_waiters (a queue's _getters)
     async def scenario() -> None:
         empty: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
         getter = _spawn(empty.get())
@@ -753,7 +754,7 @@ def test_wait_for_runs_its_awaitable_inline_or_in_an_inner_task_held_in_its_loca
 
 
 def test_a_task_group_lists_its_members_whose_done_callback_leads_to_its_parent() -> None:
-    # introspect._resolve_waiters (TaskGroup._on_task_done), awaiting._task_group
+    # waiters._resolve_waiters (TaskGroup._on_task_done), awaiting._task_group
     async def scenario() -> None:
         event, leave_body = asyncio.Event(), asyncio.Event()
         holder: dict[str, Any] = {}
@@ -773,7 +774,7 @@ def test_a_task_group_lists_its_members_whose_done_callback_leads_to_its_parent(
             done = [
                 callback
                 for callback, _context in member._callbacks
-                if type(callback) is MethodType and callback.__func__ is introspect._TASK_GROUP_DONE
+                if type(callback) is MethodType and callback.__func__ is waiters._TASK_GROUP_DONE
             ]
             assert len(done) == 1 and done[0].__self__ is group
         # in the body of `async with`: not waiting on the group yet (an owner, not a waiter)
@@ -795,7 +796,7 @@ def test_a_task_group_lists_its_members_whose_done_callback_leads_to_its_parent(
 
 
 def test_gather_awaits_a_gathering_future_whose_children_are_its_awaitables() -> None:
-    # awaiting.describe_future, introspect._resolve_waiters (gather's closure),
+    # awaiting.describe_future, waiters._resolve_waiters (gather's closure),
     # cancel.cancel_reaches_cycle (a gather's `_children`)
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -824,7 +825,7 @@ def test_gather_awaits_a_gathering_future_whose_children_are_its_awaitables() ->
 
 
 def test_shield_callbacks_name_the_inner_task_and_lead_from_it_to_the_outer_future() -> None:
-    # awaiting.describe_future (shield's _outer_done_callback), introspect._BACKWARD_CODES
+    # awaiting.describe_future (shield's _outer_done_callback), waiters._BACKWARD_CODES
     async def scenario() -> None:
         event = asyncio.Event()
         inner = _spawn(event.wait())
@@ -838,7 +839,7 @@ def test_shield_callbacks_name_the_inner_task_and_lead_from_it_to_the_outer_futu
         (outer_done,) = _closures(outer)
         assert awaiting._SHIELD_OUTER_CODE is not None
         assert outer_done.__code__ is awaiting._SHIELD_OUTER_CODE
-        assert introspect._BACKWARD_CODES == {awaiting._SHIELD_OUTER_CODE}
+        assert waiters._BACKWARD_CODES == {awaiting._SHIELD_OUTER_CODE}
         assert _cells(outer_done)["inner"] is inner
         assert any(
             value is outer for closure in _closures(inner) for value in _cells(closure).values()
@@ -851,7 +852,7 @@ def test_shield_callbacks_name_the_inner_task_and_lead_from_it_to_the_outer_futu
 
 
 def test_asyncio_wait_keeps_fs_and_return_when_and_registers_a_closure_holding_its_waiter() -> None:
-    # awaiting._wait, introspect._resolve_waiters (wait's closure)
+    # awaiting._wait, waiters._resolve_waiters (wait's closure)
     async def scenario() -> None:
         watched = asyncio.get_running_loop().create_future()
 
@@ -875,7 +876,7 @@ def test_asyncio_wait_keeps_fs_and_return_when_and_registers_a_closure_holding_i
 
 
 def test_as_completed_waits_in_wait_for_one_and_its_callbacks_lead_through_a_queue() -> None:
-    # awaiting._build_handlers (as_completed), introspect._resolve_waiters (_AS_COMPLETED_ITERATOR)
+    # awaiting._build_handlers (as_completed), waiters._resolve_waiters (_AS_COMPLETED_ITERATOR)
     async def scenario() -> None:
         watched = asyncio.get_running_loop().create_future()
 
@@ -886,7 +887,7 @@ def test_as_completed_waits_in_wait_for_one_and_its_callbacks_lead_through_a_que
         task = _spawn(consumer())
         waited = await _suspended(task)
         iterator_type = getattr(tasks, "_AsCompletedIterator", None)
-        assert introspect._AS_COMPLETED_ITERATOR is iterator_type
+        assert waiters._AS_COMPLETED_ITERATOR is iterator_type
         if iterator_type is not None:  # 3.13+: a class, its done-callback a bound method
             expected = iterator_type._wait_for_one.__code__
             (method,) = [cb for cb, _ in watched._callbacks if type(cb) is MethodType]
@@ -1291,7 +1292,7 @@ def test_current_task_and_all_tasks_of_a_loop_answer_from_another_thread() -> No
     reason="asyncio.capture_call_graph (3.14+), the reference for the awaited-by graph, is missing",
 )
 def test_the_snapshots_awaited_by_graph_agrees_with_capture_call_graph() -> None:
-    # introspect._resolve_waiters against asyncio.capture_call_graph(task).awaited_by: a task
+    # waiters._resolve_waiters against asyncio.capture_call_graph(task).awaited_by: a task
     # awaiting another directly, gather, shield, TaskGroup (in __aexit__ and still in the
     # body), asyncio.wait and as_completed
     async def scenario() -> None:

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from taskscope.agent.introspect import _resolve_waiters, find_cycles, walk_frames
+from taskscope.agent.chains import walk_frames
+from taskscope.agent.cycles import find_cycles
+from taskscope.agent.waiters import _resolve_waiters
 
 # --- find_cycles ------------------------------------------------------------------------------
 

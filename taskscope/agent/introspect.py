@@ -7,38 +7,36 @@ attribute or a C-level method (the GIL keeps each one consistent); no applicatio
 from __future__ import annotations
 
 import asyncio
-import functools
-import gc
 import os
 import sys
 import threading
 import time
 import weakref
-from asyncio import queues, taskgroups
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from types import (
-    AsyncGeneratorType,
-    CodeType,
-    CoroutineType,
     FrameType,
-    FunctionType,
-    GeneratorType,
-    MethodType,
 )
-from typing import Any, NamedTuple
+from typing import Any
 
 from taskscope.agent.awaiting import (
     AwaitContext,
-    PlanStep,
     classify_planned,
     classify_unmoved,
-    plan_cacheable,
-    plan_chain,
 )
+from taskscope.agent.chains import (
+    _NONE,
+    _STACK_CACHE,
+    MAX_STACK_DEPTH,
+    _chain,
+    _origin,
+    _stack_entry,
+    _task_frames,
+    frame_record,
+)
+from taskscope.agent.cycles import find_cycles
 from taskscope.agent.tracker import (
     FinishedTask,
     LoopRecord,
-    Site,
     TaskMeta,
     TaskWire,
     Tracker,
@@ -46,6 +44,7 @@ from taskscope.agent.tracker import (
     pending_tasks,
     task_coro,
 )
+from taskscope.agent.waiters import _resolve_waiters
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
     WireAwaiting,
@@ -56,277 +55,16 @@ from taskscope.protocol import (
     materialize_body,
 )
 
-MAX_STACK_DEPTH = 200
 #: The agent's thread gives the GIL to whoever waits for it (the host's loop) at least this
 #: often while it builds a snapshot: `time.sleep(0)` between slices, the process-wide switch
 #: interval (5 ms) being the host's to set, not ours.
 SLICE_SECONDS = 0.001
-MAX_RESOLVE_DEPTH = 50
 
 
-def _asend_types() -> tuple[type, ...]:
-    async def probe() -> Any:
-        yield None
-
-    # Creating asend() calls this thread's async generator hooks: a running loop would adopt
-    # the probe and later schedule its finalisation as a task. Switch them off meanwhile.
-    hooks = sys.get_asyncgen_hooks()
-    sys.set_asyncgen_hooks(None, None)
-    try:
-        agen = probe()
-        asend = agen.asend(None)
-        athrow = agen.athrow(GeneratorExit)
-        kinds = (type(asend), type(athrow))
-        asend.close()
-        athrow.close()
-    finally:
-        sys.set_asyncgen_hooks(*hooks)
-    return kinds
-
-
-_ASEND_TYPES = _asend_types()
-_TASK_GROUP_DONE = taskgroups.TaskGroup._on_task_done
-#: The pure-Python Task's wake-up is a bound method (the C Task's is a builtin method).
 #: The done callback `run_until_complete` (so `asyncio.run`) puts on the task it drives.
 _RUN_UNTIL_COMPLETE_CB = getattr(asyncio.base_events, "_run_until_complete_cb", None)
-_PY_TASK_WAKEUP = getattr(getattr(asyncio.tasks, "_PyTask", None), "_Task__wakeup", None)
-#: 3.13+: as_completed is a class; its done-callback is a bound method feeding `_done`.
-_AS_COMPLETED_ITERATOR = getattr(asyncio.tasks, "_AsCompletedIterator", None)
-_BUILTIN_METHOD: type[Any] = type([].append)
 
 
-def _asend_generator(obj: Any) -> Any:
-    """The async generator behind an `asend`/`athrow` awaitable: it exposes no attribute for
-    it, but holds a reference the collector can list."""
-    for referent in gc.get_referents(obj):
-        if type(referent) is AsyncGeneratorType:
-            return referent
-    return None
-
-
-def walk_frames(coro: Any) -> list[FrameType]:
-    """The frames of a coroutine chain, outermost first: through nested coroutines, async
-    generators (their `asend` hides the generator) and generator-based awaits."""
-    return _chain(coro)[0]
-
-
-def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
-    """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
-    a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
-    same stack and same classification plan (the cache entry keeps the code objects alive,
-    so their ids cannot be reused while it exists)."""
-    frames: list[FrameType] = []
-    owners: list[Any] = []
-    key: list[int] = []
-    obj = coro
-    # Fast path: native coroutines awaiting native coroutines, the common chain.
-    while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
-        frame = obj.cr_frame
-        if frame is None:
-            return frames, owners, tuple(key)
-        frames.append(frame)
-        owners.append(obj)
-        key += (id(frame.f_code), frame.f_lasti)
-        obj = obj.cr_await
-    if obj is None:
-        return frames, owners, tuple(key)
-    for _ in range(MAX_STACK_DEPTH - len(frames)):
-        kind = type(obj)
-        if kind is CoroutineType:
-            frame, nxt = obj.cr_frame, obj.cr_await
-        elif obj is None:
-            break
-        elif kind is GeneratorType:
-            frame, nxt = obj.gi_frame, obj.gi_yieldfrom
-        elif kind is AsyncGeneratorType:
-            frame, nxt = obj.ag_frame, obj.ag_await
-        elif kind in _ASEND_TYPES:
-            obj = _asend_generator(obj)
-            continue
-        else:
-            frame = getattr(obj, "cr_frame", None)
-            if frame is None:
-                break
-            nxt = getattr(obj, "cr_await", None)
-        if frame is None:
-            break
-        frames.append(frame)
-        owners.append(obj)
-        key.append(id(frame.f_code))  # hashing a code object hashes its bytecode and consts
-        key.append(frame.f_lasti)
-        obj = nxt
-    return frames, owners, tuple(key)
-
-
-def line_at(code: CodeType, lasti: int) -> int | None:
-    """The line a frame of `code` suspended at byte offset `lasti` reports as f_lineno."""
-    if lasti < 0:
-        return code.co_firstlineno
-    for start, end, line in code.co_lines():
-        if start <= lasti < end:
-            return line
-    return None
-
-
-def _stack_entry(frames: list[FrameType], key: tuple[int, ...]) -> StackEntry:
-    """The wire stack and classification plan of a suspension point, cached by its key. The
-    stack is shared by every task suspended there, in every snapshot. A tuple, as every
-    sequence in the records the agent keeps (they never change): a list is one more object
-    for the host's garbage collector to track, where a tuple of strings is dropped from its
-    lists."""
-    frame_cache = _FRAME_CACHE
-    if len(frame_cache) > 100_000:
-        frame_cache.clear()
-    frame_records: list[WireFrame] = []
-    for index, frame in enumerate(frames):
-        # The line from the key's own f_lasti, not from the frame: it may have moved since.
-        code = frame.f_code
-        frame_key = (code, line_at(code, key[2 * index + 1]))
-        entry = frame_cache.get(frame_key)
-        if entry is None:
-            entry = frame_cache[frame_key] = frame_record(*frame_key)
-        frame_records.append(entry)
-    stack = tuple(frame_records)
-    plan = plan_chain(frames)
-    codes = tuple(frame.f_code for frame in frames)
-    first_code = codes[plan[0][0]] if plan else None
-    result = StackEntry(stack, plan, codes, plan_cacheable(plan), first_code)
-    if len(_STACK_CACHE) > 50_000:
-        _STACK_CACHE.clear()
-    _STACK_CACHE[key] = result
-    return result
-
-
-def _task_frames(task: asyncio.Future[Any]) -> list[FrameType]:
-    return walk_frames(task_coro(task))
-
-
-#: id(creation site) -> (site, its wire form): tasks made at one place share both.
-_ORIGINS: dict[int, tuple[Site, tuple[WireFrame, ...]]] = {}
-
-
-def _origin(site: Site) -> tuple[WireFrame, ...]:
-    if not site:
-        return _NONE
-    known = _ORIGINS.get(id(site))
-    if known is not None and known[0] is site:
-        return known[1]
-    frames = tuple(frame_record(code, line) for code, line in site)
-    if len(_ORIGINS) > 10_000:
-        _ORIGINS.clear()
-    _ORIGINS[id(site)] = (site, frames)
-    return frames
-
-
-def frame_record(code: CodeType, line: int | None) -> WireFrame:
-    return {"function": code.co_qualname, "file": code.co_filename, "line": line}
-
-
-def _resolve_waiters(
-    fut: Any, depth: int = 0, seen: set[int] | None = None, owners: list[Any] | None = None
-) -> list[Any]:
-    """The tasks that wait for `fut`: directly (their wake-up is one of its callbacks), as
-    owner of a TaskGroup, or through futures chained on it (gather, shield, wait, wait_for).
-
-    A TaskGroup's owner still in the body of its `async with` is not waiting yet; it is
-    collected in `owners` (it will wait on leaving the block, as 3.14's call graph says)."""
-    callbacks = getattr(fut, "_callbacks", None)
-    if not callbacks or depth > MAX_RESOLVE_DEPTH:
-        return []
-    waiters: list[Any] = []
-    for entry in callbacks:
-        callback = entry[0] if type(entry) is tuple else entry
-        # Only look inside callables of known types: attributes of anything else could run
-        # application code (__getattr__, properties).
-        kind = type(callback)
-        values: Iterable[Any]
-        if kind is _BUILTIN_METHOD:
-            owner = callback.__self__
-            if issubclass(type(owner), asyncio.Task):
-                waiters.append(owner)  # the C task's wake-up method
-            continue
-        if kind is MethodType:
-            owner, func = callback.__self__, callback.__func__
-            if func is _TASK_GROUP_DONE:
-                parent = getattr(owner, "_parent_task", None)
-                on_completed = getattr(owner, "_on_completed_fut", None)
-                if (
-                    parent is not None
-                    and on_completed is not None
-                    and (getattr(parent, "_fut_waiter", None) is on_completed)
-                ):
-                    waiters.append(parent)
-                elif parent is not None and owners is not None:
-                    owners.append(parent)
-                continue
-            if func is _PY_TASK_WAKEUP:
-                waiters.append(owner)
-                continue
-            if _AS_COMPLETED_ITERATOR is not None and type(owner) is _AS_COMPLETED_ITERATOR:
-                values = (getattr(owner, "_done", None),)
-            else:
-                continue
-        elif kind is functools.partial:
-            values = callback.args
-        elif kind is FunctionType:
-            if callback.__code__ in _BACKWARD_CODES:
-                continue
-            cells: list[Any] = []
-            for cell in callback.__closure__ or ():
-                try:
-                    cells.append(cell.cell_contents)
-                except ValueError:
-                    pass
-            values = cells
-        else:
-            continue
-        for value in values:
-            if value is fut:
-                continue
-            value_type = type(value)
-            if issubclass(value_type, asyncio.Future) and not issubclass(value_type, asyncio.Task):
-                seen = seen if seen is not None else {id(fut)}
-                if id(value) not in seen:
-                    seen.add(id(value))
-                    waiters.extend(_resolve_waiters(value, depth + 1, seen))
-            elif issubclass(value_type, queues.Queue):
-                for getter in list(getattr(value, "_getters", ()) or ()):
-                    waiters.extend(_resolve_waiters(getter, depth + 1, seen))
-    return waiters
-
-
-def _backward_codes() -> frozenset[CodeType]:
-    from asyncio import tasks
-
-    codes = set()
-    shield_code = tasks.shield.__code__
-    for const in shield_code.co_consts:
-        if isinstance(const, CodeType) and const.co_name == "_outer_done_callback":
-            codes.add(const)
-    return frozenset(codes)
-
-
-_BACKWARD_CODES = _backward_codes()
-
-
-class StackEntry(NamedTuple):
-    """What the agent knows of a suspension point (a `_chain` key), shared by every task
-    suspended there."""
-
-    stack: tuple[WireFrame, ...]
-    plan: tuple[PlanStep, ...]
-    #: The code objects the key names by id, kept alive so that the ids stay theirs.
-    codes: tuple[CodeType, ...]
-    #: Whether tasks suspended there may be described from their notes (`plan_cacheable`).
-    cacheable: bool
-    #: The code of the plan's first step (None: no plan).
-    first_code: CodeType | None
-
-
-#: (code, line) -> frame record, shared by every task suspended at the same place.
-_FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
-#: `_chain` key -> StackEntry: see `_stack_entry`.
-_STACK_CACHE: dict[tuple[int, ...], StackEntry] = {}
 #: What the builder notes of each pending task for its next look lives in the task's
 #: `TaskMeta` (`chain_*` and `rec_*` fields): only weak references to the host's objects.
 #: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
@@ -362,59 +100,6 @@ class _ScratchLists:
 
 
 _SCRATCH = _ScratchLists()
-
-
-#: The empty list of every record that has nothing to list: shared, never mutated (records
-#: get a new list when they have something).
-_NONE: tuple[()] = ()
-
-
-def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
-    """Strongly connected components of more than one task (Tarjan, iterative)."""
-    index_of: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
-    stack: list[int] = []
-    cycles: list[list[int]] = []
-    counter = 0
-    for root in edges:
-        if root in index_of:
-            continue
-        work: list[tuple[int, int]] = [(root, 0)]
-        while work:
-            node, child_index = work.pop()
-            if child_index == 0:
-                index_of[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            children = edges.get(node, ())
-            recurse = False
-            for position in range(child_index, len(children)):
-                child = children[position]
-                if child not in index_of:
-                    work.append((node, position + 1))
-                    work.append((child, 0))
-                    recurse = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index_of[child])
-            if recurse:
-                continue
-            if low[node] == index_of[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    cycles.append(sorted(component))
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return sorted(cycles)
 
 
 def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:

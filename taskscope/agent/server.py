@@ -31,13 +31,8 @@ from types import CodeType
 
 from taskscope import __version__
 from taskscope.agent.cancel import request_cancel
-from taskscope.agent.introspect import (
-    SnapshotBuilder,
-    find_task,
-    finished_record,
-    frame_record,
-    walk_frames,
-)
+from taskscope.agent.chains import frame_record, walk_frames
+from taskscope.agent.introspect import SnapshotBuilder, find_task, finished_record
 from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
     CANCEL_WAIT,
