@@ -298,7 +298,7 @@ def test_detach_stops_the_agent_and_restores_the_process(start: Any, socket_dir:
     snapshot(target.pid)  # loads the agent
     loaded = report(target)
     assert "taskscope-agent" in loaded and "taskscope.agent" in loaded
-    assert "hooks=[True, 'taskscope.agent.tracker', 'taskscope.agent.tracker', 1]" in loaded
+    assert "hooks=[True, 'taskscope.agent.loops', 'taskscope.agent.loops', 1]" in loaded
     # WHEN the user detaches
     result = run_cli("detach", str(target.pid))
     # THEN the agent stops: socket gone, hooks and callbacks undone, threads and modules gone

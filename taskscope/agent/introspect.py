@@ -34,9 +34,9 @@ from taskscope.agent.chains import (
     frame_record,
 )
 from taskscope.agent.cycles import find_cycles
+from taskscope.agent.loops import LoopRecord
 from taskscope.agent.tracker import (
     FinishedTask,
-    LoopRecord,
     TaskMeta,
     TaskWire,
     Tracker,

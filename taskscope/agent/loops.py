@@ -1,0 +1,278 @@
+"""The event loops of the monitored process: finding them, hooking their start-up, and a
+heartbeat per loop (4 per second) that tells a blocked loop from a busy one.
+
+`LoopTracker` holds what the agent knows of each loop (`LoopRecord`) and the hooks it puts on
+asyncio (`_set_running_loop`, `new_event_loop`); `Tracker` (taskscope.agent.tracker) adds the
+tasks, and the task factory each loop gets on adoption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import itertools
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+RunningLoopSetter = Callable[[asyncio.AbstractEventLoop | None], None]
+
+HEARTBEAT_INTERVAL = 0.25
+#: A loop whose heartbeat is this late is reported as blocked.
+BLOCKED_THRESHOLD = 0.25
+
+_monotonic = time.monotonic
+_wall = time.time
+
+
+@dataclass(slots=True)
+class LoopRecord:
+    """One event loop the agent has seen, and its heartbeat."""
+
+    loop_id: str
+    loop_ref: weakref.ref[asyncio.AbstractEventLoop]
+    thread_id: int | None = None
+    #: Monotonic time by which the next heartbeat should have run; None until the loop
+    #: picked up the agent on its own thread.
+    beat_due: float | None = None
+    lag: float | None = None
+    adopted: bool = False
+    adopt_requested_at: float | None = None
+    heartbeat: asyncio.TimerHandle | None = None
+    #: The application's task factory, when the agent had to wrap it (see `_install_factory`).
+    app_factory: Callable[..., asyncio.Future[Any]] | None = None
+    patched_methods: bool = False
+    factory_installed: bool = False
+    #: The context the history callback of this loop's tasks runs in. Without one,
+    #: add_done_callback copies the caller's context for every task: an object made, and
+    #: tracked by the garbage collector, per task, for a callback that reads no context
+    #: variable. One per loop: a context is entered by one thread at a time, and each loop
+    #: runs its callbacks on its own thread, one after the other.
+    callback_context: contextvars.Context = field(default_factory=contextvars.Context)
+
+
+class LoopTracker:
+    """Knows every loop the agent has seen and hooks asyncio to see new ones; safe to read
+    from any thread. `Tracker` builds on it."""
+
+    def __init__(self) -> None:
+        self._loop_ids = itertools.count(1)
+        self.loops: dict[int, LoopRecord] = {}
+        self._loops_lock = threading.Lock()
+        self._original_set_running_loop: RunningLoopSetter | None = None
+        #: Called (on the loop's thread) whenever a loop starts: the server restarts its
+        #: thread there after a fork.
+        self.loop_start_listeners: list[Callable[[], None]] = []
+        #: Loops that say they run but never will (see `loop_is_frozen`), by id.
+        self.frozen_loop_ids: set[int] = set()
+        self._frozen_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._our_set_running_loop: RunningLoopSetter | None = None
+        self._original_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+        self._our_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+        self._installed = False
+        #: Unix time from which finished tasks are known, when the agent started in a process
+        #: whose loops were already running (an attach): earlier finishes it never saw.
+        self.history_since: float | None = None
+
+    def loop_record(self, loop: asyncio.AbstractEventLoop) -> LoopRecord | None:
+        record = self.loops.get(id(loop))
+        if record is not None and record.loop_ref() is loop:
+            return record
+        return None
+
+    def register_loop(self, loop: asyncio.AbstractEventLoop) -> LoopRecord:
+        with self._loops_lock:
+            record = self.loop_record(loop)
+            if record is None:
+                key = id(loop)
+                record = LoopRecord(
+                    loop_id=f"L{next(self._loop_ids)}",
+                    loop_ref=weakref.ref(loop, lambda _ref: self.loops.pop(key, None)),
+                    thread_id=getattr(loop, "_thread_id", None),
+                )
+                self.loops[key] = record
+            return record
+
+    def live_loops(self) -> list[tuple[LoopRecord, asyncio.AbstractEventLoop]]:
+        """The loops of this process, less frozen copies inherited through fork (whose ids
+        `pending_tasks` then leaves out until the next call)."""
+        result = []
+        frozen: set[int] = set()
+        for record in list(self.loops.values()):
+            loop = record.loop_ref()
+            if loop is not None and not loop.is_closed():
+                if loop_is_frozen(loop):
+                    frozen.add(id(loop))
+                    continue
+                result.append((record, loop))
+        for loop in list(self._frozen_seen):
+            if loop_is_frozen(loop):
+                frozen.add(id(loop))
+        self.frozen_loop_ids = frozen
+        return result
+
+    def install(self) -> None:
+        """Hook loop start-up and adopt the loops that already exist."""
+        if self._installed:
+            return
+        self._installed = True
+        original = asyncio.events._set_running_loop
+        self._original_set_running_loop = original
+        tracker = self
+
+        def _set_running_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+            original(loop)
+            if loop is not None:
+                try:
+                    tracker.on_loop_started(loop)
+                except Exception:
+                    pass
+
+        _set_running_loop.__wrapped__ = original  # type: ignore[attr-defined]
+        asyncio.events._set_running_loop = _set_running_loop
+        self._our_set_running_loop = _set_running_loop
+
+        # asyncio.run() creates its main task before the loop runs: see loops at birth too,
+        # so that task's creation time and site are known.
+        original_new_event_loop = asyncio.events.new_event_loop
+        self._original_new_event_loop = original_new_event_loop
+
+        def new_event_loop() -> asyncio.AbstractEventLoop:
+            loop = original_new_event_loop()
+            try:
+                tracker._install_factory(tracker.register_loop(loop), loop)
+            except Exception:
+                pass
+            return loop
+
+        new_event_loop.__wrapped__ = original_new_event_loop  # type: ignore[attr-defined]
+        asyncio.events.new_event_loop = new_event_loop
+        self._our_new_event_loop = new_event_loop
+        started = _wall()
+        self.discover_loops()
+        if self.loops:
+            self.history_since = started
+
+    def discover_loops(self) -> None:
+        """Find loops created before the agent: the running loop of this thread, then a scan
+        of the garbage collector's objects (once, at install)."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is not None:
+            self.on_loop_started(current)
+        for obj in gc.get_objects():
+            if isinstance(obj, asyncio.AbstractEventLoop) and obj is not current:
+                try:
+                    if obj.is_closed():
+                        continue
+                    if loop_is_frozen(obj):
+                        # A copy inherited through fork: its self-pipe is the parent's.
+                        self._frozen_seen.add(obj)
+                        continue
+                except Exception:
+                    continue
+                record = self.register_loop(obj)
+                if obj.is_running() and not record.adopted:
+                    record.adopt_requested_at = _monotonic()
+                    try:
+                        obj.call_soon_threadsafe(self.on_loop_started, obj)
+                    except RuntimeError:
+                        pass
+
+    def on_loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs on the loop's own thread when it starts (or when the agent reaches it)."""
+        for listener in self.loop_start_listeners:
+            try:
+                listener()
+            except Exception:
+                pass
+        record = self.loop_record(loop)
+        if record is not None and record.adopted and record.thread_id == threading.get_ident():
+            record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
+            return
+        record = record or self.register_loop(loop)
+        record.thread_id = threading.get_ident()
+        record.adopted = True
+        self._install_factory(record, loop)
+        if record.heartbeat is not None:
+            record.heartbeat.cancel()
+        record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
+        record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+
+    def _beat(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        now = _monotonic()
+        if record.beat_due is not None:
+            record.lag = max(0.0, now - record.beat_due)
+        record.beat_due = now + HEARTBEAT_INTERVAL
+        record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+
+    def blocked_for(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> float | None:
+        """How long the loop has failed to run its callbacks (a lower bound), or None."""
+        if not loop.is_running():
+            return None
+        now = _monotonic()
+        due = record.beat_due if record.adopted else record.adopt_requested_at
+        if due is None:
+            return None
+        late = now - due
+        return late if late > BLOCKED_THRESHOLD else None
+
+    def _install_factory(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        """See every task this loop creates: `Tracker` does (a loop tracker alone sees none)."""
+
+    def _restore_loop(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        if record.heartbeat is not None:
+            record.heartbeat.cancel()
+            record.heartbeat = None
+        if record.patched_methods:
+            loop.__dict__.pop("create_task", None)
+            record.patched_methods = False
+        elif record.factory_installed:
+            loop.set_task_factory(record.app_factory)
+        record.factory_installed = False
+        record.adopted = False
+
+    def uninstall(self) -> None:
+        """Undo the loop hooks, and each loop's task factory and heartbeat."""
+        if not self._installed:
+            return
+        self._installed = False
+        if asyncio.events._set_running_loop is self._our_set_running_loop:
+            asyncio.events._set_running_loop = self._original_set_running_loop  # type: ignore[assignment]
+        if asyncio.events.new_event_loop is self._our_new_event_loop:
+            asyncio.events.new_event_loop = self._original_new_event_loop  # type: ignore[assignment]
+        for record, loop in self.live_loops():
+            try:
+                if record.thread_id == threading.get_ident() or not loop.is_running():
+                    self._restore_loop(record, loop)
+                else:
+                    loop.call_soon_threadsafe(self._restore_loop, record, loop)
+            except Exception:
+                pass
+
+
+def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` says it runs but never will: a copy inherited through fork. Its thread
+    is gone from this process, or that thread now runs another loop inside the call that ran
+    this one (a child that forked inside a coroutine and started a loop of its own)."""
+    thread_id = getattr(loop, "_thread_id", None)
+    if thread_id is None or not loop.is_running():
+        return False
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    if frame is None:
+        return True
+    while frame is not None:
+        if frame.f_code.co_name == "run_forever":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, asyncio.AbstractEventLoop):
+                return owner is not loop
+        frame = frame.f_back
+    return False
