@@ -91,6 +91,20 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def offset_text(seconds: float) -> str:
+    """A position in a recording, `1:30` or `1:02:05` (whole seconds)."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def recording_moment(at: float, start: float, end: float) -> str:
+    """Which moment of a recording is shown: `14:02:11 (+1:30 of 10:00)`."""
+    clock = time.strftime("%H:%M:%S", time.localtime(at))
+    return f"{clock} (+{offset_text(at - start)} of {offset_text(end - start)})"
+
+
 def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task (its creation
     came before an attach); `unknown` when neither is known."""
