@@ -278,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
     )
+    attach.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="also write what the dashboard receives to FILE, to replay later",
+    )
+    replay = sub.add_parser(
+        "replay",
+        help="open the dashboard on a recording, to step and play through it",
+        description="Open the dashboard on a recording made by `taskscope record` (or "
+        "`attach --record`): [ ] step, { } jump 10 s, home/end, : go to a time, space plays.",
+    )
+    replay.add_argument("file", help="the recording")
+    replay.add_argument(
+        "--at", metavar="T", default=None, help="the moment to open at (default: the start)"
+    )
     run = sub.add_parser(
         "run",
         help="run a Python program with the agent installed ([--history N] [--no-track])",
@@ -958,7 +974,26 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     # The dashboard follows pushed updates and cancels: the live agent only, no fallback.
     source = open_source(args, needs=Capability.PUSH | Capability.CANCEL)
-    return run_dashboard(source, interval=args.interval)
+    if args.record is not None:
+        source = _recorded_while_watched(source, args)
+    result = run_dashboard(source, interval=args.interval)
+    if args.record is not None:
+        print(f"taskscope: recorded to {args.record}; replay it with `taskscope replay "
+              f"{args.record}`", file=sys.stderr)  # fmt: skip
+    return result
+
+
+def _recorded_while_watched(source: Source, args: argparse.Namespace) -> Source:
+    """`attach --record FILE`: the dashboard's own subscription, also written to FILE."""
+    from taskscope.recording import RecordingWriter
+    from taskscope.sources.recording import RecordingTap, recording_facts
+
+    try:
+        writer = RecordingWriter.create(args.record, recording_facts(source, args.interval))
+    except OSError as error:
+        source.close()
+        raise ClientError(f"cannot write {args.record}: {error.strerror or error}") from None
+    return RecordingTap(source, writer)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -1001,6 +1036,26 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from taskscope.recording import RecordingError, open_recording, parse_at
+    from taskscope.sources.recording import RecordingSource
+
+    try:
+        recording = open_recording(args.file)
+        at = recording.start if recording.chunks else None
+        if args.at is not None and recording.chunks:
+            try:
+                at = parse_at(args.at, recording)
+            except ValueError as error:
+                raise ClientError(str(error)) from None
+        source = RecordingSource(recording, at=at)
+    except RecordingError as error:
+        raise ClientError(str(error)) from None
+    from taskscope.ui.replay import run_replay
+
+    return run_replay(source)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from taskscope.demo import run_demo
 
@@ -1022,6 +1077,7 @@ COMMANDS = {
     "record": cmd_record,
     "attach": cmd_attach,
     "bridge": cmd_bridge,
+    "replay": cmd_replay,
     "demo": cmd_demo,
 }
 

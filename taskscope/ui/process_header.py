@@ -73,9 +73,7 @@ class ProcessHeader(Static):
         # The process line is fitted to the width: fit it again.
         if self._shown_args is not None:
             model, info, data_age, paused, gone, notice, moment = self._shown_args
-            self.show(
-                model, info, data_age, paused=paused, gone=gone, notice=notice, moment=moment
-            )
+            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice, moment=moment)
 
     def _process_line(self, model: TaskModel | None, info: ProcessInfo) -> Text:
         """`taskscope · pid · command · Python · CPU · RSS · threads · fds` on one line: the
