@@ -154,14 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"taskscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def with_pid(name: str, help_text: str) -> argparse.ArgumentParser:
+    def with_pid(
+        name: str, help_text: str, pid_help: str = "process id"
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
+        optional = pid_help != "process id"
         command.add_argument(
             "pid",
             type=_pid_or_host,
+            nargs="?" if optional else None,
             metavar="[ssh://[USER@]HOST[:PORT]] PID",
             help="process id, on this host or (after ssh://HOST) on another one, reached "
-            "with ssh; see --remote-command",
+            "with ssh; see --remote-command" + ("; none with --from" if optional else ""),
         )
         # The PID after an ssh:// target (argparse fills it only when there are two).
         command.add_argument(
@@ -195,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="processes with a live agent, and Python processes to attach")
 
     def looking(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = with_pid(name, help_text)
+        command = with_pid(name, help_text, "process id (none with --from)")
+        _recording_options(command)
         command.add_argument(
             "--read-only",
             action="store_true",
@@ -273,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
     )
+    attach.add_argument(
+        "--record",
+        metavar="FILE",
+        default=None,
+        help="also write what the dashboard receives to FILE, to replay later",
+    )
+    replay = sub.add_parser(
+        "replay",
+        help="open the dashboard on a recording, to step and play through it",
+        description="Open the dashboard on a recording made by `taskscope record` (or "
+        "`attach --record`): [ ] step, { } jump 10 s, home/end, : go to a time, space plays.",
+    )
+    replay.add_argument("file", help="the recording")
+    replay.add_argument(
+        "--at", metavar="T", default=None, help="the moment to open at (default: the start)"
+    )
     run = sub.add_parser(
         "run",
         help="run a Python program with the agent installed ([--history N] [--no-track])",
@@ -282,6 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args] | -m module [args]")
     sub.add_parser("demo", help="start the bundled example program and open the dashboard on it")
     return parser
+
+
+def _recording_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        default=None,
+        help="read a recording (`taskscope record`) instead of a live process",
+    )
+    command.add_argument(
+        "--at",
+        metavar="T",
+        default=None,
+        help="with --from: the moment to show: seconds or M:SS from the start, negative from "
+        "the end, or HH:MM:SS (default: the last moment)",
+    )
 
 
 def _port(text: str) -> int:
@@ -418,7 +456,10 @@ def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
 
 def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
     """A snapshot of args.pid and its command line: from the agent, or read from the process's
-    memory with --read-only, or when the agent cannot be loaded there (3.14+)."""
+    memory with --read-only, or when the agent cannot be loaded there (3.14+); or from a
+    recording with --from."""
+    if _from_recording(args):
+        return recorded_snapshot(args)
     source = open_source(args)
     try:
         snapshot = source.snapshot()
@@ -426,6 +467,59 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
         return snapshot, source.identity().get("argv")
     finally:
         source.close()
+
+
+def _from_recording(args: argparse.Namespace) -> bool:
+    """Whether the command reads a recording (--from) rather than a process; says in one line
+    what is wrong with the pair of PID and --from, --at without --from."""
+    from_file = getattr(args, "from_file", None)
+    if from_file is not None and args.pid is not None:
+        raise ClientError("give a PID or --from FILE, not both")
+    if from_file is None:
+        if getattr(args, "at", None) is not None:
+            raise ClientError("--at needs --from FILE (a recording)")
+        if args.pid is None:
+            raise ClientError(f"`{args.command}` needs a PID, or --from FILE (a recording)")
+        return False
+    if args.read_only:
+        raise ClientError("--read-only looks at a process; a recording is read from its file")
+    return True
+
+
+def recorded_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
+    """The snapshot of the recording args.from_file at --at (its last moment by default), and
+    the recorded command line. An --at outside the recording is brought to its nearest end,
+    with a note on stderr."""
+    from taskscope.recording import RecordingError, open_recording, parse_at
+    from taskscope.words import recording_moment
+
+    try:
+        recording = open_recording(args.from_file)
+        if not recording.chunks:
+            raise RecordingError(f"{args.from_file}: the recording holds no snapshot")
+        at = recording.end
+        if args.at is not None:
+            try:
+                at = parse_at(args.at, recording)
+            except ValueError as error:
+                raise ClientError(str(error)) from None
+            if not recording.start <= at <= recording.end:
+                at = min(max(at, recording.start), recording.end)
+                print(
+                    f"taskscope: --at {args.at} is outside the recording; showing "
+                    f"{recording_moment(at, recording.start, recording.end)}",
+                    file=sys.stderr,
+                )
+        snapshot: WireSnapshot = recording.snapshot_at(at)  # type: ignore[assignment]
+    except RecordingError as error:
+        raise ClientError(str(error)) from None
+    argv = recording.facts.get("argv")
+    return snapshot, argv if isinstance(argv, list) else None
+
+
+def shown_now(args: argparse.Namespace, snapshot: WireSnapshot) -> float | None:
+    """The time ages and countdowns are said at: the snapshot's for a recording, else now."""
+    return float(snapshot["taken_at"]) if getattr(args, "from_file", None) else None
 
 
 class NoEventLoop(Exception):
@@ -544,7 +638,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         print(line)
     for line in blocked_lines(model):
         print(line)
-    print(ps_table(model, include_finished=args.all))
+    print(ps_table(model, include_finished=args.all, now=shown_now(args, snapshot)))
     return 0
 
 
@@ -559,6 +653,7 @@ def cmd_tree(args: argparse.Namespace) -> int:
         model,
         argv,
         include_finished=args.all,
+        now=shown_now(args, snapshot),
         width=width,
         notes=read_only_lines(snapshot),
     )
@@ -568,7 +663,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     snapshot, _argv = take_snapshot(args)
-    if "read_only" in snapshot:  # the client gave the agent's snapshots their words
+    if "read_only" in snapshot or args.from_file:
+        # The client gave the agent's snapshots their words; a recording's are made again
+        # for the moment shown (a task left an await cycle since its record was written)
         fill_texts(snapshot, "tasks")
     # One string, not json.dump: dump streams through json's pure-Python encoder, which
     # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
@@ -877,7 +974,26 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     # The dashboard follows pushed updates and cancels: the live agent only, no fallback.
     source = open_source(args, needs=Capability.PUSH | Capability.CANCEL)
-    return run_dashboard(source, interval=args.interval)
+    if args.record is not None:
+        source = _recorded_while_watched(source, args)
+    result = run_dashboard(source, interval=args.interval)
+    if args.record is not None:
+        print(f"taskscope: recorded to {args.record}; replay it with `taskscope replay "
+              f"{args.record}`", file=sys.stderr)  # fmt: skip
+    return result
+
+
+def _recorded_while_watched(source: Source, args: argparse.Namespace) -> Source:
+    """`attach --record FILE`: the dashboard's own subscription, also written to FILE."""
+    from taskscope.recording import RecordingWriter
+    from taskscope.sources.recording import RecordingTap, recording_facts
+
+    try:
+        writer = RecordingWriter.create(args.record, recording_facts(source, args.interval))
+    except OSError as error:
+        source.close()
+        raise ClientError(f"cannot write {args.record}: {error.strerror or error}") from None
+    return RecordingTap(source, writer)
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
@@ -920,6 +1036,26 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from taskscope.recording import RecordingError, open_recording, parse_at
+    from taskscope.sources.recording import RecordingSource
+
+    try:
+        recording = open_recording(args.file)
+        at = recording.start if recording.chunks else None
+        if args.at is not None and recording.chunks:
+            try:
+                at = parse_at(args.at, recording)
+            except ValueError as error:
+                raise ClientError(str(error)) from None
+        source = RecordingSource(recording, at=at)
+    except RecordingError as error:
+        raise ClientError(str(error)) from None
+    from taskscope.ui.replay import run_replay
+
+    return run_replay(source)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from taskscope.demo import run_demo
 
@@ -941,6 +1077,7 @@ COMMANDS = {
     "record": cmd_record,
     "attach": cmd_attach,
     "bridge": cmd_bridge,
+    "replay": cmd_replay,
     "demo": cmd_demo,
 }
 

@@ -54,13 +54,23 @@ class RecordingError(Exception):
     """A file that is not a recording this taskscope can read; the message is one line."""
 
 
+#: In a state being folded: task id -> the time its record was taken (not in snapshots).
+_RECORDED_AT = "_recorded_at"
+
+
 def fold(state: dict[str, Any], delta: Mapping[str, Any]) -> None:
-    """Apply a delta to a snapshot whose `tasks` is a dict by id (see `_State`)."""
+    """Apply a delta to a snapshot whose `tasks` is a dict by id (see `_state_of`); when the
+    state keeps when each record was taken (`_state_of` makes it so), that too."""
     tasks: dict[str, Any] = state["tasks"]
+    recorded_at: dict[str, float] = state.get(_RECORDED_AT, {})
+    at = float(delta["taken_at"])
     for record in delta.get("changed", ()):
-        tasks[str(record["id"])] = record
+        task_id = str(record["id"])
+        tasks[task_id] = record
+        recorded_at[task_id] = at
     for task_id in delta.get("removed", ()):
         tasks.pop(str(task_id), None)
+        recorded_at.pop(str(task_id), None)
     state.update(
         (key, value)
         for key, value in delta.items()
@@ -71,13 +81,51 @@ def fold(state: dict[str, Any], delta: Mapping[str, Any]) -> None:
 def _state_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     state = dict(snapshot)
     state["tasks"] = {str(record["id"]): record for record in snapshot["tasks"]}
+    at = float(snapshot["taken_at"])
+    state[_RECORDED_AT] = dict.fromkeys(state["tasks"], at)
     return state
 
 
 def _snapshot_of(state: Mapping[str, Any]) -> dict[str, Any]:
-    snapshot = dict(state)
-    snapshot["tasks"] = list(state["tasks"].values())
+    """The state as the snapshot the agent would have sent at its `taken_at`: the records of
+    tasks unchanged since an earlier message get their countdowns brought forward (the
+    agent does not resend a task because its countdown moved)."""
+    snapshot = {key: value for key, value in state.items() if key != _RECORDED_AT}
+    taken_at = float(state["taken_at"])
+    recorded_at: dict[str, float] = state[_RECORDED_AT]
+    tasks = []
+    for task_id, record in state["tasks"].items():
+        elapsed = taken_at - recorded_at.get(task_id, taken_at)
+        awaiting = record.get("awaiting")
+        if elapsed > 0 and awaiting and _has_countdown(awaiting):
+            record = dict(record, awaiting=_countdowns_after(awaiting, elapsed))
+        tasks.append(record)
+    snapshot["tasks"] = tasks
     return snapshot
+
+
+def _has_countdown(awaiting: Mapping[str, Any]) -> bool:
+    return awaiting.get("seconds_left") is not None or awaiting.get("deadline_in") is not None
+
+
+def _countdowns_after(awaiting: Mapping[str, Any], elapsed: float) -> dict[str, Any]:
+    """A description's countdowns (sleep, timeout) `elapsed` seconds later: less left, or
+    overdue by more."""
+    moved = dict(awaiting)
+    for left_key, overdue_key in (("seconds_left", "seconds_overdue"),
+                                  ("deadline_in", "deadline_overdue")):  # fmt: skip
+        left = moved.get(left_key)
+        if left is None:
+            continue
+        overdue = float(moved.get(overdue_key) or 0.0)
+        if overdue > 0:
+            moved[overdue_key] = overdue + elapsed
+            continue
+        remaining = float(left) - elapsed
+        moved[left_key] = max(0.0, remaining)
+        if remaining < 0:
+            moved[overdue_key] = -remaining
+    return moved
 
 
 class RecordingWriter:

@@ -91,6 +91,26 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def offset_text(seconds: float, tenths: bool = False) -> str:
+    """A position in a recording, `1:30` or `1:02:05`; `0:04.3` with `tenths`."""
+    seconds = max(0.0, seconds)
+    if tenths:
+        minutes, rest = divmod(round(seconds, 1), 60)
+        return f"{int(minutes)}:{rest:04.1f}"
+    whole = int(seconds)
+    hours, rest_whole = divmod(whole, 3600)
+    minutes_whole, secs = divmod(rest_whole, 60)
+    return f"{hours}:{minutes_whole:02d}:{secs:02d}" if hours else f"{minutes_whole}:{secs:02d}"
+
+
+def recording_moment(at: float, start: float, end: float) -> str:
+    """Which moment of a recording is shown: `14:02:11 (+1:30 of 10:00)`; a recording shorter
+    than a minute counts in tenths, `(+0:04.3 of 0:12.0)`."""
+    clock = time.strftime("%H:%M:%S", time.localtime(at))
+    tenths = end - start < 60
+    return f"{clock} (+{offset_text(at - start, tenths)} of {offset_text(end - start, tenths)})"
+
+
 def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     """`3.0s`; `≥3.0s` when counted from the agent's first sight of the task (its creation
     came before an attach); `unknown` when neither is known."""

@@ -1,6 +1,7 @@
 """One contract for every `Source`: what the CLI and the dashboard may count on, checked
 against each implementation the same way (the live agent in a real target process, the
-read-only look at one on 3.14+, and the fake the dashboard's tests drive).
+read-only look at one on 3.14+, a recording of one, and the fake the dashboard's tests
+drive).
 
 A new source joins by adding a `Looked` maker to `SOURCES`."""
 
@@ -18,6 +19,7 @@ from typing import Any, get_args
 import pytest
 
 from taskscope.protocol import TASK_ROW_KEYS, CancelOutcome
+from taskscope.recording import RecordingWriter
 from taskscope.sources import (
     CancelResult,
     Capability,
@@ -31,6 +33,7 @@ from taskscope.sources import (
 from taskscope.sources.choose import open_source
 from taskscope.sources.live import LiveSource
 from taskscope.sources.readonly import ReadOnlySource
+from taskscope.sources.recording import RecordingSource, RecordingTap, recording_facts
 from tests.helpers import Target, wait_for
 from tests.ui.fakes import FakeSource, delta, service_tasks, wire_task
 
@@ -96,10 +99,27 @@ def fake(start: Callable[..., Target]) -> Looked:
     return Looked(source, source.pid, "9", stir=stir)
 
 
+def recording(start: Callable[..., Target]) -> Looked:
+    # A recording of the live agent's subscription, written through RecordingTap as
+    # `attach --record` does, read back from its start; playing it makes its deltas.
+    target = start("service.py").wait_ready()
+    path = target.workdir / "contract.tsrec"
+    watched = LiveSource(target.pid, timeout=10)
+    tap = RecordingTap(watched, RecordingWriter.create(path, recording_facts(watched, 0.1)))
+    for count, _update in enumerate(tap.subscribe(0.1)):
+        if count == 8:
+            break
+    tap.close()
+    source = RecordingSource(path)
+    source.seek(source.start)
+    return Looked(source, target.pid, _pending(source, "victim"), stir=source.play)
+
+
 SOURCES: dict[str, Callable[[Callable[..., Target]], Looked]] = {
     "live": live,
     "read_only": read_only,
     "fake": fake,
+    "recording": recording,
 }
 
 

@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import get_current_worker
 
@@ -130,6 +131,16 @@ class TaskscopeApp(App[int]):
         self._exit_unconfirmed = False
         self.facts: ProcessInfo = {"pid": source.pid}
         self.main = MainScreen(self)
+
+    #: A widget shown under the header (a replay's timeline); none on a live process.
+    timeline: Widget | None = None
+
+    def moment_text(self) -> str:
+        """Which moment the header says is shown; "" for a live process (the data's age)."""
+        return ""
+
+    def feed_applied(self) -> None:
+        """An update from the feed is now on screen (a replay marks its moment)."""
 
     def get_default_screen(self) -> Screen[None]:
         return self.main

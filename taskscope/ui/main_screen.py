@@ -140,6 +140,8 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield self._header
+        if self.dashboard.timeline is not None:  # a replay's timeline, under the header
+            yield self.dashboard.timeline
         with Horizontal(id="main"):
             with self.views.switcher:
                 yield from self.views.widgets.values()
@@ -211,6 +213,7 @@ class MainScreen(Screen[None]):
             paused=self.dashboard.paused,
             gone=self.dashboard.gone,
             notice=notice,
+            moment=self.dashboard.moment_text(),
         )
 
     # --- applying updates ----------------------------------------------------------------------
@@ -282,6 +285,7 @@ class MainScreen(Screen[None]):
         """What follows an update once the views have it: counts, detail, header, cancels."""
         self.received_at = self.clock()
         self.updates_applied += 1
+        self.dashboard.feed_applied()
         self._maybe_auto_group()
         self._check_cancels()
         self.changed()

@@ -72,8 +72,8 @@ class ProcessHeader(Static):
     def on_resize(self) -> None:
         # The process line is fitted to the width: fit it again.
         if self._shown_args is not None:
-            model, info, data_age, paused, gone, notice = self._shown_args
-            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice)
+            model, info, data_age, paused, gone, notice, moment = self._shown_args
+            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice, moment=moment)
 
     def _process_line(self, model: TaskModel | None, info: ProcessInfo) -> Text:
         """`taskscope · pid · command · Python · CPU · RSS · threads · fds` on one line: the
@@ -140,8 +140,11 @@ class ProcessHeader(Static):
         paused: bool,
         gone: str | None,
         notice: str = "",
+        moment: str = "",
     ) -> None:
-        self._shown_args = (model, info, data_age, paused, gone, notice)
+        """`moment`: a replay's "recording of PID · 14:02:11 (+1:30 of 10:00) · paused · 1x",
+        said instead of the data's age."""
+        self._shown_args = (model, info, data_age, paused, gone, notice, moment)
         text = self._process_line(model, info)
         if model is not None:
             for loop in model.loops.values():
@@ -153,6 +156,8 @@ class ProcessHeader(Static):
                 f"✗ {safe_text(gone)}: showing the last data received; q quits",
                 style="bold white on red",
             )
+        elif moment:
+            text.append(safe_text(moment), style="bold")
         elif data_age is None:
             text.append("waiting for the first snapshot…", style="italic")
         else:
