@@ -269,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--interval", type=float, default=1.0, help="seconds between updates (default 1)"
     )
+    record.add_argument(
+        "--last",
+        action="store_true",
+        help="save at once what the process's flight recorder kept (the last minute or so)",
+    )
     with_pid(
         "bridge",
         "internal, run by ssh for `ssh://HOST PID`: relays the agent's protocol between "
@@ -296,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run = sub.add_parser(
         "run",
-        help="run a Python program with the agent installed ([--history N] [--no-track])",
+        help="run a Python program with the agent installed ([--history N] [--no-track] "
+        "[--flight-recorder S])",
         description="Run `script.py [args]` or `-m module [args]` with the agent installed "
         "before its first line.",
     )
@@ -882,6 +888,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     from taskscope.client import AgentGone
     from taskscope.recording import RecordingWriter
 
+    if args.last:
+        if args.duration is not None:
+            raise ClientError("--last saves what was kept already: it takes no --duration")
+        return _record_last(args)
     if not 0.05 <= args.interval <= 60:
         raise ClientError("--interval is in seconds, from 0.05 to 60")
     if args.duration is not None and args.duration <= 0:
@@ -941,6 +951,51 @@ def cmd_record(args: argparse.Namespace) -> int:
     print(
         f"taskscope: {why}recorded {writer.messages} updates over {last - first:.0f} s to "
         f"{args.output} ({_size_text(size)}); look with `taskscope tree --from "
+        f"{args.output}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _record_last(args: argparse.Namespace) -> int:
+    """`record PID --last`: the flight recorder's base and deltas, written as a recording."""
+    from taskscope.recording import RecordingWriter
+    from taskscope.sources.live import LiveSource
+
+    source = open_source(args, needs=Capability.PUSH)
+    with contextlib.closing(source):
+        if not isinstance(source, LiveSource):  # a read-only look has no flight recorder
+            raise ClientError(f"process {args.pid} has no agent to ask for its flight recording")
+        identity = source.identity()
+        held = source.command_client().flight()
+    if held is None:
+        print(
+            f"taskscope: the flight recorder is off in {args.pid}: start it with "
+            f"TASKSCOPE_FLIGHT_RECORDER=60 or taskscope.install(flight_recorder=60)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    facts: dict[str, object] = {
+        key: identity.get(key) for key in ("pid", "python", "argv", "executable")
+    }
+    facts["started_at"] = identity.get("started_at")
+    facts["flight_window"] = held["window"]
+    try:
+        writer = RecordingWriter.create(args.output, facts)
+        try:
+            writer.add_snapshot(held["base"])
+            for delta in held["deltas"]:
+                writer.add_delta(delta)
+        finally:
+            writer.close()
+    except OSError as error:
+        raise ClientError(f"cannot write {args.output}: {error.strerror or error}") from None
+    deltas = held["deltas"]
+    span = (deltas[-1]["taken_at"] - held["base"]["taken_at"]) if deltas else 0.0
+    size = os.path.getsize(args.output)
+    print(
+        f"taskscope: saved the last {span:.0f} s of process {args.pid} ({len(deltas) + 1} "
+        f"updates) to {args.output} ({_size_text(size)}); look with `taskscope tree --from "
         f"{args.output}`",
         file=sys.stderr,
     )

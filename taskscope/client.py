@@ -29,6 +29,7 @@ from taskscope.protocol import (
     CompactDecoder,
     DetachReply,
     ErrorReply,
+    FlightReply,
     HelloReply,
     LineBuffer,
     ProtocolError,
@@ -61,6 +62,10 @@ class NoAgent(ClientError):
 
 class AgentGone(ClientError):
     pass
+
+
+class FlightOff(ClientError):
+    """The agent keeps no flight recording (it was not turned on)."""
 
 
 class PermissionDenied(ClientError):
@@ -277,6 +282,18 @@ class AgentClient:
         reply = cast(DetachReply, self._request(Request("detach")))
         return reply["outcome"]
 
+    def flight(self) -> FlightReply | None:
+        """What the agent's flight recorder holds (its base snapshot and the deltas after
+        it, schema 1), or None when the recorder is off in the process."""
+        try:
+            reply = cast(FlightReply, self._request(Request("flight")))
+        except FlightOff:
+            return None
+        fill_texts(reply["base"], "tasks")
+        for delta in reply["deltas"]:
+            fill_texts(delta, "changed")
+        return reply
+
     def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""
         reply = cast(
@@ -329,6 +346,8 @@ class AgentClient:
         refusal = self._refusal(message)
         if refusal is not None:
             return refusal
+        if message.get("code") == "flight_off":
+            return FlightOff(message["message"])
         if message.get("code") == "version_mismatch":
             return VersionMismatch(
                 f"protocol version mismatch: the agent in process {self.pid} "

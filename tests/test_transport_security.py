@@ -95,8 +95,17 @@ def test_oversized_and_truncated_input_close_the_connection_only(start: Any) -> 
 
 
 def test_there_is_no_request_that_runs_code() -> None:
-    # detach runs no code sent by the client: it stops the agent, as uninstall() does.
-    assert REQUEST_TYPES == {"hello", "snapshot", "subscribe", "stack", "cancel", "detach"}
+    # detach runs no code sent by the client: it stops the agent, as uninstall() does; flight
+    # hands out what the agent's flight recorder kept.
+    assert REQUEST_TYPES == {
+        "hello",
+        "snapshot",
+        "subscribe",
+        "stack",
+        "cancel",
+        "detach",
+        "flight",
+    }
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")

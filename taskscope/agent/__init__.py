@@ -53,6 +53,7 @@ def install(
     track_tasks: bool | None = None,
     socket_dir: str | None = None,
     report: bool = True,
+    flight_recorder: float | None = None,
 ) -> None:
     """Start the agent in this process (a second call does nothing, except to make a new
     socket if someone deleted the agent's).
@@ -65,6 +66,9 @@ def install(
         user made that one first, ~/.taskscope-sockets).
     report: when the agent cannot listen anywhere, say so in one line on stderr. Either way
         install() returns and the program goes on without the agent (see `failure()`).
+    flight_recorder: keep the last this many seconds in memory, for `taskscope record PID
+        --last` (default off, or $TASKSCOPE_FLIGHT_RECORDER; 0 turns it off). A later call
+        with a figure turns it on in a running agent.
     """
     global _fork_hooks_registered
     with _lock:
@@ -74,6 +78,9 @@ def install(
                 with contextlib.suppress(OSError, InsecureDirectory):
                     running.ensure_listening()
                 running.resume()
+                window = _flight_window(flight_recorder)
+                if window is not None:
+                    running.start_flight_recorder(window)
             return
         if history is None:
             try:
@@ -98,6 +105,9 @@ def install(
             return
         tracker.install()
         tracker.loop_start_listeners.append(server.resume)
+        window = _flight_window(flight_recorder)
+        if window is not None:
+            server.start_flight_recorder(window)
         _state.update(tracker=tracker, server=server, pid=os.getpid())
         atexit.register(_remove_socket_at_exit)
         if not _fork_hooks_registered:
@@ -107,6 +117,25 @@ def install(
                 after_in_child=_after_fork_in_child,
             )
             _fork_hooks_registered = True
+
+
+def _flight_window(seconds: float | None) -> float | None:
+    """The flight recorder's window: the figure given, else $TASKSCOPE_FLIGHT_RECORDER; None
+    (off) for 0 or less, and for a value that is not a number of seconds (ignored without a
+    word: the host's output is not the agent's to write to)."""
+    if seconds is None:
+        text = os.environ.get("TASKSCOPE_FLIGHT_RECORDER", "").strip()
+        if not text:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    if not seconds > 0 or seconds == float("inf"):  # also NaN
+        return None
+    return float(seconds)
 
 
 def _start_server(tracker: Tracker, socket_dir: str | None) -> AgentServer | None:

@@ -13,9 +13,12 @@ import sys
 import types
 
 USAGE = (
-    "usage: taskscope run [--history N] [--no-track] (script.py | -m module) [args...]\n"
+    "usage: taskscope run [--history N] [--no-track] [--flight-recorder S] "
+    "(script.py | -m module) [args...]\n"
     "  --history N   remember the last N finished tasks (default 1000)\n"
-    "  --no-track    note nothing per task: no creators, no history, no per-task cost"
+    "  --no-track    note nothing per task: no creators, no history, no per-task cost\n"
+    "  --flight-recorder S   keep the last S seconds in memory, for `taskscope record PID "
+    "--last`"
 )
 
 
@@ -27,6 +30,8 @@ def main(argv: list[str]) -> int:
             options["track_tasks"] = False
         elif option == "--history" and argv and argv[0].isdigit():
             options["history"], argv = int(argv[0]), argv[1:]
+        elif option == "--flight-recorder" and argv and _seconds(argv[0]) is not None:
+            options["flight_recorder"], argv = _seconds(argv[0]), argv[1:]
         elif option == "--help":
             print(USAGE)
             return 0
@@ -62,6 +67,15 @@ def main(argv: list[str]) -> int:
     else:
         runpy.run_path(target[1], run_name="__main__")
     return 0
+
+
+def _seconds(text: str) -> float | None:
+    """A positive number of seconds, or None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 def _program_traceback(exc: BaseException) -> types.TracebackType | None:

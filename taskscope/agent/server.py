@@ -28,10 +28,12 @@ import threading
 import time
 from collections import deque
 from types import CodeType
+from typing import cast
 
 from taskscope import __version__
 from taskscope.agent.cancel import request_cancel
 from taskscope.agent.chains import frame_record, walk_frames
+from taskscope.agent.flight import FlightRecorder
 from taskscope.agent.introspect import SnapshotBuilder, find_task, finished_record
 from taskscope.agent.tracker import Tracker, task_coro
 from taskscope.protocol import (
@@ -47,6 +49,7 @@ from taskscope.protocol import (
     DetachReply,
     ErrorCode,
     ErrorReply,
+    FlightReply,
     HelloReply,
     LineBuffer,
     ProtocolError,
@@ -133,6 +136,8 @@ class AgentServer:
         self._registered_listener: socket.socket | None = None
         self._snapshot_lock = threading.Lock()
         self._snapshots: dict[bool, tuple[float, float, WireSnapshot]] = {}
+        #: The last minute (or so) kept in memory, when turned on (`start_flight_recorder`).
+        self.flight: FlightRecorder | None = None
         #: The compact encoding's tables and encoded rows, shared by all connections.
         self.tables = CompactTables()
         self._thread: threading.Thread | None = None
@@ -260,6 +265,23 @@ class AgentServer:
                     os.close(fd)
         self._wake_read = self._wake_write = -1
 
+    def start_flight_recorder(self, window: float) -> None:
+        """Keep the last `window` seconds from now on, fed by this server's thread."""
+        if self.flight is None:
+            self.flight = FlightRecorder(window)
+            self.wake()
+
+    def _feed_flight(self, now: float) -> None:
+        """Give the flight recorder a snapshot when it is due: the one subscribers share when
+        it is fresh enough, built here on the agent's thread otherwise (never on a loop's),
+        at most `MAX_DUTY` of the time like any subscription."""
+        flight = self.flight
+        if flight is None or now < flight.next_due:
+            return
+        snapshot, cost = self.snapshot(True)
+        flight.feed(dict(snapshot))
+        flight.next_due = time.monotonic() + max(flight.interval, cost / MAX_DUTY)
+
     def wake(self) -> None:
         """Make the thread look at its work now (safe from any thread)."""
         if self._wake_write >= 0:
@@ -316,6 +338,8 @@ class AgentServer:
     def _timeout(self) -> float:
         now = time.monotonic()
         soonest = self._next_prune
+        if self.flight is not None:
+            soonest = min(soonest, self.flight.next_due)
         for connection in self._connections.values():
             due = connection.next_due()
             if due is not None and due < soonest:
@@ -385,6 +409,10 @@ class AgentServer:
             self._next_prune = now + PRUNE_INTERVAL
             with contextlib.suppress(Exception):
                 self.tracker.prune()
+        try:
+            self._feed_flight(now)
+        except Exception:
+            self.flight = None  # a recorder that fails is dropped; the agent goes on serving
         for connection in list(self._connections.values()):
             if connection.closed:
                 continue
@@ -743,6 +771,9 @@ class _Connection:
             return True
         elif request.type == "stack":
             reply = self.stack(request)
+        elif request.type == "flight":
+            self.send(self.flight(request))
+            return True
         elif request.type == "detach":
             detach: DetachReply = {"type": "detach", "outcome": "detaching"}
             if request.request_id is not None:
@@ -778,6 +809,12 @@ class _Connection:
             reply["re"] = request.request_id
         self.send(reply)
         return True
+
+    def flight(self, request: Request) -> FlightReply | ErrorReply:
+        flight = self.server.flight
+        if flight is None:
+            return _error("flight_off", "the flight recorder is off", request)
+        return _flight_reply(flight, request)
 
     def stack(self, request: Request) -> StackReply:
         tracker = self.server.tracker
@@ -849,6 +886,23 @@ def _detach_agent() -> None:
         agent.detach()
     except Exception:
         pass
+
+
+def _flight_reply(flight: FlightRecorder, request: Request) -> FlightReply | ErrorReply:
+    """What the flight recorder holds, in schema 1 (as a plain reply: made once, rarely)."""
+    held = flight.export()
+    if held is None:
+        return _error("flight_off", "the flight recorder has not looked yet", request)
+    base, deltas = held
+    reply: FlightReply = {
+        "type": "flight",
+        "window": flight.window,
+        "base": cast(WireSnapshot, materialize_body(base, "tasks")),
+        "deltas": [cast(WireDelta, materialize_body(delta, "changed")) for delta in deltas],
+    }
+    if request.request_id is not None:
+        reply["re"] = request.request_id
+    return reply
 
 
 def _error(code: ErrorCode, message: str, request: Request | None = None) -> ErrorReply:

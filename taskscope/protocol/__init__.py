@@ -40,9 +40,9 @@ PLAIN: Final = "plain"
 COMPACT: Final = "compact3"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
-RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel", "detach"]
+RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight"]
 REQUEST_TYPES: Final[frozenset[str]] = frozenset(
-    {"hello", "snapshot", "subscribe", "stack", "cancel", "detach"}
+    {"hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight"}
 )
 
 TaskState = Literal["pending", "done", "cancelled", "failed"]
@@ -62,6 +62,7 @@ ErrorCode = Literal[
     "timeout",
     "evicted",
     "forbidden",
+    "flight_off",
 ]
 
 
@@ -345,6 +346,8 @@ def parse_request(line: bytes) -> Request:
         return Request("stack", request_id, task_id=_task_id(raw))
     if kind == "detach":
         return Request("detach", request_id)
+    if kind == "flight":
+        return Request("flight", request_id)
     message = raw.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > MAX_CANCEL_MESSAGE):
         raise ProtocolError(
@@ -458,8 +461,26 @@ class ErrorReply(TypedDict):
 
 
 #: Every message an agent sends (after the compact encoding, if any, is undone).
+class FlightReply(TypedDict):
+    """The answer to `flight`: what the agent's flight recorder holds, oldest first: the
+    state at its start (`base`, a schema-1 snapshot) and each change after it (`deltas`)."""
+
+    type: Literal["flight"]
+    re: NotRequired[int]
+    window: float
+    base: WireSnapshot
+    deltas: list[WireDelta]
+
+
 Reply = (
-    HelloReply | SnapshotReply | DeltaMessage | StackReply | CancelReply | DetachReply | ErrorReply
+    HelloReply
+    | SnapshotReply
+    | DeltaMessage
+    | StackReply
+    | CancelReply
+    | DetachReply
+    | FlightReply
+    | ErrorReply
 )
 
 
