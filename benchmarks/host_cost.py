@@ -1,7 +1,7 @@
 """What the host program pays for the agent, each figure next to its goal (issue 10).
 
 Run: python benchmarks/host_cost.py [--python PATH] [--tasks 100000] [--rounds 3] [--quick]
-     [--only stall,attach,memory,churn]
+     [--only stall,attach,memory,churn,flight]
 
 Every figure is measured against the same program without an agent, in the same run, the
 configurations interleaved (round after round, each in a fresh process), and printed with its
@@ -20,6 +20,11 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
   by tracemalloc and by resident size, the agent thread's CPU time of a full snapshot
   (build and compact encoding, a look after the first) per task, and the time the garbage
   collector ran during such a look (`gc.callbacks`).
+- flight: what the flight recorder costs when nobody looks: the `loop` program of `stall`
+  (--tasks tasks, the probe) with no agent, with the agent idle (recorder off), and with the
+  recorder on (60 s), nobody connected; over --seconds after the recorder's first looks: the
+  longest probe pause, its 99th percentile, and the probe's turns per second, each as a ratio
+  to no agent, per round.
 - churn: no-op tasks created and awaited in batches, per task, with the agent's tracking on
   (creators and history) against none.
 """
@@ -342,6 +347,49 @@ def section_churn(python: str, args: argparse.Namespace) -> None:
     )
 
 
+def section_flight(python: str, args: argparse.Namespace, workdir: str) -> None:
+    modes = ("none", "agent", "flight")
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for _ in range(args.rounds):
+        for mode in modes:
+            with loop_target(python, args.tasks, mode, workdir) as run:
+                time.sleep(3.0)  # the recorder's first look (the costliest) before the window
+                start = time.monotonic()
+                time.sleep(args.seconds)
+                end = time.monotonic()
+                result = run.stop()
+            figures = window(result, start, end)
+            turns = [t for t, _p in result["pauses"] if start <= t <= end]
+            figures["turns"] = len(turns) / (end - start)
+            rounds[mode].append(figures)
+    print(
+        f"\nThe flight recorder when nobody looks, {args.tasks:,} tasks, {args.seconds:.0f} s "
+        f"windows, {args.rounds} rounds (each a fresh process, interleaved)"
+    )
+    print(f"{'':<28} {'longest pause':>14} {'p99':>11} {'probe turns/s':>14}")
+    for mode, label in (
+        ("none", "no agent"),
+        ("agent", "agent, recorder off"),
+        ("flight", "agent, recorder on (60 s)"),
+    ):
+        runs = rounds[mode]
+        print(
+            f"{label:<28} {spread([r['max'] for r in runs]):>11} ms"
+            f" {spread([r['p99'] for r in runs], '{:.2f}'):>8} ms"
+            f" {spread([r['turns'] for r in runs], '{:.0f}'):>14}"
+        )
+    for mode, label in (("agent", "recorder off"), ("flight", "recorder on")):
+        pairs = list(zip(rounds[mode], rounds["none"], strict=True))
+        added = [r["max"] - n["max"] for r, n in pairs]
+        p99 = [r["p99"] / n["p99"] if n["p99"] else 0.0 for r, n in pairs]
+        turns = [r["turns"] / n["turns"] for r, n in pairs]
+        print(
+            f"  {label}: adds {spread(added)} ms to the longest pause (goal <= "
+            f"{GOAL_PAUSE_MS:.0f} ms: {verdict(max(added) <= GOAL_PAUSE_MS)}); p99 x"
+            f"{spread(p99, '{:.2f}')}; probe turns x{spread(turns, '{:.3f}')} of no agent's"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
@@ -367,6 +415,7 @@ def main() -> None:
             "attach": lambda: section_attach(args.python, args, workdir),
             "memory": lambda: section_memory(args.python, args),
             "churn": lambda: section_churn(args.python, args),
+            "flight": lambda: section_flight(args.python, args, workdir),
         }
         for name in args.only.split(","):
             sections[name]()

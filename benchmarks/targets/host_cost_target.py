@@ -6,7 +6,8 @@ loop's pauses, with or without the taskscope agent. Standard library only when r
     python host_cost_target.py churn COUNT AGENT ROUNDS      no-op task churn, seconds per task
 
 AGENT is `none` (no agent: the baseline) or `agent` (`taskscope.install()` before the tasks,
-creators and history tracked, as `taskscope run` does). `loop` writes "ready" to READY once its
+creators and history tracked, as `taskscope run` does) or `flight` (the same, with the flight
+recorder keeping the last 60 s). `loop` writes "ready" to READY once its
 tasks are up, and on SIGUSR1 writes what it measured to OUT as JSON: every probe pause and every
 garbage collection, with `time.monotonic()` times (one clock for every process of the machine),
 so that the driver can cut them into its own windows. The other modes print one JSON line.
@@ -90,6 +91,10 @@ def install_agent(agent: str) -> None:
         import taskscope
 
         taskscope.install()
+    elif agent == "flight":
+        import taskscope
+
+        taskscope.install(flight_recorder=60)
 
 
 def rss_bytes() -> int:
