@@ -366,7 +366,10 @@ def section_flight(python: str, args: argparse.Namespace, workdir: str) -> None:
         f"\nThe flight recorder when nobody looks, {args.tasks:,} tasks, {args.seconds:.0f} s "
         f"windows, {args.rounds} rounds (each a fresh process, interleaved)"
     )
-    print(f"{'':<28} {'longest pause':>14} {'p99':>11} {'probe turns/s':>14}")
+    print(
+        f"{'':<28} {'longest pause':>14} {'(GC in it)':>11} {'p99':>11} {'probe turns/s':>14}"
+        f" {'full GCs':>9}"
+    )
     for mode, label in (
         ("none", "no agent"),
         ("agent", "agent, recorder off"),
@@ -375,8 +378,10 @@ def section_flight(python: str, args: argparse.Namespace, workdir: str) -> None:
         runs = rounds[mode]
         print(
             f"{label:<28} {spread([r['max'] for r in runs]):>11} ms"
+            f" {spread([r.get('gc_in_max', 0.0) for r in runs]):>8} ms"
             f" {spread([r['p99'] for r in runs], '{:.2f}'):>8} ms"
             f" {spread([r['turns'] for r in runs], '{:.0f}'):>14}"
+            f" {spread([float(r['full_gc']) for r in runs], '{:.0f}'):>9}"
         )
     for mode, label in (("agent", "recorder off"), ("flight", "recorder on")):
         pairs = list(zip(rounds[mode], rounds["none"], strict=True))
