@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from rich.segment import Segment
 from rich.style import Style
@@ -226,6 +226,12 @@ class TaskTree(Tree[str]):
             self._repaint()
 
     # --- cheaper bookkeeping than Textual's, for 10,000 nodes ---------------------------------
+
+    def clear(self) -> Self:
+        """Textual's, forgetting the lines kept by node id: a cleared tree numbers its nodes
+        from 0 again, so a kept line would draw another task in a rebuilt view."""
+        self._line_by_node = {}
+        return super().clear()
 
     def _invalidate(self) -> None:
         """Textual's, without asking for a layout of the whole screen on every node added or

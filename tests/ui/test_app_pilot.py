@@ -288,6 +288,25 @@ def test_slash_filters_by_text_and_escape_clears() -> None:
     run_app(scenario)
 
 
+def test_a_filter_draws_the_tasks_it_shows_not_lines_kept_from_before() -> None:
+    # Textual numbers a tree's nodes from 0 again when it is cleared: a line kept by node id
+    # from before a rebuild would draw another task (the rows of a filter looked stale).
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        def drawn() -> set[str]:
+            return {str(line.path[-1].data) for line in app.task_tree._tree_lines}
+
+        assert drawn() == app.task_tree.task_ids
+        await pilot.press("slash", *"fetch", "enter")
+        await until(pilot, lambda: app.options.filter == "fetch", what="the filter")
+        assert app.task_tree.task_ids == {"7", "8"}
+        assert drawn() == {"7", "8"}
+        await pilot.press("escape")
+        await until(pilot, lambda: app.options.filter == "", what="the filter cleared")
+        assert drawn() == app.task_tree.task_ids == {task["id"] for task in service_tasks()}
+
+    run_app(scenario)
+
+
 def test_filter_keeps_ancestors_of_matches_as_context() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await pilot.press("slash", *"conn", "enter")
