@@ -361,6 +361,10 @@ class MainScreen(Screen[None]):
     def _set_options(self, **changes: Any) -> None:
         self.options = dataclasses.replace(self.options, **changes)
         self._rebuild_all()
+        # The rebuilt view may have put its cursor on another task without a highlight
+        # message (same line, other task): the detail pane follows the cursor, not the past.
+        cursor = self.views.cursor_task() if self.view != "groups" else self.selected
+        self._select(cursor)
         self.changed()
 
     def action_filter(self) -> None:

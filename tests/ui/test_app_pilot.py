@@ -300,6 +300,9 @@ def test_a_filter_draws_the_tasks_it_shows_not_lines_kept_from_before() -> None:
         await until(pilot, lambda: app.options.filter == "fetch", what="the filter")
         assert app.task_tree.task_ids == {"7", "8"}
         assert drawn() == {"7", "8"}
+        # AND the detail pane shows the task under the cursor, not one the filter hid
+        await pilot.pause()
+        assert app.main.selected == app.task_tree.selected_task in {"7", "8"}
         await pilot.press("escape")
         await until(pilot, lambda: app.options.filter == "", what="the filter cleared")
         assert drawn() == app.task_tree.task_ids == {task["id"] for task in service_tasks()}
