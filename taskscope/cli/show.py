@@ -1,0 +1,138 @@
+"""The commands that show: list (Python processes), ps, tree and dump (a process's tasks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from taskscope.cli.sources import shown_now, take_snapshot
+from taskscope.client import live_agents
+from taskscope.protocol import terminal_safe_json
+from taskscope.words import fill_texts
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from taskscope.process_facts import python_processes
+
+    agents = set(live_agents())
+    rows: list[tuple[str, str, str, str]] = []
+    listed: set[int] = set()
+    for proc in python_processes():
+        listed.add(proc.pid)
+        rows.append(
+            (
+                str(proc.pid),
+                proc.version or "?",
+                "agent" if proc.pid in agents else "-",
+                proc.command,
+            )
+        )
+    rows.extend((str(pid), "?", "agent", _command_line(pid)) for pid in sorted(agents - listed))
+    if not rows:
+        print("no Python processes found")
+        return 0
+    rows.sort(key=lambda row: (row[2] != "agent", int(row[0])))
+    print(f"{'PID':>7}  {'PYTHON':7}  {'AGENT':5}  COMMAND")
+    from taskscope.report import safe_text
+
+    # A terminal gets one line per process; a pipe or file gets whole command
+    # lines, since scripts grep them and the checkout path may be long.
+    command_width = max(20, os.get_terminal_size().columns - 25) if sys.stdout.isatty() else 4096
+    for depth, (pid_text, version, agent, command) in _as_process_tree(rows):
+        shown = ("  " * (depth - 1) + "└ " if depth else "") + command
+        print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(shown, command_width)}")
+    return 0
+
+
+def _as_process_tree(
+    rows: list[tuple[str, str, str, str]],
+) -> list[tuple[int, tuple[str, str, str, str]]]:
+    """The rows in their order, each listed process's Python children right under it
+    (indented by depth: worker processes under their uvicorn, gunicorn or multiprocessing
+    parent)."""
+    from taskscope.process_facts import parent_pid
+
+    by_pid = {int(row[0]): row for row in rows}
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for row in rows:
+        pid = int(row[0])
+        parent = parent_pid(pid)
+        if parent in by_pid and parent != pid:
+            children.setdefault(parent, []).append(pid)
+        else:
+            roots.append(pid)
+    ordered: list[tuple[int, tuple[str, str, str, str]]] = []
+    seen: set[int] = set()
+
+    def visit(pid: int, depth: int) -> None:
+        if pid in seen:
+            return
+        seen.add(pid)
+        ordered.append((depth, by_pid[pid]))
+        for child in sorted(children.get(pid, [])):
+            visit(child, depth + 1)
+
+    for pid in roots:
+        visit(pid, 0)
+    for pid in by_pid:  # a loop of parents (cannot happen, but never drop a process)
+        visit(pid, 0)
+    return ordered
+
+
+def _command_line(pid: int) -> str:
+    from taskscope.process_facts import command_line
+
+    argv = command_line(pid)
+    return "?" if argv is None else " ".join(argv).strip()
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from taskscope.model import TaskModel
+    from taskscope.report import blocked_lines, header, ps_table, read_only_lines
+
+    snapshot, argv = take_snapshot(args)
+    model = TaskModel.from_snapshot(snapshot)
+    print(header(model, argv))
+    for line in read_only_lines(snapshot):
+        print(line)
+    for line in blocked_lines(model):
+        print(line)
+    print(ps_table(model, include_finished=args.all, now=shown_now(args, snapshot)))
+    return 0
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from taskscope.model import TaskModel
+    from taskscope.report import read_only_lines, tree_text
+
+    snapshot, argv = take_snapshot(args)
+    model = TaskModel.from_snapshot(snapshot)
+    width = os.get_terminal_size().columns if sys.stdout.isatty() else 120
+    text = tree_text(
+        model,
+        argv,
+        include_finished=args.all,
+        now=shown_now(args, snapshot),
+        width=width,
+        notes=read_only_lines(snapshot),
+    )
+    print(text)
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    snapshot, _argv = take_snapshot(args)
+    if "read_only" in snapshot or args.from_file:
+        # The client gave the agent's snapshots their words; a recording's are made again
+        # for the moment shown (a task left an await cycle since its record was written)
+        fill_texts(snapshot, "tasks")
+    # One string, not json.dump: dump streams through json's pure-Python encoder, which
+    # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
+    # Control, bidi and zero-width characters of task names escaped: the same JSON, inert
+    # in a terminal.
+    text = json.dumps(snapshot, indent=args.indent, ensure_ascii=False)
+    sys.stdout.write(terminal_safe_json(text) + "\n")
+    return 0

@@ -1,0 +1,227 @@
+"""Where a command's snapshot comes from: the source of a PID (its agent, a read-only look, a
+parent's workers, a remote host through ssh) or a recording (--from), and the one-line
+NoEventLoop for a process without asyncio."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from taskscope.sources import Capability, ClientError, Source
+
+if TYPE_CHECKING:
+    from taskscope.protocol import WireSnapshot
+    from taskscope.remote import RemoteClient
+
+
+def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -> Source:
+    """The source every command reads args.pid through: its agent (loaded into the process
+    unless --no-inject), or a read-only look with --read-only, or when the agent cannot be
+    had and a read-only look can do what the command `needs` (3.14+)."""
+    from taskscope.sources.choose import open_source as choose
+
+    if getattr(args, "remote", None) is not None:
+        return _open_remote(args)
+    if not getattr(args, "read_only", False) and _has_python_children(args.pid):
+        return _open_fleet(args)
+
+    def fall_back(error: BaseException) -> None:
+        print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
+
+    return choose(
+        args.pid,
+        timeout=args.timeout,
+        inject=not args.no_inject,
+        read_only=getattr(args, "read_only", False),
+        needs=needs,
+        on_slow=_slow_note(args),
+        on_read_only=fall_back,
+    )
+
+
+def _has_python_children(pid: int) -> bool:
+    from taskscope.process_facts import python_children
+
+    return bool(python_children(pid))
+
+
+def _say_problem(line: str) -> None:
+    print(f"taskscope: {line}", file=sys.stderr, flush=True)
+
+
+def _open_fleet(args: argparse.Namespace) -> Source:
+    """A parent of Python workers (uvicorn --workers, gunicorn, multiprocessing): one source
+    over all of them (taskscope/fleet.py), their agents loaded in parallel; each process that
+    refuses is one line on stderr. NoEventLoop when none runs asyncio."""
+    from taskscope.fleet import FleetSource, NoAsyncio
+
+    follow = args.command == "attach"
+    fleet = FleetSource(
+        args.pid,
+        timeout=args.timeout,
+        no_inject=args.no_inject,
+        on_problem=_say_problem,
+        follow=follow,
+    )
+    try:
+        fleet.snapshot(include_finished=False)  # loads the agents; says who refused
+    except NoAsyncio as error:
+        fleet.close()
+        raise NoEventLoop(str(error)) from None
+    if follow:
+        fleet.on_problem = None  # stderr is the dashboard's screen from here on
+    return fleet
+
+
+def remote_client(args: argparse.Namespace, batch: bool = False) -> RemoteClient:
+    """A client, not yet connected, for args.pid on args.remote, through ssh."""
+    from taskscope.remote import RemoteClient, SshSettings
+
+    settings = SshSettings.from_user(args.remote_command, args.ssh_option, batch=batch)
+    return RemoteClient(
+        args.remote,
+        args.pid,
+        settings=settings,
+        timeout=args.timeout,
+        no_inject=args.no_inject,
+        on_slow=_slow_note(args),
+    )
+
+
+def _open_remote(args: argparse.Namespace) -> Source:
+    """The live source of args.pid on args.remote: each of its connections is ssh running
+    `taskscope bridge PID` there, which loads the agent when needed, as a local look does.
+    The first connects now, where ssh may still ask for a password or a host key; later ones
+    (the dashboard's subscription) ask nothing (BatchMode)."""
+    from taskscope.sources.live import LiveSource
+
+    if getattr(args, "read_only", False):
+        raise ClientError(
+            f"--read-only reads the memory of a process on this host: for {args.remote}, run "
+            f"`taskscope ps --read-only {args.pid}` there"
+        )
+    made: list[RemoteClient] = []
+
+    def client() -> RemoteClient:
+        made.append(remote_client(args, batch=bool(made)))
+        return made[-1]
+
+    source = LiveSource(
+        args.pid, timeout=args.timeout, client_factory=client, remote=str(args.remote)
+    )
+    source.connect()
+    return source
+
+
+def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
+    """What to say when the agent has not answered for a second: while a call holds the
+    GIL, nothing of Python runs in the process, the agent included."""
+
+    def note(seconds: float) -> None:
+        print(
+            f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: a call that "
+            f"holds the GIL keeps its agent from running; waiting up to {args.timeout:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return note
+
+
+def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
+    """A snapshot of args.pid and its command line: from the agent, or read from the process's
+    memory with --read-only, or when the agent cannot be loaded there (3.14+); or from a
+    recording with --from."""
+    if _from_recording(args):
+        return recorded_snapshot(args)
+    source = open_source(args)
+    try:
+        snapshot = source.snapshot()
+        _check_loops(source, snapshot)
+        return snapshot, source.identity().get("argv")
+    finally:
+        source.close()
+
+
+def _from_recording(args: argparse.Namespace) -> bool:
+    """Whether the command reads a recording (--from) rather than a process; says in one line
+    what is wrong with the pair of PID and --from, --at without --from."""
+    from_file = getattr(args, "from_file", None)
+    if from_file is not None and args.pid is not None:
+        raise ClientError("give a PID or --from FILE, not both")
+    if from_file is None:
+        if getattr(args, "at", None) is not None:
+            raise ClientError("--at needs --from FILE (a recording)")
+        if args.pid is None:
+            raise ClientError(f"`{args.command}` needs a PID, or --from FILE (a recording)")
+        return False
+    if args.read_only:
+        raise ClientError("--read-only looks at a process; a recording is read from its file")
+    return True
+
+
+def recorded_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | None]:
+    """The snapshot of the recording args.from_file at --at (its last moment by default), and
+    the recorded command line. An --at outside the recording is brought to its nearest end,
+    with a note on stderr."""
+    from taskscope.recording import RecordingError, open_recording, parse_at
+    from taskscope.words import recording_moment
+
+    try:
+        recording = open_recording(args.from_file)
+        if not recording.chunks:
+            raise RecordingError(f"{args.from_file}: the recording holds no snapshot")
+        at = recording.end
+        if args.at is not None:
+            try:
+                at = parse_at(args.at, recording)
+            except ValueError as error:
+                raise ClientError(str(error)) from None
+            if not recording.start <= at <= recording.end:
+                at = min(max(at, recording.start), recording.end)
+                print(
+                    f"taskscope: --at {args.at} is outside the recording; showing "
+                    f"{recording_moment(at, recording.start, recording.end)}",
+                    file=sys.stderr,
+                )
+        snapshot: WireSnapshot = recording.snapshot_at(at)  # type: ignore[assignment]
+    except RecordingError as error:
+        raise ClientError(str(error)) from None
+    argv = recording.facts.get("argv")
+    return snapshot, argv if isinstance(argv, list) else None
+
+
+def shown_now(args: argparse.Namespace, snapshot: WireSnapshot) -> float | None:
+    """The time ages and countdowns are said at: the snapshot's for a recording, else now."""
+    return float(snapshot["taken_at"]) if getattr(args, "from_file", None) else None
+
+
+class NoEventLoop(Exception):
+    """The process runs no asyncio event loop (and has no task to show)."""
+
+
+def _check_loops(source: Source, snapshot: WireSnapshot) -> None:
+    """Raise NoEventLoop for a process without asyncio; an agent loaded only to find that is
+    unloaded again."""
+    if snapshot["loops"] or snapshot["tasks"]:
+        return
+    message = f"no event loop in process {source.pid}: it runs no asyncio (yet)"
+    from taskscope.remote import RemoteClient
+    from taskscope.sources.live import DetachFailed, LiveSource
+
+    if isinstance(source, LiveSource) and source.remote is not None:
+        client = source.command_client()
+        # The bridge loaded it there if it started after this connection began.
+        if isinstance(client, RemoteClient) and client.loaded_for_us(snapshot["taken_at"]):
+            client.detach()
+            client.wait_hangup(source.timeout)
+            message += "; the agent loaded to look was unloaded again"
+    elif isinstance(source, LiveSource) and source.injected:
+        try:
+            source.detach()
+        except DetachFailed:
+            pass  # it was asked to go; the missing loop is the news
+        message += "; the agent loaded to look was unloaded again"
+    raise NoEventLoop(message)
