@@ -21,7 +21,7 @@ from taskscope.protocol import FlightReply
 from tests.helpers import REPO, run_cli, wait_for
 
 OFF_LINE = (
-    "the flight recorder is off in {pid}: start it with TASKSCOPE_FLIGHT_RECORDER=60 or "
+    "the flight recorder is off in process {pid}: start it with TASKSCOPE_FLIGHT_RECORDER=60 or "
     "taskscope.install(flight_recorder=60)"
 )
 

@@ -100,7 +100,7 @@ def _record_last(args: argparse.Namespace) -> int:
         held = source.command_client().flight()
     if held is None:
         print(
-            f"taskscope: the flight recorder is off in {args.pid}: start it with "
+            f"taskscope: the flight recorder is off in process {args.pid}: start it with "
             f"TASKSCOPE_FLIGHT_RECORDER=60 or taskscope.install(flight_recorder=60)",
             file=sys.stderr,
         )
