@@ -65,6 +65,10 @@ def uvicorn_app(tmp_path: Path) -> Iterator[Uvicorn]:
         [
             *(sys.executable, "-m", "uvicorn", "uvicorn_app:app", "--workers", "2"),
             *("--uds", str(tmp_path / "uvicorn.sock"), "--log-level", "warning"),
+            # uvicorn restarts a worker that misses its health check (5 s by default); on a
+            # loaded CI machine, gdb can hold a 3.11-3.13 worker stopped that long while it
+            # loads the agent, and the test would look at a worker that is gone.
+            *("--timeout-worker-healthcheck", "60"),
         ],
         cwd=tmp_path,
         env=env,
