@@ -14,7 +14,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskscope.protocol import WireAwaiting, WireDelta, WireFrame, WireLoop, WireSnapshot, WireTask
+from taskscope.protocol import (
+    WireAwaiting,
+    WireDelta,
+    WireFrame,
+    WireLoop,
+    WireSnapshot,
+    WireStall,
+    WireTask,
+)
 
 FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
 _FRAMES: dict[tuple[str, str, int | None], Frame] = {}
@@ -101,6 +109,17 @@ class TaskInfo:
     first_seen_at: float | None = None
     #: When a cancel was handed to the task's loop, which has not delivered it yet.
     cancel_requested_at: float | None = None
+    #: Runtime figures, None when the agent does not time steps (see WireTask).
+    steps: int | None = None
+    busy_s: float | None = None
+    longest_step_s: float | None = None
+    last_ran_at: float | None = None
+    waiting_since: float | None = None
+    #: A failed task's formatted traceback, and whether anyone retrieved its exception.
+    traceback: str | None = None
+    exception_retrieved: bool | None = None
+    #: Pending and kept alive by nothing but asyncio's weak registry and its own wait.
+    unreferenced: bool = False
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -123,6 +142,14 @@ class TaskInfo:
             observed_at=observed_at,
             first_seen_at=raw.get("first_seen_at"),
             cancel_requested_at=raw.get("cancel_requested_at"),
+            steps=raw.get("steps"),
+            busy_s=raw.get("busy_s"),
+            longest_step_s=raw.get("longest_step_s"),
+            last_ran_at=raw.get("last_ran_at"),
+            waiting_since=raw.get("waiting_since"),
+            traceback=raw.get("traceback"),
+            exception_retrieved=raw.get("exception_retrieved"),
+            unreferenced=bool(raw.get("unreferenced", False)),
         )
 
     @property
@@ -151,6 +178,31 @@ class TaskInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Stall:
+    """A step that held its loop longer than the stall threshold (see WireStall)."""
+
+    started_at: float
+    duration: float
+    task: str | None
+    task_name: str | None
+    callback: str | None
+    stack: tuple[Frame, ...]
+    ongoing: bool = False
+
+    @classmethod
+    def from_wire(cls, raw: WireStall) -> Stall:
+        return cls(
+            started_at=float(raw["started_at"]),
+            duration=float(raw["duration"]),
+            task=raw.get("task"),
+            task_name=raw.get("task_name"),
+            callback=raw.get("callback"),
+            stack=tuple(Frame.from_wire(frame) for frame in raw.get("stack", ())),
+            ongoing=bool(raw.get("ongoing", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LoopInfo:
     id: str
     thread_id: int | None
@@ -168,6 +220,11 @@ class LoopInfo:
     main_task: str | None = None
     #: The process the loop runs in, when the look is at several (a parent and its workers).
     pid: int | None = None
+    #: Runtime figures, None when the agent does not time steps (see WireLoop).
+    steps_per_s: float | None = None
+    busy_share: float | None = None
+    stall_threshold: float | None = None
+    stalls: tuple[Stall, ...] = ()
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -185,6 +242,10 @@ class LoopInfo:
             blocked_ended=bool(raw.get("blocked_ended")),
             main_task=raw.get("main_task"),
             pid=raw.get("pid"),
+            steps_per_s=raw.get("steps_per_s"),
+            busy_share=raw.get("busy_share"),
+            stall_threshold=raw.get("stall_threshold"),
+            stalls=tuple(Stall.from_wire(stall) for stall in raw.get("stalls", ())),
         )
 
     @property

@@ -168,6 +168,14 @@ def test_the_declared_task_keys_are_the_documented_schema_1_keys() -> None:
         "exception",
         "first_seen_at",
         "cancel_requested_at",
+        "steps",
+        "busy_s",
+        "longest_step_s",
+        "last_ran_at",
+        "waiting_since",
+        "traceback",
+        "exception_retrieved",
+        "unreferenced",
         "created_from",
     }
     assert protocol.TASK_OPTIONAL_KEYS[-1] == "created_from"  # last in every record

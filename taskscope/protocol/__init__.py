@@ -134,7 +134,39 @@ class WireTask(WireTaskRow, total=False):
     exception: str
     first_seen_at: float
     cancel_requested_at: float
+    # Runtime figures (issue 12), when the agent times steps: how many steps the task ran, the
+    # seconds spent in them, its longest one, when it last ran and since when it has waited in
+    # its current wait (wall clock).
+    steps: int
+    busy_s: float
+    longest_step_s: float
+    last_ran_at: float
+    waiting_since: float
+    # A failed task: its formatted traceback (bounded), and whether anyone retrieved the
+    # exception (awaited the task, or called result()/exception()).
+    traceback: str
+    exception_retrieved: bool
+    # A pending task that nothing but asyncio's weak registry and its own wait keeps alive: the
+    # collector may destroy it mid-run ("Task was destroyed but it is pending!").
+    unreferenced: bool
     created_from: Sequence[WireFrame]
+
+
+class WireStall(TypedDict):
+    """One step that held a loop longer than its stall threshold (issue 12)."""
+
+    # Wall-clock start and length of the step, in seconds.
+    started_at: float
+    duration: float
+    # The task whose step it was (id and name, kept even after the task is gone), or else the
+    # callback that ran (its qualified name), None when neither is known.
+    task: str | None
+    task_name: str | None
+    callback: str | None
+    # The loop thread's stack sampled while the step still ran: the blocking line is there.
+    stack: list[WireFrame]
+    # Still running when the snapshot was taken.
+    ongoing: NotRequired[bool]
 
 
 class WireLoop(TypedDict):
@@ -152,6 +184,13 @@ class WireLoop(TypedDict):
     main_task: NotRequired[str | None]
     # A look at several processes (taskscope/fleet.py): the process the loop runs in.
     pid: NotRequired[int]
+    # Runtime figures (issue 12), when the agent times steps: steps per second and the share
+    # of time spent in steps (0-1), both over the last second or so; the steps longer than
+    # `stall_threshold` seconds, oldest first, bounded.
+    steps_per_s: NotRequired[float]
+    busy_share: NotRequired[float]
+    stall_threshold: NotRequired[float]
+    stalls: NotRequired[list[WireStall]]
 
 
 class WireProcess(TypedDict):
