@@ -33,8 +33,13 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "targets"))
+
+from population import population as shared_population
 
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
@@ -58,44 +63,7 @@ def best_of(repeat: int, func: Callable[[], Any]) -> float:
 
 
 async def population(size: int) -> list[asyncio.Task[Any]]:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    lock = asyncio.Lock()
-    await lock.acquire()
-    gate = asyncio.Event()
-
-    async def sleeper() -> None:
-        await asyncio.sleep(3600)
-
-    async def consumer() -> None:
-        await queue.get()
-
-    async def locker() -> None:
-        async with lock:
-            pass
-
-    async def nested(depth: int) -> None:
-        if depth:
-            await nested(depth - 1)
-        else:
-            await gate.wait()
-
-    async def group_owner() -> None:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(9):
-                group.create_task(sleeper())
-
-    def nested3() -> Coroutine[Any, Any, None]:
-        return nested(3)
-
-    makers = [sleeper, consumer, locker, nested3]
-    tasks: list[asyncio.Task[Any]] = []
-    while len(tasks) < size:
-        if len(tasks) % 100 == 0:
-            tasks.append(asyncio.create_task(group_owner()))
-            continue
-        tasks.append(asyncio.create_task(makers[len(tasks) % len(makers)]()))
-    await asyncio.sleep(0.05)
-    return tasks
+    return await shared_population(size)
 
 
 async def measure(size: int, repeat: int) -> dict[str, float]:

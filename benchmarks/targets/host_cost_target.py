@@ -23,9 +23,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+
+from population import population as shared_population
 
 #: The probe sleeps this long, over and over; a pause is how long one such sleep took.
 PROBE_SLEEP = 0.002
@@ -34,56 +35,11 @@ WAKER_SHARE = 100
 
 
 async def population(size: int) -> list[asyncio.Task[Any]]:
-    """A mix of tasks as a server has them: sleeping, waiting on a queue, a lock, an event four
-    coroutines deep, in TaskGroups, and one in a hundred waking twice a second."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    lock = asyncio.Lock()
-    await lock.acquire()
-    gate = asyncio.Event()
-
-    async def sleeper() -> None:
-        await asyncio.sleep(3600)
-
-    async def waker(phase: float) -> None:
-        await asyncio.sleep(phase)
-        for _ in range(1_000_000):  # half a second at a time, as long as the run lasts
-            await asyncio.sleep(0.5)
-
-    async def consumer() -> None:
-        await queue.get()
-
-    async def locker() -> None:
-        async with lock:
-            pass
-
-    async def nested(depth: int) -> None:
-        if depth:
-            await nested(depth - 1)
-        else:
-            await gate.wait()
-
-    async def group_owner() -> None:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(9):
-                group.create_task(sleeper())
-
-    def nested3() -> Coroutine[Any, Any, None]:
-        return nested(3)
-
-    makers = [sleeper, consumer, locker, nested3]
-    tasks: list[asyncio.Task[Any]] = []
-    while len(tasks) < size:
-        position = len(tasks)
-        if position % 1000 == 0:
-            tasks.append(asyncio.create_task(group_owner()))
-        elif position % WAKER_SHARE == 1:
-            tasks.append(asyncio.create_task(waker((position % 997) / 997 * 0.5)))
-        else:
-            tasks.append(asyncio.create_task(makers[position % len(makers)]()))
-        if position % 5000 == 0:
-            await asyncio.sleep(0)  # let group owners start their children as we go
-    await asyncio.sleep(0.1)
-    return tasks
+    """The benchmarks' mix of tasks (targets/population.py), one in a hundred waking twice a
+    second."""
+    return await shared_population(
+        size, owner_every=1000, waker_every=WAKER_SHARE, yield_every=5000, settle=0.1
+    )
 
 
 def install_agent(agent: str) -> None:

@@ -19,8 +19,9 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
+
+from population import population as population_mix
 
 BLOCK_SECONDS = 5.0
 
@@ -113,54 +114,8 @@ async def churn(args: argparse.Namespace, loop: asyncio.AbstractEventLoop) -> No
     say(rounds=rounds)
 
 
-async def make_population(size: int) -> list[asyncio.Future[Any]]:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    lock = asyncio.Lock()
-    await lock.acquire()
-    gate = asyncio.Event()
-
-    async def sleeper() -> None:
-        await asyncio.sleep(3600)
-
-    async def consumer() -> None:
-        await queue.get()
-
-    async def locker() -> None:
-        async with lock:
-            pass
-
-    async def nested(depth: int) -> None:
-        if depth:
-            await nested(depth - 1)
-        else:
-            await gate.wait()
-
-    async def group_owner() -> None:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(9):
-                group.create_task(sleeper())
-
-    async def gather_owner() -> None:
-        await asyncio.gather(*(sleeper() for _ in range(9)))
-
-    makers: list[Callable[[], Coroutine[Any, Any, None]]] = [
-        sleeper,
-        consumer,
-        locker,
-        lambda: nested(3),
-    ]
-    tasks: list[asyncio.Future[Any]] = []
-    created = 0
-    while created < size:
-        if created % 100 == 0:
-            owner = group_owner if created % 200 == 0 else gather_owner
-            tasks.append(asyncio.create_task(owner()))
-            created += 10
-            continue
-        tasks.append(asyncio.create_task(makers[created % len(makers)]()))
-        created += 1
-    await asyncio.sleep(0.1)
-    return tasks
+async def make_population(size: int) -> list[asyncio.Task[Any]]:
+    return await population_mix(size, gather_owners=True, owners_count_children=True, settle=0.1)
 
 
 async def population(args: argparse.Namespace, loop: asyncio.AbstractEventLoop) -> None:
