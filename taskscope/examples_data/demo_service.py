@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -126,6 +127,33 @@ async def stubborn() -> None:
             print("stubborn: ignoring a cancellation", file=sys.stderr, flush=True)
 
 
+def rebuild_index() -> None:
+    """A synchronous call in async code: it holds the whole loop while it runs."""
+    time.sleep(0.3)
+
+
+async def cache_refresher() -> None:
+    """Every 15 seconds, blocks the loop for 300 ms (a stall the dashboard keeps)."""
+    while True:
+        await asyncio.sleep(15)
+        rebuild_index()
+
+
+async def cruncher() -> None:
+    """Busy in every step: 10 ms of arithmetic, then a short sleep (the busiest task)."""
+    while True:
+        deadline = time.perf_counter() + 0.01
+        while time.perf_counter() < deadline:
+            sum(range(1000))
+        await asyncio.sleep(0.05)
+
+
+async def audit_log() -> None:
+    """Fails once, early; nobody awaits it, so nobody sees the exception."""
+    await asyncio.sleep(0.2)
+    raise ConnectionError("audit log server refused the connection")
+
+
 async def main() -> None:
     jobs: asyncio.Queue[int] = asyncio.Queue()
     ready = asyncio.Event()
@@ -140,6 +168,9 @@ async def main() -> None:
         group.create_task(reporter(jobs), name="reporter")
         group.create_task(slow_query(), name="slow-query")
         group.create_task(stubborn(), name="stubborn")
+        group.create_task(cache_refresher(), name="cache-refresher")
+        group.create_task(cruncher(), name="cruncher")
+        spawn(audit_log(), "audit-log")
         spawn(transfer(lock_a, lock_b), "transfer-a")
         spawn(transfer(lock_b, lock_a), "transfer-b")
         fetches["fetch-7"] = asyncio.create_task(fetch(fetches, "fetch-8", started), name="fetch-7")
