@@ -203,7 +203,8 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
             details.append("set" if facts.get("set") else "not set")
         if "waiters" in facts:
             details.append(f"{facts['waiters']} waiting")
-        return f"{_named(call, facts.get('name'))} ({', '.join(details)})"
+        text = f"{_named(call, facts.get('name'))} ({', '.join(details)})"
+        return text + _held_by(facts) if kind == "lock" else text
     if kind == "stream_read":
         return f"{call} from {peer}" if peer else call
     if kind == "stream_drain":
@@ -256,6 +257,28 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "unknown" and facts.get("read_only"):
         return f"? in {facts.get('function')}() (read-only look)"
     return call
+
+
+def _held_by(facts: Mapping[str, Any]) -> str:
+    """`, held by transfer-b` after a locked Lock's sentence, when the agent knows who."""
+    if not facts.get("locked"):
+        return ""
+    if facts.get("holders_unknown"):
+        return ", taken before taskscope attached (holder unknown)"
+    if facts.get("holders_gone"):
+        return ", held by a task that has finished"
+    names = facts.get("holder_names") or facts.get("holders") or ()
+    return f", held by {', '.join(str(name) for name in names)}" if names else ""
+
+
+def retrieval_words(retrieved: bool | None) -> str:
+    """What is known of a failed task's exception having been retrieved (awaited, or read
+    through result() or exception())."""
+    if retrieved is None:
+        return ""
+    if retrieved:
+        return "its exception was retrieved"
+    return "its exception was never retrieved: nobody awaited the task or read its result"
 
 
 def fill_texts(body: Mapping[str, Any], rows_key: str) -> None:

@@ -1381,3 +1381,183 @@ def test_the_snapshots_awaited_by_graph_agrees_with_capture_call_graph() -> None
             tracker.uninstall()
 
     _run(scenario)
+
+
+# --- failed tasks: the traceback and whether anyone retrieved the exception -------------------
+
+#: The task classes the agent may meet: the C Task and asyncio's Python one.
+TASK_CLASSES = [asyncio.Task, *([tasks._PyTask] if hasattr(tasks, "_PyTask") else [])]
+
+
+@pytest.mark.parametrize("task_class", TASK_CLASSES, ids=lambda cls: cls.__module__)
+def test_log_traceback_says_whether_a_failed_tasks_exception_was_retrieved_and_reading_keeps_it(
+    task_class: type[Any],
+) -> None:
+    # failures.FailureNote.retrieved, tracker.Tracker._note_failure
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def fails() -> None:
+            raise ValueError("no")
+
+        def make(name: str) -> Any:
+            return task_class(fails(), loop=loop, name=name)
+
+        by_result, by_exception, by_await = make("result"), make("exception"), make("await")
+        for task in (by_result, by_exception, by_await):
+            await _until(task.done, "the task failed")
+            # reading the flag, the exception and its traceback leaves the flag as it was
+            for _ in range(3):
+                assert task._log_traceback is True
+                assert type(task._exception) is ValueError
+                assert task._exception.__traceback__ is not None
+        with pytest.raises(ValueError, match=r"^no$"):
+            by_result.result()
+        assert by_result._log_traceback is False
+        assert type(by_exception.exception()) is ValueError
+        assert by_exception._log_traceback is False
+        with pytest.raises(ValueError, match=r"^no$"):
+            await by_await
+        assert by_await._log_traceback is False
+        # gather and a TaskGroup retrieve it too (through exception())
+        gathered = make("gathered")
+        await asyncio.gather(gathered, return_exceptions=True)
+        assert gathered._log_traceback is False
+
+    _run(scenario)
+
+
+@pytest.mark.parametrize("task_class", TASK_CLASSES, ids=lambda cls: cls.__module__)
+def test_a_collected_unretrieved_task_is_reported_through_its_loops_call_exception_handler(
+    task_class: type[Any],
+) -> None:
+    # failures.UnretrievedWatch: asyncio looks the method up on the loop object itself, and
+    # the task is still reachable through a weak reference while it reports (no cycle)
+    async def scenario() -> None:
+        loop: Any = asyncio.get_running_loop()
+        reports: list[tuple[str, Any, Any, bool]] = []
+        holder: dict[str, Any] = {}
+
+        def watch(context: dict[str, Any]) -> None:
+            future = context.get("future")
+            reports.append(
+                (context["message"], future, context.get("exception"), holder["ref"]() is future)
+            )
+
+        loop.call_exception_handler = watch
+        try:
+
+            async def fails() -> None:
+                raise RuntimeError("lost")
+
+            async def retrieved() -> None:
+                raise RuntimeError("seen")
+
+            task = task_class(fails(), loop=loop)
+            holder["ref"] = weakref.ref(task)
+            await _until(task.done, "the task failed")
+            error = task._exception
+            del task
+            gc.collect()
+            assert len(reports) == 1
+            message, _future, exception, alive = reports[0]
+            assert message.endswith("exception was never retrieved") and alive
+            assert exception is error
+            seen = task_class(retrieved(), loop=loop)
+            holder["ref"] = weakref.ref(seen)
+            await asyncio.gather(seen, return_exceptions=True)
+            del seen
+            gc.collect()
+            assert len(reports) == 1  # retrieved: nothing reported
+        finally:
+            del loop.call_exception_handler
+
+    _run(scenario)
+
+
+# --- lock holders -------------------------------------------------------------------------------
+
+
+class _Assignments:
+    """A `_locked` data descriptor like the agent's (taskscope.agent.locks): records each
+    assignment with the task current at that moment; reads find the instance dict."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, bool, Any]] = []
+
+    def __set__(self, lock: Any, value: bool) -> None:
+        lock.__dict__["_locked"] = value
+        self.seen.append((lock, value, asyncio.current_task()))
+
+
+def test_lock_locked_is_set_true_by_the_acquiring_task_and_false_by_release() -> None:
+    # locks._LockedSlot: True assigned by the task that takes the lock (fast path and after
+    # being woken), False by release (whoever calls it); reads never reach the descriptor
+    assert "_locked" not in locks.Lock.__dict__
+    early: Any = asyncio.Lock()  # made before the descriptor: behaves the same
+    slot = _Assignments()
+    locks.Lock._locked = slot  # type: ignore[attr-defined]
+    try:
+
+        async def scenario() -> None:
+            lock: Any = asyncio.Lock()
+            assert lock.__dict__["_locked"] is False
+
+            async def take(which: Any) -> None:
+                async with which:
+                    await asyncio.sleep(0)
+
+            for which in (lock, early):
+                slot.seen.clear()
+                first = _spawn(take(which), name="first")
+                second = _spawn(take(which), name="second")
+                await asyncio.gather(first, second)
+                assert [(value, task) for _lock, value, task in slot.seen] == [
+                    (True, first),  # fast path
+                    (False, first),
+                    (True, second),  # woken, then takes it itself
+                    (False, second),
+                ]
+                assert all(seen_lock is which for seen_lock, _value, _task in slot.seen)
+                assert which.locked() is False and which._locked is False
+            # a Condition's lock is a Lock, taken by the task that enters the condition
+            condition: Any = asyncio.Condition()
+            slot.seen.clear()
+
+            async def enter() -> None:
+                async with condition:
+                    pass
+
+            entering = _spawn(enter())
+            await entering
+            assert [(value, task) for _lock, value, task in slot.seen] == [
+                (True, entering),
+                (False, entering),
+            ]
+            assert slot.seen[0][0] is condition._lock
+
+        _run(scenario)
+    finally:
+        del locks.Lock._locked  # type: ignore[attr-defined]
+    assert "_locked" not in locks.Lock.__dict__
+    assert early._locked is False
+
+
+def test_a_semaphore_is_decremented_by_the_releasing_task_for_the_task_it_wakes() -> None:
+    # locks (module docstring): why Semaphore holders are not noted
+    async def scenario() -> None:
+        semaphore: Any = asyncio.Semaphore(1)
+        changes: list[tuple[int, Any]] = []
+        await semaphore.acquire()
+        waiter = _spawn(semaphore.acquire(), name="waiter")
+        await _suspended(waiter)
+        before = semaphore._value
+        me = asyncio.current_task()
+        semaphore.release()
+        changes.append((semaphore._value, me))
+        await waiter
+        # release() gave 1 back and took it again for the waiter, in this task
+        assert before == 0 and changes == [(0, me)]
+        semaphore.release()
+
+    _run(scenario)

@@ -128,7 +128,7 @@ CASES = [
     (
         "lock-waiter",
         "lock",
-        r"Lock\.acquire on lock \(locked, 1 waiting\)",
+        r"Lock\.acquire on lock \(locked, 1 waiting\), held by main",
         ["lock_waiter", "Lock.acquire"],
     ),
     (

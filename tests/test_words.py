@@ -25,6 +25,7 @@ from taskscope.words import (
     format_duration,
     group_label,
     group_rows,
+    retrieval_words,
     schema_text,
     shared_words,
     task_doing,
@@ -65,6 +66,36 @@ SENTENCES = [
     (
         aw("lock", call="Lock.acquire", object={"name": None, "locked": False, "waiters": 0}),
         "Lock.acquire (unlocked, 0 waiting)",
+    ),
+    (
+        aw(
+            "lock",
+            call="Lock.acquire",
+            object={
+                "name": "second",
+                "locked": True,
+                "waiters": 1,
+                "holders": ["4"],
+                "holder_names": ["transfer-b"],
+            },
+        ),
+        "Lock.acquire on second (locked, 1 waiting), held by transfer-b",
+    ),
+    (
+        aw(
+            "lock",
+            call="Lock.acquire",
+            object={"name": "a", "locked": True, "waiters": 2, "holders_unknown": True},
+        ),
+        "Lock.acquire on a (locked, 2 waiting), taken before taskscope attached (holder unknown)",
+    ),
+    (
+        aw(
+            "lock",
+            call="Lock.acquire",
+            object={"name": "a", "locked": True, "waiters": 1, "holders_gone": True},
+        ),
+        "Lock.acquire on a (locked, 1 waiting), held by a task that has finished",
     ),
     (
         aw(
@@ -184,6 +215,12 @@ SENTENCES = [
 @pytest.mark.parametrize(("facts", "sentence"), SENTENCES, ids=[s for _f, s in SENTENCES])
 def test_each_kind_is_said_from_its_facts(facts: dict[str, Any], sentence: str) -> None:
     assert schema_text(facts) == sentence
+
+
+def test_retrieval_is_said_only_when_known() -> None:
+    assert retrieval_words(None) == ""
+    assert retrieval_words(True) == "its exception was retrieved"
+    assert "never retrieved" in retrieval_words(False)
 
 
 def test_a_task_in_an_await_cycle_says_so_after_its_countdown() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
+from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
 from taskscope.protocol import WireAwaiting
 
@@ -31,6 +32,7 @@ class AwaitContext:
     __slots__ = (
         "_executor_threads",
         "frames_of",
+        "id_of_task",
         "last_memo",
         "last_sleeps",
         "loop_time",
@@ -48,6 +50,7 @@ class AwaitContext:
         self,
         name_of_task: Callable[[Any], str],
         frames_of: Callable[[Any], list[FrameType]] | None = None,
+        id_of_task: Callable[[Any], str] | None = None,
     ) -> None:
         #: id(future) -> loop time at which a timer resolves it (sleep, 3.11 wait_for)
         self.timers: dict[int, float] = {}
@@ -58,6 +61,8 @@ class AwaitContext:
         self.name_of_task = name_of_task
         #: A task's coroutine frames, outermost first (to describe 3.11 wait_for's inner task).
         self.frames_of = frames_of
+        #: A task's id in the snapshot (for the holders of a lock); None: holders not told.
+        self.id_of_task = id_of_task
         self._executor_threads: dict[int, tuple[str, str]] | None = None
         #: (code, id(object)) -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
@@ -310,6 +315,8 @@ def _primitive(kind: str, method: str) -> Handler:
         facts = _object_facts(obj) | {"name": name}
         if kind == "lock":
             facts["locked"] = bool(getattr(obj, "_locked", False))
+            if facts["locked"] and ctx.id_of_task is not None and lock_notes_installed():
+                _add_holders(ctx, obj, facts)
         elif kind == "semaphore":
             facts["value"] = getattr(obj, "_value", None)
         elif kind == "barrier":
@@ -322,6 +329,22 @@ def _primitive(kind: str, method: str) -> Handler:
         return {"kind": kind, "tasks": (), "call": f"{type_name}.{method}", "object": facts}
 
     return handler
+
+
+def _add_holders(ctx: AwaitContext, lock: Any, facts: dict[str, Any]) -> None:
+    """A locked Lock's `holders` (task ids) and their names, or `holders_unknown` when it was
+    taken before the agent could see by whom (see taskscope.agent.locks)."""
+    holder, known = lock_holder(lock)
+    if not known:
+        facts["holders"] = ()
+        facts["holders_unknown"] = True
+    elif holder is None:  # the task that took it is gone, and never released it
+        facts["holders"] = ()
+        facts["holders_gone"] = True
+    else:
+        assert ctx.id_of_task is not None
+        facts["holders"] = (ctx.id_of_task(holder),)
+        facts["holder_names"] = (ctx.name_of_task(holder),)
 
 
 def _peer_of_transport(transport: Any) -> str | None:

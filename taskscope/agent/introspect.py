@@ -130,11 +130,40 @@ def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:
 
 
 def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
-    """A finished task's record. It never changes: made once and shared by every snapshot
-    (whose readers never mutate records)."""
+    """A finished task's record. Made once and shared by every snapshot (whose readers never
+    mutate records); a failed task's is made again when whether its exception was retrieved
+    changes (someone awaits it later, or it is collected: then it stays as it is)."""
     cached: WireTask | None = finished.wire
-    if cached is not None:
-        return cached
+    failure = finished.failure
+    if failure is None:
+        if cached is not None:
+            return cached
+    else:
+        retrieved = failure.retrieved()
+        if cached is not None and cached.get("exception_retrieved") == retrieved:
+            return cached
+        finished.wire = None
+        record = _finished_record(finished)
+        if finished.traceback is not None:
+            record["traceback"] = finished.traceback
+        if retrieved is not None:
+            record["exception_retrieved"] = retrieved
+        _created_from_last(record)
+        finished.wire = record
+        return record
+    record = _finished_record(finished)
+    finished.wire = record
+    return record
+
+
+def _created_from_last(record: WireTask) -> None:
+    """`created_from` goes last in a record (see WireTask)."""
+    origin = record.pop("created_from", None)
+    if origin is not None:
+        record["created_from"] = origin
+
+
+def _finished_record(finished: FinishedTask) -> WireTask:
     record: WireTask = {
         "id": str(finished.task_id),
         "loop": finished.loop_id,
@@ -157,7 +186,6 @@ def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
         record["first_seen_at"] = finished.first_seen_at
     if finished.created_from:
         record["created_from"] = _origin(finished.created_from)
-    finished.wire = record
     return record
 
 
@@ -249,7 +277,7 @@ class SnapshotBuilder:
         tracker = self.tracker
         loops = tracker.live_loops()
         pending_tasks(tracker, tasks)
-        ctx = AwaitContext(self._task_name, _task_frames)
+        ctx = AwaitContext(self._task_name, _task_frames, self._task_id)
         last_descriptions = _DESCRIPTION_CACHE.get(tracker)
         if last_descriptions is not None:
             ctx.last_memo, ctx.last_sleeps = last_descriptions
@@ -375,6 +403,9 @@ class SnapshotBuilder:
             if owner_number not in numbers:
                 numbers.append(owner_number)
         return numbers
+
+    def _task_id(self, task: asyncio.Task[Any]) -> str:
+        return str(self.tracker.id_of(task))
 
     def _task_name(self, task: asyncio.Task[Any]) -> str:
         try:

@@ -40,3 +40,28 @@ def exception_summary(exc: BaseException) -> str:
 
 def result_summary(value: Any) -> str:
     return safe_repr(value)
+
+
+_MESSAGE_ARG_TYPES = (str, int, float, bool, type(None), bytes)
+
+
+def exception_line(exc: BaseException) -> str:
+    """The last line of a traceback, `ValueError: bad row`, as Python prints it when the
+    message can be made without the program's code: the exception's `__str__` must be a
+    built-in one, applied to built-in values. Otherwise only the type is told."""
+    kind = type(exc)
+    module = kind.__module__
+    name = (
+        kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+    )
+    str_owner = next((base for base in kind.__mro__ if "__str__" in base.__dict__), object)
+    args = exc.args
+    if str_owner.__module__ != "builtins" or type(args) is not tuple:
+        return f"{name}: <message not read: custom __str__>"
+    if isinstance(exc, OSError):  # its __str__ shows these too (built-in attributes)
+        args = (*args, exc.filename, exc.filename2)
+    if not all(type(arg) in _MESSAGE_ARG_TYPES for arg in args):
+        shown = ", ".join(safe_repr(arg, 80) for arg in exc.args[:3])
+        return f"{name}({shown})"
+    message = str(exc)
+    return _clip(f"{name}: {message}" if message else name, 1000)

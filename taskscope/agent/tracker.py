@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from taskscope.agent import locks
+from taskscope.agent.failures import FailureNote, UnretrievedWatch, format_failure
 from taskscope.agent.loops import LoopRecord, LoopTracker
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.protocol import WireAwaiting, WireFrame, WireTask
@@ -35,7 +37,8 @@ TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None]
 Site = tuple[tuple[CodeType, int], ...]
 #: How a task ended, as the loop thread notes it (cheap to make there): id, loop id, name,
 #: its coroutine's code (or the name of what it ran), state, finished at, created at, parent
-#: id, result or exception summary, creation site (offsets), first seen at.
+#: id, result or exception summary, creation site (offsets), first seen at, and for a failed
+#: task its traceback and retrieval note.
 HistoryEntry = tuple[
     int,
     str,
@@ -48,6 +51,7 @@ HistoryEntry = tuple[
     str | None,
     Site,
     float | None,
+    FailureNote | None,
 ]
 #: A creation note of a task not looked at yet: a weak reference to it, its parent's id,
 #: when and where (offsets) it was created.
@@ -190,8 +194,12 @@ class FinishedTask:
     created_from: Site
     #: When the agent first saw it, for a task whose creation it did not see.
     first_seen_at: float | None = None
-    #: Its snapshot record (it never changes), made by the snapshot builder on first use.
+    #: Its snapshot record, made by the snapshot builder on first use (made again only when
+    #: whether its exception was retrieved changes).
     wire: WireTask | None = None
+    #: A failed task's traceback note (see taskscope.agent.failures), and the text made of it.
+    failure: FailureNote | None = None
+    traceback: str | None = None
 
 
 class Tracker(LoopTracker):
@@ -220,6 +228,9 @@ class Tracker(LoopTracker):
         self.cancel_marked: set[int] = set()
         # The same bound method object is added to every task, so it can be recognised.
         self.done_callback = self._on_task_done
+        #: id(task) -> the failure note of a failed task, for the loops' exception handler
+        #: watch (`UnretrievedWatch`); pruned on the agent's thread once the task is gone.
+        self.failures: dict[int, FailureNote] = {}
         self._forget = self._forget_task
 
     # --- task ids and metadata -----------------------------------------------------------------
@@ -311,12 +322,14 @@ class Tracker(LoopTracker):
                 coro_fallback = ""
                 seen_at = None
             finished: Any = task  # a Task; read through its C attributes
+            failure = None
             if finished.cancelled():
                 state, summary = "cancelled", None
             else:
                 exc = finished._exception
                 if exc is not None:
                     state, summary = "failed", exception_summary(exc)
+                    failure = self._note_failure(finished, exc)
                 else:
                     result = finished._result
                     state = "done"
@@ -338,10 +351,25 @@ class Tracker(LoopTracker):
                     summary,
                     site,
                     seen_at,
+                    failure,
                 )
             )
         except Exception:
             pass
+
+    def _note_failure(self, task: Any, exc: BaseException) -> FailureNote | None:
+        """A failed task's traceback and retrieval note (loop thread, failed tasks only)."""
+        try:
+            loop = task._loop
+            watched = type(loop.__dict__.get("call_exception_handler")) is UnretrievedWatch
+        except Exception:
+            watched = False
+        try:
+            note = FailureNote(task, exc, watched)
+        except Exception:
+            return None
+        self.failures[id(task)] = note
+        return note
 
     def finished_tasks(self) -> list[FinishedTask]:
         """The history, oldest first, as records (made once per finished task)."""
@@ -365,6 +393,7 @@ class Tracker(LoopTracker):
                 summary,
                 site,
                 seen_at,
+                failure,
             ) = item
             finished = FinishedTask(
                 task_id=task_id,
@@ -378,6 +407,8 @@ class Tracker(LoopTracker):
                 summary=summary,
                 created_from=_site_lines(site),
                 first_seen_at=seen_at,
+                failure=failure,
+                traceback=_formatted(failure),
             )
             cache[id(item)] = (item, finished)
             result.append(finished)
@@ -388,7 +419,16 @@ class Tracker(LoopTracker):
         return result
 
     def prune(self) -> None:
-        """Drop creation notes of tasks that died without finishing (agent thread)."""
+        """Drop creation notes of tasks that died without finishing, and notes of locks
+        collected while held (agent thread)."""
+        locks.prune()
+        for key, note in list(self.failures.items()):
+            if note.task_ref() is None:
+                # Dropped at the second look that finds it gone: asyncio may still be
+                # reporting it (a collected cycle clears the reference first).
+                if note.dead_seen and self.failures.get(key) is note:
+                    self.failures.pop(key, None)
+                note.dead_seen = True
         for key, born in list(self._born.items()):
             if born[0]() is None and self._born.get(key) is born:
                 self._born.pop(key, None)
@@ -475,9 +515,11 @@ class Tracker(LoopTracker):
             loop.create_task = create_task  # type: ignore[method-assign]
             record.patched_methods = True
             record.factory_installed = True
-            return
         except (AttributeError, TypeError):
             pass
+        else:
+            self._watch_unretrieved(loop)
+            return
         record.app_factory = loop.get_task_factory()
         app_factory = record.app_factory
         make_task = asyncio.Task
@@ -496,11 +538,39 @@ class Tracker(LoopTracker):
         loop.set_task_factory(taskscope_task_factory)
         record.factory_installed = True
 
+    def install(self) -> None:
+        """Hook loop start-up, adopt the loops that exist, and (tracking tasks) note who takes
+        each asyncio.Lock (taskscope.agent.locks)."""
+        if self._installed:
+            return
+        super().install()
+        if self.track_tasks:
+            locks.install()
+
+    def _watch_unretrieved(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stand in the loop's `call_exception_handler` (see `UnretrievedWatch`)."""
+        if type(loop.__dict__.get("call_exception_handler")) is not UnretrievedWatch:
+            try:
+                watch = UnretrievedWatch(loop.call_exception_handler, self.failures)
+                loop.call_exception_handler = watch  # type: ignore[method-assign]
+            except Exception:
+                pass
+
+    def _restore_loop(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        super()._restore_loop(record, loop)
+        try:
+            if type(loop.__dict__.get("call_exception_handler")) is UnretrievedWatch:
+                del loop.__dict__["call_exception_handler"]
+        except Exception:
+            pass
+
     def uninstall(self) -> None:
-        """Undo every change: the loop hook, task factories, heartbeats and task callbacks."""
+        """Undo every change: the loop hook, task factories, heartbeats, task callbacks and
+        the lock-holder notes."""
         if not self._installed:
             return
         super().uninstall()
+        locks.uninstall()
         callback = self.done_callback
         for task in pending_tasks(self):
             try:
@@ -511,6 +581,15 @@ class Tracker(LoopTracker):
                     task.remove_done_callback(callback)
             except Exception:
                 pass
+
+
+def _formatted(failure: FailureNote | None) -> str | None:
+    if failure is None:
+        return None
+    try:
+        return format_failure(failure)
+    except Exception:
+        return None
 
 
 def task_coro(task: Any) -> Any:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from taskscope.cli.exits import EXIT_ERROR
 from taskscope.cli.sources import open_source, remote_client
@@ -112,6 +113,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
     if record is not None:
         outcome = record.get("exception") or record.get("result") or ""
         print(f"{title} finished: {record['state']} {safe_text(outcome)}".rstrip())
+        _print_failure(record)
+        _print_created_from(record.get("created_from"))
         return 0
     print(f"{title}, {task.state}, stack outermost first:")
     for frame in reply["stack"]:
@@ -119,11 +122,32 @@ def cmd_stack(args: argparse.Namespace) -> int:
         line = frame.get("source")
         if line:
             print(f"      {safe_text(line)}")
-    if reply.get("created_from"):
-        print("created from:")
-        for frame in reply["created_from"]:
-            print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
+    _print_created_from(reply.get("created_from"))
     return 0
+
+
+def _print_created_from(frames: Sequence[Mapping[str, Any]] | None) -> None:
+    """Where a task was created: its creation chain, innermost first."""
+    from taskscope.report import safe_text
+
+    if frames:
+        print("created from:")
+        for frame in frames:
+            print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
+
+
+def _print_failure(record: Mapping[str, Any]) -> None:
+    """A failed task's traceback and whether its exception was retrieved."""
+    from taskscope.report import safe_text
+    from taskscope.words import retrieval_words
+
+    traceback = record.get("traceback")
+    if traceback:
+        for line in str(traceback).splitlines():
+            print(f"  {safe_text(line)}")
+    words = retrieval_words(record.get("exception_retrieved"))
+    if words:
+        print(words)
 
 
 CANCEL_TEXT = {

@@ -1,0 +1,103 @@
+"""Who holds each `asyncio.Lock`: asyncio does not record a lock's owner, so the agent notes it.
+
+`Lock._locked` is an instance attribute that only the acquiring task sets True (in `acquire`,
+on the fast path and after its waiter future resolved) and `release` sets False. While the
+agent is installed, the Lock class carries a data descriptor `_locked` with a `__set__` and
+no `__get__`: reads still find the instance's own `__dict__['_locked']` first (as fast as
+without the agent), and each assignment stores the value there, as before, and notes the
+task that made it True. Locks made before and after the agent behave the same, and removing
+the class attribute on uninstall leaves every lock as asyncio made it. A lock taken before the
+agent came has no note: its holder is unknown.
+
+`Condition` uses a `Lock`, so its holder is the lock's. `Semaphore` is not covered: its
+`_value` is decremented by the releasing task on behalf of the task it wakes
+(`_wake_up_next`), and given back by a cancelled waiter, so the task that changed it is not
+the one that holds it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from asyncio import locks
+from typing import Any
+
+_current_task: Any = None  # asyncio.current_task, bound at install
+#: id(lock) -> (weak reference to the lock, weak reference to the task that took it, or None
+#: when no task took it). Written on the loops' threads, read on the agent's.
+_HOLDERS: dict[int, tuple[weakref.ref[Any], weakref.ref[Any] | None]] = {}
+_ref = weakref.ref
+
+
+class _LockedSlot:
+    """The `_locked` data descriptor put on `asyncio.Lock` while the agent runs (no
+    `__get__`: the instance's `__dict__` answers reads)."""
+
+    __slots__ = ()
+
+    def __set__(self, lock: Any, value: Any) -> None:
+        lock.__dict__["_locked"] = value
+        try:
+            if value:
+                try:
+                    task = _current_task()
+                except RuntimeError:  # no running loop: a coroutine driven by hand
+                    task = None
+                _HOLDERS[id(lock)] = (_ref(lock), _ref(task) if task is not None else None)
+            else:
+                _HOLDERS.pop(id(lock), None)
+        except Exception:  # noting the holder never changes what the lock does
+            pass
+
+    def __delete__(self, lock: Any) -> None:
+        del lock.__dict__["_locked"]
+        _HOLDERS.pop(id(lock), None)
+
+
+_SLOT = _LockedSlot()
+
+
+def install() -> None:
+    """Start noting lock holders (idempotent)."""
+    global _current_task
+    import asyncio
+
+    _current_task = asyncio.current_task
+    if locks.Lock.__dict__.get("_locked") is not _SLOT:
+        type.__setattr__(locks.Lock, "_locked", _SLOT)
+
+
+def uninstall() -> None:
+    """Stop noting holders: `asyncio.Lock` is left with nothing of the agent's."""
+    if locks.Lock.__dict__.get("_locked") is _SLOT:
+        type.__delattr__(locks.Lock, "_locked")
+    _HOLDERS.clear()
+
+
+def installed() -> bool:
+    return locks.Lock.__dict__.get("_locked") is _SLOT
+
+
+def lock_holder(lock: Any) -> tuple[Any, bool]:
+    """(the task holding `lock`, whether the agent knows). (None, True): not locked, or the
+    noted holder is gone; (None, False): locked before the agent could see by whom."""
+    try:
+        attrs = object.__getattribute__(lock, "__dict__")
+        locked = attrs.get("_locked", False)
+    except Exception:
+        return None, False
+    if not locked:
+        return None, True
+    note = _HOLDERS.get(id(lock))
+    if note is None or note[0]() is not lock:
+        return None, False
+    task_ref = note[1]
+    if task_ref is None:
+        return None, False
+    return task_ref(), True
+
+
+def prune() -> None:
+    """Forget notes of locks that were collected while held (agent thread)."""
+    for key, note in list(_HOLDERS.items()):
+        if note[0]() is None and _HOLDERS.get(key) is note:
+            _HOLDERS.pop(key, None)

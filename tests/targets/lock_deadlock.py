@@ -1,0 +1,56 @@
+"""Two tasks deadlocked on two asyncio.Locks: transfer-a holds `first` and waits for `second`,
+transfer-b holds `second` and waits for `first`.
+
+argv[2] "now" (default): the deadlock forms, then the target says it is ready. "on-go": the
+target says it is ready first and forms the deadlock when a `go-PID` file appears (so a test
+can attach before the locks are taken), noting "deadlocked" once both tasks wait. Either way
+it notes, when it is stopped, whether `asyncio.Lock`'s class has an attribute `_locked` (asyncio
+gives it none: only the agent's note of lock holders)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from target_kit import WORKDIR, note, signal_ready, until_stopped
+
+
+async def transfer(mine: asyncio.Lock, theirs: asyncio.Lock, both_hold: asyncio.Barrier) -> None:
+    async with mine:
+        await both_hold.wait()
+        async with theirs:
+            pass
+
+
+async def deadlock() -> list[asyncio.Task[None]]:
+    first, second = asyncio.Lock(), asyncio.Lock()
+    both_hold = asyncio.Barrier(2)
+    transfers = [
+        asyncio.create_task(transfer(first, second, both_hold), name="transfer-a"),
+        asyncio.create_task(transfer(second, first, both_hold), name="transfer-b"),
+    ]
+    while len(first._waiters or ()) != 1 or len(second._waiters or ()) != 1:
+        await asyncio.sleep(0.01)
+    return transfers
+
+
+async def main() -> None:
+    mode = sys.argv[2] if len(sys.argv) > 2 else "now"
+    if mode == "now":
+        transfers = await deadlock()
+        signal_ready()
+    else:
+        signal_ready()
+        go = WORKDIR / f"go-{os.getpid()}"
+        while not go.exists():
+            await asyncio.sleep(0.02)
+        transfers = await deadlock()
+        note("deadlocked")
+    await until_stopped()
+    for transfer_task in transfers:
+        transfer_task.cancel()
+    note(f"Lock class has _locked: {'_locked' in asyncio.Lock.__dict__}")
+
+
+asyncio.run(main())

@@ -1,0 +1,170 @@
+"""Lock holders, failed tasks' tracebacks and whether their exception was retrieved, against
+real processes: started with the agent (what `taskscope run` does) and attached to later."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from taskscope.client import AgentClient
+from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
+
+
+def snapshot(pid: int) -> dict[str, Any]:
+    with AgentClient(pid) as client:
+        return dict(client.snapshot())
+
+
+def by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {task["name"]: task for task in snap["tasks"]}
+
+
+def notes(target: Target) -> str:
+    path = target.file(f"notes-{target.pid}")
+    return path.read_text() if path.exists() else ""
+
+
+# --- lock holders ---------------------------------------------------------------------------
+
+
+def _assert_deadlock_holders(pid: int) -> None:
+    tasks = by_name(snapshot(pid))
+    a, b = tasks["transfer-a"], tasks["transfer-b"]
+    for waiter, holder in ((a, b), (b, a)):
+        awaiting = waiter["awaiting"]
+        assert awaiting["kind"] == "lock" and awaiting["call"] == "Lock.acquire"
+        facts = awaiting["object"]
+        assert facts["locked"] is True
+        assert facts["holders"] == [holder["id"]]
+        assert facts["holder_names"] == [holder["name"]]
+        assert "holders_unknown" not in facts
+        assert awaiting["text"].endswith(f"held by {holder['name']}")
+    # THEN the command line says who holds each lock
+    for command in ("tree", "ps"):
+        out = run_cli(command, str(pid)).stdout
+        assert "(locked, 1 waiting), held by transfer-b" in out, out
+        assert "(locked, 1 waiting), held by transfer-a" in out, out
+
+
+def test_a_two_lock_deadlock_names_each_locks_holder(start: Any) -> None:
+    # GIVEN two tasks deadlocked on two locks, in a program run with the agent
+    target = start("lock_deadlock.py").wait_ready()
+    # THEN each waits on a lock held by the other
+    _assert_deadlock_holders(target.pid)
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert "Lock class has _locked: True" in notes(target)
+
+
+def test_holders_are_known_for_locks_taken_after_an_attach_and_detach_restores_lock(
+    start: Any,
+) -> None:
+    # GIVEN a program without the agent, which takes its locks only when told
+    target = start("lock_deadlock.py", "on-go", agent=False).wait_ready()
+    # WHEN taskscope attaches (loading the agent), then the deadlock forms
+    assert run_cli("dump", str(target.pid)).returncode == 0
+    target.file(f"go-{target.pid}").write_text("go")
+    wait_for(lambda: "deadlocked" in notes(target), what="the deadlock")
+    # THEN each lock's holder is known
+    _assert_deadlock_holders(target.pid)
+    # AND after a detach, asyncio.Lock has nothing of the agent's
+    assert run_cli("detach", str(target.pid)).returncode == 0
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert "Lock class has _locked: False" in notes(target)
+
+
+def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None:
+    # GIVEN a deadlock formed before taskscope attached
+    target = start("lock_deadlock.py", agent=False).wait_ready()
+    tasks = by_name(json.loads(run_cli("dump", str(target.pid)).stdout))
+    facts = tasks["transfer-a"]["awaiting"]["object"]
+    # THEN the holder is said to be unknown, not guessed
+    assert facts["locked"] is True
+    assert facts["holders"] == [] and facts["holders_unknown"] is True
+    tree = run_cli("tree", str(target.pid)).stdout
+    assert "(locked, 1 waiting), taken before taskscope attached (holder unknown)" in tree
+
+
+def test_locks_behave_the_same_with_the_agent(tmp_path: Any) -> None:
+    # GIVEN a stress of locks, conditions and cancellations, whose trace is deterministic
+    script = TARGETS / "lock_stress.py"
+    env = {"PYTHONPATH": str(REPO)}
+    plain = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+    watched = subprocess.run(
+        [sys.executable, "-m", "taskscope.agent.launch", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    # THEN the program's trace, output and exit status are the same with the agent
+    assert plain.returncode == 0, plain.stderr
+    assert (watched.returncode, watched.stdout, watched.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
+    assert plain.stdout.startswith("lock stress:")
+
+
+# --- failed tasks ---------------------------------------------------------------------------
+
+
+def _assert_failures(pid: int) -> None:
+    tasks = by_name(snapshot(pid))
+    orphan = tasks["orphan"]
+    assert orphan["state"] == "failed"
+    assert orphan["exception_retrieved"] is False
+    assert "return int(row)  # the raising line" in orphan["traceback"]
+    assert orphan["traceback"].startswith("Traceback (most recent call last):")
+    assert orphan["traceback"].endswith(
+        "ValueError: invalid literal for int() with base 10: 'not a number'"
+    )
+    # collected at once, unretrieved: asyncio said so, and the agent heard it
+    assert tasks["dropped"]["exception_retrieved"] is False
+    assert tasks["dropped"]["traceback"].endswith("RuntimeError: dropped on the floor")
+    assert tasks["awaited-failure"]["exception_retrieved"] is True
+    gathered = tasks["gathered-failure"]
+    assert gathered["exception_retrieved"] is True
+    assert "The above exception was the direct cause" in gathered["traceback"]
+    assert gathered["traceback"].index("KeyError: 'key'") < gathered["traceback"].index(
+        "LookupError: while looking up"
+    )
+
+
+def test_failed_tasks_keep_their_traceback_and_whether_it_was_retrieved(start: Any) -> None:
+    # GIVEN failed tasks: unawaited (kept, and dropped), awaited, gathered
+    target = start("failures.py").wait_ready()
+    _assert_failures(target.pid)
+    # THEN `taskscope stack` shows the traceback of a failed task
+    out = run_cli("stack", str(target.pid), "orphan").stdout
+    assert "return int(row)  # the raising line" in out
+    target.stop()
+
+
+def test_failed_tasks_after_an_attach(start: Any) -> None:
+    # GIVEN a program without the agent, which starts its tasks when told
+    target = start("failures.py", "on-go", agent=False).wait_ready()
+    assert run_cli("dump", str(target.pid)).returncode == 0
+    target.file(f"go-{target.pid}").write_text("go")
+    wait_for(lambda: "all failed" in notes(target), what="the tasks to fail")
+    _assert_failures(target.pid)
+    target.stop()
+
+
+def test_never_retrieved_message_is_unchanged(start: Any) -> None:
+    # GIVEN the same program with and without the agent
+    plain = start("failures.py", agent=False).wait_ready()
+    watched = start("failures.py").wait_ready()
+    snapshot(watched.pid)  # looked at: the orphan's flag read while it lives
+    # THEN asyncio's own reports ("Task exception was never retrieved") are the same
+    plain_code, plain_out, plain_err = plain.stop()
+    code, out, err = watched.stop()
+    assert plain_err.count("Task exception was never retrieved") == 2
+    assert (code, out, err) == (plain_code, plain_out, plain_err)
