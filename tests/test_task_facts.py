@@ -3,11 +3,14 @@ real processes: started with the agent (what `taskscope run` does) and attached 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from typing import Any
 
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.tracker import CREATION_DEPTH, Tracker
 from taskscope.client import AgentClient
 from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
 
@@ -32,6 +35,9 @@ def notes(target: Target) -> str:
 def _assert_deadlock_holders(pid: int) -> None:
     tasks = by_name(snapshot(pid))
     a, b = tasks["transfer-a"], tasks["transfer-b"]
+    # the creation chain: the function that called create_task, then its caller
+    for task in (a, b):
+        assert [frame["function"] for frame in task["created_from"]] == ["deadlock", "main"]
     for waiter, holder in ((a, b), (b, a)):
         awaiting = waiter["awaiting"]
         assert awaiting["kind"] == "lock" and awaiting["call"] == "Lock.acquire"
@@ -168,3 +174,52 @@ def test_never_retrieved_message_is_unchanged(start: Any) -> None:
     code, out, err = watched.stop()
     assert plain_err.count("Task exception was never retrieved") == 2
     assert (code, out, err) == (plain_code, plain_out, plain_err)
+
+
+# --- the creation chain -----------------------------------------------------------------------
+
+
+def test_the_creation_chain_is_bounded_shared_and_skips_asyncio() -> None:
+    # GIVEN tasks created ten calls deep, twice from the same place, and through a TaskGroup
+    tracker = Tracker()
+    tracker.install()
+
+    async def idle() -> None:
+        await asyncio.sleep(10)
+
+    def nested(depth: int, name: str) -> asyncio.Task[None]:
+        if depth:
+            return nested(depth - 1, name)
+        return asyncio.create_task(idle(), name=name)
+
+    async def main() -> dict[str, Any]:
+        made = [nested(10, "deep-1"), nested(10, "deep-2")]
+        async with asyncio.TaskGroup() as group:
+            made.append(group.create_task(idle(), name="grouped"))
+            snap = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+            same_site = (
+                tracker.meta_of(made[0]).created_from
+                is tracker.meta_of(  # type: ignore[union-attr]
+                    made[1]
+                ).created_from
+            )
+            for task in made:
+                task.cancel()
+        return {"snap": snap, "same_site": same_site}
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        tracker.uninstall()
+    tasks = by_name(result["snap"])
+    deep = tasks["deep-1"]["created_from"]
+    # THEN the chain is the innermost CREATION_DEPTH frames of the program, innermost first
+    assert len(deep) == CREATION_DEPTH == 6
+    assert [frame["function"] for frame in deep] == [
+        "test_the_creation_chain_is_bounded_shared_and_skips_asyncio.<locals>.nested"
+    ] * 6
+    # AND tasks made at one place share one chain (no new tuples per task)
+    assert result["same_site"] is True
+    # AND asyncio's frames are skipped (TaskGroup.create_task), the chain ending at the task
+    grouped = [frame["function"] for frame in tasks["grouped"]["created_from"]]
+    assert grouped == ["test_the_creation_chain_is_bounded_shared_and_skips_asyncio.<locals>.main"]

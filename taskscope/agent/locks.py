@@ -22,9 +22,12 @@ from asyncio import locks
 from typing import Any
 
 _current_task: Any = None  # asyncio.current_task, bound at install
-#: id(lock) -> (weak reference to the lock, weak reference to the task that took it, or None
-#: when no task took it). Written on the loops' threads, read on the agent's.
-_HOLDERS: dict[int, tuple[weakref.ref[Any], weakref.ref[Any] | None]] = {}
+#: id(lock) -> a weak reference to the task that took it (None: no task took it). Written on
+#: the loops' threads, read on the agent's. No reference to the lock itself: an entry is
+#: removed by the lock's release, and a lock made at the same address later removes any
+#: entry left there by its own `__init__` (which assigns `_locked = False`), so an entry
+#: found for a locked lock is that lock's.
+_HOLDERS: dict[int, weakref.ref[Any] | None] = {}
 _ref = weakref.ref
 
 
@@ -42,7 +45,7 @@ class _LockedSlot:
                     task = _current_task()
                 except RuntimeError:  # no running loop: a coroutine driven by hand
                     task = None
-                _HOLDERS[id(lock)] = (_ref(lock), _ref(task) if task is not None else None)
+                _HOLDERS[id(lock)] = _ref(task) if task is not None else None
             else:
                 _HOLDERS.pop(id(lock), None)
         except Exception:  # noting the holder never changes what the lock does
@@ -87,17 +90,19 @@ def lock_holder(lock: Any) -> tuple[Any, bool]:
         return None, False
     if not locked:
         return None, True
-    note = _HOLDERS.get(id(lock))
-    if note is None or note[0]() is not lock:
+    if id(lock) not in _HOLDERS:
         return None, False
-    task_ref = note[1]
+    task_ref = _HOLDERS.get(id(lock))
     if task_ref is None:
         return None, False
     return task_ref(), True
 
 
-def prune() -> None:
-    """Forget notes of locks that were collected while held (agent thread)."""
-    for key, note in list(_HOLDERS.items()):
-        if note[0]() is None and _HOLDERS.get(key) is note:
+def prune(limit: int = 10_000) -> None:
+    """Bound the notes (agent thread): past `limit`, forget those whose task is gone (a lock
+    collected while held leaves one; so does a task that ended without releasing)."""
+    if len(_HOLDERS) <= limit:
+        return
+    for key, task_ref in list(_HOLDERS.items()):
+        if (task_ref is None or task_ref() is None) and _HOLDERS.get(key) is task_ref:
             _HOLDERS.pop(key, None)

@@ -58,22 +58,73 @@ HistoryEntry = tuple[
 BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site]
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
-#: id(code) -> offset -> a creation site: tasks made at one place share one site tuple
-#: instead of two new tuples each (checked against the code object, whose id could be reused).
-_SITES: dict[int, dict[int, Site]] = {}
+#: How many of the program's frames a task's creation chain keeps (`created_from`).
+CREATION_DEPTH = 6
+#: Where a chain stops: the loop's machinery that ran the creating task's step or callback.
+_STOP_CODE = asyncio.events.Handle._run.__code__
 
 
-def _site(code: CodeType, offset: int) -> Site:
-    by_offset = _SITES.get(id(code))
-    if by_offset is not None:
-        site = by_offset.get(offset)
-        if site is not None and site[0][0] is code:
-            return site
-    elif len(_SITES) > 10_000:
-        _SITES.clear()
-    site = ((code, offset),)
-    _SITES.setdefault(id(code), {})[offset] = site
-    return site
+class _SiteNode:
+    """One frame of a creation chain in the tree of chains seen so far: tasks made at one
+    place, through the same callers, share one `Site` tuple, found without allocating."""
+
+    __slots__ = ("children", "code", "site")
+
+    def __init__(self, code: CodeType, site: Site) -> None:
+        self.code = code
+        #: The chain down to this frame: (code, offset) pairs, innermost first.
+        self.site = site
+        #: id(code) -> offset -> the node of the caller's frame.
+        self.children: dict[int, dict[int, _SiteNode]] = {}
+
+
+#: The roots of the tree: id(code) -> offset -> node of the frame that called create_task.
+_SITE_TREE: dict[int, dict[int, _SiteNode]] = {}
+_site_nodes = [0]
+
+
+def _site_node(
+    level: dict[int, dict[int, _SiteNode]], code: CodeType, offset: int, parent: _SiteNode | None
+) -> _SiteNode:
+    """The node for a frame not seen at this place of the tree before (or whose code's id
+    was reused)."""
+    if _site_nodes[0] > 20_000:  # a program making code objects without end: start again
+        _SITE_TREE.clear()
+        _site_nodes[0] = 0
+        if parent is not None:
+            return _SiteNode(code, (*parent.site, (code, offset)))
+    node = _SiteNode(code, ((code, offset),) if parent is None else (*parent.site, (code, offset)))
+    level.setdefault(id(code), {})[offset] = node
+    _site_nodes[0] += 1
+    return node
+
+
+def _creation_chain(frame: FrameType | None, depth: int) -> Site:
+    """Where a task was asked for: the (code, instruction offset) of the program's frames
+    from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
+    up to the loop's machinery or a module's top level. Offsets rather than line numbers,
+    and the tree of chains already seen: a task made where others were costs a walk and a
+    few lookups on the host's loop thread, and nothing that outlives the call."""
+    level = _SITE_TREE
+    node: _SiteNode | None = None
+    found = 0
+    asyncio_dir, stop_code = _ASYNCIO_DIR, _STOP_CODE
+    while frame is not None and found < depth:
+        code = frame.f_code
+        if code is stop_code:
+            break
+        if not code.co_filename.startswith(asyncio_dir):
+            offset = frame.f_lasti
+            by_offset = level.get(id(code))
+            child = by_offset.get(offset) if by_offset is not None else None
+            if child is None or child.code is not code:
+                child = _site_node(level, code, offset, node)
+            node, level = child, child.children
+            found += 1
+            if code.co_name == "<module>":
+                break
+        frame = frame.f_back
+    return node.site if node is not None else ()
 
 
 _T = TypeVar("_T")
@@ -205,9 +256,16 @@ class FinishedTask:
 class Tracker(LoopTracker):
     """Knows every loop and every task the agent has seen; safe to read from any thread."""
 
-    def __init__(self, history_limit: int = 1000, track_tasks: bool = True) -> None:
+    def __init__(
+        self,
+        history_limit: int = 1000,
+        track_tasks: bool = True,
+        creation_depth: int = CREATION_DEPTH,
+    ) -> None:
         super().__init__()
         self.history_limit = history_limit
+        #: How many frames of each task's creation chain to note (see `_creation_chain`).
+        self.creation_depth = max(1, creation_depth)
         #: Whether to note creators and finishes per task (a few microseconds per task on the
         #: loop thread). Off: nothing runs per task; snapshots still show every pending task.
         self.track_tasks = track_tasks
@@ -276,7 +334,7 @@ class Tracker(LoopTracker):
         made it, when and where, as cheaply as possible (an id is given on first look)."""
         try:
             parent_id = self.ensure_meta(parent).task_id if parent is not None else None
-            site = _creation_site(sys._getframe(2))
+            site = _creation_chain(sys._getframe(2), self.creation_depth)
             if id(task) in self._meta:
                 self.note_creation(task, parent_id, site)
             else:
@@ -478,7 +536,7 @@ class Tracker(LoopTracker):
         original_create_task = loop.create_task
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context = record.callback_context
-        get_frame, asyncio_dir = sys._getframe, _ASYNCIO_DIR
+        get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             # `on_task_created`, inlined: this runs on the host's loop thread for every task.
@@ -492,14 +550,7 @@ class Tracker(LoopTracker):
                         parent_id = parent_meta.task_id
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
-                frame: FrameType | None = get_frame(1)
-                site: Site = ()
-                while frame is not None:
-                    code = frame.f_code
-                    if not code.co_filename.startswith(asyncio_dir):
-                        site = _site(code, frame.f_lasti)
-                        break
-                    frame = frame.f_back
+                site = creation_chain(get_frame(1), depth)
                 if id(task) in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
                 else:
@@ -611,19 +662,6 @@ def coro_name(coro: Any) -> str:
     return type(coro).__qualname__
 
 
-def _creation_site(frame: FrameType | None) -> Site:
-    """Where a task was asked for: the (code, instruction offset) of the first frame outside
-    asyncio (past asyncio.create_task or TaskGroup.create_task). One frame only, and an offset
-    rather than a line number: each further frame, and each line-table walk, would cost the
-    host's loop thread on every task it creates."""
-    while frame is not None:
-        code = frame.f_code
-        if not code.co_filename.startswith(_ASYNCIO_DIR):
-            return _site(code, frame.f_lasti)
-        frame = frame.f_back
-    return ()
-
-
 def _line_at(code: CodeType, offset: int) -> int | None:
     for start, end, line in code.co_lines():
         if start <= offset < end:
@@ -631,24 +669,22 @@ def _line_at(code: CodeType, offset: int) -> int | None:
     return None
 
 
-#: (id(code), offset) -> (code, its creation site with a line number), for one-frame sites:
-#: tasks made at one place share one tuple (and the snapshot builder, its wire form).
-_SITE_LINES: dict[tuple[int, int], tuple[CodeType, Site]] = {}
+#: id(site) -> (the site, the same with line numbers): tasks made at one place share one
+#: site tuple (see `_SiteNode`), hence one with lines (and the snapshot builder, its wire form).
+_SITE_LINES: dict[int, tuple[Site, Site]] = {}
 
 
 def _site_lines(site: Site) -> Site:
-    """Creation sites with line numbers instead of instruction offsets."""
-    if len(site) != 1:
-        return tuple((code, _line_at(code, offset) or 0) for code, offset in site)
-    code, offset = site[0]
-    key = (id(code), offset)
-    known = _SITE_LINES.get(key)
-    if known is not None and known[0] is code:
+    """Creation chains with line numbers instead of instruction offsets."""
+    if not site:
+        return site
+    known = _SITE_LINES.get(id(site))
+    if known is not None and known[0] is site:
         return known[1]
-    lines = ((code, _line_at(code, offset) or 0),)
+    lines = tuple((code, _line_at(code, offset) or 0) for code, offset in site)
     if len(_SITE_LINES) > 10_000:
         _SITE_LINES.clear()
-    _SITE_LINES[key] = (code, lines)
+    _SITE_LINES[id(site)] = (site, lines)
     return lines
 
 
