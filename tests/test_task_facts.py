@@ -94,6 +94,17 @@ def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None
     assert "(locked, 1 waiting), taken before taskscope attached (holder unknown)" in tree
 
 
+def test_lock_holders_can_be_turned_off(start: Any) -> None:
+    # GIVEN a program run with the agent, lock holders turned off
+    target = start("lock_deadlock.py", env={"TASKSCOPE_LOCK_HOLDERS": "0"}).wait_ready()
+    facts = by_name(snapshot(target.pid))["transfer-a"]["awaiting"]["object"]
+    # THEN nothing is said of holders, and asyncio.Lock was never touched
+    assert facts["locked"] is True
+    assert "holders" not in facts and "holders_unknown" not in facts
+    target.stop()
+    assert "Lock class has _locked: False" in notes(target)
+
+
 def test_locks_behave_the_same_with_the_agent(tmp_path: Any) -> None:
     # GIVEN a stress of locks, conditions and cancellations, whose trace is deterministic
     script = TARGETS / "lock_stress.py"

@@ -9,6 +9,10 @@ task that made it True. Locks made before and after the agent behave the same, a
 the class attribute on uninstall leaves every lock as asyncio made it. A lock taken before the
 agent came has no note: its holder is unknown.
 
+It costs each acquire and each release a call of `__set__` (about 0.8 us per acquire+release
+pair, see benchmarks/lock_cost.py); $TASKSCOPE_LOCK_HOLDERS=0 turns it off (and tracking off,
+`--no-track`, does too).
+
 `Condition` uses a `Lock`, so its holder is the lock's. `Semaphore` is not covered: its
 `_value` is decremented by the releasing task on behalf of the task it wakes
 (`_wake_up_next`), and given back by a cancelled waiter, so the task that changed it is not
@@ -17,6 +21,7 @@ the one that holds it.
 
 from __future__ import annotations
 
+import os
 import weakref
 from asyncio import locks
 from typing import Any
@@ -57,6 +62,13 @@ class _LockedSlot:
 
 
 _SLOT = _LockedSlot()
+
+
+def wanted() -> bool:
+    """Whether to note holders: yes, unless $TASKSCOPE_LOCK_HOLDERS is 0/no/off/false (each
+    acquire and release then costs what it did without the agent; holders are unknown)."""
+    setting = os.environ.get("TASKSCOPE_LOCK_HOLDERS", "1").strip().lower()
+    return setting not in ("0", "no", "off", "false")
 
 
 def install() -> None:

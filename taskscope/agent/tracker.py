@@ -595,7 +595,7 @@ class Tracker(LoopTracker):
         if self._installed:
             return
         super().install()
-        if self.track_tasks:
+        if self.track_tasks and locks.wanted():
             locks.install()
 
     def _watch_unretrieved(self, loop: asyncio.AbstractEventLoop) -> None:
