@@ -1,13 +1,16 @@
-"""What noting each task's creation chain costs the host's loop thread, per task.
+"""What noting each task's creation chain costs the host's loop thread, per task; with
+--failing, what noting a failed task's traceback costs.
 
-Run: python benchmarks/creation_cost.py [--count 20000] [--rounds 15]
+Run: python benchmarks/creation_cost.py [--count 20000] [--rounds 15] [--failing]
 
 One process, one loop; rounds interleave: no agent, the agent's tracker with a creation chain
 of 1 frame, and of `CREATION_DEPTH` (6) frames. Each round creates `--count` tasks from
 a coroutine three calls deep (so a chain of 6 finds 4 of the program's frames before the
 loop's machinery) and awaits them in gather batches of 1,000. Printed: us per task, best and
 median of the rounds, and the ratio of the bests to no agent (with the spread of the ratios
-of rounds run back to back).
+of rounds run back to back). With --failing each task raises a ValueError three calls deep
+(chained from a KeyError), so the done callback notes its traceback (taskscope/agent/
+failures.py): the difference to the same run without --failing is that note's cost.
 """
 
 from __future__ import annotations
@@ -28,8 +31,29 @@ async def short() -> None:
     await asyncio.sleep(0)
 
 
+def parse(row: str) -> int:
+    try:
+        return {"a": 1}[row]
+    except KeyError as error:
+        raise ValueError(row) from error
+
+
+def check(row: str) -> int:
+    return parse(row)
+
+
+async def failing() -> None:
+    await asyncio.sleep(0)
+    check("b")
+
+
+JOB = short
+
+
 async def make_batch(batch: int) -> None:
-    await asyncio.gather(*[asyncio.create_task(short()) for _ in range(batch)])
+    await asyncio.gather(
+        *[asyncio.create_task(JOB()) for _ in range(batch)], return_exceptions=True
+    )
 
 
 async def middle(count: int, batch: int) -> None:
@@ -47,7 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--failing", action="store_true", help="tasks that raise")
     args = parser.parse_args()
+    global JOB
+    JOB = failing if args.failing else short
     configs: list[tuple[str, int | None]] = [
         ("no agent", None),
         ("chain of 1", 1),
@@ -73,7 +100,9 @@ def main() -> None:
 
     asyncio.run(run())
     base = times["no agent"]
-    print(f"python {sys.version.split()[0]}, {args.rounds} interleaved rounds of {args.count:,}")
+    what = "failing tasks" if args.failing else "tasks"
+    version = sys.version.split()[0]
+    print(f"python {version}, {args.rounds} interleaved rounds of {args.count:,} {what}")
     print(f"{'':14}{'best us':>9}{'median':>9}{'x (best)':>10}{'x spread':>14}")
     for name, _ in configs:
         ratios = [t / b for t, b in zip(times[name], base, strict=True)]

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.summary import exception_line
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
 from taskscope.client import AgentClient
 from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
@@ -234,3 +235,32 @@ def test_the_creation_chain_is_bounded_shared_and_skips_asyncio() -> None:
     # AND asyncio's frames are skipped (TaskGroup.create_task), the chain ending at the task
     grouped = [frame["function"] for frame in tasks["grouped"]["created_from"]]
     assert grouped == ["test_the_creation_chain_is_bounded_shared_and_skips_asyncio.<locals>.main"]
+
+
+def test_the_exception_line_never_runs_the_programs_code() -> None:
+    # GIVEN exceptions whose message would need the program's code to make
+    called: list[str] = []
+
+    class Loud(Exception):
+        def __str__(self) -> str:
+            called.append("__str__")
+            return "loud"
+
+    class Key:
+        def __repr__(self) -> str:
+            called.append("__repr__")
+            return "key"
+
+    class Quiet(ValueError):
+        pass
+
+    # THEN the line says what it can without calling it
+    assert exception_line(Loud("x")).endswith("Loud: <message not read: custom __str__>")
+    assert exception_line(KeyError(Key())).startswith("KeyError(<")
+    assert exception_line(OSError(2, "gone", Key())) == "FileNotFoundError(2, 'gone')"
+    assert called == []
+    # AND built-in messages read as Python prints them
+    assert exception_line(ValueError("bad row")) == "ValueError: bad row"
+    assert exception_line(KeyError("k")) == "KeyError: 'k'"
+    assert exception_line(Quiet("q")).endswith("Quiet: q")
+    assert exception_line(RuntimeError()) == "RuntimeError"

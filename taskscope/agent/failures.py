@@ -93,6 +93,9 @@ def _segments(exc: BaseException) -> tuple[Segment, ...]:
     """The exception and those it was chained from, as Python prints them: the innermost
     cause first, each followed by the members of its group; each segment's last field is how
     it follows the one printed before it ("cause", "context", "member" or "")."""
+    if exc.__cause__ is None and exc.__context__ is None and not _is_group(exc):
+        frames, left_out = _entries(exc.__traceback__, MAX_FRAMES)
+        return ((frames, left_out, exception_line(exc), ""),)
     chain: list[tuple[BaseException, str]] = []  # outermost first, with how it was chained
     current: BaseException | None = exc
     relation = ""
@@ -117,6 +120,10 @@ def _segments(exc: BaseException) -> tuple[Segment, ...]:
             segments.append((frames, left_out, exception_line(member), "member"))
         follows = relation
     return tuple(segments)
+
+
+def _is_group(exc: BaseException) -> bool:
+    return isinstance(exc, BaseExceptionGroup)
 
 
 def _group_members(exc: BaseException) -> list[BaseException]:

@@ -42,26 +42,48 @@ def result_summary(value: Any) -> str:
     return safe_repr(value)
 
 
-_MESSAGE_ARG_TYPES = (str, int, float, bool, type(None), bytes)
+_MESSAGE_ARG_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+#: id(exception class) -> (the class, the name a traceback gives it, how its message is
+#: made: 0 by the program's own __str__ (not read), 1 by a built-in one, 2 as OSError does
+#: (its filenames too)). One lookup per failed task instead of a walk of its class's MRO.
+_KINDS: dict[int, tuple[type, str, int]] = {}
+
+
+def _kind_of(kind: type) -> tuple[type, str, int]:
+    known = _KINDS.get(id(kind))
+    if known is not None and known[0] is kind:
+        return known
+    module = kind.__module__
+    qualname = kind.__qualname__
+    name = qualname if module in ("builtins", "__main__") else f"{module}.{qualname}"
+    owner = next((base for base in kind.__mro__ if "__str__" in base.__dict__), object)
+    how = 0
+    if owner.__module__ == "builtins":
+        how = 2 if issubclass(kind, OSError) else 1
+    if len(_KINDS) > 1000:
+        _KINDS.clear()
+    known = _KINDS[id(kind)] = (kind, name, how)
+    return known
 
 
 def exception_line(exc: BaseException) -> str:
     """The last line of a traceback, `ValueError: bad row`, as Python prints it when the
     message can be made without the program's code: the exception's `__str__` must be a
     built-in one, applied to built-in values. Otherwise only the type is told."""
-    kind = type(exc)
-    module = kind.__module__
-    name = (
-        kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
-    )
-    str_owner = next((base for base in kind.__mro__ if "__str__" in base.__dict__), object)
-    args = exc.args
-    if str_owner.__module__ != "builtins" or type(args) is not tuple:
+    _kind, name, how = _kind_of(type(exc))
+    if not how:
         return f"{name}: <message not read: custom __str__>"
-    if isinstance(exc, OSError):  # its __str__ shows these too (built-in attributes)
-        args = (*args, exc.filename, exc.filename2)
-    if not all(type(arg) in _MESSAGE_ARG_TYPES for arg in args):
-        shown = ", ".join(safe_repr(arg, 80) for arg in exc.args[:3])
-        return f"{name}({shown})"
+    args = exc.args
+    if type(args) is not tuple:
+        return f"{name}: <message not read>"
+    plain = _MESSAGE_ARG_TYPES
+    for arg in args:
+        if type(arg) not in plain:
+            shown = ", ".join(safe_repr(arg, 80) for arg in args[:3])
+            return f"{name}({shown})"
+    if how == 2:
+        error: Any = exc
+        if type(error.filename) not in plain or type(error.filename2) not in plain:
+            return f"{name}({', '.join(safe_repr(arg, 80) for arg in args[:3])})"
     message = str(exc)
     return _clip(f"{name}: {message}" if message else name, 1000)

@@ -426,7 +426,12 @@ class Tracker(LoopTracker):
             note = FailureNote(task, exc, watched)
         except Exception:
             return None
-        self.failures[id(task)] = note
+        failures = self.failures
+        failures[id(task)] = note
+        if len(failures) > self.history_limit + 64:
+            # The oldest note has left the history (or will before anyone reads it): its
+            # task's report no longer matters. Insertion order: the first is the oldest.
+            failures.pop(next(iter(failures)), None)
         return note
 
     def finished_tasks(self) -> list[FinishedTask]:
