@@ -1493,6 +1493,9 @@ class _Assignments:
 def test_lock_locked_is_set_true_by_the_acquiring_task_and_false_by_release() -> None:
     # locks._LockedSlot: True assigned by the task that takes the lock (fast path and after
     # being woken), False by release (whoever calls it); reads never reach the descriptor
+    from taskscope.agent import locks as holder_notes
+
+    holder_notes.uninstall()  # an agent another test left installed would see them too
     assert "_locked" not in locks.Lock.__dict__
     early: Any = asyncio.Lock()  # made before the descriptor: behaves the same
     slot = _Assignments()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.summary import exception_line
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
@@ -176,11 +178,17 @@ def test_failed_tasks_after_an_attach(start: Any) -> None:
     target.stop()
 
 
-def test_never_retrieved_message_is_unchanged(start: Any) -> None:
-    # GIVEN the same program with and without the agent
-    plain = start("failures.py", agent=False).wait_ready()
-    watched = start("failures.py").wait_ready()
-    snapshot(watched.pid)  # looked at: the orphan's flag read while it lives
+@pytest.mark.parametrize("how", ["run", "attach"])
+def test_never_retrieved_message_is_unchanged(start: Any, how: str) -> None:
+    # GIVEN the same program without the agent, and with it (run with it, or attached to)
+    plain = start("failures.py", "on-go", agent=False).wait_ready()
+    watched = start("failures.py", "on-go", agent=how == "run").wait_ready()
+    if how == "attach":
+        assert run_cli("dump", str(watched.pid)).returncode == 0
+    for target in (plain, watched):
+        target.file(f"go-{target.pid}").write_text("go")
+        wait_for(lambda target=target: "all failed" in notes(target), what="the tasks to fail")
+    _assert_failures(watched.pid)  # looked at: the orphan's flag read while it lives
     # THEN asyncio's own reports ("Task exception was never retrieved") are the same
     plain_code, plain_out, plain_err = plain.stop()
     code, out, err = watched.stop()
