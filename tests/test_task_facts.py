@@ -65,6 +65,7 @@ def test_a_two_lock_deadlock_names_each_locks_holder(start: Any) -> None:
     code, _out, err = target.stop()
     assert code == 0, err
     assert "Lock class has _locked: True" in notes(target)
+    assert "loop has call_exception_handler: True" in notes(target)
 
 
 def test_holders_are_known_for_locks_taken_after_an_attach_and_detach_restores_lock(
@@ -83,6 +84,7 @@ def test_holders_are_known_for_locks_taken_after_an_attach_and_detach_restores_l
     code, _out, err = target.stop()
     assert code == 0, err
     assert "Lock class has _locked: False" in notes(target)
+    assert "loop has call_exception_handler: False" in notes(target)
 
 
 def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None:

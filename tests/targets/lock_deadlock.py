@@ -5,7 +5,8 @@ argv[2] "now" (default): the deadlock forms, then the target says it is ready. "
 target says it is ready first and forms the deadlock when a `go-PID` file appears (so a test
 can attach before the locks are taken), noting "deadlocked" once both tasks wait. Either way
 it notes, when it is stopped, whether `asyncio.Lock`'s class has an attribute `_locked` (asyncio
-gives it none: only the agent's note of lock holders)."""
+gives it none: only the agent's note of lock holders), and whether the loop object has an
+attribute `call_exception_handler` (the agent's watch of unretrieved exceptions)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ async def main() -> None:
     for transfer_task in transfers:
         transfer_task.cancel()
     note(f"Lock class has _locked: {'_locked' in asyncio.Lock.__dict__}")
+    loop_attributes = vars(asyncio.get_running_loop())
+    note(f"loop has call_exception_handler: {'call_exception_handler' in loop_attributes}")
 
 
 asyncio.run(main())
