@@ -35,7 +35,7 @@ from taskscope.agent.chains import (
 )
 from taskscope.agent.cycles import find_cycles
 from taskscope.agent.loops import LoopRecord
-from taskscope.agent.reach import REACH_KINDS, ReachState, judge_tasks, mark_records
+from taskscope.agent.reach import ReachState, reach_step
 from taskscope.agent.tracker import (
     FinishedTask,
     TaskMeta,
@@ -670,28 +670,12 @@ def _mark_reach(
     look_seconds: float,
 ) -> None:
     """Step 5b: the records of the tasks nothing references (`unreferenced`) or whose
-    future nothing else can reach (`never_woken` in their description's object), judged for
-    the tasks waiting on a bare future or a primitive, with no deadline."""
+    future nothing else can reach (`never_woken` in their description's object): see
+    taskscope.agent.reach."""
     state = _REACH_STATES.get(tracker)
     if state is None:
         state = _REACH_STATES[tracker] = ReachState()
-    candidates: list[int] = []
-    objects: list[Any] = []
-    for position, record in enumerate(records):
-        awaiting = record["awaiting"]
-        if awaiting is None or awaiting["kind"] not in REACH_KINDS:
-            continue
-        countdown = awaiting.get("countdown")
-        if countdown is not None and countdown[1] is not None:
-            continue  # a deadline will wake it
-        candidates.append(position)
-        facts = awaiting.get("object")
-        objects.append(facts.get("id") if facts is not None else None)
-    if not candidates and not state.marked:
-        return
-    numbers = [meta.task_id for meta in metas]
-    found = judge_tasks(state, tasks, numbers, candidates, look_seconds, objects=objects)
-    mark_records(state, records, metas, found)
+    reach_step(state, tasks, records, metas, look_seconds)
 
 
 def find_task(tracker: Tracker, task_number: int) -> asyncio.Task[Any] | None:

@@ -24,10 +24,13 @@ futures moved while it was judged is left unjudged too. Only positives are repor
 unknown reference (held by the agent, by a C extension) can only hide a warning, never make
 a false one.
 
-What a look judges is kept per task: a positive until the task's wait changes (nothing can
-reach it, so nothing can change it), a negative for `RECHECK` seconds. A look spends at most
-`BUDGET` seconds here, or `BUDGET_SHARE` of its own time when that is more; tasks not judged
-yet are judged in the next looks.
+The cost is kept small and bounded. The waiting tasks are scanned for candidates once every
+`SCAN_PERIOD` seconds (the looks between only keep the marks of the tasks found); what a
+scan judges is kept per task, a positive until the task's wait changes (nothing can reach
+it, so nothing can change it), a negative for `RECHECK` seconds; a scan spends at most
+`BUDGET` seconds judging, or `BUDGET_SHARE` of its look's time when that is more (a few
+hundred small clusters): tasks not judged yet are judged by the next scans. Tasks crowding
+on one object (more than `MAX_WAITERS`) are left unjudged at once, all of them.
 """
 
 from __future__ import annotations
@@ -52,10 +55,13 @@ MAX_WAITERS: Final = 32
 MAX_CHAIN: Final = 64
 MAX_LOCALS: Final = 64
 #: Seconds before a task found reachable is judged again.
-RECHECK: Final = 5.0
+RECHECK: Final = 30.0
+#: Seconds between two scans of the waiting tasks for candidates to judge; the looks between
+#: only keep the marks of the tasks found.
+SCAN_PERIOD: Final = 2.0
 #: Seconds a look may spend here at least; and the share of the look's own time, if more.
-BUDGET: Final = 0.004
-BUDGET_SHARE: Final = 0.2
+BUDGET: Final = 0.005
+BUDGET_SHARE: Final = 0.1
 
 _FUTURE_TYPES: Final[tuple[type, ...]] = tuple(
     {asyncio.Future, getattr(asyncio.futures, "_PyFuture", asyncio.Future)}
@@ -94,12 +100,14 @@ class Verdict:
 class ReachState:
     """The verdicts of the looks of one tracker, by task id."""
 
-    __slots__ = ("looks", "marked", "verdicts")
+    __slots__ = ("looks", "marked", "scanned_at", "verdicts")
 
     def __init__(self) -> None:
         self.verdicts: dict[int, Verdict] = {}
-        #: The ids of the tasks whose records the last look marked.
-        self.marked: set[int] = set()
+        #: The tasks whose records say a verdict, by task id: their metadata.
+        self.marked: dict[int, Any] = {}
+        #: When the last scan of the candidates was (monotonic clock).
+        self.scanned_at: float | None = None
         self.looks = 0
 
 
@@ -278,11 +286,14 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
     before = [getrefcount(member) for member in members]
     edges: list[list[int]] = []
     inside = [0] * len(members)
+    find = index.get
+    get_referents = gc.get_referents
     for member in members:
+        # Every member is alive (held by `members`): an id found is that member's.
         targets = [
-            index[id(referent)]
-            for referent in gc.get_referents(member)
-            if id(referent) in index and members[index[id(referent)]] is referent
+            target
+            for target in map(find, map(id, get_referents(member)))
+            if target is not None
         ]
         for target in targets:
             inside[target] += 1
@@ -332,7 +343,7 @@ def _reachable(edges: list[list[int]], starts: list[int], through: set[int]) -> 
 def judge_tasks(
     state: ReachState,
     tasks: Sequence[Any],
-    numbers: Sequence[int],
+    metas: Sequence[Any],
     candidates: Sequence[int],
     look_seconds: float,
     now: float | None = None,
@@ -340,7 +351,7 @@ def judge_tasks(
 ) -> dict[int, tuple[bool, bool]]:
     """(unreferenced, never_woken) by position in `tasks`, for the positions in
     `candidates` (waiting in one of `REACH_KINDS`, with no deadline); positives only.
-    `tasks` is the look's own list (it holds each task once); `numbers` their task ids;
+    `tasks` is the look's own list (it holds each task once); `metas` their metadata;
     `objects`, when given, what each candidate's description names as the object it waits
     on (its `id` fact): a cluster left unjudged (too large) is not built again for the
     other tasks waiting on the same object."""
@@ -357,7 +368,7 @@ def judge_tasks(
     for count, position in enumerate(candidates):
         waited_on = objects[count] if objects is not None else None
         task = tasks[position]
-        number = numbers[position]
+        number = metas[position].task_id
         future = getattr(task, "_fut_waiter", None)
         verdict = verdicts.get(number)
         if verdict is not None and verdict.future() is future and future is not None:
@@ -396,7 +407,7 @@ def judge_tasks(
                 continue  # a task created after the look's list was read
             _remember(
                 verdicts,
-                numbers[other],
+                metas[other].task_id,
                 members[future_position],
                 unreferenced,
                 never_woken,
@@ -406,7 +417,7 @@ def judge_tasks(
                 found[other] = (unreferenced, never_woken)
         del cluster, members, member
     if len(verdicts) > 2 * len(candidates) + 1024:
-        alive = {numbers[position] for position in candidates}
+        alive = {metas[position].task_id for position in candidates}
         for number in [number for number in verdicts if number not in alive]:
             del verdicts[number]
     return found
@@ -429,32 +440,69 @@ def _remember(
     verdicts[number] = Verdict(reference, unreferenced, never_woken, at)
 
 
-def mark_records(
+def reach_step(
     state: ReachState,
+    tasks: Sequence[Any],
     records: list[Any],
     metas: Sequence[Any],
-    found: dict[int, tuple[bool, bool]],
+    look_seconds: float,
+    now: float | None = None,
 ) -> None:
-    """Gives the records at the positions in `found` their facts (`unreferenced` on the
-    record, `never_woken` in its description's `object`), and takes them off the records of
-    the tasks marked by the last look and not by this one. A record that already says what
-    it should stays the same object (the next look gives it back while the task stays put)."""
-    marked: set[int] = state.marked
-    now_marked: set[int] = set()
-    for position, (unreferenced, never_woken) in found.items():
-        meta = metas[position]
-        now_marked.add(meta.task_id)
-        record = records[position]
-        if _says(record) != (unreferenced, never_woken):
-            records[position] = meta.record = _with_facts(record, unreferenced, never_woken)
-    gone = marked - now_marked
-    if gone:
-        for position, meta in enumerate(metas):
-            if meta.task_id in gone:
-                record = records[position]
-                if _says(record) != (False, False):
-                    records[position] = meta.record = _with_facts(record, False, False)
-    state.marked = now_marked
+    """The look's step: every `SCAN_PERIOD` seconds, judge the tasks waiting in one of
+    `REACH_KINDS` with no deadline (within the budget, verdicts kept); at every look, give
+    the records of the tasks found so their facts (`unreferenced` on the record,
+    `never_woken` in its description's `object`), and take them off a task that moved. A
+    record that already says what it should stays the same object. `tasks`, `records` and
+    `metas` are the look's, position for position."""
+    at = time.monotonic() if now is None else now
+    if state.scanned_at is None or at - state.scanned_at >= SCAN_PERIOD:
+        state.scanned_at = at
+        candidates: list[int] = []
+        objects: list[Any] = []
+        for position in range(len(metas)):
+            awaiting = records[position]["awaiting"]
+            if awaiting is None or awaiting["kind"] not in REACH_KINDS:
+                continue
+            countdown = awaiting.get("countdown")
+            if countdown is not None and countdown[1] is not None:
+                continue  # a deadline will wake it
+            candidates.append(position)
+            facts = awaiting.get("object")
+            objects.append(facts.get("id") if facts is not None else None)
+        if candidates:
+            found = judge_tasks(state, tasks, metas, candidates, look_seconds, at, objects)
+            for position in found:
+                meta = metas[position]
+                state.marked[meta.task_id] = meta
+    if state.marked:
+        _refresh_marks(state, tasks, records, metas)
+
+
+def _refresh_marks(
+    state: ReachState, tasks: Sequence[Any], records: list[Any], metas: Sequence[Any]
+) -> None:
+    """The records of the marked tasks say their verdicts, while those hold (the task still
+    waits on the future it was judged for); a task that moved or went is unmarked."""
+    for number, meta in list(state.marked.items()):
+        slot = meta.slot
+        if slot is None or slot >= len(metas) or metas[slot] is not meta:
+            del state.marked[number]  # finished, or gone
+            continue
+        verdict = state.verdicts.get(number)
+        future = getattr(tasks[slot], "_fut_waiter", None)
+        if (
+            verdict is None
+            or future is None
+            or verdict.future() is not future
+            or not (verdict.unreferenced or verdict.never_woken)
+        ):
+            wanted = (False, False)
+            del state.marked[number]
+        else:
+            wanted = (verdict.unreferenced, verdict.never_woken)
+        record = records[slot]
+        if _says(record) != wanted:
+            records[slot] = meta.record = _with_facts(record, *wanted)
 
 
 def _says(record: Any) -> tuple[bool, bool]:
