@@ -78,9 +78,6 @@ _PRIMITIVES: Final = (
 )
 #: Where the primitives keep the futures of their waiters.
 _WAITER_ATTRIBUTES: Final = ("_waiters", "_getters", "_putters")
-#: References the judging code itself holds to each member while it counts: the members
-#: list, the loop variable, `sys.getrefcount`'s argument.
-_OWN_REFERENCES: Final = 3
 
 
 class Verdict:
@@ -118,7 +115,9 @@ class _Cluster:
     __slots__ = ("futures", "index", "members", "task_slots", "tasks")
 
     def __init__(self) -> None:
-        self.members: list[Any] = []
+        #: First, an object nothing else references: its count is what the judging code's own
+        #: references add to each member's (versions differ: 3.14 borrows where 3.13 counts).
+        self.members: list[Any] = [object()]
         #: id(member) -> its position in `members`.
         self.index: dict[int, int] = {}
         #: positions of the waiting tasks, and of each one's future.
@@ -291,9 +290,7 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
     for member in members:
         # Every member is alive (held by `members`): an id found is that member's.
         targets = [
-            target
-            for target in map(find, map(id, get_referents(member)))
-            if target is not None
+            target for target in map(find, map(id, get_referents(member))) if target is not None
         ]
         for target in targets:
             inside[target] += 1
@@ -304,8 +301,9 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
         return None
     task_positions = set(cluster.tasks)
     held: list[int] = []
+    own = after[0]  # the first member, referenced by `members` alone
     for position, count in enumerate(after):
-        outside = count - _OWN_REFERENCES - inside[position]
+        outside = count - own - inside[position]
         if position in cluster.task_slots:
             outside -= 1  # the look's list of tasks
         if outside < 0:
