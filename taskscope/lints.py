@@ -64,7 +64,15 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     findings.extend(lock_deadlocks(model))
     findings.extend(await_cycles(model))
     pending = model.pending()
-    findings.extend(_flagged(pending, "never_woken", _never_woken_facts))
+    # A task of a deadlock or a cycle never wakes either: the deadlock says why.
+    explained = {task_id for finding in findings for task_id in finding.tasks}
+    findings.extend(
+        _flagged(
+            (task for task in pending if task.id not in explained),
+            "never_woken",
+            _never_woken_facts,
+        )
+    )
     findings.extend(_flagged(pending, "unreferenced", _unreferenced_facts))
     findings.extend(exceptions_never_retrieved(model, at))
     findings.extend(cancels_not_honoured(pending, at))
@@ -164,22 +172,25 @@ def lock_deadlocks(model: TaskModel) -> Iterator[Finding]:
 
 
 def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
-    """task id -> how to name the lock it waits for: its name, and where two locks of the
-    cycle share a name (both `lock` in their own code), its id too."""
+    """task id -> how to name the lock it waits for: its name, numbered where two locks of
+    the cycle share one (`second #1`, `second #2`: each task names its locks its own way)."""
     facts = {task_id: model.tasks[task_id].awaiting for task_id in task_ids}
     names = {task_id: _lock_name(awaiting) for task_id, awaiting in facts.items() if awaiting}
     ids_by_name: dict[str, set[Any]] = {}
     for task_id, name in names.items():
         awaiting = facts[task_id]
         ids_by_name.setdefault(name, set()).add(awaiting.facts.get("id") if awaiting else None)
-    return {
-        task_id: (
-            f"{name} ({facts[task_id].facts.get('id')})"  # type: ignore[union-attr]
-            if len(ids_by_name[name]) > 1
-            else name
-        )
-        for task_id, name in names.items()
-    }
+    numbers: dict[Any, int] = {}
+    labels = {}
+    for task_id, name in names.items():
+        if len(ids_by_name[name]) == 1:
+            labels[task_id] = name
+            continue
+        awaiting = facts[task_id]
+        object_id = awaiting.facts.get("id") if awaiting else None
+        number = numbers.setdefault(object_id, len(numbers) + 1)
+        labels[task_id] = f"{name} #{number}"
+    return labels
 
 
 def _lock_name(awaiting: Awaiting) -> str:

@@ -67,8 +67,7 @@ def test_locks_of_one_name_are_told_apart_by_their_ids() -> None:
     )
     text = finding_text(find_warnings(model)[0], model)
     assert text == (
-        "lock deadlock: a holds lock (0x1) and waits for lock (0x2), held by b, "
-        "which waits for lock (0x1)"
+        "lock deadlock: a holds lock #2 and waits for lock #1, held by b, which waits for lock #2"
     )
 
 
@@ -85,6 +84,14 @@ def test_a_deadlock_through_an_awaited_task_names_every_task() -> None:
     assert finding_text(findings[0], model) == (
         "lock deadlock: b waits for M, held by c, which waits for L, held by a, which awaits b"
     )
+
+
+def test_tasks_of_a_deadlock_are_not_also_said_never_woken() -> None:
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("second", "0x2", ["2"], never_woken=True)),
+        task("2", "b", awaiting=lock_wait("first", "0x1", ["1"], never_woken=True)),
+    )
+    assert kinds(model) == ["lock_deadlock"]
 
 
 def test_a_task_waiting_for_a_lock_it_holds_is_a_deadlock_of_its_own() -> None:

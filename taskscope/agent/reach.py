@@ -246,6 +246,11 @@ def _build_cluster(first: Any, held_by_look: set[int]) -> _Cluster | None:
             seen_primitives.add(id(primitive))
             if not cluster.add(primitive):
                 return None
+            for attributes in gc.get_referents(primitive):
+                # Its instance dict, when there is one (the agent's lock notes make one):
+                # the primitive's own, as its waiter deques are.
+                if type(attributes) is dict and not cluster.add(attributes):
+                    return None
             for attribute in _WAITER_ATTRIBUTES:
                 waiters = getattr(primitive, attribute, None)
                 if waiters is None:
