@@ -68,7 +68,15 @@ def _prefix_task(pid: int, task: WireTask) -> WireTask:
     merged["parent"] = None if task["parent"] is None else mark(task["parent"])
     awaiting = task["awaiting"]
     if awaiting is not None and awaiting.get("tasks"):
-        merged["awaiting"] = {**awaiting, "tasks": [mark(other) for other in awaiting["tasks"]]}
+        merged["awaiting"] = awaiting = {
+            **awaiting,
+            "tasks": [mark(other) for other in awaiting["tasks"]],
+        }
+    facts = awaiting.get("object") if awaiting is not None else None
+    if awaiting is not None and facts and facts.get("holders"):
+        # A lock's holders are task ids too (the lints follow them to find deadlocks).
+        holders = [mark(str(holder)) for holder in facts["holders"]]
+        merged["awaiting"] = {**awaiting, "object": {**facts, "holders": holders}}
     merged["pid"] = pid
     result: WireTask = merged  # type: ignore[assignment]
     return result

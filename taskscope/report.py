@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from taskscope.model import LoopInfo, TaskInfo, TaskModel, TreeRow
@@ -24,8 +24,11 @@ from taskscope.relations import (
 )
 from taskscope.words import (
     CYCLE_MARK,
+    WARNING_MARK,
+    FindingFacts,
     age_words,
     cancel_note,
+    finding_text,
     format_duration,
     task_doing,
     tasks_awaited,
@@ -127,18 +130,33 @@ def loop_names(model: TaskModel) -> dict[str, str]:
     return names
 
 
-def ps_table(model: TaskModel, include_finished: bool = False, now: float | None = None) -> str:
+def ps_table(
+    model: TaskModel,
+    include_finished: bool = False,
+    now: float | None = None,
+    warned: Collection[str] = (),
+    only: Collection[str] | None = None,
+) -> str:
+    """The table of tasks; those in `warned` (ids) marked `!` in a first column, which is
+    there only when some task has a warning; with `only`, just those tasks (finished or
+    not)."""
     now = now or time.time()
     several_loops = len(model.loops) > 1
     loops = loop_names(model)
     heads = ["ID", "STATE", "NAME", "CORO", "AGE"]
     if several_loops:
         heads.insert(1, "LOOP")
+    marked = bool(warned)
+    if marked:
+        heads.insert(0, "")
     rows = [heads]
     tasks = sorted(model.tasks.values(), key=lambda task: (task.finished, task.number))
     in_cycle = model.cycle_members()
     for task in tasks:
-        if task.finished and not include_finished:
+        if only is not None:
+            if task.id not in only:
+                continue
+        elif task.finished and not include_finished:
             continue
         state = task.state + (" (running)" if task.running else "")
         note = cancel_note(task, now)
@@ -153,6 +171,8 @@ def ps_table(model: TaskModel, include_finished: bool = False, now: float | None
         ]
         if several_loops:
             cells.insert(1, loops.get(task.loop, safe_text(task.loop)))
+        if marked:
+            cells.insert(0, WARNING_MARK if task.id in warned else "")
         cells.append(safe_text(task_doing(task, now, task.id in in_cycle), 80))
         rows.append(cells)
     heads.append("AWAITING")
@@ -184,10 +204,12 @@ def tree_text(
     now: float | None = None,
     width: int = 120,
     notes: Sequence[str] = (),
+    warned: Collection[str] = (),
 ) -> str:
     """The task tree: each task under the task awaiting it (a solid branch), else under the
     task that created it (a dashed one), grouped by loop when there are several;
-    `notes` (lines about the look itself) come after the header."""
+    `notes` (lines about the look itself) come after the header; the tasks in `warned` (ids)
+    are marked `!` before what they do."""
     now = now or time.time()
     lines = [header(model, argv), *notes]
     lines.extend(blocked_lines(model))
@@ -210,7 +232,7 @@ def tree_text(
     for prefix, row in zip(prefixes, rows, strict=True):
         if row.depth == 0:
             current = by_loop.setdefault(row.task.loop, [])
-        current.append(_tree_line(model, row, prefix, name_width, coro_width, width, now))
+        current.append(_tree_line(model, row, prefix, name_width, coro_width, width, now, warned))
     if len(model.loops) > 1:
         names = loop_names(model)
         for loop in model.loops.values():
@@ -259,6 +281,7 @@ def _tree_line(
     coro_width: int,
     width: int,
     now: float,
+    warned: Collection[str] = (),
 ) -> str:
     task = row.task
     label = prefix + safe_text(task.name)
@@ -282,6 +305,8 @@ def _tree_line(
         )
     age = age_text(task, now) if (task.created_at or task.first_seen_at) else ""
     marker = STATE_MARKERS.get(task.state, "?") if task.finished else ""
+    if task.id in warned and not row.repeated:
+        marker = f"{WARNING_MARK} {marker}".rstrip()
     line = (
         f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
         f"{marker + ' ' if marker else ''}{safe_text(what)}"
@@ -300,6 +325,20 @@ def _prefix(model: TaskModel, row: TreeRow) -> str:
     kind = relation(row.task, parent) if parent is not None else CREATED
     parts.append(branch(kind, row.is_last))
     return "".join(parts)
+
+
+def warning_lines(findings: Sequence[FindingFacts], model: TaskModel) -> list[str]:
+    """The warnings under a table or tree: a title with the legend of the marker, then one
+    line each (`lock deadlock: transfer-a holds first and waits for second, ...`)."""
+    if not findings:
+        return []
+    count = len(findings)
+    lines = [
+        f"{count} warning{'s' if count != 1 else ''} "
+        f"({WARNING_MARK}: a task with a warning; `taskscope lint PID` lists them alone):"
+    ]
+    lines.extend(f"{WARNING_MARK} {safe_text(finding_text(f, model))}" for f in findings)
+    return lines
 
 
 def finished_summary(model: TaskModel, now: float) -> str:

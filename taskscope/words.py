@@ -464,3 +464,159 @@ def group_what(kind: str, awaitings: Iterable[Mapping[str, Any]]) -> str:
     descriptions share, or the group's kind (`running`, `done`...) when they await nothing."""
     labels = {group_label(awaiting) for awaiting in awaitings}
     return shared_words(sorted(labels)) if labels else kind
+
+
+# --- warnings (taskscope.lints) -------------------------------------------------------------
+
+#: The marker beside a task that has a warning (`ps`, `tree`, the dashboard).
+WARNING_MARK: Final = "!"
+#: What each kind of warning is called, in the order `lints.KINDS` reports them.
+WARNING_NAMES: Final = {
+    "lock_deadlock": "lock deadlock",
+    "await_cycle": "await cycle",
+    "never_woken": "never woken",
+    "unreferenced": "unreferenced",
+    "exception_never_retrieved": "exception never retrieved",
+    "cancel_not_honoured": "cancel not honoured",
+    "blocking_step": "blocking step",
+    "sleep0_spin": "sleep(0) spin",
+}
+
+
+class FindingFacts(Protocol):
+    """A warning as `taskscope.lints.Finding` holds it."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def tasks(self) -> tuple[str, ...]: ...
+    @property
+    def loop(self) -> str | None: ...
+    @property
+    def facts(self) -> Mapping[str, Any]: ...
+
+
+class NamedTask(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class TasksByID(Protocol):
+    """What a warning's words need of the model: task names by id (`model.TaskModel`)."""
+
+    @property
+    def tasks(self) -> Mapping[str, NamedTask]: ...
+
+
+def _task_name(model: TasksByID, task_id: str | None, fallback: str | None = None) -> str:
+    if task_id is None:
+        return fallback or "?"
+    task = model.tasks.get(task_id)
+    if task is not None:
+        return task.name
+    return fallback or f"task {task_id}"
+
+
+def _names(model: TasksByID, task_ids: Sequence[str]) -> str:
+    names = [_task_name(model, task_id) for task_id in task_ids]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+#: What a wait that can never end waits for, by await kind.
+_NEVER_WORDS: Final = {
+    "event": "it will never be set",
+    "queue_get": "no item will ever be put in it",
+    "queue_put": "no item will ever be taken from it",
+    "lock": "it will never be released",
+    "semaphore": "it will never be released",
+    "condition": "it will never be notified",
+    "future": "it will never get a result",
+}
+
+
+def finding_text(finding: FindingFacts, model: TasksByID) -> str:
+    """A warning in one line, naming its tasks: `lock deadlock: transfer-a holds first and
+    waits for second, held by transfer-b, which waits for first`."""
+    kind, facts, tasks = finding.kind, finding.facts, finding.tasks
+    title = WARNING_NAMES.get(kind, kind.replace("_", " "))
+    first = _task_name(model, tasks[0]) if tasks else "?"
+    if kind == "lock_deadlock":
+        body = _deadlock_words(model, facts.get("steps") or [])
+    elif kind == "await_cycle":
+        body = f"{_names(model, tasks)} await each other: none of them can finish"
+        if len(tasks) == 1:
+            body = f"{first} awaits itself: it can never finish"
+    elif kind == "never_woken":
+        what = facts.get("what") or "?"
+        never = _NEVER_WORDS.get(str(facts.get("kind")), "it will never be done")
+        body = (
+            f"{first} waits on {what}, which no other task, callback, timer or file can "
+            f"reach: {never}"
+        )
+    elif kind == "unreferenced":
+        body = (
+            f"{first} is pending and nothing references it: the garbage collector may "
+            "destroy it mid-run (keep a reference to the task)"
+        )
+    elif kind == "exception_never_retrieved":
+        body = f"{first} failed with {facts.get('exception') or '?'} and nobody awaited it"
+    elif kind == "cancel_not_honoured":
+        ago = seconds_text(float(facts.get("requested_ago") or 0.0))
+        body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
+    elif kind == "blocking_step":
+        body = _blocking_words(model, finding)
+    elif kind == "sleep0_spin":
+        body = (
+            f"{first} ran {facts.get('steps')} steps ({facts.get('per_second')} a second) "
+            "without waiting on anything: it reschedules itself (a sleep(0) loop?)"
+        )
+    else:
+        body = _names(model, tasks)
+    return f"{title}: {body}"
+
+
+def _deadlock_words(model: TasksByID, steps: Sequence[Mapping[str, Any]]) -> str:
+    if not steps:
+        return "?"
+    locks = [str(step.get("lock")) for step in steps if step.get("waits") == "lock"]
+    if len(steps) == 1:
+        lock = locks[0] if locks else "?"
+        return (
+            f"{_task_name(model, steps[0].get('task'))} holds {lock} and waits for it again "
+            "(asyncio's locks are not reentrant)"
+        )
+    text = _task_name(model, steps[0].get("task"))
+    last = steps[-1]
+    if last.get("waits") == "lock":
+        text += f" holds {last.get('lock')} and"
+    for index, step in enumerate(steps):
+        holder = _task_name(model, step.get("holder"))
+        is_last = index == len(steps) - 1
+        lead = " " if index == 0 else ", which "
+        if step.get("waits") == "lock":
+            text += f"{lead}waits for {step.get('lock')}"
+            if not is_last:
+                text += f", held by {holder}"
+        else:
+            text += f"{lead}awaits {holder}"
+    return text
+
+
+def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
+    facts = finding.facts
+    who = (
+        _task_name(model, finding.tasks[0], facts.get("task_name"))
+        if finding.tasks
+        else (facts.get("callback") or "a callback")
+    )
+    duration = format_duration(float(facts.get("duration") or 0.0))
+    held = "is holding" if facts.get("ongoing") else "held"
+    where = ""
+    if facts.get("function"):
+        where = f" in {facts['function']}() at {facts.get('location')}"
+    when = ""
+    if facts.get("started_at"):
+        when = f", at {time.strftime('%H:%M:%S', time.localtime(float(facts['started_at'])))}"
+    return f"a step of {who} {held} the loop for {duration}{where}{when}"

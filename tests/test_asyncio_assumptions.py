@@ -16,6 +16,7 @@ On 3.14+ the agent's awaited-by graph is also compared with `asyncio.capture_cal
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import concurrent.futures.thread
 import contextvars
@@ -1472,6 +1473,28 @@ def test_a_collected_unretrieved_task_is_reported_through_its_loops_call_excepti
         finally:
             del loop.call_exception_handler
 
+
+# --- what reach.py counts: references among a waiting task's objects ------------------------------
+
+
+def test_a_pending_task_nothing_references_is_garbage_the_registry_holds_it_weakly() -> None:
+    # reach: `unreferenced` means the collector may destroy the task ("Task was destroyed but
+    # it is pending!"); asyncio's registry of tasks (a WeakSet, or C lists from 3.14) must not
+    # keep it alive
+    async def scenario() -> None:
+        async def forever() -> None:
+            await asyncio.Future()
+
+        gc.disable()
+        try:
+            alive = weakref.ref(_spawn(forever(), name="leak"))
+            await _until(lambda: alive() is not None and alive()._fut_waiter is not None, "wait")
+            assert alive() in asyncio.all_tasks()
+            gc.collect()
+            assert alive() is None
+        finally:
+            gc.enable()
+
     _run(scenario)
 
 
@@ -1562,5 +1585,100 @@ def test_a_semaphore_is_decremented_by_the_releasing_task_for_the_task_it_wakes(
         # release() gave 1 back and took it again for the waiter, in this task
         assert before == 0 and changes == [(0, me)]
         semaphore.release()
+
+
+def test_a_waiting_tasks_chain_lists_every_reference_it_holds_to_the_gc() -> None:
+    # reach._chain_members, reach._judge: the references among a task waiting on an Event are
+    # all listed by gc.get_referents of the task, its future, the future's wakeup, its
+    # coroutines (their locals, the FutureIter on the stack), the Event and its deque: with
+    # nothing else holding them, each one's refcount is exactly what those list
+    from taskscope.agent import reach
+
+    async def scenario() -> None:
+        async def wait_on(event: asyncio.Event) -> None:
+            await event.wait()
+
+        task = _spawn(wait_on(asyncio.Event()), name="waiter")
+        assert type(await _suspended(task)) in reach._FUTURE_TYPES
+        cluster = reach._build_cluster(task, held_by_look=set())
+        assert cluster is not None
+        kinds = [type(member).__name__ for member in cluster.members]
+        assert kinds[1:4] == ["Task", "Future", "builtin_function_or_method"]
+        assert {"coroutine", "Event", "deque"} <= set(kinds)
+        event_at = kinds.index("Event")
+        assert list(cluster.members[event_at]._waiters) == [task._fut_waiter]
+        verdict = reach._judge(cluster)
+        # the test's `task` variable holds the task: referenced, but its future is not reached
+        assert verdict == ([False], [True])
+        await _finish(task)
+
+    _run(scenario)
+
+
+def test_async_with_keeps_the_bound_aexit_and_f_locals_leaves_a_dict_on_the_coroutine() -> None:
+    # reach._chain_members: the references to a lock from a frame inside `async with lock`
+    # include the bound `__aexit__` on its stack (3.14+: the lock itself); reading f_locals
+    # (3.11, 3.12) leaves a dict of the locals that the coroutine holds (3.13+: a proxy)
+    async def scenario() -> None:
+        lock = asyncio.Lock()
+        await lock.acquire()
+
+        async def wants(lock: asyncio.Lock) -> None:
+            async with lock:
+                pass
+
+        task = _spawn(wants(lock))
+        await _suspended(task)
+        coro = task._coro
+        referents = gc.get_referents(coro)
+        exits = [r for r in referents if type(r) is MethodType and r.__self__ is lock]
+        if sys.version_info < (3, 14):
+            assert [method.__name__ for method in exits] == ["__aexit__"]
+        else:  # the function and its `self` apart on the stack: the lock a referent again
+            assert exits == []
+            assert sum(1 for r in referents if r is lock) == 2
+            assert locks.Lock.__aexit__ in referents
+        assert coro.cr_frame.f_locals["lock"] is lock
+        dicts = [r for r in gc.get_referents(coro) if type(r) is dict]
+        if sys.version_info < (3, 13):
+            assert [list(d) for d in dicts] == [["lock"]]
+        else:
+            assert dicts == []
+        lock.release()
+        await task
+
+    _run(scenario)
+
+
+def test_primitives_keep_the_futures_of_their_waiters_in_deques() -> None:
+    # reach._build_cluster (`_WAITER_ATTRIBUTES`): Event, Lock, Condition and Semaphore in
+    # `_waiters`, a Queue in `_getters` and `_putters`, each waiting task's future in them
+    async def scenario() -> None:
+        event, lock, condition = asyncio.Event(), asyncio.Lock(), asyncio.Condition()
+        semaphore, queue = asyncio.Semaphore(0), asyncio.Queue[int](maxsize=1)
+        await lock.acquire()
+
+        async def on_condition() -> None:
+            async with condition:
+                await condition.wait()
+
+        waits = {
+            "event": (event, "_waiters", _spawn(event.wait())),
+            "lock": (lock, "_waiters", _spawn(lock.acquire())),
+            "condition": (condition, "_waiters", _spawn(on_condition())),
+            "semaphore": (semaphore, "_waiters", _spawn(semaphore.acquire())),
+            "queue": (queue, "_getters", _spawn(queue.get())),
+        }
+        for primitive, attribute, task in waits.values():
+            future = await _suspended(task)
+            holder = getattr(primitive, attribute)
+            assert type(holder) is collections.deque and list(holder) == [future]
+        full = asyncio.Queue[int](maxsize=1)
+        full.put_nowait(1)
+        putter = _spawn(full.put(2))
+        future = await _suspended(putter)
+        assert list(full._putters) == [future]
+        lock.release()
+        await _finish(*(task for _p, _a, task in waits.values()), putter)
 
     _run(scenario)

@@ -421,3 +421,49 @@ def test_attach_on_a_uvicorn_master_in_a_terminal_shows_both_workers(
         wait_for(lambda: not terminal.alive(), 20, "the dashboard to quit")
     finally:
         terminal.kill()
+
+
+def test_merge_prefixes_a_locks_holders_so_a_deadlock_across_the_look_is_found() -> None:
+    # GIVEN a worker whose two tasks hold each other's lock
+    def lock_wait(holder: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "kind": "lock",
+            "tasks": [],
+            "object": {"type": "Lock", "id": f"0x{holder}", "name": "l", "holders": [holder]},
+        }
+
+    def record(task_id: str, holder: str) -> dict:  # type: ignore[type-arg]
+        return {
+            "id": task_id,
+            "loop": "L1",
+            "name": f"t{task_id}",
+            "state": "pending",
+            "coro": "c",
+            "stack": [],
+            "awaited_by": [],
+            "parent": None,
+            "created_at": None,
+            "finished_at": None,
+            "awaiting": lock_wait(holder),
+        }
+
+    worker = {
+        "schema": 1,
+        "pid": 11,
+        "python": "3.12.1",
+        "taken_at": 1.0,
+        "history_limit": 10,
+        "cycles": [],
+        "loops": [{"id": "L1", "thread_name": "MainThread"}],
+        "tasks": [record("1", "2"), record("2", "1")],
+    }
+    # WHEN merged with its parent's look
+    merged = merge_snapshots(10, [(11, worker)])  # type: ignore[list-item]
+    # THEN the holders are the merged ids, and the lints find the deadlock
+    from taskscope.lints import find_warnings
+    from taskscope.model import TaskModel
+
+    holders = [task["awaiting"]["object"]["holders"] for task in merged["tasks"]]  # type: ignore[index]
+    assert holders == [["11:2"], ["11:1"]]
+    findings = find_warnings(TaskModel.from_snapshot(merged))
+    assert [(f.kind, f.tasks) for f in findings] == [("lock_deadlock", ("11:1", "11:2"))]

@@ -35,6 +35,7 @@ from taskscope.agent.chains import (
 )
 from taskscope.agent.cycles import find_cycles
 from taskscope.agent.loops import LoopRecord
+from taskscope.agent.reach import ReachState, reach_step
 from taskscope.agent.tracker import (
     FinishedTask,
     TaskMeta,
@@ -237,6 +238,10 @@ class SnapshotBuilder:
             ctx.sleeps,
         )
         _add_awaited_tasks(graph, records, metas)
+        # The objects the look described are no longer held: the reach step counts who holds them.
+        ctx.memo.clear()
+        ctx.self_frame = ctx.self_obj = None
+        _mark_reach(tracker, tasks, records, metas, time.time() - taken_at)
         if tracker.cancel_requests or tracker.cancel_marked:
             _mark_cancel_requests(tracker, records, metas)
         cycles = find_cycles(graph.edges)
@@ -651,6 +656,26 @@ def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list
             marked.discard(number)
         else:
             marked.add(number)
+
+
+#: Tracker -> what the reach step found in its last looks (see taskscope.agent.reach).
+_REACH_STATES: weakref.WeakKeyDictionary[Tracker, ReachState] = weakref.WeakKeyDictionary()
+
+
+def _mark_reach(
+    tracker: Tracker,
+    tasks: list[asyncio.Task[Any]],
+    records: list[WireTask],
+    metas: list[TaskMeta],
+    look_seconds: float,
+) -> None:
+    """Step 5b: the records of the tasks nothing references (`unreferenced`) or whose
+    future nothing else can reach (`never_woken` in their description's object): see
+    taskscope.agent.reach."""
+    state = _REACH_STATES.get(tracker)
+    if state is None:
+        state = _REACH_STATES[tracker] = ReachState()
+    reach_step(state, tasks, records, metas, look_seconds)
 
 
 def find_task(tracker: Tracker, task_number: int) -> asyncio.Task[Any] | None:

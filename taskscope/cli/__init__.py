@@ -1,12 +1,12 @@
-"""The `taskscope` command: list, ps, tree, dump, metrics, exporter, cancel, stack, detach, run,
-attach and demo.
+"""The `taskscope` command: list, ps, tree, dump, lint, metrics, exporter, cancel, stack, detach,
+run, attach and demo.
 
 Every error a user can meet is printed as one line on stderr with a non-zero exit status;
 tracebacks are for bugs only.
 
 Here: `main`, the table of commands and the last-resort error handling. The grammar is in
 parser.py, where a snapshot comes from in sources.py, the commands in show.py (list, ps, tree,
-dump), tasks.py (stack, cancel, detach), exports.py (metrics, exporter, otel) and sessions.py
+dump, lint), tasks.py (stack, cancel, detach), exports.py (metrics, exporter, otel) and sessions.py
 (record, replay, run, attach, bridge, demo); exits.py holds the exit statuses.
 """
 
@@ -31,7 +31,7 @@ from taskscope.cli.sessions import (
     cmd_replay,
     cmd_run,
 )
-from taskscope.cli.show import cmd_dump, cmd_list, cmd_ps, cmd_tree
+from taskscope.cli.show import cmd_dump, cmd_lint, cmd_list, cmd_ps, cmd_tree
 from taskscope.cli.sources import (
     NoEventLoop as NoEventLoop,
     open_source as open_source,
@@ -53,6 +53,7 @@ COMMANDS = {
     "ps": cmd_ps,
     "tree": cmd_tree,
     "dump": cmd_dump,
+    "lint": cmd_lint,
     "metrics": cmd_metrics,
     "exporter": cmd_exporter,
     "stack": cmd_stack,

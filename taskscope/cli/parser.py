@@ -113,8 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ps = looking("ps", "a table of the process's tasks")
     ps.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    ps.add_argument(
+        "--warnings", action="store_true", help="only the tasks that have a warning (and them)"
+    )
     tree = looking("tree", "the task tree, with what each task awaits")
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
+    looking(
+        "lint",
+        "the process's warnings, one a line (deadlocks, leaks, spins...); exit status 4 "
+        "when there is any, 0 when none",
+    )
     dump = looking("dump", "the full snapshot as JSON (schema 1)")
     dump.add_argument("--indent", type=int, default=None, help="pretty-print with this indent")
     metrics = sub.add_parser(

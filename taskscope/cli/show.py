@@ -1,4 +1,5 @@
-"""The commands that show: list (Python processes), ps, tree and dump (a process's tasks)."""
+"""The commands that show: list (Python processes), ps, tree, dump and lint (a process's tasks
+and warnings)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
+from taskscope.cli.exits import EXIT_WARNINGS
 from taskscope.cli.sources import shown_now, take_snapshot
 from taskscope.client import live_agents
 from taskscope.protocol import terminal_safe_json
-from taskscope.words import fill_texts
+from taskscope.words import fill_texts, finding_text
+
+if TYPE_CHECKING:
+    from taskscope.protocol import WireSnapshot, WireWarning
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -90,26 +96,49 @@ def _command_line(pid: int) -> str:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from taskscope.lints import find_warnings, warned_tasks
     from taskscope.model import TaskModel
-    from taskscope.report import blocked_lines, header, ps_table, read_only_lines
+    from taskscope.report import (
+        blocked_lines,
+        header,
+        ps_table,
+        read_only_lines,
+        warning_lines,
+    )
 
     snapshot, argv = take_snapshot(args)
     model = TaskModel.from_snapshot(snapshot)
+    findings = find_warnings(model)
+    warned = warned_tasks(findings)
     print(header(model, argv))
     for line in read_only_lines(snapshot):
         print(line)
     for line in blocked_lines(model):
         print(line)
-    print(ps_table(model, include_finished=args.all, now=shown_now(args, snapshot)))
+    if getattr(args, "warnings", False) and not findings:
+        print("no warnings")
+        return 0
+    table = ps_table(
+        model,
+        include_finished=args.all,
+        now=shown_now(args, snapshot),
+        warned=warned,
+        only=set(warned) if getattr(args, "warnings", False) else None,
+    )
+    print(table)
+    for line in warning_lines(findings, model):
+        print(line)
     return 0
 
 
 def cmd_tree(args: argparse.Namespace) -> int:
+    from taskscope.lints import find_warnings, warned_tasks
     from taskscope.model import TaskModel
-    from taskscope.report import read_only_lines, tree_text
+    from taskscope.report import read_only_lines, tree_text, warning_lines
 
     snapshot, argv = take_snapshot(args)
     model = TaskModel.from_snapshot(snapshot)
+    findings = find_warnings(model)
     width = os.get_terminal_size().columns if sys.stdout.isatty() else 120
     text = tree_text(
         model,
@@ -118,9 +147,24 @@ def cmd_tree(args: argparse.Namespace) -> int:
         now=shown_now(args, snapshot),
         width=width,
         notes=read_only_lines(snapshot),
+        warned=warned_tasks(findings),
     )
     print(text)
+    for line in warning_lines(findings, model):
+        print(line)
     return 0
+
+
+def snapshot_warnings(snapshot: WireSnapshot) -> list[WireWarning]:
+    """The snapshot's warnings as `dump` gives them: `[{kind, tasks, text}]`."""
+    from taskscope.lints import find_warnings
+    from taskscope.model import TaskModel
+
+    model = TaskModel.from_snapshot(snapshot)
+    return [
+        {"kind": finding.kind, "tasks": list(finding.tasks), "text": finding_text(finding, model)}
+        for finding in find_warnings(model)
+    ]
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -129,6 +173,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         # The client gave the agent's snapshots their words; a recording's are made again
         # for the moment shown (a task left an await cycle since its record was written)
         fill_texts(snapshot, "tasks")
+    snapshot["warnings"] = snapshot_warnings(snapshot)
     # One string, not json.dump: dump streams through json's pure-Python encoder, which
     # takes seconds for 100,000 tasks where the C encoder of dumps takes a fraction of one.
     # Control, bidi and zero-width characters of task names escaped: the same JSON, inert
@@ -136,3 +181,21 @@ def cmd_dump(args: argparse.Namespace) -> int:
     text = json.dumps(snapshot, indent=args.indent, ensure_ascii=False)
     sys.stdout.write(terminal_safe_json(text) + "\n")
     return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    """One line per warning (`KIND TASKS: text`); exit status EXIT_WARNINGS when there is
+    any, 0 when none: for CI and scripts."""
+    from taskscope.lints import find_warnings
+    from taskscope.model import TaskModel
+    from taskscope.report import safe_text
+
+    snapshot, _argv = take_snapshot(args)
+    model = TaskModel.from_snapshot(snapshot)
+    findings = find_warnings(model)
+    for finding in findings:
+        print(safe_text(finding_text(finding, model)))
+    if not findings:
+        print(f"no warnings in process {model.pid}", file=sys.stderr)
+        return 0
+    return EXIT_WARNINGS

@@ -203,6 +203,15 @@ class WireProcess(TypedDict):
     tasks: int
 
 
+class WireWarning(TypedDict):
+    """A warning (`taskscope.lints`), as `taskscope dump` adds them: found and worded on the
+    client side, never sent by the agent."""
+
+    kind: str
+    tasks: list[str]
+    text: str
+
+
 class WireSnapshot(TypedDict):
     schema: int
     pid: int
@@ -219,6 +228,8 @@ class WireSnapshot(TypedDict):
     read_only: NotRequired[list[str]]
     # A look at several processes (taskscope/fleet.py): which ones, the parent (`pid`) first.
     processes: NotRequired[list[WireProcess]]
+    # `taskscope dump` only (the client finds them, issue 12): the snapshot's warnings.
+    warnings: NotRequired[list[WireWarning]]
 
 
 class WireDelta(TypedDict):

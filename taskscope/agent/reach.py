@@ -1,0 +1,535 @@
+"""What can still reach a waiting task and what it waits on: the facts behind the
+`unreferenced` and `never_woken` warnings, found by counting references in a small cluster.
+
+A task waiting on a bare future, an Event, a Queue, a Lock, a Condition or a Semaphore makes,
+with what it waits on, a small cluster of objects: the task, its coroutine chain (coroutines,
+their frames, the awaitable at the end), the future it waits on (`_fut_waiter`), the wakeup
+callback the future holds, the primitive whose `self` its frames hold and that primitive's
+waiter deques, and the other tasks waiting on that primitive, with theirs. Every reference
+from one member to another is listed by `gc.get_referents` of the members (what the garbage
+collector itself follows); a member whose reference count (`sys.getrefcount`) is higher than
+the references the cluster and the agent's look hold is held from outside. From the members
+held from outside, follow the cluster's own references:
+
+- a task none of them reaches is `unreferenced`: only asyncio's weak registry and its own wait
+  keep it, and the collector may destroy it mid-run ("Task was destroyed but it is pending!");
+- a task whose future none of them reaches without passing through a waiting task is
+  `never_woken`: no other task, callback, timer or file can set it (a blocked task's frames
+  are no way in: they cannot run).
+
+It costs O(cluster) per task, never a walk over the heap (`gc.get_referrers`). A cluster
+larger than `MAX_CLUSTER` objects, or a primitive with more than `MAX_WAITERS` waiters, is
+left unjudged. The loop's thread may run between two counts: a cluster whose counts or
+futures moved while it was judged is left unjudged too. Only positives are reported, so an
+unknown reference (held by the agent, by a C extension) can only hide a warning, never make
+a false one.
+
+The cost is kept small and bounded. The waiting tasks are scanned for candidates once every
+`SCAN_PERIOD` seconds (the looks between only keep the marks of the tasks found); what a
+scan judges is kept per task, a positive until the task's wait changes (nothing can reach
+it, so nothing can change it), a negative for `RECHECK` seconds; a scan spends at most
+`BUDGET` seconds judging, or `BUDGET_SHARE` of its look's time when that is more (a few
+hundred small clusters): tasks not judged yet are judged by the next scans. Tasks crowding
+on one object (more than `MAX_WAITERS`) are left unjudged at once, all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import time
+import weakref
+from collections.abc import Sequence
+from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType, MethodType
+from typing import Any, Final
+
+from taskscope.agent.chains import _ASEND_TYPES, _asend_generator
+
+#: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
+REACH_KINDS: Final = frozenset(
+    {"future", "event", "queue_get", "queue_put", "lock", "condition", "semaphore"}
+)
+MAX_CLUSTER: Final = 256
+MAX_WAITERS: Final = 32
+MAX_CHAIN: Final = 64
+MAX_LOCALS: Final = 64
+#: Seconds before a task found reachable is judged again.
+RECHECK: Final = 30.0
+#: Seconds between two scans of the waiting tasks for candidates to judge; the looks between
+#: only keep the marks of the tasks found.
+SCAN_PERIOD: Final = 2.0
+#: Seconds a look may spend here at least; and the share of the look's own time, if more.
+BUDGET: Final = 0.005
+BUDGET_SHARE: Final = 0.1
+
+_FUTURE_TYPES: Final[tuple[type, ...]] = tuple(
+    {asyncio.Future, getattr(asyncio.futures, "_PyFuture", asyncio.Future)}
+)
+_TASK_TYPES: Final[tuple[type, ...]] = tuple(
+    {asyncio.Task, getattr(asyncio.tasks, "_PyTask", asyncio.Task)}
+)
+_PRIMITIVES: Final = (
+    asyncio.Event,
+    asyncio.Queue,
+    asyncio.Lock,
+    asyncio.Condition,
+    asyncio.Semaphore,
+)
+#: Where the primitives keep the futures of their waiters.
+_WAITER_ATTRIBUTES: Final = ("_waiters", "_getters", "_putters")
+
+
+class Verdict:
+    """What a look found about one task, kept for the next looks."""
+
+    __slots__ = ("checked_at", "future", "never_woken", "unreferenced")
+
+    def __init__(
+        self, future: weakref.ref[Any], unreferenced: bool, never_woken: bool, checked_at: float
+    ) -> None:
+        self.future = future
+        self.unreferenced = unreferenced
+        self.never_woken = never_woken
+        self.checked_at = checked_at
+
+
+class ReachState:
+    """The verdicts of the looks of one tracker, by task id."""
+
+    __slots__ = ("looks", "marked", "scanned_at", "verdicts")
+
+    def __init__(self) -> None:
+        self.verdicts: dict[int, Verdict] = {}
+        #: The tasks whose records say a verdict, by task id: their metadata.
+        self.marked: dict[int, Any] = {}
+        #: When the last scan of the candidates was (monotonic clock).
+        self.scanned_at: float | None = None
+        self.looks = 0
+
+
+class _Cluster:
+    """The members of one cluster and what judging them needs: which are waiting tasks, and
+    each waiting task's future."""
+
+    __slots__ = ("futures", "index", "members", "task_slots", "tasks")
+
+    def __init__(self) -> None:
+        #: First, an object nothing else references: its count is what the judging code's own
+        #: references add to each member's (versions differ: 3.14 borrows where 3.13 counts).
+        self.members: list[Any] = [object()]
+        #: id(member) -> its position in `members`.
+        self.index: dict[int, int] = {}
+        #: positions of the waiting tasks, and of each one's future.
+        self.tasks: list[int] = []
+        self.futures: list[int] = []
+        #: positions of the tasks the caller's list holds once more (the look's own list).
+        self.task_slots: set[int] = set()
+
+    def add(self, obj: Any) -> bool:
+        """Adds `obj`; False when the cluster is too large."""
+        if id(obj) in self.index:
+            return True
+        if len(self.members) >= MAX_CLUSTER:
+            return False
+        self.index[id(obj)] = len(self.members)
+        self.members.append(obj)
+        return True
+
+
+def _waiting_future(task: Any) -> Any:
+    future = getattr(task, "_fut_waiter", None)
+    if future is None or type(future) not in _FUTURE_TYPES or future.done():
+        return None
+    return future
+
+
+def _chain_members(cluster: _Cluster, task: Any) -> list[Any] | None:
+    """Adds a waiting task's coroutine chain (coroutines, generators, their frame objects,
+    the awaitable at its end) to the cluster; returns the primitives its frames hold, or
+    None when the cluster overflows."""
+    primitives: list[Any] = []
+    get_coro = getattr(task, "get_coro", None)
+    obj = get_coro() if get_coro is not None else None
+    for _ in range(MAX_CHAIN):
+        if obj is None:
+            break
+        if not cluster.add(obj):
+            return None
+        kind = type(obj)
+        if kind is CoroutineType:
+            nxt = obj.cr_await
+        elif kind is GeneratorType:
+            nxt = obj.gi_yieldfrom
+        elif kind is AsyncGeneratorType:
+            nxt = obj.ag_await
+        elif kind in _ASEND_TYPES:
+            nxt = _asend_generator(obj)
+        else:
+            # The awaitable at the end (a FutureIter, a future itself): no chain beyond.
+            break
+        for referent in gc.get_referents(obj):
+            kind = type(referent)
+            if kind is FrameType or (kind is dict and len(referent) <= MAX_LOCALS):
+                # Its frame object, and the dict of its locals that reading `f_locals` left
+                # on the frame (3.11, 3.12): the coroutine's own.
+                if not cluster.add(referent):
+                    return None
+            elif kind is MethodType:
+                # `async with` keeps the bound `__aexit__` on the frame's stack.
+                if not cluster.add(referent):
+                    return None
+                if isinstance(referent.__self__, _PRIMITIVES):
+                    primitives.append(referent.__self__)
+            elif isinstance(referent, _PRIMITIVES):
+                primitives.append(referent)
+        obj = nxt
+    return primitives
+
+
+def _future_members(cluster: _Cluster, future: Any) -> bool:
+    """Adds the containers a future keeps its callbacks (and, from 3.14, its awaiting tasks)
+    in, and the callbacks bound to a task, to the cluster."""
+    for referent in gc.get_referents(future):
+        kind = type(referent)
+        if kind is list or kind is tuple or kind is set:
+            if not cluster.add(referent):
+                return False
+            for item in gc.get_referents(referent):
+                if type(item) is tuple:
+                    if not cluster.add(item):
+                        return False
+                    item_refs = gc.get_referents(item)
+                else:
+                    item_refs = [item]
+                for callback in item_refs:
+                    if _bound_to_task(callback) and not cluster.add(callback):
+                        return False
+        elif _bound_to_task(referent) and not cluster.add(referent):
+            return False
+    return True
+
+
+def _bound_to_task(callback: Any) -> bool:
+    return isinstance(getattr(callback, "__self__", None), _TASK_TYPES)
+
+
+def _build_cluster(first: Any, held_by_look: set[int]) -> _Cluster | None:
+    """The cluster of a waiting task: itself, and through the primitives its frames hold,
+    every task waiting on them. None when it is too large or not of the shape judged here."""
+    cluster = _Cluster()
+    pending = [first]
+    seen_primitives: set[int] = set()
+    while pending:
+        task = pending.pop()
+        if id(task) in cluster.index:
+            continue
+        future = _waiting_future(task)
+        if future is None:
+            return None  # a waiter on the primitive that is not waiting on a bare future
+        cluster.add(task)
+        position = cluster.index[id(task)]
+        cluster.tasks.append(position)
+        if id(task) in held_by_look:
+            cluster.task_slots.add(position)
+        if not cluster.add(future):
+            return None
+        cluster.futures.append(cluster.index[id(future)])
+        if not _future_members(cluster, future):
+            return None
+        primitives = _chain_members(cluster, task)
+        if primitives is None:
+            return None
+        for primitive in primitives:
+            if id(primitive) in seen_primitives:
+                continue
+            seen_primitives.add(id(primitive))
+            if not cluster.add(primitive):
+                return None
+            for attributes in gc.get_referents(primitive):
+                # Its instance dict, when there is one (the agent's lock notes make one):
+                # the primitive's own, as its waiter deques are.
+                if type(attributes) is dict and not cluster.add(attributes):
+                    return None
+            for attribute in _WAITER_ATTRIBUTES:
+                waiters = getattr(primitive, attribute, None)
+                if waiters is None:
+                    continue
+                if len(waiters) > MAX_WAITERS or not cluster.add(waiters):
+                    return None
+                for waiter_future in list(waiters):
+                    if type(waiter_future) not in _FUTURE_TYPES or waiter_future.done():
+                        continue
+                    for referent in gc.get_referents(waiter_future):
+                        owner = getattr(referent, "__self__", None)
+                        if (
+                            isinstance(owner, _TASK_TYPES)
+                            and getattr(owner, "_fut_waiter", None) is waiter_future
+                        ):
+                            pending.append(owner)
+                        elif type(referent) in (list, tuple):
+                            pending.extend(
+                                callback.__self__
+                                for entry in gc.get_referents(referent)
+                                for callback in (
+                                    gc.get_referents(entry) if type(entry) is tuple else [entry]
+                                )
+                                if isinstance(getattr(callback, "__self__", None), _TASK_TYPES)
+                                and getattr(callback.__self__, "_fut_waiter", None) is waiter_future
+                            )
+    return cluster
+
+
+def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
+    """For each waiting task of the cluster (in `cluster.tasks` order): whether nothing
+    outside reaches it, and whether nothing outside reaches its future but through a waiting
+    task. None when the counts moved meanwhile (the loop's thread ran) or do not add up."""
+    members = cluster.members
+    index = cluster.index
+    getrefcount = sys.getrefcount
+    before = [getrefcount(member) for member in members]
+    edges: list[list[int]] = []
+    inside = [0] * len(members)
+    find = index.get
+    get_referents = gc.get_referents
+    for member in members:
+        # Every member is alive (held by `members`): an id found is that member's.
+        targets = [
+            target for target in map(find, map(id, get_referents(member))) if target is not None
+        ]
+        for target in targets:
+            inside[target] += 1
+        edges.append(targets)
+    member = None
+    after = [getrefcount(member) for member in members]
+    if before != after:
+        return None
+    task_positions = set(cluster.tasks)
+    held: list[int] = []
+    own = after[0]  # the first member, referenced by `members` alone
+    for position, count in enumerate(after):
+        outside = count - own - inside[position]
+        if position in cluster.task_slots:
+            outside -= 1  # the look's list of tasks
+        if outside < 0:
+            return None  # a reference counted twice: do not trust this cluster
+        if outside:
+            held.append(position)
+    reached = _reachable(edges, held, through=set())
+    reached_not_via_tasks = _reachable(
+        edges, [p for p in held if p not in task_positions], through=task_positions
+    )
+    unreferenced = [position not in reached for position in cluster.tasks]
+    never_woken = [position not in reached_not_via_tasks for position in cluster.futures]
+    for task_position, future_position in zip(cluster.tasks, cluster.futures, strict=True):
+        task = members[task_position]
+        if getattr(task, "_fut_waiter", None) is not members[future_position]:
+            return None  # it moved meanwhile
+    return unreferenced, never_woken
+
+
+def _reachable(edges: list[list[int]], starts: list[int], through: set[int]) -> set[int]:
+    """Positions reachable from `starts` along `edges`, not going on from those in
+    `through` (reached, but no way further)."""
+    seen = set(starts)
+    pending = [p for p in starts if p not in through]
+    while pending:
+        current = pending.pop()
+        for target in edges[current]:
+            if target not in seen:
+                seen.add(target)
+                if target not in through:
+                    pending.append(target)
+    return seen
+
+
+def judge_tasks(
+    state: ReachState,
+    tasks: Sequence[Any],
+    metas: Sequence[Any],
+    candidates: Sequence[int],
+    look_seconds: float,
+    now: float | None = None,
+    objects: Sequence[Any] | None = None,
+) -> dict[int, tuple[bool, bool]]:
+    """(unreferenced, never_woken) by position in `tasks`, for the positions in
+    `candidates` (waiting in one of `REACH_KINDS`, with no deadline); positives only.
+    `tasks` is the look's own list (it holds each task once); `metas` their metadata;
+    `objects`, when given, what each candidate's description names as the object it waits
+    on (its `id` fact): a cluster left unjudged (too large) is not built again for the
+    other tasks waiting on the same object."""
+    clock = time.perf_counter
+    started = clock()
+    deadline = started + max(BUDGET, look_seconds * BUDGET_SHARE)
+    at = time.monotonic() if now is None else now
+    verdicts = state.verdicts
+    state.looks += 1
+    found: dict[int, tuple[bool, bool]] = {}
+    position_of: dict[int, int] | None = None
+    held_by_look: set[int] | None = None
+    unjudged_objects: set[Any] = set()
+    for count, position in enumerate(candidates):
+        waited_on = objects[count] if objects is not None else None
+        task = tasks[position]
+        number = metas[position].task_id
+        future = getattr(task, "_fut_waiter", None)
+        verdict = verdicts.get(number)
+        if verdict is not None and verdict.future() is future and future is not None:
+            if verdict.unreferenced or verdict.never_woken:
+                found[position] = (verdict.unreferenced, verdict.never_woken)
+                continue
+            if at - verdict.checked_at < RECHECK:
+                continue
+        if waited_on is not None and waited_on in unjudged_objects:
+            _remember(verdicts, number, future, False, False, at)
+            continue
+        if clock() > deadline:
+            continue  # the next looks will get to it
+        if held_by_look is None:
+            held_by_look = {id(each) for each in tasks}
+            position_of = {id(each): index for index, each in enumerate(tasks)}
+        assert position_of is not None
+        cluster = _build_cluster(task, held_by_look)
+        if cluster is None:
+            _remember(verdicts, number, future, False, False, at)
+            if waited_on is not None:
+                unjudged_objects.add(waited_on)
+            continue
+        task = future = verdict = None  # no reference of ours left but the cluster's
+        judged = _judge(cluster)
+        members = cluster.members
+        if judged is None:
+            del cluster, members
+            continue  # moved meanwhile: judged again at the next look
+        for unreferenced, never_woken, task_position, future_position in zip(
+            judged[0], judged[1], cluster.tasks, cluster.futures, strict=True
+        ):
+            member = members[task_position]
+            other = position_of.get(id(member))
+            if other is None:
+                continue  # a task created after the look's list was read
+            _remember(
+                verdicts,
+                metas[other].task_id,
+                members[future_position],
+                unreferenced,
+                never_woken,
+                at,
+            )
+            if unreferenced or never_woken:
+                found[other] = (unreferenced, never_woken)
+        del cluster, members, member
+    if len(verdicts) > 2 * len(candidates) + 1024:
+        alive = {metas[position].task_id for position in candidates}
+        for number in [number for number in verdicts if number not in alive]:
+            del verdicts[number]
+    return found
+
+
+def _remember(
+    verdicts: dict[int, Verdict],
+    number: int,
+    future: Any,
+    unreferenced: bool,
+    never_woken: bool,
+    at: float,
+) -> None:
+    if future is None:
+        return
+    try:
+        reference = weakref.ref(future)
+    except TypeError:
+        return
+    verdicts[number] = Verdict(reference, unreferenced, never_woken, at)
+
+
+def reach_step(
+    state: ReachState,
+    tasks: Sequence[Any],
+    records: list[Any],
+    metas: Sequence[Any],
+    look_seconds: float,
+    now: float | None = None,
+) -> None:
+    """The look's step: every `SCAN_PERIOD` seconds, judge the tasks waiting in one of
+    `REACH_KINDS` with no deadline (within the budget, verdicts kept); at every look, give
+    the records of the tasks found so their facts (`unreferenced` on the record,
+    `never_woken` in its description's `object`), and take them off a task that moved. A
+    record that already says what it should stays the same object. `tasks`, `records` and
+    `metas` are the look's, position for position."""
+    at = time.monotonic() if now is None else now
+    if state.scanned_at is None or at - state.scanned_at >= SCAN_PERIOD:
+        state.scanned_at = at
+        candidates: list[int] = []
+        objects: list[Any] = []
+        for position in range(len(metas)):
+            awaiting = records[position]["awaiting"]
+            if awaiting is None or awaiting["kind"] not in REACH_KINDS:
+                continue
+            countdown = awaiting.get("countdown")
+            if countdown is not None and countdown[1] is not None:
+                continue  # a deadline will wake it
+            candidates.append(position)
+            facts = awaiting.get("object")
+            objects.append(facts.get("id") if facts is not None else None)
+        if candidates:
+            found = judge_tasks(state, tasks, metas, candidates, look_seconds, at, objects)
+            for position in found:
+                meta = metas[position]
+                state.marked[meta.task_id] = meta
+    if state.marked:
+        _refresh_marks(state, tasks, records, metas)
+
+
+def _refresh_marks(
+    state: ReachState, tasks: Sequence[Any], records: list[Any], metas: Sequence[Any]
+) -> None:
+    """The records of the marked tasks say their verdicts, while those hold (the task still
+    waits on the future it was judged for); a task that moved or went is unmarked."""
+    for number, meta in list(state.marked.items()):
+        slot = meta.slot
+        if slot is None or slot >= len(metas) or metas[slot] is not meta:
+            del state.marked[number]  # finished, or gone
+            continue
+        verdict = state.verdicts.get(number)
+        future = getattr(tasks[slot], "_fut_waiter", None)
+        if (
+            verdict is None
+            or future is None
+            or verdict.future() is not future
+            or not (verdict.unreferenced or verdict.never_woken)
+        ):
+            wanted = (False, False)
+            del state.marked[number]
+        else:
+            wanted = (verdict.unreferenced, verdict.never_woken)
+        record = records[slot]
+        if _says(record) != wanted:
+            records[slot] = meta.record = _with_facts(record, *wanted)
+
+
+def _says(record: Any) -> tuple[bool, bool]:
+    awaiting = record.get("awaiting")
+    facts = (awaiting.get("object") if awaiting is not None else None) or {}
+    return bool(record.get("unreferenced")), bool(facts.get("never_woken"))
+
+
+def _with_facts(record: Any, unreferenced: bool, never_woken: bool) -> Any:
+    """A copy of a task's record saying these facts (a description may be shared by several
+    tasks: what is this task's goes into its own copy)."""
+    result = record.copy()
+    result.pop("unreferenced", None)
+    origin = result.pop("created_from", None)
+    if unreferenced:
+        result["unreferenced"] = True
+    if origin is not None:  # last, as in every record
+        result["created_from"] = origin
+    awaiting = result.get("awaiting")
+    if awaiting is not None:
+        facts = awaiting.get("object") or {}
+        if bool(facts.get("never_woken")) != never_woken:
+            facts = {key: value for key, value in facts.items() if key != "never_woken"}
+            if never_woken:
+                facts["never_woken"] = True
+            result["awaiting"] = {**awaiting, "object": facts}
+    return result

@@ -1,0 +1,377 @@
+"""Warnings ("lints") about a process's tasks, found on the client side from the model alone.
+
+`find_warnings(model)` reads a `TaskModel` (no I/O, no clock but the snapshot's) and returns a
+`Finding` per problem: an await cycle, a deadlock through lock holders, a failed task whose
+exception nobody retrieved, a cancel the task's loop has not delivered, a task waiting on
+something nothing else can reach (`never_woken`), a pending task nothing references, a task
+that keeps running without a real wait (a `sleep(0)` spin), a step that blocked its loop.
+`taskscope.words.finding_text` says each one in words; `dump`, `ps`, `tree`, `lint` and the
+dashboard show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from taskscope.model import Awaiting, TaskInfo, TaskModel
+
+#: The kinds, in the order they are reported (the worst first).
+KINDS: Final[tuple[str, ...]] = (
+    "lock_deadlock",
+    "await_cycle",
+    "never_woken",
+    "unreferenced",
+    "exception_never_retrieved",
+    "cancel_not_honoured",
+    "blocking_step",
+    "sleep0_spin",
+)
+#: A cancel not delivered this many seconds after it was asked for is worth a warning.
+CANCEL_GRACE: Final = 1.0
+#: A failed task's waiter runs at the loop's next turn: only a failure this old whose
+#: exception nobody retrieved is reported (a fresh one may be retrieved in a moment).
+RETRIEVE_GRACE: Final = 1.0
+#: A task seen waiting on nothing that ran at least this many steps, at least
+#: `SPIN_MIN_RATE` a second over its life, the last one at most `SPIN_RECENT` seconds before
+#: the snapshot, is spinning: rescheduling itself with `sleep(0)` rather than waiting.
+SPIN_MIN_STEPS: Final = 1000
+SPIN_MIN_RATE: Final = 100.0
+SPIN_RECENT: Final = 0.5
+#: A task waiting in one of these needs every task it awaits to end (an `asyncio.wait` for
+#: the first one, or `as_completed`, does not: one stuck task is no deadlock of it).
+_WAITS_FOR_ALL: Final = frozenset({"task", "tasks", "gather", "taskgroup", "shield", "wait_for"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One warning: its kind (one of `KINDS`), the tasks it is about (ids, the first one the
+    task it is mostly about), their loop (None for several or none), and the facts its words
+    are made of (`taskscope.words.finding_text`)."""
+
+    kind: str
+    tasks: tuple[str, ...]
+    loop: str | None
+    facts: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
+    """Every warning the model shows, worst kind first. `now` (default: when the snapshot was
+    taken) is the moment ages are measured at."""
+    at = model.taken_at if now is None else now
+    findings: list[Finding] = []
+    findings.extend(lock_deadlocks(model))
+    findings.extend(await_cycles(model))
+    pending = model.pending()
+    # A task of a deadlock or a cycle never wakes either: the deadlock says why.
+    explained = {task_id for finding in findings for task_id in finding.tasks}
+    findings.extend(
+        _flagged(
+            (task for task in pending if task.id not in explained),
+            "never_woken",
+            _never_woken_facts,
+        )
+    )
+    findings.extend(_flagged(pending, "unreferenced", _unreferenced_facts))
+    findings.extend(exceptions_never_retrieved(model, at))
+    findings.extend(cancels_not_honoured(pending, at))
+    findings.extend(blocking_steps(model))
+    findings.extend(sleep0_spins(pending, model.taken_at))
+    return findings
+
+
+def warned_tasks(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
+    """task id -> the findings about it (for a marker beside each task)."""
+    by_task: dict[str, list[Finding]] = {}
+    for finding in findings:
+        for task_id in finding.tasks:
+            by_task.setdefault(task_id, []).append(finding)
+    return by_task
+
+
+def _loop_of(model: TaskModel, task_ids: Iterable[str]) -> str | None:
+    loops = {model.tasks[task_id].loop for task_id in task_ids if task_id in model.tasks}
+    return loops.pop() if len(loops) == 1 else None
+
+
+# --- await cycles and lock deadlocks ----------------------------------------------------------
+
+
+def await_cycles(model: TaskModel) -> Iterator[Finding]:
+    """The agent's await cycles (tasks awaiting each other), each a warning."""
+    for cycle in model.cycles:
+        ordered = tuple(sorted(cycle, key=_id_order))
+        yield Finding("await_cycle", ordered, _loop_of(model, ordered), {})
+
+
+def _lock_holders(awaiting: Awaiting | None) -> list[str]:
+    if awaiting is None:
+        return []
+    holders = awaiting.facts.get("holders")
+    if not isinstance(holders, list | tuple):
+        return []
+    return [str(holder) for holder in holders]
+
+
+def lock_deadlocks(model: TaskModel) -> Iterator[Finding]:
+    """Cycles through lock holders: a task waits for a lock (or semaphore, condition) held by
+    a task that waits, directly or through the tasks it awaits, for a lock the first holds.
+    Each is a strongly connected set of waits with at least one lock in it, where every task
+    waiting on a lock with several holders (a semaphore) has all of them inside: no task
+    outside can release anything the set waits for."""
+    edges: dict[str, list[str]] = {}
+    lock_waits: dict[str, list[str]] = {}
+    for task in model.tasks.values():
+        awaiting = task.awaiting
+        if task.finished or awaiting is None:
+            continue
+        holders = [holder for holder in _lock_holders(awaiting) if holder in model.tasks]
+        if holders:
+            lock_waits[task.id] = holders
+            edges[task.id] = holders
+        elif awaiting.kind in _WAITS_FOR_ALL and awaiting.tasks:
+            edges[task.id] = [other for other in awaiting.tasks if other in model.tasks]
+    if not lock_waits:
+        return
+    for component in _strongly_connected(edges):
+        members = set(component)
+        if len(component) == 1:
+            only = component[0]
+            if only not in edges.get(only, ()):
+                continue  # not waiting on itself
+        if not any(task_id in lock_waits for task_id in members):
+            continue  # an await cycle only: reported as one
+        if any(
+            not set(holders) <= members
+            for task_id, holders in lock_waits.items()
+            if task_id in members
+        ):
+            continue  # some holder outside the set can still release
+        ordered = _cycle_order(component, edges, lock_waits)
+        labels = _lock_labels(model, [t for t in ordered if t in lock_waits])
+        steps = []
+        for index, task_id in enumerate(ordered):
+            following = ordered[(index + 1) % len(ordered)]
+            awaiting = model.tasks[task_id].awaiting
+            assert awaiting is not None
+            if task_id in lock_waits:
+                steps.append(
+                    {
+                        "task": task_id,
+                        "waits": "lock",
+                        "lock": labels[task_id],
+                        "lock_id": awaiting.facts.get("id"),
+                        "call": awaiting.raw.get("call") or awaiting.kind,
+                        "holder": following,
+                    }
+                )
+            else:
+                steps.append({"task": task_id, "waits": "task", "holder": following})
+        yield Finding("lock_deadlock", tuple(ordered), _loop_of(model, ordered), {"steps": steps})
+
+
+def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
+    """task id -> how to name the lock it waits for: its name, numbered where two locks of
+    the cycle share one (`second #1`, `second #2`: each task names its locks its own way)."""
+    facts = {task_id: model.tasks[task_id].awaiting for task_id in task_ids}
+    names = {task_id: _lock_name(awaiting) for task_id, awaiting in facts.items() if awaiting}
+    ids_by_name: dict[str, set[Any]] = {}
+    for task_id, name in names.items():
+        awaiting = facts[task_id]
+        ids_by_name.setdefault(name, set()).add(awaiting.facts.get("id") if awaiting else None)
+    numbers: dict[Any, int] = {}
+    labels = {}
+    for task_id, name in names.items():
+        if len(ids_by_name[name]) == 1:
+            labels[task_id] = name
+            continue
+        awaiting = facts[task_id]
+        object_id = awaiting.facts.get("id") if awaiting else None
+        number = numbers.setdefault(object_id, len(numbers) + 1)
+        labels[task_id] = f"{name} #{number}"
+    return labels
+
+
+def _lock_name(awaiting: Awaiting) -> str:
+    facts = awaiting.facts
+    name = facts.get("name")
+    if name:
+        return str(name)
+    kind = facts.get("type") or awaiting.kind
+    object_id = facts.get("id")
+    return f"{kind} {object_id}" if object_id is not None else str(kind)
+
+
+def _cycle_order(
+    component: list[str], edges: dict[str, list[str]], lock_waits: dict[str, list[str]]
+) -> list[str]:
+    """The members of a strongly connected set as one walk along its edges, from the lowest
+    id that waits on a lock: a cycle to say in one sentence (a set with a second loop in it
+    is said by one of its cycles, every member listed)."""
+    members = set(component)
+    start = min((t for t in component if t in lock_waits), key=_id_order)
+    # Shortest way back to `start` from each member, found backwards from it.
+    order = [start]
+    seen = {start}
+    current = start
+    while True:
+        following = [t for t in edges.get(current, ()) if t in members]
+        fresh = [t for t in following if t not in seen]
+        if not fresh:
+            break
+        current = min(fresh, key=_id_order)
+        order.append(current)
+        seen.add(current)
+    if start not in edges.get(order[-1], ()):
+        return sorted(component, key=_id_order)  # no simple walk back: list them all
+    rest = [t for t in sorted(component, key=_id_order) if t not in seen]
+    return order + rest
+
+
+def _id_order(task_id: str) -> tuple[int, str]:
+    number = task_id.rpartition(":")[2]
+    return (int(number) if number.isdigit() else 0, task_id)
+
+
+def _strongly_connected(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components, iteratively (deep graphs do not recurse)."""
+    index_of: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for root in edges:
+        if root in index_of:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, position = work.pop()
+            if position == 0:
+                index_of[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            targets = edges.get(node, [])
+            if position < len(targets):
+                work.append((node, position + 1))
+                target = targets[position]
+                if target not in index_of:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index_of[target])
+                continue
+            if low[node] == index_of[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components
+
+
+# --- facts the agent found ----------------------------------------------------------------------
+
+
+def _never_woken_facts(task: TaskInfo) -> dict[str, Any] | None:
+    awaiting = task.awaiting
+    if awaiting is None or not awaiting.facts.get("never_woken"):
+        return None
+    if task.unreferenced:
+        return None  # implied: nothing reaches the task, so nothing reaches what it awaits
+    name = awaiting.facts.get("name")
+    what = str(name) if name else f"a {awaiting.facts.get('type') or awaiting.kind}"
+    return {"kind": awaiting.kind, "what": what, "call": awaiting.raw.get("call")}
+
+
+def _unreferenced_facts(task: TaskInfo) -> dict[str, Any] | None:
+    return {} if task.unreferenced else None
+
+
+def _flagged(tasks: Iterable[TaskInfo], kind: str, facts_of: Any) -> Iterator[Finding]:
+    for task in sorted(tasks, key=lambda t: _id_order(t.id)):
+        facts = facts_of(task)
+        if facts is not None:
+            yield Finding(kind, (task.id,), task.loop, facts)
+
+
+def exceptions_never_retrieved(model: TaskModel, now: float) -> Iterator[Finding]:
+    """Failed tasks whose exception nobody awaited nor asked for, failed over a second ago."""
+    for task in model.finished():
+        if task.state != "failed" or task.exception_retrieved is not False:
+            continue
+        if task.finished_at is not None and now - task.finished_at < RETRIEVE_GRACE:
+            continue
+        yield Finding(
+            "exception_never_retrieved",
+            (task.id,),
+            task.loop,
+            {"exception": task.exception, "finished_at": task.finished_at},
+        )
+
+
+def cancels_not_honoured(
+    tasks: Iterable[TaskInfo], now: float, grace: float = CANCEL_GRACE
+) -> Iterator[Finding]:
+    """Pending tasks whose cancel, asked for over `grace` seconds before `now`, their loop
+    has not delivered (a blocked loop)."""
+    for task in sorted(tasks, key=lambda t: _id_order(t.id)):
+        requested = task.cancel_requested_at
+        if requested is not None and now - requested > grace:
+            yield Finding(
+                "cancel_not_honoured",
+                (task.id,),
+                task.loop,
+                {"requested_ago": round(now - requested, 3)},
+            )
+
+
+def blocking_steps(model: TaskModel) -> Iterator[Finding]:
+    """Each stall a loop kept (a step longer than its threshold), the task that ran it."""
+    for loop in model.loops.values():
+        for stall in loop.stalls:
+            task_ids = (stall.task,) if stall.task is not None else ()
+            where = stall.stack[-1] if stall.stack else None
+            yield Finding(
+                "blocking_step",
+                task_ids,
+                loop.id,
+                {
+                    "duration": stall.duration,
+                    "started_at": stall.started_at,
+                    "task_name": stall.task_name,
+                    "callback": stall.callback,
+                    "ongoing": stall.ongoing,
+                    "function": where.function if where is not None else None,
+                    "location": where.location if where is not None else None,
+                    "threshold": loop.stall_threshold,
+                },
+            )
+
+
+def sleep0_spins(tasks: Iterable[TaskInfo], taken_at: float) -> Iterator[Finding]:
+    """Tasks that ran many steps, fast, the last one just now, and wait on nothing: each step
+    reschedules the next (`await asyncio.sleep(0)` in a loop, polling a flag). A task woken
+    by real waits (a sleep, a queue, a socket) is seen waiting on them."""
+    for task in sorted(tasks, key=lambda t: _id_order(t.id)):
+        steps, last_ran = task.steps, task.last_ran_at
+        if steps is None or last_ran is None or steps < SPIN_MIN_STEPS:
+            continue
+        if task.awaiting is not None or taken_at - last_ran > SPIN_RECENT:
+            continue  # waiting for something, or it has stopped
+        age, _lower_bound = task.known_age(taken_at)
+        if not age or steps / age < SPIN_MIN_RATE:
+            continue
+        yield Finding(
+            "sleep0_spin",
+            (task.id,),
+            task.loop,
+            {"steps": steps, "per_second": round(steps / age, 1), "busy_s": task.busy_s},
+        )

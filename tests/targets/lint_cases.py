@@ -1,0 +1,194 @@
+"""One situation a lint is about, built for real, or a healthy program of the same shape:
+`lint_cases.py WORKDIR CASE`. Signals ready once the situation stands.
+
+Cases: cycle, healthy_chain (tasks awaiting a task that ends), deadlock (two tasks, two
+locks, each holding one), handoff (a lock held by a sleeping task, others queued), failed
+(a failed task nobody awaits), failed_awaited, leak (a pending task nobody references),
+leak_control (the same, then a gc.collect(): notes whether it was destroyed), event (a task
+waiting on an Event only it can reach), event_held (the same Event held by main), queue
+(a consumer on a queue a live producer holds), spin (a sleep(0) loop), poll (a loop that
+sleeps for real), stall (one step blocking the loop 300 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import time
+import weakref
+from typing import Any
+
+from target_kit import note, signal_ready, until_stopped
+
+CASE = sys.argv[2]
+kept: list[Any] = []
+
+
+async def partner(tasks: dict[str, asyncio.Task[None]], other: str) -> None:
+    await asyncio.sleep(0)
+    await tasks[other]
+
+
+async def cycle() -> None:
+    tasks: dict[str, asyncio.Task[None]] = {}
+    tasks["cycle-b"] = asyncio.create_task(partner(tasks, "cycle-a"), name="cycle-b")
+    tasks["cycle-a"] = asyncio.create_task(partner(tasks, "cycle-b"), name="cycle-a")
+    kept.append(tasks)
+
+
+async def healthy_chain() -> None:
+    async def leaf() -> None:
+        await asyncio.sleep(3600)
+
+    async def middle(task: asyncio.Task[None]) -> None:
+        await task
+
+    leaf_task = asyncio.create_task(leaf(), name="leaf")
+    kept.append(asyncio.create_task(middle(leaf_task), name="middle"))
+    kept.append(leaf_task)
+
+
+async def transfer(first: asyncio.Lock, second: asyncio.Lock, held: asyncio.Event) -> None:
+    async with first:
+        held.set()
+        await asyncio.sleep(0.05)
+        async with second:
+            pass
+
+
+async def deadlock() -> None:
+    a, b = asyncio.Lock(), asyncio.Lock()
+    held_a, held_b = asyncio.Event(), asyncio.Event()
+    kept.append(asyncio.create_task(transfer(a, b, held_a), name="transfer-a"))
+    kept.append(asyncio.create_task(transfer(b, a, held_b), name="transfer-b"))
+    await held_a.wait()
+    await held_b.wait()
+    await asyncio.sleep(0.2)
+
+
+async def handoff() -> None:
+    lock = asyncio.Lock()
+
+    async def holder() -> None:
+        async with lock:
+            await asyncio.sleep(3600)
+
+    async def queued() -> None:
+        async with lock:
+            pass
+
+    kept.append(asyncio.create_task(holder(), name="holder"))
+    await asyncio.sleep(0.05)
+    kept.append(asyncio.create_task(queued(), name="queued-1"))
+    kept.append(asyncio.create_task(queued(), name="queued-2"))
+    await asyncio.sleep(0.05)
+
+
+async def fail() -> None:
+    await asyncio.sleep(0)
+    raise ValueError("boom")
+
+
+async def failed() -> None:
+    task = asyncio.create_task(fail(), name="failing")
+    kept.append(task)
+    while not task.done():
+        await asyncio.sleep(0.01)
+
+
+async def failed_awaited() -> None:
+    task = asyncio.create_task(fail(), name="failing")
+    try:
+        await task
+    except ValueError:
+        note("retrieved")
+
+
+async def forever() -> None:
+    await asyncio.Future()
+
+
+async def leak() -> None:
+    asyncio.create_task(forever(), name="leak")  # unreferenced: the point of the case
+    await asyncio.sleep(0.05)
+
+
+async def leak_control() -> None:
+    task = asyncio.create_task(forever(), name="leak")
+    await asyncio.sleep(0.05)
+    alive = weakref.ref(task)
+    del task
+    gc.collect()
+    note("collected" if alive() is None else "alive")
+
+
+async def wait_on(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def event() -> None:
+    kept.append(asyncio.create_task(wait_on(asyncio.Event()), name="waiter"))
+    await asyncio.sleep(0.05)
+
+
+async def event_held() -> None:
+    gate = asyncio.Event()
+    kept.append(gate)
+    kept.append(asyncio.create_task(wait_on(gate), name="waiter"))
+    await asyncio.sleep(0.05)
+
+
+async def queue() -> None:
+    jobs: asyncio.Queue[int] = asyncio.Queue()
+
+    async def consumer(queue: asyncio.Queue[int]) -> None:
+        while True:
+            await queue.get()
+
+    async def producer(queue: asyncio.Queue[int]) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            queue.put_nowait(1)
+
+    kept.append(asyncio.create_task(consumer(jobs), name="consumer"))
+    kept.append(asyncio.create_task(producer(jobs), name="producer"))
+    del jobs  # only the tasks hold it now: the producer's frame among them
+    await asyncio.sleep(0.05)
+
+
+async def spin() -> None:
+    async def spinner() -> None:
+        while True:
+            await asyncio.sleep(0)
+
+    kept.append(asyncio.create_task(spinner(), name="spinner"))
+    await asyncio.sleep(1.5)
+
+
+async def poll() -> None:
+    async def poller() -> None:
+        while True:
+            await asyncio.sleep(0.001)
+
+    kept.append(asyncio.create_task(poller(), name="poller"))
+    await asyncio.sleep(1.5)
+
+
+async def stall() -> None:
+    async def blocker() -> None:
+        await asyncio.sleep(0.3)
+        time.sleep(0.3)  # the blocking line
+
+    task = asyncio.create_task(blocker(), name="blocker")
+    kept.append(task)
+    await task
+
+
+async def main() -> None:
+    await globals()[CASE]()
+    signal_ready()
+    await until_stopped()
+
+
+asyncio.run(main())

@@ -1,0 +1,313 @@
+"""The lints on models built from wire dicts: each kind found where the facts say so, worded by
+`words.finding_text`, and not found for a healthy program of the same shape (a lock handed
+over normally, a failed task that was awaited, a waiter whose object something else holds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskscope.lints import Finding, find_warnings, warned_tasks
+from taskscope.model import TaskModel
+from taskscope.words import finding_text
+from tests.test_model import awaiting, snapshot, task
+
+
+def model_of(*tasks: dict[str, Any], **extra: Any) -> TaskModel:
+    raw = snapshot(*tasks, cycles=extra.pop("cycles", None))
+    raw.update(extra)
+    return TaskModel.from_snapshot(raw)
+
+
+def kinds(model: TaskModel) -> list[str]:
+    return [finding.kind for finding in find_warnings(model)]
+
+
+def lock_wait(name: str, object_id: str, holders: list[str], **facts: Any) -> Any:
+    return awaiting(
+        "lock",
+        call="Lock.acquire",
+        object={
+            "type": "Lock",
+            "id": object_id,
+            "name": name,
+            "locked": True,
+            "waiters": 1,
+            "holders": holders,
+            **facts,
+        },
+    )
+
+
+# --- lock deadlock ----------------------------------------------------------------------------
+
+
+def test_two_tasks_holding_each_others_lock_are_a_lock_deadlock() -> None:
+    # GIVEN transfer-a waits for `second`, held by transfer-b, which waits for `first`,
+    # held by transfer-a
+    model = model_of(
+        task("1", "transfer-a", awaiting=lock_wait("second", "0x2", ["2"])),
+        task("2", "transfer-b", awaiting=lock_wait("first", "0x1", ["1"])),
+    )
+    # WHEN the lints run
+    findings = find_warnings(model)
+    # THEN one lock deadlock names both tasks and who holds each lock
+    assert [f.kind for f in findings] == ["lock_deadlock"]
+    assert findings[0].tasks == ("1", "2")
+    assert findings[0].loop == "L1"
+    assert finding_text(findings[0], model) == (
+        "lock deadlock: transfer-a holds first and waits for second, held by transfer-b, "
+        "which waits for first"
+    )
+
+
+def test_locks_of_one_name_are_told_apart_by_their_ids() -> None:
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("lock", "0x2", ["2"])),
+        task("2", "b", awaiting=lock_wait("lock", "0x1", ["1"])),
+    )
+    text = finding_text(find_warnings(model)[0], model)
+    assert text == (
+        "lock deadlock: a holds lock #2 and waits for lock #1, held by b, which waits for lock #2"
+    )
+
+
+def test_a_deadlock_through_an_awaited_task_names_every_task() -> None:
+    # GIVEN a holds L and awaits b; b waits for M held by c; c waits for L held by a
+    model = model_of(
+        task("1", "a", awaiting=awaiting("task", ["2"], object={"task": "b"})),
+        task("2", "b", awaiting=lock_wait("M", "0xm", ["3"])),
+        task("3", "c", awaiting=lock_wait("L", "0xl", ["1"])),
+    )
+    findings = find_warnings(model)
+    assert [f.kind for f in findings] == ["lock_deadlock"]
+    assert set(findings[0].tasks) == {"1", "2", "3"}
+    assert finding_text(findings[0], model) == (
+        "lock deadlock: b waits for M, held by c, which waits for L, held by a, which awaits b"
+    )
+
+
+def test_tasks_of_a_deadlock_are_not_also_said_never_woken() -> None:
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("second", "0x2", ["2"], never_woken=True)),
+        task("2", "b", awaiting=lock_wait("first", "0x1", ["1"], never_woken=True)),
+    )
+    assert kinds(model) == ["lock_deadlock"]
+
+
+def test_a_task_waiting_for_a_lock_it_holds_is_a_deadlock_of_its_own() -> None:
+    model = model_of(task("1", "worker", awaiting=lock_wait("db", "0x1", ["1"])))
+    findings = find_warnings(model)
+    assert [f.kind for f in findings] == ["lock_deadlock"]
+    assert finding_text(findings[0], model) == (
+        "lock deadlock: worker holds db and waits for it again (asyncio's locks are not reentrant)"
+    )
+
+
+def test_a_normal_lock_handoff_is_no_deadlock() -> None:
+    # GIVEN b waits for a lock a holds while a sleeps (it will release it)
+    model = model_of(
+        task("1", "a", awaiting=awaiting("sleep", seconds_left=1.0)),
+        task("2", "b", awaiting=lock_wait("db", "0x1", ["1"])),
+        task("3", "c", awaiting=lock_wait("db", "0x1", ["1"])),
+    )
+    assert kinds(model) == []
+
+
+def test_a_semaphore_with_a_holder_outside_the_cycle_is_no_deadlock() -> None:
+    # GIVEN a waits for a semaphore held by b and by c; b waits for a lock a holds; c sleeps
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("pool", "0x9", ["2", "3"])),
+        task("2", "b", awaiting=lock_wait("L", "0x1", ["1"])),
+        task("3", "c", awaiting=awaiting("sleep", seconds_left=1.0)),
+    )
+    # THEN c can still release the semaphore: no warning
+    assert kinds(model) == []
+
+
+def test_unknown_holders_make_no_deadlock() -> None:
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("L", "0x1", [], holders_unknown=True)),
+        task("2", "b", awaiting=lock_wait("M", "0x2", ["1"])),
+    )
+    assert kinds(model) == []
+
+
+# --- await cycle ------------------------------------------------------------------------------
+
+
+def test_an_await_cycle_is_a_warning() -> None:
+    model = model_of(
+        task("7", "fetch-7", awaiting=awaiting("task", ["8"])),
+        task("8", "fetch-8", awaiting=awaiting("task", ["7"])),
+        cycles=[["7", "8"]],
+    )
+    findings = find_warnings(model)
+    assert findings == [Finding("await_cycle", ("7", "8"), "L1", {})]
+    assert finding_text(findings[0], model) == (
+        "await cycle: fetch-7 and fetch-8 await each other: none of them can finish"
+    )
+    assert warned_tasks(findings) == {"7": findings, "8": findings}
+
+
+def test_tasks_awaiting_a_chain_that_ends_are_no_cycle() -> None:
+    model = model_of(
+        task("7", "fetch-7", awaiting=awaiting("task", ["8"])),
+        task("8", "fetch-8", awaiting=awaiting("sleep", seconds_left=3.0)),
+    )
+    assert kinds(model) == []
+
+
+# --- exception never retrieved ----------------------------------------------------------------
+
+
+def failed(task_id: str, name: str, retrieved: bool | None, finished_at: float = 1990.0) -> Any:
+    record = task(
+        task_id,
+        name,
+        state="failed",
+        exception="ValueError('boom')",
+        finished_at=finished_at,
+    )
+    if retrieved is not None:
+        record["exception_retrieved"] = retrieved
+    return record
+
+
+def test_a_failed_task_nobody_retrieved_is_a_warning() -> None:
+    model = model_of(failed("5", "parse-5", retrieved=False))
+    findings = find_warnings(model)
+    assert [f.kind for f in findings] == ["exception_never_retrieved"]
+    assert finding_text(findings[0], model) == (
+        "exception never retrieved: parse-5 failed with ValueError('boom') and nobody awaited it"
+    )
+
+
+def test_a_failed_task_that_was_awaited_or_is_unknown_is_none() -> None:
+    # GIVEN one failed task awaited (retrieved), one from an agent that does not say
+    model = model_of(failed("5", "a", retrieved=True), failed("6", "b", retrieved=None))
+    assert kinds(model) == []
+
+
+def test_a_failure_of_the_last_moment_waits_for_its_waiter() -> None:
+    # GIVEN a task failed 0.2 s before the snapshot: its waiter runs at the next turn
+    model = model_of(failed("5", "a", retrieved=False, finished_at=1999.8))
+    assert kinds(model) == []
+    assert [f.kind for f in find_warnings(model, now=2002.0)] == ["exception_never_retrieved"]
+
+
+# --- cancel not honoured ----------------------------------------------------------------------
+
+
+def test_a_cancel_not_delivered_for_over_a_second_is_a_warning() -> None:
+    model = model_of(
+        task("3", "stuck", cancel_requested_at=1997.5),
+        task("4", "fresh", cancel_requested_at=1999.5),
+    )
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [("cancel_not_honoured", ("3",))]
+    assert finding_text(findings[0], model) == (
+        "cancel not honoured: stuck was asked to cancel 2.5 s ago and its loop has not delivered it"
+    )
+
+
+# --- facts from the agent: never woken, unreferenced -------------------------------------------
+
+
+def test_never_woken_and_unreferenced_come_from_the_agents_facts() -> None:
+    model = model_of(
+        task(
+            "2",
+            "waiter",
+            awaiting=awaiting(
+                "event",
+                call="Event.wait",
+                object={"type": "Event", "id": "0x1", "name": "gate", "never_woken": True},
+            ),
+        ),
+        task(
+            "3",
+            "leak",
+            awaiting=awaiting("future", call="Future", object={"never_woken": True}),
+            unreferenced=True,
+        ),
+        task("4", "fine", awaiting=awaiting("event", object={"name": "other", "set": False})),
+    )
+    findings = find_warnings(model)
+    # THEN the unreferenced task is not said never woken too (nothing reaching it implies it)
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("never_woken", ("2",)),
+        ("unreferenced", ("3",)),
+    ]
+    assert finding_text(findings[0], model) == (
+        "never woken: waiter waits on gate, which no other task, callback, timer or file can "
+        "reach: it will never be set"
+    )
+    assert finding_text(findings[1], model).startswith(
+        "unreferenced: leak is pending and nothing references it"
+    )
+
+
+# --- runtime: blocking step, sleep(0) spin ----------------------------------------------------
+
+
+def test_a_stall_is_a_blocking_step_naming_its_task_and_line() -> None:
+    raw = snapshot(task("9", "crunch"))
+    raw["loops"][0]["stall_threshold"] = 0.1
+    raw["loops"][0]["stalls"] = [
+        {
+            "started_at": 1990.0,
+            "duration": 0.3,
+            "task": "9",
+            "task_name": "crunch",
+            "callback": None,
+            "stack": [
+                {"function": "crunch", "file": "app.py", "line": 10},
+                {"function": "sleep", "file": "time", "line": None},
+            ],
+        }
+    ]
+    model = TaskModel.from_snapshot(raw)
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks, f.loop) for f in findings] == [("blocking_step", ("9",), "L1")]
+    text = finding_text(findings[0], model)
+    assert text.startswith("blocking step: a step of crunch held the loop for 300ms in sleep()")
+
+
+def test_a_loop_without_stalls_has_no_blocking_step() -> None:
+    raw = snapshot(task("9", "crunch"))
+    raw["loops"][0]["stall_threshold"] = 0.1
+    raw["loops"][0]["stalls"] = []
+    assert kinds(TaskModel.from_snapshot(raw)) == []
+
+
+def test_a_task_stepping_fast_without_waiting_is_a_spin() -> None:
+    # GIVEN spinner ran 50,000 steps in its 100 s, the last one just now, awaiting nothing;
+    # poller ran as many but waits on a real sleep; old stepped long ago
+    model = model_of(
+        task("1", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1900.0),
+        task(
+            "2",
+            "poller",
+            steps=50_000,
+            last_ran_at=1999.9,
+            created_at=1900.0,
+            awaiting=awaiting("sleep", seconds_left=0.01),
+        ),
+        task("3", "old", steps=50_000, last_ran_at=1990.0, created_at=1900.0),
+        task("4", "slow", steps=2_000, last_ran_at=1999.9, created_at=1000.0),
+    )
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [("sleep0_spin", ("1",))]
+    assert finding_text(findings[0], model).startswith(
+        "sleep(0) spin: spinner ran 50000 steps (500.0 a second) without waiting"
+    )
+
+
+def test_a_healthy_process_has_no_warning() -> None:
+    model = model_of(
+        task("1", "main", awaiting=awaiting("taskgroup", ["2", "3"], object={"size": 2})),
+        task("2", "worker", awaiting=awaiting("queue_get", object={"name": "jobs", "size": 0})),
+        task("3", "ticker", awaiting=awaiting("sleep", seconds_left=0.5)),
+        failed("4", "job", retrieved=True),
+    )
+    assert find_warnings(model) == []

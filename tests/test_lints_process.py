@@ -1,0 +1,106 @@
+"""The lints against real processes (tests/targets/lint_cases.py): each situation built for
+real is reported by `taskscope lint` (exit status 4), `dump`'s `warnings`, and marked in `ps`
+and `tree`; a healthy program of the same shape raises none (exit status 0)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.helpers import Target, run_cli, wait_for
+
+
+def lint(target: Target) -> tuple[int, list[str]]:
+    result = run_cli("lint", str(target.pid), "--no-inject")
+    assert result.returncode in (0, 4), result.stderr
+    return result.returncode, result.stdout.splitlines()
+
+
+def dump(target: Target) -> dict[str, Any]:
+    result = run_cli("dump", str(target.pid), "--no-inject")
+    assert result.returncode == 0, result.stderr
+    snapshot: dict[str, Any] = json.loads(result.stdout)
+    return snapshot
+
+
+def warnings_of(target: Target) -> list[dict[str, Any]]:
+    warnings: list[dict[str, Any]] = dump(target)["warnings"]
+    return warnings
+
+
+def kinds_of(target: Target) -> list[str]:
+    return [warning["kind"] for warning in warnings_of(target)]
+
+
+def test_an_await_cycle_is_a_warning_everywhere(start: Any) -> None:
+    target = start("lint_cases.py", "cycle").wait_ready()
+    # dump: one warning, naming both tasks by id, with its words
+    snapshot = dump(target)
+    warnings = snapshot["warnings"]
+    names = {task["id"]: task["name"] for task in snapshot["tasks"]}
+    assert [w["kind"] for w in warnings] == ["await_cycle"]
+    first, second = (names[task_id] for task_id in warnings[0]["tasks"])
+    assert {first, second} == {"cycle-a", "cycle-b"}
+    assert warnings[0]["text"] == (
+        f"await cycle: {first} and {second} await each other: none of them can finish"
+    )
+    # lint: the line, exit status 4
+    status, lines = lint(target)
+    assert (status, lines) == (4, [warnings[0]["text"]])
+    # ps: the two tasks marked, the warning under the table; --warnings: only them
+    ps = run_cli("ps", str(target.pid), "--no-inject").stdout.splitlines()
+    marked = [line for line in ps if line.startswith("! ")]
+    assert {line.split()[3] for line in marked[:2]} == {"cycle-a", "cycle-b"}
+    assert "1 warning (!: a task with a warning" in "\n".join(ps)
+    assert ps[-1] == "! " + warnings[0]["text"]
+    only = run_cli("ps", str(target.pid), "--no-inject", "--warnings").stdout
+    assert "main" not in only.split("\n", 2)[2].split("warning")[0]
+    assert "cycle-a" in only
+    # tree: the marker before what each task does
+    tree = run_cli("tree", str(target.pid), "--no-inject").stdout.splitlines()
+    assert sum(1 for line in tree if " ! awaiting task" in line) == 2
+
+
+@pytest.mark.parametrize("case", ["healthy_chain", "handoff", "failed_awaited", "queue", "poll"])
+def test_a_healthy_program_of_the_same_shape_has_no_warning(start: Any, case: str) -> None:
+    target = start("lint_cases.py", case).wait_ready()
+    assert lint(target) == (0, [])
+    assert warnings_of(target) == []
+    ps = run_cli("ps", str(target.pid), "--no-inject").stdout
+    assert "warning" not in ps
+    assert not any(line.startswith("!") for line in ps.splitlines())
+
+
+def test_two_tasks_holding_each_others_lock_are_a_lock_deadlock(start: Any) -> None:
+    target = start("lint_cases.py", "deadlock").wait_ready()
+    snapshot = dump(target)
+    ids = {task["name"]: task["id"] for task in snapshot["tasks"]}
+    # one warning: the deadlock (its tasks never wake, which it explains), both tasks named
+    assert [(w["kind"], set(w["tasks"])) for w in snapshot["warnings"]] == [
+        ("lock_deadlock", {ids["transfer-a"], ids["transfer-b"]})
+    ]
+    # each task names its locks `first` and `second`: numbered apart
+    first = snapshot["warnings"][0]["text"].split()[2]
+    other = "transfer-a" if first == "transfer-b" else "transfer-b"
+    assert snapshot["warnings"][0]["text"] == (
+        f"lock deadlock: {first} holds second #2 and waits for second #1, held by {other}, "
+        "which waits for second #2"
+    )
+    status, lines = lint(target)
+    assert (status, lines) == (4, [snapshot["warnings"][0]["text"]])
+
+
+def test_a_failed_task_nobody_awaited_is_a_warning(start: Any) -> None:
+    target = start("lint_cases.py", "failed").wait_ready()
+
+    def reported() -> list[dict[str, Any]]:
+        # (a failure is reported once a second old: its waiter may run at the next turn)
+        warnings = warnings_of(target)
+        return [w for w in warnings if w["kind"] == "exception_never_retrieved"]
+
+    warnings = wait_for(reported, what="the exception_never_retrieved warning")
+    assert warnings[0]["text"] == (
+        "exception never retrieved: failing failed with ValueError('boom') and nobody awaited it"
+    )

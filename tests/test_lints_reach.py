@@ -1,0 +1,318 @@
+"""The agent's reach facts (taskscope/agent/reach.py): a pending task nothing references is
+`unreferenced` (and the collector truly destroys it), a task waiting on an object nothing but
+the waiting tasks can reach is `never_woken`; a task whose object something else holds (a
+producer, a variable of a live frame, a timer, a TaskGroup) is neither. In-process looks,
+built on another thread as the agent does, then the same through `taskscope lint` on real
+processes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.reach import MAX_WAITERS
+from taskscope.agent.tracker import Tracker
+from taskscope.lints import find_warnings
+from taskscope.model import TaskModel
+from tests.helpers import Target, run_cli, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _no_automatic_collection() -> Iterator[None]:
+    # A leaked task is garbage: the collector must not take it before the look does.
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def facts_of(setup: Callable[[], Awaitable[Any]]) -> dict[str, tuple[bool, bool]]:
+    """Task name -> (unreferenced, never_woken) after `setup` built the situation, as a look
+    from the agent's thread sees them."""
+
+    async def main() -> dict[str, tuple[bool, bool]]:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            kept = await setup()
+            await asyncio.sleep(0.02)
+            snapshot = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+            del kept
+        finally:
+            tracker.uninstall()
+        facts = {}
+        for record in snapshot["tasks"]:
+            awaiting = record["awaiting"] or {}
+            facts[record["name"]] = (
+                bool(record.get("unreferenced")),
+                bool((awaiting.get("object") or {}).get("never_woken")),
+            )
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+        return facts
+
+    return asyncio.run(main())
+
+
+async def forever() -> None:
+    await asyncio.Future()
+
+
+async def wait_on(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+def test_a_task_nobody_references_is_unreferenced() -> None:
+    async def setup() -> None:
+        asyncio.create_task(forever(), name="leak")  # noqa: RUF006 (nothing keeps it)
+
+    assert facts_of(setup)["leak"] == (True, True)
+
+
+def test_the_same_task_kept_in_a_list_is_neither() -> None:
+    async def setup() -> list[Any]:
+        return [asyncio.create_task(forever(), name="kept")]
+
+    # kept, and awaiting a bare future that nothing but its own frame holds: never woken
+    assert facts_of(setup)["kept"] == (False, True)
+
+
+def test_a_future_held_by_someone_else_can_still_be_set() -> None:
+    async def setup() -> list[Any]:
+        future = asyncio.get_running_loop().create_future()
+
+        async def wait_for_it() -> None:
+            await future
+
+        return [future, asyncio.create_task(wait_for_it(), name="waiter")]
+
+    assert facts_of(setup)["waiter"] == (False, False)
+
+
+def test_an_event_nobody_else_holds_is_never_woken() -> None:
+    async def setup() -> list[Any]:
+        return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
+
+    assert facts_of(setup)["waiter"] == (False, True)
+
+
+def test_an_event_held_by_a_live_frame_or_a_list_can_be_set() -> None:
+    async def setup() -> list[Any]:
+        gate = asyncio.Event()
+        return [gate, asyncio.create_task(wait_on(gate), name="waiter")]
+
+    assert facts_of(setup)["waiter"] == (False, False)
+
+
+def test_several_waiters_on_an_event_only_they_hold_are_all_never_woken() -> None:
+    async def setup() -> list[Any]:
+        gate = asyncio.Event()
+        return [asyncio.create_task(wait_on(gate), name=f"waiter-{n}") for n in range(3)]
+
+    facts = facts_of(setup)
+    assert [facts[f"waiter-{n}"] for n in range(3)] == [(False, True)] * 3
+
+
+def test_a_consumer_whose_queue_a_live_producer_holds_is_not_never_woken() -> None:
+    async def consumer(queue: asyncio.Queue[int]) -> None:
+        await queue.get()
+
+    async def producer(queue: asyncio.Queue[int]) -> None:
+        await asyncio.sleep(3600)
+        queue.put_nowait(1)
+
+    async def setup() -> list[Any]:
+        jobs: asyncio.Queue[int] = asyncio.Queue()
+        return [
+            asyncio.create_task(consumer(jobs), name="consumer"),
+            asyncio.create_task(producer(jobs), name="producer"),
+        ]
+
+    assert facts_of(setup)["consumer"] == (False, False)
+
+
+def test_a_consumer_whose_producer_is_gone_is_never_woken() -> None:
+    async def consumer(queue: asyncio.Queue[int]) -> None:
+        await queue.get()
+
+    async def setup() -> list[Any]:
+        return [asyncio.create_task(consumer(asyncio.Queue()), name="consumer")]
+
+    assert facts_of(setup)["consumer"] == (False, True)
+
+
+def test_a_lock_whose_holder_ended_without_releasing_it_is_never_woken() -> None:
+    lock_ref: list[weakref.ref[asyncio.Lock]] = []
+
+    async def take_and_leave(lock: asyncio.Lock) -> None:
+        await lock.acquire()  # never released
+
+    async def wants(lock: asyncio.Lock) -> None:
+        async with lock:
+            pass
+
+    async def setup() -> list[Any]:
+        lock = asyncio.Lock()
+        lock_ref.append(weakref.ref(lock))
+        await asyncio.create_task(take_and_leave(lock))
+        return [asyncio.create_task(wants(lock), name="wants")]
+
+    assert facts_of(setup)["wants"] == (False, True)
+
+
+def test_a_lock_a_sleeping_holder_keeps_is_not_never_woken() -> None:
+    async def holder(lock: asyncio.Lock) -> None:
+        async with lock:
+            await asyncio.sleep(3600)
+
+    async def wants(lock: asyncio.Lock) -> None:
+        async with lock:
+            pass
+
+    async def setup() -> list[Any]:
+        lock = asyncio.Lock()
+        tasks = [asyncio.create_task(holder(lock), name="holder")]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(wants(lock), name="wants"))
+        return tasks
+
+    assert facts_of(setup)["wants"] == (False, False)
+
+
+def test_waits_with_a_timer_or_a_group_are_not_judged_never_woken() -> None:
+    async def under_timeout() -> None:
+        async with asyncio.timeout(3600):
+            await asyncio.Event().wait()
+
+    async def group() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(asyncio.sleep(3600))
+
+    async def setup() -> list[Any]:
+        return [
+            asyncio.create_task(under_timeout(), name="timed"),
+            asyncio.create_task(group(), name="group"),
+            asyncio.create_task(asyncio.sleep(3600), name="sleeper"),
+        ]
+
+    facts = facts_of(setup)
+    assert facts["timed"] == facts["group"] == facts["sleeper"] == (False, False)
+
+
+def test_a_crowd_of_waiters_is_left_unjudged() -> None:
+    async def setup() -> list[Any]:
+        gate = asyncio.Event()
+        return [asyncio.create_task(wait_on(gate), name=f"w-{n}") for n in range(MAX_WAITERS + 1)]
+
+    assert set(facts_of(setup).values()) == {(False, False)}
+
+
+def test_the_collector_truly_destroys_an_unreferenced_task() -> None:
+    # The control: what the agent says is garbage is garbage (the agent installed, as above).
+    async def main() -> bool:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            alive = weakref.ref(asyncio.create_task(forever(), name="leak"))
+            await asyncio.sleep(0.02)
+            await asyncio.to_thread(SnapshotBuilder(tracker).build)
+            gc.collect()
+            return alive() is None
+        finally:
+            tracker.uninstall()
+
+    assert asyncio.run(main())
+
+
+def test_facts_are_kept_between_looks_and_the_record_stays_the_same_object() -> None:
+    async def main() -> None:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            kept = [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
+            await asyncio.sleep(0.02)
+            builder = SnapshotBuilder(tracker)
+            first = await asyncio.to_thread(builder.build_raw)
+            second = await asyncio.to_thread(builder.build_raw)
+            one = next(r for r in first["tasks"] if r["name"] == "waiter")
+            two = next(r for r in second["tasks"] if r["name"] == "waiter")
+            assert one is two
+            assert one["awaiting"]["object"]["never_woken"] is True
+            kept[0].cancel()
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())
+
+
+def test_the_lints_say_them() -> None:
+    async def setup() -> list[Any]:
+        asyncio.create_task(forever(), name="leak")  # noqa: RUF006 (nothing keeps it)
+        return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
+
+    async def main() -> list[str]:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            kept = await setup()
+            await asyncio.sleep(0.02)
+            snapshot = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+            kept[0].cancel()
+        finally:
+            tracker.uninstall()
+        model = TaskModel.from_snapshot(snapshot)
+        names = {task.id: task.name for task in model.tasks.values()}
+        return [f"{f.kind} {names[f.tasks[0]]}" for f in find_warnings(model)]
+
+    assert asyncio.run(main()) == ["never_woken waiter", "unreferenced leak"]
+
+
+# --- real processes ---------------------------------------------------------------------------
+
+
+def lint_lines(target: Target) -> list[str]:
+    result = run_cli("lint", str(target.pid), "--no-inject")
+    assert result.returncode in (0, 4), result.stderr
+    return result.stdout.splitlines()
+
+
+def test_a_leaked_task_in_a_real_process_is_unreferenced(start: Any) -> None:
+    target = start("lint_cases.py", "leak").wait_ready()
+    assert lint_lines(target) == [
+        "unreferenced: leak is pending and nothing references it: the garbage collector may "
+        "destroy it mid-run (keep a reference to the task)"
+    ]
+
+
+def test_the_collector_destroys_that_task_in_a_real_process(start: Any) -> None:
+    target = start("lint_cases.py", "leak_control").wait_ready()
+    notes = wait_for(
+        lambda: (
+            target.file(f"notes-{target.pid}").exists()
+            and target.file(f"notes-{target.pid}").read_text()
+        ),
+        what="the control's note",
+    )
+    assert notes.split() == ["collected"]
+
+
+def test_an_event_nobody_else_holds_in_a_real_process_is_never_woken(start: Any) -> None:
+    target = start("lint_cases.py", "event").wait_ready()
+    assert lint_lines(target) == [
+        "never woken: waiter waits on event, which no other task, callback, timer or file can "
+        "reach: it will never be set"
+    ]
+
+
+@pytest.mark.parametrize("case", ["event_held", "queue"])
+def test_the_same_with_a_holder_in_a_real_process_is_no_warning(start: Any, case: str) -> None:
+    target = start("lint_cases.py", case).wait_ready()
+    assert lint_lines(target) == []
