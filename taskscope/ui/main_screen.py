@@ -36,7 +36,7 @@ from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
 from taskscope.ui.task_tree import TaskTree
-from taskscope.ui.views import VIEWS, TaskViews, ViewName
+from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
@@ -91,7 +91,9 @@ class MainScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
         Binding("question_mark", "app.help", "Help", key_display="?"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # Priority: run when the app takes the key, before the keys typed after it are handed
+        # out (`/slow` in one write must land in the box, not run s, l, o, w).
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("w", "next_worker", "Worker", show=False),
         Binding("s", "cycle_sort", "Sort"),
@@ -135,6 +137,7 @@ class MainScreen(Screen[None]):
             "Esc clears it",
             id="filter",
         )
+        self._filter_box.display = False
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -170,9 +173,9 @@ class MainScreen(Screen[None]):
         return self.cancel_flow.requests
 
     def on_mount(self) -> None:
-        self._filter_box.display = False
         self.views.label()
-        self.task_tree.focus()
+        if self.focused is None:  # a / typed before the screen was up has the filter box
+            focus_now(self.task_tree)
         self._show_changes()
         self.set_interval(self.dashboard.tick_seconds, self._tick)
         self.dashboard.start_feed()
@@ -370,7 +373,7 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         box = self._filter_box
         box.display = True
-        box.focus()
+        focus_now(box)
         self.app.refresh_bindings()
 
     @on(Input.Changed, "#filter")
@@ -391,7 +394,7 @@ class MainScreen(Screen[None]):
         self._apply_filter(event.value)
         if not event.value:
             event.input.display = False
-        self.views.shown.focus()
+        focus_now(self.views.shown)
 
     def action_clear_filter(self) -> None:
         box = self._filter_box
@@ -400,9 +403,12 @@ class MainScreen(Screen[None]):
         box.value = ""
         box.display = False
         self._set_options(filter="", only_ids=None, only_label="", only_pid=None)
-        self.views.shown.focus()
+        focus_now(self.views.shown)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            # A / typed into the filter box is part of the filter.
+            return not isinstance(self.app.focused, Input)
         if action in ("cancel_task", "cancel_subtree"):
             task = self.selected_task()
             if self.dashboard.gone is not None or task is None or task.finished:
@@ -486,7 +492,7 @@ class MainScreen(Screen[None]):
             )
             return False
         self._select(task_id)
-        self.views.widgets[target].focus()
+        focus_now(self.views.widgets[target])
         return True
 
     def _select(self, task_id: str | None) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from textual.widgets import ContentSwitcher
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Input
 
 from taskscope.model import TaskModel
 from taskscope.relations import LEGEND
@@ -71,14 +72,15 @@ class TaskViews:
         self.switcher.border_subtitle = VIEW_LEGENDS.get(self.current, "")
 
     def show(self, view: ViewName, model: TaskModel, options: ViewOptions) -> None:
-        """Show `view` (rebuilt if it missed updates) and focus it. Slices left of an update
-        must be applied first (`finish_slices`)."""
+        """Show `view` (rebuilt if it missed updates) and focus it, unless a filter is being
+        typed. Slices left of an update must be applied first (`finish_slices`)."""
         self.current = view
         self.switcher.current = view
         self.label()
         if view in self.dirty:
             self.rebuild(view, model, options)
-        self.shown.focus()
+        if not isinstance(self.shown.screen.focused, Input):  # not while a filter is typed
+            focus_now(self.shown)
 
     def cursor_task(self) -> str | None:
         """The task under the shown view's cursor (the grouped view has none)."""
@@ -153,6 +155,13 @@ class TaskViews:
         while self.slices:
             changed, removed = self.slices.pop(0)
             self.tree.apply_changes(model, changed, removed)
+
+
+def focus_now(widget: Widget) -> None:
+    """Give `widget` the focus before the next key is handed out. (Textual's `focus()` waits
+    its turn in the app's queue, behind keys that arrived in the same write: `/slow` typed at
+    once would run s, l, o, w as view keys.)"""
+    widget.screen.set_focus(widget)
 
 
 def _number(task_id: str) -> int:
