@@ -126,10 +126,13 @@ class MainScreen(Screen[None]):
         #: The header waits for the next ModelChanged to be shown again.
         self._header_stale = True
         self._stack_timer: Timer | None = None
+        #: A key moved a cursor during an update: its next slice waits for the key's picture.
+        self._slices_held = False
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
         # app shuts down, when a query would find nothing.
         self.views = TaskViews(self.clock, dashboard.tree_limit)
+        self.views.follow(self._cursor_moved)
         self._detail = DetailPane(self.clock, id="detail")
         self._header = ProcessHeader(id="header")
         self._filter_box = Input(
@@ -222,9 +225,27 @@ class MainScreen(Screen[None]):
     # --- applying updates ----------------------------------------------------------------------
 
     def feed_updated(self) -> None:
-        """The app's `FeedUpdated`: apply what came, unless paused or an update is under way."""
-        if not self.dashboard.paused and not self.views.slices:
+        """The app's `FeedUpdated`: apply what came, unless paused or an update is under way
+        (or held for a key's picture: `_hold_slices` takes it up again)."""
+        if not self.dashboard.paused and not self.views.slices and not self._slices_held:
             self._apply_in_slices()
+
+    def _hold_slices(self) -> None:
+        """A key moved a cursor: apply no more of the update under way until the screen shows
+        the key's effect. (Called while the view handles the key: the view's own message
+        queue takes the callback after the key, and the screen runs it once it has drawn
+        what the key changed.)"""
+        if self._slices_held or not (self.views.slices or self.dashboard.buffer):
+            return
+        self._slices_held = True
+        self.views.shown.call_after_refresh(self._release_slices)
+
+    def _release_slices(self) -> None:
+        self._slices_held = False
+        if self.views.slices:
+            self.app.post_message(UpdateSliceDue())
+        elif self.dashboard.buffer and not self.dashboard.paused:
+            self.app.post_message(FeedUpdated())
 
     def apply_pending(self) -> bool:
         """Apply whatever the feed folded since the last time, all at once (an update being
@@ -262,7 +283,7 @@ class MainScreen(Screen[None]):
 
     def apply_slice(self) -> None:
         """The app's `UpdateSliceDue`: the next slice of the update under way."""
-        if not self.views.slices:
+        if not self.views.slices or self._slices_held:
             return
         with self.app.batch_update():
             if self.views.apply_slice(self.model):
@@ -270,7 +291,7 @@ class MainScreen(Screen[None]):
         if self.views.slices:
             # Posted to the app, from the event loop, not from here: the app's queue then runs
             # dry, and the widgets' own tasks (the key forwarded to the tree) run before the
-            # next slice.
+            # next slice (which waits for the key's picture if the key moved a cursor).
             asyncio.get_running_loop().call_soon(self.app.post_message, UpdateSliceDue())
         elif self.dashboard.buffer and not self.dashboard.paused:
             self.app.post_message(FeedUpdated())  # more arrived while this one was applied
@@ -439,16 +460,11 @@ class MainScreen(Screen[None]):
 
     # --- selection and the detail pane ---------------------------------------------------------
 
-    @on(TaskTree.TaskHighlighted)
-    def _tree_highlighted(self, message: TaskTree.TaskHighlighted) -> None:
-        if self.view == "tree":
-            self._select(message.task_id)
-
-    @on(RowList.RowHighlighted)
-    def _row_highlighted(self, message: RowList.RowHighlighted) -> None:
-        if message.row_list.id != self.view:
-            return
-        self._select(message.key if self.view in ("table", "history") else None)
+    def _cursor_moved(self, view: ViewName, key: str | None) -> None:
+        """A view's cursor moved (told at once, not by message: see `TaskViews.follow`)."""
+        if view == self.view:
+            self._select(key if view != "groups" else None)
+            self._hold_slices()
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:
@@ -499,7 +515,8 @@ class MainScreen(Screen[None]):
         if task_id == self.selected:
             return
         self.selected = task_id
-        self.changed(header=False)
+        # At once, not on the next ModelChanged: in the same frame as the cursor.
+        self.detail.show(self.model, task_id)
         self._update_bindings()
         if task_id is not None:
             self._schedule_stack(task_id)

@@ -63,6 +63,13 @@ class TaskViews:
         self.slices: list[tuple[list[str], list[str]]] = []
         self.slices_started = 0.0
 
+    def follow(self, cursor_moved: Callable[[ViewName, str | None], None]) -> None:
+        """Have each view tell `cursor_moved` at once when its cursor lands on another task
+        or row. (Their highlight messages bubble up a widget at a time, and what the screen
+        did on them was painted a frame or two after the cursor.)"""
+        for name, widget in self.widgets.items():
+            widget.cursor_moved = lambda key, name=name: cursor_moved(name, key)
+
     @property
     def shown(self) -> TaskTree | RowList:
         return self.widgets[self.current]
