@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +28,7 @@ from taskscope.model import TaskInfo, TaskModel
 from taskscope.protocol import StackReply
 from taskscope.report import safe_text, task_text
 from taskscope.sources import Capability, ClientError
+from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
@@ -317,11 +317,9 @@ class MainScreen(Screen[None]):
         if self.selected is not None and self.selected in self.model.last_changed:
             self._schedule_stack(self.selected)
         if full:
-            # What a full picture made (records, nodes, Textual's own widgets) lives long: out
-            # of the garbage collector's full passes, which otherwise walk all of it (30-250 ms
-            # at 10,000 tasks here) and hold up a key. Objects still go when no longer
-            # referenced; on_unmount gives them back to the collector.
-            gc.freeze()
+            # What a full picture made lives long: out of the collector's full passes,
+            # which otherwise walk all of it and hold up a key (taskscope.ui.long_lived).
+            long_lived.keep()
         self.last_apply_seconds = time.perf_counter() - started
 
     def _maybe_auto_group(self) -> None:

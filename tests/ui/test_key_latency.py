@@ -5,16 +5,19 @@ never timed (figures come from benchmarks/ui_scale.py).
   than before: not every row on screen (each drawn row costs Textual a few tenths of a ms).
 - The selection (the detail pane) follows the cursor in the same frame as the cursor.
 - A key that lands while an update is applied in slices is on screen before the next slice.
+- The collector's full passes skip what survived the previous one (the picture).
 """
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from textual import events
 from textual.pilot import Pilot
 
 from taskscope.protocol import WireTask
+from taskscope.ui import long_lived
 from taskscope.ui.app import TaskscopeApp
 from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
@@ -169,3 +172,29 @@ def test_a_key_during_an_update_in_slices_is_shown_before_the_next_slice() -> No
         assert moved >= left - 2, frames
 
     run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_the_survivors_of_a_full_collection_are_kept_out_of_the_next_ones() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN the picture of the first snapshot, frozen, then updates that replace records
+        frozen = gc.get_freeze_count()
+        assert frozen > TASKS
+        await apply(app, pilot, change([worker(n, "new record") for n in range(2, 1002)]))
+        # WHEN the collector makes a full pass (as it does on its own every second or so)
+        gc.collect()
+        # THEN what survived it (the new records among them) is out of the next full pass
+        if long_lived.FREEZES:
+            assert gc.get_freeze_count() > frozen
+            assert gc.get_count()[2] == 0
+            assert _after_a_pass_installed()
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+    # AND the dashboard gives everything back to the collector when it ends
+    assert gc.get_freeze_count() == 0
+    assert not _after_a_pass_installed()
+
+
+def _after_a_pass_installed() -> bool:
+    return any(
+        getattr(callback, "__module__", "") == long_lived.__name__ for callback in gc.callbacks
+    )
