@@ -8,21 +8,35 @@ applied within 250 ms at 10,000 tasks; 100,000 tasks still usable.
 
     python benchmarks/ui_scale.py                 # 10,000 and 100,000 tasks
     python benchmarks/ui_scale.py --tasks 10000 --big 0
+    python benchmarks/ui_scale.py --keys --against ../main --rounds 4
+
+`--keys` measures only key presses (idle, and while updates stream) at `--tasks`; with
+`--against CHECKOUT` it runs this checkout and that one (say, main before a change) in fresh
+processes, taking turns round after round, so that both meet the same load on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import queue
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# `--code CHECKOUT`: measure that checkout's taskscope (this script's own by default).
+sys.path.insert(
+    0,
+    sys.argv[sys.argv.index("--code") + 1]
+    if "--code" in sys.argv
+    else str(Path(__file__).resolve().parents[1]),
+)
 
 from textual import events
 from textual.pilot import Pilot
@@ -40,6 +54,7 @@ from taskscope.sources import (
 )
 from taskscope.ui.app import TaskscopeApp
 
+HERE = Path(__file__).resolve().parents[1]
 NOW = 1_800_000_000.0
 SIZE = (160, 45)
 
@@ -280,24 +295,89 @@ async def bench_tree(total: int) -> None:
                 f"delta ({label}): apply {summary(applies)}; to screen median "
                 f"{statistics.median(paints):.1f} ms"
             )
-        # Key presses while deltas stream in at 2 Hz through the real feed path.
-        streaming = True
-
-        async def feed() -> None:
-            round_ = 100
-            while streaming:
-                source.updates.put(DeltaUpdate(make_delta(total, 1000, 20, round_)))
-                round_ += 1
-                await asyncio.sleep(0.5)
-
-        feeder = asyncio.create_task(feed())
-        await pilot.pause(0.6)
-        loaded = await key_latency(app, pilot, "down", 30, writes, selected)
-        loaded += await key_latency(app, pilot, "up", 30, writes, selected)
-        streaming = False
-        await feeder
+        loaded = await keys_while_streaming(app, pilot, source, writes, total, 30)
         print(f"key press while 2 Hz deltas (1,000 changed) stream: {summary(loaded)}")
         await pilot.press("q")
+
+
+async def keys_while_streaming(
+    app: TaskscopeApp,
+    pilot: Pilot[Any],
+    source: BenchSource,
+    writes: list[float],
+    total: int,
+    presses: int,
+) -> list[float]:
+    """Key presses (down, then up) while deltas of 1,000 changed tasks, 20 new and 20 gone,
+    stream in at 2 Hz through the real feed path. The deltas are made on a thread of their
+    own, as a live source reads and decodes them on its feed thread."""
+    streaming = threading.Event()
+    streaming.set()
+
+    def feed() -> None:
+        round_ = 100
+        while streaming.is_set():
+            source.updates.put(DeltaUpdate(make_delta(total, 1000, 20, round_)))
+            round_ += 1
+            time.sleep(0.5)
+
+    feeder = threading.Thread(target=feed, name="bench-feed")
+    feeder.start()
+    try:
+        await pilot.pause(0.6)
+        selected: Callable[[], object] = lambda: app.selected  # noqa: E731
+        loaded = await key_latency(app, pilot, "down", presses, writes, selected)
+        loaded += await key_latency(app, pilot, "up", presses, writes, selected)
+    finally:
+        streaming.clear()
+        feeder.join()
+    return loaded
+
+
+async def bench_keys(total: int, presses: int) -> dict[str, list[float]]:
+    """Key presses only (idle, then while updates stream), for `--keys`."""
+    source = BenchSource(make_snapshot(total))
+    app = TaskscopeApp(source, clock=lambda: NOW + 1, tree_limit=max(20_000, total))
+    writes = watch_screen_writes(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.updates_applied >= 1)
+        await pilot.pause(0.5)
+        idle = await key_latency(app, pilot, "down", presses, writes, lambda: app.selected)
+        loaded = await keys_while_streaming(app, pilot, source, writes, total, presses)
+        await pilot.press("q")
+    return {"idle": idle, "loaded": loaded}
+
+
+def compare_keys(args: argparse.Namespace) -> None:
+    """This checkout and `--against` in turns, each round in fresh processes."""
+    runs: dict[str, dict[str, list[list[float]]]] = {}
+    checkouts = {"this checkout": HERE, str(args.against): Path(args.against).resolve()}
+    for round_ in range(args.rounds):
+        order = list(checkouts.items())
+        if round_ % 2:
+            order.reverse()  # neither always goes first
+        for label, code in order:
+            command = [sys.executable, __file__, "--keys", "--tasks", str(args.tasks)]
+            command += ["--presses", str(args.presses), "--code", str(code), "--json"]
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            for kind, values in measured.items():
+                runs.setdefault(label, {}).setdefault(kind, []).append(values)
+    for kind, title in (("idle", "idle"), ("loaded", "while 2 Hz deltas (1,000 changed) stream")):
+        print(f"\nkey press, {title} ({args.rounds} rounds of {2 * args.presses} keys or so):")
+        for label, kinds in runs.items():
+            rounds = kinds[kind]
+            every = [value for values in rounds for value in values]
+            per_round = "; ".join(
+                f"{statistics.median(v):.0f}/{_p95(v):.0f}/{max(v):.0f}" for v in rounds
+            )
+            print(f"  {label:>16}: all {summary(every)}")
+            print(f"  {'':>16}  per round (median/p95/max ms): {per_round}")
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
 
 
 async def bench_big(total: int) -> None:
@@ -363,8 +443,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000, help="tree benchmark size")
     parser.add_argument("--big", type=int, default=100_000, help="large benchmark size (0: skip)")
+    parser.add_argument("--keys", action="store_true", help="key presses only")
+    parser.add_argument("--presses", type=int, default=40, help="keys per kind, with --keys")
+    parser.add_argument("--against", help="with --keys: another checkout, measured in turns")
+    parser.add_argument("--rounds", type=int, default=4, help="with --against")
+    parser.add_argument("--code", help="the checkout whose taskscope is measured")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.keys and args.json:
+        print(json.dumps(asyncio.run(bench_keys(args.tasks, args.presses))))
+        return 0
     print(f"Python {sys.version.split()[0]}, Textual {__import__('textual').__version__}")
+    if args.keys:
+        if args.against:
+            compare_keys(args)
+        else:
+            measured = asyncio.run(bench_keys(args.tasks, args.presses))
+            print(f"key press, idle: {summary(measured['idle'])}")
+            print(
+                f"key press while 2 Hz deltas (1,000 changed) stream: {summary(measured['loaded'])}"
+            )
+        return 0
     if args.tasks:
         asyncio.run(bench_tree(args.tasks))
     if args.big:

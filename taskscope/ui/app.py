@@ -12,7 +12,6 @@ workers, so a slow or blocked target never freezes the screen.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import time
@@ -31,6 +30,7 @@ from textual.worker import get_current_worker
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.sources import ClientError, ProcessInfo, SnapshotUpdate, Source
+from taskscope.ui import long_lived
 from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.feed import UpdateBuffer
@@ -205,7 +205,7 @@ class TaskscopeApp(App[int]):
 
     def on_unmount(self) -> None:
         self.source.close()
-        gc.unfreeze()
+        long_lived.release()
 
     @work(thread=True, exclusive=True, group="feed")
     def _feed(self) -> None:

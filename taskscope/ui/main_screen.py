@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +28,7 @@ from taskscope.model import TaskInfo, TaskModel
 from taskscope.protocol import StackReply
 from taskscope.report import safe_text, task_text
 from taskscope.sources import Capability, ClientError
+from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
@@ -36,7 +36,7 @@ from taskscope.ui.process_header import ProcessHeader
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
 from taskscope.ui.task_tree import TaskTree
-from taskscope.ui.views import VIEWS, TaskViews, ViewName
+from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
@@ -91,7 +91,9 @@ class MainScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
         Binding("question_mark", "app.help", "Help", key_display="?"),
-        Binding("slash", "filter", "Filter", key_display="/"),
+        # Priority: run when the app takes the key, before the keys typed after it are handed
+        # out (`/slow` in one write must land in the box, not run s, l, o, w).
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("w", "next_worker", "Worker", show=False),
         Binding("s", "cycle_sort", "Sort"),
@@ -124,10 +126,13 @@ class MainScreen(Screen[None]):
         #: The header waits for the next ModelChanged to be shown again.
         self._header_stale = True
         self._stack_timer: Timer | None = None
+        #: A key moved a cursor during an update: its next slice waits for the key's picture.
+        self._slices_held = False
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
         # app shuts down, when a query would find nothing.
         self.views = TaskViews(self.clock, dashboard.tree_limit)
+        self.views.follow(self._cursor_moved)
         self._detail = DetailPane(self.clock, id="detail")
         self._header = ProcessHeader(id="header")
         self._filter_box = Input(
@@ -135,6 +140,7 @@ class MainScreen(Screen[None]):
             "Esc clears it",
             id="filter",
         )
+        self._filter_box.display = False
 
     # --- layout --------------------------------------------------------------------------------
 
@@ -170,9 +176,9 @@ class MainScreen(Screen[None]):
         return self.cancel_flow.requests
 
     def on_mount(self) -> None:
-        self._filter_box.display = False
         self.views.label()
-        self.task_tree.focus()
+        if self.focused is None:  # a / typed before the screen was up has the filter box
+            focus_now(self.task_tree)
         self._show_changes()
         self.set_interval(self.dashboard.tick_seconds, self._tick)
         self.dashboard.start_feed()
@@ -219,9 +225,27 @@ class MainScreen(Screen[None]):
     # --- applying updates ----------------------------------------------------------------------
 
     def feed_updated(self) -> None:
-        """The app's `FeedUpdated`: apply what came, unless paused or an update is under way."""
-        if not self.dashboard.paused and not self.views.slices:
+        """The app's `FeedUpdated`: apply what came, unless paused or an update is under way
+        (or held for a key's picture: `_hold_slices` takes it up again)."""
+        if not self.dashboard.paused and not self.views.slices and not self._slices_held:
             self._apply_in_slices()
+
+    def _hold_slices(self) -> None:
+        """A key moved a cursor: apply no more of the update under way until the screen shows
+        the key's effect. (Called while the view handles the key: the view's own message
+        queue takes the callback after the key, and the screen runs it once it has drawn
+        what the key changed.)"""
+        if self._slices_held or not (self.views.slices or self.dashboard.buffer):
+            return
+        self._slices_held = True
+        self.views.shown.call_after_refresh(self._release_slices)
+
+    def _release_slices(self) -> None:
+        self._slices_held = False
+        if self.views.slices:
+            self.app.post_message(UpdateSliceDue())
+        elif self.dashboard.buffer and not self.dashboard.paused:
+            self.app.post_message(FeedUpdated())
 
     def apply_pending(self) -> bool:
         """Apply whatever the feed folded since the last time, all at once (an update being
@@ -259,7 +283,7 @@ class MainScreen(Screen[None]):
 
     def apply_slice(self) -> None:
         """The app's `UpdateSliceDue`: the next slice of the update under way."""
-        if not self.views.slices:
+        if not self.views.slices or self._slices_held:
             return
         with self.app.batch_update():
             if self.views.apply_slice(self.model):
@@ -267,7 +291,7 @@ class MainScreen(Screen[None]):
         if self.views.slices:
             # Posted to the app, from the event loop, not from here: the app's queue then runs
             # dry, and the widgets' own tasks (the key forwarded to the tree) run before the
-            # next slice.
+            # next slice (which waits for the key's picture if the key moved a cursor).
             asyncio.get_running_loop().call_soon(self.app.post_message, UpdateSliceDue())
         elif self.dashboard.buffer and not self.dashboard.paused:
             self.app.post_message(FeedUpdated())  # more arrived while this one was applied
@@ -293,11 +317,9 @@ class MainScreen(Screen[None]):
         if self.selected is not None and self.selected in self.model.last_changed:
             self._schedule_stack(self.selected)
         if full:
-            # What a full picture made (records, nodes, Textual's own widgets) lives long: out
-            # of the garbage collector's full passes, which otherwise walk all of it (30-250 ms
-            # at 10,000 tasks here) and hold up a key. Objects still go when no longer
-            # referenced; on_unmount gives them back to the collector.
-            gc.freeze()
+            # What a full picture made lives long: out of the collector's full passes,
+            # which otherwise walk all of it and hold up a key (taskscope.ui.long_lived).
+            long_lived.keep()
         self.last_apply_seconds = time.perf_counter() - started
 
     def _maybe_auto_group(self) -> None:
@@ -370,7 +392,7 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         box = self._filter_box
         box.display = True
-        box.focus()
+        focus_now(box)
         self.app.refresh_bindings()
 
     @on(Input.Changed, "#filter")
@@ -391,7 +413,7 @@ class MainScreen(Screen[None]):
         self._apply_filter(event.value)
         if not event.value:
             event.input.display = False
-        self.views.shown.focus()
+        focus_now(self.views.shown)
 
     def action_clear_filter(self) -> None:
         box = self._filter_box
@@ -400,9 +422,12 @@ class MainScreen(Screen[None]):
         box.value = ""
         box.display = False
         self._set_options(filter="", only_ids=None, only_label="", only_pid=None)
-        self.views.shown.focus()
+        focus_now(self.views.shown)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            # A / typed into the filter box is part of the filter.
+            return not isinstance(self.app.focused, Input)
         if action in ("cancel_task", "cancel_subtree"):
             task = self.selected_task()
             if self.dashboard.gone is not None or task is None or task.finished:
@@ -433,16 +458,11 @@ class MainScreen(Screen[None]):
 
     # --- selection and the detail pane ---------------------------------------------------------
 
-    @on(TaskTree.TaskHighlighted)
-    def _tree_highlighted(self, message: TaskTree.TaskHighlighted) -> None:
-        if self.view == "tree":
-            self._select(message.task_id)
-
-    @on(RowList.RowHighlighted)
-    def _row_highlighted(self, message: RowList.RowHighlighted) -> None:
-        if message.row_list.id != self.view:
-            return
-        self._select(message.key if self.view in ("table", "history") else None)
+    def _cursor_moved(self, view: ViewName, key: str | None) -> None:
+        """A view's cursor moved (told at once, not by message: see `TaskViews.follow`)."""
+        if view == self.view:
+            self._select(key if view != "groups" else None)
+            self._hold_slices()
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:
@@ -486,14 +506,15 @@ class MainScreen(Screen[None]):
             )
             return False
         self._select(task_id)
-        self.views.widgets[target].focus()
+        focus_now(self.views.widgets[target])
         return True
 
     def _select(self, task_id: str | None) -> None:
         if task_id == self.selected:
             return
         self.selected = task_id
-        self.changed(header=False)
+        # At once, not on the next ModelChanged: in the same frame as the cursor.
+        self.detail.show(self.model, task_id)
         self._update_bindings()
         if task_id is not None:
             self._schedule_stack(task_id)

@@ -7,6 +7,7 @@ Only the lines on screen are rendered, so 100,000 rows cost a sorted list of key
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -64,6 +65,9 @@ class RowList(ScrollView, can_focus=True):
         self._index: dict[str, int] | None = None
         self.cursor = 0
         self.empty_text = "nothing to show"
+        #: Called at once when the cursor lands on another row, before `RowHighlighted`
+        #: reaches anyone: what follows the cursor is then painted in the same frame.
+        self.cursor_moved: Callable[[str | None], None] | None = None
 
     # --- subclass hooks ------------------------------------------------------------------------
 
@@ -92,7 +96,7 @@ class RowList(ScrollView, can_focus=True):
         self.virtual_size = Size(self.size.width, len(keys) + 1)
         self.refresh()
         if self.cursor_key != current:
-            self.post_message(self.RowHighlighted(self, self.cursor_key))
+            self._highlighted()
 
     def index_of(self, key: str) -> int | None:
         if self._index is None:
@@ -120,7 +124,12 @@ class RowList(ScrollView, can_focus=True):
             self.scroll_to(y=index - height + 1, animate=False)
         self.refresh()
         if changed:
-            self.post_message(self.RowHighlighted(self, self.cursor_key))
+            self._highlighted()
+
+    def _highlighted(self) -> None:
+        if self.cursor_moved is not None:
+            self.cursor_moved(self.cursor_key)
+        self.post_message(self.RowHighlighted(self, self.cursor_key))
 
     def action_cursor(self, step: int) -> None:
         self._move_to(self.cursor + step)

@@ -70,6 +70,14 @@ class TaskTree(Tree[str]):
         #: Textual's constructor lays the lines out).
         self._line_by_node: dict[int, tuple[object, _TreeLine[str]]] = {}
         self._frame_style: Style | None = None
+        #: The lines as last drawn, kept when nodes are added or removed until the lines are
+        #: laid out again: only the rows that then show another line are drawn again.
+        self._lines_drawn: list[_TreeLine[str]] | None = None
+        #: Tasks whose label may have changed since the tree was last drawn.
+        self._relabel: set[str] = set()
+        #: Called at once when the cursor lands on another task (see `watch_cursor_line`).
+        self.cursor_moved: Callable[[str | None], None] | None = None
+        self._cursor_told: str | None = None
         super().__init__("tasks", id=id)
         self.show_root = False
         self.guide_depth = 3
@@ -106,11 +114,15 @@ class TaskTree(Tree[str]):
 
     def _prepare(self, model: TaskModel) -> None:
         self.model = model
-        self._cycle_members = model.cycle_members()
+        cycle_members = model.cycle_members()
+        loop_blocked = {loop.id for loop in model.loops.values() if loop.blocked_for is not None}
+        if cycle_members != self._cycle_members or loop_blocked != self._loop_blocked:
+            # Marks of tasks that did not change themselves: every line is drawn again.
+            self._line_cache.clear()
+            self.refresh()
+        self._cycle_members = cycle_members
+        self._loop_blocked = loop_blocked
         self._cycle_roots = {min(cycle, key=int) for cycle in model.cycles if cycle}
-        self._loop_blocked = {
-            loop.id for loop in model.loops.values() if loop.blocked_for is not None
-        }
         self._sibling_keys = {}
 
     def _shown_count(self, now: float) -> int:
@@ -184,9 +196,13 @@ class TaskTree(Tree[str]):
         """Bring the nodes up to date with the tasks that changed or went in the last update.
 
         Labels are drawn from the model, so a changed task whose node stays put costs
-        nothing here: the lines on screen are repainted once at the end (off-screen lines
-        are drawn when scrolled to, and any cached one is repainted by the next tick)."""
+        nothing here: with `repaint` (the last slice of an update), the rows on screen that
+        show a changed task, or another line than before, are drawn again; nothing else.
+        (Off-screen lines are drawn when scrolled to. A label that changed because another
+        task did, such as a countdown, or a waited task's name, moves on at the next tick.)"""
         self._prepare(model)
+        changed = list(changed)
+        self._relabel.update(changed)
         now = self.clock()
         if self.overflow:
             if self._shown_count(now) <= self.limit:
@@ -231,16 +247,21 @@ class TaskTree(Tree[str]):
         """Textual's, forgetting the lines kept by node id: a cleared tree numbers its nodes
         from 0 again, so a kept line would draw another task in a rebuilt view."""
         self._line_by_node = {}
+        self._lines_drawn = None
+        self._relabel = set()
         return super().clear()
 
     def _invalidate(self) -> None:
         """Textual's, without asking for a layout of the whole screen on every node added or
-        removed: the tree's size is all that can change, and its `virtual_size` (a layout
-        reactive) asks for one when it does."""
-        self._clear_line_cache()
-        self._updates += 1
+        removed (the tree's size is all that can change, and its `virtual_size`, a layout
+        reactive, asks for one when it does), and without drawing every line again: the
+        lines are laid out again at the next idle moment, and `_build` draws the rows on
+        screen that then show another line than before."""
+        if self._tree_lines_cached is not None and self._lines_drawn is None:
+            self._lines_drawn = self._tree_lines_cached
+        self._tree_lines_cached = None
         self.root._reset()
-        self.refresh()
+        self.check_idle()
 
     def _build(self) -> None:
         """Textual's list of lines, made without its recursive closure (whose reference cycle
@@ -280,18 +301,61 @@ class TaskTree(Tree[str]):
                     push((line, children[index], False))
         self._line_by_node = new_lines
         self._tree_lines_cached = lines
-        self.virtual_size = Size(self.size.width, len(lines))
+        drawn, self._lines_drawn = self._lines_drawn, None
+        if drawn is not None:
+            self._redraw_moved_rows(drawn, lines)
+        size = Size(self.size.width, len(lines))
+        if size != self.virtual_size:
+            # Not by the reactive, whose refresh draws every row on screen again: the rows
+            # that changed are drawn by `_redraw_moved_rows`, the scrollbar is told here.
+            self.set_reactive(Tree.virtual_size, size)
+            self._scroll_update(size)
         if self.cursor_line != -1:
             if self.cursor_node is not None:
                 self.cursor_line = self.cursor_node._line
             if self.cursor_line >= len(lines):
                 self.cursor_line = -1
+        if self._relabel:
+            self._repaint()
+
+    def _redraw_moved_rows(self, before: list[_TreeLine[str]], after: list[_TreeLine[str]]) -> None:
+        """Nodes were added or removed: forget the drawn rows that now show another line
+        (Textual keys a drawn row by its number and its nodes' update counts, which another
+        node on that row may share), and draw those on screen again."""
+
+        def moved(row: int) -> bool:
+            if row >= len(before) or row >= len(after):
+                return (row < len(before)) != (row < len(after))
+            return before[row] is not after[row]
+
+        cache = self._line_cache
+        drawn = list(cache.keys())  # a Textual LRUCache: no iteration of its own
+        for key in drawn:
+            if isinstance(key[0], int) and moved(key[0]):
+                cache.discard(key)
+        top = self.scroll_offset.y
+        for row in range(top, top + self.size.height):
+            if moved(row):
+                self._refresh_line(row)
 
     def _repaint(self) -> None:
-        """Draw the lines on screen again (their labels come from the model) without laying
-        out the tree's lines now: that waits for the next frame, like a key's own redraw."""
-        self._line_cache.clear()
-        self.refresh()
+        """Draw again the rows on screen that show a task changed since the last time: its
+        node's update count moves on, which Textual's cache of drawn rows is keyed by. The
+        lines are not laid out for this: when nodes were added or removed, `_build` calls
+        this once it has laid them out (at the next idle moment, like a key's own redraw)."""
+        if self._tree_lines_cached is None:
+            return
+        relabel, self._relabel = self._relabel, set()
+        nodes = self._task_nodes
+        for task_id in relabel:  # off screen too: a drawn row may be kept for a scroll back
+            node = nodes.get(task_id)
+            if node is not None:
+                node._updates += 1
+        lines = self._tree_lines_cached
+        top = self.scroll_offset.y
+        for row in range(top, min(len(lines), top + self.size.height)):
+            if lines[row].path[-1].data in relabel:
+                self._refresh_line(row)
 
     def expire(self) -> None:
         """Drop finished tasks whose time in the live view is over (no delta says so)."""
@@ -360,6 +424,11 @@ class TaskTree(Tree[str]):
         key = sort_key(self.options.sort)
         mine = key(task)
         self._placed_key[task.id] = mine
+        # Textual counts an added node as an update of the whole tree and of the parent, which
+        # the cache of drawn rows is keyed by: every row on screen under that parent would be
+        # drawn again. Only the rows that show another line are (`_redraw_moved_rows`); the
+        # parent's own row changes only with its first child (its ▼), by `allow_expand`.
+        counts = self._updates, parent._updates
         if not parent.children:
             self._sibling_keys[parent.id] = [mine]
             node = parent.add(label, data=task.id, expand=True, allow_expand=False)
@@ -379,8 +448,10 @@ class TaskTree(Tree[str]):
                 )
             else:
                 node = parent.add(label, data=task.id, expand=True, allow_expand=False)
+        self._updates, parent._updates = counts
         if not parent.is_root and not parent.allow_expand:
             parent.allow_expand = True
+            self._relabel.add(parent.data or "")  # its row gets its ▼
         return node
 
     def _subtree_ids(self, node: TaskNode) -> list[str]:
@@ -404,6 +475,7 @@ class TaskTree(Tree[str]):
         node.remove()
         if parent is not None and not parent.is_root and not parent.children:
             parent.allow_expand = False
+            self._relabel.add(parent.data or "")  # its row loses its ▼
         for gone in ids:
             self._task_nodes.pop(gone, None)
             self._parent_of.pop(gone, None)
@@ -534,6 +606,19 @@ class TaskTree(Tree[str]):
             node.collapse()
         elif node.parent is not None and not node.parent.is_root:
             self.move_cursor(node.parent)
+
+    def watch_cursor_line(self, previous_line: int, line: int) -> None:
+        """Textual's, then tell `cursor_moved` at once when the cursor is on another task.
+
+        The selection (and the detail pane) then changes in the same frame as the cursor: by
+        `TaskHighlighted`, which bubbles up to the screen a widget at a time, it was painted
+        a frame or two after the cursor, each frame 17-33 ms after the one before."""
+        super().watch_cursor_line(previous_line, line)
+        task_id = self.selected_task
+        if task_id != self._cursor_told:
+            self._cursor_told = task_id
+            if self.cursor_moved is not None:
+                self.cursor_moved(task_id)
 
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted[str]) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from textual.widgets import ContentSwitcher
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Input
 
 from taskscope.model import TaskModel
 from taskscope.relations import LEGEND
@@ -62,6 +63,13 @@ class TaskViews:
         self.slices: list[tuple[list[str], list[str]]] = []
         self.slices_started = 0.0
 
+    def follow(self, cursor_moved: Callable[[ViewName, str | None], None]) -> None:
+        """Have each view tell `cursor_moved` at once when its cursor lands on another task
+        or row. (Their highlight messages bubble up a widget at a time, and what the screen
+        did on them was painted a frame or two after the cursor.)"""
+        for name, widget in self.widgets.items():
+            widget.cursor_moved = lambda key, name=name: cursor_moved(name, key)
+
     @property
     def shown(self) -> TaskTree | RowList:
         return self.widgets[self.current]
@@ -71,14 +79,15 @@ class TaskViews:
         self.switcher.border_subtitle = VIEW_LEGENDS.get(self.current, "")
 
     def show(self, view: ViewName, model: TaskModel, options: ViewOptions) -> None:
-        """Show `view` (rebuilt if it missed updates) and focus it. Slices left of an update
-        must be applied first (`finish_slices`)."""
+        """Show `view` (rebuilt if it missed updates) and focus it, unless a filter is being
+        typed. Slices left of an update must be applied first (`finish_slices`)."""
         self.current = view
         self.switcher.current = view
         self.label()
         if view in self.dirty:
             self.rebuild(view, model, options)
-        self.shown.focus()
+        if not isinstance(self.shown.screen.focused, Input):  # not while a filter is typed
+            focus_now(self.shown)
 
     def cursor_task(self) -> str | None:
         """The task under the shown view's cursor (the grouped view has none)."""
@@ -153,6 +162,13 @@ class TaskViews:
         while self.slices:
             changed, removed = self.slices.pop(0)
             self.tree.apply_changes(model, changed, removed)
+
+
+def focus_now(widget: Widget) -> None:
+    """Give `widget` the focus before the next key is handed out. (Textual's `focus()` waits
+    its turn in the app's queue, behind keys that arrived in the same write: `/slow` typed at
+    once would run s, l, o, w as view keys.)"""
+    widget.screen.set_focus(widget)
 
 
 def _number(task_id: str) -> int:

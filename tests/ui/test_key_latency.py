@@ -1,0 +1,200 @@
+"""Keys during large updates (issue 9, item 8): what makes a key wait, checked as structure,
+never timed (figures come from benchmarks/ui_scale.py).
+
+- An update redraws only the tree's rows on screen that show a changed task, or another line
+  than before: not every row on screen (each drawn row costs Textual a few tenths of a ms).
+- The selection (the detail pane) follows the cursor in the same frame as the cursor.
+- A key that lands while an update is applied in slices is on screen before the next slice.
+- The collector's full passes skip what survived the previous one (the picture).
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from textual import events
+from textual.pilot import Pilot
+
+from taskscope.protocol import WireTask
+from taskscope.ui import long_lived
+from taskscope.ui.app import TaskscopeApp
+from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_task
+from tests.ui.harness import run_app, screen_text, until
+
+#: Tasks in the tree: many more than its rows on screen.
+TASKS = 3_000
+
+
+def worker(number: int, text: str = "", *, age: float | None = None) -> WireTask:
+    """Worker `number` under the main task 1, oldest first (the tree's order)."""
+    facts = {"seconds_left": 5.0} if not text else {"seconds_left": float(len(text))}
+    return wire_task(
+        str(number),
+        f"worker-{number}",
+        "worker",
+        parent="1",
+        awaited_by=["1"],
+        awaiting=awaiting("sleep", **facts),
+        age=age if age is not None else 10_000.0 - number,
+    )
+
+
+def many_tasks() -> FakeSource:
+    main = wire_task("1", "main", "main", age=20_000.0, awaiting=awaiting("taskgroup"))
+    tasks = [main, *(worker(number) for number in range(2, TASKS + 1))]
+    return FakeSource(snapshot(tasks, cycles=[]))
+
+
+def count_drawn_rows(app: TaskscopeApp) -> list[str]:
+    """Record the task of every tree row Textual draws from now on (a cached row is not)."""
+    tree = app.task_tree
+    drawn: list[str] = []
+    original = tree.render_label
+
+    def render_label(node: Any, base_style: Any, style: Any) -> Any:
+        drawn.append(node.data)
+        return original(node, base_style, style)
+
+    tree.render_label = render_label  # type: ignore[method-assign]
+    return drawn
+
+
+def on_screen(app: TaskscopeApp) -> list[str]:
+    tree = app.task_tree
+    top = tree.scroll_offset.y
+    rows = range(top, top + tree.size.height)
+    return [node.data for row in rows if (node := tree.get_node_at_line(row)) and node.data]
+
+
+def change(changed: list[WireTask], removed: list[str] | None = None) -> Any:
+    """A delta (no await cycle, as in the snapshot)."""
+    return delta(changed, removed or [], cycles=[])
+
+
+async def apply(app: TaskscopeApp, pilot: Pilot[Any], update: Any) -> None:
+    """Apply one update at once (no slices) and wait for the screen to be drawn."""
+    app.buffer.put_delta(update)
+    app.apply_pending()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def test_an_update_redraws_only_the_rows_on_screen_that_changed() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        shown = on_screen(app)
+        assert len(shown) > 20 and str(TASKS) not in shown
+        drawn = count_drawn_rows(app)
+        # GIVEN an update of 500 tasks none of which is on screen, with tasks added and gone
+        # at the end of the tree
+        off_screen = [worker(number, "changed") for number in range(500, 1000)]
+        added = [worker(number) for number in range(TASKS + 1, TASKS + 21)]
+        await apply(app, pilot, change(off_screen + added, removed=["2999", "2998"]))
+        # THEN no row on screen is drawn again
+        assert drawn == []
+        # WHEN one task on screen changes
+        await apply(app, pilot, change([worker(int(shown[5]), "now waiting longer")]))
+        # THEN its row alone is drawn, and shows the change
+        assert drawn == [shown[5]]
+        assert "sleep, 18.0 s left" in screen_text(app)
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_rows_redrawn_after_nodes_move_show_what_a_full_redraw_shows() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        tree = app.task_tree
+        # GIVEN updates that shift the rows on screen: an older task inserted above them,
+        # tasks on screen removed and changed, a subtree moved under another task
+        oldest = wire_task("9001", "oldest", "main", age=30_000.0, awaiting=awaiting("sleep"))
+        await apply(app, pilot, change([oldest], removed=["3", "5"]))
+        await apply(app, pilot, change([worker(7, "seven"), worker(9, "nine")], removed=["6"]))
+        moved = worker(4, age=9996.0)
+        moved["parent"], moved["awaited_by"] = "9001", ["9001"]
+        await apply(app, pilot, change([moved, worker(TASKS + 1)], removed=["2", "8"]))
+        drawn_by_updates = screen_text(app)
+        # WHEN everything is drawn afresh
+        tree._line_cache.clear()
+        tree.refresh()
+        await pilot.pause()
+        await pilot.pause()
+        # THEN the screen is the same
+        assert screen_text(app) == drawn_by_updates
+        assert "oldest" in drawn_by_updates and "worker-3 " not in drawn_by_updates
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_the_detail_pane_follows_the_cursor_in_the_same_frame() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # Every screen write: which task the tree's cursor is on, which the detail pane shows.
+        frames: list[tuple[str | None, str | None]] = []
+        original = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            frames.append((app.task_tree.selected_task, app.detail.task_id))
+            original(screen, renderable)
+
+        app._display = display  # type: ignore[method-assign]
+        for _ in range(6):
+            await pilot.press("down")
+            await pilot.pause()
+        # THEN no frame shows the cursor on one task and the detail pane on another
+        assert len({cursor for cursor, _ in frames}) >= 6
+        assert [frame for frame in frames if frame[0] != frame[1]] == []
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_a_key_during_an_update_in_slices_is_shown_before_the_next_slice() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        views = app.main.views
+        before = app.task_tree.selected_task
+        # Every screen write: slices of the update still to apply, and the cursor's task.
+        frames: list[tuple[int, str | None]] = []
+        original = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            frames.append((len(views.slices), app.task_tree.selected_task))
+            original(screen, renderable)
+
+        app._display = display  # type: ignore[method-assign]
+        # GIVEN an update of every task, applied in slices, the first one applied
+        app.buffer.put_delta(change([worker(n, "all") for n in range(2, TASKS + 1)]))
+        app.main.feed_updated()
+        left = len(views.slices)
+        assert left >= 10
+        # WHEN a key lands
+        app.post_message(events.Key("down", None))
+        await until(pilot, lambda: not views.slices, what="the update to be applied")
+        # THEN the first frame with the cursor moved came while most of the update waited
+        moved = next(left_then for left_then, cursor in frames if cursor != before)
+        assert moved >= left - 2, frames
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_the_survivors_of_a_full_collection_are_kept_out_of_the_next_ones() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN the picture of the first snapshot, frozen, then updates that replace records
+        frozen = gc.get_freeze_count()
+        assert frozen > TASKS
+        await apply(app, pilot, change([worker(n, "new record") for n in range(2, 1002)]))
+        # WHEN the collector makes a full pass (as it does on its own every second or so)
+        gc.collect()
+        # THEN what survived it (the new records among them) is out of the next full pass
+        if long_lived.FREEZES:
+            assert gc.get_freeze_count() > frozen
+            assert gc.get_count()[2] == 0
+            assert _after_a_pass_installed()
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+    # AND the dashboard gives everything back to the collector when it ends
+    assert gc.get_freeze_count() == 0
+    assert not _after_a_pass_installed()
+
+
+def _after_a_pass_installed() -> bool:
+    return any(
+        getattr(callback, "__module__", "") == long_lived.__name__ for callback in gc.callbacks
+    )
