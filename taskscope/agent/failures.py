@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from types import CodeType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 from taskscope.agent.summary import exception_line
 
@@ -33,13 +33,14 @@ MAX_LINKED = 3
 #: The formatted traceback is cut at this many characters.
 MAX_TEXT = 8192
 
-#: One exception of a failure: its traceback entries (code, line), outermost first, how many
+#: One exception of a failure: its traceback entries (`Entries`), how many
 #: earlier entries were left out, its last line, and how it follows the exception printed
 #: before it ("cause": that one caused it, "context": raised while handling that one,
 #: "member": a member of that group, "" for the first).
 Segment = tuple["Entries", int, str, str]
-#: Traceback entries: (code, line), outermost first.
-Entries = tuple[tuple[CodeType, int | None], ...]
+#: Traceback entries, outermost first, flat (fewer objects made on the loop thread): code,
+#: line, code, line...
+Entries = tuple[CodeType | int | None, ...]
 
 CAUSE_WORDS = "The above exception was the direct cause of the following exception:"
 CONTEXT_WORDS = "During handling of the above exception, another exception occurred:"
@@ -80,12 +81,13 @@ class FailureNote:
 
 def _entries(tb: TracebackType | None, limit: int) -> tuple[Entries, int]:
     """The last `limit` entries of a traceback, and how many earlier ones were left out."""
-    entries: list[tuple[CodeType, int | None]] = []
+    entries: list[CodeType | int | None] = []
     while tb is not None:
-        entries.append((tb.tb_frame.f_code, tb.tb_lineno))
+        entries += (tb.tb_frame.f_code, tb.tb_lineno)
         tb = tb.tb_next
-    if len(entries) > limit:
-        return tuple(entries[-limit:]), len(entries) - limit
+    count = len(entries) // 2
+    if count > limit:
+        return tuple(entries[-2 * limit :]), count - limit
     return tuple(entries), 0
 
 
@@ -147,7 +149,9 @@ def format_failure(note: FailureNote) -> str:
         lines.append(f"{indent}Traceback (most recent call last):")
         if left_out:
             lines.append(f"{indent}  ... {left_out} earlier frames left out")
-        for code, line in frames:
+        for index in range(0, len(frames), 2):
+            code = cast(CodeType, frames[index])
+            line = cast("int | None", frames[index + 1])
             lines.append(f'{indent}  File "{code.co_filename}", line {line}, in {code.co_qualname}')
             source = _source_line(code.co_filename, line)
             if source:

@@ -9,9 +9,9 @@ task that made it True. Locks made before and after the agent behave the same, a
 the class attribute on uninstall leaves every lock as asyncio made it. A lock taken before the
 agent came has no note: its holder is unknown.
 
-It costs each acquire and each release a call of `__set__` (about 0.8 us per acquire+release
-pair, see benchmarks/lock_cost.py); $TASKSCOPE_LOCK_HOLDERS=0 turns it off (and tracking off,
-`--no-track`, does too).
+It costs each acquire and each release a call of `__set__` (0.4-1.3 us per acquire+release
+pair on 3.14-3.11, see benchmarks/lock_cost.py); $TASKSCOPE_LOCK_HOLDERS=0 turns it off (and
+tracking off, `--no-track`, does too).
 
 `Condition` uses a `Lock`, so its holder is the lock's. `Semaphore` is not covered: its
 `_value` is decremented by the releasing task on behalf of the task it wakes
