@@ -312,6 +312,10 @@ class StepTimer:
                 if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
                     rates.append((now, record.steps, record.busy))
             elif thread_id is not None:
+                loop = record.loop_ref()
+                if loop is None or not loop.is_running():
+                    record.step_watch = None
+                    continue
                 if frames is None:
                     frames = sys._current_frames()
                 if self._follow(record, frames.get(thread_id), now):
