@@ -19,7 +19,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 RunningLoopSetter = Callable[[asyncio.AbstractEventLoop | None], None]
@@ -65,8 +65,8 @@ class LoopRecord:
     steps: int = 0
     busy: float = 0.0
     step_started: float = 0.0
-    #: The stack the watchdog sampled in the current step: (its start, (code, line) pairs).
-    stall_sample: tuple[float, tuple[tuple[CodeType, int], ...]] | None = None
+    #: The stacks the watchdog sampled in the current step: (its start, `steps.Samples`).
+    stall_sample: tuple[float, Any] | None = None
     #: The steps longer than the stall threshold, the latest (see `steps.StallNote`).
     stalls: deque[Any] = field(default_factory=lambda: deque(maxlen=MAX_STALLS))
     #: Untimed steps: the step the watchdog follows (`steps.StepWatch`), and its last look.

@@ -47,6 +47,8 @@ RATE_SAMPLE_INTERVAL = 0.25
 #: a long step of a loop whose steps are not timed, to tell when it ends).
 MAX_WATCH_INTERVAL = 0.25
 MIN_WATCH_INTERVAL = 0.005
+#: Different stacks counted per step (a step that moves through more keeps the first ones).
+MAX_DISTINCT_SAMPLES = 64
 #: Frames a look at a loop thread's stack walks at most.
 MAX_LOCATE_DEPTH = 400
 
@@ -100,6 +102,32 @@ def _task_types() -> tuple[type[Any], ...]:
     return tuple(kinds)
 
 
+class Samples:
+    """The stacks the watchdog sampled in one step, counted: the one seen most often is where
+    the step spent its time (the blocking line), not what it did in its last moments."""
+
+    __slots__ = ("counts", "latest")
+
+    def __init__(self) -> None:
+        self.counts: dict[Sampled, int] = {}
+        self.latest: Sampled = ()
+
+    def add(self, stack: Sampled) -> None:
+        counts = self.counts
+        if stack in counts or len(counts) < MAX_DISTINCT_SAMPLES:
+            counts[stack] = counts.get(stack, 0) + 1
+        self.latest = stack
+
+    def most_seen(self) -> Sampled:
+        """The stack seen most often (the first of those seen as often)."""
+        best: Sampled = ()
+        most = 0
+        for stack, count in self.counts.items():
+            if count > most:
+                best, most = stack, count
+        return best
+
+
 class StepWatch:
     """A step the watchdog sees running on a loop whose steps are not timed: it is told from
     the next one by its `Handle._run` frame object (held until the next sighting)."""
@@ -112,7 +140,7 @@ class StepWatch:
         self.before = before
         self.first_seen = now
         self.last_seen = now
-        self.stack: Sampled = ()
+        self.stack = Samples()
         self.task: str | None = None
         self.task_name: str | None = None
 
@@ -271,7 +299,8 @@ class StepTimer:
         try:
             sample = record.stall_sample
             record.stall_sample = None
-            frames = sample[1] if sample is not None and sample[0] == start else ()
+            samples = sample[1] if sample is not None and sample[0] == start else None
+            frames = samples.most_seen() if samples is not None else ()
             task_id = task_name = callback = None
             if isinstance(task, self.task_types):
                 task_id = str(self.tracker.ensure_meta(task).task_id)
@@ -306,8 +335,12 @@ class StepTimer:
                     if frames is None:
                         frames = sys._current_frames()
                     sampled = self.locate(frames.get(thread_id))[1]
+                    held = record.stall_sample
+                    if held is None or held[0] != started:
+                        held = (started, Samples())
+                    held[1].add(sampled)
                     if record.step_started == started:
-                        record.stall_sample = (started, sampled)
+                        record.stall_sample = held
                 rates = record.rate_samples
                 if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
                     rates.append((now, record.steps, record.busy))
@@ -333,7 +366,7 @@ class StepTimer:
         record.last_look = now
         if watch is not None and step_frame is not None and watch.frame is step_frame:
             watch.last_seen = now
-            watch.stack = inner
+            watch.stack.add(inner)
             if watch.task is None and watch.task_name is None:
                 self._name_step(record, watch)
             return True
@@ -344,7 +377,8 @@ class StepTimer:
                 (watch.last_seen - watch.first_seen) + (now - (watch.before or watch.first_seen))
             ) / 2
             if duration > self.threshold:
-                callback = None if watch.task is not None else _callback_of(watch.stack)
+                stack = watch.stack.most_seen()
+                callback = None if watch.task is not None else _callback_of(stack)
                 record.stalls.append(
                     (
                         watch.started() + self.wall_offset,
@@ -352,11 +386,12 @@ class StepTimer:
                         watch.task,
                         watch.task_name,
                         callback,
-                        watch.stack,
+                        stack,
                     )
                 )
         if step_frame is not None:
-            record.step_watch = StepWatch(step_frame, before, now)
+            watch = record.step_watch = StepWatch(step_frame, before, now)
+            watch.stack.add(inner)
         return False
 
     def _name_step(self, record: LoopRecord, watch: StepWatch) -> None:
