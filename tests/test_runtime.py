@@ -117,8 +117,10 @@ def test_a_block_is_kept_with_its_task_and_line(launched: Any, timed: bool) -> N
     assert_names_the_blocking_line(the_stall(snap), 0.3)
     if timed:
         assert loop["steps_per_s"] >= 0 and 0 <= loop["busy_share"] <= 1
+        assert noted(target, "handle_run:steps.py")
     else:
         assert "steps_per_s" not in loop and "busy_share" not in loop
+        assert noted(target, "handle_run:events.py")  # nothing of ours runs per step
 
 
 def test_a_block_under_the_threshold_is_not_kept(launched: Any) -> None:
@@ -203,8 +205,9 @@ def test_the_process_is_left_as_it_was_after_detach(launched: Any) -> None:
     # GIVEN steps timed
     target = launched("--time-steps")
     assert run_cli("detach", str(target.pid)).returncode == 0
-    # THEN the block still happens, and the program goes on (nothing of ours times it)
+    # THEN asyncio's own Handle._run runs the steps again, and the program goes on
     block_once(target)
+    assert noted(target, "handle_run:events.py")
     code, _out, err = target.stop()
     assert code == 0, err
     assert err == ""

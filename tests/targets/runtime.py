@@ -22,6 +22,8 @@ async def blocker(seconds: float) -> None:
     while not go.exists():
         await asyncio.sleep(0.02)
     block(seconds)
+    # Whose `Handle._run` ran the step: asyncio's (events.py), or the agent's timed one.
+    note("handle_run:" + os.path.basename(asyncio.events.Handle._run.__code__.co_filename))
     note("blocked")
     await asyncio.sleep(3600)
 
