@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -225,3 +226,57 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert time_steps_setting(False) is False
     monkeypatch.delenv("TASKSCOPE_TIME_STEPS")
     assert time_steps_setting(None) is False
+
+
+def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
+    # GIVEN another tool that wrapped Handle._run before the agent came
+    original = events.Handle._run
+
+    @functools.wraps(original)
+    def their_run(self: events.Handle) -> None:
+        original(self)
+
+    events.Handle._run = their_run  # type: ignore[method-assign]
+    try:
+
+        def hold_the_loop() -> None:
+            time.sleep(0.15)
+
+        async def scenario(tracker: Tracker) -> None:
+            timer = tracker.steps
+            assert timer is not None
+            stop = threading.Event()
+
+            def watchdog() -> None:
+                while not stop.is_set():
+                    timer.watch(time.monotonic())
+                    time.sleep(0.01)
+
+            thread = threading.Thread(target=watchdog)
+            thread.start()
+            try:
+                asyncio.get_running_loop().call_soon(hold_the_loop)
+                await asyncio.sleep(0.2)
+            finally:
+                stop.set()
+                thread.join()
+            # THEN the stall names the callback, not their wrapper or asyncio's method
+            (stall,) = SnapshotBuilder(tracker).build()["loops"][0]["stalls"]
+            assert stall["callback"] == hold_the_loop.__qualname__
+            assert [frame["function"] for frame in stall["stack"]] == [hold_the_loop.__qualname__]
+            # AND with steps timed, the agent's wrapper goes around theirs
+            assert events.Handle._run is their_run or tracker.steps.timed
+
+        async def main(timed: bool) -> None:
+            tracker = Tracker(time_steps=timed)
+            tracker.install()
+            try:
+                await scenario(tracker)
+            finally:
+                tracker.uninstall()
+            assert events.Handle._run is their_run
+
+        asyncio.run(main(False))
+        asyncio.run(main(True))
+    finally:
+        events.Handle._run = original  # type: ignore[method-assign]

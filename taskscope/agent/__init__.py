@@ -121,6 +121,8 @@ def install(
             return
         tracker.install()
         tracker.loop_start_listeners.append(server.resume)
+        tracker.loop_start_listeners.append(server.wake)  # its stall watchdog looks again
+        server.wake()
         window = _flight_window(flight_recorder)
         if window is not None:
             server.start_flight_recorder(window)

@@ -53,6 +53,7 @@ MAX_DISTINCT_SAMPLES = 64
 MAX_LOCATE_DEPTH = 400
 
 _clock = time.perf_counter
+_NEVER = float("inf")
 _wall = time.time
 
 #: A stall as the loop thread notes it: perf-counter start, seconds, task id, task name,
@@ -173,7 +174,7 @@ class StepTimer:
         #: perf counter -> wall clock, refreshed by the watchdog.
         self.wall_offset = _wall() - _clock()
         #: The code objects that mark where a loop's step begins, and the loop's own frame.
-        self._step_codes = {self._original_run.__code__}
+        self._step_codes = _wrapped_codes(self._original_run)
         self._loop_code = _run_once_code()
 
     # --- installing --------------------------------------------------------------------------
@@ -186,7 +187,7 @@ class StepTimer:
             original = events.Handle._run
             self._original_run = original
             self._timed_run = self._make_timed_run(original)
-            self._step_codes = {original.__code__, self._timed_run.__code__}
+            self._step_codes = _wrapped_codes(self._timed_run)
             events.Handle._run = self._timed_run  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
@@ -218,7 +219,7 @@ class StepTimer:
         clock = _clock
         note_unmet, note_stall = self._note_unmet, self._note_stall
         task_types = self.task_types
-        timer = self
+        threshold = self.threshold
 
         def _run(self: events.Handle) -> None:
             record = loops_get(id(self._loop))  # type: ignore[attr-defined]
@@ -236,17 +237,18 @@ class StepTimer:
                 took = end - start
                 record.steps += 1
                 record.busy += took
-                meta = metas_get(id(owner))
-                if meta is not None and meta() is owner:
-                    meta.steps += 1
-                    meta.busy += took
-                    if took > meta.longest:
-                        meta.longest = took
-                    meta.last_ran = start
-                    meta.last_end = end
-                elif isinstance(owner, task_types):
-                    note_unmet(owner, start, end, took)
-                if took > timer.threshold:
+                if owner is not None:
+                    meta = metas_get(id(owner))
+                    if meta is not None and meta() is owner:
+                        meta.steps += 1
+                        meta.busy += took
+                        if took > meta.longest:
+                            meta.longest = took
+                        meta.last_ran = start
+                        meta.last_end = end
+                    elif isinstance(owner, task_types):
+                        note_unmet(owner, start, end, took)
+                if took > threshold:
                     note_stall(record, self, owner, start, took)
 
         _run.__wrapped__ = original  # type: ignore[attr-defined]
@@ -323,12 +325,19 @@ class StepTimer:
         coarse = min(threshold / (2 if self.timed else 4), MAX_WATCH_INTERVAL)
         self.next_watch = now_monotonic + coarse
         if not self._installed:
+            self.next_watch = _NEVER
             return
+        running = False
         now = _clock()
         self.wall_offset = _wall() - now
         frames: dict[int, FrameType] | None = None
         for record in list(self.tracker.loops.values()):
             thread_id = record.thread_id
+            loop = record.loop_ref()
+            if loop is None or not loop.is_running():
+                record.step_watch = None
+                continue
+            running = True
             if self.timed:
                 started = record.step_started
                 if started and now - started >= threshold / 2 and thread_id is not None:
@@ -345,16 +354,18 @@ class StepTimer:
                 if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
                     rates.append((now, record.steps, record.busy))
             elif thread_id is not None:
-                loop = record.loop_ref()
-                if loop is None or not loop.is_running():
-                    record.step_watch = None
-                    continue
                 if frames is None:
                     frames = sys._current_frames()
                 if self._follow(record, frames.get(thread_id), now):
                     fine = max(MIN_WATCH_INTERVAL, threshold / 20)
                     self.next_watch = min(self.next_watch, now_monotonic + fine)
         frames = None
+        if not running:  # nothing to watch: the agent's thread sleeps until a loop starts
+            self.next_watch = _NEVER
+
+    def loop_started(self) -> None:
+        """A loop starts (on its thread): the watchdog looks again (the server is woken)."""
+        self.next_watch = 0.0
 
     def _follow(self, record: LoopRecord, top: FrameType | None, now: float) -> bool:
         """One look at an untimed loop: is it in the step it was in at the last look? A step
@@ -515,6 +526,20 @@ class StepTimer:
 def _callback_of(frames: Sampled) -> str | None:
     """The callback a step ran, from its sampled stack: the outermost frame's function."""
     return frames[0][0].co_qualname if frames else None
+
+
+def _wrapped_codes(function: Any) -> set[CodeType]:
+    """The code of `Handle._run` as it is, and of what it wraps (ours, another tool's, and
+    asyncio's own at the end): where a loop thread's stack enters a step."""
+    codes: set[CodeType] = set()
+    for _depth in range(16):
+        code = getattr(function, "__code__", None)
+        if isinstance(code, CodeType):
+            codes.add(code)
+        function = getattr(function, "__wrapped__", None)
+        if function is None:
+            break
+    return codes
 
 
 def _run_once_code() -> CodeType | None:

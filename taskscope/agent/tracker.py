@@ -632,6 +632,8 @@ class Tracker(LoopTracker):
         each asyncio.Lock (taskscope.agent.locks), and watch (or time) the loops' steps."""
         if self._installed:
             return
+        if self.steps is not None:
+            self.loop_start_listeners.append(self.steps.loop_started)
         super().install()
         if self.track_tasks and locks.wanted():
             locks.install()
