@@ -85,8 +85,19 @@ def block_once(target: Target) -> None:
     wait_for(lambda: noted(target, "blocked"), timeout=30, what="the block to end")
 
 
+def blocker_stalls(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stalls of the blocker task (on a loaded machine, the burner's 3 ms steps may be
+    descheduled for longer than the threshold: stalls as real as any, but not the test's)."""
+    return [
+        stall
+        for loop in snap["loops"]
+        for stall in loop.get("stalls", [])
+        if stall["task_name"] != "burner"
+    ]
+
+
 def the_stall(snap: dict[str, Any]) -> dict[str, Any]:
-    stalls = [stall for loop in snap["loops"] for stall in loop.get("stalls", [])]
+    stalls = blocker_stalls(snap)
     assert len(stalls) == 1, stalls
     return dict(stalls[0])
 
@@ -119,7 +130,8 @@ def test_a_block_is_kept_with_its_task_and_line(launched: Any, timed: bool) -> N
         assert loop["steps_per_s"] >= 0 and 0 <= loop["busy_share"] <= 1
         assert noted(target, "handle_run:steps.py")
     else:
-        assert "steps_per_s" not in loop and "busy_share" not in loop
+        assert "steps_per_s" not in loop
+        assert 0 < loop["busy_share"] <= 1  # estimated from the watchdog's looks
         assert noted(target, "handle_run:events.py")  # nothing of ours runs per step
 
 
@@ -130,7 +142,7 @@ def test_a_block_under_the_threshold_is_not_kept(launched: Any) -> None:
     # THEN no stall is kept
     snap = dump(target.pid)
     assert snap["loops"][0]["stall_threshold"] == 0.25
-    assert snap["loops"][0]["stalls"] == []
+    assert blocker_stalls(snap) == []
 
 
 def test_the_threshold_comes_from_the_environment(launched: Any) -> None:
@@ -147,7 +159,7 @@ def test_an_ongoing_block_is_listed_while_it_lasts(launched: Any) -> None:
     target.file(f"go-{target.pid}").write_text("go")
 
     def ongoing() -> dict[str, Any] | None:
-        stalls = snapshot(target.pid)["loops"][0]["stalls"]
+        stalls = blocker_stalls(snapshot(target.pid))
         return stalls[-1] if stalls and stalls[-1].get("ongoing") else None
 
     # THEN while it lasts, a stall says so, with the line it is blocked on
@@ -176,12 +188,12 @@ def test_steps_and_busy_time_per_task(launched: Any) -> None:
     # AND `ps --sort busy` lists the burner first, with the busy and steps columns
     head, rows = ps_rows(target.pid, "--sort", "busy")
     assert "BUSY" in head and "STEPS" in head
-    assert rows[0].split()[2] == "burner", rows
+    assert "burner" in rows[0].split(), rows
     # AND `--sort steps` a task with at least the stepper's steps first
     _head, rows = ps_rows(target.pid, "--sort", "steps")
-    assert rows[0].split()[2] in ("burner", "stepper"), rows
+    assert {"burner", "stepper"} & set(rows[0].split()), rows
     _head, rows = ps_rows(target.pid, "--sort", "name")
-    assert [row.split()[2] for row in rows[:2]] == ["Task-1", "blocker"], rows
+    assert "Task-1" in rows[0].split() and "blocker" in rows[1].split(), rows
 
 
 def ps_rows(pid: int, *options: str) -> tuple[str, list[str]]:
@@ -224,7 +236,7 @@ def test_a_block_is_kept_by_an_attached_agent(start: Any) -> None:
     # GIVEN a program that never imported taskscope, and an agent loaded by `dump`
     target = start("runtime.py", "0.3", agent=False).wait_ready()
     first = dump(target.pid)
-    assert first["loops"][0]["stalls"] == []
+    assert blocker_stalls(first) == []
     # WHEN its task blocks the loop 300 ms
     block_once(target)
     # THEN the next dump lists the stall with the task's name and line

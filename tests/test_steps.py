@@ -280,3 +280,33 @@ def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
         asyncio.run(main(True))
     finally:
         events.Handle._run = original  # type: ignore[method-assign]
+
+
+def test_an_untimed_loops_busy_share_is_estimated_from_the_watchdogs_looks() -> None:
+    shares: list[float] = []
+
+    async def scenario(tracker: Tracker) -> None:
+        timer = tracker.steps
+        assert timer is not None
+        stop = threading.Event()
+
+        def watchdog() -> None:
+            while not stop.is_set():
+                timer.watch(time.monotonic())
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=watchdog)
+        thread.start()
+        try:
+            await asyncio.sleep(0.6)  # idle
+            shares.append(SnapshotBuilder(tracker).build()["loops"][0]["busy_share"])
+            time.sleep(1.2)  # noqa: ASYNC251 (busy: the loop thread is in this step all along)
+            shares.append(SnapshotBuilder(tracker).build()["loops"][0]["busy_share"])
+        finally:
+            stop.set()
+            thread.join()
+
+    _with_tracker(scenario, timed=False)
+    idle, busy = shares
+    assert idle < 0.2
+    assert busy > 0.8

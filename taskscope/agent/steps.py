@@ -1,19 +1,26 @@
-"""Step timing: how long each task step and callback holds its loop, and the steps that held
-it longer than the stall threshold, with the line they were blocked on.
+"""Stalls (steps that held a loop longer than the threshold, with the line they were blocked
+on) and, when asked for, step timing: how many steps each task ran and how long they took.
 
 Every task step and every callback of an asyncio loop runs through `asyncio.events.Handle._run`
-(a Python method on 3.11-3.15, checked by tests/test_asyncio_assumptions.py). While the agent
-is installed, `StepTimer` puts a timed version on the class, which calls the original and
-notes, around it, two `perf_counter()` readings and a few counters: per loop (`LoopRecord`:
-steps, busy seconds, when the current step began) and per task (`TaskMeta`: steps, busy,
-longest, last step's start and end). A task's step handle's callback is a method of the task
-(`__step`, `__wakeup`: their `__self__` is the task on every version). Everything else (rates,
-wall-clock times, the wire records) is made on the agent's thread.
+(a Python method on 3.11-3.15, checked by tests/test_asyncio_assumptions.py), which a loop
+thread's stack shows between `BaseEventLoop._run_once` and the step's own frames.
 
-The agent's thread also runs a watchdog (`watch`, every threshold/2): it reads when each loop's
-current step began and, for a step already half a threshold old, samples the loop thread's
-stack (`sys._current_frames()`), so the stall noted when the step ends has the line it was
-blocked on. A step still running past the threshold shows as an ongoing stall.
+Stalls, always (nothing runs on the loop thread for them): the agent's thread runs a watchdog
+(`StepTimer.watch`, every quarter of the threshold, every twentieth while a step lasts) that
+samples each loop thread's stack (`sys._current_frames()`) and follows the step it runs by its
+`Handle._run` frame object, from one look to the next. A step seen for longer than the
+threshold is kept as a stall, with the stack seen most often while it ran (the blocking line)
+and its task (the loop's current task). Its start and length are good to about a quarter of
+the threshold; a step still running past the threshold is an ongoing stall.
+
+Timed steps (`time_steps`, off by default: it costs the loop thread about half a microsecond
+per step): `StepTimer` puts a timed version of `Handle._run` on the class, which calls the
+original and notes, around it, two `perf_counter()` readings and a few counters: per loop
+(`LoopRecord`: steps, busy seconds, when the current step began) and per task (`TaskMeta`:
+steps, busy, longest, last step's start and end). A task's step callback is a method of the task
+(`__step`, `__wakeup`: their `__self__` is the task on every version). Stalls are then exact:
+the loop thread notes each one when it ends, with the stacks the watchdog sampled meanwhile.
+Everything else (rates, wall-clock times, wire records) is made on the agent's thread.
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ DEFAULT_STALL_THRESHOLD = 0.1
 MAX_STALL_FRAMES = 40
 #: The window of a loop's steps per second and busy share, about.
 RATE_WINDOW = 1.0
-#: How often the watchdog notes a loop's counters for those figures.
+#: How often the watchdog notes a loop's counters for those figures, and the shortest span
+#: they are given over (an estimated busy share, from the watchdog's looks: 0.2 s).
 RATE_SAMPLE_INTERVAL = 0.25
+MIN_RATE_SPAN = 0.05
 #: The watchdog's longest sleep, whatever the threshold, and its shortest (while it follows
 #: a long step of a loop whose steps are not timed, to tell when it ends).
 MAX_WATCH_INTERVAL = 0.25
@@ -350,15 +359,15 @@ class StepTimer:
                     held[1].add(sampled)
                     if record.step_started == started:
                         record.stall_sample = held
-                rates = record.rate_samples
-                if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
-                    rates.append((now, record.steps, record.busy))
             elif thread_id is not None:
                 if frames is None:
                     frames = sys._current_frames()
                 if self._follow(record, frames.get(thread_id), now):
                     fine = max(MIN_WATCH_INTERVAL, threshold / 20)
                     self.next_watch = min(self.next_watch, now_monotonic + fine)
+            rates = record.rate_samples
+            if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
+                rates.append((now, record.steps, record.busy))
         frames = None
         if not running:  # nothing to watch: the agent's thread sleeps until a loop starts
             self.next_watch = _NEVER
@@ -375,6 +384,9 @@ class StepTimer:
         watch: StepWatch | None = record.step_watch
         before = record.last_look
         record.last_look = now
+        if step_frame is not None and before is not None:
+            # The busy time, estimated: the time since the last look, when in a step now.
+            record.busy += now - before
         if watch is not None and step_frame is not None and watch.frame is step_frame:
             watch.last_seen = now
             watch.stack.add(inner)
@@ -446,21 +458,26 @@ class StepTimer:
         now = _clock()
         figures: dict[str, Any] = {}
         ongoing: WireStall | None = None
+        base = None
+        for sample in record.rate_samples:
+            if now - sample[0] <= RATE_WINDOW + RATE_SAMPLE_INTERVAL:
+                base = sample
+                break
         if self.timed:
             started = record.step_started
             busy = record.busy + (now - started if started else 0.0)
-            base = None
-            for sample in record.rate_samples:
-                if now - sample[0] <= RATE_WINDOW + RATE_SAMPLE_INTERVAL:
-                    base = sample
-                    break
-            if base is not None and now - base[0] >= 0.05:
+            if base is not None and now - base[0] >= MIN_RATE_SPAN:
                 span = now - base[0]
                 figures["steps_per_s"] = round((record.steps - base[1]) / span, 1)
                 figures["busy_share"] = round(min(1.0, max(0.0, (busy - base[2]) / span)), 3)
             if started and now - started > self.threshold and record.thread_id is not None:
                 ongoing = self._ongoing_stall(record, loop, started, now)
         else:
+            last_look = record.last_look
+            if base is not None and last_look is not None and last_look - base[0] >= 0.2:
+                span = last_look - base[0]
+                busy_share = (record.busy - base[2]) / span
+                figures["busy_share"] = round(min(1.0, max(0.0, busy_share)), 2)
             watch: StepWatch | None = record.step_watch
             if watch is not None and now - watch.started() > self.threshold:
                 ongoing = self._ongoing_stall(record, loop, watch.started(), now)
