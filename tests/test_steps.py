@@ -19,6 +19,7 @@ import pytest
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.steps import stall_threshold_setting, time_steps_setting
 from taskscope.agent.tracker import Tracker
+from taskscope.model import TaskModel
 from taskscope.protocol import WireSnapshot, WireTask
 
 ORIGINAL_RUN = events.Handle._run
@@ -203,12 +204,19 @@ def test_a_blocking_callback_is_a_stall_with_its_name() -> None:
         finally:
             stop.set()
             thread.join()
-        loop = SnapshotBuilder(tracker).build()["loops"][0]
-        stalls = loop["stalls"]
+        snapshot = SnapshotBuilder(tracker).build()
+        stalls = snapshot["loops"][0]["stalls"]
         assert len(stalls) == 1, stalls
         assert stalls[0]["callback"] == hold_the_loop.__qualname__
         assert stalls[0]["task"] is None
         assert stalls[0]["stack"][-1]["function"] == hold_the_loop.__qualname__
+        # AND the client's model has it
+        (loop,) = TaskModel.from_snapshot(snapshot).loops.values()
+        (stall,) = loop.stalls
+        assert stall.callback == hold_the_loop.__qualname__
+        assert stall.duration == stalls[0]["duration"] > 0.1
+        assert stall.stack[-1].function == hold_the_loop.__qualname__
+        assert loop.stall_threshold == 0.1
 
     _with_tracker(scenario, timed=True)
     _with_tracker(scenario, timed=False)
