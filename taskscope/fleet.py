@@ -87,6 +87,11 @@ def _prefix_loop(pid: int, loop: WireLoop) -> WireLoop:
     merged["id"] = prefixed(pid, loop["id"])
     if loop.get("main_task"):
         merged["main_task"] = prefixed(pid, str(loop["main_task"]))
+    if loop.get("stalls"):
+        merged["stalls"] = [
+            stall if stall["task"] is None else {**stall, "task": prefixed(pid, stall["task"])}
+            for stall in loop["stalls"]
+        ]
     merged["pid"] = pid
     result: WireLoop = merged  # type: ignore[assignment]
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from taskscope.model import LoopInfo, TaskInfo, TaskModel, TreeRow
@@ -28,8 +28,10 @@ from taskscope.words import (
     FindingFacts,
     age_words,
     cancel_note,
+    count_text,
     finding_text,
     format_duration,
+    step_time_text,
     task_doing,
     tasks_awaited,
 )
@@ -130,16 +132,33 @@ def loop_names(model: TaskModel) -> dict[str, str]:
     return names
 
 
+#: How `ps --sort` orders the tasks: the busiest, the most stepped and the oldest first.
+PS_SORTS = ("busy", "steps", "age", "name")
+
+
+def _ps_order(sort: str | None, now: float) -> Callable[[TaskInfo], tuple[Any, ...]]:
+    if sort == "busy":
+        return lambda task: (task.finished, -(task.busy_s or 0.0), task.number)
+    if sort == "steps":
+        return lambda task: (task.finished, -(task.steps or 0), task.number)
+    if sort == "age":
+        return lambda task: (task.finished, -(task.known_age(now)[0] or 0.0), task.number)
+    if sort == "name":
+        return lambda task: (task.finished, task.name, task.number)
+    return lambda task: (task.finished, task.number)
+
+
 def ps_table(
     model: TaskModel,
     include_finished: bool = False,
     now: float | None = None,
     warned: Collection[str] = (),
     only: Collection[str] | None = None,
+    sort: str | None = None,
 ) -> str:
     """The table of tasks; those in `warned` (ids) marked `!` in a first column, which is
     there only when some task has a warning; with `only`, just those tasks (finished or
-    not)."""
+    not); in the order `sort` says (`PS_SORTS`; default: by id)."""
     now = now or time.time()
     several_loops = len(model.loops) > 1
     loops = loop_names(model)
@@ -149,8 +168,12 @@ def ps_table(
     marked = bool(warned)
     if marked:
         heads.insert(0, "")
+    # The runtime figures, when the agent timed the steps (`time_steps`).
+    timed = any(task.steps is not None for task in model.tasks.values())
+    if timed:
+        heads += ["STEPS", "BUSY"]
     rows = [heads]
-    tasks = sorted(model.tasks.values(), key=lambda task: (task.finished, task.number))
+    tasks = sorted(model.tasks.values(), key=_ps_order(sort, now))
     in_cycle = model.cycle_members()
     for task in tasks:
         if only is not None:
@@ -173,6 +196,8 @@ def ps_table(
             cells.insert(1, loops.get(task.loop, safe_text(task.loop)))
         if marked:
             cells.insert(0, WARNING_MARK if task.id in warned else "")
+        if timed:
+            cells += [count_text(task.steps), step_time_text(task.busy_s)]
         cells.append(safe_text(task_doing(task, now, task.id in in_cycle), 80))
         rows.append(cells)
     heads.append("AWAITING")

@@ -91,6 +91,28 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def step_time_text(seconds: float | None) -> str:
+    """Time spent in steps, from microseconds to hours: `0.4 ms`, `310 ms`, `8.21 s`; `-`
+    when not measured."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 0.00005:
+        return "0.0 ms"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.2f} s"
+    return format_duration(seconds)
+
+
+def count_text(count: int | None) -> str:
+    """A count with thousands separated, `48,210`; `-` when not counted."""
+    return "-" if count is None else f"{count:,}"
+
+
 def offset_text(seconds: float, tenths: bool = False) -> str:
     """A position in a recording, `1:30` or `1:02:05`; `0:04.3` with `tenths`."""
     seconds = max(0.0, seconds)

@@ -1681,4 +1681,82 @@ def test_primitives_keep_the_futures_of_their_waiters_in_deques() -> None:
         lock.release()
         await _finish(*(task for _p, _a, task in waits.values()), putter)
 
+
+# --- step timing and the stall watchdog (taskscope.agent.steps) ------------------------------
+
+
+def test_every_step_and_callback_runs_through_handle_run() -> None:
+    # `StepTimer.install` replaces `Handle._run` on the class (a Python function, which
+    # TimerHandle inherits); `StepTimer.locate` finds a step by its code on a thread's stack.
+    assert type(asyncio.events.Handle.__dict__["_run"]) is FunctionType
+    assert "_run" not in asyncio.events.TimerHandle.__dict__
+    seen: list[tuple[Any, Any]] = []
+    original = asyncio.events.Handle._run
+
+    def spy(self: Any) -> None:
+        seen.append((self._callback, getattr(self._callback, "__self__", None)))
+        original(self)
+
+    async def child() -> None:
+        await asyncio.sleep(0)  # a step scheduled by the task itself
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.001, future.set_result, 1)
+        await future  # a wake-up scheduled by the future
+
+    async def scenario() -> None:
+        task = _spawn(child(), "child")
+        await task
+        # `StepTimer._make_timed_run`: the callback of each step of a task is a method of
+        # that very task (`__step` through TaskStepMethWrapper, `__wakeup`): its `__self__`.
+        owned = [callback for callback, owner in seen if owner is task]
+        assert len(owned) >= 3, seen
+        assert any(type(callback).__name__ == "TaskStepMethWrapper" for callback in owned)
+        assert any(getattr(callback, "__name__", "") == "task_wakeup" for callback in owned)
+
+    asyncio.events.Handle._run = spy  # type: ignore[method-assign]
+    try:
+        _run(scenario)
+    finally:
+        asyncio.events.Handle._run = original  # type: ignore[method-assign]
+
+
+def test_a_loop_thread_in_a_step_has_handle_run_then_run_once_on_its_stack() -> None:
+    # `StepTimer.locate` walks a loop thread's stack from its top: the frames of the step,
+    # then `Handle._run`, then `BaseEventLoop._run_once` (where it stops when idle).
+    handle_run = asyncio.events.Handle._run.__code__
+    run_once = base_events.BaseEventLoop._run_once.__code__
+    found: list[list[CodeType]] = []
+
+    def inside() -> None:
+        frame: FrameType | None = sys._getframe()
+        codes = []
+        while frame is not None:
+            codes.append(frame.f_code)
+            frame = frame.f_back
+        found.append(codes)
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().call_soon(inside)
+        await asyncio.sleep(0.01)
+
+    _run(scenario)
+    codes = found[0]
+    assert codes[0] is inside.__code__
+    assert codes[1] is handle_run
+    assert codes[2] is run_once
+
+
+def test_current_task_of_a_loop_answers_from_another_thread() -> None:
+    # `StepTimer._name_step` and `_ongoing_stall`: the task a blocked loop runs, asked from
+    # the agent's thread while the loop's thread is inside the step.
+    answers: list[Any] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        asker = threading.Thread(target=lambda: answers.append(asyncio.current_task(loop)))
+        asker.start()
+        asker.join()  # the loop's thread blocks here, inside this task's step
+        assert answers == [me]
+
     _run(scenario)

@@ -296,7 +296,17 @@ def test_merge_keeps_ids_unique_and_references_prefixed() -> None:
             "taken_at": 1.0,
             "history_limit": 10,
             "cycles": [["1", "2"]],
-            "loops": [{"id": "L1", "main_task": "1", "thread_name": "MainThread"}],
+            "loops": [
+                {
+                    "id": "L1",
+                    "main_task": "1",
+                    "thread_name": "MainThread",
+                    "stalls": [
+                        {"task": "2", "task_name": "b", "callback": None},
+                        {"task": None, "task_name": None, "callback": "tick"},
+                    ],
+                }
+            ],
             "tasks": [
                 {
                     "id": "1",
@@ -316,6 +326,7 @@ def test_merge_keeps_ids_unique_and_references_prefixed() -> None:
     assert merged["tasks"][3]["awaited_by"] == ["12:1"]
     assert merged["tasks"][3]["parent"] == "12:1"
     assert merged["loops"][1]["main_task"] == "12:1"
+    assert [stall["task"] for stall in merged["loops"][1]["stalls"]] == ["12:2", None]
     assert merged["cycles"] == [["11:1", "11:2"], ["12:1", "12:2"]]
     assert merged["pid"] == 10
 

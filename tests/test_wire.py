@@ -598,6 +598,16 @@ VOLATILE = (
     "seconds_overdue",
     "deadline_overdue",
     "lag",
+    # Runtime figures: a loop's rates over the last second, its stalls (a loaded machine may
+    # hold any step past the threshold), a task's step counts and times.
+    "busy_share",
+    "steps_per_s",
+    "stalls",
+    "steps",
+    "busy_s",
+    "longest_step_s",
+    "last_ran_at",
+    "waiting_since",
     "blocked_for",
 )
 

@@ -60,6 +60,11 @@ def start_tool(tool: str, loop: asyncio.AbstractEventLoop, ports: list[int]) -> 
 
         taskscope.install(track_tasks=False)
         return None
+    if tool == "taskscope-timed":
+        import taskscope
+
+        taskscope.install(time_steps=True)
+        return None
     if tool.startswith("aiomonitor"):
         import aiomonitor
 

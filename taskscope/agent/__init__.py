@@ -54,6 +54,8 @@ def install(
     socket_dir: str | None = None,
     report: bool = True,
     flight_recorder: float | None = None,
+    stall_threshold: float | None = None,
+    time_steps: bool | None = None,
 ) -> None:
     """Start the agent in this process (a second call does nothing, except to make a new
     socket if someone deleted the agent's).
@@ -69,6 +71,15 @@ def install(
     flight_recorder: keep the last this many seconds in memory, for `taskscope record PID
         --last` (default off, or $TASKSCOPE_FLIGHT_RECORDER; 0 turns it off). A later call
         with a figure turns it on in a running agent.
+    stall_threshold: a step (of a task, or a callback) that holds its loop longer than this
+        many seconds is kept as a stall, with the line it was blocked on (default 0.1, or
+        $TASKSCOPE_STALL_THRESHOLD). The agent's thread watches for them, at no cost to the
+        loops; their start and length are then good to about a quarter of the threshold.
+    time_steps: time every step of every loop (default off, or $TASKSCOPE_TIME_STEPS=1):
+        each task's steps, busy time, longest step, when it last ran and since when it
+        waits, each loop's steps per second and busy share, and exact stalls. It costs the
+        loop thread about half a microsecond per step (README, "Cost"); not with
+        `track_tasks` off.
     """
     global _fork_hooks_registered
     with _lock:
@@ -97,7 +108,12 @@ def install(
                 "false",
             )
         _failure.clear()
-        tracker = Tracker(history_limit=history, track_tasks=track_tasks)
+        tracker = Tracker(
+            history_limit=history,
+            track_tasks=track_tasks,
+            stall_threshold=stall_threshold,
+            time_steps=time_steps,
+        )
         server = _start_server(tracker, socket_dir)
         if server is None:
             if report:
@@ -105,6 +121,8 @@ def install(
             return
         tracker.install()
         tracker.loop_start_listeners.append(server.resume)
+        tracker.loop_start_listeners.append(server.wake)  # its stall watchdog looks again
+        server.wake()
         window = _flight_window(flight_recorder)
         if window is not None:
             server.start_flight_recorder(window)

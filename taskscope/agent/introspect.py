@@ -116,7 +116,7 @@ def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:
             chain.append(frame_record(frame.f_code, frame.f_lineno))
             frame = frame.f_back
         blocking = chain[::-1]
-    return {
+    wire: WireLoop = {
         "id": record.loop_id,
         "thread_id": thread_id,
         "thread_name": thread.name if thread is not None else None,
@@ -128,6 +128,10 @@ def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:
         "type": type(loop).__qualname__,
         "tasks": 0,
     }
+    timer = tracker.steps
+    if timer is not None and timer.installed:
+        wire.update(timer.loop_figures(record, loop))  # type: ignore[typeddict-item]
+    return wire
 
 
 def finished_record(tracker: Tracker, finished: FinishedTask) -> WireTask:
@@ -324,6 +328,8 @@ class SnapshotBuilder:
         unwatched: list[asyncio.Task[Any]] = []
         stack_and_awaiting, pending_record = _stack_and_awaiting, _pending_record
         replaced = graph.replaced
+        timer = tracker.steps
+        wall_offset = timer.wall_offset if timer is not None and timer.timed else None
         task_loop: asyncio.AbstractEventLoop | None = None
         loop_id = ""
         run = 0  # tasks of `task_loop` in a row, added to `counts` when it changes
@@ -376,6 +382,7 @@ class SnapshotBuilder:
                     is_running,
                     waiters,
                     replaced,
+                    wall_offset,
                 )
             )
             metas.append(meta)
@@ -526,6 +533,7 @@ def _pending_record(
     running: bool,
     waiters: list[int] | None,
     replaced: dict[int, _Replaced],
+    wall_offset: float | None,
 ) -> WireTask:
     """Step 4: a pending task's record, as if it awaited no task (the waiters among them get
     theirs again in `_add_awaited_tasks`, once every edge is known). A task made of what it
@@ -543,6 +551,8 @@ def _pending_record(
         and meta.rec_created_at is created_at
         and meta.rec_name == name
     )
+    steps = meta.steps
+    same = same and meta.rec_steps == steps
     if record is not None and same and meta.rec_awaited is None and meta.rec_waiters == waiters:
         return record
     if record is not None:
@@ -550,10 +560,30 @@ def _pending_record(
     record = meta.record = _task_record(
         wire, loop_id, name, stack, awaiting, running, created_at, waiters
     )
+    if steps and wall_offset is not None:
+        _add_step_figures(record, meta, steps, running, wall_offset)
     meta.rec_wire, meta.rec_loop, meta.rec_name = wire, loop_id, name
     meta.rec_stack, meta.rec_awaiting, meta.rec_running = stack, awaiting, running
     meta.rec_created_at, meta.rec_awaited, meta.rec_waiters = created_at, None, waiters
+    meta.rec_steps = steps
     return record
+
+
+def _add_step_figures(
+    record: WireTask, meta: TaskMeta, steps: int, running: bool, wall_offset: float
+) -> None:
+    """A task's runtime figures (taskscope.agent.steps), before `created_from` (kept last).
+    The loop thread may be timing another step meanwhile: the figures are those of `steps`
+    steps, or of one more."""
+    origin = record.pop("created_from", None)
+    record["steps"] = steps
+    record["busy_s"] = round(meta.busy, 6)
+    record["longest_step_s"] = round(meta.longest, 6)
+    record["last_ran_at"] = round(meta.last_ran + wall_offset, 6)
+    if not running:
+        record["waiting_since"] = round(meta.last_end + wall_offset, 6)
+    if origin is not None:
+        record["created_from"] = origin
 
 
 def _add_awaited_tasks(graph: _AwaitGraph, records: list[WireTask], metas: list[TaskMeta]) -> None:

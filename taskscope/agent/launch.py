@@ -14,11 +14,15 @@ import types
 
 USAGE = (
     "usage: taskscope run [--history N] [--no-track] [--flight-recorder S] "
-    "(script.py | -m module) [args...]\n"
+    "[--stall-threshold S] [--time-steps] (script.py | -m module) [args...]\n"
     "  --history N   remember the last N finished tasks (default 1000)\n"
     "  --no-track    note nothing per task: no creators, no history, no per-task cost\n"
     "  --flight-recorder S   keep the last S seconds in memory, for `taskscope record PID "
-    "--last`"
+    "--last`\n"
+    "  --stall-threshold S   keep the steps that hold the loop longer than S seconds "
+    "(default 0.1)\n"
+    "  --time-steps  time every step: busy time and steps per task and loop (costs the loop "
+    "about half a microsecond per step)"
 )
 
 
@@ -32,6 +36,10 @@ def main(argv: list[str]) -> int:
             options["history"], argv = int(argv[0]), argv[1:]
         elif option == "--flight-recorder" and argv and _seconds(argv[0]) is not None:
             options["flight_recorder"], argv = _seconds(argv[0]), argv[1:]
+        elif option == "--stall-threshold" and argv and _seconds(argv[0]) is not None:
+            options["stall_threshold"], argv = _seconds(argv[0]), argv[1:]
+        elif option == "--time-steps":
+            options["time_steps"] = True
         elif option == "--help":
             print(USAGE)
             return 0

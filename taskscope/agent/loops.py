@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -26,6 +27,10 @@ RunningLoopSetter = Callable[[asyncio.AbstractEventLoop | None], None]
 HEARTBEAT_INTERVAL = 0.25
 #: A loop whose heartbeat is this late is reported as blocked.
 BLOCKED_THRESHOLD = 0.25
+
+#: Stalls kept per loop (the latest), and rate samples (see taskscope.agent.steps).
+MAX_STALLS = 50
+RATE_SAMPLES = 8
 
 _monotonic = time.monotonic
 _wall = time.time
@@ -55,6 +60,22 @@ class LoopRecord:
     #: variable. One per loop: a context is entered by one thread at a time, and each loop
     #: runs its callbacks on its own thread, one after the other.
     callback_context: contextvars.Context = field(default_factory=contextvars.Context)
+    # Step timing (taskscope.agent.steps), written by the loop thread around each step: how
+    # many ran, the seconds they took, when the current one began (perf counter; 0.0: none).
+    steps: int = 0
+    busy: float = 0.0
+    step_started: float = 0.0
+    #: The stacks the watchdog sampled in the current step: (its start, `steps.Samples`).
+    stall_sample: tuple[float, Any] | None = None
+    #: The steps longer than the stall threshold, the latest (see `steps.StallNote`).
+    stalls: deque[Any] = field(default_factory=lambda: deque(maxlen=MAX_STALLS))
+    #: Untimed steps: the step the watchdog follows (`steps.StepWatch`), and its last look.
+    step_watch: Any = None
+    last_look: float | None = None
+    #: (perf counter, steps, busy) noted by the watchdog, for the rates over the last second.
+    rate_samples: deque[tuple[float, int, float]] = field(
+        default_factory=lambda: deque(maxlen=RATE_SAMPLES)
+    )
 
 
 class LoopTracker:

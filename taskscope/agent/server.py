@@ -309,6 +309,9 @@ class AgentServer:
     def _timeout(self) -> float:
         now = time.monotonic()
         soonest = self._next_prune
+        steps = self.tracker.steps
+        if steps is not None:
+            soonest = min(soonest, steps.next_watch)
         if self.flight is not None:
             soonest = min(soonest, self.flight.next_due)
         for connection in self._connections.values():
@@ -376,6 +379,10 @@ class AgentServer:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        steps = self.tracker.steps
+        if steps is not None and now >= steps.next_watch:
+            with contextlib.suppress(Exception):
+                steps.watch(now)
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL
             with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from taskscope.agent import locks
 from taskscope.agent.failures import FailureNote, UnretrievedWatch, format_failure
 from taskscope.agent.loops import LoopRecord, LoopTracker
+from taskscope.agent.steps import StepTimer, stall_threshold_setting, time_steps_setting
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.protocol import WireAwaiting, WireFrame, WireTask
 
@@ -140,6 +141,7 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
     garbage collector to track."""
 
     __slots__ = (
+        "busy",
         "chain_fut",
         "chain_key",
         "chain_plan",
@@ -149,6 +151,9 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         "created_at",
         "created_from",
         "key",
+        "last_end",
+        "last_ran",
+        "longest",
         "parent_id",
         "rec_awaited",
         "rec_awaiting",
@@ -157,11 +162,13 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         "rec_name",
         "rec_running",
         "rec_stack",
+        "rec_steps",
         "rec_waiters",
         "rec_wire",
         "record",
         "seen_at",
         "slot",
+        "steps",
         "task_id",
         "watched",
         "wire",
@@ -227,6 +234,15 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         self.rec_waiters: list[int] | None = None
         #: The task's position in the snapshot being built (valid during that build only).
         self.slot: int | None = None
+        # Step timing (taskscope.agent.steps), written by the loop thread after each step:
+        # steps, busy seconds, the longest step, the last step's start and end (perf counter),
+        # and the steps its last record counted.
+        self.steps = 0
+        self.busy = 0.0
+        self.longest = 0.0
+        self.last_ran = 0.0
+        self.last_end = 0.0
+        self.rec_steps = 0
 
 
 @dataclass(slots=True)
@@ -261,6 +277,8 @@ class Tracker(LoopTracker):
         history_limit: int = 1000,
         track_tasks: bool = True,
         creation_depth: int = CREATION_DEPTH,
+        stall_threshold: float | None = None,
+        time_steps: bool | None = None,
     ) -> None:
         super().__init__()
         self.history_limit = history_limit
@@ -290,6 +308,13 @@ class Tracker(LoopTracker):
         #: watch (`UnretrievedWatch`); pruned on the agent's thread once the task is gone.
         self.failures: dict[int, FailureNote] = {}
         self._forget = self._forget_task
+        #: Watches the loops' steps for stalls; with `time_steps` (off by default, and with
+        #: `track_tasks` off) also times every step, for the runtime figures.
+        self.steps: StepTimer | None = StepTimer(
+            self,
+            stall_threshold_setting(stall_threshold),
+            timed=track_tasks and time_steps_setting(time_steps),
+        )
 
     # --- task ids and metadata -----------------------------------------------------------------
 
@@ -322,7 +347,15 @@ class Tracker(LoopTracker):
         else:
             meta.seen_at = _wall()
         self._meta[id(task)] = meta
+        steps = self.steps
+        if steps is not None and steps.unmet:
+            steps.adopt_unmet(task, meta)
         return meta
+
+    def birth_note(self, task: asyncio.Future[Any]) -> BirthNote | None:
+        """The creation note of a task made since the agent came and not looked at yet."""
+        born = self._born.get(id(task))
+        return born if born is not None and born[0]() is task else None
 
     def id_of(self, task: asyncio.Future[Any]) -> int:
         return self.ensure_meta(task).task_id
@@ -595,13 +628,17 @@ class Tracker(LoopTracker):
         record.factory_installed = True
 
     def install(self) -> None:
-        """Hook loop start-up, adopt the loops that exist, and (tracking tasks) note who takes
-        each asyncio.Lock (taskscope.agent.locks)."""
+        """Hook loop start-up, adopt the loops that exist, (tracking tasks) note who takes
+        each asyncio.Lock (taskscope.agent.locks), and watch (or time) the loops' steps."""
         if self._installed:
             return
+        if self.steps is not None:
+            self.loop_start_listeners.append(self.steps.loop_started)
         super().install()
         if self.track_tasks and locks.wanted():
             locks.install()
+        if self.steps is not None:
+            self.steps.install()
 
     def _watch_unretrieved(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stand in the loop's `call_exception_handler` (see `UnretrievedWatch`)."""
@@ -621,12 +658,14 @@ class Tracker(LoopTracker):
             pass
 
     def uninstall(self) -> None:
-        """Undo every change: the loop hook, task factories, heartbeats, task callbacks and
-        the lock-holder notes."""
+        """Undo every change: the loop hook, task factories, heartbeats, task callbacks, the
+        lock-holder notes and the step timing."""
         if not self._installed:
             return
         super().uninstall()
         locks.uninstall()
+        if self.steps is not None:
+            self.steps.uninstall()
         callback = self.done_callback
         for task in pending_tasks(self):
             try:

@@ -7,6 +7,7 @@ import argparse
 
 from taskscope import __version__
 from taskscope.remote import BadTarget, RemoteHost, is_remote, parse_target
+from taskscope.report import PS_SORTS
 
 
 def _pid(text: str) -> int:
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument(
         "--warnings", action="store_true", help="only the tasks that have a warning (and them)"
     )
+    ps.add_argument(
+        "--sort",
+        choices=PS_SORTS,
+        default=None,
+        help="busiest, most stepped (with `taskscope run --time-steps`) or oldest first, or "
+        "by name (default: by id)",
+    )
     tree = looking("tree", "the task tree, with what each task awaits")
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
     looking(
@@ -212,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run a Python program with the agent installed ([--history N] [--no-track] "
-        "[--flight-recorder S])",
+        "[--flight-recorder S] [--stall-threshold S] [--time-steps])",
         description="Run `script.py [args]` or `-m module [args]` with the agent installed "
         "before its first line.",
     )

@@ -122,6 +122,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         model,
         include_finished=args.all,
         now=shown_now(args, snapshot),
+        sort=args.sort,
         warned=warned,
         only=set(warned) if getattr(args, "warnings", False) else None,
     )
