@@ -311,3 +311,33 @@ def test_a_healthy_process_has_no_warning() -> None:
         failed("4", "job", retrieved=True),
     )
     assert find_warnings(model) == []
+
+
+def test_dump_finds_the_same_warnings_in_the_records_that_can_carry_them() -> None:
+    # GIVEN a snapshot with every kind of fact, and plenty of tasks that carry none
+    raw = snapshot(
+        task("1", "transfer-a", awaiting=lock_wait("second", "0x2", ["2"])),
+        task("2", "transfer-b", awaiting=lock_wait("first", "0x1", ["1"])),
+        task("3", "a", awaiting=awaiting("task", ["4"])),
+        task("4", "b", awaiting=awaiting("task", ["3"])),
+        failed("5", "parse", retrieved=False),
+        failed("6", "fine", retrieved=True),
+        task("7", "stuck", cancel_requested_at=1990.0),
+        task("8", "leak", unreferenced=True),
+        task("9", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1900.0),
+        *(task(str(n), f"idle-{n}", awaiting=awaiting("sleep")) for n in range(10, 60)),
+        cycles=[["3", "4"]],
+    )
+    full = TaskModel.from_snapshot(raw)
+    # WHEN dump keeps only the records a warning can be about
+    from taskscope.lints import warning_records
+
+    subset = warning_records(raw)
+    small = TaskModel.from_snapshot(subset)
+    # THEN the findings and their words are the same, from 8 records of 59
+    assert len(subset["tasks"]) == 8
+    assert find_warnings(small) == find_warnings(full)
+    assert [finding_text(f, small) for f in find_warnings(small)] == [
+        finding_text(f, full) for f in find_warnings(full)
+    ]
+    assert len(find_warnings(full)) == 6
