@@ -36,9 +36,10 @@ CANCEL_GRACE: Final = 1.0
 RETRIEVE_GRACE: Final = 1.0
 #: A task seen waiting on nothing that ran at least this many steps, at least
 #: `SPIN_MIN_RATE` a second over its life, the last one at most `SPIN_RECENT` seconds before
-#: the snapshot, is spinning: rescheduling itself with `sleep(0)` rather than waiting.
+#: the snapshot, is spinning: rescheduling itself with `sleep(0)` rather than waiting (a
+#: task woken by sleeps of a millisecond or more stays under the rate).
 SPIN_MIN_STEPS: Final = 1000
-SPIN_MIN_RATE: Final = 100.0
+SPIN_MIN_RATE: Final = 1000.0
 SPIN_RECENT: Final = 0.5
 #: A task waiting in one of these needs every task it awaits to end (an `asyncio.wait` for
 #: the first one, or `as_completed`, does not: one stuck task is no deadlock of it).

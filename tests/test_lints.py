@@ -281,25 +281,26 @@ def test_a_loop_without_stalls_has_no_blocking_step() -> None:
 
 
 def test_a_task_stepping_fast_without_waiting_is_a_spin() -> None:
-    # GIVEN spinner ran 50,000 steps in its 100 s, the last one just now, awaiting nothing;
-    # poller ran as many but waits on a real sleep; old stepped long ago
+    # GIVEN spinner ran 50,000 steps in its 10 s, the last one just now, awaiting nothing;
+    # poller ran as many but waits on a real sleep; old stepped long ago; slow is ready now
+    # but stepped 900 times a second (a sleep of a millisecond or more can wake it so)
     model = model_of(
-        task("1", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1900.0),
+        task("1", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1990.0),
         task(
             "2",
             "poller",
             steps=50_000,
             last_ran_at=1999.9,
-            created_at=1900.0,
+            created_at=1990.0,
             awaiting=awaiting("sleep", seconds_left=0.01),
         ),
         task("3", "old", steps=50_000, last_ran_at=1990.0, created_at=1900.0),
-        task("4", "slow", steps=2_000, last_ran_at=1999.9, created_at=1000.0),
+        task("4", "slow", steps=9_000, last_ran_at=1999.9, created_at=1990.0),
     )
     findings = find_warnings(model)
     assert [(f.kind, f.tasks) for f in findings] == [("sleep0_spin", ("1",))]
     assert finding_text(findings[0], model).startswith(
-        "sleep(0) spin: spinner ran 50000 steps (500.0 a second) without waiting"
+        "sleep(0) spin: spinner ran 50000 steps (5000.0 a second) without waiting"
     )
 
 
@@ -324,7 +325,7 @@ def test_dump_finds_the_same_warnings_in_the_records_that_can_carry_them() -> No
         failed("6", "fine", retrieved=True),
         task("7", "stuck", cancel_requested_at=1990.0),
         task("8", "leak", unreferenced=True),
-        task("9", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1900.0),
+        task("9", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1990.0),
         *(task(str(n), f"idle-{n}", awaiting=awaiting("sleep")) for n in range(10, 60)),
         cycles=[["3", "4"]],
     )
