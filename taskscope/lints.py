@@ -412,15 +412,21 @@ def blocking_steps(model: TaskModel) -> Iterator[Finding]:
 
 
 def sleep0_spins(tasks: Iterable[TaskInfo], taken_at: float) -> Iterator[Finding]:
-    """Tasks that ran many steps, fast, the last one just now, and wait on nothing: each step
-    reschedules the next (`await asyncio.sleep(0)` in a loop, polling a flag). A task woken
-    by real waits (a sleep, a queue, a socket) is seen waiting on them."""
+    """Tasks that ran many steps, fast, the last one just now, and wait on nothing (or in a
+    `sleep(0)`, which sets no timer): each step reschedules the next (`await
+    asyncio.sleep(0)` in a loop, polling a flag). A task woken by real waits (a sleep, a
+    queue, a socket) is seen waiting on them."""
     for task in sorted(tasks, key=lambda t: _id_order(t.id)):
         steps, last_ran = task.steps, task.last_ran_at
         if steps is None or last_ran is None or steps < SPIN_MIN_STEPS:
             continue
-        if task.awaiting is not None or taken_at - last_ran > SPIN_RECENT:
-            continue  # waiting for something, or it has stopped
+        awaiting = task.awaiting
+        if awaiting is not None and not (
+            awaiting.kind == "sleep" and awaiting.seconds_left is None
+        ):
+            continue  # waiting for something (a `sleep(0)` has no timer: no wait at all)
+        if taken_at - last_ran > SPIN_RECENT:
+            continue  # it has stopped
         age, _lower_bound = task.known_age(taken_at)
         if not age or steps / age < SPIN_MIN_RATE:
             continue

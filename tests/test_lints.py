@@ -296,9 +296,21 @@ def test_a_task_stepping_fast_without_waiting_is_a_spin() -> None:
         ),
         task("3", "old", steps=50_000, last_ran_at=1990.0, created_at=1900.0),
         task("4", "slow", steps=9_000, last_ran_at=1999.9, created_at=1990.0),
+        # in sleep(0): the agent says `sleep` with no time left (no timer)
+        task(
+            "5",
+            "yielder",
+            steps=50_000,
+            last_ran_at=1999.9,
+            created_at=1990.0,
+            awaiting=awaiting("sleep"),
+        ),
     )
     findings = find_warnings(model)
-    assert [(f.kind, f.tasks) for f in findings] == [("sleep0_spin", ("1",))]
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("sleep0_spin", ("1",)),
+        ("sleep0_spin", ("5",)),
+    ]
     assert finding_text(findings[0], model).startswith(
         "sleep(0) spin: spinner ran 50000 steps (5000.0 a second) without waiting"
     )
