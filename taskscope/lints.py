@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from taskscope.model import Awaiting, TaskInfo, TaskModel
+from taskscope.protocol import WireSnapshot
 
 #: The kinds, in the order they are reported (the worst first).
 KINDS: Final[tuple[str, ...]] = (
@@ -35,9 +36,10 @@ CANCEL_GRACE: Final = 1.0
 RETRIEVE_GRACE: Final = 1.0
 #: A task seen waiting on nothing that ran at least this many steps, at least
 #: `SPIN_MIN_RATE` a second over its life, the last one at most `SPIN_RECENT` seconds before
-#: the snapshot, is spinning: rescheduling itself with `sleep(0)` rather than waiting.
+#: the snapshot, is spinning: rescheduling itself with `sleep(0)` rather than waiting (a
+#: task woken by sleeps of a millisecond or more stays under the rate).
 SPIN_MIN_STEPS: Final = 1000
-SPIN_MIN_RATE: Final = 100.0
+SPIN_MIN_RATE: Final = 1000.0
 SPIN_RECENT: Final = 0.5
 #: A task waiting in one of these needs every task it awaits to end (an `asyncio.wait` for
 #: the first one, or `as_completed`, does not: one stuck task is no deadlock of it).
@@ -58,27 +60,99 @@ class Finding:
 
 def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     """Every warning the model shows, worst kind first. `now` (default: when the snapshot was
-    taken) is the moment ages are measured at."""
+    taken) is the moment ages are measured at. One pass over the tasks (tens of
+    milliseconds at 100,000)."""
     at = model.taken_at if now is None else now
+    tasks = model.tasks
+    edges: dict[str, list[str]] = {}
+    lock_waits: dict[str, list[str]] = {}
+    never_woken: list[TaskInfo] = []
+    unreferenced: list[TaskInfo] = []
+    failed: list[TaskInfo] = []
+    cancels: list[TaskInfo] = []
+    spinning: list[TaskInfo] = []
+    for task in tasks.values():
+        if task.state != "pending":
+            if task.state == "failed" and task.exception_retrieved is False:
+                failed.append(task)
+            continue
+        awaiting = task.awaiting
+        if awaiting is not None:
+            facts = awaiting.facts
+            if facts:
+                holders = facts.get("holders")
+                if holders:
+                    known = [str(h) for h in holders if str(h) in tasks]
+                    if known:
+                        lock_waits[task.id] = edges[task.id] = known
+                if facts.get("never_woken"):
+                    never_woken.append(task)
+            if awaiting.tasks and task.id not in edges and awaiting.kind in _WAITS_FOR_ALL:
+                edges[task.id] = [other for other in awaiting.tasks if other in tasks]
+        if task.unreferenced:
+            unreferenced.append(task)
+        if task.cancel_requested_at is not None:
+            cancels.append(task)
+        if task.steps is not None and task.steps >= SPIN_MIN_STEPS:
+            spinning.append(task)
     findings: list[Finding] = []
-    findings.extend(lock_deadlocks(model))
+    if lock_waits:
+        findings.extend(lock_deadlocks(model, edges, lock_waits))
     findings.extend(await_cycles(model))
-    pending = model.pending()
     # A task of a deadlock or a cycle never wakes either: the deadlock says why.
     explained = {task_id for finding in findings for task_id in finding.tasks}
     findings.extend(
         _flagged(
-            (task for task in pending if task.id not in explained),
+            (task for task in never_woken if task.id not in explained),
             "never_woken",
             _never_woken_facts,
         )
     )
-    findings.extend(_flagged(pending, "unreferenced", _unreferenced_facts))
-    findings.extend(exceptions_never_retrieved(model, at))
-    findings.extend(cancels_not_honoured(pending, at))
+    findings.extend(_flagged(unreferenced, "unreferenced", _unreferenced_facts))
+    findings.extend(exceptions_never_retrieved(failed, at))
+    findings.extend(cancels_not_honoured(cancels, at))
     findings.extend(blocking_steps(model))
-    findings.extend(sleep0_spins(pending, model.taken_at))
+    findings.extend(sleep0_spins(spinning, model.taken_at))
     return findings
+
+
+def warning_records(snapshot: WireSnapshot) -> WireSnapshot:
+    """The snapshot with only the task records a warning can be about or go through (a
+    model of 100,000 records takes seconds to make; `dump` needs only these): the same
+    findings from `find_warnings`, from a model a fraction of the size."""
+    cycle_members = {task_id for cycle in snapshot["cycles"] for task_id in cycle}
+    stalled = {
+        stall.get("task")
+        for loop in snapshot["loops"]
+        for stall in loop.get("stalls") or ()
+        if stall.get("task") is not None
+    }
+    kept = []
+    for record in snapshot["tasks"]:
+        state = record["state"]
+        if state == "pending":
+            awaiting = record["awaiting"]
+            facts = (awaiting.get("object") if awaiting is not None else None) or {}
+            steps = record.get("steps")
+            relevant = (
+                record.get("unreferenced")
+                or record.get("cancel_requested_at") is not None
+                or (steps is not None and steps >= SPIN_MIN_STEPS)
+                or facts.get("holders")
+                or facts.get("never_woken")
+                or (
+                    awaiting is not None
+                    and awaiting.get("tasks")
+                    and awaiting["kind"] in _WAITS_FOR_ALL
+                )
+            )
+        else:
+            relevant = state == "failed" and record.get("exception_retrieved") is False
+        if relevant or record["id"] in cycle_members or record["id"] in stalled:
+            kept.append(record)
+    subset = dict(snapshot)
+    subset["tasks"] = kept
+    return subset  # type: ignore[return-value]
 
 
 def warned_tasks(findings: Iterable[Finding]) -> dict[str, list[Finding]]:
@@ -105,35 +179,16 @@ def await_cycles(model: TaskModel) -> Iterator[Finding]:
         yield Finding("await_cycle", ordered, _loop_of(model, ordered), {})
 
 
-def _lock_holders(awaiting: Awaiting | None) -> list[str]:
-    if awaiting is None:
-        return []
-    holders = awaiting.facts.get("holders")
-    if not isinstance(holders, list | tuple):
-        return []
-    return [str(holder) for holder in holders]
-
-
-def lock_deadlocks(model: TaskModel) -> Iterator[Finding]:
-    """Cycles through lock holders: a task waits for a lock (or semaphore, condition) held by
+def lock_deadlocks(
+    model: TaskModel, edges: dict[str, list[str]], lock_waits: dict[str, list[str]]
+) -> Iterator[Finding]:
+    """Cycles through lock holders: a task waits for a lock (or a Condition's lock) held by
     a task that waits, directly or through the tasks it awaits, for a lock the first holds.
     Each is a strongly connected set of waits with at least one lock in it, where every task
-    waiting on a lock with several holders (a semaphore) has all of them inside: no task
-    outside can release anything the set waits for."""
-    edges: dict[str, list[str]] = {}
-    lock_waits: dict[str, list[str]] = {}
-    for task in model.tasks.values():
-        awaiting = task.awaiting
-        if task.finished or awaiting is None:
-            continue
-        holders = [holder for holder in _lock_holders(awaiting) if holder in model.tasks]
-        if holders:
-            lock_waits[task.id] = holders
-            edges[task.id] = holders
-        elif awaiting.kind in _WAITS_FOR_ALL and awaiting.tasks:
-            edges[task.id] = [other for other in awaiting.tasks if other in model.tasks]
-    if not lock_waits:
-        return
+    waiting on a lock with several holders has all of them inside: no task outside can
+    release anything the set waits for. `edges`: each pending task's waits (the holders of
+    its lock, else the tasks it awaits all of); `lock_waits`: the tasks waiting on a lock,
+    and its holders."""
     for component in _strongly_connected(edges):
         members = set(component)
         if len(component) == 1:
@@ -302,9 +357,9 @@ def _flagged(tasks: Iterable[TaskInfo], kind: str, facts_of: Any) -> Iterator[Fi
             yield Finding(kind, (task.id,), task.loop, facts)
 
 
-def exceptions_never_retrieved(model: TaskModel, now: float) -> Iterator[Finding]:
+def exceptions_never_retrieved(tasks: Iterable[TaskInfo], now: float) -> Iterator[Finding]:
     """Failed tasks whose exception nobody awaited nor asked for, failed over a second ago."""
-    for task in model.finished():
+    for task in sorted(tasks, key=lambda t: (t.finished_at or 0.0, _id_order(t.id))):
         if task.state != "failed" or task.exception_retrieved is not False:
             continue
         if task.finished_at is not None and now - task.finished_at < RETRIEVE_GRACE:
@@ -357,15 +412,21 @@ def blocking_steps(model: TaskModel) -> Iterator[Finding]:
 
 
 def sleep0_spins(tasks: Iterable[TaskInfo], taken_at: float) -> Iterator[Finding]:
-    """Tasks that ran many steps, fast, the last one just now, and wait on nothing: each step
-    reschedules the next (`await asyncio.sleep(0)` in a loop, polling a flag). A task woken
-    by real waits (a sleep, a queue, a socket) is seen waiting on them."""
+    """Tasks that ran many steps, fast, the last one just now, and wait on nothing (or in a
+    `sleep(0)`, which sets no timer): each step reschedules the next (`await
+    asyncio.sleep(0)` in a loop, polling a flag). A task woken by real waits (a sleep, a
+    queue, a socket) is seen waiting on them."""
     for task in sorted(tasks, key=lambda t: _id_order(t.id)):
         steps, last_ran = task.steps, task.last_ran_at
         if steps is None or last_ran is None or steps < SPIN_MIN_STEPS:
             continue
-        if task.awaiting is not None or taken_at - last_ran > SPIN_RECENT:
-            continue  # waiting for something, or it has stopped
+        awaiting = task.awaiting
+        if awaiting is not None and not (
+            awaiting.kind == "sleep" and awaiting.seconds_left is None
+        ):
+            continue  # waiting for something (a `sleep(0)` has no timer: no wait at all)
+        if taken_at - last_ran > SPIN_RECENT:
+            continue  # it has stopped
         age, _lower_bound = task.known_age(taken_at)
         if not age or steps / age < SPIN_MIN_RATE:
             continue

@@ -281,25 +281,38 @@ def test_a_loop_without_stalls_has_no_blocking_step() -> None:
 
 
 def test_a_task_stepping_fast_without_waiting_is_a_spin() -> None:
-    # GIVEN spinner ran 50,000 steps in its 100 s, the last one just now, awaiting nothing;
-    # poller ran as many but waits on a real sleep; old stepped long ago
+    # GIVEN spinner ran 50,000 steps in its 10 s, the last one just now, awaiting nothing;
+    # poller ran as many but waits on a real sleep; old stepped long ago; slow is ready now
+    # but stepped 900 times a second (a sleep of a millisecond or more can wake it so)
     model = model_of(
-        task("1", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1900.0),
+        task("1", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1990.0),
         task(
             "2",
             "poller",
             steps=50_000,
             last_ran_at=1999.9,
-            created_at=1900.0,
+            created_at=1990.0,
             awaiting=awaiting("sleep", seconds_left=0.01),
         ),
         task("3", "old", steps=50_000, last_ran_at=1990.0, created_at=1900.0),
-        task("4", "slow", steps=2_000, last_ran_at=1999.9, created_at=1000.0),
+        task("4", "slow", steps=9_000, last_ran_at=1999.9, created_at=1990.0),
+        # in sleep(0): the agent says `sleep` with no time left (no timer)
+        task(
+            "5",
+            "yielder",
+            steps=50_000,
+            last_ran_at=1999.9,
+            created_at=1990.0,
+            awaiting=awaiting("sleep"),
+        ),
     )
     findings = find_warnings(model)
-    assert [(f.kind, f.tasks) for f in findings] == [("sleep0_spin", ("1",))]
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("sleep0_spin", ("1",)),
+        ("sleep0_spin", ("5",)),
+    ]
     assert finding_text(findings[0], model).startswith(
-        "sleep(0) spin: spinner ran 50000 steps (500.0 a second) without waiting"
+        "sleep(0) spin: spinner ran 50000 steps (5000.0 a second) without waiting"
     )
 
 
@@ -311,3 +324,33 @@ def test_a_healthy_process_has_no_warning() -> None:
         failed("4", "job", retrieved=True),
     )
     assert find_warnings(model) == []
+
+
+def test_dump_finds_the_same_warnings_in_the_records_that_can_carry_them() -> None:
+    # GIVEN a snapshot with every kind of fact, and plenty of tasks that carry none
+    raw = snapshot(
+        task("1", "transfer-a", awaiting=lock_wait("second", "0x2", ["2"])),
+        task("2", "transfer-b", awaiting=lock_wait("first", "0x1", ["1"])),
+        task("3", "a", awaiting=awaiting("task", ["4"])),
+        task("4", "b", awaiting=awaiting("task", ["3"])),
+        failed("5", "parse", retrieved=False),
+        failed("6", "fine", retrieved=True),
+        task("7", "stuck", cancel_requested_at=1990.0),
+        task("8", "leak", unreferenced=True),
+        task("9", "spinner", steps=50_000, last_ran_at=1999.9, created_at=1990.0),
+        *(task(str(n), f"idle-{n}", awaiting=awaiting("sleep")) for n in range(10, 60)),
+        cycles=[["3", "4"]],
+    )
+    full = TaskModel.from_snapshot(raw)
+    # WHEN dump keeps only the records a warning can be about
+    from taskscope.lints import warning_records
+
+    subset = warning_records(raw)
+    small = TaskModel.from_snapshot(subset)
+    # THEN the findings and their words are the same, from 8 records of 59
+    assert len(subset["tasks"]) == 8
+    assert find_warnings(small) == find_warnings(full)
+    assert [finding_text(f, small) for f in find_warnings(small)] == [
+        finding_text(f, full) for f in find_warnings(full)
+    ]
+    assert len(find_warnings(full)) == 6

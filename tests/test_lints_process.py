@@ -5,6 +5,7 @@ and `tree`; a healthy program of the same shape raises none (exit status 0)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -104,3 +105,37 @@ def test_a_failed_task_nobody_awaited_is_a_warning(start: Any) -> None:
     assert warnings[0]["text"] == (
         "exception never retrieved: failing failed with ValueError('boom') and nobody awaited it"
     )
+
+
+def notes_of(target: Target) -> str:
+    path = target.file(f"notes-{target.pid}")
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_cancel_a_blocked_loop_has_not_delivered_is_a_warning_until_it_is(start: Any) -> None:
+    # GIVEN a program whose loop blocks itself for a few seconds, and a cancel meanwhile
+    target = start("newcomer.py").wait_ready()
+    target.file(f"block-{target.pid}").write_text("6")
+    wait_for(lambda: "blocking" in notes_of(target), what="the loop to block")
+    assert run_cli("cancel", str(target.pid), "victim").returncode == 0
+
+    # THEN once it waits over a second, lint says so, naming the task
+    def not_honoured() -> list[str]:
+        return [line for line in lint(target)[1] if line.startswith("cancel not honoured")]
+
+    lines = wait_for(not_honoured, timeout=5, what="the cancel_not_honoured warning")
+    assert re.fullmatch(
+        r"cancel not honoured: victim was asked to cancel \d+\.\d s ago and its loop has "
+        r"not delivered it",
+        lines[0],
+    )
+    # AND once the loop runs and delivers it, the warning goes
+    wait_for(lambda: "victim cancelled" in notes_of(target), timeout=30, what="the cancel")
+    assert not not_honoured()
+
+
+def test_a_cancel_a_running_loop_delivers_is_no_warning(start: Any) -> None:
+    target = start("newcomer.py").wait_ready()
+    assert run_cli("cancel", str(target.pid), "victim").returncode == 0
+    wait_for(lambda: "victim cancelled" in notes_of(target), what="the cancel")
+    assert not any(line.startswith("cancel") for line in lint(target)[1])

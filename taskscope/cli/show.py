@@ -158,10 +158,10 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 def snapshot_warnings(snapshot: WireSnapshot) -> list[WireWarning]:
     """The snapshot's warnings as `dump` gives them: `[{kind, tasks, text}]`."""
-    from taskscope.lints import find_warnings
+    from taskscope.lints import find_warnings, warning_records
     from taskscope.model import TaskModel
 
-    model = TaskModel.from_snapshot(snapshot)
+    model = TaskModel.from_snapshot(warning_records(snapshot))
     return [
         {"kind": finding.kind, "tasks": list(finding.tasks), "text": finding_text(finding, model)}
         for finding in find_warnings(model)

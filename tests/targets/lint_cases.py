@@ -169,7 +169,7 @@ async def spin() -> None:
 async def poll() -> None:
     async def poller() -> None:
         while True:
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
 
     kept.append(asyncio.create_task(poller(), name="poller"))
     await asyncio.sleep(1.5)
