@@ -346,7 +346,7 @@ class MainScreen(Screen[None]):
         with self.app.batch_update():
             if self.view == "tree":
                 self.task_tree.expire()
-                self.task_tree.tick()
+                self.task_tree.tick(within=self.dashboard.tick_seconds)
             else:
                 self.views.shown.refresh()
             if not self.dashboard.paused:

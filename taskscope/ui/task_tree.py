@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import ClassVar, Self
 
 from rich.segment import Segment
@@ -44,6 +45,8 @@ TREE_LIMIT = 20_000
 NAME_WIDTH = 30
 CORO_WIDTH = 24
 AGE_WIDTH = 7
+#: A tick draws the rows on screen again in this many groups, spread over the tick.
+TICK_PARTS = 4
 
 TaskNode = TreeNode[str]
 
@@ -372,10 +375,20 @@ class TaskTree(Tree[str]):
         for task_id in stale:
             self._drop(task_id)
 
-    def tick(self) -> None:
-        """Repaint the lines on screen (ages move on even when no task changed)."""
-        top = self.scroll_offset.y
-        for line in range(top, top + self.size.height):
+    def tick(self, within: float = 0.0) -> None:
+        """Draw the rows on screen again (ages move on even when no task changed), a group
+        of rows at a time spread over `within` seconds: drawing every row in one frame
+        takes 10-50 ms here at once, and a key that lands meanwhile waits for all of it."""
+        for part in range(TICK_PARTS):
+            if part == 0 or within <= 0:
+                self._tick_rows(part)
+            else:
+                self.set_timer(within * part / TICK_PARTS, partial(self._tick_rows, part))
+
+    def _tick_rows(self, part: int) -> None:
+        height = self.size.height
+        top = self.scroll_offset.y + part * height // TICK_PARTS
+        for line in range(top, self.scroll_offset.y + (part + 1) * height // TICK_PARTS):
             node = self.get_node_at_line(line)
             if node is None:
                 break

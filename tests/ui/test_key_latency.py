@@ -6,6 +6,7 @@ never timed (figures come from benchmarks/ui_scale.py).
 - The selection (the detail pane) follows the cursor in the same frame as the cursor.
 - A key that lands while an update is applied in slices is on screen before the next slice.
 - The collector's full passes skip what survived the previous one (the picture).
+- The once-a-second redraw of the rows on screen (ages) goes a group of rows at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual.pilot import Pilot
 from taskscope.protocol import WireTask
 from taskscope.ui import long_lived
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.task_tree import TICK_PARTS
 from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
 
@@ -198,3 +200,21 @@ def _after_a_pass_installed() -> bool:
     return any(
         getattr(callback, "__module__", "") == long_lived.__name__ for callback in gc.callbacks
     )
+
+
+def test_a_tick_draws_the_rows_on_screen_a_group_at_a_time() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        rows = on_screen(app)
+        drawn = count_drawn_rows(app)
+        # WHEN the ages tick, spread over two seconds
+        app.task_tree.tick(within=2.0)
+        await pilot.pause()
+        await pilot.pause()
+        # THEN the first frame draws a quarter of the rows on screen, not all of them
+        assert 0 < len(drawn) <= -(-len(rows) // TICK_PARTS)
+        # AND every row is drawn once within the tick
+        await until(pilot, lambda: len(drawn) >= len(rows), within=10, what="every row")
+        await pilot.pause(0.6)
+        assert sorted(drawn) == sorted(rows)
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
