@@ -119,6 +119,102 @@ def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     return ("≥" if lower_bound else "") + format_duration(age)
 
 
+def step_time_text(seconds: float | None) -> str:
+    """Time spent running (a task's busy time, a step, a stall): `0.4ms`, `12ms`, `1.25s`,
+    `2m03s`; `-` when the agent does not time steps."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    return format_duration(seconds)
+
+
+def count_text(count: float | None) -> str:
+    """A count in at most six cells: `48,210`, `123.4k`, `1.2M`; `-` when unknown."""
+    if count is None:
+        return "-"
+    if count < 100_000:
+        return f"{count:,.0f}"
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.1f}M"
+
+
+def rate_text(per_second: float | None) -> str:
+    """Steps per second: `850/s`, `2.1k/s`; `-` when unknown."""
+    if per_second is None:
+        return "-"
+    if per_second < 1000:
+        return f"{per_second:.0f}/s"
+    if per_second < 1_000_000:
+        return f"{per_second / 1000:.1f}k/s"
+    return f"{per_second / 1_000_000:.1f}M/s"
+
+
+def share_text(share: float | None) -> str:
+    """A share of time (0-1) as a percentage: `34%`, `<1%`; `-` when unknown."""
+    if share is None:
+        return "-"
+    if 0 < share < 0.005:
+        return "<1%"
+    return f"{share * 100:.0f}%"
+
+
+def lag_text(lag: float | None) -> str:
+    """A loop's lag: `0.4 ms`, `250 ms`, `1.2 s`; `-` when unknown."""
+    if lag is None:
+        return "-"
+    if lag < 1:
+        return f"{lag * 1000:.1f} ms" if lag < 0.01 else f"{lag * 1000:.0f} ms"
+    return seconds_text(lag)
+
+
+def ago_text(at: float | None, now: float) -> str:
+    """`2.1s ago` from a wall-clock time; `never` when unknown."""
+    if at is None:
+        return "never"
+    return f"{format_duration(max(0.0, now - at))} ago"
+
+
+def runtime_words(steps: int | None, busy: float | None, longest: float | None) -> str:
+    """`48,210 steps · busy 8.21s · longest 310ms`; "" when the agent does not time steps."""
+    if steps is None and busy is None:
+        return ""
+    return (
+        f"{count_text(steps)} step{'' if steps == 1 else 's'} · busy {step_time_text(busy)}"
+        f" · longest {step_time_text(longest)}"
+    )
+
+
+def holders_words(names: Sequence[str], unknown: bool) -> str:
+    """Who holds a lock a task waits for: `held by transfer-b`, `held by a task the agent did
+    not see take it`; "" when neither is known."""
+    if names:
+        return "held by " + ", ".join(names)
+    if unknown:
+        return "held by a task that took it before taskscope was watching"
+    return ""
+
+
+def stall_words(duration: float, ongoing: bool) -> str:
+    """`blocked the loop 310ms`, `blocking the loop for 4.2s (still)`."""
+    if ongoing:
+        return f"blocking the loop for {step_time_text(duration)} (still running)"
+    return f"blocked the loop {step_time_text(duration)}"
+
+
+def no_stalls_words(threshold: float | None) -> str:
+    """What the stalls view says when it has nothing to list."""
+    if threshold is None:
+        return "no stall history: this source does not time the loop's steps"
+    return f"no step held a loop longer than the stall threshold ({step_time_text(threshold)})"
+
+
 def cancel_note(task: TaskFacts, now: float) -> str:
     """`cancel requested 2.1 s ago` while the task's loop has not delivered a cancel."""
     if task.cancel_requested_at is None or task.finished:

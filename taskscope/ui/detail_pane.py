@@ -1,6 +1,7 @@
-"""The detail pane for the selected task: state and age, what it awaits and who awaits it
-(each a link that jumps to that task), its stack with file:line and source lines, where it
-was created, and how it ended."""
+"""The detail pane for the selected task: state and age, its runtime figures (steps, busy,
+longest step, when it last ran, how long it has waited), what it awaits and who awaits it or
+holds the lock it wants (each a link that jumps to that task), its stack with file:line and
+source lines, where it was created, how it ended and a failed task's traceback."""
 
 from __future__ import annotations
 
@@ -27,7 +28,17 @@ from taskscope.ui.task_display import (
     state_words,
     task_name,
 )
-from taskscope.words import cancel_note, cycle_note
+from taskscope.words import (
+    ago_text,
+    cancel_note,
+    cycle_note,
+    format_duration,
+    holders_words,
+    runtime_words,
+)
+
+#: A traceback longer than this shows its last lines (where it was raised) and says so.
+TRACEBACK_LINES = 200
 
 
 class DetailPane(Vertical):
@@ -115,6 +126,7 @@ class DetailPane(Vertical):
             text.append("awaits   ", style="bold")
             text.append(awaiting_text(task, model, now))
             text.append(cycle_note(task.id in model.cycle_members()), style="bold magenta")
+        self._append_runtime(text, task, now)
         if len(model.loops) > 1:
             loop = model.loops.get(task.loop)
             text.append("\nruns on  ", style="bold")
@@ -130,11 +142,37 @@ class DetailPane(Vertical):
             text.append(status, style="bold yellow")
         return text
 
+    def _append_runtime(self, text: Text, task: TaskInfo, now: float) -> None:
+        """`ran      48,210 steps · busy 8.21s · longest 310ms`, then when it last ran and
+        since when it waits (when the agent times steps)."""
+        figures = runtime_words(task.steps, task.busy_s, task.longest_step_s)
+        if figures:
+            text.append("\nran      ", style="bold")
+            text.append(figures)
+        moments: list[str] = []
+        if task.last_ran_at is not None:
+            moments.append(f"last ran {ago_text(task.last_ran_at, now)}")
+        if task.waiting_since is not None and not task.finished:
+            moments.append(f"waiting {format_duration(max(0.0, now - task.waiting_since))}")
+        if moments:
+            text.append("\n         ")
+            text.append(" · ".join(moments))
+        awaiting = task.awaiting
+        facts = awaiting.facts if awaiting is not None and not task.finished else {}
+        if facts.get("holders_unknown") and not facts.get("holders"):
+            text.append("\nlock     ", style="bold")
+            text.append(holders_words([], True), style="yellow")
+
     def _related(self, model: TaskModel, task: TaskInfo) -> list[tuple[str, str]]:
         links: list[tuple[str, str]] = []
         if task.awaiting is not None and not task.finished:
             links.extend(
                 ("→ awaits", other) for other in task.awaiting.tasks if other in model.tasks
+            )
+        if task.awaiting is not None and not task.finished:
+            holders = task.awaiting.facts.get("holders") or ()
+            links.extend(
+                ("⚿ held by", str(holder)) for holder in holders if str(holder) in model.tasks
             )
         links.extend(
             ("← awaited by", waiter) for waiter in task.awaited_by if waiter in model.tasks
@@ -170,7 +208,10 @@ class DetailPane(Vertical):
         text = Text()
         reply = self.stack_reply
         if task.finished:
-            text.append("finished tasks have no stack\n", style="dim")
+            if task.traceback:
+                _append_traceback(text, task.traceback)
+            else:
+                text.append("finished tasks have no stack\n", style="dim")
         else:
             text.append("stack\n", style="bold")
             frames: list[StackFrame]
@@ -198,6 +239,18 @@ class DetailPane(Vertical):
         event.stop()
         if 0 <= event.option_index < len(self._links):
             self.post_message(self.TaskLinkChosen(self._links[event.option_index][1]))
+
+
+def _append_traceback(text: Text, traceback: str) -> None:
+    """A failed task's traceback as Python printed it, its last `TRACEBACK_LINES` lines."""
+    lines = traceback.rstrip("\n").split("\n")
+    text.append("traceback\n", style="bold")
+    if len(lines) > TRACEBACK_LINES:
+        text.append(f"  … {len(lines) - TRACEBACK_LINES} earlier lines\n", style="dim")
+        lines = lines[-TRACEBACK_LINES:]
+    for line in lines:
+        style = "red" if line and not line[0].isspace() and not line.startswith("Traceback") else ""
+        text.append(safe_text(line, 300) + "\n", style=style)
 
 
 def _frame_dict(frame: Frame) -> StackFrame:

@@ -32,9 +32,9 @@ from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
-from taskscope.ui.process_header import ProcessHeader
+from taskscope.ui.process_header import LoopTrends, ProcessHeader
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
+from taskscope.ui.task_display import ViewOptions, has_figures, next_sort, state_words
 from taskscope.ui.task_tree import TaskTree
 from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
 
@@ -135,6 +135,7 @@ class MainScreen(Screen[None]):
         self.views.follow(self._cursor_moved)
         self._detail = DetailPane(self.clock, id="detail")
         self._header = ProcessHeader(id="header")
+        self.trends = LoopTrends(id="trends")
         self._filter_box = Input(
             placeholder="filter by name, coroutine or what a task awaits; Enter keeps it, "
             "Esc clears it",
@@ -146,6 +147,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield self._header
+        yield self.trends
         if self.dashboard.timeline is not None:  # a replay's timeline, under the header
             yield self.dashboard.timeline
         with Horizontal(id="main"):
@@ -309,6 +311,7 @@ class MainScreen(Screen[None]):
         """What follows an update once the views have it: counts, detail, header, cancels."""
         self.received_at = self.clock()
         self.updates_applied += 1
+        self.trends.record(self.model)  # one sample per loop and update
         self.dashboard.feed_applied()
         self._maybe_auto_group()
         self._check_cancels()
@@ -365,8 +368,7 @@ class MainScreen(Screen[None]):
         self._select(self.views.cursor_task())
 
     def action_cycle_sort(self) -> None:
-        index = SORT_ORDER.index(self.options.sort)
-        sort = SORT_ORDER[(index + 1) % len(SORT_ORDER)]
+        sort = next_sort(self.options.sort, has_figures(self.model))
         self._set_options(sort=sort)
         self.notify(f"Sorted by {sort}", timeout=2)
 

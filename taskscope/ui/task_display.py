@@ -30,8 +30,10 @@ from taskscope.words import (
     tasks_awaited,
 )
 
-SortKey = Literal["age", "name", "state"]
-SORT_ORDER: tuple[SortKey, ...] = ("age", "name", "state")
+SortKey = Literal["age", "busy", "steps", "name", "state"]
+SORT_ORDER: tuple[SortKey, ...] = ("age", "busy", "steps", "name", "state")
+#: Sorts by a runtime figure: offered only when the agent times steps.
+FIGURE_SORTS: frozenset[SortKey] = frozenset({"busy", "steps"})
 
 MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 CYCLE_MARKER = "⟳"
@@ -180,7 +182,29 @@ def state_words(task: TaskInfo, now: float) -> str:
     return f"pending {'≥' if lower_bound else ''}{format_duration(age)}"
 
 
+def has_figures(model: TaskModel) -> bool:
+    """Whether the agent times steps (its loops carry runtime figures): then the views show
+    busy time and steps, and can sort by them."""
+    return any(
+        loop.steps_per_s is not None or loop.stall_threshold is not None
+        for loop in model.loops.values()
+    )
+
+
+def next_sort(current: SortKey, figures: bool) -> SortKey:
+    """The sort after `current` in the cycle (age, busy, steps, name, state), skipping the
+    runtime figures when there are none."""
+    order = [sort for sort in SORT_ORDER if figures or sort not in FIGURE_SORTS]
+    index = order.index(current) if current in order else -1
+    return order[(index + 1) % len(order)]
+
+
 def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
+    """Oldest first (pending before finished) by default; busiest / most steps first."""
+    if sort == "busy":
+        return lambda task: (task.busy_s is None, -(task.busy_s or 0.0), task.number)
+    if sort == "steps":
+        return lambda task: (task.steps is None, -(task.steps or 0), task.number)
     if sort == "name":
         return lambda task: (task.name.lower(), task.number)
     if sort == "state":
