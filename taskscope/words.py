@@ -212,7 +212,7 @@ def no_stalls_words(threshold: float | None) -> str:
     """What the stalls view says when it has nothing to list."""
     if threshold is None:
         return "no stall history: this source does not time the loop's steps"
-    return f"no step held a loop longer than the stall threshold ({step_time_text(threshold)})"
+    return f"no step longer than the {step_time_text(threshold)} stall threshold"
 
 
 def cancel_note(task: TaskFacts, now: float) -> str:

@@ -51,11 +51,14 @@ HELP = {
     "filter": "filter by name, coroutine, id or what a task awaits",
     "clear_filter": "clear the filter or the opened group",
     "next_worker": "several processes (a parent and its workers): show one worker, the next, all",
-    "cycle_sort": "sort by age, then name, then state",
+    "cycle_sort": "sort by age, busy time, steps (busiest first), name, state "
+    "(busy and steps when the agent times steps)",
     "view('tree')": "tree view: tasks under their waiter, TaskGroup, gather or creator",
     "view('table')": "flat table of all tasks",
     "view('groups')": "grouped view: counts by coroutine and await site",
     "view('history')": "history: recently finished tasks and how they ended",
+    "view('stalls')": "stalls: steps that blocked a loop longer than its threshold, newest "
+    "first, with the blocking line (Enter: the whole sampled stack)",
     "toggle_finished": "show or hide finished tasks in the live views",
     "cancel_task": "cancel the selected task (asks first)",
     "cancel_subtree": "cancel the selected task and everything under it (asks first)",

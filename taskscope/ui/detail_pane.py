@@ -15,18 +15,20 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from taskscope.model import Frame, TaskInfo, TaskModel
+from taskscope.model import Frame, LoopInfo, Stall, TaskInfo, TaskModel
 from taskscope.protocol import StackFrame, StackReply
-from taskscope.report import safe_text
+from taskscope.report import clock, safe_text
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
     STATE_STYLES,
     awaiting_text,
+    blocking_frame,
     made_by_asyncio,
     marker,
     same_height,
     state_words,
     task_name,
+    who_stalled,
 )
 from taskscope.words import (
     ago_text,
@@ -35,6 +37,8 @@ from taskscope.words import (
     format_duration,
     holders_words,
     runtime_words,
+    stall_words,
+    step_time_text,
 )
 
 #: A traceback longer than this shows its last lines (where it was raised) and says so.
@@ -70,8 +74,18 @@ class DetailPane(Vertical):
         with VerticalScroll(id="detail-scroll"):
             yield self._body_view
 
-    def show(self, model: TaskModel, task_id: str | None) -> None:
-        """Show `task_id` as the model has it now (also called on every update)."""
+    def show(
+        self,
+        model: TaskModel,
+        task_id: str | None,
+        *,
+        stall: tuple[LoopInfo, Stall] | None = None,
+    ) -> None:
+        """Show `task_id` as the model has it now (also called on every update), or when
+        the stalls view is shown, the `stall` under its cursor."""
+        if stall is not None:
+            self._show_stall(model, *stall)
+            return
         if task_id != self.task_id:
             self.stack_reply = None
         self.task_id = task_id
@@ -89,6 +103,53 @@ class DetailPane(Vertical):
         self._update(self._summary_view, self._summary(model, task))
         self._set_links(model, self._related(model, task))
         self._update(self._body_view, self._body(task))
+
+    def _show_stall(self, model: TaskModel, loop: LoopInfo, stall: Stall) -> None:
+        """A stall: how long, when, on which loop, who ran, and the whole sampled stack with
+        the blocking line marked."""
+        self.task_id = None
+        self.stack_reply = None
+        self.border_title = f"stall of {step_time_text(stall.duration)}"
+        now = self.clock()
+        summary = Text()
+        summary.append(
+            stall_words(stall.duration, stall.ongoing),
+            style="bold red" if stall.ongoing else "bold",
+        )
+        summary.append(f"\nat       {clock(stall.started_at)} ({ago_text(stall.started_at, now)})")
+        if len(model.loops) > 1:
+            summary.append(f" on loop {safe_text(loop.label)}")
+        summary.append("\nran      ", style="bold")
+        if stall.task is not None or stall.task_name is not None:
+            summary.append(who_stalled(stall))
+            if stall.task is not None and stall.task not in model.tasks:
+                summary.append(" (gone since)", style="dim")
+        elif stall.callback is not None:
+            summary.append(f"callback {safe_text(stall.callback)}")
+        else:
+            summary.append("?", style="dim")
+        self._update(self._summary_view, summary)
+        links = [("→ the task", stall.task)] if stall.task in model.tasks else []
+        self._set_links(model, [(words, str(task)) for words, task in links])
+        body = Text()
+        body.append("stack sampled while it ran\n", style="bold")
+        blocking = blocking_frame(stall.stack)
+        for frame in stall.stack:
+            if frame is blocking:
+                body.append("▶ ", style="bold red")
+                body.append(safe_text(frame.function) + "()", style="bold cyan")
+                body.append(f"  {safe_text(short_path(frame.file))}", style="bold")
+                body.append(f":{frame.line}" if frame.line is not None else "", style="bold")
+                body.append("   the blocking line\n", style="red")
+            else:
+                _append_frame(body, _frame_dict(frame))
+        if not stall.stack:
+            body.append("  (no stack was sampled)\n", style="dim")
+        self._update(self._body_view, body)
+
+    def focus_body(self) -> None:
+        """Focus the scrolling part (the stack, the traceback) so that keys scroll it."""
+        self.query_one("#detail-scroll").focus()
 
     def _update(self, view: Static, text: Text) -> None:
         """Update only what changed, and lay the screen out again (which redraws all of it)

@@ -101,6 +101,7 @@ class MainScreen(Screen[None]):
         Binding("l", "view('table')", "List"),
         Binding("g", "view('groups')", "Grouped"),
         Binding("h", "view('history')", "History"),
+        Binding("b", "view('stalls')", "Stalls"),
         Binding("f", "toggle_finished", "Finished"),
         Binding("c", "cancel_task", "Cancel"),
         Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
@@ -117,6 +118,8 @@ class MainScreen(Screen[None]):
         self.model: TaskModel = dashboard.model
         self.options = ViewOptions()
         self.selected: str | None = None
+        #: The stall under the stalls view's cursor (its row key).
+        self.selected_stall: str | None = None
         self.received_at: float | None = None
         self.updates_applied = 0
         self.last_apply_seconds = 0.0
@@ -199,7 +202,8 @@ class MainScreen(Screen[None]):
         if self._header_stale:
             self._header_stale = False
             self._show_header()
-        self.detail.show(self.model, self.selected)
+        stall = self.views.stalls.stall(self.selected_stall) if self.view == "stalls" else None
+        self.detail.show(self.model, self.selected, stall=stall)
 
     def _show_header(self) -> None:
         age = None if self.received_at is None else max(0.0, self.clock() - self.received_at)
@@ -365,6 +369,9 @@ class MainScreen(Screen[None]):
     def _switch_view(self, view: ViewName) -> None:
         self.finish_slices()
         self.views.show(view, self.model, self.options)
+        if view == "stalls":
+            self.selected_stall = self.views.stalls.cursor_key
+        self.changed(header=False)  # the detail pane shows a stall only in the stalls view
         self._select(self.views.cursor_task())
 
     def action_cycle_sort(self) -> None:
@@ -463,8 +470,18 @@ class MainScreen(Screen[None]):
     def _cursor_moved(self, view: ViewName, key: str | None) -> None:
         """A view's cursor moved (told at once, not by message: see `TaskViews.follow`)."""
         if view == self.view:
-            self._select(key if view != "groups" else None)
+            if view == "stalls" and key != self.selected_stall:
+                self.selected_stall = key
+                self.changed(header=False)
+            self._select(key if view in ("tree", "table", "history") else None)
             self._hold_slices()
+
+    @on(RowList.RowChosen, "#stalls")
+    def _stall_chosen(self, message: RowList.RowChosen) -> None:
+        """Enter on a stall: its whole sampled stack in the detail pane, focused to scroll."""
+        self.selected_stall = message.key
+        self.changed(header=False)
+        self.detail.focus_body()
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:

@@ -1,5 +1,6 @@
 """How a task is displayed, shared by the tree, the tables and the detail pane: its marker and
-colour, what it awaits in plain words, sort keys, and the filter that decides whether it shows.
+colour, what it awaits in plain words, sort keys, and the filter that decides whether it shows;
+and for a loop's stall, who ran and its blocking line.
 
 Everything from the target (names, reprs, paths) goes through `safe_text` and into rich `Text`
 as plain text: never parsed as markup, never sent as terminal control sequences.
@@ -12,7 +13,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Literal
@@ -20,7 +21,7 @@ from typing import Literal
 from rich.cells import cell_len
 from rich.text import Text
 
-from taskscope.model import TaskInfo, TaskModel
+from taskscope.model import Frame, Stall, TaskInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.words import (
     age_words,
@@ -244,3 +245,34 @@ def matches(task: TaskInfo, needle: str) -> bool:
     if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
         return True
     return task.awaiting is not None and needle in awaiting_label(task.awaiting).lower()
+
+
+# --- stalls ---------------------------------------------------------------------------------
+
+#: Where a path says a frame is not the program's own code: Python's library, installed
+#: packages, frozen and built-in modules, taskscope's agent.
+_LIBRARY_PARTS = ("/lib/python3", "/site-packages/", "/dist-packages/", "/taskscope/agent/")
+
+
+def is_library(path: str) -> bool:
+    return path.startswith("<") or any(part in path for part in _LIBRARY_PARTS)
+
+
+def blocking_frame(stack: Sequence[Frame]) -> Frame | None:
+    """The innermost frame of the program's own code in a sampled stack (innermost last),
+    else the innermost frame: where the program called what blocked."""
+    for frame in reversed(stack):
+        if not is_library(frame.file):
+            return frame
+    return stack[-1] if stack else None
+
+
+def who_stalled(stall: Stall) -> str:
+    """The task by name (else by id), or the callback, that ran the step."""
+    if stall.task_name:
+        return safe_text(stall.task_name)
+    if stall.task:
+        return f"task {safe_text(stall.task)}"
+    if stall.callback:
+        return safe_text(stall.callback)
+    return "?"

@@ -15,8 +15,10 @@ from textual.widgets import OptionList
 
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.process_header import TREND_SAMPLES, TrendLine
+from taskscope.ui.stall_table import StallTable
 from taskscope.ui.task_table import TaskTable
 from tests.ui.fakes import (
+    NOW,
     FakeSource,
     awaiting,
     delta,
@@ -324,5 +326,128 @@ def test_without_figures_the_header_draws_the_lag_alone() -> None:
         assert "steps/s" not in text and "busy" not in text
         row = next(row for row in text.splitlines() if row.startswith(" lag "))
         assert "▁" in row and "0.3 ms" in row
+
+    run_app(scenario)
+
+
+# --- the stalls view -------------------------------------------------------------------------
+
+LIB = "/usr/lib/python3.12/asyncio"
+
+
+def stall_history() -> list[dict[str, Any]]:
+    """crunch blocked the loop 310 ms 30 s ago (in hash_rows, called from crunch); a callback
+    is blocking it now, for 4.2 s."""
+    loop_frames = [
+        {"function": "run_forever", "file": f"{LIB}/base_events.py", "line": 641},
+        {"function": "_run_once", "file": f"{LIB}/base_events.py", "line": 1987},
+        {"function": "_run", "file": f"{LIB}/events.py", "line": 88},
+    ]
+    return [
+        {
+            "started_at": NOW - 30,
+            "duration": 0.31,
+            "task": "12",
+            "task_name": "crunch",
+            "callback": None,
+            "stack": [
+                *loop_frames,
+                {"function": "crunch", "file": "app/crunch.py", "line": 21},
+                {"function": "hash_rows", "file": "app/crunch.py", "line": 40},
+                {"function": "dumps", "file": "/usr/lib/python3.12/json/__init__.py", "line": 231},
+            ],
+        },
+        {
+            "started_at": NOW - 4.2,
+            "duration": 4.2,
+            "task": None,
+            "task_name": None,
+            "callback": "Server._accept_connection",
+            "stack": [*loop_frames, {"function": "accept", "file": "app/net.py", "line": 7}],
+            "ongoing": True,
+        },
+    ]
+
+
+def with_stalls(stalls: list[dict[str, Any]]) -> Any:
+    shot = timed_service()
+    shot["loops"] = [timed_loop(loop, stalls=stalls) for loop in shot["loops"]]
+    return shot
+
+
+def test_b_lists_stalls_newest_first_with_the_task_and_the_blocking_line() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await pilot.press("b")
+        assert app.view == "stalls"
+        table = app.query_one(StallTable)
+        rows = [table.render_row(key).plain for key in table.keys]
+        # THEN the ongoing stall first, marked, said by its callback
+        assert rows[0].startswith("⏸") and "4.20s" in rows[0]
+        assert "Server._accept_connection" in rows[0] and "accept()  app/net.py:7" in rows[0]
+        # and the one that is over: how long, the task, the program's innermost line
+        assert "310ms" in rows[1] and "crunch" in rows[1]
+        assert "hash_rows()  app/crunch.py:40" in rows[1]
+        assert "30.0s" in rows[1]  # how long ago
+        # and the detail pane shows the stall under the cursor
+        await until(pilot, lambda: "still running" in detail_text(app, "summary"), what="it")
+        # WHEN Enter on the crunch stall
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: "crunch" in detail_text(app, "summary"), what="the stall")
+        body = detail_text(app, "body")
+        # THEN its whole sampled stack, the blocking line marked
+        for function in ("run_forever()", "_run_once()", "crunch()", "dumps()"):
+            assert function in body
+        assert "▶ hash_rows()  app/crunch.py:40   the blocking line" in body
+        assert "blocked the loop 310ms" in detail_text(app, "summary")
+        # AND the link goes to the task
+        assert "→ the task crunch" in link_prompts(app)
+        links = app.detail.query_one("#detail-links", OptionList)
+        links.focus()
+        links.highlighted = 0
+        await pilot.press("enter")
+        await until(pilot, lambda: app.selected == "12", what="the jump to crunch")
+        assert app.view == "tree"
+        assert "48,210 steps" in detail_text(app, "summary")
+
+    run_app(scenario, FakeSource(with_stalls(stall_history())))
+
+
+def test_a_new_stall_comes_first_and_the_cursor_stays_on_its_stall() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await pilot.press("b")
+        table = app.query_one(StallTable)
+        first = table.cursor_key
+        stalls = stall_history()
+        stalls[1]["ongoing"] = False
+        stalls.append({**stalls[0], "started_at": NOW - 1, "duration": 0.5})
+        update = delta([], tasks=11)
+        update["loops"] = [timed_loop(wire_loop(11), stalls=stalls)]
+        applied = app.updates_applied
+        source.push(update)
+        await until(pilot, lambda: app.updates_applied > applied, what="the update")
+        assert len(table.keys) == 3
+        assert "500ms" in table.render_row(table.keys[0]).plain
+        assert table.cursor_key == first
+        assert not table.render_row(first or "").plain.startswith("⏸")  # over now
+
+    run_app(scenario, FakeSource(with_stalls(stall_history())))
+
+
+def test_no_stall_says_none_longer_than_the_threshold() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await pilot.press("b")
+        await pilot.pause()
+        assert "no step longer than the 100ms stall threshold" in screen_text(app)
+
+    run_app(scenario, FakeSource(timed_service()))
+
+
+def test_without_figures_the_stalls_view_says_there_is_no_history() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await pilot.press("b")
+        await pilot.pause()
+        assert "no stall history: this source does not time the loop's steps" in screen_text(app)
+        await pilot.press("t")
+        assert app.view == "tree"
 
     run_app(scenario)
