@@ -91,6 +91,28 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def step_time_text(seconds: float | None) -> str:
+    """Time spent in steps, from microseconds to hours: `0.4 ms`, `310 ms`, `8.21 s`; `-`
+    when not measured."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 0.00005:
+        return "0.0 ms"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 100:
+        return f"{seconds:.2f} s"
+    return format_duration(seconds)
+
+
+def count_text(count: int | None) -> str:
+    """A count with thousands separated, `48,210`; `-` when not counted."""
+    return "-" if count is None else f"{count:,}"
+
+
 def offset_text(seconds: float, tenths: bool = False) -> str:
     """A position in a recording, `1:30` or `1:02:05`; `0:04.3` with `tenths`."""
     seconds = max(0.0, seconds)
@@ -117,32 +139,6 @@ def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     if age is None:
         return unknown
     return ("≥" if lower_bound else "") + format_duration(age)
-
-
-def step_time_text(seconds: float | None) -> str:
-    """Time spent running (a task's busy time, a step, a stall): `0.4ms`, `12ms`, `1.25s`,
-    `2m03s`; `-` when the agent does not time steps."""
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    return format_duration(seconds)
-
-
-def count_text(count: float | None) -> str:
-    """A count in at most six cells: `48,210`, `123.4k`, `1.2M`; `-` when unknown."""
-    if count is None:
-        return "-"
-    if count < 100_000:
-        return f"{count:,.0f}"
-    if count < 1_000_000:
-        return f"{count / 1000:.1f}k"
-    return f"{count / 1_000_000:.1f}M"
 
 
 def rate_text(per_second: float | None) -> str:
@@ -189,16 +185,6 @@ def runtime_words(steps: int | None, busy: float | None, longest: float | None) 
         f"{count_text(steps)} step{'' if steps == 1 else 's'} · busy {step_time_text(busy)}"
         f" · longest {step_time_text(longest)}"
     )
-
-
-def holders_words(names: Sequence[str], unknown: bool) -> str:
-    """Who holds a lock a task waits for: `held by transfer-b`, `held by a task the agent did
-    not see take it`; "" when neither is known."""
-    if names:
-        return "held by " + ", ".join(names)
-    if unknown:
-        return "held by a task that took it before taskscope was watching"
-    return ""
 
 
 def stall_words(duration: float, ongoing: bool) -> str:
@@ -716,3 +702,21 @@ def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
     if facts.get("started_at"):
         when = f", at {time.strftime('%H:%M:%S', time.localtime(float(facts['started_at'])))}"
     return f"a step of {who} {held} the loop for {duration}{where}{when}"
+
+
+# --- the dashboard's warnings line ----------------------------------------------------------
+
+
+def warnings_summary(findings: Sequence[FindingFacts], model: TasksByID) -> str:
+    """The dashboard header's line: `⚠ 2 warnings: lock deadlock (transfer-a, transfer-b) ·
+    exception never retrieved (parse-33)`; "" when there are none."""
+    if not findings:
+        return ""
+    count = len(findings)
+    parts = []
+    for finding in findings:
+        title = WARNING_NAMES.get(finding.kind, finding.kind.replace("_", " "))
+        names = [_task_name(model, task_id) for task_id in finding.tasks[:3]]
+        more = f" +{len(finding.tasks) - 3}" if len(finding.tasks) > 3 else ""
+        parts.append(f"{title} ({', '.join(names)}{more})" if names else title)
+    return f"⚠ {count} warning{'' if count == 1 else 's'}: " + " · ".join(parts)

@@ -49,7 +49,7 @@ HELP = {
     "quit": "quit (the target keeps running)",
     "help": "this help",
     "filter": "filter by name, coroutine, id or what a task awaits",
-    "clear_filter": "clear the filter or the opened group",
+    "clear_filter": "clear the filter, the opened group or the warnings filter",
     "next_worker": "several processes (a parent and its workers): show one worker, the next, all",
     "cycle_sort": "sort by age, busy time, steps (busiest first), name, state "
     "(busy and steps when the agent times steps)",
@@ -60,6 +60,7 @@ HELP = {
     "view('stalls')": "stalls: steps that blocked a loop longer than its threshold, newest "
     "first, with the blocking line (Enter: the whole sampled stack)",
     "toggle_finished": "show or hide finished tasks in the live views",
+    "toggle_warned": "show only the tasks some warning is about (marked ⚠), or all again",
     "cancel_task": "cancel the selected task (asks first)",
     "cancel_subtree": "cancel the selected task and everything under it (asks first)",
     "export": "write the current snapshot as JSON to a file",

@@ -5,10 +5,10 @@ source lines, where it was created, how it ended and a failed task's traceback."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
@@ -21,6 +21,8 @@ from taskscope.report import clock, safe_text
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
     STATE_STYLES,
+    WARNING_MARKER,
+    WARNING_STYLE,
     awaiting_text,
     blocking_frame,
     made_by_asyncio,
@@ -35,7 +37,6 @@ from taskscope.words import (
     cancel_note,
     cycle_note,
     format_duration,
-    holders_words,
     runtime_words,
     stall_words,
     step_time_text,
@@ -80,9 +81,12 @@ class DetailPane(Vertical):
         task_id: str | None,
         *,
         stall: tuple[LoopInfo, Stall] | None = None,
+        warnings: Sequence[tuple[str, str]] = (),
+        hint: str = "Select a task to see its stack and what it waits for.",
     ) -> None:
-        """Show `task_id` as the model has it now (also called on every update), or when
-        the stalls view is shown, the `stall` under its cursor."""
+        """Show `task_id` as the model has it now (also called on every update) with the
+        `warnings` about it (kind in words, text), or when the stalls view is shown, the
+        `stall` under its cursor."""
         if stall is not None:
             self._show_stall(model, *stall)
             return
@@ -92,17 +96,14 @@ class DetailPane(Vertical):
         task = model.tasks.get(task_id) if task_id is not None else None
         if task is None:
             self.border_title = "no task selected"
-            self._update(
-                self._summary_view,
-                Text("Select a task to see its stack and what it waits for.", style="dim"),
-            )
+            self._update(self._summary_view, Text(hint, style="dim"))
             self._update(self._body_view, Text())
             self._set_links(model, [])
             return
         self.border_title = safe_text(task.name, 40)
-        self._update(self._summary_view, self._summary(model, task))
+        self._update(self._summary_view, self._summary(model, task, warnings))
         self._set_links(model, self._related(model, task))
-        self._update(self._body_view, self._body(task))
+        self._update(self._body_view, self._body(task, warnings))
 
     def _show_stall(self, model: TaskModel, loop: LoopInfo, stall: Stall) -> None:
         """A stall: how long, when, on which loop, who ran, and the whole sampled stack with
@@ -132,7 +133,8 @@ class DetailPane(Vertical):
         links = [("→ the task", stall.task)] if stall.task in model.tasks else []
         self._set_links(model, [(words, str(task)) for words, task in links])
         body = Text()
-        body.append("stack sampled while it ran\n", style="bold")
+        body.append("stack sampled while it ran ", style="bold")
+        body.append("(▶ the blocking line)\n", style="red")
         blocking = blocking_frame(stall.stack)
         for frame in stall.stack:
             if frame is blocking:
@@ -140,7 +142,7 @@ class DetailPane(Vertical):
                 body.append(safe_text(frame.function) + "()", style="bold cyan")
                 body.append(f"  {safe_text(short_path(frame.file))}", style="bold")
                 body.append(f":{frame.line}" if frame.line is not None else "", style="bold")
-                body.append("   the blocking line\n", style="red")
+                body.append("\n")
             else:
                 _append_frame(body, _frame_dict(frame))
         if not stall.stack:
@@ -164,10 +166,12 @@ class DetailPane(Vertical):
         if task_id == self.task_id:
             self.stack_reply = reply
 
-    def _summary(self, model: TaskModel, task: TaskInfo) -> Text:
+    def _summary(
+        self, model: TaskModel, task: TaskInfo, warnings: Sequence[tuple[str, str]]
+    ) -> Text:
         now = self.clock()
         text = Text()
-        text.append_text(marker(task, task.id in model.cycle_members()))
+        text.append_text(marker(task, task.id in model.cycle_members(), warned=bool(warnings)))
         text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
         text.append(f"  · task {task.id} · ")
         text.append(safe_text(task.coro) + "()", style="cyan")
@@ -201,6 +205,12 @@ class DetailPane(Vertical):
         if status:
             text.append("\n")
             text.append(status, style="bold yellow")
+        if warnings:
+            # The kinds here; the whole words lead the scrolling part (a narrow pane keeps
+            # room for the links).
+            titles = ", ".join(dict.fromkeys(title for title, _ in warnings))
+            text.append("\n")
+            text.append(f"{WARNING_MARKER} {titles} (below)", style=WARNING_STYLE)
         return text
 
     def _append_runtime(self, text: Text, task: TaskInfo, now: float) -> None:
@@ -218,11 +228,6 @@ class DetailPane(Vertical):
         if moments:
             text.append("\n         ")
             text.append(" · ".join(moments))
-        awaiting = task.awaiting
-        facts = awaiting.facts if awaiting is not None and not task.finished else {}
-        if facts.get("holders_unknown") and not facts.get("holders"):
-            text.append("\nlock     ", style="bold")
-            text.append(holders_words([], True), style="yellow")
 
     def _related(self, model: TaskModel, task: TaskInfo) -> list[tuple[str, str]]:
         links: list[tuple[str, str]] = []
@@ -265,8 +270,12 @@ class DetailPane(Vertical):
         self._links = links
         self._link_labels = labels
 
-    def _body(self, task: TaskInfo) -> Text:
+    def _body(self, task: TaskInfo, warnings: Sequence[tuple[str, str]] = ()) -> Text:
         text = Text()
+        for _, words in warnings:
+            text.append(f"{WARNING_MARKER} {safe_text(words)}\n", style=WARNING_STYLE)
+        if warnings:
+            text.append("\n")
         reply = self.stack_reply
         if task.finished:
             if task.traceback:
@@ -294,6 +303,13 @@ class DetailPane(Vertical):
             for frame in created:
                 _append_frame(text, frame)
         return text
+
+    @on(events.DescendantFocus)
+    def _links_focused(self, event: events.DescendantFocus) -> None:
+        """Tab onto the links: the first one is under the cursor, Enter follows it."""
+        links = self._link_list
+        if event.widget is links and links.highlighted is None and links.option_count:
+            links.highlighted = 0
 
     @on(OptionList.OptionSelected, "#detail-links")
     def _link_chosen(self, event: OptionList.OptionSelected) -> None:

@@ -37,11 +37,14 @@ from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ViewOptions, has_figures, next_sort, state_words
 from taskscope.ui.task_tree import TaskTree
 from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
+from taskscope.ui.warnings import WARNINGS_EVERY, Warnings, look, model_copy
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
 
 
+#: What the detail pane says in the stalls view with no stall under the cursor.
+STALL_HINT = "Select a stall to see the stack sampled while it blocked the loop."
 #: The cancellation message of a cancel from the dashboard (the task sees it).
 CANCEL_MESSAGE = "cancelled from the taskscope dashboard"
 
@@ -70,6 +73,14 @@ class StackFetched(Message):
         super().__init__()
         self.task_id = task_id
         self.reply = reply
+
+
+class WarningsFound(Message):
+    """A look for warnings (on a worker thread) is over."""
+
+    def __init__(self, warnings: Warnings) -> None:
+        super().__init__()
+        self.warnings = warnings
 
 
 class CancelFinished(Message):
@@ -103,6 +114,7 @@ class MainScreen(Screen[None]):
         Binding("h", "view('history')", "History"),
         Binding("b", "view('stalls')", "Stalls"),
         Binding("f", "toggle_finished", "Finished"),
+        Binding("exclamation_mark", "toggle_warned", "Warnings", key_display="!"),
         Binding("c", "cancel_task", "Cancel"),
         Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
         Binding("e", "app.export", "Export JSON"),
@@ -120,6 +132,13 @@ class MainScreen(Screen[None]):
         self.selected: str | None = None
         #: The stall under the stalls view's cursor (its row key).
         self.selected_stall: str | None = None
+        #: The warnings of the last look, when it was (monotonic) and whether the model
+        #: changed since.
+        self.warnings = Warnings()
+        self._warnings_looked = 0.0
+        self._warnings_stale = False
+        #: Looks for warnings finished (tests wait for the first).
+        self.warnings_looks = 0
         self.received_at: float | None = None
         self.updates_applied = 0
         self.last_apply_seconds = 0.0
@@ -202,8 +221,12 @@ class MainScreen(Screen[None]):
         if self._header_stale:
             self._header_stale = False
             self._show_header()
-        stall = self.views.stalls.stall(self.selected_stall) if self.view == "stalls" else None
-        self.detail.show(self.model, self.selected, stall=stall)
+        if self.view == "stalls":
+            stall = self.views.stalls.stall(self.selected_stall)
+            self.detail.show(self.model, None, stall=stall, hint=STALL_HINT)
+            return
+        warned = self.warnings.by_task.get(self.selected, ()) if self.selected else ()
+        self.detail.show(self.model, self.selected, warnings=warned)
 
     def _show_header(self) -> None:
         age = None if self.received_at is None else max(0.0, self.clock() - self.received_at)
@@ -214,6 +237,8 @@ class MainScreen(Screen[None]):
             notice = f"worker {self.options.only_pid} only (w: next, Esc shows all)"
         elif self.options.filter:
             notice = f"filter: {safe_text(self.options.filter)} (Esc clears)"
+        if self.options.only_warned is not None:
+            notice = (notice + " · " if notice else "") + "only tasks with warnings (! shows all)"
         if self.options.sort != "age":
             notice = (notice + " · " if notice else "") + f"sorted by {self.options.sort}"
         if not self.options.show_finished:
@@ -226,6 +251,7 @@ class MainScreen(Screen[None]):
             gone=self.dashboard.gone,
             notice=notice,
             moment=self.dashboard.moment_text(),
+            warnings=self.warnings.summary,
         )
 
     # --- applying updates ----------------------------------------------------------------------
@@ -316,6 +342,9 @@ class MainScreen(Screen[None]):
         self.received_at = self.clock()
         self.updates_applied += 1
         self.trends.record(self.model)  # one sample per loop and update
+        self._warnings_stale = True
+        if not self._warnings_looked:
+            self._look_for_warnings()  # the first picture: at once
         self.dashboard.feed_applied()
         self._maybe_auto_group()
         self._check_cancels()
@@ -359,6 +388,50 @@ class MainScreen(Screen[None]):
             if not self.dashboard.paused:
                 self._check_cancels()
             self.changed()
+        if self._warnings_stale and time.monotonic() - self._warnings_looked >= WARNINGS_EVERY:
+            self._look_for_warnings()
+
+    # --- warnings ------------------------------------------------------------------------------
+
+    def _look_for_warnings(self) -> None:
+        """Look for warnings in a copy of the model on a worker thread: the lints walk every
+        task, which the screen's thread must not pay for at each update."""
+        self._warnings_stale = False
+        self._warnings_looked = time.monotonic()
+        self._find_warnings(model_copy(self.model))
+
+    @work(thread=True, exclusive=True, group="warnings")
+    def _find_warnings(self, model: TaskModel) -> None:
+        self.post_message(WarningsFound(look(model)))
+
+    @on(WarningsFound)
+    def _warnings_found(self, message: WarningsFound) -> None:
+        self.warnings_looks += 1
+        found = message.warnings
+        if found == self.warnings:
+            return
+        ids_changed = found.task_ids != self.warnings.task_ids
+        self.warnings = found
+        if ids_changed:
+            self.views.set_warned(found.task_ids, self.model, self.options)
+            if self.options.only_warned is not None:
+                self._set_options(only_warned=found.task_ids)
+        self.changed()
+
+    def action_toggle_warned(self) -> None:
+        """Show only the tasks some warning is about, or all again."""
+        if self.options.only_warned is not None:
+            self._set_options(only_warned=None)
+            self.notify("All tasks", timeout=2)
+            return
+        ids = self.warnings.task_ids
+        self._set_options(only_warned=ids)
+        self.notify(
+            f"Only the {len(ids):,} tasks with warnings (! shows all)"
+            if ids
+            else "No task has a warning now (! shows all)",
+            timeout=3,
+        )
 
     # --- views and options ---------------------------------------------------------------------
 
@@ -430,7 +503,7 @@ class MainScreen(Screen[None]):
             self._filter_timer.stop()
         box.value = ""
         box.display = False
-        self._set_options(filter="", only_ids=None, only_label="", only_pid=None)
+        self._set_options(filter="", only_ids=None, only_label="", only_pid=None, only_warned=None)
         focus_now(self.views.shown)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -446,6 +519,7 @@ class MainScreen(Screen[None]):
                 self.options.filter
                 or self.options.only_ids is not None
                 or self.options.only_pid is not None
+                or self.options.only_warned is not None
                 or self._filter_box.display
             )
         if action == "next_worker":

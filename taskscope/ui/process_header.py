@@ -76,8 +76,17 @@ class ProcessHeader(Static):
     def on_resize(self) -> None:
         # The process line is fitted to the width: fit it again.
         if self._shown_args is not None:
-            model, info, data_age, paused, gone, notice, moment = self._shown_args
-            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice, moment=moment)
+            model, info, data_age, paused, gone, notice, moment, warnings = self._shown_args
+            self.show(
+                model,
+                info,
+                data_age,
+                paused=paused,
+                gone=gone,
+                notice=notice,
+                moment=moment,
+                warnings=warnings,
+            )
 
     def _process_line(self, model: TaskModel | None, info: ProcessInfo) -> Text:
         """`taskscope · pid · command · Python · CPU · RSS · threads · fds` on one line: the
@@ -145,15 +154,20 @@ class ProcessHeader(Static):
         gone: str | None,
         notice: str = "",
         moment: str = "",
+        warnings: str = "",
     ) -> None:
         """`moment`: a replay's "recording of PID · 14:02:11 (+1:30 of 10:00) · paused · 1x",
-        said instead of the data's age."""
-        self._shown_args = (model, info, data_age, paused, gone, notice, moment)
+        said instead of the data's age. `warnings`: the warnings' summary, one line."""
+        self._shown_args = (model, info, data_age, paused, gone, notice, moment, warnings)
         text = self._process_line(model, info)
         if model is not None:
             for loop in model.loops.values():
                 text.append("\n")
                 text.append(self._loop_line(model, loop))
+        if warnings:
+            width = self.content_region.width or 200
+            text.append("\n")
+            text.append(safe_text(warnings, width), style="bold yellow")
         text.append("\n")
         if gone is not None:
             text.append(

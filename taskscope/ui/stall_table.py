@@ -1,24 +1,24 @@
 """The stalls view: every step that held a loop longer than its stall threshold, newest first,
-from every loop's stall history: when, how long, which task (or callback) ran, and the
-blocking line (the innermost frame of the program's own code in the stack sampled while the
+from every loop's stall history: how long, how long ago, which task (or callback) ran, and
+the blocking line (the innermost frame of the program's own code in the stack sampled while the
 step still ran). A stall still under way is marked; the whole stack goes to the detail pane.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from rich.text import Text
 
 from taskscope.model import LoopInfo, Stall, TaskModel
 from taskscope.report import safe_text
-from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import ViewOptions, blocking_frame, who_stalled
 from taskscope.words import format_duration, no_stalls_words, step_time_text
 
-#: The width of the blocking line's column.
-LINE_WIDTH = 44
+#: The width of the task (or callback) column.
+WHO_WIDTH = 20
 #: Marks a stall still under way (the loop is blocked now).
 ONGOING_MARK = "⏸"
 
@@ -59,7 +59,7 @@ class StallTable(RowList):
     def header(self) -> Text:
         loop = f"  {'LOOP'}" if len(self.model.loops) > 1 else ""
         return Text(
-            f"  {'LASTED':>7} {'AGO':>7}  {'BLOCKING LINE':{LINE_WIDTH}} TASK OR CALLBACK{loop}"
+            f"  {'LASTED':>7} {'AGO':>7}  {'TASK OR CALLBACK':{WHO_WIDTH}} BLOCKING LINE{loop}"
         )
 
     def render_row(self, key: str) -> Text:
@@ -69,15 +69,17 @@ class StallTable(RowList):
         loop, stall = found
         frame = blocking_frame(stall.stack)
         if frame is not None:
-            function = safe_text(frame.function, 30) + "()"
-            place = safe_text(short_path(frame.location), max(8, LINE_WIDTH - len(function) - 2))
-            line = Text.assemble((function, "cyan"), "  ", (place, "dim"))
+            # The file's name only (the detail pane has its path): a narrow view keeps it.
+            place = os.path.basename(frame.file) + (f":{frame.line}" if frame.line else "")
+            line = Text.assemble(
+                (safe_text(frame.function, 40) + "()", "cyan"), "  ", (safe_text(place), "dim")
+            )
         else:
             line = Text("(no stack sampled)", style="dim")
-        line.pad_right(max(0, LINE_WIDTH - line.cell_len))
         ago = format_duration(max(0.0, self.clock() - stall.started_at))
         mark = (ONGOING_MARK, "bold red") if stall.ongoing else (" ", "")
         loop_column = f"  {safe_text(loop.label, 20)}" if len(self.model.loops) > 1 else ""
+        who = safe_text(who_stalled(stall), WHO_WIDTH).ljust(WHO_WIDTH)
         return Text.assemble(
             mark,
             " ",
@@ -85,8 +87,8 @@ class StallTable(RowList):
             " ",
             ago.rjust(7),
             "  ",
-            line,
+            (who, "bold"),
             " ",
-            (who_stalled(stall), "bold"),
+            line,
             (loop_column, "dim"),
         )

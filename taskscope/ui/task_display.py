@@ -46,6 +46,9 @@ STATE_STYLES = {
     "failed": "bold red",
 }
 CYCLE_STYLE = "bold magenta"
+#: Beside a task some warning (`taskscope.lints`) is about.
+WARNING_MARKER = "⚠"
+WARNING_STYLE = "bold yellow"
 BLOCKED_STYLE = "bold red"
 _STATE_RANK = {"pending": 0, "failed": 1, "cancelled": 2, "done": 3}
 
@@ -53,11 +56,16 @@ _STATE_RANK = {"pending": 0, "failed": 1, "cancelled": 2, "done": 3}
 FINISHED_LINGER = 30.0
 
 
-def marker(task: TaskInfo, in_cycle: bool = False, loop_blocked: bool = False) -> Text:
-    """Two cells: a cycle or blocked-loop mark, then the state marker, each in its colour."""
+def marker(
+    task: TaskInfo, in_cycle: bool = False, loop_blocked: bool = False, warned: bool = False
+) -> Text:
+    """Two cells: a cycle, warning or blocked-loop mark, then the state marker, each in its
+    colour."""
     first = Text(" ")
     if in_cycle:
         first = Text(CYCLE_MARKER, style=CYCLE_STYLE)
+    elif warned:
+        first = Text(WARNING_MARKER, style=WARNING_STYLE)
     elif loop_blocked and task.running:
         first = Text(BLOCKED_MARKER, style=BLOCKED_STYLE)
     return Text.assemble(first, (MARKERS.get(task.state, "?"), STATE_STYLES.get(task.state, "")))
@@ -184,12 +192,10 @@ def state_words(task: TaskInfo, now: float) -> str:
 
 
 def has_figures(model: TaskModel) -> bool:
-    """Whether the agent times steps (its loops carry runtime figures): then the views show
-    busy time and steps, and can sort by them."""
-    return any(
-        loop.steps_per_s is not None or loop.stall_threshold is not None
-        for loop in model.loops.values()
-    )
+    """Whether the agent times steps (`time_steps`: its loops count steps per second, and
+    tasks carry steps and busy time): then the views show them, and can sort by them. (A
+    loop's busy share alone may be an estimate made without timing steps.)"""
+    return any(loop.steps_per_s is not None for loop in model.loops.values())
 
 
 def next_sort(current: SortKey, figures: bool) -> SortKey:
@@ -225,6 +231,8 @@ class ViewOptions:
     only_label: str = ""
     #: One worker of a look at several processes (ids `PID:ID`): only its tasks.
     only_pid: int | None = None
+    #: Only the tasks some warning is about (`!`): their ids as of the last look.
+    only_warned: frozenset[str] | None = None
 
     def shows(self, task: TaskInfo, now: float) -> bool:
         if task.finished:
@@ -235,6 +243,8 @@ class ViewOptions:
         if self.only_ids is not None and task.id not in self.only_ids:
             return False
         if self.only_pid is not None and not task.id.startswith(f"{self.only_pid}:"):
+            return False
+        if self.only_warned is not None and task.id not in self.only_warned:
             return False
         return not self.filter or matches(task, self.filter)
 

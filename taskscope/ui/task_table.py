@@ -36,6 +36,8 @@ class TaskTable(RowList):
         self.empty_text = "no tasks match"
         #: The agent times steps: BUSY and STEPS columns instead of STATE.
         self.figures = False
+        #: The tasks some warning is about (marked ⚠).
+        self.warned: frozenset[str] = frozenset()
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
@@ -63,7 +65,7 @@ class TaskTable(RowList):
         quiet = task.finished or made_by_asyncio(task)
         if self.figures:
             return Text.assemble(
-                marker(task, in_cycle),
+                marker(task, in_cycle, warned=task.id in self.warned),
                 " ",
                 f"{task.id:>6} ",
                 (safe_text(task.name, 20).ljust(20), "dim" if quiet else "bold"),
@@ -79,7 +81,7 @@ class TaskTable(RowList):
                 what,
             )
         return Text.assemble(
-            marker(task, in_cycle),
+            marker(task, in_cycle, warned=task.id in self.warned),
             " ",
             f"{task.id:>6} ",
             (safe_text(task.name, 24).ljust(24), "dim" if quiet else "bold"),

@@ -92,6 +92,8 @@ class TaskTree(Tree[str]):
         self._cycle_members: set[str] = set()
         self._cycle_roots: set[str] = set()
         self._loop_blocked: set[str] = set()
+        #: The tasks some warning is about (marked ⚠).
+        self.warned: frozenset[str] = frozenset()
         self._sibling_keys: dict[int, list[tuple[object, ...]]] = {}
         #: The sort key each node was placed by (name or state sort only): a task whose key
         #: changes (renamed, finished) is moved to its new place among its siblings.
@@ -575,7 +577,7 @@ class TaskTree(Tree[str]):
         what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         text = Text.assemble(
             (toggle, base_style),
-            marker(task, in_cycle, task.loop in self._loop_blocked),
+            marker(task, in_cycle, task.loop in self._loop_blocked, task.id in self.warned),
             " ",
             (name.ljust(name_width), "dim" if quiet else "bold"),
             " ",

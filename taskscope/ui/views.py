@@ -165,6 +165,19 @@ class TaskViews:
         self.tree.apply_changes(model, changed, removed, repaint=not self.slices)
         return not self.slices
 
+    def set_warned(self, task_ids: frozenset[str], model: TaskModel, options: ViewOptions) -> None:
+        """Mark the tasks some warning is about, in every view; the shown one repainted (the
+        grouped view counts them per group: rebuilt)."""
+        for widget in (self.tree, self.table, self.history, self.groups):
+            widget.warned = task_ids
+        if self.current == "tree":
+            self.tree.tick()  # repaints the lines on screen
+        elif self.current == "groups":
+            self.rebuild("groups", model, options)
+        else:
+            self.shown.refresh()
+        self.dirty.add("groups")
+
     def apply_all_slices(self, model: TaskModel) -> None:
         while self.slices:
             changed, removed = self.slices.pop(0)

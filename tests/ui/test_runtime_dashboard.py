@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.process_header import TREND_SAMPLES, TrendLine
 from taskscope.ui.stall_table import StallTable
 from taskscope.ui.task_table import TaskTable
@@ -58,7 +59,7 @@ def test_s_sorts_the_list_by_busy_then_steps_then_age_and_name() -> None:
         assert table.keys[0] == "12"
         assert table.keys[1] == "3"  # the dispatcher: 90 ms
         row = table.render_row("12").plain
-        assert "8.21s" in row and "48,210" in row
+        assert "8.21 s" in row and "48,210" in row
         await until(pilot, lambda: "sorted by busy" in screen_text(app), what="the notice")
         # WHEN s again: by steps (the reporter ran more often than the dispatcher)
         await pilot.press("s")
@@ -100,7 +101,7 @@ def test_tree_sorted_by_busy_shows_the_busy_column_and_orders_siblings() -> None
         crunch = tree.node_for("12")
         assert crunch is not None
         label = tree.render_label(crunch, tree.rich_style, tree.rich_style).plain
-        assert "8.21s" in label
+        assert "8.21 s" in label
 
     run_app(scenario, FakeSource(timed_service()))
 
@@ -124,7 +125,7 @@ def test_detail_pane_shows_steps_busy_longest_last_ran_and_waiting() -> None:
         assert app.jump_to("12")
         await until(pilot, lambda: "48,210" in detail_text(app, "summary"), what="the figures")
         summary = detail_text(app, "summary")
-        assert "48,210 steps · busy 8.21s · longest 310ms" in summary
+        assert "48,210 steps · busy 8.21 s · longest 310 ms" in summary
         assert "last ran 100ms ago · waiting 50ms" in summary
 
     run_app(scenario, FakeSource(timed_service()))
@@ -227,28 +228,15 @@ def test_detail_pane_names_the_lock_holder_and_jumps_to_it() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         assert app.jump_to("21")
         await until(pilot, lambda: "⚿ held by transfer-b" in link_prompts(app), what="holder")
-        links = app.detail.query_one("#detail-links", OptionList)
-        links.focus()
-        links.highlighted = link_prompts(app).index("⚿ held by transfer-b")
+        # WHEN Tab goes onto the links (the first one, the holder, under the cursor), Enter
+        assert link_prompts(app)[0] == "⚿ held by transfer-b"
+        await pilot.press("tab")
+        await until(pilot, lambda: app.detail.query_one("#detail-links").has_focus, what="focus")
         await pilot.press("enter")
         await until(pilot, lambda: app.selected == "22", what="the jump to the holder")
         await until(pilot, lambda: "⚿ held by transfer-a" in link_prompts(app), what="its holder")
 
     run_app(scenario, FakeSource(snapshot(deadlock(), cycles=[])))
-
-
-def test_a_lock_taken_before_the_agent_looked_says_its_holder_is_unknown() -> None:
-    tasks = deadlock()
-    tasks[1]["awaiting"]["object"] = {"name": "b", "locked": True, "holders_unknown": True}
-
-    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
-        assert app.jump_to("21")
-        await until(pilot, lambda: "lock" in detail_text(app, "summary"), what="the lock line")
-        assert "held by a task that took it before taskscope was watching" in detail_text(
-            app, "summary"
-        )
-
-    run_app(scenario, FakeSource(snapshot(tasks, cycles=[])))
 
 
 # --- the header's sparklines -----------------------------------------------------------------
@@ -382,11 +370,11 @@ def test_b_lists_stalls_newest_first_with_the_task_and_the_blocking_line() -> No
         table = app.query_one(StallTable)
         rows = [table.render_row(key).plain for key in table.keys]
         # THEN the ongoing stall first, marked, said by its callback
-        assert rows[0].startswith("⏸") and "4.20s" in rows[0]
-        assert "Server._accept_connection" in rows[0] and "accept()  app/net.py:7" in rows[0]
+        assert rows[0].startswith("⏸") and "4.20 s" in rows[0]
+        assert "Server._accept_conn…" in rows[0] and "accept()  net.py:7" in rows[0]
         # and the one that is over: how long, the task, the program's innermost line
-        assert "310ms" in rows[1] and "crunch" in rows[1]
-        assert "hash_rows()  app/crunch.py:40" in rows[1]
+        assert "310 ms" in rows[1] and "crunch" in rows[1]
+        assert "hash_rows()  crunch.py:40" in rows[1]
         assert "30.0s" in rows[1]  # how long ago
         # and the detail pane shows the stall under the cursor
         await until(pilot, lambda: "still running" in detail_text(app, "summary"), what="it")
@@ -397,8 +385,9 @@ def test_b_lists_stalls_newest_first_with_the_task_and_the_blocking_line() -> No
         # THEN its whole sampled stack, the blocking line marked
         for function in ("run_forever()", "_run_once()", "crunch()", "dumps()"):
             assert function in body
-        assert "▶ hash_rows()  app/crunch.py:40   the blocking line" in body
-        assert "blocked the loop 310ms" in detail_text(app, "summary")
+        assert "(▶ the blocking line)" in body
+        assert "▶ hash_rows()  app/crunch.py:40\n" in body
+        assert "blocked the loop 310 ms" in detail_text(app, "summary")
         # AND the link goes to the task
         assert "→ the task crunch" in link_prompts(app)
         links = app.detail.query_one("#detail-links", OptionList)
@@ -426,7 +415,7 @@ def test_a_new_stall_comes_first_and_the_cursor_stays_on_its_stall() -> None:
         source.push(update)
         await until(pilot, lambda: app.updates_applied > applied, what="the update")
         assert len(table.keys) == 3
-        assert "500ms" in table.render_row(table.keys[0]).plain
+        assert "500 ms" in table.render_row(table.keys[0]).plain
         assert table.cursor_key == first
         assert not table.render_row(first or "").plain.startswith("⏸")  # over now
 
@@ -437,7 +426,7 @@ def test_no_stall_says_none_longer_than_the_threshold() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await pilot.press("b")
         await pilot.pause()
-        assert "no step longer than the 100ms stall threshold" in screen_text(app)
+        assert "no step longer than the 100 ms stall threshold" in screen_text(app)
 
     run_app(scenario, FakeSource(timed_service()))
 
@@ -451,3 +440,99 @@ def test_without_figures_the_stalls_view_says_there_is_no_history() -> None:
         assert app.view == "tree"
 
     run_app(scenario)
+
+
+# --- warnings --------------------------------------------------------------------------------
+
+
+def tree_label(app: TaskscopeApp, task_id: str) -> str:
+    tree = app.task_tree
+    node = tree.node_for(task_id)
+    assert node is not None, f"task {task_id} has no node"
+    return tree.render_label(node, tree.rich_style, tree.rich_style).plain
+
+
+def test_a_deadlock_is_marked_counted_filtered_and_said_in_the_detail_pane() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # THEN after the first look both tasks carry the warning marker, and main does not
+        await until(pilot, lambda: app.main.warnings.texts, what="the first look")
+        await pilot.pause()
+        assert "⚠" in tree_label(app, "21") and "⚠" in tree_label(app, "22")
+        assert "⚠" not in tree_label(app, "1")
+        # and the header counts and names them
+        text = screen_text(app)
+        assert "⚠ 1 warning: lock deadlock (transfer-a, transfer-b)" in text
+        # and the detail pane says it in words
+        assert app.jump_to("21")
+        await until(pilot, lambda: "lock deadlock" in detail_text(app, "summary"), what="it")
+        assert "⚠ lock deadlock (below)" in detail_text(app, "summary")
+        assert "⚠ lock deadlock: transfer-a" in detail_text(app, "body")
+        # WHEN ! filters to the tasks with warnings, in the list
+        await pilot.press("l", "exclamation_mark")
+        table = app.query_one(TaskTable)
+        assert sorted(table.keys) == ["21", "22"]
+        assert all(table.render_row(key).plain.startswith("⚠") for key in table.keys)
+        await until(pilot, lambda: "only tasks with warnings" in screen_text(app), what="notice")
+        # and ! again shows all
+        await pilot.press("exclamation_mark")
+        assert "1" in table.keys
+        # and in the grouped view the group of both transfers says so
+        await pilot.press("g")
+        await pilot.pause()
+        assert "⚠ 2 with warnings" in screen_text(app)
+
+    run_app(scenario, FakeSource(snapshot(deadlock(), cycles=[])))
+
+
+def test_a_failure_nobody_retrieved_is_marked_in_the_history_too() -> None:
+    tasks = service_tasks()
+    failed = next(task for task in tasks if task["id"] == "33")
+    failed["traceback"] = TRACEBACK  # type: ignore[typeddict-unknown-key]
+    failed["exception_retrieved"] = False  # type: ignore[typeddict-unknown-key]
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await until(pilot, lambda: app.main.warnings.texts, what="the first look")
+        await pilot.press("h")
+        table = app.query_one(HistoryTable)
+        assert table.render_row("33").plain.startswith("⚠")
+        assert not table.render_row("34").plain.startswith("⚠")
+        assert app.jump_to("33")
+        await until(pilot, lambda: "nobody awaited it" in detail_text(app, "body"), what="it")
+        assert "⚠ exception never retrieved (below)" in detail_text(app, "summary")
+        assert "ValueError: bad row" in detail_text(app, "body")
+
+    run_app(scenario, FakeSource(snapshot(tasks, cycles=[])))
+
+
+def test_warnings_follow_the_updates() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await until(pilot, lambda: app.main.warnings.texts, what="the first look")
+        # WHEN transfer-b gives its lock up and waits on a sleep: no deadlock any more
+        lock_a = {"name": "a", "locked": True, "waiters": 1, "holders": ["21"]}
+        freed = [
+            wire_task(
+                "21",
+                "transfer-a",
+                "transfer",
+                awaiting=awaiting("sleep", seconds_left=1.0),
+                awaited_by=["1"],
+                parent="1",
+                age=41,
+            ),
+            wire_task(
+                "22",
+                "transfer-b",
+                "transfer",
+                awaiting=awaiting("lock", call="Lock.acquire", object=lock_a),
+                awaited_by=["1"],
+                parent="1",
+                age=41,
+            ),
+        ]
+        source.push(delta(freed, cycles=[], tasks=3))
+        # THEN within a look or two the markers and the count go
+        await until(pilot, lambda: not app.main.warnings.texts, within=20, what="no warning")
+        await pilot.pause()
+        assert "⚠" not in tree_label(app, "21") and "warning" not in screen_text(app)
+
+    run_app(scenario, FakeSource(snapshot(deadlock(), cycles=[])), tick_seconds=0.2)
