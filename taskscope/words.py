@@ -141,6 +141,66 @@ def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     return ("≥" if lower_bound else "") + format_duration(age)
 
 
+def rate_text(per_second: float | None) -> str:
+    """Steps per second: `850/s`, `2.1k/s`; `-` when unknown."""
+    if per_second is None:
+        return "-"
+    if per_second < 1000:
+        return f"{per_second:.0f}/s"
+    if per_second < 1_000_000:
+        return f"{per_second / 1000:.1f}k/s"
+    return f"{per_second / 1_000_000:.1f}M/s"
+
+
+def share_text(share: float | None) -> str:
+    """A share of time (0-1) as a percentage: `34%`, `<1%`; `-` when unknown."""
+    if share is None:
+        return "-"
+    if 0 < share < 0.005:
+        return "<1%"
+    return f"{share * 100:.0f}%"
+
+
+def lag_text(lag: float | None) -> str:
+    """A loop's lag: `0.4 ms`, `250 ms`, `1.2 s`; `-` when unknown."""
+    if lag is None:
+        return "-"
+    if lag < 1:
+        return f"{lag * 1000:.1f} ms" if lag < 0.01 else f"{lag * 1000:.0f} ms"
+    return seconds_text(lag)
+
+
+def ago_text(at: float | None, now: float) -> str:
+    """`2.1s ago` from a wall-clock time; `never` when unknown."""
+    if at is None:
+        return "never"
+    return f"{format_duration(max(0.0, now - at))} ago"
+
+
+def runtime_words(steps: int | None, busy: float | None, longest: float | None) -> str:
+    """`48,210 steps · busy 8.21s · longest 310ms`; "" when the agent does not time steps."""
+    if steps is None and busy is None:
+        return ""
+    return (
+        f"{count_text(steps)} step{'' if steps == 1 else 's'} · busy {step_time_text(busy)}"
+        f" · longest {step_time_text(longest)}"
+    )
+
+
+def stall_words(duration: float, ongoing: bool) -> str:
+    """`blocked the loop 310ms`, `blocking the loop for 4.2s (still)`."""
+    if ongoing:
+        return f"blocking the loop for {step_time_text(duration)} (still running)"
+    return f"blocked the loop {step_time_text(duration)}"
+
+
+def no_stalls_words(threshold: float | None) -> str:
+    """What the stalls view says when it has nothing to list."""
+    if threshold is None:
+        return "no stall history: this source does not time the loop's steps"
+    return f"no step longer than the {step_time_text(threshold)} stall threshold"
+
+
 def cancel_note(task: TaskFacts, now: float) -> str:
     """`cancel requested 2.1 s ago` while the task's loop has not delivered a cancel."""
     if task.cancel_requested_at is None or task.finished:
@@ -642,3 +702,21 @@ def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
     if facts.get("started_at"):
         when = f", at {time.strftime('%H:%M:%S', time.localtime(float(facts['started_at'])))}"
     return f"a step of {who} {held} the loop for {duration}{where}{when}"
+
+
+# --- the dashboard's warnings line ----------------------------------------------------------
+
+
+def warnings_summary(findings: Sequence[FindingFacts], model: TasksByID) -> str:
+    """The dashboard header's line: `⚠ 2 warnings: lock deadlock (transfer-a, transfer-b) ·
+    exception never retrieved (parse-33)`; "" when there are none."""
+    if not findings:
+        return ""
+    count = len(findings)
+    parts = []
+    for finding in findings:
+        title = WARNING_NAMES.get(finding.kind, finding.kind.replace("_", " "))
+        names = [_task_name(model, task_id) for task_id in finding.tasks[:3]]
+        more = f" +{len(finding.tasks) - 3}" if len(finding.tasks) > 3 else ""
+        parts.append(f"{title} ({', '.join(names)}{more})" if names else title)
+    return f"⚠ {count} warning{'' if count == 1 else 's'}: " + " · ".join(parts)

@@ -1,33 +1,49 @@
-"""The detail pane for the selected task: state and age, what it awaits and who awaits it
-(each a link that jumps to that task), its stack with file:line and source lines, where it
-was created, and how it ended."""
+"""The detail pane for the selected task: state and age, its runtime figures (steps, busy,
+longest step, when it last ran, how long it has waited), what it awaits and who awaits it or
+holds the lock it wants (each a link that jumps to that task), its stack with file:line and
+source lines, where it was created, how it ended and a failed task's traceback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from taskscope.model import Frame, TaskInfo, TaskModel
+from taskscope.model import Frame, LoopInfo, Stall, TaskInfo, TaskModel
 from taskscope.protocol import StackFrame, StackReply
-from taskscope.report import safe_text
+from taskscope.report import clock, safe_text
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
     STATE_STYLES,
+    WARNING_MARKER,
+    WARNING_STYLE,
     awaiting_text,
+    blocking_frame,
     made_by_asyncio,
     marker,
     same_height,
     state_words,
     task_name,
+    who_stalled,
 )
-from taskscope.words import cancel_note, cycle_note
+from taskscope.words import (
+    ago_text,
+    cancel_note,
+    cycle_note,
+    format_duration,
+    runtime_words,
+    stall_words,
+    step_time_text,
+)
+
+#: A traceback longer than this shows its last lines (where it was raised) and says so.
+TRACEBACK_LINES = 200
 
 
 class DetailPane(Vertical):
@@ -59,25 +75,83 @@ class DetailPane(Vertical):
         with VerticalScroll(id="detail-scroll"):
             yield self._body_view
 
-    def show(self, model: TaskModel, task_id: str | None) -> None:
-        """Show `task_id` as the model has it now (also called on every update)."""
+    def show(
+        self,
+        model: TaskModel,
+        task_id: str | None,
+        *,
+        stall: tuple[LoopInfo, Stall] | None = None,
+        warnings: Sequence[tuple[str, str]] = (),
+        hint: str = "Select a task to see its stack and what it waits for.",
+    ) -> None:
+        """Show `task_id` as the model has it now (also called on every update) with the
+        `warnings` about it (kind in words, text), or when the stalls view is shown, the
+        `stall` under its cursor."""
+        if stall is not None:
+            self._show_stall(model, *stall)
+            return
         if task_id != self.task_id:
             self.stack_reply = None
         self.task_id = task_id
         task = model.tasks.get(task_id) if task_id is not None else None
         if task is None:
             self.border_title = "no task selected"
-            self._update(
-                self._summary_view,
-                Text("Select a task to see its stack and what it waits for.", style="dim"),
-            )
+            self._update(self._summary_view, Text(hint, style="dim"))
             self._update(self._body_view, Text())
             self._set_links(model, [])
             return
         self.border_title = safe_text(task.name, 40)
-        self._update(self._summary_view, self._summary(model, task))
+        self._update(self._summary_view, self._summary(model, task, warnings))
         self._set_links(model, self._related(model, task))
-        self._update(self._body_view, self._body(task))
+        self._update(self._body_view, self._body(task, warnings))
+
+    def _show_stall(self, model: TaskModel, loop: LoopInfo, stall: Stall) -> None:
+        """A stall: how long, when, on which loop, who ran, and the whole sampled stack with
+        the blocking line marked."""
+        self.task_id = None
+        self.stack_reply = None
+        self.border_title = f"stall of {step_time_text(stall.duration)}"
+        now = self.clock()
+        summary = Text()
+        summary.append(
+            stall_words(stall.duration, stall.ongoing),
+            style="bold red" if stall.ongoing else "bold",
+        )
+        summary.append(f"\nat       {clock(stall.started_at)} ({ago_text(stall.started_at, now)})")
+        if len(model.loops) > 1:
+            summary.append(f" on loop {safe_text(loop.label)}")
+        summary.append("\nran      ", style="bold")
+        if stall.task is not None or stall.task_name is not None:
+            summary.append(who_stalled(stall))
+            if stall.task is not None and stall.task not in model.tasks:
+                summary.append(" (gone since)", style="dim")
+        elif stall.callback is not None:
+            summary.append(f"callback {safe_text(stall.callback)}")
+        else:
+            summary.append("?", style="dim")
+        self._update(self._summary_view, summary)
+        links = [("→ the task", stall.task)] if stall.task in model.tasks else []
+        self._set_links(model, [(words, str(task)) for words, task in links])
+        body = Text()
+        body.append("stack sampled while it ran ", style="bold")
+        body.append("(▶ the blocking line)\n", style="red")
+        blocking = blocking_frame(stall.stack)
+        for frame in stall.stack:
+            if frame is blocking:
+                body.append("▶ ", style="bold red")
+                body.append(safe_text(frame.function) + "()", style="bold cyan")
+                body.append(f"  {safe_text(short_path(frame.file))}", style="bold")
+                body.append(f":{frame.line}" if frame.line is not None else "", style="bold")
+                body.append("\n")
+            else:
+                _append_frame(body, _frame_dict(frame))
+        if not stall.stack:
+            body.append("  (no stack was sampled)\n", style="dim")
+        self._update(self._body_view, body)
+
+    def focus_body(self) -> None:
+        """Focus the scrolling part (the stack, the traceback) so that keys scroll it."""
+        self.query_one("#detail-scroll").focus()
 
     def _update(self, view: Static, text: Text) -> None:
         """Update only what changed, and lay the screen out again (which redraws all of it)
@@ -92,10 +166,12 @@ class DetailPane(Vertical):
         if task_id == self.task_id:
             self.stack_reply = reply
 
-    def _summary(self, model: TaskModel, task: TaskInfo) -> Text:
+    def _summary(
+        self, model: TaskModel, task: TaskInfo, warnings: Sequence[tuple[str, str]]
+    ) -> Text:
         now = self.clock()
         text = Text()
-        text.append_text(marker(task, task.id in model.cycle_members()))
+        text.append_text(marker(task, task.id in model.cycle_members(), warned=bool(warnings)))
         text.append(f" {state_words(task, now)}", style=STATE_STYLES.get(task.state, ""))
         text.append(f"  · task {task.id} · ")
         text.append(safe_text(task.coro) + "()", style="cyan")
@@ -115,6 +191,7 @@ class DetailPane(Vertical):
             text.append("awaits   ", style="bold")
             text.append(awaiting_text(task, model, now))
             text.append(cycle_note(task.id in model.cycle_members()), style="bold magenta")
+        self._append_runtime(text, task, now)
         if len(model.loops) > 1:
             loop = model.loops.get(task.loop)
             text.append("\nruns on  ", style="bold")
@@ -128,13 +205,40 @@ class DetailPane(Vertical):
         if status:
             text.append("\n")
             text.append(status, style="bold yellow")
+        if warnings:
+            # The kinds here; the whole words lead the scrolling part (a narrow pane keeps
+            # room for the links).
+            titles = ", ".join(dict.fromkeys(title for title, _ in warnings))
+            text.append("\n")
+            text.append(f"{WARNING_MARKER} {titles} (below)", style=WARNING_STYLE)
         return text
+
+    def _append_runtime(self, text: Text, task: TaskInfo, now: float) -> None:
+        """`ran      48,210 steps · busy 8.21s · longest 310ms`, then when it last ran and
+        since when it waits (when the agent times steps)."""
+        figures = runtime_words(task.steps, task.busy_s, task.longest_step_s)
+        if figures:
+            text.append("\nran      ", style="bold")
+            text.append(figures)
+        moments: list[str] = []
+        if task.last_ran_at is not None:
+            moments.append(f"last ran {ago_text(task.last_ran_at, now)}")
+        if task.waiting_since is not None and not task.finished:
+            moments.append(f"waiting {format_duration(max(0.0, now - task.waiting_since))}")
+        if moments:
+            text.append("\n         ")
+            text.append(" · ".join(moments))
 
     def _related(self, model: TaskModel, task: TaskInfo) -> list[tuple[str, str]]:
         links: list[tuple[str, str]] = []
         if task.awaiting is not None and not task.finished:
             links.extend(
                 ("→ awaits", other) for other in task.awaiting.tasks if other in model.tasks
+            )
+        if task.awaiting is not None and not task.finished:
+            holders = task.awaiting.facts.get("holders") or ()
+            links.extend(
+                ("⚿ held by", str(holder)) for holder in holders if str(holder) in model.tasks
             )
         links.extend(
             ("← awaited by", waiter) for waiter in task.awaited_by if waiter in model.tasks
@@ -166,11 +270,18 @@ class DetailPane(Vertical):
         self._links = links
         self._link_labels = labels
 
-    def _body(self, task: TaskInfo) -> Text:
+    def _body(self, task: TaskInfo, warnings: Sequence[tuple[str, str]] = ()) -> Text:
         text = Text()
+        for _, words in warnings:
+            text.append(f"{WARNING_MARKER} {safe_text(words)}\n", style=WARNING_STYLE)
+        if warnings:
+            text.append("\n")
         reply = self.stack_reply
         if task.finished:
-            text.append("finished tasks have no stack\n", style="dim")
+            if task.traceback:
+                _append_traceback(text, task.traceback)
+            else:
+                text.append("finished tasks have no stack\n", style="dim")
         else:
             text.append("stack\n", style="bold")
             frames: list[StackFrame]
@@ -193,11 +304,30 @@ class DetailPane(Vertical):
                 _append_frame(text, frame)
         return text
 
+    @on(events.DescendantFocus)
+    def _links_focused(self, event: events.DescendantFocus) -> None:
+        """Tab onto the links: the first one is under the cursor, Enter follows it."""
+        links = self._link_list
+        if event.widget is links and links.highlighted is None and links.option_count:
+            links.highlighted = 0
+
     @on(OptionList.OptionSelected, "#detail-links")
     def _link_chosen(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if 0 <= event.option_index < len(self._links):
             self.post_message(self.TaskLinkChosen(self._links[event.option_index][1]))
+
+
+def _append_traceback(text: Text, traceback: str) -> None:
+    """A failed task's traceback as Python printed it, its last `TRACEBACK_LINES` lines."""
+    lines = traceback.rstrip("\n").split("\n")
+    text.append("traceback\n", style="bold")
+    if len(lines) > TRACEBACK_LINES:
+        text.append(f"  … {len(lines) - TRACEBACK_LINES} earlier lines\n", style="dim")
+        lines = lines[-TRACEBACK_LINES:]
+    for line in lines:
+        style = "red" if line and not line[0].isspace() and not line.startswith("Traceback") else ""
+        text.append(safe_text(line, 300) + "\n", style=style)
 
 
 def _frame_dict(frame: Frame) -> StackFrame:

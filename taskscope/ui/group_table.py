@@ -12,7 +12,14 @@ from taskscope.model import TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ASYNCIO_MARK, ViewOptions, made_by_asyncio, matches
+from taskscope.ui.task_display import (
+    ASYNCIO_MARK,
+    WARNING_MARKER,
+    WARNING_STYLE,
+    ViewOptions,
+    made_by_asyncio,
+    matches,
+)
 from taskscope.words import GroupRow, group_order, group_rows
 
 
@@ -24,6 +31,9 @@ class GroupTable(RowList):
         self.groups: dict[str, GroupRow] = {}
         self.model = TaskModel()
         self.empty_text = "no tasks"
+        #: The tasks some warning is about, and how many of each group's tasks they are.
+        self.warned: frozenset[str] = frozenset()
+        self.warned_count: dict[str, int] = {}
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
@@ -31,16 +41,25 @@ class GroupTable(RowList):
         if options.filter:
             groups = _filtered(model, groups, options.filter)
         self.groups = {f"{row.coro}\x00{row.what}\x00{row.site}": row for row in groups}
+        warned = self.warned
+        self.warned_count = (
+            {key: count for key, row in self.groups.items() if (count := _count_in(row, warned))}
+            if warned
+            else {}
+        )
         self.set_rows(list(self.groups))
 
     def header(self) -> Text:
-        return Text(f"{'TASKS':>9}    COROUTINE AND WHAT IT AWAITS, WHERE")
+        return Text(f"  {'TASKS':>9}    COROUTINE AND WHAT IT AWAITS, WHERE")
 
     def render_row(self, key: str) -> Text:
         row = self.groups[key]
         first = self.model.tasks.get(row.ids[0]) if row.ids else None
         asyncio_made = first is not None and made_by_asyncio(first)
+        warned = self.warned_count.get(key, 0)
         text = Text.assemble(
+            (WARNING_MARKER, WARNING_STYLE) if warned else " ",
+            " ",
             (f"{row.count:>9,}", "bold"),
             " x ",
             (
@@ -52,7 +71,13 @@ class GroupTable(RowList):
         )
         if row.site:
             text.append(f"  at {safe_text(_short_site(row.site), 60)}", style="dim")
+        if warned:
+            text.append(f"  {WARNING_MARKER} {warned:,} with warnings", style=WARNING_STYLE)
         return text
+
+
+def _count_in(row: GroupRow, warned: frozenset[str]) -> int:
+    return sum(1 for task_id in row.ids if task_id in warned)
 
 
 def _short_site(site: str) -> str:

@@ -16,8 +16,15 @@ from textual.widgets import Static
 VIEW_KEYS: list[tuple[str, str]] = [
     ("↑ ↓ PgUp PgDn Home End", "move the cursor"),
     ("← →", "collapse / expand a tree node (← again goes to the parent)"),
-    ("Enter", "grouped view: open the group's tasks; detail links: jump to the task"),
-    ("Tab / Shift+Tab", "move between the task view and the detail pane's links"),
+    (
+        "Enter",
+        "grouped view: open the group's tasks; stalls view: the stall's whole stack, "
+        "focused to scroll; detail links: jump to the task",
+    ),
+    (
+        "Tab / Shift+Tab",
+        "move between the task view and the detail pane's links (held by, awaits, ...)",
+    ),
 ]
 
 

@@ -22,6 +22,8 @@ class HistoryTable(RowList):
         self.clock = clock
         self.model = TaskModel()
         self.empty_text = "no task has finished yet"
+        #: The tasks some warning is about (marked ⚠).
+        self.warned: frozenset[str] = frozenset()
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
@@ -56,7 +58,7 @@ class HistoryTable(RowList):
             result = task.result
             outcome = Text("done" + (f": {safe_text(result, 100)}" if result else ""))
         return Text.assemble(
-            marker(task),
+            marker(task, warned=task.id in self.warned),
             " ",
             ago.rjust(9),
             " ",

@@ -32,16 +32,19 @@ from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
-from taskscope.ui.process_header import ProcessHeader
+from taskscope.ui.process_header import LoopTrends, ProcessHeader
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import SORT_ORDER, ViewOptions, state_words
+from taskscope.ui.task_display import ViewOptions, has_figures, next_sort, state_words
 from taskscope.ui.task_tree import TaskTree
 from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
+from taskscope.ui.warnings import WARNINGS_EVERY, Warnings, look, model_copy
 
 if TYPE_CHECKING:
     from taskscope.ui.app import TaskscopeApp
 
 
+#: What the detail pane says in the stalls view with no stall under the cursor.
+STALL_HINT = "Select a stall to see the stack sampled while it blocked the loop."
 #: The cancellation message of a cancel from the dashboard (the task sees it).
 CANCEL_MESSAGE = "cancelled from the taskscope dashboard"
 
@@ -70,6 +73,14 @@ class StackFetched(Message):
         super().__init__()
         self.task_id = task_id
         self.reply = reply
+
+
+class WarningsFound(Message):
+    """A look for warnings (on a worker thread) is over."""
+
+    def __init__(self, warnings: Warnings) -> None:
+        super().__init__()
+        self.warnings = warnings
 
 
 class CancelFinished(Message):
@@ -101,7 +112,9 @@ class MainScreen(Screen[None]):
         Binding("l", "view('table')", "List"),
         Binding("g", "view('groups')", "Grouped"),
         Binding("h", "view('history')", "History"),
+        Binding("b", "view('stalls')", "Stalls"),
         Binding("f", "toggle_finished", "Finished"),
+        Binding("exclamation_mark", "toggle_warned", "Warnings", key_display="!"),
         Binding("c", "cancel_task", "Cancel"),
         Binding("C", "cancel_subtree", "Cancel subtree", key_display="C"),
         Binding("e", "app.export", "Export JSON"),
@@ -117,6 +130,15 @@ class MainScreen(Screen[None]):
         self.model: TaskModel = dashboard.model
         self.options = ViewOptions()
         self.selected: str | None = None
+        #: The stall under the stalls view's cursor (its row key).
+        self.selected_stall: str | None = None
+        #: The warnings of the last look, when it was (monotonic) and whether the model
+        #: changed since.
+        self.warnings = Warnings()
+        self._warnings_looked = 0.0
+        self._warnings_stale = False
+        #: Looks for warnings finished (tests wait for the first).
+        self.warnings_looks = 0
         self.received_at: float | None = None
         self.updates_applied = 0
         self.last_apply_seconds = 0.0
@@ -135,6 +157,7 @@ class MainScreen(Screen[None]):
         self.views.follow(self._cursor_moved)
         self._detail = DetailPane(self.clock, id="detail")
         self._header = ProcessHeader(id="header")
+        self.trends = LoopTrends(id="trends")
         self._filter_box = Input(
             placeholder="filter by name, coroutine or what a task awaits; Enter keeps it, "
             "Esc clears it",
@@ -146,6 +169,7 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield self._header
+        yield self.trends
         if self.dashboard.timeline is not None:  # a replay's timeline, under the header
             yield self.dashboard.timeline
         with Horizontal(id="main"):
@@ -197,7 +221,12 @@ class MainScreen(Screen[None]):
         if self._header_stale:
             self._header_stale = False
             self._show_header()
-        self.detail.show(self.model, self.selected)
+        if self.view == "stalls":
+            stall = self.views.stalls.stall(self.selected_stall)
+            self.detail.show(self.model, None, stall=stall, hint=STALL_HINT)
+            return
+        warned = self.warnings.by_task.get(self.selected, ()) if self.selected else ()
+        self.detail.show(self.model, self.selected, warnings=warned)
 
     def _show_header(self) -> None:
         age = None if self.received_at is None else max(0.0, self.clock() - self.received_at)
@@ -208,6 +237,8 @@ class MainScreen(Screen[None]):
             notice = f"worker {self.options.only_pid} only (w: next, Esc shows all)"
         elif self.options.filter:
             notice = f"filter: {safe_text(self.options.filter)} (Esc clears)"
+        if self.options.only_warned is not None:
+            notice = (notice + " · " if notice else "") + "only tasks with warnings (! shows all)"
         if self.options.sort != "age":
             notice = (notice + " · " if notice else "") + f"sorted by {self.options.sort}"
         if not self.options.show_finished:
@@ -220,6 +251,7 @@ class MainScreen(Screen[None]):
             gone=self.dashboard.gone,
             notice=notice,
             moment=self.dashboard.moment_text(),
+            warnings=self.warnings.summary,
         )
 
     # --- applying updates ----------------------------------------------------------------------
@@ -309,6 +341,10 @@ class MainScreen(Screen[None]):
         """What follows an update once the views have it: counts, detail, header, cancels."""
         self.received_at = self.clock()
         self.updates_applied += 1
+        self.trends.record(self.model)  # one sample per loop and update
+        self._warnings_stale = True
+        if not self._warnings_looked:
+            self._look_for_warnings()  # the first picture: at once
         self.dashboard.feed_applied()
         self._maybe_auto_group()
         self._check_cancels()
@@ -352,6 +388,50 @@ class MainScreen(Screen[None]):
             if not self.dashboard.paused:
                 self._check_cancels()
             self.changed()
+        if self._warnings_stale and time.monotonic() - self._warnings_looked >= WARNINGS_EVERY:
+            self._look_for_warnings()
+
+    # --- warnings ------------------------------------------------------------------------------
+
+    def _look_for_warnings(self) -> None:
+        """Look for warnings in a copy of the model on a worker thread: the lints walk every
+        task, which the screen's thread must not pay for at each update."""
+        self._warnings_stale = False
+        self._warnings_looked = time.monotonic()
+        self._find_warnings(model_copy(self.model))
+
+    @work(thread=True, exclusive=True, group="warnings")
+    def _find_warnings(self, model: TaskModel) -> None:
+        self.post_message(WarningsFound(look(model)))
+
+    @on(WarningsFound)
+    def _warnings_found(self, message: WarningsFound) -> None:
+        self.warnings_looks += 1
+        found = message.warnings
+        if found == self.warnings:
+            return
+        ids_changed = found.task_ids != self.warnings.task_ids
+        self.warnings = found
+        if ids_changed:
+            self.views.set_warned(found.task_ids, self.model, self.options)
+            if self.options.only_warned is not None:
+                self._set_options(only_warned=found.task_ids)
+        self.changed()
+
+    def action_toggle_warned(self) -> None:
+        """Show only the tasks some warning is about, or all again."""
+        if self.options.only_warned is not None:
+            self._set_options(only_warned=None)
+            self.notify("All tasks", timeout=2)
+            return
+        ids = self.warnings.task_ids
+        self._set_options(only_warned=ids)
+        self.notify(
+            f"Only the {len(ids):,} tasks with warnings (! shows all)"
+            if ids
+            else "No task has a warning now (! shows all)",
+            timeout=3,
+        )
 
     # --- views and options ---------------------------------------------------------------------
 
@@ -362,11 +442,13 @@ class MainScreen(Screen[None]):
     def _switch_view(self, view: ViewName) -> None:
         self.finish_slices()
         self.views.show(view, self.model, self.options)
+        if view == "stalls":
+            self.selected_stall = self.views.stalls.cursor_key
+        self.changed(header=False)  # the detail pane shows a stall only in the stalls view
         self._select(self.views.cursor_task())
 
     def action_cycle_sort(self) -> None:
-        index = SORT_ORDER.index(self.options.sort)
-        sort = SORT_ORDER[(index + 1) % len(SORT_ORDER)]
+        sort = next_sort(self.options.sort, has_figures(self.model))
         self._set_options(sort=sort)
         self.notify(f"Sorted by {sort}", timeout=2)
 
@@ -421,7 +503,7 @@ class MainScreen(Screen[None]):
             self._filter_timer.stop()
         box.value = ""
         box.display = False
-        self._set_options(filter="", only_ids=None, only_label="", only_pid=None)
+        self._set_options(filter="", only_ids=None, only_label="", only_pid=None, only_warned=None)
         focus_now(self.views.shown)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -437,6 +519,7 @@ class MainScreen(Screen[None]):
                 self.options.filter
                 or self.options.only_ids is not None
                 or self.options.only_pid is not None
+                or self.options.only_warned is not None
                 or self._filter_box.display
             )
         if action == "next_worker":
@@ -461,8 +544,18 @@ class MainScreen(Screen[None]):
     def _cursor_moved(self, view: ViewName, key: str | None) -> None:
         """A view's cursor moved (told at once, not by message: see `TaskViews.follow`)."""
         if view == self.view:
-            self._select(key if view != "groups" else None)
+            if view == "stalls" and key != self.selected_stall:
+                self.selected_stall = key
+                self.changed(header=False)
+            self._select(key if view in ("tree", "table", "history") else None)
             self._hold_slices()
+
+    @on(RowList.RowChosen, "#stalls")
+    def _stall_chosen(self, message: RowList.RowChosen) -> None:
+        """Enter on a stall: its whole sampled stack in the detail pane, focused to scroll."""
+        self.selected_stall = message.key
+        self.changed(header=False)
+        self.detail.focus_body()
 
     @on(RowList.RowChosen, "#groups")
     def _group_chosen(self, message: RowList.RowChosen) -> None:

@@ -1,20 +1,24 @@
 """The header: the process (pid, command, Python, CPU, memory, threads, open files), each event
 loop (running, or blocked and for how long; tasks by state), how old the data is, and whether
-updates are paused or the process has exited."""
+updates are paused or the process has exited; under it, each loop's steps per second, busy
+share and lag over the last minutes as sparklines (`LoopTrends`)."""
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
 
 from taskscope.model import LoopInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
-from taskscope.words import format_duration
+from taskscope.words import format_duration, lag_text, rate_text, share_text
 
 
 def _megabytes(size: int) -> str:
@@ -72,8 +76,17 @@ class ProcessHeader(Static):
     def on_resize(self) -> None:
         # The process line is fitted to the width: fit it again.
         if self._shown_args is not None:
-            model, info, data_age, paused, gone, notice, moment = self._shown_args
-            self.show(model, info, data_age, paused=paused, gone=gone, notice=notice, moment=moment)
+            model, info, data_age, paused, gone, notice, moment, warnings = self._shown_args
+            self.show(
+                model,
+                info,
+                data_age,
+                paused=paused,
+                gone=gone,
+                notice=notice,
+                moment=moment,
+                warnings=warnings,
+            )
 
     def _process_line(self, model: TaskModel | None, info: ProcessInfo) -> Text:
         """`taskscope · pid · command · Python · CPU · RSS · threads · fds` on one line: the
@@ -141,15 +154,20 @@ class ProcessHeader(Static):
         gone: str | None,
         notice: str = "",
         moment: str = "",
+        warnings: str = "",
     ) -> None:
         """`moment`: a replay's "recording of PID · 14:02:11 (+1:30 of 10:00) · paused · 1x",
-        said instead of the data's age."""
-        self._shown_args = (model, info, data_age, paused, gone, notice, moment)
+        said instead of the data's age. `warnings`: the warnings' summary, one line."""
+        self._shown_args = (model, info, data_age, paused, gone, notice, moment, warnings)
         text = self._process_line(model, info)
         if model is not None:
             for loop in model.loops.values():
                 text.append("\n")
                 text.append(self._loop_line(model, loop))
+        if warnings:
+            width = self.content_region.width or 200
+            text.append("\n")
+            text.append(safe_text(warnings, width), style="bold yellow")
         text.append("\n")
         if gone is not None:
             text.append(
@@ -171,3 +189,106 @@ class ProcessHeader(Static):
         if text != self._last_text:  # skip no-ops; lay the screen out only for a new height
             old, self._last_text = self._last_text, text
             self.update(text, layout=not same_height(old, text, self.content_region.width))
+
+
+#: Samples kept per loop and figure: one per update, two minutes at the default interval.
+TREND_SAMPLES = 120
+#: Loops given a line of sparklines (a look at many workers shows the first ones).
+TREND_LOOPS = 4
+
+
+class LoopTrend:
+    """One loop's recent figures, oldest first, a bounded ring each: steps per second, the
+    share of time busy, and the lag."""
+
+    __slots__ = ("busy", "lag", "steps")
+
+    def __init__(self) -> None:
+        self.steps: deque[float] = deque(maxlen=TREND_SAMPLES)
+        self.busy: deque[float] = deque(maxlen=TREND_SAMPLES)
+        self.lag: deque[float] = deque(maxlen=TREND_SAMPLES)
+
+    def add(self, loop: LoopInfo) -> None:
+        if loop.steps_per_s is not None:
+            self.steps.append(loop.steps_per_s)
+        if loop.busy_share is not None:
+            self.busy.append(loop.busy_share)
+        if loop.lag is not None:
+            self.lag.append(loop.lag)
+        elif loop.blocked_for is not None:
+            self.lag.append(loop.blocked_for)  # blocked: it lags at least that much
+
+
+class TrendLine(Horizontal):
+    """`steps/s ▃▄▄▅▃ 2.1k/s · busy ▂▂▇▂ 34% · lag ▁▁▂▁ 0.4 ms` for one loop, drawn with
+    Textual's `Sparkline`; a figure the agent does not send is left out."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(classes="trend-line")
+        self.label = label
+        self.sparks = {name: Sparkline([], classes="trend-spark") for name in FIGURES}
+        self.values = {name: Static("", classes=f"trend-value trend-{name}") for name in FIGURES}
+        self.names = {name: Static(words, classes="trend-name") for name, words in FIGURES.items()}
+
+    def compose(self) -> ComposeResult:
+        if self.label:
+            yield Static(self.label, classes="trend-loop")
+        for name in FIGURES:
+            yield self.names[name]
+            yield self.sparks[name]
+            yield self.values[name]
+
+    def show(self, trend: LoopTrend, loop: LoopInfo) -> None:
+        shown = {
+            "steps": (trend.steps, rate_text(loop.steps_per_s)),
+            "busy": (trend.busy, share_text(loop.busy_share)),
+            "lag": (trend.lag, lag_text(loop.lag)),
+        }
+        first = True
+        for name, (samples, value) in shown.items():
+            present = bool(samples)
+            for widget in (self.names[name], self.sparks[name], self.values[name]):
+                widget.display = present
+            if present:
+                # A separator between figures, none before the first shown.
+                words = FIGURES[name] if first else f"· {FIGURES[name]}"
+                if self.names[name].content != words:
+                    self.names[name].update(words)
+                first = False
+                # One sample would fill the line with full bars: a trend needs two.
+                self.sparks[name].data = list(samples) if len(samples) > 1 else []
+                self.values[name].update(value)
+
+
+#: The figures of a trend line, and the words before each sparkline.
+FIGURES = {"steps": "steps/s", "busy": "busy", "lag": "lag"}
+
+
+class LoopTrends(Vertical):
+    """Under the header, a line of sparklines per loop (the first `TREND_LOOPS`), fed from the
+    successive updates: at most one sample per loop and figure per update."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.trends: dict[str, LoopTrend] = {}
+        self._lines: dict[str, TrendLine] = {}
+
+    def record(self, model: TaskModel) -> None:
+        """Take one sample of each loop's figures from the update just applied, and show."""
+        loops = list(model.loops.values())[:TREND_LOOPS]
+        for loop in loops:
+            self.trends.setdefault(loop.id, LoopTrend()).add(loop)
+        for gone in set(self.trends) - set(model.loops):
+            del self.trends[gone]
+        if list(self._lines) != [loop.id for loop in loops]:
+            self._lines = {
+                loop.id: TrendLine(safe_text(loop.label, 14) if len(loops) > 1 else "")
+                for loop in loops
+            }
+            self.remove_children()
+            self.mount_all(self._lines.values())
+        for loop in loops:
+            trend = self.trends[loop.id]
+            line = self._lines[loop.id]
+            line.display = bool(trend.steps or trend.busy or trend.lag)
+            line.show(trend, loop)

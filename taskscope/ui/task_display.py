@@ -1,5 +1,6 @@
 """How a task is displayed, shared by the tree, the tables and the detail pane: its marker and
-colour, what it awaits in plain words, sort keys, and the filter that decides whether it shows.
+colour, what it awaits in plain words, sort keys, and the filter that decides whether it shows;
+and for a loop's stall, who ran and its blocking line.
 
 Everything from the target (names, reprs, paths) goes through `safe_text` and into rich `Text`
 as plain text: never parsed as markup, never sent as terminal control sequences.
@@ -12,7 +13,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Literal
@@ -20,7 +21,7 @@ from typing import Literal
 from rich.cells import cell_len
 from rich.text import Text
 
-from taskscope.model import TaskInfo, TaskModel
+from taskscope.model import Frame, Stall, TaskInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.words import (
     age_words,
@@ -30,8 +31,10 @@ from taskscope.words import (
     tasks_awaited,
 )
 
-SortKey = Literal["age", "name", "state"]
-SORT_ORDER: tuple[SortKey, ...] = ("age", "name", "state")
+SortKey = Literal["age", "busy", "steps", "name", "state"]
+SORT_ORDER: tuple[SortKey, ...] = ("age", "busy", "steps", "name", "state")
+#: Sorts by a runtime figure: offered only when the agent times steps.
+FIGURE_SORTS: frozenset[SortKey] = frozenset({"busy", "steps"})
 
 MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 CYCLE_MARKER = "⟳"
@@ -43,6 +46,9 @@ STATE_STYLES = {
     "failed": "bold red",
 }
 CYCLE_STYLE = "bold magenta"
+#: Beside a task some warning (`taskscope.lints`) is about.
+WARNING_MARKER = "⚠"
+WARNING_STYLE = "bold yellow"
 BLOCKED_STYLE = "bold red"
 _STATE_RANK = {"pending": 0, "failed": 1, "cancelled": 2, "done": 3}
 
@@ -50,11 +56,16 @@ _STATE_RANK = {"pending": 0, "failed": 1, "cancelled": 2, "done": 3}
 FINISHED_LINGER = 30.0
 
 
-def marker(task: TaskInfo, in_cycle: bool = False, loop_blocked: bool = False) -> Text:
-    """Two cells: a cycle or blocked-loop mark, then the state marker, each in its colour."""
+def marker(
+    task: TaskInfo, in_cycle: bool = False, loop_blocked: bool = False, warned: bool = False
+) -> Text:
+    """Two cells: a cycle, warning or blocked-loop mark, then the state marker, each in its
+    colour."""
     first = Text(" ")
     if in_cycle:
         first = Text(CYCLE_MARKER, style=CYCLE_STYLE)
+    elif warned:
+        first = Text(WARNING_MARKER, style=WARNING_STYLE)
     elif loop_blocked and task.running:
         first = Text(BLOCKED_MARKER, style=BLOCKED_STYLE)
     return Text.assemble(first, (MARKERS.get(task.state, "?"), STATE_STYLES.get(task.state, "")))
@@ -180,7 +191,27 @@ def state_words(task: TaskInfo, now: float) -> str:
     return f"pending {'≥' if lower_bound else ''}{format_duration(age)}"
 
 
+def has_figures(model: TaskModel) -> bool:
+    """Whether the agent times steps (`time_steps`: its loops count steps per second, and
+    tasks carry steps and busy time): then the views show them, and can sort by them. (A
+    loop's busy share alone may be an estimate made without timing steps.)"""
+    return any(loop.steps_per_s is not None for loop in model.loops.values())
+
+
+def next_sort(current: SortKey, figures: bool) -> SortKey:
+    """The sort after `current` in the cycle (age, busy, steps, name, state), skipping the
+    runtime figures when there are none."""
+    order = [sort for sort in SORT_ORDER if figures or sort not in FIGURE_SORTS]
+    index = order.index(current) if current in order else -1
+    return order[(index + 1) % len(order)]
+
+
 def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
+    """Oldest first (pending before finished) by default; busiest / most steps first."""
+    if sort == "busy":
+        return lambda task: (task.busy_s is None, -(task.busy_s or 0.0), task.number)
+    if sort == "steps":
+        return lambda task: (task.steps is None, -(task.steps or 0), task.number)
     if sort == "name":
         return lambda task: (task.name.lower(), task.number)
     if sort == "state":
@@ -200,6 +231,8 @@ class ViewOptions:
     only_label: str = ""
     #: One worker of a look at several processes (ids `PID:ID`): only its tasks.
     only_pid: int | None = None
+    #: Only the tasks some warning is about (`!`): their ids as of the last look.
+    only_warned: frozenset[str] | None = None
 
     def shows(self, task: TaskInfo, now: float) -> bool:
         if task.finished:
@@ -211,6 +244,8 @@ class ViewOptions:
             return False
         if self.only_pid is not None and not task.id.startswith(f"{self.only_pid}:"):
             return False
+        if self.only_warned is not None and task.id not in self.only_warned:
+            return False
         return not self.filter or matches(task, self.filter)
 
 
@@ -220,3 +255,34 @@ def matches(task: TaskInfo, needle: str) -> bool:
     if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
         return True
     return task.awaiting is not None and needle in awaiting_label(task.awaiting).lower()
+
+
+# --- stalls ---------------------------------------------------------------------------------
+
+#: Where a path says a frame is not the program's own code: Python's library, installed
+#: packages, frozen and built-in modules, taskscope's agent.
+_LIBRARY_PARTS = ("/lib/python3", "/site-packages/", "/dist-packages/", "/taskscope/agent/")
+
+
+def is_library(path: str) -> bool:
+    return path.startswith("<") or any(part in path for part in _LIBRARY_PARTS)
+
+
+def blocking_frame(stack: Sequence[Frame]) -> Frame | None:
+    """The innermost frame of the program's own code in a sampled stack (innermost last),
+    else the innermost frame: where the program called what blocked."""
+    for frame in reversed(stack):
+        if not is_library(frame.file):
+            return frame
+    return stack[-1] if stack else None
+
+
+def who_stalled(stall: Stall) -> str:
+    """The task by name (else by id), or the callback, that ran the step."""
+    if stall.task_name:
+        return safe_text(stall.task_name)
+    if stall.task:
+        return f"task {safe_text(stall.task)}"
+    if stall.callback:
+        return safe_text(stall.callback)
+    return "?"

@@ -1,4 +1,7 @@
-"""The flat task table: one row per shown task, sorted by name, age or state."""
+"""The flat task table: one row per shown task, sorted by age, busy time, steps, name or
+state. When the agent times steps, BUSY and STEPS come right after the name, in place of STATE
+(the marker says the state), so that a narrow terminal still shows them: "which task eats my
+loop" is the list sorted by busy."""
 
 from __future__ import annotations
 
@@ -14,11 +17,12 @@ from taskscope.ui.task_display import (
     age_text,
     awaiting_text,
     coro_text,
+    has_figures,
     made_by_asyncio,
     marker,
     sort_key,
 )
-from taskscope.words import cycle_note
+from taskscope.words import count_text, cycle_note, step_time_text
 
 
 class TaskTable(RowList):
@@ -30,16 +34,26 @@ class TaskTable(RowList):
         self.model = TaskModel()
         self.options = ViewOptions()
         self.empty_text = "no tasks match"
+        #: The agent times steps: BUSY and STEPS columns instead of STATE.
+        self.figures = False
+        #: The tasks some warning is about (marked ⚠).
+        self.warned: frozenset[str] = frozenset()
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
         self.options = options
+        self.figures = has_figures(model)
         now = self.clock()
         shown = [task for task in model.tasks.values() if options.shows(task, now)]
         shown.sort(key=sort_key(options.sort))
         self.set_rows([task.id for task in shown])
 
     def header(self) -> Text:
+        if self.figures:
+            return Text(
+                f"   {'ID':>6} {'NAME':20} {'BUSY':>7} {'STEPS':>7} {'AGE':>7}  "
+                f"{'COROUTINE':18} AWAITING"
+            )
         return Text(f"   {'ID':>6} {'NAME':24} {'COROUTINE':24} {'STATE':9} {'AGE':>7}  AWAITING")
 
     def render_row(self, key: str) -> Text:
@@ -49,8 +63,25 @@ class TaskTable(RowList):
         in_cycle = task.id in self.model.cycle_members() if self.model.cycles else False
         what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         quiet = task.finished or made_by_asyncio(task)
+        if self.figures:
+            return Text.assemble(
+                marker(task, in_cycle, warned=task.id in self.warned),
+                " ",
+                f"{task.id:>6} ",
+                (safe_text(task.name, 20).ljust(20), "dim" if quiet else "bold"),
+                " ",
+                step_time_text(task.busy_s).rjust(7),
+                " ",
+                count_text(task.steps).rjust(7),
+                " ",
+                age_text(task, self.clock()).rjust(7),
+                "  ",
+                (coro_text(task, 18).ljust(18), "dim" if quiet else "cyan"),
+                " ",
+                what,
+            )
         return Text.assemble(
-            marker(task, in_cycle),
+            marker(task, in_cycle, warned=task.id in self.warned),
             " ",
             f"{task.id:>6} ",
             (safe_text(task.name, 24).ljust(24), "dim" if quiet else "bold"),

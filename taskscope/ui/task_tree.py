@@ -30,6 +30,7 @@ from taskscope.model import TaskInfo, TaskModel
 from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
 from taskscope.report import safe_text
 from taskscope.ui.task_display import (
+    FIGURE_SORTS,
     ViewOptions,
     age_text,
     awaiting_text,
@@ -38,7 +39,7 @@ from taskscope.ui.task_display import (
     marker,
     sort_key,
 )
-from taskscope.words import awaiting_label, cycle_note
+from taskscope.words import awaiting_label, count_text, cycle_note, step_time_text
 
 #: Above this many shown tasks the tree stays empty and points to the grouped view.
 TREE_LIMIT = 20_000
@@ -94,6 +95,8 @@ class TaskTree(Tree[str]):
         self._cycle_members: set[str] = set()
         self._cycle_roots: set[str] = set()
         self._loop_blocked: set[str] = set()
+        #: The tasks some warning is about (marked ⚠).
+        self.warned: frozenset[str] = frozenset()
         self._sibling_keys: dict[int, list[tuple[object, ...]]] = {}
         #: The sort key each node was placed by (name or state sort only): a task whose key
         #: changes (renamed, finished) is moved to its new place among its siblings.
@@ -216,6 +219,7 @@ class TaskTree(Tree[str]):
         shows = self.options.shows
         selected = self.selected_task
         placed_by = sort_key(self.options.sort)
+        figure_sort = self.options.sort in FIGURE_SORTS
         for task_id in sorted(changed, key=_number):
             task = model.tasks.get(task_id)
             if task is None:
@@ -229,7 +233,9 @@ class TaskTree(Tree[str]):
                 self._place(task_id, set())
             else:
                 new_parent = self._parent_for(task) != self._parent_of.get(task_id)
-                new_place = placed_by(task) != self._placed_key.get(task_id)
+                # A figure sort orders siblings when the tree is built: figures move on
+                # every update, and moving every task that ran would cost each update.
+                new_place = not figure_sort and placed_by(task) != self._placed_key.get(task_id)
                 if new_parent or new_place:
                     self._move(task_id)
         if len(self._task_nodes) > self.limit:
@@ -584,18 +590,28 @@ class TaskTree(Tree[str]):
         what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         text = Text.assemble(
             (toggle, base_style),
-            marker(task, in_cycle, task.loop in self._loop_blocked),
+            marker(task, in_cycle, task.loop in self._loop_blocked, task.id in self.warned),
             " ",
             (name.ljust(name_width), "dim" if quiet else "bold"),
             " ",
             (coro.ljust(CORO_WIDTH), "dim" if quiet else "cyan"),
             " ",
             age_text(task, self.clock()).rjust(AGE_WIDTH),
-            "  ",
+            " ",
+            self._figure(task),
+            " ",
             (what, "dim" if task.finished else ""),
         )
         text.stylize(style)
         return text
+
+    def _figure(self, task: TaskInfo) -> str:
+        """Sorted by busy time or steps, the figure sorted by, as a column after the age."""
+        if self.options.sort == "busy":
+            return step_time_text(task.busy_s).rjust(AGE_WIDTH) + " "
+        if self.options.sort == "steps":
+            return count_text(task.steps).rjust(AGE_WIDTH) + " "
+        return ""
 
     def get_label_width(self, node: TaskNode) -> int:
         task = self.model.tasks.get(node.data) if node.data is not None else None

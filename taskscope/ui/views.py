@@ -1,4 +1,4 @@
-"""The four views of the tasks (tree, flat table, grouped, history) in one `ContentSwitcher`:
+"""The views (tree, flat table, grouped, history, and the loops' stalls) in one `ContentSwitcher`:
 which one is shown, which are stale, and an update being applied to the tree a slice at a time.
 
 Only the shown view follows each update (by task id); the others are rebuilt when next shown.
@@ -18,23 +18,26 @@ from taskscope.relations import LEGEND
 from taskscope.ui.group_table import GroupTable
 from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.row_list import RowList
+from taskscope.ui.stall_table import ONGOING_MARK, StallTable
 from taskscope.ui.task_display import ASYNCIO_LEGEND, ViewOptions
 from taskscope.ui.task_table import TaskTable
 from taskscope.ui.task_tree import TaskTree
 
-ViewName = Literal["tree", "table", "groups", "history"]
-VIEWS: tuple[ViewName, ...] = ("tree", "table", "groups", "history")
+ViewName = Literal["tree", "table", "groups", "history", "stalls"]
+VIEWS: tuple[ViewName, ...] = ("tree", "table", "groups", "history", "stalls")
 VIEW_TITLES = {
     "tree": "Task tree",
     "table": "All tasks",
     "groups": "Grouped",
     "history": "Recently finished",
+    "stalls": "Loop stalls, newest first",
 }
 #: A line under each view that explains its marks.
 VIEW_LEGENDS = {
     "tree": f"{LEGEND}   {ASYNCIO_LEGEND}",
     "table": ASYNCIO_LEGEND,
     "history": ASYNCIO_LEGEND,
+    "stalls": f"{ONGOING_MARK} still blocking the loop   Enter: its whole stack",
 }
 #: Tasks of an update applied to the tree per slice (a few milliseconds of work).
 SLICE_TASKS = 250
@@ -49,11 +52,13 @@ class TaskViews:
         self.table = TaskTable(clock, id="table")
         self.groups = GroupTable(id="groups")
         self.history = HistoryTable(clock, id="history")
+        self.stalls = StallTable(clock, id="stalls")
         self.widgets: dict[ViewName, TaskTree | RowList] = {
             "tree": self.tree,
             "table": self.table,
             "groups": self.groups,
             "history": self.history,
+            "stalls": self.stalls,
         }
         self.switcher = ContentSwitcher(initial="tree", id="views")
         self.current: ViewName = "tree"
@@ -90,7 +95,7 @@ class TaskViews:
             focus_now(self.shown)
 
     def cursor_task(self) -> str | None:
-        """The task under the shown view's cursor (the grouped view has none)."""
+        """The task under the shown view's cursor (the grouped and stalls views have none)."""
         if self.current == "tree":
             return self.tree.selected_task
         if self.current in ("table", "history"):
@@ -115,6 +120,8 @@ class TaskViews:
             self.table.update_rows(model, options)
         elif view == "groups":
             self.groups.update_rows(model, options)
+        elif view == "stalls":
+            self.stalls.update_rows(model, options)
         else:
             self.history.update_rows(model, options)
         self.dirty.discard(view)
@@ -157,6 +164,19 @@ class TaskViews:
         changed, removed = self.slices.pop(0)
         self.tree.apply_changes(model, changed, removed, repaint=not self.slices)
         return not self.slices
+
+    def set_warned(self, task_ids: frozenset[str], model: TaskModel, options: ViewOptions) -> None:
+        """Mark the tasks some warning is about, in every view; the shown one repainted (the
+        grouped view counts them per group: rebuilt)."""
+        for widget in (self.tree, self.table, self.history, self.groups):
+            widget.warned = task_ids
+        if self.current == "tree":
+            self.tree.tick()  # repaints the lines on screen
+        elif self.current == "groups":
+            self.rebuild("groups", model, options)
+        else:
+            self.shown.refresh()
+        self.dirty.add("groups")
 
     def apply_all_slices(self, model: TaskModel) -> None:
         while self.slices:

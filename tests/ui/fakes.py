@@ -325,3 +325,82 @@ class FakeSource:
 
     def close(self) -> None:
         self.closed.set()
+
+
+# --- runtime figures (issue 12): as the agent sends them when it times steps -----------------
+
+
+def timed(
+    task: WireTask,
+    *,
+    steps: int,
+    busy: float,
+    longest: float,
+    ran_ago: float | None = None,
+    waiting_for: float | None = None,
+) -> WireTask:
+    """`task` with the runtime figures of an agent that times steps."""
+    record: dict[str, Any] = dict(task)
+    record.update(steps=steps, busy_s=busy, longest_step_s=longest)
+    if ran_ago is not None:
+        record["last_ran_at"] = NOW - ran_ago
+    if waiting_for is not None:
+        record["waiting_since"] = NOW - waiting_for
+    return record  # type: ignore[return-value]
+
+
+def timed_loop(
+    loop: WireLoop,
+    *,
+    steps_per_s: float = 2100.0,
+    busy_share: float = 0.34,
+    threshold: float = 0.1,
+    stalls: Sequence[dict[str, Any]] = (),
+) -> WireLoop:
+    """`loop` with the figures and stall history of an agent that times steps."""
+    record: dict[str, Any] = dict(loop)
+    record.update(
+        steps_per_s=steps_per_s,
+        busy_share=busy_share,
+        stall_threshold=threshold,
+        stalls=list(stalls),
+    )
+    return record  # type: ignore[return-value]
+
+
+def timed_service() -> WireSnapshot:
+    """The scripted service with figures: `crunch` eats the loop (busiest, most steps), the
+    reporter ran often but briefly, the rest little."""
+    tasks = service_tasks()
+    figures = {
+        "1": (3, 0.0004, 0.0002),
+        "2": (12, 0.003, 0.001),
+        "3": (410, 0.09, 0.004),
+        "4": (722, 0.02, 0.0003),
+        "5": (40, 0.01, 0.002),
+        "7": (2, 0.0001, 0.0001),
+        "8": (2, 0.0001, 0.0001),
+        "9": (1, 0.0001, 0.0001),
+        "33": (5, 0.002, 0.001),
+        "34": (3, 0.001, 0.0005),
+    }
+    timed_tasks = [
+        timed(
+            task,
+            steps=figures[task["id"]][0],
+            busy=figures[task["id"]][1],
+            longest=figures[task["id"]][2],
+            ran_ago=1.5,
+            waiting_for=1.5,
+        )
+        for task in tasks
+    ]
+    crunch = wire_task(
+        "12", "crunch", "crunch", awaiting=awaiting("sleep", seconds_left=0.0), parent="1", age=300
+    )
+    timed_tasks.append(
+        timed(crunch, steps=48_210, busy=8.21, longest=0.31, ran_ago=0.1, waiting_for=0.05)
+    )
+    shot = snapshot(timed_tasks)
+    shot["loops"] = [timed_loop(loop) for loop in shot["loops"]]
+    return shot

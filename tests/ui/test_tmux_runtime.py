@@ -1,0 +1,134 @@
+"""End to end in a real terminal, issue 12: tmux runs `taskscope attach PID` against a real
+program that blocked its loop 300 ms once and holds two tasks in a lock deadlock; the test
+reads the screen as a person would after pressing the keys: the stalls view names the task
+and the blocking line, the deadlocked task is marked ⚠ and its detail pane says who holds the
+lock it waits for."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from taskscope.protocol import socket_path
+from tests.ui.test_tmux_e2e import REPO, Terminal, detail_title, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+TARGET = Path(__file__).parent / "targets" / "stall_and_deadlock.py"
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskscope.agent.launch", str(TARGET), str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: (
+                (
+                    (tmp_path / f"ready-{process.pid}").exists()
+                    and os.path.exists(socket_path(process.pid))
+                )
+                or process.poll() is not None
+            ),
+            30,
+            "the target's ready file and socket",
+        )
+        assert process.poll() is None, "the target exited early"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal("runtime")
+    yield term
+    term.kill()
+
+
+def on_screen(
+    terminal: Terminal, condition: Callable[[], object], within: float, what: str
+) -> object:
+    """`wait_for`, saying what the screen showed when the condition never came."""
+    try:
+        return wait_for(condition, within, what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the screen:\n{terminal.screen()}") from None
+
+
+def line_with(terminal: Terminal, *needles: str) -> str | None:
+    return next(
+        (
+            line
+            for line in terminal.screen().splitlines()
+            if all(needle in line for needle in needles)
+        ),
+        None,
+    )
+
+
+def attach(terminal: Terminal, pid: int) -> None:
+    # The terminal's size (the tmux session's), whatever COLUMNS and LINES tmux inherited.
+    env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "45"}
+    if "TASKSCOPE_SOCKET_DIR" in os.environ:
+        env["TASKSCOPE_SOCKET_DIR"] = os.environ["TASKSCOPE_SOCKET_DIR"]
+    terminal.start([sys.executable, "-m", "taskscope", "attach", str(pid), "--no-inject"], env)
+    on_screen(terminal, lambda: line_with(terminal, "transfer-b"), 30, "the task tree on screen")
+
+
+def clear_filter(terminal: Terminal) -> None:
+    """Escape, alone: a key right after it would read as Alt+key."""
+    terminal.keys("Escape")
+    on_screen(terminal, lambda: line_with(terminal, "filter:") is None, 10, "the filter cleared")
+
+
+def quit_dashboard(terminal: Terminal, target: subprocess.Popen[bytes]) -> None:
+    terminal.keys("q")
+    wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
+    assert target.poll() is None
+
+
+def test_a_lock_deadlock_is_marked_and_names_who_holds_the_lock(
+    target: subprocess.Popen[bytes], terminal: Terminal
+) -> None:
+    attach(terminal, target.pid)
+    # The deadlocked transfer-a: marked ⚠, and its lock's holder named.
+    terminal.keys("/")
+    on_screen(terminal, lambda: line_with(terminal, "filter by name"), 10, "the filter box")
+    terminal.keys("transfer-a", "Enter")
+    on_screen(
+        terminal, lambda: detail_title(terminal.screen()) == "transfer-a", 10, "transfer-a selected"
+    )
+    on_screen(terminal, lambda: line_with(terminal, "⚿ held by transfer-b"), 15, "the holder link")
+    on_screen(
+        terminal, lambda: line_with(terminal, "⚠", "transfer-a", "transfer()"), 15, "the mark"
+    )
+    header = line_with(terminal, "warning", "lock deadlock (")
+    assert header is not None and "transfer-a" in header and "transfer-b" in header
+    # and transfer-b's (the row below): held by transfer-a.
+    terminal.keys("Down")
+    on_screen(terminal, lambda: detail_title(terminal.screen()) == "transfer-b", 10, "transfer-b")
+    on_screen(terminal, lambda: line_with(terminal, "⚿ held by transfer-a"), 15, "its holder")
+    # ! shows only the tasks with warnings: both transfers (and the indexer, whose step
+    # blocked the loop), not the healthy idler.
+    clear_filter(terminal)
+    on_screen(terminal, lambda: line_with(terminal, "idler()"), 10, "the idler shown")
+    terminal.keys("!")
+    on_screen(
+        terminal, lambda: line_with(terminal, "only tasks with warnings"), 10, "the warnings filter"
+    )
+    on_screen(terminal, lambda: line_with(terminal, "idler()") is None, 10, "the idler hidden")
+    assert line_with(terminal, "transfer-a", "transfer()") is not None
+    quit_dashboard(terminal, target)
