@@ -1685,7 +1685,8 @@ def test_primitives_keep_the_futures_of_their_waiters_in_deques() -> None:
 # --- step timing and the stall watchdog (taskscope.agent.steps) ------------------------------
 
 
-def test_every_step_and_callback_runs_through_handle_run() -> None:
+@pytest.mark.parametrize("task_class", TASK_CLASSES, ids=lambda cls: cls.__module__)
+def test_every_step_and_callback_runs_through_handle_run(task_class: type[Any]) -> None:
     # `StepTimer.install` replaces `Handle._run` on the class (a Python function, which
     # TimerHandle inherits); `StepTimer.locate` finds a step by its code on a thread's stack.
     assert type(asyncio.events.Handle.__dict__["_run"]) is FunctionType
@@ -1704,14 +1705,20 @@ def test_every_step_and_callback_runs_through_handle_run() -> None:
         await future  # a wake-up scheduled by the future
 
     async def scenario() -> None:
-        task = _spawn(child(), "child")
+        task = task_class(child(), loop=asyncio.get_running_loop(), name="child")
         await task
         # `StepTimer._make_timed_run`: the callback of each step of a task is a method of
-        # that very task (`__step` through TaskStepMethWrapper, `__wakeup`): its `__self__`.
+        # that very task, its `__self__`: on the C task, `__step` through a
+        # TaskStepMethWrapper and `__wakeup` as the builtin `task_wakeup`; on the Python
+        # task, the bound methods `__step` and `__wakeup`.
         owned = [callback for callback, owner in seen if owner is task]
         assert len(owned) >= 3, seen
-        assert any(type(callback).__name__ == "TaskStepMethWrapper" for callback in owned)
-        assert any(getattr(callback, "__name__", "") == "task_wakeup" for callback in owned)
+        if task_class is tasks._CTask:
+            assert any(type(callback).__name__ == "TaskStepMethWrapper" for callback in owned)
+            assert any(getattr(callback, "__name__", "") == "task_wakeup" for callback in owned)
+        else:
+            names = {callback.__func__.__name__ for callback in owned}
+            assert names == {"__step", "__wakeup"}, names
 
     asyncio.events.Handle._run = spy  # type: ignore[method-assign]
     try:
