@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from taskscope.model import Awaiting, TaskInfo, TaskModel
+from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
 from taskscope.protocol import WireSnapshot
 
 #: The kinds, in the order they are reported (the worst first).
@@ -389,21 +389,28 @@ def cancels_not_honoured(
 
 
 def blocking_steps(model: TaskModel) -> Iterator[Finding]:
-    """Each stall a loop kept (a step longer than its threshold), the task that ran it."""
+    """The stalls each loop kept (steps longer than its threshold), one warning per task (or
+    callback) that stalled it: its longest stall, where it blocked, how many and the last."""
     for loop in model.loops.values():
+        by_culprit: dict[tuple[str | None, str | None], list[Stall]] = {}
         for stall in loop.stalls:
-            task_ids = (stall.task,) if stall.task is not None else ()
-            where = stall.stack[-1] if stall.stack else None
+            culprit = (stall.task, None if stall.task is not None else stall.callback)
+            by_culprit.setdefault(culprit, []).append(stall)
+        for (task_id, _callback), stalls in by_culprit.items():
+            longest = max(stalls, key=lambda stall: stall.duration)
+            latest = max(stalls, key=lambda stall: stall.started_at)
+            where = longest.stack[-1] if longest.stack else None
             yield Finding(
                 "blocking_step",
-                task_ids,
+                (task_id,) if task_id is not None else (),
                 loop.id,
                 {
-                    "duration": stall.duration,
-                    "started_at": stall.started_at,
-                    "task_name": stall.task_name,
-                    "callback": stall.callback,
-                    "ongoing": stall.ongoing,
+                    "duration": longest.duration,
+                    "count": len(stalls),
+                    "started_at": latest.started_at,
+                    "task_name": longest.task_name,
+                    "callback": longest.callback,
+                    "ongoing": latest.ongoing,
                     "function": where.function if where is not None else None,
                     "location": where.location if where is not None else None,
                     "threshold": loop.stall_threshold,
