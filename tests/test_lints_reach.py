@@ -104,6 +104,18 @@ def test_an_event_nobody_else_holds_is_never_woken() -> None:
     assert facts_of(setup)["waiter"] == (False, True)
 
 
+def test_an_event_in_a_weak_registry_can_still_be_set() -> None:
+    async def setup() -> list[Any]:
+        registry: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+        gate = asyncio.Event()
+        registry["gate"] = gate
+        task = asyncio.create_task(wait_on(gate), name="waiter")
+        del gate  # only the task and the registry's weak reference
+        return [registry, task]
+
+    assert facts_of(setup)["waiter"] == (False, False)
+
+
 def test_an_event_held_by_a_live_frame_or_a_list_can_be_set() -> None:
     async def setup() -> list[Any]:
         gate = asyncio.Event()

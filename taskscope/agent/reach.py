@@ -316,8 +316,18 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
         if outside:
             held.append(position)
     reached = _reachable(edges, held, through=set())
+    # Weak references keep nothing alive (so not the tasks), but a registry of them (a
+    # WeakValueDictionary, a WeakSet: references with a callback) can still hand out the
+    # future or the primitive to whoever would set it.
+    weakly_held = [
+        position
+        for position, member in enumerate(members)
+        if position and position not in task_positions and _in_weak_registry(member)
+    ]
     reached_not_via_tasks = _reachable(
-        edges, [p for p in held if p not in task_positions], through=task_positions
+        edges,
+        [p for p in held if p not in task_positions] + weakly_held,
+        through=task_positions,
     )
     unreferenced = [position not in reached for position in cluster.tasks]
     never_woken = [position not in reached_not_via_tasks for position in cluster.futures]
@@ -326,6 +336,21 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
         if getattr(task, "_fut_waiter", None) is not members[future_position]:
             return None  # it moved meanwhile
     return unreferenced, never_woken
+
+
+def _in_weak_registry(obj: Any) -> bool:
+    """Whether a weak reference with a callback (what weak containers make) points to `obj`.
+    A plain reference without one is shared by everyone who makes one, the agent included:
+    not counted."""
+    try:
+        if not weakref.getweakrefcount(obj):
+            return False
+        return any(
+            type(reference) is not weakref.ref or reference.__callback__ is not None
+            for reference in weakref.getweakrefs(obj)
+        )
+    except TypeError:
+        return False
 
 
 def _reachable(edges: list[list[int]], starts: list[int], through: set[int]) -> set[int]:
