@@ -7,7 +7,8 @@ locks, each holding one), handoff (a lock held by a sleeping task, others queued
 leak_control (the same, then a gc.collect(): notes whether it was destroyed), event (a task
 waiting on an Event only it can reach), event_held (the same Event held by main), queue
 (a consumer on a queue a live producer holds), spin (a sleep(0) loop), poll (a loop that
-sleeps for real), stall (one step blocking the loop 300 ms).
+sleeps for real), stall (one step blocking the loop 300 ms), pause (the same 300 ms
+awaited).
 """
 
 from __future__ import annotations
@@ -181,6 +182,16 @@ async def stall() -> None:
         time.sleep(0.3)  # the blocking line
 
     task = asyncio.create_task(blocker(), name="blocker")
+    kept.append(task)
+    await task
+
+
+async def pause() -> None:
+    async def waiter() -> None:
+        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # where `stall` blocks: this one awaits
+
+    task = asyncio.create_task(waiter(), name="waiter")
     kept.append(task)
     await task
 
