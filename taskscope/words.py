@@ -646,7 +646,13 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
         body = f"{first} failed with {facts.get('exception') or '?'} and nobody awaited it"
     elif kind == "cancel_not_honoured":
         ago = seconds_text(float(facts.get("requested_ago") or 0.0))
-        body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
+        if facts.get("delivered"):
+            body = (
+                f"{first} was cancelled {ago} ago or more and goes on: it caught the "
+                "CancelledError (re-raise it, or call uncancel() if that is meant)"
+            )
+        else:
+            body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
     elif kind == "blocking_step":
         body = _blocking_words(model, finding)
     elif kind == "sleep0_spin":

@@ -393,3 +393,22 @@ def test_dump_finds_the_same_warnings_in_the_records_that_can_carry_them() -> No
         finding_text(f, full) for f in find_warnings(full)
     ]
     assert len(find_warnings(full)) == 6
+
+
+def test_a_cancel_delivered_and_caught_is_a_warning_after_five_seconds() -> None:
+    model = model_of(
+        task("3", "stubborn", cancelling_since=1990.0),
+        task("4", "cleaning", cancelling_since=1997.0),
+        # on a blocked loop both are said: the undelivered cancel is the warning
+        task("5", "blocked", cancel_requested_at=1990.0, cancelling_since=1990.0),
+    )
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("cancel_not_honoured", ("3",)),
+        ("cancel_not_honoured", ("5",)),
+    ]
+    assert finding_text(findings[0], model) == (
+        "cancel not honoured: stubborn was cancelled 10.0 s ago or more and goes on: it caught "
+        "the CancelledError (re-raise it, or call uncancel() if that is meant)"
+    )
+    assert "its loop has not delivered it" in finding_text(findings[1], model)

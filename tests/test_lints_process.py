@@ -64,7 +64,9 @@ def test_an_await_cycle_is_a_warning_everywhere(start: Any) -> None:
     assert sum(1 for line in tree if " ! awaiting task" in line) == 2
 
 
-@pytest.mark.parametrize("case", ["healthy_chain", "handoff", "failed_awaited", "queue", "poll"])
+@pytest.mark.parametrize(
+    "case", ["healthy_chain", "handoff", "failed_awaited", "queue", "poll", "cleanup"]
+)
 def test_a_healthy_program_of_the_same_shape_has_no_warning(start: Any, case: str) -> None:
     # (steps timed: a poller that sleeps for real between its steps is no spin; a stall
     # threshold of 1 s: a machine shared by other jobs may hold an idle step past 0.1 s, the
@@ -177,4 +179,21 @@ def test_a_sleep0_spin_is_a_warning_when_steps_are_timed(start: Any) -> None:
         r"sleep\(0\) spin: spinner ran \d+ steps \(\d+\.\d a second\) without waiting on "
         r"anything",
         warnings[0]["text"],
+    )
+
+
+def test_a_task_that_caught_its_cancel_and_goes_on_is_a_warning(start: Any) -> None:
+    # GIVEN a task cancelled by its program that catches the CancelledError and goes on
+    target = start("lint_cases.py", "stubborn").wait_ready()
+    assert "ignored a cancel" in notes_of(target)
+
+    # THEN once it has gone on for over 5 s (a cleanup may take a little), lint says so
+    def swallowed() -> list[str]:
+        return [line for line in lint(target)[1] if line.startswith("cancel not honoured")]
+
+    lines = wait_for(swallowed, timeout=20, what="the cancel_not_honoured warning")
+    assert re.fullmatch(
+        r"cancel not honoured: stubborn was cancelled \d+\.\d s ago or more and goes on: it "
+        r"caught the CancelledError \(re-raise it, or call uncancel\(\) if that is meant\)",
+        lines[0],
     )

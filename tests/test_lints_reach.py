@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.reach import MAX_WAITERS
 from taskscope.agent.tracker import Tracker
@@ -259,6 +260,48 @@ def test_facts_are_kept_between_looks_and_the_record_stays_the_same_object() -> 
             assert one is two
             assert one["awaiting"]["object"]["never_woken"] is True
             kept[0].cancel()
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())
+
+
+def test_a_task_that_caught_its_cancel_has_cancelling_since_until_it_ends() -> None:
+    async def main() -> None:
+        tracker = Tracker()
+        tracker.install()
+        try:
+
+            async def ignores() -> None:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass  # goes on (a second cancel ends it)
+                await asyncio.sleep(3600)
+
+            task = asyncio.create_task(ignores(), name="stubborn")
+            calm = asyncio.create_task(asyncio.sleep(3600), name="calm")
+            await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.sleep(0.01)
+            builder = SnapshotBuilder(tracker)
+            first = await asyncio.to_thread(builder.build_raw)
+            second = await asyncio.to_thread(builder.build_raw)
+            records = {r["name"]: r for r in first["tasks"]}
+            assert records["stubborn"]["cancelling_since"] > 0
+            assert "cancelling_since" not in records["calm"]
+            assert (
+                next(r for r in second["tasks"] if r["name"] == "stubborn") is (records["stubborn"])
+            )
+            task.uncancel()  # withdrawn: no longer counted as cancelled
+            state = introspect._REACH_STATES[tracker]
+            state.scanned_at = None  # the next look scans (as one does every 2 s)
+            third = await asyncio.to_thread(builder.build_raw)
+            assert "cancelling_since" not in next(
+                r for r in third["tasks"] if r["name"] == "stubborn"
+            )
+            for each in (task, calm):
+                each.cancel()
         finally:
             tracker.uninstall()
 

@@ -8,7 +8,8 @@ leak_control (the same, then a gc.collect(): notes whether it was destroyed), ev
 waiting on an Event only it can reach), event_held (the same Event held by main), queue
 (a consumer on a queue a live producer holds), spin (a sleep(0) loop), poll (a loop that
 sleeps for real), stall (one step blocking the loop 300 ms), pause (the same 300 ms
-awaited).
+awaited), stubborn (a task that catches its CancelledError and goes on), cleanup (one that
+cleans up and ends cancelled).
 """
 
 from __future__ import annotations
@@ -194,6 +195,36 @@ async def pause() -> None:
     task = asyncio.create_task(waiter(), name="waiter")
     kept.append(task)
     await task
+
+
+async def stubborn() -> None:
+    async def ignores_cancels() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                note("ignored a cancel")
+
+    task = asyncio.create_task(ignores_cancels(), name="stubborn")
+    kept.append(task)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+
+
+async def cleanup() -> None:
+    async def cleans_up() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # closes what it opened, then goes
+            raise
+
+    task = asyncio.create_task(cleans_up(), name="cleans-up")
+    kept.append(task)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def main() -> None:
