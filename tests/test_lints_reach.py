@@ -371,3 +371,17 @@ def test_an_event_nobody_else_holds_in_a_real_process_is_never_woken(start: Any)
 def test_the_same_with_a_holder_in_a_real_process_is_no_warning(start: Any, case: str) -> None:
     target = start("lint_cases.py", case).wait_ready()
     assert lint_lines(target) == []
+
+
+def test_a_failure_in_the_reach_step_never_fails_the_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskscope.agent import reach
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("an object of a shape nobody expected")
+
+    monkeypatch.setattr(reach, "_build_cluster", broken)
+
+    async def setup() -> list[Any]:
+        return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
+
+    assert facts_of(setup)["waiter"] == (False, False)
