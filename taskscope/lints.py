@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from taskscope.model import Awaiting, TaskInfo, TaskModel
+from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
 from taskscope.protocol import WireSnapshot
 
 #: The kinds, in the order they are reported (the worst first).
@@ -31,6 +31,9 @@ KINDS: Final[tuple[str, ...]] = (
 )
 #: A cancel not delivered this many seconds after it was asked for is worth a warning.
 CANCEL_GRACE: Final = 1.0
+#: A task still running this many seconds after its cancel was delivered (a cleanup may
+#: await a little) caught the CancelledError and went on.
+SWALLOW_GRACE: Final = 5.0
 #: A failed task's waiter runs at the loop's next turn: only a failure this old whose
 #: exception nobody retrieved is reported (a fresh one may be retrieved in a moment).
 RETRIEVE_GRACE: Final = 1.0
@@ -91,7 +94,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
                 edges[task.id] = [other for other in awaiting.tasks if other in tasks]
         if task.unreferenced:
             unreferenced.append(task)
-        if task.cancel_requested_at is not None:
+        if task.cancel_requested_at is not None or task.cancelling_since is not None:
             cancels.append(task)
         if task.steps is not None and task.steps >= SPIN_MIN_STEPS:
             spinning.append(task)
@@ -137,6 +140,7 @@ def warning_records(snapshot: WireSnapshot) -> WireSnapshot:
             relevant = (
                 record.get("unreferenced")
                 or record.get("cancel_requested_at") is not None
+                or record.get("cancelling_since") is not None
                 or (steps is not None and steps >= SPIN_MIN_STEPS)
                 or facts.get("holders")
                 or facts.get("never_woken")
@@ -376,34 +380,44 @@ def cancels_not_honoured(
     tasks: Iterable[TaskInfo], now: float, grace: float = CANCEL_GRACE
 ) -> Iterator[Finding]:
     """Pending tasks whose cancel, asked for over `grace` seconds before `now`, their loop
-    has not delivered (a blocked loop)."""
+    has not delivered (a blocked loop), and those cancelled over `SWALLOW_GRACE` seconds ago
+    that go on (they caught the CancelledError)."""
     for task in sorted(tasks, key=lambda t: _id_order(t.id)):
         requested = task.cancel_requested_at
-        if requested is not None and now - requested > grace:
-            yield Finding(
-                "cancel_not_honoured",
-                (task.id,),
-                task.loop,
-                {"requested_ago": round(now - requested, 3)},
-            )
+        if requested is not None:
+            if now - requested > grace:
+                facts = {"requested_ago": round(now - requested, 3), "delivered": False}
+                yield Finding("cancel_not_honoured", (task.id,), task.loop, facts)
+            continue
+        since = task.cancelling_since
+        if since is not None and now - since > SWALLOW_GRACE:
+            facts = {"requested_ago": round(now - since, 3), "delivered": True}
+            yield Finding("cancel_not_honoured", (task.id,), task.loop, facts)
 
 
 def blocking_steps(model: TaskModel) -> Iterator[Finding]:
-    """Each stall a loop kept (a step longer than its threshold), the task that ran it."""
+    """The stalls each loop kept (steps longer than its threshold), one warning per task (or
+    callback) that stalled it: its longest stall, where it blocked, how many and the last."""
     for loop in model.loops.values():
+        by_culprit: dict[tuple[str | None, str | None], list[Stall]] = {}
         for stall in loop.stalls:
-            task_ids = (stall.task,) if stall.task is not None else ()
-            where = stall.stack[-1] if stall.stack else None
+            culprit = (stall.task, None if stall.task is not None else stall.callback)
+            by_culprit.setdefault(culprit, []).append(stall)
+        for (task_id, _callback), stalls in by_culprit.items():
+            longest = max(stalls, key=lambda stall: stall.duration)
+            latest = max(stalls, key=lambda stall: stall.started_at)
+            where = longest.stack[-1] if longest.stack else None
             yield Finding(
                 "blocking_step",
-                task_ids,
+                (task_id,) if task_id is not None else (),
                 loop.id,
                 {
-                    "duration": stall.duration,
-                    "started_at": stall.started_at,
-                    "task_name": stall.task_name,
-                    "callback": stall.callback,
-                    "ongoing": stall.ongoing,
+                    "duration": longest.duration,
+                    "count": len(stalls),
+                    "started_at": latest.started_at,
+                    "task_name": longest.task_name,
+                    "callback": longest.callback,
+                    "ongoing": latest.ongoing,
                     "function": where.function if where is not None else None,
                     "location": where.location if where is not None else None,
                     "threshold": loop.stall_threshold,

@@ -120,6 +120,8 @@ class TaskInfo:
     exception_retrieved: bool | None = None
     #: Pending and kept alive by nothing but asyncio's weak registry and its own wait.
     unreferenced: bool = False
+    #: Cancelled (the loop delivered it) and still pending since then: see WireTask.
+    cancelling_since: float | None = None
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -150,6 +152,7 @@ class TaskInfo:
             traceback=raw.get("traceback"),
             exception_retrieved=raw.get("exception_retrieved"),
             unreferenced=bool(raw.get("unreferenced", False)),
+            cancelling_since=raw.get("cancelling_since"),
         )
 
     @property

@@ -646,7 +646,13 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
         body = f"{first} failed with {facts.get('exception') or '?'} and nobody awaited it"
     elif kind == "cancel_not_honoured":
         ago = seconds_text(float(facts.get("requested_ago") or 0.0))
-        body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
+        if facts.get("delivered"):
+            body = (
+                f"{first} was cancelled {ago} ago or more and goes on: it caught the "
+                "CancelledError (re-raise it, or call uncancel() if that is meant)"
+            )
+        else:
+            body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
     elif kind == "blocking_step":
         body = _blocking_words(model, finding)
     elif kind == "sleep0_spin":
@@ -689,19 +695,26 @@ def _deadlock_words(model: TasksByID, steps: Sequence[Mapping[str, Any]]) -> str
 def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
     facts = finding.facts
     who = (
-        _task_name(model, finding.tasks[0], facts.get("task_name"))
+        "a step of " + _task_name(model, finding.tasks[0], facts.get("task_name"))
         if finding.tasks
-        else (facts.get("callback") or "a callback")
+        else (f"callback {facts['callback']}" if facts.get("callback") else "a callback")
     )
     duration = format_duration(float(facts.get("duration") or 0.0))
-    held = "is holding" if facts.get("ongoing") else "held"
     where = ""
     if facts.get("function"):
         where = f" in {facts['function']}() at {facts.get('location')}"
-    when = ""
+    count = int(facts.get("count") or 1)
+    clock = ""
     if facts.get("started_at"):
-        when = f", at {time.strftime('%H:%M:%S', time.localtime(float(facts['started_at'])))}"
-    return f"a step of {who} {held} the loop for {duration}{where}{when}"
+        clock = time.strftime("%H:%M:%S", time.localtime(float(facts["started_at"])))
+    if facts.get("ongoing"):
+        when = f" (still running, since {clock})" if count == 1 else f" ({count} times, one now)"
+    elif count == 1:
+        when = f" (at {clock})" if clock else ""
+    else:
+        when = f" ({count} times, the last at {clock})" if clock else f" ({count} times)"
+    longest = "held" if count == 1 else "held, at the longest,"
+    return f"{who} {longest} the loop for {duration}{where}{when}"
 
 
 # --- the dashboard's warnings line ----------------------------------------------------------

@@ -270,7 +270,46 @@ def test_a_stall_is_a_blocking_step_naming_its_task_and_line() -> None:
     findings = find_warnings(model)
     assert [(f.kind, f.tasks, f.loop) for f in findings] == [("blocking_step", ("9",), "L1")]
     text = finding_text(findings[0], model)
-    assert text.startswith("blocking step: a step of crunch held the loop for 300ms in sleep()")
+    assert text.startswith(
+        "blocking step: a step of crunch held the loop for 300ms in sleep() at time (at "
+    )
+
+
+def test_stalls_of_one_task_are_one_warning_and_a_callbacks_another() -> None:
+    def stall(started: float, duration: float, task: str | None, line: int) -> Any:
+        return {
+            "started_at": started,
+            "duration": duration,
+            "task": task,
+            "task_name": "crunch" if task else None,
+            "callback": None if task else "on_timer",
+            "stack": [{"function": "crunch", "file": "app.py", "line": line}],
+        }
+
+    raw = snapshot(task("9", "crunch"))
+    raw["loops"][0]["stall_threshold"] = 0.1
+    raw["loops"][0]["stalls"] = [
+        stall(1990.0, 0.2, "9", 10),
+        stall(1995.0, 0.5, "9", 12),
+        stall(1996.0, 0.15, None, 20),
+        stall(1998.0, 0.3, "9", 14),
+    ]
+    model = TaskModel.from_snapshot(raw)
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("blocking_step", ("9",)),
+        ("blocking_step", ()),
+    ]
+    assert findings[0].facts["count"] == 3 and findings[0].facts["duration"] == 0.5
+    assert findings[0].facts["location"] == "app.py:12"  # where the longest one blocked
+    texts = [finding_text(f, model) for f in findings]
+    assert texts[0].startswith(
+        "blocking step: a step of crunch held, at the longest, the loop for 500ms in crunch() "
+        "at app.py:12 (3 times, the last at "
+    )
+    assert texts[1].startswith(
+        "blocking step: callback on_timer held the loop for 150ms in crunch() at app.py:20 (at "
+    )
 
 
 def test_a_loop_without_stalls_has_no_blocking_step() -> None:
@@ -354,3 +393,22 @@ def test_dump_finds_the_same_warnings_in_the_records_that_can_carry_them() -> No
         finding_text(f, full) for f in find_warnings(full)
     ]
     assert len(find_warnings(full)) == 6
+
+
+def test_a_cancel_delivered_and_caught_is_a_warning_after_five_seconds() -> None:
+    model = model_of(
+        task("3", "stubborn", cancelling_since=1990.0),
+        task("4", "cleaning", cancelling_since=1997.0),
+        # on a blocked loop both are said: the undelivered cancel is the warning
+        task("5", "blocked", cancel_requested_at=1990.0, cancelling_since=1990.0),
+    )
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("cancel_not_honoured", ("3",)),
+        ("cancel_not_honoured", ("5",)),
+    ]
+    assert finding_text(findings[0], model) == (
+        "cancel not honoured: stubborn was cancelled 10.0 s ago or more and goes on: it caught "
+        "the CancelledError (re-raise it, or call uncancel() if that is meant)"
+    )
+    assert "its loop has not delivered it" in finding_text(findings[1], model)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Target, run_cli, wait_for
+from tests.helpers import TARGETS, Target, run_cli, wait_for
 
 
 def lint(target: Target) -> tuple[int, list[str]]:
@@ -64,9 +64,15 @@ def test_an_await_cycle_is_a_warning_everywhere(start: Any) -> None:
     assert sum(1 for line in tree if " ! awaiting task" in line) == 2
 
 
-@pytest.mark.parametrize("case", ["healthy_chain", "handoff", "failed_awaited", "queue", "poll"])
+@pytest.mark.parametrize(
+    "case", ["healthy_chain", "handoff", "failed_awaited", "queue", "poll", "cleanup"]
+)
 def test_a_healthy_program_of_the_same_shape_has_no_warning(start: Any, case: str) -> None:
-    target = start("lint_cases.py", case).wait_ready()
+    # (steps timed: a poller that sleeps for real between its steps is no spin; a stall
+    # threshold of 1 s: a machine shared by other jobs may hold an idle step past 0.1 s, the
+    # blocking step's own healthy twin below keeps the default)
+    environment = {"TASKSCOPE_TIME_STEPS": "1", "TASKSCOPE_STALL_THRESHOLD": "1"}
+    target = start("lint_cases.py", case, env=environment).wait_ready()
     assert lint(target) == (0, [])
     assert warnings_of(target) == []
     ps = run_cli("ps", str(target.pid), "--no-inject").stdout
@@ -139,3 +145,55 @@ def test_a_cancel_a_running_loop_delivers_is_no_warning(start: Any) -> None:
     assert run_cli("cancel", str(target.pid), "victim").returncode == 0
     wait_for(lambda: "victim cancelled" in notes_of(target), what="the cancel")
     assert not any(line.startswith("cancel") for line in lint(target)[1])
+
+
+# --- runtime: a step that blocked the loop, a sleep(0) spin -----------------------------------
+
+
+def test_a_step_that_blocked_the_loop_is_a_warning_naming_the_task_and_line(start: Any) -> None:
+    # GIVEN a task that blocks its loop 300 ms once with time.sleep, and then ends
+    target = start("lint_cases.py", "stall").wait_ready()
+    warnings = [w for w in warnings_of(target) if w["kind"] == "blocking_step"]
+    # THEN its stall is a warning naming the task (gone since) and the blocking line
+    assert len(warnings) == 1
+    assert re.fullmatch(
+        r"blocking step: a step of blocker held the loop for \d+ms in stall\.<locals>\.blocker\(\)"
+        r" at \S+lint_cases\.py:\d+ \(at \d\d:\d\d:\d\d\)",
+        warnings[0]["text"],
+    )
+    line = int(warnings[0]["text"].split(".py:")[1].split()[0])
+    source = (TARGETS / "lint_cases.py").read_text().splitlines()
+    assert "time.sleep(0.3)" in source[line - 1]
+
+
+def test_a_pause_that_awaits_instead_is_no_blocking_step(start: Any) -> None:
+    target = start("lint_cases.py", "pause").wait_ready()
+    assert [w for w in warnings_of(target) if w["kind"] == "blocking_step"] == []
+
+
+def test_a_sleep0_spin_is_a_warning_when_steps_are_timed(start: Any) -> None:
+    target = start("lint_cases.py", "spin", env={"TASKSCOPE_TIME_STEPS": "1"}).wait_ready()
+    warnings = [w for w in warnings_of(target) if w["kind"] == "sleep0_spin"]
+    assert len(warnings) == 1
+    assert re.match(
+        r"sleep\(0\) spin: spinner ran \d+ steps \(\d+\.\d a second\) without waiting on "
+        r"anything",
+        warnings[0]["text"],
+    )
+
+
+def test_a_task_that_caught_its_cancel_and_goes_on_is_a_warning(start: Any) -> None:
+    # GIVEN a task cancelled by its program that catches the CancelledError and goes on
+    target = start("lint_cases.py", "stubborn").wait_ready()
+    assert "ignored a cancel" in notes_of(target)
+
+    # THEN once it has gone on for over 5 s (a cleanup may take a little), lint says so
+    def swallowed() -> list[str]:
+        return [line for line in lint(target)[1] if line.startswith("cancel not honoured")]
+
+    lines = wait_for(swallowed, timeout=20, what="the cancel_not_honoured warning")
+    assert re.fullmatch(
+        r"cancel not honoured: stubborn was cancelled \d+\.\d s ago or more and goes on: it "
+        r"caught the CancelledError \(re-raise it, or call uncancel\(\) if that is meant\)",
+        lines[0],
+    )

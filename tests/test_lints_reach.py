@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.reach import MAX_WAITERS
 from taskscope.agent.tracker import Tracker
@@ -102,6 +103,18 @@ def test_an_event_nobody_else_holds_is_never_woken() -> None:
         return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
 
     assert facts_of(setup)["waiter"] == (False, True)
+
+
+def test_an_event_in_a_weak_registry_can_still_be_set() -> None:
+    async def setup() -> list[Any]:
+        registry: weakref.WeakValueDictionary[str, asyncio.Event] = weakref.WeakValueDictionary()
+        gate = asyncio.Event()
+        registry["gate"] = gate
+        task = asyncio.create_task(wait_on(gate), name="waiter")
+        del gate  # only the task and the registry's weak reference
+        return [registry, task]
+
+    assert facts_of(setup)["waiter"] == (False, False)
 
 
 def test_an_event_held_by_a_live_frame_or_a_list_can_be_set() -> None:
@@ -253,6 +266,48 @@ def test_facts_are_kept_between_looks_and_the_record_stays_the_same_object() -> 
     asyncio.run(main())
 
 
+def test_a_task_that_caught_its_cancel_has_cancelling_since_until_it_ends() -> None:
+    async def main() -> None:
+        tracker = Tracker()
+        tracker.install()
+        try:
+
+            async def ignores() -> None:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    pass  # goes on (a second cancel ends it)
+                await asyncio.sleep(3600)
+
+            task = asyncio.create_task(ignores(), name="stubborn")
+            calm = asyncio.create_task(asyncio.sleep(3600), name="calm")
+            await asyncio.sleep(0.01)
+            task.cancel()
+            await asyncio.sleep(0.01)
+            builder = SnapshotBuilder(tracker)
+            first = await asyncio.to_thread(builder.build_raw)
+            second = await asyncio.to_thread(builder.build_raw)
+            records = {r["name"]: r for r in first["tasks"]}
+            assert records["stubborn"]["cancelling_since"] > 0
+            assert "cancelling_since" not in records["calm"]
+            assert (
+                next(r for r in second["tasks"] if r["name"] == "stubborn") is (records["stubborn"])
+            )
+            task.uncancel()  # withdrawn: no longer counted as cancelled
+            state = introspect._REACH_STATES[tracker]
+            state.scanned_at = None  # the next look scans (as one does every 2 s)
+            third = await asyncio.to_thread(builder.build_raw)
+            assert "cancelling_since" not in next(
+                r for r in third["tasks"] if r["name"] == "stubborn"
+            )
+            for each in (task, calm):
+                each.cancel()
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())
+
+
 def test_the_lints_say_them() -> None:
     async def setup() -> list[Any]:
         asyncio.create_task(forever(), name="leak")  # noqa: RUF006 (nothing keeps it)
@@ -316,3 +371,17 @@ def test_an_event_nobody_else_holds_in_a_real_process_is_never_woken(start: Any)
 def test_the_same_with_a_holder_in_a_real_process_is_no_warning(start: Any, case: str) -> None:
     target = start("lint_cases.py", case).wait_ready()
     assert lint_lines(target) == []
+
+
+def test_a_failure_in_the_reach_step_never_fails_the_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskscope.agent import reach
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("an object of a shape nobody expected")
+
+    monkeypatch.setattr(reach, "_build_cluster", broken)
+
+    async def setup() -> list[Any]:
+        return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
+
+    assert facts_of(setup)["waiter"] == (False, False)

@@ -705,7 +705,12 @@ def _mark_reach(
     state = _REACH_STATES.get(tracker)
     if state is None:
         state = _REACH_STATES[tracker] = ReachState()
-    reach_step(state, tasks, records, metas, look_seconds)
+    try:
+        reach_step(state, tasks, records, metas, look_seconds)
+    except Exception:
+        # These facts are extras: a look never fails for them (an object of an unexpected
+        # shape in the program); the next scan starts afresh.
+        _REACH_STATES.pop(tracker, None)
 
 
 def find_task(tracker: Tracker, task_number: int) -> asyncio.Task[Any] | None:

@@ -97,12 +97,14 @@ class Verdict:
 class ReachState:
     """The verdicts of the looks of one tracker, by task id."""
 
-    __slots__ = ("looks", "marked", "scanned_at", "verdicts")
+    __slots__ = ("cancelling", "looks", "marked", "scanned_at", "verdicts")
 
     def __init__(self) -> None:
         self.verdicts: dict[int, Verdict] = {}
         #: The tasks whose records say a verdict, by task id: their metadata.
         self.marked: dict[int, Any] = {}
+        #: The tasks counted as cancelled that go on, by task id: since when (Unix time).
+        self.cancelling: dict[int, float] = {}
         #: When the last scan of the candidates was (monotonic clock).
         self.scanned_at: float | None = None
         self.looks = 0
@@ -316,8 +318,18 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
         if outside:
             held.append(position)
     reached = _reachable(edges, held, through=set())
+    # Weak references keep nothing alive (so not the tasks), but a registry of them (a
+    # WeakValueDictionary, a WeakSet: references with a callback) can still hand out the
+    # future or the primitive to whoever would set it.
+    weakly_held = [
+        position
+        for position, member in enumerate(members)
+        if position and position not in task_positions and _in_weak_registry(member)
+    ]
     reached_not_via_tasks = _reachable(
-        edges, [p for p in held if p not in task_positions], through=task_positions
+        edges,
+        [p for p in held if p not in task_positions] + weakly_held,
+        through=task_positions,
     )
     unreferenced = [position not in reached for position in cluster.tasks]
     never_woken = [position not in reached_not_via_tasks for position in cluster.futures]
@@ -326,6 +338,21 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
         if getattr(task, "_fut_waiter", None) is not members[future_position]:
             return None  # it moved meanwhile
     return unreferenced, never_woken
+
+
+def _in_weak_registry(obj: Any) -> bool:
+    """Whether a weak reference with a callback (what weak containers make) points to `obj`.
+    A plain reference without one is shared by everyone who makes one, the agent included:
+    not counted."""
+    try:
+        if not weakref.getweakrefcount(obj):
+            return False
+        return any(
+            type(reference) is not weakref.ref or reference.__callback__ is not None
+            for reference in weakref.getweakrefs(obj)
+        )
+    except TypeError:
+        return False
 
 
 def _reachable(edges: list[list[int]], starts: list[int], through: set[int]) -> set[int]:
@@ -452,11 +479,12 @@ def reach_step(
     now: float | None = None,
 ) -> None:
     """The look's step: every `SCAN_PERIOD` seconds, judge the tasks waiting in one of
-    `REACH_KINDS` with no deadline (within the budget, verdicts kept); at every look, give
-    the records of the tasks found so their facts (`unreferenced` on the record,
-    `never_woken` in its description's `object`), and take them off a task that moved. A
-    record that already says what it should stays the same object. `tasks`, `records` and
-    `metas` are the look's, position for position."""
+    `REACH_KINDS` with no deadline (within the budget, verdicts kept) and note the tasks
+    cancelled that go on (`Task.cancelling()` above 0: they caught the CancelledError); at
+    every look, give the records of the tasks found so their facts (`unreferenced` and
+    `cancelling_since` on the record, `never_woken` in its description's `object`), and take
+    them off a task that moved or ended. A record that already says what it should stays the
+    same object. `tasks`, `records` and `metas` are the look's, position for position."""
     at = time.monotonic() if now is None else now
     if state.scanned_at is None or at - state.scanned_at >= SCAN_PERIOD:
         state.scanned_at = at
@@ -477,51 +505,85 @@ def reach_step(
             for position in found:
                 meta = metas[position]
                 state.marked[meta.task_id] = meta
+        _note_cancelling(state, tasks, metas)
     if state.marked:
         _refresh_marks(state, tasks, records, metas)
+
+
+def _note_cancelling(state: ReachState, tasks: Sequence[Any], metas: Sequence[Any]) -> None:
+    """The pending tasks asyncio counts as cancelled (`cancelling()` above 0: a cancel was
+    asked for and not withdrawn), with when the agent first saw each so."""
+    wall = time.time()
+    last = state.cancelling
+    seen: dict[int, float] = {}
+    for position, task in enumerate(tasks):
+        cancelling = getattr(task, "cancelling", None)
+        try:
+            count = cancelling() if cancelling is not None else 0
+        except Exception:
+            count = 0
+        if count:
+            meta = metas[position]
+            number = meta.task_id
+            seen[number] = last.get(number, wall)
+            state.marked[number] = meta
+    state.cancelling = seen
 
 
 def _refresh_marks(
     state: ReachState, tasks: Sequence[Any], records: list[Any], metas: Sequence[Any]
 ) -> None:
-    """The records of the marked tasks say their verdicts, while those hold (the task still
-    waits on the future it was judged for); a task that moved or went is unmarked."""
+    """The records of the marked tasks say their facts, while those hold (the task still
+    waits on the future it was judged for; it is still cancelled); a task that moved or
+    went is unmarked."""
     for number, meta in list(state.marked.items()):
         slot = meta.slot
         if slot is None or slot >= len(metas) or metas[slot] is not meta:
             del state.marked[number]  # finished, or gone
+            state.cancelling.pop(number, None)
             continue
         verdict = state.verdicts.get(number)
         future = getattr(tasks[slot], "_fut_waiter", None)
+        unreferenced = never_woken = False
         if (
-            verdict is None
-            or future is None
-            or verdict.future() is not future
-            or not (verdict.unreferenced or verdict.never_woken)
+            verdict is not None
+            and future is not None
+            and verdict.future() is future
+            and (verdict.unreferenced or verdict.never_woken)
         ):
-            wanted = (False, False)
+            unreferenced, never_woken = verdict.unreferenced, verdict.never_woken
+        since = state.cancelling.get(number)
+        wanted = (unreferenced, never_woken, since)
+        if wanted == (False, False, None):
             del state.marked[number]
-        else:
-            wanted = (verdict.unreferenced, verdict.never_woken)
         record = records[slot]
         if _says(record) != wanted:
             records[slot] = meta.record = _with_facts(record, *wanted)
 
 
-def _says(record: Any) -> tuple[bool, bool]:
+def _says(record: Any) -> tuple[bool, bool, float | None]:
     awaiting = record.get("awaiting")
     facts = (awaiting.get("object") if awaiting is not None else None) or {}
-    return bool(record.get("unreferenced")), bool(facts.get("never_woken"))
+    return (
+        bool(record.get("unreferenced")),
+        bool(facts.get("never_woken")),
+        record.get("cancelling_since"),
+    )
 
 
-def _with_facts(record: Any, unreferenced: bool, never_woken: bool) -> Any:
+def _with_facts(
+    record: Any, unreferenced: bool, never_woken: bool, cancelling_since: float | None
+) -> Any:
     """A copy of a task's record saying these facts (a description may be shared by several
     tasks: what is this task's goes into its own copy)."""
     result = record.copy()
     result.pop("unreferenced", None)
+    result.pop("cancelling_since", None)
     origin = result.pop("created_from", None)
     if unreferenced:
         result["unreferenced"] = True
+    if cancelling_since is not None:
+        result["cancelling_since"] = cancelling_since
     if origin is not None:  # last, as in every record
         result["created_from"] = origin
     awaiting = result.get("awaiting")

@@ -149,6 +149,10 @@ class WireTask(WireTaskRow, total=False):
     # A pending task that nothing but asyncio's weak registry and its own wait keeps alive: the
     # collector may destroy it mid-run ("Task was destroyed but it is pending!").
     unreferenced: bool
+    # A pending task whose cancel was delivered and that goes on (it caught the CancelledError
+    # without `uncancel()`: asyncio's `Task.cancelling()` stays above 0): since when the agent
+    # has seen it so, Unix time.
+    cancelling_since: float
     created_from: Sequence[WireFrame]
 
 

@@ -7,7 +7,9 @@ locks, each holding one), handoff (a lock held by a sleeping task, others queued
 leak_control (the same, then a gc.collect(): notes whether it was destroyed), event (a task
 waiting on an Event only it can reach), event_held (the same Event held by main), queue
 (a consumer on a queue a live producer holds), spin (a sleep(0) loop), poll (a loop that
-sleeps for real), stall (one step blocking the loop 300 ms).
+sleeps for real), stall (one step blocking the loop 300 ms), pause (the same 300 ms
+awaited), stubborn (a task that catches its CancelledError and goes on), cleanup (one that
+cleans up and ends cancelled).
 """
 
 from __future__ import annotations
@@ -183,6 +185,46 @@ async def stall() -> None:
     task = asyncio.create_task(blocker(), name="blocker")
     kept.append(task)
     await task
+
+
+async def pause() -> None:
+    async def waiter() -> None:
+        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # where `stall` blocks: this one awaits
+
+    task = asyncio.create_task(waiter(), name="waiter")
+    kept.append(task)
+    await task
+
+
+async def stubborn() -> None:
+    async def ignores_cancels() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                note("ignored a cancel")
+
+    task = asyncio.create_task(ignores_cancels(), name="stubborn")
+    kept.append(task)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.sleep(0.05)
+
+
+async def cleanup() -> None:
+    async def cleans_up() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # closes what it opened, then goes
+            raise
+
+    task = asyncio.create_task(cleans_up(), name="cleans-up")
+    kept.append(task)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def main() -> None:
