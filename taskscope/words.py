@@ -187,6 +187,16 @@ def runtime_words(steps: int | None, busy: float | None, longest: float | None) 
     )
 
 
+def moments_words(last_ran_at: float | None, waiting_since: float | None, now: float) -> str:
+    """`last ran 2.1s ago · waiting 41.0s` (each part when known); "" when neither is."""
+    moments: list[str] = []
+    if last_ran_at is not None:
+        moments.append(f"last ran {ago_text(last_ran_at, now)}")
+    if waiting_since is not None:
+        moments.append(f"waiting {format_duration(max(0.0, now - waiting_since))}")
+    return " · ".join(moments)
+
+
 def stall_words(duration: float, ongoing: bool) -> str:
     """`blocked the loop 310ms`, `blocking the loop for 4.2s (still)`."""
     if ongoing:

@@ -36,7 +36,7 @@ from taskscope.words import (
     ago_text,
     cancel_note,
     cycle_note,
-    format_duration,
+    moments_words,
     runtime_words,
     stall_words,
     step_time_text,
@@ -220,14 +220,11 @@ class DetailPane(Vertical):
         if figures:
             text.append("\nran      ", style="bold")
             text.append(figures)
-        moments: list[str] = []
-        if task.last_ran_at is not None:
-            moments.append(f"last ran {ago_text(task.last_ran_at, now)}")
-        if task.waiting_since is not None and not task.finished:
-            moments.append(f"waiting {format_duration(max(0.0, now - task.waiting_since))}")
+        waiting_since = None if task.finished else task.waiting_since
+        moments = moments_words(task.last_ran_at, waiting_since, now)
         if moments:
             text.append("\n         ")
-            text.append(" · ".join(moments))
+            text.append(moments)
 
     def _related(self, model: TaskModel, task: TaskInfo) -> list[tuple[str, str]]:
         links: list[tuple[str, str]] = []

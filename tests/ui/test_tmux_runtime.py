@@ -21,6 +21,12 @@ from tests.ui.test_tmux_e2e import REPO, Terminal, detail_title, wait_for
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 TARGET = Path(__file__).parent / "targets" / "stall_and_deadlock.py"
+#: The line of the target that blocks its loop (`time.sleep(0.3)` in rebuild_index).
+BLOCKING_LINE = next(
+    number
+    for number, line in enumerate(TARGET.read_text().splitlines(), start=1)
+    if "# the blocking line" in line
+)
 
 
 @pytest.fixture
@@ -98,6 +104,27 @@ def quit_dashboard(terminal: Terminal, target: subprocess.Popen[bytes]) -> None:
     terminal.keys("q")
     wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
     assert target.poll() is None
+
+
+def test_the_stalls_view_names_the_task_and_the_blocking_line(
+    target: subprocess.Popen[bytes], terminal: Terminal
+) -> None:
+    attach(terminal, target.pid)
+    # b: the stall the target's indexer caused, over since, with its blocking line.
+    terminal.keys("b")
+    row = on_screen(
+        terminal, lambda: line_with(terminal, "rebuild_index()", "indexer"), 15, "the stall's row"
+    )
+    assert f"stall_and_deadlock.py:{BLOCKING_LINE}" in str(row)
+    assert "⏸" not in str(row)  # over: not marked as under way
+    # Enter: the whole sampled stack in the detail pane, the blocking line marked.
+    terminal.keys("Enter")
+    on_screen(
+        terminal, lambda: line_with(terminal, "stack sampled while it ran"), 10, "the stall's stack"
+    )
+    assert line_with(terminal, "▶ rebuild_index()") is not None
+    assert line_with(terminal, "indexer()") is not None
+    quit_dashboard(terminal, target)
 
 
 def test_a_lock_deadlock_is_marked_and_names_who_holds_the_lock(

@@ -1,0 +1,59 @@
+"""The dashboard's runtime figures under Pilot on a real program (tests/targets/runtime.py
+with its steps timed): "which task eats my loop" is answered by the list sorted by busy, the
+header draws the loop's figures over successive updates, and the detail pane has the task's
+steps and busy time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.source import AgentSource
+from taskscope.ui.task_table import TaskTable
+from tests.ui.harness import SIZE, screen_text, until
+
+
+def test_the_list_sorted_by_busy_puts_the_cpu_burner_first(start: Any) -> None:
+    # GIVEN a program whose `burner` burns 3 ms of CPU in each step, the others only wait
+    target = start("runtime.py", "0.3", env={"TASKSCOPE_TIME_STEPS": "1"}).wait_ready()
+    app = TaskscopeApp(AgentSource(target.pid), clock=time.time, interval=0.2)
+
+    def busy_of(name: str) -> float:
+        task = next((t for t in app.main.model.tasks.values() if t.name == name), None)
+        return (task.busy_s or 0.0) if task is not None else 0.0
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.updates_applied >= 1, what="the first snapshot")
+            await until(pilot, lambda: busy_of("burner") > 0.05, within=20, what="busy time")
+            # WHEN the list is sorted by busy time
+            await pilot.press("l", "s")
+            assert app.options.sort == "busy"
+            table = app.query_one(TaskTable)
+            # THEN the burner comes first, with its figures in the row
+            first = app.main.model.tasks[table.keys[0]]
+            assert first.name == "burner"
+            row = table.render_row(first.id).plain
+            assert f"{first.steps:,}" in row
+            # AND the header draws the loop's steps per second over the updates
+            await until(
+                pilot,
+                lambda: len(next(iter(app.main.trends.trends.values())).steps) >= 3,
+                what="three samples",
+            )
+            await pilot.pause()
+            assert any(
+                "steps/s" in line and "/s " in line for line in screen_text(app).splitlines()
+            )
+            # AND the detail pane has its steps and busy time
+            app.jump_to(first.id)
+            await until(
+                pilot,
+                lambda: "steps · busy" in str(app.detail.query_one("#detail-summary").render()),
+                what="the figures in the detail pane",
+            )
+            app.exit()
+
+    asyncio.run(main())

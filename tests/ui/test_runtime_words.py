@@ -1,0 +1,63 @@
+"""The words the dashboard's runtime figures, stalls and warnings are said in
+(`taskscope.words`), checked on their own: the pilot tests read them on screen."""
+
+from __future__ import annotations
+
+from taskscope.lints import Finding
+from taskscope.model import TaskModel
+from taskscope.words import (
+    lag_text,
+    moments_words,
+    no_stalls_words,
+    rate_text,
+    share_text,
+    stall_words,
+    warnings_summary,
+)
+from tests.ui.fakes import NOW, service_tasks, snapshot
+
+
+def test_loop_figures() -> None:
+    assert [rate_text(x) for x in (None, 45.2, 2100.0, 3_400_000.0)] == [
+        "-",
+        "45/s",
+        "2.1k/s",
+        "3.4M/s",
+    ]
+    assert [share_text(x) for x in (None, 0.0, 0.001, 0.34, 1.0)] == [
+        "-",
+        "0%",
+        "<1%",
+        "34%",
+        "100%",
+    ]
+    assert [lag_text(x) for x in (None, 0.0004, 0.25, 1.5)] == ["-", "0.4 ms", "250 ms", "1.5 s"]
+
+
+def test_when_a_task_ran_and_since_when_it_waits() -> None:
+    assert moments_words(NOW - 2.1, NOW - 41, NOW) == "last ran 2.1s ago · waiting 41.0s"
+    assert moments_words(None, NOW - 3, NOW) == "waiting 3.0s"
+    assert moments_words(None, None, NOW) == ""
+
+
+def test_stall_words() -> None:
+    assert stall_words(0.31, ongoing=False) == "blocked the loop 310 ms"
+    assert stall_words(4.2, ongoing=True) == "blocking the loop for 4.20 s (still running)"
+    assert no_stalls_words(0.1) == "no step longer than the 100 ms stall threshold"
+    assert "does not time" in no_stalls_words(None)
+
+
+def test_the_header_line_names_each_warning_and_its_tasks() -> None:
+    # GIVEN the scripted service's model (fetch-7 and fetch-8 await each other)
+    model = TaskModel.from_snapshot(snapshot(service_tasks()))
+    cycle = Finding("await_cycle", ("7", "8"), "L1", {})
+    failed = Finding("exception_never_retrieved", ("33",), "L1", {})
+    # THEN one line, its count, each kind with its tasks by name
+    assert warnings_summary([cycle, failed], model) == (
+        "⚠ 2 warnings: await cycle (fetch-7, fetch-8) · exception never retrieved (parse-33)"
+    )
+    many = Finding("lock_deadlock", ("1", "2", "3", "4", "5"), None, {})
+    assert warnings_summary([many], model) == (
+        "⚠ 1 warning: lock deadlock (main, api-server, dispatcher +2)"
+    )
+    assert warnings_summary([], model) == ""
