@@ -363,8 +363,11 @@ def compare_keys(args: argparse.Namespace) -> None:
             measured = json.loads(result.stdout.strip().splitlines()[-1])
             for kind, values in measured.items():
                 runs.setdefault(label, {}).setdefault(kind, []).append(values)
-    for kind, title in (("idle", "idle"), ("loaded", "while 2 Hz deltas (1,000 changed) stream")):
-        print(f"\nkey press, {title} ({args.rounds} rounds of {2 * args.presses} keys or so):")
+    for kind, title, keys in (
+        ("idle", "idle", args.presses),
+        ("loaded", "while 2 Hz deltas (1,000 changed) stream", 2 * args.presses),
+    ):
+        print(f"\nkey press, {title} ({args.rounds} rounds of {keys} keys):")
         for label, kinds in runs.items():
             rounds = kinds[kind]
             every = [value for values in rounds for value in values]
