@@ -743,3 +743,12 @@ def warnings_summary(findings: Sequence[FindingFacts], model: TasksByID) -> str:
         more = f" +{len(finding.tasks) - 3}" if len(finding.tasks) > 3 else ""
         parts.append(f"{title} ({', '.join(names)}{more})" if names else title)
     return f"⚠ {count} warning{'' if count == 1 else 's'}: " + " · ".join(parts)
+
+
+def untimed_sort_words(sort: str) -> str:
+    """Why `ps --sort busy|steps` keeps the tasks in id order: the agent did not time steps."""
+    return (
+        f"the {sort} figures need the steps timed, which is off by default: start the program "
+        "with `taskscope run --time-steps` (or TASKSCOPE_TIME_STEPS=1, or "
+        "install(time_steps=True)); tasks listed by id"
+    )

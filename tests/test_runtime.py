@@ -241,3 +241,15 @@ def test_a_block_is_kept_by_an_attached_agent(start: Any) -> None:
     block_once(target)
     # THEN the next dump lists the stall with the task's name and line
     assert_names_the_blocking_line(the_stall(dump(target.pid)), 0.3)
+
+
+def test_sorting_by_busy_without_timed_steps_says_how_to_time_them(launched: Any) -> None:
+    # GIVEN a program run without --time-steps (the default)
+    target = launched()
+    # WHEN a user asks for the busiest tasks first
+    result = run_cli("ps", str(target.pid), "--sort", "busy", timeout=60)
+    # THEN the table is there, in id order, and one line on stderr says how to get the figures
+    assert result.returncode == 0, result.stderr
+    assert "BUSY" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--time-steps" in lines[0], result.stderr

@@ -105,6 +105,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         read_only_lines,
         warning_lines,
     )
+    from taskscope.words import untimed_sort_words
 
     snapshot, argv = take_snapshot(args)
     model = TaskModel.from_snapshot(snapshot)
@@ -118,6 +119,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if getattr(args, "warnings", False) and not findings:
         print("no warnings")
         return 0
+    if args.sort in ("busy", "steps") and all(task.steps is None for task in model.tasks.values()):
+        print(f"taskscope: {untimed_sort_words(args.sort)}", file=sys.stderr)
     table = ps_table(
         model,
         include_finished=args.all,
