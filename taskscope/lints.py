@@ -231,8 +231,8 @@ def lock_deadlocks(
 
 
 def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
-    """task id -> how to name the lock it waits for: its name, numbered where two locks of
-    the cycle share one (`second #1`, `second #2`: each task names its locks its own way)."""
+    """task id -> how to name the lock it waits for: its name, or where two locks of the cycle
+    share one, its type and a letter (`Lock A`, `Lock B`)."""
     facts = {task_id: model.tasks[task_id].awaiting for task_id in task_ids}
     names = {task_id: _lock_name(awaiting) for task_id, awaiting in facts.items() if awaiting}
     ids_by_name: dict[str, set[Any]] = {}
@@ -245,10 +245,13 @@ def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
         if len(ids_by_name[name]) == 1:
             labels[task_id] = name
             continue
+        # Two locks of one name (each task names its locks its own way, `first`/`second`):
+        # the name would mislead, so the locks are lettered instead.
         awaiting = facts[task_id]
         object_id = awaiting.facts.get("id") if awaiting else None
-        number = numbers.setdefault(object_id, len(numbers) + 1)
-        labels[task_id] = f"{name} #{number}"
+        number = numbers.setdefault(object_id, len(numbers))
+        kind = (awaiting.facts.get("type") if awaiting else None) or "lock"
+        labels[task_id] = f"{kind} {chr(ord('A') + number % 26)}"
     return labels
 
 
