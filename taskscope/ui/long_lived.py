@@ -5,8 +5,11 @@ CPython's collector walks all of it (60-130 ms at 10,000 tasks here) and a key w
 After a full snapshot the picture is frozen (`gc.freeze()`, by the main screen), and what
 survives each later full pass (the records and nodes that updates made since) is frozen too:
 the next full pass walks only what came after. Frozen objects are still freed by reference
-counting when dropped; only a reference cycle among them that became garbage would stay until
-the dashboard ends (`release()` gives them back). Python 3.14's collector is incremental, with
+counting when dropped; a reference cycle among them that became garbage (a removed tree node and
+its parent link) would stay, so every `THAW_EVERY` full passes everything is given back to the
+collector instead, and the next full pass, a long one, frees those cycles: what a long session
+leaks is bounded by about a minute's worth of them. `release()` gives everything back when the
+dashboard ends. Python 3.14's collector is incremental, with
 pauses of its own measure: it is left alone there.
 """
 
@@ -18,10 +21,21 @@ from typing import Any
 
 #: Whether survivors of full passes are frozen on this Python.
 FREEZES = sys.version_info < (3, 14)
+#: Every this many full passes (about one a second while updates come), the frozen objects go
+#: back to the collector, so the next full pass frees the reference cycles among them.
+THAW_EVERY = 60
+
+_passes = 0
 
 
 def _after_a_pass(phase: str, info: dict[str, Any]) -> None:
-    if phase == "stop" and info.get("generation") == 2:
+    global _passes
+    if phase != "stop" or info.get("generation") != 2:
+        return
+    _passes += 1
+    if _passes % THAW_EVERY == 0:
+        gc.unfreeze()  # the next full pass walks everything once, and frees dead cycles
+    else:
         gc.freeze()  # the younger generations were merged into this pass: all survived it
 
 

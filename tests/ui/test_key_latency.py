@@ -12,8 +12,10 @@ never timed (figures come from benchmarks/ui_scale.py).
 from __future__ import annotations
 
 import gc
+import weakref
 from typing import Any
 
+import pytest
 from textual import events
 from textual.pilot import Pilot
 
@@ -194,6 +196,41 @@ def test_the_survivors_of_a_full_collection_are_kept_out_of_the_next_ones() -> N
     # AND the dashboard gives everything back to the collector when it ends
     assert gc.get_freeze_count() == 0
     assert not _after_a_pass_installed()
+
+
+def test_every_so_many_full_passes_the_frozen_cycles_go_back_to_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not long_lived.FREEZES:
+        pytest.skip("survivors are not frozen on this Python (an incremental collector)")
+    monkeypatch.setattr(long_lived, "THAW_EVERY", 3)
+    monkeypatch.setattr(long_lived, "_passes", 0)
+    released: list[bool] = []
+
+    class Node:
+        def __init__(self) -> None:
+            self.parent: Node | None = None
+            self.children: list[Node] = []
+
+    long_lived.keep()
+    try:
+        # GIVEN a reference cycle (a tree node and its child) frozen by a full pass, then dropped
+        parent, child = Node(), Node()
+        parent.children.append(child)
+        child.parent = parent
+        watched = weakref.ref(parent, lambda _ref: released.append(True))
+        gc.collect()
+        assert gc.get_freeze_count() > 0
+        del parent, child
+        # WHEN full passes go on: the first ones keep it (frozen), the thaw's next one frees it
+        gc.collect()
+        assert watched() is not None
+        gc.collect()  # the third pass: everything goes back to the collector
+        gc.collect()
+        # THEN the cycle is freed
+        assert watched() is None and released
+    finally:
+        long_lived.release()
 
 
 def _after_a_pass_installed() -> bool:
