@@ -114,7 +114,7 @@ class _Cluster:
     """The members of one cluster and what judging them needs: which are waiting tasks, and
     each waiting task's future."""
 
-    __slots__ = ("futures", "index", "members", "task_slots", "tasks")
+    __slots__ = ("futures", "index", "members", "primitives", "task_slots", "tasks")
 
     def __init__(self) -> None:
         #: First, an object nothing else references: its count is what the judging code's own
@@ -127,6 +127,8 @@ class _Cluster:
         self.futures: list[int] = []
         #: positions of the tasks the caller's list holds once more (the look's own list).
         self.task_slots: set[int] = set()
+        #: positions of the primitives whose waiters are in the cluster.
+        self.primitives: list[int] = []
 
     def add(self, obj: Any) -> bool:
         """Adds `obj`; False when the cluster is too large."""
@@ -248,6 +250,7 @@ def _build_cluster(first: Any, held_by_look: set[int]) -> _Cluster | None:
             seen_primitives.add(id(primitive))
             if not cluster.add(primitive):
                 return None
+            cluster.primitives.append(cluster.index[id(primitive)])
             for attributes in gc.get_referents(primitive):
                 # Its instance dict, when there is one (the agent's lock notes make one):
                 # the primitive's own, as its waiter deques are.
@@ -317,6 +320,11 @@ def _judge(cluster: _Cluster) -> tuple[list[bool], list[bool]] | None:
             return None  # a reference counted twice: do not trust this cluster
         if outside:
             held.append(position)
+    if len(cluster.primitives) == 1 and cluster.primitives[0] in held:
+        # The one primitive is held from outside: through its deques it reaches every
+        # waiter's future, and through their wakeups every waiting task (the usual case).
+        nothing = [False] * len(cluster.tasks)
+        return nothing, nothing[:]
     reached = _reachable(edges, held, through=set())
     # Weak references keep nothing alive (so not the tasks), but a registry of them (a
     # WeakValueDictionary, a WeakSet: references with a callback) can still hand out the
