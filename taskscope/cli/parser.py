@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     ps = looking("ps", "a table of the process's tasks")
     ps.add_argument("-a", "--all", action="store_true", help="include finished tasks")
     ps.add_argument(
-        "--warnings", action="store_true", help="only the tasks that have a warning (and them)"
+        "--warnings",
+        action="store_true",
+        help="only the tasks that have a warning, then the warnings",
     )
     ps.add_argument(
         "--sort",
