@@ -111,8 +111,9 @@ def assert_names_the_blocking_line(stall: dict[str, Any], seconds: float) -> Non
     assert innermost == {"function": "block", "file": str(SCRIPT), "line": BLOCKING_LINE}
     assert stall["stack"][-2]["function"] == "blocker"
     # Timed, the length is exact; watched from the agent's thread, good to a quarter of the
-    # threshold either way (and a loaded machine may stretch the block itself).
-    assert seconds - 0.03 <= stall["duration"] <= seconds + 0.5
+    # threshold either way, or to half the time the machine kept the agent's thread from
+    # running (a loaded machine may also stretch the block itself).
+    assert seconds - 0.1 <= stall["duration"] <= seconds + 0.5
 
 
 @pytest.mark.parametrize("timed", [False, True], ids=["watched", "timed"])
