@@ -132,7 +132,8 @@ class Samples:
         """The stack seen most often (the first of those seen as often)."""
         best: Sampled = ()
         most = 0
-        for stack, count in self.counts.items():
+        # A copy (made in one C call): the agent's thread may be adding to it meanwhile.
+        for stack, count in list(self.counts.items()):
             if count > most:
                 best, most = stack, count
         return best
