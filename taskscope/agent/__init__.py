@@ -78,8 +78,8 @@ def install(
     time_steps: time every step of every loop (default off, or $TASKSCOPE_TIME_STEPS=1):
         each task's steps, busy time, longest step, when it last ran and since when it
         waits, each loop's steps per second and busy share, and exact stalls. It costs the
-        loop thread about half a microsecond per step (README, "Cost"); not with
-        `track_tasks` off.
+        loop thread 0.5-1 microsecond per step (README, "Speed"); not with `track_tasks`
+        off.
     """
     global _fork_hooks_registered
     with _lock:

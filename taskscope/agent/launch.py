@@ -22,7 +22,7 @@ USAGE = (
     "  --stall-threshold S   keep the steps that hold the loop longer than S seconds "
     "(default 0.1)\n"
     "  --time-steps  time every step: busy time and steps per task and loop (costs the loop "
-    "about half a microsecond per step)"
+    "0.5-1 microsecond per step)"
 )
 
 

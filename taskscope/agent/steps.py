@@ -13,8 +13,8 @@ threshold is kept as a stall, with the stack seen most often while it ran (the b
 and its task (the loop's current task). Its start and length are good to about a quarter of
 the threshold; a step still running past the threshold is an ongoing stall.
 
-Timed steps (`time_steps`, off by default: it costs the loop thread about half a microsecond
-per step): `StepTimer` puts a timed version of `Handle._run` on the class, which calls the
+Timed steps (`time_steps`, off by default: it costs the loop thread 0.5-1 microsecond per
+step): `StepTimer` puts a timed version of `Handle._run` on the class, which calls the
 original and notes, around it, two `perf_counter()` readings and a few counters: per loop
 (`LoopRecord`: steps, busy seconds, when the current step began) and per task (`TaskMeta`:
 steps, busy, longest, last step's start and end). A task's step callback is a method of the task
