@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from taskscope.agent.cycles import strongly_connected
 from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
 from taskscope.protocol import WireSnapshot
 
@@ -193,7 +194,7 @@ def lock_deadlocks(
     release anything the set waits for. `edges`: each pending task's waits (the holders of
     its lock, else the tasks it awaits all of); `lock_waits`: the tasks waiting on a lock,
     and its holders."""
-    for component in _strongly_connected(edges):
+    for component in strongly_connected(edges):
         members = set(component)
         if len(component) == 1:
             only = component[0]
@@ -294,49 +295,6 @@ def _cycle_order(
 def _id_order(task_id: str) -> tuple[int, str]:
     number = task_id.rpartition(":")[2]
     return (int(number) if number.isdigit() else 0, task_id)
-
-
-def _strongly_connected(edges: dict[str, list[str]]) -> list[list[str]]:
-    """Tarjan's strongly connected components, iteratively (deep graphs do not recurse)."""
-    index_of: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    components: list[list[str]] = []
-    counter = 0
-    for root in edges:
-        if root in index_of:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index_of[node] = low[node] = counter
-                counter += 1
-                stack.append(node)
-                on_stack.add(node)
-            targets = edges.get(node, [])
-            if position < len(targets):
-                work.append((node, position + 1))
-                target = targets[position]
-                if target not in index_of:
-                    work.append((target, 0))
-                elif target in on_stack:
-                    low[node] = min(low[node], index_of[target])
-                continue
-            if low[node] == index_of[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                components.append(component)
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-    return components
 
 
 # --- facts the agent found ----------------------------------------------------------------------

@@ -3,19 +3,30 @@ await graph (waiter -> the tasks it awaits)."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
+
+_Node = TypeVar("_Node", bound=Hashable)
+
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
-    """Strongly connected components of more than one task (Tarjan, iterative)."""
-    index_of: dict[int, int] = {}
-    low: dict[int, int] = {}
-    on_stack: set[int] = set()
-    stack: list[int] = []
-    cycles: list[list[int]] = []
+    """Strongly connected components of more than one task, each sorted, in sorted order."""
+    return sorted(sorted(group) for group in strongly_connected(edges) if len(group) > 1)
+
+
+def strongly_connected(edges: Mapping[_Node, Sequence[_Node]]) -> list[list[_Node]]:
+    """Every strongly connected component of the graph (Tarjan, iterative: deep graphs do not
+    recurse), a lone node included; the client's lints use it too (taskscope/lints.py)."""
+    index_of: dict[_Node, int] = {}
+    low: dict[_Node, int] = {}
+    on_stack: set[_Node] = set()
+    stack: list[_Node] = []
+    components: list[list[_Node]] = []
     counter = 0
     for root in edges:
         if root in index_of:
             continue
-        work: list[tuple[int, int]] = [(root, 0)]
+        work: list[tuple[_Node, int]] = [(root, 0)]
         while work:
             node, child_index = work.pop()
             if child_index == 0:
@@ -44,9 +55,8 @@ def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
                     component.append(member)
                     if member == node:
                         break
-                if len(component) > 1:
-                    cycles.append(sorted(component))
+                components.append(component)
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
-    return sorted(cycles)
+    return components
