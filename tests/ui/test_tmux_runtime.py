@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from taskscope.protocol import socket_path
+from tests.helpers import spawn
 from tests.ui.test_tmux_e2e import REPO, Terminal, detail_title, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -30,31 +30,13 @@ BLOCKING_LINE = next(
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "taskscope.agent.launch", str(TARGET), str(tmp_path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def target(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """The target started with the agent, once it said it is ready and the socket is there."""
+    started = spawn(str(TARGET), workdir=str(tmp_path)).wait_ready(30)
     try:
-        wait_for(
-            lambda: (
-                (
-                    (tmp_path / f"ready-{process.pid}").exists()
-                    and os.path.exists(socket_path(process.pid))
-                )
-                or process.poll() is not None
-            ),
-            30,
-            "the target's ready file and socket",
-        )
-        assert process.poll() is None, "the target exited early"
-        yield process
+        yield started.process
     finally:
-        process.kill()
-        process.wait()
+        started.kill()
 
 
 @pytest.fixture
@@ -100,14 +82,14 @@ def clear_filter(terminal: Terminal) -> None:
     on_screen(terminal, lambda: line_with(terminal, "filter:") is None, 10, "the filter cleared")
 
 
-def quit_dashboard(terminal: Terminal, target: subprocess.Popen[bytes]) -> None:
+def quit_dashboard(terminal: Terminal, target: subprocess.Popen[str]) -> None:
     terminal.keys("q")
     wait_for(lambda: not terminal.alive(), 15, "the dashboard to exit")
     assert target.poll() is None
 
 
 def test_the_stalls_view_names_the_task_and_the_blocking_line(
-    target: subprocess.Popen[bytes], terminal: Terminal
+    target: subprocess.Popen[str], terminal: Terminal
 ) -> None:
     attach(terminal, target.pid)
     # b: the stall the target's indexer caused, over since, with its blocking line.
@@ -128,7 +110,7 @@ def test_the_stalls_view_names_the_task_and_the_blocking_line(
 
 
 def test_a_lock_deadlock_is_marked_and_names_who_holds_the_lock(
-    target: subprocess.Popen[bytes], terminal: Terminal
+    target: subprocess.Popen[str], terminal: Terminal
 ) -> None:
     attach(terminal, target.pid)
     # The deadlocked transfer-a: marked ⚠, and its lock's holder named.
