@@ -37,6 +37,7 @@ from taskscope.protocol import (
     Request,
     SnapshotReply,
     StackReply,
+    TimeStepsReply,
     WireDelta,
     WireSnapshot,
     directory_is_private,
@@ -293,6 +294,11 @@ class AgentClient:
         for delta in reply["deltas"]:
             fill_texts(delta, "changed")
         return reply
+
+    def time_steps(self, on: bool) -> bool:
+        """Turn the agent's step timing on or off; whether it times every step now."""
+        reply = cast(TimeStepsReply, self._request(Request("time_steps", on=on)))
+        return bool(reply["on"])
 
     def subscribe(self, interval: float = 0.5) -> Iterator[tuple[str, WireSnapshot | WireDelta]]:
         """The first snapshot, then deltas as the agent sends them, until the agent goes."""

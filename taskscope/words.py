@@ -748,7 +748,19 @@ def warnings_summary(findings: Sequence[FindingFacts], model: TasksByID) -> str:
 def untimed_sort_words(sort: str) -> str:
     """Why `ps --sort busy|steps` keeps the tasks in id order: the agent did not time steps."""
     return (
-        f"the {sort} figures need the steps timed, which is off by default: start the program "
-        "with `taskscope run --time-steps` (or TASKSCOPE_TIME_STEPS=1, or "
-        "install(time_steps=True)); tasks listed by id"
+        f"the {sort} figures need the steps timed, which is off by default: add --time-steps "
+        "to turn it on in the running process (or start it with `taskscope run --time-steps`, "
+        "TASKSCOPE_TIME_STEPS=1 or install(time_steps=True)); tasks listed by id"
+    )
+
+
+def time_steps_words(pid: object, timed: bool, wait: float = 0.0) -> str:
+    """What turning the step timing of process `pid` on or off did (`--time-steps`,
+    `taskscope time-steps`)."""
+    if not timed:
+        return f"step timing is off in process {pid}: asyncio runs its steps untimed again"
+    waiting = f"; waiting {wait:g} s for the first figures" if wait > 0 else ""
+    return (
+        f"step timing is on in process {pid} (0.5-1 µs a step; figures count from now; "
+        f"`taskscope time-steps --off {pid}` turns it off){waiting}"
     )

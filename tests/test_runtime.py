@@ -254,3 +254,70 @@ def test_sorting_by_busy_without_timed_steps_says_how_to_time_them(launched: Any
     assert "BUSY" not in result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--time-steps" in lines[0], result.stderr
+
+
+def whose_handle_run(target: Target, asked: int) -> str:
+    """Ask the target whose `Handle._run` runs its steps now (its `asked`-th question)."""
+    target.file(f"ask-{target.pid}-{asked}").write_text("ask")
+
+    def told() -> str | None:
+        path = target.file(f"notes-{target.pid}")
+        words = path.read_text().split() if path.exists() else []
+        return next((w.split(":")[1] for w in words if w.startswith(f"run-{asked}:")), None)
+
+    return str(wait_for(told, timeout=30, what="the target to say whose Handle._run runs"))
+
+
+def test_step_timing_is_turned_on_and_off_in_a_running_process(launched: Any) -> None:
+    # GIVEN a program started WITHOUT --time-steps
+    target = launched(seconds=0.3)
+    assert whose_handle_run(target, 1) == "events.py"
+    # WHEN a user asks for the busiest tasks first, turning the timing on
+    result = run_cli("ps", "--sort", "busy", "--time-steps", str(target.pid), timeout=60)
+    # THEN the CPU-burning task comes first, with the figures, and stderr says what happened
+    assert result.returncode == 0, result.stderr
+    assert "step timing is on" in result.stderr and "--off" in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    at = next(index for index, line in enumerate(lines) if line.split()[:1] == ["ID"])
+    assert "BUSY" in lines[at] and "STEPS" in lines[at]
+    assert "burner" in lines[at + 1].split(), result.stdout
+    assert whose_handle_run(target, 2) == "steps.py"
+    burner = next(task for task in snapshot(target.pid)["tasks"] if task["name"] == "burner")
+    assert burner["steps"] >= 1 and burner["busy_s"] > 0
+    # (the loop's rates are measured now: they need a first sample after the switch)
+    wait_for(lambda: "steps_per_s" in snapshot(target.pid)["loops"][0], what="measured rates")
+    # AND a block is now timed exactly, with its task and line
+    block_once(target)
+    assert noted(target, "handle_run:steps.py")
+    assert_names_the_blocking_line(the_stall(dump(target.pid)), 0.3)
+    # WHEN it is turned off again
+    result = run_cli("time-steps", "--off", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    assert "step timing is off" in result.stderr
+    # THEN asyncio's own Handle._run runs the steps, the figures are gone, the program goes on
+    assert whose_handle_run(target, 3) == "events.py"
+    snap = snapshot(target.pid)
+    assert all("steps" not in task for task in snap["tasks"])
+    assert "steps_per_s" not in snap["loops"][0]
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert err == ""
+
+
+def test_a_bad_time_steps_request_is_refused_and_the_agent_keeps_serving(
+    launched: Any,
+) -> None:
+    from taskscope.client import ClientError
+    from taskscope.protocol import Request
+
+    target = launched()
+    with AgentClient(target.pid) as client:
+        for bad in ("yes", 1, None, {"code": "x"}):
+            request = Request("time_steps", on=bad)  # type: ignore[arg-type]
+            with pytest.raises(ClientError, match="'on' must be true or false"):
+                client._request(request)
+        # The same connection goes on: a snapshot, and a valid request answered with the state
+        assert client.snapshot()["tasks"]
+        assert client.time_steps(False) is False
+        assert client.time_steps(True) is True
+    assert whose_handle_run(target, 1) == "steps.py"

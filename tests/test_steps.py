@@ -318,3 +318,81 @@ def test_an_untimed_loops_busy_share_is_estimated_from_the_watchdogs_looks() -> 
     idle, busy = shares
     assert idle < 0.2
     assert busy > 0.8
+
+
+def test_timing_is_turned_on_and_off_while_the_loop_runs() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        timer = tracker.steps
+        assert timer is not None and not timer.timed
+
+        async def ticker() -> None:
+            for _ in range(1_000_000):
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker(), name="ticker")
+        await asyncio.sleep(0.01)
+        assert "steps" not in _record(SnapshotBuilder(tracker).build(), "ticker")
+        # WHEN it is turned on: the agent's Handle._run goes around asyncio's
+        assert timer.set_timed(True) is None and timer.timed
+        assert events.Handle._run.__wrapped__ is ORIGINAL_RUN  # type: ignore[attr-defined]
+        assert timer.set_timed(True) is None  # again: nothing changes
+        await asyncio.sleep(0.01)
+        on = _record(SnapshotBuilder(tracker).build(), "ticker")
+        assert on["steps"] >= 1
+        # WHEN it is turned off: asyncio's own again, and no figures (the records are new)
+        assert timer.set_timed(False) is None and not timer.timed
+        assert events.Handle._run is ORIGINAL_RUN
+        await asyncio.sleep(0.01)
+        off = _record(SnapshotBuilder(tracker).build(), "ticker")
+        assert "steps" not in off and "busy_s" not in off
+        # AND on again: the figures count from then, not from the first time
+        meta = tracker.meta_of(task)
+        assert meta is not None
+        timer.set_timed(True)
+        assert (meta.steps, meta.busy, meta.longest) == (0, 0.0, 0.0)
+        before = time.perf_counter()
+        await asyncio.sleep(0.01)
+        again = _record(SnapshotBuilder(tracker).build(), "ticker")
+        assert again["steps"] >= 1 and meta.last_ran >= before
+        timer.set_timed(False)
+        task.cancel()
+
+    _with_tracker(scenario, timed=False)
+
+
+def test_timing_is_not_taken_off_from_under_another_tools_wrapper() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        timer = tracker.steps
+        assert timer is not None
+        ours = events.Handle._run
+
+        @functools.wraps(ours)
+        def their_run(self: events.Handle) -> None:
+            ours(self)
+
+        events.Handle._run = their_run  # type: ignore[method-assign]
+        try:
+            # THEN turning it off is refused, saying why, and theirs stays
+            refusal = timer.set_timed(False)
+            assert refusal is not None and "another tool" in refusal
+            assert timer.timed and events.Handle._run is their_run
+        finally:
+            events.Handle._run = ours  # type: ignore[method-assign]
+
+    _with_tracker(scenario, timed=True)
+
+
+def test_timing_needs_task_tracking() -> None:
+    async def main() -> None:
+        tracker = Tracker(track_tasks=False)
+        tracker.install()
+        try:
+            timer = tracker.steps
+            assert timer is not None
+            refusal = timer.set_timed(True)
+            assert refusal is not None and "task tracking" in refusal
+            assert events.Handle._run is ORIGINAL_RUN
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())

@@ -96,7 +96,8 @@ def test_oversized_and_truncated_input_close_the_connection_only(start: Any) -> 
 
 def test_there_is_no_request_that_runs_code() -> None:
     # detach runs no code sent by the client: it stops the agent, as uninstall() does; flight
-    # hands out what the agent's flight recorder kept.
+    # hands out what the agent's flight recorder kept; time_steps takes a boolean only and puts
+    # the agent's own timed Handle._run on (or takes it off).
     assert REQUEST_TYPES == {
         "hello",
         "snapshot",
@@ -105,6 +106,7 @@ def test_there_is_no_request_that_runs_code() -> None:
         "cancel",
         "detach",
         "flight",
+        "time_steps",
     }
 
 

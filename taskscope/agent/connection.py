@@ -1,5 +1,5 @@
 """One client of the agent's server: its buffers, its subscription, and the answer to each
-of its requests (hello, snapshot, subscribe, stack, cancel, detach, flight). The server
+of its requests (hello, snapshot, subscribe, stack, cancel, detach, flight, time_steps). The server
 (`server.py`) accepts it, admits it and gives it turns on its thread; everything the
 connection says goes through here.
 """
@@ -47,6 +47,7 @@ from taskscope.protocol import (
     SnapshotReply,
     StackFrame,
     StackReply,
+    TimeStepsReply,
     WireDelta,
     WireSnapshot,
     WireTask,
@@ -300,6 +301,9 @@ class Connection:
         elif request.type == "flight":
             self.send(self.flight(request))
             return True
+        elif request.type == "time_steps":
+            self.send(self.time_steps(request))
+            return True
         elif request.type == "detach":
             detach: DetachReply = {"type": "detach", "outcome": "detaching"}
             if request.request_id is not None:
@@ -341,6 +345,19 @@ class Connection:
         if flight is None:
             return _error("flight_off", "the flight recorder is off", request)
         return _flight_reply(flight, request)
+
+    def time_steps(self, request: Request) -> TimeStepsReply | ErrorReply:
+        """Turn step timing on or off (a boolean, nothing else: see `StepTimer.set_timed`)."""
+        timer = self.server.tracker.steps
+        if timer is None:
+            return _error("unavailable", "this agent watches no steps", request)
+        refused = timer.set_timed(request.on)
+        if refused is not None:
+            return _error("unavailable", refused, request)
+        reply: TimeStepsReply = {"type": "time_steps", "on": timer.timed}
+        if request.request_id is not None:
+            reply["re"] = request.request_id
+        return reply
 
     def stack(self, request: Request) -> StackReply:
         tracker = self.server.tracker

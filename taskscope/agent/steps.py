@@ -200,6 +200,55 @@ class StepTimer:
             self._step_codes = _wrapped_codes(self._timed_run)
             events.Handle._run = self._timed_run  # type: ignore[method-assign,assignment]
 
+    def set_timed(self, on: bool) -> str | None:
+        """Turn step timing on or off in a running process (agent thread; the `time_steps`
+        request). On: a timed `Handle._run` goes on the class around whatever is there; the
+        tasks' figures count from now. Off: asyncio's (or whoever's was there) goes back.
+        Each loop's rate samples and untimed watch start over, so busy shares never mix
+        measured and estimated seconds, and the cached task records are made again. Returns
+        why it cannot be done (None: done, or already so)."""
+        on = bool(on)
+        if on == self.timed:
+            return None
+        if on and not self.tracker.track_tasks:
+            return "step timing needs task tracking, which is off in this process"
+        if not self._installed:  # not hooked yet: `install` does it
+            self.timed = on
+            return None
+        if on:
+            original = events.Handle._run
+            timed_run = self._make_timed_run(original)
+            self._original_run = original
+            self._timed_run = timed_run
+            self._step_codes = self._step_codes | _wrapped_codes(timed_run)
+            self._restart_figures()
+            self.timed = True
+            events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
+            return None
+        if events.Handle.__dict__.get("_run") is not self._timed_run:
+            return "another tool has wrapped Handle._run since the timing was turned on"
+        events.Handle._run = self._original_run  # type: ignore[method-assign,assignment]
+        # The timed one's code stays in `_step_codes`: a step it began may still be running.
+        self._timed_run = None
+        self.timed = False
+        self._restart_figures()
+        return None
+
+    def _restart_figures(self) -> None:
+        """After timing was turned on or off: what was noted the other way is left behind."""
+        self.unmet.clear()
+        for record in list(self.tracker.loops.values()):
+            record.rate_samples.clear()
+            record.step_watch = None
+            record.last_look = None
+            record.stall_sample = None
+        for meta in list(self.tracker.task_metas().values()):
+            meta.steps = 0
+            meta.busy = meta.longest = 0.0
+            meta.last_ran = meta.last_end = 0.0
+            meta.rec_steps = -1  # its cached record is made again (with, or without, figures)
+        self.next_watch = 0.0
+
     def uninstall(self) -> None:
         """Put `Handle._run` back; when someone has wrapped ours since, leave theirs and stop
         timing (ours then only calls the original)."""

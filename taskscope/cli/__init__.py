@@ -44,6 +44,7 @@ from taskscope.cli.tasks import (
     cmd_cancel,
     cmd_detach,
     cmd_stack,
+    cmd_time_steps,
     resolve_task as resolve_task,
 )
 from taskscope.sources import ClientError
@@ -60,6 +61,7 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "run": cmd_run,
     "detach": cmd_detach,
+    "time-steps": cmd_time_steps,
     "otel": cmd_otel,
     "record": cmd_record,
     "attach": cmd_attach,

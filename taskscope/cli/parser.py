@@ -123,8 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--sort",
         choices=PS_SORTS,
         default=None,
-        help="busiest, most stepped (with `taskscope run --time-steps`) or oldest first, or "
+        help="busiest, most stepped (with --time-steps) or oldest first, or "
         "by name (default: by id)",
+    )
+    ps.add_argument(
+        "--time-steps",
+        action="store_true",
+        help="turn step timing on in the process first (it stays on), and wait a second for "
+        "the busy and steps figures",
     )
     tree = looking("tree", "the task tree, with what each task awaits")
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
@@ -199,7 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
         "internal, run by ssh for `ssh://HOST PID`: relays the agent's protocol between "
         "stdin/stdout and the agent of PID on this host",
     )
+    time_steps = with_pid(
+        "time-steps",
+        "turn step timing on in a running process (busy and steps figures, stalls timed "
+        "exactly; 0.5-1 µs a step), or off with --off",
+    )
+    time_steps.add_argument(
+        "--off", action="store_true", help="turn it off: asyncio runs its steps untimed again"
+    )
     attach = with_pid("attach", "open the live dashboard on a process")
+    attach.add_argument(
+        "--time-steps",
+        action="store_true",
+        help="turn step timing on in the process first (it stays on after the dashboard)",
+    )
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
     )

@@ -10,7 +10,7 @@ import sys
 import time
 
 from taskscope.cli.exits import EXIT_ERROR, EXIT_USAGE
-from taskscope.cli.sources import open_source
+from taskscope.cli.sources import open_source, turn_time_steps
 from taskscope.sources import Capability, ClientError, SnapshotUpdate, Source
 
 
@@ -159,6 +159,12 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     # The dashboard follows pushed updates and cancels: the live agent only, no fallback.
     source = open_source(args, needs=Capability.PUSH | Capability.CANCEL)
+    if args.time_steps:
+        try:
+            turn_time_steps(source, args, on=True)
+        except BaseException:
+            source.close()
+            raise
     if args.record is not None:
         source = _recorded_while_watched(source, args)
     result = run_dashboard(source, interval=args.interval)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -135,14 +136,42 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
     memory with --read-only, or when the agent cannot be loaded there (3.14+); or from a
     recording with --from."""
     if _from_recording(args):
+        if getattr(args, "time_steps", False):
+            raise ClientError("--time-steps times a running process's steps, not a recording's")
         return recorded_snapshot(args)
     source = open_source(args)
     try:
+        if getattr(args, "time_steps", False):
+            turn_time_steps(source, args, on=True, wait=FIRST_FIGURES_WAIT)
         snapshot = source.snapshot()
         _check_loops(source, snapshot)
         return snapshot, source.identity().get("argv")
     finally:
         source.close()
+
+
+#: How long `ps --time-steps` waits after turning the timing on, so that there are figures.
+FIRST_FIGURES_WAIT = 1.0
+
+
+def turn_time_steps(source: Source, args: argparse.Namespace, on: bool, wait: float = 0.0) -> None:
+    """Turn the step timing of the process's agent on or off (`--time-steps`, `taskscope
+    time-steps`), saying so on stderr; with `wait`, then wait that long, for figures to be
+    made. ClientError (one line) when the source is not one agent, or the agent refuses."""
+    from taskscope.sources.live import LiveSource
+    from taskscope.words import time_steps_words
+
+    if not isinstance(source, LiveSource):
+        raise ClientError(
+            "step timing is turned on in one process's agent: give the PID of one process "
+            "(a worker, not its parent), without --read-only"
+        )
+    timed = source.command_client().time_steps(on)
+    remote = getattr(args, "remote", None)
+    where = args.pid if remote is None else f"{remote} {args.pid}"
+    print(f"taskscope: {time_steps_words(where, timed, wait)}", file=sys.stderr, flush=True)
+    if timed and wait > 0:
+        time.sleep(wait)
 
 
 def _from_recording(args: argparse.Namespace) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskscope.cli.exits import EXIT_ERROR
-from taskscope.cli.sources import open_source, remote_client
+from taskscope.cli.sources import open_source, remote_client, turn_time_steps
 from taskscope.sources import Capability, Source
 
 if TYPE_CHECKING:
@@ -179,6 +179,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"taskscope: {text}", file=sys.stderr)
         return EXIT_ERROR
     print(text)
+    return 0
+
+
+def cmd_time_steps(args: argparse.Namespace) -> int:
+    """`taskscope time-steps PID [--off]`: turn the agent's step timing on or off."""
+    source = open_source(args, needs=Capability.PUSH)  # the live agent, loaded if needed
+    try:
+        turn_time_steps(source, args, on=not args.off)
+    finally:
+        source.close()
     return 0
 
 

@@ -40,9 +40,11 @@ PLAIN: Final = "plain"
 COMPACT: Final = "compact3"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
-RequestType = Literal["hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight"]
+RequestType = Literal[
+    "hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight", "time_steps"
+]
 REQUEST_TYPES: Final[frozenset[str]] = frozenset(
-    {"hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight"}
+    {"hello", "snapshot", "subscribe", "stack", "cancel", "detach", "flight", "time_steps"}
 )
 
 TaskState = Literal["pending", "done", "cancelled", "failed"]
@@ -63,6 +65,7 @@ ErrorCode = Literal[
     "evicted",
     "forbidden",
     "flight_off",
+    "unavailable",
 ]
 
 
@@ -324,6 +327,8 @@ class Request:
     include_finished: bool = True
     #: hello only: the encoding the client asks for (None: it did not ask, plain it is).
     encoding: str | None = None
+    #: time_steps only: whether the agent is to time every step from now on.
+    on: bool = False
 
 
 def _optional_int(raw: dict[str, Any], key: str) -> int | None:
@@ -402,6 +407,11 @@ def parse_request(line: bytes) -> Request:
         return Request("detach", request_id)
     if kind == "flight":
         return Request("flight", request_id)
+    if kind == "time_steps":
+        on = raw.get("on")
+        if not isinstance(on, bool):
+            raise ProtocolError("bad_request", "'on' must be true or false")
+        return Request("time_steps", request_id, on=on)
     message = raw.get("message")
     if message is not None and (not isinstance(message, str) or len(message) > MAX_CANCEL_MESSAGE):
         raise ProtocolError(
@@ -425,6 +435,8 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         wire["interval"] = request.interval
     elif request.type == "stack":
         wire["task"] = request.task_id
+    elif request.type == "time_steps":
+        wire["on"] = request.on
     elif request.type == "cancel":
         wire["task"] = request.task_id
         if request.message is not None:
@@ -501,6 +513,14 @@ class DetachReply(TypedDict):
     outcome: Literal["detaching"]
 
 
+class TimeStepsReply(TypedDict):
+    """The answer to `time_steps`: whether the agent times every step now."""
+
+    type: Literal["time_steps"]
+    re: NotRequired[int]
+    on: bool
+
+
 class ErrorReply(TypedDict):
     type: Literal["error"]
     re: NotRequired[int | None]
@@ -534,6 +554,7 @@ Reply = (
     | CancelReply
     | DetachReply
     | FlightReply
+    | TimeStepsReply
     | ErrorReply
 )
 
