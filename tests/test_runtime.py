@@ -321,3 +321,17 @@ def test_a_bad_time_steps_request_is_refused_and_the_agent_keeps_serving(
         assert client.time_steps(False) is False
         assert client.time_steps(True) is True
     assert whose_handle_run(target, 1) == "steps.py"
+
+
+@needs_attach
+def test_an_agent_loaded_by_ps_time_steps_times_the_steps_at_once(start: Any) -> None:
+    # GIVEN a program that never imported taskscope
+    target = start("runtime.py", "0.3", agent=False).wait_ready()
+    # WHEN `ps --sort busy --time-steps` loads the agent
+    result = run_cli("ps", "--sort", "busy", "--time-steps", str(target.pid), timeout=120)
+    # THEN the burner is listed first, with its figures, and the timed Handle._run runs
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    at = next(index for index, line in enumerate(lines) if line.split()[:1] == ["ID"])
+    assert "BUSY" in lines[at] and "burner" in lines[at + 1].split(), result.stdout
+    assert whose_handle_run(target, 1) == "steps.py"

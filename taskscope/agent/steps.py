@@ -21,6 +21,11 @@ steps, busy, longest, last step's start and end). A task's step callback is a me
 (`__step`, `__wakeup`: their `__self__` is the task on every version). Stalls are then exact:
 the loop thread notes each one when it ends, with the stacks the watchdog sampled meanwhile.
 Everything else (rates, wall-clock times, wire records) is made on the agent's thread.
+
+The timing is turned on or off in a running process too (`StepTimer.set_timed`, the protocol's
+`time_steps` request), on the agent's thread: a swap of the class attribute. The figures then
+start over (tasks' counts, loops' rate samples, the untimed watch), so measured and estimated
+figures never mix; a timed step still running when it is turned off ends as any other.
 """
 
 from __future__ import annotations

@@ -141,3 +141,30 @@ def test_a_lock_deadlock_is_marked_and_names_who_holds_the_lock(
     on_screen(terminal, lambda: line_with(terminal, "idler()") is None, 10, "the idler hidden")
     assert line_with(terminal, "transfer-a", "transfer()") is not None
     quit_dashboard(terminal, target)
+
+
+def test_attach_with_time_steps_turns_the_timing_on_for_the_dashboard(
+    tmp_path: Path, terminal: Terminal
+) -> None:
+    from taskscope.client import AgentClient
+    from tests.helpers import TARGETS
+
+    # GIVEN a program whose agent does not time steps (started without --time-steps)
+    started = spawn(str(TARGETS / "runtime.py"), "0.3", workdir=str(tmp_path)).wait_ready(30)
+    try:
+        env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "45"}
+        if "TASKSCOPE_SOCKET_DIR" in os.environ:
+            env["TASKSCOPE_SOCKET_DIR"] = os.environ["TASKSCOPE_SOCKET_DIR"]
+        # WHEN the dashboard is opened with --time-steps
+        command = [sys.executable, "-m", "taskscope", "attach", str(started.pid), "--time-steps"]
+        terminal.start([*command, "--no-inject"], env)
+        on_screen(terminal, lambda: line_with(terminal, "burner"), 30, "the tasks on screen")
+        # THEN the list has the BUSY and STEPS columns, and the agent times the steps
+        terminal.keys("l")
+        on_screen(terminal, lambda: line_with(terminal, "BUSY", "STEPS"), 15, "the BUSY column")
+        with AgentClient(started.pid) as client:
+            tasks = {task["name"]: task for task in client.snapshot()["tasks"]}
+        assert tasks["burner"].get("steps", 0) >= 1
+        quit_dashboard(terminal, started.process)
+    finally:
+        started.kill()
