@@ -758,7 +758,7 @@ def time_steps_words(pid: object, timed: bool, wait: float = 0.0) -> str:
     """What turning the step timing of process `pid` on or off did (`--time-steps`,
     `taskscope time-steps`)."""
     if not timed:
-        return f"step timing is off in process {pid}: asyncio runs its steps untimed again"
+        return f"step timing is off in process {pid}: asyncio runs its steps untimed"
     waiting = f"; waiting {wait:g} s for the first figures" if wait > 0 else ""
     return (
         f"step timing is on in process {pid} (0.5-1 µs a step; figures count from now; "

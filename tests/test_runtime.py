@@ -335,3 +335,15 @@ def test_an_agent_loaded_by_ps_time_steps_times_the_steps_at_once(start: Any) ->
     at = next(index for index, line in enumerate(lines) if line.split()[:1] == ["ID"])
     assert "BUSY" in lines[at] and "burner" in lines[at + 1].split(), result.stdout
     assert whose_handle_run(target, 1) == "steps.py"
+
+
+def test_time_steps_without_task_tracking_is_refused_in_one_line(launched: Any) -> None:
+    target = launched("--no-track")
+    result = run_cli("time-steps", str(target.pid))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "task tracking" in lines[0], result.stderr
+    # AND turning off what is off is no error
+    result = run_cli("time-steps", "--off", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    assert "step timing is off" in result.stderr

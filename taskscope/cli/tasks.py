@@ -184,7 +184,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_time_steps(args: argparse.Namespace) -> int:
     """`taskscope time-steps PID [--off]`: turn the agent's step timing on or off."""
-    source = open_source(args, needs=Capability.PUSH)  # the live agent, loaded if needed
+    from taskscope.sources import NoAgent
+
+    if args.off:
+        args.no_inject = True  # no agent, no timing: nothing is loaded to turn it off
+    try:
+        source = open_source(args, needs=Capability.PUSH)  # the live agent, loaded if needed
+    except NoAgent:
+        if not args.off or args.remote is not None:
+            raise
+        print(f"process {args.pid} has no taskscope agent: its steps are not timed")
+        return 0
     try:
         turn_time_steps(source, args, on=not args.off)
     finally:

@@ -5,7 +5,7 @@ where a new source goes. Every failure of a source is a `ClientError` whose str(
 line to show.
 """
 
-from taskscope.client import ClientError
+from taskscope.client import ClientError, NoAgent
 from taskscope.sources.base import (
     CancelResult,
     Capability,
@@ -24,6 +24,7 @@ __all__ = [
     "Capability",
     "ClientError",
     "DeltaUpdate",
+    "NoAgent",
     "ProcessIdentity",
     "ProcessInfo",
     "SnapshotUpdate",
