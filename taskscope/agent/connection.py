@@ -1,6 +1,6 @@
 """One client of the agent's server: its buffers, its subscription, and the answer to each
-of its requests (hello, snapshot, subscribe, stack, cancel, detach, flight, time_steps). The server
-(`server.py`) accepts it, admits it and gives it turns on its thread; everything the
+of its requests (hello, snapshot, subscribe, stack, cancel, detach, flight, time_steps). The
+server (`server.py`) accepts it, admits it and gives it turns on its thread; everything the
 connection says goes through here.
 """
 
