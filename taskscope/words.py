@@ -204,6 +204,16 @@ def stall_words(duration: float, ongoing: bool) -> str:
     return f"blocked the loop {step_time_text(duration)}"
 
 
+def stall_mark_text(
+    number: int, of: int, who: str | None, duration: float, ongoing: bool, started_at: float
+) -> str:
+    """Which stall of a recording a replay jumped to: `stall 2 of 5: indexer blocked the loop
+    310ms at 14:02:11` (`who`: the task's name, or the callback's)."""
+    who = who or "a step"
+    clock = time.strftime("%H:%M:%S", time.localtime(started_at))
+    return f"stall {number} of {of}: {who} {stall_words(duration, ongoing)} at {clock}"
+
+
 def no_stalls_words(threshold: float | None) -> str:
     """What the stalls view says when it has nothing to list."""
     if threshold is None:

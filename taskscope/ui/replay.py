@@ -4,12 +4,20 @@ Every view works as on a live process; the app's clock is the moment shown, so a
 countdowns are said at that moment. Keys move in time (step, jump, start, end, a typed time),
 play and pause (space), and change the speed; the header says it is a recording, of which
 process, and which moment is shown; a one-line timeline under it draws the pending tasks over
-the recording with the shown moment marked.
+the recording with the shown moment marked, the stalls the recording holds (`◆`) and the
+sampled moments that had warnings (`!`); `n` and `N` go to just after the next and the
+previous stall.
+
+The timeline is read once, on a worker thread, as the recording opens: every update for its
+pending count and its loops' stalls (the agent keeps a stall in a bounded list, so one stall is
+in many updates: they are told apart by loop and time), and the lints at each keyframe and at
+the end only (`WARNING_SAMPLES` at most), which is what keeps opening a large recording fast.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -17,12 +25,14 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from taskscope.recording import Recording, parse_at
+from taskscope.lints import find_warnings, warning_records
+from taskscope.model import TaskModel
+from taskscope.recording import KEYFRAME, Recording, parse_at
 from taskscope.report import safe_text
 from taskscope.sources.recording import RecordingSource
 from taskscope.ui.app import HELP, TaskscopeApp
 from taskscope.ui.help_screen import HelpScreen
-from taskscope.words import recording_moment
+from taskscope.words import recording_moment, stall_mark_text
 
 #: What the replay keys do, for the help screen.
 HELP.update(
@@ -36,34 +46,144 @@ HELP.update(
         "ask_time": "go to a time: seconds or M:SS from the start, -S from the end, HH:MM:SS",
         "faster": "play faster",
         "slower": "play slower",
+        "stall(1)": "just after the next stall (◆ on the timeline)",
+        "stall(-1)": "just after the previous stall",
     }
 )
 
 BLOCKS = "▁▂▃▄▅▆▇█"
+#: The timeline's marks: a stall started in the cell; warnings were found at a moment in it.
+STALL_MARK = "◆"
+WARNING_MARK = "!"
+#: At most this many moments of a recording are linted for the timeline's warning marks.
+WARNING_SAMPLES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StallMark:
+    """One stall of a recording (one step that held a loop), told apart by loop and time."""
+
+    loop: str
+    started_at: float
+    duration: float
+    task_name: str | None
+    callback: str | None
+    #: The first recorded update that holds the stall over (its stalls view lists it).
+    shown_from: float
+    #: Still running at the last update that held it.
+    ongoing: bool = False
+
+
+@dataclass(slots=True)
+class TimelineFacts:
+    """What the timeline draws, read from every update of a recording."""
+
+    times: list[float] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    #: Every stall, by start.
+    stalls: list[StallMark] = field(default_factory=list)
+    #: The sampled moments that had warnings (keyframes and the end), with how many.
+    warned: list[tuple[float, int]] = field(default_factory=list)
+
+
+def read_timeline(recording: Recording) -> TimelineFacts:
+    """The pending count and stalls of every update of `recording`, and the warnings at its
+    keyframes and its end. A damaged end: what could be read."""
+    facts = TimelineFacts()
+    chunks = recording.chunks
+    stalls: dict[tuple[str, float], StallMark] = {}
+    samples = {index for index, chunk in enumerate(chunks) if chunk.flags == KEYFRAME}
+    if len(samples) > WARNING_SAMPLES:
+        every = len(samples) / WARNING_SAMPLES
+        ordered = sorted(samples)
+        samples = {ordered[int(n * every)] for n in range(WARNING_SAMPLES)}
+    samples.add(len(chunks) - 1)
+    try:
+        for index, (at, state) in enumerate(recording.states()):
+            facts.times.append(at)
+            facts.pending.append(sum(task["state"] == "pending" for task in state["tasks"]))
+            for loop in state.get("loops", ()):
+                for stall in loop.get("stalls", ()):
+                    _note_stall(stalls, str(loop["id"]), stall, at)
+            if index in samples:
+                found = _warnings_in(state)
+                if found:
+                    facts.warned.append((at, found))
+    except Exception:  # a damaged end: the timeline shows what could be read
+        pass
+    facts.stalls = sorted(stalls.values(), key=lambda mark: (mark.started_at, mark.loop))
+    return facts
+
+
+def _note_stall(
+    stalls: dict[tuple[str, float], StallMark], loop: str, stall: dict[str, Any], at: float
+) -> None:
+    """Keep one mark per stall: its first sighting, then the first one where it had ended
+    (its whole length), which is where a jump to it lands. A stall's record while it runs
+    says its start a microsecond apart from the record once it ended (the agent works it out
+    from another clock): the two are one stall when their times overlap, as two steps of one
+    loop never do."""
+    started_at = float(stall["started_at"])
+    duration = float(stall["duration"])
+    key = (loop, started_at)
+    known = stalls.get(key)
+    if known is None:
+        key, known = next(
+            (
+                (other_key, other)
+                for other_key, other in stalls.items()
+                if other.loop == loop
+                and other.started_at < started_at + duration
+                and started_at < other.started_at + other.duration
+            ),
+            (key, None),
+        )
+    if known is not None and not known.ongoing:
+        return
+    ongoing = bool(stall.get("ongoing"))
+    stalls.pop(key, None)
+    stalls[(loop, started_at)] = StallMark(
+        loop=loop,
+        started_at=started_at,
+        duration=duration,
+        task_name=stall.get("task_name"),
+        callback=stall.get("callback"),
+        shown_from=at if known is None or not ongoing else known.shown_from,
+        ongoing=ongoing,
+    )
+
+
+def _warnings_in(state: dict[str, Any]) -> int:
+    """How many warnings the lints find in one recorded state (the records a warning can be
+    about only: a model of every record would cost far more)."""
+    model = TaskModel.from_snapshot(warning_records(state))  # type: ignore[arg-type]
+    return len(find_warnings(model))
 
 
 class TimelineRead(Message):
-    def __init__(self, times: list[float], pending: list[int]) -> None:
+    def __init__(self, facts: TimelineFacts) -> None:
         super().__init__()
-        self.times = times
-        self.pending = pending
+        self.facts = facts
 
 
 class Timeline(Static):
-    """One line: pending tasks over the recording (one cell per slice of time), the slice of
-    the shown moment in reverse."""
+    """One line: pending tasks over the recording (one cell per slice of time), a `◆` where a
+    stall started, a `!` where warnings were found, the slice of the shown moment in reverse."""
 
     DEFAULT_CSS = "Timeline { height: 1; }"
 
     def __init__(self, recording: Recording) -> None:
         super().__init__(id="timeline")
         self.recording = recording
-        self.times: list[float] = []
-        self.pending: list[int] = []
+        self.facts = TimelineFacts()
         self.position = recording.end
 
-    def set_counts(self, times: list[float], pending: list[int]) -> None:
-        self.times, self.pending = times, pending
+    @property
+    def pending(self) -> list[int]:
+        return self.facts.pending
+
+    def set_facts(self, facts: TimelineFacts) -> None:
+        self.facts = facts
         self.refresh()
 
     def show_position(self, at: float) -> None:
@@ -77,10 +197,11 @@ class Timeline(Static):
 
     def render(self) -> Text:
         width = max(1, self.content_region.width or 80)
-        if not self.pending:
+        facts = self.facts
+        if not facts.pending:
             return Text("reading the recording for its timeline…", style="italic dim")
         cells: list[int] = [-1] * width
-        for at, count in zip(self.times, self.pending, strict=True):
+        for at, count in zip(facts.times, facts.pending, strict=True):
             cell = self.cell_of(at, width)
             cells[cell] = max(cells[cell], count)
         last = 0
@@ -88,10 +209,17 @@ class Timeline(Static):
             cells[index] = last = value if value >= 0 else last
         top = max(max(cells), 1)
         here = self.cell_of(self.position, width)
+        stalled = {self.cell_of(stall.started_at, width) for stall in facts.stalls}
+        warned = {self.cell_of(at, width) for at, _count in facts.warned}
         text = Text()
         for index, value in enumerate(cells):
-            block = BLOCKS[min(len(BLOCKS) - 1, value * (len(BLOCKS) - 1) // top)]
-            text.append(block, style="reverse bold" if index == here else "cyan")
+            if index in stalled:
+                mark, style = STALL_MARK, "bold red"
+            elif index in warned:
+                mark, style = WARNING_MARK, "bold yellow"
+            else:
+                mark, style = BLOCKS[min(len(BLOCKS) - 1, value * (len(BLOCKS) - 1) // top)], "cyan"
+            text.append(mark, style="reverse bold" if index == here else style)
         return text
 
 
@@ -110,6 +238,8 @@ class ReplayApp(TaskscopeApp):
         Binding("colon", "ask_time", "Go to time", key_display=":"),
         Binding("plus", "faster", "Faster", key_display="+"),
         Binding("minus", "slower", "Slower", key_display="-"),
+        Binding("n", "stall(1)", "Next stall"),
+        Binding("N", "stall(-1)", "Previous stall", key_display="N", show=False),
     ]
 
     def __init__(self, source: RecordingSource, **options: object) -> None:
@@ -118,6 +248,8 @@ class ReplayApp(TaskscopeApp):
         self.strip = Timeline(source.recording)
         self.timeline = self.strip
         self._time_box: Input | None = None
+        #: The timeline (and its stalls) has been read.
+        self.timeline_read = False
 
     def start_feed(self) -> None:
         super().start_feed()
@@ -136,19 +268,12 @@ class ReplayApp(TaskscopeApp):
 
     @work(thread=True, group="timeline")
     def _read_timeline(self) -> None:
-        times: list[float] = []
-        pending: list[int] = []
-        try:
-            for at, state in self.recording_source.recording.states():
-                times.append(at)
-                pending.append(sum(task["state"] == "pending" for task in state["tasks"]))
-        except Exception:  # a damaged end: the timeline shows what could be read
-            pass
-        self.post_message(TimelineRead(times, pending))
+        self.post_message(TimelineRead(read_timeline(self.recording_source.recording)))
 
     @on(TimelineRead)
     def _timeline_read(self, message: TimelineRead) -> None:
-        self.strip.set_counts(message.times, message.pending)
+        self.timeline_read = True
+        self.strip.set_facts(message.facts)
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -200,6 +325,38 @@ class ReplayApp(TaskscopeApp):
     def action_slower(self) -> None:
         self.recording_source.slower()
         self._moved()
+
+    def action_stall(self, direction: int) -> None:
+        """Go to just after the next (1) or previous (-1) stall: the first update that holds
+        it whole, so the stalls view and the detail show it."""
+        if not self.timeline_read:
+            self.notify("Still reading the recording for its stalls", timeout=3)
+            return
+        stalls = self.strip.facts.stalls
+        if not stalls:
+            self.notify("This recording holds no stall", timeout=3)
+            return
+        position = self.recording_source.position
+        order = sorted(range(len(stalls)), key=lambda i: (stalls[i].shown_from, i))
+        if direction > 0:
+            chosen = next((i for i in order if stalls[i].shown_from > position), None)
+        else:
+            chosen = next((i for i in reversed(order) if stalls[i].shown_from < position), None)
+        if chosen is None:
+            self.notify(f"No {'later' if direction > 0 else 'earlier'} stall", timeout=3)
+            return
+        stall = stalls[chosen]
+        self.recording_source.seek(stall.shown_from)
+        self._moved()
+        text = stall_mark_text(
+            chosen + 1,
+            len(stalls),
+            stall.task_name or stall.callback,
+            stall.duration,
+            stall.ongoing,
+            stall.started_at,
+        )
+        self.notify(safe_text(text), timeout=4)
 
     def action_ask_time(self) -> None:
         if self._time_box is not None:
