@@ -11,7 +11,9 @@ appear, move, finish and leave. `taskscope record PID -o FILE --duration S --int
 it as a user would. Then: the file's size (and, when --seconds is under 600, the size of ten
 minutes at the same rate, marked as projected); the time to open it (read its index), and to
 read the state at --reads random times and at its end (`snapshot_at`), lowest, median and
-highest; and `taskscope dump --from FILE --at T` end to end at the slowest of those times.
+highest; `taskscope dump --from FILE --at T` end to end at the slowest of those times; and
+the replay's timeline read (every update's pending count and stalls, the lints at keyframes and
+the end only), next to the lints of one state, which every update would cost.
 --keep FILE keeps the recording; --read FILE measures an existing one without recording.
 """
 
@@ -31,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "benchmarks" / "targets" / "recording_target.py"
 sys.path.insert(0, str(REPO))
 
-from taskscope.recording import open_recording  # noqa: E402
+from taskscope.recording import KEYFRAME, Recording, open_recording  # noqa: E402
 
 GOAL_MB_PER_10_MIN = 50.0
 GOAL_READ_S = 1.0
@@ -148,7 +150,30 @@ def measure(path: Path, args: argparse.Namespace, recorded: float | None) -> int
         f"  `taskscope dump --from FILE --at {at_arg}` end to end: {whole:.2f} s "
         f"({len(dumped.stdout) / 1e6:.1f} MB of JSON, interpreter start included)"
     )
+    measure_timeline(recording)
     return 0
+
+
+def measure_timeline(recording: Recording) -> None:
+    """What `taskscope replay` reads for its timeline (on a worker thread, the dashboard open
+    meanwhile), and why it lints a few moments only."""
+    from taskscope.lints import find_warnings, warning_records
+    from taskscope.model import TaskModel
+    from taskscope.ui.replay import read_timeline
+
+    begun = time.perf_counter()
+    facts = read_timeline(recording)
+    read_s = time.perf_counter() - begun
+    samples = sum(chunk.flags == KEYFRAME for chunk in recording.chunks) + 1
+    state = recording.snapshot_at(recording.end)
+    begun = time.perf_counter()
+    find_warnings(TaskModel.from_snapshot(warning_records(state)))  # type: ignore[arg-type]
+    one_s = time.perf_counter() - begun
+    print(
+        f"  replay's timeline read: {read_s:.2f} s ({len(facts.stalls)} stalls; lints at "
+        f"{samples} moments, {one_s * 1000:.0f} ms each; at every update they would add "
+        f"{one_s * len(recording.chunks):.1f} s)"
+    )
 
 
 if __name__ == "__main__":
