@@ -11,7 +11,7 @@ previous stall.
 The timeline is read once, on a worker thread, as the recording opens: every update for its
 pending count and its loops' stalls (the agent keeps a stall in a bounded list, so one stall is
 in many updates: they are told apart by loop and time), and the lints at each keyframe and at
-the end only (`WARNING_SAMPLES` at most), which is what keeps opening a large recording fast.
+the end only (`WARNING_SAMPLES` keyframes at most), which keeps opening a large recording fast.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class StallMark:
     duration: float
     task_name: str | None
     callback: str | None
-    #: The first recorded update that holds the stall over (its stalls view lists it).
+    #: The first recorded update that holds the stall ended (its stalls view lists it).
     shown_from: float
     #: Still running at the last update that held it.
     ongoing: bool = False
@@ -106,7 +106,10 @@ def read_timeline(recording: Recording) -> TimelineFacts:
                 for stall in loop.get("stalls", ()):
                     _note_stall(stalls, str(loop["id"]), stall, at)
             if index in samples:
-                found = _warnings_in(state)
+                try:
+                    found = _warnings_in(state)
+                except Exception:  # records the lints cannot read: no mark, the rest goes on
+                    found = 0
                 if found:
                     facts.warned.append((at, found))
     except Exception:  # a damaged end: the timeline shows what could be read
