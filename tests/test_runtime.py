@@ -102,7 +102,9 @@ def the_stall(snap: dict[str, Any]) -> dict[str, Any]:
     return dict(stalls[0])
 
 
-def assert_names_the_blocking_line(stall: dict[str, Any], seconds: float) -> None:
+def assert_names_the_blocking_line(
+    stall: dict[str, Any], seconds: float, short_by: float = 0.1
+) -> None:
     assert stall["task_name"] == "blocker"
     assert stall["task"] is not None
     assert stall["callback"] is None
@@ -113,7 +115,7 @@ def assert_names_the_blocking_line(stall: dict[str, Any], seconds: float) -> Non
     # Timed, the length is exact; watched from the agent's thread, good to a quarter of the
     # threshold either way, or to half the time the machine kept the agent's thread from
     # running (a loaded machine may also stretch the block itself).
-    assert seconds - 0.1 <= stall["duration"] <= seconds + 0.5
+    assert seconds - short_by <= stall["duration"] <= seconds + 0.5
 
 
 @pytest.mark.parametrize("timed", [False, True], ids=["watched", "timed"])
@@ -235,13 +237,14 @@ needs_attach = pytest.mark.skipif(
 @needs_attach
 def test_a_block_is_kept_by_an_attached_agent(start: Any) -> None:
     # GIVEN a program that never imported taskscope, and an agent loaded by `dump`
-    target = start("runtime.py", "0.3", agent=False).wait_ready()
+    target = start("runtime.py", "0.6", agent=False).wait_ready()
     first = dump(target.pid)
     assert blocker_stalls(first) == []
-    # WHEN its task blocks the loop 300 ms
+    # WHEN its task blocks the loop 600 ms (an agent just loaded, on a loaded CI machine, once
+    # saw too little of a 300 ms block to keep it: the watch samples from the agent's thread)
     block_once(target)
     # THEN the next dump lists the stall with the task's name and line
-    assert_names_the_blocking_line(the_stall(dump(target.pid)), 0.3)
+    assert_names_the_blocking_line(the_stall(dump(target.pid)), 0.6, short_by=0.3)
 
 
 def test_sorting_by_busy_without_timed_steps_says_how_to_time_them(launched: Any) -> None:
