@@ -160,8 +160,13 @@ def test_attach_cancel_a_task_with_keys_and_quit(
     terminal.keys("y")
 
     # The target itself saw the CancelledError.
-    wait_for((workdir / f"cancelled-{process.pid}").exists, 15, "the victim's cancelled file")
-    assert (workdir / f"cancelled-{process.pid}").read_text() == "victim cancelled\n"
+    cancelled = workdir / f"cancelled-{process.pid}"
+    # The file is made, then written: wait for its line, not only for the file.
+    wait_for(
+        lambda: cancelled.exists() and cancelled.read_text() == "victim cancelled\n",
+        15,
+        "the victim's cancelled line",
+    )
     wait_for(lambda: "⊘ cancelled" in terminal.screen(), 15, "the outcome on screen")
 
     # q quits: the pane's process exits and the session closes.
