@@ -251,10 +251,16 @@ class ViewOptions:
 
 def matches(task: TaskInfo, needle: str) -> bool:
     """Case-insensitive match on id, name, coroutine and what the task awaits."""
-    needle = needle.lower()
-    if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
+    if matches_itself(task, needle):
         return True
-    return task.awaiting is not None and needle in awaiting_label(task.awaiting).lower()
+    return task.awaiting is not None and needle.lower() in awaiting_label(task.awaiting).lower()
+
+
+def matches_itself(task: TaskInfo, needle: str) -> bool:
+    """Case-insensitive match on the task's own id, name or coroutine: after `/victim`, the
+    task named victim rather than the one awaiting it, for the cursor to land on."""
+    needle = needle.lower()
+    return needle in task.name.lower() or needle in task.coro.lower() or needle == task.id
 
 
 # --- stalls ---------------------------------------------------------------------------------

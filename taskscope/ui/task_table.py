@@ -20,6 +20,7 @@ from taskscope.ui.task_display import (
     has_figures,
     made_by_asyncio,
     marker,
+    matches_itself,
     sort_key,
 )
 from taskscope.words import count_text, cycle_note, step_time_text
@@ -40,6 +41,7 @@ class TaskTable(RowList):
         self.warned: frozenset[str] = frozenset()
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
+        new_filter = options.filter if options.filter != self.options.filter else ""
         self.model = model
         self.options = options
         self.figures = has_figures(model)
@@ -47,6 +49,13 @@ class TaskTable(RowList):
         shown = [task for task in model.tasks.values() if options.shows(task, now)]
         shown.sort(key=sort_key(options.sort))
         self.set_rows([task.id for task in shown])
+        if new_filter:
+            # On the first task named like the filter, not one that only awaits it.
+            current = model.tasks.get(self.cursor_key or "")
+            if current is None or not matches_itself(current, new_filter):
+                named = next((t.id for t in shown if matches_itself(t, new_filter)), None)
+                if named is not None:
+                    self.select_key(named)
 
     def header(self) -> Text:
         if self.figures:

@@ -37,6 +37,7 @@ from taskscope.ui.task_display import (
     coro_text,
     made_by_asyncio,
     marker,
+    matches_itself,
     sort_key,
 )
 from taskscope.words import awaiting_label, count_text, cycle_note, step_time_text
@@ -138,6 +139,7 @@ class TaskTree(Tree[str]):
     def rebuild(self, model: TaskModel, options: ViewOptions) -> None:
         """Build every node afresh: for a new snapshot or new view options, never per delta."""
         self._prepare(model)
+        new_filter = options.filter if options.filter != self.options.filter else ""
         self.options = options
         selected = self.selected_task
         self.clear()
@@ -155,7 +157,10 @@ class TaskTree(Tree[str]):
         for task in shown:
             self._place(task.id, set())
         self.get_node_at_line(0)  # lays the new lines out, for the cursor to find its node
-        if selected is not None and self._is_shown_for_itself(selected, now):
+        named = self._first_named(new_filter, selected) if new_filter else None
+        if named is not None:
+            self.select_task(named)
+        elif selected is not None and self._is_shown_for_itself(selected, now):
             self.select_task(selected)
         elif self._task_nodes:
             # Not on a task shown only as the context of a match: on the first match.
@@ -169,6 +174,22 @@ class TaskTree(Tree[str]):
         """The task passes the view's filter (not only shown as an ancestor of one that does)."""
         task = self.model.tasks.get(task_id)
         return task is not None and task_id in self._task_nodes and self.options.shows(task, now)
+
+    def _first_named(self, needle: str, selected: str | None) -> str | None:
+        """After a new filter: the first task from the top whose own name, coroutine or id
+        matches it, unless the selected task's does (None: keep the usual choice)."""
+        tasks = self.model.tasks
+        chosen = tasks.get(selected) if selected in self._task_nodes else None
+        if chosen is not None and matches_itself(chosen, needle):
+            return None
+        pending = list(reversed(self.root.children))
+        while pending:
+            node = pending.pop()
+            task = tasks.get(node.data) if node.data is not None else None
+            if task is not None and matches_itself(task, needle):
+                return task.id
+            pending.extend(reversed(node.children))
+        return None
 
     def _first_shown(self) -> str | None:
         """The first task from the top that is shown for itself, not as context."""

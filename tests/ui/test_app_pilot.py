@@ -319,6 +319,39 @@ def test_filter_keeps_ancestors_of_matches_as_context() -> None:
     run_app(scenario)
 
 
+def test_a_filter_puts_the_cursor_on_the_task_named_not_on_the_one_awaiting_it() -> None:
+    # main awaits victim directly, so "task victim" is main's awaiting text: main matches the
+    # filter too, and comes first. The cursor must still land on victim (c would end the
+    # program otherwise), in the tree and in the table.
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        victim = wire_task("40", "victim", "victim", awaiting=awaiting("sleep", seconds_left=9))
+        victim["awaited_by"] = ["41"]
+        waiter = wire_task(
+            "41",
+            "waiter",
+            "supervise",
+            awaiting=awaiting("task", ["40"], object={"task": "victim"}),
+        )
+        applied = app.updates_applied
+        source.push(delta([waiter, victim]))
+        await until(pilot, lambda: app.updates_applied > applied)
+        assert app.task_tree.select_task("41")
+        await pilot.press("slash", *"victim", "enter")
+        await until(pilot, lambda: app.options.filter == "victim", what="the filter")
+        assert app.task_tree.task_ids == {"40", "41"}
+        await until(pilot, lambda: app.task_tree.selected_task == "40", what="victim selected")
+        assert app.main.selected == "40"
+        # The table: the same filter typed anew lands on victim too.
+        await pilot.press("escape", "l")
+        await until(pilot, lambda: app.options.filter == "", what="the filter cleared")
+        table = app.query_one(TaskTable)
+        assert table.select_key("41")
+        await pilot.press("slash", *"victim", "enter")
+        await until(pilot, lambda: table.cursor_key == "40", what="victim's row under the cursor")
+
+    run_app(scenario)
+
+
 def test_s_cycles_sort_by_name_and_state() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
