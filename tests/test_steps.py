@@ -5,13 +5,14 @@ records of tasks whose steps moved are new while the others stay the same object
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import threading
 import time
 from asyncio import events
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,8 +27,14 @@ ORIGINAL_RUN = events.Handle._run
 
 
 def _with_tracker(
-    scenario: Callable[[Tracker], Awaitable[None]], timed: bool = True, debug: bool = False
+    scenario: Callable[[Tracker], Awaitable[None]],
+    timed: bool = True,
+    debug: bool = False,
+    restores: Callable[[events.Handle], None] = ORIGINAL_RUN,
 ) -> None:
+    """Run `scenario` in a new loop with a tracker installed, then check that uninstalling
+    put back `restores` (asyncio's own `Handle._run` unless another tool's was there)."""
+
     async def main() -> None:
         tracker = Tracker(time_steps=timed)
         tracker.install()
@@ -37,7 +44,29 @@ def _with_tracker(
             tracker.uninstall()
 
     asyncio.run(main(), debug=debug)
-    assert events.Handle._run is ORIGINAL_RUN
+    assert events.Handle._run is restores
+
+
+@contextlib.contextmanager
+def _watchdog(tracker: Tracker) -> Iterator[None]:
+    """Look for stalls every 10 ms from another thread while the block runs, as the agent's
+    server thread does."""
+    timer = tracker.steps
+    assert timer is not None
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            timer.watch(time.monotonic())
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _record(snapshot: WireSnapshot, name: str) -> WireTask:
@@ -187,23 +216,9 @@ def test_a_blocking_callback_is_a_stall_with_its_name() -> None:
         time.sleep(0.15)
 
     async def scenario(tracker: Tracker) -> None:
-        timer = tracker.steps
-        assert timer is not None
-        stop = threading.Event()
-
-        def watchdog() -> None:  # what the agent's server thread does
-            while not stop.is_set():
-                timer.watch(time.monotonic())
-                time.sleep(0.01)
-
-        thread = threading.Thread(target=watchdog)
-        thread.start()
-        try:
+        with _watchdog(tracker):
             asyncio.get_running_loop().call_soon(hold_the_loop)
             await asyncio.sleep(0.2)
-        finally:
-            stop.set()
-            thread.join()
         snapshot = SnapshotBuilder(tracker).build()
         stalls = snapshot["loops"][0]["stalls"]
         assert len(stalls) == 1, stalls
@@ -251,23 +266,9 @@ def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
             time.sleep(0.15)
 
         async def scenario(tracker: Tracker) -> None:
-            timer = tracker.steps
-            assert timer is not None
-            stop = threading.Event()
-
-            def watchdog() -> None:
-                while not stop.is_set():
-                    timer.watch(time.monotonic())
-                    time.sleep(0.01)
-
-            thread = threading.Thread(target=watchdog)
-            thread.start()
-            try:
+            with _watchdog(tracker):
                 asyncio.get_running_loop().call_soon(hold_the_loop)
                 await asyncio.sleep(0.2)
-            finally:
-                stop.set()
-                thread.join()
             # THEN the stall names the callback, not their wrapper or asyncio's method
             (stall,) = SnapshotBuilder(tracker).build()["loops"][0]["stalls"]
             assert stall["callback"] == hold_the_loop.__qualname__
@@ -275,17 +276,8 @@ def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
             # AND with steps timed, the agent's wrapper goes around theirs
             assert events.Handle._run is their_run or tracker.steps.timed
 
-        async def main(timed: bool) -> None:
-            tracker = Tracker(time_steps=timed)
-            tracker.install()
-            try:
-                await scenario(tracker)
-            finally:
-                tracker.uninstall()
-            assert events.Handle._run is their_run
-
-        asyncio.run(main(False))
-        asyncio.run(main(True))
+        _with_tracker(scenario, timed=False, restores=their_run)
+        _with_tracker(scenario, timed=True, restores=their_run)
     finally:
         events.Handle._run = original  # type: ignore[method-assign]
 
@@ -294,25 +286,11 @@ def test_an_untimed_loops_busy_share_is_estimated_from_the_watchdogs_looks() -> 
     shares: list[float] = []
 
     async def scenario(tracker: Tracker) -> None:
-        timer = tracker.steps
-        assert timer is not None
-        stop = threading.Event()
-
-        def watchdog() -> None:
-            while not stop.is_set():
-                timer.watch(time.monotonic())
-                time.sleep(0.01)
-
-        thread = threading.Thread(target=watchdog)
-        thread.start()
-        try:
+        with _watchdog(tracker):
             await asyncio.sleep(0.6)  # idle
             shares.append(SnapshotBuilder(tracker).build()["loops"][0]["busy_share"])
             time.sleep(1.2)  # noqa: ASYNC251 (busy: the loop thread is in this step all along)
             shares.append(SnapshotBuilder(tracker).build()["loops"][0]["busy_share"])
-        finally:
-            stop.set()
-            thread.join()
 
     _with_tracker(scenario, timed=False)
     idle, busy = shares
