@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from taskscope.protocol import socket_path
+from taskscope.recording import open_recording
 
 TARGETS = Path(__file__).parent / "targets"
 REPO = Path(__file__).parent.parent
@@ -111,6 +113,42 @@ def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env=env,
     )
+
+
+def recorded_updates(path: Path) -> int:
+    """Updates in a recording being written (0 while it cannot be read yet)."""
+    try:
+        return len(open_recording(path).chunks)
+    except Exception:  # not written yet
+        return 0
+
+
+def record_around_a_cue(
+    target: Target, path: Path, *, cue: str, done: str, before: int, after: int
+) -> str:
+    """Record `target` to `path` with the real `taskscope record` (every 0.1 s): once `before`
+    updates are in, write the target's cue file `cue`, wait for its file `done`, let `after`
+    more updates in, and stop the recorder with Ctrl-C as a user would. The recorder's stderr."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    recorder = subprocess.Popen(
+        [sys.executable, "-m", "taskscope", "record", str(target.pid), "-o", str(path),
+         "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: recorded_updates(path) >= before, what="the first updates recorded")
+        target.file(cue).write_text("go")
+        wait_for(target.file(done).exists, what=f"the target's {done}")
+        enough = recorded_updates(path) + after
+        wait_for(lambda: recorded_updates(path) >= enough, what=f"updates after {done}")
+        recorder.send_signal(signal.SIGINT)
+        _out, err = recorder.communicate(timeout=20)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.communicate()
+    assert recorder.returncode == 0, err
+    return err
 
 
 def mount_proc_in(root: Path) -> None:

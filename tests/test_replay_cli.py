@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,38 +12,15 @@ from typing import Any
 import pytest
 
 from taskscope.recording import open_recording
-from tests.helpers import REPO, Target, run_cli, wait_for
-
-
-def _chunks(path: Path) -> int:
-    try:
-        return len(open_recording(path).chunks)
-    except Exception:  # not written yet
-        return 0
+from tests.helpers import Target, record_around_a_cue, run_cli, wait_for
 
 
 def record_with_a_finish(target: Target, path: Path) -> None:
     """Record `target` (tests/targets/replay_steps.py) with `taskscope record`, cue its
     waiter to finish in the middle, and stop the recorder with Ctrl-C."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    recorder = subprocess.Popen(
-        [sys.executable, "-m", "taskscope", "record", str(target.pid), "-o", str(path),
-         "--interval", "0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: _chunks(path) >= 3, what="the first updates recorded")
-        target.file(f"finish-{target.pid}").write_text("go")
-        wait_for(target.file(f"finished-{target.pid}").exists, what="the waiter to finish")
-        after = _chunks(path) + 3
-        wait_for(lambda: _chunks(path) >= after, what="updates after the finish")
-        recorder.send_signal(signal.SIGINT)
-        _out, err = recorder.communicate(timeout=20)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.communicate()
-    assert recorder.returncode == 0, err
+    err = record_around_a_cue(
+        target, path, cue=f"finish-{target.pid}", done=f"finished-{target.pid}", before=3, after=3
+    )
     assert "recorded" in err
 
 

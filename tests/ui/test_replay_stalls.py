@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,40 +17,17 @@ from taskscope.recording import open_recording
 from taskscope.sources.recording import RecordingSource
 from taskscope.ui.help_screen import HelpScreen
 from taskscope.ui.replay import STALL_MARK, WARNING_MARK, ReplayApp, read_timeline
-from tests.helpers import REPO, Target, wait_for
+from tests.helpers import REPO, Target, record_around_a_cue
 from tests.ui.harness import SIZE, screen_text, until
 
 EXIT_WARNINGS = 4
 
 
-def _chunks(path: Path) -> int:
-    try:
-        return len(open_recording(path).chunks)
-    except Exception:  # not written yet
-        return 0
-
-
 def _record_a_stall(target: Target, path: Path) -> None:
     """Record `target` with `taskscope record`, cue its stall in the middle, stop with Ctrl-C."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    recorder = subprocess.Popen(
-        [sys.executable, "-m", "taskscope", "record", str(target.pid), "-o", str(path),
-         "--interval", "0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: _chunks(path) >= 5, what="the first updates recorded")
-        target.file(f"stall-{target.pid}").write_text("go")
-        wait_for(target.file(f"stalled-{target.pid}").exists, what="the stall to end")
-        after = _chunks(path) + 8
-        wait_for(lambda: _chunks(path) >= after, what="updates after the stall")
-        recorder.send_signal(signal.SIGINT)
-        _out, err = recorder.communicate(timeout=20)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.communicate()
-    assert recorder.returncode == 0, err
+    record_around_a_cue(
+        target, path, cue=f"stall-{target.pid}", done=f"stalled-{target.pid}", before=5, after=8
+    )
 
 
 def _lint(path: Path, *at: str) -> subprocess.CompletedProcess[str]:
