@@ -205,10 +205,11 @@ def delta(
     removed: Sequence[str] = (),
     cycles: list[list[str]] | None = None,
     tasks: int = 10,
+    loops: list[WireLoop] | None = None,
 ) -> WireDelta:
     return {
         "taken_at": NOW,
-        "loops": [wire_loop(tasks)],
+        "loops": [wire_loop(tasks)] if loops is None else loops,
         "changed": changed,
         "removed": list(removed),
         "cycles": [["7", "8"]] if cycles is None else cycles,

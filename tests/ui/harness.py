@@ -48,6 +48,7 @@ def run_app(
     *,
     clock: Callable[[], float] | None = None,
     messages: list[object] | None = None,
+    size: tuple[int, int] = SIZE,
     **options: Any,
 ) -> TaskscopeApp:
     """Run `scenario` against a dashboard on a fake source, after the first snapshot is in."""
@@ -56,7 +57,7 @@ def run_app(
 
     async def main() -> None:
         hook = messages.append if messages is not None else None
-        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        async with app.run_test(size=size, message_hook=hook) as pilot:
             await until(pilot, lambda: app.updates_applied >= 1, what="the first snapshot")
             await pilot.pause()
             await scenario(app, pilot, source)

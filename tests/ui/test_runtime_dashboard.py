@@ -7,7 +7,6 @@ eating the loop), WHEN the test presses keys or pushes deltas, THEN the screen s
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from textual.pilot import Pilot
@@ -31,7 +30,7 @@ from tests.ui.fakes import (
     wire_loop,
     wire_task,
 )
-from tests.ui.harness import Clock, run_app, screen_text, until
+from tests.ui.harness import run_app, screen_text, until
 
 
 def detail_text(app: TaskscopeApp, part: str) -> str:
@@ -245,9 +244,7 @@ def test_detail_pane_names_the_lock_holder_and_jumps_to_it() -> None:
 def timed_delta(steps_per_s: float, busy_share: float, lag: float) -> Any:
     loop = timed_loop(wire_loop(11), steps_per_s=steps_per_s, busy_share=busy_share)
     loop["lag"] = lag
-    update = delta([], tasks=11)
-    update["loops"] = [loop]
-    return update
+    return delta([], tasks=11, loops=[loop])
 
 
 def test_header_draws_steps_busy_and_lag_over_successive_updates() -> None:
@@ -294,14 +291,7 @@ def test_the_sparkline_line_fits_80_columns() -> None:
         assert len(row) <= 80
         assert "3.0k/s" in row and "30%" in row and "250 ms" in row
 
-    app = TaskscopeApp(FakeSource(timed_service()), clock=Clock())
-
-    async def main() -> None:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: app.updates_applied >= 1, what="the first snapshot")
-            await scenario(app, pilot, app.source)  # type: ignore[arg-type]
-
-    asyncio.run(main())
+    run_app(scenario, FakeSource(timed_service()), size=(80, 24))
 
 
 def test_without_figures_the_header_draws_the_lag_alone() -> None:
@@ -409,8 +399,7 @@ def test_a_new_stall_comes_first_and_the_cursor_stays_on_its_stall() -> None:
         stalls = stall_history()
         stalls[1]["ongoing"] = False
         stalls.append({**stalls[0], "started_at": NOW - 1, "duration": 0.5})
-        update = delta([], tasks=11)
-        update["loops"] = [timed_loop(wire_loop(11), stalls=stalls)]
+        update = delta([], tasks=11, loops=[timed_loop(wire_loop(11), stalls=stalls)])
         applied = app.updates_applied
         source.push(update)
         await until(pilot, lambda: app.updates_applied > applied, what="the update")
