@@ -12,6 +12,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
+from taskscope.protocol import WireAwaiting, WireDelta, WireTask
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.process_header import TREND_SAMPLES, TrendLine
@@ -40,6 +41,15 @@ def detail_text(app: TaskscopeApp, part: str) -> str:
 def link_prompts(app: TaskscopeApp) -> list[str]:
     links = app.detail.query_one("#detail-links", OptionList)
     return [str(links.get_option_at_index(i).prompt) for i in range(links.option_count)]
+
+
+async def push_and_apply(
+    app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource, update: WireDelta
+) -> None:
+    """Push `update` from the fake source and wait until the dashboard has applied it."""
+    applied = app.updates_applied
+    source.push(update)
+    await until(pilot, lambda: app.updates_applied > applied, what="the update")
 
 
 # --- sortable columns ------------------------------------------------------------------------
@@ -79,10 +89,9 @@ def test_the_busy_order_follows_each_update_in_the_list() -> None:
         table = app.query_one(TaskTable)
         assert table.keys[0] == "12"
         # WHEN the reporter becomes the busiest task
-        applied = app.updates_applied
         reporter = next(task for task in timed_service()["tasks"] if task["id"] == "4")
-        source.push(delta([timed(reporter, steps=900, busy=20.0, longest=1.2)], tasks=11))
-        await until(pilot, lambda: app.updates_applied > applied, what="the delta")
+        update = delta([timed(reporter, steps=900, busy=20.0, longest=1.2)], tasks=11)
+        await push_and_apply(app, pilot, source, update)
         # THEN it comes first
         assert table.keys[:2] == ["4", "12"]
 
@@ -140,10 +149,16 @@ TRACEBACK = (
 )
 
 
-def test_a_failed_task_shows_its_traceback_bounded() -> None:
+def with_a_traceback() -> tuple[list[WireTask], WireTask]:
+    """The scripted service's tasks, and among them parse-33 (failed), carrying TRACEBACK."""
     tasks = service_tasks()
     failed = next(task for task in tasks if task["id"] == "33")
     failed["traceback"] = TRACEBACK  # type: ignore[typeddict-unknown-key]
+    return tasks, failed
+
+
+def test_a_failed_task_shows_its_traceback_bounded() -> None:
+    tasks, _failed = with_a_traceback()
     long_one = wire_task(
         "40", "deep", "deep", state="failed", parent="1", age=2, finished_ago=1, exception="E()"
     )
@@ -196,30 +211,25 @@ def test_creation_chain_lists_every_frame() -> None:
     run_app(scenario, NoSourceLines(snapshot(tasks)))
 
 
+def transfer(task_id: str, name: str, waiting: WireAwaiting) -> WireTask:
+    """One of the two transfers main gathers, 41 s old, waiting as told."""
+    return wire_task(
+        task_id, name, "transfer", awaiting=waiting, awaited_by=["1"], parent="1", age=41
+    )
+
+
+def lock_held_by(lock: str, holder: str) -> WireAwaiting:
+    """Waiting to acquire `lock`, which task `holder` holds."""
+    held = {"name": lock, "locked": True, "waiters": 1, "holders": [holder]}
+    return awaiting("lock", call="Lock.acquire", object=held)
+
+
 def deadlock() -> list[Any]:
     """transfer-a holds lock a and waits for b; transfer-b holds b and waits for a."""
-    lock_a = {"name": "a", "locked": True, "waiters": 1, "holders": ["21"]}
-    lock_b = {"name": "b", "locked": True, "waiters": 1, "holders": ["22"]}
     return [
         wire_task("1", "main", "main", awaiting=awaiting("gather", ["21", "22"]), age=60),
-        wire_task(
-            "21",
-            "transfer-a",
-            "transfer",
-            awaiting=awaiting("lock", call="Lock.acquire", object=lock_b),
-            awaited_by=["1"],
-            parent="1",
-            age=41,
-        ),
-        wire_task(
-            "22",
-            "transfer-b",
-            "transfer",
-            awaiting=awaiting("lock", call="Lock.acquire", object=lock_a),
-            awaited_by=["1"],
-            parent="1",
-            age=41,
-        ),
+        transfer("21", "transfer-a", lock_held_by("b", "22")),
+        transfer("22", "transfer-b", lock_held_by("a", "21")),
     ]
 
 
@@ -252,9 +262,8 @@ def test_header_draws_steps_busy_and_lag_over_successive_updates() -> None:
         trends = app.main.trends
         # WHEN five more updates come, the loop ever busier
         for step in range(1, 6):
-            applied = app.updates_applied
-            source.push(timed_delta(1000.0 * step, 0.1 * step, 0.001 * step))
-            await until(pilot, lambda n=applied: app.updates_applied > n, what="an update")
+            update = timed_delta(1000.0 * step, 0.1 * step, 0.001 * step)
+            await push_and_apply(app, pilot, source, update)
         # THEN one sample per update and loop, drawn, with the latest figures beside them
         trend = trends.trends["L1"]
         assert list(trend.steps)[-5:] == [1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
@@ -283,9 +292,7 @@ def test_samples_are_bounded() -> None:
 def test_the_sparkline_line_fits_80_columns() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         for step in range(1, 4):
-            applied = app.updates_applied
-            source.push(timed_delta(1000.0 * step, 0.1 * step, 0.25))
-            await until(pilot, lambda n=applied: app.updates_applied > n, what="an update")
+            await push_and_apply(app, pilot, source, timed_delta(1000.0 * step, 0.1 * step, 0.25))
         await pilot.pause()
         row = next(row for row in screen_text(app).splitlines() if "steps/s" in row)
         assert len(row) <= 80
@@ -296,9 +303,7 @@ def test_the_sparkline_line_fits_80_columns() -> None:
 
 def test_without_figures_the_header_draws_the_lag_alone() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
-        applied = app.updates_applied
-        source.push(delta([], tasks=10))
-        await until(pilot, lambda n=applied: app.updates_applied > n, what="an update")
+        await push_and_apply(app, pilot, source, delta([], tasks=10))
         await pilot.pause()
         text = screen_text(app)
         assert "steps/s" not in text and "busy" not in text
@@ -400,9 +405,7 @@ def test_a_new_stall_comes_first_and_the_cursor_stays_on_its_stall() -> None:
         stalls[1]["ongoing"] = False
         stalls.append({**stalls[0], "started_at": NOW - 1, "duration": 0.5})
         update = delta([], tasks=11, loops=[timed_loop(wire_loop(11), stalls=stalls)])
-        applied = app.updates_applied
-        source.push(update)
-        await until(pilot, lambda: app.updates_applied > applied, what="the update")
+        await push_and_apply(app, pilot, source, update)
         assert len(table.keys) == 3
         assert "500 ms" in table.render_row(table.keys[0]).plain
         assert table.cursor_key == first
@@ -474,9 +477,7 @@ def test_a_deadlock_is_marked_counted_filtered_and_said_in_the_detail_pane() -> 
 
 
 def test_a_failure_nobody_retrieved_is_marked_in_the_history_too() -> None:
-    tasks = service_tasks()
-    failed = next(task for task in tasks if task["id"] == "33")
-    failed["traceback"] = TRACEBACK  # type: ignore[typeddict-unknown-key]
+    tasks, failed = with_a_traceback()
     failed["exception_retrieved"] = False  # type: ignore[typeddict-unknown-key]
 
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
@@ -497,26 +498,9 @@ def test_warnings_follow_the_updates() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await until(pilot, lambda: app.main.warnings.texts, what="the first look")
         # WHEN transfer-b gives its lock up and waits on a sleep: no deadlock any more
-        lock_a = {"name": "a", "locked": True, "waiters": 1, "holders": ["21"]}
         freed = [
-            wire_task(
-                "21",
-                "transfer-a",
-                "transfer",
-                awaiting=awaiting("sleep", seconds_left=1.0),
-                awaited_by=["1"],
-                parent="1",
-                age=41,
-            ),
-            wire_task(
-                "22",
-                "transfer-b",
-                "transfer",
-                awaiting=awaiting("lock", call="Lock.acquire", object=lock_a),
-                awaited_by=["1"],
-                parent="1",
-                age=41,
-            ),
+            transfer("21", "transfer-a", awaiting("sleep", seconds_left=1.0)),
+            transfer("22", "transfer-b", lock_held_by("a", "21")),
         ]
         source.push(delta(freed, cycles=[], tasks=3))
         # THEN within a look or two the markers and the count go
