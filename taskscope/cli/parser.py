@@ -74,14 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "remote_pid", type=_pid, nargs="?", metavar="PID", help=argparse.SUPPRESS
         )
-        command.add_argument(
-            "--no-inject",
-            action="store_true",
-            help="fail instead of loading the agent into the process",
-        )
-        command.add_argument(
-            "--timeout", type=float, default=10.0, help="seconds to wait for the agent (default 10)"
-        )
+        _agent_options(command, several=False)
         command.add_argument(
             "--remote-command",
             default=None,
@@ -126,12 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="busiest, most stepped (with --time-steps) or oldest first, or "
         "by name (default: by id)",
     )
-    ps.add_argument(
-        "--time-steps",
-        action="store_true",
-        help="turn step timing on in the process first (it stays on), and wait a second for "
-        "the busy and steps figures",
-    )
+    _time_steps_option(ps, then=", and wait a second for the busy and steps figures")
     tree = looking("tree", "the task tree, with what each task awaits")
     tree.add_argument("-a", "--all", action="store_true", help="include finished tasks")
     looking(
@@ -214,11 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--off", action="store_true", help="turn it off: asyncio runs its steps untimed again"
     )
     attach = with_pid("attach", "open the live dashboard on a process")
-    attach.add_argument(
-        "--time-steps",
-        action="store_true",
-        help="turn step timing on in the process first (it stays on after the dashboard)",
-    )
+    _time_steps_option(attach, stays=" after the dashboard")
     attach.add_argument(
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
     )
@@ -275,11 +259,27 @@ def _port(text: str) -> int:
 
 def _metrics_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("pids", type=_pid, nargs="+", metavar="PID", help="process ids")
+    _agent_options(command, several=True)
+
+
+def _agent_options(command: argparse.ArgumentParser, *, several: bool) -> None:
+    """--no-inject and --timeout: whether and how long to wait for the agent of the process
+    (of each process, when the command takes `several`)."""
+    process, agent = ("a process", "an agent") if several else ("the process", "the agent")
     command.add_argument(
         "--no-inject",
         action="store_true",
-        help="fail instead of loading the agent into a process",
+        help=f"fail instead of loading the agent into {process}",
     )
     command.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for an agent (default 10)"
+        "--timeout", type=float, default=10.0, help=f"seconds to wait for {agent} (default 10)"
+    )
+
+
+def _time_steps_option(command: argparse.ArgumentParser, stays: str = "", then: str = "") -> None:
+    """--time-steps: turn step timing on in the process before the command does its part."""
+    command.add_argument(
+        "--time-steps",
+        action="store_true",
+        help=f"turn step timing on in the process first (it stays on{stays}){then}",
     )
