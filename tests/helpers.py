@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskscope.client import AgentClient
 from taskscope.protocol import socket_path
 from taskscope.recording import open_recording
 
@@ -74,6 +75,23 @@ class Target:
         if self.process.poll() is None:
             self.process.kill()
             self.process.communicate()
+
+
+def notes(target: Target) -> str:
+    """What the target has written to its notes file so far ('' before it writes one)."""
+    path = target.file(f"notes-{target.pid}")
+    return path.read_text() if path.exists() else ""
+
+
+def agent_snapshot(pid: int) -> dict[str, Any]:
+    """A snapshot straight from the agent of `pid`, over its socket (no CLI in between)."""
+    with AgentClient(pid) as client:
+        return dict(client.snapshot())
+
+
+def by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tasks of a snapshot by their names."""
+    return {task["name"]: task for task in snap["tasks"]}
 
 
 def spawn(

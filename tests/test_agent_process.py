@@ -13,26 +13,12 @@ import pytest
 
 from taskscope.client import AgentClient
 from taskscope.protocol import TASK_OPTIONAL_KEYS, TASK_ROW_KEYS
-from tests.helpers import Target, run_cli, wait_for
+from tests.helpers import Target, agent_snapshot, by_name, notes, run_cli, wait_for
 
 #: Every record has these; the others only when they say something (the documented key set
 #: itself is pinned in tests/test_wire.py).
 CONTRACT_TASK_KEYS = set(TASK_ROW_KEYS)
 OPTIONAL_TASK_KEYS = set(TASK_OPTIONAL_KEYS)
-
-
-def snapshot(pid: int) -> dict[str, Any]:
-    with AgentClient(pid) as client:
-        return dict(client.snapshot())
-
-
-def by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["name"]: task for task in snap["tasks"]}
-
-
-def notes(target: Target) -> str:
-    path = target.file(f"notes-{target.pid}")
-    return path.read_text() if path.exists() else ""
 
 
 def test_dump_follows_the_json_contract(start: Any) -> None:
@@ -101,7 +87,7 @@ def test_ps_and_tree_show_the_tasks(start: Any) -> None:
 
 def test_stack_command_shows_source_lines(start: Any) -> None:
     target = start("service.py").wait_ready()
-    worker_id = by_name(snapshot(target.pid))["worker-0"]["id"]
+    worker_id = by_name(agent_snapshot(target.pid))["worker-0"]["id"]
     result = run_cli("stack", str(target.pid), worker_id)
     assert result.returncode == 0, result.stderr
     assert "job = await jobs.get()" in result.stdout
@@ -110,15 +96,15 @@ def test_stack_command_shows_source_lines(start: Any) -> None:
 
 def test_cancel_reaches_the_task(start: Any) -> None:
     target = start("service.py").wait_ready()
-    victim = by_name(snapshot(target.pid))["victim"]
+    victim = by_name(agent_snapshot(target.pid))["victim"]
     result = run_cli("cancel", str(target.pid), victim["id"])
     assert result.returncode == 0, result.stderr
     assert "cancel requested" in result.stdout
     wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
     after = wait_for(
         lambda: (
-            by_name(snapshot(target.pid))["victim"]["state"] == "cancelled"
-            and by_name(snapshot(target.pid))["victim"]
+            by_name(agent_snapshot(target.pid))["victim"]["state"] == "cancelled"
+            and by_name(agent_snapshot(target.pid))["victim"]
         ),
         what="the cancelled state in the snapshot",
     )
@@ -132,10 +118,10 @@ def test_cancel_reaches_the_task(start: Any) -> None:
 
 def test_a_task_that_swallows_cancel_stays_pending(start: Any) -> None:
     target = start("service.py").wait_ready()
-    stubborn = by_name(snapshot(target.pid))["stubborn"]
+    stubborn = by_name(agent_snapshot(target.pid))["stubborn"]
     assert run_cli("cancel", str(target.pid), stubborn["id"]).returncode == 0
     wait_for(lambda: "stubborn ignored a cancel" in notes(target), what="the ignored cancel")
-    assert by_name(snapshot(target.pid))["stubborn"]["state"] == "pending"
+    assert by_name(agent_snapshot(target.pid))["stubborn"]["state"] == "pending"
 
 
 def test_program_output_and_exit_code_are_unchanged(start: Any) -> None:
@@ -156,13 +142,13 @@ def test_blocked_loop_is_reported_while_the_agent_answers(start: Any) -> None:
     target = start("blocked.py", "6").wait_ready()
 
     def blocked_loop() -> dict[str, Any] | None:
-        snap = snapshot(target.pid)
+        snap = agent_snapshot(target.pid)
         loop = snap["loops"][0]
         return snap if loop["blocked_for"] is not None and loop["blocked_for"] > 0.5 else None
 
     snap = wait_for(blocked_loop, timeout=5, what="the loop to be reported blocked")
     started = time.monotonic()
-    snapshot(target.pid)
+    agent_snapshot(target.pid)
     assert time.monotonic() - started < 1.0, "the agent must answer while the loop is blocked"
     loop = snap["loops"][0]
     assert loop["running"] is True
@@ -173,7 +159,7 @@ def test_blocked_loop_is_reported_while_the_agent_answers(start: Any) -> None:
 
 def test_loops_in_threads_started_after_install(start: Any) -> None:
     target = start("threads.py", agent=False).wait_ready()
-    snap = snapshot(target.pid)
+    snap = agent_snapshot(target.pid)
     loops = {loop["thread_name"]: loop for loop in snap["loops"]}
     assert {"loop-0", "loop-1", "loop-2"} <= set(loops)
     tasks = by_name(snap)
@@ -194,7 +180,7 @@ def test_eager_task_factory_keeps_working(start: Any) -> None:
     def with_the_eager_task() -> dict[str, Any] | None:
         # A task done in its first step is in the history once its done callback ran, the
         # loop's next turn: a look taken between the two (a loaded machine) does not have it.
-        tasks = by_name(snapshot(watched.pid))
+        tasks = by_name(agent_snapshot(watched.pid))
         return tasks if "eager-quick" in tasks else None
 
     tasks = wait_for(with_the_eager_task, 10, "the eager task in the history")
@@ -208,7 +194,7 @@ def test_eager_task_factory_keeps_working(start: Any) -> None:
 
 def test_await_cycle_is_listed_and_cancel_does_not_recurse(start: Any) -> None:
     target = start("cycle.py").wait_ready()
-    snap = snapshot(target.pid)
+    snap = agent_snapshot(target.pid)
     tasks = by_name(snap)
     pair = sorted([tasks["cycle-a"]["id"], tasks["cycle-b"]["id"]])
     assert snap["cycles"] == [pair]
@@ -226,7 +212,7 @@ def test_await_cycle_is_listed_and_cancel_does_not_recurse(start: Any) -> None:
 
 def test_history_is_bounded_and_ids_are_stable(start: Any) -> None:
     target = start("churn.py", "30", env={"TASKSCOPE_HISTORY": "5"}).wait_ready()
-    first = snapshot(target.pid)
+    first = agent_snapshot(target.pid)
     finished = [task for task in first["tasks"] if task["state"] != "pending"]
     assert first["history_limit"] == 5
     assert len(finished) == 5
@@ -234,7 +220,7 @@ def test_history_is_bounded_and_ids_are_stable(start: Any) -> None:
     ids_before = {task["name"]: task["id"] for task in first["tasks"] if task["state"] == "pending"}
     target.file(f"spawn-{target.pid}").write_text("go")
     wait_for(lambda: target.file(f"spawned-{target.pid}-1").exists(), what="a new task")
-    second = by_name(snapshot(target.pid))
+    second = by_name(agent_snapshot(target.pid))
     for name, task_id in ids_before.items():
         assert second[name]["id"] == task_id
     all_ids = [int(task["id"]) for task in first["tasks"]]
@@ -342,7 +328,7 @@ def test_subscription_sends_a_snapshot_then_deltas(start: Any) -> None:
 def test_run_options_reach_the_agent(tmp_path: Any) -> None:
     import subprocess
 
-    from tests.helpers import TARGETS, Target
+    from tests.helpers import TARGETS
 
     process = subprocess.Popen(
         [
@@ -363,7 +349,7 @@ def test_run_options_reach_the_agent(tmp_path: Any) -> None:
     target = Target(process, tmp_path, agent=True)
     try:
         target.wait_ready()
-        snap = snapshot(target.pid)
+        snap = agent_snapshot(target.pid)
         assert snap["history_limit"] == 2
         assert len([task for task in snap["tasks"] if task["state"] != "pending"]) == 2
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, Target, run_cli, wait_for
+from tests.helpers import REPO, Target, notes, run_cli, wait_for
 
 needs_attach = pytest.mark.skipif(
     shutil.which("gdb") is None and sys.version_info < (3, 14),
@@ -34,11 +34,6 @@ def tasks_by_name(pid: int) -> dict[str, list[dict[str, Any]]]:
     for task in snapshot(pid)["tasks"]:
         named.setdefault(task["name"], []).append(task)
     return named
-
-
-def notes(target: Target) -> str:
-    path = target.file(f"notes-{target.pid}")
-    return path.read_text() if path.exists() else ""
 
 
 # --- 3. tasks addressed by name ------------------------------------------------------------

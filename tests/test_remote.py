@@ -22,7 +22,7 @@ import pytest
 from taskscope.cli import build_parser, main
 from taskscope.recording import RecordingError, open_recording
 from taskscope.remote import RemoteHost, parse_target
-from tests.helpers import REPO, Target, run_cli, wait_for
+from tests.helpers import REPO, notes, run_cli, wait_for
 from tests.sshd import LoopbackSshd, SshdUnavailable
 
 
@@ -50,11 +50,6 @@ def comparable(text: str) -> list[str]:
     differ in ages, lags and times left, and the columns those widths set."""
     text = re.sub(r"\d+(\.\d+)?\s?(ms|µs|s|m|h)?\b", "N", text)
     return [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
-
-
-def notes(target: Target) -> str:
-    path = target.file(f"notes-{target.pid}")
-    return path.read_text() if path.exists() else ""
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

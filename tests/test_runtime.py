@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from taskscope.client import AgentClient
-from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
+from tests.helpers import REPO, TARGETS, Target, agent_snapshot, run_cli, wait_for
 
 SCRIPT = TARGETS / "runtime.py"
 #: The line of `time.sleep` in the target's block().
@@ -67,11 +67,6 @@ def dump(pid: int) -> dict[str, Any]:
     result = run_cli("dump", str(pid), timeout=60)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
-
-
-def snapshot(pid: int) -> dict[str, Any]:
-    with AgentClient(pid) as client:
-        return dict(client.snapshot())
 
 
 def noted(target: Target, text: str) -> bool:
@@ -162,7 +157,7 @@ def test_an_ongoing_block_is_listed_while_it_lasts(launched: Any) -> None:
     target.file(f"go-{target.pid}").write_text("go")
 
     def ongoing() -> dict[str, Any] | None:
-        stalls = blocker_stalls(snapshot(target.pid))
+        stalls = blocker_stalls(agent_snapshot(target.pid))
         return stalls[-1] if stalls and stalls[-1].get("ongoing") else None
 
     # THEN while it lasts, a stall says so, with the line it is blocked on
@@ -178,7 +173,7 @@ def test_steps_and_busy_time_per_task(launched: Any) -> None:
     wait_for(lambda: noted(target, "stepped"), what="the stepper's steps")
 
     def burnt() -> dict[str, dict[str, Any]] | None:
-        tasks = {task["name"]: task for task in snapshot(target.pid)["tasks"]}
+        tasks = {task["name"]: task for task in agent_snapshot(target.pid)["tasks"]}
         return tasks if tasks["burner"].get("busy_s", 0) > 0.05 else None
 
     tasks = wait_for(burnt, timeout=20, what="the burner's busy time")
@@ -285,10 +280,10 @@ def test_step_timing_is_turned_on_and_off_in_a_running_process(launched: Any) ->
     assert "BUSY" in lines[at] and "STEPS" in lines[at]
     assert "burner" in lines[at + 1].split(), result.stdout
     assert whose_handle_run(target, 2) == "steps.py"
-    burner = next(task for task in snapshot(target.pid)["tasks"] if task["name"] == "burner")
+    burner = next(task for task in agent_snapshot(target.pid)["tasks"] if task["name"] == "burner")
     assert burner["steps"] >= 1 and burner["busy_s"] > 0
     # (the loop's rates are measured now: they need a first sample after the switch)
-    wait_for(lambda: "steps_per_s" in snapshot(target.pid)["loops"][0], what="measured rates")
+    wait_for(lambda: "steps_per_s" in agent_snapshot(target.pid)["loops"][0], what="measured rates")
     # AND a block is now timed exactly, with its task and line
     block_once(target)
     assert noted(target, "handle_run:steps.py")
@@ -299,7 +294,7 @@ def test_step_timing_is_turned_on_and_off_in_a_running_process(launched: Any) ->
     assert "step timing is off" in result.stderr
     # THEN asyncio's own Handle._run runs the steps, the figures are gone, the program goes on
     assert whose_handle_run(target, 3) == "events.py"
-    snap = snapshot(target.pid)
+    snap = agent_snapshot(target.pid)
     assert all("steps" not in task for task in snap["tasks"])
     assert "steps_per_s" not in snap["loops"][0]
     code, _out, err = target.stop()

@@ -14,29 +14,13 @@ import pytest
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.summary import exception_line
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
-from taskscope.client import AgentClient
-from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
-
-
-def snapshot(pid: int) -> dict[str, Any]:
-    with AgentClient(pid) as client:
-        return dict(client.snapshot())
-
-
-def by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {task["name"]: task for task in snap["tasks"]}
-
-
-def notes(target: Target) -> str:
-    path = target.file(f"notes-{target.pid}")
-    return path.read_text() if path.exists() else ""
-
+from tests.helpers import REPO, TARGETS, agent_snapshot, by_name, notes, run_cli, wait_for
 
 # --- lock holders ---------------------------------------------------------------------------
 
 
 def _assert_deadlock_holders(pid: int) -> None:
-    tasks = by_name(snapshot(pid))
+    tasks = by_name(agent_snapshot(pid))
     a, b = tasks["transfer-a"], tasks["transfer-b"]
     # the creation chain: the function that called create_task, then its caller
     for task in (a, b):
@@ -102,7 +86,7 @@ def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None
 def test_lock_holders_can_be_turned_off(start: Any) -> None:
     # GIVEN a program run with the agent, lock holders turned off
     target = start("lock_deadlock.py", env={"TASKSCOPE_LOCK_HOLDERS": "0"}).wait_ready()
-    facts = by_name(snapshot(target.pid))["transfer-a"]["awaiting"]["object"]
+    facts = by_name(agent_snapshot(target.pid))["transfer-a"]["awaiting"]["object"]
     # THEN nothing is said of holders, and asyncio.Lock was never touched
     assert facts["locked"] is True
     assert "holders" not in facts and "holders_unknown" not in facts
@@ -139,7 +123,7 @@ def test_locks_behave_the_same_with_the_agent(tmp_path: Any) -> None:
 
 
 def _assert_failures(pid: int) -> None:
-    tasks = by_name(snapshot(pid))
+    tasks = by_name(agent_snapshot(pid))
     orphan = tasks["orphan"]
     assert orphan["state"] == "failed"
     assert orphan["exception_retrieved"] is False

@@ -16,13 +16,8 @@ from textual.pilot import Pilot
 
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.source import AgentSource
-from tests.helpers import Target, run_cli, wait_for
+from tests.helpers import Target, notes, run_cli, wait_for
 from tests.ui.harness import SIZE, until
-
-
-def notes(target: Target) -> str:
-    path = target.file(f"notes-{target.pid}")
-    return path.read_text() if path.exists() else ""
 
 
 def task_id(app: TaskscopeApp, name: str) -> str:
