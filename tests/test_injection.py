@@ -305,7 +305,7 @@ def test_gdb_missing(start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert target.finish()[0] == 0
 
 
-@pytest.mark.skipif(USES_GDB, reason="3.11-3.13 have no sys.remote_exec: gdb is the only way in")
+@pytest.mark.skipif(USES_GDB, reason="needs 3.14+ (sys.remote_exec): 3.11-3.13 go in with gdb only")
 @pytest.mark.parametrize("mode", ["idle", "sleep"])
 def test_parked_main_thread_reached_without_gdb(
     start, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: str
@@ -514,7 +514,9 @@ def test_313_target_goes_straight_to_gdb(monkeypatch: pytest.MonkeyPatch) -> Non
     assert calls == ["gdb"]
 
 
-@pytest.mark.skipif(VERSION >= (3, 14), reason="the running interpreter really is 3.14+")
+@pytest.mark.skipif(
+    VERSION >= (3, 14), reason="needs an interpreter older than 3.14; this one is 3.14+"
+)
 def test_remote_exec_declines_an_interpreter_of_another_version() -> None:
     # The runner, run by this (older) interpreter, notices it isn't 3.14 and steps aside.
     assert not remote_exec.inject_with_remote_exec(

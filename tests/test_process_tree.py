@@ -21,7 +21,7 @@ import pytest
 from taskscope.fleet import FleetSource, merge_snapshots, split_id
 from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
 
-pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn", reason="the worker-tree tests need uvicorn (pip install uvicorn)")
 
 
 @dataclass

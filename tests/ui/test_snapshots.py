@@ -22,7 +22,8 @@ from tests.ui.harness import SIZE, Clock, until
 
 pytestmark = pytest.mark.skipif(
     __import__("textual").__version__ != "8.2.8",
-    reason="snapshots were taken with Textual 8.2.8",
+    reason="needs Textual 8.2.8, the version the snapshots were taken with "
+    f"(this is {__import__('textual').__version__})",
 )
 
 SnapCompare = Callable[..., bool]
