@@ -69,6 +69,23 @@ def _watchdog(tracker: Tracker) -> Iterator[None]:
         thread.join()
 
 
+@contextlib.contextmanager
+def _another_tools_wrapper() -> Iterator[Callable[[events.Handle], None]]:
+    """Wrap `Handle._run` for the block as another tool would (`functools.wraps` around what
+    is there now), and put back what was there after it. Yields their wrapper."""
+    before = events.Handle._run
+
+    @functools.wraps(before)
+    def their_run(self: events.Handle) -> None:
+        before(self)
+
+    events.Handle._run = their_run  # type: ignore[method-assign]
+    try:
+        yield their_run
+    finally:
+        events.Handle._run = before  # type: ignore[method-assign]
+
+
 def _record(snapshot: WireSnapshot, name: str) -> WireTask:
     for record in snapshot["tasks"]:
         if record["name"] == name and record["state"] == "pending":
@@ -253,14 +270,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
     # GIVEN another tool that wrapped Handle._run before the agent came
-    original = events.Handle._run
-
-    @functools.wraps(original)
-    def their_run(self: events.Handle) -> None:
-        original(self)
-
-    events.Handle._run = their_run  # type: ignore[method-assign]
-    try:
+    with _another_tools_wrapper() as their_run:
 
         def hold_the_loop() -> None:
             time.sleep(0.15)
@@ -278,8 +288,6 @@ def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
 
         _with_tracker(scenario, timed=False, restores=their_run)
         _with_tracker(scenario, timed=True, restores=their_run)
-    finally:
-        events.Handle._run = original  # type: ignore[method-assign]
 
 
 def test_an_untimed_loops_busy_share_is_estimated_from_the_watchdogs_looks() -> None:
@@ -342,20 +350,11 @@ def test_timing_is_not_taken_off_from_under_another_tools_wrapper() -> None:
     async def scenario(tracker: Tracker) -> None:
         timer = tracker.steps
         assert timer is not None
-        ours = events.Handle._run
-
-        @functools.wraps(ours)
-        def their_run(self: events.Handle) -> None:
-            ours(self)
-
-        events.Handle._run = their_run  # type: ignore[method-assign]
-        try:
+        with _another_tools_wrapper() as their_run:
             # THEN turning it off is refused, saying why, and theirs stays
             refusal = timer.set_timed(False)
             assert refusal is not None and "another tool" in refusal
             assert timer.timed and events.Handle._run is their_run
-        finally:
-            events.Handle._run = ours  # type: ignore[method-assign]
 
     _with_tracker(scenario, timed=True)
 
