@@ -86,6 +86,18 @@ def _another_tools_wrapper() -> Iterator[Callable[[events.Handle], None]]:
         events.Handle._run = before  # type: ignore[method-assign]
 
 
+def hold_the_loop() -> None:
+    """A callback that blocks its loop for 150 ms: a stall at the default threshold."""
+    time.sleep(0.15)
+
+
+async def _stall_once(tracker: Tracker) -> None:
+    """Run `hold_the_loop` once in this loop while a watchdog looks for stalls."""
+    with _watchdog(tracker):
+        asyncio.get_running_loop().call_soon(hold_the_loop)
+        await asyncio.sleep(0.2)
+
+
 def _record(snapshot: WireSnapshot, name: str) -> WireTask:
     for record in snapshot["tasks"]:
         if record["name"] == name and record["state"] == "pending":
@@ -229,13 +241,8 @@ def test_steps_before_the_first_look_are_counted() -> None:
 
 
 def test_a_blocking_callback_is_a_stall_with_its_name() -> None:
-    def hold_the_loop() -> None:
-        time.sleep(0.15)
-
     async def scenario(tracker: Tracker) -> None:
-        with _watchdog(tracker):
-            asyncio.get_running_loop().call_soon(hold_the_loop)
-            await asyncio.sleep(0.2)
+        await _stall_once(tracker)
         snapshot = SnapshotBuilder(tracker).build()
         stalls = snapshot["loops"][0]["stalls"]
         assert len(stalls) == 1, stalls
@@ -272,13 +279,8 @@ def test_another_tools_wrapper_of_handle_run_is_no_step_of_its_own() -> None:
     # GIVEN another tool that wrapped Handle._run before the agent came
     with _another_tools_wrapper() as their_run:
 
-        def hold_the_loop() -> None:
-            time.sleep(0.15)
-
         async def scenario(tracker: Tracker) -> None:
-            with _watchdog(tracker):
-                asyncio.get_running_loop().call_soon(hold_the_loop)
-                await asyncio.sleep(0.2)
+            await _stall_once(tracker)
             # THEN the stall names the callback, not their wrapper or asyncio's method
             (stall,) = SnapshotBuilder(tracker).build()["loops"][0]["stalls"]
             assert stall["callback"] == hold_the_loop.__qualname__
