@@ -14,8 +14,8 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import cast
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 from taskscope.process_facts import gone_since, process_exists, process_uid, user_name
 from taskscope.protocol import (
@@ -27,6 +27,7 @@ from taskscope.protocol import (
     CancelOutcome,
     CancelReply,
     CompactDecoder,
+    CompactSnapshot,
     DetachReply,
     ErrorReply,
     FlightReply,
@@ -45,6 +46,7 @@ from taskscope.protocol import (
     request_to_wire,
     socket_directories,
     socket_path,
+    terminal_safe_line,
 )
 from taskscope.words import fill_texts
 
@@ -146,6 +148,8 @@ class AgentClient:
         self.requested_encoding = encoding or os.environ.get(ENCODING_ENV) or COMPACT
         self.encoding = PLAIN
         self._decoder: CompactDecoder | None = None
+        #: A snapshot reply is left in rows (`snapshot_rows`) while this is set.
+        self._keep_rows = False
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -255,17 +259,38 @@ class AgentClient:
             SnapshotReply, self._request(Request("snapshot", include_finished=include_finished))
         )
         snapshot = reply["snapshot"]
-        if self.longest_wait >= SLOW_REPLY:
-            for loop in snapshot.get("loops", ()):
-                lag = loop.get("lag")
-                if (
-                    loop.get("blocked_for") is None
-                    and isinstance(lag, int | float)
-                    and lag >= self.longest_wait - BLOCK_MARGIN
-                ):
-                    loop["blocked_for"] = lag
-                    loop["blocked_ended"] = True  # type: ignore[typeddict-unknown-key]
+        self._mark_blocked(snapshot.get("loops", ()))
         return snapshot
+
+    def snapshot_rows(self, include_finished: bool = True) -> CompactSnapshot | WireSnapshot:
+        """`snapshot`, its task rows left as the compact encoding sent them (`dump` writes
+        its JSON from them); the schema-1 snapshot when the connection is plain. The rows
+        must be read before this connection's next request."""
+        if self._decoder is None:
+            return self.snapshot(include_finished)
+        self._keep_rows = True
+        try:
+            reply = self._request(Request("snapshot", include_finished=include_finished))
+        finally:
+            self._keep_rows = False
+        rows = cast(CompactSnapshot, reply["snapshot"])  # type: ignore[typeddict-item]
+        self._mark_blocked(rows.body.get("loops") or ())
+        return rows
+
+    def _mark_blocked(self, loops: Iterable[Any]) -> None:
+        """When the agent could not answer for more than `SLOW_REPLY` seconds, the loops
+        whose last heartbeat came that late too were blocked (see `snapshot`)."""
+        if self.longest_wait < SLOW_REPLY:
+            return
+        for loop in loops:
+            lag = loop.get("lag")
+            if (
+                loop.get("blocked_for") is None
+                and isinstance(lag, int | float)
+                and lag >= self.longest_wait - BLOCK_MARGIN
+            ):
+                loop["blocked_for"] = lag
+                loop["blocked_ended"] = True
 
     def stack(self, task_id: str) -> StackReply:
         return cast(StackReply, self._request(Request("stack", task_id=task_id)))
@@ -412,6 +437,10 @@ class AgentClient:
         if self._decoder is not None:
             # Every message, in the order received: the tables grow with them.
             try:
+                if self._keep_rows and message["type"] == "snapshot":
+                    unsafe = not terminal_safe_line(line)
+                    message["snapshot"] = self._decoder.snapshot_rows(message, unsafe)
+                    return cast(Reply, message)
                 message = self._decoder.message(message)
             except ValueError as error:
                 raise ClientError(f"bad reply from the agent: {error}") from None

@@ -11,13 +11,14 @@ dashboard show them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Final
 
 from taskscope.agent.cycles import strongly_connected
 from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
-from taskscope.protocol import WireSnapshot
+from taskscope.protocol import WireSnapshot, WireTask
 
 #: The kinds, in the order they are reported (the worst first).
 KINDS: Final[tuple[str, ...]] = (
@@ -120,10 +121,36 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     return findings
 
 
+def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
+    """Whether a pending task waiting on this is in a warning whatever else it does (a wait
+    nothing can end). With `waits_on`, its optional keys and its id, all `warning_records`
+    looks at in a record."""
+    if awaiting is None:
+        return False
+    return bool((awaiting.get("object") or {}).get("never_woken"))
+
+
+def waits_on(awaiting: Mapping[str, Any] | None) -> list[str]:
+    """The tasks a pending task waiting on this waits for, as a deadlock would go through
+    them: its lock's holders, or the tasks it awaits all of. A task kept for these alone is
+    kept only when some task's wait points at it (see `warning_records`)."""
+    if awaiting is None:
+        return []
+    holders = (awaiting.get("object") or {}).get("holders")
+    waited = [str(holder) for holder in holders] if holders else []
+    if awaiting.get("tasks") and awaiting["kind"] in _WAITS_FOR_ALL:
+        waited.extend(awaiting["tasks"])
+    return waited
+
+
 def warning_records(snapshot: WireSnapshot) -> WireSnapshot:
     """The snapshot with only the task records a warning can be about or go through (a
     model of 100,000 records takes seconds to make; `dump` needs only these): the same
-    findings from `find_warnings`, from a model a fraction of the size."""
+    findings from `find_warnings`, from a model a fraction of the size.
+
+    A task kept only for its waits (on a lock's holders, on tasks it awaits all of) is left
+    out too when no task's wait points at it: it cannot be in a deadlock (25,000 tasks
+    waiting on one lock are then no records)."""
     cycle_members = {task_id for cycle in snapshot["cycles"] for task_id in cycle}
     stalled = {
         stall.get("task")
@@ -131,32 +158,37 @@ def warning_records(snapshot: WireSnapshot) -> WireSnapshot:
         for stall in loop.get("stalls") or ()
         if stall.get("task") is not None
     }
-    kept = []
-    for record in snapshot["tasks"]:
+    kept: list[tuple[int, WireTask]] = []
+    waits_only: list[tuple[int, WireTask]] = []
+    waited_on: set[Any] = set()
+    for index, record in enumerate(snapshot["tasks"]):
         state = record["state"]
+        waits = False
         if state == "pending":
             awaiting = record["awaiting"]
-            facts = (awaiting.get("object") if awaiting is not None else None) or {}
             steps = record.get("steps")
             relevant = (
                 record.get("unreferenced")
                 or record.get("cancel_requested_at") is not None
                 or record.get("cancelling_since") is not None
                 or (steps is not None and steps >= SPIN_MIN_STEPS)
-                or facts.get("holders")
-                or facts.get("never_woken")
-                or (
-                    awaiting is not None
-                    and awaiting.get("tasks")
-                    and awaiting["kind"] in _WAITS_FOR_ALL
-                )
+                or awaiting_warns(awaiting)
             )
+            waited = waits_on(awaiting)
+            if waited:
+                waits = True
+                waited_on.update(waited)
         else:
             relevant = state == "failed" and record.get("exception_retrieved") is False
         if relevant or record["id"] in cycle_members or record["id"] in stalled:
-            kept.append(record)
+            kept.append((index, record))
+        elif waits:
+            waits_only.append((index, record))
+    pointed_at = [(index, record) for index, record in waits_only if record["id"] in waited_on]
+    if pointed_at:  # back in the snapshot's order, as the model would have them
+        kept = sorted(kept + pointed_at, key=itemgetter(0))
     subset = dict(snapshot)
-    subset["tasks"] = kept
+    subset["tasks"] = [record for _index, record in kept]
     return subset  # type: ignore[return-value]
 
 

@@ -7,13 +7,15 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 from taskscope.cli.exits import EXIT_WARNINGS
-from taskscope.cli.sources import shown_now, take_snapshot
+from taskscope.cli.sources import shown_now, take_rows, take_snapshot
 from taskscope.client import live_agents
-from taskscope.protocol import terminal_safe_json
-from taskscope.words import fill_texts, finding_text
+from taskscope.protocol import CompactSnapshot, terminal_safe_json
+from taskscope.sources import ClientError
+from taskscope.words import fill_texts, finding_text, schema_text
 
 if TYPE_CHECKING:
     from taskscope.protocol import WireSnapshot, WireWarning
@@ -172,7 +174,14 @@ def snapshot_warnings(snapshot: WireSnapshot) -> list[WireWarning]:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    snapshot, _argv = take_snapshot(args)
+    if args.indent is None:
+        taken = take_rows(args)
+        if isinstance(taken, CompactSnapshot):
+            write_rows_dump(taken, sys.stdout)
+            return 0
+        snapshot = taken
+    else:
+        snapshot, _argv = take_snapshot(args)
     if "read_only" in snapshot or args.from_file:
         # The client gave the agent's snapshots their words; a recording's are made again
         # for the moment shown (a task left an await cycle since its record was written)
@@ -185,6 +194,66 @@ def cmd_dump(args: argparse.Namespace) -> int:
     text = json.dumps(snapshot, indent=args.indent, ensure_ascii=False)
     sys.stdout.write(terminal_safe_json(text) + "\n")
     return 0
+
+
+#: Stands for the tasks while the rest of a snapshot is encoded (see `write_rows_dump`).
+_TASKS_MARK = "\x00taskscope tasks\x00"
+
+
+def write_rows_dump(rows: CompactSnapshot, out: TextIO) -> None:
+    """`dump`'s JSON of a snapshot left in compact rows, written to `out` as it is made: the
+    same text as `json.dumps` of its records with their words and its warnings (then
+    `terminal_safe_json`), from the rows straight (`CompactSnapshot.json_rows`), records
+    made only for the few rows a warning can be about."""
+    body = dict(rows.body)
+    body["warnings"] = row_warnings(rows)
+    body["tasks"] = _TASKS_MARK
+    text = json.dumps(body, ensure_ascii=False)
+    marker = json.dumps(_TASKS_MARK)
+    try:
+        if text.count(marker) != 1:  # the mark is in the snapshot's own strings
+            body["tasks"] = rows.records(rows.rows)
+            fill_texts(body, "tasks")
+            out.write(terminal_safe_json(json.dumps(body, ensure_ascii=False)) + "\n")
+            return
+        head, tail = text.split(marker)
+        out.write(terminal_safe_json(head))
+        for piece in rows.json_rows(_schema_words):
+            out.write(piece)
+    except ValueError as error:
+        raise ClientError(f"bad reply from the agent: {error}") from None
+    out.write(terminal_safe_json(tail) + "\n")
+
+
+def _schema_words(awaiting: Mapping[str, Any], in_cycle: bool) -> str:
+    return schema_text(awaiting, in_cycle=in_cycle)
+
+
+def row_warnings(rows: CompactSnapshot) -> list[WireWarning]:
+    """`snapshot_warnings` of a snapshot left in rows, from the records of the rows a warning
+    can be about (`warning_records` keeps fewer still): those with keys beyond the row's,
+    with an `awaiting` that warns, in an await cycle or a stall, or that some task's wait
+    points at (`lints.waits_on`)."""
+    from taskscope.lints import awaiting_warns, waits_on
+
+    body = rows.body
+    named = {task_id for cycle in body.get("cycles") or () for task_id in cycle}
+    named.update(
+        stall.get("task") for loop in body.get("loops") or () for stall in loop.get("stalls") or ()
+    )
+    warns: set[int] = set()
+    for index, awaiting in enumerate(rows.awaits):
+        if awaiting_warns(awaiting):
+            warns.add(index)
+        named.update(waits_on(awaiting))
+    chosen = rows.rows_about(warns, named)
+    try:
+        subset = dict(body)
+        subset["tasks"] = rows.records(chosen)
+    except ValueError as error:
+        raise ClientError(f"bad reply from the agent: {error}") from None
+    fill_texts(subset, "tasks")
+    return snapshot_warnings(subset)  # type: ignore[arg-type]
 
 
 def cmd_lint(args: argparse.Namespace) -> int:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from taskscope.protocol import CompactSnapshot
 from taskscope.sources import Capability, ClientError, Source
 
 if TYPE_CHECKING:
@@ -150,6 +151,29 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
         source.close()
 
 
+def take_rows(args: argparse.Namespace) -> WireSnapshot | CompactSnapshot:
+    """`take_snapshot` for `dump`: from a live agent, the snapshot left in the rows its
+    compact encoding sent (`CompactSnapshot`), which `dump` writes as JSON without making a
+    record of each; from any other source, the schema-1 snapshot."""
+    if _from_recording(args):
+        return take_snapshot(args)[0]
+    from taskscope.sources.live import LiveSource
+
+    source = open_source(args)
+    try:
+        if not isinstance(source, LiveSource):
+            snapshot = source.snapshot()
+            _check_loops(source, snapshot)
+            return snapshot
+        if getattr(args, "time_steps", False):
+            turn_time_steps(source, args, on=True, wait=FIRST_FIGURES_WAIT)
+        taken = source.snapshot_rows()
+        _check_loops(source, taken.body if isinstance(taken, CompactSnapshot) else taken)
+        return taken
+    finally:
+        source.close()
+
+
 #: How long `ps --time-steps` waits after turning the timing on, so that there are figures.
 FIRST_FIGURES_WAIT = 1.0
 
@@ -231,9 +255,9 @@ class NoEventLoop(Exception):
     """The process runs no asyncio event loop (and has no task to show)."""
 
 
-def _check_loops(source: Source, snapshot: WireSnapshot) -> None:
-    """Raise NoEventLoop for a process without asyncio; an agent loaded only to find that is
-    unloaded again."""
+def _check_loops(source: Source, snapshot: Mapping[str, Any]) -> None:
+    """Raise NoEventLoop for a process without asyncio (`snapshot`: a schema-1 snapshot, or
+    the body of one left in rows); an agent loaded only to find that is unloaded again."""
     if snapshot["loops"] or snapshot["tasks"]:
         return
     message = f"no event loop in process {source.pid}: it runs no asyncio (yet)"

@@ -564,31 +564,31 @@ Reply = (
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
-def _small_value_encoder() -> Callable[[Any], str]:
-    """`_encoder.encode` without its set-up cost per call (half the time for a short list):
-    the C encoder it builds on each call, built once. Checked against it on a sample, and
-    left aside wherever it is missing or differs."""
+def _small_value_encoder(encoder: json.JSONEncoder = _encoder) -> Callable[[Any], str]:
+    """`encoder.encode` (ensure_ascii off, no indent) without its set-up cost per call (half
+    the time for a short list): the C encoder it builds on each call, built once. Checked
+    against it on a sample, and left aside wherever it is missing or differs."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
-        return _encoder.encode
+        return encoder.encode
     try:
-        encoder = make(
+        c_encoder = make(
             None,
-            _encoder.default,
+            encoder.default,
             json.encoder.encode_basestring,
             None,
-            ":",
-            ",",
+            encoder.key_separator,
+            encoder.item_separator,
             False,
             False,
             True,
         )
         sample = ["é\n\x00", 1.5, 1795600000.123456, None, True, {"k": [1, -2]}, []]
-        if "".join(encoder(sample, 0)) != _encoder.encode(sample):
-            return _encoder.encode
+        if "".join(c_encoder(sample, 0)) != encoder.encode(sample):
+            return encoder.encode
     except Exception:
-        return _encoder.encode
-    return lambda value: "".join(encoder(value, 0))
+        return encoder.encode
+    return lambda value: "".join(c_encoder(value, 0))
 
 
 _encode_small = _small_value_encoder()
@@ -608,6 +608,16 @@ def terminal_safe_json(text: str) -> str:
     JSON value, inert when printed. Such characters only ever occur inside JSON strings,
     where the escape means the character itself."""
     return _TERMINAL_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def terminal_safe_line(line: bytes) -> bool:
+    """Whether a line of UTF-8 JSON holds no character `terminal_safe_json` would escape,
+    not even written as a \\u escape (True: what it decodes to needs no escaping)."""
+    if b"\\u" in line:
+        return False
+    if line.isascii():
+        return True
+    return _TERMINAL_UNSAFE.search(line.decode("utf-8", "surrogatepass")) is None
 
 
 def encode(message: dict[str, Any] | Any) -> bytes:
@@ -672,6 +682,7 @@ from taskscope.protocol.compact import (
     TASK_STATES as TASK_STATES,
     CompactDecoder as CompactDecoder,
     CompactEncoder as CompactEncoder,
+    CompactSnapshot as CompactSnapshot,
     CompactTables as CompactTables,
 )
 from taskscope.protocol.sockets import (

@@ -16,7 +16,7 @@ from typing import TypeVar, cast
 
 from taskscope.client import AgentClient, ClientError, NoAgent, no_agent_message
 from taskscope.process_facts import ProcessFacts
-from taskscope.protocol import WireDelta, WireSnapshot
+from taskscope.protocol import CompactSnapshot, WireDelta, WireSnapshot
 from taskscope.sources.base import (
     CancelResult,
     Capability,
@@ -128,6 +128,11 @@ class LiveSource:
 
     def snapshot(self, include_finished: bool = True) -> WireSnapshot:
         return self._call(lambda client: client.snapshot(include_finished=include_finished))
+
+    def snapshot_rows(self, include_finished: bool = True) -> CompactSnapshot | WireSnapshot:
+        """`snapshot`, its task rows left as the agent sent them (`AgentClient.snapshot_rows`):
+        what `dump` writes its JSON from. Read them before the next command."""
+        return self._call(lambda client: client.snapshot_rows(include_finished=include_finished))
 
     def subscribe(self, interval: float) -> Iterator[Update]:
         client = self._client()
