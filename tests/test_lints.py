@@ -412,3 +412,29 @@ def test_a_cancel_delivered_and_caught_is_a_warning_after_five_seconds() -> None
         "the CancelledError (re-raise it, or call uncancel() if that is meant)"
     )
     assert "its loop has not delivered it" in finding_text(findings[1], model)
+
+
+def test_dump_leaves_out_lock_waiters_no_wait_points_at() -> None:
+    # GIVEN 40 tasks queued on a lock held by a sleeping task, beside a deadlock through an
+    # awaited task (a holds L and awaits b; b waits for M held by c; c waits for L held by a)
+    from taskscope.lints import warning_records
+
+    raw = snapshot(
+        task("1", "a", awaiting=awaiting("task", ["2"], object={"task": "b"})),
+        task("2", "b", awaiting=lock_wait("M", "0xm", ["3"])),
+        task("3", "c", awaiting=lock_wait("L", "0xl", ["1"])),
+        task("4", "holder", awaiting=awaiting("sleep")),
+        *(task(str(n), f"queued-{n}", awaiting=lock_wait("Q", "0xq", ["4"])) for n in range(5, 45)),
+    )
+    full = TaskModel.from_snapshot(raw)
+    # WHEN dump keeps the records a warning can be about
+    subset = warning_records(raw)
+    small = TaskModel.from_snapshot(subset)
+    # THEN the queued tasks are not among them (no wait points at them), the deadlock's are,
+    # in the snapshot's order, and the findings and their words are the same
+    assert [record["id"] for record in subset["tasks"]] == ["1", "2", "3"]
+    assert [f.kind for f in find_warnings(full)] == ["lock_deadlock"]
+    assert find_warnings(small) == find_warnings(full)
+    assert [finding_text(f, small) for f in find_warnings(small)] == [
+        finding_text(f, full) for f in find_warnings(full)
+    ]
