@@ -1,7 +1,7 @@
 """What the host program pays for the agent, each figure next to its goal (issue 10).
 
 Run: python benchmarks/host_cost.py [--python PATH] [--tasks 100000] [--rounds 3] [--quick]
-     [--only stall,attach,memory,churn,flight]
+     [--only stall,attach,memory,churn,flight,dump] [--dumps 10] [--compare CHECKOUT]
 
 Every figure is measured against the same program without an agent, in the same run, the
 configurations interleaved (round after round, each in a fresh process), and printed with its
@@ -27,6 +27,11 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
   to no agent, per round.
 - churn: no-op tasks created and awaited in batches, per task, with the agent's tracking on
   (creators and history) against none.
+- dump: `taskscope dump PID` end to end on the `loop` program of `stall` (--tasks tasks, the
+  agent running, its first look done), --dumps times a second apart, as a script repeating it
+  would; with --compare CHECKOUT, that checkout's client (PYTHONPATH) in turns with this one,
+  on the same process. Then where one dump's time goes: the agent's answer, reading it, the
+  warnings, the JSON written; and the client's imports.
 """
 
 from __future__ import annotations
@@ -135,16 +140,21 @@ def window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     }
 
 
-def timed_dump(pid: int) -> float:
+def timed_dump(pid: int, checkout: str | None = None) -> float:
+    """Seconds `taskscope dump PID` takes, its JSON read from a pipe as a script would
+    (as bytes: decoding 100 MB here is no part of the dump); with `checkout`, that
+    checkout's taskscope (on PYTHONPATH) runs."""
+    env = None
+    if checkout is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = checkout
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "taskscope", "dump", str(pid)],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "taskscope", "dump", str(pid)], capture_output=True, env=env
     )
     elapsed = time.perf_counter() - started
-    if result.returncode != 0 or not result.stdout.startswith("{"):
-        raise SystemExit(f"dump failed: {result.stderr.strip()}")
+    if result.returncode != 0 or not result.stdout.startswith(b"{"):
+        raise SystemExit(f"dump failed: {result.stderr.decode(errors='replace').strip()}")
     return elapsed
 
 
@@ -258,6 +268,110 @@ def section_stall(python: str, args: argparse.Namespace, workdir: str) -> None:
         f"{statistics.median(dumps):.2f} s, {spread(dumps, '{:.2f}')} s over {len(dumps)} dumps "
         f"(goal <= {GOAL_DUMP_S} s: {verdict(statistics.median(dumps) <= GOAL_DUMP_S)})"
     )
+
+
+def dump_phases(pid: int) -> dict[str, float]:
+    """One dump's parts, in this process, in seconds: the agent's answer (its look, the
+    encoding and the transfer, from the request to the last byte), the client's reading of
+    the reply (the JSON of the compact line), the warnings, and the JSON written (to
+    /dev/null) from the rows."""
+    from taskscope.cli.show import row_warnings, write_rows_dump
+    from taskscope.client import AgentClient
+    from taskscope.protocol import CompactSnapshot
+
+    phases: dict[str, float] = {}
+    with AgentClient(pid, timeout=60) as client:
+        sock = client._sock
+        assert sock is not None
+        original = sock.recv
+        marks: list[float] = []
+
+        def recv(size: int) -> bytes:
+            data = original(size)
+            marks.append(time.perf_counter())
+            return data
+
+        client._sock = _Recording(sock, recv)  # type: ignore[assignment]
+        asked = time.perf_counter()
+        rows = client.snapshot_rows()
+        read = time.perf_counter()
+        client._sock = sock
+    assert isinstance(rows, CompactSnapshot)
+    phases["agent's answer (look, encoding, transfer)"] = marks[-1] - asked
+    phases["reading the reply (JSON of the line)"] = read - marks[-1]
+    started = time.perf_counter()
+    row_warnings(rows)
+    phases["warnings"] = time.perf_counter() - started
+    with open(os.devnull, "w") as sink:
+        started = time.perf_counter()
+        write_rows_dump(rows, sink)
+        phases["JSON written from the rows (warnings included)"] = time.perf_counter() - started
+    return phases
+
+
+class _Recording:
+    """A socket whose recv is `recv` (to time the last byte of a reply)."""
+
+    def __init__(self, sock: Any, recv: Callable[[int], bytes]) -> None:
+        self._sock = sock
+        self.recv = recv
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def import_seconds(checkout: str | None) -> float:
+    """How long `python -c "import taskscope.cli..."` takes beyond `python -c pass`."""
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = checkout
+    command = "import taskscope.cli, taskscope.cli.show, taskscope.lints"
+    timings = []
+    for code in ("pass", command):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        timings.append(time.perf_counter() - started)
+    return timings[1] - timings[0]
+
+
+def section_dump(python: str, args: argparse.Namespace, workdir: str) -> None:
+    """`taskscope dump PID` end to end at --tasks tasks, --dumps times a second apart after
+    a first one (the agent's first look), as a script repeating it would; with --compare
+    CHECKOUT, that checkout's client in turns with this one's, on the same process."""
+    clients: list[tuple[str, str | None]] = [("this checkout", None)]
+    if args.compare:
+        clients.append((args.compare, args.compare))
+    times: dict[str, list[float]] = {label: [] for label, _ in clients}
+    imports: dict[str, list[float]] = {label: [] for label, _ in clients}
+    phases: list[dict[str, float]] = []
+    with loop_target(python, args.tasks, "agent", workdir) as run:
+        pid = run.process.pid
+        first = timed_dump(pid)
+        for turn in range(args.dumps):
+            for label, checkout in clients if turn % 2 == 0 else clients[::-1]:
+                time.sleep(1.0)
+                times[label].append(timed_dump(pid, checkout))
+                imports[label].append(import_seconds(checkout))
+        for _ in range(3):
+            time.sleep(1.0)
+            phases.append(dump_phases(pid))
+        tasks = run.stop()["tasks"]
+    print(
+        f"\n`taskscope dump PID` end to end, {tasks:,} tasks (their JSON read from a pipe), "
+        f"{args.dumps} dumps each a second apart, clients in turns; the first dump (the "
+        f"agent's first look) took {first:.2f} s"
+    )
+    for label, _ in clients:
+        runs = times[label]
+        print(
+            f"  {label:<30} median {statistics.median(runs):.2f} s, "
+            f"{spread(runs, '{:.2f}')} s (goal <= {GOAL_DUMP_S} s: "
+            f"{verdict(statistics.median(runs) <= GOAL_DUMP_S)}); its imports "
+            f"{spread([1e3 * t for t in imports[label]], '{:.0f}')} ms"
+        )
+    print("  where a dump's time goes (this checkout, in-process, 3 dumps):")
+    for name in phases[0]:
+        print(f"    {name:<52} {spread([1e3 * p[name] for p in phases], '{:.0f}')} ms")
 
 
 def section_attach(python: str, args: argparse.Namespace, workdir: str) -> None:
@@ -403,6 +517,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 2 rounds, 3 s")
     parser.add_argument("--only", default="stall,attach,memory,churn")
+    parser.add_argument("--dumps", type=int, default=10, help="dump: dumps per client")
+    parser.add_argument(
+        "--compare", default=None, help="dump: another checkout whose client runs in turns"
+    )
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.rounds, args.seconds = 10_000, 2, 3.0
@@ -421,6 +539,7 @@ def main() -> None:
             "memory": lambda: section_memory(args.python, args),
             "churn": lambda: section_churn(args.python, args),
             "flight": lambda: section_flight(args.python, args, workdir),
+            "dump": lambda: section_dump(args.python, args, workdir),
         }
         for name in args.only.split(","):
             sections[name]()

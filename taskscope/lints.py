@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Final
 
-from taskscope.agent.cycles import strongly_connected
 from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
 from taskscope.protocol import WireSnapshot, WireTask
 
@@ -226,6 +225,9 @@ def lock_deadlocks(
     release anything the set waits for. `edges`: each pending task's waits (the holders of
     its lock, else the tasks it awaits all of); `lock_waits`: the tasks waiting on a lock,
     and its holders."""
+    # Imported here: `taskscope.agent` is the whole agent (tens of ms); most looks need none.
+    from taskscope.agent.cycles import strongly_connected
+
     for component in strongly_connected(edges):
         members = set(component)
         if len(component) == 1:

@@ -44,8 +44,10 @@ def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -
 
 
 def _has_python_children(pid: int) -> bool:
-    from taskscope.process_facts import python_children
+    from taskscope.process_facts import has_children, python_children
 
+    if has_children(pid) is False:  # the common case, known without psutil's walk
+        return False
     return bool(python_children(pid))
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from taskscope.sources.base import Capability, Source, Unsupported
 from taskscope.sources.live import open_live
-from taskscope.sources.readonly import ReadOnlySource
 
 
 def open_source(
@@ -32,10 +31,15 @@ def open_source(
         try:
             return open_live(pid, timeout=timeout, inject=inject, on_slow=on_slow)
         except _refusals() as error:
+            from taskscope.sources.readonly import ReadOnlySource
+
             if needs & ~ReadOnlySource.capabilities or not _can_read_only(pid):
                 raise
             if on_read_only is not None:
                 on_read_only(error)
+    # Imported only here: a read-only look brings the injector's modules (tens of ms).
+    from taskscope.sources.readonly import ReadOnlySource
+
     source = ReadOnlySource(pid, timeout=timeout)
     missing = needs & ~source.capabilities
     if missing:
