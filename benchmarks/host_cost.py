@@ -144,13 +144,11 @@ def timed_dump(pid: int, checkout: str | None = None) -> float:
     """Seconds `taskscope dump PID` takes, its JSON read from a pipe as a script would
     (as bytes: decoding 100 MB here is no part of the dump); with `checkout`, that
     checkout's taskscope (on PYTHONPATH) runs."""
-    env = None
-    if checkout is not None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = checkout
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "taskscope", "dump", str(pid)], capture_output=True, env=env
+        [sys.executable, "-m", "taskscope", "dump", str(pid)],
+        capture_output=True,
+        **client_place(checkout),
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or not result.stdout.startswith(b"{"):
@@ -270,6 +268,15 @@ def section_stall(python: str, args: argparse.Namespace, workdir: str) -> None:
     )
 
 
+def client_place(checkout: str | None) -> dict[str, Any]:
+    """The environment and working directory a client runs with: `checkout`'s taskscope
+    (else this one's) on PYTHONPATH, run from / (`python -m` puts the working directory
+    first on the path, where a checkout would shadow the other)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = checkout if checkout is not None else str(REPO)
+    return {"env": env, "cwd": "/"}
+
+
 def dump_phases(pid: int) -> dict[str, float]:
     """One dump's parts, in this process, in seconds: the agent's answer (its look, the
     encoding and the transfer, from the request to the last byte), the client's reading of
@@ -322,14 +329,11 @@ class _Recording:
 
 def import_seconds(checkout: str | None) -> float:
     """How long `python -c "import taskscope.cli..."` takes beyond `python -c pass`."""
-    env = dict(os.environ)
-    if checkout is not None:
-        env["PYTHONPATH"] = checkout
     command = "import taskscope.cli, taskscope.cli.show, taskscope.lints"
     timings = []
     for code in ("pass", command):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=env, check=True)
+        subprocess.run([sys.executable, "-c", code], check=True, **client_place(checkout))
         timings.append(time.perf_counter() - started)
     return timings[1] - timings[0]
 
