@@ -154,9 +154,10 @@ def take_snapshot(args: argparse.Namespace) -> tuple[WireSnapshot, list[str] | N
 
 
 def take_rows(args: argparse.Namespace) -> WireSnapshot | CompactSnapshot:
-    """`take_snapshot` for `dump`: from a live agent, the snapshot left in the rows its
-    compact encoding sent (`CompactSnapshot`), which `dump` writes as JSON without making a
-    record of each; from any other source, the schema-1 snapshot."""
+    """`take_snapshot` for `dump` (which has no --time-steps): from a live agent, the
+    snapshot left in the rows its compact encoding sent (`CompactSnapshot`), which `dump`
+    writes as JSON without making a record of each; from any other source, the schema-1
+    snapshot."""
     if _from_recording(args):
         return take_snapshot(args)[0]
     from taskscope.sources.live import LiveSource
@@ -167,8 +168,6 @@ def take_rows(args: argparse.Namespace) -> WireSnapshot | CompactSnapshot:
             snapshot = source.snapshot()
             _check_loops(source, snapshot)
             return snapshot
-        if getattr(args, "time_steps", False):
-            turn_time_steps(source, args, on=True, wait=FIRST_FIGURES_WAIT)
         taken = source.snapshot_rows()
         _check_loops(source, taken.body if isinstance(taken, CompactSnapshot) else taken)
         return taken
