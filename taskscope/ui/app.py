@@ -33,7 +33,7 @@ from taskscope.sources import ClientError, ProcessInfo, SnapshotUpdate, Source
 from taskscope.ui import long_lived
 from taskscope.ui.cancel_flow import CANCEL_GRACE, CancelRequest
 from taskscope.ui.detail_pane import DetailPane
-from taskscope.ui.feed import UpdateBuffer
+from taskscope.ui.feed import UpdateBuffer, prompt_switches, restore_switches
 from taskscope.ui.help_screen import HelpScreen
 from taskscope.ui.main_screen import FeedUpdated, MainScreen, UpdateSliceDue
 from taskscope.ui.process_header import ProcessHeader
@@ -134,6 +134,8 @@ class TaskscopeApp(App[int]):
         #: The feed ended on a lost connection while the process still looked alive.
         self._exit_unconfirmed = False
         self.facts: ProcessInfo = {"pid": source.pid}
+        #: The interpreter's switch interval before the feed started (restored at the end).
+        self._switch_interval: float | None = None
         self.main = MainScreen(self)
 
     #: A widget shown under the header (a replay's timeline); none on a live process.
@@ -203,6 +205,8 @@ class TaskscopeApp(App[int]):
     def start_feed(self) -> None:
         """Start the feed and the facts reader: called by the main screen once its widgets
         are mounted (the first update may come at once, and may switch views)."""
+        if self._switch_interval is None:
+            self._switch_interval = prompt_switches()
         self._feed()
         self._read_facts()
         self.set_interval(max(1.0, self.tick_seconds), self._read_facts)
@@ -210,6 +214,9 @@ class TaskscopeApp(App[int]):
     def on_unmount(self) -> None:
         self.source.close()
         long_lived.release()
+        if self._switch_interval is not None:
+            restore_switches(self._switch_interval)
+            self._switch_interval = None
 
     @work(thread=True, exclusive=True, group="feed")
     def _feed(self) -> None:

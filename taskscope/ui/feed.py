@@ -10,15 +10,35 @@ floods the message queue, and a paused UI simply leaves the buffer to grow by ta
 The task records of snapshots and deltas are made into model objects here, on the feed's
 thread: the screen's thread only files them, and so answers a key that lands during a large
 update sooner (and shows the first picture of 10,000 tasks sooner).
+
+While it makes them, the feed's thread holds the interpreter's lock, and the screen's thread,
+woken by a key, waits for it: up to the switch interval, 5 ms by default, at each wake-up.
+The dashboard's process asks for a 1 ms interval while the feed runs (`prompt_switches`).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass, field
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.protocol import WireDelta, WireLoop, WireSnapshot
+
+#: Seconds a thread holds the interpreter's lock while another waits for it, in the dashboard.
+SWITCH_INTERVAL = 0.001
+
+
+def prompt_switches() -> float:
+    """Let a waiting thread (the screen's, woken by a key) have the interpreter's lock within
+    `SWITCH_INTERVAL` of asking. Returns the interval before, for `restore_switches`."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, SWITCH_INTERVAL))
+    return before
+
+
+def restore_switches(interval: float) -> None:
+    sys.setswitchinterval(interval)
 
 
 @dataclass(slots=True)

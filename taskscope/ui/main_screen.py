@@ -15,7 +15,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -34,6 +34,7 @@ from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.process_header import LoopTrends, ProcessHeader
 from taskscope.ui.row_list import RowList
+from taskscope.ui.screen_updates import clusters
 from taskscope.ui.task_display import ViewOptions, has_figures, next_sort, state_words
 from taskscope.ui.task_tree import TaskTree
 from taskscope.ui.views import VIEWS, TaskViews, ViewName, focus_now
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
 STALL_HINT = "Select a stall to see the stack sampled while it blocked the loop."
 #: The cancellation message of a cancel from the dashboard (the task sees it).
 CANCEL_MESSAGE = "cancelled from the taskscope dashboard"
+#: Seconds after a key moved a cursor within which its changes are drawn at once, not at
+#: the next frame timer's tick (and the collector waits: `long_lived.hold_for_key`).
+KEY_FRAME_WAIT = 0.25
 
 
 class FeedUpdated(Message):
@@ -150,6 +154,8 @@ class MainScreen(Screen[None]):
         self._stack_timer: Timer | None = None
         #: A key moved a cursor during an update: its next slice waits for the key's picture.
         self._slices_held = False
+        #: When (monotonic) a key moved a cursor whose picture is not drawn yet, or None.
+        self._key_frame_due: float | None = None
         self._filter_timer: Timer | None = None
         # Widgets are made here, not looked up: timers and workers may still fire while the
         # app shuts down, when a query would find nothing.
@@ -549,6 +555,50 @@ class MainScreen(Screen[None]):
                 self.changed(header=False)
             self._select(key if view in ("tree", "table", "history") else None)
             self._hold_slices()
+            self._key_frame_due = time.monotonic()
+            long_lived.hold_for_key()
+
+    def _compositor_refresh(self) -> None:
+        """Textual's, drawing the changed regions in groups (`screen_updates.clusters`), not
+        all in one rectangle around them: a key's two rows of the tree and the detail pane
+        are drawn without the rows of the tree between them."""
+        app = self.app
+        compositor = self._compositor
+        dirty = compositor._dirty_regions
+        if app.is_inline or self is not app.screen or self.size.region in dirty:
+            super()._compositor_refresh()
+            return
+        groups = clusters(dirty)
+        if len(groups) < 2:
+            super()._compositor_refresh()
+            return
+        for group in groups:
+            compositor._dirty_regions = set(group)
+            app._display(self, compositor.render_update(screen_stack=app._background_screens))
+        self._dirty_widgets.clear()
+        app._update_mouse_over(self)
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        """Draw a key's picture as soon as what it changed is known to the screen (Textual's
+        own `Screen._on_idle` runs after this one). Textual draws the screen on a 60 Hz
+        timer, which after a recent frame waits for the next tick: 17 ms, and 20-30 ms on a
+        loaded machine, which a key that moved a cursor need not wait."""
+        due = self._key_frame_due
+        if due is None:
+            return
+        dirty = (
+            self._dirty_widgets
+            or self._repaint_required
+            or self._layout_required
+            or self._scroll_required
+        )
+        if dirty and self.is_current and not self.app._batch_count:
+            self._key_frame_due = None
+            self._on_timer_update()  # what the timer does: lay out and draw what changed
+            long_lived.resume()
+        elif time.monotonic() - due > KEY_FRAME_WAIT:  # nothing to draw came: stop waiting
+            self._key_frame_due = None
+            long_lived.resume()
 
     @on(RowList.RowChosen, "#stalls")
     def _stall_chosen(self, message: RowList.RowChosen) -> None:
