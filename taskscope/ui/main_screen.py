@@ -561,22 +561,23 @@ class MainScreen(Screen[None]):
     def _compositor_refresh(self) -> None:
         """Textual's, drawing the changed regions in groups (`screen_updates.clusters`), not
         all in one rectangle around them: a key's two rows of the tree and the detail pane
-        are drawn without the rows of the tree between them."""
+        are drawn without the rows of the tree between them. A key's picture is then on
+        screen: the collector runs again."""
         app = self.app
         compositor = self._compositor
         dirty = compositor._dirty_regions
-        if app.is_inline or self is not app.screen or self.size.region in dirty:
-            super()._compositor_refresh()
-            return
         groups = clusters(dirty)
-        if len(groups) < 2:
+        if app.is_inline or self is not app.screen or self.size.region in dirty or len(groups) < 2:
             super()._compositor_refresh()
-            return
-        for group in groups:
-            compositor._dirty_regions = set(group)
-            app._display(self, compositor.render_update(screen_stack=app._background_screens))
-        self._dirty_widgets.clear()
-        app._update_mouse_over(self)
+        else:
+            for group in groups:
+                compositor._dirty_regions = set(group)
+                app._display(self, compositor.render_update(screen_stack=app._background_screens))
+            self._dirty_widgets.clear()
+            app._update_mouse_over(self)
+        if self._key_frame_due is not None and self is app.screen:
+            self._key_frame_due = None
+            long_lived.resume()
 
     async def _on_idle(self, event: events.Idle) -> None:
         """Draw a key's picture as soon as what it changed is known to the screen (Textual's
@@ -593,9 +594,7 @@ class MainScreen(Screen[None]):
             or self._scroll_required
         )
         if dirty and self.is_current and not self.app._batch_count:
-            self._key_frame_due = None
             self._on_timer_update()  # what the timer does: lay out and draw what changed
-            long_lived.resume()
         elif time.monotonic() - due > KEY_FRAME_WAIT:  # nothing to draw came: stop waiting
             self._key_frame_due = None
             long_lived.resume()

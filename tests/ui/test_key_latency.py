@@ -7,21 +7,31 @@ never timed (figures come from benchmarks/ui_scale.py).
 - A key that lands while an update is applied in slices is on screen before the next slice.
 - The collector's full passes skip what survived the previous one (the picture).
 - The once-a-second redraw of the rows on screen (ages) goes a group of rows at a time.
+- A key's picture is drawn as soon as the screen knows what changed, not at the frame timer's
+  next tick, and the collector waits until it is on screen.
+- A frame draws far-apart changed regions (the tree's rows, the detail pane) each on its own.
+- The feed's thread gives the interpreter's lock up within 1 ms while the dashboard runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sys
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from textual import events
+from textual.geometry import Region
 from textual.pilot import Pilot
 
 from taskscope.protocol import WireTask
-from taskscope.ui import long_lived
+from taskscope.ui import feed, long_lived
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.screen_updates import clusters
 from taskscope.ui.task_tree import TICK_PARTS
 from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_task
 from tests.ui.harness import run_app, screen_text, until
@@ -257,3 +267,123 @@ def test_a_tick_draws_the_rows_on_screen_a_group_at_a_time() -> None:
         assert sorted(drawn) == sorted(rows)
 
     run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def record_writes(app: TaskscopeApp, what: Callable[[], object]) -> list[object]:
+    """`what` at every screen write from now on."""
+    writes: list[object] = []
+    original = app._display
+
+    def display(screen: Any, renderable: Any) -> None:
+        writes.append(what())
+        original(screen, renderable)
+
+    app._display = display  # type: ignore[method-assign]
+    return writes
+
+
+async def until_unaided(condition: Callable[[], object], what: str) -> None:
+    """Wait for `condition` without Pilot's pause (which draws the screen itself)."""
+    deadline = time.monotonic() + 15
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def test_a_keys_picture_does_not_wait_for_the_frame_timer() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN Textual's frame timer stopped: no frame comes on its tick
+        timer = app.main._update_timer
+        timer.pause()
+        timer.resume = lambda: None  # type: ignore[method-assign]
+        before = app.task_tree.selected_task
+        writes = record_writes(app, lambda: app.task_tree.selected_task)
+        # WHEN a key moves the cursor
+        app.post_message(events.Key("down", None))
+        # THEN its picture is written all the same, with the detail pane's new task
+        await until_unaided(
+            lambda: any(task != before for task in writes), "the key's picture on screen"
+        )
+        assert app.detail.task_id == app.task_tree.selected_task != before
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_the_collector_waits_until_a_keys_picture_is_on_screen() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        before = app.task_tree.selected_task
+        assert gc.isenabled()
+        writes = record_writes(app, lambda: (app.task_tree.selected_task, gc.isenabled()))
+        # WHEN a key moves the cursor
+        app.post_message(events.Key("down", None))
+        await until_unaided(
+            lambda: any(task != before for task, _ in writes), "the key's picture on screen"
+        )
+        # THEN no collector pass could run until the key's picture was written
+        first = next(collecting for task, collecting in writes if task != before)
+        assert first is False
+        # AND it runs again once the picture is on screen
+        assert gc.isenabled()
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+    assert gc.isenabled()
+
+
+def test_far_apart_changes_are_drawn_each_in_its_own_rectangle() -> None:
+    tree_rows = [Region(1, 9, 104, 1), Region(1, 10, 104, 1)]
+    detail_pane = Region(106, 4, 54, 40)
+    summary = Region(108, 5, 50, 2)
+    groups = clusters([detail_pane, *tree_rows, summary])
+    # The tree's two rows together, the pane (with the summary inside it) on its own
+    assert sorted(map(sorted, groups)) == sorted([sorted(tree_rows), [detail_pane, summary]])
+    # Rows far apart in the tree are drawn apart; a single region is one group
+    assert len(clusters([Region(1, 5, 104, 1), Region(1, 40, 104, 1)])) == 2
+    assert clusters([detail_pane]) == [[detail_pane]]
+
+
+def test_a_key_frame_draws_the_tree_rows_and_the_detail_pane_each_on_its_own() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        tree, pane = app.task_tree, app.detail
+        # GIVEN the cursor on a task, its picture drawn
+        await pilot.press("down", "down")
+        await pilot.pause()
+        # Every screen write from now on: the rows it draws in the tree, and in the pane.
+        writes: list[tuple[set[int], set[int]]] = []
+        original = app._display
+
+        def display(screen: Any, renderable: Any) -> None:
+            spans = getattr(renderable, "spans", [])
+            writes.append(
+                (
+                    {y for y, x1, _ in spans if x1 < tree.region.right},
+                    {y for y, x1, _ in spans if x1 >= pane.region.x},
+                )
+            )
+            original(screen, renderable)
+
+        app._display = display  # type: ignore[method-assign]
+        # WHEN a key moves the cursor (the detail pane shows another task)
+        await pilot.press("down")
+        await pilot.pause()
+        # THEN the cursor's rows are written, and no write draws both the tree and the pane
+        cursor_row = tree.region.y + tree.cursor_line - tree.scroll_offset.y
+        assert any(tree_rows == {cursor_row - 1, cursor_row} for tree_rows, _ in writes), writes
+        assert any(pane_rows for _, pane_rows in writes), writes
+        assert not [write for write in writes if write[0] and write[1]], writes
+        name = app.model.tasks[str(tree.selected_task)].name
+        assert name in screen_text(app)
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_the_feed_thread_gives_the_lock_up_within_1_ms_while_the_dashboard_runs() -> None:
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        seen.append(sys.getswitchinterval())
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+    assert seen == [feed.SWITCH_INTERVAL]
+    assert sys.getswitchinterval() == before
