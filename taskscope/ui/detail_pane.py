@@ -6,11 +6,13 @@ source lines, where it was created, how it ended and a failed task's traceback."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Self
 
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.geometry import Region
 from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
@@ -68,6 +70,8 @@ class DetailPane(Vertical):
         self._link_list = OptionList(id="detail-links")
         self._body_view = Static(id="detail-body")
         self._shown: dict[int, Text] = {}
+        #: The border's title is being set: `refresh` draws only the border's top line.
+        self._title_only = False
 
     def compose(self) -> ComposeResult:
         yield self._summary_view
@@ -95,12 +99,12 @@ class DetailPane(Vertical):
         self.task_id = task_id
         task = model.tasks.get(task_id) if task_id is not None else None
         if task is None:
-            self.border_title = "no task selected"
+            self._set_title("no task selected")
             self._update(self._summary_view, Text(hint, style="dim"))
             self._update(self._body_view, Text())
             self._set_links(model, [])
             return
-        self.border_title = safe_text(task.name, 40)
+        self._set_title(safe_text(task.name, 40))
         self._update(self._summary_view, self._summary(model, task, warnings))
         self._set_links(model, self._related(model, task))
         self._update(self._body_view, self._body(task, warnings))
@@ -110,7 +114,7 @@ class DetailPane(Vertical):
         the blocking line marked."""
         self.task_id = None
         self.stack_reply = None
-        self.border_title = f"stall of {step_time_text(stall.duration)}"
+        self._set_title(f"stall of {step_time_text(stall.duration)}")
         now = self.clock()
         summary = Text()
         summary.append(
@@ -148,6 +152,31 @@ class DetailPane(Vertical):
         if not stall.stack:
             body.append("  (no stack was sampled)\n", style="dim")
         self._update(self._body_view, body)
+
+    def _set_title(self, title: str) -> None:
+        """The pane's title (in its border): a cursor move changes it, and Textual draws the
+        whole pane again for it (40 lines, with every widget under them), where the border's
+        top line is all that changed."""
+        if title == self.border_title:
+            return
+        self._title_only = True
+        try:
+            self.border_title = title
+        finally:
+            self._title_only = False
+
+    def refresh(
+        self,
+        *regions: Region,
+        repaint: bool = True,
+        layout: bool = False,
+        recompose: bool = False,
+    ) -> Self:
+        if self._title_only and not regions and repaint and not (layout or recompose):
+            # Regions are relative to the content: the border's line is above it.
+            offset = self.content_offset
+            return super().refresh(Region(-offset.x, -offset.y, self.outer_size.width, 1))
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def focus_body(self) -> None:
         """Focus the scrolling part (the stack, the traceback) so that keys scroll it."""
