@@ -406,7 +406,9 @@ class MainScreen(Screen[None]):
         self._warnings_looked = time.monotonic()
         self._find_warnings(model_copy(self.model))
 
-    @work(thread=True, exclusive=True, group="warnings")
+    # A description of its own: Textual's is made of the arguments' repr, here every task of
+    # the model in words (80 ms of the screen's thread at 10,000 tasks, every 2 seconds).
+    @work(thread=True, exclusive=True, group="warnings", description="look for warnings")
     def _find_warnings(self, model: TaskModel) -> None:
         self.post_message(WarningsFound(look(model)))
 
@@ -748,7 +750,7 @@ class MainScreen(Screen[None]):
             CancelDialog(question.question, question.detail, question.warning), answered
         )
 
-    @work(thread=True, group="commands")
+    @work(thread=True, group="commands", description="send cancel requests")
     def _send_cancel(self, request: CancelRequest) -> None:
         # Innermost tasks first: a parent's own cleanup then sees its children already gone.
         # The request itself belongs to the UI thread: answers travel in the message.

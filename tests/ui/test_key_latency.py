@@ -12,6 +12,7 @@ never timed (figures come from benchmarks/ui_scale.py).
 - A frame draws far-apart changed regions (the tree's rows, the detail pane) each on its own,
   and of the detail pane under a new title only the lines that changed.
 - The feed's thread gives the interpreter's lock up within 1 ms while the dashboard runs.
+- A look for warnings does not write the model out in words (a worker's default name).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from textual import events
 from textual.geometry import Region
 from textual.pilot import Pilot
 
+from taskscope.model import TaskModel
 from taskscope.protocol import WireTask
 from taskscope.ui import feed, long_lived
 from taskscope.ui.app import TaskscopeApp
@@ -392,3 +395,29 @@ def test_the_feed_thread_gives_the_lock_up_within_1_ms_while_the_dashboard_runs(
     run_app(scenario, many_tasks(), tick_seconds=3600)
     assert seen == [feed.SWITCH_INTERVAL]
     assert sys.getswitchinterval() == before
+
+
+def test_a_look_for_warnings_does_not_put_the_model_in_words_on_the_screens_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[str] = []
+    original = TaskModel.__repr__
+
+    def recorded(model: TaskModel) -> str:
+        written.append(threading.current_thread().name)
+        return original(model)
+
+    monkeypatch.setattr(TaskModel, "__repr__", recorded)
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        await until(pilot, lambda: app.main.warnings_looks >= 1, what="the first look")
+        looks = app.main.warnings_looks
+        written.clear()
+        # WHEN the dashboard looks for warnings again (every 2 seconds after an update)
+        app.main._look_for_warnings()
+        await until(pilot, lambda: app.main.warnings_looks > looks, what="another look")
+        # THEN the model's 3,000 tasks were not written out (Textual names a worker by the
+        # repr of its arguments unless told a name)
+        assert written == []
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
