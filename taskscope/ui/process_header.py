@@ -248,7 +248,8 @@ class TrendLine(Horizontal):
         for name, (samples, value) in shown.items():
             present = bool(samples)
             for widget in (self.names[name], self.sparks[name], self.values[name]):
-                widget.display = present
+                if widget.display != present:
+                    widget.display = present
             if present:
                 # A separator between figures, none before the first shown.
                 words = FIGURES[name] if first else f"· {FIGURES[name]}"
@@ -257,7 +258,10 @@ class TrendLine(Horizontal):
                 first = False
                 # One sample would fill the line with full bars: a trend needs two.
                 self.sparks[name].data = list(samples) if len(samples) > 1 else []
-                self.values[name].update(value)
+                # Of a fixed width (app.tcss): no new layout of the screen for it, which
+                # at each update cost 10-15 ms of the screen's thread at 10,000 tasks.
+                if self.values[name].content != value:
+                    self.values[name].update(value, layout=False)
 
 
 #: The figures of a trend line, and the words before each sparkline.

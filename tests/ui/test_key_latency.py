@@ -37,7 +37,7 @@ from taskscope.ui import feed, long_lived
 from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.screen_updates import clusters
 from taskscope.ui.task_tree import TICK_PARTS
-from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_task
+from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_loop, wire_task
 from tests.ui.harness import run_app, screen_text, until
 
 #: Tasks in the tree: many more than its rows on screen.
@@ -419,5 +419,34 @@ def test_a_look_for_warnings_does_not_put_the_model_in_words_on_the_screens_thre
         # THEN the model's 3,000 tasks were not written out (Textual names a worker by the
         # repr of its arguments unless told a name)
         assert written == []
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+
+
+def test_new_loop_figures_in_the_header_do_not_lay_the_screen_out_again() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        def update(lag: float) -> Any:
+            loop = wire_loop(TASKS)
+            loop["lag"] = lag
+            return delta([worker(2_000, f"lag {lag}")], [], cycles=[], loops=[loop])
+
+        # GIVEN the trend lines shown (two samples make a trend)
+        for lag in (0.001, 0.002):
+            await apply(app, pilot, update(lag))
+        layouts = 0
+        original = app.main._refresh_layout
+
+        def refresh_layout(*args: Any, **kwargs: Any) -> None:
+            nonlocal layouts
+            layouts += 1
+            original(*args, **kwargs)
+
+        app.main._refresh_layout = refresh_layout  # type: ignore[method-assign]
+        # WHEN updates bring new loop figures (the lag's value beside its sparkline)
+        for lag in (0.004, 0.008, 0.016):
+            await apply(app, pilot, update(lag))
+        # THEN the figures are on screen, and the screen was not laid out again for them
+        assert "16.0 ms" in screen_text(app)
+        assert layouts == 0
 
     run_app(scenario, many_tasks(), tick_seconds=3600)
