@@ -581,6 +581,13 @@ class MainScreen(Screen[None]):
             self._key_frame_due = None
             long_lived.resume()
 
+    def on_screen_suspend(self) -> None:
+        """Another screen (a dialog, the help) comes up before a key's picture was drawn:
+        the collector must not wait for a frame this screen will not draw meanwhile."""
+        if self._key_frame_due is not None:
+            self._key_frame_due = None
+            long_lived.resume()
+
     async def _on_idle(self, event: events.Idle) -> None:
         """Draw a key's picture as soon as what it changed is known to the screen (Textual's
         own `Screen._on_idle` runs after this one). Textual draws the screen on a 60 Hz

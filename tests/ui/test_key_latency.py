@@ -35,6 +35,7 @@ from taskscope.model import TaskModel
 from taskscope.protocol import WireTask
 from taskscope.ui import feed, long_lived
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.help_screen import HelpScreen
 from taskscope.ui.screen_updates import clusters
 from taskscope.ui.task_tree import TICK_PARTS
 from tests.ui.fakes import FakeSource, awaiting, delta, snapshot, wire_loop, wire_task
@@ -329,6 +330,21 @@ def test_the_collector_waits_until_a_keys_picture_is_on_screen() -> None:
         assert first is False
         # AND it runs again once the picture is on screen
         assert gc.isenabled()
+
+    run_app(scenario, many_tasks(), tick_seconds=3600)
+    assert gc.isenabled()
+
+
+def test_a_dialog_opened_before_a_keys_picture_does_not_keep_the_collector_off() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        assert gc.isenabled()
+        # WHEN a key moves the cursor and the help comes up before the key's frame is drawn
+        app.post_message(events.Key("down", None))
+        app.post_message(events.Key("question_mark", "?"))
+        await until_unaided(lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        # THEN the collector runs while the help is up (no frame of the tree will come)
+        await until_unaided(gc.isenabled, "the collector on again")
+        await pilot.press("escape")
 
     run_app(scenario, many_tasks(), tick_seconds=3600)
     assert gc.isenabled()
