@@ -354,3 +354,23 @@ def test_run_options_reach_the_agent(tmp_path: Any) -> None:
         assert len([task for task in snap["tasks"] if task["state"] != "pending"]) == 2
     finally:
         target.kill()
+
+
+def test_a_task_seen_pending_keeps_its_creation_lines_in_the_history(start: Any) -> None:
+    # GIVEN a task the agent has looked at while it was pending (it then has a TaskMeta)
+    target = start("churn.py", "3").wait_ready()
+    pending = by_name(agent_snapshot(target.pid))["long-0"]
+    assert pending["created_from"], "the task's creation chain"
+    # WHEN it ends (cancelled through the agent) and goes to the history
+    result = run_cli("cancel", str(target.pid), pending["id"])
+    assert result.returncode == 0, result.stderr
+
+    def cancelled() -> dict[str, Any] | None:
+        task = by_name(agent_snapshot(target.pid))["long-0"]
+        return task if task["state"] == "cancelled" else None
+
+    finished = wait_for(cancelled, what="the cancelled task in the history")
+    # THEN its history record says where it was made, the lines its pending record gave
+    # (they were once turned into line numbers a second time, as if they were offsets)
+    assert finished["id"] == pending["id"]
+    assert finished["created_from"] == pending["created_from"]

@@ -38,8 +38,8 @@ TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None]
 Site = tuple[tuple[CodeType, int], ...]
 #: How a task ended, as the loop thread notes it (cheap to make there): id, loop id, name,
 #: its coroutine's code (or the name of what it ran), state, finished at, created at, parent
-#: id, result or exception summary, creation site (offsets), first seen at, and for a failed
-#: task its traceback and retrieval note.
+#: id, result or exception summary, creation site (offsets, or line numbers where the next
+#: field says so), first seen at, and for a failed task its traceback and retrieval note.
 HistoryEntry = tuple[
     int,
     str,
@@ -51,6 +51,7 @@ HistoryEntry = tuple[
     int | None,
     str | None,
     Site,
+    bool,
     float | None,
     FailureNote | None,
 ]
@@ -69,7 +70,7 @@ class _SiteNode:
     """One frame of a creation chain in the tree of chains seen so far: tasks made at one
     place, through the same callers, share one `Site` tuple, found without allocating."""
 
-    __slots__ = ("children", "code", "site")
+    __slots__ = ("children", "code", "last", "site")
 
     def __init__(self, code: CodeType, site: Site) -> None:
         self.code = code
@@ -77,11 +78,16 @@ class _SiteNode:
         self.site = site
         #: id(code) -> offset -> the node of the caller's frame.
         self.children: dict[int, dict[int, _SiteNode]] = {}
+        #: Whether a chain ends at this frame (a module's top level).
+        self.last = code.co_name == "<module>"
 
 
 #: The roots of the tree: id(code) -> offset -> node of the frame that called create_task.
 _SITE_TREE: dict[int, dict[int, _SiteNode]] = {}
 _site_nodes = [0]
+#: id(code) -> code, for asyncio's own code met in creation chains (skipped): one lookup
+#: instead of a look at the code's file name each time.
+_SKIPPED: dict[int, CodeType] = {}
 
 
 def _site_node(
@@ -100,30 +106,47 @@ def _site_node(
     return node
 
 
-def _creation_chain(frame: FrameType | None, depth: int) -> Site:
+def _creation_chain(
+    frame: FrameType | None,
+    depth: int,
+    level: dict[int, dict[int, _SiteNode]] = _SITE_TREE,
+    node: _SiteNode | None = None,
+    found: int = 0,
+) -> Site:
     """Where a task was asked for: the (code, instruction offset) of the program's frames
     from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
     up to the loop's machinery or a module's top level. Offsets rather than line numbers,
     and the tree of chains already seen: a task made where others were costs a walk and a
-    few lookups on the host's loop thread, and nothing that outlives the call."""
-    level = _SITE_TREE
-    node: _SiteNode | None = None
-    found = 0
-    asyncio_dir, stop_code = _ASYNCIO_DIR, _STOP_CODE
-    while frame is not None and found < depth:
+    few lookups on the host's loop thread, and nothing that outlives the call. (`level`,
+    `node` and `found`: where a walk begun elsewhere, `Tracker._install_factory`, stands.)"""
+    stop_code, skipped = _STOP_CODE, _SKIPPED
+    while frame is not None:
         code = frame.f_code
         if code is stop_code:
             break
-        if not code.co_filename.startswith(asyncio_dir):
+        key = id(code)
+        by_offset = level.get(key)
+        if by_offset is not None:
             offset = frame.f_lasti
-            by_offset = level.get(id(code))
-            child = by_offset.get(offset) if by_offset is not None else None
+            child = by_offset.get(offset)
             if child is None or child.code is not code:
                 child = _site_node(level, code, offset, node)
-            node, level = child, child.children
-            found += 1
-            if code.co_name == "<module>":
-                break
+        elif skipped.get(key) is code:
+            frame = frame.f_back
+            continue
+        elif code.co_filename.startswith(_ASYNCIO_DIR):
+            if len(skipped) > 10_000:
+                skipped.clear()
+            skipped[key] = code
+            frame = frame.f_back
+            continue
+        else:
+            child = _site_node(level, code, frame.f_lasti, node)
+        node = child
+        found += 1
+        if found >= depth or child.last:
+            break
+        level = child.children
         frame = frame.f_back
     return node.site if node is not None else ()
 
@@ -302,8 +325,8 @@ class Tracker(LoopTracker):
         self.cancel_requests: dict[int, float] = {}
         #: Ids whose last record carries a `cancel_requested_at` (agent thread only).
         self.cancel_marked: set[int] = set()
-        # The same bound method object is added to every task, so it can be recognised.
-        self.done_callback = self._on_task_done
+        # The same function object is added to every task, so it can be recognised.
+        self.done_callback = self._history_callback()
         #: id(task) -> the failure note of a failed task, for the loops' exception handler
         #: watch (`UnretrievedWatch`); pruned on the agent's thread once the task is gone.
         self.failures: dict[int, FailureNote] = {}
@@ -361,10 +384,12 @@ class Tracker(LoopTracker):
         return self.ensure_meta(task).task_id
 
     def on_task_created(
-        self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None
+        self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None, coro: Any = None
     ) -> None:
         """Runs on the loop thread for every task made through `loop.create_task`: note who
-        made it, when and where, as cheaply as possible (an id is given on first look)."""
+        made it, when and where, as cheaply as possible (an id is given on first look).
+        `coro`: what it was made to run (the history's name for an eager task finished at
+        once, which may have dropped it)."""
         try:
             parent_id = self.ensure_meta(parent).task_id if parent is not None else None
             site = _creation_chain(sys._getframe(2), self.creation_depth)
@@ -374,7 +399,10 @@ class Tracker(LoopTracker):
                 self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
             record = self.loops.get(id(task.get_loop()))
             context = record.callback_context if record is not None else None
-            task.add_done_callback(self.done_callback, context=context)
+            if task.done():  # an eager task finished at once (see `_install_factory`)
+                task.get_loop().call_soon(self.done_callback, task, coro, context=context)
+            else:
+                task.add_done_callback(self.done_callback, context=context)
         except Exception:  # the agent never breaks task creation
             pass
 
@@ -392,61 +420,72 @@ class Tracker(LoopTracker):
         else:
             self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
 
-    def _on_task_done(self, task: asyncio.Future[Any]) -> None:
-        """Done callback: remember how the task ended, without keeping it alive."""
-        try:
-            key = id(task)
-            meta = self._meta.get(key)
-            if meta is not None and meta() is task:
-                meta.chain_fut = meta.record = None  # the builder's notes: pending tasks only
-                task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
-                site: Site = meta.created_from
-                coro_fallback = meta.coro
-                seen_at = meta.seen_at if created_at is None else None
-            else:
-                born = self._born.pop(key, None)
-                task_id = next(self._ids)
-                if born is not None and born[0]() is task:
-                    parent_id, created_at, site = born[1], born[2], born[3]
+    def _history_callback(self) -> Callable[..., None]:
+        """The done callback every tracked task gets: it notes how the task ended in the
+        history, without keeping it alive. A closure over what it touches: it runs on the
+        host's loop thread once per task, so every attribute lookup saved counts."""
+        metas, born, history, loops = self._meta, self._born, self._history, self.loops
+        take_note, new_id, note_failure = born.pop, self._ids.__next__, self._note_failure
+        coroutine, wall = CoroutineType, _wall
+
+        def on_task_done(task: asyncio.Future[Any], ran: Any = None) -> None:
+            # `ran`: the coroutine of a task that finished inside create_task (eager).
+            try:
+                key = id(task)
+                meta = metas.get(key)
+                site: Site
+                if meta is not None and meta() is task:
+                    meta.chain_fut = meta.record = None  # the builder's notes: pending only
+                    task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
+                    site, in_lines = meta.created_from, True
+                    coro_fallback = meta.coro
+                    seen_at = meta.seen_at if created_at is None else None
                 else:
-                    parent_id, created_at, site = None, None, ()
-                coro_fallback = ""
-                seen_at = None
-            finished: Any = task  # a Task; read through its C attributes
-            failure = None
-            if finished.cancelled():
-                state, summary = "cancelled", None
-            else:
-                exc = finished._exception
-                if exc is not None:
-                    state, summary = "failed", exception_summary(exc)
-                    failure = self._note_failure(finished, exc)
+                    note = take_note(key, None)
+                    task_id = new_id()
+                    if note is not None and note[0]() is task:
+                        _ref, parent_id, created_at, site = note
+                    else:
+                        parent_id, created_at, site = None, None, ()
+                    in_lines, coro_fallback, seen_at = False, "", None
+                finished: Any = task  # a Task; read through its C attributes
+                failure = None
+                if finished.cancelled():
+                    state, summary = "cancelled", None
                 else:
-                    result = finished._result
-                    state = "done"
-                    summary = "None" if result is None else result_summary(result)
-            loop_record = self.loops.get(id(finished._loop))
-            coro = finished._coro
-            # A coroutine's code object: its name is read later, on the agent's thread.
-            what = coro.cr_code if type(coro) is CoroutineType else coro_name(coro)
-            self._history.append(
-                (
-                    task_id,
-                    loop_record.loop_id if loop_record else "?",
-                    finished.get_name(),
-                    what or coro_fallback,
-                    state,
-                    _wall(),
-                    created_at,
-                    parent_id,
-                    summary,
-                    site,
-                    seen_at,
-                    failure,
+                    exc = finished._exception
+                    if exc is None:
+                        result = finished._result
+                        state = "done"
+                        summary = "None" if result is None else result_summary(result)
+                    else:
+                        state, summary = "failed", exception_summary(exc)
+                        failure = note_failure(finished, exc)
+                loop_record = loops.get(id(finished._loop))
+                coro = finished._coro if ran is None else ran
+                # A coroutine's code object: its name is read later, on the agent's thread.
+                what = coro.cr_code if type(coro) is coroutine else coro_name(coro)
+                history.append(
+                    (
+                        task_id,
+                        loop_record.loop_id if loop_record else "?",
+                        finished.get_name(),
+                        what or coro_fallback,
+                        state,
+                        wall(),
+                        created_at,
+                        parent_id,
+                        summary,
+                        site,
+                        in_lines,
+                        seen_at,
+                        failure,
+                    )
                 )
-            )
-        except Exception:
-            pass
+            except Exception:
+                pass
+
+        return on_task_done
 
     def _note_failure(self, task: Any, exc: BaseException) -> FailureNote | None:
         """A failed task's traceback and retrieval note (loop thread, failed tasks only)."""
@@ -488,6 +527,7 @@ class Tracker(LoopTracker):
                 parent,
                 summary,
                 site,
+                in_lines,
                 seen_at,
                 failure,
             ) = item
@@ -501,7 +541,7 @@ class Tracker(LoopTracker):
                 created_at=created_at,
                 parent_id=parent,
                 summary=summary,
-                created_from=_site_lines(site),
+                created_from=site if in_lines else _site_lines(site),
                 first_seen_at=seen_at,
                 failure=failure,
                 traceback=_formatted(failure),
@@ -575,11 +615,12 @@ class Tracker(LoopTracker):
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context = record.callback_context
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
+        roots, skipped, stop_code = _SITE_TREE, _SKIPPED, _STOP_CODE
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             # `on_task_created`, inlined: this runs on the host's loop thread for every task.
             parent = current_task(loop)
-            task = original_create_task(coro, **kwargs)
+            task = original_create_task(coro, **kwargs) if kwargs else original_create_task(coro)
             try:
                 parent_id = None
                 if parent is not None:
@@ -588,16 +629,40 @@ class Tracker(LoopTracker):
                         parent_id = parent_meta.task_id
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
-                site = creation_chain(get_frame(1), depth)
+                # The creation chain, its commonest case done here (no call): past asyncio's
+                # own callers, a task's coroutine (the loop's machinery above it) at a place
+                # where tasks were made before. Anything else: `_creation_chain`.
+                frame = get_frame(1)
+                code = frame.f_code
+                while skipped.get(id(code)) is code:
+                    back = frame.f_back
+                    if back is None:
+                        break
+                    frame, code = back, back.f_code
+                by_offset = roots.get(id(code))
+                node = None if by_offset is None else by_offset.get(frame.f_lasti)
+                back = frame.f_back
+                if (
+                    node is not None
+                    and node.code is code
+                    and (back is None or back.f_code is stop_code)
+                ):
+                    site = node.site
+                else:
+                    site = creation_chain(frame, depth)
                 if id(task) in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
                 else:
                     born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-                task.add_done_callback(done_callback, context=callback_context)
+                if task.done():
+                    # An eager task that finished in create_task: noted at the loop's next
+                    # turn (its name is given after create_task), with the coroutine it ran
+                    # (the task may have dropped it). What add_done_callback would do.
+                    loop.call_soon(done_callback, task, coro, context=callback_context)
+                else:
+                    task.add_done_callback(done_callback, context=callback_context)
             except Exception:  # the agent never breaks task creation
                 pass
-            if task.done():
-                tracker.ensure_meta(task).coro = coro_name(coro)
             return task
 
         try:
@@ -621,7 +686,7 @@ class Tracker(LoopTracker):
                 task: asyncio.Future[Any] = make_task(coro, loop=loop, **kwargs)
             else:
                 task = app_factory(loop, coro, **kwargs)
-            tracker.on_task_created(task, parent)
+            tracker.on_task_created(task, parent, coro)
             return task
 
         loop.set_task_factory(taskscope_task_factory)
