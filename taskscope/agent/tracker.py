@@ -425,7 +425,7 @@ class Tracker(LoopTracker):
         history, without keeping it alive. A closure over what it touches: it runs on the
         host's loop thread once per task, so every attribute lookup saved counts."""
         metas, born, history, loops = self._meta, self._born, self._history, self.loops
-        take_note, new_id, note_failure = born.pop, self._ids.__next__, self._note_failure
+        take_note, new_id, tracker = born.pop, self._ids.__next__, self
         coroutine, wall = CoroutineType, _wall
 
         def on_task_done(task: asyncio.Future[Any], ran: Any = None) -> None:
@@ -460,7 +460,7 @@ class Tracker(LoopTracker):
                         summary = "None" if result is None else result_summary(result)
                     else:
                         state, summary = "failed", exception_summary(exc)
-                        failure = note_failure(finished, exc)
+                        failure = tracker._note_failure(finished, exc)
                 loop_record = loops.get(id(finished._loop))
                 coro = finished._coro if ran is None else ran
                 # A coroutine's code object: its name is read later, on the agent's thread.

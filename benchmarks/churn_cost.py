@@ -1,0 +1,205 @@
+"""What tracking tasks (creators, creation chains, history) costs the host's loop thread per
+task on no-op churn, part by part; with --against, the agent of another checkout beside it.
+
+Run: python benchmarks/churn_cost.py [--count 10000] [--rounds 15] [--eager]
+     python benchmarks/churn_cost.py --against CHECKOUT [--procs 5] [--eager]
+
+Parts: one process, one loop, rounds interleaved; each round creates `--count` no-op tasks
+(each awaits `asyncio.sleep(0)` once) with `asyncio.create_task` in gather batches of 1,000.
+Configurations: no agent; a bare shadow of `loop.create_task` (calls the original, nothing
+else); the same adding a done callback that does nothing (what asyncio charges for any done
+callback: `loop.call_soon` makes a Handle, the loop runs it); the agent's `create_task` shadow
+(parent, creation chain, birth note) with a done callback that only drops the birth note; the
+agent's shadow and done callback (the history entry): what `taskscope.install()` adds per task.
+Times are the loop thread's CPU time (`time.thread_time`), which other processes on a loaded
+machine disturb less than the wall clock; printed: us per task, best and median of the rounds,
+the ratio of the bests to no agent, and the spread of the ratios of rounds run back to back.
+
+--against CHECKOUT: fresh processes in turns (`--procs` of each): no agent, this checkout's
+`taskscope.install()`, and CHECKOUT's (its directory put first on PYTHONPATH); each process
+prints the best of 5 rounds; ratios against the no-agent process of the same turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
+BATCH = 1000
+
+
+async def no_op() -> None:
+    await asyncio.sleep(0)
+
+
+async def churn(count: int) -> float:
+    """The loop thread's CPU seconds per task for `count` tasks made and awaited."""
+    create_task = asyncio.create_task
+    started = time.thread_time()
+    for _ in range(count // BATCH):
+        await asyncio.gather(*[create_task(no_op()) for _ in range(BATCH)])
+    return (time.thread_time() - started) / (count // BATCH * BATCH)
+
+
+def agent_shadow(loop: asyncio.AbstractEventLoop, history: bool = True) -> Callable[..., Any]:
+    """The agent's create_task shadow for `loop`, from a tracker of its own (the loop's
+    method is put back: the caller installs the shadow for its rounds only). Without
+    `history`, its done callback only drops the task's birth note."""
+    from taskscope.agent.loops import LoopRecord
+    from taskscope.agent.tracker import Tracker
+
+    tracker = Tracker()
+    if not history:
+        drop = tracker._born.pop
+
+        def drop_note(task: Any, _ran: Any = None) -> None:
+            drop(id(task), None)
+
+        tracker.done_callback = drop_note
+    record = LoopRecord(loop_id="benchmark", loop_ref=weakref.ref(loop))
+    tracker.loops[id(loop)] = record
+    tracker._install_factory(record, loop)
+    shadow: Callable[..., Any] = loop.__dict__.pop("create_task")
+    loop.__dict__.pop("call_exception_handler", None)
+    return shadow
+
+
+def parts(args: argparse.Namespace) -> None:
+    async def run() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        if args.eager:
+            loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        original = loop.create_task
+        context = __import__("contextvars").Context()
+
+        def nothing(_task: Any) -> None:
+            pass
+
+        def bare(coro: Any, **kwargs: Any) -> Any:
+            return original(coro, **kwargs)
+
+        def with_callback(coro: Any, **kwargs: Any) -> Any:
+            task = original(coro, **kwargs)
+            task.add_done_callback(nothing, context=context)
+            return task
+
+        configs: dict[str, Callable[..., Any] | None] = {
+            "no agent": None,
+            "bare shadow": bare,
+            "+ no-op done callback": with_callback,
+            "agent's shadow, no history": agent_shadow(loop, history=False),
+            "agent (shadow + history)": agent_shadow(loop),
+        }
+        times: dict[str, list[float]] = {name: [] for name in configs}
+        await churn(args.count)  # warm-up
+        for _ in range(args.rounds):
+            for name, shadow in configs.items():
+                if shadow is None:
+                    loop.__dict__.pop("create_task", None)
+                else:
+                    loop.create_task = shadow  # type: ignore[method-assign]
+                times[name].append(await churn(args.count))
+        loop.__dict__.pop("create_task", None)
+        return times
+
+    times = asyncio.run(run())
+    base = times["no agent"]
+    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    print(
+        f"python {sys.version.split()[0]}, {factory}: {args.rounds} interleaved rounds of "
+        f"{args.count:,} no-op tasks; loop thread CPU us per task"
+    )
+    print(f"{'':32}{'best':>7}{'median':>8}{'x best':>8}{'x spread':>13}{'+ us':>7}")
+    for name, values in times.items():
+        ratios = [value / plain for value, plain in zip(values, base, strict=True)]
+        print(
+            f"{name:32}{min(values) * 1e6:>7.2f}{statistics.median(values) * 1e6:>8.2f}"
+            f"{min(values) / min(base):>7.2f}x{min(ratios):>7.2f}-{max(ratios):.2f}x"
+            f"{(min(values) - min(base)) * 1e6:>7.2f}"
+        )
+
+
+def child(args: argparse.Namespace) -> None:
+    """One process of --against: the best of 5 rounds, as JSON."""
+
+    async def run() -> float:
+        if args.eager:
+            asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        if args.child == "agent":
+            import taskscope
+
+            taskscope.install()
+        await churn(args.count)
+        return min([await churn(args.count) for _ in range(5)])
+
+    print(json.dumps({"per_task": asyncio.run(run())}))
+
+
+def against(args: argparse.Namespace) -> None:
+    checkouts = {"this checkout": str(REPO), args.against: str(Path(args.against).resolve())}
+    runs: dict[str, list[float]] = {"no agent": [], **{name: [] for name in checkouts}}
+    ratios: dict[str, list[float]] = {name: [] for name in checkouts}
+
+    def one(path: str, mode: str) -> float:
+        env = dict(os.environ, PYTHONPATH=path)
+        command = [sys.executable, str(HERE), "--child", mode, "--count", str(args.count)]
+        if args.eager:
+            command.append("--eager")
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        return float(json.loads(done.stdout)["per_task"])
+
+    for _ in range(args.procs):
+        plain = one(str(REPO), "none")
+        runs["no agent"].append(plain)
+        for name, path in checkouts.items():
+            value = one(path, "agent")
+            runs[name].append(value)
+            ratios[name].append(value / plain)
+    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    print(
+        f"python {sys.version.split()[0]}, {factory}: {args.procs} turns of fresh processes, "
+        f"best of 5 rounds of {args.count:,} no-op tasks each; loop thread CPU us per task"
+    )
+    print(f"{'':20}{'best':>7}{'median':>8}{'x median':>10}{'x spread':>13}")
+    for name, values in runs.items():
+        spread = ratios.get(name, [1.0])
+        print(
+            f"{name[:20]:20}{min(values) * 1e6:>7.2f}{statistics.median(values) * 1e6:>8.2f}"
+            f"{statistics.median(spread):>9.2f}x{min(spread):>7.2f}-{max(spread):.2f}x"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--eager", action="store_true", help="asyncio.eager_task_factory")
+    parser.add_argument("--against", metavar="CHECKOUT", help="compare with its agent")
+    parser.add_argument("--procs", type=int, default=5, help="turns of processes (--against)")
+    parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.eager and sys.version_info < (3, 12):
+        raise SystemExit("eager tasks exist from Python 3.12")
+    if args.child:
+        child(args)
+    elif args.against:
+        against(args)
+    else:
+        sys.path.insert(0, str(REPO))
+        parts(args)
+
+
+if __name__ == "__main__":
+    main()
