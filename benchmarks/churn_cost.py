@@ -15,6 +15,9 @@ Times are the loop thread's CPU time (`time.thread_time`), which other processes
 machine disturb less than the wall clock; printed: us per task, best and median of the rounds,
 the ratio of the bests to no agent, and the spread of the ratios of rounds run back to back.
 
+--instant: tasks that return without awaiting anything (with --eager they finish inside
+create_task, and their history note is made at the loop's next turn).
+
 --against CHECKOUT: fresh processes in turns (`--procs` of each): no agent, this checkout's
 `taskscope.install()`, and CHECKOUT's (its directory put first on PYTHONPATH); each process
 prints the best of 5 rounds; ratios against the no-agent process of the same turn.
@@ -44,12 +47,19 @@ async def no_op() -> None:
     await asyncio.sleep(0)
 
 
+async def instant() -> None:
+    pass
+
+
+JOB = no_op
+
+
 async def churn(count: int) -> float:
     """The loop thread's CPU seconds per task for `count` tasks made and awaited."""
-    create_task = asyncio.create_task
+    create_task, job = asyncio.create_task, JOB
     started = time.thread_time()
     for _ in range(count // BATCH):
-        await asyncio.gather(*[create_task(no_op()) for _ in range(BATCH)])
+        await asyncio.gather(*[create_task(job()) for _ in range(BATCH)])
     return (time.thread_time() - started) / (count // BATCH * BATCH)
 
 
@@ -157,6 +167,8 @@ def against(args: argparse.Namespace) -> None:
         command = [sys.executable, str(HERE), "--child", mode, "--count", str(args.count)]
         if args.eager:
             command.append("--eager")
+        if args.instant:
+            command.append("--instant")
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
         return float(json.loads(done.stdout)["per_task"])
 
@@ -186,10 +198,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--eager", action="store_true", help="asyncio.eager_task_factory")
+    parser.add_argument(
+        "--instant",
+        action="store_true",
+        help="tasks that return without awaiting (eager ones finish inside create_task)",
+    )
     parser.add_argument("--against", metavar="CHECKOUT", help="compare with its agent")
     parser.add_argument("--procs", type=int, default=5, help="turns of processes (--against)")
     parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global JOB
+    JOB = instant if args.instant else no_op
     if args.eager and sys.version_info < (3, 12):
         raise SystemExit("eager tasks exist from Python 3.12")
     if args.child:
