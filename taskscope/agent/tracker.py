@@ -106,19 +106,17 @@ def _site_node(
     return node
 
 
-def _creation_chain(
-    frame: FrameType | None,
-    depth: int,
-    level: dict[int, dict[int, _SiteNode]] = _SITE_TREE,
-    node: _SiteNode | None = None,
-    found: int = 0,
-) -> Site:
+def _creation_chain(frame: FrameType | None, depth: int) -> Site:
     """Where a task was asked for: the (code, instruction offset) of the program's frames
     from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
     up to the loop's machinery or a module's top level. Offsets rather than line numbers,
     and the tree of chains already seen: a task made where others were costs a walk and a
-    few lookups on the host's loop thread, and nothing that outlives the call. (`level`,
-    `node` and `found`: where a walk begun elsewhere, `Tracker._install_factory`, stands.)"""
+    few lookups on the host's loop thread, and nothing that outlives the call. The tree is
+    looked in first: a frame found there is the program's, and asyncio's code is known by
+    one lookup once its file name was seen."""
+    level = _SITE_TREE
+    node: _SiteNode | None = None
+    found = 0
     stop_code, skipped = _STOP_CODE, _SKIPPED
     while frame is not None:
         code = frame.f_code
@@ -615,7 +613,6 @@ class Tracker(LoopTracker):
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context = record.callback_context
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
-        roots, skipped, stop_code = _SITE_TREE, _SKIPPED, _STOP_CODE
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             # `on_task_created`, inlined: this runs on the host's loop thread for every task.
@@ -629,27 +626,7 @@ class Tracker(LoopTracker):
                         parent_id = parent_meta.task_id
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
-                # The creation chain, its commonest case done here (no call): past asyncio's
-                # own callers, a task's coroutine (the loop's machinery above it) at a place
-                # where tasks were made before. Anything else: `_creation_chain`.
-                frame = get_frame(1)
-                code = frame.f_code
-                while skipped.get(id(code)) is code:
-                    back = frame.f_back
-                    if back is None:
-                        break
-                    frame, code = back, back.f_code
-                by_offset = roots.get(id(code))
-                node = None if by_offset is None else by_offset.get(frame.f_lasti)
-                back = frame.f_back
-                if (
-                    node is not None
-                    and node.code is code
-                    and (back is None or back.f_code is stop_code)
-                ):
-                    site = node.site
-                else:
-                    site = creation_chain(frame, depth)
+                site = creation_chain(get_frame(1), depth)
                 if id(task) in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
                 else:
