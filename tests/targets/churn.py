@@ -23,6 +23,9 @@ async def main() -> None:
     sleepers = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     for index in range(sleepers):
         asyncio.create_task(asyncio.sleep(3600 + index * 0.0137), name=f"sleeper-{index}")
+    # One turn of the loop: every task made above runs its first step, so that a look taken
+    # once ready finds the sleepers asleep (not about to be, which a later look would resend).
+    await asyncio.sleep(0)
     signal_ready()
     spawn = WORKDIR / f"spawn-{os.getpid()}"
     spawned = 0
