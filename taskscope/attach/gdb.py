@@ -75,7 +75,7 @@ from taskscope.attach.gdb_script import (
     MAGIC_SIZE,
     function_addresses,
     gdb_restore_script,
-    gdb_script,
+    gdb_scripts,
 )
 from taskscope.attach.payload import guarded
 from taskscope.attach.roots import target_root
@@ -187,8 +187,12 @@ class _GdbStillRunning(Exception):
 
 
 #: gdb options that keep it from opening the target's shared libraries at attach (their
-#: symbols, the dynamic linker's probes): for a script that names no symbol.
+#: symbols, the dynamic linker's probes): for a script that names no symbol. No OS ABI
+#: either: GNU/Linux's makes gdb look for the libraries at attach (several ms with the process
+#: stopped) and doubles the cost of every command after it; the registers, orig_rax
+#: included, come from the native target all the same.
 _NO_LIBRARIES = [
+    "-iex", "set osabi none",
     "-iex", "set auto-solib-add off",
     "-iex", "set sysroot /nonexistent",
     "-iex", "set exec-file-mismatch off",
@@ -201,22 +205,30 @@ def _run_gdb_in(
     magic = secrets.token_bytes(MAGIC_SIZE)
     payload = magic + source.encode() + b"\0"
     payload_path = os.path.join(workdir, "payload.bin")
+    stub_path = os.path.join(workdir, "stub.bin")
+    prelude_path = os.path.join(workdir, "prelude.gdb")
     script_path = os.path.join(workdir, "inject.gdb")
     restore_path = os.path.join(workdir, "restore.gdb")
     output_path = os.path.join(workdir, "gdb.out")
     addresses = function_addresses(info)
-    script = gdb_script(info, payload_path, len(payload), queue=queue, addresses=addresses)
-    for path, content in (
+    scripts = gdb_scripts(
+        info, payload_path, payload, queue=queue, addresses=addresses, stub_path=stub_path
+    )
+    files = [
         (payload_path, payload),
-        (script_path, script.encode()),
+        (prelude_path, scripts.prelude.encode()),
+        (script_path, scripts.script.encode()),
         (restore_path, gdb_restore_script().encode()),
-    ):
+    ]
+    if scripts.stub is not None:
+        files.append((stub_path, scripts.stub))
+    for path, content in files:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as file:
             file.write(content)
     # The process is stopped from `attach` until gdb detaches: gdb reads the executable's
-    # symbols before (`file` first), and those of the shared libraries not at all when the
-    # script calls functions by address.
+    # symbols and the prelude before (`file` first), and those of the shared libraries not at
+    # all when the script calls functions by address.
     command = [
         gdb, "-nx", "-batch", "-readnever",
         "-iex", "set debuginfod enabled off",
@@ -233,6 +245,7 @@ def _run_gdb_in(
             command += ["-iex", f"set sysroot {root}"]
     command += [
         "-ex", f"file {_proc(info.pid, 'exe')}",
+        "-x", prelude_path,
         "-ex", f"attach {info.pid}",
         "-x", script_path, "-x", restore_path,
     ]  # fmt: skip
