@@ -79,6 +79,7 @@ from taskscope.attach.gdb_script import (
 )
 from taskscope.attach.payload import guarded
 from taskscope.attach.roots import target_root
+from taskscope.attach.stub import FINALIZING, NOT_INITIALIZED, RAN
 from taskscope.attach.syscalls import syscall_name
 from taskscope.attach.target import TargetInfo
 from taskscope.process_facts import process_alive, process_state
@@ -96,6 +97,7 @@ class GdbResult:
     syscall: int  # what the main thread was doing: a system call number, or -1 (running)
     region: int = 0
     magic: bytes = b""  # the first bytes of the region, while it is there
+    stub: bool = False  # run by the stub, in one stop (else by calls one by one)
 
 
 def _find_gdb() -> str:
@@ -281,12 +283,22 @@ def _run_gdb_in(
     state = re.search(r"TS-STATE (-?\d+)", output)
     syscall = int(state[1]) if state else -1
     ran = re.search(r"TS-RAN (-?\d+)", output)
-    if ran and "TS-RESTORED" in output:
-        if ran[1] != "0":
+    result: int | None = int(ran[1]) if ran else None
+    stub = re.search(r"TS-STUB (-?\d+)", output)
+    if stub:  # what the stub did (see `stub`), in the words of the calls one by one
+        outcome = int(stub[1])
+        if outcome in (RAN - 1, RAN):
+            result = outcome - RAN
+        elif outcome == NOT_INITIALIZED:
+            output += "\nTS-NOTINIT"
+        elif outcome == FINALIZING:
+            output += "\nTS-FINALIZING"
+    if result is not None and "TS-RESTORED" in output:
+        if result != 0:
             raise InjectionError(
                 f"the injected code failed to start in process {info.pid}; see the target's stderr"
             )
-        return GdbResult("direct", syscall)
+        return GdbResult("direct", syscall, stub=stub is not None)
     queued = re.search(r"TS-QUEUED (0x[0-9a-f]+) (-?\d+)", output)
     if queued and "TS-RESTORED" in output:
         if queued[2] != "0":
@@ -339,9 +351,10 @@ def inject_with_gdb(
     started = time.monotonic()
     result = run_gdb(info, wrapped or guarded(code), deadline, queue=True)
     log.debug(
-        "process %d: %s (main thread in %s) after %.3f s",
+        "process %d: %s %s(main thread in %s) after %.3f s",
         info.pid,
         result.mode,
+        "by the stub " if result.stub else "",
         syscall_name(result.syscall),
         time.monotonic() - started,
     )

@@ -27,7 +27,7 @@ from pathlib import Path
 from taskscope.attach.elf import exported_functions
 from taskscope.attach.errors import InjectionError
 from taskscope.attach.roots import target_file
-from taskscope.attach.stub import FINALIZING, NOT_INITIALIZED, RAN, STUB_SIZE, stub_code
+from taskscope.attach.stub import GIL_HELD, STUB_SIZE, stub_code
 from taskscope.attach.syscalls import (
     EINTR,
     ERESTART_RESTARTBLOCK,
@@ -167,6 +167,7 @@ def gdb_scripts(
         "set $ts_saved = 0",
         "set $ts_tramp = 0",
         "set $ts_mode = 0",
+        "set $ts_ok = 1",
         f"set $ts_entry = {entry:#x}",
     ]
     functions = {
@@ -186,10 +187,7 @@ def gdb_scripts(
         "shmdt": "shmdt",
     }
     # Known addresses are set before the process is stopped; symbols only once attached.
-    lines = [
-        "set $ts_pc = $pc",  # fails (and ends the script) when nothing is attached
-        'printf "TS-ATTACHED\\n"',
-    ]
+    lines = ["set $ts_pc = $pc"]  # fails (and ends the script) when nothing is attached
     by_variable: dict[str, int] = {}
     for variable, symbol in functions.items():
         if addresses is not None:
@@ -203,7 +201,6 @@ def gdb_scripts(
     stub_size = (STUB_SIZE + payload_size + 4095) & ~4095
     if addresses is not None and stub_path is not None:
         stub = stub_code(by_variable, entry + SYSCALL_AT, stub_size, MAGIC_SIZE) + payload
-    lines.append('printf "TS-SYMBOLS\\n"')
     lines += [f"set $ts_s_{reg} = (long)${reg}" for reg in GDB_REGISTERS]
     lines += [
         "set $ts_s_rip = (long)$rip",
@@ -211,21 +208,17 @@ def gdb_scripts(
         "set $ts_s_orig_rax = (long)$orig_rax",
         "set $ts_saved = 1",
         'printf "TS-STATE %ld %ld\\n", $ts_s_orig_rax, $ts_s_rax',
-        # Below the red zone, 64-byte aligned fxsave area, then the stack for our calls.
-        "set $ts_fx = ($ts_s_rsp - 1280) & ~63",
-        "set $ts_sp = $ts_fx - 64",
         "set $ts_o0 = *(long*)$ts_entry",
         "set $ts_o1 = *(long*)($ts_entry + 8)",
         'printf "TS-MODIFYING\\n"',
         "set $ts_tramp = 1",
         f"set var *(long*)$ts_entry = {tramp_lo:#x}",
         f"set var *(long*)($ts_entry + 8) = {tramp_hi:#x}",
-        # What every call through the trampoline starts from (the calls keep them).
-        "set $rbx = $ts_fx",
-        "set $rsp = $ts_sp",
+        # What every call through the trampoline starts from (the calls keep them): below the
+        # red zone, a 64-byte aligned fxsave area (rbx), then the stack for the calls.
+        "set $rbx = ($ts_s_rsp - 1280) & ~63",
+        "set $rsp = $rbx - 64",
         "set $orig_rax = -1",
-        "set $ts_ok = 1",
-        "set $ts_mode = 0",
         f"set $ts_safe = ({safe})",
     ]
     if stub is not None:
@@ -253,39 +246,33 @@ def gdb_scripts(
             "    continue",
             "    set $ts_outcome = (int)$r12",
             f"    if (long)$rip != $ts_entry + {SYSCALL_RETURN}",
-            "      set $ts_ok = 0",
+            "      set $ts_outcome = -1",
             '      printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
             "    end",
-            f"    if $ts_ok && $ts_outcome == {NOT_INITIALIZED}",
-            '      printf "TS-NOTINIT\\n"',
-            "      set $ts_ok = 0",
-            "    end",
-            f"    if $ts_ok && $ts_outcome == {FINALIZING}",
-            '      printf "TS-FINALIZING\\n"',
-            "      set $ts_ok = 0",
-            "    end",
-            f"    if $ts_ok && $ts_outcome >= {RAN - 1}",
-            f'      printf "TS-RAN %d\\n", $ts_outcome - {RAN}',
+            # What it did, which the caller reads (`stub_outcome`): done, unless it found the
+            # GIL held, which leaves the queue (the calls below).
+            '    printf "TS-STUB %d\\n", $ts_outcome',
+            f"    if $ts_outcome != {GIL_HELD}",
             "      set $ts_mode = 3",
+            "    else",
+            "      set $ts_safe = 0",
             "    end",
-            "    set $ts_safe = 0",
             "  end",
             "end",
         ]
-    lines += [
-        "if $ts_mode == 0",
-        "  ts_call0 $ts_f_isinit",
-        "  if $ts_ok && (int)$ts_ret == 0",
-        '    printf "TS-NOTINIT\\n"',
-        "    set $ts_ok = 0",
-        "  end",
-        "  ts_call0 $ts_f_finalizing",
-        "  if $ts_ok && (int)$ts_ret != 0",
-        '    printf "TS-FINALIZING\\n"',
-        "    set $ts_ok = 0",
-        "  end",
+    # The calls one by one: no stub, or its mapping refused, or the GIL held.
+    calls = [
+        "ts_call0 $ts_f_isinit",
+        "if $ts_ok && (int)$ts_ret == 0",
+        '  printf "TS-NOTINIT\\n"',
+        "  set $ts_ok = 0",
         "end",
-        "if $ts_ok && $ts_mode == 0 && $ts_safe",
+        "ts_call0 $ts_f_finalizing",
+        "if $ts_ok && (int)$ts_ret != 0",
+        '  printf "TS-FINALIZING\\n"',
+        "  set $ts_ok = 0",
+        "end",
+        "if $ts_ok && $ts_safe",
         "  ts_call0 $ts_f_gilcheck",
         "  if $ts_ok && (int)$ts_ret == 0",
         "    set $ts_mode = 1",
@@ -293,8 +280,8 @@ def gdb_scripts(
         "end",
     ]
     if queue:
-        lines += ["if $ts_ok && $ts_mode == 0", "  set $ts_mode = 2", "end"]
-    lines += [
+        calls += ["if $ts_ok && $ts_mode == 0", "  set $ts_mode = 2", "end"]
+    calls += [
         # Run it now, on this parked thread.
         "if $ts_mode == 1",
         f"  ts_call6 $ts_f_mmap 0 {map_size} 3 0x22 -1 0",
@@ -350,6 +337,7 @@ def gdb_scripts(
         '  printf "TS-BUSY\\n"',
         "end",
     ]
+    lines += ["if $ts_mode == 0", *(f"  {line}" for line in calls), "end"]
     # gdb reads a command file's `if` blocks line by line as it meets them, slowly (a tenth
     # of a millisecond a line): the commands are defined in the prelude, read before gdb
     # attaches, and the process is stopped only while they run.
