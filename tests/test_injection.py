@@ -178,6 +178,37 @@ def test_inject_each_mode(
     assert (returncode, out, err) == (0, expected_output(mode), "")
 
 
+@needs_gdb
+@pytest.mark.skipif(not USES_GDB, reason="3.14+ runs the code through sys.remote_exec")
+def test_gdb_warms_up_on_a_process_of_ours(
+    start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an idle loop, and a record of the commands gdb is started with
+    from taskscope.attach import gdb as gdb_module
+
+    commands: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def recording_popen(command: list[str], *args: object, **kwargs: object) -> object:
+        commands.append(list(command))
+        return popen(command, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(gdb_module.subprocess, "Popen", recording_popen)
+    target = start("idle")
+    marker = tmp_path / "marker.json"
+    # WHEN code is run in it
+    run_in_process(target.pid, marker_code(marker), timeout=10)
+    assert read_marker(marker)["pid"] == target.pid
+    # THEN gdb first attached to a process of ours (its test of what ptrace can do, two forks,
+    # is done before the target is stopped), which is gone now
+    gdb_command = next(command for command in commands if "-batch" in command)
+    attached = [int(arg.split()[1]) for arg in gdb_command if arg.startswith("attach ")]
+    assert len(attached) == 2 and attached[1] == target.pid
+    warm_up = attached[0]
+    assert warm_up != target.pid
+    assert not Path(f"/proc/{warm_up}").exists()
+
+
 def writable_code_refused() -> bool:
     """Whether this kernel has the prctl that forbids writable code (Linux 6.3+)."""
     import ctypes

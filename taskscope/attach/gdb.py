@@ -245,6 +245,13 @@ def _run_gdb_in(
             # The target's libraries are its own (a chroot's, a container's): gdb must read
             # their symbols there, or it would call our libc's addresses in the target.
             command += ["-iex", f"set sysroot {root}"]
+    warm_up = _warm_up_process()
+    if warm_up is not None:
+        # gdb tests what ptrace can do at its first attach, forking twice (several ms, tens on
+        # a loaded machine): done on a process of ours, not with the target stopped.
+        command += [
+            "-ex", f"attach {warm_up.pid}", "-ex", "detach", "-ex", f"echo {_WARM}\\n",
+        ]  # fmt: skip
     command += [
         "-ex", f"file {_proc(info.pid, 'exe')}",
         "-x", prelude_path,
@@ -254,15 +261,53 @@ def _run_gdb_in(
     env = dict(os.environ, LC_ALL="C", LANG="C")
     # Output goes to a file, not a pipe: if we give up waiting, gdb must still be able to write
     # while it finishes restoring the target.
-    with open(output_path, "wb") as output_file:
-        process = subprocess.Popen(
-            command,
+    try:
+        with open(output_path, "wb") as output_file:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return _wait_gdb(process, info, deadline, workdir, output_path, magic)
+    finally:
+        if warm_up is not None:
+            warm_up.kill()
+            warm_up.wait()
+
+
+#: What gdb prints once done with the warm-up process: what it said before is not about the
+#: target.
+_WARM = "TS-WARM"
+
+
+def _warm_up_process() -> subprocess.Popen[bytes] | None:
+    """A process of ours for gdb to attach to before the target (see `_run_gdb_in`)."""
+    sleep = shutil.which("sleep")
+    if sleep is None:
+        return None
+    try:
+        return subprocess.Popen(
+            [sleep, "60"],
             stdin=subprocess.DEVNULL,
-            stdout=output_file,
-            stderr=subprocess.STDOUT,
-            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+    except OSError:
+        return None
+
+
+def _wait_gdb(
+    process: subprocess.Popen[bytes],
+    info: TargetInfo,
+    deadline: float,
+    workdir: str,
+    output_path: str,
+    magic: bytes,
+) -> GdbResult:
     try:
         process.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
@@ -279,7 +324,7 @@ def _run_gdb_in(
             f"gdb did not attach to process {info.pid} in time: "
             "is the process stopped or in uninterruptible sleep?"
         ) from None
-    output = Path(output_path).read_text(errors="replace")
+    output = Path(output_path).read_text(errors="replace").rpartition(f"{_WARM}\n")[2]
     state = re.search(r"TS-STATE (-?\d+)", output)
     syscall = int(state[1]) if state else -1
     ran = re.search(r"TS-RAN (-?\d+)", output)
