@@ -16,7 +16,8 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
   look at the tasks happens before the window; its pause is printed apart.
 - attach: a program of 50 tasks that never loaded taskscope; its longest pause while the first
   `taskscope dump PID` injects the agent, against a window as long just before. With
-  --against CHECKOUT, the same with that checkout's taskscope (its injection), in turns.
+  --against CHECKOUT, the same with that checkout's taskscope (its injection, and its staged
+  copy of the agent, in a temporary directory of its own), in turns.
 - memory: bytes per live task the agent keeps between two looks (after two compact dumps),
   by tracemalloc and by resident size, the agent thread's CPU time of a full snapshot
   (build and compact encoding, a look after the first) per task, and the time the garbage
@@ -38,8 +39,10 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -141,15 +144,27 @@ def window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     }
 
 
+#: The temporary directory of the --against checkout (made on first use).
+_AGAINST_TMP: list[str] = []
+
+
 def timed_dump(pid: int, checkout: str | None = None) -> float:
     """Seconds `taskscope dump PID` takes, its JSON read from a pipe as a script would
     (as bytes: decoding 100 MB here is no part of the dump); with `checkout`, that
     checkout's taskscope (on PYTHONPATH) runs."""
+    place = client_place(checkout)
+    if checkout is not None:
+        # The checkout stages its agent in a temporary directory of its own: the copy of the
+        # same sources staged by this one may hold bytecode it would not have made.
+        if not _AGAINST_TMP:
+            _AGAINST_TMP.append(tempfile.mkdtemp(prefix="host-cost-against-"))
+            atexit.register(shutil.rmtree, _AGAINST_TMP[0], True)
+        place["env"]["TMPDIR"] = _AGAINST_TMP[0]
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "taskscope", "dump", str(pid)],
         capture_output=True,
-        **client_place(checkout),
+        **place,
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or not result.stdout.startswith(b"{"):
