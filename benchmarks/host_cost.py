@@ -432,7 +432,10 @@ def section_attach(python: str, args: argparse.Namespace, workdir: str) -> None:
             f"just before: adds {spread(added)} ms (goal <= {GOAL_ATTACH_MS:.0f} ms: "
             f"{verdict(max(added) <= GOAL_ATTACH_MS)}); the command took {spread(took, '{:.2f}')} s"
         )
-        print(f"    added per round: {', '.join(f'{a:+.1f}' for a in added)} ms")
+        print(
+            f"    added per round: {', '.join(f'{a:+.1f}' for a in added)} ms "
+            f"(median {statistics.median(added):+.1f})"
+        )
 
 
 def run_json(command: list[str]) -> dict[str, Any]:
