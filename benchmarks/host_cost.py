@@ -15,7 +15,9 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
   the garbage collector ran meanwhile, and how long `dump` took end to end. The agent's first
   look at the tasks happens before the window; its pause is printed apart.
 - attach: a program of 50 tasks that never loaded taskscope; its longest pause while the first
-  `taskscope dump PID` injects the agent, against a window as long just before.
+  `taskscope dump PID` injects the agent, against a window as long just before. With
+  --against CHECKOUT, the same with that checkout's taskscope (its injection, and its staged
+  copy of the agent, in a temporary directory of its own), in turns.
 - memory: bytes per live task the agent keeps between two looks (after two compact dumps),
   by tracemalloc and by resident size, the agent thread's CPU time of a full snapshot
   (build and compact encoding, a look after the first) per task, and the time the garbage
@@ -37,8 +39,10 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -140,15 +144,27 @@ def window(result: dict[str, Any], start: float, end: float) -> dict[str, Any]:
     }
 
 
+#: The temporary directory of the --against checkout (made on first use).
+_AGAINST_TMP: list[str] = []
+
+
 def timed_dump(pid: int, checkout: str | None = None) -> float:
     """Seconds `taskscope dump PID` takes, its JSON read from a pipe as a script would
     (as bytes: decoding 100 MB here is no part of the dump); with `checkout`, that
     checkout's taskscope (on PYTHONPATH) runs."""
+    place = client_place(checkout)
+    if checkout is not None:
+        # The checkout stages its agent in a temporary directory of its own: the copy of the
+        # same sources staged by this one may hold bytecode it would not have made.
+        if not _AGAINST_TMP:
+            _AGAINST_TMP.append(tempfile.mkdtemp(prefix="host-cost-against-"))
+            atexit.register(shutil.rmtree, _AGAINST_TMP[0], True)
+        place["env"]["TMPDIR"] = _AGAINST_TMP[0]
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "taskscope", "dump", str(pid)],
         capture_output=True,
-        **client_place(checkout),
+        **place,
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0 or not result.stdout.startswith(b"{"):
@@ -378,30 +394,48 @@ def section_dump(python: str, args: argparse.Namespace, workdir: str) -> None:
         print(f"    {name:<52} {spread([1e3 * p[name] for p in phases], '{:.0f}')} ms")
 
 
+def attach_round(python: str, workdir: str, checkout: str | None) -> tuple[float, float, float]:
+    """One first attach (`taskscope dump PID`, the injection code of `checkout` when given):
+    the target's longest pause during it, in a window as long just before, and the command's
+    time."""
+    with loop_target(python, 50, "none", workdir) as run:
+        time.sleep(1.0)
+        started = time.monotonic()
+        took = timed_dump(run.process.pid, checkout)
+        ended = time.monotonic()
+        result = run.stop()
+    # The baseline: a window as long, just before (capped at the second waited).
+    base = window(result, started - min(ended - started, 0.9), started - 0.005)
+    during = window(result, started, ended)
+    return during["max"], base["max"], took
+
+
 def section_attach(python: str, args: argparse.Namespace, workdir: str) -> None:
-    added, before_max, during_max, took = [], [], [], []
+    versions: dict[str | None, list[tuple[float, float, float]]] = {None: []}
+    if args.against:
+        versions[args.against] = []
     for _ in range(args.rounds):
-        with loop_target(python, 50, "none", workdir) as run:
-            time.sleep(1.0)
-            started = time.monotonic()
-            took.append(timed_dump(run.process.pid))
-            ended = time.monotonic()
-            result = run.stop()
-        # The baseline: a window as long, just before (capped at the second waited).
-        base = window(result, started - min(ended - started, 0.9), started - 0.005)
-        during = window(result, started, ended)
-        before_max.append(base["max"])
-        during_max.append(during["max"])
-        added.append(during["max"] - base["max"])
+        for checkout, rounds in versions.items():  # in turns, round after round
+            rounds.append(attach_round(python, workdir, checkout))
     print(
         f"\nFirst attach (`taskscope dump PID` injecting the agent), 50 tasks, {args.rounds} "
         "fresh processes"
     )
-    print(
-        f"  longest pause {spread(during_max)} ms during it, {spread(before_max)} ms just "
-        f"before: adds {spread(added)} ms (goal <= {GOAL_ATTACH_MS:.0f} ms: "
-        f"{verdict(max(added) <= GOAL_ATTACH_MS)}); the command took {spread(took, '{:.2f}')} s"
-    )
+    for checkout, rounds in versions.items():
+        during_max = [during for during, _base, _took in rounds]
+        before_max = [base for _during, base, _took in rounds]
+        added = [during - base for during, base, _took in rounds]
+        took = [took for _during, _base, took in rounds]
+        label = "" if checkout is None else f" [{checkout}]"
+        print(
+            f"  longest pause{label} {spread(during_max)} ms during it, {spread(before_max)} ms "
+            f"just before: adds {spread(added)} ms (goal <= {GOAL_ATTACH_MS:.0f} ms: "
+            f"{verdict(max(added) <= GOAL_ATTACH_MS)}); the command took {spread(took, '{:.2f}')} s"
+        )
+        print(
+            f"    added per round: {', '.join(f'{a:+.1f}' for a in added)} ms "
+            f"(median {statistics.median(added):+.1f})"
+        )
 
 
 def run_json(command: list[str]) -> dict[str, Any]:
@@ -524,6 +558,11 @@ def main() -> None:
     parser.add_argument("--dumps", type=int, default=10, help="dump: dumps per client")
     parser.add_argument(
         "--compare", default=None, help="dump: another checkout whose client runs in turns"
+    )
+    parser.add_argument(
+        "--against",
+        metavar="CHECKOUT",
+        help="attach: also attach with the taskscope of CHECKOUT (another worktree), in turns",
     )
     args = parser.parse_args()
     if args.quick:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from taskscope.attach import load_agent, stage_agent
 from taskscope.protocol import socket_path
 from tests.helpers import TARGETS, run_cli, wait_for
 
@@ -119,6 +121,54 @@ def test_dump_attaches_to_a_plain_process(plain: Any, mode: str) -> None:
     assert code == 0, err
     assert out == f"{mode}: started\n{mode}: finished\n"
     assert err == ""
+
+
+def other_pythons() -> list[str]:
+    """Interpreters of the supported versions other than this one, where installed."""
+    found = []
+    for minor in range(11, 16):
+        if minor == sys.version_info[1]:
+            continue
+        path = shutil.which(f"python3.{minor}")
+        if path is not None:
+            real = subprocess.run(
+                [path, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True
+            ).stdout.strip()
+            if real:
+                found.append(real)
+    return found[:1]
+
+
+@pytest.mark.parametrize("python", [sys.executable, *other_pythons()])
+def test_the_agent_is_staged_compiled_for_the_targets_python(
+    plain: Any, python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a program that writes no bytecode (PYTHONDONTWRITEBYTECODE, as many container
+    # images set), and no agent staged yet
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    target = plain("idle", python)
+    version = tuple(
+        int(part)
+        for part in subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+    # WHEN the agent is loaded into it
+    load_agent(target.pid)
+    # THEN the staged copy holds the bytecode of every file for the target's version (made
+    # here: the target does not compile the agent's sources while its loop waits)
+    stage = stage_agent(os.getuid())
+    assert str(stage).startswith(str(tmp_path))
+    tag = f"cpython-{version[0]}{version[1]}"
+    sources = sorted((stage / "taskscope").rglob("*.py"))
+    assert sources
+    for source in sources:
+        assert (source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc").exists(), source
+    assert target.finish()[0] == 0
 
 
 def test_no_inject_refuses(plain: Any) -> None:

@@ -77,9 +77,10 @@ def test_script_with_addresses_names_no_symbol(idle_target: int, tmp_path: Path)
     addresses = gdb_script.function_addresses(info)
     assert addresses is not None
     # WHEN the gdb script is made with them
-    script = gdb_script.gdb_script(
-        info, str(tmp_path / "payload"), 100, queue=True, addresses=addresses
+    scripts = gdb_script.gdb_scripts(
+        info, str(tmp_path / "payload"), b"x" * 100, queue=True, addresses=addresses
     )
+    script = scripts.prelude + scripts.script
     # THEN it takes no symbol's address (gdb has none loaded for the shared libraries)
     assert re.search(r"&\s*[A-Za-z_]", script) is None
     assert f"set $ts_f_ensure = {addresses['PyGILState_Ensure']:#x}" in script

@@ -123,9 +123,15 @@ def entry_bytes(pid: int) -> bytes:
         return mem.read(16)
 
 
+def writable_code(pid: int) -> list[str]:
+    """The target's mappings both writable and executable (the stub's, while it is there)."""
+    return [line for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if " rwx" in line]
+
+
 def assert_nothing_left(pid: int, entry_before: bytes) -> None:
     assert entry_bytes(pid) == entry_before, "the entry point was not restored"
     assert "/SYSV" not in Path(f"/proc/{pid}/maps").read_text(), "a shared memory segment is left"
+    assert writable_code(pid) == [], "the stub's memory is left"
     assert Path(f"/proc/{pid}/status").read_text().count("TracerPid:\t0") == 1
 
 
@@ -165,8 +171,71 @@ def test_inject_each_mode(
         expected = GDB_MODE[mode]
         if expected is not None:
             assert f"process {target.pid}: {expected} " in caplog.text
+        if expected == "direct":
+            # A main thread parked in a system call runs the code in one stop of gdb's.
+            assert f"process {target.pid}: direct by the stub " in caplog.text
     returncode, out, err = target.finish()
     assert (returncode, out, err) == (0, expected_output(mode), "")
+
+
+@needs_gdb
+@pytest.mark.skipif(not USES_GDB, reason="3.14+ runs the code through sys.remote_exec")
+def test_gdb_warms_up_on_a_process_of_ours(
+    start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an idle loop, and a record of the commands gdb is started with
+    from taskscope.attach import gdb as gdb_module
+
+    commands: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def recording_popen(command: list[str], *args: object, **kwargs: object) -> object:
+        commands.append(list(command))
+        return popen(command, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(gdb_module.subprocess, "Popen", recording_popen)
+    target = start("idle")
+    marker = tmp_path / "marker.json"
+    # WHEN code is run in it
+    run_in_process(target.pid, marker_code(marker), timeout=10)
+    assert read_marker(marker)["pid"] == target.pid
+    # THEN gdb first attached to a process of ours (its test of what ptrace can do, two forks,
+    # is done before the target is stopped), which is gone now
+    gdb_command = next(command for command in commands if "-batch" in command)
+    attached = [int(arg.split()[1]) for arg in gdb_command if arg.startswith("attach ")]
+    assert len(attached) == 2 and attached[1] == target.pid
+    warm_up = attached[0]
+    assert warm_up != target.pid
+    assert not Path(f"/proc/{warm_up}").exists()
+
+
+def writable_code_refused() -> bool:
+    """Whether this kernel has the prctl that forbids writable code (Linux 6.3+)."""
+    import ctypes
+
+    pr_get_mdwe = 66
+    return int(ctypes.CDLL(None, use_errno=True).prctl(pr_get_mdwe, 0, 0, 0, 0)) >= 0
+
+
+@needs_gdb
+@pytest.mark.skipif(not USES_GDB, reason="3.14+ runs the code through sys.remote_exec")
+@pytest.mark.skipif(not writable_code_refused(), reason="no PR_SET_MDWE in this kernel")
+def test_no_writable_code_runs_the_calls_one_by_one(
+    start, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an idle loop in a process that may map no memory writable and executable (as
+    # under systemd's MemoryDenyWriteExecute=), so the stub can't be mapped
+    caplog.set_level(logging.DEBUG, logger="taskscope.attach")
+    target = start("no-wx")
+    before = entry_bytes(target.pid)
+    marker = tmp_path / "marker.json"
+    # WHEN code is run in it
+    run_in_process(target.pid, marker_code(marker), timeout=10)
+    # THEN it ran on the main thread all the same, by the calls one by one
+    assert read_marker(marker)["thread"] == "MainThread"
+    assert f"process {target.pid}: direct (main thread in " in caplog.text
+    assert_nothing_left(target.pid, before)
+    assert target.finish() == (0, expected_output("no-wx"), "")
 
 
 @pytest.mark.parametrize("mode", ["idle", "busy", "sleep", "spin", "lock", "threads"])

@@ -22,7 +22,7 @@ from taskscope.attach.errors import AttachError, InjectionError
 from taskscope.attach.injection import run_in_process
 from taskscope.attach.payload import bootstrap_code
 from taskscope.attach.roots import path_inside, seen_from_here, target_root
-from taskscope.attach.staging import stage_agent
+from taskscope.attach.staging import compile_stage, stage_agent
 from taskscope.attach.target import inspect_target
 from taskscope.process_facts import environment, process_exists, process_uid
 from taskscope.protocol import socket_directory, socket_path
@@ -62,8 +62,7 @@ def agent_socket(pid: int) -> str | None:
 def load_agent(pid: int, timeout: float = 10.0) -> str:
     """Start the agent in process `pid` and return its socket path once it listens."""
     deadline = time.monotonic() + timeout
-    info = inspect_target(pid)
-    del info  # inspect_target raises the clear errors (not Python, too old...)
+    info = inspect_target(pid)  # raises the clear errors (not Python, too old...)
     root = target_root(pid)
     socket_dir = target_socket_directory(pid)
     expected = socket_path(pid, socket_dir)
@@ -73,6 +72,7 @@ def load_agent(pid: int, timeout: float = 10.0) -> str:
     status_here = seen_from_here(root, status_path)
     stage = stage_agent(_target_uid(pid), root)
     stage_inside = Path(stage if root is None else path_inside(root, str(stage)))
+    compile_stage(stage, stage_inside, info, root)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(status_here)
     run_in_process(

@@ -75,10 +75,11 @@ from taskscope.attach.gdb_script import (
     MAGIC_SIZE,
     function_addresses,
     gdb_restore_script,
-    gdb_script,
+    gdb_scripts,
 )
 from taskscope.attach.payload import guarded
 from taskscope.attach.roots import target_root
+from taskscope.attach.stub import FINALIZING, NOT_INITIALIZED, RAN
 from taskscope.attach.syscalls import syscall_name
 from taskscope.attach.target import TargetInfo
 from taskscope.process_facts import process_alive, process_state
@@ -96,6 +97,7 @@ class GdbResult:
     syscall: int  # what the main thread was doing: a system call number, or -1 (running)
     region: int = 0
     magic: bytes = b""  # the first bytes of the region, while it is there
+    stub: bool = False  # run by the stub, in one stop (else by calls one by one)
 
 
 def _find_gdb() -> str:
@@ -187,8 +189,12 @@ class _GdbStillRunning(Exception):
 
 
 #: gdb options that keep it from opening the target's shared libraries at attach (their
-#: symbols, the dynamic linker's probes): for a script that names no symbol.
+#: symbols, the dynamic linker's probes): for a script that names no symbol. No OS ABI
+#: either: GNU/Linux's makes gdb look for the libraries at attach (several ms with the process
+#: stopped) and doubles the cost of every command after it; the registers, orig_rax
+#: included, come from the native target all the same.
 _NO_LIBRARIES = [
+    "-iex", "set osabi none",
     "-iex", "set auto-solib-add off",
     "-iex", "set sysroot /nonexistent",
     "-iex", "set exec-file-mismatch off",
@@ -201,22 +207,30 @@ def _run_gdb_in(
     magic = secrets.token_bytes(MAGIC_SIZE)
     payload = magic + source.encode() + b"\0"
     payload_path = os.path.join(workdir, "payload.bin")
+    stub_path = os.path.join(workdir, "stub.bin")
+    prelude_path = os.path.join(workdir, "prelude.gdb")
     script_path = os.path.join(workdir, "inject.gdb")
     restore_path = os.path.join(workdir, "restore.gdb")
     output_path = os.path.join(workdir, "gdb.out")
     addresses = function_addresses(info)
-    script = gdb_script(info, payload_path, len(payload), queue=queue, addresses=addresses)
-    for path, content in (
+    scripts = gdb_scripts(
+        info, payload_path, payload, queue=queue, addresses=addresses, stub_path=stub_path
+    )
+    files = [
         (payload_path, payload),
-        (script_path, script.encode()),
+        (prelude_path, scripts.prelude.encode()),
+        (script_path, scripts.script.encode()),
         (restore_path, gdb_restore_script().encode()),
-    ):
+    ]
+    if scripts.stub is not None:
+        files.append((stub_path, scripts.stub))
+    for path, content in files:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as file:
             file.write(content)
     # The process is stopped from `attach` until gdb detaches: gdb reads the executable's
-    # symbols before (`file` first), and those of the shared libraries not at all when the
-    # script calls functions by address.
+    # symbols and the prelude before (`file` first), and those of the shared libraries not at
+    # all when the script calls functions by address.
     command = [
         gdb, "-nx", "-batch", "-readnever",
         "-iex", "set debuginfod enabled off",
@@ -231,23 +245,69 @@ def _run_gdb_in(
             # The target's libraries are its own (a chroot's, a container's): gdb must read
             # their symbols there, or it would call our libc's addresses in the target.
             command += ["-iex", f"set sysroot {root}"]
+    warm_up = _warm_up_process()
+    if warm_up is not None:
+        # gdb tests what ptrace can do at its first attach, forking twice (several ms, tens on
+        # a loaded machine): done on a process of ours, not with the target stopped.
+        command += [
+            "-ex", f"attach {warm_up.pid}", "-ex", "detach", "-ex", f"echo {_WARM}\\n",
+        ]  # fmt: skip
     command += [
         "-ex", f"file {_proc(info.pid, 'exe')}",
+        "-x", prelude_path,
         "-ex", f"attach {info.pid}",
         "-x", script_path, "-x", restore_path,
     ]  # fmt: skip
     env = dict(os.environ, LC_ALL="C", LANG="C")
     # Output goes to a file, not a pipe: if we give up waiting, gdb must still be able to write
     # while it finishes restoring the target.
-    with open(output_path, "wb") as output_file:
-        process = subprocess.Popen(
-            command,
+    try:
+        with open(output_path, "wb") as output_file:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return _wait_gdb(process, info, deadline, workdir, output_path, magic)
+    finally:
+        if warm_up is not None:
+            warm_up.kill()
+            warm_up.wait()
+
+
+#: What gdb prints once done with the warm-up process: what it said before is not about the
+#: target.
+_WARM = "TS-WARM"
+
+
+def _warm_up_process() -> subprocess.Popen[bytes] | None:
+    """A process of ours for gdb to attach to before the target (see `_run_gdb_in`)."""
+    sleep = shutil.which("sleep")
+    if sleep is None:
+        return None
+    try:
+        return subprocess.Popen(
+            [sleep, "60"],
             stdin=subprocess.DEVNULL,
-            stdout=output_file,
-            stderr=subprocess.STDOUT,
-            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+    except OSError:
+        return None
+
+
+def _wait_gdb(
+    process: subprocess.Popen[bytes],
+    info: TargetInfo,
+    deadline: float,
+    workdir: str,
+    output_path: str,
+    magic: bytes,
+) -> GdbResult:
     try:
         process.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
@@ -264,16 +324,26 @@ def _run_gdb_in(
             f"gdb did not attach to process {info.pid} in time: "
             "is the process stopped or in uninterruptible sleep?"
         ) from None
-    output = Path(output_path).read_text(errors="replace")
+    output = Path(output_path).read_text(errors="replace").rpartition(f"{_WARM}\n")[2]
     state = re.search(r"TS-STATE (-?\d+)", output)
     syscall = int(state[1]) if state else -1
     ran = re.search(r"TS-RAN (-?\d+)", output)
-    if ran and "TS-RESTORED" in output:
-        if ran[1] != "0":
+    result: int | None = int(ran[1]) if ran else None
+    stub = re.search(r"TS-STUB (-?\d+)", output)
+    if stub:  # what the stub did (see `stub`), in the words of the calls one by one
+        outcome = int(stub[1])
+        if outcome in (RAN - 1, RAN):
+            result = outcome - RAN
+        elif outcome == NOT_INITIALIZED:
+            output += "\nTS-NOTINIT"
+        elif outcome == FINALIZING:
+            output += "\nTS-FINALIZING"
+    if result is not None and "TS-RESTORED" in output:
+        if result != 0:
             raise InjectionError(
                 f"the injected code failed to start in process {info.pid}; see the target's stderr"
             )
-        return GdbResult("direct", syscall)
+        return GdbResult("direct", syscall, stub=stub is not None)
     queued = re.search(r"TS-QUEUED (0x[0-9a-f]+) (-?\d+)", output)
     if queued and "TS-RESTORED" in output:
         if queued[2] != "0":
@@ -326,9 +396,10 @@ def inject_with_gdb(
     started = time.monotonic()
     result = run_gdb(info, wrapped or guarded(code), deadline, queue=True)
     log.debug(
-        "process %d: %s (main thread in %s) after %.3f s",
+        "process %d: %s %s(main thread in %s) after %.3f s",
         info.pid,
         result.mode,
+        "by the stub " if result.stub else "",
         syscall_name(result.syscall),
         time.monotonic() - started,
     )

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from taskscope.attach.elf import exported_functions
 from taskscope.attach.errors import InjectionError
 from taskscope.attach.roots import target_file
+from taskscope.attach.stub import GIL_HELD, STUB_SIZE, stub_code
 from taskscope.attach.syscalls import (
     EINTR,
     ERESTART_RESTARTBLOCK,
@@ -36,9 +39,11 @@ from taskscope.attach.syscalls import (
 )
 from taskscope.attach.target import LIBPYTHON, TargetInfo, read_maps
 
-# cld; fxsave64 [rbx]; call rax; fxrstor64 [rbx]; int3  (+ padding)
-TRAMPOLINE = bytes.fromhex("fc 48 0f ae 03 ff d0 48 0f ae 0b cc cc cc cc cc")
-TRAMPOLINE_RETURN = 12  # rip after the int3
+# cld; fxsave64 [rbx]; call rax; fxrstor64 [rbx]; int3, then syscall; int3  (+ padding)
+TRAMPOLINE = bytes.fromhex("fc 48 0f ae 03 ff d0 48 0f ae 0b cc 0f 05 cc cc")
+TRAMPOLINE_RETURN = 12  # rip after the first int3
+SYSCALL_AT = 12  # a system call made with the registers as they are (mmap, munmap)
+SYSCALL_RETURN = 15  # rip after the int3 that follows it
 
 MAGIC_SIZE = 16
 GDB_REGISTERS = (
@@ -98,33 +103,72 @@ def entry_point(pid: int) -> int:
     raise InjectionError(f"process {pid} has no entry point in its auxv: can't inject into it")
 
 
-def gdb_script(
+def _call_command(arguments: int) -> list[str]:
+    """`ts_callN FUNCTION ARG1..ARGN`: one call through the trampoline, which writes only the
+    registers it needs (rbx, rsp and orig_rax are set once, before the first call, and the
+    calls leave them so); `$ts_ret` is what it returned."""
+    registers = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")[:arguments]
+    return [
+        f"define ts_call{arguments}",
+        "  if $ts_ok",
+        "    set $rax = $arg0",
+        *(f"    set ${register} = $arg{n + 1}" for n, register in enumerate(registers)),
+        "    set $rip = $ts_entry",
+        "    continue",
+        "    set $ts_ret = (long)$rax",
+        f"    if (long)$rip != $ts_entry + {TRAMPOLINE_RETURN}",
+        "      set $ts_ok = 0",
+        '      printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
+        "    end",
+        "  else",
+        "    set $ts_ret = -1",
+        "  end",
+        "end",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class GdbScripts:
+    """What gdb runs before it attaches (`prelude`: settings, addresses, commands, all of it
+    done while the process still runs) and once attached (`script`, then `gdb_restore_script`).
+    `stub` is the machine code and source the script writes into the target in one piece
+    (`stub_path`), when the functions' addresses are known."""
+
+    prelude: str
+    script: str
+    stub: bytes | None = None
+
+
+def gdb_scripts(
     info: TargetInfo,
     payload_path: str,
-    payload_size: int,
+    payload: bytes,
     *,
     queue: bool,
     addresses: dict[str, int] | None = None,
-) -> str:
-    """The gdb command file: save registers, install the trampoline, decide, run or queue.
-    With `addresses` (see `function_addresses`) it names no symbol."""
+    stub_path: str | None = None,
+) -> GdbScripts:
+    """The gdb command files: save registers, install the trampoline, decide, run or queue.
+    With `addresses` (see `function_addresses`) they name no symbol, and a main thread parked in
+    a system call without the GIL runs the code in one stop (`stub`), written at `stub_path`."""
     entry = entry_point(info.pid)
     tramp_lo, tramp_hi = struct.unpack("<QQ", TRAMPOLINE)
     finalizing = "Py_IsFinalizing" if info.version >= (3, 13) else "_Py_IsFinalizing"
-    safe = " || ".join(f"$ts_s_orig_rax == {n}" for n in sorted(SAFE_SYSCALLS.values()))
+    safe = _one_of("$ts_s_orig_rax", SAFE_SYSCALLS.values())
+    payload_size = len(payload)
     map_size = (payload_size + 4095) & ~4095
-    lines = [
+    prelude = [
         "set confirm off",
         "set pagination off",
         "set width 0",
         "set height 0",
         "handle all nostop noprint pass",
         "handle SIGINT nostop noprint pass",
-        "set $ts_pc = $pc",  # fails (and ends the script) when nothing is attached
-        'printf "TS-ATTACHED\\n"',
         "set $ts_saved = 0",
         "set $ts_tramp = 0",
         "set $ts_mode = 0",
+        "set $ts_ok = 1",
+        f"set $ts_entry = {entry:#x}",
     ]
     functions = {
         "isinit": "Py_IsInitialized",
@@ -142,39 +186,21 @@ def gdb_script(
         "shmctl": "shmctl",
         "shmdt": "shmdt",
     }
+    # Known addresses are set before the process is stopped; symbols only once attached.
+    lines = ["set $ts_pc = $pc"]  # fails (and ends the script) when nothing is attached
+    by_variable: dict[str, int] = {}
     for variable, symbol in functions.items():
         if addresses is not None:
-            known = addresses["finalizing" if variable == "finalizing" else symbol]
-            lines.append(f"set $ts_f_{variable} = {known:#x}")
+            by_variable[variable] = addresses["finalizing" if variable == "finalizing" else symbol]
+            prelude.append(f"set $ts_f_{variable} = {by_variable[variable]:#x}")
         else:
             lines.append(f"set $ts_f_{variable} = (long)&{symbol}")
-    lines += [
-        'printf "TS-SYMBOLS\\n"',
-        f"set $ts_entry = {entry:#x}",
-        "define ts_call",
-        "  if $ts_ok",
-        "    set $rax = $arg0",
-        "    set $rdi = $arg1",
-        "    set $rsi = $arg2",
-        "    set $rdx = $arg3",
-        "    set $rcx = $arg4",
-        "    set $r8 = $arg5",
-        "    set $r9 = $arg6",
-        "    set $rbx = $ts_fx",
-        "    set $rsp = $ts_sp",
-        "    set $rip = $ts_entry",
-        "    set $orig_rax = -1",
-        "    continue",
-        "    set $ts_ret = (long)$rax",
-        f"    if (long)$rip != $ts_entry + {TRAMPOLINE_RETURN}",
-        "      set $ts_ok = 0",
-        '      printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
-        "    end",
-        "  else",
-        "    set $ts_ret = -1",
-        "  end",
-        "end",
-    ]
+    for arguments in (0, 1, 2, 3, 6):
+        prelude += _call_command(arguments)
+    stub: bytes | None = None
+    stub_size = (STUB_SIZE + payload_size + 4095) & ~4095
+    if addresses is not None and stub_path is not None:
+        stub = stub_code(by_variable, entry + SYSCALL_AT, stub_size, MAGIC_SIZE) + payload
     lines += [f"set $ts_s_{reg} = (long)${reg}" for reg in GDB_REGISTERS]
     lines += [
         "set $ts_s_rip = (long)$rip",
@@ -182,40 +208,83 @@ def gdb_script(
         "set $ts_s_orig_rax = (long)$orig_rax",
         "set $ts_saved = 1",
         'printf "TS-STATE %ld %ld\\n", $ts_s_orig_rax, $ts_s_rax',
-        # Below the red zone, 64-byte aligned fxsave area, then the stack for our calls.
-        "set $ts_fx = ($ts_s_rsp - 1280) & ~63",
-        "set $ts_sp = $ts_fx - 64",
         "set $ts_o0 = *(long*)$ts_entry",
         "set $ts_o1 = *(long*)($ts_entry + 8)",
         'printf "TS-MODIFYING\\n"',
         "set $ts_tramp = 1",
         f"set var *(long*)$ts_entry = {tramp_lo:#x}",
         f"set var *(long*)($ts_entry + 8) = {tramp_hi:#x}",
-        "set $ts_ok = 1",
-        "set $ts_mode = 0",
-        "ts_call $ts_f_isinit 0 0 0 0 0 0",
+        # What every call through the trampoline starts from (the calls keep them): below the
+        # red zone, a 64-byte aligned fxsave area (rbx), then the stack for the calls.
+        "set $rbx = ($ts_s_rsp - 1280) & ~63",
+        "set $rsp = $rbx - 64",
+        "set $orig_rax = -1",
+        f"set $ts_safe = ({safe})",
+    ]
+    if stub is not None:
+        # Parked in a system call: map the stub (a raw mmap, no libc), run it (one stop).
+        lines += [
+            "if $ts_safe",
+            "  set $rax = 9",
+            "  set $rdi = 0",
+            f"  set $rsi = {stub_size}",
+            "  set $rdx = 7",
+            "  set $r10 = 0x22",
+            "  set $r8 = -1",
+            "  set $r9 = 0",
+            f"  set $rip = $ts_entry + {SYSCALL_AT}",
+            "  continue",
+            "  set $ts_stub = (long)$rax",
+            f"  if (long)$rip != $ts_entry + {SYSCALL_RETURN}",
+            "    set $ts_ok = 0",
+            '    printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
+            "  end",
+            # A refused mapping (a host that forbids writable code): the calls one by one.
+            "  if $ts_ok && (unsigned long)$ts_stub < (unsigned long)-4096",
+            f"    restore {stub_path} binary $ts_stub",
+            "    set $rip = $ts_stub",
+            "    continue",
+            "    set $ts_outcome = (int)$r12",
+            f"    if (long)$rip != $ts_entry + {SYSCALL_RETURN}",
+            "      set $ts_outcome = -1",
+            '      printf "TS-ERROR unexpected stop at %#lx\\n", (long)$rip',
+            "    end",
+            # What it did, which the caller reads (`stub_outcome`): done, unless it found the
+            # GIL held, which leaves the queue (the calls below).
+            '    printf "TS-STUB %d\\n", $ts_outcome',
+            f"    if $ts_outcome != {GIL_HELD}",
+            "      set $ts_mode = 3",
+            "    else",
+            "      set $ts_safe = 0",
+            "    end",
+            "  end",
+            "end",
+        ]
+    # The calls one by one: no stub, or its mapping refused, or the GIL held.
+    calls = [
+        "ts_call0 $ts_f_isinit",
         "if $ts_ok && (int)$ts_ret == 0",
         '  printf "TS-NOTINIT\\n"',
         "  set $ts_ok = 0",
         "end",
-        "ts_call $ts_f_finalizing 0 0 0 0 0 0",
+        "ts_call0 $ts_f_finalizing",
         "if $ts_ok && (int)$ts_ret != 0",
         '  printf "TS-FINALIZING\\n"',
         "  set $ts_ok = 0",
         "end",
-        f"if $ts_ok && ({safe})",
-        "  ts_call $ts_f_gilcheck 0 0 0 0 0 0",
+        "if $ts_ok && $ts_safe",
+        "  ts_call0 $ts_f_gilcheck",
         "  if $ts_ok && (int)$ts_ret == 0",
         "    set $ts_mode = 1",
         "  end",
         "end",
     ]
     if queue:
-        lines += ["if $ts_ok && $ts_mode == 0", "  set $ts_mode = 2", "end"]
-    lines += [
+        calls += ["if $ts_ok && $ts_mode == 0", "  set $ts_mode = 2", "end"]
+    calls += [
         # Run it now, on this parked thread.
         "if $ts_mode == 1",
-        f"  ts_call $ts_f_mmap 0 {map_size} 3 0x22 -1 0",
+        f"  ts_call6 $ts_f_mmap 0 {map_size} 3 0x22 -1 0",
         "  set $ts_region = $ts_ret",
         "  if $ts_ok && ($ts_region == -1 || $ts_region == 0)",
         '    printf "TS-ERROR mmap failed\\n"',
@@ -223,42 +292,42 @@ def gdb_script(
         "  end",
         "  if $ts_ok",
         f"    restore {payload_path} binary $ts_region",
-        "    ts_call $ts_f_errno 0 0 0 0 0 0",
+        "    ts_call0 $ts_f_errno",
         "    set $ts_errno_ptr = $ts_ret",
         "    set $ts_errno = *(int*)$ts_errno_ptr",
-        "    ts_call $ts_f_ensure 0 0 0 0 0 0",
+        "    ts_call0 $ts_f_ensure",
         "    set $ts_gstate = $ts_ret",
-        f"    ts_call $ts_f_run $ts_region+{MAGIC_SIZE} 0 0 0 0 0",
+        f"    ts_call1 $ts_f_run $ts_region+{MAGIC_SIZE}",
         '    printf "TS-RAN %d\\n", (int)$ts_ret',
-        "    ts_call $ts_f_release $ts_gstate 0 0 0 0 0",
+        "    ts_call1 $ts_f_release $ts_gstate",
         "    set var *(int*)$ts_errno_ptr = $ts_errno",
-        f"    ts_call $ts_f_munmap $ts_region {map_size} 0 0 0 0",
+        f"    ts_call2 $ts_f_munmap $ts_region {map_size}",
         "  end",
         "end",
         # Queue it for the main thread's next eval-breaker check.
         "if $ts_mode == 2",
-        f"  ts_call $ts_f_shmget 0 {map_size} 0x380 0 0 0",
+        f"  ts_call3 $ts_f_shmget 0 {map_size} 0x380",
         "  set $ts_shmid = (int)$ts_ret",
         "  if $ts_ok && $ts_shmid < 0",
         '    printf "TS-ERROR shmget failed\\n"',
         "    set $ts_ok = 0",
         "  end",
-        "  ts_call $ts_f_shmat $ts_shmid 0 0 0 0 0",
+        "  ts_call3 $ts_f_shmat $ts_shmid 0 0",
         "  set $ts_region = $ts_ret",
-        "  ts_call $ts_f_shmctl $ts_shmid 0 0 0 0 0",  # IPC_RMID: gone once detached
+        "  ts_call3 $ts_f_shmctl $ts_shmid 0 0",  # IPC_RMID: gone once detached
         "  if $ts_ok && $ts_region == -1",
         '    printf "TS-ERROR shmat failed\\n"',
         "    set $ts_ok = 0",
         "  end",
         "  if $ts_ok",
         f"    restore {payload_path} binary $ts_region",
-        f"    ts_call $ts_f_pending $ts_f_run $ts_region+{MAGIC_SIZE} 0 0 0 0",
+        f"    ts_call2 $ts_f_pending $ts_f_run $ts_region+{MAGIC_SIZE}",
         "    if $ts_ok && (int)$ts_ret != 0",
         '      printf "TS-ERROR pending call queue full\\n"',
-        "      ts_call $ts_f_shmdt $ts_region 0 0 0 0 0",
+        "      ts_call1 $ts_f_shmdt $ts_region",
         "      set $ts_ok = 0",
         "    end",
-        "    ts_call $ts_f_pending $ts_f_shmdt $ts_region 0 0 0 0",
+        "    ts_call2 $ts_f_pending $ts_f_shmdt $ts_region",
         "    if $ts_ok",
         '      printf "TS-QUEUED %#lx %d\\n", $ts_region, (int)$ts_ret',
         "    end",
@@ -268,11 +337,36 @@ def gdb_script(
         '  printf "TS-BUSY\\n"',
         "end",
     ]
-    return "\n".join(lines) + "\n"
+    lines += ["if $ts_mode == 0", *(f"  {line}" for line in calls), "end"]
+    # gdb reads a command file's `if` blocks line by line as it meets them, slowly (a tenth
+    # of a millisecond a line): the commands are defined in the prelude, read before gdb
+    # attaches, and the process is stopped only while they run.
+    prelude += ["define ts_inject", *(f"  {line}" for line in lines), "end"]
+    prelude += ["define ts_restore", *(f"  {line}" for line in _restore_lines()), "end"]
+    return GdbScripts("\n".join(prelude) + "\n", "ts_inject\n", stub)
+
+
+def _one_of(variable: str, numbers: Iterable[int]) -> str:
+    """A gdb expression true when `variable` is one of `numbers` (non-negative), with one test
+    per 64 numbers (a bit mask) rather than one per number."""
+    words: dict[int, int] = {}
+    for number in numbers:
+        words[number // 64] = words.get(number // 64, 0) | 1 << (number % 64)
+    tests = [
+        f"({variable} >= {word * 64} && {variable} < {word * 64 + 64}"
+        f" && (({mask:#x} >> ({variable} - {word * 64})) & 1))"
+        for word, mask in sorted(words.items())
+    ]
+    return " || ".join(tests)
 
 
 def gdb_restore_script() -> str:
-    """Run after the main script even if it stopped on an error: put everything back."""
+    """Run after the main script even if it stopped on an error: put everything back (the
+    command the prelude defines)."""
+    return "ts_restore\n"
+
+
+def _restore_lines() -> list[str]:
     lines = [
         "if $ts_tramp",
         "  set var *(long*)$ts_entry = $ts_o0",
@@ -299,4 +393,4 @@ def gdb_restore_script() -> str:
         '  printf "TS-RESTORED\\n"',
         "end",
     ]
-    return "\n".join(lines) + "\n"
+    return lines

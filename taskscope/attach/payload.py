@@ -107,13 +107,18 @@ threading.Thread(
 
 
 def bootstrap_code(stage: Path, socket_dir: str, status_path: str) -> str:
-    """Code run in the target: a single `exec` in a fresh namespace, so nothing is added to
-    the target's `__main__`. It only starts a thread that imports and starts the agent and
-    writes the status file: the thread it runs on (the main thread, often the loop's) is
-    held for the start of a thread, not for the agent's imports."""
+    """Code run in the target: it only starts a bare thread (`_thread.start_new_thread`, which
+    does not wait for the thread to run, as `threading.Thread.start` does) that compiles and
+    runs the bootstrap in a fresh namespace, so nothing is added to the target's `__main__`.
+    The bootstrap starts the named thread that imports and starts the agent and writes the
+    status file. The thread the code runs on (the main thread, often the loop's, stopped by
+    gdb meanwhile on 3.11-3.13) is held for the start of one thread and nothing more."""
     body = (
         BOOTSTRAP.replace("STAGE", repr(str(stage)))
         .replace("SOCKET_DIR", repr(socket_dir))
         .replace("STATUS", repr(status_path))
     )
-    return f"exec({body!r}, {{'__name__': 'taskscope_bootstrap'}})"
+    return (
+        "__import__('_thread').start_new_thread("
+        f"exec, ({body!r}, {{'__name__': 'taskscope_bootstrap'}}))"
+    )

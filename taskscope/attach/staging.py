@@ -1,20 +1,28 @@
 """Staging the agent where a target can import it: a read-only copy of taskscope's
 standard-library-only files (the agent and the protocol), made once per agent version in a
 directory only we can write to, in the target's own root when that is not ours. The target
-then needs no taskscope in its own environment.
+then needs no taskscope in its own environment. The copy is byte-compiled for the target's
+Python version here (`compile_stage`), so the target does not compile the agent's sources
+while its loop waits for the GIL (it can't write the bytecode itself when it runs as another
+user, or with PYTHONDONTWRITEBYTECODE, as many container images set).
 """
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from taskscope import __version__
-from taskscope.attach.errors import AttachError
+from taskscope.attach.errors import AttachError, InjectionError
+from taskscope.attach.interpreter import matching_interpreter, run_as_target
+from taskscope.attach.target import TargetInfo
 
 #: The taskscope package, whose files are staged.
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -72,3 +80,40 @@ def stage_agent(uid: int, root: str | None = None) -> Path:
         # A process of another user (we are root) must be able to read the copy.
         base.chmod(0o755)
     return stage
+
+
+def _compiled(stage: Path, version: tuple[int, int]) -> list[Path]:
+    """The bytecode files the staged sources need for CPython `version`."""
+    tag = f"cpython-{version[0]}{version[1]}"
+    return [
+        path.parent / "__pycache__" / f"{path.stem}.{tag}.pyc"
+        for path in sorted((stage / "taskscope").rglob("*.py"))
+    ]
+
+
+def compile_stage(stage: Path, stage_inside: Path, info: TargetInfo, root: str | None) -> None:
+    """Byte-compile the staged copy (`stage`, `stage_inside` as the target names it) for the
+    target's Python version, once: here when this interpreter is of that version, else with an
+    interpreter of that version found beside the target's (`matching_interpreter`). Where
+    none is found, the target compiles the sources itself, as it always did."""
+    if all(path.exists() for path in _compiled(stage, info.version)):
+        return
+    try:
+        if sys.version_info[:2] == info.version and sys.implementation.name == "cpython":
+            compileall.compile_dir(str(stage), quiet=2)
+        else:
+            interpreter = matching_interpreter(info, root)
+            if interpreter is None:
+                return
+            run_as_target(
+                info,
+                interpreter,
+                "import compileall\ncompileall.compile_dir(sys.argv[2], quiet=2)",
+                str(stage_inside),
+                timeout=30,
+            )
+    except (OSError, subprocess.SubprocessError, InjectionError):
+        return  # the target compiles the sources itself
+    for path in stage.rglob("*"):
+        with contextlib.suppress(OSError):
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -11,6 +11,8 @@ MODE is one of
   threads  three threads each run their own idle loop, and the main thread runs one too
   hash     a coroutine blocks the loop in one long C call (pbkdf2, ~4 s, GIL released)
   gil      the main loop is idle while a thread holds the GIL in one C call (sum, ~4 s)
+  no-wx    idle, in a process that may map no memory both writable and executable (the
+           prctl of systemd's MemoryDenyWriteExecute=, Linux 6.3+)
 
 It writes "ready" to READY_FILE once it is in that state, and finishes cleanly on SIGUSR1.  Its
 stdout is the same with or without anything injected into it.
@@ -170,9 +172,22 @@ def threads(ready_file: str) -> None:
         thread.join()
 
 
+def deny_write_execute() -> None:
+    """What systemd's MemoryDenyWriteExecute= does: no mapping writable and executable."""
+    import ctypes
+
+    pr_set_mdwe, pr_mdwe_refuse_exec_gain = 65, 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_mdwe, pr_mdwe_refuse_exec_gain, 0, 0, 0) != 0:
+        raise SystemExit(f"PR_SET_MDWE failed (errno {ctypes.get_errno()})")
+
+
 def main() -> None:
     mode, ready_file = sys.argv[1], sys.argv[2]
     print(f"{mode}: started", flush=True)
+    if mode == "no-wx":
+        deny_write_execute()
+        mode = "idle"
     if mode in ("lock", "threads"):
         {"lock": lock, "threads": threads}[mode](ready_file)
     else:
@@ -186,7 +201,7 @@ def main() -> None:
         }
         coroutine = coroutines[mode]
         asyncio.run(coroutine(ready_file))
-    print(f"{mode}: finished", flush=True)
+    print(f"{sys.argv[1]}: finished", flush=True)
 
 
 if __name__ == "__main__":
