@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,24 @@ def dump(pid: int, *extra: str) -> dict[str, Any]:
     result = run_cli("dump", *extra, str(pid), timeout=60)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
+
+
+def test_the_first_look_at_a_loop_blocked_before_the_attach_says_so(plain: Any) -> None:
+    # GIVEN a program whose loop has been blocked in time.sleep since before any attach
+    target = plain("sleep")
+    blocked_at = time.monotonic()
+    time.sleep(1.0)
+    # WHEN taskscope dumps it (the agent loaded now has never seen the loop turn)
+    snap = dump(target.pid)
+    # THEN the very first look says the loop is blocked, for at least as long as its timers
+    # have been due, and where it is stuck
+    [loop] = snap["loops"]
+    assert loop["blocked_for"] is not None, (loop, snap["tasks"])
+    assert 0.5 <= loop["blocked_for"] <= time.monotonic() - blocked_at + 0.1, loop
+    assert loop["blocking_stack"][-1]["function"] == "sleep", loop["blocking_stack"]
+    assert loop["blocking_stack"][-1]["file"].endswith("injection_target.py")
+    code, out, err = target.finish()
+    assert (code, out, err) == (0, "sleep: started\nsleep: finished\n", "")
 
 
 @pytest.mark.parametrize("mode", ["idle", "busy", "sleep", "threads"])

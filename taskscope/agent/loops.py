@@ -28,12 +28,39 @@ HEARTBEAT_INTERVAL = 0.25
 #: A loop whose heartbeat is this late is reported as blocked.
 BLOCKED_THRESHOLD = 0.25
 
+#: How many of a blocked loop's ready callbacks `overdue` looks at for a timer.
+_READY_LOOKED_AT = 64
 #: Stalls kept per loop (the latest), and rate samples (see taskscope.agent.steps).
 MAX_STALLS = 50
 RATE_SAMPLES = 8
 
 _monotonic = time.monotonic
 _wall = time.time
+
+
+def overdue(loop: asyncio.AbstractEventLoop) -> float:
+    """How long the loop's earliest due timer has waited to run (0.0: none, or a loop without
+    asyncio's timer heap, such as uvloop's). A turning loop runs due timers at its next turn:
+    a timer still on the heap (`_scheduled`) or moved to the ready queue (`_ready`, where a
+    `TimerHandle` keeps its `_when`) since long ago is a lower bound of how long the loop has
+    not turned. Reads those private attributes of `BaseEventLoop` (tests/test_attach.py
+    checks what they mean on every version)."""
+    earliest: float | None = None
+    try:
+        scheduled = getattr(loop, "_scheduled", None)
+        if scheduled:
+            earliest = scheduled[0]._when
+        ready = getattr(loop, "_ready", None)
+        if ready:
+            for handle in itertools.islice(ready, _READY_LOOKED_AT):
+                when = getattr(handle, "_when", None)
+                if type(when) is float and (earliest is None or when < earliest):
+                    earliest = when
+        if earliest is None:
+            return 0.0
+        return max(0.0, loop.time() - earliest)
+    except Exception:  # changed meanwhile by a loop that runs, or not what this expects
+        return 0.0
 
 
 @dataclass(slots=True)
@@ -241,9 +268,11 @@ class LoopTracker:
             return None
         now = _monotonic()
         due = record.beat_due if record.adopted else record.adopt_requested_at
-        if due is None:
-            return None
-        late = now - due
+        late = now - due if due is not None else 0.0
+        if not record.adopted:
+            # The agent has not run on this loop yet (it may have been blocked since before
+            # the agent came): how long its earliest timer has been due says more.
+            late = max(late, overdue(loop))
         return late if late > BLOCKED_THRESHOLD else None
 
     def _install_factory(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:

@@ -5,7 +5,7 @@
 MODE is one of
   idle     the loop has no timers and waits for an Event forever (parked in epoll_wait)
   busy     the loop constantly runs short Python callbacks
-  sleep    a coroutine blocks the loop in time.sleep(30)
+  sleep    a coroutine blocks the loop in time.sleep(30), timers due meanwhile
   spin     a coroutine blocks the loop in a pure-Python loop that makes no calls
   lock     the main thread waits on a threading.Event (a futex) while a thread runs the loop
   threads  three threads each run their own idle loop, and the main thread runs one too
@@ -68,13 +68,22 @@ def raise_finish(signum: int, frame: object) -> None:
     raise Finish
 
 
+async def tick() -> None:
+    while True:
+        await asyncio.sleep(0.05)
+
+
 async def sleep(ready_file: str) -> None:
     signal.signal(signal.SIGUSR1, raise_finish)
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.1)
+    asyncio.get_running_loop().call_later(0.2, sys.stdout.flush)  # a timer due in the block
     ready(ready_file)
     try:
         time.sleep(30)
     except Finish:
         pass
+    ticker.cancel()
 
 
 stop_spinning = False
