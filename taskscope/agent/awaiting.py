@@ -803,16 +803,16 @@ def plan_cacheable(plan: tuple[PlanStep, ...]) -> bool:
 def classify_unmoved(
     ctx: AwaitContext,
     plan: tuple[PlanStep, ...],
-    memo_key: tuple[int, int] | None,
+    first_code: CodeType | None,
     first_self: Any,
     fut: Any,
     task: Any,
 ) -> WireAwaiting | None:
     """The fast way to describe a chain that has not moved since it was planned, without its
     frames: a sleep (read from the timers), or an object whose shared description was already
-    made in this snapshot (`first_self`: the `self` of the first plan step; `memo_key`: its
-    key in `ctx.memo`, kept from the planning to spare making one). None when it cannot
-    tell: then `classify_planned` must."""
+    made in this snapshot (`first_self`: the `self` of the first plan step, `first_code`:
+    that step's code; together, its key in `ctx.memo`). None when it cannot tell: then
+    `classify_planned` must."""
     if fut is None:
         return None
     if not plan:
@@ -821,8 +821,9 @@ def classify_unmoved(
     awaiting: WireAwaiting | None
     if handler is _sleep:
         awaiting = _sleep_of(ctx, fut)
-    elif cls is not None and memo_key is not None and first_self is not None:
-        hit = ctx.memo.get(memo_key)
+    elif cls is not None and first_code is not None and first_self is not None:
+        # The key is made here rather than kept per task: 88 bytes a task between looks.
+        hit = ctx.memo.get((id(first_code), id(first_self)))
         if hit is None or hit[0] is not first_self:
             return None
         awaiting = hit[1]

@@ -27,6 +27,7 @@ from taskscope.agent.chains import (
     _NONE,
     _STACK_CACHE,
     MAX_STACK_DEPTH,
+    StackEntry,
     _chain,
     _origin,
     _stack_entry,
@@ -36,6 +37,7 @@ from taskscope.agent.chains import (
 from taskscope.agent.cycles import find_cycles
 from taskscope.agent.loops import LoopRecord
 from taskscope.agent.reach import ReachState, reach_step
+from taskscope.agent.steps import StepFigures
 from taskscope.agent.tracker import (
     FinishedTask,
     TaskMeta,
@@ -221,6 +223,8 @@ class SnapshotBuilder:
         try:
             return self._build_raw(include_finished, *lists)
         finally:
+            for meta in lists[2]:
+                meta.slot = None  # an int object per task, were it kept between looks
             for scratch in lists:
                 scratch.clear()  # they hold no task after the look
             _SCRATCH.give_back(lists)
@@ -346,9 +350,6 @@ class SnapshotBuilder:
                 meta = ensure_meta(task)
             if not meta.watched:
                 unwatched.append(task)
-            wire = meta.wire
-            if wire is None:
-                wire = meta.wire = _task_wire(meta, task)
             is_running = id(task) in running
             stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
             this_loop = task.get_loop()
@@ -368,13 +369,14 @@ class SnapshotBuilder:
             callbacks = getattr(task, "_callbacks", None)  # a task-like object may have none
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
                 if _driven_by_run_until_complete(callbacks):
-                    main_tasks[loop_id] = wire[0]
+                    last = meta.record
+                    main_tasks[loop_id] = last["id"] if last is not None else str(meta.task_id)
                 waiters = self._waiters_of(task, meta.task_id, graph)
             meta.slot = len(records)
             records.append(
                 pending_record(
                     meta,
-                    wire,
+                    task,
                     loop_id,
                     task.get_name(),
                     stack,
@@ -453,7 +455,8 @@ class _AwaitGraph:
 
 
 def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
-    """What never changes in a pending task's record (kept in `meta.wire`)."""
+    """What never changes in a pending task's record, for its first record (later ones take
+    it from the one before: `_wire_of`)."""
     return (
         str(meta.task_id),
         str(meta.parent_id) if meta.parent_id is not None else None,
@@ -461,6 +464,13 @@ def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
         coro_name(task_coro(task)),
         meta.seen_at if meta.created_at is None else None,
     )
+
+
+def _wire_of(record: WireTask) -> TaskWire:
+    """What never changes in a pending task's record, read back from its last record: kept
+    once per task, in the record, rather than also in a tuple of its own."""
+    origin: Any = record.get("created_from", _NONE)  # a tuple, as the builder made it
+    return (record["id"], record["parent"], origin, record["coro"], record.get("first_seen_at"))
 
 
 def _stack_and_awaiting(
@@ -473,16 +483,17 @@ def _stack_and_awaiting(
     fut = getattr(task, "_fut_waiter", None)
     fut_ref = meta.chain_fut if fut is not None else None
     if fut_ref is not None and fut_ref() is fut:
-        plan = meta.chain_plan
+        noted: StackEntry = meta.chain_entry  # type: ignore[assignment]
+        plan = noted.plan
         if running:
-            return meta.chain_stack, None
+            return noted.stack, None
         self_ref = meta.chain_self
         first_self = self_ref() if self_ref is not None else None
-        awaiting = classify_unmoved(ctx, plan, meta.chain_key, first_self, fut, task)
+        awaiting = classify_unmoved(ctx, plan, noted.first_code, first_self, fut, task)
         if awaiting is None:  # needs the frames after all
             frames, owners, _key = _chain(task_coro(task))
             awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
-        return meta.chain_stack, awaiting
+        return noted.stack, awaiting
     frames, owners, key = _chain(task_coro(task))
     cached = _STACK_CACHE.get(key)
     entry = cached if cached is not None else _stack_entry(frames, key)
@@ -499,16 +510,14 @@ def _stack_and_awaiting(
         meta.chain_fut = weakref.ref(fut)
     except TypeError:
         return stack, awaiting
-    meta.chain_stack, meta.chain_plan = stack, plan
-    meta.chain_self = meta.chain_key = None
+    meta.chain_entry = entry
+    meta.chain_self = None
     if found and found[0] is not None:
         try:
             # No callback: CPython shares one such reference per object.
             meta.chain_self = weakref.ref(found[0])
         except TypeError:
             pass
-        if entry.first_code is not None:
-            meta.chain_key = (id(entry.first_code), id(found[0]))
     return stack, awaiting
 
 
@@ -525,7 +534,7 @@ def _driven_by_run_until_complete(
 
 def _pending_record(
     meta: TaskMeta,
-    wire: TaskWire,
+    task: asyncio.Task[Any],
     loop_id: str,
     name: str,
     stack: tuple[WireFrame, ...],
@@ -545,43 +554,50 @@ def _pending_record(
         record is not None
         and meta.rec_stack is stack
         and (meta.rec_awaiting is awaiting or meta.rec_awaiting == awaiting)
-        and meta.rec_wire is wire
         and meta.rec_loop is loop_id
         and meta.rec_running is running
         and meta.rec_created_at is created_at
         and meta.rec_name == name
     )
-    steps = meta.steps
-    same = same and meta.rec_steps == steps
+    timing = meta.timing
+    steps = 0
+    if timing is not None:
+        steps = timing.steps
+        same = same and timing.rec_steps == steps
     if record is not None and same and meta.rec_awaited is None and meta.rec_waiters == waiters:
         return record
     if record is not None:
         replaced[meta.task_id] = (same, meta.rec_awaited, meta.rec_waiters, record)
+    if record is not None and meta.rec_created_at is created_at:
+        wire = _wire_of(record)
+    else:  # a first record, or a creation noted since (`Tracker.note_creation`)
+        wire = _task_wire(meta, task)
     record = meta.record = _task_record(
         wire, loop_id, name, stack, awaiting, running, created_at, waiters
     )
-    if steps and wall_offset is not None:
-        _add_step_figures(record, meta, steps, running, wall_offset)
-    meta.rec_wire, meta.rec_loop, meta.rec_name = wire, loop_id, name
+    if timing is not None:
+        if steps and wall_offset is not None:
+            _add_step_figures(record, timing, steps, running, wall_offset)
+        timing.rec_steps = steps
+    meta.rec_loop, meta.rec_name = loop_id, name
     meta.rec_stack, meta.rec_awaiting, meta.rec_running = stack, awaiting, running
     meta.rec_created_at, meta.rec_awaited, meta.rec_waiters = created_at, None, waiters
-    meta.rec_steps = steps
     return record
 
 
 def _add_step_figures(
-    record: WireTask, meta: TaskMeta, steps: int, running: bool, wall_offset: float
+    record: WireTask, timing: StepFigures, steps: int, running: bool, wall_offset: float
 ) -> None:
     """A task's runtime figures (taskscope.agent.steps), before `created_from` (kept last).
     The loop thread may be timing another step meanwhile: the figures are those of `steps`
     steps, or of one more."""
     origin = record.pop("created_from", None)
     record["steps"] = steps
-    record["busy_s"] = round(meta.busy, 6)
-    record["longest_step_s"] = round(meta.longest, 6)
-    record["last_ran_at"] = round(meta.last_ran + wall_offset, 6)
+    record["busy_s"] = round(timing.busy, 6)
+    record["longest_step_s"] = round(timing.longest, 6)
+    record["last_ran_at"] = round(timing.last_ran + wall_offset, 6)
     if not running:
-        record["waiting_since"] = round(meta.last_end + wall_offset, 6)
+        record["waiting_since"] = round(timing.last_end + wall_offset, 6)
     if origin is not None:
         record["created_from"] = origin
 

@@ -16,11 +16,12 @@ the threshold; a step still running past the threshold is an ongoing stall.
 Timed steps (`time_steps`, off by default: it costs the loop thread 0.5-1 microsecond per
 step): `StepTimer` puts a timed version of `Handle._run` on the class, which calls the
 original and notes, around it, two `perf_counter()` readings and a few counters: per loop
-(`LoopRecord`: steps, busy seconds, when the current step began) and per task (`TaskMeta`:
-steps, busy, longest, last step's start and end). A task's step callback is a method of the task
-(`__step`, `__wakeup`: their `__self__` is the task on every version). Stalls are then exact:
-the loop thread notes each one when it ends, with the stacks the watchdog sampled meanwhile.
-Everything else (rates, wall-clock times, wire records) is made on the agent's thread.
+(`LoopRecord`: steps, busy seconds, when the current step began) and per task
+(`StepFigures`, made for a task at its first timed step: steps, busy, longest, last step's
+start and end). A task's step callback is a method of the task (`__step`, `__wakeup`: their
+`__self__` is the task on every version). Stalls are then exact: the loop thread notes each
+one when it ends, with the stacks the watchdog sampled meanwhile. Everything else (rates,
+wall-clock times, wire records) is made on the agent's thread.
 
 The timing is turned on or off in a running process too (`StepTimer.set_timed`, the protocol's
 `time_steps` request), on the agent's thread: a swap of the class attribute. The figures then
@@ -45,6 +46,25 @@ from taskscope.protocol import WireFrame, WireStall
 if TYPE_CHECKING:
     from taskscope.agent.loops import LoopRecord
     from taskscope.agent.tracker import TaskMeta, Tracker
+
+
+class StepFigures:
+    """A task's step timing (taskscope.agent.steps), written by the loop thread after each
+    step: steps, busy seconds, the longest step, the last step's start and end (perf
+    counter); and the steps its last record counted (written by the snapshot builder; -1:
+    none). Made for a task only once one of its steps is timed (`time_steps`, off by
+    default): other tasks' metadata carries one empty field instead of six."""
+
+    __slots__ = ("busy", "last_end", "last_ran", "longest", "rec_steps", "steps")
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.busy = 0.0
+        self.longest = 0.0
+        self.last_ran = 0.0
+        self.last_end = 0.0
+        self.rec_steps = -1
+
 
 #: Steps longer than this many seconds are stalls, unless set otherwise (`install()`,
 #: `taskscope run --stall-threshold`, $TASKSCOPE_STALL_THRESHOLD).
@@ -248,10 +268,9 @@ class StepTimer:
             record.last_look = None
             record.stall_sample = None
         for meta in list(self.tracker.task_metas().values()):
-            meta.steps = 0
-            meta.busy = meta.longest = 0.0
-            meta.last_ran = meta.last_end = 0.0
-            meta.rec_steps = -1  # its cached record is made again (with, or without, figures)
+            if meta.timing is not None:
+                meta.timing = None
+                meta.record = None  # its record is made again (with, or without, figures)
         self.next_watch = 0.0
 
     def uninstall(self) -> None:
@@ -304,12 +323,15 @@ class StepTimer:
                 if owner is not None:
                     meta = metas_get(id(owner))
                     if meta is not None and meta() is owner:
-                        meta.steps += 1
-                        meta.busy += took
-                        if took > meta.longest:
-                            meta.longest = took
-                        meta.last_ran = start
-                        meta.last_end = end
+                        timing = meta.timing
+                        if timing is None:
+                            timing = meta.timing = StepFigures()
+                        timing.steps += 1
+                        timing.busy += took
+                        if took > timing.longest:
+                            timing.longest = took
+                        timing.last_ran = start
+                        timing.last_end = end
                     elif isinstance(owner, task_types):
                         note_unmet(owner, start, end, took)
                 if took > threshold:
@@ -342,11 +364,14 @@ class StepTimer:
             # not through `create_task`): it gets its `TaskMeta` now, which the agent's first
             # look would have made, and with it the steps noted so far.
             meta = self.tracker.ensure_meta(task)
-            meta.steps += 1
-            meta.busy += took
-            if took > meta.longest:
-                meta.longest = took
-            meta.last_ran, meta.last_end = start, end
+            timing = meta.timing
+            if timing is None:
+                timing = meta.timing = StepFigures()
+            timing.steps += 1
+            timing.busy += took
+            if took > timing.longest:
+                timing.longest = took
+            timing.last_ran, timing.last_end = start, end
         except Exception:
             pass
 
@@ -354,8 +379,9 @@ class StepTimer:
         """Give a task's first look (`Tracker.ensure_meta`) the steps it ran before."""
         note = self.unmet.pop(id(task), None)
         if note is not None and note[0]() is task:
-            meta.steps, meta.busy, meta.longest = note[1], note[2], note[3]
-            meta.last_ran, meta.last_end = note[4], note[5]
+            timing = meta.timing = StepFigures()
+            timing.steps, timing.busy, timing.longest = note[1], note[2], note[3]
+            timing.last_ran, timing.last_end = note[4], note[5]
 
     def _note_stall(
         self, record: LoopRecord, handle: events.Handle, task: Any, start: float, took: float

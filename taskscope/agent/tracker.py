@@ -23,12 +23,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from taskscope.agent import locks
 from taskscope.agent.failures import FailureNote, UnretrievedWatch, format_failure
 from taskscope.agent.loops import LoopRecord, LoopTracker
-from taskscope.agent.steps import StepTimer, stall_threshold_setting, time_steps_setting
+from taskscope.agent.steps import (
+    StepFigures,
+    StepTimer,
+    stall_threshold_setting,
+    time_steps_setting,
+)
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.protocol import WireAwaiting, WireFrame, WireTask
 
 if TYPE_CHECKING:
-    from taskscope.agent.awaiting import PlanStep
+    from taskscope.agent.chains import StackEntry
 
 #: What never changes in a pending task's record: its id, its parent's id, where it was
 #: created (wire frames), its coroutine's name, and when the agent first saw it (for a task
@@ -159,22 +164,19 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
     """What the agent knows about a task beyond the task object itself. It is also the
     agent's weak reference to the task (calling it gives the task, or None once gone): one
     object per task, where a reference, a record and a pair of them were three for the host's
-    garbage collector to track."""
+    garbage collector to track. Kept for every live task between looks, so its fields are
+    few (each is 8 bytes per task): what is rarely used sits in side objects made when used
+    (`timing`), what one look needs is cleared after it (`slot`), and what the builder's last
+    record already holds is read from that record rather than kept twice."""
 
     __slots__ = (
-        "busy",
+        "chain_entry",
         "chain_fut",
-        "chain_key",
-        "chain_plan",
         "chain_self",
-        "chain_stack",
         "coro",
         "created_at",
         "created_from",
         "key",
-        "last_end",
-        "last_ran",
-        "longest",
         "parent_id",
         "rec_awaited",
         "rec_awaiting",
@@ -183,16 +185,13 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         "rec_name",
         "rec_running",
         "rec_stack",
-        "rec_steps",
         "rec_waiters",
-        "rec_wire",
         "record",
         "seen_at",
         "slot",
-        "steps",
         "task_id",
+        "timing",
         "watched",
-        "wire",
     )
 
     def __new__(
@@ -224,27 +223,22 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         #: The coroutine's name, kept only for tasks that finished inside create_task (eager
         #: tasks), whose coroutine is gone by the time anyone looks.
         self.coro = ""
-        #: What never changes in its record while the task is pending (see `TaskWire`), made
-        #: by the snapshot builder on first use.
-        self.wire: TaskWire | None = None
         # The snapshot builder's notes from its last look, while the task stays pending:
         # fields rather than a tuple or an object of their own, so that a look at 100,000
         # tasks neither allocates nor keeps more objects for the host's garbage collector.
         #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None:
-        #: no note, and the other `chain_` fields mean nothing), its wire stack and
-        #: classification plan, a weak reference to the `self` of the plan's first step and
-        #: that step's key in the descriptions memo.
+        #: no note, and the other `chain_` fields mean nothing), the suspension point's
+        #: `StackEntry` (wire stack, classification plan, shared by every task suspended
+        #: there) and a weak reference to the `self` of the plan's first step.
         self.chain_fut: weakref.ref[asyncio.Future[Any]] | None = None
-        self.chain_stack: tuple[WireFrame, ...] = ()
-        self.chain_plan: tuple[PlanStep, ...] = ()
+        self.chain_entry: StackEntry | None = None
         self.chain_self: weakref.ref[Any] | None = None
-        self.chain_key: tuple[int, int] | None = None
-        #: Its last record (None: no note, and the other `rec_` fields mean nothing) and what
-        #: that was made of: wire forms, loop id, name, stack, description before the tasks
-        #: it awaits were added, running, created at, the ids of the tasks it awaited (None:
-        #: none) and of those awaiting it.
+        #: Its last record (None: no note, and the other `rec_` fields mean nothing; also
+        #: what never changes in a pending task's record, its id, parent, coroutine, origin,
+        #: is read from there) and what that was made of: loop id, name, stack, description
+        #: before the tasks it awaits were added, running, created at, the ids of the tasks
+        #: it awaited (None: none) and of those awaiting it.
         self.record: WireTask | None = None
-        self.rec_wire: TaskWire | None = None
         self.rec_loop = ""
         self.rec_name = ""
         self.rec_stack: tuple[WireFrame, ...] = ()
@@ -253,17 +247,11 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         self.rec_created_at: float | None = None
         self.rec_awaited: list[int] | None = None
         self.rec_waiters: list[int] | None = None
-        #: The task's position in the snapshot being built (valid during that build only).
+        #: The task's position in the snapshot being built (valid during that build only,
+        #: None between looks).
         self.slot: int | None = None
-        # Step timing (taskscope.agent.steps), written by the loop thread after each step:
-        # steps, busy seconds, the longest step, the last step's start and end (perf counter),
-        # and the steps its last record counted.
-        self.steps = 0
-        self.busy = 0.0
-        self.longest = 0.0
-        self.last_ran = 0.0
-        self.last_end = 0.0
-        self.rec_steps = 0
+        #: Step timing (see `StepFigures`), once a step of the task was timed.
+        self.timing: StepFigures | None = None
 
 
 @dataclass(slots=True)
@@ -414,7 +402,8 @@ class Tracker(LoopTracker):
         meta = self._meta.get(id(task))
         if meta is not None and meta() is task:
             meta.parent_id, meta.created_at = parent_id, _wall()
-            meta.created_from, meta.wire, meta.watched = _site_lines(site), None, True
+            # Its next record is made afresh, with what is noted now.
+            meta.created_from, meta.record, meta.watched = _site_lines(site), None, True
         else:
             self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
 
