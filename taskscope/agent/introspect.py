@@ -459,11 +459,25 @@ def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
     it from the one before: `_wire_of`)."""
     return (
         str(meta.task_id),
-        str(meta.parent_id) if meta.parent_id is not None else None,
+        _parent_text(meta.parent_id) if meta.parent_id is not None else None,
         _origin(meta.created_from),
         coro_name(task_coro(task)),
         meta.seen_at if meta.created_at is None else None,
     )
+
+
+#: Parent id -> its text, shared by the records of its children (kept for every live task:
+#: one string per parent rather than per child).
+_PARENT_TEXTS: dict[int, str] = {}
+
+
+def _parent_text(parent_id: int) -> str:
+    text = _PARENT_TEXTS.get(parent_id)
+    if text is None:
+        if len(_PARENT_TEXTS) > 10_000:
+            _PARENT_TEXTS.clear()
+        text = _PARENT_TEXTS[parent_id] = str(parent_id)
+    return text
 
 
 def _wire_of(record: WireTask) -> TaskWire:

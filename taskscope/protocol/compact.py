@@ -45,6 +45,9 @@ _STATE_CODES: Final = {state: code for code, state in enumerate(TASK_STATES)}
 _ROW_VALUES = itemgetter(*TASK_ROW_KEYS)
 _NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
 _FRAME_VALUES = itemgetter("function", "file", "line")
+#: Where a remembered row's `awaiting` index goes: JSON text never carries a raw NUL (it
+#: escapes control characters), so the first one in a row's text is this.
+_AWAIT_HOLE: Final = "\x00"
 #: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
 CHUNK_ROWS: Final = 2000
 #: While encoding, the agent's thread gives the GIL away (`time.sleep(0)`) this often, so
@@ -92,10 +95,11 @@ class CompactTables:
         self.stack_list: list[list[list[int | None]]] = []
         self._by_id: dict[int, int] = {}
         self._pinned: list[Any] = []
-        #: id(record) -> (row text before the `awaiting` index, row text after it): a tuple
-        #: of strings, which the host's garbage collector stops tracking, where one holding
-        #: the record would be one more object per task in every full collection.
-        self._rows: dict[int, tuple[str, str]] = {}
+        #: id(record) -> its row's text with `_AWAIT_HOLE` where its `awaiting` index goes:
+        #: a string, which the host's garbage collector does not track (where a tuple holding
+        #: the record would be one more object per task in every full collection), and one
+        #: object per task rather than a tuple of two.
+        self._rows: dict[int, str] = {}
         #: The records of the rows in `_rows`, referenced so that an id there is not reused
         #: by another record while it is remembered: a list, 8 bytes a task, where a second
         #: dictionary by id cost about 80.
@@ -123,7 +127,7 @@ class CompactTables:
         self._check_limits()
         cached = self._rows
         parts, awaits = into if into is not None else ([], [])
-        await_index: dict[int, int] = {}
+        await_index: dict[int, str] = {}  # id(awaiting) -> its index, as text
         clock, give_way = time.perf_counter, time.sleep
         give_way_at = clock() + SLICE_SECONDS
         count = 0
@@ -137,13 +141,13 @@ class CompactTables:
                 row = self._row(record, remember)
             awaiting = record["awaiting"]
             if awaiting is None:
-                parts.append(row[0] + "null" + row[1])
+                parts.append(row.replace(_AWAIT_HOLE, "null", 1))
                 continue
             ref = await_index.get(id(awaiting))
             if ref is None:
-                ref = await_index[id(awaiting)] = len(awaits)
+                ref = await_index[id(awaiting)] = str(len(awaits))
                 awaits.append(self._await_text(awaiting, remember))
-            parts.append(f"{row[0]}{ref}{row[1]}")
+            parts.append(row.replace(_AWAIT_HOLE, ref, 1))
         if remember and len(cached) > 2 * len(records) + 4096:  # drop records gone since
             keep = {id(record) for record in records}
             self._rows = {key: row for key, row in cached.items() if key in keep}
@@ -151,8 +155,8 @@ class CompactTables:
             self._awaits.clear()
         return parts, awaits
 
-    def _row(self, record: WireTask, remember: bool) -> tuple[str, str]:
-        """A record's row as the text before its `awaiting` index and the text after it."""
+    def _row(self, record: WireTask, remember: bool) -> str:
+        """A record's row as text, `_AWAIT_HOLE` where its `awaiting` index goes."""
         values: list[Any] = list(_ROW_VALUES(record))
         state = values[_STATE_AT]
         values[_STATE_AT] = _STATE_CODES.get(state, state)
@@ -173,7 +177,7 @@ class CompactTables:
         tail.append(origin_index)
         if len(record) > _ORIGIN_AT + (origin is not None):
             tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-        row = (_encode_small(head)[:-1] + ",", "," + _encode_small(tail)[1:])
+        row = _encode_small(head)[:-1] + "," + _AWAIT_HOLE + "," + _encode_small(tail)[1:]
         if remember:
             self._rows[id(record)] = row
             self._row_records.append(record)
