@@ -653,6 +653,40 @@ def _with_awaited(record: WireTask, awaited: list[int]) -> WireTask:
     return result
 
 
+#: The keys a pending task's record may have, in the order `WireTask` declares them.
+_PENDING_KEYS = (
+    "id",
+    "loop",
+    "name",
+    "state",
+    "coro",
+    "stack",
+    "awaiting",
+    "awaited_by",
+    "parent",
+    "created_at",
+    "finished_at",
+    "running",
+    "first_seen_at",
+    "created_from",
+)
+
+
+class _RecordKeys:
+    """An object whose attributes are `_PENDING_KEYS`: its `__dict__` is a dictionary whose
+    keys CPython shares between its copies (a "split table"), each copy carrying its values
+    only. A record made as a copy of it takes about 130 bytes less than one made by a dict
+    display, which has its own table of keys: a record is kept per live task between looks.
+    The copies are ordinary dictionaries in every way; a version of Python that shares no
+    keys makes them as large as before, nothing else."""
+
+
+_RECORD_KEYS = _RecordKeys()
+for _key in _PENDING_KEYS:
+    setattr(_RECORD_KEYS, _key, None)
+_new_record: Callable[[], dict[str, Any]] = _RECORD_KEYS.__dict__.copy
+
+
 def _task_record(
     wire: TaskWire,
     loop_id: str,
@@ -663,27 +697,32 @@ def _task_record(
     created_at: float | None,
     waiters: list[int] | None,
 ) -> WireTask:
-    """A pending task's record, its keys in the order `WireTask` declares them."""
-    record: WireTask = {
-        "id": wire[0],
-        "loop": loop_id,
-        "name": name,
-        "state": "pending",
-        "coro": wire[3],
-        "stack": stack,
-        "awaiting": awaiting,
-        "awaited_by": tuple([str(waiter) for waiter in waiters]) if waiters else _NONE,
-        "parent": wire[1],
-        "created_at": created_at,
-        "finished_at": None,
-    }
+    """A pending task's record, its keys in the order `WireTask` declares them (a copy of
+    `_RecordKeys`'s, without the keys it has no value for)."""
+    record: Any = _new_record()
+    record["id"] = wire[0]
+    record["loop"] = loop_id
+    record["name"] = name
+    record["state"] = "pending"
+    record["coro"] = wire[3]
+    record["stack"] = stack
+    record["awaiting"] = awaiting
+    record["awaited_by"] = tuple([str(waiter) for waiter in waiters]) if waiters else _NONE
+    record["parent"] = wire[1]
+    record["created_at"] = created_at
     if running:
         record["running"] = True
+    else:
+        del record["running"]
     if wire[4] is not None:
         record["first_seen_at"] = wire[4]
+    else:
+        del record["first_seen_at"]
     if wire[2]:
         record["created_from"] = wire[2]
-    return record
+    else:
+        del record["created_from"]
+    return record  # type: ignore[no-any-return]
 
 
 def _mark_cancel_requests(tracker: Tracker, records: list[WireTask], metas: list[TaskMeta]) -> None:
