@@ -104,8 +104,11 @@ class CompactTables:
         #: by another record while it is remembered: a list, 8 bytes a task, where a second
         #: dictionary by id cost about 80.
         self._row_records: list[Any] = []
-        #: id(awaiting) -> (awaiting, its JSON text)
-        self._awaits: dict[int, tuple[Any, str]] = {}
+        #: id(awaiting) -> its JSON text, and the descriptions themselves, referenced (as the
+        #: records of `_rows`) so that an id there is not reused: no tuple per description,
+        #: which the collector would track (it holds a dictionary).
+        self._awaits: dict[int, str] = {}
+        self._await_objects: list[Any] = []
 
     def rows(self, records: Sequence[Any], remember: bool = True) -> tuple[str, str]:
         """The records as a JSON array of rows, and the JSON array of the `awaiting` objects
@@ -153,6 +156,7 @@ class CompactTables:
             self._rows = {key: row for key, row in cached.items() if key in keep}
             self._row_records = [record for record in records if id(record) in self._rows]
             self._awaits.clear()
+            self._await_objects.clear()
         return parts, awaits
 
     def _row(self, record: WireTask, remember: bool) -> str:
@@ -184,12 +188,13 @@ class CompactTables:
         return row
 
     def _await_text(self, awaiting: Any, remember: bool) -> str:
-        known = self._awaits.get(id(awaiting))
-        if known is not None and known[0] is awaiting:
-            return known[1]
+        known = self._awaits.get(id(awaiting))  # a text remembered is its description's
+        if known is not None:
+            return known
         text = _encode_small(awaiting)
         if remember:
-            self._awaits[id(awaiting)] = (awaiting, text)
+            self._awaits[id(awaiting)] = text
+            self._await_objects.append(awaiting)
         return text
 
     def _check_limits(self) -> None:
