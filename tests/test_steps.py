@@ -337,7 +337,9 @@ def test_timing_is_turned_on_and_off_while_the_loop_runs() -> None:
         meta = tracker.meta_of(task)
         assert meta is not None
         timer.set_timed(True)
-        assert meta.timing is None
+        timing = meta.timing
+        assert timing is not None
+        assert (timing.steps, timing.busy, timing.longest) == (0, 0, 0.0)
         before = time.perf_counter()
         await asyncio.sleep(0.01)
         again = _record(SnapshotBuilder(tracker).build(), "ticker")

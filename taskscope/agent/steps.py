@@ -269,8 +269,9 @@ class StepTimer:
             record.stall_sample = None
         for meta in list(self.tracker.task_metas().values()):
             if meta.timing is not None:
-                meta.timing = None
-                meta.record = None  # its record is made again (with, or without, figures)
+                # Counts from zero, and its record is made again (with, or without, figures:
+                # a fresh one's `rec_steps` matches no count), even by a look under way.
+                meta.timing = StepFigures()
         self.next_watch = 0.0
 
     def uninstall(self) -> None:
