@@ -64,15 +64,15 @@ class AwaitContext:
         #: A task's id in the snapshot (for the holders of a lock); None: holders not told.
         self.id_of_task = id_of_task
         self._executor_threads: dict[int, tuple[str, str]] | None = None
-        #: (code, id(object)) -> (object, awaiting): one description per object waited on,
+        #: `memo_key(code, object)` -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
-        self.memo: dict[tuple[int, int], tuple[Any, WireAwaiting]] = {}
+        self.memo: dict[int, tuple[Any, WireAwaiting]] = {}
         #: loop time a sleep ends at -> its shared description.
         self.sleeps: dict[float, WireAwaiting] = {}
         #: The descriptions of the last snapshot, by the same keys (without the objects: they
         #: must not be kept alive). A description equal to the last one is that object
         #: again, so that a task whose wait did not change has the same description.
-        self.last_memo: dict[tuple[int, int], WireAwaiting] = {}
+        self.last_memo: dict[int, WireAwaiting] = {}
         self.last_sleeps: dict[float, WireAwaiting] = {}
         #: The `self` of the frame a handler is about to read, found without f_locals.
         self.self_frame: FrameType | None = None
@@ -800,6 +800,13 @@ def plan_cacheable(plan: tuple[PlanStep, ...]) -> bool:
     return all(step[1] is not _wait_for for step in plan)
 
 
+def memo_key(code: CodeType, obj: Any) -> int:
+    """The key of a description in `AwaitContext.memo`: a handler's code and the object it
+    describes, by their ids, in one int (not a tuple: one is made per unmoved task in every
+    look, and a tuple, unlike an int, counts towards the collector's next collection)."""
+    return id(code) << 64 | id(obj)
+
+
 def classify_unmoved(
     ctx: AwaitContext,
     plan: tuple[PlanStep, ...],
@@ -823,7 +830,7 @@ def classify_unmoved(
         awaiting = _sleep_of(ctx, fut)
     elif cls is not None and first_code is not None and first_self is not None:
         # The key is made here rather than kept per task: 88 bytes a task between looks.
-        hit = ctx.memo.get((id(first_code), id(first_self)))
+        hit = ctx.memo.get(memo_key(first_code, first_self))
         if hit is None or hit[0] is not first_self:
             return None
         awaiting = hit[1]
@@ -884,7 +891,7 @@ def classify_planned(
                 if found is not None:
                     found.append(obj)
                     found = None
-                key = (id(code), id(obj))  # the code is a handler's: alive for good
+                key = memo_key(code, obj)  # the code is a handler's: alive for good
                 hit = ctx.memo.get(key)
                 if hit is not None and hit[0] is obj:
                     awaiting = hit[1]

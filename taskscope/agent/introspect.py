@@ -72,7 +72,7 @@ _RUN_UNTIL_COMPLETE_CB = getattr(asyncio.base_events, "_run_until_complete_cb", 
 #: `TaskMeta` (`chain_*` and `rec_*` fields): only weak references to the host's objects.
 #: Tracker -> the descriptions of its last snapshot (see `AwaitContext.last_memo`).
 _DESCRIPTION_CACHE: weakref.WeakKeyDictionary[
-    Tracker, tuple[dict[tuple[int, int], WireAwaiting], dict[float, WireAwaiting]]
+    Tracker, tuple[dict[int, WireAwaiting], dict[float, WireAwaiting]]
 ] = weakref.WeakKeyDictionary()
 
 
