@@ -50,6 +50,7 @@ from taskscope.agent.tracker import (
 from taskscope.agent.waiters import _resolve_waiters
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
+    TASK_ROW_KEYS,
     WireAwaiting,
     WireFrame,
     WireLoop,
@@ -654,22 +655,7 @@ def _with_awaited(record: WireTask, awaited: list[int]) -> WireTask:
 
 
 #: The keys a pending task's record may have, in the order `WireTask` declares them.
-_PENDING_KEYS = (
-    "id",
-    "loop",
-    "name",
-    "state",
-    "coro",
-    "stack",
-    "awaiting",
-    "awaited_by",
-    "parent",
-    "created_at",
-    "finished_at",
-    "running",
-    "first_seen_at",
-    "created_from",
-)
+_PENDING_KEYS = (*TASK_ROW_KEYS, "running", "first_seen_at", "created_from")
 
 
 class _RecordKeys:

@@ -65,6 +65,14 @@ class StepFigures:
         self.last_end = 0.0
         self.rec_steps = -1
 
+    def add(self, start: float, end: float, took: float) -> None:
+        """One more step (the timed `Handle._run` does this inline: it runs every step)."""
+        self.steps += 1
+        self.busy += took
+        if took > self.longest:
+            self.longest = took
+        self.last_ran, self.last_end = start, end
+
 
 #: Steps longer than this many seconds are stalls, unless set otherwise (`install()`,
 #: `taskscope run --stall-threshold`, $TASKSCOPE_STALL_THRESHOLD).
@@ -324,6 +332,7 @@ class StepTimer:
                 if owner is not None:
                     meta = metas_get(id(owner))
                     if meta is not None and meta() is owner:
+                        # StepFigures.add, inlined: a call per step is the host's time.
                         timing = meta.timing
                         if timing is None:
                             timing = meta.timing = StepFigures()
@@ -365,14 +374,9 @@ class StepTimer:
             # not through `create_task`): it gets its `TaskMeta` now, which the agent's first
             # look would have made, and with it the steps noted so far.
             meta = self.tracker.ensure_meta(task)
-            timing = meta.timing
-            if timing is None:
-                timing = meta.timing = StepFigures()
-            timing.steps += 1
-            timing.busy += took
-            if took > timing.longest:
-                timing.longest = took
-            timing.last_ran, timing.last_end = start, end
+            if meta.timing is None:
+                meta.timing = StepFigures()
+            meta.timing.add(start, end, took)
         except Exception:
             pass
 
