@@ -1200,6 +1200,36 @@ def test_asyncio_run_calls_events_new_event_loop_and_events_set_running_loop(
     assert running and running[0] is loop and running[-1] is None
 
 
+def test_a_runner_makes_its_loop_in_lazy_init_and_keeps_it_in_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # loops.LoopTracker.install: a loop made by a loop_factory (uvloop.run, asyncio.run's
+    # loop_factory) is seen when Runner._lazy_init, looked up on the class at each run, has
+    # made it; and asyncio's package-level `_set_running_loop` is the events module's
+    # function (uvloop binds that name when it is imported)
+    assert asyncio._set_running_loop is asyncio.events._set_running_loop
+    made: list[asyncio.AbstractEventLoop] = []
+    seen: list[Any] = []
+    original = asyncio.Runner._lazy_init  # type: ignore[attr-defined]
+
+    def lazy_init(runner: asyncio.Runner) -> None:
+        original(runner)
+        seen.append(runner._loop)  # type: ignore[attr-defined]
+
+    def factory() -> asyncio.AbstractEventLoop:
+        made.append(asyncio.SelectorEventLoop())
+        return made[-1]
+
+    monkeypatch.setattr(asyncio.Runner, "_lazy_init", lazy_init)
+
+    async def which_loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        loop = runner.run(which_loop())
+    assert made == [loop] and seen and seen[0] is loop
+
+
 def test_registry_sources_are_none_exactly_where_all_tasks_is_c_and_else_hold_new_tasks() -> None:
     # tracker._registry_sources, tracker.pending_tasks
     async def scenario() -> None:

@@ -82,19 +82,27 @@ def test_uninstall_restores_everything() -> None:
 
         original = events._set_running_loop
         original_new_event_loop = events.new_event_loop
+        original_lazy_init = asyncio.Runner._lazy_init
 
         async def main():
             loop = asyncio.get_running_loop()
             factory = loop.get_task_factory()
             taskscope.install()
             path = socket_file()
-            patched = "create_task" in vars(loop) and events._set_running_loop is not original
+            patched = (
+                "create_task" in vars(loop)
+                and events._set_running_loop is not original
+                and asyncio._set_running_loop is not original
+                and asyncio.Runner._lazy_init is not original_lazy_init
+            )
             await asyncio.sleep(0.3)  # a heartbeat runs
             taskscope.uninstall()
             await asyncio.sleep(0)
             restored = (
                 "create_task" not in vars(loop)
                 and events._set_running_loop is original
+                and asyncio._set_running_loop is original
+                and asyncio.Runner._lazy_init is original_lazy_init
                 and events.new_event_loop is original_new_event_loop
                 and loop.get_task_factory() is factory
                 and not os.path.exists(path)

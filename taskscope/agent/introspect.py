@@ -361,6 +361,7 @@ class SnapshotBuilder:
                 known = loop_ids.get(id(this_loop))
                 if known is None:
                     loop_record = tracker.register_loop(this_loop)
+                    tracker.request_adoption(loop_record, this_loop)
                     loops.append((loop_record, this_loop))
                     known = loop_ids[id(this_loop)] = loop_record.loop_id
                 loop_id = known

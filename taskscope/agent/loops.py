@@ -123,6 +123,8 @@ class LoopTracker:
         self._our_set_running_loop: RunningLoopSetter | None = None
         self._original_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
         self._our_new_event_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+        #: asyncio.Runner, its `_lazy_init` and the agent's in its place (see `install`).
+        self._runner_hook: tuple[type, Callable[[Any], None], Callable[[Any], None]] | None = None
         self._installed = False
         #: Unix time from which finished tasks are known, when the agent started in a process
         #: whose loops were already running (an attach): earlier finishes it never saw.
@@ -158,6 +160,8 @@ class LoopTracker:
                 if loop_is_frozen(loop):
                     frozen.add(id(loop))
                     continue
+                if not record.adopted:
+                    self.request_adoption(record, loop)
                 result.append((record, loop))
         for loop in list(self._frozen_seen):
             if loop_is_frozen(loop):
@@ -184,6 +188,10 @@ class LoopTracker:
 
         _set_running_loop.__wrapped__ = original  # type: ignore[attr-defined]
         asyncio.events._set_running_loop = _set_running_loop
+        # The package's own name for it too: uvloop binds `asyncio._set_running_loop` when it
+        # is imported and calls that (a uvloop imported after this sees its loops start).
+        if getattr(asyncio, "_set_running_loop", None) is original:
+            asyncio._set_running_loop = _set_running_loop
         self._our_set_running_loop = _set_running_loop
 
         # asyncio.run() creates its main task before the loop runs: see loops at birth too,
@@ -202,6 +210,28 @@ class LoopTracker:
         new_event_loop.__wrapped__ = original_new_event_loop  # type: ignore[attr-defined]
         asyncio.events.new_event_loop = new_event_loop
         self._our_new_event_loop = new_event_loop
+        # A loop made by a `loop_factory` (`asyncio.run(main(), loop_factory=...)`,
+        # `asyncio.Runner`, `uvloop.run`) is made without the hook above, and a compiled loop
+        # such as uvloop's starts without telling `_set_running_loop` when uvloop was imported
+        # before the agent. See it when its Runner makes it: from 3.14 the agent finds tasks
+        # only through the loops it knows. (`Runner._lazy_init` is private: the uvloop tests
+        # check it on every version.)
+        runner = getattr(asyncio, "Runner", None)
+        lazy_init = getattr(runner, "_lazy_init", None)
+        if runner is not None and callable(lazy_init):
+
+            def _lazy_init(runner_self: Any) -> None:
+                lazy_init(runner_self)
+                loop = getattr(runner_self, "_loop", None)
+                if isinstance(loop, asyncio.AbstractEventLoop):
+                    try:
+                        tracker._install_factory(tracker.register_loop(loop), loop)
+                    except Exception:
+                        pass
+
+            _lazy_init.__wrapped__ = lazy_init  # type: ignore[attr-defined]
+            setattr(runner, "_lazy_init", _lazy_init)  # noqa: B010 (a class typeshed knows)
+            self._runner_hook = (runner, lazy_init, _lazy_init)
         started = _wall()
         self.discover_loops()
         if self.loops:
@@ -227,16 +257,28 @@ class LoopTracker:
                         continue
                 except Exception:
                     continue
-                record = self.register_loop(obj)
-                if obj.is_running() and not record.adopted:
-                    record.adopt_requested_at = _monotonic()
-                    try:
-                        obj.call_soon_threadsafe(self.on_loop_started, obj)
-                    except RuntimeError:
-                        pass
+                self.request_adoption(self.register_loop(obj), obj)
+
+    def request_adoption(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
+        """Ask a running loop the agent has not run on yet to run `on_loop_started` (its
+        heartbeat, its task factory), once. For loops that started without the agent seeing
+        them: already running at an attach, or made and started by code that bypasses
+        asyncio's hooks (uvloop imported before the agent, a custom loop factory), met first
+        through one of their tasks."""
+        if record.adopted or record.adopt_requested_at is not None or not self._installed:
+            return
+        try:
+            if not loop.is_running():
+                return
+            record.adopt_requested_at = _monotonic()
+            loop.call_soon_threadsafe(self.on_loop_started, loop)
+        except RuntimeError:  # closed meanwhile
+            pass
 
     def on_loop_started(self, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on the loop's own thread when it starts (or when the agent reaches it)."""
+        if not self._installed:  # asked for before an uninstall, run after it
+            return
         for listener in self.loop_start_listeners:
             try:
                 listener()
@@ -297,8 +339,15 @@ class LoopTracker:
         self._installed = False
         if asyncio.events._set_running_loop is self._our_set_running_loop:
             asyncio.events._set_running_loop = self._original_set_running_loop  # type: ignore[assignment]
+        if getattr(asyncio, "_set_running_loop", None) is self._our_set_running_loop:
+            asyncio._set_running_loop = self._original_set_running_loop  # type: ignore[assignment]
         if asyncio.events.new_event_loop is self._our_new_event_loop:
             asyncio.events.new_event_loop = self._original_new_event_loop  # type: ignore[assignment]
+        if self._runner_hook is not None:
+            runner, original_init, our_init = self._runner_hook
+            if runner.__dict__.get("_lazy_init") is our_init:
+                setattr(runner, "_lazy_init", original_init)  # noqa: B010
+            self._runner_hook = None
         for record, loop in self.live_loops():
             try:
                 if record.thread_id == threading.get_ident() or not loop.is_running():

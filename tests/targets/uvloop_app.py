@@ -1,0 +1,73 @@
+"""A program on uvloop's event loop (`uvloop.run`): a task that creates another, a sleeping
+`victim` whose cancellation the program notes, a task that fails at once, and `indexer`, which
+blocks the loop in `time.sleep` for 1.5 s when a `stall-PID` file appears (it notes
+`blocking` first). Runs with or without taskscope: the tests start it under `taskscope run`,
+attach to it plain, or (second argument `install`) let it call `taskscope.install()` itself,
+after uvloop was imported."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+import uvloop
+from target_kit import WORKDIR, note, signal_ready, until_stopped
+
+
+async def child() -> None:
+    await asyncio.sleep(3600)
+
+
+async def spawner() -> None:
+    await asyncio.create_task(child(), name="child-of-spawner")
+
+
+async def victim() -> None:
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        note("victim cancelled")
+        raise
+
+
+async def fails() -> None:
+    raise ValueError("boom")
+
+
+def rebuild_index() -> None:
+    time.sleep(1.5)  # the blocking line
+
+
+async def indexer() -> None:
+    cue = WORKDIR / f"stall-{os.getpid()}"
+    while not cue.exists():
+        await asyncio.sleep(0.02)
+    note("blocking")
+    rebuild_index()
+    note("unblocked")
+    await asyncio.sleep(3600)
+
+
+async def main() -> None:
+    tasks = [
+        asyncio.create_task(spawner(), name="spawner"),
+        asyncio.create_task(victim(), name="victim"),
+        asyncio.create_task(indexer(), name="indexer"),
+    ]
+    failing = asyncio.create_task(fails(), name="fails")
+    await asyncio.wait([failing])
+    failing.exception()  # retrieved: nothing printed at exit
+    signal_ready()
+    await until_stopped()
+    for task in tasks:
+        task.cancel()
+    note(f"loop {type(asyncio.get_running_loop()).__module__}")
+
+
+if sys.argv[2:] == ["install"]:
+    import taskscope
+
+    taskscope.install()
+uvloop.run(main())

@@ -1,0 +1,134 @@
+"""taskscope on programs that run uvloop's event loop: under `taskscope run` (the agent goes
+first, uvloop is imported after it) and attached to a process that never heard of taskscope.
+uvloop's loop is compiled: its timers, its thread and its start are hidden from the agent's
+usual hooks, so these tests check what a user relies on still holds there: who created a task,
+the history, cancelling one task, and a blocked loop said to be blocked, with where."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskscope.protocol import socket_path
+from tests.helpers import TARGETS, Target, agent_snapshot, by_name, notes, run_cli, wait_for
+
+pytest.importorskip("uvloop", reason="the uvloop tests need uvloop (pip install uvloop)")
+
+APP = "uvloop_app.py"
+
+
+def dump(pid: int) -> dict[str, Any]:
+    result = run_cli("dump", str(pid), timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def blocked_look(target: Target, look: Any) -> dict[str, Any]:
+    """Cue the program's `indexer` to block the loop for 1.5 s, and look while it does until
+    a look says it is blocked (a loop counts as blocked once a quarter second late)."""
+    target.file(f"stall-{target.pid}").write_text("go")
+    wait_for(lambda: "blocking" in notes(target), what="the loop to block")
+    while True:
+        snap: dict[str, Any] = look()
+        if "unblocked" in notes(target) or snap["loops"][0]["blocked_for"] is not None:
+            return snap
+
+
+def assert_blocked_in_rebuild_index(snap: dict[str, Any]) -> None:
+    [loop] = snap["loops"]
+    assert loop["type"] == "Loop", loop
+    assert loop["blocked_for"] is not None and loop["blocked_for"] >= 0.25, loop
+    functions = [frame["function"] for frame in loop["blocking_stack"]]
+    assert "rebuild_index" in functions, loop["blocking_stack"]
+
+
+def test_taskscope_run_on_uvloop_tracks_creators_history_and_blocks(start: Any) -> None:
+    # GIVEN a uvloop program started under `taskscope run`
+    target = start(APP).wait_ready()
+    snap = agent_snapshot(target.pid)
+    tasks = by_name(snap)
+    # THEN the agent saw its loop start: who created each task, and the failed task's end
+    assert tasks["child-of-spawner"]["parent"] == tasks["spawner"]["id"], tasks["child-of-spawner"]
+    [failed] = [task for task in snap["tasks"] if task["name"] == "fails"]
+    assert failed["state"] == "failed" and "ValueError" in failed["exception"], failed
+    assert snap["loops"][0]["blocked_for"] is None, snap["loops"]
+    # WHEN the loop blocks in time.sleep
+    snap = blocked_look(target, lambda: agent_snapshot(target.pid))
+    # THEN the look says so, and where
+    assert_blocked_in_rebuild_index(snap)
+    wait_for(lambda: "unblocked" in notes(target), what="the block to end")
+    # AND cancelling one task by name cancels it alone; the program goes on and ends cleanly
+    result = run_cli("cancel", str(target.pid), "victim")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's cancellation")
+    assert "child-of-spawner" in by_name(agent_snapshot(target.pid))
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert "loop uvloop" in notes(target)
+
+
+def test_install_after_uvloop_was_imported_still_sees_a_blocked_loop(start: Any) -> None:
+    # GIVEN a uvloop program that imported uvloop before calling taskscope.install() (uvloop
+    # then calls asyncio's own function when its loop starts, not the agent's)
+    target = start(APP, "install", agent=False).wait_ready()
+    wait_for(lambda: os.path.exists(socket_path(target.pid)), what="the agent's socket")
+    # WHEN a client looks (the agent meets the loop through its tasks), then the loop blocks
+    assert {"spawner", "victim", "indexer"} <= set(by_name(agent_snapshot(target.pid)))
+    # (the agent then runs on the loop: its heartbeat measures the loop's lag)
+    wait_for(
+        lambda: agent_snapshot(target.pid)["loops"][0]["lag"] is not None,
+        what="the agent's heartbeat on the uvloop loop",
+    )
+    snap = blocked_look(target, lambda: agent_snapshot(target.pid))
+    # THEN a look says it is blocked, and where
+    assert_blocked_in_rebuild_index(snap)
+    wait_for(lambda: "unblocked" in notes(target), what="the block to end")
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+needs_gdb = pytest.mark.skipif(
+    shutil.which("gdb") is None and sys.version_info < (3, 14),
+    reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
+)
+
+
+@needs_gdb
+def test_attach_to_a_plain_uvloop_program_sees_a_block_and_cancels(tmp_path: Path) -> None:
+    # GIVEN a uvloop program that never imported taskscope
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    process = subprocess.Popen(
+        [sys.executable, str(TARGETS / APP), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    target = Target(process, tmp_path, agent=False)
+    try:
+        target.wait_ready()
+        # WHEN taskscope attaches (the first dump injects the agent)
+        tasks = by_name(dump(target.pid))
+        assert {"spawner", "child-of-spawner", "victim", "indexer"} <= set(tasks), tasks
+        assert tasks["victim"]["awaiting"]["kind"] == "sleep", tasks["victim"]
+        # THEN a block of the loop is seen while it lasts, with where
+        snap = blocked_look(target, lambda: dump(target.pid))
+        assert_blocked_in_rebuild_index(snap)
+        wait_for(lambda: "unblocked" in notes(target), what="the block to end")
+        # AND `cancel` cancels the victim alone
+        result = run_cli("cancel", str(target.pid), "victim")
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: "victim cancelled" in notes(target), what="the victim's cancellation")
+        assert "child-of-spawner" in by_name(dump(target.pid))
+        code, _out, err = target.stop()
+        assert code == 0, err
+    finally:
+        target.kill()
