@@ -413,7 +413,7 @@ class Tracker(LoopTracker):
         host's loop thread once per task, so every attribute lookup saved counts."""
         metas, born, history, loops = self._meta, self._born, self._history, self.loops
         take_note, new_id, tracker = born.pop, self._ids.__next__, self
-        coroutine, wall = CoroutineType, _wall
+        coroutine, wall, plain_task = CoroutineType, _wall, asyncio.Task
 
         def on_task_done(task: asyncio.Future[Any], ran: Any = None) -> None:
             # `ran`: the coroutine of a task that finished inside create_task (eager).
@@ -450,6 +450,8 @@ class Tracker(LoopTracker):
                         failure = tracker._note_failure(finished, exc)
                 loop_record = loops.get(id(finished._loop))
                 coro = finished._coro if ran is None else ran
+                if type(finished) is not plain_task:
+                    coro = wrapped_coro(finished, coro)
                 # A coroutine's code object: its name is read later, on the agent's thread.
                 what = coro.cr_code if type(coro) is coroutine else coro_name(coro)
                 history.append(
@@ -725,6 +727,16 @@ def task_coro(task: Any) -> Any:
         return task._coro
     except AttributeError:
         return None
+
+
+def wrapped_coro(task: Any, coro: Any) -> Any:
+    """The coroutine a task was made to run: aiomonitor's task factory
+    (`hook_task_factory=True`) runs each one inside its `Monitor._coro_wrapper` and keeps it
+    as `_orig_coro` on its `TracedTask`; named by it, as aiomonitor names it."""
+    original = getattr(task, "_orig_coro", None)
+    if original is None or coro_name(coro) != "Monitor._coro_wrapper":
+        return coro
+    return original
 
 
 def coro_name(coro: Any) -> str:
