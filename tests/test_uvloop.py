@@ -56,6 +56,8 @@ def test_taskscope_run_on_uvloop_tracks_creators_history_and_blocks(start: Any) 
     tasks = by_name(snap)
     # THEN the agent saw its loop start: who created each task, and the failed task's end
     assert tasks["child-of-spawner"]["parent"] == tasks["spawner"]["id"], tasks["child-of-spawner"]
+    # (the main task is named by the program's coroutine, not by uvloop.run's wrapper around it)
+    assert tasks["Task-1"]["coro"] == "main", tasks["Task-1"]
     [failed] = [task for task in snap["tasks"] if task["name"] == "fails"]
     assert failed["state"] == "failed" and "ValueError" in failed["exception"], failed
     assert snap["loops"][0]["blocked_for"] is None, snap["loops"]
@@ -119,6 +121,7 @@ def test_attach_to_a_plain_uvloop_program_sees_a_block_and_cancels(tmp_path: Pat
         tasks = by_name(dump(target.pid))
         assert {"spawner", "child-of-spawner", "victim", "indexer"} <= set(tasks), tasks
         assert tasks["victim"]["awaiting"]["kind"] == "sleep", tasks["victim"]
+        assert tasks["Task-1"]["coro"] == "main", tasks["Task-1"]
         # THEN a block of the loop is seen while it lasts, with where
         snap = blocked_look(target, lambda: dump(target.pid))
         assert_blocked_in_rebuild_index(snap)

@@ -43,10 +43,9 @@ from taskscope.agent.tracker import (
     TaskMeta,
     TaskWire,
     Tracker,
-    coro_name,
     pending_tasks,
     task_coro,
-    wrapped_coro,
+    task_coro_name,
 )
 from taskscope.agent.waiters import _resolve_waiters
 from taskscope.protocol import (
@@ -464,7 +463,7 @@ def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
         str(meta.task_id),
         _parent_text(meta.parent_id) if meta.parent_id is not None else None,
         _origin(meta.created_from),
-        coro_name(wrapped_coro(task, task_coro(task))),
+        task_coro_name(task),
         meta.seen_at if meta.created_at is None else None,
     )
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from taskscope.agent import locks
 from taskscope.agent.failures import FailureNote, UnretrievedWatch, format_failure
@@ -729,14 +729,35 @@ def task_coro(task: Any) -> Any:
         return None
 
 
+#: The qualified names of coroutines that only await another, made by tools around the
+#: program's own: aiomonitor's task factory (`hook_task_factory=True`) runs each coroutine in
+#: its `Monitor._coro_wrapper` (and keeps it as `_orig_coro` on its `TracedTask`);
+#: `uvloop.run` runs the main coroutine in its `run.<locals>.wrapper`.
+_PASS_THROUGH: Final = frozenset({"Monitor._coro_wrapper", "run.<locals>.wrapper"})
+
+
 def wrapped_coro(task: Any, coro: Any) -> Any:
-    """The coroutine a task was made to run: aiomonitor's task factory
-    (`hook_task_factory=True`) runs each one inside its `Monitor._coro_wrapper` and keeps it
-    as `_orig_coro` on its `TracedTask`; named by it, as aiomonitor names it."""
-    original = getattr(task, "_orig_coro", None)
-    if original is None or coro_name(coro) != "Monitor._coro_wrapper":
+    """The coroutine a task was made to run, seen through a pass-through wrapper of
+    aiomonitor's or uvloop's (`_PASS_THROUGH`); otherwise `coro`. Named by it, as aiomonitor
+    names it: the wrapper is still on the task's stack."""
+    name = coro_name(coro)
+    if name not in _PASS_THROUGH:
         return coro
-    return original
+    if name == "Monitor._coro_wrapper":
+        original = getattr(task, "_orig_coro", None)
+        return coro if original is None else original
+    code = getattr(coro, "cr_code", None)
+    inner = getattr(coro, "cr_await", None)  # its `await main`, while suspended there
+    if code is None or "uvloop" not in code.co_filename or not hasattr(inner, "cr_code"):
+        return coro
+    return inner
+
+
+def task_coro_name(task: Any) -> str:
+    """The name of the coroutine a task was made to run (see `wrapped_coro`)."""
+    coro = task_coro(task)
+    name = coro_name(coro)
+    return name if name not in _PASS_THROUGH else coro_name(wrapped_coro(task, coro))
 
 
 def coro_name(coro: Any) -> str:
