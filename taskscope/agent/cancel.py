@@ -6,6 +6,10 @@ cycle until RecursionError inside the host program, leaving counters raised and 
 cancelled. Such a task is woken with a cancelled future instead, which delivers the same
 CancelledError at its `await` and touches nothing it awaits.
 
+A task of an anyio task group is cancelled through its own cancel scope, as its TaskHandle's
+`cancel()` does: to anyio, a `Task.cancel()` from outside is the cancellation of the whole
+group (every sibling is cancelled, and the group exits). It then ends as `done`.
+
 The outcome comes back through a callback run on the loop's thread: `requested` once the
 cancel was delivered, `failed` with the error's type when it could not be.
 """
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskscope.agent.introspect import find_task
-from taskscope.agent.tracker import Tracker
+from taskscope.agent.tracker import Tracker, pass_through_package
 from taskscope.protocol import CancelOutcome
 
 #: Called on the task's loop thread with the outcome and, for `failed`, the error's name.
@@ -62,6 +66,8 @@ def _cancel_on_loop(
         elif cancel_reaches_cycle(task):
             if not _wake_cancelled(task, message):
                 outcome, error = "failed", "the task waits on nothing the agent can wake"
+        elif (handle := anyio_handle(task)) is not None:
+            handle.cancel()
         elif not task.cancel(message):
             outcome = "already_finished"
     except BaseException as exception:
@@ -72,6 +78,19 @@ def _cancel_on_loop(
         done(outcome, error)
     except BaseException:
         pass
+
+
+def anyio_handle(task: Any) -> Any:
+    """The anyio TaskHandle that runs the task's coroutine in its `_run_coro` (its `self`
+    there), when it has a `cancel()`; else None. Reads the suspended wrapper's locals (on
+    3.11-3.12 that gives its frame a dict of them, for a task about to end)."""
+    coro = getattr(task, "_coro", None)
+    code = getattr(coro, "cr_code", None)
+    if code is None or pass_through_package(code) != "anyio" or code.co_name != "_run_coro":
+        return None
+    frame = getattr(coro, "cr_frame", None)
+    handle = frame.f_locals.get("self") if frame is not None else None
+    return handle if callable(getattr(type(handle), "cancel", None)) else None
 
 
 def cancel_reaches_cycle(task: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 import time
 import weakref
@@ -422,6 +423,7 @@ class Tracker(LoopTracker):
                 meta = metas.get(key)
                 site: Site
                 if meta is not None and meta() is task:
+                    shown = meta.record  # its last record: the history names it alike
                     meta.chain_fut = meta.record = None  # the builder's notes: pending only
                     task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
                     site, in_lines = meta.created_from, True
@@ -434,7 +436,7 @@ class Tracker(LoopTracker):
                         _ref, parent_id, created_at, site = note
                     else:
                         parent_id, created_at, site = None, None, ()
-                    in_lines, coro_fallback, seen_at = False, "", None
+                    in_lines, coro_fallback, seen_at, shown = False, "", None, None
                 finished: Any = task  # a Task; read through its C attributes
                 failure = None
                 if finished.cancelled():
@@ -449,11 +451,15 @@ class Tracker(LoopTracker):
                         state, summary = "failed", exception_summary(exc)
                         failure = tracker._note_failure(finished, exc)
                 loop_record = loops.get(id(finished._loop))
-                coro = finished._coro if ran is None else ran
-                if type(finished) is not plain_task:
-                    coro = wrapped_coro(finished, coro)
-                # A coroutine's code object: its name is read later, on the agent's thread.
-                what = coro.cr_code if type(coro) is coroutine else coro_name(coro)
+                what: CodeType | str
+                if shown is not None:
+                    what = shown["coro"]  # seen through a wrapper (`wrapped_coro`) if need be
+                else:
+                    coro = finished._coro if ran is None else ran
+                    if type(finished) is not plain_task:
+                        coro = wrapped_coro(finished, coro)
+                    # A coroutine's code object: its name is read later, on the agent's thread.
+                    what = coro.cr_code if type(coro) is coroutine else coro_name(coro)
                 history.append(
                     (
                         task_id,
@@ -729,28 +735,43 @@ def task_coro(task: Any) -> Any:
         return None
 
 
-#: The qualified names of coroutines that only await another, made by tools around the
-#: program's own: aiomonitor's task factory (`hook_task_factory=True`) runs each coroutine in
-#: its `Monitor._coro_wrapper` (and keeps it as `_orig_coro` on its `TracedTask`);
-#: `uvloop.run` runs the main coroutine in its `run.<locals>.wrapper`.
-_PASS_THROUGH: Final = frozenset({"Monitor._coro_wrapper", "run.<locals>.wrapper"})
+#: Coroutines that only await another, made by tools around the program's own, by qualified
+#: name: the package they come from. aiomonitor's task factory (`hook_task_factory=True`) runs
+#: each coroutine in its `Monitor._coro_wrapper` (and keeps it as `_orig_coro` on its
+#: `TracedTask`); anyio runs each task's in a `TaskHandle._run_coro` and its main one in
+#: `AsyncIOBackend.run.<locals>.wrapper`; `uvloop.run` its main one in `run.<locals>.wrapper`.
+_PASS_THROUGH: Final = {
+    "Monitor._coro_wrapper": "aiomonitor",
+    "TaskHandle._run_coro": "anyio",
+    "AsyncIOBackend.run.<locals>.wrapper": "anyio",
+    "run.<locals>.wrapper": "uvloop",
+}
+
+
+def pass_through_package(code: Any) -> str | None:
+    """The package of a pass-through wrapper (`_PASS_THROUGH`) whose code `code` is, or None."""
+    package = _PASS_THROUGH.get(code.co_qualname)
+    if package is None or f"{package}{os.sep}" not in code.co_filename:
+        return None
+    return package
 
 
 def wrapped_coro(task: Any, coro: Any) -> Any:
-    """The coroutine a task was made to run, seen through a pass-through wrapper of
-    aiomonitor's or uvloop's (`_PASS_THROUGH`); otherwise `coro`. Named by it, as aiomonitor
-    names it: the wrapper is still on the task's stack."""
-    name = coro_name(coro)
-    if name not in _PASS_THROUGH:
+    """The coroutine a task was made to run, seen through a pass-through wrapper
+    (`_PASS_THROUGH`): the one it awaits while suspended there (aiomonitor's: the one it
+    keeps); otherwise `coro`. Tasks are named by it, as aiomonitor and anyio name them; the
+    wrapper stays on the task's stack."""
+    code = getattr(coro, "cr_code", None)
+    if code is None:
         return coro
-    if name == "Monitor._coro_wrapper":
+    package = pass_through_package(code)
+    if package is None:
+        return coro
+    if package == "aiomonitor":
         original = getattr(task, "_orig_coro", None)
         return coro if original is None else original
-    code = getattr(coro, "cr_code", None)
-    inner = getattr(coro, "cr_await", None)  # its `await main`, while suspended there
-    if code is None or "uvloop" not in code.co_filename or not hasattr(inner, "cr_code"):
-        return coro
-    return inner
+    inner = getattr(coro, "cr_await", None)
+    return inner if hasattr(inner, "cr_code") else coro
 
 
 def task_coro_name(task: Any) -> str:

@@ -1,0 +1,60 @@
+"""taskscope on a program written with anyio (asyncio backend), which runs every task's
+coroutine inside a wrapper of its own (`TaskHandle._run_coro`): tasks are named by the
+coroutine they were made to run, pending and once finished, and cancelling one by name
+cancels it alone (a `Task.cancel()` would cancel its whole task group)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import agent_snapshot, by_name, notes, run_cli, wait_for
+
+pytest.importorskip("anyio", reason="these tests need anyio (pip install anyio)")
+
+
+def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
+    # GIVEN an anyio program started with `taskscope run`
+    target = start("anyio_app.py").wait_ready()
+    snap = agent_snapshot(target.pid)
+    tasks = by_name(snap)
+    # THEN each task is named by its own coroutine, the main one too
+    assert {name: tasks[name]["coro"] for name in ("worker-0", "sleeper", "finisher")} == {
+        "worker-0": "worker",
+        "sleeper": "sleeper",
+        "finisher": "finisher",
+    }
+    [main] = [task for task in snap["tasks"] if task["name"].endswith("main")]
+    assert main["coro"] == "main", main
+    # (anyio's wrapper is still on the stack)
+    functions = [frame["function"] for frame in tasks["sleeper"]["stack"]]
+    assert functions[:2] == ["TaskHandle._run_coro", "sleeper"], functions
+    # WHEN a task the agent has seen finishes
+    target.file(f"finish-{target.pid}").write_text("go")
+    wait_for(lambda: "finished" in notes(target), what="the finisher to end")
+    # THEN the history names it alike
+    finished = wait_for(
+        lambda: [
+            task
+            for task in agent_snapshot(target.pid)["tasks"]
+            if task["name"] == "finisher" and task["state"] == "done"
+        ],
+        what="the finisher in the history",
+    )
+    assert finished[0]["coro"] == "finisher", finished
+    # AND cancelling one task by name cancels it alone (through its own cancel scope, as
+    # anyio does: it ends as done), its siblings and the group go on
+    result = run_cli("cancel", str(target.pid), "sleeper")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "sleeper cancelled" in notes(target), what="the sleeper's cancellation")
+    left = wait_for(
+        lambda: (
+            (names := by_name(agent_snapshot(target.pid)))["sleeper"]["state"] == "done" and names
+        ),
+        what="the sleeper's end",
+    )
+    assert left["worker-0"]["state"] == left["worker-1"]["state"] == "pending", left["worker-0"]
+    assert "sibling cancelled" not in notes(target)
+    code, _out, err = target.stop()
+    assert code == 0, err
