@@ -27,6 +27,15 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     }
     [main] = [task for task in snap["tasks"] if task["name"].endswith("main")]
     assert main["coro"] == "main", main
+    # AND anyio's waits are told in plain words: who holds the lock, the semaphore's value,
+    # the stream, the thread call, the task group
+    texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
+    assert texts["lock-waiter"] == "Lock.acquire on lock (locked, 1 waiting), held by holder"
+    assert tasks["lock-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
+    assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)"
+    assert texts["sender"] == "MemoryObjectSendStream.send on outbox (0 items)"
+    assert texts["threaded"] == "to_thread Event.wait"
+    assert main["awaiting"]["text"] == "TaskGroup (10 tasks)", main["awaiting"]
     # (anyio's wrapper is still on the stack)
     functions = [frame["function"] for frame in tasks["sleeper"]["stack"]]
     assert functions[:2] == ["TaskHandle._run_coro", "sleeper"], functions

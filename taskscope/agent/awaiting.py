@@ -686,6 +686,101 @@ def _build_handlers() -> dict[CodeType, Handler]:
     return handlers
 
 
+# --- anyio (asyncio backend) ---------------------------------------------------------------
+
+
+def _anyio_lock(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """anyio's Lock keeps the task that holds it (`_owner_task`) and its waiters."""
+    lock = _self(ctx, frame)
+    owner = getattr(lock, "_owner_task", None)
+    facts = _object_facts(lock) | {
+        "name": object_name(ctx, lock, caller),
+        "locked": owner is not None,
+        "waiters": _waiters(lock),
+    }
+    if owner is not None and ctx.id_of_task is not None:
+        facts["holders"] = (ctx.id_of_task(owner),)
+        facts["holder_names"] = (ctx.name_of_task(owner),)
+    return {"kind": "lock", "tasks": (), "call": "Lock.acquire", "object": facts}
+
+
+def _anyio_stream(verb: str) -> Handler:
+    """A memory object stream's receive or send: a queue's get or put (its state's buffer)."""
+
+    def handler(
+        ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+    ) -> WireAwaiting:
+        stream = _self(ctx, frame)
+        state = getattr(stream, "_state", None)
+        buffer = getattr(state, "buffer", None)
+        limit = getattr(state, "max_buffer_size", 0)
+        facts = _object_facts(stream) | {
+            "size": len(buffer) if buffer is not None else None,
+            # 0: no bound, as for asyncio.Queue (JSON has no infinity)
+            "maxsize": int(limit) if isinstance(limit, int | float) and limit < 1 << 62 else 0,
+            "name": object_name(ctx, stream, caller),
+        }
+        kind = "queue_get" if verb == "receive" else "queue_put"
+        return {
+            "kind": kind,
+            "tasks": (),
+            "call": f"{type(stream).__qualname__}.{verb}",
+            "object": facts,
+        }
+
+    return handler
+
+
+#: Whether anyio's handlers are in HANDLERS (see `add_library_handlers`).
+_ANYIO_ADDED = False
+
+
+def add_library_handlers() -> bool:
+    """Adds the handlers of anyio's asyncio backend once anyio is imported (the agent never
+    imports it): its Lock (which knows its holder), Semaphore, task group, memory object
+    streams and `to_thread.run_sync`. True when it added them just now: plans made before
+    (`plan_chain`) must be made again. Cheap when there is nothing to do: each look calls it."""
+    global _ANYIO_ADDED, _LIBRARY_DIRS
+    if _ANYIO_ADDED:
+        return False
+    backend = sys.modules.get("anyio._backends._asyncio")
+    memory = sys.modules.get("anyio.streams.memory")
+    if backend is None or memory is None:
+        return False
+    _ANYIO_ADDED = True
+    package = sys.modules.get("anyio")
+    package_file = getattr(package, "__file__", None)
+    if isinstance(package_file, str):
+        _LIBRARY_DIRS = (*_LIBRARY_DIRS, os.path.dirname(package_file) + os.sep)
+    table: list[tuple[Any, Handler]] = [
+        (getattr(getattr(backend, "Lock", None), "acquire", None), _anyio_lock),
+        (
+            getattr(getattr(backend, "Semaphore", None), "acquire", None),
+            _primitive("semaphore", "acquire"),
+        ),
+        (getattr(getattr(backend, "TaskGroup", None), "__aexit__", None), _task_group),
+        (
+            getattr(getattr(backend, "AsyncIOBackend", None), "run_sync_in_worker_thread", None),
+            _to_thread,
+        ),
+        (
+            getattr(getattr(memory, "MemoryObjectReceiveStream", None), "receive", None),
+            _anyio_stream("receive"),
+        ),
+        (
+            getattr(getattr(memory, "MemoryObjectSendStream", None), "send", None),
+            _anyio_stream("send"),
+        ),
+    ]
+    for func, handler in table:
+        code = _code(func) if func is not None else None
+        if code is not None:
+            HANDLERS[code] = handler
+    return True
+
+
 _SHIELD_OUTER_CODE = _nested_code(tasks.shield, "_outer_done_callback")
 _CHAIN_CANCEL_CODE = _nested_code(getattr(futures, "_chain_future", None), "_call_check_cancel")
 _GATHERING_FUTURE = getattr(tasks, "_GatheringFuture", None)
@@ -694,13 +789,16 @@ HANDLERS = _build_handlers()
 
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
+#: The directories whose frames stand between a wait and the code that names its object:
+#: asyncio's, and anyio's once its handlers are added (`add_library_handlers`).
+_LIBRARY_DIRS: tuple[str, ...] = (_ASYNCIO_DIR,)
 
 
 def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
     """The nearest frame above `index` outside asyncio: whose variable names the object
     (`async with lock` puts asyncio's `__aenter__`, where the lock is `self`, in between)."""
     for back in range(index - 1, -1, -1):
-        if not frames[back].f_code.co_filename.startswith(_ASYNCIO_DIR):
+        if not frames[back].f_code.co_filename.startswith(_LIBRARY_DIRS):
             return frames[back]
     return frames[index - 1] if index else None
 
@@ -768,6 +866,7 @@ def _build_self_classes() -> dict[CodeType, type]:
 
 
 SELF_CLASSES = _build_self_classes()
+add_library_handlers()
 
 #: One step of a chain's classification plan: (frame index, handler, index of the frame
 #: whose variables name the object or -1, the class of the frame's `self` when the

@@ -20,6 +20,7 @@ from typing import Any
 
 from taskscope.agent.awaiting import (
     AwaitContext,
+    add_library_handlers,
     classify_planned,
     classify_unmoved,
 )
@@ -291,6 +292,8 @@ class SnapshotBuilder:
         tracker = self.tracker
         loops = tracker.live_loops()
         pending_tasks(tracker, tasks)
+        if add_library_handlers():  # anyio was imported since: plan its waits again
+            _STACK_CACHE.clear()
         ctx = AwaitContext(self._task_name, _task_frames, self._task_id)
         last_descriptions = _DESCRIPTION_CACHE.get(tracker)
         if last_descriptions is not None:
