@@ -67,3 +67,16 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     assert "sibling cancelled" not in notes(target)
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+def test_a_deadlock_on_anyio_locks_is_found_by_lint(start: Any) -> None:
+    # GIVEN two anyio tasks, each holding the lock the other waits for
+    target = start("anyio_deadlock.py").wait_ready()
+    # WHEN `taskscope lint` looks
+    result = run_cli("lint", str(target.pid))
+    # THEN it names the deadlock, who holds what, and exits with the warnings status
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert result.stdout.strip() in (
+        "lock deadlock: transfer-1 holds a and waits for b, held by transfer-2, which waits for a",
+        "lock deadlock: transfer-2 holds b and waits for a, held by transfer-1, which waits for b",
+    ), result.stdout
