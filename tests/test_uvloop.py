@@ -49,6 +49,18 @@ def assert_blocked_in_rebuild_index(snap: dict[str, Any]) -> None:
     assert "rebuild_index" in functions, loop["blocking_stack"]
 
 
+def cancel_the_victim_alone(target: Target, look: Any) -> None:
+    """Once the block is over, `taskscope cancel PID victim`: the victim notes its
+    cancellation, the other tasks are still there, and the program ends cleanly."""
+    wait_for(lambda: "unblocked" in notes(target), what="the block to end")
+    result = run_cli("cancel", str(target.pid), "victim")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's cancellation")
+    assert "child-of-spawner" in by_name(look())
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
 def test_taskscope_run_on_uvloop_tracks_creators_history_and_blocks(start: Any) -> None:
     # GIVEN a uvloop program started under `taskscope run`
     target = start(APP).wait_ready()
@@ -65,14 +77,8 @@ def test_taskscope_run_on_uvloop_tracks_creators_history_and_blocks(start: Any) 
     snap = blocked_look(target, lambda: agent_snapshot(target.pid))
     # THEN the look says so, and where
     assert_blocked_in_rebuild_index(snap)
-    wait_for(lambda: "unblocked" in notes(target), what="the block to end")
     # AND cancelling one task by name cancels it alone; the program goes on and ends cleanly
-    result = run_cli("cancel", str(target.pid), "victim")
-    assert result.returncode == 0, result.stderr
-    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's cancellation")
-    assert "child-of-spawner" in by_name(agent_snapshot(target.pid))
-    code, _out, err = target.stop()
-    assert code == 0, err
+    cancel_the_victim_alone(target, lambda: agent_snapshot(target.pid))
     assert "loop uvloop" in notes(target)
 
 
@@ -125,13 +131,7 @@ def test_attach_to_a_plain_uvloop_program_sees_a_block_and_cancels(tmp_path: Pat
         # THEN a block of the loop is seen while it lasts, with where
         snap = blocked_look(target, lambda: dump(target.pid))
         assert_blocked_in_rebuild_index(snap)
-        wait_for(lambda: "unblocked" in notes(target), what="the block to end")
         # AND `cancel` cancels the victim alone
-        result = run_cli("cancel", str(target.pid), "victim")
-        assert result.returncode == 0, result.stderr
-        wait_for(lambda: "victim cancelled" in notes(target), what="the victim's cancellation")
-        assert "child-of-spawner" in by_name(dump(target.pid))
-        code, _out, err = target.stop()
-        assert code == 0, err
+        cancel_the_victim_alone(target, lambda: dump(target.pid))
     finally:
         target.kill()

@@ -11,23 +11,7 @@ import os
 import sys
 
 import aiomonitor
-from target_kit import WORKDIR, note, signal_ready, until_stopped
-
-
-async def child() -> None:
-    await asyncio.sleep(3600)
-
-
-async def spawner() -> None:
-    await asyncio.create_task(child(), name="child-of-spawner")
-
-
-async def victim() -> None:
-    try:
-        await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        note("victim cancelled")
-        raise
+from target_kit import WORKDIR, signal_ready, spawner, until_stopped, victim
 
 
 async def main() -> None:

@@ -28,3 +28,21 @@ def note(text: str) -> None:
 async def until_stopped() -> None:
     while not stop_requested():
         await asyncio.sleep(0.05)
+
+
+async def child() -> None:
+    await asyncio.sleep(3600)
+
+
+async def spawner() -> None:
+    """Creates `child-of-spawner` and awaits it."""
+    await asyncio.create_task(child(), name="child-of-spawner")
+
+
+async def victim() -> None:
+    """Sleeps until cancelled, and notes `victim cancelled` then."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        note("victim cancelled")
+        raise

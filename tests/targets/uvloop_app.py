@@ -13,23 +13,7 @@ import sys
 import time
 
 import uvloop
-from target_kit import WORKDIR, note, signal_ready, until_stopped
-
-
-async def child() -> None:
-    await asyncio.sleep(3600)
-
-
-async def spawner() -> None:
-    await asyncio.create_task(child(), name="child-of-spawner")
-
-
-async def victim() -> None:
-    try:
-        await asyncio.sleep(3600)
-    except asyncio.CancelledError:
-        note("victim cancelled")
-        raise
+from target_kit import WORKDIR, note, signal_ready, spawner, until_stopped, victim
 
 
 async def fails() -> None:
