@@ -36,6 +36,8 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     assert texts["sender"] == "MemoryObjectSendStream.send on outbox (0 items)"
     assert texts["threaded"] == "to_thread Event.wait"
     assert main["awaiting"]["text"] == "TaskGroup (10 tasks)", main["awaiting"]
+    # (and the group's tasks are awaited by the task that waits for the group)
+    assert tasks["sleeper"]["awaited_by"] == [main["id"]], tasks["sleeper"]
     # (anyio's wrapper is still on the stack)
     functions = [frame["function"] for frame in tasks["sleeper"]["stack"]]
     assert functions[:2] == ["TaskHandle._run_coro", "sleeper"], functions

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
+from taskscope.agent import waiters
 from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
 from taskscope.protocol import WireAwaiting
@@ -778,6 +779,8 @@ def add_library_handlers() -> bool:
         code = _code(func) if func is not None else None
         if code is not None:
             HANDLERS[code] = handler
+    group = getattr(backend, "TaskGroup", None)
+    waiters.anyio_task_done = _nested_code(getattr(group, "_spawn", None), "task_done")
     return True
 
 

@@ -73,6 +73,9 @@ def _resolve_waiters(
         elif kind is FunctionType:
             if callback.__code__ in _BACKWARD_CODES:
                 continue
+            if callback.__code__ is anyio_task_done:
+                _anyio_group_owner(callback, waiters, owners)
+                continue
             cells: list[Any] = []
             for cell in callback.__closure__ or ():
                 try:
@@ -109,3 +112,29 @@ def _backward_codes() -> frozenset[CodeType]:
 
 
 _BACKWARD_CODES = _backward_codes()
+
+#: The done callback anyio's task group (asyncio backend) puts on each of its tasks, a
+#: closure over the group (`TaskGroup._spawn.<locals>.task_done`); set by
+#: `awaiting.add_library_handlers` once anyio is imported.
+anyio_task_done: CodeType | None = None
+
+
+def _anyio_group_owner(
+    callback: FunctionType, waiters: list[Any], owners: list[Any] | None
+) -> None:
+    """The task that runs an anyio task group (its cancel scope's host task): a waiter of
+    the group's tasks once it waits in the group's `__aexit__` (on `_on_completed_fut`), an
+    owner before. Reads plain attributes of anyio's objects only."""
+    try:
+        position = callback.__code__.co_freevars.index("self")
+        group = (callback.__closure__ or ())[position].cell_contents
+    except (ValueError, IndexError):
+        return
+    host = getattr(getattr(group, "cancel_scope", None), "_host_task", None)
+    if not isinstance(host, asyncio.Task):
+        return
+    on_completed = getattr(group, "_on_completed_fut", None)
+    if on_completed is not None and getattr(host, "_fut_waiter", None) is on_completed:
+        waiters.append(host)
+    elif owners is not None:
+        owners.append(host)
