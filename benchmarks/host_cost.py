@@ -1,7 +1,7 @@
 """What the host program pays for the agent, each figure next to its goal (issue 10).
 
 Run: python benchmarks/host_cost.py [--python PATH] [--tasks 100000] [--rounds 3] [--quick]
-     [--only stall,attach,memory,churn,flight,dump] [--dumps 10] [--compare CHECKOUT]
+     [--only stall,attach,memory,churn,flight,dump,service] [--dumps 10] [--compare CHECKOUT]
 
 Every figure is measured against the same program without an agent, in the same run, the
 configurations interleaved (round after round, each in a fresh process), and printed with its
@@ -34,6 +34,16 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
   would; with --compare CHECKOUT, that checkout's client (PYTHONPATH) in turns with this one,
   on the same process. Then where one dump's time goes: the agent's answer, reading it, the
   warnings, the JSON written; and the client's imports.
+- service: a real aiohttp.web service (benchmarks/targets/service_target.py: a handler doing
+  an `asyncio.sleep(0)` and answering a small JSON body, 1,000 background tasks) loaded by
+  wrk (needs wrk: `apt-get install wrk`; not in the default --only), its requests per second
+  as a ratio to no agent in the same round: with no agent; under `taskscope run` with nobody
+  looking; with the dashboard's subscription (0.5 s ticks, the process facts once a second);
+  with `taskscope dump PID` once a second; with aiomonitor's monitor started in the app,
+  nobody connected; and with its web UI's task list (POST /api/live-tasks) read once a
+  second. The server is pinned to CPU 0, wrk and the clients (this driver) to CPU 1
+  (`taskset`; on a one-CPU machine, unpinned). Also the CPU time the server's other threads
+  (the agent's, aiomonitor's) took, per second of load.
 """
 
 from __future__ import annotations
@@ -65,6 +75,8 @@ GOAL_DUMP_S = 0.5
 GOAL_ATTACH_MS = 20.0
 GOAL_CHURN = 1.3
 GOAL_SNAPSHOT_US = 2.0
+GOAL_THROUGHPUT = 0.99
+SERVICE_TARGET = REPO / "benchmarks" / "targets" / "service_target.py"
 
 
 def target_env() -> dict[str, str]:
@@ -547,6 +559,264 @@ def section_flight(python: str, args: argparse.Namespace, workdir: str) -> None:
         )
 
 
+SERVICE_MODES = {
+    "none": "no agent",
+    "agent": "`taskscope run`, nobody looking",
+    "subscribe": "dashboard subscribed (0.5 s ticks)",
+    "dump": "`taskscope dump PID` once a second",
+    "aiomonitor": "aiomonitor started, nobody connected",
+    "aiomonitor-poll": "aiomonitor, its task list once a second",
+}
+
+
+def find_wrk(wrk: str) -> str | None:
+    return shutil.which(wrk)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pinned(cpus: list[int] | None) -> list[str]:
+    """`taskset -c CPUS` before a command (nothing when not pinning)."""
+    if cpus is None or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in cpus)]
+
+
+def other_threads_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the threads of `pid` other than its main thread took."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if task.name == str(pid):
+            continue
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` took so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_load(
+    wrk: str, url: str, seconds: float, connections: int, cpus: list[int] | None
+) -> tuple[float, int]:
+    """Requests per second wrk measured (one thread, `connections` connections), and how
+    many requests it made."""
+    result = subprocess.run(
+        [*pinned(cpus), wrk, "-t1", f"-c{connections}", f"-d{seconds:.0f}s", url],
+        capture_output=True,
+        text=True,
+    )
+    lines = result.stdout.splitlines()
+    errors = [line.strip() for line in lines if "Non-2xx" in line or "errors:" in line]
+    if errors:
+        raise SystemExit(f"wrk saw errors: {'; '.join(errors)}")
+    rate = [float(line.split()[1]) for line in lines if line.startswith("Requests/sec:")]
+    count = [int(line.split()[0]) for line in lines if " requests in " in line]
+    if not rate or not count:
+        raise SystemExit(f"wrk failed: {result.stderr.strip() or result.stdout.strip()}")
+    return rate[0], count[0]
+
+
+class Clients:
+    """What looks at the service during a run (in threads of this process, on the clients'
+    CPU): the dashboard's subscription, `taskscope dump PID`, or aiomonitor's task list."""
+
+    def __init__(self, mode: str, pid: int, webui_port: int | None) -> None:
+        self.mode = mode
+        self.pid = pid
+        self.webui_port = webui_port
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.looks = 0
+        self.failure: str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        if self.mode in ("none", "agent", "aiomonitor"):
+            self.ready.set()
+            return
+        self.thread.start()
+        if not self.ready.wait(120):
+            raise SystemExit(f"{self.mode}: no first look within 120 s")
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(15)
+        if self.failure is not None:
+            raise SystemExit(f"{self.mode}: {self.failure}")
+
+    def _run(self) -> None:
+        try:
+            if self.mode == "subscribe":
+                self._subscribe()
+            else:
+                self._poll()
+        except Exception as error:  # said by close()
+            self.failure = repr(error)
+            self.ready.set()
+
+    def _subscribe(self) -> None:
+        """As the dashboard does (taskscope/ui/app.py): `LiveSource.subscribe(0.5)` on a
+        worker thread, and the process facts read once a second."""
+        from taskscope.sources.live import LiveSource
+
+        source = LiveSource(self.pid)
+        facts_due = 0.0
+        try:
+            for _update in source.subscribe(0.5):
+                self.looks += 1
+                self.ready.set()
+                if time.monotonic() >= facts_due:
+                    source.process_info()
+                    facts_due = time.monotonic() + 1.0
+                if self.stop.is_set():
+                    return
+        finally:
+            source.close()
+
+    def _poll(self) -> None:
+        """Once a second: `taskscope dump PID`, or aiomonitor's task list as its web UI
+        reads it."""
+        while not self.stop.is_set():
+            began = time.monotonic()
+            if self.mode == "dump":
+                timed_dump(self.pid)
+            else:
+                live_tasks(f"http://127.0.0.1:{self.webui_port}/api/live-tasks")
+            self.looks += 1
+            self.ready.set()
+            self.stop.wait(max(0.0, began + 1.0 - time.monotonic()))
+
+
+def live_tasks(url: str) -> bytes:
+    """aiomonitor's web UI's task list: a form-encoded POST, JSON back."""
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"filter": "", "persistent": "false"}).encode()
+    with urllib.request.urlopen(url, data=body, timeout=30) as reply:
+        return bytes(reply.read())
+
+
+def service_round(
+    python: str, mode: str, args: argparse.Namespace, workdir: str, wrk: str
+) -> dict[str, float]:
+    """One fresh server in `mode`, loaded by wrk for --seconds: its requests per second and
+    the CPU its other threads took per second of load, and the server's CPU per request."""
+    server_cpus, client_cpus = ([0], [1]) if (os.cpu_count() or 1) >= 2 else (None, None)
+    port = free_port()
+    ready = f"{workdir}/service-ready-{time.monotonic_ns()}"
+    command = [python, str(SERVICE_TARGET), str(port), ready]
+    if mode in ("agent", "subscribe", "dump"):
+        command[1:1] = ["-m", "taskscope.agent.launch"]  # what `taskscope run` execs
+    if mode.startswith("aiomonitor"):
+        command.append("--aiomonitor")
+    process = subprocess.Popen(
+        [*pinned(server_cpus), *command],
+        env=target_env(),
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready) or not Path(ready).read_text().endswith("\n"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                assert process.stderr is not None
+                lines = process.stderr.read().decode(errors="replace").strip().splitlines()
+                raise SystemExit(
+                    f"the service did not start ({python}): {lines[-1] if lines else '?'}"
+                )
+            time.sleep(0.02)
+        lines = Path(ready).read_text().split()
+        clients = Clients(mode, process.pid, int(lines[1]) if len(lines) > 1 else None)
+        clients.start()
+        url = f"http://127.0.0.1:{port}/"
+        wrk_load(wrk, url, 1, args.connections, client_cpus)  # warm up
+        others_before, cpu_before = other_threads_cpu(process.pid), process_cpu(process.pid)
+        started = time.monotonic()
+        rate, requests = wrk_load(wrk, url, args.seconds, args.connections, client_cpus)
+        elapsed = time.monotonic() - started
+        others = (other_threads_cpu(process.pid) - others_before) / elapsed
+        cpu_per_request = (process_cpu(process.pid) - cpu_before) / requests
+        looks = clients.looks
+        clients.close()
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return {"rate": rate, "others": others, "looks": float(looks), "cpu": cpu_per_request}
+
+
+def section_service(python: str, args: argparse.Namespace, workdir: str) -> None:
+    wrk = find_wrk(args.wrk)
+    if wrk is None:
+        print(
+            f"\nservice: needs wrk, the HTTP load generator ({args.wrk!r} not found): "
+            "`apt-get install wrk`, or --wrk PATH"
+        )
+        return
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in SERVICE_MODES}
+    # The driver (the clients) and wrk share CPU 1; the server has CPU 0 to itself.
+    affinity = os.sched_getaffinity(0)
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {1})
+    try:
+        for _ in range(args.rounds):
+            for mode in SERVICE_MODES:
+                runs[mode].append(service_round(python, mode, args, workdir, wrk))
+    finally:
+        os.sched_setaffinity(0, affinity)
+    pinning = "server on CPU 0, wrk and clients on CPU 1" if (os.cpu_count() or 1) >= 2 else ""
+    print(
+        f"\nA real aiohttp service under wrk (1 thread, {args.connections} connections, "
+        f"{args.seconds:.0f} s a run, {pinning}), 1,000 background tasks, {args.rounds} rounds "
+        "(each a fresh server, interleaved); requests/s as a ratio to no agent in the same round"
+    )
+    print(
+        f"{'':<40} {'requests/s':>12} {'ratio: median':>14} {'(spread)':>12}"
+        f" {'CPU/request':>12} {'x none':>6} {'others':>10}"
+    )
+    for mode, label in SERVICE_MODES.items():
+        pairs = list(zip(runs[mode], runs["none"], strict=True))
+        rates = [r["rate"] for r in runs[mode]]
+        ratios = [r["rate"] / n["rate"] for r, n in pairs]
+        others = [r["others"] * 100 for r in runs[mode]]
+        cpu = [r["cpu"] * 1e6 for r in runs[mode]]
+        cpu_ratio = statistics.median(r["cpu"] / n["cpu"] for r, n in pairs)
+        goal = ""
+        if mode in ("agent", "subscribe", "dump"):
+            met = statistics.median(ratios) >= GOAL_THROUGHPUT
+            goal = f"  goal >= {GOAL_THROUGHPUT}: {verdict(met)}"
+        print(
+            f"{label:<40} {spread(rates, '{:.0f}'):>12} {statistics.median(ratios):>14.3f}"
+            f" {spread(ratios, '{:.3f}'):>12} {spread(cpu, '{:.1f}'):>9} us"
+            f" {cpu_ratio:>6.2f} {spread(others, '{:.1f}'):>8} %{goal}"
+        )
+    print(
+        "  (CPU/request: the server's CPU time (all threads) per request, its median ratio to"
+        " no agent's; others: CPU its threads besides the loop's took, the agent's or"
+        " aiomonitor's, % of one CPU)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="the targets' interpreter")
@@ -554,8 +824,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 2 rounds, 3 s")
-    parser.add_argument("--only", default="stall,attach,memory,churn")
+    parser.add_argument(
+        "--only", default="stall,attach,memory,churn", help="sections; also flight,dump,service"
+    )
     parser.add_argument("--dumps", type=int, default=10, help="dump: dumps per client")
+    parser.add_argument("--wrk", default="wrk", help="service: the wrk program")
+    parser.add_argument(
+        "--connections", type=int, default=32, help="service: wrk's connections (one thread)"
+    )
     parser.add_argument(
         "--compare", default=None, help="dump: another checkout whose client runs in turns"
     )
@@ -583,6 +859,7 @@ def main() -> None:
             "churn": lambda: section_churn(args.python, args),
             "flight": lambda: section_flight(args.python, args, workdir),
             "dump": lambda: section_dump(args.python, args, workdir),
+            "service": lambda: section_service(args.python, args, workdir),
         }
         for name in args.only.split(","):
             sections[name]()
