@@ -562,6 +562,7 @@ def section_flight(python: str, args: argparse.Namespace, workdir: str) -> None:
 SERVICE_MODES = {
     "none": "no agent",
     "agent": "`taskscope run`, nobody looking",
+    "light": "`taskscope run --no-track`, nobody",
     "subscribe": "dashboard subscribed (0.5 s ticks)",
     "dump": "`taskscope dump PID` once a second",
     "aiomonitor": "aiomonitor started, nobody connected",
@@ -640,11 +641,13 @@ class Clients:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.looks = 0
+        #: The agent's own figure of each tick it sent: seconds its look took (`build_seconds`).
+        self.tick_costs: list[float] = []
         self.failure: str | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
-        if self.mode in ("none", "agent", "aiomonitor"):
+        if self.mode in ("none", "agent", "light", "aiomonitor"):
             self.ready.set()
             return
         self.thread.start()
@@ -676,8 +679,11 @@ class Clients:
         source = LiveSource(self.pid)
         facts_due = 0.0
         try:
-            for _update in source.subscribe(0.5):
+            for update in source.subscribe(0.5):
                 self.looks += 1
+                delta = getattr(update, "delta", None)
+                if delta is not None:
+                    self.tick_costs.append(float(delta.get("build_seconds", 0.0)))
                 self.ready.set()
                 if time.monotonic() >= facts_due:
                     source.process_info()
@@ -722,6 +728,8 @@ def service_round(
     command = [python, str(SERVICE_TARGET), str(port), ready]
     if mode in ("agent", "subscribe", "dump"):
         command[1:1] = ["-m", "taskscope.agent.launch"]  # what `taskscope run` execs
+    elif mode == "light":
+        command[1:1] = ["-m", "taskscope.agent.launch", "--no-track"]
     if mode.startswith("aiomonitor"):
         command.append("--aiomonitor")
     process = subprocess.Popen(
@@ -753,6 +761,7 @@ def service_round(
         others = (other_threads_cpu(process.pid) - others_before) / elapsed
         cpu_per_request = (process_cpu(process.pid) - cpu_before) / requests
         looks = clients.looks
+        ticks = clients.tick_costs[-int(args.seconds / 0.5) :]  # those of the load
         clients.close()
     finally:
         if process.poll() is None:
@@ -762,7 +771,13 @@ def service_round(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return {"rate": rate, "others": others, "looks": float(looks), "cpu": cpu_per_request}
+    return {
+        "rate": rate,
+        "others": others,
+        "looks": float(looks),
+        "cpu": cpu_per_request,
+        "tick": statistics.median(ticks) if ticks else 0.0,
+    }
 
 
 def section_service(python: str, args: argparse.Namespace, workdir: str) -> None:
@@ -810,6 +825,11 @@ def section_service(python: str, args: argparse.Namespace, workdir: str) -> None
             f" {spread(ratios, '{:.3f}'):>12} {spread(cpu, '{:.1f}'):>9} us"
             f" {cpu_ratio:>6.2f} {spread(others, '{:.1f}'):>8} %{goal}"
         )
+    ticks = [r["tick"] * 1e3 for r in runs["subscribe"]]
+    print(
+        f"  a subscription tick under load, the agent's own figure (`build_seconds`, wall "
+        f"time of its look), median per run: {spread(ticks)} ms"
+    )
     print(
         "  (CPU/request: the server's CPU time (all threads) per request, its median ratio to"
         " no agent's; others: CPU its threads besides the loop's took, the agent's or"
