@@ -788,6 +788,15 @@ def section_service(python: str, args: argparse.Namespace, workdir: str) -> None
             "`apt-get install wrk`, or --wrk PATH"
         )
         return
+    missing = subprocess.run(
+        [python, "-c", "import aiohttp, aiomonitor"], capture_output=True, text=True
+    )
+    if missing.returncode != 0:
+        print(
+            f"\nservice: {python} has no aiohttp or aiomonitor: "
+            f"`{python} -m pip install aiohttp aiomonitor`"
+        )
+        return
     runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in SERVICE_MODES}
     # The driver (the clients) and wrk share CPU 1; the server has CPU 0 to itself.
     affinity = os.sched_getaffinity(0)

@@ -24,7 +24,8 @@ for version in 3.11 3.12 3.13 3.14 3.15; do
         continue
       fi
       venv=".bench-venvs/$version"
-      .ci/in-sid.sh "$chroot_dir" "[ -x $venv/bin/python ] || { python$version -m venv $venv && $venv/bin/pip install -q -e . 2>&1 | grep -v '^WARNING: Location'; }; $venv/bin/python benchmarks/host_cost.py $*" 2>&1 | tee "$log"
+      # The service section's target needs aiohttp and aiomonitor (and wrk in the chroot).
+      .ci/in-sid.sh "$chroot_dir" "[ -x $venv/bin/python ] || { python$version -m venv $venv && $venv/bin/pip install -q -e . 2>&1 | grep -v '^WARNING: Location'; }; case '$*' in *service*) $venv/bin/python -c 'import aiohttp, aiomonitor' 2>/dev/null || $venv/bin/pip install -q aiohttp aiomonitor 2>&1 | grep -v '^WARNING: Location';; esac; $venv/bin/python benchmarks/host_cost.py $*" 2>&1 | tee "$log"
       ;;
     *)
       target=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python 2>/dev/null | tail -1)
