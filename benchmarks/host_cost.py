@@ -732,19 +732,20 @@ def service_round(
         command[1:1] = ["-m", "taskscope.agent.launch", "--no-track"]
     if mode.startswith("aiomonitor"):
         command.append("--aiomonitor")
-    process = subprocess.Popen(
-        [*pinned(server_cpus), *command],
-        env=target_env(),
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    errors = Path(f"{ready}.err")
+    with errors.open("wb") as stderr:  # a file, not a pipe nobody reads while wrk runs
+        process = subprocess.Popen(
+            [*pinned(server_cpus), *command],
+            env=target_env(),
+            cwd="/",
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
         deadline = time.monotonic() + 60
         while not os.path.exists(ready) or not Path(ready).read_text().endswith("\n"):
             if process.poll() is not None or time.monotonic() > deadline:
-                assert process.stderr is not None
-                lines = process.stderr.read().decode(errors="replace").strip().splitlines()
+                lines = errors.read_text(errors="replace").strip().splitlines()
                 raise SystemExit(
                     f"the service did not start ({python}): {lines[-1] if lines else '?'}"
                 )
