@@ -24,7 +24,7 @@ from taskscope.protocol import (
     terminal_safe_json,
     terminal_safe_line,
 )
-from taskscope.words import fill_texts, finding_text
+from taskscope.words import fill_texts, finding_text, schema_text
 from tests.helpers import run_cli
 
 
@@ -126,6 +126,36 @@ def test_rows_with_unexpected_values_are_written_as_their_records(mixed_line: by
     rows[3].append({"name": "shadow", "steps": 3})
     line = json.dumps(message, ensure_ascii=False).encode()
     # THEN the text is still json.dumps of the records the decoder makes
+    assert _new_dump(line) == _old_dump(line)
+
+
+def test_sleeps_counted_alike_get_their_words_once(mixed_line: bytes) -> None:
+    # GIVEN a real process's snapshot with 40 more sleeping tasks, each with a description
+    # of its own on the wire (a sleep's end), all ending when the first sleeper's does
+    message = json.loads(mixed_line)
+    body = message["snapshot"]
+    awaits = body["awaits"]
+    sleeping = next(
+        row for row in body["tasks"] if row[6] is not None and awaits[row[6]]["kind"] == "sleep"
+    )
+    for n in range(40):
+        body["awaits"].append(dict(body["awaits"][sleeping[6]]))
+        body["tasks"].append([f"9{n:03}", *sleeping[1:6], len(body["awaits"]) - 1, *sleeping[7:]])
+    line = json.dumps(message, ensure_ascii=False).encode()
+    described: list[Any] = []
+
+    def describe(awaiting: Any, in_cycle: bool) -> str:
+        described.append(awaiting)
+        return schema_text(awaiting, in_cycle=in_cycle)
+
+    rows = CompactDecoder().snapshot_rows(json.loads(line), unsafe=True)
+    text = "".join(rows.json_rows(describe))
+    # THEN they share one description, whose words are made once, and the text is the same
+    # as the records' (the other descriptions' words made once each as before)
+    copies = rows.awaits[len(rows.awaits) - 40 :]
+    assert all(copy is rows.awaits[sleeping[6]] for copy in copies)
+    assert sum(awaiting is copies[0] for awaiting in described) == 1
+    assert json.loads(text) == json.loads(_old_dump(line))["tasks"]
     assert _new_dump(line) == _old_dump(line)
 
 

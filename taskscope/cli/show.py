@@ -242,10 +242,14 @@ def row_warnings(rows: CompactSnapshot) -> list[WireWarning]:
         stall.get("task") for loop in body.get("loops") or () for stall in loop.get("stalls") or ()
     )
     warns: set[int] = set()
+    seen: dict[int, bool] = {}  # id(awaiting) -> whether it warns (descriptions are shared)
     for index, awaiting in enumerate(rows.awaits):
-        if awaiting_warns(awaiting):
+        warning = seen.get(id(awaiting))
+        if warning is None:
+            warning = seen[id(awaiting)] = awaiting_warns(awaiting)
+            named.update(waits_on(awaiting))
+        if warning:
             warns.add(index)
-        named.update(waits_on(awaiting))
     chosen = rows.rows_about(warns, named)
     try:
         subset = dict(body)

@@ -429,8 +429,7 @@ class CompactDecoder:
             if intern is not None:
                 self._apply(intern)
             body = message["snapshot"]
-            loop_time = body.get("loop_time")
-            awaits = [materialize_awaiting(item, loop_time) for item in body.get("awaits", ())]
+            awaits = _materialize_awaits(body.get("awaits", ()), body.get("loop_time"))
             rows = body["tasks"]
             if not isinstance(rows, list):
                 raise TypeError("rows are not a list")
@@ -471,6 +470,44 @@ class CompactDecoder:
         if origin is not None:
             record["created_from"] = self._stack(origin)
         return record
+
+
+#: The keys of a plain sleep's description on the wire, in their order (see
+#: `_materialize_awaits`).
+_SLEEP_KEYS: Final = ["kind", "tasks", "countdown"]
+
+
+def _materialize_awaits(items: Sequence[Any], loop_time: Any) -> list[Any]:
+    """`materialize_awaiting` of each description, a plain sleep's (`{"kind": "sleep",
+    "tasks": [], "countdown": [end, null]}`: one per sleeping task, each with its own end)
+    shared with every other whose counted seconds are the same: the schema-1 form of such a
+    sleep is made of those numbers alone, so its words and text are made once per value
+    (`CompactSnapshot.json_rows` keeps them per description object), not once per task."""
+    if type(loop_time) is not float:
+        return [materialize_awaiting(item, loop_time) for item in items]
+    counted: dict[tuple[float, float], Any] = {}
+    result: list[Any] = []
+    append = result.append
+    for item in items:
+        countdown = item.get("countdown") if type(item) is dict else None
+        if (
+            type(countdown) is list
+            and len(countdown) == 2
+            and countdown[1] is None
+            and type(countdown[0]) is float
+            and item.get("kind") == "sleep"
+            and item.get("tasks") == []
+            and list(item) == _SLEEP_KEYS
+        ):
+            end = countdown[0]
+            key = (round(max(0.0, end - loop_time), 3), round(loop_time - end, 3))
+            shared = counted.get(key)
+            if shared is None:
+                shared = counted[key] = materialize_awaiting(item, loop_time)
+            append(shared)
+        else:
+            append(materialize_awaiting(item, loop_time))
+    return result
 
 
 #: The keys of a compact snapshot body that schema 1 does not have.
@@ -613,11 +650,16 @@ class CompactSnapshot:
         coro = _Texts(lambda index: safe(_encode_schema(strings[index])))
         stack = _Texts(lambda index: safe(_encode_schema(decoder._stack(index))))
 
+        by_object: dict[int, str] = {}  # id(awaiting) -> its text (for a task in no cycle)
+
         def await_text(index: Any, task_id: Any) -> str:
             awaiting = awaits[index]  # an IndexError as the decoder's
             if task_id in in_cycle:
                 return safe(_encode_schema({**awaiting, "text": describe(awaiting, True)}))
-            text = safe(_encode_schema({**awaiting, "text": describe(awaiting, False)}))
+            text = by_object.get(id(awaiting))  # descriptions are shared (`awaits` holds them)
+            if text is None:
+                text = safe(_encode_schema({**awaiting, "text": describe(awaiting, False)}))
+                by_object[id(awaiting)] = text
             if not in_cycle:
                 await_texts[index] = text
             return text
