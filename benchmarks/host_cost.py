@@ -32,8 +32,10 @@ with this checkout on their path; `taskscope dump` runs on this interpreter, as 
 - dump: `taskscope dump PID` end to end on the `loop` program of `stall` (--tasks tasks, the
   agent running, its first look done), --dumps times a second apart, as a script repeating it
   would; with --compare CHECKOUT, that checkout's client (PYTHONPATH) in turns with this one,
-  on the same process. Then where one dump's time goes: the agent's answer, reading it, the
-  warnings, the JSON written; and the client's imports.
+  on the same process. Then a dump's timeline for each client (from the command's start:
+  imports done, request sent, first and last byte of the reply, first and last output
+  written, the end), and where one dump's time goes in-process: the agent's answer, reading
+  it, the warnings, the JSON written; and the client's imports.
 - service: a real aiohttp.web service (benchmarks/targets/service_target.py: a handler doing
   an `asyncio.sleep(0)` and answering a small JSON body, 1,000 background tasks) loaded by
   wrk (needs wrk: `apt-get install wrk`; not in the default --only), its requests per second
@@ -344,6 +346,47 @@ def dump_phases(pid: int) -> dict[str, float]:
     return phases
 
 
+TIMELINE_CLIENT = REPO / "benchmarks" / "targets" / "dump_timeline_client.py"
+#: The marks of a dump's timeline, in their order, and what they say.
+TIMELINE_MARKS = (
+    ("started", "interpreter up, before any import"),
+    ("imported", "imports done"),
+    ("request", "snapshot request sent"),
+    ("first_byte", "first byte of the reply"),
+    ("last_byte", "last byte of the reply"),
+    ("first_output", "first output written"),
+    ("last_output", "last output written"),
+    ("ended", "the command done"),
+)
+
+
+def dump_timeline(pid: int, checkout: str | None = None) -> dict[str, float]:
+    """One `taskscope dump PID` in a process of its own (targets/dump_timeline_client.py,
+    the taskscope of `checkout` when given), its JSON read from a pipe: each of
+    `TIMELINE_MARKS` in seconds from the moment the command was started."""
+    place = client_place(checkout)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, str(TIMELINE_CLIENT), str(pid)], capture_output=True, **place
+    )
+    if result.returncode != 0 or not result.stdout.startswith(b"{"):
+        raise SystemExit(f"dump failed: {result.stderr.decode(errors='replace').strip()}")
+    marks = json.loads(result.stderr.decode().strip().splitlines()[-1])
+    request = marks["sent"][-1]
+    reply = [at for at in marks["received"] if at >= request]
+    found = {
+        "started": marks["started"],
+        "imported": marks["imported"],
+        "request": request,
+        "first_byte": reply[0],
+        "last_byte": max(reply),
+        "first_output": marks["first_output"],
+        "last_output": marks["last_output"],
+        "ended": marks["ended"],
+    }
+    return {name: at - started for name, at in found.items()}
+
+
 class _Recording:
     """A socket whose recv is `recv` (to time the last byte of a reply)."""
 
@@ -375,6 +418,7 @@ def section_dump(python: str, args: argparse.Namespace, workdir: str) -> None:
         clients.append((args.compare, args.compare))
     times: dict[str, list[float]] = {label: [] for label, _ in clients}
     imports: dict[str, list[float]] = {label: [] for label, _ in clients}
+    timelines: dict[str, list[dict[str, float]]] = {label: [] for label, _ in clients}
     phases: list[dict[str, float]] = []
     with loop_target(python, args.tasks, "agent", workdir) as run:
         pid = run.process.pid
@@ -384,6 +428,10 @@ def section_dump(python: str, args: argparse.Namespace, workdir: str) -> None:
                 time.sleep(1.0)
                 times[label].append(timed_dump(pid, checkout))
                 imports[label].append(import_seconds(checkout))
+        for turn in range(3):
+            for label, checkout in clients if turn % 2 == 0 else clients[::-1]:
+                time.sleep(1.0)
+                timelines[label].append(dump_timeline(pid, checkout))
         for _ in range(3):
             time.sleep(1.0)
             phases.append(dump_phases(pid))
@@ -401,6 +449,13 @@ def section_dump(python: str, args: argparse.Namespace, workdir: str) -> None:
             f"{verdict(statistics.median(runs) <= GOAL_DUMP_S)}); its imports "
             f"{spread([1e3 * t for t in imports[label]], '{:.0f}')} ms"
         )
+    print("  a dump's timeline, ms from the command's start (3 dumps each, clients in turns):")
+    for name, meaning in TIMELINE_MARKS:
+        line = "".join(
+            f"  {spread([1e3 * t[name] for t in timelines[label]], '{:.0f}'):>11}"
+            for label, _ in clients
+        )
+        print(f"    {meaning:<40}{line}")
     print("  where a dump's time goes (this checkout, in-process, 3 dumps):")
     for name in phases[0]:
         print(f"    {name:<52} {spread([1e3 * p[name] for p in phases], '{:.0f}')} ms")
