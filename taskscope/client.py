@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
+from taskscope.early import HELLO_ID, SNAPSHOT_ID, SentAhead
 from taskscope.process_facts import gone_since, process_exists, process_uid, user_name
 from taskscope.protocol import (
     CANCEL_WAIT,
@@ -123,6 +124,7 @@ class AgentClient:
         encoding: str | None = None,
         on_slow: Callable[[float], None] | None = None,
         connected: socket.socket | None = None,
+        ahead: SentAhead | None = None,
     ) -> None:
         self.pid = pid
         self.timeout = timeout
@@ -150,23 +152,35 @@ class AgentClient:
         self._decoder: CompactDecoder | None = None
         #: A snapshot reply is left in rows (`snapshot_rows`) while this is set.
         self._keep_rows = False
+        #: A connection on which hello and a snapshot were sent before the command line's
+        #: imports (taskscope/early.py): `connect` reads its hello reply, the first
+        #: `snapshot` or `snapshot_rows` (finished tasks included) its snapshot.
+        self._ahead = ahead
+        if ahead is not None:
+            self.path = ahead.path
 
     # --- connection ----------------------------------------------------------------------------
 
     def connect(self) -> HelloReply:
-        if self._connected is not None:
-            sock, self._connected = self._connected, None
-            sock.settimeout(self.timeout)
+        hello = Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
+        ahead = self._ahead
+        if ahead is not None and ahead.sock is not None:
+            self._sock, ahead.sock = ahead.sock, None
+            self._sock.settimeout(self.timeout)
+            self._decoder = None
+            self._next_id = SNAPSHOT_ID + 1
+            # Waits are counted from now: the replies may have come during the imports.
+            reply = cast(HelloReply, self._reply(hello, HELLO_ID, time.monotonic()))
         else:
-            sock = self.open_socket()
-        self._sock = sock
-        self._decoder = None
-        reply = cast(
-            HelloReply,
-            self._request(
-                Request("hello", protocol=PROTOCOL_VERSION, encoding=self.requested_encoding)
-            ),
-        )
+            self._ahead = None
+            if self._connected is not None:
+                sock, self._connected = self._connected, None
+                sock.settimeout(self.timeout)
+            else:
+                sock = self.open_socket()
+            self._sock = sock
+            self._decoder = None
+            reply = cast(HelloReply, self._request(hello))
         self.encoding = COMPACT if reply.get("encoding") == COMPACT else PLAIN
         if self.encoding == COMPACT:
             self._decoder = CompactDecoder()
@@ -255,12 +269,19 @@ class AgentClient:
         and a loop's last heartbeat came that late too, the loop was blocked (a call that held
         the GIL kept the agent from running as well): it is reported blocked for as long as
         that heartbeat was late, though it ran again just before the answer."""
-        reply = cast(
-            SnapshotReply, self._request(Request("snapshot", include_finished=include_finished))
-        )
+        reply = cast(SnapshotReply, self._snapshot_reply(include_finished))
         snapshot = reply["snapshot"]
         self._mark_blocked(snapshot.get("loops", ()))
         return snapshot
+
+    def _snapshot_reply(self, include_finished: bool) -> Reply:
+        """The reply to a snapshot request: the one sent ahead when there is one (and it
+        asked for the same), else one sent now."""
+        request = Request("snapshot", include_finished=include_finished)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and include_finished:
+            return self._reply(request, SNAPSHOT_ID, time.monotonic())
+        return self._request(request)
 
     def snapshot_rows(self, include_finished: bool = True) -> CompactSnapshot | WireSnapshot:
         """`snapshot`, its task rows left as the compact encoding sent them (`dump` writes
@@ -270,7 +291,7 @@ class AgentClient:
             return self.snapshot(include_finished)
         self._keep_rows = True
         try:
-            reply = self._request(Request("snapshot", include_finished=include_finished))
+            reply = self._snapshot_reply(include_finished)
         finally:
             self._keep_rows = False
         rows = cast(CompactSnapshot, reply["snapshot"])  # type: ignore[typeddict-item]
@@ -353,6 +374,12 @@ class AgentClient:
             self._sock.sendall(encode(wire))
         except OSError as error:
             raise self._gone(error) from None
+        return self._reply(request, request_id, sent, timeout)
+
+    def _reply(
+        self, request: Request, request_id: int, sent: float, timeout: float | None = -1.0
+    ) -> Reply:
+        """The reply to `request`, sent with `request_id` at `sent` (monotonic)."""
         # A cancel's reply waits for a blocked loop by design: slow only after that wait.
         slow_from = sent + CANCEL_WAIT if request.type == "cancel" else sent
         while True:

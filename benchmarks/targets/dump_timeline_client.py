@@ -1,5 +1,6 @@
 """`taskscope dump PID` with a timeline: run as `python dump_timeline_client.py PID`, with the
-checkout to time on PYTHONPATH; it dumps to stdout as the command does, and prints on stderr,
+checkout to time on PYTHONPATH; it dumps to stdout as the command does (its requests sent
+ahead of the imports where the checkout does that: taskscope/early.py), and prints on stderr,
 as its last line, one JSON object of `time.monotonic()` marks (one clock for every process of
 the machine): when it started (after the interpreter's own start), its imports done, each
 request sent, each piece of a reply received, the first and last piece of output written, the
@@ -61,6 +62,12 @@ socket.socket.recv_into = recv_into  # type: ignore[method-assign]
 
 
 def main() -> int:
+    try:  # as `python -m taskscope` does, where the checkout has it
+        from taskscope.early import send_ahead
+    except ImportError:
+        pass
+    else:
+        send_ahead(["dump", *sys.argv[1:]])
     from taskscope.cli import main as taskscope_main
 
     marks["imported"] = time.monotonic()

@@ -162,7 +162,7 @@ def take_rows(args: argparse.Namespace) -> WireSnapshot | CompactSnapshot:
         return take_snapshot(args)[0]
     from taskscope.sources.live import LiveSource
 
-    source = open_source(args)
+    source = _source_sent_ahead(args) or open_source(args)
     try:
         if not isinstance(source, LiveSource):
             snapshot = source.snapshot()
@@ -173,6 +173,22 @@ def take_rows(args: argparse.Namespace) -> WireSnapshot | CompactSnapshot:
         return taken
     finally:
         source.close()
+
+
+def _source_sent_ahead(args: argparse.Namespace) -> Source | None:
+    """The live source of args.pid whose first client reads the replies of the requests
+    `taskscope.early` sent before the imports (None when it sent none)."""
+    from taskscope import early
+
+    local = getattr(args, "remote", None) is None and not getattr(args, "read_only", False)
+    ahead = early.take(args.pid) if local else None
+    if ahead is None:
+        return None
+    from taskscope.sources.live import LiveSource
+
+    source = LiveSource(args.pid, timeout=args.timeout, on_slow=_slow_note(args), ahead=ahead)
+    source.connect()
+    return source
 
 
 #: How long `ps --time-steps` waits after turning the timing on, so that there are figures.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
 from taskscope.client import AgentClient, ClientError, NoAgent, no_agent_message
+from taskscope.early import SentAhead
 from taskscope.process_facts import ProcessFacts
 from taskscope.protocol import CompactSnapshot, WireDelta, WireSnapshot
 from taskscope.sources.base import (
@@ -57,6 +58,7 @@ class LiveSource:
         injected: bool = False,
         client_factory: Callable[[], AgentClient] | None = None,
         remote: str | None = None,
+        ahead: SentAhead | None = None,
     ) -> None:
         self.pid = pid
         self.timeout = timeout
@@ -77,6 +79,8 @@ class LiveSource:
         #: process facts are not this host's psutil's to give.
         self._client_factory = client_factory
         self.remote = remote
+        #: Requests sent before the imports (taskscope/early.py), for the first client.
+        self._ahead = ahead
 
     @property
     def label(self) -> str:
@@ -93,8 +97,13 @@ class LiveSource:
     def _client(self) -> AgentClient:
         if self._client_factory is not None:
             return self._client_factory()
+        ahead, self._ahead = self._ahead, None
         return AgentClient(
-            self.pid, timeout=self.timeout, socket_dir=self.socket_dir, on_slow=self.on_slow
+            self.pid,
+            timeout=self.timeout,
+            socket_dir=self.socket_dir,
+            on_slow=self.on_slow,
+            ahead=ahead,
         )
 
     def connect(self) -> None:
