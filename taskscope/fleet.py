@@ -190,6 +190,12 @@ def _attach_errors() -> tuple[type[BaseException], ...]:
     return (ClientError, InjectionError, OSError)
 
 
+def _not_python(error: BaseException) -> bool:
+    from taskscope.attach.errors import NotPython
+
+    return isinstance(error, NotPython)
+
+
 class NoAsyncio(ClientError):
     """No process of the fleet runs an asyncio event loop."""
 
@@ -277,7 +283,10 @@ class FleetSource:
         try:
             client, injected = connect_agent(pid, self.timeout, self.no_inject)
         except _attach_errors() as error:
-            self._problem(pid, f"process {pid}: {error}")
+            if not (pid == self.pid and _not_python(error)):
+                # (a parent that is no Python program, a shell or a supervisor, is only the
+                # way to its Python children: not a problem to report)
+                self._problem(pid, f"process {pid}: {error}")
             return None
         member = _Member(pid, client, injected)
         try:

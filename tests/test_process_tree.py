@@ -287,6 +287,52 @@ def test_a_parent_whose_python_children_run_no_asyncio_still_says_no_event_loop(
     assert result.stderr.startswith(f"taskscope: no event loop in process {parent.pid}")
 
 
+def test_a_shell_parent_leads_to_its_python_child_without_a_line_about_itself(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a shell (no Python) whose child runs asyncio, and another whose child does not
+    ready = tmp_path / "ready"
+    program = (
+        "import asyncio\n"
+        "async def main():\n"
+        "    task = asyncio.create_task(asyncio.sleep(120), name='child-task')\n"
+        f"    open({str(ready)!r}, 'w').write('ready')\n"
+        "    await task\n"
+        "asyncio.run(main())\n"
+    )
+    plain = "import time; time.sleep(120)"
+    results = []
+    for code, wait in ((program, True), (plain, False)):
+        shell = subprocess.Popen(
+            ["sh", "-c", f'"{sys.executable}" -c "$0"; true', code], start_new_session=True
+        )
+        try:
+            if wait:
+                wait_for(ready.exists, 20, "the shell's asyncio child")
+            else:
+                wait_for(lambda pid=shell.pid: len(_children(pid)) == 1, 20, "the shell's child")
+            # WHEN tree is asked of the shell
+            results.append((shell.pid, run_cli("tree", str(shell.pid), timeout=90)))
+        finally:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    # THEN the child's tasks are shown, and nothing is said of the shell not being Python
+    (_pid, shown), (other_pid, none) = results
+    assert shown.returncode == 0, shown.stderr
+    assert "child-task" in shown.stdout and shown.stderr == "", shown.stderr
+    # AND a child without asyncio gets the one "no event loop" line, exit status 3
+    assert none.returncode == 3, none.stderr
+    assert none.stderr == (
+        f"taskscope: no event loop in process {other_pid} nor in its Python processes: "
+        "they run no asyncio (yet)\n"
+    )
+
+
+def _children(pid: int) -> list[str]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return path.read_text().split() if path.exists() else []
+
+
 def test_merge_keeps_ids_unique_and_references_prefixed() -> None:
     def one(pid: int) -> dict:  # type: ignore[type-arg]
         return {
