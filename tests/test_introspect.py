@@ -28,10 +28,39 @@ from taskscope.agent.waiters import _resolve_waiters
         ({1: [1]}, []),  # a lone task is not a cycle of tasks
         ({1: [2, 3], 2: [1], 3: [4], 4: [3]}, [[1, 2], [3, 4]]),
         ({1: [99]}, []),  # an edge to a task with no edges of its own
+        # owners awaiting leaves, and a cycle reached only through tasks on no cycle
+        ({1: [2, 3], 4: [5, 6], 7: [8], 8: [9], 9: [10, 8], 11: [7]}, [[8, 9]]),
+        ({1: [2], 2: [3], 3: [2, 4], 4: [1]}, [[1, 2, 3, 4]]),  # every task both sides
     ],
 )
 def test_find_cycles(edges: dict[int, list[int]], cycles: list[list[int]]) -> None:
     assert find_cycles(edges) == cycles
+
+
+def test_find_cycles_walks_only_tasks_that_both_await_and_are_awaited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a server's await graph: 1,000 owners awaiting 9 tasks each that await none
+    from taskscope.agent import cycles
+
+    edges = {owner: [owner * 10 + child for child in range(10)] for owner in range(1000, 2000)}
+    walked: list[int] = []
+    walk = cycles.strongly_connected
+
+    def counting(graph: Any) -> Any:
+        walked.append(len(graph))
+        return walk(graph)
+
+    monkeypatch.setattr(cycles, "strongly_connected", counting)
+    # WHEN looking for cycles THEN there are none, found without walking the graph
+    assert find_cycles(edges) == []
+    assert walked == []
+    # AND a cycle among them is walked alone
+    edges[50000] = [50001]
+    edges[50001] = [50000]
+    edges[1007] = [*edges[1007], 50000]
+    assert find_cycles(edges) == [[50000, 50001]]
+    assert walked == [2]
 
 
 def test_find_cycles_on_a_long_chain_does_not_recurse() -> None:

@@ -10,8 +10,18 @@ _Node = TypeVar("_Node", bound=Hashable)
 
 
 def find_cycles(edges: dict[int, list[int]]) -> list[list[int]]:
-    """Strongly connected components of more than one task, each sorted, in sorted order."""
-    return sorted(sorted(group) for group in strongly_connected(edges) if len(group) > 1)
+    """Strongly connected components of more than one task, each sorted, in sorted order.
+
+    A task on a cycle both awaits and is awaited: only those are walked (a server's await
+    graph is mostly owners awaiting tasks that await none, and has none of them)."""
+    awaited: set[int] = set()
+    for targets in edges.values():
+        awaited.update(targets)
+    both = awaited.intersection(edges)
+    if len(both) < 2:
+        return []
+    inner = {node: [child for child in edges[node] if child in both] for node in both}
+    return sorted(sorted(group) for group in strongly_connected(inner) if len(group) > 1)
 
 
 def strongly_connected(edges: Mapping[_Node, Sequence[_Node]]) -> list[list[_Node]]:
