@@ -9,6 +9,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
@@ -423,5 +425,85 @@ def test_a_look_with_notes_says_what_a_look_afresh_says() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    _with_tracker(scenario)
+
+
+def test_a_look_at_unmoved_tasks_reuses_their_records_without_describing_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The common case of a live server: tasks suspended where they were at the last look
+    (asleep, on an event, a queue, a lock, in a TaskGroup) get their last record again, the
+    very object, without their chain being walked or a record being compared field by field;
+    a task that did change (renamed, under a timeout that counts down, newly awaited) still
+    goes the long way and says so."""
+
+    async def scenario(tracker: Tracker) -> None:
+        gate, queue, lock = asyncio.Event(), asyncio.Queue[int](), asyncio.Lock()
+        await lock.acquire()
+
+        async def locker() -> None:
+            async with lock:
+                pass
+
+        async def bounded() -> None:
+            async with asyncio.timeout(60):
+                await gate.wait()
+
+        async def owner() -> None:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(3):
+                    group.create_task(asyncio.sleep(3600))
+
+        plain = [asyncio.create_task(asyncio.sleep(3600 + index)) for index in range(3)]
+        plain += [asyncio.create_task(gate.wait()) for _ in range(3)]
+        plain += [asyncio.create_task(queue.get()) for _ in range(3)]
+        plain += [asyncio.create_task(locker()) for _ in range(3)]
+        others = [asyncio.create_task(owner(), name="owner")]
+        others.append(asyncio.create_task(bounded(), name="bounded"))
+        renamed = asyncio.create_task(gate.wait(), name="before")
+        await _settle()
+        builder = SnapshotBuilder(tracker)
+        builder.build_raw()
+        last = {record["id"]: record for record in builder.build_raw()["tasks"]}
+        described: list[int] = []
+        long_way = introspect._stack_and_awaiting
+
+        def counting(ctx: Any, meta: Any, task: Any, running: bool) -> Any:
+            described.append(meta.task_id)
+            return long_way(ctx, meta, task, running)
+
+        monkeypatch.setattr(introspect, "_stack_and_awaiting", counting)
+        renamed.set_name("after")
+        now = SnapshotBuilder(tracker).build_raw()
+        ids = {tracker.meta_of(task).task_id for task in plain}  # type: ignore[union-attr]
+        names = {record["id"]: record["name"] for record in now["tasks"]}
+        # THEN the unmoved tasks, the group's children among them, went the short way
+        children = {
+            int(record["id"])
+            for record in now["tasks"]
+            if "owner" in {names[number] for number in record["awaited_by"]}
+        }
+        assert len(children) == 3
+        short_way = ids | children
+        # (but the first task waiting on each shared object, which describes it for the rest)
+        kinds = [
+            record["awaiting"]["kind"]  # type: ignore[index]
+            for record in now["tasks"]
+            if int(record["id"]) in short_way & set(described)
+        ]
+        assert len(kinds) == len(set(kinds)) and set(kinds) <= {"event", "queue_get", "lock"}
+        assert len(short_way - set(described)) >= len(short_way) - 3
+        for record in now["tasks"]:
+            if int(record["id"]) in short_way:
+                assert record is last[record["id"]]
+        # AND the owner (it awaits tasks), the task under a timeout and the renamed one did not
+        assert {"owner", "bounded", "after"} <= {names[str(number)] for number in described}
+        # AND a look that had to start afresh says the same
+        _forget_notes(tracker)
+        assert _comparable(now) == _comparable(SnapshotBuilder(tracker).build_raw())
+        for task in (*plain, *others, renamed):
+            task.cancel()
+        await asyncio.gather(*plain, *others, renamed, return_exceptions=True)
 
     _with_tracker(scenario)

@@ -286,6 +286,10 @@ def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     return awaiting
 
 
+#: The handler of a plan step that is a sleep (described from the loop's timers alone).
+SLEEP_HANDLER = _sleep
+
+
 def _queue(verb: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any

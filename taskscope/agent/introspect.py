@@ -19,10 +19,12 @@ from types import (
 from typing import Any
 
 from taskscope.agent.awaiting import (
+    SLEEP_HANDLER,
     AwaitContext,
     add_library_handlers,
     classify_planned,
     classify_unmoved,
+    memo_key,
 )
 from taskscope.agent.chains import (
     _NONE,
@@ -341,6 +343,9 @@ class SnapshotBuilder:
         task_loop: asyncio.AbstractEventLoop | None = None
         loop_id = ""
         run = 0  # tasks of `task_loop` in a row, added to `counts` when it changes
+        timers, sleeps, memo, timeouts = ctx.timers, ctx.sleeps, ctx.memo, ctx.timeouts
+        last_sleeps = ctx.last_sleeps
+        sleep_handler = SLEEP_HANDLER
         clock, give_way = time.perf_counter, time.sleep
         give_way_at = clock() + SLICE_SECONDS
         for count, task in enumerate(tasks):
@@ -352,10 +357,6 @@ class SnapshotBuilder:
             meta = known_metas.get(id(task))
             if meta is None or meta() is not task:
                 meta = ensure_meta(task)
-            if not meta.watched:
-                unwatched.append(task)
-            is_running = id(task) in running
-            stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
             this_loop = task.get_loop()
             if this_loop is not task_loop:
                 if task_loop is not None:
@@ -377,6 +378,64 @@ class SnapshotBuilder:
                     last = meta.record
                     main_tasks[loop_id] = last["id"] if last is not None else str(meta.task_id)
                 waiters = self._waiters_of(task, meta.task_id, graph)
+            fut_ref = meta.chain_fut
+            if (
+                fut_ref is not None
+                and meta.rec_awaited is None
+                and meta.timing is None
+                and meta.watched
+                and not meta.rec_running
+                and meta.rec_loop is loop_id
+                and meta.rec_created_at is meta.created_at
+                and (waiters is None if meta.rec_waiters is None else meta.rec_waiters == waiters)
+            ):
+                # The common case: a task still suspended on the very future it was at the
+                # last look, awaiting no task. Its record is the last one again when its
+                # description comes out as the very same object (a sleep's by its end time,
+                # a shared object's by its memo key: no frame read) and its name is the same;
+                # nothing allocated for it, no call made (what `_stack_and_awaiting`,
+                # `classify_unmoved` and `_pending_record` would find, the long way).
+                fut = getattr(task, "_fut_waiter", None)
+                record = meta.record
+                if (
+                    fut is not None
+                    and fut_ref() is fut
+                    and record is not None
+                    and id(task) not in running
+                    and (not timeouts or id(task) not in timeouts)
+                ):
+                    entry: StackEntry = meta.chain_entry  # type: ignore[assignment]
+                    plan = entry.plan
+                    last_awaiting = meta.rec_awaiting
+                    awaiting = None
+                    if not plan or last_awaiting is None:
+                        pass
+                    elif plan[0][1] is sleep_handler:
+                        when = timers.get(id(fut))
+                        if when is not None:
+                            awaiting = sleeps.get(when)
+                            if awaiting is None:  # as `_sleep_of` finds it
+                                awaiting = last_sleeps.get(when)
+                                if awaiting is not None:
+                                    sleeps[when] = awaiting
+                    elif plan[0][3] is not None and entry.first_code is not None:
+                        self_ref = meta.chain_self
+                        first_self = self_ref() if self_ref is not None else None
+                        if first_self is not None:
+                            hit = memo.get(memo_key(entry.first_code, first_self))
+                            if hit is not None and hit[0] is first_self:
+                                awaiting = hit[1]
+                    if awaiting is last_awaiting:
+                        name = task.get_name()
+                        if name is meta.rec_name or name == meta.rec_name:
+                            meta.slot = len(records)
+                            records.append(record)
+                            metas.append(meta)
+                            continue
+            if not meta.watched:
+                unwatched.append(task)
+            is_running = id(task) in running
+            stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
             meta.slot = len(records)
             records.append(
                 pending_record(
