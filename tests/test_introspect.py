@@ -97,6 +97,26 @@ def test_direct_waiter() -> None:
     _run(scenario())
 
 
+def test_an_ignored_callback_is_not_looked_into() -> None:
+    # GIVEN a future with a closure callback over a future a task awaits (as gather's)
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        fut, inner = loop.create_future(), loop.create_future()
+        waiter = asyncio.create_task(asyncio.wait_for(inner, None))
+        await _settle()
+
+        def chained(done: Any) -> None:
+            inner.set_result(done)
+
+        fut.add_done_callback(chained)
+        # THEN it leads to the task, unless it is the callback to ignore (the agent's own)
+        assert _resolve_waiters(fut) == [waiter]
+        assert _resolve_waiters(fut, ignore=chained) == []
+        waiter.cancel()
+
+    _run(scenario())
+
+
 def test_nested_gather_reaches_the_outer_task() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()

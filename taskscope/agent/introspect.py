@@ -464,7 +464,8 @@ class SnapshotBuilder:
         """Step 3: the ids of the tasks that await `task` (or own its TaskGroup), each
         added to `graph` as an edge waiter -> task (an owner not waiting yet is no edge)."""
         owners: list[asyncio.Task[Any]] = []
-        waiters = _resolve_waiters(task, owners=owners)
+        # The agent's own done callback holds no waiter: not looked into.
+        waiters = _resolve_waiters(task, owners=owners, ignore=self.tracker.done_callback)
         if not waiters and not owners:
             return None
         meta_of = self.tracker.ensure_meta

@@ -25,19 +25,26 @@ _BUILTIN_METHOD: type[Any] = type([].append)
 
 
 def _resolve_waiters(
-    fut: Any, depth: int = 0, seen: set[int] | None = None, owners: list[Any] | None = None
+    fut: Any,
+    depth: int = 0,
+    seen: set[int] | None = None,
+    owners: list[Any] | None = None,
+    ignore: object = None,
 ) -> list[Any]:
     """The tasks that wait for `fut`: directly (their wake-up is one of its callbacks), as
     owner of a TaskGroup, or through futures chained on it (gather, shield, wait, wait_for).
 
     A TaskGroup's owner still in the body of its `async with` is not waiting yet; it is
-    collected in `owners` (it will wait on leaving the block, as 3.14's call graph says)."""
+    collected in `owners` (it will wait on leaving the block, as 3.14's call graph says).
+    `ignore`: a callback known to be no waiter's (the agent's own), not looked into."""
     callbacks = getattr(fut, "_callbacks", None)
     if not callbacks or depth > MAX_RESOLVE_DEPTH:
         return []
     waiters: list[Any] = []
     for entry in callbacks:
         callback = entry[0] if type(entry) is tuple else entry
+        if callback is ignore:
+            continue
         # Only look inside callables of known types: attributes of anything else could run
         # application code (__getattr__, properties).
         kind = type(callback)
