@@ -507,3 +507,64 @@ def test_a_look_at_unmoved_tasks_reuses_their_records_without_describing_them(
         await asyncio.gather(*plain, *others, renamed, return_exceptions=True)
 
     _with_tracker(scenario)
+
+
+def test_the_children_of_a_task_group_are_resolved_once_per_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Who awaits a TaskGroup's child is its owner for every child of the group: found once
+    per group in a look, and still told apart for an owner that awaits its children (an
+    edge, listed in its description) and one still in its `async with` body (no edge)."""
+
+    async def scenario(tracker: Tracker) -> None:
+        gate = asyncio.Event()
+
+        async def waiting_owner() -> None:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(3):
+                    group.create_task(gate.wait())
+
+        async def busy_owner() -> None:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(3):
+                    group.create_task(gate.wait())
+                await asyncio.sleep(3600)  # still in the body: owns them, awaits no task
+
+        owners = [
+            asyncio.create_task(waiting_owner(), name="waiting"),
+            asyncio.create_task(busy_owner(), name="busy"),
+        ]
+        await _settle()
+        SnapshotBuilder(tracker).build_raw()
+        resolved: list[Any] = []
+        resolve = introspect._resolve_waiters
+
+        def counting(fut: Any, *args: Any, **kwargs: Any) -> Any:
+            resolved.append(fut)
+            return resolve(fut, *args, **kwargs)
+
+        monkeypatch.setattr(introspect, "_resolve_waiters", counting)
+        for _look in range(2):
+            resolved.clear()
+            snapshot = SnapshotBuilder(tracker).build_raw()
+            # THEN one resolution per group (and one for the task `asyncio.run` drives)
+            assert len([fut for fut in resolved if fut is not asyncio.current_task()]) == 2
+            waiting, busy = _record(snapshot, "waiting"), _record(snapshot, "busy")
+            children = {
+                owner["id"]: sorted(
+                    record["id"]
+                    for record in snapshot["tasks"]
+                    if list(record["awaited_by"]) == [owner["id"]]
+                )
+                for owner in (waiting, busy)
+            }
+            assert all(len(ids) == 3 for ids in children.values())
+            assert waiting["awaiting"] is not None and busy["awaiting"] is not None
+            assert sorted(waiting["awaiting"]["tasks"]) == children[waiting["id"]]
+            assert busy["awaiting"]["kind"] == "sleep" and list(busy["awaiting"]["tasks"]) == []
+        gate.set()
+        for owner in owners:
+            owner.cancel()
+        await asyncio.gather(*owners, return_exceptions=True)
+
+    _with_tracker(scenario)

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from types import (
     FrameType,
+    MethodType,
 )
 from typing import Any
 
@@ -50,7 +51,7 @@ from taskscope.agent.tracker import (
     task_coro,
     task_coro_name,
 )
-from taskscope.agent.waiters import _resolve_waiters
+from taskscope.agent.waiters import TASK_GROUP_DONE, _resolve_waiters
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
     TASK_ROW_KEYS,
@@ -374,10 +375,14 @@ class SnapshotBuilder:
             waiters: list[int] | None = None
             callbacks = getattr(task, "_callbacks", None)  # a task-like object may have none
             if callbacks and (len(callbacks) > 1 or callbacks[0][0] is not done_callback):
-                if _driven_by_run_until_complete(callbacks):
-                    last = meta.record
-                    main_tasks[loop_id] = last["id"] if last is not None else str(meta.task_id)
-                waiters = self._waiters_of(task, meta.task_id, graph)
+                group = _group_of_child(callbacks, done_callback)
+                if group is not None:
+                    waiters = self._group_child_waiters(group, task, meta.task_id, graph)
+                else:
+                    if _driven_by_run_until_complete(callbacks):
+                        last = meta.record
+                        main_tasks[loop_id] = last["id"] if last is not None else str(meta.task_id)
+                    waiters = self._waiters_of(task, meta.task_id, graph)
             fut_ref = meta.chain_fut
             if (
                 fut_ref is not None
@@ -483,6 +488,28 @@ class SnapshotBuilder:
                 numbers.append(owner_number)
         return numbers
 
+    def _group_child_waiters(
+        self, group: Any, task: asyncio.Task[Any], number: int, graph: _AwaitGraph
+    ) -> list[int] | None:
+        """`_waiters_of` for a task whose only callbacks are the agent's and its TaskGroup's:
+        the same for every child of the group in one look (its owner, awaiting the group or
+        not yet), found once per group. The list of ids is shared by the children's records'
+        notes (never mutated)."""
+        hit = graph.groups.get(id(group))
+        if hit is None or hit[0] is not group:  # the group is held: its id stays its own
+            numbers = self._waiters_of(task, number, graph)
+            waiter_number = None
+            if numbers is not None and len(numbers) == 1 and numbers[0] in graph.edges:
+                edge_list = graph.edges[numbers[0]]
+                if edge_list and edge_list[-1] == number:
+                    waiter_number = numbers[0]
+            graph.groups[id(group)] = (group, numbers, waiter_number)
+            return numbers
+        numbers, waiter_number = hit[1], hit[2]
+        if waiter_number is not None:
+            graph.edges[waiter_number].append(number)
+        return numbers
+
     def _task_id(self, task: asyncio.Task[Any]) -> str:
         return str(self.tracker.id_of(task))
 
@@ -507,7 +534,7 @@ _Replaced = tuple[bool, list[int] | None, list[int] | None, WireTask]
 class _AwaitGraph:
     """Who awaits whom in one look, found task by task (`SnapshotBuilder._waiters_of`)."""
 
-    __slots__ = ("edges", "replaced", "waiter_metas")
+    __slots__ = ("edges", "groups", "replaced", "waiter_metas")
 
     def __init__(self) -> None:
         #: waiter id -> the ids of the tasks it awaits.
@@ -517,6 +544,9 @@ class _AwaitGraph:
         #: For the tasks whose last record this look replaced, by id: what `_add_awaited_tasks`
         #: needs to give a waiter its last record again when it comes out the same.
         self.replaced: dict[int, _Replaced] = {}
+        #: id(TaskGroup) -> the group, the ids of who awaits (or owns) its children, and the
+        #: owner's id when it awaits them (an edge per child): see `_group_child_waiters`.
+        self.groups: dict[int, tuple[Any, list[int] | None, int | None]] = {}
 
 
 def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
@@ -598,6 +628,20 @@ def _stack_and_awaiting(
         except TypeError:
             pass
     return stack, awaiting
+
+
+def _group_of_child(callbacks: Sequence[Any], done_callback: object) -> Any:
+    """The TaskGroup of a task whose done callbacks are the agent's and then its group's
+    only (a group's child, the usual case), else None."""
+    if len(callbacks) != 2:
+        return None
+    ours, theirs = callbacks[0], callbacks[1]
+    if type(ours) is not tuple or ours[0] is not done_callback or type(theirs) is not tuple:
+        return None
+    callback = theirs[0]
+    if type(callback) is MethodType and callback.__func__ is TASK_GROUP_DONE:
+        return callback.__self__
+    return None
 
 
 def _driven_by_run_until_complete(

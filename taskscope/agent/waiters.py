@@ -17,6 +17,8 @@ from typing import Any
 MAX_RESOLVE_DEPTH = 50
 
 _TASK_GROUP_DONE = taskgroups.TaskGroup._on_task_done
+#: The done callback a TaskGroup puts on each of its tasks (a bound method of the group).
+TASK_GROUP_DONE = _TASK_GROUP_DONE
 #: The pure-Python Task's wake-up is a bound method (the C Task's is a builtin method).
 _PY_TASK_WAKEUP = getattr(getattr(asyncio.tasks, "_PyTask", None), "_Task__wakeup", None)
 #: 3.13+: as_completed is a class; its done-callback is a bound method feeding `_done`.
