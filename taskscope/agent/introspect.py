@@ -430,7 +430,7 @@ class SnapshotBuilder:
                             hit = memo.get(memo_key(entry.first_code, first_self))
                             if hit is not None and hit[0] is first_self:
                                 awaiting = hit[1]
-                    if awaiting is last_awaiting:
+                    if awaiting is not None and awaiting is last_awaiting:
                         name = task.get_name()
                         if name is meta.rec_name or name == meta.rec_name:
                             meta.slot = len(records)
