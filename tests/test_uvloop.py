@@ -49,6 +49,14 @@ def assert_blocked_in_rebuild_index(snap: dict[str, Any]) -> None:
     assert "rebuild_index" in functions, loop["blocking_stack"]
 
 
+def assert_sleeps_with_seconds_left(task: dict[str, Any]) -> None:
+    """uvloop's timers are out of the agent's reach, but a sleep's seconds left are told."""
+    awaiting = task["awaiting"]
+    assert awaiting["kind"] == "sleep", task
+    assert 3000 < awaiting["seconds_left"] <= 3600, awaiting
+    assert awaiting["text"].startswith("sleep, ") and awaiting["text"].endswith(" s left")
+
+
 def cancel_the_victim_alone(target: Target, look: Any) -> None:
     """Once the block is over, `taskscope cancel PID victim`: the victim notes its
     cancellation, the other tasks are still there, and the program ends cleanly."""
@@ -70,6 +78,7 @@ def test_taskscope_run_on_uvloop_tracks_creators_history_and_blocks(start: Any) 
     assert tasks["child-of-spawner"]["parent"] == tasks["spawner"]["id"], tasks["child-of-spawner"]
     # (the main task is named by the program's coroutine, not by uvloop.run's wrapper around it)
     assert tasks["Task-1"]["coro"] == "main", tasks["Task-1"]
+    assert_sleeps_with_seconds_left(tasks["victim"])
     [failed] = [task for task in snap["tasks"] if task["name"] == "fails"]
     assert failed["state"] == "failed" and "ValueError" in failed["exception"], failed
     assert snap["loops"][0]["blocked_for"] is None, snap["loops"]
@@ -126,7 +135,7 @@ def test_attach_to_a_plain_uvloop_program_sees_a_block_and_cancels(tmp_path: Pat
         # WHEN taskscope attaches (the first dump injects the agent)
         tasks = by_name(dump(target.pid))
         assert {"spawner", "child-of-spawner", "victim", "indexer"} <= set(tasks), tasks
-        assert tasks["victim"]["awaiting"]["kind"] == "sleep", tasks["victim"]
+        assert_sleeps_with_seconds_left(tasks["victim"])
         assert tasks["Task-1"]["coro"] == "main", tasks["Task-1"]
         # THEN a block of the loop is seen while it lasts, with where
         snap = blocked_look(target, lambda: dump(target.pid))

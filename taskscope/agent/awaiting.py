@@ -40,6 +40,7 @@ class AwaitContext:
         "memo",
         "name_of_task",
         "names",
+        "owner",
         "self_frame",
         "self_obj",
         "sleeps",
@@ -78,12 +79,18 @@ class AwaitContext:
         #: The `self` of the frame a handler is about to read, found without f_locals.
         self.self_frame: FrameType | None = None
         self.self_obj: Any = None
+        #: The coroutine running the frame a handler is about to read, when known.
+        self.owner: Any = None
 
     def index_timers(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read the loop's timer heap once: which future each sleep resolves, which task each
         timeout cancels. Selector loops only; uvloop hides its timers."""
         scheduled = getattr(loop, "_scheduled", None)
-        if scheduled is None:
+        if scheduled is None:  # uvloop: its sleeps' timers are found from their coroutines
+            try:
+                self.loop_time = loop.time()
+            except Exception:
+                pass
             return
         try:
             self.loop_time = loop.time()
@@ -269,7 +276,34 @@ def _waiters(obj: Any) -> int:
 
 
 def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    awaiting = _sleep_of(ctx, fut)
+    if "countdown" in awaiting or ctx.owner is None:
+        return awaiting
+    when = _uvloop_timer_end(ctx.owner)
+    if when is None:
+        return awaiting
+    ctx.timers[id(fut)] = when
     return _sleep_of(ctx, fut)
+
+
+def _uvloop_timer_end(sleep_coro: Any) -> float | None:
+    """When the timer of an `asyncio.sleep` on uvloop's loop ends (its loop time): uvloop
+    keeps its timers out of reach, but the sleep's coroutine holds its handle (`h`), found
+    among what it references (as the collector sees it: no f_locals); `when()` is uvloop's,
+    in C."""
+    try:
+        referents = gc.get_referents(sleep_coro)
+    except Exception:
+        return None
+    for value in referents:
+        kind = type(value)
+        if kind.__name__ == "TimerHandle" and kind.__module__ == "uvloop.loop":
+            try:
+                when = value.when()
+            except Exception:
+                return None
+            return float(when) if isinstance(when, int | float) else None
+    return None
 
 
 def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
@@ -933,6 +967,8 @@ def classify_unmoved(
     handler, cls = plan[0][1], plan[0][3]
     awaiting: WireAwaiting | None
     if handler is _sleep:
+        if id(fut) not in ctx.timers:
+            return None  # no timer seen (uvloop's): `classify_planned` finds it
         awaiting = _sleep_of(ctx, fut)
     elif cls is not None and first_code is not None and first_self is not None:
         # The key is made here rather than kept per task: 88 bytes a task between looks.
@@ -988,7 +1024,11 @@ def classify_planned(
                 break
             caller = frames[caller_index] if caller_index >= 0 else None
             if cls is None:
-                awaiting = handler(ctx, frame, caller, fut)
+                ctx.owner = owners[index]
+                try:
+                    awaiting = handler(ctx, frame, caller, fut)
+                finally:
+                    ctx.owner = None
             else:
                 code = frame.f_code
                 obj = first_local(owners[index], code)
