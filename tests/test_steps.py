@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.loops import LoopTracker
 from taskscope.agent.steps import stall_threshold_setting, time_steps_setting
 from taskscope.agent.tracker import Tracker
 from taskscope.model import TaskModel
@@ -111,6 +112,29 @@ def test_timed_steps_replace_handle_run_and_uninstall_restores_it() -> None:
         assert events.Handle._run.__wrapped__ is ORIGINAL_RUN  # type: ignore[attr-defined]
 
     _with_tracker(scenario)
+
+
+def test_the_watchdog_looks_once_installed_even_if_it_went_to_sleep_before() -> None:
+    # The race of an attach, forced in order: the server's thread runs before the agent hooks
+    # asyncio; the running loop is adopted (its start noted: the watchdog is due), then the
+    # server's first watchdog pass finds the stall watch not installed yet and sleeps until
+    # a loop starts, then the stall watch is installed. No loop starts after that.
+    async def scenario() -> None:
+        tracker = Tracker(stall_threshold=0.1, time_steps=False)
+        steps = tracker.steps
+        assert steps is not None
+        try:
+            LoopTracker.install(tracker)  # the loop hooks and the adoption, not the steps
+            steps.watch(time.monotonic())
+            assert steps.next_watch > time.monotonic() + 3600  # asleep until a loop starts
+            steps.install()
+            # THEN the watchdog is due at once, rather than asleep for good (every stall of
+            # the program would go unseen)
+            assert steps.next_watch <= time.monotonic()
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(scenario())
 
 
 def test_untimed_agent_leaves_handle_run_alone() -> None:

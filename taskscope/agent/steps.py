@@ -226,6 +226,11 @@ class StepTimer:
         if self._installed:
             return
         self._installed = True
+        # The watchdog looks at once: a look made before this one (the server's thread runs
+        # from before the agent hooks asyncio) found nothing installed and went to sleep
+        # until a loop starts, and the loops already running (an attach) may have been
+        # adopted meanwhile: nothing would wake it again, and every stall would go unseen.
+        self.next_watch = 0.0
         if self.timed:
             original = events.Handle._run
             self._original_run = original
