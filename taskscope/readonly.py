@@ -146,6 +146,10 @@ def snapshot_from_threads(pid: int, python: str, threads: list[dict[str, Any]]) 
     tasks: list[WireTask] = []
     loops: list[WireLoop] = []
     for thread in threads:
+        if not thread["tasks"]:
+            # No task of its own: no event loop to show (3.15's reader lists every thread,
+            # asyncio or not; a loop whose asyncio.run has a main task has one at least).
+            continue
         loop_id = str(thread["thread_id"])
         count = 0
         for task in thread["tasks"]:
