@@ -43,6 +43,7 @@ from taskscope.agent.loops import LoopRecord
 from taskscope.agent.reach import ReachState, reach_step
 from taskscope.agent.steps import StepFigures
 from taskscope.agent.tracker import (
+    PASS_THROUGH,
     FinishedTask,
     TaskMeta,
     TaskWire,
@@ -687,11 +688,20 @@ def _pending_record(
     if timing is not None:
         steps = timing.steps
         same = same and timing.rec_steps == steps
+    renamed = (
+        # A wrapper's name kept from a look that could not see through it (it was running):
+        # the coroutine it runs is named once it can be (`task_coro_name`).
+        record is not None
+        and record["coro"] in PASS_THROUGH
+        and task_coro_name(task) != record["coro"]
+    )
+    if renamed:
+        same = False
     if record is not None and same and meta.rec_awaited is None and meta.rec_waiters == waiters:
         return record
     if record is not None:
         replaced[meta.task_id] = (same, meta.rec_awaited, meta.rec_waiters, record)
-    if record is not None and meta.rec_created_at is created_at:
+    if record is not None and meta.rec_created_at is created_at and not renamed:
         wire = _wire_of(record)
     else:  # a first record, or a creation noted since (`Tracker.note_creation`)
         wire = _task_wire(meta, task)

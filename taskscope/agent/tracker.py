@@ -740,7 +740,7 @@ def task_coro(task: Any) -> Any:
 #: each coroutine in its `Monitor._coro_wrapper` (and keeps it as `_orig_coro` on its
 #: `TracedTask`); anyio runs each task's in a `TaskHandle._run_coro` and its main one in
 #: `AsyncIOBackend.run.<locals>.wrapper`; `uvloop.run` its main one in `run.<locals>.wrapper`.
-_PASS_THROUGH: Final = {
+PASS_THROUGH: Final = {
     "Monitor._coro_wrapper": "aiomonitor",
     "TaskHandle._run_coro": "anyio",
     "AsyncIOBackend.run.<locals>.wrapper": "anyio",
@@ -749,8 +749,8 @@ _PASS_THROUGH: Final = {
 
 
 def pass_through_package(code: Any) -> str | None:
-    """The package of a pass-through wrapper (`_PASS_THROUGH`) whose code `code` is, or None."""
-    package = _PASS_THROUGH.get(code.co_qualname)
+    """The package of a pass-through wrapper (`PASS_THROUGH`) whose code `code` is, or None."""
+    package = PASS_THROUGH.get(code.co_qualname)
     if package is None or f"{package}{os.sep}" not in code.co_filename:
         return None
     return package
@@ -758,7 +758,7 @@ def pass_through_package(code: Any) -> str | None:
 
 def wrapped_coro(task: Any, coro: Any) -> Any:
     """The coroutine a task was made to run, seen through a pass-through wrapper
-    (`_PASS_THROUGH`): the one it awaits while suspended there (aiomonitor's: the one it
+    (`PASS_THROUGH`): the one it awaits while suspended there (aiomonitor's: the one it
     keeps); otherwise `coro`. Tasks are named by it, as aiomonitor and anyio name them; the
     wrapper stays on the task's stack."""
     code = getattr(coro, "cr_code", None)
@@ -778,7 +778,7 @@ def task_coro_name(task: Any) -> str:
     """The name of the coroutine a task was made to run (see `wrapped_coro`)."""
     coro = task_coro(task)
     name = coro_name(coro)
-    return name if name not in _PASS_THROUGH else coro_name(wrapped_coro(task, coro))
+    return name if name not in PASS_THROUGH else coro_name(wrapped_coro(task, coro))
 
 
 def coro_name(coro: Any) -> str:

@@ -3,7 +3,8 @@
 blocks the loop in `time.sleep` for 1.5 s when a `stall-PID` file appears (it notes
 `blocking` first). Runs with or without taskscope: the tests start it under `taskscope run`,
 attach to it plain, or (second argument `install`) let it call `taskscope.install()` itself,
-after uvloop was imported."""
+after uvloop was imported. With `hold` instead, the main task, once ready, keeps running (the
+loop held in `time.sleep`) until a `looked-PID` file appears: a first look sees it running."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ async def main() -> None:
     await asyncio.wait([failing])
     failing.exception()  # retrieved: nothing printed at exit
     signal_ready()
+    if sys.argv[2:] == ["hold"]:
+        while not (WORKDIR / f"looked-{os.getpid()}").exists():
+            time.sleep(0.01)
     await until_stopped()
     for task in tasks:
         task.cancel()
