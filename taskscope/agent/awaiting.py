@@ -330,18 +330,28 @@ def _queue(verb: str) -> Handler:
     ) -> WireAwaiting:
         queue = _self(ctx, frame)
         items = getattr(queue, "_queue", None)
-        size = len(items) if items is not None else None
-        maxsize = getattr(queue, "_maxsize", 0)
-        name = object_name(ctx, queue, caller)
-        facts = _object_facts(queue) | {"size": size, "maxsize": maxsize, "name": name}
-        return {
-            "kind": f"queue_{verb}",
-            "tasks": (),
-            "call": f"{type(queue).__qualname__}.{verb}",
-            "object": facts,
-        }
+        return _queue_wait(ctx, queue, caller, verb, items, getattr(queue, "_maxsize", 0))
 
     return handler
+
+
+def _queue_wait(
+    ctx: AwaitContext, queue: Any, caller: FrameType | None, verb: str, items: Any, maxsize: Any
+) -> WireAwaiting:
+    """A wait for an item of a queue (`verb` get, or the library's own word), or for room in
+    it (put): its size and bound (0: none)."""
+    facts = _object_facts(queue) | {
+        "size": len(items) if items is not None else None,
+        "maxsize": maxsize,
+        "name": object_name(ctx, queue, caller),
+    }
+    kind = "queue_put" if verb in ("put", "send") else "queue_get"
+    return {
+        "kind": kind,
+        "tasks": (),
+        "call": f"{type(queue).__qualname__}.{verb}",
+        "object": facts,
+    }
 
 
 def _primitive(kind: str, method: str) -> Handler:
@@ -381,9 +391,14 @@ def _add_holders(ctx: AwaitContext, lock: Any, facts: dict[str, Any]) -> None:
         facts["holders"] = ()
         facts["holders_gone"] = True
     else:
-        assert ctx.id_of_task is not None
-        facts["holders"] = (ctx.id_of_task(holder),)
-        facts["holder_names"] = (ctx.name_of_task(holder),)
+        _add_holder(ctx, holder, facts)
+
+
+def _add_holder(ctx: AwaitContext, holder: Any, facts: dict[str, Any]) -> None:
+    """The task that holds a lock, by its id and its name."""
+    assert ctx.id_of_task is not None
+    facts["holders"] = (ctx.id_of_task(holder),)
+    facts["holder_names"] = (ctx.name_of_task(holder),)
 
 
 def _peer_of_transport(transport: Any) -> str | None:
@@ -740,8 +755,7 @@ def _anyio_lock(
         "waiters": _waiters(lock),
     }
     if owner is not None and ctx.id_of_task is not None:
-        facts["holders"] = (ctx.id_of_task(owner),)
-        facts["holder_names"] = (ctx.name_of_task(owner),)
+        _add_holder(ctx, owner, facts)
     return {"kind": "lock", "tasks": (), "call": "Lock.acquire", "object": facts}
 
 
@@ -753,21 +767,10 @@ def _anyio_stream(verb: str) -> Handler:
     ) -> WireAwaiting:
         stream = _self(ctx, frame)
         state = getattr(stream, "_state", None)
-        buffer = getattr(state, "buffer", None)
         limit = getattr(state, "max_buffer_size", 0)
-        facts = _object_facts(stream) | {
-            "size": len(buffer) if buffer is not None else None,
-            # 0: no bound, as for asyncio.Queue (JSON has no infinity)
-            "maxsize": int(limit) if isinstance(limit, int | float) and limit < 1 << 62 else 0,
-            "name": object_name(ctx, stream, caller),
-        }
-        kind = "queue_get" if verb == "receive" else "queue_put"
-        return {
-            "kind": kind,
-            "tasks": (),
-            "call": f"{type(stream).__qualname__}.{verb}",
-            "object": facts,
-        }
+        # 0: no bound, as for asyncio.Queue (JSON has no infinity)
+        bound = int(limit) if isinstance(limit, int | float) and limit < 1 << 62 else 0
+        return _queue_wait(ctx, stream, caller, verb, getattr(state, "buffer", None), bound)
 
     return handler
 
