@@ -338,7 +338,9 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         if inner is None:
             return f"wait_for {what}" if what else "wait_for"
         inner_text = _sentence(inner, sleep_words)
-        return f"wait_for {what}: {inner_text}" if what else f"wait_for {inner_text}"
+        if not what or inner_text == what or inner_text.startswith(f"{what} "):
+            return f"wait_for {inner_text}"  # the awaitable is what the inner words begin with
+        return f"wait_for {what}: {inner_text}"
     if kind == "task":
         return f"task {facts.get('task')}"
     if kind == "tasks":

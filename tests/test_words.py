@@ -184,6 +184,15 @@ SENTENCES = [
     (
         aw(
             "wait_for",
+            object={"awaitable": "Event.wait", "inner_kind": "event"},
+            inner=aw("event", call="Event.wait", object={"set": False, "waiters": 4}),
+            deadline_in=2.0,
+        ),
+        "wait_for Event.wait (not set, 4 waiting), timeout in 2.0 s",
+    ),
+    (
+        aw(
+            "wait_for",
             object={"awaitable": None},
             inner=aw("shield", object={"task": "job-3"}),
             deadline_in=0.5,
