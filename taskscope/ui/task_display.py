@@ -207,7 +207,8 @@ def next_sort(current: SortKey, figures: bool) -> SortKey:
 
 
 def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
-    """Oldest first (pending before finished) by default; busiest / most steps first."""
+    """Oldest first (pending before finished) by default, then by name; busiest / most steps
+    first."""
     if sort == "busy":
         return lambda task: (task.busy_s is None, -(task.busy_s or 0.0), task.number)
     if sort == "steps":
@@ -216,7 +217,26 @@ def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
         return lambda task: (task.name.lower(), task.number)
     if sort == "state":
         return lambda task: (_STATE_RANK.get(task.state, 9), task.created_at or 0.0, task.number)
-    return lambda task: (task.finished, task.created_at or 0.0, task.number)
+    # Tasks older than the agent have no creation time: among them, names in natural order
+    # (worker-2 before worker-10), not the order the agent happened to meet them in.
+    return lambda task: (
+        task.finished,
+        task.created_at or 0.0,
+        natural_order(task.name),
+        task.number,
+    )
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_order(name: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key under which `worker-2` comes before `worker-10` (case ignored)."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in _DIGITS.split(name.lower())
+        if part
+    )
 
 
 @dataclass(frozen=True, slots=True)

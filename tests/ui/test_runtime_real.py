@@ -57,3 +57,27 @@ def test_the_list_sorted_by_busy_puts_the_cpu_burner_first(start: Any) -> None:
             app.exit()
 
     asyncio.run(main())
+
+
+def test_tasks_older_than_the_agent_are_listed_by_name_in_natural_order(start: Any) -> None:
+    # GIVEN a program whose twelve workers were made, in a scrambled order, before the agent
+    # came: the agent saw no creation time, so "oldest first" cannot tell them apart
+    target = start("older_than_agent.py", agent=False).wait_ready()
+    app = TaskscopeApp(AgentSource(target.pid), clock=time.time, interval=0.2)
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.updates_applied >= 1, what="the first snapshot")
+            # WHEN the list is shown, in its default order
+            await pilot.press("l")
+            assert app.options.sort == "age"
+            table = app.query_one(TaskTable)
+            await until(pilot, lambda: len(table.keys) >= 13, what="the workers listed")
+            names = [app.main.model.tasks[key].name for key in table.keys]
+            workers = [name for name in names if name.startswith("worker-")]
+            # THEN they come in their names' natural order (worker-2 before worker-10), not
+            # in the order the agent happened to meet them
+            assert workers == [f"worker-{n}" for n in range(1, 13)], names
+            app.exit()
+
+    asyncio.run(main())
