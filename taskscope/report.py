@@ -55,11 +55,20 @@ def _fit(text: str, width: int) -> str:
     return text + " " * (width - len(text))
 
 
+def _program_words(argv: list[str]) -> list[str]:
+    """How the program was started, shortly: its script's file name and arguments; for
+    `python -m package` (whose argv[0] is the package's `__main__.py`), `-m package`."""
+    if not argv:
+        return []
+    script = argv[0]
+    name = os.path.basename(script)
+    if name == "__main__.py" and os.path.dirname(script):
+        return ["-m", os.path.basename(os.path.dirname(script)), *argv[1:]]
+    return [name, *argv[1:]]
+
+
 def header(model: TaskModel, argv: list[str] | None = None) -> str:
-    program = (
-        " ".join(os.path.basename(arg) if i == 0 else arg for i, arg in enumerate(argv or []))
-        or "?"
-    )
+    program = " ".join(_program_words(argv or [])) or "?"
     parts = [f"pid {model.pid}", f"python {model.python}", safe_text(program, 60)]
     for loop in model.loops.values():
         state = "running" if loop.running else ("closed" if loop.closed else "stopped")

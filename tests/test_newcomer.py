@@ -359,3 +359,37 @@ def test_a_closed_process_that_is_not_python_is_said_to_be_not_python(start: Any
     closed = run_cli_without_ptrace("ps", str(target.pid))
     assert closed.returncode == 1
     assert "CAP_SYS_PTRACE" in closed.stderr and "not a Python process" not in closed.stderr
+
+
+def test_a_program_run_as_a_package_is_named_by_its_package(tmp_path: Any) -> None:
+    # GIVEN `python -m jobsvc` (its argv[0] is the package's __main__.py)
+    package = tmp_path / "jobsvc"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "import asyncio, os, sys\n"
+        "import taskscope\n"
+        "async def main():\n"
+        "    taskscope.install()\n"
+        "    open(f'ready-{os.getpid()}', 'w').close()\n"
+        "    await asyncio.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobsvc", "--port", "8080"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = Target(process, tmp_path, agent=True)
+    try:
+        target.wait_ready()
+        # WHEN its tree is printed, THEN the header says how it was started, not `__main__.py`
+        result = run_cli("tree", str(target.pid))
+        assert result.returncode == 0, result.stderr
+        first_line = result.stdout.splitlines()[0]
+        assert " · -m jobsvc --port 8080 · " in first_line, first_line
+    finally:
+        target.kill()
