@@ -384,6 +384,19 @@ class TaskModel:
                 counts[task.state] = counts.get(task.state, 0) + 1
         return counts
 
+    def counts_by_loop(self) -> dict[str, dict[str, int]]:
+        """`counts` of every loop, by loop id, in one pass over the tasks."""
+        by_loop: dict[str, dict[str, int]] = {
+            loop_id: {"pending": 0, "done": 0, "cancelled": 0, "failed": 0}
+            for loop_id in self.loops
+        }
+        for task in self.tasks.values():
+            counts = by_loop.get(task.loop)
+            if counts is None:
+                counts = by_loop[task.loop] = {"pending": 0, "done": 0, "cancelled": 0, "failed": 0}
+            counts[task.state] = counts.get(task.state, 0) + 1
+        return by_loop
+
     def cycle_members(self) -> set[str]:
         return {task_id for cycle in self.cycles for task_id in cycle}
 

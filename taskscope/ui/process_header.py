@@ -120,7 +120,7 @@ class ProcessHeader(Static):
         text.append(tail)
         return _folded(text, self.content_region.width)
 
-    def _loop_line(self, model: TaskModel, loop: LoopInfo) -> Text:
+    def _loop_line(self, loop: LoopInfo, counts: dict[str, int]) -> Text:
         """`loop NAME: running, lag · N pending · done · cancelled · failed` (or blocked)."""
         text = Text(f"loop {safe_text(loop.label)}: ")
         if loop.blocked_for is not None:
@@ -137,12 +137,41 @@ class ProcessHeader(Static):
                 text.append(f", lag {loop.lag * 1000:.1f} ms")
         else:
             text.append("closed" if loop.closed else "not running", style="yellow")
-        counts = model.counts(loop.id)
-        text.append(f" · {counts.get('pending', 0):,} pending")
-        text.append(f" · {counts.get('done', 0):,} done", style="dim")
-        text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
-        text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+        _append_counts(text, counts)
         return _folded(text, self.content_region.width)
+
+    def _loops_text(self, model: TaskModel, rows: int) -> Text:
+        """A line per loop in at most `rows` rows; when they do not all fit, the most telling
+        (`loops_by_interest`) and a last line summing up the others."""
+        counts = model.counts_by_loop()
+        lines = [self._loop_line(loop, counts.get(loop.id, {})) for loop in model.loops.values()]
+        if sum(_rows(line) for line in lines) <= rows:
+            return Text("\n").join(lines)  # all of them, in the agent's order
+        ranked = loops_by_interest(model)
+        lines = [self._loop_line(loop, counts.get(loop.id, {})) for loop in ranked]
+        shown: list[Text] = []
+        used = 1  # the summary's row
+        for line in lines:
+            if used + _rows(line) > rows:
+                break
+            shown.append(line)
+            used += _rows(line)
+        rest = ranked[len(shown) :]
+        summary = Text(f"+ {len(rest)} more loops: ", style="bold")
+        running = sum(1 for loop in rest if loop.running and loop.blocked_for is None)
+        summary.append(f"{running} running" if running < len(rest) else "all running")
+        totals: dict[str, int] = {}
+        for loop in rest:
+            for state, count in counts.get(loop.id, {}).items():
+                totals[state] = totals.get(state, 0) + count
+        short = summary.copy()
+        _append_counts(summary, totals)
+        summary = _folded(summary, self.content_region.width)
+        if _rows(summary) > 1:  # a narrow terminal: the pending count only
+            short.append(f" · {totals.get('pending', 0):,} pending")
+            summary = short
+        shown.append(summary)
+        return Text("\n").join(shown)
 
     def show(
         self,
@@ -160,10 +189,11 @@ class ProcessHeader(Static):
         said instead of the data's age. `warnings`: the warnings' summary, one line."""
         self._shown_args = (model, info, data_age, paused, gone, notice, moment, warnings)
         text = self._process_line(model, info)
-        if model is not None:
-            for loop in model.loops.values():
-                text.append("\n")
-                text.append(self._loop_line(model, loop))
+        if model is not None and model.loops:
+            # The status line (data age, paused, exited) and the warnings always keep a row.
+            rows = HEADER_ROWS - _rows(text) - 1 - (1 if warnings else 0)
+            text.append("\n")
+            text.append(self._loops_text(model, max(1, rows)))
         if warnings:
             width = self.content_region.width or 200
             text.append("\n")
@@ -189,6 +219,38 @@ class ProcessHeader(Static):
         if text != self._last_text:  # skip no-ops; lay the screen out only for a new height
             old, self._last_text = self._last_text, text
             self.update(text, layout=not same_height(old, text, self.content_region.width))
+
+
+#: The header's height at most (`#header`'s max-height in app.tcss).
+HEADER_ROWS = 6
+
+
+def _rows(text: Text) -> int:
+    return text.plain.count("\n") + 1
+
+
+def _append_counts(text: Text, counts: dict[str, int]) -> None:
+    text.append(f" · {counts.get('pending', 0):,} pending")
+    text.append(f" · {counts.get('done', 0):,} done", style="dim")
+    text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
+    text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+
+
+def loops_by_interest(model: TaskModel) -> list[LoopInfo]:
+    """The loops, the most telling first, for the header and its sparklines when not all
+    fit: the blocked ones (longest first), then the main thread's, then the others in the
+    agent's order."""
+    loops = list(model.loops.values())
+    order = {loop.id: index for index, loop in enumerate(loops)}
+    return sorted(
+        loops,
+        key=lambda loop: (
+            loop.blocked_for is None,
+            -(loop.blocked_for or 0.0),
+            loop.thread_name != "MainThread",
+            order[loop.id],
+        ),
+    )
 
 
 #: Samples kept per loop and figure: one per update, two minutes at the default interval.
@@ -279,7 +341,9 @@ class LoopTrends(Vertical):
 
     def record(self, model: TaskModel) -> None:
         """Take one sample of each loop's figures from the update just applied, and show."""
-        loops = list(model.loops.values())[:TREND_LOOPS]
+        loops = list(model.loops.values())
+        if len(loops) > TREND_LOOPS:
+            loops = loops_by_interest(model)[:TREND_LOOPS]
         for loop in loops:
             self.trends.setdefault(loop.id, LoopTrend()).add(loop)
         for gone in set(self.trends) - set(model.loops):

@@ -81,3 +81,41 @@ def test_tasks_older_than_the_agent_are_listed_by_name_in_natural_order(start: A
             app.exit()
 
     asyncio.run(main())
+
+
+def test_with_many_loops_the_header_keeps_its_status_line_and_shows_the_blocked_one(
+    start: Any,
+) -> None:
+    # GIVEN a program with ten event loops, more than the header has rows for
+    target = start("many_loops.py").wait_ready()
+    app = TaskscopeApp(AgentSource(target.pid), clock=time.time, interval=0.2)
+
+    def header() -> str:
+        return "\n".join(screen_text(app).splitlines()[:6])
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(app.main.model.loops) == 10, what="the ten loops")
+            # THEN the loops that do not fit are summed up in one line, and the status line
+            # (how old the data is) is still there
+            await until(pilot, lambda: "+ 7 more loops: all running" in header(), what="summary")
+            assert "data " in header() and "s old" in header()
+            assert "loop MainThread: running" in header()
+            # AND pausing still says so
+            await pilot.press("space")
+            await until(pilot, lambda: "PAUSED" in header(), what="the paused mark")
+            await pilot.press("space")
+            # WHEN the ninth loop blocks, THEN it is among the loops shown, first
+            target.file(f"block-{target.pid}").write_text("4")
+            await until(
+                pilot,
+                lambda: "loop side-7: ⏸ BLOCKED for" in header(),
+                within=10,
+                what="the blocked loop in the header",
+            )
+            lines = header().splitlines()
+            assert "side-7" in lines[1], lines
+            assert "+ 7 more loops: all running" in header()
+            app.exit()
+
+    asyncio.run(main())
