@@ -120,8 +120,9 @@ class ProcessHeader(Static):
         text.append(tail)
         return _folded(text, self.content_region.width)
 
-    def _loop_line(self, loop: LoopInfo, counts: dict[str, int]) -> Text:
-        """`loop NAME: running, lag · N pending · done · cancelled · failed` (or blocked)."""
+    def _loop_line(self, loop: LoopInfo, counts: dict[str, int], compact: bool = False) -> Text:
+        """`loop NAME: running, lag · N pending · done · cancelled · failed` (or blocked);
+        `compact`: the finished counts that are zero left out (a narrow terminal)."""
         text = Text(f"loop {safe_text(loop.label)}: ")
         if loop.blocked_for is not None:
             text.append(f"⏸ BLOCKED for {format_duration(loop.blocked_for)}", style="bold red")
@@ -137,18 +138,21 @@ class ProcessHeader(Static):
                 text.append(f", lag {loop.lag * 1000:.1f} ms")
         else:
             text.append("closed" if loop.closed else "not running", style="yellow")
-        _append_counts(text, counts)
+        _append_counts(text, counts, compact)
         return _folded(text, self.content_region.width)
 
     def _loops_text(self, model: TaskModel, rows: int) -> Text:
-        """A line per loop in at most `rows` rows; when they do not all fit, the most telling
-        (`loops_by_interest`) and a last line summing up the others."""
+        """A line per loop in at most `rows` rows (compact ones if need be); when they do not
+        all fit, the most telling (`loops_by_interest`) and a last line summing up the
+        others."""
         counts = model.counts_by_loop()
-        lines = [self._loop_line(loop, counts.get(loop.id, {})) for loop in model.loops.values()]
-        if sum(_rows(line) for line in lines) <= rows:
-            return Text("\n").join(lines)  # all of them, in the agent's order
+        loops = list(model.loops.values())
+        for compact in (False, True):
+            lines = [self._loop_line(loop, counts.get(loop.id, {}), compact) for loop in loops]
+            if sum(_rows(line) for line in lines) <= rows:
+                return Text("\n").join(lines)  # all of them, in the agent's order
         ranked = loops_by_interest(model)
-        lines = [self._loop_line(loop, counts.get(loop.id, {})) for loop in ranked]
+        lines = [self._loop_line(loop, counts.get(loop.id, {}), True) for loop in ranked]
         shown: list[Text] = []
         used = 1  # the summary's row
         for line in lines:
@@ -157,15 +161,19 @@ class ProcessHeader(Static):
             shown.append(line)
             used += _rows(line)
         rest = ranked[len(shown) :]
-        summary = Text(f"+ {len(rest)} more loops: ", style="bold")
+        noun = "loop" if len(rest) == 1 else "loops"
+        summary = Text(f"+ {len(rest)} more {noun}: ", style="bold")
         running = sum(1 for loop in rest if loop.running and loop.blocked_for is None)
-        summary.append(f"{running} running" if running < len(rest) else "all running")
+        if running < len(rest):
+            summary.append(f"{running} running")
+        else:
+            summary.append("running" if len(rest) == 1 else "all running")
         totals: dict[str, int] = {}
         for loop in rest:
             for state, count in counts.get(loop.id, {}).items():
                 totals[state] = totals.get(state, 0) + count
         short = summary.copy()
-        _append_counts(summary, totals)
+        _append_counts(summary, totals, compact=True)
         summary = _folded(summary, self.content_region.width)
         if _rows(summary) > 1:  # a narrow terminal: the pending count only
             short.append(f" · {totals.get('pending', 0):,} pending")
@@ -229,11 +237,14 @@ def _rows(text: Text) -> int:
     return text.plain.count("\n") + 1
 
 
-def _append_counts(text: Text, counts: dict[str, int]) -> None:
+def _append_counts(text: Text, counts: dict[str, int], compact: bool = False) -> None:
+    """` · N pending · N done · N cancelled · N failed`; `compact`: zeros after pending
+    left out."""
     text.append(f" · {counts.get('pending', 0):,} pending")
-    text.append(f" · {counts.get('done', 0):,} done", style="dim")
-    text.append(f" · {counts.get('cancelled', 0):,} cancelled", style="yellow")
-    text.append(f" · {counts.get('failed', 0):,} failed", style="red")
+    for state, style in (("done", "dim"), ("cancelled", "yellow"), ("failed", "red")):
+        count = counts.get(state, 0)
+        if count or not compact:
+            text.append(f" · {count:,} {state}", style=style)
 
 
 def loops_by_interest(model: TaskModel) -> list[LoopInfo]:

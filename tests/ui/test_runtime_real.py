@@ -97,7 +97,7 @@ def test_with_many_loops_the_header_keeps_its_status_line_and_shows_the_blocked_
     def all_loops_accounted_for(text: str) -> bool:
         # As many loop lines as fit (the process line may take two rows, as its CPU figure
         # grows), and the others summed up: ten in all.
-        summary = re.search(r"\+ (\d+) more loops: ", text)
+        summary = re.search(r"\+ (\d+) more loops?: ", text)
         shown = len(re.findall(r"^ ?loop ", text, re.MULTILINE))
         return summary is not None and shown + int(summary.group(1)) == 10
 
