@@ -96,15 +96,30 @@ class Verdict:
         self.checked_at = checked_at
 
 
-#: A negative verdict (nothing found): id() of the future the task waited on, and when
-#: (monotonic clock). A tuple of numbers, which the host's garbage collector stops tracking at
-#: its next young collection: at 100,000 waiting tasks, the first scan's verdicts are not
-#: counted towards the next full collection (a `Verdict` holds a weak reference, tracked: it
-#: was 0.74 objects a task in the benchmark's program, which set one off). The future's id
+#: A negative verdict (nothing found) is one int: id() of the future the task waited on, and
+#: below `_CLEARED_BITS` when it was judged (monotonic clock, in 1/`_CLEARED_TICKS` s,
+#: modulo): no object the host's garbage collector tracks (a `Verdict` holds a weak reference:
+#: 0.74 tracked objects a task in the benchmark's program, which the first look promoted and
+#: which set off a full collection), and 40 bytes where a `Verdict` took 64. The future's id
 #: may be another's by the next look, once the first is freed: then the task is not judged
 #: again before `RECHECK` seconds, as when its references change while it waits on the same
 #: future; a negative verdict tells nothing, so a warning comes late, never a false one.
-Cleared = tuple[int, float]
+Cleared = int
+_CLEARED_BITS: Final = 32
+_CLEARED_TICKS: Final = 16
+_CLEARED_MASK: Final = (1 << _CLEARED_BITS) - 1
+
+
+def _cleared(future: Any, at: float) -> Cleared:
+    return id(future) << _CLEARED_BITS | (int(at * _CLEARED_TICKS) & _CLEARED_MASK)
+
+
+def _cleared_recently(verdict: Cleared, future: Any, at: float) -> bool:
+    """Whether a negative verdict is about this future and younger than `RECHECK`."""
+    if verdict >> _CLEARED_BITS != id(future):
+        return False
+    age = (int(at * _CLEARED_TICKS) - verdict) & _CLEARED_MASK
+    return age < RECHECK * _CLEARED_TICKS
 
 
 class ReachState:
@@ -425,7 +440,7 @@ def judge_tasks(
         verdict = verdicts.get(number)
         if verdict is not None and future is not None:
             if not isinstance(verdict, Verdict):
-                if verdict[0] == id(future) and at - verdict[1] < RECHECK:
+                if _cleared_recently(verdict, future, at):
                     continue
             elif verdict.future() is future:
                 found[position] = (verdict.unreferenced, verdict.never_woken)
@@ -487,7 +502,7 @@ def _remember(
     if future is None:
         return
     if not (unreferenced or never_woken):
-        verdicts[number] = (id(future), at)
+        verdicts[number] = _cleared(future, at)
         return
     try:
         reference = weakref.ref(future)
