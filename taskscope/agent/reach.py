@@ -114,14 +114,6 @@ def _cleared(future: Any, at: float) -> Cleared:
     return id(future) << _CLEARED_BITS | (int(at * _CLEARED_TICKS) & _CLEARED_MASK)
 
 
-def _cleared_recently(verdict: Cleared, future: Any, at: float) -> bool:
-    """Whether a negative verdict is about this future and younger than `RECHECK`."""
-    if verdict >> _CLEARED_BITS != id(future):
-        return False
-    age = (int(at * _CLEARED_TICKS) - verdict) & _CLEARED_MASK
-    return age < RECHECK * _CLEARED_TICKS
-
-
 class ReachState:
     """The verdicts of the looks of one tracker, by task id."""
 
@@ -427,6 +419,7 @@ def judge_tasks(
     deadline = started + max(BUDGET, look_seconds * BUDGET_SHARE)
     at = time.monotonic() if now is None else now
     verdicts = state.verdicts
+    ticks, recheck_ticks = int(at * _CLEARED_TICKS), RECHECK * _CLEARED_TICKS
     state.looks += 1
     found: dict[int, tuple[bool, bool]] = {}
     position_of: dict[int, int] | None = None
@@ -439,10 +432,14 @@ def judge_tasks(
         future = getattr(task, "_fut_waiter", None)
         verdict = verdicts.get(number)
         if verdict is not None and future is not None:
-            if not isinstance(verdict, Verdict):
-                if _cleared_recently(verdict, future, at):
+            if type(verdict) is int:
+                # A negative one about this very future, younger than RECHECK: no judging.
+                if (
+                    verdict >> _CLEARED_BITS == id(future)
+                    and (ticks - verdict) & _CLEARED_MASK < recheck_ticks
+                ):
                     continue
-            elif verdict.future() is future:
+            elif isinstance(verdict, Verdict) and verdict.future() is future:
                 found[position] = (verdict.unreferenced, verdict.never_woken)
                 continue
         if waited_on is not None and waited_on in unjudged_objects:
