@@ -385,3 +385,53 @@ def test_a_failure_in_the_reach_step_never_fails_the_look(monkeypatch: pytest.Mo
         return [asyncio.create_task(wait_on(asyncio.Event()), name="waiter")]
 
     assert facts_of(setup)["waiter"] == (False, False)
+
+
+def test_a_negative_verdict_is_a_number_kept_until_the_wait_changes_or_it_is_old(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A negative verdict (most waiting tasks) is kept as an int, which the host's collector
+    # does not track (a first look at 100,000 tasks made one per task); it spares judging the
+    # task again while it waits on the same future, for `RECHECK` seconds.
+    from types import SimpleNamespace
+
+    from taskscope.agent import reach
+
+    judged: list[Any] = []
+    build_cluster = reach._build_cluster
+
+    def counting(task: Any, held: set[int]) -> Any:
+        judged.append(task)
+        return build_cluster(task, held)
+
+    monkeypatch.setattr(reach, "_build_cluster", counting)
+
+    async def main() -> None:
+        event = asyncio.Event()
+        task = asyncio.create_task(wait_on(event))
+        await asyncio.sleep(0)
+        state = reach.ReachState()
+        metas = [SimpleNamespace(task_id=7)]
+        assert reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0) == {}
+        verdict = state.verdicts[7]
+        assert type(verdict) is int and not gc.is_tracked(verdict)
+        # THEN not judged again on the same future within RECHECK, judged once older
+        reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0 + reach.RECHECK - 1)
+        assert len(judged) == 1
+        reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0 + reach.RECHECK + 1)
+        assert len(judged) == 2
+        # AND judged again at once when it waits on another future (the first one held here:
+        # a freed future's address may be the next one's, see `reach.Cleared`)
+        first_future = task._fut_waiter  # type: ignore[attr-defined]
+        event.set()
+        await asyncio.sleep(0)
+        other = asyncio.Event()
+        moved = asyncio.create_task(wait_on(other))
+        await asyncio.sleep(0)
+        reach.judge_tasks(state, [moved], metas, [0], 0.0, now=1000.0 + reach.RECHECK + 2)
+        assert len(judged) == 3
+        del first_future
+        other.set()
+        await asyncio.gather(task, moved)
+
+    asyncio.run(main())

@@ -81,7 +81,9 @@ _WAITER_ATTRIBUTES: Final = ("_waiters", "_getters", "_putters")
 
 
 class Verdict:
-    """What a look found about one task, kept for the next looks."""
+    """A positive verdict of a look about one task (`unreferenced` or `never_woken`), kept for
+    the next looks while the task waits on `future` (a weak reference: the verdict is told
+    only while that very future is the one it waits on)."""
 
     __slots__ = ("checked_at", "future", "never_woken", "unreferenced")
 
@@ -94,13 +96,32 @@ class Verdict:
         self.checked_at = checked_at
 
 
+#: A negative verdict (nothing found) is one int: id() of the future the task waited on, and
+#: below `_CLEARED_BITS` when it was judged (monotonic clock, in 1/`_CLEARED_TICKS` s,
+#: modulo): no object the host's garbage collector tracks (a `Verdict` holds a weak reference:
+#: 0.74 tracked objects a task in the benchmark's program, which the first look promoted and
+#: which set off a full collection), and 40 bytes where a `Verdict` took 64. The future's id
+#: may be another's by the next look, once the first is freed: then the task is not judged
+#: again before `RECHECK` seconds, as when its references change while it waits on the same
+#: future; a negative verdict tells nothing, so a warning comes late, never a false one.
+Cleared = int
+_CLEARED_BITS: Final = 32
+_CLEARED_TICKS: Final = 16
+_CLEARED_MASK: Final = (1 << _CLEARED_BITS) - 1
+
+
+def _cleared(future: Any, at: float) -> Cleared:
+    return id(future) << _CLEARED_BITS | (int(at * _CLEARED_TICKS) & _CLEARED_MASK)
+
+
 class ReachState:
     """The verdicts of the looks of one tracker, by task id."""
 
     __slots__ = ("cancelling", "looks", "marked", "scanned_at", "verdicts")
 
     def __init__(self) -> None:
-        self.verdicts: dict[int, Verdict] = {}
+        #: Task id -> its verdict: a positive one, or a negative one as `Cleared`.
+        self.verdicts: dict[int, Verdict | Cleared] = {}
         #: The tasks whose records say a verdict, by task id: their metadata.
         self.marked: dict[int, Any] = {}
         #: The tasks counted as cancelled that go on, by task id: since when (Unix time).
@@ -398,6 +419,7 @@ def judge_tasks(
     deadline = started + max(BUDGET, look_seconds * BUDGET_SHARE)
     at = time.monotonic() if now is None else now
     verdicts = state.verdicts
+    ticks, recheck_ticks = int(at * _CLEARED_TICKS), RECHECK * _CLEARED_TICKS
     state.looks += 1
     found: dict[int, tuple[bool, bool]] = {}
     position_of: dict[int, int] | None = None
@@ -409,11 +431,16 @@ def judge_tasks(
         number = metas[position].task_id
         future = getattr(task, "_fut_waiter", None)
         verdict = verdicts.get(number)
-        if verdict is not None and verdict.future() is future and future is not None:
-            if verdict.unreferenced or verdict.never_woken:
+        if verdict is not None and future is not None:
+            if type(verdict) is int:
+                # A negative one about this very future, younger than RECHECK: no judging.
+                if (
+                    verdict >> _CLEARED_BITS == id(future)
+                    and (ticks - verdict) & _CLEARED_MASK < recheck_ticks
+                ):
+                    continue
+            elif isinstance(verdict, Verdict) and verdict.future() is future:
                 found[position] = (verdict.unreferenced, verdict.never_woken)
-                continue
-            if at - verdict.checked_at < RECHECK:
                 continue
         if waited_on is not None and waited_on in unjudged_objects:
             _remember(verdicts, number, future, False, False, at)
@@ -462,7 +489,7 @@ def judge_tasks(
 
 
 def _remember(
-    verdicts: dict[int, Verdict],
+    verdicts: dict[int, Verdict | Cleared],
     number: int,
     future: Any,
     unreferenced: bool,
@@ -470,6 +497,9 @@ def _remember(
     at: float,
 ) -> None:
     if future is None:
+        return
+    if not (unreferenced or never_woken):
+        verdicts[number] = _cleared(future, at)
         return
     try:
         reference = weakref.ref(future)
@@ -554,7 +584,7 @@ def _refresh_marks(
         future = getattr(tasks[slot], "_fut_waiter", None)
         unreferenced = never_woken = False
         if (
-            verdict is not None
+            isinstance(verdict, Verdict)
             and future is not None
             and verdict.future() is future
             and (verdict.unreferenced or verdict.never_woken)
