@@ -62,8 +62,8 @@ HistoryEntry = tuple[
     FailureNote | None,
 ]
 #: A creation note of a task not looked at yet: a weak reference to it, its parent's id,
-#: when and where (offsets) it was created.
-BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site]
+#: when and where (offsets) it was created, and its loop's id (None: read at its end).
+BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site, str | None]
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 #: How many of the program's frames a task's creation chain keeps (`created_from`).
@@ -74,40 +74,66 @@ _STOP_CODE = asyncio.events.Handle._run.__code__
 
 class _SiteNode:
     """One frame of a creation chain in the tree of chains seen so far: tasks made at one
-    place, through the same callers, share one `Site` tuple, found without allocating."""
+    place, through the same callers, share one `Site` tuple, found without allocating.
 
-    __slots__ = ("children", "code", "last", "site")
+    A level of the tree (a node's `children`, or `_SITE_TREE` for the frame that called
+    create_task) is a dict keyed by the frame's instruction offset: one lookup with a small
+    int, and the node's `code` tells whether it is that frame's (a level rarely holds two
+    codes at one offset; the second is kept under (offset, id(code)), see `_site_node`). A
+    frame of asyncio's own code gets a node too, a pass-through one: its `children` is the
+    level it sits in and its `site` its caller's, so the walk goes on as if it were not there.
+    """
 
-    def __init__(self, code: CodeType, site: Site) -> None:
+    __slots__ = ("children", "code", "site", "size")
+
+    def __init__(
+        self,
+        code: CodeType,
+        site: Site,
+        children: dict[Any, _SiteNode] | None = None,
+        final: bool = False,
+    ) -> None:
         self.code = code
         #: The chain down to this frame: (code, offset) pairs, innermost first.
         self.site = site
-        #: id(code) -> offset -> the node of the caller's frame.
-        self.children: dict[int, dict[int, _SiteNode]] = {}
-        #: Whether a chain ends at this frame (a module's top level).
-        self.last = code.co_name == "<module>"
+        #: offset (or (offset, id(code))) -> the node of the caller's frame.
+        self.children: dict[Any, _SiteNode] = {} if children is None else children
+        #: The chain's length so far, or more than any depth where it ends at this frame
+        #: (a module's top level): the walk stops once it reaches the depth asked for.
+        self.size = 1_000_000 if final else len(site)
 
 
-#: The roots of the tree: id(code) -> offset -> node of the frame that called create_task.
-_SITE_TREE: dict[int, dict[int, _SiteNode]] = {}
+#: The roots of the tree: offset -> node of the frame that called create_task.
+_SITE_TREE: dict[Any, _SiteNode] = {}
 _site_nodes = [0]
-#: id(code) -> code, for asyncio's own code met in creation chains (skipped): one lookup
-#: instead of a look at the code's file name each time.
-_SKIPPED: dict[int, CodeType] = {}
 
 
 def _site_node(
-    level: dict[int, dict[int, _SiteNode]], code: CodeType, offset: int, parent: _SiteNode | None
-) -> _SiteNode:
-    """The node for a frame not seen at this place of the tree before (or whose code's id
-    was reused)."""
+    level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
+) -> _SiteNode | None:
+    """The node of a frame not found at this level by its offset alone: kept under the
+    offset, or under (offset, id(code)) when another code holds that offset here; made if
+    new (asyncio's code as a pass-through node). None for the loop's machinery that ran the
+    creating step or callback, where a chain stops."""
+    if code is _STOP_CODE:
+        return None
+    other = level.get((offset, id(code)))
+    if other is not None and other.code is code:
+        return other
     if _site_nodes[0] > 20_000:  # a program making code objects without end: start again
         _SITE_TREE.clear()
         _site_nodes[0] = 0
-        if parent is not None:
-            return _SiteNode(code, (*parent.site, (code, offset)))
-    node = _SiteNode(code, ((code, offset),) if parent is None else (*parent.site, (code, offset)))
-    level.setdefault(id(code), {})[offset] = node
+        level = {}  # the node is made, not kept: its level may be one just dropped
+    site = parent.site if parent is not None else ()
+    if code.co_filename.startswith(_ASYNCIO_DIR):
+        node = _SiteNode(code, site, children=level)
+    else:
+        node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
+    known = level.get(offset)
+    if known is None or known.code is code:
+        level[offset] = node
+    else:
+        level[(offset, id(code))] = node
     _site_nodes[0] += 1
     return node
 
@@ -116,39 +142,20 @@ def _creation_chain(frame: FrameType | None, depth: int) -> Site:
     """Where a task was asked for: the (code, instruction offset) of the program's frames
     from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
     up to the loop's machinery or a module's top level. Offsets rather than line numbers,
-    and the tree of chains already seen: a task made where others were costs a walk and a
-    few lookups on the host's loop thread, and nothing that outlives the call. The tree is
-    looked in first: a frame found there is the program's, and asyncio's code is known by
-    one lookup once its file name was seen."""
+    and the tree of chains already seen (`_SiteNode`): a task made where others were costs
+    a walk with one dict lookup per frame on the host's loop thread, and nothing that
+    outlives the call."""
     level = _SITE_TREE
     node: _SiteNode | None = None
-    found = 0
-    stop_code, skipped = _STOP_CODE, _SKIPPED
     while frame is not None:
         code = frame.f_code
-        if code is stop_code:
-            break
-        key = id(code)
-        by_offset = level.get(key)
-        if by_offset is not None:
-            offset = frame.f_lasti
-            child = by_offset.get(offset)
-            if child is None or child.code is not code:
-                child = _site_node(level, code, offset, node)
-        elif skipped.get(key) is code:
-            frame = frame.f_back
-            continue
-        elif code.co_filename.startswith(_ASYNCIO_DIR):
-            if len(skipped) > 10_000:
-                skipped.clear()
-            skipped[key] = code
-            frame = frame.f_back
-            continue
-        else:
+        child = level.get(frame.f_lasti)
+        if child is None or child.code is not code:
             child = _site_node(level, code, frame.f_lasti, node)
+            if child is None:
+                break
         node = child
-        found += 1
-        if found >= depth or child.last:
+        if child.size >= depth:
             break
         level = child.children
         frame = frame.f_back
@@ -380,11 +387,12 @@ class Tracker(LoopTracker):
         try:
             parent_id = self.ensure_meta(parent).task_id if parent is not None else None
             site = _creation_chain(sys._getframe(2), self.creation_depth)
+            record = self.loops.get(id(task.get_loop()))
             if id(task) in self._meta:
                 self.note_creation(task, parent_id, site)
             else:
-                self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
-            record = self.loops.get(id(task.get_loop()))
+                loop_id = record.loop_id if record is not None else None
+                self._born[id(task)] = (_weakref(task), parent_id, _wall(), site, loop_id)
             context = record.callback_context if record is not None else None
             if task.done():  # an eager task finished at once (see `_install_factory`)
                 task.get_loop().call_soon(self.done_callback, task, coro, context=context)
@@ -406,7 +414,9 @@ class Tracker(LoopTracker):
             # Its next record is made afresh, with what is noted now.
             meta.created_from, meta.record, meta.watched = _site_lines(site), None, True
         else:
-            self._born[id(task)] = (_weakref(task), parent_id, _wall(), site)
+            record = self.loops.get(id(task.get_loop()))
+            loop_id = record.loop_id if record is not None else None
+            self._born[id(task)] = (_weakref(task), parent_id, _wall(), site, loop_id)
 
     def _history_callback(self) -> Callable[..., None]:
         """The done callback every tracked task gets: it notes how the task ended in the
@@ -420,26 +430,32 @@ class Tracker(LoopTracker):
             # `ran`: the coroutine of a task that finished inside create_task (eager).
             try:
                 key = id(task)
-                meta = metas.get(key)
                 site: Site
-                if meta is not None and meta() is task:
-                    shown = meta.record  # its last record: the history names it alike
-                    meta.chain_fut = meta.record = None  # the builder's notes: pending only
-                    task_id, parent_id, created_at = meta.task_id, meta.parent_id, meta.created_at
-                    site, in_lines = meta.created_from, True
-                    coro_fallback = meta.coro
-                    seen_at = meta.seen_at if created_at is None else None
+                loop_id: str | None
+                created_at: float | None
+                # Most tasks were made since the agent came and never looked at: their birth
+                # note says all (a task given its metadata had its note taken then).
+                note = take_note(key, None)
+                if note is not None and note[0]() is task:
+                    _ref, parent_id, created_at, site, loop_id = note
+                    task_id, in_lines, coro_fallback, seen_at = new_id(), False, "", None
+                    shown = None
                 else:
-                    note = take_note(key, None)
-                    task_id = new_id()
-                    if note is not None and note[0]() is task:
-                        _ref, parent_id, created_at, site = note
+                    meta = metas.get(key)
+                    if meta is not None and meta() is task:
+                        shown = meta.record  # its last record: the history names it alike
+                        meta.chain_fut = meta.record = None  # the builder's notes: pending only
+                        task_id, parent_id = meta.task_id, meta.parent_id
+                        created_at, site, in_lines = meta.created_at, meta.created_from, True
+                        coro_fallback = meta.coro
+                        seen_at = meta.seen_at if created_at is None else None
                     else:
-                        parent_id, created_at, site = None, None, ()
-                    in_lines, coro_fallback, seen_at, shown = False, "", None, None
+                        task_id, parent_id, created_at, site = new_id(), None, None, ()
+                        in_lines, coro_fallback, seen_at, shown = False, "", None, None
+                    loop_id = None
                 finished: Any = task  # a Task; read through its C attributes
                 failure = None
-                if finished.cancelled():
+                if finished._state == "CANCELLED":
                     state, summary = "cancelled", None
                 else:
                     exc = finished._exception
@@ -450,7 +466,9 @@ class Tracker(LoopTracker):
                     else:
                         state, summary = "failed", exception_summary(exc)
                         failure = tracker._note_failure(finished, exc)
-                loop_record = loops.get(id(finished._loop))
+                if loop_id is None:
+                    loop_record = loops.get(id(finished._loop))
+                    loop_id = loop_record.loop_id if loop_record else "?"
                 what: CodeType | str
                 if shown is not None:
                     what = shown["coro"]  # seen through a wrapper (`wrapped_coro`) if need be
@@ -463,7 +481,7 @@ class Tracker(LoopTracker):
                 history.append(
                     (
                         task_id,
-                        loop_record.loop_id if loop_record else "?",
+                        loop_id,
                         finished.get_name(),
                         what or coro_fallback,
                         state,
@@ -608,7 +626,7 @@ class Tracker(LoopTracker):
         current_task = asyncio.current_task
         original_create_task = loop.create_task
         metas, born, done_callback = self._meta, self._born, self.done_callback
-        callback_context = record.callback_context
+        callback_context, loop_id = record.callback_context, record.loop_id
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
@@ -624,10 +642,11 @@ class Tracker(LoopTracker):
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
                 site = creation_chain(get_frame(1), depth)
-                if id(task) in metas:  # the agent looked at it already (another thread)
+                key = id(task)
+                if key in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
                 else:
-                    born[id(task)] = (_weakref(task), parent_id, _wall(), site)
+                    born[key] = (_weakref(task), parent_id, _wall(), site, loop_id)
                 if task.done():
                     # An eager task that finished in create_task: noted at the loop's next
                     # turn (its name is given after create_task), with the coroutine it ran
