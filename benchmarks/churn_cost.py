@@ -36,6 +36,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 HERE = Path(__file__).resolve()
@@ -81,9 +82,17 @@ def agent_shadow(loop: asyncio.AbstractEventLoop, history: bool = True) -> Calla
     record = LoopRecord(loop_id="benchmark", loop_ref=weakref.ref(loop))
     tracker.loops[id(loop)] = record
     tracker._install_factory(record, loop)
-    shadow: Callable[..., Any] = loop.__dict__.pop("create_task")
-    loop.__dict__.pop("call_exception_handler", None)
+    # Taken off with delattr: asking the loop for its `__dict__` would slow every
+    # configuration, no agent included (see tests/test_loop_attributes.py).
+    shadow: Callable[..., Any] = loop.create_task
+    delattr(loop, "create_task")
+    delattr(loop, "call_exception_handler")
     return shadow
+
+
+def _drop_shadow(loop: asyncio.AbstractEventLoop) -> None:
+    if type(loop.create_task) is not MethodType:  # the shadow, an attribute of the loop's own
+        delattr(loop, "create_task")
 
 
 def parts(args: argparse.Namespace) -> None:
@@ -117,11 +126,11 @@ def parts(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             for name, shadow in configs.items():
                 if shadow is None:
-                    loop.__dict__.pop("create_task", None)
+                    _drop_shadow(loop)
                 else:
                     loop.create_task = shadow  # type: ignore[method-assign]
                 times[name].append(await churn(args.count))
-        loop.__dict__.pop("create_task", None)
+        _drop_shadow(loop)
         return times
 
     times = asyncio.run(run())

@@ -9,6 +9,7 @@ tasks, and the task factory each loop gets on adoption.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import itertools
@@ -325,7 +326,10 @@ class LoopTracker:
             record.heartbeat.cancel()
             record.heartbeat = None
         if record.patched_methods:
-            loop.__dict__.pop("create_task", None)
+            # An attribute deleted, not popped from the loop's `__dict__`, which asking for
+            # would make (see `tracker._unretrieved_watch`).
+            with contextlib.suppress(AttributeError):
+                delattr(loop, "create_task")
             record.patched_methods = False
         elif record.factory_installed:
             loop.set_task_factory(record.app_factory)

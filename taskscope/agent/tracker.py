@@ -81,7 +81,9 @@ class _SiteNode:
     int, and the node's `code` tells whether it is that frame's (a level rarely holds two
     codes at one offset; the second is kept under (offset, id(code)), see `_site_node`). A
     frame of asyncio's own code gets a node too, a pass-through one: its `children` is the
-    level it sits in and its `site` its caller's, so the walk goes on as if it were not there.
+    level it sits in and its `site` its caller's, so the walk goes on as if it were not there;
+    and so does the loop's `Handle._run`, where a chain ends, a final one with its caller's
+    `site`. Every frame met twice is then found by one lookup.
     """
 
     __slots__ = ("children", "code", "site", "size")
@@ -110,13 +112,11 @@ _site_nodes = [0]
 
 def _site_node(
     level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
-) -> _SiteNode | None:
+) -> _SiteNode:
     """The node of a frame not found at this level by its offset alone: kept under the
     offset, or under (offset, id(code)) when another code holds that offset here; made if
-    new (asyncio's code as a pass-through node). None for the loop's machinery that ran the
-    creating step or callback, where a chain stops."""
-    if code is _STOP_CODE:
-        return None
+    new: asyncio's code as a pass-through node, the loop's machinery that ran the creating
+    step or callback (where a chain stops) as a final one that adds no frame."""
     other = level.get((offset, id(code)))
     if other is not None and other.code is code:
         return other
@@ -125,7 +125,9 @@ def _site_node(
         _site_nodes[0] = 0
         level = {}  # the node is made, not kept: its level may be one just dropped
     site = parent.site if parent is not None else ()
-    if code.co_filename.startswith(_ASYNCIO_DIR):
+    if code is _STOP_CODE:  # the loop's machinery: the chain ends with its caller's frame
+        node = _SiteNode(code, site, final=True)
+    elif code.co_filename.startswith(_ASYNCIO_DIR):
         node = _SiteNode(code, site, children=level)
     else:
         node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
@@ -152,8 +154,6 @@ def _creation_chain(frame: FrameType | None, depth: int) -> Site:
         child = level.get(frame.f_lasti)
         if child is None or child.code is not code:
             child = _site_node(level, code, frame.f_lasti, node)
-            if child is None:
-                break
         node = child
         if child.size >= depth:
             break
@@ -504,7 +504,7 @@ class Tracker(LoopTracker):
         """A failed task's traceback and retrieval note (loop thread, failed tasks only)."""
         try:
             loop = task._loop
-            watched = type(loop.__dict__.get("call_exception_handler")) is UnretrievedWatch
+            watched = _unretrieved_watch(loop) is not None
         except Exception:
             watched = False
         try:
@@ -700,7 +700,7 @@ class Tracker(LoopTracker):
 
     def _watch_unretrieved(self, loop: asyncio.AbstractEventLoop) -> None:
         """Stand in the loop's `call_exception_handler` (see `UnretrievedWatch`)."""
-        if type(loop.__dict__.get("call_exception_handler")) is not UnretrievedWatch:
+        if _unretrieved_watch(loop) is None:
             try:
                 watch = UnretrievedWatch(loop.call_exception_handler, self.failures)
                 loop.call_exception_handler = watch  # type: ignore[method-assign]
@@ -710,8 +710,8 @@ class Tracker(LoopTracker):
     def _restore_loop(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
         super()._restore_loop(record, loop)
         try:
-            if type(loop.__dict__.get("call_exception_handler")) is UnretrievedWatch:
-                del loop.__dict__["call_exception_handler"]
+            if _unretrieved_watch(loop) is not None:
+                delattr(loop, "call_exception_handler")
         except Exception:
             pass
 
@@ -734,6 +734,17 @@ class Tracker(LoopTracker):
                     task.remove_done_callback(callback)
             except Exception:
                 pass
+
+
+def _unretrieved_watch(loop: asyncio.AbstractEventLoop) -> UnretrievedWatch | None:
+    """The agent's watch standing in the loop's `call_exception_handler`, or None. Read as
+    an attribute, never through the loop's `__dict__`: asking an object for its `__dict__`
+    makes one where its attributes were kept inline, and from then on (3.11, 3.12) none of
+    its methods' calls is specialised by the interpreter; on a loop, asyncio's every
+    `self._call_soon(...)`, `self._check_closed()` and the like: 16% more CPU per no-op task,
+    agent or not (`benchmarks/churn_cost.py`, README's churn bullet)."""
+    handler = getattr(loop, "call_exception_handler", None)
+    return handler if type(handler) is UnretrievedWatch else None
 
 
 def _formatted(failure: FailureNote | None) -> str | None:
