@@ -162,6 +162,10 @@ def _creation_chain(frame: FrameType | None, depth: int) -> Site:
     return node.site if node is not None else ()
 
 
+#: The module of the function running n frames up (3.12+), read without making a frame
+#: object for it.
+_frame_module: Callable[[int], str | None] | None = getattr(sys, "_getframemodulename", None)
+
 _T = TypeVar("_T")
 _monotonic = time.monotonic
 _wall = time.time
@@ -628,6 +632,7 @@ class Tracker(LoopTracker):
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context, loop_id = record.callback_context, record.loop_id
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
+        module_of = _frame_module
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             # `on_task_created`, inlined: this runs on the host's loop thread for every task.
@@ -641,7 +646,12 @@ class Tracker(LoopTracker):
                         parent_id = parent_meta.task_id
                     else:
                         parent_id = tracker.ensure_meta(parent).task_id
-                site = creation_chain(get_frame(1), depth)
+                # The frame of asyncio.create_task, which most tasks come through, is
+                # passed by its module's name: no frame object made for it.
+                if module_of is not None and module_of(1) == "asyncio.tasks":
+                    site = creation_chain(get_frame(2), depth)
+                else:
+                    site = creation_chain(get_frame(1), depth)
                 key = id(task)
                 if key in metas:  # the agent looked at it already (another thread)
                     tracker.note_creation(task, parent_id, site)
