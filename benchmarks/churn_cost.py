@@ -3,6 +3,7 @@ task on no-op churn, part by part; with --against, the agent of another checkout
 
 Run: python benchmarks/churn_cost.py [--count 10000] [--rounds 15] [--eager]
      python benchmarks/churn_cost.py --against CHECKOUT [--procs 5] [--eager]
+     python benchmarks/churn_cost.py --instructions [--against CHECKOUT] [--eager]
 
 Parts: one process, one loop, rounds interleaved; each round creates `--count` no-op tasks
 (each awaits `asyncio.sleep(0)` once) with `asyncio.create_task` in gather batches of 1,000.
@@ -18,6 +19,9 @@ the ratio of the bests to no agent, and the spread of the ratios of rounds run b
 --instant: tasks that return without awaiting anything (with --eager they finish inside
 create_task, and their history note is made at the loop's next turn).
 
+--instructions [--against CHECKOUT]: machine instructions per task counted by valgrind
+(callgrind) instead of CPU time, no agent and each agent: steady on a loaded machine.
+
 --against CHECKOUT: fresh processes in turns (`--procs` of each): no agent, this checkout's
 `taskscope.install()`, and CHECKOUT's (its directory put first on PYTHONPATH); each process
 prints the best of 5 rounds; ratios against the no-agent process of the same turn.
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -161,9 +166,45 @@ def child(args: argparse.Namespace) -> None:
 
             taskscope.install()
         await churn(args.count)
+        if args.instructions:  # counted from outside: one pass, nothing else
+            return 0.0
         return min([await churn(args.count) for _ in range(5)])
 
     print(json.dumps({"per_task": asyncio.run(run())}))
+
+
+def instructions(args: argparse.Namespace) -> None:
+    """--instructions: machine instructions per task, counted by valgrind (callgrind), for
+    no agent, this checkout's and CHECKOUT's: each process makes tasks once, with 2,000
+    and with 2,000 + `--count`; the difference over `--count` is per task, start-up and
+    imports cancelling out. Unlike CPU time it does not move with the machine's load."""
+    checkouts = {"this checkout": str(REPO)}
+    if args.against:
+        checkouts[args.against] = str(Path(args.against).resolve())
+
+    def counted(path: str, mode: str, count: int) -> int:
+        env = dict(os.environ, PYTHONPATH=path)
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        command += [sys.executable, str(HERE), "--child", mode, "--count", str(count)]
+        command += ["--instructions"] + (["--eager"] if args.eager else [])
+        command += ["--instant"] if args.instant else []
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"valgrind gave no count: {done.stderr[-300:]}")
+        return int(found.group(1))
+
+    def per_task(path: str, mode: str) -> float:
+        base = counted(path, mode, 2_000)
+        return (counted(path, mode, 2_000 + args.count) - base) / args.count
+
+    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    print(f"python {sys.version.split()[0]}, {factory}: instructions per no-op task (callgrind)")
+    plain = per_task(str(REPO), "none")
+    print(f"{'no agent':20}{plain:>10,.0f}{1:>8.2f}x")
+    for name, path in checkouts.items():
+        value = per_task(path, "agent")
+        print(f"{name[:20]:20}{value:>10,.0f}{value / plain:>8.2f}x")
 
 
 def against(args: argparse.Namespace) -> None:
@@ -214,6 +255,11 @@ def main() -> None:
     )
     parser.add_argument("--against", metavar="CHECKOUT", help="compare with its agent")
     parser.add_argument("--procs", type=int, default=5, help="turns of processes (--against)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count machine instructions per task with valgrind (see instructions())",
+    )
     parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     global JOB
@@ -222,6 +268,8 @@ def main() -> None:
         raise SystemExit("eager tasks exist from Python 3.12")
     if args.child:
         child(args)
+    elif args.instructions:
+        instructions(args)
     elif args.against:
         against(args)
     else:
