@@ -6,6 +6,7 @@ alternately at each place. Run in-process with the agent installed, read by a sn
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from taskscope.agent.introspect import SnapshotBuilder
@@ -63,8 +64,10 @@ def test_chains_stay_apart_when_two_functions_create_at_one_offset() -> None:
         # THEN each task's chain names the function that made it, then main, every round
         assert _functions(tasks[f"a{round_}"]) == ["make_a", f"{prefix}main"]
         assert _functions(tasks[f"b{round_}"]) == ["make_b", f"{prefix}main"]
-        # AND asyncio.wait_for's frame is skipped between _inner and main
-        assert _functions(tasks[f"w{round_}"]) == ["make_a", "_inner", f"{prefix}main"]
+        # AND asyncio.wait_for's frame is skipped between _inner and main (3.11's wait_for
+        # runs the coroutine in a task of its own: the chain ends where that task began)
+        through = [f"{prefix}main"] if sys.version_info >= (3, 12) else []
+        assert _functions(tasks[f"w{round_}"]) == ["make_a", "_inner", *through]
     # AND tasks made at one place share one chain
     assert all(shared)
     lines = {
