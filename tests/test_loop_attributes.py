@@ -1,4 +1,4 @@
-"""The agent never asks an event loop for its `__dict__`.
+"""The agent never asks an event loop, nor a program's object it need not, for its `__dict__`.
 
 Asking an object for its `__dict__` makes a dictionary where its attributes were kept inline,
 and from then on the interpreter no longer specialises calls of the object's methods: on a
@@ -90,3 +90,65 @@ def test_the_agent_never_reads_the_loops_dict() -> None:
     # AND nobody asked the loop for its __dict__: not at install, in the history callback or
     # the failed task's note, the snapshot, nor when the loop's methods were given back
     assert DictCountingLoop.dict_reads == 0
+
+
+class _PlainObject:
+    """Holds the interpreter's own `__dict__` descriptor, which `Bystander` shadows."""
+
+
+_object_dict = _PlainObject.__dict__["__dict__"].__get__
+
+
+class Bystander(_PlainObject):
+    """A program's object that counts who asks for its `__dict__` (it holds no lock)."""
+
+    dict_reads = 0
+
+    def __init__(self) -> None:
+        self.label = "bystander"
+        self.count = 3
+
+    @property  # type: ignore[misc]
+    def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+        Bystander.dict_reads += 1
+        return _object_dict(self)  # type: ignore[no-any-return]
+
+
+class Service:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+
+
+async def _wait_for_the_lock(bystander: Bystander, service: Service) -> None:
+    async with service.lock:
+        pass
+
+
+def test_naming_what_a_task_waits_on_asks_no_unrelated_object_for_its_dict() -> None:
+    # GIVEN a task waiting for `service.lock`, with another of the program's objects in its
+    # frame's locals before `service` (the agent looks through the locals for the name)
+    tracker = Tracker()
+    tracker.install()
+    Bystander.dict_reads = 0
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        service, bystander = Service(), Bystander()
+        await service.lock.acquire()
+        waiter = asyncio.create_task(_wait_for_the_lock(bystander, service), name="waiter")
+        await asyncio.sleep(0)
+        # WHEN the agent looks
+        seen["snapshot"] = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+        service.lock.release()
+        await waiter
+
+    try:
+        asyncio.run(main())
+    finally:
+        tracker.uninstall()
+    # THEN it names the lock by the attribute that holds it
+    waiting = next(task for task in seen["snapshot"]["tasks"] if task["name"] == "waiter")
+    assert waiting["awaiting"]["object"]["name"] == "service.lock", waiting["awaiting"]
+    # AND it did not make the bystander a __dict__ (which would slow its attribute reads for
+    # good on 3.11 and 3.12): the collector's view told it the lock is not there
+    assert Bystander.dict_reads == 0

@@ -232,7 +232,7 @@ def object_name(ctx: AwaitContext, obj: Any, caller: FrameType | None) -> str | 
                 break
         if name is None:
             for local_name, value in local_items:
-                attrs = _instance_dict(value)
+                attrs = _dict_holding(value, obj)
                 if attrs:
                     for attr, attr_value in list(attrs.items())[:200]:
                         if attr_value is obj:
@@ -251,6 +251,22 @@ def object_name(ctx: AwaitContext, obj: Any, caller: FrameType | None) -> str | 
                     break
     ctx.names[key] = name
     return name
+
+
+def _dict_holding(value: Any, obj: Any) -> dict[str, Any] | None:
+    """`value`'s instance `__dict__` when it may hold `obj` as an attribute, else None.
+
+    Asking an object for its `__dict__` makes one where its attributes were kept inline, and
+    the interpreter then stops specialising reads of them (3.11, 3.12): the host's object
+    would stay slower for good. So the collector's view (no dictionary made) tells first
+    whether `value` refers to `obj` at all, or already has a dictionary to look in."""
+    try:
+        referents = gc.get_referents(value)
+    except Exception:
+        return None
+    if not any(ref is obj or type(ref) is dict for ref in referents):
+        return None
+    return _instance_dict(value)
 
 
 def _instance_dict(value: Any) -> dict[str, Any] | None:
