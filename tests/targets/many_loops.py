@@ -8,29 +8,15 @@ time.sleep(seconds written in it), noting "blocking" first.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 
-from target_kit import WORKDIR, note, signal_ready, until_stopped
+from target_kit import blocker, signal_ready, until_stopped
 
 SIDE_LOOPS = 9
 started = threading.Barrier(SIDE_LOOPS + 1)
 
 
 async def worker() -> None:
-    await asyncio.sleep(3600)
-
-
-async def blocker() -> None:
-    request = WORKDIR / f"block-{os.getpid()}"
-    while not request.exists():
-        await asyncio.sleep(0.02)
-    seconds = float(request.read_text() or "3")
-    request.unlink()
-    note("blocking")
-    time.sleep(seconds)
-    note("unblocked")
     await asyncio.sleep(3600)
 
 

@@ -15,9 +15,8 @@ import asyncio
 import os
 import sys
 import threading
-import time
 
-from target_kit import WORKDIR, note, signal_ready, stop_requested
+from target_kit import WORKDIR, blocker, note, signal_ready, stop_requested
 
 
 async def victim() -> None:
@@ -48,18 +47,6 @@ async def anonymous() -> None:
 
 async def fails() -> None:
     raise ValueError("bad row")
-
-
-async def blocker() -> None:
-    request = WORKDIR / f"block-{os.getpid()}"
-    while not request.exists():
-        await asyncio.sleep(0.02)
-    seconds = float(request.read_text() or "3")
-    request.unlink()
-    note("blocking")
-    time.sleep(seconds)
-    note("unblocked")
-    await asyncio.sleep(3600)
 
 
 async def reporter() -> None:

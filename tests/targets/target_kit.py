@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 WORKDIR = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
@@ -46,3 +47,17 @@ async def victim() -> None:
     except asyncio.CancelledError:
         note("victim cancelled")
         raise
+
+
+async def blocker() -> None:
+    """Once a file `block-PID` appears in WORKDIR, holds its loop in time.sleep(the seconds
+    written in it, 3 if none), noting "blocking" before and "unblocked" after; once."""
+    request = WORKDIR / f"block-{os.getpid()}"
+    while not request.exists():
+        await asyncio.sleep(0.02)
+    seconds = float(request.read_text() or "3")
+    request.unlink()
+    note("blocking")
+    time.sleep(seconds)
+    note("unblocked")
+    await asyncio.sleep(3600)
