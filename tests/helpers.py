@@ -173,3 +173,13 @@ def mount_proc_in(root: Path) -> None:
     """A chroot's /proc, as a container has one: the target's own Python looks at it there."""
     if not (root / "proc" / "self").exists():
         subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+
+
+def write_package(root: Path, name: str, main_source: str) -> Path:
+    """A package `name` under `root` that `python -m name` runs: its `__main__.py` is
+    `main_source`."""
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(main_source)
+    return package

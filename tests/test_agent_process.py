@@ -13,7 +13,7 @@ import pytest
 
 from taskscope.client import AgentClient
 from taskscope.protocol import TASK_OPTIONAL_KEYS, TASK_ROW_KEYS
-from tests.helpers import Target, agent_snapshot, by_name, notes, run_cli, wait_for
+from tests.helpers import Target, agent_snapshot, by_name, notes, run_cli, wait_for, write_package
 
 #: Every record has these; the others only when they say something (the documented key set
 #: itself is pinned in tests/test_wire.py).
@@ -258,13 +258,12 @@ def test_errors_are_one_line_without_traceback(start: Any) -> None:
 
 
 def test_run_with_a_module(tmp_path: Any) -> None:
-    package = tmp_path / "demo_pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "__main__.py").write_text(
+    write_package(
+        tmp_path,
+        "demo_pkg",
         "import sys, taskscope.agent\n"
         "print('agent:', taskscope.agent.is_installed(), sys.argv[1:])\n"
-        "sys.exit(4)\n"
+        "sys.exit(4)\n",
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     import subprocess

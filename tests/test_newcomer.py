@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, Target, notes, run_cli, wait_for
+from tests.helpers import REPO, Target, notes, run_cli, wait_for, write_package
 
 needs_attach = pytest.mark.skipif(
     shutil.which("gdb") is None and sys.version_info < (3, 14),
@@ -363,17 +363,16 @@ def test_a_closed_process_that_is_not_python_is_said_to_be_not_python(start: Any
 
 def test_a_program_run_as_a_package_is_named_by_its_package(tmp_path: Any) -> None:
     # GIVEN `python -m jobsvc` (its argv[0] is the package's __main__.py)
-    package = tmp_path / "jobsvc"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "__main__.py").write_text(
+    write_package(
+        tmp_path,
+        "jobsvc",
         "import asyncio, os, sys\n"
         "import taskscope\n"
         "async def main():\n"
         "    taskscope.install()\n"
         "    open(f'ready-{os.getpid()}', 'w').close()\n"
         "    await asyncio.sleep(3600)\n"
-        "asyncio.run(main())\n"
+        "asyncio.run(main())\n",
     )
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     process = subprocess.Popen(
