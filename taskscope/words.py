@@ -327,8 +327,8 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "server":
         addresses = facts.get("addresses") or ()
         return call + (f" on {', '.join(addresses)}" if addresses else "")
-    if kind == "taskgroup":
-        return f"TaskGroup ({_plural(facts.get('size', 0), 'task')})"
+    if kind == "taskgroup":  # asyncio's and anyio's TaskGroup, or a trio `nursery` (its call)
+        return f"{awaiting.get('call') or 'TaskGroup'} ({_plural(facts.get('size', 0), 'task')})"
     if kind == "wait":
         count, mode = facts.get("count"), facts.get("return_when")
         detail = ", ".join(part for part in (f"{count} awaitables" if count else "", mode) if part)

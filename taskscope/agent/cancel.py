@@ -23,6 +23,7 @@ from typing import Any
 
 from taskscope.agent.introspect import find_task
 from taskscope.agent.tracker import Tracker, pass_through_package
+from taskscope.agent.trio_runs import request_trio_cancel
 from taskscope.protocol import CancelOutcome
 
 #: Called on the task's loop thread with the outcome and, for `failed`, the error's name.
@@ -38,7 +39,7 @@ def request_cancel(
     if task is None:
         if any(finished.task_id == number for finished in tracker.finished_tasks()):
             return "already_finished"
-        return "no_such_task"
+        return request_trio_cancel(tracker, number, message, done)  # a trio task, or none
     tracker.cancel_requests[number] = time.time()
     try:
         task.get_loop().call_soon_threadsafe(_cancel_on_loop, task, message, done, tracker, number)

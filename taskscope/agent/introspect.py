@@ -52,6 +52,7 @@ from taskscope.agent.tracker import (
     task_coro,
     task_coro_name,
 )
+from taskscope.agent.trio_runs import add_trio_runs
 from taskscope.agent.waiters import TASK_GROUP_DONE, _resolve_waiters
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
@@ -265,6 +266,7 @@ class SnapshotBuilder:
             wire_loop["tasks"] = counts.get(id(info[1]), 0)
             wire_loop["main_task"] = main_tasks.get(wire_loop["id"])
             loop_records.append(wire_loop)
+        add_trio_runs(tracker, loop_records, records)  # trio's runs and tasks, when imported
         if include_finished:
             pending_numbers = {meta.task_id for meta in metas}
             records.extend(

@@ -30,6 +30,7 @@ from taskscope.agent.connection import Connection
 from taskscope.agent.flight import FlightRecorder
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
+from taskscope.agent.trio_runs import beat_trio_runs
 from taskscope.protocol import (
     CompactTables,
     ErrorCode,
@@ -383,6 +384,8 @@ class AgentServer:
         if steps is not None and now >= steps.next_watch:
             with contextlib.suppress(Exception):
                 steps.watch(now)
+        with contextlib.suppress(Exception):
+            beat_trio_runs(self.tracker, now)  # nothing unless the program imported trio
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL
             with contextlib.suppress(Exception):

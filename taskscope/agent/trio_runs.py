@@ -1,0 +1,599 @@
+"""trio programs: each `trio.run` as a loop record, its tasks and what they wait for, a
+heartbeat that tells a blocked run from an idle one, and cancelling a task through its own
+cancel scope. The agent never imports trio: all of this happens only once the program has
+(`"trio" in sys.modules`), by reading trio's objects after checking their types by name.
+
+A run is found from its thread's frames (`sys._current_frames()`): the frame of trio's `run`
+(trio/_core/_run.py) holds the run's `Runner` in its local `runner`, read once per run (on
+3.11-3.12 reading a frame's locals copies them into a dict the frame keeps). The runner holds
+every task (`tasks`), the main one (`main_task`), its clock (`clock.offset`, for a
+`SystemClock`: trio's time is `perf_counter() + offset`) and its entry queue (`entry_queue`,
+the thread-safe queue behind `TrioToken.run_sync_soon`). A task holds its coroutine (`coro`),
+its name, the nursery it runs in (`_parent_nursery`, whose `_parent_task` is its parent and
+`_parent_waiting_in_aexit` says whether that parent waits for it) and its innermost cancel
+status (`_cancel_status`: `_scope`, `_parent`, `_tasks`, `_children`). What each of these
+means is checked on every version by tests/test_trio_assumptions.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import CoroutineType, FrameType
+from typing import TYPE_CHECKING, Any
+
+from taskscope.agent.awaiting import callable_name
+from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, frame_record, line_at
+from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
+from taskscope.agent.tracker import coro_name
+from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask
+
+if TYPE_CHECKING:
+    from taskscope.agent.tracker import Tracker
+
+#: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
+_RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
+_TRIO_DIR = os.sep + "trio" + os.sep
+
+
+def trio_loaded() -> bool:
+    """Whether the program has imported trio (the agent never does)."""
+    return "trio" in sys.modules
+
+
+def _is_trio(obj: Any, name: str) -> bool:
+    """Whether `obj` is an instance of trio's class `name` (by the class's module, never by
+    importing trio)."""
+    kind = type(obj)
+    return kind.__name__ == name and str(getattr(kind, "__module__", "")).startswith("trio.")
+
+
+@dataclass
+class TrioRun:
+    """One `trio.run` the agent has seen: its loop id, thread and heartbeat."""
+
+    loop_id: str
+    thread_id: int
+    runner_ref: weakref.ref[Any]
+    #: id() of the frame of `run` the runner was read from (the same frame: the same run).
+    frame_id: int
+    #: Monotonic time the outstanding heartbeat was sent (None: none outstanding).
+    beat_sent: float | None = None
+    #: Monotonic time the last heartbeat ran on the run's thread.
+    beat_ran: float | None = None
+    lag: float | None = None
+    #: id(task) -> (weak reference, agent task id).
+    task_ids: dict[int, tuple[weakref.ref[Any], int]] = field(default_factory=dict)
+
+
+class TrioWatch:
+    """What the agent knows of a process's trio runs; one per tracker."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.runs: dict[int, TrioRun] = {}
+        self._lock = threading.Lock()
+
+    # --- finding runs ----------------------------------------------------------------------
+
+    def live_runs(self) -> list[tuple[TrioRun, Any]]:
+        """The trio runs going on now, with their runners, found from the threads' frames."""
+        if not trio_loaded():
+            return []
+        found: list[tuple[TrioRun, Any]] = []
+        with self._lock:
+            seen: set[int] = set()
+            for thread_id, top in sys._current_frames().items():
+                frame = _run_frame(top)
+                if frame is None:
+                    continue
+                seen.add(thread_id)
+                run = self.runs.get(thread_id)
+                runner = run.runner_ref() if run is not None else None
+                if run is None or runner is None or run.frame_id != id(frame):
+                    runner = _runner_of(frame)
+                    if runner is None:
+                        continue
+                    run = TrioRun(
+                        loop_id=f"L{next(self.tracker._loop_ids)}",
+                        thread_id=thread_id,
+                        runner_ref=weakref.ref(runner),
+                        frame_id=id(frame),
+                    )
+                    self.runs[thread_id] = run
+                found.append((run, runner))
+            for thread_id in list(self.runs):
+                if thread_id not in seen:
+                    del self.runs[thread_id]
+        return found
+
+    # --- the heartbeat -----------------------------------------------------------------------
+
+    def beat(self, now: float) -> None:
+        """From the agent's thread: send each run a heartbeat through its entry queue (what
+        `TrioToken.run_sync_soon` does) unless one is still on its way; a run whose beat has
+        not run for a while is blocked (see `blocked_for`)."""
+        for run, runner in self.live_runs():
+            if run.beat_sent is not None:
+                continue
+            if run.beat_ran is not None and now - run.beat_ran < HEARTBEAT_INTERVAL:
+                continue
+            queue: Any = getattr(runner, "entry_queue", None)
+            if not _is_trio(queue, "EntryQueue") or getattr(queue, "done", True):
+                continue
+            run.beat_sent = now
+            try:
+                queue.run_sync_soon(_beat_ran, run)
+            except Exception:  # the run ended meanwhile
+                run.beat_sent = None
+
+    def blocked_for(self, run: TrioRun, now: float) -> float | None:
+        late = now - run.beat_sent if run.beat_sent is not None else 0.0
+        return late if late > BLOCKED_THRESHOLD else None
+
+    # --- snapshots ------------------------------------------------------------------------
+
+    def task_id(self, run: TrioRun, task: Any) -> int:
+        known = run.task_ids.get(id(task))
+        if known is not None and known[0]() is task:
+            return known[1]
+        number = next(self.tracker._ids)
+        run.task_ids[id(task)] = (weakref.ref(task), number)
+        return number
+
+    def add_to_snapshot(self, loops: list[WireLoop], records: list[WireTask]) -> None:
+        """The loop record of every trio run, and a record per task of each, added to a
+        snapshot's lists."""
+        now = time.monotonic()
+        for run, runner in self.live_runs():
+            tasks = _copy(getattr(runner, "tasks", ()))
+            look = _Look(self, run, runner)
+            alive: set[int] = set()
+            for task in tasks:
+                if not _is_trio(task, "Task"):
+                    continue
+                alive.add(id(task))
+                with contextlib.suppress(Exception):  # a task that changed under us
+                    records.append(look.record(task))
+            for key in list(run.task_ids):
+                if key not in alive:
+                    del run.task_ids[key]
+            loops.append(self._loop_record(run, runner, len(tasks), look, now))
+
+    def _loop_record(
+        self, run: TrioRun, runner: Any, count: int, look: _Look, now: float
+    ) -> WireLoop:
+        thread = threading._active.get(run.thread_id)  # type: ignore[attr-defined]
+        blocked_for = self.blocked_for(run, now)
+        blocking: list[WireFrame] = []
+        if blocked_for is not None:
+            frame = sys._current_frames().get(run.thread_id)
+            while frame is not None and len(blocking) < MAX_STACK_DEPTH:
+                blocking.append(frame_record(frame.f_code, frame.f_lineno))
+                frame = frame.f_back
+            blocking.reverse()
+        wire: WireLoop = {
+            "id": run.loop_id,
+            "thread_id": run.thread_id,
+            "thread_name": thread.name if thread is not None else None,
+            "running": True,
+            "closed": False,
+            "blocked_for": round(blocked_for, 3) if blocked_for is not None else None,
+            "lag": round(run.lag, 4) if run.lag is not None else None,
+            "blocking_stack": blocking,
+            "type": "trio",
+            "tasks": count,
+        }
+        main = getattr(runner, "main_task", None)
+        if main is not None:
+            wire["main_task"] = str(self.task_id(run, main))
+        return wire
+
+    # --- cancel -----------------------------------------------------------------------------
+
+    def find(self, number: int) -> tuple[TrioRun, Any, Any] | None:
+        """The run, runner and task with this agent id, or None."""
+        for run, runner in self.live_runs():
+            for task in _copy(getattr(runner, "tasks", ())):
+                known = run.task_ids.get(id(task))
+                if known is not None and known[1] == number and known[0]() is task:
+                    return run, runner, task
+        return None
+
+    def request_cancel(
+        self, number: int, message: str | None, done: Callable[[CancelOutcome, str | None], Any]
+    ) -> CancelOutcome | None:
+        """Cancel a trio task through the outermost cancel scope that is its alone (see
+        `own_scope`), on the run's own thread; None when handed over (then `done` is called
+        there), "no_such_task" when no trio task has this id."""
+        found = self.find(number)
+        if found is None:
+            return "no_such_task"
+        _run, runner, task = found
+        queue: Any = getattr(runner, "entry_queue", None)
+        if not _is_trio(queue, "EntryQueue"):
+            return "already_finished"
+        try:
+            queue.run_sync_soon(_cancel_on_run, task, message, done)
+        except Exception:  # the run ended meanwhile
+            return "already_finished"
+        return None
+
+
+_WATCHES: weakref.WeakKeyDictionary[Tracker, TrioWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(tracker: Tracker) -> TrioWatch:
+    watch = _WATCHES.get(tracker)
+    if watch is None:
+        watch = _WATCHES[tracker] = TrioWatch(tracker)
+    return watch
+
+
+def add_trio_runs(tracker: Tracker, loops: list[WireLoop], records: list[WireTask]) -> None:
+    """The snapshot builder's step for trio: nothing unless the program imported trio."""
+    if trio_loaded():
+        watch_of(tracker).add_to_snapshot(loops, records)
+
+
+def beat_trio_runs(tracker: Tracker, now: float) -> None:
+    """The agent thread's step for trio, called at each of its turns: each run's heartbeat,
+    at most every half heartbeat interval."""
+    global _next_beat
+    if trio_loaded() and now >= _next_beat:
+        _next_beat = now + HEARTBEAT_INTERVAL / 2
+        watch_of(tracker).beat(now)
+
+
+_next_beat = 0.0
+
+
+def request_trio_cancel(
+    tracker: Tracker,
+    number: int,
+    message: str | None,
+    done: Callable[[CancelOutcome, str | None], Any],
+) -> CancelOutcome | None:
+    if not trio_loaded():
+        return "no_such_task"
+    return watch_of(tracker).request_cancel(number, message, done)
+
+
+# --- on the run's thread ---------------------------------------------------------------------
+
+
+def _beat_ran(run: TrioRun) -> None:
+    now = time.monotonic()
+    if run.beat_sent is not None:
+        run.lag = max(0.0, now - run.beat_sent)
+    run.beat_sent = None
+    run.beat_ran = now
+
+
+def own_scope(task: Any) -> tuple[Any, str | None]:
+    """The outermost cancel scope that is the task's alone (no other task runs under it), and
+    None; or None and why there is none. Cancelling it cancels whatever the task does inside
+    it, and nothing else; the task then goes on after it, as trio does for any scope."""
+    status = getattr(task, "_cancel_status", None)
+    if status is None or not _is_trio(status, "CancelStatus"):
+        return None, "trio gives it no cancel status"
+    if set(status._tasks) != {task} or status._children:
+        return None, (
+            "trio cancels through cancel scopes, and this task has none of its own: its "
+            "innermost one is shared with other tasks (cancel its nursery's cancel_scope "
+            "in the program)"
+        )
+    while True:
+        parent = status._parent
+        if (
+            parent is None
+            or not _is_trio(parent, "CancelStatus")
+            or parent._tasks
+            or set(parent._children) != {status}
+        ):
+            return status._scope, None
+        status = parent
+
+
+def _cancel_on_run(task: Any, message: str | None, done: Callable[..., Any]) -> None:
+    """Runs on the run's thread (from its entry queue); never lets an exception reach trio."""
+    outcome: CancelOutcome = "requested"
+    error: str | None = None
+    try:
+        if task.coro.cr_frame is None:
+            outcome = "already_finished"
+        else:
+            scope, why = own_scope(task)
+            if scope is None:
+                outcome, error = "failed", why
+            else:
+                scope.cancel(message) if message else scope.cancel()
+    except BaseException as exception:
+        outcome, error = "failed", type(exception).__name__
+    with contextlib.suppress(BaseException):
+        done(outcome, error)
+
+
+# --- reading a run ---------------------------------------------------------------------------
+
+
+def _run_frame(top: FrameType | None) -> FrameType | None:
+    """The frame of trio's `run` on a thread's stack, or None."""
+    frame = top
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "run" and code.co_filename.endswith(_RUN_FILE):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _runner_of(frame: FrameType) -> Any:
+    try:
+        runner = frame.f_locals.get("runner")
+    except Exception:
+        return None
+    return runner if _is_trio(runner, "Runner") else None
+
+
+def _copy(source: Iterable[Any]) -> list[Any]:
+    for _attempt in range(100):
+        try:
+            return list(source)
+        except RuntimeError:  # changed size while copied: again
+            continue
+    return []
+
+
+def _clock_now(runner: Any) -> float | None:
+    """trio's time now, for its own clock (`SystemClock`: perf_counter plus an offset)."""
+    clock = getattr(runner, "clock", None)
+    offset = getattr(clock, "offset", None)
+    if not _is_trio(clock, "SystemClock") or type(offset) is not float:
+        return None
+    return time.perf_counter() + offset
+
+
+class _Look:
+    """One look at one run's tasks."""
+
+    def __init__(self, watch: TrioWatch, run: TrioRun, runner: Any) -> None:
+        self.watch, self.run, self.runner = watch, run, runner
+        self.now = _clock_now(runner)
+
+    def id_of(self, task: Any) -> str:
+        return str(self.watch.task_id(self.run, task))
+
+    def record(self, task: Any) -> WireTask:
+        coro = task.coro
+        frames, _owners, _key = _chain(coro)
+        stack = tuple(frame_record(f.f_code, line_at(f.f_code, f.f_lasti)) for f in frames)
+        running = type(coro) is CoroutineType and bool(coro.cr_running)
+        awaiting = None if running else self.awaiting(task, frames)
+        nursery = getattr(task, "_parent_nursery", None)
+        parent = getattr(nursery, "_parent_task", None) if nursery is not None else None
+        awaited_by: tuple[str, ...] = ()
+        if parent is not None and getattr(nursery, "_parent_waiting_in_aexit", False):
+            awaited_by = (self.id_of(parent),)
+        record: WireTask = {
+            "id": self.id_of(task),
+            "loop": self.run.loop_id,
+            "name": str(task.name),
+            "state": "pending",
+            "coro": coro_name(coro),
+            "stack": stack,
+            "awaiting": awaiting,
+            "awaited_by": awaited_by,
+            "parent": self.id_of(parent) if parent is not None else None,
+            "created_at": None,
+            "finished_at": None,
+        }
+        if running:
+            record["running"] = True
+        return record
+
+    def awaiting(self, task: Any, frames: list[FrameType]) -> WireAwaiting | None:
+        """What a suspended task waits for: the innermost frame of trio's that says it."""
+        for index in range(len(frames) - 1, -1, -1):
+            frame = frames[index]
+            code = frame.f_code
+            if _TRIO_DIR not in code.co_filename:
+                continue
+            reader = _READERS.get(code.co_qualname)
+            if reader is None:
+                continue
+            caller = frames[index - 1] if index > 0 else None
+            try:
+                found = reader(self, task, frame, caller, frames)
+            except Exception:
+                found = None
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        inner = frames[-1].f_code.co_qualname if frames else "trio"
+        return {"kind": "unknown", "tasks": (), "call": inner}
+
+    def seconds_left(self, task: Any) -> float | None:
+        """Seconds to the deadline of the task's innermost cancel scope (the one a sleep
+        opens), on the run's clock."""
+        status = getattr(task, "_cancel_status", None)
+        deadline = getattr(getattr(status, "_scope", None), "_registered_deadline", None)
+        if type(deadline) is not float or math.isinf(deadline) or self.now is None:
+            return None
+        return round(max(0.0, deadline - self.now), 3)
+
+
+Reader = Callable[[_Look, Any, FrameType, "FrameType | None", list[FrameType]], Any]
+
+
+def _local(frame: FrameType | None, name: str) -> Any:
+    if frame is None:
+        return None
+    try:
+        return frame.f_locals.get(name)
+    except Exception:
+        return None
+
+
+def _name_in(caller: FrameType | None, obj: Any) -> str | None:
+    """The name the awaiting code uses for `obj`: a local, or an attribute of `self`."""
+    if caller is None:
+        return None
+    try:
+        local_items = list(caller.f_locals.items())
+    except Exception:
+        return None
+    for name, value in local_items:
+        if value is obj:
+            return name
+    for name, value in local_items:
+        attrs = getattr(value, "__dict__", None)
+        if type(attrs) is dict:
+            for attr, attr_value in list(attrs.items())[:200]:
+                if attr_value is obj:
+                    return f"{name}.{attr}"
+    return None
+
+
+def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
+    """The nearest frame outside trio above `frames[index]`: the program's code."""
+    for position in range(index - 1, -1, -1):
+        if _TRIO_DIR not in frames[position].f_code.co_filename:
+            return frames[position]
+    return None
+
+
+def _facts(obj: Any) -> dict[str, Any]:
+    return {"type": type(obj).__qualname__, "id": hex(id(obj))}
+
+
+def _sleep(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
+    return {
+        "kind": "sleep",
+        "tasks": (),
+        "call": "trio.sleep",
+        "seconds_left": look.seconds_left(task),
+    }
+
+
+def _sleep_forever(
+    look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]
+) -> Any:
+    if caller is not None and caller.f_code.co_qualname == "sleep_until":
+        return None  # `trio.sleep`: its caller says how long
+    return {"kind": "sleep", "tasks": (), "call": "trio.sleep_forever", "seconds_left": None}
+
+
+def _event(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
+    event = _local(frame, "self")
+    facts = _facts(event) | {
+        "name": _name_in(_user_caller(frames, frames.index(frame)), event),
+        "set": bool(getattr(event, "_flag", False)),
+        "waiters": len(getattr(event, "_tasks", ())),
+    }
+    return {"kind": "event", "tasks": (), "call": "Event.wait", "object": facts}
+
+
+def _primitive(kind: str, call: str) -> Reader:
+    def reader(
+        look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]
+    ) -> Any:
+        obj = _local(frame, "self")
+        facts = _facts(obj) | {
+            "name": _name_in(_user_caller(frames, frames.index(frame)), obj),
+            "waiters": len(getattr(obj, "_lot", ())),
+        }
+        if kind == "lock":
+            owner = getattr(obj, "_owner", None)
+            facts["locked"] = owner is not None
+            if owner is not None and _is_trio(owner, "Task"):
+                facts["holders"] = (look.id_of(owner),)
+                facts["holder_names"] = (str(owner.name),)
+        else:
+            facts["value"] = getattr(obj, "_value", None)
+        return {"kind": kind, "tasks": (), "call": call, "object": facts}
+
+    return reader
+
+
+def _channel(verb: str) -> Reader:
+    def reader(
+        look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]
+    ) -> Any:
+        channel = _local(frame, "self")
+        state = getattr(channel, "_state", None)
+        limit = getattr(state, "max_buffer_size", 0)
+        bound = int(limit) if isinstance(limit, int | float) and limit < 1 << 62 else 0
+        data = getattr(state, "data", None)
+        facts = _facts(channel) | {
+            "size": len(data) if data is not None else None,
+            "maxsize": bound,
+            "name": _name_in(_user_caller(frames, frames.index(frame)), channel),
+        }
+        kind = "queue_put" if verb == "send" else "queue_get"
+        call = f"{type(channel).__qualname__}.{verb}"
+        return {"kind": kind, "tasks": (), "call": call, "object": facts}
+
+    return reader
+
+
+def _fd_wait(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
+    fd = _local(frame, "fd")
+    which = _local(frame, "attr_name")
+    call = "wait_writable" if which == "write_task" else "wait_readable"
+    peer: str | None = None
+    sock = None
+    for outer in frames:
+        if outer.f_code.co_qualname == "_SocketType._nonblocking_helper":
+            sock = getattr(_local(outer, "self"), "_sock", None)
+            break
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            address = socket.socket.getpeername(sock)
+            if isinstance(address, tuple) and len(address) >= 2:
+                peer = f"{address[0]}:{address[1]}"
+            elif isinstance(address, str) and address:
+                peer = address
+    number = fd if type(fd) is int else None
+    return {"kind": "socket", "tasks": (), "call": call, "peer": peer, "object": {"fd": number}}
+
+
+def _to_thread(
+    look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]
+) -> Any:
+    facts = {"function": callable_name(_local(frame, "sync_fn"))}
+    return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
+
+
+def _nursery(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
+    nursery = _local(frame, "self")
+    children = _copy(getattr(nursery, "_children", ()))
+    return {
+        "kind": "taskgroup",
+        "tasks": tuple(look.id_of(child) for child in children),
+        "call": "nursery",
+        "object": _facts(nursery) | {"size": len(children)},
+    }
+
+
+#: trio's functions a suspended task's frames say what it waits for, by qualified name (in
+#: a file of the trio package), innermost first.
+_READERS: dict[str, Reader] = {
+    "sleep_until": _sleep,
+    "sleep_forever": _sleep_forever,
+    "Event.wait": _event,
+    "_LockImpl.acquire": _primitive("lock", "Lock.acquire"),
+    "Semaphore.acquire": _primitive("semaphore", "Semaphore.acquire"),
+    "MemorySendChannel.send": _channel("send"),
+    "MemoryReceiveChannel.receive": _channel("receive"),
+    "EpollIOManager._epoll_wait": _fd_wait,
+    "to_thread_run_sync": _to_thread,
+    "Nursery._nested_child_finished": _nursery,
+}

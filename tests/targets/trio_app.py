@@ -1,0 +1,137 @@
+"""A program written with trio: `main` opens a nursery of tasks, one per common trio wait, and
+waits for them in the nursery's `__aexit__`. `sleeper` sleeps for an hour (noting `sleeper
+cancelled` when cancelled), `waiter` waits on an Event, `holder` holds `lock` and `gate` (a
+Semaphore of 1) while `lock-waiter` and `gate-waiter` wait for them, `receiver` waits on an
+empty memory channel and `sender` on a full one, `reader` reads a socket nobody writes to,
+`threaded` waits for a worker thread (`to_thread.run_sync`), `parent` waits on a nursery of
+its own holding `child`, `guarded` waits on the Event inside a cancel scope of its own
+(noting `guarded cancelled` when it is cancelled, then `guarded went on` after it).
+`stopper` blocks trio's thread for 4 s when a `block-PID` file appears (noting `blocking`,
+then `unblocked`), and ends it all when the stop file appears.
+
+Arguments: WORKDIR [--install-inside] (calls `taskscope.install()` from inside `trio.run`)
+[--install-before] (before it). Without either, the program never imports taskscope."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+
+import trio
+from target_kit import WORKDIR, note, signal_ready, stop_requested
+
+
+async def sleeper() -> None:
+    try:
+        await trio.sleep(3600)
+    except trio.Cancelled:
+        note("sleeper cancelled")
+        raise
+
+
+async def waiter(event: trio.Event) -> None:
+    await event.wait()
+
+
+async def holder(lock: trio.Lock, gate: trio.Semaphore) -> None:
+    async with lock, gate:
+        await trio.sleep_forever()
+
+
+async def lock_waiter(lock: trio.Lock) -> None:
+    async with lock:
+        pass
+
+
+async def gate_waiter(gate: trio.Semaphore) -> None:
+    async with gate:
+        pass
+
+
+async def receiver(inbox: trio.MemoryReceiveChannel[int]) -> None:
+    await inbox.receive()
+
+
+async def sender(outbox: trio.MemorySendChannel[int]) -> None:
+    await outbox.send(1)
+
+
+async def reader(sock: trio.socket.SocketType) -> None:
+    await sock.recv(100)
+
+
+async def threaded(release: threading.Event) -> None:
+    await trio.to_thread.run_sync(release.wait)
+
+
+async def child() -> None:
+    await trio.sleep_forever()
+
+
+async def parent() -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child, name="child")
+
+
+async def guarded(event: trio.Event) -> None:
+    with trio.CancelScope():
+        try:
+            await event.wait()
+        except trio.Cancelled:
+            note("guarded cancelled")
+            raise
+    note("guarded went on")
+    await trio.sleep_forever()
+
+
+async def stopper(nursery: trio.Nursery, release: threading.Event) -> None:
+    cue = WORKDIR / f"block-{os.getpid()}"
+    while not stop_requested():
+        if cue.exists():
+            cue.unlink()
+            note("blocking")
+            time.sleep(4)  # holds trio's thread: the run is blocked meanwhile
+            note("unblocked")
+        await trio.sleep(0.05)
+    release.set()
+    nursery.cancel_scope.cancel()
+
+
+async def main() -> None:
+    if "--install-inside" in sys.argv:
+        import taskscope
+
+        taskscope.install()
+    event, lock, gate = trio.Event(), trio.Lock(), trio.Semaphore(1)
+    release = threading.Event()
+    outbox, _unread = trio.open_memory_channel[int](0)  # nobody receives: a send waits
+    _unwritten, inbox = trio.open_memory_channel[int](0)  # nobody sends: a receive waits
+    one, _other = socket.socketpair()
+    quiet = trio.socket.from_stdlib_socket(one)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sleeper, name="sleeper")
+        nursery.start_soon(waiter, event, name="waiter")
+        nursery.start_soon(holder, lock, gate, name="holder")
+        await trio.sleep(0.02)
+        nursery.start_soon(lock_waiter, lock, name="lock-waiter")
+        nursery.start_soon(gate_waiter, gate, name="gate-waiter")
+        nursery.start_soon(receiver, inbox, name="receiver")
+        nursery.start_soon(sender, outbox, name="sender")
+        nursery.start_soon(reader, quiet, name="reader")
+        nursery.start_soon(threaded, release, name="threaded")
+        nursery.start_soon(parent, name="parent")
+        nursery.start_soon(guarded, event, name="guarded")
+        nursery.start_soon(stopper, nursery, release, name="stopper")
+        await trio.sleep(0.05)
+        signal_ready()
+    note("main ended")
+
+
+if "--install-before" in sys.argv:
+    import taskscope
+
+    taskscope.install()
+trio.run(main)

@@ -1,0 +1,150 @@
+"""taskscope on programs written with trio (tests/targets/trio_app.py): one loop per
+`trio.run`, every trio task with its parent, stack and what it waits for in plain words;
+cancelling a task through the cancel scope that is its own, or a one-line refusal; a blocked
+run said to be blocked; and attach to a trio program that never imported taskscope."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, agent_snapshot, by_name, notes, run_cli, wait_for
+
+pytest.importorskip("trio", reason="these tests need trio (pip install trio)")
+
+
+def _check_tasks(snap: dict[str, Any]) -> None:
+    [loop] = snap["loops"]
+    assert loop["type"] == "trio" and loop["thread_name"] == "MainThread", loop
+    tasks = by_name(snap)
+    main = tasks["__main__.main"]
+    assert loop["main_task"] == main["id"], loop
+    assert main["coro"] == "main" and tasks["sleeper"]["coro"] == "sleeper"
+    texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
+    # THEN trio's common waits are told in plain words
+    assert texts["__main__.main"] == "nursery (12 tasks)", texts
+    assert texts["sleeper"].startswith("sleep, ") and texts["sleeper"].endswith(" s left")
+    assert 3000 < tasks["sleeper"]["awaiting"]["seconds_left"] <= 3600, tasks["sleeper"]
+    assert texts["holder"] == texts["child"] == "sleep", texts
+    assert texts["waiter"] == "Event.wait on event (not set, 2 waiting)", texts
+    assert texts["lock-waiter"] == "Lock.acquire on lock (locked, 1 waiting), held by holder"
+    assert tasks["lock-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
+    assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)", texts
+    assert texts["sender"] == "MemorySendChannel.send on outbox (0 items)", texts
+    assert texts["receiver"] == "MemoryReceiveChannel.receive on inbox (0 items)", texts
+    assert texts["reader"].startswith("wait_readable on fd "), texts
+    assert texts["threaded"] == "to_thread Event.wait", texts
+    assert texts["parent"] == "nursery (1 task)", texts
+    # AND each task's parent is the task owning its nursery; the parent waiting in the
+    # nursery's __aexit__ awaits them
+    assert tasks["child"]["parent"] == tasks["parent"]["id"]
+    assert tasks["child"]["awaited_by"] == [tasks["parent"]["id"]]
+    assert tasks["sleeper"]["parent"] == main["id"]
+    assert tasks["sleeper"]["awaited_by"] == [main["id"]]
+    assert sorted(main["awaiting"]["tasks"]) == sorted(
+        task["id"] for task in snap["tasks"] if task["parent"] == main["id"]
+    )
+    # AND the stack goes through the task's coroutines into trio's
+    functions = [frame["function"] for frame in tasks["sleeper"]["stack"]]
+    assert functions[:3] == ["sleeper", "sleep", "sleep_until"], functions
+
+
+@pytest.mark.parametrize(
+    "how", [(), ("--install-inside",), ("--install-before",)], ids=["run", "inside", "before"]
+)
+def test_trio_tasks_and_their_waits(start: Any, how: tuple[str, ...]) -> None:
+    # GIVEN a trio program started with `taskscope run`, or calling install() inside
+    # trio.run, or before it
+    target = start("trio_app.py", *how, agent=not how).wait_ready()
+    # WHEN the agent is asked
+    snap = wait_for(lambda: agent_snapshot(target.pid), what="the agent")
+    # THEN it shows one loop for the run and every task
+    _check_tasks(snap)
+    # AND the tree draws the nursery's children under their parent
+    tree = run_cli("tree", str(target.pid))
+    assert tree.returncode == 0, tree.stderr
+    lines = tree.stdout.splitlines()
+    parent_line = next(i for i, line in enumerate(lines) if " parent " in line)
+    assert "child" in lines[parent_line + 1] and "└─" in lines[parent_line + 1], tree.stdout
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_cancel_a_trio_task_through_its_own_cancel_scope(start: Any) -> None:
+    # GIVEN a trio program where `guarded` waits inside a cancel scope of its own, and
+    # `waiter` waits directly under the nursery's scope, shared with its siblings
+    target = start("trio_app.py").wait_ready()
+    # WHEN a user cancels `guarded`
+    result = run_cli("cancel", str(target.pid), "guarded")
+    # THEN its own scope is cancelled on trio's thread: it sees Cancelled, the scope
+    # catches it, and the task goes on after it
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "guarded went on" in notes(target), what="guarded to go on")
+    assert "guarded cancelled" in notes(target)
+    # WHEN a user cancels `waiter`
+    refused = run_cli("cancel", str(target.pid), "waiter")
+    # THEN it is refused in one line saying why, and nothing is cancelled
+    assert refused.returncode != 0
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "trio cancels through cancel scopes" in refused.stderr, refused.stderr
+    assert by_name(agent_snapshot(target.pid))["waiter"]["state"] == "pending"
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_a_blocked_trio_run_reads_as_blocked(start: Any) -> None:
+    # GIVEN a trio program whose run is then blocked in time.sleep for 4 s
+    target = start("trio_app.py").wait_ready()
+    assert agent_snapshot(target.pid)["loops"][0]["blocked_for"] is None
+    target.file(f"block-{target.pid}").write_text("go")
+    wait_for(lambda: "blocking" in notes(target), what="the run to block")
+    # THEN its loop reads as blocked, with where
+    loop = wait_for(
+        lambda: (loop := agent_snapshot(target.pid)["loops"][0])["blocked_for"] and loop,
+        timeout=3.5,
+        what="the run said blocked",
+    )
+    functions = [frame["function"] for frame in loop["blocking_stack"]]
+    assert functions[-1] == "stopper", functions
+    # AND once it turns again, it is no longer
+    wait_for(lambda: "unblocked" in notes(target), what="the run to turn again")
+    wait_for(
+        lambda: agent_snapshot(target.pid)["loops"][0]["blocked_for"] is None,
+        what="the run said running again",
+    )
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_attach_to_a_trio_program(start: Any) -> None:
+    # GIVEN a trio program that never imported taskscope
+    target = start("trio_app.py", agent=False).wait_ready()
+    # WHEN `taskscope ps` looks at it (loading the agent)
+    result = run_cli("ps", str(target.pid), timeout=90)
+    # THEN it shows the run's tasks
+    assert result.returncode == 0, result.stderr
+    assert "Lock.acquire on lock (locked, 1 waiting), held by holder" in result.stdout
+    _check_tasks(agent_snapshot(target.pid))
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_the_agent_never_imports_trio() -> None:
+    # GIVEN a fresh interpreter where the agent is installed and looks, without trio
+    code = (
+        "import sys, taskscope.agent as a; a.install(report=False); a.snapshot(); "
+        "print('trio' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO)},
+        check=True,
+    )
+    # THEN trio is never imported
+    assert out.stdout.strip() == "False", out
