@@ -1,0 +1,220 @@
+"""What taskscope.agent.trio_runs reads of trio's private objects, checked against trio's own
+public answers on this Python: when trio changes one of them, a test here fails by name.
+
+Each check runs inside a real `trio.run` (on a thread of its own, as the agent sees it) with
+tasks parked in the waits the agent describes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+trio = pytest.importorskip("trio", reason="these tests need trio (pip install trio)")
+
+trio_testing = pytest.importorskip("trio.testing")
+
+from taskscope.agent import trio_runs  # noqa: E402
+from taskscope.agent.tracker import Tracker  # noqa: E402
+
+
+class Parked:
+    """A trio run on a thread of its own with tasks parked in every wait the agent reads;
+    `facts` is what the run's own code saw through trio's public API."""
+
+    def __init__(self) -> None:
+        self.facts: dict[str, Any] = {}
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=trio.run, args=(self.main,), name="trio-thread")
+
+    async def main(self) -> None:
+        event, lock, gate = trio.Event(), trio.Lock(), trio.Semaphore(1)
+        outbox, _unread = trio.open_memory_channel[int](0)
+        _unwritten, inbox = trio.open_memory_channel[int](0)
+        one, _two = socket.socketpair()
+        quiet = trio.socket.from_stdlib_socket(one)
+        release = threading.Event()
+        facts = self.facts
+
+        async def holder() -> None:
+            async with lock, gate:
+                await trio.sleep_forever()
+
+        async def scoped() -> None:
+            with trio.CancelScope(deadline=trio.current_time() + 1000) as scope:
+                facts["scope"] = scope
+                facts["scoped_task"] = trio.lowlevel.current_task()
+                await event.wait()
+
+        async def parent() -> None:
+            async with trio.open_nursery() as inner:
+                facts["inner"] = inner
+                inner.start_soon(trio.sleep_forever, name="child")
+
+        async with trio.open_nursery() as nursery:
+            facts["nursery"] = nursery
+            facts["main"] = trio.lowlevel.current_task()
+            facts["root"] = trio.lowlevel.current_root_task()
+            facts["token"] = trio.lowlevel.current_trio_token()
+            nursery.start_soon(trio.sleep, 1000, name="sleeper")
+            nursery.start_soon(event.wait, name="waiter")
+            nursery.start_soon(holder, name="holder")
+            await trio.sleep(0.01)
+            nursery.start_soon(lock.acquire, name="lock-waiter")
+            nursery.start_soon(gate.acquire, name="gate-waiter")
+            nursery.start_soon(outbox.send, 1, name="sender")
+            nursery.start_soon(inbox.receive, name="receiver")
+            nursery.start_soon(quiet.recv, 10, name="reader")
+            nursery.start_soon(trio.to_thread.run_sync, release.wait, name="threaded")
+            nursery.start_soon(scoped, name="scoped")
+            nursery.start_soon(parent, name="parent")
+            await trio_testing.wait_all_tasks_blocked()
+            facts["now"] = trio.current_time()
+            facts["perf"] = time.perf_counter()
+            facts["tasks"] = {task.name: task for task in _all_tasks(facts["root"])}
+            facts["event_stats"] = event.statistics()
+            facts["lock_stats"] = lock.statistics()
+            facts["gate_value"] = gate.value
+            facts["gate_stats"] = gate.statistics()
+            facts["out_stats"] = outbox.statistics()
+            facts["in_stats"] = inbox.statistics()
+            facts["objects"] = (event, lock, gate, outbox, inbox)
+            self.ready.set()
+            await trio.to_thread.run_sync(self.stop.wait)
+            release.set()
+            nursery.cancel_scope.cancel()
+
+    def __enter__(self) -> Parked:
+        self.thread.start()
+        assert self.ready.wait(10), "the trio run never got ready"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def _all_tasks(task: Any) -> list[Any]:
+    found = [task]
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            found.extend(_all_tasks(child))
+    return found
+
+
+@pytest.fixture
+def parked() -> Any:
+    with Parked() as run:
+        yield run
+
+
+def _runner(parked: Parked) -> tuple[trio_runs.TrioWatch, trio_runs.TrioRun, Any]:
+    watch = trio_runs.TrioWatch(Tracker())
+    [(run, runner)] = watch.live_runs()
+    return watch, run, runner
+
+
+def test_the_run_frame_holds_the_runner_and_its_tasks(parked: Parked) -> None:
+    # The frame of trio's `run` on the run's thread holds the Runner as `runner`; its `tasks`
+    # are every task of the run, `main_task` the one running the main function.
+    _watch, run, runner = _runner(parked)
+    assert run.thread_id == parked.thread.ident
+    tasks = parked.facts["tasks"]
+    assert set(runner.tasks) == set(tasks.values())
+    assert runner.main_task is parked.facts["main"]
+    assert parked.facts["main"]._runner is runner
+
+
+def test_the_clock_is_perf_counter_plus_its_offset(parked: Parked) -> None:
+    _watch, _run, runner = _runner(parked)
+    assert type(runner.clock).__name__ == "SystemClock"
+    assert abs(runner.clock.offset + parked.facts["perf"] - parked.facts["now"]) < 0.01
+
+
+def test_the_entry_queue_runs_callbacks_on_the_run_thread(parked: Parked) -> None:
+    # `entry_queue.run_sync_soon` is what the TrioToken's does: thread-safe, runs on trio's.
+    _watch, _run, runner = _runner(parked)
+    assert parked.facts["token"]._reentry_queue is runner.entry_queue
+    ran_on: list[int] = []
+    done = threading.Event()
+    runner.entry_queue.run_sync_soon(lambda: (ran_on.append(threading.get_ident()), done.set()))
+    assert done.wait(5) and ran_on == [parked.thread.ident]
+    assert runner.entry_queue.done is False
+
+
+def test_parents_nurseries_and_cancel_statuses(parked: Parked) -> None:
+    tasks = parked.facts["tasks"]
+    main, child, parent = parked.facts["main"], tasks["child"], tasks["parent"]
+    # a task's `_parent_nursery` is its public `parent_nursery`, whose `_parent_task` is the
+    # public `parent_task`; `_children` its `child_tasks`
+    assert child._parent_nursery is child.parent_nursery is parked.facts["inner"]
+    assert child._parent_nursery._parent_task is parent
+    assert set(parked.facts["inner"]._children) == set(parked.facts["inner"].child_tasks)
+    # a parent waiting in the nursery's `__aexit__` has `_parent_waiting_in_aexit` set
+    assert parked.facts["inner"]._parent_waiting_in_aexit is True
+    assert parked.facts["nursery"]._parent_waiting_in_aexit is False  # main awaits a thread
+    # the innermost cancel status's `_scope` is the innermost CancelScope, `_tasks` the tasks
+    # directly under it, `_parent` the enclosing status, `_registered_deadline` its deadline
+    scoped, scope = parked.facts["scoped_task"], parked.facts["scope"]
+    status = scoped._cancel_status
+    assert status._scope is scope and set(status._tasks) == {scoped}
+    assert status._parent is parked.facts["nursery"].cancel_scope._cancel_status
+    assert scope._registered_deadline == scope.deadline
+    chain, status = [], main._cancel_status
+    while status is not None:
+        chain.append(status)
+        status = status._parent
+    assert parked.facts["nursery"].cancel_scope._cancel_status in chain
+    # so: `scoped` has a scope of its own, `waiter` (under the nursery's) has none
+    assert trio_runs.own_scope(scoped) == (scope, None)
+    assert trio_runs.own_scope(tasks["waiter"])[0] is None
+
+
+def test_the_primitives_state(parked: Parked) -> None:
+    event, lock, gate, outbox, inbox = parked.facts["objects"]
+    assert event._flag is event.is_set() and len(event._tasks) == 2  # waiter, scoped
+    assert parked.facts["event_stats"].tasks_waiting == 2
+    assert lock._owner is parked.facts["lock_stats"].owner is parked.facts["tasks"]["holder"]
+    assert len(lock._lot) == parked.facts["lock_stats"].tasks_waiting == 1
+    assert gate._value == parked.facts["gate_value"] == 0
+    assert len(gate._lot) == parked.facts["gate_stats"].tasks_waiting == 1
+    assert outbox._state.max_buffer_size == parked.facts["out_stats"].max_buffer_size == 0
+    assert len(outbox._state.data) == parked.facts["out_stats"].current_buffer_used == 0
+    assert len(inbox._state.data) == parked.facts["in_stats"].current_buffer_used == 0
+
+
+def test_every_wait_is_read_from_the_frames_the_agent_knows(parked: Parked) -> None:
+    # The functions named in `_READERS`, in trio's files, are where these tasks wait, with
+    # the locals the readers read (self, fd and attr_name, sync_fn).
+    watch, _run, _unused = _runner(parked)
+    loops: list[Any] = []
+    records: list[Any] = []
+    watch.add_to_snapshot(loops, records)
+    kinds = {record["name"]: record["awaiting"] for record in records}
+    assert kinds["sleeper"]["kind"] == "sleep" and 900 < kinds["sleeper"]["seconds_left"] <= 1000
+    assert kinds["child"] == {
+        "kind": "sleep",
+        "tasks": (),
+        "call": "trio.sleep_forever",
+        "seconds_left": None,
+    }
+    assert kinds["waiter"]["call"] == "Event.wait" and kinds["waiter"]["object"]["waiters"] == 2
+    assert kinds["lock-waiter"]["object"]["holder_names"] == ("holder",)
+    assert kinds["gate-waiter"]["object"]["value"] == 0
+    assert kinds["sender"]["kind"] == "queue_put" and kinds["receiver"]["kind"] == "queue_get"
+    assert kinds["reader"]["call"] == "wait_readable"
+    assert isinstance(kinds["reader"]["object"]["fd"], int)
+    assert kinds["threaded"]["object"]["function"] == "Event.wait"
+    assert kinds["parent"]["kind"] == "taskgroup" and kinds["parent"]["object"]["size"] == 1
+    run_frame = trio_runs._run_frame(sys._current_frames()[parked.thread.ident])
+    assert run_frame is not None and run_frame.f_code.co_filename.endswith(
+        os.path.join("trio", "_core", "_run.py")
+    )
+    [loop] = loops
+    assert loop["type"] == "trio" and loop["thread_name"] == "trio-thread"
