@@ -181,9 +181,9 @@ def test_the_primitives_state(parked: Parked) -> None:
     assert event._flag is event.is_set() and len(event._tasks) == 2  # waiter, scoped
     assert parked.facts["event_stats"].tasks_waiting == 2
     assert lock._owner is parked.facts["lock_stats"].owner is parked.facts["tasks"]["holder"]
-    assert len(lock._lot) == parked.facts["lock_stats"].tasks_waiting == 1
+    assert len(lock._lot._parked) == parked.facts["lock_stats"].tasks_waiting == 1
     assert gate._value == parked.facts["gate_value"] == 0
-    assert len(gate._lot) == parked.facts["gate_stats"].tasks_waiting == 1
+    assert len(gate._lot._parked) == parked.facts["gate_stats"].tasks_waiting == 1
     assert outbox._state.max_buffer_size == parked.facts["out_stats"].max_buffer_size == 0
     assert len(outbox._state.data) == parked.facts["out_stats"].current_buffer_used == 0
     assert len(inbox._state.data) == parked.facts["in_stats"].current_buffer_used == 0

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from taskscope.agent.tracker import Tracker
 
 #: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
+_wall = time.time
 _RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
 _TRIO_DIR = os.sep + "trio" + os.sep
 
@@ -70,8 +71,8 @@ class TrioRun:
     #: Monotonic time the last heartbeat ran on the run's thread.
     beat_ran: float | None = None
     lag: float | None = None
-    #: id(task) -> (weak reference, agent task id).
-    task_ids: dict[int, tuple[weakref.ref[Any], int]] = field(default_factory=dict)
+    #: id(task) -> (weak reference, agent task id, Unix time the agent first saw it).
+    task_ids: dict[int, tuple[weakref.ref[Any], int, float]] = field(default_factory=dict)
 
 
 class TrioWatch:
@@ -142,12 +143,16 @@ class TrioWatch:
     # --- snapshots ------------------------------------------------------------------------
 
     def task_id(self, run: TrioRun, task: Any) -> int:
+        return self._known(run, task)[1]
+
+    def first_seen(self, run: TrioRun, task: Any) -> float:
+        return self._known(run, task)[2]
+
+    def _known(self, run: TrioRun, task: Any) -> tuple[weakref.ref[Any], int, float]:
         known = run.task_ids.get(id(task))
-        if known is not None and known[0]() is task:
-            return known[1]
-        number = next(self.tracker._ids)
-        run.task_ids[id(task)] = (weakref.ref(task), number)
-        return number
+        if known is None or known[0]() is not task:
+            known = run.task_ids[id(task)] = (weakref.ref(task), next(self.tracker._ids), _wall())
+        return known
 
     def add_to_snapshot(self, loops: list[WireLoop], records: list[WireTask]) -> None:
         """The loop record of every trio run, and a record per task of each, added to a
@@ -315,7 +320,11 @@ def _cancel_on_run(task: Any, message: str | None, done: Callable[..., Any]) -> 
             if scope is None:
                 outcome, error = "failed", why
             else:
-                scope.cancel(message) if message else scope.cancel()
+                cancel = scope.cancel
+                if message and "reason" in cancel.__code__.co_varnames:  # trio 0.30 and later
+                    cancel(reason=message)
+                else:
+                    cancel()
     except BaseException as exception:
         outcome, error = "failed", type(exception).__name__
     with contextlib.suppress(BaseException):
@@ -398,6 +407,8 @@ class _Look:
         }
         if running:
             record["running"] = True
+        # trio tells no creation time: ages count from the agent's first look
+        record["first_seen_at"] = round(self.watch.first_seen(self.run, task), 3)
         return record
 
     def awaiting(self, task: Any, frames: list[FrameType]) -> WireAwaiting | None:
@@ -508,7 +519,7 @@ def _primitive(kind: str, call: str) -> Reader:
         obj = _local(frame, "self")
         facts = _facts(obj) | {
             "name": _name_in(_user_caller(frames, frames.index(frame)), obj),
-            "waiters": len(getattr(obj, "_lot", ())),
+            "waiters": len(getattr(getattr(obj, "_lot", None), "_parked", ())),
         }
         if kind == "lock":
             owner = getattr(obj, "_owner", None)
