@@ -30,7 +30,7 @@ from taskscope.agent.connection import Connection
 from taskscope.agent.flight import FlightRecorder
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.agent.trio_runs import beat_trio_runs
+from taskscope.agent.trio_runs import beat_trio_runs, next_trio_beat
 from taskscope.protocol import (
     CompactTables,
     ErrorCode,
@@ -315,6 +315,9 @@ class AgentServer:
             soonest = min(soonest, steps.next_watch)
         if self.flight is not None:
             soonest = min(soonest, self.flight.next_due)
+        trio_beat = next_trio_beat()  # the heartbeat of trio's runs, when imported
+        if trio_beat is not None:
+            soonest = min(soonest, trio_beat)
         for connection in self._connections.values():
             due = connection.next_due()
             if due is not None and due < soonest:

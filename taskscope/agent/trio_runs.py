@@ -251,13 +251,22 @@ def add_trio_runs(tracker: Tracker, loops: list[WireLoop], records: list[WireTas
 
 def beat_trio_runs(tracker: Tracker, now: float) -> None:
     """The agent thread's step for trio, called at each of its turns: each run's heartbeat,
-    at most every half heartbeat interval."""
+    every half heartbeat interval while trio runs (every second while none does)."""
     global _next_beat
     if trio_loaded() and now >= _next_beat:
-        _next_beat = now + HEARTBEAT_INTERVAL / 2
-        watch_of(tracker).beat(now)
+        watch = watch_of(tracker)
+        watch.beat(now)
+        _next_beat = now + (HEARTBEAT_INTERVAL / 2 if watch.runs else _IDLE_LOOK)
 
 
+def next_trio_beat() -> float | None:
+    """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: the
+    program has not imported trio."""
+    return _next_beat if trio_loaded() else None
+
+
+#: Seconds between looks for a trio run while the program has imported trio but runs none.
+_IDLE_LOOK = 1.0
 _next_beat = 0.0
 
 
