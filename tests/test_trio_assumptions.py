@@ -21,6 +21,7 @@ trio_testing = pytest.importorskip("trio.testing")
 
 from taskscope.agent import trio_runs  # noqa: E402
 from taskscope.agent.tracker import Tracker  # noqa: E402
+from taskscope.protocol import materialize_awaiting  # noqa: E402
 
 
 class Parked:
@@ -196,7 +197,12 @@ def test_every_wait_is_read_from_the_frames_the_agent_knows(parked: Parked) -> N
     loops: list[Any] = []
     records: list[Any] = []
     watch.add_to_snapshot(loops, records)
-    kinds = {record["name"]: record["awaiting"] for record in records}
+    now = time.monotonic()
+    kinds = {
+        record["name"]: materialize_awaiting(record["awaiting"], now)
+        for record in records
+        if record["awaiting"] is not None
+    }
     assert kinds["sleeper"]["kind"] == "sleep" and 900 < kinds["sleeper"]["seconds_left"] <= 1000
     assert kinds["child"] == {
         "kind": "sleep",
@@ -218,3 +224,17 @@ def test_every_wait_is_read_from_the_frames_the_agent_knows(parked: Parked) -> N
     )
     [loop] = loops
     assert loop["type"] == "trio" and loop["thread_name"] == "trio-thread"
+
+
+def test_a_sleeping_task_has_the_same_record_from_one_look_to_the_next(parked: Parked) -> None:
+    # A sleep's end travels as a countdown (an end time, not seconds left): a task that
+    # sleeps on is not sent again to a subscribed client.
+    watch, _run, _unused = _runner(parked)
+    looks = []
+    for _look in range(2):
+        records: list[Any] = []
+        watch.add_to_snapshot([], records)
+        looks.append({record["name"]: record for record in records})
+        time.sleep(0.02)
+    assert looks[0]["sleeper"] == looks[1]["sleeper"], looks
+    assert "countdown" in looks[0]["sleeper"]["awaiting"]

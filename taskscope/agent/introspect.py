@@ -266,7 +266,7 @@ class SnapshotBuilder:
             wire_loop["tasks"] = counts.get(id(info[1]), 0)
             wire_loop["main_task"] = main_tasks.get(wire_loop["id"])
             loop_records.append(wire_loop)
-        add_trio_runs(tracker, loop_records, records)  # trio's runs and tasks, when imported
+        add_trio_runs(tracker, loop_records, records, ctx)  # trio's runs and tasks, if imported
         if include_finished:
             pending_numbers = {meta.task_id for meta in metas}
             records.extend(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any
 
-from taskscope.agent.awaiting import callable_name
+from taskscope.agent.awaiting import AwaitContext, callable_name
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, frame_record, line_at
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.tracker import coro_name
@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 
 #: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
 _wall = time.time
+#: As in the asyncio look: the GIL is given away at least this often while tasks are read.
+SLICE_SECONDS = 0.001
+#: Whether `perf_counter()` (trio's clock, less its offset) and `monotonic()` (the snapshot's
+#: `loop_time`) are one clock.
+_SAME_CLOCKS = (
+    time.get_clock_info("perf_counter").implementation
+    == time.get_clock_info("monotonic").implementation
+)
 _RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
 _TRIO_DIR = os.sep + "trio" + os.sep
 
@@ -162,7 +170,11 @@ class TrioWatch:
             tasks = _copy(getattr(runner, "tasks", ()))
             look = _Look(self, run, runner)
             alive: set[int] = set()
-            for task in tasks:
+            give_way_at = time.perf_counter() + SLICE_SECONDS
+            for count, task in enumerate(tasks):
+                if not count & 63 and time.perf_counter() >= give_way_at:
+                    time.sleep(0)  # the run's thread may wait for the GIL (see introspect)
+                    give_way_at = time.perf_counter() + SLICE_SECONDS
                 if not _is_trio(task, "Task"):
                     continue
                 alive.add(id(task))
@@ -243,10 +255,16 @@ def watch_of(tracker: Tracker) -> TrioWatch:
     return watch
 
 
-def add_trio_runs(tracker: Tracker, loops: list[WireLoop], records: list[WireTask]) -> None:
-    """The snapshot builder's step for trio: nothing unless the program imported trio."""
+def add_trio_runs(
+    tracker: Tracker, loops: list[WireLoop], records: list[WireTask], ctx: AwaitContext
+) -> None:
+    """The snapshot builder's step for trio: nothing unless the program imported trio. The
+    snapshot's `loop_time` is `time.monotonic()` when no asyncio loop gave it."""
     if trio_loaded():
+        before = len(loops)
         watch_of(tracker).add_to_snapshot(loops, records)
+        if len(loops) > before and not ctx.loop_time:
+            ctx.loop_time = time.monotonic()
 
 
 def beat_trio_runs(tracker: Tracker, now: float) -> None:
@@ -440,14 +458,27 @@ class _Look:
         inner = frames[-1].f_code.co_qualname if frames else "trio"
         return {"kind": "unknown", "tasks": (), "call": inner}
 
-    def seconds_left(self, task: Any) -> float | None:
-        """Seconds to the deadline of the task's innermost cancel scope (the one a sleep
-        opens), on the run's clock."""
+    def deadline(self, task: Any) -> float | None:
+        """The deadline of the task's innermost cancel scope (the one a sleep opens), on the
+        run's clock, or None."""
         status = getattr(task, "_cancel_status", None)
         deadline = getattr(getattr(status, "_scope", None), "_registered_deadline", None)
         if type(deadline) is not float or math.isinf(deadline) or self.now is None:
             return None
-        return round(max(0.0, deadline - self.now), 3)
+        return deadline
+
+    def seconds_left(self, task: Any) -> float | None:
+        deadline = self.deadline(task)
+        return None if deadline is None else round(max(0.0, deadline - self.now), 3)  # type: ignore[operator]
+
+    def sleep_end(self, task: Any) -> float | None:
+        """A sleep's end on the clock of the snapshot's `loop_time` (`time.monotonic()`): trio's
+        time less its clock's offset is `perf_counter()`, the same clock where both are
+        CLOCK_MONOTONIC (Linux); else None."""
+        deadline = self.deadline(task)
+        if deadline is None or not _SAME_CLOCKS:
+            return None
+        return deadline - self.runner.clock.offset  # type: ignore[no-any-return]
 
 
 Reader = Callable[[_Look, Any, FrameType, "FrameType | None", list[FrameType]], Any]
@@ -495,12 +526,11 @@ def _facts(obj: Any) -> dict[str, Any]:
 
 
 def _sleep(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
-    return {
-        "kind": "sleep",
-        "tasks": (),
-        "call": "trio.sleep",
-        "seconds_left": look.seconds_left(task),
-    }
+    end = look.sleep_end(task)
+    if end is not None:  # the same description while the task sleeps on (see "Countdowns")
+        return {"kind": "sleep", "tasks": (), "call": "trio.sleep", "countdown": (end, None)}
+    seconds_left = look.seconds_left(task)
+    return {"kind": "sleep", "tasks": (), "call": "trio.sleep", "seconds_left": seconds_left}
 
 
 def _sleep_forever(
