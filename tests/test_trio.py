@@ -64,6 +64,10 @@ def test_trio_tasks_and_their_waits(start: Any, how: tuple[str, ...]) -> None:
     snap = wait_for(lambda: agent_snapshot(target.pid), what="the agent")
     # THEN it shows one loop for the run and every task
     _check_tasks(snap)
+    # AND `stack` shows a trio task's frames, with their source lines
+    stack = run_cli("stack", str(target.pid), "sleeper")
+    assert stack.returncode == 0, stack.stderr
+    assert "await trio.sleep(3600)" in stack.stdout and "sleep_until" in stack.stdout, stack.stdout
     # AND the tree draws the nursery's children under their parent
     tree = run_cli("tree", str(target.pid))
     assert tree.returncode == 0, tree.stderr

@@ -26,6 +26,7 @@ from taskscope.agent.chains import frame_record, walk_frames
 from taskscope.agent.flight import FlightRecorder
 from taskscope.agent.introspect import find_task, finished_record
 from taskscope.agent.tracker import task_coro
+from taskscope.agent.trio_runs import find_trio_task
 from taskscope.protocol import (
     CANCEL_WAIT,
     COMPACT,
@@ -364,6 +365,10 @@ class Connection:
         task_id = request.task_id or "0"
         number = int(task_id)
         task = find_task(tracker, number)
+        if task is None and (trio_task := find_trio_task(tracker, number)) is not None:
+            frames = walk_frames(trio_task.coro)  # a trio task: no creator known
+            stack = [_stack_frame(frame.f_code, frame.f_lineno) for frame in frames]
+            return {"type": "stack", "task": task_id, "found": True, "stack": stack}
         if task is None:
             for finished in tracker.finished_tasks():
                 if finished.task_id == number:

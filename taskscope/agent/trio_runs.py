@@ -288,6 +288,14 @@ _IDLE_LOOK = 1.0
 _next_beat = 0.0
 
 
+def find_trio_task(tracker: Tracker, number: int) -> Any:
+    """The trio task with this agent id, or None."""
+    if not trio_loaded():
+        return None
+    found = watch_of(tracker).find(number)
+    return found[2] if found is not None else None
+
+
 def request_trio_cancel(
     tracker: Tracker,
     number: int,
