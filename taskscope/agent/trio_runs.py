@@ -269,7 +269,7 @@ def add_trio_runs(
 
 def beat_trio_runs(tracker: Tracker, now: float) -> None:
     """The agent thread's step for trio, called at each of its turns: each run's heartbeat,
-    every half heartbeat interval while trio runs (every second while none does)."""
+    every half heartbeat interval while trio runs (every 2 s while none does)."""
     global _next_beat
     if trio_loaded() and now >= _next_beat:
         watch = watch_of(tracker)
@@ -284,7 +284,7 @@ def next_trio_beat() -> float | None:
 
 
 #: Seconds between looks for a trio run while the program has imported trio but runs none.
-_IDLE_LOOK = 1.0
+_IDLE_LOOK = 2.0
 _next_beat = 0.0
 
 
