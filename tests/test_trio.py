@@ -155,3 +155,16 @@ def test_the_agent_never_imports_trio() -> None:
     )
     # THEN trio is never imported
     assert out.stdout.strip() == "False", out
+
+
+def test_a_deadlock_on_trio_locks_is_found_by_lint(start: Any) -> None:
+    # GIVEN two trio tasks, each holding the Lock the other waits for (trio knows holders)
+    target = start("trio_deadlock.py").wait_ready()
+    # WHEN `taskscope lint` looks
+    result = run_cli("lint", str(target.pid))
+    # THEN it names the deadlock, who holds what, and exits with the warnings status
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert result.stdout.strip() in (
+        "lock deadlock: transfer-1 holds a and waits for b, held by transfer-2, which waits for a",
+        "lock deadlock: transfer-2 holds b and waits for a, held by transfer-1, which waits for b",
+    ), result.stdout

@@ -238,3 +238,24 @@ def test_a_sleeping_task_has_the_same_record_from_one_look_to_the_next(parked: P
         time.sleep(0.02)
     assert looks[0]["sleeper"] == looks[1]["sleeper"], looks
     assert "countdown" in looks[0]["sleeper"]["awaiting"]
+
+
+def test_each_run_is_a_loop_of_its_own_thread() -> None:
+    # Two trio.run at once, each on its thread: two loops, each with its own tasks.
+    with Parked() as first, Parked() as second:
+        watch = trio_runs.TrioWatch(Tracker())
+        loops: list[Any] = []
+        records: list[Any] = []
+        watch.add_to_snapshot(loops, records)
+        assert sorted(loop["thread_id"] for loop in loops) == sorted(
+            [first.thread.ident, second.thread.ident]
+        )
+        assert len({loop["id"] for loop in loops}) == 2
+        for loop, run in zip(
+            sorted(loops, key=lambda loop: loop["thread_id"]),
+            sorted([first, second], key=lambda run: run.thread.ident or 0),
+            strict=True,
+        ):
+            mine = [record for record in records if record["loop"] == loop["id"]]
+            assert sorted(record["name"] for record in mine) == sorted(run.facts["tasks"])
+            assert loop["main_task"] in {record["id"] for record in mine}
