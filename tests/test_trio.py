@@ -89,13 +89,25 @@ def test_cancel_a_trio_task_through_its_own_cancel_scope(start: Any) -> None:
     assert result.returncode == 0, result.stderr
     wait_for(lambda: "guarded went on" in notes(target), what="guarded to go on")
     assert "guarded cancelled" in notes(target)
+    # WHEN a user cancels `parent`, waiting for the nursery it opened
+    result = run_cli("cancel", str(target.pid), "parent")
+    # THEN the scope of its nursery is its own (only it and its child run under it): the
+    # child is cancelled, and the parent goes on after the nursery
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "parent went on" in notes(target), what="parent to go on")
+    assert "child cancelled" in notes(target)
+    # AND trio's own tasks are not cancelled
+    init = run_cli("cancel", str(target.pid), "<init>")
+    assert init.returncode != 0 and "one of trio's own tasks" in init.stderr, init.stderr
     # WHEN a user cancels `waiter`
     refused = run_cli("cancel", str(target.pid), "waiter")
     # THEN it is refused in one line saying why, and nothing is cancelled
     assert refused.returncode != 0
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "trio cancels through cancel scopes" in refused.stderr, refused.stderr
-    assert by_name(agent_snapshot(target.pid))["waiter"]["state"] == "pending"
+    left = by_name(agent_snapshot(target.pid))
+    assert left["waiter"]["state"] == left["sleeper"]["state"] == "pending", left["waiter"]
+    assert "sleeper cancelled" not in notes(target)
     code, _out, err = target.stop()
     assert code == 0, err
 

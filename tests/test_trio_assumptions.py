@@ -175,6 +175,19 @@ def test_parents_nurseries_and_cancel_statuses(parked: Parked) -> None:
     # so: `scoped` has a scope of its own, `waiter` (under the nursery's) has none
     assert trio_runs.own_scope(scoped) == (scope, None)
     assert trio_runs.own_scope(tasks["waiter"])[0] is None
+    # a task's `_child_nurseries` are the nurseries it opened (its public `child_nurseries`):
+    # the scope of the one `parent` opened is its own, only it and its child run under it
+    assert parent._child_nurseries == parent.child_nurseries == [parked.facts["inner"]]
+    assert trio_runs.own_scope(parent) == (parked.facts["inner"].cancel_scope, None)
+    # trio's own tasks and the main one run in nurseries of the init task
+    runner = main._runner
+    assert runner.init_task is parked.facts["root"]
+    assert main._parent_nursery._parent_task is runner.init_task
+    assert runner.system_nursery._parent_task is runner.init_task
+    entry = tasks["<TrioToken.run_sync_soon task>"]
+    assert entry._parent_nursery._parent_task is runner.init_task
+    assert trio_runs._trio_own(runner, entry) and trio_runs._trio_own(runner, runner.init_task)
+    assert not trio_runs._trio_own(runner, main) and not trio_runs._trio_own(runner, child)
 
 
 def test_the_primitives_state(parked: Parked) -> None:

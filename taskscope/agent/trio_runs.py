@@ -228,7 +228,7 @@ class TrioWatch:
     def request_cancel(
         self, number: int, message: str | None, done: Callable[[CancelOutcome, str | None], Any]
     ) -> CancelOutcome | None:
-        """Cancel a trio task through the outermost cancel scope that is its alone (see
+        """Cancel a trio task through the outermost cancel scope that is its own (see
         `own_scope`), on the run's own thread; None when handed over (then `done` is called
         there), "no_such_task" when no trio task has this id."""
         found = self.find(number)
@@ -239,7 +239,7 @@ class TrioWatch:
         if not _is_trio(queue, "EntryQueue"):
             return "already_finished"
         try:
-            queue.run_sync_soon(_cancel_on_run, task, message, done)
+            queue.run_sync_soon(_cancel_on_run, runner, task, message, done)
         except Exception:  # the run ended meanwhile
             return "already_finished"
         return None
@@ -319,13 +319,16 @@ def _beat_ran(run: TrioRun) -> None:
 
 
 def own_scope(task: Any) -> tuple[Any, str | None]:
-    """The outermost cancel scope that is the task's alone (no other task runs under it), and
-    None; or None and why there is none. Cancelling it cancels whatever the task does inside
-    it, and nothing else; the task then goes on after it, as trio does for any scope."""
+    """The outermost cancel scope that is the task's (no task runs under it but the task and
+    the tasks of the nurseries it opened, its descendants), and None; or None and why there
+    is none. Cancelling it cancels whatever the task does inside it, its children included,
+    and nothing else; the task then goes on after it, as trio does for any scope. Runs on
+    the run's thread (the statuses it reads are only changed there)."""
     status = getattr(task, "_cancel_status", None)
     if status is None or not _is_trio(status, "CancelStatus"):
         return None, "trio gives it no cancel status"
-    if set(status._tasks) != {task} or status._children:
+    family = _descendants(task)
+    if not _only(status, family):
         return None, (
             "trio cancels through cancel scopes, and this task has none of its own: its "
             "innermost one is shared with other tasks (cancel its nursery's cancel_scope "
@@ -333,23 +336,55 @@ def own_scope(task: Any) -> tuple[Any, str | None]:
         )
     while True:
         parent = status._parent
-        if (
-            parent is None
-            or not _is_trio(parent, "CancelStatus")
-            or parent._tasks
-            or set(parent._children) != {status}
-        ):
+        if parent is None or not _is_trio(parent, "CancelStatus") or not _only(parent, family):
             return status._scope, None
         status = parent
 
 
-def _cancel_on_run(task: Any, message: str | None, done: Callable[..., Any]) -> None:
+def _descendants(task: Any) -> set[int]:
+    """The ids of a task and of every task of the nurseries it opened, theirs too."""
+    found: set[int] = set()
+    pending = [task]
+    while pending:
+        current = pending.pop()
+        if id(current) in found:
+            continue
+        found.add(id(current))
+        for nursery in getattr(current, "_child_nurseries", ()):
+            pending.extend(getattr(nursery, "_children", ()))
+    return found
+
+
+def _only(status: Any, family: set[int]) -> bool:
+    """Whether every task under a cancel status (its own and its children's) is in `family`."""
+    pending = [status]
+    while pending:
+        current = pending.pop()
+        if any(id(task) not in family for task in current._tasks):
+            return False
+        pending.extend(current._children)
+    return True
+
+
+def _trio_own(runner: Any, task: Any) -> bool:
+    """Whether the task is one of trio's own: its init task, or a task of a nursery the init
+    task opened other than the main one (the system tasks, the entry queue's)."""
+    init = getattr(runner, "init_task", None)
+    if init is None or task is init:
+        return True
+    nursery = getattr(task, "_parent_nursery", None)
+    return getattr(nursery, "_parent_task", None) is init and task is not runner.main_task
+
+
+def _cancel_on_run(runner: Any, task: Any, message: str | None, done: Callable[..., Any]) -> None:
     """Runs on the run's thread (from its entry queue); never lets an exception reach trio."""
     outcome: CancelOutcome = "requested"
     error: str | None = None
     try:
         if task.coro.cr_frame is None:
             outcome = "already_finished"
+        elif _trio_own(runner, task):
+            outcome, error = "failed", "it is one of trio's own tasks"
         else:
             scope, why = own_scope(task)
             if scope is None:

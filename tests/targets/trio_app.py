@@ -4,7 +4,8 @@ cancelled` when cancelled), `waiter` waits on an Event, `holder` holds `lock` an
 Semaphore of 1) while `lock-waiter` and `gate-waiter` wait for them, `receiver` waits on an
 empty memory channel and `sender` on a full one, `reader` reads a socket nobody writes to,
 `threaded` waits for a worker thread (`to_thread.run_sync`), `parent` waits on a nursery of
-its own holding `child`, `guarded` waits on the Event inside a cancel scope of its own
+its own holding `child` (noting `child cancelled`, then `parent went on` after the
+nursery), `guarded` waits on the Event inside a cancel scope of its own
 (noting `guarded cancelled` when it is cancelled, then `guarded went on` after it).
 `stopper` blocks trio's thread for 4 s when a `block-PID` file appears (noting `blocking`,
 then `unblocked`), and ends it all when the stop file appears.
@@ -68,12 +69,17 @@ async def threaded(release: threading.Event) -> None:
 
 
 async def child() -> None:
-    await trio.sleep_forever()
+    try:
+        await trio.sleep_forever()
+    except trio.Cancelled:
+        note("child cancelled")
+        raise
 
 
 async def parent() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(child, name="child")
+    note("parent went on")
 
 
 async def guarded(event: trio.Event) -> None:
