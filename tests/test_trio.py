@@ -180,3 +180,14 @@ def test_a_deadlock_on_trio_locks_is_found_by_lint(start: Any) -> None:
         "lock deadlock: transfer-1 holds a and waits for b, held by transfer-2, which waits for a",
         "lock deadlock: transfer-2 holds b and waits for a, held by transfer-1, which waits for b",
     ), result.stdout
+
+
+def test_a_run_on_an_autojump_clock_jumps_as_without_the_agent(start: Any) -> None:
+    # GIVEN a trio program whose MockClock jumps ahead after 0.5 s of idleness, started with
+    # `taskscope run`, and looked at (the agent knows its run)
+    target = start("trio_autojump.py").wait_ready()
+    assert wait_for(lambda: agent_snapshot(target.pid)["loops"], what="the run")
+    # THEN the agent's heartbeat does not keep it awake: its three 100 s sleeps end
+    wait_for(lambda: "slept" in notes(target), timeout=20, what="the clock's jumps")
+    code, _out, err = target.stop()
+    assert code == 0, err

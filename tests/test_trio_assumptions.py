@@ -6,6 +6,7 @@ tasks parked in the waits the agent describes."""
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -272,3 +273,32 @@ def test_each_run_is_a_loop_of_its_own_thread() -> None:
             mine = [record for record in records if record["loop"] == loop["id"]]
             assert sorted(record["name"] for record in mine) == sorted(run.facts["tasks"])
             assert loop["main_task"] in {record["id"] for record in mine}
+
+
+def test_what_says_a_run_acts_on_idleness() -> None:
+    # A MockClock's autojump threshold is the runner's `clock_autojump_threshold` (inf on
+    # trio's own clock); a task in wait_all_tasks_blocked is in `waiting_for_idle`.
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        runner = trio.lowlevel.current_task()._runner
+        seen["threshold"] = runner.clock_autojump_threshold
+        seen["quiet"] = trio_runs.waits_for_idle(runner)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_testing.wait_all_tasks_blocked, 1000.0)
+            await trio.sleep(0)
+            await trio.sleep(0)
+            seen["waiting"] = bool(runner.waiting_for_idle)
+            seen["waits"] = trio_runs.waits_for_idle(runner)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert seen == {"threshold": math.inf, "quiet": False, "waiting": True, "waits": True}
+
+    async def jumping() -> None:
+        runner = trio.lowlevel.current_task()._runner
+        seen["jump"] = runner.clock_autojump_threshold
+        seen["jumps"] = trio_runs.waits_for_idle(runner)
+
+    trio.run(jumping, clock=trio_testing.MockClock(autojump_threshold=7.0))
+    assert seen["jump"] == 7.0 and seen["jumps"] is True
