@@ -39,7 +39,6 @@ from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop,
 if TYPE_CHECKING:
     from taskscope.agent.tracker import Tracker
 
-#: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
 _wall = time.time
 #: As in the asyncio look: the GIL is given away at least this often while tasks are read.
 SLICE_SECONDS = 0.001
@@ -49,6 +48,7 @@ _SAME_CLOCKS = (
     time.get_clock_info("perf_counter").implementation
     == time.get_clock_info("monotonic").implementation
 )
+#: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
 _RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
 _TRIO_DIR = os.sep + "trio" + os.sep
 
@@ -168,26 +168,38 @@ class TrioWatch:
 
     def add_to_snapshot(self, loops: list[WireLoop], records: list[WireTask]) -> None:
         """The loop record of every trio run, and a record per task of each, added to a
-        snapshot's lists."""
+        snapshot's lists. A run that cannot be read (changed under us in a way this did not
+        foresee) is left out of this look, never failing it."""
         now = time.monotonic()
         for run, runner in self.live_runs():
-            tasks = _copy(getattr(runner, "tasks", ()))
-            look = _Look(self, run, runner)
-            alive: set[int] = set()
-            give_way_at = time.perf_counter() + SLICE_SECONDS
-            for count, task in enumerate(tasks):
-                if not count & 63 and time.perf_counter() >= give_way_at:
-                    time.sleep(0)  # the run's thread may wait for the GIL (see introspect)
-                    give_way_at = time.perf_counter() + SLICE_SECONDS
-                if not _is_trio(task, "Task"):
-                    continue
-                alive.add(id(task))
-                with contextlib.suppress(Exception):  # a task that changed under us
-                    records.append(look.record(task))
-            for key in list(run.task_ids):
-                if key not in alive:
-                    del run.task_ids[key]
-            loops.append(self._loop_record(run, runner, len(tasks), look, now))
+            run_records: list[WireTask] = []
+            try:
+                loop = self._look_at_run(run, runner, run_records, now)
+            except Exception:
+                continue
+            records.extend(run_records)
+            loops.append(loop)
+
+    def _look_at_run(
+        self, run: TrioRun, runner: Any, records: list[WireTask], now: float
+    ) -> WireLoop:
+        tasks = _copy(getattr(runner, "tasks", ()))
+        look = _Look(self, run, runner)
+        alive: set[int] = set()
+        give_way_at = time.perf_counter() + SLICE_SECONDS
+        for count, task in enumerate(tasks):
+            if not count & 63 and time.perf_counter() >= give_way_at:
+                time.sleep(0)  # the run's thread may wait for the GIL (see introspect)
+                give_way_at = time.perf_counter() + SLICE_SECONDS
+            if not _is_trio(task, "Task"):
+                continue
+            alive.add(id(task))
+            with contextlib.suppress(Exception):  # a task that changed under us
+                records.append(look.record(task))
+        for key in list(run.task_ids):
+            if key not in alive:
+                run.task_ids.pop(key, None)  # (another thread's look may have done it)
+        return self._loop_record(run, runner, len(tasks), look, now)
 
     def _loop_record(
         self, run: TrioRun, runner: Any, count: int, look: _Look, now: float
