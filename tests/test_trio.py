@@ -5,6 +5,7 @@ run said to be blocked; and attach to a trio program that never imported tasksco
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ def _check_tasks(snap: dict[str, Any]) -> None:
     assert main["coro"] == "main" and tasks["sleeper"]["coro"] == "sleeper"
     texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
     # THEN trio's common waits are told in plain words
-    assert texts["__main__.main"] == "nursery (12 tasks)", texts
+    assert texts["__main__.main"] == "nursery (13 tasks)", texts
     assert texts["sleeper"].startswith("sleep, ") and texts["sleeper"].endswith(" s left")
     assert 3000 < tasks["sleeper"]["awaiting"]["seconds_left"] <= 3600, tasks["sleeper"]
     assert texts["holder"] == texts["child"] == "sleep", texts
@@ -36,7 +37,9 @@ def _check_tasks(snap: dict[str, Any]) -> None:
     assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)", texts
     assert texts["sender"] == "MemorySendChannel.send on outbox (0 items)", texts
     assert texts["receiver"] == "MemoryReceiveChannel.receive on inbox (0 items)", texts
-    assert texts["reader"].startswith("wait_readable on fd "), texts
+    assert re.fullmatch(r"wait_readable on fd \d+", texts["reader"]), texts
+    port = tasks["stream-reader"]["awaiting"]["peer"].split(":")[1]
+    assert re.fullmatch(rf"wait_readable on fd \d+ \(127.0.0.1:{port}\)", texts["stream-reader"])
     assert texts["threaded"] == "to_thread Event.wait", texts
     assert texts["parent"] == "nursery (1 task)", texts
     # AND each task's parent is the task owning its nursery; the parent waiting in the

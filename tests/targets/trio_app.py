@@ -2,13 +2,13 @@
 waits for them in the nursery's `__aexit__`. `sleeper` sleeps for an hour (noting `sleeper
 cancelled` when cancelled), `waiter` waits on an Event, `holder` holds `lock` and `gate` (a
 Semaphore of 1) while `lock-waiter` and `gate-waiter` wait for them, `receiver` waits on an
-empty memory channel and `sender` on a full one, `reader` reads a socket nobody writes to,
-`threaded` waits for a worker thread (`to_thread.run_sync`), `parent` waits on a nursery of
-its own holding `child` (noting `child cancelled`, then `parent went on` after the
-nursery), `guarded` waits on the Event inside a cancel scope of its own
-(noting `guarded cancelled` when it is cancelled, then `guarded went on` after it).
-`stopper` blocks trio's thread for 4 s when a `block-PID` file appears (noting `blocking`,
-then `unblocked`), and ends it all when the stop file appears.
+empty memory channel and `sender` on a full one, `reader` reads a socket nobody writes to and
+`stream-reader` a TCP stream nobody writes to, `threaded` waits for a worker thread
+(`to_thread.run_sync`), `parent` waits on a nursery of its own holding `child` (noting `child
+cancelled`, then `parent went on` after the nursery), `guarded` waits on the Event inside a
+cancel scope of its own (noting `guarded cancelled` when it is cancelled, then `guarded went
+on` after it). `stopper` blocks trio's thread for 4 s when a `block-PID` file appears (noting
+`blocking`, then `unblocked`), and ends it all when the stop file appears.
 
 Arguments: WORKDIR [--install-inside] (calls `taskscope.install()` from inside `trio.run`)
 [--install-before] (before it). Without either, the program never imports taskscope."""
@@ -64,6 +64,10 @@ async def reader(sock: trio.socket.SocketType) -> None:
     await sock.recv(100)
 
 
+async def stream_reader(stream: trio.SocketStream) -> None:
+    await stream.receive_some(100)
+
+
 async def threaded(release: threading.Event) -> None:
     await trio.to_thread.run_sync(release.wait)
 
@@ -117,6 +121,9 @@ async def main() -> None:
     _unwritten, inbox = trio.open_memory_channel[int](0)  # nobody sends: a receive waits
     one, _other = socket.socketpair()
     quiet = trio.socket.from_stdlib_socket(one)
+    [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sleeper, name="sleeper")
         nursery.start_soon(waiter, event, name="waiter")
@@ -127,6 +134,7 @@ async def main() -> None:
         nursery.start_soon(receiver, inbox, name="receiver")
         nursery.start_soon(sender, outbox, name="sender")
         nursery.start_soon(reader, quiet, name="reader")
+        nursery.start_soon(stream_reader, stream, name="stream-reader")
         nursery.start_soon(threaded, release, name="threaded")
         nursery.start_soon(parent, name="parent")
         nursery.start_soon(guarded, event, name="guarded")
