@@ -13,6 +13,12 @@ its name, the nursery it runs in (`_parent_nursery`, whose `_parent_task` is its
 `_parent_waiting_in_aexit` says whether that parent waits for it) and its innermost cancel
 status (`_cancel_status`: `_scope`, `_parent`, `_tasks`, `_children`). What each of these
 means is checked on every version by tests/test_trio_assumptions.py.
+
+What a task waits on is read from the locals of trio's own frames (`self`, `fd`, `sync_fn`):
+on 3.11-3.12 that copies the frame's locals into a dict the frame keeps, which goes with the
+frame when the wait ends (trio's frames return as soon as they are resumed); on 3.13+ the
+locals are read through a view. Names of objects are read from the program's frame above,
+as for asyncio (`awaiting.object_name`).
 """
 
 from __future__ import annotations
