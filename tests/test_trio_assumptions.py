@@ -302,3 +302,24 @@ def test_what_says_a_run_acts_on_idleness() -> None:
 
     trio.run(jumping, clock=trio_testing.MockClock(autojump_threshold=7.0))
     assert seen["jump"] == 7.0 and seen["jumps"] is True
+
+
+def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
+    parked: Parked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent's thread last looked while trio was imported but ran nothing: its next look
+    # for a run is 2 s away. A snapshot that finds the run brings the heartbeat forward, so
+    # that a run blocked right after that snapshot reads as blocked a quarter second later.
+    monkeypatch.setattr(trio_runs, "_next_beat", time.monotonic() + trio_runs._IDLE_LOOK)
+    watch = trio_runs.watch_of(Tracker())
+    watch.add_to_snapshot([], [])
+    assert trio_runs.next_trio_beat() == 0.0
+    # (and that heartbeat runs on the run's thread)
+    now = time.monotonic()
+    trio_runs.beat_trio_runs(watch.tracker, now)
+    [run] = watch.runs.values()
+    assert run.beat_sent == now
+    deadline = time.monotonic() + 5
+    while run.beat_sent is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert run.beat_sent is None and run.beat_ran is not None and run.lag is not None

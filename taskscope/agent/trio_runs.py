@@ -124,6 +124,7 @@ class TrioWatch:
                         frame_id=id(frame),
                     )
                     self.runs[thread_id] = run
+                    _beat_soon()  # found by a look: its heartbeat starts at the next turn
                 found.append((run, runner))
             for thread_id in list(self.runs):
                 if thread_id not in seen:
@@ -303,6 +304,11 @@ def next_trio_beat() -> float | None:
     """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: the
     program has not imported trio."""
     return _next_beat if trio_loaded() else None
+
+
+def _beat_soon() -> None:
+    global _next_beat
+    _next_beat = 0.0
 
 
 #: Seconds between looks for a trio run while the program has imported trio but runs none.
