@@ -318,8 +318,7 @@ def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
     now = time.monotonic()
     trio_runs.beat_trio_runs(watch.tracker, now)
     [run] = watch.runs.values()
-    assert run.beat_sent == now
     deadline = time.monotonic() + 5
-    while run.beat_sent is not None and time.monotonic() < deadline:
+    while (run.beat_ran is None or run.beat_sent is not None) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert run.beat_sent is None and run.beat_ran is not None and run.lag is not None
+    assert run.beat_ran is not None and run.beat_ran >= now and run.lag is not None, run
