@@ -194,3 +194,20 @@ def test_a_run_on_an_autojump_clock_jumps_as_without_the_agent(start: Any) -> No
     wait_for(lambda: "slept" in notes(target), timeout=20, what="the clock's jumps")
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+def test_trio_beside_asyncio_in_one_process(start: Any) -> None:
+    # GIVEN a program running asyncio on its main thread and trio on another
+    target = start("trio_beside_asyncio.py").wait_ready()
+    snap = agent_snapshot(target.pid)
+    # THEN each is a loop of its thread, with its own tasks and countdowns
+    types = {loop["thread_name"]: loop["type"] for loop in snap["loops"]}
+    assert types["trio-thread"] == "trio" and types["MainThread"] != "trio", types
+    tasks = by_name(snap)
+    loop_of = {loop["id"]: loop["thread_name"] for loop in snap["loops"]}
+    assert loop_of[tasks["trio-sleeper"]["loop"]] == "trio-thread"
+    assert loop_of[tasks["asyncio-sleeper"]["loop"]] == "MainThread"
+    for name in ("trio-sleeper", "asyncio-sleeper"):
+        assert 3500 < tasks[name]["awaiting"]["seconds_left"] <= 3600, tasks[name]
+    code, _out, err = target.stop()
+    assert code == 0, err
