@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from types import CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any
 
-from taskscope.agent.awaiting import AwaitContext, callable_name
+from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, frame_record, line_at
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.tracker import coro_name
@@ -489,6 +489,13 @@ class _Look:
     def __init__(self, watch: TrioWatch, run: TrioRun, runner: Any) -> None:
         self.watch, self.run, self.runner = watch, run, runner
         self.now = _clock_now(runner)
+        #: For the names the program's code uses for objects, found as for asyncio's.
+        self.names = AwaitContext(lambda _task: "")
+
+    def name_of(self, obj: Any, caller: FrameType | None) -> str | None:
+        """The name the awaiting code uses for `obj`: a local, an attribute of one (without
+        making a `__dict__` on the program's objects), or a global (`awaiting.object_name`)."""
+        return object_name(self.names, obj, caller)
 
     def id_of(self, task: Any) -> str:
         return str(self.watch.task_id(self.run, task))
@@ -578,26 +585,6 @@ def _local(frame: FrameType | None, name: str) -> Any:
         return None
 
 
-def _name_in(caller: FrameType | None, obj: Any) -> str | None:
-    """The name the awaiting code uses for `obj`: a local, or an attribute of `self`."""
-    if caller is None:
-        return None
-    try:
-        local_items = list(caller.f_locals.items())
-    except Exception:
-        return None
-    for name, value in local_items:
-        if value is obj:
-            return name
-    for name, value in local_items:
-        attrs = getattr(value, "__dict__", None)
-        if type(attrs) is dict:
-            for attr, attr_value in list(attrs.items())[:200]:
-                if attr_value is obj:
-                    return f"{name}.{attr}"
-    return None
-
-
 def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
     """The nearest frame outside trio above `frames[index]`: the program's code."""
     for position in range(index - 1, -1, -1):
@@ -629,7 +616,7 @@ def _sleep_forever(
 def _event(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
     event = _local(frame, "self")
     facts = _facts(event) | {
-        "name": _name_in(_user_caller(frames, frames.index(frame)), event),
+        "name": look.name_of(event, _user_caller(frames, frames.index(frame))),
         "set": bool(getattr(event, "_flag", False)),
         "waiters": len(getattr(event, "_tasks", ())),
     }
@@ -642,7 +629,7 @@ def _primitive(kind: str, call: str) -> Reader:
     ) -> Any:
         obj = _local(frame, "self")
         facts = _facts(obj) | {
-            "name": _name_in(_user_caller(frames, frames.index(frame)), obj),
+            "name": look.name_of(obj, _user_caller(frames, frames.index(frame))),
             "waiters": len(getattr(getattr(obj, "_lot", None), "_parked", ())),
         }
         if kind == "lock":
@@ -670,7 +657,7 @@ def _channel(verb: str) -> Reader:
         facts = _facts(channel) | {
             "size": len(data) if data is not None else None,
             "maxsize": bound,
-            "name": _name_in(_user_caller(frames, frames.index(frame)), channel),
+            "name": look.name_of(channel, _user_caller(frames, frames.index(frame))),
         }
         kind = "queue_put" if verb == "send" else "queue_get"
         call = f"{type(channel).__qualname__}.{verb}"
