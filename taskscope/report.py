@@ -292,6 +292,11 @@ def tree_text(
             f"{'them' if len(unseen) != 1 else 'it'} is unknown (shown as roots); their ages, "
             "marked ≥, count from the agent's first look"
         )
+    elif unseen and all(_loop_type(model, task.loop) == "trio" for task in unseen):
+        lines.append(
+            "trio tasks: who created them and when is not known to taskscope; their ages, "
+            "marked ≥, count from the agent's first look"
+        )
     elif unseen:
         lines.append(
             "creations are not tracked (track_tasks off): no task shows its creator, and "
@@ -300,6 +305,11 @@ def tree_text(
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))
     return "\n".join(lines)
+
+
+def _loop_type(model: TaskModel, loop_id: str) -> str | None:
+    loop = model.loops.get(loop_id)
+    return loop.type if loop is not None else None
 
 
 def _loop_title(loop: LoopInfo, name: str, model: TaskModel) -> str:

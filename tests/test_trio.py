@@ -77,6 +77,9 @@ def test_trio_tasks_and_their_waits(start: Any, how: tuple[str, ...]) -> None:
     lines = tree.stdout.splitlines()
     parent_line = next(i for i, line in enumerate(lines) if " parent " in line)
     assert "child" in lines[parent_line + 1] and "└─" in lines[parent_line + 1], tree.stdout
+    # AND it says what it does not know of trio tasks, not that tracking was turned off
+    assert any(line.startswith("trio tasks: who created them") for line in lines), tree.stdout
+    assert "track_tasks off" not in tree.stdout
     code, _out, err = target.stop()
     assert code == 0, err
 
