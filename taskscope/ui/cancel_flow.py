@@ -32,6 +32,13 @@ NO_SUCH_TASK = "no_such_task"
 #: What a task whose cancel was requested became, when it is not a finished state.
 GONE = "gone"
 STILL_RUNNING = "still running"
+#: A trio task still running after its own cancel scope was cancelled: what trio does.
+SCOPE_CANCELLED = "scope cancelled"
+#: What cancelling a trio task means (the agent cancels the task's own cancel scope).
+TRIO_CANCEL = (
+    "trio: this cancels the task's own cancel scope (and the tasks of the nurseries it "
+    "opened); the task goes on after that scope"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +109,15 @@ def ask(
         ids = [task.id]
         question = f"Cancel {name} ({what})?"
         detail = ""
+    if runs_on_trio(model, task):
+        detail = f"{detail}\n{TRIO_CANCEL}" if detail else TRIO_CANCEL
     warning = ends_program(model, task, name, pid)
     return CancelQuestion(task.id, name, ids, question, detail, warning)
+
+
+def runs_on_trio(model: TaskModel, task: TaskInfo) -> bool:
+    loop = model.loops.get(task.loop)
+    return loop is not None and loop.type == "trio"
 
 
 def ends_program(model: TaskModel, task: TaskInfo, name: str, pid: int) -> str:
@@ -192,7 +206,8 @@ class CancelFlow:
                 elif task.finished:
                     request.results[task_id] = task.state
                 elif now >= request.deadline:
-                    request.results[task_id] = STILL_RUNNING
+                    trio = runs_on_trio(model, task)
+                    request.results[task_id] = SCOPE_CANCELLED if trio else STILL_RUNNING
             if len(request.results) == len(request.ids):
                 progress.merge(self._report(request, model))
         return progress
@@ -205,6 +220,8 @@ class CancelFlow:
                 "cancelled": "⊘ cancelled",
                 STILL_RUNNING: "! still running after the cancel: it ignored the "
                 "cancellation or is still cleaning up",
+                SCOPE_CANCELLED: "⊘ its cancel scope was cancelled: trio runs the task on "
+                "after that scope",
             }
             progress.status[task_id] = status.get(result, result)
         if len(request.ids) == 1:
@@ -217,6 +234,13 @@ class CancelFlow:
                     title="Still running",
                     severity="warning",
                     timeout=8,
+                )
+            elif result == SCOPE_CANCELLED:
+                notice = Notice(
+                    f"{request.name}: its own cancel scope was cancelled; trio runs the task "
+                    "on after that scope",
+                    title="Cancelled",
+                    timeout=6,
                 )
             else:
                 notice = Notice(f"{request.name}: {result}", title="Cancelled", timeout=5)

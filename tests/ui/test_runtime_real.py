@@ -1,7 +1,8 @@
 """The dashboard's runtime figures under Pilot on a real program (tests/targets/runtime.py
 with its steps timed): "which task eats my loop" is answered by the list sorted by busy, the
 header draws the loop's figures over successive updates, and the detail pane has the task's
-steps and busy time."""
+steps and busy time. Also, on real programs: tasks older than the agent in natural name
+order, a header with more loops than it has rows for, and what cancelling a trio task does."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import re
 import time
 from typing import Any
 
+import pytest
+
 from taskscope.ui.app import TaskscopeApp
+from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.source import AgentSource
 from taskscope.ui.task_table import TaskTable
+from tests.helpers import notes
 from tests.ui.harness import SIZE, screen_text, until
 
 
@@ -125,6 +130,44 @@ def test_with_many_loops_the_header_keeps_its_status_line_and_shows_the_blocked_
             lines = header().splitlines()
             assert "side-7" in lines[1], lines
             assert all_loops_accounted_for("\n".join(lines)), lines
+            app.exit()
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_trio_task_says_what_trio_does(start: Any) -> None:
+    # GIVEN a trio program where `guarded` waits inside a cancel scope of its own
+    pytest.importorskip("trio", reason="this test needs trio (pip install trio)")
+    target = start("trio_app.py").wait_ready()
+    app = TaskscopeApp(AgentSource(target.pid), clock=time.time, interval=0.2)
+
+    def guarded_id() -> str | None:
+        return next((t.id for t in app.main.model.tasks.values() if t.name == "guarded"), None)
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: guarded_id() is not None, what="the trio tasks")
+            task_id = guarded_id()
+            assert task_id is not None and app.jump_to(task_id)
+            # WHEN the user asks to cancel it, THEN the question says what a cancel does there
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, CancelDialog), what="the dialog")
+            dialog = app.screen
+            assert isinstance(dialog, CancelDialog)
+            assert dialog.question.startswith("Cancel guarded (guarded()")
+            assert dialog.detail.startswith("trio: this cancels the task's own cancel scope")
+            await pilot.press("y")
+            # THEN the scope is cancelled in the program, and the task goes on after it
+            await until(pilot, lambda: "guarded went on" in notes(target), within=10, what="it")
+            # AND once the grace is over the pane says so, not that it ignored the cancel
+            await until(
+                pilot,
+                lambda: "scope cancelled" in app.cancels[0].results.values(),
+                within=15,
+                what="the outcome",
+            )
+            status = app.detail.cancel_status[task_id]
+            assert status.startswith("⊘ its cancel scope was cancelled"), status
             app.exit()
 
     asyncio.run(main())
