@@ -268,17 +268,23 @@ def python_children(pid: int) -> list[PythonProcess]:
     """The Python processes under `pid` (its children, theirs, and so on), oldest first;
     multiprocessing's own helpers (resource tracker, fork server) left out. Empty for a
     process that is gone or has none, or under an interpreter without psutil (the target
-    user's own, when we run as them: each process is then looked at alone)."""
+    user's own, when we run as them: each process is then looked at alone). This command's
+    own process and its parents are never among them."""
     try:
         import psutil
     except ImportError:
         return []
     try:
         descendants = psutil.Process(pid).children(recursive=True)
+        # Never this command itself, nor what runs it (`taskscope ps $$` from a shell).
+        me = psutil.Process()
+        ourselves = {me.pid, *(parent.pid for parent in me.parents())}
     except psutil.Error:
         return []
     found: list[tuple[float, PythonProcess]] = []
     for proc in descendants:
+        if proc.pid in ourselves:
+            continue
         try:
             with proc.oneshot():
                 cmdline = proc.cmdline()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,6 +327,25 @@ def test_a_shell_parent_leads_to_its_python_child_without_a_line_about_itself(
         f"taskscope: no event loop in process {other_pid} nor in its Python processes: "
         "they run no asyncio (yet)\n"
     )
+
+
+def test_taskscope_asked_about_the_shell_that_runs_it_does_not_look_at_itself() -> None:
+    # GIVEN a shell whose only Python child is the taskscope command asked about that shell
+    # (`taskscope tree $$`, as a user types it in a script)
+    command = f'"{sys.executable}" -m taskscope tree $$; exit $?'
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    started = time.monotonic()
+    done = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, env=env, timeout=90
+    )
+    # THEN it does not try to attach to itself (it said "can't attach to its own process"
+    # before the answer): the shell is no Python process and runs none, in one line
+    assert done.returncode != 0
+    assert done.stderr.startswith("taskscope: process "), done.stderr
+    assert "is not a Python process" in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "own process" not in done.stderr
+    assert time.monotonic() - started < 8, "it waited for something"
 
 
 def _children(pid: int) -> list[str]:
