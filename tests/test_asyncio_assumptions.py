@@ -307,6 +307,43 @@ def test_a_finished_tasks_result_exception_loop_and_coro_are_readable_in_its_don
     _run(scenario)
 
 
+def test_a_finished_tasks_state_is_cancelled_exactly_when_it_was_cancelled() -> None:
+    # tracker.Tracker._history_callback reads `_state` rather than calling `cancelled()`
+    async def scenario() -> None:
+        seen: dict[str, tuple[Any, bool]] = {}
+
+        def note(task: Any) -> None:
+            seen[task.get_name()] = (task._state, task.cancelled())
+
+        async def returns() -> int:
+            return 5
+
+        async def fails() -> None:
+            raise ValueError("no")
+
+        async def waits() -> None:
+            await asyncio.sleep(3600)
+
+        tasks = [
+            _spawn(returns(), name="returns"),
+            _spawn(fails(), name="fails"),
+            _spawn(waits(), name="waits"),
+        ]
+        for task in tasks:
+            task.add_done_callback(note)
+        await asyncio.sleep(0)
+        tasks[2].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await _until(lambda: len(seen) == 3, "the three done callbacks ran")
+        assert seen == {
+            "returns": ("FINISHED", False),
+            "fails": ("FINISHED", False),
+            "waits": ("CANCELLED", True),
+        }
+
+    _run(scenario)
+
+
 def test_an_eager_task_finished_in_create_task_gives_none_or_its_coroutine_as_coro() -> None:
     # tracker.task_coro; the create_task wrapper notes the name of a task already done
     async def scenario() -> None:
