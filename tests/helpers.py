@@ -183,3 +183,14 @@ def write_package(root: Path, name: str, main_source: str) -> Path:
     (package / "__init__.py").write_text("")
     (package / "__main__.py").write_text(main_source)
     return package
+
+
+def assert_lint_finds_the_transfer_deadlock(result: subprocess.CompletedProcess[str]) -> None:
+    """`taskscope lint` of a deadlock target (transfer-1 holds `a` and waits for `b`,
+    transfer-2 the other way round): the one deadlock line, told from either side, and the
+    warnings exit status."""
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert result.stdout.strip() in (
+        "lock deadlock: transfer-1 holds a and waits for b, held by transfer-2, which waits for a",
+        "lock deadlock: transfer-2 holds b and waits for a, held by transfer-1, which waits for b",
+    ), result.stdout
