@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from taskscope.protocol import (
@@ -510,9 +511,27 @@ class TaskModel:
         return result
 
 
-def _sibling_order(task: TaskInfo) -> tuple[int, float, int]:
+def _sibling_order(task: TaskInfo) -> tuple[int, float, tuple[tuple[int, int | str], ...], int]:
+    """Pending before finished, oldest first; tasks older than the agent (no creation time,
+    numbered in the order the agent met them) by name in natural order."""
     state_rank = 0 if not task.finished else 1
-    return (state_rank, task.created_at or 0.0, task.number)
+    if task.created_at is None:
+        return (state_rank, 0.0, natural_order(task.name), task.number)
+    return (state_rank, task.created_at, (), task.number)
+
+
+def natural_order(name: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key under which `worker-2` comes before `worker-10` (case ignored): the name's
+    runs of digits as numbers, the runs between as text."""
+    key: list[tuple[int, int | str]] = []
+    for is_digits, run in groupby(name.lower(), key=_is_ascii_digit):
+        text = "".join(run)
+        key.append((0, int(text)) if is_digits else (1, text))
+    return tuple(key)
+
+
+def _is_ascii_digit(char: str) -> bool:
+    return "0" <= char <= "9"
 
 
 def _reachable(children: dict[str | None, list[TaskInfo]], roots: Iterable[TaskInfo]) -> set[str]:

@@ -147,6 +147,16 @@ def test_tree_after_an_attach_says_creators_are_unknown(start: Any) -> None:
     assert "who created them is unknown" in note
 
 
+def test_tree_lists_tasks_older_than_the_agent_by_name_in_natural_order(start: Any) -> None:
+    # GIVEN twelve workers made in a scrambled order before the agent came: it saw no creation
+    # time, and numbered them in the order it met them
+    target = start("older_than_agent.py", agent=False).wait_ready()
+    lines = tree_lines(target.pid)
+    # THEN the tree's roots come in their names' natural order (worker-2 before worker-10)
+    workers = [line.split()[0] for line in lines if line.startswith("worker-")]
+    assert workers == [f"worker-{n}" for n in range(1, 13)], lines
+
+
 def test_with_creations_untracked_the_tree_says_so_not_that_tasks_predate_the_agent(
     start: Any,
 ) -> None:

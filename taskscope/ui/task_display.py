@@ -21,7 +21,7 @@ from typing import Literal
 from rich.cells import cell_len
 from rich.text import Text
 
-from taskscope.model import Frame, Stall, TaskInfo, TaskModel
+from taskscope.model import Frame, Stall, TaskInfo, TaskModel, natural_order
 from taskscope.report import safe_text
 from taskscope.words import (
     age_words,
@@ -224,18 +224,6 @@ def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
         task.created_at or 0.0,
         natural_order(task.name),
         task.number,
-    )
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_order(name: str) -> tuple[tuple[int, int | str], ...]:
-    """A sort key under which `worker-2` comes before `worker-10` (case ignored)."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in _DIGITS.split(name.lower())
-        if part
     )
 
 
