@@ -34,6 +34,16 @@ GONE = "gone"
 STILL_RUNNING = "still running"
 #: A trio task still running after its own cancel scope was cancelled: what trio does.
 SCOPE_CANCELLED = "scope cancelled"
+#: The detail pane's line on how a cancel the user asked for came out, by result.
+_OUTCOME_STATUS = {
+    "cancelled": "⊘ cancelled, as you asked",
+    "done": "✓ it returned before the cancel reached it",
+    "failed": "✗ it failed before the cancel reached it",
+    GONE: "it ended, and left the history, before the outcome could be seen",
+    STILL_RUNNING: "! still running after the cancel: it ignored the cancellation or is still "
+    "cleaning up",
+    SCOPE_CANCELLED: "⊘ its cancel scope was cancelled: trio runs the task on after that scope",
+}
 #: What cancelling a trio task means (the agent cancels the task's own cancel scope).
 TRIO_CANCEL = (
     "trio: this cancels the task's own cancel scope (and the tasks of the nurseries it "
@@ -216,14 +226,7 @@ class CancelFlow:
         request.reported = True
         progress = Progress()
         for task_id, result in request.results.items():
-            status = {
-                "cancelled": "⊘ cancelled",
-                STILL_RUNNING: "! still running after the cancel: it ignored the "
-                "cancellation or is still cleaning up",
-                SCOPE_CANCELLED: "⊘ its cancel scope was cancelled: trio runs the task on "
-                "after that scope",
-            }
-            progress.status[task_id] = status.get(result, result)
+            progress.status[task_id] = _OUTCOME_STATUS.get(result, result)
         if len(request.ids) == 1:
             result = request.results[request.root]
             if result == STILL_RUNNING:
@@ -242,8 +245,11 @@ class CancelFlow:
                     title="Cancelled",
                     timeout=6,
                 )
+            elif result == "cancelled":
+                notice = Notice(f"{request.name}: cancelled", title="Cancelled", timeout=5)
             else:
-                notice = Notice(f"{request.name}: {result}", title="Cancelled", timeout=5)
+                words = _OUTCOME_STATUS.get(result, result).lstrip("✓✗ ")
+                notice = Notice(f"{request.name}: {words}", title="Not cancelled", timeout=6)
         else:
             tally: dict[str, int] = {}
             for result in request.results.values():

@@ -520,7 +520,7 @@ def test_c_asks_naming_the_task_and_y_cancels_it() -> None:
         )
         await until(pilot, lambda: app.updates_applied > applied)
         assert app.cancels[0].results == {"7": "cancelled"}
-        assert app.detail.cancel_status["7"] == "⊘ cancelled"
+        assert app.detail.cancel_status["7"] == "⊘ cancelled, as you asked"
 
     run_app(scenario)
 

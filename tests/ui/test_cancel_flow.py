@@ -84,9 +84,23 @@ def test_requested_then_cancelled_is_reported_as_taking_effect() -> None:
     progress = flow.check(model, NOW + 0.5)
     assert request.stage == "reported"
     assert request.results == {"7": "cancelled"}
-    assert progress.status == {"7": "⊘ cancelled"}
+    assert progress.status == {"7": "⊘ cancelled, as you asked"}
     assert [(n.title, n.text) for n in progress.notices] == [("Cancelled", "fetch-7: cancelled")]
     assert flow.check(model, NOW + 1).notices == []
+
+
+def test_a_task_that_returned_before_the_cancel_reached_it_is_said_not_cancelled() -> None:
+    model, flow = model_of(), CancelFlow(grace=3.0)
+    request = flow.confirmed(question(model, "7"))
+    flow.answered(request, {"7": "requested"}, model, NOW)
+    # WHEN the next update shows it done (it returned in the meantime)
+    finish(model, "7", "done")
+    progress = flow.check(model, NOW + 0.5)
+    # THEN the pane and the notice say it was not cancelled, and why, not a bare state
+    assert progress.status == {"7": "✓ it returned before the cancel reached it"}
+    assert [(n.title, n.text) for n in progress.notices] == [
+        ("Not cancelled", "fetch-7: it returned before the cancel reached it")
+    ]
 
 
 def test_a_task_still_running_after_the_grace_period_timed_out() -> None:
