@@ -263,7 +263,10 @@ class RecordingSource:
         return {"type": "stack", "task": task_id, "found": False, "stack": []}
 
     def cancel(self, task_id: str, message: str | None = None) -> CancelResult:
-        raise Unsupported(f"a recording of process {self.pid} cannot cancel tasks")
+        raise Unsupported(
+            f"a recording of process {self.pid} cannot cancel tasks: it shows the past "
+            f"(`taskscope attach {self.pid}` looks at the process itself, if it still runs)"
+        )
 
     def detach(self) -> None:
         raise Unsupported(f"a recording of process {self.pid} has no agent to detach")

@@ -731,12 +731,14 @@ class MainScreen(Screen[None]):
             return
         source = self.dashboard.source
         if Capability.CANCEL not in source.capabilities:
-            self.notify(
-                f"{safe_text(source.label)} cannot cancel tasks: that needs the "
-                "taskscope agent in the process",
-                title="Cannot cancel",
-                severity="warning",
-            )
+            # Each kind of look says why in its own words (a recording shows the past; a
+            # read-only look has no agent): its `cancel` refuses at once, sending nothing.
+            reason = f"{source.label} cannot cancel tasks: that needs the taskscope agent"
+            try:
+                source.cancel(task.id)
+            except ClientError as refusal:
+                reason = str(refusal) or reason
+            self.notify(safe_text(reason, 200), title="Cannot cancel", severity="warning")
             return
         now = self.clock()
         question = ask(

@@ -271,6 +271,10 @@ class FakeSource:
             yield item
 
     def cancel(self, task_id: str, message: str | None = None) -> CancelResult:
+        if Capability.CANCEL not in self.capabilities:  # the contract: a refusal, no effect
+            raise Unsupported(
+                f"{self.label} cannot cancel tasks: that needs the taskscope agent in the process"
+            )
         self.cancelled.append(task_id)
         self.cancel_messages.append(message)
         if task_id not in self.task_ids:

@@ -104,7 +104,8 @@ def test_replay_steps_plays_and_shows_every_view(start: Any, tmp_path: Path) -> 
             await until(pilot, lambda: "wait_for_cue" in screen_text(app) or "tick" in
                         screen_text(app), what="the grouped view")  # fmt: skip
             await pilot.press("t")
-            # Cancel: one line, nothing else.
+            # Cancel: one line, nothing else, saying why a recording cannot (not that the
+            # process lacks an agent: it had one) and where to cancel instead.
             assert app.jump_to(next(t.id for t in app.model.tasks.values() if t.name == "keeper"))
             await pilot.press("c")
             await pilot.pause()
@@ -113,6 +114,11 @@ def test_replay_steps_plays_and_shows_every_view(start: Any, tmp_path: Path) -> 
                 lambda: any("cannot cancel" in str(n.message) for n in app._notifications),
                 what="the cannot-cancel line",
             )
+            line = next(
+                str(n.message) for n in app._notifications if "cannot cancel" in str(n.message)
+            )
+            assert "it shows the past" in line and f"taskscope attach {target.pid}" in line
+            assert "needs the taskscope agent" not in line
 
     asyncio.run(main())
 
