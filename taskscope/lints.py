@@ -276,7 +276,13 @@ def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
         ids_by_name.setdefault(name, set()).add(awaiting.facts.get("id") if awaiting else None)
     numbers: dict[Any, int] = {}
     labels = {}
-    for task_id, name in names.items():
+    # Lettered in the order the sentence names them: it starts with the lock the first task
+    # holds, which the last one waits for (`a holds Lock A and waits for Lock B, ...`).
+    in_told_order = task_ids[-1:] + task_ids[:-1]
+    for task_id in in_told_order:
+        name = names.get(task_id)
+        if name is None:
+            continue
         if len(ids_by_name[name]) == 1:
             labels[task_id] = name
             continue

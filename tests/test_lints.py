@@ -67,7 +67,7 @@ def test_locks_of_one_name_are_told_apart_by_their_ids() -> None:
     )
     text = finding_text(find_warnings(model)[0], model)
     assert text == (
-        "lock deadlock: a holds Lock B and waits for Lock A, held by b, which waits for Lock B"
+        "lock deadlock: a holds Lock A and waits for Lock B, held by b, which waits for Lock A"
     )
 
 

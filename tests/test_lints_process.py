@@ -92,8 +92,8 @@ def test_two_tasks_holding_each_others_lock_are_a_lock_deadlock(start: Any) -> N
     first = snapshot["warnings"][0]["text"].split()[2]
     other = "transfer-a" if first == "transfer-b" else "transfer-b"
     assert snapshot["warnings"][0]["text"] == (
-        f"lock deadlock: {first} holds Lock B and waits for Lock A, held by {other}, "
-        "which waits for Lock B"
+        f"lock deadlock: {first} holds Lock A and waits for Lock B, held by {other}, "
+        "which waits for Lock A"
     )
     status, lines = lint(target)
     assert (status, lines) == (4, [snapshot["warnings"][0]["text"]])
