@@ -400,17 +400,23 @@ def _made_by_runner(task: Any) -> bool:
 
 
 def hang_report(width: int = 120) -> str:
-    """The task tree of this process's loops, in the words of `taskscope tree`, then the
-    stack of each pending task (outermost first) and where it was created."""
+    """The task tree of this process's loops, in the words of `taskscope tree`, with the
+    warnings (a lock deadlock, an await cycle...), then the stack of each pending task
+    (outermost first) and where it was created."""
     from taskscope import agent
+    from taskscope.lints import find_warnings, warned_tasks
     from taskscope.model import TaskModel
-    from taskscope.report import task_text, tree_text
+    from taskscope.report import task_text, tree_text, warning_lines
 
     snapshot = agent.snapshot()
     if snapshot is None:
         return "taskscope: the agent is not running in this process"
     model = TaskModel.from_snapshot(snapshot)
-    parts = [tree_text(model, sys.argv, width=width)]
+    # What hangs a test is often a lock deadlock or an await cycle: said as `taskscope tree`
+    # says it, under the tree.
+    findings = find_warnings(model)
+    tree = tree_text(model, sys.argv, width=width, warned=warned_tasks(findings))
+    parts = ["\n".join([tree, *warning_lines(findings, model)])]
     pending = sorted(model.pending(), key=lambda task: task.number)
     parts += [task_text(task, model) for task in pending]
     return "\n\n".join(parts)

@@ -251,6 +251,12 @@ def test_a_hanging_suite_prints_its_stuck_tasks_before_pytest_timeout_fails_them
         assert re.search(rf"task \d+ {name}: pending", locks), locks
     assert locks.count(f"transfer  {suite}:{transfer_line}") == 2, locks
     assert "  Lock.acquire  " in locks
+    # ...with what hangs it said in words under the tree, as `taskscope tree` says it
+    assert re.search(
+        r"\n! lock deadlock: transfer-(a|b) holds Lock A and waits for Lock B, held by "
+        r"transfer-(a|b), which waits for Lock A\n",
+        locks,
+    ), locks
 
     for test, task in (
         ("test_pytest_asyncio_event", "asyncio-plugin-waiter"),
