@@ -280,11 +280,10 @@ def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
     # holds, which the last one waits for (`a holds Lock A and waits for Lock B, ...`).
     in_told_order = task_ids[-1:] + task_ids[:-1]
     for task_id in in_told_order:
-        name = names.get(task_id)
-        if name is None:
+        if task_id not in names:
             continue
-        if len(ids_by_name[name]) == 1:
-            labels[task_id] = name
+        if len(ids_by_name[names[task_id]]) == 1:
+            labels[task_id] = names[task_id]
             continue
         # Two locks of one name (each task names its locks its own way, `first`/`second`):
         # the name would mislead, so the locks are lettered instead.
