@@ -293,6 +293,31 @@ def test_run_keeps_the_traceback_of_a_failing_script(tmp_path: Any) -> None:
     assert watched.stderr == plain.stderr
 
 
+def test_run_of_a_relative_path_gives_the_script_what_python_gives_it(tmp_path: Any) -> None:
+    # GIVEN a script named by a relative path, as a user types it
+    (tmp_path / "where.py").write_text(
+        "import sys\nprint(__file__, sys.argv, sys.path[0])\ndef f():\n    raise KeyError(1)\nf()\n"
+    )
+    import subprocess
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *command, "where.py", "x"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    # WHEN it runs under `taskscope run` and under plain python
+    plain, watched = run(), run("-m", "taskscope", "run")
+    # THEN it sees the same __file__ (absolute), argv and path, and fails with the same
+    # traceback (absolute file names)
+    assert plain.stdout.startswith(str(tmp_path / "where.py")), plain.stdout
+    assert watched.stdout == plain.stdout
+    assert watched.stderr == plain.stderr
+    assert watched.returncode == plain.returncode == 1
+
+
 def test_subscription_sends_a_snapshot_then_deltas(start: Any) -> None:
     from taskscope.model import TaskModel
 

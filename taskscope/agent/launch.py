@@ -7,6 +7,7 @@ nothing but the standard library and the agent.
 
 from __future__ import annotations
 
+import builtins
 import os
 import runpy
 import sys
@@ -73,8 +74,41 @@ def main(argv: list[str]) -> int:
     if target[0] == "module":
         runpy.run_module(target[1], run_name="__main__", alter_sys=True)
     else:
-        runpy.run_path(target[1], run_name="__main__")
+        _run_script(target[1])
     return 0
+
+
+def _run_script(script: str) -> None:
+    """Run a script as `python script.py` does (3.9+): `__file__` and its code's file name
+    (what tracebacks print) absolute, sys.argv[0] as given, a `__main__` module of its own
+    in sys.modules, kept after it ends. (`runpy.run_path` would give sys.argv[0] the path
+    it is passed.) A directory or a zip file with a `__main__.py` goes to runpy."""
+    path = os.path.abspath(script)
+    if not os.path.isfile(path) or zipfile_like(path):
+        runpy.run_path(script, run_name="__main__")
+        return
+    import io
+    from importlib.machinery import SourceFileLoader
+
+    with io.open_code(path) as handle:
+        source = handle.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__file__ = path
+    module.__cached__ = None  # type: ignore[attr-defined]
+    module.__loader__ = SourceFileLoader("__main__", path)
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
+
+
+def zipfile_like(path: str) -> bool:
+    """Whether `path` is a zip archive (`python app.pyz`), by its magic number."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _seconds(text: str) -> float | None:
