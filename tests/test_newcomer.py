@@ -87,6 +87,10 @@ def test_tasks_are_addressed_by_name_after_an_attach(start: Any) -> None:
     assert missing.returncode == 1
     assert "no task transfer in process" in missing.stderr
     assert "transfer-a" in missing.stderr and "transfer-b" in missing.stderr
+    # AND a coroutine's name, as `ps` shows it under CORO, offers the tasks running it
+    by_coro = run_cli("cancel", str(target.pid), "flush_loop")
+    assert by_coro.returncode == 1
+    assert "did you mean" in by_coro.stderr and "flusher (flush_loop(), pending)" in by_coro.stderr
     # AND a cancel by name reaches that task and no other
     cancel = run_cli("cancel", str(target.pid), "victim")
     assert cancel.returncode == 0, cancel.stderr

@@ -60,8 +60,14 @@ def resolve_task(model: TaskModel, text: str, pid: int, command: str) -> TaskInf
     shown = safe_text(text, 40)
     if not matches:
         lowered = text.lower()
+        # Names that contain it, and tasks running a coroutine of that name (`handle`, as
+        # `ps` shows it in CORO): users type what they see.
         near = sorted(
-            (task for task in model.tasks.values() if lowered in task.name.lower()),
+            (
+                task
+                for task in model.tasks.values()
+                if lowered in task.name.lower() or _coro_name(task.coro).lower() == lowered
+            ),
             key=lambda task: (task.finished, task.number),
         )
         hint = f"; did you mean {_list_tasks(near)}?" if near else ""
@@ -70,6 +76,11 @@ def resolve_task(model: TaskModel, text: str, pid: int, command: str) -> TaskInf
         f"{shown} may name {len(matches)} tasks in process {pid}: {_list_tasks(matches)}; "
         f"name one, e.g. `taskscope {command} {pid} {_id_text(matches[0].id)}`"
     )
+
+
+def _coro_name(qualname: str) -> str:
+    """`handle` of `Server.handle` or `main.<locals>.handle`."""
+    return qualname.rsplit(".", 1)[-1]
 
 
 def _id_text(task_id: str) -> str:
