@@ -293,6 +293,38 @@ def test_run_keeps_the_traceback_of_a_failing_script(tmp_path: Any) -> None:
     assert watched.stderr == plain.stderr
 
 
+def test_ctrl_c_ends_a_run_program_as_it_ends_under_python(tmp_path: Any) -> None:
+    # GIVEN an asyncio program asleep, under plain python and under `taskscope run`
+    script = tmp_path / "sleepy.py"
+    script.write_text(
+        "import asyncio\nasync def main():\n    print('ready', flush=True)\n"
+        "    await asyncio.sleep(60)\nasyncio.run(main())\n"
+    )
+    import signal
+    import subprocess
+
+    def interrupted(*command: str) -> subprocess.CompletedProcess[str]:
+        process = subprocess.Popen(
+            [sys.executable, *command, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        # WHEN the user presses Ctrl-C
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    plain, watched = interrupted(), interrupted("-m", "taskscope", "run")
+    # THEN both die of SIGINT with the program's own traceback: no frame of taskscope's
+    assert watched.returncode == plain.returncode == -signal.SIGINT
+    assert watched.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1] == "KeyboardInterrupt"
+    assert "taskscope" not in watched.stderr and "runpy" not in watched.stderr, watched.stderr
+    assert str(script) in watched.stderr
+
+
 def test_run_of_a_relative_path_gives_the_script_what_python_gives_it(tmp_path: Any) -> None:
     # GIVEN a script named by a relative path, as a user types it
     (tmp_path / "where.py").write_text(

@@ -129,10 +129,29 @@ def _program_traceback(exc: BaseException) -> types.TracebackType | None:
     return tb
 
 
+def _trim_when_printed() -> None:
+    """Have the program's excepthook (the default, or its own) print the traceback from the
+    program's first frame, once: for a KeyboardInterrupt, which must go on up so that Python
+    ends as it does for a plain script (finalized, then killed by SIGINT)."""
+    hook = sys.excepthook
+
+    def print_trimmed(
+        kind: type[BaseException], value: BaseException, tb: types.TracebackType | None
+    ) -> None:
+        sys.excepthook = hook
+        trimmed = _program_traceback(value)
+        hook(kind, value.with_traceback(trimmed), trimmed)
+
+    sys.excepthook = print_trimmed
+
+
 if __name__ == "__main__":
     try:
         status = main(sys.argv[1:])
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _trim_when_printed()
         raise
     except BaseException as error:
         trimmed = _program_traceback(error)
