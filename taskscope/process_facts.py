@@ -303,6 +303,26 @@ def python_children(pid: int) -> list[PythonProcess]:
     return [proc for _started, proc in found]
 
 
+def programs_of_launcher(pid: int) -> list[PythonProcess] | None:
+    """The Python programs a process that is not itself Python runs (`timeout 60 python
+    app.py`, `uv run app.py`, a shell, init): the topmost Pythons among its descendants, oldest
+    first (a program's own workers are not counted beside it). None when `pid` is a Python
+    interpreter (a uvicorn or gunicorn master, known by its executable whatever its name) or
+    cannot be read."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        if python_version_of(psutil.Process(pid)) is not None:
+            return None
+    except psutil.Error:
+        return None
+    children = python_children(pid)
+    pids = {child.pid for child in children}
+    return [child for child in children if parent_pid(child.pid) not in pids]
+
+
 def parent_pid(pid: int) -> int | None:
     """The pid of the process's parent (from /proc/PID/stat), None if unreadable."""
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -317,16 +318,51 @@ def test_a_shell_parent_leads_to_its_python_child_without_a_line_about_itself(
         finally:
             os.killpg(shell.pid, signal.SIGKILL)
             shell.wait()
-    # THEN the child's tasks are shown, and nothing is said of the shell not being Python
-    (_pid, shown), (other_pid, none) = results
+    # THEN the child's tasks are shown, as the child's own (its pid in the header, plain
+    # ids), and one line says which process was looked at
+    (shell_pid, shown), (other_pid, none) = results
     assert shown.returncode == 0, shown.stderr
-    assert "child-task" in shown.stdout and shown.stderr == "", shown.stderr
-    # AND a child without asyncio gets the one "no event loop" line, exit status 3
-    assert none.returncode == 3, none.stderr
-    assert none.stderr == (
-        f"taskscope: no event loop in process {other_pid} nor in its Python processes: "
-        "they run no asyncio (yet)\n"
+    child = shown.stdout.split()[1]
+    assert child != str(shell_pid) and "child-task" in shown.stdout
+    assert not re.search(r"\d+:\d+ ", shown.stdout), shown.stdout  # no worker-prefixed ids
+    assert shown.stderr == (
+        f"taskscope: process {shell_pid} (sh) is not Python; looking at the Python program it "
+        f"runs, process {child}\n"
     )
+    # AND a child without asyncio gets that line, then the one "no event loop" line about the
+    # child, exit status 3
+    assert none.returncode == 3, none.stderr
+    note, no_loop = none.stderr.splitlines()
+    assert note.startswith(f"taskscope: process {other_pid} (sh) is not Python; looking at ")
+    assert no_loop.startswith("taskscope: no event loop in process "), no_loop
+
+
+def test_a_launcher_of_several_python_programs_is_refused_naming_them(tmp_path: Path) -> None:
+    # GIVEN a shell running two Python programs side by side (as init, or a script's jobs)
+    code = "import time; time.sleep(120)"
+    shell = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" -c "$0" & "{sys.executable}" -c "$0"; wait', code],
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: len(_children(shell.pid)) == 2, 20, "the shell's two programs")
+        programs = sorted(_children(shell.pid))
+        # WHEN tree is asked of the shell
+        refused = run_cli("tree", str(shell.pid), timeout=90)
+        # THEN one line names both programs and says what to do, and no agent was loaded
+        assert refused.returncode == 1, refused.stdout
+        line = refused.stderr.strip()
+        assert len(line.splitlines()) == 1, line
+        assert line.startswith(
+            f"taskscope: process {shell.pid} (sh) is not Python and runs 2 Python programs: "
+        ), line
+        assert all(f"{pid} (" in line for pid in programs), line
+        assert line.endswith("pass the pid of one (`taskscope list` shows them)"), line
+        for pid in programs:  # an agent would have started its thread
+            assert len(list(Path(f"/proc/{pid}/task").iterdir())) == 1, pid
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
 
 
 def test_taskscope_asked_about_the_shell_that_runs_it_does_not_look_at_itself() -> None:

@@ -27,7 +27,9 @@ def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -
     if getattr(args, "remote", None) is not None:
         return _open_remote(args)
     if not getattr(args, "read_only", False) and _has_python_children(args.pid):
-        return _open_fleet(args)
+        _look_past_launcher(args)
+        if args.pid_given == args.pid or _has_python_children(args.pid):
+            return _open_fleet(args)
 
     def fall_back(error: BaseException) -> None:
         print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
@@ -41,6 +43,40 @@ def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -
         on_slow=_slow_note(args),
         on_read_only=fall_back,
     )
+
+
+def _look_past_launcher(args: argparse.Namespace) -> None:
+    """A pid that is not Python but runs one Python program (`timeout`, `uv run`, a shell):
+    the command looks at that program instead (args.pid becomes its pid), and says so. One
+    that runs several (init, a shell with jobs) is refused, naming them: loading an agent into
+    every Python process under it is never what was meant."""
+    from taskscope.process_facts import process_name, programs_of_launcher
+
+    args.pid_given = args.pid
+    programs = programs_of_launcher(args.pid)
+    if not programs:
+        return
+    name = process_name(args.pid)
+    if len(programs) > 1:
+        shown = ", ".join(
+            f"{program.pid} ({_short(program.command)})" for program in programs[:4]
+        ) + (f" and {len(programs) - 4} more" if len(programs) > 4 else "")
+        raise ClientError(
+            f"process {args.pid} ({name}) is not Python and runs {len(programs)} Python "
+            f"programs: {shown}; pass the pid of one (`taskscope list` shows them)"
+        )
+    print(
+        f"taskscope: process {args.pid} ({name}) is not Python; looking at the Python "
+        f"program it runs, process {programs[0].pid}",
+        file=sys.stderr,
+    )
+    args.pid = programs[0].pid
+
+
+def _short(command: str, limit: int = 40) -> str:
+    from taskscope.report import safe_text
+
+    return safe_text(command, limit)
 
 
 def _has_python_children(pid: int) -> bool:
