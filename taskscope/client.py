@@ -44,6 +44,7 @@ from taskscope.protocol import (
     WireSnapshot,
     directory_is_private,
     encode,
+    pid_in_own_namespace,
     request_to_wire,
     socket_directories,
     socket_path,
@@ -137,6 +138,9 @@ class AgentClient:
         #: see taskscope.remote): used instead of the Unix socket, with no peer check, since
         #: the peer is the relay, not the agent. `path` is then empty.
         self._connected = connected
+        self._connected_through_relay = connected is not None
+        #: The pid the process has in its own pid namespace, once needed (`_renumber`).
+        self._own_pid: int | None = None
         self.path = (
             "" if connected is not None else socket_path(pid, socket_dir or _directory_of(pid))
         )
@@ -466,7 +470,9 @@ class AgentClient:
             try:
                 if self._keep_rows and message["type"] == "snapshot":
                     unsafe = not terminal_safe_line(line)
-                    message["snapshot"] = self._decoder.snapshot_rows(message, unsafe)
+                    rows = self._decoder.snapshot_rows(message, unsafe)
+                    self._renumber(rows.body)
+                    message["snapshot"] = rows
                     return cast(Reply, message)
                 message = self._decoder.message(message)
             except ValueError as error:
@@ -475,7 +481,20 @@ class AgentClient:
         if kind == "snapshot" or kind == "delta":
             # Schema 1 says what each task awaits in words too: made here, from the facts.
             fill_texts(message[kind], "tasks" if kind == "snapshot" else "changed")
+        if kind == "snapshot":
+            self._renumber(message["snapshot"])
         return cast(Reply, message)
+
+    def _renumber(self, snapshot: dict[str, Any]) -> None:
+        """A process in a pid namespace of its own (a container) says its own pid (often 1):
+        its snapshots give the pid it has here, the one the user typed and can pass on."""
+        said = snapshot.get("pid")
+        if said == self.pid or self._connected_through_relay or not isinstance(said, int):
+            return
+        if self._own_pid is None:
+            self._own_pid = pid_in_own_namespace(self.pid)
+        if said == self._own_pid:
+            snapshot["pid"] = self.pid
 
     def _refusal(self, message: ErrorReply) -> ClientError | None:
         """The one line for an agent that will not serve this client, by its error code."""

@@ -37,8 +37,8 @@ from taskscope.protocol import (
     ErrorReply,
     WireSnapshot,
     ensure_private_directory,
+    own_socket_path,
     socket_directory,
-    socket_path,
 )
 
 #: Greeted clients served at once.
@@ -94,7 +94,7 @@ class AgentServer:
         self.tracker = tracker
         self.directory = directory or socket_directory()
         self._pid = os.getpid()
-        self.path = socket_path(self._pid, self.directory)
+        self.path = own_socket_path(self.directory)
         self._listener: socket.socket | None = None
         #: The inode of the socket file we bound: a file at our path with another is not ours.
         self._inode: int | None = None

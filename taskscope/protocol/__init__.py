@@ -690,6 +690,8 @@ from taskscope.protocol.sockets import (
     directory_is_private as directory_is_private,
     ensure_private_directory as ensure_private_directory,
     fallback_socket_directory as fallback_socket_directory,
+    own_socket_path as own_socket_path,
+    pid_in_own_namespace as pid_in_own_namespace,
     socket_directories as socket_directories,
     socket_directory as socket_directory,
     socket_path as socket_path,

@@ -47,7 +47,7 @@ def fallback_socket_directory() -> str | None:
         return None
     path = os.path.join(home, ".taskscope-sockets")
     # A socket path is limited to 107 bytes; the longest pid has 7 digits.
-    return path if len(os.fsencode(path)) + len("/4194304.sock") <= 107 else None
+    return path if len(os.fsencode(path)) + len("/4194304-4294967295.sock") <= 107 else None
 
 
 def socket_directories() -> list[str]:
@@ -84,6 +84,50 @@ def ensure_private_directory(path: str) -> None:
         raise InsecureDirectory(f"{path} is readable or writable by others")
 
 
+#: How /proc names the first pid namespace (the kernel's PROC_PID_INIT_INO, fixed since 3.8).
+_FIRST_PID_NAMESPACE = "pid:[4026531836]"
+
+
 def socket_path(pid: int, directory: str | None = None) -> str:
-    """Where the agent of process `pid` listens."""
-    return os.path.join(directory or socket_directory(), f"{pid}.sock")
+    """Where the agent of process `pid` (as this process numbers it) listens: see
+    `socket_name`."""
+    return os.path.join(
+        directory or socket_directory(),
+        socket_name(pid_in_own_namespace(pid), _pid_namespace(str(pid))),
+    )
+
+
+def own_socket_path(directory: str) -> str:
+    """Where this process's agent listens (the agent's side of `socket_path`)."""
+    return os.path.join(directory, socket_name(os.getpid(), _pid_namespace("self")))
+
+
+def socket_name(own_pid: int, namespace: str | None) -> str:
+    """An agent socket's file name: the pid the process has in its own pid namespace (what
+    `os.getpid()` says there), and for a namespace other than the first one (a container's)
+    that namespace's inode as well (`1-4026532201.sock`), so that two containers' pid 1
+    sharing a directory never take each other's socket."""
+    if namespace is None or namespace == _FIRST_PID_NAMESPACE or not namespace.startswith("pid:["):
+        return f"{own_pid}.sock"
+    return f"{own_pid}-{namespace[5:-1]}.sock"
+
+
+def pid_in_own_namespace(pid: int) -> int:
+    """The pid process `pid` has in its own pid namespace: the last of its NSpid line (the
+    same pid when it runs in ours)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return pid
+
+
+def _pid_namespace(proc_entry: str) -> str | None:
+    """`pid:[INODE]` of the pid namespace of /proc/ENTRY (None when it cannot be read)."""
+    try:
+        return os.readlink(f"/proc/{proc_entry}/ns/pid")
+    except OSError:
+        return None

@@ -1,0 +1,117 @@
+"""Attaching to processes that run in a pid namespace of their own, as every Docker container's
+do: each thinks it is pid 1, the user knows them by the pid they have here. Two of them share
+a socket directory here, as two containers never do but `unshare -p` programs may."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli, wait_for
+
+TARGET = """\
+import asyncio, sys
+
+async def victim():
+    await asyncio.sleep(3600)
+
+async def main():
+    victim_task = asyncio.create_task(victim(), name="victim")
+    open(sys.argv[1], "w").write("ready")
+    try:
+        await victim_task
+    except asyncio.CancelledError:
+        print("victim cancelled", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="a pid namespace of its own needs root"),
+    pytest.mark.skipif(
+        shutil.which("gdb") is None and sys.version_info < (3, 14),
+        reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
+    ),
+]
+
+
+class Contained:
+    """A target started by `unshare -p -f`: the Python process under it, and its output."""
+
+    def __init__(self, workdir: Path, name: str) -> None:
+        script = workdir / "contained.py"
+        script.write_text(TARGET)
+        self.ready = workdir / f"{name}.ready"
+        self.output = workdir / f"{name}.out"
+        self.launcher = subprocess.Popen(
+            ["unshare", "-p", "-f", sys.executable, str(script), str(self.ready)],
+            stdout=self.output.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = 0
+
+    def wait_ready(self) -> Contained:
+        wait_for(self.ready.exists, 20, "the contained program's ready file")
+        children = Path(f"/proc/{self.launcher.pid}/task/{self.launcher.pid}/children")
+        self.pid = int(children.read_text().split()[0])
+        return self
+
+    def own_pid(self) -> int:
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(
+            next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1]
+        )
+
+    def kill(self) -> None:
+        os.killpg(self.launcher.pid, signal.SIGKILL)
+        self.launcher.wait()
+
+
+@pytest.fixture
+def two_contained(tmp_path: Path) -> Iterator[tuple[Contained, Contained]]:
+    first, second = Contained(tmp_path, "first"), Contained(tmp_path, "second")
+    try:
+        yield first.wait_ready(), second.wait_ready()
+    finally:
+        first.kill()
+        second.kill()
+
+
+def test_a_process_in_its_own_pid_namespace_is_reached_by_its_pid_here(
+    two_contained: tuple[Contained, Contained],
+) -> None:
+    # GIVEN two asyncio programs, each pid 1 in a pid namespace of its own, that never loaded
+    # taskscope
+    first, second = two_contained
+    if (first.own_pid(), second.own_pid()) != (1, 1):
+        pytest.skip("unshare did not give the programs pid namespaces of their own")
+    # WHEN each is looked at by the pid it has here
+    shown = [run_cli("ps", str(target.pid), timeout=90) for target in two_contained]
+    # THEN each shows its own tasks under that pid (not "pid 1"), though both agents are pid 1
+    # and listen in one directory
+    for target, result in zip(two_contained, shown, strict=True):
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"pid {target.pid} · "), result.stdout
+        assert "victim" in result.stdout
+    dumped = run_cli("dump", str(first.pid), timeout=60)
+    assert json.loads(dumped.stdout)["pid"] == first.pid
+    # AND a cancel reaches the program it names, and not the other one
+    cancel = run_cli("cancel", str(second.pid), "victim", timeout=60)
+    assert cancel.returncode == 0, cancel.stderr
+    wait_for(lambda: "victim cancelled" in second.output.read_text(), 20, "the cancel")
+    assert "victim cancelled" not in first.output.read_text()
+    again = run_cli("ps", "-a", str(first.pid), timeout=60)
+    assert any(
+        line.split()[1:3] == ["pending", "victim"] for line in again.stdout.splitlines()[2:]
+    ), again.stdout
