@@ -546,6 +546,12 @@ def _directory_of(pid: int) -> str:
     return directories[0]
 
 
+def has_agent_socket(pid: int) -> bool:
+    """Whether an agent socket of process `pid` exists (in a container too, where its name
+    is not the pid we have for it)."""
+    return any(os.path.exists(socket_path(pid, directory)) for directory in socket_directories())
+
+
 def live_agents(socket_dir: str | None = None, clean: bool = True) -> list[int]:
     """Pids whose agent socket exists in a private directory and whose process runs.
 

@@ -106,6 +106,9 @@ def test_a_process_in_its_own_pid_namespace_is_reached_by_its_pid_here(
         assert "victim" in result.stdout
     dumped = run_cli("dump", str(first.pid), timeout=60)
     assert json.loads(dumped.stdout)["pid"] == first.pid
+    # AND `list` says both have an agent now
+    listed = {line.split()[0]: line.split()[2] for line in run_cli("list").stdout.splitlines()[1:]}
+    assert listed.get(str(first.pid)) == listed.get(str(second.pid)) == "agent", listed
     # AND a cancel reaches the program it names, and not the other one
     cancel = run_cli("cancel", str(second.pid), "victim", timeout=60)
     assert cancel.returncode == 0, cancel.stderr

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from taskscope.cli.exits import EXIT_WARNINGS
 from taskscope.cli.sources import shown_now, take_rows, take_snapshot
-from taskscope.client import live_agents
+from taskscope.client import has_agent_socket, live_agents
 from taskscope.protocol import CompactSnapshot, terminal_safe_json
 from taskscope.sources import ClientError
 from taskscope.words import fill_texts, finding_text, schema_text
@@ -33,7 +33,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             (
                 str(proc.pid),
                 proc.version or "?",
-                "agent" if proc.pid in agents else "-",
+                "agent" if proc.pid in agents or has_agent_socket(proc.pid) else "-",
                 proc.command,
             )
         )
