@@ -67,6 +67,9 @@ def _bootstrap(stage, socket_dir, status_path):
         try:
             from taskscope import agent
         except ImportError:
+            # A finder cached for the stage's path by an attach that could not see it (None,
+            # for a directory missing then) would hide it for good.
+            sys.path_importer_cache.pop(stage, None)
             sys.path.insert(0, stage)
             added = True
             from taskscope import agent
@@ -88,6 +91,8 @@ def _bootstrap(stage, socket_dir, status_path):
     finally:
         if added and stage in sys.path:
             sys.path.remove(stage)
+        if added:
+            sys.path_importer_cache.pop(stage, None)
     import json
     os.makedirs(socket_dir, mode=0o700, exist_ok=True)
     tmp = status_path + ".tmp"

@@ -10,15 +10,24 @@ from collections.abc import Callable
 
 def target_root(pid: int) -> str | None:
     """`/proc/PID/root` when process `pid` runs in another root (a chroot, a container's mount
-    namespace), a path through which we reach its files; None when its root is ours."""
+    namespace) or sees other mounts than ours, a path through which we reach its files; None
+    when its root and mounts are ours."""
     root = f"/proc/{pid}/root"
     try:
         theirs, ours = os.stat(root), os.stat("/")
     except OSError:
         return None
-    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
-        return None
-    return root
+    if (theirs.st_dev, theirs.st_ino) != (ours.st_dev, ours.st_ino):
+        return root
+    # The same root, but mounts of its own (systemd's PrivateTmp=, `unshare -m`): its /tmp,
+    # where the agent is staged and listens, is not ours. Through /proc/PID/root we walk its
+    # mounts.
+    try:
+        if os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"):
+            return root
+    except OSError:
+        pass
+    return None
 
 
 def path_inside(root: str, host_path: str) -> str:

@@ -1,6 +1,7 @@
-"""Attaching to processes that run in a pid namespace of their own, as every Docker container's
-do: each thinks it is pid 1, the user knows them by the pid they have here. Two of them share
-a socket directory here, as two containers never do but `unshare -p` programs may."""
+"""Attaching to processes that run in namespaces of their own: a pid namespace, as every Docker
+container's (each thinks it is pid 1; the user knows them by the pid they have here; two of them
+share a socket directory here, as two containers never do but `unshare -p` programs may), and
+a mount namespace with a /tmp of its own, as systemd's PrivateTmp= gives a service."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from taskscope.attach.staging import stage_agent
 from tests.helpers import run_cli, wait_for
 
 TARGET = """\
@@ -118,3 +121,73 @@ def test_a_process_in_its_own_pid_namespace_is_reached_by_its_pid_here(
     assert any(
         line.split()[1:3] == ["pending", "victim"] for line in again.stdout.splitlines()[2:]
     ), again.stdout
+
+
+def test_a_service_with_a_private_tmp_is_attached(tmp_path: Path) -> None:
+    # GIVEN an asyncio program in a mount namespace whose /tmp is its own (PrivateTmp=), where
+    # the agent is staged and listens; its files live outside /tmp
+    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"]).returncode:
+        pytest.skip("no mount namespace of its own can be made here")
+    home = Path(tempfile.mkdtemp(prefix="taskscope-private-tmp-", dir=os.path.expanduser("~")))
+    try:
+        script, ready = home / "service.py", home / "ready"
+        script.write_text(TARGET)
+        launcher = subprocess.Popen(
+            [
+                "unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs tmpfs /tmp && exec "$0" "$1" "$2"',
+                # The interpreter itself, not a venv's link to it, which may be under /tmp.
+                os.path.realpath(sys.executable), str(script), str(ready),
+            ],
+            stdout=(home / "out").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for(ready.exists, 20, "the service's ready file")
+            pid = launcher.pid  # sh exec'd the program
+            assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+            # WHEN it is looked at, then a task cancelled
+            shown = run_cli("ps", str(pid), timeout=90)
+            cancel = run_cli("cancel", str(pid), "victim", timeout=60)
+            # THEN both work (the agent was staged in its /tmp, not ours, and found there)
+            assert shown.returncode == 0, shown.stderr
+            assert "victim" in shown.stdout
+            assert cancel.returncode == 0, cancel.stderr
+            wait_for(lambda: "victim cancelled" in (home / "out").read_text(), 20, "the cancel")
+        finally:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_an_attach_is_not_hidden_by_a_finder_cached_for_the_stage_path(tmp_path: Path) -> None:
+    # GIVEN a program that cannot import taskscope by itself, whose import system cached "no
+    # finder" for the path where the agent is staged (what an attach that could not see the
+    # stage leaves behind: a directory missing when first tried)
+    stage = stage_agent(os.getuid())
+    script, ready = tmp_path / "cached.py", tmp_path / "ready"
+    script.write_text(
+        "import sys\n"
+        f"sys.path_importer_cache[{str(stage)!r}] = None\n"
+        + TARGET.replace("import asyncio, sys", "import asyncio")
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    process = subprocess.Popen(
+        [os.path.realpath(sys.executable), str(script), str(ready)],  # not the venv's python
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        wait_for(ready.exists, 20, "the program's ready file")
+        # WHEN it is attached to
+        shown = run_cli("ps", str(process.pid), timeout=90)
+        # THEN the agent loads from the stage all the same
+        assert shown.returncode == 0, shown.stderr
+        assert "victim" in shown.stdout
+    finally:
+        process.kill()
+        process.wait()
