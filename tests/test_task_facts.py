@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from taskscope.agent.introspect import SnapshotBuilder
-from taskscope.agent.summary import exception_line
+from taskscope.agent.summary import exception_line, safe_repr
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
 from tests.helpers import REPO, TARGETS, agent_snapshot, by_name, notes, run_cli, wait_for
 
@@ -258,3 +258,13 @@ def test_the_exception_line_never_runs_the_programs_code() -> None:
     assert exception_line(KeyError("k")) == "KeyError: 'k'"
     assert exception_line(Quiet("q")).endswith("Quiet: q")
     assert exception_line(RuntimeError()) == "RuntimeError"
+
+
+def test_a_huge_int_result_is_summed_up_by_its_size_not_lost() -> None:
+    # GIVEN results a task may return: ints too long for repr() (over 4,300 digits it raises)
+    huge = 10**5000
+    # THEN their summary is their size, made without the digits; small ones as repr gives them
+    assert safe_repr(huge) == f"<int of {huge.bit_length()} bits>"
+    assert safe_repr(-huge) == f"<int of {huge.bit_length()} bits>"
+    assert safe_repr(2**64) == repr(2**64)
+    assert safe_repr(True) == "True"

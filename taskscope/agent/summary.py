@@ -20,6 +20,10 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
 def safe_repr(value: Any, limit: int = MAX_TEXT) -> str:
     """repr() for built-in scalar types, a type-and-size description for anything else."""
     kind = type(value)
+    if kind is int and value.bit_length() > 600:
+        # repr() of an int over 4,300 digits raises (sys.set_int_max_str_digits), and a long
+        # one costs the loop thread: its size says enough.
+        return f"<int of {value.bit_length()} bits>"
     if kind in _PLAIN_TYPES:
         return _clip(repr(value), limit)
     if kind is str or kind is bytes:
