@@ -277,6 +277,18 @@ def test_sleep_says_seconds_left(situation: Situation) -> None:
     assert "deadline_in" not in awaiting
 
 
+def test_a_recursion_deeper_than_a_stack_still_says_what_it_awaits(situation: Situation) -> None:
+    # GIVEN a task 400 coroutines deep, sleeping at the end of its chain
+    task = situation.task("deep-recursion")
+    # THEN it reads as sleeping, and its stack keeps the outermost and the innermost frames
+    assert situation.awaiting("deep-recursion")["kind"] == "sleep"
+    stack = task["stack"]
+    assert len(stack) == 200
+    functions = [frame["function"] for frame in stack]
+    assert functions[0] == "recursion" and functions[-1] == "sleep"
+    assert all(name == "recursion" for name in functions[:-1])
+
+
 def test_timeout_deadline(situation: Situation) -> None:
     awaiting = situation.awaiting("timeout-holder")
     assert 400 < awaiting["deadline_in"] <= 500

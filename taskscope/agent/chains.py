@@ -78,6 +78,8 @@ def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
         obj = obj.cr_await
     if obj is None:
         return frames, owners, tuple(key)
+    if type(obj) is CoroutineType:
+        return _deep_chain(frames, owners, obj)
     for _ in range(MAX_STACK_DEPTH - len(frames)):
         kind = type(obj)
         if kind is CoroutineType:
@@ -103,6 +105,33 @@ def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
         key.append(id(frame.f_code))  # hashing a code object hashes its bytecode and consts
         key.append(frame.f_lasti)
         obj = nxt
+    return frames, owners, tuple(key)
+
+
+#: A chain deeper than MAX_STACK_DEPTH keeps its outermost and innermost halves.
+_DEEP_CHAIN_LIMIT = 100_000
+
+
+def _deep_chain(
+    frames: list[FrameType], owners: list[Any], rest: Any
+) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
+    """`_chain` of a chain of coroutines deeper than MAX_STACK_DEPTH (a recursion): the outer
+    half of the frames walked, and the innermost half, where the wait is, found by following
+    `cr_await` alone (no frame object is made for the coroutines left out)."""
+    tail: list[Any] = []
+    obj = rest
+    while type(obj) is CoroutineType and len(tail) < _DEEP_CHAIN_LIMIT:
+        tail.append(obj)
+        obj = obj.cr_await
+    half = MAX_STACK_DEPTH // 2
+    # The innermost coroutines (and what the last awaits, if it is no coroutine: walked as
+    # `_chain` walks it, by `_chain` itself).
+    inner_frames, inner_owners, _ = _chain(tail[-half] if len(tail) >= half else tail[0])
+    frames = frames[: MAX_STACK_DEPTH - len(inner_frames)] + inner_frames
+    owners = owners[: MAX_STACK_DEPTH - len(inner_owners)] + inner_owners
+    key: list[int] = []
+    for frame in frames:
+        key += (id(frame.f_code), frame.f_lasti)
     return frames, owners, tuple(key)
 
 

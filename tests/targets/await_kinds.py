@@ -93,6 +93,13 @@ async def sleeper() -> None:
     await asyncio.sleep(SLEEP_SECONDS)
 
 
+async def recursion(depth: int) -> None:
+    """A chain of `depth` coroutines, deeper than a stack keeps, that sleeps at its end."""
+    if depth:
+        return await recursion(depth - 1)
+    await asyncio.sleep(SLEEP_SECONDS)
+
+
 async def timeout_holder() -> None:
     async with asyncio.timeout(TIMEOUT_SECONDS):
         await asyncio.sleep(FOREVER)
@@ -268,6 +275,7 @@ async def main(ready_path: str) -> None:
     spawn(gather_parent(), "gather-parent")
     spawn(tg_parent(), "tg-parent")
     spawn(sleeper(), "sleeper")
+    spawn(recursion(400), "deep-recursion")
     spawn(timeout_holder(), "timeout-holder")
 
     jobs: asyncio.Queue[int] = asyncio.Queue()
