@@ -31,7 +31,7 @@ from taskscope.agent.steps import (
     time_steps_setting,
 )
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.protocol import WireAwaiting, WireFrame, WireTask
+from taskscope.protocol import SLICE_SECONDS, WireAwaiting, WireFrame, WireTask
 
 if TYPE_CHECKING:
     from taskscope.agent.chains import StackEntry
@@ -66,6 +66,10 @@ HistoryEntry = tuple[
 BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site, str | None]
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
+#: On 3.14+, how often the registry is read whole (`asyncio.all_tasks`, one C call that holds
+#: the GIL 25-60 ms at 100,000 tasks) once the agent notes every task made: the looks between
+#: take the tasks it has noted (`_noted_pending`).
+FULL_READ_SECONDS = 60.0
 #: How many of the program's frames a task's creation chain keeps (`created_from`).
 CREATION_DEPTH = 6
 #: Where a chain stops: the loop's machinery that ran the creating task's step or callback.
@@ -329,6 +333,10 @@ class Tracker(LoopTracker):
         #: watch (`UnretrievedWatch`); pruned on the agent's thread once the task is gone.
         self.failures: dict[int, FailureNote] = {}
         self._forget = self._forget_task
+        #: When the registry was last read whole on 3.14+ (`_pending_tasks`), and the loops
+        #: whose every task the agent has noted since then (its `create_task` shadow on them).
+        self.full_read_at = float("-inf")
+        self.covered_loops: frozenset[int] = frozenset()
         #: Watches the loops' steps for stalls; with `time_steps` (off by default, and with
         #: `track_tasks` off) also times every step, for the runtime figures.
         self.steps: StepTimer | None = StepTimer(
@@ -894,7 +902,22 @@ def _pending_tasks(
     result: list[asyncio.Task[Any]] = [] if into is None else into
     found: list[asyncio.Task[Any]] = []
     if sources is None:  # 3.14+: the registry lives in C; all_tasks(loop) is the public way
-        for _record, loop in tracker.live_loops():
+        live = tracker.live_loops()
+        now = time.monotonic()
+        if (
+            now - tracker.full_read_at < FULL_READ_SECONDS
+            and live
+            and all(id(loop) in tracker.covered_loops for _record, loop in live)
+        ):
+            return _noted_pending(tracker, live, result)
+        # all_tasks() holds the GIL for its whole read (25-60 ms at 100,000 tasks): the host's
+        # loop waits meanwhile. Taken at the first look, then once in FULL_READ_SECONDS, and
+        # whenever a loop is not covered by the shadow (creations untracked, or it came since).
+        tracker.covered_loops = frozenset(
+            id(loop) for record, loop in live if record.factory_installed and tracker.track_tasks
+        )
+        tracker.full_read_at = now
+        for _record, loop in live:
             try:
                 result.extend(asyncio.all_tasks(loop))
             except Exception:
@@ -926,6 +949,41 @@ def _pending_tasks(
             if id(task) not in seen and not task.done():
                 seen.add(id(task))
                 result.append(task)
+    return result
+
+
+def _noted_pending(
+    tracker: Tracker,
+    live: list[tuple[LoopRecord, asyncio.AbstractEventLoop]],
+    result: list[asyncio.Task[Any]],
+) -> list[asyncio.Task[Any]]:
+    """The pending tasks of the `live` loops as the agent has noted them (3.14+, between whole
+    reads of the registry): those it looked at or met since (its metadata) and those made
+    through its `create_task` shadow since (their birth notes). A task made by calling
+    `asyncio.Task()` directly on one of them is known once it makes a task, or a task it
+    looked at awaits it, else at the next whole read. Gives the GIL to the loop every
+    `SLICE_SECONDS`, as the look does."""
+    loops = {id(loop) for _record, loop in live}
+    metas = tracker.task_metas()
+    clock, give_way = time.perf_counter, time.sleep
+    give_way_at = clock() + SLICE_SECONDS
+    # Copies made in one C call each: the loops' threads add to both meanwhile.
+    for count, meta in enumerate(list(metas.values())):
+        if not count & 255 and clock() >= give_way_at:
+            give_way(0)
+            give_way_at = clock() + SLICE_SECONDS
+        task = meta()
+        if task is not None and not task.done() and id(task.get_loop()) in loops:
+            result.append(task)
+    for note in list(tracker._born.values()):
+        born = note[0]()
+        if (
+            born is not None
+            and id(born) not in metas  # noted twice: the look gave it metadata meanwhile
+            and not born.done()
+            and id(born.get_loop()) in loops
+        ):
+            result.append(born)  # type: ignore[arg-type]  # made by create_task: a Task
     return result
 
 
