@@ -105,7 +105,7 @@ def test_errors_are_one_line(tmp_path: Path, recorded: tuple[Target, Path]) -> N
         (["ps", "--from", str(path), "--at", "soon"], "not a time"),
         (["dump", str(target.pid), "--from", str(path)], "not both"),
         (["dump", "--at", "3"], "--at needs --from"),
-        (["tree"], "needs a PID, or --from FILE"),
+        (["tree"], "needs a PID (`taskscope list` shows the Python processes), or --from FILE"),
     ]
     for args, words in cases:
         result = run_cli(*args)

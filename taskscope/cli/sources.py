@@ -261,7 +261,10 @@ def _from_recording(args: argparse.Namespace) -> bool:
         if getattr(args, "at", None) is not None:
             raise ClientError("--at needs --from FILE (a recording)")
         if args.pid is None:
-            raise ClientError(f"`{args.command}` needs a PID, or --from FILE (a recording)")
+            raise ClientError(
+                f"`{args.command}` needs a PID (`taskscope list` shows the Python processes), "
+                "or --from FILE (a recording)"
+            )
         return False
     if args.read_only:
         raise ClientError("--read-only looks at a process; a recording is read from its file")
