@@ -43,6 +43,18 @@ def test_looks_between_whole_reads_take_the_noted_tasks_and_miss_none(start: Any
         wait_for(lambda: "spawned" in notes(target), what="the spawned tasks")
         assert names(target, client) == first | {"spawned-1", "spawned-2"}
         assert notes(target).count("whole read") == reads
+        # AND a task made by calling asyncio.Task() (not seen made) is known once it makes a
+        # task through create_task, still without a whole read
+        target.file(f"direct-{target.pid}").write_text("go")
+        wait_for(lambda: "direct made" in notes(target), what="the direct task")
+        known = wait_for(
+            lambda: (
+                {"direct-parent", "child-of-direct"} <= (shown := names(target, client)) and shown
+            ),
+            what="the direct task and its child",
+        )
+        assert known == first | {"spawned-1", "spawned-2", "direct-parent", "child-of-direct"}
+        assert notes(target).count("whole read") == reads
         # AND a loop started since, whose tasks the agent has not noted yet, has its tasks
         # read whole at the next look, and noted from then on
         target.file(f"loop-{target.pid}").write_text("go")
