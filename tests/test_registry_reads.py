@@ -1,5 +1,5 @@
 """On 3.14+ the task registry lives in C: `asyncio.all_tasks` reads it in one call that holds
-the GIL for 25-60 ms at 100,000 tasks, pausing the host's loop. The agent reads it whole at its
+the GIL for 10-25 ms at 100,000 tasks, pausing the host's loop. The agent reads it whole at its
 first look and then once a minute, and between takes the tasks it has noted (those it looked
 at, and those made through its `create_task` shadow since). These tests count the whole reads
 in a real process and check that nothing is missed between them."""

@@ -67,7 +67,7 @@ BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site, str
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 #: On 3.14+, how often the registry is read whole (`asyncio.all_tasks`, one C call that holds
-#: the GIL 25-60 ms at 100,000 tasks) once the agent notes every task made: the looks between
+#: the GIL 10-25 ms at 100,000 tasks) once the agent notes every task made: the looks between
 #: take the tasks it has noted (`_noted_pending`).
 FULL_READ_SECONDS = 60.0
 #: How many of the program's frames a task's creation chain keeps (`created_from`).
@@ -910,7 +910,7 @@ def _pending_tasks(
             and all(id(loop) in tracker.covered_loops for _record, loop in live)
         ):
             return _noted_pending(tracker, live, result)
-        # all_tasks() holds the GIL for its whole read (25-60 ms at 100,000 tasks): the host's
+        # all_tasks() holds the GIL for its whole read (10-25 ms at 100,000 tasks): the host's
         # loop waits meanwhile. Taken at the first look, then once in FULL_READ_SECONDS, and
         # whenever a loop is not covered by the shadow (creations untracked, or it came since).
         tracker.covered_loops = frozenset(
