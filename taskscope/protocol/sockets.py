@@ -47,7 +47,7 @@ def fallback_socket_directory() -> str | None:
         return None
     path = os.path.join(home, ".taskscope-sockets")
     # A socket path is limited to 107 bytes; the longest pid has 7 digits.
-    return path if len(os.fsencode(path)) + len("/4194304-4294967295.sock") <= 107 else None
+    return path if len(os.fsencode(path)) + len("/4194304.sock") <= 107 else None
 
 
 def socket_directories() -> list[str]:
