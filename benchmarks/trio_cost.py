@@ -4,6 +4,12 @@ notes each task's creator and ending), and per second of an idle run (the heartb
 Run: python benchmarks/trio_cost.py [--procs 5] [--count 20000]
      python benchmarks/trio_cost.py --idle [--procs 5] [--seconds 5]
      either with [--against CHECKOUT] (that checkout's agent beside this one's)
+     python benchmarks/trio_cost.py --parts [--rounds 7] [--count 10000]
+
+--parts: one process, one run, rounds interleaved: the instrument's parts, each added to the
+run for its round through trio's public add_instrument: none; one with both hooks doing
+nothing (trio's own cost of calling an instrument); the agent's spawn hook alone; its exit
+hook alone; the agent's instrument. Printed: us per task, best of the rounds, and added.
 
 Spawn cost: fresh processes in turns (`--procs` turns); in each turn one process with no
 agent, one with `taskscope.install()` before `trio.run` (creators and history tracked: the
@@ -111,6 +117,75 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(trio.run(main)))
 
 
+def parts(args: argparse.Namespace) -> None:
+    """--parts: the instrument's parts in one run, rounds interleaved."""
+    import trio
+
+    from taskscope.agent import trio_runs
+    from taskscope.agent.tracker import Tracker
+
+    class Idle:
+        def task_spawned(self, task: Any) -> None:
+            pass
+
+        def task_exited(self, task: Any) -> None:
+            pass
+
+    class SpawnOnly(trio_runs.TaskWatch):
+        __slots__ = ()
+
+        def task_exited(self, task: Any) -> None:
+            self.table.pop(id(task), None)
+
+    class ExitOnly(trio_runs.TaskWatch):
+        __slots__ = ()
+
+        def task_spawned(self, task: Any) -> None:
+            pass
+
+    async def no_op() -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def spawn(count: int) -> float:
+        started = time.thread_time()
+        for _ in range(count // BATCH):
+            async with trio.open_nursery() as nursery:
+                for _ in range(BATCH):
+                    nursery.start_soon(no_op)
+        return (time.thread_time() - started) / (count // BATCH * BATCH)
+
+    async def main() -> dict[str, list[float]]:
+        watch = trio_runs.TrioWatch(Tracker())  # not installed: it adds no instrument itself
+        [(run, _runner)] = watch.live_runs()
+        configs: dict[str, Any] = {
+            "no instrument": None,
+            "both hooks doing nothing": Idle(),
+            "the spawn hook": SpawnOnly(watch, run),
+            "the exit hook": ExitOnly(watch, run),
+            "the agent's instrument": trio_runs.TaskWatch(watch, run),
+        }
+        times: dict[str, list[float]] = {name: [] for name in configs}
+        await spawn(args.count)
+        for _ in range(args.rounds):
+            for name, instrument in configs.items():
+                if instrument is not None:
+                    trio.lowlevel.add_instrument(instrument)
+                times[name].append(await spawn(args.count))
+                if instrument is not None:
+                    trio.lowlevel.remove_instrument(instrument)
+        return times
+
+    times = trio.run(main)
+    base = min(times["no instrument"])
+    print(
+        f"python {sys.version.split()[0]}, trio {trio.__version__}: {args.rounds} interleaved "
+        f"rounds of {args.count:,} no-op tasks; trio's thread CPU us per task"
+    )
+    print(f"  {'':28}{'best':>8}{'+ us':>8}")
+    for name, values in times.items():
+        print(f"  {name:28}{min(values) * 1e6:>8.2f}{(min(values) - base) * 1e6:>8.2f}")
+
+
 def _run(mode: str, args: argparse.Namespace, path: str) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=path)
     env.pop("TASKSCOPE_TRACK", None)
@@ -159,10 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--against", default=None)
+    parser.add_argument("--parts", action="store_true")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         child(args)
+    elif args.parts:
+        parts(args)
     else:
         turns(args)
 
