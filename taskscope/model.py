@@ -229,6 +229,8 @@ class LoopInfo:
     busy_share: float | None = None
     stall_threshold: float | None = None
     stalls: tuple[Stall, ...] = ()
+    #: A trio run: Unix time from which its tasks' spawns and ends are seen (see WireLoop).
+    spawns_seen_since: float | None = None
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -250,6 +252,7 @@ class LoopInfo:
             busy_share=raw.get("busy_share"),
             stall_threshold=raw.get("stall_threshold"),
             stalls=tuple(Stall.from_wire(stall) for stall in raw.get("stalls", ())),
+            spawns_seen_since=raw.get("spawns_seen_since"),
         )
 
     @property

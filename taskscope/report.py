@@ -217,9 +217,38 @@ def ps_table(
         for row in rows
     ]
     footnotes = []
-    if any(task.first_seen_at is not None and task.created_at is None for task in tasks):
+    seen_only = [
+        task for task in tasks if task.first_seen_at is not None and task.created_at is None
+    ]
+    if seen_only and all(_loop_type(model, task.loop) == "trio" for task in seen_only):
+        footnotes.append(_trio_first_seen_note(model, seen_only))
+    elif seen_only:
         footnotes.append(_first_seen_note(model))
     return "\n".join([*(line.rstrip() for line in lines), *footnotes])
+
+
+def _trio_first_seen_note(model: TaskModel, tasks: Sequence[TaskInfo]) -> str:
+    """What a ≥ age means for trio tasks: spawned before the agent watched their run, or
+    tasks whose spawns it does not watch."""
+    since = _spawns_seen_since(model, tasks)
+    if since is None:
+        return "≥: an age counted from the agent's first look (trio creations are not tracked)"
+    return (
+        "≥: an age counted from the agent's first look (a trio task spawned before the agent "
+        f"watched its run, at {clock(since)})"
+    )
+
+
+def _spawns_seen_since(model: TaskModel, tasks: Sequence[TaskInfo]) -> float | None:
+    """The latest time from which the agent saw spawns on the runs of these tasks, or None
+    when it does not see them on one of those runs."""
+    times = [
+        loop.spawns_seen_since if loop is not None else None
+        for loop in (model.loops.get(task.loop) for task in tasks)
+    ]
+    if not times or any(time_ is None for time_ in times):
+        return None
+    return max(time_ for time_ in times if time_ is not None)
 
 
 def _first_seen_note(model: TaskModel) -> str:
@@ -283,18 +312,23 @@ def tree_text(
     unseen = [
         row.task
         for row in rows
-        if row.depth == 0 and row.task.parent is None and row.task.first_seen_at is not None
+        if row.depth == 0
+        and row.task.parent is None
+        and row.task.first_seen_at is not None
+        and _loop_type(model, row.task.loop) != "trio"
     ]
+    trio_unseen = [
+        row.task
+        for row in rows
+        if row.task.first_seen_at is not None and _loop_type(model, row.task.loop) == "trio"
+    ]
+    if trio_unseen:
+        lines.append(_trio_unseen_note(len(trio_unseen), _spawns_seen_since(model, trio_unseen)))
     if unseen and model.history_since is not None:
         lines.append(
             f"{len(unseen)} task{'s' if len(unseen) != 1 else ''} made before the agent came"
             f" at {clock(model.history_since)}: who created "
             f"{'them' if len(unseen) != 1 else 'it'} is unknown (shown as roots); their ages, "
-            "marked ≥, count from the agent's first look"
-        )
-    elif unseen and all(_loop_type(model, task.loop) == "trio" for task in unseen):
-        lines.append(
-            "trio tasks: who created them and when is not known to taskscope; their ages, "
             "marked ≥, count from the agent's first look"
         )
     elif unseen:
@@ -305,6 +339,27 @@ def tree_text(
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))
     return "\n".join(lines)
+
+
+def _trio_unseen_note(count: int, since: float | None) -> str:
+    """The tree's note on trio tasks whose creators are unknown: spawned before the agent
+    watched their run (at `since`), or on a run whose spawns it does not watch (None)."""
+    if since is None:
+        return (
+            "trio creations are not tracked (track_tasks off): no trio task shows its "
+            "creator, and ages, marked ≥, count from the agent's first look"
+        )
+    if count == 1:
+        return (
+            f"1 trio task spawned before the agent watched its run at {clock(since)}: who "
+            "created it and when is unknown; its age, marked ≥, counts from the agent's "
+            "first look"
+        )
+    return (
+        f"{count} trio tasks spawned before the agent watched their run at {clock(since)} "
+        "(trio's own among them): who created them and when is unknown; their ages, marked "
+        "≥, count from the agent's first look"
+    )
 
 
 def _loop_type(model: TaskModel, loop_id: str) -> str | None:

@@ -6,12 +6,15 @@ tasks parked in the waits the agent describes."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import math
 import os
 import socket
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -308,7 +311,7 @@ def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
     parked: Parked, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The agent's thread last looked while trio was imported but ran nothing: its next look
-    # for a run is 2 s away. A snapshot that finds the run brings the heartbeat forward, so
+    # for a run is `_IDLE_LOOK` away. A snapshot that finds the run brings the heartbeat forward, so
     # that a run blocked right after that snapshot reads as blocked a quarter second later.
     monkeypatch.setattr(trio_runs, "_next_beat", time.monotonic() + trio_runs._IDLE_LOOK)
     watch = trio_runs.watch_of(Tracker())
@@ -322,3 +325,116 @@ def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
     while (run.beat_ran is None or run.beat_sent is not None) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert run.beat_ran is not None and run.beat_ran >= now and run.lag is not None, run
+
+
+def test_how_a_task_ended_is_the_outcome_local_of_trios_task_exited() -> None:
+    # trio hands instruments no outcome: the agent reads it from the frame of trio's
+    # `Runner.task_exited` that calls them (its local `outcome`; for the main task, which that
+    # local stands in for with `Value(None)`, the runner's `main_task_outcome`). What it reads
+    # is what each task did, as trio's public answers tell it.
+    endings: dict[str, tuple[str, str | None]] = {}
+    caught: list[BaseException] = []
+
+    class Probe:
+        def __init__(self, run: trio_runs.TrioRun) -> None:
+            self.run = run
+
+        def task_exited(self, task: Any) -> None:  # at the depth of the agent's own hook
+            endings[task.name] = trio_runs._ending(trio_runs._exit_outcome(task, self.run))
+
+    async def returns() -> int:
+        return 42
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def nested() -> None:  # its nursery's child and its own body are cancelled
+        async with trio.open_nursery() as inner:
+            inner.start_soon(trio.sleep_forever, name="nested-child")
+            await trio.sleep_forever()
+
+    async def main() -> str:
+        [(run, _runner)] = trio_runs.TrioWatch(Tracker()).live_runs()
+        trio.lowlevel.add_instrument(Probe(run))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(returns, name="returns")
+            nursery.start_soon(trio.sleep_forever, name="sleeps")
+            nursery.start_soon(nested, name="nested")
+            await trio_testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fails, name="fails")
+        except* ValueError as group:
+            caught.extend(group.exceptions)
+        return "main-result"
+
+    assert trio.run(main) == "main-result"
+    assert endings["returns"] == ("done", "42")
+    assert endings["sleeps"] == endings["nested"] == endings["nested-child"] == ("cancelled", None)
+    assert [repr(error) for error in caught] == ["ValueError('boom')"]
+    assert endings["fails"] == ("failed", "ValueError('boom')")
+    [main_ending] = [ending for name, ending in endings.items() if name.endswith(".main")]
+    assert main_ending == ("done", "'main-result'")
+
+
+class Kept:
+    """A result the test holds only weakly."""
+
+
+def test_the_instrument_notes_spawns_and_exits_and_keeps_nothing_alive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN the agent's instrument, added to a run through trio's public add_instrument
+    tracker = Tracker(history_limit=5)
+    watch = trio_runs.TrioWatch(tracker)
+    refs: dict[str, Any] = {}
+    seen: dict[str, Any] = {}
+
+    async def child() -> Kept:
+        refs["task"] = weakref.ref(trio.lowlevel.current_task())
+        kept = Kept()
+        refs["result"] = weakref.ref(kept)
+        return kept
+
+    async def main() -> None:
+        [(run, runner)] = watch.live_runs()
+        instrument = trio_runs.TaskWatch(watch, run)
+        trio.lowlevel.add_instrument(instrument)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child, name="child")
+            seen["known"] = dict(run.task_ids)
+        gc.collect()
+        # THEN once the task has exited, neither it nor its result is kept alive
+        seen["task gone"] = refs["task"]() is None
+        seen["result gone"] = refs["result"]() is None
+        seen["left"] = [known for known in run.task_ids.values() if known[3] is not None]
+        # AND its hooks, even failing inside, never reach trio: it stays in
+        instrument.history = None  # type: ignore[assignment]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(child, name="child-2")
+        seen["still in"] = instrument in runner.instruments["_all"]
+        # AND `stop` removes it on the run's thread
+        watch.runs[run.thread_id] = run
+        run.instrument = instrument
+        watch.stop()
+        await trio.sleep(0.05)
+        seen["removed"] = instrument not in runner.instruments["_all"]
+
+    with caplog.at_level(logging.DEBUG):
+        trio.run(main)
+    # AND the spawn was noted then (a creation time, no first look, where: main's start_soon)
+    [known] = [known for known in seen["known"].values() if known[3] is not None]
+    assert known[2] is None and known[3] > 0, known
+    [(code, _offset)] = known[4][:1]
+    assert code.co_name == "main", known[4]
+    assert seen["task gone"] and seen["result gone"], seen
+    assert seen["left"] == [], seen["left"]
+    assert seen["still in"] and seen["removed"], seen
+    assert not [record for record in caplog.records if record.name.startswith("trio")]
+    # AND the history holds its ending as text, with the place of its spawn
+    [finished] = tracker.finished_tasks()
+    assert (finished.name, finished.state) == ("child", "done"), finished
+    assert finished.summary is not None and finished.summary.endswith(".Kept object>")
+    assert finished.created_at == known[3] and finished.first_seen_at is None
+    assert [code.co_name for code, _line in finished.created_from] == ["main"]

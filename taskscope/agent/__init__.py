@@ -16,6 +16,7 @@ from typing import Any
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.server import AgentServer
 from taskscope.agent.tracker import Tracker
+from taskscope.agent.trio_runs import stop_watching_trio
 from taskscope.protocol import (
     InsecureDirectory,
     WireSnapshot,
@@ -201,6 +202,7 @@ def uninstall() -> None:
         _state.clear()
         server.stop()
         tracker.uninstall()
+        stop_watching_trio(tracker)
         atexit.unregister(_remove_socket_at_exit)
 
 
@@ -289,3 +291,5 @@ def _after_fork_in_child() -> None:
     if tracker is not None:
         with contextlib.suppress(Exception):
             tracker.uninstall()
+        with contextlib.suppress(Exception):
+            stop_watching_trio(tracker)

@@ -365,10 +365,17 @@ class Connection:
         task_id = request.task_id or "0"
         number = int(task_id)
         task = find_task(tracker, number)
-        if task is None and (trio_task := find_trio_task(tracker, number)) is not None:
-            frames = walk_frames(trio_task.coro)  # a trio task: no creator known
+        if task is None and (trio_found := find_trio_task(tracker, number)) is not None:
+            trio_task, origin = trio_found
+            frames = walk_frames(trio_task.coro)
             stack = [_stack_frame(frame.f_code, frame.f_lineno) for frame in frames]
-            return {"type": "stack", "task": task_id, "found": True, "stack": stack}
+            return {
+                "type": "stack",
+                "task": task_id,
+                "found": True,
+                "stack": stack,
+                "created_from": [_stack_frame(code, line) for code, line in origin],
+            }
         if task is None:
             for finished in tracker.finished_tasks():
                 if finished.task_id == number:

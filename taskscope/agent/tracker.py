@@ -531,6 +531,40 @@ class Tracker(LoopTracker):
             failures.pop(next(iter(failures)), None)
         return note
 
+    def note_finished_elsewhere(
+        self,
+        task_id: int,
+        loop_id: str,
+        name: str,
+        coro: CodeType | str,
+        state: str,
+        created_at: float | None,
+        parent_id: int | None,
+        summary: str | None,
+        created_from: Site,
+        first_seen_at: float | None,
+    ) -> None:
+        """A task not asyncio's (a trio task: taskscope.agent.trio_runs) that ended now, into
+        the history as plain fields; `created_from` in instruction offsets."""
+        finished_at = _wall()
+        self._history.append(
+            (
+                task_id,
+                loop_id,
+                name,
+                coro,
+                state,
+                finished_at,
+                created_at,
+                parent_id,
+                summary,
+                created_from,
+                False,
+                first_seen_at,
+                None,
+            )
+        )
+
     def finished_tasks(self) -> list[FinishedTask]:
         """The history, oldest first, as records (made once per finished task)."""
         raw = list(self._history)

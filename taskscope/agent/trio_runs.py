@@ -19,6 +19,16 @@ on 3.11-3.12 that copies the frame's locals into a dict the frame keeps, which g
 frame when the wait ends (trio's frames return as soon as they are resumed); on 3.13+ the
 locals are read through a view. Names of objects are read from the program's frame above,
 as for asyncio (`awaiting.object_name`).
+
+While the agent tracks tasks (`track_tasks`), it adds an instrument to each run it finds
+(`TaskWatch`, through trio's public `trio.lowlevel.add_instrument`, called on the run's own
+thread from its entry queue) and removes it when it is uninstalled. The instrument notes each
+task's spawn (when, and where: the program's frames that called `start_soon` or `start`,
+trio's own skipped) and its exit (how it ended, into the tracker's history, as asyncio's done
+callback does). How a task ended is the `outcome` local of trio's `Runner.task_exited`, whose
+frame calls the instruments (for the main task, the runner's `main_task_outcome`); checked by
+tests/test_trio_assumptions.py as well. Tasks spawned before the instrument came are shown as
+first seen by a look, without a creator.
 """
 
 from __future__ import annotations
@@ -33,13 +43,14 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import CoroutineType, FrameType
+from types import CodeType, CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any
 
 from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
-from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, frame_record, line_at
+from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
-from taskscope.agent.tracker import coro_name
+from taskscope.agent.summary import exception_summary, result_summary
+from taskscope.agent.tracker import Site, _site_lines, _SiteNode, coro_name
 from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask
 
 if TYPE_CHECKING:
@@ -57,11 +68,24 @@ _SAME_CLOCKS = (
 #: Where trio's `run` is: a frame of this file named `run` holds the run's `Runner`.
 _RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
 _TRIO_DIR = os.sep + "trio" + os.sep
+#: A trio task the agent knows: a weak reference to it, its agent id, when the agent first
+#: saw it (None: its spawn was noted), when it was spawned (None: not noted) and where (the
+#: program's frames that spawned it, as instruction offsets: see `_spawn_chain`).
+Known = tuple["weakref.ref[Any]", int, float | None, float | None, Site]
 
 
 def trio_loaded() -> bool:
     """Whether the program has imported trio (the agent never does)."""
     return "trio" in sys.modules
+
+
+def _gone(known: Known) -> bool:
+    """Whether a task a look did not find is gone: collected, or one whose spawn was noted
+    (the look may have copied the run's tasks before) and whose coroutine has ended."""
+    if known[3] is None:
+        return True
+    task = known[0]()
+    return task is None or getattr(getattr(task, "coro", None), "cr_frame", None) is None
 
 
 def _is_trio(obj: Any, name: str) -> bool:
@@ -85,8 +109,13 @@ class TrioRun:
     #: Monotonic time the last heartbeat ran on the run's thread.
     beat_ran: float | None = None
     lag: float | None = None
-    #: id(task) -> (weak reference, agent task id, Unix time the agent first saw it).
-    task_ids: dict[int, tuple[weakref.ref[Any], int, float]] = field(default_factory=dict)
+    #: id(task) -> what the agent knows of it (`Known`). Written by looks (any thread) and by
+    #: the run's `TaskWatch` (the run's thread): single dict operations, atomic under the GIL.
+    task_ids: dict[int, Known] = field(default_factory=dict)
+    #: The instrument the agent added to the run (None: none, or removed).
+    instrument: TaskWatch | None = None
+    #: Unix time the instrument went into the run (None: not in).
+    spawns_seen_since: float | None = None
 
 
 class TrioWatch:
@@ -96,6 +125,8 @@ class TrioWatch:
         self.tracker = tracker
         self.runs: dict[int, TrioRun] = {}
         self._lock = threading.Lock()
+        #: Whether the agent was uninstalled: no instrument is added from then on.
+        self.stopped = False
 
     # --- finding runs ----------------------------------------------------------------------
 
@@ -125,11 +156,47 @@ class TrioWatch:
                     )
                     self.runs[thread_id] = run
                     _beat_soon()  # found by a look: its heartbeat starts at the next turn
+                if run.instrument is None and not self.stopped:
+                    self._watch_tasks(run, runner)  # (again until the tracker is installed)
                 found.append((run, runner))
             for thread_id in list(self.runs):
                 if thread_id not in seen:
                     del self.runs[thread_id]
         return found
+
+    # --- the instrument ------------------------------------------------------------------
+
+    def _watch_tasks(self, run: TrioRun, runner: Any) -> None:
+        """While tracking tasks: add a `TaskWatch` to a run just found, on its own thread."""
+        tracker = self.tracker
+        if not tracker.track_tasks or not getattr(tracker, "_installed", False):
+            return
+        queue: Any = getattr(runner, "entry_queue", None)
+        if not _is_trio(queue, "EntryQueue") or getattr(queue, "done", True):
+            return
+        instrument = TaskWatch(self, run)
+        try:
+            queue.run_sync_soon(_add_instrument, instrument)
+        except Exception:  # the run ended meanwhile
+            return
+        run.instrument = instrument
+
+    def stop(self) -> None:
+        """Remove the instrument from every run it was added to (each on its own thread);
+        from now on its hooks do nothing, even before trio has removed it."""
+        with self._lock:
+            self.stopped = True
+            runs = list(self.runs.values())
+        for run in runs:
+            instrument, run.instrument = run.instrument, None
+            run.spawns_seen_since = None
+            if instrument is None:
+                continue
+            instrument.on = False
+            queue: Any = getattr(run.runner_ref(), "entry_queue", None)
+            if _is_trio(queue, "EntryQueue"):
+                with contextlib.suppress(Exception):  # the run ended: the instrument with it
+                    queue.run_sync_soon(_remove_instrument, instrument)
 
     # --- the heartbeat -----------------------------------------------------------------------
 
@@ -162,15 +229,18 @@ class TrioWatch:
     # --- snapshots ------------------------------------------------------------------------
 
     def task_id(self, run: TrioRun, task: Any) -> int:
-        return self._known(run, task)[1]
+        return self.known(run, task)[1]
 
-    def first_seen(self, run: TrioRun, task: Any) -> float:
-        return self._known(run, task)[2]
-
-    def _known(self, run: TrioRun, task: Any) -> tuple[weakref.ref[Any], int, float]:
-        known = run.task_ids.get(id(task))
+    def known(self, run: TrioRun, task: Any) -> Known:
+        """What the agent knows of a task, giving it an id (first seen now) if it knew nothing."""
+        table = run.task_ids
+        known = table.get(id(task))
         if known is None or known[0]() is not task:
-            known = run.task_ids[id(task)] = (weakref.ref(task), next(self.tracker._ids), _wall())
+            fresh: Known = (weakref.ref(task), next(self.tracker._ids), _wall(), None, ())
+            if known is None:  # (the run's thread may note its spawn meanwhile: theirs wins)
+                known = table.setdefault(id(task), fresh)
+            else:
+                known = table[id(task)] = fresh
         return known
 
     def add_to_snapshot(self, loops: list[WireLoop], records: list[WireTask]) -> None:
@@ -203,9 +273,10 @@ class TrioWatch:
             alive.add(id(task))
             with contextlib.suppress(Exception):  # a task that changed under us
                 records.append(look.record(task))
-        for key in list(run.task_ids):
-            if key not in alive:
-                run.task_ids.pop(key, None)  # (another thread's look may have done it)
+        table = run.task_ids
+        for key, known in list(table.items()):
+            if key not in alive and _gone(known) and table.get(key) is known:
+                table.pop(key, None)  # (another thread's look may have done it)
         return self._loop_record(run, runner, len(tasks), look, now)
 
     def _loop_record(
@@ -235,6 +306,8 @@ class TrioWatch:
         main = getattr(runner, "main_task", None)
         if main is not None:
             wire["main_task"] = str(self.task_id(run, main))
+        if run.spawns_seen_since is not None:
+            wire["spawns_seen_since"] = round(run.spawns_seen_since, 3)
         return wire
 
     # --- cancel -----------------------------------------------------------------------------
@@ -292,18 +365,34 @@ def add_trio_runs(
 
 def beat_trio_runs(tracker: Tracker, now: float) -> None:
     """The agent thread's step for trio, called at each of its turns: each run's heartbeat,
-    every half heartbeat interval while trio runs (every 2 s while none does)."""
-    global _next_beat
-    if trio_loaded() and now >= _next_beat:
-        watch = watch_of(tracker)
-        watch.beat(now)
-        _next_beat = now + (HEARTBEAT_INTERVAL / 2 if watch.runs else _IDLE_LOOK)
+    every half heartbeat interval while trio runs (a look for a run every `_IDLE_LOOK` while
+    none does). Tracking tasks, an installed agent looks sooner in its first `_FAST_WINDOW`
+    seconds (`taskscope run`, install() before `trio.run` or before `import trio`): for trio's
+    import and for a run every `_FAST_LOOK`, so that a run is found soon after it starts and
+    its instrument misses few spawns; after that window it sleeps as before."""
+    global _next_beat, _import_awaited, _fast_window_end
+    if now < _next_beat:
+        return
+    fast = False
+    if tracker.track_tasks and getattr(tracker, "_installed", False):
+        if _fast_window_end is None:
+            _fast_window_end = now + _FAST_WINDOW
+        fast = now < _fast_window_end
+    if not trio_loaded():
+        _import_awaited = fast
+        if fast:
+            _next_beat = now + _FAST_LOOK
+        return
+    watch = watch_of(tracker)
+    watch.beat(now)
+    idle = _FAST_LOOK if fast else _IDLE_LOOK
+    _next_beat = now + (HEARTBEAT_INTERVAL / 2 if watch.runs else idle)
 
 
 def next_trio_beat() -> float | None:
-    """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: the
-    program has not imported trio."""
-    return _next_beat if trio_loaded() else None
+    """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: none
+    is due (trio not imported, and tasks not tracked)."""
+    return _next_beat if _import_awaited or trio_loaded() else None
 
 
 def _beat_soon() -> None:
@@ -313,15 +402,36 @@ def _beat_soon() -> None:
 
 #: Seconds between looks for a trio run while the program has imported trio but runs none.
 _IDLE_LOOK = 2.0
+#: Seconds between looks for trio's import or a run in an installed agent's first
+#: `_FAST_WINDOW` seconds (only while tracking tasks; see `beat_trio_runs`).
+_FAST_LOOK = 0.25
+_FAST_WINDOW = 30.0
+#: Monotonic time the fast looks end (None: not started).
+_fast_window_end: float | None = None
 _next_beat = 0.0
+#: Whether the agent's thread looks for trio's import (see `beat_trio_runs`).
+_import_awaited = False
 
 
-def find_trio_task(tracker: Tracker, number: int) -> Any:
-    """The trio task with this agent id, or None."""
+def stop_watching_trio(tracker: Tracker) -> None:
+    """At uninstall: remove the agent's instrument from the trio runs it was added to."""
+    watch = _WATCHES.get(tracker)
+    if watch is not None:
+        watch.stop()
+
+
+def find_trio_task(tracker: Tracker, number: int) -> tuple[Any, Site] | None:
+    """The trio task with this agent id and where it was spawned ((code, line) pairs, empty
+    when its spawn was not seen), or None."""
     if not trio_loaded():
         return None
     found = watch_of(tracker).find(number)
-    return found[2] if found is not None else None
+    if found is None:
+        return None
+    run, _runner, task = found
+    known = run.task_ids.get(id(task))
+    site = known[4] if known is not None and known[0]() is task else ()
+    return task, _site_lines(site)
 
 
 def request_trio_cancel(
@@ -358,6 +468,222 @@ def _beat_ran(run: TrioRun) -> None:
         run.beat_ran = now
     except BaseException:
         pass
+
+
+class TaskWatch:
+    """The instrument the agent adds to a trio run while it tracks tasks: it notes each task's
+    spawn (when, and the program's frames that spawned it) and its exit (how it ended, into
+    the tracker's history). trio calls an instrument only for the hooks it defines, so it
+    defines these two and nothing per step. Its hooks never raise (trio would remove it and
+    log a traceback into the program's output) and keep nothing of a task past its exit: a
+    weak reference while it runs, then text. They run on trio's thread for every task, so
+    what they touch is bound here once."""
+
+    __slots__ = ("depth", "history", "loop_id", "new_id", "on", "run", "table", "watch")
+
+    def __init__(self, watch: TrioWatch, run: TrioRun) -> None:
+        self.watch = watch
+        self.run = run
+        #: False once the agent is uninstalled: the hooks do nothing from then on.
+        self.on = True
+        tracker = watch.tracker
+        self.depth = tracker.creation_depth
+        self.new_id = tracker._ids.__next__
+        self.history = tracker.note_finished_elsewhere
+        self.table = run.task_ids
+        self.loop_id = run.loop_id
+
+    def task_spawned(self, task: Any) -> None:
+        try:
+            if not self.on:
+                return
+            # Three frames up: trio's start_soon (or start, or another of trio's), above
+            # Instruments.call and spawn_impl; from there the walk passes trio's own.
+            site = _spawn_chain(_getframe(3), self.depth)
+            key = id(task)
+            known = self.table.get(key)  # a look may have seen it since trio added it
+            task_id = known[1] if known is not None and known[0]() is task else self.new_id()
+            self.table[key] = (_weakref(task), task_id, None, _wall(), site)
+        except BaseException:
+            pass
+
+    def task_exited(self, task: Any) -> None:
+        try:
+            if not self.on:
+                return
+            table = self.table
+            known = table.pop(id(task), None)
+            if known is None or known[0]() is not task:
+                known = (_weakref(task), self.new_id(), None, None, ())
+            state, summary = _ending(_exit_outcome(task, self.run))
+            nursery = task._parent_nursery
+            parent = nursery._parent_task if nursery is not None else None
+            parent_id = None
+            if parent is not None:
+                noted = table.get(id(parent))
+                if noted is not None and noted[0]() is parent:
+                    parent_id = noted[1]
+                else:
+                    parent_id = self.watch.task_id(self.run, parent)
+            coro = task.coro
+            what = coro.cr_code if type(coro) is CoroutineType else coro_name(coro)
+            self.history(
+                known[1],
+                self.loop_id,
+                task.name,
+                what,
+                state,
+                known[3],
+                parent_id,
+                summary,
+                known[4],
+                known[2],
+            )
+        except BaseException:
+            pass
+
+
+_getframe = sys._getframe
+_weakref = weakref.ref
+
+
+def _add_instrument(instrument: TaskWatch) -> None:
+    """On the run's thread (from its entry queue): trio's public `add_instrument`, unless the
+    agent was uninstalled meanwhile."""
+    with contextlib.suppress(BaseException):
+        if instrument.on:
+            sys.modules["trio"].lowlevel.add_instrument(instrument)
+            instrument.run.spawns_seen_since = _wall()
+
+
+def _remove_instrument(instrument: TaskWatch) -> None:
+    """On the run's thread: trio's public `remove_instrument` (KeyError: it was not there)."""
+    with contextlib.suppress(BaseException):
+        sys.modules["trio"].lowlevel.remove_instrument(instrument)
+
+
+def _exit_outcome(task: Any, run: TrioRun) -> Any:
+    """How a task ended, from the frame of trio's `Runner.task_exited` that calls the
+    instruments, two frames above the hook (its local `outcome`; for the main task, the
+    runner's `main_task_outcome`, the local being trio's stand-in `Value(None)` then), or
+    None."""
+    frame: FrameType | None = _getframe(3)  # (this function, the hook, Instruments.call)
+    if frame is None or frame.f_code is not _EXIT_CODE[0]:
+        if frame is None or not _is_exit_code(frame.f_code):
+            return None
+        _EXIT_CODE[0] = frame.f_code
+    runner = run.runner_ref()
+    if runner is not None and task is runner.main_task:
+        return runner.main_task_outcome
+    # (3.11-3.12: a dict of its locals the frame keeps until it returns, at once)
+    return frame.f_locals.get("outcome")
+
+
+def _is_exit_code(code: CodeType) -> bool:
+    return code.co_name == "task_exited" and code.co_filename.endswith(_RUN_FILE)
+
+
+#: The code of trio's `Runner.task_exited`, once met.
+_EXIT_CODE: list[CodeType | None] = [None]
+#: The classes of trio's outcomes (`outcome.Value`, `outcome.Error`), once met.
+_OUTCOME_TYPES: dict[type, str] = {}
+
+
+def _ending(outcome: Any) -> tuple[str, str | None]:
+    """The state and summary of an `outcome.Value` or `outcome.Error` (trio's `Cancelled`,
+    or a group of nothing else: cancelled); an outcome this does not know: done, no summary."""
+    kind = type(outcome)
+    which = _OUTCOME_TYPES.get(kind)
+    if which is None:
+        if not str(getattr(kind, "__module__", "")).startswith("outcome"):
+            return "done", None
+        which = _OUTCOME_TYPES[kind] = kind.__name__
+    if which == "Value":
+        value = outcome.value
+        return "done", "None" if value is None else result_summary(value)
+    if which == "Error":
+        error = outcome.error
+        if _all_cancelled(error):
+            return "cancelled", None
+        return "failed", exception_summary(error)
+    return "done", None
+
+
+def _all_cancelled(error: BaseException) -> bool:
+    """Whether an exception is trio's `Cancelled`, or a group holding only such."""
+    if isinstance(error, BaseExceptionGroup):
+        return bool(error.exceptions) and all(_all_cancelled(inner) for inner in error.exceptions)
+    kind = type(error)
+    module = str(getattr(kind, "__module__", ""))
+    return kind.__name__ == "Cancelled" and (module == "trio" or module.startswith("trio."))
+
+
+#: The tree of spawn chains seen so far (see `tracker._SiteNode`), with trio's frames passed
+#: through and the run's `unrolled_run` (which runs the spawning task's step) where a chain ends.
+_SPAWN_TREE: dict[Any, _SiteNode] = {}
+_spawn_nodes = [0]
+
+
+def _spawn_chain(frame: FrameType | None, depth: int) -> Site:
+    """Where a trio task was spawned: the (code, instruction offset) of the program's frames
+    from the one that called `start_soon` (or `start`) outwards, at most `depth`, trio's own
+    skipped; as `tracker._creation_chain` walks asyncio's, one dict lookup per frame once a
+    chain was seen, and nothing that outlives the call."""
+    level = _SPAWN_TREE
+    node: _SiteNode | None = None
+    while frame is not None:
+        code = frame.f_code
+        child = level.get(frame.f_lasti)
+        if child is None or child.code is not code:
+            child = _spawn_node(level, code, frame.f_lasti, node)
+        node = child
+        if child.size >= depth:
+            break
+        level = child.children
+        frame = frame.f_back
+    return node.site if node is not None else ()
+
+
+def _spawn_node(
+    level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
+) -> _SiteNode:
+    """A frame's node, not found at its level by offset alone (see `tracker._site_node`)."""
+    other = level.get((offset, id(code)))
+    if other is not None and other.code is code:
+        return other
+    if _spawn_nodes[0] > 20_000:  # a program making code objects without end: start again
+        _SPAWN_TREE.clear()
+        _spawn_nodes[0] = 0
+        level = {}
+    site = parent.site if parent is not None else ()
+    if _in_trio(code):
+        if code.co_name == "unrolled_run":  # the run's loop: the chain ends at its caller
+            node = _SiteNode(code, site, final=True)
+        else:
+            node = _SiteNode(code, site, children=level)
+    else:
+        node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
+    known = level.get(offset)
+    if known is None or known.code is code:
+        level[offset] = node
+    else:
+        level[(offset, id(code))] = node
+    _spawn_nodes[0] += 1
+    return node
+
+
+def _in_trio(code: CodeType) -> bool:
+    """Whether a code object is trio's own (in the trio package's directory)."""
+    global _trio_package
+    if not _trio_package:
+        path = getattr(sys.modules.get("trio"), "__file__", None)
+        _trio_package = os.path.dirname(path) + os.sep if path else _TRIO_DIR
+    if _trio_package is _TRIO_DIR:
+        return _TRIO_DIR in code.co_filename
+    return code.co_filename.startswith(_trio_package)
+
+
+_trio_package = ""
 
 
 def own_scope(task: Any) -> tuple[Any, str | None]:
@@ -501,6 +827,7 @@ class _Look:
         return str(self.watch.task_id(self.run, task))
 
     def record(self, task: Any) -> WireTask:
+        known = self.watch.known(self.run, task)
         coro = task.coro
         frames, _owners, _key = _chain(coro)
         stack = tuple(frame_record(f.f_code, line_at(f.f_code, f.f_lasti)) for f in frames)
@@ -512,7 +839,7 @@ class _Look:
         if parent is not None and getattr(nursery, "_parent_waiting_in_aexit", False):
             awaited_by = (self.id_of(parent),)
         record: WireTask = {
-            "id": self.id_of(task),
+            "id": str(known[1]),
             "loop": self.run.loop_id,
             "name": str(task.name),
             "state": "pending",
@@ -521,13 +848,16 @@ class _Look:
             "awaiting": awaiting,
             "awaited_by": awaited_by,
             "parent": self.id_of(parent) if parent is not None else None,
-            "created_at": None,
+            "created_at": known[3],
             "finished_at": None,
         }
         if running:
             record["running"] = True
-        # trio tells no creation time: ages count from the agent's first look
-        record["first_seen_at"] = round(self.watch.first_seen(self.run, task), 3)
+        seen_at = known[2]
+        if seen_at is not None:  # spawned before the agent's instrument: ages from its look
+            record["first_seen_at"] = round(seen_at, 3)
+        if known[4]:
+            record["created_from"] = _origin(_site_lines(known[4]))  # (last: see WireTask)
         return record
 
     def awaiting(self, task: Any, frames: list[FrameType]) -> WireAwaiting | None:

@@ -198,6 +198,9 @@ class WireLoop(TypedDict):
     busy_share: NotRequired[float]
     stall_threshold: NotRequired[float]
     stalls: NotRequired[list[WireStall]]
+    # A trio run: Unix time from which the agent sees its tasks spawn and end (their
+    # creators, and the history); absent while it does not (tasks not tracked).
+    spawns_seen_since: NotRequired[float]
 
 
 class WireProcess(TypedDict):

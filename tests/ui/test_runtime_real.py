@@ -2,7 +2,8 @@
 with its steps timed): "which task eats my loop" is answered by the list sorted by busy, the
 header draws the loop's figures over successive updates, and the detail pane has the task's
 steps and busy time. Also, on real programs: tasks older than the agent in natural name
-order, a header with more loops than it has rows for, and what cancelling a trio task does."""
+order, a header with more loops than it has rows for, what cancelling a trio task does, and
+where a trio task was spawned and how finished trio tasks ended."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from taskscope.ui.app import TaskscopeApp
 from taskscope.ui.cancel_dialog import CancelDialog
 from taskscope.ui.source import AgentSource
 from taskscope.ui.task_table import TaskTable
-from tests.helpers import notes
+from tests.helpers import notes, wait_for
 from tests.ui.harness import SIZE, screen_text, until
 
 
@@ -168,6 +169,45 @@ def test_cancelling_a_trio_task_says_what_trio_does(start: Any) -> None:
             )
             status = app.detail.cancel_status[task_id]
             assert status.startswith("⊘ its cancel scope was cancelled"), status
+            app.exit()
+
+    asyncio.run(main())
+
+
+def test_a_trio_task_shows_where_it_was_spawned_and_finished_ones_how_they_ended(
+    start: Any,
+) -> None:
+    # GIVEN a trio program with the agent, whose run it instrumented, and a parent task that
+    # spawned children (tests/targets/trio_family.py)
+    pytest.importorskip("trio", reason="this test needs trio (pip install trio)")
+    from tests.test_trio_creators import line_of, spawn_round
+
+    target = start("trio_family.py").wait_ready()
+    wait_for(lambda: "instrument on" in notes(target), what="the agent's instrument")
+    spawn_round(target, 1)
+    app = TaskscopeApp(AgentSource(target.pid), clock=time.time, interval=0.2)
+
+    def task_named(name: str) -> Any:
+        return next((t for t in app.main.model.tasks.values() if t.name == name), None)
+
+    async def main() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: task_named("raiser-1") is not None, what="the tasks")
+            # THEN the dashboard knows the finished ones and how they ended
+            raiser = task_named("raiser-1")
+            assert raiser.state == "failed" and raiser.exception == "ValueError('boom')"
+            # WHEN the user goes to a child still running
+            lingerer = task_named("lingerer-1")
+            assert app.jump_to(lingerer.id)
+            # THEN its pane says where it was created: the parent's start_soon line
+            spawned_at = f"trio_family.py:{line_of('(lingerer,')}"
+
+            def pane() -> str:
+                return str(app.detail.query_one("#detail-body").render())
+
+            await until(pilot, lambda: "created from" in pane(), what="the creation site")
+            created = pane().split("created from")[1]
+            assert "parent" in created and spawned_at in created, created
             app.exit()
 
     asyncio.run(main())
