@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import os
 import sys
+import threading
 import time
 import weakref
 from asyncio import tasks as asyncio_tasks
@@ -42,11 +43,11 @@ if TYPE_CHECKING:
 TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None]
 #: Where a task was created: (code, line or instruction offset) pairs, innermost first.
 Site = tuple[tuple[CodeType, int], ...]
-#: How a task ended, as the loop thread notes it (cheap to make there): id, loop id, name,
+#: How a task the agent had looked at ended, as the loop thread notes it: id, loop id, name,
 #: its coroutine's code (or the name of what it ran), state, finished at, created at, parent
 #: id, result or exception summary, creation site (offsets, or line numbers where the next
 #: field says so), first seen at, and for a failed task its traceback and retrieval note.
-HistoryEntry = tuple[
+LookedAtEntry = tuple[
     int,
     str,
     str,
@@ -61,9 +62,33 @@ HistoryEntry = tuple[
     float | None,
     FailureNote | None,
 ]
-#: A creation note of a task not looked at yet: a weak reference to it, its parent's id,
-#: when and where (offsets) it was created, and its loop's id (None: read at its end).
-BirthNote = tuple[weakref.ref[asyncio.Future[Any]], int | None, float, Site, str | None]
+#: A creation note of a task not looked at yet, made by the `create_task` shadow: a list
+#: whose first six slots are filled at creation, the last five by the done callback, when it
+#: becomes the task's history entry as it is (one object per task for the host's collector,
+#: and nothing made at the task's end but what only then can be read). Slots: see `_NOTE_*`.
+BirthNote = list[Any]
+#: The slots of a `BirthNote`: a weak reference to the task (what tells it from a later task
+#: at the same address), its parent's id, when and where (offsets) it was created, its loop's
+#: id (None: read at its end), what it was made to run (its coroutine's code, or the name
+#: of what it ran); then, at its end: its name, when it finished, its state (None: done),
+#: its result or exception summary (None with state done: the result was None), and a
+#: failed task's traceback note.
+(
+    _NOTE_REF,
+    _NOTE_PARENT,
+    _NOTE_CREATED,
+    _NOTE_SITE,
+    _NOTE_LOOP,
+    _NOTE_WHAT,
+    _NOTE_NAME,
+    _NOTE_FINISHED,
+    _NOTE_STATE,
+    _NOTE_SUMMARY,
+    _NOTE_FAILURE,
+) = range(11)
+#: The history: finished birth notes (tasks never looked at while pending) and entries of
+#: tasks that were; read by `Tracker.finished_tasks` only.
+HistoryEntry = BirthNote | LookedAtEntry
 
 _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 #: On 3.14+, how often the registry is read whole (`asyncio.all_tasks`, one C call that holds
@@ -316,6 +341,7 @@ class Tracker(LoopTracker):
         # FinishedTask records by finished_tasks() on the agent's thread.
         self._history: deque[HistoryEntry] = deque(maxlen=history_limit)
         self._finished_cache: dict[int, tuple[HistoryEntry, FinishedTask]] = {}
+        self._finished_lock = threading.Lock()
         # id(task) -> (weak reference, parent id, created at, creation site) for tasks made
         # since install and not looked at yet: the cheapest record the loop thread can make.
         self._born: dict[int, BirthNote] = {}
@@ -392,24 +418,27 @@ class Tracker(LoopTracker):
     def on_task_created(
         self, task: asyncio.Future[Any], parent: asyncio.Future[Any] | None, coro: Any = None
     ) -> None:
-        """Runs on the loop thread for every task made through `loop.create_task`: note who
-        made it, when and where, as cheaply as possible (an id is given on first look).
-        `coro`: what it was made to run (the history's name for an eager task finished at
-        once, which may have dropped it)."""
+        """Runs on the loop thread for every task made through a loop whose `create_task`
+        could not be shadowed (the agent's task factory): note who made it, when and where,
+        as cheaply as possible (an id is given on first look). `coro`: what it was made to
+        run (an eager task finished at once may have dropped it)."""
         try:
             parent_id = self.ensure_meta(parent).task_id if parent is not None else None
             site = _creation_chain(sys._getframe(2), self.creation_depth)
+            what = _what_ran(task, task_coro(task) if coro is None else coro)
             record = self.loops.get(id(task.get_loop()))
             if id(task) in self._meta:
-                self.note_creation(task, parent_id, site)
+                self.note_creation(task, parent_id, site, what)
             else:
                 loop_id = record.loop_id if record is not None else None
-                self._born[id(task)] = (_weakref(task), parent_id, _wall(), site, loop_id)
+                self._born[id(task)] = [
+                    _weakref(task), parent_id, _wall(), site, loop_id, what,
+                    None, None, None, None, None,
+                ]  # fmt: skip
             context = record.callback_context if record is not None else None
-            if task.done():  # an eager task finished at once (see `_install_factory`)
-                task.get_loop().call_soon(self.done_callback, task, coro, context=context)
-            else:
-                task.add_done_callback(self.done_callback, context=context)
+            # On a task already done (eager, finished at once) asyncio schedules the
+            # callback for the loop's next turn, once its name is given.
+            task.add_done_callback(self.done_callback, context=context)
         except Exception:  # the agent never breaks task creation
             pass
 
@@ -418,6 +447,7 @@ class Tracker(LoopTracker):
         task: asyncio.Future[Any],
         parent_id: int | None,
         site: Site,
+        what: CodeType | str = "",
     ) -> None:
         """A creation note for a task the agent has already looked at (and given an id)."""
         meta = self._meta.get(id(task))
@@ -425,49 +455,65 @@ class Tracker(LoopTracker):
             meta.parent_id, meta.created_at = parent_id, _wall()
             # Its next record is made afresh, with what is noted now.
             meta.created_from, meta.record, meta.watched = _site_lines(site), None, True
+            meta.coro = what.co_qualname if type(what) is CodeType else str(what)
         else:
             record = self.loops.get(id(task.get_loop()))
             loop_id = record.loop_id if record is not None else None
-            self._born[id(task)] = (_weakref(task), parent_id, _wall(), site, loop_id)
+            self._born[id(task)] = [
+                _weakref(task), parent_id, _wall(), site, loop_id, what,
+                None, None, None, None, None,
+            ]  # fmt: skip
 
-    def _history_callback(self) -> Callable[..., None]:
+    def _history_callback(self) -> Callable[[asyncio.Future[Any]], None]:
         """The done callback every tracked task gets: it notes how the task ended in the
         history, without keeping it alive. A closure over what it touches: it runs on the
-        host's loop thread once per task, so every attribute lookup saved counts."""
+        host's loop thread once per task, so every call and object saved counts. A task
+        never looked at (most) has its birth note, which becomes its history entry: only
+        what the task's end alone tells is written into it (its name, the time, its state
+        and summary), the rest is read from it on the agent's thread (`finished_tasks`)."""
         metas, born, history, loops = self._meta, self._born, self._history, self.loops
         take_note, new_id, tracker = born.pop, self._ids.__next__, self
-        coroutine, wall, plain_task = CoroutineType, _wall, asyncio.Task
+        wall = _wall
 
-        def on_task_done(task: asyncio.Future[Any], ran: Any = None) -> None:
-            # `ran`: the coroutine of a task that finished inside create_task (eager).
+        def on_task_done(task: asyncio.Future[Any]) -> None:
             try:
-                key = id(task)
-                site: Site
-                loop_id: str | None
-                created_at: float | None
                 # Most tasks were made since the agent came and never looked at: their birth
                 # note says all (a task given its metadata had its note taken then).
-                note = take_note(key, None)
-                if note is not None and note[0]() is task:
-                    _ref, parent_id, created_at, site, loop_id = note
-                    task_id, in_lines, coro_fallback, seen_at = new_id(), False, "", None
-                    shown = None
-                else:
-                    meta = metas.get(key)
-                    if meta is not None and meta() is task:
-                        shown = meta.record  # its last record: the history names it alike
-                        meta.chain_fut = meta.record = None  # the builder's notes: pending only
-                        task_id, parent_id = meta.task_id, meta.parent_id
-                        created_at, site, in_lines = meta.created_at, meta.created_from, True
-                        coro_fallback = meta.coro
-                        seen_at = meta.seen_at if created_at is None else None
-                    else:
-                        task_id, parent_id, created_at, site = new_id(), None, None, ()
-                        in_lines, coro_fallback, seen_at, shown = False, "", None, None
-                    loop_id = None
+                note = take_note(id(task), None)
                 finished: Any = task  # a Task; read through its C attributes
+                if note is not None and note[0]() is task:
+                    # Slots: see `_NOTE_*` (literals here: a constant index costs nothing).
+                    if finished.cancelled():
+                        note[8] = "cancelled"
+                    else:
+                        exc = finished._exception
+                        if exc is None:
+                            result = finished._result
+                            if result is not None:
+                                note[9] = result_summary(result)
+                        else:
+                            note[8], note[9] = "failed", exception_summary(exc)
+                            note[10] = tracker._note_failure(finished, exc)
+                    if note[4] is None:
+                        loop_record = loops.get(id(finished._loop))
+                        note[4] = loop_record.loop_id if loop_record else "?"
+                    note[6] = finished.get_name()
+                    note[7] = wall()
+                    history.append(note)
+                    return
+                meta = metas.get(id(task))
+                if meta is not None and meta() is task:
+                    shown = meta.record  # its last record: the history names it alike
+                    meta.chain_fut = meta.record = None  # the builder's notes: pending only
+                    task_id, parent_id = meta.task_id, meta.parent_id
+                    created_at, site, in_lines = meta.created_at, meta.created_from, True
+                    coro_fallback = meta.coro
+                    seen_at = meta.seen_at if created_at is None else None
+                else:
+                    task_id, parent_id, created_at, site = new_id(), None, None, ()
+                    in_lines, coro_fallback, seen_at, shown = False, "", None, None
                 failure = None
-                if finished._state == "CANCELLED":
+                if finished.cancelled():
                     state, summary = "cancelled", None
                 else:
                     exc = finished._exception
@@ -478,22 +524,16 @@ class Tracker(LoopTracker):
                     else:
                         state, summary = "failed", exception_summary(exc)
                         failure = tracker._note_failure(finished, exc)
-                if loop_id is None:
-                    loop_record = loops.get(id(finished._loop))
-                    loop_id = loop_record.loop_id if loop_record else "?"
+                loop_record = loops.get(id(finished._loop))
                 what: CodeType | str
                 if shown is not None:
                     what = shown["coro"]  # seen through a wrapper (`wrapped_coro`) if need be
                 else:
-                    coro = finished._coro if ran is None else ran
-                    if type(finished) is not plain_task:
-                        coro = wrapped_coro(finished, coro)
-                    # A coroutine's code object: its name is read later, on the agent's thread.
-                    what = coro.cr_code if type(coro) is coroutine else coro_name(coro)
+                    what = _what_ran(finished, task_coro(finished))
                 history.append(
                     (
                         task_id,
-                        loop_id,
+                        loop_record.loop_id if loop_record else "?",
                         finished.get_name(),
                         what or coro_fallback,
                         state,
@@ -566,52 +606,82 @@ class Tracker(LoopTracker):
         )
 
     def finished_tasks(self) -> list[FinishedTask]:
-        """The history, oldest first, as records (made once per finished task)."""
-        raw = list(self._history)
-        cache = self._finished_cache
-        result = []
-        for item in raw:
-            cached = cache.get(id(item))
-            if cached is not None and cached[0] is item:
-                result.append(cached[1])
-                continue
-            (
-                task_id,
-                loop_id,
-                name,
-                coro,
-                state,
-                finished_at,
-                created_at,
-                parent,
-                summary,
-                site,
-                in_lines,
-                seen_at,
-                failure,
-            ) = item
-            finished = FinishedTask(
-                task_id=task_id,
-                loop_id=loop_id,
-                name=name,
-                coro=coro.co_qualname if type(coro) is CodeType else coro,
+        """The history, oldest first, as records (made once per finished task, on the agent's
+        thread; a task never looked at gets its id here)."""
+        with self._finished_lock:  # one record, and one id, per entry whoever asks
+            raw = list(self._history)
+            cache = self._finished_cache
+            result = []
+            for item in raw:
+                cached = cache.get(id(item))
+                if cached is not None and cached[0] is item:
+                    result.append(cached[1])
+                    continue
+                finished = self._finished_record(item)
+                cache[id(item)] = (item, finished)
+                result.append(finished)
+            if len(cache) > 2 * len(raw) + 64:
+                alive = {id(item) for item in raw}
+                for key in [key for key in cache if key not in alive]:
+                    del cache[key]
+        return result
+
+    def _finished_record(self, item: HistoryEntry) -> FinishedTask:
+        if type(item) is list:  # a birth note, finished (see `BirthNote`)
+            what, state, summary, failure = (
+                item[_NOTE_WHAT],
+                item[_NOTE_STATE],
+                item[_NOTE_SUMMARY],
+                item[_NOTE_FAILURE],
+            )
+            if state is None:
+                state = "done"
+                if summary is None:
+                    summary = "None"
+            return FinishedTask(
+                task_id=next(self._ids),
+                loop_id=item[_NOTE_LOOP],
+                name=item[_NOTE_NAME],
+                coro=what.co_qualname if type(what) is CodeType else what,
                 state=state,
-                finished_at=finished_at,
-                created_at=created_at,
-                parent_id=parent,
+                finished_at=item[_NOTE_FINISHED],
+                created_at=item[_NOTE_CREATED],
+                parent_id=item[_NOTE_PARENT],
                 summary=summary,
-                created_from=site if in_lines else _site_lines(site),
-                first_seen_at=seen_at,
+                created_from=_site_lines(item[_NOTE_SITE]),
                 failure=failure,
                 traceback=_formatted(failure),
             )
-            cache[id(item)] = (item, finished)
-            result.append(finished)
-        if len(cache) > 2 * len(raw) + 64:
-            alive = {id(item) for item in raw}
-            for key in [key for key in cache if key not in alive]:
-                del cache[key]
-        return result
+        (
+            task_id,
+            loop_id,
+            name,
+            coro,
+            state,
+            finished_at,
+            created_at,
+            parent,
+            summary,
+            site,
+            in_lines,
+            seen_at,
+            failure,
+        ) = item
+        return FinishedTask(
+            task_id=task_id,
+            loop_id=loop_id,
+            name=name,
+            coro=coro.co_qualname if type(coro) is CodeType else coro,
+            state=state,
+            finished_at=finished_at,
+            created_at=created_at,
+            parent_id=parent,
+            summary=summary,
+            created_from=site if in_lines else _site_lines(site),
+            first_seen_at=seen_at,
+            failure=failure,
+            traceback=_formatted(failure),
+        )
 
     def prune(self) -> None:
         """Drop creation notes of tasks that died without finishing, and notes of locks
@@ -675,37 +745,51 @@ class Tracker(LoopTracker):
         callback_context, loop_id = record.callback_context, record.loop_id
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
         module_of = _frame_module
+        coroutine, plain_task = CoroutineType, asyncio.Task
+        # The metadata (a weak reference) of the last parent seen: a program makes its tasks
+        # in runs from one parent, which is then known without a lookup by address.
+        last_parent: Any = _no_task
 
         def create_task(coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
             # `on_task_created`, inlined: this runs on the host's loop thread for every task.
+            nonlocal last_parent
             parent = current_task(loop)
             task = original_create_task(coro, **kwargs) if kwargs else original_create_task(coro)
             try:
-                parent_id = None
-                if parent is not None:
+                if parent is None:
+                    parent_id = None
+                elif last_parent() is parent:
+                    parent_id = last_parent.task_id
+                else:
                     parent_meta = metas.get(id(parent))
-                    if parent_meta is not None and parent_meta() is parent:
-                        parent_id = parent_meta.task_id
-                    else:
-                        parent_id = tracker.ensure_meta(parent).task_id
+                    if parent_meta is None or parent_meta() is not parent:
+                        parent_meta = tracker.ensure_meta(parent)
+                    last_parent, parent_id = parent_meta, parent_meta.task_id
                 # The frame of asyncio.create_task, which most tasks come through, is
                 # passed by its module's name: no frame object made for it.
                 if module_of is not None and module_of(1) == "asyncio.tasks":
                     site = creation_chain(get_frame(2), depth)
                 else:
                     site = creation_chain(get_frame(1), depth)
+                # What it runs, read now from the coroutine in hand (at its end the task
+                # may have dropped it: an eager task finished at once).
+                if type(task) is not plain_task:
+                    what = _what_ran(task, coro)
+                elif type(coro) is coroutine:
+                    what = coro.cr_code
+                else:
+                    what = coro_name(coro)
                 key = id(task)
                 if key in metas:  # the agent looked at it already (another thread)
-                    tracker.note_creation(task, parent_id, site)
+                    tracker.note_creation(task, parent_id, site, what)
                 else:
-                    born[key] = (_weakref(task), parent_id, _wall(), site, loop_id)
-                if task.done():
-                    # An eager task that finished in create_task: noted at the loop's next
-                    # turn (its name is given after create_task), with the coroutine it ran
-                    # (the task may have dropped it). What add_done_callback would do.
-                    loop.call_soon(done_callback, task, coro, context=callback_context)
-                else:
-                    task.add_done_callback(done_callback, context=callback_context)
+                    born[key] = [
+                        _weakref(task), parent_id, _wall(), site, loop_id, what,
+                        None, None, None, None, None,
+                    ]  # fmt: skip
+                # On a task already done (eager, finished at once) asyncio schedules the
+                # callback for the loop's next turn, once its name is given.
+                task.add_done_callback(done_callback, context=callback_context)
             except Exception:  # the agent never breaks task creation
                 pass
             return task
@@ -786,6 +870,20 @@ class Tracker(LoopTracker):
                     task.remove_done_callback(callback)
             except Exception:
                 pass
+
+
+def _no_task() -> None:
+    """Stands for a dead weak reference: no task is the last parent yet."""
+    return None
+
+
+def _what_ran(task: Any, coro: Any) -> CodeType | str:
+    """What a task was made to run, for its history entry: its coroutine's code (named on
+    the agent's thread), seen through a pass-through wrapper (`wrapped_coro`) for a task of
+    another class than asyncio's; or the name of what it ran, when not a coroutine."""
+    if type(task) is not asyncio.Task:
+        coro = wrapped_coro(task, coro)
+    return coro.cr_code if type(coro) is CoroutineType else coro_name(coro)
 
 
 def _unretrieved_watch(loop: asyncio.AbstractEventLoop) -> UnretrievedWatch | None:
@@ -1042,7 +1140,7 @@ def _noted_pending(
             and not born.done()
             and id(born.get_loop()) in loops
         ):
-            result.append(born)  # type: ignore[arg-type]  # made by create_task: a Task
+            result.append(born)  # made by create_task: a Task
     return result
 
 
