@@ -430,3 +430,45 @@ def test_a_task_seen_pending_keeps_its_creation_lines_in_the_history(start: Any)
     # (they were once turned into line numbers a second time, as if they were offsets)
     assert finished["id"] == pending["id"]
     assert finished["created_from"] == pending["created_from"]
+
+
+def test_tasks_that_end_before_any_look_keep_every_fact_in_the_history(start: Any) -> None:
+    # GIVEN tasks made two calls deep that all ended before the agent first looked (their
+    # history comes from the notes taken at their creation and at their end alone)
+    target = start("ended_unseen.py").wait_ready()
+    # WHEN the agent looks, twice
+    first = agent_snapshot(target.pid)
+    again = agent_snapshot(target.pid)
+    tasks = by_name(first)
+    main = tasks["Task-1"]
+    [loop] = first["loops"]
+    # THEN each record carries its parent, loop, creation time and chain, coroutine, state,
+    # result or exception, and end time, as if the agent had seen it pending
+    for name, coro in [
+        ("unseen-answer", "answer"),
+        ("unseen-none", "nothing"),
+        ("unseen-cancelled", "stuck"),
+        ("unseen-failing", "failing"),
+    ]:
+        task = tasks[name]
+        assert task["parent"] == main["id"], name
+        assert task["loop"] == loop["id"], name
+        assert task["coro"] == coro, name
+        assert task["created_at"] is not None and task["finished_at"] is not None, name
+        assert task["created_at"] <= task["finished_at"] <= first["taken_at"], name
+        assert [frame["function"] for frame in task["created_from"]] == ["spawn", "main"]
+        assert task["created_from"][0]["file"].endswith("ended_unseen.py")
+        assert "first_seen_at" not in task, name
+    assert tasks["unseen-answer"]["state"] == "done"
+    assert tasks["unseen-answer"]["result"] == "42"
+    assert tasks["unseen-none"]["state"] == "done"
+    assert tasks["unseen-none"]["result"] == "None"
+    assert tasks["unseen-cancelled"]["state"] == "cancelled"
+    assert "result" not in tasks["unseen-cancelled"]
+    assert tasks["unseen-failing"]["state"] == "failed"
+    assert tasks["unseen-failing"]["exception"] == "ValueError('bad row')"
+    assert "ValueError: bad row" in tasks["unseen-failing"]["traceback"]
+    # ... each its own id, the same at every look
+    ids = {name: tasks[name]["id"] for name in tasks if name.startswith("unseen-")}
+    assert len(set(ids.values())) == 4
+    assert {name: by_name(again)[name]["id"] for name in ids} == ids
