@@ -175,14 +175,18 @@ def _creation_chain(frame: FrameType | None, depth: int) -> Site:
     up to the loop's machinery or a module's top level. Offsets rather than line numbers,
     and the tree of chains already seen (`_SiteNode`): a task made where others were costs
     a walk with one dict lookup per frame on the host's loop thread, and nothing that
-    outlives the call."""
+    outlives the call. The loop's machinery, where most chains end, is told by its code
+    before its offset is read."""
     level = _SITE_TREE
     node: _SiteNode | None = None
     while frame is not None:
         code = frame.f_code
-        child = level.get(frame.f_lasti)
+        if code is _STOP_CODE:
+            break
+        offset = frame.f_lasti
+        child = level.get(offset)
         if child is None or child.code is not code:
-            child = _site_node(level, code, frame.f_lasti, node)
+            child = _site_node(level, code, offset, node)
         node = child
         if child.size >= depth:
             break
