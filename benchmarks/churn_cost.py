@@ -20,7 +20,9 @@ the ratio of the bests to no agent, and the spread of the ratios of rounds run b
 create_task, and their history note is made at the loop's next turn).
 
 --instructions [--against CHECKOUT]: machine instructions per task counted by valgrind
-(callgrind) instead of CPU time, no agent and each agent: steady on a loaded machine.
+(callgrind) instead of CPU time, no agent and each agent: steady on a loaded machine. The
+loop (main) thread's only: the agent's idle thread wakes by the clock, so its count grows
+with valgrind's pace, which the machine's load sets.
 
 --against CHECKOUT: fresh processes in turns (`--procs` of each): no agent, this checkout's
 `taskscope.install()`, and CHECKOUT's (its directory put first on PYTHONPATH); each process
@@ -37,6 +39,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import weakref
 from collections.abc import Callable
@@ -183,15 +186,26 @@ def instructions(args: argparse.Namespace) -> None:
         checkouts[args.against] = str(Path(args.against).resolve())
 
     def counted(path: str, mode: str, count: int) -> int:
+        """The loop thread's instructions: the main thread's, counted apart from the agent's
+        (its idle thread wakes by the clock, and valgrind's pace moves with the load)."""
         env = dict(os.environ, PYTHONPATH=path)
-        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
-        command += [sys.executable, str(HERE), "--child", mode, "--count", str(count)]
-        command += ["--instructions"] + (["--eager"] if args.eager else [])
-        command += ["--instant"] if args.instant else []
-        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-        found = re.search(r"Collected : (\d+)", done.stderr)
+        with tempfile.TemporaryDirectory() as directory:
+            out = os.path.join(directory, "callgrind.out")
+            command = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+            command += [f"--callgrind-out-file={out}", sys.executable, str(HERE)]
+            command += ["--child", mode, "--count", str(count), "--instructions"]
+            command += ["--eager"] if args.eager else []
+            command += ["--instant"] if args.instant else []
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"valgrind failed: {done.stderr[-300:]}")
+            try:
+                text = Path(f"{out}-01").read_text()
+            except OSError:
+                raise SystemExit(f"valgrind wrote no count: {done.stderr[-300:]}") from None
+        found = re.search(r"^totals: (\d+)", text, re.MULTILINE)
         if found is None:
-            raise SystemExit(f"valgrind gave no count: {done.stderr[-300:]}")
+            raise SystemExit("valgrind's output has no totals line")
         return int(found.group(1))
 
     def per_task(path: str, mode: str) -> float:
