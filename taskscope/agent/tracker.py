@@ -68,11 +68,11 @@ LookedAtEntry = tuple[
 #: and nothing made at the task's end but what only then can be read). Slots: see `_NOTE_*`.
 BirthNote = list[Any]
 #: The slots of a `BirthNote`: a weak reference to the task (what tells it from a later task
-#: at the same address), its parent's id, when and where (offsets) it was created, its loop's
-#: id (None: read at its end), what it was made to run (its coroutine's code, or the name
-#: of what it ran); then, at its end: its name, when it finished, its state (None: done),
-#: its result or exception summary (None with state done: the result was None), and a
-#: failed task's traceback note.
+#: at the same address; dropped at its end), its parent's id, when and where (offsets) it
+#: was created, its loop's id (None: read at its end), what it was made to run (its
+#: coroutine's code, or the name of what it ran); then, at its end: its name, when it
+#: finished, its state (None: done), its result or exception summary (None with state done:
+#: the result was None), and a failed task's traceback note.
 (
     _NOTE_REF,
     _NOTE_PARENT,
@@ -265,8 +265,9 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         self.created_from: Site = ()
         #: Whether the history callback is on the task.
         self.watched = False
-        #: The coroutine's name, kept only for tasks that finished inside create_task (eager
-        #: tasks), whose coroutine is gone by the time anyone looks.
+        #: What it was made to run, as its creation note read it, for a task looked at
+        #: before that note was made (an eager task that finished inside create_task has
+        #: dropped its coroutine by the time its end is noted).
         self.coro = ""
         # The snapshot builder's notes from its last look, while the task stays pending:
         # fields rather than a tuple or an object of their own, so that a look at 100,000
@@ -501,6 +502,9 @@ class Tracker(LoopTracker):
                     if note[4] is None:
                         loop_record = loops.get(id(finished._loop))
                         note[4] = loop_record.loop_id if loop_record else "?"
+                    # Its weak reference is dropped: one object fewer per history entry
+                    # for the host's collector to walk (`finished_tasks` never reads it).
+                    note[0] = None
                     note[6] = finished.get_name()
                     note[7] = wall()
                     history.append(note)
