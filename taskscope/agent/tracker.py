@@ -142,21 +142,48 @@ _site_nodes = [0]
 def _site_node(
     level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
 ) -> _SiteNode:
-    """The node of a frame not found at this level by its offset alone: kept under the
-    offset, or under (offset, id(code)) when another code holds that offset here; made if
-    new: asyncio's code as a pass-through node, the loop's machinery that ran the creating
-    step or callback (where a chain stops) as a final one that adds no frame."""
+    """The node of a frame not found at this level by its offset alone (`place_site_node`):
+    asyncio's code as a pass-through node, the loop's machinery that ran the creating step or
+    callback (where a chain stops) as a final one that adds no frame."""
+    return place_site_node(
+        level,
+        code,
+        offset,
+        parent,
+        stop=code is _STOP_CODE,
+        pass_through=code.co_filename.startswith(_ASYNCIO_DIR),
+        tree=_SITE_TREE,
+        count=_site_nodes,
+    )
+
+
+def place_site_node(
+    level: dict[Any, _SiteNode],
+    code: CodeType,
+    offset: int,
+    parent: _SiteNode | None,
+    *,
+    stop: bool,
+    pass_through: bool,
+    tree: dict[Any, _SiteNode],
+    count: list[int],
+) -> _SiteNode:
+    """The node of a frame not found at this level of `tree` by its offset alone: kept under
+    the offset, or under (offset, id(code)) when another code holds that offset here; made if
+    new, a final node that adds no frame where the chain `stop`s (the loop's machinery), a
+    pass-through one for a library's own frame, else one that adds this frame. `count` holds
+    the number of nodes made (shared with the tree's other users: trio's spawn chains)."""
     other = level.get((offset, id(code)))
     if other is not None and other.code is code:
         return other
-    if _site_nodes[0] > 20_000:  # a program making code objects without end: start again
-        _SITE_TREE.clear()
-        _site_nodes[0] = 0
+    if count[0] > 20_000:  # a program making code objects without end: start again
+        tree.clear()
+        count[0] = 0
         level = {}  # the node is made, not kept: its level may be one just dropped
     site = parent.site if parent is not None else ()
-    if code is _STOP_CODE:  # the loop's machinery: the chain ends with its caller's frame
+    if stop:  # the chain ends with its caller's frame
         node = _SiteNode(code, site, final=True)
-    elif code.co_filename.startswith(_ASYNCIO_DIR):
+    elif pass_through:
         node = _SiteNode(code, site, children=level)
     else:
         node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
@@ -165,7 +192,7 @@ def _site_node(
         level[offset] = node
     else:
         level[(offset, id(code))] = node
-    _site_nodes[0] += 1
+    count[0] += 1
     return node
 
 

@@ -50,7 +50,7 @@ from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.agent.tracker import Site, _site_lines, _SiteNode, coro_name
+from taskscope.agent.tracker import Site, _site_lines, _SiteNode, coro_name, place_site_node
 from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask
 
 if TYPE_CHECKING:
@@ -647,29 +647,20 @@ def _spawn_chain(frame: FrameType | None, depth: int) -> Site:
 def _spawn_node(
     level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
 ) -> _SiteNode:
-    """A frame's node, not found at its level by offset alone (see `tracker._site_node`)."""
-    other = level.get((offset, id(code)))
-    if other is not None and other.code is code:
-        return other
-    if _spawn_nodes[0] > 20_000:  # a program making code objects without end: start again
-        _SPAWN_TREE.clear()
-        _spawn_nodes[0] = 0
-        level = {}
-    site = parent.site if parent is not None else ()
-    if _in_trio(code):
-        if code.co_name == "unrolled_run":  # the run's loop: the chain ends at its caller
-            node = _SiteNode(code, site, final=True)
-        else:
-            node = _SiteNode(code, site, children=level)
-    else:
-        node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
-    known = level.get(offset)
-    if known is None or known.code is code:
-        level[offset] = node
-    else:
-        level[(offset, id(code))] = node
-    _spawn_nodes[0] += 1
-    return node
+    """A frame's node, not found at its level by offset alone (see `tracker.place_site_node`):
+    trio's own code as a pass-through node, its run's loop (`unrolled_run`, where a chain
+    stops) as a final one."""
+    in_trio = _in_trio(code)
+    return place_site_node(
+        level,
+        code,
+        offset,
+        parent,
+        stop=in_trio and code.co_name == "unrolled_run",
+        pass_through=in_trio,
+        tree=_SPAWN_TREE,
+        count=_spawn_nodes,
+    )
 
 
 def _in_trio(code: CodeType) -> bool:
