@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskscope.agent.tracker import Tracker
 from taskscope.client import AgentClient
 from taskscope.protocol import socket_path
 from taskscope.recording import open_recording
@@ -194,3 +196,38 @@ def assert_lint_finds_the_transfer_deadlock(result: subprocess.CompletedProcess[
         "lock deadlock: transfer-1 holds a and waits for b, held by transfer-2, which waits for a",
         "lock deadlock: transfer-2 holds b and waits for a, held by transfer-1, which waits for b",
     ), result.stdout
+
+
+def with_tracker(scenario: Callable[[Tracker], Awaitable[None]]) -> None:
+    """Run `scenario` in `asyncio.run` with a Tracker installed for its loop, then removed."""
+
+    async def main() -> None:
+        tracker = Tracker()
+        tracker.install()
+        try:
+            await scenario(tracker)
+        finally:
+            tracker.uninstall()
+
+    asyncio.run(main())
+
+
+#: A program (its source) with one task, `victim`, asleep; it writes "ready" to the file named
+#: by its first argument, and prints "victim cancelled" once cancelled.
+VICTIM_PROGRAM = """\
+import asyncio, sys
+
+async def victim():
+    await asyncio.sleep(3600)
+
+async def main():
+    victim_task = asyncio.create_task(victim(), name="victim")
+    open(sys.argv[1], "w").write("ready")
+    try:
+        await victim_task
+    except asyncio.CancelledError:
+        print("victim cancelled", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""

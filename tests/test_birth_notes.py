@@ -7,22 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taskscope.agent.tracker import FinishedTask, Tracker
-
-
-def _with_tracker(scenario: Callable[[Tracker], Awaitable[None]]) -> None:
-    async def main() -> None:
-        tracker = Tracker()
-        tracker.install()
-        try:
-            await scenario(tracker)
-        finally:
-            tracker.uninstall()
-
-    asyncio.run(main())
+from tests.helpers import with_tracker
 
 
 async def _settle() -> None:
@@ -79,7 +67,7 @@ def test_children_of_parents_made_in_turns_each_get_their_own_parent() -> None:
         all_ids = [task.task_id for task in tracker.finished_tasks()]
         assert len(all_ids) == len(set(all_ids))
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_a_note_left_by_a_task_that_died_pending_is_not_taken_by_a_later_task() -> None:
@@ -114,4 +102,4 @@ def test_a_note_left_by_a_task_that_died_pending_is_not_taken_by_a_later_task() 
         looked_at.cancel()
         await _settle()
 
-    _with_tracker(scenario)
+    with_tracker(scenario)

@@ -17,27 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, mount_proc_in, wait_for
+from tests.helpers import REPO, VICTIM_PROGRAM, mount_proc_in, wait_for
 
 CHROOT = Path(os.environ.get("TASKSCOPE_SID_CHROOT", "/var/cache/taskscope-ci/sid"))
 
-TARGET = """\
-import asyncio, sys
-
-async def victim():
-    await asyncio.sleep(3600)
-
-async def main():
-    victim_task = asyncio.create_task(victim(), name="victim")
-    open(sys.argv[1], "w").write("ready")
-    try:
-        await victim_task
-    except asyncio.CancelledError:
-        print("victim cancelled", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main())
-"""
+TARGET = VICTIM_PROGRAM
 
 pytestmark = [
     pytest.mark.skipif(

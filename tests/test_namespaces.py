@@ -18,25 +18,9 @@ from pathlib import Path
 import pytest
 
 from taskscope.attach.staging import stage_agent
-from tests.helpers import run_cli, wait_for
+from tests.helpers import VICTIM_PROGRAM, run_cli, wait_for
 
-TARGET = """\
-import asyncio, sys
-
-async def victim():
-    await asyncio.sleep(3600)
-
-async def main():
-    victim_task = asyncio.create_task(victim(), name="victim")
-    open(sys.argv[1], "w").write("ready")
-    try:
-        await victim_task
-    except asyncio.CancelledError:
-        print("victim cancelled", flush=True)
-    await asyncio.sleep(3600)
-
-asyncio.run(main())
-"""
+TARGET = VICTIM_PROGRAM
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)"),
@@ -83,6 +67,8 @@ class Contained:
 
 @pytest.fixture
 def two_contained(tmp_path: Path) -> Iterator[tuple[Contained, Contained]]:
+    if subprocess.run(["unshare", "-p", "-f", "true"]).returncode:
+        pytest.skip("no pid namespace of its own can be made here")
     first, second = Contained(tmp_path, "first"), Contained(tmp_path, "second")
     try:
         yield first.wait_ready(), second.wait_ready()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
 from taskscope.protocol import WireSnapshot, WireTask
 from taskscope.words import schema_text
+from tests.helpers import with_tracker
 
 
 async def _settle() -> None:
@@ -28,18 +29,6 @@ def _record(snapshot: WireSnapshot, name: str) -> WireTask:
         if record["name"] == name and record["state"] == "pending":
             return record
     raise AssertionError(f"no pending task {name}")
-
-
-def _with_tracker(scenario: Callable[[Tracker], Awaitable[None]]) -> None:
-    async def main() -> None:
-        tracker = Tracker()
-        tracker.install()
-        try:
-            await scenario(tracker)
-        finally:
-            tracker.uninstall()
-
-    asyncio.run(main())
 
 
 def _build(tracker: Tracker) -> WireSnapshot:
@@ -77,7 +66,7 @@ def test_unmoved_task_is_served_from_the_cache() -> None:
         event.set()
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_task_moving_to_another_await_gets_a_new_stack_and_description() -> None:
@@ -109,7 +98,7 @@ def test_task_moving_to_another_await_gets_a_new_stack_and_description() -> None
         second_event.set()
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_queue_size_change_without_the_getter_moving_is_seen() -> None:
@@ -146,7 +135,7 @@ def test_queue_size_change_without_the_getter_moving_is_seen() -> None:
         await asyncio.gather(putter, getter, return_exceptions=True)
         del queue
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_lock_state_and_waiter_count_are_read_again() -> None:
@@ -166,7 +155,7 @@ def test_lock_state_and_waiter_count_are_read_again() -> None:
         second.cancel()
         await asyncio.gather(first, second, return_exceptions=True)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_sleep_countdown_decreases() -> None:
@@ -185,7 +174,7 @@ def test_sleep_countdown_decreases() -> None:
         sleeper.cancel()
         await asyncio.gather(sleeper, return_exceptions=True)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_timeout_deadline_counts_down() -> None:
@@ -207,7 +196,7 @@ def test_timeout_deadline_counts_down() -> None:
         event.set()
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_renamed_task_shows_its_new_name() -> None:
@@ -224,7 +213,7 @@ def test_renamed_task_shows_its_new_name() -> None:
         event.set()
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_gather_child_finishing_changes_awaiting_tasks() -> None:
@@ -255,7 +244,7 @@ def test_gather_child_finishing_changes_awaiting_tasks() -> None:
         second_event.set()
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_awaited_by_follows_new_waiters() -> None:
@@ -276,7 +265,7 @@ def test_awaited_by_follows_new_waiters() -> None:
         event.set()
         await waiting
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_cache_drops_finished_tasks_and_keeps_nothing_alive() -> None:
@@ -300,7 +289,7 @@ def test_cache_drops_finished_tasks_and_keeps_nothing_alive() -> None:
         _build(tracker)
         assert number not in _cached_numbers(tracker)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_cancelled_then_resuspended_task_is_described_again() -> None:
@@ -326,7 +315,7 @@ def test_cancelled_then_resuspended_task_is_described_again() -> None:
         queue.put_nowait(None)
         await task
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def _forget_notes(tracker: Tracker) -> None:
@@ -426,7 +415,7 @@ def test_a_look_with_notes_says_what_a_look_afresh_says() -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_a_look_at_unmoved_tasks_reuses_their_records_without_describing_them(
@@ -506,7 +495,7 @@ def test_a_look_at_unmoved_tasks_reuses_their_records_without_describing_them(
             task.cancel()
         await asyncio.gather(*plain, *others, renamed, return_exceptions=True)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
 
 
 def test_the_children_of_a_task_group_are_resolved_once_per_group(
@@ -567,4 +556,4 @@ def test_the_children_of_a_task_group_are_resolved_once_per_group(
             owner.cancel()
         await asyncio.gather(*owners, return_exceptions=True)
 
-    _with_tracker(scenario)
+    with_tracker(scenario)
