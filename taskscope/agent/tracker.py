@@ -9,6 +9,7 @@ entry: it builds on `LoopTracker` (taskscope.agent.loops), which finds the loops
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import sys
@@ -196,30 +197,46 @@ def place_site_node(
     return node
 
 
-def _creation_chain(frame: FrameType | None, depth: int) -> Site:
-    """Where a task was asked for: the (code, instruction offset) of the program's frames
-    from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
-    up to the loop's machinery or a module's top level. Offsets rather than line numbers,
-    and the tree of chains already seen (`_SiteNode`): a task made where others were costs
-    a walk with one dict lookup per frame on the host's loop thread, and nothing that
-    outlives the call. The loop's machinery, where most chains end, is told by its code
-    before its offset is read."""
-    level = _SITE_TREE
+def site_chain(
+    tree: dict[Any, _SiteNode],
+    make_node: Callable[[dict[Any, _SiteNode], CodeType, int, _SiteNode | None], _SiteNode],
+    stop_code: CodeType | None,
+    frame: FrameType | None,
+    depth: int,
+) -> Site:
+    """The chain of `frame` and its callers in `tree` (see `_SiteNode`), at most `depth`
+    program frames: each frame found by one dict lookup once a chain was seen, a new one
+    made by `make_node`, and nothing that outlives the call. A frame of `stop_code` ends the
+    chain before its offset is read. Used by `_creation_chain` and trio's spawn chains."""
+    level = tree
     node: _SiteNode | None = None
     while frame is not None:
         code = frame.f_code
-        if code is _STOP_CODE:
+        if code is stop_code:
             break
         offset = frame.f_lasti
         child = level.get(offset)
         if child is None or child.code is not code:
-            child = _site_node(level, code, offset, node)
+            child = make_node(level, code, offset, node)
         node = child
         if child.size >= depth:
             break
         level = child.children
         frame = frame.f_back
     return node.site if node is not None else ()
+
+
+#: _creation_chain(frame, depth):
+#: Where a task was asked for: the (code, instruction offset) of the program's frames
+#: from the one that called create_task outwards, at most `depth`, asyncio's own skipped,
+#: up to the loop's machinery or a module's top level. Offsets rather than line numbers,
+#: and the tree of chains already seen (`_SiteNode`): a task made where others were costs
+#: a walk with one dict lookup per frame on the host's loop thread, and nothing that
+#: outlives the call. The loop's machinery, where most chains end, is told by its code
+#: before its offset is read.
+_creation_chain: Callable[[FrameType | None, int], Site] = functools.partial(
+    site_chain, _SITE_TREE, _site_node, _STOP_CODE
+)
 
 
 #: The module of the function running n frames up (3.12+), read without making a frame
@@ -662,30 +679,24 @@ class Tracker(LoopTracker):
         return result
 
     def _finished_record(self, item: HistoryEntry) -> FinishedTask:
-        if type(item) is list:  # a birth note, finished (see `BirthNote`)
-            what, state, summary, failure = (
-                item[_NOTE_WHAT],
-                item[_NOTE_STATE],
-                item[_NOTE_SUMMARY],
-                item[_NOTE_FAILURE],
-            )
+        if type(item) is list:  # a birth note, finished (see `BirthNote`): as a looked-at entry
+            state, summary = item[_NOTE_STATE], item[_NOTE_SUMMARY]
             if state is None:
-                state = "done"
-                if summary is None:
-                    summary = "None"
-            return FinishedTask(
-                task_id=next(self._ids),
-                loop_id=item[_NOTE_LOOP],
-                name=item[_NOTE_NAME],
-                coro=what.co_qualname if type(what) is CodeType else what,
-                state=state,
-                finished_at=item[_NOTE_FINISHED],
-                created_at=item[_NOTE_CREATED],
-                parent_id=item[_NOTE_PARENT],
-                summary=summary,
-                created_from=_site_lines(item[_NOTE_SITE]),
-                failure=failure,
-                traceback=_formatted(failure),
+                state, summary = "done", "None" if summary is None else summary
+            item = (
+                next(self._ids),
+                item[_NOTE_LOOP],
+                item[_NOTE_NAME],
+                item[_NOTE_WHAT],
+                state,
+                item[_NOTE_FINISHED],
+                item[_NOTE_CREATED],
+                item[_NOTE_PARENT],
+                summary,
+                item[_NOTE_SITE],
+                False,
+                None,
+                item[_NOTE_FAILURE],
             )
         (
             task_id,

@@ -34,6 +34,7 @@ first seen by a look, without a creator.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import socket
@@ -50,7 +51,14 @@ from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.agent.tracker import Site, _site_lines, _SiteNode, coro_name, place_site_node
+from taskscope.agent.tracker import (
+    Site,
+    _site_lines,
+    _SiteNode,
+    coro_name,
+    place_site_node,
+    site_chain,
+)
 from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask
 
 if TYPE_CHECKING:
@@ -624,26 +632,9 @@ _SPAWN_TREE: dict[Any, _SiteNode] = {}
 _spawn_nodes = [0]
 
 
-def _spawn_chain(frame: FrameType | None, depth: int) -> Site:
-    """Where a trio task was spawned: the (code, instruction offset) of the program's frames
-    from the one that called `start_soon` (or `start`) outwards, at most `depth`, trio's own
-    skipped; as `tracker._creation_chain` walks asyncio's, one dict lookup per frame once a
-    chain was seen, and nothing that outlives the call."""
-    level = _SPAWN_TREE
-    node: _SiteNode | None = None
-    while frame is not None:
-        code = frame.f_code
-        child = level.get(frame.f_lasti)
-        if child is None or child.code is not code:
-            child = _spawn_node(level, code, frame.f_lasti, node)
-        node = child
-        if child.size >= depth:
-            break
-        level = child.children
-        frame = frame.f_back
-    return node.site if node is not None else ()
-
-
+#: _spawn_chain(frame, depth): where a trio task was spawned, the (code, instruction offset)
+#: of the program's frames from the one that called `start_soon` (or `start`) outwards, at
+#: most `depth`, trio's own skipped (`tracker.site_chain`, as asyncio's creation chains).
 def _spawn_node(
     level: dict[Any, _SiteNode], code: CodeType, offset: int, parent: _SiteNode | None
 ) -> _SiteNode:
@@ -661,6 +652,11 @@ def _spawn_node(
         tree=_SPAWN_TREE,
         count=_spawn_nodes,
     )
+
+
+_spawn_chain: Callable[[FrameType | None, int], Site] = functools.partial(
+    site_chain, _SPAWN_TREE, _spawn_node, None
+)
 
 
 def _in_trio(code: CodeType) -> bool:
