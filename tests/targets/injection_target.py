@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -35,8 +36,10 @@ class Finish(Exception):
 def ready(path: str | None) -> None:
     if path is None:
         return
-    with open(path, "w") as file:
+    # Made whole under another name, then renamed: the test acts the moment the name appears.
+    with open(path + ".part", "w") as file:
         file.write("ready")
+    os.replace(path + ".part", path)
 
 
 async def idle(ready_file: str | None) -> None:
@@ -78,8 +81,9 @@ async def sleep(ready_file: str) -> None:
     ticker = asyncio.create_task(tick())
     await asyncio.sleep(0.1)
     asyncio.get_running_loop().call_later(0.2, sys.stdout.flush)  # a timer due in the block
-    ready(ready_file)
     try:
+        # Inside the try: the test's signal can come as soon as the ready file is there.
+        ready(ready_file)
         time.sleep(30)
     except Finish:
         pass
