@@ -22,7 +22,7 @@ from typing import Any
 from taskscope.agent import waiters
 from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
-from taskscope.protocol import WireAwaiting
+from taskscope.protocol import WireAwaiting, sliced
 
 Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
 
@@ -98,7 +98,7 @@ class AwaitContext:
         except Exception:
             return
         timers, deadlines = self.timers, self.timeouts
-        for handle in handles:
+        for handle in sliced(handles):
             if handle._cancelled:
                 continue
             callback = handle._callback

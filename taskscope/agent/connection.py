@@ -23,7 +23,7 @@ from taskscope import __version__
 from taskscope.agent import server as _server
 from taskscope.agent.cancel import request_cancel
 from taskscope.agent.chains import frame_record, walk_frames
-from taskscope.agent.flight import FlightRecorder
+from taskscope.agent.flight import FlightRecorder, changes_between
 from taskscope.agent.introspect import find_task, finished_record
 from taskscope.agent.tracker import task_coro
 from taskscope.agent.trio_runs import find_trio_task
@@ -55,6 +55,7 @@ from taskscope.protocol import (
     encode,
     materialize_body,
     parse_request,
+    sliced,
 )
 
 if TYPE_CHECKING:
@@ -402,24 +403,14 @@ class Connection:
         snapshot, cost = self.server.snapshot(True)
         interval = self.interval or 0.5
         self.next_tick = time.monotonic() + max(interval, cost / _server.MAX_DUTY)
-        current = {record["id"]: record for record in snapshot["tasks"]}
         if first:
-            self.previous = current
+            self.previous = {record["id"]: record for record in sliced(snapshot["tasks"])}
             message: SnapshotReply = {"type": "snapshot", "snapshot": snapshot}
             if request_id is not None:
                 message["re"] = request_id
             self.send(message)
             return
-        # A record that did not change is the same object as last time (or at least equal:
-        # countdowns are end times, which stay put while the task does).
-        previous = self.previous
-        changed = []
-        for task_id, record in current.items():
-            before = previous.get(task_id)
-            if before is not record and before != record:
-                changed.append(record)
-        removed = [task_id for task_id in previous if task_id not in current]
-        self.previous = current
+        self.previous, changed, removed = changes_between(self.previous, snapshot["tasks"])
         delta: WireDelta = {
             "taken_at": snapshot["taken_at"],
             "loops": snapshot["loops"],

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from taskscope.protocol import sliced
 
 #: How often the recorder looks, at most; the agent's duty limit can make it look less often.
 DEFAULT_INTERVAL = 1.0
@@ -61,19 +64,13 @@ class FlightRecorder:
         with self._lock:
             if self._base_top is not None and snapshot["taken_at"] <= self._newest_time():
                 return
-            current = {record["id"]: record for record in snapshot["tasks"]}
             if self._base_top is None:
+                current = {record["id"]: record for record in sliced(snapshot["tasks"])}
                 self._base_top = _top(snapshot)
                 self._base = current
                 self._current = current
                 return
-            previous = self._current
-            changed = [
-                record
-                for task_id, record in current.items()
-                if (before := previous.get(task_id)) is not record and before != record
-            ]
-            removed = [task_id for task_id in previous if task_id not in current]
+            current, changed, removed = changes_between(self._current, snapshot["tasks"])
             self._deltas.append(
                 FlightDelta(
                     snapshot["taken_at"],
@@ -140,6 +137,23 @@ class FlightRecorder:
             if self._base_top is None:
                 return 0.0
             return self._newest_time() - float(self._base_top["taken_at"])
+
+
+def changes_between(
+    previous: Mapping[str, Any], records: Iterable[Any]
+) -> tuple[dict[str, Any], list[Any], list[str]]:
+    """What a look's `records` change against the last look's (`previous`, by task id): the
+    new records by id, the records that changed and the ids that went. A record that did not
+    change is the same object as last time, or at least equal (countdowns are end times,
+    which stay put while the task does). Walks every task, so sliced (see `sliced`)."""
+    current = {record["id"]: record for record in sliced(records)}
+    changed = [
+        record
+        for task_id, record in sliced(current.items())
+        if (before := previous.get(task_id)) is not record and before != record
+    ]
+    removed = [task_id for task_id in sliced(previous) if task_id not in current]
+    return current, changed, removed
 
 
 def _top(snapshot: dict[str, Any]) -> dict[str, Any]:

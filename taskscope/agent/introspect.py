@@ -55,6 +55,7 @@ from taskscope.agent.tracker import (
 from taskscope.agent.trio_runs import add_trio_runs
 from taskscope.agent.waiters import TASK_GROUP_DONE, _resolve_waiters
 from taskscope.protocol import (
+    SLICE_SECONDS,
     SNAPSHOT_SCHEMA,
     TASK_ROW_KEYS,
     WireAwaiting,
@@ -62,14 +63,10 @@ from taskscope.protocol import (
     WireLoop,
     WireSnapshot,
     WireTask,
+    clear_sliced,
     materialize_body,
+    sliced,
 )
-
-#: The agent's thread gives the GIL to whoever waits for it (the host's loop) at least this
-#: often while it builds a snapshot: `time.sleep(0)` between slices, the process-wide switch
-#: interval (5 ms) being the host's to set, not ours.
-SLICE_SECONDS = 0.001
-
 
 #: The done callback `run_until_complete` (so `asyncio.run`) puts on the task it drives.
 _RUN_UNTIL_COMPLETE_CB = getattr(asyncio.base_events, "_run_until_complete_cb", None)
@@ -230,10 +227,10 @@ class SnapshotBuilder:
         try:
             return self._build_raw(include_finished, *lists)
         finally:
-            for meta in lists[2]:
+            for meta in sliced(lists[2], 256):
                 meta.slot = None  # an int object per task, were it kept between looks
             for scratch in lists:
-                scratch.clear()  # they hold no task after the look
+                clear_sliced(scratch)  # they hold no task after the look
             _SCRATCH.give_back(lists)
 
     def _build_raw(
@@ -249,7 +246,7 @@ class SnapshotBuilder:
         graph = _AwaitGraph()
         counts, main_tasks = self._look_at_tasks(tasks, loops, running, ctx, graph, records, metas)
         _DESCRIPTION_CACHE[tracker] = (
-            {key: entry[1] for key, entry in ctx.memo.items()},
+            {key: entry[1] for key, entry in sliced(ctx.memo.items())},
             ctx.sleeps,
         )
         _add_awaited_tasks(graph, records, metas)
@@ -268,10 +265,10 @@ class SnapshotBuilder:
             loop_records.append(wire_loop)
         add_trio_runs(tracker, loop_records, records, ctx)  # trio's runs and tasks, if imported
         if include_finished:
-            pending_numbers = {meta.task_id for meta in metas}
+            pending_numbers = {meta.task_id for meta in sliced(metas)}
             records.extend(
                 finished_record(tracker, finished)
-                for finished in tracker.finished_tasks()
+                for finished in sliced(tracker.finished_tasks(), 16)
                 if finished.task_id not in pending_numbers
             )
         snapshot: WireSnapshot = {
@@ -287,6 +284,10 @@ class SnapshotBuilder:
         }
         if tracker.history_since is not None:
             snapshot["history_since"] = tracker.history_since
+        # Freed here in slices rather than in one go when the look returns: 100,000 keys
+        # made for it.
+        clear_sliced(ctx.timers)
+        clear_sliced(ctx.timeouts)
         return snapshot
 
     def _read_registry(
@@ -741,7 +742,7 @@ def _add_awaited_tasks(graph: _AwaitGraph, records: list[WireTask], metas: list[
     """Step 5: the records of the tasks that await tasks say which (in their description's
     `tasks`), now that every edge is known; a waiter whose record comes out as it was last
     time gets that very record again."""
-    for number, awaited in graph.edges.items():
+    for number, awaited in sliced(graph.edges.items()):
         meta = graph.waiter_metas[number]
         slot = meta.slot
         if slot is None or slot >= len(metas) or metas[slot] is not meta:

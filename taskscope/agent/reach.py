@@ -45,6 +45,7 @@ from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType, M
 from typing import Any, Final
 
 from taskscope.agent.chains import _ASEND_TYPES, _asend_generator
+from taskscope.protocol import sliced
 
 #: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
 REACH_KINDS: Final = frozenset(
@@ -425,7 +426,7 @@ def judge_tasks(
     position_of: dict[int, int] | None = None
     held_by_look: set[int] | None = None
     unjudged_objects: set[Any] = set()
-    for count, position in enumerate(candidates):
+    for count, position in sliced(enumerate(candidates)):
         waited_on = objects[count] if objects is not None else None
         task = tasks[position]
         number = metas[position].task_id
@@ -448,8 +449,8 @@ def judge_tasks(
         if clock() > deadline:
             continue  # the next looks will get to it
         if held_by_look is None:
-            held_by_look = {id(each) for each in tasks}
-            position_of = {id(each): index for index, each in enumerate(tasks)}
+            held_by_look = {id(each) for each in sliced(tasks)}
+            position_of = {id(each): index for index, each in sliced(enumerate(tasks))}
         assert position_of is not None
         cluster = _build_cluster(task, held_by_look)
         if cluster is None:
@@ -482,8 +483,8 @@ def judge_tasks(
                 found[other] = (unreferenced, never_woken)
         del cluster, members, member
     if len(verdicts) > 2 * len(candidates) + 1024:
-        alive = {metas[position].task_id for position in candidates}
-        for number in [number for number in verdicts if number not in alive]:
+        alive = {metas[position].task_id for position in sliced(candidates)}
+        for number in [number for number in sliced(verdicts) if number not in alive]:
             del verdicts[number]
     return found
 
@@ -528,7 +529,7 @@ def reach_step(
         state.scanned_at = at
         candidates: list[int] = []
         objects: list[Any] = []
-        for position in range(len(metas)):
+        for position in sliced(range(len(metas))):
             awaiting = records[position]["awaiting"]
             if awaiting is None or awaiting["kind"] not in REACH_KINDS:
                 continue
@@ -554,7 +555,7 @@ def _note_cancelling(state: ReachState, tasks: Sequence[Any], metas: Sequence[An
     wall = time.time()
     last = state.cancelling
     seen: dict[int, float] = {}
-    for position, task in enumerate(tasks):
+    for position, task in sliced(enumerate(tasks)):
         cancelling = getattr(task, "cancelling", None)
         try:
             count = cancelling() if cancelling is not None else 0

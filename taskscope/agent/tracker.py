@@ -33,7 +33,7 @@ from taskscope.agent.steps import (
     time_steps_setting,
 )
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.protocol import SLICE_SECONDS, WireAwaiting, WireFrame, WireTask
+from taskscope.protocol import WireAwaiting, WireFrame, WireTask, sliced
 
 if TYPE_CHECKING:
     from taskscope.agent.chains import StackEntry
@@ -1138,16 +1138,11 @@ def _in_noted_order(
     with birth notes as they were made, then the others): two looks list the tasks alike,
     whichever way each read them, so that two dumps are in one order."""
     present = {id(task): task for task in found}
-    clock, give_way = time.perf_counter, time.sleep
-    give_way_at = clock() + SLICE_SECONDS
-    for count, meta in enumerate(list(tracker.task_metas().values())):
-        if not count & 255 and clock() >= give_way_at:
-            give_way(0)
-            give_way_at = clock() + SLICE_SECONDS
+    for meta in sliced(list(tracker.task_metas().values()), 256):
         task = present.get(meta.key)
         if task is not None and meta() is task:
             result.append(present.pop(meta.key))
-    for key, note in list(tracker._born.items()):
+    for key, note in sliced(list(tracker._born.items()), 256):
         task = present.get(key)
         if task is not None and note[0]() is task:
             result.append(present.pop(key))
@@ -1165,20 +1160,15 @@ def _noted_pending(
     through its `create_task` shadow since (their birth notes). A task made by calling
     `asyncio.Task()` directly on one of them is known once it makes a task, or a task it
     looked at awaits it, else at the next whole read. Gives the GIL to the loop every
-    `SLICE_SECONDS`, as the look does."""
+    `SLICE_SECONDS` (`sliced`), as the look does."""
     loops = {id(loop) for _record, loop in live}
     metas = tracker.task_metas()
-    clock, give_way = time.perf_counter, time.sleep
-    give_way_at = clock() + SLICE_SECONDS
     # Copies made in one C call each: the loops' threads add to both meanwhile.
-    for count, meta in enumerate(list(metas.values())):
-        if not count & 255 and clock() >= give_way_at:
-            give_way(0)
-            give_way_at = clock() + SLICE_SECONDS
+    for meta in sliced(list(metas.values()), 256):
         task = meta()
         if task is not None and not task.done() and id(task.get_loop()) in loops:
             result.append(task)
-    for note in list(tracker._born.values()):
+    for note in sliced(list(tracker._born.values()), 256):
         born = note[0]()
         if (
             born is not None

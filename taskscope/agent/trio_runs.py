@@ -59,14 +59,12 @@ from taskscope.agent.tracker import (
     place_site_node,
     site_chain,
 )
-from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask
+from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask, sliced
 
 if TYPE_CHECKING:
     from taskscope.agent.tracker import Tracker
 
 _wall = time.time
-#: As in the asyncio look: the GIL is given away at least this often while tasks are read.
-SLICE_SECONDS = 0.001
 #: Whether `perf_counter()` (trio's clock, less its offset) and `monotonic()` (the snapshot's
 #: `loop_time`) are one clock.
 _SAME_CLOCKS = (
@@ -271,11 +269,7 @@ class TrioWatch:
         tasks = _copy(getattr(runner, "tasks", ()))
         look = _Look(self, run, runner)
         alive: set[int] = set()
-        give_way_at = time.perf_counter() + SLICE_SECONDS
-        for count, task in enumerate(tasks):
-            if not count & 63 and time.perf_counter() >= give_way_at:
-                time.sleep(0)  # the run's thread may wait for the GIL (see introspect)
-                give_way_at = time.perf_counter() + SLICE_SECONDS
+        for task in sliced(tasks):  # the run's thread may wait for the GIL
             if not _is_trio(task, "Task"):
                 continue
             alive.add(id(task))

@@ -681,12 +681,16 @@ from taskscope.protocol.compact import (
     CHUNK_ROWS as CHUNK_ROWS,
     MAX_PINNED as MAX_PINNED,
     MAX_TABLE_ENTRIES as MAX_TABLE_ENTRIES,
-    SLICE_SECONDS as SLICE_SECONDS,
     TASK_STATES as TASK_STATES,
     CompactDecoder as CompactDecoder,
     CompactEncoder as CompactEncoder,
     CompactSnapshot as CompactSnapshot,
     CompactTables as CompactTables,
+)
+from taskscope.protocol.slicing import (
+    SLICE_SECONDS as SLICE_SECONDS,
+    clear_sliced as clear_sliced,
+    sliced as sliced,
 )
 from taskscope.protocol.sockets import (
     InsecureDirectory as InsecureDirectory,

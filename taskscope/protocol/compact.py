@@ -24,6 +24,7 @@ from taskscope.protocol import (
     materialize_awaiting,
     terminal_safe_json,
 )
+from taskscope.protocol.slicing import SLICE_SECONDS, clear_sliced
 
 # Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
 # a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
@@ -50,9 +51,6 @@ _FRAME_VALUES = itemgetter("function", "file", "line")
 _AWAIT_HOLE: Final = "\x00"
 #: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
 CHUNK_ROWS: Final = 2000
-#: While encoding, the agent's thread gives the GIL away (`time.sleep(0)`) this often, so
-#: that the host's loop thread never waits for it longer (the switch interval is 5 ms).
-SLICE_SECONDS: Final = 0.001
 #: Table entries (strings, frames or stacks) after which the agent starts the tables over.
 MAX_TABLE_ENTRIES: Final = 1 << 16
 #: Lists remembered by identity (see `CompactEncoder`) before that memory is dropped.
@@ -270,8 +268,8 @@ class CompactEncoder:
             try:
                 return self._pieces(message, kind, rows_key, rows, awaits)
             finally:
-                rows.clear()
-                awaits.clear()
+                clear_sliced(rows)
+                clear_sliced(awaits)
 
     def _pieces(
         self,
