@@ -44,7 +44,9 @@ def gdb_addresses(pid: int, symbols: list[str]) -> dict[str, int]:
     """Where gdb, attached the ordinary way with every symbol loaded, says each symbol is."""
     commands: list[str] = []
     for symbol in symbols:
-        commands += ["-ex", f'printf "TS %s %lx\\n", "{symbol}", (long)&{symbol}']
+        # The name by gdb's echo: a string argument to printf is written into the target's
+        # memory, which some kernels refuse gdb ("Couldn't write extended state status").
+        commands += ["-ex", f"echo TS {symbol}=", "-ex", f'printf "%lx\\n", (long)&{symbol}']
     output = subprocess.run(
         ["gdb", "-nx", "-batch", "-readnever", "-p", str(pid), *commands],
         capture_output=True,
@@ -52,7 +54,7 @@ def gdb_addresses(pid: int, symbols: list[str]) -> dict[str, int]:
         timeout=60,
     ).stdout
     return {
-        name: int(value, 16) for name, value in re.findall(r"^TS (\S+) ([0-9a-f]+)$", output, re.M)
+        name: int(value, 16) for name, value in re.findall(r"^TS (\S+)=([0-9a-f]+)$", output, re.M)
     }
 
 
