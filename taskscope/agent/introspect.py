@@ -55,7 +55,6 @@ from taskscope.agent.tracker import (
 from taskscope.agent.trio_runs import add_trio_runs
 from taskscope.agent.waiters import TASK_GROUP_DONE, _resolve_waiters
 from taskscope.protocol import (
-    SLICE_SECONDS,
     SNAPSHOT_SCHEMA,
     TASK_ROW_KEYS,
     WireAwaiting,
@@ -64,6 +63,8 @@ from taskscope.protocol import (
     WireSnapshot,
     WireTask,
     clear_sliced,
+    give_way,
+    give_way_due,
     materialize_body,
     sliced,
 )
@@ -284,10 +285,10 @@ class SnapshotBuilder:
         }
         if tracker.history_since is not None:
             snapshot["history_since"] = tracker.history_since
-        # Freed here in slices rather than in one go when the look returns: 100,000 keys
-        # made for it.
-        clear_sliced(ctx.timers)
-        clear_sliced(ctx.timeouts)
+        # Freed here in slices rather than in one go when the look returns: up to a key made
+        # for the look per task, and the records it replaced.
+        for scratch in (ctx.timers, ctx.timeouts, ctx.names, graph.replaced, graph.edges):
+            clear_sliced(scratch)
         return snapshot
 
     def _read_registry(
@@ -351,14 +352,14 @@ class SnapshotBuilder:
         timers, sleeps, memo, timeouts = ctx.timers, ctx.sleeps, ctx.memo, ctx.timeouts
         last_sleeps = ctx.last_sleeps
         sleep_handler = SLEEP_HANDLER
-        clock, give_way = time.perf_counter, time.sleep
-        give_way_at = clock() + SLICE_SECONDS
+        clock = time.perf_counter
+        give_way_at = give_way_due()
         for count, task in enumerate(tasks):
             if not count & 63 and clock() >= give_way_at:
                 # The host's loop thread may be waiting for the GIL: let it have it now
                 # rather than at the interpreter's next switch (5 ms).
-                give_way(0)
-                give_way_at = clock() + SLICE_SECONDS
+                give_way()
+                give_way_at = give_way_due()
             meta = known_metas.get(id(task))
             if meta is None or meta() is not task:
                 meta = ensure_meta(task)

@@ -575,7 +575,7 @@ def _refresh_marks(
     """The records of the marked tasks say their facts, while those hold (the task still
     waits on the future it was judged for; it is still cancelled); a task that moved or
     went is unmarked."""
-    for number, meta in list(state.marked.items()):
+    for number, meta in sliced(list(state.marked.items())):
         slot = meta.slot
         if slot is None or slot >= len(metas) or metas[slot] is not meta:
             del state.marked[number]  # finished, or gone

@@ -1111,7 +1111,7 @@ def _pending_tasks(
         slots: list[Any] = result
         slots.extend(references)
         kept = start
-        for index in range(start, len(slots)):
+        for index in sliced(range(start, len(slots)), 256):
             task = slots[index]()  # a reference, replaced by its task in place
             if task is not None and not task.done():
                 result[kept] = task
@@ -1122,7 +1122,7 @@ def _pending_tasks(
     for source in sources[1:]:
         found.extend(_copy(source))  # eager tasks: few, and possibly also in the first set
     if found:
-        seen = {id(task) for task in result}
+        seen = {id(task) for task in sliced(result)}
         for task in found:
             if id(task) not in seen and not task.done():
                 seen.add(id(task))
@@ -1137,7 +1137,7 @@ def _in_noted_order(
     in the order `_noted_pending` gives them (those with metadata as it was made, then those
     with birth notes as they were made, then the others): two looks list the tasks alike,
     whichever way each read them, so that two dumps are in one order."""
-    present = {id(task): task for task in found}
+    present = {id(task): task for task in sliced(found)}
     for meta in sliced(list(tracker.task_metas().values()), 256):
         task = present.get(meta.key)
         if task is not None and meta() is task:

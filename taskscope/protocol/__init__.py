@@ -690,6 +690,8 @@ from taskscope.protocol.compact import (
 from taskscope.protocol.slicing import (
     SLICE_SECONDS as SLICE_SECONDS,
     clear_sliced as clear_sliced,
+    give_way as give_way,
+    give_way_due as give_way_due,
     sliced as sliced,
 )
 from taskscope.protocol.sockets import (

@@ -24,7 +24,7 @@ from taskscope.protocol import (
     materialize_awaiting,
     terminal_safe_json,
 )
-from taskscope.protocol.slicing import SLICE_SECONDS, clear_sliced
+from taskscope.protocol.slicing import clear_sliced, give_way, give_way_due
 
 # Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
 # a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
@@ -129,14 +129,14 @@ class CompactTables:
         cached = self._rows
         parts, awaits = into if into is not None else ([], [])
         await_index: dict[int, str] = {}  # id(awaiting) -> its index, as text
-        clock, give_way = time.perf_counter, time.sleep
-        give_way_at = clock() + SLICE_SECONDS
+        clock = time.perf_counter
+        give_way_at = give_way_due()
         count = 0
         for record in records:
             count += 1
             if not count & 127 and clock() >= give_way_at:
-                give_way(0)
-                give_way_at = clock() + SLICE_SECONDS
+                give_way()
+                give_way_at = give_way_due()
             row = cached.get(id(record))  # a row remembered is its record's: pinned
             if row is None:
                 row = self._row(record, remember)
@@ -300,14 +300,14 @@ class CompactEncoder:
         head, rest = text.split(_ROWS_TEXT)
         middle, tail = rest.split(_AWAITS_TEXT)
         chunks: list[bytes] = []
-        clock, give_way = time.perf_counter, time.sleep
-        give_way_at = clock() + SLICE_SECONDS
+        clock = time.perf_counter
+        give_way_at = give_way_due()
         for opening, texts, closing in ((head, rows, middle), ("", awaits, tail + "\n")):
             pieces = [opening + "["]
             for start in range(0, len(texts), CHUNK_ROWS):
                 if clock() >= give_way_at:
-                    give_way(0)
-                    give_way_at = clock() + SLICE_SECONDS
+                    give_way()
+                    give_way_at = give_way_due()
                 piece = ",".join(texts[start : start + CHUNK_ROWS])
                 pieces.append("," + piece if start else piece)
                 if len(pieces) > 1 or start:

@@ -1,0 +1,178 @@
+"""The agent's thread gives the GIL away at least every millisecond of its work while it looks
+at many tasks, so that the host's loop never waits for the interpreter's 5 ms forced switch
+(`taskscope.protocol.slicing`). Measured in the CPU time of the look's own thread between two
+give-ways, which the machine's load does not stretch."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from taskscope.agent.flight import FlightRecorder
+from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.tracker import Tracker
+from taskscope.protocol import CompactEncoder, CompactTables, clear_sliced, sliced, slicing
+from tests.helpers import with_tracker
+
+#: The longest stretch of the look thread's CPU time allowed between two give-ways. Before the
+#: loops were sliced, the reach scan alone held the GIL 15-20 ms at this many tasks.
+LONGEST_STRETCH_SECONDS = 0.004
+
+
+#: Frames between a give-way and the loop that asked for it.
+_PASSING = {
+    "give_way",
+    "sliced",
+    "clear_sliced",
+    "<genexpr>",
+    "<listcomp>",
+    "<setcomp>",
+    "<dictcomp>",
+}
+
+
+class FakeClock:
+    """A clock that moves `step` seconds at each reading, and counts the give-ways."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+        self.give_ways = 0
+
+    def perf_counter(self) -> float:
+        self.now += self.step
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds == 0
+        self.give_ways += 1
+
+
+def test_sliced_gives_way_once_a_slice_has_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a clock read every 4 items, moving a quarter of a slice at each reading
+    clock = FakeClock(slicing.SLICE_SECONDS / 4)
+    monkeypatch.setattr(slicing, "time", clock)
+    monkeypatch.setattr(slicing, "_due", [slicing.SLICE_SECONDS])
+    # WHEN 64 items go through `sliced`
+    items = list(sliced(range(64), stride=4))
+    # THEN every item comes out, in order, and the GIL was given away about every 4 readings
+    assert items == list(range(64))
+    assert 3 <= clock.give_ways <= 4
+
+
+def test_loops_in_a_row_share_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN loops each shorter than a slice, one after the other
+    clock = FakeClock(slicing.SLICE_SECONDS / 4)
+    monkeypatch.setattr(slicing, "time", clock)
+    monkeypatch.setattr(slicing, "_due", [slicing.SLICE_SECONDS])
+    # WHEN eight of them read the clock twice each (half a slice apiece)
+    for _loop in range(8):
+        list(sliced(range(8), stride=4))
+    # THEN the GIL was given away as in one loop four slices long
+    assert 3 <= clock.give_ways <= 4
+
+
+def test_clear_sliced_empties_lists_and_maps_giving_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(slicing.SLICE_SECONDS)
+    monkeypatch.setattr(slicing, "time", clock)
+    monkeypatch.setattr(slicing, "_due", [0.0])
+    items: list[Any] = list(range(10_000))
+    by_id = {number: str(number) for number in range(10_000)}
+    clear_sliced(items, piece=1000)
+    clear_sliced(by_id, piece=1000)
+    assert items == [] and by_id == {}
+    assert clock.give_ways >= 16
+
+
+async def _population(size: int) -> list[asyncio.Task[Any]]:
+    """Tasks of the kinds a look treats apart: asleep, on an Event of their own (judged by
+    the reach scan), on one queue, and awaiting another task."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+
+    async def on_event() -> None:
+        await asyncio.Event().wait()
+
+    async def awaiting(other: asyncio.Task[Any]) -> None:
+        await other
+
+    tasks = []
+    for index in range(size // 4):
+        tasks.append(asyncio.create_task(asyncio.sleep(3600 + index)))
+        tasks.append(asyncio.create_task(on_event()))
+        getter = asyncio.create_task(queue.get())
+        tasks.append(getter)
+        tasks.append(asyncio.create_task(awaiting(getter)))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return tasks
+
+
+def test_a_look_at_many_tasks_never_holds_the_gil_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    stretches: list[float] = []
+    where: list[str] = ["the start"]
+
+    def look_and_encode(tracker: Tracker) -> None:
+        builder = SnapshotBuilder(tracker)
+        encoder = CompactEncoder(CompactTables())
+        recorder = FlightRecorder(60)
+        real_sleep = time.sleep
+        last = time.thread_time()
+
+        def timed_give_way(seconds: float) -> None:
+            nonlocal last
+            if threading.current_thread() is thread:
+                now = time.thread_time()
+                stretches.append(now - last)
+                frame = sys._getframe(1)
+                while frame.f_back is not None and frame.f_code.co_name in _PASSING:
+                    frame = frame.f_back
+                where.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+                real_sleep(seconds)
+                last = time.thread_time()
+            else:
+                real_sleep(seconds)
+
+        monkeypatch.setattr(time, "sleep", timed_give_way)
+        # The collector's pauses are not the look's (and the first look sets one off).
+        gc.disable()
+        try:
+            for _look in range(2):  # a first look (ids, stacks, the reach scan), then another
+                snapshot = builder.build_raw()
+                encoder.encode_chunks({"type": "snapshot", "snapshot": snapshot})
+                recorder.feed(snapshot)  # its delta against the last look
+                del snapshot
+            stretches.append(time.thread_time() - last)
+        finally:
+            gc.enable()
+            monkeypatch.undo()
+
+    async def scenario(tracker: Tracker) -> None:
+        nonlocal thread
+        tasks = await _population(30_000)
+        thread = threading.Thread(target=look_and_encode, args=(tracker,))
+        thread.start()
+        await asyncio.to_thread(thread.join)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    thread: threading.Thread | None = None
+    with_tracker(scenario)
+    assert len(stretches) > 20, "the looks never gave the GIL away"
+    if sys.version_info >= (3, 14):
+        # The first look reads the registry whole, one C call (`asyncio.all_tasks`), as it
+        # does once a minute after (tests/test_registry_reads.py): not the slicing's to cut.
+        stretches[0] = 0.0
+    longest = max(stretches)
+    index = stretches.index(longest)
+    ended = where[index + 1] if index + 1 < len(where) else "the end"
+    assert longest < LONGEST_STRETCH_SECONDS, (
+        f"the look thread ran {longest * 1000:.1f} ms of CPU without giving the GIL away,"
+        f" from {where[index]} to {ended}"
+    )
