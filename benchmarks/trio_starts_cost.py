@@ -5,12 +5,16 @@ system loads (taskscope/agent/trio_starts.py), and nothing else.
 Run: python benchmarks/trio_starts_cost.py [--procs 7] [--modules 2000] [--against CHECKOUT]
 
 Fresh processes in turns (`--procs` turns); in each turn one process with no agent, one with
-`taskscope.install()` (this checkout), and with --against one with CHECKOUT's agent. Each
+`taskscope.install()` (this checkout), and with --against one with CHECKOUT's agent, which
+goes first changing from turn to turn. Each
 process, after the install, imports `--modules` small modules (each defines one function;
 compiled ahead, so each import reads a .pyc) and times it (best of five batches, per module),
 then times a pure-Python loop of function calls (best of five, per call): code the callback
-never sees, which must not be slowed. Printed: the medians over the turns, and each agent's
-ratio to the no-agent process of its turn (median and range).
+never sees, which must not be slowed. This checkout's agent process then times what the
+watch adds to one module load without the noise of imports (a function returning a module,
+plain and watched as the import system's `_load_unlocked` is). Printed: the
+medians over the turns, and each agent's ratio to the no-agent process of its turn (median
+and range).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BATCHES = 5
@@ -57,11 +62,46 @@ def child(checkout: str | None, directory: str, modules: int) -> None:
         for _ in range(500_000):
             value = step(value)
         call_times.append((time.perf_counter() - started) / 500_000)
+    paired = _paired() if checkout == str(REPO) else {}
     assert "trio" not in sys.modules
     monitoring = getattr(sys, "monitoring", None)
     watching = monitoring is not None and "taskscope" in map(monitoring.get_tool, range(6))
     figures = {"import_us": min(import_times) * 1e6, "call_ns": min(call_times) * 1e9}
-    print(json.dumps(figures | {"watching": watching}))
+    print(json.dumps(figures | {"watching": watching} | paired))
+
+
+def _paired() -> dict[str, float]:
+    """In this checkout's agent: what the watch adds to one module load, without the noise
+    of imports: a function that returns a module, timed plain and then watched the way
+    `_load_unlocked` is (the agent's own callback; the benchmark's own switch), ns per call."""
+    import timeit
+    import types
+
+    from taskscope.agent import trio_starts
+
+    module = types.ModuleType("some.module")
+
+    def load() -> types.ModuleType:
+        return module
+
+    def best() -> float:
+        return min(timeit.repeat(load, number=200_000, repeat=7)) / 200_000 * 1e9
+
+    plain = best()
+    monitoring: Any = getattr(sys, "monitoring", None)
+    tool, watched = trio_starts._tool, trio_starts._load_code
+    assert tool is not None and watched is not None
+    events = monitoring.events.PY_RETURN
+    monitoring.set_local_events(tool, watched, 0)
+    monitoring.set_local_events(tool, load.__code__, events)
+    trio_starts._load_code = load.__code__
+    try:
+        on = best()
+    finally:
+        monitoring.set_local_events(tool, load.__code__, 0)
+        trio_starts._load_code = watched
+        monitoring.set_local_events(tool, watched, events)
+    return {"paired_on_ns": on, "paired_off_ns": plain}
 
 
 def main() -> None:
@@ -86,8 +126,9 @@ def main() -> None:
                 Path(directory, f"m_{batch}_{index}.py").write_text(source)
         compileall.compile_dir(directory, quiet=1)
         results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
-        for _turn in range(args.procs):
-            for mode, checkout in modes.items():
+        order = list(modes.items())
+        for turn in range(args.procs):
+            for mode, checkout in order[turn % len(order) :] + order[: turn % len(order)]:
                 command = [sys.executable, __file__, "--modules", str(args.modules)]
                 output = subprocess.run(
                     [*command, "--child", checkout, directory],
@@ -112,6 +153,11 @@ def main() -> None:
                     f"{min(ratios):.3f}-{max(ratios):.3f}x)"
                 )
             parts.append(text)
+        if "paired_on_ns" in figures[0]:
+            added = statistics.median(
+                figure["paired_on_ns"] - figure["paired_off_ns"] for figure in figures
+            )
+            parts.append(f"the callback: +{added:.0f} ns per module load")
         watching = sum(bool(figure["watching"]) for figure in figures)
         parts.append(f"watching for trio's runs in {watching}/{len(figures)}")
         print(f"{mode:>24}: " + "; ".join(parts))

@@ -27,8 +27,10 @@ task's spawn (when, and where: the program's frames that called `start_soon` or 
 trio's own skipped) and its exit (how it ended, into the tracker's history, as asyncio's done
 callback does). How a task ended is the `outcome` local of trio's `Runner.task_exited`, whose
 frame calls the instruments (for the main task, the runner's `main_task_outcome`); checked by
-tests/test_trio_assumptions.py as well. Tasks spawned before the instrument came are shown as
-first seen by a look, without a creator.
+tests/test_trio_assumptions.py as well. An installed agent learns of each run as trio sets
+it up (3.12+, `trio_starts`) and adds the instrument then, on the run's thread, before its
+first task (`TrioWatch.run_started`); a run it did not see start gets it from a look. Tasks
+spawned before the instrument came are shown as first seen by a look, without a creator.
 """
 
 from __future__ import annotations

@@ -74,8 +74,13 @@ def watch_run_starts(started: Callable[[Any, FrameType | None], None]) -> bool:
 
 def stop_watching_run_starts() -> None:
     """Watch nothing more, and give the tool id back."""
-    with _lock:
+    # (In a fork's child the lock may be held by a thread that did not survive the fork.)
+    locked = _lock.acquire(timeout=1.0)
+    try:
         _release()
+    finally:
+        if locked:
+            _lock.release()
 
 
 def run_starts_watched() -> bool:
