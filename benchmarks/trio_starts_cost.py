@@ -1,20 +1,21 @@
-"""What watching for trio runs as they start costs a program that never imports trio: until
+"""What watching for trio runs as they start costs: a program that never imports trio (until
 trio is imported, the agent's `sys.monitoring` callback hears of every module the import
-system loads (taskscope/agent/trio_starts.py), and nothing else.
+system loads: taskscope/agent/trio_starts.py), and the start of each `trio.run`.
 
 Run: python benchmarks/trio_starts_cost.py [--procs 7] [--modules 2000] [--against CHECKOUT]
 
 Fresh processes in turns (`--procs` turns); in each turn one process with no agent, one with
 `taskscope.install()` (this checkout), and with --against one with CHECKOUT's agent, which
-goes first changing from turn to turn. Each
-process, after the install, imports `--modules` small modules (each defines one function;
-compiled ahead, so each import reads a .pyc) and times it (best of five batches, per module),
-then times a pure-Python loop of function calls (best of five, per call): code the callback
-never sees, which must not be slowed. This checkout's agent process then times what the
-watch adds to one module load without the noise of imports (a function returning a module,
-plain and watched as the import system's `_load_unlocked` is). Printed: the
-medians over the turns, and each agent's ratio to the no-agent process of its turn (median
-and range).
+one goes first changing from turn to turn. Each process, after the install, imports
+`--modules` small modules (each defines one function; compiled ahead, so each import reads a
+.pyc) and times it (best of five batches, per module), then times a pure-Python loop of
+function calls (best of five, per call): code the callback never sees, which must not be
+slowed. This checkout's agent process then times what the watch adds to one module load
+without the noise of imports (a function returning a module, plain and watched as the import
+system's `_load_unlocked` is). Last, each process imports trio and times `trio.run` of a
+task that does nothing (best of seven rounds of 100): a run's start and end, with the
+agent's instrument in the run from its start. Printed: the medians over the turns, and each
+agent's ratio to the no-agent process of its turn (median and range).
 """
 
 from __future__ import annotations
@@ -67,7 +68,26 @@ def child(checkout: str | None, directory: str, modules: int) -> None:
     monitoring = getattr(sys, "monitoring", None)
     watching = monitoring is not None and "taskscope" in map(monitoring.get_tool, range(6))
     figures = {"import_us": min(import_times) * 1e6, "call_ns": min(call_times) * 1e9}
+    figures["run_us"] = _run_start() * 1e6
     print(json.dumps(figures | {"watching": watching} | paired))
+
+
+def _run_start() -> float:
+    """Then, trio imported: seconds per `trio.run` of a task that does nothing (best of
+    seven rounds of 100): what a run's start and end cost, the agent's instrument in it
+    from its start."""
+    import trio
+
+    async def nothing() -> None:
+        pass
+
+    rounds = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(100):
+            trio.run(nothing)
+        rounds.append((time.perf_counter() - started) / 100)
+    return min(rounds)
 
 
 def _paired() -> dict[str, float]:
@@ -141,7 +161,11 @@ def main() -> None:
     base = results["no agent"]
     for mode, figures in results.items():
         parts = []
-        for key, unit in (("import_us", "us per module import"), ("call_ns", "ns per call")):
+        for key, unit in (
+            ("import_us", "us per module import"),
+            ("call_ns", "ns per call"),
+            ("run_us", "us per trio.run"),
+        ):
             median = statistics.median(figure[key] for figure in figures)
             text = f"{median:.2f} {unit}"
             if mode != "no agent":

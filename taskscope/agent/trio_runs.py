@@ -223,6 +223,11 @@ class TrioWatch:
             run.instrument = instrument
             run.spawns_seen_since = _wall()
         _beat_soon()
+        now = time.monotonic()
+        if now - _run_start_woke[0] < HEARTBEAT_INTERVAL:
+            return  # (runs one after another, as in a test suite: the agent's thread,
+            # woken by the first, looks again within `_IDLE_LOOK`)
+        _run_start_woke[0] = now
         for listener in tracker.loop_start_listeners:  # the agent's thread looks now
             with contextlib.suppress(Exception):
                 listener()
@@ -457,6 +462,10 @@ def next_trio_beat() -> float | None:
     """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: none
     is due (trio not imported, and tasks not tracked)."""
     return _next_beat if _import_awaited or trio_loaded() else None
+
+
+#: Monotonic time a run's start last woke the agent's thread (`TrioWatch.run_started`).
+_run_start_woke = [-math.inf]
 
 
 def _beat_soon() -> None:
