@@ -57,11 +57,8 @@ def watch_run_starts(started: Callable[[Any, FrameType | None], None]) -> bool:
             if setup is not None:
                 _watch_setup(setup)
                 return True
-            load = getattr(
-                getattr(sys.modules.get("importlib._bootstrap"), "_load_unlocked", None),
-                "__code__",
-                None,
-            )
+            bootstrap = sys.modules.get("_frozen_importlib")  # (importlib._bootstrap)
+            load = getattr(getattr(bootstrap, "_load_unlocked", None), "__code__", None)
             if not isinstance(load, CodeType):
                 _release()
                 return False
