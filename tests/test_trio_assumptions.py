@@ -23,7 +23,7 @@ trio = pytest.importorskip("trio", reason="these tests need trio (pip install tr
 
 trio_testing = pytest.importorskip("trio.testing")
 
-from taskscope.agent import trio_runs  # noqa: E402
+from taskscope.agent import trio_runs, trio_starts  # noqa: E402
 from taskscope.agent.tracker import Tracker  # noqa: E402
 from taskscope.protocol import materialize_awaiting  # noqa: E402
 
@@ -276,6 +276,56 @@ def test_each_run_is_a_loop_of_its_own_thread() -> None:
             mine = [record for record in records if record["loop"] == loop["id"]]
             assert sorted(record["name"] for record in mine) == sorted(run.facts["tasks"])
             assert loop["main_task"] in {record["id"] for record in mine}
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="3.11 has no sys.monitoring: runs are found by looks"
+)
+def test_setup_runner_hands_trio_run_its_runner_before_any_task() -> None:
+    # What trio_starts reports: the return of trio's `setup_runner`, on the run's thread,
+    # with the run's Runner (no task in it yet, the run context this thread's), to `run`.
+    if trio_starts.run_starts_watched():
+        pytest.skip("an agent in this process already watches for runs")
+    seen: list[dict[str, Any]] = []
+
+    def started(runner: Any, caller: Any) -> None:
+        seen.append(
+            {
+                "thread": threading.get_ident(),
+                "runner": runner,
+                "tasks": len(runner.tasks),
+                "from run": trio_runs._is_run_code(caller.f_code),
+                "in the run": trio.lowlevel.in_trio_run(),
+            }
+        )
+
+    facts: dict[str, Any] = {}
+
+    async def main() -> None:
+        facts["thread"] = threading.get_ident()
+        facts["runner"] = trio.lowlevel.current_task()._runner
+
+    assert trio_starts.watch_run_starts(started)
+    try:
+        thread = threading.Thread(target=trio.run, args=(main,))
+        thread.start()
+        thread.join()
+    finally:
+        trio_starts.stop_watching_run_starts()
+    assert seen == [
+        {
+            "thread": facts["thread"],
+            "runner": facts["runner"],
+            "tasks": 0,
+            "from run": True,
+            "in the run": True,
+        }
+    ]
+    # AND, stopped, it reports nothing more and holds no tool id
+    trio.run(main)
+    assert len(seen) == 1
+    monitoring: Any = getattr(sys, "monitoring", None)
+    assert "taskscope" not in map(monitoring.get_tool, range(6))
 
 
 def test_what_says_a_run_acts_on_idleness() -> None:

@@ -21,6 +21,10 @@ needs_attach = pytest.mark.skipif(
     reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
 )
 
+#: Whether the agent learns of each `trio.run` as it starts (sys.monitoring, 3.12+): then under
+#: `taskscope run` and install() before `trio.run` it sees every spawn of the run.
+RUN_STARTS_SEEN = sys.version_info >= (3, 12)
+
 #: What trio_family.py writes, and nothing else, with or without the agent.
 OUTPUT = "hello\nbye\n"
 
@@ -86,7 +90,7 @@ def check_family(snap: dict[str, Any], round: int) -> None:
         assert task["created_at"] <= task["finished_at"], task
 
 
-def check_ps_stack_and_tree(target: Target, round: int) -> None:
+def check_ps_stack_and_tree(target: Target, round: int, *, every_spawn_seen: bool) -> None:
     listing = run_cli("ps", "-a", str(target.pid)).stdout.splitlines()
     state_of = {line.split()[2]: line.split()[1] for line in listing if f"-{round} " in line}
     assert state_of[f"returner-{round}"] == "done", listing
@@ -104,9 +108,10 @@ def check_ps_stack_and_tree(target: Target, round: int) -> None:
     under_parent = [line for line in tree.stdout.splitlines() if f"-{round} " in line]
     assert any("failed: ValueError('boom')" in line for line in under_parent), tree.stdout
     assert not any("≥" in line for line in under_parent), tree.stdout
-    # AND it says which tasks predate the instrument (trio's own at least), not that no
-    # trio task's creator is known
-    assert " trio tasks spawned before the agent watched their run at " in tree.stdout
+    # AND it says which tasks predate the instrument (trio's own at least, unless the agent
+    # was in the run from its start), not that no trio task's creator is known
+    note = " trio tasks spawned before the agent watched their run at "
+    assert (note not in tree.stdout) if every_spawn_seen else (note in tree.stdout), tree.stdout
     assert "not tracked" not in tree.stdout and "not known" not in tree.stdout
 
 
@@ -121,8 +126,50 @@ def test_trio_tasks_have_creators_and_a_history(start: Any, how: tuple[str, ...]
     # THEN `dump` shows each one's creator, creation time and place, and how it ended
     check_family(dump(target), 1)
     # AND `ps -a` and `tree -a` show the finished ones with their states
-    check_ps_stack_and_tree(target, 1)
+    check_ps_stack_and_tree(target, 1, every_spawn_seen=RUN_STARTS_SEEN)
     # AND the program's output is what it is without the agent
+    code, out, err = target.stop()
+    assert code == 0, err
+    assert (out, err) == (OUTPUT, OUTPUT)
+
+
+@pytest.mark.skipif(
+    not RUN_STARTS_SEEN,
+    reason="3.11 has no sys.monitoring: the agent finds a trio run by looking for it",
+)
+@pytest.mark.parametrize("how", [(), ("--install-before",)], ids=["run", "before"])
+def test_tasks_spawned_as_the_run_starts_have_creators(start: Any, how: tuple[str, ...]) -> None:
+    # GIVEN a trio program whose main spawns its long-lived tasks (and a short one) as soon as
+    # it starts, under `taskscope run` or with install() before `trio.run`
+    target = start("trio_family.py", *how, agent=not how).wait_ready()
+    # WHEN the user looks at it
+    snap = dump(target)
+    # THEN those tasks have their creator, creation time and place, as later ones do
+    tasks = by_name(snap)
+    main = tasks["__main__.main"]
+    [loop] = snap["loops"]
+    spawned_at = {
+        "watcher": line_of("nursery.start_soon(watcher"),
+        "started-early": line_of("nursery.start(started"),
+    }
+    for name, line in spawned_at.items():
+        task = tasks[name]
+        assert task["parent"] == main["id"], task
+        assert origin(task) == ("main", line), task
+        assert task["created_at"] and "first_seen_at" not in task, task
+        assert loop["spawns_seen_since"] <= task["created_at"] + 0.001, (loop, task)
+    # AND no task of the run predates the agent's instrument: trio's own and main's neither
+    assert not [task for task in snap["tasks"] if "first_seen_at" in task], snap["tasks"]
+    assert main["created_at"], main
+    # AND the one that ended at once is in the history, created by main, with its result
+    quick = tasks["quick-early"]
+    assert (quick["state"], quick["result"]) == ("done", "'early'"), quick
+    assert quick["parent"] == main["id"], quick
+    assert origin(quick) == ("main", line_of("nursery.start_soon(quick")), quick
+    # AND `tree` marks no age as a lower bound, and says of no task that it came before
+    tree = run_cli("tree", "-a", str(target.pid))
+    assert tree.returncode == 0, tree.stderr
+    assert "≥" not in tree.stdout and "before the agent" not in tree.stdout, tree.stdout
     code, out, err = target.stop()
     assert code == 0, err
     assert (out, err) == (OUTPUT, OUTPUT)
@@ -139,7 +186,7 @@ def test_trio_tasks_spawned_after_an_attach_have_creators_until_a_detach(start: 
     spawn_round(target, 1)
     # THEN they have their creators, and the finished ones their endings
     check_family(dump(target), 1)
-    check_ps_stack_and_tree(target, 1)
+    check_ps_stack_and_tree(target, 1, every_spawn_seen=False)
     # WHEN the user detaches
     result = run_cli("detach", str(target.pid))
     assert result.returncode == 0, result.stderr

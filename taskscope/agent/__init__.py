@@ -16,7 +16,7 @@ from typing import Any
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.server import AgentServer
 from taskscope.agent.tracker import Tracker
-from taskscope.agent.trio_runs import stop_watching_trio
+from taskscope.agent.trio_runs import stop_watching_trio, watch_trio_starts
 from taskscope.protocol import (
     InsecureDirectory,
     WireSnapshot,
@@ -123,6 +123,7 @@ def install(
         tracker.install()
         tracker.loop_start_listeners.append(server.resume)
         tracker.loop_start_listeners.append(server.wake)  # its stall watchdog looks again
+        watch_trio_starts(tracker)  # (3.12+) each trio.run's instrument from its first spawn
         server.wake()
         window = _flight_window(flight_recorder)
         if window is not None:

@@ -27,8 +27,10 @@ task's spawn (when, and where: the program's frames that called `start_soon` or 
 trio's own skipped) and its exit (how it ended, into the tracker's history, as asyncio's done
 callback does). How a task ended is the `outcome` local of trio's `Runner.task_exited`, whose
 frame calls the instruments (for the main task, the runner's `main_task_outcome`); checked by
-tests/test_trio_assumptions.py as well. Tasks spawned before the instrument came are shown as
-first seen by a look, without a creator.
+tests/test_trio_assumptions.py as well. An installed agent learns of each run as trio sets
+it up (3.12+, `trio_starts`) and adds the instrument then, on the run's thread, before its
+first task (`TrioWatch.run_started`); a run it did not see start gets it from a look. Tasks
+spawned before the instrument came are shown as first seen by a look, without a creator.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ from taskscope.agent.tracker import (
     coro_name,
     place_site_node,
     site_chain,
+)
+from taskscope.agent.trio_starts import (
+    run_starts_watched,
+    stop_watching_run_starts,
+    watch_run_starts,
 )
 from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask, sliced
 
@@ -187,9 +194,50 @@ class TrioWatch:
             return
         run.instrument = instrument
 
+    def run_started(self, runner: Any, caller: FrameType | None) -> None:
+        """On the thread of a run that trio has just set up, before its first task
+        (`trio_starts`): the run, and the instrument in it at once, so that every spawn of
+        the run is noted. A guest run (not called from `run`) is left to the looks, which do
+        not show it."""
+        tracker = self.tracker
+        if caller is None or not _is_run_code(caller.f_code) or not _is_trio(runner, "Runner"):
+            return
+        if not tracker.track_tasks or not getattr(tracker, "_installed", False):
+            return
+        with self._lock:
+            if self.stopped:
+                return
+            thread_id = threading.get_ident()
+            run = TrioRun(
+                loop_id=f"L{next(tracker._loop_ids)}",
+                thread_id=thread_id,
+                runner_ref=weakref.ref(runner),
+                frame_id=id(caller),
+            )
+            self.runs[thread_id] = run
+            instrument = TaskWatch(self, run)
+            try:  # (trio's run context is this thread's from setup_runner on)
+                sys.modules["trio"].lowlevel.add_instrument(instrument)
+            except Exception:  # then a look adds it, through the entry queue
+                return
+            run.instrument = instrument
+            run.spawns_seen_since = _wall()
+        _beat_soon()
+        now = time.monotonic()
+        if now - _run_start_woke[0] < HEARTBEAT_INTERVAL:
+            return  # (runs one after another, as in a test suite: the agent's thread,
+            # woken by the first, looks again within `_IDLE_LOOK`)
+        _run_start_woke[0] = now
+        for listener in tracker.loop_start_listeners:  # the agent's thread looks now
+            with contextlib.suppress(Exception):
+                listener()
+
     def stop(self) -> None:
         """Remove the instrument from every run it was added to (each on its own thread);
         from now on its hooks do nothing, even before trio has removed it."""
+        if _START_WATCHER[0] is self:
+            _START_WATCHER[0] = None
+            stop_watching_run_starts()
         with self._lock:
             self.stopped = True
             runs = list(self.runs.values())
@@ -346,6 +394,23 @@ class TrioWatch:
 _WATCHES: weakref.WeakKeyDictionary[Tracker, TrioWatch] = weakref.WeakKeyDictionary()
 
 
+#: The watch told of each run's start (`watch_trio_starts`), if any.
+_START_WATCHER: list[TrioWatch | None] = [None]
+
+
+def watch_trio_starts(tracker: Tracker) -> bool:
+    """At install, tracking tasks: learn of each `trio.run` as it starts (trio_starts, 3.12+),
+    so that its instrument notes its spawns from the first; returns whether that works here
+    (False: the agent looks for runs instead, see `beat_trio_runs`)."""
+    if not tracker.track_tasks:
+        return False
+    watch = watch_of(tracker)
+    if not watch_run_starts(watch.run_started):
+        return False
+    _START_WATCHER[0] = watch
+    return True
+
+
 def watch_of(tracker: Tracker) -> TrioWatch:
     watch = _WATCHES.get(tracker)
     if watch is None:
@@ -368,15 +433,17 @@ def add_trio_runs(
 def beat_trio_runs(tracker: Tracker, now: float) -> None:
     """The agent thread's step for trio, called at each of its turns: each run's heartbeat,
     every half heartbeat interval while trio runs (a look for a run every `_IDLE_LOOK` while
-    none does). Tracking tasks, an installed agent looks sooner in its first `_FAST_WINDOW`
-    seconds (`taskscope run`, install() before `trio.run` or before `import trio`): for trio's
-    import and for a run every `_FAST_LOOK`, so that a run is found soon after it starts and
-    its instrument misses few spawns; after that window it sleeps as before."""
+    none does). Tracking tasks where runs are not reported as they start (3.11, or no free
+    `sys.monitoring` tool id: see `watch_trio_starts`), an installed agent looks sooner in
+    its first `_FAST_WINDOW` seconds (`taskscope run`, install() before `trio.run` or before
+    `import trio`): for trio's import and for a run every `_FAST_LOOK`, so that a run is
+    found soon after it starts and its instrument misses few spawns; after that window it
+    sleeps as before."""
     global _next_beat, _import_awaited, _fast_window_end
     if now < _next_beat:
         return
     fast = False
-    if tracker.track_tasks and getattr(tracker, "_installed", False):
+    if tracker.track_tasks and getattr(tracker, "_installed", False) and not run_starts_watched():
         if _fast_window_end is None:
             _fast_window_end = now + _FAST_WINDOW
         fast = now < _fast_window_end
@@ -395,6 +462,10 @@ def next_trio_beat() -> float | None:
     """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: none
     is due (trio not imported, and tasks not tracked)."""
     return _next_beat if _import_awaited or trio_loaded() else None
+
+
+#: Monotonic time a run's start last woke the agent's thread (`TrioWatch.run_started`).
+_run_start_woke = [-math.inf]
 
 
 def _beat_soon() -> None:
@@ -757,11 +828,14 @@ def _run_frame(top: FrameType | None) -> FrameType | None:
     """The frame of trio's `run` on a thread's stack, or None."""
     frame = top
     while frame is not None:
-        code = frame.f_code
-        if code.co_name == "run" and code.co_filename.endswith(_RUN_FILE):
+        if _is_run_code(frame.f_code):
             return frame
         frame = frame.f_back
     return None
+
+
+def _is_run_code(code: CodeType) -> bool:
+    return code.co_name == "run" and code.co_filename.endswith(_RUN_FILE)
 
 
 def _runner_of(frame: FrameType) -> Any:

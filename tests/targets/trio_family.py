@@ -5,6 +5,10 @@ inner nursery `returner-N` (returns 42), `doomed-N` (sleeps until cancelled) and
 (raises ValueError('boom') once `returner-N` has returned, which cancels `doomed-N`); the
 parent catches the ValueError, notes `parent-N caught ValueError`, then waits for its nursery.
 
+At its start, before anything else, `main` spawns the tasks a program starts with: `watcher`
+(below), `started-early` (through `nursery.start`, then sleeps until the end) and
+`quick-early` (returns "early" at once).
+
 `watcher` notes `instrument on` and `instrument off` as an instrument of taskscope's comes into
 and leaves the run's instrument list (read from trio's private runner: the test's own check,
 never how the agent works). The program writes `hello` at its start and `bye` at its end, on
@@ -28,6 +32,10 @@ async def lingerer() -> None:
 async def started(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     task_status.started()
     await trio.sleep_forever()
+
+
+async def quick() -> str:
+    return "early"
 
 
 async def returner(returned: trio.Event) -> int:
@@ -82,6 +90,8 @@ async def main() -> None:
     rounds = 0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watcher, name="watcher")
+        await nursery.start(started, name="started-early")
+        nursery.start_soon(quick, name="quick-early")
         signal_ready()
         while not stop_requested():
             if cue.exists():
