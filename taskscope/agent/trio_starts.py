@@ -141,7 +141,7 @@ def _setup_runner_code(module: Any) -> CodeType | None:
 
 def _returned(code: CodeType, offset: int, value: Any) -> Any:
     """The callback of `sys.monitoring`'s PY_RETURN, on the thread of the code that returned:
-    never raises (an exception here would be raised in the program)."""
+    raises nothing of its own (an exception here would be raised in the program)."""
     try:
         if code is _setup_code:
             started = _started
@@ -157,6 +157,6 @@ def _returned(code: CodeType, offset: int, value: Any) -> Any:
                 with _lock:
                     if _tool is not None:
                         _watch_setup(setup)
-    except BaseException:
+    except Exception:  # (a KeyboardInterrupt arriving meanwhile is the program's)
         pass
     return None
