@@ -161,13 +161,7 @@ class TrioWatch:
                     runner = _runner_of(frame)
                     if runner is None:
                         continue
-                    run = TrioRun(
-                        loop_id=f"L{next(self.tracker._loop_ids)}",
-                        thread_id=thread_id,
-                        runner_ref=weakref.ref(runner),
-                        frame_id=id(frame),
-                    )
-                    self.runs[thread_id] = run
+                    run = self._new_run(thread_id, runner, frame)
                     _beat_soon()  # found by a look: its heartbeat starts at the next turn
                 if run.instrument is None and not self.stopped:
                     self._watch_tasks(run, runner)  # (again until the tracker is installed)
@@ -176,6 +170,17 @@ class TrioWatch:
                 if thread_id not in seen:
                     del self.runs[thread_id]
         return found
+
+    def _new_run(self, thread_id: int, runner: Any, run_frame: FrameType) -> TrioRun:
+        """(Under `_lock`.) A run met on `thread_id`, known by the frame of its `trio.run`."""
+        run = TrioRun(
+            loop_id=f"L{next(self.tracker._loop_ids)}",
+            thread_id=thread_id,
+            runner_ref=weakref.ref(runner),
+            frame_id=id(run_frame),
+        )
+        self.runs[thread_id] = run
+        return run
 
     # --- the instrument ------------------------------------------------------------------
 
@@ -207,14 +212,7 @@ class TrioWatch:
         with self._lock:
             if self.stopped:
                 return
-            thread_id = threading.get_ident()
-            run = TrioRun(
-                loop_id=f"L{next(tracker._loop_ids)}",
-                thread_id=thread_id,
-                runner_ref=weakref.ref(runner),
-                frame_id=id(caller),
-            )
-            self.runs[thread_id] = run
+            run = self._new_run(threading.get_ident(), runner, caller)
             instrument = TaskWatch(self, run)
             try:  # (trio's run context is this thread's from setup_runner on)
                 sys.modules["trio"].lowlevel.add_instrument(instrument)
