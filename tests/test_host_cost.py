@@ -15,7 +15,7 @@ from taskscope import protocol
 from taskscope.agent import introspect
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import CompactDecoder, CompactEncoder, compact, encode
+from taskscope.protocol import CompactDecoder, CompactEncoder, encode, slicing
 
 
 async def _many_tasks(count: int) -> tuple[Tracker, list[asyncio.Task[Any]], asyncio.Event]:
@@ -58,8 +58,7 @@ def _count_give_ways(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         calls.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(introspect, "SLICE_SECONDS", 0.0)
-    monkeypatch.setattr(compact, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(slicing, "SLICE_SECONDS", 0.0)
     monkeypatch.setattr(time, "sleep", recording_sleep)
     return calls
 
