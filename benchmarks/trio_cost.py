@@ -183,7 +183,7 @@ def parts(args: argparse.Namespace) -> None:
             pass
 
     spawn = _task_and_spawn(trio, args)
-    with_note = trio_runs.TracebackNote
+    from taskscope.agent.failures import TracebackNote
 
     async def main() -> dict[str, list[float]]:
         watch = trio_runs.TrioWatch(Tracker())  # not installed: it adds no instrument itself
@@ -202,13 +202,13 @@ def parts(args: argparse.Namespace) -> None:
         for _ in range(args.rounds):
             for name, instrument in configs.items():
                 if name == NO_NOTE:  # (the note is made by trio_runs._ending)
-                    trio_runs.TracebackNote = lambda error: None  # type: ignore[assignment,misc]
+                    setattr(trio_runs, "TracebackNote", lambda error: None)  # noqa: B010
                 if instrument is not None:
                     trio.lowlevel.add_instrument(instrument)
                 times[name].append(await spawn(args.count))
                 if instrument is not None:
                     trio.lowlevel.remove_instrument(instrument)
-                trio_runs.TracebackNote = with_note  # type: ignore[misc]
+                setattr(trio_runs, "TracebackNote", TracebackNote)  # noqa: B010
         return times
 
     times = trio.run(main)
