@@ -1,10 +1,15 @@
 """What the agent costs a trio program: per spawned task on trio's thread (the instrument that
 notes each task's creator and ending), and per second of an idle run (the heartbeat).
 
-Run: python benchmarks/trio_cost.py [--procs 5] [--count 20000]
+Run: python benchmarks/trio_cost.py [--procs 5] [--count 20000] [--failing]
      python benchmarks/trio_cost.py --idle [--procs 5] [--seconds 5]
      either with [--against CHECKOUT] (that checkout's agent beside this one's)
-     python benchmarks/trio_cost.py --parts [--rounds 7] [--count 10000]
+     python benchmarks/trio_cost.py --parts [--rounds 7] [--count 10000] [--failing]
+
+--failing: each task raises instead, a ValueError three calls deep chained from a KeyError
+(as `creation_cost.py --failing`), so that the instrument notes its traceback (taskscope/
+agent/failures.py); each nursery's group of 1,000 is caught. With --parts a last
+configuration is the agent's instrument with that note left out: the difference is its cost.
 
 --parts: one process, one run, rounds interleaved: the instrument's parts, each added to the
 run for its round through trio's public add_instrument: none; one with both hooks doing
@@ -44,6 +49,8 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 BATCH = 1000
 MODES = ("no agent", "agent (tracking)", "agent, track_tasks off")
+#: --parts --failing: the agent's instrument with the traceback note left out.
+NO_NOTE = "the agent's instrument, no traceback"
 
 
 def _instrumented(trio: Any) -> bool:
@@ -73,6 +80,47 @@ async def _until_found(trio: Any, mode: str) -> None:
     raise SystemExit(f"{mode}: the agent never found the run")
 
 
+def _parse(row: str) -> int:
+    try:
+        return {"a": 1}[row]
+    except KeyError as error:
+        raise ValueError(row) from error
+
+
+def _check(row: str) -> int:
+    return _parse(row)
+
+
+async def _failing() -> None:
+    _check("b")
+
+
+def _task_and_spawn(trio: Any, args: argparse.Namespace) -> Any:
+    """`spawn(count)`: spawns `count` tasks (no-op, or failing with --failing) in nurseries
+    of `BATCH`, and returns trio's thread's CPU seconds per task."""
+
+    async def no_op() -> None:
+        await trio.lowlevel.checkpoint()
+
+    task = _failing if args.failing else no_op
+
+    async def batch() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(BATCH):
+                nursery.start_soon(task)
+
+    async def spawn(count: int) -> float:
+        started = time.thread_time()
+        for _ in range(count // BATCH):
+            try:
+                await batch()
+            except ExceptionGroup:  # (--failing)
+                pass
+        return (time.thread_time() - started) / (count // BATCH * BATCH)
+
+    return spawn
+
+
 def child(args: argparse.Namespace) -> None:
     """One process: prints its figure as JSON."""
     mode = args.child
@@ -84,16 +132,7 @@ def child(args: argparse.Namespace) -> None:
         taskscope.install()
     import trio
 
-    async def no_op() -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def spawn(count: int) -> float:
-        started = time.thread_time()
-        for _ in range(count // BATCH):
-            async with trio.open_nursery() as nursery:
-                for _ in range(BATCH):
-                    nursery.start_soon(no_op)
-        return (time.thread_time() - started) / (count // BATCH * BATCH)
+    spawn = _task_and_spawn(trio, args)
 
     async def main() -> dict[str, float]:
         await _until_found(trio, mode)
@@ -143,16 +182,8 @@ def parts(args: argparse.Namespace) -> None:
         def task_spawned(self, task: Any) -> None:
             pass
 
-    async def no_op() -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def spawn(count: int) -> float:
-        started = time.thread_time()
-        for _ in range(count // BATCH):
-            async with trio.open_nursery() as nursery:
-                for _ in range(BATCH):
-                    nursery.start_soon(no_op)
-        return (time.thread_time() - started) / (count // BATCH * BATCH)
+    spawn = _task_and_spawn(trio, args)
+    from taskscope.agent.failures import TracebackNote
 
     async def main() -> dict[str, list[float]]:
         watch = trio_runs.TrioWatch(Tracker())  # not installed: it adds no instrument itself
@@ -164,26 +195,32 @@ def parts(args: argparse.Namespace) -> None:
             "the exit hook": ExitOnly(watch, run),
             "the agent's instrument": trio_runs.TaskWatch(watch, run),
         }
+        if args.failing:
+            configs[NO_NOTE] = trio_runs.TaskWatch(watch, run)
         times: dict[str, list[float]] = {name: [] for name in configs}
         await spawn(args.count)
         for _ in range(args.rounds):
             for name, instrument in configs.items():
+                if name == NO_NOTE:  # (the note is made by trio_runs._ending)
+                    setattr(trio_runs, "TracebackNote", lambda error: None)  # noqa: B010
                 if instrument is not None:
                     trio.lowlevel.add_instrument(instrument)
                 times[name].append(await spawn(args.count))
                 if instrument is not None:
                     trio.lowlevel.remove_instrument(instrument)
+                setattr(trio_runs, "TracebackNote", TracebackNote)  # noqa: B010
         return times
 
     times = trio.run(main)
     base = min(times["no instrument"])
+    what = "failing" if args.failing else "no-op"
     print(
         f"python {sys.version.split()[0]}, trio {trio.__version__}: {args.rounds} interleaved "
-        f"rounds of {args.count:,} no-op tasks; trio's thread CPU us per task"
+        f"rounds of {args.count:,} {what} tasks; trio's thread CPU us per task"
     )
-    print(f"  {'':28}{'best':>8}{'+ us':>8}")
+    print(f"  {'':36}{'best':>8}{'+ us':>8}")
     for name, values in times.items():
-        print(f"  {name:28}{min(values) * 1e6:>8.2f}{(min(values) - base) * 1e6:>8.2f}")
+        print(f"  {name:36}{min(values) * 1e6:>8.2f}{(min(values) - base) * 1e6:>8.2f}")
 
 
 def _run(mode: str, args: argparse.Namespace, path: str) -> dict[str, float]:
@@ -191,6 +228,7 @@ def _run(mode: str, args: argparse.Namespace, path: str) -> dict[str, float]:
     env.pop("TASKSCOPE_TRACK", None)
     command = [sys.executable, str(HERE), "--child", mode, "--count", str(args.count)]
     command += ["--seconds", str(args.seconds)] + (["--idle"] if args.idle else [])
+    command += ["--failing"] if args.failing else []
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{mode}: {done.stderr.strip()[-400:]}")
@@ -207,7 +245,8 @@ def turns(args: argparse.Namespace) -> None:
             figures[mode].append(_run(mode, args, path))
     import trio
 
-    print(f"python {sys.version.split()[0]}, trio {trio.__version__}, {args.procs} turns")
+    what = ", failing tasks" if args.failing else ""
+    print(f"python {sys.version.split()[0]}, trio {trio.__version__}, {args.procs} turns{what}")
     keys = ("process", "thread") if args.idle else ("per_task",)
     scale, unit = (1e3, "ms CPU per s") if args.idle else (1e6, "us per task, trio's thread CPU")
     for key in keys:
@@ -235,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--against", default=None)
     parser.add_argument("--parts", action="store_true")
+    parser.add_argument("--failing", action="store_true", help="tasks that raise")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

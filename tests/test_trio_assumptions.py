@@ -6,6 +6,7 @@ tasks parked in the waits the agent describes."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -24,6 +25,7 @@ trio = pytest.importorskip("trio", reason="these tests need trio (pip install tr
 trio_testing = pytest.importorskip("trio.testing")
 
 from taskscope.agent import trio_runs, trio_starts  # noqa: E402
+from taskscope.agent.failures import format_failure  # noqa: E402
 from taskscope.agent.tracker import Tracker  # noqa: E402
 from taskscope.protocol import materialize_awaiting  # noqa: E402
 
@@ -383,6 +385,7 @@ def test_how_a_task_ended_is_the_outcome_local_of_trios_task_exited() -> None:
     # local stands in for with `Value(None)`, the runner's `main_task_outcome`). What it reads
     # is what each task did, as trio's public answers tell it.
     endings: dict[str, tuple[str, str | None]] = {}
+    tracebacks: dict[str, str] = {}
     caught: list[BaseException] = []
 
     class Probe:
@@ -390,7 +393,10 @@ def test_how_a_task_ended_is_the_outcome_local_of_trios_task_exited() -> None:
             self.run = run
 
         def task_exited(self, task: Any) -> None:  # at the depth of the agent's own hook
-            endings[task.name] = trio_runs._ending(trio_runs._exit_outcome(task, self.run))
+            state, summary, note = trio_runs._ending(trio_runs._exit_outcome(task, self.run))
+            endings[task.name] = (state, summary)
+            if note is not None:
+                tracebacks[task.name] = format_failure(note)
 
     async def returns() -> int:
         return 42
@@ -424,6 +430,13 @@ def test_how_a_task_ended_is_the_outcome_local_of_trios_task_exited() -> None:
     assert endings["sleeps"] == endings["nested"] == endings["nested-child"] == ("cancelled", None)
     assert [repr(error) for error in caught] == ["ValueError('boom')"]
     assert endings["fails"] == ("failed", "ValueError('boom')")
+    # (and only a failed task's outcome has a traceback: where it raised, as Python prints it)
+    assert list(tracebacks) == ["fails"], tracebacks
+    assert tracebacks["fails"].splitlines()[-3:] == [
+        f'  File "{__file__}", line {fails.__code__.co_firstlineno + 1}, in {fails.__qualname__}',
+        '    raise ValueError("boom")',
+        "ValueError: boom",
+    ], tracebacks["fails"]
     [main_ending] = [ending for name, ending in endings.items() if name.endswith(".main")]
     assert main_ending == ("done", "'main-result'")
 
@@ -447,6 +460,11 @@ def test_the_instrument_notes_spawns_and_exits_and_keeps_nothing_alive(
         refs["result"] = weakref.ref(kept)
         return kept
 
+    async def failing_child() -> None:
+        held = Kept()  # a local of the failing frame, which its traceback holds
+        refs["local"] = weakref.ref(held)
+        raise ValueError("lost")
+
     async def main() -> None:
         [(run, runner)] = watch.live_runs()
         instrument = trio_runs.TaskWatch(watch, run)
@@ -454,10 +472,15 @@ def test_the_instrument_notes_spawns_and_exits_and_keeps_nothing_alive(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(child, name="child")
             seen["known"] = dict(run.task_ids)
+        with contextlib.suppress(ExceptionGroup):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(failing_child, name="failing")
         gc.collect()
-        # THEN once the task has exited, neither it nor its result is kept alive
+        # THEN once the tasks have exited, neither they nor their results are kept alive, nor
+        # the locals of the frames a failed one's traceback went through
         seen["task gone"] = refs["task"]() is None
         seen["result gone"] = refs["result"]() is None
+        seen["local gone"] = refs["local"]() is None
         seen["left"] = [known for known in run.task_ids.values() if known[3] is not None]
         # AND its hooks, even failing inside, never reach trio: it stays in
         instrument.history = None  # type: ignore[assignment]
@@ -478,12 +501,25 @@ def test_the_instrument_notes_spawns_and_exits_and_keeps_nothing_alive(
     assert known[2] is None and known[3] > 0, known
     [(code, _offset)] = known[4][:1]
     assert code.co_name == "main", known[4]
-    assert seen["task gone"] and seen["result gone"], seen
+    assert seen["task gone"] and seen["result gone"] and seen["local gone"], seen
     assert seen["left"] == [], seen["left"]
     assert seen["still in"] and seen["removed"], seen
     assert not [record for record in caplog.records if record.name.startswith("trio")]
-    # AND the history holds its ending as text, with the place of its spawn
-    [finished] = tracker.finished_tasks()
+    # AND the history holds its ending as text, with the place of its spawn; the failed one's
+    # with its traceback, made now from the code objects and line numbers it noted
+    [finished, failed] = tracker.finished_tasks()
+    assert (failed.name, failed.state, failed.summary) == (
+        "failing",
+        "failed",
+        "ValueError('lost')",
+    )
+    assert failed.traceback is not None, failed
+    assert failed.traceback.splitlines()[-3:] == [
+        f'  File "{__file__}", line {failing_child.__code__.co_firstlineno + 3}, in '
+        f"{failing_child.__qualname__}",
+        '    raise ValueError("lost")',
+        "ValueError: lost",
+    ], failed.traceback
     assert (finished.name, finished.state) == ("child", "done"), finished
     assert finished.summary is not None and finished.summary.endswith(".Kept object>")
     assert finished.created_at == known[3] and finished.first_seen_at is None

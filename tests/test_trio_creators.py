@@ -133,6 +133,51 @@ def test_trio_tasks_have_creators_and_a_history(start: Any, how: tuple[str, ...]
     assert (out, err) == (OUTPUT, OUTPUT)
 
 
+def test_a_failed_trio_task_keeps_its_traceback(start: Any) -> None:
+    # GIVEN a trio program under `taskscope run`, whose run the agent has instrumented
+    target = start("trio_family.py").wait_ready()
+    wait_for(lambda: "instrument on" in notes(target), what="the agent's instrument")
+    # WHEN a task in a nursery fails two calls deep with an exception chained from another,
+    # and the program goes on (the parent catches the group)
+    spawn_round(target, 1)
+    # THEN `dump`'s record of it has its traceback as Python prints it: the KeyError, then
+    # the ValueError raised from it, through raiser, check_setting and lookup_setting
+    path = TARGETS / "trio_family.py"
+
+    def entry(function: str, source: str) -> list[str]:
+        return [f'  File "{path}", line {line_of(source)}, in {function}', f"    {source}"]
+
+    expected = [
+        "Traceback (most recent call last):",
+        *entry("lookup_setting", 'return {"depth": 3}[name]'),
+        "KeyError: 'boom'",
+        "",
+        "The above exception was the direct cause of the following exception:",
+        "",
+        "Traceback (most recent call last):",
+        *entry("raiser", 'check_setting("boom")'),
+        *entry("check_setting", "return lookup_setting(name) + 1"),
+        *entry("lookup_setting", "raise ValueError(name) from missing"),
+        "ValueError: boom",
+    ]
+    raiser = by_name(dump(target))["raiser-1"]
+    assert raiser["traceback"].splitlines() == expected, raiser
+    # AND nothing about its exception being retrieved: trio always hands it to the nursery
+    assert "exception_retrieved" not in raiser, raiser
+    # AND `taskscope stack` prints it under the task's ending
+    stack = run_cli("stack", str(target.pid), "raiser-1")
+    assert stack.returncode == 0, stack.stderr
+    lines = [line.rstrip() for line in stack.stdout.splitlines()]
+    assert lines[0].endswith("finished: failed ValueError('boom')"), lines
+    assert lines[1 : 1 + len(expected)] == [f"  {line}".rstrip() for line in expected], lines
+    assert lines[1 + len(expected)] == "created from:", lines
+    assert "retrieved" not in stack.stdout, stack.stdout
+    # AND the program's output is what it is without the agent
+    code, out, err = target.stop()
+    assert code == 0, err
+    assert (out, err) == (OUTPUT, OUTPUT)
+
+
 @pytest.mark.skipif(
     not RUN_STARTS_SEEN,
     reason="3.11 has no sys.monitoring: the agent finds a trio run by looking for it",

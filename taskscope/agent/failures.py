@@ -1,18 +1,23 @@
 """A failed task's traceback and whether anyone retrieved its exception.
 
-The done callback notes a failure on the loop thread (`note_failure`): the (code, line) of
-each traceback entry, bounded, and the exception's last line, made without calling the
-program's code. Neither the exception nor its traceback is kept: they hold the frames and
-every local variable of the failing calls, and a history of 1,000 of them would keep the
-program's objects (files, connections, request bodies) alive long after it let them go. The
-text, with source lines, is made later on the agent's thread (`format_failure`).
+When a task fails its note is made on its loop's thread: asyncio's done callback
+(`Tracker._note_failure`, a `FailureNote`), trio's instrument (`TaskWatch.task_exited`, a
+`TracebackNote`). It holds the (code, line) of each traceback entry, bounded, and the
+exception's last line, made without calling the program's code. Neither the exception nor
+its traceback is kept: they hold the frames and every local variable of the failing calls,
+and a history of 1,000 of them would keep the program's objects (files, connections,
+request bodies) alive long after it let them go. The text, with source lines, is made later
+on the agent's thread (`format_failure`).
 
 Whether the exception was retrieved is asyncio's own flag, `Future._log_traceback`: True from
 `set_exception` until someone calls `result()` or `exception()` (which `await task`, gather
 and TaskGroup do). It is read, never written, while the task exists (`retrieved`). Once the
 task is gone the flag is gone too; asyncio then reports an exception nobody retrieved through
 `loop.call_exception_handler` ("Task exception was never retrieved"), which the tracker
-watches (`UnretrievedWatch`) to tell the two cases apart afterwards.
+watches (`UnretrievedWatch`) to tell the two cases apart afterwards. A trio task has no
+such question: its exception always goes to its nursery, which raises it in the task that
+opened it (the main task's out of `trio.run`), so nobody can leave it unretrieved, and a
+`TracebackNote` answers None (its record has no `exception_retrieved`).
 """
 
 from __future__ import annotations
@@ -46,18 +51,33 @@ CAUSE_WORDS = "The above exception was the direct cause of the following excepti
 CONTEXT_WORDS = "During handling of the above exception, another exception occurred:"
 
 
-class FailureNote:
-    """What the agent keeps of one failed task (made on the loop thread, in the done
-    callback: for failed tasks only)."""
+class TracebackNote:
+    """The traceback of one failed task (made on its loop's thread as it fails: for failed
+    tasks only). Alone, a trio task's: whether its exception was retrieved is no question
+    there (see the module's docstring)."""
 
-    __slots__ = ("dead_seen", "exception_id", "segments", "task_ref", "unretrieved", "watched")
+    __slots__ = ("segments",)
+
+    def __init__(self, exc: BaseException) -> None:
+        #: The chained exceptions first, as Python prints them; the task's own last.
+        self.segments: tuple[Segment, ...] = _segments(exc)
+
+    def retrieved(self) -> bool | None:
+        """None: not a question for this task."""
+        return None
+
+
+class FailureNote(TracebackNote):
+    """What the agent keeps of one failed asyncio task: its traceback and what tells whether
+    its exception was retrieved (made on the loop thread, in the done callback)."""
+
+    __slots__ = ("dead_seen", "exception_id", "task_ref", "unretrieved", "watched")
 
     def __init__(self, task: Any, exc: BaseException, watched: bool) -> None:
         #: The task, while something else keeps it alive: its flag is read at each look.
         self.task_ref: weakref.ref[Any] = weakref.ref(task)
         self.exception_id = id(exc)
-        #: The chained exceptions first, as Python prints them; the task's own last.
-        self.segments: tuple[Segment, ...] = _segments(exc)
+        self.segments = _segments(exc)
         #: Set when asyncio reported the exception as never retrieved (the task's end).
         self.unretrieved = False
         #: Whether asyncio's report would reach the tracker (its loop's handler is watched).
@@ -134,7 +154,7 @@ def _group_members(exc: BaseException) -> list[BaseException]:
     return list(exc.exceptions[:MAX_LINKED])
 
 
-def format_failure(note: FailureNote) -> str:
+def format_failure(note: TracebackNote) -> str:
     """The traceback as Python prints it (bounded), with source lines read by the agent."""
     from taskscope.agent.connection import _source_line  # the agent's own source cache
 

@@ -24,7 +24,12 @@ from types import BuiltinFunctionType, CodeType, CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from taskscope.agent import locks
-from taskscope.agent.failures import FailureNote, UnretrievedWatch, format_failure
+from taskscope.agent.failures import (
+    FailureNote,
+    TracebackNote,
+    UnretrievedWatch,
+    format_failure,
+)
 from taskscope.agent.loops import LoopRecord, LoopTracker
 from taskscope.agent.steps import (
     StepFigures,
@@ -61,7 +66,7 @@ LookedAtEntry = tuple[
     Site,
     bool,
     float | None,
-    FailureNote | None,
+    TracebackNote | None,
 ]
 #: A creation note of a task not looked at yet, made by the `create_task` shadow: a list
 #: whose first six slots are filled at creation, the last five by the done callback, when it
@@ -364,7 +369,7 @@ class FinishedTask:
     #: whether its exception was retrieved changes).
     wire: WireTask | None = None
     #: A failed task's traceback note (see taskscope.agent.failures), and the text made of it.
-    failure: FailureNote | None = None
+    failure: TracebackNote | None = None
     traceback: str | None = None
 
 
@@ -635,9 +640,11 @@ class Tracker(LoopTracker):
         summary: str | None,
         created_from: Site,
         first_seen_at: float | None,
+        failure: TracebackNote | None,
     ) -> None:
         """A task not asyncio's (a trio task: taskscope.agent.trio_runs) that ended now, into
-        the history as plain fields; `created_from` in instruction offsets."""
+        the history as plain fields; `created_from` in instruction offsets, and for a failed
+        task its traceback note."""
         finished_at = _wall()
         self._history.append(
             (
@@ -653,7 +660,7 @@ class Tracker(LoopTracker):
                 created_from,
                 False,
                 first_seen_at,
-                None,
+                failure,
             )
         )
 
@@ -943,7 +950,7 @@ def _unretrieved_watch(loop: asyncio.AbstractEventLoop) -> UnretrievedWatch | No
     return handler if type(handler) is UnretrievedWatch else None
 
 
-def _formatted(failure: FailureNote | None) -> str | None:
+def _formatted(failure: TracebackNote | None) -> str | None:
     if failure is None:
         return None
     try:

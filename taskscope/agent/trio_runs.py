@@ -24,10 +24,11 @@ While the agent tracks tasks (`track_tasks`), it adds an instrument to each run 
 (`TaskWatch`, through trio's public `trio.lowlevel.add_instrument`, called on the run's own
 thread from its entry queue) and removes it when it is uninstalled. The instrument notes each
 task's spawn (when, and where: the program's frames that called `start_soon` or `start`,
-trio's own skipped) and its exit (how it ended, into the tracker's history, as asyncio's done
-callback does). How a task ended is the `outcome` local of trio's `Runner.task_exited`, whose
-frame calls the instruments (for the main task, the runner's `main_task_outcome`); checked by
-tests/test_trio_assumptions.py as well. An installed agent learns of each run as trio sets
+trio's own skipped) and its exit (how it ended, and a failed task's traceback, into the
+tracker's history, as asyncio's done callback does). How a task ended is the `outcome`
+local of trio's `Runner.task_exited`, whose frame calls the instruments (for the main task,
+the runner's `main_task_outcome`); checked by tests/test_trio_assumptions.py as well. An
+installed agent learns of each run as trio sets
 it up (3.12+, `trio_starts`) and adds the instrument then, on the run's thread, before its
 first task (`TrioWatch.run_started`); a run it did not see start gets it from a look. Tasks
 spawned before the instrument came are shown as first seen by a look, without a creator.
@@ -51,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
+from taskscope.agent.failures import TracebackNote
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.agent.tracker import (
@@ -547,7 +549,8 @@ class TaskWatch:
     the tracker's history). trio calls an instrument only for the hooks it defines, so it
     defines these two and nothing per step. Its hooks never raise (trio would remove it and
     log a traceback into the program's output) and keep nothing of a task past its exit: a
-    weak reference while it runs, then text. They run on trio's thread for every task, so
+    weak reference while it runs, then text (and a failed one's traceback as code objects
+    and line numbers, nothing of its frames). They run on trio's thread for every task, so
     what they touch is bound here once."""
 
     __slots__ = ("depth", "history", "loop_id", "new_id", "on", "run", "table", "watch")
@@ -586,7 +589,7 @@ class TaskWatch:
             known = table.pop(id(task), None)
             if known is None or known[0]() is not task:
                 known = (_weakref(task), self.new_id(), None, None, ())
-            state, summary = _ending(_exit_outcome(task, self.run))
+            state, summary, failure = _ending(_exit_outcome(task, self.run))
             nursery = task._parent_nursery
             parent = nursery._parent_task if nursery is not None else None
             parent_id = None
@@ -609,6 +612,7 @@ class TaskWatch:
                 summary,
                 known[4],
                 known[2],
+                failure,
             )
         except BaseException:
             pass
@@ -660,24 +664,30 @@ _EXIT_CODE: list[CodeType | None] = [None]
 _OUTCOME_TYPES: dict[type, str] = {}
 
 
-def _ending(outcome: Any) -> tuple[str, str | None]:
+def _ending(outcome: Any) -> tuple[str, str | None, TracebackNote | None]:
     """The state and summary of an `outcome.Value` or `outcome.Error` (trio's `Cancelled`,
-    or a group of nothing else: cancelled); an outcome this does not know: done, no summary."""
+    or a group of nothing else: cancelled), and for an error its traceback note (made now:
+    trio's thread, failed tasks only; taskscope.agent.failures); an outcome this does not
+    know: done, no summary."""
     kind = type(outcome)
     which = _OUTCOME_TYPES.get(kind)
     if which is None:
         if not str(getattr(kind, "__module__", "")).startswith("outcome"):
-            return "done", None
+            return "done", None, None
         which = _OUTCOME_TYPES[kind] = kind.__name__
     if which == "Value":
         value = outcome.value
-        return "done", "None" if value is None else result_summary(value)
+        return "done", "None" if value is None else result_summary(value), None
     if which == "Error":
         error = outcome.error
         if _all_cancelled(error):
-            return "cancelled", None
-        return "failed", exception_summary(error)
-    return "done", None
+            return "cancelled", None, None
+        try:
+            note: TracebackNote | None = TracebackNote(error)
+        except Exception:
+            note = None
+        return "failed", exception_summary(error), note
+    return "done", None, None
 
 
 def _all_cancelled(error: BaseException) -> bool:

@@ -2,8 +2,10 @@
 `parent-N` (N: 1, 2, ...) that spawns children: in a nursery of its own `lingerer-N` (sleeps
 until the end) and `started-N` (through `nursery.start`, then sleeps until the end), and in an
 inner nursery `returner-N` (returns 42), `doomed-N` (sleeps until cancelled) and `raiser-N`
-(raises ValueError('boom') once `returner-N` has returned, which cancels `doomed-N`); the
-parent catches the ValueError, notes `parent-N caught ValueError`, then waits for its nursery.
+(once `returner-N` has returned, fails two calls deep, in `check_setting` then
+`lookup_setting`, with ValueError('boom') raised from a KeyError('boom'), which cancels
+`doomed-N`); the parent catches the ValueError, notes `parent-N caught ValueError`, then
+waits for its nursery.
 
 At its start, before anything else, `main` spawns the tasks a program starts with: `watcher`
 (below), `started-early` (through `nursery.start`, then sleeps until the end) and
@@ -47,9 +49,20 @@ async def doomed() -> None:
     await trio.sleep_forever()
 
 
+def lookup_setting(name: str) -> int:
+    try:
+        return {"depth": 3}[name]
+    except KeyError as missing:
+        raise ValueError(name) from missing
+
+
+def check_setting(name: str) -> int:
+    return lookup_setting(name) + 1
+
+
 async def raiser(returned: trio.Event) -> None:
     await returned.wait()
-    raise ValueError("boom")
+    check_setting("boom")
 
 
 async def parent(round: int) -> None:

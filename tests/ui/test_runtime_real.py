@@ -3,7 +3,7 @@ with its steps timed): "which task eats my loop" is answered by the list sorted 
 header draws the loop's figures over successive updates, and the detail pane has the task's
 steps and busy time. Also, on real programs: tasks older than the agent in natural name
 order, a header with more loops than it has rows for, what cancelling a trio task does, and
-where a trio task was spawned and how finished trio tasks ended."""
+where a trio task was spawned and how finished trio tasks ended (a failed one's traceback)."""
 
 from __future__ import annotations
 
@@ -196,15 +196,24 @@ def test_a_trio_task_shows_where_it_was_spawned_and_finished_ones_how_they_ended
             # THEN the dashboard knows the finished ones and how they ended
             raiser = task_named("raiser-1")
             assert raiser.state == "failed" and raiser.exception == "ValueError('boom')"
+
+            def pane() -> str:
+                return str(app.detail.query_one("#detail-body").render())
+
+            # AND the failed one's pane has its traceback, chained exception included
+            assert app.jump_to(raiser.id)
+            await until(pilot, lambda: "traceback" in pane(), what="the traceback")
+            body = pane()
+            assert body.count('trio_family.py", line ') == 4, body
+            for function in ("raiser", "check_setting", "lookup_setting"):
+                assert f", in {function}\n" in body, body
+            assert "KeyError: 'boom'\n" in body and "direct cause" in body, body
+            assert "ValueError: boom\n" in body, body
             # WHEN the user goes to a child still running
             lingerer = task_named("lingerer-1")
             assert app.jump_to(lingerer.id)
             # THEN its pane says where it was created: the parent's start_soon line
             spawned_at = f"trio_family.py:{line_of('(lingerer,')}"
-
-            def pane() -> str:
-                return str(app.detail.query_one("#detail-body").render())
-
             await until(pilot, lambda: "created from" in pane(), what="the creation site")
             created = pane().split("created from")[1]
             assert "parent" in created and spawned_at in created, created
