@@ -17,7 +17,7 @@ import pytest
 from taskscope.agent.flight import FlightRecorder
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
-from taskscope.protocol import CompactEncoder, CompactTables, clear_sliced, sliced, slicing
+from taskscope.protocol import CompactEncoder, CompactTables, clear_sliced, pieces, sliced, slicing
 from tests.helpers import with_tracker
 
 #: The longest stretch of the look thread's CPU time allowed between two give-ways. Before the
@@ -64,6 +64,21 @@ def test_sliced_gives_way_once_a_slice_has_gone(monkeypatch: pytest.MonkeyPatch)
     # THEN every item comes out, in order, and the GIL was given away about every 4 readings
     assert items == list(range(64))
     assert 3 <= clock.give_ways <= 4
+
+
+def test_pieces_cut_items_into_lists_giving_way_between(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a clock moving half a slice at each reading (one reading a piece)
+    clock = FakeClock(slicing.SLICE_SECONDS / 2)
+    monkeypatch.setattr(slicing, "time", clock)
+    monkeypatch.setattr(slicing, "_due", [slicing.SLICE_SECONDS])
+    # WHEN 10 items go through `pieces` of 3, and a dict's items too
+    cut = list(pieces(range(10), size=3))
+    by_key = [item for piece in pieces({"a": 1, "b": 2}.items(), size=1) for item in piece]
+    # THEN they come out whole and in order, in lists of 3 (the last shorter), and the GIL was
+    # given away every other piece
+    assert cut == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert by_key == [("a", 1), ("b", 2)]
+    assert clock.give_ways == 3
 
 
 def test_loops_in_a_row_share_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:

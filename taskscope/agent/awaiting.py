@@ -22,7 +22,7 @@ from typing import Any
 from taskscope.agent import waiters
 from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
-from taskscope.protocol import WireAwaiting, sliced
+from taskscope.protocol import WireAwaiting, pieces
 
 Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
 
@@ -98,19 +98,22 @@ class AwaitContext:
         except Exception:
             return
         timers, deadlines = self.timers, self.timeouts
-        for handle in sliced(handles):
-            if handle._cancelled:
-                continue
-            callback = handle._callback
-            args = handle._args
-            if args and isinstance(args[0], asyncio.Future):
-                timers[id(args[0])] = handle._when
-            elif type(callback) is MethodType and isinstance(callback.__self__, timeouts.Timeout):
-                timer_task = getattr(callback.__self__, "_task", None)
-                if timer_task is not None:
-                    known = deadlines.get(id(timer_task))
-                    if known is None or handle._when < known:
-                        deadlines[id(timer_task)] = handle._when
+        for piece in pieces(handles):
+            for handle in piece:
+                if handle._cancelled:
+                    continue
+                callback = handle._callback
+                args = handle._args
+                if args and isinstance(args[0], asyncio.Future):
+                    timers[id(args[0])] = handle._when
+                elif type(callback) is MethodType and isinstance(
+                    callback.__self__, timeouts.Timeout
+                ):
+                    timer_task = getattr(callback.__self__, "_task", None)
+                    if timer_task is not None:
+                        known = deadlines.get(id(timer_task))
+                        if known is None or handle._when < known:
+                            deadlines[id(timer_task)] = handle._when
 
     def executor_threads(self) -> dict[int, tuple[str, str]]:
         """id(concurrent future) -> (thread name, function) for executor work in progress."""

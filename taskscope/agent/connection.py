@@ -55,7 +55,7 @@ from taskscope.protocol import (
     encode,
     materialize_body,
     parse_request,
-    sliced,
+    pieces,
 )
 
 if TYPE_CHECKING:
@@ -404,7 +404,9 @@ class Connection:
         interval = self.interval or 0.5
         self.next_tick = time.monotonic() + max(interval, cost / _server.MAX_DUTY)
         if first:
-            self.previous = {record["id"]: record for record in sliced(snapshot["tasks"])}
+            self.previous = {
+                record["id"]: record for piece in pieces(snapshot["tasks"]) for record in piece
+            }
             message: SnapshotReply = {"type": "snapshot", "snapshot": snapshot}
             if request_id is not None:
                 message["re"] = request_id

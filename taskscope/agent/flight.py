@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskscope.protocol import sliced
+from taskscope.protocol import pieces
 
 #: How often the recorder looks, at most; the agent's duty limit can make it look less often.
 DEFAULT_INTERVAL = 1.0
@@ -65,7 +65,9 @@ class FlightRecorder:
             if self._base_top is not None and snapshot["taken_at"] <= self._newest_time():
                 return
             if self._base_top is None:
-                current = {record["id"]: record for record in sliced(snapshot["tasks"])}
+                current = {
+                    record["id"]: record for piece in pieces(snapshot["tasks"]) for record in piece
+                }
                 self._base_top = _top(snapshot)
                 self._base = current
                 self._current = current
@@ -145,14 +147,15 @@ def changes_between(
     """What a look's `records` change against the last look's (`previous`, by task id): the
     new records by id, the records that changed and the ids that went. A record that did not
     change is the same object as last time, or at least equal (countdowns are end times,
-    which stay put while the task does). Walks every task, so sliced (see `sliced`)."""
-    current = {record["id"]: record for record in sliced(records)}
+    which stay put while the task does). Walks every task, so in pieces (see `pieces`)."""
+    current = {record["id"]: record for piece in pieces(records) for record in piece}
     changed = [
         record
-        for task_id, record in sliced(current.items())
+        for piece in pieces(current.items())
+        for task_id, record in piece
         if (before := previous.get(task_id)) is not record and before != record
     ]
-    removed = [task_id for task_id in sliced(previous) if task_id not in current]
+    removed = [task_id for piece in pieces(previous) for task_id in piece if task_id not in current]
     return current, changed, removed
 
 

@@ -66,6 +66,7 @@ from taskscope.protocol import (
     give_way,
     give_way_due,
     materialize_body,
+    pieces,
     sliced,
 )
 
@@ -228,8 +229,9 @@ class SnapshotBuilder:
         try:
             return self._build_raw(include_finished, *lists)
         finally:
-            for meta in sliced(lists[2], 256):
-                meta.slot = None  # an int object per task, were it kept between looks
+            for piece in pieces(lists[2]):
+                for meta in piece:
+                    meta.slot = None  # an int object per task, were it kept between looks
             for scratch in lists:
                 clear_sliced(scratch)  # they hold no task after the look
             _SCRATCH.give_back(lists)
@@ -266,7 +268,7 @@ class SnapshotBuilder:
             loop_records.append(wire_loop)
         add_trio_runs(tracker, loop_records, records, ctx)  # trio's runs and tasks, if imported
         if include_finished:
-            pending_numbers = {meta.task_id for meta in sliced(metas)}
+            pending_numbers = {meta.task_id for piece in pieces(metas) for meta in piece}
             records.extend(
                 finished_record(tracker, finished)
                 for finished in sliced(tracker.finished_tasks(), 16)

@@ -45,7 +45,7 @@ from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType, M
 from typing import Any, Final
 
 from taskscope.agent.chains import _ASEND_TYPES, _asend_generator
-from taskscope.protocol import sliced
+from taskscope.protocol import pieces, sliced
 
 #: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
 REACH_KINDS: Final = frozenset(
@@ -529,16 +529,17 @@ def reach_step(
         state.scanned_at = at
         candidates: list[int] = []
         objects: list[Any] = []
-        for position in sliced(range(len(metas))):
-            awaiting = records[position]["awaiting"]
-            if awaiting is None or awaiting["kind"] not in REACH_KINDS:
-                continue
-            countdown = awaiting.get("countdown")
-            if countdown is not None and countdown[1] is not None:
-                continue  # a deadline will wake it
-            candidates.append(position)
-            facts = awaiting.get("object")
-            objects.append(facts.get("id") if facts is not None else None)
+        for piece in pieces(range(len(metas))):
+            for position in piece:
+                awaiting = records[position]["awaiting"]
+                if awaiting is None or awaiting["kind"] not in REACH_KINDS:
+                    continue
+                countdown = awaiting.get("countdown")
+                if countdown is not None and countdown[1] is not None:
+                    continue  # a deadline will wake it
+                candidates.append(position)
+                facts = awaiting.get("object")
+                objects.append(facts.get("id") if facts is not None else None)
         if candidates:
             found = judge_tasks(state, tasks, metas, candidates, look_seconds, at, objects)
             for position in found:
@@ -555,17 +556,18 @@ def _note_cancelling(state: ReachState, tasks: Sequence[Any], metas: Sequence[An
     wall = time.time()
     last = state.cancelling
     seen: dict[int, float] = {}
-    for position, task in sliced(enumerate(tasks)):
-        cancelling = getattr(task, "cancelling", None)
-        try:
-            count = cancelling() if cancelling is not None else 0
-        except Exception:
-            count = 0
-        if count:
-            meta = metas[position]
-            number = meta.task_id
-            seen[number] = last.get(number, wall)
-            state.marked[number] = meta
+    for piece in pieces(enumerate(tasks)):
+        for position, task in piece:
+            cancelling = getattr(task, "cancelling", None)
+            try:
+                count = cancelling() if cancelling is not None else 0
+            except Exception:
+                count = 0
+            if count:
+                meta = metas[position]
+                number = meta.task_id
+                seen[number] = last.get(number, wall)
+                state.marked[number] = meta
     state.cancelling = seen
 
 

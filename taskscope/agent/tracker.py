@@ -38,7 +38,7 @@ from taskscope.agent.steps import (
     time_steps_setting,
 )
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.protocol import WireAwaiting, WireFrame, WireTask, sliced
+from taskscope.protocol import WireAwaiting, WireFrame, WireTask, pieces, sliced
 
 if TYPE_CHECKING:
     from taskscope.agent.chains import StackEntry
@@ -1118,11 +1118,12 @@ def _pending_tasks(
         slots: list[Any] = result
         slots.extend(references)
         kept = start
-        for index in sliced(range(start, len(slots)), 256):
-            task = slots[index]()  # a reference, replaced by its task in place
-            if task is not None and not task.done():
-                result[kept] = task
-                kept += 1
+        for piece in pieces(range(start, len(slots))):
+            for index in piece:
+                task = slots[index]()  # a reference, replaced by its task in place
+                if task is not None and not task.done():
+                    result[kept] = task
+                    kept += 1
         del result[kept:]
     else:
         found.extend(_copy(weak_set))
@@ -1167,23 +1168,25 @@ def _noted_pending(
     through its `create_task` shadow since (their birth notes). A task made by calling
     `asyncio.Task()` directly on one of them is known once it makes a task, or a task it
     looked at awaits it, else at the next whole read. Gives the GIL to the loop every
-    `SLICE_SECONDS` (`sliced`), as the look does."""
+    `SLICE_SECONDS` (`pieces`), as the look does."""
     loops = {id(loop) for _record, loop in live}
     metas = tracker.task_metas()
     # Copies made in one C call each: the loops' threads add to both meanwhile.
-    for meta in sliced(list(metas.values()), 256):
-        task = meta()
-        if task is not None and not task.done() and id(task.get_loop()) in loops:
-            result.append(task)
-    for note in sliced(list(tracker._born.values()), 256):
-        born = note[0]()
-        if (
-            born is not None
-            and id(born) not in metas  # noted twice: the look gave it metadata meanwhile
-            and not born.done()
-            and id(born.get_loop()) in loops
-        ):
-            result.append(born)  # made by create_task: a Task
+    for piece in pieces(list(metas.values())):
+        for meta in piece:
+            task = meta()
+            if task is not None and not task.done() and id(task.get_loop()) in loops:
+                result.append(task)
+    for notes in pieces(list(tracker._born.values())):
+        for note in notes:
+            born = note[0]()
+            if (
+                born is not None
+                and id(born) not in metas  # noted twice: the look gave it metadata meanwhile
+                and not born.done()
+                and id(born.get_loop()) in loops
+            ):
+                result.append(born)  # made by create_task: a Task
     return result
 
 

@@ -692,6 +692,7 @@ from taskscope.protocol.slicing import (
     clear_sliced as clear_sliced,
     give_way as give_way,
     give_way_due as give_way_due,
+    pieces as pieces,
     sliced as sliced,
 )
 from taskscope.protocol.sockets import (

@@ -50,6 +50,19 @@ def sliced(items: Iterable[Item], stride: int = 64) -> Iterator[Item]:
         yield item
 
 
+def pieces(items: Iterable[Item], size: int = 256) -> Iterator[list[Item]]:
+    """`items` in lists of `size`, giving the GIL away before a piece whenever `SLICE_SECONDS`
+    have gone since the last time (in this loop or another). For the loops of every look over
+    every task: `for piece in pieces(tasks): for task in piece: ...` costs a few ns a task,
+    where `sliced`'s generator costs 40 (4 ms a pass at 100,000 tasks, 3.12)."""
+    iterator = iter(items)
+    clock = time.perf_counter
+    while piece := list(islice(iterator, size)):
+        if clock() >= _due[0]:
+            give_way()
+        yield piece
+
+
 def clear_sliced(items: list[Any] | dict[Any, Any], piece: int = 4096) -> None:
     """`items.clear()`, a piece at a time, giving the GIL away as `sliced` does: dropping
     100,000 references to objects scattered in memory (or freeing 100,000 keys made for a look,
