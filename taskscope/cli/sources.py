@@ -157,12 +157,14 @@ def _open_remote(args: argparse.Namespace) -> Source:
 
 def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
     """What to say when the agent has not answered for a second: while a call holds the
-    GIL, nothing of Python runs in the process, the agent included."""
+    GIL, nothing of Python runs in the process, the agent included; and an agent's first look
+    at a process of 100,000 tasks takes a second or two by itself."""
 
     def note(seconds: float) -> None:
         print(
             f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: a call that "
-            f"holds the GIL keeps its agent from running; waiting up to {args.timeout:g} s",
+            "holds the GIL keeps its agent from running, or it is still at its first look at "
+            f"many tasks; waiting up to {args.timeout:g} s",
             file=sys.stderr,
             flush=True,
         )
