@@ -39,9 +39,9 @@ def give_way() -> None:
 
 def sliced(items: Iterable[Item], stride: int = 64) -> Iterator[Item]:
     """`items`, giving the GIL away whenever `SLICE_SECONDS` have gone since the last time
-    (in this loop or another);
-    the clock is read every `stride` items (a power of two). For loops of a look over every
-    task whose body is cheap; the hottest loop does the same inline."""
+    (in this loop or another); the clock is read every `stride` items (a power of two). For
+    loops whose body is long (a few microseconds or more) or that run once a scan; the loops
+    every look makes over every task use `pieces`, and the hottest does the same inline."""
     mask = stride - 1
     clock = time.perf_counter
     for count, item in enumerate(items):
