@@ -68,6 +68,7 @@ from taskscope.protocol import (
     materialize_body,
     pieces,
     sliced,
+    start_slicing,
 )
 
 #: The done callback `run_until_complete` (so `asyncio.run`) puts on the task it drives.
@@ -226,6 +227,7 @@ class SnapshotBuilder:
         end at (see "Countdowns" in taskscope.protocol) and `loop_time`; the record of a task
         that did not change is the very object the last snapshot gave it."""
         lists = _SCRATCH.take()
+        start_slicing()
         try:
             return self._build_raw(include_finished, *lists)
         finally:

@@ -694,6 +694,7 @@ from taskscope.protocol.slicing import (
     give_way_due as give_way_due,
     pieces as pieces,
     sliced as sliced,
+    start_slicing as start_slicing,
 )
 from taskscope.protocol.sockets import (
     InsecureDirectory as InsecureDirectory,

@@ -24,7 +24,7 @@ from taskscope.protocol import (
     materialize_awaiting,
     terminal_safe_json,
 )
-from taskscope.protocol.slicing import clear_sliced, give_way, give_way_due
+from taskscope.protocol.slicing import clear_sliced, give_way, give_way_due, start_slicing
 
 # Negotiated in hello. Snapshot and delta messages then carry their tasks as rows (arrays in
 # a fixed order) whose stacks, `created_from` and coroutine names are indexes into tables that
@@ -261,6 +261,7 @@ class CompactEncoder:
         else:
             return [encode(message)]
         tables = self.tables
+        start_slicing()
         with tables.lock:
             rows, awaits = tables.row_texts(
                 message[kind][rows_key], remember=kind == "snapshot", into=tables.scratch
