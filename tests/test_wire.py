@@ -627,13 +627,21 @@ def _normalise(value: Any) -> Any:
 
 def test_dump_is_the_same_in_both_encodings(start: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     target = start("service.py").wait_ready()
-    compact = run_cli("dump", str(target.pid))
-    monkeypatch.setenv(ENCODING_ENV, "plain")
-    plain = run_cli("dump", str(target.pid))
-    assert compact.returncode == plain.returncode == 0, compact.stderr + plain.stderr
-    compact_snapshot, plain_snapshot = json.loads(compact.stdout), json.loads(plain.stdout)
-    assert len(plain_snapshot["tasks"]) > 3
-    assert json.dumps(_normalise(compact_snapshot)) == json.dumps(_normalise(plain_snapshot))
+    # The two dumps are two looks: the program's stopper task wakes now and then to poll, and
+    # a look that meets it running says so. Up to three pairs, for one pair of quiet looks.
+    for _attempt in range(3):
+        monkeypatch.delenv(ENCODING_ENV, raising=False)
+        compact = run_cli("dump", str(target.pid))
+        monkeypatch.setenv(ENCODING_ENV, "plain")
+        plain = run_cli("dump", str(target.pid))
+        assert compact.returncode == plain.returncode == 0, compact.stderr + plain.stderr
+        compact_snapshot, plain_snapshot = json.loads(compact.stdout), json.loads(plain.stdout)
+        assert len(plain_snapshot["tasks"]) > 3
+        compact_text = json.dumps(_normalise(compact_snapshot))
+        plain_text = json.dumps(_normalise(plain_snapshot))
+        if compact_text == plain_text:
+            break
+    assert compact_text == plain_text
 
 
 def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
