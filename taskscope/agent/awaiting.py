@@ -22,6 +22,7 @@ from typing import Any
 from taskscope.agent import waiters
 from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
+from taskscope.agent.threadframes import thread_tops
 from taskscope.protocol import WireAwaiting, pieces
 
 Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
@@ -130,7 +131,7 @@ class AwaitContext:
                 return found
 
             names = {thread.ident: thread.name for thread in threading.enumerate()}
-            for thread_id, frame in sys._current_frames().items():
+            for thread_id, frame in thread_tops().items():
                 walker: FrameType | None = frame
                 while walker is not None:
                     if walker.f_code is run_code:

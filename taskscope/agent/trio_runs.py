@@ -55,6 +55,7 @@ from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_recor
 from taskscope.agent.failures import TracebackNote
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
 from taskscope.agent.summary import exception_summary, result_summary
+from taskscope.agent.threadframes import thread_tops
 from taskscope.agent.tracker import (
     Site,
     _site_lines,
@@ -152,7 +153,7 @@ class TrioWatch:
         found: list[tuple[TrioRun, Any]] = []
         with self._lock:
             seen: set[int] = set()
-            for thread_id, top in sys._current_frames().items():
+            for thread_id, top in thread_tops().items():
                 frame = _run_frame(top)
                 if frame is None:
                     continue
