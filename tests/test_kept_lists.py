@@ -11,9 +11,108 @@ from types import FrameType
 
 import pytest
 
-from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.introspect import SnapshotBuilder, _HandedOutLists
 from taskscope.agent.tracker import Tracker
 from tests.helpers import with_tracker
+
+
+def _ids(snapshot: dict[str, object]) -> list[str]:
+    return [record["id"] for record in snapshot["tasks"]]  # type: ignore[attr-defined,index]
+
+
+def test_a_snapshot_still_held_keeps_its_tasks_through_later_looks() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        builder = SnapshotBuilder(tracker)
+        sleepers = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(5)]
+        await asyncio.sleep(0)
+        held = builder.build_raw()  # GIVEN a snapshot a client still holds
+        held_ids = _ids(held)
+        # WHEN tasks come and go and the agent looks three times more
+        for round_ in range(3):
+            sleepers.append(asyncio.create_task(asyncio.sleep(3600), name=f"late-{round_}"))
+            sleepers.pop(0).cancel()
+            await asyncio.sleep(0)
+            later = builder.build_raw()
+            assert later["tasks"] is not held["tasks"]
+        # THEN the held snapshot lists the very tasks it listed
+        assert _ids(held) == held_ids
+        for task in sleepers:
+            task.cancel()
+
+    with_tracker(scenario)
+
+
+def test_a_snapshot_nobody_holds_gives_its_list_to_a_later_look() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        from taskscope.agent import introspect
+
+        builder = SnapshotBuilder(tracker)
+        sleepers = [asyncio.create_task(asyncio.sleep(3600)) for _ in range(5)]
+        await asyncio.sleep(0)
+        first = builder.build_raw()
+        second = builder.build_raw()
+        del first, second  # GIVEN the snapshots' holders are done with them
+        kept = [id(kept) for kept in introspect._HANDED_OUT._lists]  # the pool holds them
+        extra = asyncio.create_task(asyncio.sleep(3600), name="extra")
+        await asyncio.sleep(0)
+        # WHEN the agent looks again
+        third = builder.build_raw()
+        # THEN a kept list holds this look's tasks, and only them
+        assert id(third["tasks"]) in kept
+        names = [record["name"] for record in third["tasks"]]  # type: ignore[attr-defined]
+        assert "extra" in names
+        assert len(names) == len(set(_ids(third))) == len(asyncio.all_tasks())
+        extra.cancel()
+        for task in sleepers:
+            task.cancel()
+
+    with_tracker(scenario)
+
+
+def test_the_pool_fills_a_list_only_when_nobody_else_holds_it() -> None:
+    pool = _HandedOutLists()
+    first = pool.filled_with([{"id": "1"}])  # type: ignore[list-item]
+    second = pool.filled_with([{"id": "2"}])  # type: ignore[list-item]
+    assert second is not first  # `first` is still held here
+    third = pool.filled_with([{"id": "3"}])  # type: ignore[list-item]
+    assert third is not first and third is not second
+    assert first == [{"id": "1"}] and second == [{"id": "2"}]
+    kept = id(second)  # the pool holds it: the id stays its own
+    del first, second
+    fourth = pool.filled_with([{"id": "4"}])  # type: ignore[list-item]
+    assert id(fourth) == kept  # the kept list nobody holds now; `third` is still held
+    assert third == [{"id": "3"}] and fourth == [{"id": "4"}]
+
+
+def test_a_look_reuses_the_sleeps_map_of_the_look_before_last() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        from taskscope.agent import introspect
+
+        builder = SnapshotBuilder(tracker)
+        sleepers = [asyncio.create_task(asyncio.sleep(3600 + index)) for index in range(4)]
+        await asyncio.sleep(0)
+        builder.build_raw()
+        first_sleeps = introspect._DESCRIPTION_CACHE[tracker][1]
+        assert len(first_sleeps) == 4
+        builder.build_raw()
+        assert introspect._SPARE_SLEEPS[tracker] is first_sleeps and not first_sleeps
+        # WHEN a third look runs, with a new sleeper
+        sleepers.append(asyncio.create_task(asyncio.sleep(7200), name="new-sleeper"))
+        await asyncio.sleep(0)
+        third = builder.build_raw()
+        # THEN it fills that map again, and every sleep is described by its own end
+        assert introspect._DESCRIPTION_CACHE[tracker][1] is first_sleeps
+        assert len(first_sleeps) == 5
+        ends = sorted(
+            record["awaiting"]["countdown"][0]  # type: ignore[index]
+            for record in third["tasks"]  # type: ignore[attr-defined]
+            if record["awaiting"] and record["awaiting"]["kind"] == "sleep"  # type: ignore[index]
+        )
+        assert len(set(ends)) == 5
+        for task in sleepers:
+            task.cancel()
+
+    with_tracker(scenario)
 
 
 def _look_frames() -> list[FrameType]:
