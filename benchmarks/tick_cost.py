@@ -20,8 +20,10 @@ the compact encoding, the send). Printed: the thread's CPU time per tick (`time.
 which the machine's load disturbs less than the wall clock), median and lowest-highest over
 `--ticks` ticks after two warm-up ticks, and its parts: build (`AgentServer.snapshot`), of
 which the finished tasks' entries (`Tracker.finished_tasks`), delta (`changes_between`),
-encoding (`CompactEncoder.encode_chunks`), the rest (send, bookkeeping); then the tasks per
-snapshot and the changed rows per delta.
+encoding (`CompactEncoder.encode_chunks`), the rest (send, bookkeeping), and the garbage
+collections that ran on the thread during the tick (set off by its allocations or the loop's;
+their time is inside the parts above); then the tasks per snapshot and the changed rows per
+delta.
 
 --against CHECKOUT: fresh processes in turns (`--turns` of each), this checkout's agent and
 CHECKOUT's (its directory first on PYTHONPATH), each process `--ticks` ticks; printed per
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import itertools
 import json
 import os
@@ -55,7 +58,7 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 TICK = 0.5
 WARM_UP_TICKS = 2
-PARTS = ("total", "build", "finished", "delta", "encode", "rest")
+PARTS = ("total", "build", "finished", "delta", "encode", "rest", "gc")
 
 
 async def background(index: int) -> None:
@@ -97,6 +100,7 @@ class Parts:
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}
         self.thread: int | None = None
+        self.gc_started = 0.0
 
     def timed(self, part: str, func: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -109,6 +113,16 @@ class Parts:
                 self.spent[part] = self.spent.get(part, 0.0) + time.thread_time() - started
 
         return wrapper
+
+    def collector(self, phase: str, _info: dict[str, int]) -> None:
+        """A `gc.callbacks` entry: the collections run on the ticking thread (set off by
+        its allocations or the loop's), whose time is in the tick's parts too."""
+        if threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self.gc_started = time.thread_time()
+        else:
+            self.spent["gc"] = self.spent.get("gc", 0.0) + time.thread_time() - self.gc_started
 
 
 def drain(sock: socket.socket, received: list[int]) -> None:
@@ -133,6 +147,7 @@ def run_ticks(args: argparse.Namespace) -> dict[str, Any]:
     server = _state["server"]
     tracker = _state["tracker"]
     parts = Parts()
+    gc.callbacks.append(parts.collector)
     server.snapshot = parts.timed("build", server.snapshot)
     tracker.finished_tasks = parts.timed("finished", tracker.finished_tasks)
     connection_module.changes_between = parts.timed("delta", connection_module.changes_between)
@@ -229,7 +244,7 @@ def print_ticks(title: str, ticks: list[dict[str, float]]) -> None:
     print(f"{title}: {len(ticks)} ticks; agent-side CPU ms per tick, median (lowest-highest)")
     for part in PARTS:
         values = [tick.get(part, 0.0) for tick in ticks]
-        label = "  of which finished" if part == "finished" else part
+        label = {"finished": "  of which finished", "gc": "gc (inside parts)"}.get(part, part)
         print(f"  {label:20}{summary(values)}")
     tasks = [tick["tasks"] for tick in ticks]
     changed = [tick["changed"] for tick in ticks]
