@@ -427,6 +427,22 @@ def test_strings_that_look_like_the_encoders_stand_ins_change_nothing() -> None:
     message = {"type": "snapshot", "snapshot": {"loops": loops, "tasks": [record]}}
     _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
     _same(decoded, message)
+    # A row's own stand-in for its `awaiting` index, before it (a name), after it (a
+    # result), or both; in a snapshot (rows kept) and in a delta (rows not kept).
+    hole = "\x00taskscope await\x00"
+    records = [
+        {**record, "id": "2", "name": hole},
+        {**record, "id": "3", "state": "done", "awaiting": None, "finished_at": 2.5},
+        {**record, "id": "4", "name": hole, "awaited_by": [hole], "result": hole},
+    ]
+    records[1]["result"] = hole
+    encoder, decoder = CompactEncoder(), CompactDecoder()
+    message = {"type": "snapshot", "snapshot": {"loops": loops, "tasks": records}}
+    _wire, decoded = _roundtrip(encoder, decoder, message)
+    _same(decoded, message)
+    delta = {"type": "delta", "delta": {"loops": loops, "changed": records, "removed": []}}
+    _wire, decoded = _roundtrip(encoder, decoder, delta)
+    _same(decoded, delta)
 
 
 def test_unknown_states_and_keys_travel_as_they_are() -> None:

@@ -49,6 +49,9 @@ _FRAME_VALUES = itemgetter("function", "file", "line")
 #: Where a remembered row's `awaiting` index goes: JSON text never carries a raw NUL (it
 #: escapes control characters), so the first one in a row's text is this.
 _AWAIT_HOLE: Final = "\x00"
+#: Stands for the hole while a row is encoded (see `CompactTables._row`), and its JSON text.
+_HOLE_MARK: Final = "\x00taskscope await\x00"
+_HOLE_TEXT: Final = json.dumps(_HOLE_MARK)
 #: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
 CHUNK_ROWS: Final = 2000
 #: Table entries (strings, frames or stacks) after which the agent starts the tables over.
@@ -174,12 +177,18 @@ class CompactTables:
             origin_index = self._by_id.get(id(origin))
             if origin_index is None:
                 origin_index = self._list(origin)
-        head = values[:_AWAITING_AT]
-        tail = values[_AWAITING_AT + 1 :]
-        tail.append(origin_index)
+        values.append(origin_index)
         if len(record) > _ORIGIN_AT + (origin is not None):
-            tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-        row = _encode_small(head)[:-1] + "," + _AWAIT_HOLE + "," + _encode_small(tail)[1:]
+            values.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
+        # One encoding of the whole row, a stand-in where the hole goes (a row whose own
+        # strings encode as the stand-in does is encoded in two halves around it instead).
+        values[_AWAITING_AT] = _HOLE_MARK
+        head, _mark, tail = _encode_small(values).partition(_HOLE_TEXT)
+        if _HOLE_TEXT not in tail:
+            row = head + _AWAIT_HOLE + tail
+        else:
+            head = _encode_small(values[:_AWAITING_AT])[:-1]
+            row = head + "," + _AWAIT_HOLE + "," + _encode_small(values[_AWAITING_AT + 1 :])[1:]
         if remember:
             self._rows[id(record)] = row
             self._row_records.append(record)
