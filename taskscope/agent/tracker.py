@@ -686,24 +686,29 @@ class Tracker(LoopTracker):
         return result
 
     def _finished_record(self, item: HistoryEntry) -> FinishedTask:
-        if type(item) is list:  # a birth note, finished (see `BirthNote`): as a looked-at entry
+        if type(item) is list:  # a birth note, finished (see `BirthNote`): most entries
+            # Made from the note's slots at once, and positionally (FinishedTask's field order):
+            # keywords cost a slotted dataclass more, and a busy service's history is new at
+            # every look of a subscription (issue 10).
             state, summary = item[_NOTE_STATE], item[_NOTE_SUMMARY]
             if state is None:
                 state, summary = "done", "None" if summary is None else summary
-            item = (
+            what, failure = item[_NOTE_WHAT], item[_NOTE_FAILURE]
+            return FinishedTask(
                 next(self._ids),
                 item[_NOTE_LOOP],
                 item[_NOTE_NAME],
-                item[_NOTE_WHAT],
+                what.co_qualname if type(what) is CodeType else what,
                 state,
                 item[_NOTE_FINISHED],
                 item[_NOTE_CREATED],
                 item[_NOTE_PARENT],
                 summary,
-                item[_NOTE_SITE],
-                False,
+                _site_lines(item[_NOTE_SITE]),
                 None,
-                item[_NOTE_FAILURE],
+                None,
+                failure,
+                None if failure is None else _formatted(failure),
             )
         (
             task_id,
@@ -721,19 +726,20 @@ class Tracker(LoopTracker):
             failure,
         ) = item
         return FinishedTask(
-            task_id=task_id,
-            loop_id=loop_id,
-            name=name,
-            coro=coro.co_qualname if type(coro) is CodeType else coro,
-            state=state,
-            finished_at=finished_at,
-            created_at=created_at,
-            parent_id=parent,
-            summary=summary,
-            created_from=site if in_lines else _site_lines(site),
-            first_seen_at=seen_at,
-            failure=failure,
-            traceback=_formatted(failure),
+            task_id,
+            loop_id,
+            name,
+            coro.co_qualname if type(coro) is CodeType else coro,
+            state,
+            finished_at,
+            created_at,
+            parent,
+            summary,
+            site if in_lines else _site_lines(site),
+            seen_at,
+            None,
+            failure,
+            _formatted(failure),
         )
 
     def prune(self) -> None:
