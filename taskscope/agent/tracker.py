@@ -92,6 +92,9 @@ BirthNote = list[Any]
     _NOTE_SUMMARY,
     _NOTE_FAILURE,
 ) = range(11)
+#: A slot `finished_tasks` appends to a note in the history: the note's `FinishedTask` (one
+#: record and one id per entry, whoever asks), kept with the note, not in a cache by id.
+_NOTE_FINISHED_TASK = 11
 #: The history: finished birth notes (tasks never looked at while pending) and entries of
 #: tasks that were; read by `Tracker.finished_tasks` only.
 HistoryEntry = BirthNote | LookedAtEntry
@@ -394,6 +397,7 @@ class Tracker(LoopTracker):
         # How tasks ended, as plain tuples (cheap to make on the loop thread); turned into
         # FinishedTask records by finished_tasks() on the agent's thread.
         self._history: deque[HistoryEntry] = deque(maxlen=history_limit)
+        #: The looked-at entries' records (a birth note keeps its own: `_NOTE_FINISHED_TASK`).
         self._finished_cache: dict[int, tuple[HistoryEntry, FinishedTask]] = {}
         self._finished_lock = threading.Lock()
         # id(task) -> (weak reference, parent id, created at, creation site) for tasks made
@@ -672,6 +676,14 @@ class Tracker(LoopTracker):
             cache = self._finished_cache
             result = []
             for item in raw:
+                if type(item) is list:  # a birth note (most entries)
+                    if len(item) > _NOTE_FINISHED_TASK:
+                        result.append(item[_NOTE_FINISHED_TASK])
+                        continue
+                    finished = self._finished_record(item)
+                    item.append(finished)
+                    result.append(finished)
+                    continue
                 cached = cache.get(id(item))
                 if cached is not None and cached[0] is item:
                     result.append(cached[1])
