@@ -19,7 +19,8 @@ runs for a subscribed dashboard (`AgentServer.snapshot`, the delta against the l
 the compact encoding, the send). Printed: the thread's CPU time per tick (`time.thread_time`,
 which the machine's load disturbs less than the wall clock), median and lowest-highest over
 `--ticks` ticks after two warm-up ticks, and its parts: build (`AgentServer.snapshot`), of
-which the finished tasks' entries (`Tracker.finished_tasks`), delta (`changes_between`),
+which the finished tasks' entries (`Tracker.finished_tasks`) and their records
+(`finished_record`, timed by the wall clock: once per task), delta (`changes_between`),
 encoding (`CompactEncoder.encode_chunks`), the rest (send, bookkeeping), and the garbage
 collections that ran on the thread during the tick (set off by its allocations or the loop's;
 their time is inside the parts above); then the tasks per snapshot and the changed rows per
@@ -58,7 +59,12 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 TICK = 0.5
 WARM_UP_TICKS = 2
-PARTS = ("total", "build", "finished", "delta", "encode", "rest", "gc")
+LABELS = {
+    "finished": "  history entries",
+    "records": "  history records",
+    "gc": "gc (inside parts)",
+}
+PARTS = ("total", "build", "finished", "records", "delta", "encode", "rest", "gc")
 
 
 async def background(index: int) -> None:
@@ -114,6 +120,22 @@ class Parts:
 
         return wrapper
 
+    def timed_each(self, part: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """`timed` for a function called once per task: by the wall clock (a thread-CPU clock
+        read costs a system call, which would add more than the call itself takes)."""
+        clock = time.perf_counter
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != self.thread:
+                return func(*args, **kwargs)
+            started = clock()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.spent[part] = self.spent.get(part, 0.0) + clock() - started
+
+        return wrapper
+
     def collector(self, phase: str, _info: dict[str, int]) -> None:
         """A `gc.callbacks` entry: the collections run on the ticking thread (set off by
         its allocations or the loop's), whose time is in the tick's parts too."""
@@ -140,7 +162,7 @@ def drain(sock: socket.socket, received: list[int]) -> None:
 def run_ticks(args: argparse.Namespace) -> dict[str, Any]:
     """Run the service's shape and tick a subscription from a thread; the figures per tick."""
     import taskscope
-    from taskscope.agent import _state, connection as connection_module
+    from taskscope.agent import _state, connection as connection_module, introspect
     from taskscope.protocol import CompactEncoder
 
     taskscope.install(report=False)
@@ -150,6 +172,7 @@ def run_ticks(args: argparse.Namespace) -> dict[str, Any]:
     gc.callbacks.append(parts.collector)
     server.snapshot = parts.timed("build", server.snapshot)
     tracker.finished_tasks = parts.timed("finished", tracker.finished_tasks)
+    introspect.finished_record = parts.timed_each("records", introspect.finished_record)
     connection_module.changes_between = parts.timed("delta", connection_module.changes_between)
     ours, theirs = socket.socketpair()
     received = [0]
@@ -244,7 +267,7 @@ def print_ticks(title: str, ticks: list[dict[str, float]]) -> None:
     print(f"{title}: {len(ticks)} ticks; agent-side CPU ms per tick, median (lowest-highest)")
     for part in PARTS:
         values = [tick.get(part, 0.0) for tick in ticks]
-        label = {"finished": "  of which finished", "gc": "gc (inside parts)"}.get(part, part)
+        label = LABELS.get(part, part)
         print(f"  {label:20}{summary(values)}")
     tasks = [tick["tasks"] for tick in ticks]
     changed = [tick["changed"] for tick in ticks]
