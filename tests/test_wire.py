@@ -468,6 +468,54 @@ def test_unknown_states_and_keys_travel_as_they_are() -> None:
     _same(decoded, message)
 
 
+def test_keys_past_the_row_travel_in_their_order_however_many() -> None:
+    # GIVEN finished records with no key past the row's, one (a result: the usual case),
+    # several, with and without `created_from` (last, as the agent makes records)
+    base: dict[str, Any] = {
+        "id": "1",
+        "loop": "L1",
+        "name": "x",
+        "state": "done",
+        "coro": "f",
+        "stack": [],
+        "awaiting": None,
+        "awaited_by": [],
+        "parent": None,
+        "created_at": 1795600000.123456,
+        "finished_at": 1795600001.654321,
+    }
+    origin = [{"function": "g", "file": "/b.py", "line": 7}]
+    records = [
+        dict(base),
+        dict(base, id="2", result="None"),
+        dict(base, id="3", result="None", created_from=origin),
+        dict(base, id="4", first_seen_at=2.5, exception="ValueError('x')", traceback="tb"),
+        dict(base, id="5", exception="E", exception_retrieved=False, created_from=origin),
+    ]
+    encoder, decoder = CompactEncoder(), CompactDecoder()
+    for message in (
+        {"type": "snapshot", "snapshot": {"tasks": records}},
+        {"type": "delta", "delta": {"changed": [dict(r) for r in records], "removed": []}},
+    ):
+        # WHEN they travel compact (a snapshot keeps its rows, a delta does not)
+        _wire, decoded = _roundtrip(encoder, decoder, message)
+        # THEN each expands to what the plain encoding says, keys in the same order
+        _same(decoded, message)
+    # AND records the agent does not make travel as before: a `created_from` of None is
+    # left out, a key before the row's comes after them, with its value
+    odd = [
+        dict(base, id="6", created_from=None),
+        dict(base, id="7", created_from=None, result="1"),
+        {"result": "3", **dict(base, id="8")},
+    ]
+    _wire, decoded = _roundtrip(encoder, decoder, {"type": "delta", "delta": {"changed": odd}})
+    plain = [{k: v for k, v in r.items() if k != "created_from"} for r in odd]
+    assert [json.dumps(r) for r in decoded["delta"]["changed"][:2]] == [
+        json.dumps(r) for r in json.loads(json.dumps(plain[:2]))
+    ]
+    assert decoded["delta"]["changed"][2] == json.loads(json.dumps(plain[2]))
+
+
 def test_a_broken_compact_message_is_an_error() -> None:
     decoder = CompactDecoder()
     with pytest.raises(ValueError, match="bad compact message"):

@@ -141,9 +141,12 @@ class CompactTables:
                 give_way()
                 give_way_at = give_way_due()
             row = cached.get(id(record))  # a row remembered is its record's: pinned
-            if row is None:
-                row = self._row(record, remember)
             awaiting = record["awaiting"]
+            if row is None:
+                if awaiting is None and not remember:  # a finished task's, in a delta
+                    parts.append(self._row(record, False, "null"))
+                    continue
+                row = self._row(record, remember)
             if awaiting is None:
                 parts.append(row.replace(_AWAIT_HOLE, "null", 1))
                 continue
@@ -160,8 +163,9 @@ class CompactTables:
             self._await_objects.clear()
         return parts, awaits
 
-    def _row(self, record: WireTask, remember: bool) -> str:
-        """A record's row as text, `_AWAIT_HOLE` where its `awaiting` index goes."""
+    def _row(self, record: WireTask, remember: bool, hole: str = _AWAIT_HOLE) -> str:
+        """A record's row as text, `hole` where its `awaiting` index goes (remembered only
+        with `_AWAIT_HOLE` there)."""
         values: list[Any] = list(_ROW_VALUES(record))
         state = values[_STATE_AT]
         values[_STATE_AT] = _STATE_CODES.get(state, state)
@@ -178,17 +182,26 @@ class CompactTables:
             if origin_index is None:
                 origin_index = self._list(origin)
         values.append(origin_index)
-        if len(record) > _ORIGIN_AT + (origin is not None):
+        extras = len(record) - _ORIGIN_AT - (origin is not None)
+        if extras == 1:  # most often: a finished task's result or exception, its last key
+            keyed: Any = record  # read by key names the type does not know
+            for key in reversed(keyed):
+                if key not in _NOT_EXTRA:
+                    values.append({key: keyed[key]})
+                    break
+            else:  # a `created_from` of None, counted as an extra key: as below
+                values.append({})
+        elif extras > 0:
             values.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
         # One encoding of the whole row, a stand-in where the hole goes (a row whose own
         # strings encode as the stand-in does is encoded in two halves around it instead).
         values[_AWAITING_AT] = _HOLE_MARK
         head, _mark, tail = _encode_small(values).partition(_HOLE_TEXT)
         if _HOLE_TEXT not in tail:
-            row = head + _AWAIT_HOLE + tail
+            row = head + hole + tail
         else:
             head = _encode_small(values[:_AWAITING_AT])[:-1]
-            row = head + "," + _AWAIT_HOLE + "," + _encode_small(values[_AWAITING_AT + 1 :])[1:]
+            row = head + "," + hole + "," + _encode_small(values[_AWAITING_AT + 1 :])[1:]
         if remember:
             self._rows[id(record)] = row
             self._row_records.append(record)
