@@ -427,6 +427,22 @@ def test_strings_that_look_like_the_encoders_stand_ins_change_nothing() -> None:
     message = {"type": "snapshot", "snapshot": {"loops": loops, "tasks": [record]}}
     _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
     _same(decoded, message)
+    # A row's own stand-in for its `awaiting` index, before it (a name), after it (a
+    # result), or both; in a snapshot (rows kept) and in a delta (rows not kept).
+    hole = "\x00taskscope await\x00"
+    records = [
+        {**record, "id": "2", "name": hole},
+        {**record, "id": "3", "state": "done", "awaiting": None, "finished_at": 2.5},
+        {**record, "id": "4", "name": hole, "awaited_by": [hole], "result": hole},
+    ]
+    records[1]["result"] = hole
+    encoder, decoder = CompactEncoder(), CompactDecoder()
+    message = {"type": "snapshot", "snapshot": {"loops": loops, "tasks": records}}
+    _wire, decoded = _roundtrip(encoder, decoder, message)
+    _same(decoded, message)
+    delta = {"type": "delta", "delta": {"loops": loops, "changed": records, "removed": []}}
+    _wire, decoded = _roundtrip(encoder, decoder, delta)
+    _same(decoded, delta)
 
 
 def test_unknown_states_and_keys_travel_as_they_are() -> None:
@@ -450,6 +466,54 @@ def test_unknown_states_and_keys_travel_as_they_are() -> None:
     message = {"type": "snapshot", "snapshot": {"tasks": [record, dict(record, id="2")]}}
     _wire, decoded = _roundtrip(CompactEncoder(), CompactDecoder(), message)
     _same(decoded, message)
+
+
+def test_keys_past_the_row_travel_in_their_order_however_many() -> None:
+    # GIVEN finished records with no key past the row's, one (a result: the usual case),
+    # several, with and without `created_from` (last, as the agent makes records)
+    base: dict[str, Any] = {
+        "id": "1",
+        "loop": "L1",
+        "name": "x",
+        "state": "done",
+        "coro": "f",
+        "stack": [],
+        "awaiting": None,
+        "awaited_by": [],
+        "parent": None,
+        "created_at": 1795600000.123456,
+        "finished_at": 1795600001.654321,
+    }
+    origin = [{"function": "g", "file": "/b.py", "line": 7}]
+    records = [
+        dict(base),
+        dict(base, id="2", result="None"),
+        dict(base, id="3", result="None", created_from=origin),
+        dict(base, id="4", first_seen_at=2.5, exception="ValueError('x')", traceback="tb"),
+        dict(base, id="5", exception="E", exception_retrieved=False, created_from=origin),
+    ]
+    encoder, decoder = CompactEncoder(), CompactDecoder()
+    for message in (
+        {"type": "snapshot", "snapshot": {"tasks": records}},
+        {"type": "delta", "delta": {"changed": [dict(r) for r in records], "removed": []}},
+    ):
+        # WHEN they travel compact (a snapshot keeps its rows, a delta does not)
+        _wire, decoded = _roundtrip(encoder, decoder, message)
+        # THEN each expands to what the plain encoding says, keys in the same order
+        _same(decoded, message)
+    # AND records the agent does not make travel as before: a `created_from` of None is
+    # left out, a key before the row's comes after them, with its value
+    odd = [
+        dict(base, id="6", created_from=None),
+        dict(base, id="7", created_from=None, result="1"),
+        {"result": "3", **dict(base, id="8")},
+    ]
+    _wire, decoded = _roundtrip(encoder, decoder, {"type": "delta", "delta": {"changed": odd}})
+    plain = [{k: v for k, v in r.items() if k != "created_from"} for r in odd]
+    assert [json.dumps(r) for r in decoded["delta"]["changed"][:2]] == [
+        json.dumps(r) for r in json.loads(json.dumps(plain[:2]))
+    ]
+    assert decoded["delta"]["changed"][2] == json.loads(json.dumps(plain[2]))
 
 
 def test_a_broken_compact_message_is_an_error() -> None:

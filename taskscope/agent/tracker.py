@@ -92,6 +92,9 @@ BirthNote = list[Any]
     _NOTE_SUMMARY,
     _NOTE_FAILURE,
 ) = range(11)
+#: A slot `finished_tasks` appends to a note in the history: the note's `FinishedTask` (one
+#: record and one id per entry, whoever asks), kept with the note, not in a cache by id.
+_NOTE_FINISHED_TASK = 11
 #: The history: finished birth notes (tasks never looked at while pending) and entries of
 #: tasks that were; read by `Tracker.finished_tasks` only.
 HistoryEntry = BirthNote | LookedAtEntry
@@ -394,6 +397,7 @@ class Tracker(LoopTracker):
         # How tasks ended, as plain tuples (cheap to make on the loop thread); turned into
         # FinishedTask records by finished_tasks() on the agent's thread.
         self._history: deque[HistoryEntry] = deque(maxlen=history_limit)
+        #: The looked-at entries' records (a birth note keeps its own: `_NOTE_FINISHED_TASK`).
         self._finished_cache: dict[int, tuple[HistoryEntry, FinishedTask]] = {}
         self._finished_lock = threading.Lock()
         # id(task) -> (weak reference, parent id, created at, creation site) for tasks made
@@ -672,6 +676,14 @@ class Tracker(LoopTracker):
             cache = self._finished_cache
             result = []
             for item in raw:
+                if type(item) is list:  # a birth note (most entries)
+                    if len(item) > _NOTE_FINISHED_TASK:
+                        result.append(item[_NOTE_FINISHED_TASK])
+                        continue
+                    finished = self._finished_record(item)
+                    item.append(finished)
+                    result.append(finished)
+                    continue
                 cached = cache.get(id(item))
                 if cached is not None and cached[0] is item:
                     result.append(cached[1])
@@ -686,24 +698,29 @@ class Tracker(LoopTracker):
         return result
 
     def _finished_record(self, item: HistoryEntry) -> FinishedTask:
-        if type(item) is list:  # a birth note, finished (see `BirthNote`): as a looked-at entry
+        if type(item) is list:  # a birth note, finished (see `BirthNote`): most entries
+            # Made from the note's slots at once, and positionally (FinishedTask's field order):
+            # keywords cost a slotted dataclass more, and a busy service's history is new at
+            # every look of a subscription (issue 10).
             state, summary = item[_NOTE_STATE], item[_NOTE_SUMMARY]
             if state is None:
                 state, summary = "done", "None" if summary is None else summary
-            item = (
+            what, failure = item[_NOTE_WHAT], item[_NOTE_FAILURE]
+            return FinishedTask(
                 next(self._ids),
                 item[_NOTE_LOOP],
                 item[_NOTE_NAME],
-                item[_NOTE_WHAT],
+                what.co_qualname if type(what) is CodeType else what,
                 state,
                 item[_NOTE_FINISHED],
                 item[_NOTE_CREATED],
                 item[_NOTE_PARENT],
                 summary,
-                item[_NOTE_SITE],
-                False,
+                _site_lines(item[_NOTE_SITE]),
                 None,
-                item[_NOTE_FAILURE],
+                None,
+                failure,
+                None if failure is None else _formatted(failure),
             )
         (
             task_id,
@@ -721,19 +738,20 @@ class Tracker(LoopTracker):
             failure,
         ) = item
         return FinishedTask(
-            task_id=task_id,
-            loop_id=loop_id,
-            name=name,
-            coro=coro.co_qualname if type(coro) is CodeType else coro,
-            state=state,
-            finished_at=finished_at,
-            created_at=created_at,
-            parent_id=parent,
-            summary=summary,
-            created_from=site if in_lines else _site_lines(site),
-            first_seen_at=seen_at,
-            failure=failure,
-            traceback=_formatted(failure),
+            task_id,
+            loop_id,
+            name,
+            coro.co_qualname if type(coro) is CodeType else coro,
+            state,
+            finished_at,
+            created_at,
+            parent,
+            summary,
+            site if in_lines else _site_lines(site),
+            seen_at,
+            None,
+            failure,
+            _formatted(failure),
         )
 
     def prune(self) -> None:

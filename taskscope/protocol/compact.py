@@ -49,6 +49,9 @@ _FRAME_VALUES = itemgetter("function", "file", "line")
 #: Where a remembered row's `awaiting` index goes: JSON text never carries a raw NUL (it
 #: escapes control characters), so the first one in a row's text is this.
 _AWAIT_HOLE: Final = "\x00"
+#: Stands for the hole while a row is encoded (see `CompactTables._row`), and its JSON text.
+_HOLE_MARK: Final = "\x00taskscope await\x00"
+_HOLE_TEXT: Final = json.dumps(_HOLE_MARK)
 #: Rows per piece of an encoded message (see `CompactEncoder.encode_chunks`).
 CHUNK_ROWS: Final = 2000
 #: Table entries (strings, frames or stacks) after which the agent starts the tables over.
@@ -138,9 +141,12 @@ class CompactTables:
                 give_way()
                 give_way_at = give_way_due()
             row = cached.get(id(record))  # a row remembered is its record's: pinned
-            if row is None:
-                row = self._row(record, remember)
             awaiting = record["awaiting"]
+            if row is None:
+                if awaiting is None and not remember:  # a finished task's, in a delta
+                    parts.append(self._row(record, False, "null"))
+                    continue
+                row = self._row(record, remember)
             if awaiting is None:
                 parts.append(row.replace(_AWAIT_HOLE, "null", 1))
                 continue
@@ -157,8 +163,9 @@ class CompactTables:
             self._await_objects.clear()
         return parts, awaits
 
-    def _row(self, record: WireTask, remember: bool) -> str:
-        """A record's row as text, `_AWAIT_HOLE` where its `awaiting` index goes."""
+    def _row(self, record: WireTask, remember: bool, hole: str = _AWAIT_HOLE) -> str:
+        """A record's row as text, `hole` where its `awaiting` index goes (remembered only
+        with `_AWAIT_HOLE` there)."""
         values: list[Any] = list(_ROW_VALUES(record))
         state = values[_STATE_AT]
         values[_STATE_AT] = _STATE_CODES.get(state, state)
@@ -174,12 +181,27 @@ class CompactTables:
             origin_index = self._by_id.get(id(origin))
             if origin_index is None:
                 origin_index = self._list(origin)
-        head = values[:_AWAITING_AT]
-        tail = values[_AWAITING_AT + 1 :]
-        tail.append(origin_index)
-        if len(record) > _ORIGIN_AT + (origin is not None):
-            tail.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
-        row = _encode_small(head)[:-1] + "," + _AWAIT_HOLE + "," + _encode_small(tail)[1:]
+        values.append(origin_index)
+        extras = len(record) - _ORIGIN_AT - (origin is not None)
+        if extras == 1:  # most often: a finished task's result or exception, its last key
+            keyed: Any = record  # read by key names the type does not know
+            for key in reversed(keyed):
+                if key not in _NOT_EXTRA:
+                    values.append({key: keyed[key]})
+                    break
+            else:  # a `created_from` of None, counted as an extra key: as below
+                values.append({})
+        elif extras > 0:
+            values.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
+        # One encoding of the whole row, a stand-in where the hole goes (a row whose own
+        # strings encode as the stand-in does is encoded in two halves around it instead).
+        values[_AWAITING_AT] = _HOLE_MARK
+        head, _mark, tail = _encode_small(values).partition(_HOLE_TEXT)
+        if _HOLE_TEXT not in tail:
+            row = head + hole + tail
+        else:
+            head = _encode_small(values[:_AWAITING_AT])[:-1]
+            row = head + "," + hole + "," + _encode_small(values[_AWAITING_AT + 1 :])[1:]
         if remember:
             self._rows[id(record)] = row
             self._row_records.append(record)
