@@ -392,7 +392,11 @@ class TrioWatch:
         return None
 
 
+#: Tracker -> its watch. A watch holds its tracker, so an entry would keep its weak key alive
+#: for ever: `stop_watching_trio` (at uninstall) takes it out, and a look after that gets a
+#: watch of its own, not kept (`_STOPPED`).
 _WATCHES: weakref.WeakKeyDictionary[Tracker, TrioWatch] = weakref.WeakKeyDictionary()
+_STOPPED: weakref.WeakSet[Tracker] = weakref.WeakSet()
 
 
 #: The watch told of each run's start (`watch_trio_starts`), if any.
@@ -415,7 +419,9 @@ def watch_trio_starts(tracker: Tracker) -> bool:
 def watch_of(tracker: Tracker) -> TrioWatch:
     watch = _WATCHES.get(tracker)
     if watch is None:
-        watch = _WATCHES[tracker] = TrioWatch(tracker)
+        watch = TrioWatch(tracker)
+        if tracker not in _STOPPED:
+            _WATCHES[tracker] = watch
     return watch
 
 
@@ -488,8 +494,10 @@ _import_awaited = False
 
 
 def stop_watching_trio(tracker: Tracker) -> None:
-    """At uninstall: remove the agent's instrument from the trio runs it was added to."""
-    watch = _WATCHES.get(tracker)
+    """At uninstall: remove the agent's instrument from the trio runs it was added to, and
+    let the tracker go (with its history and metadata)."""
+    _STOPPED.add(tracker)
+    watch = _WATCHES.pop(tracker, None)
     if watch is not None:
         watch.stop()
 
