@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from types import FrameType
 
 import pytest
@@ -52,7 +53,7 @@ def test_a_snapshot_nobody_holds_gives_its_list_to_a_later_look() -> None:
         first = builder.build_raw()
         second = builder.build_raw()
         del first, second  # GIVEN the snapshots' holders are done with them
-        kept = [id(kept) for kept in introspect._HANDED_OUT._lists]  # the pool holds them
+        kept = [id(kept) for kept in introspect._HANDED_OUT[tracker]._lists]  # the pool holds them
         extra = asyncio.create_task(asyncio.sleep(3600), name="extra")
         await asyncio.sleep(0)
         # WHEN the agent looks again
@@ -67,6 +68,32 @@ def test_a_snapshot_nobody_holds_gives_its_list_to_a_later_look() -> None:
             task.cancel()
 
     with_tracker(scenario)
+
+
+def test_an_uninstalled_agent_keeps_no_tracker_and_no_records_with_trio_imported() -> None:
+    """A trio watch holds its tracker, and the registry of watches (weak keys) held the watch:
+    once trio was imported and the agent had looked, an uninstalled agent's tracker, its
+    history, task metadata and kept lists lived on for ever."""
+    pytest.importorskip("trio")
+    import taskscope
+    from taskscope.agent import _state, introspect
+
+    left: list[weakref.ref[object]] = []
+
+    async def main() -> None:
+        taskscope.install()
+        tracker = _state["tracker"]
+        sleeper = asyncio.create_task(asyncio.sleep(3600))
+        await asyncio.sleep(0)
+        SnapshotBuilder(tracker).build_raw()  # GIVEN an agent that looked, trio imported
+        left.extend([weakref.ref(tracker), weakref.ref(introspect._HANDED_OUT[tracker])])
+        taskscope.uninstall()  # WHEN it is uninstalled
+        sleeper.cancel()
+
+    asyncio.run(main())
+    gc.collect()
+    # THEN neither its tracker nor the records of its last looks are kept
+    assert [ref() for ref in left] == [None, None]
 
 
 def test_the_pool_fills_a_list_only_when_nobody_else_holds_it() -> None:

@@ -162,7 +162,15 @@ class _HandedOutLists:
             self._lock.release()
 
 
-_HANDED_OUT = _HandedOutLists()
+#: Tracker -> its pool, which goes with it (an agent detached keeps no records).
+_HANDED_OUT: weakref.WeakKeyDictionary[Tracker, _HandedOutLists] = weakref.WeakKeyDictionary()
+
+
+def _handed_out(tracker: Tracker) -> _HandedOutLists:
+    pool = _HANDED_OUT.get(tracker)
+    if pool is None:
+        pool = _HANDED_OUT.setdefault(tracker, _HandedOutLists())
+    return pool
 
 
 def _loop_record(tracker: Tracker, loop_info: LiveLoop) -> WireLoop:
@@ -336,7 +344,7 @@ class SnapshotBuilder:
             "python": sys.version.split()[0],
             "taken_at": taken_at,
             "loops": loop_records,
-            "tasks": _HANDED_OUT.filled_with(records),  # `records` is the builder's, reused
+            "tasks": _handed_out(tracker).filled_with(records),  # `records` is reused
             "cycles": [[str(number) for number in cycle] for cycle in cycles],
             "history_limit": tracker.history_limit,
             "loop_time": ctx.loop_time,
