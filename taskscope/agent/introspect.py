@@ -122,7 +122,7 @@ class _HandedOutLists:
     to its clients, subscriptions and the flight recorder keep it until the next look. Made
     afresh, it is young for the collector, like the look's own lists were (see
     `_ScratchLists`): every young collection during the encoding and the next look walks its
-    100,000 entries (5-20 ms each on 3.11-3.13, with the GIL held). A few are kept and one is
+    100,000 entries, milliseconds each with the GIL held. A few are kept and one is
     filled again once nobody else holds it, which its reference count tells: a holder of the
     snapshot holds its list. A list still held is left alone, and a new one made."""
 
@@ -132,8 +132,8 @@ class _HandedOutLists:
         self._lists: list[list[WireTask]] = []
         self._lock = threading.Lock()
         self._lists.append([])
-        #: The count of a kept list that only this pool holds, measured in the very call
-        #: `_free` makes (what the interpreter counts for its argument varies by version).
+        #: The count of a kept list that only this pool holds, measured through the very call
+        #: `filled_with` makes (what the interpreter counts for an argument varies by version).
         self._unheld = self._count(0)
         self._lists.clear()
 
