@@ -256,7 +256,9 @@ _creation_chain: Callable[[FrameType | None, int], Site] = functools.partial(
 #: object for it.
 _frame_module: Callable[[int], str | None] | None = getattr(sys, "_getframemodulename", None)
 _getframe = sys._getframe
-#: The modules whose frames `skipping_site_chain` passes by name: asyncio's, but for
+#: The same, for `skipping_creation_chain`, which 3.11 never calls.
+_module_of: Callable[[int], object] = getattr(sys, "_getframemodulename", _getframe)
+#: The modules whose frames `skipping_creation_chain` passes by name: asyncio's, but for
 #: `asyncio.events`, home of `Handle._run`, where a chain stops (told by its code).
 _ASYNCIO_MODULES = frozenset(
     name
@@ -267,26 +269,26 @@ _ASYNCIO_MODULES = frozenset(
 )
 
 
-def skipping_site_chain(
-    tree: dict[Any, _SiteNode],
-    make_node: Callable[[dict[Any, _SiteNode], CodeType, int, _SiteNode | None], _SiteNode],
-    stop_code: CodeType,
-    up: int,
+def skipping_creation_chain(
+    frame: FrameType | None,
+    at: int,
     depth: int,
+    tree: dict[Any, _SiteNode] = _SITE_TREE,
+    make_node: Callable[
+        [dict[Any, _SiteNode], CodeType, int, _SiteNode | None], _SiteNode
+    ] = _site_node,
+    stop_code: CodeType = _STOP_CODE,
 ) -> Site:
-    """`site_chain` of the frame `up` frames above the caller (3.12+): the same chain, but
-    past a frame seen called by asyncio's own code (`_SiteNode.asyncio_callers`: a protocol's
-    `data_received` under a transport's `_read_ready`), the callers of asyncio's modules are
-    passed by name (`sys._getframemodulename`), with no frame object made for them each
-    time; `sys._getframe` gives the next frame of the program, or of `asyncio.events`, told
-    by its code as `site_chain` tells it."""
-    module_of = _frame_module
-    assert module_of is not None
-    at = up + 1  # this function's own frame
-    frame: FrameType | None = _getframe(at)
+    """`_creation_chain(frame, depth)` on 3.12+, `frame` being `at` frames above this call:
+    the same chain, but past a frame seen called by asyncio's own code
+    (`_SiteNode.asyncio_callers`: a protocol's `data_received` under a transport's
+    `_read_ready`), the callers of asyncio's modules are passed by name
+    (`sys._getframemodulename`), with no frame object made for them at each task;
+    `sys._getframe` gives the next frame of the program, or of `asyncio.events`, told by its
+    code as `site_chain` tells it. The tree and the rest are bound as defaults: a call with
+    defaults costs less than one through a `functools.partial`."""
     level = tree
     node: _SiteNode | None = None
-    skipping = True
     while frame is not None:
         code = frame.f_code
         if code is stop_code:
@@ -300,27 +302,19 @@ def skipping_site_chain(
             break
         level = child.children
         at += 1
-        if child.asyncio_callers and skipping:
+        if child.asyncio_callers:
             try:
-                while module_of(at) in _ASYNCIO_MODULES:
+                while _module_of(at) in _ASYNCIO_MODULES:
                     at += 1
-            except Exception:  # a __module__ that is no string: by f_back from here
-                skipping = False
-            else:
-                try:
-                    frame = _getframe(at)
-                except ValueError:  # the bottom of the stack
-                    break
-                continue
+            except Exception:  # a __module__ that is no string: that frame is read
+                pass
+            try:
+                frame = _getframe(at)
+            except ValueError:  # the bottom of the stack
+                break
+            continue
         frame = frame.f_back
     return node.site if node is not None else ()
-
-
-#: _skipping_creation_chain(up, depth): `_creation_chain` of the frame `up` frames above the
-#: caller, by `skipping_site_chain` (3.12+).
-_skipping_creation_chain: Callable[[int, int], Site] = functools.partial(
-    skipping_site_chain, _SITE_TREE, _site_node, _STOP_CODE
-)
 
 
 _T = TypeVar("_T")
@@ -887,7 +881,7 @@ class Tracker(LoopTracker):
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context, loop_id = record.callback_context, record.loop_id
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
-        module_of, skipping_chain = _frame_module, _skipping_creation_chain
+        module_of, skipping_chain = _frame_module, skipping_creation_chain
         coroutine, plain_task = CoroutineType, asyncio.Task
         # The metadata (a weak reference) of the last parent seen: a program makes its tasks
         # in runs from one parent, which is then known without a lookup by address.
@@ -914,9 +908,9 @@ class Tracker(LoopTracker):
                 if module_of is None:
                     site = creation_chain(get_frame(1), depth)
                 elif module_of(1) == "asyncio.tasks":
-                    site = skipping_chain(2, depth)
+                    site = skipping_chain(get_frame(2), 3, depth)
                 else:
-                    site = skipping_chain(1, depth)
+                    site = skipping_chain(get_frame(1), 2, depth)
                 # What it runs, read now from the coroutine in hand (at its end the task
                 # may have dropped it: an eager task finished at once).
                 if type(task) is not plain_task:
