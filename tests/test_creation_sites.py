@@ -134,6 +134,14 @@ class _TaskMakingProtocol(asyncio.Protocol):
         self.each_read.put_nowait(None)
 
 
+def _relay(protocol: _TaskMakingProtocol) -> None:
+    """Calls the protocol's callback itself, from a function whose __module__ is no string."""
+    protocol.data_received(b"y")
+
+
+_relay.__module__ = ["not a name"]  # type: ignore[assignment]
+
+
 def test_chains_of_tasks_made_in_protocol_callbacks_and_coroutines_follow_the_frames() -> None:
     # GIVEN a program making tasks, round after round, from a protocol's data_received on a
     # real socket (directly, one function down, through asyncio.create_task), from a
@@ -162,6 +170,7 @@ def test_chains_of_tasks_made_in_protocol_callbacks_and_coroutines_follow_the_fr
                 _make_with_asyncio(made, f"coroutine-asyncio{round_}")
                 await awaited(made, round_)
                 await asyncio.wait_for(awaited(made, round_ + 100), 5)
+            _relay(protocol)  # the callback's callers are passed by module name by now
             snap = await asyncio.to_thread(SnapshotBuilder(tracker).build)
         finally:
             transport.close()
@@ -183,6 +192,8 @@ def test_chains_of_tasks_made_in_protocol_callbacks_and_coroutines_follow_the_fr
         # lines, asyncio's frames passed, stopped at the loop's machinery
         assert _chain_of(tasks, task.get_name()) == expected, task.get_name()
     # AND a protocol callback's chain names it and stops there, not under asyncio.run
+    relayed = [function for function, _ in _chain_of(tasks, "direct5")]
+    assert relayed[:2] == ["_TaskMakingProtocol.data_received", "_relay"]
     direct = [function for function, _ in _chain_of(tasks, "direct3")]
     assert direct == ["_TaskMakingProtocol.data_received"]
     nested = [function for function, _ in _chain_of(tasks, "via-asyncio3")]
