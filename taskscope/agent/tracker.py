@@ -142,7 +142,7 @@ class _SiteNode:
         #: (a module's top level): the walk stops once it reaches the depth asked for.
         self.size = 1_000_000 if final else len(site)
         #: Whether this frame was seen called by asyncio's own code (a transport calling a
-        #: protocol): `skipping_site_chain` then passes such callers by their module's name.
+        #: protocol): `skipping_creation_chain` then passes such callers by their module's name.
         self.asyncio_callers = False
 
 
@@ -306,7 +306,7 @@ def skipping_creation_chain(
             try:
                 while _module_of(at) in _ASYNCIO_MODULES:
                     at += 1
-            except Exception:  # a __module__ that is no string: that frame is read
+            except Exception:  # a __module__ that is no string (unhashable): that frame is read
                 pass
             try:
                 frame = _getframe(at)
