@@ -19,6 +19,13 @@ the ratio of the bests to no agent, and the spread of the ratios of rounds run b
 --instant: tasks that return without awaiting anything (with --eager they finish inside
 create_task, and their history note is made at the loop's next turn).
 
+--from-callback: each task made with `loop.create_task` by a protocol's `data_received`, one a
+callback, as aiohttp makes each request's task on 3.14+: the creation chain goes through
+asyncio's transport frames (`_read_ready`, `_read_ready__data_received`) up to
+`Handle._run`, all new at each callback. A socketpair in the loop's thread: the callback
+sends the next byte itself, so each turn of the loop reads one and makes one task; the
+socket calls are in every configuration's count.
+
 --instructions [--against CHECKOUT]: machine instructions per task counted by valgrind
 (callgrind) instead of CPU time, no agent and each agent: steady on a loaded machine. The
 loop (main) thread's only: the agent's idle thread wakes by the clock, so its count grows
@@ -36,6 +43,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +78,38 @@ async def churn(count: int) -> float:
     for _ in range(count // BATCH):
         await asyncio.gather(*[create_task(job()) for _ in range(BATCH)])
     return (time.thread_time() - started) / (count // BATCH * BATCH)
+
+
+async def churn_from_callback(count: int) -> float:
+    """`churn`, each task made by a protocol's `data_received` (see --from-callback)."""
+    loop = asyncio.get_running_loop()
+    reading, writing = socket.socketpair()
+    writing.setblocking(False)
+    made: list[asyncio.Task[None]] = []
+    finished = loop.create_future()
+    job = JOB
+
+    class Maker(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            made.append(loop.create_task(job()))
+            if len(made) < count:
+                writing.send(b"x")
+            elif not finished.done():
+                finished.set_result(None)
+
+    transport, _ = await loop.connect_accepted_socket(Maker, reading)
+    started = time.thread_time()
+    writing.send(b"x")
+    await finished
+    await asyncio.gather(*made)
+    spent = time.thread_time() - started
+    transport.close()
+    writing.close()
+    return spent / count
+
+
+#: How a round makes its tasks: `churn` or `churn_from_callback`.
+CHURN: Callable[[int], Any] = churn
 
 
 def agent_shadow(loop: asyncio.AbstractEventLoop, history: bool = True) -> Callable[..., Any]:
@@ -130,20 +170,20 @@ def parts(args: argparse.Namespace) -> None:
             "agent (shadow + history)": agent_shadow(loop),
         }
         times: dict[str, list[float]] = {name: [] for name in configs}
-        await churn(args.count)  # warm-up
+        await CHURN(args.count)  # warm-up
         for _ in range(args.rounds):
             for name, shadow in configs.items():
                 if shadow is None:
                     _drop_shadow(loop)
                 else:
                     loop.create_task = shadow  # type: ignore[method-assign]
-                times[name].append(await churn(args.count))
+                times[name].append(await CHURN(args.count))
         _drop_shadow(loop)
         return times
 
     times = asyncio.run(run())
     base = times["no agent"]
-    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    factory = _shape(args)
     print(
         f"python {sys.version.split()[0]}, {factory}: {args.rounds} interleaved rounds of "
         f"{args.count:,} no-op tasks; loop thread CPU us per task"
@@ -158,6 +198,11 @@ def parts(args: argparse.Namespace) -> None:
         )
 
 
+def _shape(args: argparse.Namespace) -> str:
+    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    return factory + (", made by data_received" if args.from_callback else "")
+
+
 def child(args: argparse.Namespace) -> None:
     """One process of --against: the best of 5 rounds, as JSON."""
 
@@ -168,10 +213,10 @@ def child(args: argparse.Namespace) -> None:
             import taskscope
 
             taskscope.install()
-        await churn(args.count)
+        await CHURN(args.count)
         if args.instructions:  # counted from outside: one pass, nothing else
             return 0.0
-        return min([await churn(args.count) for _ in range(5)])
+        return min([await CHURN(args.count) for _ in range(5)])
 
     print(json.dumps({"per_task": asyncio.run(run())}))
 
@@ -196,6 +241,7 @@ def instructions(args: argparse.Namespace) -> None:
             command += ["--child", mode, "--count", str(count), "--instructions"]
             command += ["--eager"] if args.eager else []
             command += ["--instant"] if args.instant else []
+            command += ["--from-callback"] if args.from_callback else []
             done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise SystemExit(f"valgrind failed: {done.stderr[-300:]}")
@@ -212,7 +258,7 @@ def instructions(args: argparse.Namespace) -> None:
         base = counted(path, mode, 2_000)
         return (counted(path, mode, 2_000 + args.count) - base) / args.count
 
-    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    factory = _shape(args)
     print(f"python {sys.version.split()[0]}, {factory}: instructions per no-op task (callgrind)")
     plain = per_task(str(REPO), "none")
     print(f"{'no agent':20}{plain:>10,.0f}{1:>8.2f}x")
@@ -233,6 +279,8 @@ def against(args: argparse.Namespace) -> None:
             command.append("--eager")
         if args.instant:
             command.append("--instant")
+        if args.from_callback:
+            command.append("--from-callback")
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
         return float(json.loads(done.stdout)["per_task"])
 
@@ -243,7 +291,7 @@ def against(args: argparse.Namespace) -> None:
             value = one(path, "agent")
             runs[name].append(value)
             ratios[name].append(value / plain)
-    factory = "eager_task_factory" if args.eager else "lazy tasks"
+    factory = _shape(args)
     print(
         f"python {sys.version.split()[0]}, {factory}: {args.procs} turns of fresh processes, "
         f"best of 5 rounds of {args.count:,} no-op tasks each; loop thread CPU us per task"
@@ -270,14 +318,20 @@ def main() -> None:
     parser.add_argument("--against", metavar="CHECKOUT", help="compare with its agent")
     parser.add_argument("--procs", type=int, default=5, help="turns of processes (--against)")
     parser.add_argument(
+        "--from-callback",
+        action="store_true",
+        help="tasks made by a protocol's data_received, one a callback (asyncio's frames)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="count machine instructions per task with valgrind (see instructions())",
     )
     parser.add_argument("--child", choices=["none", "agent"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global JOB
+    global JOB, CHURN
     JOB = instant if args.instant else no_op
+    CHURN = churn_from_callback if args.from_callback else churn
     if args.eager and sys.version_info < (3, 12):
         raise SystemExit("eager tasks exist from Python 3.12")
     if args.child:

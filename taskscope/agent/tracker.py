@@ -124,7 +124,7 @@ class _SiteNode:
     `site`. Every frame met twice is then found by one lookup.
     """
 
-    __slots__ = ("children", "code", "site", "size")
+    __slots__ = ("asyncio_callers", "children", "code", "site", "size")
 
     def __init__(
         self,
@@ -141,6 +141,9 @@ class _SiteNode:
         #: The chain's length so far, or more than any depth where it ends at this frame
         #: (a module's top level): the walk stops once it reaches the depth asked for.
         self.size = 1_000_000 if final else len(site)
+        #: Whether this frame was seen called by asyncio's own code (a transport calling a
+        #: protocol): `skipping_creation_chain` then passes such callers by their module's name.
+        self.asyncio_callers = False
 
 
 #: The roots of the tree: offset -> node of the frame that called create_task.
@@ -194,6 +197,8 @@ def place_site_node(
         node = _SiteNode(code, site, final=True)
     elif pass_through:
         node = _SiteNode(code, site, children=level)
+        if parent is not None:
+            parent.asyncio_callers = True
     else:
         node = _SiteNode(code, (*site, (code, offset)), final=code.co_name == "<module>")
     known = level.get(offset)
@@ -250,6 +255,67 @@ _creation_chain: Callable[[FrameType | None, int], Site] = functools.partial(
 #: The module of the function running n frames up (3.12+), read without making a frame
 #: object for it.
 _frame_module: Callable[[int], str | None] | None = getattr(sys, "_getframemodulename", None)
+_getframe = sys._getframe
+#: The same, for `skipping_creation_chain`, which 3.11 never calls.
+_module_of: Callable[[int], object] = getattr(sys, "_getframemodulename", _getframe)
+#: The modules whose frames `skipping_creation_chain` passes by name: asyncio's, but for
+#: `asyncio.events`, home of `Handle._run`, where a chain stops (told by its code).
+_ASYNCIO_MODULES = frozenset(
+    name
+    for name in sys.modules
+    if name.startswith("asyncio.")
+    and name != "asyncio.events"
+    and (getattr(sys.modules[name], "__file__", None) or "").startswith(_ASYNCIO_DIR)
+)
+
+
+def skipping_creation_chain(
+    frame: FrameType | None,
+    at: int,
+    depth: int,
+    tree: dict[Any, _SiteNode] = _SITE_TREE,
+    make_node: Callable[
+        [dict[Any, _SiteNode], CodeType, int, _SiteNode | None], _SiteNode
+    ] = _site_node,
+    stop_code: CodeType = _STOP_CODE,
+) -> Site:
+    """`_creation_chain(frame, depth)` on 3.12+, `frame` being `at` frames above this call:
+    the same chain, but past a frame seen called by asyncio's own code
+    (`_SiteNode.asyncio_callers`: a protocol's `data_received` under a transport's
+    `_read_ready`), the callers of asyncio's modules are passed by name
+    (`sys._getframemodulename`), with no frame object made for them at each task;
+    `sys._getframe` gives the next frame of the program, or of `asyncio.events`, told by its
+    code as `site_chain` tells it. The tree and the rest are bound as defaults: a call with
+    defaults costs less than one through a `functools.partial`."""
+    level = tree
+    node: _SiteNode | None = None
+    while frame is not None:
+        code = frame.f_code
+        if code is stop_code:
+            break
+        offset = frame.f_lasti
+        child = level.get(offset)
+        if child is None or child.code is not code:
+            child = make_node(level, code, offset, node)
+        node = child
+        if child.size >= depth:
+            break
+        level = child.children
+        at += 1
+        if child.asyncio_callers:
+            try:
+                while _module_of(at) in _ASYNCIO_MODULES:
+                    at += 1
+            except Exception:  # a __module__ that is no string (unhashable): that frame is read
+                pass
+            try:
+                frame = _getframe(at)
+            except ValueError:  # the bottom of the stack
+                break
+            continue
+        frame = frame.f_back
+    return node.site if node is not None else ()
+
 
 _T = TypeVar("_T")
 _monotonic = time.monotonic
@@ -815,7 +881,7 @@ class Tracker(LoopTracker):
         metas, born, done_callback = self._meta, self._born, self.done_callback
         callback_context, loop_id = record.callback_context, record.loop_id
         get_frame, creation_chain, depth = sys._getframe, _creation_chain, self.creation_depth
-        module_of = _frame_module
+        module_of, skipping_chain = _frame_module, skipping_creation_chain
         coroutine, plain_task = CoroutineType, asyncio.Task
         # The metadata (a weak reference) of the last parent seen: a program makes its tasks
         # in runs from one parent, which is then known without a lookup by address.
@@ -837,11 +903,14 @@ class Tracker(LoopTracker):
                         parent_meta = tracker.ensure_meta(parent)
                     last_parent, parent_id = parent_meta, parent_meta.task_id
                 # The frame of asyncio.create_task, which most tasks come through, is
-                # passed by its module's name: no frame object made for it.
-                if module_of is not None and module_of(1) == "asyncio.tasks":
-                    site = creation_chain(get_frame(2), depth)
-                else:
+                # passed by its module's name: no frame object made for it; nor for the
+                # asyncio frames above a protocol callback that made a task.
+                if module_of is None:
                     site = creation_chain(get_frame(1), depth)
+                elif module_of(1) == "asyncio.tasks":
+                    site = skipping_chain(get_frame(2), 3, depth)
+                else:
+                    site = skipping_chain(get_frame(1), 2, depth)
                 # What it runs, read now from the coroutine in hand (at its end the task
                 # may have dropped it: an eager task finished at once).
                 if type(task) is not plain_task:
