@@ -54,6 +54,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import tempfile
@@ -151,18 +152,56 @@ def gdb_failure(pid: int, output: str) -> InjectionError:
     )
 
 
-def private_dir(base: str | None = None) -> str:
-    """A fresh 0700 directory (in `base`, else the temporary directory); never one whose path
-    has blanks, which gdb's `restore` can't take."""
-    if base is None and any(c.isspace() for c in tempfile.gettempdir()):
-        base = "/tmp"
-    return tempfile.mkdtemp(prefix="taskscope-inject-", dir=base)
+#: The name of an injection's private directory starts with this, then the target's pid.
+WORKDIR_PREFIX = "taskscope-inject-"
+#: A directory whose code ran longer ago than this has no client waiting on it any more.
+STALE_WORKDIR_SECONDS = 60.0
+
+
+def private_dir(pid: int, base: str | None = None) -> str:
+    """A fresh 0700 directory for an injection into process `pid` (in `base`, else the
+    temporary directory); never one whose path has blanks, which gdb's `restore` can't take.
+    Directories that earlier injections had to leave there are removed first (see
+    `sweep_stale_workdirs`)."""
+    if base is None:
+        base = tempfile.gettempdir()
+        if any(c.isspace() for c in base):
+            base = "/tmp"
+    sweep_stale_workdirs(base)
+    return tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{pid}-", dir=base)
+
+
+def sweep_stale_workdirs(base: str) -> None:
+    """Remove what injections whose client gave up (a timeout, a client killed) left in
+    `base`: while the code has not run, its files wait for the target, which may still read
+    them; once the target has exited, or once the code ran a while ago (its `done` marker),
+    nothing will. Only directories named for a pid, and this user's (any, as root)."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        pid_text = entry.name.removeprefix(WORKDIR_PREFIX).partition("-")[0]
+        if not entry.name.startswith(WORKDIR_PREFIX) or not pid_text.isdigit():
+            continue
+        try:
+            facts = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(facts.st_mode) or os.geteuid() not in (0, facts.st_uid):
+            continue
+        ran = any(os.path.exists(os.path.join(entry.path, m)) for m in ("done", "done-gdb"))
+        if not process_alive(int(pid_text)) or (
+            ran and now - facts.st_mtime > STALE_WORKDIR_SECONDS
+        ):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def run_gdb(info: TargetInfo, source: str, deadline: float, *, queue: bool) -> GdbResult:
     gdb = _find_gdb()
     _check_arch(info.pid)
-    workdir = private_dir()
+    workdir = private_dir(info.pid)
     try:
         return _run_gdb_in(gdb, info, source, deadline, queue, workdir)
     except _GdbStillRunning as running:

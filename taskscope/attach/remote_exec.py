@@ -118,7 +118,7 @@ def inject_with_remote_exec(info: TargetInfo, code: str, deadline: float) -> boo
         return False
     # The target reads the script, and writes its markers, in its own root: every path given
     # to it is one of its own (`inside`), and we read the same files through /proc/PID/root.
-    workdir = private_dir(None if root is None else os.path.join(root, "tmp"))
+    workdir = private_dir(info.pid, None if root is None else os.path.join(root, "tmp"))
 
     def inside(path: str) -> str:
         return path if root is None else path_inside(root, path)
