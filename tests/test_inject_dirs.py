@@ -32,8 +32,10 @@ def _left(base: Path, pid: int, *files: str, age: float = 0.0) -> Path:
 def test_the_next_injection_removes_only_what_nothing_will_read(tmp_path: Path) -> None:
     alive = os.getpid()
     # GIVEN what earlier injections left
-    target_gone = _left(tmp_path, _dead_pid(), "inject.py", "claim")
     long_ago = 2 * STALE_WORKDIR_SECONDS
+    dead = _dead_pid()
+    target_gone = _left(tmp_path, dead, "inject.py", "claim", age=long_ago)
+    target_just_gone = _left(tmp_path, dead, "inject.py", "gdb.out")  # its client still reads
     ran_long_ago = _left(tmp_path, alive, "inject.py", "claim", "done", age=long_ago)
     gdb_ran_long_ago = _left(tmp_path, alive, "done-gdb", age=long_ago)
     waiting_for_target = _left(tmp_path, alive, "inject.py", age=long_ago)
@@ -51,5 +53,6 @@ def test_the_next_injection_removes_only_what_nothing_will_read(tmp_path: Path) 
     assert not gdb_ran_long_ago.exists()
     assert waiting_for_target.exists()  # its target may still run the script: it reads it
     assert just_ran.exists()  # its client may still be waiting for `done`
+    assert target_just_gone.exists()  # its client may still read gdb's output
     assert (tmp_path / f"{WORKDIR_PREFIX}1-not-a-directory").exists()
     assert older_name.exists()

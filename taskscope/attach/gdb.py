@@ -174,8 +174,10 @@ def private_dir(pid: int, base: str | None = None) -> str:
 def sweep_stale_workdirs(base: str) -> None:
     """Remove what injections whose client gave up (a timeout, a client killed) left in
     `base`: while the code has not run, its files wait for the target, which may still read
-    them; once the target has exited, or once the code ran a while ago (its `done` marker),
-    nothing will. Only directories named for a pid, and this user's (any, as root)."""
+    them; once the target has exited, or the code ran (its `done` marker), nothing will. Only
+    a directory untouched for `STALE_WORKDIR_SECONDS`: a client at work in it (reading gdb's
+    output after its target exited, say) is done long before. Only directories named for a
+    pid, and this user's (any, as root)."""
     now = time.time()
     try:
         entries = list(os.scandir(base))
@@ -191,10 +193,10 @@ def sweep_stale_workdirs(base: str) -> None:
             continue
         if not stat.S_ISDIR(facts.st_mode) or os.geteuid() not in (0, facts.st_uid):
             continue
+        if now - facts.st_mtime <= STALE_WORKDIR_SECONDS:
+            continue
         ran = any(os.path.exists(os.path.join(entry.path, m)) for m in ("done", "done-gdb"))
-        if not process_alive(int(pid_text)) or (
-            ran and now - facts.st_mtime > STALE_WORKDIR_SECONDS
-        ):
+        if ran or not process_alive(int(pid_text)):
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
