@@ -26,6 +26,8 @@ import weakref
 from asyncio import locks
 from typing import Any
 
+from taskscope.protocol import pieces
+
 _current_task: Any = None  # asyncio.current_task, bound at install
 #: id(lock) -> a weak reference to the task that took it (None: no task took it). Written on
 #: the loops' threads, read on the agent's. No reference to the lock itself: an entry is
@@ -33,6 +35,8 @@ _current_task: Any = None  # asyncio.current_task, bound at install
 #: entry left there by its own `__init__` (which assigns `_locked = False`), so an entry
 #: found for a locked lock is that lock's.
 _HOLDERS: dict[int, weakref.ref[Any] | None] = {}
+#: What `prune` reads for a note taken out meanwhile.
+_GONE: Any = object()
 _ref = weakref.ref
 
 
@@ -115,6 +119,8 @@ def prune(limit: int = 10_000) -> None:
     collected while held leaves one; so does a task that ended without releasing)."""
     if len(_HOLDERS) <= limit:
         return
-    for key, task_ref in list(_HOLDERS.items()):
-        if (task_ref is None or task_ref() is None) and _HOLDERS.get(key) is task_ref:
-            _HOLDERS.pop(key, None)
+    for keys in pieces(list(_HOLDERS)):  # giving the GIL to the loop (taskscope.protocol.slicing)
+        for key in keys:
+            task_ref = _HOLDERS.get(key, _GONE)
+            if task_ref is not _GONE and (task_ref is None or task_ref() is None):
+                _HOLDERS.pop(key, None)
