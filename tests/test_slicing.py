@@ -138,7 +138,9 @@ class GilStretches:
         self.stretches: list[float] = []
         self.where: list[str] = ["the start"]
 
-    def run(self, monkeypatch: pytest.MonkeyPatch, work: Callable[[], None]) -> None:
+    def run(self, monkeypatch: pytest.MonkeyPatch, work: Callable[[], object]) -> None:
+        """`work()` on a thread of its own; what it returns is kept until its last stretch is
+        measured (freeing what a test made is not the work's)."""
         thread: threading.Thread | None = None
         real_sleep = time.sleep
         last = 0.0
@@ -163,8 +165,9 @@ class GilStretches:
             gc.disable()
             try:
                 last = time.thread_time()
-                work()
+                kept = work()
                 self.stretches.append(time.thread_time() - last)
+                del kept
             finally:
                 gc.enable()
                 monkeypatch.undo()
@@ -188,7 +191,7 @@ class GilStretches:
 def test_a_look_at_many_tasks_never_holds_the_gil_long(monkeypatch: pytest.MonkeyPatch) -> None:
     measured = GilStretches()
 
-    def look_and_encode(tracker: Tracker) -> None:
+    def look_and_encode(tracker: Tracker) -> object:
         builder = SnapshotBuilder(tracker)
         encoder = CompactEncoder(CompactTables())
         recorder = FlightRecorder(60)
@@ -197,6 +200,7 @@ def test_a_look_at_many_tasks_never_holds_the_gil_long(monkeypatch: pytest.Monke
             encoder.encode_chunks({"type": "snapshot", "snapshot": snapshot})
             recorder.feed(snapshot)  # its delta against the last look
             del snapshot
+        return builder, encoder, recorder  # the agent keeps them: not freed in its look
 
     async def scenario(tracker: Tracker) -> None:
         tasks = await _population(30_000)
