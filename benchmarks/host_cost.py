@@ -1,7 +1,8 @@
 """What the host program pays for the agent, each figure next to its goal (issue 10).
 
 Run: python benchmarks/host_cost.py [--python PATH] [--tasks 100000] [--rounds 3] [--quick]
-     [--only stall,attach,memory,churn,flight,dump,service] [--dumps 10] [--compare CHECKOUT]
+     [--only stall,attach,memory,churn,service (the default); also flight,dump] [--dumps 10]
+     [--compare CHECKOUT]
 
 Every figure is measured against the same program without an agent, in the same run, the
 configurations interleaved (round after round, each in a fresh process), and printed with its
@@ -919,7 +920,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 2 rounds, 3 s")
     parser.add_argument(
-        "--only", default="stall,attach,memory,churn", help="sections; also flight,dump,service"
+        "--only",
+        default="stall,attach,memory,churn,service",
+        help="sections, comma-separated: stall (which also times `dump` end to end), attach, "
+        "memory, churn, service (needs wrk; skipped with a note without it); also flight, dump",
     )
     parser.add_argument("--dumps", type=int, default=10, help="dump: dumps per client")
     parser.add_argument("--wrk", default="wrk", help="service: the wrk program")
