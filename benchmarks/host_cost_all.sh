@@ -33,13 +33,13 @@ for version in 3.11 3.12 3.13 3.14 3.15; do
         echo "Python $version: not found under pyenv" | tee "$log"
         continue
       fi
-      # The service section's target needs aiohttp and aiomonitor: a venv of this version
-      # with them (.bench-venvs/, made on first use; the targets find taskscope on PYTHONPATH).
+      # The service section's server needs aiohttp and aiomonitor, its clients taskscope's
+      # own dependencies: a venv of this version with them (.bench-venvs/, made on first use).
       case "$*" in
         *service*)
-          venv=".bench-venvs/$version"
-          if ! "$venv/bin/python" -c 'import aiohttp, aiomonitor' 2>/dev/null; then
-            "$target" -m venv "$venv" && "$venv/bin/pip" install -q aiohttp aiomonitor
+          venv="$checkout/.bench-venvs/$version"
+          if ! "$venv/bin/python" -c 'import aiohttp, aiomonitor, psutil' 2>/dev/null; then
+            "$target" -m venv "$venv" && "$venv/bin/pip" install -q -e . aiohttp aiomonitor 2>&1 | grep -v '^WARNING: Location'
           fi
           target="$venv/bin/python"
           ;;
