@@ -74,7 +74,7 @@ def test_an_uninstalled_agent_keeps_no_tracker_and_no_records_with_trio_imported
     """A trio watch holds its tracker, and the registry of watches (weak keys) held the watch:
     once trio was imported and the agent had looked, an uninstalled agent's tracker, its
     history, task metadata and kept lists lived on for ever."""
-    pytest.importorskip("trio")
+    pytest.importorskip("trio", reason="this test needs trio (pip install trio)")
     import taskscope
     from taskscope.agent import _state, introspect
 
@@ -184,7 +184,8 @@ def test_a_look_at_a_task_waiting_on_an_executor_leaves_none_of_its_frames_alive
 
 def test_a_look_with_trio_imported_leaves_none_of_its_frames_alive() -> None:
     """The same for the search of the threads' stacks for trio's runs."""
-    pytest.importorskip("trio")  # a look searches for trio's runs only once it is imported
+    # A look searches for trio's runs only once trio is imported.
+    pytest.importorskip("trio", reason="this test needs trio (pip install trio)")
 
     async def scenario(tracker: Tracker) -> None:
         sleeper = asyncio.create_task(asyncio.sleep(3600), name="sleeper")
