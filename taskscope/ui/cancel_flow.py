@@ -29,6 +29,8 @@ Severity = Literal["information", "warning", "error"]
 REQUESTED = "requested"
 ALREADY_FINISHED = "already_finished"
 NO_SUCH_TASK = "no_such_task"
+#: The task's loop is blocked: the agent delivers the cancel when the loop runs again.
+QUEUED = "queued"
 #: What a task whose cancel was requested became, when it is not a finished state.
 GONE = "gone"
 STILL_RUNNING = "still running"
@@ -184,6 +186,8 @@ class CancelFlow:
         for task_id, outcome in outcomes.items():
             if outcome == REQUESTED:
                 progress.status[task_id] = "cancel requested…"
+            elif outcome == QUEUED:
+                progress.status[task_id] = "cancel waiting for its loop, which is blocked…"
             elif outcome == ALREADY_FINISHED:
                 request.results[task_id] = "already finished"
             elif outcome == NO_SUCH_TASK:
@@ -215,6 +219,10 @@ class CancelFlow:
                     request.results[task_id] = "cancelled"
                 elif task.finished:
                     request.results[task_id] = task.state
+                elif _loop_blocked(model, task):
+                    # Nothing reaches a task while its loop is blocked: the grace period
+                    # starts again once the loop runs.
+                    request.deadline = max(request.deadline, now + self.grace)
                 elif now >= request.deadline:
                     trio = runs_on_trio(model, task)
                     request.results[task_id] = SCOPE_CANCELLED if trio else STILL_RUNNING
@@ -270,3 +278,9 @@ class CancelFlow:
             )
         progress.notices.append(notice)
         return progress
+
+
+def _loop_blocked(model: TaskModel, task: TaskInfo) -> bool:
+    """Whether the loop `task` runs on was blocked at the model's last look."""
+    loop = model.loops.get(task.loop)
+    return loop is not None and loop.blocked_for is not None and not loop.blocked_ended

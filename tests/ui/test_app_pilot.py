@@ -22,7 +22,15 @@ from taskscope.ui.help_screen import HelpScreen
 from taskscope.ui.history_table import HistoryTable
 from taskscope.ui.task_table import TaskTable
 from taskscope.ui.task_tree import TaskTree
-from tests.ui.fakes import FakeSource, awaiting, delta, service_tasks, snapshot, wire_task
+from tests.ui.fakes import (
+    FakeSource,
+    awaiting,
+    delta,
+    service_tasks,
+    snapshot,
+    wire_loop,
+    wire_task,
+)
 from tests.ui.harness import Clock, run_app, until
 
 
@@ -573,6 +581,43 @@ def test_a_task_that_ignores_cancellation_is_reported_still_running() -> None:
         app.main._tick()
         assert app.cancels[0].results == {"9": "still running"}
         assert "ignored" in app.detail.cancel_status["9"]
+
+    run_app(scenario, clock=clock)
+
+
+def test_a_cancel_queued_behind_a_blocked_loop_waits_for_it_then_reports_cancelled() -> None:
+    clock = Clock()
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN a loop blocked for 2 s, whose agent queues the cancel until the loop runs
+        applied = app.updates_applied
+        source.push(delta([], loops=[wire_loop(10, blocked_for=2.0)]))
+        await until(pilot, lambda: app.updates_applied > applied, what="the delta")
+        source.cancel_outcome = "queued"
+        assert app.jump_to("9")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+        # THEN the pane says it waits for the loop, and nothing is concluded yet
+        assert app.detail.cancel_status["9"] == "cancel waiting for its loop, which is blocked…"
+        assert app.cancels[0].results == {}
+        # WHEN the grace period passes with the loop still blocked THEN it still waits
+        clock.now += 5
+        app.main._tick()
+        assert app.cancels[0].results == {}
+        # WHEN the loop runs again and the next delta shows the task cancelled
+        applied = app.updates_applied
+        source.push(
+            delta(
+                [wire_task("9", "stubborn", "stubborn", state="cancelled", finished_ago=0.1)],
+                loops=[wire_loop(10)],
+            )
+        )
+        await until(pilot, lambda: app.updates_applied > applied, what="the delta")
+        # THEN the outcome is reported as for any cancel
+        assert app.cancels[0].results == {"9": "cancelled"}
+        assert app.detail.cancel_status["9"] == "⊘ cancelled, as you asked"
 
     run_app(scenario, clock=clock)
 
