@@ -89,7 +89,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
                     known = [str(h) for h in holders if str(h) in tasks]
                     if known:
                         lock_waits[task.id] = edges[task.id] = known
-                if facts.get("never_woken"):
+                if facts.get("never_woken") and not facts.get("made_by_await"):
                     never_woken.append(task)
             if awaiting.tasks and task.id not in edges and awaiting.kind in _WAITS_FOR_ALL:
                 edges[task.id] = [other for other in awaiting.tasks if other in tasks]
@@ -126,7 +126,8 @@ def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     looks at in a record."""
     if awaiting is None:
         return False
-    return bool((awaiting.get("object") or {}).get("never_woken"))
+    facts = awaiting.get("object") or {}
+    return bool(facts.get("never_woken")) and not facts.get("made_by_await")
 
 
 def waits_on(awaiting: Mapping[str, Any] | None) -> list[str]:
@@ -343,11 +344,17 @@ def _never_woken_facts(task: TaskInfo) -> dict[str, Any] | None:
     awaiting = task.awaiting
     if awaiting is None or not awaiting.facts.get("never_woken"):
         return None
+    if awaiting.facts.get("made_by_await"):
+        return None  # `await asyncio.Future()`: waits until cancelled, as written to
     if task.unreferenced:
         return None  # implied: nothing reaches the task, so nothing reaches what it awaits
     name = awaiting.facts.get("name")
-    what = str(name) if name else f"a {awaiting.facts.get('type') or awaiting.kind}"
-    return {"kind": awaiting.kind, "what": what, "call": awaiting.raw.get("call")}
+    return {
+        "kind": awaiting.kind,
+        "what": str(name) if name else None,
+        "type": str(awaiting.facts.get("type") or awaiting.kind),
+        "call": awaiting.raw.get("call"),
+    }
 
 
 def _unreferenced_facts(task: TaskInfo) -> dict[str, Any] | None:

@@ -251,6 +251,8 @@ def awaiting_text(
     else:
         sleep_words = None
     text = _sentence(awaiting, sleep_words)
+    if (awaiting.get("object") or {}).get("made_by_await"):
+        text += ", until cancelled"  # `await asyncio.Future()`: nothing else can end it
     if deadline_overdue is not None:
         text += f", timeout overdue {seconds_text(deadline_overdue)}"
     elif deadline_in is not None:
@@ -653,7 +655,7 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
         if len(tasks) == 1:
             body = f"{first} awaits itself: it can never finish"
     elif kind == "never_woken":
-        what = facts.get("what") or "?"
+        what = facts.get("what") or _a_thing(str(facts.get("type") or "?"))
         never = _NEVER_WORDS.get(str(facts.get("kind")), "it will never be done")
         body = (
             f"{first} waits on {what}, which no other task, callback, timer or file can "
@@ -685,6 +687,11 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
     else:
         body = _names(model, tasks)
     return f"{title}: {body}"
+
+
+def _a_thing(type_name: str) -> str:
+    """`a Future`, `an Event`: a thing named by its type."""
+    return f"{'an' if type_name[:1].lower() in 'aeiou' else 'a'} {type_name}"
 
 
 def _deadlock_words(model: TasksByID, steps: Sequence[Mapping[str, Any]]) -> str:

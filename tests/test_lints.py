@@ -8,7 +8,7 @@ from typing import Any
 
 from taskscope.lints import Finding, find_warnings, warned_tasks
 from taskscope.model import TaskModel
-from taskscope.words import finding_text
+from taskscope.words import awaiting_text, finding_text
 from tests.test_model import awaiting, snapshot, task
 
 
@@ -211,6 +211,25 @@ def test_a_cancel_not_delivered_for_over_a_second_is_a_warning() -> None:
 
 
 # --- facts from the agent: never woken, unreferenced -------------------------------------------
+
+
+def test_a_wait_made_by_its_await_is_said_until_cancelled_and_is_no_warning() -> None:
+    # `await asyncio.Future()` ("run forever"): never woken, as it was written to be
+    made = {"type": "Future", "never_woken": True, "made_by_await": True}
+    lost = {"type": "Event", "never_woken": True}
+    model = model_of(
+        task("2", "server", awaiting=awaiting("future", call="Future", object=made)),
+        task("3", "lost", awaiting=awaiting("event", call="Event.wait", object=lost)),
+    )
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [("never_woken", ("3",))]
+    assert finding_text(findings[0], model) == (
+        "never woken: lost waits on an Event, which no other task, callback, timer or file "
+        "can reach: it will never be set"
+    )
+    server = model.tasks["2"].awaiting
+    assert server is not None
+    assert awaiting_text(server.raw) == "Future, until cancelled"
 
 
 def test_never_woken_and_unreferenced_come_from_the_agents_facts() -> None:

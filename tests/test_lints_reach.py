@@ -34,11 +34,10 @@ def _no_automatic_collection() -> Iterator[None]:
         gc.enable()
 
 
-def facts_of(setup: Callable[[], Awaitable[Any]]) -> dict[str, tuple[bool, bool]]:
-    """Task name -> (unreferenced, never_woken) after `setup` built the situation, as a look
-    from the agent's thread sees them."""
+def snapshot_of(setup: Callable[[], Awaitable[Any]]) -> Any:
+    """The snapshot of a look from the agent's thread after `setup` built the situation."""
 
-    async def main() -> dict[str, tuple[bool, bool]]:
+    async def main() -> Any:
         tracker = Tracker()
         tracker.install()
         try:
@@ -48,19 +47,29 @@ def facts_of(setup: Callable[[], Awaitable[Any]]) -> dict[str, tuple[bool, bool]
             del kept
         finally:
             tracker.uninstall()
-        facts = {}
-        for record in snapshot["tasks"]:
-            awaiting = record["awaiting"] or {}
-            facts[record["name"]] = (
-                bool(record.get("unreferenced")),
-                bool((awaiting.get("object") or {}).get("never_woken")),
-            )
         for task in asyncio.all_tasks():
             if task is not asyncio.current_task():
                 task.cancel()
-        return facts
+        return snapshot
 
     return asyncio.run(main())
+
+
+def records_of(setup: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    """Task name -> its record after `setup` built the situation."""
+    return {record["name"]: record for record in snapshot_of(setup)["tasks"]}
+
+
+def object_facts(record: Any) -> dict[str, Any]:
+    return dict((record["awaiting"] or {}).get("object") or {})
+
+
+def facts_of(setup: Callable[[], Awaitable[Any]]) -> dict[str, tuple[bool, bool]]:
+    """Task name -> (unreferenced, never_woken) after `setup` built the situation."""
+    return {
+        name: (bool(record.get("unreferenced")), bool(object_facts(record).get("never_woken")))
+        for name, record in records_of(setup).items()
+    }
 
 
 async def forever() -> None:
@@ -69,6 +78,59 @@ async def forever() -> None:
 
 async def wait_on(event: asyncio.Event) -> None:
     await event.wait()
+
+
+def test_waits_written_to_last_until_cancelled_are_said_so() -> None:
+    # `await asyncio.Future()` is how a server waits until it is cancelled ("run forever",
+    # as websockets' documentation writes it): never woken, and meant to be.
+    class Box:
+        def __init__(self) -> None:
+            self.waiters: list[asyncio.Future[None]] = []
+
+        async def wait_registered(self) -> None:
+            future = asyncio.get_running_loop().create_future()
+            self.waiters.append(future)
+            await future
+
+    async def made_future() -> None:
+        await asyncio.Future()
+
+    async def made_by_the_loop() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def made_event() -> None:
+        await asyncio.Event().wait()
+
+    async def setup() -> list[Any]:
+        box = Box()
+        tasks = [
+            asyncio.create_task(made_future(), name="made-future"),
+            asyncio.create_task(made_by_the_loop(), name="made-by-the-loop"),
+            asyncio.create_task(made_event(), name="made-event"),
+            asyncio.create_task(wait_on(asyncio.Event()), name="given-event"),
+            asyncio.create_task(box.wait_registered(), name="registered"),
+        ]
+        await asyncio.sleep(0.01)
+        box.waiters.clear()  # its waker dropped: a bug, as is an Event nobody else was given
+        return tasks
+
+    snapshot = snapshot_of(setup)
+    records = {record["name"]: record for record in snapshot["tasks"]}
+    said = {
+        name: (object_facts(record).get("never_woken"), object_facts(record).get("made_by_await"))
+        for name, record in records.items()
+        if name != "Task-1"
+    }
+    assert said == {
+        "made-future": (True, True),
+        "made-by-the-loop": (True, True),
+        "made-event": (True, True),
+        "given-event": (True, None),
+        "registered": (True, None),
+    }
+    model = TaskModel.from_snapshot(snapshot)
+    warned = {model.tasks[f.tasks[0]].name for f in find_warnings(model)}
+    assert warned == {"given-event", "registered"}
 
 
 def test_a_task_nobody_references_is_unreferenced() -> None:
@@ -365,6 +427,29 @@ def test_an_event_nobody_else_holds_in_a_real_process_is_never_woken(start: Any)
         "never woken: waiter waits on event, which no other task, callback, timer or file can "
         "reach: it will never be set"
     ]
+
+
+def test_waits_until_cancelled_in_a_real_process_are_said_so_and_no_warning(start: Any) -> None:
+    target = start("lint_cases.py", "until_cancelled").wait_ready()
+    lines = wait_for(
+        lambda: (found := lint_lines(target)) and found,  # the first scan may come late
+        what="the lost waiter's warning",
+    )
+    assert lines == [
+        "never woken: dropped waits on future, which no other task, callback, timer or file "
+        "can reach: it will never get a result"
+    ]
+    table = run_cli("ps", str(target.pid), "--no-inject")
+    assert table.returncode == 0, table.stderr
+    doing = {}
+    for line in table.stdout.splitlines():
+        words = line.split()
+        if "pending" in words:
+            doing[words[words.index("pending") + 1]] = line
+    for name in ("made-future", "made-by-the-loop"):
+        assert doing[name].rstrip().endswith("Future, until cancelled"), doing[name]
+    assert doing["made-event"].rstrip().endswith("Event.wait (not set, 1 waiting), until cancelled")
+    assert not doing["dropped"].rstrip().endswith("until cancelled")
 
 
 @pytest.mark.parametrize("case", ["event_held", "queue"])

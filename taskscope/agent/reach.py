@@ -44,7 +44,8 @@ from collections.abc import Sequence
 from types import AsyncGeneratorType, CoroutineType, FrameType, GeneratorType, MethodType
 from typing import Any, Final
 
-from taskscope.agent.chains import _ASEND_TYPES, _asend_generator
+from taskscope.agent.chains import _ASEND_TYPES, _asend_generator, walk_frames
+from taskscope.agent.tracker import _ASYNCIO_DIR, task_coro
 from taskscope.protocol import pieces, sliced
 
 #: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
@@ -86,15 +87,23 @@ class Verdict:
     the next looks while the task waits on `future` (a weak reference: the verdict is told
     only while that very future is the one it waits on)."""
 
-    __slots__ = ("checked_at", "future", "never_woken", "unreferenced")
+    __slots__ = ("checked_at", "future", "made_by_await", "never_woken", "unreferenced")
 
     def __init__(
-        self, future: weakref.ref[Any], unreferenced: bool, never_woken: bool, checked_at: float
+        self,
+        future: weakref.ref[Any],
+        unreferenced: bool,
+        never_woken: bool,
+        checked_at: float,
+        made_by_await: bool = False,
     ) -> None:
         self.future = future
         self.unreferenced = unreferenced
         self.never_woken = never_woken
         self.checked_at = checked_at
+        #: Of a task never woken: its wait is an await expression that made what it waits on
+        #: (`made_by_its_await`), so it ends when cancelled, as it was written to.
+        self.made_by_await = made_by_await
 
 
 #: A negative verdict (nothing found) is one int: id() of the future the task waited on, and
@@ -478,6 +487,7 @@ def judge_tasks(
                 unreferenced,
                 never_woken,
                 at,
+                never_woken and made_by_its_await(member),
             )
             if unreferenced or never_woken:
                 found[other] = (unreferenced, never_woken)
@@ -496,6 +506,7 @@ def _remember(
     unreferenced: bool,
     never_woken: bool,
     at: float,
+    made_by_await: bool = False,
 ) -> None:
     if future is None:
         return
@@ -506,7 +517,72 @@ def _remember(
         reference = weakref.ref(future)
     except TypeError:
         return
-    verdicts[number] = Verdict(reference, unreferenced, never_woken, at)
+    verdicts[number] = Verdict(reference, unreferenced, never_woken, at, made_by_await)
+
+
+#: The await expressions that make the very object they wait on, so that nothing else was
+#: ever given a way to end the wait but a cancel: the usual ways to wait until cancelled
+#: ("run forever"), `await asyncio.Future()`, `await loop.create_future()`, `await
+#: asyncio.Event().wait()`. Each as the names of its last calls (calls without arguments on
+#: names, each on the result of the one before): whatever made the loop, the future is new.
+WAITS_UNTIL_CANCELLED: Final = frozenset({("Future",), ("create_future",), ("Event", "wait")})
+#: Instructions that stand between a call's parts and its await without meaning anything here.
+_FILLERS: Final = frozenset({"CACHE", "EXTENDED_ARG", "NOP", "PRECALL", "PUSH_NULL"})
+_LOADS_BY_NAME: Final = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_GLOBAL", "LOAD_NAME"})
+#: (code, offset) -> the calls `_await_calls` found there: a few entries, code kept alive.
+_AWAIT_CALLS: dict[tuple[Any, int], tuple[str, ...]] = {}
+
+
+def made_by_its_await(task: Any) -> bool:
+    """Whether the innermost frame of the task outside asyncio waits in one of
+    `WAITS_UNTIL_CANCELLED`: a task found never woken that waits as it was written to.
+    Read on a task the look found suspended; False when anything is not as expected."""
+    try:
+        frames = walk_frames(task_coro(task))
+        for frame in reversed(frames):
+            code = frame.f_code
+            if not code.co_filename.startswith(_ASYNCIO_DIR):
+                calls = _await_calls(code, frame.f_lasti)
+                return any(calls[-len(way) :] == way for way in WAITS_UNTIL_CANCELLED)
+    except Exception:
+        pass
+    return False
+
+
+def _await_calls(code: Any, offset: int) -> tuple[str, ...]:
+    """The names of the calls without arguments, each on the result of the one before,
+    whose result the await at `offset` (where its frame is suspended) waits on:
+    `asyncio.get_running_loop().create_future()` ("get_running_loop", "create_future"),
+    `self.stop.wait()` ("wait",); () when it awaits something else."""
+    key = (code, offset)
+    if key in _AWAIT_CALLS:
+        return _AWAIT_CALLS[key]
+    import dis  # only for the rare task found never woken
+
+    instructions = [each for each in dis.get_instructions(code) if each.opname not in _FILLERS]
+    start = None
+    for index, instruction in enumerate(instructions):
+        if instruction.offset > offset:
+            break
+        if instruction.opname == "GET_AWAITABLE":
+            start = index
+    names: list[str] = []
+    index = (start if start is not None else 0) - 1
+    while start is not None and index >= 1:
+        call, load = instructions[index], instructions[index - 1]
+        if call.opname != "CALL" or call.arg != 0 or load.opname not in _LOADS_BY_NAME:
+            break
+        names.insert(0, str(load.argval))
+        if load.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            break  # the first name of the expression
+        index -= 2
+        if index < 1 or instructions[index].opname != "CALL":
+            break  # the method of something not made here (`self.stop.wait()`)
+    found = tuple(names)
+    if len(_AWAIT_CALLS) > 256:
+        _AWAIT_CALLS.clear()
+    _AWAIT_CALLS[key] = found
+    return found
 
 
 def reach_step(
@@ -585,7 +661,7 @@ def _refresh_marks(
             continue
         verdict = state.verdicts.get(number)
         future = getattr(tasks[slot], "_fut_waiter", None)
-        unreferenced = never_woken = False
+        unreferenced = never_woken = made_by_await = False
         if (
             isinstance(verdict, Verdict)
             and future is not None
@@ -593,27 +669,37 @@ def _refresh_marks(
             and (verdict.unreferenced or verdict.never_woken)
         ):
             unreferenced, never_woken = verdict.unreferenced, verdict.never_woken
+            made_by_await = never_woken and verdict.made_by_await
         since = state.cancelling.get(number)
-        wanted = (unreferenced, never_woken, since)
-        if wanted == (False, False, None):
+        wanted = (unreferenced, never_woken, since, made_by_await)
+        if wanted == (False, False, None, False):
             del state.marked[number]
         record = records[slot]
         if _says(record) != wanted:
             records[slot] = meta.record = _with_facts(record, *wanted)
 
 
-def _says(record: Any) -> tuple[bool, bool, float | None]:
+def _says(record: Any) -> tuple[bool, bool, float | None, bool]:
     awaiting = record.get("awaiting")
     facts = (awaiting.get("object") if awaiting is not None else None) or {}
     return (
         bool(record.get("unreferenced")),
         bool(facts.get("never_woken")),
         record.get("cancelling_since"),
+        bool(facts.get("made_by_await")),
     )
 
 
+#: The facts this step puts in a description's `object`.
+_REACH_FACTS: Final = frozenset({"never_woken", "made_by_await"})
+
+
 def _with_facts(
-    record: Any, unreferenced: bool, never_woken: bool, cancelling_since: float | None
+    record: Any,
+    unreferenced: bool,
+    never_woken: bool,
+    cancelling_since: float | None,
+    made_by_await: bool = False,
 ) -> Any:
     """A copy of a task's record saying these facts (a description may be shared by several
     tasks: what is this task's goes into its own copy)."""
@@ -630,9 +716,14 @@ def _with_facts(
     awaiting = result.get("awaiting")
     if awaiting is not None:
         facts = awaiting.get("object") or {}
-        if bool(facts.get("never_woken")) != never_woken:
-            facts = {key: value for key, value in facts.items() if key != "never_woken"}
+        if (bool(facts.get("never_woken")), bool(facts.get("made_by_await"))) != (
+            never_woken,
+            made_by_await,
+        ):
+            facts = {key: value for key, value in facts.items() if key not in _REACH_FACTS}
             if never_woken:
                 facts["never_woken"] = True
+                if made_by_await:
+                    facts["made_by_await"] = True
             result["awaiting"] = {**awaiting, "object": facts}
     return result

@@ -4,7 +4,8 @@
 Cases: cycle, healthy_chain (tasks awaiting a task that ends), deadlock (two tasks, two
 locks, each holding one), handoff (a lock held by a sleeping task, others queued), failed
 (a failed task nobody awaits), failed_awaited, leak (a pending task nobody references),
-leak_control (the same, then a gc.collect(): notes whether it was destroyed), event (a task
+leak_control (the same, then a gc.collect(): notes whether it was destroyed), until_cancelled
+(waits written to last until cancelled, and one whose waker was dropped), event (a task
 waiting on an Event only it can reach), event_held (the same Event held by main), queue
 (a consumer on a queue a live producer holds), spin (a sleep(0) loop), poll (a loop that
 sleeps for real), stall (one step blocking the loop 300 ms), pause (the same 300 ms
@@ -112,6 +113,9 @@ async def forever() -> None:
 
 
 async def leak() -> None:
+    # The collector may destroy the task at any young collection, before a look sees it:
+    # off while the case stands (`leak_control` shows it would).
+    gc.disable()
     asyncio.create_task(forever(), name="leak")  # unreferenced: the point of the case
     await asyncio.sleep(0.05)
 
@@ -139,6 +143,36 @@ async def event_held() -> None:
     kept.append(gate)
     kept.append(asyncio.create_task(wait_on(gate), name="waiter"))
     await asyncio.sleep(0.05)
+
+
+async def until_cancelled() -> None:
+    """Waits written to last until cancelled ("run forever"), and one that lost its waker."""
+
+    async def made_future() -> None:
+        await asyncio.Future()
+
+    async def made_by_the_loop() -> None:
+        await asyncio.get_running_loop().create_future()
+
+    async def made_event() -> None:
+        await asyncio.Event().wait()
+
+    waiters: list[asyncio.Future[None]] = []
+
+    async def dropped() -> None:
+        future = asyncio.get_running_loop().create_future()
+        waiters.append(future)
+        await future
+
+    for coroutine, name in (
+        (made_future, "made-future"),
+        (made_by_the_loop, "made-by-the-loop"),
+        (made_event, "made-event"),
+        (dropped, "dropped"),
+    ):
+        kept.append(asyncio.create_task(coroutine(), name=name))
+    await asyncio.sleep(0.05)
+    waiters.clear()  # the bug: its waker dropped without a result
 
 
 async def queue() -> None:
