@@ -269,6 +269,7 @@ class TaskscopeApp(App[int]):
             self.main.apply_pending()
         self.gone = message.reason
         self._exit_unconfirmed = message.exit_unconfirmed
+        self.main.updates_stopped()
         self.notify(
             safe_text(message.reason), title="Updates stopped", severity="error", timeout=10
         )

@@ -36,6 +36,8 @@ GONE = "gone"
 STILL_RUNNING = "still running"
 #: A trio task still running after its own cancel scope was cancelled: what trio does.
 SCOPE_CANCELLED = "scope cancelled"
+#: The updates stopped (the process exited, or the connection broke) before the outcome.
+UNSEEN = "unseen"
 #: The detail pane's line on how a cancel the user asked for came out, by result.
 _OUTCOME_STATUS = {
     "cancelled": "⊘ cancelled, as you asked",
@@ -45,6 +47,7 @@ _OUTCOME_STATUS = {
     STILL_RUNNING: "! still running after the cancel: it ignored the cancellation or is still "
     "cleaning up",
     SCOPE_CANCELLED: "⊘ its cancel scope was cancelled: trio runs the task on after that scope",
+    UNSEEN: "? the updates stopped before the cancel's outcome could be seen",
 }
 #: What cancelling a trio task means (the agent cancels the task's own cancel scope).
 TRIO_CANCEL = (
@@ -230,11 +233,26 @@ class CancelFlow:
                 progress.merge(self._report(request, model))
         return progress
 
-    def _report(self, request: CancelRequest, model: TaskModel) -> Progress:
+    def updates_stopped(self, model: TaskModel) -> Progress:
+        """The last update came (the process exited, the connection broke): a cancel whose
+        outcome that update does not show is said unseen, rather than waited for forever (a
+        cancel that ends the program's main task ends the process with it)."""
+        progress = Progress()
+        for request in self.requests:
+            if request.reported:
+                continue
+            for task_id in request.ids:
+                request.results.setdefault(task_id, UNSEEN)
+            progress.merge(self._report(request, model, notify=False))
+        return progress
+
+    def _report(self, request: CancelRequest, model: TaskModel, notify: bool = True) -> Progress:
         request.reported = True
         progress = Progress()
         for task_id, result in request.results.items():
             progress.status[task_id] = _OUTCOME_STATUS.get(result, result)
+        if not notify:  # the feed's own notice says the updates stopped
+            return progress
         if len(request.ids) == 1:
             result = request.results[request.root]
             if result == STILL_RUNNING:

@@ -779,6 +779,11 @@ class MainScreen(Screen[None]):
         self._show_progress(progress)
         self.changed(header=False)
 
+    def updates_stopped(self) -> None:
+        """No more updates will come: cancels still waiting for their outcome are said
+        unseen."""
+        self._show_progress(self.cancel_flow.updates_stopped(self.model))
+
     def _check_cancels(self) -> None:
         self._show_progress(self.cancel_flow.check(self.model, self.clock()))
 

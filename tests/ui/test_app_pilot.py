@@ -622,6 +622,27 @@ def test_a_cancel_queued_behind_a_blocked_loop_waits_for_it_then_reports_cancell
     run_app(scenario, clock=clock)
 
 
+def test_a_cancel_whose_process_exits_before_its_outcome_is_said_unseen() -> None:
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN a cancel the agent took (cancelling a program's last task may end it)
+        assert app.jump_to("9")
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
+        await pilot.press("y")
+        await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+        assert app.detail.cancel_status["9"] == "cancel requested…"
+        # WHEN the process exits before an update shows the task's end
+        source.end()
+        await until(pilot, lambda: app.gone is not None, what="the end of the feed")
+        # THEN the pane stops waiting and says the outcome was not seen
+        assert app.cancels[0].results == {"9": "unseen"}
+        assert app.detail.cancel_status["9"] == (
+            "? the updates stopped before the cancel's outcome could be seen"
+        )
+
+    run_app(scenario)
+
+
 def test_shift_c_cancels_the_subtree_after_naming_the_count() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         assert app.jump_to("2")
