@@ -440,6 +440,25 @@ def warning_lines(findings: Sequence[FindingFacts], model: TaskModel) -> list[st
     return lines
 
 
+def no_tasks_note(model: TaskModel, include_finished: bool) -> str | None:
+    """Under a `ps` table with no task in it, what that means: none pending, and which
+    finished ones are known (after an attach, only those that ended since the agent came);
+    None when the table lists some."""
+    if any(include_finished or not task.finished for task in model.tasks.values()):
+        return None
+    since = model.history_since
+    finished = len(model.tasks)
+    if finished:  # not listed without -a
+        counted = f" since the agent came at {clock(since)}" if since is not None else ""
+        return f"no task is pending; {finished} finished{counted} (`ps -a` lists them)"
+    if since is None:
+        return "no task is pending, and none has finished"
+    return (
+        f"no task is pending, and none finished since the agent came at {clock(since)} "
+        "(tasks that ended before are not known)"
+    )
+
+
 def finished_summary(model: TaskModel, now: float) -> str:
     counts = model.counts()
     since = (

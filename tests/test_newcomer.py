@@ -223,6 +223,24 @@ def test_after_an_attach_history_and_ages_say_what_the_agent_could_not_see(start
     assert "≥: an age counted from the agent's first look" in ps
 
 
+@needs_attach
+def test_ps_of_a_loop_with_no_task_pending_says_so_and_what_is_known(start: Any) -> None:
+    # GIVEN a loop whose tasks all finished before the attach (one failed), running on
+    # callbacks alone
+    target = start("idle_loop.py", agent=False).wait_ready()
+    since = snapshot(target.pid)["history_since"]
+    # THEN `ps` and `ps -a` say that no task is pending, under the table's head, and that
+    # the tasks that ended before the agent came are not known
+    note = (
+        f"no task is pending, and none finished since the agent came at {clock(since)} "
+        "(tasks that ended before are not known)"
+    )
+    for extra in ((), ("-a",)):
+        lines = run_cli("ps", *extra, str(target.pid)).stdout.splitlines()
+        assert lines[1].split() == ["ID", "STATE", "NAME", "CORO", "AGE", "AWAITING"]
+        assert lines[2:] == [note]
+
+
 def test_with_the_agent_from_the_start_history_and_ages_are_whole(start: Any) -> None:
     target = start("newcomer.py").wait_ready()
     assert "history_since" not in snapshot(target.pid)

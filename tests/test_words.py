@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.model import TaskModel
 from taskscope.protocol import CompactEncoder, materialize_body
-from taskscope.report import ps_table, task_text, tree_text
+from taskscope.report import no_tasks_note, ps_table, task_text, tree_text
 from taskscope.words import (
     age_words,
     awaiting_text,
@@ -351,6 +352,20 @@ def test_ps_table_lines() -> None:
         "4   pending  a       a()       13.0s  task b (await cycle)",
         "5   pending  b       b()       13.0s  task a (await cycle)",
     ]
+
+
+def test_an_empty_ps_table_says_what_is_known() -> None:
+    finished = task("7", "job", state="done", finished_at=1999.0, result="None")
+    only_finished = TaskModel.from_snapshot({**snapshot(finished), "history_since": 1980.0})
+    at = time.strftime("%H:%M:%S", time.localtime(1980.0))
+    assert no_tasks_note(only_finished, include_finished=False) == (
+        f"no task is pending; 1 finished since the agent came at {at} (`ps -a` lists them)"
+    )
+    assert no_tasks_note(only_finished, include_finished=True) is None  # the table lists it
+    assert no_tasks_note(TaskModel.from_snapshot(snapshot()), include_finished=True) == (
+        "no task is pending, and none has finished"  # the agent came first: all are known
+    )
+    assert no_tasks_note(service(), include_finished=False) is None
 
 
 def test_tree_lines() -> None:

@@ -103,6 +103,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from taskscope.report import (
         blocked_lines,
         header,
+        no_tasks_note,
         ps_table,
         read_only_lines,
         warning_lines,
@@ -132,6 +133,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
         only=set(warned) if getattr(args, "warnings", False) else None,
     )
     print(table)
+    if not getattr(args, "warnings", False):
+        note = no_tasks_note(model, include_finished=args.all)
+        if note is not None:
+            print(note)
     for line in warning_lines(findings, model):
         print(line)
     return 0
