@@ -312,8 +312,7 @@ def tree_text(
     unseen = [
         row.task
         for row in rows
-        if row.depth == 0
-        and row.task.parent is None
+        if row.task.parent is None
         and row.task.first_seen_at is not None
         and _loop_type(model, row.task.loop) != "trio"
     ]
@@ -328,8 +327,8 @@ def tree_text(
         lines.append(
             f"{len(unseen)} task{'s' if len(unseen) != 1 else ''} made before the agent came"
             f" at {clock(model.history_since)}: who created "
-            f"{'them' if len(unseen) != 1 else 'it'} is unknown (shown as roots); their ages, "
-            "marked ≥, count from the agent's first look"
+            f"{'them' if len(unseen) != 1 else 'it'} is unknown (a task nobody awaits is shown "
+            "as a root); their ages, marked ≥, count from the agent's first look"
         )
     elif unseen:
         lines.append(

@@ -147,8 +147,9 @@ def test_tree_after_an_attach_says_creators_are_unknown(start: Any) -> None:
     assert line_of(lines, "flusher").startswith("flusher ")
     since = snapshot(target.pid)["history_since"]
     note = next(line for line in lines if "made before the agent came" in line)
-    assert note.startswith(f"13 tasks made before the agent came at {clock(since)}: ")
-    assert "who created them is unknown" in note
+    # every task shown (14), the awaited victim too: not only the roots
+    assert note.startswith(f"14 tasks made before the agent came at {clock(since)}: ")
+    assert "who created them is unknown (a task nobody awaits is shown as a root)" in note
 
 
 def test_tree_lists_tasks_older_than_the_agent_by_name_in_natural_order(start: Any) -> None:
