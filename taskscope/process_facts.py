@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     import psutil
@@ -242,6 +242,9 @@ def python_version_of(proc: psutil.Process) -> str | None:
 
 #: Helper processes multiprocessing starts next to its workers: Pythons that never run asyncio.
 _HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+#: The fork server's command, which the workers it forks keep (the start method by default
+#: from 3.14 on Linux): a process of that command whose parent has it too is a worker.
+_FORKSERVER = "multiprocessing.forkserver"
 
 
 def _looks_python(name: str, cmdline: list[str]) -> bool:
@@ -281,7 +284,7 @@ def python_children(pid: int) -> list[PythonProcess]:
         ourselves = {me.pid, *(parent.pid for parent in me.parents())}
     except psutil.Error:
         return []
-    found: list[tuple[float, PythonProcess]] = []
+    read: list[tuple[Any, str, str, list[str], float, int]] = []
     for proc in descendants:
         if proc.pid in ourselves:
             continue
@@ -290,12 +293,19 @@ def python_children(pid: int) -> list[PythonProcess]:
                 cmdline = proc.cmdline()
                 name = proc.name()
                 started = proc.create_time()
+                parent = proc.ppid()
                 zombie = proc.status() == psutil.STATUS_ZOMBIE
         except psutil.Error:
             continue
-        command = " ".join(cmdline)
-        if zombie or any(helper in command for helper in _HELPERS):
-            continue
+        if not zombie:
+            read.append((proc, " ".join(cmdline), name, cmdline, started, parent))
+    fork_servers = {proc.pid for proc, command, *_rest in read if _FORKSERVER in command}
+    found: list[tuple[float, PythonProcess]] = []
+    for proc, command, name, cmdline, started, parent in read:
+        if any(helper in command for helper in _HELPERS) and not (
+            _FORKSERVER in command and parent in fork_servers
+        ):
+            continue  # a helper itself; the fork server's children are the workers
         if not _looks_python(name, cmdline):
             continue
         found.append((started, PythonProcess(proc.pid, python_version_of(proc), command or name)))

@@ -253,8 +253,11 @@ def test_the_dashboard_picks_up_a_worker_restarted_by_uvicorn(uvicorn_app: Uvico
         source.close()
 
 
-def test_tree_on_a_multiprocessing_pool_of_asyncio_workers(start: object) -> None:
-    target: Target = start("asyncio_pool.py", agent=False).wait_ready(30)  # type: ignore[operator]
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_tree_on_a_multiprocessing_pool_of_asyncio_workers(start: object, method: str) -> None:
+    # forkserver is the default from 3.14 on Linux: its workers are the fork server's children,
+    # with its command line, where the fork server itself runs no asyncio
+    target: Target = start("asyncio_pool.py", method, agent=False).wait_ready(30)  # type: ignore[operator]
     workers = {int(path.name.rsplit("-", 1)[1]) for path in target.workdir.glob("ready-worker-*")}
     assert len(workers) == 2
     result = run_cli("tree", str(target.pid), timeout=90)

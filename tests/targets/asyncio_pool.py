@@ -1,6 +1,8 @@
 """A multiprocessing pool of two asyncio workers: each worker runs `asyncio.run` with a task
 named `pool-job-PID` and writes `ready-worker-PID`, then waits until the parent's stop file
-appears; the parent runs no asyncio itself and signals ready once both workers have."""
+appears; the parent runs no asyncio itself and signals ready once both workers have.
+`asyncio_pool.py WORKDIR [METHOD]`: the start method, `spawn` by default; with `forkserver`
+(the default from 3.14 on Linux) the workers are the fork server's children."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def run_worker(parent: int) -> int:
 
 def main() -> None:
     parent = os.getpid()
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    method = sys.argv[2] if len(sys.argv) > 2 else "spawn"
+    with multiprocessing.get_context(method).Pool(2) as pool:
         pending = pool.map_async(run_worker, [parent, parent], chunksize=1)
         while len(list(WORKDIR.glob("ready-worker-*"))) < 2:
             time.sleep(0.02)
