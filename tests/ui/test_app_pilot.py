@@ -566,15 +566,22 @@ def test_any_other_key_keeps_the_task_running() -> None:
     run_app(scenario)
 
 
+async def cancel_and_wait_for_the_answer(
+    app: TaskscopeApp, pilot: Pilot[Any], task_id: str
+) -> None:
+    """`c` on a task, `y` in the dialog, then the agent's answer to the cancel."""
+    assert app.jump_to(task_id)
+    await pilot.press("c")
+    await until(pilot, lambda: isinstance(app.screen, CancelDialog))
+    await pilot.press("y")
+    await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+
+
 def test_a_task_that_ignores_cancellation_is_reported_still_running() -> None:
     clock = Clock()
 
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
-        assert app.jump_to("9")
-        await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
-        await pilot.press("y")
-        await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+        await cancel_and_wait_for_the_answer(app, pilot, "9")
         assert app.cancels[0].results == {}
         # WHEN the grace period passes and the task is still pending
         clock.now += 5
@@ -594,11 +601,7 @@ def test_a_cancel_queued_behind_a_blocked_loop_waits_for_it_then_reports_cancell
         source.push(delta([], loops=[wire_loop(10, blocked_for=2.0)]))
         await until(pilot, lambda: app.updates_applied > applied, what="the delta")
         source.cancel_outcome = "queued"
-        assert app.jump_to("9")
-        await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
-        await pilot.press("y")
-        await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+        await cancel_and_wait_for_the_answer(app, pilot, "9")
         # THEN the pane says it waits for the loop, and nothing is concluded yet
         assert app.detail.cancel_status["9"] == "cancel waiting for its loop, which is blocked…"
         assert app.cancels[0].results == {}
@@ -625,11 +628,7 @@ def test_a_cancel_queued_behind_a_blocked_loop_waits_for_it_then_reports_cancell
 def test_a_cancel_whose_process_exits_before_its_outcome_is_said_unseen() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         # GIVEN a cancel the agent took (cancelling a program's last task may end it)
-        assert app.jump_to("9")
-        await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, CancelDialog))
-        await pilot.press("y")
-        await until(pilot, lambda: app.cancels and app.cancels[0].outcomes, what="the answer")
+        await cancel_and_wait_for_the_answer(app, pilot, "9")
         assert app.detail.cancel_status["9"] == "cancel requested…"
         # WHEN the process exits before an update shows the task's end
         source.end()
