@@ -172,6 +172,8 @@ class CancelFlow:
     def __init__(self, grace: float = CANCEL_GRACE) -> None:
         self.grace = grace
         self.requests: list[CancelRequest] = []
+        #: Whether the updates stopped (`updates_stopped`): no later one will show an outcome.
+        self.stopped = False
 
     def confirmed(self, question: CancelQuestion) -> CancelRequest:
         """The user said yes: the request is to be sent (the stage "sent")."""
@@ -203,6 +205,8 @@ class CancelFlow:
                 Notice(safe_text(errors[0]), title="Cancel failed", severity="error")
             )
         progress.merge(self.check(model, now))
+        if self.stopped:  # answered after the last update: nothing will show the outcome
+            progress.merge(self.updates_stopped(model))
         return progress
 
     def check(self, model: TaskModel, now: float) -> Progress:
@@ -237,10 +241,11 @@ class CancelFlow:
         """The last update came (the process exited, the connection broke): a cancel whose
         outcome that update does not show is said unseen, rather than waited for forever (a
         cancel that ends the program's main task ends the process with it)."""
+        self.stopped = True
         progress = Progress()
         for request in self.requests:
-            if request.reported:
-                continue
+            if request.reported or not request.outcomes:
+                continue  # not answered yet: said unseen once it is (`answered`)
             for task_id in request.ids:
                 request.results.setdefault(task_id, UNSEEN)
             progress.merge(self._report(request, model, notify=False))

@@ -89,6 +89,26 @@ def test_requested_then_cancelled_is_reported_as_taking_effect() -> None:
     assert flow.check(model, NOW + 1).notices == []
 
 
+def test_a_cancel_answered_after_the_updates_stopped_is_said_unseen_too() -> None:
+    model, flow = model_of(), CancelFlow(grace=3.0)
+    request = flow.confirmed(question(model, "7"))
+    # WHEN the updates stop while the request is on its way (the process exited)
+    assert flow.updates_stopped(model).status == {}
+    # THEN its answer, when it comes, is reported at once: no update will show the outcome
+    progress = flow.answered(request, {"7": "requested"}, model, NOW)
+    assert request.stage == "reported"
+    assert progress.status == {
+        "7": "? the updates stopped before the cancel's outcome could be seen"
+    }
+    assert progress.notices == []
+    # and one whose last update showed it cancelled is reported as such
+    other = flow.confirmed(question(model, "8"))
+    finish(model, "8", "cancelled")
+    assert flow.answered(other, {"8": "requested"}, model, NOW).status == {
+        "8": "⊘ cancelled, as you asked"
+    }
+
+
 def test_a_task_that_returned_before_the_cancel_reached_it_is_said_not_cancelled() -> None:
     model, flow = model_of(), CancelFlow(grace=3.0)
     request = flow.confirmed(question(model, "7"))
