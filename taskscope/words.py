@@ -286,6 +286,8 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     call = str(awaiting.get("call") or kind)
     peer = awaiting.get("peer")
     if kind == "sleep":
+        if facts.get("forever"):
+            return "sleep forever"  # `asyncio.sleep(math.inf)`, anyio's sleep_forever
         return f"sleep, {sleep_words}" if sleep_words is not None else "sleep"
     if kind == "queue_get":
         size = facts.get("size")

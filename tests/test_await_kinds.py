@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from taskscope.client import AgentClient
+from tests.helpers import run_cli
 
 TARGET = Path(__file__).parent / "targets" / "await_kinds.py"
 READY_TIMEOUT = 30.0
@@ -118,6 +119,8 @@ CASES = [
         r"sleep, \d+ s left, timeout in \d+ s",
         ["timeout_holder", "sleep"],
     ),
+    ("endless-sleeper", "sleep", r"sleep forever", ["endless_sleeper", "sleep"]),
+    ("endless-timeout", "sleep", r"sleep, \d+ s left", ["endless_timeout", "sleep"]),
     ("queue-getter", "queue_get", r"Queue\.get on jobs \(0 items\)", ["queue_getter", "Queue.get"]),
     (
         "queue-putter",
@@ -275,6 +278,26 @@ def test_sleep_says_seconds_left(situation: Situation) -> None:
     awaiting = situation.awaiting("sleeper")
     assert 900 < awaiting["seconds_left"] <= 1000
     assert "deadline_in" not in awaiting
+
+
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"{name} in the dump: no JSON parser but Python's reads it")
+
+
+def test_a_timer_that_never_fires_is_no_countdown_and_the_dump_is_strict_json(
+    situation: Situation,
+) -> None:
+    # GIVEN `asyncio.sleep(math.inf)` and `asyncio.timeout(math.inf)`: timers at infinity
+    assert situation.awaiting("endless-sleeper")["object"] == {"forever": True}
+    assert "seconds_left" not in situation.awaiting("endless-sleeper")
+    assert "deadline_in" not in situation.awaiting("endless-timeout")
+    # THEN `taskscope dump` writes no Infinity, which JSON has not (jq in strict mode, a
+    # browser's JSON.parse, Go's and Rust's parsers refuse it)
+    result = run_cli("dump", str(situation.facts["pid"]), "--no-inject")
+    assert result.returncode == 0, result.stderr
+    dumped = json.loads(result.stdout, parse_constant=_no_constant)
+    texts = {task["name"]: (task["awaiting"] or {}).get("text") for task in dumped["tasks"]}
+    assert texts["endless-sleeper"] == "sleep forever"
 
 
 def test_a_recursion_deeper_than_a_stack_still_says_what_it_awaits(situation: Situation) -> None:

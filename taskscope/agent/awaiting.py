@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import math
 import os
 import socket
 import sys
@@ -334,8 +335,13 @@ def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
     if awaiting is None:
         awaiting = ctx.last_sleeps.get(when)
         if awaiting is None:
-            # Seconds left once materialized (see "Countdowns" in taskscope.protocol).
-            awaiting = {"kind": "sleep", "tasks": (), "countdown": (when, None)}
+            if not math.isfinite(when):
+                # `asyncio.sleep(math.inf)` (anyio's sleep_forever): no end to count down
+                # to, and none that JSON could carry (Infinity is no JSON).
+                awaiting = {"kind": "sleep", "tasks": (), "object": {"forever": True}}
+            else:
+                # Seconds left once materialized (see "Countdowns" in taskscope.protocol).
+                awaiting = {"kind": "sleep", "tasks": (), "countdown": (when, None)}
         ctx.sleeps[when] = awaiting
     return awaiting
 
@@ -1100,7 +1106,7 @@ def _with_deadline(ctx: AwaitContext, awaiting: WireAwaiting, fut: Any, task: An
     deadline = ctx.timeouts.get(id(task))
     if deadline is None and awaiting["kind"] == "wait_for":
         deadline = ctx.timers.get(id(fut))  # 3.11: the timer releases wait_for's waiter
-    if deadline is not None:
+    if deadline is not None and math.isfinite(deadline):  # `asyncio.timeout(math.inf)`: none
         awaiting = with_deadline(awaiting, deadline)
     return awaiting
 

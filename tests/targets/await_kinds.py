@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -98,6 +99,15 @@ async def recursion(depth: int) -> None:
     if depth:
         return await recursion(depth - 1)
     await asyncio.sleep(SLEEP_SECONDS)
+
+
+async def endless_sleeper() -> None:
+    await asyncio.sleep(math.inf)  # anyio's sleep_forever: a timer that never fires
+
+
+async def endless_timeout() -> None:
+    async with asyncio.timeout(math.inf):
+        await asyncio.sleep(SLEEP_SECONDS)
 
 
 async def timeout_holder() -> None:
@@ -277,6 +287,8 @@ async def main(ready_path: str) -> None:
     spawn(sleeper(), "sleeper")
     spawn(recursion(400), "deep-recursion")
     spawn(timeout_holder(), "timeout-holder")
+    spawn(endless_sleeper(), "endless-sleeper")
+    spawn(endless_timeout(), "endless-timeout")
 
     jobs: asyncio.Queue[int] = asyncio.Queue()
     spawn(queue_getter(jobs), "queue-getter")
