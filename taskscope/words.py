@@ -293,6 +293,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         size = facts.get("size")
         detail = _plural(size, "item") if size is not None else "?"
         return f"{_named(call, facts.get('name'))} ({detail})"
+    if kind == "queue_join":
+        unfinished = facts.get("unfinished")
+        detail = f"{unfinished} unfinished" if unfinished is not None else "?"
+        return f"{_named(call, facts.get('name'))} ({detail})"
     if kind == "queue_put":
         size, maxsize = facts.get("size"), facts.get("maxsize")
         detail = f"full, {size}/{maxsize}" if maxsize else f"{size} items"
@@ -637,6 +641,7 @@ _NEVER_WORDS: Final = {
     "event": "it will never be set",
     "queue_get": "no item will ever be put in it",
     "queue_put": "no item will ever be taken from it",
+    "queue_join": "its items will never all be marked done",
     "lock": "it will never be released",
     "semaphore": "it will never be released",
     "condition": "it will never be notified",

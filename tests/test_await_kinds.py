@@ -121,6 +121,12 @@ CASES = [
     ),
     ("endless-sleeper", "sleep", r"sleep forever", ["endless_sleeper", "sleep"]),
     ("endless-timeout", "sleep", r"sleep, \d+ s left", ["endless_timeout", "sleep"]),
+    (
+        "queue-joiner",
+        "queue_join",
+        r"Queue\.join on backlog \(1 unfinished\)",
+        ["queue_joiner", "Queue.join", "Event.wait"],
+    ),
     ("queue-getter", "queue_get", r"Queue\.get on jobs \(0 items\)", ["queue_getter", "Queue.get"]),
     (
         "queue-putter",

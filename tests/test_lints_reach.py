@@ -224,6 +224,33 @@ def test_a_consumer_whose_producer_is_gone_is_never_woken() -> None:
     assert facts_of(setup)["consumer"] == (False, True)
 
 
+def test_a_join_on_a_queue_only_its_joiner_holds_is_never_woken_one_a_consumer_holds_is_not() -> (
+    None
+):
+    async def joiner(queue: asyncio.Queue[int]) -> None:
+        await queue.join()
+
+    async def consumer(queue: asyncio.Queue[int]) -> None:
+        await queue.get()
+        await asyncio.sleep(3600)  # holds the queue: it may call task_done() later
+
+    async def setup() -> list[Any]:
+        lonely: asyncio.Queue[int] = asyncio.Queue()
+        served: asyncio.Queue[int] = asyncio.Queue()
+        lonely.put_nowait(1)
+        served.put_nowait(1)
+        return [
+            asyncio.create_task(joiner(lonely), name="lonely"),
+            asyncio.create_task(joiner(served), name="served"),
+            asyncio.create_task(consumer(served), name="consumer"),
+        ]
+
+    records = records_of(setup)
+    assert records["lonely"]["awaiting"]["kind"] == "queue_join"
+    assert object_facts(records["lonely"])["never_woken"] is True
+    assert "never_woken" not in object_facts(records["served"])
+
+
 def test_a_lock_whose_holder_ended_without_releasing_it_is_never_woken() -> None:
     lock_ref: list[weakref.ref[asyncio.Lock]] = []
 

@@ -380,6 +380,26 @@ def _queue_wait(
     }
 
 
+def _queue_join(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """`Queue.join`: a wait for every item put to be marked done (`task_done`), said of the
+    queue rather than of the Event inside it that asyncio waits on."""
+    queue = _self(ctx, frame)
+    items = getattr(queue, "_queue", None)
+    facts = _object_facts(queue) | {
+        "name": object_name(ctx, queue, caller),
+        "unfinished": getattr(queue, "_unfinished_tasks", None),
+        "size": len(items) if items is not None else None,
+    }
+    return {
+        "kind": "queue_join",
+        "tasks": (),
+        "call": f"{type(queue).__qualname__}.join",
+        "object": facts,
+    }
+
+
 def _primitive(kind: str, method: str) -> Handler:
     def handler(
         ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
@@ -714,6 +734,7 @@ def _build_handlers() -> dict[CodeType, Handler]:
         (tasks.sleep, _sleep),
         (queues.Queue.get, _queue("get")),
         (queues.Queue.put, _queue("put")),
+        (queues.Queue.join, _queue_join),
         (locks.Lock.acquire, _primitive("lock", "acquire")),
         (locks.Semaphore.acquire, _primitive("semaphore", "acquire")),
         (locks.Event.wait, _primitive("event", "wait")),
@@ -906,6 +927,7 @@ def _build_self_classes() -> dict[CodeType, type]:
     methods: list[tuple[type, str]] = [
         (queues.Queue, "get"),
         (queues.Queue, "put"),
+        (queues.Queue, "join"),
         (locks.Lock, "acquire"),
         (locks.Semaphore, "acquire"),
         (locks.Event, "wait"),

@@ -50,7 +50,7 @@ from taskscope.protocol import pieces, sliced
 
 #: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
 REACH_KINDS: Final = frozenset(
-    {"future", "event", "queue_get", "queue_put", "lock", "condition", "semaphore"}
+    {"future", "event", "queue_get", "queue_put", "queue_join", "lock", "condition", "semaphore"}
 )
 MAX_CLUSTER: Final = 256
 MAX_WAITERS: Final = 32

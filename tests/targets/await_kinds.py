@@ -115,6 +115,10 @@ async def timeout_holder() -> None:
         await asyncio.sleep(FOREVER)
 
 
+async def queue_joiner(backlog: asyncio.Queue[int]) -> None:
+    await backlog.join()
+
+
 async def queue_getter(jobs: asyncio.Queue[int]) -> int:
     return await jobs.get()
 
@@ -292,6 +296,9 @@ async def main(ready_path: str) -> None:
 
     jobs: asyncio.Queue[int] = asyncio.Queue()
     spawn(queue_getter(jobs), "queue-getter")
+    backlog: asyncio.Queue[int] = asyncio.Queue()
+    backlog.put_nowait(1)
+    spawn(queue_joiner(backlog), "queue-joiner")
     results: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
     results.put_nowait(1)
     spawn(queue_putter(results), "queue-putter")
