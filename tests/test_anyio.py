@@ -42,7 +42,11 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)"
     assert texts["sender"] == "MemoryObjectSendStream.send on outbox (0 items)"
     assert texts["threaded"] == "to_thread Event.wait"
-    assert main["awaiting"]["text"] == "TaskGroup (10 tasks)", main["awaiting"]
+    # (anyio's own Event, CapacityLimiter and sleep_forever, not what asyncio runs inside)
+    assert texts["worker-0"] == "Event.wait on event (not set, 2 waiting)"
+    assert texts["limit-waiter"] == "CapacityLimiter.acquire on limiter (value 0, 1 waiting)"
+    assert texts["dreamer"] == "sleep forever"
+    assert main["awaiting"]["text"] == "TaskGroup (12 tasks)", main["awaiting"]
     # (and the group's tasks are awaited by the task that waits for the group)
     assert tasks["sleeper"]["awaited_by"] == [main["id"]], tasks["sleeper"]
     # (anyio's wrapper is still on the stack)

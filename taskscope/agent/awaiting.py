@@ -822,15 +822,49 @@ def _anyio_stream(verb: str) -> Handler:
     return handler
 
 
+def _anyio_event(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """anyio's Event, said of itself (the name the program gave it) rather than of the
+    asyncio Event inside it that the task waits on."""
+    event = _self(ctx, frame)
+    inner = getattr(event, "_event", None)
+    facts = _object_facts(event) | {
+        "name": object_name(ctx, event, caller),
+        "set": bool(inner is not None and inner.is_set()),
+        "waiters": len(getattr(inner, "_waiters", None) or ()),
+    }
+    return {"kind": "event", "tasks": (), "call": "Event.wait", "object": facts}
+
+
+def _anyio_limiter(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """anyio's CapacityLimiter: a semaphore of `total` tokens, each borrowed by a task."""
+    limiter = _self(ctx, frame)
+    total = getattr(limiter, "_total_tokens", None)
+    borrowed = len(getattr(limiter, "_borrowers", None) or ())
+    value = None  # JSON has no infinity: a limiter of unbounded tokens says no value
+    if isinstance(total, int | float) and math.isfinite(total):
+        value = int(total) - borrowed
+    facts = _object_facts(limiter) | {
+        "name": object_name(ctx, limiter, caller),
+        "value": value,
+        "waiters": len(getattr(limiter, "_wait_queue", None) or ()),
+    }
+    return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
+
+
 #: Whether anyio's handlers are in HANDLERS (see `add_library_handlers`).
 _ANYIO_ADDED = False
 
 
 def add_library_handlers() -> bool:
     """Adds the handlers of anyio's asyncio backend once anyio is imported (the agent never
-    imports it): its Lock (which knows its holder), Semaphore, task group, memory object
-    streams and `to_thread.run_sync`. True when it added them just now: plans made before
-    (`plan_chain`) must be made again. Cheap when there is nothing to do: each look calls it."""
+    imports it): its Lock (which knows its holder), Semaphore, Event, CapacityLimiter, task
+    group, memory object streams and `to_thread.run_sync`. True when it added them just now:
+    plans made before (`plan_chain`) must be made again. Cheap when there is nothing to do:
+    each look calls it."""
     global _ANYIO_ADDED, _LIBRARY_DIRS
     if _ANYIO_ADDED:
         return False
@@ -848,6 +882,12 @@ def add_library_handlers() -> bool:
         (
             getattr(getattr(backend, "Semaphore", None), "acquire", None),
             _primitive("semaphore", "acquire"),
+        ),
+        (getattr(getattr(backend, "Event", None), "wait", None), _anyio_event),
+        (getattr(getattr(backend, "CapacityLimiter", None), "acquire", None), _anyio_limiter),
+        (
+            getattr(getattr(backend, "CapacityLimiter", None), "acquire_on_behalf_of", None),
+            _anyio_limiter,
         ),
         (getattr(getattr(backend, "TaskGroup", None), "__aexit__", None), _task_group),
         (
