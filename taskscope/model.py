@@ -231,6 +231,8 @@ class LoopInfo:
     stalls: tuple[Stall, ...] = ()
     #: A trio run: Unix time from which its tasks' spawns and ends are seen (see WireLoop).
     spawns_seen_since: float | None = None
+    #: A trio run the agent found running and will watch from its next turn (not yet).
+    spawns_watch_pending: bool = False
 
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
@@ -253,6 +255,7 @@ class LoopInfo:
             stall_threshold=raw.get("stall_threshold"),
             stalls=tuple(Stall.from_wire(stall) for stall in raw.get("stalls", ())),
             spawns_seen_since=raw.get("spawns_seen_since"),
+            spawns_watch_pending=bool(raw.get("spawns_watch_pending")),
         )
 
     @property

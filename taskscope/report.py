@@ -322,7 +322,12 @@ def tree_text(
         if row.task.first_seen_at is not None and _loop_type(model, row.task.loop) == "trio"
     ]
     if trio_unseen:
-        lines.append(_trio_unseen_note(len(trio_unseen), _spawns_seen_since(model, trio_unseen)))
+        pending = any(
+            loop is not None and loop.spawns_watch_pending
+            for loop in (model.loops.get(task.loop) for task in trio_unseen)
+        )
+        since = _spawns_seen_since(model, trio_unseen)
+        lines.append(_trio_unseen_note(len(trio_unseen), since, pending))
     if unseen and model.history_since is not None:
         lines.append(
             f"{len(unseen)} task{'s' if len(unseen) != 1 else ''} made before the agent came"
@@ -340,9 +345,18 @@ def tree_text(
     return "\n".join(lines)
 
 
-def _trio_unseen_note(count: int, since: float | None) -> str:
+def _trio_unseen_note(count: int, since: float | None, pending: bool = False) -> str:
     """The tree's note on trio tasks whose creators are unknown: spawned before the agent
-    watched their run (at `since`), or on a run whose spawns it does not watch (None)."""
+    watched their run (at `since`), or on a run whose spawns it does not watch (None): not
+    yet (`pending`: just after an attach, the run takes the agent's instrument at its next
+    turn), or not at all (tracking off)."""
+    if since is None and pending:
+        return (
+            f"{count} trio task{'s' if count != 1 else ''} spawned before the agent came: who "
+            f"created {'them' if count != 1 else 'it'} and when is unknown (the agent watches "
+            "the run's spawns from its next turn); ages, marked ≥, count from the agent's "
+            "first look"
+        )
     if since is None:
         return (
             "trio creations are not tracked (track_tasks off): no trio task shows its "

@@ -35,14 +35,15 @@ def _check_tasks(snap: dict[str, Any]) -> None:
     assert main["coro"] == "main" and tasks["sleeper"]["coro"] == "sleeper"
     texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
     # THEN trio's common waits are told in plain words
-    assert texts["__main__.main"] == "nursery (13 tasks)", texts
+    assert texts["__main__.main"] == "nursery (14 tasks)", texts
     assert texts["sleeper"].startswith("sleep, ") and texts["sleeper"].endswith(" s left")
     assert 3000 < tasks["sleeper"]["awaiting"]["seconds_left"] <= 3600, tasks["sleeper"]
-    assert texts["holder"] == texts["child"] == "sleep", texts
+    assert texts["holder"] == texts["child"] == "sleep forever", texts
     assert texts["waiter"] == "Event.wait on event (not set, 2 waiting)", texts
     assert texts["lock-waiter"] == "Lock.acquire on lock (locked, 1 waiting), held by holder"
     assert tasks["lock-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
     assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)", texts
+    assert texts["limit-waiter"] == "CapacityLimiter.acquire on limiter (value 0, 1 waiting)"
     assert texts["sender"] == "MemorySendChannel.send on outbox (0 items)", texts
     assert texts["receiver"] == "MemoryReceiveChannel.receive on inbox (0 items)", texts
     assert re.fullmatch(r"wait_readable on fd \d+", texts["reader"]), texts

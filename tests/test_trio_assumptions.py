@@ -227,7 +227,7 @@ def test_every_wait_is_read_from_the_frames_the_agent_knows(parked: Parked) -> N
         "kind": "sleep",
         "tasks": (),
         "call": "trio.sleep_forever",
-        "seconds_left": None,
+        "object": {"forever": True},
     }
     assert kinds["waiter"]["call"] == "Event.wait" and kinds["waiter"]["object"]["waiters"] == 2
     assert kinds["lock-waiter"]["object"]["holder_names"] == ("holder",)
@@ -377,6 +377,43 @@ def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
     while (run.beat_ran is None or run.beat_sent is not None) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert run.beat_ran is not None and run.beat_ran >= now and run.lag is not None, run
+
+
+def test_a_run_found_by_a_look_is_said_watched_from_its_next_turn_until_it_takes_it(
+    parked: Parked,
+) -> None:
+    # GIVEN a run that was going on before the agent, its thread busy in a callback (a look
+    # right after an attach, before the run's next turn)
+    tracker = Tracker()
+    tracker.install()
+    try:
+        watch = trio_runs.watch_of(tracker)
+        blocked = threading.Event()
+
+        def busy() -> None:
+            blocked.set()
+            time.sleep(0.5)
+
+        parked.facts["token"].run_sync_soon(busy)
+        assert blocked.wait(5)
+        loops: list[Any] = []
+        watch.add_to_snapshot(loops, [])
+        # THEN its loop says the watch is asked for and not in place: creators unknown for now,
+        # not untracked
+        [loop] = loops
+        assert loop.get("spawns_watch_pending") is True and "spawns_seen_since" not in loop, loop
+        # WHEN the run takes its turn THEN it is watched from then on
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            loops = []
+            watch.add_to_snapshot(loops, [])
+            if "spawns_seen_since" in loops[0]:
+                break
+            time.sleep(0.05)
+        assert "spawns_seen_since" in loops[0] and "spawns_watch_pending" not in loops[0], loops
+    finally:
+        trio_runs.stop_watching_trio(tracker)
+        tracker.uninstall()
 
 
 def test_how_a_task_ended_is_the_outcome_local_of_trios_task_exited() -> None:

@@ -368,6 +368,25 @@ def test_an_empty_ps_table_says_what_is_known() -> None:
     assert no_tasks_note(service(), include_finished=False) is None
 
 
+def test_the_tree_says_why_trio_creators_are_unknown() -> None:
+    def trio_tree(**loop_facts: Any) -> str:
+        body = snapshot(task("2", "child", first_seen_at=1995.0))
+        body["loops"][0] |= {"type": "trio", **loop_facts}
+        return tree_text(TaskModel.from_snapshot(body), ["app.py"], now=2003.0, width=120)
+
+    # a run found just after an attach, not watched yet: its next turn takes the instrument
+    assert "1 trio task spawned before the agent came: who created it and when is unknown " in (
+        trio_tree(spawns_watch_pending=True)
+    )
+    # watched from some time: spawned before then
+    at = time.strftime("%H:%M:%S", time.localtime(1998.0))
+    assert f"1 trio task spawned before the agent watched its run at {at}" in trio_tree(
+        spawns_seen_since=1998.0
+    )
+    # neither: tasks are not tracked
+    assert "trio creations are not tracked (track_tasks off)" in trio_tree()
+
+
 def test_tree_lines() -> None:
     lines = tree_text(service(), ["app.py"], now=2003.0, width=80).splitlines()
     assert lines == [

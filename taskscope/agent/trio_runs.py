@@ -359,6 +359,8 @@ class TrioWatch:
             wire["main_task"] = str(self.task_id(run, main))
         if run.spawns_seen_since is not None:
             wire["spawns_seen_since"] = round(run.spawns_seen_since, 3)
+        elif run.instrument is not None:  # asked of the run, which has not taken a turn yet
+            wire["spawns_watch_pending"] = True
         return wire
 
     # --- cancel -----------------------------------------------------------------------------
@@ -1012,7 +1014,7 @@ def _sleep_forever(
 ) -> Any:
     if caller is not None and caller.f_code.co_qualname == "sleep_until":
         return None  # `trio.sleep`: its caller says how long
-    return {"kind": "sleep", "tasks": (), "call": "trio.sleep_forever", "seconds_left": None}
+    return {"kind": "sleep", "tasks": (), "call": "trio.sleep_forever", "object": {"forever": True}}
 
 
 def _event(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
@@ -1045,6 +1047,21 @@ def _primitive(kind: str, call: str) -> Reader:
         return {"kind": kind, "tasks": (), "call": call, "object": facts}
 
     return reader
+
+
+def _limiter(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
+    """A CapacityLimiter: a semaphore of its tokens, each borrowed by a task."""
+    limiter = _local(frame, "self")
+    total = getattr(limiter, "_total_tokens", None)
+    value = None  # JSON has no infinity: a limiter of unbounded tokens says no value
+    if isinstance(total, int | float) and math.isfinite(total):
+        value = int(total) - len(getattr(limiter, "_borrowers", None) or ())
+    facts = _facts(limiter) | {
+        "name": look.name_of(limiter, _user_caller(frames, frames.index(frame))),
+        "value": value,
+        "waiters": len(getattr(limiter, "_pending_borrowers", None) or ()),
+    }
+    return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
 
 
 def _channel(verb: str) -> Reader:
@@ -1115,6 +1132,7 @@ _READERS: dict[str, Reader] = {
     "Event.wait": _event,
     "_LockImpl.acquire": _primitive("lock", "Lock.acquire"),
     "Semaphore.acquire": _primitive("semaphore", "Semaphore.acquire"),
+    "CapacityLimiter.acquire_on_behalf_of": _limiter,
     "MemorySendChannel.send": _channel("send"),
     "MemoryReceiveChannel.receive": _channel("receive"),
     "EpollIOManager._epoll_wait": _fd_wait,

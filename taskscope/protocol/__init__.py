@@ -201,6 +201,7 @@ class WireLoop(TypedDict):
     # A trio run: Unix time from which the agent sees its tasks spawn and end (their
     # creators, and the history); absent while it does not (tasks not tracked).
     spawns_seen_since: NotRequired[float]
+    spawns_watch_pending: NotRequired[bool]
 
 
 class WireProcess(TypedDict):

@@ -1,7 +1,8 @@
 """A program written with trio: `main` opens a nursery of tasks, one per common trio wait, and
 waits for them in the nursery's `__aexit__`. `sleeper` sleeps for an hour (noting `sleeper
-cancelled` when cancelled), `waiter` waits on an Event, `holder` holds `lock` and `gate` (a
-Semaphore of 1) while `lock-waiter` and `gate-waiter` wait for them, `receiver` waits on an
+cancelled` when cancelled), `waiter` waits on an Event, `holder` holds `lock`, `gate` (a
+Semaphore of 1) and `limiter` (a CapacityLimiter of 1) while `lock-waiter`, `gate-waiter`
+and `limit-waiter` wait for them, `receiver` waits on an
 empty memory channel and `sender` on a full one, `reader` reads a socket nobody writes to and
 `stream-reader` a TCP stream nobody writes to, `threaded` waits for a worker thread
 (`to_thread.run_sync`), `parent` waits on a nursery of its own holding `child` (noting `child
@@ -37,9 +38,14 @@ async def waiter(event: trio.Event) -> None:
     await event.wait()
 
 
-async def holder(lock: trio.Lock, gate: trio.Semaphore) -> None:
-    async with lock, gate:
+async def holder(lock: trio.Lock, gate: trio.Semaphore, limiter: trio.CapacityLimiter) -> None:
+    async with lock, gate, limiter:
         await trio.sleep_forever()
+
+
+async def limit_waiter(limiter: trio.CapacityLimiter) -> None:
+    async with limiter:
+        pass
 
 
 async def lock_waiter(lock: trio.Lock) -> None:
@@ -116,6 +122,7 @@ async def main() -> None:
 
         taskscope.install()
     event, lock, gate = trio.Event(), trio.Lock(), trio.Semaphore(1)
+    limiter = trio.CapacityLimiter(1)
     release = threading.Event()
     outbox, _unread = trio.open_memory_channel[int](0)  # nobody receives: a send waits
     _unwritten, inbox = trio.open_memory_channel[int](0)  # nobody sends: a receive waits
@@ -127,10 +134,11 @@ async def main() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sleeper, name="sleeper")
         nursery.start_soon(waiter, event, name="waiter")
-        nursery.start_soon(holder, lock, gate, name="holder")
+        nursery.start_soon(holder, lock, gate, limiter, name="holder")
         await trio.sleep(0.02)
         nursery.start_soon(lock_waiter, lock, name="lock-waiter")
         nursery.start_soon(gate_waiter, gate, name="gate-waiter")
+        nursery.start_soon(limit_waiter, limiter, name="limit-waiter")
         nursery.start_soon(receiver, inbox, name="receiver")
         nursery.start_soon(sender, outbox, name="sender")
         nursery.start_soon(reader, quiet, name="reader")
