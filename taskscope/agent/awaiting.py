@@ -855,16 +855,89 @@ def _anyio_limiter(
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
 
 
-#: Whether anyio's handlers are in HANDLERS (see `add_library_handlers`).
+# --- aiohttp ------------------------------------------------------------------------------------
+
+
+def _aiohttp_stream(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """aiohttp's StreamReader (a request's or a response's body): a read from its peer, named
+    by the method the program called (`_wait` is told it)."""
+    reader = _self(ctx, frame)
+    transport = getattr(getattr(reader, "_protocol", None), "transport", None)
+    method = _local(frame, "func_name")
+    call = f"{type(reader).__qualname__}.{method if isinstance(method, str) else 'read'}"
+    buffered = getattr(reader, "_size", None)
+    facts = _object_facts(reader) | {"buffered": buffered if isinstance(buffered, int) else 0}
+    return {
+        "kind": "stream_read",
+        "tasks": (),
+        "call": call,
+        "peer": _peer_of_transport(transport),
+        "object": facts,
+    }
+
+
+def _aiohttp_queue(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """aiohttp's DataQueue: a client waiting for its response to start (`ClientResponse.start`,
+    whose `protocol` is the connection's), or a websocket for its next message."""
+    queue = _self(ctx, frame)
+    transport = None
+    call = f"{type(queue).__qualname__}.read"
+    if caller is not None:
+        protocol = _local(caller, "protocol")
+        transport = getattr(protocol, "transport", None)
+        if caller.f_code.co_qualname.startswith("ClientResponse."):
+            call = caller.f_code.co_qualname  # `ClientResponse.start from 10.0.0.7:443`
+    return {
+        "kind": "stream_read",
+        "tasks": (),
+        "call": call,
+        "peer": _peer_of_transport(transport),
+        "object": _object_facts(queue),
+    }
+
+
+#: Whether anyio's and aiohttp's handlers are in HANDLERS (see `add_library_handlers`).
 _ANYIO_ADDED = False
+_AIOHTTP_ADDED = False
 
 
 def add_library_handlers() -> bool:
-    """Adds the handlers of anyio's asyncio backend once anyio is imported (the agent never
-    imports it): its Lock (which knows its holder), Semaphore, Event, CapacityLimiter, task
-    group, memory object streams and `to_thread.run_sync`. True when it added them just now:
-    plans made before (`plan_chain`) must be made again. Cheap when there is nothing to do:
-    each look calls it."""
+    """Adds the handlers of the libraries the program imported (the agent never imports
+    them): aiohttp's stream readers (`_add_aiohttp_handlers`), and anyio's asyncio backend:
+    its Lock (which knows its holder), Semaphore, Event, CapacityLimiter, task group, memory
+    object streams and `to_thread.run_sync`. True when it added some just now: plans made
+    before (`plan_chain`) must be made again. Cheap when there is nothing to do: each look
+    calls it."""
+    added = _add_aiohttp_handlers()
+    return _add_anyio_handlers() or added
+
+
+def _add_aiohttp_handlers() -> bool:
+    """aiohttp's StreamReader (bodies) and DataQueue (a client's response head, websocket
+    messages), once aiohttp.streams is imported."""
+    global _AIOHTTP_ADDED
+    if _AIOHTTP_ADDED:
+        return False
+    streams_module = sys.modules.get("aiohttp.streams")
+    if streams_module is None:
+        return False
+    _AIOHTTP_ADDED = True
+    table: list[tuple[Any, Handler]] = [
+        (getattr(getattr(streams_module, "StreamReader", None), "_wait", None), _aiohttp_stream),
+        (getattr(getattr(streams_module, "DataQueue", None), "read", None), _aiohttp_queue),
+    ]
+    for func, handler in table:
+        code = _code(func) if func is not None else None
+        if code is not None:
+            HANDLERS[code] = handler
+    return True
+
+
+def _add_anyio_handlers() -> bool:
     global _ANYIO_ADDED, _LIBRARY_DIRS
     if _ANYIO_ADDED:
         return False
