@@ -831,7 +831,7 @@ def _anyio_event(
     inner = getattr(event, "_event", None)
     facts = _object_facts(event) | {
         "name": object_name(ctx, event, caller),
-        "set": bool(inner is not None and inner.is_set()),
+        "set": bool(getattr(inner, "_value", False)),  # read, as asyncio's Event is
         "waiters": len(getattr(inner, "_waiters", None) or ()),
     }
     return {"kind": "event", "tasks": (), "call": "Event.wait", "object": facts}
@@ -938,6 +938,8 @@ def _add_aiohttp_handlers() -> bool:
 
 
 def _add_anyio_handlers() -> bool:
+    """anyio's asyncio backend, once anyio is imported (its frames then count as a library's
+    when a waited object is named)."""
     global _ANYIO_ADDED, _LIBRARY_DIRS
     if _ANYIO_ADDED:
         return False
