@@ -268,6 +268,25 @@ def test_tree_on_a_multiprocessing_pool_of_asyncio_workers(start: object, method
     target.stop()
 
 
+def test_a_process_pool_worker_forked_from_a_running_loop_is_not_shown_as_one(
+    start: object,
+) -> None:
+    # GIVEN an asyncio program whose process pool forked a worker while its loop ran: the
+    # worker holds a copy of the loop and its tasks, which never runs
+    target: Target = start("process_pool.py", agent=False).wait_ready(30)  # type: ignore[operator]
+    [worker] = [int(path.name.split("-")[1]) for path in target.workdir.glob("job-*")]
+    # WHEN ps is asked of the program
+    result = run_cli("ps", str(target.pid), timeout=90)
+    # THEN its own loop and tasks are shown, and no copy in the worker (a loop said BLOCKED,
+    # the program's tasks twice)
+    assert result.returncode == 0, result.stderr
+    assert f"pid {worker}" not in result.stdout, result.stdout
+    assert f"{worker}:" not in result.stdout, result.stdout
+    assert "BLOCKED" not in result.stdout, result.stdout
+    assert sum(" main()" in line for line in result.stdout.splitlines()) == 1, result.stdout
+    target.stop()
+
+
 def test_a_parent_whose_python_children_run_no_asyncio_still_says_no_event_loop(
     tmp_path: Path,
 ) -> None:

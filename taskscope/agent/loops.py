@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import gc
 import itertools
+import os
 import sys
 import threading
 import time
@@ -362,10 +363,16 @@ class LoopTracker:
                 pass
 
 
+#: multiprocessing's `BaseProcess._bootstrap`, which runs a child's target (in the child only).
+_PROCESS_FILE = os.path.join("multiprocessing", "process.py")
+
+
 def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
     """Whether `loop` says it runs but never will: a copy inherited through fork. Its thread
-    is gone from this process, or that thread now runs another loop inside the call that ran
-    this one (a child that forked inside a coroutine and started a loop of its own)."""
+    is gone from this process, or that thread now runs something else inside the call that
+    ran this one: another loop (a child that forked inside a coroutine and started a loop of
+    its own), or a multiprocessing child's work (a process pool's worker, forked while the
+    loop ran a `run_in_executor` or `submit`)."""
     thread_id = getattr(loop, "_thread_id", None)
     if thread_id is None or not loop.is_running():
         return False
@@ -373,7 +380,10 @@ def loop_is_frozen(loop: asyncio.AbstractEventLoop) -> bool:
     if frame is None:
         return True
     while frame is not None:
-        if frame.f_code.co_name == "run_forever":
+        code = frame.f_code
+        if code.co_name == "_bootstrap" and code.co_filename.endswith(_PROCESS_FILE):
+            return True  # a multiprocessing child's target, run above the parent's frames
+        if code.co_name == "run_forever":
             owner = frame.f_locals.get("self")
             if isinstance(owner, asyncio.AbstractEventLoop):
                 return owner is not loop
