@@ -234,6 +234,11 @@ class LoopInfo:
     #: A trio run the agent found running and will watch from its next turn (not yet).
     spawns_watch_pending: bool = False
 
+    @property
+    def blocked_now(self) -> bool:
+        """Blocked at the look, and still so when the agent answered."""
+        return self.blocked_for is not None and not self.blocked_ended
+
     @classmethod
     def from_wire(cls, raw: WireLoop) -> LoopInfo:
         return cls(

@@ -729,6 +729,14 @@ def _nested_code(outer: Any, name: str) -> CodeType | None:
     return None
 
 
+def _add_handlers(handlers: dict[CodeType, Handler], table: list[tuple[Any, Handler]]) -> None:
+    """Each function's code -> its handler (a function this version or library lacks: None)."""
+    for func, handler in table:
+        code = _code(func) if func is not None else None
+        if code is not None:
+            handlers[code] = handler
+
+
 def _build_handlers() -> dict[CodeType, Handler]:
     table: list[tuple[Any, Handler]] = [
         (tasks.sleep, _sleep),
@@ -778,10 +786,7 @@ def _build_handlers() -> dict[CodeType, Handler]:
     if iterator is not None:
         as_completed_inner = _code(getattr(iterator, "_wait_for_one", None))
     handlers: dict[CodeType, Handler] = {}
-    for func, handler in table:
-        code = _code(func) if func is not None else None
-        if code is not None:
-            handlers[code] = handler
+    _add_handlers(handlers, table)
     if as_completed_inner is not None:
         handlers[as_completed_inner] = _as_completed
     return handlers
@@ -837,19 +842,23 @@ def _anyio_event(
     return {"kind": "event", "tasks": (), "call": "Event.wait", "object": facts}
 
 
+def tokens_left(limiter: Any) -> int | None:
+    """The tokens a CapacityLimiter (anyio's or trio's) has left: its total less those
+    borrowed; None for a limiter of unbounded tokens (JSON has no infinity)."""
+    total = getattr(limiter, "_total_tokens", None)
+    if not isinstance(total, int | float) or not math.isfinite(total):
+        return None
+    return int(total) - len(getattr(limiter, "_borrowers", None) or ())
+
+
 def _anyio_limiter(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting:
     """anyio's CapacityLimiter: a semaphore of `total` tokens, each borrowed by a task."""
     limiter = _self(ctx, frame)
-    total = getattr(limiter, "_total_tokens", None)
-    borrowed = len(getattr(limiter, "_borrowers", None) or ())
-    value = None  # JSON has no infinity: a limiter of unbounded tokens says no value
-    if isinstance(total, int | float) and math.isfinite(total):
-        value = int(total) - borrowed
     facts = _object_facts(limiter) | {
         "name": object_name(ctx, limiter, caller),
-        "value": value,
+        "value": tokens_left(limiter),
         "waiters": len(getattr(limiter, "_wait_queue", None) or ()),
     }
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
@@ -930,10 +939,7 @@ def _add_aiohttp_handlers() -> bool:
         (getattr(getattr(streams_module, "StreamReader", None), "_wait", None), _aiohttp_stream),
         (getattr(getattr(streams_module, "DataQueue", None), "read", None), _aiohttp_queue),
     ]
-    for func, handler in table:
-        code = _code(func) if func is not None else None
-        if code is not None:
-            HANDLERS[code] = handler
+    _add_handlers(HANDLERS, table)
     return True
 
 
@@ -978,10 +984,7 @@ def _add_anyio_handlers() -> bool:
             _anyio_stream("send"),
         ),
     ]
-    for func, handler in table:
-        code = _code(func) if func is not None else None
-        if code is not None:
-            HANDLERS[code] = handler
+    _add_handlers(HANDLERS, table)
     group = getattr(backend, "TaskGroup", None)
     waiters.anyio_task_done = _nested_code(getattr(group, "_spawn", None), "task_done")
     return True

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from types import CodeType, CoroutineType, FrameType
 from typing import TYPE_CHECKING, Any
 
-from taskscope.agent.awaiting import AwaitContext, callable_name, object_name
+from taskscope.agent.awaiting import AwaitContext, callable_name, object_name, tokens_left
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.failures import TracebackNote
 from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
@@ -1052,13 +1052,9 @@ def _primitive(kind: str, call: str) -> Reader:
 def _limiter(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
     """A CapacityLimiter: a semaphore of its tokens, each borrowed by a task."""
     limiter = _local(frame, "self")
-    total = getattr(limiter, "_total_tokens", None)
-    value = None  # JSON has no infinity: a limiter of unbounded tokens says no value
-    if isinstance(total, int | float) and math.isfinite(total):
-        value = int(total) - len(getattr(limiter, "_borrowers", None) or ())
     facts = _facts(limiter) | {
         "name": look.name_of(limiter, _user_caller(frames, frames.index(frame))),
-        "value": value,
+        "value": tokens_left(limiter),
         "waiters": len(getattr(limiter, "_pending_borrowers", None) or ()),
     }
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}

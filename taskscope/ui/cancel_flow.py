@@ -306,4 +306,4 @@ class CancelFlow:
 def _loop_blocked(model: TaskModel, task: TaskInfo) -> bool:
     """Whether the loop `task` runs on was blocked at the model's last look."""
     loop = model.loops.get(task.loop)
-    return loop is not None and loop.blocked_for is not None and not loop.blocked_ended
+    return loop is not None and loop.blocked_now
