@@ -108,6 +108,8 @@ class TaskInfo:
     observed_at: float = field(default=0.0, compare=False)
     #: When the agent first saw a task whose creation it did not see (after an attach).
     first_seen_at: float | None = None
+    #: Pending on a future: when the agent's looks first found it on that very future.
+    waiting_seen_at: float | None = None
     #: When a cancel was handed to the task's loop, which has not delivered it yet.
     cancel_requested_at: float | None = None
     #: Runtime figures, None when the agent does not time steps (see WireTask).
@@ -144,6 +146,7 @@ class TaskInfo:
             exception=raw.get("exception"),
             observed_at=observed_at,
             first_seen_at=raw.get("first_seen_at"),
+            waiting_seen_at=raw.get("waiting_seen_at"),
             cancel_requested_at=raw.get("cancel_requested_at"),
             steps=raw.get("steps"),
             busy_s=raw.get("busy_s"),
@@ -179,6 +182,19 @@ class TaskInfo:
             return age, False
         end = self.finished_at if self.finished_at is not None else now
         return max(0.0, end - self.first_seen_at), True
+
+    def known_wait(self, now: float) -> tuple[float | None, bool]:
+        """(how long it has waited where it waits now, whether that is only a lower bound):
+        exact when the agent times steps (`waiting_since`), else from the first look that
+        found it on the future it waits on (the wait began before that look); None when it
+        is not waiting, or not on a future the agent can tell apart from the next."""
+        if self.finished or self.running or self.awaiting is None:
+            return None, False
+        if self.waiting_since is not None:
+            return max(0.0, now - self.waiting_since), False
+        if self.waiting_seen_at is not None:
+            return max(0.0, now - self.waiting_seen_at), True
+        return None, False
 
 
 @dataclass(frozen=True, slots=True)

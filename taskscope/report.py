@@ -24,6 +24,7 @@ from taskscope.relations import (
 )
 from taskscope.words import (
     CYCLE_MARK,
+    WAIT_BOUND_NOTE,
     WARNING_MARK,
     FindingFacts,
     age_words,
@@ -34,6 +35,7 @@ from taskscope.words import (
     step_time_text,
     task_doing,
     tasks_awaited,
+    wait_words,
 )
 
 STATE_MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
@@ -181,8 +183,13 @@ def ps_table(
     timed = any(task.steps is not None for task in model.tasks.values())
     if timed:
         heads += ["STEPS", "BUSY"]
-    rows = [heads]
     tasks = sorted(model.tasks.values(), key=_ps_order(sort, now))
+    # How long each waited where it is, when some wait is known (see `wait_words`).
+    waits = {task.id: wait_words(*task.known_wait(now)) for task in tasks}
+    waited = any(waits.values())
+    if waited:
+        heads.append("WAITED")
+    rows = [heads]
     in_cycle = model.cycle_members()
     for task in tasks:
         if only is not None:
@@ -207,6 +214,8 @@ def ps_table(
             cells.insert(0, WARNING_MARK if task.id in warned else "")
         if timed:
             cells += [count_text(task.steps), step_time_text(task.busy_s)]
+        if waited:
+            cells.append(waits[task.id])
         cells.append(safe_text(task_doing(task, now, task.id in in_cycle), 80))
         rows.append(cells)
     heads.append("AWAITING")
@@ -224,6 +233,8 @@ def ps_table(
         footnotes.append(_trio_first_seen_note(model, seen_only))
     elif seen_only:
         footnotes.append(_first_seen_note(model))
+    if any(text.startswith("≥") for text in waits.values()):
+        footnotes.append(WAIT_BOUND_NOTE)
     return "\n".join([*(line.rstrip() for line in lines), *footnotes])
 
 
@@ -340,6 +351,10 @@ def tree_text(
             "creations are not tracked (track_tasks off): no task shows its creator, and "
             "ages, marked ≥, count from the agent's first look"
         )
+    if any(
+        wait_words(*row.task.known_wait(now)).startswith("≥") for row in rows if not row.repeated
+    ):
+        lines.append(WAIT_BOUND_NOTE)
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))
     return "\n".join(lines)
@@ -404,6 +419,9 @@ def _tree_line(
         )
     if not task.finished and task.awaiting is not None:
         what = "awaiting " + what
+        waited = wait_words(*task.known_wait(now))
+        if waited:
+            what += f", for {waited}"
     note = cancel_note(task, now)
     if note:
         what += f" · {note}"

@@ -141,6 +141,26 @@ def age_words(age: float | None, lower_bound: bool, unknown: str = "?") -> str:
     return ("≥" if lower_bound else "") + format_duration(age)
 
 
+#: A wait known only from the agent's looks is said once it is at least this long: the
+#: first look at a task finds it waiting "≥0s", which tells nothing.
+WAIT_SHOWN: Final = 1.0
+
+
+#: Under a table or tree that shows a wait marked ≥.
+WAIT_BOUND_NOTE: Final = (
+    "a wait marked ≥ counts from the agent's first look that found the task waiting there "
+    "(it may have waited longer); another look later shows which tasks have not moved"
+)
+
+
+def wait_words(wait: float | None, lower_bound: bool) -> str:
+    """How long a task has waited where it waits now: `41s`; `≥41s` when counted from the
+    first look that found it there; "" when unknown, or a lower bound under `WAIT_SHOWN`."""
+    if wait is None or (lower_bound and wait < WAIT_SHOWN):
+        return ""
+    return age_words(wait, lower_bound)
+
+
 def rate_text(per_second: float | None) -> str:
     """Steps per second: `850/s`, `2.1k/s`; `-` when unknown."""
     if per_second is None:
@@ -187,13 +207,15 @@ def runtime_words(steps: int | None, busy: float | None, longest: float | None) 
     )
 
 
-def moments_words(last_ran_at: float | None, waiting_since: float | None, now: float) -> str:
-    """`last ran 2.1s ago · waiting 41.0s` (each part when known); "" when neither is."""
+def moments_words(last_ran_at: float | None, wait: tuple[float | None, bool], now: float) -> str:
+    """`last ran 2.1s ago · waiting 41.0s` (each part when known; `≥41.0s` for a wait
+    counted from the first look that found it there: see `wait_words`); "" when neither is."""
     moments: list[str] = []
     if last_ran_at is not None:
         moments.append(f"last ran {ago_text(last_ran_at, now)}")
-    if waiting_since is not None:
-        moments.append(f"waiting {format_duration(max(0.0, now - waiting_since))}")
+    waited = wait_words(*wait)
+    if waited:
+        moments.append(f"waiting {waited}")
     return " · ".join(moments)
 
 

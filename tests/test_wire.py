@@ -167,6 +167,7 @@ def test_the_declared_task_keys_are_the_documented_schema_1_keys() -> None:
         "result",
         "exception",
         "first_seen_at",
+        "waiting_seen_at",
         "cancel_requested_at",
         "steps",
         "busy_s",
@@ -673,6 +674,7 @@ VOLATILE = (
     "longest_step_s",
     "last_ran_at",
     "waiting_since",
+    "waiting_seen_at",
     "blocked_for",
 )
 

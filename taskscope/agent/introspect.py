@@ -310,7 +310,9 @@ class SnapshotBuilder:
         taken_at = time.time()
         loops, running, ctx = self._read_registry(tasks)
         graph = _AwaitGraph()
-        counts, main_tasks = self._look_at_tasks(tasks, loops, running, ctx, graph, records, metas)
+        counts, main_tasks = self._look_at_tasks(
+            tasks, loops, running, ctx, graph, records, metas, taken_at
+        )
         replaced_descriptions = _DESCRIPTION_CACHE.get(tracker)
         _DESCRIPTION_CACHE[tracker] = (
             {key: entry[1] for key, entry in sliced(ctx.memo.items())},
@@ -402,12 +404,14 @@ class SnapshotBuilder:
         graph: _AwaitGraph,
         records: list[WireTask],
         metas: list[TaskMeta],
+        taken_at: float,
     ) -> tuple[dict[int, int], dict[str, str]]:
         """Steps 2 to 4 for every pending task: its record, as if it awaited no task (most do
         not), into `records`, its metadata at the same place in `metas`, and who awaits it
         into `graph`. Gives the GIL away every `SLICE_SECONDS`. Returns the number of tasks
         per loop (by id(loop)) and, by loop id, the task its `run_until_complete` (so
-        `asyncio.run`) waits for."""
+        `asyncio.run`) waits for. `taken_at` (the look's time) becomes the `waiting_seen_at`
+        of every task this look finds suspended on a future it was not on at the last one."""
         tracker = self.tracker
         known_metas = tracker.task_metas()
         ensure_meta = tracker.ensure_meta
@@ -519,7 +523,18 @@ class SnapshotBuilder:
             if not meta.watched:
                 unwatched.append(task)
             is_running = id(task) in running
+            last_fut, last_record = meta.chain_fut, meta.record
             stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
+            # Since when it has been seen suspended where it is: from the last record while it
+            # stays on the very same future (`_stack_and_awaiting` keeps its note), from this
+            # look on a new one; not said of a wait whose future cannot be told apart.
+            seen_at: float | None = None
+            if is_running or meta.chain_fut is None:
+                pass
+            elif meta.chain_fut is last_fut and last_record is not None:
+                seen_at = last_record.get("waiting_seen_at")
+            else:
+                seen_at = taken_at
             meta.slot = len(records)
             records.append(
                 pending_record(
@@ -533,6 +548,7 @@ class SnapshotBuilder:
                     waiters,
                     replaced,
                     wall_offset,
+                    seen_at,
                 )
             )
             metas.append(meta)
@@ -745,6 +761,7 @@ def _pending_record(
     waiters: list[int] | None,
     replaced: dict[int, _Replaced],
     wall_offset: float | None,
+    waiting_seen_at: float | None,
 ) -> WireTask:
     """Step 4: a pending task's record, as if it awaited no task (the waiters among them get
     theirs again in `_add_awaited_tasks`, once every edge is known). A task made of what it
@@ -760,6 +777,7 @@ def _pending_record(
         and meta.rec_running is running
         and meta.rec_created_at is created_at
         and meta.rec_name == name
+        and record.get("waiting_seen_at") is waiting_seen_at
     )
     timing = meta.timing
     steps = 0
@@ -784,7 +802,7 @@ def _pending_record(
     else:  # a first record, or a creation noted since (`Tracker.note_creation`)
         wire = _task_wire(meta, task)
     record = meta.record = _task_record(
-        wire, loop_id, name, stack, awaiting, running, created_at, waiters
+        wire, loop_id, name, stack, awaiting, running, created_at, waiters, waiting_seen_at
     )
     if timing is not None:
         if steps and wall_offset is not None:
@@ -851,7 +869,7 @@ def _with_awaited(record: WireTask, awaited: list[int]) -> WireTask:
 
 
 #: The keys a pending task's record may have, in the order `WireTask` declares them.
-_PENDING_KEYS = (*TASK_ROW_KEYS, "running", "first_seen_at", "created_from")
+_PENDING_KEYS = (*TASK_ROW_KEYS, "running", "first_seen_at", "waiting_seen_at", "created_from")
 
 
 class _RecordKeys:
@@ -878,6 +896,7 @@ def _task_record(
     running: bool,
     created_at: float | None,
     waiters: list[int] | None,
+    waiting_seen_at: float | None,
 ) -> WireTask:
     """A pending task's record, its keys in the order `WireTask` declares them (a copy of
     `_RecordKeys`'s, without the keys it has no value for)."""
@@ -900,6 +919,10 @@ def _task_record(
         record["first_seen_at"] = wire[4]
     else:
         del record["first_seen_at"]
+    if waiting_seen_at is not None:
+        record["waiting_seen_at"] = waiting_seen_at
+    else:
+        del record["waiting_seen_at"]
     if wire[2]:
         record["created_from"] = wire[2]
     else:

@@ -136,6 +136,9 @@ class WireTask(WireTaskRow, total=False):
     result: str
     exception: str
     first_seen_at: float
+    # A pending task suspended on a future: Unix time of the first look that found it
+    # suspended on that very future (the wait began before, maybe long before the first look).
+    waiting_seen_at: float
     cancel_requested_at: float
     # Runtime figures (issue 12), when the agent times steps: how many steps the task ran, the
     # seconds spent in them, its longest one, when it last ran and since when it has waited in

@@ -539,6 +539,8 @@ _encode_string = json.encoder.encode_basestring
 _float_text = float.__repr__
 _STATE_TEXTS: Final = tuple(_encode_schema(state) for state in TASK_STATES)
 _ROW_KEY_SET: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
+#: The extra keys that say only when the agent saw a task (no warning is about them).
+_SEEN_KEYS: Final = frozenset({"first_seen_at", "waiting_seen_at"})
 
 #: How the JSON writer says each row value (`{}` is the value); a key not here is encoded as
 #: it is. A value of another type than the agent sends is encoded as it is too: the text is
@@ -584,6 +586,18 @@ def _row_writer() -> Callable[..., None]:
         "        if len(rest) == 1:\n"
         "            origin = rest[0]\n"
         "            tail = '' if origin is None else ', \"created_from\": ' + STACK[origin]\n"
+        # The most common extra key, a pending task's `waiting_seen_at`, written inline.
+        "        elif (\n"
+        "            len(rest) == 2\n"
+        "            and type(extras := rest[1]) is dict\n"
+        "            and len(extras) == 1\n"
+        "            and type(seen := extras.get('waiting_seen_at')) is float\n"
+        "            and seen - seen == 0.0\n"
+        "        ):\n"
+        "            origin = rest[0]\n"
+        "            tail = ', \"waiting_seen_at\": ' + F(seen) + (\n"
+        "                '' if origin is None else ', \"created_from\": ' + STACK[origin]\n"
+        "            )\n"
         "        else:\n"
         "            tail = TAIL(rest)\n"
         f'        append(f"""{{{{{items}{{tail}}}}}}""")\n'
@@ -632,17 +646,26 @@ class CompactSnapshot:
         return len(self.rows)
 
     def rows_about(self, awaits: Container[Any], ids: Container[Any]) -> list[Any]:
-        """The rows whose record has keys beyond `TASK_ROW_KEYS` and `created_from`, whose
-        `awaiting` is one of `awaits` (indexes into `awaits`) or whose id is in `ids`; and
-        any malformed row (`records` says what is wrong with it)."""
+        """The rows whose record has keys beyond `TASK_ROW_KEYS`, `created_from` and when
+        the agent saw it (`_SEEN_KEYS`, which no warning is about), whose `awaiting` is one
+        of `awaits` (indexes into `awaits`) or whose id is in `ids`; and any malformed row
+        (`records` says what is wrong with it)."""
         size = _ORIGIN_AT + 1
+        seen_keys = _SEEN_KEYS
         return [
             row
             for row in self.rows
             if type(row) is not list
-            or len(row) != size
             or row[_AWAITING_AT] in awaits
             or row[0] in ids
+            or (
+                len(row) != size
+                and (
+                    len(row) != size + 1
+                    or type(extras := row[-1]) is not dict
+                    or not extras.keys() <= seen_keys
+                )
+            )
         ]
 
     def records(self, rows: Sequence[Any]) -> list[WireTask]:
@@ -672,6 +695,8 @@ class CompactSnapshot:
         stack = _Texts(lambda index: safe(_encode_schema(decoder._stack(index))))
 
         by_object: dict[int, str] = {}  # id(awaiting) -> its text (for a task in no cycle)
+        seen_keys = _SEEN_KEYS
+        seen_texts = {key: f", {_encode_string(key)}: " for key in seen_keys}
 
         def await_text(index: Any, task_id: Any) -> str:
             awaiting = awaits[index]  # an IndexError as the decoder's
@@ -688,7 +713,15 @@ class CompactSnapshot:
         def tail(rest: list[Any]) -> str:
             origin, extras = rest  # a ValueError for a row of another length, as decoding's
             text = ""
-            if extras:
+            if type(extras) is dict and extras.keys() <= seen_keys:
+                # Most pending tasks' only extra keys (when the agent saw them), finite
+                # floats: written as `json.dumps` would, without encoding a dict per row.
+                for key, value in extras.items():
+                    if type(value) is not float or value - value != 0.0:
+                        text = ", " + safe(_encode_schema(extras))[1:-1]
+                        break
+                    text += seen_texts[key] + _float_text(value)
+            elif extras:
                 if not isinstance(extras, dict) or not _ROW_KEY_SET.isdisjoint(extras):
                     raise _Irregular
                 text = ", " + safe(_encode_schema(extras))[1:-1]

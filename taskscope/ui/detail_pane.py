@@ -243,14 +243,13 @@ class DetailPane(Vertical):
         return text
 
     def _append_runtime(self, text: Text, task: TaskInfo, now: float) -> None:
-        """`ran      48,210 steps · busy 8.21s · longest 310ms`, then when it last ran and
-        since when it waits (when the agent times steps)."""
+        """`ran      48,210 steps · busy 8.21s · longest 310ms` (when the agent times steps),
+        then when it last ran and how long it has waited where it is."""
         figures = runtime_words(task.steps, task.busy_s, task.longest_step_s)
         if figures:
             text.append("\nran      ", style="bold")
             text.append(figures)
-        waiting_since = None if task.finished else task.waiting_since
-        moments = moments_words(task.last_ran_at, waiting_since, now)
+        moments = moments_words(task.last_ran_at, task.known_wait(now), now)
         if moments:
             text.append("\n         ")
             text.append(moments)

@@ -12,6 +12,7 @@ from taskscope.words import (
     rate_text,
     share_text,
     stall_words,
+    wait_words,
     warnings_summary,
 )
 from tests.ui.fakes import NOW, service_tasks, snapshot
@@ -34,10 +35,17 @@ def test_loop_figures() -> None:
     assert [lag_text(x) for x in (None, 0.0004, 0.25, 1.5)] == ["-", "0.4 ms", "250 ms", "1.5 s"]
 
 
-def test_when_a_task_ran_and_since_when_it_waits() -> None:
-    assert moments_words(NOW - 2.1, NOW - 41, NOW) == "last ran 2.1s ago · waiting 41.0s"
-    assert moments_words(None, NOW - 3, NOW) == "waiting 3.0s"
-    assert moments_words(None, None, NOW) == ""
+def test_when_a_task_ran_and_how_long_it_has_waited_where_it_is() -> None:
+    assert moments_words(NOW - 2.1, (41.0, False), NOW) == "last ran 2.1s ago · waiting 41.0s"
+    assert moments_words(None, (3.0, False), NOW) == "waiting 3.0s"
+    assert moments_words(None, (None, False), NOW) == ""
+    # Counted from the first look that found it there: a lower bound, said only once it says
+    # something (the first look finds every task waiting for "≥0s").
+    assert moments_words(None, (41.0, True), NOW) == "waiting ≥41.0s"
+    assert moments_words(NOW - 2.1, (0.4, True), NOW) == "last ran 2.1s ago"
+    assert wait_words(0.4, False) == "400ms"
+    assert wait_words(0.4, True) == wait_words(None, False) == ""
+    assert wait_words(1.0, True) == "≥1.0s"
 
 
 def test_stall_words() -> None:

@@ -5,6 +5,7 @@ checks in the target that the task was cancelled."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,6 +141,9 @@ def test_attach_cancel_a_task_with_keys_and_quit(
         wait_for(lambda: detail_title(terminal.screen()), 5, "a selected task")
         time.sleep(0.1)  # let the key land before reading the title again
     assert detail_title(terminal.screen()) == "victim"
+    # How long it has waited where it is: from the dashboard's first look, so "≥", once a
+    # second has gone by (the pane counts on between updates).
+    wait_for(lambda: re.search(r"waiting ≥\d+\.\ds", terminal.screen()), 10, "the victim's wait")
 
     # c asks, naming the task; y confirms.
     terminal.keys("c")
