@@ -123,11 +123,9 @@ def test_rows_with_unexpected_values_are_written_as_their_records(mixed_line: by
     rows[0][2] = 7
     rows[1][9] = "yesterday"
     rows[2][7] = ["1", "2"]
-    shadow = {"name": "shadow", "steps": 3}
-    if isinstance(rows[3][-1], dict):  # extra keys of its own already (`waiting_seen_at`)
-        rows[3][-1].update(shadow)
-    else:
-        rows[3].append(shadow)
+    rows[3].append({"name": "shadow", "steps": 3})
+    # and a `waiting_seen_at` that is no time, or true (which equals 1.0 as a key)
+    rows[4][11], rows[5][11], rows[6][11] = "soon", True, 1.0
     line = json.dumps(message, ensure_ascii=False).encode()
     # THEN the text is still json.dumps of the records the decoder makes
     assert _new_dump(line) == _old_dump(line)

@@ -526,15 +526,15 @@ def test_a_broken_compact_message_is_an_error() -> None:
 
 
 def test_hello_carries_the_encoding_as_an_optional_key() -> None:
-    request = parse_request(b'{"type": "hello", "protocol": 2, "encoding": "compact3"}')
-    assert request.encoding == "compact3"
+    request = parse_request(b'{"type": "hello", "protocol": 2, "encoding": "compact4"}')
+    assert request.encoding == "compact4"
     assert parse_request(b'{"type": "hello", "protocol": 2}').encoding is None
     with pytest.raises(ProtocolError):
         parse_request(b'{"type": "hello", "protocol": 2, "encoding": 5}')
     with pytest.raises(ProtocolError):
         parse_request(b'{"type": "hello", "protocol": 2, "encoding": "' + b"x" * 100 + b'"}')
-    wire = request_to_wire(Request("hello", 1, protocol=2, encoding="compact3"))
-    assert wire == {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact3"}
+    wire = request_to_wire(Request("hello", 1, protocol=2, encoding="compact4"))
+    assert wire == {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact4"}
     assert "encoding" not in request_to_wire(Request("hello", 1, protocol=2))
 
 
@@ -629,7 +629,7 @@ def test_an_old_client_gets_plain_json_unchanged(start: Any) -> None:
     assert all(schema_text(sleep).endswith(" s left") for sleep in sleeps)
     assert all(isinstance(sleep["seconds_left"], float) for sleep in sleeps)
     # A client of an earlier compact encoding is answered in plain JSON, which it reads.
-    for earlier in ("compact", "compact2"):
+    for earlier in ("compact", "compact2", "compact3"):
         hello, reply = _talk(
             target.pid,
             {"type": "hello", "id": 1, "protocol": 2, "encoding": earlier},
@@ -643,10 +643,10 @@ def test_the_agent_answers_which_encoding_it_uses(start: Any) -> None:
     target = start("service.py").wait_ready()
     hello, reply = _talk(
         target.pid,
-        {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact3"},
+        {"type": "hello", "id": 1, "protocol": 2, "encoding": "compact4"},
         {"type": "snapshot", "id": 2},
     )
-    assert hello["encoding"] == "compact3"
+    assert hello["encoding"] == "compact4"
     assert "intern" in reply and isinstance(reply["snapshot"]["tasks"][0], list)
     hello, reply = _talk(
         target.pid,
@@ -718,7 +718,7 @@ def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
         assert client.encoding == "plain"
         plain = client.snapshot()
     with AgentClient(target.pid) as client:
-        assert client.encoding == "compact3"
+        assert client.encoding == "compact4"
         assert json.dumps(_normalise(client.snapshot())) == json.dumps(_normalise(plain))
         feed = client.subscribe(interval=0.1)
         kind, first = next(feed)
@@ -738,7 +738,7 @@ def test_client_negotiates_compact_and_subscriptions_expand(start: Any) -> None:
         assert client.stack(new.id)["found"] is True
 
 
-@pytest.mark.parametrize("encoding", ["plain", "compact3"])
+@pytest.mark.parametrize("encoding", ["plain", "compact4"])
 def test_subscription_deltas_count_down_in_both_encodings(start: Any, encoding: str) -> None:
     """A delta's new sleeper says its seconds left and the words for them, in schema 1,
     whichever the encoding: end times stay inside the agent and the compact encoding."""

@@ -869,7 +869,7 @@ def _with_awaited(record: WireTask, awaited: list[int]) -> WireTask:
 
 
 #: The keys a pending task's record may have, in the order `WireTask` declares them.
-_PENDING_KEYS = (*TASK_ROW_KEYS, "running", "first_seen_at", "waiting_seen_at", "created_from")
+_PENDING_KEYS = (*TASK_ROW_KEYS, "waiting_seen_at", "running", "first_seen_at", "created_from")
 
 
 class _RecordKeys:

@@ -34,10 +34,11 @@ MAX_ENCODING_NAME: Final = 64
 #: Wire encodings of snapshots and deltas a client may ask for in `hello` (see "Compact
 #: encoding" in docs/protocol.md). "plain" is the schema-1 JSON itself, and the default.
 PLAIN: Final = "plain"
-#: The third compact encoding (awaiting descriptions are facts without words; countdowns
-#: travel as the times they end at). An agent asked for a name it does not know, such as the
-#: earlier "compact" and "compact2", answers in plain JSON, which a client of theirs reads.
-COMPACT: Final = "compact3"
+#: The fourth compact encoding (awaiting descriptions are facts without words; countdowns
+#: travel as the times they end at; a pending task's `waiting_seen_at` has a place of its own
+#: in its row). An agent asked for a name it does not know, such as the earlier "compact" to
+#: "compact3", answers in plain JSON, which a client of theirs reads.
+COMPACT: Final = "compact4"
 ENCODINGS: Final[frozenset[str]] = frozenset({PLAIN, COMPACT})
 
 RequestType = Literal[
@@ -132,13 +133,14 @@ class WireTask(WireTaskRow, total=False):
     """A task record: `WireTaskRow`, then these keys, each only when it says something
     (`created_from` last)."""
 
+    # A pending task suspended on a future: Unix time of the first look that found it
+    # suspended on that very future (the wait began before, maybe long before the first look).
+    # First of these keys: in a compact row it has a place of its own (`COMPACT_ROW_KEYS`).
+    waiting_seen_at: float
     running: bool
     result: str
     exception: str
     first_seen_at: float
-    # A pending task suspended on a future: Unix time of the first look that found it
-    # suspended on that very future (the wait began before, maybe long before the first look).
-    waiting_seen_at: float
     cancel_requested_at: float
     # Runtime figures (issue 12), when the agent times steps: how many steps the task ran, the
     # seconds spent in them, its longest one, when it last ran and since when it has waited in
@@ -632,9 +634,9 @@ def encode(message: dict[str, Any] | Any) -> bytes:
     return _encoder.encode(message).encode("utf-8", "surrogatepass") + b"\n"
 
 
-#: The first positions of a compact task row, the keys of `WireTaskRow` in their order; then
-#: `created_from` (a stack index or null when the record has none) and, only when the record
-#: has other keys, an object of them.
+#: The keys of `WireTaskRow` in their order: the first positions of a compact task row; then
+#: `waiting_seen_at` (null when the record has none), `created_from` (a stack index or null
+#: when the record has none) and, only when the record has other keys, an object of them.
 TASK_ROW_KEYS: Final[tuple[str, ...]] = tuple(WireTaskRow.__annotations__)
 #: The keys a task record has only when they say something.
 TASK_OPTIONAL_KEYS: Final[tuple[str, ...]] = tuple(

@@ -38,13 +38,14 @@ _STATE_AT: Final = TASK_ROW_KEYS.index("state")
 _CORO_AT: Final = TASK_ROW_KEYS.index("coro")
 _STACK_AT: Final = TASK_ROW_KEYS.index("stack")
 _AWAITING_AT: Final = TASK_ROW_KEYS.index("awaiting")
-#: Where a row's `created_from` index sits, after the row keys.
-_ORIGIN_AT: Final = len(TASK_ROW_KEYS)
+#: Where a row's `waiting_seen_at` sits, after the row keys, and its `created_from` index.
+_SEEN_AT: Final = len(TASK_ROW_KEYS)
+_ORIGIN_AT: Final = _SEEN_AT + 1
 #: `state` codes in rows (a state missing here travels as its string).
 TASK_STATES: Final[tuple[str, ...]] = ("pending", "done", "cancelled", "failed")
 _STATE_CODES: Final = {state: code for code, state in enumerate(TASK_STATES)}
 _ROW_VALUES = itemgetter(*TASK_ROW_KEYS)
-_NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
+_NOT_EXTRA: Final = frozenset(TASK_ROW_KEYS) | {"waiting_seen_at", "created_from"}
 _FRAME_VALUES = itemgetter("function", "file", "line")
 #: Where a remembered row's `awaiting` index goes: JSON text never carries a raw NUL (it
 #: escapes control characters), so the first one in a row's text is this.
@@ -167,6 +168,8 @@ class CompactTables:
         """A record's row as text, `hole` where its `awaiting` index goes (remembered only
         with `_AWAIT_HOLE` there)."""
         values: list[Any] = list(_ROW_VALUES(record))
+        seen = record.get("waiting_seen_at")
+        values.append(seen)
         state = values[_STATE_AT]
         values[_STATE_AT] = _STATE_CODES.get(state, state)
         coro = values[_CORO_AT]
@@ -182,14 +185,14 @@ class CompactTables:
             if origin_index is None:
                 origin_index = self._list(origin)
         values.append(origin_index)
-        extras = len(record) - _ORIGIN_AT - (origin is not None)
+        extras = len(record) - _SEEN_AT - (seen is not None) - (origin is not None)
         if extras == 1:  # most often: a finished task's result or exception, its last key
             keyed: Any = record  # read by key names the type does not know
             for key in reversed(keyed):
                 if key not in _NOT_EXTRA:
                     values.append({key: keyed[key]})
                     break
-            else:  # a `created_from` of None, counted as an extra key: as below
+            else:  # a `created_from` or `waiting_seen_at` of None, counted as an extra key
                 values.append({})
         elif extras > 0:
             values.append({k: v for k, v in record.items() if k not in _NOT_EXTRA})
@@ -481,13 +484,17 @@ class CompactDecoder:
         return stack
 
     def _task(self, row: list[Any], awaits: Sequence[Any]) -> WireTask:
-        """A row back to its record: `TASK_ROW_KEYS` from the row's first positions, the
-        other keys (if any) from its object, `created_from` last."""
+        """A row back to its record: `TASK_ROW_KEYS` from the row's first positions, then
+        `waiting_seen_at` (if any), the other keys (if any) from its object, `created_from`
+        last."""
         record, rest = _read_row(row, self._strings, self._stack, awaits)
-        if len(rest) > 1:  # the record's other keys
-            (others,) = rest[1:]
+        seen = rest[0]
+        if seen is not None:
+            record["waiting_seen_at"] = seen
+        if len(rest) > 2:  # the record's other keys
+            (others,) = rest[2:]
             record.update(others)
-        origin = rest[0]
+        origin = rest[1]
         if origin is not None:
             record["created_from"] = self._stack(origin)
         return record
@@ -538,9 +545,9 @@ _encode_schema = _small_value_encoder(json.JSONEncoder(ensure_ascii=False))
 _encode_string = json.encoder.encode_basestring
 _float_text = float.__repr__
 _STATE_TEXTS: Final = tuple(_encode_schema(state) for state in TASK_STATES)
-_ROW_KEY_SET: Final = frozenset(TASK_ROW_KEYS) | {"created_from"}
-#: The extra keys that say only when the agent saw a task (no warning is about them).
-_SEEN_KEYS: Final = frozenset({"first_seen_at", "waiting_seen_at"})
+_ROW_KEY_SET: Final = frozenset(TASK_ROW_KEYS) | {"waiting_seen_at", "created_from"}
+#: The extra keys that say only when the agent first saw a task (no warning is about them).
+_SEEN_KEYS: Final = frozenset({"first_seen_at"})
 
 #: How the JSON writer says each row value (`{}` is the value); a key not here is encoded as
 #: it is. A value of another type than the agent sends is encoded as it is too: the text is
@@ -566,11 +573,12 @@ _ROW_TEXTS: Final = {
 
 
 def _row_writer() -> Callable[..., None]:
-    """`write_rows(rows, into, CORO, STACK, AWAITS, AWAIT, TAIL)`: the schema-1 JSON text
-    of each row's record appended to `into`, as `json.dumps` (ensure_ascii off) writes the
-    record `CompactDecoder` makes of it. Made from `TASK_ROW_KEYS`, as `_row_reader` is.
+    """`write_rows(rows, into, CORO, STACK, AWAITS, AWAIT, TAIL, SEEN)`: the schema-1 JSON
+    text of each row's record appended to `into`, as `json.dumps` (ensure_ascii off) writes
+    the record `CompactDecoder` makes of it. Made from `TASK_ROW_KEYS`, as `_row_reader` is.
     CORO and STACK map an index to its text, AWAITS too (None: ask `AWAIT(index, task_id)`),
-    TAIL says a row's values after `created_from` (its extra keys)."""
+    SEEN a `waiting_seen_at` to its text (`_SeenTexts`), TAIL says the values of a row
+    with extra keys after its row keys."""
     if "id" not in TASK_ROW_KEYS:  # pragma: no cover
         raise TypeError("task rows begin with their id")
     names = ", ".join(f"row_{key}" for key in TASK_ROW_KEYS)
@@ -579,25 +587,19 @@ def _row_writer() -> Callable[..., None]:
         for key in TASK_ROW_KEYS
     )
     source = (
-        "def write_rows(rows, into, CORO, STACK, AWAITS, AWAIT, TAIL):\n"
+        "def write_rows(rows, into, CORO, STACK, AWAITS, AWAIT, TAIL, SEEN):\n"
         "    append = into.append\n"
         "    for row in rows:\n"
         f"        {names}, *rest = row\n"
-        "        if len(rest) == 1:\n"
-        "            origin = rest[0]\n"
-        "            tail = '' if origin is None else ', \"created_from\": ' + STACK[origin]\n"
-        # The most common extra key, a pending task's `waiting_seen_at`, written inline.
-        "        elif (\n"
-        "            len(rest) == 2\n"
-        "            and type(extras := rest[1]) is dict\n"
-        "            and len(extras) == 1\n"
-        "            and type(seen := extras.get('waiting_seen_at')) is float\n"
-        "            and seen - seen == 0.0\n"
-        "        ):\n"
-        "            origin = rest[0]\n"
-        "            tail = ', \"waiting_seen_at\": ' + F(seen) + (\n"
-        "                '' if origin is None else ', \"created_from\": ' + STACK[origin]\n"
+        "        if len(rest) == 2:\n"
+        "            row_seen, origin = rest\n"
+        "            tail = (\n"
+        "                '' if row_seen is None\n"
+        "                else SEEN[row_seen] if type(row_seen) is float\n"
+        "                else SEEN.text(row_seen)\n"
         "            )\n"
+        "            if origin is not None:\n"
+        "                tail += ', \"created_from\": ' + STACK[origin]\n"
         "        else:\n"
         "            tail = TAIL(rest)\n"
         f'        append(f"""{{{{{items}{{tail}}}}}}""")\n'
@@ -646,8 +648,9 @@ class CompactSnapshot:
         return len(self.rows)
 
     def rows_about(self, awaits: Container[Any], ids: Container[Any]) -> list[Any]:
-        """The rows whose record has keys beyond `TASK_ROW_KEYS`, `created_from` and when
-        the agent saw it (`_SEEN_KEYS`, which no warning is about), whose `awaiting` is one
+        """The rows whose record has keys beyond `TASK_ROW_KEYS`, `waiting_seen_at`,
+        `created_from` and when the agent first saw it (`_SEEN_KEYS`: no warning is about
+        them), whose `awaiting` is one
         of `awaits` (indexes into `awaits`) or whose id is in `ids`; and any malformed row
         (`records` says what is wrong with it)."""
         size = _ORIGIN_AT + 1
@@ -697,6 +700,7 @@ class CompactSnapshot:
         by_object: dict[int, str] = {}  # id(awaiting) -> its text (for a task in no cycle)
         seen_keys = _SEEN_KEYS
         seen_texts = {key: f", {_encode_string(key)}: " for key in seen_keys}
+        seen_text = _SeenTexts()
 
         def await_text(index: Any, task_id: Any) -> str:
             awaiting = awaits[index]  # an IndexError as the decoder's
@@ -711,14 +715,16 @@ class CompactSnapshot:
             return text
 
         def tail(rest: list[Any]) -> str:
-            origin, extras = rest  # a ValueError for a row of another length, as decoding's
-            text = ""
+            seen, origin, extras = rest  # a ValueError for a row of another length, as
+            # decoding's
+            text = "" if seen is None else seen_text.text(seen)
             if type(extras) is dict and extras.keys() <= seen_keys:
-                # Most pending tasks' only extra keys (when the agent saw them), finite
-                # floats: written as `json.dumps` would, without encoding a dict per row.
+                # After an attach, most tasks' only extra key (when the agent first saw
+                # them), a finite float: written as `json.dumps` would, without encoding a
+                # dict per row.
                 for key, value in extras.items():
                     if type(value) is not float or value - value != 0.0:
-                        text = ", " + safe(_encode_schema(extras))[1:-1]
+                        text += ", " + safe(_encode_schema(extras))[1:-1]
                         break
                     text += seen_texts[key] + _float_text(value)
             elif extras:
@@ -733,7 +739,7 @@ class CompactSnapshot:
             texts: list[str] = []
             try:
                 try:
-                    _write_rows(part, texts, coro, stack, await_texts, await_text, tail)
+                    _write_rows(part, texts, coro, stack, await_texts, await_text, tail, seen_text)
                 except _Irregular:
                     texts = [self._record_text(row, describe, in_cycle) for row in part]
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as error:
@@ -771,6 +777,25 @@ class _Texts(dict[Any, str]):
         if type(index) is not int:
             raise TypeError(f"index {index!r} is not an int")
         text = self[index] = self._make(index)
+        return text
+
+
+class _SeenTexts(dict[Any, str]):
+    """A `waiting_seen_at` value -> its key and value as `json.dumps` writes them, each made
+    once: the values are a few looks' times, shared by many rows. Keyed by float only (True
+    equals 1.0 as a key, and is written `true`): any other value is written as it comes."""
+
+    def text(self, value: Any) -> str:
+        if type(value) is not float:
+            return ', "waiting_seen_at": ' + terminal_safe_json(_encode_schema(value))
+        return self[value]
+
+    def __missing__(self, value: float) -> str:
+        text = ', "waiting_seen_at": ' + (
+            _float_text(value) if value - value == 0.0 else _encode_schema(value)
+        )
+        if len(self) < 4096:
+            self[value] = text
         return text
 
 
