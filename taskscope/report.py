@@ -143,8 +143,9 @@ def loop_names(model: TaskModel) -> dict[str, str]:
     return names
 
 
-#: How `ps --sort` orders the tasks: the busiest, the most stepped and the oldest first.
-PS_SORTS = ("busy", "steps", "age", "name")
+#: How `ps --sort` orders the tasks: the busiest, the most stepped, the oldest and the
+#: longest waiting where they are first; or by name.
+PS_SORTS = ("busy", "steps", "age", "waited", "name")
 
 
 def _ps_order(sort: str | None, now: float) -> Callable[[TaskInfo], tuple[Any, ...]]:
@@ -154,6 +155,13 @@ def _ps_order(sort: str | None, now: float) -> Callable[[TaskInfo], tuple[Any, .
         return lambda task: (task.finished, -(task.steps or 0), task.number)
     if sort == "age":
         return lambda task: (task.finished, -(task.known_age(now)[0] or 0.0), task.number)
+    if sort == "waited":
+
+        def longest_wait_first(task: TaskInfo) -> tuple[Any, ...]:
+            wait = task.known_wait(now)[0]  # a task with no wait known after those with one
+            return (task.finished, -(wait if wait is not None else -1.0), task.number)
+
+        return longest_wait_first
     if sort == "name":
         return lambda task: (task.finished, task.name, task.number)
     return lambda task: (task.finished, task.number)

@@ -113,3 +113,11 @@ def test_after_the_worker_moves_its_wait_starts_over_and_the_others_go_on(start:
     stuck = float(rows["stuck"][column:].split()[0].strip("≥s"))
     # The worker's wait counts from the look after it moved, the stuck task's from the first.
     assert 1.1 <= worker < stuck - 1.0, table.stdout
+
+    # --sort waited: the longest waiting where they are first, the worker after them.
+    ordered = run_cli("ps", "--sort", "waited", str(target.pid))
+    assert ordered.returncode == 0, ordered.stderr
+    names = [
+        line.split()[2] for line in ordered.stdout.splitlines() if re.match(r"\d+\s+pending", line)
+    ]
+    assert names[:3] == ["stuck", "holder", "worker"], ordered.stdout

@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sort",
         choices=PS_SORTS,
         default=None,
-        help="busiest, most stepped (with --time-steps) or oldest first, or "
-        "by name (default: by id)",
+        help="busiest, most stepped (with --time-steps), oldest or longest waiting where "
+        "it is first, or by name (default: by id)",
     )
     _time_steps_option(ps, then=", and wait a second for the busy and steps figures")
     tree = looking("tree", "the task tree, with what each task awaits")
