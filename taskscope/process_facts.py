@@ -247,6 +247,26 @@ _HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 _FORKSERVER = "multiprocessing.forkserver"
 
 
+#: What a multiprocessing process's command says it is (see `multiprocessing_role`).
+_MULTIPROCESSING_ROLES = (
+    ("multiprocessing.resource_tracker", "resource_tracker"),
+    ("multiprocessing.forkserver", "fork_server"),
+    ("multiprocessing.spawn import spawn_main", "spawned_worker"),
+)
+
+
+def multiprocessing_role(command: str, parent_command: str | None) -> str | None:
+    """What multiprocessing started this process as, from its command line and its
+    parent's: `resource_tracker`, `fork_server`, `forked_worker` (a process the fork server
+    forked: it keeps the server's command), `spawned_worker`; None for any other process."""
+    for marker, role in _MULTIPROCESSING_ROLES:
+        if marker in command:
+            if role == "fork_server" and parent_command and _FORKSERVER in parent_command:
+                return "forked_worker"
+            return role
+    return None
+
+
 def _looks_python(name: str, cmdline: list[str]) -> bool:
     first = os.path.basename(cmdline[0]).lower() if cmdline else ""
     return "python" in name.lower() or "python" in first

@@ -265,6 +265,13 @@ def test_tree_on_a_multiprocessing_pool_of_asyncio_workers(start: object, method
     for worker in workers:
         assert f"── loop pid {worker} MainThread" in result.stdout
         assert f"pool-job-{worker}" in result.stdout
+    # `list` names multiprocessing's processes for what they are, not by their `-c` scripts
+    listed = run_cli("list")
+    assert listed.returncode == 0, listed.stderr
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    role = "forked by the fork server" if method == "forkserver" else "spawned"
+    for worker in workers:
+        assert lines[str(worker)].endswith(f": multiprocessing worker ({role})"), listed.stdout
     target.stop()
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from taskscope.process_facts import python_processes
+    from taskscope.process_facts import parent_pid, python_processes
 
     agents = set(live_agents())
     rows: list[tuple[str, str, str, str]] = []
@@ -48,10 +48,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     # A terminal gets one line per process; a pipe or file gets whole command
     # lines, since scripts grep them and the checkout path may be long.
     command_width = max(20, os.get_terminal_size().columns - 25) if sys.stdout.isatty() else 4096
+    commands = {int(row[0]): row[3] for row in rows}
     for depth, (pid_text, version, agent, command) in _as_process_tree(rows):
+        command = _named_command(command, commands.get(parent_pid(int(pid_text)) or 0))
         shown = ("  " * (depth - 1) + "└ " if depth else "") + command
         print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(shown, command_width)}")
     return 0
+
+
+#: How `list` names multiprocessing's processes, whose command lines are a `-c` script (and
+#: on 3.14+, the fork server's, with the whole of `sys.path`, kept by every worker it forks).
+_ROLE_NAMES = {
+    "resource_tracker": "multiprocessing's resource tracker",
+    "fork_server": "multiprocessing's fork server",
+    "forked_worker": "multiprocessing worker (forked by the fork server)",
+    "spawned_worker": "multiprocessing worker (spawned)",
+}
+
+
+def _named_command(command: str, parent_command: str | None) -> str:
+    """A process's command as `list` shows it: multiprocessing's helpers and workers named
+    for what they are (`python: multiprocessing's fork server`), any other as it is."""
+    from taskscope.process_facts import multiprocessing_role
+
+    role = multiprocessing_role(command, parent_command)
+    if role is None:
+        return command
+    interpreter = command.split(" ", 1)[0]
+    return f"{interpreter}: {_ROLE_NAMES[role]}"
 
 
 def _as_process_tree(
