@@ -120,6 +120,9 @@ class TaskscopeSession:
         self._write_lock = threading.Lock()
         #: (monotonic time to print the hang report at, test id, its timeout), or None.
         self._deadline: tuple[float, str, float] | None = None
+        #: Halfway to the report: when the agent takes a look of its own, so that the report
+        #: says how long each task has waited where it is (a look notes where each waits).
+        self._midway: float | None = None
         self._current_test = ""
         self._wake_read, self._wake_write = -1, -1
         self._reporter: threading.Thread | None = None
@@ -197,14 +200,16 @@ class TaskscopeSession:
         if timeout <= 0:
             return
         lead = min(_MAX_LEAD, timeout * _LEAD_FRACTION)
+        now = time.monotonic()
         with self._lock:
-            self._deadline = (time.monotonic() + timeout - lead, item.nodeid, timeout)
+            self._deadline = (now + timeout - lead, item.nodeid, timeout)
+            self._midway = now + (timeout - lead) / 2
         self._wake(b"t")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_timeout_cancel_timer(self, item: pytest.Item) -> None:
         with self._lock:
-            self._deadline = None
+            self._deadline = self._midway = None
         self._wake(b"t")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -220,8 +225,11 @@ class TaskscopeSession:
     def _report_loop(self) -> None:
         while True:
             with self._lock:
-                deadline = self._deadline
-            wait = None if deadline is None else max(0.0, deadline[0] - time.monotonic())
+                deadline, midway = self._deadline, self._midway
+            due_at = deadline[0] if deadline is not None else None
+            if midway is not None and due_at is not None:
+                due_at = min(due_at, midway)
+            wait = None if due_at is None else max(0.0, due_at - time.monotonic())
             try:
                 ready, _, _ = select.select([self._wake_read], [], [], wait)
             except (OSError, ValueError):
@@ -238,6 +246,12 @@ class TaskscopeSession:
                     test = self._current_test or "no test running"
                     self._print_report(f"taskscope: {name}: tasks of {test}")
                 continue
+            if midway is not None and midway <= time.monotonic():
+                with self._lock:
+                    if self._midway is midway:
+                        self._midway = None
+                self._look_midway()
+                continue
             with self._lock:
                 due = self._deadline is deadline and deadline is not None
                 if due:
@@ -247,6 +261,14 @@ class TaskscopeSession:
                 self._print_report(
                     f"taskscope: {test} is about to time out ({timeout:g} s): its tasks"
                 )
+
+    def _look_midway(self) -> None:
+        """A look whose only use is what the agent notes of it: at the report, a task still
+        where this look found it has waited there at least since."""
+        from taskscope import agent
+
+        with contextlib.suppress(Exception):  # nothing here may end the reporter thread
+            agent.snapshot()
 
     def _print_report(self, title: str) -> None:
         # On the reporter thread: nothing here may end it, or break the test run.

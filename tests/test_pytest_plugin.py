@@ -239,6 +239,9 @@ def test_a_hanging_suite_prints_its_stuck_tasks_before_pytest_timeout_fails_them
     assert output.index(event) < min(failures, first_failure)
     assert re.search(r"loop MainThread running", event), event
     assert re.search(r"\n└─ stuck-waiter .* awaiting Event\.wait on event \(not set", event), event
+    # How long it has waited there: at least since the look the plugin took halfway (1.35 s)
+    waited = re.search(r"\n└─ stuck-waiter .* awaiting Event\.wait .*, for ≥(\d+\.\d)s", event)
+    assert waited is not None and float(waited.group(1)) >= 1.2, event
     assert f"waiter  {suite}:{waiter_line}" in event
     assert "  Event.wait  " in event
 
