@@ -61,6 +61,12 @@ def snapshot_metrics(snapshots: dict[int, WireSnapshot | None]) -> list[Metric]:
     cycles = GaugeMetricFamily(
         "taskscope_await_cycles", "Await cycles: tasks that wait on each other", labels=["pid"]
     )
+    longest_wait = GaugeMetricFamily(
+        "taskscope_longest_wait_seconds",
+        "The longest a pending task has waited where it is, by the kind of thing it awaits: "
+        "at least since the agent's first look that found it there (each snapshot is a look)",
+        labels=["pid", "loop", "kind"],
+    )
     for pid, snapshot in sorted(snapshots.items()):
         pid_text = str(pid)
         up.add_metric([pid_text], 0.0 if snapshot is None else 1.0)
@@ -70,6 +76,8 @@ def snapshot_metrics(snapshots: dict[int, WireSnapshot | None]) -> list[Metric]:
         states: Counter[tuple[str, str]] = Counter()
         coroutines: Counter[tuple[str, str]] = Counter()
         kinds: Counter[tuple[str, str]] = Counter()
+        waits: dict[tuple[str, str], float] = {}
+        taken_at = snapshot["taken_at"]
         for task in snapshot["tasks"]:
             loop_id = task["loop"]
             if loop_id not in loops:
@@ -81,6 +89,10 @@ def snapshot_metrics(snapshots: dict[int, WireSnapshot | None]) -> list[Metric]:
             awaiting = task["awaiting"]
             if awaiting is not None:
                 kinds[loop_id, awaiting["kind"]] += 1
+                seen_at = task.get("waiting_seen_at")
+                if seen_at is not None:
+                    key = (loop_id, awaiting["kind"])
+                    waits[key] = max(waits.get(key, 0.0), max(0.0, taken_at - seen_at))
         for loop_id in loops:
             for state in TASK_STATES:
                 tasks.add_metric([pid_text, loop_id, state], float(states[loop_id, state]))
@@ -88,12 +100,14 @@ def snapshot_metrics(snapshots: dict[int, WireSnapshot | None]) -> list[Metric]:
             by_coroutine.add_metric([pid_text, loop_id, coro], float(count))
         for (loop_id, kind), count in sorted(kinds.items()):
             by_await_kind.add_metric([pid_text, loop_id, kind], float(count))
+        for (loop_id, kind), seconds in sorted(waits.items()):
+            longest_wait.add_metric([pid_text, loop_id, kind], seconds)
         for loop in snapshot["loops"]:
             if loop["lag"] is not None:
                 lag.add_metric([pid_text, loop["id"]], loop["lag"])
             blocked.add_metric([pid_text, loop["id"]], loop["blocked_for"] or 0.0)
         cycles.add_metric([pid_text], float(len(snapshot["cycles"])))
-    return [up, tasks, by_coroutine, by_await_kind, lag, blocked, cycles]
+    return [up, tasks, by_coroutine, by_await_kind, lag, blocked, cycles, longest_wait]
 
 
 class SnapshotCollector:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -210,3 +211,19 @@ def test_exporter_port_in_use_is_one_line(start) -> None:  # type: ignore[no-unt
     # THEN one line says so
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_the_longest_wait_by_kind_counts_from_the_look_that_found_it(start) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a program with a task stuck on an Event and one on a Lock, seen by a first look
+    target = start("waits_seen.py").wait_ready()
+    first = dump(target.pid)["taken_at"]
+    wait_for(lambda: time.time() - first > 1.5, what="a second and a half")
+    # WHEN the metrics are taken (a look of their own)
+    result = run_cli("metrics", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    samples = parse(result.stdout)
+    # THEN the longest wait of each kind counts from that first look, in the snapshot's time
+    snapshot = dump(target.pid)
+    for kind in ("event", "lock"):
+        seconds = value(samples, "taskscope_longest_wait_seconds", pid=str(target.pid), kind=kind)
+        assert 1.5 <= seconds <= snapshot["taken_at"] - first, (kind, seconds)
