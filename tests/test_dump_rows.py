@@ -131,6 +131,25 @@ def test_rows_with_unexpected_values_are_written_as_their_records(mixed_line: by
     assert _new_dump(line) == _old_dump(line)
 
 
+def test_a_wait_seen_beside_other_keys_is_written_as_its_record(mixed_line: bytes) -> None:
+    # GIVEN regular rows only (one the fast writer leaves aside would take its whole piece the
+    # slow way): a pending task's wait seen with other keys beside it, a first sight that is
+    # no time, and one that is
+    message = json.loads(mixed_line)
+    rows = message["snapshot"]["tasks"]
+    rows[0][11] = 1795600000.25
+    rows[0].append({"unreferenced": True})
+    rows[1].append({"first_seen_at": "early"})
+    rows[2][11] = 1795600001.5
+    rows[2].append({"first_seen_at": 1795600000.125})
+    line = json.dumps(message, ensure_ascii=False).encode()
+    # THEN the text is json.dumps of the records the decoder makes, every key kept
+    assert _new_dump(line) == _old_dump(line)
+    tasks = json.loads(_new_dump(line))["tasks"]
+    assert tasks[0]["waiting_seen_at"] == 1795600000.25 and tasks[0]["unreferenced"] is True
+    assert tasks[2]["waiting_seen_at"] == 1795600001.5
+
+
 def test_sleeps_counted_alike_get_their_words_once(mixed_line: bytes) -> None:
     # GIVEN a real process's snapshot with 40 more sleeping tasks, each with a description
     # of its own on the wire (a sleep's end), all ending when the first sleeper's does

@@ -650,9 +650,8 @@ class CompactSnapshot:
     def rows_about(self, awaits: Container[Any], ids: Container[Any]) -> list[Any]:
         """The rows whose record has keys beyond `TASK_ROW_KEYS`, `waiting_seen_at`,
         `created_from` and when the agent first saw it (`_SEEN_KEYS`: no warning is about
-        them), whose `awaiting` is one
-        of `awaits` (indexes into `awaits`) or whose id is in `ids`; and any malformed row
-        (`records` says what is wrong with it)."""
+        them), whose `awaiting` is one of `awaits` (indexes into `awaits`) or whose id is in
+        `ids`; and any malformed row (`records` says what is wrong with it)."""
         size = _ORIGIN_AT + 1
         seen_keys = _SEEN_KEYS
         return [
@@ -715,22 +714,22 @@ class CompactSnapshot:
             return text
 
         def tail(rest: list[Any]) -> str:
-            seen, origin, extras = rest  # a ValueError for a row of another length, as
-            # decoding's
+            # A ValueError for a row of another length, as decoding's.
+            seen, origin, extras = rest
             text = "" if seen is None else seen_text.text(seen)
-            if type(extras) is dict and extras.keys() <= seen_keys:
+            if (
+                type(extras) is dict
+                and extras.keys() <= seen_keys
+                and all(type(value) is float and value - value == 0.0 for value in extras.values())
+            ):
                 # After an attach, most tasks' only extra key (when the agent first saw
                 # them), a finite float: written as `json.dumps` would, without encoding a
                 # dict per row.
-                for key, value in extras.items():
-                    if type(value) is not float or value - value != 0.0:
-                        text += ", " + safe(_encode_schema(extras))[1:-1]
-                        break
-                    text += seen_texts[key] + _float_text(value)
+                text += "".join(seen_texts[key] + _float_text(extras[key]) for key in extras)
             elif extras:
                 if not isinstance(extras, dict) or not _ROW_KEY_SET.isdisjoint(extras):
                     raise _Irregular
-                text = ", " + safe(_encode_schema(extras))[1:-1]
+                text += ", " + safe(_encode_schema(extras))[1:-1]
             return text + ("" if origin is None else ', "created_from": ' + stack[origin])
 
         rows = self.rows
