@@ -154,7 +154,7 @@ WAIT_BOUND_NOTE: Final = (
 
 
 def wait_words(wait: float | None, lower_bound: bool) -> str:
-    """How long a task has waited where it waits now: `41s`; `≥41s` when counted from the
+    """How long a task has waited where it waits now: `41.0s`; `≥41.0s` when counted from the
     first look that found it there; "" when unknown, or a lower bound under `WAIT_SHOWN`."""
     if wait is None or (lower_bound and wait < WAIT_SHOWN):
         return ""
