@@ -240,8 +240,6 @@ def python_version_of(proc: psutil.Process) -> str | None:
     return match.group(1) if match else None
 
 
-#: Helper processes multiprocessing starts next to its workers: Pythons that never run asyncio.
-_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 #: The fork server's command, which the workers it forks keep (the start method by default
 #: from 3.14 on Linux): a process of that command whose parent has it too is a worker.
 _FORKSERVER = "multiprocessing.forkserver"
@@ -253,6 +251,10 @@ _MULTIPROCESSING_ROLES = (
     ("multiprocessing.forkserver", "fork_server"),
     ("multiprocessing.spawn import spawn_main", "spawned_worker"),
 )
+
+
+#: The helpers multiprocessing starts next to its workers.
+_HELPER_ROLES = frozenset({"resource_tracker", "fork_server"})
 
 
 def multiprocessing_role(command: str, parent_command: str | None) -> str | None:
@@ -319,13 +321,11 @@ def python_children(pid: int) -> list[PythonProcess]:
             continue
         if not zombie:
             read.append((proc, " ".join(cmdline), name, cmdline, started, parent))
-    fork_servers = {proc.pid for proc, command, *_rest in read if _FORKSERVER in command}
+    commands = {proc.pid: command for proc, command, *_rest in read}
     found: list[tuple[float, PythonProcess]] = []
     for proc, command, name, cmdline, started, parent in read:
-        if any(helper in command for helper in _HELPERS) and not (
-            _FORKSERVER in command and parent in fork_servers
-        ):
-            continue  # a helper itself; the fork server's children are the workers
+        if multiprocessing_role(command, commands.get(parent)) in _HELPER_ROLES:
+            continue  # Pythons that never run asyncio; the fork server's children are workers
         if not _looks_python(name, cmdline):
             continue
         found.append((started, PythonProcess(proc.pid, python_version_of(proc), command or name)))

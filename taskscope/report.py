@@ -241,7 +241,7 @@ def ps_table(
         footnotes.append(_trio_first_seen_note(model, seen_only))
     elif seen_only:
         footnotes.append(_first_seen_note(model))
-    if any(text.startswith("≥") for text in waits.values()):
+    if any(_bound_wait_shown(task, now) for task in tasks if waits[task.id]):
         footnotes.append(WAIT_BOUND_NOTE)
     return "\n".join([*(line.rstrip() for line in lines), *footnotes])
 
@@ -359,9 +359,7 @@ def tree_text(
             "creations are not tracked (track_tasks off): no task shows its creator, and "
             "ages, marked ≥, count from the agent's first look"
         )
-    if any(
-        wait_words(*row.task.known_wait(now)).startswith("≥") for row in rows if not row.repeated
-    ):
+    if any(_bound_wait_shown(row.task, now) for row in rows if not row.repeated):
         lines.append(WAIT_BOUND_NOTE)
     if model.history_limit:  # none kept (a read-only look, history=0): nothing to sum up
         lines.append(finished_summary(model, now))
@@ -453,6 +451,12 @@ def _tree_line(
         pad = max(1, width - len(line) - len(age))
         line = line + " " * pad + age
     return line.rstrip()
+
+
+def _bound_wait_shown(task: TaskInfo, now: float) -> bool:
+    """Whether the task's wait is shown, and only as a lower bound (`≥`: see `wait_words`)."""
+    wait, lower_bound = task.known_wait(now)
+    return lower_bound and bool(wait_words(wait, lower_bound))
 
 
 def _prefix(model: TaskModel, row: TreeRow) -> str:

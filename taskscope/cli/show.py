@@ -49,8 +49,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     # lines, since scripts grep them and the checkout path may be long.
     command_width = max(20, os.get_terminal_size().columns - 25) if sys.stdout.isatty() else 4096
     commands = {int(row[0]): row[3] for row in rows}
-    for depth, (pid_text, version, agent, command) in _as_process_tree(rows):
-        command = _named_command(command, commands.get(parent_pid(int(pid_text)) or 0))
+    parents = {pid: parent_pid(pid) for pid in commands}
+    for depth, (pid_text, version, agent, command) in _as_process_tree(rows, parents):
+        command = _named_command(command, commands.get(parents[int(pid_text)] or 0))
         shown = ("  " * (depth - 1) + "└ " if depth else "") + command
         print(f"{pid_text:>7}  {version:7}  {agent:5}  {safe_text(shown, command_width)}")
     return 0
@@ -79,19 +80,17 @@ def _named_command(command: str, parent_command: str | None) -> str:
 
 
 def _as_process_tree(
-    rows: list[tuple[str, str, str, str]],
+    rows: list[tuple[str, str, str, str]], parents: Mapping[int, int | None]
 ) -> list[tuple[int, tuple[str, str, str, str]]]:
     """The rows in their order, each listed process's Python children right under it
     (indented by depth: worker processes under their uvicorn, gunicorn or multiprocessing
-    parent)."""
-    from taskscope.process_facts import parent_pid
-
+    parent), from each row's parent pid in `parents`."""
     by_pid = {int(row[0]): row for row in rows}
     children: dict[int, list[int]] = {}
     roots: list[int] = []
     for row in rows:
         pid = int(row[0])
-        parent = parent_pid(pid)
+        parent = parents.get(pid)
         if parent in by_pid and parent != pid:
             children.setdefault(parent, []).append(pid)
         else:

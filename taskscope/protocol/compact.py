@@ -697,8 +697,6 @@ class CompactSnapshot:
         stack = _Texts(lambda index: safe(_encode_schema(decoder._stack(index))))
 
         by_object: dict[int, str] = {}  # id(awaiting) -> its text (for a task in no cycle)
-        seen_keys = _SEEN_KEYS
-        seen_texts = {key: f", {_encode_string(key)}: " for key in seen_keys}
         seen_text = _SeenTexts()
 
         def await_text(index: Any, task_id: Any) -> str:
@@ -717,16 +715,7 @@ class CompactSnapshot:
             # A ValueError for a row of another length, as decoding's.
             seen, origin, extras = rest
             text = "" if seen is None else seen_text.text(seen)
-            if (
-                type(extras) is dict
-                and extras.keys() <= seen_keys
-                and all(type(value) is float and value - value == 0.0 for value in extras.values())
-            ):
-                # After an attach, most tasks' only extra key (when the agent first saw
-                # them), a finite float: written as `json.dumps` would, without encoding a
-                # dict per row.
-                text += "".join(seen_texts[key] + _float_text(extras[key]) for key in extras)
-            elif extras:
+            if extras:
                 if not isinstance(extras, dict) or not _ROW_KEY_SET.isdisjoint(extras):
                     raise _Irregular
                 text += ", " + safe(_encode_schema(extras))[1:-1]
