@@ -183,6 +183,13 @@ class TaskInfo:
         end = self.finished_at if self.finished_at is not None else now
         return max(0.0, end - self.first_seen_at), True
 
+    def known_wait_start(self) -> float | None:
+        """When its wait where it waits now began (`waiting_since`), or at the latest
+        (`waiting_seen_at`); None when `known_wait` knows none."""
+        if self.finished or self.running or self.awaiting is None:
+            return None
+        return self.waiting_since if self.waiting_since is not None else self.waiting_seen_at
+
     def known_wait(self, now: float) -> tuple[float | None, bool]:
         """(how long it has waited where it waits now, whether that is only a lower bound):
         exact when the agent times steps (`waiting_since`), else from the first look that

@@ -424,10 +424,7 @@ def _tree_line(
             safe_text(model.tasks[t].name) if t in model.tasks else t for t in task.awaiting.tasks
         )
     if not task.finished and task.awaiting is not None:
-        what = "awaiting " + what
-        waited = wait_words(*task.known_wait(now))
-        if waited:
-            what += f", for {waited}"
+        what = "awaiting " + what + wait_note(task, now)
     note = cancel_note(task, now)
     if note:
         what += f" · {note}"
@@ -451,6 +448,13 @@ def _tree_line(
         pad = max(1, width - len(line) - len(age))
         line = line + " " * pad + age
     return line.rstrip()
+
+
+def wait_note(task: TaskInfo, now: float) -> str:
+    """`, for ≥41.0s` after what a pending task awaits: how long it has waited there, when
+    known and shown (see `wait_words`); "" otherwise."""
+    waited = wait_words(*task.known_wait(now))
+    return f", for {waited}" if waited else ""
 
 
 def _bound_wait_shown(task: TaskInfo, now: float) -> bool:

@@ -51,7 +51,8 @@ HELP = {
     "filter": "filter by name, coroutine, id or what a task awaits",
     "clear_filter": "clear the filter, the opened group or the warnings filter",
     "next_worker": "several processes (a parent and its workers): show one worker, the next, all",
-    "cycle_sort": "sort by age, busy time, steps (busiest first), name, state "
+    "cycle_sort": "sort by age, busy time, steps (busiest first), time waited where they "
+    "are (longest first), name, state "
     "(busy and steps when the agent times steps)",
     "view('tree')": "tree view: tasks under their waiter, TaskGroup, gather or creator",
     "view('table')": "flat table of all tasks",

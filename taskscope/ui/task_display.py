@@ -22,7 +22,7 @@ from rich.cells import cell_len
 from rich.text import Text
 
 from taskscope.model import Frame, Stall, TaskInfo, TaskModel, natural_order
-from taskscope.report import safe_text
+from taskscope.report import safe_text, wait_note
 from taskscope.words import (
     age_words,
     awaiting_label,
@@ -31,8 +31,8 @@ from taskscope.words import (
     tasks_awaited,
 )
 
-SortKey = Literal["age", "busy", "steps", "name", "state"]
-SORT_ORDER: tuple[SortKey, ...] = ("age", "busy", "steps", "name", "state")
+SortKey = Literal["age", "busy", "steps", "waited", "name", "state"]
+SORT_ORDER: tuple[SortKey, ...] = ("age", "busy", "steps", "waited", "name", "state")
 #: Sorts by a runtime figure: offered only when the agent times steps.
 FIGURE_SORTS: frozenset[SortKey] = frozenset({"busy", "steps"})
 
@@ -169,6 +169,15 @@ def awaiting_text(task: TaskInfo, model: TaskModel, now: float | None = None) ->
     return lead + safe_text(task_doing(task, now, in_cycle))
 
 
+def row_awaiting_text(task: TaskInfo, model: TaskModel, now: float) -> str:
+    """`awaiting_text` as a row of the tree or the table shows it: with how long the task
+    has waited there (`, for ≥41.0s`), which the tick brings up to date."""
+    what = awaiting_text(task, model, now)
+    if not task.finished and task.awaiting is not None:
+        what += wait_note(task, now)
+    return what
+
+
 def task_name(model: TaskModel, task_id: str) -> str:
     task = model.tasks.get(task_id)
     return safe_text(task.name) if task is not None else f"#{task_id}"
@@ -199,7 +208,7 @@ def has_figures(model: TaskModel) -> bool:
 
 
 def next_sort(current: SortKey, figures: bool) -> SortKey:
-    """The sort after `current` in the cycle (age, busy, steps, name, state), skipping the
+    """The sort after `current` in the cycle (age, busy, steps, waited, name, state), skipping the
     runtime figures when there are none."""
     order = [sort for sort in SORT_ORDER if figures or sort not in FIGURE_SORTS]
     index = order.index(current) if current in order else -1
@@ -207,12 +216,19 @@ def next_sort(current: SortKey, figures: bool) -> SortKey:
 
 
 def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
-    """Oldest first (pending before finished) by default, then by name; busiest / most steps
-    first."""
+    """Oldest first (pending before finished) by default, then by name; busiest, most steps,
+    longest waiting where they are first."""
     if sort == "busy":
         return lambda task: (task.busy_s is None, -(task.busy_s or 0.0), task.number)
     if sort == "steps":
         return lambda task: (task.steps is None, -(task.steps or 0), task.number)
+    if sort == "waited":
+        # By the moment the wait began, not its length: a key that stays put as time goes on.
+        def longest_wait_first(task: TaskInfo) -> tuple[object, ...]:
+            start = task.known_wait_start()
+            return (start is None, start or 0.0, task.number)
+
+        return longest_wait_first
     if sort == "name":
         return lambda task: (task.name.lower(), task.number)
     if sort == "state":

@@ -1,7 +1,8 @@
-"""The flat task table: one row per shown task, sorted by age, busy time, steps, name or
-state. When the agent times steps, BUSY and STEPS come right after the name, in place of STATE
-(the marker says the state), so that a narrow terminal still shows them: "which task eats my
-loop" is the list sorted by busy."""
+"""The flat task table: one row per shown task, sorted by age, busy time, steps, time waited,
+name or state; WAITED says how long each task has waited where it is (see `wait_words`).
+When the agent times steps, BUSY and STEPS come right after the name, in place of STATE (the
+marker says the state), so that a narrow terminal still shows them: "which task eats my loop"
+is the list sorted by busy."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from taskscope.ui.task_display import (
     matches_itself,
     sort_key,
 )
-from taskscope.words import count_text, cycle_note, step_time_text
+from taskscope.words import count_text, cycle_note, step_time_text, wait_words
 
 
 class TaskTable(RowList):
@@ -60,10 +61,13 @@ class TaskTable(RowList):
     def header(self) -> Text:
         if self.figures:
             return Text(
-                f"   {'ID':>6} {'NAME':20} {'BUSY':>7} {'STEPS':>7} {'AGE':>7}  "
+                f"   {'ID':>6} {'NAME':20} {'BUSY':>7} {'STEPS':>7} {'AGE':>7} {'WAITED':>7}  "
                 f"{'COROUTINE':18} AWAITING"
             )
-        return Text(f"   {'ID':>6} {'NAME':24} {'COROUTINE':24} {'STATE':9} {'AGE':>7}  AWAITING")
+        return Text(
+            f"   {'ID':>6} {'NAME':24} {'COROUTINE':24} {'STATE':9} {'AGE':>7} {'WAITED':>7}  "
+            "AWAITING"
+        )
 
     def render_row(self, key: str) -> Text:
         task = self.model.tasks.get(key)
@@ -71,6 +75,7 @@ class TaskTable(RowList):
             return Text(f"   {key:>6} (gone)", style="dim")
         in_cycle = task.id in self.model.cycle_members() if self.model.cycles else False
         what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
+        waited = wait_words(*task.known_wait(self.clock()))
         quiet = task.finished or made_by_asyncio(task)
         if self.figures:
             return Text.assemble(
@@ -84,6 +89,8 @@ class TaskTable(RowList):
                 count_text(task.steps).rjust(7),
                 " ",
                 age_text(task, self.clock()).rjust(7),
+                " ",
+                waited.rjust(7),
                 "  ",
                 (coro_text(task, 18).ljust(18), "dim" if quiet else "cyan"),
                 " ",
@@ -99,6 +106,8 @@ class TaskTable(RowList):
             " ",
             f"{task.state:9} ",
             age_text(task, self.clock()).rjust(7),
+            " ",
+            waited.rjust(7),
             "  ",
             what,
         )

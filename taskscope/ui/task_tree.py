@@ -33,11 +33,11 @@ from taskscope.ui.task_display import (
     FIGURE_SORTS,
     ViewOptions,
     age_text,
-    awaiting_text,
     coro_text,
     made_by_asyncio,
     marker,
     matches_itself,
+    row_awaiting_text,
     sort_key,
 )
 from taskscope.words import awaiting_label, count_text, cycle_note, step_time_text
@@ -608,7 +608,7 @@ class TaskTree(Tree[str]):
         # Shown only as the context of a filter's match, or made by asyncio: in the background.
         context = bool(self.options.filter) and not self.options.shows(task, self.clock())
         quiet = task.finished or context or made_by_asyncio(task)
-        what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
+        what = row_awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         text = Text.assemble(
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked, task.id in self.warned),

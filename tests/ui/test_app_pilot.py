@@ -360,9 +360,11 @@ def test_a_filter_puts_the_cursor_on_the_task_named_not_on_the_one_awaiting_it()
     run_app(scenario)
 
 
-def test_s_cycles_sort_by_name_and_state() -> None:
+def test_s_cycles_sort_by_waited_name_and_state() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
+        await pilot.press("s")
+        assert app.options.sort == "waited"
         await pilot.press("s")
         assert app.options.sort == "name"
         main = tree.node_for("1")
@@ -383,7 +385,7 @@ def test_s_cycles_sort_by_name_and_state() -> None:
 def test_sorted_by_state_a_task_that_fails_moves_among_its_siblings() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         tree = app.task_tree
-        await pilot.press("s", "s")
+        await pilot.press("s", "s", "s")
         assert app.options.sort == "state"
         applied = app.updates_applied
         source.push(delta([wire_task("36", "job-36", "process", parent="3", age=1)]))

@@ -55,7 +55,7 @@ async def push_and_apply(
 # --- sortable columns ------------------------------------------------------------------------
 
 
-def test_s_sorts_the_list_by_busy_then_steps_then_age_and_name() -> None:
+def test_s_sorts_the_list_by_busy_then_steps_then_waited_name_state_and_age() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await pilot.press("l")
         table = app.query_one(TaskTable)
@@ -74,7 +74,9 @@ def test_s_sorts_the_list_by_busy_then_steps_then_age_and_name() -> None:
         await pilot.press("s")
         assert app.options.sort == "steps"
         assert table.keys[:3] == ["12", "4", "3"]
-        # THEN name, state, and back to age
+        # THEN waited, name, state, and back to age
+        await pilot.press("s")
+        assert app.options.sort == "waited"
         await pilot.press("s")
         assert app.options.sort == "name"
         await pilot.press("s", "s")
@@ -119,6 +121,8 @@ def test_without_figures_the_sort_skips_busy_and_steps_and_the_list_keeps_state(
         await pilot.press("l")
         table = app.query_one(TaskTable)
         assert "STATE" in table.header().plain and "BUSY" not in table.header().plain
+        await pilot.press("s")
+        assert app.options.sort == "waited"
         await pilot.press("s")
         assert app.options.sort == "name"
 
