@@ -691,9 +691,11 @@ def _stack_and_awaiting(
         plan = noted.plan
         if running:
             return noted.stack, None
-        self_ref = meta.chain_self
-        first_self = self_ref() if self_ref is not None else None
-        awaiting = classify_unmoved(ctx, plan, noted.first_code, first_self, fut, task)
+        awaiting = None
+        if noted.cacheable:
+            self_ref = meta.chain_self
+            first_self = self_ref() if self_ref is not None else None
+            awaiting = classify_unmoved(ctx, plan, noted.first_code, first_self, fut, task)
         if awaiting is None:  # needs the frames after all
             frames, owners, _key = _chain(task_coro(task))
             awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
@@ -705,10 +707,14 @@ def _stack_and_awaiting(
     meta.chain_fut = None
     if running:
         return stack, None
-    if fut is None or not entry.cacheable:
+    if fut is None:
         return stack, classify_planned(ctx, frames, owners, fut, task, plan)
-    # The `self` of the plan's first step, for `classify_unmoved` next time.
-    found: list[Any] | None = [] if plan and plan[0][3] is not None else None
+    # The `self` of the plan's first step, for `classify_unmoved` next time. A chain that
+    # must be described afresh at every look (`plan_cacheable`: wait_for's) is noted all the
+    # same, with no `self`: its note tells the next look that it has not moved (its stack,
+    # and since when it waits there), and with no `self` no look takes its description
+    # from the memo.
+    found: list[Any] | None = [] if entry.cacheable and plan and plan[0][3] is not None else None
     awaiting = classify_planned(ctx, frames, owners, fut, task, plan, found)
     try:
         meta.chain_fut = weakref.ref(fut)
