@@ -125,3 +125,25 @@ def test_after_the_worker_moves_its_wait_starts_over_and_the_others_go_on(start:
     # (On 3.11 wait_for runs what it waits for as a task of its own, which waits as long.)
     still = [names.index(name) for name in ("stuck", "holder", "bounded", "timed")]
     assert max(still) < names.index("worker") < names.index("feeder"), ordered.stdout
+
+
+def test_tasks_older_than_the_agent_never_wait_longer_than_their_age(start: Any) -> None:
+    # GIVEN twelve tasks made before the agent came: the first look meets each of them
+    # (and makes its metadata) one after the other, while the look goes on
+    target = start("older_than_agent.py", agent=False).wait_ready()
+    first = agent_snapshot(target.pid)
+    workers = [task for task in first["tasks"] if task["name"].startswith("worker-")]
+    assert len(workers) == 12
+    # THEN each one's age and wait both count from that look, the same moment
+    for task in workers:
+        assert task["first_seen_at"] == task["waiting_seen_at"] == first["taken_at"], task
+    # AND later, as a user reads them, no wait is longer than the task's age
+    wait_for(lambda: time.time() - first["taken_at"] > 1.2, what="a second")
+    later = look_after(target.pid, first["taken_at"])
+    now = later["taken_at"]
+    for raw in later["tasks"]:
+        if raw["name"].startswith("worker-"):
+            task = TaskInfo.from_wire(raw, now)
+            wait, _bound = task.known_wait(now)
+            age, _bound = task.known_age(now)
+            assert wait is not None and age is not None and wait <= age, raw

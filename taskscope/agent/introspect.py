@@ -524,6 +524,10 @@ class SnapshotBuilder:
                 unwatched.append(task)
             is_running = id(task) in running
             last_fut, last_record = meta.chain_fut, meta.record
+            if last_record is None and meta.seen_at is not None and meta.seen_at > taken_at:
+                # Met during this look (its metadata made a moment ago): its age counts from
+                # the look, as its wait does, so that no wait comes out longer than its age.
+                meta.seen_at = taken_at
             stack, awaiting = stack_and_awaiting(ctx, meta, task, is_running)
             # Since when it has been seen suspended where it is: from the last record while it
             # stays on the very same future (`_stack_and_awaiting` keeps its note), from this
