@@ -35,6 +35,9 @@ SortKey = Literal["age", "busy", "steps", "waited", "name", "state"]
 SORT_ORDER: tuple[SortKey, ...] = ("age", "busy", "steps", "waited", "name", "state")
 #: Sorts by a runtime figure: offered only when the agent times steps.
 FIGURE_SORTS: frozenset[SortKey] = frozenset({"busy", "steps"})
+#: Sorts whose key moves with every step a task takes: the tree orders siblings by them when
+#: it is built, not at each update (moving every task that ran would cost each update).
+MOVING_SORTS: frozenset[SortKey] = FIGURE_SORTS | {"waited"}
 
 MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 CYCLE_MARKER = "⟳"
@@ -172,10 +175,7 @@ def awaiting_text(task: TaskInfo, model: TaskModel, now: float | None = None) ->
 def row_awaiting_text(task: TaskInfo, model: TaskModel, now: float) -> str:
     """`awaiting_text` as a row of the tree or the table shows it: with how long the task
     has waited there (`, for ≥41.0s`), which the tick brings up to date."""
-    what = awaiting_text(task, model, now)
-    if not task.finished and task.awaiting is not None:
-        what += wait_note(task, now)
-    return what
+    return awaiting_text(task, model, now) + wait_note(task, now)
 
 
 def task_name(model: TaskModel, task_id: str) -> str:

@@ -30,7 +30,7 @@ from taskscope.model import TaskInfo, TaskModel
 from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
 from taskscope.report import safe_text
 from taskscope.ui.task_display import (
-    FIGURE_SORTS,
+    MOVING_SORTS,
     ViewOptions,
     age_text,
     coro_text,
@@ -240,7 +240,7 @@ class TaskTree(Tree[str]):
         shows = self.options.shows
         selected = self.selected_task
         placed_by = sort_key(self.options.sort)
-        figure_sort = self.options.sort in FIGURE_SORTS
+        moving_sort = self.options.sort in MOVING_SORTS
         for task_id in sorted(changed, key=_number):
             task = model.tasks.get(task_id)
             if task is None:
@@ -254,9 +254,9 @@ class TaskTree(Tree[str]):
                 self._place(task_id, set())
             else:
                 new_parent = self._parent_for(task) != self._parent_of.get(task_id)
-                # A figure sort orders siblings when the tree is built: figures move on
-                # every update, and moving every task that ran would cost each update.
-                new_place = not figure_sort and placed_by(task) != self._placed_key.get(task_id)
+                # A figure or wait sort orders siblings when the tree is built: its keys move
+                # on every update, and moving every task that ran would cost each update.
+                new_place = not moving_sort and placed_by(task) != self._placed_key.get(task_id)
                 if new_parent or new_place:
                     self._move(task_id)
         if len(self._task_nodes) > self.limit:
