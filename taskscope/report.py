@@ -445,7 +445,8 @@ def _tree_line(
         f"{marker + ' ' if marker else ''}{safe_text(what)}"
     )
     if age:
-        pad = max(1, width - len(line) - len(age))
+        # Two spaces at least: `, for ≥1.4s 2.7s` would read as one phrase.
+        pad = max(2, width - len(line) - len(age))
         line = line + " " * pad + age
     return line.rstrip()
 

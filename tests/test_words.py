@@ -400,6 +400,24 @@ def test_tree_lines() -> None:
     ]
 
 
+def test_a_tree_line_too_long_for_the_width_keeps_its_age_two_spaces_apart() -> None:
+    # GIVEN a worker whose wait is known, on a terminal too narrow for its line
+    body = snapshot(
+        task(
+            "2",
+            "worker",
+            awaiting=aw(
+                "queue_get", call="Queue.get", object={"name": "jobs", "size": 0, "maxsize": 0}
+            ),
+            waiting_seen_at=2001.6,
+        )
+    )
+    model = TaskModel.from_snapshot(body)
+    line = tree_text(model, ["app.py"], now=2003.0, width=40).splitlines()[1]
+    # THEN the wait and the age do not run together as one phrase
+    assert line.endswith(", for ≥1.4s  13.0s"), line
+
+
 def test_task_text_says_what_it_awaits() -> None:
     text = task_text(service().tasks["2"], service(), pid=42)
     assert text.splitlines()[:4] == [
