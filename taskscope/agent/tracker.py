@@ -525,7 +525,8 @@ class Tracker(LoopTracker):
             meta.watched = True
         else:
             meta.seen_at = _wall()
-        self._meta[id(task)] = meta
+        # Keyed by the metadata's own `key`: one int object for both (32 bytes a task).
+        self._meta[meta.key] = meta
         steps = self.steps
         if steps is not None and steps.unmet:
             steps.adopt_unmet(task, meta)
