@@ -116,6 +116,21 @@ def test_cancel_reaches_the_task(start: Any) -> None:
     assert target.process.poll() is None
 
 
+def test_a_snapshot_asked_for_right_after_a_cancel_is_taken_after_it(start: Any) -> None:
+    # GIVEN a look a moment ago, which the agent would hand out again to the next request
+    # (a look at a few tasks takes a millisecond: reused for about ten)
+    target = start("service.py").wait_ready()
+    with AgentClient(target.pid) as client:
+        before = client.snapshot()
+        victim = by_name(dict(before))["victim"]
+        # WHEN a task is cancelled and a snapshot asked for at once
+        assert client.cancel(victim["id"]) == "requested"
+        after = client.snapshot()
+    # THEN it is a new look, taken after the cancel: `cancel` then `ps` shows the cancel
+    assert after["taken_at"] > before["taken_at"], (before["taken_at"], after["taken_at"])
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
+
+
 def test_a_task_that_swallows_cancel_stays_pending(start: Any) -> None:
     target = start("service.py").wait_ready()
     stubborn = by_name(agent_snapshot(target.pid))["stubborn"]

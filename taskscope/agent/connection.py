@@ -321,9 +321,11 @@ class Connection:
 
             def delivered(outcome: CancelOutcome, error: str | None) -> None:  # loop's thread
                 box.append((outcome, error))
+                server.snapshots_stale = True  # a flag: the loop's thread takes no lock
                 server.wake()
 
             outcome = request_cancel(self.server.tracker, task_id, request.message, delivered)
+            server.snapshots_stale = True
             # "queued" until the loop says otherwise (see `on_time`).
             cancel: CancelReply
             if request.request_id is None:

@@ -108,6 +108,9 @@ class AgentServer:
         self._registered_listener: socket.socket | None = None
         self._snapshot_lock = threading.Lock()
         self._snapshots: dict[bool, tuple[float, float, WireSnapshot]] = {}
+        #: Set when a cancel was asked for or delivered since the last snapshot was built:
+        #: the next request gets a new one, never one that predates the cancel.
+        self.snapshots_stale = False
         #: The last minute (or so) kept in memory, when turned on (`start_flight_recorder`).
         self.flight: FlightRecorder | None = None
         #: The compact encoding's tables and encoded rows, shared by all connections.
@@ -508,14 +511,19 @@ class AgentServer:
     def snapshot(self, include_finished: bool = True) -> tuple[WireSnapshot, float]:
         """A snapshot as the agent sends it (countdowns as end times, records reused) and what
         it cost. One built a moment ago is handed out again rather than built anew: building
-        takes at most `MAX_DUTY` of the time, however many clients ask."""
+        takes at most `MAX_DUTY` of the time, however many clients ask; but not after a
+        cancel (`snapshots_stale`): `cancel` then `ps` must show the cancel."""
         with self._snapshot_lock:
             now = time.monotonic()
             cached = self._snapshots.get(include_finished)
-            if cached is not None:
+            if cached is not None and not self.snapshots_stale:
                 built_at, cost, snapshot = cached
                 if now - built_at < min(MAX_SNAPSHOT_REUSE, cost / MAX_DUTY):
                     return snapshot, cost
+            if self.snapshots_stale:
+                self._snapshots.clear()
+                # Cleared before the look: a cancel delivered during it marks it stale again.
+                self.snapshots_stale = False
             snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
             cost = time.monotonic() - now
             self._snapshots[include_finished] = (time.monotonic(), cost, snapshot)
