@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
@@ -1003,6 +1003,44 @@ _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 _LIBRARY_DIRS: tuple[str, ...] = (_ASYNCIO_DIR,)
 
 
+def frame_at(frames: list[FrameType | None], owners: list[Any], index: int) -> FrameType:
+    """`frames[index]`, made now (and kept in the list) if the walk left it unmade
+    (`chains.lazy_chain`). RuntimeError if its coroutine has finished since (the loop runs
+    on while the agent looks): a description the look cannot make."""
+    frame = frames[index]
+    if frame is None:
+        frame = frames[index] = owners[index].cr_frame
+        if frame is None:
+            raise RuntimeError("the coroutine has finished")
+    return frame
+
+
+def code_at(frames: list[FrameType | None], owners: list[Any], index: int) -> CodeType:
+    """The code of `frames[index]`, without making the frame the walk left unmade."""
+    frame = frames[index]
+    return frame.f_code if frame is not None else owners[index].cr_code
+
+
+def frames_made(frames: list[FrameType | None], owners: list[Any]) -> list[FrameType]:
+    """Every frame of a `lazy_chain`, made now where it was left unmade (those whose
+    coroutine has finished since are left out)."""
+    for index in range(len(frames)):
+        try:
+            frame_at(frames, owners, index)
+        except RuntimeError:
+            pass
+    return [frame for frame in frames if frame is not None]
+
+
+def _user_caller_index(codes: Sequence[CodeType], index: int) -> int:
+    """`_user_caller` by code: the index of the nearest frame above `index` outside
+    asyncio's (and anyio's) modules, else the one just above; -1 for none."""
+    for back in range(index - 1, -1, -1):
+        if not codes[back].co_filename.startswith(_LIBRARY_DIRS):
+            return back
+    return index - 1
+
+
 def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
     """The nearest frame above `index` outside asyncio: whose variable names the object
     (`async with lock` puts asyncio's `__aenter__`, where the lock is `self`, in between)."""
@@ -1084,22 +1122,15 @@ add_library_handlers()
 PlanStep = tuple[int, Handler, int, type | None]
 
 
-def plan_chain(frames: list[FrameType]) -> tuple[PlanStep, ...]:
-    """Which frames of a chain have a handler, outermost first. Depends only on the frames'
-    code objects, so it is computed once per distinct suspension point and cached."""
+def plan_chain(codes: Sequence[CodeType]) -> tuple[PlanStep, ...]:
+    """Which frames of a chain (given by their code objects, outermost first) have a
+    handler. Depends only on the codes, so it is computed once per distinct suspension point
+    and cached."""
     steps: list[PlanStep] = []
-    for index, frame in enumerate(frames):
-        handler = HANDLERS.get(frame.f_code)
+    for index, code in enumerate(codes):
+        handler = HANDLERS.get(code)
         if handler is not None:
-            caller = _user_caller(frames, index)
-            steps.append(
-                (
-                    index,
-                    handler,
-                    frames.index(caller) if caller is not None else -1,
-                    SELF_CLASSES.get(frame.f_code),
-                )
-            )
+            steps.append((index, handler, _user_caller_index(codes, index), SELF_CLASSES.get(code)))
     return tuple(steps)
 
 
@@ -1168,7 +1199,7 @@ def _describe_unplanned(ctx: AwaitContext, fut: Any, task: Any) -> WireAwaiting 
 
 def classify_planned(
     ctx: AwaitContext,
-    frames: list[FrameType],
+    frames: list[FrameType | None],
     owners: list[Any],
     fut: Any,
     task: Any,
@@ -1186,23 +1217,25 @@ def classify_planned(
         return None
     awaiting: WireAwaiting | None = None
     for index, handler, caller_index, cls in plan:
-        frame = frames[index]
+        # A frame the walk left unmade (`chains.lazy_chain`) is made only when read: a
+        # description found in the memo needs none.
         try:
             if handler is _wait_for:
-                awaiting = _describe_wait_for(ctx, frames, index, fut, 0)
+                awaiting = _describe_wait_for(ctx, frames_made(frames, owners), index, fut, 0)
                 break
-            caller = frames[caller_index] if caller_index >= 0 else None
             if cls is None:
+                frame = frame_at(frames, owners, index)
+                caller = frame_at(frames, owners, caller_index) if caller_index >= 0 else None
                 ctx.owner = owners[index]
                 try:
                     awaiting = handler(ctx, frame, caller, fut)
                 finally:
                     ctx.owner = None
             else:
-                code = frame.f_code
+                code = code_at(frames, owners, index)
                 obj = first_local(owners[index], code)
                 if not issubclass(type(obj), cls):
-                    obj = _local(frame, "self")
+                    obj = _local(frame_at(frames, owners, index), "self")
                 if found is not None:
                     found.append(obj)
                     found = None
@@ -1211,6 +1244,8 @@ def classify_planned(
                 if hit is not None and hit[0] is obj:
                     awaiting = hit[1]
                 else:
+                    frame = frame_at(frames, owners, index)
+                    caller = frame_at(frames, owners, caller_index) if caller_index >= 0 else None
                     ctx.self_frame, ctx.self_obj = frame, obj
                     try:
                         awaiting = handler(ctx, frame, caller, fut)
@@ -1228,7 +1263,8 @@ def classify_planned(
         if fut is None:
             return None
         try:
-            awaiting = describe_future(ctx, fut, frames[-1] if frames else None)
+            innermost = frame_at(frames, owners, len(frames) - 1) if frames else None
+            awaiting = describe_future(ctx, fut, innermost)
         except Exception:
             awaiting = {
                 "kind": "future",

@@ -13,7 +13,7 @@ import sys
 from types import AsyncGeneratorType, CodeType, CoroutineType, FrameType, GeneratorType
 from typing import Any, NamedTuple
 
-from taskscope.agent.awaiting import PlanStep, plan_cacheable, plan_chain
+from taskscope.agent.awaiting import PlanStep, code_at, plan_cacheable, plan_chain
 from taskscope.agent.tracker import Site, task_coro
 from taskscope.protocol import WireFrame
 
@@ -58,6 +58,110 @@ def walk_frames(coro: Any) -> list[FrameType]:
     return _chain(coro)[0]
 
 
+def _suspended_lasti_shift() -> int | None:
+    """What a suspended coroutine's `f_lasti` says against the offset of the YIELD_VALUE it is
+    suspended at: 0 on 3.11-3.12, the next instruction (+2) from 3.13. Measured here, on a
+    chain of two coroutines suspended as a task's are; None (every frame is read) when the
+    two disagree or the measure fails."""
+
+    class _Pause:
+        def __await__(self) -> Any:
+            yield None
+
+    async def inner() -> None:
+        await _Pause()
+
+    async def outer() -> None:
+        await inner()
+
+    try:
+        import dis
+
+        coro: Any = outer()
+        try:
+            coro.send(None)
+            shifts = set()
+            for owner in (coro, coro.cr_await):
+                yields = [
+                    op.offset for op in dis.get_instructions(owner.cr_code)
+                    if op.opname == "YIELD_VALUE"
+                ]  # fmt: skip
+                if len(yields) != 1 or not owner.cr_suspended:
+                    return None
+                shifts.add(owner.cr_frame.f_lasti - yields[0])
+        finally:
+            coro.close()
+        return shifts.pop() if len(shifts) == 1 else None
+    except Exception:
+        return None
+
+
+_LASTI_SHIFT = _suspended_lasti_shift()
+#: id(code) -> (the code, kept so that the id stays its own; the `f_lasti` of a coroutine of
+#: it suspended at an await, when the code has one place to suspend at, else -1).
+_ONE_YIELD: dict[int, tuple[CodeType, int]] = {}
+
+
+def _one_yield_lasti(code: CodeType) -> int:
+    """Where a suspended coroutine of `code` is, when it can be at one place only: the
+    `f_lasti` its frame would say, without the frame (see `_chain`); -1 otherwise."""
+    lasti = -1
+    if _LASTI_SHIFT is not None:
+        try:
+            import dis
+
+            yields = [op.offset for op in dis.get_instructions(code) if op.opname == "YIELD_VALUE"]
+            if len(yields) == 1:
+                lasti = yields[0] + _LASTI_SHIFT
+        except Exception:
+            lasti = -1
+    if len(_ONE_YIELD) > 50_000:
+        _ONE_YIELD.clear()
+    _ONE_YIELD[id(code)] = (code, lasti)
+    return lasti
+
+
+def lazy_chain(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int, ...]]:
+    """`_chain` without the frame objects it can do without: a coroutine suspended in code
+    with a single place to suspend at (one `await`, as many of a program's coroutines and
+    asyncio's Queue.get, Lock.acquire or Event.wait have) is where that place is, told by
+    its code alone, and its frame is left unmade (None in the list; `awaiting.frame_at`
+    makes it when a description needs it). Reading `cr_frame` makes a frame object that
+    then lives as long as the coroutine: about 190 bytes, and one more object for the host's
+    garbage collector, per coroutine, kept after the look."""
+    if _LASTI_SHIFT is None:
+        every_frame, every_owner, every_key = _chain(coro)
+        return list(every_frame), every_owner, every_key
+    frames: list[FrameType | None] = []
+    owners: list[Any] = []
+    key: list[int] = []
+    obj = coro
+    one_yield = _ONE_YIELD
+    while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
+        code = obj.cr_code
+        known = one_yield.get(id(code))
+        lasti = known[1] if known is not None and known[0] is code else _one_yield_lasti(code)
+        if lasti >= 0 and obj.cr_suspended:
+            frames.append(None)
+        else:
+            frame = obj.cr_frame
+            if frame is None:
+                return frames, owners, tuple(key)
+            frames.append(frame)
+            lasti = frame.f_lasti
+        owners.append(obj)
+        key += (id(code), lasti)
+        obj = obj.cr_await
+    if obj is None:
+        return frames, owners, tuple(key)
+    if type(obj) is CoroutineType:
+        # Deeper than MAX_STACK_DEPTH (a recursion): the long way, every frame read.
+        every_frame, every_owner, every_key = _chain(coro)
+        return list(every_frame), every_owner, every_key
+    _walk_on(obj, frames, owners, key)
+    return frames, owners, tuple(key)
+
+
 def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
     a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
@@ -80,6 +184,14 @@ def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
         return frames, owners, tuple(key)
     if type(obj) is CoroutineType:
         return _deep_chain(frames, owners, obj)
+    _walk_on(obj, frames, owners, key)
+    return frames, owners, tuple(key)
+
+
+def _walk_on(obj: Any, frames: list[Any], owners: list[Any], key: list[int]) -> None:
+    """The rest of a chain from `obj`, which is no native coroutine awaiting another (a
+    generator, an async generator, a coroutine-like object, or the future at its end), its
+    frames read, appended to `frames`, `owners` and `key` (see `_chain`)."""
     for _ in range(MAX_STACK_DEPTH - len(frames)):
         kind = type(obj)
         if kind is CoroutineType:
@@ -105,7 +217,6 @@ def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
         key.append(id(frame.f_code))  # hashing a code object hashes its bytecode and consts
         key.append(frame.f_lasti)
         obj = nxt
-    return frames, owners, tuple(key)
 
 
 #: A chain deeper than MAX_STACK_DEPTH keeps its outermost and innermost halves.
@@ -145,27 +256,28 @@ def line_at(code: CodeType, lasti: int) -> int | None:
     return None
 
 
-def _stack_entry(frames: list[FrameType], key: tuple[int, ...]) -> StackEntry:
-    """The wire stack and classification plan of a suspension point, cached by its key. The
-    stack is shared by every task suspended there, in every snapshot. A tuple, as every
-    sequence in the records the agent keeps (they never change): a list is one more object
-    for the host's garbage collector to track, where a tuple of strings is dropped from its
-    lists."""
+def _stack_entry(
+    frames: list[FrameType | None], owners: list[Any], key: tuple[int, ...]
+) -> StackEntry:
+    """The wire stack and classification plan of a suspension point (a `lazy_chain`), cached
+    by its key. The stack is shared by every task suspended there, in every snapshot. A
+    tuple, as every sequence in the records the agent keeps (they never change): a list is
+    one more object for the host's garbage collector to track, where a tuple of strings is
+    dropped from its lists."""
     frame_cache = _FRAME_CACHE
     if len(frame_cache) > 100_000:
         frame_cache.clear()
+    codes = tuple(code_at(frames, owners, index) for index in range(len(frames)))
     frame_records: list[WireFrame] = []
-    for index, frame in enumerate(frames):
+    for index, code in enumerate(codes):
         # The line from the key's own f_lasti, not from the frame: it may have moved since.
-        code = frame.f_code
         frame_key = (code, line_at(code, key[2 * index + 1]))
         entry = frame_cache.get(frame_key)
         if entry is None:
             entry = frame_cache[frame_key] = frame_record(*frame_key)
         frame_records.append(entry)
     stack = tuple(frame_records)
-    plan = plan_chain(frames)
-    codes = tuple(frame.f_code for frame in frames)
+    plan = plan_chain(codes)
     first_code = codes[plan[0][0]] if plan else None
     result = StackEntry(stack, plan, codes, plan_cacheable(plan), first_code)
     if len(_STACK_CACHE) > 50_000:

@@ -32,11 +32,11 @@ from taskscope.agent.chains import (
     _STACK_CACHE,
     MAX_STACK_DEPTH,
     StackEntry,
-    _chain,
     _origin,
     _stack_entry,
     _task_frames,
     frame_record,
+    lazy_chain,
 )
 from taskscope.agent.cycles import find_cycles
 from taskscope.agent.loops import LoopRecord
@@ -701,12 +701,12 @@ def _stack_and_awaiting(
             first_self = self_ref() if self_ref is not None else None
             awaiting = classify_unmoved(ctx, plan, noted.first_code, first_self, fut, task)
         if awaiting is None:  # needs the frames after all
-            frames, owners, _key = _chain(task_coro(task))
+            frames, owners, _key = lazy_chain(task_coro(task))
             awaiting = classify_planned(ctx, frames, owners, fut, task, plan)
         return noted.stack, awaiting
-    frames, owners, key = _chain(task_coro(task))
+    frames, owners, key = lazy_chain(task_coro(task))
     cached = _STACK_CACHE.get(key)
-    entry = cached if cached is not None else _stack_entry(frames, key)
+    entry = cached if cached is not None else _stack_entry(frames, owners, key)
     stack, plan = entry.stack, entry.plan
     meta.chain_fut = None
     if running:
