@@ -47,8 +47,11 @@ def remote(
 
 def comparable(text: str) -> list[str]:
     """Lines with every number, unit and run of spaces made alike: two looks a moment apart
-    differ in ages, lags and times left, and the columns those widths set."""
+    differ in ages, lags and times left, and the columns those widths set; and a sleep's
+    countdown said or not (a look that comes as the timer fires, before the task wakes, finds
+    no timer to count down to: the service's stopper sleeps 50 ms at a time)."""
     text = re.sub(r"\d+(\.\d+)?\s?(ms|µs|s|m|h)?\b", "N", text)
+    text = re.sub(r"\bsleep(, (N left|overdue N))?", "sleep", text)
     return [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
 
 
