@@ -1022,14 +1022,9 @@ def code_at(frames: list[FrameType | None], owners: list[Any], index: int) -> Co
 
 
 def frames_made(frames: list[FrameType | None], owners: list[Any]) -> list[FrameType]:
-    """Every frame of a `lazy_chain`, made now where it was left unmade (those whose
-    coroutine has finished since are left out)."""
-    for index in range(len(frames)):
-        try:
-            frame_at(frames, owners, index)
-        except RuntimeError:
-            pass
-    return [frame for frame in frames if frame is not None]
+    """Every frame of a `lazy_chain`, made now where it was left unmade. RuntimeError when a
+    coroutine of it has finished since: the chain is no longer the one walked."""
+    return [frame_at(frames, owners, index) for index in range(len(frames))]
 
 
 def _user_caller_index(codes: Sequence[CodeType], index: int) -> int:
