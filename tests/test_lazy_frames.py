@@ -79,6 +79,15 @@ async def nested(gate: asyncio.Event) -> None:
     await one_await(gate)  # here
 
 
+async def sleeping() -> None:
+    await asyncio.sleep(3600)  # here
+
+
+async def spinning() -> None:
+    while True:
+        await asyncio.sleep(0)  # here
+
+
 Shape = Callable[[asyncio.Lock, asyncio.Event], Coroutine[Any, Any, Any]]
 SHAPES: dict[str, Shape] = {
     "one_await": lambda lock, gate: one_await(gate),
@@ -89,6 +98,9 @@ SHAPES: dict[str, Shape] = {
     "in_async_for": lambda lock, gate: in_async_for(gate),
     "comprehension": lambda lock, gate: comprehension(gate),
     "nested": lambda lock, gate: nested(gate),
+    # asyncio.sleep has two awaits, told apart by what it awaits: the future, or __sleep0()
+    "sleeping": lambda lock, gate: sleeping(),
+    "spinning": lambda lock, gate: spinning(),
 }
 
 
@@ -151,6 +163,12 @@ def test_one_place_to_suspend_is_told_by_the_code_and_several_by_the_frame() -> 
         frames, _owners, _key = chains.lazy_chain(two.get_coro())
         # second_of_two has two awaits: its frame is read; Event.wait's is not
         assert frames[0] is not None and frames[1] is None, frames
+        # asyncio.sleep (two awaits) is told where it is by what it awaits: no frame either
+        sleeper = asyncio.create_task(sleeping())
+        await asyncio.sleep(0)
+        frames, _owners, _key = chains.lazy_chain(sleeper.get_coro())
+        assert frames == [None, None], frames
+        sleeper.cancel()
         gate.set()
         await asyncio.gather(single, two)
         del lock

@@ -1219,11 +1219,15 @@ def classify_planned(
                 awaiting = _describe_wait_for(ctx, frames_made(frames, owners), index, fut, 0)
                 break
             if cls is None:
-                frame = frame_at(frames, owners, index)
-                caller = frame_at(frames, owners, caller_index) if caller_index >= 0 else None
+                if handler is _sleep:  # told by the loop's timers: reads no frame
+                    frame: FrameType | None = None
+                    caller: FrameType | None = None
+                else:
+                    frame = frame_at(frames, owners, index)
+                    caller = frame_at(frames, owners, caller_index) if caller_index >= 0 else None
                 ctx.owner = owners[index]
                 try:
-                    awaiting = handler(ctx, frame, caller, fut)
+                    awaiting = handler(ctx, frame, caller, fut)  # type: ignore[arg-type]
                 finally:
                     ctx.owner = None
             else:

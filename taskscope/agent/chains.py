@@ -102,17 +102,48 @@ _LASTI_SHIFT = _suspended_lasti_shift()
 _ONE_YIELD: dict[int, tuple[CodeType, int]] = {}
 
 
+def _yield_offsets(code: CodeType) -> list[int]:
+    import dis
+
+    return [op.offset for op in dis.get_instructions(code) if op.opname == "YIELD_VALUE"]
+
+
+#: Where a suspended coroutine of `asyncio.sleep` is, by what it awaits: `__sleep0()` (a
+#: generator of that code) at its first await, the future at its second (the `f_lasti`s its
+#: frame would say); None when sleep is not made that way on this Python.
+_SLEEP_CODE: CodeType | None = getattr(asyncio.tasks.sleep, "__code__", None)
+_SLEEP0_CODE: CodeType | None = getattr(getattr(asyncio.tasks, "__sleep0", None), "__code__", None)
+
+
+def _sleep_places() -> tuple[int, int] | None:
+    if _LASTI_SHIFT is None or _SLEEP_CODE is None or _SLEEP0_CODE is None:
+        return None
+    try:
+        yields = _yield_offsets(_SLEEP_CODE)
+    except Exception:
+        return None
+    if len(yields) != 2:
+        return None
+    return yields[0] + _LASTI_SHIFT, yields[1] + _LASTI_SHIFT
+
+
+_SLEEP_PLACES = _sleep_places()
+#: `_ONE_YIELD`'s value for asyncio.sleep's code: its place is told by what it awaits.
+_BY_AWAITED = -2
+
+
 def _one_yield_lasti(code: CodeType) -> int:
     """Where a suspended coroutine of `code` is, when it can be at one place only: the
-    `f_lasti` its frame would say, without the frame (see `_chain`); -1 otherwise."""
+    `f_lasti` its frame would say, without the frame (see `_chain`); `_BY_AWAITED` for
+    asyncio.sleep (see `_SLEEP_PLACES`); -1 otherwise."""
     lasti = -1
     if _LASTI_SHIFT is not None:
         try:
-            import dis
-
-            yields = [op.offset for op in dis.get_instructions(code) if op.opname == "YIELD_VALUE"]
+            yields = _yield_offsets(code)
             if len(yields) == 1:
                 lasti = yields[0] + _LASTI_SHIFT
+            elif code is _SLEEP_CODE and _SLEEP_PLACES is not None:
+                lasti = _BY_AWAITED
         except Exception:
             lasti = -1
     if len(_ONE_YIELD) > 50_000:
@@ -141,7 +172,12 @@ def lazy_chain(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int,
         code = obj.cr_code
         known = one_yield.get(id(code))
         lasti = known[1] if known is not None and known[0] is code else _one_yield_lasti(code)
-        if lasti >= 0 and obj.cr_suspended:
+        if lasti == _BY_AWAITED and obj.cr_suspended:
+            awaited = obj.cr_await
+            first = type(awaited) is GeneratorType and awaited.gi_code is _SLEEP0_CODE
+            lasti = _SLEEP_PLACES[0 if first else 1]  # type: ignore[index]
+            frames.append(None)
+        elif lasti >= 0 and obj.cr_suspended:
             frames.append(None)
         else:
             frame = obj.cr_frame
