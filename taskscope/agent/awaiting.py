@@ -1039,10 +1039,8 @@ def _user_caller_index(codes: Sequence[CodeType], index: int) -> int:
 def _user_caller(frames: list[FrameType], index: int) -> FrameType | None:
     """The nearest frame above `index` outside asyncio: whose variable names the object
     (`async with lock` puts asyncio's `__aenter__`, where the lock is `self`, in between)."""
-    for back in range(index - 1, -1, -1):
-        if not frames[back].f_code.co_filename.startswith(_LIBRARY_DIRS):
-            return frames[back]
-    return frames[index - 1] if index else None
+    caller = _user_caller_index([frame.f_code for frame in frames[:index]], index)
+    return frames[caller] if caller >= 0 else None
 
 
 def _classify_chain(

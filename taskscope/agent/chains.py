@@ -58,6 +58,14 @@ def walk_frames(coro: Any) -> list[FrameType]:
     return _chain(coro)[0]
 
 
+def _yield_offsets(code: CodeType) -> list[int]:
+    """The offsets of `code`'s YIELD_VALUE instructions: where a coroutine of it can be
+    suspended (`dis` is loaded already in a program that imported asyncio)."""
+    import dis
+
+    return [op.offset for op in dis.get_instructions(code) if op.opname == "YIELD_VALUE"]
+
+
 def _suspended_lasti_shift() -> int | None:
     """What a suspended coroutine's `f_lasti` says against the offset of the YIELD_VALUE it is
     suspended at: 0 on 3.11-3.12, the next instruction (+2) from 3.13. Measured here, on a
@@ -75,17 +83,12 @@ def _suspended_lasti_shift() -> int | None:
         await inner()
 
     try:
-        import dis
-
         coro: Any = outer()
         try:
             coro.send(None)
             shifts = set()
             for owner in (coro, coro.cr_await):
-                yields = [
-                    op.offset for op in dis.get_instructions(owner.cr_code)
-                    if op.opname == "YIELD_VALUE"
-                ]  # fmt: skip
+                yields = _yield_offsets(owner.cr_code)
                 if len(yields) != 1 or not owner.cr_suspended:
                     return None
                 shifts.add(owner.cr_frame.f_lasti - yields[0])
@@ -100,12 +103,6 @@ _LASTI_SHIFT = _suspended_lasti_shift()
 #: id(code) -> (the code, kept so that the id stays its own; the `f_lasti` of a coroutine of
 #: it suspended at an await, when the code has one place to suspend at, else -1).
 _ONE_YIELD: dict[int, tuple[CodeType, int]] = {}
-
-
-def _yield_offsets(code: CodeType) -> list[int]:
-    import dis
-
-    return [op.offset for op in dis.get_instructions(code) if op.opname == "YIELD_VALUE"]
 
 
 #: Where a suspended coroutine of `asyncio.sleep` is, by what it awaits: `__sleep0()` (a
@@ -161,8 +158,7 @@ def lazy_chain(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int,
     then lives as long as the coroutine: about 190 bytes per coroutine, kept after the look
     (CPython leaves such frame objects untracked by its collector)."""
     if _LASTI_SHIFT is None:
-        every_frame, every_owner, every_key = _chain(coro)
-        return list(every_frame), every_owner, every_key
+        return _every_frame(coro)
     frames: list[FrameType | None] = []
     owners: list[Any] = []
     key: list[int] = []
@@ -172,12 +168,11 @@ def lazy_chain(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int,
         code = obj.cr_code
         known = one_yield.get(id(code))
         lasti = known[1] if known is not None and known[0] is code else _one_yield_lasti(code)
-        if lasti == _BY_AWAITED and obj.cr_suspended:
-            awaited = obj.cr_await
-            first = type(awaited) is GeneratorType and awaited.gi_code is _SLEEP0_CODE
-            lasti = _SLEEP_PLACES[0 if first else 1]  # type: ignore[index]
-            frames.append(None)
-        elif lasti >= 0 and obj.cr_suspended:
+        if lasti != -1 and obj.cr_suspended:
+            if lasti == _BY_AWAITED:
+                awaited = obj.cr_await
+                first = type(awaited) is GeneratorType and awaited.gi_code is _SLEEP0_CODE
+                lasti = _SLEEP_PLACES[0 if first else 1]  # type: ignore[index]
             frames.append(None)
         else:
             frame = obj.cr_frame
@@ -191,11 +186,14 @@ def lazy_chain(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int,
     if obj is None:
         return frames, owners, tuple(key)
     if type(obj) is CoroutineType:
-        # Deeper than MAX_STACK_DEPTH (a recursion): the long way, every frame read.
-        every_frame, every_owner, every_key = _chain(coro)
-        return list(every_frame), every_owner, every_key
+        return _every_frame(coro)  # deeper than MAX_STACK_DEPTH (a recursion): the long way
     _walk_on(obj, frames, owners, key)
     return frames, owners, tuple(key)
+
+
+def _every_frame(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[int, ...]]:
+    """`lazy_chain` the long way: `_chain`, every frame read."""
+    return _chain(coro)  # type: ignore[return-value]  # a list of frames is one of frames or None
 
 
 def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
