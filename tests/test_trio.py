@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import (
     REPO,
+    TARGETS,
     agent_snapshot,
     assert_lint_finds_the_transfer_deadlock,
     by_name,
@@ -132,7 +133,7 @@ def test_cancel_a_trio_task_through_its_own_cancel_scope(start: Any) -> None:
     assert code == 0, err
 
 
-def test_a_blocked_trio_run_reads_as_blocked(start: Any) -> None:
+def test_a_blocked_trio_run_reads_as_blocked_then_keeps_the_stall(start: Any) -> None:
     # GIVEN a trio program whose run is then blocked in time.sleep for 4 s
     target = start("trio_app.py").wait_ready()
     wait_for(
@@ -148,12 +149,71 @@ def test_a_blocked_trio_run_reads_as_blocked(start: Any) -> None:
     assert loop["blocked_for"] is not None, loop
     functions = [frame["function"] for frame in loop["blocking_stack"]]
     assert functions[-1] == "stopper", functions
-    # AND once it turns again, it is no longer
+    # AND an ongoing stall of the stopper is listed, blocked on the same line
+    [ongoing] = [stall for stall in loop["stalls"] if stall.get("ongoing")]
+    assert ongoing["task_name"] == "stopper" and ongoing["duration"] > 0.5, ongoing
+    assert ongoing["stack"][-1]["function"] == "stopper", ongoing
+    # AND the run reads as busy (the watchdog's looks find the step each time)
+    assert loop["busy_share"] >= 0.8, loop
+    # AND once it turns again, it is no longer, and the block is kept as a stall of 4 s
     wait_for(lambda: "unblocked" in notes(target), what="the run to turn again")
     wait_for(
         lambda: agent_snapshot(target.pid)["loops"][0]["blocked_for"] is None,
         what="the run said running again",
     )
+    [stall] = [stall for stall in _stopper_stalls(target.pid) if stall["duration"] > 1]
+    assert not stall.get("ongoing") and 3.5 <= stall["duration"] <= 5.0, stall
+    # AND, turning again with little to do, as mostly idle
+    wait_for(
+        lambda: agent_snapshot(target.pid)["loops"][0].get("busy_share", 1.0) <= 0.3,
+        what="the run said mostly idle",
+    )
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+#: The line of `time.sleep` in the target's hold_the_thread().
+BLOCKING_LINE = next(
+    number
+    for number, text in enumerate((TARGETS / "trio_app.py").read_text().splitlines(), 1)
+    if "# the blocking line" in text
+)
+
+
+def _stopper_stalls(pid: int) -> list[dict[str, Any]]:
+    """The stalls the agent kept of the run, the stopper's (on a loaded machine another
+    task's step may be descheduled past the threshold: a real stall, but not the test's)."""
+    [loop] = agent_snapshot(pid)["loops"]
+    assert loop["stall_threshold"] == 0.1, loop
+    return [stall for stall in loop["stalls"] if stall["task_name"] == "stopper"]
+
+
+@pytest.mark.parametrize("tracking", [True, False], ids=["tracked", "untracked"])
+def test_a_step_that_blocks_a_trio_run_is_kept_as_a_stall(start: Any, tracking: bool) -> None:
+    # GIVEN a trio program run with the agent, tasks tracked or not (the watchdog needs no
+    # instrument)
+    env = None if tracking else {"TASKSCOPE_TRACK": "0"}
+    target = start("trio_app.py", env=env).wait_ready()
+    wait_for(lambda: agent_snapshot(target.pid), what="the agent")
+    # WHEN a task holds the run's thread for 0.3 s once, and then, for 1.2 s, in steps of
+    # 60 ms with a checkpoint between them (the same task and frame at each step)
+    target.file(f"short-block-{target.pid}").write_text("0.3")
+    wait_for(lambda: "short-blocked" in notes(target), what="the block to end")
+    target.file(f"short-steps-{target.pid}").write_text("0.06")
+    wait_for(lambda: "short-stepped" in notes(target), what="the steps to end")
+    # THEN the block is kept as one stall, with its task, length and blocking line; none
+    # of the steps under the threshold is
+    [stall] = _stopper_stalls(target.pid)
+    assert stall["task"] is not None and stall["callback"] is None, stall
+    assert not stall.get("ongoing")
+    assert 0.2 <= stall["duration"] <= 0.8, stall
+    functions = [frame["function"] for frame in stall["stack"]]
+    assert functions[-2:] == ["stopper", "hold_the_thread"], functions
+    assert stall["stack"][-1]["line"] == BLOCKING_LINE
+    # AND `lint` warns of it, naming the task and the line
+    lint = run_cli("lint", str(target.pid))
+    assert "a step of stopper held the loop for" in lint.stdout, lint.stdout
+    assert f"hold_the_thread() at {TARGETS / 'trio_app.py'}:{BLOCKING_LINE}" in lint.stdout
     code, _out, err = target.stop()
     assert code == 0, err
 

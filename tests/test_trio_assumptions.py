@@ -561,3 +561,59 @@ def test_the_instrument_notes_spawns_and_exits_and_keeps_nothing_alive(
     assert finished.summary is not None and finished.summary.endswith(".Kept object>")
     assert finished.created_at == known[3] and finished.first_seen_at is None
     assert [code.co_name for code, _line in finished.created_from] == ["main"]
+
+
+def test_a_task_step_runs_right_above_unrolled_run_and_trio_counts_its_steps() -> None:
+    """What trio_steps reads: while a task step runs, the frame right below the task's
+    outermost coroutine frame is trio's `unrolled_run`; that task's coroutine is the only one
+    of the run's that runs (`cr_running`); trio adds one to `Task._schedule_points` after each
+    step that yields; and a run waiting for I/O shows no task step."""
+    from taskscope.agent.trio_steps import locate
+
+    seen: dict[str, Any] = {}
+    in_step = threading.Event()
+    go_on = threading.Event()
+
+    async def stepper() -> None:
+        task = trio.lowlevel.current_task()
+        seen["task"] = task
+        seen["points"] = [task._schedule_points]
+        await trio.lowlevel.checkpoint()
+        seen["points"].append(task._schedule_points)
+        await trio.sleep(0)
+        seen["points"].append(task._schedule_points)
+        in_step.set()
+        go_on.wait(10)  # holds the run's thread: a step seen from the test's thread
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(stepper)
+            await trio.sleep(0.01)
+            await trio.sleep(0.3)  # the run waits for I/O meanwhile (read below)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(main,))
+    thread.start()
+    try:
+        assert in_step.wait(10)
+        task = seen["task"]
+        top = sys._current_frames()[thread.ident or 0]
+        outer, inner = locate(top)
+        assert outer is not None and outer is task.coro.cr_frame
+        assert outer.f_back is not None and outer.f_back.f_code.co_name == "unrolled_run"
+        assert inner[0][0].co_name == "stepper"
+        runner = trio_runs._runner_of(trio_runs._run_frame(top))  # type: ignore[arg-type]
+        running = [t for t in runner.tasks if t.coro.cr_running]
+        assert running == [task]
+        # One more after each step that yields (the step running now is not counted yet).
+        first = seen["points"][0]
+        assert seen["points"] == [first, first + 1, first + 2]
+        assert task._schedule_points == first + 2
+    finally:
+        go_on.set()
+    time.sleep(0.1)
+    # AND a run waiting for I/O shows no task step
+    assert locate(sys._current_frames().get(thread.ident or 0)) == (None, ())
+    thread.join(10)
+    assert not thread.is_alive()

@@ -573,13 +573,13 @@ class StepTimer:
             if watch is not None and now - watch.started() > self.threshold:
                 ongoing = self._ongoing_stall(record, loop, watch.started(), now)
         figures["stall_threshold"] = self.threshold
-        stalls = [self._stall_record(note) for note in list(record.stalls)]
+        stalls = [self.stall_record(note) for note in list(record.stalls)]
         if ongoing is not None:
             stalls.append(ongoing)
         figures["stalls"] = stalls
         return figures
 
-    def _stall_record(self, note: StallNote) -> WireStall:
+    def stall_record(self, note: StallNote) -> WireStall:
         cached = self._stall_records.get(id(note))
         if cached is not None and cached[0] is note:
             return cached[1]
@@ -590,7 +590,7 @@ class StepTimer:
             "task": task_id,
             "task_name": task_name,
             "callback": callback,
-            "stack": [_frame(code, line) for code, line in frames],
+            "stack": [stall_frame(code, line) for code, line in frames],
         }
         if len(self._stall_records) > 4 * MAX_STALLS * max(1, len(self.tracker.loops)):
             self._stall_records.clear()
@@ -626,7 +626,7 @@ class StepTimer:
             "task": task_id,
             "task_name": task_name,
             "callback": callback,
-            "stack": [_frame(code, line) for code, line in frames],
+            "stack": [stall_frame(code, line) for code, line in frames],
             "ongoing": True,
         }
 
@@ -673,5 +673,5 @@ def callback_name(handle: events.Handle) -> str | None:
     return type(callback).__qualname__
 
 
-def _frame(code: CodeType, line: int) -> WireFrame:
+def stall_frame(code: CodeType, line: int) -> WireFrame:
     return {"function": code.co_qualname, "file": code.co_filename, "line": line}

@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, CoroutineType, FrameType
@@ -53,7 +54,12 @@ from typing import TYPE_CHECKING, Any
 from taskscope.agent.awaiting import AwaitContext, callable_name, object_name, tokens_left
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.failures import TracebackNote
-from taskscope.agent.loops import BLOCKED_THRESHOLD, HEARTBEAT_INTERVAL
+from taskscope.agent.loops import (
+    BLOCKED_THRESHOLD,
+    HEARTBEAT_INTERVAL,
+    MAX_STALLS,
+    RATE_SAMPLES,
+)
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.agent.threadframes import thread_tops
 from taskscope.agent.tracker import (
@@ -68,6 +74,13 @@ from taskscope.agent.trio_starts import (
     run_starts_watched,
     stop_watching_run_starts,
     watch_run_starts,
+)
+from taskscope.agent.trio_steps import (
+    busy_share,
+    interval,
+    ongoing_stall,
+    stall_records,
+    watch_steps,
 )
 from taskscope.protocol import CancelOutcome, WireAwaiting, WireFrame, WireLoop, WireTask, sliced
 
@@ -132,6 +145,18 @@ class TrioRun:
     instrument: TaskWatch | None = None
     #: Unix time the instrument went into the run (None: not in).
     spawns_seen_since: float | None = None
+    #: The task step the stall watchdog follows (`trio_steps.TrioStep`), its last look
+    #: (monotonic) and the stalls it kept, the latest (see `steps.StallNote`).
+    step: Any = None
+    last_look: float | None = None
+    stalls: deque[Any] = field(default_factory=lambda: deque(maxlen=MAX_STALLS))
+    #: Seconds the watchdog saw the run in task steps, estimated from its looks (the time
+    #: since the last look, when in one now), and (monotonic, that sum) noted for its share
+    #: of the last second.
+    busy: float = 0.0
+    busy_samples: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=RATE_SAMPLES)
+    )
 
 
 class TrioWatch:
@@ -357,6 +382,17 @@ class TrioWatch:
         main = getattr(runner, "main_task", None)
         if main is not None:
             wire["main_task"] = str(self.task_id(run, main))
+        steps = self.tracker.steps
+        if steps is not None:
+            share = busy_share(run, now)
+            if share is not None:
+                wire["busy_share"] = share
+            wire["stall_threshold"] = steps.threshold
+            stalls = stall_records(run, steps)
+            ongoing = ongoing_stall(run, steps.threshold, now, self.task_id)
+            if ongoing is not None:
+                stalls.append(ongoing)
+            wire["stalls"] = stalls
         if run.spawns_seen_since is not None:
             wire["spawns_seen_since"] = round(run.spawns_seen_since, 3)
         elif run.instrument is not None:  # asked of the run, which has not taken a turn yet
@@ -448,7 +484,15 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
     `import trio`): for trio's import and for a run every `_FAST_LOOK`, so that a run is
     found soon after it starts and its instrument misses few spawns; after that window it
     sleeps as before."""
-    global _next_beat, _import_awaited, _fast_window_end
+    global _next_beat, _import_awaited, _fast_window_end, _next_step_look
+    if now >= _next_step_look:
+        _next_step_look = math.inf
+        steps = tracker.steps
+        if steps is not None and trio_loaded():
+            watch = watch_of(tracker)
+            if watch.runs:
+                following = watch_steps(watch.runs.values(), steps.threshold, now, watch.task_id)
+                _next_step_look = now + interval(steps.threshold, following)
     if now < _next_beat:
         return
     fast = False
@@ -465,12 +509,16 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
     watch.beat(now)
     idle = _FAST_LOOK if fast else _IDLE_LOOK
     _next_beat = now + (HEARTBEAT_INTERVAL / 2 if watch.runs else idle)
+    if watch.runs and _next_step_look == math.inf:
+        _next_step_look = now  # a run found: the stall watchdog follows it from now on
 
 
 def next_trio_beat() -> float | None:
     """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: none
     is due (trio not imported, and tasks not tracked)."""
-    return _next_beat if _import_awaited or trio_loaded() else None
+    if not (_import_awaited or trio_loaded()):
+        return None
+    return min(_next_beat, _next_step_look)
 
 
 #: Monotonic time a run's start last woke the agent's thread (`TrioWatch.run_started`).
@@ -480,6 +528,10 @@ _run_start_woke = [-math.inf]
 def _beat_soon() -> None:
     global _next_beat
     _next_beat = 0.0
+
+
+#: When the stall watchdog next looks at the runs' threads (`trio_steps`; inf: no run).
+_next_step_look = math.inf
 
 
 #: Seconds between looks for a trio run while the program has imported trio but runs none.

@@ -9,7 +9,10 @@ empty memory channel and `sender` on a full one, `reader` reads a socket nobody 
 cancelled`, then `parent went on` after the nursery), `guarded` waits on the Event inside a
 cancel scope of its own (noting `guarded cancelled` when it is cancelled, then `guarded went
 on` after it). `stopper` blocks trio's thread for 4 s when a `block-PID` file appears (noting
-`blocking`, then `unblocked`), and ends it all when the stop file appears.
+`blocking`, then `unblocked`); for the seconds a `short-block-PID` file says (noting
+`short-blocked`); in steps of the seconds a `short-steps-PID` file says, for 1.2 s, with a
+checkpoint between them (noting `short-stepped`), both in `hold_the_thread`; and ends it all
+when the stop file appears.
 
 Arguments: WORKDIR [--install-inside] (calls `taskscope.install()` from inside `trio.run`)
 [--install-before] (before it). Without either, the program never imports taskscope."""
@@ -103,14 +106,32 @@ async def guarded(event: trio.Event) -> None:
     await trio.sleep_forever()
 
 
+def hold_the_thread(seconds: float) -> None:
+    time.sleep(seconds)  # the blocking line
+
+
 async def stopper(nursery: trio.Nursery, release: threading.Event) -> None:
     cue = WORKDIR / f"block-{os.getpid()}"
+    short_cue = WORKDIR / f"short-block-{os.getpid()}"
+    steps_cue = WORKDIR / f"short-steps-{os.getpid()}"
     while not stop_requested():
         if cue.exists():
             cue.unlink()
             note("blocking")
             time.sleep(4)  # holds trio's thread: the run is blocked meanwhile
             note("unblocked")
+        if short_cue.exists():
+            seconds = float(short_cue.read_text())
+            short_cue.unlink()
+            hold_the_thread(seconds)
+            note("short-blocked")
+        if steps_cue.exists():
+            seconds = float(steps_cue.read_text())
+            steps_cue.unlink()
+            for _ in range(round(1.2 / seconds)):  # steps of `seconds`, for 1.2 s
+                hold_the_thread(seconds)
+                await trio.lowlevel.checkpoint()
+            note("short-stepped")
         await trio.sleep(0.05)
     release.set()
     nursery.cancel_scope.cancel()
