@@ -120,6 +120,59 @@ def test_install_after_uvloop_was_imported_still_sees_a_blocked_loop(start: Any)
     assert code == 0, err
 
 
+#: The line of `time.sleep` in the target's hold_the_loop().
+SHORT_BLOCKING_LINE = next(
+    number
+    for number, text in enumerate((TARGETS / APP).read_text().splitlines(), 1)
+    if "# the short blocking line" in text
+)
+
+
+def cue_and_wait(target: Target, cue: str, seconds: float, done: str) -> None:
+    target.file(f"{cue}-{target.pid}").write_text(str(seconds))
+    wait_for(lambda: done in notes(target), what=done)
+
+
+@pytest.mark.parametrize("how", ["run", "install"])
+def test_stalls_on_uvloop_are_kept_with_their_task_or_callback(start: Any, how: str) -> None:
+    # GIVEN a uvloop program under `taskscope run`, or calling install() after importing
+    # uvloop, once the agent's heartbeat has run on its loop (uvloop runs callbacks in C:
+    # the watchdog learns from the heartbeat's caller which frame runs the loop)
+    target = start(*([APP] if how == "run" else [APP, "install"]), agent=how == "run")
+    target.wait_ready()
+    wait_for(
+        lambda: agent_snapshot(target.pid)["loops"][0]["lag"] is not None,
+        what="the agent's heartbeat on the uvloop loop",
+    )
+    # WHEN a task holds the loop 0.3 s once, then for 1.2 s in steps of 60 ms, and then a
+    # plain callback holds it 0.3 s
+    cue_and_wait(target, "short-block", 0.3, "short-blocked")
+    cue_and_wait(target, "short-steps", 0.06, "short-stepped")
+    cue_and_wait(target, "callback-block", 0.3, "callback-blocked")
+    # THEN the two blocks are kept as stalls, the first with its task, the second with its
+    # callback, each with the blocking line; none of the short steps is
+    [loop] = agent_snapshot(target.pid)["loops"]
+    stalls = [stall for stall in loop["stalls"] if stall["stack"]]
+    in_task = [stall for stall in stalls if stall["task_name"] == "stepper"]
+    in_callback = [stall for stall in stalls if stall["callback"] == "blocking_callback"]
+    assert len(in_task) == 1 and len(in_callback) == 1, loop["stalls"]
+    for stall in (*in_task, *in_callback):
+        assert 0.2 <= stall["duration"] <= 0.8, stall
+        assert stall["stack"][-1] == {
+            "function": "hold_the_loop",
+            "file": str(TARGETS / APP),
+            "line": SHORT_BLOCKING_LINE,
+        }, stall
+    assert in_callback[0]["task"] is None
+    # AND the loop's busy share is estimated
+    assert 0 <= loop["busy_share"] <= 1, loop
+    # AND `lint` warns of the task's stall by its line
+    lint = run_cli("lint", str(target.pid))
+    assert f"hold_the_loop() at {TARGETS / APP}:{SHORT_BLOCKING_LINE}" in lint.stdout, lint.stdout
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
 needs_gdb = pytest.mark.skipif(
     shutil.which("gdb") is None and sys.version_info < (3, 14),
     reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
@@ -149,6 +202,11 @@ def test_attach_to_a_plain_uvloop_program_sees_a_block_and_cancels(tmp_path: Pat
         # THEN a block of the loop is seen while it lasts, with where
         snap = blocked_look(target, lambda: dump(target.pid))
         assert_blocked_in_rebuild_index(snap)
+        # AND once over, the block is kept as a stall of the indexer
+        wait_for(lambda: "unblocked" in notes(target), what="the block to end")
+        [loop] = dump(target.pid)["loops"]
+        [stall] = [stall for stall in loop["stalls"] if stall["task_name"] == "indexer"]
+        assert stall["stack"][-1]["function"] == "rebuild_index" and stall["duration"] > 1, stall
         # AND `cancel` cancels the victim alone
         cancel_the_victim_alone(target, lambda: dump(target.pid))
     finally:

@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 RunningLoopSetter = Callable[[asyncio.AbstractEventLoop | None], None]
@@ -101,10 +101,27 @@ class LoopRecord:
     #: Untimed steps: the step the watchdog follows (`steps.StepWatch`), and its last look.
     step_watch: Any = None
     last_look: float | None = None
+    #: The code of the frame that called the heartbeat on the loop's thread: asyncio's
+    #: `Handle._run`, or, for a loop whose callbacks run in C (uvloop), the frame that runs
+    #: the loop (what the steps of such a loop run above; see `steps.StepTimer`).
+    beat_caller: CodeType | None = None
+    #: A compiled loop's step marks: how many of the watchdog's marks (callbacks sent to the
+    #: loop) have run, and whether one is on its way.
+    step_marks: int = 0
+    mark_outstanding: bool = False
     #: (perf counter, steps, busy) noted by the watchdog, for the rates over the last second.
     rate_samples: deque[tuple[float, int, float]] = field(
         default_factory=lambda: deque(maxlen=RATE_SAMPLES)
     )
+
+
+def _note_beat_caller(record: LoopRecord, depth: int = 1) -> None:
+    """(A callback of the loop's, on its thread, or `depth` - 1 calls inside one.) What
+    called the callback: see `beat_caller`."""
+    try:
+        record.beat_caller = sys._getframe(depth).f_code
+    except ValueError:  # nothing below: called by C with no Python frame under it
+        record.beat_caller = None
 
 
 class LoopTracker:
@@ -298,9 +315,11 @@ class LoopTracker:
             record.heartbeat.cancel()
         record.beat_due = _monotonic() + HEARTBEAT_INTERVAL
         record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+        loop.call_soon(_note_beat_caller, record)  # at once: the heartbeat comes 0.25 s on
 
     def _beat(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
         now = _monotonic()
+        _note_beat_caller(record, 2)
         if record.beat_due is not None:
             record.lag = max(0.0, now - record.beat_due)
         record.beat_due = now + HEARTBEAT_INTERVAL

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from asyncio import events
 from collections.abc import Callable
@@ -174,12 +175,13 @@ class Samples:
 
 class StepWatch:
     """A step the watchdog sees running on a loop whose steps are not timed: it is told from
-    the next one by its `Handle._run` frame object (held until the next sighting)."""
+    the next one by its `Handle._run` frame object (held until the next sighting), or on a
+    loop that runs its callbacks in C by the key `StepTimer.locate_on` gives it."""
 
     __slots__ = ("before", "first_seen", "frame", "last_seen", "stack", "task", "task_name")
 
-    def __init__(self, frame: FrameType, before: float | None, now: float) -> None:
-        self.frame: FrameType | None = frame
+    def __init__(self, frame: Any, before: float | None, now: float) -> None:
+        self.frame: Any = frame
         #: The watchdog's last look before it saw the step (None: it never looked before).
         self.before = before
         self.first_seen = now
@@ -213,6 +215,9 @@ class StepTimer:
         #: The wire form of each stall, made once (id(note) -> (note, record)).
         self._stall_records: dict[int, tuple[StallNote, WireStall]] = {}
         self.next_watch = 0.0
+        #: Held while a step is followed: by the watchdog (the agent's thread), and by a
+        #: look that brings the watch up to date first (any thread: `agent.snapshot()`).
+        self.watch_lock = threading.Lock()
         self.task_types = _task_types()
         #: perf counter -> wall clock, refreshed by the watchdog.
         self.wall_offset = _wall() - _clock()
@@ -438,7 +443,7 @@ class StepTimer:
                 record.step_watch = None
                 continue
             running = True
-            if self.timed:
+            if self.timed and not self.compiled(record):
                 started = record.step_started
                 if started and now - started >= threshold / 2 and thread_id is not None:
                     if frames is None:
@@ -453,7 +458,9 @@ class StepTimer:
             elif thread_id is not None:
                 if frames is None:
                     frames = sys._current_frames()
-                if self._follow(record, frames.get(thread_id), now):
+                with self.watch_lock:
+                    following = self._follow(record, frames.get(thread_id), now)
+                if following:
                     fine = max(MIN_WATCH_INTERVAL, threshold / 20)
                     self.next_watch = min(self.next_watch, now_monotonic + fine)
             rates = record.rate_samples
@@ -471,14 +478,16 @@ class StepTimer:
         """One look at an untimed loop: is it in the step it was in at the last look? A step
         that is over is kept as a stall when it lasted longer than the threshold. Returns
         whether a step has been seen at two looks in a row (worth looking at more often)."""
-        step_frame, inner = self.locate(top)
+        step_frame, inner = self.locate_on(record, top)
+        if step_frame is not None and type(step_frame) is tuple and not record.mark_outstanding:
+            _send_mark(record)
         watch: StepWatch | None = record.step_watch
         before = record.last_look
         record.last_look = now
         if step_frame is not None and before is not None:
             # The busy time, estimated: the time since the last look, when in a step now.
             record.busy += now - before
-        if watch is not None and step_frame is not None and watch.frame is step_frame:
+        if watch is not None and step_frame is not None and watch.frame == step_frame:
             watch.last_seen = now
             watch.stack.add(inner)
             if watch.task is None and watch.task_name is None:
@@ -524,6 +533,39 @@ class StepTimer:
             except Exception:
                 watch.task_name = None
 
+    def compiled(self, record: LoopRecord) -> bool:
+        """Whether the loop runs its callbacks in C (uvloop): its heartbeat was not called by
+        a `Handle._run` the agent knows."""
+        caller = record.beat_caller
+        return caller is not None and caller not in self._step_codes
+
+    def locate_on(self, record: LoopRecord, top: FrameType | None) -> tuple[Any, Sampled]:
+        """`locate` for the loop of `record`: on a loop that runs its callbacks in C, a step
+        has no frame of its own: it is the frames above the one that runs the loop (the
+        heartbeat's caller), told from the next step by (the id of its outermost frame, the
+        loop's step marks). A mark is a callback the watchdog sends the loop while it sees a
+        step: it runs after the loop's batch of callbacks under way, and the step's own next
+        step (a task's, made when this one ends) comes after it, so a mark that has run since
+        means the step seen before is over."""
+        if not self.compiled(record):
+            return self.locate(top)
+        entry = record.beat_caller
+        inner: list[tuple[CodeType, int]] = []
+        frame, above = top, None
+        depth = 0
+        while frame is not None and depth < MAX_LOCATE_DEPTH:
+            code = frame.f_code
+            if code is entry:
+                if above is None:
+                    return None, ()  # the loop waits in C: no step
+                del inner[:-MAX_STALL_FRAMES]
+                inner.reverse()
+                return (id(above), record.step_marks), tuple(inner)
+            inner.append((code, frame.f_lineno or 0))
+            above, frame = frame, frame.f_back
+            depth += 1
+        return None, ()
+
     def locate(self, frame: FrameType | None) -> tuple[FrameType | None, Sampled]:
         """Where a loop thread is: the frame of the step it runs (`Handle._run`; None when it
         runs none), and the frames inside that step, outermost first, as (code, line) pairs
@@ -554,7 +596,7 @@ class StepTimer:
             if now - sample[0] <= RATE_WINDOW + RATE_SAMPLE_INTERVAL:
                 base = sample
                 break
-        if self.timed:
+        if self.timed and not self.compiled(record):
             started = record.step_started
             busy = record.busy + (now - started if started else 0.0)
             if base is not None and now - base[0] >= MIN_RATE_SPAN:
@@ -564,6 +606,12 @@ class StepTimer:
             if started and now - started > self.threshold and record.thread_id is not None:
                 ongoing = self._ongoing_stall(record, loop, started, now)
         else:
+            if record.thread_id is not None and loop.is_running():
+                # A look of its own first: a step over since the watchdog's last look is
+                # kept now, so that a look right after a block lists it.
+                top = sys._current_frames().get(record.thread_id)
+                with self.watch_lock:
+                    self._follow(record, top, now)
             last_look = record.last_look
             if base is not None and last_look is not None and last_look - base[0] >= 0.2:
                 span = last_look - base[0]
@@ -571,7 +619,7 @@ class StepTimer:
                 figures["busy_share"] = round(min(1.0, max(0.0, busy_share)), 2)
             watch: StepWatch | None = record.step_watch
             if watch is not None and now - watch.started() > self.threshold:
-                ongoing = self._ongoing_stall(record, loop, watch.started(), now)
+                ongoing = self._ongoing_stall(record, loop, watch.started(), now, watch.frame)
         figures["stall_threshold"] = self.threshold
         stalls = [self.stall_record(note) for note in list(record.stalls)]
         if ongoing is not None:
@@ -603,9 +651,13 @@ class StepTimer:
         loop: asyncio.AbstractEventLoop,
         started: float,
         now: float,
-    ) -> WireStall:
-        """The step running now, past the threshold: its task (or callback) and its stack."""
-        frames = self.locate(sys._current_frames().get(record.thread_id or 0))[1]
+        watched: Any = None,
+    ) -> WireStall | None:
+        """The step running now, past the threshold: its task (or callback) and its stack.
+        `watched`: the step the watchdog follows (untimed), None when it is over by now."""
+        seen, frames = self.locate_on(record, sys._current_frames().get(record.thread_id or 0))
+        if watched is not None and seen != watched:
+            return None  # over since the watchdog's last look: kept at its next one
         task: Any = None
         try:
             task = asyncio.current_task(loop)
@@ -629,6 +681,23 @@ class StepTimer:
             "stack": [stall_frame(code, line) for code, line in frames],
             "ongoing": True,
         }
+
+
+def _send_mark(record: LoopRecord) -> None:
+    """A step mark to a loop that runs its callbacks in C (see `StepTimer.locate_on`)."""
+    loop = record.loop_ref()
+    if loop is None:
+        return
+    record.mark_outstanding = True
+    try:
+        loop.call_soon_threadsafe(_mark_ran, record)
+    except Exception:  # closed meanwhile
+        record.mark_outstanding = False
+
+
+def _mark_ran(record: LoopRecord) -> None:
+    record.step_marks += 1
+    record.mark_outstanding = False
 
 
 def _callback_of(frames: Sampled) -> str | None:

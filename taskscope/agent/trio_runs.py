@@ -384,6 +384,10 @@ class TrioWatch:
             wire["main_task"] = str(self.task_id(run, main))
         steps = self.tracker.steps
         if steps is not None:
+            # A look of its own first: a step over since the watchdog's last look is kept
+            # now, so that a look right after a block lists it.
+            with steps.watch_lock:
+                watch_steps((run,), steps.threshold, now, self.task_id)
             share = busy_share(run, now)
             if share is not None:
                 wire["busy_share"] = share
@@ -491,7 +495,10 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
         if steps is not None and trio_loaded():
             watch = watch_of(tracker)
             if watch.runs:
-                following = watch_steps(watch.runs.values(), steps.threshold, now, watch.task_id)
+                with steps.watch_lock:
+                    following = watch_steps(
+                        watch.runs.values(), steps.threshold, now, watch.task_id
+                    )
                 _next_step_look = now + interval(steps.threshold, following)
     if now < _next_beat:
         return

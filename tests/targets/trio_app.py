@@ -124,6 +124,7 @@ async def stopper(nursery: trio.Nursery, release: threading.Event) -> None:
             seconds = float(short_cue.read_text())
             short_cue.unlink()
             hold_the_thread(seconds)
+            await trio.lowlevel.checkpoint()  # noted once this step is over
             note("short-blocked")
         if steps_cue.exists():
             seconds = float(steps_cue.read_text())
