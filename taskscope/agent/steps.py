@@ -606,10 +606,13 @@ class StepTimer:
             if started and now - started > self.threshold and record.thread_id is not None:
                 ongoing = self._ongoing_stall(record, loop, started, now)
         else:
-            if record.thread_id is not None and loop.is_running():
+            thread_id = record.thread_id
+            if thread_id not in (None, threading.get_ident()) and loop.is_running():
                 # A look of its own first: a step over since the watchdog's last look is
-                # kept now, so that a look right after a block lists it.
-                top = sys._current_frames().get(record.thread_id)
+                # kept now, so that a look right after a block lists it. (Not from the
+                # loop's own thread: the look is its step, and its own frame in a local
+                # would keep the look's frames and lists alive in a cycle.)
+                top = sys._current_frames().get(thread_id)
                 with self.watch_lock:
                     self._follow(record, top, now)
             last_look = record.last_look
