@@ -404,25 +404,33 @@ def cancels_not_honoured(
 
 def blocking_steps(model: TaskModel) -> Iterator[Finding]:
     """The stalls each loop kept (steps longer than its threshold), one warning per task (or
-    callback) that stalled it: its longest stall, where it blocked, how many and the last."""
+    callback) that stalled it: its longest stall, where it blocked, how many and the last.
+    Tasks that have ended (a server's requests, one task each) are one warning per code they
+    ran and line they blocked on, however many tasks that was."""
     for loop in model.loops.values():
-        by_culprit: dict[tuple[str | None, str | None], list[Stall]] = {}
+        by_culprit: dict[tuple[str | None, ...], list[Stall]] = {}
         for stall in loop.stalls:
-            culprit = (stall.task, None if stall.task is not None else stall.callback)
-            by_culprit.setdefault(culprit, []).append(stall)
-        for (task_id, _callback), stalls in by_culprit.items():
+            by_culprit.setdefault(_culprit(model, stall), []).append(stall)
+        for culprit, stalls in by_culprit.items():
             longest = max(stalls, key=lambda stall: stall.duration)
             latest = max(stalls, key=lambda stall: stall.started_at)
             where = longest.stack[-1] if longest.stack else None
+            task_ids = tuple(dict.fromkeys(s.task for s in stalls if s.task is not None))
+            live = model.tasks.get(longest.task) if longest.task is not None else None
+            coro = live.coro if live is not None else None
+            if coro is None and culprit[0] != "callback" and longest.stack:
+                coro = longest.stack[0].function  # the outermost frame: what the task ran
             yield Finding(
                 "blocking_step",
-                (task_id,) if task_id is not None else (),
+                task_ids,
                 loop.id,
                 {
                     "duration": longest.duration,
                     "count": len(stalls),
                     "started_at": latest.started_at,
                     "task_name": longest.task_name,
+                    "task_count": len(task_ids),
+                    "coro": coro,
                     "callback": longest.callback,
                     "ongoing": latest.ongoing,
                     "function": where.function if where is not None else None,
@@ -430,6 +438,19 @@ def blocking_steps(model: TaskModel) -> Iterator[Finding]:
                     "threshold": loop.stall_threshold,
                 },
             )
+
+
+def _culprit(model: TaskModel, stall: Stall) -> tuple[str | None, ...]:
+    """What a stall's warning is about: its task while pending; once the task has ended, the
+    code it ran and the line it blocked on; or its callback."""
+    if stall.task is None:
+        return ("callback", stall.callback)
+    task = model.tasks.get(stall.task)
+    if task is not None and task.state == "pending":
+        return ("task", stall.task)
+    outermost = stall.stack[0].function if stall.stack else None
+    blocked_at = stall.stack[-1].location if stall.stack else None
+    return ("ended", outermost, blocked_at)
 
 
 def sleep0_spins(tasks: Iterable[TaskInfo], taken_at: float) -> Iterator[Finding]:

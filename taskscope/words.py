@@ -14,6 +14,7 @@ satisfies.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -752,11 +753,16 @@ def _deadlock_words(model: TasksByID, steps: Sequence[Mapping[str, Any]]) -> str
 
 def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
     facts = finding.facts
-    who = (
-        "a step of " + _task_name(model, finding.tasks[0], facts.get("task_name"))
-        if finding.tasks
-        else (f"callback {facts['callback']}" if facts.get("callback") else "a callback")
-    )
+    coro = facts.get("coro")
+    if len(finding.tasks) > 1:
+        who = f"steps of {len(finding.tasks)} tasks" + (f" running {coro}()" if coro else "")
+    elif finding.tasks:
+        name = _task_name(model, finding.tasks[0], facts.get("task_name"))
+        # asyncio's own names (`Task-12`) say nothing of what the task does
+        named_by_asyncio = re.fullmatch(r"Task-\d+", name) is not None
+        who = f"a step of {name}" + (f" ({coro}())" if coro and named_by_asyncio else "")
+    else:
+        who = f"callback {facts['callback']}" if facts.get("callback") else "a callback"
     duration = format_duration(float(facts.get("duration") or 0.0))
     where = ""
     if facts.get("function"):
@@ -787,7 +793,12 @@ def warnings_summary(findings: Sequence[FindingFacts], model: TasksByID) -> str:
     parts = []
     for finding in findings:
         title = WARNING_NAMES.get(finding.kind, finding.kind.replace("_", " "))
-        names = [_task_name(model, task_id) for task_id in finding.tasks[:3]]
+        coro = finding.facts.get("coro") if finding.kind == "blocking_step" else None
+        if coro and len(finding.tasks) > 1:  # ended tasks that ran the same code
+            parts.append(f"{title} ({len(finding.tasks)} tasks running {coro}())")
+            continue
+        fallback = finding.facts.get("task_name") if len(finding.tasks) == 1 else None
+        names = [_task_name(model, task_id, fallback) for task_id in finding.tasks[:3]]
         more = f" +{len(finding.tasks) - 3}" if len(finding.tasks) > 3 else ""
         parts.append(f"{title} ({', '.join(names)}{more})" if names else title)
     return f"⚠ {count} warning{'' if count == 1 else 's'}: " + " · ".join(parts)

@@ -8,7 +8,7 @@ from typing import Any
 
 from taskscope.lints import Finding, find_warnings, warned_tasks
 from taskscope.model import TaskModel
-from taskscope.words import awaiting_text, finding_text
+from taskscope.words import awaiting_text, finding_text, warnings_summary
 from tests.test_model import awaiting, snapshot, task
 
 
@@ -328,6 +328,57 @@ def test_stalls_of_one_task_are_one_warning_and_a_callbacks_another() -> None:
     )
     assert texts[1].startswith(
         "blocking step: callback on_timer held the loop for 150ms in crunch() at app.py:20 (at "
+    )
+
+
+def test_stalls_of_ended_tasks_are_one_warning_per_code_and_line() -> None:
+    """A server's requests are one task each: a blocking call in a handler stalls the loop
+    once per request, each time in a task that has ended by the next look."""
+
+    def stall(started: float, duration: float, task: str, line: int) -> Any:
+        return {
+            "started_at": started,
+            "duration": duration,
+            "task": task,
+            "task_name": f"Task-{task}",
+            "callback": None,
+            "stack": [
+                {"function": "Cycle.run_asgi", "file": "server.py", "line": 80},
+                {"function": "crunch", "file": "app.py", "line": line},
+            ],
+        }
+
+    raw = snapshot(task("9", "crunch"))
+    raw["loops"][0]["stall_threshold"] = 0.1
+    raw["loops"][0]["stalls"] = [
+        stall(1990.0, 0.2, "31", 4),
+        stall(1991.0, 0.4, "32", 4),
+        stall(1992.0, 0.3, "33", 7),  # another line: another warning
+        stall(1993.0, 0.25, "34", 4),
+        {**stall(1994.0, 0.3, "9", 4), "task_name": "crunch"},  # pending: its own
+    ]
+    model = TaskModel.from_snapshot(raw)
+    findings = find_warnings(model)
+    assert [(f.kind, f.tasks) for f in findings] == [
+        ("blocking_step", ("31", "32", "34")),
+        ("blocking_step", ("33",)),
+        ("blocking_step", ("9",)),
+    ]
+    texts = [finding_text(f, model) for f in findings]
+    assert texts[0].startswith(
+        "blocking step: steps of 3 tasks running Cycle.run_asgi() held, at the longest, the "
+        "loop for 400ms in crunch() at app.py:4 (3 times, the last at "
+    )
+    # AND a task asyncio named is said with what it ran; one the program named, by its name
+    assert texts[1].startswith(
+        "blocking step: a step of Task-33 (Cycle.run_asgi()) held the loop for 300ms in "
+        "crunch() at app.py:7"
+    )
+    assert texts[2].startswith("blocking step: a step of crunch held the loop for 300ms")
+    # AND the dashboard's line names them so
+    assert warnings_summary(findings, model) == (
+        "⚠ 3 warnings: blocking step (3 tasks running Cycle.run_asgi()) · "
+        "blocking step (Task-33) · blocking step (crunch)"
     )
 
 
