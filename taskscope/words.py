@@ -751,6 +751,26 @@ def _deadlock_words(model: TasksByID, steps: Sequence[Mapping[str, Any]]) -> str
     return text
 
 
+def named_by_asyncio(name: str) -> bool:
+    """Whether a task's name is the one asyncio gave it (`Task-12`), which says nothing of
+    what the task does."""
+    return re.fullmatch(r"Task-\d+", name) is not None
+
+
+def stalled_by(
+    task_name: str | None, task_id: str | None, callback: str | None, outermost: str | None
+) -> str:
+    """Who ran a stalled step: the task by name (else by id), with what it ran when asyncio
+    named it (`outermost`: the outermost function sampled, `run_asgi()`), or the callback."""
+    if task_name:
+        if outermost and named_by_asyncio(task_name):
+            return f"{task_name} {outermost.rpartition('.')[2]}()"
+        return task_name
+    if task_id:
+        return f"task {task_id}"
+    return callback or "?"
+
+
 def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
     facts = finding.facts
     coro = facts.get("coro")
@@ -758,9 +778,7 @@ def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
         who = f"steps of {len(finding.tasks)} tasks" + (f" running {coro}()" if coro else "")
     elif finding.tasks:
         name = _task_name(model, finding.tasks[0], facts.get("task_name"))
-        # asyncio's own names (`Task-12`) say nothing of what the task does
-        named_by_asyncio = re.fullmatch(r"Task-\d+", name) is not None
-        who = f"a step of {name}" + (f" ({coro}())" if coro and named_by_asyncio else "")
+        who = f"a step of {name}" + (f" ({coro}())" if coro and named_by_asyncio(name) else "")
     else:
         who = f"callback {facts['callback']}" if facts.get("callback") else "a callback"
     duration = format_duration(float(facts.get("duration") or 0.0))

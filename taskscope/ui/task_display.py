@@ -27,6 +27,7 @@ from taskscope.words import (
     age_words,
     awaiting_label,
     format_duration,
+    stalled_by,
     task_doing,
     tasks_awaited,
 )
@@ -308,11 +309,6 @@ def blocking_frame(stack: Sequence[Frame]) -> Frame | None:
 
 
 def who_stalled(stall: Stall) -> str:
-    """The task by name (else by id), or the callback, that ran the step."""
-    if stall.task_name:
-        return safe_text(stall.task_name)
-    if stall.task:
-        return f"task {safe_text(stall.task)}"
-    if stall.callback:
-        return safe_text(stall.callback)
-    return "?"
+    """The task by name (else by id), or the callback, that ran the step (`words.stalled_by`)."""
+    outermost = stall.stack[0].function if stall.stack else None
+    return safe_text(stalled_by(stall.task_name, stall.task, stall.callback, outermost))

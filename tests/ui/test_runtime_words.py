@@ -12,6 +12,7 @@ from taskscope.words import (
     rate_text,
     share_text,
     stall_words,
+    stalled_by,
     wait_words,
     warnings_summary,
 )
@@ -53,6 +54,16 @@ def test_stall_words() -> None:
     assert stall_words(4.2, ongoing=True) == "blocking the loop for 4.20 s (still running)"
     assert no_stalls_words(0.1) == "no step longer than the 100 ms stall threshold"
     assert "does not time" in no_stalls_words(None)
+
+
+def test_who_stalled_says_what_a_task_asyncio_named_ran() -> None:
+    outermost = "RequestResponseCycle.run_asgi"
+    assert stalled_by("Task-31", "31", None, outermost) == "Task-31 run_asgi()"
+    assert stalled_by("crunch", "9", None, outermost) == "crunch"
+    assert stalled_by("Task-31", "31", None, None) == "Task-31"
+    assert stalled_by(None, "31", None, outermost) == "task 31"
+    assert stalled_by(None, None, "on_timer", "on_timer") == "on_timer"
+    assert stalled_by(None, None, None, None) == "?"
 
 
 def test_the_header_line_names_each_warning_and_its_tasks() -> None:
