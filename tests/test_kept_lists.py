@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import sys
 import threading
 import weakref
 from types import FrameType
@@ -14,6 +16,7 @@ import pytest
 
 from taskscope.agent.introspect import SnapshotBuilder, _HandedOutLists
 from taskscope.agent.tracker import Tracker
+from taskscope.protocol import CompactEncoder, countdown_parts
 from tests.helpers import with_tracker
 
 
@@ -111,6 +114,31 @@ def test_the_pool_fills_a_list_only_when_nobody_else_holds_it() -> None:
     assert third == [{"id": "3"}] and fourth == [{"id": "4"}]
 
 
+def test_a_sleeps_description_is_untracked_and_its_end_travels_as_the_pair() -> None:
+    """A look makes a description per new sleep end (one per task that moved, on a server):
+    holding the end alone, not in a tuple, it is no object more for the young collections
+    and the full collection's count on 3.11-3.13, where a dictionary of untracked values is
+    untracked (from 3.14 every dictionary is tracked)."""
+
+    async def scenario(tracker: Tracker) -> None:
+        builder = SnapshotBuilder(tracker)
+        sleeper = asyncio.create_task(asyncio.sleep(3600), name="sleeper")
+        await asyncio.sleep(0)
+        snap = builder.build_raw()
+        [record] = [r for r in snap["tasks"] if r["name"] == "sleeper"]  # type: ignore[attr-defined]
+        awaiting = record["awaiting"]
+        assert awaiting["kind"] == "sleep" and type(awaiting["countdown"]) is float
+        if sys.version_info < (3, 14):
+            assert not gc.is_tracked(awaiting)
+        # AND on the wire it is the pair, [end, null], as before
+        text = CompactEncoder().encode({"type": "snapshot", "snapshot": snap})
+        wire = json.loads(text)["snapshot"]["awaits"]
+        assert [awaiting["countdown"], None] in [item.get("countdown") for item in wire]
+        sleeper.cancel()
+
+    with_tracker(scenario)
+
+
 def test_a_look_reuses_the_sleeps_map_of_the_look_before_last() -> None:
     async def scenario(tracker: Tracker) -> None:
         from taskscope.agent import introspect
@@ -131,7 +159,7 @@ def test_a_look_reuses_the_sleeps_map_of_the_look_before_last() -> None:
         assert introspect._DESCRIPTION_CACHE[tracker][1] is first_sleeps
         assert len(first_sleeps) == 5
         ends = sorted(
-            record["awaiting"]["countdown"][0]  # type: ignore[index]
+            countdown_parts(record["awaiting"]["countdown"])[0]  # type: ignore[index]
             for record in third["tasks"]  # type: ignore[attr-defined]
             if record["awaiting"] and record["awaiting"]["kind"] == "sleep"  # type: ignore[index]
         )

@@ -24,7 +24,7 @@ from taskscope.agent import waiters
 from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
 from taskscope.agent.summary import safe_repr
 from taskscope.agent.threadframes import thread_tops
-from taskscope.protocol import WireAwaiting, pieces
+from taskscope.protocol import WireAwaiting, countdown_parts, pieces
 
 Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
 
@@ -341,7 +341,7 @@ def _sleep_of(ctx: AwaitContext, fut: Any) -> WireAwaiting:
                 awaiting = {"kind": "sleep", "tasks": (), "object": {"forever": True}}
             else:
                 # Seconds left once materialized (see "Countdowns" in taskscope.protocol).
-                awaiting = {"kind": "sleep", "tasks": (), "countdown": (when, None)}
+                awaiting = {"kind": "sleep", "tasks": (), "countdown": when}
         ctx.sleeps[when] = awaiting
     return awaiting
 
@@ -635,7 +635,7 @@ def _describe_wait_for(
         awaiting["object"]["inner_kind"] = inner["kind"]
         countdown = inner.get("countdown")
         if countdown is not None:  # the inner sleep's end is this description's countdown
-            awaiting["countdown"] = tuple(countdown)
+            awaiting["countdown"] = countdown_parts(countdown)
             inner = {key: value for key, value in inner.items() if key != "countdown"}  # type: ignore[assignment]
         awaiting["inner"] = inner
         if inner.get("peer"):
@@ -1289,5 +1289,5 @@ def with_deadline(awaiting: WireAwaiting, deadline: float) -> WireAwaiting:
     in loop time, in its countdown (`deadline_in` once materialized)."""
     result = awaiting.copy()
     countdown = awaiting.get("countdown")
-    result["countdown"] = (None if countdown is None else countdown[0], deadline)
+    result["countdown"] = (None if countdown is None else countdown_parts(countdown)[0], deadline)
     return result

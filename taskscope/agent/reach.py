@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from taskscope.agent.chains import _ASEND_TYPES, _asend_generator, walk_frames
 from taskscope.agent.tracker import _ASYNCIO_DIR, task_coro
-from taskscope.protocol import pieces, sliced
+from taskscope.protocol import countdown_parts, pieces, sliced
 
 #: Kinds of `awaiting` descriptions whose future may be one nothing else can reach.
 REACH_KINDS: Final = frozenset(
@@ -611,7 +611,7 @@ def reach_step(
                 if awaiting is None or awaiting["kind"] not in REACH_KINDS:
                     continue
                 countdown = awaiting.get("countdown")
-                if countdown is not None and countdown[1] is not None:
+                if countdown is not None and countdown_parts(countdown)[1] is not None:
                     continue  # a deadline will wake it
                 candidates.append(position)
                 facts = awaiting.get("object")

@@ -1063,7 +1063,7 @@ def _facts(obj: Any) -> dict[str, Any]:
 def _sleep(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:
     end = look.sleep_end(task)
     if end is not None:  # the same description while the task sleeps on (see "Countdowns")
-        return {"kind": "sleep", "tasks": (), "call": "trio.sleep", "countdown": (end, None)}
+        return {"kind": "sleep", "tasks": (), "call": "trio.sleep", "countdown": end}
     seconds_left = look.seconds_left(task)
     return {"kind": "sleep", "tasks": (), "call": "trio.sleep", "seconds_left": seconds_left}
 

@@ -104,7 +104,8 @@ class WireAwaiting(TypedDict):
     # sleep's end is this description's own countdown).
     inner: NotRequired[WireAwaiting]
     # Inside the agent and in the compact encoding only (never in schema 1): see "Countdowns".
-    countdown: NotRequired[Sequence[Any]]
+    # Inside the agent a plain sleep's is its end alone, a float (see `countdown_parts`).
+    countdown: NotRequired[Sequence[Any] | float]
 
 
 # A task record's fields are declared here, once: `WireTaskRow` has the keys every record
@@ -271,13 +272,23 @@ class WireDelta(TypedDict):
 # same numbers; the words for them are made on the client side (`taskscope.words`).
 
 
+def countdown_parts(countdown: Any) -> tuple[Any, Any]:
+    """(sleep end, deadline) of a countdown: a pair, or inside the agent a plain sleep's end
+    alone (a float), so that a sleep's description holds no tuple: a dictionary of untracked
+    values is not tracked by the garbage collector on 3.11-3.13, and a look makes one per
+    new sleep. The compact encoding sends the pair. TypeError or IndexError on another."""
+    if not isinstance(countdown, tuple | list):
+        return countdown, None
+    return countdown[0], countdown[1]
+
+
 def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> WireAwaiting:
     """The schema-1 form of a description (itself when it has no countdown). Raises
     TypeError or ValueError on a malformed countdown."""
     countdown = awaiting.get("countdown")
     if countdown is None:
         return awaiting
-    sleep_end, deadline = countdown[0], countdown[1]
+    sleep_end, deadline = countdown_parts(countdown)
     if loop_time is None:
         raise ValueError("a countdown without the loop time")
     result: dict[str, Any] = {key: value for key, value in awaiting.items() if key != "countdown"}

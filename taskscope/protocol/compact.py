@@ -214,7 +214,12 @@ class CompactTables:
         known = self._awaits.get(id(awaiting))  # a text remembered is its description's
         if known is not None:
             return known
-        text = _encode_small(awaiting)
+        countdown = awaiting.get("countdown")
+        if countdown is not None and not isinstance(countdown, tuple | list):
+            # a plain sleep's end alone (`countdown_parts`): the pair on the wire
+            text = _encode_small({**awaiting, "countdown": (countdown, None)})
+        else:
+            text = _encode_small(awaiting)
         if remember:
             self._awaits[id(awaiting)] = text
             self._await_objects.append(awaiting)
