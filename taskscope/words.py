@@ -379,7 +379,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "gather":
         return f"gather ({facts.get('count')} awaitables, {facts.get('done')} done)"
     if kind == "shield":
-        return f"shield task {facts['task']}" if "task" in facts else "shield"
+        if "task" in facts:
+            return f"shield task {facts['task']}"
+        inner = awaiting.get("inner")  # a future, a gather: what it waits for
+        return f"shield {_sentence(inner, sleep_words)}" if inner is not None else "shield"
     if kind == "future":
         if call == "Future":
             name = facts.get("name")

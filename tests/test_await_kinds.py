@@ -209,6 +209,7 @@ CASES = [
         ["custom_awaitable", "TicketWindow.__await__"],
     ),
     ("shield-parent", "shield", r"shield task shielded", ["shield_parent"]),
+    ("shielded-future", "shield", r"shield Future kept", ["shielded_future"]),
     (
         "wait-parent",
         "wait",

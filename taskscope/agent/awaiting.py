@@ -681,7 +681,11 @@ def describe_future(
             inner = _closure_value(callback, "inner")
             if _is_task(inner):
                 return {"kind": "shield", "tasks": (), "object": {"task": ctx.name_of_task(inner)}}
-            return {"kind": "shield", "tasks": ()}
+            # A future (a gather, a bare Future, another shield): what it waits for.
+            shielded = describe_future(ctx, inner, frame) if _is_future(inner) else None
+            if shielded is None:
+                return {"kind": "shield", "tasks": ()}
+            return {"kind": "shield", "tasks": (), "inner": shielded}
         if code is _CHAIN_CANCEL_CODE:
             thread = _executor_thread(ctx, fut)
             facts: dict[str, Any] = {}

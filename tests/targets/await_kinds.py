@@ -183,6 +183,10 @@ async def bare_future(parked: asyncio.Future[None]) -> None:
     await parked
 
 
+async def shielded_future(kept: asyncio.Future[None]) -> None:
+    await asyncio.shield(kept)
+
+
 async def custom_awaitable(window: TicketWindow) -> Any:
     return await window
 
@@ -350,6 +354,7 @@ async def main(ready_path: str) -> None:
 
     shielded = spawn(forever(), "shielded")
     spawn(shield_parent(shielded), "shield-parent")
+    spawn(shielded_future(loop.create_future()), "shielded-future")
     spawn(wait_parent(), "wait-parent")
     spawn(wait_for_parent(), "wait-for-parent")
     spawn(as_completed_parent(), "as-completed-parent")
