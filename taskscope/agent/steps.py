@@ -11,7 +11,14 @@ samples each loop thread's stack (`sys._current_frames()`) and follows the step 
 `Handle._run` frame object, from one look to the next. A step seen for longer than the
 threshold is kept as a stall, with the stack seen most often while it ran (the blocking line)
 and its task (the loop's current task). Its start and length are good to about a quarter of
-the threshold; a step still running past the threshold is an ongoing stall.
+the threshold; a step still running past the threshold is an ongoing stall. A look at the
+loops (a snapshot) follows their steps once itself first, so that a step over since the
+watchdog's last look is kept in time for it.
+
+A loop that runs its callbacks in C (uvloop) has no `Handle._run` frame: the agent's heartbeat
+notes which frame called it (`LoopRecord.beat_caller`), the frame that runs the loop, and a
+step is what runs above that frame, told from the next step by its outermost frame and a
+mark the watchdog sends the loop (`StepTimer.locate_on`).
 
 Timed steps (`time_steps`, off by default: it costs the loop thread 0.5-1 microsecond per
 step): `StepTimer` puts a timed version of `Handle._run` on the class, which calls the

@@ -385,9 +385,11 @@ class TrioWatch:
         steps = self.tracker.steps
         if steps is not None:
             # A look of its own first: a step over since the watchdog's last look is kept
-            # now, so that a look right after a block lists it.
-            with steps.watch_lock:
-                watch_steps((run,), steps.threshold, now, self.task_id)
+            # now, so that a look right after a block lists it (not from the run's own
+            # thread: there the look is the step).
+            if run.thread_id != threading.get_ident():
+                with steps.watch_lock:
+                    watch_steps((run,), steps.threshold, now, self.task_id)
             share = busy_share(run, now)
             if share is not None:
                 wire["busy_share"] = share
