@@ -180,28 +180,44 @@ class Samples:
         return best
 
 
-class StepWatch:
-    """A step the watchdog sees running on a loop whose steps are not timed: it is told from
-    the next one by its `Handle._run` frame object (held until the next sighting), or on a
-    loop that runs its callbacks in C by the key `StepTimer.locate_on` gives it."""
+class Sighting:
+    """A step the watchdog has seen at one look or more: when it first and last saw it, its
+    look before the first (None: it never looked before), and the stacks it sampled. What
+    a step is depends on the loop (`StepWatch`, `trio_steps.TrioStep`); how long it ran, as
+    well as looks can tell, does not."""
 
-    __slots__ = ("before", "first_seen", "frame", "last_seen", "stack", "task", "task_name")
+    __slots__ = ("before", "first_seen", "last_seen", "stack")
 
-    def __init__(self, frame: Any, before: float | None, now: float) -> None:
-        self.frame: Any = frame
-        #: The watchdog's last look before it saw the step (None: it never looked before).
+    def __init__(self, before: float | None, now: float) -> None:
         self.before = before
         self.first_seen = now
         self.last_seen = now
         self.stack = Samples()
-        self.task: str | None = None
-        self.task_name: str | None = None
 
     def started(self) -> float:
-        """When the step began, as well as the watchdog can tell (perf counter)."""
+        """When the step began, as well as the watchdog can tell."""
         if self.before is None:
             return self.first_seen
         return (self.before + self.first_seen) / 2
+
+    def length(self, now: float) -> float:
+        """How long it ran, ended between its last sighting and `now`: the middle of what it
+        may have been."""
+        return ((self.last_seen - self.first_seen) + (now - (self.before or self.first_seen))) / 2
+
+
+class StepWatch(Sighting):
+    """A step the watchdog sees running on a loop whose steps are not timed: it is told from
+    the next one by its `Handle._run` frame object (held until the next sighting), or on a
+    loop that runs its callbacks in C by the key `StepTimer.locate_on` gives it."""
+
+    __slots__ = ("frame", "task", "task_name")
+
+    def __init__(self, frame: Any, before: float | None, now: float) -> None:
+        super().__init__(before, now)
+        self.frame: Any = frame
+        self.task: str | None = None
+        self.task_name: str | None = None
 
 
 class StepTimer:
@@ -434,8 +450,7 @@ class StepTimer:
         current step is half a threshold old, and note the loops' counters for their rates.
         Untimed: follow the step each loop runs, from one look to the next, by its frame."""
         threshold = self.threshold
-        coarse = min(threshold / (2 if self.timed else 4), MAX_WATCH_INTERVAL)
-        self.next_watch = now_monotonic + coarse
+        self.next_watch = now_monotonic + watch_interval(threshold, False, self.timed)
         if not self._installed:
             self.next_watch = _NEVER
             return
@@ -468,7 +483,7 @@ class StepTimer:
                 with self.watch_lock:
                     following = self._follow(record, frames.get(thread_id), now)
                 if following:
-                    fine = max(MIN_WATCH_INTERVAL, threshold / 20)
+                    fine = watch_interval(threshold, True)
                     self.next_watch = min(self.next_watch, now_monotonic + fine)
             rates = record.rate_samples
             if not rates or now - rates[-1][0] >= RATE_SAMPLE_INTERVAL:
@@ -502,10 +517,7 @@ class StepTimer:
             return True
         if watch is not None:
             record.step_watch = None
-            # It ended between its last sighting and now: the middle of what it may have been.
-            duration = (
-                (watch.last_seen - watch.first_seen) + (now - (watch.before or watch.first_seen))
-            ) / 2
+            duration = watch.length(now)
             if duration > self.threshold:
                 stack = watch.stack.most_seen()
                 callback = None if watch.task is not None else _callback_of(stack)
@@ -691,6 +703,14 @@ class StepTimer:
             "stack": [stall_frame(code, line) for code, line in frames],
             "ongoing": True,
         }
+
+
+def watch_interval(threshold: float, following: bool, timed: bool = False) -> float:
+    """Seconds to the watchdog's next look: a quarter of the threshold (half, with timed
+    steps, whose stalls the loop thread notes itself), a twentieth while it follows a step."""
+    if following:
+        return max(MIN_WATCH_INTERVAL, threshold / 20)
+    return min(threshold / (2 if timed else 4), MAX_WATCH_INTERVAL)
 
 
 def _send_mark(record: LoopRecord) -> None:

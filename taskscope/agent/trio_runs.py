@@ -60,6 +60,7 @@ from taskscope.agent.loops import (
     MAX_STALLS,
     RATE_SAMPLES,
 )
+from taskscope.agent.steps import watch_interval
 from taskscope.agent.summary import exception_summary, result_summary
 from taskscope.agent.threadframes import thread_tops
 from taskscope.agent.tracker import (
@@ -77,7 +78,6 @@ from taskscope.agent.trio_starts import (
 )
 from taskscope.agent.trio_steps import (
     busy_share,
-    interval,
     ongoing_stall,
     stall_records,
     watch_steps,
@@ -501,7 +501,7 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
                     following = watch_steps(
                         watch.runs.values(), steps.threshold, now, watch.task_id
                     )
-                _next_step_look = now + interval(steps.threshold, following)
+                _next_step_look = now + watch_interval(steps.threshold, following)
     if now < _next_beat:
         return
     fast = False

@@ -29,12 +29,10 @@ from typing import TYPE_CHECKING, Any
 from taskscope.agent.steps import (
     MAX_LOCATE_DEPTH,
     MAX_STALL_FRAMES,
-    MAX_WATCH_INTERVAL,
-    MIN_WATCH_INTERVAL,
     RATE_SAMPLE_INTERVAL,
     RATE_WINDOW,
     Sampled,
-    Samples,
+    Sighting,
     StepTimer,
     stall_frame,
 )
@@ -47,40 +45,18 @@ if TYPE_CHECKING:
 _RUN_FILE = os.sep + os.path.join("trio", "_core", "_run.py")
 
 
-class TrioStep:
+class TrioStep(Sighting):
     """A task step the watchdog sees running on a trio run: its task's outermost frame (by
     id: a frame object held would keep the coroutine's locals past its end), its task once
     seen twice, and trio's count of that task's steps then."""
 
-    __slots__ = ("before", "first_seen", "frame_id", "last_seen", "points", "stack", "task")
+    __slots__ = ("frame_id", "points", "task")
 
     def __init__(self, frame_id: int, before: float | None, now: float) -> None:
+        super().__init__(before, now)
         self.frame_id = frame_id
-        #: The watchdog's look before it saw the step (None: it never looked before).
-        self.before = before
-        self.first_seen = now
-        self.last_seen = now
         self.task: weakref.ref[Any] | None = None
         self.points: int | None = None
-        self.stack = Samples()
-
-    def started(self) -> float:
-        """When the step began, as well as the watchdog can tell (monotonic)."""
-        if self.before is None:
-            return self.first_seen
-        return (self.before + self.first_seen) / 2
-
-    def length(self, now: float) -> float:
-        """How long it ran, ended between its last sighting and `now`: the middle of what
-        it may have been."""
-        return ((self.last_seen - self.first_seen) + (now - (self.before or self.first_seen))) / 2
-
-
-def interval(threshold: float, following: bool) -> float:
-    """Seconds to the watchdog's next look at the runs: finer while it follows a step."""
-    if following:
-        return max(MIN_WATCH_INTERVAL, threshold / 20)
-    return min(threshold / 4, MAX_WATCH_INTERVAL)
 
 
 def watch_steps(runs: Iterable[TrioRun], threshold: float, now: float, task_id: Any) -> bool:
