@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 
@@ -16,6 +17,12 @@ _SOCKET_DIR = tempfile.mkdtemp(prefix="taskscope-test-")
 os.chmod(_SOCKET_DIR, 0o700)
 # Children inherit it, so agents started by the tests never touch the user's real directory.
 os.environ["TASKSCOPE_SOCKET_DIR"] = _SOCKET_DIR
+
+# A shell runs a job started with `&` with SIGINT ignored, and a program inherits that: the
+# tests that stop a recorder or a `taskscope run` with Ctrl-C would find it deaf. A handler
+# (unlike "ignored") is not inherited: every child starts with SIGINT as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -22,6 +22,7 @@ import pytest
 from taskscope.cli import build_parser, main
 from taskscope.recording import RecordingError, open_recording
 from taskscope.remote import RemoteHost, parse_target
+from taskscope.words import WAIT_BOUND_NOTE
 from tests.helpers import REPO, notes, run_cli, wait_for
 from tests.sshd import LoopbackSshd, SshdUnavailable
 
@@ -49,10 +50,13 @@ def comparable(text: str) -> list[str]:
     """Lines with every number, unit and run of spaces made alike: two looks a moment apart
     differ in ages, lags and times left, and the columns those widths set; and a sleep's
     countdown said or not (a look that comes as the timer fires, before the task wakes, finds
-    no timer to count down to: the service's stopper sleeps 50 ms at a time)."""
+    no timer to count down to: the service's stopper sleeps 50 ms at a time); and a wait
+    known only from the looks, said from 1 s on (`WAIT_SHOWN`), with its note."""
     text = re.sub(r"\d+(\.\d+)?\s?(ms|µs|s|m|h)?\b", "N", text)
     text = re.sub(r"\bsleep(, (N left|overdue N))?", "sleep", text)
-    return [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    text = re.sub(r", for ≥N|(?<= )≥N(?= )| WAITED\b", "", text)
+    lines = [re.sub(r"\s+", " ", line).strip() for line in text.splitlines()]
+    return [line for line in lines if line != WAIT_BOUND_NOTE]
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
