@@ -1638,6 +1638,60 @@ def test_lock_locked_is_set_true_by_the_acquiring_task_and_false_by_release() ->
     assert early._locked is False
 
 
+def test_the_body_of_async_with_keeps_aexit_on_the_stack_the_gc_sees() -> None:
+    # locks.held_in_stacks: a coroutine suspended in the body of `async with lock:` lists, among
+    # its referents (its frame's locals, then its value stack), `lock.__aexit__` bound (3.11-3.13)
+    # or `_ContextManagerMixin.__aexit__` followed by the lock (3.14+: LOAD_SPECIAL); one that
+    # waits to enter has it too, and awaits the `__aenter__` coroutine; `Condition._lock` is the
+    # lock `async with condition` takes and `Condition.wait` gives back
+    aexit = locks._ContextManagerMixin.__aexit__  # type: ignore[attr-defined]
+
+    def exits_on_stack(coro: Any) -> list[Any]:
+        referents = gc.get_referents(coro)
+        found = []
+        for index, item in enumerate(referents):
+            if isinstance(item, MethodType) and item.__func__ is aexit:
+                found.append(item.__self__)
+            elif item is aexit:
+                found.append(referents[index + 1])
+        return found
+
+    async def scenario() -> None:
+        lock: Any = asyncio.Lock()
+        condition: Any = asyncio.Condition()
+        release = asyncio.Event()
+
+        async def body(which: Any) -> None:
+            async with which:
+                await release.wait()
+
+        async def waits(which: Any) -> None:
+            async with which:
+                await which.wait()
+
+        holder = _spawn(body(lock))
+        waiting = _spawn(waits(condition))
+        await asyncio.sleep(0)
+        entering = _spawn(body(lock))
+        await asyncio.sleep(0)
+        assert exits_on_stack(holder.get_coro()) == [lock]
+        assert exits_on_stack(entering.get_coro()) == [lock]
+        assert holder.get_coro().cr_await.cr_code is release.wait.__code__
+        aenter_code = locks._ContextManagerMixin.__aenter__.__code__  # type: ignore[attr-defined]
+        assert entering.get_coro().cr_await.cr_code is aenter_code
+        assert exits_on_stack(waiting.get_coro()) == [condition]
+        in_wait = waiting.get_coro().cr_await
+        assert in_wait.cr_code is asyncio.Condition.wait.__code__
+        assert condition in gc.get_referents(in_wait)
+        assert isinstance(condition._lock, asyncio.Lock) and not condition._lock.locked()
+        release.set()
+        async with condition:
+            condition.notify_all()
+        await asyncio.gather(holder, entering, waiting)
+
+    _run(scenario)
+
+
 def test_a_semaphore_is_decremented_by_the_releasing_task_for_the_task_it_wakes() -> None:
     # locks (module docstring): why Semaphore holders are not noted
     async def scenario() -> None:

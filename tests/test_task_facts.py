@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -19,12 +20,13 @@ from tests.helpers import REPO, TARGETS, agent_snapshot, by_name, notes, run_cli
 # --- lock holders ---------------------------------------------------------------------------
 
 
-def _assert_deadlock_holders(pid: int) -> None:
+def _assert_deadlock_holders(pid: int, made_before_the_agent: bool = False) -> None:
     tasks = by_name(agent_snapshot(pid))
     a, b = tasks["transfer-a"], tasks["transfer-b"]
     # the creation chain: the function that called create_task, then its caller
     for task in (a, b):
-        assert [frame["function"] for frame in task["created_from"]] == ["deadlock", "main"]
+        chain = [frame["function"] for frame in task.get("created_from", ())]
+        assert chain == ([] if made_before_the_agent else ["deadlock", "main"])
     for waiter, holder in ((a, b), (b, a)):
         awaiting = waiter["awaiting"]
         assert awaiting["kind"] == "lock" and awaiting["call"] == "Lock.acquire"
@@ -71,9 +73,27 @@ def test_holders_are_known_for_locks_taken_after_an_attach_and_detach_restores_l
     assert "loop has call_exception_handler: False" in notes(target)
 
 
-def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None:
-    # GIVEN a deadlock formed before taskscope attached
+def test_holders_of_locks_taken_before_the_agent_are_found_in_the_tasks_stacks(
+    start: Any,
+) -> None:
+    # GIVEN a deadlock formed with `async with` before taskscope attached
     target = start("lock_deadlock.py", agent=False).wait_ready()
+    assert run_cli("dump", str(target.pid)).returncode == 0  # the attach
+    # THEN each lock's holder is the task in the body of its `async with`
+    _assert_deadlock_holders(target.pid, made_before_the_agent=True)
+    # AND the deadlock is a warning
+    lint = run_cli("lint", str(target.pid)).stdout
+    assert re.search(
+        r"^lock deadlock: transfer-([ab]) holds Lock A and waits for Lock B, held by "
+        r"transfer-(?!\1)[ab], which waits for Lock A$",
+        lint,
+        re.MULTILINE,
+    ), lint
+
+
+def test_locks_taken_with_acquire_before_the_agent_have_an_unknown_holder(start: Any) -> None:
+    # GIVEN a deadlock formed with acquire() before taskscope attached: no stack tells
+    target = start("lock_deadlock.py", "by-acquire", agent=False).wait_ready()
     tasks = by_name(json.loads(run_cli("dump", str(target.pid)).stdout))
     facts = tasks["transfer-a"]["awaiting"]["object"]
     # THEN the holder is said to be unknown, not guessed
@@ -81,6 +101,74 @@ def test_locks_taken_before_the_agent_have_an_unknown_holder(start: Any) -> None
     assert facts["holders"] == [] and facts["holders_unknown"] is True
     tree = run_cli("tree", str(target.pid)).stdout
     assert "(locked, 1 waiting), taken before taskscope attached (holder unknown)" in tree
+
+
+def test_a_stack_search_finds_the_holder_in_the_body_not_one_entering_or_waiting() -> None:
+    # GIVEN locks and a Condition taken before the agent was installed: a task in the body of
+    # `async with` two coroutines deep, one waiting to enter, one in `Condition.wait` (which
+    # released the lock), another in the Condition's body, and a lock taken with acquire()
+    tracker = Tracker()
+
+    async def hold(lock: asyncio.Lock, release: asyncio.Event) -> None:
+        async with lock:
+            await release.wait()
+
+    async def nested_holder(lock: asyncio.Lock, release: asyncio.Event) -> None:
+        await hold(lock, release)
+
+    async def enter(lock: asyncio.Lock | asyncio.Condition) -> None:
+        async with lock:
+            pass
+
+    async def wait_on(cond: asyncio.Condition) -> None:
+        async with cond:
+            await cond.wait()
+
+    async def hold_by_acquire(lock: asyncio.Lock, release: asyncio.Event) -> None:
+        await lock.acquire()
+        try:
+            await release.wait()
+        finally:
+            lock.release()
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        release = asyncio.Event()
+        lock, cond, plain = asyncio.Lock(), asyncio.Condition(), asyncio.Lock()
+        made = [asyncio.create_task(nested_holder(lock, release), name="holder")]
+        made.append(asyncio.create_task(wait_on(cond), name="cond-waiter"))
+        made.append(asyncio.create_task(hold_by_acquire(plain, release), name="by-acquire"))
+        await asyncio.sleep(0)  # the three took their locks; cond-waiter gave its lock back
+        made.append(asyncio.create_task(hold(cond, release), name="cond-holder"))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        made.append(asyncio.create_task(enter(lock), name="entering"))
+        made.append(asyncio.create_task(enter(cond), name="cond-entering"))
+        made.append(asyncio.create_task(enter(plain), name="plain-entering"))
+        await asyncio.sleep(0)
+        tracker.install()
+        try:
+            first = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+            again = await asyncio.to_thread(SnapshotBuilder(tracker).build)
+        finally:
+            release.set()
+            async with cond:
+                cond.notify_all()
+            await asyncio.gather(*made)
+        return first, again
+
+    try:
+        first, again = asyncio.run(main())
+    finally:
+        tracker.uninstall()
+    for snapshot in (first, again):
+        tasks = by_name(snapshot)
+        # THEN the holder is the task in the body, however deep, not the one entering
+        assert tasks["entering"]["awaiting"]["object"]["holder_names"] == ("holder",)
+        # AND a Condition's lock is held by the task in its body, not by one in wait()
+        cond_facts = tasks["cond-entering"]["awaiting"]["object"]
+        assert cond_facts["holder_names"] == ("cond-holder",), cond_facts
+        # AND a lock taken with acquire() has an unknown holder
+        plain_facts = tasks["plain-entering"]["awaiting"]["object"]
+        assert plain_facts["holders_unknown"] is True and plain_facts["holders"] == ()
 
 
 def test_lock_holders_can_be_turned_off(start: Any) -> None:

@@ -21,7 +21,13 @@ from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
 from taskscope.agent import waiters
-from taskscope.agent.locks import installed as lock_notes_installed, lock_holder
+from taskscope.agent.locks import (
+    held_in_stacks,
+    installed as lock_notes_installed,
+    lock_holder,
+    note_found_holder,
+    searched_lately,
+)
 from taskscope.agent.summary import safe_repr
 from taskscope.agent.threadframes import thread_tops
 from taskscope.protocol import WireAwaiting, countdown_parts, pieces
@@ -34,6 +40,7 @@ class AwaitContext:
 
     __slots__ = (
         "_executor_threads",
+        "_held_locks",
         "frames_of",
         "id_of_task",
         "last_memo",
@@ -43,6 +50,7 @@ class AwaitContext:
         "name_of_task",
         "names",
         "owner",
+        "pending_tasks",
         "self_frame",
         "self_obj",
         "sleeps",
@@ -67,6 +75,9 @@ class AwaitContext:
         self.frames_of = frames_of
         #: A task's id in the snapshot (for the holders of a lock); None: holders not told.
         self.id_of_task = id_of_task
+        #: The look's pending tasks, where a lock's holder is looked for when no note says.
+        self.pending_tasks: Sequence[Any] = ()
+        self._held_locks: dict[int, list[Any]] | None = None
         self._executor_threads: dict[int, tuple[str, str]] | None = None
         #: `memo_key(code, object)` -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
@@ -83,6 +94,19 @@ class AwaitContext:
         self.self_obj: Any = None
         #: The coroutine running the frame a handler is about to read, when known.
         self.owner: Any = None
+
+    def holder_in_stacks(self, lock: Any) -> Any | None:
+        """The task in the body of an `async with` on `lock`, found in the stacks of this
+        look's tasks (one search a look, for every lock at once; none again for a lock whose
+        holder was not found lately) and noted, or None."""
+        if searched_lately(lock):
+            return None
+        if self._held_locks is None:
+            self._held_locks = held_in_stacks(self.pending_tasks)
+        found = self._held_locks.get(id(lock), ())
+        holder = found[0] if len(found) == 1 else None
+        note_found_holder(lock, holder)
+        return holder
 
     def index_timers(self, loop: asyncio.AbstractEventLoop) -> None:
         """Read the loop's timer heap once: which future each sleep resolves, which task each
@@ -430,6 +454,9 @@ def _add_holders(ctx: AwaitContext, lock: Any, facts: dict[str, Any]) -> None:
     """A locked Lock's `holders` (task ids) and their names, or `holders_unknown` when it was
     taken before the agent could see by whom (see taskscope.agent.locks)."""
     holder, known = lock_holder(lock)
+    if not known:
+        holder = ctx.holder_in_stacks(lock)
+        known = holder is not None
     if not known:
         facts["holders"] = ()
         facts["holders_unknown"] = True

@@ -376,6 +376,7 @@ class SnapshotBuilder:
         if add_library_handlers():  # anyio was imported since: plan its waits again
             _STACK_CACHE.clear()
         ctx = AwaitContext(self._task_name, _task_frames, self._task_id)
+        ctx.pending_tasks = tasks
         last_descriptions = _DESCRIPTION_CACHE.get(tracker)
         if last_descriptions is not None:
             ctx.last_memo, ctx.last_sleeps = last_descriptions

@@ -21,9 +21,13 @@ the one that holds it.
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 import weakref
 from asyncio import locks
+from collections.abc import Iterable
+from types import CoroutineType, GeneratorType, MethodType
 from typing import Any
 
 from taskscope.protocol import pieces
@@ -38,6 +42,15 @@ _HOLDERS: dict[int, weakref.ref[Any] | None] = {}
 #: What `prune` reads for a note taken out meanwhile.
 _GONE: Any = object()
 _ref = weakref.ref
+#: What `async with lock:` leaves on the stack of the frame in its body: `lock.__aexit__`,
+#: bound (3.11-3.13), or the function followed by the lock (3.14+: LOAD_SPECIAL pushes both).
+_AEXIT = locks._ContextManagerMixin.__aexit__
+_AENTER_CODE = locks._ContextManagerMixin.__aenter__.__code__
+_CONDITION_WAIT_CODE = locks.Condition.wait.__code__
+#: id(lock) -> when its holder was last looked for in vain (`time.monotonic()`): a lock taken
+#: with `acquire()` leaves nothing on a stack, and a search walks every task.
+_NOT_FOUND: dict[int, float] = {}
+SEARCH_AGAIN_AFTER = 30.0
 
 
 class _LockedSlot:
@@ -90,6 +103,7 @@ def uninstall() -> None:
     if locks.Lock.__dict__.get("_locked") is _SLOT:
         type.__delattr__(locks.Lock, "_locked")
     _HOLDERS.clear()
+    _NOT_FOUND.clear()
 
 
 def installed() -> bool:
@@ -124,3 +138,77 @@ def prune(limit: int = 10_000) -> None:
             task_ref = _HOLDERS.get(key, _GONE)
             if task_ref is not _GONE and (task_ref is None or task_ref() is None):
                 _HOLDERS.pop(key, None)
+
+
+def searched_lately(lock: Any) -> bool:
+    """Whether `lock`'s holder was looked for in vain less than `SEARCH_AGAIN_AFTER` ago."""
+    since = _NOT_FOUND.get(id(lock))
+    return since is not None and time.monotonic() - since < SEARCH_AGAIN_AFTER
+
+
+def held_in_stacks(tasks: Iterable[Any]) -> dict[int, list[Any]]:
+    """id(lock) -> the tasks whose coroutines are suspended in the body of an `async with` on
+    that lock (a Condition's: its lock's), for the locks taken before the agent came.
+
+    A generator's stack is among what `gc.get_referents` gives of it: the body of `async with
+    lock:` keeps `lock.__aexit__` there. A frame suspended while it enters (awaiting
+    `__aenter__`) has it too: the last one of that frame is the lock it waits for, not one it
+    holds. A task whose coroutine runs at this moment is skipped (its stack is changing)."""
+    held: dict[int, list[Any]] = {}
+    for piece in pieces(tasks, 64):  # giving the GIL to the loop (taskscope.protocol.slicing)
+        for task in piece:
+            try:
+                for lock in _entered_locks(task):
+                    if isinstance(lock, locks.Condition):
+                        lock = getattr(lock, "_lock", None)
+                    if isinstance(lock, locks.Lock):
+                        held.setdefault(id(lock), []).append(task)
+            except Exception:  # a task-like object of another kind: nothing found
+                continue
+    return held
+
+
+def _entered_locks(task: Any) -> list[Any]:
+    """The `_ContextManagerMixin` objects (Lock, Condition, Semaphore) whose `async with` body
+    the task's coroutine chain is in, outermost first."""
+    entered: list[Any] = []
+    coro = task.get_coro()
+    for _depth in range(200):
+        if type(coro) is CoroutineType:
+            if coro.cr_running:
+                return []
+            awaited = coro.cr_await
+        elif type(coro) is GeneratorType:  # a generator-based coroutine (`yield from`)
+            if coro.gi_running:
+                return []
+            awaited = coro.gi_yieldfrom
+        else:
+            break
+        in_frame: list[Any] = []
+        referents = gc.get_referents(coro)
+        for index, item in enumerate(referents):
+            if type(item) is MethodType and item.__func__ is _AEXIT:
+                in_frame.append(item.__self__)
+            elif item is _AEXIT and index + 1 < len(referents):
+                in_frame.append(referents[index + 1])
+        if in_frame and getattr(awaited, "cr_code", None) is _AENTER_CODE:
+            in_frame.pop()  # the one it waits to enter
+        if getattr(coro, "cr_code", None) is _CONDITION_WAIT_CODE:
+            # `Condition.wait` released its lock (and takes it back before it returns).
+            waited = [item for item in referents if isinstance(item, locks.Condition)]
+            entered = [item for item in entered if not any(item is cond for cond in waited)]
+        entered.extend(item for item in in_frame if isinstance(item, locks._ContextManagerMixin))
+        coro = awaited
+    return entered
+
+
+def note_found_holder(lock: Any, task: Any | None) -> None:
+    """Note what a search of the stacks found: `task` holds `lock` (unless a holder was noted
+    meanwhile: the lock changed hands since), or, with None, that none was found."""
+    if task is None:
+        if len(_NOT_FOUND) > 1000:
+            _NOT_FOUND.clear()
+        _NOT_FOUND[id(lock)] = time.monotonic()
+    else:
+        _NOT_FOUND.pop(id(lock), None)
+        _HOLDERS.setdefault(id(lock), _ref(task))
