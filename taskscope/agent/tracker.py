@@ -1246,10 +1246,15 @@ def _in_noted_order(
         task = present.get(meta.key)
         if task is not None and meta() is task:
             result.append(present.pop(meta.key))
-    for key, note in sliced(list(tracker._born.items()), 256):
-        task = present.get(key)
-        if task is not None and note[0]() is task:
-            result.append(present.pop(key))
+    born = tracker._born
+    # Its keys only: a copy of its items makes a tuple per task in one C call (5 ms at 30,000
+    # tasks on a loaded machine, the loop waiting).
+    for keys in pieces(list(born)):
+        for key in keys:
+            task = present.get(key)
+            note = born.get(key)
+            if task is not None and note is not None and note[0]() is task:
+                result.append(present.pop(key))
     result.extend(present.values())
     return result
 
