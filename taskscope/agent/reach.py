@@ -435,7 +435,8 @@ def judge_tasks(
     position_of: dict[int, int] | None = None
     held_by_look: set[int] | None = None
     unjudged_objects: set[Any] = set()
-    for count, position in sliced(enumerate(candidates)):
+    # A judgment takes 10-35 us: the clock is read every 8 candidates, not 64.
+    for count, position in sliced(enumerate(candidates), 8):
         waited_on = objects[count] if objects is not None else None
         task = tasks[position]
         number = metas[position].task_id

@@ -144,6 +144,11 @@ class CompactTables:
             row = cached.get(id(record))  # a row remembered is its record's: pinned
             awaiting = record["awaiting"]
             if row is None:
+                # A row or an `awaiting` text made anew costs microseconds: 128 of them between
+                # two checks above would hold the GIL for milliseconds.
+                if clock() >= give_way_at:
+                    give_way()
+                    give_way_at = give_way_due()
                 if awaiting is None and not remember:  # a finished task's, in a delta
                     parts.append(self._row(record, False, "null"))
                     continue
@@ -153,6 +158,9 @@ class CompactTables:
                 continue
             ref = await_index.get(id(awaiting))
             if ref is None:
+                if clock() >= give_way_at:
+                    give_way()
+                    give_way_at = give_way_due()
                 ref = await_index[id(awaiting)] = str(len(awaits))
                 awaits.append(self._await_text(awaiting, remember))
             parts.append(row.replace(_AWAIT_HOLE, ref, 1))
