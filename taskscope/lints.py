@@ -85,7 +85,8 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
             facts = awaiting.facts
             if facts:
                 holders = facts.get("holders")
-                if holders:
+                # A semaphore's holders found in part: a task outside may release a permit.
+                if holders and not facts.get("holders_partial") and not facts.get("holders_more"):
                     known = [str(h) for h in holders if str(h) in tasks]
                     if known:
                         lock_waits[task.id] = edges[task.id] = known

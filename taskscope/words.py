@@ -337,7 +337,9 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         if "waiters" in facts:
             details.append(f"{facts['waiters']} waiting")
         text = f"{_named(call, facts.get('name'))} ({', '.join(details)})"
-        return text + _held_by(facts) if kind == "lock" else text
+        if kind == "lock":
+            return text + _held_by(facts)
+        return text + _semaphore_held_by(facts) if kind == "semaphore" else text
     if kind == "stream_read":
         return f"{call} from {peer}" if peer else call
     if kind == "stream_drain":
@@ -407,6 +409,24 @@ def _held_by(facts: Mapping[str, Any]) -> str:
         return ", held by a task that has finished"
     names = facts.get("holder_names") or facts.get("holders") or ()
     return f", held by {', '.join(str(name) for name in names)}" if names else ""
+
+
+#: The holders of a semaphore named in its sentence; the others are counted.
+HOLDERS_NAMED = 3
+
+
+def _semaphore_held_by(facts: Mapping[str, Any]) -> str:
+    """`, held by lim-0, lim-1` after an exhausted Semaphore's sentence, when the agent found
+    its holders; `and 2 more` for those not named or not found, `, maybe more` when
+    how many there are is not known."""
+    names = [str(name) for name in facts.get("holder_names") or facts.get("holders") or ()]
+    if not names:
+        return ""
+    more = max(0, len(names) - HOLDERS_NAMED) + int(facts.get("holders_more") or 0)
+    text = f", held by {', '.join(names[:HOLDERS_NAMED])}"
+    if more > 0:
+        return f"{text} and {more} more"
+    return f"{text}, maybe more" if facts.get("holders_partial") else text
 
 
 def retrieval_words(retrieved: bool | None) -> str:

@@ -124,6 +124,24 @@ def test_a_semaphore_with_a_holder_outside_the_cycle_is_no_deadlock() -> None:
     assert kinds(model) == []
 
 
+def test_a_semaphore_whose_holders_are_known_in_part_makes_no_deadlock() -> None:
+    # GIVEN a holds lock L and waits for a semaphore whose holders the stacks show are b alone
+    # (others may hold permits: taken with acquire()), and b waits for L
+    for more in ({"holders_partial": True}, {"holders_more": 1}):
+        model = model_of(
+            task("1", "a", awaiting=lock_wait("pool", "0x9", ["2"], **more)),
+            task("2", "b", awaiting=lock_wait("L", "0x1", ["1"])),
+        )
+        # THEN no deadlock is said: a holder outside may release a permit
+        assert kinds(model) == []
+    # (with its holders all known, it is one)
+    model = model_of(
+        task("1", "a", awaiting=lock_wait("pool", "0x9", ["2"])),
+        task("2", "b", awaiting=lock_wait("L", "0x1", ["1"])),
+    )
+    assert kinds(model) == ["lock_deadlock"]
+
+
 def test_unknown_holders_make_no_deadlock() -> None:
     model = model_of(
         task("1", "a", awaiting=lock_wait("L", "0x1", [], holders_unknown=True)),

@@ -15,13 +15,30 @@ import pytest
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.summary import exception_line, safe_repr
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
+from taskscope.words import schema_text
 from tests.helpers import REPO, TARGETS, agent_snapshot, by_name, notes, run_cli, wait_for
 
 # --- lock holders ---------------------------------------------------------------------------
 
 
+def _deadlocked_snapshot(pid: int) -> dict[str, Any]:
+    """A snapshot in which both transfers wait for a lock: a look younger than its cost allows
+    (server.MAX_SNAPSHOT_REUSE), taken before the deadlock formed, may be served again."""
+    found: dict[str, Any] = {}
+
+    def both_wait() -> bool:
+        found.update(by_name(agent_snapshot(pid)))
+        return all(
+            (found.get(name, {}).get("awaiting") or {}).get("kind") == "lock"
+            for name in ("transfer-a", "transfer-b")
+        )
+
+    wait_for(both_wait, what="both transfers waiting for a lock")
+    return found
+
+
 def _assert_deadlock_holders(pid: int, made_before_the_agent: bool = False) -> None:
-    tasks = by_name(agent_snapshot(pid))
+    tasks = _deadlocked_snapshot(pid)
     a, b = tasks["transfer-a"], tasks["transfer-b"]
     # the creation chain: the function that called create_task, then its caller
     for task in (a, b):
@@ -169,6 +186,106 @@ def test_a_stack_search_finds_the_holder_in_the_body_not_one_entering_or_waiting
         # AND a lock taken with acquire() has an unknown holder
         plain_facts = tasks["plain-entering"]["awaiting"]["object"]
         assert plain_facts["holders_unknown"] is True and plain_facts["holders"] == ()
+
+
+def test_an_exhausted_semaphores_holders_are_the_tasks_in_its_body(start: Any) -> None:
+    # GIVEN a pool (a BoundedSemaphore of 3) exhausted by two tasks in `async with pool:` and
+    # one that took a permit with acquire(), and two requests waiting, attached to afterwards
+    target = start("semaphore_pool.py", agent=False).wait_ready()
+    tasks = by_name(json.loads(run_cli("dump", str(target.pid)).stdout))
+    # THEN the waiters' semaphore names the two holders its stacks show, and counts the other
+    facts = tasks["request-0"]["awaiting"]["object"]
+    assert facts["value"] == 0 and facts["waiters"] == 2
+    assert sorted(facts["holder_names"]) == ["conn-0", "conn-1"]
+    assert facts["holders"] == [tasks[name]["id"] for name in facts["holder_names"]]
+    assert facts["holders_more"] == 1 and "holders_partial" not in facts
+    tree = run_cli("tree", str(target.pid)).stdout
+    assert re.search(r"\(value 0, 2 waiting\), held by conn-[01], conn-[01] and 1 more", tree)
+    # AND no deadlock is said of a semaphore whose holders are not all known
+    assert "deadlock" not in run_cli("lint", str(target.pid)).stdout
+
+
+def test_a_plain_semaphores_holders_may_be_more_than_the_stacks_show() -> None:
+    # GIVEN a Semaphore (its number of permits not kept) exhausted by two tasks in its body
+    tracker = Tracker()
+
+    async def hold(gate: asyncio.Semaphore, release: asyncio.Event) -> None:
+        async with gate:
+            await release.wait()
+
+    async def main() -> dict[str, Any]:
+        gate, release = asyncio.Semaphore(2), asyncio.Event()
+        made = [asyncio.create_task(hold(gate, release), name=f"holder-{i}") for i in range(2)]
+        await asyncio.sleep(0)
+        made.append(asyncio.create_task(hold(gate, release), name="waiter"))
+        await asyncio.sleep(0)
+        tracker.install()
+        try:
+            return await asyncio.to_thread(SnapshotBuilder(tracker).build)
+        finally:
+            release.set()
+            await asyncio.gather(*made)
+
+    try:
+        snapshot = asyncio.run(main())
+    finally:
+        tracker.uninstall()
+    awaiting = by_name(snapshot)["waiter"]["awaiting"]
+    # THEN both are named, and others may hold permits too (taken with acquire())
+    assert sorted(awaiting["object"]["holder_names"]) == ["holder-0", "holder-1"]
+    assert awaiting["object"]["holders_partial"] is True
+    assert re.fullmatch(
+        r"Semaphore\.acquire on gate \(value 0, 1 waiting\), held by holder-[01], holder-[01], "
+        r"maybe more",
+        schema_text(awaiting),
+    )
+
+
+def test_between_two_searches_a_look_checks_the_holders_it_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a BoundedSemaphore(2) held by a and b in its body, c and d waiting to enter
+    from taskscope.agent import locks as holder_notes
+
+    tracker = Tracker()
+
+    async def hold(gate: asyncio.BoundedSemaphore, release: asyncio.Event) -> None:
+        async with gate:
+            await release.wait()
+
+    async def main() -> list[dict[str, Any]]:
+        gate = asyncio.BoundedSemaphore(2)
+        releases = {name: asyncio.Event() for name in "abcd"}
+        made = [asyncio.create_task(hold(gate, releases[name]), name=name) for name in "abcd"]
+        await asyncio.sleep(0)
+        tracker.install()
+        looks = []
+        try:
+            looks.append(await asyncio.to_thread(SnapshotBuilder(tracker).build))
+            # WHEN a leaves and c enters, within the time between two searches
+            releases["a"].set()
+            await asyncio.sleep(0.05)
+            looks.append(await asyncio.to_thread(SnapshotBuilder(tracker).build))
+            # AND once a search is due again
+            monkeypatch.setattr(holder_notes, "SEARCH_SEMAPHORE_AGAIN_AFTER", 0.0)
+            looks.append(await asyncio.to_thread(SnapshotBuilder(tracker).build))
+        finally:
+            for release in releases.values():
+                release.set()
+            await asyncio.gather(*made)
+        return looks
+
+    try:
+        looks = asyncio.run(main())
+    finally:
+        tracker.uninstall()
+    facts = [by_name(look)["d"]["awaiting"]["object"] for look in looks]
+    # THEN the first look found a and b
+    assert sorted(facts[0]["holder_names"]) == ["a", "b"] and "holders_more" not in facts[0]
+    # AND the next one, checking those two alone, says b and one permit no stack showed it
+    assert facts[1]["holder_names"] == ("b",) and facts[1]["holders_more"] == 1
+    # AND the next search finds c
+    assert sorted(facts[2]["holder_names"]) == ["b", "c"] and "holders_more" not in facts[2]
 
 
 def test_lock_holders_can_be_turned_off(start: Any) -> None:

@@ -92,6 +92,42 @@ SENTENCES = [
     ),
     (
         aw(
+            "semaphore",
+            call="Semaphore.acquire",
+            object={
+                "name": "pool",
+                "value": 0,
+                "waiters": 9,
+                "holders": ["1", "2", "3", "4", "5"],
+                "holder_names": ["c-1", "c-2", "c-3", "c-4", "c-5"],
+                "holders_more": 2,
+            },
+        ),
+        "Semaphore.acquire on pool (value 0, 9 waiting), held by c-1, c-2, c-3 and 4 more",
+    ),
+    (
+        aw(
+            "semaphore",
+            call="Semaphore.acquire",
+            object={
+                "name": "gate",
+                "value": 0,
+                "waiters": 1,
+                "holders": ["1"],
+                "holder_names": ["c-1"],
+                "holders_partial": True,
+            },
+        ),
+        "Semaphore.acquire on gate (value 0, 1 waiting), held by c-1, maybe more",
+    ),
+    (
+        aw(
+            "semaphore", call="Semaphore.acquire", object={"name": "gate", "value": 0, "waiters": 1}
+        ),
+        "Semaphore.acquire on gate (value 0, 1 waiting)",
+    ),
+    (
+        aw(
             "lock",
             call="Lock.acquire",
             object={"name": "a", "locked": True, "waiters": 1, "holders_gone": True},

@@ -27,12 +27,18 @@ from taskscope.agent.locks import (
     lock_holder,
     note_found_holder,
     searched_lately,
+    semaphore_holders,
 )
 from taskscope.agent.summary import safe_repr
 from taskscope.agent.threadframes import thread_tops
 from taskscope.protocol import WireAwaiting, countdown_parts, pieces
 
 Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
+
+#: An exhausted Semaphore's holders are searched for in every task's stack (nothing notes
+#: them), every 10 s at most: up to this many tasks (5 us a task whose frames may be in a
+#: `with`, `python benchmarks/holder_search.py`).
+SEMAPHORE_SEARCH_TASKS = 10_000
 
 
 class AwaitContext:
@@ -95,15 +101,19 @@ class AwaitContext:
         #: The coroutine running the frame a handler is about to read, when known.
         self.owner: Any = None
 
-    def holder_in_stacks(self, lock: Any) -> Any | None:
-        """The task in the body of an `async with` on `lock`, found in the stacks of this
-        look's tasks (one search a look, for every lock at once; none again for a lock whose
-        holder was not found lately) and noted, or None."""
-        if searched_lately(lock):
-            return None
+    def in_bodies_of(self, obj: Any) -> list[Any]:
+        """The tasks in the body of an `async with` on `obj` (a Lock, a Semaphore), from one
+        search of this look's tasks' stacks for every object at once (`held_in_stacks`)."""
         if self._held_locks is None:
             self._held_locks = held_in_stacks(self.pending_tasks)
-        found = self._held_locks.get(id(lock), ())
+        return self._held_locks.get(id(obj), [])
+
+    def holder_in_stacks(self, lock: Any) -> Any | None:
+        """The task in the body of an `async with` on `lock`, found in the stacks (none looked
+        for again for a lock whose holder was not found lately) and noted, or None."""
+        if searched_lately(lock):
+            return None
+        found = self.in_bodies_of(lock)
         holder = found[0] if len(found) == 1 else None
         note_found_holder(lock, holder)
         return holder
@@ -445,6 +455,15 @@ def _primitive(kind: str, method: str) -> Handler:
             facts["set"] = bool(getattr(obj, "_value", False))
         if kind != "barrier":  # a Barrier keeps its waiters in its Condition
             facts["waiters"] = _waiters(obj)
+        if (
+            kind == "semaphore"
+            and facts["value"] == 0
+            and facts["waiters"]
+            and ctx.id_of_task is not None
+            and lock_notes_installed()
+            and len(ctx.pending_tasks) <= SEMAPHORE_SEARCH_TASKS
+        ):
+            _add_semaphore_holders(ctx, obj, facts)
         return {"kind": kind, "tasks": (), "call": f"{type_name}.{method}", "object": facts}
 
     return handler
@@ -465,6 +484,29 @@ def _add_holders(ctx: AwaitContext, lock: Any, facts: dict[str, Any]) -> None:
         facts["holders_gone"] = True
     else:
         _add_holder(ctx, holder, facts)
+
+
+def _add_semaphore_holders(ctx: AwaitContext, semaphore: Any, facts: dict[str, Any]) -> None:
+    """An exhausted Semaphore's `holders`: the tasks in the body of an `async with` on it (a
+    task once, however many permits it took). How many permits were taken is known of a
+    BoundedSemaphore alone: `holders_more` counts those no stack shows (taken with
+    `acquire()`, or by a task running at the look); of a Semaphore, `holders_partial` says
+    that others may hold some."""
+    assert ctx.id_of_task is not None
+    found = semaphore_holders(semaphore, lambda: ctx.in_bodies_of(semaphore))
+    ids = {ctx.id_of_task(task): task for task in found}
+    if not ids:
+        return
+    in_order = sorted(ids, key=lambda task_id: (len(task_id), task_id))  # as numbers: made first
+    facts["holders"] = tuple(in_order)
+    facts["holder_names"] = tuple(ctx.name_of_task(ids[task_id]) for task_id in in_order)
+    bound = getattr(semaphore, "_bound_value", None)
+    if isinstance(semaphore, locks.BoundedSemaphore) and isinstance(bound, int):
+        unseen = bound - facts["value"] - len(found)
+        if unseen > 0:
+            facts["holders_more"] = unseen
+    else:
+        facts["holders_partial"] = True
 
 
 def _add_holder(ctx: AwaitContext, holder: Any, facts: dict[str, Any]) -> None:

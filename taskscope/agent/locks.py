@@ -26,8 +26,8 @@ import os
 import time
 import weakref
 from asyncio import locks
-from collections.abc import Iterable
-from types import CoroutineType, GeneratorType, MethodType
+from collections.abc import Callable, Iterable
+from types import CodeType, CoroutineType, GeneratorType, MethodType
 from typing import Any
 
 from taskscope.protocol import pieces
@@ -104,6 +104,7 @@ def uninstall() -> None:
         type.__delattr__(locks.Lock, "_locked")
     _HOLDERS.clear()
     _NOT_FOUND.clear()
+    _SEMAPHORE_SEARCHES.clear()
 
 
 def installed() -> bool:
@@ -147,28 +148,51 @@ def searched_lately(lock: Any) -> bool:
 
 
 def held_in_stacks(tasks: Iterable[Any]) -> dict[int, list[Any]]:
-    """id(lock) -> the tasks whose coroutines are suspended in the body of an `async with` on
-    that lock (a Condition's: its lock's), for the locks taken before the agent came.
+    """id(object) -> the tasks whose coroutines are suspended in the body of an `async with`
+    on it: a Lock (a Condition's lock, for a Condition), a Semaphore (a task once per permit
+    it took this way).
 
     A generator's stack is among what `gc.get_referents` gives of it: the body of `async with
     lock:` keeps `lock.__aexit__` there. A frame suspended while it enters (awaiting
     `__aenter__`) has it too: the last one of that frame is the lock it waits for, not one it
-    holds. A task whose coroutine runs at this moment is skipped (its stack is changing)."""
+    holds. A task whose coroutine runs at this moment is skipped (its stack is changing).
+    Only frames whose code can enter a context manager are read (`_may_enter`)."""
     held: dict[int, list[Any]] = {}
     for piece in pieces(tasks, 64):  # giving the GIL to the loop (taskscope.protocol.slicing)
         for task in piece:
             try:
-                for lock in _entered_locks(task):
-                    if isinstance(lock, locks.Condition):
-                        lock = getattr(lock, "_lock", None)
-                    if isinstance(lock, locks.Lock):
-                        held.setdefault(id(lock), []).append(task)
+                for entered in _entered(task):
+                    if isinstance(entered, locks.Condition):
+                        entered = getattr(entered, "_lock", None)
+                    if isinstance(entered, (locks.Lock, locks.Semaphore)):
+                        held.setdefault(id(entered), []).append(task)
             except Exception:  # a task-like object of another kind: nothing found
                 continue
     return held
 
 
-def _entered_locks(task: Any) -> list[Any]:
+#: code -> whether it has the instruction that starts a `with` (`async with` on 3.11-3.13;
+#: either kind from 3.14, where both load their special methods alike): frames of other
+#: code cannot be in the body of one, and are not read.
+_MAY_ENTER: dict[CodeType, bool] = {}
+
+
+def _may_enter(code: CodeType) -> bool:
+    known = _MAY_ENTER.get(code)
+    if known is None:
+        import opcode  # what the search needs, imported when a search is first made
+
+        starts = [opcode.opmap[name] for name in ("BEFORE_ASYNC_WITH", "LOAD_SPECIAL")
+                  if name in opcode.opmap]  # fmt: skip
+        operations = code.co_code[::2]  # 2 bytes a code unit: operation, argument
+        known = any(start in operations for start in starts)
+        if len(_MAY_ENTER) > 10_000:
+            _MAY_ENTER.clear()
+        _MAY_ENTER[code] = known
+    return known
+
+
+def _entered(task: Any) -> list[Any]:
     """The `_ContextManagerMixin` objects (Lock, Condition, Semaphore) whose `async with` body
     the task's coroutine chain is in, outermost first."""
     entered: list[Any] = []
@@ -177,29 +201,71 @@ def _entered_locks(task: Any) -> list[Any]:
         if type(coro) is CoroutineType:
             if coro.cr_running:
                 return []
-            awaited = coro.cr_await
+            awaited, code = coro.cr_await, coro.cr_code
         elif type(coro) is GeneratorType:  # a generator-based coroutine (`yield from`)
             if coro.gi_running:
                 return []
-            awaited = coro.gi_yieldfrom
+            awaited, code = coro.gi_yieldfrom, coro.gi_code
         else:
             break
-        in_frame: list[Any] = []
-        referents = gc.get_referents(coro)
-        for index, item in enumerate(referents):
-            if type(item) is MethodType and item.__func__ is _AEXIT:
-                in_frame.append(item.__self__)
-            elif item is _AEXIT and index + 1 < len(referents):
-                in_frame.append(referents[index + 1])
-        if in_frame and getattr(awaited, "cr_code", None) is _AENTER_CODE:
-            in_frame.pop()  # the one it waits to enter
-        if getattr(coro, "cr_code", None) is _CONDITION_WAIT_CODE:
+        if code is _CONDITION_WAIT_CODE:
             # `Condition.wait` released its lock (and takes it back before it returns).
-            waited = [item for item in referents if isinstance(item, locks.Condition)]
+            waited = [item for item in gc.get_referents(coro) if isinstance(item, locks.Condition)]
             entered = [item for item in entered if not any(item is cond for cond in waited)]
-        entered.extend(item for item in in_frame if isinstance(item, locks._ContextManagerMixin))
+        elif _may_enter(code):
+            in_frame: list[Any] = []
+            referents = gc.get_referents(coro)
+            for index, item in enumerate(referents):
+                if type(item) is MethodType and item.__func__ is _AEXIT:
+                    in_frame.append(item.__self__)
+                elif item is _AEXIT and index + 1 < len(referents):
+                    in_frame.append(referents[index + 1])
+            if in_frame and getattr(awaited, "cr_code", None) is _AENTER_CODE:
+                in_frame.pop()  # the one it waits to enter
+            entered.extend(
+                item for item in in_frame if isinstance(item, locks._ContextManagerMixin)
+            )
         coro = awaited
     return entered
+
+
+#: id(semaphore) -> (a weak reference to it, when its holders were searched for, weak
+#: references to the tasks found): between two searches a look checks those tasks alone.
+_SEMAPHORE_SEARCHES: dict[int, tuple[weakref.ref[Any], float, list[weakref.ref[Any]]]] = {}
+SEARCH_SEMAPHORE_AGAIN_AFTER = 10.0
+
+
+def semaphore_holders(semaphore: Any, search: Callable[[], list[Any]]) -> list[Any]:
+    """The tasks in the body of an `async with` on `semaphore` (a task once per permit taken
+    that way): `search()` (every task's stack) at most every `SEARCH_SEMAPHORE_AGAIN_AFTER`
+    seconds, and at the looks between, those of the last search that are still in it. A task
+    that entered since is found by the next search; until then it is among the permits no
+    stack shows (`holders_more`, `holders_partial`)."""
+    now = time.monotonic()
+    entry = _SEMAPHORE_SEARCHES.get(id(semaphore))
+    if (
+        entry is not None
+        and entry[0]() is semaphore
+        and now - entry[1] < SEARCH_SEMAPHORE_AGAIN_AFTER
+    ):
+        found: list[Any] = []
+        for task_ref in entry[2]:
+            task = task_ref()
+            if task is not None and not task.done():
+                try:
+                    inside = _entered(task)
+                except Exception:
+                    continue
+                found.extend(task for item in inside if item is semaphore)
+        return found
+    found = search()
+    if len(_SEMAPHORE_SEARCHES) > 100:
+        for key, (semaphore_ref, _at, _tasks) in list(_SEMAPHORE_SEARCHES.items()):
+            if semaphore_ref() is None:
+                del _SEMAPHORE_SEARCHES[key]
+    unique = {id(task): task for task in found}.values()
+    _SEMAPHORE_SEARCHES[id(semaphore)] = (_ref(semaphore), now, [_ref(task) for task in unique])
+    return found
 
 
 def note_found_holder(lock: Any, task: Any | None) -> None:
