@@ -7,16 +7,19 @@ no `__get__`: reads still find the instance's own `__dict__['_locked']` first (a
 without the agent), and each assignment stores the value there, as before, and notes the
 task that made it True. Locks made before and after the agent behave the same, and removing
 the class attribute on uninstall leaves every lock as asyncio made it. A lock taken before the
-agent came has no note: its holder is unknown.
+agent came has no note: a look then searches the tasks' stacks for the one in the body of an
+`async with` on it (`held_in_stacks`) and notes it; one taken with `acquire()` leaves no trace
+there, and its holder stays unknown.
 
 It costs each acquire and each release a call of `__set__` (0.4-1.3 us per acquire+release
 pair on 3.14-3.11, see benchmarks/lock_cost.py); $TASKSCOPE_LOCK_HOLDERS=0 turns it off (and
 tracking off, `--no-track`, does too).
 
-`Condition` uses a `Lock`, so its holder is the lock's. `Semaphore` is not covered: its
-`_value` is decremented by the releasing task on behalf of the task it wakes
+`Condition` uses a `Lock`, so its holder is the lock's. A `Semaphore` cannot be noted this
+way: its `_value` is decremented by the releasing task on behalf of the task it wakes
 (`_wake_up_next`), and given back by a cancelled waiter, so the task that changed it is not
-the one that holds it.
+the one that holds it. An exhausted one's holders are found by the stack search alone
+(`semaphore_holders`).
 """
 
 from __future__ import annotations
