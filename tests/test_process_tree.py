@@ -537,6 +537,35 @@ def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(
     assert "loop MainThread" in tree.stdout.splitlines()[0]
 
 
+def test_detach_of_a_python_parent_stops_its_own_agent(tmp_path: Path) -> None:
+    # GIVEN an asyncio program with a Python child (a helper), its agent loaded by a look
+    ready = tmp_path / "ready"
+    code = (
+        "import asyncio, subprocess, sys\n"
+        "async def main():\n"
+        "    helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "    task = asyncio.create_task(asyncio.sleep(120), name='alone-task')\n"
+        f"    open({str(ready)!r}, 'w').write(str(helper.pid))\n"
+        "    await task\n"
+        "asyncio.run(main())\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        wait_for(ready.exists, 20, "the program and its helper")
+        assert run_cli("tree", str(parent.pid), timeout=90).returncode == 0
+        # WHEN it is detached
+        detached = run_cli("detach", str(parent.pid))
+        again = run_cli("tree", "--no-inject", str(parent.pid))
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    # THEN its agent stops (not "detach each process on its own", asked of that very one)
+    assert detached.returncode == 0, detached.stderr
+    assert detached.stdout.startswith(f"agent stopped in process {parent.pid}")
+    assert again.returncode != 0
+    assert f"process {parent.pid} has no taskscope agent" in again.stderr
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_attach_on_a_uvicorn_master_in_a_terminal_shows_both_workers(
     uvicorn_app: Uvicorn,

@@ -18,17 +18,21 @@ if TYPE_CHECKING:
     from taskscope.remote import RemoteClient
 
 
-def open_source(args: argparse.Namespace, needs: Capability = Capability.NONE) -> Source:
+def open_source(
+    args: argparse.Namespace, needs: Capability = Capability.NONE, one_process: bool = False
+) -> Source:
     """The source every command reads args.pid through: its agent (loaded into the process
     unless --no-inject), or a read-only look with --read-only, or when the agent cannot be
-    had and a read-only look can do what the command `needs` (3.14+)."""
+    had and a read-only look can do what the command `needs` (3.14+). A Python parent of
+    Python processes is read with its workers (a fleet), unless `one_process`: `detach` acts
+    on the process named alone."""
     from taskscope.sources.choose import open_source as choose
 
     if getattr(args, "remote", None) is not None:
         return _open_remote(args)
     if not getattr(args, "read_only", False) and _has_python_children(args.pid):
         _look_past_launcher(args)
-        if args.pid_given == args.pid or _has_python_children(args.pid):
+        if not one_process and (args.pid_given == args.pid or _has_python_children(args.pid)):
             return _open_fleet(args)
 
     def fall_back(error: BaseException) -> None:

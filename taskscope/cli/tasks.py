@@ -217,7 +217,8 @@ def cmd_detach(args: argparse.Namespace) -> int:
     args.no_inject = True  # no agent: NoAgent says so, nothing is loaded to be unloaded
     if args.remote is not None:
         return _detach_remote(args)
-    source = open_source(args, needs=Capability.DETACH)
+    # The process named alone, even a parent of workers (each is detached on its own).
+    source = open_source(args, needs=Capability.DETACH, one_process=True)
     try:
         source.detach()  # ClientError when its socket stays: "... did not stop"
     finally:
