@@ -72,13 +72,14 @@ def _program_words(argv: list[str]) -> list[str]:
 def header(model: TaskModel, argv: list[str] | None = None) -> str:
     program = " ".join(_program_words(argv or [])) or "?"
     parts = [f"pid {model.pid}", f"python {model.python}", safe_text(program, 60)]
+    names = loop_names(model)  # two loops of one thread are told apart by their ids
     for loop in model.loops.values():
         state = "running" if loop.running else ("closed" if loop.closed else "stopped")
         if loop.blocked_for is not None:
             state = f"BLOCKED for {format_duration(loop.blocked_for)}"
         elif loop.lag is not None and loop.running:
             state += f", lag {loop.lag * 1000:.1f} ms"
-        parts.append(f"loop {safe_text(loop.label)} {state}")
+        parts.append(f"loop {names[loop.id]} {state}")
     return " · ".join(parts)
 
 
@@ -103,18 +104,19 @@ def read_only_lines(snapshot: Mapping[str, Any]) -> list[str]:
 
 def blocked_lines(model: TaskModel) -> list[str]:
     lines = []
+    names = loop_names(model)
     for loop in model.loops.values():
         if loop.blocked_for is None:
             continue
         if loop.blocked_ended:
             lines.append(
-                f"loop {safe_text(loop.label)} did not run its callbacks for "
+                f"loop {names[loop.id]} did not run its callbacks for "
                 f"{format_duration(loop.blocked_for)}, until just before this answer: a call "
                 "that held the GIL kept the agent from answering sooner"
             )
             continue
         lines.append(
-            f"loop {safe_text(loop.label)} has not run its callbacks for "
+            f"loop {names[loop.id]} has not run its callbacks for "
             f"{format_duration(loop.blocked_for)}; it is busy in:"
         )
         lines.extend(
@@ -403,7 +405,9 @@ def _loop_type(model: TaskModel, loop_id: str) -> str | None:
 
 def _loop_title(loop: LoopInfo, name: str, model: TaskModel) -> str:
     pending = sum(1 for task in model.tasks.values() if task.loop == loop.id and not task.finished)
-    return f"── loop {name} ({loop.id}) · {pending} pending ──"
+    # `name` has the id already when another loop has the same label (`loop_names`).
+    labelled = name if name.endswith(f"({loop.id})") else f"{name} ({loop.id})"
+    return f"── loop {labelled} · {pending} pending ──"
 
 
 def _tree_line(

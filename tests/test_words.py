@@ -423,6 +423,23 @@ def test_the_tree_says_why_trio_creators_are_unknown() -> None:
     assert "trio creations are not tracked (track_tasks off)" in trio_tree()
 
 
+def test_two_loops_of_one_thread_are_told_apart_once() -> None:
+    # GIVEN two loops of the main thread (a test's loop left unclosed, then asyncio.run's)
+    body = snapshot(task("1", "leaked"), task("2", "main", loop="L2"))
+    second = dict(body["loops"][0], id="L2", tasks=1)
+    body["loops"][0] |= {"running": False, "tasks": 1}
+    body["loops"].append(second)
+    model = TaskModel.from_snapshot(body)
+    lines = tree_text(model, ["app.py"], now=2003.0, width=100).splitlines()
+    # THEN the header and the tree name the second by its id, once
+    assert lines[0] == (
+        "pid 42 · python 3.12.1 · app.py · loop MainThread stopped · loop MainThread (L2) "
+        "running, lag 1.2 ms"
+    )
+    assert "── loop MainThread (L1) · 1 pending ──" in lines
+    assert "── loop MainThread (L2) · 1 pending ──" in lines
+
+
 def test_tree_lines() -> None:
     lines = tree_text(service(), ["app.py"], now=2003.0, width=80).splitlines()
     assert lines == [

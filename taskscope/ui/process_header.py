@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from taskscope.model import LoopInfo, TaskModel
-from taskscope.report import safe_text
+from taskscope.report import loop_names, safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
 from taskscope.words import format_duration, lag_text, rate_text, share_text
@@ -120,10 +120,13 @@ class ProcessHeader(Static):
         text.append(tail)
         return _folded(text, self.content_region.width)
 
-    def _loop_line(self, loop: LoopInfo, counts: dict[str, int], compact: bool = False) -> Text:
+    def _loop_line(
+        self, loop: LoopInfo, name: str, counts: dict[str, int], compact: bool = False
+    ) -> Text:
         """`loop NAME: running, lag · N pending · done · cancelled · failed` (or blocked);
-        `compact`: the finished counts that are zero left out (a narrow terminal)."""
-        text = Text(f"loop {safe_text(loop.label)}: ")
+        `name` as `loop_names` says it; `compact`: the finished counts that are zero left out
+        (a narrow terminal)."""
+        text = Text(f"loop {name}: ")
         if loop.blocked_for is not None:
             text.append(f"⏸ BLOCKED for {format_duration(loop.blocked_for)}", style="bold red")
             if loop.blocking_stack:
@@ -146,13 +149,19 @@ class ProcessHeader(Static):
         all fit, the most telling (`loops_by_interest`) and a last line summing up the
         others."""
         counts = model.counts_by_loop()
+        names = loop_names(model)  # two loops of one thread are told apart by their ids
         loops = list(model.loops.values())
         for compact in (False, True):
-            lines = [self._loop_line(loop, counts.get(loop.id, {}), compact) for loop in loops]
+            lines = [
+                self._loop_line(loop, names[loop.id], counts.get(loop.id, {}), compact)
+                for loop in loops
+            ]
             if sum(_rows(line) for line in lines) <= rows:
                 return Text("\n").join(lines)  # all of them, in the agent's order
         ranked = loops_by_interest(model)
-        lines = [self._loop_line(loop, counts.get(loop.id, {}), True) for loop in ranked]
+        lines = [
+            self._loop_line(loop, names[loop.id], counts.get(loop.id, {}), True) for loop in ranked
+        ]
         shown: list[Text] = []
         used = 1  # the summary's row
         for line in lines:

@@ -748,6 +748,22 @@ def test_blocked_loop_is_marked_in_the_header() -> None:
     run_app(scenario, source)
 
 
+def test_two_loops_of_one_thread_are_told_apart_in_the_header() -> None:
+    # GIVEN two loops of the main thread: one left unclosed, stopped; asyncio.run's, running
+    body = snapshot(service_tasks())
+    stopped = dict(body["loops"][0], id="L2", running=False, tasks=0)
+    body["loops"].append(stopped)  # type: ignore[arg-type]
+    source = FakeSource(body)
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        text = str(app.header.render())
+        # THEN the second is named by its id, and each says its own state
+        assert "loop MainThread: running" in text, text
+        assert "loop MainThread (L2): not running" in text, text
+
+    run_app(scenario, source)
+
+
 def test_a_dead_process_is_called_exited_even_if_the_socket_said_otherwise() -> None:
     async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
         await until(pilot, lambda: "command" in app.facts)
