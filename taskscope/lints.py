@@ -1,10 +1,11 @@
 """Warnings ("lints") about a process's tasks, found on the client side from the model alone.
 
 `find_warnings(model)` reads a `TaskModel` (no I/O, no clock but the snapshot's) and returns a
-`Finding` per problem: an await cycle, a deadlock through lock holders, a failed task whose
-exception nobody retrieved, a cancel the task's loop has not delivered, a task waiting on
-something nothing else can reach (`never_woken`), a pending task nothing references, a task
-that keeps running without a real wait (a `sleep(0)` spin), a step that blocked its loop.
+`Finding` per problem: an await cycle, a deadlock through lock holders, a lock whose holder
+ended without releasing it (`abandoned_lock`), a failed task whose exception nobody
+retrieved, a cancel the task's loop has not delivered, a task waiting on something nothing
+else can reach (`never_woken`), a pending task nothing references, a task that keeps running
+without a real wait (a `sleep(0)` spin), a step that blocked its loop.
 `taskscope.words.finding_text` says each one in words; `dump`, `ps`, `tree`, `lint` and the
 dashboard show them.
 """
@@ -22,6 +23,7 @@ from taskscope.protocol import WireSnapshot, WireTask
 #: The kinds, in the order they are reported (the worst first).
 KINDS: Final[tuple[str, ...]] = (
     "lock_deadlock",
+    "abandoned_lock",
     "await_cycle",
     "never_woken",
     "unreferenced",
@@ -75,6 +77,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     failed: list[TaskInfo] = []
     cancels: list[TaskInfo] = []
     spinning: list[TaskInfo] = []
+    abandoned: dict[Any, list[TaskInfo]] = {}  # a lock's id -> the tasks waiting for it
     for task in tasks.values():
         if task.state != "pending":
             if task.state == "failed" and task.exception_retrieved is False:
@@ -92,6 +95,8 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
                         lock_waits[task.id] = edges[task.id] = known
                 if facts.get("never_woken") and not facts.get("made_by_await"):
                     never_woken.append(task)
+                if awaiting.kind == "lock" and _held_by_an_ended_task(facts):
+                    abandoned.setdefault(facts.get("id"), []).append(task)
             if awaiting.tasks and task.id not in edges and awaiting.kind in _WAITS_FOR_ALL:
                 edges[task.id] = [other for other in awaiting.tasks if other in tasks]
         if task.unreferenced:
@@ -103,6 +108,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     findings: list[Finding] = []
     if lock_waits:
         findings.extend(lock_deadlocks(model, edges, lock_waits))
+    findings.extend(abandoned_locks(model, abandoned))
     findings.extend(await_cycles(model))
     # A task of a deadlock or a cycle never wakes either: the deadlock says why.
     explained = {task_id for finding in findings for task_id in finding.tasks}
@@ -121,6 +127,30 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     return findings
 
 
+def _held_by_an_ended_task(facts: Mapping[str, Any]) -> bool:
+    """Whether a locked lock's holder has ended (`holder_state`), or been collected since
+    (`holders_gone`): nobody will release it."""
+    return bool(facts.get("locked")) and bool(
+        facts.get("holders_gone") or facts.get("holder_state")
+    )
+
+
+def abandoned_locks(model: TaskModel, waiting: Mapping[Any, list[TaskInfo]]) -> Iterator[Finding]:
+    """A lock whose holder ended without releasing it (an `acquire()` with no `finally`
+    around a cancel or an exception): one warning per lock, about every task waiting for it;
+    `holder` and `holder_state` say the ended task while it is not collected."""
+    for tasks_waiting in waiting.values():
+        awaiting = tasks_waiting[0].awaiting
+        assert awaiting is not None  # it waits for the lock
+        found: dict[str, Any] = {"lock": _lock_name(awaiting)}
+        names = awaiting.facts.get("holder_names") or ()
+        if names and awaiting.facts.get("holder_state"):
+            found["holder"] = str(names[0])
+            found["holder_state"] = awaiting.facts["holder_state"]
+        ids = tuple(task.id for task in sorted(tasks_waiting, key=lambda task: task.number))
+        yield Finding("abandoned_lock", ids, _loop_of(model, ids), found)
+
+
 def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     """Whether a pending task waiting on this is in a warning whatever else it does (a wait
     nothing can end). With `waits_on`, its optional keys and its id, all `warning_records`
@@ -128,6 +158,8 @@ def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     if awaiting is None:
         return False
     facts = awaiting.get("object") or {}
+    if facts.get("locked") and (facts.get("holders_gone") or facts.get("holder_state")):
+        return True  # an abandoned lock
     return bool(facts.get("never_woken")) and not facts.get("made_by_await")
 
 

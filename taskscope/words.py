@@ -399,6 +399,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     return call
 
 
+#: How a task that holds a lock ended (`holder_state`).
+_ENDED_WORDS: Final = {"done": "returned", "cancelled": "was cancelled", "failed": "failed"}
+
+
 def _held_by(facts: Mapping[str, Any]) -> str:
     """`, held by transfer-b` after a locked Lock's sentence, when the agent knows who."""
     if not facts.get("locked"):
@@ -407,6 +411,10 @@ def _held_by(facts: Mapping[str, Any]) -> str:
         return ", taken before taskscope attached (holder unknown)"
     if facts.get("holders_gone"):
         return ", held by a task that has finished"
+    state = facts.get("holder_state")
+    names = facts.get("holder_names") or ()
+    if state and names:
+        return f", held by {names[0]}, which {_ENDED_WORDS.get(str(state), 'ended')}"
     names = facts.get("holder_names") or facts.get("holders") or ()
     return f", held by {', '.join(str(name) for name in names)}" if names else ""
 
@@ -631,6 +639,7 @@ WARNING_MARK: Final = "!"
 #: What each kind of warning is called, in the order `lints.KINDS` reports them.
 WARNING_NAMES: Final = {
     "lock_deadlock": "lock deadlock",
+    "abandoned_lock": "abandoned lock",
     "await_cycle": "await cycle",
     "never_woken": "never woken",
     "unreferenced": "unreferenced",
@@ -703,6 +712,8 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
     first = _task_name(model, tasks[0]) if tasks else "?"
     if kind == "lock_deadlock":
         body = _deadlock_words(model, facts.get("steps") or [])
+    elif kind == "abandoned_lock":
+        body = _abandoned_words(model, finding)
     elif kind == "await_cycle":
         body = f"{_names(model, tasks)} await each other: none of them can finish"
         if len(tasks) == 1:
@@ -740,6 +751,23 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
     else:
         body = _names(model, tasks)
     return f"{title}: {body}"
+
+
+def _abandoned_words(model: TasksByID, finding: FindingFacts) -> str:
+    """`worker-2 and worker-3 wait for db, held by loader, which failed without releasing it
+    (take it with `async with`, or release it in a `finally`)`."""
+    tasks, facts = finding.tasks, finding.facts
+    waiting = _names(model, tasks)
+    verb = "waits" if len(tasks) == 1 else "wait"
+    holder = facts.get("holder")
+    if holder is not None:
+        whom = f"{holder}, which {_ENDED_WORDS.get(str(facts.get('holder_state')), 'ended')}"
+    else:
+        whom = "a task that has ended"
+    return (
+        f"{waiting} {verb} for {facts.get('lock') or 'a lock'}, held by {whom} without "
+        "releasing it: nothing will (take it with `async with`, or release it in a `finally`)"
+    )
 
 
 def _a_thing(type_name: str) -> str:

@@ -60,6 +60,56 @@ def test_two_tasks_holding_each_others_lock_are_a_lock_deadlock() -> None:
     )
 
 
+def test_a_lock_whose_holder_ended_is_an_abandoned_lock_about_every_waiter() -> None:
+    # GIVEN two tasks waiting for `db`, held by loader, which failed without releasing it
+    from taskscope.lints import warning_records
+
+    ended = {"holder_names": ["loader"], "holder_state": "failed"}
+    raw = snapshot(
+        task("2", "worker-2", awaiting=lock_wait("db", "0x1", [], **ended)),
+        task("3", "worker-3", awaiting=lock_wait("db", "0x1", [], **ended)),
+        task("4", "idle", awaiting=awaiting("sleep")),
+    )
+    model = TaskModel.from_snapshot(raw)
+    findings = find_warnings(model)
+    # THEN one warning is about both waiters and names the holder and how it ended
+    assert [(f.kind, f.tasks) for f in findings] == [("abandoned_lock", ("2", "3"))]
+    assert finding_text(findings[0], model) == (
+        "abandoned lock: worker-2 and worker-3 wait for db, held by loader, which failed "
+        "without releasing it: nothing will (take it with `async with`, or release it in a "
+        "`finally`)"
+    )
+    assert awaiting_text(raw["tasks"][0]["awaiting"]) == (
+        "Lock.acquire on db (locked, 1 waiting), held by loader, which failed"
+    )
+    # AND dump, which keeps the records a warning can be about, finds it alike
+    subset = warning_records(raw)
+    assert [record["id"] for record in subset["tasks"]] == ["2", "3"]
+    small = TaskModel.from_snapshot(subset)
+    assert [finding_text(f, small) for f in find_warnings(small)] == [
+        finding_text(findings[0], model)
+    ]
+
+
+def test_a_lock_whose_holder_was_collected_is_abandoned_and_a_pending_holders_is_not() -> None:
+    from taskscope.lints import warning_records
+
+    gone = snapshot(task("2", "w", awaiting=lock_wait("db", "0x1", [], holders_gone=True)))
+    model = TaskModel.from_snapshot(gone)
+    [finding] = find_warnings(model)
+    assert finding.kind == "abandoned_lock"
+    assert "w waits for db, held by a task that has ended without releasing it" in (
+        finding_text(finding, model)
+    )
+    assert find_warnings(TaskModel.from_snapshot(warning_records(gone))) == [finding]
+    # a holder still pending will release it: no warning
+    held = model_of(
+        task("1", "holder", awaiting=awaiting("sleep")),
+        task("2", "w", awaiting=lock_wait("db", "0x1", ["1"])),
+    )
+    assert kinds(held) == []
+
+
 def test_locks_of_one_name_are_told_apart_by_their_ids() -> None:
     model = model_of(
         task("1", "a", awaiting=lock_wait("lock", "0x2", ["2"])),

@@ -510,8 +510,23 @@ def _add_semaphore_holders(ctx: AwaitContext, semaphore: Any, facts: dict[str, A
 
 
 def _add_holder(ctx: AwaitContext, holder: Any, facts: dict[str, Any]) -> None:
-    """The task that holds a lock, by its id and its name."""
+    """The task that holds a lock, by its id and its name; one that has ended (and never
+    released it) by its name and how it ended (`holder_state`): a finished task's id is
+    given by the history, not here."""
     assert ctx.id_of_task is not None
+    try:
+        ended = holder.done()
+    except Exception:
+        ended = False
+    if ended:
+        facts["holders"] = ()
+        facts["holder_names"] = (ctx.name_of_task(holder),)
+        if holder.cancelled():
+            facts["holder_state"] = "cancelled"
+        else:  # `_exception`, not exception(): that would mark it retrieved
+            failed = getattr(holder, "_exception", None) is not None
+            facts["holder_state"] = "failed" if failed else "done"
+        return
     facts["holders"] = (ctx.id_of_task(holder),)
     facts["holder_names"] = (ctx.name_of_task(holder),)
 

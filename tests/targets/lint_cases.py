@@ -2,7 +2,9 @@
 `lint_cases.py WORKDIR CASE`. Signals ready once the situation stands.
 
 Cases: cycle, healthy_chain (tasks awaiting a task that ends), deadlock (two tasks, two
-locks, each holding one), handoff (a lock held by a sleeping task, others queued), failed
+locks, each holding one), handoff (a lock held by a sleeping task, others queued),
+abandoned (a module's lock taken with acquire() by a task that failed before releasing it,
+two workers queued; the task kept), abandoned_gone (the same, the task not kept), failed
 (a failed task nobody awaits), failed_awaited, leak (a pending task nobody references),
 leak_control (the same, then a gc.collect(): notes whether it was destroyed), until_cancelled
 (waits written to last until cancelled, and one whose waker was dropped), event (a task
@@ -86,6 +88,38 @@ async def handoff() -> None:
     kept.append(asyncio.create_task(queued(), name="queued-1"))
     kept.append(asyncio.create_task(queued(), name="queued-2"))
     await asyncio.sleep(0.05)
+
+
+DB_LOCK = asyncio.Lock()
+
+
+async def careless_load() -> None:
+    await DB_LOCK.acquire()
+    raise ValueError("bad config")  # no `finally`: the lock stays taken
+
+
+async def use_db() -> None:
+    async with DB_LOCK:
+        pass
+
+
+async def abandoned(keep: bool = True) -> None:
+    loader = asyncio.create_task(careless_load(), name="loader")
+    try:
+        await loader
+    except ValueError:
+        pass
+    if keep:
+        kept.append(loader)
+    del loader
+    kept.extend(asyncio.create_task(use_db(), name=f"worker-{i}") for i in range(2))
+    while len(DB_LOCK._waiters or ()) < 2:  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+
+
+async def abandoned_gone() -> None:
+    await abandoned(keep=False)
+    gc.collect()  # the loader task (its exception and frames) goes
 
 
 async def fail() -> None:
