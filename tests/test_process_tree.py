@@ -5,6 +5,7 @@ multiprocessing pool of asyncio workers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -505,10 +506,10 @@ def test_a_worker_that_refuses_is_one_line_and_the_others_are_shown(
         assert line.startswith(f"taskscope: process {pid} has no taskscope agent: run ")
 
 
-def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(
-    tmp_path: Path,
-) -> None:
-    # GIVEN an asyncio program that runs a Python helper process (no asyncio in it)
+@contextlib.contextmanager
+def program_with_a_python_helper(tmp_path: Path) -> Iterator[int]:
+    """An asyncio program (one task, `alone-task`) that runs a Python helper process with no
+    asyncio in it: its pid, once both run; both killed after."""
     ready = tmp_path / "ready"
     code = (
         "import asyncio, subprocess, sys\n"
@@ -522,11 +523,19 @@ def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(
     parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
         wait_for(ready.exists, 20, "the program and its helper")
-        result = run_cli("dump", str(parent.pid), timeout=90)
-        tree = run_cli("tree", str(parent.pid), timeout=90)
+        yield parent.pid
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
+
+
+def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(
+    tmp_path: Path,
+) -> None:
+    # GIVEN an asyncio program that runs a Python helper process (no asyncio in it)
+    with program_with_a_python_helper(tmp_path) as pid:
+        result = run_cli("dump", str(pid), timeout=90)
+        tree = run_cli("tree", str(pid), timeout=90)
     # THEN the snapshot is the program's own: plain ids, no processes list, no pid labels
     assert result.returncode == 0, result.stderr
     snapshot = json.loads(result.stdout)
@@ -539,31 +548,16 @@ def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(
 
 def test_detach_of_a_python_parent_stops_its_own_agent(tmp_path: Path) -> None:
     # GIVEN an asyncio program with a Python child (a helper), its agent loaded by a look
-    ready = tmp_path / "ready"
-    code = (
-        "import asyncio, subprocess, sys\n"
-        "async def main():\n"
-        "    helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        "    task = asyncio.create_task(asyncio.sleep(120), name='alone-task')\n"
-        f"    open({str(ready)!r}, 'w').write(str(helper.pid))\n"
-        "    await task\n"
-        "asyncio.run(main())\n"
-    )
-    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    try:
-        wait_for(ready.exists, 20, "the program and its helper")
-        assert run_cli("tree", str(parent.pid), timeout=90).returncode == 0
+    with program_with_a_python_helper(tmp_path) as pid:
+        assert run_cli("tree", str(pid), timeout=90).returncode == 0
         # WHEN it is detached
-        detached = run_cli("detach", str(parent.pid))
-        again = run_cli("tree", "--no-inject", str(parent.pid))
-    finally:
-        os.killpg(parent.pid, signal.SIGKILL)
-        parent.wait()
+        detached = run_cli("detach", str(pid))
+        again = run_cli("tree", "--no-inject", str(pid))
     # THEN its agent stops (not "detach each process on its own", asked of that very one)
     assert detached.returncode == 0, detached.stderr
-    assert detached.stdout.startswith(f"agent stopped in process {parent.pid}")
+    assert detached.stdout.startswith(f"agent stopped in process {pid}")
     assert again.returncode != 0
-    assert f"process {parent.pid} has no taskscope agent" in again.stderr
+    assert f"process {pid} has no taskscope agent" in again.stderr
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
