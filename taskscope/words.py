@@ -336,7 +336,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
             details.append("set" if facts.get("set") else "not set")
         if "waiters" in facts:
             details.append(f"{facts['waiters']} waiting")
-        text = f"{_named(call, facts.get('name'))} ({', '.join(details)})"
+        name = facts.get("name") or (
+            "the default thread limiter" if facts.get("thread_limiter") else None
+        )
+        text = f"{_named(call, name)} ({', '.join(details)})"
         if kind == "lock":
             return text + _held_by(facts)
         return text + _semaphore_held_by(facts) if kind == "semaphore" else text

@@ -44,7 +44,10 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     assert texts["threaded"] == "to_thread Event.wait"
     # (anyio's own Event, CapacityLimiter and sleep_forever, not what asyncio runs inside)
     assert texts["worker-0"] == "Event.wait on event (not set, 2 waiting)"
-    assert texts["limit-waiter"] == "CapacityLimiter.acquire on limiter (value 0, 1 waiting)"
+    assert texts["limit-waiter"] == (
+        "CapacityLimiter.acquire on limiter (value 0, 1 waiting), held by holder"
+    )
+    assert tasks["limit-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
     assert texts["dreamer"] == "sleep forever"
     assert main["awaiting"]["text"] == "TaskGroup (12 tasks)", main["awaiting"]
     # (and the group's tasks are awaited by the task that waits for the group)
@@ -89,3 +92,39 @@ def test_a_deadlock_on_anyio_locks_is_found_by_lint(start: Any) -> None:
     result = run_cli("lint", str(target.pid))
     # THEN it names the deadlock, who holds what, and exits with the warnings status
     assert_lint_finds_the_transfer_deadlock(result)
+
+
+def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: Any) -> None:
+    # GIVEN an anyio program whose default thread limiter (3 tokens) is exhausted: five tasks
+    # call `to_thread.run_sync`, three run in worker threads and two wait for a token
+    target = start("anyio_threads.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    threaded = [tasks[f"threaded-{number}"] for number in range(5)]
+    in_threads = sorted(
+        (task for task in threaded if task["awaiting"]["kind"] == "executor"),
+        key=lambda task: int(task["id"]),
+    )
+    waiting = [task for task in threaded if task["awaiting"]["kind"] == "semaphore"]
+    # THEN those in threads wait for their call, the others for the limiter (not for a
+    # thread they have not reached), which is named, with who holds its tokens
+    assert (len(in_threads), len(waiting)) == (3, 2), [task["awaiting"] for task in threaded]
+    assert {task["awaiting"]["text"] for task in in_threads} == {"to_thread Event.wait"}
+    holder_names = ", ".join(task["name"] for task in in_threads)
+    for task in waiting:
+        facts = task["awaiting"]["object"]
+        assert facts["thread_limiter"] is True, facts
+        assert facts["holders"] == [task["id"] for task in in_threads], facts
+        assert task["awaiting"]["text"] == (
+            "CapacityLimiter.acquire on the default thread limiter (value 0, 2 waiting),"
+            f" held by {holder_names}"
+        )
+    # AND the tree says so
+    tree = run_cli("tree", str(target.pid))
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.count("on the default thread limiter (value 0, 2 waiting)") == 2, tree.stdout
+    # WHEN the blocking calls return
+    target.file(f"release-{target.pid}").write_text("go")
+    # THEN all five ran theirs, the two that waited too: the look changed nothing
+    wait_for(lambda: "all threaded done" in notes(target), what="the five calls to return")
+    code, _out, err = target.stop()
+    assert code == 0, err

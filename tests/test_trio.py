@@ -284,3 +284,22 @@ def test_trio_beside_asyncio_in_one_process(start: Any) -> None:
         assert 3500 < tasks[name]["awaiting"]["seconds_left"] <= 3600, tasks[name]
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: Any) -> None:
+    # GIVEN a trio program whose default thread limiter (3 tokens) is exhausted: five tasks
+    # call `to_thread.run_sync`, three run in worker threads and two wait for a token
+    target = start("trio_threads.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    threaded = [tasks[f"threaded-{number}"] for number in range(5)]
+    texts = sorted(task["awaiting"]["text"] for task in threaded)
+    # THEN those waiting for a token say which limiter (trio's borrowers are its threads'
+    # placeholders, not tasks: no holders are named)
+    waiting = "CapacityLimiter.acquire on the default thread limiter (value 0, 2 waiting)"
+    assert texts == [waiting] * 2 + ["to_thread Event.wait"] * 3, texts
+    # WHEN the blocking calls return
+    target.file(f"release-{target.pid}").write_text("go")
+    # THEN all five ran theirs
+    wait_for(lambda: "all threaded done" in notes(target), what="the five calls to return")
+    code, _out, err = target.stop()
+    assert code == 0, err

@@ -128,6 +128,22 @@ SENTENCES = [
     ),
     (
         aw(
+            "semaphore",
+            call="CapacityLimiter.acquire",
+            object={"name": None, "thread_limiter": True, "value": 0, "waiters": 4},
+        ),
+        "CapacityLimiter.acquire on the default thread limiter (value 0, 4 waiting)",
+    ),
+    (
+        aw(
+            "semaphore",
+            call="CapacityLimiter.acquire",
+            object={"name": "pool", "thread_limiter": True, "value": 0, "waiters": 4},
+        ),
+        "CapacityLimiter.acquire on pool (value 0, 4 waiting)",
+    ),
+    (
+        aw(
             "lock",
             call="Lock.acquire",
             object={"name": "a", "locked": True, "waiters": 1, "holders_gone": True},

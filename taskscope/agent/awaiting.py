@@ -17,7 +17,7 @@ import socket
 import sys
 from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
 from collections.abc import Callable, Sequence
-from types import CodeType, FrameType, FunctionType, MethodType
+from types import CodeType, CoroutineType, FrameType, FunctionType, GeneratorType, MethodType
 from typing import Any
 
 from taskscope.agent import waiters
@@ -33,7 +33,8 @@ from taskscope.agent.summary import safe_repr
 from taskscope.agent.threadframes import thread_tops
 from taskscope.protocol import WireAwaiting, countdown_parts, pieces
 
-Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting]
+#: A handler may return None: the frames inside then say what the task waits for.
+Handler = Callable[["AwaitContext", FrameType, FrameType | None, Any], WireAwaiting | None]
 
 #: An exhausted Semaphore's holders are searched for in every task's stack (nothing notes
 #: them), every 10 s at most: up to this many tasks (5 us a task whose frames may be in a
@@ -590,13 +591,22 @@ def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
 
 def _to_thread(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
-) -> WireAwaiting:
+) -> WireAwaiting | None:
+    """A call run in a worker thread; None while the call waits for its turn instead (anyio's
+    `run_sync`, suspended in `async with limiter:` when all of the limiter's tokens are
+    borrowed), so that the frames inside say what it waits for: the limiter."""
+    if type(getattr(ctx.owner, "cr_await", None)) in _COROUTINE_TYPES:
+        return None
     func = callable_name(_local(frame, "func"))
     thread = _executor_thread(ctx, fut)
     facts: dict[str, Any] = {"function": func}
     if thread:
         facts["thread"] = thread[0]
     return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
+
+
+#: What a coroutine awaits while it waits inside another coroutine's frames, not on a future.
+_COROUTINE_TYPES = (CoroutineType, GeneratorType)
 
 
 def _executor_thread(ctx: AwaitContext, fut: Any) -> tuple[str, str] | None:
@@ -729,7 +739,7 @@ def _describe_wait_for(
 
 def _condition(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
-) -> WireAwaiting:
+) -> WireAwaiting | None:
     return _primitive("condition", frame.f_code.co_name)(ctx, frame, caller, fut)
 
 
@@ -949,7 +959,49 @@ def _anyio_limiter(
         "value": tokens_left(limiter),
         "waiters": len(getattr(limiter, "_wait_queue", None) or ()),
     }
+    if facts["name"] is None and _is_default_thread_limiter(limiter):
+        facts["thread_limiter"] = True
+    if facts["value"] == 0 and facts["waiters"] and ctx.id_of_task is not None:
+        _add_borrowers(ctx, limiter, facts)
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
+
+
+def _is_default_thread_limiter(limiter: Any) -> bool:
+    """Whether `limiter` is the one anyio's `to_thread.run_sync` uses unless told another (a
+    run variable of its loop: `lowlevel._run_vars`, one dict per loop, of which a copy of the
+    values is taken in one C call)."""
+    backend = sys.modules.get("anyio._backends._asyncio")
+    lowlevel = sys.modules.get("anyio.lowlevel")
+    variable = getattr(backend, "_default_thread_limiter", None)
+    data = getattr(getattr(lowlevel, "_run_vars", None), "data", None)
+    if variable is None or not isinstance(data, dict):
+        return False
+    for run_vars in list(data.values()):
+        if isinstance(run_vars, dict) and run_vars.get(variable) is limiter:
+            return True
+    return False
+
+
+def _add_borrowers(ctx: AwaitContext, limiter: Any, facts: dict[str, Any]) -> None:
+    """An exhausted CapacityLimiter's `holders`: it keeps who borrowed its tokens (the task,
+    for `acquire()` and `to_thread.run_sync`). A borrower that is not a task (given to
+    `acquire_on_behalf_of`) is counted in `holders_more`."""
+    assert ctx.id_of_task is not None
+    borrowers = getattr(limiter, "_borrowers", None)
+    if not isinstance(borrowers, set | dict):
+        return
+    tasks_found: dict[str, Any] = {}
+    others = 0
+    for borrower in list(borrowers):
+        if isinstance(borrower, asyncio.Task) and not borrower.done():
+            tasks_found[ctx.id_of_task(borrower)] = borrower
+        else:
+            others += 1
+    in_order = sorted(tasks_found, key=lambda task_id: (len(task_id), task_id))
+    facts["holders"] = tuple(in_order)
+    facts["holder_names"] = tuple(ctx.name_of_task(tasks_found[task_id]) for task_id in in_order)
+    if others:
+        facts["holders_more"] = others
 
 
 # --- aiohttp ------------------------------------------------------------------------------------
@@ -1339,7 +1391,8 @@ def classify_planned(
                     last = ctx.last_memo.get(key)
                     if last is not None and last == awaiting:
                         awaiting = last
-                    ctx.memo[key] = (obj, awaiting)
+                    if awaiting is not None:
+                        ctx.memo[key] = (obj, awaiting)
         except Exception:
             awaiting = None
         if awaiting is not None:

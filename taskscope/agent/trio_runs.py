@@ -1118,7 +1118,20 @@ def _limiter(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list
         "value": tokens_left(limiter),
         "waiters": len(getattr(limiter, "_pending_borrowers", None) or ()),
     }
+    if facts["name"] is None and _is_default_thread_limiter(look.runner, limiter):
+        facts["thread_limiter"] = True
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
+
+
+def _is_default_thread_limiter(runner: Any, limiter: Any) -> bool:
+    """Whether `limiter` is the one `trio.to_thread.run_sync` uses unless told another (a run
+    variable: the runner's `_locals`). Its borrowers are the threads' placeholders, not
+    tasks: no holders are said."""
+    variable = getattr(sys.modules.get("trio._threads"), "_limiter_local", None)
+    run_vars = getattr(runner, "_locals", None)
+    if variable is None or not isinstance(run_vars, dict):
+        return False
+    return run_vars.get(variable) is limiter
 
 
 def _channel(verb: str) -> Reader:
