@@ -293,6 +293,16 @@ def schema_text(awaiting: Mapping[str, Any], in_cycle: bool = False) -> str:
     )
 
 
+def _queued_words(facts: Mapping[str, Any]) -> str:
+    """`, queued: 6 of 6 threads busy` after a call no thread of its pool runs yet."""
+    if not facts.get("queued"):
+        return ""
+    workers, busy = facts.get("workers"), facts.get("busy")
+    if workers is None or busy is None:
+        return ", queued"
+    return f", queued: {busy} of {_plural(workers, 'thread')} busy"
+
+
 def _named(call: str, name: Any) -> str:
     return f"{call} on {name}" if name else call
 
@@ -354,8 +364,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "executor":
         function, thread = facts.get("function"), facts.get("thread")
         if call == "to_thread":
-            return f"to_thread {function}" + (f" in {thread}" if thread else "")
-        return f"{call} {function} in {thread}" if thread else call
+            text = f"to_thread {function}" + (f" in {thread}" if thread else "")
+        else:
+            text = f"{call} {function} in {thread}" if thread else call
+        return text + _queued_words(facts)
     if kind == "subprocess":
         program = facts.get("program")
         program_words = f" {program}" if program is not None else ""

@@ -473,3 +473,33 @@ def test_a_huge_int_result_is_summed_up_by_its_size_not_lost() -> None:
     assert safe_repr(-huge) == f"<int of {huge.bit_length()} bits>"
     assert safe_repr(2**64) == repr(2**64)
     assert safe_repr(True) == "True"
+
+
+# --- calls waiting for a thread -----------------------------------------------------------
+
+
+def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
+    # GIVEN a program whose default thread pool (2 threads) runs two `to_thread` calls and
+    # has two more queued, and whose other pool (1 thread) runs one call and has one queued
+    target = start("thread_pools.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
+    threaded = sorted(texts[f"threaded-{number}"] for number in range(4))
+    # THEN a call a thread runs names the thread; a queued one says that every thread of its
+    # pool is busy (the default pool's, which `to_thread` uses), or that it is queued
+    assert threaded[2:] == ["to_thread Event.wait, queued: 2 of 2 threads busy"] * 2, threaded
+    assert {text.rsplit(" ", 1)[-1] for text in threaded[:2]} == {"pool_0", "pool_1"}, threaded
+    assert texts["exec-0"] == "run_in_executor Event.wait in other_0", texts
+    assert texts["exec-1"] == "run_in_executor, queued", texts
+    [queued, _other] = [
+        tasks[f"threaded-{number}"]["awaiting"]["object"]
+        for number in range(4)
+        if "queued" in texts[f"threaded-{number}"]
+    ]
+    assert queued == {"function": "Event.wait", "queued": True, "workers": 2, "busy": 2}, queued
+    # WHEN the calls are released
+    target.file(f"release-{target.pid}").write_text("go")
+    # THEN every call ran, the queued ones too
+    wait_for(lambda: "all calls done" in notes(target), what="the six calls to return")
+    code, _out, err = target.stop()
+    assert code == 0, err

@@ -128,6 +128,22 @@ SENTENCES = [
     ),
     (
         aw(
+            "executor",
+            call="to_thread",
+            object={"function": "fetch", "queued": True, "workers": 6, "busy": 6},
+        ),
+        "to_thread fetch, queued: 6 of 6 threads busy",
+    ),
+    (
+        aw("executor", call="run_in_executor", object={"queued": True}),
+        "run_in_executor, queued",
+    ),
+    (
+        aw("executor", call="to_thread", object={"function": "fetch", "thread": "asyncio_0"}),
+        "to_thread fetch in asyncio_0",
+    ),
+    (
+        aw(
             "semaphore",
             call="CapacityLimiter.acquire",
             object={"name": None, "thread_limiter": True, "value": 0, "waiters": 4},

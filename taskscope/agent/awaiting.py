@@ -15,6 +15,7 @@ import math
 import os
 import socket
 import sys
+import weakref
 from asyncio import base_events, futures, locks, queues, streams, taskgroups, tasks, timeouts
 from collections.abc import Callable, Sequence
 from types import CodeType, CoroutineType, FrameType, FunctionType, GeneratorType, MethodType
@@ -46,6 +47,7 @@ class AwaitContext:
     """Per-snapshot facts shared by all tasks: timers by future, names found for objects."""
 
     __slots__ = (
+        "_executor_busy",
         "_executor_threads",
         "_held_locks",
         "frames_of",
@@ -86,6 +88,8 @@ class AwaitContext:
         self.pending_tasks: Sequence[Any] = ()
         self._held_locks: dict[int, list[Any]] | None = None
         self._executor_threads: dict[int, tuple[str, str]] | None = None
+        #: id(thread pool) -> how many of its threads run a call (`executor_threads`).
+        self._executor_busy: dict[int, int] = {}
         #: `memo_key(code, object)` -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
         self.memo: dict[int, tuple[Any, WireAwaiting]] = {}
@@ -166,11 +170,15 @@ class AwaitContext:
                 self._executor_threads = found
                 return found
 
+            worker_code = _code(getattr(pool_module, "_worker", None))
             names = {thread.ident: thread.name for thread in threading.enumerate()}
+            busy = self._executor_busy
             for thread_id, frame in thread_tops().items():
                 walker: FrameType | None = frame
+                running = False
                 while walker is not None:
                     if walker.f_code is run_code:
+                        running = True
                         item = walker.f_locals.get("self")
                         future = getattr(item, "future", None)
                         if future is not None:
@@ -178,10 +186,31 @@ class AwaitContext:
                                 names.get(thread_id, str(thread_id)),
                                 callable_name(_work_item_function(item)),
                             )
+                    elif walker.f_code is worker_code:
+                        if running:
+                            reference = _local(walker, "executor_reference")
+                            pool = reference() if type(reference) is weakref.ref else None
+                            if pool is not None:
+                                busy[id(pool)] = busy.get(id(pool), 0) + 1
                         break
                     walker = walker.f_back
             self._executor_threads = found
         return self._executor_threads
+
+    def queued_facts(self, fut: Any, pool: Any) -> dict[str, Any]:
+        """For a call run in a thread pool that no thread runs yet: `queued`, and when the
+        pool is known, how many threads it may have (`workers`) and how many run a call now
+        (`busy`). Empty when the call runs, or when `fut` mirrors no pool's call."""
+        source = _chained_source(fut)
+        if source is None or getattr(source, "_state", None) != "PENDING":
+            return {}
+        facts: dict[str, Any] = {"queued": True}
+        workers = getattr(pool, "_max_workers", None)
+        if type(workers) is int:
+            self.executor_threads()
+            facts["workers"] = workers
+            facts["busy"] = self._executor_busy.get(id(pool), 0)
+        return facts
 
 
 _ASYNCIO_DIRECTORY = os.path.dirname(asyncio.__file__) + os.sep
@@ -602,6 +631,8 @@ def _to_thread(
     facts: dict[str, Any] = {"function": func}
     if thread:
         facts["thread"] = thread[0]
+    else:  # `to_thread` runs its call in the loop's default pool
+        facts |= ctx.queued_facts(fut, getattr(_local(frame, "loop"), "_default_executor", None))
     return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
 
 
@@ -785,6 +816,8 @@ def describe_future(
             facts: dict[str, Any] = {}
             if thread:
                 facts = {"thread": thread[0], "function": thread[1]}
+            else:  # which pool is not known: `executor` is not kept
+                facts = ctx.queued_facts(fut, None)
             return {"kind": "executor", "tasks": (), "call": "run_in_executor", "object": facts}
     if kind is asyncio.Future or kind is _PY_FUTURE:
         # A bare Future: say which variable holds it and, in debug mode, where it was made.
