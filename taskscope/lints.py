@@ -3,7 +3,8 @@
 `find_warnings(model)` reads a `TaskModel` (no I/O, no clock but the snapshot's) and returns a
 `Finding` per problem: an await cycle, a deadlock through lock holders, a lock whose holder
 ended without releasing it (`abandoned_lock`), a failed task whose exception nobody
-retrieved, a cancel the task's loop has not delivered, a task waiting on something nothing
+retrieved, a cancel the task's loop has not delivered, calls waiting for a thread of a pool
+whose threads are all taken (`threads_exhausted`), a task waiting on something nothing
 else can reach (`never_woken`), a pending task nothing references, a task that keeps running
 without a real wait (a `sleep(0)` spin), a step that blocked its loop.
 `taskscope.words.finding_text` says each one in words; `dump`, `ps`, `tree`, `lint` and the
@@ -29,6 +30,7 @@ KINDS: Final[tuple[str, ...]] = (
     "unreferenced",
     "exception_never_retrieved",
     "cancel_not_honoured",
+    "threads_exhausted",
     "blocking_step",
     "sleep0_spin",
 )
@@ -47,6 +49,12 @@ RETRIEVE_GRACE: Final = 1.0
 SPIN_MIN_STEPS: Final = 1000
 SPIN_MIN_RATE: Final = 1000.0
 SPIN_RECENT: Final = 0.5
+#: A call waiting this many seconds for a worker thread, every thread (or token) of its pool
+#: taken, is worth a warning: a server under load queues calls for a moment.
+THREADS_GRACE: Final = 1.0
+#: Within this many seconds of an attach, a call seen waiting for a worker thread is reported
+#: however short its wait looks: the agent cannot know since when it waits.
+ATTACH_UNMEASURED: Final = 10.0
 #: A task waiting in one of these needs every task it awaits to end (an `asyncio.wait` for
 #: the first one, or `as_completed`, does not: one stuck task is no deadlock of it).
 _WAITS_FOR_ALL: Final = frozenset({"task", "tasks", "gather", "taskgroup", "shield", "wait_for"})
@@ -78,6 +86,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     cancels: list[TaskInfo] = []
     spinning: list[TaskInfo] = []
     abandoned: dict[Any, list[TaskInfo]] = {}  # a lock's id -> the tasks waiting for it
+    starved: dict[tuple[Any, ...], list[TaskInfo]] = {}  # a thread pool -> the calls queued
     for task in tasks.values():
         if task.state != "pending":
             if task.state == "failed" and task.exception_retrieved is False:
@@ -97,6 +106,9 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
                     never_woken.append(task)
                 if awaiting.kind == "lock" and _held_by_an_ended_task(facts):
                     abandoned.setdefault(facts.get("id"), []).append(task)
+                pool = _exhausted_pool(awaiting.kind, facts, task.loop)
+                if pool is not None:
+                    starved.setdefault(pool, []).append(task)
             if awaiting.tasks and task.id not in edges and awaiting.kind in _WAITS_FOR_ALL:
                 edges[task.id] = [other for other in awaiting.tasks if other in tasks]
         if task.unreferenced:
@@ -122,6 +134,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
     findings.extend(_flagged(unreferenced, "unreferenced", _unreferenced_facts))
     findings.extend(exceptions_never_retrieved(failed, at))
     findings.extend(cancels_not_honoured(cancels, at))
+    findings.extend(threads_exhausted(model, starved, at))
     findings.extend(blocking_steps(model))
     findings.extend(sleep0_spins(spinning, model.taken_at))
     return findings
@@ -151,6 +164,59 @@ def abandoned_locks(model: TaskModel, waiting: Mapping[Any, list[TaskInfo]]) -> 
         yield Finding("abandoned_lock", ids, _loop_of(model, ids), found)
 
 
+def _exhausted_pool(
+    kind: str, facts: Mapping[str, Any], loop: str | None
+) -> tuple[Any, ...] | None:
+    """The thread pool a call waits for, when every one of its threads is taken: a loop's
+    default pool (a `to_thread` call queued, all its threads busy), or the default thread
+    limiter of anyio or trio (no token left); else None."""
+    if kind == "executor" and facts.get("queued"):
+        workers = facts.get("workers")
+        if isinstance(workers, int) and (facts.get("busy") or 0) >= workers:
+            return ("pool", loop)
+    elif kind == "semaphore" and facts.get("thread_limiter") and facts.get("value") == 0:
+        return ("limiter", facts.get("id"))
+    return None
+
+
+def threads_exhausted(
+    model: TaskModel, starved: Mapping[tuple[Any, ...], list[TaskInfo]], now: float
+) -> Iterator[Finding]:
+    """A thread pool whose threads (or a thread limiter whose tokens) are all taken, with calls
+    queued for over `THREADS_GRACE` seconds: one warning per pool. Calls in threads that do
+    not return (a blocking read with no timeout, a lock) hold them all, and every later call
+    waits for good."""
+    for pool, waiting in starved.items():
+        longest, lower_bound = 0.0, False
+        for task in waiting:
+            waited, bound = task.known_wait(now)
+            if waited is not None and waited > longest:
+                longest, lower_bound = waited, bound
+        if longest < THREADS_GRACE and not _came_just_now(model, now):
+            continue
+        facts = waiting[0].awaiting.facts if waiting[0].awaiting is not None else {}
+        found: dict[str, Any] = {
+            "pool": pool[0],
+            # None: since when they wait is not known (seen by an agent that came just now)
+            "waited": longest if longest >= THREADS_GRACE else None,
+            "lower_bound": lower_bound,
+        }
+        if pool[0] == "pool":
+            found["threads"] = facts.get("workers")
+        else:
+            found["holder_names"] = list(facts.get("holder_names") or ())
+            found["holders_more"] = facts.get("holders_more") or 0
+        ids = tuple(task.id for task in sorted(waiting, key=lambda task: task.number))
+        yield Finding("threads_exhausted", ids, _loop_of(model, ids), found)
+
+
+def _came_just_now(model: TaskModel, now: float) -> bool:
+    """Whether the agent came into the process (an attach) so lately that no wait it sees can
+    have been measured for `THREADS_GRACE` yet: a hung program just attached to."""
+    since = model.history_since
+    return since is not None and now - since < ATTACH_UNMEASURED
+
+
 def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     """Whether a pending task waiting on this is in a warning whatever else it does (a wait
     nothing can end). With `waits_on`, its optional keys and its id, all `warning_records`
@@ -160,6 +226,8 @@ def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     facts = awaiting.get("object") or {}
     if facts.get("locked") and (facts.get("holders_gone") or facts.get("holder_state")):
         return True  # an abandoned lock
+    if _exhausted_pool(str(awaiting.get("kind")), facts, None) is not None:
+        return True  # a call waiting for a thread (`threads_exhausted` says after how long)
     return bool(facts.get("never_woken")) and not facts.get("made_by_await")
 
 

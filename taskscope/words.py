@@ -660,6 +660,7 @@ WARNING_NAMES: Final = {
     "unreferenced": "unreferenced",
     "exception_never_retrieved": "exception never retrieved",
     "cancel_not_honoured": "cancel not honoured",
+    "threads_exhausted": "threads exhausted",
     "blocking_step": "blocking step",
     "sleep0_spin": "sleep(0) spin",
 }
@@ -756,6 +757,8 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
             )
         else:
             body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
+    elif kind == "threads_exhausted":
+        body = _exhausted_words(model, finding)
     elif kind == "blocking_step":
         body = _blocking_words(model, finding)
     elif kind == "sleep0_spin":
@@ -766,6 +769,45 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
     else:
         body = _names(model, tasks)
     return f"{title}: {body}"
+
+
+#: The tasks named in a warning about many; the others are counted.
+WAITING_NAMED = 3
+
+
+def _exhausted_words(model: TasksByID, finding: FindingFacts) -> str:
+    """`req-40, req-41 and 3 more wait ≥2.1 s for a worker thread: all 40 tokens of the
+    default thread limiter are taken, by req-0, req-1, req-2 and 37 more; calls that do not
+    return hold them (give blocking calls a timeout, or the pool more threads)`."""
+    tasks, facts = finding.tasks, finding.facts
+    named = [_task_name(model, task_id) for task_id in tasks[:WAITING_NAMED]]
+    others = len(tasks) - len(named)
+    waiting = ", ".join(named) + f" and {others} more" if others else _names(model, tasks)
+    verb = "waits" if len(tasks) == 1 else "wait"
+    seconds = facts.get("waited")  # None: since when is not known
+    waited = ""
+    if seconds is not None:
+        bound = "≥" if facts.get("lower_bound") else ""
+        waited = bound + seconds_text(float(seconds)).replace(" ", "")
+    if facts.get("pool") == "pool":
+        threads = facts.get("threads")
+        held = f"all {_plural(threads, 'thread')} of the default thread pool are busy"
+    else:
+        holders = [str(name) for name in facts.get("holder_names") or ()]
+        more = int(facts.get("holders_more") or 0)
+        total = len(holders) + more
+        held = "no token of the default thread limiter is left"
+        if holders:
+            shown = ", ".join(holders[:HOLDERS_NAMED])
+            unnamed = total - min(len(holders), HOLDERS_NAMED)
+            held = f"all {total} tokens of the default thread limiter are taken, by {shown}" + (
+                f" and {unnamed} more" if unnamed else ""
+            )
+    return (
+        f"{waiting} {verb} {waited + ' ' if waited else ''}for a worker thread: {held}; calls"
+        " that do not return hold "
+        "them (give blocking calls a timeout, or the pool more threads)"
+    )
 
 
 def _abandoned_words(model: TasksByID, finding: FindingFacts) -> str:

@@ -5,10 +5,12 @@ cancels it alone (a `Task.cancel()` would cancel its whole task group)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from taskscope.cli.exits import EXIT_WARNINGS
 from tests.helpers import (
     agent_snapshot,
     assert_lint_finds_the_transfer_deadlock,
@@ -122,6 +124,14 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     tree = run_cli("tree", str(target.pid))
     assert tree.returncode == 0, tree.stderr
     assert tree.stdout.count("on the default thread limiter (value 0, 2 waiting)") == 2, tree.stdout
+    # AND once they have waited over a second, `lint` warns that its tokens are exhausted
+    time.sleep(1.2)
+    lint = run_cli("lint", str(target.pid))
+    assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
+    assert (
+        "for a worker thread: all 3 tokens of the default thread limiter are taken, by"
+        f" {holder_names};"
+    ) in lint.stdout, lint.stdout
     # WHEN the blocking calls return
     target.file(f"release-{target.pid}").write_text("go")
     # THEN all five ran theirs, the two that waited too: the look changed nothing

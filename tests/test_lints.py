@@ -576,3 +576,96 @@ def test_dump_leaves_out_lock_waiters_no_wait_points_at() -> None:
     assert [finding_text(f, small) for f in find_warnings(small)] == [
         finding_text(f, full) for f in find_warnings(full)
     ]
+
+
+# --- threads exhausted ------------------------------------------------------------------------
+
+
+def queued_call(**facts: Any) -> Any:
+    return awaiting(
+        "executor",
+        call="to_thread",
+        object={"function": "fetch", "queued": True, "workers": 2, "busy": 2, **facts},
+    )
+
+
+def limiter_wait(**facts: Any) -> Any:
+    return awaiting(
+        "semaphore",
+        call="CapacityLimiter.acquire",
+        object={
+            "type": "CapacityLimiter",
+            "id": "0x9",
+            "name": None,
+            "thread_limiter": True,
+            "value": 0,
+            "waiters": 2,
+            **facts,
+        },
+    )
+
+
+def test_calls_queued_for_a_second_behind_busy_threads_are_threads_exhausted() -> None:
+    from taskscope.lints import warning_records
+
+    # GIVEN two calls queued in the default pool, both threads busy, one for 4 s
+    raw = snapshot(
+        task("1", "in-thread-0", awaiting=awaiting("executor", call="to_thread")),
+        task("2", "req-2", awaiting=queued_call(), waiting_seen_at=1996.0),
+        task("3", "req-3", awaiting=queued_call(), waiting_seen_at=1999.5),
+    )
+    model = TaskModel.from_snapshot(raw)
+    # THEN one warning is about the queued calls
+    [finding] = find_warnings(model)
+    assert (finding.kind, finding.tasks) == ("threads_exhausted", ("2", "3"))
+    assert finding_text(finding, model) == (
+        "threads exhausted: req-2 and req-3 wait ≥4.0s for a worker thread: all 2 threads of the"
+        " default thread pool are busy; calls that do not return hold them (give blocking calls"
+        " a timeout, or the pool more threads)"
+    )
+    # AND dump, which keeps the records a warning can be about, finds it alike
+    small = TaskModel.from_snapshot(warning_records(raw))
+    assert [finding_text(f, small) for f in find_warnings(small)] == [finding_text(finding, model)]
+
+
+def test_a_short_queue_or_a_free_thread_is_no_warning() -> None:
+    # a queue of half a second: a server under load
+    assert kinds(model_of(task("2", "q", awaiting=queued_call(), waiting_seen_at=1999.5))) == []
+    # a thread free (the call is about to run), or a pool of unknown size
+    free = queued_call(busy=1)
+    assert kinds(model_of(task("2", "q", awaiting=free, waiting_seen_at=1990.0))) == []
+    unknown = awaiting("executor", call="run_in_executor", object={"queued": True})
+    assert kinds(model_of(task("2", "q", awaiting=unknown, waiting_seen_at=1990.0))) == []
+    # a named limiter of the program's own: back-pressure it chose
+    named = limiter_wait(name="pool", thread_limiter=False)
+    assert kinds(model_of(task("2", "q", awaiting=named, waiting_seen_at=1990.0))) == []
+
+
+def test_an_exhausted_thread_limiter_names_who_holds_its_tokens() -> None:
+    holders = {"holders": ["1", "4", "5", "6"], "holder_names": ["a", "b", "c", "d"]}
+    model = model_of(
+        task("2", "req-2", awaiting=limiter_wait(**holders, holders_more=1), waiting_seen_at=1998)
+    )
+    [finding] = find_warnings(model)
+    assert finding_text(finding, model) == (
+        "threads exhausted: req-2 waits ≥2.0s for a worker thread: all 5 tokens of the default"
+        " thread limiter are taken, by a, b, c and 2 more; calls that do not return hold them"
+        " (give blocking calls a timeout, or the pool more threads)"
+    )
+
+
+def test_just_after_an_attach_a_queued_call_is_reported_though_its_wait_is_unknown() -> None:
+    # GIVEN an agent that came 2 s ago, and a call it first saw queued at this look
+    seen_now = model_of(
+        task("2", "req-2", awaiting=queued_call(), waiting_seen_at=2000.0), history_since=1998.0
+    )
+    # THEN it is reported, with no duration
+    [finding] = find_warnings(seen_now)
+    assert finding_text(finding, seen_now).startswith(
+        "threads exhausted: req-2 waits for a worker thread: all 2 threads"
+    )
+    # AND not when the agent has been there long enough to measure waits
+    later = model_of(
+        task("2", "req-2", awaiting=queued_call(), waiting_seen_at=2000.0), history_since=1900.0
+    )
+    assert kinds(later) == []

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.summary import exception_line, safe_repr
 from taskscope.agent.tracker import CREATION_DEPTH, Tracker
+from taskscope.cli.exits import EXIT_WARNINGS
 from taskscope.words import schema_text
 from tests.helpers import REPO, TARGETS, agent_snapshot, by_name, notes, run_cli, wait_for
 
@@ -497,6 +499,13 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
         if "queued" in texts[f"threaded-{number}"]
     ]
     assert queued == {"function": "Event.wait", "queued": True, "workers": 2, "busy": 2}, queued
+    # AND once the calls have waited over a second (from the look that found them), `lint`
+    # warns that the default pool's threads are exhausted
+    time.sleep(1.2)
+    lint = run_cli("lint", str(target.pid))
+    assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
+    [line] = [line for line in lint.stdout.splitlines() if line.startswith("threads exhausted: ")]
+    assert "for a worker thread: all 2 threads of the default thread pool are busy" in line, line
     # WHEN the calls are released
     target.file(f"release-{target.pid}").write_text("go")
     # THEN every call ran, the queued ones too
