@@ -207,7 +207,23 @@ def threads_exhausted(
             found["holder_names"] = list(facts.get("holder_names") or ())
             found["holders_more"] = facts.get("holders_more") or 0
         ids = tuple(task.id for task in sorted(waiting, key=lambda task: task.number))
-        yield Finding("threads_exhausted", ids, _loop_of(model, ids), found)
+        loop = _loop_of(model, ids)
+        found["thread_stacks"] = _thread_stacks(model, loop)
+        yield Finding("threads_exhausted", ids, loop, found)
+
+
+def _thread_stacks(model: TaskModel, loop: str | None) -> list[Any]:
+    """The stacks of the calls worker threads run for the tasks of `loop`: where they are
+    says why the threads are not free."""
+    stacks = []
+    for task in model.tasks.values():
+        awaiting = task.awaiting
+        if task.state != "pending" or awaiting is None or awaiting.kind != "executor":
+            continue
+        stack = awaiting.facts.get("thread_stack")
+        if stack and (loop is None or task.loop == loop):
+            stacks.append(stack)
+    return stacks
 
 
 def _came_just_now(model: TaskModel, now: float) -> bool:
@@ -219,8 +235,9 @@ def _came_just_now(model: TaskModel, now: float) -> bool:
 
 def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
     """Whether a pending task waiting on this is in a warning whatever else it does (a wait
-    nothing can end). With `waits_on`, its optional keys and its id, all `warning_records`
-    looks at in a record."""
+    nothing can end), or may be needed to word one (a call a worker thread runs: where the
+    threads are, for `threads_exhausted`; as many as there are threads). With `waits_on`,
+    its optional keys and its id, all `warning_records` looks at in a record."""
     if awaiting is None:
         return False
     facts = awaiting.get("object") or {}
@@ -228,6 +245,8 @@ def awaiting_warns(awaiting: Mapping[str, Any] | None) -> bool:
         return True  # an abandoned lock
     if _exhausted_pool(str(awaiting.get("kind")), facts, None) is not None:
         return True  # a call waiting for a thread (`threads_exhausted` says after how long)
+    if facts.get("thread_stack"):
+        return True  # a call in a thread
     return bool(facts.get("never_woken")) and not facts.get("made_by_await")
 
 

@@ -14,6 +14,8 @@ satisfies.
 
 from __future__ import annotations
 
+import collections
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -293,6 +295,35 @@ def schema_text(awaiting: Mapping[str, Any], in_cycle: bool = False) -> str:
     )
 
 
+#: Where a path says a frame is not the program's own code: Python's library, installed
+#: packages, frozen and built-in modules, taskscope's agent.
+_LIBRARY_PARTS = ("/lib/python3", "/site-packages/", "/dist-packages/", "/taskscope/agent/")
+
+
+def is_library(path: str) -> bool:
+    return path.startswith("<") or any(part in path for part in _LIBRARY_PARTS)
+
+
+def _thread_place(stack: Any) -> str:
+    """`, at report() app.py:8` after a call a worker thread runs: the innermost frame of the
+    program's own code in the thread's stack (where it called what blocks), if any."""
+    place = _program_place(stack)
+    return f", at {place}" if place else ""
+
+
+def _program_place(stack: Any) -> str | None:
+    """`report() app.py:8`: the innermost frame of the program's own code in a stack of wire
+    frames (outermost first), or None."""
+    if not isinstance(stack, list):
+        return None
+    for frame in reversed(stack):
+        if isinstance(frame, Mapping) and not is_library(str(frame.get("file") or "<")):
+            line = frame.get("line")
+            place = os.path.basename(str(frame.get("file"))) + (f":{line}" if line else "")
+            return f"{frame.get('function')}() {place}"
+    return None
+
+
 def _queued_words(facts: Mapping[str, Any]) -> str:
     """`, queued: 6 of 6 threads busy` after a call no thread of its pool runs yet."""
     if not facts.get("queued"):
@@ -367,7 +398,7 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
             text = f"to_thread {function}" + (f" in {thread}" if thread else "")
         else:
             text = f"{call} {function} in {thread}" if thread else call
-        return text + _queued_words(facts)
+        return text + _thread_place(facts.get("thread_stack")) + _queued_words(facts)
     if kind == "subprocess":
         program = facts.get("program")
         program_words = f" {program}" if program is not None else ""
@@ -803,10 +834,23 @@ def _exhausted_words(model: TasksByID, finding: FindingFacts) -> str:
             held = f"all {total} tokens of the default thread limiter are taken, by {shown}" + (
                 f" and {unnamed} more" if unnamed else ""
             )
+    places = collections.Counter(
+        place
+        for stack in facts.get("thread_stacks") or ()
+        if (place := _program_place(stack)) is not None
+    )
+    where = ""
+    if places:
+        commonest = places.most_common(2)
+        others = sum(places.values()) - sum(count for _place, count in commonest)
+        where = "; the threads' calls are at " + " and ".join(
+            f"{place} ({count})" for place, count in commonest
+        )
+        where += f" and {others} elsewhere" if others else ""
     return (
-        f"{waiting} {verb} {waited + ' ' if waited else ''}for a worker thread: {held}; calls"
-        " that do not return hold "
-        "them (give blocking calls a timeout, or the pool more threads)"
+        f"{waiting} {verb} {waited + ' ' if waited else ''}for a worker thread: {held}{where}:"
+        " a call that does not return holds its thread (give blocking calls a timeout, or the"
+        " pool more threads)"
     )
 
 

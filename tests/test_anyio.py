@@ -43,7 +43,7 @@ def test_anyio_tasks_are_named_by_their_own_coroutines(start: Any) -> None:
     assert tasks["lock-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
     assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)"
     assert texts["sender"] == "MemoryObjectSendStream.send on outbox (0 items)"
-    assert texts["threaded"] == "to_thread Event.wait"
+    assert texts["threaded"] == "to_thread Event.wait in AnyIO worker thread"
     # (anyio's own Event, CapacityLimiter and sleep_forever, not what asyncio runs inside)
     assert texts["worker-0"] == "Event.wait on event (not set, 2 waiting)"
     assert texts["limit-waiter"] == (
@@ -110,7 +110,10 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     # THEN those in threads wait for their call, the others for the limiter (not for a
     # thread they have not reached), which is named, with who holds its tokens
     assert (len(in_threads), len(waiting)) == (3, 2), [task["awaiting"] for task in threaded]
-    assert {task["awaiting"]["text"] for task in in_threads} == {"to_thread Event.wait"}
+    assert {task["awaiting"]["text"] for task in in_threads} == {
+        "to_thread wait_for_release in AnyIO worker thread, at wait_for_release()"
+        " anyio_threads.py:19"
+    }
     holder_names = ", ".join(task["name"] for task in in_threads)
     for task in waiting:
         facts = task["awaiting"]["object"]
@@ -130,7 +133,7 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
     assert (
         "for a worker thread: all 3 tokens of the default thread limiter are taken, by"
-        f" {holder_names};"
+        f" {holder_names}; the threads' calls are at wait_for_release() anyio_threads.py:19 (3):"
     ) in lint.stdout, lint.stdout
     # WHEN the blocking calls return
     target.file(f"release-{target.pid}").write_text("go")

@@ -191,10 +191,15 @@ CASES = [
     (
         "executor",
         "executor",
-        r"run_in_executor blocking_wait in \S+",
+        r"run_in_executor blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:65",
         ["executor"],
     ),
-    ("to-thread", "executor", r"to_thread blocking_wait in \S+", ["to_thread", "to_thread"]),
+    (
+        "to-thread",
+        "executor",
+        r"to_thread blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:65",
+        ["to_thread", "to_thread"],
+    ),
     (
         "subprocess-waiter",
         "subprocess",

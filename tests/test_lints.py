@@ -609,8 +609,20 @@ def test_calls_queued_for_a_second_behind_busy_threads_are_threads_exhausted() -
     from taskscope.lints import warning_records
 
     # GIVEN two calls queued in the default pool, both threads busy, one for 4 s
+    in_thread = awaiting(
+        "executor",
+        call="to_thread",
+        object={
+            "function": "fetch",
+            "thread": "asyncio_0",
+            "thread_stack": [
+                {"function": "fetch", "file": "/app/db.py", "line": 12},
+                {"function": "Event.wait", "file": "/usr/lib/python3.12/threading.py", "line": 9},
+            ],
+        },
+    )
     raw = snapshot(
-        task("1", "in-thread-0", awaiting=awaiting("executor", call="to_thread")),
+        task("1", "in-thread-0", awaiting=in_thread),
         task("2", "req-2", awaiting=queued_call(), waiting_seen_at=1996.0),
         task("3", "req-3", awaiting=queued_call(), waiting_seen_at=1999.5),
     )
@@ -620,8 +632,9 @@ def test_calls_queued_for_a_second_behind_busy_threads_are_threads_exhausted() -
     assert (finding.kind, finding.tasks) == ("threads_exhausted", ("2", "3"))
     assert finding_text(finding, model) == (
         "threads exhausted: req-2 and req-3 wait ≥4.0s for a worker thread: all 2 threads of the"
-        " default thread pool are busy; calls that do not return hold them (give blocking calls"
-        " a timeout, or the pool more threads)"
+        " default thread pool are busy; the threads' calls are at fetch() db.py:12 (1): a call"
+        " that does not return holds its thread (give blocking calls a timeout, or the pool more"
+        " threads)"
     )
     # AND dump, which keeps the records a warning can be about, finds it alike
     small = TaskModel.from_snapshot(warning_records(raw))
@@ -649,8 +662,8 @@ def test_an_exhausted_thread_limiter_names_who_holds_its_tokens() -> None:
     [finding] = find_warnings(model)
     assert finding_text(finding, model) == (
         "threads exhausted: req-2 waits ≥2.0s for a worker thread: all 5 tokens of the default"
-        " thread limiter are taken, by a, b, c and 2 more; calls that do not return hold them"
-        " (give blocking calls a timeout, or the pool more threads)"
+        " thread limiter are taken, by a, b, c and 2 more: a call that does not return holds its"
+        " thread (give blocking calls a timeout, or the pool more threads)"
     )
 
 

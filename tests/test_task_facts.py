@@ -487,25 +487,39 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     tasks = by_name(agent_snapshot(target.pid))
     texts = {name: task["awaiting"]["text"] for name, task in tasks.items() if task["awaiting"]}
     threaded = sorted(texts[f"threaded-{number}"] for number in range(4))
-    # THEN a call a thread runs names the thread; a queued one says that every thread of its
-    # pool is busy (the default pool's, which `to_thread` uses), or that it is queued
-    assert threaded[2:] == ["to_thread Event.wait, queued: 2 of 2 threads busy"] * 2, threaded
-    assert {text.rsplit(" ", 1)[-1] for text in threaded[:2]} == {"pool_0", "pool_1"}, threaded
-    assert texts["exec-0"] == "run_in_executor Event.wait in other_0", texts
+    # THEN a call a thread runs names the thread and where the program's code is in it; a
+    # queued one says that every thread of its pool is busy (the default pool's, which
+    # `to_thread` uses), or that it is queued
+    place = "at wait_for_release() thread_pools.py:19"
+    assert threaded == [
+        f"to_thread wait_for_release in pool_0, {place}",
+        f"to_thread wait_for_release in pool_1, {place}",
+        "to_thread wait_for_release, queued: 2 of 2 threads busy",
+        "to_thread wait_for_release, queued: 2 of 2 threads busy",
+    ], threaded
+    assert texts["exec-0"] == f"run_in_executor wait_for_release in other_0, {place}", texts
     assert texts["exec-1"] == "run_in_executor, queued", texts
     [queued, _other] = [
         tasks[f"threaded-{number}"]["awaiting"]["object"]
         for number in range(4)
         if "queued" in texts[f"threaded-{number}"]
     ]
-    assert queued == {"function": "Event.wait", "queued": True, "workers": 2, "busy": 2}, queued
+    assert queued == {
+        "function": "wait_for_release",
+        "queued": True,
+        "workers": 2,
+        "busy": 2,
+    }, queued
     # AND once the calls have waited over a second (from the look that found them), `lint`
-    # warns that the default pool's threads are exhausted
+    # warns that the default pool's threads are exhausted, and where the threads' calls are
     time.sleep(1.2)
     lint = run_cli("lint", str(target.pid))
     assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
     [line] = [line for line in lint.stdout.splitlines() if line.startswith("threads exhausted: ")]
-    assert "for a worker thread: all 2 threads of the default thread pool are busy" in line, line
+    assert (
+        "for a worker thread: all 2 threads of the default thread pool are busy; the threads'"
+        " calls are at wait_for_release() thread_pools.py:19 (3):"
+    ) in line, line
     # WHEN the calls are released
     target.file(f"release-{target.pid}").write_text("go")
     # THEN every call ran, the queued ones too

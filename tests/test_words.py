@@ -144,6 +144,22 @@ SENTENCES = [
     ),
     (
         aw(
+            "executor",
+            call="to_thread",
+            object={
+                "function": "partial(run)",
+                "thread": "AnyIO worker thread",
+                "thread_stack": [
+                    {"function": "run", "file": "/venv/site-packages/lib/x.py", "line": 3},
+                    {"function": "report", "file": "/srv/app.py", "line": 8},
+                    {"function": "Event.wait", "file": "/usr/lib/python3.13/threading.py"},
+                ],
+            },
+        ),
+        "to_thread partial(run) in AnyIO worker thread, at report() app.py:8",
+    ),
+    (
+        aw(
             "semaphore",
             call="CapacityLimiter.acquire",
             object={"name": None, "thread_limiter": True, "value": 0, "waiters": 4},

@@ -87,7 +87,7 @@ class AwaitContext:
         #: The look's pending tasks, where a lock's holder is looked for when no note says.
         self.pending_tasks: Sequence[Any] = ()
         self._held_locks: dict[int, list[Any]] | None = None
-        self._executor_threads: dict[int, tuple[str, str]] | None = None
+        self._executor_threads: dict[int, ThreadCall] | None = None
         #: id(thread pool) -> how many of its threads run a call (`executor_threads`).
         self._executor_busy: dict[int, int] = {}
         #: `memo_key(code, object)` -> (object, awaiting): one description per object waited on,
@@ -156,43 +156,53 @@ class AwaitContext:
                         if known is None or handle._when < known:
                             deadlines[id(timer_task)] = handle._when
 
-    def executor_threads(self) -> dict[int, tuple[str, str]]:
-        """id(concurrent future) -> (thread name, function) for executor work in progress."""
+    def executor_threads(self) -> dict[int, ThreadCall]:
+        """id(future) -> the call a worker thread runs for it: a thread pool's (by its
+        concurrent future) and anyio's worker threads' (by the asyncio future its task
+        awaits). Counts too how many threads of each pool run a call (`_executor_busy`)."""
         if self._executor_threads is None:
-            found: dict[int, tuple[str, str]] = {}
+            found: dict[int, ThreadCall] = {}
             import threading
 
             # Only present once the program used a thread pool; importing it is not ours to do.
             pool_module = sys.modules.get("concurrent.futures.thread")
-            work_item = getattr(pool_module, "_WorkItem", None)
-            run_code = _code(getattr(work_item, "run", None))
-            if run_code is None:
+            run_code = _code(getattr(getattr(pool_module, "_WorkItem", None), "run", None))
+            worker_code = _code(getattr(pool_module, "_worker", None))
+            anyio_backend = sys.modules.get("anyio._backends._asyncio")
+            anyio_code = _code(getattr(getattr(anyio_backend, "WorkerThread", None), "run", None))
+            if run_code is None and anyio_code is None:
                 self._executor_threads = found
                 return found
-
-            worker_code = _code(getattr(pool_module, "_worker", None))
             names = {thread.ident: thread.name for thread in threading.enumerate()}
             busy = self._executor_busy
             for thread_id, frame in thread_tops().items():
                 walker: FrameType | None = frame
+                inside: list[FrameType] = []  # the call's frames, innermost first
                 running = False
                 while walker is not None:
-                    if walker.f_code is run_code:
+                    code = walker.f_code
+                    if code is run_code:
                         running = True
                         item = walker.f_locals.get("self")
                         future = getattr(item, "future", None)
                         if future is not None:
-                            found[id(future)] = (
-                                names.get(thread_id, str(thread_id)),
-                                callable_name(_work_item_function(item)),
-                            )
-                    elif walker.f_code is worker_code:
+                            function = callable_name(_work_item_function(item))
+                            found[id(future)] = _thread_call(names, thread_id, function, inside)
+                    elif code is worker_code:
                         if running:
                             reference = _local(walker, "executor_reference")
                             pool = reference() if type(reference) is weakref.ref else None
                             if pool is not None:
                                 busy[id(pool)] = busy.get(id(pool), 0) + 1
                         break
+                    elif code is anyio_code:
+                        future = _local(walker, "future")
+                        if isinstance(future, asyncio.Future) and inside:
+                            function = callable_name(_local(walker, "func"))
+                            found[id(future)] = _thread_call(names, thread_id, function, inside)
+                        break
+                    elif not running and len(inside) < THREAD_STACK_DEPTH:
+                        inside.append(walker)
                     walker = walker.f_back
             self._executor_threads = found
         return self._executor_threads
@@ -631,6 +641,7 @@ def _to_thread(
     facts: dict[str, Any] = {"function": func}
     if thread:
         facts["thread"] = thread[0]
+        facts["thread_stack"] = thread[2]
     else:  # `to_thread` runs its call in the loop's default pool
         facts |= ctx.queued_facts(fut, getattr(_local(frame, "loop"), "_default_executor", None))
     return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
@@ -640,11 +651,32 @@ def _to_thread(
 _COROUTINE_TYPES = (CoroutineType, GeneratorType)
 
 
-def _executor_thread(ctx: AwaitContext, fut: Any) -> tuple[str, str] | None:
+#: A call a worker thread runs: the thread's name, the function, and the call's stack
+#: (outermost first, its innermost `THREAD_STACK_DEPTH` frames).
+ThreadCall = tuple[str, str, list[dict[str, Any]]]
+#: How many of a thread call's innermost frames are said (where it blocks is among them).
+THREAD_STACK_DEPTH = 30
+
+
+def _thread_call(
+    names: dict[int | None, str], thread_id: int, function: str, inside: list[FrameType]
+) -> ThreadCall:
+    stack = [
+        {
+            "function": frame.f_code.co_qualname,
+            "file": frame.f_code.co_filename,
+            "line": frame.f_lineno,
+        }
+        for frame in reversed(inside)
+    ]
+    return names.get(thread_id, str(thread_id)), function, stack
+
+
+def _executor_thread(ctx: AwaitContext, fut: Any) -> ThreadCall | None:
+    """The call a worker thread runs for `fut`: a future mirroring a pool's concurrent
+    future, or the future anyio's `run_sync` awaits."""
     source = _chained_source(fut)
-    if source is None:
-        return None
-    return ctx.executor_threads().get(id(source))
+    return ctx.executor_threads().get(id(source) if source is not None else id(fut))
 
 
 def _chained_source(fut: Any) -> concurrent.futures.Future[Any] | None:
@@ -815,7 +847,7 @@ def describe_future(
             thread = _executor_thread(ctx, fut)
             facts: dict[str, Any] = {}
             if thread:
-                facts = {"thread": thread[0], "function": thread[1]}
+                facts = {"thread": thread[0], "function": thread[1], "thread_stack": thread[2]}
             else:  # which pool is not known: `executor` is not kept
                 facts = ctx.queued_facts(fut, None)
             return {"kind": "executor", "tasks": (), "call": "run_in_executor", "object": facts}

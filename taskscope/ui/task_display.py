@@ -27,6 +27,7 @@ from taskscope.words import (
     age_words,
     awaiting_label,
     format_duration,
+    is_library,
     stalled_by,
     task_doing,
     tasks_awaited,
@@ -289,14 +290,6 @@ def matches_itself(task: TaskInfo, needle: str) -> bool:
 
 
 # --- stalls ---------------------------------------------------------------------------------
-
-#: Where a path says a frame is not the program's own code: Python's library, installed
-#: packages, frozen and built-in modules, taskscope's agent.
-_LIBRARY_PARTS = ("/lib/python3", "/site-packages/", "/dist-packages/", "/taskscope/agent/")
-
-
-def is_library(path: str) -> bool:
-    return path.startswith("<") or any(part in path for part in _LIBRARY_PARTS)
 
 
 def blocking_frame(stack: Sequence[Frame]) -> Frame | None:

@@ -15,12 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from target_kit import WORKDIR, note, signal_ready, until_stopped
 
 
+def wait_for_release(release: threading.Event) -> None:
+    release.wait()  # a blocking call with no timeout
+
+
 async def threaded(release: threading.Event) -> None:
-    await asyncio.to_thread(release.wait)
+    await asyncio.to_thread(wait_for_release, release)
 
 
 async def in_pool(pool: ThreadPoolExecutor, release: threading.Event) -> None:
-    await asyncio.get_running_loop().run_in_executor(pool, release.wait)
+    await asyncio.get_running_loop().run_in_executor(pool, wait_for_release, release)
 
 
 async def releaser(release: threading.Event) -> None:
