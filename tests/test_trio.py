@@ -44,7 +44,10 @@ def _check_tasks(snap: dict[str, Any]) -> None:
     assert texts["lock-waiter"] == "Lock.acquire on lock (locked, 1 waiting), held by holder"
     assert tasks["lock-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
     assert texts["gate-waiter"] == "Semaphore.acquire on gate (value 0, 1 waiting)", texts
-    assert texts["limit-waiter"] == "CapacityLimiter.acquire on limiter (value 0, 1 waiting)"
+    assert texts["limit-waiter"] == (
+        "CapacityLimiter.acquire on limiter (value 0, 1 waiting), held by holder"
+    )
+    assert tasks["limit-waiter"]["awaiting"]["object"]["holders"] == [tasks["holder"]["id"]]
     assert texts["sender"] == "MemorySendChannel.send on outbox (0 items)", texts
     assert texts["receiver"] == "MemoryReceiveChannel.receive on inbox (0 items)", texts
     assert re.fullmatch(r"wait_readable on fd \d+", texts["reader"]), texts

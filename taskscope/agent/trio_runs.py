@@ -1120,7 +1120,23 @@ def _limiter(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list
     }
     if facts["name"] is None and _is_default_thread_limiter(look.runner, limiter):
         facts["thread_limiter"] = True
+    if facts["value"] == 0 and facts["waiters"]:
+        _add_borrowers(look, limiter, facts)
     return {"kind": "semaphore", "tasks": (), "call": "CapacityLimiter.acquire", "object": facts}
+
+
+def _add_borrowers(look: _Look, limiter: Any, facts: dict[str, Any]) -> None:
+    """An exhausted CapacityLimiter's `holders`: the tasks among its borrowers (`async with
+    limiter:` borrows for the task); the others (a thread's placeholder, for
+    `to_thread.run_sync`) counted in `holders_more`."""
+    borrowers = _copy(getattr(limiter, "_borrowers", ()))
+    tasks = [borrower for borrower in borrowers if _is_trio(borrower, "Task")]
+    in_order = sorted(tasks, key=lambda task: int(look.id_of(task)))
+    if in_order:
+        facts["holders"] = tuple(look.id_of(task) for task in in_order)
+        facts["holder_names"] = tuple(str(task.name) for task in in_order)
+    if len(borrowers) > len(tasks):
+        facts["holders_more"] = len(borrowers) - len(tasks)
 
 
 def _is_default_thread_limiter(runner: Any, limiter: Any) -> bool:
