@@ -125,6 +125,8 @@ class TaskInfo:
     unreferenced: bool = False
     #: Cancelled (the loop delivered it) and still pending since then: see WireTask.
     cancelling_since: float | None = None
+    #: The web request it serves: (method, path).
+    request: tuple[str, str] | None = None
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -157,6 +159,7 @@ class TaskInfo:
             exception_retrieved=raw.get("exception_retrieved"),
             unreferenced=bool(raw.get("unreferenced", False)),
             cancelling_since=raw.get("cancelling_since"),
+            request=_request(raw.get("request")),
         )
 
     @property
@@ -202,6 +205,14 @@ class TaskInfo:
         if self.waiting_seen_at is not None:
             return max(0.0, now - self.waiting_seen_at), True
         return None, False
+
+
+def _request(raw: Any) -> tuple[str, str] | None:
+    """A record's `request`, when well formed."""
+    if not isinstance(raw, dict):
+        return None
+    method, path = raw.get("method"), raw.get("path")
+    return (method, path) if isinstance(method, str) and isinstance(path, str) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from taskscope.words import (
     FindingFacts,
     age_words,
     cancel_note,
+    coro_label,
     count_text,
     finding_text,
     format_duration,
@@ -215,7 +216,7 @@ def ps_table(
             task.id,
             state,
             safe_text(task.name, 30),
-            safe_text(task.coro + "()", 40),
+            safe_text(coro_label(task.coro, task.request), 40),
             age_text(task, now),
         ]
         if several_loops:
@@ -309,7 +310,10 @@ def tree_text(
             + [4]
         ),
     )
-    coro_width = min(32, max([len(safe_text(row.task.coro)) + 2 for row in rows] + [4]))
+    coro_width = min(
+        32,
+        max([len(safe_text(coro_label(row.task.coro, row.task.request))) for row in rows] + [4]),
+    )
     # Each root and everything under it, under the loop the root runs on.
     by_loop: dict[str, list[str]] = {}
     current: list[str] = []
@@ -445,7 +449,7 @@ def _tree_line(
     if task.id in warned and not row.repeated:
         marker = f"{WARNING_MARK} {marker}".rstrip()
     line = (
-        f"{_fit(label, name_width)}  {_fit(task.coro + '()', coro_width)}  "
+        f"{_fit(label, name_width)}  {_fit(coro_label(task.coro, task.request), coro_width)}  "
         f"{marker + ' ' if marker else ''}{safe_text(what)}"
     )
     if age:
@@ -544,6 +548,8 @@ def task_text(task: TaskInfo, model: TaskModel, pid: int | None = None) -> str:
 
     where = f" in process {pid}" if pid is not None else ""
     lines = [f"task {task.id} {safe_text(task.name)}{where}: {task.state}, {task.coro}()"]
+    if task.request is not None:
+        lines.append(f"serves: {safe_text(task.request[0] + ' ' + task.request[1])}")
     if task.awaiting is not None:
         in_cycle = task.id in model.cycle_members()
         lines.append(f"awaiting: {safe_text(task_doing(task, in_cycle=in_cycle))}")

@@ -334,6 +334,14 @@ def _queued_words(facts: Mapping[str, Any]) -> str:
     return f", queued: {busy} of {_plural(workers, 'thread')} busy"
 
 
+def coro_label(coro: str, request: tuple[str, str] | None) -> str:
+    """What a task runs, for a column: `worker()`, or for a task serving a web request the
+    request first (a column cuts its end): `GET /report (RequestResponseCycle.run_asgi)`."""
+    if request is None:
+        return f"{coro}()"
+    return f"{request[0]} {request[1]} ({coro})"
+
+
 def _named(call: str, name: Any) -> str:
     return f"{call} on {name}" if name else call
 

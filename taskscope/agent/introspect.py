@@ -54,6 +54,7 @@ from taskscope.agent.tracker import (
 )
 from taskscope.agent.trio_runs import add_trio_runs
 from taskscope.agent.waiters import TASK_GROUP_DONE, _resolve_waiters
+from taskscope.agent.web_requests import request_of
 from taskscope.protocol import (
     SNAPSHOT_SCHEMA,
     TASK_ROW_KEYS,
@@ -663,6 +664,7 @@ def _task_wire(meta: TaskMeta, task: asyncio.Task[Any]) -> TaskWire:
         _origin(meta.created_from),
         task_coro_name(task),
         meta.seen_at if meta.created_at is None else None,
+        request_of(task_coro(task)),
     )
 
 
@@ -684,7 +686,14 @@ def _wire_of(record: WireTask) -> TaskWire:
     """What never changes in a pending task's record, read back from its last record: kept
     once per task, in the record, rather than also in a tuple of its own."""
     origin: Any = record.get("created_from", _NONE)  # a tuple, as the builder made it
-    return (record["id"], record["parent"], origin, record["coro"], record.get("first_seen_at"))
+    return (
+        record["id"],
+        record["parent"],
+        origin,
+        record["coro"],
+        record.get("first_seen_at"),
+        record.get("request"),
+    )
 
 
 def _stack_and_awaiting(
@@ -939,9 +948,12 @@ def _task_record(
         record["waiting_seen_at"] = waiting_seen_at
     else:
         del record["waiting_seen_at"]
+    if wire[5] is not None:  # a key of its own (other records stay as small), before the last
+        del record["created_from"]
+        record["request"] = wire[5]
     if wire[2]:
         record["created_from"] = wire[2]
-    else:
+    elif "created_from" in record:
         del record["created_from"]
     return record  # type: ignore[no-any-return]
 

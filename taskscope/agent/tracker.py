@@ -38,15 +38,23 @@ from taskscope.agent.steps import (
     time_steps_setting,
 )
 from taskscope.agent.summary import exception_summary, result_summary
-from taskscope.protocol import WireAwaiting, WireFrame, WireTask, pieces, sliced, start_slicing
+from taskscope.protocol import (
+    WireAwaiting,
+    WireFrame,
+    WireRequest,
+    WireTask,
+    pieces,
+    sliced,
+    start_slicing,
+)
 
 if TYPE_CHECKING:
     from taskscope.agent.chains import StackEntry
 
 #: What never changes in a pending task's record: its id, its parent's id, where it was
-#: created (wire frames), its coroutine's name, and when the agent first saw it (for a task
-#: whose creation it did not see; else None).
-TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None]
+#: created (wire frames), its coroutine's name, when the agent first saw it (for a task
+#: whose creation it did not see; else None), and the web request it serves (or None).
+TaskWire = tuple[str, str | None, tuple[WireFrame, ...], str, float | None, WireRequest | None]
 #: Where a task was created: (code, line or instruction offset) pairs, innermost first.
 Site = tuple[tuple[CodeType, int], ...]
 #: How a task the agent had looked at ended, as the loop thread notes it: id, loop id, name,

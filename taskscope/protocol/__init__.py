@@ -130,6 +130,13 @@ class WireTaskRow(TypedDict):
     finished_at: float | None
 
 
+class WireRequest(TypedDict):
+    """The web request a task serves: `{"method": "GET", "path": "/report"}`."""
+
+    method: str
+    path: str
+
+
 class WireTask(WireTaskRow, total=False):
     """A task record: `WireTaskRow`, then these keys, each only when it says something
     (`created_from` last)."""
@@ -162,6 +169,9 @@ class WireTask(WireTaskRow, total=False):
     # without `uncancel()`: asyncio's `Task.cancelling()` stays above 0): since when the agent
     # has seen it so, Unix time.
     cancelling_since: float
+    # The web request a pending task serves (uvicorn's and aiohttp's request tasks): `method`
+    # (`WEBSOCKET` for a websocket) and `path`, without its query string.
+    request: WireRequest
     created_from: Sequence[WireFrame]
 
 

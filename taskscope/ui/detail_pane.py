@@ -207,6 +207,9 @@ class DetailPane(Vertical):
         if made_by_asyncio(task):
             text.append(f" · {ASYNCIO_LEGEND}", style="dim")
         text.append("\n")
+        if task.request is not None:
+            text.append("serves   ", style="bold")
+            text.append(safe_text(f"{task.request[0]} {task.request[1]}") + "\n")
         if task.finished:
             if task.state == "failed":
                 text.append("raised   ", style="bold")

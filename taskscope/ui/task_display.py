@@ -26,6 +26,7 @@ from taskscope.report import safe_text, wait_note
 from taskscope.words import (
     age_words,
     awaiting_label,
+    coro_label,
     format_duration,
     is_library,
     stalled_by,
@@ -137,7 +138,7 @@ def asyncio_coroutines() -> frozenset[str]:
 def coro_text(task: TaskInfo, width: int) -> str:
     """The coroutine column: `worker()`, or `⚙ BaseEventLoop._create_se…` for asyncio's own."""
     mark = ASYNCIO_MARK if made_by_asyncio(task) else ""
-    return mark + safe_text(task.coro + "()", width - len(mark))
+    return mark + safe_text(coro_label(task.coro, task.request), width - len(mark))
 
 
 def unwrapped_height(text: Text, width: int) -> int | None:
@@ -286,7 +287,10 @@ def matches_itself(task: TaskInfo, needle: str) -> bool:
     """Case-insensitive match on the task's own id, name or coroutine: after `/victim`, the
     task named victim rather than the one awaiting it, for the cursor to land on."""
     needle = needle.lower()
-    return needle in task.name.lower() or needle in task.coro.lower() or needle == task.id
+    if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
+        return True
+    request = task.request
+    return request is not None and needle in f"{request[0]} {request[1]}".lower()
 
 
 # --- stalls ---------------------------------------------------------------------------------

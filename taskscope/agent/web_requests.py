@@ -1,0 +1,130 @@
+"""The web request a task serves, for servers that run each request in a task of its own:
+uvicorn (`RequestResponseCycle.run_asgi`, its websocket protocols' `run_asgi`) and aiohttp
+(`RequestHandler._handle_request`). Read from the server's own objects (the ASGI scope, the
+parsed request line) on the agent's thread, never through a property or the program's code:
+the method and the path, without its query string (which may carry a secret)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from types import CodeType, CoroutineType, FunctionType
+from typing import Any
+
+from taskscope.protocol import WireRequest
+
+#: `Py_TPFLAGS_HEAPTYPE`: a class made by a class statement (its attributes may run Python).
+_HEAP_TYPE = 1 << 9
+#: A path longer than this is cut: a record is kept per live task.
+PATH_LIMIT = 200
+
+#: The request-serving coroutines' codes -> where the request is among their locals, built
+#: again when modules were imported since (`_request_codes`).
+_CODES: dict[CodeType, int] = {}
+_MODULES_SEEN = [0]
+
+
+def request_of(coro: Any) -> WireRequest | None:
+    """`{"method": "GET", "path": "/report"}` for a task whose coroutine serves a request
+    (a websocket's method is `WEBSOCKET`), else None."""
+    if type(coro) is not CoroutineType:
+        return None
+    code = coro.cr_code
+    codes = _request_codes()
+    where = codes.get(code)
+    if where is None:
+        return None
+    holder = _local_at(coro, code, where)
+    if where == 0:  # uvicorn: `self`, which keeps the ASGI scope
+        return _from_scope(_plain_attribute(holder, "scope"))
+    return _from_aiohttp(holder)
+
+
+def _request_codes() -> dict[CodeType, int]:
+    if len(sys.modules) == _MODULES_SEEN[0]:
+        return _CODES
+    _MODULES_SEEN[0] = len(sys.modules)
+    for name in (
+        "uvicorn.protocols.http.h11_impl",
+        "uvicorn.protocols.http.httptools_impl",
+        "uvicorn.protocols.websockets.websockets_impl",
+        "uvicorn.protocols.websockets.wsproto_impl",
+        "uvicorn.protocols.websockets.websockets_sansio_impl",
+    ):
+        module = sys.modules.get(name)
+        for value in vars(module).values() if module is not None else ():
+            run = getattr(value, "run_asgi", None) if isinstance(value, type) else None
+            if type(run) is FunctionType and value.__module__ == name:
+                _CODES[run.__code__] = 0
+    web_protocol = sys.modules.get("aiohttp.web_protocol")
+    handler = getattr(getattr(web_protocol, "RequestHandler", None), "_handle_request", None)
+    if type(handler) is FunctionType:
+        _CODES[handler.__code__] = 1
+    return _CODES
+
+
+def _local_at(coro: Any, code: CodeType, index: int) -> Any:
+    """Local variable `index` of a suspended coroutine's frame, from the collector's view of
+    it (its function, its code, then its locals in order: see `awaiting.first_local`),
+    without making a frame object. Arguments are always set, so the index holds."""
+    try:
+        refs = gc.get_referents(coro)
+    except Exception:
+        return None
+    for position in range(1, len(refs) - 1 - index):
+        if refs[position] is code and type(refs[position - 1]) is FunctionType:
+            return refs[position + 1 + index]
+    return None
+
+
+def _plain_attribute(obj: Any, name: str) -> Any:
+    """`obj.name` when it is a plain instance attribute: no property, no `__getattr__`, no
+    class of the program's that could run code."""
+    kind: Any = type(obj)
+    if kind.__getattribute__ is not object.__getattribute__:
+        return None
+    for klass in kind.__mro__:
+        found = vars(klass).get(name)
+        if found is not None and type(found) is not _SLOT:
+            return None  # a property, or a class attribute
+    return getattr(obj, name, None)
+
+
+class _Slotted:
+    __slots__ = ("value",)
+
+
+#: The type of a `__slots__` entry on its class: reading it runs no code of the program's.
+_SLOT = type(_Slotted.__dict__["value"])
+
+
+def _from_scope(scope: Any) -> WireRequest | None:
+    if type(scope) is not dict:
+        return None
+    kind, path = scope.get("type"), scope.get("path")
+    if type(path) is not str:
+        return None
+    if kind == "http":
+        method = scope.get("method")
+        return _request(method, path) if type(method) is str else None
+    if kind == "websocket":
+        return _request("WEBSOCKET", path)
+    return None
+
+
+def _from_aiohttp(request: Any) -> WireRequest | None:
+    message = _plain_attribute(request, "_message")
+    if isinstance(message, tuple) and len(message) >= 2:  # the pure-Python parser's
+        method, path = message[0], message[1]
+    elif message is not None and not type(message).__flags__ & _HEAP_TYPE:
+        # its C parser's (compiled: reading its fields runs no Python code)
+        method, path = getattr(message, "method", None), getattr(message, "path", None)
+    else:
+        return None
+    if type(method) is not str or type(path) is not str:
+        return None
+    return _request(method, path.split("?", 1)[0])
+
+
+def _request(method: str, path: str) -> WireRequest:
+    return {"method": method[:16], "path": path[:PATH_LIMIT]}

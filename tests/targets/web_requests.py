@@ -1,0 +1,87 @@
+"""Request tasks of two web servers in one program, each waiting in its handler: uvicorn
+(h11) serves an ASGI app whose `/slow` sleeps, and an aiohttp.web app whose `/slow` sleeps
+too; a raw-socket client sends `GET /slow?token=secret` to each, and `POST /upload` to
+aiohttp (a handler waiting for a body that never comes). Signals ready once the three
+requests wait; exits at once when stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import uvicorn
+from aiohttp import web
+from target_kit import signal_ready, until_stopped
+
+waiting: set[str] = set()
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        return
+    waiting.add("uvicorn")
+    await asyncio.sleep(3600)
+
+
+async def aiohttp_slow(request: web.Request) -> web.Response:
+    waiting.add("aiohttp")
+    await asyncio.sleep(3600)
+    return web.Response(text="late")
+
+
+async def aiohttp_upload(request: web.Request) -> web.Response:
+    waiting.add("upload")
+    await request.read()
+    return web.Response(text="read")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def send(port: int, request: bytes) -> asyncio.StreamWriter:
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    return writer
+
+
+async def main() -> None:
+    uvicorn_port = free_port()
+    config = uvicorn.Config(asgi_app, port=uvicorn_port, http="h11", log_level="error")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    app = web.Application()
+    app.router.add_get("/slow", aiohttp_slow)
+    app.router.add_post("/upload", aiohttp_upload)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    aiohttp_port = runner.addresses[0][1]
+    while not server.started:
+        await asyncio.sleep(0.01)
+    slow = b"GET /slow?token=secret HTTP/1.1\r\nHost: test\r\n\r\n"
+    clients = [
+        await send(uvicorn_port, slow),
+        await send(aiohttp_port, slow),
+        await send(
+            aiohttp_port, b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n"
+        ),
+    ]
+    while waiting != {"uvicorn", "aiohttp", "upload"}:
+        await asyncio.sleep(0.01)
+    signal_ready()
+    await until_stopped()
+    # At once: both servers would wait for the requests, which wait for an hour.
+    os._exit(0 if clients and serving else 1)
+
+
+asyncio.run(main())

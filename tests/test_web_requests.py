@@ -1,0 +1,81 @@
+"""The web request a task serves, against a real program running uvicorn and aiohttp.web
+side by side (tests/targets/web_requests.py), each with a request waiting in its handler:
+the record says the method and the path (never the query string), and `tree`, `ps`, `dump`
+and the dashboard's filter use it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from taskscope.model import TaskInfo, TaskModel
+from taskscope.ui.task_display import coro_text, matches
+from taskscope.words import coro_label
+from tests.helpers import agent_snapshot, run_cli
+from tests.test_model import snapshot, task
+
+pytest.importorskip("uvicorn", reason="this test needs uvicorn (pip install uvicorn)")
+pytest.importorskip("aiohttp", reason="this test needs aiohttp (pip install aiohttp)")
+
+
+def _requests(snap: dict[str, Any]) -> dict[str, Any]:
+    return {
+        task["coro"] + " " + str(task["id"]): task["request"]
+        for task in snap["tasks"]
+        if "request" in task
+    }
+
+
+def test_request_tasks_say_the_request_they_serve(start: Any) -> None:
+    # GIVEN uvicorn and aiohttp.web, each with requests waiting in their handlers
+    target = start("web_requests.py").wait_ready()
+    snap = agent_snapshot(target.pid)
+    served = sorted(
+        (task["coro"], task["request"]["method"], task["request"]["path"])
+        for task in snap["tasks"]
+        if "request" in task
+    )
+    # THEN each request task's record says its method and path, without the query string
+    assert served == [
+        ("RequestHandler._handle_request", "GET", "/slow"),
+        ("RequestHandler._handle_request", "POST", "/upload"),
+        ("RequestResponseCycle.run_asgi", "GET", "/slow"),
+    ], served
+    # AND no other task has one
+    assert len(_requests(snap)) == 3
+    # AND `dump` (the compact wire, written as JSON) says the same, and never the secret
+    dumped = run_cli("dump", str(target.pid))
+    assert dumped.returncode == 0, dumped.stderr
+    assert "secret" not in dumped.stdout
+    assert sorted(_requests(json.loads(dumped.stdout)).values(), key=str) == sorted(
+        _requests(snap).values(), key=str
+    )
+    # AND `tree` and `ps` show the request where the coroutine goes
+    tree = run_cli("tree", str(target.pid))
+    assert tree.returncode == 0, tree.stderr
+    assert "GET /slow (RequestResponseCycle" in tree.stdout, tree.stdout
+    assert "POST /upload (RequestHandler" in tree.stdout, tree.stdout
+    listed = run_cli("ps", str(target.pid))
+    assert "GET /slow (RequestHandler._handle_re" in listed.stdout, listed.stdout
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_the_request_is_what_a_filter_finds_and_the_coroutine_column_shows() -> None:
+    served = task(
+        "7",
+        "Task-7",
+        coro="RequestResponseCycle.run_asgi",
+        request={"method": "GET", "path": "/report"},
+    )
+    malformed = task("8", "Task-8", request={"method": 1, "path": None})
+    model = TaskModel.from_snapshot(snapshot(served, malformed))
+    info: TaskInfo = model.tasks["7"]
+    assert info.request == ("GET", "/report")
+    assert model.tasks["8"].request is None
+    assert matches(info, "/report") and matches(info, "get /rep")
+    assert not matches(model.tasks["8"], "/report")
+    assert coro_text(info, 60) == "GET /report (RequestResponseCycle.run_asgi)"
+    assert coro_label("worker", None) == "worker()"
