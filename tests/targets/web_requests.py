@@ -1,8 +1,8 @@
 """Request tasks of two web servers in one program, each waiting in its handler: uvicorn
 (h11) serves an ASGI app whose `/slow` sleeps, and an aiohttp.web app whose `/slow` sleeps
 too; a raw-socket client sends `GET /slow?token=secret` to each, and `POST /upload` to
-aiohttp (a handler waiting for a body that never comes). Signals ready once the three
-requests wait; exits at once when stopped."""
+aiohttp (a handler waiting for a body that never comes; it notes `upload cancelled` when
+cancelled). Signals ready once the three requests wait; exits at once when stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 from aiohttp import web
-from target_kit import signal_ready, until_stopped
+from target_kit import note, signal_ready, until_stopped
 
 waiting: set[str] = set()
 
@@ -36,7 +36,11 @@ async def aiohttp_slow(request: web.Request) -> web.Response:
 
 async def aiohttp_upload(request: web.Request) -> web.Response:
     waiting.add("upload")
-    await request.read()
+    try:
+        await request.read()
+    except asyncio.CancelledError:
+        note("upload cancelled")
+        raise
     return web.Response(text="read")
 
 

@@ -68,12 +68,17 @@ def line_with(terminal: Terminal, *needles: str) -> str | None:
 
 
 def attach(terminal: Terminal, pid: int) -> None:
+    attach_to(terminal, pid, "transfer-b")
+
+
+def attach_to(terminal: Terminal, pid: int, shown: str) -> None:
+    """The dashboard on `pid`, once `shown` is on screen."""
     # The terminal's size (the tmux session's), whatever COLUMNS and LINES tmux inherited.
     env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "45"}
     if "TASKSCOPE_SOCKET_DIR" in os.environ:
         env["TASKSCOPE_SOCKET_DIR"] = os.environ["TASKSCOPE_SOCKET_DIR"]
     terminal.start([sys.executable, "-m", "taskscope", "attach", str(pid), "--no-inject"], env)
-    on_screen(terminal, lambda: line_with(terminal, "transfer-b"), 30, "the task tree on screen")
+    on_screen(terminal, lambda: line_with(terminal, shown), 30, "the task tree on screen")
 
 
 def clear_filter(terminal: Terminal) -> None:

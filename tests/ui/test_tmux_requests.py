@@ -1,0 +1,59 @@
+"""The dashboard of a web server, in a real terminal: each request task shows the request it
+serves where every one would show the same coroutine, the filter finds a request by its path,
+and cancelling the match cancels that request's handler in the server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TARGETS, Target, notes, spawn
+from tests.ui.test_tmux_e2e import Terminal, detail_title
+from tests.ui.test_tmux_runtime import attach_to, line_with, on_screen
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytest.importorskip("uvicorn", reason="this test needs uvicorn (pip install uvicorn)")
+pytest.importorskip("aiohttp", reason="this test needs aiohttp (pip install aiohttp)")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Target]:
+    started = spawn(str(TARGETS / "web_requests.py"), workdir=str(tmp_path)).wait_ready(30)
+    try:
+        yield started
+    finally:
+        started.kill()
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal("requests")
+    yield term
+    term.kill()
+
+
+def test_filter_a_request_by_its_path_and_cancel_it(server: Target, terminal: Terminal) -> None:
+    # GIVEN the dashboard on uvicorn and aiohttp, each with requests waiting in handlers
+    attach_to(terminal, server.pid, "GET /slow")
+    # THEN each request task shows its request before the coroutine
+    assert line_with(terminal, "GET /slow (RequestRespo"), terminal.screen()
+    assert line_with(terminal, "POST /upload (RequestHa"), terminal.screen()
+    # WHEN the user filters by the path
+    terminal.keys("/")
+    on_screen(terminal, lambda: line_with(terminal, "filter by name"), 10, "the filter box")
+    terminal.keys("/upload", "Enter")
+    # THEN the cursor is on that request, and the detail says what it serves
+    on_screen(terminal, lambda: line_with(terminal, "serves   POST /upload"), 10, "the detail")
+    title = detail_title(terminal.screen())
+    assert title.startswith("Task-"), terminal.screen()
+    # WHEN it cancels that task
+    terminal.keys("c")
+    on_screen(terminal, lambda: line_with(terminal, f"Cancel {title} ("), 10, "the question")
+    terminal.keys("y")
+    # THEN the server's handler of that request is cancelled, and the server goes on
+    on_screen(terminal, lambda: "upload cancelled" in notes(server), 15, "the handler's end")
+    assert server.process.poll() is None
+    terminal.keys("q")
