@@ -404,6 +404,9 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         function, thread = facts.get("function"), facts.get("thread")
         if call == "to_thread":
             text = f"to_thread {function}" + (f" in {thread}" if thread else "")
+        elif call in ("loop.getaddrinfo", "loop.getnameinfo"):
+            address = facts.get("address")
+            text = call + (f" {address}" if address else "") + (f" in {thread}" if thread else "")
         else:
             text = f"{call} {function} in {thread}" if thread else call
         return text + _thread_place(facts.get("thread_stack")) + _queued_words(facts)

@@ -12,6 +12,7 @@ import pytest
 
 from taskscope.cli.exits import EXIT_WARNINGS
 from tests.helpers import (
+    TARGETS,
     agent_snapshot,
     assert_lint_finds_the_transfer_deadlock,
     by_name,
@@ -110,9 +111,11 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     # THEN those in threads wait for their call, the others for the limiter (not for a
     # thread they have not reached), which is named, with who holds its tokens
     assert (len(in_threads), len(waiting)) == (3, 2), [task["awaiting"] for task in threaded]
+    lines = (TARGETS / "anyio_threads.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "# a blocking call with no" in text)
+    place = f"at wait_for_release() anyio_threads.py:{line}"
     assert {task["awaiting"]["text"] for task in in_threads} == {
-        "to_thread wait_for_release in AnyIO worker thread, at wait_for_release()"
-        " anyio_threads.py:19"
+        f"to_thread wait_for_release in AnyIO worker thread, {place}"
     }
     holder_names = ", ".join(task["name"] for task in in_threads)
     for task in waiting:
@@ -133,7 +136,7 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
     assert (
         "for a worker thread: all 3 tokens of the default thread limiter are taken, by"
-        f" {holder_names}; the threads' calls are at wait_for_release() anyio_threads.py:19 (3):"
+        f" {holder_names}; the threads' calls are {place} (3):"
     ) in lint.stdout, lint.stdout
     # WHEN the blocking calls return
     target.file(f"release-{target.pid}").write_text("go")

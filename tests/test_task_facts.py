@@ -480,6 +480,12 @@ def test_a_huge_int_result_is_summed_up_by_its_size_not_lost() -> None:
 # --- calls waiting for a thread -----------------------------------------------------------
 
 
+def _blocking_line(target: str) -> int:
+    """The line of a target that blocks its worker threads."""
+    lines = (TARGETS / target).read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if "# a blocking call with no timeout" in line)
+
+
 def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     # GIVEN a program whose default thread pool (2 threads) runs two `to_thread` calls and
     # has two more queued, and whose other pool (1 thread) runs one call and has one queued
@@ -490,13 +496,14 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     # THEN a call a thread runs names the thread and where the program's code is in it; a
     # queued one says that every thread of its pool is busy (the default pool's, which
     # `to_thread` uses), or that it is queued
-    place = "at wait_for_release() thread_pools.py:19"
+    place = f"at wait_for_release() thread_pools.py:{_blocking_line('thread_pools.py')}"
     assert threaded == [
         f"to_thread wait_for_release in pool_0, {place}",
         f"to_thread wait_for_release in pool_1, {place}",
         "to_thread wait_for_release, queued: 2 of 2 threads busy",
         "to_thread wait_for_release, queued: 2 of 2 threads busy",
     ], threaded
+    assert texts["resolver"] == "loop.getaddrinfo localhost:80, queued: 2 of 2 threads busy"
     assert texts["exec-0"] == f"run_in_executor wait_for_release in other_0, {place}", texts
     assert texts["exec-1"] == "run_in_executor, queued", texts
     [queued, _other] = [
@@ -518,11 +525,12 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     [line] = [line for line in lint.stdout.splitlines() if line.startswith("threads exhausted: ")]
     assert (
         "for a worker thread: all 2 threads of the default thread pool are busy; the threads'"
-        " calls are at wait_for_release() thread_pools.py:19 (3):"
+        f" calls are at wait_for_release() thread_pools.py:{_blocking_line('thread_pools.py')}"
+        " (3):"
     ) in line, line
     # WHEN the calls are released
     target.file(f"release-{target.pid}").write_text("go")
     # THEN every call ran, the queued ones too
-    wait_for(lambda: "all calls done" in notes(target), what="the six calls to return")
+    wait_for(lambda: "all calls done" in notes(target), what="the seven calls to return")
     code, _out, err = target.stop()
     assert code == 0, err

@@ -139,6 +139,14 @@ SENTENCES = [
         "run_in_executor, queued",
     ),
     (
+        aw(
+            "executor",
+            call="loop.getaddrinfo",
+            object={"address": "db.internal:5432", "queued": True, "workers": 6, "busy": 6},
+        ),
+        "loop.getaddrinfo db.internal:5432, queued: 6 of 6 threads busy",
+    ),
+    (
         aw("executor", call="to_thread", object={"function": "fetch", "thread": "asyncio_0"}),
         "to_thread fetch in asyncio_0",
     ),

@@ -672,6 +672,30 @@ def _thread_call(
     return names.get(thread_id, str(thread_id)), function, stack
 
 
+def _resolver(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """`loop.getaddrinfo` and `loop.getnameinfo` (what `open_connection` and `create_connection`
+    resolve a name with): a call in the loop's default pool, which waits there behind every
+    other call when its threads are all busy."""
+    method = frame.f_code.co_name
+    if method == "getaddrinfo":
+        host, port = _local(frame, "host"), _local(frame, "port")
+        if isinstance(host, bytes):
+            host = host.decode(errors="replace")
+        address = _address((host, port)) if host is not None else None
+    else:
+        address = _address(_local(frame, "sockaddr"))
+    facts: dict[str, Any] = {"address": address}
+    thread = _executor_thread(ctx, fut)
+    if thread:
+        facts["thread"] = thread[0]
+        facts["thread_stack"] = thread[2]
+    else:
+        facts |= ctx.queued_facts(fut, getattr(_self(ctx, frame), "_default_executor", None))
+    return {"kind": "executor", "tasks": (), "call": f"loop.{method}", "object": facts}
+
+
 def _executor_thread(ctx: AwaitContext, fut: Any) -> ThreadCall | None:
     """The call a worker thread runs for `fut`: a future mirroring a pool's concurrent
     future, or the future anyio's `run_sync` awaits."""
@@ -942,6 +966,8 @@ def _build_handlers() -> dict[CodeType, Handler]:
     )
     table.append((getattr(base_events.BaseEventLoop, "sock_sendfile", None), _sock))
     table.append((threads.to_thread, _to_thread))
+    table.append((getattr(base_events.BaseEventLoop, "getaddrinfo", None), _resolver))
+    table.append((getattr(base_events.BaseEventLoop, "getnameinfo", None), _resolver))
     table.append((subprocess.Process.wait, _subprocess("wait")))
     table.append((subprocess.Process.communicate, _subprocess("communicate")))
     as_completed_inner = _nested_code(tasks.as_completed, "_wait_for_one")
