@@ -540,11 +540,13 @@ def blocking_steps(model: TaskModel) -> Iterator[Finding]:
             coro = live.coro if live is not None else None
             if coro is None and culprit[0] != "callback" and longest.stack:
                 coro = longest.stack[0].function  # the outermost frame: what the task ran
+            requests = list(dict.fromkeys(s.request for s in stalls if s.request is not None))
             yield Finding(
                 "blocking_step",
                 task_ids,
                 loop.id,
                 {
+                    "requests": [list(request) for request in requests],
                     "duration": longest.duration,
                     "count": len(stalls),
                     "started_at": latest.started_at,

@@ -226,6 +226,8 @@ class Stall:
     callback: str | None
     stack: tuple[Frame, ...]
     ongoing: bool = False
+    #: The web request its task served: (method, path).
+    request: tuple[str, str] | None = None
 
     @classmethod
     def from_wire(cls, raw: WireStall) -> Stall:
@@ -237,6 +239,7 @@ class Stall:
             callback=raw.get("callback"),
             stack=tuple(Frame.from_wire(frame) for frame in raw.get("stack", ())),
             ongoing=bool(raw.get("ongoing", False)),
+            request=_request(raw.get("request")),
         )
 
 

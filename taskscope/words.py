@@ -921,17 +921,46 @@ def named_by_asyncio(name: str) -> bool:
 
 
 def stalled_by(
-    task_name: str | None, task_id: str | None, callback: str | None, outermost: str | None
+    task_name: str | None,
+    task_id: str | None,
+    callback: str | None,
+    outermost: str | None,
+    request: tuple[str, str] | None = None,
 ) -> str:
     """Who ran a stalled step: the task by name (else by id), with what it ran when asyncio
-    named it (`outermost`: the outermost function sampled, `run_asgi()`), or the callback."""
+    named it (the web request it served, `GET /block`, else `outermost`: the outermost
+    function sampled, `run_asgi()`), or the callback."""
     if task_name:
+        if request is not None and named_by_asyncio(task_name):
+            return f"{task_name} {request[0]} {request[1]}"
         if outermost and named_by_asyncio(task_name):
             return f"{task_name} {outermost.rpartition('.')[2]}()"
         return task_name
     if task_id:
         return f"task {task_id}"
     return callback or "?"
+
+
+#: The requests named in a warning about the steps of request tasks; the others are counted.
+REQUESTS_NAMED = 3
+
+
+def _requests_words(requests: Sequence[Any]) -> str:
+    """` serving GET /block and POST /upload`: the web requests of stalled steps' tasks."""
+    texts = [
+        f"{request[0]} {request[1]}"
+        for request in requests
+        if isinstance(request, Sequence) and len(request) == 2
+    ]
+    if not texts:
+        return ""
+    shown = texts[:REQUESTS_NAMED]
+    more = len(texts) - len(shown)
+    if more:
+        return f" serving {', '.join(shown)} and {more} more"
+    if len(shown) == 1:
+        return f" serving {shown[0]}"
+    return f" serving {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
@@ -944,6 +973,7 @@ def _blocking_words(model: TasksByID, finding: FindingFacts) -> str:
         who = f"a step of {name}" + (f" ({coro}())" if coro and named_by_asyncio(name) else "")
     else:
         who = f"callback {facts['callback']}" if facts.get("callback") else "a callback"
+    who += _requests_words(facts.get("requests") or ())
     duration = format_duration(float(facts.get("duration") or 0.0))
     where = ""
     if facts.get("function"):

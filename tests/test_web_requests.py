@@ -13,7 +13,7 @@ import pytest
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.ui.task_display import coro_text, matches
 from taskscope.words import coro_label
-from tests.helpers import agent_snapshot, run_cli
+from tests.helpers import agent_snapshot, notes, run_cli, wait_for
 from tests.test_model import snapshot, task
 
 pytest.importorskip("uvicorn", reason="this test needs uvicorn (pip install uvicorn)")
@@ -79,3 +79,34 @@ def test_the_request_is_what_a_filter_finds_and_the_coroutine_column_shows() -> 
     assert not matches(model.tasks["8"], "/report")
     assert coro_text(info, 60) == "GET /report (RequestResponseCycle.run_asgi)"
     assert coro_label("worker", None) == "worker()"
+
+
+@pytest.mark.parametrize("timed", [False, True], ids=["watched", "timed"])
+def test_a_step_that_blocks_the_loop_says_the_request_it_served(start: Any, timed: bool) -> None:
+    # GIVEN the servers, their steps watched (the default) or timed (`--time-steps`)
+    env = {"TASKSCOPE_TIME_STEPS": "1" if timed else "0"}
+    target = start("web_requests.py", env=env).wait_ready()
+    # WHEN a request to each holds the loop 0.3 s in its handler, and ends
+    target.file(f"block-{target.pid}").write_text("go")
+    wait_for(
+        lambda: "uvicorn blocked" in notes(target) and "aiohttp blocked" in notes(target),
+        what="both blocking requests",
+    )
+    # THEN the loop's stalls say the request each blocking step served
+    stalls = wait_for(
+        lambda: [
+            stall
+            for stall in agent_snapshot(target.pid)["loops"][0].get("stalls") or ()
+            if stall["duration"] >= 0.25
+        ],
+        what="the stalls",
+    )
+    assert [stall.get("request") for stall in stalls] == [{"method": "GET", "path": "/block"}] * 2
+    # AND the warning says which requests, never their query string
+    lint = run_cli("lint", str(target.pid))
+    lines = [line for line in lint.stdout.splitlines() if line.startswith("blocking step: ")]
+    assert len(lines) == 2, lint.stdout  # one per server: their request tasks run other code
+    assert all(" serving GET /block held " in line for line in lines), lines
+    assert "secret" not in lint.stdout
+    code, _out, err = target.stop()
+    assert code == 0, err

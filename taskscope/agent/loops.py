@@ -95,7 +95,7 @@ class LoopRecord:
     busy: float = 0.0
     step_started: float = 0.0
     #: The stacks the watchdog sampled in the current step: (its start, `steps.Samples`).
-    stall_sample: tuple[float, Any] | None = None
+    stall_sample: tuple[float, Any, Any] | None = None
     #: The steps longer than the stall threshold, the latest (see `steps.StallNote`).
     stalls: deque[Any] = field(default_factory=lambda: deque(maxlen=MAX_STALLS))
     #: Untimed steps: the step the watchdog follows (`steps.StepWatch`), and its last look.

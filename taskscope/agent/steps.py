@@ -49,7 +49,8 @@ from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 from taskscope.agent.loops import MAX_STALLS
-from taskscope.protocol import WireFrame, WireStall
+from taskscope.agent.web_requests import request_in_stack, request_of
+from taskscope.protocol import WireFrame, WireRequest, WireStall
 
 if TYPE_CHECKING:
     from taskscope.agent.loops import LoopRecord
@@ -109,7 +110,7 @@ _wall = time.time
 #: A stall as the loop thread notes it: perf-counter start, seconds, task id, task name,
 #: callback's qualified name, the sampled stack ((code, line) pairs, outermost first).
 Sampled = tuple[tuple[CodeType, int], ...]
-StallNote = tuple[float, float, str | None, str | None, str | None, Sampled]
+StallNote = tuple[float, float, str | None, str | None, str | None, Sampled, WireRequest | None]
 #: What a task's steps came to before the agent looked at it (no `TaskMeta` yet): its
 #: creation note's weak reference (to know it is the same task), steps, busy seconds, longest
 #: step, last step's start and end (perf counter).
@@ -211,13 +212,15 @@ class StepWatch(Sighting):
     the next one by its `Handle._run` frame object (held until the next sighting), or on a
     loop that runs its callbacks in C by the key `StepTimer.locate_on` gives it."""
 
-    __slots__ = ("frame", "task", "task_name")
+    __slots__ = ("frame", "request", "task", "task_name")
 
     def __init__(self, frame: Any, before: float | None, now: float) -> None:
         super().__init__(before, now)
         self.frame: Any = frame
         self.task: str | None = None
         self.task_name: str | None = None
+        #: The web request the step's task serves, if any (`web_requests`).
+        self.request: WireRequest | None = None
 
 
 class StepTimer:
@@ -429,16 +432,20 @@ class StepTimer:
         try:
             sample = record.stall_sample
             record.stall_sample = None
-            samples = sample[1] if sample is not None and sample[0] == start else None
-            frames = samples.most_seen() if samples is not None else ()
-            task_id = task_name = callback = None
+            sampled = sample is not None and sample[0] == start
+            frames = sample[1].most_seen() if sample is not None and sampled else ()
+            task_id = task_name = callback = request = None
             if isinstance(task, self.task_types):
                 task_id = str(self.tracker.ensure_meta(task).task_id)
                 task_name = str(task.get_name())
+                if sample is not None and sampled:
+                    request = sample[2]
+                if request is None:  # the step is over: its coroutine waits, or has ended
+                    request = request_of(getattr(task, "_coro", None))
             else:
                 callback = callback_name(handle)
             record.stalls.append(
-                (start + self.wall_offset, took, task_id, task_name, callback, frames)
+                (start + self.wall_offset, took, task_id, task_name, callback, frames, request)
             )
         except Exception:
             pass
@@ -473,7 +480,8 @@ class StepTimer:
                     sampled = self.locate(frames.get(thread_id))[1]
                     held = record.stall_sample
                     if held is None or held[0] != started:
-                        held = (started, Samples())
+                        # the request is read while the step runs: it may end with the step
+                        held = (started, Samples(), request_in_stack(frames.get(thread_id)))
                     held[1].add(sampled)
                     if record.step_started == started:
                         record.stall_sample = held
@@ -529,6 +537,7 @@ class StepTimer:
                         watch.task_name,
                         callback,
                         stack,
+                        watch.request,
                     )
                 )
         if step_frame is not None:
@@ -551,6 +560,7 @@ class StepTimer:
                 watch.task_name = str(task.get_name())
             except Exception:
                 watch.task_name = None
+            watch.request = request_in_stack(sys._current_frames().get(record.thread_id or 0))
 
     def compiled(self, record: LoopRecord) -> bool:
         """Whether the loop runs its callbacks in C (uvloop): its heartbeat was not called by
@@ -653,7 +663,7 @@ class StepTimer:
         cached = self._stall_records.get(id(note))
         if cached is not None and cached[0] is note:
             return cached[1]
-        started_at, duration, task_id, task_name, callback, frames = note
+        started_at, duration, task_id, task_name, callback, frames, request = note
         record: WireStall = {
             "started_at": round(started_at, 6),
             "duration": round(duration, 6),
@@ -662,6 +672,8 @@ class StepTimer:
             "callback": callback,
             "stack": [stall_frame(code, line) for code, line in frames],
         }
+        if request is not None:
+            record["request"] = request
         if len(self._stall_records) > 4 * MAX_STALLS * max(1, len(self.tracker.loops)):
             self._stall_records.clear()
         self._stall_records[id(note)] = (note, record)
@@ -685,16 +697,17 @@ class StepTimer:
             task = asyncio.current_task(loop)
         except Exception:
             task = None
-        task_id = task_name = callback = None
+        task_id = task_name = callback = request = None
         if task is not None:
             task_id = str(self.tracker.ensure_meta(task).task_id)
             try:
                 task_name = str(task.get_name())
             except Exception:
                 task_name = None
+            request = request_in_stack(sys._current_frames().get(record.thread_id or 0))
         else:
             callback = _callback_of(frames)
-        return {
+        stall: WireStall = {
             "started_at": round(started + self.wall_offset, 6),
             "duration": round(now - started, 6),
             "task": task_id,
@@ -703,6 +716,9 @@ class StepTimer:
             "stack": [stall_frame(code, line) for code, line in frames],
             "ongoing": True,
         }
+        if request is not None:
+            stall["request"] = request
+        return stall
 
 
 def watch_interval(threshold: float, following: bool, timed: bool = False) -> float:

@@ -152,7 +152,7 @@ def _keep(run: TrioRun, step: TrioStep, task: Any, length: float, task_id: Any) 
         name = None
     started_at = time.time() - (time.monotonic() - step.started())
     run.stalls.append(
-        (started_at, length, str(task_id(run, task)), name, None, step.stack.most_seen())
+        (started_at, length, str(task_id(run, task)), name, None, step.stack.most_seen(), None)
     )
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import gc
 import sys
-from types import CodeType, CoroutineType, FunctionType
+from types import CodeType, CoroutineType, FrameType, FunctionType
 from typing import Any
 
 from taskscope.protocol import WireRequest
 
 #: `Py_TPFLAGS_HEAPTYPE`: a class made by a class statement (its attributes may run Python).
 _HEAP_TYPE = 1 << 9
+#: How deep a running stack is searched for the request's frame.
+MAX_DEPTH = 200
 #: A path longer than this is cut: a record is kept per live task.
 PATH_LIMIT = 200
 
@@ -27,8 +29,8 @@ _MODULES_SEEN = [0]
 def request_of(coro: Any) -> WireRequest | None:
     """`{"method": "GET", "path": "/report"}` for a task whose coroutine serves a request
     (a websocket's method is `WEBSOCKET`), else None."""
-    if type(coro) is not CoroutineType:
-        return None
+    if type(coro) is not CoroutineType or coro.cr_running:
+        return None  # a running frame's locals are read from its stack (`request_in_stack`)
     code = coro.cr_code
     codes = _request_codes()
     where = codes.get(code)
@@ -38,6 +40,31 @@ def request_of(coro: Any) -> WireRequest | None:
     if where == 0:  # uvicorn: `self`, which keeps the ASGI scope
         return _from_scope(_plain_attribute(holder, "scope"))
     return _from_aiohttp(holder)
+
+
+def request_in_stack(top: FrameType | None) -> WireRequest | None:
+    """The request the frames of a thread serve (`top` its innermost frame): a step of a
+    request task that holds its loop, seen by the watchdog while it runs."""
+    codes = _request_codes()
+    if not codes:
+        return None
+    frame, depth = top, 0
+    while frame is not None and depth < MAX_DEPTH:
+        where = codes.get(frame.f_code)
+        if where is not None:
+            holder = _local(frame, "self" if where == 0 else "request")
+            if where == 0:
+                return _from_scope(_plain_attribute(holder, "scope"))
+            return _from_aiohttp(holder)
+        frame, depth = frame.f_back, depth + 1
+    return None
+
+
+def _local(frame: FrameType, name: str) -> Any:
+    try:
+        return frame.f_locals.get(name)
+    except Exception:
+        return None
 
 
 def _request_codes() -> dict[CodeType, int]:

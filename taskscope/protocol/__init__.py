@@ -190,6 +190,8 @@ class WireStall(TypedDict):
     stack: list[WireFrame]
     # Still running when the snapshot was taken.
     ongoing: NotRequired[bool]
+    # The web request the task served (`WireTask.request`), read while the step ran.
+    request: NotRequired[WireRequest]
 
 
 class WireLoop(TypedDict):

@@ -308,4 +308,6 @@ def blocking_frame(stack: Sequence[Frame]) -> Frame | None:
 def who_stalled(stall: Stall) -> str:
     """The task by name (else by id), or the callback, that ran the step (`words.stalled_by`)."""
     outermost = stall.stack[0].function if stall.stack else None
-    return safe_text(stalled_by(stall.task_name, stall.task, stall.callback, outermost))
+    return safe_text(
+        stalled_by(stall.task_name, stall.task, stall.callback, outermost, stall.request)
+    )

@@ -2,20 +2,25 @@
 (h11) serves an ASGI app whose `/slow` sleeps, and an aiohttp.web app whose `/slow` sleeps
 too; a raw-socket client sends `GET /slow?token=secret` to each, and `POST /upload` to
 aiohttp (a handler waiting for a body that never comes; it notes `upload cancelled` when
-cancelled). Signals ready once the three requests wait; exits at once when stopped."""
+cancelled). Signals ready once the three requests wait. A `block-PID` file sends `GET
+/block` to each server, whose handler holds the loop 0.3 s in `time.sleep` (noting `uvicorn
+blocked` and `aiohttp blocked`). Exits at once when stopped."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import time
 from typing import Any
 
 import uvicorn
 from aiohttp import web
-from target_kit import note, signal_ready, until_stopped
+from target_kit import WORKDIR, note, signal_ready, stop_requested, until_stopped
 
 waiting: set[str] = set()
+#: How long a request to `/block` holds the loop.
+BLOCK_SECONDS = 0.3
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -23,6 +28,12 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "lifespan.startup.complete"})
         await receive()
+        return
+    if scope["path"] == "/block":  # an async endpoint that calls something blocking
+        time.sleep(BLOCK_SECONDS)
+        note("uvicorn blocked")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
         return
     waiting.add("uvicorn")
     await asyncio.sleep(3600)
@@ -32,6 +43,12 @@ async def aiohttp_slow(request: web.Request) -> web.Response:
     waiting.add("aiohttp")
     await asyncio.sleep(3600)
     return web.Response(text="late")
+
+
+async def aiohttp_block(request: web.Request) -> web.Response:
+    time.sleep(BLOCK_SECONDS)
+    note("aiohttp blocked")
+    return web.Response(text="done")
 
 
 async def aiohttp_upload(request: web.Request) -> web.Response:
@@ -65,6 +82,7 @@ async def main() -> None:
     app = web.Application()
     app.router.add_get("/slow", aiohttp_slow)
     app.router.add_post("/upload", aiohttp_upload)
+    app.router.add_get("/block", aiohttp_block)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -83,6 +101,13 @@ async def main() -> None:
     while waiting != {"uvicorn", "aiohttp", "upload"}:
         await asyncio.sleep(0.01)
     signal_ready()
+    cue = WORKDIR / f"block-{os.getpid()}"
+    while not cue.exists() and not stop_requested():
+        await asyncio.sleep(0.02)
+    if cue.exists():
+        block = b"GET /block?token=secret HTTP/1.1\r\nHost: test\r\n\r\n"
+        clients.append(await send(uvicorn_port, block))
+        clients.append(await send(aiohttp_port, block))
     await until_stopped()
     # At once: both servers would wait for the requests, which wait for an hour.
     os._exit(0 if clients and serving else 1)
