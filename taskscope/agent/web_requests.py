@@ -79,12 +79,14 @@ def _request_codes() -> dict[CodeType, int]:
         "uvicorn.protocols.websockets.websockets_sansio_impl",
     ):
         module = sys.modules.get(name)
-        for value in vars(module).values() if module is not None else ():
-            run = getattr(value, "run_asgi", None) if isinstance(value, type) else None
-            if type(run) is FunctionType and value.__module__ == name:
+        for value in list(vars(module).values()) if module is not None else ():
+            # The class's own dict: no metaclass of an imported name gets to run.
+            run = vars(value).get("run_asgi") if type(value) is type else None
+            if type(run) is FunctionType:
                 _CODES[run.__code__] = 0
     web_protocol = sys.modules.get("aiohttp.web_protocol")
-    handler = getattr(getattr(web_protocol, "RequestHandler", None), "_handle_request", None)
+    handler_class = vars(web_protocol).get("RequestHandler") if web_protocol is not None else None
+    handler = vars(handler_class).get("_handle_request") if type(handler_class) is type else None
     if type(handler) is FunctionType:
         _CODES[handler.__code__] = 1
     return _CODES
