@@ -203,6 +203,7 @@ def threads_exhausted(
         }
         if pool[0] == "pool":
             found["threads"] = facts.get("workers")
+            found["holder_names"] = _default_pool_callers(model, waiting[0].loop)
         else:
             found["holder_names"] = list(facts.get("holder_names") or ())
             found["holders_more"] = facts.get("holders_more") or 0
@@ -210,6 +211,26 @@ def threads_exhausted(
         loop = _loop_of(model, ids)
         found["thread_stacks"] = _thread_stacks(model, loop)
         yield Finding("threads_exhausted", ids, loop, found)
+
+
+#: The calls that run in their loop's default thread pool, whatever the program passes.
+_DEFAULT_POOL_CALLS: Final = frozenset({"to_thread", "loop.getaddrinfo", "loop.getnameinfo"})
+
+
+def _default_pool_callers(model: TaskModel, loop: str) -> list[str]:
+    """The names of the tasks of `loop` whose call a thread of its default pool runs (a
+    `run_in_executor` call may be another pool's: not counted)."""
+    callers = [
+        task
+        for task in model.tasks.values()
+        if task.state == "pending"
+        and task.loop == loop
+        and task.awaiting is not None
+        and task.awaiting.kind == "executor"
+        and task.awaiting.facts.get("thread")
+        and task.awaiting.raw.get("call") in _DEFAULT_POOL_CALLS
+    ]
+    return [task.name for task in sorted(callers, key=lambda task: task.number)]
 
 
 def _thread_stacks(model: TaskModel, loop: str | None) -> list[Any]:

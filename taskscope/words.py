@@ -834,6 +834,12 @@ def _exhausted_words(model: TasksByID, finding: FindingFacts) -> str:
     if facts.get("pool") == "pool":
         threads = facts.get("threads")
         held = f"all {_plural(threads, 'thread')} of the default thread pool are busy"
+        callers = [str(name) for name in facts.get("holder_names") or ()]
+        if callers:
+            unnamed = len(callers) - min(len(callers), HOLDERS_NAMED)
+            held += f", with the calls of {', '.join(callers[:HOLDERS_NAMED])}" + (
+                f" and {unnamed} more" if unnamed else ""
+            )
     else:
         holders = [str(name) for name in facts.get("holder_names") or ()]
         more = int(facts.get("holders_more") or 0)

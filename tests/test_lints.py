@@ -632,9 +632,9 @@ def test_calls_queued_for_a_second_behind_busy_threads_are_threads_exhausted() -
     assert (finding.kind, finding.tasks) == ("threads_exhausted", ("2", "3"))
     assert finding_text(finding, model) == (
         "threads exhausted: req-2 and req-3 wait ≥4.0s for a worker thread: all 2 threads of the"
-        " default thread pool are busy; the threads' calls are at fetch() db.py:12 (1): a call"
-        " that does not return holds its thread (give blocking calls a timeout, or the pool more"
-        " threads)"
+        " default thread pool are busy, with the calls of in-thread-0; the threads' calls are at"
+        " fetch() db.py:12 (1): a call that does not return holds its thread (give blocking calls"
+        " a timeout, or the pool more threads)"
     )
     # AND dump, which keeps the records a warning can be about, finds it alike
     small = TaskModel.from_snapshot(warning_records(raw))

@@ -506,6 +506,9 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     assert texts["resolver"] == "loop.getaddrinfo localhost:80, queued: 2 of 2 threads busy"
     assert texts["exec-0"] == f"run_in_executor wait_for_release in other_0, {place}", texts
     assert texts["exec-1"] == "run_in_executor, queued", texts
+    in_pool = [
+        name for name in (f"threaded-{number}" for number in range(4)) if " in pool_" in texts[name]
+    ]
     [queued, _other] = [
         tasks[f"threaded-{number}"]["awaiting"]["object"]
         for number in range(4)
@@ -523,11 +526,15 @@ def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     lint = run_cli("lint", str(target.pid))
     assert lint.returncode == EXIT_WARNINGS, (lint.stdout, lint.stderr)
     [line] = [line for line in lint.stdout.splitlines() if line.startswith("threads exhausted: ")]
-    assert (
-        "for a worker thread: all 2 threads of the default thread pool are busy; the threads'"
-        f" calls are at wait_for_release() thread_pools.py:{_blocking_line('thread_pools.py')}"
-        " (3):"
-    ) in line, line
+    found = re.search(
+        r"for a worker thread: all 2 threads of the default thread pool are busy, with the calls"
+        r" of (\S+), (\S+); the threads' calls are at wait_for_release\(\) thread_pools.py:(\d+)"
+        r" \(3\):",
+        line,
+    )
+    assert found is not None, line
+    assert {found[1], found[2]} == set(in_pool), line
+    assert int(found[3]) == _blocking_line("thread_pools.py"), line
     # WHEN the calls are released
     target.file(f"release-{target.pid}").write_text("go")
     # THEN every call ran, the queued ones too
