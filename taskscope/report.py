@@ -499,10 +499,23 @@ def warning_lines(findings: Sequence[FindingFacts], model: TaskModel) -> list[st
 def no_tasks_note(model: TaskModel, include_finished: bool) -> str | None:
     """Under a `ps` table with no task in it, what that means: none pending, and which
     finished ones are known (after an attach, only those that ended since the agent came);
-    None when the table lists some."""
+    under `ps -a` listing no finished task, why. None when the table says all."""
+    since = model.history_since
+    if (
+        include_finished
+        and model.history_limit > 0
+        and model.tasks
+        and not any(task.finished for task in model.tasks.values())
+    ):
+        # `-a` asked for the finished ones too: say why the table has none
+        if since is None:
+            return "none has finished"
+        return (
+            f"none finished since the agent came at {clock(since)} "
+            "(tasks that ended before are not known)"
+        )
     if any(include_finished or not task.finished for task in model.tasks.values()):
         return None
-    since = model.history_since
     finished = len(model.tasks)
     if finished:  # not listed without -a
         counted = f" since the agent came at {clock(since)}" if since is not None else ""

@@ -458,6 +458,17 @@ def test_an_empty_ps_table_says_what_is_known() -> None:
         "no task is pending, and none has finished"  # the agent came first: all are known
     )
     assert no_tasks_note(service(), include_finished=False) is None
+    # `ps -a` with tasks pending and none finished: why no finished one is listed
+    pending = snapshot(task("1", "main"))
+    attached = TaskModel.from_snapshot({**pending, "history_since": 1980.0, "history_limit": 9})
+    assert no_tasks_note(attached, include_finished=True) == (
+        f"none finished since the agent came at {at} (tasks that ended before are not known)"
+    )
+    assert no_tasks_note(attached, include_finished=False) is None
+    installed = TaskModel.from_snapshot({**pending, "history_limit": 9})
+    assert no_tasks_note(installed, include_finished=True) == "none has finished"
+    # no history kept: nothing to say
+    assert no_tasks_note(TaskModel.from_snapshot(pending), include_finished=True) is None
 
 
 def test_the_tree_says_why_trio_creators_are_unknown() -> None:
