@@ -127,6 +127,8 @@ class TaskInfo:
     cancelling_since: float | None = None
     #: The web request it serves: (method, path).
     request: tuple[str, str] | None = None
+    #: The path template of the route its request matched (`/items/{item_id}`), if known.
+    route: str | None = None
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -160,6 +162,7 @@ class TaskInfo:
             unreferenced=bool(raw.get("unreferenced", False)),
             cancelling_since=raw.get("cancelling_since"),
             request=_request(raw.get("request")),
+            route=_route(raw.get("request")),
         )
 
     @property
@@ -213,6 +216,14 @@ def _request(raw: Any) -> tuple[str, str] | None:
         return None
     method, path = raw.get("method"), raw.get("path")
     return (method, path) if isinstance(method, str) and isinstance(path, str) else None
+
+
+def _route(raw: Any) -> str | None:
+    """A record's request's route, when well formed."""
+    if _request(raw) is None:
+        return None
+    route = raw.get("route")
+    return route if isinstance(route, str) and route else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +344,8 @@ class AwaitSite:
     ids: list[str]
     #: The descriptions of what they await (none for tasks awaiting nothing).
     awaitings: list[WireAwaiting]
+    #: For tasks serving web requests of one route: (method, route), `("GET", "/items/{id}")`.
+    request: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -512,20 +525,27 @@ class TaskModel:
     def await_sites(self, include_finished: bool = False) -> list[AwaitSite]:
         """Tasks grouped by coroutine and await site (what kind of thing they await, at which
         line of their coroutine), however many different tasks or peers each one awaits;
-        finished tasks by coroutine and state, tasks awaiting nothing by coroutine."""
+        finished tasks by coroutine and state, tasks awaiting nothing by coroutine. Tasks
+        serving web requests are grouped by route too, when the application matched one (by
+        its template: `/items/{id}`, whatever the item)."""
         # Keyed by the frame object itself (frames are made once per place): hashing it by
         # value for each of 100,000 tasks would double the cost.
-        grouped: dict[tuple[str, str, int], tuple[list[str], list[WireAwaiting], TaskInfo]] = {}
+        grouped: dict[
+            tuple[str, str, int, tuple[str, str] | None],
+            tuple[list[str], list[WireAwaiting], TaskInfo],
+        ] = {}
         for task in self.tasks.values():
             awaiting = task.awaiting
+            route = task.route
+            by_route = (task.request[0], route) if route is not None and task.request else None
             if task.finished:
                 if not include_finished:
                     continue
-                key = (task.coro, task.state, 0)
+                key = (task.coro, task.state, 0, by_route)
             elif awaiting is not None:
-                key = (task.coro, awaiting.kind, id(task.stack[0]) if task.stack else 0)
+                key = (task.coro, awaiting.kind, id(task.stack[0]) if task.stack else 0, by_route)
             else:
-                key = (task.coro, "running" if task.running else "ready", 0)
+                key = (task.coro, "running" if task.running else "ready", 0, by_route)
             entry = grouped.get(key)
             if entry is None:
                 entry = grouped[key] = ([], [], task)
@@ -539,8 +559,9 @@ class TaskModel:
                 first.stack[0].location if first.stack and awaitings else "",
                 ids,
                 awaitings,
+                by_route,
             )
-            for (coro, kind, _site), (ids, awaitings, first) in grouped.items()
+            for (coro, kind, _site, by_route), (ids, awaitings, first) in grouped.items()
         ]
 
     def subtree(self, task_id: str) -> list[str]:

@@ -342,6 +342,12 @@ def coro_label(coro: str, request: tuple[str, str] | None) -> str:
     return f"{request[0]} {request[1]} ({coro})"
 
 
+def served_words(request: tuple[str, str], route: str | None) -> str:
+    """The request a task serves, for its detail: `GET /items/7, route /items/{item_id}`."""
+    served = f"{request[0]} {request[1]}"
+    return served if route is None or route == request[1] else f"{served}, route {route}"
+
+
 def _named(call: str, name: Any) -> str:
     return f"{call} on {name}" if name else call
 
@@ -648,6 +654,8 @@ class SiteFacts(Protocol):
     def ids(self) -> list[str]: ...
     @property
     def awaitings(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def request(self) -> tuple[str, str] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -660,22 +668,31 @@ class GroupRow:
     #: `file:line` where their coroutine is suspended, "" when it is not.
     site: str
     ids: list[str]
+    #: The route their web requests matched, (method, route template), if they serve one.
+    request: tuple[str, str] | None = None
 
     @property
     def count(self) -> int:
         return len(self.ids)
 
+    @property
+    def label(self) -> str:
+        """What they run: `worker()`, `GET /items/{id} (RequestResponseCycle.run_asgi)`."""
+        return coro_label(self.coro, self.request)
 
-def group_order(row: GroupRow) -> tuple[int, str, str, str]:
-    """Biggest groups first, then by coroutine, words and site."""
-    return (-row.count, row.coro, row.what, row.site)
+
+def group_order(row: GroupRow) -> tuple[int, str, str, str, tuple[str, str]]:
+    """Biggest groups first, then by coroutine, words, site and route."""
+    return (-row.count, row.coro, row.what, row.site, row.request or ("", ""))
 
 
 def group_rows(sites: Iterable[SiteFacts]) -> list[GroupRow]:
     """The grouped view's lines (`3 x worker() awaiting wait_for shield task …`), biggest
     first, each named by what its tasks' descriptions share."""
     rows = [
-        GroupRow(site.coro, group_what(site.kind, site.awaitings), site.site, site.ids)
+        GroupRow(
+            site.coro, group_what(site.kind, site.awaitings), site.site, site.ids, site.request
+        )
         for site in sites
     ]
     rows.sort(key=group_order)

@@ -824,6 +824,13 @@ def _pending_record(
         replaced[meta.task_id] = (same, meta.rec_awaited, meta.rec_waiters, record)
     if record is not None and meta.rec_created_at is created_at and not renamed:
         wire = _wire_of(record)
+        request = wire[5]
+        if request is not None and "route" not in request:
+            # Read at its first record, maybe before the application matched a route: once
+            # the task has moved, it may have.
+            again = request_of(task_coro(task))
+            if again is not None and "route" in again:
+                wire = (*wire[:5], again)
     else:  # a first record, or a creation noted since (`Tracker.note_creation`)
         wire = _task_wire(meta, task)
     record = meta.record = _task_record(

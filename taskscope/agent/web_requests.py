@@ -2,7 +2,8 @@
 uvicorn (`RequestResponseCycle.run_asgi`, its websocket protocols' `run_asgi`) and aiohttp
 (`RequestHandler._handle_request`). Read from the server's own objects (the ASGI scope, the
 parsed request line) on the agent's thread, never through a property or the program's code:
-the method and the path, without its query string (which may carry a secret)."""
+the method and the path, without its query string (which may carry a secret), and the
+route the application matched (Starlette, FastAPI, aiohttp.web), by its path template."""
 
 from __future__ import annotations
 
@@ -110,13 +111,24 @@ def _plain_attribute(obj: Any, name: str) -> Any:
     """`obj.name` when it is a plain instance attribute: no property, no `__getattr__`, no
     class of the program's that could run code."""
     kind: Any = type(obj)
-    if kind.__getattribute__ is not object.__getattribute__:
+    if not _plain_lookup(kind):
         return None
     for klass in kind.__mro__:
         found = vars(klass).get(name)
         if found is not None and type(found) is not _SLOT:
             return None  # a property, or a class attribute
     return getattr(obj, name, None)
+
+
+def _plain_lookup(kind: Any) -> bool:
+    """Whether looking an attribute up on an instance of `kind` runs no code of the
+    program's: no `__getattribute__` or `__getattr__` of a class statement's (a built-in
+    base's, such as dict's, is C)."""
+    for klass in kind.__mro__:
+        own = vars(klass)
+        if ("__getattribute__" in own or "__getattr__" in own) and klass.__flags__ & _HEAP_TYPE:
+            return False
+    return True
 
 
 class _Slotted:
@@ -127,17 +139,29 @@ class _Slotted:
 _SLOT = type(_Slotted.__dict__["value"])
 
 
+class _WithDict:
+    pass
+
+
+#: The type of the `__dict__` entry of a class statement's class (reading it runs no code).
+_DICT_DESCRIPTOR = type(_WithDict.__dict__["__dict__"])
+
+
 def _from_scope(scope: Any) -> WireRequest | None:
     if type(scope) is not dict:
         return None
     kind, path = scope.get("type"), scope.get("path")
     if type(path) is not str:
         return None
+    # The route the app matched, once it has (Starlette and FastAPI put their route
+    # object in the scope): its path template, `/items/{item_id}`.
+    route = scope.get("route")
+    template = _plain_attribute(route, "path") if route is not None else None
     if kind == "http":
         method = scope.get("method")
-        return _request(method, path) if type(method) is str else None
+        return _request(method, path, template) if type(method) is str else None
     if kind == "websocket":
-        return _request("WEBSOCKET", path)
+        return _request("WEBSOCKET", path, template)
     return None
 
 
@@ -152,8 +176,43 @@ def _from_aiohttp(request: Any) -> WireRequest | None:
         return None
     if type(method) is not str or type(path) is not str:
         return None
-    return _request(method, path.split("?", 1)[0])
+    return _request(method, path.split("?", 1)[0], _aiohttp_route(request))
 
 
-def _request(method: str, path: str) -> WireRequest:
-    return {"method": method[:16], "path": path[:PATH_LIMIT]}
+def _aiohttp_route(request: Any) -> Any:
+    """The path template of the route an aiohttp request matched (`/items/{id}`), once the
+    application has matched one: the resource's own pattern, not its `canonical` property."""
+    match_info = _instance_value(request, "_match_info")
+    route = _plain_attribute(match_info, "_route") if match_info is not None else None
+    resource = _plain_attribute(route, "_resource") if route is not None else None
+    if resource is None:
+        return None
+    template = _plain_attribute(resource, "_formatter")  # a resource with variables
+    return template if template is not None else _plain_attribute(resource, "_path")
+
+
+def _instance_value(obj: Any, name: str) -> Any:
+    """`obj.name` from the instance's own `__dict__`, where its class also has a default
+    for it (which `_plain_attribute` takes for a class attribute): no property, no
+    `__getattr__` runs."""
+    kind: Any = type(obj)
+    if not _plain_lookup(kind):
+        return None
+    for klass in kind.__mro__:
+        found = vars(klass).get("__dict__")
+        if found is not None:
+            if type(found) is not _DICT_DESCRIPTOR:
+                return None  # a `__dict__` of the program's making
+            break
+    try:
+        own = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return None
+    return own.get(name) if type(own) is dict else None
+
+
+def _request(method: str, path: str, route: Any = None) -> WireRequest:
+    request: WireRequest = {"method": method[:16], "path": path[:PATH_LIMIT]}
+    if type(route) is str and route:
+        request["route"] = route[:PATH_LIMIT]
+    return request

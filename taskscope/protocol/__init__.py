@@ -131,10 +131,12 @@ class WireTaskRow(TypedDict):
 
 
 class WireRequest(TypedDict):
-    """The web request a task serves: `{"method": "GET", "path": "/report"}`."""
+    """The web request a task serves: `{"method": "GET", "path": "/items/7"}`, and once the
+    application matched a route, its path template: `"route": "/items/{item_id}"`."""
 
     method: str
     path: str
+    route: NotRequired[str]
 
 
 class WireTask(WireTaskRow, total=False):

@@ -40,6 +40,7 @@ from taskscope.words import (
     cycle_note,
     moments_words,
     runtime_words,
+    served_words,
     stall_words,
     step_time_text,
 )
@@ -209,7 +210,7 @@ class DetailPane(Vertical):
         text.append("\n")
         if task.request is not None:
             text.append("serves   ", style="bold")
-            text.append(safe_text(f"{task.request[0]} {task.request[1]}") + "\n")
+            text.append(safe_text(served_words(task.request, task.route)) + "\n")
         if task.finished:
             if task.state == "failed":
                 text.append("raised   ", style="bold")

@@ -40,7 +40,7 @@ class GroupTable(RowList):
         groups = group_rows(model.await_sites(include_finished=False))
         if options.filter:
             groups = _filtered(model, groups, options.filter)
-        self.groups = {f"{row.coro}\x00{row.what}\x00{row.site}": row for row in groups}
+        self.groups = {f"{row.label}\x00{row.what}\x00{row.site}": row for row in groups}
         warned = self.warned
         self.warned_count = (
             {key: count for key, row in self.groups.items() if (count := _count_in(row, warned))}
@@ -63,7 +63,7 @@ class GroupTable(RowList):
             (f"{row.count:>9,}", "bold"),
             " x ",
             (
-                (ASYNCIO_MARK if asyncio_made else "") + safe_text(row.coro + "()", 40),
+                (ASYNCIO_MARK if asyncio_made else "") + safe_text(row.label, 40),
                 "dim" if asyncio_made else "cyan",
             ),
             "  awaiting " if row.what not in ("running", "ready") else "  ",
@@ -90,11 +90,11 @@ def _filtered(model: TaskModel, groups: list[GroupRow], needle: str) -> list[Gro
     result: list[GroupRow] = []
     lowered = needle.lower()
     for row in groups:
-        if lowered in row.coro.lower() or lowered in row.what.lower():
+        if lowered in row.label.lower() or lowered in row.what.lower():
             result.append(row)
             continue
         kept = [task_id for task_id in row.ids if matches(model.tasks[task_id], needle)]
         if kept:
-            result.append(GroupRow(row.coro, row.what, row.site, kept))
+            result.append(GroupRow(row.coro, row.what, row.site, kept, row.request))
     result.sort(key=group_order)
     return result

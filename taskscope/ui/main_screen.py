@@ -623,7 +623,7 @@ class MainScreen(Screen[None]):
             show_finished=self.options.show_finished,
             sort=self.options.sort,
             only_ids=frozenset(row.ids),
-            only_label=f"{row.count:,} x {safe_text(row.coro)}() {safe_text(row.what)}",
+            only_label=f"{row.count:,} x {safe_text(row.label)} {safe_text(row.what)}",
         )
         self._rebuild_all()
         self._switch_view("table")

@@ -290,7 +290,11 @@ def matches_itself(task: TaskInfo, needle: str) -> bool:
     if needle in task.name.lower() or needle in task.coro.lower() or needle == task.id:
         return True
     request = task.request
-    return request is not None and needle in f"{request[0]} {request[1]}".lower()
+    if request is None:
+        return False
+    return needle in f"{request[0]} {request[1]}".lower() or (
+        task.route is not None and needle in task.route.lower()
+    )
 
 
 # --- stalls ---------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Request tasks that know their route: a Starlette app under uvicorn (h11) and an aiohttp.web
+app, each with an `/items/{...}` route whose handler waits for an hour, and three requests to
+it on each server (`/items/1`, `/items/2`, `/items/3?token=secret`). On Starlette, a request
+to `/late/7` waits in a middleware before the app routes it, until a `route-PID` file lets it
+through (it notes `late routed` once its handler waits in the `/late/{number}` route). Signals
+ready once the six requests wait in their handlers and the late one in the middleware. Exits
+at once when stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import uvicorn
+from aiohttp import web
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from target_kit import WORKDIR, note, signal_ready, stop_requested, until_stopped
+
+waiting: list[str] = []
+gate = asyncio.Event()
+
+
+async def starlette_item(request: Request) -> PlainTextResponse:
+    waiting.append("starlette")
+    await asyncio.sleep(3600)
+    return PlainTextResponse("late")
+
+
+async def starlette_late(request: Request) -> PlainTextResponse:
+    note("late routed")
+    await asyncio.sleep(3600)
+    return PlainTextResponse("late")
+
+
+class GateMiddleware:
+    """Holds requests to /late/... before the app routes them, until the gate opens."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/late/"):
+            waiting.append("gate")
+            await gate.wait()
+        await self.app(scope, receive, send)
+
+
+async def aiohttp_item(request: web.Request) -> web.Response:
+    waiting.append("aiohttp")
+    await asyncio.sleep(3600)
+    return web.Response(text="late")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def send(port: int, path: str) -> asyncio.StreamWriter:
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    await writer.drain()
+    return writer
+
+
+async def main() -> None:
+    routes = [
+        Route("/items/{item_id}", starlette_item),
+        Route("/late/{number}", starlette_late),
+    ]
+    app = GateMiddleware(Starlette(routes=routes))
+    uvicorn_port = free_port()
+    config = uvicorn.Config(app, port=uvicorn_port, http="h11", log_level="error", lifespan="off")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    aiohttp_app = web.Application()
+    aiohttp_app.router.add_get("/items/{id}", aiohttp_item)
+    runner = web.AppRunner(aiohttp_app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    aiohttp_port = runner.addresses[0][1]
+    while not server.started:
+        await asyncio.sleep(0.01)
+    clients = [
+        await send(port, path)
+        for port in (uvicorn_port, aiohttp_port)
+        for path in ("/items/1", "/items/2", "/items/3?token=secret")
+    ]
+    clients.append(await send(uvicorn_port, "/late/7"))
+    while sorted(waiting) != ["aiohttp"] * 3 + ["gate"] + ["starlette"] * 3:
+        await asyncio.sleep(0.01)
+    signal_ready()
+    cue = WORKDIR / f"route-{os.getpid()}"
+    while not cue.exists() and not stop_requested():
+        await asyncio.sleep(0.02)
+    gate.set()
+    await until_stopped()
+    # At once: both servers would wait for the requests, which wait for an hour.
+    os._exit(0 if clients and serving else 1)
+
+
+asyncio.run(main())
