@@ -681,9 +681,9 @@ class GroupRow:
         return coro_label(self.coro, self.request)
 
 
-def group_order(row: GroupRow) -> tuple[int, str, str, str, tuple[str, str]]:
-    """Biggest groups first, then by coroutine, words, site and route."""
-    return (-row.count, row.coro, row.what, row.site, row.request or ("", ""))
+def group_order(row: GroupRow) -> tuple[int, str, tuple[str, str], str, str]:
+    """Biggest groups first, then by coroutine, route, words and site."""
+    return (-row.count, row.coro, row.request or ("", ""), row.what, row.site)
 
 
 def group_rows(sites: Iterable[SiteFacts]) -> list[GroupRow]:

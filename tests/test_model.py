@@ -140,6 +140,43 @@ def test_groups_count_tasks_by_coroutine_and_await_site() -> None:
     ]
 
 
+def test_request_tasks_group_by_route_and_the_program_line_they_wait_at() -> None:
+    # GIVEN a server's request tasks (its coroutine a library's): two routes, and in one of
+    # them tasks parked at two lines of the program's endpoint
+    server = {"function": "RequestResponseCycle.run_asgi", "file": SERVER, "line": 412}
+    lock = {"function": "Lock.acquire", "file": "/usr/lib/python3.12/asyncio/locks.py", "line": 7}
+
+    def request(task_id: str, path: str, route: str, line: int) -> dict[str, Any]:
+        endpoint = {"function": "pay", "file": "/srv/shop.py", "line": line}
+        return task(
+            task_id,
+            f"Task-{task_id}",
+            coro="RequestResponseCycle.run_asgi",
+            stack=[server, endpoint, lock],
+            awaiting=awaiting("lock", call="Lock.acquire", object={"name": "lock"}),
+            request={"method": "POST", "path": path, "route": route},
+        )
+
+    model = TaskModel.from_snapshot(
+        snapshot(
+            request("1", "/orders/1/pay", "/orders/{id}/pay", 15),
+            request("2", "/orders/2/pay", "/orders/{id}/pay", 15),
+            request("3", "/orders/3/pay", "/orders/{id}/pay", 22),
+            request("4", "/refunds/4", "/refunds/{id}", 15),
+        )
+    )
+    rows = group_rows(model.await_sites())
+    # THEN one line per route and program line, whatever the order or item
+    assert [(row.label, row.site, row.count) for row in rows] == [
+        ("POST /orders/{id}/pay (RequestResponseCycle.run_asgi)", "/srv/shop.py:15", 2),
+        ("POST /orders/{id}/pay (RequestResponseCycle.run_asgi)", "/srv/shop.py:22", 1),
+        ("POST /refunds/{id} (RequestResponseCycle.run_asgi)", "/srv/shop.py:15", 1),
+    ]
+
+
+SERVER = "/srv/venv/lib/python3.12/site-packages/uvicorn/protocols/http/h11_impl.py"
+
+
 def test_countdowns_run_from_when_the_agent_observed_them() -> None:
     # GIVEN a sleep with 10 s left and a 5 s timeout, observed at taken_at = 2000
     model = TaskModel.from_snapshot(

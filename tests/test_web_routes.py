@@ -55,9 +55,7 @@ def test_request_tasks_say_their_route_and_group_by_it(start: Any) -> None:
     # AND the grouped view has one line per route, whatever the item
     model = TaskModel.from_snapshot(snap)
     routed = {
-        row.label: row.count
-        for row in group_rows(model.await_sites())
-        if row.request is not None
+        row.label: row.count for row in group_rows(model.await_sites()) if row.request is not None
     }
     assert routed == {
         f"GET /items/{{id}} ({AIOHTTP})": 3,

@@ -57,3 +57,53 @@ def test_filter_a_request_by_its_path_and_cancel_it(server: Target, terminal: Te
     on_screen(terminal, lambda: "upload cancelled" in notes(server), 15, "the handler's end")
     assert server.process.poll() is None
     terminal.keys("q")
+
+
+@pytest.fixture
+def routed_server(tmp_path: Path) -> Iterator[Target]:
+    pytest.importorskip("starlette", reason="this test needs starlette (pip install starlette)")
+    started = spawn(str(TARGETS / "web_routes.py"), workdir=str(tmp_path)).wait_ready(30)
+    try:
+        yield started
+    finally:
+        started.kill()
+
+
+def test_the_grouped_view_groups_requests_by_route(
+    routed_server: Target, terminal: Terminal
+) -> None:
+    # GIVEN the dashboard on a Starlette app and an aiohttp app, three requests to an
+    # /items/{...} route waiting on each
+    attach_to(terminal, routed_server.pid, "GET /items/")
+    # WHEN the user opens the grouped view
+    terminal.keys("g")
+    # THEN each server's requests are one line by route, whatever item each asked for
+    starlette = on_screen(
+        terminal,
+        lambda: line_with(terminal, "3 x GET /items/{item_id} (RequestRes"),
+        10,
+        "the Starlette route's group",
+    )
+    assert "web_routes.py:" in starlette, starlette  # where the endpoint waits, not uvicorn
+    assert line_with(terminal, "3 x GET /items/{id} (RequestHandler"), terminal.screen()
+    # WHEN it filters by the route and opens the group
+    terminal.keys("/")
+    on_screen(terminal, lambda: line_with(terminal, "filter by name"), 10, "the filter box")
+    terminal.keys("{item_id}", "Enter")
+    on_screen(
+        terminal,
+        lambda: line_with(terminal, "filter: {item_id}")
+        and line_with(terminal, "RequestHandler") is None,
+        10,
+        "the groups filtered",
+    )
+    terminal.keys("Enter")
+    # THEN the table lists that group's three requests, each with its own path
+    on_screen(
+        terminal,
+        lambda: all(line_with(terminal, f"GET /items/{n} (Request") for n in (1, 2, 3))
+        and line_with(terminal, "RequestHandler") is None,
+        10,
+        "the group's tasks",
+    )
+    terminal.keys("q")
