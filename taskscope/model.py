@@ -632,6 +632,13 @@ class TaskModel:
         return result
 
 
+def in_tree_order(model: TaskModel, task_ids: Iterable[str]) -> list[str]:
+    """Task ids in the order the tree lists siblings (ids the model does not know last)."""
+    known = [model.tasks[task_id] for task_id in task_ids if task_id in model.tasks]
+    unknown = [task_id for task_id in task_ids if task_id not in model.tasks]
+    return [task.id for task in sorted(known, key=_sibling_order)] + unknown
+
+
 def _sibling_order(task: TaskInfo) -> tuple[int, float, tuple[tuple[int, int | str], ...], int]:
     """Pending before finished, oldest first; tasks older than the agent (no creation time,
     numbered in the order the agent met them) by name in natural order."""

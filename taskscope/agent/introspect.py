@@ -868,8 +868,9 @@ def _add_awaited_tasks(graph: _AwaitGraph, records: list[WireTask], metas: list[
     `tasks`), now that every edge is known; a waiter whose record comes out as it was last
     time gets that very record again."""
     for number, awaited in sliced(graph.edges.items()):
-        # In the order the tasks were made (their numbers), not the order a look met them:
-        # the same list from one look to the next, and as a person reads them.
+        # By task number (the order they were made, or for tasks older than the agent the
+        # order its first look met them), not the order this look met them: the same list
+        # from one look to the next.
         awaited.sort()
         meta = graph.waiter_metas[number]
         slot = meta.slot

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from taskscope.model import Frame, LoopInfo, Stall, TaskInfo, TaskModel
+from taskscope.model import Frame, LoopInfo, Stall, TaskInfo, TaskModel, in_tree_order
 from taskscope.protocol import StackFrame, StackReply
 from taskscope.report import clock, safe_text
 from taskscope.ui.task_display import (
@@ -262,7 +262,9 @@ class DetailPane(Vertical):
         links: list[tuple[str, str]] = []
         if task.awaiting is not None and not task.finished:
             links.extend(
-                ("→ awaits", other) for other in task.awaiting.tasks if other in model.tasks
+                ("→ awaits", other)
+                for other in in_tree_order(model, task.awaiting.tasks)
+                if other in model.tasks
             )
         if task.awaiting is not None and not task.finished:
             holders = task.awaiting.facts.get("holders") or ()
@@ -270,7 +272,9 @@ class DetailPane(Vertical):
                 ("⚿ held by", str(holder)) for holder in holders if str(holder) in model.tasks
             )
         links.extend(
-            ("← awaited by", waiter) for waiter in task.awaited_by if waiter in model.tasks
+            ("← awaited by", waiter)
+            for waiter in in_tree_order(model, task.awaited_by)
+            if waiter in model.tasks
         )
         if task.parent is not None and task.parent in model.tasks:
             links.append(("↑ created by", task.parent))

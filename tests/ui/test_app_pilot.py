@@ -777,3 +777,41 @@ def test_a_dead_process_is_called_exited_even_if_the_socket_said_otherwise() -> 
         assert "app.py --port 8080" in str(app.header.render())
 
     run_app(scenario)
+
+
+def test_the_detail_pane_lists_awaited_tasks_in_the_trees_order() -> None:
+    # GIVEN main awaiting a TaskGroup whose children the agent listed in no particular order
+    children = [
+        ("10", "late", 1.0),
+        ("11", "early", 30.0),
+        ("12", "mid", 10.0),
+        ("13", "first", 50),
+    ]
+    tasks = [
+        wire_task(
+            "1",
+            "main",
+            "main",
+            awaiting=awaiting("taskgroup", [task_id for task_id, _, _ in children]),
+            age=60,
+        ),
+        *(
+            wire_task(task_id, name, "child", awaited_by=["1"], parent="1", age=age)
+            for task_id, name, age in children
+        ),
+    ]
+    source = FakeSource(snapshot(tasks, cycles=[]))
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        assert app.jump_to("1")
+        links = app.detail.query_one("#detail-links", OptionList)
+        await until(pilot, lambda: links.option_count == 4, what="the links")
+        prompts = [str(links.get_option_at_index(i).prompt) for i in range(links.option_count)]
+        # THEN they come as the tree lists main's children: oldest first
+        node = app.task_tree.node_for("1")
+        assert node is not None
+        in_tree = [app.task_tree.model.tasks[str(child.data)].name for child in node.children]
+        assert in_tree == ["first", "early", "mid", "late"]
+        assert prompts == [f"→ awaits {name}" for name in in_tree]
+
+    run_app(scenario, source)

@@ -92,8 +92,10 @@ def test_the_grouped_view_groups_requests_by_route(
     terminal.keys("{item_id}", "Enter")
     on_screen(
         terminal,
-        lambda: line_with(terminal, "filter: {item_id}")
-        and line_with(terminal, "RequestHandler") is None,
+        lambda: (
+            line_with(terminal, "filter: {item_id}")
+            and line_with(terminal, "RequestHandler") is None
+        ),
         10,
         "the groups filtered",
     )
@@ -101,8 +103,10 @@ def test_the_grouped_view_groups_requests_by_route(
     # THEN the table lists that group's three requests, each with its own path
     on_screen(
         terminal,
-        lambda: all(line_with(terminal, f"GET /items/{n} (Request") for n in (1, 2, 3))
-        and line_with(terminal, "RequestHandler") is None,
+        lambda: (
+            all(line_with(terminal, f"GET /items/{n} (Request") for n in (1, 2, 3))
+            and line_with(terminal, "RequestHandler") is None
+        ),
         10,
         "the group's tasks",
     )
