@@ -42,6 +42,9 @@ FIGURE_SORTS: frozenset[SortKey] = frozenset({"busy", "steps"})
 #: it is built, not at each update (moving every task that ran would cost each update).
 MOVING_SORTS: frozenset[SortKey] = FIGURE_SORTS | {"waited"}
 
+#: A tree or table narrower than this (an 80-column terminal's) lays its columns out for
+#: what a task awaits to stay on screen (`task_tree.tree_columns`, `TaskTable`).
+FULL_COLUMNS_FROM = 88
 MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": "✗"}
 CYCLE_MARKER = "⟳"
 BLOCKED_MARKER = "!"

@@ -14,6 +14,7 @@ from taskscope.model import TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import (
+    FULL_COLUMNS_FROM,
     ViewOptions,
     age_text,
     awaiting_text,
@@ -58,7 +59,15 @@ class TaskTable(RowList):
                 if named is not None:
                     self.select_key(named)
 
+    def _narrow(self) -> bool:
+        """An 80-column terminal's table: the name, the coroutine and what a task awaits (the
+        detail pane says the rest), rather than columns that push the awaiting out of sight."""
+        return 0 < self.size.width < FULL_COLUMNS_FROM
+
     def header(self) -> Text:
+        if self._narrow():
+            figure = f"{'BUSY':>7} " if self.figures else ""
+            return Text(f"   {'ID':>5} {'NAME':12} {'COROUTINE':10} {figure}AWAITING")
         if self.figures:
             return Text(
                 f"   {'ID':>6} {'NAME':20} {'BUSY':>7} {'STEPS':>7} {'AGE':>7} {'WAITED':>7}  "
@@ -77,6 +86,18 @@ class TaskTable(RowList):
         what = awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         waited = wait_words(*task.known_wait(self.clock()))
         quiet = task.finished or made_by_asyncio(task)
+        if self._narrow():
+            return Text.assemble(
+                marker(task, in_cycle, warned=task.id in self.warned),
+                " ",
+                f"{task.id:>5} ",
+                (safe_text(task.name, 12).ljust(12), "dim" if quiet else "bold"),
+                " ",
+                (coro_text(task, 10).ljust(10), "dim" if quiet else "cyan"),
+                " ",
+                (step_time_text(task.busy_s).rjust(7) + " ") if self.figures else "",
+                what,
+            )
         if self.figures:
             return Text.assemble(
                 marker(task, in_cycle, warned=task.id in self.warned),

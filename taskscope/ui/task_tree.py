@@ -30,6 +30,7 @@ from taskscope.model import TaskInfo, TaskModel
 from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
 from taskscope.report import safe_text
 from taskscope.ui.task_display import (
+    FULL_COLUMNS_FROM,
     MOVING_SORTS,
     ViewOptions,
     age_text,
@@ -47,6 +48,22 @@ TREE_LIMIT = 20_000
 NAME_WIDTH = 30
 CORO_WIDTH = 24
 AGE_WIDTH = 7
+#: A tree narrower than `FULL_COLUMNS_FROM` (an 80-column terminal's) gives its name and
+#: coroutine columns a share of its width, and narrower than this drops the age column: what
+#: a task awaits must stay on screen.
+AGE_SHOWN_FROM = 64
+
+
+def tree_columns(width: int) -> tuple[int, int, bool]:
+    """The name and coroutine columns' widths and whether the age column is shown, for a
+    tree `width` cells wide."""
+    if width >= FULL_COLUMNS_FROM:
+        return NAME_WIDTH, CORO_WIDTH, True
+    name = max(14, min(NAME_WIDTH, width // 3))
+    coro = max(10, min(CORO_WIDTH, width // 5))
+    return name, coro, width >= AGE_SHOWN_FROM
+
+
 #: A tick draws the rows on screen again in this many groups, spread over the tick.
 TICK_PARTS = 4
 
@@ -601,9 +618,13 @@ class TaskTree(Tree[str]):
             depth += 1
             parent = parent.parent
         toggle = ("▼ " if node.is_expanded else "▶ ") if node.children else "  "
-        name_width = max(8, NAME_WIDTH - depth * self.guide_depth)
+        name_column, coro_width, age_shown = tree_columns(self.size.width)
+        # Each level's guides take from its name: the columns after it stay aligned (but for
+        # a name cut to its least, far down the tree).
+        least = 8 if name_column == NAME_WIDTH else 6
+        name_width = max(least, name_column - depth * self.guide_depth)
         name = safe_text(task.name, name_width)
-        coro = coro_text(task, CORO_WIDTH)
+        coro = coro_text(task, coro_width)
         in_cycle = task.id in self._cycle_members
         # Shown only as the context of a filter's match, or made by asyncio: in the background.
         context = bool(self.options.filter) and not self.options.shows(task, self.clock())
@@ -615,10 +636,9 @@ class TaskTree(Tree[str]):
             " ",
             (name.ljust(name_width), "dim" if quiet else "bold"),
             " ",
-            (coro.ljust(CORO_WIDTH), "dim" if quiet else "cyan"),
+            (coro.ljust(coro_width), "dim" if quiet else "cyan"),
             " ",
-            age_text(task, self.clock()).rjust(AGE_WIDTH),
-            " ",
+            (age_text(task, self.clock()).rjust(AGE_WIDTH) + " ") if age_shown else "",
             self._figure(task),
             " ",
             (what, "dim" if task.finished else ""),
