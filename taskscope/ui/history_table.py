@@ -10,7 +10,14 @@ from rich.text import Text
 from taskscope.model import TaskModel
 from taskscope.report import age_text, clock, safe_text
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ViewOptions, coro_text, made_by_asyncio, marker, matches
+from taskscope.ui.task_display import (
+    FULL_COLUMNS_FROM,
+    ViewOptions,
+    coro_text,
+    made_by_asyncio,
+    marker,
+    matches,
+)
 from taskscope.words import format_duration
 
 
@@ -38,8 +45,17 @@ class HistoryTable(RowList):
         ]
         self.set_rows([task.id for task in reversed(finished)])
 
+    def _widths(self) -> tuple[int, int, bool]:
+        """The name and coroutine columns' widths and whether LIVED shows: narrower in an
+        80-column terminal, for the outcome to stay on screen."""
+        if 0 < self.size.width < FULL_COLUMNS_FROM:
+            return 12, 10, False
+        return 24, 24, True
+
     def header(self) -> Text:
-        return Text(f"   {'ENDED':>9} {'NAME':24} {'COROUTINE':24} {'LIVED':>7}  OUTCOME")
+        name, coro, lived = self._widths()
+        lived_column = f"{'LIVED':>7}  " if lived else ""
+        return Text(f"   {'ENDED':>9} {'NAME':{name}} {'COROUTINE':{coro}} {lived_column}OUTCOME")
 
     def render_row(self, key: str) -> Text:
         task = self.model.tasks.get(key)
@@ -57,16 +73,19 @@ class HistoryTable(RowList):
         else:
             result = task.result
             outcome = Text("done" + (f": {safe_text(result, 100)}" if result else ""))
+        name_width, coro_width, lived = self._widths()
         return Text.assemble(
             marker(task, warned=task.id in self.warned),
             " ",
             ago.rjust(9),
             " ",
-            safe_text(task.name, 24).ljust(24),
+            safe_text(task.name, name_width).ljust(name_width),
             " ",
-            (coro_text(task, 24).ljust(24), "dim" if made_by_asyncio(task) else "cyan"),
+            (
+                coro_text(task, coro_width).ljust(coro_width),
+                "dim" if made_by_asyncio(task) else "cyan",
+            ),
             " ",
-            age_text(task, self.clock()).rjust(7),
-            "  ",
+            (age_text(task, self.clock()).rjust(7) + "  ") if lived else "",
             outcome,
         )
