@@ -115,3 +115,31 @@ def test_a_step_that_blocks_the_loop_says_the_request_it_served(start: Any, time
     assert "secret" not in lint.stdout
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+def test_a_finished_request_task_keeps_its_request_in_the_history(start: Any) -> None:
+    # GIVEN the servers, their request tasks seen pending by a look
+    target = start("web_requests.py").wait_ready()
+    snap = agent_snapshot(target.pid)
+    upload = next(
+        task for task in snap["tasks"] if (task.get("request") or {}).get("path") == "/upload"
+    )
+    # WHEN the upload's task is cancelled, and its handler ends
+    cancelled = run_cli("cancel", str(target.pid), f"id:{upload['id']}")
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(lambda: "upload cancelled" in notes(target), what="the handler's end")
+
+    # THEN the history's entry of that task says the request it served
+    def finished() -> Any:
+        for record in agent_snapshot(target.pid)["tasks"]:
+            if record["id"] == upload["id"] and record["state"] != "pending":
+                return record
+        return None
+
+    entry = wait_for(finished, what="the finished request task")
+    assert entry["request"] == {"method": "POST", "path": "/upload", "route": "/upload"}, entry
+    # AND `ps -a` names it by its request
+    listed = run_cli("ps", "-a", str(target.pid))
+    assert "POST /upload (RequestHandler" in listed.stdout, listed.stdout
+    code, _out, err = target.stop()
+    assert code == 0, err

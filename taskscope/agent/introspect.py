@@ -260,6 +260,8 @@ def _finished_record(finished: FinishedTask) -> WireTask:
             record["result"] = finished.summary
     if finished.first_seen_at is not None:
         record["first_seen_at"] = finished.first_seen_at
+    if finished.request is not None:
+        record["request"] = finished.request
     if finished.created_from:
         record["created_from"] = _origin(finished.created_from)
     return record

@@ -60,7 +60,8 @@ Site = tuple[tuple[CodeType, int], ...]
 #: How a task the agent had looked at ended, as the loop thread notes it: id, loop id, name,
 #: its coroutine's code (or the name of what it ran), state, finished at, created at, parent
 #: id, result or exception summary, creation site (offsets, or line numbers where the next
-#: field says so), first seen at, and for a failed task its traceback and retrieval note.
+#: field says so), first seen at, for a failed task its traceback and retrieval note, and
+#: the web request its last record said it served.
 LookedAtEntry = tuple[
     int,
     str,
@@ -75,6 +76,7 @@ LookedAtEntry = tuple[
     bool,
     float | None,
     TracebackNote | None,
+    WireRequest | None,
 ]
 #: A creation note of a task not looked at yet, made by the `create_task` shadow: a list
 #: whose first six slots are filled at creation, the last five by the done callback, when it
@@ -448,6 +450,8 @@ class FinishedTask:
     #: A failed task's traceback note (see taskscope.agent.failures), and the text made of it.
     failure: TracebackNote | None = None
     traceback: str | None = None
+    #: The web request it served, when a look saw it pending (`web_requests`).
+    request: WireRequest | None = None
 
 
 class Tracker(LoopTracker):
@@ -638,8 +642,11 @@ class Tracker(LoopTracker):
                     history.append(note)
                     return
                 meta = metas.get(id(task))
+                request = None
                 if meta is not None and meta() is task:
                     shown = meta.record  # its last record: the history names it alike
+                    if shown is not None:
+                        request = shown.get("request")  # a web request it was seen serve
                     meta.chain_fut = meta.record = None  # the builder's notes: pending only
                     task_id, parent_id = meta.task_id, meta.parent_id
                     created_at, site, in_lines = meta.created_at, meta.created_from, True
@@ -681,6 +688,7 @@ class Tracker(LoopTracker):
                         in_lines,
                         seen_at,
                         failure,
+                        request,
                     )
                 )
             except Exception:
@@ -740,6 +748,7 @@ class Tracker(LoopTracker):
                 False,
                 first_seen_at,
                 failure,
+                None,
             )
         )
 
@@ -811,6 +820,7 @@ class Tracker(LoopTracker):
             in_lines,
             seen_at,
             failure,
+            request,
         ) = item
         return FinishedTask(
             task_id,
@@ -827,6 +837,7 @@ class Tracker(LoopTracker):
             None,
             failure,
             _formatted(failure),
+            request,
         )
 
     def prune(self) -> None:
