@@ -299,7 +299,12 @@ def test_calls_waiting_for_a_worker_thread_wait_on_the_default_limiter(start: An
     # THEN those waiting for a token say which limiter (trio's borrowers are its threads'
     # placeholders, not tasks: no holders are named)
     waiting = "CapacityLimiter.acquire on the default thread limiter (value 0, 2 waiting)"
-    assert texts == [waiting] * 2 + ["to_thread Event.wait"] * 3, texts
+    # AND those in threads say where the program's call is in its thread (trio's thread
+    # names, made of the call's and the task's, are not repeated)
+    lines = (TARGETS / "trio_threads.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "# a blocking call with no" in text)
+    in_thread = f"to_thread wait_for_release, at wait_for_release() trio_threads.py:{line}"
+    assert texts == [waiting] * 2 + [in_thread] * 3, texts
     # WHEN the blocking calls return
     target.file(f"release-{target.pid}").write_text("go")
     # THEN all five ran theirs

@@ -617,3 +617,42 @@ def test_a_task_step_runs_right_above_unrolled_run_and_trio_counts_its_steps() -
     assert locate(sys._current_frames().get(thread.ident or 0)) == (None, ())
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_a_worker_threads_call_holds_the_waiting_tasks_call_context() -> None:
+    # What `trio_runs._worker_thread_calls` reads: `to_thread.run_sync` runs its call in a
+    # nested `worker_fn` whose `context` is the very object its own frame (the task's) holds.
+    code = trio_runs._worker_fn_code()
+    assert code is not None and "context" in code.co_freevars
+    release = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def call() -> None:
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code is not code:
+            frame = frame.f_back
+        seen["worker_context"] = frame.f_locals.get("context") if frame is not None else None
+        release.wait(5)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, call)
+            await trio.sleep(0.2)
+            [child] = nursery.child_tasks
+            # down the task's chain of coroutines to `to_thread_run_sync`'s
+            inner = child.coro
+            while getattr(inner, "cr_await", None) is not None and inner.cr_code.co_name != (
+                "to_thread_run_sync"
+            ):
+                inner = inner.cr_await
+            seen["task_context"] = inner.cr_frame.f_locals.get("context")
+            seen["found"] = trio_runs._worker_thread_calls()
+            release.set()
+
+    trio.run(main)
+    assert seen["worker_context"] is not None
+    assert seen["worker_context"] is seen["task_context"]
+    [(key, (_thread, _function, stack))] = seen["found"].items()
+    assert key == id(seen["task_context"])
+    # the call's frames, outermost first: the program's function, then what it blocks in
+    assert stack[0]["function"].endswith("call") and stack[1]["function"] == "Event.wait", stack

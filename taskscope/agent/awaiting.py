@@ -187,7 +187,7 @@ class AwaitContext:
                         future = getattr(item, "future", None)
                         if future is not None:
                             function = callable_name(_work_item_function(item))
-                            found[id(future)] = _thread_call(names, thread_id, function, inside)
+                            found[id(future)] = thread_call(names, thread_id, function, inside)
                     elif code is worker_code:
                         if running:
                             reference = _local(walker, "executor_reference")
@@ -199,7 +199,7 @@ class AwaitContext:
                         future = _local(walker, "future")
                         if isinstance(future, asyncio.Future) and inside:
                             function = callable_name(_local(walker, "func"))
-                            found[id(future)] = _thread_call(names, thread_id, function, inside)
+                            found[id(future)] = thread_call(names, thread_id, function, inside)
                         break
                     elif not running and len(inside) < THREAD_STACK_DEPTH:
                         inside.append(walker)
@@ -658,7 +658,7 @@ ThreadCall = tuple[str, str, list[dict[str, Any]]]
 THREAD_STACK_DEPTH = 30
 
 
-def _thread_call(
+def thread_call(
     names: dict[int | None, str], thread_id: int, function: str, inside: list[FrameType]
 ) -> ThreadCall:
     stack = [

@@ -48,10 +48,18 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import CodeType, CoroutineType, FrameType
+from types import CodeType, CoroutineType, FrameType, FunctionType
 from typing import TYPE_CHECKING, Any
 
-from taskscope.agent.awaiting import AwaitContext, callable_name, object_name, tokens_left
+from taskscope.agent.awaiting import (
+    THREAD_STACK_DEPTH,
+    AwaitContext,
+    ThreadCall,
+    callable_name,
+    object_name,
+    thread_call,
+    tokens_left,
+)
 from taskscope.agent.chains import MAX_STACK_DEPTH, _chain, _origin, frame_record, line_at
 from taskscope.agent.failures import TracebackNote
 from taskscope.agent.loops import (
@@ -952,6 +960,14 @@ class _Look:
         self.now = _clock_now(runner)
         #: For the names the program's code uses for objects, found as for asyncio's.
         self.names = AwaitContext(lambda _task: "")
+        self._thread_calls: dict[int, ThreadCall] | None = None
+
+    def thread_call(self, context: Any) -> ThreadCall | None:
+        """The call a worker thread of trio's runs for a `to_thread.run_sync` whose call
+        context is `context` (its threads read once per look, when a task waits on one)."""
+        if self._thread_calls is None:
+            self._thread_calls = _worker_thread_calls()
+        return self._thread_calls.get(id(context))
 
     def name_of(self, obj: Any, caller: FrameType | None) -> str | None:
         """The name the awaiting code uses for `obj`: a local, an attribute of one (without
@@ -1195,8 +1211,53 @@ def _fd_wait(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list
 def _to_thread(
     look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]
 ) -> Any:
-    facts = {"function": callable_name(_local(frame, "sync_fn"))}
+    sync_fn = _local(frame, "sync_fn")
+    facts: dict[str, Any] = {"function": callable_name(sync_fn)}
+    call = look.thread_call(_local(frame, "context"))
+    if call is not None:
+        thread, _function, stack = call
+        # trio names the thread after the call and the task (`query from req-0`): said only
+        # when the program named it
+        default = f"{getattr(sync_fn, '__name__', None)} from {getattr(task, 'name', '')}"
+        if thread != default:
+            facts["thread"] = thread
+        facts["thread_stack"] = stack
     return {"kind": "executor", "tasks": (), "call": "to_thread", "object": facts}
+
+
+def _worker_thread_calls() -> dict[int, ThreadCall]:
+    """id(call context) -> the call a worker thread of trio's runs for `to_thread.run_sync`:
+    its frames inside trio's `worker_fn`, whose `context` is the one the waiting task's frame
+    holds."""
+    worker_code = _worker_fn_code()
+    if worker_code is None:
+        return {}
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    found: dict[int, ThreadCall] = {}
+    for thread_id, top in thread_tops().items():
+        walker: FrameType | None = top
+        inside: list[FrameType] = []  # the call's frames, innermost first
+        while walker is not None:
+            if walker.f_code is worker_code:
+                context = _local(walker, "context")
+                if context is not None and inside:
+                    found[id(context)] = thread_call(names, thread_id, "", inside)
+                break
+            if len(inside) < THREAD_STACK_DEPTH:
+                inside.append(walker)
+            walker = walker.f_back
+    return found
+
+
+def _worker_fn_code() -> CodeType | None:
+    """The code of the function `trio.to_thread.run_sync` runs in a worker thread."""
+    module = sys.modules.get("trio._threads")
+    run_sync = vars(module).get("to_thread_run_sync") if module is not None else None
+    code = getattr(run_sync, "__code__", None) if type(run_sync) is FunctionType else None
+    for constant in code.co_consts if code is not None else ():
+        if type(constant) is CodeType and constant.co_name == "worker_fn":
+            return constant
+    return None
 
 
 def _nursery(look: _Look, task: Any, frame: FrameType, caller: Any, frames: list[FrameType]) -> Any:

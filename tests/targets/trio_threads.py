@@ -15,8 +15,12 @@ from target_kit import WORKDIR, note, signal_ready, stop_requested
 THREADED = 5
 
 
+def wait_for_release(release: threading.Event) -> None:
+    release.wait()  # a blocking call with no timeout
+
+
 async def threaded(release: threading.Event, done: list[str], name: str) -> None:
-    await trio.to_thread.run_sync(release.wait)
+    await trio.to_thread.run_sync(wait_for_release, release)
     done.append(name)
 
 
