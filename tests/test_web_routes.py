@@ -1,8 +1,8 @@
 """The route a request task's request matched, against a real program serving a Starlette app
-under uvicorn and an aiohttp.web app (tests/targets/web_routes.py), three requests to an
-`/items/{...}` route on each: the record says the route's template, the grouped view groups
-the requests by it, the detail pane and the filter use it; a request that waited before its
-application routed it gets its route once it has moved."""
+under uvicorn and under hypercorn, and an aiohttp.web app (tests/targets/web_routes.py), three
+requests to an `/items/{...}` route on each: the record says the route's template, the grouped
+view groups the requests by it, the detail pane and the filter use it; a request that waited
+before its application routed it gets its route once it has moved."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from tests.helpers import agent_snapshot, notes, run_cli, wait_for
 pytest.importorskip("uvicorn", reason="this test needs uvicorn (pip install uvicorn)")
 pytest.importorskip("aiohttp", reason="this test needs aiohttp (pip install aiohttp)")
 pytest.importorskip("starlette", reason="this test needs starlette (pip install starlette)")
+pytest.importorskip("hypercorn", reason="this test needs hypercorn (pip install hypercorn)")
 
 UVICORN = "RequestResponseCycle.run_asgi"
 AIOHTTP = "RequestHandler._handle_request"
+HYPERCORN = "_handle"
 
 
 def _served(snap: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
@@ -51,6 +53,9 @@ def test_request_tasks_say_their_route_and_group_by_it(start: Any) -> None:
         (UVICORN, "GET", "/items/2", "/items/{item_id}"),
         (UVICORN, "GET", "/items/3", "/items/{item_id}"),
         (UVICORN, "GET", "/late/7", None),  # not routed yet
+        (HYPERCORN, "GET", "/items/1", "/items/{item_id}"),
+        (HYPERCORN, "GET", "/items/2", "/items/{item_id}"),
+        (HYPERCORN, "GET", "/items/3", "/items/{item_id}"),
     ], _served(snap)
     # AND the grouped view has one line per route, whatever the item
     model = TaskModel.from_snapshot(snap)
@@ -60,10 +65,11 @@ def test_request_tasks_say_their_route_and_group_by_it(start: Any) -> None:
     assert routed == {
         f"GET /items/{{id}} ({AIOHTTP})": 3,
         f"GET /items/{{item_id}} ({UVICORN})": 3,
+        f"GET /items/{{item_id}} ({HYPERCORN})": 3,
     }, routed
     # AND the filter finds the tasks by their route, and the detail pane says it
     found = sorted(task.request[1] for task in model.tasks.values() if matches(task, "{item_id}"))
-    assert found == ["/items/1", "/items/2", "/items/3"]
+    assert found == ["/items/1", "/items/1", "/items/2", "/items/2", "/items/3", "/items/3"]
     first = next(task for task in model.tasks.values() if task.route == "/items/{item_id}")
     assert first.request is not None
     assert served_words(first.request, first.route) == (

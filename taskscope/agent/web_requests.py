@@ -1,16 +1,17 @@
-"""The web request a task serves, for servers that run each request in a task of its own:
-uvicorn (`RequestResponseCycle.run_asgi`, its websocket protocols' `run_asgi`) and aiohttp
-(`RequestHandler._handle_request`). Read from the server's own objects (the ASGI scope, the
-parsed request line) on the agent's thread, never through a property or the program's code:
-the method and the path, without its query string (which may carry a secret), and the
-route the application matched (Starlette, FastAPI, aiohttp.web), by its path template."""
+"""The web request a task serves, for servers that run each request in a task of its own: uvicorn
+(`RequestResponseCycle.run_asgi`, its websocket protocols' `run_asgi`), aiohttp
+(`RequestHandler._handle_request`) and hypercorn on asyncio (`_handle`). Read from the server's
+own objects (the ASGI scope, the parsed request line) on the agent's thread, never through a
+property or the program's code: the method and the path, without its query string (which may
+carry a secret), and the route the application matched (Starlette, FastAPI, aiohttp.web), by its
+path template."""
 
 from __future__ import annotations
 
 import gc
 import sys
 from types import CodeType, CoroutineType, FrameType, FunctionType
-from typing import Any
+from typing import Any, Final
 
 from taskscope.protocol import WireRequest
 
@@ -21,9 +22,16 @@ MAX_DEPTH = 200
 #: A path longer than this is cut: a record is kept per live task.
 PATH_LIMIT = 200
 
-#: The request-serving coroutines' codes -> where the request is among their locals, built
-#: again when modules were imported since (`_request_codes`).
-_CODES: dict[CodeType, int] = {}
+#: Where a request-serving coroutine keeps its request, by the server: uvicorn's
+#: `run_asgi(self)` (the ASGI scope is `self.scope`), aiohttp's `_handle_request(self,
+#: request, ...)`, hypercorn's `_handle(app, config, scope, ...)`: (the local's index among
+#: the arguments, its name, how to read it).
+_UVICORN: Final = (0, "self", "uvicorn")
+_AIOHTTP: Final = (1, "request", "aiohttp")
+_HYPERCORN: Final = (2, "scope", "scope")
+#: The request-serving coroutines' codes -> where their request is (above), built again
+#: when modules were imported since (`_request_codes`).
+_CODES: dict[CodeType, tuple[int, str, str]] = {}
 _MODULES_SEEN = [0]
 
 
@@ -37,10 +45,7 @@ def request_of(coro: Any) -> WireRequest | None:
     where = codes.get(code)
     if where is None:
         return None
-    holder = _local_at(coro, code, where)
-    if where == 0:  # uvicorn: `self`, which keeps the ASGI scope
-        return _from_scope(_plain_attribute(holder, "scope"))
-    return _from_aiohttp(holder)
+    return _read(where[2], _local_at(coro, code, where[0]))
 
 
 def request_in_stack(top: FrameType | None) -> WireRequest | None:
@@ -53,12 +58,17 @@ def request_in_stack(top: FrameType | None) -> WireRequest | None:
     while frame is not None and depth < MAX_DEPTH:
         where = codes.get(frame.f_code)
         if where is not None:
-            holder = _local(frame, "self" if where == 0 else "request")
-            if where == 0:
-                return _from_scope(_plain_attribute(holder, "scope"))
-            return _from_aiohttp(holder)
+            return _read(where[2], _local(frame, where[1]))
         frame, depth = frame.f_back, depth + 1
     return None
+
+
+def _read(how: str, holder: Any) -> WireRequest | None:
+    if how == "uvicorn":  # `self`, which keeps the ASGI scope
+        return _from_scope(_plain_attribute(holder, "scope"))
+    if how == "scope":
+        return _from_scope(holder)
+    return _from_aiohttp(holder)
 
 
 def _local(frame: FrameType, name: str) -> Any:
@@ -68,7 +78,7 @@ def _local(frame: FrameType, name: str) -> Any:
         return None
 
 
-def _request_codes() -> dict[CodeType, int]:
+def _request_codes() -> dict[CodeType, tuple[int, str, str]]:
     if len(sys.modules) == _MODULES_SEEN[0]:
         return _CODES
     _MODULES_SEEN[0] = len(sys.modules)
@@ -84,12 +94,16 @@ def _request_codes() -> dict[CodeType, int]:
             # The class's own dict: no metaclass of an imported name gets to run.
             run = vars(value).get("run_asgi") if type(value) is type else None
             if type(run) is FunctionType:
-                _CODES[run.__code__] = 0
+                _CODES[run.__code__] = _UVICORN
     web_protocol = sys.modules.get("aiohttp.web_protocol")
     handler_class = vars(web_protocol).get("RequestHandler") if web_protocol is not None else None
     handler = vars(handler_class).get("_handle_request") if type(handler_class) is type else None
     if type(handler) is FunctionType:
-        _CODES[handler.__code__] = 1
+        _CODES[handler.__code__] = _AIOHTTP
+    hypercorn = sys.modules.get("hypercorn.asyncio.task_group")
+    handle = vars(hypercorn).get("_handle") if hypercorn is not None else None
+    if type(handle) is FunctionType:
+        _CODES[handle.__code__] = _HYPERCORN
     return _CODES
 
 

@@ -1,10 +1,10 @@
-"""Request tasks that know their route: a Starlette app under uvicorn (h11) and an aiohttp.web
-app, each with an `/items/{...}` route whose handler waits for an hour, and three requests to
-it on each server (`/items/1`, `/items/2`, `/items/3?token=secret`). On Starlette, a request
-to `/late/7` waits in a middleware before the app routes it, until a `route-PID` file lets it
-through (it notes `late routed` once its handler waits in the `/late/{number}` route). Signals
-ready once the six requests wait in their handlers and the late one in the middleware. Exits
-at once when stopped."""
+"""Request tasks that know their route: a Starlette app under uvicorn (h11) and under hypercorn,
+and an aiohttp.web app, each with an `/items/{...}` route whose handler waits for an hour, and
+three requests to it on each server (`/items/1`, `/items/2`, `/items/3?token=secret`). On
+Starlette, a request to `/late/7` waits in a middleware before the app routes it, until a
+`route-PID` file lets it through (it notes `late routed` once its handler waits in the
+`/late/{number}` route). Signals ready once the nine requests wait in their handlers and the
+late one in the middleware. Exits at once when stopped."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 from aiohttp import web
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -62,6 +64,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def wait_for_port(port: int) -> None:
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        return
+
+
 async def send(port: int, path: str) -> asyncio.StreamWriter:
     _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
@@ -86,15 +99,25 @@ async def main() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     aiohttp_port = runner.addresses[0][1]
+    hypercorn_port = free_port()
+    hypercorn_config = Config()
+    hypercorn_config.bind = [f"127.0.0.1:{hypercorn_port}"]
+    hypercorn_config.accesslog = hypercorn_config.errorlog = None
+    stopping = asyncio.Event()
+    hypercorn = asyncio.create_task(
+        serve(app, hypercorn_config, shutdown_trigger=stopping.wait),  # type: ignore[arg-type]
+        name="hypercorn",
+    )
     while not server.started:
         await asyncio.sleep(0.01)
+    await wait_for_port(hypercorn_port)
     clients = [
         await send(port, path)
-        for port in (uvicorn_port, aiohttp_port)
+        for port in (uvicorn_port, aiohttp_port, hypercorn_port)
         for path in ("/items/1", "/items/2", "/items/3?token=secret")
     ]
     clients.append(await send(uvicorn_port, "/late/7"))
-    while sorted(waiting) != ["aiohttp"] * 3 + ["gate"] + ["starlette"] * 3:
+    while sorted(waiting) != ["aiohttp"] * 3 + ["gate"] + ["starlette"] * 6:
         await asyncio.sleep(0.01)
     signal_ready()
     cue = WORKDIR / f"route-{os.getpid()}"
@@ -103,7 +126,7 @@ async def main() -> None:
     gate.set()
     await until_stopped()
     # At once: both servers would wait for the requests, which wait for an hour.
-    os._exit(0 if clients and serving else 1)
+    os._exit(0 if clients and serving and hypercorn else 1)
 
 
 asyncio.run(main())
