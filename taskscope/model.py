@@ -133,6 +133,7 @@ class TaskInfo:
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
+        request = raw.get("request")  # most tasks serve none
         return cls(
             id=str(raw["id"]),
             loop=str(raw["loop"]),
@@ -162,8 +163,8 @@ class TaskInfo:
             exception_retrieved=raw.get("exception_retrieved"),
             unreferenced=bool(raw.get("unreferenced", False)),
             cancelling_since=raw.get("cancelling_since"),
-            request=_request(raw.get("request")),
-            route=_route(raw.get("request")),
+            request=_request(request) if request is not None else None,
+            route=_route(request) if request is not None else None,
         )
 
     @property
@@ -634,8 +635,9 @@ class TaskModel:
 
 def in_tree_order(model: TaskModel, task_ids: Iterable[str]) -> list[str]:
     """Task ids in the order the tree lists siblings (ids the model does not know last)."""
-    known = [model.tasks[task_id] for task_id in task_ids if task_id in model.tasks]
-    unknown = [task_id for task_id in task_ids if task_id not in model.tasks]
+    ids = list(task_ids)
+    known = [model.tasks[task_id] for task_id in ids if task_id in model.tasks]
+    unknown = [task_id for task_id in ids if task_id not in model.tasks]
     return [task.id for task in sorted(known, key=_sibling_order)] + unknown
 
 
