@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from rich.text import Text
 
-from taskscope.model import TaskModel
+from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import (
@@ -88,11 +88,7 @@ class TaskTable(RowList):
         quiet = task.finished or made_by_asyncio(task)
         if self._narrow():
             return Text.assemble(
-                marker(task, in_cycle, warned=task.id in self.warned),
-                " ",
-                f"{task.id:>5} ",
-                (safe_text(task.name, 12).ljust(12), "dim" if quiet else "bold"),
-                " ",
+                *self._lead(task, in_cycle, quiet, 5, 12),
                 (coro_text(task, 10).ljust(10), "dim" if quiet else "cyan"),
                 " ",
                 (step_time_text(task.busy_s).rjust(7) + " ") if self.figures else "",
@@ -100,11 +96,7 @@ class TaskTable(RowList):
             )
         if self.figures:
             return Text.assemble(
-                marker(task, in_cycle, warned=task.id in self.warned),
-                " ",
-                f"{task.id:>6} ",
-                (safe_text(task.name, 20).ljust(20), "dim" if quiet else "bold"),
-                " ",
+                *self._lead(task, in_cycle, quiet, 6, 20),
                 step_time_text(task.busy_s).rjust(7),
                 " ",
                 count_text(task.steps).rjust(7),
@@ -118,11 +110,7 @@ class TaskTable(RowList):
                 what,
             )
         return Text.assemble(
-            marker(task, in_cycle, warned=task.id in self.warned),
-            " ",
-            f"{task.id:>6} ",
-            (safe_text(task.name, 24).ljust(24), "dim" if quiet else "bold"),
-            " ",
+            *self._lead(task, in_cycle, quiet, 6, 24),
             (coro_text(task, 24).ljust(24), "dim" if quiet else "cyan"),
             " ",
             f"{task.state:9} ",
@@ -131,4 +119,16 @@ class TaskTable(RowList):
             waited.rjust(7),
             "  ",
             what,
+        )
+
+    def _lead(
+        self, task: TaskInfo, in_cycle: bool, quiet: bool, id_width: int, name_width: int
+    ) -> tuple[Text | str | tuple[str, str], ...]:
+        """What every layout's row begins with: the marker, the id and the name."""
+        return (
+            marker(task, in_cycle, warned=task.id in self.warned),
+            " ",
+            f"{task.id:>{id_width}} ",
+            (safe_text(task.name, name_width).ljust(name_width), "dim" if quiet else "bold"),
+            " ",
         )
