@@ -127,6 +127,8 @@ def test_a_finished_request_task_keeps_its_request_in_the_history(start: Any) ->
     # WHEN the upload's task is cancelled, and its handler ends
     cancelled = run_cli("cancel", str(target.pid), f"id:{upload['id']}")
     assert cancelled.returncode == 0, cancelled.stderr
+    # (saying which request it cancelled)
+    assert "(POST /upload (RequestHandler._handle_request))" in cancelled.stdout, cancelled.stdout
     wait_for(lambda: "upload cancelled" in notes(target), what="the handler's end")
 
     # THEN the history's entry of that task says the request it served

@@ -116,7 +116,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         reply = source.stack(task.id)
     finally:
         source.close()
-    title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
+    title = _task_title(task)
     if not reply.get("found"):
         print(f"taskscope: {title} has gone from process {args.pid}", file=sys.stderr)
         return EXIT_ERROR
@@ -172,7 +172,6 @@ CANCEL_TEXT = {
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from taskscope.report import safe_text
 
     source = open_source(args, needs=Capability.CANCEL)
     try:
@@ -182,7 +181,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         source.close()
     outcome = result.outcome
     error = result.error or "the agent did not say why"
-    title = f"task {task.id} {safe_text(task.name)} ({safe_text(task.coro)}())"
+    title = _task_title(task)
     # On another host, the `ps` to run names it: `taskscope ps ssh://HOST PID`.
     where = args.pid if args.remote is None else f"{args.remote} {args.pid}"
     text = CANCEL_TEXT.get(outcome, outcome).format(task=title, pid=where, error=error)
@@ -240,3 +239,12 @@ def _detach_remote(args: argparse.Namespace) -> int:
             return EXIT_ERROR
     print(f"agent stopped in process {args.pid} on {args.remote}: its hooks are undone")
     return 0
+
+
+def _task_title(task: TaskInfo) -> str:
+    """`task 7 Task-7 (GET /report (RequestResponseCycle.run_asgi))`: a task, said in full."""
+    from taskscope.report import safe_text
+    from taskscope.words import coro_label
+
+    runs = safe_text(coro_label(task.coro, task.request))
+    return f"task {task.id} {safe_text(task.name)} ({runs})"

@@ -18,6 +18,7 @@ from typing import Literal
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.report import safe_text
+from taskscope.words import coro_label
 
 #: How long a cancelled task may keep running before we say it ignored the cancellation.
 CANCEL_GRACE = 3.0
@@ -110,7 +111,7 @@ def ask(
 ) -> CancelQuestion:
     """The question for cancelling `task` (and, for `subtree`, every unfinished task under it)."""
     name = safe_text(task.name, 40)
-    what = f"{safe_text(task.coro, 40)}(), {state_words(task)}"
+    what = f"{safe_text(coro_label(task.coro, task.request), 60)}, {state_words(task)}"
     if subtree:
         ids = [task_id for task_id in model.subtree(task.id) if not model.tasks[task_id].finished]
         count = len(ids)

@@ -14,6 +14,7 @@ from taskscope.ui.detail_pane import short_path
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import (
     ASYNCIO_MARK,
+    FULL_COLUMNS_FROM,
     WARNING_MARKER,
     WARNING_STYLE,
     ViewOptions,
@@ -49,7 +50,14 @@ class GroupTable(RowList):
         )
         self.set_rows(list(self.groups))
 
+    def _narrow(self) -> bool:
+        """An 80-column terminal's view: what a group runs is cut shorter, for what its
+        tasks await to show."""
+        return 0 < self.size.width < FULL_COLUMNS_FROM
+
     def header(self) -> Text:
+        if self._narrow():
+            return Text(f"  {'TASKS':>6}    COROUTINE AND WHAT IT AWAITS")
         return Text(f"  {'TASKS':>9}    COROUTINE AND WHAT IT AWAITS, WHERE")
 
     def render_row(self, key: str) -> Text:
@@ -57,13 +65,14 @@ class GroupTable(RowList):
         first = self.model.tasks.get(row.ids[0]) if row.ids else None
         asyncio_made = first is not None and made_by_asyncio(first)
         warned = self.warned_count.get(key, 0)
+        narrow = self._narrow()
         text = Text.assemble(
             (WARNING_MARKER, WARNING_STYLE) if warned else " ",
             " ",
-            (f"{row.count:>9,}", "bold"),
+            (f"{row.count:>{6 if narrow else 9},}", "bold"),
             " x ",
             (
-                (ASYNCIO_MARK if asyncio_made else "") + safe_text(row.label, 40),
+                (ASYNCIO_MARK if asyncio_made else "") + safe_text(row.label, 20 if narrow else 40),
                 "dim" if asyncio_made else "cyan",
             ),
             "  awaiting " if row.what not in ("running", "ready") else "  ",

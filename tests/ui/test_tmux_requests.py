@@ -51,7 +51,13 @@ def test_filter_a_request_by_its_path_and_cancel_it(server: Target, terminal: Te
     assert title.startswith("Task-"), terminal.screen()
     # WHEN it cancels that task
     terminal.keys("c")
-    on_screen(terminal, lambda: line_with(terminal, f"Cancel {title} ("), 10, "the question")
+    # (the question says which request it cancels)
+    on_screen(
+        terminal,
+        lambda: line_with(terminal, f"Cancel {title} (POST /upload (Req"),
+        10,
+        "the question",
+    )
     terminal.keys("y")
     # THEN the server's handler of that request is cancelled, and the server goes on
     on_screen(terminal, lambda: "upload cancelled" in notes(server), 15, "the handler's end")
