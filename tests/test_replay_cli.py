@@ -75,7 +75,8 @@ def test_tree_and_ps_from_read_as_the_live_commands_did(recorded: tuple[Target, 
         for line in text.splitlines():
             if line == WAIT_BOUND_NOTE:
                 continue
-            words = re.sub(durations, "N", line).split()
+            # (the tree says a wait after what it awaits: `…, for 1.2s`)
+            words = re.sub(r", for ≥?N", "", re.sub(durations, "N", line)).split()
             lines.append(" ".join(word for word in words if word not in ("WAITED", "≥N")))
         return lines
 
