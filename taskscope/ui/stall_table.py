@@ -14,7 +14,7 @@ from rich.text import Text
 from taskscope.model import LoopInfo, Stall, TaskModel
 from taskscope.report import safe_text
 from taskscope.ui.row_list import RowList
-from taskscope.ui.task_display import ViewOptions, blocking_frame, who_stalled
+from taskscope.ui.task_display import FULL_COLUMNS_FROM, ViewOptions, blocking_frame, who_stalled
 from taskscope.words import format_duration, no_stalls_words, step_time_text
 
 #: The width of the task (or callback) column.
@@ -56,11 +56,16 @@ class StallTable(RowList):
     def stall(self, key: str | None) -> tuple[LoopInfo, Stall] | None:
         return self.stalls.get(key) if key is not None else None
 
+    def _who_width(self) -> int:
+        """The task column's width: narrower in an 80-column terminal, for the blocking line
+        to show."""
+        return 12 if 0 < self.size.width < FULL_COLUMNS_FROM else WHO_WIDTH
+
     def header(self) -> Text:
         loop = f"  {'LOOP'}" if len(self.model.loops) > 1 else ""
-        return Text(
-            f"  {'LASTED':>7} {'AGO':>7}  {'TASK OR CALLBACK':{WHO_WIDTH}} BLOCKING LINE{loop}"
-        )
+        who = "TASK OR CALLBACK" if self._who_width() == WHO_WIDTH else "RAN"
+        width = self._who_width()
+        return Text(f"  {'LASTED':>7} {'AGO':>7}  {who:{width}} BLOCKING LINE{loop}")
 
     def render_row(self, key: str) -> Text:
         found = self.stalls.get(key)
@@ -79,7 +84,8 @@ class StallTable(RowList):
         ago = format_duration(max(0.0, self.clock() - stall.started_at))
         mark = (ONGOING_MARK, "bold red") if stall.ongoing else (" ", "")
         loop_column = f"  {safe_text(loop.label, 20)}" if len(self.model.loops) > 1 else ""
-        who = safe_text(who_stalled(stall), WHO_WIDTH).ljust(WHO_WIDTH)
+        width = self._who_width()
+        who = safe_text(who_stalled(stall), width).ljust(width)
         return Text.assemble(
             mark,
             " ",
