@@ -102,3 +102,42 @@ def test_served_words() -> None:
     assert served_words(("GET", "/items/7"), "/items/{id}") == "GET /items/7, route /items/{id}"
     assert served_words(("GET", "/report"), "/report") == "GET /report"
     assert served_words(("POST", "/upload"), None) == "POST /upload"
+
+
+def test_a_route_is_read_without_running_the_programs_code() -> None:
+    from taskscope.agent.web_requests import _read
+
+    ran: list[str] = []
+
+    class PropertyRoute:
+        @property
+        def path(self) -> str:
+            ran.append("property")
+            return "/from/a/property"
+
+    class LookupRoute:
+        def __getattr__(self, name: str) -> str:
+            ran.append("getattr")
+            return "/from/getattr"
+
+    class PlainRoute:
+        def __init__(self) -> None:
+            self.path = "/items/{item_id}"
+
+    def scope(route: object) -> dict[str, object]:
+        return {"type": "http", "method": "GET", "path": "/items/7", "route": route}
+
+    # A route whose path is a plain attribute is said; one behind a property or __getattr__
+    # is not, and the program's code never runs
+    assert _read("scope", scope(PlainRoute())) == {
+        "method": "GET",
+        "path": "/items/7",
+        "route": "/items/{item_id}",
+    }
+    for route in (PropertyRoute(), LookupRoute(), object(), 42):
+        assert _read("scope", scope(route)) == {"method": "GET", "path": "/items/7"}
+    assert ran == []
+    # A server object that is not as expected leaves the task without a request
+    assert _read("uvicorn", LookupRoute()) is None
+    assert _read("aiohttp", object()) is None
+    assert ran == []

@@ -64,11 +64,17 @@ def request_in_stack(top: FrameType | None) -> WireRequest | None:
 
 
 def _read(how: str, holder: Any) -> WireRequest | None:
-    if how == "uvicorn":  # `self`, which keeps the ASGI scope
-        return _from_scope(_plain_attribute(holder, "scope"))
-    if how == "scope":
-        return _from_scope(holder)
-    return _from_aiohttp(holder)
+    """The request `holder` (a server's object, as `_CODES` says) serves. Never raises: a
+    server's version whose objects are not as read here (a slot left unset, a path that is
+    not text) leaves a task without its request, and the look goes on."""
+    try:
+        if how == "uvicorn":  # `self`, which keeps the ASGI scope
+            return _from_scope(_plain_attribute(holder, "scope"))
+        if how == "scope":
+            return _from_scope(holder)
+        return _from_aiohttp(holder)
+    except Exception:
+        return None
 
 
 def _local(frame: FrameType, name: str) -> Any:
