@@ -338,10 +338,21 @@ def test_ctrl_c_ends_a_run_program_as_it_ends_under_python(tmp_path: Any) -> Non
         assert process.stdout.readline() == "ready\n"
         # WHEN the user presses Ctrl-C
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
-    plain, watched = interrupted(), interrupted("-m", "taskscope", "run")
+    try:
+        plain = interrupted()
+    except subprocess.TimeoutExpired:
+        # Plain python, without taskscope, once outlived its Ctrl-C on a loaded CI lane (3.14,
+        # not reproduced in 40 tries): the baseline is measured again; `taskscope run` never is.
+        plain = interrupted()
+    watched = interrupted("-m", "taskscope", "run")
     # THEN both die of SIGINT with the program's own traceback: no frame of taskscope's
     assert watched.returncode == plain.returncode == -signal.SIGINT
     assert watched.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1] == "KeyboardInterrupt"
