@@ -361,10 +361,27 @@ def test_failed_tasks_keep_their_traceback_and_whether_it_was_retrieved(start: A
     target.stop()
 
 
+def _attached(pid: int) -> None:
+    """`taskscope dump PID` on a program without the agent, and its agent's first look.
+    On a loaded machine the injection may outlast the CLI's wait on 3.14+, which then reads
+    the program's memory instead (and exits 0): the agent, loaded a moment later, is waited
+    for, so that it has looked (and hooked task creation) before the program goes on."""
+    assert run_cli("dump", str(pid)).returncode == 0
+
+    def looked() -> bool:
+        try:
+            agent_snapshot(pid)
+        except Exception:
+            return False
+        return True
+
+    wait_for(looked, what="the agent's first look")
+
+
 def test_failed_tasks_after_an_attach(start: Any) -> None:
     # GIVEN a program without the agent, which starts its tasks when told
     target = start("failures.py", "on-go", agent=False).wait_ready()
-    assert run_cli("dump", str(target.pid)).returncode == 0
+    _attached(target.pid)
     target.file(f"go-{target.pid}").write_text("go")
     wait_for(lambda: "all failed" in notes(target), what="the tasks to fail")
     _assert_failures(target.pid)
@@ -377,7 +394,7 @@ def test_never_retrieved_message_is_unchanged(start: Any, how: str) -> None:
     plain = start("failures.py", "on-go", agent=False).wait_ready()
     watched = start("failures.py", "on-go", agent=how == "run").wait_ready()
     if how == "attach":
-        assert run_cli("dump", str(watched.pid)).returncode == 0
+        _attached(watched.pid)
     for target in (plain, watched):
         target.file(f"go-{target.pid}").write_text("go")
         wait_for(lambda target=target: "all failed" in notes(target), what="the tasks to fail")
