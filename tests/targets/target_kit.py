@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,39 @@ def note(text: str) -> None:
     """Append a line to the target's notes file, which tests read to see effects."""
     with open(WORKDIR / f"notes-{os.getpid()}", "a") as notes:
         notes.write(text + "\n")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 at the time of asking, for a server to listen on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_for_port(port: int) -> None:
+    """Until a server accepts connections on 127.0.0.1:`port`."""
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        return
+
+
+async def send(port: int, request: bytes) -> asyncio.StreamWriter:
+    """Sends `request` (the bytes of an HTTP request) to 127.0.0.1:`port`; the connection
+    stays open for as long as the writer is kept."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    return writer
+
+
+def get(path: str) -> bytes:
+    """The bytes of a GET request for `path`."""
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode()
 
 
 async def until_stopped() -> None:

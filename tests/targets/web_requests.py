@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from typing import Any
 
 import uvicorn
 from aiohttp import web
-from target_kit import WORKDIR, note, signal_ready, stop_requested, until_stopped
+from target_kit import (
+    WORKDIR,
+    free_port,
+    note,
+    send,
+    signal_ready,
+    stop_requested,
+    until_stopped,
+)
 
 waiting: set[str] = set()
 #: How long a request to `/block` holds the loop.
@@ -59,19 +66,6 @@ async def aiohttp_upload(request: web.Request) -> web.Response:
         note("upload cancelled")
         raise
     return web.Response(text="read")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def send(port: int, request: bytes) -> asyncio.StreamWriter:
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request)
-    await writer.drain()
-    return writer
 
 
 async def main() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from typing import Any
 
 import uvicorn
@@ -21,7 +20,17 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from target_kit import WORKDIR, note, signal_ready, stop_requested, until_stopped
+from target_kit import (
+    WORKDIR,
+    free_port,
+    get,
+    note,
+    send,
+    signal_ready,
+    stop_requested,
+    until_stopped,
+    wait_for_port,
+)
 
 waiting: list[str] = []
 gate = asyncio.Event()
@@ -58,30 +67,6 @@ async def aiohttp_item(request: web.Request) -> web.Response:
     return web.Response(text="late")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def wait_for_port(port: int) -> None:
-    while True:
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.01)
-            continue
-        writer.close()
-        return
-
-
-async def send(port: int, path: str) -> asyncio.StreamWriter:
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-    await writer.drain()
-    return writer
-
-
 async def main() -> None:
     routes = [
         Route("/items/{item_id}", starlette_item),
@@ -112,11 +97,11 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     await wait_for_port(hypercorn_port)
     clients = [
-        await send(port, path)
+        await send(port, get(path))
         for port in (uvicorn_port, aiohttp_port, hypercorn_port)
         for path in ("/items/1", "/items/2", "/items/3?token=secret")
     ]
-    clients.append(await send(uvicorn_port, "/late/7"))
+    clients.append(await send(uvicorn_port, get("/late/7")))
     while sorted(waiting) != ["aiohttp"] * 3 + ["gate"] + ["starlette"] * 6:
         await asyncio.sleep(0.01)
     signal_ready()
