@@ -1,10 +1,11 @@
 """The web request a task serves, for servers that run each request in a task of its own: uvicorn
 (`RequestResponseCycle.run_asgi`, its websocket protocols' `run_asgi`), aiohttp
-(`RequestHandler._handle_request`) and hypercorn on asyncio (`_handle`). Read from the server's
-own objects (the ASGI scope, the parsed request line) on the agent's thread, never through a
-property or the program's code: the method and the path, without its query string (which may
-carry a secret), and the route the application matched (Starlette, FastAPI, aiohttp.web), by its
-path template."""
+(`RequestHandler._handle_request`) and hypercorn on asyncio (`_handle`); and a task that runs
+Django's request handling (`BaseHandler.get_response_async`), under any ASGI server. Read from
+the server's own objects (the ASGI scope, the parsed request line, Django's request) on the
+agent's thread, never through a property or the program's code: the method and the path,
+without its query string (which may carry a secret), and the route the application matched
+(Starlette, FastAPI, aiohttp.web, Django), by its path template."""
 
 from __future__ import annotations
 
@@ -29,10 +30,18 @@ PATH_LIMIT = 200
 _UVICORN: Final = (0, "self", "uvicorn")
 _AIOHTTP: Final = (1, "request", "aiohttp")
 _HYPERCORN: Final = (2, "scope", "scope")
+#: Django's `BaseHandler.get_response_async(self, request)`: not a task's own coroutine under
+#: most servers (uvicorn's `run_asgi` awaits it, some calls down), so also looked for down the
+#: chain of the coroutines a request task awaits (`_django_request`).
+_DJANGO: Final = (1, "request", "django")
+#: How far down a task's chain of awaited coroutines Django's handling is looked for.
+CHAIN_DEPTH = 64
 #: The request-serving coroutines' codes -> where their request is (above), built again
 #: when modules were imported since (`_request_codes`).
 _CODES: dict[CodeType, tuple[int, str, str]] = {}
 _MODULES_SEEN = [0]
+#: The code of Django's `get_response_async`, once Django's handlers are imported.
+_DJANGO_HANDLING: list[CodeType] = []
 
 
 def request_of(coro: Any) -> WireRequest | None:
@@ -44,8 +53,29 @@ def request_of(coro: Any) -> WireRequest | None:
     codes = _request_codes()
     where = codes.get(code)
     if where is None:
-        return None
-    return _read(where[2], _local_at(coro, code, where[0]))
+        # A task of Django's own (its handling run in a task of its own, under a server
+        # this module does not know)
+        return _django_request(coro) if _DJANGO_HANDLING else None
+    request = _read(where[2], _local_at(coro, code, where[0]))
+    if request is not None and "route" not in request and _DJANGO_HANDLING:
+        # The ASGI scope says no route: Django keeps the one it matched on its request
+        django = _django_request(coro)
+        route = django.get("route") if django is not None else None
+        if route is not None:
+            return _request(request["method"], request["path"], route)
+    return request
+
+
+def _django_request(coro: Any) -> WireRequest | None:
+    """The request of Django's handling found down the chain of coroutines `coro` awaits
+    (suspended ones only: their `cr_await` is what each waits on)."""
+    code = _DJANGO_HANDLING[0]
+    depth = 0
+    while type(coro) is CoroutineType and depth < CHAIN_DEPTH:
+        if coro.cr_code is code:
+            return _read("django", _local_at(coro, code, _DJANGO[0]))
+        coro, depth = coro.cr_await, depth + 1
+    return None
 
 
 def request_in_stack(top: FrameType | None) -> WireRequest | None:
@@ -72,6 +102,8 @@ def _read(how: str, holder: Any) -> WireRequest | None:
             return _from_scope(_plain_attribute(holder, "scope"))
         if how == "scope":
             return _from_scope(holder)
+        if how == "django":
+            return _from_django(holder)
         return _from_aiohttp(holder)
     except Exception:
         return None
@@ -110,6 +142,12 @@ def _request_codes() -> dict[CodeType, tuple[int, str, str]]:
     handle = vars(hypercorn).get("_handle") if hypercorn is not None else None
     if type(handle) is FunctionType:
         _CODES[handle.__code__] = _HYPERCORN
+    django = sys.modules.get("django.core.handlers.base")
+    base = vars(django).get("BaseHandler") if django is not None else None
+    handling = vars(base).get("get_response_async") if type(base) is type else None
+    if type(handling) is FunctionType:
+        _CODES[handling.__code__] = _DJANGO
+        _DJANGO_HANDLING[:] = [handling.__code__]
     return _CODES
 
 
@@ -209,6 +247,21 @@ def _aiohttp_route(request: Any) -> Any:
         return None
     template = _plain_attribute(resource, "_formatter")  # a resource with variables
     return template if template is not None else _plain_attribute(resource, "_path")
+
+
+def _from_django(request: Any) -> WireRequest | None:
+    """Django's request (`HttpRequest`): its method and path (without the query string), and
+    once its URLconf resolved it, the matched route (`resolver_match.route`, relative to the
+    root: `items/<int:item_id>` is said `/items/<int:item_id>`; a regular expression's as it
+    is written)."""
+    method, path = _instance_value(request, "method"), _instance_value(request, "path")
+    if type(method) is not str or type(path) is not str:
+        return None
+    match = _instance_value(request, "resolver_match")
+    route = _instance_value(match, "route") if match is not None else None
+    if type(route) is str and not route.startswith(("/", "^")):
+        route = "/" + route
+    return _request(method, path, route)
 
 
 def _instance_value(obj: Any, name: str) -> Any:
