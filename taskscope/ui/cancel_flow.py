@@ -39,11 +39,18 @@ STILL_RUNNING = "still running"
 SCOPE_CANCELLED = "scope cancelled"
 #: The updates stopped (the process exited, or the connection broke) before the outcome.
 UNSEEN = "unseen"
+#: A task the cancel was delivered to (the agent said `requested`: CancelledError is thrown
+#: into it at its next step) that then ended done, or failed: it caught the CancelledError.
+CAUGHT = "caught"
+FAILED_WHILE_CANCELLED = "failed while cancelled"
 #: The detail pane's line on how a cancel the user asked for came out, by result.
 _OUTCOME_STATUS = {
     "cancelled": "⊘ cancelled, as you asked",
     "done": "✓ it returned before the cancel reached it",
     "failed": "✗ it failed before the cancel reached it",
+    CAUGHT: "✓ it ended done, not cancelled: the CancelledError was caught (by its code, or "
+    "by the anyio cancel scope it ran in)",
+    FAILED_WHILE_CANCELLED: "✗ it raised another exception while being cancelled",
     GONE: "it ended, and left the history, before the outcome could be seen",
     STILL_RUNNING: "! still running after the cancel: it ignored the cancellation or is still "
     "cleaning up",
@@ -129,6 +136,16 @@ def ask(
         detail = f"{detail}\n{TRIO_CANCEL}" if detail else TRIO_CANCEL
     warning = ends_program(model, task, name, pid)
     return CancelQuestion(task.id, name, ids, question, detail, warning)
+
+
+def _finished_result(state: str, outcome: str | None) -> str:
+    """How a task the user asked to cancel came out, when it ended otherwise than cancelled:
+    with the cancel delivered (`requested`), a task cannot end without the CancelledError
+    thrown into it; with the cancel still waiting for a blocked loop (`queued`), it may have
+    ended before the cancel reached it (the agent then delivers nothing)."""
+    if outcome == REQUESTED:
+        return CAUGHT if state == "done" else FAILED_WHILE_CANCELLED
+    return state
 
 
 def runs_on_trio(model: TaskModel, task: TaskInfo) -> bool:
@@ -226,7 +243,9 @@ class CancelFlow:
                 elif task.state == "cancelled":
                     request.results[task_id] = "cancelled"
                 elif task.finished:
-                    request.results[task_id] = task.state
+                    request.results[task_id] = _finished_result(
+                        task.state, request.outcomes.get(task_id)
+                    )
                 elif _loop_blocked(model, task):
                     # Nothing reaches a task while its loop is blocked: the grace period
                     # starts again once the loop runs.

@@ -109,14 +109,40 @@ def test_a_cancel_answered_after_the_updates_stopped_is_said_unseen_too() -> Non
     }
 
 
-def test_a_task_that_returned_before_the_cancel_reached_it_is_said_not_cancelled() -> None:
+def test_a_task_that_caught_the_delivered_cancel_is_said_not_cancelled() -> None:
     model, flow = model_of(), CancelFlow(grace=3.0)
     request = flow.confirmed(question(model, "7"))
+    # GIVEN a cancel the agent delivered (CancelledError is thrown into the task)
     flow.answered(request, {"7": "requested"}, model, NOW)
-    # WHEN the next update shows it done (it returned in the meantime)
+    # WHEN the next update shows it done (a web server's request task catches it, returns)
     finish(model, "7", "done")
     progress = flow.check(model, NOW + 0.5)
     # THEN the pane and the notice say it was not cancelled, and why, not a bare state
+    caught = (
+        "it ended done, not cancelled: the CancelledError was caught (by its code, or by the "
+        "anyio cancel scope it ran in)"
+    )
+    assert progress.status == {"7": f"✓ {caught}"}
+    assert [(n.title, n.text) for n in progress.notices] == [
+        ("Not cancelled", f"fetch-7: {caught}")
+    ]
+    # AND one that failed instead raised another exception while being cancelled
+    other = flow.confirmed(question(model, "8"))
+    flow.answered(other, {"8": "requested"}, model, NOW)
+    finish(model, "8", "failed")
+    assert flow.check(model, NOW + 0.5).status == {
+        "8": "✗ it raised another exception while being cancelled"
+    }
+
+
+def test_a_task_that_ended_while_its_cancel_waited_for_a_blocked_loop_returned_first() -> None:
+    model, flow = model_of(), CancelFlow(grace=3.0)
+    request = flow.confirmed(question(model, "7"))
+    # GIVEN a cancel waiting for the task's blocked loop (nothing delivered yet)
+    flow.answered(request, {"7": "queued"}, model, NOW)
+    # WHEN the next update shows it done: it ended before the cancel reached it
+    finish(model, "7", "done")
+    progress = flow.check(model, NOW + 0.5)
     assert progress.status == {"7": "✓ it returned before the cancel reached it"}
     assert [(n.title, n.text) for n in progress.notices] == [
         ("Not cancelled", "fetch-7: it returned before the cancel reached it")
@@ -182,7 +208,7 @@ def test_a_task_that_vanished_or_finished_otherwise() -> None:
     model.apply_delta(delta([], removed=["5"]))
     finish(model, "3", "done")
     flow.check(model, NOW + 0.1)
-    assert request.results == {"5": "gone", "3": "done"}
+    assert request.results == {"5": "gone", "3": "caught"}
     assert request.stage == "answered"
 
 
