@@ -225,6 +225,8 @@ class FleetSource:
         self.follow = follow
         #: One line per process that could not be looked at, said once per process.
         self.problems: dict[int, str] = {}
+        #: Why each process that could not be looked at refused (its line in `problems`).
+        self.refusals: dict[int, BaseException] = {}
         #: Called with each problem's line (once per process); None: only kept in `problems`.
         self.on_problem = on_problem
         self._problem_lock = threading.Lock()
@@ -286,6 +288,7 @@ class FleetSource:
             if not (pid == self.pid and _not_python(error)):
                 # (a parent that is no Python program, a shell or a supervisor, is only the
                 # way to its Python children: not a problem to report)
+                self.refusals[pid] = error
                 self._problem(pid, f"process {pid}: {error}")
             return None
         member = _Member(pid, client, injected)

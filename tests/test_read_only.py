@@ -41,6 +41,16 @@ async def main():
 asyncio.run(main())
 """
 
+#: PROGRAM, with a Python helper process of its own (which ends when the program does).
+WITH_HELPER = PROGRAM.replace(
+    "async def main():\n",
+    "async def main():\n"
+    "    import subprocess\n"
+    "    helper = subprocess.Popen(\n"
+    "        [sys.executable, '-c', 'import sys; sys.stdin.read()'], stdin=subprocess.PIPE\n"
+    "    )\n",
+)
+
 if not NATIVE and not (CHROOT / "usr/bin/python3.14").exists():
     pytest.skip(
         f"needs Python 3.14+, or on {sys.version_info.major}.{sys.version_info.minor} the sid "
@@ -65,13 +75,13 @@ def start_314() -> Iterator[Start]:
     """Starts PROGRAM under Python 3.14+ (this interpreter, or the chroot's python3.14)."""
     started: list[tuple[subprocess.Popen[str], Path]] = []
 
-    def _start(*options: str) -> subprocess.Popen[str]:
+    def _start(*options: str, program: str = PROGRAM) -> subprocess.Popen[str]:
         if not NATIVE:
             mount_proc_in(CHROOT)
         base = None if NATIVE else CHROOT / "tmp"
         workdir = Path(tempfile.mkdtemp(prefix="taskscope-ro-", dir=base))
         inside = str(workdir) if NATIVE else "/tmp/" + workdir.name
-        (workdir / "app.py").write_text(PROGRAM)
+        (workdir / "app.py").write_text(program)
         if NATIVE:
             command = [sys.executable, *options, f"{inside}/app.py", f"{inside}/ready"]
         else:
@@ -146,6 +156,38 @@ def test_remote_debugging_disabled_falls_back_to_a_read_only_look(start_314: Sta
     assert "disable-remote-debug" in tree.stderr and "read-only" in tree.stderr
     assert tree.stderr.count("\n") == 1  # one line, no traceback
     assert "read-only look" in tree.stdout and "member" in tree.stdout
+
+
+def test_a_program_with_python_helpers_falls_back_to_a_read_only_look_too(start_314: Start) -> None:
+    # GIVEN a program that forbids remote debugging and runs a Python helper process (whose
+    # agent finds no asyncio)
+    process = start_314("-X", "disable-remote-debug", program=WITH_HELPER)
+    wait_for(lambda: len(_python_children(process.pid)) == 1, what="the helper process")
+    # WHEN its tree is asked for
+    tree = taskscope("tree", str(process.pid))
+    # THEN the program is read from its memory, not said to run no asyncio
+    assert tree.returncode == 0, tree.stderr
+    assert f"process {process.pid} was started with -X disable-remote-debug" in tree.stderr
+    assert f"reading process {process.pid}'s memory instead (read-only)" in tree.stderr
+    assert "no event loop" not in tree.stderr
+    assert "read-only look" in tree.stdout and "member" in tree.stdout
+    # AND what a read-only look cannot do is refused in a line that does not deny its loop
+    cancel = taskscope("cancel", str(process.pid), "member")
+    assert cancel.returncode == 1
+    assert cancel.stderr.splitlines()[-1] == (
+        f"taskscope: process {process.pid} could not be looked at (said above), and none of "
+        "its Python processes runs asyncio"
+    )
+
+
+def _python_children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [child.pid for child in children if "python" in child.name()]
 
 
 @pytest.mark.skipif(NATIVE, reason="needs a target older than 3.14; this interpreter is 3.14+")

@@ -33,7 +33,7 @@ def open_source(
     if not getattr(args, "read_only", False) and _has_python_children(args.pid):
         _look_past_launcher(args)
         if not one_process and (args.pid_given == args.pid or _has_python_children(args.pid)):
-            return _open_fleet(args)
+            return _open_fleet(args, needs)
 
     def fall_back(error: BaseException) -> None:
         print(f"taskscope: {error}; reading its memory instead (read-only)", file=sys.stderr)
@@ -95,11 +95,14 @@ def _say_problem(line: str) -> None:
     print(f"taskscope: {line}", file=sys.stderr, flush=True)
 
 
-def _open_fleet(args: argparse.Namespace) -> Source:
+def _open_fleet(args: argparse.Namespace, needs: Capability) -> Source:
     """A parent of Python workers (uvicorn --workers, gunicorn, multiprocessing): one source
     over all of them (taskscope/fleet.py), their agents loaded in parallel; each process that
-    refuses is one line on stderr. NoEventLoop when none runs asyncio."""
+    refuses is one line on stderr. NoEventLoop when none runs asyncio; when the parent itself
+    refused, and none of the others runs asyncio, a read-only look at the parent where one
+    can stand in for its agent (3.14+), else an error that does not claim it has no loop."""
     from taskscope.fleet import FleetSource, NoAsyncio
+    from taskscope.sources.choose import open_source as choose, read_only_can_stand_in
 
     follow = args.command == "attach"
     fleet = FleetSource(
@@ -113,7 +116,20 @@ def _open_fleet(args: argparse.Namespace) -> Source:
         fleet.snapshot(include_finished=False)  # loads the agents; says who refused
     except NoAsyncio as error:
         fleet.close()
-        raise NoEventLoop(str(error)) from None
+        refusal = fleet.refusals.get(args.pid)
+        if refusal is None:
+            raise NoEventLoop(str(error)) from None
+        # The parent refused (its line is above): whether it runs asyncio is not known
+        if not read_only_can_stand_in(args.pid, refusal, needs):
+            raise ClientError(
+                f"process {args.pid} could not be looked at (said above), and none of its "
+                "Python processes runs asyncio"
+            ) from None
+        print(
+            f"taskscope: reading process {args.pid}'s memory instead (read-only)",
+            file=sys.stderr,
+        )
+        return choose(args.pid, timeout=args.timeout, read_only=True, needs=needs)
     if follow:
         fleet.on_problem = None  # stderr is the dashboard's screen from here on
     return fleet

@@ -31,9 +31,7 @@ def open_source(
         try:
             return open_live(pid, timeout=timeout, inject=inject, on_slow=on_slow)
         except _refusals() as error:
-            from taskscope.sources.readonly import ReadOnlySource
-
-            if needs & ~ReadOnlySource.capabilities or not _can_read_only(pid):
+            if not read_only_can_stand_in(pid, error, needs):
                 raise
             if on_read_only is not None:
                 on_read_only(error)
@@ -58,6 +56,20 @@ _ACTIONS = {
     Capability.PUSH: "push updates",
     Capability.HISTORY: "show finished tasks",
 }
+
+
+def read_only_can_stand_in(pid: int, error: BaseException, needs: Capability) -> bool:
+    """Whether a read-only look can stand in for the agent `pid` could not give (`error`,
+    why): the target is 3.14+, the reason is one a read-only look is not stopped by (remote
+    debugging turned off, an injection that outlasted the wait, no agent and --no-inject),
+    and the caller `needs` nothing a read-only look cannot do."""
+    from taskscope.sources.readonly import ReadOnlySource
+
+    return (
+        isinstance(error, _refusals())
+        and not needs & ~ReadOnlySource.capabilities
+        and _can_read_only(pid)
+    )
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
