@@ -406,6 +406,9 @@ class TaskModel:
     #: Unix time from which finished tasks are known (the agent came in by an attach then),
     #: or None: since the program's start.
     history_since: float | None = None
+    #: What a look read from the process's memory cannot know (the snapshot's `read_only`:
+    #: `leaf_awaiting`, `creators`...); empty for a look through the agent.
+    read_only: tuple[str, ...] = ()
     #: ids of tasks whose record changed in the last update (for widgets that update by key)
     last_changed: set[str] = field(default_factory=set)
     last_removed: set[str] = field(default_factory=set)
@@ -426,6 +429,7 @@ class TaskModel:
         self.received_at = time.time()
         self.history_limit = int(snapshot.get("history_limit", 0))
         self.history_since = snapshot.get("history_since")
+        self.read_only = tuple(str(item) for item in snapshot.get("read_only") or ())
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
         taken_at = self.taken_at
         new_tasks = (

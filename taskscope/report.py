@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from taskscope.model import LoopInfo, TaskInfo, TaskModel, TreeRow
@@ -99,8 +99,14 @@ def read_only_lines(snapshot: Mapping[str, Any]) -> list[str]:
     missing = snapshot.get("read_only")
     if missing is None:
         return []
+    return [read_only_words(missing)]
+
+
+def read_only_words(missing: Iterable[Any]) -> str:
+    """`read-only look (from memory, no agent); not shown: ...`, for a snapshot's
+    `read_only` list."""
     words = ", ".join(_NOT_KNOWN_WORDS.get(str(item), str(item)) for item in missing)
-    return [f"read-only look (from memory, no agent); not shown: {words}"]
+    return f"read-only look (from memory, no agent); not shown: {words}"
 
 
 def blocked_lines(model: TaskModel) -> list[str]:

@@ -206,3 +206,51 @@ def test_read_only_on_an_older_python_says_why(tmp_path: Path) -> None:
     finally:
         target.kill()
         target.wait()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_dashboard_reads_a_program_that_forbids_the_agent_from_its_memory(
+    start_314: Start,
+) -> None:
+    from tests.ui.test_tmux_e2e import Terminal
+    from tests.ui.test_tmux_runtime import line_with, on_screen
+
+    # GIVEN a 3.14+ program that forbids remote debugging
+    process = start_314("-X", "disable-remote-debug")
+    terminal = Terminal("read-only")
+    try:
+        # WHEN the user opens the dashboard on it
+        env = {"PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "45"}
+        terminal.start([sys.executable, "-m", "taskscope", "attach", str(process.pid)], env)
+        # THEN its tasks are shown, read from its memory, and the header says what is not
+        on_screen(terminal, lambda: line_with(terminal, "member"), 30, "the task tree")
+        assert line_with(terminal, "read-only look (from memory, no agent)"), terminal.screen()
+
+        # AND the reads go on: the data stays fresh (a read a second)
+        def age() -> float | None:
+            line = line_with(terminal, "data ", " s old")
+            if line is None:
+                return None
+            return float(line.split("data ", 1)[1].split(" s old", 1)[0])
+
+        on_screen(terminal, lambda: (seconds := age()) is not None and seconds < 2.5, 10, "data")
+        # WHEN it asks to cancel a task
+        terminal.keys("/")
+        on_screen(terminal, lambda: line_with(terminal, "filter by name"), 10, "the filter box")
+        terminal.keys("member", "Enter")
+        on_screen(terminal, lambda: line_with(terminal, "filter: member"), 10, "the filter")
+        terminal.keys("c")
+        # THEN one notice says why it cannot, and what to do
+        on_screen(
+            terminal,
+            lambda: line_with(terminal, "cannot cancel in a read-only look: cancelling needs"),
+            10,
+            "the notice",
+        )
+        assert "restart" in terminal.screen()
+        terminal.keys("q")
+        wait_for(lambda: not terminal.alive(), what="the dashboard to exit")
+        # AND the program runs on as before
+        assert process.poll() is None
+    finally:
+        terminal.kill()

@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=0.5, help="seconds between updates (default 0.5)"
     )
     attach.add_argument(
+        "--read-only",
+        action="store_true",
+        help="read the tasks from the process's memory at each update, running no code in "
+        "it (3.14+; cancel needs the agent); also what happens when code cannot run there",
+    )
+    attach.add_argument(
         "--record",
         metavar="FILE",
         default=None,

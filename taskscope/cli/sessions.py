@@ -154,11 +154,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+#: The dashboard's least interval between the reads of a read-only look (each runs a helper
+#: process of the target's Python that reads its memory: tens of milliseconds of CPU).
+READ_ONLY_INTERVAL = 1.0
+
+
 def cmd_attach(args: argparse.Namespace) -> int:
+    from taskscope.sources.readonly import ReadOnlySource
     from taskscope.ui.app import run_dashboard
 
-    # The dashboard follows pushed updates and cancels: the live agent only, no fallback.
-    source = open_source(args, needs=Capability.PUSH | Capability.CANCEL)
+    # The live agent, else (3.14+) a read-only look polled at each update, which cannot
+    # cancel (the dashboard says so when asked to)
+    source = open_source(args)
+    if isinstance(source, ReadOnlySource):
+        # Each update a read of the process's memory by a helper process: a second apart
+        args.interval = max(args.interval, READ_ONLY_INTERVAL)
     if args.time_steps:
         try:
             turn_time_steps(source, args, on=True)

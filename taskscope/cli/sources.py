@@ -129,7 +129,7 @@ def _open_fleet(args: argparse.Namespace, needs: Capability) -> Source:
             f"taskscope: reading process {args.pid}'s memory instead (read-only)",
             file=sys.stderr,
         )
-        return choose(args.pid, timeout=args.timeout, read_only=True, needs=needs)
+        return choose(args.pid, timeout=args.timeout, read_only=True, needs=needs, refused=refusal)
     if follow:
         fleet.on_problem = None  # stderr is the dashboard's screen from here on
     return fleet

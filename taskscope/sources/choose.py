@@ -22,11 +22,14 @@ def open_source(
     needs: Capability = Capability.NONE,
     on_slow: Callable[[float], None] | None = None,
     on_read_only: Callable[[BaseException], None] | None = None,
+    refused: BaseException | None = None,
 ) -> Source:
     """A source for `pid`: the live agent (loaded when needed and `inject`), or a read-only
     look when asked (`read_only`) or when the agent cannot be had and the target is 3.14+.
     The fallback is taken only when a read-only look can do what the caller `needs`; it is
-    announced to `on_read_only` with the reason the agent could not be had."""
+    announced to `on_read_only` with the reason the agent could not be had. `refused`: why
+    the agent could not be had, when the caller found out itself and asks for `read_only`."""
+    refusal = refused
     if not read_only:
         try:
             return open_live(pid, timeout=timeout, inject=inject, on_slow=on_slow)
@@ -35,10 +38,11 @@ def open_source(
                 raise
             if on_read_only is not None:
                 on_read_only(error)
+            refusal = error
     # Imported only here: a read-only look brings the injector's modules (tens of ms).
     from taskscope.sources.readonly import ReadOnlySource
 
-    source = ReadOnlySource(pid, timeout=timeout)
+    source = ReadOnlySource(pid, timeout=timeout, stands_in=refusal)
     missing = needs & ~source.capabilities
     if missing:
         source.close()

@@ -32,9 +32,13 @@ class ReadOnlySource:
 
     capabilities = Capability.NONE
 
-    def __init__(self, pid: int, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, pid: int, *, timeout: float = 10.0, stands_in: BaseException | None = None
+    ) -> None:
         self.pid = pid
         self.timeout = timeout
+        #: Why the agent could not be had, when this look stands in for it (not asked for).
+        self.stands_in = stands_in
         self._closed = threading.Event()
         self._facts = ProcessFacts(pid)
         self._python = ""
@@ -69,6 +73,11 @@ class ReadOnlySource:
         return {"type": "stack", "task": task_id, "found": False, "stack": []}
 
     def cancel(self, task_id: str, message: str | None = None) -> CancelResult:
+        if self.stands_in is not None:
+            raise Unsupported(
+                f"cannot cancel in a read-only look: cancelling needs the agent, and "
+                f"{self.stands_in}"
+            )
         raise Unsupported(
             f"cannot cancel in a read-only look at process {self.pid}: cancelling needs its "
             "agent (leave out --read-only, and let taskscope load the agent)"

@@ -26,7 +26,7 @@ from textual.widgets import Footer, Input
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.protocol import StackReply
-from taskscope.report import safe_text, task_text
+from taskscope.report import read_only_words, safe_text, task_text
 from taskscope.sources import Capability, ClientError
 from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
@@ -249,6 +249,8 @@ class MainScreen(Screen[None]):
             notice = (notice + " · " if notice else "") + f"sorted by {self.options.sort}"
         if not self.options.show_finished:
             notice = (notice + " · " if notice else "") + "finished tasks hidden"
+        if self.model.read_only:
+            notice = (notice + " · " if notice else "") + read_only_words(self.model.read_only)
         self.header.show(
             self.model if self.received_at is not None else None,
             self.dashboard.facts,
