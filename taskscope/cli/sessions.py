@@ -169,6 +169,11 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if isinstance(source, ReadOnlySource):
         # Each update a read of the process's memory by a helper process: a second apart
         args.interval = max(args.interval, READ_ONLY_INTERVAL)
+        try:
+            source.snapshot()  # what makes a read impossible is said before the screen opens
+        except BaseException:
+            source.close()
+            raise
     if args.time_steps:
         try:
             turn_time_steps(source, args, on=True)
