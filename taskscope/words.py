@@ -356,6 +356,24 @@ def _plural(count: Any, word: str) -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
 
+def _pool_details(facts: Mapping[str, Any]) -> str:
+    """What keeps a request of an aiohttp connector waiting: the limit its connections in use
+    reached (all of them, or those to its host), and how many wait with it."""
+    limit, in_use = facts.get("limit"), facts.get("in_use")
+    per_host, host_in_use = facts.get("limit_per_host"), facts.get("host_in_use")
+    details = []
+    if per_host and host_in_use is not None and host_in_use >= per_host:
+        details.append(f"all {per_host} to this host in use")
+    if limit and in_use is not None and in_use >= limit:
+        details.append(f"all {limit} in use")
+    if not details and in_use is not None:
+        details.append(f"{in_use}/{limit} in use" if limit else f"{in_use} in use")
+    waiters = facts.get("waiters")
+    if waiters is not None:
+        details.append(f"{waiters} waiting")
+    return ", ".join(details) or "?"
+
+
 def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     """The words for a description before its timeout; `sleep_words` go after its sleep (a
     wait_for's sleep is that of the description it nests)."""
@@ -400,6 +418,9 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         return text + _semaphore_held_by(facts) if kind == "semaphore" else text
     if kind == "stream_read":
         return f"{call} from {peer}" if peer else call
+    if kind == "pool":
+        text = f"a connection in {call}" + (f" to {peer}" if peer else "")
+        return f"{text} ({_pool_details(facts)})"
     if kind == "stream_drain":
         return f"{call} to {peer}" if peer else call
     if kind == "socket":
@@ -616,6 +637,8 @@ def group_label(awaiting: Mapping[str, Any]) -> str:
         return "another task"
     if kind in ("stream_read", "stream_drain", "socket"):
         return str(awaiting.get("call") or kind)
+    if kind == "pool":  # one line per connector, whatever the host
+        return f"a connection in {awaiting.get('call') or kind}"
     return _sentence(awaiting, None) if kind != "wait_for" else _wait_for_label(awaiting)
 
 

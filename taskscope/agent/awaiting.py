@@ -9,6 +9,7 @@ from the agent's thread without calling application code: no user `__repr__`, no
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import gc
 import math
@@ -1140,6 +1141,64 @@ def _aiohttp_queue(
     }
 
 
+def _aiohttp_pool(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """aiohttp's connector (`TCPConnector`): a request waiting for a connection, every one its
+    limits allow being in use (`limit` in all, `limit_per_host` to one host). Its facts: the
+    limits, how many connections are in use in all and to this host, how many requests wait
+    for one to this host, and that host (the connection key's host and port)."""
+    connector = _self(ctx, frame)
+    key = _local(frame, "key")
+    facts = _object_facts(connector) | {
+        "limit": _count_or_none(getattr(connector, "_limit", None)),
+        "in_use": _size_of(getattr(connector, "_acquired", None)),
+        "limit_per_host": _count_or_none(getattr(connector, "_limit_per_host", None)),
+        "host_in_use": _size_of(_keyed(getattr(connector, "_acquired_per_host", None), key)),
+        "waiters": _size_of(_keyed(getattr(connector, "_waiters", None), key)),
+    }
+    peer = None
+    if isinstance(key, tuple) and len(key) >= 2:  # a ConnectionKey: host, port, ...
+        peer = _address((key[0], key[1])) if key[1] is not None else _address(key[0])
+    return {
+        "kind": "pool",
+        "tasks": (),
+        "call": f"{type(connector).__qualname__}.connect",
+        "peer": peer,
+        "object": facts,
+    }
+
+
+def _count_or_none(value: Any) -> int | None:
+    return value if type(value) is int else None
+
+
+#: Containers whose length is read without running Python code.
+_SIZED = (set, dict, list, collections.OrderedDict, collections.deque)
+
+
+def _size_of(container: Any) -> int | None:
+    return len(container) if type(container) in _SIZED else None
+
+
+#: The types whose hash and equality run no Python code (a key made of them only is looked up).
+_PLAIN_KEY_PARTS = (str, int, bool, float, bytes, type(None))
+
+
+def _keyed(mapping: Any, key: Any) -> Any:
+    """`mapping[key]` of a dict (a defaultdict too, without making the entry) for a tuple key
+    of plain values (a proxy's URL or an SSL context in it would run their `__hash__`), else
+    None."""
+    kind: Any = type(key)
+    if not isinstance(mapping, dict) or not isinstance(key, tuple):
+        return None
+    if kind.__hash__ is not tuple.__hash__ or kind.__eq__ is not tuple.__eq__:
+        return None
+    if not all(type(part) in _PLAIN_KEY_PARTS for part in key):
+        return None
+    return dict.get(mapping, key)
+
+
 #: Whether anyio's and aiohttp's handlers are in HANDLERS (see `add_library_handlers`).
 _ANYIO_ADDED = False
 _AIOHTTP_ADDED = False
@@ -1157,8 +1216,9 @@ def add_library_handlers() -> bool:
 
 
 def _add_aiohttp_handlers() -> bool:
-    """aiohttp's StreamReader (bodies) and DataQueue (a client's response head, websocket
-    messages), once aiohttp.streams is imported."""
+    """aiohttp's StreamReader (bodies), DataQueue (a client's response head, websocket
+    messages) and connector (a client's wait for a connection), once aiohttp.streams is
+    imported."""
     global _AIOHTTP_ADDED
     if _AIOHTTP_ADDED:
         return False
@@ -1166,9 +1226,16 @@ def _add_aiohttp_handlers() -> bool:
     if streams_module is None:
         return False
     _AIOHTTP_ADDED = True
+    connector = getattr(sys.modules.get("aiohttp.connector"), "BaseConnector", None)
+    # aiohttp 3.10+ waits for a connection in a method of its own; before, inside `connect`
+    # (the only plain future that method awaits itself)
+    pool_wait = getattr(connector, "_wait_for_available_connection", None) or getattr(
+        connector, "connect", None
+    )
     table: list[tuple[Any, Handler]] = [
         (getattr(getattr(streams_module, "StreamReader", None), "_wait", None), _aiohttp_stream),
         (getattr(getattr(streams_module, "DataQueue", None), "read", None), _aiohttp_queue),
+        (pool_wait, _aiohttp_pool),
     ]
     _add_handlers(HANDLERS, table)
     return True
