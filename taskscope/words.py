@@ -419,7 +419,7 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "stream_read":
         return f"{call} from {peer}" if peer else call
     if kind == "pool":
-        text = f"a connection in {call}" + (f" to {peer}" if peer else "")
+        text = f"a connection from {facts.get('type') or call}" + (f" to {peer}" if peer else "")
         return f"{text} ({_pool_details(facts)})"
     if kind == "stream_drain":
         return f"{call} to {peer}" if peer else call
@@ -637,8 +637,9 @@ def group_label(awaiting: Mapping[str, Any]) -> str:
         return "another task"
     if kind in ("stream_read", "stream_drain", "socket"):
         return str(awaiting.get("call") or kind)
-    if kind == "pool":  # one line per connector, whatever the host
-        return f"a connection in {awaiting.get('call') or kind}"
+    if kind == "pool":  # one line per kind of pool, whatever the host
+        facts = awaiting.get("object") or {}
+        return f"a connection from {facts.get('type') or awaiting.get('call') or kind}"
     return _sentence(awaiting, None) if kind != "wait_for" else _wait_for_label(awaiting)
 
 

@@ -32,8 +32,7 @@ def test_aiohttp_reads_are_said_with_their_peer(start: Any) -> None:
     second = tasks["pool-second"]["awaiting"]
     assert second["kind"] == "pool", second
     assert second["text"] == (
-        f"a connection in TCPConnector.connect to 127.0.0.1:{port} "
-        "(all 1 to this host in use, 1 waiting)"
+        f"a connection from TCPConnector to 127.0.0.1:{port} (all 1 to this host in use, 1 waiting)"
     ), second
     facts = second["object"]
     assert (facts["limit_per_host"], facts["host_in_use"], facts["waiters"]) == (1, 1, 1)

@@ -220,9 +220,15 @@ SENTENCES = [
             "pool",
             call="TCPConnector.connect",
             peer="api.example.com:443",
-            object={"limit": 100, "in_use": 100, "limit_per_host": 0, "waiters": 7},
+            object={
+                "type": "TCPConnector",
+                "limit": 100,
+                "in_use": 100,
+                "limit_per_host": 0,
+                "waiters": 7,
+            },
         ),
-        "a connection in TCPConnector.connect to api.example.com:443 (all 100 in use, 7 waiting)",
+        "a connection from TCPConnector to api.example.com:443 (all 100 in use, 7 waiting)",
     ),
     (
         aw(
@@ -231,15 +237,15 @@ SENTENCES = [
             peer="10.0.0.1:80",
             object={"limit": 100, "in_use": 3, "limit_per_host": 2, "host_in_use": 2},
         ),
-        "a connection in TCPConnector.connect to 10.0.0.1:80 (all 2 to this host in use)",
+        "a connection from TCPConnector.connect to 10.0.0.1:80 (all 2 to this host in use)",
     ),
     (
         aw("pool", call="TCPConnector.connect", peer=None, object={"limit": 0, "in_use": 4}),
-        "a connection in TCPConnector.connect (4 in use)",
+        "a connection from TCPConnector.connect (4 in use)",
     ),
     (
         aw("pool", call="TCPConnector.connect", object={}),
-        "a connection in TCPConnector.connect (?)",
+        "a connection from TCPConnector.connect (?)",
     ),
     (
         aw("stream_drain", call="StreamWriter.drain", peer="[::1]:8080"),

@@ -1169,6 +1169,57 @@ def _aiohttp_pool(
     }
 
 
+def _anyio_socket(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """anyio's socket stream on asyncio (`SocketStream.receive` waits for data, `send` for
+    room in the transport's buffer), said of its peer rather than of the asyncio Event inside
+    it that the task waits on."""
+    stream = _self(ctx, frame)
+    sending = frame.f_code.co_name == "send"
+    return {
+        "kind": "stream_drain" if sending else "stream_read",
+        "tasks": (),
+        "call": f"{type(stream).__qualname__}.{frame.f_code.co_name}",
+        "peer": _peer_of_transport(getattr(stream, "_transport", None)),
+        "object": _object_facts(stream),
+    }
+
+
+def _httpcore_pool(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting | None:
+    """httpcore's connection pool (httpx's `AsyncClient`): a request queued for a connection
+    (`AsyncPoolRequest.wait_for_connection`, called by the pool's `handle_async_request`,
+    whose `self` is the pool): its limit, its connections, the requests queued, and the
+    request's host."""
+    pool = _local(caller, "self") if caller is not None else None
+    if pool is None or not hasattr(pool, "_requests"):
+        return None
+    requests = getattr(pool, "_requests", None)
+    queued = None
+    if type(requests) is list:
+        queued = sum(1 for request in list(requests) if getattr(request, "connection", 0) is None)
+    facts = _object_facts(pool) | {
+        "limit": _count_or_none(getattr(pool, "_max_connections", None)),
+        "in_use": _size_of(getattr(pool, "_connections", None)),
+        "waiters": queued,
+    }
+    url = getattr(getattr(_self(ctx, frame), "request", None), "url", None)
+    host, port = getattr(url, "host", None), getattr(url, "port", None)
+    peer = None
+    if type(host) is bytes and host:
+        name = host.decode("ascii", "replace")
+        peer = _address((name, port)) if type(port) is int else name
+    return {
+        "kind": "pool",
+        "tasks": (),
+        "call": f"{type(pool).__qualname__}.handle_async_request",
+        "peer": peer,
+        "object": facts,
+    }
+
+
 def _count_or_none(value: Any) -> int | None:
     return value if type(value) is int else None
 
@@ -1212,7 +1263,25 @@ def add_library_handlers() -> bool:
     before (`plan_chain`) must be made again. Cheap when there is nothing to do: each look
     calls it."""
     added = _add_aiohttp_handlers()
+    added = _add_httpcore_handlers() or added
     return _add_anyio_handlers() or added
+
+
+_HTTPCORE_ADDED = False
+
+
+def _add_httpcore_handlers() -> bool:
+    """httpcore's connection pool (under httpx), once its asyncio pool module is imported."""
+    global _HTTPCORE_ADDED
+    if _HTTPCORE_ADDED:
+        return False
+    pool_module = sys.modules.get("httpcore._async.connection_pool")
+    if pool_module is None:
+        return False
+    _HTTPCORE_ADDED = True
+    request = getattr(pool_module, "AsyncPoolRequest", None)
+    _add_handlers(HANDLERS, [(getattr(request, "wait_for_connection", None), _httpcore_pool)])
+    return True
 
 
 def _add_aiohttp_handlers() -> bool:
@@ -1281,6 +1350,8 @@ def _add_anyio_handlers() -> bool:
             getattr(getattr(memory, "MemoryObjectSendStream", None), "send", None),
             _anyio_stream("send"),
         ),
+        (getattr(getattr(backend, "SocketStream", None), "receive", None), _anyio_socket),
+        (getattr(getattr(backend, "SocketStream", None), "send", None), _anyio_socket),
     ]
     _add_handlers(HANDLERS, table)
     group = getattr(backend, "TaskGroup", None)
