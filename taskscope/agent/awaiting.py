@@ -1264,7 +1264,49 @@ def add_library_handlers() -> bool:
     calls it."""
     added = _add_aiohttp_handlers()
     added = _add_httpcore_handlers() or added
+    added = _add_websockets_handlers() or added
     return _add_anyio_handlers() or added
+
+
+#: The websockets modules whose `recv` has its handler (its asyncio implementation, and the
+#: legacy one that servers such as uvicorn still use).
+_WEBSOCKETS_ADDED: set[str] = set()
+_WEBSOCKETS_CLASSES = {
+    "websockets.asyncio.connection": "Connection",
+    "websockets.legacy.protocol": "WebSocketCommonProtocol",
+}
+
+
+def _add_websockets_handlers() -> bool:
+    """websockets' connections: a wait for the next message (`recv`, which `async for` over a
+    connection calls too), once each implementation's module is imported."""
+    if len(_WEBSOCKETS_ADDED) == len(_WEBSOCKETS_CLASSES):
+        return False
+    added = False
+    for module_name, class_name in _WEBSOCKETS_CLASSES.items():
+        module = sys.modules.get(module_name)
+        if module_name in _WEBSOCKETS_ADDED or module is None:
+            continue
+        _WEBSOCKETS_ADDED.add(module_name)
+        connection = getattr(module, class_name, None)
+        _add_handlers(HANDLERS, [(getattr(connection, "recv", None), _websocket_recv)])
+        added = True
+    return added
+
+
+def _websocket_recv(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """A websockets connection waiting for its next message, said of its peer rather than of
+    the future its message assembler waits on."""
+    connection = _self(ctx, frame)
+    return {
+        "kind": "stream_read",
+        "tasks": (),
+        "call": f"{type(connection).__qualname__}.recv",
+        "peer": _peer_of_transport(getattr(connection, "transport", None)),
+        "object": _object_facts(connection),
+    }
 
 
 _HTTPCORE_ADDED = False
