@@ -434,8 +434,10 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         elif call in ("loop.getaddrinfo", "loop.getnameinfo"):
             address = facts.get("address")
             text = call + (f" {address}" if address else "") + (f" in {thread}" if thread else "")
+        elif thread:
+            text = f"{call} {function} in {thread}"
         else:
-            text = f"{call} {function} in {thread}" if thread else call
+            text = f"{call} {function}" if function else call
         return text + _thread_place(facts.get("thread_stack")) + _queued_words(facts)
     if kind == "subprocess":
         program = facts.get("program")

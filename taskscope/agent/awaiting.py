@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import gc
 import math
 import os
@@ -171,7 +172,10 @@ class AwaitContext:
             worker_code = _code(getattr(pool_module, "_worker", None))
             anyio_backend = sys.modules.get("anyio._backends._asyncio")
             anyio_code = _code(getattr(getattr(anyio_backend, "WorkerThread", None), "run", None))
-            if run_code is None and anyio_code is None:
+            aiosqlite_code = _code(
+                getattr(sys.modules.get("aiosqlite.core"), "_connection_worker_thread", None)
+            )
+            if run_code is None and anyio_code is None and aiosqlite_code is None:
                 self._executor_threads = found
                 return found
             names = {thread.ident: thread.name for thread in threading.enumerate()}
@@ -200,6 +204,16 @@ class AwaitContext:
                         future = _local(walker, "future")
                         if isinstance(future, asyncio.Future) and inside:
                             function = callable_name(_local(walker, "func"))
+                            found[id(future)] = thread_call(names, thread_id, function, inside)
+                        break
+                    elif code is aiosqlite_code:
+                        # Its locals keep the last call's future once done: a call that
+                        # runs has its future pending
+                        future = _local(walker, "future")
+                        if isinstance(future, asyncio.Future) and not future.done():
+                            function = callable_name(
+                                _aiosqlite_function(_local(walker, "function"))
+                            )
                             found[id(future)] = thread_call(names, thread_id, function, inside)
                         break
                     elif not running and len(inside) < THREAD_STACK_DEPTH:
@@ -695,6 +709,28 @@ def _resolver(
     else:
         facts |= ctx.queued_facts(fut, getattr(_self(ctx, frame), "_default_executor", None))
     return {"kind": "executor", "tasks": (), "call": f"loop.{method}", "object": facts}
+
+
+def _aiosqlite_function(function: Any) -> Any:
+    """What an aiosqlite call runs: the `functools.partial` it queues wraps the connection's
+    method (`Connection.execute`), whose arguments (the SQL, its parameters) are not said."""
+    return function.func if isinstance(function, functools.partial) else function
+
+
+def _aiosqlite(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """aiosqlite: a call its connection's own thread runs for the task (`Connection._execute`,
+    `_connect`), or that waits behind the call that thread runs now."""
+    function = _local(frame, "fn") if frame.f_code.co_name == "_execute" else "connect"
+    facts: dict[str, Any] = {"function": callable_name(function)}
+    thread = _executor_thread(ctx, fut)
+    if thread:
+        facts["thread"] = thread[0]
+        facts["thread_stack"] = thread[2]
+    else:
+        facts["queued"] = True
+    return {"kind": "executor", "tasks": (), "call": "aiosqlite", "object": facts}
 
 
 def _executor_thread(ctx: AwaitContext, fut: Any) -> ThreadCall | None:
@@ -1265,7 +1301,28 @@ def add_library_handlers() -> bool:
     added = _add_aiohttp_handlers()
     added = _add_httpcore_handlers() or added
     added = _add_websockets_handlers() or added
+    added = _add_aiosqlite_handlers() or added
     return _add_anyio_handlers() or added
+
+
+_AIOSQLITE_ADDED = False
+
+
+def _add_aiosqlite_handlers() -> bool:
+    """aiosqlite's calls, run by each connection's own thread, once aiosqlite is imported."""
+    global _AIOSQLITE_ADDED
+    if _AIOSQLITE_ADDED:
+        return False
+    connection = getattr(sys.modules.get("aiosqlite.core"), "Connection", None)
+    if connection is None:
+        return False
+    _AIOSQLITE_ADDED = True
+    table: list[tuple[Any, Handler]] = [
+        (getattr(connection, "_execute", None), _aiosqlite),
+        (getattr(connection, "_connect", None), _aiosqlite),
+    ]
+    _add_handlers(HANDLERS, table)
+    return True
 
 
 #: The websockets modules whose `recv` has its handler (its asyncio implementation, and the
