@@ -436,6 +436,12 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
             text = call + (f" {address}" if address else "") + (f" in {thread}" if thread else "")
         elif thread:
             text = f"{call} {function} in {thread}"
+        elif facts.get("processes") is not None:  # a process pool's call
+            processes, calls = facts.get("processes"), facts.get("calls")
+            text = (
+                f"{call} {function} in a process pool ({_plural(processes, 'process')}, "
+                f"{_plural(calls, 'call')} not done)"
+            )
         else:
             text = f"{call} {function}" if function else call
         return text + _thread_place(facts.get("thread_stack")) + _queued_words(facts)

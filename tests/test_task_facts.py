@@ -503,6 +503,21 @@ def _blocking_line(target: str) -> int:
     return next(n for n, line in enumerate(lines, 1) if "# a blocking call with no timeout" in line)
 
 
+def test_a_call_of_a_process_pool_says_its_function_and_the_pool(start: Any) -> None:
+    # GIVEN two calls of `crunch` in a process pool of one worker
+    target = start("process_pool.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    # THEN each awaiting task says the function and the pool's processes and calls
+    for name in ("proc-1", "proc-2"):
+        awaiting = tasks[name]["awaiting"]
+        assert awaiting["kind"] == "executor", awaiting
+        assert awaiting["text"] == (
+            "run_in_executor crunch in a process pool (1 process, 2 calls not done)"
+        ), awaiting
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
 def test_a_call_queued_in_a_busy_thread_pool_says_so(start: Any) -> None:
     # GIVEN a program whose default thread pool (2 threads) runs two `to_thread` calls and
     # has two more queued, and whose other pool (1 thread) runs one call and has one queued

@@ -52,6 +52,7 @@ class AwaitContext:
         "_executor_busy",
         "_executor_threads",
         "_held_locks",
+        "_process_calls",
         "frames_of",
         "id_of_task",
         "last_memo",
@@ -92,6 +93,7 @@ class AwaitContext:
         self._executor_threads: dict[int, ThreadCall] | None = None
         #: id(thread pool) -> how many of its threads run a call (`executor_threads`).
         self._executor_busy: dict[int, int] = {}
+        self._process_calls: dict[int, ProcessCall] | None = None
         #: `memo_key(code, object)` -> (object, awaiting): one description per object waited on,
         #: shared by every task waiting on it in this snapshot (never mutated: copy first).
         self.memo: dict[int, tuple[Any, WireAwaiting]] = {}
@@ -221,6 +223,33 @@ class AwaitContext:
                     walker = walker.f_back
             self._executor_threads = found
         return self._executor_threads
+
+    def process_calls(self) -> dict[int, ProcessCall]:
+        """id(concurrent future) -> the call a process pool has for it: what it runs, and
+        the pool's worker processes and calls not done. Read from each pool's manager thread
+        (`concurrent.futures.process._ExecutorManagerThread`, which keeps both)."""
+        if self._process_calls is None:
+            found: dict[int, ProcessCall] = {}
+            process_module = sys.modules.get("concurrent.futures.process")
+            manager = getattr(process_module, "_ExecutorManagerThread", None)
+            if isinstance(manager, type):
+                import threading
+
+                for thread in threading.enumerate():
+                    if not isinstance(thread, manager):
+                        continue
+                    items = getattr(thread, "pending_work_items", None)
+                    processes = getattr(thread, "processes", None)
+                    if type(items) is not dict or type(processes) is not dict:
+                        continue
+                    entries = list(items.values())
+                    for item in entries:
+                        future = getattr(item, "future", None)
+                        if future is not None:
+                            function = callable_name(getattr(item, "fn", None))
+                            found[id(future)] = (function, len(processes), len(entries))
+            self._process_calls = found
+        return self._process_calls
 
     def queued_facts(self, fut: Any, pool: Any) -> dict[str, Any]:
         """For a call run in a thread pool that no thread runs yet: `queued`, and when the
@@ -669,6 +698,8 @@ _COROUTINE_TYPES = (CoroutineType, GeneratorType)
 #: A call a worker thread runs: the thread's name, the function, and the call's stack
 #: (outermost first, its innermost `THREAD_STACK_DEPTH` frames).
 ThreadCall = tuple[str, str, list[dict[str, Any]]]
+#: A call of a process pool: the function, the pool's worker processes, its calls not done.
+ProcessCall = tuple[str, int, int]
 #: How many of a thread call's innermost frames are said (where it blocks is among them).
 THREAD_STACK_DEPTH = 30
 
@@ -907,8 +938,13 @@ def describe_future(
         if code is _CHAIN_CANCEL_CODE:
             thread = _executor_thread(ctx, fut)
             facts: dict[str, Any] = {}
+            source = _chained_source(fut)
+            in_process = ctx.process_calls().get(id(source)) if source is not None else None
             if thread:
                 facts = {"thread": thread[0], "function": thread[1], "thread_stack": thread[2]}
+            elif in_process is not None:
+                function, processes, calls = in_process
+                facts = {"function": function, "processes": processes, "calls": calls}
             else:  # which pool is not known: `executor` is not kept
                 facts = ctx.queued_facts(fut, None)
             return {"kind": "executor", "tasks": (), "call": "run_in_executor", "object": facts}
