@@ -191,13 +191,13 @@ CASES = [
     (
         "executor",
         "executor",
-        r"run_in_executor blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:65",
+        r"run_in_executor blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:66",
         ["executor"],
     ),
     (
         "to-thread",
         "executor",
-        r"to_thread blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:65",
+        r"to_thread blocking_wait in \S+, at blocking_wait\(\) await_kinds.py:66",
         ["to_thread", "to_thread"],
     ),
     (
@@ -205,6 +205,12 @@ CASES = [
         "subprocess",
         r"subprocess {child_pid} sleep wait",
         ["subprocess_waiter", "Process.wait", "BaseSubprocessTransport._wait"],
+    ),
+    (
+        "tls-client",
+        "socket",
+        r"loop\.create_connection TLS handshake on fd \d+ \(127\.0\.0\.1:{port}\)",
+        ["tls_client", "open_connection", None],
     ),
     ("bare-future", "future", r"Future parked", ["bare_future"]),
     (

@@ -672,6 +672,28 @@ def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
     }
 
 
+def _connection_setup(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting:
+    """`loop.create_connection` (`open_connection`) waiting for its transport to be made: the
+    TLS handshake with the peer when it asked for TLS (a server that never answers one keeps
+    it there), else the protocol's start."""
+    sock = _local(frame, "sock")
+    tls = _local(frame, "ssl")
+    fd: int | None = None
+    peer: str | None = None
+    if isinstance(sock, socket.socket):
+        try:
+            fd = socket.socket.fileno(sock)
+            peer = _address(socket.socket.getpeername(sock))
+        except OSError:
+            pass
+    call = "loop.create_connection" + (
+        " TLS handshake" if tls is not None and tls is not False else ""
+    )
+    return {"kind": "socket", "tasks": (), "call": call, "peer": peer, "object": {"fd": fd}}
+
+
 def _to_thread(
     ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
 ) -> WireAwaiting | None:
@@ -1040,6 +1062,12 @@ def _build_handlers() -> dict[CodeType, Handler]:
     table.append((getattr(base_events.BaseEventLoop, "sock_sendfile", None), _sock))
     table.append((threads.to_thread, _to_thread))
     table.append((getattr(base_events.BaseEventLoop, "getaddrinfo", None), _resolver))
+    table.append(
+        (
+            getattr(base_events.BaseEventLoop, "_create_connection_transport", None),
+            _connection_setup,
+        )
+    )
     table.append((getattr(base_events.BaseEventLoop, "getnameinfo", None), _resolver))
     table.append((subprocess.Process.wait, _subprocess("wait")))
     table.append((subprocess.Process.communicate, _subprocess("communicate")))

@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -165,6 +166,12 @@ async def stream_drainer(writer: asyncio.StreamWriter) -> None:
 
 async def sock_recv(sock: socket.socket) -> bytes:
     return await asyncio.get_running_loop().sock_recv(sock, 100)
+
+
+async def tls_client(port: int) -> None:
+    """Connects with TLS to a server that never answers the handshake."""
+    context = ssl.create_default_context()
+    await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="quiet")
 
 
 async def executor() -> str:
@@ -337,6 +344,8 @@ async def main(ready_path: str) -> None:
         if writer.transport.get_write_buffer_size() > 8 * 1024 * 1024:
             break
     spawn(stream_drainer(writer), "stream-drainer")
+
+    spawn(tls_client(port), "tls-client")
 
     left, right = socket.socketpair()
     left.setblocking(False)
