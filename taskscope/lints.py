@@ -31,6 +31,7 @@ KINDS: Final[tuple[str, ...]] = (
     "exception_never_retrieved",
     "cancel_not_honoured",
     "threads_exhausted",
+    "connections_exhausted",
     "blocking_step",
     "sleep0_spin",
 )
@@ -52,6 +53,9 @@ SPIN_RECENT: Final = 0.5
 #: A call waiting this many seconds for a worker thread, every thread (or token) of its pool
 #: taken, is worth a warning: a server under load queues calls for a moment.
 THREADS_GRACE: Final = 1.0
+#: A request waiting this many seconds for a connection of its HTTP client's pool, every
+#: connection being in use, is worth a warning (a busy client's requests queue for less).
+CONNECTIONS_GRACE: Final = 10.0
 #: Within this many seconds of an attach, a call seen waiting for a worker thread is reported
 #: however short its wait looks: the agent cannot know since when it waits.
 ATTACH_UNMEASURED: Final = 10.0
@@ -176,7 +180,20 @@ def _exhausted_pool(
             return ("pool", loop)
     elif kind == "semaphore" and facts.get("thread_limiter") and facts.get("value") == 0:
         return ("limiter", facts.get("id"))
+    elif kind == "pool" and _connections_full(facts):
+        return ("connections", facts.get("id"))
     return None
+
+
+def _connections_full(facts: Mapping[str, Any]) -> bool:
+    """Whether an HTTP client's pool has every connection its limits allow in use, in all or
+    to the request's host."""
+    def reached(limit: Any, used: Any) -> bool:
+        return isinstance(limit, int) and limit > 0 and isinstance(used, int) and used >= limit
+
+    return reached(facts.get("limit"), facts.get("in_use")) or reached(
+        facts.get("limit_per_host"), facts.get("host_in_use")
+    )
 
 
 def threads_exhausted(
@@ -192,7 +209,12 @@ def threads_exhausted(
             waited, bound = task.known_wait(now)
             if waited is not None and waited > longest:
                 longest, lower_bound = waited, bound
-        if longest < THREADS_GRACE and not _came_just_now(model, now):
+        if pool[0] == "connections":
+            # A busy client's requests queue for connections for seconds in the normal
+            # course: only a long wait, measured, is worth a warning
+            if longest < CONNECTIONS_GRACE:
+                continue
+        elif longest < THREADS_GRACE and not _came_just_now(model, now):
             continue
         facts = waiting[0].awaiting.facts if waiting[0].awaiting is not None else {}
         found: dict[str, Any] = {
@@ -204,11 +226,21 @@ def threads_exhausted(
         if pool[0] == "pool":
             found["threads"] = facts.get("workers")
             found["holder_names"] = _default_pool_callers(model, waiting[0].loop)
+        elif pool[0] == "connections":
+            pass  # its facts below
         else:
             found["holder_names"] = list(facts.get("holder_names") or ())
             found["holders_more"] = facts.get("holders_more") or 0
         ids = tuple(task.id for task in sorted(waiting, key=lambda task: task.number))
         loop = _loop_of(model, ids)
+        if pool[0] == "connections":
+            # The pool's class, the host and its limits, as its waiters' facts say them
+            found["pool_type"] = facts.get("type")
+            found["peer"] = waiting[0].awaiting.raw.get("peer") if waiting[0].awaiting else None
+            for key in ("limit", "in_use", "limit_per_host", "host_in_use"):
+                found[key] = facts.get(key)
+            yield Finding("connections_exhausted", ids, loop, found)
+            continue
         found["thread_stacks"] = _thread_stacks(model, loop)
         yield Finding("threads_exhausted", ids, loop, found)
 

@@ -752,6 +752,7 @@ WARNING_NAMES: Final = {
     "exception_never_retrieved": "exception never retrieved",
     "cancel_not_honoured": "cancel not honoured",
     "threads_exhausted": "threads exhausted",
+    "connections_exhausted": "connections exhausted",
     "blocking_step": "blocking step",
     "sleep0_spin": "sleep(0) spin",
 }
@@ -850,6 +851,8 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
             body = f"{first} was asked to cancel {ago} ago and its loop has not delivered it"
     elif kind == "threads_exhausted":
         body = _exhausted_words(model, finding)
+    elif kind == "connections_exhausted":
+        body = _connections_words(model, finding)
     elif kind == "blocking_step":
         body = _blocking_words(model, finding)
     elif kind == "sleep0_spin":
@@ -871,15 +874,9 @@ def _exhausted_words(model: TasksByID, finding: FindingFacts) -> str:
     default thread limiter are taken, by req-0, req-1, req-2 and 37 more; calls that do not
     return hold them (give blocking calls a timeout, or the pool more threads)`."""
     tasks, facts = finding.tasks, finding.facts
-    named = [_task_name(model, task_id) for task_id in tasks[:WAITING_NAMED]]
-    others = len(tasks) - len(named)
-    waiting = ", ".join(named) + f" and {others} more" if others else _names(model, tasks)
+    waiting = _waiting_names(model, tasks)
     verb = "waits" if len(tasks) == 1 else "wait"
-    seconds = facts.get("waited")  # None: since when is not known
-    waited = ""
-    if seconds is not None:
-        bound = "≥" if facts.get("lower_bound") else ""
-        waited = bound + seconds_text(float(seconds)).replace(" ", "")
+    waited = _waited_words(facts)
     if facts.get("pool") == "pool":
         threads = facts.get("threads")
         held = f"all {_plural(threads, 'thread')} of the default thread pool are busy"
@@ -914,9 +911,45 @@ def _exhausted_words(model: TasksByID, finding: FindingFacts) -> str:
         )
         where += f" and {others} elsewhere" if others else ""
     return (
-        f"{waiting} {verb} {waited + ' ' if waited else ''}for a worker thread: {held}{where}:"
+        f"{waiting} {verb} {waited}for a worker thread: {held}{where}:"
         " a call that does not return holds its thread (give blocking calls a timeout, or the"
         " pool more threads)"
+    )
+
+
+def _waiting_names(model: TasksByID, tasks: Sequence[str]) -> str:
+    """`req-40, req-41, req-42 and 3 more`: the first tasks of a warning about many."""
+    named = [_task_name(model, task_id) for task_id in tasks[:WAITING_NAMED]]
+    others = len(tasks) - len(named)
+    return ", ".join(named) + f" and {others} more" if others else _names(model, tasks)
+
+
+def _waited_words(facts: Mapping[str, Any]) -> str:
+    """`≥2.1s ` for a warning's longest wait (`waited`, `lower_bound`); "" when not known."""
+    seconds = facts.get("waited")  # None: since when is not known
+    if seconds is None:
+        return ""
+    bound = "≥" if facts.get("lower_bound") else ""
+    return bound + seconds_text(float(seconds)).replace(" ", "") + " "
+
+
+def _connections_words(model: TasksByID, finding: FindingFacts) -> str:
+    """`fetch-2, fetch-3 and 5 more wait ≥12s for a connection from TCPConnector to
+    api.example.com:443: all 100 in use; a request that never ends holds its connection (give
+    requests a timeout, or the pool a higher limit)`."""
+    tasks, facts = finding.tasks, finding.facts
+    verb = "waits" if len(tasks) == 1 else "wait"
+    peer = facts.get("peer")
+    pool = f"{facts.get('pool_type') or 'its pool'}" + (f" to {peer}" if peer else "")
+    per_host, host_in_use = facts.get("limit_per_host"), facts.get("host_in_use")
+    if per_host and isinstance(host_in_use, int) and host_in_use >= per_host:
+        held = f"all {per_host} to this host in use"
+    else:
+        held = f"all {facts.get('limit')} in use"
+    return (
+        f"{_waiting_names(model, tasks)} {verb} {_waited_words(facts)}for a connection from "
+        f"{pool}: {held}; a request that never ends holds its connection (give requests a "
+        "timeout, or the pool a higher limit)"
     )
 
 

@@ -654,6 +654,59 @@ def test_a_short_queue_or_a_free_thread_is_no_warning() -> None:
     assert kinds(model_of(task("2", "q", awaiting=named, waiting_seen_at=1990.0))) == []
 
 
+def connection_wait(**facts: Any) -> Any:
+    return awaiting(
+        "pool",
+        call="TCPConnector.connect",
+        peer="api.example.com:443",
+        object={
+            "type": "TCPConnector",
+            "id": "0x7",
+            "limit": 100,
+            "in_use": 100,
+            "limit_per_host": 0,
+            "host_in_use": 100,
+            "waiters": 2,
+            **facts,
+        },
+    )
+
+
+def test_requests_queued_for_long_behind_a_full_connection_pool_are_connections_exhausted() -> None:
+    from taskscope.lints import warning_records
+
+    # GIVEN two requests queued for a connection of a pool whose 100 are in use, one for 30 s
+    raw = snapshot(
+        task("2", "fetch-2", awaiting=connection_wait(), waiting_seen_at=1970.0),
+        task("3", "fetch-3", awaiting=connection_wait(), waiting_seen_at=1999.5),
+    )
+    model = TaskModel.from_snapshot(raw)
+    # THEN one warning says the pool, its host, its limit, and what to do
+    [finding] = find_warnings(model)
+    assert (finding.kind, finding.tasks) == ("connections_exhausted", ("2", "3"))
+    assert finding_text(finding, model) == (
+        "connections exhausted: fetch-2 and fetch-3 wait ≥30.0s for a connection from TCPConnector"
+        " to api.example.com:443: all 100 in use; a request that never ends holds its connection"
+        " (give requests a timeout, or the pool a higher limit)"
+    )
+    # AND dump, which keeps the records a warning can be about, finds it alike
+    small = TaskModel.from_snapshot(warning_records(raw))
+    assert [finding_text(f, small) for f in find_warnings(small)] == [finding_text(finding, model)]
+    # AND a per-host limit reached says so
+    per_host = connection_wait(in_use=3, limit_per_host=2, host_in_use=2)
+    [finding] = find_warnings(model_of(task("2", "f", awaiting=per_host, waiting_seen_at=1980)))
+    assert "all 2 to this host in use" in finding_text(finding, model)
+
+
+def test_a_short_queue_for_connections_or_a_pool_with_room_is_no_warning() -> None:
+    # a busy client's requests queue for connections for seconds: no warning under 10 s
+    short = task("2", "f", awaiting=connection_wait(), waiting_seen_at=1992.0)
+    assert kinds(model_of(short)) == []
+    # a connection free (the request is about to get it)
+    room = connection_wait(in_use=99, host_in_use=99)
+    assert kinds(model_of(task("2", "f", awaiting=room, waiting_seen_at=1900.0))) == []
+
+
 def test_an_exhausted_thread_limiter_names_who_holds_its_tokens() -> None:
     holders = {"holders": ["1", "4", "5", "6"], "holder_names": ["a", "b", "c", "d"]}
     model = model_of(
