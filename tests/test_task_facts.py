@@ -505,7 +505,7 @@ def _blocking_line(target: str) -> int:
 
 def test_a_call_of_a_process_pool_says_its_function_and_the_pool(start: Any) -> None:
     # GIVEN two calls of `crunch` in a process pool of one worker
-    target = start("process_pool.py").wait_ready()
+    target = start("process_pool_calls.py").wait_ready()
     tasks = by_name(agent_snapshot(target.pid))
     # THEN each awaiting task says the function and the pool's processes and calls
     for name in ("proc-1", "proc-2"):

@@ -1,42 +1,38 @@
-"""A process pool of one worker process with two calls (`crunch`) run through
-`loop.run_in_executor`: `proc-1` and `proc-2` await them. The calls last until the program is
-asked to stop. Signals ready once both are submitted."""
+"""An asyncio program with a process pool (fork start method, the default on Linux before
+3.14): `job` runs in the pool's worker until the stop file appears. The worker is a fork of
+the program taken while its loop ran, and holds a copy of that loop and its tasks, which
+never runs. Signals ready once the worker runs the job (`job-PID` names the worker)."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
-from target_kit import WORKDIR, signal_ready, until_stopped
+from target_kit import WORKDIR, signal_ready, stop_requested, until_stopped
 
 
-def crunch(stop_file: str) -> int:
-    while not os.path.exists(stop_file):
+def job(parent: int) -> None:
+    (WORKDIR / f"job-{os.getpid()}").write_text("running")
+    while not (WORKDIR / f"stop-{parent}").exists():
+        if os.getppid() != parent:  # the program was killed: the worker would wait for work
+            os._exit(0)  # forever, holding the program's output pipes
         time.sleep(0.05)
-    return 1
-
-
-async def wait_for(future: asyncio.Future[int]) -> int:
-    return await future
 
 
 async def main() -> None:
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
     loop = asyncio.get_running_loop()
-    stop_file = str(WORKDIR / f"stop-{os.getpid()}")
-    with ProcessPoolExecutor(max_workers=1) as pool:
-        calls = [loop.run_in_executor(pool, crunch, stop_file) for _ in range(2)]
-        waiting = [
-            asyncio.create_task(wait_for(call), name=f"proc-{number}")
-            for number, call in enumerate(calls, 1)
-        ]
-        await asyncio.sleep(0.3)
-        signal_ready()
-        await until_stopped()
-        await asyncio.gather(*waiting)
+    running = asyncio.ensure_future(loop.run_in_executor(pool, job, os.getpid()))
+    while not list(WORKDIR.glob("job-*")):
+        await asyncio.sleep(0.02)
+    signal_ready()
+    await until_stopped()
+    await running
+    pool.shutdown()
+    assert stop_requested()
 
 
-if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+asyncio.run(main())
