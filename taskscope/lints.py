@@ -188,6 +188,7 @@ def _exhausted_pool(
 def _connections_full(facts: Mapping[str, Any]) -> bool:
     """Whether an HTTP client's pool has every connection its limits allow in use, in all or
     to the request's host."""
+
     def reached(limit: Any, used: Any) -> bool:
         return isinstance(limit, int) and limit > 0 and isinstance(used, int) and used >= limit
 

@@ -650,9 +650,8 @@ def _stream(verb: str) -> Handler:
     return handler
 
 
-def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
-    sock = _local(frame, "sock")
-    method = frame.f_code.co_name
+def _socket_facts(sock: Any) -> tuple[int | None, str | None]:
+    """A socket's file descriptor and peer (None: not a socket, not connected, closed)."""
     fd: int | None = None
     peer: str | None = None
     if isinstance(sock, socket.socket):
@@ -661,8 +660,15 @@ def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: An
             peer = _address(socket.socket.getpeername(sock))
         except OSError:
             pass
-        if peer is None and method in ("sock_connect",):
-            peer = _address(_local(frame, "address"))
+    return fd, peer
+
+
+def _sock(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any) -> WireAwaiting:
+    sock = _local(frame, "sock")
+    method = frame.f_code.co_name
+    fd, peer = _socket_facts(sock)
+    if isinstance(sock, socket.socket) and peer is None and method in ("sock_connect",):
+        peer = _address(_local(frame, "address"))
     return {
         "kind": "socket",
         "tasks": (),
@@ -678,16 +684,8 @@ def _connection_setup(
     """`loop.create_connection` (`open_connection`) waiting for its transport to be made: the
     TLS handshake with the peer when it asked for TLS (a server that never answers one keeps
     it there), else the protocol's start."""
-    sock = _local(frame, "sock")
+    fd, peer = _socket_facts(_local(frame, "sock"))
     tls = _local(frame, "ssl")
-    fd: int | None = None
-    peer: str | None = None
-    if isinstance(sock, socket.socket):
-        try:
-            fd = socket.socket.fileno(sock)
-            peer = _address(socket.socket.getpeername(sock))
-        except OSError:
-            pass
     call = "loop.create_connection" + (
         " TLS handshake" if tls is not None and tls is not False else ""
     )
