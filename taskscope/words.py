@@ -935,8 +935,8 @@ def _waited_words(facts: Mapping[str, Any]) -> str:
 
 def _connections_words(model: TasksByID, finding: FindingFacts) -> str:
     """`fetch-2, fetch-3 and 5 more wait ≥12s for a connection from TCPConnector to
-    api.example.com:443: all 100 in use; a request that never ends holds its connection (give
-    requests a timeout, or the pool a higher limit)`."""
+    api.example.com:443: all 100 in use; each is held until the request or session using it
+    ends (give them a timeout, or the pool a higher limit)`."""
     tasks, facts = finding.tasks, finding.facts
     verb = "waits" if len(tasks) == 1 else "wait"
     peer = facts.get("peer")
@@ -948,8 +948,8 @@ def _connections_words(model: TasksByID, finding: FindingFacts) -> str:
         held = f"all {facts.get('limit')} in use"
     return (
         f"{_waiting_names(model, tasks)} {verb} {_waited_words(facts)}for a connection from "
-        f"{pool}: {held}; a request that never ends holds its connection (give requests a "
-        "timeout, or the pool a higher limit)"
+        f"{pool}: {held}; each is held until the request or session using it ends (give "
+        "them a timeout, or the pool a higher limit)"
     )
 
 

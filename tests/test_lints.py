@@ -686,8 +686,8 @@ def test_requests_queued_for_long_behind_a_full_connection_pool_are_connections_
     assert (finding.kind, finding.tasks) == ("connections_exhausted", ("2", "3"))
     assert finding_text(finding, model) == (
         "connections exhausted: fetch-2 and fetch-3 wait ≥30.0s for a connection from TCPConnector"
-        " to api.example.com:443: all 100 in use; a request that never ends holds its connection"
-        " (give requests a timeout, or the pool a higher limit)"
+        " to api.example.com:443: all 100 in use; each is held until the request or session using"
+        " it ends (give them a timeout, or the pool a higher limit)"
     )
     # AND dump, which keeps the records a warning can be about, finds it alike
     small = TaskModel.from_snapshot(warning_records(raw))

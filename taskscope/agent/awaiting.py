@@ -1364,7 +1364,72 @@ def add_library_handlers() -> bool:
     added = _add_httpcore_handlers() or added
     added = _add_websockets_handlers() or added
     added = _add_aiosqlite_handlers() or added
+    added = _add_sqlalchemy_handlers() or added
     return _add_anyio_handlers() or added
+
+
+#: SQLAlchemy's `QueuePool._do_get` (where a checkout waits for a pooled connection, inside
+#: the greenlet a task's `greenlet_spawn` runs), once its pool module is imported.
+_SQLALCHEMY_DO_GET: list[CodeType] = []
+#: How far down a greenlet's frames the pool's wait is looked for.
+GREENLET_DEPTH = 40
+
+
+def _add_sqlalchemy_handlers() -> bool:
+    """SQLAlchemy's asyncio pools: a checkout waiting for a connection, seen from the task's
+    `greenlet_spawn` (SQLAlchemy runs its synchronous code in a greenlet, whose frames are
+    not the task's coroutines), once its modules are imported."""
+    if _SQLALCHEMY_DO_GET:
+        return False
+    concurrency = sys.modules.get("sqlalchemy.util.concurrency") or sys.modules.get(
+        "sqlalchemy.util._concurrency_py3k"
+    )
+    queue_pool = getattr(sys.modules.get("sqlalchemy.pool.impl"), "QueuePool", None)
+    do_get = _code(getattr(queue_pool, "_do_get", None))
+    if concurrency is None or do_get is None:
+        return False
+    _SQLALCHEMY_DO_GET.append(do_get)
+    _add_handlers(HANDLERS, [(getattr(concurrency, "greenlet_spawn", None), _sqlalchemy_pool)])
+    return True
+
+
+def _sqlalchemy_pool(
+    ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: Any
+) -> WireAwaiting | None:
+    """A task whose SQLAlchemy greenlet waits for a connection of its pool (`QueuePool._do_get`,
+    `AsyncAdaptedQueuePool`): the pool's limit (`pool_size` and `max_overflow`), the
+    connections checked out, the checkouts waiting. None for any other wait of the greenlet:
+    the frames below say it (an aiosqlite call, a driver's read)."""
+    inner = getattr(_local(frame, "context"), "gr_frame", None)
+    pool = None
+    for _ in range(GREENLET_DEPTH):
+        if not isinstance(inner, FrameType):
+            return None
+        if inner.f_code is _SQLALCHEMY_DO_GET[0]:
+            pool = _local(inner, "self")
+            break
+        inner = inner.f_back
+    if pool is None:
+        return None
+    queue = getattr(pool, "_pool", None)
+    size, overflow = getattr(queue, "maxsize", None), getattr(pool, "_overflow", None)
+    max_overflow = getattr(pool, "_max_overflow", None)
+    # The asyncio queue under it, made on first use (a memoized property: read from its dict)
+    waiting_queue = vars(queue).get("_queue") if hasattr(queue, "__dict__") else None
+    idle = getattr(waiting_queue, "_queue", None)
+    facts = _object_facts(pool) | {"limit": None, "in_use": None, "waiters": None}
+    if type(size) is int and type(max_overflow) is int:
+        facts["limit"] = size + max_overflow if max_overflow >= 0 else 0
+    if type(size) is int and type(overflow) is int and isinstance(idle, collections.deque):
+        facts["in_use"] = size - len(idle) + overflow
+    facts["waiters"] = _size_of(getattr(waiting_queue, "_getters", None))
+    return {
+        "kind": "pool",
+        "tasks": (),
+        "call": f"{type(pool).__qualname__}.connect",
+        "peer": None,
+        "object": facts,
+    }
 
 
 _AIOSQLITE_ADDED = False
