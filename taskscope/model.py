@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -258,6 +258,19 @@ def _library_file(file: str) -> bool:
 def _site_of(stack: tuple[Frame, ...]) -> str:
     anchor = _group_anchor(stack)
     return anchor.location if anchor is not None else ""
+
+
+def _route_of_awaited(
+    tasks: Mapping[str, TaskInfo], request: tuple[str, str], awaited: Sequence[str]
+) -> str | None:
+    """The route a task serving `request` matched, told by a task it awaits that serves the
+    same request (a server's request task waiting for the task its framework handles the
+    request in: Django 5's `process_request`), when that one knows it."""
+    for task_id in awaited:
+        other = tasks.get(task_id)
+        if other is not None and other.route is not None and other.request == request:
+            return other.route
+    return None
 
 
 def _route(raw: Any) -> str | None:
@@ -582,9 +595,12 @@ class TaskModel:
             tuple[list[str], list[WireAwaiting], TaskInfo],
         ] = {}
         library_files = _LIBRARY_FILES
-        for task in self.tasks.values():
+        tasks = self.tasks
+        for task in tasks.values():
             awaiting = task.awaiting
             route = task.route
+            if route is None and task.request is not None and awaiting is not None:
+                route = _route_of_awaited(tasks, task.request, awaiting.tasks)
             by_route = (task.request[0], route) if route is not None and task.request else None
             if task.finished:
                 if not include_finished:

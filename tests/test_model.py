@@ -177,6 +177,58 @@ def test_request_tasks_group_by_route_and_the_program_line_they_wait_at() -> Non
 SERVER = "/srv/venv/lib/python3.12/site-packages/uvicorn/protocols/http/h11_impl.py"
 
 
+def test_a_request_task_is_grouped_by_the_route_its_awaited_handler_matched() -> None:
+    # GIVEN Django 5 under uvicorn: each request's server task waits in asyncio.wait for the
+    # task Django handles it in, which alone knows the route
+    server = {"function": "RequestResponseCycle.run_asgi", "file": SERVER, "line": 412}
+    waiting = {"function": "wait", "file": "/usr/lib/python3.12/asyncio/tasks.py", "line": 464}
+    view = {"function": "item", "file": "/srv/app/views.py", "line": 9}
+    records = []
+    for number, path in ((1, "/items/1"), (3, "/items/2")):
+        parent, child = str(number), str(number + 1)
+        records.append(
+            task(
+                parent,
+                f"Task-{parent}",
+                coro="RequestResponseCycle.run_asgi",
+                stack=[server, waiting],
+                awaiting=awaiting("wait", tasks=[child], object={"count": 2}),
+                request={"method": "GET", "path": path},
+            )
+        )
+        records.append(
+            task(
+                child,
+                f"Task-{child}",
+                coro="ASGIHandler.handle.<locals>.process_request",
+                stack=[view],
+                awaiting=awaiting("sleep"),
+                request={"method": "GET", "path": path, "route": "/items/<int:item_id>"},
+            )
+        )
+    # AND a server task for another request awaiting a task of a different request
+    records.append(
+        task(
+            "9",
+            "Task-9",
+            coro="RequestResponseCycle.run_asgi",
+            stack=[server, waiting],
+            awaiting=awaiting("wait", tasks=["2"], object={"count": 2}),
+            request={"method": "GET", "path": "/other"},
+        )
+    )
+    model = TaskModel.from_snapshot(snapshot(*records))
+    # THEN the server tasks are grouped by the route their handler tasks matched, the other
+    # one by itself
+    rows = {(row.request, row.label): row.count for row in group_rows(model.await_sites())}
+    route = ("GET", "/items/<int:item_id>")
+    assert rows[(route, "GET /items/<int:item_id> (RequestResponseCycle.run_asgi)")] == 2
+    assert (
+        rows[(route, "GET /items/<int:item_id> (ASGIHandler.handle.<locals>.process_request)")] == 2
+    )
+    assert sum(count for (request, _label), count in rows.items() if request is None) == 1
+
+
 def test_countdowns_run_from_when_the_agent_observed_them() -> None:
     # GIVEN a sleep with 10 s left and a 5 s timeout, observed at taken_at = 2000
     model = TaskModel.from_snapshot(
