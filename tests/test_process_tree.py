@@ -559,8 +559,12 @@ def test_detach_of_a_python_parent_stops_its_own_agent(tmp_path: Path) -> None:
     # THEN its agent stops (not "detach each process on its own", asked of that very one)
     assert detached.returncode == 0, detached.stderr
     assert detached.stdout.startswith(f"agent stopped in process {pid}")
-    assert again.returncode != 0
     assert f"process {pid} has no taskscope agent" in again.stderr
+    if sys.version_info >= (3, 14):  # where a read-only look stands in for the agent
+        assert f"reading process {pid}'s memory instead (read-only)" in again.stderr
+        assert again.returncode == 0, again.stderr
+    else:
+        assert again.returncode != 0
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

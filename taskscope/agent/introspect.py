@@ -827,9 +827,11 @@ def _pending_record(
     if record is not None and meta.rec_created_at is created_at and not renamed:
         wire = _wire_of(record)
         request = wire[5]
-        if request is not None and "route" not in request:
+        if request is not None and "route" not in request and meta.rec_stack is not stack:
             # Read at its first record, maybe before the application matched a route: once
-            # the task has moved, it may have.
+            # the task has moved elsewhere (the middleware's wait done, in its endpoint), it
+            # may have; suspended where it was (a new future at the same place: a streaming
+            # response's next chunk), it has not.
             again = request_of(task_coro(task))
             if again is not None and "route" in again:
                 wire = (*wire[:5], again)

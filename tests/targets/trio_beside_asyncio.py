@@ -7,12 +7,15 @@ import asyncio
 import threading
 
 import trio
+import trio.testing
 from target_kit import signal_ready, stop_requested, until_stopped
 
 
 async def trio_main(started: threading.Event) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.sleep, 3600, name="trio-sleeper")
+        # Ready once the sleeper sleeps (start_soon only schedules it)
+        await trio.testing.wait_all_tasks_blocked()
         started.set()
         while not stop_requested():
             await trio.sleep(0.05)
