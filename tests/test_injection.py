@@ -99,11 +99,14 @@ def expected_output(mode: str) -> str:
 
 
 def marker_code(path: Path) -> str:
+    """Code that writes `path` whole at once (a test waiting for it to exist never reads it
+    half written: made under another name, then renamed)."""
     return (
         "import json, os, sys, threading\n"
-        f"with open({str(path)!r}, 'w') as f:\n"
+        f"with open({str(path) + '.part'!r}, 'w') as f:\n"
         "    json.dump({'thread': threading.current_thread().name,\n"
         "               'version': list(sys.version_info[:2]), 'pid': os.getpid()}, f)\n"
+        f"os.replace({str(path) + '.part'!r}, {str(path)!r})\n"
     )
 
 

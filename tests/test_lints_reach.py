@@ -524,13 +524,16 @@ def test_a_negative_verdict_is_a_number_kept_until_the_wait_changes_or_it_is_old
         await asyncio.sleep(0)
         state = reach.ReachState()
         metas = [SimpleNamespace(task_id=7)]
-        assert reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0) == {}
+        # A look "of 10 s": a budget of 1 s, which a loaded machine's pause cannot use up
+        # before the one task is judged (the budget is not what this test is about)
+        look = 10.0
+        assert reach.judge_tasks(state, [task], metas, [0], look, now=1000.0) == {}
         verdict = state.verdicts[7]
         assert type(verdict) is int and not gc.is_tracked(verdict)
         # THEN not judged again on the same future within RECHECK, judged once older
-        reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0 + reach.RECHECK - 1)
+        reach.judge_tasks(state, [task], metas, [0], look, now=1000.0 + reach.RECHECK - 1)
         assert len(judged) == 1
-        reach.judge_tasks(state, [task], metas, [0], 0.0, now=1000.0 + reach.RECHECK + 1)
+        reach.judge_tasks(state, [task], metas, [0], look, now=1000.0 + reach.RECHECK + 1)
         assert len(judged) == 2
         # AND judged again at once when it waits on another future (the first one held here:
         # a freed future's address may be the next one's, see `reach.Cleared`)
@@ -540,7 +543,7 @@ def test_a_negative_verdict_is_a_number_kept_until_the_wait_changes_or_it_is_old
         other = asyncio.Event()
         moved = asyncio.create_task(wait_on(other))
         await asyncio.sleep(0)
-        reach.judge_tasks(state, [moved], metas, [0], 0.0, now=1000.0 + reach.RECHECK + 2)
+        reach.judge_tasks(state, [moved], metas, [0], look, now=1000.0 + reach.RECHECK + 2)
         assert len(judged) == 3
         del first_future
         other.set()
