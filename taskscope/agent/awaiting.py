@@ -686,9 +686,7 @@ def _connection_setup(
     it there), else the protocol's start."""
     fd, peer = _socket_facts(_local(frame, "sock"))
     tls = _local(frame, "ssl")
-    call = "loop.create_connection" + (
-        " TLS handshake" if tls is not None and tls is not False else ""
-    )
+    call = "loop.create_connection" + (" TLS handshake" if tls else "")
     return {"kind": "socket", "tasks": (), "call": call, "peer": peer, "object": {"fd": fd}}
 
 
@@ -1348,24 +1346,29 @@ def _keyed(mapping: Any, key: Any) -> Any:
     return dict.get(mapping, key)
 
 
-#: Whether anyio's and aiohttp's handlers are in HANDLERS (see `add_library_handlers`).
-_ANYIO_ADDED = False
-_AIOHTTP_ADDED = False
-
-
 def add_library_handlers() -> bool:
     """Adds the handlers of the libraries the program imported (the agent never imports
-    them): aiohttp's stream readers (`_add_aiohttp_handlers`), and anyio's asyncio backend:
-    its Lock (which knows its holder), Semaphore, Event, CapacityLimiter, task group, memory
-    object streams and `to_thread.run_sync`. True when it added some just now: plans made
-    before (`plan_chain`) must be made again. Cheap when there is nothing to do: each look
-    calls it."""
-    added = _add_aiohttp_handlers()
-    added = _add_httpcore_handlers() or added
-    added = _add_websockets_handlers() or added
-    added = _add_aiosqlite_handlers() or added
-    added = _add_sqlalchemy_handlers() or added
-    return _add_anyio_handlers() or added
+    them), each library's once the modules its table reads are imported (`_LIBRARIES`). True
+    when it added some just now: plans made before (`plan_chain`) must be made again. Each
+    look calls it: while no module was imported since the last call, one `len`."""
+    modules = sys.modules
+    if len(modules) == _MODULES_SEEN[0] or len(_LIBRARIES_ADDED) == len(_LIBRARIES):
+        return False
+    _MODULES_SEEN[0] = len(modules)
+    added = False
+    for index, (needed, table) in enumerate(_LIBRARIES):
+        if index in _LIBRARIES_ADDED or not all(name in modules for name in needed):
+            continue
+        _LIBRARIES_ADDED.add(index)
+        _add_handlers(HANDLERS, table())
+        added = True
+    return added
+
+
+#: How many modules were imported at the last `add_library_handlers`, and which entries of
+#: `_LIBRARIES` (by index) have their handlers in HANDLERS.
+_MODULES_SEEN = [0]
+_LIBRARIES_ADDED: set[int] = set()
 
 
 #: SQLAlchemy's `QueuePool._do_get` (where a checkout waits for a pooled connection, inside
@@ -1375,22 +1378,19 @@ _SQLALCHEMY_DO_GET: list[CodeType] = []
 GREENLET_DEPTH = 40
 
 
-def _add_sqlalchemy_handlers() -> bool:
+def _sqlalchemy_table() -> list[tuple[Any, Handler]]:
     """SQLAlchemy's asyncio pools: a checkout waiting for a connection, seen from the task's
     `greenlet_spawn` (SQLAlchemy runs its synchronous code in a greenlet, whose frames are
-    not the task's coroutines), once its modules are imported."""
-    if _SQLALCHEMY_DO_GET:
-        return False
+    not the task's coroutines)."""
     concurrency = sys.modules.get("sqlalchemy.util.concurrency") or sys.modules.get(
         "sqlalchemy.util._concurrency_py3k"
     )
     queue_pool = getattr(sys.modules.get("sqlalchemy.pool.impl"), "QueuePool", None)
     do_get = _code(getattr(queue_pool, "_do_get", None))
     if concurrency is None or do_get is None:
-        return False
+        return []
     _SQLALCHEMY_DO_GET.append(do_get)
-    _add_handlers(HANDLERS, [(getattr(concurrency, "greenlet_spawn", None), _sqlalchemy_pool)])
-    return True
+    return [(getattr(concurrency, "greenlet_spawn", None), _sqlalchemy_pool)]
 
 
 def _sqlalchemy_pool(
@@ -1432,50 +1432,25 @@ def _sqlalchemy_pool(
     }
 
 
-_AIOSQLITE_ADDED = False
-
-
-def _add_aiosqlite_handlers() -> bool:
-    """aiosqlite's calls, run by each connection's own thread, once aiosqlite is imported."""
-    global _AIOSQLITE_ADDED
-    if _AIOSQLITE_ADDED:
-        return False
+def _aiosqlite_table() -> list[tuple[Any, Handler]]:
+    """aiosqlite's calls, run by each connection's own thread."""
     connection = getattr(sys.modules.get("aiosqlite.core"), "Connection", None)
-    if connection is None:
-        return False
-    _AIOSQLITE_ADDED = True
-    table: list[tuple[Any, Handler]] = [
+    return [
         (getattr(connection, "_execute", None), _aiosqlite),
         (getattr(connection, "_connect", None), _aiosqlite),
     ]
-    _add_handlers(HANDLERS, table)
-    return True
 
 
-#: The websockets modules whose `recv` has its handler (its asyncio implementation, and the
-#: legacy one that servers such as uvicorn still use).
-_WEBSOCKETS_ADDED: set[str] = set()
-_WEBSOCKETS_CLASSES = {
-    "websockets.asyncio.connection": "Connection",
-    "websockets.legacy.protocol": "WebSocketCommonProtocol",
-}
-
-
-def _add_websockets_handlers() -> bool:
+def _websockets_table(module_name: str, class_name: str) -> Callable[[], list[Any]]:
     """websockets' connections: a wait for the next message (`recv`, which `async for` over a
-    connection calls too), once each implementation's module is imported."""
-    if len(_WEBSOCKETS_ADDED) == len(_WEBSOCKETS_CLASSES):
-        return False
-    added = False
-    for module_name, class_name in _WEBSOCKETS_CLASSES.items():
-        module = sys.modules.get(module_name)
-        if module_name in _WEBSOCKETS_ADDED or module is None:
-            continue
-        _WEBSOCKETS_ADDED.add(module_name)
-        connection = getattr(module, class_name, None)
-        _add_handlers(HANDLERS, [(getattr(connection, "recv", None), _websocket_recv)])
-        added = True
-    return added
+    connection calls too), of the implementation `module_name` holds (its asyncio one, or
+    the legacy one that servers such as uvicorn still use)."""
+
+    def table() -> list[tuple[Any, Handler]]:
+        connection = getattr(sys.modules.get(module_name), class_name, None)
+        return [(getattr(connection, "recv", None), _websocket_recv)]
+
+    return table
 
 
 def _websocket_recv(
@@ -1493,34 +1468,16 @@ def _websocket_recv(
     }
 
 
-_HTTPCORE_ADDED = False
+def _httpcore_table() -> list[tuple[Any, Handler]]:
+    """httpcore's connection pool (under httpx)."""
+    request = getattr(sys.modules.get("httpcore._async.connection_pool"), "AsyncPoolRequest", None)
+    return [(getattr(request, "wait_for_connection", None), _httpcore_pool)]
 
 
-def _add_httpcore_handlers() -> bool:
-    """httpcore's connection pool (under httpx), once its asyncio pool module is imported."""
-    global _HTTPCORE_ADDED
-    if _HTTPCORE_ADDED:
-        return False
-    pool_module = sys.modules.get("httpcore._async.connection_pool")
-    if pool_module is None:
-        return False
-    _HTTPCORE_ADDED = True
-    request = getattr(pool_module, "AsyncPoolRequest", None)
-    _add_handlers(HANDLERS, [(getattr(request, "wait_for_connection", None), _httpcore_pool)])
-    return True
-
-
-def _add_aiohttp_handlers() -> bool:
+def _aiohttp_table() -> list[tuple[Any, Handler]]:
     """aiohttp's StreamReader (bodies), DataQueue (a client's response head, websocket
-    messages) and connector (a client's wait for a connection), once aiohttp.streams is
-    imported."""
-    global _AIOHTTP_ADDED
-    if _AIOHTTP_ADDED:
-        return False
+    messages) and connector (a client's wait for a connection)."""
     streams_module = sys.modules.get("aiohttp.streams")
-    if streams_module is None:
-        return False
-    _AIOHTTP_ADDED = True
     connector = getattr(sys.modules.get("aiohttp.connector"), "BaseConnector", None)
     # aiohttp 3.10+ waits for a connection in a method of its own; before, inside `connect`
     # (the only plain future that method awaits itself)
@@ -1532,21 +1489,17 @@ def _add_aiohttp_handlers() -> bool:
         (getattr(getattr(streams_module, "DataQueue", None), "read", None), _aiohttp_queue),
         (pool_wait, _aiohttp_pool),
     ]
-    _add_handlers(HANDLERS, table)
-    return True
+    return table
 
 
-def _add_anyio_handlers() -> bool:
-    """anyio's asyncio backend, once anyio is imported (its frames then count as a library's
-    when a waited object is named)."""
-    global _ANYIO_ADDED, _LIBRARY_DIRS
-    if _ANYIO_ADDED:
-        return False
+def _anyio_table() -> list[tuple[Any, Handler]]:
+    """anyio's asyncio backend: its Lock (which knows its holder), Semaphore, Event,
+    CapacityLimiter, task group, memory object streams, socket streams and
+    `to_thread.run_sync` (its frames then count as a library's when a waited object is
+    named)."""
+    global _LIBRARY_DIRS
     backend = sys.modules.get("anyio._backends._asyncio")
     memory = sys.modules.get("anyio.streams.memory")
-    if backend is None or memory is None:
-        return False
-    _ANYIO_ADDED = True
     package = sys.modules.get("anyio")
     package_file = getattr(package, "__file__", None)
     if isinstance(package_file, str):
@@ -1579,10 +1532,28 @@ def _add_anyio_handlers() -> bool:
         (getattr(getattr(backend, "SocketStream", None), "receive", None), _anyio_socket),
         (getattr(getattr(backend, "SocketStream", None), "send", None), _anyio_socket),
     ]
-    _add_handlers(HANDLERS, table)
     group = getattr(backend, "TaskGroup", None)
     waiters.anyio_task_done = _nested_code(getattr(group, "_spawn", None), "task_done")
-    return True
+    return table
+
+
+#: The libraries whose waits have handlers: the modules a library's table reads (all of them
+#: imported by the program before it is made), and the function that makes it.
+_LIBRARIES: tuple[tuple[tuple[str, ...], Callable[[], list[tuple[Any, Handler]]]], ...] = (
+    (("aiohttp.streams",), _aiohttp_table),
+    (("httpcore._async.connection_pool",), _httpcore_table),
+    (
+        ("websockets.asyncio.connection",),
+        _websockets_table("websockets.asyncio.connection", "Connection"),
+    ),
+    (
+        ("websockets.legacy.protocol",),
+        _websockets_table("websockets.legacy.protocol", "WebSocketCommonProtocol"),
+    ),
+    (("aiosqlite.core",), _aiosqlite_table),
+    (("sqlalchemy.pool.impl", "sqlalchemy.ext.asyncio"), _sqlalchemy_table),
+    (("anyio._backends._asyncio", "anyio.streams.memory"), _anyio_table),
+)
 
 
 _SHIELD_OUTER_CODE = _nested_code(tasks.shield, "_outer_done_callback")
