@@ -2,13 +2,15 @@
 task as text (what the dashboard copies).
 
 Task names, reprs and paths come from the monitored program: they are untrusted text, so
-control characters are escaped before anything reaches the terminal.
+control characters are escaped before anything reaches the terminal. Columns are measured in
+terminal cells, not characters: a CJK name takes two cells a character.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,19 +45,95 @@ STATE_MARKERS = {"pending": "●", "done": "✓", "cancelled": "⊘", "failed": 
 
 
 def safe_text(text: str, limit: int | None = None) -> str:
-    """Printable text: control characters (ESC, CR, BEL...) shown as escapes, not obeyed."""
+    """Printable text: control characters (ESC, CR, BEL...) shown as escapes, not obeyed;
+    with `limit`, cut to that many terminal cells, the cut marked `…`."""
     if text.isprintable():
         cleaned = text
     else:
         cleaned = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    if limit is not None and len(cleaned) > limit:
-        return cleaned[: max(0, limit - 1)] + "…"
+    if limit is not None and len(cleaned) > limit // 2 and cell_len(cleaned) > limit:
+        return _cut_to_cells(cleaned, max(0, limit - 1)) + "…"
     return cleaned
 
 
+def cell_len(text: str) -> int:
+    """How many terminal cells `text` takes: two for a wide character (CJK, most emoji), none
+    for a combining one (an accent drawn on the letter before it)."""
+    if text.isascii():
+        return len(text)
+    return sum(map(_char_cells, text))
+
+
+def _char_cells(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
+def _cut_to_cells(text: str, width: int) -> str:
+    """The longest start of `text` that fits in `width` cells, padded to them with a space
+    where a wide character would have straddled the edge."""
+    used = 0
+    for index, char in enumerate(text):
+        cells = _char_cells(char)
+        if used + cells > width:
+            return text[:index] + " " * (width - used)
+        used += cells
+    return text
+
+
+def pad_cells(text: str, width: int) -> str:
+    """`text` followed by spaces up to `width` terminal cells (str.ljust counts characters,
+    and a CJK character takes two cells)."""
+    return text + " " * (width - cell_len(text))
+
+
+#: A frame repeated in a row more than this many times (a recursion) is shown this many times
+#: and then once as a count, as Python's tracebacks do.
+REPEATED_FRAMES_SHOWN = 3
+
+
+def stack_items(
+    frames: Sequence[Mapping[str, Any]], left_out_at: int | None = None, left_out: int = 0
+) -> list[Mapping[str, Any] | str]:
+    """A stack (outermost first) as shown: its frames, each run of frames alike (same
+    function, file and line) longer than `REPEATED_FRAMES_SHOWN` cut to that many and a line
+    counting the rest, and a line where the agent left out the middle of a chain too deep to
+    send whole (`left_out` coroutines before `frames[left_out_at]`)."""
+    shown: list[Mapping[str, Any] | str] = []
+    run = hidden = 0
+    last: tuple[Any, Any, Any] | None = None
+
+    def end_run() -> None:
+        if hidden:
+            times = "time" if hidden == 1 else "times"
+            shown.append(f"[the frame above repeated {hidden} more {times}]")
+
+    for index, frame in enumerate(frames):
+        if index == left_out_at and left_out > 0:
+            end_run()
+            run = hidden = 0
+            last = None
+            shown.append(
+                f"[{left_out} coroutine{'s' if left_out != 1 else ''} left out here: the chain "
+                f"is deeper than the agent sends, its outermost and innermost frames are shown]"
+            )
+        key = (frame["function"], frame["file"], frame["line"])
+        if key != last:
+            end_run()
+            run = hidden = 0
+            last = key
+        run += 1
+        if run <= REPEATED_FRAMES_SHOWN:
+            shown.append(frame)
+        else:
+            hidden += 1
+    end_run()
+    return shown
+
+
 def _fit(text: str, width: int) -> str:
-    text = safe_text(text, width)
-    return text + " " * (width - len(text))
+    return pad_cells(safe_text(text, width), width)
 
 
 def _program_words(argv: list[str]) -> list[str]:
@@ -237,9 +315,11 @@ def ps_table(
         rows.append(cells)
     heads.append("AWAITING")
     columns = len(rows[0]) - 1
-    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    widths = [max(cell_len(row[i]) for row in rows) for i in range(columns)]
     lines = [
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:columns])) + "  " + row[-1]
+        "  ".join(pad_cells(cell, widths[i]) for i, cell in enumerate(row[:columns]))
+        + "  "
+        + row[-1]
         for row in rows
     ]
     footnotes = []
@@ -310,7 +390,7 @@ def tree_text(
         36,
         max(
             [
-                len(prefix) + len(safe_text(row.task.name))
+                cell_len(prefix) + cell_len(safe_text(row.task.name))
                 for prefix, row in zip(prefixes, rows, strict=True)
             ]
             + [4]
@@ -318,7 +398,9 @@ def tree_text(
     )
     coro_width = min(
         32,
-        max([len(safe_text(coro_label(row.task.coro, row.task.request))) for row in rows] + [4]),
+        max(
+            [cell_len(safe_text(coro_label(row.task.coro, row.task.request))) for row in rows] + [4]
+        ),
     )
     # Each root and everything under it, under the loop the root runs on.
     by_loop: dict[str, list[str]] = {}
@@ -460,8 +542,8 @@ def _tree_line(
     )
     if age:
         # Two spaces at least: `, for ≥1.4s 2.7s` would read as one phrase.
-        pad = max(2, width - len(line) - len(age))
-        line = line + " " * pad + age
+        gap = max(2, width - cell_len(line) - cell_len(age))
+        line = line + " " * gap + age
     return line.rstrip()
 
 

@@ -263,6 +263,18 @@ def _deep_chain(
     """`_chain` of a chain of coroutines deeper than MAX_STACK_DEPTH (a recursion): the outer
     half of the frames walked, and the innermost half, where the wait is, found by following
     `cr_await` alone (no frame object is made for the coroutines left out)."""
+    frames, owners, _gap = _deep_parts(frames, owners, rest)
+    key: list[int] = []
+    for frame in frames:
+        key += (id(frame.f_code), frame.f_lasti)
+    return frames, owners, tuple(key)
+
+
+def _deep_parts(
+    frames: list[FrameType], owners: list[Any], rest: Any
+) -> tuple[list[FrameType], list[Any], tuple[int, int]]:
+    """`_deep_chain`'s frames and owners, and where its gap is: the index of the first frame
+    after it, and how many coroutines it leaves out."""
     tail: list[Any] = []
     obj = rest
     while type(obj) is CoroutineType and len(tail) < _DEEP_CHAIN_LIMIT:
@@ -272,12 +284,31 @@ def _deep_chain(
     # The innermost coroutines (and what the last awaits, if it is no coroutine: walked as
     # `_chain` walks it, by `_chain` itself).
     inner_frames, inner_owners, _ = _chain(tail[-half] if len(tail) >= half else tail[0])
-    frames = frames[: MAX_STACK_DEPTH - len(inner_frames)] + inner_frames
+    kept_outer = MAX_STACK_DEPTH - len(inner_frames)
+    left_out = len(frames) + len(tail) - kept_outer - min(half, len(tail))
+    frames = frames[:kept_outer] + inner_frames
     owners = owners[: MAX_STACK_DEPTH - len(inner_owners)] + inner_owners
-    key: list[int] = []
-    for frame in frames:
-        key += (id(frame.f_code), frame.f_lasti)
-    return frames, owners, tuple(key)
+    return frames, owners, (kept_outer, left_out)
+
+
+def frames_and_gap(coro: Any) -> tuple[list[FrameType], tuple[int, int] | None]:
+    """`walk_frames`, and for a chain deeper than MAX_STACK_DEPTH, whose middle is left out,
+    where: the index of the first frame after the gap, and how many coroutines it leaves
+    out (None: nothing left out)."""
+    frames: list[FrameType] = []
+    owners: list[Any] = []
+    obj = coro
+    while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
+        frame = obj.cr_frame
+        if frame is None:
+            return frames, None
+        frames.append(frame)
+        owners.append(obj)
+        obj = obj.cr_await
+    if type(obj) is CoroutineType:
+        deep_frames, _owners, gap = _deep_parts(frames, owners, obj)
+        return deep_frames, gap
+    return walk_frames(coro), None
 
 
 def line_at(code: CodeType, lasti: int) -> int | None:

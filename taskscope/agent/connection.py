@@ -22,7 +22,7 @@ from taskscope import __version__
 # The server's limits are read from its module when used: it imports this one.
 from taskscope.agent import server as _server
 from taskscope.agent.cancel import request_cancel
-from taskscope.agent.chains import frame_record, walk_frames
+from taskscope.agent.chains import frame_record, frames_and_gap, walk_frames
 from taskscope.agent.flight import FlightRecorder, changes_between
 from taskscope.agent.introspect import find_task, finished_record
 from taskscope.agent.tracker import task_coro
@@ -393,9 +393,10 @@ class Connection:
             return {"type": "stack", "task": task_id, "found": False, "stack": []}
         reply: StackReply = {"type": "stack", "task": task_id, "found": True, "stack": []}
         meta = tracker.meta_of(task)
-        reply["stack"] = [
-            _stack_frame(frame.f_code, frame.f_lineno) for frame in walk_frames(task_coro(task))
-        ]
+        frames, gap = frames_and_gap(task_coro(task))
+        reply["stack"] = [_stack_frame(frame.f_code, frame.f_lineno) for frame in frames]
+        if gap is not None:
+            reply["left_out_at"], reply["left_out"] = gap
         reply["created_from"] = [
             _stack_frame(code, line) for code, line in (meta.created_from if meta else ())
         ]

@@ -108,7 +108,7 @@ def _resolve(source: Source, args: argparse.Namespace) -> TaskInfo:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from taskscope.report import safe_text
+    from taskscope.report import safe_text, stack_items
 
     source = open_source(args, needs=Capability.STACK_SOURCE)
     try:
@@ -128,7 +128,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         _print_created_from(record.get("created_from"))
         return 0
     print(f"{title}, {task.state}, stack outermost first:")
-    for frame in reply["stack"]:
+    for frame in stack_items(reply["stack"], reply.get("left_out_at"), reply.get("left_out", 0)):
+        if isinstance(frame, str):
+            print(f"  {frame}")
+            continue
         print(f"  {safe_text(frame['function'])}  {safe_text(frame['file'])}:{frame['line']}")
         line = frame.get("source")
         if line:

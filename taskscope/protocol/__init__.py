@@ -526,6 +526,10 @@ class StackReply(TypedDict):
     found: bool
     #: Outermost first; empty for a finished task.
     stack: list[StackFrame]
+    #: A chain of coroutines too deep to send whole (a recursion) is sent as its outermost
+    #: and innermost frames: `left_out` coroutines were left out before `stack[left_out_at]`.
+    left_out: NotRequired[int]
+    left_out_at: NotRequired[int]
     #: A pending task's creation site (empty when unknown).
     created_from: NotRequired[list[StackFrame]]
     #: A finished task's record.

@@ -19,7 +19,7 @@ from textual.widgets.option_list import Option
 
 from taskscope.model import Frame, LoopInfo, Stall, TaskInfo, TaskModel, in_tree_order
 from taskscope.protocol import StackFrame, StackReply
-from taskscope.report import clock, safe_text
+from taskscope.report import clock, safe_text, stack_items
 from taskscope.ui.task_display import (
     ASYNCIO_LEGEND,
     STATE_STYLES,
@@ -318,12 +318,17 @@ class DetailPane(Vertical):
         else:
             text.append("stack\n", style="bold")
             frames: list[StackFrame]
+            left_out_at, left_out = None, 0
             if reply is not None and reply.get("found") and reply.get("stack") is not None:
                 frames = list(reply["stack"])
+                left_out_at, left_out = reply.get("left_out_at"), reply.get("left_out", 0)
             else:
                 frames = [_frame_dict(frame) for frame in task.stack]
-            for frame in frames:
-                _append_frame(text, frame)
+            for frame in stack_items(frames, left_out_at, left_out):
+                if isinstance(frame, str):
+                    text.append(f"  {frame}\n", style="dim")
+                else:
+                    _append_frame(text, frame)  # type: ignore[arg-type]
             if not frames:
                 text.append("  (no frames: the task has not started)\n", style="dim")
         created = (

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from rich.text import Text
 
 from taskscope.model import TaskModel
-from taskscope.report import age_text, clock, safe_text
+from taskscope.report import age_text, clock, pad_cells, safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import (
     FULL_COLUMNS_FROM,
@@ -79,10 +79,10 @@ class HistoryTable(RowList):
             " ",
             ago.rjust(9),
             " ",
-            safe_text(task.name, name_width).ljust(name_width),
+            pad_cells(safe_text(task.name, name_width), name_width),
             " ",
             (
-                coro_text(task, coro_width).ljust(coro_width),
+                pad_cells(coro_text(task, coro_width), coro_width),
                 "dim" if made_by_asyncio(task) else "cyan",
             ),
             " ",

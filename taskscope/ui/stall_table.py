@@ -12,7 +12,7 @@ from collections.abc import Callable
 from rich.text import Text
 
 from taskscope.model import LoopInfo, Stall, TaskModel
-from taskscope.report import safe_text
+from taskscope.report import pad_cells, safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import FULL_COLUMNS_FROM, ViewOptions, blocking_frame, who_stalled
 from taskscope.words import format_duration, no_stalls_words, step_time_text
@@ -85,7 +85,7 @@ class StallTable(RowList):
         mark = (ONGOING_MARK, "bold red") if stall.ongoing else (" ", "")
         loop_column = f"  {safe_text(loop.label, 20)}" if len(self.model.loops) > 1 else ""
         width = self._who_width()
-        who = safe_text(who_stalled(stall), width).ljust(width)
+        who = pad_cells(safe_text(who_stalled(stall), width), width)
         return Text.assemble(
             mark,
             " ",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from rich.text import Text
 
 from taskscope.model import TaskInfo, TaskModel
-from taskscope.report import safe_text
+from taskscope.report import pad_cells, safe_text
 from taskscope.ui.row_list import RowList
 from taskscope.ui.task_display import (
     FULL_COLUMNS_FROM,
@@ -89,7 +89,7 @@ class TaskTable(RowList):
         if self._narrow():
             return Text.assemble(
                 *self._lead(task, in_cycle, quiet, 5, 12),
-                (coro_text(task, 10).ljust(10), "dim" if quiet else "cyan"),
+                (pad_cells(coro_text(task, 10), 10), "dim" if quiet else "cyan"),
                 " ",
                 (step_time_text(task.busy_s).rjust(7) + " ") if self.figures else "",
                 what,
@@ -105,13 +105,13 @@ class TaskTable(RowList):
                 " ",
                 waited.rjust(7),
                 "  ",
-                (coro_text(task, 18).ljust(18), "dim" if quiet else "cyan"),
+                (pad_cells(coro_text(task, 18), 18), "dim" if quiet else "cyan"),
                 " ",
                 what,
             )
         return Text.assemble(
             *self._lead(task, in_cycle, quiet, 6, 24),
-            (coro_text(task, 24).ljust(24), "dim" if quiet else "cyan"),
+            (pad_cells(coro_text(task, 24), 24), "dim" if quiet else "cyan"),
             " ",
             f"{task.state:9} ",
             age_text(task, self.clock()).rjust(7),
@@ -129,6 +129,6 @@ class TaskTable(RowList):
             marker(task, in_cycle, warned=task.id in self.warned),
             " ",
             f"{task.id:>{id_width}} ",
-            (safe_text(task.name, name_width).ljust(name_width), "dim" if quiet else "bold"),
+            (pad_cells(safe_text(task.name, name_width), name_width), "dim" if quiet else "bold"),
             " ",
         )

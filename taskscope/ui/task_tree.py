@@ -28,7 +28,7 @@ from textual.widgets.tree import TreeNode
 
 from taskscope.model import TaskInfo, TaskModel
 from taskscope.relations import AWAITED_STROKE, CREATED, CREATED_STROKE, relation
-from taskscope.report import safe_text
+from taskscope.report import pad_cells, safe_text
 from taskscope.ui.task_display import (
     FULL_COLUMNS_FROM,
     MOVING_SORTS,
@@ -634,9 +634,9 @@ class TaskTree(Tree[str]):
             (toggle, base_style),
             marker(task, in_cycle, task.loop in self._loop_blocked, task.id in self.warned),
             " ",
-            (name.ljust(name_width), "dim" if quiet else "bold"),
+            (pad_cells(name, name_width), "dim" if quiet else "bold"),
             " ",
-            (coro.ljust(coro_width), "dim" if quiet else "cyan"),
+            (pad_cells(coro, coro_width), "dim" if quiet else "cyan"),
             " ",
             (age_text(task, self.clock()).rjust(AGE_WIDTH) + " ") if age_shown else "",
             self._figure(task),

@@ -1,0 +1,112 @@
+"""What `stack` shows of a recursion, and how `ps` and `tree` line up names that take two
+terminal cells a character: against a real program (tests/targets/deep_and_wide.py), and the
+pure parts on their own."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from taskscope.report import REPEATED_FRAMES_SHOWN, safe_text, stack_items
+from tests.helpers import agent_snapshot, by_name, run_cli
+
+DEEP, SHALLOW = 300, 20  # as in the target
+WIDE_NAME = "名前の長いタスク"
+
+
+def _cells(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _frame(function: str, line: int) -> dict[str, Any]:
+    return {"function": function, "file": "app.py", "line": line}
+
+
+def test_a_run_of_frames_alike_is_cut_to_a_few_and_a_count() -> None:
+    frames = [_frame("outer", 1)] + [_frame("descend", 7)] * 10 + [_frame("descend", 5)]
+    items = stack_items(frames)
+    assert items[: 1 + REPEATED_FRAMES_SHOWN] == frames[: 1 + REPEATED_FRAMES_SHOWN]
+    assert items[1 + REPEATED_FRAMES_SHOWN] == (
+        f"[the frame above repeated {10 - REPEATED_FRAMES_SHOWN} more times]"
+    )
+    assert items[-1] == _frame("descend", 5)
+    assert len(items) == 1 + REPEATED_FRAMES_SHOWN + 1 + 1
+
+
+def test_frames_alike_up_to_the_limit_are_all_shown() -> None:
+    frames = [_frame("descend", 7)] * REPEATED_FRAMES_SHOWN + [_frame("descend", 5)]
+    assert stack_items(frames) == frames
+
+
+def test_the_gap_the_agent_left_is_said_where_it_is_and_breaks_the_runs() -> None:
+    frames = [_frame("descend", 7)] * 6
+    items = stack_items(frames, left_out_at=2, left_out=50)
+    assert items == [
+        frames[0],
+        frames[1],
+        "[50 coroutines left out here: the chain is deeper than the agent sends, its "
+        "outermost and innermost frames are shown]",
+        frames[2],
+        frames[3],
+        frames[4],
+        "[the frame above repeated 1 more time]",
+    ]
+
+
+def test_a_cut_name_fits_its_cells_even_when_a_wide_character_straddles_the_edge() -> None:
+    assert safe_text(WIDE_NAME, 10) == "名前の長 …"  # 4 wide (8 cells), a space, the mark
+    assert _cells(safe_text(WIDE_NAME, 9)) == 9
+    assert safe_text(WIDE_NAME, 16) == WIDE_NAME
+
+
+def _printed_frames(stdout: str) -> list[str]:
+    """The frame lines of `taskscope stack` (two spaces, then the function), before its
+    creation chain."""
+    stack = stdout.split("created from:")[0]
+    return [line for line in stack.splitlines() if line.startswith("  ") and line[2:3] not in " ["]
+
+
+def test_stack_of_a_deep_recursion_says_what_the_agent_left_out(start: Any) -> None:
+    target = start("deep_and_wide.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    result = run_cli("stack", str(target.pid), tasks["deep"]["id"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # DEEP + 1 frames of descend and asyncio.sleep's: 200 sent, the rest left out.
+    gap = [line for line in lines if "left out here" in line]
+    assert len(gap) == 1 and gap[0].startswith(f"  [{DEEP + 2 - 200} coroutines left out here")
+    repeats = [line.strip() for line in lines if "the frame above repeated" in line]
+    # 100 outermost frames alike, then (after the gap) 98 alike and the one that sleeps.
+    assert repeats == [
+        f"[the frame above repeated {100 - REPEATED_FRAMES_SHOWN} more times]",
+        f"[the frame above repeated {98 - REPEATED_FRAMES_SHOWN} more times]",
+    ]
+    assert "await asyncio.sleep(3600)" in result.stdout
+    assert len(_printed_frames(result.stdout)) == 2 * REPEATED_FRAMES_SHOWN + 2
+
+
+def test_stack_of_a_shallow_recursion_is_whole(start: Any) -> None:
+    target = start("deep_and_wide.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    result = run_cli("stack", str(target.pid), tasks["shallow"]["id"])
+    assert result.returncode == 0, result.stderr
+    assert "left out" not in result.stdout
+    assert f"[the frame above repeated {SHALLOW - REPEATED_FRAMES_SHOWN} more times]" in (
+        result.stdout
+    )
+    assert len(_printed_frames(result.stdout)) == REPEATED_FRAMES_SHOWN + 2
+
+
+def test_ps_and_tree_line_up_names_of_wide_characters(start: Any) -> None:
+    target = start("deep_and_wide.py").wait_ready()
+    for command, first in (("ps", "CORO"), ("tree", None)):
+        result = run_cli(command, str(target.pid))
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        wide = next(line for line in lines if WIDE_NAME in line)
+        plain = next(line for line in lines if " plain " in line or line.startswith("plain "))
+        # The coroutine column starts at the same cell in both rows.
+        assert _cells(wide[: wide.index("sleep()")]) == _cells(plain[: plain.index("sleep()")])
+        if first is not None:
+            head = next(line for line in lines if first in line)
+            assert _cells(head[: head.index(first)]) == _cells(plain[: plain.index("sleep()")])
