@@ -103,3 +103,36 @@ def test_a_note_left_by_a_task_that_died_pending_is_not_taken_by_a_later_task() 
         await _settle()
 
     with_tracker(scenario)
+
+
+def test_readers_of_the_notes_bear_a_note_its_task_finished_while_they_read() -> None:
+    # A look (on the agent's thread) reads the notes while the loop's thread finishes tasks:
+    # the done callback takes a note and drops its reference, and a reader that had the note
+    # already (from its copy of the notes, or a `get` a moment before) then holds a note with
+    # no reference. On 3.14+ a look failed on one (TypeError), which closed a dashboard's
+    # subscription without a word. The state that window leaves is made here for every reader.
+    async def scenario(tracker: Tracker) -> None:
+        ended = asyncio.create_task(asyncio.sleep(0), name="ended")
+        note = tracker._born[id(ended)]
+        waiting = asyncio.create_task(_stuck(), name="waiting")
+        await ended
+        await _settle()
+        assert note[0] is None  # its end dropped the reference
+        # GIVEN a finished note still where a reader finds it (its key: any address)
+        tracker._born[id(note)] = note
+        from taskscope.agent.introspect import SnapshotBuilder
+        from taskscope.agent.tracker import _in_noted_order, noted_task, pending_tasks
+
+        # WHEN each reader meets it, THEN none fails, and the live task is still found
+        assert noted_task(note) is None
+        assert tracker.birth_note(ended) is None
+        for _look in range(2):  # 3.14+: a whole read of the registry, then the noted tasks
+            assert waiting in pending_tasks(tracker)
+            names = {record["name"] for record in SnapshotBuilder(tracker).build_raw()["tasks"]}
+            assert "waiting" in names
+        assert _in_noted_order(tracker, [waiting], []) == [waiting]
+        tracker.prune()
+        assert id(note) not in tracker._born  # a note whose task is gone is pruned
+        waiting.cancel()
+
+    with_tracker(scenario)

@@ -403,7 +403,16 @@ class Connection:
         return reply
 
     def send_delta(self, first: bool = False, request_id: int | None = None) -> None:
-        snapshot, cost = self.server.snapshot(True)
+        try:
+            snapshot, cost = self.server.snapshot(True)
+        except Exception as error:
+            # Said to the client, which would otherwise see its subscription end unexplained.
+            self.server._fail(
+                self,
+                "internal",
+                f"the agent failed to look at the tasks ({type(error).__name__}); please report it",
+            )
+            return
         interval = self.interval or 0.5
         self.next_tick = time.monotonic() + max(interval, cost / _server.MAX_DUTY)
         if first:

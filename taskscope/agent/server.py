@@ -524,7 +524,12 @@ class AgentServer:
                 self._snapshots.clear()
                 # Cleared before the look: a cancel delivered during it marks it stale again.
                 self.snapshots_stale = False
-            snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
+            try:
+                snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
+            except Exception:
+                # A look reads what the loops' threads change meanwhile: one that met a change
+                # it did not foresee is made once more before the client is told.
+                snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
             cost = time.monotonic() - now
             self._snapshots[include_finished] = (time.monotonic(), cost, snapshot)
             return snapshot, cost

@@ -105,6 +105,16 @@ BirthNote = list[Any]
 #: A slot `finished_tasks` appends to a note in the history: the note's `FinishedTask` (one
 #: record and one id per entry, whoever asks), kept with the note, not in a cache by id.
 _NOTE_FINISHED_TASK = 11
+
+
+def noted_task(note: BirthNote) -> asyncio.Future[Any] | None:
+    """The task of a birth note, None once it is gone or finished. A note read with `get`
+    (not popped) can be finished by its loop's thread at any moment, which drops its
+    reference (`_NOTE_REF` is None then): read the slot once, then call it."""
+    ref = note[0]
+    return ref() if ref is not None else None
+
+
 #: The history: finished birth notes (tasks never looked at while pending) and entries of
 #: tasks that were; read by `Tracker.finished_tasks` only.
 HistoryEntry = BirthNote | LookedAtEntry
@@ -547,7 +557,7 @@ class Tracker(LoopTracker):
     def birth_note(self, task: asyncio.Future[Any]) -> BirthNote | None:
         """The creation note of a task made since the agent came and not looked at yet."""
         born = self._born.get(id(task))
-        return born if born is not None and born[0]() is task else None
+        return born if born is not None and noted_task(born) is task else None
 
     def id_of(self, task: asyncio.Future[Any]) -> int:
         return self.ensure_meta(task).task_id
@@ -860,7 +870,7 @@ class Tracker(LoopTracker):
         for keys in pieces(list(born)):
             for key in keys:
                 birth = born.get(key)
-                if birth is not None and birth[0]() is None:
+                if birth is not None and noted_task(birth) is None:
                     born.pop(key, None)
 
     def watch_existing(self, tasks: Iterable[asyncio.Future[Any]]) -> None:
@@ -1272,7 +1282,7 @@ def _in_noted_order(
         for key in keys:
             task = present.get(key)
             note = born.get(key)
-            if task is not None and note is not None and note[0]() is task:
+            if task is not None and note is not None and noted_task(note) is task:
                 result.append(present.pop(key))
     result.extend(present.values())
     return result
@@ -1299,7 +1309,9 @@ def _noted_pending(
                 result.append(task)
     for notes in pieces(list(tracker._born.values())):
         for note in notes:
-            born = note[0]()
+            # Copied a moment ago: a note finished since has no reference any more.
+            ref = note[0]
+            born = ref() if ref is not None else None
             if (
                 born is not None
                 and id(born) not in metas  # noted twice: the look gave it metadata meanwhile
