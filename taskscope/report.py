@@ -623,9 +623,12 @@ def finished_summary(model: TaskModel, now: float) -> str:
         if model.history_since is not None
         else ""
     )
+    kept = f"last {model.history_limit} kept"
+    if counts["done"] + counts["cancelled"] + counts["failed"] > model.history_limit > 0:
+        kept += ", and failures before them"  # the agent keeps the last failures longer
     text = (
         f"finished{since}: {counts['done']} done · {counts['cancelled']} cancelled · "
-        f"{counts['failed']} failed (last {model.history_limit} kept)"
+        f"{counts['failed']} failed ({kept})"
     )
     failed = [task for task in model.finished() if task.state == "failed"]
     if failed:

@@ -221,3 +221,22 @@ def test_a_task_that_caught_its_cancel_and_goes_on_is_a_warning(start: Any) -> N
         r"caught the CancelledError \(re-raise it, or call uncancel\(\) if that is meant\)",
         lines[0],
     )
+
+
+def test_a_lost_failure_is_reported_after_the_busy_history_moved_past_it(start: Any) -> None:
+    # GIVEN a service whose history (50 kept) moves past a failure in milliseconds
+    target = start("busy_failures.py", env={"TASKSCOPE_HISTORY": "50"}).wait_ready()
+
+    def reported() -> list[dict[str, Any]]:
+        return [w for w in warnings_of(target) if w["kind"] == "exception_never_retrieved"]
+
+    # THEN the failure nobody awaited is still said, by dump and by lint (exit status 4)
+    [warning] = wait_for(reported, what="the exception_never_retrieved warning")
+    assert "lost-failure failed with ValueError('a row nobody reads')" in warning["text"]
+    status, lines = lint(target)
+    assert status == 4
+    assert any("lost-failure" in line for line in lines)
+    # AND what the history keeps beyond its limit is the failures only
+    finished = [task for task in dump(target)["tasks"] if task["state"] != "pending"]
+    assert [task["name"] for task in finished if task["state"] == "failed"] == ["lost-failure"]
+    assert len(finished) == 50 + 1

@@ -126,6 +126,9 @@ _ASYNCIO_DIR = asyncio.__file__.rsplit("/", 1)[0] + "/"
 FULL_READ_SECONDS = 60.0
 #: How many of the program's frames a task's creation chain keeps (`created_from`).
 CREATION_DEPTH = 6
+#: How many of the last failed tasks are kept once the history has moved past them (never
+#: more than the history's own limit).
+FAILED_HISTORY = 100
 #: Where a chain stops: the loop's machinery that ran the creating task's step or callback.
 _STOP_CODE = asyncio.events.Handle._run.__code__
 
@@ -485,6 +488,10 @@ class Tracker(LoopTracker):
         # How tasks ended, as plain tuples (cheap to make on the loop thread); turned into
         # FinishedTask records by finished_tasks() on the agent's thread.
         self._history: deque[HistoryEntry] = deque(maxlen=history_limit)
+        #: The last failed ones among them, kept when the history has moved past them: in a
+        #: busy service a thousand tasks end each second, and a failure whose exception
+        #: nobody retrieved would leave the history before anyone could be told of it.
+        self._failed_history: deque[HistoryEntry] = deque(maxlen=min(FAILED_HISTORY, history_limit))
         #: The looked-at entries' records (a birth note keeps its own: `_NOTE_FINISHED_TASK`).
         self._finished_cache: dict[int, tuple[HistoryEntry, FinishedTask]] = {}
         self._finished_lock = threading.Lock()
@@ -619,6 +626,7 @@ class Tracker(LoopTracker):
         what the task's end alone tells is written into it (its name, the time, its state
         and summary), the rest is read from it on the agent's thread (`finished_tasks`)."""
         metas, born, history, loops = self._meta, self._born, self._history, self.loops
+        failed_history = self._failed_history
         take_note, new_id, tracker = born.pop, self._ids.__next__, self
         wall = _wall
 
@@ -641,6 +649,7 @@ class Tracker(LoopTracker):
                         else:
                             note[8], note[9] = "failed", exception_summary(exc)
                             note[10] = tracker._note_failure(finished, exc)
+                            failed_history.append(note)  # the same note, completed below
                     if note[4] is None:
                         loop_record = loops.get(id(finished._loop))
                         note[4] = loop_record.loop_id if loop_record else "?"
@@ -683,24 +692,25 @@ class Tracker(LoopTracker):
                     what = shown["coro"]  # seen through a wrapper (`wrapped_coro`) if need be
                 else:
                     what = _what_ran(finished, task_coro(finished))
-                history.append(
-                    (
-                        task_id,
-                        loop_record.loop_id if loop_record else "?",
-                        finished.get_name(),
-                        what or coro_fallback,
-                        state,
-                        wall(),
-                        created_at,
-                        parent_id,
-                        summary,
-                        site,
-                        in_lines,
-                        seen_at,
-                        failure,
-                        request,
-                    )
+                entry = (
+                    task_id,
+                    loop_record.loop_id if loop_record else "?",
+                    finished.get_name(),
+                    what or coro_fallback,
+                    state,
+                    wall(),
+                    created_at,
+                    parent_id,
+                    summary,
+                    site,
+                    in_lines,
+                    seen_at,
+                    failure,
+                    request,
                 )
+                history.append(entry)
+                if state == "failed":
+                    failed_history.append(entry)
             except Exception:
                 pass
 
@@ -743,30 +753,38 @@ class Tracker(LoopTracker):
         the history as plain fields; `created_from` in instruction offsets, and for a failed
         task its traceback note."""
         finished_at = _wall()
-        self._history.append(
-            (
-                task_id,
-                loop_id,
-                name,
-                coro,
-                state,
-                finished_at,
-                created_at,
-                parent_id,
-                summary,
-                created_from,
-                False,
-                first_seen_at,
-                failure,
-                None,
-            )
+        entry: LookedAtEntry = (
+            task_id,
+            loop_id,
+            name,
+            coro,
+            state,
+            finished_at,
+            created_at,
+            parent_id,
+            summary,
+            created_from,
+            False,
+            first_seen_at,
+            failure,
+            None,
         )
+        self._history.append(entry)
+        if state == "failed":
+            self._failed_history.append(entry)
 
     def finished_tasks(self) -> list[FinishedTask]:
         """The history, oldest first, as records (made once per finished task, on the agent's
         thread; a task never looked at gets its id here)."""
         with self._finished_lock:  # one record, and one id, per entry whoever asks
             raw = list(self._history)
+            if self._failed_history:
+                # Failures the history has moved past: older than all it holds (both are in
+                # order of ending), so they come first.
+                held = {id(item) for item in raw}
+                past = [item for item in list(self._failed_history) if id(item) not in held]
+                if past:
+                    raw = past + raw
             cache = self._finished_cache
             result = []
             for item in raw:
