@@ -196,11 +196,14 @@ def _every_frame(coro: Any) -> tuple[list[FrameType | None], list[Any], tuple[in
     return _chain(coro)  # type: ignore[return-value]  # a list of frames is one of frames or None
 
 
-def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
+def _chain(
+    coro: Any, gap: list[tuple[int, int]] | None = None
+) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     """Like `walk_frames`, also giving the coroutine (or generator) that runs each frame, and
     a key naming where the chain is suspended: id(code), f_lasti of every frame. Same key,
     same stack and same classification plan (the cache entry keeps the code objects alive,
-    so their ids cannot be reused while it exists)."""
+    so their ids cannot be reused while it exists). A chain too deep has its middle left
+    out: where, and how much, is appended to `gap` (see `frames_and_gap`)."""
     frames: list[FrameType] = []
     owners: list[Any] = []
     key: list[int] = []
@@ -217,7 +220,7 @@ def _chain(coro: Any) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     if obj is None:
         return frames, owners, tuple(key)
     if type(obj) is CoroutineType:
-        return _deep_chain(frames, owners, obj)
+        return _deep_chain(frames, owners, obj, gap)
     _walk_on(obj, frames, owners, key)
     return frames, owners, tuple(key)
 
@@ -258,12 +261,14 @@ _DEEP_CHAIN_LIMIT = 100_000
 
 
 def _deep_chain(
-    frames: list[FrameType], owners: list[Any], rest: Any
+    frames: list[FrameType], owners: list[Any], rest: Any, gap: list[tuple[int, int]] | None
 ) -> tuple[list[FrameType], list[Any], tuple[int, ...]]:
     """`_chain` of a chain of coroutines deeper than MAX_STACK_DEPTH (a recursion): the outer
     half of the frames walked, and the innermost half, where the wait is, found by following
     `cr_await` alone (no frame object is made for the coroutines left out)."""
-    frames, owners, _gap = _deep_parts(frames, owners, rest)
+    frames, owners, where = _deep_parts(frames, owners, rest)
+    if gap is not None:
+        gap.append(where)
     key: list[int] = []
     for frame in frames:
         key += (id(frame.f_code), frame.f_lasti)
@@ -295,20 +300,9 @@ def frames_and_gap(coro: Any) -> tuple[list[FrameType], tuple[int, int] | None]:
     """`walk_frames`, and for a chain deeper than MAX_STACK_DEPTH, whose middle is left out,
     where: the index of the first frame after the gap, and how many coroutines it leaves
     out (None: nothing left out)."""
-    frames: list[FrameType] = []
-    owners: list[Any] = []
-    obj = coro
-    while type(obj) is CoroutineType and len(frames) < MAX_STACK_DEPTH:
-        frame = obj.cr_frame
-        if frame is None:
-            return frames, None
-        frames.append(frame)
-        owners.append(obj)
-        obj = obj.cr_await
-    if type(obj) is CoroutineType:
-        deep_frames, _owners, gap = _deep_parts(frames, owners, obj)
-        return deep_frames, gap
-    return walk_frames(coro), None
+    gap: list[tuple[int, int]] = []
+    frames = _chain(coro, gap)[0]
+    return frames, gap[0] if gap else None
 
 
 def line_at(code: CodeType, lasti: int) -> int | None:
