@@ -253,7 +253,13 @@ class AgentServer:
         flight = self.flight
         if flight is None or now < flight.next_due:
             return
-        snapshot, cost = self.snapshot(True)
+        try:
+            snapshot, cost = self.snapshot(True)
+        except Exception:
+            # A look that failed twice: this sample is skipped, the recorder goes on (a
+            # recorder that fails itself is dropped, by `_tick`).
+            flight.next_due = time.monotonic() + flight.interval
+            return
         flight.feed(dict(snapshot))
         flight.next_due = time.monotonic() + max(flight.interval, cost / MAX_DUTY)
 
