@@ -9,6 +9,7 @@ terminal cells, not characters: a CJK name takes two cells a character.
 from __future__ import annotations
 
 import os
+import re
 import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -136,20 +137,50 @@ def _fit(text: str, width: int) -> str:
     return pad_cells(safe_text(text, width), width)
 
 
-def _program_words(argv: list[str]) -> list[str]:
+#: The options `taskscope run` passes its launcher before the program, and whether each
+#: takes a value (taskscope.agent.launch).
+_LAUNCH_OPTIONS = {
+    "--history": True,
+    "--flight-recorder": True,
+    "--stall-threshold": True,
+    "--time-steps": False,
+    "--no-track": False,
+}
+
+
+#: An interpreter's file name (python, python3, python3.14, python3.14t), not a script's.
+_INTERPRETER = re.compile(r"python[0-9.]*t?")
+
+
+def program_words(argv: list[str]) -> list[str]:
     """How the program was started, shortly: its script's file name and arguments; for
-    `python -m package` (whose argv[0] is the package's `__main__.py`), `-m package`."""
-    if not argv:
+    `python -m package` (whose argv[0] is the package's `__main__.py`), `-m package`. A
+    command line read from the kernel (a read-only look, several processes) starts with the
+    interpreter, and under `taskscope run` with its launcher: both are left out, as the
+    program's own `sys.argv` leaves them out."""
+    words = list(argv)
+    if len(words) > 1 and _INTERPRETER.fullmatch(os.path.basename(words[0])):
+        words = words[1:]
+        # The interpreter's own options (-u, -X dev, -W error...): not the program's.
+        while words and words[0].startswith("-") and words[0] not in ("-m", "-c", "-"):
+            words = words[2:] if words[0] in ("-X", "-W") else words[1:]
+        if words[:2] == ["-m", "taskscope.agent.launch"]:
+            words = words[2:]
+            while words and words[0] in _LAUNCH_OPTIONS:
+                words = words[2:] if _LAUNCH_OPTIONS[words[0]] else words[1:]
+        elif words[0] == "-m" and len(words) > 1:
+            return words
+    if not words:
         return []
-    script = argv[0]
+    script = words[0]
     name = os.path.basename(script)
     if name == "__main__.py" and os.path.dirname(script):
-        return ["-m", os.path.basename(os.path.dirname(script)), *argv[1:]]
-    return [name, *argv[1:]]
+        return ["-m", os.path.basename(os.path.dirname(script)), *words[1:]]
+    return [name, *words[1:]]
 
 
 def header(model: TaskModel, argv: list[str] | None = None) -> str:
-    program = " ".join(_program_words(argv or [])) or "?"
+    program = " ".join(program_words(argv or [])) or "?"
     parts = [f"pid {model.pid}", f"python {model.python}", safe_text(program, 60)]
     names = loop_names(model)  # two loops of one thread are told apart by their ids
     for loop in model.loops.values():

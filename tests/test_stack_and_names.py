@@ -1,14 +1,22 @@
-"""What `stack` shows of a recursion, and how `ps` and `tree` line up names that take two
-terminal cells a character: against a real program (tests/targets/deep_and_wide.py), and the
-pure parts on their own."""
+"""What `stack` shows of a recursion, how `ps` and `tree` line up names that take two
+terminal cells a character, and how a program is named in their header whichever way its
+command line was read: against real programs (tests/targets/deep_and_wide.py, a program under
+`taskscope run` with a Python helper), and the pure parts on their own."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 from typing import Any
 
-from taskscope.report import REPEATED_FRAMES_SHOWN, safe_text, stack_items
-from tests.helpers import agent_snapshot, by_name, run_cli
+import pytest
+
+from taskscope.report import REPEATED_FRAMES_SHOWN, program_words, safe_text, stack_items
+from tests.helpers import REPO, agent_snapshot, by_name, run_cli, wait_for
 
 DEEP, SHALLOW = 300, 20  # as in the target
 WIDE_NAME = "名前の長いタスク"
@@ -110,3 +118,52 @@ def test_ps_and_tree_line_up_names_of_wide_characters(start: Any) -> None:
         if first is not None:
             head = next(line for line in lines if first in line)
             assert _cells(head[: head.index(first)]) == _cells(plain[: plain.index("sleep()")])
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["app.py", "--port", "80"], ["app.py", "--port", "80"]),  # a program's own sys.argv
+        (["/usr/bin/python3.14", "-X", "dev", "-u", "/srv/app.py", "a"], ["app.py", "a"]),
+        (
+            ["python3", "-m", "taskscope.agent.launch", "--history", "50", "--time-steps", "a.py"],
+            ["a.py"],
+        ),
+        (["python3.12", "-m", "http.server", "8000"], ["-m", "http.server", "8000"]),
+        (["/srv/pkg/__main__.py", "a"], ["-m", "pkg", "a"]),
+        (["python_tool.py", "--x"], ["python_tool.py", "--x"]),  # a script, not an interpreter
+    ],
+)
+def test_a_program_is_named_by_its_script_and_arguments(argv: list[str], words: list[str]) -> None:
+    assert program_words(argv) == words
+
+
+def test_tree_names_the_program_under_taskscope_run_when_it_has_a_python_helper(
+    tmp_path: Path,
+) -> None:
+    # GIVEN `taskscope run --history 50 helped.py now` whose program runs a Python helper: the
+    # header is made from the kernel's command line (several Python processes), which names
+    # the interpreter and taskscope's launcher
+    ready = tmp_path / "ready"
+    script = tmp_path / "helped.py"
+    script.write_text(
+        "import asyncio, subprocess, sys\n"
+        "async def main():\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"    open({str(ready)!r}, 'w').write('ready')\n"
+        "    await asyncio.sleep(120)\n"
+        "asyncio.run(main())\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [sys.executable, "-m", "taskscope", "run", "--history", "50", str(script), "now"]
+    program = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        wait_for(ready.exists, 20, "the program and its helper")
+        tree = run_cli("tree", str(program.pid), timeout=90)
+    finally:
+        os.killpg(program.pid, signal.SIGKILL)
+        program.wait()
+    # THEN it names the program as the user started it
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.splitlines()[0].split(" · ")[2] == "helped.py now"

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from taskscope.model import LoopInfo, TaskModel
-from taskscope.report import loop_names, safe_text
+from taskscope.report import loop_names, program_words, safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
 from taskscope.words import format_duration, lag_text, rate_text, share_text
@@ -26,15 +26,7 @@ def _megabytes(size: int) -> str:
 
 
 def _program(command: str) -> str:
-    words = command.split()
-    if not words:
-        return "?"
-    # `python -m taskscope.agent.launch app.py` reads better as `app.py`.
-    if len(words) > 3 and words[1:3] == ["-m", "taskscope.agent.launch"]:
-        words = words[3:]
-    elif os.path.basename(words[0]).startswith("python") and len(words) > 1:
-        words = words[1:]
-    return " ".join(words)
+    return " ".join(program_words(command.split())) or "?"
 
 
 def _fitted(command: str, width: int) -> str:
