@@ -9,7 +9,6 @@ terminal cells, not characters: a CJK name takes two cells a character.
 from __future__ import annotations
 
 import os
-import re
 import time
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -148,8 +147,10 @@ _LAUNCH_OPTIONS = {
 }
 
 
-#: An interpreter's file name (python, python3, python3.14, python3.14t), not a script's.
-_INTERPRETER = re.compile(r"python[0-9.]*t?")
+def _is_interpreter(name: str) -> bool:
+    """An interpreter's file name (python, python3, python3.14, python3.14t), not a script's."""
+    version = name.removeprefix("python")
+    return version != name and all(c.isdigit() or c == "." for c in version.removesuffix("t"))
 
 
 def program_words(argv: list[str]) -> list[str]:
@@ -159,7 +160,7 @@ def program_words(argv: list[str]) -> list[str]:
     interpreter, and under `taskscope run` with its launcher: both are left out, as the
     program's own `sys.argv` leaves them out."""
     words = list(argv)
-    if len(words) > 1 and _INTERPRETER.fullmatch(os.path.basename(words[0])):
+    if len(words) > 1 and _is_interpreter(os.path.basename(words[0])):
         words = words[1:]
         # The interpreter's own options (-u, -X dev, -W error...): not the program's.
         while words and words[0].startswith("-") and words[0] not in ("-m", "-c", "-"):
