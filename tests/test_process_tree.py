@@ -212,8 +212,11 @@ def test_the_dashboard_picks_up_a_worker_restarted_by_uvicorn(uvicorn_app: Uvico
             )
             # WHEN a worker is killed and uvicorn starts another in its place
             os.kill(second, signal.SIGKILL)
+            # uvicorn's supervisor replaces a dead worker after pinging each live one, each
+            # ping allowed the fixture's 60 s health check: a worker gdb holds stopped (the
+            # dashboard attaches to every new worker) delays it. Once, on CI, over 60 s.
             await until(
-                pilot, lambda: uvicorn_app.workers() - {first, second}, 60, what="a new worker"
+                pilot, lambda: uvicorn_app.workers() - {first, second}, 150, what="a new worker"
             )
             (replacement,) = uvicorn_app.workers() - {first, second}
             # THEN the new worker's tasks show up, and the dead one's are gone
