@@ -136,15 +136,12 @@ def _fit(text: str, width: int) -> str:
     return pad_cells(safe_text(text, width), width)
 
 
-#: The options `taskscope run` passes its launcher before the program, and whether each
-#: takes a value (taskscope.agent.launch).
-_LAUNCH_OPTIONS = {
-    "--history": True,
-    "--flight-recorder": True,
-    "--stall-threshold": True,
-    "--time-steps": False,
-    "--no-track": False,
-}
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_interpreter(name: str) -> bool:
@@ -167,8 +164,9 @@ def program_words(argv: list[str]) -> list[str]:
             words = words[2:] if words[0] in ("-X", "-W") else words[1:]
         if words[:2] == ["-m", "taskscope.agent.launch"]:
             words = words[2:]
-            while words and words[0] in _LAUNCH_OPTIONS:
-                words = words[2:] if _LAUNCH_OPTIONS[words[0]] else words[1:]
+            # Its options (`taskscope run --history 50 ...`): flags, some taking a number.
+            while words and words[0].startswith("--"):
+                words = words[2:] if len(words) > 1 and _is_number(words[1]) else words[1:]
         elif words[0] == "-m" and len(words) > 1:
             return words
     if not words:
