@@ -778,9 +778,9 @@ class Tracker(LoopTracker):
         thread; a task never looked at gets its id here)."""
         with self._finished_lock:  # one record, and one id, per entry whoever asks
             raw = list(self._history)
-            if self._failed_history:
-                # Failures the history has moved past: older than all it holds (both are in
-                # order of ending), so they come first.
+            if self._failed_history and len(raw) == self._history.maxlen:
+                # Failures the history has moved past (only a full one has): older than all
+                # it holds (both are in order of ending), so they come first.
                 held = {id(item) for item in raw}
                 past = [item for item in list(self._failed_history) if id(item) not in held]
                 if past:
