@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,21 @@ from taskscope.recording import open_recording
 
 TARGETS = Path(__file__).parent / "targets"
 REPO = Path(__file__).parent.parent
+
+
+@contextlib.contextmanager
+def program_in_own_session(
+    command: list[str], ready: Path, what: str, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """`command` started in a session of its own: its pid once it has written `ready`; the
+    whole session (its children too) killed after."""
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        wait_for(ready.exists, 20, what)
+        yield process.pid
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

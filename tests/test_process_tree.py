@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from taskscope.fleet import FleetSource, merge_snapshots, split_id
-from tests.helpers import REPO, TARGETS, Target, run_cli, wait_for
+from tests.helpers import REPO, TARGETS, Target, program_in_own_session, run_cli, wait_for
 
 pytest.importorskip("uvicorn", reason="the worker-tree tests need uvicorn (pip install uvicorn)")
 
@@ -312,17 +312,13 @@ def test_a_parent_whose_python_children_run_no_asyncio_still_says_no_event_loop(
         f"open({str(ready)!r}, 'w').write(str(child.pid))\n"
         "time.sleep(120)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    try:
-        wait_for(ready.exists, 20, "the parent and its child")
+    command = [sys.executable, "-c", code]
+    with program_in_own_session(command, ready, "the parent and its child") as parent:
         # WHEN tree is asked of the parent
-        result = run_cli("tree", str(parent.pid), timeout=90)
-    finally:
-        os.killpg(parent.pid, signal.SIGKILL)
-        parent.wait()
+        result = run_cli("tree", str(parent), timeout=90)
     # THEN it is the same "no event loop" as for one process, exit status 3
     assert result.returncode == 3, result.stderr
-    assert result.stderr.startswith(f"taskscope: no event loop in process {parent.pid}")
+    assert result.stderr.startswith(f"taskscope: no event loop in process {parent}")
 
 
 def test_a_shell_parent_leads_to_its_python_child_without_a_line_about_itself(
@@ -526,13 +522,9 @@ def program_with_a_python_helper(tmp_path: Path) -> Iterator[int]:
         "    await task\n"
         "asyncio.run(main())\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    try:
-        wait_for(ready.exists, 20, "the program and its helper")
-        yield parent.pid
-    finally:
-        os.killpg(parent.pid, signal.SIGKILL)
-        parent.wait()
+    command = [sys.executable, "-c", code]
+    with program_in_own_session(command, ready, "the program and its helper") as pid:
+        yield pid
 
 
 def test_an_asyncio_program_with_a_python_helper_is_shown_as_one_process(

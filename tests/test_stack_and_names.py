@@ -6,8 +6,6 @@ command line was read: against real programs (tests/targets/deep_and_wide.py, a 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import unicodedata
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 from taskscope.report import REPEATED_FRAMES_SHOWN, program_words, safe_text, stack_items
-from tests.helpers import REPO, agent_snapshot, by_name, run_cli, wait_for
+from tests.helpers import REPO, agent_snapshot, by_name, program_in_own_session, run_cli
 
 DEEP, SHALLOW = 300, 20  # as in the target
 WIDE_NAME = "名前の長いタスク"
@@ -157,13 +155,8 @@ def test_tree_names_the_program_under_taskscope_run_when_it_has_a_python_helper(
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     command = [sys.executable, "-m", "taskscope", "run", "--history", "50", str(script), "now"]
-    program = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
-        wait_for(ready.exists, 20, "the program and its helper")
-        tree = run_cli("tree", str(program.pid), timeout=90)
-    finally:
-        os.killpg(program.pid, signal.SIGKILL)
-        program.wait()
+    with program_in_own_session(command, ready, "the program and its helper", env) as pid:
+        tree = run_cli("tree", str(pid), timeout=90)
     # THEN it names the program as the user started it
     assert tree.returncode == 0, tree.stderr
     assert tree.stdout.splitlines()[0].split(" · ")[2] == "helped.py now"
