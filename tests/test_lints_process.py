@@ -239,4 +239,6 @@ def test_a_lost_failure_is_reported_after_the_busy_history_moved_past_it(start: 
     # AND what the history keeps beyond its limit is the failures only
     finished = [task for task in dump(target)["tasks"] if task["state"] != "pending"]
     assert [task["name"] for task in finished if task["state"] == "failed"] == ["lost-failure"]
-    assert len(finished) == 50 + 1
+    # (fewer when tasks ended between the look's read of the pending tasks and of the history:
+    # those are said once, as the pending tasks the look found)
+    assert len(finished) <= 50 + 1
