@@ -130,6 +130,8 @@ class TaskInfo:
     request: tuple[str, str] | None = None
     #: The path template of the route its request matched (`/items/{item_id}`), if known.
     route: str | None = None
+    #: A chain too deep to send whole: (where in `stack`, how many coroutines left out there).
+    stack_left_out: tuple[int, int] | None = None
 
     @classmethod
     def from_wire(cls, raw: WireTask, observed_at: float = 0.0) -> TaskInfo:
@@ -165,6 +167,7 @@ class TaskInfo:
             cancelling_since=raw.get("cancelling_since"),
             request=_request(request) if request is not None else None,
             route=_route(request) if request is not None else None,
+            stack_left_out=_gap(raw.get("stack_left_out")),
         )
 
     @property
@@ -222,6 +225,15 @@ def _request(raw: Any) -> tuple[str, str] | None:
 
 #: File -> whether it is a library's (or asyncio's), not the program's: see `is_library`.
 _LIBRARY_FILES: dict[str, bool] = {}
+
+
+def _gap(value: object) -> tuple[int, int] | None:
+    """A record's `stack_left_out`, when it is a place and a count (else None)."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        at, count = value
+        if type(at) is int and type(count) is int and at >= 0 and count > 0:
+            return at, count
+    return None
 
 
 def _group_anchor(stack: tuple[Frame, ...]) -> Frame | None:

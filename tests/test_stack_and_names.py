@@ -5,6 +5,7 @@ command line was read: against real programs (tests/targets/deep_and_wide.py, a 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import unicodedata
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from taskscope.model import TaskInfo
 from taskscope.report import REPEATED_FRAMES_SHOWN, program_words, safe_text, stack_items
 from tests.helpers import REPO, agent_snapshot, by_name, program_in_own_session, run_cli
 
@@ -89,6 +91,47 @@ def test_stack_of_a_deep_recursion_says_what_the_agent_left_out(start: Any) -> N
     ]
     assert "await asyncio.sleep(3600)" in result.stdout
     assert len(_printed_frames(result.stdout)) == 2 * REPEATED_FRAMES_SHOWN + 2
+
+
+def test_a_deep_tasks_record_says_what_its_stack_leaves_out(start: Any) -> None:
+    # GIVEN a task 302 coroutines deep (DEEP + 1 of descend, asyncio.sleep's) and one of 22
+    target = start("deep_and_wide.py").wait_ready()
+    tasks = by_name(agent_snapshot(target.pid))
+    deep, shallow = tasks["deep"], tasks["shallow"]
+    # THEN its record sends 200 frames and says that 102 are left out after the 100 outermost
+    assert len(deep["stack"]) == 200
+    assert list(deep["stack_left_out"]) == [100, DEEP + 2 - 200]
+    assert deep["stack"][99]["function"] == deep["stack"][100]["function"] == "descend"
+    assert "stack_left_out" not in shallow and len(shallow["stack"]) == SHALLOW + 2
+    # AND `dump`'s JSON (written from the compact rows) says the same
+    result = run_cli("dump", str(target.pid))
+    assert result.returncode == 0, result.stderr
+    dumped = by_name(json.loads(result.stdout))
+    assert dumped["deep"]["stack_left_out"] == [100, DEEP + 2 - 200]
+    assert "stack_left_out" not in dumped["shallow"]
+    # AND the model the dashboard shows a recording with carries it
+    assert TaskInfo.from_wire(deep).stack_left_out == (100, DEEP + 2 - 200)
+
+
+@pytest.mark.parametrize("value", [[100], ["1", 2], [-1, 2], [3, 0], "3,4", None, [True, 5]])
+def test_a_left_out_that_is_no_place_and_count_is_ignored(value: Any) -> None:
+    record: Any = {**_RECORD, "stack_left_out": value}
+    assert TaskInfo.from_wire(record).stack_left_out is None
+
+
+_RECORD = {
+    "id": "1",
+    "loop": "L1",
+    "name": "t",
+    "state": "pending",
+    "coro": "f",
+    "stack": [],
+    "awaiting": None,
+    "awaited_by": [],
+    "parent": None,
+    "created_at": None,
+    "finished_at": None,
+}
 
 
 def test_stack_of_a_shallow_recursion_is_whole(start: Any) -> None:

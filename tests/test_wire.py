@@ -179,6 +179,7 @@ def test_the_declared_task_keys_are_the_documented_schema_1_keys() -> None:
         "unreferenced",
         "cancelling_since",
         "request",
+        "stack_left_out",
         "created_from",
     }
     assert protocol.TASK_OPTIONAL_KEYS[-1] == "created_from"  # last in every record

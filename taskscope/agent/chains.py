@@ -258,6 +258,8 @@ def _walk_on(obj: Any, frames: list[Any], owners: list[Any], key: list[int]) -> 
 
 #: A chain deeper than MAX_STACK_DEPTH keeps its outermost and innermost halves.
 _DEEP_CHAIN_LIMIT = 100_000
+#: Before the gap's place and size at the end of a deep chain's key (no code has this id).
+_GAP_MARK = -1
 
 
 def _deep_chain(
@@ -272,6 +274,9 @@ def _deep_chain(
     key: list[int] = []
     for frame in frames:
         key += (id(frame.f_code), frame.f_lasti)
+    # Where the gap is and how much it leaves out end the key: two recursions of different
+    # depths are two stacks. An odd length, which no key of (code, offset) pairs has.
+    key += (_GAP_MARK, *where)
     return frames, owners, tuple(key)
 
 
@@ -336,6 +341,10 @@ def _stack_entry(
             entry = frame_cache[frame_key] = frame_record(*frame_key)
         frame_records.append(entry)
     stack = tuple(frame_records)
+    if len(key) % 2:  # a deep chain's: its gap ends the key (see `_deep_chain`)
+        if len(_GAPS) > 10_000:
+            _GAPS.clear()
+        _GAPS[id(stack)] = (stack, (key[-2], key[-1]))
     plan = plan_chain(codes)
     first_code = codes[plan[0][0]] if plan else None
     result = StackEntry(stack, plan, codes, plan_cacheable(plan), first_code)
@@ -343,6 +352,16 @@ def _stack_entry(
         _STACK_CACHE.clear()
     _STACK_CACHE[key] = result
     return result
+
+
+def stack_gap(stack: tuple[WireFrame, ...]) -> tuple[int, int] | None:
+    """Where a stack made by `_stack_entry` leaves coroutines out, and how many (the index of
+    the first frame after the gap, the count): a chain deeper than MAX_STACK_DEPTH. None for
+    any other stack."""
+    if len(stack) < MAX_STACK_DEPTH:
+        return None
+    known = _GAPS.get(id(stack))
+    return known[1] if known is not None and known[0] is stack else None
 
 
 def _task_frames(task: asyncio.Future[Any]) -> list[FrameType]:
@@ -388,6 +407,8 @@ class StackEntry(NamedTuple):
 _FRAME_CACHE: dict[tuple[CodeType, int | None], WireFrame] = {}
 #: `_chain` key -> StackEntry: see `_stack_entry`.
 _STACK_CACHE: dict[tuple[int, ...], StackEntry] = {}
+#: id(stack) -> (the stack, its gap), for the stacks of chains too deep to send whole: few.
+_GAPS: dict[int, tuple[tuple[WireFrame, ...], tuple[int, int]]] = {}
 
 #: The empty list of every record that has nothing to list: shared, never mutated (records
 #: get a new list when they have something).

@@ -37,6 +37,7 @@ from taskscope.agent.chains import (
     _task_frames,
     frame_record,
     lazy_chain,
+    stack_gap,
 )
 from taskscope.agent.cycles import find_cycles
 from taskscope.agent.loops import LoopRecord
@@ -966,6 +967,11 @@ def _task_record(
     if wire[5] is not None:  # a key of its own (other records stay as small), before the last
         del record["created_from"]
         record["request"] = wire[5]
+    if len(stack) >= MAX_STACK_DEPTH:  # a recursion's, maybe too deep to send whole
+        gap = stack_gap(stack)
+        if gap is not None:
+            record.pop("created_from", None)
+            record["stack_left_out"] = gap
     if wire[2]:
         record["created_from"] = wire[2]
     elif "created_from" in record:

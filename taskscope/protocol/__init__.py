@@ -174,6 +174,10 @@ class WireTask(WireTaskRow, total=False):
     # The web request a pending task serves (uvicorn's and aiohttp's request tasks): `method`
     # (`WEBSOCKET` for a websocket) and `path`, without its query string.
     request: WireRequest
+    # A pending task whose chain of coroutines is deeper than the agent sends (a recursion):
+    # [where, how many]: that many coroutines are left out before `stack[where]`; the stack
+    # has the outermost and the innermost frames.
+    stack_left_out: Sequence[int]
     created_from: Sequence[WireFrame]
 
 

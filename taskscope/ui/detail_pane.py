@@ -324,6 +324,8 @@ class DetailPane(Vertical):
                 left_out_at, left_out = reply.get("left_out_at"), reply.get("left_out", 0)
             else:
                 frames = [_frame_dict(frame) for frame in task.stack]
+                if task.stack_left_out is not None:
+                    left_out_at, left_out = task.stack_left_out
             for frame in stack_items(frames, left_out_at, left_out):
                 if isinstance(frame, str):
                     text.append(f"  {frame}\n", style="dim")
