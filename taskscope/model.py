@@ -23,6 +23,7 @@ from taskscope.protocol import (
     WireSnapshot,
     WireStall,
     WireTask,
+    stack_left_out,
 )
 from taskscope.words import is_library
 
@@ -167,7 +168,7 @@ class TaskInfo:
             cancelling_since=raw.get("cancelling_since"),
             request=_request(request) if request is not None else None,
             route=_route(request) if request is not None else None,
-            stack_left_out=_gap(raw.get("stack_left_out")),
+            stack_left_out=stack_left_out(raw),
         )
 
     @property
@@ -225,15 +226,6 @@ def _request(raw: Any) -> tuple[str, str] | None:
 
 #: File -> whether it is a library's (or asyncio's), not the program's: see `is_library`.
 _LIBRARY_FILES: dict[str, bool] = {}
-
-
-def _gap(value: object) -> tuple[int, int] | None:
-    """A record's `stack_left_out`, when it is a place and a count (else None)."""
-    if isinstance(value, list | tuple) and len(value) == 2:
-        at, count = value
-        if type(at) is int and type(count) is int and at >= 0 and count > 0:
-            return at, count
-    return None
 
 
 def _group_anchor(stack: tuple[Frame, ...]) -> Frame | None:

@@ -16,6 +16,7 @@ import pytest
 
 from taskscope.model import TaskInfo
 from taskscope.report import REPEATED_FRAMES_SHOWN, program_words, safe_text, stack_items
+from taskscope.sources.recording import RecordingSource
 from tests.helpers import REPO, agent_snapshot, by_name, program_in_own_session, run_cli
 
 DEEP, SHALLOW = 300, 20  # as in the target
@@ -111,6 +112,25 @@ def test_a_deep_tasks_record_says_what_its_stack_leaves_out(start: Any) -> None:
     assert "stack_left_out" not in dumped["shallow"]
     # AND the model the dashboard shows a recording with carries it
     assert TaskInfo.from_wire(deep).stack_left_out == (100, DEEP + 2 - 200)
+
+
+def test_a_recordings_stack_says_what_a_deep_recursion_leaves_out(
+    start: Any, tmp_path: Path
+) -> None:
+    # GIVEN a recording of the deep task (no agent to ask for its stack when it is replayed)
+    target = start("deep_and_wide.py").wait_ready()
+    deep_id = by_name(agent_snapshot(target.pid))["deep"]["id"]
+    path = tmp_path / "deep.tsrec"
+    result = run_cli("record", str(target.pid), "-o", str(path), "--duration", "1")
+    assert result.returncode == 0, result.stderr
+    # THEN the stack the replay shows says the gap, as the agent's stack reply does
+    source = RecordingSource(path)
+    try:
+        reply = source.stack(deep_id)
+    finally:
+        source.close()
+    assert reply["found"] and len(reply["stack"]) == 200
+    assert (reply.get("left_out_at"), reply.get("left_out")) == (100, DEEP + 2 - 200)
 
 
 @pytest.mark.parametrize("value", [[100], ["1", 2], [-1, 2], [3, 0], "3,4", None, [True, 5]])

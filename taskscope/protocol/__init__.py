@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
@@ -321,6 +321,17 @@ def materialize_awaiting(awaiting: WireAwaiting, loop_time: float | None) -> Wir
         if late > 0:
             result["deadline_overdue"] = late
     return result  # type: ignore[return-value]
+
+
+def stack_left_out(record: WireTask | Mapping[str, Any]) -> tuple[int, int] | None:
+    """A record's `stack_left_out` as (where, count) when it is a place and a count of
+    coroutines, else None (absent, or not what the agent sends)."""
+    value = record.get("stack_left_out")
+    if isinstance(value, list | tuple) and len(value) == 2:
+        at, count = value
+        if type(at) is int and type(count) is int and at >= 0 and count > 0:
+            return at, count
+    return None
 
 
 def materialize_record(record: WireTask, loop_time: float | None) -> WireTask:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from taskscope.protocol import StackFrame, WireSnapshot
+from taskscope.protocol import StackFrame, WireSnapshot, stack_left_out
 from taskscope.recording import Recording, RecordingError, RecordingWriter, open_recording
 from taskscope.sources.base import (
     CancelResult,
@@ -257,6 +257,9 @@ class RecordingSource:
                         {**frame, "source": None} for frame in task.get("created_from", [])
                     ],
                 }
+                gap = stack_left_out(task)
+                if gap is not None:
+                    reply["left_out_at"], reply["left_out"] = gap
                 if task["state"] != "pending":
                     reply["record"] = task
                 return reply
