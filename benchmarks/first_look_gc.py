@@ -129,7 +129,8 @@ def _round(
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        result = asyncio.run(_host(int(sys.argv[2]), sys.argv[3], sys.argv[4] == "look-only"))
+        look_only = len(sys.argv) > 4 and sys.argv[4] == "look-only"
+        result = asyncio.run(_host(int(sys.argv[2]), sys.argv[3], look_only))
         print(json.dumps(result))
         sys.stdout.flush()
         os._exit(0)  # 100,000 tasks need not be cancelled one by one

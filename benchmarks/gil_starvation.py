@@ -1,0 +1,108 @@
+"""How long `taskscope ps PID` takes on a program whose loop runs steps of Python of a few
+milliseconds back to back: the case where the loop's thread keeps the agent's from the GIL.
+
+Run: python benchmarks/gil_starvation.py [--steps 2,4,6] [--asks 3] [--switch-interval S]
+
+Each step length gets a fresh program (one task: `while perf_counter() < until: pass` for that
+many milliseconds, then `await asyncio.sleep(0)`), run by this interpreter with no taskscope in
+it; then `taskscope ps PID` is timed once (it injects the agent) and `--asks` times more (the
+agent already there). `--switch-interval` has the program set `sys.setswitchinterval(S)`
+first, to compare. Printed: seconds per command; `timed out` past `--timeout`.
+
+Why (CPython's `take_gil`): a thread waiting for the GIL waits the switch interval (5 ms) and
+then asks the holder to drop it, unless it was woken meanwhile. The loop's thread drops the
+GIL in `select(0)` at every turn, which wakes the waiter, and takes it back before the waiter
+runs: with turns shorter than the interval the waiter never asks. Every system call of the
+agent's thread (its imports' file reads, its socket calls) is followed by such a wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+TARGET = """
+import asyncio, os, sys, time
+step, ready, interval = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+if interval != "default":
+    sys.setswitchinterval(float(interval))
+
+async def busy():
+    while True:
+        until = time.perf_counter() + step
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
+
+async def main():
+    task = asyncio.create_task(busy(), name="busy")
+    open(ready, "w").close()
+    await task
+
+asyncio.run(main())
+"""
+
+
+def timed_ps(pid: int, timeout: float) -> float | None:
+    started = time.perf_counter()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "taskscope", "ps", "--timeout", str(timeout), str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        return None
+    return elapsed
+
+
+def one_program(step_ms: float, asks: int, interval: str, timeout: float) -> list[float | None]:
+    with tempfile.TemporaryDirectory() as workdir:
+        ready = os.path.join(workdir, "ready")
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        program = subprocess.Popen(
+            [sys.executable, "-c", TARGET, str(step_ms / 1000), ready, interval],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(ready):
+                if time.monotonic() > deadline or program.poll() is not None:
+                    raise SystemExit("the program did not start")
+                time.sleep(0.01)
+            time.sleep(0.5)
+            return [timed_ps(program.pid, timeout) for _ in range(1 + asks)]
+        finally:
+            program.kill()
+            program.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="2,4,6", help="step lengths in ms, comma-separated")
+    parser.add_argument("--asks", type=int, default=3, help="`ps` again, the agent there")
+    parser.add_argument("--switch-interval", default="default", help="set in the program first")
+    parser.add_argument("--timeout", type=float, default=90.0, help="`ps --timeout`")
+    args = parser.parse_args()
+    print(f"Python {sys.version.split()[0]}, switch interval {args.switch_interval}")
+    for step in (float(value) for value in args.steps.split(",")):
+        times = one_program(step, args.asks, args.switch_interval, args.timeout)
+        words = ["timed out" if took is None else f"{took:.2f} s" for took in times]
+        print(f"steps of {step:g} ms: first ps (injects) {words[0]}; then {', '.join(words[1:])}")
+
+
+if __name__ == "__main__":
+    main()
