@@ -418,25 +418,27 @@ def _sleep(ctx: AwaitContext, frame: FrameType, caller: FrameType | None, fut: A
     awaiting = _sleep_of(ctx, fut)
     if "countdown" in awaiting or ctx.owner is None:
         return awaiting
-    when = _uvloop_timer_end(ctx.owner)
+    when = _sleep_timer_end(ctx.owner)
     if when is None:
         return awaiting
     ctx.timers[id(fut)] = when
     return _sleep_of(ctx, fut)
 
 
-def _uvloop_timer_end(sleep_coro: Any) -> float | None:
-    """When the timer of an `asyncio.sleep` on uvloop's loop ends (its loop time): uvloop
-    keeps its timers out of reach, but the sleep's coroutine holds its handle (`h`), found
-    among what it references (as the collector sees it: no f_locals); `when()` is uvloop's,
-    in C."""
+def _sleep_timer_end(sleep_coro: Any) -> float | None:
+    """When the timer of an `asyncio.sleep` ends (its loop time), from the handle (`h`) its
+    coroutine holds, found among what it references (as the collector sees it: no
+    f_locals): uvloop keeps its timers out of reach, and on any loop a sleep begun after the
+    look read the loop's timers is not among them (`when()` is uvloop's, in C, or asyncio's)."""
     try:
         referents = gc.get_referents(sleep_coro)
     except Exception:
         return None
     for value in referents:
         kind = type(value)
-        if kind.__name__ == "TimerHandle" and kind.__module__ == "uvloop.loop":
+        if kind is asyncio.TimerHandle or (
+            kind.__name__ == "TimerHandle" and kind.__module__ == "uvloop.loop"
+        ):
             try:
                 when = value.when()
             except Exception:
