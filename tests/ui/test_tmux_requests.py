@@ -55,7 +55,7 @@ def test_filter_a_request_by_its_path_and_cancel_it(server: Target, terminal: Te
     on_screen(
         terminal,
         lambda: line_with(terminal, f"Cancel {title} (POST /upload (Req"),
-        10,
+        30,  # 10 s were not enough once on a loaded CI machine (3.11): it came just after
         "the question",
     )
     terminal.keys("y")
