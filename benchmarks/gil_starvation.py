@@ -2,6 +2,7 @@
 milliseconds back to back: the case where the loop's thread keeps the agent's from the GIL.
 
 Run: python benchmarks/gil_starvation.py [--steps 2,4,6] [--asks 3] [--switch-interval S]
+                                          [--pause S]
 
 Each step length gets a fresh program (one task: `while perf_counter() < until: pass` for that
 many milliseconds, then `await asyncio.sleep(0)`), run by this interpreter with no taskscope in
@@ -67,7 +68,9 @@ def timed_ps(pid: int, timeout: float) -> float | None:
     return elapsed
 
 
-def one_program(step_ms: float, asks: int, interval: str, timeout: float) -> list[float | None]:
+def one_program(
+    step_ms: float, asks: int, interval: str, timeout: float, pause: float
+) -> list[float | None]:
     with tempfile.TemporaryDirectory() as workdir:
         ready = os.path.join(workdir, "ready")
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -84,7 +87,12 @@ def one_program(step_ms: float, asks: int, interval: str, timeout: float) -> lis
                     raise SystemExit("the program did not start")
                 time.sleep(0.01)
             time.sleep(0.5)
-            return [timed_ps(program.pid, timeout) for _ in range(1 + asks)]
+            times = []
+            for ask in range(1 + asks):
+                if ask and pause:
+                    time.sleep(pause)
+                times.append(timed_ps(program.pid, timeout))
+            return times
         finally:
             program.kill()
             program.wait()
@@ -96,10 +104,13 @@ def main() -> None:
     parser.add_argument("--asks", type=int, default=3, help="`ps` again, the agent there")
     parser.add_argument("--switch-interval", default="default", help="set in the program first")
     parser.add_argument("--timeout", type=float, default=90.0, help="`ps --timeout`")
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds between one `ps` and the next"
+    )
     args = parser.parse_args()
     print(f"Python {sys.version.split()[0]}, switch interval {args.switch_interval}")
     for step in (float(value) for value in args.steps.split(",")):
-        times = one_program(step, args.asks, args.switch_interval, args.timeout)
+        times = one_program(step, args.asks, args.switch_interval, args.timeout, args.pause)
         words = ["timed out" if took is None else f"{took:.2f} s" for took in times]
         print(f"steps of {step:g} ms: first ps (injects) {words[0]}; then {', '.join(words[1:])}")
 

@@ -376,6 +376,37 @@ class LoopInfo:
         return name if self.pid is None else f"pid {self.pid} {name}"
 
 
+def _seconds(value: Any) -> float | None:
+    """A non-negative finite number of the wire, or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if 0.0 <= number < float("inf") else None
+
+
+@dataclass(frozen=True, slots=True)
+class GilWait:
+    """How long the program kept the agent's thread from the GIL (the longest, and when), and
+    the switch interval the agent holds lowered meanwhile (the snapshot's `gil_wait`)."""
+
+    longest: float | None
+    at: float | None
+    lowered_from: float | None
+    lowered_to: float | None
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> GilWait | None:
+        """None for a snapshot without it, or a value that is not such a mapping."""
+        if not isinstance(raw, Mapping):
+            return None
+        wait = cls(
+            *(_seconds(raw.get(key)) for key in ("longest", "at", "lowered_from", "lowered_to"))
+        )
+        if wait.longest is None and wait.lowered_to is None:
+            return None
+        return wait
+
+
 @dataclass(frozen=True, slots=True)
 class TreeRow:
     """One line of a task tree: the task, its depth, and how it hangs under its parent."""
@@ -426,6 +457,8 @@ class TaskModel:
     #: What a look read from the process's memory cannot know (the snapshot's `read_only`:
     #: `leaf_awaiting`, `creators`...); empty for a look through the agent.
     read_only: tuple[str, ...] = ()
+    #: When the program kept the agent from the GIL, and the interval the agent lowered.
+    gil_wait: GilWait | None = None
     #: ids of tasks whose record changed in the last update (for widgets that update by key)
     last_changed: set[str] = field(default_factory=set)
     last_removed: set[str] = field(default_factory=set)
@@ -447,6 +480,7 @@ class TaskModel:
         self.history_limit = int(snapshot.get("history_limit", 0))
         self.history_since = snapshot.get("history_since")
         self.read_only = tuple(str(item) for item in snapshot.get("read_only") or ())
+        self.gil_wait = GilWait.from_wire(snapshot.get("gil_wait"))
         self.loops = {raw["id"]: LoopInfo.from_wire(raw) for raw in snapshot["loops"]}
         taken_at = self.taken_at
         new_tasks = (
@@ -464,6 +498,7 @@ class TaskModel:
     def apply_delta(self, delta: WireDelta) -> None:
         taken_at = float(delta["taken_at"])
         changed = [TaskInfo.from_wire(raw, taken_at) for raw in delta["changed"]]
+        self.gil_wait = GilWait.from_wire(delta.get("gil_wait"))
         self.apply_records(taken_at, delta["loops"], changed, delta["removed"], delta["cycles"])
 
     def apply_records(

@@ -217,6 +217,36 @@ def read_only_words(missing: Iterable[Any]) -> str:
     return f"read-only look (from memory, no agent); not shown: {words}"
 
 
+#: A wait for the GIL older than this is not said again (unless the interval is still low).
+GIL_WAIT_SAID_FOR = 300.0
+
+
+def gil_wait_lines(model: TaskModel, now: float | None = None) -> list[str]:
+    """The line that says the program kept the agent from the GIL (recently), and that the
+    agent holds the switch interval lowered meanwhile."""
+    wait = model.gil_wait
+    if wait is None:
+        return []
+    now = time.time() if now is None else now
+    recent = wait.longest is not None and wait.at is not None and now - wait.at < GIL_WAIT_SAID_FOR
+    if not recent and wait.lowered_to is None:
+        return []
+    parts = []
+    if recent and wait.longest is not None and wait.at is not None:
+        parts.append(
+            f"the agent was kept from the GIL for up to {format_duration(wait.longest)} at "
+            f"{clock(wait.at)} (by a call that holds it, or loop steps shorter than the switch "
+            "interval)"
+        )
+    if wait.lowered_to is not None:
+        before = f" (from {wait.lowered_from * 1000:g} ms)" if wait.lowered_from else ""
+        parts.append(
+            f"{'it' if parts else 'the agent'} holds the switch interval at "
+            f"{wait.lowered_to * 1000:g} ms{before} while it needs to"
+        )
+    return ["; ".join(parts)]
+
+
 def blocked_lines(model: TaskModel) -> list[str]:
     lines = []
     names = loop_names(model)
@@ -414,6 +444,7 @@ def tree_text(
     now = now or time.time()
     lines = [header(model, argv), *notes]
     lines.extend(blocked_lines(model))
+    lines.extend(gil_wait_lines(model, now))
     rows = list(model.tree(include_finished=include_finished))
     prefixes = [_prefix(model, row) for row in rows]
     name_width = min(

@@ -512,7 +512,7 @@ def test_ps_says_blocked_when_a_call_holds_the_gil(start: Any) -> None:
     # THEN a note says at once why there is no answer yet, and the answer says BLOCKED
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f"taskscope: process {target.pid} has not answered for 1 s")
-    assert "a call that holds the GIL keeps its agent from running" in result.stderr
+    assert "it keeps its agent from the GIL (a call that holds it" in result.stderr
     # (blocked still, when the agent ran before the loop's heartbeat; else, blocked until
     # just before the answer)
     assert "BLOCKED for 3." in result.stdout.splitlines()[0] or (

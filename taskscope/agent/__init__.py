@@ -247,6 +247,15 @@ def task_number(task: Any) -> int | None:
     return tracker.id_of(task) if tracker is not None else None
 
 
+def _adopt_switch_interval(replaced: float, waited: float) -> None:
+    """Called by the attach bootstrap: the code it injected lowered the switch interval from
+    `replaced` so that the agent's start-up is not starved, and the start-up's thread waited
+    `waited` seconds more than it ran; the agent owns the interval from now on."""
+    server: AgentServer | None = _state.get("server")
+    if server is not None:
+        server.gil.adopt(replaced, waited)
+
+
 def _remove_socket_at_exit() -> None:
     server = _state.get("server")
     if server is not None and _state.get("pid") == os.getpid():

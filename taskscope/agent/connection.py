@@ -435,6 +435,8 @@ class Connection:
         }
         if "loop_time" in snapshot:
             delta["loop_time"] = snapshot["loop_time"]
+        if "gil_wait" in snapshot:
+            delta["gil_wait"] = snapshot["gil_wait"]
         self.send({"type": "delta", "delta": delta})
 
 

@@ -28,6 +28,7 @@ import time
 
 from taskscope.agent.connection import Connection
 from taskscope.agent.flight import FlightRecorder
+from taskscope.agent.gil import GilShare
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.tracker import Tracker
 from taskscope.agent.trio_runs import beat_trio_runs, next_trio_beat
@@ -116,6 +117,8 @@ class AgentServer:
         #: The compact encoding's tables and encoded rows, shared by all connections.
         self.tables = CompactTables()
         self._thread: threading.Thread | None = None
+        #: Whether the program keeps this thread from the GIL, and the interval lowered then.
+        self.gil = GilShare()
         self.started_at = time.time()
         self._next_prune = 0.0
 
@@ -183,6 +186,7 @@ class AgentServer:
             connection.sock.close()
         self._connections.clear()
         self._close_wake_pipe()
+        self.gil.restore()
 
     def pause_for_fork(self) -> None:
         """Before a fork: stop the thread (connections stay open) so the process forks with
@@ -232,6 +236,7 @@ class AgentServer:
             with contextlib.suppress(Exception):
                 selector.close()
         self._close_wake_pipe()
+        self.gil.restore_in_child()
 
     def _close_wake_pipe(self) -> None:
         for fd in (self._wake_read, self._wake_write):
@@ -285,7 +290,10 @@ class AgentServer:
                 self._update_interest(connection)
             while not self._stopping.is_set() and not self._pausing:
                 self._sync_listener(selector)
-                events = selector.select(self._timeout())
+                timeout = self._timeout()
+                began = time.monotonic()
+                events = selector.select(timeout)
+                self.gil.waited(timeout, time.monotonic() - began)
                 for key, mask in events:
                     if key.data is None:
                         with contextlib.suppress(OSError):
@@ -392,6 +400,8 @@ class AgentServer:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        with contextlib.suppress(Exception):
+            self.gil.tick(now, len(self._connections))
         steps = self.tracker.steps
         if steps is not None and now >= steps.next_watch:
             with contextlib.suppress(Exception):
@@ -537,5 +547,8 @@ class AgentServer:
                 # it did not foresee is made once more before the client is told.
                 snapshot = SnapshotBuilder(self.tracker).build_raw(include_finished)
             cost = time.monotonic() - now
+            gil_wait = self.gil.facts()
+            if gil_wait is not None:
+                snapshot["gil_wait"] = gil_wait
             self._snapshots[include_finished] = (time.monotonic(), cost, snapshot)
             return snapshot, cost

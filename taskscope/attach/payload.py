@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from taskscope.agent.gil import DEFAULT_INTERVAL, LOWERED_INTERVAL
+
 
 def guarded(code: str, done_marker: str | None = None, claim_marker: str | None = None) -> str:
     """Source that runs `code` in a fresh namespace and never raises, so neither
@@ -59,9 +61,10 @@ def guarded(code: str, done_marker: str | None = None, claim_marker: str | None 
 
 
 BOOTSTRAP = """
-import os, sys
+import os, sys, time
 def _bootstrap(stage, socket_dir, status_path):
-    added = False
+    added = handed = False
+    began = (time.monotonic(), time.thread_time())
     before = set(sys.modules)
     try:
         try:
@@ -82,6 +85,11 @@ def _bootstrap(stage, socket_dir, status_path):
         agent._attach_modules = frozenset(
             name for name in set(sys.modules) - before if name.split(".")[0] == "taskscope"
         )
+        if REPLACED_INTERVAL is not None and hasattr(agent, "_adopt_switch_interval"):
+            # Time this thread waited (for the GIL, mostly): starved, or not worth keeping.
+            waited = time.monotonic() - began[0] - (time.thread_time() - began[1])
+            agent._adopt_switch_interval(REPLACED_INTERVAL, waited)
+            handed = True
         outcome = {"ok": True, "socket": agent.socket_file()}
     except BaseException as error:
         outcome = {"ok": False, "error": type(error).__name__ + ": " + str(error)[:300]}
@@ -93,6 +101,9 @@ def _bootstrap(stage, socket_dir, status_path):
             sys.path.remove(stage)
         if added:
             sys.path_importer_cache.pop(stage, None)
+        if not handed and REPLACED_INTERVAL is not None:
+            if abs(sys.getswitchinterval() - LOWERED_INTERVAL) < 1e-9:
+                sys.setswitchinterval(REPLACED_INTERVAL)
     import json
     os.makedirs(socket_dir, mode=0o700, exist_ok=True)
     tmp = status_path + ".tmp"
@@ -117,13 +128,26 @@ def bootstrap_code(stage: Path, socket_dir: str, status_path: str) -> str:
     runs the bootstrap in a fresh namespace, so nothing is added to the target's `__main__`.
     The bootstrap starts the named thread that imports and starts the agent and writes the
     status file. The thread the code runs on (the main thread, often the loop's, stopped by
-    gdb meanwhile on 3.11-3.13) is held for the start of one thread and nothing more."""
+    gdb meanwhile on 3.11-3.13) is held for the start of one thread and nothing more.
+
+    Before that it lowers the switch interval from the default (`taskscope.agent.gil`): a loop
+    busy in turns shorter than 5 ms would keep the new threads from the GIL after each file
+    their imports read, for seconds or minutes. The agent takes the lowered interval over
+    when it starts, to put back when it no longer needs it; the bootstrap puts it back itself
+    when the agent does not start."""
     body = (
         BOOTSTRAP.replace("STAGE", repr(str(stage)))
         .replace("SOCKET_DIR", repr(socket_dir))
         .replace("STATUS", repr(status_path))
+        .replace("LOWERED_INTERVAL", repr(LOWERED_INTERVAL))
     )
     return (
-        "__import__('_thread').start_new_thread("
-        f"exec, ({body!r}, {{'__name__': 'taskscope_bootstrap'}}))"
+        "sys = __import__('sys')\n"
+        "replaced = sys.getswitchinterval()\n"
+        f"if abs(replaced - {DEFAULT_INTERVAL!r}) < 1e-9:\n"
+        f"    sys.setswitchinterval({LOWERED_INTERVAL!r})\n"
+        "else:\n"
+        "    replaced = None\n"
+        "__import__('_thread').start_new_thread(exec, ("
+        f"{body!r}, {{'__name__': 'taskscope_bootstrap', 'REPLACED_INTERVAL': replaced}}))\n"
     )

@@ -125,6 +125,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from taskscope.model import TaskModel
     from taskscope.report import (
         blocked_lines,
+        gil_wait_lines,
         header,
         no_tasks_note,
         ps_table,
@@ -141,6 +142,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for line in read_only_lines(snapshot):
         print(line)
     for line in blocked_lines(model):
+        print(line)
+    for line in gil_wait_lines(model):
         print(line)
     if getattr(args, "warnings", False) and not findings:
         print("no warnings")

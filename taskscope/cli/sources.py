@@ -182,9 +182,9 @@ def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
 
     def note(seconds: float) -> None:
         print(
-            f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: a call that "
-            "holds the GIL keeps its agent from running, or it is still at its first look at "
-            f"many tasks; waiting up to {args.timeout:g} s",
+            f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: it keeps its "
+            "agent from the GIL (a call that holds it, or a loop busy in short steps), or the "
+            f"agent is still at its first look at many tasks; waiting up to {args.timeout:g} s",
             file=sys.stderr,
             flush=True,
         )

@@ -247,6 +247,16 @@ class WireWarning(TypedDict):
     text: str
 
 
+class WireGilWait(TypedDict):
+    """How long the program kept the agent's thread from the GIL, and the switch interval
+    the agent holds lowered meanwhile (`taskscope.agent.gil`)."""
+
+    longest: float | None
+    at: float | None
+    lowered_from: float | None
+    lowered_to: float | None
+
+
 class WireSnapshot(TypedDict):
     schema: int
     pid: int
@@ -265,6 +275,8 @@ class WireSnapshot(TypedDict):
     processes: NotRequired[list[WireProcess]]
     # `taskscope dump` only (the client finds them, issue 12): the snapshot's warnings.
     warnings: NotRequired[list[WireWarning]]
+    # Once the program kept the agent from the GIL, or while the agent lowered the interval.
+    gil_wait: NotRequired[WireGilWait]
 
 
 class WireDelta(TypedDict):
@@ -276,6 +288,7 @@ class WireDelta(TypedDict):
     #: How long the agent took to build the snapshot this delta comes from, in seconds.
     build_seconds: NotRequired[float]
     loop_time: NotRequired[float]
+    gil_wait: NotRequired[WireGilWait]
 
 
 # --- Countdowns ------------------------------------------------------------------------------

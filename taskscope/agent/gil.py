@@ -1,0 +1,132 @@
+"""The agent's share of the GIL: when the program keeps the agent's thread from it, and the
+switch interval the agent lowers then.
+
+A thread that wants the GIL waits the interpreter's switch interval (5 ms by default) and only
+then asks the thread that holds it to let go, unless the GIL was dropped meanwhile (CPython's
+`take_gil`). A loop whose turns are shorter than the interval (steps of Python of a few
+milliseconds, a `select(0)` between them) drops the GIL at every turn and takes it back before
+the waiting thread runs: the waiter's wait starts again, it never asks, and the agent's
+thread can wait seconds for each system call it made (`benchmarks/gil_starvation.py`). With an
+interval of 1 ms the waiter asks before such a turn ends.
+
+The switch interval is the whole interpreter's: while it is lowered, the program's own threads
+that contend for the GIL switch more often too (the README says what that costs). So the
+agent lowers it only from the default, never over a value the program chose, and only while
+it needs it: from an attach's injection until the agent listens, when one of its timed waits
+ends far later than asked (it was starved), and for as long as a client is connected after
+that; it puts the default back when it has needed nothing for `RELEASE_AFTER` seconds, and
+when it is uninstalled. A value the program set meanwhile is left as it is.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from taskscope.protocol import WireGilWait
+
+#: CPython's switch interval unless a program sets another (seconds).
+DEFAULT_INTERVAL = 0.005
+#: The interval while the agent needs its share: shorter than the turns that starve it.
+LOWERED_INTERVAL = 0.001
+#: A timed wait that ends this much later than asked: the agent was kept from the GIL.
+STARVED_AFTER = 0.1
+#: With no client connected and no starvation seen for this long, the default comes back.
+RELEASE_AFTER = 30.0
+
+
+def _is(value: float, interval: float) -> bool:
+    return abs(value - interval) < 1e-9
+
+
+class GilShare:
+    """Watches the agent's thread for starvation and owns the switch interval it lowered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: The interval the agent replaced, while the interval is the agent's.
+        self.lowered_from: float | None = None
+        #: The longest the agent's thread waited past a timed wait, and when (Unix time).
+        self.longest_wait = 0.0
+        self.longest_at: float | None = None
+        #: The last time (monotonic) the agent needed the lower interval.
+        self._needed_at = 0.0
+        #: After an attach: how much longer the agent's start-up took than it ran.
+        self.startup_wait: float | None = None
+
+    def lower(self) -> bool:
+        """Lower the interval when it is the default (or already the agent's); whether it is
+        the agent's now."""
+        with self._lock:
+            self._needed_at = time.monotonic()
+            if self.lowered_from is not None:
+                return True
+            current = sys.getswitchinterval()
+            if not _is(current, DEFAULT_INTERVAL):
+                return False
+            sys.setswitchinterval(LOWERED_INTERVAL)
+            self.lowered_from = current
+            return True
+
+    def adopt(self, replaced: float, waited: float) -> None:
+        """Take over an interval the attach's injected code lowered from `replaced`. The
+        agent's start-up waited `waited` seconds more than it ran (for the GIL, mostly: a few
+        milliseconds unless the program starves it): kept lowered when it was starved, put
+        back now when it was not."""
+        self.startup_wait = waited
+        with self._lock:
+            if self.lowered_from is None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
+                self.lowered_from = replaced
+        if waited >= STARVED_AFTER:
+            self.waited(0.0, waited)
+        else:
+            self.restore()
+
+    def restore(self) -> None:
+        """Put back the interval the agent replaced, unless the program set one since."""
+        with self._lock:
+            replaced, self.lowered_from = self.lowered_from, None
+            if replaced is not None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
+                sys.setswitchinterval(replaced)
+
+    def restore_in_child(self) -> None:
+        """`restore` in a child just forked, where the lock may have been held at the fork."""
+        self._lock = threading.Lock()
+        self.restore()
+
+    def waited(self, asked: float, took: float) -> None:
+        """A timed wait of the agent's thread (its selector) asked `asked` seconds and returned
+        after `took`: past `STARVED_AFTER` late, the agent was starved and lowers the
+        interval."""
+        late = took - asked
+        if late < STARVED_AFTER:
+            return
+        if late > self.longest_wait:
+            self.longest_wait = late
+            self.longest_at = time.time()
+        self.lower()
+
+    def tick(self, now: float, clients: int) -> None:
+        """On the agent's thread at each turn: while a client is connected the interval stays
+        lowered; after `RELEASE_AFTER` seconds of no client and no starvation it comes back."""
+        if self.lowered_from is None:
+            return
+        if clients:
+            self._needed_at = now
+        elif now - self._needed_at >= RELEASE_AFTER:
+            self.restore()
+
+    def facts(self) -> WireGilWait | None:
+        """For the snapshot: the longest wait seen and when, and the interval the agent
+        lowered (from, to) while it has; None when the agent was never starved and holds no
+        lowered interval."""
+        lowered_from = self.lowered_from
+        if self.longest_at is None and lowered_from is None:
+            return None
+        return {
+            "longest": round(self.longest_wait, 3) if self.longest_at is not None else None,
+            "at": self.longest_at,
+            "lowered_from": lowered_from,
+            "lowered_to": LOWERED_INTERVAL if lowered_from is not None else None,
+        }

@@ -1,0 +1,169 @@
+"""The agent's share of the GIL (`taskscope.agent.gil`): a loop busy in steps shorter than the
+switch interval keeps the agent's thread from the GIL; the agent lowers the interval (from the
+default only), says so in the snapshot, and puts it back. Real programs, attached or started
+with the agent; and the rules themselves, in this process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taskscope.agent import gil
+from taskscope.agent.gil import DEFAULT_INTERVAL, LOWERED_INTERVAL, RELEASE_AFTER, GilShare
+from tests.helpers import Target, notes, run_cli, wait_for
+
+needs_attach = pytest.mark.skipif(
+    shutil.which("gdb") is None and sys.version_info < (3, 14),
+    reason="attaching to Python 3.11-3.13 needs gdb (apt-get install gdb)",
+)
+
+
+def intervals(target: Target) -> list[float]:
+    """The switch intervals the target noted, in order (its first, then each change)."""
+    return [
+        float(line.split()[1])
+        for line in notes(target).splitlines()
+        if line.startswith("interval ")
+    ]
+
+
+def dump(pid: int) -> dict[str, Any]:
+    result = run_cli("dump", "--timeout", "60", str(pid), timeout=90)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@needs_attach
+def test_an_agent_attached_to_a_busy_loop_answers_lowers_the_interval_and_puts_it_back(
+    start: Any,
+) -> None:
+    # GIVEN a program that never imported taskscope, its loop busy in steps of 4 ms
+    target = start("busy_steps.py", "4", agent=False).wait_ready()
+    wait_for(lambda: intervals(target) == [DEFAULT_INTERVAL], 10, "the program's interval")
+    # WHEN the user dumps its tasks (the agent injected)
+    snapshot = dump(target.pid)
+    # THEN the agent started and says it was kept from the GIL, and that it holds the
+    # interval at 1 ms: the program saw its interval lowered, by nobody else
+    assert [task["name"] for task in snapshot["tasks"] if task["state"] == "pending"].count("busy")
+    wait = snapshot["gil_wait"]
+    assert wait["lowered_from"] == DEFAULT_INTERVAL and wait["lowered_to"] == LOWERED_INTERVAL
+    assert wait["longest"] >= gil.STARVED_AFTER and wait["at"] <= snapshot["taken_at"]
+    wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
+    # AND `ps` says it in words
+    listing = run_cli("ps", str(target.pid), timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "the agent was kept from the GIL for up to" in listing.stdout
+    assert "it holds the switch interval at 1 ms (from 5 ms) while it needs to" in listing.stdout
+    # WHEN the agent is detached
+    detached = run_cli("detach", str(target.pid), timeout=60)
+    assert detached.returncode == 0, detached.stderr
+    # THEN the program has its own interval back, and goes on to its normal end
+    wait_for(lambda: intervals(target)[-1] == DEFAULT_INTERVAL, 10, "the interval put back")
+    assert intervals(target) == [DEFAULT_INTERVAL, LOWERED_INTERVAL, DEFAULT_INTERVAL]
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+@needs_attach
+def test_a_program_that_chose_its_switch_interval_keeps_it(start: Any) -> None:
+    # GIVEN a busy program that set its own switch interval (3 ms)
+    target = start("busy_steps.py", "4", "0.003", agent=False).wait_ready()
+    wait_for(lambda: intervals(target) == [0.003], 10, "the program's interval")
+    # WHEN the user dumps its tasks twice, then detaches
+    for _ in range(2):
+        snapshot = dump(target.pid)
+        assert "lowered_to" not in snapshot.get("gil_wait", {}) or (
+            snapshot["gil_wait"]["lowered_to"] is None
+        )
+    assert run_cli("detach", str(target.pid), timeout=60).returncode == 0
+    # THEN its interval was never changed
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert intervals(target) == [0.003]
+
+
+def test_an_agent_started_with_the_program_lowers_the_interval_once_starved(
+    start: Any,
+) -> None:
+    # GIVEN a busy program started with the agent (`python -m taskscope.agent.launch`)
+    target = start("busy_steps.py", "4").wait_ready()
+    # WHEN its agent's thread, kept from the GIL, finds one of its waits far too late
+    wait_for(lambda: LOWERED_INTERVAL in intervals(target), 60, "the lowered interval")
+    # THEN the snapshot says how long it waited, and that it holds the interval
+    wait = dump(target.pid)["gil_wait"]
+    assert wait["longest"] >= gil.STARVED_AFTER
+    assert (wait["lowered_from"], wait["lowered_to"]) == (DEFAULT_INTERVAL, LOWERED_INTERVAL)
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+# --- the rules, in this process -----------------------------------------------------------
+
+
+@pytest.fixture
+def interval() -> Iterator[None]:
+    """This process's switch interval is the default for the test, and put back after it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(DEFAULT_INTERVAL)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_a_start_up_that_was_not_starved_gives_the_interval_back_at_once(interval: None) -> None:
+    share = GilShare()
+    sys.setswitchinterval(LOWERED_INTERVAL)  # as the injected code did
+    share.adopt(DEFAULT_INTERVAL, waited=0.002)
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    assert share.facts() is None
+
+
+def test_a_starved_start_up_keeps_it_while_clients_come_and_then_releases_it(
+    interval: None,
+) -> None:
+    share = GilShare()
+    sys.setswitchinterval(LOWERED_INTERVAL)
+    share.adopt(DEFAULT_INTERVAL, waited=0.4)
+    assert share.facts() == {
+        "longest": 0.4,
+        "at": share.longest_at,
+        "lowered_from": DEFAULT_INTERVAL,
+        "lowered_to": LOWERED_INTERVAL,
+    }
+    now = gil.time.monotonic()
+    share.tick(now + RELEASE_AFTER + 1, clients=1)  # a client connected: kept
+    assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+    share.tick(now + 2 * RELEASE_AFTER, clients=0)  # too soon after that client
+    assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+    share.tick(now + 3 * RELEASE_AFTER + 2, clients=0)
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    facts = share.facts()
+    assert facts is not None and facts["lowered_to"] is None and facts["longest"] == 0.4
+
+
+def test_only_a_late_wait_lowers_it_and_never_from_a_programs_value(interval: None) -> None:
+    share = GilShare()
+    share.waited(asked=0.25, took=0.3)  # 50 ms late: scheduling, not starvation
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    sys.setswitchinterval(0.002)  # the program's choice
+    share.waited(asked=0.25, took=2.0)
+    assert sys.getswitchinterval() == pytest.approx(0.002)
+    facts = share.facts()
+    assert facts is not None and facts["longest"] == 1.75 and facts["lowered_to"] is None
+    sys.setswitchinterval(DEFAULT_INTERVAL)
+    share.waited(asked=0.25, took=1.0)
+    assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+
+
+def test_putting_it_back_leaves_a_value_the_program_set_meanwhile(interval: None) -> None:
+    share = GilShare()
+    share.waited(asked=0.0, took=1.0)
+    assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+    sys.setswitchinterval(0.02)  # the program changes it while the agent holds it
+    share.restore()
+    assert sys.getswitchinterval() == pytest.approx(0.02)
+    assert share.facts() is not None and share.facts()["lowered_to"] is None  # type: ignore[index]
