@@ -1,7 +1,7 @@
 """What a program pays while the agent holds the switch interval at 1 ms instead of 5 ms
 (`taskscope.agent.gil`: only when the program starves the agent's thread of the GIL).
 
-Run: python benchmarks/switch_interval_cost.py [--rounds 7] [--seconds 1.0]
+Run: python benchmarks/switch_interval_cost.py [--rounds 7] [--seconds 1.0] [--low S]
 
 The interval matters only while two threads want the GIL at once. Each workload runs for
 `--seconds` in a fresh process at 5 ms and at 1 ms, interleaved round by round so that drift on
@@ -21,6 +21,8 @@ import json
 import statistics
 import subprocess
 import sys
+
+from taskscope.agent.gil import LOWERED_INTERVAL
 
 WORKLOAD = """
 import asyncio, json, sys, threading, time
@@ -87,14 +89,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--low", type=float, default=LOWERED_INTERVAL, help="the lowered interval")
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}: work at 1 ms over work at 5 ms, {args.rounds} rounds")
+    low = args.low
+    print(
+        f"Python {sys.version.split()[0]}: work at {low * 1000:g} ms over work at 5 ms, "
+        f"{args.rounds} rounds"
+    )
     ratios: dict[str, list[float]] = {name: [] for name in KINDS}
     for round_number in range(args.rounds):
         for name, (kind, keys) in KINDS.items():
-            pair = [0.005, 0.001] if round_number % 2 == 0 else [0.001, 0.005]
+            pair = [0.005, low] if round_number % 2 == 0 else [low, 0.005]
             done = {interval: work(kind, args.seconds, interval, keys) for interval in pair}
-            ratios[name].append(done[0.001] / max(1, done[0.005]))
+            ratios[name].append(done[low] / max(1, done[0.005]))
     for name, values in ratios.items():
         print(
             f"  {name:28} {statistics.median(values):.3f}"

@@ -221,6 +221,13 @@ def read_only_words(missing: Iterable[Any]) -> str:
 GIL_WAIT_SAID_FOR = 300.0
 
 
+def _interval(seconds: float) -> str:
+    """A switch interval: `5 ms`, `50 µs`."""
+    if seconds >= 0.001:
+        return f"{seconds * 1000:g} ms"
+    return f"{seconds * 1_000_000:.0f} µs"
+
+
 def gil_wait_lines(model: TaskModel, now: float | None = None) -> list[str]:
     """The line that says the program kept the agent from the GIL (recently), and that the
     agent holds the switch interval lowered meanwhile."""
@@ -239,10 +246,10 @@ def gil_wait_lines(model: TaskModel, now: float | None = None) -> list[str]:
             "interval)"
         )
     if wait.lowered_to is not None:
-        before = f" (from {wait.lowered_from * 1000:g} ms)" if wait.lowered_from else ""
+        before = f" (from {_interval(wait.lowered_from)})" if wait.lowered_from else ""
         parts.append(
             f"{'it' if parts else 'the agent'} holds the switch interval at "
-            f"{wait.lowered_to * 1000:g} ms{before} while it needs to"
+            f"{_interval(wait.lowered_to)}{before} while it needs to"
         )
     return ["; ".join(parts)]
 

@@ -7,7 +7,7 @@ then asks the thread that holds it to let go, unless the GIL was dropped meanwhi
 milliseconds, a `select(0)` between them) drops the GIL at every turn and takes it back before
 the waiting thread runs: the waiter's wait starts again, it never asks, and the agent's
 thread can wait seconds for each system call it made (`benchmarks/gil_starvation.py`). With an
-interval of 1 ms the waiter asks before such a turn ends.
+interval of 50 microseconds the waiter asks before such a turn ends.
 
 The switch interval is the whole interpreter's: while it is lowered, the program's own threads
 that contend for the GIL switch more often too (the README says what that costs). So the
@@ -28,10 +28,15 @@ from taskscope.protocol import WireGilWait
 
 #: CPython's switch interval unless a program sets another (seconds).
 DEFAULT_INTERVAL = 0.005
-#: The interval while the agent needs its share: shorter than the turns that starve it.
-LOWERED_INTERVAL = 0.001
+#: The interval while the agent needs its share: shorter than the turns that starve it (a
+#: waiter asks only when no other thread took the GIL during a whole interval: at 1 ms, a
+#: loop in steps of 1 ms still starved the agent; at 50 us, steps of 0.1 ms no longer do).
+LOWERED_INTERVAL = 0.00005
 #: A timed wait that ends this much later than asked: the agent was kept from the GIL.
 STARVED_AFTER = 0.1
+#: An attach's start-up (at the lowered interval) that waited this much longer than it ran
+#: was starved (a few milliseconds when the program is idle, 40-70 ms when it is busy).
+STARTUP_STARVED_AFTER = 0.01
 #: With no client connected and no starvation seen for this long, the default comes back.
 RELEASE_AFTER = 30.0
 
@@ -78,8 +83,8 @@ class GilShare:
         with self._lock:
             if self.lowered_from is None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
                 self.lowered_from = replaced
-        if waited >= STARVED_AFTER:
-            self.waited(0.0, waited)
+        if waited >= STARTUP_STARVED_AFTER:
+            self._starved(waited)
         else:
             self.restore()
 
@@ -100,8 +105,10 @@ class GilShare:
         after `took`: past `STARVED_AFTER` late, the agent was starved and lowers the
         interval."""
         late = took - asked
-        if late < STARVED_AFTER:
-            return
+        if late >= STARVED_AFTER:
+            self._starved(late)
+
+    def _starved(self, late: float) -> None:
         if late > self.longest_wait:
             self.longest_wait = late
             self.longest_at = time.time()
