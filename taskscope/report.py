@@ -231,27 +231,40 @@ def _interval(seconds: float) -> str:
 def gil_wait_lines(model: TaskModel, now: float | None = None) -> list[str]:
     """The line that says the program kept the agent from the GIL (recently), and that the
     agent holds the switch interval lowered meanwhile."""
+    words = gil_wait_words(model, now)
+    return [] if words is None else [words]
+
+
+def gil_wait_words(model: TaskModel, now: float | None = None, short: bool = False) -> str | None:
+    """`gil_wait_lines`' line, or with `short` the dashboard's few words (`agent kept from
+    the GIL up to 0.8s · switch interval 50 µs`); None when there is nothing to say."""
     wait = model.gil_wait
     if wait is None:
-        return []
+        return None
     now = time.time() if now is None else now
     recent = wait.longest is not None and wait.at is not None and now - wait.at < GIL_WAIT_SAID_FOR
     if not recent and wait.lowered_to is None:
-        return []
+        return None
     parts = []
     if recent and wait.longest is not None and wait.at is not None:
-        parts.append(
-            f"the agent was kept from the GIL for up to {format_duration(wait.longest)} at "
-            f"{clock(wait.at)} (by a call that holds it, or loop steps shorter than the switch "
-            "interval)"
-        )
+        if short:
+            parts.append(f"agent kept from the GIL up to {format_duration(wait.longest)}")
+        else:
+            parts.append(
+                f"the agent was kept from the GIL for up to {format_duration(wait.longest)} at "
+                f"{clock(wait.at)} (by a call that holds it, or loop steps shorter than the "
+                "switch interval)"
+            )
     if wait.lowered_to is not None:
-        before = f" (from {_interval(wait.lowered_from)})" if wait.lowered_from else ""
-        parts.append(
-            f"{'it' if parts else 'the agent'} holds the switch interval at "
-            f"{_interval(wait.lowered_to)}{before} while it needs to"
-        )
-    return ["; ".join(parts)]
+        if short:
+            parts.append(f"switch interval {_interval(wait.lowered_to)}")
+        else:
+            before = f" (from {_interval(wait.lowered_from)})" if wait.lowered_from else ""
+            parts.append(
+                f"{'it' if parts else 'the agent'} holds the switch interval at "
+                f"{_interval(wait.lowered_to)}{before} while it needs to"
+            )
+    return (" · " if short else "; ").join(parts)
 
 
 def blocked_lines(model: TaskModel) -> list[str]:

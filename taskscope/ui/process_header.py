@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from taskscope.model import LoopInfo, TaskModel
-from taskscope.report import loop_names, program_words, safe_text
+from taskscope.report import gil_wait_words, loop_names, program_words, safe_text
 from taskscope.ui.source import ProcessInfo
 from taskscope.ui.task_display import same_height
 from taskscope.words import format_duration, lag_text, rate_text, share_text
@@ -222,6 +222,9 @@ class ProcessHeader(Static):
             text.append(f"data {data_age:.1f} s old", style=style)
         if paused:
             text.append("  ⏸ PAUSED (space resumes)", style="bold black on yellow")
+        starved = gil_wait_words(model, short=True) if model is not None and not moment else None
+        if starved is not None:
+            text.append(f"  {starved}", style="yellow")
         if notice:
             text.append("  ")
             text.append(notice, style="italic")
