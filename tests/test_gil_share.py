@@ -103,6 +103,22 @@ def test_an_agent_started_with_the_program_lowers_the_interval_once_starved(
     assert code == 0, err
 
 
+def test_a_call_that_holds_the_gil_is_said_but_does_not_lower_the_interval(start: Any) -> None:
+    # GIVEN a program with the agent whose loop thread then holds the GIL in one C call 2 s
+    target = start("gil_hog.py", "2").wait_ready()
+    target.file(f"hog-{target.pid}").write_text("hog")
+    wait_for(lambda: "released" in notes(target), 20, "the call's end")
+    # WHEN the user looks afterwards
+    snapshot = dump(target.pid)
+    # THEN the agent says how long it was kept from the GIL, and left the interval alone: no
+    # loop turned meanwhile, and a shorter interval would not have ended the call sooner
+    wait = snapshot["gil_wait"]
+    assert wait["longest"] >= 1.0
+    assert wait["lowered_to"] is None and wait["lowered_from"] is None
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
 # --- the rules, in this process -----------------------------------------------------------
 
 
@@ -158,6 +174,14 @@ def test_only_a_late_wait_lowers_it_and_never_from_a_programs_value(interval: No
     sys.setswitchinterval(DEFAULT_INTERVAL)
     share.waited(asked=0.25, took=1.0)
     assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+
+
+def test_a_late_wait_while_no_loop_turned_is_noted_only(interval: None) -> None:
+    share = GilShare()
+    share.waited(asked=0.25, took=2.25, loops_turned=False)
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    facts = share.facts()
+    assert facts is not None and facts["longest"] == 2.0 and facts["lowered_to"] is None
 
 
 def test_putting_it_back_leaves_a_value_the_program_set_meanwhile(interval: None) -> None:

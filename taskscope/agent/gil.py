@@ -13,9 +13,10 @@ The switch interval is the whole interpreter's: while it is lowered, the program
 that contend for the GIL switch more often too (the README says what that costs). So the
 agent lowers it only from the default, never over a value the program chose, and only while
 it needs it: from an attach's injection until the agent listens, when one of its timed waits
-ends far later than asked (it was starved), and for as long as a client is connected after
-that; it puts the default back when it has needed nothing for `RELEASE_AFTER` seconds, and
-when it is uninstalled. A value the program set meanwhile is left as it is.
+ends far later than asked while the loops turned (they starved it; a call that holds the GIL
+is not helped by a shorter interval), and for as long as a client is connected after that;
+it puts the default back when it has needed nothing for `RELEASE_AFTER` seconds, and when it
+is uninstalled. A value the program set meanwhile is left as it is.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class GilShare:
             if self.lowered_from is None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
                 self.lowered_from = replaced
         if waited >= STARTUP_STARVED_AFTER:
-            self._starved(waited)
+            self._note(waited)
+            self.lower()
         else:
             self.restore()
 
@@ -100,19 +102,22 @@ class GilShare:
         self._lock = threading.Lock()
         self.restore()
 
-    def waited(self, asked: float, took: float) -> None:
+    def waited(self, asked: float, took: float, loops_turned: bool = True) -> None:
         """A timed wait of the agent's thread (its selector) asked `asked` seconds and returned
-        after `took`: past `STARVED_AFTER` late, the agent was starved and lowers the
-        interval."""
+        after `took`: past `STARVED_AFTER` late, the agent was kept from the GIL. When loops
+        turned meanwhile (`loops_turned`) they starved it, and the interval is lowered; when
+        none did, a call held the GIL, which a shorter interval does not end sooner."""
         late = took - asked
-        if late >= STARVED_AFTER:
-            self._starved(late)
+        if late < STARVED_AFTER:
+            return
+        self._note(late)
+        if loops_turned:
+            self.lower()
 
-    def _starved(self, late: float) -> None:
+    def _note(self, late: float) -> None:
         if late > self.longest_wait:
             self.longest_wait = late
             self.longest_at = time.time()
-        self.lower()
 
     def tick(self, now: float, clients: int) -> None:
         """On the agent's thread at each turn: while a client is connected the interval stays

@@ -28,8 +28,9 @@ import time
 
 from taskscope.agent.connection import Connection
 from taskscope.agent.flight import FlightRecorder
-from taskscope.agent.gil import GilShare
+from taskscope.agent.gil import STARVED_AFTER, GilShare
 from taskscope.agent.introspect import SnapshotBuilder
+from taskscope.agent.loops import HEARTBEAT_INTERVAL
 from taskscope.agent.tracker import Tracker
 from taskscope.agent.trio_runs import beat_trio_runs, next_trio_beat
 from taskscope.protocol import (
@@ -293,7 +294,9 @@ class AgentServer:
                 timeout = self._timeout()
                 began = time.monotonic()
                 events = selector.select(timeout)
-                self.gil.waited(timeout, time.monotonic() - began)
+                took = time.monotonic() - began
+                if took - timeout >= STARVED_AFTER:
+                    self.gil.waited(timeout, took, self._loops_turned_since(began))
                 for key, mask in events:
                     if key.data is None:
                         with contextlib.suppress(OSError):
@@ -310,6 +313,16 @@ class AgentServer:
             self._registered_listener = None
             with contextlib.suppress(Exception):
                 selector.close()
+
+    def _loops_turned_since(self, began: float) -> bool:
+        """Whether a loop's heartbeat ran since `began` (monotonic): the loops turned while
+        this thread waited, so they starved it; none did: a call held the GIL (or the process
+        was stopped), which no switch interval shortens."""
+        for record in list(self.tracker.loops.values()):
+            due = record.beat_due
+            if due is not None and due - HEARTBEAT_INTERVAL > began:
+                return True
+        return False
 
     def _sync_listener(self, selector: selectors.BaseSelector) -> None:
         listener = self._listener
