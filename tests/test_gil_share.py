@@ -15,6 +15,7 @@ import pytest
 
 from taskscope.agent import gil
 from taskscope.agent.gil import DEFAULT_INTERVAL, LOWERED_INTERVAL, RELEASE_AFTER, GilShare
+from taskscope.protocol.slicing import give_way
 from tests.helpers import Target, notes, run_cli, wait_for
 
 needs_attach = pytest.mark.skipif(
@@ -182,6 +183,30 @@ def test_a_late_wait_while_no_loop_turned_is_noted_only(interval: None) -> None:
     assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
     facts = share.facts()
     assert facts is not None and facts["longest"] == 2.0 and facts["lowered_to"] is None
+
+
+def test_a_loops_heartbeat_finds_the_agent_thread_starved_past_the_time_it_said(
+    interval: None,
+) -> None:
+    share = GilShare()
+    now = gil.time.monotonic()
+    share.expect_back(now + 1.0)  # waiting in its selector for a second
+    share.beat(now + 0.9, now + 1.05)  # a beat a moment after: nothing yet
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    share.beat(now + 0.5, now + 3.0)  # the loop's first beat since: it was blocked meanwhile
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    give_way()  # a look that just gave the GIL away moves, however late
+    share.beat(now + 2.75, now + 3.0)
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
+    gil.time.sleep(2 * gil.STARVED_AFTER)
+    share.beat(now + 2.75, now + 3.0)  # 2 s past, the loop turning, no give-way: starved
+    assert sys.getswitchinterval() == pytest.approx(LOWERED_INTERVAL)
+    facts = share.facts()
+    assert facts is not None and facts["longest"] == 2.0
+    share.expect_back(None)  # a thread that stopped
+    share.restore()
+    share.beat(now + 99.75, now + 100.0)
+    assert sys.getswitchinterval() == pytest.approx(DEFAULT_INTERVAL)
 
 
 def test_putting_it_back_leaves_a_value_the_program_set_meanwhile(interval: None) -> None:

@@ -123,6 +123,7 @@ def install(
         tracker.install()
         tracker.loop_start_listeners.append(server.resume)
         tracker.loop_start_listeners.append(server.wake)  # its stall watchdog looks again
+        tracker.on_beat = server.gil.beat  # a loop's heartbeat sees a starved agent thread
         watch_trio_starts(tracker)  # (3.12+) each trio.run's instrument from its first spawn
         server.wake()
         window = _flight_window(flight_recorder)
@@ -201,6 +202,7 @@ def uninstall() -> None:
         server: AgentServer = _state["server"]
         tracker: Tracker = _state["tracker"]
         _state.clear()
+        tracker.on_beat = None
         server.stop()
         tracker.uninstall()
         stop_watching_trio(tracker)

@@ -15,8 +15,9 @@ agent lowers it only from the default, never over a value the program chose, and
 it needs it: from an attach's injection until the agent listens, when one of its timed waits
 ends far later than asked while the loops turned (they starved it; a call that holds the GIL
 is not helped by a shorter interval), and for as long as a client is connected after that;
-it puts the default back when it has needed nothing for `RELEASE_AFTER` seconds, and when it
-is uninstalled. A value the program set meanwhile is left as it is.
+it puts the default back when it has needed nothing for `RELEASE_AFTER` seconds (twice as long
+after each time it is starved again, up to 10 minutes), and when it is uninstalled. A value
+the program set meanwhile is left as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import threading
 import time
 
 from taskscope.protocol import WireGilWait
+from taskscope.protocol.slicing import give_way_due
 
 #: CPython's switch interval unless a program sets another (seconds).
 DEFAULT_INTERVAL = 0.005
@@ -38,8 +40,12 @@ STARVED_AFTER = 0.1
 #: An attach's start-up (at the lowered interval) that waited this much longer than it ran
 #: was starved (a few milliseconds when the program is idle, 40-70 ms when it is busy).
 STARTUP_STARVED_AFTER = 0.01
+#: How long the agent's thread may work between two moments it says where it is.
+WORK_GRACE = 1.0
 #: With no client connected and no starvation seen for this long, the default comes back.
 RELEASE_AFTER = 30.0
+#: ... and twice as long each time the agent is starved again after giving it back, up to this.
+LONGEST_RELEASE_AFTER = 600.0
 
 
 def _is(value: float, interval: float) -> bool:
@@ -58,6 +64,12 @@ class GilShare:
         self.longest_at: float | None = None
         #: The last time (monotonic) the agent needed the lower interval.
         self._needed_at = 0.0
+        #: How long it keeps the interval with no need; doubled at each starvation that
+        #: follows a release (the loops still turn in short steps: no need to find out again).
+        self.release_after = RELEASE_AFTER
+        self._released = False
+        #: When (monotonic) the agent's thread holds the GIL again at the latest, as it said.
+        self.back_by: float | None = None
         #: After an attach: how much longer the agent's start-up took than it ran.
         self.startup_wait: float | None = None
 
@@ -73,6 +85,8 @@ class GilShare:
                 return False
             sys.setswitchinterval(LOWERED_INTERVAL)
             self.lowered_from = current
+            if self._released:
+                self.release_after = min(2 * self.release_after, LONGEST_RELEASE_AFTER)
             return True
 
     def adopt(self, replaced: float, waited: float) -> None:
@@ -114,6 +128,31 @@ class GilShare:
         if loops_turned:
             self.lower()
 
+    def expect_back(self, by: float | None) -> None:
+        """The agent's thread (holding the GIL) says when it will next hold it again at the
+        latest: the end of the wait it begins, or `WORK_GRACE` from now while it works; None
+        when it stops."""
+        self.back_by = by
+
+    def beat(self, previous: float, now: float) -> None:
+        """A loop's heartbeat (on that loop's thread), its last one at `previous`: far past
+        the time the agent's thread said it would be back, with the loop turning since then
+        (its last beat came after that time: not a call that held the GIL all along) and no
+        look giving the GIL away lately (`slicing.give_way`), the loops keep the agent's
+        thread from the GIL, and it cannot say so itself until it has the GIL again. Never
+        blocks."""
+        back_by = self.back_by
+        if back_by is None or now - back_by < STARVED_AFTER or previous < back_by:
+            return
+        if time.perf_counter() - give_way_due() < STARVED_AFTER:
+            return  # a look under way, slice after slice: it moves
+        self.back_by = None  # once per wait
+        if not self._lock.acquire(blocking=False):
+            return
+        self._lock.release()
+        self._note(now - back_by)
+        self.lower()
+
     def _note(self, late: float) -> None:
         if late > self.longest_wait:
             self.longest_wait = late
@@ -126,8 +165,9 @@ class GilShare:
             return
         if clients:
             self._needed_at = now
-        elif now - self._needed_at >= RELEASE_AFTER:
+        elif now - self._needed_at >= self.release_after:
             self.restore()
+            self._released = True
 
     def facts(self) -> WireGilWait | None:
         """For the snapshot: the longest wait seen and when, and the interval the agent

@@ -136,6 +136,10 @@ class LoopTracker:
         #: Called (on the loop's thread) whenever a loop starts: the server restarts its
         #: thread there after a fork.
         self.loop_start_listeners: list[Callable[[], None]] = []
+        #: Called at each heartbeat with the times (monotonic) of the loop's last one and of
+        #: this one, on the loop's thread: the server's check that its own thread is not kept
+        #: from the GIL (`gil.py`).
+        self.on_beat: Callable[[float, float], None] | None = None
         #: Loops that say they run but never will (see `loop_is_frozen`), by id.
         self.frozen_loop_ids: set[int] = set()
         self._frozen_seen: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
@@ -320,10 +324,18 @@ class LoopTracker:
     def _beat(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> None:
         now = _monotonic()
         _note_beat_caller(record, 2)
+        previous = None
         if record.beat_due is not None:
             record.lag = max(0.0, now - record.beat_due)
+            previous = record.beat_due - HEARTBEAT_INTERVAL
         record.beat_due = now + HEARTBEAT_INTERVAL
         record.heartbeat = loop.call_later(HEARTBEAT_INTERVAL, self._beat, record, loop)
+        on_beat = self.on_beat
+        if on_beat is not None and previous is not None:
+            try:
+                on_beat(previous, now)
+            except Exception:
+                self.on_beat = None  # never again rather than into the host's loop
 
     def blocked_for(self, record: LoopRecord, loop: asyncio.AbstractEventLoop) -> float | None:
         """How long the loop has failed to run its callbacks (a lower bound), or None."""

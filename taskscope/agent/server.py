@@ -28,7 +28,7 @@ import time
 
 from taskscope.agent.connection import Connection
 from taskscope.agent.flight import FlightRecorder
-from taskscope.agent.gil import STARVED_AFTER, GilShare
+from taskscope.agent.gil import STARVED_AFTER, WORK_GRACE, GilShare
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.loops import HEARTBEAT_INTERVAL
 from taskscope.agent.tracker import Tracker
@@ -56,6 +56,8 @@ SEND_STALL_TIMEOUT = 10.0
 #: After a last error reply, how long what the client still sends is read and dropped.
 DRAIN_SECONDS = 1.0
 PRUNE_INTERVAL = 10.0
+#: The longest the thread waits while loops run (each wait is a probe for starvation).
+STARVATION_PROBE = 1.0
 LISTEN_BACKLOG = 64
 READ_CHUNK = 65536
 #: Requests answered per connection per turn, so that one client cannot starve the others.
@@ -149,6 +151,7 @@ class AgentServer:
         return listener
 
     def _start_thread(self) -> None:
+        self.gil.expect_back(time.monotonic() + WORK_GRACE)
         thread = threading.Thread(target=self._run, name="taskscope-agent", daemon=True)
         self._thread = thread
         thread.start()
@@ -293,8 +296,10 @@ class AgentServer:
                 self._sync_listener(selector)
                 timeout = self._timeout()
                 began = time.monotonic()
+                self.gil.expect_back(began + timeout)
                 events = selector.select(timeout)
                 took = time.monotonic() - began
+                self.gil.expect_back(began + took + WORK_GRACE)
                 if took - timeout >= STARVED_AFTER:
                     self.gil.waited(timeout, took, self._loops_turned_since(began))
                 for key, mask in events:
@@ -309,6 +314,7 @@ class AgentServer:
         except BaseException:
             pass  # the agent never raises into its host; a broken thread just stops serving
         finally:
+            self.gil.expect_back(None)  # a thread that stopped is not kept from anything
             self._selector = None
             self._registered_listener = None
             with contextlib.suppress(Exception):
@@ -352,7 +358,10 @@ class AgentServer:
             due = connection.next_due()
             if due is not None and due < soonest:
                 soonest = due
-        return max(0.0, min(soonest - now, PRUNE_INTERVAL))
+        # While loops run, a wait never longer than a second: how late it ends tells whether
+        # they keep this thread from the GIL (`gil.py`), before a client finds out.
+        longest = STARVATION_PROBE if self.tracker.loops else PRUNE_INTERVAL
+        return max(0.0, min(soonest - now, longest))
 
     def _accept_all(self) -> None:
         listener = self._registered_listener
