@@ -2,13 +2,15 @@
 milliseconds back to back: the case where the loop's thread keeps the agent's from the GIL.
 
 Run: python benchmarks/gil_starvation.py [--steps 2,4,6] [--asks 3] [--switch-interval S]
-                                          [--pause S]
+                                          [--pause S] [--run]
 
 Each step length gets a fresh program (one task: `while perf_counter() < until: pass` for that
 many milliseconds, then `await asyncio.sleep(0)`), run by this interpreter with no taskscope in
 it; then `taskscope ps PID` is timed once (it injects the agent) and `--asks` times more (the
 agent already there). `--switch-interval` has the program set `sys.setswitchinterval(S)`
-first, to compare. Printed: seconds per command; `timed out` past `--timeout`.
+first, to compare; `--run` starts the program with `taskscope run` (the agent there from the
+start: the first `ps` injects nothing). Printed: seconds per command; `timed out` past
+`--timeout`.
 
 Why (CPython's `take_gil`): a thread waiting for the GIL waits the switch interval (5 ms) and
 then asks the holder to drop it, unless it was woken meanwhile. The loop's thread drops the
@@ -69,13 +71,23 @@ def timed_ps(pid: int, timeout: float) -> float | None:
 
 
 def one_program(
-    step_ms: float, asks: int, interval: str, timeout: float, pause: float
+    step_ms: float, asks: int, interval: str, timeout: float, pause: float, with_agent: bool
 ) -> list[float | None]:
     with tempfile.TemporaryDirectory() as workdir:
         ready = os.path.join(workdir, "ready")
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        script = os.path.join(workdir, "busy.py")
+        Path(script).write_text(TARGET)
+        start = (
+            [sys.executable, "-m", "taskscope", "run", script]
+            if with_agent
+            else [
+                sys.executable,
+                script,
+            ]
+        )
         program = subprocess.Popen(
-            [sys.executable, "-c", TARGET, str(step_ms / 1000), ready, interval],
+            [*start, str(step_ms / 1000), ready, interval],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -107,12 +119,19 @@ def main() -> None:
     parser.add_argument(
         "--pause", type=float, default=0.0, help="seconds between one `ps` and the next"
     )
+    parser.add_argument(
+        "--run", action="store_true", help="start the program with `taskscope run` (no inject)"
+    )
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}, switch interval {args.switch_interval}")
+    how = "started with `taskscope run`" if args.run else "the agent injected by the first ps"
+    print(f"Python {sys.version.split()[0]}, switch interval {args.switch_interval}, {how}")
     for step in (float(value) for value in args.steps.split(",")):
-        times = one_program(step, args.asks, args.switch_interval, args.timeout, args.pause)
+        times = one_program(
+            step, args.asks, args.switch_interval, args.timeout, args.pause, args.run
+        )
         words = ["timed out" if took is None else f"{took:.2f} s" for took in times]
-        print(f"steps of {step:g} ms: first ps (injects) {words[0]}; then {', '.join(words[1:])}")
+        first = "first ps" if args.run else "first ps (injects)"
+        print(f"steps of {step:g} ms: {first} {words[0]}; then {', '.join(words[1:])}")
 
 
 if __name__ == "__main__":
