@@ -146,10 +146,10 @@ class GilShare:
             return
         if time.perf_counter() - give_way_due() < STARVED_AFTER:
             return  # a look under way, slice after slice: it moves
-        self.back_by = None  # once per wait
         if not self._lock.acquire(blocking=False):
-            return
+            return  # the agent's thread is in here: it is not starved
         self._lock.release()
+        self.back_by = None  # once per wait
         self._note(now - back_by)
         self.lower()
 
