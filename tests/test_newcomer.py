@@ -237,7 +237,9 @@ def test_ps_of_a_loop_with_no_task_pending_says_so_and_what_is_known(start: Any)
         "(tasks that ended before are not known)"
     )
     for extra in ((), ("-a",)):
-        lines = run_cli("ps", *extra, str(target.pid)).stdout.splitlines()
+        listed = run_cli("ps", *extra, str(target.pid)).stdout.splitlines()
+        # (a loaded machine may have kept the agent's start-up from the GIL: a line says so)
+        lines = [line for line in listed if not line.startswith("the agent ")]
         assert lines[1].split() == ["ID", "STATE", "NAME", "CORO", "AGE", "AWAITING"]
         assert lines[2:] == [note]
 

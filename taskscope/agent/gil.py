@@ -35,11 +35,12 @@ DEFAULT_INTERVAL = 0.005
 #: waiter asks only when no other thread took the GIL during a whole interval: at 1 ms, a
 #: loop in steps of 1 ms still starved the agent; at 50 us, steps of 0.1 ms no longer do).
 LOWERED_INTERVAL = 0.00005
-#: A timed wait that ends this much later than asked: the agent was kept from the GIL.
-STARVED_AFTER = 0.1
+#: A timed wait that ends this much later than asked: the agent was kept from the GIL (more
+#: than a loaded machine's scheduler delays a thread; a starved agent waits seconds).
+STARVED_AFTER = 0.25
 #: An attach's start-up (at the lowered interval) that waited this much longer than it ran
-#: was starved (a few milliseconds when the program is idle, 40-70 ms when it is busy).
-STARTUP_STARVED_AFTER = 0.01
+#: was starved (2-6 ms when the program is idle, 40-70 ms when it is busy).
+STARTUP_STARVED_AFTER = 0.02
 #: How long the agent's thread may work between two moments it says where it is.
 WORK_GRACE = 1.0
 #: With no client connected and no starvation seen for this long, the default comes back.
