@@ -71,31 +71,26 @@ class GilShare:
         self._released = False
         #: When (monotonic) the agent's thread holds the GIL again at the latest, as it said.
         self.back_by: float | None = None
-        #: After an attach: how much longer the agent's start-up took than it ran.
-        self.startup_wait: float | None = None
 
-    def lower(self) -> bool:
-        """Lower the interval when it is the default (or already the agent's); whether it is
-        the agent's now."""
+    def lower(self) -> None:
+        """Lower the interval when it is the default (the agent's already: it stays)."""
         with self._lock:
             self._needed_at = time.monotonic()
             if self.lowered_from is not None:
-                return True
+                return
             current = sys.getswitchinterval()
             if not _is(current, DEFAULT_INTERVAL):
-                return False
+                return
             sys.setswitchinterval(LOWERED_INTERVAL)
             self.lowered_from = current
             if self._released:
                 self.release_after = min(2 * self.release_after, LONGEST_RELEASE_AFTER)
-            return True
 
     def adopt(self, replaced: float, waited: float) -> None:
         """Take over an interval the attach's injected code lowered from `replaced`. The
         agent's start-up waited `waited` seconds more than it ran (for the GIL, mostly: a few
         milliseconds unless the program starves it): kept lowered when it was starved, put
         back now when it was not."""
-        self.startup_wait = waited
         with self._lock:
             if self.lowered_from is None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
                 self.lowered_from = replaced
