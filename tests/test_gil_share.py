@@ -6,7 +6,9 @@ with the agent; and the rules themselves, in this process."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -48,26 +50,40 @@ def test_an_agent_attached_to_a_busy_loop_answers_lowers_the_interval_and_puts_i
     # GIVEN a program that never imported taskscope, its loop busy in steps of 4 ms
     target = start("busy_steps.py", "4", agent=False).wait_ready()
     wait_for(lambda: intervals(target) == [DEFAULT_INTERVAL], 10, "the program's interval")
-    # WHEN the user dumps its tasks (the agent injected)
-    snapshot = dump(target.pid)
-    # THEN the agent started and says it was kept from the GIL, and that it holds the
-    # interval at 50 µs: the program saw its interval lowered, by nobody else
-    assert [task["name"] for task in snapshot["tasks"] if task["state"] == "pending"].count("busy")
-    wait = snapshot["gil_wait"]
-    assert wait["lowered_from"] == DEFAULT_INTERVAL and wait["lowered_to"] == LOWERED_INTERVAL
-    assert wait["longest"] >= gil.STARTUP_STARVED_AFTER and wait["at"] <= snapshot["taken_at"]
-    wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
-    # AND `ps` says it in words
-    listing = run_cli("ps", str(target.pid), timeout=60)
-    assert listing.returncode == 0, listing.stderr
-    assert "the agent was kept from the GIL for up to" in listing.stdout
-    assert "it holds the switch interval at 50 µs (from 5 ms) while it needs to" in listing.stdout
+    # WHEN the user dumps its tasks (the agent injected), and looks twice more
+    # (each answered within 30 s: 0.4-2.4 s here; before the lowering, 22-71 s or never)
+    snapshots = [dump(target.pid, within=30)]
+    assert [t["name"] for t in snapshots[0]["tasks"] if t["state"] == "pending"].count("busy")
+    for _ in range(2):
+        time.sleep(0.5)
+        snapshots.append(dump(target.pid, within=30))
+    # THEN the agent says it was kept from the GIL, and that it holds the interval at 50 µs:
+    # the program saw its interval lowered, by nobody else. (On a quiet machine the start-up
+    # is starved and the first look says so, every run here; on a loaded one the scheduler
+    # may hand the GIL over often enough that the agent is never starved, and lowers nothing.)
+    lowered = [
+        snapshot["gil_wait"]
+        for snapshot in snapshots
+        if (snapshot.get("gil_wait") or {}).get("lowered_to") is not None
+    ]
+    for wait in lowered:
+        assert (wait["lowered_from"], wait["lowered_to"]) == (DEFAULT_INTERVAL, LOWERED_INTERVAL)
+        assert wait["longest"] >= gil.STARTUP_STARVED_AFTER
+    if lowered:
+        wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
+        # AND `ps` says it in words
+        listing = run_cli("ps", str(target.pid), timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        assert "the agent was kept from the GIL for up to" in listing.stdout
+        assert "it holds the switch interval at 50 µs (from 5 ms) while it needs to" in (
+            listing.stdout
+        )
     # WHEN the agent is detached
     detached = run_cli("detach", str(target.pid), timeout=60)
     assert detached.returncode == 0, detached.stderr
     # THEN the program has its own interval back, and goes on to its normal end
     wait_for(lambda: intervals(target)[-1] == DEFAULT_INTERVAL, 10, "the interval put back")
-    assert intervals(target) == [DEFAULT_INTERVAL, LOWERED_INTERVAL, DEFAULT_INTERVAL]
+    assert set(intervals(target)) <= {DEFAULT_INTERVAL, LOWERED_INTERVAL}
     code, _out, err = target.stop()
     assert code == 0, err
 
@@ -107,17 +123,60 @@ def test_an_agent_started_with_the_program_answers_a_busy_loop_lowering_the_inte
     # loaded one the scheduler may take the CPU from the loop often enough that the agent
     # never waits that long, and has nothing to lower: then every look was answered all the
     # same, which is what the user needs.
+    # The starvation may also come after the last look: a look after the program saw the
+    # interval lowered must say both.
+    if LOWERED_INTERVAL in intervals(target):
+        snapshots.append(dump(target.pid, within=20))
     waits = [snapshot["gil_wait"] for snapshot in snapshots if "gil_wait" in snapshot]
     starved = [wait for wait in waits if (wait["longest"] or 0) >= gil.STARVED_AFTER]
+    assert all(
+        (wait["lowered_from"], wait["lowered_to"]) == (DEFAULT_INTERVAL, LOWERED_INTERVAL)
+        for wait in starved
+    ), waits
     if starved or LOWERED_INTERVAL in intervals(target):
         assert starved, waits
-        assert (starved[-1]["lowered_from"], starved[-1]["lowered_to"]) == (
-            DEFAULT_INTERVAL,
-            LOWERED_INTERVAL,
-        )
         wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+@pytest.fixture
+def cpu_burners() -> Iterator[None]:
+    """One process spinning per CPU and one more: every thread that wants a CPU queues for it."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range((os.cpu_count() or 1) + 1)
+    ]
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+@needs_attach
+def test_an_idle_program_attached_on_a_loaded_machine_keeps_its_interval(
+    start: Any, cpu_burners: None
+) -> None:
+    # GIVEN an idle program (it looks at the world every 50 ms), and a machine whose CPUs are
+    # all busy with other processes: the agent's start-up waits for a CPU 30-60 ms
+    target = start("busy_steps.py", "0", agent=False).wait_ready()
+    wait_for(lambda: intervals(target) == [DEFAULT_INTERVAL], 10, "the program's interval")
+    # WHEN the user dumps its tasks (the agent injected)
+    snapshot = dump(target.pid)
+    # THEN the agent was not starved (waiting for a CPU is not waiting for the GIL): it put
+    # back the program's interval as soon as it started (the injection lowers it for the
+    # start-up, which the program may see), and says nothing of the GIL
+    assert [task["name"] for task in snapshot["tasks"]].count("busy") == 1
+    assert snapshot.get("gil_wait") is None, snapshot["gil_wait"]
+    listing = run_cli("ps", str(target.pid), timeout=60)
+    assert listing.returncode == 0 and "GIL" not in listing.stdout, listing.stdout
+    wait_for(lambda: intervals(target)[-1] == DEFAULT_INTERVAL, 10, "the interval put back")
+    code, _out, err = target.stop()
+    assert code == 0, err
+    assert intervals(target)[-1] == DEFAULT_INTERVAL
 
 
 def test_a_call_that_holds_the_gil_is_said_but_does_not_lower_the_interval(start: Any) -> None:

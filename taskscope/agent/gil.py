@@ -38,8 +38,9 @@ LOWERED_INTERVAL = 0.00005
 #: A timed wait that ends this much later than asked: the agent was kept from the GIL (more
 #: than a loaded machine's scheduler delays a thread; a starved agent waits seconds).
 STARVED_AFTER = 0.25
-#: An attach's start-up (at the lowered interval) that waited this much longer than it ran
-#: was starved (2-6 ms when the program is idle, 40-70 ms when it is busy).
+#: An attach's start-up (at the lowered interval) that slept this long, beyond the time it ran
+#: and the time it waited for a CPU, was starved (0-8 ms when the program is idle, quiet
+#: machine or loaded; 50-60 ms when its loop is busy in steps of 4 ms, 10-30 ms under load).
 STARTUP_STARVED_AFTER = 0.02
 #: How long the agent's thread may work between two moments it says where it is.
 WORK_GRACE = 1.0
@@ -72,9 +73,12 @@ class GilShare:
         #: When (monotonic) the agent's thread holds the GIL again at the latest, as it said.
         self.back_by: float | None = None
 
-    def lower(self) -> None:
-        """Lower the interval when it is the default (the agent's already: it stays)."""
+    def lower(self, late: float | None = None) -> None:
+        """Lower the interval when it is the default (the agent's already: it stays); with
+        `late`, note that wait in the same step, so no snapshot sees one without the other."""
         with self._lock:
+            if late is not None:
+                self._note(late)
             self._needed_at = time.monotonic()
             if self.lowered_from is not None:
                 return
@@ -88,15 +92,14 @@ class GilShare:
 
     def adopt(self, replaced: float, waited: float) -> None:
         """Take over an interval the attach's injected code lowered from `replaced`. The
-        agent's start-up waited `waited` seconds more than it ran (for the GIL, mostly: a few
-        milliseconds unless the program starves it): kept lowered when it was starved, put
-        back now when it was not."""
+        agent's start-up slept `waited` seconds (for the GIL, mostly: a few milliseconds unless
+        the program starves it; the time it ran or waited for a CPU left out): kept lowered
+        when it was starved, put back now when it was not."""
         with self._lock:
             if self.lowered_from is None and _is(sys.getswitchinterval(), LOWERED_INTERVAL):
                 self.lowered_from = replaced
         if waited >= STARTUP_STARVED_AFTER:
-            self._note(waited)
-            self.lower()
+            self.lower(late=waited)
         else:
             self.restore()
 
@@ -120,9 +123,11 @@ class GilShare:
         late = took - asked
         if late < STARVED_AFTER:
             return
-        self._note(late)
         if loops_turned:
-            self.lower()
+            self.lower(late=late)
+        else:
+            with self._lock:
+                self._note(late)
 
     def expect_back(self, by: float | None) -> None:
         """The agent's thread (holding the GIL) says when it will next hold it again at the
@@ -146,8 +151,7 @@ class GilShare:
             return  # the agent's thread is in here: it is not starved
         self._lock.release()
         self.back_by = None  # once per wait
-        self._note(now - back_by)
-        self.lower()
+        self.lower(late=now - back_by)
 
     def _note(self, late: float) -> None:
         if late > self.longest_wait:
@@ -169,12 +173,13 @@ class GilShare:
         """For the snapshot: the longest wait seen and when, and the interval the agent
         lowered (from, to) while it has; None when the agent was never starved and holds no
         lowered interval."""
-        lowered_from = self.lowered_from
-        if self.longest_at is None and lowered_from is None:
+        with self._lock:
+            lowered_from, longest, at = self.lowered_from, self.longest_wait, self.longest_at
+        if at is None and lowered_from is None:
             return None
         return {
-            "longest": round(self.longest_wait, 3) if self.longest_at is not None else None,
-            "at": self.longest_at,
+            "longest": round(longest, 3) if at is not None else None,
+            "at": at,
             "lowered_from": lowered_from,
             "lowered_to": LOWERED_INTERVAL if lowered_from is not None else None,
         }

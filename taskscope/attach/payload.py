@@ -62,9 +62,18 @@ def guarded(code: str, done_marker: str | None = None, claim_marker: str | None 
 
 BOOTSTRAP = """
 import os, sys, time
+def _clocks():
+    # Wall time, this thread's CPU time, and its time runnable but waiting for a CPU (Linux's
+    # schedstat; 0 where it cannot be read): what is left of the wall time is time asleep.
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as handle:
+            queued = int(handle.read().split()[1]) / 1e9
+    except BaseException:
+        queued = 0.0
+    return time.monotonic(), time.thread_time(), queued
 def _bootstrap(stage, socket_dir, status_path):
     added = handed = False
-    began = (time.monotonic(), time.thread_time())
+    began = _clocks()
     before = set(sys.modules)
     try:
         try:
@@ -86,8 +95,11 @@ def _bootstrap(stage, socket_dir, status_path):
             name for name in set(sys.modules) - before if name.split(".")[0] == "taskscope"
         )
         if REPLACED_INTERVAL is not None and hasattr(agent, "_adopt_switch_interval"):
-            # Time this thread waited (for the GIL, mostly): starved, or not worth keeping.
-            waited = time.monotonic() - began[0] - (time.thread_time() - began[1])
+            # Time this thread slept (waiting for the GIL, mostly): starved, or not worth
+            # keeping. Time it waited for a CPU is left out: a loaded machine is not a
+            # starving loop (an idle program: 30-60 ms runnable under load, 0-3 ms asleep).
+            ended = _clocks()
+            waited = ended[0] - began[0] - (ended[1] - began[1]) - (ended[2] - began[2])
             agent._adopt_switch_interval(REPLACED_INTERVAL, waited)
             handed = True
         outcome = {"ok": True, "socket": agent.socket_file()}

@@ -1,7 +1,8 @@
 """A loop busy in steps of Python of a few milliseconds back to back (argv[2]: their length
 in ms), an `await asyncio.sleep(0)` between them: the program that keeps a second thread from
-the GIL. argv[3], when given, is a switch interval the program sets first. The program notes
-its switch interval when it starts and whenever it changes (`interval 0.005`)."""
+the GIL. A length of 0 makes it idle instead: it sleeps 50 ms between its looks. argv[3],
+when given, is a switch interval the program sets first. The program notes its switch
+interval when it starts and whenever it changes (`interval 0.005`)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ async def busy() -> None:
         until = time.perf_counter() + STEP
         while time.perf_counter() < until:
             pass
-        await asyncio.sleep(0)
+        await asyncio.sleep(0 if STEP else 0.05)
         if time.perf_counter() - checked > 0.05:  # a look at the world every 50 ms
             checked = time.perf_counter()
             if sys.getswitchinterval() != noted:
