@@ -379,6 +379,25 @@ def test_a_run_found_by_a_look_gets_its_heartbeat_at_the_next_turn(
     assert run.beat_ran is not None and run.beat_ran >= now and run.lag is not None, run
 
 
+def test_a_runs_heartbeat_since_a_wait_began_says_the_run_turned_meanwhile(parked: Parked) -> None:
+    # The agent's thread, back from a wait that ended far later than asked, asks whether a
+    # loop turned meanwhile (then the loops starved it, and it lowers the switch interval; a
+    # trio run busy in short steps is such a loop): a trio run's heartbeat that ran on the
+    # run's thread after the wait began says it did.
+    watch = trio_runs.watch_of(Tracker())
+    watch.add_to_snapshot([], [])
+    began = time.monotonic()
+    assert not trio_runs.trio_turned_since(watch.tracker, began)  # no heartbeat ran yet
+    trio_runs.beat_trio_runs(watch.tracker, began)
+    [run] = watch.runs.values()
+    deadline = time.monotonic() + 5
+    while run.beat_ran is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert trio_runs.trio_turned_since(watch.tracker, began)
+    assert not trio_runs.trio_turned_since(watch.tracker, time.monotonic())  # none since now
+    assert not trio_runs.trio_turned_since(Tracker(), began)  # a tracker that saw no run
+
+
 def test_a_run_found_by_a_look_is_said_watched_from_its_next_turn_until_it_takes_it(
     parked: Parked,
 ) -> None:

@@ -32,7 +32,7 @@ from taskscope.agent.gil import STARVED_AFTER, WORK_GRACE, GilShare
 from taskscope.agent.introspect import SnapshotBuilder
 from taskscope.agent.loops import HEARTBEAT_INTERVAL
 from taskscope.agent.tracker import Tracker
-from taskscope.agent.trio_runs import beat_trio_runs, next_trio_beat
+from taskscope.agent.trio_runs import beat_trio_runs, next_trio_beat, trio_turned_since
 from taskscope.protocol import (
     CompactTables,
     ErrorCode,
@@ -321,14 +321,14 @@ class AgentServer:
                 selector.close()
 
     def _loops_turned_since(self, began: float) -> bool:
-        """Whether a loop's heartbeat ran since `began` (monotonic): the loops turned while
-        this thread waited, so they starved it; none did: a call held the GIL (or the process
-        was stopped), which no switch interval shortens."""
+        """Whether a loop's heartbeat (asyncio's, or a trio run's) ran since `began`
+        (monotonic): the loops turned while this thread waited, so they starved it; none did:
+        a call held the GIL (or the process was stopped), which no switch interval shortens."""
         for record in list(self.tracker.loops.values()):
             due = record.beat_due
             if due is not None and due - HEARTBEAT_INTERVAL > began:
                 return True
-        return False
+        return trio_turned_since(self.tracker, began)
 
     def _sync_listener(self, selector: selectors.BaseSelector) -> None:
         listener = self._listener

@@ -530,6 +530,17 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
         _next_step_look = now  # a run found: the stall watchdog follows it from now on
 
 
+def trio_turned_since(tracker: Tracker, began: float) -> bool:
+    """Whether a trio run's heartbeat ran on its thread after `began` (monotonic): the run
+    turned while the agent's thread waited (`server`'s check of a late wait)."""
+    watch = _WATCHES.get(tracker)
+    if watch is None:
+        return False
+    return any(
+        run.beat_ran is not None and run.beat_ran > began for run in list(watch.runs.values())
+    )
+
+
 def next_trio_beat() -> float | None:
     """When the agent's thread should next call `beat_trio_runs` (monotonic), or None: none
     is due (trio not imported, and tasks not tracked)."""
