@@ -2,15 +2,16 @@
 milliseconds back to back: the case where the loop's thread keeps the agent's from the GIL.
 
 Run: python benchmarks/gil_starvation.py [--steps 2,4,6] [--asks 3] [--switch-interval S]
-                                          [--pause S] [--run]
+                                          [--pause S] [--run] [--trio]
 
 Each step length gets a fresh program (one task: `while perf_counter() < until: pass` for that
 many milliseconds, then `await asyncio.sleep(0)`), run by this interpreter with no taskscope in
 it; then `taskscope ps PID` is timed once (it injects the agent) and `--asks` times more (the
 agent already there). `--switch-interval` has the program set `sys.setswitchinterval(S)`
 first, to compare; `--run` starts the program with `taskscope run` (the agent there from the
-start: the first `ps` injects nothing). Printed: seconds per command; `timed out` past
-`--timeout`.
+start: the first `ps` injects nothing); `--trio` makes the program a trio run (`trio.sleep(0)`
+between the steps), which no asyncio heartbeat watches. Printed: seconds per command; `timed
+out` past `--timeout`.
 
 Why (CPython's `take_gil`): a thread waiting for the GIL waits the switch interval (5 ms) and
 then asks the holder to drop it, unless it was woken meanwhile. The loop's thread drops the
@@ -52,6 +53,28 @@ async def main():
 asyncio.run(main())
 """
 
+TRIO_TARGET = """
+import os, sys, time
+import trio
+step, ready, interval = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+if interval != "default":
+    sys.setswitchinterval(float(interval))
+
+async def busy():
+    while True:
+        until = time.perf_counter() + step
+        while time.perf_counter() < until:
+            pass
+        await trio.sleep(0)
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(busy, name="busy")
+        open(ready, "w").close()
+
+trio.run(main)
+"""
+
 
 def timed_ps(pid: int, timeout: float) -> float | None:
     started = time.perf_counter()
@@ -71,13 +94,19 @@ def timed_ps(pid: int, timeout: float) -> float | None:
 
 
 def one_program(
-    step_ms: float, asks: int, interval: str, timeout: float, pause: float, with_agent: bool
+    step_ms: float,
+    asks: int,
+    interval: str,
+    timeout: float,
+    pause: float,
+    with_agent: bool,
+    trio: bool = False,
 ) -> list[float | None]:
     with tempfile.TemporaryDirectory() as workdir:
         ready = os.path.join(workdir, "ready")
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         script = os.path.join(workdir, "busy.py")
-        Path(script).write_text(TARGET)
+        Path(script).write_text(TRIO_TARGET if trio else TARGET)
         start = (
             [sys.executable, "-m", "taskscope", "run", script]
             if with_agent
@@ -122,12 +151,14 @@ def main() -> None:
     parser.add_argument(
         "--run", action="store_true", help="start the program with `taskscope run` (no inject)"
     )
+    parser.add_argument("--trio", action="store_true", help="a trio run instead of asyncio")
     args = parser.parse_args()
     how = "started with `taskscope run`" if args.run else "the agent injected by the first ps"
-    print(f"Python {sys.version.split()[0]}, switch interval {args.switch_interval}, {how}")
+    what = "trio" if args.trio else "asyncio"
+    print(f"Python {sys.version.split()[0]}, {what}, switch interval {args.switch_interval}, {how}")
     for step in (float(value) for value in args.steps.split(",")):
         times = one_program(
-            step, args.asks, args.switch_interval, args.timeout, args.pause, args.run
+            step, args.asks, args.switch_interval, args.timeout, args.pause, args.run, args.trio
         )
         words = ["timed out" if took is None else f"{took:.2f} s" for took in times]
         first = "first ps" if args.run else "first ps (injects)"

@@ -87,6 +87,20 @@ def status_field(pid: int, field: str) -> str | None:
     return None
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float] | None:
+    """The CPU seconds (user and system) each thread of the process has used, by thread id
+    (the main thread's id is the pid); None when the process cannot be read."""
+    import psutil
+
+    try:
+        return {
+            thread.id: thread.user_time + thread.system_time
+            for thread in psutil.Process(pid).threads()
+        }
+    except (psutil.Error, OSError):
+        return None
+
+
 def gone_since(pid: int, moment: float) -> bool:
     """Whether the process that had `pid` at `moment` (seconds since the epoch) is proven
     gone: no process has that pid, or the one that has it started after `moment` (the pid

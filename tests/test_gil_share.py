@@ -18,6 +18,7 @@ import pytest
 
 from taskscope.agent import gil
 from taskscope.agent.gil import DEFAULT_INTERVAL, LOWERED_INTERVAL, RELEASE_AFTER, GilShare
+from taskscope.attach import only_main_thread_ran
 from taskscope.protocol.slicing import give_way
 from tests.helpers import Target, notes, run_cli, wait_for
 
@@ -138,6 +139,43 @@ def test_an_agent_started_with_the_program_answers_a_busy_loop_lowering_the_inte
         wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
     code, _out, err = target.stop()
     assert code == 0, err
+
+
+def test_a_trio_run_busy_in_short_steps_under_its_own_agent_is_answered(start: Any) -> None:
+    pytest.importorskip("trio", reason="needs trio (pip install trio)")
+    # GIVEN a trio run busy in steps of 4 ms, started with the agent: no asyncio loop's
+    # heartbeat sees the agent's thread starved (a trio run's heartbeat is sent by that thread)
+    target = start("trio_busy_steps.py", "4").wait_ready()
+    wait_for(lambda: intervals(target)[:1] == [DEFAULT_INTERVAL], 10, "the program's interval")
+    time.sleep(1)
+    # WHEN the user looks twice
+    # (each answered within 10 s: 0.03-1.8 s here; before, the first took 19-31 s or never came:
+    # the agent's thread, starved, found out only at its first wait's end, or the client's
+    # hint, `attach.hint_starved_agent`, had it check from the program's main thread)
+    looks = [dump(target.pid, within=10) for _ in range(2)]
+    # THEN the busy task is there, and when the agent was starved it says so, holding the
+    # interval lowered, which the program saw
+    assert [task["name"] for task in looks[0]["tasks"]].count("busy") == 1
+    wait = looks[-1].get("gil_wait") or {}
+    if (wait.get("lowered_to") is not None) or LOWERED_INTERVAL in intervals(target):
+        assert (wait["lowered_from"], wait["lowered_to"]) == (DEFAULT_INTERVAL, LOWERED_INTERVAL)
+        assert wait["longest"] >= gil.STARVED_AFTER
+        wait_for(lambda: LOWERED_INTERVAL in intervals(target), 10, "the lowered interval")
+    code, _out, err = target.stop()
+    assert code == 0, err
+
+
+def test_the_hint_is_given_only_when_the_main_thread_alone_ran() -> None:
+    pid, agent = 100, 101
+    # the main thread ran the whole half second, the agent's not at all: starved
+    assert only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.5, agent: 0.2})
+    # the agent's thread ran too (a long first look): not starved
+    assert not only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.5, agent: 0.4})
+    # the main thread idle (blocked in a system call, or waiting): not the case
+    assert not only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.05, agent: 0.2})
+    # no other thread: no agent's thread to be starved; a process that cannot be read
+    assert not only_main_thread_ran(pid, {pid: 1.0}, {pid: 1.5})
+    assert not only_main_thread_ran(pid, {}, {pid: 1.5})
 
 
 @pytest.fixture

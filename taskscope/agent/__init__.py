@@ -249,6 +249,20 @@ def task_number(task: Any) -> int | None:
     return tracker.id_of(task) if tracker is not None else None
 
 
+def _starved_hint(waited: float) -> None:
+    """Run on the program's main thread by a client that has waited `waited` seconds for an
+    answer while the main thread ran and the process's other threads, the agent's among them,
+    did not (`attach.hint_starved_agent`, through the attach's injection): the program keeps
+    the agent's thread from the GIL, in waits too short one by one for the agent to see it
+    (it runs now and then, and is starved again at each system call), and the switch
+    interval is lowered for it (`gil.GilShare.hinted`). Where asyncio loops run, their
+    heartbeats judge (they tell a loop busy in short steps from a call that holds the GIL,
+    which this cannot): this is for runs no heartbeat of theirs watches, as trio's."""
+    server: AgentServer | None = _state.get("server")
+    if server is not None and _state.get("pid") == os.getpid() and not server.tracker.loops:
+        server.gil.hinted(float(waited))
+
+
 def _adopt_switch_interval(replaced: float, waited: float) -> None:
     """Called by the attach bootstrap: the code it injected lowered the switch interval from
     `replaced` so that the agent's start-up is not starved, and the start-up's thread waited

@@ -136,6 +136,11 @@ class Connection:
             and not self.closing
             and now >= self.accepted_at + _server.HELLO_TIMEOUT
         ):
+            # A hello may wait unread because this thread was kept from the GIL (a loop busy
+            # in short steps): the client was not silent, the agent was late to read.
+            self.receive()
+            if self.closed or self.lines:
+                return
             self.server._fail(self, "timeout", f"no hello within {_server.HELLO_TIMEOUT:g} s")
             return
         if self.out and now - self.last_drained >= _server.SEND_STALL_TIMEOUT:

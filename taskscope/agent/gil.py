@@ -140,18 +140,22 @@ class GilShare:
         the time the agent's thread said it would be back, with the loop turning since then
         (its last beat came after that time: not a call that held the GIL all along) and no
         look giving the GIL away lately (`slicing.give_way`), the loops keep the agent's
-        thread from the GIL, and it cannot say so itself until it has the GIL again. Never
-        blocks."""
+        thread from the GIL, and it cannot say so itself until it has the GIL again. It waits
+        only for the agent's thread to leave this object, if it was kept from the GIL in
+        there, holding its lock (moments: waiting for the lock gives that thread the GIL)."""
         back_by = self.back_by
         if back_by is None or now - back_by < STARVED_AFTER or previous < back_by:
             return
         if time.perf_counter() - give_way_due() < STARVED_AFTER:
             return  # a look under way, slice after slice: it moves
-        if not self._lock.acquire(blocking=False):
-            return  # the agent's thread is in here: it is not starved
-        self._lock.release()
         self.back_by = None  # once per wait
         self.lower(late=now - back_by)
+
+    def hinted(self, waited: float) -> None:
+        """A client waited `waited` seconds for an answer while the program's main thread ran
+        and the agent's did not (`agent._starved_hint`): the agent is kept from the GIL,
+        though none of its waits may have ended late enough to say so; said, and lowered."""
+        self.lower(late=waited)
 
     def _note(self, late: float) -> None:
         if late > self.longest_wait:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from taskscope.attach.errors import AttachError, InjectionError
 from taskscope.attach.injection import run_in_process
-from taskscope.attach.payload import bootstrap_code
+from taskscope.attach.payload import bootstrap_code, guarded
 from taskscope.attach.roots import path_inside, seen_from_here, target_root
 from taskscope.attach.staging import compile_stage, stage_agent
 from taskscope.attach.target import inspect_target
@@ -96,4 +96,54 @@ def load_agent(pid: int, timeout: float = 10.0) -> str:
     raise AttachError(f"the agent did not start in process {pid} within {timeout:.0f} s")
 
 
-__all__ = ["AttachError", "InjectionError", "load_agent", "stage_agent"]
+#: What the hint runs in the target: the agent's own judgement, when that agent is loaded
+#: there, told how long the client waited (WAITED, a number this client writes).
+_HINT = (
+    "import sys\n"
+    "hint = getattr(sys.modules.get('taskscope.agent'), '_starved_hint', None)\n"
+    "if hint is not None:\n"
+    "    hint(WAITED)\n"
+)
+#: How long the threads' CPU times are watched before a hint, and what they must show: the
+#: main thread running nearly all that time, every other thread (the agent's among them)
+#: close to nothing. psutil's times move in ticks of 10 ms.
+HINT_SAMPLE = 0.5
+HINT_MAIN_BUSY = 0.5
+HINT_OTHERS_IDLE = 0.03
+
+
+def only_main_thread_ran(pid: int, before: dict[int, float], after: dict[int, float]) -> bool:
+    """Whether, between two readings of the threads' CPU seconds `HINT_SAMPLE` apart, the main
+    thread (whose id is the pid) ran most of the time and every other thread close to not at
+    all; False with no other thread (no agent's thread to be starved)."""
+    if pid not in before or pid not in after:
+        return False
+    gained = {tid: spent - before.get(tid, 0.0) for tid, spent in after.items()}
+    if gained.pop(pid) < HINT_MAIN_BUSY * HINT_SAMPLE:
+        return False
+    return bool(gained) and max(gained.values()) <= HINT_OTHERS_IDLE
+
+
+def hint_starved_agent(pid: int, waited: float, timeout: float = 10.0) -> bool:
+    """For an agent that has not answered for `waited` seconds: when the process's main
+    thread runs and none of its other threads does (the agent's thread waits for the GIL: a
+    loop busy in short steps that no heartbeat of the agent sees, as a trio run), tell the
+    agent on the main thread (`agent._starved_hint`), which lowers the switch interval for
+    itself. Returns whether it was told; never raises (the hint is a help, the wait goes on
+    without it)."""
+    from taskscope.process_facts import thread_cpu_seconds
+
+    before = thread_cpu_seconds(pid)
+    time.sleep(HINT_SAMPLE)
+    after = thread_cpu_seconds(pid)
+    if before is None or after is None or not only_main_thread_ran(pid, before, after):
+        return False
+    try:
+        code = _HINT.replace("WAITED", repr(round(float(waited) + HINT_SAMPLE, 3)))
+        run_in_process(pid, guarded(code), timeout=timeout)
+    except Exception:
+        return False
+    return True
+
+
+__all__ = ["AttachError", "InjectionError", "hint_starved_agent", "load_agent", "stage_agent"]

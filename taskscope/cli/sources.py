@@ -244,7 +244,13 @@ def _source_sent_ahead(args: argparse.Namespace) -> Source | None:
         return None
     from taskscope.sources.live import LiveSource
 
-    source = LiveSource(args.pid, timeout=args.timeout, on_slow=_slow_note(args), ahead=ahead)
+    source = LiveSource(
+        args.pid,
+        timeout=args.timeout,
+        on_slow=_slow_note(args),
+        ahead=ahead,
+        hint_starved=not args.no_inject,
+    )
     source.connect()
     return source
 

@@ -59,6 +59,7 @@ class LiveSource:
         client_factory: Callable[[], AgentClient] | None = None,
         remote: str | None = None,
         ahead: SentAhead | None = None,
+        hint_starved: bool = False,
     ) -> None:
         self.pid = pid
         self.timeout = timeout
@@ -81,6 +82,11 @@ class LiveSource:
         self.remote = remote
         #: Requests sent before the imports (taskscope/early.py), for the first client.
         self._ahead = ahead
+        #: When the agent is slow to answer, and the process runs only its main thread, ask
+        #: the agent to check whether it is kept from the GIL (`attach.hint_starved_agent`;
+        #: an injection, so only where the user lets taskscope inject), once.
+        self.hint_starved = hint_starved and remote is None
+        self._hinted = False
 
     @property
     def label(self) -> str:
@@ -102,9 +108,18 @@ class LiveSource:
             self.pid,
             timeout=self.timeout,
             socket_dir=self.socket_dir,
-            on_slow=self.on_slow,
+            on_slow=self._slow if self.on_slow is not None or self.hint_starved else None,
             ahead=ahead,
         )
+
+    def _slow(self, seconds: float) -> None:
+        if self.on_slow is not None:
+            self.on_slow(seconds)
+        if self.hint_starved and not self._hinted:
+            self._hinted = True
+            from taskscope.attach import hint_starved_agent
+
+            hint_starved_agent(self.pid, seconds, timeout=max(1.0, min(10.0, self.timeout / 2)))
 
     def connect(self) -> None:
         with self._lock:
@@ -236,7 +251,7 @@ def open_live(
     """A connected `LiveSource` for `pid`: its agent where we look, else where the target
     put it (another user's directory, a chroot or container), else (with `inject`) one loaded
     into the process now. `NoAgent` when there is none and `inject` is off."""
-    source = LiveSource(pid, timeout=timeout, on_slow=on_slow)
+    source = LiveSource(pid, timeout=timeout, on_slow=on_slow, hint_starved=inject)
     try:
         source.connect()
         return source
@@ -257,6 +272,7 @@ def open_live(
         socket_dir=os.path.dirname(path),
         on_slow=on_slow,
         injected=injected,
+        hint_starved=inject,
     )
     source.connect()
     return source
