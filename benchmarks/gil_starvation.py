@@ -10,8 +10,8 @@ it; then `taskscope ps PID` is timed once (it injects the agent) and `--asks` ti
 agent already there). `--switch-interval` has the program set `sys.setswitchinterval(S)`
 first, to compare; `--run` starts the program with `taskscope run` (the agent there from the
 start: the first `ps` injects nothing); `--trio` makes the program a trio run (`trio.sleep(0)`
-between the steps), which no asyncio heartbeat watches. Printed: seconds per command; `timed
-out` past `--timeout`.
+between the steps), which no asyncio heartbeat watches. Printed: seconds per command, or
+what a failed one said last (`the agent ... did not answer within N s` past `--timeout`).
 
 Why (CPython's `take_gil`): a thread waiting for the GIL waits the switch interval (5 ms) and
 then asks the holder to drop it, unless it was woken meanwhile. The loop's thread drops the
@@ -76,7 +76,8 @@ trio.run(main)
 """
 
 
-def timed_ps(pid: int, timeout: float) -> float | None:
+def timed_ps(pid: int, timeout: float) -> float | str:
+    """Seconds `ps` took, or the last line it wrote when it failed."""
     started = time.perf_counter()
     try:
         result = subprocess.run(
@@ -86,10 +87,11 @@ def timed_ps(pid: int, timeout: float) -> float | None:
             timeout=timeout + 30,
         )
     except subprocess.TimeoutExpired:
-        return None
+        return "timed out"
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        return None
+        lines = result.stderr.strip().splitlines()
+        return f"failed ({lines[-1] if lines else result.returncode})"
     return elapsed
 
 
@@ -101,7 +103,7 @@ def one_program(
     pause: float,
     with_agent: bool,
     trio: bool = False,
-) -> list[float | None]:
+) -> list[float | str]:
     with tempfile.TemporaryDirectory() as workdir:
         ready = os.path.join(workdir, "ready")
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -160,7 +162,7 @@ def main() -> None:
         times = one_program(
             step, args.asks, args.switch_interval, args.timeout, args.pause, args.run, args.trio
         )
-        words = ["timed out" if took is None else f"{took:.2f} s" for took in times]
+        words = [took if isinstance(took, str) else f"{took:.2f} s" for took in times]
         first = "first ps" if args.run else "first ps (injects)"
         print(f"steps of {step:g} ms: {first} {words[0]}; then {', '.join(words[1:])}")
 

@@ -18,7 +18,7 @@ import pytest
 
 from taskscope.agent import gil
 from taskscope.agent.gil import DEFAULT_INTERVAL, LOWERED_INTERVAL, RELEASE_AFTER, GilShare
-from taskscope.attach import only_main_thread_ran
+from taskscope.attach import looks_starved, threads_ran
 from taskscope.protocol.slicing import give_way
 from tests.helpers import Target, notes, run_cli, wait_for
 
@@ -167,15 +167,21 @@ def test_a_trio_run_busy_in_short_steps_under_its_own_agent_is_answered(start: A
 
 def test_the_hint_is_given_only_when_the_main_thread_alone_ran() -> None:
     pid, agent = 100, 101
-    # the main thread ran the whole half second, the agent's not at all: starved
-    assert only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.5, agent: 0.2})
-    # the agent's thread ran too (a long first look): not starved
-    assert not only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.5, agent: 0.4})
-    # the main thread idle (blocked in a system call, or waiting): not the case
-    assert not only_main_thread_ran(pid, {pid: 1.0, agent: 0.2}, {pid: 1.05, agent: 0.2})
-    # no other thread: no agent's thread to be starved; a process that cannot be read
-    assert not only_main_thread_ran(pid, {pid: 1.0}, {pid: 1.5})
-    assert not only_main_thread_ran(pid, {}, {pid: 1.5})
+
+    def verdict(before: dict[int, float], after: dict[int, float]) -> bool | None:
+        return looks_starved(threads_ran(pid, before, after))
+
+    # the main thread ran the whole window, the agent's not at all: starved, hint now
+    assert verdict({pid: 1.0, agent: 0.2}, {pid: 1.25, agent: 0.2}) is True
+    # the agent's thread ran half the window or more (a long first look): give up at once
+    assert verdict({pid: 1.0, agent: 0.2}, {pid: 1.1, agent: 0.35}) is False
+    # the agent's thread ran a little (starved, it still runs now and then): another window
+    assert verdict({pid: 1.0, agent: 0.2}, {pid: 1.25, agent: 0.26}) is None
+    # the main thread idle (blocked in a system call, or waiting): another window
+    assert verdict({pid: 1.0, agent: 0.2}, {pid: 1.02, agent: 0.2}) is None
+    # no other thread (no agent's thread to be starved), or no main thread: give up
+    assert verdict({pid: 1.0}, {pid: 1.25}) is False
+    assert verdict({}, {agent: 1.25}) is False
 
 
 @pytest.fixture

@@ -105,23 +105,39 @@ _HINT = (
     "    hint(WAITED)\n"
 )
 #: How long the threads' CPU times are watched before a hint, and what they must show: the
-#: main thread running nearly all that time, every other thread (the agent's among them)
-#: close to nothing. psutil's times move in ticks of 10 ms.
-HINT_SAMPLE = 0.5
+#: main thread running most of that time, every other thread (the agent's among them) close
+#: to nothing. psutil's times move in ticks of 10 ms.
+HINT_SAMPLE = 0.25
 HINT_MAIN_BUSY = 0.5
 HINT_OTHERS_IDLE = 0.03
+#: Windows watched at most: a starved agent's thread still runs now and then.
+HINT_SAMPLES = 4
 
 
-def only_main_thread_ran(pid: int, before: dict[int, float], after: dict[int, float]) -> bool:
-    """Whether, between two readings of the threads' CPU seconds `HINT_SAMPLE` apart, the main
-    thread (whose id is the pid) ran most of the time and every other thread close to not at
-    all; False with no other thread (no agent's thread to be starved)."""
+def threads_ran(
+    pid: int, before: dict[int, float], after: dict[int, float]
+) -> tuple[float, float] | None:
+    """Between two readings of the threads' CPU seconds, the share of the time between them
+    (`HINT_SAMPLE`) the main thread ran (its id is the pid), and the most any other thread
+    did; None when the main thread or every other one is missing."""
     if pid not in before or pid not in after:
-        return False
+        return None
     gained = {tid: spent - before.get(tid, 0.0) for tid, spent in after.items()}
-    if gained.pop(pid) < HINT_MAIN_BUSY * HINT_SAMPLE:
+    main = gained.pop(pid) / HINT_SAMPLE
+    if not gained:
+        return None
+    return main, max(gained.values()) / HINT_SAMPLE
+
+
+def looks_starved(ran: tuple[float, float] | None) -> bool | None:
+    """What one window of `threads_ran` says: True, the main thread ran and no other did (the
+    agent's thread waits for the GIL); False, give up (a thread missing, or another running
+    half the time: the agent at a long look); None, watch another window."""
+    if ran is None or ran[1] >= 0.5:
         return False
-    return bool(gained) and max(gained.values()) <= HINT_OTHERS_IDLE
+    if ran[0] >= HINT_MAIN_BUSY and ran[1] * HINT_SAMPLE <= HINT_OTHERS_IDLE:
+        return True
+    return None
 
 
 def hint_starved_agent(pid: int, waited: float, timeout: float = 10.0) -> bool:
@@ -129,17 +145,27 @@ def hint_starved_agent(pid: int, waited: float, timeout: float = 10.0) -> bool:
     thread runs and none of its other threads does (the agent's thread waits for the GIL: a
     loop busy in short steps that no heartbeat of the agent sees, as a trio run), tell the
     agent on the main thread (`agent._starved_hint`), which lowers the switch interval for
-    itself. Returns whether it was told; never raises (the hint is a help, the wait goes on
-    without it)."""
+    itself. Gives up at once when another thread runs half the time (the agent at a long
+    look: its answer comes), and after `HINT_SAMPLES` windows. Returns whether the agent was
+    told; never raises (the hint is a help, the wait goes on without it)."""
     from taskscope.process_facts import thread_cpu_seconds
 
-    before = thread_cpu_seconds(pid)
-    time.sleep(HINT_SAMPLE)
     after = thread_cpu_seconds(pid)
-    if before is None or after is None or not only_main_thread_ran(pid, before, after):
+    for window in range(1, HINT_SAMPLES + 1):
+        before = after
+        time.sleep(HINT_SAMPLE)
+        after = thread_cpu_seconds(pid)
+        ran = None if before is None or after is None else threads_ran(pid, before, after)
+        verdict = looks_starved(ran)
+        if verdict is False:
+            return False
+        if verdict:
+            waited += window * HINT_SAMPLE
+            break
+    else:
         return False
     try:
-        code = _HINT.replace("WAITED", repr(round(float(waited) + HINT_SAMPLE, 3)))
+        code = _HINT.replace("WAITED", repr(round(float(waited), 3)))
         run_in_process(pid, guarded(code), timeout=timeout)
     except Exception:
         return False

@@ -84,7 +84,7 @@ class LiveSource:
         self._ahead = ahead
         #: When the agent is slow to answer, and the process runs only its main thread, ask
         #: the agent to check whether it is kept from the GIL (`attach.hint_starved_agent`;
-        #: an injection, so only where the user lets taskscope inject), once.
+        #: an injection, so only where the user lets taskscope inject), until it was told.
         self.hint_starved = hint_starved and remote is None
         self._hinted = False
 
@@ -116,10 +116,11 @@ class LiveSource:
         if self.on_slow is not None:
             self.on_slow(seconds)
         if self.hint_starved and not self._hinted:
-            self._hinted = True
             from taskscope.attach import hint_starved_agent
 
-            hint_starved_agent(self.pid, seconds, timeout=max(1.0, min(10.0, self.timeout / 2)))
+            self._hinted = hint_starved_agent(
+                self.pid, seconds, timeout=max(1.0, min(10.0, self.timeout / 2))
+            )
 
     def connect(self) -> None:
         with self._lock:
