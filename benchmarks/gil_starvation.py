@@ -32,8 +32,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-TARGET = """
-import asyncio, os, sys, time
+#: The busy program, for a library (`asyncio` or `trio`): its steps, then a checkpoint.
+BUSY = """
+import sys, time
+import {library}
 step, ready, interval = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 if interval != "default":
     sys.setswitchinterval(float(interval))
@@ -43,8 +45,12 @@ async def busy():
         until = time.perf_counter() + step
         while time.perf_counter() < until:
             pass
-        await asyncio.sleep(0)
+        await {library}.sleep(0)
+"""
 
+TARGET = (
+    BUSY.format(library="asyncio")
+    + """
 async def main():
     task = asyncio.create_task(busy(), name="busy")
     open(ready, "w").close()
@@ -52,21 +58,11 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
-TRIO_TARGET = """
-import os, sys, time
-import trio
-step, ready, interval = float(sys.argv[1]), sys.argv[2], sys.argv[3]
-if interval != "default":
-    sys.setswitchinterval(float(interval))
-
-async def busy():
-    while True:
-        until = time.perf_counter() + step
-        while time.perf_counter() < until:
-            pass
-        await trio.sleep(0)
-
+TRIO_TARGET = (
+    BUSY.format(library="trio")
+    + """
 async def main():
     async with trio.open_nursery() as nursery:
         nursery.start_soon(busy, name="busy")
@@ -74,6 +70,7 @@ async def main():
 
 trio.run(main)
 """
+)
 
 
 def timed_ps(pid: int, timeout: float) -> float | str:
