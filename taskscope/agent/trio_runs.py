@@ -293,20 +293,20 @@ class TrioWatch:
         `TrioToken.run_sync_soon` does) unless one is still on its way; a run whose beat has
         not run for a while is blocked (see `blocked_for`)."""
         for run, runner in self.live_runs():
-            if run.beat_sent is not None:
-                continue
-            if run.beat_ran is not None and now - run.beat_ran < HEARTBEAT_INTERVAL:
-                continue
-            if waits_for_idle(runner):
-                continue
-            queue: Any = getattr(runner, "entry_queue", None)
-            if not _is_trio(queue, "EntryQueue") or getattr(queue, "done", True):
-                continue
-            run.beat_sent = now
-            try:
-                queue.run_sync_soon(_beat_ran, run)
-            except Exception:  # the run ended meanwhile
-                run.beat_sent = None
+            if run.beat_ran is None or now - run.beat_ran >= HEARTBEAT_INTERVAL:
+                _send_beat(run, runner, now)
+
+    def beat_new_steps(self, now: float) -> None:
+        """From the agent's thread, right after the stall watchdog's look: a heartbeat for each
+        run whose step the watchdog saw for the first time, its task not known yet. When that
+        beat has run by the next look, the run turned in between, and a step seen then at the
+        same frame is another one (`trio_steps`): a starved agent's looks may be a second
+        apart, and a task busy in short steps would read as one long step."""
+        if not any(_new_step(run) for run in list(self.runs.values())):
+            return
+        for run, runner in self.live_runs():
+            if _new_step(run):
+                _send_beat(run, runner, now)
 
     def blocked_for(self, run: TrioRun, now: float) -> float | None:
         """How long the run's heartbeat has waited to run (a lower bound of how long the run
@@ -509,6 +509,7 @@ def beat_trio_runs(tracker: Tracker, now: float) -> None:
                     following = watch_steps(
                         watch.runs.values(), steps.threshold, now, watch.task_id
                     )
+                watch.beat_new_steps(now)
                 _next_step_look = now + watch_interval(steps.threshold, following)
     if now < _next_beat:
         return
@@ -619,6 +620,27 @@ def waits_for_idle(runner: Any) -> bool:
     never said to be blocked)."""
     threshold = getattr(runner, "clock_autojump_threshold", math.inf)
     return bool(getattr(runner, "waiting_for_idle", None)) or threshold != math.inf
+
+
+def _new_step(run: TrioRun) -> bool:
+    """Whether the stall watchdog saw the run's step once only, its task not known yet."""
+    step = run.step
+    return step is not None and step.task is None and step.first_seen == step.last_seen
+
+
+def _send_beat(run: TrioRun, runner: Any, now: float) -> None:
+    """A heartbeat sent to the run through its entry queue (what `TrioToken.run_sync_soon`
+    does), unless one is still on its way or the run acts on idleness (`waits_for_idle`)."""
+    if run.beat_sent is not None or waits_for_idle(runner):
+        return
+    queue: Any = getattr(runner, "entry_queue", None)
+    if not _is_trio(queue, "EntryQueue") or getattr(queue, "done", True):
+        return
+    run.beat_sent = now
+    try:
+        queue.run_sync_soon(_beat_ran, run)
+    except Exception:  # the run ended meanwhile
+        run.beat_sent = None
 
 
 def _beat_ran(run: TrioRun) -> None:

@@ -12,9 +12,14 @@ once per step seen twice, and never through `cr_frame` (which would make a frame
 every suspended coroutine). One step of a task is told from its next by trio's count of the
 task's steps, `Task._schedule_points`, one more after each step that yields (checked by
 tests/test_trio_assumptions.py): a task that checkpoints every 60 ms is not said to stall a
-100 ms threshold. Starts and lengths are good to about a quarter of the threshold. The same
-looks estimate the run's busy share, as for asyncio loops whose steps are not timed: the time
-since the last look counts as busy when a look finds a task step.
+100 ms threshold. A step first seen before its task is known is told from a later one by the
+run's heartbeat: one is sent at that first sighting, and when it has run by the next look, the
+run turned in between (an agent starved of the GIL may look a second later); when no
+heartbeat tells and the look came late, it is taken for another step, and a step begun or
+ended during a late look's wait is counted from what the looks saw of it. Starts and lengths
+are good to about a quarter of the threshold. The same looks estimate the run's busy share,
+as for asyncio loops whose steps are not timed: the time since the last look counts as busy
+when a look finds a task step.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ def watch_steps(runs: Iterable[TrioRun], threshold: float, now: float, task_id: 
     if not runs:
         return False
     tops = thread_tops()
+    # Seen at: after the stacks were read (a heartbeat that ran before then ran before the
+    # steps seen, see `_same_step`).
+    now = max(now, time.monotonic())
     following = False
     for run in runs:
         following |= _follow(run, tops.get(run.thread_id), threshold, now, task_id)
@@ -88,7 +96,7 @@ def _follow(
         step is not None
         and outer is not None
         and id(outer) == step.frame_id
-        and _same_step(run, step, outer)
+        and _same_step(run, step, outer, threshold, now)
     ):
         step.last_seen = now
         step.stack.add(inner)
@@ -97,10 +105,15 @@ def _follow(
     if step is not None:
         run.step = None
         task, ended_at = (step.task() if step.task is not None else None), step.frame_id
-        length = step.length(now)
+        # After a late look (the agent was kept from the GIL), what the step may have been
+        # spans the whole wait: only what the looks saw of it is counted.
+        late = now - step.last_seen > threshold / 2
+        length = step.last_seen - step.started() if late else step.length(now)
         if length > threshold and task is not None:
             _keep(run, step, task, length, task_id)
     if outer is not None:
+        if before is not None and now - before > threshold / 2:
+            before = None  # (the same: it began at any time since that look)
         fresh = run.step = TrioStep(id(outer), before, now)
         fresh.stack.add(inner)
         if task is not None and id(outer) == ended_at:
@@ -110,10 +123,19 @@ def _follow(
     return False
 
 
-def _same_step(run: TrioRun, step: TrioStep, outer: FrameType) -> bool:
+def _same_step(
+    run: TrioRun, step: TrioStep, outer: FrameType, threshold: float, now: float
+) -> bool:
     """Whether the step seen now at `outer` is the one seen before (the same frame is)."""
+    turned = _turned_since(run, step.last_seen)
+    if turned:
+        return False  # that step ended: the run went back to its scheduler since
     task = step.task() if step.task is not None else None
     if task is None:
+        if turned is None and now - step.last_seen > threshold / 2:
+            # Nothing tells, and a look this late (the agent was kept from the GIL) taken
+            # for the same step could make one of many short steps a stall.
+            return False
         # Seen twice: its task is the run's whose coroutine runs, if that is this frame's.
         task = _running_task(run)
         coro = getattr(task, "coro", None)
@@ -129,6 +151,18 @@ def _same_step(run: TrioRun, step: TrioStep, outer: FrameType) -> bool:
         step.points = points
         return True
     return points == step.points
+
+
+def _turned_since(run: TrioRun, seen_at: float) -> bool | None:
+    """Whether the run went back to its scheduler since `seen_at` (monotonic), as its heartbeat
+    tells: yes when one ran after then, no when one sent by then has not run yet, None when
+    no heartbeat tells."""
+    if run.beat_ran is not None and run.beat_ran > seen_at:
+        return True
+    sent = run.beat_sent
+    if sent is not None and sent <= seen_at:
+        return False
+    return None
 
 
 def _running_task(run: TrioRun) -> Any:
