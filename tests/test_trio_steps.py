@@ -7,6 +7,7 @@ itself (`trio_runs.beat_trio_runs`), at the times a starved agent would."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -131,3 +132,22 @@ def test_a_step_that_held_the_run_between_two_late_looks_is_kept(
     [stall] = _stalls(tracker)
     assert stall[3] is not None and stall[3].endswith("blocker"), stall
     assert 0.6 <= stall[1] <= 1.3, stall
+
+
+def test_a_run_stays_the_same_run_while_its_thread_switches_tasks_under_a_look(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a run switching tasks every few ms, and the agent's thread handing the GIL over
+    # as often as a starved agent's lowered interval makes it (its walk down the run's
+    # thread's stack can be cut by that thread suspending the coroutine it started from)
+    tracker = Tracker()
+    watch = trio_runs.watch_of(tracker)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        # WHEN the agent finds the runs a few thousand times
+        found = {run.loop_id for _ in range(3000) for run, _runner in watch.live_runs()}
+    finally:
+        sys.setswitchinterval(interval)
+    # THEN it is the same run every time (its tasks keep their ids)
+    assert len(found) == 1, f"the run was taken for ended and found again {len(found) - 1} times"

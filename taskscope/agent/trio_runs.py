@@ -188,6 +188,8 @@ class TrioWatch:
             seen: set[int] = set()
             for thread_id, top in thread_tops().items():
                 frame = _run_frame(top)
+                if frame is None and thread_id in self.runs:
+                    frame = _run_frame_again(thread_id)
                 if frame is None:
                     continue
                 seen.add(thread_id)
@@ -952,6 +954,19 @@ def _run_frame(top: FrameType | None) -> FrameType | None:
         if _is_run_code(frame.f_code):
             return frame
         frame = frame.f_back
+    return None
+
+
+def _run_frame_again(thread_id: int) -> FrameType | None:
+    """`_run_frame` of a thread a run was known on, walked again from a fresh top a few times
+    before that run is taken for ended. A walk can miss it: the agent's thread gives the GIL
+    away between two steps of the walk like any thread, and a coroutine frame that the run's
+    thread suspends meanwhile has no frame below it any more (a starved agent's lowered
+    switch interval made that happen every few hundred walks)."""
+    for _attempt in range(3):
+        frame = _run_frame(sys._current_frames().get(thread_id))
+        if frame is not None:
+            return frame
     return None
 
 
