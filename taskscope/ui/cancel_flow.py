@@ -138,6 +138,12 @@ def ask(
     return CancelQuestion(task.id, name, ids, question, detail, warning)
 
 
+def refused(error: str | None) -> str:
+    """The outcome of a cancel the agent could not make (its answer `failed`, with why), as
+    `CancelFlow.answered` takes it: an error, never the task state "failed"."""
+    return f"error: could not cancel it: {error or 'the agent gave no reason'}"
+
+
 def _finished_result(state: str, outcome: str | None) -> str:
     """How a task the user asked to cancel came out, when it ended otherwise than cancelled:
     with the cancel delivered (`requested`), a task cannot end without the CancelledError
@@ -220,7 +226,11 @@ class CancelFlow:
         errors = [outcome for outcome in outcomes.values() if outcome.startswith("error")]
         if errors:
             progress.notices.append(
-                Notice(safe_text(errors[0]), title="Cancel failed", severity="error")
+                Notice(
+                    safe_text(f"{request.name}: {errors[0].removeprefix('error: ')}"),
+                    title="Cancel failed",
+                    severity="error",
+                )
             )
         progress.merge(self.check(model, now))
         if self.stopped:  # answered after the last update: nothing will show the outcome
@@ -275,11 +285,16 @@ class CancelFlow:
         request.reported = True
         progress = Progress()
         for task_id, result in request.results.items():
-            progress.status[task_id] = _OUTCOME_STATUS.get(result, result)
+            if result.startswith("error: "):
+                progress.status[task_id] = "✗ " + safe_text(result.removeprefix("error: "), 300)
+            else:
+                progress.status[task_id] = _OUTCOME_STATUS.get(result, result)
         if not notify:  # the feed's own notice says the updates stopped
             return progress
         if len(request.ids) == 1:
             result = request.results[request.root]
+            if result.startswith("error: "):
+                return progress  # said when answered ("Cancel failed")
             if result == STILL_RUNNING:
                 notice = Notice(
                     f"{request.name} is still running {self.grace:.0f} s after the cancel: "

@@ -30,7 +30,7 @@ from taskscope.report import read_only_words, safe_text, task_text
 from taskscope.sources import Capability, ClientError
 from taskscope.ui import long_lived
 from taskscope.ui.cancel_dialog import CancelDialog
-from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask
+from taskscope.ui.cancel_flow import CancelFlow, CancelRequest, Progress, ask, refused
 from taskscope.ui.detail_pane import DetailPane
 from taskscope.ui.process_header import LoopTrends, ProcessHeader
 from taskscope.ui.row_list import RowList
@@ -768,9 +768,13 @@ class MainScreen(Screen[None]):
         outcomes: dict[str, str] = {}
         for task_id in reversed(request.ids):
             try:
-                outcomes[task_id] = self.dashboard.source.cancel(task_id, CANCEL_MESSAGE).outcome
+                result = self.dashboard.source.cancel(task_id, CANCEL_MESSAGE)
             except ClientError as error:
                 outcomes[task_id] = f"error: {error}"
+            else:
+                outcomes[task_id] = (
+                    refused(result.error) if result.outcome == "failed" else result.outcome
+                )
         self.post_message(CancelFinished(request, outcomes))
 
     @on(CancelFinished)

@@ -233,6 +233,8 @@ class FakeSource:
         self.cancel_messages: list[str | None] = []
         #: What `cancel` answers for a task the snapshot has (a missing one: no_such_task).
         self.cancel_outcome = "requested"
+        #: Why a cancel failed, with `cancel_outcome` "failed" (as the agent says it).
+        self.cancel_error: str | None = None
         self.stack_requests: list[str] = []
         self.closed = threading.Event()
         self.info: ProcessInfo = {
@@ -279,7 +281,7 @@ class FakeSource:
         self.cancel_messages.append(message)
         if task_id not in self.task_ids:
             return CancelResult("no_such_task")
-        return CancelResult(self.cancel_outcome)
+        return CancelResult(self.cancel_outcome, self.cancel_error)
 
     def stack(self, task_id: str) -> StackReply:
         self.stack_requests.append(task_id)

@@ -594,6 +594,27 @@ def test_a_task_that_ignores_cancellation_is_reported_still_running() -> None:
     run_app(scenario, clock=clock)
 
 
+def test_a_cancel_the_agent_could_not_make_says_why_not_that_the_task_failed() -> None:
+    # GIVEN an agent that answers a cancel with `failed` and why (a trio task with no cancel
+    # scope of its own)
+    why = "trio cancels through cancel scopes, and this task has none of its own"
+    source = FakeSource()
+    source.cancel_outcome, source.cancel_error = "failed", why
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # WHEN the user cancels a task
+        await cancel_and_wait_for_the_answer(app, pilot, "9")
+        # THEN the pane and one notice say the cancel could not be made, and why; nothing
+        # says that the task failed, and the task is not waited for
+        assert app.detail.cancel_status["9"] == f"✗ could not cancel it: {why}"
+        notices = [str(note.message) for note in app._notifications]
+        assert len(notices) == 1 and notices[0].endswith(f": could not cancel it: {why}"), notices
+        assert app.cancels[0].reported
+        assert "failed" not in app.cancels[0].results.values()
+
+    run_app(scenario, source)
+
+
 def test_a_cancel_queued_behind_a_blocked_loop_waits_for_it_then_reports_cancelled() -> None:
     clock = Clock()
 
