@@ -19,6 +19,7 @@ import asyncio
 import collections
 import concurrent.futures
 import concurrent.futures.thread
+import contextlib
 import contextvars
 import gc
 import os
@@ -858,6 +859,39 @@ def test_gather_awaits_a_gathering_future_whose_children_are_its_awaitables() ->
         event.set()
         second.set_result(None)
         await waiter
+
+    _run(scenario)
+
+
+def test_gathers_done_callback_on_a_pending_child_holds_return_exceptions() -> None:
+    # awaiting._gather_returns_exceptions: the done callback gather adds to each child is the
+    # code nested in `gather` named `_done_callback`, its closure's `return_exceptions` the
+    # argument; without it a child's cancel reaches the task awaiting the gather
+    async def scenario() -> None:
+        for returns in (False, True):
+            event = asyncio.Event()
+            first, second = _spawn(event.wait()), _spawn(asyncio.sleep(3600))
+
+            async def gatherer(first: Any, second: Any, returns: bool) -> object:
+                return await asyncio.gather(first, second, return_exceptions=returns)
+
+            waiter = _spawn(gatherer(first, second, returns))
+            outer = await _suspended(waiter)
+            assert awaiting._GATHER_DONE_CODE is not None
+            assert awaiting._gather_returns_exceptions(outer._children) is returns
+            described = awaiting.describe_future(None, outer)  # type: ignore[arg-type]
+            assert described is not None and described["object"]["return_exceptions"] is returns
+            second.cancel()
+            if returns:
+                event.set()
+                results = await waiter
+                assert isinstance(results[1], asyncio.CancelledError)  # type: ignore[index]
+            else:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+                assert waiter.cancelled() or isinstance(waiter.exception(), asyncio.CancelledError)
+                event.set()
+                await first
 
     _run(scenario)
 

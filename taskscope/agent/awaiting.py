@@ -940,7 +940,11 @@ def describe_future(
     if kind is _GATHERING_FUTURE:
         children = getattr(fut, "_children", None) or []
         done = sum(1 for child in children if child.done())
-        return {"kind": "gather", "tasks": (), "object": {"count": len(children), "done": done}}
+        gathered: dict[str, Any] = {"count": len(children), "done": done}
+        returns = _gather_returns_exceptions(children)
+        if returns is not None:
+            gathered["return_exceptions"] = returns
+        return {"kind": "gather", "tasks": (), "object": gathered}
     callbacks = getattr(fut, "_callbacks", None) or ()
     for callback, _context in callbacks:
         if type(callback) is not FunctionType:
@@ -984,6 +988,21 @@ def describe_future(
 def _unknown_future_facts(kind: type, object_id: str | None) -> dict[str, Any]:
     """A future of a class asyncio does not know: its class, named without its code."""
     return {"type": kind.__qualname__, "module": kind.__module__, "id": object_id}
+
+
+def _gather_returns_exceptions(children: list[Any]) -> bool | None:
+    """Whether a gather was called with `return_exceptions=True` (without it, a child's
+    cancel is passed on to the task awaiting the gather), read from the done callback it
+    added to a child not done yet; None when none tells."""
+    for child in children:
+        if child.done():
+            continue
+        for callback, _context in getattr(child, "_callbacks", None) or ():
+            if type(callback) is FunctionType and callback.__code__ is _GATHER_DONE_CODE:
+                value = _closure_value(callback, "return_exceptions")
+                return bool(value) if value is not None else None
+        return None
+    return None
 
 
 def _closure_value(func: FunctionType, name: str) -> Any:
@@ -1561,6 +1580,7 @@ _LIBRARIES: tuple[tuple[tuple[str, ...], Callable[[], list[tuple[Any, Handler]]]
 _SHIELD_OUTER_CODE = _nested_code(tasks.shield, "_outer_done_callback")
 _CHAIN_CANCEL_CODE = _nested_code(getattr(futures, "_chain_future", None), "_call_check_cancel")
 _GATHERING_FUTURE = getattr(tasks, "_GatheringFuture", None)
+_GATHER_DONE_CODE = _nested_code(tasks.gather, "_done_callback")
 _PY_FUTURE = getattr(futures, "_PyFuture", None)
 HANDLERS = _build_handlers()
 

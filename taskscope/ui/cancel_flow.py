@@ -161,21 +161,69 @@ def runs_on_trio(model: TaskModel, task: TaskInfo) -> bool:
 
 def ends_program(model: TaskModel, task: TaskInfo, name: str, pid: int) -> str:
     """A plain warning when cancelling `task` ends the program (or its thread's loop):
-    it is the task `asyncio.run` drives, or every other task runs under it. "" otherwise."""
-    for loop in model.loops.values():
-        if loop.main_task == task.id:
+    it is the task `asyncio.run` drives, or every other task runs under it, or gather
+    passes the cancel on to such a task. When gather passes it on to tasks that do not,
+    the warning names them. "" otherwise."""
+    reached = passes_cancel_to(model, task)
+    through = ""
+    if reached:
+        names = ", then ".join(safe_text(other.name, 30) for other in reached[:3])
+        through = f"gather passes its cancel on to {names}"
+    for candidate in (task, *reached):
+        for loop in model.loops.values():
+            if loop.main_task != candidate.id:
+                continue
             if loop.thread_name in (None, "MainThread"):
                 ends = f"the program (process {pid})"
             else:
                 ends = f"the event loop of thread {safe_text(loop.thread_name, 30)}"
-            return f"⚠ This ends {ends}: {name} is the main task, the one asyncio.run drives."
+            if candidate is task:
+                return f"⚠ This ends {ends}: {name} is the main task, the one asyncio.run drives."
+            main = safe_text(candidate.name, 30)
+            return (
+                f"⚠ This will likely end {ends}: {through}, and {main} is the main task, "
+                "the one asyncio.run drives."
+            )
     others = {other.id for other in model.pending()} - {task.id}
     if others and others <= set(model.subtree(task.id)):
         return (
             f"⚠ This will likely end the program (process {pid}): every other "
             f"task runs under {name}."
         )
+    if reached:
+        return f"⚠ {through[0].upper()}{through[1:]}: they get a CancelledError too."
     return ""
+
+
+def passes_cancel_to(model: TaskModel, task: TaskInfo) -> list[TaskInfo]:
+    """The tasks a cancel of `task` reaches besides, innermost first: the task awaiting it
+    through a gather called without `return_exceptions=True` gets the CancelledError from
+    the gather, and so on up."""
+    reached: list[TaskInfo] = []
+    current = task
+    while True:
+        waiter = next(
+            (
+                other
+                for other in (model.tasks.get(waiter_id) for waiter_id in current.awaited_by)
+                if other is not None and not other.finished and _gather_passes(other, current)
+            ),
+            None,
+        )
+        if waiter is None or waiter is task or waiter in reached:
+            return reached
+        reached.append(waiter)
+        current = waiter
+
+
+def _gather_passes(waiter: TaskInfo, child: TaskInfo) -> bool:
+    awaiting = waiter.awaiting
+    return (
+        awaiting is not None
+        and awaiting.kind == "gather"
+        and awaiting.facts.get("return_exceptions") is False
+        and child.id in awaiting.tasks
+    )
 
 
 @dataclass(slots=True)

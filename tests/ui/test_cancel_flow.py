@@ -71,6 +71,50 @@ def test_a_task_every_other_runs_under_warns_it_likely_ends_the_program() -> Non
     assert question(model, "3").warning == ""
 
 
+def _gathering(returns: bool | None) -> TaskModel:
+    """main (asyncio.run's) awaits `server` through gather; `server` awaits `worker-1` and
+    `worker-2` through gather; `idle` runs beside them. `returns`: the gathers'
+    `return_exceptions` (None: no pending child told the agent)."""
+    facts: dict[str, object] = {"count": 2, "done": 0}
+    if returns is not None:
+        facts["return_exceptions"] = returns
+    tasks = [
+        wire_task("1", "main", "main", awaiting=awaiting("gather", ["2", "5"], object=facts)),
+        wire_task("2", "server", "serve", awaiting=awaiting("gather", ["3", "4"], object=facts)),
+        wire_task("3", "worker-1", "work", awaited_by=["2"]),
+        wire_task("4", "worker-2", "work", awaited_by=["2"]),
+        wire_task("5", "idle", "idle", awaited_by=["1"]),
+    ]
+    tasks[1]["awaited_by"] = ["1"]
+    return TaskModel.from_snapshot(snapshot(tasks, cycles=[]))
+
+
+def test_a_child_whose_gather_passes_the_cancel_up_to_the_main_task_warns_it_ends_the_program() -> (
+    None
+):
+    model = _gathering(returns=False)
+    assert question(model, "3").warning == (
+        "⚠ This will likely end the program (process 4242): gather passes its cancel on to "
+        "server, then main, and main is the main task, the one asyncio.run drives."
+    )
+
+
+def test_a_gather_that_passes_the_cancel_to_a_task_that_is_not_the_main_one_names_it() -> None:
+    model = _gathering(returns=False)
+    model.loops["L1"] = dataclasses.replace(model.loops["L1"], main_task=None)
+    # (main is then no longer known for asyncio.run's; idle does not run under worker-1)
+    assert question(model, "3").warning == (
+        "⚠ Gather passes its cancel on to server, then main: they get a CancelledError too."
+    )
+
+
+def test_a_gather_with_return_exceptions_or_unknown_passes_nothing_on() -> None:
+    for returns in (True, None):
+        model = _gathering(returns=returns)
+        assert question(model, "3").warning == "", returns
+        assert question(model, "1").warning.startswith("⚠ This ends the program")
+
+
 def test_requested_then_cancelled_is_reported_as_taking_effect() -> None:
     model, flow = model_of(), CancelFlow(grace=3.0)
     request = flow.confirmed(question(model, "7"))
