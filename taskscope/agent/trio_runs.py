@@ -304,11 +304,11 @@ class TrioWatch:
         beat has run by the next look, the run turned in between, and a step seen then at the
         same frame is another one (`trio_steps`): a starved agent's looks may be a second
         apart, and a task busy in short steps would read as one long step."""
-        if not any(_new_step(run) for run in list(self.runs.values())):
-            return
-        for run, runner in self.live_runs():
+        for run in list(self.runs.values()):
             if _new_step(run):
-                _send_beat(run, runner, now)
+                runner = run.runner_ref()  # (the look just found the run: no walk again)
+                if runner is not None:
+                    _send_beat(run, runner, now)
 
     def blocked_for(self, run: TrioRun, now: float) -> float | None:
         """How long the run's heartbeat has waited to run (a lower bound of how long the run
