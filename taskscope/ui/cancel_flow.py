@@ -57,10 +57,12 @@ _OUTCOME_STATUS = {
     SCOPE_CANCELLED: "⊘ its cancel scope was cancelled: trio runs the task on after that scope",
     UNSEEN: "? the updates stopped before the cancel's outcome could be seen",
 }
-#: What cancelling a trio task means (the agent cancels the task's own cancel scope).
+#: What cancelling a trio task means (the agent cancels the task's own cancel scope, and
+#: refuses when the task has none: only the agent, on the run's thread, can tell).
 TRIO_CANCEL = (
-    "trio: this cancels the task's own cancel scope (and the tasks of the nurseries it "
-    "opened); the task goes on after that scope"
+    "trio: this cancels the task's own cancel scope, if it has one (and the tasks of the "
+    "nurseries it opened); the task goes on after that scope. A task whose innermost scope "
+    "is shared with other tasks has none: the agent then refuses, and says so"
 )
 
 
