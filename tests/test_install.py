@@ -192,3 +192,23 @@ def test_loops_on_several_threads_finish_tasks_without_a_callback_error() -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["errors", "0"]
     assert result.stderr == ""
+
+
+def test_a_printed_task_names_taskscope_as_whose_callback_it_has() -> None:
+    # A program that prints or logs a task shows its done callbacks (asyncio's debug mode
+    # logs slow steps so): the agent's one says it is taskscope's, not an anonymous closure.
+    result = run_python("""
+        import asyncio, taskscope
+
+        async def main():
+            taskscope.install()
+            task = asyncio.create_task(asyncio.sleep(60), name="printed")
+            await asyncio.sleep(0)
+            print(repr(task))
+            task.cancel()
+
+        asyncio.run(main())
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "cb=[taskscope_history()" in result.stdout
+    assert "<locals>" not in result.stdout

@@ -714,6 +714,9 @@ class Tracker(LoopTracker):
             except Exception:
                 pass
 
+        # A program that prints a task shows its callbacks (`cb=[...]`, and asyncio's debug
+        # mode logs slow steps so): this one says whose it is.
+        on_task_done.__name__ = on_task_done.__qualname__ = "taskscope_history"
         return on_task_done
 
     def _note_failure(self, task: Any, exc: BaseException) -> FailureNote | None:
