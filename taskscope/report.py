@@ -354,11 +354,16 @@ def ps_table(
     marked = bool(warned)
     if marked:
         heads.insert(0, "")
+    tasks = [
+        task
+        for task in sorted(model.tasks.values(), key=_ps_order(sort, now))
+        if (task.id in only if only is not None else include_finished or not task.finished)
+    ]
+    # Columns and footnotes go by the tasks shown: a finished task left out adds none.
     # The runtime figures, when the agent timed the steps (`time_steps`).
-    timed = any(task.steps is not None for task in model.tasks.values())
+    timed = any(task.steps is not None for task in tasks)
     if timed:
         heads += ["STEPS", "BUSY"]
-    tasks = sorted(model.tasks.values(), key=_ps_order(sort, now))
     # How long each waited where it is, when some wait is known (see `wait_words`).
     waits = {task.id: wait_words(*task.known_wait(now)) for task in tasks}
     waited = any(waits.values())
@@ -367,11 +372,6 @@ def ps_table(
     rows = [heads]
     in_cycle = model.cycle_members()
     for task in tasks:
-        if only is not None:
-            if task.id not in only:
-                continue
-        elif task.finished and not include_finished:
-            continue
         state = task.state + (" (running)" if task.running else "")
         note = cancel_note(task, now)
         if note:

@@ -478,6 +478,21 @@ def test_ps_table_lines() -> None:
     ]
 
 
+def test_ps_footnotes_go_by_the_tasks_shown() -> None:
+    # A task of a first loop, seen once before it ended; a later loop's tasks all tracked
+    pending = task("3", "second", created_at=1995.0)
+    old = task("1", "first", state="done", finished_at=1999.0, result="None")
+    old |= {"created_at": None, "first_seen_at": 1990.0}
+    model = TaskModel.from_snapshot({**snapshot(pending, old), "history_since": 1990.0})
+    note = "≥: an age counted from the agent's first look"
+    # the finished task is not listed: nothing in the table is marked ≥, so no footnote
+    assert note not in ps_table(model, now=2003.0)
+    assert "≥" not in ps_table(model, now=2003.0)
+    # listed (`ps -a`), it is marked, and the footnote says what the mark means
+    listed = ps_table(model, include_finished=True, now=2003.0)
+    assert "≥" in listed.splitlines()[-2] and note in listed
+
+
 def test_an_empty_ps_table_says_what_is_known() -> None:
     finished = task("7", "job", state="done", finished_at=1999.0, result="None")
     only_finished = TaskModel.from_snapshot({**snapshot(finished), "history_since": 1980.0})
