@@ -725,6 +725,30 @@ def test_a_sleeps_timer_in_loop_scheduled_has_its_future_as_first_arg_and_its_en
     _run(scenario)
 
 
+def test_a_sleeps_timer_keeps_one_float_object_for_its_end_and_each_sleep_makes_its_own() -> None:
+    # introspect._on_noted_future: a sleeping task is known unmoved by the very float its
+    # timer holds, so each read must give that object, and a new sleep (even one ending at
+    # the same time, or with its future at the freed one's address) a float of its own
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        def timer_of(future: Any) -> Any:
+            scheduled = loop._scheduled  # type: ignore[attr-defined]
+            return next(handle for handle in scheduled if handle._args[:1] == (future,))
+
+        first = _spawn(asyncio.sleep(100))
+        waited = await _suspended(first)
+        end = timer_of(waited)._when
+        assert timer_of(waited)._when is end
+        second = _spawn(asyncio.sleep(end - loop.time()))
+        other_end = timer_of(await _suspended(second))._when
+        assert other_end is not end
+        await _finish(first)
+        await _finish(second)
+
+    _run(scenario)
+
+
 def test_a_timeouts_timer_calls_a_bound_method_of_the_timeout_whose_task_is_the_waiter() -> None:
     # awaiting.AwaitContext.index_timers (asyncio.timeout deadlines)
     async def scenario() -> None:

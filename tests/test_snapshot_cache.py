@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -173,6 +174,57 @@ def test_sleep_countdown_decreases() -> None:
         assert left_after <= left_before - 0.15
         sleeper.cancel()
         await asyncio.gather(sleeper, return_exceptions=True)
+
+    with_tracker(scenario)
+
+
+def test_a_sleeping_task_is_noted_by_its_timer_and_known_unmoved_by_it() -> None:
+    async def scenario(tracker: Tracker) -> None:
+        sleeper = asyncio.create_task(asyncio.sleep(60), name="sleeper")
+        await _settle()
+        first = _record(_build(tracker), "sleeper")
+        number = int(first["id"])
+        # THEN the look noted the future the task sleeps on by its timer's end, the float
+        # the loop's TimerHandle holds, and keeps no weak reference to that future
+        note = _cached_entry(tracker, number)
+        loop: Any = asyncio.get_running_loop()
+        fut = sleeper._fut_waiter  # type: ignore[attr-defined]
+        timer = next(handle for handle in loop._scheduled if handle._args[:1] == (fut,))
+        assert type(note) is float and note is timer.when()
+        assert not weakref.getweakrefcount(fut)
+        # AND the next look knows it has not moved: the same record, its wait since the first
+        await asyncio.sleep(0.05)
+        second = _record(_build(tracker), "sleeper")
+        assert _cached_entry(tracker, number) is note
+        assert second["waiting_seen_at"] == first["waiting_seen_at"]  # type: ignore[typeddict-item]
+        assert second["stack"] == first["stack"]
+        sleeper.cancel()
+        await asyncio.gather(sleeper, return_exceptions=True)
+
+    with_tracker(scenario)
+
+
+def test_a_task_sleeping_again_at_the_same_place_is_seen_to_have_moved() -> None:
+    # Its new future is often made at the address of the last one, freed: a note by the
+    # future's id alone would take it for the same sleep
+    async def scenario(tracker: Tracker) -> None:
+        async def ticker() -> None:
+            for _ in range(1000):
+                await asyncio.sleep(0.1)
+
+        task = asyncio.create_task(ticker(), name="ticker")
+        await _settle()
+        looks = []
+        for _ in range(4):
+            looks.append(_record(_build(tracker), "ticker"))
+            await asyncio.sleep(0.15)
+        # THEN each look found a new sleep: it waits there since that look
+        for before, after in itertools.pairwise(looks):
+            assert after is not before
+            assert after["awaiting"] is not None and after["awaiting"]["kind"] == "sleep"
+            assert after["waiting_seen_at"] > before["waiting_seen_at"]  # type: ignore[typeddict-item]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     with_tracker(scenario)
 

@@ -346,6 +346,13 @@ _wall = time.time
 _weakref = weakref.ref
 
 
+#: How a look notes the future a task is suspended on, to know at the next one whether the
+#: task has moved: a weak reference to it, or for a sleep's the float its timer ends at
+#: (`introspect._on_noted_future`). An id could not tell: a freed future's address is the
+#: next one's.
+FutureNote = weakref.ref[asyncio.Future[Any]] | float
+
+
 class TaskMeta(weakref.ref):  # type: ignore[type-arg]
     """What the agent knows about a task beyond the task object itself. It is also the
     agent's weak reference to the task (calling it gives the task, or None once gone): one
@@ -413,11 +420,11 @@ class TaskMeta(weakref.ref):  # type: ignore[type-arg]
         # The snapshot builder's notes from its last look, while the task stays pending:
         # fields rather than a tuple or an object of their own, so that a look at 100,000
         # tasks neither allocates nor keeps more objects for the host's garbage collector.
-        #: Where its chain was suspended: a weak reference to its `_fut_waiter` then (None:
-        #: no note, and the other `chain_` fields mean nothing), the suspension point's
+        #: Where its chain was suspended: its `_fut_waiter` then, noted as a `FutureNote`
+        #: (None: no note, and the other `chain_` fields mean nothing), the suspension point's
         #: `StackEntry` (wire stack, classification plan, shared by every task suspended
         #: there) and a weak reference to the `self` of the plan's first step.
-        self.chain_fut: weakref.ref[asyncio.Future[Any]] | None = None
+        self.chain_fut: FutureNote | None = None
         self.chain_entry: StackEntry | None = None
         self.chain_self: weakref.ref[Any] | None = None
         #: Its last record (None: no note, and the other `rec_` fields mean nothing; also
