@@ -493,7 +493,7 @@ class SnapshotBuilder:
                 record = meta.record
                 if (
                     fut is not None
-                    and (
+                    and (  # `_on_noted_future`, inlined: this runs for every task
                         timers.get(id(fut)) is fut_ref
                         if type(fut_ref) is float
                         else fut_ref() is fut  # type: ignore[operator]
