@@ -117,6 +117,34 @@ def test_cancel_reaches_the_task(start: Any) -> None:
     assert target.process.poll() is None
 
 
+def test_cancel_says_when_gather_passes_the_cancel_on_to_the_main_task(start: Any) -> None:
+    # GIVEN asyncio.run's task gathering `serve`, which gathers child-1 and child-2, neither
+    # gather with return_exceptions=True
+    target = start("gather_cancel.py").wait_ready()
+    # WHEN a child is cancelled from the command line
+    result = run_cli("cancel", str(target.pid), "child-1")
+    assert result.returncode == 0, result.stderr
+    # THEN it says that the cancel goes on, through both gathers, to the main task
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cancel requested for task "), lines
+    assert lines[1] == (
+        f"⚠ This will likely end the program (process {target.pid}): gather passes its cancel "
+        "on to serve, then Task-1, and Task-1 is the main task, the one asyncio.run drives."
+    ), lines
+    # AND so it does
+    wait_for(lambda: "main cancelled" in notes(target), what="the main task's CancelledError")
+    assert target.process.wait(timeout=20) != 0
+
+
+def test_cancel_of_a_task_whose_cancel_goes_no_further_says_nothing_more(start: Any) -> None:
+    target = start("service.py").wait_ready()
+    result = run_cli("cancel", str(target.pid), "victim")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1 and "cancel requested" in result.stdout
+    wait_for(lambda: "victim cancelled" in notes(target), what="the victim's CancelledError")
+    assert target.process.poll() is None
+
+
 def test_a_snapshot_asked_for_right_after_a_cancel_is_taken_after_it(start: Any) -> None:
     # GIVEN a look a moment ago, which the agent would hand out again to the next request
     # (a look at a few tasks takes a millisecond: reused for about ten)

@@ -101,10 +101,15 @@ def _list_tasks(tasks: list[TaskInfo], limit: int = 6) -> str:
 
 
 def _resolve(source: Source, args: argparse.Namespace) -> TaskInfo:
+    return _resolve_in(source, args)[1]
+
+
+def _resolve_in(source: Source, args: argparse.Namespace) -> tuple[TaskModel, TaskInfo]:
+    """The model of the process as it is now, and the task the command line names in it."""
     from taskscope.model import TaskModel
 
     model = TaskModel.from_snapshot(source.snapshot(include_finished=True))
-    return resolve_task(model, args.task, args.pid, args.command)
+    return model, resolve_task(model, args.task, args.pid, args.command)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -176,9 +181,12 @@ CANCEL_TEXT = {
 
 def cmd_cancel(args: argparse.Namespace) -> int:
 
+    from taskscope.report import safe_text
+    from taskscope.ui.cancel_flow import ends_program
+
     source = open_source(args, needs=Capability.CANCEL)
     try:
-        task = _resolve(source, args)
+        model, task = _resolve_in(source, args)
         result = source.cancel(task.id, args.message)
     finally:
         source.close()
@@ -192,6 +200,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"taskscope: {text}", file=sys.stderr)
         return EXIT_ERROR
     print(text)
+    if outcome in ("requested", "queued"):
+        # What the dashboard asks before it cancels, said once it is done: a gather that
+        # passes the cancel on, up to the task asyncio.run drives, ends the program.
+        warning = ends_program(model, task, safe_text(task.name, 40), args.pid)
+        if warning:
+            print(warning)
     return 0
 
 
