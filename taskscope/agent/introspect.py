@@ -509,7 +509,9 @@ class SnapshotBuilder:
                     if not plan or last_awaiting is None:
                         pass
                     elif plan[0][1] is sleep_handler:
-                        when = timers.get(id(fut))
+                        # A sleep noted by its timer's end: the note is that end (checked
+                        # above), or its future is noted and the timers are asked.
+                        when = fut_ref if type(fut_ref) is float else timers.get(id(fut))
                         if when is not None:
                             awaiting = sleeps.get(when)
                             if awaiting is None:  # as `_sleep_of` finds it
