@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from taskscope.model import Awaiting, Stall, TaskInfo, TaskModel
 from taskscope.protocol import WireSnapshot, WireTask
+from taskscope.words import lettered
 
 #: The kinds, in the order they are reported (the worst first).
 KINDS: Final[tuple[str, ...]] = (
@@ -441,32 +442,20 @@ def lock_deadlocks(
 
 
 def _lock_labels(model: TaskModel, task_ids: list[str]) -> dict[str, str]:
-    """task id -> how to name the lock it waits for: its name, or where two locks of the cycle
-    share one, its type and a letter (`Lock A`, `Lock B`)."""
-    facts = {task_id: model.tasks[task_id].awaiting for task_id in task_ids}
-    names = {task_id: _lock_name(awaiting) for task_id, awaiting in facts.items() if awaiting}
-    ids_by_name: dict[str, set[Any]] = {}
-    for task_id, name in names.items():
-        awaiting = facts[task_id]
-        ids_by_name.setdefault(name, set()).add(awaiting.facts.get("id") if awaiting else None)
-    numbers: dict[Any, int] = {}
+    """task id -> how to name the lock it waits for: its name, or where another lock goes by
+    that name, its type and the letter every view gives it (`Lock A`, `Lock B`:
+    `TaskModel.object_letters`)."""
     labels = {}
-    # Lettered in the order the sentence names them: it starts with the lock the first task
-    # holds, which the last one waits for (`a holds Lock A and waits for Lock B, ...`).
-    in_told_order = task_ids[-1:] + task_ids[:-1]
-    for task_id in in_told_order:
-        if task_id not in names:
+    for task_id in task_ids:
+        task = model.tasks[task_id]
+        awaiting = task.awaiting
+        if awaiting is None:
             continue
-        if len(ids_by_name[names[task_id]]) == 1:
-            labels[task_id] = names[task_id]
-            continue
-        # Two locks of one name (each task names its locks its own way, `first`/`second`):
-        # the name would mislead, so the locks are lettered instead.
-        awaiting = facts[task_id]
-        object_id = awaiting.facts.get("id") if awaiting else None
-        number = numbers.setdefault(object_id, len(numbers))
-        kind = (awaiting.facts.get("type") if awaiting else None) or "lock"
-        labels[task_id] = f"{kind} {chr(ord('A') + number % 26)}"
+        letter = model.letter_of(task)
+        if letter is not None:
+            labels[task_id] = lettered(str(awaiting.facts.get("type") or "lock"), letter)
+        else:
+            labels[task_id] = _lock_name(awaiting)
     return labels
 
 

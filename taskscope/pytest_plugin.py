@@ -452,7 +452,8 @@ def leak_line(task: Any, model: Any, note: str = "") -> str:
     line = f"{safe_text(task.name)}  {safe_text(task.coro)}()"
     if task.awaiting is not None:
         in_cycle = task.id in model.cycle_members()
-        line += f"  awaiting {safe_text(task_doing(task, in_cycle=in_cycle))}"
+        doing = task_doing(task, in_cycle=in_cycle, letter=model.letter_of(task))
+        line += f"  awaiting {safe_text(doing)}"
     if note:
         line += f"  ({note})"
     frames: Iterable[Any] = task.created_from

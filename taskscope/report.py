@@ -391,7 +391,9 @@ def ps_table(
             cells += [count_text(task.steps), step_time_text(task.busy_s)]
         if waited:
             cells.append(waits[task.id])
-        cells.append(safe_text(task_doing(task, now, task.id in in_cycle), 80))
+        cells.append(
+            safe_text(task_doing(task, now, task.id in in_cycle, model.letter_of(task)), 80)
+        )
         rows.append(cells)
     heads.append("AWAITING")
     columns = len(rows[0]) - 1
@@ -595,7 +597,7 @@ def _tree_line(
 ) -> str:
     task = row.task
     label = prefix + safe_text(task.name)
-    what = task_doing(task, now, row.in_cycle)
+    what = task_doing(task, now, row.in_cycle, model.letter_of(task))
     if task.awaiting is not None and task.awaiting.kind == "task" and task.awaiting.tasks:
         what = tasks_awaited(
             safe_text(model.tasks[t].name) if t in model.tasks else t for t in task.awaiting.tasks
@@ -737,7 +739,8 @@ def task_text(task: TaskInfo, model: TaskModel, pid: int | None = None) -> str:
         lines.append(f"serves: {safe_text(task.request[0] + ' ' + task.request[1])}")
     if task.awaiting is not None:
         in_cycle = task.id in model.cycle_members()
-        lines.append(f"awaiting: {safe_text(task_doing(task, in_cycle=in_cycle))}")
+        doing = task_doing(task, in_cycle=in_cycle, letter=model.letter_of(task))
+        lines.append(f"awaiting: {safe_text(doing)}")
     if task.awaited_by:
         lines.append("awaited by: " + ", ".join(named(other) for other in task.awaited_by))
     if task.parent is not None:

@@ -265,17 +265,19 @@ def awaiting_text(
     sleep_overdue: float | None = None,
     deadline_overdue: float | None = None,
     in_cycle: bool = False,
+    letter: str | None = None,
 ) -> str:
     """The sentence for a description: `Queue.get on jobs (0 items)`, `sleep, 3.2 s left,
     timeout in 1.0 s`. Countdowns are the numbers given (a sleep's end is said overdue when
-    `sleep_overdue` is given, a deadline when `deadline_overdue` is)."""
+    `sleep_overdue` is given, a deadline when `deadline_overdue` is). `letter`: the object's
+    in `object_letters`, when another object of the program goes by its name."""
     if sleep_overdue is not None:
         sleep_words: str | None = f"overdue {seconds_text(sleep_overdue)}"
     elif seconds_left is not None:
         sleep_words = f"{seconds_text(seconds_left)} left"
     else:
         sleep_words = None
-    text = _sentence(awaiting, sleep_words)
+    text = _sentence(awaiting, sleep_words, letter)
     if (awaiting.get("object") or {}).get("made_by_await"):
         text += ", until cancelled"  # `await asyncio.Future()`: nothing else can end it
     if deadline_overdue is not None:
@@ -285,14 +287,96 @@ def awaiting_text(
     return text + CYCLE_WORDS if in_cycle else text
 
 
-def schema_text(awaiting: Mapping[str, Any], in_cycle: bool = False) -> str:
+def schema_text(
+    awaiting: Mapping[str, Any], in_cycle: bool = False, letter: str | None = None
+) -> str:
     """Schema 1's `text` of a description: its countdowns as observed, never said overdue."""
     return awaiting_text(
         awaiting,
         seconds_left=awaiting.get("seconds_left"),
         deadline_in=awaiting.get("deadline_in"),
         in_cycle=in_cycle,
+        letter=letter,
     )
+
+
+# --- objects of one name ----------------------------------------------------------------------
+
+#: The waits on an object the program names: the agent gives the name the object has where
+#: the task waits (a variable, an attribute), so two objects may go by one name (`worker(a, b)`
+#: and `worker(b, a)` both wait on their `lock_b`).
+NAMED_OBJECT_KINDS: Final = frozenset(
+    {"lock", "semaphore", "barrier", "event", "condition", "queue_get", "queue_put", "queue_join"}
+)
+
+
+def named_object(
+    awaiting: Mapping[str, Any] | None,
+) -> tuple[str, str, str, tuple[str, ...]] | None:
+    """A description's object as `object_letters` tells objects apart: (its type, its name,
+    its id, the ids of the tasks holding it), or None for a wait on no named object."""
+    if awaiting is None or awaiting.get("kind") not in NAMED_OBJECT_KINDS:
+        return None
+    facts = awaiting.get("object")
+    if not isinstance(facts, Mapping):
+        return None
+    name, object_id = facts.get("name"), facts.get("id")
+    if not name or object_id is None:
+        return None
+    holders = facts.get("holders")
+    held_by = tuple(str(holder) for holder in holders) if isinstance(holders, list) else ()
+    return (str(facts.get("type") or awaiting.get("kind")), str(name), str(object_id), held_by)
+
+
+def object_letters(objects: Iterable[tuple[str, str, str, tuple[str, ...]]]) -> dict[str, str]:
+    """object id -> its letter (`A`, `B`... `Z`, `AA`...) for each object waited on whose name
+    another object of its type shares. `objects`: the `named_object` of each wait. Lettered
+    per type by the lowest task holding it, then by id: a lock deadlock's sentence begins
+    with its lowest task, which holds Lock A; the letters are the same whoever reads the
+    same waits (the dashboard, `ps`, `dump`, `lint`)."""
+    by_name: dict[tuple[str, str], dict[str, float]] = {}
+    for kind, name, object_id, holders in objects:
+        of_name = by_name.setdefault((kind, name), {})
+        held = min((_task_number(holder) for holder in holders), default=float("inf"))
+        of_name[object_id] = min(held, of_name.get(object_id, held))
+    shared = sorted(
+        (held, kind, object_id)
+        for (kind, _name), of_name in by_name.items()
+        if len(of_name) > 1
+        for object_id, held in of_name.items()
+    )
+    letters: dict[str, str] = {}
+    per_kind: dict[str, int] = {}
+    for _held, kind, object_id in shared:
+        if object_id in letters:
+            continue  # one object, two shared names: it keeps its first letter
+        count = per_kind.get(kind, 0)
+        per_kind[kind] = count + 1
+        letters[object_id] = _letter(count)
+    return letters
+
+
+def lettered(kind: str, letter: str) -> str:
+    """How an object told apart by its letter is named: `Lock A`."""
+    return f"{kind} {letter}"
+
+
+def _letter(count: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA: spreadsheet columns."""
+    letters = ""
+    count += 1
+    while count:
+        count, digit = divmod(count - 1, 26)
+        letters = chr(ord("A") + digit) + letters
+    return letters
+
+
+def _task_number(task_id: str) -> float:
+    """A task id's number (`4242:17` is 17 of process 4242); one that has none sorts last."""
+    try:
+        return int(task_id.rpartition(":")[2])
+    except ValueError:
+        return float("inf")
 
 
 #: Where a path says a frame is not the program's own code: Python's library, installed
@@ -374,13 +458,17 @@ def _pool_details(facts: Mapping[str, Any]) -> str:
     return ", ".join(details) or "?"
 
 
-def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
+def _sentence(
+    awaiting: Mapping[str, Any], sleep_words: str | None, letter: str | None = None
+) -> str:
     """The words for a description before its timeout; `sleep_words` go after its sleep (a
     wait_for's sleep is that of the description it nests)."""
     kind = str(awaiting.get("kind", "?"))
     facts: Mapping[str, Any] = awaiting.get("object") or {}
     call = str(awaiting.get("call") or kind)
     peer = awaiting.get("peer")
+    # `lock_b (Lock B, locked...)` where another lock goes by `lock_b` too.
+    known_as = f"{lettered(str(facts.get('type') or kind), letter)}, " if letter else ""
     if kind == "sleep":
         if facts.get("forever"):
             return "sleep forever"  # `asyncio.sleep(math.inf)`, anyio's sleep_forever
@@ -388,15 +476,15 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
     if kind == "queue_get":
         size = facts.get("size")
         detail = _plural(size, "item") if size is not None else "?"
-        return f"{_named(call, facts.get('name'))} ({detail})"
+        return f"{_named(call, facts.get('name'))} ({known_as}{detail})"
     if kind == "queue_join":
         unfinished = facts.get("unfinished")
         detail = f"{unfinished} unfinished" if unfinished is not None else "?"
-        return f"{_named(call, facts.get('name'))} ({detail})"
+        return f"{_named(call, facts.get('name'))} ({known_as}{detail})"
     if kind == "queue_put":
         size, maxsize = facts.get("size"), facts.get("maxsize")
         detail = f"full, {size}/{maxsize}" if maxsize else f"{size} items"
-        return f"{_named(call, facts.get('name'))} ({detail})"
+        return f"{_named(call, facts.get('name'))} ({known_as}{detail})"
     if kind in ("lock", "semaphore", "barrier", "event", "condition"):
         details = []
         if kind == "lock":
@@ -412,7 +500,7 @@ def _sentence(awaiting: Mapping[str, Any], sleep_words: str | None) -> str:
         name = facts.get("name") or (
             "the default thread limiter" if facts.get("thread_limiter") else None
         )
-        text = f"{_named(call, name)} ({', '.join(details)})"
+        text = f"{_named(call, name)} ({known_as}{', '.join(details)})"
         if kind == "lock":
             return text + _held_by(facts)
         return text + _semaphore_held_by(facts) if kind == "semaphore" else text
@@ -545,27 +633,45 @@ def fill_texts(body: Mapping[str, Any], rows_key: str) -> None:
     records gets its words once; a task in one of the body's await cycles gets its own copy
     ending in `(await cycle)`."""
     in_cycle = {task_id for cycle in body.get("cycles") or () for task_id in cycle}
+    letters = object_letters(
+        named
+        for named in (named_object(record.get("awaiting")) for record in body[rows_key])
+        if named is not None
+    )
     done: dict[int, str] = {}
     for record in body[rows_key]:
         awaiting = record.get("awaiting")
         if awaiting is None:
             continue
+        letter = letter_of(awaiting, letters)
         if record.get("id") in in_cycle:
-            record["awaiting"] = {**awaiting, "text": schema_text(awaiting, in_cycle=True)}
+            own_text = schema_text(awaiting, in_cycle=True, letter=letter)
+            record["awaiting"] = {**awaiting, "text": own_text}
             continue
         text = done.get(id(awaiting))
         if text is None:
-            text = done[id(awaiting)] = schema_text(awaiting)
+            text = done[id(awaiting)] = schema_text(awaiting, letter=letter)
         awaiting["text"] = text
+
+
+def letter_of(awaiting: Mapping[str, Any], letters: Mapping[str, str]) -> str | None:
+    """The letter `object_letters` gave the object a description waits on, if any."""
+    if not letters:
+        return None
+    facts = awaiting.get("object")
+    return letters.get(str(facts.get("id"))) if isinstance(facts, Mapping) else None
 
 
 # --- a task in words ------------------------------------------------------------------------
 
 
-def task_doing(task: TaskFacts, now: float | None = None, in_cycle: bool = False) -> str:
+def task_doing(
+    task: TaskFacts, now: float | None = None, in_cycle: bool = False, letter: str | None = None
+) -> str:
     """What a task does, in words: how it ended, `running`, `ready to run`, or what it waits
     on, with its countdowns (sleep, timeout) brought up to `now` from when the agent observed
-    them (the agent does not resend a task because its countdown moved)."""
+    them (the agent does not resend a task because its countdown moved). `letter`: the
+    object it waits on has one (`object_letters`)."""
     if task.state == "failed":
         return f"failed: {task.exception or '?'}"
     if task.state == "cancelled":
@@ -599,6 +705,7 @@ def task_doing(task: TaskFacts, now: float | None = None, in_cycle: bool = False
         sleep_overdue=sleep_late,
         deadline_overdue=deadline_late,
         in_cycle=in_cycle,
+        letter=letter,
     )
 
 

@@ -97,6 +97,22 @@ def test_two_tasks_holding_each_others_lock_are_a_lock_deadlock(start: Any) -> N
     )
     status, lines = lint(target)
     assert (status, lines) == (4, [snapshot["warnings"][0]["text"]])
+    # both wait on a lock they call `second`: every view names them as the warning does,
+    # the lock `first` waits for B, the one `other` waits for A
+    texts = {task["name"]: task["awaiting"]["text"] for task in snapshot["tasks"]}
+    assert texts[first].startswith("Lock.acquire on second (Lock B, locked, 1 waiting)")
+    assert texts[other].startswith("Lock.acquire on second (Lock A, locked, 1 waiting)")
+    ps = run_cli("ps", str(target.pid), "--no-inject").stdout
+    rows = {
+        line.split()[3]: line
+        for line in ps.splitlines()
+        if line.startswith("! ") and " pending " in line
+    }
+    assert "on second (Lock B," in rows[first]
+    assert "on second (Lock A," in rows[other]
+    tree = run_cli("tree", str(target.pid), "--no-inject").stdout
+    assert "on second (Lock A," in tree
+    assert "on second (Lock B," in tree
 
 
 @pytest.mark.parametrize("case", ["abandoned", "abandoned_gone"])

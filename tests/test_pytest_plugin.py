@@ -250,7 +250,9 @@ def test_a_hanging_suite_prints_its_stuck_tasks_before_pytest_timeout_fails_them
     assert output.index(locks) < failures
     assert re.search(r"awaiting TaskGroup \(2 tasks\)", locks), locks
     for name in ("transfer-a", "transfer-b"):
-        assert re.search(rf"[├└]─ {name} .* awaiting Lock\.acquire on \w+ \(locked", locks), locks
+        assert re.search(
+            rf"[├└]─ {name} .* awaiting Lock\.acquire on \w+ \(Lock [AB], locked", locks
+        ), locks
         assert re.search(rf"task \d+ {name}: pending", locks), locks
     assert locks.count(f"transfer  {suite}:{transfer_line}") == 2, locks
     assert "  Lock.acquire  " in locks

@@ -58,8 +58,11 @@ def _assert_deadlock_holders(pid: int, made_before_the_agent: bool = False) -> N
     # THEN the command line says who holds each lock
     for command in ("tree", "ps"):
         out = run_cli(command, str(pid)).stdout
-        assert "(locked, 1 waiting), held by transfer-b" in out, out
-        assert "(locked, 1 waiting), held by transfer-a" in out, out
+        # both call their lock `theirs`: told apart by a letter
+        held_by_b = re.search(r"\(Lock ([AB]), locked, 1 waiting\), held by transfer-b", out)
+        held_by_a = re.search(r"\(Lock ([AB]), locked, 1 waiting\), held by transfer-a", out)
+        assert held_by_a and held_by_b, out
+        assert held_by_a[1] != held_by_b[1], out
 
 
 def test_a_two_lock_deadlock_names_each_locks_holder(start: Any) -> None:
@@ -119,7 +122,10 @@ def test_locks_taken_with_acquire_before_the_agent_have_an_unknown_holder(start:
     assert facts["locked"] is True
     assert facts["holders"] == [] and facts["holders_unknown"] is True
     tree = run_cli("tree", str(target.pid)).stdout
-    assert "(locked, 1 waiting), taken before taskscope attached (holder unknown)" in tree
+    assert re.search(
+        r"\(Lock [AB], locked, 1 waiting\), taken before taskscope attached \(holder unknown\)",
+        tree,
+    ), tree
 
 
 def test_a_stack_search_finds_the_holder_in_the_body_not_one_entering_or_waiting() -> None:

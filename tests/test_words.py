@@ -724,3 +724,91 @@ def test_the_dashboard_filter_matches_the_words_of_what_a_task_awaits() -> None:
     worker, ticker = model.tasks["2"], model.tasks["3"]
     assert matches(worker, "on JOBS") and not matches(ticker, "jobs")
     assert matches(ticker, "timeout in 4.0") and matches(ticker, "timeout in 4.0")  # cached
+
+
+def lock_wait(object_id: str, name: str, holder: str) -> dict[str, Any]:
+    facts = {"type": "Lock", "id": object_id, "name": name, "locked": True}
+    return aw("lock", call="Lock.acquire", object={**facts, "holders": [holder], "waiters": 1})
+
+
+def test_two_objects_of_one_name_are_lettered_alike_in_every_view() -> None:
+    # GIVEN worker(a, b) and worker(b, a): each waits on the lock it calls `lock_b`, held by
+    # the other, and a third task waits on the first's lock under another name
+    model = TaskModel.from_snapshot(
+        snapshot(
+            task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")),
+            task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1")),
+            task("4", "other", awaiting=lock_wait("0xb", "b", "3")),
+        )
+    )
+    # THEN the lock task 1 holds is A wherever it is named, the other B
+    assert model.object_letters == {"0xa": "A", "0xb": "B"}
+    w1, w2, other = (model.tasks[task_id] for task_id in ("1", "3", "4"))
+    assert task_doing(w1, 2000.0, letter=model.letter_of(w1)).startswith(
+        "Lock.acquire on lock_b (Lock B, locked, 1 waiting)"
+    )
+    assert model.letter_of(other) == "B"
+    assert task_doing(w2, 2000.0).startswith("Lock.acquire on lock_b (locked")  # no letter given
+    table = ps_table(model, now=2003.0)
+    assert "on lock_b (Lock B, locked, 1 waiting)" in _line_of(table, "w1")
+    assert "on lock_b (Lock A, locked, 1 waiting)" in _line_of(table, "w2")
+    assert "on b (Lock B, locked, 1 waiting)" in _line_of(table, "other")
+    tree = tree_text(model, ["app.py"], now=2003.0, width=200)
+    assert "on lock_b (Lock A," in _line_of(tree, "w2")
+    assert "awaiting: Lock.acquire on lock_b (Lock B," in task_text(w1, model)
+    # dump's words, from the snapshot alone
+    body = snapshot(
+        task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")),
+        task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1")),
+    )
+    fill_texts(body, "tasks")
+    assert [record["awaiting"]["text"][:34] for record in body["tasks"]] == [
+        "Lock.acquire on lock_b (Lock B, lo",
+        "Lock.acquire on lock_b (Lock A, lo",
+    ]
+    # one object under one name, or two objects under two names: no letter
+    single = TaskModel.from_snapshot(
+        snapshot(
+            task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")),
+            task("2", "w3", awaiting=lock_wait("0xb", "lock_b", "3")),
+            task("3", "w2", awaiting=lock_wait("0xa", "lock_a", "1")),
+        )
+    )
+    assert single.object_letters == {}
+    assert "on lock_b (locked, 1 waiting)" in _line_of(ps_table(single, now=2003.0), "w1")
+
+
+def test_a_delta_that_makes_a_name_shared_redraws_the_task_already_there() -> None:
+    model = TaskModel.from_snapshot(
+        snapshot(task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")))
+    )
+    assert model.object_letters == {}
+    second = task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1"))
+    model.apply_delta(
+        {
+            "taken_at": 2001.0,
+            "loops": snapshot()["loops"],
+            "changed": [second],
+            "removed": [],
+            "cycles": [],
+        }
+    )
+    assert model.object_letters == {"0xa": "A", "0xb": "B"}
+    # task 1's record did not change, but its words did: the dashboard draws its row again
+    assert model.last_changed == {"1", "3"}
+    model.apply_delta(
+        {
+            "taken_at": 2002.0,
+            "loops": snapshot()["loops"],
+            "changed": [],
+            "removed": ["3"],
+            "cycles": [],
+        }
+    )
+    assert model.object_letters == {}
+    assert model.last_changed == {"1"}
+    assert model.letter_of(model.tasks["1"]) is None
+
+
+def _line_of(text: str, name: str) -> str:
+    return next(line for line in text.splitlines() if name in line.split())

@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from taskscope.cli.exits import EXIT_WARNINGS
@@ -15,7 +15,14 @@ from taskscope.cli.sources import shown_now, take_rows, take_snapshot
 from taskscope.client import has_agent_socket, live_agents
 from taskscope.protocol import CompactSnapshot, terminal_safe_json
 from taskscope.sources import ClientError
-from taskscope.words import fill_texts, finding_text, schema_text
+from taskscope.words import (
+    fill_texts,
+    finding_text,
+    letter_of,
+    named_object,
+    object_letters,
+    schema_text,
+)
 
 if TYPE_CHECKING:
     from taskscope.protocol import WireSnapshot, WireWarning
@@ -249,15 +256,24 @@ def write_rows_dump(rows: CompactSnapshot, out: TextIO) -> None:
             return
         head, tail = text.split(marker)
         out.write(terminal_safe_json(head))
-        for piece in rows.json_rows(_schema_words):
+        for piece in rows.json_rows(_schema_words(rows)):
             out.write(piece)
     except ValueError as error:
         raise ClientError(f"bad reply from the agent: {error}") from None
     out.write(terminal_safe_json(tail) + "\n")
 
 
-def _schema_words(awaiting: Mapping[str, Any], in_cycle: bool) -> str:
-    return schema_text(awaiting, in_cycle=in_cycle)
+def _schema_words(rows: CompactSnapshot) -> Callable[[Mapping[str, Any], bool], str]:
+    """`schema_text` for the descriptions of `rows`, the objects two of them name alike
+    lettered (`object_letters`: as `ps` and `lint` letter them)."""
+    letters = object_letters(
+        named for named in (named_object(awaiting) for awaiting in rows.awaits) if named
+    )
+
+    def words(awaiting: Mapping[str, Any], in_cycle: bool) -> str:
+        return schema_text(awaiting, in_cycle=in_cycle, letter=letter_of(awaiting, letters))
+
+    return words
 
 
 def row_warnings(rows: CompactSnapshot) -> list[WireWarning]:

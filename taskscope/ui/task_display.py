@@ -175,7 +175,7 @@ def awaiting_text(task: TaskInfo, model: TaskModel, now: float | None = None) ->
     if not task.finished and awaiting is not None and awaiting.kind == "task" and awaiting.tasks:
         return lead + tasks_awaited(task_name(model, other) for other in awaiting.tasks)
     in_cycle = bool(model.cycles) and task.id in model.cycle_members()
-    return lead + safe_text(task_doing(task, now, in_cycle))
+    return lead + safe_text(task_doing(task, now, in_cycle, model.letter_of(task)))
 
 
 def row_awaiting_text(task: TaskInfo, model: TaskModel, now: float) -> str:
