@@ -24,7 +24,14 @@ from taskscope.protocol import (
     terminal_safe_json,
     terminal_safe_line,
 )
-from taskscope.words import fill_texts, finding_text, schema_text
+from taskscope.words import (
+    fill_texts,
+    finding_text,
+    letter_of,
+    named_object,
+    object_letters,
+    schema_text,
+)
 from tests.helpers import run_cli
 
 
@@ -164,12 +171,15 @@ def test_sleeps_counted_alike_get_their_words_once(mixed_line: bytes) -> None:
         body["tasks"].append([f"9{n:03}", *sleeping[1:6], len(body["awaits"]) - 1, *sleeping[7:]])
     line = json.dumps(message, ensure_ascii=False).encode()
     described: list[Any] = []
+    rows = CompactDecoder().snapshot_rows(json.loads(line), unsafe=True)
+    # (the two deadlocked tasks' locks go by one name: lettered, as `dump` letters them)
+    letters = object_letters(named for named in map(named_object, rows.awaits) if named)
+    assert len(letters) == 2
 
     def describe(awaiting: Any, in_cycle: bool) -> str:
         described.append(awaiting)
-        return schema_text(awaiting, in_cycle=in_cycle)
+        return schema_text(awaiting, in_cycle=in_cycle, letter=letter_of(awaiting, letters))
 
-    rows = CompactDecoder().snapshot_rows(json.loads(line), unsafe=True)
     text = "".join(rows.json_rows(describe))
     # THEN they share one description, whose words are made once, and the text is the same
     # as the records' (the other descriptions' words made once each as before)
