@@ -50,7 +50,7 @@ from taskscope.protocol import (
     socket_path,
     terminal_safe_line,
 )
-from taskscope.words import fill_texts
+from taskscope.words import NamedWaits, fill_texts
 
 
 class ClientError(Exception):
@@ -154,6 +154,9 @@ class AgentClient:
         self.requested_encoding = encoding or os.environ.get(ENCODING_ENV) or COMPACT
         self.encoding = PLAIN
         self._decoder: CompactDecoder | None = None
+        #: The named objects the tasks of the last snapshot and its deltas wait on: a delta's
+        #: words letter them as its snapshot's did (`taskscope.words.NamedWaits`).
+        self._named_waits = NamedWaits()
         #: A snapshot reply is left in rows (`snapshot_rows`) while this is set.
         self._keep_rows = False
         #: A connection on which hello and a snapshot were sent before the command line's
@@ -340,9 +343,10 @@ class AgentClient:
             reply = cast(FlightReply, self._request(Request("flight")))
         except FlightOff:
             return None
-        fill_texts(reply["base"], "tasks")
+        named = NamedWaits()
+        fill_texts(reply["base"], "tasks", named)
         for delta in reply["deltas"]:
-            fill_texts(delta, "changed")
+            fill_texts(delta, "changed", named)
         return reply
 
     def time_steps(self, on: bool) -> bool:
@@ -480,7 +484,8 @@ class AgentClient:
         kind = message.get("type")
         if kind == "snapshot" or kind == "delta":
             # Schema 1 says what each task awaits in words too: made here, from the facts.
-            fill_texts(message[kind], "tasks" if kind == "snapshot" else "changed")
+            rows_key = "tasks" if kind == "snapshot" else "changed"
+            fill_texts(message[kind], rows_key, self._named_waits)
         if kind == "snapshot":
             self._renumber(message["snapshot"])
         return cast(Reply, message)

@@ -25,7 +25,7 @@ from taskscope.protocol import (
     WireTask,
     stack_left_out,
 )
-from taskscope.words import NAMED_OBJECT_KINDS, is_library, named_object, object_letters
+from taskscope.words import NAMED_OBJECT_KINDS, NamedWaits, is_library
 
 FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
 _FRAMES: dict[tuple[str, str, int | None], Frame] = {}
@@ -462,11 +462,9 @@ class TaskModel:
     #: ids of tasks whose record changed in the last update (for widgets that update by key)
     last_changed: set[str] = field(default_factory=set)
     last_removed: set[str] = field(default_factory=set)
-    #: object id -> its letter, for the objects waited on whose name another object shares
-    #: (`taskscope.words.object_letters`); task id -> the named object each pending task
-    #: waits on, which they are lettered from.
-    object_letters: dict[str, str] = field(default_factory=dict)
-    named_waits: dict[str, tuple[str, str, str, tuple[str, ...]]] = field(default_factory=dict)
+    #: The objects tasks wait on under a name another object shares, lettered
+    #: (`taskscope.words.object_letters`).
+    named_waits: NamedWaits = field(default_factory=NamedWaits)
 
     @classmethod
     def from_snapshot(cls, snapshot: WireSnapshot) -> TaskModel:
@@ -500,8 +498,7 @@ class TaskModel:
         self.tasks = new_tasks
         self.cycles = [tuple(cycle) for cycle in snapshot["cycles"]]
         self.named_waits.clear()
-        self._note_named_waits(new_tasks.values())
-        self._letter_objects()
+        self.last_changed |= self.named_waits.update(_named_waits(new_tasks.values()), ())
 
     def apply_delta(self, delta: WireDelta) -> None:
         taken_at = float(delta["taken_at"])
@@ -533,42 +530,21 @@ class TaskModel:
         self.last_changed = changed_ids
         self.last_removed = removed_ids
         self.cycles = [tuple(cycle) for cycle in cycles]
-        named_waits = self.named_waits
-        count = len(named_waits)
-        dropped = False
-        for task_id in changed_ids | removed_ids:
-            dropped = named_waits.pop(task_id, None) is not None or dropped
-        self._note_named_waits(self.tasks[task_id] for task_id in changed_ids)
-        if dropped or len(named_waits) != count:  # most updates touch no such wait
-            self._letter_objects()
+        # A task whose letter changed is drawn again (a row is, only when its task changes).
+        changed_tasks = (self.tasks[task_id] for task_id in changed_ids)
+        self.last_changed |= self.named_waits.update(_named_waits(changed_tasks), removed_ids)
+
+    @property
+    def object_letters(self) -> dict[str, str]:
+        """object id -> letter, for the objects waited on whose name another one shares."""
+        return self.named_waits.letters
 
     def letter_of(self, task: TaskInfo) -> str | None:
         """The letter of the object `task` waits on, when another object goes by its name."""
-        letters, awaiting = self.object_letters, task.awaiting
+        letters, awaiting = self.named_waits.letters, task.awaiting
         if not letters or awaiting is None:
             return None
         return letters.get(str(awaiting.facts.get("id")))
-
-    def _note_named_waits(self, tasks: Iterable[TaskInfo]) -> None:
-        named_waits = self.named_waits
-        for task in tasks:
-            awaiting = task.awaiting
-            if awaiting is not None and awaiting.kind in NAMED_OBJECT_KINDS:
-                named = named_object(awaiting.raw)
-                if named is not None:
-                    named_waits[task.id] = named
-
-    def _letter_objects(self) -> None:
-        """Letters the objects again; the tasks waiting on one whose letter changed count as
-        changed (a row is drawn again only when its task changes)."""
-        before = self.object_letters
-        after = object_letters(self.named_waits.values())
-        if after == before:
-            return
-        self.object_letters = after
-        for task_id, named in self.named_waits.items():
-            if before.get(named[2]) != after.get(named[2]):
-                self.last_changed.add(task_id)
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -734,6 +710,17 @@ class TaskModel:
             result.append(current)
             pending.extend(kid.id for kid in children.get(current, []))
         return result
+
+
+def _named_waits(tasks: Iterable[TaskInfo]) -> Iterator[tuple[str, WireAwaiting | None]]:
+    """What `NamedWaits.update` files for `tasks`: each one's description, None for one that
+    cannot wait on a named object (most tasks: told by its kind, no facts read)."""
+    for task in tasks:
+        awaiting = task.awaiting
+        if awaiting is not None and awaiting.kind in NAMED_OBJECT_KINDS:
+            yield task.id, awaiting.raw
+        else:
+            yield task.id, None
 
 
 def in_tree_order(model: TaskModel, task_ids: Iterable[str]) -> list[str]:

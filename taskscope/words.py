@@ -627,17 +627,23 @@ def retrieval_words(retrieved: bool | None) -> str:
     return "its exception was never retrieved: nobody awaited the task or read its result"
 
 
-def fill_texts(body: Mapping[str, Any], rows_key: str) -> None:
+def fill_texts(body: Mapping[str, Any], rows_key: str, named: NamedWaits | None = None) -> None:
     """Give every `awaiting` of a schema-1 snapshot (`rows_key` "tasks") or delta ("changed")
     its `text`, in place: the words `taskscope dump` prints. A description shared by several
     records gets its words once; a task in one of the body's await cycles gets its own copy
-    ending in `(await cycle)`."""
+    ending in `(await cycle)`. `named`: the waits of the snapshot the delta follows (and the
+    deltas between), which it updates; without it, a body's objects are lettered among its
+    own records."""
     in_cycle = {task_id for cycle in body.get("cycles") or () for task_id in cycle}
-    letters = object_letters(
-        named
-        for named in (named_object(record.get("awaiting")) for record in body[rows_key])
-        if named is not None
+    if named is None:
+        named = NamedWaits()
+    elif rows_key == "tasks":
+        named.clear()
+    named.update(
+        ((str(record.get("id")), record.get("awaiting")) for record in body[rows_key]),
+        body.get("removed") or (),
     )
+    letters = named.letters
     done: dict[int, str] = {}
     for record in body[rows_key]:
         awaiting = record.get("awaiting")
@@ -652,6 +658,48 @@ def fill_texts(body: Mapping[str, Any], rows_key: str) -> None:
         if text is None:
             text = done[id(awaiting)] = schema_text(awaiting, letter=letter)
         awaiting["text"] = text
+
+
+class NamedWaits:
+    """The named objects pending tasks wait on (`named_object`), kept from a snapshot through
+    its deltas, and their letters (`object_letters`): a delta's records alone may hold only
+    one of two objects of one name."""
+
+    def __init__(self) -> None:
+        #: task id -> the named object it waits on
+        self.waits: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
+        #: object id -> its letter
+        self.letters: dict[str, str] = {}
+
+    def clear(self) -> None:
+        self.waits.clear()
+
+    def update(
+        self, changed: Iterable[tuple[str, Mapping[str, Any] | None]], removed: Iterable[str]
+    ) -> set[str]:
+        """Files the tasks' new descriptions (task id, description) and forgets the removed
+        tasks; returns the tasks whose letter changed (some of them not in `changed`)."""
+        waits = self.waits
+        count = len(waits)
+        dropped = False
+        for task_id in removed:
+            dropped = waits.pop(task_id, None) is not None or dropped
+        for task_id, awaiting in changed:
+            dropped = waits.pop(task_id, None) is not None or dropped
+            named = named_object(awaiting)
+            if named is not None:
+                waits[task_id] = named
+        if not dropped and len(waits) == count:
+            return set()  # most updates touch no such wait
+        before, after = self.letters, object_letters(waits.values())
+        if after == before:
+            return set()
+        self.letters = after
+        return {
+            task_id
+            for task_id, named in waits.items()
+            if before.get(named[2]) != after.get(named[2])
+        }
 
 
 def letter_of(awaiting: Mapping[str, Any], letters: Mapping[str, str]) -> str | None:

@@ -19,6 +19,7 @@ from taskscope.model import TaskModel
 from taskscope.protocol import CompactEncoder, materialize_body
 from taskscope.report import no_tasks_note, ps_table, task_text, tree_text
 from taskscope.words import (
+    NamedWaits,
     age_words,
     awaiting_text,
     cancel_note,
@@ -812,3 +813,27 @@ def test_a_delta_that_makes_a_name_shared_redraws_the_task_already_there() -> No
 
 def _line_of(text: str, name: str) -> str:
     return next(line for line in text.splitlines() if name in line.split())
+
+
+def test_a_delta_letters_its_objects_as_the_snapshot_before_it() -> None:
+    # GIVEN a client's snapshot with two locks called lock_b, then a delta in which only one
+    # of the two waiters changed (its lock's waiters grew)
+    named = NamedWaits()
+    body = snapshot(
+        task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")),
+        task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1")),
+    )
+    fill_texts(body, "tasks", named)
+    moved = task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1"))
+    delta = {"changed": [moved], "removed": [], "cycles": []}
+    fill_texts(delta, "changed", named)
+    # THEN the delta's words still letter it: the other lock_b is in the snapshot
+    assert moved["awaiting"]["text"].startswith("Lock.acquire on lock_b (Lock A, locked")
+    # AND once the other waiter is gone, the name is its own again
+    again = task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1"))
+    fill_texts({"changed": [again], "removed": ["1"], "cycles": []}, "changed", named)
+    assert again["awaiting"]["text"].startswith("Lock.acquire on lock_b (locked")
+    # AND without what came before, a delta letters among its own records only
+    alone = task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1"))
+    fill_texts({"changed": [alone], "removed": [], "cycles": []}, "changed")
+    assert alone["awaiting"]["text"].startswith("Lock.acquire on lock_b (locked")
