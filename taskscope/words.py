@@ -324,7 +324,8 @@ def named_object(
     if not name or object_id is None:
         return None
     holders = facts.get("holders")
-    held_by = tuple(str(holder) for holder in holders) if isinstance(holders, list) else ()
+    # (a list on the wire, a tuple in a snapshot made in the process: `agent.snapshot()`)
+    held_by = tuple(str(holder) for holder in holders) if isinstance(holders, list | tuple) else ()
     return (str(facts.get("type") or awaiting.get("kind")), str(name), str(object_id), held_by)
 
 

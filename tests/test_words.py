@@ -27,6 +27,8 @@ from taskscope.words import (
     format_duration,
     group_label,
     group_rows,
+    named_object,
+    object_letters,
     retrieval_words,
     schema_text,
     shared_words,
@@ -837,3 +839,18 @@ def test_a_delta_letters_its_objects_as_the_snapshot_before_it() -> None:
     alone = task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1"))
     fill_texts({"changed": [alone], "removed": [], "cycles": []}, "changed")
     assert alone["awaiting"]["text"].startswith("Lock.acquire on lock_b (locked")
+
+
+@pytest.mark.parametrize("holders", [list, tuple])
+def test_objects_of_one_name_are_lettered_by_their_holders_not_their_addresses(
+    holders: Any,
+) -> None:
+    # (a list on the wire, a tuple in a snapshot the agent makes for its own process)
+    def waiting(object_id: str, holder: str) -> dict[str, Any]:
+        description = lock_wait(object_id, "second", holder)
+        description["object"]["holders"] = holders([holder])
+        return description
+
+    # the lock at the higher address is held by the lower task: it is Lock A
+    named = [named_object(waiting("0xa", "3")), named_object(waiting("0xb", "1"))]
+    assert object_letters(n for n in named if n is not None) == {"0xb": "A", "0xa": "B"}
