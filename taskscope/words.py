@@ -764,10 +764,15 @@ _LABELS: dict[int, tuple[Mapping[str, Any], str]] = {}
 _MAX_LABELS: Final = 1 << 17
 
 
-def awaiting_label(awaiting: AwaitingFacts) -> str:
+def awaiting_label(awaiting: AwaitingFacts, letter: str | None = None) -> str:
     """What a task waits on as last observed (no countdown brought forward): for searching
-    and measuring, not for showing a live countdown."""
+    and measuring, not for showing a live countdown. `letter`: its object's, if it has one
+    (`object_letters`)."""
     raw = awaiting.raw
+    if letter is not None:  # a few objects: not kept
+        return awaiting_text(
+            raw, seconds_left=awaiting.seconds_left, deadline_in=awaiting.deadline_in, letter=letter
+        )
     known = _LABELS.get(id(raw))
     if known is not None and known[0] is raw:
         return known[1]

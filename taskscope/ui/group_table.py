@@ -102,7 +102,11 @@ def _filtered(model: TaskModel, groups: list[GroupRow], needle: str) -> list[Gro
         if lowered in row.label.lower() or lowered in row.what.lower():
             result.append(row)
             continue
-        kept = [task_id for task_id in row.ids if matches(model.tasks[task_id], needle)]
+        kept = [
+            task_id
+            for task_id in row.ids
+            if matches(model.tasks[task_id], needle, model.object_letters)
+        ]
         if kept:
             result.append(GroupRow(row.coro, row.what, row.site, kept, row.request))
     result.sort(key=group_order)

@@ -41,7 +41,9 @@ class HistoryTable(RowList):
                 "(earlier finishes were not seen)"
             )
         finished = [
-            task for task in model.finished() if not options.filter or matches(task, options.filter)
+            task
+            for task in model.finished()
+            if not options.filter or matches(task, options.filter, model.object_letters)
         ]
         self.set_rows([task.id for task in reversed(finished)])
 

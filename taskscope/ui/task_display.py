@@ -13,7 +13,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import Literal
@@ -29,6 +29,7 @@ from taskscope.words import (
     coro_label,
     format_duration,
     is_library,
+    letter_of,
     stalled_by,
     task_doing,
     tasks_awaited,
@@ -249,6 +250,10 @@ def sort_key(sort: SortKey) -> Callable[[TaskInfo], tuple[object, ...]]:
     )
 
 
+#: No object lettered (`TaskModel.object_letters` of a model with none).
+_NO_LETTERS: Mapping[str, str] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class ViewOptions:
     """What the user chose to see: a text filter, finished tasks or not, the sort order, and
@@ -264,7 +269,9 @@ class ViewOptions:
     #: Only the tasks some warning is about (`!`): their ids as of the last look.
     only_warned: frozenset[str] | None = None
 
-    def shows(self, task: TaskInfo, now: float) -> bool:
+    def shows(self, task: TaskInfo, now: float, letters: Mapping[str, str] = _NO_LETTERS) -> bool:
+        """Whether the view shows `task`; `letters`: the model's `object_letters` (a filter
+        may name an object by its letter, as its row does: `Lock B`)."""
         if task.finished:
             if not self.show_finished:
                 return False
@@ -276,14 +283,19 @@ class ViewOptions:
             return False
         if self.only_warned is not None and task.id not in self.only_warned:
             return False
-        return not self.filter or matches(task, self.filter)
+        return not self.filter or matches(task, self.filter, letters)
 
 
-def matches(task: TaskInfo, needle: str) -> bool:
-    """Case-insensitive match on id, name, coroutine and what the task awaits."""
+def matches(task: TaskInfo, needle: str, letters: Mapping[str, str] = _NO_LETTERS) -> bool:
+    """Case-insensitive match on id, name, coroutine and what the task awaits (with the
+    letter of its object, in `letters`, as its row says it)."""
     if matches_itself(task, needle):
         return True
-    return task.awaiting is not None and needle.lower() in awaiting_label(task.awaiting).lower()
+    awaiting = task.awaiting
+    if awaiting is None:
+        return False
+    letter = letter_of(awaiting.raw, letters)
+    return needle.lower() in awaiting_label(awaiting, letter).lower()
 
 
 def matches_itself(task: TaskInfo, needle: str) -> bool:

@@ -48,7 +48,9 @@ class TaskTable(RowList):
         self.options = options
         self.figures = has_figures(model)
         now = self.clock()
-        shown = [task for task in model.tasks.values() if options.shows(task, now)]
+        shown = [
+            task for task in model.tasks.values() if options.shows(task, now, model.object_letters)
+        ]
         shown.sort(key=sort_key(options.sort))
         self.set_rows([task.id for task in shown])
         if new_filter:

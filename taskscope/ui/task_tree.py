@@ -164,7 +164,9 @@ class TaskTree(Tree[str]):
         self._parent_of.clear()
         self._placed_key.clear()
         now = self.clock()
-        shown = [task for task in model.tasks.values() if options.shows(task, now)]
+        shown = [
+            task for task in model.tasks.values() if options.shows(task, now, model.object_letters)
+        ]
         if len(shown) > self.limit:
             self._show_overflow(len(shown))
             return
@@ -190,7 +192,11 @@ class TaskTree(Tree[str]):
     def _is_shown_for_itself(self, task_id: str, now: float) -> bool:
         """The task passes the view's filter (not only shown as an ancestor of one that does)."""
         task = self.model.tasks.get(task_id)
-        return task is not None and task_id in self._task_nodes and self.options.shows(task, now)
+        return (
+            task is not None
+            and task_id in self._task_nodes
+            and self.options.shows(task, now, self.model.object_letters)
+        )
 
     def _first_named(self, needle: str, selected: str | None) -> str | None:
         """After a new filter: the first task from the top whose own name, coroutine or id
@@ -445,7 +451,9 @@ class TaskTree(Tree[str]):
         if parent is None:
             return None
         parent_task = self.model.tasks[parent]
-        if parent_task.finished and not self.options.shows(parent_task, self.clock()):
+        if parent_task.finished and not self.options.shows(
+            parent_task, self.clock(), self.model.object_letters
+        ):
             return None
         return parent
 
@@ -627,7 +635,9 @@ class TaskTree(Tree[str]):
         coro = coro_text(task, coro_width)
         in_cycle = task.id in self._cycle_members
         # Shown only as the context of a filter's match, or made by asyncio: in the background.
-        context = bool(self.options.filter) and not self.options.shows(task, self.clock())
+        context = bool(self.options.filter) and not self.options.shows(
+            task, self.clock(), self.model.object_letters
+        )
         quiet = task.finished or context or made_by_asyncio(task)
         what = row_awaiting_text(task, self.model, self.clock()) + cycle_note(in_cycle)
         text = Text.assemble(

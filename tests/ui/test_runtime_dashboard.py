@@ -513,3 +513,37 @@ def test_warnings_follow_the_updates() -> None:
         assert "⚠" not in tree_label(app, "21") and "warning" not in screen_text(app)
 
     run_app(scenario, FakeSource(snapshot(deadlock(), cycles=[])), tick_seconds=0.2)
+
+
+def test_locks_of_one_name_are_lettered_and_a_filter_by_letter_finds_one() -> None:
+    # GIVEN worker(a, b) and worker(b, a): each waits on the lock it calls `lock_b`
+    def waits_on(object_id: str, holder: str) -> WireAwaiting:
+        waiting = lock_held_by("lock_b", holder)
+        waiting["object"].update(id=object_id, type="Lock")  # type: ignore[typeddict-item]
+        return waiting
+
+    tasks = [
+        wire_task("1", "main", "main", awaiting=awaiting("gather", ["21", "22"]), age=60),
+        transfer("21", "transfer-a", waits_on("0xb", "22")),
+        transfer("22", "transfer-b", waits_on("0xa", "21")),
+    ]
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # THEN each row names its lock by the letter the warning uses
+        await until(pilot, lambda: app.main.warnings.texts, what="the first look")
+        assert "on lock_b (Lock B, locked" in tree_label(app, "21")
+        assert "on lock_b (Lock A, locked" in tree_label(app, "22")
+        assert app.jump_to("21")
+        said = "transfer-a holds Lock A and waits for Lock B"
+        await until(pilot, lambda: said in detail_text(app, "body"), what="the warning")
+        # WHEN the user filters by the letter the row shows, and cancels what it finds
+        await pilot.press("slash", *"Lock B", "enter")
+        await until(pilot, lambda: app.task_tree.task_ids == {"1", "21"}, what="the filter")
+        assert app.selected == "21"
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.press("y")
+        # THEN the task waiting on Lock B is the one cancelled
+        await until(pilot, lambda: source.cancelled == ["21"], what="the cancel")
+
+    run_app(scenario, FakeSource(snapshot(tasks, cycles=[])))
