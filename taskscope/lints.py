@@ -133,7 +133,7 @@ def find_warnings(model: TaskModel, now: float | None = None) -> list[Finding]:
         _flagged(
             (task for task in never_woken if task.id not in explained),
             "never_woken",
-            _never_woken_facts,
+            lambda task: _never_woken_facts(task, model.letter_of(task)),
         )
     )
     findings.extend(_flagged(unreferenced, "unreferenced", _unreferenced_facts))
@@ -161,6 +161,10 @@ def abandoned_locks(model: TaskModel, waiting: Mapping[Any, list[TaskInfo]]) -> 
         awaiting = tasks_waiting[0].awaiting
         assert awaiting is not None  # it waits for the lock
         found: dict[str, Any] = {"lock": _lock_name(awaiting)}
+        letter = model.letter_of(tasks_waiting[0])
+        if letter is not None:  # another lock goes by its name
+            found["letter"] = letter
+            found["type"] = str(awaiting.facts.get("type") or "Lock")
         names = awaiting.facts.get("holder_names") or ()
         if names and awaiting.facts.get("holder_state"):
             found["holder"] = str(names[0])
@@ -503,7 +507,8 @@ def _id_order(task_id: str) -> tuple[int, str]:
 # --- facts the agent found ----------------------------------------------------------------------
 
 
-def _never_woken_facts(task: TaskInfo) -> dict[str, Any] | None:
+def _never_woken_facts(task: TaskInfo, letter: str | None) -> dict[str, Any] | None:
+    """`letter`: the object's, when another one goes by its name (`TaskModel.letter_of`)."""
     awaiting = task.awaiting
     if awaiting is None or not awaiting.facts.get("never_woken"):
         return None
@@ -512,12 +517,15 @@ def _never_woken_facts(task: TaskInfo) -> dict[str, Any] | None:
     if task.unreferenced:
         return None  # implied: nothing reaches the task, so nothing reaches what it awaits
     name = awaiting.facts.get("name")
-    return {
+    facts = {
         "kind": awaiting.kind,
         "what": str(name) if name else None,
         "type": str(awaiting.facts.get("type") or awaiting.kind),
         "call": awaiting.raw.get("call"),
     }
+    if letter is not None:
+        facts["letter"] = letter
+    return facts
 
 
 def _unreferenced_facts(task: TaskInfo) -> dict[str, Any] | None:

@@ -989,6 +989,8 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
             body = f"{first} awaits itself: it can never finish"
     elif kind == "never_woken":
         what = facts.get("what") or _a_thing(str(facts.get("type") or "?"))
+        if facts.get("letter"):  # `q (Queue B)`: another queue goes by q too
+            what = f"{what} ({lettered(str(facts.get('type')), str(facts['letter']))})"
         never = _NEVER_WORDS.get(str(facts.get("kind")), "it will never be done")
         body = (
             f"{first} waits on {what}, which no other task, callback, timer or file can "
@@ -1125,8 +1127,11 @@ def _abandoned_words(model: TasksByID, finding: FindingFacts) -> str:
         whom = f"{holder}, which {_ENDED_WORDS.get(str(facts.get('holder_state')), 'ended')}"
     else:
         whom = "a task that has ended"
+    lock = facts.get("lock") or "a lock"
+    if facts.get("letter"):
+        lock = f"{lock} ({lettered(str(facts.get('type')), str(facts['letter']))})"
     return (
-        f"{waiting} {verb} for {facts.get('lock') or 'a lock'}, held by {whom} without "
+        f"{waiting} {verb} for {lock}, held by {whom} without "
         "releasing it: nothing will (take it with `async with`, or release it in a `finally`)"
     )
 

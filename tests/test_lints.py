@@ -735,3 +735,31 @@ def test_just_after_an_attach_a_queued_call_is_reported_though_its_wait_is_unkno
         task("2", "req-2", awaiting=queued_call(), waiting_seen_at=2000.0), history_since=1900.0
     )
     assert kinds(later) == []
+
+
+def test_warnings_about_objects_of_one_name_name_each_by_its_letter() -> None:
+    # GIVEN two stages whose consumers each wait on the queue their stage calls `q`, which
+    # nothing can reach, and two loaders' locks called `db`, each abandoned by its holder
+    def lost_queue(object_id: str) -> Any:
+        facts = {"type": "Queue", "id": object_id, "name": "q", "size": 0, "never_woken": True}
+        return awaiting("queue_get", call="Queue.get", object=facts)
+
+    ended = {"holder_names": ["loader"], "holder_state": "failed"}
+    model = model_of(
+        task("2", "consumer-0", awaiting=lost_queue("0xa")),
+        task("3", "consumer-1", awaiting=lost_queue("0xb")),
+        task("4", "worker-4", awaiting=lock_wait("db", "0x1", [], **ended)),
+        task("5", "worker-5", awaiting=lock_wait("db", "0x2", [], **ended)),
+    )
+    texts = [finding_text(finding, model) for finding in find_warnings(model)]
+    # THEN each warning names its object as the rows do: `q (Queue A)`, `q (Queue B)`
+    assert texts == [
+        "abandoned lock: worker-4 waits for db (Lock A), held by loader, which failed without "
+        "releasing it: nothing will (take it with `async with`, or release it in a `finally`)",
+        "abandoned lock: worker-5 waits for db (Lock B), held by loader, which failed without "
+        "releasing it: nothing will (take it with `async with`, or release it in a `finally`)",
+        "never woken: consumer-0 waits on q (Queue A), which no other task, callback, timer or "
+        "file can reach: no item will ever be put in it",
+        "never woken: consumer-1 waits on q (Queue B), which no other task, callback, timer or "
+        "file can reach: no item will ever be put in it",
+    ]
