@@ -671,9 +671,13 @@ class NamedWaits:
         self.waits: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
         #: object id -> its letter
         self.letters: dict[str, str] = {}
+        #: Cleared since the letters were made: the next update makes them again.
+        self._cleared = False
 
     def clear(self) -> None:
+        """Forgets every wait (a new snapshot follows: its records are all filed again)."""
         self.waits.clear()
+        self._cleared = True
 
     def update(
         self, changed: Iterable[tuple[str, Mapping[str, Any] | None]], removed: Iterable[str]
@@ -690,8 +694,9 @@ class NamedWaits:
             named = named_object(awaiting)
             if named is not None:
                 waits[task_id] = named
-        if not dropped and len(waits) == count:
+        if not dropped and len(waits) == count and not self._cleared:
             return set()  # most updates touch no such wait
+        self._cleared = False
         before, after = self.letters, object_letters(waits.values())
         if after == before:
             return set()

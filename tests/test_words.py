@@ -854,3 +854,21 @@ def test_objects_of_one_name_are_lettered_by_their_holders_not_their_addresses(
     # the lock at the higher address is held by the lower task: it is Lock A
     named = [named_object(waiting("0xa", "3")), named_object(waiting("0xb", "1"))]
     assert object_letters(n for n in named if n is not None) == {"0xb": "A", "0xa": "B"}
+
+
+def test_a_snapshot_with_no_shared_name_drops_the_letters_of_the_one_before() -> None:
+    model = TaskModel.from_snapshot(
+        snapshot(
+            task("1", "w1", awaiting=lock_wait("0xb", "lock_b", "3")),
+            task("3", "w2", awaiting=lock_wait("0xa", "lock_b", "1")),
+        )
+    )
+    assert model.object_letters == {"0xa": "A", "0xb": "B"}
+    # WHEN the next snapshot has w1 waiting on the same lock under no name at all (a lock
+    # waited on through an expression the agent cannot name), and w2 gone
+    unnamed = lock_wait("0xb", "", "3")
+    model.apply_snapshot(snapshot(task("1", "w1", awaiting=unnamed)))
+    # THEN no letter is left over
+    assert model.object_letters == {}
+    assert model.letter_of(model.tasks["1"]) is None
+    assert "(Lock" not in ps_table(model, now=2003.0)
