@@ -25,7 +25,7 @@ from taskscope.protocol import (
     WireTask,
     stack_left_out,
 )
-from taskscope.words import NAMED_OBJECT_KINDS, NamedWaits, is_library
+from taskscope.words import NAMED_OBJECT_KINDS, NamedWaits, is_library, letter_of
 
 FINISHED_STATES = frozenset({"done", "cancelled", "failed"})
 _FRAMES: dict[tuple[str, str, int | None], Frame] = {}
@@ -541,10 +541,10 @@ class TaskModel:
 
     def letter_of(self, task: TaskInfo) -> str | None:
         """The letter of the object `task` waits on, when another object goes by its name."""
-        letters, awaiting = self.named_waits.letters, task.awaiting
-        if not letters or awaiting is None:
+        awaiting = task.awaiting
+        if awaiting is None:
             return None
-        return letters.get(str(awaiting.facts.get("id")))
+        return letter_of(awaiting.raw, self.named_waits.letters, task.id)
 
     # --- queries -----------------------------------------------------------------------------
 

@@ -650,7 +650,7 @@ def fill_texts(body: Mapping[str, Any], rows_key: str, named: NamedWaits | None 
         awaiting = record.get("awaiting")
         if awaiting is None:
             continue
-        letter = letter_of(awaiting, letters)
+        letter = letter_of(awaiting, letters, str(record.get("id")))
         if record.get("id") in in_cycle:
             own_text = schema_text(awaiting, in_cycle=True, letter=letter)
             record["awaiting"] = {**awaiting, "text": own_text}
@@ -693,6 +693,10 @@ class NamedWaits:
             dropped = waits.pop(task_id, None) is not None or dropped
             named = named_object(awaiting)
             if named is not None:
+                process = process_of(task_id)
+                if process:  # objects of one process: its own names, its own addresses
+                    kind, name, object_id, holders = named
+                    named = (kind, f"{process}{name}", f"{process}{object_id}", holders)
                 waits[task_id] = named
         if not dropped and len(waits) == count and not self._cleared:
             return set()  # most updates touch no such wait
@@ -708,12 +712,23 @@ class NamedWaits:
         }
 
 
-def letter_of(awaiting: Mapping[str, Any], letters: Mapping[str, str]) -> str | None:
-    """The letter `object_letters` gave the object a description waits on, if any."""
+def letter_of(
+    awaiting: Mapping[str, Any], letters: Mapping[str, str], task_id: str = ""
+) -> str | None:
+    """The letter `object_letters` gave the object a description of task `task_id` waits on,
+    if any (`NamedWaits` letters the objects of each process of a look at several apart)."""
     if not letters:
         return None
     facts = awaiting.get("object")
-    return letters.get(str(facts.get("id"))) if isinstance(facts, Mapping) else None
+    if not isinstance(facts, Mapping):
+        return None
+    return letters.get(f"{process_of(task_id)}{facts.get('id')}")
+
+
+def process_of(task_id: str) -> str:
+    """`4242:` for task `4242:17` of a look at several processes, "" for a task of one."""
+    process, colon, _number = task_id.rpartition(":")
+    return process + colon
 
 
 # --- a task in words ------------------------------------------------------------------------

@@ -872,3 +872,31 @@ def test_a_snapshot_with_no_shared_name_drops_the_letters_of_the_one_before() ->
     assert model.object_letters == {}
     assert model.letter_of(model.tasks["1"]) is None
     assert "(Lock" not in ps_table(model, now=2003.0)
+
+
+def test_objects_are_lettered_within_their_process_in_a_look_at_several() -> None:
+    # GIVEN a look at two workers (ids `PID:N`): each has its own `lock_b` (at one address in
+    # both, as a fork leaves it), and the second worker a second lock_b of its own
+    def of_worker(task_id: str, name: str, awaiting: dict[str, Any]) -> dict[str, Any]:
+        record = task("1", name, awaiting=awaiting)
+        record["id"] = task_id
+        return record
+
+    model = TaskModel.from_snapshot(
+        snapshot(
+            of_worker("11:1", "w1", lock_wait("0xb", "lock_b", "2")),
+            of_worker("12:1", "w1", lock_wait("0xb", "lock_b", "2")),
+            of_worker("12:3", "w2", lock_wait("0xa", "lock_b", "1")),
+        )
+    )
+    first, second, third = (model.tasks[task_id] for task_id in ("11:1", "12:1", "12:3"))
+    # THEN the first worker's lock has no letter: no other lock of its process has its name
+    assert model.letter_of(first) is None
+    # AND the second worker's two are lettered, as the same address in another process is not
+    assert (model.letter_of(second), model.letter_of(third)) == ("B", "A")
+    body = snapshot(
+        of_worker("11:1", "w1", lock_wait("0xb", "lock_b", "2")),
+        of_worker("12:1", "w1", lock_wait("0xb", "lock_b", "2")),
+    )
+    fill_texts(body, "tasks")
+    assert "(Lock" not in json.dumps(body)

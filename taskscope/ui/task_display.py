@@ -294,7 +294,7 @@ def matches(task: TaskInfo, needle: str, letters: Mapping[str, str] = _NO_LETTER
     awaiting = task.awaiting
     if awaiting is None:
         return False
-    letter = letter_of(awaiting.raw, letters)
+    letter = letter_of(awaiting.raw, letters, task.id)
     return needle.lower() in awaiting_label(awaiting, letter).lower()
 
 
