@@ -816,9 +816,11 @@ def tasks_awaited(names: Iterable[str]) -> str:
 # --- the grouped view -----------------------------------------------------------------------
 
 
-def group_label(awaiting: Mapping[str, Any]) -> str:
+def group_label(awaiting: Mapping[str, Any], letter: str | None = None) -> str:
     """What tasks waiting alike share: the sentence without what differs from task to task
-    (countdowns, peers, file descriptors, the task awaited)."""
+    (countdowns, peers, file descriptors, the task awaited). `letter`: its object's, when
+    another object goes by its name (`object_letters`): tasks waiting on Lock A and on Lock B
+    at one line share no words about which lock."""
     kind = str(awaiting.get("kind", "?"))
     if kind == "sleep":
         return "sleep"
@@ -829,14 +831,12 @@ def group_label(awaiting: Mapping[str, Any]) -> str:
     if kind == "pool":  # one line per kind of pool, whatever the host
         facts = awaiting.get("object") or {}
         return f"a connection from {facts.get('type') or awaiting.get('call') or kind}"
-    return _sentence(awaiting, None) if kind != "wait_for" else _wait_for_label(awaiting)
-
-
-def _wait_for_label(awaiting: Mapping[str, Any]) -> str:
+    if kind != "wait_for":
+        return _sentence(awaiting, None, letter)
     # The inner sleep's seconds go (a wait_for's text minus its timeout kept them).
     if awaiting.get("seconds_left") is None:
-        return _sentence(awaiting, None)
-    return _sentence(awaiting, f"{seconds_text(float(awaiting['seconds_left']))} left")
+        return _sentence(awaiting, None, letter)
+    return _sentence(awaiting, f"{seconds_text(float(awaiting['seconds_left']))} left", letter)
 
 
 def shared_words(texts: Sequence[str]) -> str:
@@ -899,12 +899,19 @@ def group_order(row: GroupRow) -> tuple[int, str, tuple[str, str], str, str]:
     return (-row.count, row.coro, row.request or ("", ""), row.what, row.site)
 
 
-def group_rows(sites: Iterable[SiteFacts]) -> list[GroupRow]:
+def group_rows(
+    sites: Iterable[SiteFacts], letters: Mapping[str, str] | None = None
+) -> list[GroupRow]:
     """The grouped view's lines (`3 x worker() awaiting wait_for shield task …`), biggest
-    first, each named by what its tasks' descriptions share."""
+    first, each named by what its tasks' descriptions share; `letters`: the objects' that
+    another object's name shares (`object_letters`)."""
     rows = [
         GroupRow(
-            site.coro, group_what(site.kind, site.awaitings), site.site, site.ids, site.request
+            site.coro,
+            group_what(site.kind, site.awaitings, site.ids, letters),
+            site.site,
+            site.ids,
+            site.request,
         )
         for site in sites
     ]
@@ -912,10 +919,23 @@ def group_rows(sites: Iterable[SiteFacts]) -> list[GroupRow]:
     return rows
 
 
-def group_what(kind: str, awaitings: Iterable[Mapping[str, Any]]) -> str:
+def group_what(
+    kind: str,
+    awaitings: Sequence[Mapping[str, Any]],
+    ids: Sequence[str] = (),
+    letters: Mapping[str, str] | None = None,
+) -> str:
     """The grouped view's words for tasks of one coroutine at one await site: what their
-    descriptions share, or the group's kind (`running`, `done`...) when they await nothing."""
-    labels = {group_label(awaiting) for awaiting in awaitings}
+    descriptions share, or the group's kind (`running`, `done`...) when they await nothing.
+    `ids`: the tasks whose descriptions `awaitings` are, in their order, for their objects'
+    `letters` (without them, or without a task for each description, no letters)."""
+    if letters and len(awaitings) == len(ids):
+        labels = {
+            group_label(awaiting, letter_of(awaiting, letters, task_id))
+            for awaiting, task_id in zip(awaitings, ids, strict=True)
+        }
+    else:
+        labels = {group_label(awaiting) for awaiting in awaitings}
     return shared_words(sorted(labels)) if labels else kind
 
 

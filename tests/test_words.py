@@ -900,3 +900,32 @@ def test_objects_are_lettered_within_their_process_in_a_look_at_several() -> Non
     )
     fill_texts(body, "tasks")
     assert "(Lock" not in json.dumps(body)
+
+
+def test_a_group_of_tasks_waiting_on_two_locks_of_one_name_does_not_name_one_lock() -> None:
+    # GIVEN worker(a, b) and worker(b, a), parked at one line, each on the lock it calls
+    # `lock_b`, and two more workers at another line, both on Lock A
+    def worker(task_id: str, name: str, lock: str, holder: str, line: int) -> dict[str, Any]:
+        stack = [{"function": "worker", "file": "app.py", "line": line}]
+        return task(
+            task_id, name, coro="worker", stack=stack, awaiting=lock_wait(lock, "lock_b", holder)
+        )
+
+    model = TaskModel.from_snapshot(
+        snapshot(
+            worker("1", "w1", "0xb", "3", 12),
+            worker("3", "w2", "0xa", "1", 12),
+            worker("5", "w3", "0xa", "1", 20),
+            worker("6", "w4", "0xa", "1", 20),
+        )
+    )
+    rows = {row.site: row.what for row in group_rows(model.await_sites(), model.object_letters)}
+    # THEN the group at line 12 says where its two tasks' words part (which lock), and the
+    # group at line 20 names its one lock by its letter
+    assert rows == {
+        "app.py:12": "Lock.acquire on lock_b (Lock …",
+        "app.py:20": "Lock.acquire on lock_b (Lock A, locked, 1 waiting), held by 1",
+    }
+    # without the letters, the group at line 12 reads as if its tasks waited on one lock
+    plain = {row.site: row.what for row in group_rows(model.await_sites())}
+    assert plain["app.py:12"] == "Lock.acquire on lock_b (locked, 1 waiting), held by …"

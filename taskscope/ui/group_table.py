@@ -38,7 +38,7 @@ class GroupTable(RowList):
 
     def update_rows(self, model: TaskModel, options: ViewOptions) -> None:
         self.model = model
-        groups = group_rows(model.await_sites(include_finished=False))
+        groups = group_rows(model.await_sites(include_finished=False), model.object_letters)
         if options.filter:
             groups = _filtered(model, groups, options.filter)
         self.groups = {f"{row.label}\x00{row.what}\x00{row.site}": row for row in groups}
