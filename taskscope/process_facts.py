@@ -175,6 +175,9 @@ class ProcessInfo(TypedDict, total=False):
     threads: int
     fds: int
     alive: bool
+    #: Why nothing runs in it, when it is stopped: "signal" (a SIGSTOP, Ctrl-Z) or "tracer"
+    #: (a debugger holds it); missing while it runs.
+    stopped: str
     #: Where the process runs when not on this host (`ssh://host`, taskscope.remote): its
     #: CPU, memory and the rest are the remote's, not read here.
     host: str
@@ -197,7 +200,12 @@ class ProcessFacts:
                 self._process.cpu_percent(None)
             process = self._process
             with process.oneshot():
-                info["alive"] = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+                status = process.status()
+                info["alive"] = process.is_running() and status != psutil.STATUS_ZOMBIE
+                if status == psutil.STATUS_STOPPED:
+                    info["stopped"] = "signal"
+                elif status == psutil.STATUS_TRACING_STOP:
+                    info["stopped"] = "tracer"
                 info["command"] = " ".join(process.cmdline())
                 info["cpu_percent"] = process.cpu_percent(None)
                 info["rss"] = process.memory_info().rss

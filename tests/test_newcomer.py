@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -427,3 +428,113 @@ def test_a_program_run_as_a_package_is_named_by_its_package(tmp_path: Any) -> No
         assert " · -m jobsvc --port 8080 · " in first_line, first_line
     finally:
         target.kill()
+
+
+# --- 8. a stopped process -----------------------------------------------------------------------
+
+
+def stopped_words(pid: int) -> str:
+    return (
+        f"taskscope: process {pid} is stopped (a SIGSTOP, or Ctrl-Z in its terminal): nothing "
+        f"runs in it, the agent included; resume it with `kill -CONT {pid}` (or `fg` in its shell)"
+    )
+
+
+@needs_attach
+@pytest.mark.parametrize("agent", [False, True], ids=["never-attached", "agent-loaded"])
+def test_a_stopped_process_is_said_stopped_and_looked_at_once_it_runs(
+    start: Any, agent: bool
+) -> None:
+    from taskscope.process_facts import process_state
+
+    # GIVEN an asyncio program, stopped as Ctrl-Z or SIGSTOP stops it
+    target = start("newcomer.py", agent=agent).wait_ready()
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: process_state(target.pid) == "T", what="the target stopped")
+        # WHEN a command looks at it
+        result = run_cli("ps", "--timeout", "30", str(target.pid), timeout=90)
+        if sys.version_info >= (3, 14):
+            # THEN from 3.14 on its memory is read instead, and the line says why
+            assert result.returncode == 0, result.stderr
+            assert result.stderr.strip() == (
+                f"{stopped_words(target.pid)}; reading its memory instead (read-only)"
+            )
+            assert "transfer-a" in result.stdout
+        else:
+            # THEN it says so in one line, how to let it run, rather than that an agent did
+            # not answer (or start) once the wait is over
+            assert result.returncode == 1, result.stdout
+            assert result.stderr.strip() == stopped_words(target.pid)
+        # AND a cancel, which needs the agent, says the same
+        cancel = run_cli("cancel", str(target.pid), "transfer-a")
+        assert cancel.returncode == 1, cancel.stdout
+        assert cancel.stderr.strip() == stopped_words(target.pid)
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    # WHEN it runs again THEN it is looked at through its agent, as usual
+    result = run_cli("ps", str(target.pid), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "transfer-a" in result.stdout and result.stderr == ""
+
+
+def test_a_process_stopped_while_a_command_waits_is_said_stopped(
+    start: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from taskscope.cli.sources import _slow_note
+    from taskscope.process_facts import process_state
+
+    # GIVEN a command waiting for the agent of a program that is then stopped
+    target = start("newcomer.py").wait_ready()
+    note = _slow_note(argparse.Namespace(pid=target.pid, timeout=10.0, remote=None))
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: process_state(target.pid) == "T", what="the target stopped")
+        # WHEN the wait outlasts a second THEN the note says it is stopped, not busy
+        note(1.0)
+        assert capsys.readouterr().err.strip() == (
+            f"{stopped_words(target.pid)}; waiting up to 10 s"
+        )
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    wait_for(lambda: process_state(target.pid) != "T", what="the target running")
+    # AND once it runs, a slow answer is put down to the GIL or a long look again
+    note(1.0)
+    assert "keeps its agent from the GIL" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="a debugger to hold the process: gdb")
+def test_a_process_held_by_a_debugger_names_the_debugger_while_a_command_waits(
+    start: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from taskscope.cli.sources import _slow_note
+    from taskscope.process_facts import process_state
+
+    # GIVEN a program that gdb holds (attached, busy with a command of its own)
+    target = start("newcomer.py").wait_ready()
+    gdb = subprocess.Popen(
+        ["gdb", "-p", str(target.pid), "-batch", "-nx", "-ex", "shell sleep 30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: process_state(target.pid) == "t", 30, "gdb holding the target")
+        # WHEN a command's wait outlasts a second THEN the note names who holds it
+        _slow_note(argparse.Namespace(pid=target.pid, timeout=10.0, remote=None))(1.0)
+        assert capsys.readouterr().err.strip() == (
+            f"taskscope: process {target.pid} is held by gdb (pid {gdb.pid}), a debugger or "
+            "tracer: nothing runs in it, the agent included; let it continue there, or detach "
+            "the debugger; waiting up to 10 s"
+        )
+    finally:
+        gdb.kill()
+        gdb.wait()
+        if process_state(target.pid) == "T":  # the stop of gdb's attach, left pending
+            os.kill(target.pid, signal.SIGCONT)
+    # AND once gdb is gone, the program runs on and answers
+    result = run_cli("ps", str(target.pid), timeout=60)
+    assert result.returncode == 0 and "transfer-a" in result.stdout, result.stderr

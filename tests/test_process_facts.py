@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,19 @@ def test_header_facts_of_a_live_child(live: subprocess.Popen[str]) -> None:
     assert info["fds"] >= 3  # stdin, stdout, stderr at least
     # CPU % is measured between two reads, as top does.
     assert facts.read()["cpu_percent"] >= 0.0
+    assert "stopped" not in info
+
+
+def test_header_facts_of_a_stopped_child(live: subprocess.Popen[str]) -> None:
+    facts = ProcessFacts(live.pid)
+    os.kill(live.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: process_state(live.pid) == "T", what="the child stopped")
+        info = facts.read()
+        assert info["stopped"] == "signal" and info["alive"] is True
+    finally:
+        os.kill(live.pid, signal.SIGCONT)
+    wait_for(lambda: "stopped" not in facts.read(), what="the child running again")
 
 
 def test_the_child_is_listed_as_a_python(live: subprocess.Popen[str]) -> None:

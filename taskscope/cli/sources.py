@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskscope.protocol import CompactSnapshot
 from taskscope.sources import Capability, ClientError, Source
+from taskscope.sources.base import stopped_process
 
 if TYPE_CHECKING:
     from taskscope.protocol import WireSnapshot
@@ -181,6 +182,14 @@ def _slow_note(args: argparse.Namespace) -> Callable[[float], None]:
     at a process of 100,000 tasks takes a second or two by itself."""
 
     def note(seconds: float) -> None:
+        stopped = (
+            None
+            if getattr(args, "remote", None) is not None
+            else stopped_process(args.pid, traced=True)
+        )
+        if stopped is not None:  # stopped since the command began
+            print(f"taskscope: {stopped}; waiting up to {args.timeout:g} s", file=sys.stderr)
+            return
         print(
             f"taskscope: process {args.pid} has not answered for {seconds:.0f} s: it keeps its "
             "agent from the GIL (a call that holds it, or a loop busy in short steps), or the "

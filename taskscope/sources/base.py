@@ -35,8 +35,43 @@ from typing import Protocol, TypedDict, runtime_checkable
 
 from taskscope import protocol
 from taskscope.client import ClientError
-from taskscope.process_facts import ProcessInfo as ProcessInfo  # process_info()'s facts
+from taskscope.process_facts import (
+    ProcessInfo as ProcessInfo,  # process_info()'s facts
+    process_name,
+    process_state,
+    status_field,
+)
 from taskscope.protocol import WireDelta, WireSnapshot
+
+
+class ProcessStopped(ClientError):
+    """The process is stopped (a SIGSTOP, Ctrl-Z, a debugger holding it): nothing runs in
+    it, the agent included, so no agent can answer or be loaded until it runs again."""
+
+
+def stopped_process(pid: int, traced: bool = False) -> ProcessStopped | None:
+    """Why `pid` cannot answer now, if it is stopped: the error to raise or to say, in
+    words that tell the user how to let it run; None when it runs (or is gone). `traced`:
+    also a process held by a tracer, named (left out where the tracer may be our own gdb,
+    which holds a process it loads the agent into for milliseconds)."""
+    state = process_state(pid)
+    if state == "T":
+        return ProcessStopped(
+            f"process {pid} is stopped (a SIGSTOP, or Ctrl-Z in its terminal): nothing runs in "
+            f"it, the agent included; resume it with `kill -CONT {pid}` (or `fg` in its shell)"
+        )
+    if state == "t" and traced:
+        tracer = status_field(pid, "TracerPid")
+        holder = (
+            f"{process_name(int(tracer))} (pid {tracer})"
+            if tracer not in (None, "0")
+            else "a debugger"
+        )
+        return ProcessStopped(
+            f"process {pid} is held by {holder}, a debugger or tracer: nothing runs in it, "
+            "the agent included; let it continue there, or detach the debugger"
+        )
+    return None
 
 
 class Capability(enum.Flag):

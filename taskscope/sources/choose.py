@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from taskscope.sources.base import Capability, Source, Unsupported
+from taskscope.sources.base import (
+    Capability,
+    ProcessStopped,
+    Source,
+    Unsupported,
+    stopped_process,
+)
 from taskscope.sources.live import open_live
 
 
@@ -32,6 +38,9 @@ def open_source(
     refusal = refused
     if not read_only:
         try:
+            stopped = stopped_process(pid)
+            if stopped is not None:  # said at once, rather than after the whole wait
+                raise stopped
             return open_live(pid, timeout=timeout, inject=inject, on_slow=on_slow)
         except _refusals() as error:
             if not read_only_can_stand_in(pid, error, needs):
@@ -77,11 +86,12 @@ def read_only_can_stand_in(pid: int, error: BaseException, needs: Capability) ->
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
-    """Why an agent could not be had, where a read-only look still can be."""
+    """Why an agent could not be had, where a read-only look still can be (a stopped
+    process's memory can be read as well as a running one's)."""
     from taskscope.attach.errors import InjectionTimeout, RemoteDebugDisabled
     from taskscope.client import NoAgent
 
-    return (NoAgent, RemoteDebugDisabled, InjectionTimeout)
+    return (NoAgent, RemoteDebugDisabled, InjectionTimeout, ProcessStopped)
 
 
 def _can_read_only(pid: int) -> bool:

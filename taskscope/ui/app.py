@@ -289,6 +289,8 @@ class TaskscopeApp(App[int]):
     def _facts_read(self, message: FactsRead) -> None:
         # Keep what was known (command line, memory) once the process is gone.
         self.facts = {**self.facts, **message.info}
+        if "stopped" not in message.info:  # it runs again (a fact of now, not one to keep)
+            self.facts.pop("stopped", None)
         if self._exit_unconfirmed and message.info.get("alive") is False:
             # The connection ended before the process was seen gone: now it is, say so.
             self._exit_unconfirmed = False

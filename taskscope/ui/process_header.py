@@ -220,6 +220,9 @@ class ProcessHeader(Static):
         else:
             style = "bold red" if data_age > 5 else ("yellow" if data_age > 2 else "dim")
             text.append(f"data {data_age:.1f} s old", style=style)
+            stopped = info.get("stopped")
+            if stopped is not None and data_age > 1:
+                text.append(f"  {_stopped_words(stopped, info.get('pid'))}", style="bold red")
         if paused:
             text.append("  ⏸ PAUSED (space resumes)", style="bold black on yellow")
         starved = gil_wait_words(model, short=True) if model is not None and not moment else None
@@ -231,6 +234,13 @@ class ProcessHeader(Static):
         if text != self._last_text:  # skip no-ops; lay the screen out only for a new height
             old, self._last_text = self._last_text, text
             self.update(text, layout=not same_height(old, text, self.content_region.width))
+
+
+def _stopped_words(why: str, pid: int | None) -> str:
+    """Why no data comes from a stopped process, and how to let it run."""
+    if why == "tracer":
+        return "⏸ the process is held by a debugger: nothing runs in it until it continues"
+    return f"⏸ the process is stopped (SIGSTOP, Ctrl-Z): `kill -CONT {pid}` resumes it"
 
 
 #: The header's height at most (`#header`'s max-height in app.tcss).

@@ -836,3 +836,23 @@ def test_the_detail_pane_lists_awaited_tasks_in_the_trees_order() -> None:
         assert prompts == [f"→ awaits {name}" for name in in_tree]
 
     run_app(scenario, source)
+
+
+def test_the_header_says_stopped_only_while_the_process_is_stopped() -> None:
+    clock = Clock()
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # GIVEN no data for 3 s from a process found stopped
+        clock.now += 3.0
+        source.info = {**source.info, "stopped": "signal"}
+        app._read_facts()
+        await until(pilot, lambda: "the process is stopped" in str(app.header.render()))
+        assert "`kill -CONT 4242` resumes it" in str(app.header.render())
+        # WHEN it runs again, though no data came yet (a long look at many tasks)
+        source.info = {key: value for key, value in source.info.items() if key != "stopped"}
+        app._read_facts()
+        # THEN the header no longer says it is stopped
+        await until(pilot, lambda: "the process is stopped" not in str(app.header.render()))
+        assert "data 3.0 s old" in str(app.header.render())
+
+    run_app(scenario, clock=clock)

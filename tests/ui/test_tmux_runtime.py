@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -173,3 +174,31 @@ def test_attach_with_time_steps_turns_the_timing_on_for_the_dashboard(
         quit_dashboard(terminal, started.process)
     finally:
         started.kill()
+
+
+def test_the_header_says_the_process_is_stopped_until_it_runs_again(
+    target: subprocess.Popen[str], terminal: Terminal
+) -> None:
+    attach(terminal, target.pid)
+    # WHEN the process is stopped (Ctrl-Z in its terminal, a SIGSTOP)
+    os.kill(target.pid, signal.SIGSTOP)
+    try:
+        # THEN the header says why no data comes, and how to let it run
+        line = on_screen(
+            terminal, lambda: line_with(terminal, "the process is stopped"), 15, "the stopped note"
+        )
+        assert f"`kill -CONT {target.pid}` resumes it" in str(line)
+        assert "s old" in str(line)
+    finally:
+        os.kill(target.pid, signal.SIGCONT)
+    # WHEN it runs again THEN the note goes, and data comes again
+    on_screen(
+        terminal,
+        lambda: (
+            line_with(terminal, "the process is stopped") is None
+            and line_with(terminal, "data 0.") is not None
+        ),
+        15,
+        "the note gone, fresh data",
+    )
+    quit_dashboard(terminal, target)
