@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -203,6 +203,11 @@ class ProcessHeader(Static):
             rows = HEADER_ROWS - _rows(text) - 1 - (1 if warnings else 0)
             text.append("\n")
             text.append(self._loops_text(model, max(1, rows)))
+        elif model is not None and not moment and gone is None:
+            # Attached before the program started asyncio, after its loop ended, or to one that
+            # never runs one: an empty tree alone would look like a dashboard that failed.
+            text.append("\n")
+            text.append(NO_LOOP_YET, style="italic")
         if warnings:
             width = self.content_region.width or 200
             text.append("\n")
@@ -241,6 +246,10 @@ def _stopped_words(why: str, pid: int | None) -> str:
     if why == "tracer":
         return "⏸ the process is held by a debugger: nothing runs in it until it continues"
     return f"⏸ the process is stopped (SIGSTOP, Ctrl-Z): `kill -CONT {pid}` resumes it"
+
+
+#: The header's line while the process has no event loop.
+NO_LOOP_YET: Final = "no event loop runs in this process now: its tasks show here once one does"
 
 
 #: The header's height at most (`#header`'s max-height in app.tcss).

@@ -856,3 +856,24 @@ def test_the_header_says_stopped_only_while_the_process_is_stopped() -> None:
         assert "data 3.0 s old" in str(app.header.render())
 
     run_app(scenario, clock=clock)
+
+
+def test_the_header_says_no_loop_runs_until_the_program_starts_one() -> None:
+    # GIVEN a dashboard on a Python program that has not started asyncio yet
+    body = snapshot([], cycles=[])
+    body["loops"] = []
+    source = FakeSource(body)
+
+    async def scenario(app: TaskscopeApp, pilot: Pilot[Any], source: FakeSource) -> None:
+        # THEN the header says why the tree is empty
+        header = str(app.header.render())
+        assert "no event loop runs in this process now: its tasks show here once one does" in (
+            header
+        ), header
+        # WHEN the program starts its loop and a task
+        source.push(delta([wire_task("1", "main", "main")], cycles=[], tasks=1))
+        # THEN the loop's line takes its place
+        await until(pilot, lambda: "loop MainThread" in str(app.header.render()))
+        assert "no event loop runs" not in str(app.header.render())
+
+    run_app(scenario, source)
