@@ -207,7 +207,7 @@ class ProcessHeader(Static):
             # Attached before the program started asyncio, after its loop ended, or to one that
             # never runs one: an empty tree alone would look like a dashboard that failed.
             text.append("\n")
-            text.append(NO_LOOP_YET, style="italic")
+            text.append(NO_LOOP_NOW, style="italic")
         if warnings:
             width = self.content_region.width or 200
             text.append("\n")
@@ -249,7 +249,7 @@ def _stopped_words(why: str, pid: int | None) -> str:
 
 
 #: The header's line while the process has no event loop.
-NO_LOOP_YET: Final = "no event loop runs in this process now: its tasks show here once one does"
+NO_LOOP_NOW: Final = "no event loop runs in this process now: its tasks show here once one does"
 
 
 #: The header's height at most (`#header`'s max-height in app.tcss).
