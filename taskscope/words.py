@@ -362,6 +362,13 @@ def lettered(kind: str, letter: str) -> str:
     return f"{kind} {letter}"
 
 
+def _with_letter(name: str, facts: Mapping[str, Any]) -> str:
+    """A warning's object by its name, and by its letter when its facts carry one (another
+    object goes by that name): `q (Queue B)`."""
+    letter = facts.get("letter")
+    return f"{name} ({lettered(str(facts.get('type')), str(letter))})" if letter else name
+
+
 def _letter(count: int) -> str:
     """0 -> A, 25 -> Z, 26 -> AA: spreadsheet columns."""
     letters = ""
@@ -1028,9 +1035,7 @@ def finding_text(finding: FindingFacts, model: TasksByID) -> str:
         if len(tasks) == 1:
             body = f"{first} awaits itself: it can never finish"
     elif kind == "never_woken":
-        what = facts.get("what") or _a_thing(str(facts.get("type") or "?"))
-        if facts.get("letter"):  # `q (Queue B)`: another queue goes by q too
-            what = f"{what} ({lettered(str(facts.get('type')), str(facts['letter']))})"
+        what = _with_letter(facts.get("what") or _a_thing(str(facts.get("type") or "?")), facts)
         never = _NEVER_WORDS.get(str(facts.get("kind")), "it will never be done")
         body = (
             f"{first} waits on {what}, which no other task, callback, timer or file can "
@@ -1167,9 +1172,7 @@ def _abandoned_words(model: TasksByID, finding: FindingFacts) -> str:
         whom = f"{holder}, which {_ENDED_WORDS.get(str(facts.get('holder_state')), 'ended')}"
     else:
         whom = "a task that has ended"
-    lock = facts.get("lock") or "a lock"
-    if facts.get("letter"):
-        lock = f"{lock} ({lettered(str(facts.get('type')), str(facts['letter']))})"
+    lock = _with_letter(facts.get("lock") or "a lock", facts)
     return (
         f"{waiting} {verb} for {lock}, held by {whom} without "
         "releasing it: nothing will (take it with `async with`, or release it in a `finally`)"
